@@ -1,0 +1,158 @@
+"""The development PKI: a certomancer architecture with locally served TSA, OCSP and CRLs.
+
+Keys are generated on first start under ``<data_dir>/pki/keys`` (never committed). The
+certificates are derived from ``certs/dev/certomancer.yml`` and those keys, then exported as
+PKCS#12 files (with their chains) for the signing profiles and as PEM files for trust.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from asn1crypto import x509
+from certomancer.integrations.animator import Animator, AnimatorArchStore
+from certomancer.registry import ArchLabel, CertLabel, CertomancerConfig, KeyLabel, ServiceLabel
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from werkzeug.serving import BaseWSGIServer, make_server
+
+log = logging.getLogger(__name__)
+
+ARCH = ArchLabel("dev")
+# Key label -> algorithm. Agency B's seal uses ECDSA P-256 so both families are exercised.
+KEYS: dict[str, str] = {
+    "root": "rsa3072",
+    "interm": "rsa2048",
+    "ocsp": "rsa2048",
+    "tsa": "rsa2048",
+    "agency-a-seal": "rsa2048",
+    "agency-b-seal": "ec256",
+    "officer": "rsa2048",
+    "revoked-signer": "rsa2048",
+    "expired-signer": "rsa2048",
+}
+# Certificates exported as PKCS#12 (key + certificate + chain) for signing.
+SIGNERS = ("agency-a-seal", "agency-b-seal", "officer", "revoked-signer", "expired-signer")
+TSA_LABEL = "tsa"
+
+
+@dataclass(frozen=True)
+class DevPki:
+    directory: Path
+    url_prefix: str
+    config: CertomancerConfig
+
+    @property
+    def arch(self):  # type: ignore[no-untyped-def]
+        return self.config.get_pki_arch(ARCH)
+
+    @property
+    def root_cert_path(self) -> Path:
+        return self.directory / "root.cert.pem"
+
+    def p12_path(self, label: str) -> Path:
+        return self.directory / f"{label}.p12"
+
+    def cert_path(self, label: str) -> Path:
+        return self.directory / f"{label}.cert.pem"
+
+    @property
+    def tsa_url(self) -> str:
+        return f"{self.url_prefix}/{ARCH}/tsa/{TSA_LABEL}"
+
+    def cert(self, label: str) -> x509.Certificate:
+        return self.arch.get_cert(CertLabel(label))
+
+    def animator(self) -> Animator:
+        return Animator(AnimatorArchStore(self.config.pki_archs), with_web_ui=False)
+
+
+def _generate_key(path: Path, kind: str) -> None:
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    if kind.startswith("rsa"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    from asn1crypto import pem
+
+    return pem.armor("CERTIFICATE", cert.dump())
+
+
+def init_dev_pki(
+    pki_dir: Path, config_path: Path, url_prefix: str, passphrase: bytes
+) -> DevPki:
+    """Create keys if missing and (re-)export certificates. Idempotent."""
+    keys_dir = pki_dir / "keys"
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(keys_dir, 0o700)
+    created = []
+    for label, kind in KEYS.items():
+        path = keys_dir / f"{label}.key.pem"
+        if not path.exists():
+            _generate_key(path, kind)
+            created.append(label)
+    if created:
+        log.info("development PKI: generated keys %s", ", ".join(created))
+
+    config = CertomancerConfig.from_file(
+        str(config_path), key_search_dir=str(keys_dir), external_url_prefix=url_prefix
+    )
+    pki = DevPki(directory=pki_dir, url_prefix=url_prefix, config=config)
+    arch = pki.arch
+    state_file = pki_dir / "state.json"
+    state = {"url_prefix": url_prefix, "keys": sorted(KEYS)}
+    if not created and state_file.exists() and json.loads(state_file.read_text()) == state:
+        return pki
+
+    for label in ("root", "interm", "tsa", "ocsp", *SIGNERS):
+        pki.cert_path(label).write_bytes(_pem(arch.get_cert(CertLabel(label))))
+    for label in SIGNERS:
+        data = arch.package_pkcs12(CertLabel(label), password=passphrase)
+        path = pki.p12_path(label)
+        path.write_bytes(data)
+        os.chmod(path, 0o600)
+    state_file.write_text(json.dumps(state))
+    return pki
+
+
+class DevPkiServer:
+    """Serves the dev PKI's TSA, OCSP responder and CRLs over HTTP on loopback."""
+
+    def __init__(self, pki: DevPki, host: str, port: int) -> None:
+        self._server: BaseWSGIServer = make_server(
+            host, port, pki.animator(), threaded=True
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="dev-pki", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    def start(self) -> DevPkiServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+__all__ = ["ARCH", "SIGNERS", "DevPki", "DevPkiServer", "KeyLabel", "ServiceLabel", "init_dev_pki"]

@@ -1,0 +1,101 @@
+"""Typed settings, built once at start-up and injected.
+
+Every setting can be given as an environment variable prefixed ``SIGNING_SERVICE_``.
+Production mode refuses development keys, the development root and default secrets
+(see :func:`Settings.check_production`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CERTS_DIR = REPO_ROOT / "certs"
+
+# The passphrase of the development PKCS#12 files. It is public (it is in this file), so
+# production mode refuses any profile that still uses it.
+DEV_KEY_PASSPHRASE = "dev-only-passphrase"
+
+
+class Mode(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIGNING_SERVICE_", extra="ignore")
+
+    mode: Mode = Mode.DEVELOPMENT
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    storage_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = None
+
+    # National document exchange limit: 50 MB a file.
+    max_upload_bytes: int = 50 * 1024 * 1024
+
+    trust_anchors_file: Path = CERTS_DIR / "trust" / "anchors.json"
+    extra_trust_anchors: list[Path] = Field(default_factory=list)
+
+    dev_pki_config: Path = CERTS_DIR / "dev" / "certomancer.yml"
+    dev_pki_host: str = "127.0.0.1"
+    dev_pki_port: int = 8001
+    dev_pki_serve: bool = True
+
+    # Passphrase for file keys (PKCS#12 / encrypted PEM); a secret, never logged.
+    key_passphrase: SecretStr = SecretStr(DEV_KEY_PASSPHRASE)
+
+    # Revocation look-ups of the signer before signing are cached this long (seconds).
+    signer_check_cache_seconds: int = 300
+    fetch_timeout_seconds: float = 5.0
+    # Worker threads doing CPU-heavy signing/verification inside the API server.
+    worker_threads: int = 4
+
+    @property
+    def is_production(self) -> bool:
+        return self.mode is Mode.PRODUCTION
+
+    @cached_property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.resolved_data_dir / "pki"
+
+    @property
+    def dev_credentials_file(self) -> Path:
+        return self.resolved_data_dir / "dev-credentials.json"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_data_dir / 'metadata.db'}"
+
+    @property
+    def effective_storage_url(self) -> str:
+        return self.storage_url or f"file://{self.resolved_data_dir / 'objects'}"
+
+    @property
+    def dev_pki_url(self) -> str:
+        return f"http://{self.dev_pki_host}:{self.dev_pki_port}"
+
+    def check_production(self) -> list[str]:
+        """Problems that forbid starting in production mode (empty when fine)."""
+        problems: list[str] = []
+        if not self.is_production:
+            return problems
+        if self.key_passphrase.get_secret_value() == DEV_KEY_PASSPHRASE:
+            problems.append("SIGNING_SERVICE_KEY_PASSPHRASE is the public development default")
+        if self.database_url is None:
+            problems.append("SIGNING_SERVICE_DATABASE_URL must be set explicitly")
+        for anchor in self.extra_trust_anchors:
+            if self.pki_dir in anchor.resolve().parents:
+                problems.append(f"extra trust anchor {anchor} belongs to the development PKI")
+        return problems
