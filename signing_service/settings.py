@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     extra_trust_anchors: list[Path] = Field(default_factory=list)
 
     dev_pki_config: Path = CERTS_DIR / "dev" / "certomancer.yml"
+    # Where the development PKI's keys and exports live (default: <data_dir>/pki).
+    dev_pki_dir: Path | None = None
     dev_pki_host: str = "127.0.0.1"
     dev_pki_port: int = 8001
     dev_pki_serve: bool = True
@@ -68,7 +70,7 @@ class Settings(BaseSettings):
 
     @property
     def pki_dir(self) -> Path:
-        return self.resolved_data_dir / "pki"
+        return (self.dev_pki_dir or self.resolved_data_dir / "pki").resolve()
 
     @property
     def dev_credentials_file(self) -> Path:

@@ -153,13 +153,17 @@ class EncryptedPdfError(Exception):
     pass
 
 
-SIGNATURE_MARKERS = (b"/ByteRange", b"/Type /Sig", b"/Type/Sig", b"/DocTimeStamp",
-                     b"adbe.pkcs7", b"ETSI.CAdES")
+# Any of these means the file claims to carry a signature: if it then cannot be parsed, the
+# verdict is TOTAL_FAILED, never "unsigned".
+SIGNATURE_MARKERS = re.compile(
+    rb"/ByteRange|/SigFlags|/FT\s*/Sig\b|/Type\s*/(?:Sig|DocTimeStamp)\b"
+    rb"|adbe\.pkcs7|ETSI\.CAdES|ETSI\.RFC3161"
+)
 OBJ_HEADER = re.compile(rb"(?<![0-9])(\d{1,10})\s+(\d{1,5})\s+obj\b")
 
 
 def _looks_signed(data: bytes) -> bool:
-    return any(marker in data for marker in SIGNATURE_MARKERS)
+    return SIGNATURE_MARKERS.search(data) is not None
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -365,7 +369,7 @@ class Verifier:
         if dss is not None:
             try:
                 # DSS data from the document (B-LT/B-LTA) lets verification work offline.
-                ctx = dss.as_validation_context({})
+                ctx = dss.as_validation_context({"trust_roots": self.trust.roots})
                 other = list(ctx.certificate_registry)
                 ocsps = [o.dump() for o in ctx.ocsps]
                 crls = [c.dump() for c in ctx.crls]

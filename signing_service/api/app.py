@@ -1,0 +1,231 @@
+"""HTTP API (FastAPI). One error shape for every failure: ``{"code", "message"}`` with a
+stable code, the HTTP status and a Vietnamese message; never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+import anyio
+from fastapi import Depends, FastAPI, File, Form, Header, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from signing_service import errors
+from signing_service.api import schemas
+from signing_service.services.auth import authenticate
+from signing_service.services.container import Services
+from signing_service.services.documents import DocumentView, get_document, read_content
+from signing_service.services.signing import sign_document
+from signing_service.services.verification import verify_document
+from signing_service.store.models import Agency, ApiClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+HTTP_CODES = {
+    400: ("INVALID_REQUEST", "Yêu cầu không hợp lệ."),
+    401: ("UNAUTHENTICATED", "Thiếu khóa API hoặc khóa API không hợp lệ."),
+    404: ("NOT_FOUND", "Không tìm thấy tài nguyên được yêu cầu."),
+    405: ("METHOD_NOT_ALLOWED", "Phương thức HTTP không được hỗ trợ cho địa chỉ này."),
+    413: ("FILE_TOO_LARGE", "Tệp vượt quá dung lượng cho phép."),
+}
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, **extra}, status_code=status)
+
+
+class BodyLimit:
+    """Refuse bodies over the limit while they arrive, before anything is parsed or spooled."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise errors.PayloadTooLarge()
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _reject(self, send: Send) -> None:
+        response = error_response(413, *HTTP_CODES[413])
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def current_client(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> ApiClient:
+    services: Services = request.app.state.services
+    with services.db.transaction() as session:
+        found = authenticate(session, authorization)
+        _ = found.agency  # load while the session is open
+    return found
+
+
+Client = Annotated[ApiClient, Depends(current_client)]
+
+
+def create_app(services: Services) -> FastAPI:
+    settings = services.settings
+    limiter = anyio.CapacityLimiter(settings.worker_threads)
+
+    async def in_worker(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=limiter)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(
+        title="Dịch vụ ký số và xác minh chữ ký số văn bản",
+        description=(
+            "Ký số PAdES (B-B, B-T, B-LT, B-LTA) và xác minh chữ ký số trên tài liệu PDF theo "
+            "Thông tư 15/2025/TT-BKHCN và ETSI EN 319 102-1. Mọi lỗi trả về "
+            "`{\"code\", \"message\"}` với mã lỗi ổn định và thông báo tiếng Việt."
+        ),
+        version="0.1.0",
+        lifespan=lifespan,
+        responses={422: {"model": schemas.ErrorBody}},
+    )
+    app.state.services = services
+    # Multipart framing adds a little to the file itself.
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + 64 * 1024)
+
+    @app.exception_handler(errors.ServiceError)
+    async def _service_error(_r: Request, exc: errors.ServiceError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [".".join(str(p) for p in e.get("loc", ())[1:]) for e in exc.errors()]
+        return error_response(
+            422, "INVALID_REQUEST",
+            "Yêu cầu thiếu trường bắt buộc hoặc có trường không hợp lệ.",
+            details={"fields": fields},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, message = HTTP_CODES.get(exc.status_code, ("HTTP_ERROR", "Yêu cầu không hợp lệ."))
+        return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error: %s", type(exc).__name__)
+        return error_response(500, "INTERNAL_ERROR", "Lỗi nội bộ của dịch vụ.")
+
+    def _doc_out(doc: DocumentView) -> schemas.DocumentOut:
+        return schemas.DocumentOut(
+            **doc.__dict__,
+            download_url=f"/v1/documents/{doc.id}/content",
+        )
+
+    async def _read(upload: UploadFile) -> bytes:
+        data = await upload.read(settings.max_upload_bytes + 1)
+        return data
+
+    @app.get("/healthz", response_model=schemas.Health, tags=["vận hành"])
+    async def healthz() -> schemas.Health:
+        return schemas.Health(status="ok")
+
+    @app.get("/readyz", response_model=schemas.Health, tags=["vận hành"],
+             responses={503: {"model": schemas.ErrorBody}})
+    async def readyz() -> Any:
+        def probe() -> None:
+            with services.db.transaction() as session:
+                session.execute(text("SELECT 1"))
+            services.store.check()
+
+        try:
+            await in_worker(probe)
+        except Exception as e:  # noqa: BLE001
+            log.warning("not ready: %s", type(e).__name__)
+            return error_response(503, "NOT_READY", "Dịch vụ chưa sẵn sàng.",)
+        return schemas.Health(status="ready")
+
+    @app.post(
+        "/v1/signatures", status_code=201, response_model=schemas.SignatureOut,
+        tags=["ký số"], summary="Ký số một tài liệu PDF bằng cấu hình ký số của cơ quan",
+        responses={401: {"model": schemas.ErrorBody}, 404: {"model": schemas.ErrorBody},
+                   413: {"model": schemas.ErrorBody}, 503: {"model": schemas.ErrorBody}},
+    )
+    async def create_signature(
+        caller: Client,
+        response: Response,
+        file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
+        profile: Annotated[str, Form(description="Tên cấu hình ký số", examples=["agency-a-seal"])],
+        level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
+        dossier_code: Annotated[str | None, Form(examples=["000.00.12.H12-261127-0001"])] = None,
+    ) -> schemas.SignatureOut:
+        data = await _read(file)
+        agency: Agency = caller.agency
+        result = await in_worker(
+            sign_document, services, agency, profile_name=profile, pdf=data, level=level,
+            filename=file.filename, dossier_code=dossier_code,
+            actor=f"api-client:{caller.key_id}",
+        )
+        response.headers["Location"] = f"/v1/documents/{result.document.id}"
+        return schemas.SignatureOut(
+            signature_id=result.signature_id, level=result.level, profile=result.profile,
+            signed_at=result.signed_at, certificate_sha256=result.certificate_sha256,
+            document=_doc_out(result.document), input_document=_doc_out(result.input_document),
+        )
+
+    @app.get("/v1/documents/{document_id}", response_model=schemas.DocumentOut,
+             tags=["văn bản"], responses={404: {"model": schemas.ErrorBody}})
+    async def document_meta(document_id: str, caller: Client) -> schemas.DocumentOut:
+        doc = await in_worker(get_document, services, caller.agency_id, document_id)
+        return _doc_out(DocumentView.of(doc))
+
+    @app.get("/v1/documents/{document_id}/content", tags=["văn bản"],
+             response_class=Response, responses={
+                 200: {"content": {"application/pdf": {}}},
+                 404: {"model": schemas.ErrorBody}})
+    async def document_content(document_id: str, caller: Client) -> Response:
+        doc = await in_worker(get_document, services, caller.agency_id, document_id)
+        data = await in_worker(read_content, services, doc)
+        name = doc.filename or f"{doc.id}.pdf"
+        ascii_name = name.encode("ascii", "replace").decode().replace('"', "")
+        return Response(data, media_type=doc.media_type, headers={
+            "Content-Disposition": f'attachment; filename="{ascii_name}"',
+            "X-Content-SHA256": doc.sha256,
+        })
+
+    @app.post(
+        "/v1/verifications", response_model=schemas.VerificationReport, tags=["xác minh"],
+        summary="Xác minh mọi chữ ký số và dấu thời gian trong một tài liệu PDF (công khai)",
+        responses={413: {"model": schemas.ErrorBody}},
+    )
+    async def create_verification(
+        file: Annotated[UploadFile, File(description="Tài liệu PDF cần xác minh")],
+    ) -> Any:
+        data = await _read(file)
+        return await in_worker(verify_document, services, data, actor="public")
+
+    return app

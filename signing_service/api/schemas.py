@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["PROFILE_NOT_FOUND"])
+    message: str = Field(examples=["Không tìm thấy cấu hình ký số."])
+    details: dict[str, Any] | None = None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class DocumentOut(BaseModel):
+    id: str
+    kind: str = Field(description="original | signed")
+    sha256: str
+    size: int
+    media_type: str
+    filename: str | None
+    dossier_code: str | None
+    created_at: str
+    download_url: str
+
+
+class SignatureOut(BaseModel):
+    signature_id: str
+    level: str = Field(examples=["B-T"])
+    profile: str
+    signed_at: str
+    certificate_sha256: str
+    document: DocumentOut
+    input_document: DocumentOut
+
+
+class CheckOut(BaseModel):
+    status: str = Field(description="PASSED | FAILED | INDETERMINATE | NOT_APPLICABLE")
+    code: str
+    message: str
+
+
+class SignerOut(BaseModel):
+    common_name: str | None
+    organization: str | None
+    title: str | None
+    subject: str
+    issuer: str
+    serial_number: str
+    certificate_sha256: str
+    valid_from: str
+    valid_to: str
+
+
+class SignatureReportOut(BaseModel):
+    field: str
+    type: str = Field(description="signature | certification | document_timestamp")
+    indication: str = Field(description="TOTAL_PASSED | TOTAL_FAILED | INDETERMINATE")
+    sub_indication: str | None
+    signer: SignerOut | None
+    signing_time: str | None
+    signing_time_source: str | None
+    timestamp_time: str | None
+    md_algorithm: str | None
+    coverage: str | None
+    checks: dict[str, CheckOut]
+
+
+class VerificationReport(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "verdict": "TOTAL_PASSED", "sub_indication": None,
+        "message": "Tất cả chữ ký số hợp lệ.",
+        "document": {"sha256": "…", "size": 23953},
+        "validated_at": "2026-11-27T14:05:09+07:00",
+        "signatures": [], "problems": [],
+    }]})
+    verdict: str = Field(description="TOTAL_PASSED | TOTAL_FAILED | INDETERMINATE | NO_SIGNATURE")
+    sub_indication: str | None
+    message: str
+    document: dict[str, Any]
+    validated_at: str
+    signatures: list[SignatureReportOut]
+    problems: list[dict[str, Any]]

@@ -1,0 +1,227 @@
+"""Command line: ``signing-service serve | sign | verify | pki init | audit verify``.
+
+Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
+3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
+6 configuration refused (production checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from signing_service import errors
+
+EXIT_PASSED, EXIT_FAILED, EXIT_UNDECIDED = 0, 1, 2
+EXIT_USAGE, EXIT_IO, EXIT_REFUSED, EXIT_CONFIG = 3, 4, 5, 6
+
+VERDICT_EXIT = {"TOTAL_PASSED": EXIT_PASSED, "TOTAL_FAILED": EXIT_FAILED,
+                "INDETERMINATE": EXIT_UNDECIDED, "NO_SIGNATURE": EXIT_UNDECIDED}
+VERDICT_VI = {
+    "TOTAL_PASSED": "HỢP LỆ", "TOTAL_FAILED": "KHÔNG HỢP LỆ",
+    "INDETERMINATE": "CHƯA XÁC ĐỊNH", "NO_SIGNATURE": "KHÔNG CÓ CHỮ KÝ SỐ",
+}
+STATUS_VI = {"PASSED": "đạt", "FAILED": "KHÔNG ĐẠT", "INDETERMINATE": "chưa xác định",
+             "NOT_APPLICABLE": "không áp dụng"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"Lỗi cú pháp lệnh: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _services(serve_dev_pki: bool = False):  # type: ignore[no-untyped-def]
+    from signing_service.services.container import Services, StartupRefused
+    from signing_service.settings import Settings
+
+    try:
+        return Services.build(Settings(), serve_dev_pki=serve_dev_pki)
+    except StartupRefused as e:
+        print(f"Từ chối khởi động ở chế độ production: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    except errors.ServiceError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        print(f"Không đọc được tệp {path}: {e.strerror}", file=sys.stderr)
+        sys.exit(EXIT_IO)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from signing_service.api.app import create_app
+
+    services = _services(serve_dev_pki=True)
+    settings = services.settings
+    if services.dev_pki is not None:
+        print(f"Chế độ phát triển: PKI thử nghiệm phục vụ TSA/OCSP/CRL tại {settings.dev_pki_url}")
+        print(f"Khóa API và cấu hình ký thử nghiệm: {settings.dev_credentials_file}")
+    app = create_app(services)
+    try:
+        uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
+                    log_level="info", access_log=False)
+    finally:
+        services.close()
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from signing_service.services.signing import sign_document
+    from signing_service.store.models import SigningProfile
+
+    data = _read(args.input)
+    services = _services(serve_dev_pki=args.serve_dev_pki)
+    try:
+        with services.db.transaction() as session:
+            profile = session.scalars(
+                select(SigningProfile).where(SigningProfile.name == args.profile)).first()
+            agency = profile.agency if profile is not None else None
+        if profile is None or agency is None:
+            raise errors.ProfileNotFound()
+        result = sign_document(services, agency, profile_name=args.profile, pdf=data,
+                               level=args.level, filename=Path(args.input).name,
+                               dossier_code=args.dossier_code, actor="cli")
+        from signing_service.services.documents import get_document, read_content
+
+        signed = read_content(services, get_document(services, agency.id, result.document.id))
+        try:
+            Path(args.output).write_bytes(signed)
+        except OSError as e:
+            print(f"Không ghi được tệp {args.output}: {e.strerror}", file=sys.stderr)
+            return EXIT_IO
+    except errors.ServiceError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        services.close()
+    print(f"Đã ký ({result.level}) bằng cấu hình {result.profile}: {args.output}")
+    print(f"Mã văn bản: {result.document.id}  SHA-256: {result.document.sha256}")
+    return 0
+
+
+def _print_report(report: dict) -> None:  # type: ignore[type-arg]
+    print(f"Kết luận: {VERDICT_VI[report['verdict']]} ({report['verdict']}"
+          + (f" / {report['sub_indication']}" if report["sub_indication"] else "") + ")")
+    print(report["message"])
+    for problem in report["problems"]:
+        print(f"  ! {problem['message']}")
+    for sig in report["signatures"]:
+        signer = sig.get("signer") or {}
+        print(f"\nChữ ký {sig['field']} ({sig['type']}): {sig['indication']}"
+              + (f" / {sig['sub_indication']}" if sig["sub_indication"] else ""))
+        if signer:
+            print(f"  Người ký: {signer.get('common_name')}"
+                  + (f", {signer['title']}" if signer.get("title") else "")
+                  + (f" — {signer['organization']}" if signer.get("organization") else ""))
+            print(f"  Đơn vị cấp chứng thư: {signer.get('issuer')}")
+            print(f"  Hiệu lực chứng thư: {signer.get('valid_from')} → {signer.get('valid_to')}")
+        if sig.get("signing_time"):
+            source = "dấu thời gian" if sig["signing_time_source"] == "timestamp" else "tự khai"
+            print(f"  Thời điểm ký: {sig['signing_time']} ({source})")
+        for name, check in sig["checks"].items():
+            print(f"  - {name}: {STATUS_VI[check['status']]} — {check['message']}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from signing_service.services.verification import verify_document
+
+    data = _read(args.file)
+    services = _services()
+    try:
+        report = verify_document(services, data, actor="cli")
+    except errors.ServiceError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        _print_report(report)
+    return VERDICT_EXIT[report["verdict"]]
+
+
+def cmd_pki_init(_args: argparse.Namespace) -> int:
+    services = _services()
+    try:
+        if services.dev_pki is None:
+            print("PKI thử nghiệm chỉ dùng ở chế độ phát triển.", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"PKI thử nghiệm: {services.dev_pki.directory}")
+        for path in sorted(services.dev_pki.directory.glob("*")):
+            print(f"  {path.name}")
+    finally:
+        services.close()
+    return 0
+
+
+def cmd_audit_verify(_args: argparse.Namespace) -> int:
+    from signing_service import audit
+
+    services = _services()
+    try:
+        with services.db.transaction() as session:
+            report = audit.verify(session)
+    finally:
+        services.close()
+    if report.ok:
+        print(f"Nhật ký kiểm tra toàn vẹn: {report.entries} bản ghi, chuỗi băm hợp lệ.")
+        return 0
+    print(f"Nhật ký kiểm tra BỊ SỬA ĐỔI ({report.entries} bản ghi):", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="signing-service", description="Dịch vụ ký số và xác minh chữ ký số")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = sub.add_parser("serve", help="chạy API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+    sign = sub.add_parser("sign", help="ký một tệp PDF")
+    sign.add_argument("input")
+    sign.add_argument("output")
+    sign.add_argument("--profile", required=True)
+    sign.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"])
+    sign.add_argument("--dossier-code")
+    sign.add_argument("--serve-dev-pki", action="store_true",
+                      help="phục vụ TSA/OCSP thử nghiệm trong lúc ký (chế độ phát triển)")
+    sign.set_defaults(func=cmd_sign)
+    verify = sub.add_parser("verify", help="xác minh chữ ký số trong tệp PDF")
+    verify.add_argument("file")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_verify)
+    pki = sub.add_parser("pki", help="PKI thử nghiệm")
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True, parser_class=_Parser)
+    pki_sub.add_parser("init", help="tạo khóa và chứng thư thử nghiệm").set_defaults(
+        func=cmd_pki_init)
+    aud = sub.add_parser("audit", help="nhật ký kiểm tra")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    aud_sub.add_parser("verify", help="kiểm tra chuỗi băm của nhật ký").set_defaults(
+        func=cmd_audit_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

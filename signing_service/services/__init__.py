@@ -1,0 +1,1 @@
+"""Use cases: documents, signing, verification. The API, web page and CLI call these."""

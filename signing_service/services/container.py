@@ -1,0 +1,123 @@
+"""Everything the use cases need, built once at start-up from :class:`Settings`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from pyhanko.sign.timestamps import HTTPTimeStamper
+from sqlalchemy import select
+
+from signing_service.errors import ConfigurationError
+from signing_service.pki.dev import DevPki, DevPkiServer, init_dev_pki
+from signing_service.settings import Settings
+from signing_service.signing.certcheck import SignerChecker
+from signing_service.signing.keys import KeyCache
+from signing_service.store.db import Database
+from signing_service.store.models import Agency, SigningProfile
+from signing_service.trust import TrustStore, TrustStoreError
+from signing_service.verification.validate import Verifier
+from storage import ObjectStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+class StartupRefused(Exception):
+    """Production mode found development material or default secrets."""
+
+
+def quiet_library_loggers() -> None:
+    # pyHanko and certvalidator log every failed validation with a traceback; a failed
+    # signature is a result we report, not a service error.
+    for name in ("pyhanko", "pyhanko_certvalidator", "certomancer", "werkzeug"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: ObjectStore
+    trust: TrustStore
+    verifier: Verifier
+    checker: SignerChecker
+    keys: KeyCache
+    dev_pki: DevPki | None = None
+    dev_pki_server: DevPkiServer | None = None
+    _timestampers: dict[str, HTTPTimeStamper] = field(default_factory=dict)
+    _ts_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def build(cls, settings: Settings, *, serve_dev_pki: bool = False) -> Services:
+        quiet_library_loggers()
+        problems = settings.check_production()
+        if problems:
+            raise StartupRefused("; ".join(problems))
+        settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        dev_pki = None
+        if not settings.is_production:
+            dev_pki = init_dev_pki(
+                settings.pki_dir,
+                settings.dev_pki_config,
+                settings.dev_pki_url,
+                settings.key_passphrase.get_secret_value().encode(),
+            )
+        try:
+            trust = TrustStore.load(
+                settings.trust_anchors_file,
+                extra=settings.extra_trust_anchors,
+                dev_root=dev_pki.root_cert_path if dev_pki else None,
+                fetch_timeout=settings.fetch_timeout_seconds,
+            )
+        except TrustStoreError as e:
+            raise ConfigurationError(f"Kho chứng thư tin cậy không hợp lệ: {e}") from e
+        if settings.is_production and trust.has_dev_root:
+            raise StartupRefused("the development root is in the trust store")
+        db = Database(settings.effective_database_url)
+        db.migrate()
+        services = cls(
+            settings=settings,
+            db=db,
+            store=open_store(settings.effective_storage_url),
+            trust=trust,
+            verifier=Verifier(trust),
+            checker=SignerChecker(trust, settings.signer_check_cache_seconds),
+            keys=KeyCache(),
+            dev_pki=dev_pki,
+        )
+        if settings.is_production:
+            services._refuse_dev_material()
+        else:
+            from signing_service.services.bootstrap import bootstrap_dev
+
+            bootstrap_dev(services)
+        if serve_dev_pki and dev_pki is not None and settings.dev_pki_serve:
+            services.dev_pki_server = DevPkiServer(
+                dev_pki, settings.dev_pki_host, settings.dev_pki_port
+            ).start()
+        return services
+
+    def _refuse_dev_material(self) -> None:
+        pki_dir = str(self.settings.pki_dir)
+        with self.db.transaction() as session:
+            dev_agencies = session.scalars(select(Agency.code).where(Agency.dev)).all()
+            profiles = session.scalars(select(SigningProfile)).all()
+        bad = [p.name for p in profiles if p.dev or pki_dir in p.key_uri or "/pki/" in p.key_uri]
+        if dev_agencies or bad:
+            raise StartupRefused(
+                "development agencies or profiles with development keys are configured: "
+                + ", ".join([*dev_agencies, *bad])
+            )
+
+    def timestamper(self, url: str) -> HTTPTimeStamper:
+        with self._ts_lock:
+            ts = self._timestampers.get(url)
+            if ts is None:
+                ts = self._timestampers[url] = HTTPTimeStamper(url, timeout=10)
+            return ts
+
+    def close(self) -> None:
+        if self.dev_pki_server is not None:
+            self.dev_pki_server.stop()
+        self.db.dispose()

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from signing_service import errors
+from signing_service.services.container import Services
+from signing_service.store.models import Document
+from storage import ObjectNotFound, StorageUnavailableError
+
+# {agency_code}-{yyMMdd}-{4-digit daily sequence}, e.g. 000.00.12.H12-261127-0001
+DOSSIER_CODE = re.compile(
+    r"^(?P<agency>[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3})-"
+    r"(?P<yy>\d{2})(?P<mm>0[1-9]|1[0-2])(?P<dd>0[1-9]|[12]\d|3[01])-(?P<seq>\d{4})$"
+)
+
+
+def check_dossier_code(code: str | None, agency_code: str) -> str | None:
+    if code is None or code == "":
+        return None
+    match = DOSSIER_CODE.match(code)
+    if match is None:
+        raise errors.InvalidDossierCode(
+            "Mã hồ sơ không đúng định dạng {mã cơ quan}-{yyMMdd}-{số thứ tự 4 chữ số}, "
+            "ví dụ 000.00.12.H12-261127-0001."
+        )
+    if match.group("agency") != agency_code:
+        raise errors.InvalidDossierCode("Mã hồ sơ không thuộc cơ quan của bên gọi.")
+    return code
+
+
+def check_pdf_upload(data: bytes, limit: int) -> None:
+    if not data:
+        raise errors.EmptyFile()
+    if len(data) > limit:
+        raise errors.PayloadTooLarge(
+            f"Tệp vượt quá dung lượng cho phép ({limit // (1024 * 1024)} MB).",
+            details={"max_bytes": limit},
+        )
+    if b"%PDF-" not in data[:1024]:
+        raise errors.NotAPdf()
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    id: str
+    kind: str
+    sha256: str
+    size: int
+    media_type: str
+    filename: str | None
+    dossier_code: str | None
+    created_at: str
+
+    @classmethod
+    def of(cls, doc: Document) -> DocumentView:
+        return cls(doc.id, doc.kind, doc.sha256, doc.size, doc.media_type, doc.filename,
+                   doc.dossier_code, doc.created_at.isoformat())
+
+
+def get_document(services: Services, agency_id: int, document_id: str) -> Document:
+    with services.db.transaction() as session:
+        doc = session.scalars(
+            select(Document).where(Document.id == document_id, Document.agency_id == agency_id)
+        ).first()
+    if doc is None:
+        # Another agency's document is indistinguishable from a missing one.
+        raise errors.DocumentNotFound()
+    return doc
+
+
+def read_content(services: Services, doc: Document) -> bytes:
+    try:
+        data = services.store.get(doc.storage_key)
+    except ObjectNotFound:
+        raise errors.StorageIntegrity("Không tìm thấy nội dung văn bản trong kho lưu trữ.") from None
+    except StorageUnavailableError:
+        raise errors.StorageUnavailable() from None
+    if hashlib.sha256(data).hexdigest() != doc.sha256:
+        raise errors.StorageIntegrity()
+    return data

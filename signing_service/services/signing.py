@@ -1,0 +1,199 @@
+"""Sign a PDF with an agency's profile: check → sign → store both documents → record.
+
+Nothing is half-written: objects are stored first under fresh keys, then the records and the
+audit entry are committed in one transaction; if that fails, the objects are deleted. A crash
+in between leaves only unreferenced objects, which no user can see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import requests
+from pyhanko.sign.general import SigningError
+from pyhanko.sign.timestamps import TimestampRequestError
+from sqlalchemy import select
+
+from signing_service import audit, errors
+from signing_service.services.container import Services
+from signing_service.services.documents import DocumentView, check_dossier_code, check_pdf_upload
+from signing_service.signing.appearance import AppearanceSpec
+from signing_service.signing.certcheck import SignerCheckFailure
+from signing_service.signing.engine import PdfInputError, SignOptions, TimestampError, async_sign_pdf
+from signing_service.signing.keys import KeySourceError, LoadedKey, sha256_fingerprint
+from signing_service.signing.levels import SignatureLevel
+from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
+from storage import StorageUnavailableError
+
+log = logging.getLogger(__name__)
+
+CHECK_ERRORS: dict[str, type[errors.ServiceError]] = {
+    SignerCheckFailure.EXPIRED: errors.SignerCertExpired,
+    SignerCheckFailure.KEY_USAGE: errors.SignerKeyUsage,
+    SignerCheckFailure.ALGORITHM: errors.AlgorithmPolicy,
+    SignerCheckFailure.UNTRUSTED: errors.SignerCertUntrusted,
+    SignerCheckFailure.REVOKED: errors.SignerCertRevoked,
+    SignerCheckFailure.STATUS_UNKNOWN: errors.SignerCertStatusUnknown,
+}
+
+
+@dataclass(frozen=True)
+class SignResult:
+    signature_id: str
+    level: str
+    profile: str
+    signed_at: str
+    certificate_sha256: str
+    field_name: str | None
+    document: DocumentView
+    input_document: DocumentView
+
+
+def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
+    with services.db.transaction() as session:
+        profile = session.scalars(
+            select(SigningProfile).where(SigningProfile.name == name,
+                                         SigningProfile.agency_id == agency.id)
+        ).first()
+    if profile is None:
+        # Another agency's profile is indistinguishable from a missing one.
+        raise errors.ProfileNotFound()
+    return profile
+
+
+def _level(requested: str | None, profile: SigningProfile) -> SignatureLevel:
+    try:
+        return SignatureLevel.parse(requested or profile.level)
+    except ValueError:
+        raise errors.InvalidLevel() from None
+
+
+def _options(profile: SigningProfile, level: SignatureLevel) -> SignOptions:
+    appearance = None
+    if profile.appearance is not None:
+        appearance = AppearanceSpec(**profile.appearance)
+    return SignOptions(level=level, reason=profile.reason, location=profile.location,
+                       appearance=appearance, tsa_url=profile.tsa_url)
+
+
+async def _check_and_sign(
+    services: Services, key: LoadedKey, profile: SigningProfile, level: SignatureLevel,
+    pdf: bytes,
+) -> bytes:
+    try:
+        await services.checker.async_check(
+            key.signing_cert, key.chain,
+            check_revocation=profile.check_revocation or level.needs_revocation_info,
+        )
+    except SignerCheckFailure as failure:
+        raise CHECK_ERRORS[failure.reason](details={"reason": failure.detail}) from None
+    options = _options(profile, level)
+    timestamper = None
+    if level.needs_timestamp:
+        if not profile.tsa_url:
+            raise errors.TimestampUnavailable("Cấu hình ký số chưa khai báo máy chủ dấu thời gian.")
+        timestamper = services.timestamper(profile.tsa_url)
+    vc = None
+    if level.needs_revocation_info:
+        vc = services.trust.validation_context(other_certs=key.chain)
+    try:
+        return await async_sign_pdf(pdf, key, options, validation_context=vc,
+                                    timestamper=timestamper)
+    except PdfInputError as e:
+        if e.reason == "encrypted":
+            raise errors.EncryptedPdf() from None
+        raise errors.MalformedPdf() from None
+    except (TimestampError, TimestampRequestError, requests.RequestException):
+        raise errors.TimestampUnavailable() from None
+    except SigningError as e:
+        log.warning("signing failed: %s", type(e).__name__)
+        raise errors.SigningFailed() from None
+
+
+def sign_document(
+    services: Services,
+    agency: Agency,
+    *,
+    profile_name: str,
+    pdf: bytes,
+    level: str | None = None,
+    filename: str | None = None,
+    dossier_code: str | None = None,
+    actor: str,
+) -> SignResult:
+    check_pdf_upload(pdf, services.settings.max_upload_bytes)
+    dossier_code = check_dossier_code(dossier_code, agency.code)
+    profile = _profile(services, agency, profile_name)
+    chosen = _level(level, profile)
+    try:
+        key = services.keys.get(profile.key_uri,
+                                services.settings.key_passphrase.get_secret_value().encode())
+    except KeySourceError as e:
+        log.error("key source of profile %s unavailable: %s", profile.name, e)
+        raise errors.KeyUnavailable() from None
+
+    signed = asyncio.run(_check_and_sign(services, key, profile, chosen, pdf))
+
+    now = datetime.now(UTC)
+    input_id, output_id = new_id(), new_id()
+    prefix = f"{agency.code}/{now:%Y/%m}"
+    input_doc = Document(
+        id=input_id, agency_id=agency.id, kind="original",
+        sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf), media_type="application/pdf",
+        storage_key=f"{prefix}/{input_id}.pdf", filename=filename, dossier_code=dossier_code,
+        created_at=now,
+    )
+    output_doc = Document(
+        id=output_id, agency_id=agency.id, kind="signed",
+        sha256=hashlib.sha256(signed).hexdigest(), size=len(signed),
+        media_type="application/pdf", storage_key=f"{prefix}/{output_id}.pdf",
+        filename=_signed_name(filename), dossier_code=dossier_code, created_at=now,
+    )
+    signature = Signature(
+        id=new_id(), agency_id=agency.id, profile_id=profile.id,
+        certificate_sha256=sha256_fingerprint(key.signing_cert), level=chosen.value,
+        signed_at=now, input_document_id=input_id, output_document_id=output_id,
+    )
+    written: list[str] = []
+    try:
+        for doc, data in ((input_doc, pdf), (output_doc, signed)):
+            services.store.put(doc.storage_key, data)
+            written.append(doc.storage_key)
+        with services.db.transaction() as session:
+            session.add_all([input_doc, output_doc])
+            session.flush()
+            session.add(signature)
+            audit.append(
+                session, actor=actor, action="signature.created", agency_code=agency.code,
+                subject=signature.id,
+                details={"profile": profile.name, "level": chosen.value,
+                         "certificate_sha256": signature.certificate_sha256,
+                         "input_sha256": input_doc.sha256, "output_sha256": output_doc.sha256,
+                         "output_document": output_id, "dossier_code": dossier_code},
+            )
+    except BaseException as e:
+        for storage_key in written:
+            try:
+                services.store.delete(storage_key)
+            except Exception:  # noqa: BLE001 - reconcile will find it
+                log.error("could not remove orphan object %s", storage_key)
+        if isinstance(e, StorageUnavailableError):
+            raise errors.StorageUnavailable() from None
+        raise
+    return SignResult(
+        signature_id=signature.id, level=chosen.value, profile=profile.name,
+        signed_at=now.isoformat(), certificate_sha256=signature.certificate_sha256,
+        field_name=None, document=DocumentView.of(output_doc),
+        input_document=DocumentView.of(input_doc),
+    )
+
+
+def _signed_name(filename: str | None) -> str | None:
+    if not filename:
+        return None
+    stem = filename[:-4] if filename.lower().endswith(".pdf") else filename
+    return f"{stem}.signed.pdf"

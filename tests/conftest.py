@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signing_service.pki.dev import DevPki, DevPkiServer, init_dev_pki
+from signing_service.services.container import Services
+from signing_service.settings import DEV_KEY_PASSPHRASE, Settings
+from tests.support.postgres import PostgresServer, find_bindir, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "pdf-corpus"
+
+
+@pytest.fixture(scope="session")
+def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevPki, int]]:
+    """The certomancer dev PKI, serving real TSA/OCSP/CRL responses on loopback."""
+    port = free_port()
+    directory = tmp_path_factory.mktemp("pki")
+    pki = init_dev_pki(directory, REPO / "certs/dev/certomancer.yml",
+                       f"http://127.0.0.1:{port}", DEV_KEY_PASSPHRASE.encode())
+    server = DevPkiServer(pki, "127.0.0.1", port).start()
+    yield pki, port
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer | None]:
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("SIGNING_SERVICE_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL is required (make test installs it) but was not found")
+        yield None
+        return
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'metadata.db'}"
+    server: PostgresServer | None = request.getfixturevalue("postgres")
+    if server is None:
+        pytest.skip("PostgreSQL binaries not installed (run `make test`, which installs them)")
+    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+def make_settings(tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int],
+                  **overrides: Any) -> Settings:
+    pki, port = dev_pki
+    values: dict[str, Any] = {
+        "mode": "development",
+        "data_dir": tmp_path / "var",
+        "database_url": database_url,
+        "dev_pki_dir": pki.directory,
+        "dev_pki_port": port,
+        "fetch_timeout_seconds": 3.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def services(tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]
+             ) -> Iterator[Services]:
+    built = Services.build(make_settings(tmp_path, database_url, dev_pki))
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def credentials(services: Services) -> dict[str, Any]:
+    return json.loads(services.settings.dev_credentials_file.read_text())
+
+
+@pytest.fixture
+def api(services: Services) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from signing_service.api.app import create_app
+
+    with TestClient(create_app(services), raise_server_exceptions=False) as client:
+        yield client

@@ -1,0 +1,133 @@
+"""Sign at every PAdES level and verify; the signer checks refuse bad certificates."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from signing_service import errors
+from signing_service.services.container import Services
+from signing_service.services.documents import get_document, read_content
+from signing_service.services.signing import sign_document
+from signing_service.services.verification import verify_document
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from signing_service.signing.engine import SignOptions, async_sign_pdf
+from signing_service.signing.keys import KeyCache
+from signing_service.signing.levels import SignatureLevel
+from signing_service.store.models import Agency, SigningProfile
+from tests.support.pdfs import make_pdf
+from tests.support.state import assert_nothing_written, snapshot
+
+
+def agency(services: Services, code: str = "000.00.12.H12") -> Agency:
+    with services.db.transaction() as session:
+        found = session.scalars(select(Agency).where(Agency.code == code)).one()
+    return found
+
+
+def signed_bytes(services: Services, level: str, pdf: bytes | None = None) -> bytes:
+    a = agency(services)
+    result = sign_document(services, a, profile_name="agency-a-seal", pdf=pdf or make_pdf(),
+                           level=level, actor="test")
+    return read_content(services, get_document(services, a.id, result.document.id))
+
+
+@pytest.mark.parametrize("level", ["B-B", "B-T", "B-LT", "B-LTA"])
+def test_each_level_verifies_total_passed(services: Services, level: str) -> None:
+    signed = signed_bytes(services, level)
+    report = verify_document(services, signed, actor="test")
+    assert report["verdict"] == "TOTAL_PASSED", report
+    sig = report["signatures"][0]
+    assert sig["type"] == "signature"
+    assert sig["signer"]["common_name"] == "Sở Tư pháp tỉnh Demo A"
+    for name in ("integrity", "modifications", "trust", "revocation", "algorithms"):
+        assert sig["checks"][name]["status"] == "PASSED", (name, sig["checks"][name])
+    if level == "B-B":
+        assert sig["checks"]["timestamp"]["status"] == "NOT_APPLICABLE"
+        assert sig["signing_time_source"] == "claimed"
+    else:
+        assert sig["checks"]["timestamp"]["status"] == "PASSED"
+        assert sig["signing_time_source"] == "timestamp"
+        assert sig["signing_time"].endswith("+07:00")
+    if level == "B-LTA":
+        assert [s["type"] for s in report["signatures"]] == ["signature", "document_timestamp"]
+        assert report["signatures"][1]["indication"] == "TOTAL_PASSED"
+
+
+def test_lt_document_keeps_its_revocation_data_offline(services: Services) -> None:
+    """B-LT embeds OCSP/CRL answers: verification without network access still passes."""
+    from signing_service.verification.validate import Verifier
+
+    signed = signed_bytes(services, "B-LT")
+    offline = Verifier(services.trust, allow_fetching=False)
+    report = asyncio.run(offline.async_verify(signed)).to_dict()
+    assert report["verdict"] == "TOTAL_PASSED", report
+    # The same B-B document offline has no revocation evidence: a warning, never a pass.
+    bb = signed_bytes(services, "B-B")
+    report = asyncio.run(offline.async_verify(bb)).to_dict()
+    assert report["verdict"] == "INDETERMINATE"
+    assert report["signatures"][0]["checks"]["revocation"]["code"] == "REVOCATION_UNKNOWN"
+
+
+def _add_profile(services: Services, name: str, key_label: str) -> Agency:
+    a = agency(services)
+    pki = services.dev_pki
+    assert pki is not None
+    with services.db.transaction() as session:
+        session.add(SigningProfile(agency_id=a.id, name=name,
+                                   key_uri=f"file:{pki.p12_path(key_label)}", level="B-B",
+                                   tsa_url=pki.tsa_url, check_revocation=True))
+    return a
+
+
+@pytest.mark.parametrize(("key_label", "code"), [
+    ("revoked-signer", "SIGNER_CERT_REVOKED"),
+    ("expired-signer", "SIGNER_CERT_EXPIRED"),
+])
+def test_bad_signer_refused_and_nothing_stored(services: Services, key_label: str,
+                                               code: str) -> None:
+    a = _add_profile(services, f"bad-{key_label}", key_label)
+    before = snapshot(services)
+    with pytest.raises(errors.ServiceError) as info:
+        sign_document(services, a, profile_name=f"bad-{key_label}", pdf=make_pdf(),
+                      actor="test")
+    assert info.value.code == code
+    assert "thu hồi" in info.value.message or "hết hạn" in info.value.message
+    assert_nothing_written(before, services)
+
+
+def test_revoked_signer_is_flagged_at_verification(services: Services) -> None:
+    """A document signed with a revoked key (bypassing our pre-check, as another tool would)."""
+    pki = services.dev_pki
+    assert pki is not None
+    key = KeyCache().get(f"file:{pki.p12_path('revoked-signer')}", DEV_KEY_PASSPHRASE.encode())
+    signed = asyncio.run(async_sign_pdf(make_pdf(), key, SignOptions(level=SignatureLevel.B_B)))
+    report = verify_document(services, signed, actor="test")
+    assert report["verdict"] == "TOTAL_FAILED"
+    sig = report["signatures"][0]
+    assert sig["checks"]["revocation"]["status"] == "FAILED"
+    assert sig["checks"]["revocation"]["code"] == "REVOKED"
+    assert sig["sub_indication"] == "REVOKED"
+    assert sig["checks"]["integrity"]["status"] == "PASSED"
+
+
+def test_ecdsa_seal_signs_and_verifies(services: Services) -> None:
+    b = agency(services, "000.00.31.H26")
+    result = sign_document(services, b, profile_name="agency-b-seal", pdf=make_pdf(),
+                           level="B-T", actor="test")
+    signed = read_content(services, get_document(services, b.id, result.document.id))
+    report = verify_document(services, signed, actor="test")
+    assert report["verdict"] == "TOTAL_PASSED"
+    assert report["signatures"][0]["signer"]["common_name"] == "UBND xã Demo B"
+
+
+def test_second_signature_keeps_first_valid(services: Services) -> None:
+    once = signed_bytes(services, "B-T")
+    twice = signed_bytes(services, "B-T", pdf=once)
+    report: dict[str, Any] = verify_document(services, twice, actor="test")
+    assert report["verdict"] == "TOTAL_PASSED"
+    assert [s["field"] for s in report["signatures"]] == ["Signature1", "Signature2"]
+    assert report["signatures"][0]["checks"]["modifications"]["code"] == "ALLOWED_FORM_FILLING"
