@@ -12,6 +12,7 @@ from io import BytesIO
 
 from asn1crypto import x509
 from pyhanko.pdf_utils.generic import NameObject
+from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError, PdfReadError
 from pyhanko.sign import fields
@@ -74,7 +75,7 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
             result = writer.encrypt("")
         except Exception:  # noqa: BLE001 - any failure here means "locked"
             raise PdfInputError("encrypted") from None
-        if result is None or int(getattr(result, "status", 0)) == 0:
+        if result is None or result.status == AuthStatus.FAILED:
             raise PdfInputError("encrypted")
     try:
         writer.root.get("/Pages")

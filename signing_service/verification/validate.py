@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from io import BytesIO
 
 from asn1crypto import x509
+from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
 from pyhanko.sign.validation.dss import DocumentSecurityStore, NoDSSFoundError
@@ -390,7 +391,7 @@ class Verifier:
             reader = PdfFileReader(BytesIO(data), strict=False)
             if reader.encrypted:
                 result = reader.decrypt("")
-                if int(getattr(result, "status", 0)) == 0:
+                if result.status == AuthStatus.FAILED:
                     raise EncryptedPdfError()
             embedded = list(reader.embedded_signatures)
         except EncryptedPdfError:

@@ -22,7 +22,7 @@ def make_pdf(text: str = "Quyet dinh so 123/QD-UBND", pages: int = 1,
         # Incompressible payload (like a scanned image) to reach a realistic size.
         pdf.Root.Padding = pdf.make_stream(os.urandom(padding_bytes))
     out = io.BytesIO()
-    pdf.save(out)
+    pdf.save(out, compress_streams=False)
     return out.getvalue()
 
 

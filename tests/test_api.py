@@ -1,0 +1,219 @@
+"""The HTTP API: the README's round trip, agency isolation and every bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from signing_service.services.container import Services
+from tests.support.pdfs import encrypted_pdf, make_pdf
+from tests.support.state import assert_nothing_written, snapshot
+
+
+def auth(credentials: dict[str, Any], index: int = 0) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credentials['agencies'][index]['api_key']}"}
+
+
+def sign(api: Any, headers: dict[str, str], data: bytes, **form: str) -> Any:
+    fields = {"profile": "agency-a-seal", **form}
+    return api.post("/v1/signatures", headers=headers, data=fields,
+                    files={"file": ("quyet-dinh.pdf", data, "application/pdf")})
+
+
+def test_health_and_readiness(api: Any) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/readyz").json() == {"status": "ready"}
+
+
+def test_round_trip_sign_download_verify(api: Any, credentials: dict[str, Any]) -> None:
+    headers = auth(credentials)
+    response = sign(api, headers, make_pdf(), level="B-T",
+                    dossier_code="000.00.12.H12-261127-0001")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["level"] == "B-T"
+    assert body["document"]["dossier_code"] == "000.00.12.H12-261127-0001"
+    assert response.headers["Location"] == f"/v1/documents/{body['document']['id']}"
+
+    meta = api.get(f"/v1/documents/{body['document']['id']}", headers=headers)
+    assert meta.status_code == 200 and meta.json()["kind"] == "signed"
+    content = api.get(body["document"]["download_url"], headers=headers)
+    assert content.status_code == 200
+    assert content.headers["content-type"] == "application/pdf"
+    import hashlib
+
+    assert hashlib.sha256(content.content).hexdigest() == body["document"]["sha256"]
+
+    report = api.post("/v1/verifications",
+                      files={"file": ("signed.pdf", content.content, "application/pdf")})
+    assert report.status_code == 200
+    assert report.json()["verdict"] == "TOTAL_PASSED"
+
+
+def test_agencies_are_isolated(api: Any, credentials: dict[str, Any]) -> None:
+    a, b = auth(credentials, 0), auth(credentials, 1)
+    created = sign(api, a, make_pdf(), level="B-B").json()
+    doc = created["document"]["id"]
+    for path in (f"/v1/documents/{doc}", f"/v1/documents/{doc}/content"):
+        response = api.get(path, headers=b)
+        assert response.status_code == 404
+        assert response.json()["code"] == "DOCUMENT_NOT_FOUND"
+    # Agency B cannot use agency A's profile: it does not exist for B.
+    response = sign(api, b, make_pdf(), profile="agency-a-seal")
+    assert response.status_code == 404
+    assert response.json()["code"] == "PROFILE_NOT_FOUND"
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({}, 401),
+    ({"Authorization": "Bearer ssk_0000000000000000_wrong"}, 401),
+    ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
+    ({"Authorization": "Bearer garbage"}, 401),
+])
+def test_missing_or_wrong_api_key(api: Any, services: Services, headers: dict[str, str],
+                                  status: int) -> None:
+    before = snapshot(services)
+    response = sign(api, headers, make_pdf())
+    assert response.status_code == status
+    assert response.json()["code"] == "UNAUTHENTICATED"
+    assert response.json()["message"].startswith("Thiếu khóa API")
+    assert_nothing_written(before, services)
+
+
+def test_wrong_secret_for_existing_key_id(api: Any, credentials: dict[str, Any]) -> None:
+    key = credentials["agencies"][0]["api_key"]
+    forged = key.rsplit("_", 1)[0] + "_" + "A" * 43
+    response = sign(api, {"Authorization": f"Bearer {forged}"}, make_pdf())
+    assert response.status_code == 401
+
+
+BAD_INPUTS = [
+    ("not-a-pdf", b"MZ\x90\x00 this is an executable", {}, 422, "NOT_A_PDF"),
+    ("empty", b"", {}, 422, "EMPTY_FILE"),
+    ("truncated", make_pdf(padding_bytes=5000)[:2500], {}, 422, "MALFORMED_PDF"),
+    ("encrypted", encrypted_pdf(), {}, 422, "ENCRYPTED_PDF"),
+    ("unknown-profile", make_pdf(), {"profile": "khong-ton-tai"}, 404, "PROFILE_NOT_FOUND"),
+    ("bad-level", make_pdf(), {"level": "B-X"}, 422, "INVALID_SIGNATURE_LEVEL"),
+    ("bad-dossier", make_pdf(), {"dossier_code": "HS-1"}, 422, "INVALID_DOSSIER_CODE"),
+    ("other-agency-dossier", make_pdf(), {"dossier_code": "000.00.31.H26-261127-0001"}, 422,
+     "INVALID_DOSSIER_CODE"),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "form", "status", "code"), BAD_INPUTS,
+                         ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_refused_and_nothing_written(
+    api: Any, services: Services, credentials: dict[str, Any], name: str, data: bytes,
+    form: dict[str, str], status: int, code: str,
+) -> None:
+    before = snapshot(services)
+    response = sign(api, auth(credentials), data, **form)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code
+    assert body["message"] and body["message"].isascii() is False  # Vietnamese text
+    assert_nothing_written(before, services)
+
+
+def test_missing_fields(api: Any, credentials: dict[str, Any]) -> None:
+    response = api.post("/v1/signatures", headers=auth(credentials), data={})
+    assert response.status_code == 422
+    assert response.json()["code"] == "INVALID_REQUEST"
+
+
+@pytest.fixture
+def small_limit_api(tmp_path: Any, database_url: str, dev_pki: Any) -> Any:
+    from fastapi.testclient import TestClient
+
+    from signing_service.api.app import create_app
+    from tests.conftest import make_settings
+
+    built = Services.build(make_settings(tmp_path, database_url, dev_pki,
+                                         max_upload_bytes=100_000))
+    with TestClient(create_app(built), raise_server_exceptions=False) as client:
+        yield client, built
+    built.close()
+
+
+def test_over_the_size_limit(small_limit_api: Any) -> None:
+    import json
+
+    client, built = small_limit_api
+    credentials = json.loads(built.settings.dev_credentials_file.read_text())
+    before = snapshot(built)
+    # Just over the limit: refused by the service after reading (multipart overhead allowed).
+    response = sign(client, auth(credentials), make_pdf(padding_bytes=110_000))
+    assert response.status_code == 413
+    assert response.json()["code"] == "FILE_TOO_LARGE"
+    # Far over the limit: refused from Content-Length before the body is read.
+    response = sign(client, auth(credentials), make_pdf(padding_bytes=400_000))
+    assert response.status_code == 413
+    assert response.json()["code"] == "FILE_TOO_LARGE"
+    response = client.post("/v1/verifications",
+                           files={"file": ("x.pdf", make_pdf(padding_bytes=400_000))})
+    assert response.status_code == 413
+    assert_nothing_written(before, built)
+
+
+def test_verification_bad_inputs(api: Any) -> None:
+    response = api.post("/v1/verifications", files={"file": ("x.txt", b"hello")})
+    assert (response.status_code, response.json()["code"]) == (422, "NOT_A_PDF")
+    response = api.post("/v1/verifications", files={"file": ("x.pdf", b"")})
+    assert (response.status_code, response.json()["code"]) == (422, "EMPTY_FILE")
+    response = api.post("/v1/verifications", files={"file": ("x.pdf", encrypted_pdf())})
+    assert (response.status_code, response.json()["code"]) == (422, "ENCRYPTED_PDF")
+    response = api.post("/v1/verifications", files={"file": ("x.pdf", make_pdf())})
+    assert response.json()["verdict"] == "NO_SIGNATURE"
+
+
+def test_unknown_route_and_method(api: Any) -> None:
+    assert api.get("/v1/khong-co").json()["code"] == "NOT_FOUND"
+    response = api.delete("/v1/verifications")
+    assert (response.status_code, response.json()["code"]) == (405, "METHOD_NOT_ALLOWED")
+
+
+def test_storage_failure_leaves_nothing(api: Any, services: Services,
+                                        credentials: dict[str, Any]) -> None:
+    """Fault injection at the storage adapter: the second object write fails."""
+    original = services.store.put
+    calls = {"n": 0}
+
+    def failing_put(key: str, data: bytes) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise __import__("storage").StorageUnavailableError("disk gone")
+        return original(key, data)
+
+    before = snapshot(services)
+    services.store.put = failing_put  # type: ignore[method-assign]
+    try:
+        response = sign(api, auth(credentials), make_pdf(), level="B-B")
+    finally:
+        services.store.put = original  # type: ignore[method-assign]
+    assert response.status_code == 503
+    assert response.json()["code"] == "STORAGE_UNAVAILABLE"
+    assert_nothing_written(before, services)
+
+
+def test_corrupted_object_is_reported_not_served(api: Any, services: Services,
+                                                 credentials: dict[str, Any]) -> None:
+    headers = auth(credentials)
+    body = sign(api, headers, make_pdf(), level="B-B").json()
+    from signing_service.services.documents import get_document
+
+    doc = get_document(services, 1, body["document"]["id"])
+    path = services.store.root / doc.storage_key  # type: ignore[attr-defined]
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    response = api.get(body["document"]["download_url"], headers=headers)
+    assert response.status_code == 500
+    assert response.json()["code"] == "STORAGE_INTEGRITY_ERROR"
+
+
+def test_openapi_documents_the_endpoints(api: Any) -> None:
+    spec = api.get("/openapi.json").json()
+    for path in ("/v1/signatures", "/v1/verifications", "/v1/documents/{document_id}",
+                 "/v1/documents/{document_id}/content", "/healthz", "/readyz"):
+        assert path in spec["paths"]

@@ -1,0 +1,171 @@
+"""Verification catches tampering; the third-party corpus gets the verdicts it must."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+from signing_service.pki.dev import DevPki
+from signing_service.services.container import Services
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from signing_service.signing.engine import SignOptions, async_sign_pdf
+from signing_service.signing.keys import KeyCache
+from signing_service.signing.levels import SignatureLevel
+from signing_service.trust import TrustStore
+from signing_service.verification.validate import UnreadablePdfError, Verifier
+from tests.conftest import CORPUS, REPO
+from tests.support.pdfs import make_pdf
+
+
+@pytest.fixture(scope="module")
+def verifier(dev_pki: tuple[DevPki, int]) -> Verifier:
+    pki, _ = dev_pki
+    trust = TrustStore.load(REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path,
+                            fetch_timeout=3)
+    return Verifier(trust)
+
+
+@pytest.fixture(scope="module")
+def signed(dev_pki: tuple[DevPki, int]) -> bytes:
+    pki, _ = dev_pki
+    key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    return asyncio.run(async_sign_pdf(make_pdf(pages=2), key,
+                                      SignOptions(level=SignatureLevel.B_T, tsa_url=pki.tsa_url)))
+
+
+def verify(verifier: Verifier, data: bytes) -> dict:  # type: ignore[type-arg]
+    return asyncio.run(verifier.async_verify(data)).to_dict()
+
+
+def test_intact_document_passes(verifier: Verifier, signed: bytes) -> None:
+    assert verify(verifier, signed)["verdict"] == "TOTAL_PASSED"
+
+
+def test_one_changed_byte_fails(verifier: Verifier, signed: bytes) -> None:
+    # Change one byte of the page content ("trang 1" -> "trang 2"), inside the signed range.
+    at = signed.index(b"trang 1")
+    tampered = signed[:at + 6] + b"2" + signed[at + 7:]
+    report = verify(verifier, tampered)
+    assert report["verdict"] == "TOTAL_FAILED"
+    sig = report["signatures"][0]
+    assert sig["checks"]["integrity"]["status"] == "FAILED"
+    assert sig["sub_indication"] == "HASH_FAILURE"
+
+
+def test_content_added_by_incremental_update_fails_modifications(
+    verifier: Verifier, signed: bytes
+) -> None:
+    writer = IncrementalPdfFileWriter(BytesIO(signed))
+    page_ref = writer.root["/Pages"]["/Kids"][0]
+    page = page_ref.get_object()
+    extra = writer.add_object(generic.StreamObject(
+        stream_data=b"BT /F1 14 Tf 72 700 Td (SO TIEN: 9.000.000 VND) Tj ET"))
+    page["/Contents"] = generic.ArrayObject([page.raw_get("/Contents"), extra])
+    writer.update_container(page)
+    out = BytesIO()
+    writer.write(out)
+    report = verify(verifier, out.getvalue())
+    assert report["verdict"] == "TOTAL_FAILED"
+    sig = report["signatures"][0]
+    assert sig["checks"]["integrity"]["status"] == "PASSED"
+    assert sig["checks"]["modifications"]["status"] == "FAILED"
+    assert sig["checks"]["modifications"]["code"] == "DISALLOWED_CHANGES"
+
+
+def test_appended_bytes_without_eof_fail(verifier: Verifier, signed: bytes) -> None:
+    """Incremental Saving Attack variant: an appended revision with no closing %%EOF."""
+    appended = signed + b"\n99 0 obj\n<< /Type /Annot /Subtype /FreeText >>\nendobj\n"
+    report = verify(verifier, appended)
+    assert report["verdict"] == "TOTAL_FAILED"
+    assert report["signatures"][0]["checks"]["integrity"]["code"] == "UNCOVERED_TRAILING_BYTES"
+
+
+def test_appended_objects_with_empty_xref_fail(verifier: Verifier, signed: bytes) -> None:
+    """Incremental Saving Attack variant: objects appended behind an empty xref section."""
+    start = len(signed) + 1
+    appended = (signed + b"\n99 0 obj\n<< /Type /Annot /Subtype /FreeText >>\nendobj\n"
+                + b"xref\n0 0\ntrailer\n<< /Size 100 /Root 1 0 R /Prev "
+                + str(signed.rindex(b"startxref")).encode() + b" >>\nstartxref\n"
+                + str(start + 49).encode() + b"\n%%EOF\n")
+    report = verify(verifier, appended)
+    assert report["verdict"] == "TOTAL_FAILED", report
+
+
+def test_unsigned_pdf_has_its_own_verdict(verifier: Verifier) -> None:
+    report = verify(verifier, make_pdf())
+    assert report["verdict"] == "NO_SIGNATURE"
+    assert report["signatures"] == []
+
+
+def test_truncated_signed_pdf_is_failed_not_unsigned(verifier: Verifier, signed: bytes) -> None:
+    report = verify(verifier, signed[: len(signed) * 2 // 3])
+    assert report["verdict"] == "TOTAL_FAILED"
+    assert report["sub_indication"] == "FORMAT_FAILURE"
+
+
+def test_truncated_unsigned_pdf_is_an_error(verifier: Verifier) -> None:
+    data = make_pdf(padding_bytes=4000)
+    with pytest.raises(UnreadablePdfError):
+        verify(verifier, data[:300])
+
+
+def test_untrusted_signer_is_indeterminate(signed: bytes) -> None:
+    trust = TrustStore.load(REPO / "certs/trust/anchors.json")  # no dev root
+    report = verify(Verifier(trust), signed)
+    assert report["verdict"] == "INDETERMINATE"
+    assert report["sub_indication"] == "NO_CERTIFICATE_CHAIN_FOUND"
+
+
+def _manifest() -> list[dict[str, str]]:
+    path = CORPUS / "MANIFEST.tsv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+CASES = _manifest()
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not CASES, reason=f"{CORPUS} is absent (a user's clone has no ../shared)")
+@pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
+def test_corpus_verdict(verifier: Verifier, case: dict[str, str]) -> None:
+    data = (CORPUS / case["file"]).read_bytes()
+    report = verify(verifier, data)
+    expected = case["expected"]
+    statuses = [c["status"] for s in report["signatures"] for c in s["checks"].values()]
+    if expected == "INVALID":
+        assert report["verdict"] == "TOTAL_FAILED", report
+    elif expected == "VALID":
+        assert report["signatures"], "a signed file must never be reported unsigned"
+        assert "FAILED" not in statuses, report
+        assert report["verdict"] == "INDETERMINATE"  # signers are not in our trust store
+    else:  # MIXED: one signature intact, one broken
+        indications = sorted(s["indication"] for s in report["signatures"])
+        assert indications == ["INDETERMINATE", "TOTAL_FAILED"], report
+        assert report["verdict"] == "TOTAL_FAILED"
+
+
+def test_corpus_manifest_covers_every_file() -> None:
+    if not CASES:
+        pytest.skip(f"{CORPUS} is absent")
+    listed = {c["file"] for c in CASES}
+    present = {str(p.relative_to(CORPUS)) for p in Path(CORPUS).rglob("*.pdf")}
+    assert present == listed
+
+
+def test_service_verification_report_is_audited(services: Services, signed: bytes) -> None:
+    from signing_service.services.verification import verify_document
+    from tests.support.state import snapshot
+
+    before = snapshot(services).audit
+    report = verify_document(services, signed, actor="test")
+    assert report["verdict"] == "TOTAL_PASSED"
+    assert snapshot(services).audit == before + 1
