@@ -18,14 +18,24 @@ from signing_service import errors
 EXIT_PASSED, EXIT_FAILED, EXIT_UNDECIDED = 0, 1, 2
 EXIT_USAGE, EXIT_IO, EXIT_REFUSED, EXIT_CONFIG = 3, 4, 5, 6
 
-VERDICT_EXIT = {"TOTAL_PASSED": EXIT_PASSED, "TOTAL_FAILED": EXIT_FAILED,
-                "INDETERMINATE": EXIT_UNDECIDED, "NO_SIGNATURE": EXIT_UNDECIDED}
-VERDICT_VI = {
-    "TOTAL_PASSED": "HỢP LỆ", "TOTAL_FAILED": "KHÔNG HỢP LỆ",
-    "INDETERMINATE": "CHƯA XÁC ĐỊNH", "NO_SIGNATURE": "KHÔNG CÓ CHỮ KÝ SỐ",
+VERDICT_EXIT = {
+    "TOTAL_PASSED": EXIT_PASSED,
+    "TOTAL_FAILED": EXIT_FAILED,
+    "INDETERMINATE": EXIT_UNDECIDED,
+    "NO_SIGNATURE": EXIT_UNDECIDED,
 }
-STATUS_VI = {"PASSED": "đạt", "FAILED": "KHÔNG ĐẠT", "INDETERMINATE": "chưa xác định",
-             "NOT_APPLICABLE": "không áp dụng"}
+VERDICT_VI = {
+    "TOTAL_PASSED": "HỢP LỆ",
+    "TOTAL_FAILED": "KHÔNG HỢP LỆ",
+    "INDETERMINATE": "CHƯA XÁC ĐỊNH",
+    "NO_SIGNATURE": "KHÔNG CÓ CHỮ KÝ SỐ",
+}
+STATUS_VI = {
+    "PASSED": "đạt",
+    "FAILED": "KHÔNG ĐẠT",
+    "INDETERMINATE": "chưa xác định",
+    "NOT_APPLICABLE": "không áp dụng",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,8 +79,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Khóa API và cấu hình ký thử nghiệm: {settings.dev_credentials_file}")
     app = create_app(services)
     try:
-        uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
-                    log_level="info", access_log=False)
+        uvicorn.run(
+            app,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            log_level="info",
+            access_log=False,
+        )
     finally:
         services.close()
     return 0
@@ -87,13 +102,21 @@ def cmd_sign(args: argparse.Namespace) -> int:
     try:
         with services.db.transaction() as session:
             profile = session.scalars(
-                select(SigningProfile).where(SigningProfile.name == args.profile)).first()
+                select(SigningProfile).where(SigningProfile.name == args.profile)
+            ).first()
             agency = profile.agency if profile is not None else None
         if profile is None or agency is None:
             raise errors.ProfileNotFound()
-        result = sign_document(services, agency, profile_name=args.profile, pdf=data,
-                               level=args.level, filename=Path(args.input).name,
-                               dossier_code=args.dossier_code, actor="cli")
+        result = sign_document(
+            services,
+            agency,
+            profile_name=args.profile,
+            pdf=data,
+            level=args.level,
+            filename=Path(args.input).name,
+            dossier_code=args.dossier_code,
+            actor="cli",
+        )
         from signing_service.services.documents import get_document, read_content
 
         signed = read_content(services, get_document(services, agency.id, result.document.id))
@@ -113,19 +136,26 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: dict) -> None:  # type: ignore[type-arg]
-    print(f"Kết luận: {VERDICT_VI[report['verdict']]} ({report['verdict']}"
-          + (f" / {report['sub_indication']}" if report["sub_indication"] else "") + ")")
+    print(
+        f"Kết luận: {VERDICT_VI[report['verdict']]} ({report['verdict']}"
+        + (f" / {report['sub_indication']}" if report["sub_indication"] else "")
+        + ")"
+    )
     print(report["message"])
     for problem in report["problems"]:
         print(f"  ! {problem['message']}")
     for sig in report["signatures"]:
         signer = sig.get("signer") or {}
-        print(f"\nChữ ký {sig['field']} ({sig['type']}): {sig['indication']}"
-              + (f" / {sig['sub_indication']}" if sig["sub_indication"] else ""))
+        print(
+            f"\nChữ ký {sig['field']} ({sig['type']}): {sig['indication']}"
+            + (f" / {sig['sub_indication']}" if sig["sub_indication"] else "")
+        )
         if signer:
-            print(f"  Người ký: {signer.get('common_name')}"
-                  + (f", {signer['title']}" if signer.get("title") else "")
-                  + (f" — {signer['organization']}" if signer.get("organization") else ""))
+            print(
+                f"  Người ký: {signer.get('common_name')}"
+                + (f", {signer['title']}" if signer.get("title") else "")
+                + (f" — {signer['organization']}" if signer.get("organization") else "")
+            )
             print(f"  Đơn vị cấp chứng thư: {signer.get('issuer')}")
             print(f"  Hiệu lực chứng thư: {signer.get('valid_from')} → {signer.get('valid_to')}")
         if sig.get("signing_time"):
@@ -199,8 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--profile", required=True)
     sign.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"])
     sign.add_argument("--dossier-code")
-    sign.add_argument("--serve-dev-pki", action="store_true",
-                      help="phục vụ TSA/OCSP thử nghiệm trong lúc ký (chế độ phát triển)")
+    sign.add_argument(
+        "--serve-dev-pki",
+        action="store_true",
+        help="phục vụ TSA/OCSP thử nghiệm trong lúc ký (chế độ phát triển)",
+    )
     sign.set_defaults(func=cmd_sign)
     verify = sub.add_parser("verify", help="xác minh chữ ký số trong tệp PDF")
     verify.add_argument("file")
@@ -209,11 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     pki = sub.add_parser("pki", help="PKI thử nghiệm")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True, parser_class=_Parser)
     pki_sub.add_parser("init", help="tạo khóa và chứng thư thử nghiệm").set_defaults(
-        func=cmd_pki_init)
+        func=cmd_pki_init
+    )
     aud = sub.add_parser("audit", help="nhật ký kiểm tra")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
     aud_sub.add_parser("verify", help="kiểm tra chuỗi băm của nhật ký").set_defaults(
-        func=cmd_audit_verify)
+        func=cmd_audit_verify
+    )
     return parser
 
 

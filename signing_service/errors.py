@@ -30,32 +30,33 @@ class ServiceError(Exception):
 
 
 def _error(code: str, status: int, message: str) -> type[ServiceError]:
-    return type(code.title().replace("_", "") + "Error", (ServiceError,), {
-        "code": code, "status": status, "message": message,
-    })
+    return type(
+        code.title().replace("_", "") + "Error",
+        (ServiceError,),
+        {
+            "code": code,
+            "status": status,
+            "message": message,
+        },
+    )
 
 
 # Requests and authentication
 InvalidRequest = _error("INVALID_REQUEST", 400, "Yêu cầu không hợp lệ.")
-Unauthenticated = _error(
-    "UNAUTHENTICATED", 401, "Thiếu khóa API hoặc khóa API không hợp lệ."
-)
+Unauthenticated = _error("UNAUTHENTICATED", 401, "Thiếu khóa API hoặc khóa API không hợp lệ.")
 NotFound = _error("NOT_FOUND", 404, "Không tìm thấy tài nguyên được yêu cầu.")
 DocumentNotFound = _error("DOCUMENT_NOT_FOUND", 404, "Không tìm thấy văn bản.")
 ProfileNotFound = _error("PROFILE_NOT_FOUND", 404, "Không tìm thấy cấu hình ký số.")
-PayloadTooLarge = _error(
-    "FILE_TOO_LARGE", 413, "Tệp vượt quá dung lượng cho phép."
-)
+PayloadTooLarge = _error("FILE_TOO_LARGE", 413, "Tệp vượt quá dung lượng cho phép.")
 EmptyFile = _error("EMPTY_FILE", 422, "Tệp rỗng.")
 NotAPdf = _error("NOT_A_PDF", 422, "Tệp không phải là tài liệu PDF.")
 MalformedPdf = _error(
     "MALFORMED_PDF", 422, "Tệp PDF bị hỏng hoặc không đọc được (có thể bị cắt cụt)."
 )
-EncryptedPdf = _error(
-    "ENCRYPTED_PDF", 422, "Tệp PDF được bảo vệ bằng mật khẩu; không thể xử lý."
-)
+EncryptedPdf = _error("ENCRYPTED_PDF", 422, "Tệp PDF được bảo vệ bằng mật khẩu; không thể xử lý.")
 InvalidLevel = _error(
-    "INVALID_SIGNATURE_LEVEL", 422,
+    "INVALID_SIGNATURE_LEVEL",
+    422,
     "Mức chữ ký không hợp lệ; chỉ chấp nhận B-B, B-T, B-LT hoặc B-LTA.",
 )
 InvalidDossierCode = _error("INVALID_DOSSIER_CODE", 422, "Mã hồ sơ không đúng định dạng.")
@@ -68,19 +69,23 @@ SignerCertRevoked = _error(
     "SIGNER_CERT_REVOKED", 422, "Chứng thư số của người ký đã bị thu hồi; không được phép ký."
 )
 SignerCertStatusUnknown = _error(
-    "SIGNER_CERT_STATUS_UNKNOWN", 503,
+    "SIGNER_CERT_STATUS_UNKNOWN",
+    503,
     "Không xác định được trạng thái thu hồi của chứng thư số người ký; vui lòng thử lại sau.",
 )
 SignerCertUntrusted = _error(
-    "SIGNER_CERT_UNTRUSTED", 422,
+    "SIGNER_CERT_UNTRUSTED",
+    422,
     "Chứng thư số của người ký không chuỗi được tới một chứng thư gốc tin cậy.",
 )
 SignerKeyUsage = _error(
-    "SIGNER_CERT_KEY_USAGE", 422,
+    "SIGNER_CERT_KEY_USAGE",
+    422,
     "Chứng thư số của người ký không cho phép ký số (thiếu digitalSignature/nonRepudiation).",
 )
 AlgorithmPolicy = _error(
-    "ALGORITHM_NOT_ALLOWED", 422,
+    "ALGORITHM_NOT_ALLOWED",
+    422,
     "Thuật toán hoặc độ dài khóa không đáp ứng quy định (RSA ≥ 2048, ECDSA ≥ 256, SHA-2/SHA-3).",
 )
 KeyUnavailable = _error(
@@ -96,7 +101,8 @@ StorageUnavailable = _error(
     "STORAGE_UNAVAILABLE", 503, "Kho lưu trữ tạm thời không sẵn sàng; vui lòng thử lại sau."
 )
 StorageIntegrity = _error(
-    "STORAGE_INTEGRITY_ERROR", 500,
+    "STORAGE_INTEGRITY_ERROR",
+    500,
     "Nội dung lưu trữ không khớp mã băm đã ghi nhận; tệp có thể đã bị hỏng.",
 )
 ConfigurationError = _error("CONFIGURATION_ERROR", 500, "Cấu hình dịch vụ không hợp lệ.")

@@ -26,8 +26,14 @@ class ObjectInfo:
 
 def check_key(key: str) -> str:
     parts = key.split("/")
-    if (not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts)
-            or "\\" in key or "\x00" in key or len(key) > 512):
+    if (
+        not key
+        or key.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or "\\" in key
+        or "\x00" in key
+        or len(key) > 512
+    ):
         raise InvalidKey(key)
     return key
 

@@ -23,8 +23,12 @@ def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevPki, 
     """The certomancer dev PKI, serving real TSA/OCSP/CRL responses on loopback."""
     port = free_port()
     directory = tmp_path_factory.mktemp("pki")
-    pki = init_dev_pki(directory, REPO / "certs/dev/certomancer.yml",
-                       f"http://127.0.0.1:{port}", DEV_KEY_PASSPHRASE.encode())
+    pki = init_dev_pki(
+        directory,
+        REPO / "certs/dev/certomancer.yml",
+        f"http://127.0.0.1:{port}",
+        DEV_KEY_PASSPHRASE.encode(),
+    )
     server = DevPkiServer(pki, "127.0.0.1", port).start()
     yield pki, port
     server.stop()
@@ -53,8 +57,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
-def make_settings(tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int],
-                  **overrides: Any) -> Settings:
+def make_settings(
+    tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int], **overrides: Any
+) -> Settings:
     pki, port = dev_pki
     values: dict[str, Any] = {
         "mode": "development",
@@ -69,8 +74,7 @@ def make_settings(tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]
 
 
 @pytest.fixture
-def services(tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]
-             ) -> Iterator[Services]:
+def services(tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]) -> Iterator[Services]:
     built = Services.build(make_settings(tmp_path, database_url, dev_pki))
     yield built
     built.close()

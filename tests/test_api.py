@@ -17,8 +17,12 @@ def auth(credentials: dict[str, Any], index: int = 0) -> dict[str, str]:
 
 def sign(api: Any, headers: dict[str, str], data: bytes, **form: str) -> Any:
     fields = {"profile": "agency-a-seal", **form}
-    return api.post("/v1/signatures", headers=headers, data=fields,
-                    files={"file": ("quyet-dinh.pdf", data, "application/pdf")})
+    return api.post(
+        "/v1/signatures",
+        headers=headers,
+        data=fields,
+        files={"file": ("quyet-dinh.pdf", data, "application/pdf")},
+    )
 
 
 def test_health_and_readiness(api: Any) -> None:
@@ -28,8 +32,7 @@ def test_health_and_readiness(api: Any) -> None:
 
 def test_round_trip_sign_download_verify(api: Any, credentials: dict[str, Any]) -> None:
     headers = auth(credentials)
-    response = sign(api, headers, make_pdf(), level="B-T",
-                    dossier_code="000.00.12.H12-261127-0001")
+    response = sign(api, headers, make_pdf(), level="B-T", dossier_code="000.00.12.H12-261127-0001")
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["level"] == "B-T"
@@ -45,8 +48,9 @@ def test_round_trip_sign_download_verify(api: Any, credentials: dict[str, Any]) 
 
     assert hashlib.sha256(content.content).hexdigest() == body["document"]["sha256"]
 
-    report = api.post("/v1/verifications",
-                      files={"file": ("signed.pdf", content.content, "application/pdf")})
+    report = api.post(
+        "/v1/verifications", files={"file": ("signed.pdf", content.content, "application/pdf")}
+    )
     assert report.status_code == 200
     assert report.json()["verdict"] == "TOTAL_PASSED"
 
@@ -65,14 +69,18 @@ def test_agencies_are_isolated(api: Any, credentials: dict[str, Any]) -> None:
     assert response.json()["code"] == "PROFILE_NOT_FOUND"
 
 
-@pytest.mark.parametrize(("headers", "status"), [
-    ({}, 401),
-    ({"Authorization": "Bearer ssk_0000000000000000_wrong"}, 401),
-    ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
-    ({"Authorization": "Bearer garbage"}, 401),
-])
-def test_missing_or_wrong_api_key(api: Any, services: Services, headers: dict[str, str],
-                                  status: int) -> None:
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer ssk_0000000000000000_wrong"}, 401),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
+        ({"Authorization": "Bearer garbage"}, 401),
+    ],
+)
+def test_missing_or_wrong_api_key(
+    api: Any, services: Services, headers: dict[str, str], status: int
+) -> None:
     before = snapshot(services)
     response = sign(api, headers, make_pdf())
     assert response.status_code == status
@@ -96,16 +104,28 @@ BAD_INPUTS = [
     ("unknown-profile", make_pdf(), {"profile": "khong-ton-tai"}, 404, "PROFILE_NOT_FOUND"),
     ("bad-level", make_pdf(), {"level": "B-X"}, 422, "INVALID_SIGNATURE_LEVEL"),
     ("bad-dossier", make_pdf(), {"dossier_code": "HS-1"}, 422, "INVALID_DOSSIER_CODE"),
-    ("other-agency-dossier", make_pdf(), {"dossier_code": "000.00.31.H26-261127-0001"}, 422,
-     "INVALID_DOSSIER_CODE"),
+    (
+        "other-agency-dossier",
+        make_pdf(),
+        {"dossier_code": "000.00.31.H26-261127-0001"},
+        422,
+        "INVALID_DOSSIER_CODE",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "data", "form", "status", "code"), BAD_INPUTS,
-                         ids=[b[0] for b in BAD_INPUTS])
+@pytest.mark.parametrize(
+    ("name", "data", "form", "status", "code"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
+)
 def test_bad_input_is_refused_and_nothing_written(
-    api: Any, services: Services, credentials: dict[str, Any], name: str, data: bytes,
-    form: dict[str, str], status: int, code: str,
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    name: str,
+    data: bytes,
+    form: dict[str, str],
+    status: int,
+    code: str,
 ) -> None:
     before = snapshot(services)
     response = sign(api, auth(credentials), data, **form)
@@ -129,8 +149,7 @@ def small_limit_api(tmp_path: Any, database_url: str, dev_pki: Any) -> Any:
     from signing_service.api.app import create_app
     from tests.conftest import make_settings
 
-    built = Services.build(make_settings(tmp_path, database_url, dev_pki,
-                                         max_upload_bytes=100_000))
+    built = Services.build(make_settings(tmp_path, database_url, dev_pki, max_upload_bytes=100_000))
     with TestClient(create_app(built), raise_server_exceptions=False) as client:
         yield client, built
     built.close()
@@ -150,8 +169,9 @@ def test_over_the_size_limit(small_limit_api: Any) -> None:
     response = sign(client, auth(credentials), make_pdf(padding_bytes=400_000))
     assert response.status_code == 413
     assert response.json()["code"] == "FILE_TOO_LARGE"
-    response = client.post("/v1/verifications",
-                           files={"file": ("x.pdf", make_pdf(padding_bytes=400_000))})
+    response = client.post(
+        "/v1/verifications", files={"file": ("x.pdf", make_pdf(padding_bytes=400_000))}
+    )
     assert response.status_code == 413
     assert_nothing_written(before, built)
 
@@ -173,8 +193,9 @@ def test_unknown_route_and_method(api: Any) -> None:
     assert (response.status_code, response.json()["code"]) == (405, "METHOD_NOT_ALLOWED")
 
 
-def test_storage_failure_leaves_nothing(api: Any, services: Services,
-                                        credentials: dict[str, Any]) -> None:
+def test_storage_failure_leaves_nothing(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
     """Fault injection at the storage adapter: the second object write fails."""
     original = services.store.put
     calls = {"n": 0}
@@ -196,8 +217,9 @@ def test_storage_failure_leaves_nothing(api: Any, services: Services,
     assert_nothing_written(before, services)
 
 
-def test_corrupted_object_is_reported_not_served(api: Any, services: Services,
-                                                 credentials: dict[str, Any]) -> None:
+def test_corrupted_object_is_reported_not_served(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
     headers = auth(credentials)
     body = sign(api, headers, make_pdf(), level="B-B").json()
     from signing_service.services.documents import get_document
@@ -214,6 +236,12 @@ def test_corrupted_object_is_reported_not_served(api: Any, services: Services,
 
 def test_openapi_documents_the_endpoints(api: Any) -> None:
     spec = api.get("/openapi.json").json()
-    for path in ("/v1/signatures", "/v1/verifications", "/v1/documents/{document_id}",
-                 "/v1/documents/{document_id}/content", "/healthz", "/readyz"):
+    for path in (
+        "/v1/signatures",
+        "/v1/verifications",
+        "/v1/documents/{document_id}",
+        "/v1/documents/{document_id}/content",
+        "/healthz",
+        "/readyz",
+    ):
         assert path in spec["paths"]

@@ -30,8 +30,9 @@ def agency(services: Services, code: str = "000.00.12.H12") -> Agency:
 
 def signed_bytes(services: Services, level: str, pdf: bytes | None = None) -> bytes:
     a = agency(services)
-    result = sign_document(services, a, profile_name="agency-a-seal", pdf=pdf or make_pdf(),
-                           level=level, actor="test")
+    result = sign_document(
+        services, a, profile_name="agency-a-seal", pdf=pdf or make_pdf(), level=level, actor="test"
+    )
     return read_content(services, get_document(services, a.id, result.document.id))
 
 
@@ -77,23 +78,33 @@ def _add_profile(services: Services, name: str, key_label: str) -> Agency:
     pki = services.dev_pki
     assert pki is not None
     with services.db.transaction() as session:
-        session.add(SigningProfile(agency_id=a.id, name=name,
-                                   key_uri=f"file:{pki.p12_path(key_label)}", level="B-B",
-                                   tsa_url=pki.tsa_url, check_revocation=True))
+        session.add(
+            SigningProfile(
+                agency_id=a.id,
+                name=name,
+                key_uri=f"file:{pki.p12_path(key_label)}",
+                level="B-B",
+                tsa_url=pki.tsa_url,
+                check_revocation=True,
+            )
+        )
     return a
 
 
-@pytest.mark.parametrize(("key_label", "code"), [
-    ("revoked-signer", "SIGNER_CERT_REVOKED"),
-    ("expired-signer", "SIGNER_CERT_EXPIRED"),
-])
-def test_bad_signer_refused_and_nothing_stored(services: Services, key_label: str,
-                                               code: str) -> None:
+@pytest.mark.parametrize(
+    ("key_label", "code"),
+    [
+        ("revoked-signer", "SIGNER_CERT_REVOKED"),
+        ("expired-signer", "SIGNER_CERT_EXPIRED"),
+    ],
+)
+def test_bad_signer_refused_and_nothing_stored(
+    services: Services, key_label: str, code: str
+) -> None:
     a = _add_profile(services, f"bad-{key_label}", key_label)
     before = snapshot(services)
     with pytest.raises(errors.ServiceError) as info:
-        sign_document(services, a, profile_name=f"bad-{key_label}", pdf=make_pdf(),
-                      actor="test")
+        sign_document(services, a, profile_name=f"bad-{key_label}", pdf=make_pdf(), actor="test")
     assert info.value.code == code
     assert "thu hồi" in info.value.message or "hết hạn" in info.value.message
     assert_nothing_written(before, services)
@@ -116,8 +127,9 @@ def test_revoked_signer_is_flagged_at_verification(services: Services) -> None:
 
 def test_ecdsa_seal_signs_and_verifies(services: Services) -> None:
     b = agency(services, "000.00.31.H26")
-    result = sign_document(services, b, profile_name="agency-b-seal", pdf=make_pdf(),
-                           level="B-T", actor="test")
+    result = sign_document(
+        services, b, profile_name="agency-b-seal", pdf=make_pdf(), level="B-T", actor="test"
+    )
     signed = read_content(services, get_document(services, b.id, result.document.id))
     report = verify_document(services, signed, actor="test")
     assert report["verdict"] == "TOTAL_PASSED"

@@ -26,8 +26,9 @@ from tests.support.pdfs import make_pdf
 @pytest.fixture(scope="module")
 def verifier(dev_pki: tuple[DevPki, int]) -> Verifier:
     pki, _ = dev_pki
-    trust = TrustStore.load(REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path,
-                            fetch_timeout=3)
+    trust = TrustStore.load(
+        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
+    )
     return Verifier(trust)
 
 
@@ -35,8 +36,11 @@ def verifier(dev_pki: tuple[DevPki, int]) -> Verifier:
 def signed(dev_pki: tuple[DevPki, int]) -> bytes:
     pki, _ = dev_pki
     key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
-    return asyncio.run(async_sign_pdf(make_pdf(pages=2), key,
-                                      SignOptions(level=SignatureLevel.B_T, tsa_url=pki.tsa_url)))
+    return asyncio.run(
+        async_sign_pdf(
+            make_pdf(pages=2), key, SignOptions(level=SignatureLevel.B_T, tsa_url=pki.tsa_url)
+        )
+    )
 
 
 def verify(verifier: Verifier, data: bytes) -> dict:  # type: ignore[type-arg]
@@ -50,7 +54,7 @@ def test_intact_document_passes(verifier: Verifier, signed: bytes) -> None:
 def test_one_changed_byte_fails(verifier: Verifier, signed: bytes) -> None:
     # Change one byte of the page content ("trang 1" -> "trang 2"), inside the signed range.
     at = signed.index(b"trang 1")
-    tampered = signed[:at + 6] + b"2" + signed[at + 7:]
+    tampered = signed[: at + 6] + b"2" + signed[at + 7 :]
     report = verify(verifier, tampered)
     assert report["verdict"] == "TOTAL_FAILED"
     sig = report["signatures"][0]
@@ -64,8 +68,9 @@ def test_content_added_by_incremental_update_fails_modifications(
     writer = IncrementalPdfFileWriter(BytesIO(signed))
     page_ref = writer.root["/Pages"]["/Kids"][0]
     page = page_ref.get_object()
-    extra = writer.add_object(generic.StreamObject(
-        stream_data=b"BT /F1 14 Tf 72 700 Td (SO TIEN: 9.000.000 VND) Tj ET"))
+    extra = writer.add_object(
+        generic.StreamObject(stream_data=b"BT /F1 14 Tf 72 700 Td (SO TIEN: 9.000.000 VND) Tj ET")
+    )
     page["/Contents"] = generic.ArrayObject([page.raw_get("/Contents"), extra])
     writer.update_container(page)
     out = BytesIO()
@@ -89,10 +94,15 @@ def test_appended_bytes_without_eof_fail(verifier: Verifier, signed: bytes) -> N
 def test_appended_objects_with_empty_xref_fail(verifier: Verifier, signed: bytes) -> None:
     """Incremental Saving Attack variant: objects appended behind an empty xref section."""
     start = len(signed) + 1
-    appended = (signed + b"\n99 0 obj\n<< /Type /Annot /Subtype /FreeText >>\nendobj\n"
-                + b"xref\n0 0\ntrailer\n<< /Size 100 /Root 1 0 R /Prev "
-                + str(signed.rindex(b"startxref")).encode() + b" >>\nstartxref\n"
-                + str(start + 49).encode() + b"\n%%EOF\n")
+    appended = (
+        signed
+        + b"\n99 0 obj\n<< /Type /Annot /Subtype /FreeText >>\nendobj\n"
+        + b"xref\n0 0\ntrailer\n<< /Size 100 /Root 1 0 R /Prev "
+        + str(signed.rindex(b"startxref")).encode()
+        + b" >>\nstartxref\n"
+        + str(start + 49).encode()
+        + b"\n%%EOF\n"
+    )
     report = verify(verifier, appended)
     assert report["verdict"] == "TOTAL_FAILED", report
 

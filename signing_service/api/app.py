@@ -72,8 +72,7 @@ class BodyLimit:
 
     async def _reject(self, send: Send) -> None:
         response = error_response(413, *HTTP_CODES[413])
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": response.raw_headers})
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
 
 
@@ -107,7 +106,7 @@ def create_app(services: Services) -> FastAPI:
         description=(
             "Ký số PAdES (B-B, B-T, B-LT, B-LTA) và xác minh chữ ký số trên tài liệu PDF theo "
             "Thông tư 15/2025/TT-BKHCN và ETSI EN 319 102-1. Mọi lỗi trả về "
-            "`{\"code\", \"message\"}` với mã lỗi ổn định và thông báo tiếng Việt."
+            '`{"code", "message"}` với mã lỗi ổn định và thông báo tiếng Việt.'
         ),
         version="0.1.0",
         lifespan=lifespan,
@@ -125,7 +124,8 @@ def create_app(services: Services) -> FastAPI:
     async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [".".join(str(p) for p in e.get("loc", ())[1:]) for e in exc.errors()]
         return error_response(
-            422, "INVALID_REQUEST",
+            422,
+            "INVALID_REQUEST",
             "Yêu cầu thiếu trường bắt buộc hoặc có trường không hợp lệ.",
             details={"fields": fields},
         )
@@ -154,8 +154,12 @@ def create_app(services: Services) -> FastAPI:
     async def healthz() -> schemas.Health:
         return schemas.Health(status="ok")
 
-    @app.get("/readyz", response_model=schemas.Health, tags=["vận hành"],
-             responses={503: {"model": schemas.ErrorBody}})
+    @app.get(
+        "/readyz",
+        response_model=schemas.Health,
+        tags=["vận hành"],
+        responses={503: {"model": schemas.ErrorBody}},
+    )
     async def readyz() -> Any:
         def probe() -> None:
             with services.db.transaction() as session:
@@ -166,14 +170,25 @@ def create_app(services: Services) -> FastAPI:
             await in_worker(probe)
         except Exception as e:  # noqa: BLE001
             log.warning("not ready: %s", type(e).__name__)
-            return error_response(503, "NOT_READY", "Dịch vụ chưa sẵn sàng.",)
+            return error_response(
+                503,
+                "NOT_READY",
+                "Dịch vụ chưa sẵn sàng.",
+            )
         return schemas.Health(status="ready")
 
     @app.post(
-        "/v1/signatures", status_code=201, response_model=schemas.SignatureOut,
-        tags=["ký số"], summary="Ký số một tài liệu PDF bằng cấu hình ký số của cơ quan",
-        responses={401: {"model": schemas.ErrorBody}, 404: {"model": schemas.ErrorBody},
-                   413: {"model": schemas.ErrorBody}, 503: {"model": schemas.ErrorBody}},
+        "/v1/signatures",
+        status_code=201,
+        response_model=schemas.SignatureOut,
+        tags=["ký số"],
+        summary="Ký số một tài liệu PDF bằng cấu hình ký số của cơ quan",
+        responses={
+            401: {"model": schemas.ErrorBody},
+            404: {"model": schemas.ErrorBody},
+            413: {"model": schemas.ErrorBody},
+            503: {"model": schemas.ErrorBody},
+        },
     )
     async def create_signature(
         caller: Client,
@@ -186,39 +201,61 @@ def create_app(services: Services) -> FastAPI:
         data = await _read(file)
         agency: Agency = caller.agency
         result = await in_worker(
-            sign_document, services, agency, profile_name=profile, pdf=data, level=level,
-            filename=file.filename, dossier_code=dossier_code,
+            sign_document,
+            services,
+            agency,
+            profile_name=profile,
+            pdf=data,
+            level=level,
+            filename=file.filename,
+            dossier_code=dossier_code,
             actor=f"api-client:{caller.key_id}",
         )
         response.headers["Location"] = f"/v1/documents/{result.document.id}"
         return schemas.SignatureOut(
-            signature_id=result.signature_id, level=result.level, profile=result.profile,
-            signed_at=result.signed_at, certificate_sha256=result.certificate_sha256,
-            document=_doc_out(result.document), input_document=_doc_out(result.input_document),
+            signature_id=result.signature_id,
+            level=result.level,
+            profile=result.profile,
+            signed_at=result.signed_at,
+            certificate_sha256=result.certificate_sha256,
+            document=_doc_out(result.document),
+            input_document=_doc_out(result.input_document),
         )
 
-    @app.get("/v1/documents/{document_id}", response_model=schemas.DocumentOut,
-             tags=["văn bản"], responses={404: {"model": schemas.ErrorBody}})
+    @app.get(
+        "/v1/documents/{document_id}",
+        response_model=schemas.DocumentOut,
+        tags=["văn bản"],
+        responses={404: {"model": schemas.ErrorBody}},
+    )
     async def document_meta(document_id: str, caller: Client) -> schemas.DocumentOut:
         doc = await in_worker(get_document, services, caller.agency_id, document_id)
         return _doc_out(DocumentView.of(doc))
 
-    @app.get("/v1/documents/{document_id}/content", tags=["văn bản"],
-             response_class=Response, responses={
-                 200: {"content": {"application/pdf": {}}},
-                 404: {"model": schemas.ErrorBody}})
+    @app.get(
+        "/v1/documents/{document_id}/content",
+        tags=["văn bản"],
+        response_class=Response,
+        responses={200: {"content": {"application/pdf": {}}}, 404: {"model": schemas.ErrorBody}},
+    )
     async def document_content(document_id: str, caller: Client) -> Response:
         doc = await in_worker(get_document, services, caller.agency_id, document_id)
         data = await in_worker(read_content, services, doc)
         name = doc.filename or f"{doc.id}.pdf"
         ascii_name = name.encode("ascii", "replace").decode().replace('"', "")
-        return Response(data, media_type=doc.media_type, headers={
-            "Content-Disposition": f'attachment; filename="{ascii_name}"',
-            "X-Content-SHA256": doc.sha256,
-        })
+        return Response(
+            data,
+            media_type=doc.media_type,
+            headers={
+                "Content-Disposition": f'attachment; filename="{ascii_name}"',
+                "X-Content-SHA256": doc.sha256,
+            },
+        )
 
     @app.post(
-        "/v1/verifications", response_model=schemas.VerificationReport, tags=["xác minh"],
+        "/v1/verifications",
+        response_model=schemas.VerificationReport,
+        tags=["xác minh"],
         summary="Xác minh mọi chữ ký số và dấu thời gian trong một tài liệu PDF (công khai)",
         responses={413: {"model": schemas.ErrorBody}},
     )

@@ -70,13 +70,21 @@ class SignatureReportOut(BaseModel):
 
 
 class VerificationReport(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "verdict": "TOTAL_PASSED", "sub_indication": None,
-        "message": "Tất cả chữ ký số hợp lệ.",
-        "document": {"sha256": "…", "size": 23953},
-        "validated_at": "2026-11-27T14:05:09+07:00",
-        "signatures": [], "problems": [],
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "verdict": "TOTAL_PASSED",
+                    "sub_indication": None,
+                    "message": "Tất cả chữ ký số hợp lệ.",
+                    "document": {"sha256": "…", "size": 23953},
+                    "validated_at": "2026-11-27T14:05:09+07:00",
+                    "signatures": [],
+                    "problems": [],
+                }
+            ]
+        }
+    )
     verdict: str = Field(description="TOTAL_PASSED | TOTAL_FAILED | INDETERMINATE | NO_SIGNATURE")
     sub_indication: str | None
     message: str

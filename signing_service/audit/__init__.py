@@ -21,20 +21,37 @@ from sqlalchemy.orm import Session
 from signing_service.store.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
-FORBIDDEN_DETAIL_KEYS = frozenset({"content", "data", "pdf", "secret", "password", "passphrase",
-                                   "pin", "api_key", "key"})
+FORBIDDEN_DETAIL_KEYS = frozenset(
+    {"content", "data", "pdf", "secret", "password", "passphrase", "pin", "api_key", "key"}
+)
 
 
 def _canonical(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def entry_hash(seq: int, at: str, actor: str, agency_code: str | None, action: str,
-               subject: str | None, details: str, prev_hash: str) -> str:
-    body = _canonical({
-        "seq": seq, "at": at, "actor": actor, "agency_code": agency_code,
-        "action": action, "subject": subject, "details": details, "prev_hash": prev_hash,
-    })
+def entry_hash(
+    seq: int,
+    at: str,
+    actor: str,
+    agency_code: str | None,
+    action: str,
+    subject: str | None,
+    details: str,
+    prev_hash: str,
+) -> str:
+    body = _canonical(
+        {
+            "seq": seq,
+            "at": at,
+            "actor": actor,
+            "agency_code": agency_code,
+            "action": action,
+            "subject": subject,
+            "details": details,
+            "prev_hash": prev_hash,
+        }
+    )
     return hashlib.sha256(body).hexdigest()
 
 
@@ -62,8 +79,17 @@ def append(
     at = datetime.now(UTC).isoformat(timespec="microseconds")
     details_json = _canonical(details).decode()
     digest = entry_hash(seq, at, actor, agency_code, action, subject, details_json, head.hash)
-    entry = AuditEntry(seq=seq, at=at, actor=actor, agency_code=agency_code, action=action,
-                       subject=subject, details=details_json, prev_hash=head.hash, hash=digest)
+    entry = AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        agency_code=agency_code,
+        action=action,
+        subject=subject,
+        details=details_json,
+        prev_hash=head.hash,
+        hash=digest,
+    )
     session.add(entry)
     head.seq = seq
     head.hash = digest
@@ -88,11 +114,21 @@ def verify(session: Session, batch: int = 5000) -> ChainReport:
     for entry in session.execute(stmt).scalars():
         count += 1
         if entry.seq != expected_seq:
-            problems.append(f"entry {expected_seq}..{entry.seq - 1} missing (gap before {entry.seq})")
+            problems.append(
+                f"entry {expected_seq}..{entry.seq - 1} missing (gap before {entry.seq})"
+            )
         if entry.prev_hash != expected_prev:
             problems.append(f"entry {entry.seq}: link to the previous entry is broken")
-        recomputed = entry_hash(entry.seq, entry.at, entry.actor, entry.agency_code, entry.action,
-                                entry.subject, entry.details, entry.prev_hash)
+        recomputed = entry_hash(
+            entry.seq,
+            entry.at,
+            entry.actor,
+            entry.agency_code,
+            entry.action,
+            entry.subject,
+            entry.details,
+            entry.prev_hash,
+        )
         if recomputed != entry.hash:
             problems.append(f"entry {entry.seq}: content does not match its hash (edited)")
         expected_prev = entry.hash

@@ -94,9 +94,7 @@ def _pem(cert: x509.Certificate) -> bytes:
     return pem.armor("CERTIFICATE", cert.dump())
 
 
-def init_dev_pki(
-    pki_dir: Path, config_path: Path, url_prefix: str, passphrase: bytes
-) -> DevPki:
+def init_dev_pki(pki_dir: Path, config_path: Path, url_prefix: str, passphrase: bytes) -> DevPki:
     """Create keys if missing and (re-)export certificates. Idempotent."""
     keys_dir = pki_dir / "keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
@@ -135,9 +133,7 @@ class DevPkiServer:
     """Serves the dev PKI's TSA, OCSP responder and CRLs over HTTP on loopback."""
 
     def __init__(self, pki: DevPki, host: str, port: int) -> None:
-        self._server: BaseWSGIServer = make_server(
-            host, port, pki.animator(), threaded=True
-        )
+        self._server: BaseWSGIServer = make_server(host, port, pki.animator(), threaded=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="dev-pki", daemon=True
         )

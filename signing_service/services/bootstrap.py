@@ -20,10 +20,20 @@ if TYPE_CHECKING:
     from signing_service.services.container import Services
 
 DEMO_AGENCIES = (
-    {"code": "000.00.12.H12", "name": "Sở Tư pháp tỉnh Demo A", "key": "agency-a-seal",
-     "profile": "agency-a-seal", "location": "Tỉnh Demo A"},
-    {"code": "000.00.31.H26", "name": "UBND xã Demo B", "key": "agency-b-seal",
-     "profile": "agency-b-seal", "location": "Xã Demo B"},
+    {
+        "code": "000.00.12.H12",
+        "name": "Sở Tư pháp tỉnh Demo A",
+        "key": "agency-a-seal",
+        "profile": "agency-a-seal",
+        "location": "Tỉnh Demo A",
+    },
+    {
+        "code": "000.00.31.H26",
+        "name": "UBND xã Demo B",
+        "key": "agency-b-seal",
+        "profile": "agency-b-seal",
+        "location": "Xã Demo B",
+    },
 )
 
 
@@ -35,7 +45,7 @@ def bootstrap_dev(services: Services) -> None:
             return
         out: dict[str, Any] = {
             "_note": "Development only. Production mode refuses to start with these agencies, "
-                     "profiles and keys.",
+            "profiles and keys.",
             "api_base_url": f"http://{services.settings.host}:{services.settings.port}",
             "agencies": [],
             "pki": {
@@ -66,15 +76,25 @@ def bootstrap_dev(services: Services) -> None:
             )
             session.add(profile)
             api_key, key_id, key_hash = new_api_key()
-            session.add(ApiClient(agency_id=agency.id, name="demo client", key_id=key_id,
-                                  key_hash=key_hash))
-            audit.append(session, actor="bootstrap", action="agency.created",
-                         agency_code=agency.code, subject=agency.code,
-                         details={"profile": profile.name, "api_client": key_id})
-            out["agencies"].append({
-                "code": agency.code, "name": agency.name, "api_key": api_key,
-                "profiles": [profile.name],
-            })
+            session.add(
+                ApiClient(agency_id=agency.id, name="demo client", key_id=key_id, key_hash=key_hash)
+            )
+            audit.append(
+                session,
+                actor="bootstrap",
+                action="agency.created",
+                agency_code=agency.code,
+                subject=agency.code,
+                details={"profile": profile.name, "api_client": key_id},
+            )
+            out["agencies"].append(
+                {
+                    "code": agency.code,
+                    "name": agency.name,
+                    "api_key": api_key,
+                    "profiles": [profile.name],
+                }
+            )
         path = services.settings.dev_credentials_file
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

@@ -57,8 +57,16 @@ class DocumentView:
 
     @classmethod
     def of(cls, doc: Document) -> DocumentView:
-        return cls(doc.id, doc.kind, doc.sha256, doc.size, doc.media_type, doc.filename,
-                   doc.dossier_code, doc.created_at.isoformat())
+        return cls(
+            doc.id,
+            doc.kind,
+            doc.sha256,
+            doc.size,
+            doc.media_type,
+            doc.filename,
+            doc.dossier_code,
+            doc.created_at.isoformat(),
+        )
 
 
 def get_document(services: Services, agency_id: int, document_id: str) -> Document:
@@ -76,7 +84,9 @@ def read_content(services: Services, doc: Document) -> bytes:
     try:
         data = services.store.get(doc.storage_key)
     except ObjectNotFound:
-        raise errors.StorageIntegrity("Không tìm thấy nội dung văn bản trong kho lưu trữ.") from None
+        raise errors.StorageIntegrity(
+            "Không tìm thấy nội dung văn bản trong kho lưu trữ."
+        ) from None
     except StorageUnavailableError:
         raise errors.StorageUnavailable() from None
     if hashlib.sha256(data).hexdigest() != doc.sha256:

@@ -23,7 +23,12 @@ from signing_service.services.container import Services
 from signing_service.services.documents import DocumentView, check_dossier_code, check_pdf_upload
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.certcheck import SignerCheckFailure
-from signing_service.signing.engine import PdfInputError, SignOptions, TimestampError, async_sign_pdf
+from signing_service.signing.engine import (
+    PdfInputError,
+    SignOptions,
+    TimestampError,
+    async_sign_pdf,
+)
 from signing_service.signing.keys import KeySourceError, LoadedKey, sha256_fingerprint
 from signing_service.signing.levels import SignatureLevel
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
@@ -56,8 +61,9 @@ class SignResult:
 def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
     with services.db.transaction() as session:
         profile = session.scalars(
-            select(SigningProfile).where(SigningProfile.name == name,
-                                         SigningProfile.agency_id == agency.id)
+            select(SigningProfile).where(
+                SigningProfile.name == name, SigningProfile.agency_id == agency.id
+            )
         ).first()
     if profile is None:
         # Another agency's profile is indistinguishable from a missing one.
@@ -76,17 +82,26 @@ def _options(profile: SigningProfile, level: SignatureLevel) -> SignOptions:
     appearance = None
     if profile.appearance is not None:
         appearance = AppearanceSpec(**profile.appearance)
-    return SignOptions(level=level, reason=profile.reason, location=profile.location,
-                       appearance=appearance, tsa_url=profile.tsa_url)
+    return SignOptions(
+        level=level,
+        reason=profile.reason,
+        location=profile.location,
+        appearance=appearance,
+        tsa_url=profile.tsa_url,
+    )
 
 
 async def _check_and_sign(
-    services: Services, key: LoadedKey, profile: SigningProfile, level: SignatureLevel,
+    services: Services,
+    key: LoadedKey,
+    profile: SigningProfile,
+    level: SignatureLevel,
     pdf: bytes,
 ) -> bytes:
     try:
         await services.checker.async_check(
-            key.signing_cert, key.chain,
+            key.signing_cert,
+            key.chain,
             check_revocation=profile.check_revocation or level.needs_revocation_info,
         )
     except SignerCheckFailure as failure:
@@ -101,8 +116,9 @@ async def _check_and_sign(
     if level.needs_revocation_info:
         vc = services.trust.validation_context(other_certs=key.chain)
     try:
-        return await async_sign_pdf(pdf, key, options, validation_context=vc,
-                                    timestamper=timestamper)
+        return await async_sign_pdf(
+            pdf, key, options, validation_context=vc, timestamper=timestamper
+        )
     except PdfInputError as e:
         if e.reason == "encrypted":
             raise errors.EncryptedPdf() from None
@@ -130,8 +146,9 @@ def sign_document(
     profile = _profile(services, agency, profile_name)
     chosen = _level(level, profile)
     try:
-        key = services.keys.get(profile.key_uri,
-                                services.settings.key_passphrase.get_secret_value().encode())
+        key = services.keys.get(
+            profile.key_uri, services.settings.key_passphrase.get_secret_value().encode()
+        )
     except KeySourceError as e:
         log.error("key source of profile %s unavailable: %s", profile.name, e)
         raise errors.KeyUnavailable() from None
@@ -142,21 +159,38 @@ def sign_document(
     input_id, output_id = new_id(), new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
     input_doc = Document(
-        id=input_id, agency_id=agency.id, kind="original",
-        sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf), media_type="application/pdf",
-        storage_key=f"{prefix}/{input_id}.pdf", filename=filename, dossier_code=dossier_code,
+        id=input_id,
+        agency_id=agency.id,
+        kind="original",
+        sha256=hashlib.sha256(pdf).hexdigest(),
+        size=len(pdf),
+        media_type="application/pdf",
+        storage_key=f"{prefix}/{input_id}.pdf",
+        filename=filename,
+        dossier_code=dossier_code,
         created_at=now,
     )
     output_doc = Document(
-        id=output_id, agency_id=agency.id, kind="signed",
-        sha256=hashlib.sha256(signed).hexdigest(), size=len(signed),
-        media_type="application/pdf", storage_key=f"{prefix}/{output_id}.pdf",
-        filename=_signed_name(filename), dossier_code=dossier_code, created_at=now,
+        id=output_id,
+        agency_id=agency.id,
+        kind="signed",
+        sha256=hashlib.sha256(signed).hexdigest(),
+        size=len(signed),
+        media_type="application/pdf",
+        storage_key=f"{prefix}/{output_id}.pdf",
+        filename=_signed_name(filename),
+        dossier_code=dossier_code,
+        created_at=now,
     )
     signature = Signature(
-        id=new_id(), agency_id=agency.id, profile_id=profile.id,
-        certificate_sha256=sha256_fingerprint(key.signing_cert), level=chosen.value,
-        signed_at=now, input_document_id=input_id, output_document_id=output_id,
+        id=new_id(),
+        agency_id=agency.id,
+        profile_id=profile.id,
+        certificate_sha256=sha256_fingerprint(key.signing_cert),
+        level=chosen.value,
+        signed_at=now,
+        input_document_id=input_id,
+        output_document_id=output_id,
     )
     written: list[str] = []
     try:
@@ -168,12 +202,20 @@ def sign_document(
             session.flush()
             session.add(signature)
             audit.append(
-                session, actor=actor, action="signature.created", agency_code=agency.code,
+                session,
+                actor=actor,
+                action="signature.created",
+                agency_code=agency.code,
                 subject=signature.id,
-                details={"profile": profile.name, "level": chosen.value,
-                         "certificate_sha256": signature.certificate_sha256,
-                         "input_sha256": input_doc.sha256, "output_sha256": output_doc.sha256,
-                         "output_document": output_id, "dossier_code": dossier_code},
+                details={
+                    "profile": profile.name,
+                    "level": chosen.value,
+                    "certificate_sha256": signature.certificate_sha256,
+                    "input_sha256": input_doc.sha256,
+                    "output_sha256": output_doc.sha256,
+                    "output_document": output_id,
+                    "dossier_code": dossier_code,
+                },
             )
     except BaseException as e:
         for storage_key in written:
@@ -185,9 +227,13 @@ def sign_document(
             raise errors.StorageUnavailable() from None
         raise
     return SignResult(
-        signature_id=signature.id, level=chosen.value, profile=profile.name,
-        signed_at=now.isoformat(), certificate_sha256=signature.certificate_sha256,
-        field_name=None, document=DocumentView.of(output_doc),
+        signature_id=signature.id,
+        level=chosen.value,
+        profile=profile.name,
+        signed_at=now.isoformat(),
+        certificate_sha256=signature.certificate_sha256,
+        field_name=None,
+        document=DocumentView.of(output_doc),
         input_document=DocumentView.of(input_doc),
     )
 

@@ -13,8 +13,9 @@ from signing_service.verification.validate import (
 )
 
 
-def verify_document(services: Services, pdf: bytes, *, actor: str,
-                    agency_code: str | None = None) -> dict[str, Any]:
+def verify_document(
+    services: Services, pdf: bytes, *, actor: str, agency_code: str | None = None
+) -> dict[str, Any]:
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     try:
         report = asyncio.run(services.verifier.async_verify(pdf))
@@ -26,8 +27,12 @@ def verify_document(services: Services, pdf: bytes, *, actor: str,
         raise errors.EncryptedPdf() from None
     result = report.to_dict()
     with services.db.transaction() as session:
-        audit.append(session, actor=actor, action="verification.performed",
-                     agency_code=agency_code, subject=report.sha256,
-                     details={"verdict": result["verdict"],
-                              "signatures": len(result["signatures"])})
+        audit.append(
+            session,
+            actor=actor,
+            action="verification.performed",
+            agency_code=agency_code,
+            subject=report.sha256,
+            details={"verdict": result["verdict"], "signatures": len(result["signatures"])},
+        )
     return result

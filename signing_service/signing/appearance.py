@@ -53,8 +53,7 @@ class AppearanceSpec:
     margin: float = 24.0
     font_size: int = 9
 
-    def stamp(self, signer_name: str, organisation: str | None, moment: datetime
-              ) -> TextStampStyle:
+    def stamp(self, signer_name: str, organisation: str | None, moment: datetime) -> TextStampStyle:
         lines = [f"{self.heading}: {signer_name}"]
         if organisation and organisation != signer_name:
             lines.append(f"Cơ quan: {organisation}")
@@ -69,8 +68,7 @@ class AppearanceSpec:
             background=None,
         )
 
-    def field_spec(self, field_name: str, page_width: float, page_height: float
-                   ) -> SigFieldSpec:
+    def field_spec(self, field_name: str, page_width: float, page_height: float) -> SigFieldSpec:
         x2 = page_width - self.margin
         y2 = page_height - self.margin
         return SigFieldSpec(

@@ -108,8 +108,9 @@ class SignerChecker:
         self, cert: x509.Certificate, chain: tuple[x509.Certificate, ...]
     ) -> SignerCheckFailure | None:
         vc = self._trust.validation_context(other_certs=chain, revocation_mode="require")
-        validator = CertificateValidator(cert, intermediate_certs=list(chain),
-                                         validation_context=vc)
+        validator = CertificateValidator(
+            cert, intermediate_certs=list(chain), validation_context=vc
+        )
         try:
             await validator.async_validate_usage(set())
         except RevokedError as e:
@@ -122,6 +123,7 @@ class SignerChecker:
             return SignerCheckFailure(SignerCheckFailure.UNTRUSTED, str(e))
         return None
 
-    def check(self, cert: x509.Certificate, chain: tuple[x509.Certificate, ...],
-              check_revocation: bool) -> None:
+    def check(
+        self, cert: x509.Certificate, chain: tuple[x509.Certificate, ...], check_revocation: bool
+    ) -> None:
         asyncio.run(self.async_check(cert, chain, check_revocation))

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from io import BytesIO
 
 from asn1crypto import x509
-from pyhanko.pdf_utils.generic import NameObject
 from pyhanko.pdf_utils.crypt import AuthStatus
+from pyhanko.pdf_utils.generic import NameObject
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError, PdfReadError
 from pyhanko.sign import fields
@@ -79,7 +79,7 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
             raise PdfInputError("encrypted")
     try:
         writer.root.get("/Pages")
-        writer.prev.root["/Pages"]["/Count"]  # noqa: B018 - force the page tree to parse
+        writer.prev.root["/Pages"]["/Count"]
     except Exception as e:  # noqa: BLE001
         raise PdfInputError("malformed", type(e).__name__) from None
     return writer

@@ -35,8 +35,9 @@ class CachedKeySigner(SimpleSigner):
     signature (and it signs twice per document): about 50 ms each time on our machines.
     """
 
-    def __init__(self, *, private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
-                 **kwargs: object) -> None:
+    def __init__(
+        self, *, private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._private_key = private_key
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from asn1crypto import keys, x509
 
-ALLOWED_DIGESTS = frozenset(
-    {"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512"}
-)
+ALLOWED_DIGESTS = frozenset({"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512"})
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256
 

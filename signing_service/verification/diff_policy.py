@@ -35,8 +35,9 @@ ALLOWED_NEW_NAME_TREES = frozenset({"/AP"})
 MAX_TREE_NODES = 10_000
 
 
-def _new_refs_below(old: HistoricalResolver, obj: generic.PdfObject, budget: list[int]
-                    ) -> Iterator[generic.Reference]:
+def _new_refs_below(
+    old: HistoricalResolver, obj: generic.PdfObject, budget: list[int]
+) -> Iterator[generic.Reference]:
     """Every new indirect object reachable from ``obj``. Objects that already existed in
     ``old`` are not followed and not approved: if they changed, another rule must explain it."""
     stack: list[generic.PdfObject] = [obj]
@@ -73,8 +74,7 @@ def _check_ap_values(tree: generic.DictionaryObject, budget: list[int]) -> None:
         names = node.get("/Names", generic.ArrayObject())
         for value in list(names)[1::2]:
             stream = value.get_object()
-            if not (isinstance(stream, generic.StreamObject)
-                    and stream.get("/Subtype") == "/Form"):
+            if not (isinstance(stream, generic.StreamObject) and stream.get("/Subtype") == "/Form"):
                 raise SuspiciousModification("/Names /AP value is not a Form XObject")
 
 
@@ -120,11 +120,25 @@ class AppearanceNameTreeRule(QualifiedWhitelistRule):
                 yield ModificationLevel.ANNOTATIONS, ReferenceUpdate(ref)
 
 
-MARKUP_SUBTYPES = frozenset({
-    "/Text", "/FreeText", "/Line", "/Square", "/Circle", "/Polygon", "/PolyLine",
-    "/Highlight", "/Underline", "/Squiggly", "/StrikeOut", "/Caret", "/Ink", "/Popup",
-    "/Stamp",
-})
+MARKUP_SUBTYPES = frozenset(
+    {
+        "/Text",
+        "/FreeText",
+        "/Line",
+        "/Square",
+        "/Circle",
+        "/Polygon",
+        "/PolyLine",
+        "/Highlight",
+        "/Underline",
+        "/Squiggly",
+        "/StrikeOut",
+        "/Caret",
+        "/Ink",
+        "/Popup",
+        "/Stamp",
+    }
+)
 FORBIDDEN_ANNOT_KEYS = frozenset({"/A", "/AA", "/FS", "/RichMediaContent", "/Movie", "/Sound"})
 
 
@@ -154,14 +168,17 @@ def _annot_refs(page: generic.DictionaryObject) -> list[generic.Reference]:
 
 class MarkupAnnotationRule(QualifiedWhitelistRule):
     @staticmethod
-    def _is_plain_markup(old: HistoricalResolver, new: HistoricalResolver,
-                         ref: generic.Reference) -> bool:
+    def _is_plain_markup(
+        old: HistoricalResolver, new: HistoricalResolver, ref: generic.Reference
+    ) -> bool:
         if not old.is_ref_unassignable(ref):
             return False
         annot = new(ref)
-        return (isinstance(annot, generic.DictionaryObject)
-                and annot.get("/Subtype") in MARKUP_SUBTYPES
-                and not FORBIDDEN_ANNOT_KEYS & set(annot))
+        return (
+            isinstance(annot, generic.DictionaryObject)
+            and annot.get("/Subtype") in MARKUP_SUBTYPES
+            and not FORBIDDEN_ANNOT_KEYS & set(annot)
+        )
 
     def apply_qualified(
         self, old: HistoricalResolver, new: HistoricalResolver
@@ -180,10 +197,11 @@ class MarkupAnnotationRule(QualifiedWhitelistRule):
             if not added or any(ref not in new_annots for ref in old_annots):
                 continue  # nothing added, or annotations removed: leave it to other rules
             compare = set(old_page) | set(new_page)
-            if any(new_page.raw_get(k) != old_page.raw_get(k)
-                   for k in compare - {"/Annots"}
-                   if k in old_page and k in new_page) or (set(old_page) ^ set(new_page)) - {
-                       "/Annots"}:
+            if any(
+                new_page.raw_get(k) != old_page.raw_get(k)
+                for k in compare - {"/Annots"}
+                if k in old_page and k in new_page
+            ) or (set(old_page) ^ set(new_page)) - {"/Annots"}:
                 continue
             if not all(self._is_plain_markup(old, new, ref) for ref in added):
                 # Widgets (new signature fields) are the form rules' business; anything else
@@ -194,8 +212,9 @@ class MarkupAnnotationRule(QualifiedWhitelistRule):
             if isinstance(raw_annots, generic.IndirectObject):
                 yield ModificationLevel.ANNOTATIONS, ReferenceUpdate(raw_annots.reference)
             for ref in added:
-                for sub in _new_refs_below(old, generic.IndirectObject(
-                        ref.idnum, ref.generation, new), budget):
+                for sub in _new_refs_below(
+                    old, generic.IndirectObject(ref.idnum, ref.generation, new), budget
+                ):
                     yield ModificationLevel.ANNOTATIONS, ReferenceUpdate(sub)
 
 

@@ -128,8 +128,12 @@ class DocumentReport:
 
     @classmethod
     def conclude(
-        cls, sha256: str, size: int, signatures: list[SignatureReport],
-        problems: list[Check], validated_at: str,
+        cls,
+        sha256: str,
+        size: int,
+        signatures: list[SignatureReport],
+        problems: list[Check],
+        validated_at: str,
     ) -> DocumentReport:
         verdict = Verdict.NO_SIGNATURE
         sub: str | None = None

@@ -11,6 +11,7 @@ an empty xref or no final %%EOF), Signature Wrapping, Shadow attacks, certificat
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 from datetime import UTC, datetime
@@ -49,8 +50,12 @@ from signing_service.verification.report import (
 
 log = logging.getLogger(__name__)
 
-P, F, I, NA = (CheckStatus.PASSED, CheckStatus.FAILED, CheckStatus.INDETERMINATE,
-               CheckStatus.NOT_APPLICABLE)
+PASS, FAIL, UNDECIDED, NA = (
+    CheckStatus.PASSED,
+    CheckStatus.FAILED,
+    CheckStatus.INDETERMINATE,
+    CheckStatus.NOT_APPLICABLE,
+)
 
 MESSAGES: dict[str, str] = {
     # integrity
@@ -226,8 +231,9 @@ def _unreferenced_objects_after(reader: PdfFileReader, data: bytes, offset: int)
     return stray
 
 
-def _revinfo_covers(vc: ValidationContext, cert: x509.Certificate,
-                    issuer: x509.Certificate) -> bool:
+def _revinfo_covers(
+    vc: ValidationContext, cert: x509.Certificate, issuer: x509.Certificate
+) -> bool:
     for resp in vc.ocsps:
         try:
             data = resp["response_bytes"]["response"].parsed["tbs_response_data"]
@@ -252,48 +258,57 @@ def _revinfo_covers(vc: ValidationContext, cert: x509.Certificate,
 
 def _algorithms_check(status: SignatureStatus) -> Check:
     problems = [
-        p for p in (digest_policy_problem(status.md_algorithm),
-                    cert_policy_problem(status.signing_cert)) if p
+        p
+        for p in (
+            digest_policy_problem(status.md_algorithm),
+            cert_policy_problem(status.signing_cert),
+        )
+        if p
     ]
     if problems:
-        return _check(I, "WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE", "; ".join(problems))
-    return _check(P, "ALGORITHMS_OK")
+        return _check(
+            UNDECIDED, "WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE", "; ".join(problems)
+        )
+    return _check(PASS, "ALGORITHMS_OK")
 
 
 def _integrity_check(status: SignatureStatus, coverage: SignatureCoverageLevel | None) -> Check:
     if not status.intact:
-        return _check(F, "HASH_MISMATCH", "HASH_FAILURE")
+        return _check(FAIL, "HASH_MISMATCH", "HASH_FAILURE")
     if not status.valid:
-        return _check(F, "SIGNATURE_VALUE_INVALID", "SIG_CRYPTO_FAILURE")
+        return _check(FAIL, "SIGNATURE_VALUE_INVALID", "SIG_CRYPTO_FAILURE")
     if coverage is None or coverage < SignatureCoverageLevel.ENTIRE_REVISION:
-        return _check(F, "NONSTANDARD_COVERAGE", "FORMAT_FAILURE",
-                      coverage.name if coverage else "UNCLEAR")
-    return _check(P, "INTACT")
+        return _check(
+            FAIL, "NONSTANDARD_COVERAGE", "FORMAT_FAILURE", coverage.name if coverage else "UNCLEAR"
+        )
+    return _check(PASS, "INTACT")
 
 
 def _modifications_check(status: PdfSignatureStatus | DocumentTimestampStatus) -> Check:
     coverage = status.coverage
     if coverage is SignatureCoverageLevel.ENTIRE_FILE:
-        return _check(P, "NO_CHANGES")
+        return _check(PASS, "NO_CHANGES")
     diff = status.diff_result
     if diff is None:
-        return _check(I, "MODIFICATIONS_UNKNOWN", "FORMAT_FAILURE")
+        return _check(UNDECIDED, "MODIFICATIONS_UNKNOWN", "FORMAT_FAILURE")
     if isinstance(diff, SuspiciousModification):
-        return _check(F, "DISALLOWED_CHANGES", "FORMAT_FAILURE", str(diff)[:200])
+        return _check(FAIL, "DISALLOWED_CHANGES", "FORMAT_FAILURE", str(diff)[:200])
     level = diff.modification_level
     if level is ModificationLevel.OTHER:
-        return _check(F, "DISALLOWED_CHANGES", "FORMAT_FAILURE")
+        return _check(FAIL, "DISALLOWED_CHANGES", "FORMAT_FAILURE")
     if status.docmdp_ok is False:
-        return _check(F, "DOCMDP_VIOLATION", "FORMAT_FAILURE", level.name)
+        return _check(FAIL, "DOCMDP_VIOLATION", "FORMAT_FAILURE", level.name)
     if level in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES):
-        return _check(P, "LTV_UPDATES_ONLY")
+        return _check(PASS, "LTV_UPDATES_ONLY")
     if level is ModificationLevel.FORM_FILLING:
-        return _check(P, "ALLOWED_FORM_FILLING")
-    return _check(P, "ALLOWED_ANNOTATIONS")
+        return _check(PASS, "ALLOWED_FORM_FILLING")
+    return _check(PASS, "ALLOWED_ANNOTATIONS")
 
 
 def _trust_and_revocation(
-    status: SignatureStatus, vc: ValidationContext, proven_time: datetime | None,
+    status: SignatureStatus,
+    vc: ValidationContext,
+    proven_time: datetime | None,
     claimed_time: datetime | None,
 ) -> tuple[Check, Check]:
     indic = status.trust_problem_indic
@@ -302,60 +317,72 @@ def _trust_and_revocation(
         details = status.revocation_details
         assert details is not None
         revoked_at = details.revocation_date
-        chain_check = _check(P, "CHAIN_TRUSTED")
+        chain_check = _check(PASS, "CHAIN_TRUSTED")
         if details.ca_revoked:
-            chain_check = _check(F, "CHAIN_REVOKED", "REVOKED")
+            chain_check = _check(FAIL, "CHAIN_REVOKED", "REVOKED")
         if proven_time is not None and revoked_at > proven_time:
-            return chain_check, _check(P, "REVOKED_AFTER_SIGNING",
-                                       extra=f"thu hồi lúc {_iso(revoked_at)}")
+            return chain_check, _check(
+                PASS, "REVOKED_AFTER_SIGNING", extra=f"thu hồi lúc {_iso(revoked_at)}"
+            )
         reference = proven_time or claimed_time
         if reference is not None and revoked_at <= reference:
-            return chain_check, _check(F, "REVOKED", "REVOKED",
-                                       f"thu hồi lúc {_iso(revoked_at)}")
-        return chain_check, _check(I, "REVOKED_NO_POE", "REVOKED_NO_POE",
-                                   f"thu hồi lúc {_iso(revoked_at)}")
-
-    if status.validation_path is None or indic_name == "NO_CERTIFICATE_CHAIN_FOUND":
-        if indic_name in (None, "NO_CERTIFICATE_CHAIN_FOUND", "CERTIFICATE_CHAIN_GENERAL_FAILURE"):
-            return (
-                _check(I, "NO_CHAIN_TO_TRUSTED_ROOT", "NO_CERTIFICATE_CHAIN_FOUND"),
-                _check(I, "REVOCATION_NOT_CHECKED", "NO_CERTIFICATE_CHAIN_FOUND"),
+            return chain_check, _check(
+                FAIL, "REVOKED", "REVOKED", f"thu hồi lúc {_iso(revoked_at)}"
             )
-    if indic_name in ("OUT_OF_BOUNDS_NO_POE", "OUT_OF_BOUNDS_NOT_REVOKED", "EXPIRED",
-                      "NOT_YET_VALID"):
-        trust = _check(I, "CERT_EXPIRED_OR_NOT_YET_VALID", indic_name)
+        return chain_check, _check(
+            UNDECIDED, "REVOKED_NO_POE", "REVOKED_NO_POE", f"thu hồi lúc {_iso(revoked_at)}"
+        )
+
+    no_chain = indic_name in (
+        None,
+        "NO_CERTIFICATE_CHAIN_FOUND",
+        "CERTIFICATE_CHAIN_GENERAL_FAILURE",
+    )
+    if (status.validation_path is None or indic_name == "NO_CERTIFICATE_CHAIN_FOUND") and no_chain:
+        return (
+            _check(UNDECIDED, "NO_CHAIN_TO_TRUSTED_ROOT", "NO_CERTIFICATE_CHAIN_FOUND"),
+            _check(UNDECIDED, "REVOCATION_NOT_CHECKED", "NO_CERTIFICATE_CHAIN_FOUND"),
+        )
+    if indic_name in (
+        "OUT_OF_BOUNDS_NO_POE",
+        "OUT_OF_BOUNDS_NOT_REVOKED",
+        "EXPIRED",
+        "NOT_YET_VALID",
+    ):
+        trust = _check(UNDECIDED, "CERT_EXPIRED_OR_NOT_YET_VALID", indic_name)
     elif indic_name == "CHAIN_CONSTRAINTS_FAILURE":
-        trust = _check(I, "CHAIN_CONSTRAINTS_FAILED", indic_name)
+        trust = _check(UNDECIDED, "CHAIN_CONSTRAINTS_FAILED", indic_name)
     elif indic_name in ("TRY_LATER", "REVOCATION_OUT_OF_BOUNDS_NO_POE", None):
-        trust = _check(P, "CHAIN_TRUSTED")
+        trust = _check(PASS, "CHAIN_TRUSTED")
     elif indic_name in ("CRYPTO_CONSTRAINTS_FAILURE", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"):
-        trust = _check(I, "TRUST_UNDETERMINED", indic_name)
+        trust = _check(UNDECIDED, "TRUST_UNDETERMINED", indic_name)
     else:
-        trust = _check(I, "TRUST_UNDETERMINED", indic_name)
+        trust = _check(UNDECIDED, "TRUST_UNDETERMINED", indic_name)
 
     path = status.validation_path
     if path is None:
-        return trust, _check(I, "REVOCATION_UNKNOWN", "TRY_LATER")
+        return trust, _check(UNDECIDED, "REVOCATION_UNKNOWN", "TRY_LATER")
     # Every certificate on the path below the anchor needs an OCSP answer or a CRL.
     certs = [c for c in path.iter_certs(include_root=True)]
     missing = []
-    for issuer, cert in zip(certs, certs[1:], strict=False):
+    for issuer, cert in itertools.pairwise(certs):
         if not _revinfo_covers(vc, cert, issuer):
             missing.append(cert.subject.human_friendly)
     if missing or indic_name in ("TRY_LATER", "REVOCATION_OUT_OF_BOUNDS_NO_POE"):
-        return trust, _check(I, "REVOCATION_UNKNOWN", indic_name or "TRY_LATER",
-                             "; ".join(missing))
-    return trust, _check(P, "NOT_REVOKED")
+        return trust, _check(
+            UNDECIDED, "REVOCATION_UNKNOWN", indic_name or "TRY_LATER", "; ".join(missing)
+        )
+    return trust, _check(PASS, "NOT_REVOKED")
 
 
 def _timestamp_check(ts: TimestampSignatureStatus | None) -> Check:
     if ts is None:
         return _check(NA, "NO_TIMESTAMP")
     if not (ts.intact and ts.valid):
-        return _check(F, "TIMESTAMP_INVALID", "FORMAT_FAILURE")
+        return _check(FAIL, "TIMESTAMP_INVALID", "FORMAT_FAILURE")
     if not ts.trusted:
-        return _check(I, "TIMESTAMP_UNTRUSTED", "NO_POE")
-    return _check(P, "TIMESTAMP_VALID")
+        return _check(UNDECIDED, "TIMESTAMP_UNTRUSTED", "NO_POE")
+    return _check(PASS, "TIMESTAMP_VALID")
 
 
 class Verifier:
@@ -377,7 +404,10 @@ class Verifier:
             except Exception as e:  # noqa: BLE001 - a broken DSS is ignored, not trusted
                 log.info("ignoring unreadable DSS: %s", type(e).__name__)
         return self.trust.validation_context(
-            other_certs=other, ocsps=ocsps, crls=crls, allow_fetching=self.allow_fetching,
+            other_certs=other,
+            ocsps=ocsps,
+            crls=crls,
+            allow_fetching=self.allow_fetching,
             revocation_mode="soft-fail",
         )
 
@@ -398,13 +428,13 @@ class Verifier:
             raise
         except Exception as e:  # noqa: BLE001 - parser errors in a signed file are a verdict
             if signed_looking:
-                problem = _check(F, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", type(e).__name__)
+                problem = _check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", type(e).__name__)
                 return DocumentReport.conclude(sha256, len(data), [], [problem], validated_at)
             raise UnreadablePdfError(type(e).__name__) from None
 
         problems: list[Check] = []
         if signed_looking and not embedded:
-            problems.append(_check(F, "UNREACHABLE_SIGNATURE", "FORMAT_FAILURE"))
+            problems.append(_check(FAIL, "UNREACHABLE_SIGNATURE", "FORMAT_FAILURE"))
         trailing = _trailing_garbage(data)
         try:
             dss: DocumentSecurityStore | None = DocumentSecurityStore.read_dss(reader)
@@ -419,16 +449,26 @@ class Verifier:
         return DocumentReport.conclude(sha256, len(data), reports, problems, validated_at)
 
     async def _verify_one(
-        self, reader: PdfFileReader, data: bytes, emb: EmbeddedPdfSignature,
-        dss: DocumentSecurityStore | None, trailing: bool,
+        self,
+        reader: PdfFileReader,
+        data: bytes,
+        emb: EmbeddedPdfSignature,
+        dss: DocumentSecurityStore | None,
+        trailing: bool,
     ) -> SignatureReport:
         field = str(emb.field_name)
         is_doc_ts = False
         try:
             is_doc_ts = emb.sig_object_type == "/DocTimeStamp"
-            kind = "document_timestamp" if is_doc_ts else (
-                "certification" if emb.docmdp_level is not None and
-                "/Reference" in emb.sig_object else "signature")
+            kind = (
+                "document_timestamp"
+                if is_doc_ts
+                else (
+                    "certification"
+                    if emb.docmdp_level is not None and "/Reference" in emb.sig_object
+                    else "signature"
+                )
+            )
         except Exception:  # noqa: BLE001
             kind = "signature"
         vc = self._context(dss)
@@ -440,14 +480,17 @@ class Verifier:
                 )
             else:
                 status = await async_validate_pdf_signature(
-                    emb, signer_validation_context=vc, ts_validation_context=vc,
+                    emb,
+                    signer_validation_context=vc,
+                    ts_validation_context=vc,
                     diff_policy=DIFF_POLICY,
                 )
         except Exception as e:  # noqa: BLE001
             # A signature that cannot even be evaluated is broken, never "unsigned".
             checks = {
-                "integrity": _check(F, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE",
-                                    type(e).__name__),
+                "integrity": _check(
+                    FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(e).__name__
+                ),
             }
             report = SignatureReport(field=field, type=kind, checks=checks)
             report.conclude()
@@ -455,20 +498,24 @@ class Verifier:
 
         checks: dict[str, Check] = {}
         integrity = _integrity_check(status, status.coverage)
-        if integrity.status is P and trailing:
-            integrity = _check(F, "UNCOVERED_TRAILING_BYTES", "FORMAT_FAILURE")
+        if integrity.status is PASS and trailing:
+            integrity = _check(FAIL, "UNCOVERED_TRAILING_BYTES", "FORMAT_FAILURE")
         checks["integrity"] = integrity
 
         modifications = _modifications_check(status)
-        if modifications.status is P and status.coverage is not SignatureCoverageLevel.ENTIRE_FILE:
+        if (
+            modifications.status is PASS
+            and status.coverage is not SignatureCoverageLevel.ENTIRE_FILE
+        ):
             try:
                 end = emb.byte_range[2] + emb.byte_range[3]
                 stray = _unreferenced_objects_after(reader, data, end)
             except Exception:  # noqa: BLE001
                 stray = []
             if stray:
-                modifications = _check(F, "UNREFERENCED_OBJECTS", "FORMAT_FAILURE",
-                                       ", ".join(stray[:5]))
+                modifications = _check(
+                    FAIL, "UNREFERENCED_OBJECTS", "FORMAT_FAILURE", ", ".join(stray[:5])
+                )
         checks["modifications"] = modifications
 
         ts_status: TimestampSignatureStatus | None

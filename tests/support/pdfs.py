@@ -8,11 +8,15 @@ import os
 import pikepdf
 
 
-def make_pdf(text: str = "Quyet dinh so 123/QD-UBND", pages: int = 1,
-             padding_bytes: int = 0) -> bytes:
+def make_pdf(
+    text: str = "Quyet dinh so 123/QD-UBND", pages: int = 1, padding_bytes: int = 0
+) -> bytes:
     pdf = pikepdf.new()
-    font = pdf.make_indirect(pikepdf.Dictionary(
-        Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica))
+    font = pdf.make_indirect(
+        pikepdf.Dictionary(
+            Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
+        )
+    )
     for n in range(pages):
         page = pdf.add_blank_page(page_size=(595, 842))
         page.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))

@@ -27,4 +27,7 @@ def snapshot(services: Services) -> Snapshot:
 def assert_nothing_written(before: Snapshot, services: Services) -> None:
     after = snapshot(services)
     assert (after.documents, after.signatures, after.objects) == (
-        before.documents, before.signatures, before.objects), (before, after)
+        before.documents,
+        before.signatures,
+        before.objects,
+    ), (before, after)

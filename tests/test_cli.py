@@ -1,0 +1,102 @@
+"""The command line, run as a user runs it: a real process, its exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signing_service.pki.dev import DevPki
+from tests.support.pdfs import make_pdf
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]) -> dict[str, str]:
+    pki, port = dev_pki
+    return {
+        **os.environ,
+        "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
+        "SIGNING_SERVICE_DATABASE_URL": database_url,
+        "SIGNING_SERVICE_DEV_PKI_DIR": str(pki.directory),
+        "SIGNING_SERVICE_DEV_PKI_PORT": str(port),
+    }
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+
+
+def test_sign_then_verify(tmp_path: Path, env: dict[str, str]) -> None:
+    src, out = tmp_path / "in.pdf", tmp_path / "out.pdf"
+    src.write_bytes(make_pdf())
+    result = run(env, "sign", str(src), str(out), "--profile", "agency-a-seal", "--level", "B-T")
+    assert result.returncode == 0, result.stderr
+    assert "Đã ký (B-T)" in result.stdout
+    result = run(env, "verify", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "HỢP LỆ" in result.stdout
+    assert "Sở Tư pháp tỉnh Demo A" in result.stdout
+    result = run(env, "verify", str(out), "--json")
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert report["verdict"] == "TOTAL_PASSED"
+
+    tampered = bytearray(out.read_bytes())
+    at = bytes(tampered).index(b"trang 1")
+    tampered[at + 6] = ord("9")
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(bytes(tampered))
+    result = run(env, "verify", str(bad))
+    assert result.returncode == 1
+    assert "KHÔNG HỢP LỆ" in result.stdout
+
+    unsigned = tmp_path / "unsigned.pdf"
+    unsigned.write_bytes(make_pdf())
+    assert run(env, "verify", str(unsigned)).returncode == 2
+
+    result = run(env, "audit", "verify")
+    assert result.returncode == 0, result.stderr
+    assert "chuỗi băm hợp lệ" in result.stdout
+
+
+def test_usage_and_io_errors(tmp_path: Path, env: dict[str, str]) -> None:
+    result = run(env, "sign", "only-one-arg")
+    assert result.returncode == 3
+    assert "Lỗi cú pháp lệnh" in result.stderr
+    result = run(env, "verify", str(tmp_path / "khong-co.pdf"))
+    assert result.returncode == 4
+    assert "Không đọc được tệp" in result.stderr
+    notpdf = tmp_path / "x.pdf"
+    notpdf.write_bytes(b"hello")
+    result = run(env, "verify", str(notpdf))
+    assert result.returncode == 5
+    assert "NOT_A_PDF" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_profile(tmp_path: Path, env: dict[str, str]) -> None:
+    src = tmp_path / "in.pdf"
+    src.write_bytes(make_pdf())
+    result = run(env, "sign", str(src), str(tmp_path / "o.pdf"), "--profile", "khong-co")
+    assert result.returncode == 5
+    assert "PROFILE_NOT_FOUND" in result.stderr
+    assert not (tmp_path / "o.pdf").exists()
+
+
+def test_pki_init_lists_files(env: dict[str, str]) -> None:
+    result = run(env, "pki", "init")
+    assert result.returncode == 0, result.stderr
+    assert "officer.p12" in result.stdout and "root.cert.pem" in result.stdout

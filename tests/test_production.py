@@ -1,0 +1,106 @@
+"""Production mode refuses development keys, development roots and default secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signing_service.pki.dev import DevPki
+from signing_service.services.container import Services, StartupRefused
+from signing_service.settings import Settings
+from signing_service.trust import TrustStore, TrustStoreError
+from tests.conftest import REPO, make_settings
+
+
+def test_default_passphrase_refused(tmp_path: Path) -> None:
+    settings = Settings(
+        mode="production", data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/m.db"
+    )
+    with pytest.raises(StartupRefused, match="KEY_PASSPHRASE"):
+        Services.build(settings)
+
+
+def test_implicit_database_refused(tmp_path: Path) -> None:
+    settings = Settings(mode="production", data_dir=tmp_path, key_passphrase="s3cret-prod")
+    with pytest.raises(StartupRefused, match="DATABASE_URL"):
+        Services.build(settings)
+
+
+def test_dev_root_as_extra_anchor_refused(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> None:
+    pki, _ = dev_pki
+    settings = Settings(
+        mode="production",
+        data_dir=tmp_path,
+        key_passphrase="s3cret-prod",
+        database_url=f"sqlite:///{tmp_path}/m.db",
+        dev_pki_dir=pki.directory,
+        extra_trust_anchors=[pki.root_cert_path],
+    )
+    with pytest.raises(StartupRefused, match="development PKI"):
+        Services.build(settings)
+
+
+def test_database_with_dev_agencies_refused(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> None:
+    url = f"sqlite:///{tmp_path}/m.db"
+    Services.build(make_settings(tmp_path, url, dev_pki)).close()  # dev bootstrap ran
+    settings = Settings(
+        mode="production", data_dir=tmp_path, key_passphrase="s3cret-prod", database_url=url
+    )
+    with pytest.raises(StartupRefused, match="development agencies"):
+        Services.build(settings)
+
+
+def test_clean_production_starts_without_dev_root(tmp_path: Path) -> None:
+    settings = Settings(
+        mode="production",
+        data_dir=tmp_path,
+        key_passphrase="s3cret-prod",
+        database_url=f"sqlite:///{tmp_path}/m.db",
+    )
+    services = Services.build(settings)
+    try:
+        assert services.dev_pki is None
+        assert not services.trust.has_dev_root
+        assert not settings.dev_credentials_file.exists()
+    finally:
+        services.close()
+
+
+def test_pinned_fingerprint_mismatch_refused(tmp_path: Path) -> None:
+    manifest = (REPO / "certs/trust/anchors.json").read_text()
+    (tmp_path / "vn").mkdir()
+    (tmp_path / "vn/neac-mic-national-root-ca-2008.pem").write_text(
+        (REPO / "certs/trust/vn/neac-mic-national-root-ca-2008.pem").read_text()
+    )
+    broken = manifest.replace(
+        "CA918D635BB130BEC97639E6AABF7EDBC4EB1310F8058B9419F467AE0230AD8C", "00" * 32
+    )
+    (tmp_path / "anchors.json").write_text(broken)
+    with pytest.raises(TrustStoreError, match="differs from the pinned"):
+        TrustStore.load(tmp_path / "anchors.json")
+
+
+def test_shipped_anchors_load() -> None:
+    store = TrustStore.load(REPO / "certs/trust/anchors.json")
+    assert [a.cert.subject.native["common_name"] for a in store.anchors] == ["MIC National Root CA"]
+
+
+def test_secrets_never_reach_logs(
+    tmp_path: Path, dev_pki: tuple[DevPki, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path}/m.db", dev_pki)
+    services = Services.build(settings)
+    services.close()
+    secret = settings.key_passphrase.get_secret_value()
+    assert secret not in caplog.text
+    assert secret not in repr(settings)
+    credentials = settings.dev_credentials_file.read_text()
+    assert oct(settings.dev_credentials_file.stat().st_mode)[-3:] == "600"
+    import json
+
+    for agency in json.loads(credentials)["agencies"]:
+        assert agency["api_key"] not in caplog.text
