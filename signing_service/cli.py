@@ -77,15 +77,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if services.dev_pki is not None:
         print(f"Chế độ phát triển: PKI thử nghiệm phục vụ TSA/OCSP/CRL tại {settings.dev_pki_url}")
         print(f"Khóa API và cấu hình ký thử nghiệm: {settings.dev_credentials_file}")
-    app = create_app(services)
+    host, port = args.host or settings.host, args.port or settings.port
+    workers = args.workers or settings.workers
     try:
-        uvicorn.run(
-            app,
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            log_level="info",
-            access_log=False,
-        )
+        if workers > 1:
+            # Migrations and the bootstrap ran here, once; each worker builds its own services.
+            uvicorn.run(
+                "signing_service.api.main:app_factory",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="info",
+                access_log=False,
+            )
+        else:
+            uvicorn.run(
+                create_app(services), host=host, port=port, log_level="info", access_log=False
+            )
     finally:
         services.close()
     return 0
@@ -222,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="chạy API")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="số tiến trình phục vụ (mặc định 1)")
     serve.set_defaults(func=cmd_serve)
     sign = sub.add_parser("sign", help="ký một tệp PDF")
     sign.add_argument("input")

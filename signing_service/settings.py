@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = 5.0
     # Worker threads doing CPU-heavy signing/verification inside the API server.
     worker_threads: int = 4
+    # API server processes (uvicorn workers). One per core is the usual choice.
+    workers: int = 1
 
     @property
     def is_production(self) -> bool:

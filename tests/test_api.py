@@ -196,17 +196,14 @@ def test_unknown_route_and_method(api: Any) -> None:
 def test_storage_failure_leaves_nothing(
     api: Any, services: Services, credentials: dict[str, Any]
 ) -> None:
-    """Fault injection at the storage adapter: the second object write fails."""
-    original = services.store.put
-    calls = {"n": 0}
+    """Fault injection at the storage adapter: the object write fails."""
+    import storage
 
     def failing_put(key: str, data: bytes) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise __import__("storage").StorageUnavailableError("disk gone")
-        return original(key, data)
+        raise storage.StorageUnavailableError("disk gone")
 
     before = snapshot(services)
+    original = services.store.put
     services.store.put = failing_put  # type: ignore[method-assign]
     try:
         response = sign(api, auth(credentials), make_pdf(), level="B-B")
@@ -215,6 +212,36 @@ def test_storage_failure_leaves_nothing(
     assert response.status_code == 503
     assert response.json()["code"] == "STORAGE_UNAVAILABLE"
     assert_nothing_written(before, services)
+
+
+def test_failed_commit_removes_the_stored_object(
+    api: Any, services: Services, credentials: dict[str, Any], monkeypatch: Any
+) -> None:
+    """Fault injection in the transaction: the object was written, the records were not, so
+    the object is removed again (no object without its record)."""
+    from signing_service import audit
+
+    def broken_append(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("database went away")
+
+    before = snapshot(services)
+    monkeypatch.setattr(audit, "append", broken_append)
+    response = sign(api, auth(credentials), make_pdf(), level="B-B")
+    assert response.status_code == 500
+    assert response.json() == {"code": "INTERNAL_ERROR", "message": "Lỗi nội bộ của dịch vụ."}
+    assert_nothing_written(before, services)
+
+
+def test_original_document_is_served_from_the_signed_object(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    headers = auth(credentials)
+    original = make_pdf(text="Ban goc")
+    body = sign(api, headers, original, level="B-B").json()
+    response = api.get(body["input_document"]["download_url"], headers=headers)
+    assert response.status_code == 200
+    assert response.content == original
+    assert snapshot(services).objects == 1  # one object holds both documents
 
 
 def test_corrupted_object_is_reported_not_served(

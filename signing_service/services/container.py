@@ -49,7 +49,11 @@ class Services:
     _ts_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def build(cls, settings: Settings, *, serve_dev_pki: bool = False) -> Services:
+    def build(
+        cls, settings: Settings, *, serve_dev_pki: bool = False, prepare: bool = True
+    ) -> Services:
+        """``prepare``: run migrations and the development bootstrap (once, in the parent
+        process; API worker processes skip it)."""
         quiet_library_loggers()
         problems = settings.check_production()
         if problems:
@@ -75,7 +79,8 @@ class Services:
         if settings.is_production and trust.has_dev_root:
             raise StartupRefused("the development root is in the trust store")
         db = Database(settings.effective_database_url)
-        db.migrate()
+        if prepare:
+            db.migrate()
         services = cls(
             settings=settings,
             db=db,
@@ -88,7 +93,7 @@ class Services:
         )
         if settings.is_production:
             services._refuse_dev_material()
-        else:
+        elif prepare:
             from signing_service.services.bootstrap import bootstrap_dev
 
             bootstrap_dev(services)

@@ -81,8 +81,17 @@ def get_document(services: Services, agency_id: int, document_id: str) -> Docume
 
 
 def read_content(services: Services, doc: Document) -> bytes:
+    key = doc.storage_key
+    if key is None and doc.content_of is not None:
+        with services.db.transaction() as session:
+            parent = session.get(Document, doc.content_of)
+        key = parent.storage_key if parent is not None else None
+    if key is None:
+        raise errors.StorageIntegrity("Không tìm thấy nội dung văn bản trong kho lưu trữ.")
     try:
-        data = services.store.get(doc.storage_key)
+        data = services.store.get(key)
+        if doc.storage_key is None:
+            data = data[: doc.size]
     except ObjectNotFound:
         raise errors.StorageIntegrity(
             "Không tìm thấy nội dung văn bản trong kho lưu trữ."

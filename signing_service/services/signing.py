@@ -7,7 +7,6 @@ in between leaves only unreferenced objects, which no user can see.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pyhanko.sign.timestamps import TimestampRequestError
 from sqlalchemy import select
 
 from signing_service import audit, errors
+from signing_service._async import run_sync
 from signing_service.services.container import Services
 from signing_service.services.documents import DocumentView, check_dossier_code, check_pdf_upload
 from signing_service.signing.appearance import AppearanceSpec
@@ -153,7 +153,7 @@ def sign_document(
         log.error("key source of profile %s unavailable: %s", profile.name, e)
         raise errors.KeyUnavailable() from None
 
-    signed = asyncio.run(_check_and_sign(services, key, profile, chosen, pdf))
+    signed = run_sync(_check_and_sign(services, key, profile, chosen, pdf))
 
     now = datetime.now(UTC)
     input_id, output_id = new_id(), new_id()
@@ -192,13 +192,23 @@ def sign_document(
         input_document_id=input_id,
         output_document_id=output_id,
     )
+    to_write = [(output_doc, signed)]
+    if signed.startswith(pdf):
+        # The signed PDF is an incremental update of the original: keep one object.
+        input_doc.storage_key = None
+        input_doc.content_of = output_id
+    else:
+        to_write.insert(0, (input_doc, pdf))
     written: list[str] = []
     try:
-        for doc, data in ((input_doc, pdf), (output_doc, signed)):
+        for doc, data in to_write:
+            assert doc.storage_key is not None
             services.store.put(doc.storage_key, data)
             written.append(doc.storage_key)
         with services.db.transaction() as session:
-            session.add_all([input_doc, output_doc])
+            session.add(output_doc)
+            session.flush()
+            session.add(input_doc)
             session.flush()
             session.add(signature)
             audit.append(

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from signing_service import audit, errors
+from signing_service._async import run_sync
 from signing_service.services.container import Services
 from signing_service.services.documents import check_pdf_upload
 from signing_service.verification.validate import (
@@ -18,7 +18,7 @@ def verify_document(
 ) -> dict[str, Any]:
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     try:
-        report = asyncio.run(services.verifier.async_verify(pdf))
+        report = run_sync(services.verifier.async_verify(pdf))
     except NotPdfError:
         raise errors.NotAPdf() from None
     except UnreadablePdfError:

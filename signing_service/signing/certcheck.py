@@ -8,7 +8,6 @@ asks) the chain to a trust anchor and revocation status from OCSP or CRL.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pyhanko_certvalidator.errors import (
     RevokedError,
 )
 
+from signing_service._async import run_sync
 from signing_service.signing.policy import cert_policy_problem
 from signing_service.trust import TrustStore, fingerprint
 
@@ -126,4 +126,4 @@ class SignerChecker:
     def check(
         self, cert: x509.Certificate, chain: tuple[x509.Certificate, ...], check_revocation: bool
     ) -> None:
-        asyncio.run(self.async_check(cert, chain, check_revocation))
+        run_sync(self.async_check(cert, chain, check_revocation))

@@ -90,7 +90,13 @@ class Document(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     media_type: Mapped[str] = mapped_column(String(128))
-    storage_key: Mapped[str] = mapped_column(String(512), unique=True)
+    # None when the content is the first ``size`` bytes of another document's object: a signed
+    # PDF is an incremental update, so it begins with the original byte for byte, and storing
+    # the original again would double the writes for nothing.
+    storage_key: Mapped[str | None] = mapped_column(String(512), unique=True, nullable=True)
+    content_of: Mapped[str | None] = mapped_column(
+        ForeignKey("documents.id"), nullable=True, index=True
+    )
     filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
     dossier_code: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -75,18 +75,23 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("media_type", sa.String(length=128), nullable=False),
-        sa.Column("storage_key", sa.String(length=512), nullable=False),
+        sa.Column("storage_key", sa.String(length=512), nullable=True),
+        sa.Column("content_of", sa.String(length=36), nullable=True),
         sa.Column("filename", sa.String(length=255), nullable=True),
         sa.Column("dossier_code", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["agency_id"], ["agencies.id"], name=op.f("fk_documents_agency_id_agencies")
         ),
+        sa.ForeignKeyConstraint(
+            ["content_of"], ["documents.id"], name=op.f("fk_documents_content_of_documents")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_documents")),
         sa.UniqueConstraint("storage_key", name=op.f("uq_documents_storage_key")),
     )
     with op.batch_alter_table("documents", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_documents_agency_id"), ["agency_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_documents_content_of"), ["content_of"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_documents_dossier_code"), ["dossier_code"], unique=False
         )
@@ -168,6 +173,7 @@ def downgrade() -> None:
     with op.batch_alter_table("documents", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_documents_sha256"))
         batch_op.drop_index(batch_op.f("ix_documents_dossier_code"))
+        batch_op.drop_index(batch_op.f("ix_documents_content_of"))
         batch_op.drop_index(batch_op.f("ix_documents_agency_id"))
 
     op.drop_table("documents")

@@ -1,0 +1,51 @@
+# Two commands on a fresh machine: `make run` serves the API on embedded defaults,
+# `make test` installs what the tests need and runs them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages: the stamp font, poppler (render and look at signatures), PostgreSQL
+# (the tests run on it as well as on SQLite), libmagic (content sniffing).
+APT_PACKAGES := fonts-noto-core poppler-utils postgresql libmagic1 ca-certificates
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format bench system-deps venv clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+system-deps: ## install the Debian packages the service and tests use (when missing)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m uv sync --frozen --quiet
+	@touch $@
+
+venv: $(VENV)/.synced ## create the virtual environment from the lock file
+
+run: system-deps venv ## serve the API on 127.0.0.1:8000 (dev PKI, SQLite and files under ./var)
+	$(BIN)/signing-service serve
+
+test: system-deps venv ## run the tests (SQLite and PostgreSQL, dev PKI, corpus when present)
+	SIGNING_SERVICE_TEST_REQUIRE_POSTGRES=1 $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff, formatting and the import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: system-deps venv ## measure signing/verification; writes bench/RESULTS.md
+	$(BIN)/python -m bench.run
+
+clean: ## remove the environment and local data (./var)
+	rm -rf $(VENV) var

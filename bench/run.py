@@ -1,0 +1,464 @@
+"""`make bench`: signing throughput and verification latency, as ratios measured in one run.
+
+Three processes: the dev PKI (TSA/OCSP/CRL), the API server (uvicorn, one process), and this
+client. Compared, for a 1 MB PDF with the same visible stamp and the same TSA:
+  - the API (HTTP upload, checks, signing, two stored documents, records, audit entry);
+  - pyHanko in-process with a cached key (our CachedKeySigner, pyHanko's PdfSigner defaults);
+  - pyHanko in-process with its plain file-key signer (SimpleSigner.load_pkcs12).
+"Per core" divides by the CPU seconds the measured process actually used (the API server's
+from /proc, the in-process runs' from this process), so a server that waits on disk or on the
+TSA is not flattered or penalised by wall time on a shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from tests.support.pdfs import make_pdf
+from tests.support.postgres import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and all its living descendants (uvicorn workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = _stat(current)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        stack.extend(children.get(current, []))
+    return total
+
+
+@dataclass
+class Rate:
+    n: int
+    wall: float
+    cpu: float
+
+    @property
+    def per_second(self) -> float:
+        return self.n / self.wall
+
+    @property
+    def per_core_second(self) -> float:
+        return self.n / self.cpu if self.cpu else float("nan")
+
+    @property
+    def cores(self) -> float:
+        return self.cpu / self.wall
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def in_process(fn: Callable[[], object], n: int) -> Rate:
+    fn()  # warm-up
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(n):
+        fn()
+    return Rate(n, time.perf_counter() - t0, time.process_time() - cpu0)
+
+
+def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
+    boundary = "bench" + os.urandom(8).hex()
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"'
+        f"\r\nContent-Type: application/pdf\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def api_rate(
+    url: str,
+    server_pid: int,
+    n: int,
+    concurrency: int,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    content_type: str,
+) -> Rate:
+    """The load generator sends a pre-encoded body over keep-alive connections, so that the
+    client costs little CPU on this 2-core machine (it is not the thing measured)."""
+    host, port = url.removeprefix("http://").split(":")
+    send_headers = {**headers, "Content-Type": content_type}
+
+    def one(conn: http.client.HTTPConnection) -> None:
+        conn.request("POST", path, body=body, headers=send_headers)
+        response = conn.getresponse()
+        payload = response.read()
+        if response.status not in (200, 201):
+            raise RuntimeError(payload.decode(errors="replace"))
+
+    warm = http.client.HTTPConnection(host, int(port), timeout=120)
+    for _ in range(concurrency):
+        one(warm)
+    warm.close()
+    counter = {"left": n}
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        try:
+            while True:
+                with lock:
+                    if counter["left"] == 0:
+                        return
+                    counter["left"] -= 1
+                one(conn)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            conn.close()
+
+    cpu0, t0 = proc_cpu_seconds(server_pid), time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rate = Rate(n, time.perf_counter() - t0, proc_cpu_seconds(server_pid) - cpu0)
+    if errors:
+        raise RuntimeError(f"load failed: {errors[0]}")
+    return rate
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
+    from importlib.metadata import version
+
+    return (
+        f"{os.cpu_count()} cores ({model}), {mem} GiB RAM, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, pyHanko {version('pyhanko')}, "
+        f"cryptography {version('cryptography')}"
+    )
+
+
+INVISIBLE_PROFILE = "agency-a-seal-invisible"
+
+
+def prepare_database(work: Path, pki_port: int) -> None:
+    """Migrate, bootstrap, and add an invisible-signature profile for agency A."""
+    from signing_service.services.container import Services
+    from signing_service.settings import Settings
+    from signing_service.store.models import SigningProfile
+
+    services = Services.build(
+        Settings(data_dir=work / "var", dev_pki_dir=work / "pki", dev_pki_port=pki_port)
+    )
+    with services.db.transaction() as session:
+        seal = session.query(SigningProfile).filter_by(name="agency-a-seal").one()
+        session.add(
+            SigningProfile(
+                agency_id=seal.agency_id,
+                name=INVISIBLE_PROFILE,
+                key_uri=seal.key_uri,
+                level="B-B",
+                tsa_url=seal.tsa_url,
+                reason=seal.reason,
+                location=seal.location,
+                appearance=None,
+                check_revocation=True,
+                dev=True,
+            )
+        )
+    services.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+NAMES = {
+    "pyhanko_plain": "pyHanko, plain file-key signer (in-process)",
+    "pyhanko_cached": "pyHanko, cached key (in-process)",
+    "api_w1_c1": "API, 1 worker process, 1 client",
+    "api_w1_c2": "API, 1 worker process, 2 concurrent clients",
+    "api_w2_c4": "API, 2 worker processes, 4 concurrent clients",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    args = parser.parse_args()
+    scale = 0.3 if args.quick else 1.0
+
+    def count(n: int) -> int:
+        return max(3, int(n * scale))
+
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    pki_port = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        pki_proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.pki_server", str(work / "pki"), str(pki_port)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+        )
+        procs.append(pki_proc)
+        assert pki_proc.stdout is not None
+        pki_proc.stdout.readline()
+        env = {
+            **os.environ,
+            "SIGNING_SERVICE_DATA_DIR": str(work / "var"),
+            "SIGNING_SERVICE_DEV_PKI_DIR": str(work / "pki"),
+            "SIGNING_SERVICE_DEV_PKI_PORT": str(pki_port),
+            "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
+        }
+        prepare_database(work, pki_port)
+        creds = json.loads((work / "var/dev-credentials.json").read_text())
+        headers = {"Authorization": f"Bearer {creds['agencies'][0]['api_key']}"}
+
+        def start_api(workers: int) -> tuple[subprocess.Popen[bytes], str]:
+            port = free_port()
+            proc = subprocess.Popen(
+                [
+                    str(REPO / ".venv/bin/signing-service"),
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            procs.append(proc)
+            url = f"http://127.0.0.1:{port}"
+            wait_http(url + "/readyz")
+            time.sleep(2.0 if workers > 1 else 0.2)  # let every worker finish starting
+            return proc, url
+
+        def stop(proc: subprocess.Popen[bytes]) -> None:
+            proc.terminate()
+            proc.wait(30)
+
+        pdf = make_pdf(padding_bytes=1024 * 1024)
+
+        # In-process baselines with the same signature options (invisible, PAdES, SHA-256,
+        # same TSA) as the API profile used below.
+        from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+        from pyhanko.sign import fields, signers
+        from pyhanko.sign.timestamps import HTTPTimeStamper
+
+        from signing_service._async import run_sync
+        from signing_service.signing.keys import KeyCache
+
+        p12 = work / "pki/agency-a-seal.p12"
+        cached = KeyCache().get(f"file:{p12}", DEV_KEY_PASSPHRASE.encode()).signer
+        plain = signers.SimpleSigner.load_pkcs12(str(p12), passphrase=DEV_KEY_PASSPHRASE.encode())
+        tsa = HTTPTimeStamper(f"http://127.0.0.1:{pki_port}/dev/tsa/tsa")
+
+        def pyhanko_sign(signer: signers.Signer, level: str) -> None:
+            w = IncrementalPdfFileWriter(BytesIO(pdf))
+            meta = signers.PdfSignatureMetadata(
+                field_name="Signature1",
+                md_algorithm="sha256",
+                subfilter=fields.SigSeedSubFilter.PADES,
+                reason="Ký số văn bản",
+            )
+            pdf_signer = signers.PdfSigner(
+                meta, signer=signer, timestamper=tsa if level == "B-T" else None
+            )
+            run_sync(pdf_signer.async_sign_pdf(w, output=BytesIO()))
+
+        def api_sign(url: str, pid: int, n: int, concurrency: int, level: str) -> Rate:
+            body, ctype = multipart(
+                {"profile": INVISIBLE_PROFILE, "level": level}, "bench.pdf", pdf
+            )
+            return api_rate(url, pid, n, concurrency, "/v1/signatures", headers, body, ctype)
+
+        levels = ("B-B", "B-T")
+        results: dict[str, dict[str, Rate]] = {level: {} for level in levels}
+        for level in levels:
+            results[level]["pyhanko_plain"] = in_process(
+                lambda lv=level: pyhanko_sign(plain, lv), count(12)
+            )
+            results[level]["pyhanko_cached"] = in_process(
+                lambda lv=level: pyhanko_sign(cached, lv), count(40)
+            )
+
+        with httpx.Client(timeout=120) as client:
+            proc, url = start_api(1)
+            for level in levels:
+                results[level]["api_w1_c1"] = api_sign(url, proc.pid, count(40), 1, level)
+                results[level]["api_w1_c2"] = api_sign(url, proc.pid, count(40), 2, level)
+
+            # Verification latency: 1 MB with two signatures (two agencies' seals).
+            once = client.post(
+                url + "/v1/signatures",
+                headers=headers,
+                data={"profile": "agency-a-seal", "level": "B-T"},
+                files={"file": ("a.pdf", pdf)},
+            ).json()
+            first = client.get(url + once["document"]["download_url"], headers=headers).content
+            headers_b = {"Authorization": f"Bearer {creds['agencies'][1]['api_key']}"}
+            twice = client.post(
+                url + "/v1/signatures",
+                headers=headers_b,
+                data={"profile": "agency-b-seal", "level": "B-T"},
+                files={"file": ("b.pdf", first)},
+            ).json()
+            two_sigs = client.get(
+                url + twice["document"]["download_url"], headers=headers_b
+            ).content
+            latencies = []
+            for _ in range(count(30) + 1):
+                t0 = time.perf_counter()
+                r = client.post(url + "/v1/verifications", files={"file": ("v.pdf", two_sigs)})
+                latencies.append(time.perf_counter() - t0)
+                if r.json()["verdict"] != "TOTAL_PASSED":
+                    raise RuntimeError(r.text)
+            latencies = latencies[1:]
+            stop(proc)
+
+            proc, url = start_api(2)
+            for level in levels:
+                results[level]["api_w2_c4"] = api_sign(url, proc.pid, count(60), 4, level)
+            stop(proc)
+
+        from signing_service.services.container import Services
+        from signing_service.settings import Settings
+
+        svc = Services.build(
+            Settings(data_dir=work / "var", dev_pki_dir=work / "pki", dev_pki_port=pki_port),
+            prepare=False,
+        )
+        lib_lat = []
+        for _ in range(count(30) + 1):
+            t0 = time.perf_counter()
+            run_sync(svc.verifier.async_verify(two_sigs))
+            lib_lat.append(time.perf_counter() - t0)
+        lib_lat = lib_lat[1:]
+        svc.close()
+
+        text, ok = report(results, latencies, lib_lat)
+        print(text)
+        if not args.no_write:
+            (REPO / "bench/RESULTS.md").write_text(text)
+        print("targets met" if ok else "TARGETS NOT MET", file=sys.stderr)
+        return 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def report(
+    results: dict[str, dict[str, Rate]], latencies: list[float], lib_lat: list[float]
+) -> tuple[str, bool]:
+    lines = [
+        f"# Benchmark results\n\nMeasured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
+        f"`make bench` on: {machine()}.\n",
+        "Input: a 1 MB PDF (incompressible payload); invisible PAdES signature, RSA-2048 seal "
+        "key, SHA-256; TSA, OCSP and CRLs from the dev PKI in a separate process on loopback. "
+        "The API stores the original and the signed document (fsync'd files), writes the "
+        "records and the audit entry (SQLite), and checks the signer (revocation answer "
+        "cached for 5 minutes). Absolute times on this shared machine are noise; the ratios "
+        "are measured in the same run. 'CPU cores used' = CPU seconds of the measured process "
+        "(all its worker processes for the API) ÷ wall seconds; the client and the TSA run in "
+        "other processes and are not counted on either side.\n",
+        "## Signing\n",
+        "| level | path | signatures/s (wall) | CPU cores used | signatures per CPU-second |",
+        "|---|---|---|---|---|",
+    ]
+    for level, rates in results.items():
+        for key, rate in rates.items():
+            lines.append(
+                f"| {level} | {NAMES[key]} | {rate.per_second:.1f} | "
+                f"{rate.cores:.2f} | {rate.per_core_second:.1f} |"
+            )
+    lines += [
+        "\n## Ratios (same run)\n",
+        "| level | API per core ÷ cached pyHanko per core (target ≥ 0.85) | "
+        "best API throughput ÷ plain file-key pyHanko (target ≥ 5) | "
+        "API (1 worker, 1 client) wall ÷ cached pyHanko wall |",
+        "|---|---|---|---|",
+    ]
+    ok = True
+    for level, r in results.items():
+        api = [r[k] for k in r if k.startswith("api_")]
+        per_core = max(a.per_core_second for a in api) / r["pyhanko_cached"].per_core_second
+        vs_plain = max(a.per_second for a in api) / r["pyhanko_plain"].per_second
+        wall1 = r["api_w1_c1"].per_second / r["pyhanko_cached"].per_second
+        ok = ok and per_core >= 0.85 and vs_plain >= 5
+        lines.append(f"| {level} | {per_core:.2f} | {vs_plain:.1f} | {wall1:.2f} |")
+    lines += [
+        "\n## Verification (1 MB PDF, two B-T signatures from two agencies)\n",
+        "| path | p50 ms | p95 ms |",
+        "|---|---|---|",
+        f"| API `POST /v1/verifications` | {pct(latencies, 0.5):.0f} | "
+        f"{pct(latencies, 0.95):.0f} |",
+        f"| verifier in-process (library) | {pct(lib_lat, 0.5):.0f} | {pct(lib_lat, 0.95):.0f} |",
+    ]
+    return "\n".join(lines) + "\n", ok
+
+
+if __name__ == "__main__":
+    sys.exit(main())
