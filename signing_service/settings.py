@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     # National document exchange limit: 50 MB a file.
     max_upload_bytes: int = 50 * 1024 * 1024
+    # Uploads up to this size are kept in memory while the request is parsed.
+    upload_spool_bytes: int = 8 * 1024 * 1024
 
     trust_anchors_file: Path = CERTS_DIR / "trust" / "anchors.json"
     extra_trust_anchors: list[Path] = Field(default_factory=list)

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signing_service import errors
@@ -113,6 +114,10 @@ def create_app(services: Services) -> FastAPI:
         responses={422: {"model": schemas.ErrorBody}},
     )
     app.state.services = services
+    # Starlette spools each uploaded file to disk above 1 MiB; typical dossier PDFs are a few
+    # MB, and the extra write + read back cost more than the signature itself. Keep uploads up
+    # to this size in memory (the body limit below still bounds the total).
+    MultiPartParser.spool_max_size = settings.upload_spool_bytes
     # Multipart framing adds a little to the file itself.
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + 64 * 1024)
 

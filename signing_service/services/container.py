@@ -6,7 +6,6 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from pyhanko.sign.timestamps import HTTPTimeStamper
 from sqlalchemy import select
 
 from signing_service.errors import ConfigurationError
@@ -14,6 +13,7 @@ from signing_service.pki.dev import DevPki, DevPkiServer, init_dev_pki
 from signing_service.settings import Settings
 from signing_service.signing.certcheck import SignerChecker
 from signing_service.signing.keys import KeyCache
+from signing_service.signing.tsa import PooledHTTPTimeStamper
 from signing_service.store.db import Database
 from signing_service.store.models import Agency, SigningProfile
 from signing_service.trust import TrustStore, TrustStoreError
@@ -45,7 +45,7 @@ class Services:
     keys: KeyCache
     dev_pki: DevPki | None = None
     dev_pki_server: DevPkiServer | None = None
-    _timestampers: dict[str, HTTPTimeStamper] = field(default_factory=dict)
+    _timestampers: dict[str, PooledHTTPTimeStamper] = field(default_factory=dict)
     _ts_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -115,11 +115,11 @@ class Services:
                 + ", ".join([*dev_agencies, *bad])
             )
 
-    def timestamper(self, url: str) -> HTTPTimeStamper:
+    def timestamper(self, url: str) -> PooledHTTPTimeStamper:
         with self._ts_lock:
             ts = self._timestampers.get(url)
             if ts is None:
-                ts = self._timestampers[url] = HTTPTimeStamper(url, timeout=10)
+                ts = self._timestampers[url] = PooledHTTPTimeStamper(url)
             return ts
 
     def close(self) -> None:

@@ -17,12 +17,13 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError, PdfReadError
 from pyhanko.sign import fields
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
-from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
+from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator import ValidationContext
 
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
+from signing_service.signing.tsa import PooledHTTPTimeStamper
 
 
 class PdfInputError(Exception):
@@ -106,7 +107,7 @@ async def async_sign_pdf(
     if level.needs_timestamp and timestamper is None:
         if not options.tsa_url:
             raise TimestampError("no TSA configured for a timestamped level")
-        timestamper = HTTPTimeStamper(options.tsa_url, timeout=10)
+        timestamper = PooledHTTPTimeStamper(options.tsa_url)
     if level.needs_revocation_info and validation_context is None:
         raise ValueError("B-LT and B-LTA need a validation context")
 
