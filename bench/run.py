@@ -11,6 +11,7 @@ and this client. Compared, for a 1 MB PDF, an invisible PAdES signature and the 
 from /proc, the in-process runs' from this process), so a server that waits on disk or on the
 TSA is not flattered or penalised by wall time on a shared 2-core machine.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -59,6 +59,22 @@ def _services(serve_dev_pki: bool = False):  # type: ignore[no-untyped-def]
         sys.exit(EXIT_CONFIG)
 
 
+def _dev_pki_missing() -> bool:
+    """In development mode, serve the dev TSA/OCSP for this command when nothing else does."""
+    import socket
+
+    from signing_service.settings import Settings
+
+    settings = Settings()
+    if settings.is_production:
+        return False
+    try:
+        socket.create_connection((settings.dev_pki_host, settings.dev_pki_port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
 def _read(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -107,7 +123,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     from signing_service.store.models import SigningProfile
 
     data = _read(args.input)
-    services = _services(serve_dev_pki=args.serve_dev_pki)
+    services = _services(serve_dev_pki=_dev_pki_missing())
     try:
         with services.db.transaction() as session:
             profile = session.scalars(
@@ -239,11 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--profile", required=True)
     sign.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"])
     sign.add_argument("--dossier-code")
-    sign.add_argument(
-        "--serve-dev-pki",
-        action="store_true",
-        help="phục vụ TSA/OCSP thử nghiệm trong lúc ký (chế độ phát triển)",
-    )
     sign.set_defaults(func=cmd_sign)
     verify = sub.add_parser("verify", help="xác minh chữ ký số trong tệp PDF")
     verify.add_argument("file")
