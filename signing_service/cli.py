@@ -179,7 +179,12 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
             print(
                 f"  Người ký: {signer.get('common_name')}"
                 + (f", {signer['title']}" if signer.get("title") else "")
-                + (f" — {signer['organization']}" if signer.get("organization") else "")
+                + (
+                    f" — {signer['organization']}"
+                    if signer.get("organization")
+                    and signer["organization"] != signer.get("common_name")
+                    else ""
+                )
             )
             print(f"  Đơn vị cấp chứng thư: {signer.get('issuer')}")
             print(f"  Hiệu lực chứng thư: {signer.get('valid_from')} → {signer.get('valid_to')}")
