@@ -272,3 +272,69 @@ def test_openapi_documents_the_endpoints(api: Any) -> None:
         "/readyz",
     ):
         assert path in spec["paths"]
+
+
+def _profile(services: Services, name: str, key_label: str, **fields: Any) -> None:
+    from signing_service.store.models import SigningProfile
+
+    pki = services.dev_pki
+    assert pki is not None
+    with services.db.transaction() as session:
+        session.add(
+            SigningProfile(
+                agency_id=1,
+                name=name,
+                key_uri=f"file:{pki.p12_path(key_label)}",
+                level=fields.pop("level", "B-B"),
+                tsa_url=fields.pop("tsa_url", pki.tsa_url),
+                check_revocation=True,
+                **fields,
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("key_label", "code"),
+    [("revoked-signer", "SIGNER_CERT_REVOKED"), ("expired-signer", "SIGNER_CERT_EXPIRED")],
+)
+def test_expired_or_revoked_signer_refused(
+    api: Any, services: Services, credentials: dict[str, Any], key_label: str, code: str
+) -> None:
+    _profile(services, f"p-{key_label}", key_label)
+    before = snapshot(services)
+    response = sign(api, auth(credentials), make_pdf(), profile=f"p-{key_label}")
+    assert response.status_code == 422
+    assert response.json()["code"] == code
+    assert_nothing_written(before, services)
+
+
+def test_tsa_down_is_503_and_nothing_written(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    from tests.support.postgres import free_port
+
+    _profile(services, "no-tsa", "agency-a-seal", tsa_url=f"http://127.0.0.1:{free_port()}/tsa")
+    before = snapshot(services)
+    response = sign(api, auth(credentials), make_pdf(), profile="no-tsa", level="B-T")
+    assert response.status_code == 503
+    assert response.json()["code"] == "TIMESTAMP_UNAVAILABLE"
+    assert_nothing_written(before, services)
+
+
+def test_missing_key_file_is_503(api: Any, services: Services, credentials: dict[str, Any]) -> None:
+    from signing_service.store.models import SigningProfile
+
+    with services.db.transaction() as session:
+        session.add(
+            SigningProfile(
+                agency_id=1,
+                name="lost-key",
+                key_uri="file:/nonexistent.p12",
+                level="B-B",
+                check_revocation=False,
+            )
+        )
+    response = sign(api, auth(credentials), make_pdf(), profile="lost-key")
+    assert response.status_code == 503
+    assert response.json()["code"] == "SIGNING_KEY_UNAVAILABLE"
+    assert "/nonexistent" not in response.text  # no internal paths in answers
