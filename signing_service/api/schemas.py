@@ -4,6 +4,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from signing_service.verification.report import SignerInfo
+
 
 class ErrorBody(BaseModel):
     code: str = Field(examples=["PROFILE_NOT_FOUND"])
@@ -43,24 +45,12 @@ class CheckOut(BaseModel):
     message: str
 
 
-class SignerOut(BaseModel):
-    common_name: str | None
-    organization: str | None
-    title: str | None
-    subject: str
-    issuer: str
-    serial_number: str
-    certificate_sha256: str
-    valid_from: str
-    valid_to: str
-
-
 class SignatureReportOut(BaseModel):
     field: str
     type: str = Field(description="signature | certification | document_timestamp")
     indication: str = Field(description="TOTAL_PASSED | TOTAL_FAILED | INDETERMINATE")
     sub_indication: str | None
-    signer: SignerOut | None
+    signer: SignerInfo | None
     signing_time: str | None
     signing_time_source: str | None
     timestamp_time: str | None

@@ -158,30 +158,23 @@ def sign_document(
     now = datetime.now(UTC)
     input_id, output_id = new_id(), new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
-    input_doc = Document(
-        id=input_id,
-        agency_id=agency.id,
-        kind="original",
-        sha256=hashlib.sha256(pdf).hexdigest(),
-        size=len(pdf),
-        media_type="application/pdf",
-        storage_key=f"{prefix}/{input_id}.pdf",
-        filename=filename,
-        dossier_code=dossier_code,
-        created_at=now,
-    )
-    output_doc = Document(
-        id=output_id,
-        agency_id=agency.id,
-        kind="signed",
-        sha256=hashlib.sha256(signed).hexdigest(),
-        size=len(signed),
-        media_type="application/pdf",
-        storage_key=f"{prefix}/{output_id}.pdf",
-        filename=_signed_name(filename),
-        dossier_code=dossier_code,
-        created_at=now,
-    )
+
+    def document(doc_id: str, kind: str, data: bytes, name: str | None) -> Document:
+        return Document(
+            id=doc_id,
+            agency_id=agency.id,
+            kind=kind,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            media_type="application/pdf",
+            storage_key=f"{prefix}/{doc_id}.pdf",
+            filename=name,
+            dossier_code=dossier_code,
+            created_at=now,
+        )
+
+    input_doc = document(input_id, "original", pdf, filename)
+    output_doc = document(output_id, "signed", signed, _signed_name(filename))
     signature = Signature(
         id=new_id(),
         agency_id=agency.id,
