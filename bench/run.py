@@ -455,7 +455,8 @@ def report(
         f"`make bench` on: {machine()}.\n",
         "Input: a 1 MB PDF (incompressible payload); invisible PAdES signature, RSA-2048 seal "
         "key, SHA-256; TSA, OCSP and CRLs from the dev PKI in a separate process on loopback. "
-        "The API stores the signed document (one fsync'd file; the original is its prefix), writes the "
+        "The API stores the signed document (one fsync'd file; the original is its "
+        "prefix), writes the "
         "records and the audit entry (SQLite), and checks the signer (revocation answer "
         "cached for 5 minutes). Absolute times on this shared machine are noise; the ratios "
         "are measured in the same run. 'CPU cores used' = CPU seconds of the measured process "
