@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: the stamp font, poppler (render and look at signatures), PostgreSQL
-# (the tests run on it as well as on SQLite), libmagic (content sniffing).
-APT_PACKAGES := fonts-noto-core poppler-utils postgresql libmagic1 ca-certificates
+# (the tests run on it as well as on SQLite), libmagic (content sniffing), SoftHSM2 (PKCS#11).
+APT_PACKAGES := fonts-noto-core poppler-utils postgresql libmagic1 softhsm2 ca-certificates
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint format bench system-deps venv clean
@@ -33,7 +33,7 @@ run: system-deps venv ## serve the API on 127.0.0.1:8000 (dev PKI, SQLite and fi
 	$(BIN)/signing-service serve
 
 test: system-deps venv ## run the tests (SQLite and PostgreSQL, dev PKI, corpus when present)
-	SIGNING_SERVICE_TEST_REQUIRE_POSTGRES=1 $(BIN)/pytest $(PYTEST_ARGS)
+	SIGNING_SERVICE_TEST_REQUIRE_POSTGRES=1 SIGNING_SERVICE_TEST_REQUIRE_SOFTHSM=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff, formatting and the import contracts
 	$(BIN)/ruff check .

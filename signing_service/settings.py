@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     dev_pki_config: Path = CERTS_DIR / "dev" / "certomancer.yml"
     # Where the development PKI's keys and exports live (default: <data_dir>/pki).
     dev_pki_dir: Path | None = None
+    # SoftHSM2 token store of the development HSM (default: <data_dir>/softhsm).
+    dev_softhsm_dir: Path | None = None
     dev_pki_host: str = "127.0.0.1"
     dev_pki_port: int = 8001
     dev_pki_serve: bool = True
@@ -75,6 +77,10 @@ class Settings(BaseSettings):
     @property
     def pki_dir(self) -> Path:
         return (self.dev_pki_dir or self.resolved_data_dir / "pki").resolve()
+
+    @property
+    def softhsm_dir(self) -> Path:
+        return (self.dev_softhsm_dir or self.resolved_data_dir / "softhsm").resolve()
 
     @property
     def dev_credentials_file(self) -> Path:

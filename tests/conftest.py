@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from signing_service.pki.dev import DevPki, DevPkiServer, init_dev_pki
-from signing_service.services.container import Services
+from signing_service.pki.softhsm import SoftHsm, TokenKey
+from signing_service.services.container import DEV_HSM_KEY, DEV_HSM_TOKEN, Services
 from signing_service.settings import DEV_KEY_PASSPHRASE, Settings
 from tests.support.postgres import PostgresServer, find_bindir, free_port
 
@@ -18,8 +19,27 @@ REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "pdf-corpus"
 
 
+SOFTHSM_DIR: Path | None = None
+
+
 @pytest.fixture(scope="session")
-def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevPki, int]]:
+def hsm_key(tmp_path_factory: pytest.TempPathFactory) -> TokenKey | None:
+    """A real SoftHSM2 token (Debian's softhsm2) holding the demo seal key."""
+    global SOFTHSM_DIR
+    directory = tmp_path_factory.mktemp("softhsm")
+    hsm = SoftHsm.available(directory)
+    if hsm is None:
+        if os.environ.get("SIGNING_SERVICE_TEST_REQUIRE_SOFTHSM") == "1":
+            pytest.fail("SoftHSM2 is required (make test installs it) but was not found")
+        return None
+    SOFTHSM_DIR = directory
+    return hsm.ensure_key(DEV_HSM_TOKEN, DEV_HSM_KEY)
+
+
+@pytest.fixture(scope="session")
+def dev_pki(
+    tmp_path_factory: pytest.TempPathFactory, hsm_key: TokenKey | None
+) -> Iterator[tuple[DevPki, int]]:
     """The certomancer dev PKI, serving real TSA/OCSP/CRL responses on loopback."""
     port = free_port()
     directory = tmp_path_factory.mktemp("pki")
@@ -28,6 +48,7 @@ def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevPki, 
         REPO / "certs/dev/certomancer.yml",
         f"http://127.0.0.1:{port}",
         DEV_KEY_PASSPHRASE.encode(),
+        hsm_public_key=hsm_key.public_key if hsm_key else None,
     )
     server = DevPkiServer(pki, "127.0.0.1", port).start()
     yield pki, port
@@ -67,6 +88,8 @@ def make_settings(
         "database_url": database_url,
         "dev_pki_dir": pki.directory,
         "dev_pki_port": port,
+        # The session's token; without SoftHSM2, an empty per-test directory (no HSM profile).
+        "dev_softhsm_dir": SOFTHSM_DIR or tmp_path / "no-softhsm",
         "fetch_timeout_seconds": 3.0,
     }
     values.update(overrides)

@@ -132,11 +132,40 @@ def _pem(cert: x509.Certificate) -> bytes:
     return pem.armor("CERTIFICATE", cert.dump())
 
 
-def init_dev_pki(pki_dir: Path, config_path: Path, url_prefix: str, passphrase: bytes) -> DevPki:
-    """Create keys if missing and (re-)export certificates. Idempotent."""
+HSM_KEY = "agency-a-hsm"
+
+
+def init_dev_pki(
+    pki_dir: Path,
+    config_path: Path,
+    url_prefix: str,
+    passphrase: bytes,
+    hsm_public_key: keys.PublicKeyInfo | None = None,
+) -> DevPki:
+    """Create keys if missing and (re-)export certificates. Idempotent.
+
+    ``hsm_public_key``: the public half of the demo seal key held on a SoftHSM2 token; without
+    one, a placeholder public key (whose private half is discarded) keeps the configuration
+    loadable and the HSM certificate unusable.
+    """
     keys_dir = pki_dir / "keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(keys_dir, 0o700)
+    from signing_service.pki.softhsm import write_public_key
+
+    hsm_pub = keys_dir / f"{HSM_KEY}.pub.pem"
+    if hsm_public_key is not None:
+        hsm_changed = write_public_key(hsm_pub, hsm_public_key)
+    elif not hsm_pub.exists():
+        placeholder = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        hsm_pub.write_bytes(
+            placeholder.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        hsm_changed = True
+    else:
+        hsm_changed = False
     created = []
     for label, kind in KEYS.items():
         path = keys_dir / f"{label}.key.pem"
@@ -153,10 +182,15 @@ def init_dev_pki(pki_dir: Path, config_path: Path, url_prefix: str, passphrase: 
     arch = pki.arch
     state_file = pki_dir / "state.json"
     state = {"url_prefix": url_prefix, "keys": sorted(KEYS)}
-    if not created and state_file.exists() and json.loads(state_file.read_text()) == state:
+    if (
+        not created
+        and not hsm_changed
+        and state_file.exists()
+        and json.loads(state_file.read_text()) == state
+    ):
         return pki
 
-    for label in ("root", "interm", "tsa", "ocsp", *SIGNERS):
+    for label in ("root", "interm", "tsa", "ocsp", HSM_KEY, *SIGNERS):
         pki.cert_path(label).write_bytes(_pem(arch.get_cert(CertLabel(label))))
     for label in SIGNERS:
         data = arch.package_pkcs12(CertLabel(label), password=passphrase)

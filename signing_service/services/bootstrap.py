@@ -75,6 +75,25 @@ def bootstrap_dev(services: Services) -> None:
                 dev=True,
             )
             session.add(profile)
+            profile_names = [profile.name]
+            if spec["key"] == "agency-a-seal" and services.dev_hsm_key is not None:
+                # The same agency's seal, held on the SoftHSM2 token (PKCS#11).
+                hsm_profile = SigningProfile(
+                    agency_id=agency.id,
+                    name="agency-a-hsm-seal",
+                    key_uri=services.dev_hsm_key.uri(
+                        pki.cert_path("agency-a-hsm"), pki.cert_path("interm")
+                    ),
+                    level="B-T",
+                    tsa_url=pki.tsa_url,
+                    reason="Ký số văn bản",
+                    location=spec["location"],
+                    appearance={},
+                    check_revocation=True,
+                    dev=True,
+                )
+                session.add(hsm_profile)
+                profile_names.append(hsm_profile.name)
             api_key, key_id, key_hash = new_api_key()
             session.add(
                 ApiClient(agency_id=agency.id, name="demo client", key_id=key_id, key_hash=key_hash)
@@ -92,7 +111,7 @@ def bootstrap_dev(services: Services) -> None:
                     "code": agency.code,
                     "name": agency.name,
                     "api_key": api_key,
-                    "profiles": [profile.name],
+                    "profiles": profile_names,
                 }
             )
         path = services.settings.dev_credentials_file

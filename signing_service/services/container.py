@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from signing_service.errors import ConfigurationError
 from signing_service.pki.dev import DevPki, DevPkiServer, init_dev_pki
+from signing_service.pki.softhsm import SoftHsm, TokenKey
 from signing_service.settings import Settings
 from signing_service.signing.certcheck import SignerChecker
 from signing_service.signing.keys import KeyCache
@@ -21,6 +22,10 @@ from signing_service.verification.validate import Verifier
 from storage import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
+
+
+DEV_HSM_TOKEN = "demo-a-seal"
+DEV_HSM_KEY = "seal"
 
 
 class StartupRefused(Exception):
@@ -44,6 +49,7 @@ class Services:
     checker: SignerChecker
     keys: KeyCache
     dev_pki: DevPki | None = None
+    dev_hsm_key: TokenKey | None = None
     dev_pki_server: DevPkiServer | None = None
     _timestampers: dict[str, PooledHTTPTimeStamper] = field(default_factory=dict)
     _ts_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,12 +66,19 @@ class Services:
             raise StartupRefused("; ".join(problems))
         settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
         dev_pki = None
+        hsm_key = None
         if not settings.is_production:
+            # Development mode provisions a SoftHSM2 token for the first demo agency when
+            # SoftHSM2 is installed, so the demo signs through PKCS#11 as production does.
+            hsm = SoftHsm.available(settings.softhsm_dir)
+            if hsm is not None:
+                hsm_key = hsm.ensure_key(DEV_HSM_TOKEN, DEV_HSM_KEY)
             dev_pki = init_dev_pki(
                 settings.pki_dir,
                 settings.dev_pki_config,
                 settings.dev_pki_url,
                 settings.key_passphrase.get_secret_value().encode(),
+                hsm_public_key=hsm_key.public_key if hsm_key else None,
             )
         try:
             trust = TrustStore.load(
@@ -90,6 +103,7 @@ class Services:
             checker=SignerChecker(trust, settings.signer_check_cache_seconds),
             keys=KeyCache(),
             dev_pki=dev_pki,
+            dev_hsm_key=hsm_key,
         )
         if settings.is_production:
             services._refuse_dev_material()
@@ -126,3 +140,6 @@ class Services:
         if self.dev_pki_server is not None:
             self.dev_pki_server.stop()
         self.db.dispose()
+        from signing_service.signing.pkcs11 import SESSIONS
+
+        SESSIONS.close_all()

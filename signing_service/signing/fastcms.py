@@ -16,7 +16,9 @@ signature is verified cryptographically.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import cms
 
@@ -160,3 +162,62 @@ class CmsTemplate:
 
 def digest(data: bytes, algorithm: str) -> bytes:
     return hashlib.new(algorithm, data).digest()
+
+
+class FastCmsMixin:
+    """Mix into a pyHanko ``Signer``: learn a template from the first PAdES signature, then
+    re-assemble later ones around the new digest, signature value and timestamp."""
+
+    _templates: dict[tuple[object, ...], CmsTemplate | None]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._templates = {}
+        self._template_lock = threading.Lock()
+
+    async def async_sign(  # type: ignore[no-untyped-def]
+        self,
+        data_digest: bytes,
+        digest_algorithm: str,
+        dry_run: bool = False,
+        use_pades: bool = False,
+        timestamper=None,
+        signed_attr_settings=None,
+        is_pdf_sig: bool = True,
+        encap_content_info=None,
+    ) -> cms.ContentInfo:
+        settings_ok = signed_attr_settings is None or (
+            getattr(signed_attr_settings, "adobe_revinfo_attr", None) is None
+            and getattr(signed_attr_settings, "cades_signed_attrs", None) is None
+        )
+        shape = (digest_algorithm.lower(), use_pades, is_pdf_sig)
+        fast = not dry_run and encap_content_info is None and settings_ok and use_pades
+        template = self._templates.get(shape) if fast else None
+        if template is None:
+            result: cms.ContentInfo = await super().async_sign(  # type: ignore[misc]
+                data_digest,
+                digest_algorithm,
+                dry_run=dry_run,
+                use_pades=use_pades,
+                timestamper=timestamper,
+                signed_attr_settings=signed_attr_settings,
+                is_pdf_sig=is_pdf_sig,
+                encap_content_info=encap_content_info,
+            )
+            if fast and shape not in self._templates:
+                with self._template_lock:
+                    self._templates[shape] = CmsTemplate.learn(result)
+            return result
+        algorithm = digest_algorithm.lower()
+        signed_attrs = template.signed_attrs(data_digest)
+        signature: bytes = await self.async_sign_raw(signed_attrs, algorithm)  # type: ignore[attr-defined]
+        unsigned = None
+        if timestamper is not None:
+            attrs = await self.unsigned_attrs(  # type: ignore[attr-defined]
+                algorithm,
+                signature,
+                signed_attrs=cms.CMSAttributes.load(signed_attrs),
+                timestamper=timestamper,
+            )
+            unsigned = attrs.dump() if attrs is not None else None
+        return cms.ContentInfo.load(template.assemble(signed_attrs, signature, unsigned))

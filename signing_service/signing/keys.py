@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from asn1crypto import cms, x509
 from asn1crypto import keys as asn1_keys
+from asn1crypto import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
@@ -23,14 +23,14 @@ from pyhanko.sign.general import get_pyca_cryptography_hash
 from pyhanko.sign.signers.pdf_cms import Signer, SimpleSigner
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from signing_service.signing.fastcms import CmsTemplate
+from signing_service.signing.fastcms import FastCmsMixin
 
 
 class KeySourceError(Exception):
     """The key behind a profile cannot be loaded (missing file, wrong passphrase, …)."""
 
 
-class CachedKeySigner(SimpleSigner):
+class CachedKeySigner(FastCmsMixin, SimpleSigner):
     """A :class:`SimpleSigner` that parses its private key once, and re-assembles the CMS of
     later signatures from the first one's DER (see :mod:`fastcms`).
 
@@ -41,57 +41,8 @@ class CachedKeySigner(SimpleSigner):
     def __init__(
         self, *, private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, **kwargs: object
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self._private_key = private_key
-        self._templates: dict[tuple[object, ...], CmsTemplate | None] = {}
-        self._template_lock = threading.Lock()
-
-    async def async_sign(  # type: ignore[override]
-        self,
-        data_digest: bytes,
-        digest_algorithm: str,
-        dry_run: bool = False,
-        use_pades: bool = False,
-        timestamper: object = None,
-        signed_attr_settings: object = None,
-        is_pdf_sig: bool = True,
-        encap_content_info: object = None,
-    ) -> cms.ContentInfo:
-        settings_ok = signed_attr_settings is None or (
-            getattr(signed_attr_settings, "adobe_revinfo_attr", None) is None
-            and getattr(signed_attr_settings, "cades_signed_attrs", None) is None
-        )
-        shape = (digest_algorithm.lower(), use_pades, is_pdf_sig)
-        fast = not dry_run and encap_content_info is None and settings_ok and use_pades
-        template = self._templates.get(shape) if fast else None
-        if template is None:
-            result = await super().async_sign(
-                data_digest,
-                digest_algorithm,
-                dry_run=dry_run,
-                use_pades=use_pades,
-                timestamper=timestamper,
-                signed_attr_settings=signed_attr_settings,
-                is_pdf_sig=is_pdf_sig,
-                encap_content_info=encap_content_info,
-            )
-            if fast and shape not in self._templates:
-                with self._template_lock:
-                    self._templates[shape] = CmsTemplate.learn(result)
-            return result
-        algorithm = digest_algorithm.lower()
-        signed_attrs = template.signed_attrs(data_digest)
-        signature = self.sign_raw(signed_attrs, algorithm)
-        unsigned = None
-        if timestamper is not None:
-            attrs = await self.unsigned_attrs(
-                algorithm,
-                signature,
-                signed_attrs=cms.CMSAttributes.load(signed_attrs),
-                timestamper=timestamper,
-            )
-            unsigned = attrs.dump() if attrs is not None else None
-        return cms.ContentInfo.load(template.assemble(signed_attrs, signature, unsigned))
 
     def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
         mechanism = self.get_signature_mechanism_for_digest(digest_algorithm).signature_algo
@@ -163,8 +114,14 @@ def load_file_key(uri: str, passphrase: bytes | None) -> LoadedKey:
         raise KeySourceError(f"cannot load key: {type(e).__name__}") from None
 
 
+def load_pkcs11_key(uri: str, passphrase: bytes | None) -> LoadedKey:
+    from signing_service.signing.pkcs11 import load_pkcs11_key as load
+
+    return load(uri)
+
+
 Loader = Callable[[str, bytes | None], LoadedKey]
-LOADERS: dict[str, Loader] = {"file": load_file_key}
+LOADERS: dict[str, Loader] = {"file": load_file_key, "pkcs11": load_pkcs11_key}
 
 
 class KeyCache:
