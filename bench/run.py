@@ -193,10 +193,12 @@ def machine() -> str:
 
 
 INVISIBLE_PROFILE = "agency-a-seal-invisible"
+HSM_PROFILE = "agency-a-hsm-invisible"
 
 
-def prepare_database(work: Path, pki_port: int) -> None:
-    """Migrate, bootstrap, and add an invisible-signature profile for agency A."""
+def prepare_database(work: Path, pki_port: int) -> str | None:
+    """Migrate, bootstrap (dev PKI, SoftHSM2 token), and add invisible-signature profiles for
+    agency A's file key and, when SoftHSM2 is installed, its HSM key. Returns the HSM key URI."""
     from signing_service.services.container import Services
     from signing_service.settings import Settings
     from signing_service.store.models import SigningProfile
@@ -220,7 +222,23 @@ def prepare_database(work: Path, pki_port: int) -> None:
                 dev=True,
             )
         )
+        hsm = session.query(SigningProfile).filter_by(name="agency-a-hsm-seal").one_or_none()
+        hsm_uri = hsm.key_uri if hsm is not None else None
+        if hsm is not None:
+            session.add(
+                SigningProfile(
+                    agency_id=seal.agency_id,
+                    name=HSM_PROFILE,
+                    key_uri=hsm.key_uri,
+                    level="B-B",
+                    tsa_url=seal.tsa_url,
+                    appearance=None,
+                    check_revocation=True,
+                    dev=True,
+                )
+            )
     services.close()
+    return hsm_uri
 
 
 def pct(values: list[float], q: float) -> float:
@@ -235,6 +253,8 @@ NAMES = {
     "api_w1_c1": "API, 1 worker process, 1 client",
     "api_w1_c2": "API, 1 worker process, 2 concurrent clients",
     "api_w2_c4": "API, 2 worker processes, 4 concurrent clients",
+    "core_pkcs11": "this service's signing core, PKCS#11 key on SoftHSM2, in-process",
+    "api_pkcs11_w1_c1": "API with the PKCS#11 (SoftHSM2) profile, 1 worker process, 1 client",
 }
 
 
@@ -252,6 +272,14 @@ def main() -> int:
     pki_port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
+        env = {
+            **os.environ,
+            "SIGNING_SERVICE_DATA_DIR": str(work / "var"),
+            "SIGNING_SERVICE_DEV_PKI_DIR": str(work / "pki"),
+            "SIGNING_SERVICE_DEV_PKI_PORT": str(pki_port),
+            "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
+        }
+        hsm_uri = prepare_database(work, pki_port)
         pki_proc = subprocess.Popen(
             [sys.executable, "-m", "bench.pki_server", str(work / "pki"), str(pki_port)],
             cwd=REPO,
@@ -260,14 +288,6 @@ def main() -> int:
         procs.append(pki_proc)
         assert pki_proc.stdout is not None
         pki_proc.stdout.readline()
-        env = {
-            **os.environ,
-            "SIGNING_SERVICE_DATA_DIR": str(work / "var"),
-            "SIGNING_SERVICE_DEV_PKI_DIR": str(work / "pki"),
-            "SIGNING_SERVICE_DEV_PKI_PORT": str(pki_port),
-            "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
-        }
-        prepare_database(work, pki_port)
         creds = json.loads((work / "var/dev-credentials.json").read_text())
         headers = {"Authorization": f"Bearer {creds['agencies'][0]['api_key']}"}
 
@@ -305,7 +325,7 @@ def main() -> int:
         from pyhanko.sign import fields, signers
 
         from signing_service._async import run_sync
-        from signing_service.signing.keys import KeyCache
+        from signing_service.signing.keys import KeyCache, LoadedKey
         from signing_service.signing.tsa import PooledHTTPTimeStamper
 
         p12 = work / "pki/agency-a-seal.p12"
@@ -349,18 +369,22 @@ def main() -> int:
         from signing_service.signing.levels import SignatureLevel
 
         our_key = KeyCache().get(f"file:{p12}", DEV_KEY_PASSPHRASE.encode())
+        hsm_key = KeyCache().get(hsm_uri, None) if hsm_uri else None
 
-        def engine_sign(level: str) -> None:
+        def engine_sign(level: str, key: LoadedKey = our_key) -> None:
             run_sync(
-                async_sign_pdf(
-                    pdf, our_key, SignOptions(level=SignatureLevel(level)), timestamper=tsa
-                )
+                async_sign_pdf(pdf, key, SignOptions(level=SignatureLevel(level)), timestamper=tsa)
             )
 
-        def api_sign(url: str, pid: int, n: int, concurrency: int, level: str) -> Rate:
-            body, ctype = multipart(
-                {"profile": INVISIBLE_PROFILE, "level": level}, "bench.pdf", pdf
-            )
+        def api_sign(
+            url: str,
+            pid: int,
+            n: int,
+            concurrency: int,
+            level: str,
+            profile: str = INVISIBLE_PROFILE,
+        ) -> Rate:
+            body, ctype = multipart({"profile": profile, "level": level}, "bench.pdf", pdf)
             return api_rate(url, pid, n, concurrency, "/v1/signatures", headers, body, ctype)
 
         levels = ("B-B", "B-T")
@@ -375,12 +399,20 @@ def main() -> int:
             results[level]["core_in_process"] = in_process(
                 lambda lv=level: engine_sign(lv), count(40)
             )
+            if hsm_key is not None:
+                results[level]["core_pkcs11"] = in_process(
+                    lambda lv=level: engine_sign(lv, hsm_key), count(40)
+                )
 
         with httpx.Client(timeout=120) as client:
             proc, url = start_api(1)
             for level in levels:
                 results[level]["api_w1_c1"] = api_sign(url, proc.pid, count(40), 1, level)
                 results[level]["api_w1_c2"] = api_sign(url, proc.pid, count(40), 2, level)
+                if hsm_uri:
+                    results[level]["api_pkcs11_w1_c1"] = api_sign(
+                        url, proc.pid, count(40), 1, level, profile=HSM_PROFILE
+                    )
 
             # Verification latency: 1 MB with two signatures (two agencies' seals).
             once = client.post(
@@ -481,12 +513,23 @@ def report(
     ]
     ok = True
     for level, r in results.items():
-        api = [r[k] for k in r if k.startswith("api_")]
+        api = [r[k] for k in r if k.startswith("api_w")]
         per_core = max(a.per_core_second for a in api) / r["pyhanko_cached"].per_core_second
         vs_plain = max(a.per_second for a in api) / r["pyhanko_plain"].per_second
         wall1 = r["api_w1_c1"].per_second / r["pyhanko_cached"].per_second
         ok = ok and per_core >= 0.85 and vs_plain >= 5
         lines.append(f"| {level} | {per_core:.2f} | {vs_plain:.1f} | {wall1:.2f} |")
+    if any("core_pkcs11" in r for r in results.values()):
+        lines += [
+            "\n## PKCS#11 (SoftHSM2) against a file key (same run)\n",
+            "| level | time per signature, PKCS#11 ÷ file key: signing core (target ≤ 1.25) | "
+            "API, 1 worker, 1 client |",
+            "|---|---|---|",
+        ]
+        for level, r in results.items():
+            core = r["core_in_process"].per_second / r["core_pkcs11"].per_second
+            api_ratio = r["api_w1_c1"].per_second / r["api_pkcs11_w1_c1"].per_second
+            lines.append(f"| {level} | {core:.2f} | {api_ratio:.2f} |")
     lines += [
         "\n## Verification (1 MB PDF, two B-T signatures from two agencies)\n",
         "| path | p50 ms | p95 ms |",
