@@ -59,6 +59,7 @@ InvalidLevel = _error(
     422,
     "Mức chữ ký không hợp lệ; chỉ chấp nhận B-B, B-T, B-LT hoặc B-LTA.",
 )
+BatchTooLarge = _error("BATCH_TOO_LARGE", 422, "Lô ký vượt quá số tài liệu cho phép.")
 InvalidDossierCode = _error("INVALID_DOSSIER_CODE", 422, "Mã hồ sơ không đúng định dạng.")
 
 # Signer certificate and key checks before signing

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
 
     # National document exchange limit: 50 MB a file.
     max_upload_bytes: int = 50 * 1024 * 1024
+    # Batch signing ("ký hàng loạt"): documents per request and total request size.
+    max_batch_documents: int = 50
+    max_batch_bytes: int = 200 * 1024 * 1024
     # Uploads up to this size are kept in memory while the request is parsed.
     upload_spool_bytes: int = 8 * 1024 * 1024
 

@@ -22,7 +22,7 @@ from signing_service.api import schemas
 from signing_service.services.auth import authenticate
 from signing_service.services.container import Services
 from signing_service.services.documents import DocumentView, get_document, read_content
-from signing_service.services.signing import sign_document
+from signing_service.services.signing import sign_batch, sign_document
 from signing_service.services.verification import verify_document
 from signing_service.store.models import Agency, ApiClient
 
@@ -45,17 +45,19 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
 class BodyLimit:
     """Refuse bodies over the limit while they arrive, before anything is parsed or spooled."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.limits = limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limits.get(scope.get("path", ""), self.limit)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._reject(send)
             return
         seen = 0
@@ -65,7 +67,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise errors.PayloadTooLarge()
             return message
 
@@ -119,7 +121,11 @@ def create_app(services: Services) -> FastAPI:
     # to this size in memory (the body limit below still bounds the total).
     MultiPartParser.spool_max_size = settings.upload_spool_bytes
     # Multipart framing adds a little to the file itself.
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + 64 * 1024)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_upload_bytes + 64 * 1024,
+        limits={"/v1/signatures/batch": settings.max_batch_bytes + 256 * 1024},
+    )
 
     @app.exception_handler(errors.ServiceError)
     async def _service_error(_r: Request, exc: errors.ServiceError) -> JSONResponse:
@@ -225,6 +231,65 @@ def create_app(services: Services) -> FastAPI:
             certificate_sha256=result.certificate_sha256,
             document=_doc_out(result.document),
             input_document=_doc_out(result.input_document),
+        )
+
+    @app.post(
+        "/v1/signatures/batch",
+        response_model=schemas.BatchOut,
+        tags=["ký số"],
+        summary="Ký hàng loạt: nhiều tài liệu, một cấu hình ký số, một lần xác thực",
+        responses={
+            401: {"model": schemas.ErrorBody},
+            404: {"model": schemas.ErrorBody},
+            413: {"model": schemas.ErrorBody},
+            422: {"model": schemas.ErrorBody},
+        },
+    )
+    async def create_batch(
+        caller: Client,
+        files: Annotated[list[UploadFile], File(description="Các tài liệu PDF cần ký")],
+        profile: Annotated[str, Form(description="Tên cấu hình ký số")],
+        level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
+    ) -> schemas.BatchOut:
+        if len(files) > settings.max_batch_documents:
+            raise errors.BatchTooLarge(
+                f"Mỗi lô ký tối đa {settings.max_batch_documents} tài liệu.",
+                details={"max_documents": settings.max_batch_documents},
+            )
+        items = [(upload.filename, await _read(upload)) for upload in files]
+        results = await in_worker(
+            sign_batch,
+            services,
+            caller.agency,
+            profile_name=profile,
+            items=items,
+            level=level,
+            actor=f"api-client:{caller.key_id}",
+        )
+        out = []
+        for index, item in enumerate(results):
+            if isinstance(item, errors.ServiceError):
+                out.append(
+                    schemas.BatchItemOut(
+                        index=index,
+                        filename=items[index][0],
+                        status="failed",
+                        error=schemas.ErrorBody(**item.to_dict()),
+                    )
+                )
+            else:
+                out.append(
+                    schemas.BatchItemOut(
+                        index=index,
+                        filename=items[index][0],
+                        status="signed",
+                        signature_id=item.signature_id,
+                        document=_doc_out(item.document),
+                    )
+                )
+        signed = sum(1 for item in out if item.status == "signed")
+        return schemas.BatchOut(
+            profile=profile, signed=signed, failed=len(out) - signed, results=out
         )
 
     @app.get(

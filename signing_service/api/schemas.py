@@ -82,3 +82,19 @@ class VerificationReport(BaseModel):
     validated_at: str
     signatures: list[SignatureReportOut]
     problems: list[dict[str, Any]]
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    filename: str | None
+    status: str = Field(description="signed | failed")
+    signature_id: str | None = None
+    document: DocumentOut | None = None
+    error: ErrorBody | None = None
+
+
+class BatchOut(BaseModel):
+    profile: str
+    signed: int
+    failed: int
+    results: list[BatchItemOut]

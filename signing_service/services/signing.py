@@ -246,3 +246,69 @@ def _signed_name(filename: str | None) -> str | None:
         return None
     stem = filename[:-4] if filename.lower().endswith(".pdf") else filename
     return f"{stem}.signed.pdf"
+
+
+def sign_batch(
+    services: Services,
+    agency: Agency,
+    *,
+    profile_name: str,
+    items: list[tuple[str | None, bytes]],
+    level: str | None = None,
+    actor: str,
+) -> list[SignResult | errors.ServiceError]:
+    """Ký hàng loạt: one profile, one authorisation, per-document results.
+
+    What concerns the whole batch (profile, level, key, the signer's certificate) is checked
+    once, before any document, and refuses the whole request. Each document is then signed and
+    stored all-or-nothing on its own: a broken PDF fails alone.
+    """
+    profile = _profile(services, agency, profile_name)
+    chosen = _level(level, profile)
+    try:
+        key = services.keys.get(
+            profile.key_uri, services.settings.key_passphrase.get_secret_value().encode()
+        )
+    except KeySourceError as e:
+        log.error("key source of profile %s unavailable: %s", profile.name, e)
+        raise errors.KeyUnavailable() from None
+    try:
+        run_sync(
+            services.checker.async_check(
+                key.signing_cert,
+                key.chain,
+                check_revocation=profile.check_revocation or chosen.needs_revocation_info,
+            )
+        )
+    except SignerCheckFailure as failure:
+        raise CHECK_ERRORS[failure.reason](details={"reason": failure.detail}) from None
+    results: list[SignResult | errors.ServiceError] = []
+    for filename, pdf in items:
+        try:
+            results.append(
+                sign_document(
+                    services,
+                    agency,
+                    profile_name=profile_name,
+                    pdf=pdf,
+                    level=chosen.value,
+                    filename=filename,
+                    actor=actor,
+                )
+            )
+        except errors.ServiceError as e:
+            results.append(e)
+    with services.db.transaction() as session:
+        audit.append(
+            session,
+            actor=actor,
+            action="signature.batch",
+            agency_code=agency.code,
+            subject=profile.name,
+            details={
+                "level": chosen.value,
+                "documents": len(items),
+                "signed": sum(1 for r in results if isinstance(r, SignResult)),
+            },
+        )
+    return results
