@@ -97,6 +97,44 @@ TimestampUnavailable = _error(
 )
 SigningFailed = _error("SIGNING_FAILED", 422, "Không ký được tài liệu này.")
 
+# Two-step (external) signing
+ProfileNotExternal = _error(
+    "PROFILE_NOT_EXTERNAL",
+    422,
+    "Cấu hình ký số này không dành cho ký hai bước (khóa do người ký giữ).",
+)
+ProfileNeedsTwoStep = _error(
+    "PROFILE_NEEDS_TWO_STEP",
+    422,
+    "Cấu hình ký số này dùng khóa do người ký giữ: hãy dùng ký hai bước (/v1/signatures/external).",
+)
+ExternalCertificateInvalid = _error(
+    "EXTERNAL_CERTIFICATE_INVALID", 422, "Không đọc được chứng thư số của người ký (PEM hoặc DER)."
+)
+ExternalSessionNotFound = _error(
+    "EXTERNAL_SESSION_NOT_FOUND", 404, "Không tìm thấy phiên ký hai bước."
+)
+ExternalSessionExpired = _error(
+    "EXTERNAL_SESSION_EXPIRED", 410, "Phiên ký hai bước đã hết hạn; hãy bắt đầu lại."
+)
+ExternalSessionUsed = _error(
+    "EXTERNAL_SESSION_USED", 409, "Phiên ký hai bước này đã được dùng; không thể dùng lại."
+)
+ExternalSignatureInvalid = _error(
+    "EXTERNAL_SIGNATURE_INVALID",
+    422,
+    "Chữ ký gửi lên không hợp lệ với chứng thư số và dữ liệu cần ký của phiên này.",
+)
+ExternalCertificateMismatch = _error(
+    "EXTERNAL_CERTIFICATE_MISMATCH",
+    422,
+    "Chữ ký được tạo bằng chứng thư số khác với chứng thư đã khai báo khi bắt đầu phiên.",
+)
+ExternalCmsInvalid = _error("EXTERNAL_CMS_INVALID", 422, "Không đọc được gói chữ ký CMS gửi lên.")
+ExternalCmsWrongDocument = _error(
+    "EXTERNAL_CMS_WRONG_DOCUMENT", 422, "Gói chữ ký CMS gửi lên được tạo cho một tài liệu khác."
+)
+
 # Infrastructure
 StorageUnavailable = _error(
     "STORAGE_UNAVAILABLE", 503, "Kho lưu trữ tạm thời không sẵn sàng; vui lòng thử lại sau."

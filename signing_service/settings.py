@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     # National document exchange limit: 50 MB a file.
     max_upload_bytes: int = 50 * 1024 * 1024
+    # Two-step (external) signing sessions expire after this many seconds.
+    external_session_seconds: int = 600
     # Batch signing ("ký hàng loạt"): documents per request and total request size.
     max_batch_documents: int = 50
     max_batch_bytes: int = 200 * 1024 * 1024

@@ -22,7 +22,8 @@ from signing_service.api import schemas
 from signing_service.services.auth import authenticate
 from signing_service.services.container import Services
 from signing_service.services.documents import DocumentView, get_document, read_content
-from signing_service.services.signing import sign_batch, sign_document
+from signing_service.services.external import complete_external, start_external
+from signing_service.services.signing import SignResult, sign_batch, sign_document
 from signing_service.services.verification import verify_document
 from signing_service.store.models import Agency, ApiClient
 
@@ -157,6 +158,17 @@ def create_app(services: Services) -> FastAPI:
             download_url=f"/v1/documents/{doc.id}/content",
         )
 
+    def _signature_out(result: SignResult) -> schemas.SignatureOut:
+        return schemas.SignatureOut(
+            signature_id=result.signature_id,
+            level=result.level,
+            profile=result.profile,
+            signed_at=result.signed_at,
+            certificate_sha256=result.certificate_sha256,
+            document=_doc_out(result.document),
+            input_document=_doc_out(result.input_document),
+        )
+
     async def _read(upload: UploadFile) -> bytes:
         data = await upload.read(settings.max_upload_bytes + 1)
         return data
@@ -223,15 +235,85 @@ def create_app(services: Services) -> FastAPI:
             actor=f"api-client:{caller.key_id}",
         )
         response.headers["Location"] = f"/v1/documents/{result.document.id}"
-        return schemas.SignatureOut(
-            signature_id=result.signature_id,
-            level=result.level,
-            profile=result.profile,
-            signed_at=result.signed_at,
-            certificate_sha256=result.certificate_sha256,
-            document=_doc_out(result.document),
-            input_document=_doc_out(result.input_document),
+        return _signature_out(result)
+
+    @app.post(
+        "/v1/signatures/external",
+        status_code=201,
+        response_model=schemas.ExternalStartOut,
+        tags=["ký số"],
+        summary="Ký hai bước, bước 1: chuẩn bị tài liệu, trả về dữ liệu cần ký bằng USB token",
+        responses={
+            401: {"model": schemas.ErrorBody},
+            404: {"model": schemas.ErrorBody},
+            422: {"model": schemas.ErrorBody},
+        },
+    )
+    async def external_start(
+        caller: Client,
+        file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
+        certificate: Annotated[UploadFile, File(description="Chứng thư số người ký (PEM/DER)")],
+        profile: Annotated[str, Form(examples=["agency-a-officer"])],
+        level: Annotated[str | None, Form(description="B-B hoặc B-T")] = None,
+        dossier_code: Annotated[str | None, Form()] = None,
+    ) -> schemas.ExternalStartOut:
+        data = await _read(file)
+        cert = await certificate.read(256 * 1024)
+        started = await in_worker(
+            start_external,
+            services,
+            caller.agency,
+            profile_name=profile,
+            pdf=data,
+            certificate=cert,
+            level=level,
+            filename=file.filename,
+            dossier_code=dossier_code,
+            actor=f"api-client:{caller.key_id}",
         )
+        return schemas.ExternalStartOut(
+            **started.__dict__,
+            complete_url=f"/v1/signatures/external/{started.session_id}/complete",
+        )
+
+    @app.post(
+        "/v1/signatures/external/{session_id}/complete",
+        status_code=201,
+        response_model=schemas.SignatureOut,
+        tags=["ký số"],
+        summary="Ký hai bước, bước 2: gửi chữ ký (hoặc gói CMS) để hoàn tất",
+        responses={
+            401: {"model": schemas.ErrorBody},
+            404: {"model": schemas.ErrorBody},
+            409: {"model": schemas.ErrorBody},
+            410: {"model": schemas.ErrorBody},
+            422: {"model": schemas.ErrorBody},
+        },
+    )
+    async def external_complete(
+        session_id: str, body: schemas.ExternalCompleteIn, caller: Client, response: Response
+    ) -> schemas.SignatureOut:
+        import base64
+        import binascii
+
+        if (body.signature is None) == (body.cms is None):
+            raise errors.InvalidRequest("Gửi đúng một trong hai trường: signature hoặc cms.")
+        try:
+            raw = base64.b64decode(body.signature, validate=True) if body.signature else None
+            cms = base64.b64decode(body.cms, validate=True) if body.cms else None
+        except (binascii.Error, ValueError):
+            raise errors.InvalidRequest("Chữ ký phải được mã hóa base64.") from None
+        result = await in_worker(
+            complete_external,
+            services,
+            caller.agency,
+            session_id,
+            signature=raw,
+            signature_cms=cms,
+            actor=f"api-client:{caller.key_id}",
+        )
+        response.headers["Location"] = f"/v1/documents/{result.document.id}"
+        return _signature_out(result)
 
     @app.post(
         "/v1/signatures/batch",

@@ -98,3 +98,21 @@ class BatchOut(BaseModel):
     signed: int
     failed: int
     results: list[BatchItemOut]
+
+
+class ExternalStartOut(BaseModel):
+    session_id: str
+    level: str
+    digest_algorithm: str = Field(examples=["sha256"])
+    signature_algorithm: str = Field(examples=["rsassa_pkcs1v15"])
+    data_to_sign: str = Field(description="base64: DER of the CMS signed attributes")
+    digest: str = Field(description="base64: digest of data_to_sign (for tokens that sign a hash)")
+    expires_at: str
+    complete_url: str
+
+
+class ExternalCompleteIn(BaseModel):
+    signature: str | None = Field(
+        default=None, description="base64 raw signature value over data_to_sign"
+    )
+    cms: str | None = Field(default=None, description="base64 complete CMS SignedData (detached)")

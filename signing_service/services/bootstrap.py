@@ -94,6 +94,22 @@ def bootstrap_dev(services: Services) -> None:
                 )
                 session.add(hsm_profile)
                 profile_names.append(hsm_profile.name)
+            if spec["key"] == "agency-a-seal":
+                # Officers sign with their own keys (USB token): two-step signing.
+                officer = SigningProfile(
+                    agency_id=agency.id,
+                    name="agency-a-officer",
+                    key_uri="external:",
+                    level="B-T",
+                    tsa_url=pki.tsa_url,
+                    reason="Ký duyệt văn bản",
+                    location=spec["location"],
+                    appearance={"heading": "Người ký"},
+                    check_revocation=True,
+                    dev=True,
+                )
+                session.add(officer)
+                profile_names.append(officer.name)
             api_key, key_id, key_hash = new_api_key()
             session.add(
                 ApiClient(agency_id=agency.id, name="demo client", key_id=key_id, key_hash=key_hash)

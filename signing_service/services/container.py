@@ -89,6 +89,9 @@ class Services:
             )
         except TrustStoreError as e:
             raise ConfigurationError(f"Kho chứng thư tin cậy không hợp lệ: {e}") from e
+        if dev_pki is not None:
+            # Chain-building material for signatures whose CMS lacks the intermediate.
+            trust.intermediates.append(dev_pki.cert("interm"))
         if settings.is_production and trust.has_dev_root:
             raise StartupRefused("the development root is in the trust store")
         db = Database(settings.effective_database_url)

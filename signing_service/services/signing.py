@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import requests
+from asn1crypto import x509
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.timestamps import TimestampRequestError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from signing_service import audit, errors
 from signing_service._async import run_sync
@@ -69,6 +72,18 @@ def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
         # Another agency's profile is indistinguishable from a missing one.
         raise errors.ProfileNotFound()
     return profile
+
+
+def _key(services: Services, profile: SigningProfile) -> LoadedKey:
+    if profile.key_uri.startswith("external:"):
+        raise errors.ProfileNeedsTwoStep()
+    try:
+        return services.keys.get(
+            profile.key_uri, services.settings.key_passphrase.get_secret_value().encode()
+        )
+    except KeySourceError as e:
+        log.error("key source of profile %s unavailable: %s", profile.name, e)
+        raise errors.KeyUnavailable() from None
 
 
 def _level(requested: str | None, profile: SigningProfile) -> SignatureLevel:
@@ -145,16 +160,41 @@ def sign_document(
     dossier_code = check_dossier_code(dossier_code, agency.code)
     profile = _profile(services, agency, profile_name)
     chosen = _level(level, profile)
-    try:
-        key = services.keys.get(
-            profile.key_uri, services.settings.key_passphrase.get_secret_value().encode()
-        )
-    except KeySourceError as e:
-        log.error("key source of profile %s unavailable: %s", profile.name, e)
-        raise errors.KeyUnavailable() from None
-
+    key = _key(services, profile)
     signed = run_sync(_check_and_sign(services, key, profile, chosen, pdf))
+    return store_signed(
+        services,
+        agency,
+        profile,
+        chosen.value,
+        pdf,
+        signed,
+        key.signing_cert,
+        filename=filename,
+        dossier_code=dossier_code,
+        actor=actor,
+    )
 
+
+def store_signed(
+    services: Services,
+    agency: Agency,
+    profile: SigningProfile,
+    level: str,
+    pdf: bytes,
+    signed: bytes,
+    signing_cert: x509.Certificate,
+    *,
+    filename: str | None,
+    dossier_code: str | None,
+    actor: str,
+    in_transaction: Callable[[Session, str], None] | None = None,
+) -> SignResult:
+    """Store the signed document and commit its records and audit entry, all or nothing.
+
+    ``in_transaction(session, signature_id)`` runs inside the same transaction (the two-step
+    flow uses it to mark its session completed exactly once); if it raises, nothing is kept.
+    """
     now = datetime.now(UTC)
     input_id, output_id = new_id(), new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
@@ -179,8 +219,8 @@ def sign_document(
         id=new_id(),
         agency_id=agency.id,
         profile_id=profile.id,
-        certificate_sha256=sha256_fingerprint(key.signing_cert),
-        level=chosen.value,
+        certificate_sha256=sha256_fingerprint(signing_cert),
+        level=level,
         signed_at=now,
         input_document_id=input_id,
         output_document_id=output_id,
@@ -204,6 +244,8 @@ def sign_document(
             session.add(input_doc)
             session.flush()
             session.add(signature)
+            if in_transaction is not None:
+                in_transaction(session, signature.id)
             audit.append(
                 session,
                 actor=actor,
@@ -212,7 +254,7 @@ def sign_document(
                 subject=signature.id,
                 details={
                     "profile": profile.name,
-                    "level": chosen.value,
+                    "level": level,
                     "certificate_sha256": signature.certificate_sha256,
                     "input_sha256": input_doc.sha256,
                     "output_sha256": output_doc.sha256,
@@ -231,7 +273,7 @@ def sign_document(
         raise
     return SignResult(
         signature_id=signature.id,
-        level=chosen.value,
+        level=level,
         profile=profile.name,
         signed_at=now.isoformat(),
         certificate_sha256=signature.certificate_sha256,
@@ -265,13 +307,7 @@ def sign_batch(
     """
     profile = _profile(services, agency, profile_name)
     chosen = _level(level, profile)
-    try:
-        key = services.keys.get(
-            profile.key_uri, services.settings.key_passphrase.get_secret_value().encode()
-        )
-    except KeySourceError as e:
-        log.error("key source of profile %s unavailable: %s", profile.name, e)
-        raise errors.KeyUnavailable() from None
+    key = _key(services, profile)
     try:
         run_sync(
             services.checker.async_check(

@@ -25,6 +25,7 @@ from pyhanko.sign.pkcs11 import PKCS11Signer
 
 from signing_service.signing.fastcms import FastCmsMixin
 from signing_service.signing.keys import KeySourceError, LoadedKey
+from signing_service.signing.rawsig import raw_signature_valid
 
 
 @dataclass(frozen=True)
@@ -185,23 +186,9 @@ def load_pkcs11_key(uri: str) -> LoadedKey:
 
 def _check_key_matches(signer: Pkcs11KeySigner, cert: x509.Certificate) -> None:
     """The token's key must be the certificate's key: sign a probe and verify it."""
-    from cryptography import x509 as cx509
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
     from signing_service._async import run_sync
 
     probe = b"signing-service key/certificate match probe"
     signature = run_sync(signer.async_sign_raw(probe, "sha256"))
-    public = cx509.load_der_x509_certificate(cert.dump()).public_key()
-    mechanism = signer.get_signature_mechanism_for_digest("sha256").signature_algo
-    try:
-        if isinstance(public, rsa.RSAPublicKey) and mechanism == "rsassa_pkcs1v15":
-            public.verify(signature, probe, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(public, ec.EllipticCurvePublicKey) and mechanism == "ecdsa":
-            public.verify(signature, probe, ec.ECDSA(hashes.SHA256()))
-        else:
-            raise KeySourceError(f"unsupported key/mechanism {mechanism}")
-    except InvalidSignature:
-        raise KeySourceError("the token's key does not match the certificate") from None
+    if not raw_signature_valid(cert, probe, signature):
+        raise KeySourceError("the token's key does not match the certificate")

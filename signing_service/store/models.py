@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -140,3 +141,29 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ExternalSession(Base):
+    """State of a two-step signature between "prepare" and "complete" (kept server-side)."""
+
+    __tablename__ = "external_sessions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("signing_profiles.id"))
+    state: Mapped[str] = mapped_column(String(16))  # pending | completed
+    level: Mapped[str] = mapped_column(String(8))
+    certificate: Mapped[bytes] = mapped_column(LargeBinary)
+    chain: Mapped[bytes] = mapped_column(LargeBinary)  # concatenated PEM
+    md_algorithm: Mapped[str] = mapped_column(String(16))
+    signed_attrs: Mapped[bytes] = mapped_column(LargeBinary)
+    document_digest: Mapped[bytes] = mapped_column(LargeBinary)
+    reserved_start: Mapped[int] = mapped_column(BigInteger)
+    reserved_end: Mapped[int] = mapped_column(BigInteger)
+    prepared_pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    input_pdf_sha256: Mapped[str] = mapped_column(String(64))
+    input_size: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dossier_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    signature_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

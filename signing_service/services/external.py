@@ -1,0 +1,317 @@
+"""Two-step signing for keys the service never holds (officers' USB tokens in the browser).
+
+1. ``start_external``: the client sends the PDF and the signer's certificate; the service checks
+   the certificate (validity, key usage, policy, chain, revocation), prepares the document and
+   the signed attributes, keeps that state server-side with an expiry, and returns the data to
+   sign and its digest.
+2. ``complete_external``: the client sends the raw signature value (or a complete CMS). The
+   service checks it against the session's certificate and data before anything is embedded,
+   embeds it (adding the RFC 3161 timestamp for B-T), verifies the result, and stores it like
+   any other signed document. A session completes at most once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from asn1crypto import cms, pem, x509
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from signing_service import audit, errors
+from signing_service._async import run_sync
+from signing_service.services.container import Services
+from signing_service.services.documents import check_dossier_code, check_pdf_upload
+from signing_service.services.signing import (
+    CHECK_ERRORS,
+    SignResult,
+    _level,
+    _options,
+    _profile,
+    store_signed,
+)
+from signing_service.signing.certcheck import SignerCheckFailure
+from signing_service.signing.engine import (
+    EXTERNAL_LEVELS,
+    PdfInputError,
+    PreparedExternal,
+    async_finish_external,
+    async_prepare_external,
+)
+from signing_service.signing.rawsig import raw_signature_valid
+from signing_service.store.models import Agency, ExternalSession, SigningProfile
+
+EXTERNAL_SCHEME = "external:"
+
+
+@dataclass(frozen=True)
+class ExternalStart:
+    session_id: str
+    level: str
+    digest_algorithm: str
+    signature_algorithm: str
+    data_to_sign: str  # base64 DER of the signed attributes (what the signature covers)
+    digest: str  # base64 digest of data_to_sign, for tokens that sign a hash
+    expires_at: str
+
+
+def _load_certs(data: bytes) -> list[x509.Certificate]:
+    try:
+        if pem.detect(data):
+            return [x509.Certificate.load(der) for _, _, der in pem.unarmor(data, multiple=True)]
+        cert = x509.Certificate.load(data)
+        cert.native  # noqa: B018 - force a full parse
+        return [cert]
+    except (ValueError, TypeError, OSError):
+        raise errors.ExternalCertificateInvalid() from None
+
+
+def _pem(certs: list[x509.Certificate]) -> bytes:
+    return b"".join(pem.armor("CERTIFICATE", c.dump()) for c in certs)
+
+
+def _chain_for(
+    services: Services, cert: x509.Certificate, given: list[x509.Certificate]
+) -> list[x509.Certificate]:
+    """The intermediates to embed: those the client sent plus those the service knows."""
+    known = [*given, *services.trust.intermediates]
+    chain: list[x509.Certificate] = []
+    current = cert
+    for _ in range(8):
+        issuer = next(
+            (c for c in known if c.subject == current.issuer and c.sha256 != current.sha256), None
+        )
+        if issuer is None or services.trust.is_anchor(issuer):
+            break
+        chain.append(issuer)
+        current = issuer
+    return chain
+
+
+def start_external(
+    services: Services,
+    agency: Agency,
+    *,
+    profile_name: str,
+    pdf: bytes,
+    certificate: bytes,
+    chain: bytes | None = None,
+    level: str | None = None,
+    filename: str | None = None,
+    dossier_code: str | None = None,
+    actor: str,
+) -> ExternalStart:
+    check_pdf_upload(pdf, services.settings.max_upload_bytes)
+    dossier_code = check_dossier_code(dossier_code, agency.code)
+    profile = _profile(services, agency, profile_name)
+    if not profile.key_uri.startswith(EXTERNAL_SCHEME):
+        raise errors.ProfileNotExternal()
+    chosen = _level(level, profile)
+    if chosen not in EXTERNAL_LEVELS:
+        raise errors.InvalidLevel("Ký hai bước hỗ trợ mức B-B và B-T.")
+    certs = _load_certs(certificate)
+    signer_cert = certs[0]
+    given = [*certs[1:], *(_load_certs(chain) if chain else [])]
+    intermediates = _chain_for(services, signer_cert, given)
+    try:
+        run_sync(
+            services.checker.async_check(signer_cert, tuple(intermediates), check_revocation=True)
+        )
+    except SignerCheckFailure as failure:
+        raise CHECK_ERRORS[failure.reason](details={"reason": failure.detail}) from None
+    try:
+        prepared = run_sync(
+            async_prepare_external(pdf, signer_cert, intermediates, _options(profile, chosen))
+        )
+    except PdfInputError as e:
+        raise (
+            errors.EncryptedPdf() if e.reason == "encrypted" else errors.MalformedPdf()
+        ) from None
+    now = datetime.now(UTC)
+    expires = now + timedelta(seconds=services.settings.external_session_seconds)
+    row = ExternalSession(
+        agency_id=agency.id,
+        profile_id=profile.id,
+        state="pending",
+        level=chosen.value,
+        certificate=signer_cert.dump(),
+        chain=_pem(intermediates),
+        md_algorithm=prepared.md_algorithm,
+        signed_attrs=prepared.signed_attrs,
+        document_digest=prepared.document_digest,
+        reserved_start=prepared.reserved_start,
+        reserved_end=prepared.reserved_end,
+        prepared_pdf=prepared.prepared_pdf,
+        input_pdf_sha256=hashlib.sha256(pdf).hexdigest(),
+        input_size=len(pdf),
+        filename=filename,
+        dossier_code=dossier_code,
+        created_at=now,
+        expires_at=expires,
+    )
+    with services.db.transaction() as session:
+        session.add(row)
+        session.flush()
+        audit.append(
+            session,
+            actor=actor,
+            action="external.started",
+            agency_code=agency.code,
+            subject=row.id,
+            details={
+                "profile": profile.name,
+                "level": chosen.value,
+                "certificate_sha256": signer_cert.sha256.hex(),
+                "input_sha256": row.input_pdf_sha256,
+            },
+        )
+    mechanism = "ecdsa" if signer_cert.public_key.algorithm == "ec" else "rsassa_pkcs1v15"
+    return ExternalStart(
+        session_id=row.id,
+        level=chosen.value,
+        digest_algorithm=prepared.md_algorithm,
+        signature_algorithm=mechanism,
+        data_to_sign=base64.b64encode(prepared.signed_attrs).decode(),
+        digest=base64.b64encode(
+            hashlib.new(prepared.md_algorithm, prepared.signed_attrs).digest()
+        ).decode(),
+        expires_at=expires.isoformat(),
+    )
+
+
+def _check_cms(row: ExternalSession, cert: x509.Certificate, data: bytes) -> cms.ContentInfo:
+    try:
+        ci = cms.ContentInfo.load(data)
+        signed_data = ci["content"]
+        signer_info = signed_data["signer_infos"][0]
+        certs = [c.chosen for c in signed_data["certificates"] or []]
+        attrs = signer_info["signed_attrs"]
+        digest = next(a["values"][0].native for a in attrs if a["type"].native == "message_digest")
+        algorithm = signer_info["digest_algorithm"]["algorithm"].native
+        signature = signer_info["signature"].native
+    except (ValueError, KeyError, IndexError, TypeError, StopIteration):
+        raise errors.ExternalCmsInvalid() from None
+    sid = signer_info["sid"]
+    if sid.name != "issuer_and_serial_number":
+        raise errors.ExternalCertificateMismatch()
+    ias = sid.chosen
+    signer = next(
+        (
+            c
+            for c in certs
+            if c.issuer == ias["issuer"] and c.serial_number == ias["serial_number"].native
+        ),
+        None,
+    )
+    if signer is None or signer.dump() != cert.dump():
+        raise errors.ExternalCertificateMismatch()
+    if digest != row.document_digest:
+        raise errors.ExternalCmsWrongDocument()
+    signed = attrs.untag().dump()
+    if not raw_signature_valid(cert, signed, signature, algorithm):
+        raise errors.ExternalSignatureInvalid()
+    return ci
+
+
+def complete_external(
+    services: Services,
+    agency: Agency,
+    session_id: str,
+    *,
+    signature: bytes | None = None,
+    signature_cms: bytes | None = None,
+    actor: str,
+) -> SignResult:
+    with services.db.transaction() as session:
+        row = session.scalars(
+            select(ExternalSession).where(
+                ExternalSession.id == session_id, ExternalSession.agency_id == agency.id
+            )
+        ).first()
+        profile = session.get(SigningProfile, row.profile_id) if row is not None else None
+    if row is None or profile is None:
+        raise errors.ExternalSessionNotFound()
+    if row.state != "pending":
+        raise errors.ExternalSessionUsed()
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    if datetime.now(UTC) > expires:
+        raise errors.ExternalSessionExpired()
+    cert = x509.Certificate.load(row.certificate)
+    chain = _load_certs(row.chain) if row.chain else []
+    prepared = PreparedExternal(
+        prepared_pdf=row.prepared_pdf or b"",
+        document_digest=row.document_digest,
+        reserved_start=row.reserved_start,
+        reserved_end=row.reserved_end,
+        signed_attrs=row.signed_attrs,
+        md_algorithm=row.md_algorithm,
+    )
+    ci = None
+    if signature_cms is not None:
+        ci = _check_cms(row, cert, signature_cms)
+    elif signature is None or not raw_signature_valid(
+        cert, row.signed_attrs, signature, row.md_algorithm
+    ):
+        raise errors.ExternalSignatureInvalid()
+    timestamper = None
+    if ci is None and row.level == "B-T":
+        if not profile.tsa_url:
+            raise errors.TimestampUnavailable()
+        timestamper = services.timestamper(profile.tsa_url)
+    try:
+        signed = run_sync(
+            async_finish_external(
+                prepared,
+                cert,
+                chain,
+                signature_cms=ci,
+                raw_signature=signature,
+                timestamper=timestamper,
+            )
+        )
+    except Exception as e:  # noqa: BLE001 - TSA errors, or a CMS too large for the reservation
+        from pyhanko.sign.timestamps import TimestampRequestError
+
+        if isinstance(e, TimestampRequestError):
+            raise errors.TimestampUnavailable() from None
+        raise errors.ExternalCmsInvalid() from None
+    # Validated before it is returned: the new signature must be intact and the session's.
+    report = run_sync(services.verifier.async_verify(signed))
+    last = report.signatures[-1] if report.signatures else None
+    if (
+        last is None
+        or last.checks["integrity"].status.value != "PASSED"
+        or last.signer is None
+        or last.signer.certificate_sha256 != cert.sha256.hex().upper()
+    ):
+        raise errors.ExternalSignatureInvalid()
+    # The prepared PDF is an incremental update: it begins with the original, byte for byte.
+    pdf = (row.prepared_pdf or b"")[: row.input_size]
+    if hashlib.sha256(pdf).hexdigest() != row.input_pdf_sha256:
+        raise errors.StorageIntegrity("Trạng thái phiên ký hai bước bị hỏng.")
+
+    def mark_completed(db: Session, signature_id: str) -> None:
+        done = db.execute(
+            update(ExternalSession)
+            .where(ExternalSession.id == row.id, ExternalSession.state == "pending")
+            .values(state="completed", signature_id=signature_id, prepared_pdf=None)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise errors.ExternalSessionUsed()
+
+    return store_signed(
+        services,
+        agency,
+        profile,
+        row.level,
+        pdf,
+        signed,
+        cert,
+        filename=row.filename,
+        dossier_code=row.dossier_code,
+        actor=actor,
+        in_transaction=mark_completed,
+    )

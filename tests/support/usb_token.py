@@ -1,0 +1,28 @@
+"""A stand-in for an officer's USB token, run as a separate process: it holds the private key
+and only ever sees digests (one base64 SHA-256 digest per line in, one base64 signature out).
+The real thing is a hardware token behind a browser plug-in; this process plays its part."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, utils
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+
+def main() -> None:
+    p12, passphrase = Path(sys.argv[1]), sys.argv[2].encode()
+    key, _cert, _chain = pkcs12.load_key_and_certificates(p12.read_bytes(), passphrase)
+    for line in sys.stdin:
+        digest = base64.b64decode(line.strip())
+        signature = key.sign(  # type: ignore[union-attr, call-arg]
+            digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())
+        )
+        print(base64.b64encode(signature).decode(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

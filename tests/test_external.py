@@ -1,0 +1,231 @@
+"""Two-step signing: the key stays in a separate process that only ever sees the digest."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from signing_service.services.container import Services
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from signing_service.store.models import ExternalSession
+from tests.conftest import REPO
+from tests.support.pdfs import make_pdf
+from tests.support.state import assert_nothing_written, snapshot
+
+
+class Token:
+    def __init__(self, p12: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.usb_token", p12, DEV_KEY_PASSPHRASE],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def sign_digest(self, digest_b64: str) -> str:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(digest_b64 + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def officer_token(services: Services) -> Iterator[Token]:
+    assert services.dev_pki is not None
+    token = Token(str(services.dev_pki.p12_path("officer")))
+    yield token
+    token.close()
+
+
+def headers(credentials: dict[str, Any], i: int = 0) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credentials['agencies'][i]['api_key']}"}
+
+
+def start(
+    api: Any, services: Services, credentials: dict[str, Any], cert: str = "officer", **form: str
+) -> Any:
+    assert services.dev_pki is not None
+    pem = services.dev_pki.cert_path(cert).read_bytes()
+    fields = {"profile": "agency-a-officer", **form}
+    return api.post(
+        "/v1/signatures/external",
+        headers=headers(credentials),
+        data=fields,
+        files={
+            "file": ("to-trinh.pdf", make_pdf(), "application/pdf"),
+            "certificate": ("officer.pem", pem),
+        },
+    )
+
+
+def complete(api: Any, credentials: dict[str, Any], session: dict[str, Any], **body: str) -> Any:
+    return api.post(session["complete_url"], headers=headers(credentials), json=body)
+
+
+@pytest.mark.parametrize("level", ["B-B", "B-T"])
+def test_two_step_signature_verifies(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token, level: str
+) -> None:
+    started = start(api, services, credentials, level=level)
+    assert started.status_code == 201, started.text
+    session = started.json()
+    assert session["digest_algorithm"] == "sha256"
+    signature = officer_token.sign_digest(session["digest"])
+    done = complete(api, credentials, session, signature=signature)
+    assert done.status_code == 201, done.text
+    signed = api.get(done.json()["document"]["download_url"], headers=headers(credentials))
+    report = api.post("/v1/verifications", files={"file": ("s.pdf", signed.content)}).json()
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert report["signatures"][0]["signer"]["common_name"] == "Nguyễn Văn An"
+    assert report["signatures"][0]["signer"]["title"] == "Phó Giám đốc"
+
+    # Replayed: the session completes at most once.
+    before = snapshot(services)
+    again = complete(api, credentials, session, signature=signature)
+    assert (again.status_code, again.json()["code"]) == (409, "EXTERNAL_SESSION_USED")
+    assert_nothing_written(before, services)
+
+
+def test_signature_from_another_key_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    assert services.dev_pki is not None
+    other = Token(str(services.dev_pki.p12_path("agency-a-seal")))  # a different private key
+    try:
+        session = start(api, services, credentials).json()
+        before = snapshot(services)
+        done = complete(api, credentials, session, signature=other.sign_digest(session["digest"]))
+    finally:
+        other.close()
+    assert (done.status_code, done.json()["code"]) == (422, "EXTERNAL_SIGNATURE_INVALID")
+    assert_nothing_written(before, services)
+
+
+def test_garbage_and_wrong_shape_refused(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    session = start(api, services, credentials).json()
+    before = snapshot(services)
+    bad = complete(api, credentials, session, signature=base64.b64encode(b"x" * 256).decode())
+    assert bad.json()["code"] == "EXTERNAL_SIGNATURE_INVALID"
+    bad = complete(api, credentials, session, signature="khong-phai-base64!")
+    assert (bad.status_code, bad.json()["code"]) == (400, "INVALID_REQUEST")
+    bad = complete(api, credentials, session)
+    assert bad.json()["code"] == "INVALID_REQUEST"
+    bad = complete(
+        api, credentials, session, cms=base64.b64encode(b"\x30\x03\x02\x01\x01").decode()
+    )
+    assert bad.json()["code"] == "EXTERNAL_CMS_INVALID"
+    assert_nothing_written(before, services)
+
+
+def test_cms_for_another_document_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
+) -> None:
+    """A complete CMS made for session A, sent to complete session B."""
+    from signing_service._async import run_sync
+    from signing_service.signing.keys import KeyCache
+
+    first = start(api, services, credentials).json()
+    second = start(api, services, credentials).json()
+    assert services.dev_pki is not None
+    key = KeyCache().get(
+        f"file:{services.dev_pki.p12_path('officer')}", DEV_KEY_PASSPHRASE.encode()
+    )
+    from asn1crypto import cms
+
+    attrs = cms.CMSAttributes.load(base64.b64decode(first["data_to_sign"]))
+    ci = run_sync(key.signer.async_sign_prescribed_attributes("sha256", attrs))
+    before = snapshot(services)
+    done = complete(api, credentials, second, cms=base64.b64encode(ci.dump()).decode())
+    assert (done.status_code, done.json()["code"]) == (422, "EXTERNAL_CMS_WRONG_DOCUMENT")
+    assert_nothing_written(before, services)
+    # The same CMS completes its own session.
+    done = complete(api, credentials, first, cms=base64.b64encode(ci.dump()).decode())
+    assert done.status_code == 201, done.text
+
+
+def test_expired_session_refused(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
+) -> None:
+    session = start(api, services, credentials).json()
+    with services.db.transaction() as db:
+        db.execute(
+            update(ExternalSession)
+            .where(ExternalSession.id == session["session_id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    before = snapshot(services)
+    done = complete(
+        api, credentials, session, signature=officer_token.sign_digest(session["digest"])
+    )
+    assert (done.status_code, done.json()["code"]) == (410, "EXTERNAL_SESSION_EXPIRED")
+    assert_nothing_written(before, services)
+
+
+def test_other_agency_cannot_complete(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    session = start(api, services, credentials).json()
+    done = api.post(
+        session["complete_url"], headers=headers(credentials, 1), json={"signature": "AAAA"}
+    )
+    assert (done.status_code, done.json()["code"]) == (404, "EXTERNAL_SESSION_NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    ("cert", "form", "status", "code"),
+    [
+        ("revoked-signer", {}, 422, "SIGNER_CERT_REVOKED"),
+        ("expired-signer", {}, 422, "SIGNER_CERT_EXPIRED"),
+        ("officer", {"profile": "agency-a-seal"}, 422, "PROFILE_NOT_EXTERNAL"),
+        ("officer", {"level": "B-LTA"}, 422, "INVALID_SIGNATURE_LEVEL"),
+    ],
+)
+def test_start_refusals(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    cert: str,
+    form: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    before = snapshot(services)
+    response = start(api, services, credentials, cert=cert, **form)
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert_nothing_written(before, services)
+
+
+def test_unreadable_certificate(api: Any, credentials: dict[str, Any]) -> None:
+    response = api.post(
+        "/v1/signatures/external",
+        headers=headers(credentials),
+        data={"profile": "agency-a-officer"},
+        files={"file": ("a.pdf", make_pdf()), "certificate": ("c.pem", b"rac")},
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "EXTERNAL_CERTIFICATE_INVALID")
+
+
+def test_external_profile_cannot_be_used_for_one_step_signing(
+    api: Any, credentials: dict[str, Any]
+) -> None:
+    response = api.post(
+        "/v1/signatures",
+        headers=headers(credentials),
+        data={"profile": "agency-a-officer"},
+        files={"file": ("a.pdf", make_pdf())},
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "PROFILE_NEEDS_TWO_STEP")
