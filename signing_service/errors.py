@@ -92,6 +92,20 @@ AlgorithmPolicy = _error(
 KeyUnavailable = _error(
     "SIGNING_KEY_UNAVAILABLE", 503, "Không truy cập được khóa ký của cấu hình ký số."
 )
+KeyPinIncorrect = _error(
+    "KEY_PIN_INCORRECT",
+    503,
+    "Mã PIN của thiết bị lưu khóa (HSM/token) không đúng; kiểm tra bí mật của cấu hình ký.",
+)
+KeyTokenNotFound = _error(
+    "KEY_TOKEN_NOT_FOUND", 503, "Không tìm thấy thiết bị lưu khóa (HSM/token) của cấu hình ký số."
+)
+KeyNotFound = _error(
+    "KEY_NOT_FOUND", 503, "Không tìm thấy khóa ký hoặc chứng thư trên thiết bị lưu khóa."
+)
+KeyCertificateMismatch = _error(
+    "KEY_CERTIFICATE_MISMATCH", 422, "Khóa ký không khớp với chứng thư số của cấu hình ký số."
+)
 TimestampUnavailable = _error(
     "TIMESTAMP_UNAVAILABLE", 503, "Không lấy được dấu thời gian từ máy chủ cấp dấu thời gian."
 )

@@ -295,9 +295,14 @@ def _profile(services: Services, name: str, key_label: str, **fields: Any) -> No
 
 @pytest.mark.parametrize(
     ("key_label", "code"),
-    [("revoked-signer", "SIGNER_CERT_REVOKED"), ("expired-signer", "SIGNER_CERT_EXPIRED")],
+    [
+        ("revoked-signer", "SIGNER_CERT_REVOKED"),
+        ("expired-signer", "SIGNER_CERT_EXPIRED"),
+        ("wrong-usage", "SIGNER_CERT_KEY_USAGE"),
+        ("weak-key", "ALGORITHM_NOT_ALLOWED"),
+    ],
 )
-def test_expired_or_revoked_signer_refused(
+def test_bad_signer_certificates_refused(
     api: Any, services: Services, credentials: dict[str, Any], key_label: str, code: str
 ) -> None:
     _profile(services, f"p-{key_label}", key_label)

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from signing_service import errors
 from signing_service._async import run_sync
 from signing_service.pki.dev import DevPki
 from signing_service.pki.softhsm import TokenKey
@@ -136,8 +135,23 @@ def test_pin_in_uri_is_refused() -> None:
         Pkcs11Uri.parse("pkcs11:token=t;object=k?module-path=/x.so&pin-value=1234")
 
 
-def test_broken_hsm_profile_is_503_and_nothing_written(
-    api: Any, services: Services, credentials: dict[str, Any], token: TokenKey
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"object=seal": "object=khong-co"}, 503, "KEY_NOT_FOUND"),
+        ({"token=demo-a-seal": "token=khong-co-token"}, 503, "KEY_TOKEN_NOT_FOUND"),
+        ({"agency-a-hsm.cert.pem": "agency-a-seal.cert.pem"}, 422, "KEY_CERTIFICATE_MISMATCH"),
+    ],
+    ids=["missing-key-label", "missing-token", "certificate-of-another-key"],
+)
+def test_broken_hsm_profiles_have_their_own_codes_and_write_nothing(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    token: TokenKey,
+    change: dict[str, str],
+    status: int,
+    code: str,
 ) -> None:
     from signing_service.store.models import SigningProfile
 
@@ -147,19 +161,51 @@ def test_broken_hsm_profile_is_503_and_nothing_written(
         session.add(
             SigningProfile(
                 agency_id=1,
-                name="hsm-missing-key",
+                name="hsm-broken",
                 level="B-B",
                 check_revocation=False,
-                key_uri=uri(token, pki, **{"object=seal": "object=khong-co"}),
+                key_uri=uri(token, pki, **change),
             )
         )
     before = snapshot(services)
     response = api.post(
         "/v1/signatures",
         headers={"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"},
-        data={"profile": "hsm-missing-key"},
+        data={"profile": "hsm-broken"},
         files={"file": ("a.pdf", make_pdf())},
     )
-    assert response.status_code == 503
-    assert response.json()["code"] == errors.KeyUnavailable.code
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert_nothing_written(before, services)
+
+
+def test_wrong_pin_profile_code(
+    api: Any, services: Services, credentials: dict[str, Any], token: TokenKey, monkeypatch: Any
+) -> None:
+    from signing_service.store.models import SigningProfile
+
+    pki = services.dev_pki
+    assert pki is not None
+    monkeypatch.setenv("WRONG_PIN", "0000-sai-ma-pin")
+    with services.db.transaction() as session:
+        session.add(
+            SigningProfile(
+                agency_id=1,
+                name="hsm-wrong-pin",
+                level="B-B",
+                check_revocation=False,
+                key_uri=uri(
+                    token, pki, **{f"pin-source=file:{token.pin_file}": "pin-source=env:WRONG_PIN"}
+                ),
+            )
+        )
+    KeyCache().get(uri(token, pki), None)  # logged in with the right PIN first
+    before = snapshot(services)
+    response = api.post(
+        "/v1/signatures",
+        headers={"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"},
+        data={"profile": "hsm-wrong-pin"},
+        files={"file": ("a.pdf", make_pdf())},
+    )
+    assert (response.status_code, response.json()["code"]) == (503, "KEY_PIN_INCORRECT")
+    assert "0000-sai-ma-pin" not in response.text
     assert_nothing_written(before, services)

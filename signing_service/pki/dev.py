@@ -36,9 +36,19 @@ KEYS: dict[str, str] = {
     "officer": "rsa2048",
     "revoked-signer": "rsa2048",
     "expired-signer": "rsa2048",
+    "wrong-usage": "rsa2048",  # keyEncipherment only: refused for signing
+    "weak-key": "rsa1024",  # below the algorithm policy: refused for signing
 }
 # Certificates exported as PKCS#12 (key + certificate + chain) for signing.
-SIGNERS = ("agency-a-seal", "agency-b-seal", "officer", "revoked-signer", "expired-signer")
+SIGNERS = (
+    "agency-a-seal",
+    "agency-b-seal",
+    "officer",
+    "revoked-signer",
+    "expired-signer",
+    "wrong-usage",
+    "weak-key",
+)
 TSA_LABEL = "tsa"
 
 

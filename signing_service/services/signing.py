@@ -83,7 +83,15 @@ def _key(services: Services, profile: SigningProfile) -> LoadedKey:
         )
     except KeySourceError as e:
         log.error("key source of profile %s unavailable: %s", profile.name, e)
-        raise errors.KeyUnavailable() from None
+        raise KEY_ERRORS.get(e.reason, errors.KeyUnavailable)() from None
+
+
+KEY_ERRORS: dict[str, type[errors.ServiceError]] = {
+    "pin_incorrect": errors.KeyPinIncorrect,
+    "token_not_found": errors.KeyTokenNotFound,
+    "key_not_found": errors.KeyNotFound,
+    "certificate_mismatch": errors.KeyCertificateMismatch,
+}
 
 
 def _level(requested: str | None, profile: SigningProfile) -> SignatureLevel:

@@ -27,7 +27,15 @@ from signing_service.signing.fastcms import FastCmsMixin
 
 
 class KeySourceError(Exception):
-    """The key behind a profile cannot be loaded (missing file, wrong passphrase, …)."""
+    """The key behind a profile cannot be loaded (missing file, wrong passphrase, …).
+
+    ``reason``: unavailable (default) | pin_incorrect | token_not_found | key_not_found |
+    certificate_mismatch; the service maps each to its own error code.
+    """
+
+    def __init__(self, message: str, reason: str = "unavailable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class CachedKeySigner(FastCmsMixin, SimpleSigner):

@@ -127,7 +127,7 @@ class _Sessions:
             hit = self._sessions.get(key)
             if hit is not None:
                 if not hmac.compare_digest(hit[2], pin_digest):
-                    raise KeySourceError("PKCS#11 token unavailable: PinIncorrect")
+                    raise KeySourceError("PKCS#11 token unavailable: PinIncorrect", "pin_incorrect")
                 return hit[0], hit[1]
             try:
                 lib = pkcs11.lib(ref.module)
@@ -139,7 +139,14 @@ class _Sessions:
                     session = token.open()
             except (PKCS11Error, RuntimeError, OSError) as e:
                 # Never include the PIN: only the error's class.
-                raise KeySourceError(f"PKCS#11 token unavailable: {type(e).__name__}") from None
+                reason = {
+                    "PinIncorrect": "pin_incorrect",
+                    "PinLenRange": "pin_incorrect",
+                    "NoSuchToken": "token_not_found",
+                }.get(type(e).__name__, "unavailable")
+                raise KeySourceError(
+                    f"PKCS#11 token unavailable: {type(e).__name__}", reason
+                ) from None
             lock = threading.Lock()
             self._sessions[key] = (session, lock, pin_digest)
             return session, lock
@@ -177,7 +184,7 @@ def load_pkcs11_key(uri: str) -> LoadedKey:
             signer._load_objects()
     except (PKCS11Error, Exception) as e:  # noqa: BLE001 - missing key/cert on the token
         raise KeySourceError(
-            f"key or certificate not found on the token: {type(e).__name__}"
+            f"key or certificate not found on the token: {type(e).__name__}", "key_not_found"
         ) from None
     if cert is not None:
         _check_key_matches(signer, cert)
@@ -191,4 +198,6 @@ def _check_key_matches(signer: Pkcs11KeySigner, cert: x509.Certificate) -> None:
     probe = b"signing-service key/certificate match probe"
     signature = run_sync(signer.async_sign_raw(probe, "sha256"))
     if not raw_signature_valid(cert, probe, signature):
-        raise KeySourceError("the token's key does not match the certificate")
+        raise KeySourceError(
+            "the token's key does not match the certificate", "certificate_mismatch"
+        )
