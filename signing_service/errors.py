@@ -106,6 +106,21 @@ KeyNotFound = _error(
 KeyCertificateMismatch = _error(
     "KEY_CERTIFICATE_MISMATCH", 422, "Khóa ký không khớp với chứng thư số của cấu hình ký số."
 )
+RemoteAuthorizationRequired = _error(
+    "REMOTE_AUTHORIZATION_REQUIRED",
+    422,
+    "Ký từ xa cần xác thực của người ký (mã PIN/OTP) trong trường authorization.",
+)
+RemoteAuthorizationFailed = _error(
+    "REMOTE_AUTHORIZATION_FAILED",
+    422,
+    "Nhà cung cấp dịch vụ ký số từ xa từ chối xác thực của người ký (PIN/OTP sai hoặc bị khóa).",
+)
+RemoteSigningUnavailable = _error(
+    "REMOTE_SIGNING_UNAVAILABLE",
+    503,
+    "Không kết nối được nhà cung cấp dịch vụ ký số từ xa; vui lòng thử lại sau.",
+)
 TimestampUnavailable = _error(
     "TIMESTAMP_UNAVAILABLE", 503, "Không lấy được dấu thời gian từ máy chủ cấp dấu thời gian."
 )

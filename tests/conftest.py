@@ -23,8 +23,8 @@ SOFTHSM_DIR: Path | None = None
 
 
 @pytest.fixture(scope="session")
-def hsm_key(tmp_path_factory: pytest.TempPathFactory) -> TokenKey | None:
-    """A real SoftHSM2 token (Debian's softhsm2) holding the demo seal key."""
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm | None:
+    """Real SoftHSM2 tokens (Debian's softhsm2) for the tests."""
     global SOFTHSM_DIR
     directory = tmp_path_factory.mktemp("softhsm")
     hsm = SoftHsm.available(directory)
@@ -33,12 +33,26 @@ def hsm_key(tmp_path_factory: pytest.TempPathFactory) -> TokenKey | None:
             pytest.fail("SoftHSM2 is required (make test installs it) but was not found")
         return None
     SOFTHSM_DIR = directory
-    return hsm.ensure_key(DEV_HSM_TOKEN, DEV_HSM_KEY)
+    return hsm
+
+
+@pytest.fixture(scope="session")
+def hsm_key(softhsm: SoftHsm | None) -> TokenKey | None:
+    """The demo seal key, generated on its token."""
+    return softhsm.ensure_key(DEV_HSM_TOKEN, DEV_HSM_KEY) if softhsm else None
+
+
+@pytest.fixture(scope="session")
+def remote_key(softhsm: SoftHsm | None) -> TokenKey | None:
+    """The officer's key inside the remote-signing provider stand-in (its own token)."""
+    return softhsm.ensure_key("csc-provider", "officer") if softhsm else None
 
 
 @pytest.fixture(scope="session")
 def dev_pki(
-    tmp_path_factory: pytest.TempPathFactory, hsm_key: TokenKey | None
+    tmp_path_factory: pytest.TempPathFactory,
+    hsm_key: TokenKey | None,
+    remote_key: TokenKey | None,
 ) -> Iterator[tuple[DevPki, int]]:
     """The certomancer dev PKI, serving real TSA/OCSP/CRL responses on loopback."""
     port = free_port()
@@ -49,6 +63,7 @@ def dev_pki(
         f"http://127.0.0.1:{port}",
         DEV_KEY_PASSPHRASE.encode(),
         hsm_public_key=hsm_key.public_key if hsm_key else None,
+        remote_public_key=remote_key.public_key if remote_key else None,
     )
     server = DevPkiServer(pki, "127.0.0.1", port).start()
     yield pki, port
@@ -116,3 +131,54 @@ def api(services: Services) -> Iterator[Any]:
 
     with TestClient(create_app(services), raise_server_exceptions=False) as client:
         yield client
+
+
+CSC_TOKEN_ENV = "CSC_TEST_SERVICE_TOKEN"
+CSC_OFFICER_PIN = "246810"
+
+
+@pytest.fixture(scope="session")
+def csc_provider(dev_pki: tuple[DevPki, int], remote_key: TokenKey | None) -> Iterator[str]:
+    """The CSC API v2 provider stand-in on loopback; yields the profile key URI."""
+    import secrets
+    import threading
+
+    import pkcs11
+    from pkcs11 import Attribute, Mechanism, ObjectClass
+
+    from tests.support.csc_provider import ProviderServer, make_app
+
+    if remote_key is None:
+        pytest.skip("SoftHSM2 is not installed (make test installs it)")
+    pki, _ = dev_pki
+    lib = pkcs11.lib(remote_key.module)
+    session = lib.get_token(token_label=remote_key.token).open(
+        user_pin=remote_key.pin_file.read_text().strip()
+    )
+    private = next(
+        session.get_objects(
+            {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: remote_key.key_label}
+        )
+    )
+    lock = threading.Lock()
+
+    def sign(digest_info: bytes) -> bytes:
+        with lock:
+            return bytes(private.sign(digest_info, mechanism=Mechanism.RSA_PKCS))
+
+    token = secrets.token_urlsafe(16)
+    os.environ[CSC_TOKEN_ENV] = token
+    app = make_app(
+        service_token=token,
+        credential_id="officer-1",
+        officer_pin=CSC_OFFICER_PIN,
+        certificates=[pki.cert("officer-remote").dump(), pki.cert("interm").dump()],
+        sign=sign,
+    )
+    server = ProviderServer(app, free_port()).start()
+    yield (
+        f"csc:http://127.0.0.1:{server.port}/csc/v2?credential=officer-1"
+        f"&token-source=env:{CSC_TOKEN_ENV}"
+    )
+    server.stop()
+    session.close()

@@ -220,6 +220,9 @@ def create_app(services: Services) -> FastAPI:
         profile: Annotated[str, Form(description="Tên cấu hình ký số", examples=["agency-a-seal"])],
         level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
         dossier_code: Annotated[str | None, Form(examples=["000.00.12.H12-261127-0001"])] = None,
+        authorization: Annotated[
+            str | None, Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký")
+        ] = None,
     ) -> schemas.SignatureOut:
         data = await _read(file)
         agency: Agency = caller.agency
@@ -233,6 +236,7 @@ def create_app(services: Services) -> FastAPI:
             filename=file.filename,
             dossier_code=dossier_code,
             actor=f"api-client:{caller.key_id}",
+            authorization=authorization,
         )
         response.headers["Location"] = f"/v1/documents/{result.document.id}"
         return _signature_out(result)
@@ -332,6 +336,9 @@ def create_app(services: Services) -> FastAPI:
         files: Annotated[list[UploadFile], File(description="Các tài liệu PDF cần ký")],
         profile: Annotated[str, Form(description="Tên cấu hình ký số")],
         level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
+        authorization: Annotated[
+            str | None, Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô")
+        ] = None,
     ) -> schemas.BatchOut:
         if len(files) > settings.max_batch_documents:
             raise errors.BatchTooLarge(
@@ -347,6 +354,7 @@ def create_app(services: Services) -> FastAPI:
             items=items,
             level=level,
             actor=f"api-client:{caller.key_id}",
+            authorization=authorization,
         )
         out = []
         for index, item in enumerate(results):

@@ -143,6 +143,9 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 
 HSM_KEY = "agency-a-hsm"
+# The officer's key held by the remote-signing (CSC) provider stand-in used in the tests.
+REMOTE_KEY = "officer-remote"
+PUBLIC_ONLY_KEYS = (HSM_KEY, REMOTE_KEY)
 
 
 def init_dev_pki(
@@ -151,31 +154,33 @@ def init_dev_pki(
     url_prefix: str,
     passphrase: bytes,
     hsm_public_key: keys.PublicKeyInfo | None = None,
+    remote_public_key: keys.PublicKeyInfo | None = None,
 ) -> DevPki:
     """Create keys if missing and (re-)export certificates. Idempotent.
 
-    ``hsm_public_key``: the public half of the demo seal key held on a SoftHSM2 token; without
-    one, a placeholder public key (whose private half is discarded) keeps the configuration
-    loadable and the HSM certificate unusable.
+    ``hsm_public_key`` / ``remote_public_key``: public halves of keys that live on a SoftHSM2
+    token (the demo seal; the remote-signing stand-in's officer key). Without one, a placeholder
+    public key (whose private half is discarded) keeps the configuration loadable and that
+    certificate unusable.
     """
     keys_dir = pki_dir / "keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(keys_dir, 0o700)
     from signing_service.pki.softhsm import write_public_key
 
-    hsm_pub = keys_dir / f"{HSM_KEY}.pub.pem"
-    if hsm_public_key is not None:
-        hsm_changed = write_public_key(hsm_pub, hsm_public_key)
-    elif not hsm_pub.exists():
-        placeholder = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        hsm_pub.write_bytes(
-            placeholder.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    hsm_changed = False
+    for label, public in ((HSM_KEY, hsm_public_key), (REMOTE_KEY, remote_public_key)):
+        path = keys_dir / f"{label}.pub.pem"
+        if public is not None:
+            hsm_changed |= write_public_key(path, public)
+        elif not path.exists():
+            placeholder = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            path.write_bytes(
+                placeholder.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
             )
-        )
-        hsm_changed = True
-    else:
-        hsm_changed = False
+            hsm_changed = True
     created = []
     for label, kind in KEYS.items():
         path = keys_dir / f"{label}.key.pem"
@@ -200,7 +205,7 @@ def init_dev_pki(
     ):
         return pki
 
-    for label in ("root", "interm", "tsa", "ocsp", HSM_KEY, *SIGNERS):
+    for label in ("root", "interm", "tsa", "ocsp", *PUBLIC_ONLY_KEYS, *SIGNERS):
         pki.cert_path(label).write_bytes(_pem(arch.get_cert(CertLabel(label))))
     for label in SIGNERS:
         data = arch.package_pkcs12(CertLabel(label), password=passphrase)

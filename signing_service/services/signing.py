@@ -26,6 +26,7 @@ from signing_service.services.container import Services
 from signing_service.services.documents import DocumentView, check_dossier_code, check_pdf_upload
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.certcheck import SignerCheckFailure
+from signing_service.signing.csc import with_authorization
 from signing_service.signing.engine import (
     PdfInputError,
     SignOptions,
@@ -87,6 +88,9 @@ def _key(services: Services, profile: SigningProfile) -> LoadedKey:
 
 
 KEY_ERRORS: dict[str, type[errors.ServiceError]] = {
+    "remote_authorization_required": errors.RemoteAuthorizationRequired,
+    "remote_authorization_failed": errors.RemoteAuthorizationFailed,
+    "remote_unavailable": errors.RemoteSigningUnavailable,
     "pin_incorrect": errors.KeyPinIncorrect,
     "token_not_found": errors.KeyTokenNotFound,
     "key_not_found": errors.KeyNotFound,
@@ -148,6 +152,9 @@ async def _check_and_sign(
         raise errors.MalformedPdf() from None
     except (TimestampError, TimestampRequestError, requests.RequestException):
         raise errors.TimestampUnavailable() from None
+    except KeySourceError as e:
+        # Raised while signing by keys that act per signature (remote signing).
+        raise KEY_ERRORS.get(e.reason, errors.KeyUnavailable)() from None
     except SigningError as e:
         log.warning("signing failed: %s", type(e).__name__)
         raise errors.SigningFailed() from None
@@ -163,12 +170,15 @@ def sign_document(
     filename: str | None = None,
     dossier_code: str | None = None,
     actor: str,
+    authorization: str | None = None,
 ) -> SignResult:
+    """``authorization``: the officer's PIN/OTP for a remote-signing (csc:) profile, passed
+    through to the provider and never stored or logged."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     dossier_code = check_dossier_code(dossier_code, agency.code)
     profile = _profile(services, agency, profile_name)
     chosen = _level(level, profile)
-    key = _key(services, profile)
+    key = with_authorization(_key(services, profile), authorization)
     signed = run_sync(_check_and_sign(services, key, profile, chosen, pdf))
     return store_signed(
         services,
@@ -306,6 +316,7 @@ def sign_batch(
     items: list[tuple[str | None, bytes]],
     level: str | None = None,
     actor: str,
+    authorization: str | None = None,
 ) -> list[SignResult | errors.ServiceError]:
     """Ký hàng loạt: one profile, one authorisation, per-document results.
 
@@ -338,6 +349,7 @@ def sign_batch(
                     level=chosen.value,
                     filename=filename,
                     actor=actor,
+                    authorization=authorization,
                 )
             )
         except errors.ServiceError as e:

@@ -128,8 +128,18 @@ def load_pkcs11_key(uri: str, passphrase: bytes | None) -> LoadedKey:
     return load(uri)
 
 
+def load_csc_key(uri: str, passphrase: bytes | None) -> LoadedKey:
+    from signing_service.signing.csc import load_csc_key as load
+
+    return load(uri)
+
+
 Loader = Callable[[str, bytes | None], LoadedKey]
-LOADERS: dict[str, Loader] = {"file": load_file_key, "pkcs11": load_pkcs11_key}
+LOADERS: dict[str, Loader] = {
+    "file": load_file_key,
+    "pkcs11": load_pkcs11_key,
+    "csc": load_csc_key,
+}
 
 
 class KeyCache:
