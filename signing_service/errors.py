@@ -44,6 +44,7 @@ def _error(code: str, status: int, message: str) -> type[ServiceError]:
 # Requests and authentication
 InvalidRequest = _error("INVALID_REQUEST", 400, "Yêu cầu không hợp lệ.")
 Unauthenticated = _error("UNAUTHENTICATED", 401, "Thiếu khóa API hoặc khóa API không hợp lệ.")
+Forbidden = _error("FORBIDDEN", 403, "Khóa API không có quyền thực hiện thao tác này.")
 NotFound = _error("NOT_FOUND", 404, "Không tìm thấy tài nguyên được yêu cầu.")
 DocumentNotFound = _error("DOCUMENT_NOT_FOUND", 404, "Không tìm thấy văn bản.")
 ProfileNotFound = _error("PROFILE_NOT_FOUND", 404, "Không tìm thấy cấu hình ký số.")
@@ -125,6 +126,15 @@ TimestampUnavailable = _error(
     "TIMESTAMP_UNAVAILABLE", 503, "Không lấy được dấu thời gian từ máy chủ cấp dấu thời gian."
 )
 SigningFailed = _error("SIGNING_FAILED", 422, "Không ký được tài liệu này.")
+
+# Signing profiles (admin)
+ProfileExists = _error("PROFILE_EXISTS", 409, "Tên cấu hình ký số đã được dùng.")
+InvalidProfile = _error("INVALID_PROFILE", 422, "Cấu hình ký số không hợp lệ.")
+InvalidKeyUri = _error(
+    "INVALID_KEY_URI",
+    422,
+    "Nguồn khóa không hợp lệ; chỉ chấp nhận file:, pkcs11:, external: hoặc csc:.",
+)
 
 # Two-step (external) signing
 ProfileNotExternal = _error(

@@ -23,6 +23,13 @@ from signing_service.services.auth import authenticate
 from signing_service.services.container import Services
 from signing_service.services.documents import DocumentView, get_document, read_content
 from signing_service.services.external import complete_external, start_external
+from signing_service.services.profiles import (
+    create_profile,
+    disable_profile,
+    get_profile,
+    list_profiles,
+    update_profile,
+)
 from signing_service.services.signing import SignResult, sign_batch, sign_document
 from signing_service.services.verification import verify_document
 from signing_service.store.models import Agency, ApiClient
@@ -33,6 +40,7 @@ T = TypeVar("T")
 HTTP_CODES = {
     400: ("INVALID_REQUEST", "Yêu cầu không hợp lệ."),
     401: ("UNAUTHENTICATED", "Thiếu khóa API hoặc khóa API không hợp lệ."),
+    403: ("FORBIDDEN", "Khóa API không có quyền thực hiện thao tác này."),
     404: ("NOT_FOUND", "Không tìm thấy tài nguyên được yêu cầu."),
     405: ("METHOD_NOT_ALLOWED", "Phương thức HTTP không được hỗ trợ cho địa chỉ này."),
     413: ("FILE_TOO_LARGE", "Tệp vượt quá dung lượng cho phép."),
@@ -92,6 +100,15 @@ def current_client(
 
 
 Client = Annotated[ApiClient, Depends(current_client)]
+
+
+def current_admin(caller: Client) -> ApiClient:
+    if caller.role != "admin":
+        raise errors.Forbidden("Khóa API này không có quyền quản trị cấu hình ký số.")
+    return caller
+
+
+Admin = Annotated[ApiClient, Depends(current_admin)]
 
 
 def create_app(services: Services) -> FastAPI:
@@ -381,6 +398,79 @@ def create_app(services: Services) -> FastAPI:
         return schemas.BatchOut(
             profile=profile, signed=signed, failed=len(out) - signed, results=out
         )
+
+    @app.get(
+        "/v1/admin/profiles",
+        response_model=list[schemas.ProfileOut],
+        tags=["quản trị"],
+        summary="Các cấu hình ký số của cơ quan",
+    )
+    async def profiles_list(caller: Admin) -> list[schemas.ProfileOut]:
+        views = await in_worker(list_profiles, services, caller.agency)
+        return [schemas.ProfileOut(**v.__dict__) for v in views]
+
+    @app.post(
+        "/v1/admin/profiles",
+        status_code=201,
+        response_model=schemas.ProfileOut,
+        tags=["quản trị"],
+        summary="Tạo cấu hình ký số (khóa và chứng thư được kiểm tra)",
+        responses={
+            403: {"model": schemas.ErrorBody},
+            409: {"model": schemas.ErrorBody},
+            422: {"model": schemas.ErrorBody},
+        },
+    )
+    async def profiles_create(body: schemas.ProfileIn, caller: Admin) -> schemas.ProfileOut:
+        view = await in_worker(
+            create_profile,
+            services,
+            caller.agency,
+            body.model_dump(),
+            actor=f"api-client:{caller.key_id}",
+        )
+        return schemas.ProfileOut(**view.__dict__)
+
+    @app.get(
+        "/v1/admin/profiles/{name}",
+        response_model=schemas.ProfileOut,
+        tags=["quản trị"],
+        responses={404: {"model": schemas.ErrorBody}},
+    )
+    async def profiles_get(name: str, caller: Admin) -> schemas.ProfileOut:
+        view = await in_worker(get_profile, services, caller.agency, name)
+        return schemas.ProfileOut(**view.__dict__)
+
+    @app.patch(
+        "/v1/admin/profiles/{name}",
+        response_model=schemas.ProfileOut,
+        tags=["quản trị"],
+        responses={404: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}},
+    )
+    async def profiles_update(
+        name: str, body: schemas.ProfileChange, caller: Admin
+    ) -> schemas.ProfileOut:
+        view = await in_worker(
+            update_profile,
+            services,
+            caller.agency,
+            name,
+            body.model_dump(exclude_unset=True),
+            actor=f"api-client:{caller.key_id}",
+        )
+        return schemas.ProfileOut(**view.__dict__)
+
+    @app.delete(
+        "/v1/admin/profiles/{name}",
+        status_code=204,
+        tags=["quản trị"],
+        responses={404: {"model": schemas.ErrorBody}},
+    )
+    async def profiles_disable(name: str, caller: Admin) -> Response:
+        await in_worker(
+            disable_profile, services, caller.agency, name, actor=f"api-client:{caller.key_id}"
+        )
+        return Response(status_code=204)
 
     @app.get(
         "/v1/documents/{document_id}",

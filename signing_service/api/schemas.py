@@ -116,3 +116,42 @@ class ExternalCompleteIn(BaseModel):
         default=None, description="base64 raw signature value over data_to_sign"
     )
     cms: str | None = Field(default=None, description="base64 complete CMS SignedData (detached)")
+
+
+class ProfileOut(BaseModel):
+    name: str
+    key_source: str = Field(description="file | pkcs11 | external | csc")
+    level: str
+    tsa_url: str | None
+    reason: str | None
+    location: str | None
+    appearance: dict[str, Any] | None
+    check_revocation: bool
+    certificate_sha256: str | None
+    created_at: str
+
+
+class ProfileIn(BaseModel):
+    name: str = Field(examples=["so-tu-phap-con-dau"])
+    key_uri: str = Field(
+        examples=[
+            "pkcs11:token=so-tu-phap;object=seal?module-path=/usr/lib/softhsm/"
+            "libsofthsm2.so&pin-source=env:SEAL_PIN&cert=/etc/seal.pem"
+        ]
+    )
+    level: str = "B-T"
+    tsa_url: str | None = None
+    reason: str | None = None
+    location: str | None = None
+    appearance: dict[str, Any] | None = None
+    check_revocation: bool = True
+
+
+class ProfileChange(BaseModel):
+    key_uri: str | None = None
+    level: str | None = None
+    tsa_url: str | None = None
+    reason: str | None = None
+    location: str | None = None
+    appearance: dict[str, Any] | None = None
+    check_revocation: bool | None = None

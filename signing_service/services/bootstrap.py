@@ -114,6 +114,17 @@ def bootstrap_dev(services: Services) -> None:
             session.add(
                 ApiClient(agency_id=agency.id, name="demo client", key_id=key_id, key_hash=key_hash)
             )
+            admin_key, admin_id, admin_hash = new_api_key()
+            session.add(
+                ApiClient(
+                    agency_id=agency.id,
+                    name="demo admin",
+                    key_id=admin_id,
+                    key_hash=admin_hash,
+                    role="admin",
+                )
+            )
+
             audit.append(
                 session,
                 actor="bootstrap",
@@ -127,6 +138,7 @@ def bootstrap_dev(services: Services) -> None:
                     "code": agency.code,
                     "name": agency.name,
                     "api_key": api_key,
+                    "admin_api_key": admin_key,
                     "profiles": profile_names,
                 }
             )

@@ -66,7 +66,9 @@ def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
     with services.db.transaction() as session:
         profile = session.scalars(
             select(SigningProfile).where(
-                SigningProfile.name == name, SigningProfile.agency_id == agency.id
+                SigningProfile.name == name,
+                SigningProfile.agency_id == agency.id,
+                SigningProfile.disabled_at.is_(None),
             )
         ).first()
     if profile is None:

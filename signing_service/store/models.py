@@ -61,6 +61,8 @@ class ApiClient(Base):
     key_id: Mapped[str] = mapped_column(String(32), unique=True)
     # SHA-256 of the secret part; the key itself is shown once and never stored.
     key_hash: Mapped[str] = mapped_column(String(64))
+    # client: signs and reads its agency's documents; admin: also manages its signing profiles.
+    role: Mapped[str] = mapped_column(String(16), default="client", server_default="client")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     agency: Mapped[Agency] = relationship()
@@ -80,6 +82,8 @@ class SigningProfile(Base):
     check_revocation: Mapped[bool] = mapped_column(Boolean, default=True)
     dev: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Profiles are disabled, never deleted: signatures keep referring to them.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     agency: Mapped[Agency] = relationship()
 
 
