@@ -340,18 +340,23 @@ def sign_batch(
     except SignerCheckFailure as failure:
         raise CHECK_ERRORS[failure.reason](details={"reason": failure.detail}) from None
     results: list[SignResult | errors.ServiceError] = []
+    key = with_authorization(key, authorization)
     for filename, pdf in items:
         try:
+            check_pdf_upload(pdf, services.settings.max_upload_bytes)
+            signed = run_sync(_check_and_sign(services, key, profile, chosen, pdf))
             results.append(
-                sign_document(
+                store_signed(
                     services,
                     agency,
-                    profile_name=profile_name,
-                    pdf=pdf,
-                    level=chosen.value,
+                    profile,
+                    chosen.value,
+                    pdf,
+                    signed,
+                    key.signing_cert,
                     filename=filename,
+                    dossier_code=None,
                     actor=actor,
-                    authorization=authorization,
                 )
             )
         except errors.ServiceError as e:
