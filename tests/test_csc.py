@@ -107,6 +107,32 @@ def test_provider_down_is_503(
     assert_nothing_written(before, services)
 
 
+def test_unknown_credential_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any], csc_provider: str
+) -> None:
+    from signing_service.store.models import SigningProfile
+
+    with services.db.transaction() as session:
+        session.add(
+            SigningProfile(
+                agency_id=1,
+                name="remote-unknown",
+                level="B-B",
+                key_uri=csc_provider.replace("officer-1", "khong-co"),
+                check_revocation=False,
+            )
+        )
+    before = snapshot(services)
+    response = api.post(
+        "/v1/signatures",
+        headers=headers(credentials),
+        data={"profile": "remote-unknown", "authorization": CSC_OFFICER_PIN},
+        files={"file": ("a.pdf", make_pdf())},
+    )
+    assert (response.status_code, response.json()["code"]) == (503, "KEY_NOT_FOUND")
+    assert_nothing_written(before, services)
+
+
 def test_remote_batch_with_one_authorisation(
     api: Any, credentials: dict[str, Any], remote_profile: str
 ) -> None:

@@ -1,7 +1,8 @@
 """Remote signing through a Cloud Signature Consortium API v2 provider (VNPT SmartCA, Viettel
 MySign and others are shaped like it). The service is the *signature application*:
 
-- ``credentials/info`` once per credential, for the certificate chain;
+- ``credentials/list`` and ``credentials/info`` once per credential: it must be one of the
+  service's credentials at the provider, and its certificate chain is read from there;
 - per signature: ``credentials/authorize`` with the officer's authorisation (PIN/OTP) passed
   through from the request and the hash to be signed (SCAL2: the SAD is bound to that hash),
   then ``signatures/signHash``.
@@ -183,6 +184,9 @@ class CscSigner(FastCmsMixin, Signer):
 def load_csc_key(uri: str) -> LoadedKey:
     credential = CscCredential.parse(uri)
     client = CscClient(credential)
+    listed = client.call("credentials/list", {"credentialInfo": False})
+    if credential.credential_id not in (listed.get("credentialIDs") or []):
+        raise KeySourceError("the provider does not list this credential", "key_not_found")
     info = client.call(
         "credentials/info", {"credentialID": credential.credential_id, "certificates": "chain"}
     )
