@@ -26,14 +26,13 @@ from signing_service._async import run_sync
 from signing_service.services.container import Services
 from signing_service.services.documents import check_dossier_code, check_pdf_upload
 from signing_service.services.signing import (
-    CHECK_ERRORS,
     SignResult,
     _level,
     _options,
     _profile,
+    check_signer,
     store_signed,
 )
-from signing_service.signing.certcheck import SignerCheckFailure
 from signing_service.signing.engine import (
     EXTERNAL_LEVELS,
     PdfInputError,
@@ -116,12 +115,7 @@ def start_external(
     signer_cert = certs[0]
     given = [*certs[1:], *(_load_certs(chain) if chain else [])]
     intermediates = _chain_for(services, signer_cert, given)
-    try:
-        run_sync(
-            services.checker.async_check(signer_cert, tuple(intermediates), check_revocation=True)
-        )
-    except SignerCheckFailure as failure:
-        raise CHECK_ERRORS[failure.reason](details={"reason": failure.detail}) from None
+    run_sync(check_signer(services, signer_cert, intermediates, True))
     try:
         prepared = run_sync(
             async_prepare_external(pdf, signer_cert, intermediates, _options(profile, chosen))

@@ -19,10 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services.container import Services
-from signing_service.services.signing import CHECK_ERRORS, KEY_ERRORS
+from signing_service.services.signing import check_signer, load_key
 from signing_service.signing.appearance import AppearanceSpec
-from signing_service.signing.certcheck import SignerCheckFailure
-from signing_service.signing.keys import KeySourceError
 from signing_service.signing.levels import SignatureLevel
 from signing_service.store.models import Agency, SigningProfile
 
@@ -82,23 +80,9 @@ def _validate(services: Services, values: dict[str, Any]) -> str | None:
         raise errors.InvalidProfile("Không được dùng khóa của PKI thử nghiệm ở chế độ production.")
     if key_uri.startswith("external:"):
         return None
-    try:
-        key = services.keys.get(
-            key_uri, services.settings.key_passphrase.get_secret_value().encode()
-        )
-    except KeySourceError as e:
-        raise KEY_ERRORS.get(e.reason, errors.KeyUnavailable)() from None
-    try:
-        run_sync(
-            services.checker.async_check(
-                key.signing_cert,
-                key.chain,
-                check_revocation=bool(values.get("check_revocation", True))
-                or level.needs_revocation_info,
-            )
-        )
-    except SignerCheckFailure as failure:
-        raise CHECK_ERRORS[failure.reason](details={"reason": failure.detail}) from None
+    key = load_key(services, key_uri)
+    revocation = bool(values.get("check_revocation", True)) or level.needs_revocation_info
+    run_sync(check_signer(services, key.signing_cert, key.chain, revocation))
     return key.signing_cert.sha256.hex().upper()
 
 

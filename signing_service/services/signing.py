@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -80,12 +80,16 @@ def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
 def _key(services: Services, profile: SigningProfile) -> LoadedKey:
     if profile.key_uri.startswith("external:"):
         raise errors.ProfileNeedsTwoStep()
+    return load_key(services, profile.key_uri)
+
+
+def load_key(services: Services, key_uri: str) -> LoadedKey:
     try:
         return services.keys.get(
-            profile.key_uri, services.settings.key_passphrase.get_secret_value().encode()
+            key_uri, services.settings.key_passphrase.get_secret_value().encode()
         )
     except KeySourceError as e:
-        log.error("key source of profile %s unavailable: %s", profile.name, e)
+        log.error("key source %s unavailable: %s", key_uri.split(":", 1)[0], e)
         raise KEY_ERRORS.get(e.reason, errors.KeyUnavailable)() from None
 
 
@@ -105,6 +109,19 @@ def _level(requested: str | None, profile: SigningProfile) -> SignatureLevel:
         return SignatureLevel.parse(requested or profile.level)
     except ValueError:
         raise errors.InvalidLevel() from None
+
+
+async def check_signer(
+    services: Services,
+    cert: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    check_revocation: bool,
+) -> None:
+    """The checks before any signature, with their error codes (one place for all flows)."""
+    try:
+        await services.checker.async_check(cert, tuple(chain), check_revocation=check_revocation)
+    except SignerCheckFailure as failure:
+        raise CHECK_ERRORS[failure.reason](details={"reason": failure.detail}) from None
 
 
 def _options(profile: SigningProfile, level: SignatureLevel) -> SignOptions:
@@ -127,14 +144,12 @@ async def _check_and_sign(
     level: SignatureLevel,
     pdf: bytes,
 ) -> bytes:
-    try:
-        await services.checker.async_check(
-            key.signing_cert,
-            key.chain,
-            check_revocation=profile.check_revocation or level.needs_revocation_info,
-        )
-    except SignerCheckFailure as failure:
-        raise CHECK_ERRORS[failure.reason](details={"reason": failure.detail}) from None
+    await check_signer(
+        services,
+        key.signing_cert,
+        key.chain,
+        profile.check_revocation or level.needs_revocation_info,
+    )
     options = _options(profile, level)
     timestamper = None
     if level.needs_timestamp:
@@ -329,16 +344,14 @@ def sign_batch(
     profile = _profile(services, agency, profile_name)
     chosen = _level(level, profile)
     key = _key(services, profile)
-    try:
-        run_sync(
-            services.checker.async_check(
-                key.signing_cert,
-                key.chain,
-                check_revocation=profile.check_revocation or chosen.needs_revocation_info,
-            )
+    run_sync(
+        check_signer(
+            services,
+            key.signing_cert,
+            key.chain,
+            profile.check_revocation or chosen.needs_revocation_info,
         )
-    except SignerCheckFailure as failure:
-        raise CHECK_ERRORS[failure.reason](details={"reason": failure.detail}) from None
+    )
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
     for filename, pdf in items:
