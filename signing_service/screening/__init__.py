@@ -1,0 +1,288 @@
+"""Screening of uploaded files before anyone opens them (dossier attachments).
+
+Content is sniffed with libmagic and checked against an allowlist; the extension must agree
+with the content; polyglots are refused (an executable or HTML header in front of ``%PDF``,
+another format appended after the last ``%%EOF``); PDFs are opened with pikepdf to find a user
+password and active content (JavaScript, OpenAction/AA, Launch, embedded files, rich media);
+office files are checked for zip bombs. python-magic alone misses a PDF with something appended,
+and pikepdf opens polyglots happily, so the order matters: sniff first, then open.
+
+Pure functions over bytes: no web framework, no storage, no database.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import magic
+import pikepdf
+
+PDF = "application/pdf"
+JPEG = "image/jpeg"
+PNG = "image/png"
+TIFF = "image/tiff"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ODT = "application/vnd.oasis.opendocument.text"
+XML = "application/xml"
+
+EXTENSIONS: dict[str, frozenset[str]] = {
+    PDF: frozenset({".pdf"}),
+    JPEG: frozenset({".jpg", ".jpeg"}),
+    PNG: frozenset({".png"}),
+    TIFF: frozenset({".tif", ".tiff"}),
+    DOCX: frozenset({".docx"}),
+    XLSX: frozenset({".xlsx"}),
+    ODT: frozenset({".odt"}),
+    XML: frozenset({".xml"}),
+}
+DEFAULT_ALLOWED = frozenset(EXTENSIONS)
+
+# Headers that make a file something to run or render, wherever it claims to be a PDF.
+ACTIVE_HEADERS = re.compile(
+    rb"^\s*(?:MZ|\x7fELF|#!|<\s*(?:!doctype\s+html|html|script|svg|\?php))", re.IGNORECASE
+)
+
+MESSAGES = {
+    "EMPTY_FILE": "Tệp rỗng.",
+    "CONTENT_TYPE_NOT_ALLOWED": "Loại nội dung của tệp không nằm trong danh sách được phép.",
+    "EXTENSION_MISMATCH": "Phần mở rộng của tên tệp không khớp với nội dung thực của tệp.",
+    "POLYGLOT_FILE": (
+        "Tệp chứa nhiều định dạng cùng lúc (ví dụ mã thực thi hoặc HTML trước phần PDF, hoặc "
+        "dữ liệu khác nối sau %%EOF): bị từ chối."
+    ),
+    "ENCRYPTED_PDF": "Tệp PDF được bảo vệ bằng mật khẩu; không thể kiểm tra nội dung.",
+    "MALFORMED_FILE": "Tệp bị hỏng hoặc không đọc được.",
+    "ACTIVE_PDF_CONTENT": (
+        "Tệp PDF chứa nội dung chủ động (JavaScript, hành động tự chạy, mở chương trình, tệp "
+        "đính kèm nhúng): bị từ chối."
+    ),
+    "SIGNED_PDF_ACTIVE_CONTENT": (
+        "Tệp PDF đã ký số chứa nội dung chủ động. Không thể làm sạch vì sẽ phá vỡ chữ ký số: "
+        "bị từ chối."
+    ),
+    "ZIP_BOMB": "Tệp nén có tỷ lệ hoặc dung lượng giải nén bất thường (zip bomb): bị từ chối.",
+}
+
+
+@dataclass(frozen=True)
+class ScreeningPolicy:
+    allowed: frozenset[str] = DEFAULT_ALLOWED
+    # "reject" refuses PDFs with active content; "sanitize" stores a cleaned copy beside the
+    # untouched original (never for signed PDFs).
+    pdf_active_content: str = "reject"
+    max_zip_ratio: float = 100.0
+    max_zip_total: int = 512 * 1024 * 1024
+    max_zip_entries: int = 10_000
+
+
+@dataclass
+class ScreeningResult:
+    media_type: str | None
+    code: str | None = None  # None: accepted
+    detail: str = ""
+    active_content: list[str] = field(default_factory=list)
+    signed_pdf: bool = False
+    sanitized: bytes | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.code is None
+
+    @property
+    def message(self) -> str | None:
+        return MESSAGES.get(self.code) if self.code else None
+
+
+def _refuse(media_type: str | None, code: str, detail: str = "") -> ScreeningResult:
+    return ScreeningResult(media_type=media_type, code=code, detail=detail)
+
+
+def _office_type(data: bytes) -> str | None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = set(archive.namelist())
+            if "mimetype" in names and archive.read("mimetype").strip() == ODT.encode():
+                return ODT
+            if "[Content_Types].xml" in names:
+                if any(n.startswith("word/") for n in names):
+                    return DOCX
+                if any(n.startswith("xl/") for n in names):
+                    return XLSX
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return None
+    return None
+
+
+def sniff(data: bytes) -> str | None:
+    mime = magic.from_buffer(data[:8192], mime=True)
+    if (
+        mime in ("application/zip", DOCX, XLSX, ODT, "application/octet-stream")
+        and data[:2] == b"PK"
+    ):
+        return _office_type(data)
+    if mime in ("text/xml", XML):
+        return XML
+    return mime
+
+
+def _zip_bomb(data: bytes, policy: ScreeningPolicy) -> str | None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return "unreadable archive"
+    if len(infos) > policy.max_zip_entries:
+        return f"{len(infos)} entries"
+    total = sum(i.file_size for i in infos)
+    if total > policy.max_zip_total:
+        return f"{total} bytes uncompressed"
+    for info in infos:
+        if info.compress_size and info.file_size / info.compress_size > policy.max_zip_ratio:
+            return f"{info.filename}: ratio {info.file_size / info.compress_size:.0f}"
+        if info.filename.lower().endswith((".zip", ".docx", ".xlsx", ".odt", ".jar")):
+            return f"nested archive {info.filename}"
+    return None
+
+
+def _trailing_data(data: bytes) -> bool:
+    end = data.rfind(b"%%EOF")
+    return end < 0 or data[end + 5 :].strip(b"\x00\t\n\x0c\r ") != b""
+
+
+ACTIVE_KEYS = {
+    "/JS": "JavaScript",
+    "/JavaScript": "JavaScript",
+    "/Launch": "Launch",
+    "/EmbeddedFile": "EmbeddedFile",
+    "/EmbeddedFiles": "EmbeddedFile",
+    "/RichMedia": "RichMedia",
+    "/AA": "AdditionalActions",
+    "/SubmitForm": "SubmitForm",
+    "/ImportData": "ImportData",
+    "/XFA": "XFA",
+}
+DANGEROUS_ACTIONS = {"/JavaScript", "/Launch", "/SubmitForm", "/ImportData", "/RichMediaExecute"}
+
+
+def _pdf_active_content(pdf: pikepdf.Pdf, budget: int = 200_000) -> list[str]:
+    """Every dictionary of the file, indirect or nested directly in another, is looked at."""
+    found: set[str] = set()
+    stack: list[object] = [pdf.trailer, *pdf.objects]
+    while stack and budget > 0:
+        budget -= 1
+        obj = stack.pop()
+        if isinstance(obj, pikepdf.Stream):
+            obj = obj.stream_dict
+        if isinstance(obj, pikepdf.Array):
+            stack.extend(
+                item for item in obj if isinstance(item, pikepdf.Object) and not item.is_indirect
+            )
+            continue
+        if not isinstance(obj, pikepdf.Dictionary):
+            continue
+        for key in obj.keys():  # noqa: SIM118 - pikepdf Dictionary iteration
+            if key in ACTIVE_KEYS:
+                found.add(ACTIVE_KEYS[key])
+            value = obj.get(key)
+            if isinstance(value, pikepdf.Dictionary | pikepdf.Array) and not value.is_indirect:
+                stack.append(value)
+        if str(obj.get("/S", "")) in DANGEROUS_ACTIONS:
+            found.add(str(obj.get("/S"))[1:])
+        if str(obj.get("/Type", "")) == "/EmbeddedFile" or "/EF" in obj:
+            found.add("EmbeddedFile")
+    if budget <= 0:
+        found.add("TooComplexToInspect")
+    root = pdf.Root
+    if "/OpenAction" in root:
+        action = root.OpenAction
+        if (
+            isinstance(action, pikepdf.Dictionary)
+            and str(action.get("/S", "")) in DANGEROUS_ACTIONS
+        ):
+            found.add("OpenAction")
+    return sorted(found)
+
+
+def _sanitize(pdf: pikepdf.Pdf) -> bytes:
+    for obj in pdf.objects:
+        target = obj.stream_dict if isinstance(obj, pikepdf.Stream) else obj
+        if not isinstance(target, pikepdf.Dictionary):
+            continue
+        for key in ("/JS", "/AA", "/RichMedia"):
+            if key in target:
+                del target[key]
+        if str(target.get("/S", "")) in DANGEROUS_ACTIONS:
+            target["/S"] = pikepdf.Name("/GoTo")  # inert: no destination
+            for key in ("/JS", "/F", "/Win", "/Mac", "/Unix"):
+                if key in target:
+                    del target[key]
+    root = pdf.Root
+    if "/OpenAction" in root:
+        del root["/OpenAction"]
+    if "/Names" in root:
+        for key in ("/JavaScript", "/EmbeddedFiles"):
+            if key in root.Names:
+                del root.Names[key]
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+def _screen_pdf(data: bytes, policy: ScreeningPolicy) -> ScreeningResult:
+    # %PDF must open the file: anything in front of it is another format riding along.
+    if not data.startswith(b"%PDF-") and not data.lstrip(b"\xef\xbb\xbf\t\n\r ").startswith(
+        b"%PDF-"
+    ):
+        return _refuse(PDF, "POLYGLOT_FILE", "data before %PDF")
+    if _trailing_data(data):
+        return _refuse(PDF, "POLYGLOT_FILE", "data after the last %%EOF")
+    try:
+        pdf = pikepdf.open(io.BytesIO(data))
+    except pikepdf.PasswordError:
+        return _refuse(PDF, "ENCRYPTED_PDF")
+    except (pikepdf.PdfError, ValueError, RuntimeError) as e:
+        return _refuse(PDF, "MALFORMED_FILE", type(e).__name__)
+    with pdf:
+        signed = b"/ByteRange" in data or int(pdf.Root.get("/AcroForm", {}).get("/SigFlags", 0)) > 0
+        active = _pdf_active_content(pdf)
+        result = ScreeningResult(media_type=PDF, active_content=active, signed_pdf=signed)
+        if not active:
+            return result
+        if signed:
+            result.code = "SIGNED_PDF_ACTIVE_CONTENT"
+        elif policy.pdf_active_content == "sanitize":
+            result.sanitized = _sanitize(pdf)
+        else:
+            result.code = "ACTIVE_PDF_CONTENT"
+        result.detail = ", ".join(active)
+        return result
+
+
+def screen(
+    data: bytes, filename: str | None, policy: ScreeningPolicy | None = None
+) -> ScreeningResult:
+    policy = policy or ScreeningPolicy()
+    if not data:
+        return _refuse(None, "EMPTY_FILE")
+    if ACTIVE_HEADERS.match(data[:512]):
+        return _refuse(None, "POLYGLOT_FILE", "executable or HTML header")
+    media_type = sniff(data)
+    if b"%PDF-" in data[:1024]:
+        media_type = PDF  # libmagic also says PDF for "<html>…%PDF"; the PDF check decides
+    if media_type not in policy.allowed:
+        return _refuse(media_type, "CONTENT_TYPE_NOT_ALLOWED", str(media_type))
+    suffix = PurePosixPath((filename or "").replace("\\", "/")).suffix.lower()
+    if suffix not in EXTENSIONS[media_type]:
+        return _refuse(media_type, "EXTENSION_MISMATCH", f"{suffix or '(none)'} vs {media_type}")
+    if media_type == PDF:
+        return _screen_pdf(data, policy)
+    if media_type in (DOCX, XLSX, ODT):
+        bomb = _zip_bomb(data, policy)
+        if bomb:
+            return _refuse(media_type, "ZIP_BOMB", bomb)
+    return ScreeningResult(media_type=media_type)
