@@ -57,7 +57,6 @@ class SignResult:
     profile: str
     signed_at: str
     certificate_sha256: str
-    field_name: str | None
     document: DocumentView
     input_document: DocumentView
 
@@ -196,12 +195,27 @@ def sign_document(
     profile = _profile(services, agency, profile_name)
     chosen = _level(level, profile)
     key = with_authorization(_key(services, profile), authorization)
-    signed = run_sync(_check_and_sign(services, key, profile, chosen, pdf))
+    return _sign_one(services, agency, profile, chosen, key, pdf, filename, dossier_code, actor)
+
+
+def _sign_one(
+    services: Services,
+    agency: Agency,
+    profile: SigningProfile,
+    level: SignatureLevel,
+    key: LoadedKey,
+    pdf: bytes,
+    filename: str | None,
+    dossier_code: str | None,
+    actor: str,
+) -> SignResult:
+    """Sign an already checked upload and store it: one document, all or nothing."""
+    signed = run_sync(_check_and_sign(services, key, profile, level, pdf))
     return store_signed(
         services,
         agency,
         profile,
-        chosen.value,
+        level.value,
         pdf,
         signed,
         key.signing_cert,
@@ -312,7 +326,6 @@ def store_signed(
         profile=profile.name,
         signed_at=now.isoformat(),
         certificate_sha256=signature.certificate_sha256,
-        field_name=None,
         document=DocumentView.of(output_doc),
         input_document=DocumentView.of(input_doc),
     )
@@ -357,20 +370,8 @@ def sign_batch(
     for filename, pdf in items:
         try:
             check_pdf_upload(pdf, services.settings.max_upload_bytes)
-            signed = run_sync(_check_and_sign(services, key, profile, chosen, pdf))
             results.append(
-                store_signed(
-                    services,
-                    agency,
-                    profile,
-                    chosen.value,
-                    pdf,
-                    signed,
-                    key.signing_cert,
-                    filename=filename,
-                    dossier_code=None,
-                    actor=actor,
-                )
+                _sign_one(services, agency, profile, chosen, key, pdf, filename, None, actor)
             )
         except errors.ServiceError as e:
             results.append(e)

@@ -15,7 +15,6 @@ signature is verified cryptographically.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -158,10 +157,6 @@ class CmsTemplate:
             signer_info += b"\xa1" + unsigned_attrs[1:]  # [1] IMPLICIT SET
         signed_data = tlv(0x30, self.signed_data_head + tlv(0x31, tlv(0x30, signer_info)))
         return tlv(0x30, bytes.fromhex("06092a864886f70d010702") + tlv(0xA0, signed_data))
-
-
-def digest(data: bytes, algorithm: str) -> bytes:
-    return hashlib.new(algorithm, data).digest()
 
 
 class FastCmsMixin:
