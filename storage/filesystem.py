@@ -1,17 +1,56 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
-from storage.base import ObjectInfo, ObjectNotFound, StorageUnavailableError, check_key
+from storage.base import (
+    CHUNK,
+    HashingReader,
+    ListedObject,
+    LockStatus,
+    ObjectInfo,
+    ObjectLocked,
+    ObjectNotFound,
+    StorageUnavailableError,
+    check_key,
+)
+
+
+class FileReader:
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("rb")
+        self.size = os.fstat(self._file.fileno()).st_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self._file.read(CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 class FilesystemStore:
     """Objects as files under ``root``. Writes go to a temporary file in the same directory,
-    are fsynced, then renamed into place (atomic on POSIX), and the directory is fsynced."""
+    are fsynced, then renamed into place (atomic on POSIX), and the directory is fsynced.
+
+    Retention and legal hold live in a sidecar file ``.<name>.lock`` beside the object and are
+    enforced by :meth:`delete`, like S3 object lock in governance mode. Names starting with a
+    dot are never object keys (:func:`check_key` refuses them)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -20,28 +59,56 @@ class FilesystemStore:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
+    @staticmethod
+    def _lock_path(path: Path) -> Path:
+        return path.parent / f".{path.name}.lock"
+
+    def _write_atomic(self, path: Path, stream: BinaryIO, size: int | None) -> HashingReader:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        reader = HashingReader(stream)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := reader.read(
+                    CHUNK if size is None else min(CHUNK, size - reader.size)
+                ):
+                    f.write(chunk)
+                    if size is not None and reader.size >= size:
+                        break
+                if size is not None and reader.size != size:
+                    raise StorageUnavailableError(
+                        f"stream ended after {reader.size} of {size} bytes"
+                    )
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+        return reader
+
+    def put(self, key: str, data: bytes, *, retain_until: datetime | None = None) -> ObjectInfo:
+        return self.put_stream(key, io.BytesIO(data), len(data), retain_until=retain_until)
+
+    def put_stream(
+        self, key: str, stream: BinaryIO, size: int, *, retain_until: datetime | None = None
+    ) -> ObjectInfo:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            if self._read_lock(path).locked(datetime.now(UTC)):
+                raise ObjectLocked(key)
+            if retain_until is not None:
+                # The lock first: a crash in between leaves a lock without an object, which
+                # protects nothing and is harmless; never an object that should be locked.
+                body = json.dumps({"retain_until": retain_until.isoformat(), "legal_hold": False})
+                self._write_atomic(self._lock_path(path), io.BytesIO(body.encode()), None)
+            reader = self._write_atomic(path, stream, size)
         except OSError as e:
+            if isinstance(e, StorageUnavailableError | ObjectLocked):
+                raise
             raise StorageUnavailableError(str(e.strerror)) from e
-        return ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        return ObjectInfo(key=key, size=reader.size, sha256=reader.sha256)
 
     def get(self, key: str) -> bytes:
         try:
@@ -51,22 +118,91 @@ class FilesystemStore:
         except OSError as e:
             raise StorageUnavailableError(str(e.strerror)) from e
 
-    def delete(self, key: str) -> None:
+    def open(self, key: str) -> FileReader:
         try:
-            self._path(key).unlink(missing_ok=True)
+            return FileReader(self._path(key))
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
         except OSError as e:
+            raise StorageUnavailableError(str(e.strerror)) from e
+
+    def _read_lock(self, path: Path) -> LockStatus:
+        try:
+            raw = json.loads(self._lock_path(path).read_text())
+        except FileNotFoundError:
+            return LockStatus(None, False)
+        until = raw.get("retain_until")
+        return LockStatus(
+            datetime.fromisoformat(until) if until else None, bool(raw.get("legal_hold"))
+        )
+
+    def delete(self, key: str, *, bypass_retention: bool = False) -> None:
+        path = self._path(key)
+        try:
+            lock = self._read_lock(path)
+            if path.exists() and (
+                lock.legal_hold or (lock.locked(datetime.now(UTC)) and not bypass_retention)
+            ):
+                raise ObjectLocked(key)
+            path.unlink(missing_ok=True)
+            self._lock_path(path).unlink(missing_ok=True)
+        except OSError as e:
+            if isinstance(e, ObjectLocked):
+                raise
             raise StorageUnavailableError(str(e.strerror)) from e
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        for item in self.list_info(prefix):
+            yield item.key
+
+    def list_info(self, prefix: str = "") -> Iterator[ListedObject]:
         for path in sorted(self.root.rglob("*")):
-            if path.is_file() and not path.name.startswith(".tmp-"):
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    yield key
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(prefix):
+                st = path.stat()
+                yield ListedObject(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def list_temporary(self, older_than: datetime) -> Iterator[Path]:
+        """Temporary files left by writes that never finished (a crash mid-write)."""
+        for path in self.root.rglob(".tmp-*"):
+            if datetime.fromtimestamp(path.stat().st_mtime, UTC) < older_than:
+                yield path
+
+    def lock_status(self, key: str) -> LockStatus:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(key)
+        return self._read_lock(path)
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(key)
+        lock = self._read_lock(path)
+        body = json.dumps(
+            {
+                "retain_until": lock.retain_until.isoformat() if lock.retain_until else None,
+                "legal_hold": on,
+            }
+        )
+        try:
+            self._write_atomic(self._lock_path(path), io.BytesIO(body.encode()), None)
+        except OSError as e:
+            raise StorageUnavailableError(str(e.strerror)) from e
 
     def check(self) -> None:
         if not (self.root.is_dir() and os.access(self.root, os.W_OK)):
             raise StorageUnavailableError(f"{self.root} is not a writable directory")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()

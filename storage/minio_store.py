@@ -1,16 +1,62 @@
-"""MinIO / S3 backend through the ``minio`` SDK. Vendor errors are translated here."""
+"""MinIO / S3 backend through the ``minio`` SDK. Vendor errors are translated here.
+
+Large objects go up as multipart uploads (``PART_SIZE`` parts, a few in flight), so memory stays
+bounded whatever the object's size. Retention uses S3 object lock in governance mode: the bucket
+must be created with object lock (versioning on); :meth:`MinioStore.ensure_bucket` does that.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import GOVERNANCE
+from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
+from minio.retention import Retention
 
-from storage.base import ObjectInfo, ObjectNotFound, StorageUnavailableError, check_key
+from storage.base import (
+    CHUNK,
+    HashingReader,
+    ListedObject,
+    LockStatus,
+    ObjectInfo,
+    ObjectLocked,
+    ObjectNotFound,
+    StorageUnavailableError,
+    check_key,
+)
+
+PART_SIZE = 16 * 1024 * 1024
+PARALLEL_PARTS = 2
+NOT_FOUND = ("NoSuchKey", "NoSuchObject", "NoSuchVersion")
+TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+
+
+def _is_lock_refusal(code: str | None, message: str | None) -> bool:
+    # MinIO answers "InvalidRequest: Object is WORM protected"; AWS answers AccessDenied.
+    text = (message or "").lower()
+    return code == "AccessDenied" or "worm" in text or "lock" in text or "retention" in text
+
+
+class MinioReader:
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self.size = int(response.headers.get("Content-Length", 0))
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._response.stream(CHUNK)
+        except TRANSPORT_ERRORS as e:
+            raise StorageUnavailableError(f"object store read failed: {type(e).__name__}") from None
+
+    def close(self) -> None:
+        self._response.close()
+        self._response.release_conn()
 
 
 class MinioStore:
@@ -42,38 +88,88 @@ class MinioStore:
     def _unavailable(self, e: Exception) -> StorageUnavailableError:
         return StorageUnavailableError(f"object store unavailable: {type(e).__name__}")
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
-        check_key(key)
+    def ensure_bucket(self) -> None:
+        """Create the bucket with object lock when it does not exist yet."""
         try:
-            # A single PUT is atomic in S3: readers see the whole object or none.
-            self.client.put_object(self.bucket, key, io.BytesIO(data), len(data))
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as e:
+            if not self.client.bucket_exists(self.bucket):
+                self.client.make_bucket(self.bucket, object_lock=True)
+        except (S3Error, *TRANSPORT_ERRORS) as e:
             raise self._unavailable(e) from None
-        return ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    def put(self, key: str, data: bytes, *, retain_until: datetime | None = None) -> ObjectInfo:
+        return self.put_stream(key, io.BytesIO(data), len(data), retain_until=retain_until)
+
+    def put_stream(
+        self, key: str, stream: BinaryIO, size: int, *, retain_until: datetime | None = None
+    ) -> ObjectInfo:
+        check_key(key)
+        reader = HashingReader(stream)
+        try:
+            # A single PUT, or a multipart upload completed in one request: either way readers
+            # see the whole object or none.
+            self.client.put_object(
+                self.bucket,
+                key,
+                reader,  # type: ignore[arg-type]
+                size,
+                part_size=PART_SIZE,
+                num_parallel_uploads=PARALLEL_PARTS,
+                retention=Retention(GOVERNANCE, retain_until) if retain_until else None,
+            )
+        except (S3Error, *TRANSPORT_ERRORS) as e:
+            raise self._unavailable(e) from None
+        return ObjectInfo(key=key, size=reader.size, sha256=reader.sha256)
 
     def get(self, key: str) -> bytes:
-        check_key(key)
-        response = None
+        reader = self.open(key)
         try:
-            response = self.client.get_object(self.bucket, key)
-            return bytes(response.read())
+            return b"".join(reader)
+        finally:
+            reader.close()
+
+    def open(self, key: str) -> MinioReader:
+        check_key(key)
+        try:
+            return MinioReader(self.client.get_object(self.bucket, key))
         except S3Error as e:
-            if e.code in ("NoSuchKey", "NoSuchObject"):
+            if e.code in NOT_FOUND:
                 raise ObjectNotFound(key) from None
             raise self._unavailable(e) from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
+        except TRANSPORT_ERRORS as e:
             raise self._unavailable(e) from None
-        finally:
-            if response is not None:
-                response.close()
-                response.release_conn()
 
-    def delete(self, key: str) -> None:
+    def presigned_url(self, key: str, expires: timedelta) -> str:
         check_key(key)
         try:
-            self.client.remove_object(self.bucket, key)
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as e:
+            return self.client.presigned_get_object(self.bucket, key, expires=expires)
+        except (S3Error, *TRANSPORT_ERRORS) as e:
             raise self._unavailable(e) from None
+
+    def delete(self, key: str, *, bypass_retention: bool = False) -> None:
+        """Every version is removed: with object lock the bucket is versioned, and a plain
+        DELETE would only hide a locked version behind a delete marker."""
+        check_key(key)
+        try:
+            versions = [
+                DeleteObject(obj.object_name, obj.version_id)
+                for obj in self.client.list_objects(self.bucket, prefix=key, include_version=True)
+                if obj.object_name == key
+            ]
+            if not versions:
+                return
+            failures = list(
+                self.client.remove_objects(
+                    self.bucket, versions, bypass_governance_mode=bypass_retention
+                )
+            )
+        except (S3Error, *TRANSPORT_ERRORS) as e:
+            raise self._unavailable(e) from None
+        if failures:
+            if any(_is_lock_refusal(f.code, f.message) for f in failures):
+                raise ObjectLocked(key)
+            raise StorageUnavailableError(
+                f"delete failed: {failures[0].code} {failures[0].message}"
+            )
 
     def exists(self, key: str) -> bool:
         check_key(key)
@@ -81,22 +177,59 @@ class MinioStore:
             self.client.stat_object(self.bucket, key)
             return True
         except S3Error as e:
-            if e.code in ("NoSuchKey", "NoSuchObject"):
+            if e.code in NOT_FOUND:
                 return False
             raise self._unavailable(e) from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
+        except TRANSPORT_ERRORS as e:
             raise self._unavailable(e) from None
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        for item in self.list_info(prefix):
+            yield item.key
+
+    def list_info(self, prefix: str = "") -> Iterator[ListedObject]:
         try:
             for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
-                yield obj.object_name
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as e:
+                assert obj.object_name is not None
+                modified = obj.last_modified or datetime.now(UTC)
+                yield ListedObject(obj.object_name, obj.size or 0, modified)
+        except (S3Error, *TRANSPORT_ERRORS) as e:
+            raise self._unavailable(e) from None
+
+    def lock_status(self, key: str) -> LockStatus:
+        check_key(key)
+        try:
+            self.client.stat_object(self.bucket, key)
+            retention = self.client.get_object_retention(self.bucket, key)
+            hold = self.client.is_object_legal_hold_enabled(self.bucket, key)
+        except S3Error as e:
+            if e.code in NOT_FOUND:
+                raise ObjectNotFound(key) from None
+            if e.code in ("NoSuchObjectLockConfiguration", "InvalidRequest"):
+                return LockStatus(None, False)
+            raise self._unavailable(e) from None
+        except TRANSPORT_ERRORS as e:
+            raise self._unavailable(e) from None
+        until = retention.retain_until_date if retention is not None else None
+        return LockStatus(until, bool(hold))
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        check_key(key)
+        try:
+            if on:
+                self.client.enable_object_legal_hold(self.bucket, key)
+            else:
+                self.client.disable_object_legal_hold(self.bucket, key)
+        except S3Error as e:
+            if e.code in NOT_FOUND:
+                raise ObjectNotFound(key) from None
+            raise self._unavailable(e) from None
+        except TRANSPORT_ERRORS as e:
             raise self._unavailable(e) from None
 
     def check(self) -> None:
         try:
             if not self.client.bucket_exists(self.bucket):
                 raise StorageUnavailableError(f"bucket {self.bucket} does not exist")
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as e:
+        except (S3Error, *TRANSPORT_ERRORS) as e:
             raise self._unavailable(e) from None

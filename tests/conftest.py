@@ -13,6 +13,8 @@ from signing_service.pki.dev import DevPki, DevPkiServer, init_dev_pki
 from signing_service.pki.softhsm import SoftHsm, TokenKey
 from signing_service.services.container import DEV_HSM_KEY, DEV_HSM_TOKEN, Services
 from signing_service.settings import DEV_KEY_PASSPHRASE, Settings
+from tests.support.clamd import Clamd, find_clamd
+from tests.support.minio_server import MinioServer, find_binary
 from tests.support.postgres import PostgresServer, find_bindir, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,6 +81,40 @@ def postgres() -> Iterator[PostgresServer | None]:
         yield None
         return
     server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def minio_server() -> Iterator[MinioServer | None]:
+    """A real MinIO (built by ``make minio``), four erasure-coded drives on loopback."""
+    binary = find_binary()
+    if binary is None:
+        if os.environ.get("SIGNING_SERVICE_TEST_REQUIRE_MINIO") == "1":
+            pytest.fail("MinIO is required but its binary was not found (run `make minio`)")
+        yield None
+        return
+    server = MinioServer(binary).start()
+    yield server
+    server.stop()
+
+
+def minio_or_skip(request: pytest.FixtureRequest) -> MinioServer:
+    server: MinioServer | None = request.getfixturevalue("minio_server")
+    if server is None:
+        pytest.skip("MinIO binary not built (make test builds it with `make minio`)")
+    return server
+
+
+@pytest.fixture(scope="session")
+def clamd() -> Iterator[Clamd]:
+    """A real clamd (Debian's clamav-daemon) with a database holding the EICAR signature."""
+    binary = find_clamd()
+    if binary is None:
+        if os.environ.get("SIGNING_SERVICE_TEST_REQUIRE_CLAMD") == "1":
+            pytest.fail("clamd is required (make test installs clamav-daemon) but was not found")
+        pytest.skip("clamd not installed (make test installs clamav-daemon)")
+    server = Clamd(binary).start()
     yield server
     server.stop()
 

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
 
 from signing_service.screening.clamav import ClamdUnavailable, scan
-from tests.support.clamd import EICAR, Clamd, find_clamd
+from tests.support.clamd import EICAR, Clamd
 from tests.support.pdfs import make_pdf
-
-
-@pytest.fixture(scope="module")
-def clamd() -> Iterator[Clamd]:
-    binary = find_clamd()
-    if binary is None:
-        if os.environ.get("SIGNING_SERVICE_TEST_REQUIRE_CLAMD") == "1":
-            pytest.fail("clamd is required (make test installs clamav-daemon) but was not found")
-        pytest.skip("clamd not installed (make test installs clamav-daemon)")
-    server = Clamd(binary).start()
-    yield server
-    server.stop()
 
 
 def test_eicar_is_found(clamd: Clamd) -> None:

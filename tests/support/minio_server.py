@@ -45,7 +45,7 @@ class MinioServer:
     def start(self) -> MinioServer:
         drives = [str(self.root / f"d{i}") for i in range(4)]
         for drive in drives:
-            Path(drive).mkdir()
+            Path(drive).mkdir(exist_ok=True)
         env = {
             **os.environ,
             "MINIO_ROOT_USER": self.access_key,
@@ -66,7 +66,7 @@ class MinioServer:
                 *drives,
             ],
             env=env,
-            stdout=(self.root / "log").open("wb"),
+            stdout=(self.root / "log").open("ab"),
             stderr=subprocess.STDOUT,
         )
         http = urllib3.PoolManager()
@@ -92,8 +92,13 @@ class MinioServer:
     def url(self, bucket: str) -> str:
         return f"s3://{self.access_key}:{self.secret_key}@{self.endpoint}/{bucket}?secure=false"
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server and keep its data: :meth:`start` brings it back on the same port."""
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(30)
+            self.proc = None
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
