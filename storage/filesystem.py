@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -198,11 +197,3 @@ class FilesystemStore:
     def check(self) -> None:
         if not (self.root.is_dir() and os.access(self.root, os.W_OK)):
             raise StorageUnavailableError(f"{self.root} is not a writable directory")
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
