@@ -7,7 +7,9 @@ password and active content (JavaScript, OpenAction/AA, Launch, embedded files, 
 office files are checked for zip bombs. python-magic alone misses a PDF with something appended,
 and pikepdf opens polyglots happily, so the order matters: sniff first, then open.
 
-Pure functions over bytes: no web framework, no storage, no database.
+Works on a seekable binary file (:func:`screen_file`) so that a 1 GB upload is screened without
+being read into memory; :func:`screen` is the same over bytes. No web framework, no storage, no
+database.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
 import magic
 import pikepdf
@@ -87,6 +90,8 @@ class ScreeningResult:
     detail: str = ""
     active_content: list[str] = field(default_factory=list)
     signed_pdf: bool = False
+    # A sanitized copy was written to ``sanitized_out`` (screen_file) / is here (screen).
+    sanitized_written: bool = False
     sanitized: bytes | None = None
 
     @property
@@ -102,9 +107,10 @@ def _refuse(media_type: str | None, code: str, detail: str = "") -> ScreeningRes
     return ScreeningResult(media_type=media_type, code=code, detail=detail)
 
 
-def _office_type(data: bytes) -> str | None:
+def _office_type(f: BinaryIO) -> str | None:
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        f.seek(0)
+        with zipfile.ZipFile(f) as archive:
             names = set(archive.namelist())
             if "mimetype" in names and archive.read("mimetype").strip() == ODT.encode():
                 return ODT
@@ -118,21 +124,22 @@ def _office_type(data: bytes) -> str | None:
     return None
 
 
-def sniff(data: bytes) -> str | None:
-    mime = magic.from_buffer(data[:8192], mime=True)
+def sniff(head: bytes, f: BinaryIO) -> str | None:
+    mime = magic.from_buffer(head[:8192], mime=True)
     if (
         mime in ("application/zip", DOCX, XLSX, ODT, "application/octet-stream")
-        and data[:2] == b"PK"
+        and head[:2] == b"PK"
     ):
-        return _office_type(data)
+        return _office_type(f)
     if mime in ("text/xml", XML):
         return XML
     return mime
 
 
-def _zip_bomb(data: bytes, policy: ScreeningPolicy) -> str | None:
+def _zip_bomb(f: BinaryIO, policy: ScreeningPolicy) -> str | None:
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        f.seek(0)
+        with zipfile.ZipFile(f) as archive:
             infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError):
         return "unreadable archive"
@@ -149,9 +156,28 @@ def _zip_bomb(data: bytes, policy: ScreeningPolicy) -> str | None:
     return None
 
 
-def _trailing_data(data: bytes) -> bool:
-    end = data.rfind(b"%%EOF")
-    return end < 0 or data[end + 5 :].strip(b"\x00\t\n\x0c\r ") != b""
+TAIL = 64 * 1024
+SEARCH_CHUNK = 1024 * 1024
+
+
+def _trailing_data(f: BinaryIO, size: int) -> bool:
+    """Anything but whitespace after the last %%EOF. Only the tail is read: more than 64 KiB of
+    anything after the last %%EOF means no %%EOF in the tail, which is refused as well."""
+    f.seek(max(0, size - TAIL))
+    tail = f.read(TAIL)
+    end = tail.rfind(b"%%EOF")
+    return end < 0 or tail[end + 5 :].strip(b"\x00\t\n\x0c\r ") != b""
+
+
+def _contains(f: BinaryIO, needle: bytes) -> bool:
+    """Search the whole file chunk by chunk (chunks overlap by the needle's length)."""
+    f.seek(0)
+    carry = b""
+    while chunk := f.read(SEARCH_CHUNK):
+        if needle in carry + chunk:
+            return True
+        carry = chunk[-len(needle) :]
+    return False
 
 
 ACTIVE_KEYS = {
@@ -208,7 +234,7 @@ def _pdf_active_content(pdf: pikepdf.Pdf, budget: int = 200_000) -> list[str]:
     return sorted(found)
 
 
-def _sanitize(pdf: pikepdf.Pdf) -> bytes:
+def _sanitize(pdf: pikepdf.Pdf, out: BinaryIO) -> None:
     for obj in pdf.objects:
         target = obj.stream_dict if isinstance(obj, pikepdf.Stream) else obj
         if not isinstance(target, pikepdf.Dictionary):
@@ -228,51 +254,63 @@ def _sanitize(pdf: pikepdf.Pdf) -> bytes:
         for key in ("/JavaScript", "/EmbeddedFiles"):
             if key in root.Names:
                 del root.Names[key]
-    out = io.BytesIO()
     pdf.save(out)
-    return out.getvalue()
 
 
-def _screen_pdf(data: bytes, policy: ScreeningPolicy) -> ScreeningResult:
+def _screen_pdf(
+    f: BinaryIO, head: bytes, size: int, policy: ScreeningPolicy, sanitized_out: BinaryIO | None
+) -> ScreeningResult:
     # %PDF must open the file: anything in front of it is another format riding along.
-    if not data.startswith(b"%PDF-") and not data.lstrip(b"\xef\xbb\xbf\t\n\r ").startswith(
-        b"%PDF-"
-    ):
+    if not head.lstrip(b"\xef\xbb\xbf\t\n\r ").startswith(b"%PDF-"):
         return _refuse(PDF, "POLYGLOT_FILE", "data before %PDF")
-    if _trailing_data(data):
+    if _trailing_data(f, size):
         return _refuse(PDF, "POLYGLOT_FILE", "data after the last %%EOF")
+    f.seek(0)
     try:
-        pdf = pikepdf.open(io.BytesIO(data))
+        pdf = pikepdf.open(f)
     except pikepdf.PasswordError:
         return _refuse(PDF, "ENCRYPTED_PDF")
     except (pikepdf.PdfError, ValueError, RuntimeError) as e:
         return _refuse(PDF, "MALFORMED_FILE", type(e).__name__)
     with pdf:
-        signed = b"/ByteRange" in data or int(pdf.Root.get("/AcroForm", {}).get("/SigFlags", 0)) > 0
+        signed = (
+            int(pdf.Root.get("/AcroForm", {}).get("/SigFlags", 0)) > 0
+            or _contains(f, b"/ByteRange")
+        )
         active = _pdf_active_content(pdf)
         result = ScreeningResult(media_type=PDF, active_content=active, signed_pdf=signed)
         if not active:
             return result
         if signed:
             result.code = "SIGNED_PDF_ACTIVE_CONTENT"
-        elif policy.pdf_active_content == "sanitize":
-            result.sanitized = _sanitize(pdf)
+        elif policy.pdf_active_content == "sanitize" and sanitized_out is not None:
+            _sanitize(pdf, sanitized_out)
+            result.sanitized_written = True
         else:
             result.code = "ACTIVE_PDF_CONTENT"
         result.detail = ", ".join(active)
         return result
 
 
-def screen(
-    data: bytes, filename: str | None, policy: ScreeningPolicy | None = None
+def screen_file(
+    f: BinaryIO,
+    filename: str | None,
+    policy: ScreeningPolicy | None = None,
+    *,
+    sanitized_out: BinaryIO | None = None,
 ) -> ScreeningResult:
+    """Screen the seekable file ``f``. Under the "sanitize" policy a PDF with active content is
+    accepted when ``sanitized_out`` is given, and its cleaned copy is written there."""
     policy = policy or ScreeningPolicy()
-    if not data:
+    size = f.seek(0, io.SEEK_END)
+    if size == 0:
         return _refuse(None, "EMPTY_FILE")
-    if ACTIVE_HEADERS.match(data[:512]):
+    f.seek(0)
+    head = f.read(8192)
+    if ACTIVE_HEADERS.match(head[:512]):
         return _refuse(None, "POLYGLOT_FILE", "executable or HTML header")
-    media_type = sniff(data)
-    if b"%PDF-" in data[:1024]:
+    media_type = sniff(head, f)
+    if b"%PDF-" in head[:1024]:
         media_type = PDF  # libmagic also says PDF for "<html>…%PDF"; the PDF check decides
     if media_type not in policy.allowed:
         return _refuse(media_type, "CONTENT_TYPE_NOT_ALLOWED", str(media_type))
@@ -280,9 +318,19 @@ def screen(
     if suffix not in EXTENSIONS[media_type]:
         return _refuse(media_type, "EXTENSION_MISMATCH", f"{suffix or '(none)'} vs {media_type}")
     if media_type == PDF:
-        return _screen_pdf(data, policy)
+        return _screen_pdf(f, head, size, policy, sanitized_out)
     if media_type in (DOCX, XLSX, ODT):
-        bomb = _zip_bomb(data, policy)
+        bomb = _zip_bomb(f, policy)
         if bomb:
             return _refuse(media_type, "ZIP_BOMB", bomb)
     return ScreeningResult(media_type=media_type)
+
+
+def screen(
+    data: bytes, filename: str | None, policy: ScreeningPolicy | None = None
+) -> ScreeningResult:
+    out = io.BytesIO()
+    result = screen_file(io.BytesIO(data), filename, policy, sanitized_out=out)
+    if result.sanitized_written:
+        result.sanitized = out.getvalue()
+    return result
