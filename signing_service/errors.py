@@ -15,11 +15,16 @@ class ServiceError(Exception):
     message: str = "Lỗi nội bộ của dịch vụ."
 
     def __init__(
-        self, message: str | None = None, *, details: dict[str, Any] | None = None
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if message is not None:
             self.message = message
         self.details = details or {}
+        self.headers = headers or {}
         super().__init__(f"{self.code}: {self.message}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,6 +178,47 @@ ExternalCmsInvalid = _error("EXTERNAL_CMS_INVALID", 422, "Không đọc được
 ExternalCmsWrongDocument = _error(
     "EXTERNAL_CMS_WRONG_DOCUMENT", 422, "Gói chữ ký CMS gửi lên được tạo cho một tài liệu khác."
 )
+
+# Dossier attachments
+InvalidComponent = _error("INVALID_COMPONENT", 422, "Thành phần hồ sơ không hợp lệ.")
+AttachmentNotFound = _error("ATTACHMENT_NOT_FOUND", 404, "Không tìm thấy tệp đính kèm hồ sơ.")
+AttachmentRetained = _error(
+    "ATTACHMENT_RETAINED",
+    409,
+    "Tệp đang trong thời hạn lưu trữ bắt buộc hoặc bị phong tỏa (legal hold); không thể xóa.",
+)
+IdempotencyConflict = _error(
+    "IDEMPOTENCY_KEY_CONFLICT",
+    409,
+    "Idempotency-Key này đã được dùng cho một tệp có nội dung khác.",
+)
+InvalidIdempotencyKey = _error(
+    "INVALID_IDEMPOTENCY_KEY",
+    422,
+    "Idempotency-Key không hợp lệ (tối đa 128 ký tự chữ, số, '-', '_', '.', ':').",
+)
+UploadIncomplete = _error(
+    "UPLOAD_INCOMPLETE", 400, "Tệp tải lên bị gián đoạn giữa chừng; không có gì được lưu."
+)
+MalwareFound = _error(
+    "MALWARE_FOUND", 422, "Phát hiện mã độc trong tệp; tệp đã bị cách ly và không được lưu."
+)
+MalwareScanUnavailable = _error(
+    "MALWARE_SCAN_UNAVAILABLE",
+    503,
+    "Không quét được mã độc (ClamAV không sẵn sàng); tệp chưa được nhận, vui lòng thử lại sau.",
+)
+
+
+class ScreeningRefused(ServiceError):
+    """A file refused by screening; the code is the screening result's (POLYGLOT_FILE, …)."""
+
+    status = 422
+
+    def __init__(self, code: str, message: str, *, details: dict[str, Any] | None = None) -> None:
+        self.code = code
+        super().__init__(message, details=details)
+
 
 # Infrastructure
 StorageUnavailable = _error(

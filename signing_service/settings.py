@@ -48,6 +48,43 @@ class Settings(BaseSettings):
     # Uploads up to this size are kept in memory while the request is parsed.
     upload_spool_bytes: int = 8 * 1024 * 1024
 
+    # Dossier attachments: largest accepted file (streamed to storage, never held in memory).
+    max_attachment_bytes: int = 2 * 1024 * 1024 * 1024
+    # Dossier components (thành phần hồ sơ) accepted, each with its retention in days (0: none).
+    # Objects are written with S3 object lock (governance mode) until then. The periods are
+    # defaults to adjust to the agency's records schedule, not legal advice.
+    attachment_components: dict[str, int] = Field(
+        default_factory=lambda: {
+            "application": 3650,  # đơn, tờ khai
+            "supporting_document": 3650,  # giấy tờ kèm theo
+            "scanned_copy": 3650,  # bản sao, bản số hóa
+            "certificate": 3650,  # giấy chứng nhận, giấy phép
+            "result": 7300,  # kết quả giải quyết TTHC
+            "other": 1825,
+        }
+    )
+    # Media types accepted for attachments (None: PDF, JPEG, PNG, TIFF, DOCX, XLSX, ODT, XML).
+    attachment_media_types: list[str] | None = None
+    # "reject" PDFs with active content, or "sanitize": keep a cleaned copy beside the original.
+    pdf_active_content: str = "reject"
+    # clamd socket (path, unix:///path or tcp://127.0.0.1:3310); when set every upload is scanned.
+    clamd_address: str | None = None
+    clamd_timeout_seconds: float = 120.0
+    # Where infected uploads are kept for the security officer (default: <data_dir>/quarantine).
+    quarantine_dir: Path | None = None
+    # Where uploads are spooled while they are screened (default: <data_dir>/tmp).
+    upload_tmp_dir: Path | None = None
+    # > 0: attachment downloads answer with a presigned URL valid this many seconds (S3 only).
+    presigned_download_seconds: int = 0
+    # Retry-After sent with 503 answers when storage or a dependency is down.
+    retry_after_seconds: int = 15
+    # storage reconcile leaves objects younger than this alone (uploads in flight).
+    reconcile_min_age_seconds: int = 3600
+
+    # Fault injection for the crash-consistency test: kill the process at this upload step
+    # ("screened", "object_written", "committed"). Refused in production mode.
+    crash_at: str | None = None
+
     trust_anchors_file: Path = CERTS_DIR / "trust" / "anchors.json"
     extra_trust_anchors: list[Path] = Field(default_factory=list)
 
@@ -88,6 +125,14 @@ class Settings(BaseSettings):
         return (self.dev_softhsm_dir or self.resolved_data_dir / "softhsm").resolve()
 
     @property
+    def quarantine_path(self) -> Path:
+        return (self.quarantine_dir or self.resolved_data_dir / "quarantine").resolve()
+
+    @property
+    def upload_tmp_path(self) -> Path:
+        return (self.upload_tmp_dir or self.resolved_data_dir / "tmp").resolve()
+
+    @property
     def dev_credentials_file(self) -> Path:
         return self.resolved_data_dir / "dev-credentials.json"
 
@@ -112,6 +157,8 @@ class Settings(BaseSettings):
             problems.append("SIGNING_SERVICE_KEY_PASSPHRASE is the public development default")
         if self.database_url is None:
             problems.append("SIGNING_SERVICE_DATABASE_URL must be set explicitly")
+        if self.crash_at:
+            problems.append("SIGNING_SERVICE_CRASH_AT is a test-only fault injection")
         for anchor in self.extra_trust_anchors:
             if self.pki_dir in anchor.resolve().parents:
                 problems.append(f"extra trust anchor {anchor} belongs to the development PKI")

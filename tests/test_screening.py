@@ -3,78 +3,10 @@ kind of hostile file the storage issue names (the API and storage parts come wit
 
 from __future__ import annotations
 
-import io
-import zipfile
-
-import pikepdf
 import pytest
-from PIL import Image
 
-from signing_service.screening import (
-    DOCX,
-    JPEG,
-    ODT,
-    PDF,
-    PNG,
-    TIFF,
-    XLSX,
-    XML,
-    ScreeningPolicy,
-    screen,
-)
-from tests.support.pdfs import encrypted_pdf, make_pdf
-
-
-def image(fmt: str) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (32, 32), (200, 30, 30)).save(out, format=fmt)
-    return out.getvalue()
-
-
-def office(kind: str, extra: dict[str, bytes] | None = None) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        if kind == "odt":
-            z.writestr("mimetype", ODT, compress_type=zipfile.ZIP_STORED)
-            z.writestr("content.xml", "<office:document-content/>")
-            z.writestr("META-INF/manifest.xml", "<manifest/>")
-        else:
-            z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
-            z.writestr("_rels/.rels", "<Relationships/>")
-            part = "word/document.xml" if kind == "docx" else "xl/workbook.xml"
-            z.writestr(part, "<doc>Nội dung</doc>")
-        for name, data in (extra or {}).items():
-            z.writestr(name, data)
-    return out.getvalue()
-
-
-def pdf_with(action: str) -> bytes:
-    pdf = pikepdf.open(io.BytesIO(make_pdf()))
-    if action == "javascript":
-        pdf.Root.OpenAction = pdf.make_indirect(
-            pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=pikepdf.String("app.alert('x')"))
-        )
-    elif action == "launch":
-        pdf.pages[0].AA = pikepdf.Dictionary(
-            O=pikepdf.Dictionary(S=pikepdf.Name.Launch, F=pikepdf.String("cmd.exe"))
-        )
-    elif action == "embedded":
-        pdf.attachments["payload.exe"] = pikepdf.AttachedFileSpec(pdf, b"MZ\x90\x00")
-    out = io.BytesIO()
-    pdf.save(out)
-    return out.getvalue()
-
-
-VALID = [
-    ("quyet-dinh.pdf", make_pdf(), PDF),
-    ("anh.jpg", image("JPEG"), JPEG),
-    ("anh.png", image("PNG"), PNG),
-    ("ban-scan.tiff", image("TIFF"), TIFF),
-    ("don.docx", office("docx"), DOCX),
-    ("bang.xlsx", office("xlsx"), XLSX),
-    ("van-ban.odt", office("odt"), ODT),
-    ("ho-so.xml", b'<?xml version="1.0" encoding="UTF-8"?><HoSo><Ma>1</Ma></HoSo>', XML),
-]
+from signing_service.screening import ScreeningPolicy, screen
+from tests.support.files import HOSTILE, VALID, pdf_with
 
 
 @pytest.mark.parametrize(("name", "data", "media_type"), VALID, ids=[v[0] for v in VALID])
@@ -82,25 +14,6 @@ def test_valid_files_are_accepted(name: str, data: bytes, media_type: str) -> No
     result = screen(data, name)
     assert result.accepted, (result.code, result.detail)
     assert result.media_type == media_type
-
-
-BOMB = office("docx", {"word/media/padding.bin": b"\0" * (64 * 1024 * 1024)})
-
-HOSTILE = [
-    ("empty.pdf", b"", "EMPTY_FILE"),
-    ("setup.pdf", b"MZ\x90\x00\x03" + b"\0" * 200, "POLYGLOT_FILE"),
-    ("html-then-pdf.pdf", b"<html><script>alert(1)</script>\n" + make_pdf(), "POLYGLOT_FILE"),
-    ("pdf-then-zip.pdf", make_pdf() + office("docx"), "POLYGLOT_FILE"),
-    ("lying.png", make_pdf(), "EXTENSION_MISMATCH"),
-    ("no-extension", image("PNG"), "EXTENSION_MISMATCH"),
-    ("program.pdf", b"\x7fELF\x02\x01\x01" + b"\0" * 100, "POLYGLOT_FILE"),
-    ("anim.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "CONTENT_TYPE_NOT_ALLOWED"),
-    ("locked.pdf", encrypted_pdf(), "ENCRYPTED_PDF"),
-    ("js.pdf", pdf_with("javascript"), "ACTIVE_PDF_CONTENT"),
-    ("launch.pdf", pdf_with("launch"), "ACTIVE_PDF_CONTENT"),
-    ("attachment.pdf", pdf_with("embedded"), "ACTIVE_PDF_CONTENT"),
-    ("bomb.docx", BOMB, "ZIP_BOMB"),
-]
 
 
 @pytest.mark.parametrize(("name", "data", "code"), HOSTILE, ids=[h[0] for h in HOSTILE])

@@ -4,14 +4,15 @@ stable code, the HTTP status and a Vietnamese message; never a traceback."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import Depends, FastAPI, File, Form, Header, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
@@ -19,9 +20,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signing_service import errors
 from signing_service.api import schemas
+from signing_service.api.uploads import receive_multipart
+from signing_service.services import attachments
 from signing_service.services.auth import authenticate
 from signing_service.services.container import Services
-from signing_service.services.documents import DocumentView, get_document, read_content
+from signing_service.services.documents import (
+    DocumentView,
+    check_dossier_code,
+    get_document,
+    read_content,
+)
 from signing_service.services.external import complete_external, start_external
 from signing_service.services.profiles import (
     create_profile,
@@ -47,6 +55,9 @@ HTTP_CODES = {
 }
 
 
+ATTACHMENT_UPLOAD = re.compile(r"^/v1/dossiers/[^/]+/attachments$")
+
+
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, **extra}, status_code=status)
 
@@ -54,16 +65,24 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
 class BodyLimit:
     """Refuse bodies over the limit while they arrive, before anything is parsed or spooled."""
 
-    def __init__(self, app: ASGIApp, limit: int, limits: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, limits: list[tuple[re.Pattern[str], int]] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
-        self.limits = limits or {}
+        self.limits = limits or []
+
+    def _limit_for(self, path: str) -> int:
+        for pattern, limit in self.limits:
+            if pattern.match(path):
+                return limit
+        return self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limits.get(scope.get("path", ""), self.limit)
+        limit = self._limit_for(scope.get("path", ""))
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -142,12 +161,16 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         limit=settings.max_upload_bytes + 64 * 1024,
-        limits={"/v1/signatures/batch": settings.max_batch_bytes + 256 * 1024},
+        limits=[
+            (re.compile(r"^/v1/signatures/batch$"), settings.max_batch_bytes + 256 * 1024),
+            # A backstop: the endpoint itself refuses (and audits) oversized uploads first.
+            (ATTACHMENT_UPLOAD, settings.max_attachment_bytes + 1024 * 1024),
+        ],
     )
 
     @app.exception_handler(errors.ServiceError)
     async def _service_error(_r: Request, exc: errors.ServiceError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
@@ -514,5 +537,243 @@ def create_app(services: Services) -> FastAPI:
     ) -> Any:
         data = await _read(file)
         return await in_worker(verify_document, services, data, actor="public")
+
+    def _attachment_out(view: attachments.AttachmentView) -> schemas.AttachmentOut:
+        return schemas.AttachmentOut(
+            **view.__dict__, content_url=f"/v1/attachments/{view.id}/content"
+        )
+
+    def _actor(caller: ApiClient) -> str:
+        return f"api-client:{caller.key_id}"
+
+    @app.post(
+        "/v1/dossiers/{dossier_code}/attachments",
+        status_code=201,
+        response_model=schemas.AttachmentOut,
+        tags=["hồ sơ"],
+        summary="Lưu một thành phần hồ sơ (tệp được kiểm tra trước khi nhận)",
+        description=(
+            "multipart/form-data với trường `file` và `component`. Tệp được nhận dạng nội dung, "
+            "kiểm tra tệp đa định dạng, nội dung chủ động trong PDF, zip bomb và mã độc (ClamAV) "
+            "trước khi lưu. Gửi lại cùng `Idempotency-Key` và cùng nội dung trả về bản ghi cũ "
+            "(200)."
+        ),
+        responses={
+            200: {"model": schemas.AttachmentOut},
+            401: {"model": schemas.ErrorBody},
+            409: {"model": schemas.ErrorBody},
+            413: {"model": schemas.ErrorBody},
+            422: {"model": schemas.ErrorBody},
+            503: {"model": schemas.ErrorBody},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file", "component"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "component": {"type": "string", "example": "application"},
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def attachment_upload(
+        dossier_code: str,
+        request: Request,
+        caller: Client,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> Any:
+        agency: Agency = caller.agency
+        actor = _actor(caller)
+        base = {"dossier_code": dossier_code[:64]}
+        try:
+            # Refused before the body is read.
+            check_dossier_code(dossier_code or "-", agency.code)
+            attachments.check_idempotency_key(idempotency_key)
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > settings.max_attachment_bytes + 64 * 1024:
+                raise errors.PayloadTooLarge(
+                    f"Tệp vượt quá dung lượng cho phép "
+                    f"({settings.max_attachment_bytes // (1024 * 1024)} MB).",
+                    details={"max_bytes": settings.max_attachment_bytes},
+                )
+        except errors.ServiceError as e:
+            await in_worker(attachments.audit_refusal, services, agency, actor, e.code, base)
+            raise
+
+        def check_field(name: str, value: str) -> None:
+            if name == "component":
+                attachments.retention_days(services, value)
+
+        try:
+            received = await receive_multipart(
+                request,
+                tmp_dir=settings.upload_tmp_path,
+                file_field="file",
+                max_file_bytes=settings.max_attachment_bytes,
+                check_field=check_field,
+            )
+        except errors.ServiceError as e:
+            await in_worker(attachments.audit_refusal, services, agency, actor, e.code, base)
+            raise
+        upload = received.upload
+        try:
+            missing = [
+                name
+                for name, present in (
+                    ("file", upload is not None),
+                    ("component", "component" in received.fields),
+                )
+                if not present
+            ]
+            if missing:
+                error = errors.InvalidRequest(
+                    "Yêu cầu cần trường file (tệp) và component (thành phần hồ sơ).",
+                    details={"fields": missing},
+                )
+                await in_worker(
+                    attachments.audit_refusal, services, agency, actor, error.code, base
+                )
+                raise error
+            view, created = await in_worker(
+                attachments.store_attachment,
+                services,
+                agency,
+                dossier_code=dossier_code,
+                component=received.fields["component"],
+                upload=upload,
+                idempotency_key=idempotency_key,
+                actor=actor,
+            )
+        finally:
+            if upload is not None:
+                upload.path.unlink(missing_ok=True)
+        response.headers["Location"] = f"/v1/attachments/{view.id}"
+        if not created:
+            response.status_code = 200
+        return _attachment_out(view)
+
+    @app.get(
+        "/v1/dossiers/{dossier_code}/attachments",
+        response_model=list[schemas.AttachmentOut],
+        tags=["hồ sơ"],
+        summary="Các thành phần hồ sơ đã lưu của một hồ sơ",
+        responses={422: {"model": schemas.ErrorBody}},
+    )
+    async def attachment_list(dossier_code: str, caller: Client) -> list[schemas.AttachmentOut]:
+        views = await in_worker(
+            attachments.list_attachments, services, caller.agency, dossier_code, _actor(caller)
+        )
+        return [_attachment_out(v) for v in views]
+
+    @app.get(
+        "/v1/attachments/{attachment_id}",
+        response_model=schemas.AttachmentOut,
+        tags=["hồ sơ"],
+        responses={404: {"model": schemas.ErrorBody}},
+    )
+    async def attachment_meta(attachment_id: str, caller: Client) -> schemas.AttachmentOut:
+        row = await in_worker(
+            attachments.get_attachment, services, caller.agency, attachment_id, _actor(caller)
+        )
+        return _attachment_out(attachments.AttachmentView.of(row))
+
+    @app.get(
+        "/v1/attachments/{attachment_id}/content",
+        tags=["hồ sơ"],
+        response_class=Response,
+        summary="Tải nội dung tệp (mã băm SHA-256 được kiểm tra khi đọc)",
+        responses={
+            200: {"content": {"application/octet-stream": {}}},
+            307: {"description": "URL tải trực tiếp có thời hạn ngắn (khi được cấu hình)"},
+            404: {"model": schemas.ErrorBody},
+            500: {"model": schemas.ErrorBody},
+            503: {"model": schemas.ErrorBody},
+        },
+    )
+    async def attachment_content(
+        attachment_id: str,
+        caller: Client,
+        variant: Annotated[
+            str, Query(pattern="^(original|sanitized)$", description="original | sanitized")
+        ] = "original",
+    ) -> Response:
+        sanitized = variant == "sanitized"
+        actor = _actor(caller)
+        row = await in_worker(
+            attachments.get_attachment, services, caller.agency, attachment_id, actor
+        )
+        url = await in_worker(attachments.presigned_url, services, row, sanitized)
+        if url is not None:
+            return RedirectResponse(url, status_code=307, headers={"X-Content-SHA256": row.sha256})
+        content = await in_worker(
+            attachments.open_content,
+            services,
+            caller.agency,
+            attachment_id,
+            sanitized=sanitized,
+            actor=actor,
+        )
+        ascii_name = content.filename.encode("ascii", "replace").decode().replace('"', "")
+        headers = {
+            "Content-Disposition": f'attachment; filename="{ascii_name}"',
+            "X-Content-SHA256": content.sha256,
+            "Content-Length": str(content.size),
+            "X-Content-Type-Options": "nosniff",
+        }
+        if content.body is not None:
+            return Response(content.body, media_type=content.media_type, headers=headers)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from content.chunks
+            except errors.ServiceError:
+                # Headers are gone already: end the response short of its Content-Length so
+                # the client sees a failed download, never a complete-looking corrupted file.
+                log.error("attachment %s: download aborted (integrity)", attachment_id)
+                raise
+
+        return StreamingResponse(chunks(), media_type=content.media_type, headers=headers)
+
+    @app.put(
+        "/v1/attachments/{attachment_id}/legal-hold",
+        response_model=schemas.AttachmentOut,
+        tags=["hồ sơ"],
+        summary="Bật/tắt phong tỏa pháp lý (legal hold): không thể xóa khi đang bật",
+        responses={403: {"model": schemas.ErrorBody}, 404: {"model": schemas.ErrorBody}},
+    )
+    async def attachment_legal_hold(
+        attachment_id: str, body: schemas.LegalHoldIn, caller: Admin
+    ) -> schemas.AttachmentOut:
+        view = await in_worker(
+            attachments.set_legal_hold,
+            services,
+            caller.agency,
+            attachment_id,
+            body.enabled,
+            _actor(caller),
+        )
+        return _attachment_out(view)
+
+    @app.delete(
+        "/v1/attachments/{attachment_id}",
+        status_code=204,
+        tags=["hồ sơ"],
+        summary="Xóa tệp (bị từ chối khi còn thời hạn lưu trữ hoặc đang phong tỏa)",
+        responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}},
+    )
+    async def attachment_delete(attachment_id: str, caller: Client) -> Response:
+        await in_worker(
+            attachments.delete_attachment, services, caller.agency, attachment_id, _actor(caller)
+        )
+        return Response(status_code=204)
 
     return app

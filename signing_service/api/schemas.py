@@ -155,3 +155,25 @@ class ProfileChange(BaseModel):
     location: str | None = None
     appearance: dict[str, Any] | None = None
     check_revocation: bool | None = None
+
+
+class AttachmentOut(BaseModel):
+    id: str
+    dossier_code: str = Field(examples=["000.00.12.H12-261127-0001"])
+    component: str = Field(examples=["application"], description="Thành phần hồ sơ")
+    filename: str | None
+    media_type: str = Field(description="Loại nội dung nhận diện từ chính nội dung tệp")
+    size: int
+    sha256: str
+    sanitized: bool = Field(description="Có bản đã làm sạch nội dung chủ động (PDF)")
+    sanitized_sha256: str | None
+    screening: dict[str, Any]
+    retain_until: str | None
+    legal_hold: bool
+    created_at: str
+    content_url: str
+
+
+class LegalHoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool

@@ -273,9 +273,8 @@ def _screen_pdf(
     except (pikepdf.PdfError, ValueError, RuntimeError) as e:
         return _refuse(PDF, "MALFORMED_FILE", type(e).__name__)
     with pdf:
-        signed = (
-            int(pdf.Root.get("/AcroForm", {}).get("/SigFlags", 0)) > 0
-            or _contains(f, b"/ByteRange")
+        signed = int(pdf.Root.get("/AcroForm", {}).get("/SigFlags", 0)) > 0 or _contains(
+            f, b"/ByteRange"
         )
         active = _pdf_active_content(pdf)
         result = ScreeningResult(media_type=PDF, active_content=active, signed_pdf=signed)

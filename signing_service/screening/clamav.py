@@ -6,9 +6,11 @@ down is not "clean": the caller gets :class:`ClamdUnavailable` and refuses the u
 
 from __future__ import annotations
 
+import io
 import socket
 import struct
 from dataclasses import dataclass
+from typing import BinaryIO
 
 CHUNK = 64 * 1024
 
@@ -37,11 +39,16 @@ def _connect(address: str, timeout: float) -> socket.socket:
 
 
 def scan(address: str, data: bytes, timeout: float = 30.0) -> ScanResult:
+    return scan_file(address, io.BytesIO(data), timeout)
+
+
+def scan_file(address: str, f: BinaryIO, timeout: float = 30.0) -> ScanResult:
+    """Stream ``f`` to clamd in chunks (clamd's StreamMaxLength bounds what it accepts; a
+    longer stream is an error, not "clean")."""
     sock = _connect(address, timeout)
     try:
         sock.sendall(b"zINSTREAM\0")
-        for start in range(0, len(data), CHUNK):
-            chunk = data[start : start + CHUNK]
+        while chunk := f.read(CHUNK):
             sock.sendall(struct.pack(">I", len(chunk)) + chunk)
         sock.sendall(struct.pack(">I", 0))
         reply = b""

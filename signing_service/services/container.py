@@ -19,7 +19,7 @@ from signing_service.store.db import Database
 from signing_service.store.models import Agency, SigningProfile
 from signing_service.trust import TrustStore, TrustStoreError
 from signing_service.verification.validate import Verifier
-from storage import ObjectStore, open_store
+from storage import ObjectStore, StorageUnavailableError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,19 @@ class Services:
         db = Database(settings.effective_database_url)
         if prepare:
             db.migrate()
+        store = open_store(settings.effective_storage_url)
+        ensure_bucket = getattr(store, "ensure_bucket", None)
+        if prepare and ensure_bucket is not None:
+            try:
+                ensure_bucket()
+            except StorageUnavailableError as e:
+                # Not fatal: the service starts, answers 503 for storage until it is back.
+                log.warning("object store not reachable at start-up: %s", e)
+        settings.upload_tmp_path.mkdir(parents=True, exist_ok=True)
         services = cls(
             settings=settings,
             db=db,
-            store=open_store(settings.effective_storage_url),
+            store=store,
             trust=trust,
             verifier=Verifier(trust),
             checker=SignerChecker(trust, settings.signer_check_cache_seconds),

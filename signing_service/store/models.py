@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -104,6 +105,36 @@ class Document(Base):
     )
     filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
     dossier_code: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Attachment(Base):
+    """A dossier component (thành phần hồ sơ) stored for an agency's one-stop system.
+
+    Only committed rows exist: the object is written first, then this row (with its audit entry)
+    in one transaction. An object without a row is an orphan that ``storage reconcile`` removes.
+    """
+
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("agency_id", "idempotency_key"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    dossier_code: Mapped[str] = mapped_column(String(64), index=True)
+    component: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    media_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    storage_key: Mapped[str] = mapped_column(String(512), unique=True)
+    # A cleaned copy (active PDF content removed) kept beside the untouched original.
+    sanitized_key: Mapped[str | None] = mapped_column(String(512), unique=True, nullable=True)
+    sanitized_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sanitized_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    screening: Mapped[dict[str, Any]] = mapped_column(JSON)
+    retain_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -9,7 +9,10 @@ import pikepdf
 
 
 def make_pdf(
-    text: str = "Quyet dinh so 123/QD-UBND", pages: int = 1, padding_bytes: int = 0
+    text: str = "Quyet dinh so 123/QD-UBND",
+    pages: int = 1,
+    padding_bytes: int = 0,
+    extra_stream: bytes | None = None,
 ) -> bytes:
     pdf = pikepdf.new()
     font = pdf.make_indirect(
@@ -25,6 +28,8 @@ def make_pdf(
     if padding_bytes:
         # Incompressible payload (like a scanned image) to reach a realistic size.
         pdf.Root.Padding = pdf.make_stream(os.urandom(padding_bytes))
+    if extra_stream is not None:
+        pdf.Root.Extra = pdf.make_stream(extra_stream)
     out = io.BytesIO()
     pdf.save(out, compress_streams=False)
     return out.getvalue()

@@ -1,0 +1,216 @@
+"""Streaming multipart reception for large uploads (dossier attachments).
+
+The file part is written to a temporary file as it arrives and hashed on the way, so a 1 GB
+upload never sits in memory; text fields are small and bounded. A client that disconnects
+halfway, a body that ends before its closing boundary or a file over the limit leaves nothing
+behind: the temporary file is removed before the error is raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from signing_service import errors
+from signing_service.services.attachments import SpooledUpload
+
+MAX_FIELD_BYTES = 4096
+MAX_FIELDS = 16
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    filename: str | None = None
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    value: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class Received:
+    fields: dict[str, str]
+    upload: SpooledUpload | None
+
+
+class _Receiver:
+    def __init__(
+        self,
+        tmp_dir: Path,
+        file_field: str,
+        max_file_bytes: int,
+        check_field: Callable[[str, str], None],
+    ) -> None:
+        self.tmp_dir = tmp_dir
+        self.file_field = file_field
+        self.max_file_bytes = max_file_bytes
+        self.check_field = check_field
+        self.fields: dict[str, str] = {}
+        self.part = _Part()
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self.file: Any = None
+        self.path: Path | None = None
+        self.filename: str | None = None
+        self.size = 0
+        self.hash = hashlib.sha256()
+        self.file_done = False
+        self.ended = False
+        self.error: errors.ServiceError | None = None
+
+    # python-multipart callbacks (errors are kept and raised after ``write`` returns)
+    def on_part_begin(self) -> None:
+        self.part = _Part()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.part.headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.part.headers.get(b"content-disposition", b""))
+        self.part.name = options.get(b"name", b"").decode("utf-8", "replace")
+        raw_filename = options.get(b"filename")
+        if raw_filename is not None:
+            self.part.filename = raw_filename.decode("utf-8", "replace")
+        if self.part.name == self.file_field and raw_filename is not None:
+            if self.file is not None or self.file_done:
+                self._fail(errors.InvalidRequest("Chỉ gửi một tệp trong mỗi yêu cầu."))
+                return
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
+            self.file = os.fdopen(fd, "wb")
+            self.path = Path(name)
+            given = (self.part.filename or "").replace("\\", "/")
+            self.filename = os.path.basename(given)[:255] or None
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.error is not None:
+            return
+        if self.part.name == self.file_field and self.file is not None:
+            chunk = data[start:end]
+            self.size += len(chunk)
+            if self.size > self.max_file_bytes:
+                self._fail(
+                    errors.PayloadTooLarge(
+                        f"Tệp vượt quá dung lượng cho phép "
+                        f"({self.max_file_bytes // (1024 * 1024)} MB).",
+                        details={"max_bytes": self.max_file_bytes},
+                    )
+                )
+                return
+            self.hash.update(chunk)
+            self.file.write(chunk)
+            return
+        self.part.value += data[start:end]
+        if len(self.part.value) > MAX_FIELD_BYTES:
+            self._fail(errors.InvalidRequest("Trường văn bản trong yêu cầu quá dài."))
+
+    def on_part_end(self) -> None:
+        if self.error is not None:
+            return
+        if self.part.name == self.file_field and self.file is not None:
+            self.file.flush()
+            self.file.close()
+            self.file = None
+            self.file_done = True
+            return
+        if len(self.fields) >= MAX_FIELDS:
+            self._fail(errors.InvalidRequest("Yêu cầu có quá nhiều trường."))
+            return
+        value = self.part.value.decode("utf-8", "replace")
+        self.fields[self.part.name] = value
+        try:
+            # Checked as soon as the field arrives: a wrong component is refused before a
+            # large file that follows it is received.
+            self.check_field(self.part.name, value)
+        except errors.ServiceError as e:
+            self._fail(e)
+
+    def on_end(self) -> None:
+        self.ended = True
+
+    def _fail(self, error: errors.ServiceError) -> None:
+        if self.error is None:
+            self.error = error
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+
+async def receive_multipart(
+    request: Request,
+    *,
+    tmp_dir: Path,
+    file_field: str,
+    max_file_bytes: int,
+    check_field: Callable[[str, str], None] = lambda _n, _v: None,
+) -> Received:
+    """Receive a multipart/form-data body. The caller owns (and must remove) the spooled file
+    of a successful result; on any error nothing is left behind."""
+    content_type = request.headers.get("content-type", "")
+    kind, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise errors.InvalidRequest("Yêu cầu phải là multipart/form-data.")
+    receiver = _Receiver(tmp_dir, file_field, max_file_bytes, check_field)
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": receiver.on_part_begin,
+            "on_part_data": receiver.on_part_data,
+            "on_part_end": receiver.on_part_end,
+            "on_header_field": receiver.on_header_field,
+            "on_header_value": receiver.on_header_value,
+            "on_header_end": receiver.on_header_end,
+            "on_headers_finished": receiver.on_headers_finished,
+            "on_end": receiver.on_end,
+        },
+    )
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if receiver.error is not None:
+                raise receiver.error
+        parser.finalize()
+        if receiver.error is not None:
+            raise receiver.error
+        if not receiver.ended or receiver.file is not None:
+            raise errors.UploadIncomplete()
+    except ClientDisconnect:
+        receiver.discard()
+        raise errors.UploadIncomplete() from None
+    except FormParserError:
+        receiver.discard()
+        raise errors.InvalidRequest("Dữ liệu multipart không hợp lệ.") from None
+    except BaseException:
+        receiver.discard()
+        raise
+    upload = None
+    if receiver.path is not None:
+        upload = SpooledUpload(
+            path=receiver.path,
+            size=receiver.size,
+            sha256=receiver.hash.hexdigest(),
+            filename=receiver.filename,
+        )
+    return Received(receiver.fields, upload)
