@@ -1,4 +1,5 @@
-"""Command line: ``signing-service serve | sign | verify | pki init | audit verify``.
+"""Command line: ``signing-service serve | sign | verify | pki init | audit verify |
+storage reconcile``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
@@ -246,6 +247,51 @@ def cmd_audit_verify(_args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
+def cmd_storage_reconcile(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from signing_service.services.attachments import reconcile
+    from storage import StorageUnavailableError
+
+    services = _services()
+    min_age = (
+        args.min_age if args.min_age is not None else services.settings.reconcile_min_age_seconds
+    )
+    try:
+        report = reconcile(
+            services, min_age=timedelta(seconds=min_age), dry_run=args.dry_run, actor="cli"
+        )
+    except StorageUnavailableError as e:
+        print(f"STORAGE_UNAVAILABLE: kho lưu trữ không sẵn sàng ({e})", file=sys.stderr)
+        return EXIT_IO
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    verb = "sẽ xóa" if args.dry_run else "đã xóa"
+    print(f"Đối soát kho lưu trữ (bỏ qua đối tượng mới hơn {min_age} giây):")
+    print(
+        f"  Đối tượng mồ côi (không có bản ghi): {len(report.orphan_objects)}, {verb} "
+        f"{len(report.orphan_objects) if args.dry_run else len(report.removed_objects)}"
+    )
+    for key in report.orphan_objects:
+        print(f"    {key}")
+    if report.held_objects:
+        print(
+            f"  Đối tượng mồ côi đang bị phong tỏa (legal hold), giữ lại: "
+            f"{len(report.held_objects)}"
+        )
+    print(
+        f"  Bản ghi mất nội dung trong kho: {len(report.missing_objects)}, {verb} "
+        f"{len(report.missing_objects) if args.dry_run else len(report.removed_records)}"
+    )
+    for item in report.missing_objects:
+        print(f"    {item['attachment_id']} ({item['key']})")
+    print(f"  Tệp tạm còn sót: {len(report.removed_temporary)}, {verb}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="signing-service", description="Dịch vụ ký số và xác minh chữ ký số")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -275,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     aud_sub.add_parser("verify", help="kiểm tra chuỗi băm của nhật ký").set_defaults(
         func=cmd_audit_verify
     )
+    st = sub.add_parser("storage", help="kho lưu trữ đối tượng")
+    st_sub = st.add_subparsers(dest="storage_command", required=True, parser_class=_Parser)
+    rec = st_sub.add_parser(
+        "reconcile",
+        help="đối soát: xóa đối tượng mồ côi, bản ghi mất nội dung và tệp tạm còn sót",
+    )
+    rec.add_argument("--dry-run", action="store_true", help="chỉ báo cáo, không xóa")
+    rec.add_argument(
+        "--min-age", type=int, help="bỏ qua đối tượng mới hơn số giây này (mặc định 3600)"
+    )
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(func=cmd_storage_reconcile)
     return parser
 
 

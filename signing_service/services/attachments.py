@@ -253,6 +253,7 @@ def store_attachment(
     """Screen, store and record one upload. Returns the view and whether it was created
     (False: the same ``idempotency_key`` and content were sent before). The spooled file is
     the caller's to remove."""
+    crash_point(services, "received")
     base = {
         "dossier_code": dossier_code,
         "component": component,
