@@ -63,8 +63,9 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: system-deps venv ## measure signing/verification; writes bench/RESULTS.md
+bench: system-deps venv minio ## measure signing, verification and storage; writes bench/RESULTS.md
 	$(BIN)/python -m bench.run
+	SIGNING_SERVICE_MINIO_BIN=$(MINIO_BIN) $(BIN)/python -m bench.storage
 
 clean: ## remove the environment and local data (./var)
 	rm -rf $(VENV) var

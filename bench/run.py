@@ -488,7 +488,13 @@ def main() -> int:
         text, ok = report(results, latencies, lib_lat)
         print(text)
         if not args.no_write:
-            (REPO / "bench/RESULTS.md").write_text(text)
+            results_md = REPO / "bench/RESULTS.md"
+            old = results_md.read_text() if results_md.exists() else ""
+            # Keep the storage section bench.storage writes.
+            begin, end = "<!-- storage:begin -->", "<!-- storage:end -->"
+            if begin in old and end in old:
+                text += "\n" + old[old.index(begin) : old.index(end) + len(end)] + "\n"
+            results_md.write_text(text)
         print("targets met" if ok else "TARGETS NOT MET", file=sys.stderr)
         return 0
     finally:
