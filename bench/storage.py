@@ -66,9 +66,8 @@ def write_big_pdf(path: Path, payload_bytes: int) -> None:
         f.write(f"xref\n0 {len(offsets) + 1}\n0000000000 65535 f \n".encode())
         for off in offsets:
             f.write(f"{off:010d} 00000 n \n".encode())
-        f.write(
-            f"trailer\n<< /Size {len(offsets) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-        )
+        trailer = f"trailer\n<< /Size {len(offsets) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n"
+        f.write(trailer.encode() + b"%%EOF\n")
 
 
 def api_upload(base: str, headers: dict[str, str], path: Path, component: str) -> dict:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import queue
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,6 +85,74 @@ class HashingReader:
         return self._hash.hexdigest()
 
 
+class ChunkPipe:
+    """A bounded, thread-safe pipe: a producer writes chunks, a consumer reads it as a stream
+    (``read(n)``), e.g. a store's ``put_stream`` running in another thread while the chunks
+    are still arriving. ``abort`` makes the consumer's next read raise."""
+
+    def __init__(self, max_chunks: int = 8) -> None:
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(max_chunks)
+        self._buffer = b""
+        self._ended = False
+
+    def put_nowait(self, chunk: bytes) -> bool:
+        try:
+            self._queue.put_nowait(chunk)
+            return True
+        except queue.Full:
+            return False
+
+    def put(self, chunk: bytes, timeout: float | None = None) -> bool:
+        """Blocking put; False when ``timeout`` passed and the pipe is still full."""
+        try:
+            self._queue.put(chunk, timeout=timeout)
+            return True
+        except queue.Full:
+            return False
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Mark the end; False when ``timeout`` passed and the pipe is still full."""
+        try:
+            self._queue.put(None, timeout=timeout)
+            return True
+        except queue.Full:
+            return False
+
+    def abort(self, error: BaseException) -> None:
+        # Make room if the consumer is gone, so the producer never blocks here.
+        while True:
+            try:
+                self._queue.put_nowait(error)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get_nowait()
+
+    def read(self, n: int = -1) -> bytes:
+        parts: list[bytes] = []
+        have = 0
+        if self._buffer:
+            parts.append(self._buffer)
+            have = len(self._buffer)
+            self._buffer = b""
+        while not self._ended and (n < 0 or have < n):
+            item = self._queue.get()
+            if item is None:
+                self._ended = True
+            elif isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            else:
+                parts.append(item)
+                have += len(item)
+        if 0 <= n < have:
+            # Keep the surplus of the last chunk for the next read.
+            last = parts[-1]
+            cut = len(last) - (have - n)
+            parts[-1], self._buffer = last[:cut], last[cut:]
+        return b"".join(parts)  # one copy, not one per chunk
+
+
 class ObjectReader(Protocol):
     """An open object: iterate for its chunks, then close."""
 
@@ -98,10 +168,19 @@ class ObjectStore(Protocol):
         """Write atomically: readers see the whole object or nothing."""
 
     def put_stream(
-        self, key: str, stream: BinaryIO, size: int, *, retain_until: datetime | None = None
+        self,
+        key: str,
+        stream: BinaryIO,
+        size: int | None,
+        *,
+        retain_until: datetime | None = None,
     ) -> ObjectInfo:
-        """Write ``size`` bytes read from ``stream`` without holding them all in memory; the
-        SHA-256 is computed while streaming. Atomic like :meth:`put`."""
+        """Write what ``stream`` yields (``size`` bytes, or until it ends when ``size`` is None)
+        without holding it all in memory; the SHA-256 is computed while streaming. Atomic
+        like :meth:`put`."""
+
+    def set_retention(self, key: str, retain_until: datetime) -> None:
+        """Put (or extend) the object under retention until ``retain_until``."""
 
     def get(self, key: str) -> bytes: ...
 

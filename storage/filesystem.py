@@ -91,7 +91,12 @@ class FilesystemStore:
         return self.put_stream(key, io.BytesIO(data), len(data), retain_until=retain_until)
 
     def put_stream(
-        self, key: str, stream: BinaryIO, size: int, *, retain_until: datetime | None = None
+        self,
+        key: str,
+        stream: BinaryIO,
+        size: int | None,
+        *,
+        retain_until: datetime | None = None,
     ) -> ObjectInfo:
         path = self._path(key)
         try:
@@ -100,8 +105,7 @@ class FilesystemStore:
             if retain_until is not None:
                 # The lock first: a crash in between leaves a lock without an object, which
                 # protects nothing and is harmless; never an object that should be locked.
-                body = json.dumps({"retain_until": retain_until.isoformat(), "legal_hold": False})
-                self._write_atomic(self._lock_path(path), io.BytesIO(body.encode()), None)
+                self._write_lock(path, retain_until, False)
             reader = self._write_atomic(path, stream, size)
         except OSError as e:
             if isinstance(e, StorageUnavailableError | ObjectLocked):
@@ -178,19 +182,33 @@ class FilesystemStore:
             raise ObjectNotFound(key)
         return self._read_lock(path)
 
+    def _write_lock(self, path: Path, retain_until: datetime | None, legal_hold: bool) -> None:
+        body = json.dumps(
+            {
+                "retain_until": retain_until.isoformat() if retain_until else None,
+                "legal_hold": legal_hold,
+            }
+        )
+        self._write_atomic(self._lock_path(path), io.BytesIO(body.encode()), None)
+
     def set_legal_hold(self, key: str, on: bool) -> None:
         path = self._path(key)
         if not path.is_file():
             raise ObjectNotFound(key)
-        lock = self._read_lock(path)
-        body = json.dumps(
-            {
-                "retain_until": lock.retain_until.isoformat() if lock.retain_until else None,
-                "legal_hold": on,
-            }
-        )
         try:
-            self._write_atomic(self._lock_path(path), io.BytesIO(body.encode()), None)
+            self._write_lock(path, self._read_lock(path).retain_until, on)
+        except OSError as e:
+            raise StorageUnavailableError(str(e.strerror)) from e
+
+    def set_retention(self, key: str, retain_until: datetime) -> None:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(key)
+        lock = self._read_lock(path)
+        if lock.retain_until is not None and lock.retain_until > retain_until:
+            raise ObjectLocked(key)  # governance retention is extended, never shortened
+        try:
+            self._write_lock(path, retain_until, lock.legal_hold)
         except OSError as e:
             raise StorageUnavailableError(str(e.strerror)) from e
 

@@ -31,7 +31,7 @@ from storage.base import (
     check_key,
 )
 
-PART_SIZE = 16 * 1024 * 1024
+PART_SIZE = 8 * 1024 * 1024
 PARALLEL_PARTS = 2
 NOT_FOUND = ("NoSuchKey", "NoSuchObject", "NoSuchVersion")
 TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
@@ -99,8 +99,16 @@ class MinioStore:
     def put(self, key: str, data: bytes, *, retain_until: datetime | None = None) -> ObjectInfo:
         return self.put_stream(key, io.BytesIO(data), len(data), retain_until=retain_until)
 
+    # Uploads can start while the data is still arriving (unknown length: multipart).
+    streams_while_receiving = True
+
     def put_stream(
-        self, key: str, stream: BinaryIO, size: int, *, retain_until: datetime | None = None
+        self,
+        key: str,
+        stream: BinaryIO,
+        size: int | None,
+        *,
+        retain_until: datetime | None = None,
     ) -> ObjectInfo:
         check_key(key)
         reader = HashingReader(stream)
@@ -111,14 +119,29 @@ class MinioStore:
                 self.bucket,
                 key,
                 reader,  # type: ignore[arg-type]
-                size,
+                -1 if size is None else size,
                 part_size=PART_SIZE,
                 num_parallel_uploads=PARALLEL_PARTS,
                 retention=Retention(GOVERNANCE, retain_until) if retain_until else None,
             )
         except (S3Error, *TRANSPORT_ERRORS) as e:
             raise self._unavailable(e) from None
+        except ValueError as e:  # the SDK's "stream having not enough data"
+            raise StorageUnavailableError(f"upload stream ended early: {e}") from None
         return ObjectInfo(key=key, size=reader.size, sha256=reader.sha256)
+
+    def set_retention(self, key: str, retain_until: datetime) -> None:
+        check_key(key)
+        try:
+            self.client.set_object_retention(self.bucket, key, Retention(GOVERNANCE, retain_until))
+        except S3Error as e:
+            if e.code in NOT_FOUND:
+                raise ObjectNotFound(key) from None
+            if _is_lock_refusal(e.code, e.message):
+                raise ObjectLocked(key) from None
+            raise self._unavailable(e) from None
+        except TRANSPORT_ERRORS as e:
+            raise self._unavailable(e) from None
 
     def get(self, key: str) -> bytes:
         reader = self.open(key)

@@ -3,8 +3,11 @@ stable code, the HTTP status and a Vietnamese message; never a traceback."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
@@ -105,6 +108,49 @@ class BodyLimit:
         response = error_response(413, *HTTP_CODES[413])
         await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
+
+
+_END = object()
+
+
+async def prefetched(chunks: Iterator[bytes], depth: int = 4) -> AsyncIterator[bytes]:
+    """Iterate a blocking iterator (storage read + digest) in its own thread, up to ``depth``
+    chunks ahead, so reading and hashing the next chunk overlaps sending this one."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    slots = threading.Semaphore(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not slots.acquire(timeout=0.5):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            loop.call_soon_threadsafe(queue.put_nowait, _END)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the response task
+            loop.call_soon_threadsafe(queue.put_nowait, e)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=produce, name="download", daemon=True).start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                log.error("download aborted: %s", type(item).__name__)
+                raise item
+            slots.release()
+            yield item
+    finally:
+        stop.set()
 
 
 def current_client(
@@ -613,6 +659,7 @@ def create_app(services: Services) -> FastAPI:
             if name == "component":
                 attachments.retention_days(services, value)
 
+        pipelined = getattr(services.store, "streams_while_receiving", False)
         try:
             received = await receive_multipart(
                 request,
@@ -620,12 +667,31 @@ def create_app(services: Services) -> FastAPI:
                 file_field="file",
                 max_file_bytes=settings.max_attachment_bytes,
                 check_field=check_field,
+                # MinIO: the object is uploaded while the body arrives (screened afterwards,
+                # deleted unless accepted), so storing costs no time after the last byte.
+                sink_factory=(lambda: attachments.StagedObject(services, agency))
+                if pipelined
+                else None,
             )
         except errors.ServiceError as e:
             await in_worker(attachments.audit_refusal, services, agency, actor, e.code, base)
             raise
         upload = received.upload
+        staged = received.sink if isinstance(received.sink, attachments.StagedObject) else None
         try:
+            if staged is not None and upload is not None:
+                try:
+                    written = await in_worker(staged.finish)
+                    if written.size != upload.size:
+                        raise errors.StorageIntegrity(
+                            "Nội dung ghi vào kho lưu trữ khác với nội dung đã nhận."
+                        )
+                    upload = dataclasses.replace(upload, sha256=written.sha256)
+                except errors.ServiceError as e:
+                    await in_worker(
+                        attachments.audit_refusal, services, agency, actor, e.code, base
+                    )
+                    raise
             missing = [
                 name
                 for name, present in (
@@ -652,7 +718,12 @@ def create_app(services: Services) -> FastAPI:
                 upload=upload,
                 idempotency_key=idempotency_key,
                 actor=actor,
+                staged=staged,
             )
+        except BaseException:
+            if staged is not None:
+                await in_worker(staged.discard)  # refused before store_attachment took it
+            raise
         finally:
             if upload is not None:
                 upload.path.unlink(missing_ok=True)
@@ -732,16 +803,12 @@ def create_app(services: Services) -> FastAPI:
         if content.body is not None:
             return Response(content.body, media_type=content.media_type, headers=headers)
 
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from content.chunks
-            except errors.ServiceError:
-                # Headers are gone already: end the response short of its Content-Length so
-                # the client sees a failed download, never a complete-looking corrupted file.
-                log.error("attachment %s: download aborted (integrity)", attachment_id)
-                raise
-
-        return StreamingResponse(chunks(), media_type=content.media_type, headers=headers)
+        # If the digest does not match at the end, the held-back last chunk is never sent: the
+        # response ends short of its Content-Length and the client sees a failed download,
+        # never a complete-looking corrupted file.
+        return StreamingResponse(
+            prefetched(content.chunks), media_type=content.media_type, headers=headers
+        )
 
     @app.put(
         "/v1/attachments/{attachment_id}/legal-hold",

@@ -14,8 +14,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import anyio
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
@@ -25,6 +26,16 @@ from signing_service.services.attachments import SpooledUpload
 
 MAX_FIELD_BYTES = 4096
 MAX_FIELDS = 16
+
+
+class Sink(Protocol):
+    """Where the file's bytes go while they arrive, besides the spool file (a store upload)."""
+
+    def put_nowait(self, chunk: bytes) -> bool: ...
+
+    def put(self, chunk: bytes) -> None: ...
+
+    def abort(self, error: BaseException) -> None: ...
 
 
 @dataclass
@@ -37,8 +48,11 @@ class _Part:
 
 @dataclass
 class Received:
+    """``upload.sha256`` is empty when a sink took the bytes: the sink's digest is the one."""
+
     fields: dict[str, str]
     upload: SpooledUpload | None
+    sink: Sink | None = None
 
 
 class _Receiver:
@@ -48,7 +62,11 @@ class _Receiver:
         file_field: str,
         max_file_bytes: int,
         check_field: Callable[[str, str], None],
+        sink_factory: Callable[[], Sink] | None,
     ) -> None:
+        self.sink_factory = sink_factory
+        self.sink: Sink | None = None
+        self.pending: list[bytes] = []
         self.tmp_dir = tmp_dir
         self.file_field = file_field
         self.max_file_bytes = max_file_bytes
@@ -95,6 +113,8 @@ class _Receiver:
             fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
             self.file = os.fdopen(fd, "wb")
             self.path = Path(name)
+            if self.sink_factory is not None:
+                self.sink = self.sink_factory()
             given = (self.part.filename or "").replace("\\", "/")
             self.filename = os.path.basename(given)[:255] or None
 
@@ -113,8 +133,13 @@ class _Receiver:
                     )
                 )
                 return
-            self.hash.update(chunk)
             self.file.write(chunk)
+            if self.sink is not None:
+                # The sink (a store upload) hashes what it writes; hashing here too would
+                # cost a second pass for the same bytes.
+                self.pending.append(chunk)
+            else:
+                self.hash.update(chunk)
             return
         self.part.value += data[start:end]
         if len(self.part.value) > MAX_FIELD_BYTES:
@@ -164,15 +189,18 @@ async def receive_multipart(
     file_field: str,
     max_file_bytes: int,
     check_field: Callable[[str, str], None] = lambda _n, _v: None,
+    sink_factory: Callable[[], Sink] | None = None,
 ) -> Received:
     """Receive a multipart/form-data body. The caller owns (and must remove) the spooled file
-    of a successful result; on any error nothing is left behind."""
+    of a successful result; on any error nothing is left behind. With ``sink_factory``, the
+    file's bytes are also handed to a sink (a store upload running in another thread) as they
+    arrive; on error the sink is aborted."""
     content_type = request.headers.get("content-type", "")
     kind, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise errors.InvalidRequest("Yêu cầu phải là multipart/form-data.")
-    receiver = _Receiver(tmp_dir, file_field, max_file_bytes, check_field)
+    receiver = _Receiver(tmp_dir, file_field, max_file_bytes, check_field, sink_factory)
     parser = MultipartParser(
         boundary,
         {
@@ -191,26 +219,36 @@ async def receive_multipart(
             parser.write(chunk)
             if receiver.error is not None:
                 raise receiver.error
+            if receiver.pending:
+                sink = receiver.sink
+                assert sink is not None
+                for data in receiver.pending:
+                    if not sink.put_nowait(data):
+                        await anyio.to_thread.run_sync(sink.put, data)
+                receiver.pending.clear()
         parser.finalize()
         if receiver.error is not None:
             raise receiver.error
         if not receiver.ended or receiver.file is not None:
             raise errors.UploadIncomplete()
-    except ClientDisconnect:
+    except BaseException as e:
         receiver.discard()
-        raise errors.UploadIncomplete() from None
-    except FormParserError:
-        receiver.discard()
-        raise errors.InvalidRequest("Dữ liệu multipart không hợp lệ.") from None
-    except BaseException:
-        receiver.discard()
-        raise
+        error: BaseException = e
+        if isinstance(e, ClientDisconnect):
+            error = errors.UploadIncomplete()
+        elif isinstance(e, FormParserError):
+            error = errors.InvalidRequest("Dữ liệu multipart không hợp lệ.")
+        if receiver.sink is not None:
+            await anyio.to_thread.run_sync(receiver.sink.abort, error)
+        if error is e:
+            raise
+        raise error from None
     upload = None
     if receiver.path is not None:
         upload = SpooledUpload(
             path=receiver.path,
             size=receiver.size,
-            sha256=receiver.hash.hexdigest(),
+            sha256="" if receiver.sink is not None else receiver.hash.hexdigest(),
             filename=receiver.filename,
         )
-    return Received(receiver.fields, upload)
+    return Received(receiver.fields, upload, receiver.sink)

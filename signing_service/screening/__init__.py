@@ -157,7 +157,6 @@ def _zip_bomb(f: BinaryIO, policy: ScreeningPolicy) -> str | None:
 
 
 TAIL = 64 * 1024
-SEARCH_CHUNK = 1024 * 1024
 
 
 def _trailing_data(f: BinaryIO, size: int) -> bool:
@@ -167,17 +166,6 @@ def _trailing_data(f: BinaryIO, size: int) -> bool:
     tail = f.read(TAIL)
     end = tail.rfind(b"%%EOF")
     return end < 0 or tail[end + 5 :].strip(b"\x00\t\n\x0c\r ") != b""
-
-
-def _contains(f: BinaryIO, needle: bytes) -> bool:
-    """Search the whole file chunk by chunk (chunks overlap by the needle's length)."""
-    f.seek(0)
-    carry = b""
-    while chunk := f.read(SEARCH_CHUNK):
-        if needle in carry + chunk:
-            return True
-        carry = chunk[-len(needle) :]
-    return False
 
 
 ACTIVE_KEYS = {
@@ -196,7 +184,9 @@ DANGEROUS_ACTIONS = {"/JavaScript", "/Launch", "/SubmitForm", "/ImportData", "/R
 
 
 def _pdf_active_content(pdf: pikepdf.Pdf, budget: int = 200_000) -> list[str]:
-    """Every dictionary of the file, indirect or nested directly in another, is looked at."""
+    """Every dictionary of the file, indirect or nested directly in another, is looked at
+    (stream data is not read, so a 1 GB scan costs what its object count costs). The result
+    also names "Signature" when a signature dictionary is found."""
     found: set[str] = set()
     stack: list[object] = [pdf.trailer, *pdf.objects]
     while stack and budget > 0:
@@ -221,6 +211,8 @@ def _pdf_active_content(pdf: pikepdf.Pdf, budget: int = 200_000) -> list[str]:
             found.add(str(obj.get("/S"))[1:])
         if str(obj.get("/Type", "")) == "/EmbeddedFile" or "/EF" in obj:
             found.add("EmbeddedFile")
+        if "/ByteRange" in obj or str(obj.get("/FT", "")) == "/Sig":
+            found.add("Signature")  # not active content: tells that the PDF is signed
     if budget <= 0:
         found.add("TooComplexToInspect")
     root = pdf.Root
@@ -273,10 +265,9 @@ def _screen_pdf(
     except (pikepdf.PdfError, ValueError, RuntimeError) as e:
         return _refuse(PDF, "MALFORMED_FILE", type(e).__name__)
     with pdf:
-        signed = int(pdf.Root.get("/AcroForm", {}).get("/SigFlags", 0)) > 0 or _contains(
-            f, b"/ByteRange"
-        )
-        active = _pdf_active_content(pdf)
+        found = _pdf_active_content(pdf)
+        signed = "Signature" in found or int(pdf.Root.get("/AcroForm", {}).get("/SigFlags", 0)) > 0
+        active = [item for item in found if item != "Signature"]
         result = ScreeningResult(media_type=PDF, active_content=active, signed_pdf=signed)
         if not active:
             return result

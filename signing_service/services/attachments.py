@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,8 +39,8 @@ from signing_service.screening.clamav import ClamdUnavailable, scan_file
 from signing_service.services.container import Services
 from signing_service.services.documents import check_dossier_code
 from signing_service.store.models import Agency, Attachment, Document, new_id
-from storage import ObjectLocked, ObjectNotFound, StorageUnavailableError
-from storage.base import ObjectReader
+from storage import ObjectInfo, ObjectLocked, ObjectNotFound, StorageUnavailableError
+from storage.base import ChunkPipe, ObjectReader
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,65 @@ def _replay(existing: Attachment, upload: SpooledUpload) -> AttachmentView:
     return AttachmentView.of(existing)
 
 
+class StagedObject:
+    """An upload written to the store while it is still arriving (MinIO: a multipart upload
+    fed through a pipe), so that storing costs no time after the last byte. Until its row is
+    committed it is an orphan nobody can reach (random key, no record); a refused upload's
+    object is deleted at once, and ``storage reconcile`` removes any a crash leaves. Retention
+    is applied only once the file has been screened."""
+
+    def __init__(self, services: Services, agency: Agency) -> None:
+        self.services = services
+        self.id = new_id()
+        self.key = attachment_key(agency, self.id, datetime.now(UTC))
+        self.pipe = ChunkPipe(max_chunks=8)
+        self.info: ObjectInfo | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="staged-upload", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.info = self.services.store.put_stream(self.key, self.pipe, None)
+        except BaseException as e:  # noqa: BLE001 - handed to the request thread
+            self.error = e
+
+    def put(self, chunk: bytes) -> None:
+        """Blocking put (call from a worker thread when :meth:`put_nowait` is refused)."""
+        while not self.pipe.put(chunk, timeout=0.5):
+            self._raise_if_failed()
+
+    def put_nowait(self, chunk: bytes) -> bool:
+        self._raise_if_failed()
+        return self.pipe.put_nowait(chunk)
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise storage_unavailable(self.services)
+
+    def finish(self) -> ObjectInfo:
+        while not self.pipe.close(timeout=0.5) and self._thread.is_alive():
+            pass
+        self._thread.join()
+        if self.error is not None or self.info is None:
+            log.warning("staged upload failed: %s", type(self.error).__name__)
+            self.discard()
+            raise storage_unavailable(self.services)
+        return self.info
+
+    def abort(self, error: BaseException) -> None:
+        self.pipe.abort(error)
+        self._thread.join()
+        self.discard()
+
+    def discard(self) -> None:
+        _remove_objects(self.services, [self.key])
+
+
+def attachment_key(agency: Agency, attachment_id: str, now: datetime) -> str:
+    return f"attachments/{agency.code}/{now:%Y/%m}/{attachment_id}"
+
+
 def store_attachment(
     services: Services,
     agency: Agency,
@@ -249,10 +309,42 @@ def store_attachment(
     upload: SpooledUpload,
     idempotency_key: str | None,
     actor: str,
+    staged: StagedObject | None = None,
 ) -> tuple[AttachmentView, bool]:
     """Screen, store and record one upload. Returns the view and whether it was created
     (False: the same ``idempotency_key`` and content were sent before). The spooled file is
-    the caller's to remove."""
+    the caller's to remove; a ``staged`` object (already written while receiving, already
+    finished) is removed here unless the upload is accepted."""
+    written: list[str] = [staged.key] if staged is not None else []
+    try:
+        return _store(
+            services,
+            agency,
+            dossier_code=dossier_code,
+            component=component,
+            upload=upload,
+            idempotency_key=idempotency_key,
+            actor=actor,
+            staged=staged,
+            written=written,
+        )
+    except BaseException:
+        _remove_objects(services, written)
+        raise
+
+
+def _store(
+    services: Services,
+    agency: Agency,
+    *,
+    dossier_code: str,
+    component: str,
+    upload: SpooledUpload,
+    idempotency_key: str | None,
+    actor: str,
+    staged: StagedObject | None,
+    written: list[str],
+) -> tuple[AttachmentView, bool]:
     crash_point(services, "received")
     base = {
         "dossier_code": dossier_code,
@@ -295,8 +387,8 @@ def store_attachment(
         crash_point(services, "screened")
 
         now = datetime.now(UTC)
-        attachment_id = new_id()
-        key = f"attachments/{agency.code}/{now:%Y/%m}/{attachment_id}"
+        attachment_id = staged.id if staged is not None else new_id()
+        key = staged.key if staged is not None else attachment_key(agency, attachment_id, now)
         retain_until = now + timedelta(days=days) if days > 0 else None
         row = Attachment(
             id=attachment_id,
@@ -320,11 +412,16 @@ def store_attachment(
             created_by=actor,
             created_at=now,
         )
-        written: list[str] = []
         try:
-            with upload.path.open("rb") as f:
-                info = services.store.put_stream(key, f, upload.size, retain_until=retain_until)
-            written.append(key)
+            if staged is not None:
+                assert staged.info is not None
+                info = staged.info
+                if retain_until is not None:
+                    services.store.set_retention(key, retain_until)
+            else:
+                with upload.path.open("rb") as f:
+                    info = services.store.put_stream(key, f, upload.size, retain_until=retain_until)
+                written.append(key)
             if info.sha256 != upload.sha256 or info.size != upload.size:
                 raise errors.StorageIntegrity(
                     "Nội dung ghi vào kho lưu trữ khác với nội dung đã nhận."
@@ -333,10 +430,10 @@ def store_attachment(
                 size = sanitized.seek(0, os.SEEK_END)
                 sanitized.seek(0)
                 row.sanitized_key = f"{key}-sanitized"
+                written.append(row.sanitized_key)
                 clean = services.store.put_stream(
                     row.sanitized_key, sanitized, size, retain_until=retain_until
                 )
-                written.append(row.sanitized_key)
                 row.sanitized_sha256, row.sanitized_size = clean.sha256, clean.size
             crash_point(services, "object_written")
             with services.db.transaction() as session:
@@ -357,18 +454,20 @@ def store_attachment(
                         "retain_until": retain_until.isoformat() if retain_until else None,
                     },
                 )
-        except BaseException as e:
-            _remove_objects(services, written)
-            if isinstance(e, IntegrityError) and idempotency_key is not None:
+        except IntegrityError:
+            if idempotency_key is not None:
                 # Another request with the same key committed first.
+                _remove_objects(services, written)
+                written.clear()
                 existing = _find_by_idempotency_key(services, agency, idempotency_key)
                 if existing is not None:
                     return _replay(existing, upload), False
-            if isinstance(e, StorageUnavailableError):
-                refuse(storage_unavailable(services))
-            if isinstance(e, errors.ServiceError):
-                refuse(e)
             raise
+        except StorageUnavailableError:
+            refuse(storage_unavailable(services))
+        except errors.ServiceError as e:
+            refuse(e)
+    written.clear()  # committed: the objects are the row's now
     crash_point(services, "committed")
     return AttachmentView.of(row), True
 
