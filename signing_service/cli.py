@@ -1,5 +1,5 @@
-"""Command line: ``signing-service serve | sign | verify | pki init | audit verify |
-storage reconcile``.
+"""Command line: ``signing-service serve | migrate | agency add | client add | sign | verify |
+pki init | audit verify | storage reconcile``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
@@ -46,12 +46,12 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _services(serve_dev_pki: bool = False):  # type: ignore[no-untyped-def]
+def _services(serve_dev_pki: bool = False, migrate: bool = True):  # type: ignore[no-untyped-def]
     from signing_service.services.container import Services, StartupRefused
     from signing_service.settings import Settings
 
     try:
-        return Services.build(Settings(), serve_dev_pki=serve_dev_pki)
+        return Services.build(Settings(), serve_dev_pki=serve_dev_pki, migrate=migrate)
     except StartupRefused as e:
         print(f"Từ chối khởi động ở chế độ production: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
@@ -85,11 +85,17 @@ def _read(path: str) -> bytes:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import subprocess
+
     import uvicorn
 
     from signing_service.api.app import create_app
 
-    services = _services(serve_dev_pki=True)
+    # Migrations run in a short-lived child process: Alembic (~15 MB) never enters the server.
+    migrated = subprocess.run([sys.executable, "-m", "signing_service.cli", "migrate"], check=False)
+    if migrated.returncode != 0:
+        return migrated.returncode
+    services = _services(serve_dev_pki=True, migrate=False)
     settings = services.settings
     if services.dev_pki is not None:
         print(f"Chế độ phát triển: PKI thử nghiệm phục vụ TSA/OCSP/CRL tại {settings.dev_pki_url}")
@@ -292,6 +298,56 @@ def cmd_storage_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from signing_service.settings import Settings
+    from signing_service.store.db import migrate
+
+    settings = Settings()
+    problems = settings.check_production()
+    if problems:
+        print(f"Từ chối ở chế độ production: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_CONFIG
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.effective_database_url)
+    return 0
+
+
+def cmd_agency_add(args: argparse.Namespace) -> int:
+    from signing_service.services.accounts import create_agency
+
+    services = _services()
+    try:
+        agency = create_agency(services, args.code, args.name, actor="cli")
+    except errors.ServiceError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        services.close()
+    print(f"Đã tạo cơ quan {agency.code} ({agency.name}).")
+    return 0
+
+
+def cmd_client_add(args: argparse.Namespace) -> int:
+    from signing_service.services.accounts import create_api_client
+
+    services = _services()
+    try:
+        key_id, api_key = create_api_client(
+            services, args.agency, args.name, role=args.role, actor="cli"
+        )
+    except errors.ServiceError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps({"key_id": key_id, "api_key": api_key, "role": args.role}))
+    else:
+        print(f"Khóa API ({args.role}) cho {args.name}, chỉ hiển thị một lần:")
+        print(api_key)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="signing-service", description="Dịch vụ ký số và xác minh chữ ký số")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -321,6 +377,21 @@ def build_parser() -> argparse.ArgumentParser:
     aud_sub.add_parser("verify", help="kiểm tra chuỗi băm của nhật ký").set_defaults(
         func=cmd_audit_verify
     )
+    sub.add_parser("migrate", help="cập nhật lược đồ cơ sở dữ liệu").set_defaults(func=cmd_migrate)
+    ag = sub.add_parser("agency", help="cơ quan")
+    ag_sub = ag.add_subparsers(dest="agency_command", required=True, parser_class=_Parser)
+    ag_add = ag_sub.add_parser("add", help="thêm cơ quan")
+    ag_add.add_argument("code", help="mã định danh cơ quan, ví dụ 000.00.12.H12")
+    ag_add.add_argument("name", help="tên cơ quan")
+    ag_add.set_defaults(func=cmd_agency_add)
+    cl = sub.add_parser("client", help="hệ thống gọi API")
+    cl_sub = cl.add_subparsers(dest="client_command", required=True, parser_class=_Parser)
+    cl_add = cl_sub.add_parser("add", help="cấp khóa API cho một hệ thống của cơ quan")
+    cl_add.add_argument("--agency", required=True, help="mã định danh cơ quan")
+    cl_add.add_argument("--name", required=True, help="tên hệ thống, ví dụ Một cửa điện tử")
+    cl_add.add_argument("--role", choices=["client", "admin"], default="client")
+    cl_add.add_argument("--json", action="store_true")
+    cl_add.set_defaults(func=cmd_client_add)
     st = sub.add_parser("storage", help="kho lưu trữ đối tượng")
     st_sub = st.add_subparsers(dest="storage_command", required=True, parser_class=_Parser)
     rec = st_sub.add_parser(

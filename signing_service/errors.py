@@ -179,6 +179,13 @@ ExternalCmsWrongDocument = _error(
     "EXTERNAL_CMS_WRONG_DOCUMENT", 422, "Gói chữ ký CMS gửi lên được tạo cho một tài liệu khác."
 )
 
+# Agencies and API clients (operator commands)
+InvalidAgency = _error(
+    "INVALID_AGENCY", 422, "Mã định danh cơ quan không hợp lệ (ví dụ 000.00.12.H12)."
+)
+AgencyExists = _error("AGENCY_EXISTS", 409, "Cơ quan này đã tồn tại.")
+AgencyNotFound = _error("AGENCY_NOT_FOUND", 404, "Không tìm thấy cơ quan.")
+
 # Dossier attachments
 InvalidComponent = _error("INVALID_COMPONENT", 422, "Thành phần hồ sơ không hợp lệ.")
 AttachmentNotFound = _error("ATTACHMENT_NOT_FOUND", 404, "Không tìm thấy tệp đính kèm hồ sơ.")

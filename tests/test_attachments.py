@@ -345,3 +345,21 @@ def test_large_corrupted_object_download_is_cut_short(env: Env) -> None:
     good = env.upload("lon2.pdf", data, component="other").json()
     r = env.client.get(good["content_url"], headers=env.auth())
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == good["sha256"]
+
+
+def test_presigned_download_when_configured(make_env: EnvFactory) -> None:
+    env = make_env(presigned_download_seconds=60)
+    data = make_pdf()
+    body = env.upload("don.pdf", data).json()
+    r = env.client.get(body["content_url"], headers=env.auth(), follow_redirects=False)
+    if env.services.settings.storage_url is None:
+        assert r.status_code == 200 and r.content == data  # filesystem: always streamed
+        return
+    assert r.status_code == 307
+    assert r.headers["X-Content-SHA256"] == body["sha256"]
+    import requests
+
+    direct = requests.get(r.headers["Location"], timeout=30)  # MinIO itself serves it
+    assert direct.status_code == 200 and direct.content == data
+    other = env.client.get(body["content_url"], headers=env.auth(1), follow_redirects=False)
+    assert other.status_code == 404  # no URL for another agency

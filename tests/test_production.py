@@ -11,6 +11,7 @@ from signing_service.services.container import Services, StartupRefused
 from signing_service.settings import Settings
 from signing_service.trust import TrustStore, TrustStoreError
 from tests.conftest import REPO, make_settings
+from tests.support.pdfs import make_pdf
 
 
 def test_default_passphrase_refused(tmp_path: Path) -> None:
@@ -104,3 +105,72 @@ def test_secrets_never_reach_logs(
 
     for agency in json.loads(credentials)["agencies"]:
         assert agency["api_key"] not in caplog.text
+
+
+def test_production_deployment_from_the_command_line(tmp_path: Path) -> None:
+    """An operator's first steps: migrate, add an agency and a client key, serve; the key
+    stores an attachment. Also refuses the crash-test fault injection."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.support.server import ServiceProcess
+
+    env = {
+        "SIGNING_SERVICE_MODE": "production",
+        "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
+        "SIGNING_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'metadata.db'}",
+        "SIGNING_SERVICE_KEY_PASSPHRASE": "a-real-secret-from-the-vault",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "signing_service.cli", *args],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+
+    assert cli("migrate").returncode == 0
+    added = cli("agency", "add", "000.00.12.H12", "Sở Tư pháp tỉnh Thử nghiệm")
+    assert added.returncode == 0, added.stderr
+    again = cli("agency", "add", "000.00.12.H12", "Trùng")
+    assert again.returncode == 5 and "AGENCY_EXISTS" in again.stderr
+    assert cli("agency", "add", "12.H12", "Sai mã").returncode == 5
+    assert (
+        "AGENCY_NOT_FOUND"
+        in cli("client", "add", "--agency", "000.00.99.H99", "--name", "X").stderr
+    )
+    made = cli("client", "add", "--agency", "000.00.12.H12", "--name", "Một cửa", "--json")
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["api_key"]
+
+    env_crash = {**env, "SIGNING_SERVICE_CRASH_AT": "screened"}
+    crash = subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", "migrate"],
+        env={**os.environ, **env_crash},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert crash.returncode == 6 and "CRASH_AT" in crash.stderr
+
+    server = ServiceProcess(env, tmp_path / "server.log").start()
+    try:
+        r = requests.post(
+            f"{server.url}/v1/dossiers/000.00.12.H12-261127-0007/attachments",
+            headers={"Authorization": f"Bearer {key}"},
+            files={"file": ("don.pdf", make_pdf())},
+            data={"component": "application"},
+            timeout=60,
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["retain_until"] is not None
+    finally:
+        server.stop()

@@ -10,7 +10,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
@@ -33,18 +33,14 @@ from signing_service.services.documents import (
     get_document,
     read_content,
 )
-from signing_service.services.external import complete_external, start_external
-from signing_service.services.profiles import (
-    create_profile,
-    disable_profile,
-    get_profile,
-    list_profiles,
-    update_profile,
-)
-from signing_service.services.signing import SignResult, sign_batch, sign_document
-from signing_service.services.verification import verify_document
 from signing_service.store.models import Agency, ApiClient
 
+if TYPE_CHECKING:
+    from signing_service.services.signing import SignResult
+
+# The signing, two-step, profile and verification use cases are imported by their endpoints
+# on first use: they pull in pyHanko (~30 MB), which a process serving only attachments never
+# needs.
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -310,6 +306,8 @@ def create_app(services: Services) -> FastAPI:
             str | None, Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký")
         ] = None,
     ) -> schemas.SignatureOut:
+        from signing_service.services.signing import sign_document
+
         data = await _read(file)
         agency: Agency = caller.agency
         result = await in_worker(
@@ -347,6 +345,8 @@ def create_app(services: Services) -> FastAPI:
         level: Annotated[str | None, Form(description="B-B hoặc B-T")] = None,
         dossier_code: Annotated[str | None, Form()] = None,
     ) -> schemas.ExternalStartOut:
+        from signing_service.services.external import start_external
+
         data = await _read(file)
         cert = await certificate.read(256 * 1024)
         started = await in_worker(
@@ -385,6 +385,8 @@ def create_app(services: Services) -> FastAPI:
     ) -> schemas.SignatureOut:
         import base64
         import binascii
+
+        from signing_service.services.external import complete_external
 
         if (body.signature is None) == (body.cms is None):
             raise errors.InvalidRequest("Gửi đúng một trong hai trường: signature hoặc cms.")
@@ -426,6 +428,8 @@ def create_app(services: Services) -> FastAPI:
             str | None, Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô")
         ] = None,
     ) -> schemas.BatchOut:
+        from signing_service.services.signing import sign_batch
+
         if len(files) > settings.max_batch_documents:
             raise errors.BatchTooLarge(
                 f"Mỗi lô ký tối đa {settings.max_batch_documents} tài liệu.",
@@ -475,6 +479,8 @@ def create_app(services: Services) -> FastAPI:
         summary="Các cấu hình ký số của cơ quan",
     )
     async def profiles_list(caller: Admin) -> list[schemas.ProfileOut]:
+        from signing_service.services.profiles import list_profiles
+
         views = await in_worker(list_profiles, services, caller.agency)
         return [schemas.ProfileOut(**v.__dict__) for v in views]
 
@@ -491,6 +497,8 @@ def create_app(services: Services) -> FastAPI:
         },
     )
     async def profiles_create(body: schemas.ProfileIn, caller: Admin) -> schemas.ProfileOut:
+        from signing_service.services.profiles import create_profile
+
         view = await in_worker(
             create_profile,
             services,
@@ -507,6 +515,8 @@ def create_app(services: Services) -> FastAPI:
         responses={404: {"model": schemas.ErrorBody}},
     )
     async def profiles_get(name: str, caller: Admin) -> schemas.ProfileOut:
+        from signing_service.services.profiles import get_profile
+
         view = await in_worker(get_profile, services, caller.agency, name)
         return schemas.ProfileOut(**view.__dict__)
 
@@ -519,6 +529,8 @@ def create_app(services: Services) -> FastAPI:
     async def profiles_update(
         name: str, body: schemas.ProfileChange, caller: Admin
     ) -> schemas.ProfileOut:
+        from signing_service.services.profiles import update_profile
+
         view = await in_worker(
             update_profile,
             services,
@@ -536,6 +548,8 @@ def create_app(services: Services) -> FastAPI:
         responses={404: {"model": schemas.ErrorBody}},
     )
     async def profiles_disable(name: str, caller: Admin) -> Response:
+        from signing_service.services.profiles import disable_profile
+
         await in_worker(
             disable_profile, services, caller.agency, name, actor=f"api-client:{caller.key_id}"
         )
@@ -581,6 +595,8 @@ def create_app(services: Services) -> FastAPI:
     async def create_verification(
         file: Annotated[UploadFile, File(description="Tài liệu PDF cần xác minh")],
     ) -> Any:
+        from signing_service.services.verification import verify_document
+
         data = await _read(file)
         return await in_worker(verify_document, services, data, actor="public")
 

@@ -1,27 +1,37 @@
-"""Everything the use cases need, built once at start-up from :class:`Settings`."""
+"""Everything the use cases need, built once at start-up from :class:`Settings`.
+
+The signing and validation machinery (pyHanko and its dependencies, ~30 MB of memory) is
+imported and built on first use, so a process that only stores and serves attachments, or a
+command that only reconciles storage, does not carry it.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 
 from signing_service.errors import ConfigurationError
-from signing_service.pki.dev import DevPki, DevPkiServer, init_dev_pki
-from signing_service.pki.softhsm import SoftHsm, TokenKey
 from signing_service.settings import Settings
-from signing_service.signing.certcheck import SignerChecker
-from signing_service.signing.keys import KeyCache
-from signing_service.signing.tsa import PooledHTTPTimeStamper
 from signing_service.store.db import Database
 from signing_service.store.models import Agency, SigningProfile
 from signing_service.trust import TrustStore, TrustStoreError
-from signing_service.verification.validate import Verifier
 from storage import ObjectStore, StorageUnavailableError, open_store
 
+if TYPE_CHECKING:
+    from signing_service.pki.dev import DevPki, DevPkiServer
+    from signing_service.pki.softhsm import TokenKey
+    from signing_service.signing.certcheck import SignerChecker
+    from signing_service.signing.keys import KeyCache
+    from signing_service.signing.tsa import PooledHTTPTimeStamper
+    from signing_service.verification.validate import Verifier
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 DEV_HSM_TOKEN = "demo-a-seal"
@@ -45,18 +55,55 @@ class Services:
     db: Database
     store: ObjectStore
     trust: TrustStore
-    verifier: Verifier
-    checker: SignerChecker
-    keys: KeyCache
     dev_pki: DevPki | None = None
     dev_hsm_key: TokenKey | None = None
     dev_pki_server: DevPkiServer | None = None
     _timestampers: dict[str, PooledHTTPTimeStamper] = field(default_factory=dict)
     _ts_lock: threading.Lock = field(default_factory=threading.Lock)
+    _lazy: dict[str, object] = field(default_factory=dict)
+    _lazy_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _get_or_build(self, name: str, build: Callable[[], T]) -> T:
+        with self._lazy_lock:
+            if name not in self._lazy:
+                self._lazy[name] = build()
+            return self._lazy[name]  # type: ignore[return-value]
+
+    @property
+    def verifier(self) -> Verifier:
+        def build() -> Verifier:
+            from signing_service.verification.validate import Verifier
+
+            return Verifier(self.trust)
+
+        return self._get_or_build("verifier", build)
+
+    @property
+    def checker(self) -> SignerChecker:
+        def build() -> SignerChecker:
+            from signing_service.signing.certcheck import SignerChecker
+
+            return SignerChecker(self.trust, self.settings.signer_check_cache_seconds)
+
+        return self._get_or_build("checker", build)
+
+    @property
+    def keys(self) -> KeyCache:
+        def build() -> KeyCache:
+            from signing_service.signing.keys import KeyCache
+
+            return KeyCache()
+
+        return self._get_or_build("keys", build)
 
     @classmethod
     def build(
-        cls, settings: Settings, *, serve_dev_pki: bool = False, prepare: bool = True
+        cls,
+        settings: Settings,
+        *,
+        serve_dev_pki: bool = False,
+        prepare: bool = True,
+        migrate: bool | None = None,
     ) -> Services:
         """``prepare``: run migrations and the development bootstrap (once, in the parent
         process; API worker processes skip it)."""
@@ -68,6 +115,9 @@ class Services:
         dev_pki = None
         hsm_key = None
         if not settings.is_production:
+            from signing_service.pki.dev import init_dev_pki
+            from signing_service.pki.softhsm import SoftHsm
+
             # Development mode provisions a SoftHSM2 token for the first demo agency when
             # SoftHSM2 is installed, so the demo signs through PKCS#11 as production does.
             hsm = SoftHsm.available(settings.softhsm_dir)
@@ -95,7 +145,7 @@ class Services:
         if settings.is_production and trust.has_dev_root:
             raise StartupRefused("the development root is in the trust store")
         db = Database(settings.effective_database_url)
-        if prepare:
+        if prepare if migrate is None else migrate:
             db.migrate()
         store = open_store(settings.effective_storage_url)
         ensure_bucket = getattr(store, "ensure_bucket", None)
@@ -111,9 +161,6 @@ class Services:
             db=db,
             store=store,
             trust=trust,
-            verifier=Verifier(trust),
-            checker=SignerChecker(trust, settings.signer_check_cache_seconds),
-            keys=KeyCache(),
             dev_pki=dev_pki,
             dev_hsm_key=hsm_key,
         )
@@ -124,6 +171,8 @@ class Services:
 
             bootstrap_dev(services)
         if serve_dev_pki and dev_pki is not None and settings.dev_pki_serve:
+            from signing_service.pki.dev import DevPkiServer
+
             services.dev_pki_server = DevPkiServer(
                 dev_pki, settings.dev_pki_host, settings.dev_pki_port
             ).start()
@@ -145,6 +194,8 @@ class Services:
         with self._ts_lock:
             ts = self._timestampers.get(url)
             if ts is None:
+                from signing_service.signing.tsa import PooledHTTPTimeStamper
+
                 ts = self._timestampers[url] = PooledHTTPTimeStamper(url)
             return ts
 
@@ -152,6 +203,8 @@ class Services:
         if self.dev_pki_server is not None:
             self.dev_pki_server.stop()
         self.db.dispose()
-        from signing_service.signing.pkcs11 import SESSIONS
+        import sys
 
-        SESSIONS.close_all()
+        pkcs11_sessions = sys.modules.get("signing_service.signing.pkcs11")
+        if pkcs11_sessions is not None:  # only if a PKCS#11 key was ever used
+            pkcs11_sessions.SESSIONS.close_all()
