@@ -70,7 +70,7 @@ def test_check(store: Any) -> None:
 
 
 def test_streamed_round_trip_multipart(store: Any) -> None:
-    """40 MiB through put_stream/open: MinIO takes it as a multipart upload (8 MiB parts)."""
+    """40 MiB through put_stream/open: MinIO takes it as a multipart upload (5 MiB parts)."""
     size = 40 * 1024 * 1024 + 123
     block = os.urandom(1024 * 1024)
     data = (block * 41)[:size]
@@ -147,7 +147,7 @@ def test_unknown_length_stream_through_a_pipe(store: Any) -> None:
 
     thread = threading.Thread(target=consume)
     thread.start()
-    for i in range(21):  # 21 MiB: more than one 8 MiB part
+    for i in range(21):  # 21 MiB: more than one 5 MiB part
         chunk = block[i:] + block[:i]
         expected.update(chunk)
         pipe.put(chunk)

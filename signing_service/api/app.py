@@ -22,6 +22,7 @@ from starlette.formparsers import MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signing_service import errors
+from signing_service._memory import release_memory
 from signing_service.api import schemas
 from signing_service.api.uploads import receive_multipart
 from signing_service.services import attachments
@@ -54,6 +55,8 @@ HTTP_CODES = {
 }
 
 
+# After moving a file bigger than this, freed buffers are handed back to the system.
+LARGE_TRANSFER = 8 * 1024 * 1024
 ATTACHMENT_UPLOAD = re.compile(r"^/v1/dossiers/[^/]+/attachments$")
 
 
@@ -135,6 +138,7 @@ async def prefetched(chunks: Iterator[bytes], depth: int = 4) -> AsyncIterator[b
                 close()
 
     threading.Thread(target=produce, name="download", daemon=True).start()
+    sent = 0
     try:
         while True:
             item = await queue.get()
@@ -144,9 +148,12 @@ async def prefetched(chunks: Iterator[bytes], depth: int = 4) -> AsyncIterator[b
                 log.error("download aborted: %s", type(item).__name__)
                 raise item
             slots.release()
+            sent += len(item)
             yield item
     finally:
         stop.set()
+        if sent > LARGE_TRANSFER:
+            release_memory()
 
 
 def current_client(
@@ -743,6 +750,8 @@ def create_app(services: Services) -> FastAPI:
         finally:
             if upload is not None:
                 upload.path.unlink(missing_ok=True)
+                if upload.size > LARGE_TRANSFER:
+                    release_memory()
         response.headers["Location"] = f"/v1/attachments/{view.id}"
         if not created:
             response.status_code = 200
