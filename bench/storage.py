@@ -140,7 +140,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, 256 MB instead of 1 GB")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args()
-    rounds = 2 if args.quick else 5
+    rounds = 2 if args.quick else 9
     big_size = (256 if args.quick else 1024) * MB
 
     binary = find_binary()

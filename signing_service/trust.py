@@ -11,12 +11,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from asn1crypto import x509
-from pyhanko.keys import load_certs_from_pemder
-from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.fetchers.api import FetchLimits
-from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+from asn1crypto import pem, x509
+
+if TYPE_CHECKING:
+    from pyhanko_certvalidator import ValidationContext
 
 
 class TrustStoreError(Exception):
@@ -25,6 +25,14 @@ class TrustStoreError(Exception):
 
 def fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.dump()).hexdigest().upper()
+
+
+def load_certs(path: Path) -> list[x509.Certificate]:
+    """Certificates from a PEM (one or more) or DER file."""
+    data = path.read_bytes()
+    if pem.detect(data):
+        return [x509.Certificate.load(der) for _, _, der in pem.unarmor(data, multiple=True)]
+    return [x509.Certificate.load(data)]
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ class TrustStore:
             raise TrustStoreError(f"cannot read trust manifest {manifest}: {e}") from e
         for entry in spec["anchors"]:
             path = manifest.parent / entry["file"]
-            certs = list(load_certs_from_pemder([str(path)]))
+            certs = list(load_certs(path))
             if len(certs) != 1:
                 raise TrustStoreError(f"{path}: expected exactly one certificate")
             cert = certs[0]
@@ -81,10 +89,10 @@ class TrustStore:
             else:
                 store.intermediates.append(cert)
         for path in extra or []:
-            for cert in load_certs_from_pemder([str(path)]):
+            for cert in load_certs(path):
                 store.anchors.append(Anchor(cert, f"configured:{path}"))
         if dev_root is not None:
-            for cert in load_certs_from_pemder([str(dev_root)]):
+            for cert in load_certs(dev_root):
                 store.anchors.append(Anchor(cert, "development", dev=True))
         return store
 
@@ -98,6 +106,11 @@ class TrustStore:
         crls: list[bytes] | None = None,
         ocsps: list[bytes] | None = None,
     ) -> ValidationContext:
+        # pyHanko's validation machinery is imported when a context is first needed.
+        from pyhanko_certvalidator import ValidationContext
+        from pyhanko_certvalidator.fetchers.api import FetchLimits
+        from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+
         # Issuer certificates are never chased through AIA caIssuers URLs: those URLs come from
         # the (untrusted, attacker-supplied) signed document, so following them would let anyone
         # make the service fetch arbitrary addresses. Revocation sources are only consulted for

@@ -7,16 +7,21 @@ must be created with object lock (versioning on); :meth:`MinioStore.ensure_bucke
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 import urllib3
 from minio import Minio
 from minio.commonconfig import GOVERNANCE
+from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
+from minio.helpers import genheaders
 from minio.retention import Retention
 
 from storage.base import (
@@ -31,7 +36,7 @@ from storage.base import (
     check_key,
 )
 
-PART_SIZE = 5 * 1024 * 1024  # the S3 minimum: the least memory per part in flight
+PART_SIZE = 8 * 1024 * 1024
 PARALLEL_PARTS = 2
 NOT_FOUND = ("NoSuchKey", "NoSuchObject", "NoSuchVersion")
 TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
@@ -112,23 +117,73 @@ class MinioStore:
     ) -> ObjectInfo:
         check_key(key)
         reader = HashingReader(stream)
+        retention = Retention(GOVERNANCE, retain_until) if retain_until else None
         try:
             # A single PUT, or a multipart upload completed in one request: either way readers
             # see the whole object or none.
-            self.client.put_object(
-                self.bucket,
-                key,
-                reader,  # type: ignore[arg-type]
-                -1 if size is None else size,
-                part_size=PART_SIZE,
-                num_parallel_uploads=PARALLEL_PARTS,
-                retention=Retention(GOVERNANCE, retain_until) if retain_until else None,
-            )
+            if size is None:
+                self._put_unknown_length(key, reader, retention)
+            else:
+                self.client.put_object(
+                    self.bucket,
+                    key,
+                    reader,  # type: ignore[arg-type]
+                    size,
+                    part_size=PART_SIZE,
+                    num_parallel_uploads=PARALLEL_PARTS,
+                    retention=retention,
+                )
         except (S3Error, *TRANSPORT_ERRORS) as e:
             raise self._unavailable(e) from None
         except ValueError as e:  # the SDK's "stream having not enough data"
             raise StorageUnavailableError(f"upload stream ended early: {e}") from None
         return ObjectInfo(key=key, size=reader.size, sha256=reader.sha256)
+
+    def _put_unknown_length(
+        self, key: str, reader: HashingReader, retention: Retention | None
+    ) -> None:
+        """A stream whose length is known only at its end (an upload still arriving).
+
+        The SDK's own unknown-length path reads one byte ahead and copies every part three
+        times; this reads exactly ``PART_SIZE`` at a time and keeps at most ``PARALLEL_PARTS``
+        parts in flight plus the one being read, so memory stays at a few parts whatever the
+        object's size. It uses the SDK's multipart primitives (pinned version, covered by the
+        storage contract tests).
+        """
+        headers = genheaders(None, None, None, retention, False)
+        headers["Content-Type"] = "application/octet-stream"
+        data = reader.read(PART_SIZE)
+        if len(data) < PART_SIZE:
+            self.client._put_object(self.bucket, key, data, headers)
+            return
+        upload_id = self.client._create_multipart_upload(self.bucket, key, headers)
+        try:
+            slots = threading.BoundedSemaphore(PARALLEL_PARTS)
+            etags: list[Future[str]] = []
+            with ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="s3-part") as pool:
+                while data:
+                    slots.acquire()
+                    future = pool.submit(
+                        self.client._upload_part,
+                        self.bucket,
+                        key,
+                        data,
+                        None,
+                        upload_id,
+                        len(etags) + 1,
+                    )
+                    future.add_done_callback(lambda _f: slots.release())
+                    etags.append(future)
+                    if any(f.done() and f.exception() for f in etags[-PARALLEL_PARTS:]):
+                        break
+                    del data  # the pool holds the part until it is sent
+                    data = reader.read(PART_SIZE)
+            parts = [Part(number, f.result()) for number, f in enumerate(etags, start=1)]
+            self.client._complete_multipart_upload(self.bucket, key, upload_id, parts)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client._abort_multipart_upload(self.bucket, key, upload_id)
+            raise
 
     def set_retention(self, key: str, retain_until: datetime) -> None:
         check_key(key)

@@ -130,7 +130,8 @@ def test_lock_status_of_missing_object(store: Any) -> None:
         store.lock_status("nothing-here")
 
 
-def test_unknown_length_stream_through_a_pipe(store: Any) -> None:
+@pytest.mark.parametrize("mib", [3, 16, 21])  # one PUT; exactly two parts; parts and a rest
+def test_unknown_length_stream_through_a_pipe(store: Any, mib: int) -> None:
     """The producer writes chunks while the store reads them in another thread (the API's
     pipelined upload); the length is unknown until the end (MinIO: multipart)."""
     import threading
@@ -147,14 +148,14 @@ def test_unknown_length_stream_through_a_pipe(store: Any) -> None:
 
     thread = threading.Thread(target=consume)
     thread.start()
-    for i in range(21):  # 21 MiB: more than one 5 MiB part
+    for i in range(mib):
         chunk = block[i:] + block[:i]
         expected.update(chunk)
         pipe.put(chunk)
     pipe.close()
     thread.join(60)
     assert result["info"].sha256 == expected.hexdigest()
-    assert result["info"].size == 21 * 1024 * 1024
+    assert result["info"].size == mib * 1024 * 1024
     assert hashlib.sha256(store.get("piped/object")).hexdigest() == expected.hexdigest()
 
 
