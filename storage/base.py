@@ -91,18 +91,20 @@ class ChunkPipe:
     are still arriving. ``abort`` makes the consumer's next read raise."""
 
     def __init__(self, max_chunks: int = 8) -> None:
-        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(max_chunks)
+        self._queue: queue.Queue[bytes | list[bytes] | BaseException | None] = queue.Queue(
+            max_chunks
+        )
         self._buffer = b""
         self._ended = False
 
-    def put_nowait(self, chunk: bytes) -> bool:
+    def put_nowait(self, chunk: bytes | list[bytes]) -> bool:
         try:
             self._queue.put_nowait(chunk)
             return True
         except queue.Full:
             return False
 
-    def put(self, chunk: bytes, timeout: float | None = None) -> bool:
+    def put(self, chunk: bytes | list[bytes], timeout: float | None = None) -> bool:
         """Blocking put; False when ``timeout`` passed and the pipe is still full."""
         try:
             self._queue.put(chunk, timeout=timeout)
@@ -142,6 +144,9 @@ class ChunkPipe:
             elif isinstance(item, BaseException):
                 self._ended = True
                 raise item
+            elif isinstance(item, list):  # several chunks as one item: fewer hand-offs
+                parts.extend(item)
+                have += sum(len(c) for c in item)
             else:
                 parts.append(item)
                 have += len(item)

@@ -36,7 +36,7 @@ from storage.base import (
     check_key,
 )
 
-PART_SIZE = 8 * 1024 * 1024
+PART_SIZE = 5 * 1024 * 1024  # the S3 minimum: the least memory per part in flight
 PARALLEL_PARTS = 2
 NOT_FOUND = ("NoSuchKey", "NoSuchObject", "NoSuchVersion")
 TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)

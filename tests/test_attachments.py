@@ -157,6 +157,15 @@ def test_bad_dossier_code_or_component(
     assert env.audit_actions()[-1][1]["code"] == code
 
 
+def test_missing_dossier_code(env: Env) -> None:
+    before = snapshot(env.services)
+    r = env.upload("don.pdf", make_pdf(), dossier="")
+    assert (r.status_code, r.json()["code"]) == (422, "INVALID_DOSSIER_CODE")
+    assert not r.json()["message"].isascii()
+    assert_nothing_written(before, env.services)
+    assert env.audit_actions()[-1] == ("attachment.refused", {"code": "INVALID_DOSSIER_CODE"})
+
+
 def test_missing_fields(env: Env) -> None:
     before = snapshot(env.services)
     r = env.client.post(

@@ -757,6 +757,15 @@ def create_app(services: Services) -> FastAPI:
             response.status_code = 200
         return _attachment_out(view)
 
+    @app.post("/v1/dossiers//attachments", include_in_schema=False)
+    async def attachment_upload_without_dossier(caller: Client) -> Any:
+        # An empty dossier code would otherwise fall through to a bare 404.
+        error = errors.InvalidDossierCode("Thiếu mã hồ sơ trong đường dẫn.")
+        await in_worker(
+            attachments.audit_refusal, services, caller.agency, _actor(caller), error.code, {}
+        )
+        raise error
+
     @app.get(
         "/v1/dossiers/{dossier_code}/attachments",
         response_model=list[schemas.AttachmentOut],

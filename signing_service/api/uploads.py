@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 from python_multipart.exceptions import FormParserError
@@ -25,17 +25,30 @@ from signing_service import errors
 from signing_service.services.attachments import SpooledUpload
 
 MAX_FIELD_BYTES = 4096
+BATCH_BYTES = 1024 * 1024
 MAX_FIELDS = 16
 
 
 class Sink(Protocol):
     """Where the file's bytes go while they arrive, besides the spool file (a store upload)."""
 
-    def put_nowait(self, chunk: bytes) -> bool: ...
+    def put_nowait(self, chunks: list[bytes]) -> bool: ...
 
-    def put(self, chunk: bytes) -> None: ...
+    def put(self, chunks: list[bytes]) -> None: ...
 
     def abort(self, error: BaseException) -> None: ...
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    """One writev for the whole batch (retried for the rest if the kernel takes less)."""
+    views = [memoryview(c) for c in chunks if c]
+    while views:
+        written = os.writev(fd, views[:1024])
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
 
 
 @dataclass
@@ -66,7 +79,10 @@ class _Receiver:
     ) -> None:
         self.sink_factory = sink_factory
         self.sink: Sink | None = None
-        self.pending: list[bytes] = []
+        # File bytes received but not yet written: written (one writev) and handed to the sink
+        # as one item per ~1 MiB, not per network read.
+        self.batch: list[bytes] = []
+        self.batch_bytes = 0
         self.tmp_dir = tmp_dir
         self.file_field = file_field
         self.max_file_bytes = max_file_bytes
@@ -75,7 +91,7 @@ class _Receiver:
         self.part = _Part()
         self._header_field = bytearray()
         self._header_value = bytearray()
-        self.file: Any = None
+        self.fd: int | None = None
         self.path: Path | None = None
         self.filename: str | None = None
         self.size = 0
@@ -106,12 +122,11 @@ class _Receiver:
         if raw_filename is not None:
             self.part.filename = raw_filename.decode("utf-8", "replace")
         if self.part.name == self.file_field and raw_filename is not None:
-            if self.file is not None or self.file_done:
+            if self.path is not None:
                 self._fail(errors.InvalidRequest("Chỉ gửi một tệp trong mỗi yêu cầu."))
                 return
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
-            self.file = os.fdopen(fd, "wb")
+            self.fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
             self.path = Path(name)
             if self.sink_factory is not None:
                 self.sink = self.sink_factory()
@@ -121,7 +136,7 @@ class _Receiver:
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.error is not None:
             return
-        if self.part.name == self.file_field and self.file is not None:
+        if self.part.name == self.file_field and self.receiving_file:
             chunk = data[start:end]
             self.size += len(chunk)
             if self.size > self.max_file_bytes:
@@ -133,13 +148,11 @@ class _Receiver:
                     )
                 )
                 return
-            self.file.write(chunk)
-            if self.sink is not None:
-                # The sink (a store upload) hashes what it writes; hashing here too would
-                # cost a second pass for the same bytes.
-                self.pending.append(chunk)
-            else:
+            if self.sink is None:
+                # With a sink (a store upload), the store hashes what it writes: one pass.
                 self.hash.update(chunk)
+            self.batch.append(chunk)
+            self.batch_bytes += len(chunk)
             return
         self.part.value += data[start:end]
         if len(self.part.value) > MAX_FIELD_BYTES:
@@ -148,10 +161,7 @@ class _Receiver:
     def on_part_end(self) -> None:
         if self.error is not None:
             return
-        if self.part.name == self.file_field and self.file is not None:
-            self.file.flush()
-            self.file.close()
-            self.file = None
+        if self.part.name == self.file_field and self.receiving_file:
             self.file_done = True
             return
         if len(self.fields) >= MAX_FIELDS:
@@ -173,10 +183,26 @@ class _Receiver:
         if self.error is None:
             self.error = error
 
+    @property
+    def receiving_file(self) -> bool:
+        return self.fd is not None and not self.file_done
+
+    def drain(self, final: bool = False) -> list[bytes]:
+        """Write the pending bytes to the spool file once there is enough of them (or at the
+        end) and return them for the sink; close the file after its last bytes."""
+        if self.fd is None or not (final or self.file_done or self.batch_bytes >= BATCH_BYTES):
+            return []
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        _write_all(self.fd, batch)
+        if self.file_done:
+            os.close(self.fd)
+            self.fd = None
+        return batch
+
     def discard(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             self.path = None
@@ -215,22 +241,23 @@ async def receive_multipart(
         },
     )
     try:
+
+        async def feed(batch: list[bytes]) -> None:
+            sink = receiver.sink
+            if batch and sink is not None and not sink.put_nowait(batch):
+                await anyio.to_thread.run_sync(sink.put, batch)
+
         async for chunk in request.stream():
             parser.write(chunk)
             if receiver.error is not None:
                 raise receiver.error
-            if receiver.pending:
-                sink = receiver.sink
-                assert sink is not None
-                for data in receiver.pending:
-                    if not sink.put_nowait(data):
-                        await anyio.to_thread.run_sync(sink.put, data)
-                receiver.pending.clear()
+            await feed(receiver.drain())
         parser.finalize()
         if receiver.error is not None:
             raise receiver.error
-        if not receiver.ended or receiver.file is not None:
+        if not receiver.ended or receiver.receiving_file:
             raise errors.UploadIncomplete()
+        await feed(receiver.drain(final=True))
     except BaseException as e:
         receiver.discard()
         error: BaseException = e

@@ -252,7 +252,7 @@ class StagedObject:
         self.services = services
         self.id = new_id()
         self.key = attachment_key(agency, self.id, datetime.now(UTC))
-        self.pipe = ChunkPipe(max_chunks=8)
+        self.pipe = ChunkPipe(max_chunks=4)  # ~1 MiB items
         self.info: ObjectInfo | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="staged-upload", daemon=True)
@@ -264,14 +264,14 @@ class StagedObject:
         except BaseException as e:  # noqa: BLE001 - handed to the request thread
             self.error = e
 
-    def put(self, chunk: bytes) -> None:
+    def put(self, chunks: list[bytes]) -> None:
         """Blocking put (call from a worker thread when :meth:`put_nowait` is refused)."""
-        while not self.pipe.put(chunk, timeout=0.5):
+        while not self.pipe.put(chunks, timeout=0.5):
             self._raise_if_failed()
 
-    def put_nowait(self, chunk: bytes) -> bool:
+    def put_nowait(self, chunks: list[bytes]) -> bool:
         self._raise_if_failed()
-        return self.pipe.put_nowait(chunk)
+        return self.pipe.put_nowait(chunks)
 
     def _raise_if_failed(self) -> None:
         if self.error is not None:
