@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import queue
@@ -87,14 +88,15 @@ class HashingReader:
 
 class ChunkPipe:
     """A bounded, thread-safe pipe: a producer writes chunks, a consumer reads it as a stream
-    (``read(n)``), e.g. a store's ``put_stream`` running in another thread while the chunks
-    are still arriving. ``abort`` makes the consumer's next read raise."""
+    (``read(n)`` or ``readinto(buffer)``), e.g. a store's ``put_stream`` running in another
+    thread while the chunks are still arriving. ``abort`` makes the consumer's next read
+    raise."""
 
     def __init__(self, max_chunks: int = 8) -> None:
         self._queue: queue.Queue[bytes | list[bytes] | BaseException | None] = queue.Queue(
             max_chunks
         )
-        self._buffer = b""
+        self._pending: collections.deque[memoryview] = collections.deque()
         self._ended = False
 
     def put_nowait(self, chunk: bytes | list[bytes]) -> bool:
@@ -130,32 +132,52 @@ class ChunkPipe:
                 with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
 
-    def read(self, n: int = -1) -> bytes:
-        parts: list[bytes] = []
-        have = 0
-        if self._buffer:
-            parts.append(self._buffer)
-            have = len(self._buffer)
-            self._buffer = b""
-        while not self._ended and (n < 0 or have < n):
-            item = self._queue.get()
-            if item is None:
-                self._ended = True
-            elif isinstance(item, BaseException):
-                self._ended = True
-                raise item
-            elif isinstance(item, list):  # several chunks as one item: fewer hand-offs
-                parts.extend(item)
-                have += sum(len(c) for c in item)
+    def _next(self) -> bool:
+        """Wait for the next item; False at the end."""
+        if self._ended:
+            return False
+        item = self._queue.get()
+        if item is None:
+            self._ended = True
+            return False
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        for chunk in item if isinstance(item, list) else [item]:
+            if chunk:
+                self._pending.append(memoryview(chunk))
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` (fewer bytes only at the end): one copy, no new allocation."""
+        view = memoryview(buffer)
+        filled = 0
+        while filled < len(view):
+            if not self._pending and not self._next():
+                break
+            if not self._pending:
+                continue
+            chunk = self._pending[0]
+            n = min(len(chunk), len(view) - filled)
+            view[filled : filled + n] = chunk[:n]
+            filled += n
+            if n == len(chunk):
+                self._pending.popleft()
             else:
-                parts.append(item)
-                have += len(item)
-        if 0 <= n < have:
-            # Keep the surplus of the last chunk for the next read.
-            last = parts[-1]
-            cut = len(last) - (have - n)
-            parts[-1], self._buffer = last[:cut], last[cut:]
-        return b"".join(parts)  # one copy, not one per chunk
+                self._pending[0] = chunk[n:]
+        return filled
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            parts = [bytes(c) for c in self._pending]
+            self._pending.clear()
+            while self._next():
+                parts.extend(bytes(c) for c in self._pending)
+                self._pending.clear()
+            return b"".join(parts)
+        buffer = bytearray(n)
+        got = self.readinto(buffer)
+        return bytes(buffer[:got]) if got < n else bytes(buffer)
 
 
 class ObjectReader(Protocol):

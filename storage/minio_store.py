@@ -8,8 +8,9 @@ must be created with object lock (versioning on); :meth:`MinioStore.ensure_bucke
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
-import threading
+import queue
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -36,8 +37,8 @@ from storage.base import (
     check_key,
 )
 
-PART_SIZE = 5 * 1024 * 1024  # the S3 minimum: the least memory per part in flight
-PARALLEL_PARTS = 2
+PART_SIZE = 8 * 1024 * 1024
+PARALLEL_PARTS = 3
 NOT_FOUND = ("NoSuchKey", "NoSuchObject", "NoSuchVersion")
 TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
@@ -46,6 +47,24 @@ def _is_lock_refusal(code: str | None, message: str | None) -> bool:
     # MinIO answers "InvalidRequest: Object is WORM protected"; AWS answers AccessDenied.
     text = (message or "").lower()
     return code == "AccessDenied" or "worm" in text or "lock" in text or "retention" in text
+
+
+def _fill(stream: BinaryIO, buffer: bytearray) -> int:
+    """Read into ``buffer`` until it is full or the stream ends."""
+    readinto = getattr(stream, "readinto", None)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < len(view):
+        if readinto is not None:
+            n = readinto(view[filled:])
+        else:
+            data = stream.read(len(view) - filled)
+            n = len(data)
+            view[filled : filled + n] = data
+        if not n:
+            break
+        filled += n
+    return filled
 
 
 class MinioReader:
@@ -116,13 +135,14 @@ class MinioStore:
         retain_until: datetime | None = None,
     ) -> ObjectInfo:
         check_key(key)
-        reader = HashingReader(stream)
         retention = Retention(GOVERNANCE, retain_until) if retain_until else None
+        reader = HashingReader(stream)
         try:
             # A single PUT, or a multipart upload completed in one request: either way readers
             # see the whole object or none.
             if size is None:
-                self._put_unknown_length(key, reader, retention)
+                written, sha256 = self._put_unknown_length(key, stream, retention)
+                return ObjectInfo(key=key, size=written, sha256=sha256)
             else:
                 self.client.put_object(
                     self.bucket,
@@ -140,50 +160,63 @@ class MinioStore:
         return ObjectInfo(key=key, size=reader.size, sha256=reader.sha256)
 
     def _put_unknown_length(
-        self, key: str, reader: HashingReader, retention: Retention | None
-    ) -> None:
+        self, key: str, stream: BinaryIO, retention: Retention | None
+    ) -> tuple[int, str]:
         """A stream whose length is known only at its end (an upload still arriving).
 
         The SDK's own unknown-length path reads one byte ahead and copies every part three
-        times; this reads exactly ``PART_SIZE`` at a time and keeps at most ``PARALLEL_PARTS``
-        parts in flight plus the one being read, so memory stays at a few parts whatever the
-        object's size. It uses the SDK's multipart primitives (pinned version, covered by the
-        storage contract tests).
+        times into new buffers. Here ``PARALLEL_PARTS`` + 1 part buffers are allocated once per
+        upload and reused: each part is copied once from the stream into a free buffer (and
+        hashed there), sent, and its buffer handed back, so memory stays at a few parts
+        whatever the object's size. It uses the SDK's multipart primitives (pinned version,
+        covered by the storage contract tests). Returns (size, SHA-256).
         """
         headers = genheaders(None, None, None, retention, False)
         headers["Content-Type"] = "application/octet-stream"
-        data = reader.read(PART_SIZE)
-        if len(data) < PART_SIZE:
-            self.client._put_object(self.bucket, key, data, headers)
-            return
+        free: queue.Queue[bytearray] = queue.Queue()
+        for _ in range(PARALLEL_PARTS + 1):
+            free.put(bytearray(PART_SIZE))
+        digest = hashlib.sha256()
+        size = 0
+
+        def next_part() -> tuple[bytearray, memoryview]:
+            nonlocal size
+            buffer = free.get()  # waits until a part in flight is sent
+            view = memoryview(buffer)[: _fill(stream, buffer)]
+            digest.update(view)
+            size += len(view)
+            return buffer, view
+
+        buffer, view = next_part()
+        if len(view) < PART_SIZE:
+            self.client._put_object(self.bucket, key, bytes(view), headers)
+            return size, digest.hexdigest()
         upload_id = self.client._create_multipart_upload(self.bucket, key, headers)
         try:
-            slots = threading.BoundedSemaphore(PARALLEL_PARTS)
             etags: list[Future[str]] = []
             with ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="s3-part") as pool:
-                while data:
-                    slots.acquire()
+                while len(view):
                     future = pool.submit(
                         self.client._upload_part,
                         self.bucket,
                         key,
-                        data,
+                        view,  # type: ignore[arg-type]  # any buffer: urllib3 sends it as is
                         None,
                         upload_id,
                         len(etags) + 1,
                     )
-                    future.add_done_callback(lambda _f: slots.release())
+                    future.add_done_callback(lambda _f, b=buffer: free.put(b))
                     etags.append(future)
                     if any(f.done() and f.exception() for f in etags[-PARALLEL_PARTS:]):
                         break
-                    del data  # the pool holds the part until it is sent
-                    data = reader.read(PART_SIZE)
+                    buffer, view = next_part()
             parts = [Part(number, f.result()) for number, f in enumerate(etags, start=1)]
             self.client._complete_multipart_upload(self.bucket, key, upload_id, parts)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.client._abort_multipart_upload(self.bucket, key, upload_id)
             raise
+        return size, digest.hexdigest()
 
     def set_retention(self, key: str, retain_until: datetime) -> None:
         check_key(key)

@@ -70,7 +70,7 @@ def test_check(store: Any) -> None:
 
 
 def test_streamed_round_trip_multipart(store: Any) -> None:
-    """40 MiB through put_stream/open: MinIO takes it as a multipart upload (5 MiB parts)."""
+    """40 MiB through put_stream/open: MinIO takes it as a multipart upload (8 MiB parts)."""
     size = 40 * 1024 * 1024 + 123
     block = os.urandom(1024 * 1024)
     data = (block * 41)[:size]
