@@ -360,6 +360,10 @@ def test_presigned_download_when_configured(make_env: EnvFactory) -> None:
     env = make_env(presigned_download_seconds=60)
     data = make_pdf()
     body = env.upload("don.pdf", data).json()
+    none = env.client.get(
+        body["content_url"] + "?variant=sanitized", headers=env.auth(), follow_redirects=False
+    )
+    assert (none.status_code, none.json()["code"]) == (404, "ATTACHMENT_NOT_FOUND")
     r = env.client.get(body["content_url"], headers=env.auth(), follow_redirects=False)
     if env.services.settings.storage_url is None:
         assert r.status_code == 200 and r.content == data  # filesystem: always streamed

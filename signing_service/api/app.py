@@ -818,14 +818,10 @@ def create_app(services: Services) -> FastAPI:
         )
         url = await in_worker(attachments.presigned_url, services, row, sanitized)
         if url is not None:
-            return RedirectResponse(url, status_code=307, headers={"X-Content-SHA256": row.sha256})
+            _, sha256, _ = attachments.variant(row, sanitized)
+            return RedirectResponse(url, status_code=307, headers={"X-Content-SHA256": sha256})
         content = await in_worker(
-            attachments.open_content,
-            services,
-            caller.agency,
-            attachment_id,
-            sanitized=sanitized,
-            actor=actor,
+            attachments.open_content, services, caller.agency, row, sanitized=sanitized, actor=actor
         )
         ascii_name = content.filename.encode("ascii", "replace").decode().replace('"', "")
         headers = {

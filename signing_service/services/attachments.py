@@ -557,16 +557,19 @@ def _verified(
         reader.close()
 
 
-def open_content(
-    services: Services, agency: Agency, attachment_id: str, *, sanitized: bool, actor: str
-) -> Content:
-    row = get_attachment(services, agency, attachment_id, actor)
-    if sanitized and row.sanitized_key is None:
+def variant(row: Attachment, sanitized: bool) -> tuple[str, str, int]:
+    """(storage key, SHA-256, size) of the original or of its sanitized copy."""
+    if not sanitized:
+        return row.storage_key, row.sha256, row.size
+    if row.sanitized_key is None or row.sanitized_sha256 is None or row.sanitized_size is None:
         raise errors.AttachmentNotFound("Tệp đính kèm này không có bản đã làm sạch.")
-    key = row.sanitized_key if sanitized else row.storage_key
-    sha256 = row.sanitized_sha256 if sanitized else row.sha256
-    size = row.sanitized_size if sanitized else row.size
-    assert key is not None and sha256 is not None and size is not None
+    return row.sanitized_key, row.sanitized_sha256, row.sanitized_size
+
+
+def open_content(
+    services: Services, agency: Agency, row: Attachment, *, sanitized: bool, actor: str
+) -> Content:
+    key, sha256, size = variant(row, sanitized)
 
     def corrupted(reason: str) -> None:
         log.error("attachment %s: stored object does not match its record (%s)", row.id, reason)
@@ -608,7 +611,7 @@ def presigned_url(services: Services, row: Attachment, sanitized: bool) -> str |
     presign = getattr(services.store, "presigned_url", None)
     if seconds <= 0 or presign is None:
         return None
-    key = row.sanitized_key if sanitized else row.storage_key
+    key, _, _ = variant(row, sanitized)
     try:
         return str(presign(key, timedelta(seconds=seconds)))
     except StorageUnavailableError:
