@@ -270,8 +270,16 @@ def test_openapi_documents_the_endpoints(api: Any) -> None:
         "/v1/documents/{document_id}/content",
         "/healthz",
         "/readyz",
+        "/v1/dossiers/{dossier_code}/attachments",
+        "/v1/attachments/{attachment_id}",
+        "/v1/attachments/{attachment_id}/content",
+        "/v1/attachments/{attachment_id}/legal-hold",
     ):
         assert path in spec["paths"]
+    upload = spec["paths"]["/v1/dossiers/{dossier_code}/attachments"]["post"]
+    form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["file", "component"]
+    assert "Idempotency-Key" in [p["name"] for p in upload["parameters"]]
 
 
 def _profile(services: Services, name: str, key_label: str, **fields: Any) -> None:
