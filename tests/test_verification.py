@@ -88,7 +88,11 @@ def test_appended_bytes_without_eof_fail(verifier: Verifier, signed: bytes) -> N
     appended = signed + b"\n99 0 obj\n<< /Type /Annot /Subtype /FreeText >>\nendobj\n"
     report = verify(verifier, appended)
     assert report["verdict"] == "TOTAL_FAILED"
-    assert report["signatures"][0]["checks"]["integrity"]["code"] == "UNCOVERED_TRAILING_BYTES"
+    sig = report["signatures"][0]
+    # The signed revision is intact; what follows it is not allowed.
+    assert sig["checks"]["integrity"]["code"] == "INTACT"
+    assert sig["checks"]["modifications"]["code"] == "UNCOVERED_TRAILING_BYTES"
+    assert report["message"].startswith("Chữ ký hợp lệ nhưng tài liệu đã bị sửa sau khi ký")
 
 
 def test_appended_objects_with_empty_xref_fail(verifier: Verifier, signed: bytes) -> None:

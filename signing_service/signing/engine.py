@@ -24,10 +24,13 @@ from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from signing_service import _pdf_speedups
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.tsa import PooledHTTPTimeStamper
+
+_pdf_speedups.install()
 
 
 class PdfInputError(Exception):

@@ -1,54 +1,90 @@
-"""Verify every signature and document timestamp in a PDF (TT 15/2025 Art. 6, Appendix II).
+"""Verify every signature and document timestamp in a PDF (TT 15/2025 Art. 6, Appendix II;
+ETSI EN 319 102-1 with proofs of existence; PAdES, ETSI EN 319 142).
 
-Checks per signature: ``integrity`` (digest, signature value, ByteRange coverage; bytes after
-the last revision are never ignored), ``modifications`` (what changed after signing, and whether
-it was allowed), ``trust`` (chain to an anchor), ``revocation`` (OCSP else CRL; unknown is a
-warning, never a pass), ``timestamp`` and ``algorithms``. Attacks this is built against
-(pdf-insecurity 2019–2021): Universal Signature Forgery, Incremental Saving Attack (also with
-an empty xref or no final %%EOF), Signature Wrapping, Shadow attacks, certification attacks.
+Per signature, separate checks: ``integrity`` (digest, signature value, ByteRange coverage),
+``modifications`` (what changed after signing, and whether it was allowed), ``trust`` (chain to
+an anchor, certificate in force), ``revocation`` (OCSP else CRL, judged at the time that
+matters; unknown is a warning, never a pass), ``timestamp`` and ``algorithms``.
+
+**Validation at the time that matters.** Each signature is first validated at the validation
+time (now, or the moment an auditor asks for). When that cannot conclude because of time — the
+certificate has expired since, or has been revoked, or today's revocation data cannot be had —
+and a trusted timestamp proves the signature existed earlier (its signature timestamp, or a
+document timestamp over its revision: the *best signature time*), the chain is validated again
+at that proven time, with the revocation data the document carries (DSS, VRI, CMS attributes)
+and any fetched, as ETSI EN 319 102-1 § 5.5/5.6 prescribe. A revocation before the proven time
+with a content timestamp showing the document was signed after it fails (REVOKED); without such
+proof it stays INDETERMINATE (REVOKED_NO_POE); a revocation after the proven time does not
+affect the signature and is reported as a note. Timestamp tokens themselves are validated the
+same way: at the validation time, else at the time a later document timestamp proves.
+
+pyHanko's ``ades_lta_validation`` is not used as a whole: it stops at
+CERTIFICATE_CHAIN_GENERAL_FAILURE as soon as a CA's current revocation data is stale (which is
+every archived document offline), and it re-reads the whole timestamp chain for each signature.
+Its building blocks are: CMS integrity (``validate_sig_integrity``), the signing-certificate
+check, pyhanko-certvalidator's point-in-time path validation and pyHanko's mapping of its errors
+to AdES sub-indications (:mod:`.chain`).
+
+Attacks this is built against (pdf-insecurity 2019–2021): Universal Signature Forgery,
+Incremental Saving Attack (also with an empty xref or no final %%EOF), Signature Wrapping,
+Shadow attacks, certification attacks. Every signature is evaluated in isolation: a broken one
+gets its own FAILED result and never stops the others from being checked.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import re
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
+from typing import Any
 
-from asn1crypto import x509
+from asn1crypto import cms, crl, keys, ocsp, tsp, x509
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.crypt import AuthStatus
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
+from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
+from pyhanko.sign.diff_analysis import ModificationLevel
+from pyhanko.sign.fields import enumerate_sig_fields
+from pyhanko.sign.general import find_cms_attribute_iter
+from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation.dss import DocumentSecurityStore, NoDSSFoundError
-from pyhanko.sign.validation.pdf_embedded import (
-    EmbeddedPdfSignature,
-    async_validate_pdf_signature,
-    async_validate_pdf_timestamp,
-)
-from pyhanko.sign.validation.status import (
-    DocumentTimestampStatus,
-    PdfSignatureStatus,
-    SignatureCoverageLevel,
-    SignatureStatus,
-    TimestampSignatureStatus,
-)
-from pyhanko_certvalidator import ValidationContext
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+from pyhanko.sign.validation.status import SignatureCoverageLevel
+from pyhanko_certvalidator.fetchers.api import FetcherBackend
 
+from signing_service import _pdf_speedups
 from signing_service.signing.appearance import vietnam_time
-from signing_service.signing.policy import cert_policy_problem, digest_policy_problem
+from signing_service.signing.policy import digest_policy_problem
 from signing_service.trust import TrustStore, fingerprint
+from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
 from signing_service.verification.diff_policy import DIFF_POLICY
+from signing_service.verification.identity import (
+    PROFILE_LABELS,
+    certificate_profile,
+    vietnamese_dn,
+)
+from signing_service.verification.modifications import RevisionAnalysis
 from signing_service.verification.report import (
+    ChainEntry,
     Check,
     CheckStatus,
     DocumentReport,
+    Note,
+    RevocationDataInfo,
     SignatureReport,
     SignerInfo,
+    TimestampInfo,
+    TrustAnchorInfo,
 )
+from signing_service.verification.revinfo_cache import REVOCATION_CACHE, CachingFetcherBackend
 
 log = logging.getLogger(__name__)
+_pdf_speedups.install()
 
 PASS, FAIL, UNDECIDED, NA = (
     CheckStatus.PASSED,
@@ -56,95 +92,10 @@ PASS, FAIL, UNDECIDED, NA = (
     CheckStatus.INDETERMINATE,
     CheckStatus.NOT_APPLICABLE,
 )
+check = Check.of
 
-MESSAGES: dict[str, str] = {
-    # integrity
-    "INTACT": "Giá trị băm và chữ ký số khớp với nội dung được ký.",
-    "HASH_MISMATCH": "Nội dung đã bị thay đổi: giá trị băm không khớp với giá trị đã ký.",
-    "SIGNATURE_VALUE_INVALID": "Giá trị chữ ký số không hợp lệ đối với chứng thư của người ký.",
-    "NONSTANDARD_COVERAGE": (
-        "Vùng dữ liệu được ký (ByteRange) bất thường: chữ ký không bao phủ trọn một phiên bản "
-        "của tài liệu."
-    ),
-    "UNCOVERED_TRAILING_BYTES": (
-        "Có dữ liệu được nối vào cuối tệp sau phiên bản cuối cùng mà không chữ ký nào bao phủ."
-    ),
-    "SIGNATURE_UNREADABLE": "Không đọc được chữ ký số (cấu trúc chữ ký bị hỏng hoặc không hợp lệ).",
-    # modifications
-    "NO_CHANGES": "Tài liệu không bị thay đổi sau khi ký.",
-    "LTV_UPDATES_ONLY": (
-        "Sau khi ký chỉ bổ sung dữ liệu kiểm tra dài hạn (DSS) hoặc dấu thời gian tài liệu."
-    ),
-    "ALLOWED_FORM_FILLING": "Sau khi ký chỉ có thay đổi được phép (điền biểu mẫu, thêm chữ ký).",
-    "ALLOWED_ANNOTATIONS": (
-        "Sau khi ký có thêm chú thích (annotation). Chú thích không thuộc nội dung đã ký và có "
-        "thể che khuất nội dung: hãy đối chiếu với phiên bản đã ký."
-    ),
-    "DISALLOWED_CHANGES": "Tài liệu đã bị sửa đổi sau khi ký theo cách không được phép.",
-    "DOCMDP_VIOLATION": (
-        "Tài liệu đã chứng thực (DocMDP) bị thay đổi vượt quá quyền mà người chứng thực cho phép."
-    ),
-    "UNREFERENCED_OBJECTS": (
-        "Có đối tượng PDF được thêm sau khi ký nhưng không được khai báo trong bảng xref "
-        "(dấu hiệu tấn công nối thêm nội dung)."
-    ),
-    "MODIFICATIONS_UNKNOWN": "Không phân tích được các thay đổi sau khi ký.",
-    # trust
-    "CHAIN_TRUSTED": "Chứng thư số chuỗi được tới chứng thư gốc tin cậy.",
-    "NO_CHAIN_TO_TRUSTED_ROOT": (
-        "Không xây dựng được chuỗi chứng thư tới một chứng thư gốc tin cậy."
-    ),
-    "CERT_EXPIRED_OR_NOT_YET_VALID": (
-        "Chứng thư số không còn hiệu lực (hoặc chưa có hiệu lực) tại thời điểm kiểm tra và "
-        "không có bằng chứng thời gian hợp lệ."
-    ),
-    "CHAIN_CONSTRAINTS_FAILED": "Chuỗi chứng thư vi phạm ràng buộc (mục đích sử dụng khóa, …).",
-    "CHAIN_REVOKED": "Một chứng thư trong chuỗi đã bị thu hồi.",
-    "TRUST_UNDETERMINED": "Không xác định được độ tin cậy của chứng thư số.",
-    # revocation
-    "NOT_REVOKED": "Chứng thư số chưa bị thu hồi tại thời điểm ký (đã kiểm tra OCSP/CRL).",
-    "REVOKED": "Chứng thư số đã bị thu hồi trước thời điểm ký.",
-    "REVOKED_NO_POE": (
-        "Chứng thư số đã bị thu hồi và không có dấu thời gian chứng minh chữ ký được tạo "
-        "trước thời điểm thu hồi."
-    ),
-    "REVOKED_AFTER_SIGNING": (
-        "Chứng thư số bị thu hồi sau thời điểm ký (dấu thời gian chứng minh chữ ký có trước)."
-    ),
-    "REVOCATION_UNKNOWN": (
-        "Không xác định được trạng thái thu hồi của chứng thư số (không có phản hồi OCSP hay "
-        "CRL hợp lệ): cảnh báo, chưa thể kết luận."
-    ),
-    "REVOCATION_NOT_CHECKED": (
-        "Chưa kiểm tra trạng thái thu hồi vì chứng thư không chuỗi được tới gốc tin cậy."
-    ),
-    # timestamp
-    "TIMESTAMP_VALID": "Dấu thời gian hợp lệ và do đơn vị cấp dấu thời gian tin cậy cấp.",
-    "NO_TIMESTAMP": (
-        "Chữ ký không có dấu thời gian; thời điểm ký là thời điểm do người ký tự khai."
-    ),
-    "TIMESTAMP_INVALID": "Dấu thời gian không hợp lệ (đã bị thay đổi hoặc hỏng).",
-    "TIMESTAMP_UNTRUSTED": "Dấu thời gian không do đơn vị cấp dấu thời gian tin cậy cấp.",
-    # algorithms
-    "ALGORITHMS_OK": "Thuật toán và độ dài khóa đáp ứng quy định.",
-    "WEAK_ALGORITHM": (
-        "Thuật toán băm hoặc khóa yếu so với quy định hiện hành (RSA ≥ 2048, ECDSA ≥ 256, "
-        "SHA-2/SHA-3)."
-    ),
-    # document-level
-    "UNPARSABLE_SIGNED_PDF": (
-        "Tệp PDF có chữ ký nhưng cấu trúc bị hỏng, không đọc được: không thể coi là hợp lệ."
-    ),
-    "UNREACHABLE_SIGNATURE": (
-        "Tệp chứa từ điển chữ ký không gắn với trường chữ ký nào của tài liệu (dấu hiệu giả "
-        "mạo chữ ký)."
-    ),
-}
-
-
-def _check(status: CheckStatus, code: str, sub: str | None = None, extra: str = "") -> Check:
-    message = MESSAGES[code] + (f" ({extra})" if extra else "")
-    return Check(status, code, message, sub)
+# A validation time within this much of the present is "now": revocation data may be fetched.
+LIVE_TOLERANCE = timedelta(minutes=5)
 
 
 class NotPdfError(Exception):
@@ -159,391 +110,1299 @@ class EncryptedPdfError(Exception):
     pass
 
 
-# Any of these means the file claims to carry a signature: if it then cannot be parsed, the
-# verdict is TOTAL_FAILED, never "unsigned".
-SIGNATURE_MARKERS = re.compile(
-    rb"/ByteRange|/SigFlags|/FT\s*/Sig\b|/Type\s*/(?:Sig|DocTimeStamp)\b"
-    rb"|adbe\.pkcs7|ETSI\.CAdES|ETSI\.RFC3161"
-)
-OBJ_HEADER = re.compile(rb"(?<![0-9])(\d{1,10})\s+(\d{1,5})\s+obj\b")
-
-
-def _looks_signed(data: bytes) -> bool:
-    return SIGNATURE_MARKERS.search(data) is not None
-
-
 def _iso(moment: datetime | None) -> str | None:
     return vietnam_time(moment) if moment else None
 
 
+# -- signature dictionaries in the raw bytes -------------------------------------------------
+_OBJ_HEADER = re.compile(rb"(\d{1,10})[\x00\t\n\x0c\r ]+(\d{1,5})[\x00\t\n\x0c\r ]+obj")
+
+
+@dataclass(frozen=True)
+class RawSignatureDict:
+    """A ``/ByteRange`` key inside an uncompressed object's dictionary (not stream data)."""
+
+    offset: int
+    idnum: int
+    generation: int
+
+
+def _dict_positions(data: bytes, key: bytes, limit: int) -> list[RawSignatureDict]:
+    """Occurrences of ``key`` inside an uncompressed object's dictionary (not stream data)."""
+    found: list[RawSignatureDict] = []
+    pos = data.find(key)
+    while pos >= 0 and len(found) < limit:
+        start = data.rfind(b"obj", max(0, pos - 1_000_000), pos)
+        if start >= 3 and data[start - 3 : start] != b"end":
+            header = _OBJ_HEADER.search(data, max(0, start - 24), start + 3)
+            if header is not None and data.find(b"stream", start, pos) < 0:
+                found.append(RawSignatureDict(pos, int(header.group(1)), int(header.group(2))))
+        pos = data.find(key, pos + len(key))
+    return found
+
+
+def find_signature_dictionaries(data: bytes, limit: int = 10_000) -> list[RawSignatureDict]:
+    """Every dictionary in the file's uncompressed objects that carries ``/ByteRange``.
+
+    A signature's ``/Contents`` must sit at a byte offset its ByteRange names, so a working
+    signature dictionary is never inside a compressed object stream: a search of the raw bytes
+    (at memchr speed, no regular expression over the file) finds them all. Occurrences inside
+    stream data (page text that happens to mention the key) are skipped.
+    """
+    return _dict_positions(data, b"/ByteRange", limit)
+
+
+_CMS_SUBFILTERS = (b"adbe.pkcs7", b"ETSI.CAdES", b"ETSI.RFC3161", b"adbe.x509")
+# A signature container: /Contents as a long hex string (a page's /Contents is a reference or
+# an array; an annotation's is short text).
+_CMS_CONTENTS = re.compile(rb"/Contents[\x00\t\n\x0c\r ]*<[0-9A-Fa-f\x00\t\n\x0c\r ]{2048}")
+
+
+def claims_signature(data: bytes) -> bool:
+    """Whether an (unparsable) file claims to carry a signature: a signature dictionary's
+    ``/ByteRange``, a ``/SubFilter`` naming a signature format, or a CMS-sized hex
+    ``/Contents``, in a dictionary — never text inside a content stream. A damaged file that
+    claims a signature is TOTAL_FAILED, never "unsigned"."""
+    if _dict_positions(data, b"/ByteRange", 1):
+        return True
+    for hit in _dict_positions(data, b"/SubFilter", 1_000):
+        value = data[hit.offset + 10 : hit.offset + 40]
+        if any(name in value for name in _CMS_SUBFILTERS):
+            return True
+    return any(
+        _CMS_CONTENTS.match(data, hit.offset) for hit in _dict_positions(data, b"/Contents", 1_000)
+    )
+
+
+# -- evidence ----------------------------------------------------------------------------------
+def _tst_tokens(signer_info: cms.SignerInfo, signed: bool) -> list[cms.SignedData]:
+    try:
+        return list(generic_cms.extract_tst_data_iter(signer_info, signed=signed))
+    except Exception:  # noqa: BLE001 - a malformed attribute is reported by the timestamp check
+        return []
+
+
+def _collect_evidence(
+    reader: PdfFileReader, signatures: Iterable[EmbeddedPdfSignature]
+) -> Evidence:
+    certs: dict[bytes, x509.Certificate] = {}
+    crls: dict[bytes, crl.CertificateList] = {}
+    ocsps: dict[bytes, ocsp.OCSPResponse] = {}
+    source: dict[bytes, str] = {}
+
+    def add(kind: str, der: bytes, where: str) -> None:
+        digest = hashlib.sha256(der).digest()
+        if digest in source:
+            return
+        try:
+            if kind == "cert":
+                certs[digest] = x509.Certificate.load(der)
+                certs[digest].public_key  # noqa: B018 - parse now: fail here, not deep inside
+            elif kind == "crl":
+                crls[digest] = crl.CertificateList.load(der)
+                crls[digest]["tbs_cert_list"]["this_update"].native  # noqa: B018
+            else:
+                ocsps[digest] = ocsp.OCSPResponse.load(der)
+                ocsps[digest]["response_status"].native  # noqa: B018
+        except Exception:  # noqa: BLE001 - unreadable evidence is ignored, never trusted
+            certs.pop(digest, None)
+            crls.pop(digest, None)
+            ocsps.pop(digest, None)
+            return
+        source[digest] = where
+
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except NoDSSFoundError:
+        dss = None
+    except Exception:  # noqa: BLE001 - a broken DSS is ignored, not trusted
+        dss = None
+    if dss is not None:
+        for kind, purpose, refs in (
+            ("cert", DecodePurpose.CERTIFICATE, list(dss.certs.values())),
+            ("crl", DecodePurpose.CRL, list(dss.crls)),
+            ("ocsp", DecodePurpose.OCSP_RESPONSE, list(dss.ocsps)),
+        ):
+            for ref in refs[:5_000]:
+                try:
+                    add(kind, ref.get_object().read_data(purpose), "document")
+                except Exception:  # noqa: BLE001
+                    continue
+        vri_keys = (("/Cert", "cert"), ("/CRL", "crl"), ("/OCSP", "ocsp"))
+        purposes = {
+            "cert": DecodePurpose.CERTIFICATE,
+            "crl": DecodePurpose.CRL,
+            "ocsp": DecodePurpose.OCSP_RESPONSE,
+        }
+        for entry in list(dss.vri_entries.values())[:5_000]:
+            try:
+                vri = entry.get_object()
+                for key, kind in vri_keys:
+                    for ref in vri.get(key, ())[:1_000]:
+                        add(kind, ref.get_object().read_data(purposes[kind]), "document")
+            except Exception:  # noqa: BLE001
+                continue
+    for emb in signatures:
+        try:
+            sd = emb.signed_data
+            for choice in sd["certificates"] or ():
+                if choice.name == "certificate":
+                    add("cert", choice.chosen.dump(), "document")
+            for token in (
+                *_tst_tokens(emb.signer_info, signed=False),
+                *_tst_tokens(emb.signer_info, signed=True),
+            ):
+                for choice in token["certificates"] or ():
+                    if choice.name == "certificate":
+                        add("cert", choice.chosen.dump(), "document")
+            archival = find_cms_attribute_iter(
+                emb.signer_info["signed_attrs"], "adobe_revocation_info_archival"
+            )
+            for value in archival:
+                for item in value["crl"] or ():
+                    add("crl", item.dump(), "document")
+                for item in value["ocsp"] or ():
+                    add("ocsp", item.dump(), "document")
+        except Exception:  # noqa: BLE001 - nothing usable in this one
+            continue
+    return Evidence(tuple(certs.values()), tuple(crls.values()), tuple(ocsps.values()), source)
+
+
+# -- report pieces -----------------------------------------------------------------------------
+def _first(name: x509.Name, attr: str) -> str | None:
+    value = name.native.get(attr)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return str(value) if value else None
+
+
 def _signer_info(cert: x509.Certificate) -> SignerInfo:
-    subject = cert.subject.native
-
-    def first(name: str) -> str | None:
-        value = subject.get(name)
-        if isinstance(value, list):
-            value = value[0] if value else None
-        return str(value) if value else None
-
     validity = cert["tbs_certificate"]["validity"]
+    profile = certificate_profile(cert)
     return SignerInfo(
-        common_name=first("common_name"),
-        organization=first("organization_name"),
-        title=first("title"),
-        subject=cert.subject.human_friendly,
-        issuer=cert.issuer.human_friendly,
+        common_name=_first(cert.subject, "common_name"),
+        organization=_first(cert.subject, "organization_name"),
+        title=_first(cert.subject, "title"),
+        subject=vietnamese_dn(cert.subject),
+        issuer=vietnamese_dn(cert.issuer),
         serial_number=format(cert.serial_number, "X"),
         certificate_sha256=fingerprint(cert),
         valid_from=_iso(validity["not_before"].native) or "",
         valid_to=_iso(validity["not_after"].native) or "",
+        organizational_unit=_first(cert.subject, "organizational_unit_name"),
+        profile=profile,
+        profile_label=PROFILE_LABELS.get(profile, "chưa xác định"),
     )
 
 
-def _trailing_garbage(data: bytes) -> bool:
-    """Bytes after the last ``%%EOF`` that are not whitespace: an appended, unterminated
-    revision (Incremental Saving Attack without a closing %%EOF) that a reader might use."""
-    pos = data.rfind(b"%%EOF")
-    if pos < 0:
-        return True
-    return data[pos + 5 :].strip(b"\x00\t\n\x0c\r ") != b""
-
-
-def _unreferenced_objects_after(reader: PdfFileReader, data: bytes, offset: int) -> list[str]:
-    """Object definitions after ``offset`` that no later xref section points to.
-
-    The Incremental Saving Attack variant with an empty (or partial) xref appends objects that
-    a repairing viewer uses but a strict parser never sees as a change.
-    """
-    known: set[int] = set()
-    xrefs = reader.xrefs
-    for rev in range(xrefs.total_revisions):
-        start = xrefs.get_startxref_for_revision(rev)
-        known.add(start)
-        for ref in xrefs.explicit_refs_in_revision(rev):
-            pos = xrefs.get_historical_ref(ref, rev)
-            if isinstance(pos, int):
-                known.add(pos)
-    stray = []
-    for match in OBJ_HEADER.finditer(data, offset):
-        at = match.start()
-        if not any(at + d in known for d in (-2, -1, 0, 1, 2)):
-            stray.append(f"{int(match.group(1))} {int(match.group(2))} obj @{at}")
-    return stray
-
-
-def _revinfo_covers(
-    vc: ValidationContext, cert: x509.Certificate, issuer: x509.Certificate
-) -> bool:
-    for resp in vc.ocsps:
-        try:
-            data = resp["response_bytes"]["response"].parsed["tbs_response_data"]
-            for single in data["responses"]:
-                cid = single["cert_id"]
-                if cid["serial_number"].native != cert.serial_number:
-                    continue
-                algo = cid["hash_algorithm"]["algorithm"].native
-                key_hash = getattr(issuer.public_key, algo, None)
-                if key_hash is None or cid["issuer_key_hash"].native == key_hash:
-                    return True
-        except (KeyError, ValueError, TypeError, AttributeError):
-            continue
-    for crl in vc.crls:
-        try:
-            if crl["tbs_cert_list"]["issuer"] == cert.issuer:
-                return True
-        except (KeyError, ValueError):
-            continue
-    return False
-
-
-def _algorithms_check(status: SignatureStatus) -> Check:
-    problems = [
-        p
-        for p in (
-            digest_policy_problem(status.md_algorithm),
-            cert_policy_problem(status.signing_cert),
-        )
-        if p
-    ]
-    if problems:
-        return _check(
-            UNDECIDED, "WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE", "; ".join(problems)
-        )
-    return _check(PASS, "ALGORITHMS_OK")
-
-
-def _integrity_check(status: SignatureStatus, coverage: SignatureCoverageLevel | None) -> Check:
-    if not status.intact:
-        return _check(FAIL, "HASH_MISMATCH", "HASH_FAILURE")
-    if not status.valid:
-        return _check(FAIL, "SIGNATURE_VALUE_INVALID", "SIG_CRYPTO_FAILURE")
-    if coverage is None or coverage < SignatureCoverageLevel.ENTIRE_REVISION:
-        return _check(
-            FAIL, "NONSTANDARD_COVERAGE", "FORMAT_FAILURE", coverage.name if coverage else "UNCLEAR"
-        )
-    return _check(PASS, "INTACT")
-
-
-def _modifications_check(status: PdfSignatureStatus | DocumentTimestampStatus) -> Check:
-    coverage = status.coverage
-    if coverage is SignatureCoverageLevel.ENTIRE_FILE:
-        return _check(PASS, "NO_CHANGES")
-    diff = status.diff_result
-    if diff is None:
-        return _check(UNDECIDED, "MODIFICATIONS_UNKNOWN", "FORMAT_FAILURE")
-    if isinstance(diff, SuspiciousModification):
-        return _check(FAIL, "DISALLOWED_CHANGES", "FORMAT_FAILURE", str(diff)[:200])
-    level = diff.modification_level
-    if level is ModificationLevel.OTHER:
-        return _check(FAIL, "DISALLOWED_CHANGES", "FORMAT_FAILURE")
-    if status.docmdp_ok is False:
-        return _check(FAIL, "DOCMDP_VIOLATION", "FORMAT_FAILURE", level.name)
-    if level in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES):
-        return _check(PASS, "LTV_UPDATES_ONLY")
-    if level is ModificationLevel.FORM_FILLING:
-        return _check(PASS, "ALLOWED_FORM_FILLING")
-    return _check(PASS, "ALLOWED_ANNOTATIONS")
-
-
-def _trust_and_revocation(
-    status: SignatureStatus,
-    vc: ValidationContext,
-    proven_time: datetime | None,
-    claimed_time: datetime | None,
-) -> tuple[Check, Check]:
-    indic = status.trust_problem_indic
-    indic_name = indic.name if indic is not None else None
-    if status.revoked:
-        details = status.revocation_details
-        assert details is not None
-        revoked_at = details.revocation_date
-        chain_check = _check(PASS, "CHAIN_TRUSTED")
-        if details.ca_revoked:
-            chain_check = _check(FAIL, "CHAIN_REVOKED", "REVOKED")
-        if proven_time is not None and revoked_at > proven_time:
-            return chain_check, _check(
-                PASS, "REVOKED_AFTER_SIGNING", extra=f"thu hồi lúc {_iso(revoked_at)}"
+def _chain_entries(result: ChainResult | None) -> list[ChainEntry]:
+    if result is None or result.path is None:
+        return []
+    entries = []
+    try:
+        for cert in reversed(list(result.path.iter_certs(include_root=True))):
+            validity = cert["tbs_certificate"]["validity"]
+            entries.append(
+                ChainEntry(
+                    subject=vietnamese_dn(cert.subject),
+                    serial_number=format(cert.serial_number, "X"),
+                    certificate_sha256=fingerprint(cert),
+                    valid_from=_iso(validity["not_before"].native) or "",
+                    valid_to=_iso(validity["not_after"].native) or "",
+                )
             )
-        reference = proven_time or claimed_time
-        if reference is not None and revoked_at <= reference:
-            return chain_check, _check(
-                FAIL, "REVOKED", "REVOKED", f"thu hồi lúc {_iso(revoked_at)}"
-            )
-        return chain_check, _check(
-            UNDECIDED, "REVOKED_NO_POE", "REVOKED_NO_POE", f"thu hồi lúc {_iso(revoked_at)}"
-        )
+    except Exception:  # noqa: BLE001
+        return entries
+    return entries
 
-    no_chain = indic_name in (
-        None,
-        "NO_CERTIFICATE_CHAIN_FOUND",
-        "CERTIFICATE_CHAIN_GENERAL_FAILURE",
-    )
-    if (status.validation_path is None or indic_name == "NO_CERTIFICATE_CHAIN_FOUND") and no_chain:
+
+KIND_LABELS = {
+    "public_duty": "chữ ký số chuyên dùng công vụ (Ban Cơ yếu Chính phủ)",
+    "public": "chữ ký số công cộng (NEAC)",
+    "development": "chứng thư thử nghiệm (chỉ dùng khi phát triển)",
+    "configured": "gốc tin cậy do đơn vị vận hành cấu hình thêm",
+}
+
+
+def _anchor_info(trust: TrustStore, result: ChainResult | None) -> TrustAnchorInfo | None:
+    if result is None or result.path is None or not result.ok:
+        return None
+    try:
+        root = result.path.trust_anchor.authority.certificate
+    except AttributeError:
+        return None
+    if root is None:
+        return None
+    anchor = trust.anchor_for(root) if hasattr(trust, "anchor_for") else None
+    kind = getattr(anchor, "kind", None) or ("development" if trust.has_dev_root else "public")
+    name = getattr(anchor, "name", None) or _first(root.subject, "common_name") or "?"
+    return TrustAnchorInfo(name, kind, KIND_LABELS.get(kind, kind), fingerprint(root))
+
+
+def _issued_at(value: crl.CertificateList | ocsp.OCSPResponse) -> datetime | None:
+    try:
+        if isinstance(value, crl.CertificateList):
+            return value["tbs_cert_list"]["this_update"].native  # type: ignore[no-any-return]
         return (
-            _check(UNDECIDED, "NO_CHAIN_TO_TRUSTED_ROOT", "NO_CERTIFICATE_CHAIN_FOUND"),
-            _check(UNDECIDED, "REVOCATION_NOT_CHECKED", "NO_CERTIFICATE_CHAIN_FOUND"),
+            value["response_bytes"]["response"]
+            .parsed["tbs_response_data"][  # type: ignore[no-any-return]
+                "produced_at"
+            ]
+            .native
         )
-    if indic_name in (
-        "OUT_OF_BOUNDS_NO_POE",
-        "OUT_OF_BOUNDS_NOT_REVOKED",
-        "EXPIRED",
-        "NOT_YET_VALID",
-    ):
-        trust = _check(UNDECIDED, "CERT_EXPIRED_OR_NOT_YET_VALID", indic_name)
-    elif indic_name == "CHAIN_CONSTRAINTS_FAILURE":
-        trust = _check(UNDECIDED, "CHAIN_CONSTRAINTS_FAILED", indic_name)
-    elif indic_name in ("TRY_LATER", "REVOCATION_OUT_OF_BOUNDS_NO_POE", None):
-        trust = _check(PASS, "CHAIN_TRUSTED")
-    elif indic_name in ("CRYPTO_CONSTRAINTS_FAILURE", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"):
-        trust = _check(UNDECIDED, "TRUST_UNDETERMINED", indic_name)
-    else:
-        trust = _check(UNDECIDED, "TRUST_UNDETERMINED", indic_name)
+    except Exception:  # noqa: BLE001
+        return None
 
-    path = status.validation_path
-    if path is None:
-        return trust, _check(UNDECIDED, "REVOCATION_UNKNOWN", "TRY_LATER")
-    # Every certificate on the path below the anchor needs an OCSP answer or a CRL.
-    certs = [c for c in path.iter_certs(include_root=True)]
-    missing = []
-    for issuer, cert in itertools.pairwise(certs):
-        if not _revinfo_covers(vc, cert, issuer):
-            missing.append(cert.subject.human_friendly)
-    if missing or indic_name in ("TRY_LATER", "REVOCATION_OUT_OF_BOUNDS_NO_POE"):
-        return trust, _check(
-            UNDECIDED, "REVOCATION_UNKNOWN", indic_name or "TRY_LATER", "; ".join(missing)
+
+def _revocation_used(
+    result: ChainResult | None, evidence: Evidence, chains: ChainValidator
+) -> list[RevocationDataInfo]:
+    """The OCSP answers and CRLs that speak about the certificates of the validated path."""
+    if result is None or result.path is None:
+        return []
+    fetched_crls, fetched_ocsps = chains.fetched()
+    items: list[RevocationDataInfo] = []
+    try:
+        certs = list(result.path.iter_certs(include_root=False))
+    except Exception:  # noqa: BLE001
+        return []
+    for cert in certs:
+        serial = cert.serial_number
+        for origin, ocsps in (("document", evidence.ocsps), ("fetched", fetched_ocsps)):
+            for resp in ocsps:
+                try:
+                    data = resp["response_bytes"]["response"].parsed["tbs_response_data"]
+                    for single in data["responses"]:
+                        if single["cert_id"]["serial_number"].native != serial:
+                            continue
+                        status = single["cert_status"]
+                        revoked_at = None
+                        if status.name == "revoked":
+                            revoked_at = _iso(status.chosen["revocation_time"].native)
+                        responder = data["responder_id"]
+                        issuer = (
+                            vietnamese_dn(responder.chosen)
+                            if responder.name == "by_name"
+                            else "OCSP"
+                        )
+                        items.append(
+                            RevocationDataInfo(
+                                "OCSP",
+                                origin,
+                                issuer,
+                                vietnamese_dn(cert.subject),
+                                _iso(data["produced_at"].native),
+                                status.name if status.name in ("good", "revoked") else "unknown",
+                                revoked_at,
+                            )
+                        )
+                except Exception:  # noqa: BLE001
+                    continue
+        for origin, crl_list in (("document", evidence.crls), ("fetched", fetched_crls)):
+            for value in crl_list:
+                try:
+                    tbs = value["tbs_cert_list"]
+                    if tbs["issuer"] != cert.issuer:
+                        continue
+                    revoked_at = None
+                    for entry in tbs["revoked_certificates"] or ():
+                        if entry["user_certificate"].native == serial:
+                            revoked_at = _iso(entry["revocation_date"].native)
+                            break
+                    items.append(
+                        RevocationDataInfo(
+                            "CRL",
+                            origin,
+                            vietnamese_dn(tbs["issuer"]),
+                            vietnamese_dn(cert.subject),
+                            _iso(tbs["this_update"].native),
+                            "revoked" if revoked_at else "not_listed",
+                            revoked_at,
+                        )
+                    )
+                except Exception:  # noqa: BLE001
+                    continue
+    return items[:20]
+
+
+def _public_key_problem(public_key: keys.PublicKeyInfo) -> tuple[str, str] | None:
+    try:
+        problem = cert_policy_problem_for_key(public_key)
+    except Exception:  # noqa: BLE001 - an unreadable key is outside the policy
+        return ("ALGORITHM_NOT_ALLOWED", "khóa không đọc được")
+    return problem
+
+
+def cert_policy_problem_for_key(public_key: keys.PublicKeyInfo) -> tuple[str, str] | None:
+    """(code, detail) when the key is outside the national policy (RSA ≥ 2048, ECDSA ≥ 256)."""
+    algo = public_key.algorithm
+    if algo in ("rsa", "rsassa_pss"):
+        bits = public_key.bit_size
+        return None if bits >= 2048 else ("KEY_TOO_SHORT", f"RSA {bits} bit")
+    if algo == "ec":
+        bits = public_key.bit_size
+        return None if bits >= 256 else ("KEY_TOO_SHORT", f"ECDSA {bits} bit")
+    return ("ALGORITHM_NOT_ALLOWED", f"khóa {algo}")
+
+
+def _algorithms_check(md_algorithm: str | None, cert: x509.Certificate | None) -> Check:
+    problems: list[tuple[str, str]] = []
+    if md_algorithm is None or digest_policy_problem(md_algorithm):
+        problems.append(("WEAK_ALGORITHM", f"hàm băm {md_algorithm}"))
+    if cert is not None:
+        key_problem = _public_key_problem(cert.public_key)
+        if key_problem:
+            problems.append(key_problem)
+    if not problems:
+        return check(PASS, "ALGORITHMS_OK")
+    code = next(
+        (c for c, _ in problems if c == "ALGORITHM_NOT_ALLOWED"),
+        problems[0][0],
+    )
+    detail = "; ".join(d for _, d in problems)
+    return check(UNDECIDED, code, "CRYPTO_CONSTRAINTS_FAILURE_NO_POE", detail)
+
+
+# -- timestamps ----------------------------------------------------------------------------------
+@dataclass
+class TimestampResult:
+    """A validated (or not) timestamp token: ``time`` is its genTime."""
+
+    kind: str  # signature | content | document
+    time: datetime | None
+    authority: str | None
+    check: Check
+    chain: ChainResult | None = None
+    weak: bool = False
+
+    @property
+    def proves(self) -> bool:
+        return self.check.status is PASS and self.time is not None
+
+    def info(self) -> TimestampInfo:
+        return TimestampInfo(
+            self.kind, _iso(self.time), self.authority, self.check.status.value, self.check.code
         )
-    return trust, _check(PASS, "NOT_REVOKED")
 
 
-def _timestamp_check(ts: TimestampSignatureStatus | None) -> Check:
-    if ts is None:
-        return _check(NA, "NO_TIMESTAMP")
-    if not (ts.intact and ts.valid):
-        return _check(FAIL, "TIMESTAMP_INVALID", "FORMAT_FAILURE")
-    if not ts.trusted:
-        return _check(UNDECIDED, "TIMESTAMP_UNTRUSTED", "NO_POE")
-    return _check(PASS, "TIMESTAMP_VALID")
+def _token_integrity(
+    token: cms.SignedData, expected_imprint: bytes | None
+) -> tuple[Check | None, datetime | None, x509.Certificate | None, str | None, bool]:
+    """Integrity of a timestamp token: (failing check | None, genTime, TSA cert, TSA name,
+    weak algorithm)."""
+    try:
+        tst_info = token["encap_content_info"]["content"].parsed
+        if not isinstance(tst_info, tsp.TSTInfo):
+            return check(FAIL, "TIMESTAMP_INVALID", "FORMAT_FAILURE"), None, None, None, False
+        gen_time = tst_info["gen_time"].native
+        imprint_algo = tst_info["message_imprint"]["hash_algorithm"]["algorithm"].native
+        imprint = tst_info["message_imprint"]["hashed_message"].native
+        cert_info = generic_cms.extract_certs_for_validation(token)
+        tsa_cert = cert_info.signer_cert
+        tsa_name = _first(tsa_cert.subject, "common_name") or vietnamese_dn(tsa_cert.subject)
+        signer_info = token["signer_infos"][0]
+        md_algo = signer_info["digest_algorithm"]["algorithm"].native
+        content = bytes(token["encap_content_info"]["content"])
+        digest = hashlib.new(md_algo, content).digest()
+        intact, valid = generic_cms.validate_sig_integrity(
+            signer_info, tsa_cert, expected_content_type="tst_info", actual_digest=digest
+        )
+    except Exception:  # noqa: BLE001 - a token we cannot read proves nothing
+        return check(FAIL, "TIMESTAMP_INVALID", "FORMAT_FAILURE"), None, None, None, False
+    if not (intact and valid):
+        return check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE"), gen_time, tsa_cert, tsa_name, False
+    if expected_imprint is not None:
+        try:
+            expected = hashlib.new(imprint_algo, expected_imprint).digest()
+        except (ValueError, TypeError):
+            expected = None
+        if expected != imprint:
+            return (
+                check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE", "dấu thời gian không khớp chữ ký"),
+                gen_time,
+                tsa_cert,
+                tsa_name,
+                False,
+            )
+    weak = bool(
+        digest_policy_problem(imprint_algo)
+        or digest_policy_problem(md_algo)
+        or _public_key_problem(tsa_cert.public_key)
+    )
+    return None, gen_time, tsa_cert, tsa_name, weak
+
+
+# -- the verifier ---------------------------------------------------------------------------------
+@dataclass
+class _Doc:
+    """What one verification knows about the document."""
+
+    reader: PdfFileReader
+    data: bytes
+    chains: ChainValidator
+    evidence: Evidence
+    analysis: RevisionAnalysis
+    validation_time: datetime
+    doc_timestamps: dict[int, TimestampResult] = field(default_factory=dict)  # by revision
+    dss_at_revision: dict[int, bool] = field(default_factory=dict)
 
 
 class Verifier:
-    def __init__(self, trust: TrustStore, allow_fetching: bool = True) -> None:
+    """Verifies PDFs against ``trust``. ``allow_fetching``: fetch OCSP/CRL answers online (through
+    ``revocation_cache``, shared by all verifications of the process) when validating at the
+    present time."""
+
+    def __init__(
+        self,
+        trust: TrustStore,
+        allow_fetching: bool = True,
+        *,
+        fetcher_backend: FetcherBackend | None = None,
+    ) -> None:
         self.trust = trust
         self.allow_fetching = allow_fetching
-
-    def _context(self, dss: DocumentSecurityStore | None) -> ValidationContext:
-        other: list[x509.Certificate] = []
-        ocsps: list[bytes] = []
-        crls: list[bytes] = []
-        if dss is not None:
-            try:
-                # DSS data from the document (B-LT/B-LTA) lets verification work offline.
-                ctx = dss.as_validation_context({"trust_roots": self.trust.roots})
-                other = list(ctx.certificate_registry)
-                ocsps = [o.dump() for o in ctx.ocsps]
-                crls = [c.dump() for c in ctx.crls]
-            except Exception as e:  # noqa: BLE001 - a broken DSS is ignored, not trusted
-                log.info("ignoring unreadable DSS: %s", type(e).__name__)
-        return self.trust.validation_context(
-            other_certs=other,
-            ocsps=ocsps,
-            crls=crls,
-            allow_fetching=self.allow_fetching,
-            revocation_mode="soft-fail",
+        self._backend = fetcher_backend or (
+            CachingFetcherBackend(REVOCATION_CACHE, per_request_timeout=trust.fetch_timeout)
+            if allow_fetching
+            else None
         )
 
-    async def async_verify(self, data: bytes) -> DocumentReport:
+    async def async_verify(
+        self, data: bytes, *, validation_time: datetime | None = None
+    ) -> DocumentReport:
+        """Verify ``data`` (a PDF) and return the report.
+
+        ``validation_time``: validate as of that moment (aware datetime) instead of now, as EU DSS
+        allows for audits; revocation data is then only what the document carries.
+        Raises :class:`NotPdfError`, :class:`UnreadablePdfError` (an unsigned file that cannot
+        be parsed) or :class:`EncryptedPdfError`; every other problem is part of the report.
+        """
+        now = datetime.now(UTC)
         sha256 = hashlib.sha256(data).hexdigest()
-        validated_at = vietnam_time(datetime.now(UTC))
+        validated_at = vietnam_time(now)
+        moment = validation_time or now
+        if moment.tzinfo is None:
+            raise ValueError("validation_time must carry a time zone")
+        live = self.allow_fetching and abs(moment - now) <= LIVE_TOLERANCE
         if b"%PDF-" not in data[:1024]:
             raise NotPdfError()
-        signed_looking = _looks_signed(data)
+        raw_sigs = find_signature_dictionaries(data)
+
+        def unparsable(reason: str) -> DocumentReport:
+            problem = check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", reason)
+            return DocumentReport.conclude(
+                sha256, len(data), [], [problem], validated_at, validation_time=_iso(moment)
+            )
+
         try:
             reader = PdfFileReader(BytesIO(data), strict=False)
             if reader.encrypted:
                 result = reader.decrypt("")
                 if result.status == AuthStatus.FAILED:
                     raise EncryptedPdfError()
-            embedded = list(reader.embedded_signatures)
+            fields = list(enumerate_sig_fields(reader))
         except EncryptedPdfError:
             raise
-        except Exception as e:  # noqa: BLE001 - parser errors in a signed file are a verdict
-            if signed_looking:
-                problem = _check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", type(e).__name__)
-                return DocumentReport.conclude(sha256, len(data), [], [problem], validated_at)
+        except (Exception, RecursionError) as e:  # noqa: BLE001 - parser errors are a verdict
+            if raw_sigs or claims_signature(data):
+                return unparsable(type(e).__name__)
             raise UnreadablePdfError(type(e).__name__) from None
 
+        embedded: list[EmbeddedPdfSignature] = []
+        broken: list[SignatureReport] = []
+        unsigned: list[str] = []
+        for name, value, sig_field in fields:
+            if value is None:
+                unsigned.append(str(name))
+                continue
+            try:
+                emb = EmbeddedPdfSignature(reader, sig_field, name)
+                emb.signed_revision  # noqa: B018 - locate its revision now, fail here
+                embedded.append(emb)
+            except (Exception, RecursionError) as e:  # noqa: BLE001
+                # A filled signature field whose signature cannot even be read is broken,
+                # never "unsigned".
+                report = SignatureReport(
+                    field=str(name),
+                    type="signature",
+                    checks={
+                        "integrity": check(
+                            FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(e).__name__
+                        )
+                    },
+                )
+                report.conclude()
+                broken.append(report)
+        embedded.sort(key=lambda e: e.signed_revision)
+
         problems: list[Check] = []
-        if signed_looking and not embedded:
-            problems.append(_check(FAIL, "UNREACHABLE_SIGNATURE", "FORMAT_FAILURE"))
-        trailing = _trailing_garbage(data)
-        try:
-            dss: DocumentSecurityStore | None = DocumentSecurityStore.read_dss(reader)
-        except NoDSSFoundError:
-            dss = None
-        except Exception:  # noqa: BLE001
-            dss = None
-
-        reports = []
+        known_ids = set()
         for emb in embedded:
-            reports.append(await self._verify_one(reader, data, emb, dss, trailing))
-        return DocumentReport.conclude(sha256, len(data), reports, problems, validated_at)
-
-    async def _verify_one(
-        self,
-        reader: PdfFileReader,
-        data: bytes,
-        emb: EmbeddedPdfSignature,
-        dss: DocumentSecurityStore | None,
-        trailing: bool,
-    ) -> SignatureReport:
-        field = str(emb.field_name)
-        is_doc_ts = False
-        try:
-            is_doc_ts = emb.sig_object_type == "/DocTimeStamp"
-            kind = (
-                "document_timestamp"
-                if is_doc_ts
-                else (
-                    "certification"
-                    if emb.docmdp_level is not None and "/Reference" in emb.sig_object
-                    else "signature"
+            ref = getattr(emb.sig_object, "container_ref", None)
+            if ref is not None:
+                known_ids.add(ref.idnum)
+        for _name, value, _ in fields:
+            if isinstance(value, generic.IndirectObject):
+                known_ids.add(value.idnum)
+        stray_sigs = [r for r in raw_sigs if r.idnum not in known_ids]
+        if stray_sigs:
+            problems.append(
+                check(
+                    FAIL,
+                    "UNREACHABLE_SIGNATURE",
+                    "FORMAT_FAILURE",
+                    ", ".join(f"{s.idnum} {s.generation} obj" for s in stray_sigs[:5]),
                 )
             )
-        except Exception:  # noqa: BLE001
-            kind = "signature"
-        vc = self._context(dss)
+
+        evidence = _collect_evidence(reader, embedded)
+        doc = _Doc(
+            reader=reader,
+            data=data,
+            chains=ChainValidator(
+                self.trust,
+                evidence,
+                validation_time=moment,
+                live=live,
+                fetcher_backend=self._backend,
+            ),
+            evidence=evidence,
+            analysis=RevisionAnalysis(reader, data, DIFF_POLICY),
+            validation_time=moment,
+        )
+        reports: list[SignatureReport] = list(broken)
+        # Document timestamps first, newest first: each one proves when the older ones existed.
+        for emb in sorted(embedded, key=lambda e: -e.signed_revision):
+            if _is_doc_timestamp(emb):
+                reports.append(await self._verify_doc_timestamp(doc, emb))
+        for emb in embedded:
+            if not _is_doc_timestamp(emb):
+                reports.append(await self._verify_signature(doc, emb))
+        order = {str(e.field_name): e.signed_revision for e in embedded}
+        reports.sort(key=lambda r: order.get(r.field, -1))
+        warnings = self._warnings(doc, embedded, reports)
+        return DocumentReport.conclude(
+            sha256,
+            len(data),
+            reports,
+            problems,
+            validated_at,
+            validation_time=_iso(moment),
+            warnings=warnings,
+            unsigned_fields=unsigned,
+        )
+
+    # -- shared per-signature pieces --------------------------------------------------------
+    def _integrity(self, emb: EmbeddedPdfSignature) -> tuple[Check, x509.Certificate | None]:
         try:
-            status: PdfSignatureStatus | DocumentTimestampStatus
-            if is_doc_ts:
-                status = await async_validate_pdf_timestamp(
-                    emb, validation_context=vc, diff_policy=DIFF_POLICY
-                )
-            else:
-                status = await async_validate_pdf_signature(
-                    emb,
-                    signer_validation_context=vc,
-                    ts_validation_context=vc,
-                    diff_policy=DIFF_POLICY,
-                )
+            coverage = emb.evaluate_signature_coverage()
+        except Exception:  # noqa: BLE001
+            coverage = None
+        try:
+            cert = generic_cms.extract_certs_for_validation(emb.signed_data).signer_cert
         except Exception as e:  # noqa: BLE001
-            # A signature that cannot even be evaluated is broken, never "unsigned".
-            checks = {
-                "integrity": _check(
-                    FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(e).__name__
-                ),
-            }
-            report = SignatureReport(field=field, type=kind, checks=checks)
-            report.conclude()
-            return report
-
-        checks: dict[str, Check] = {}
-        integrity = _integrity_check(status, status.coverage)
-        if integrity.status is PASS and trailing:
-            integrity = _check(FAIL, "UNCOVERED_TRAILING_BYTES", "FORMAT_FAILURE")
-        checks["integrity"] = integrity
-
-        modifications = _modifications_check(status)
-        if (
-            modifications.status is PASS
-            and status.coverage is not SignatureCoverageLevel.ENTIRE_FILE
-        ):
+            name = type(e).__name__
+            if "SigningCert" in name or "signing certificate" in str(e).lower():
+                return check(FAIL, "SIGNING_CERTIFICATE_MISMATCH", "FORMAT_FAILURE"), None
+            return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", name), None
+        try:
+            digest = emb.compute_digest()
+            content_type = emb.signed_data["encap_content_info"]["content_type"].native
+            intact, valid = generic_cms.validate_sig_integrity(
+                emb.signer_info, cert, expected_content_type=content_type, actual_digest=digest
+            )
+        except Exception as e:  # noqa: BLE001
+            # An algorithm pyHanko cannot verify (or a malformed value): the digest can still
+            # be compared with the signed messageDigest attribute.
             try:
-                end = emb.byte_range[2] + emb.byte_range[3]
-                stray = _unreferenced_objects_after(reader, data, end)
+                attr = generic_cms.find_unique_cms_attribute(
+                    emb.signer_info["signed_attrs"], "message_digest"
+                ).native
+                if attr != emb.compute_digest():
+                    return check(FAIL, "HASH_MISMATCH", "HASH_FAILURE"), cert
             except Exception:  # noqa: BLE001
-                stray = []
-            if stray:
-                modifications = _check(
-                    FAIL, "UNREFERENCED_OBJECTS", "FORMAT_FAILURE", ", ".join(stray[:5])
-                )
-        checks["modifications"] = modifications
+                return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(e).__name__), cert
+            return (
+                check(UNDECIDED, "SIGNATURE_NOT_CHECKED", "CRYPTO_CONSTRAINTS_FAILURE"),
+                cert,
+            )
+        if not intact:
+            return check(FAIL, "HASH_MISMATCH", "HASH_FAILURE"), cert
+        if not valid:
+            return check(FAIL, "SIGNATURE_VALUE_INVALID", "SIG_CRYPTO_FAILURE"), cert
+        if coverage is None or coverage < SignatureCoverageLevel.ENTIRE_REVISION:
+            return (
+                check(
+                    FAIL,
+                    "NONSTANDARD_COVERAGE",
+                    "FORMAT_FAILURE",
+                    coverage.name if coverage else "UNCLEAR",
+                ),
+                cert,
+            )
+        return check(PASS, "INTACT"), cert
 
-        ts_status: TimestampSignatureStatus | None
-        claimed: datetime | None = None
-        if isinstance(status, DocumentTimestampStatus):
-            ts_status = status
-            proven: datetime | None = status.timestamp if status.trusted else None
+    def _modifications(
+        self, doc: _Doc, emb: EmbeddedPdfSignature, *, certifies: bool
+    ) -> tuple[Check, tuple[Any, ...]]:
+        analysis = doc.analysis
+        try:
+            coverage = emb.evaluate_signature_coverage()
+        except Exception:  # noqa: BLE001
+            return check(UNDECIDED, "MODIFICATIONS_UNKNOWN", "FORMAT_FAILURE"), ()
+        if analysis.trailing_garbage():
+            return check(FAIL, "UNCOVERED_TRAILING_BYTES", "FORMAT_FAILURE"), ()
+        if coverage is SignatureCoverageLevel.ENTIRE_FILE:
+            return check(PASS, "NO_CHANGES"), ()
+        if coverage is None or coverage < SignatureCoverageLevel.ENTIRE_REVISION:
+            return check(FAIL, "NONSTANDARD_COVERAGE", "FORMAT_FAILURE"), ()
+        try:
+            end = emb.byte_range[2] + emb.byte_range[3]
+            stray = analysis.stray_objects(end)
+        except Exception:  # noqa: BLE001
+            stray = []
+        if stray:
+            detail = ", ".join(s for _, s in stray[:5])
+            return check(FAIL, "UNREFERENCED_OBJECTS", "FORMAT_FAILURE", detail), ()
+        try:
+            docmdp = emb.docmdp_level if certifies else None
+            field_lock = emb.fieldmdp
+        except Exception:  # noqa: BLE001
+            docmdp, field_lock = None, None
+        try:
+            verdict = analysis.after(emb.signed_revision, doc_mdp=docmdp, field_lock=field_lock)
+        except (Exception, RecursionError) as e:  # noqa: BLE001
+            return check(FAIL, "DISALLOWED_CHANGES", "FORMAT_FAILURE", type(e).__name__), ()
+        if verdict.locked_field_changed is not None:
+            return (
+                check(FAIL, "LOCKED_FIELD_CHANGED", "FORMAT_FAILURE", verdict.locked_field_changed),
+                verdict.added_annotations,
+            )
+        if verdict.level is None:
+            extra = f"phiên bản {verdict.problem_revision}" if verdict.problem_revision else ""
+            return (
+                check(FAIL, "DISALLOWED_CHANGES", "FORMAT_FAILURE", extra),
+                verdict.added_annotations,
+            )
+        if verdict.docmdp_ok is False:
+            return (
+                check(FAIL, "DOCMDP_VIOLATION", "FORMAT_FAILURE", verdict.level.name),
+                verdict.added_annotations,
+            )
+        level = verdict.level
+        if level in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES):
+            code = "LTV_UPDATES_ONLY"
+        elif level is ModificationLevel.FORM_FILLING:
+            code = "ALLOWED_FORM_FILLING"
         else:
-            ts_status = status.timestamp_validity
-            proven = ts_status.timestamp if ts_status is not None and ts_status.trusted else None
-            claimed = status.signer_reported_dt
-        trust, revocation = _trust_and_revocation(status, vc, proven, claimed)
+            code = "ALLOWED_ANNOTATIONS"
+        return check(PASS, code), verdict.added_annotations
+
+    async def _timestamp(
+        self,
+        doc: _Doc,
+        token: cms.SignedData,
+        kind: str,
+        expected_imprint: bytes | None,
+        proven_by: datetime | None,
+    ) -> TimestampResult:
+        """Validate one timestamp token: integrity and imprint, then the TSA's chain at the
+        validation time, or else at ``proven_by`` (a later document timestamp's time)."""
+        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(token, expected_imprint)
+        if failed is not None:
+            return TimestampResult(kind, gen_time, tsa_name, failed)
+        assert tsa_cert is not None
+        if weak:
+            return TimestampResult(
+                kind,
+                gen_time,
+                tsa_name,
+                check(UNDECIDED, "TIMESTAMP_WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"),
+                weak=True,
+            )
+        result = await doc.chains.validate(tsa_cert, "tsa")
+        if (
+            not result.ok
+            and proven_by is not None
+            and result.status is not (AdESIndeterminate.NO_CERTIFICATE_CHAIN_FOUND)
+        ):
+            past = await doc.chains.validate(tsa_cert, "tsa", at=proven_by)
+            if past.ok:
+                result = past
+        if result.ok:
+            return TimestampResult(kind, gen_time, tsa_name, check(PASS, "TIMESTAMP_VALID"), result)
+        sub = result.status.name if result.status is not None else "NO_POE"
+        return TimestampResult(
+            kind, gen_time, tsa_name, check(UNDECIDED, "TIMESTAMP_UNTRUSTED", sub), result
+        )
+
+    def _proof_by_doc_timestamp(self, doc: _Doc, revision: int) -> datetime | None:
+        """The earliest valid document timestamp over ``revision`` (in a later revision)."""
+        times = [
+            ts.time
+            for rev, ts in doc.doc_timestamps.items()
+            if rev > revision and ts.proves and ts.time is not None
+        ]
+        return min(times) if times else None
+
+    async def _verify_doc_timestamp(self, doc: _Doc, emb: EmbeddedPdfSignature) -> SignatureReport:
+        field_name = str(emb.field_name)
+        checks: dict[str, Check] = {}
+        try:
+            digest = emb.compute_digest()
+            coverage = emb.evaluate_signature_coverage()
+        except Exception as e:  # noqa: BLE001
+            checks["integrity"] = check(
+                FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(e).__name__
+            )
+            report = SignatureReport(field=field_name, type="document_timestamp", checks=checks)
+            report.conclude()
+            doc.doc_timestamps[emb.signed_revision] = TimestampResult(
+                "document", None, None, checks["integrity"]
+            )
+            return report
+        proven_by = self._proof_by_doc_timestamp(doc, emb.signed_revision)
+        # The token's imprint is the document digest itself (not a hash of it).
+        ts = await self._timestamp_with_imprint(doc, emb.signed_data, digest, proven_by)
+        doc.doc_timestamps[emb.signed_revision] = ts
+        integrity = check(PASS, "INTACT")
+        if ts.check.status is FAIL:
+            integrity = ts.check
+        elif coverage < SignatureCoverageLevel.ENTIRE_REVISION:
+            integrity = check(FAIL, "NONSTANDARD_COVERAGE", "FORMAT_FAILURE", coverage.name)
+        checks["integrity"] = integrity
+        modifications, _ = self._modifications(doc, emb, certifies=False)
+        checks["modifications"] = modifications
+        trust, revocation = _chain_checks(
+            ts.chain, proven=ts.chain is not None and ts.chain.historical
+        )
+        if ts.check.code == "TIMESTAMP_WEAK_ALGORITHM":
+            trust = check(
+                UNDECIDED, "TIMESTAMP_WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"
+            )
         checks["trust"] = trust
         checks["revocation"] = revocation
-        checks["timestamp"] = _timestamp_check(ts_status)
-        checks["algorithms"] = _algorithms_check(status)
-
-        signing_time = proven or claimed
+        checks["timestamp"] = ts.check
+        tsa_cert = _token_signer(emb.signed_data)
+        checks["algorithms"] = _algorithms_check(emb.md_algorithm, tsa_cert)
         report = SignatureReport(
-            field=field,
-            type=kind,
+            field=field_name,
+            type="document_timestamp",
             checks=checks,
-            signer=_signer_info(status.signing_cert),
-            signing_time=_iso(signing_time),
-            signing_time_source="timestamp" if proven else ("claimed" if claimed else None),
-            timestamp_time=_iso(ts_status.timestamp) if ts_status is not None else None,
-            md_algorithm=status.md_algorithm,
-            coverage=status.coverage.name if status.coverage else None,
+            signer=_signer_info(tsa_cert) if tsa_cert is not None else None,
+            signing_time=_iso(ts.time),
+            signing_time_source="timestamp" if ts.time else None,
+            timestamp_time=_iso(ts.time),
+            md_algorithm=emb.md_algorithm,
+            coverage=coverage.name,
+            validation_time=_iso(ts.chain.moment if ts.chain else doc.validation_time),
+            trust_anchor=_anchor_info(self.trust, ts.chain),
+            chain=_chain_entries(ts.chain),
+            timestamps=[ts.info()],
+            revocation_data=_revocation_used(ts.chain, doc.evidence, doc.chains),
         )
         report.conclude()
         return report
+
+    async def _timestamp_with_imprint(
+        self, doc: _Doc, token: cms.SignedData, digest: bytes, proven_by: datetime | None
+    ) -> TimestampResult:
+        # Document timestamps: the imprint must equal the ByteRange digest computed with the
+        # imprint's own algorithm, which pyHanko computed as ``digest``.
+        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(token, None)
+        if failed is not None:
+            return TimestampResult("document", gen_time, tsa_name, failed)
+        try:
+            imprint = token["encap_content_info"]["content"].parsed["message_imprint"]
+            matches = imprint["hashed_message"].native == digest
+        except Exception:  # noqa: BLE001
+            matches = False
+        if not matches:
+            return TimestampResult(
+                "document", gen_time, tsa_name, check(FAIL, "HASH_MISMATCH", "HASH_FAILURE")
+            )
+        if weak:
+            return TimestampResult(
+                "document",
+                gen_time,
+                tsa_name,
+                check(UNDECIDED, "TIMESTAMP_WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"),
+                weak=True,
+            )
+        assert tsa_cert is not None
+        result = await doc.chains.validate(tsa_cert, "tsa")
+        if not result.ok and proven_by is not None:
+            past = await doc.chains.validate(tsa_cert, "tsa", at=proven_by)
+            if past.ok:
+                result = past
+        if result.ok:
+            return TimestampResult(
+                "document", gen_time, tsa_name, check(PASS, "TIMESTAMP_VALID"), result
+            )
+        sub = result.status.name if result.status is not None else "NO_POE"
+        return TimestampResult(
+            "document", gen_time, tsa_name, check(UNDECIDED, "TIMESTAMP_UNTRUSTED", sub), result
+        )
+
+    async def _verify_signature(self, doc: _Doc, emb: EmbeddedPdfSignature) -> SignatureReport:
+        field_name = str(emb.field_name)
+        try:
+            certifies = emb.docmdp_level is not None and "/Reference" in emb.sig_object
+        except Exception:  # noqa: BLE001
+            certifies = False
+        kind = "certification" if certifies else "signature"
+        checks: dict[str, Check] = {}
+        integrity, cert = self._integrity(emb)
+        checks["integrity"] = integrity
+        modifications, _annotations = self._modifications(doc, emb, certifies=certifies)
+        checks["modifications"] = modifications
+        if cert is None:
+            report = SignatureReport(field=field_name, type=kind, checks=checks)
+            report.conclude()
+            return report
+
+        # Timestamps: signature timestamps prove when the signature existed; content
+        # timestamps prove it was made after their time.
+        proven_by_doc = self._proof_by_doc_timestamp(doc, emb.signed_revision)
+        try:
+            signature_value = emb.signer_info["signature"].native
+        except Exception:  # noqa: BLE001
+            signature_value = b""
+        timestamps: list[TimestampResult] = []
+        for token in _tst_tokens(emb.signer_info, signed=False)[:5]:
+            timestamps.append(
+                await self._timestamp(doc, token, "signature", signature_value, proven_by_doc)
+            )
+        for token in _tst_tokens(emb.signer_info, signed=True)[:5]:
+            timestamps.append(await self._content_timestamp(doc, emb, token, proven_by_doc))
+        proofs: list[tuple[datetime, str]] = [
+            (t.time, "signature_timestamp")
+            for t in timestamps
+            if t.kind == "signature" and t.proves and t.time is not None
+        ]
+        if proven_by_doc is not None:
+            proofs.append((proven_by_doc, "document_timestamp"))
+        best = min(proofs) if proofs else None
+        poe, poe_proof = (best[0], best[1]) if best else (None, None)
+        not_before_times = [
+            t.time for t in timestamps if t.kind == "content" and t.proves and t.time is not None
+        ]
+        not_before = max(not_before_times) if not_before_times else None
+
+        notes: list[Note] = []
+        trust, revocation, chain_result = await self._judge_signer(
+            doc, cert, poe, not_before, notes
+        )
+        checks["trust"] = trust
+        checks["revocation"] = revocation
+        sig_ts = [t for t in timestamps if t.kind == "signature"]
+        if sig_ts:
+            good = next((t for t in sig_ts if t.proves), None)
+            checks["timestamp"] = (good or sig_ts[0]).check
+        elif proven_by_doc is not None:
+            checks["timestamp"] = check(PASS, "TIMESTAMP_VALID", extra="dấu thời gian tài liệu")
+        else:
+            checks["timestamp"] = check(NA, "NO_TIMESTAMP")
+        checks["algorithms"] = _algorithms_check(emb.md_algorithm, cert)
+
+        try:
+            claimed = emb.self_reported_timestamp
+        except Exception:  # noqa: BLE001
+            claimed = None
+        signing_time = poe or claimed
+        first_ts = next((t for t in sig_ts if t.time is not None), None)
+        try:
+            mechanism = emb.signer_info["signature_algorithm"]["algorithm"].native
+        except Exception:  # noqa: BLE001
+            mechanism = None
+        anchor = _anchor_info(self.trust, chain_result)
+        report = SignatureReport(
+            field=field_name,
+            type=kind,
+            checks=checks,
+            signer=_signer_info(cert),
+            signing_time=_iso(signing_time),
+            signing_time_source="timestamp" if poe else ("claimed" if claimed else None),
+            timestamp_time=_iso(first_ts.time) if first_ts else None,
+            md_algorithm=emb.md_algorithm,
+            signature_algorithm=mechanism,
+            coverage=_coverage_name(emb),
+            level=self._level(doc, emb, cert, bool(sig_ts) or proven_by_doc is not None),
+            validation_time=_iso(chain_result.moment if chain_result else doc.validation_time),
+            best_signature_time=_iso(poe),
+            best_signature_time_proof=poe_proof,
+            trust_anchor=anchor,
+            category=anchor.kind if anchor else None,
+            category_label=anchor.kind_label if anchor else None,
+            chain=_chain_entries(chain_result),
+            timestamps=[t.info() for t in timestamps],
+            revocation_data=_revocation_used(chain_result, doc.evidence, doc.chains),
+            notes=notes,
+        )
+        report.conclude()
+        return report
+
+    async def _content_timestamp(
+        self,
+        doc: _Doc,
+        emb: EmbeddedPdfSignature,
+        token: cms.SignedData,
+        proven_by: datetime | None,
+    ) -> TimestampResult:
+        # A content timestamp's imprint is over the signed content, i.e. it must equal the
+        # messageDigest attribute when both use the same algorithm (pyHanko's assumption too).
+        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(token, None)
+        if failed is not None:
+            return TimestampResult("content", gen_time, tsa_name, failed)
+        try:
+            imprint = token["encap_content_info"]["content"].parsed["message_imprint"]
+            md_attr = generic_cms.find_unique_cms_attribute(
+                emb.signer_info["signed_attrs"], "message_digest"
+            ).native
+            matches = imprint["hashed_message"].native == md_attr
+        except Exception:  # noqa: BLE001
+            matches = False
+        if not matches:
+            return TimestampResult(
+                "content", gen_time, tsa_name, check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE")
+            )
+        if weak:
+            return TimestampResult(
+                "content",
+                gen_time,
+                tsa_name,
+                check(UNDECIDED, "TIMESTAMP_WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"),
+                weak=True,
+            )
+        assert tsa_cert is not None
+        result = await doc.chains.validate(tsa_cert, "tsa")
+        if not result.ok and proven_by is not None:
+            past = await doc.chains.validate(tsa_cert, "tsa", at=proven_by)
+            result = past if past.ok else result
+        if result.ok:
+            return TimestampResult(
+                "content", gen_time, tsa_name, check(PASS, "TIMESTAMP_VALID"), result
+            )
+        return TimestampResult(
+            "content", gen_time, tsa_name, check(UNDECIDED, "TIMESTAMP_UNTRUSTED", "NO_POE"), result
+        )
+
+    async def _judge_signer(
+        self,
+        doc: _Doc,
+        cert: x509.Certificate,
+        poe: datetime | None,
+        not_before: datetime | None,
+        notes: list[Note],
+    ) -> tuple[Check, Check, ChainResult | None]:
+        """The trust and revocation checks of a signer, at the validation time and, when that
+        cannot conclude and a proof of existence allows, at the proven time."""
+        chains = doc.chains
+        current = await chains.validate(cert, "signer")
+        if poe is not None and poe < cert.not_valid_before:
+            return (
+                check(FAIL, "CERT_NOT_YET_VALID", "NOT_YET_VALID"),
+                check(UNDECIDED, "REVOCATION_NOT_CHECKED", "NOT_YET_VALID"),
+                current,
+            )
+        if current.ok:
+            return (*_chain_checks(current, proven=False), current)
+        status = current.status
+        if status is AdESIndeterminate.NO_CERTIFICATE_CHAIN_FOUND:
+            return (*_chain_checks(current, proven=False), current)
+
+        if current.revocation is not None:
+            past = await self._past(doc, cert, poe)
+            trust, revocation = self._revoked(current, poe, not_before, notes, past)
+            return trust, revocation, (past if past is not None and past.ok else current)
+
+        time_related = status in (
+            AdESIndeterminate.OUT_OF_BOUNDS_NO_POE,
+            AdESIndeterminate.OUT_OF_BOUNDS_NOT_REVOKED,
+            AdESIndeterminate.TRY_LATER,
+            AdESIndeterminate.REVOCATION_OUT_OF_BOUNDS_NO_POE,
+            AdESIndeterminate.CRYPTO_CONSTRAINTS_FAILURE_NO_POE,
+            AdESIndeterminate.EXPIRED,
+        ) or (
+            status is AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE
+            and current.revinfo_problem
+        )
+        if time_related and poe is not None:
+            past = await self._past(doc, cert, poe)
+            assert past is not None
+            if past.ok:
+                notes.append(Note.of("VALIDATED_AT_PROVEN_TIME", _iso(poe) or ""))
+                return (*_chain_checks(past, proven=True), past)
+            if past.revocation is not None:
+                return (*self._revoked(past, poe, not_before, notes, past), past)
+            return (*_chain_checks(past, proven=True), past)
+        if time_related:
+            # Stale or missing revocation data and no proof of time: if anything we hold shows
+            # the certificate revoked, say so (REVOKED_NO_POE), never "not revoked".
+            revoked = await chains.find_revocation(cert, "signer")
+            if revoked is not None:
+                return (*self._revoked(revoked, None, not_before, notes, None), revoked)
+        return (*_chain_checks(current, proven=False), current)
+
+    async def _past(
+        self, doc: _Doc, cert: x509.Certificate, poe: datetime | None
+    ) -> ChainResult | None:
+        if poe is None:
+            return None
+        return await doc.chains.validate(cert, "signer", at=poe)
+
+    def _revoked(
+        self,
+        result: ChainResult,
+        poe: datetime | None,
+        not_before: datetime | None,
+        notes: list[Note],
+        past: ChainResult | None,
+    ) -> tuple[Check, Check]:
+        details = result.revocation
+        assert details is not None
+        revoked_at = details.revocation_date
+        when = f"thu hồi lúc {_iso(revoked_at)}"
+        ca = details.ca_revoked
+        if not_before is not None and not_before >= revoked_at:
+            # A content timestamp proves the signature was made after the revocation.
+            if ca:
+                return (
+                    check(FAIL, "CHAIN_REVOKED", "REVOKED", when),
+                    check(FAIL, "REVOKED", "REVOKED", when),
+                )
+            return check(PASS, "CHAIN_TRUSTED"), check(FAIL, "REVOKED", "REVOKED", when)
+        if poe is not None and poe < revoked_at and past is not None and past.ok:
+            notes.append(Note.of("REVOKED_AFTER_PROVEN_TIME", when))
+            return (
+                check(PASS, "CHAIN_TRUSTED_AT_SIGNING_TIME"),
+                check(PASS, "REVOKED_AFTER_SIGNING", extra=when),
+            )
+        if poe is not None and poe < revoked_at and past is not None:
+            return _chain_checks(past, proven=True)
+        sub = "REVOKED_CA_NO_POE" if ca else "REVOKED_NO_POE"
+        trust = check(UNDECIDED, "CHAIN_REVOKED", sub, when) if ca else check(PASS, "CHAIN_TRUSTED")
+        return trust, check(UNDECIDED, "REVOKED_NO_POE", sub, when)
+
+    def _level(
+        self, doc: _Doc, emb: EmbeddedPdfSignature, cert: x509.Certificate, timestamped: bool
+    ) -> str | None:
+        """PAdES baseline level (ETSI EN 319 142-1): B-B; B-T with a signature or document
+        timestamp; B-LT with the signer's revocation data in the DSS; B-LTA with a document
+        timestamp over a revision that holds the DSS."""
+        if not timestamped:
+            return "B-B"
+        has_revinfo = any(
+            _speaks_about(item, cert) for item in (*doc.evidence.ocsps, *doc.evidence.crls)
+        )
+        if not has_revinfo:
+            return "B-T"
+        for revision in doc.doc_timestamps:
+            if revision > emb.signed_revision and self._dss_at(doc, revision):
+                return "B-LTA"
+        return "B-LT"
+
+    @staticmethod
+    def _dss_at(doc: _Doc, revision: int) -> bool:
+        cached = doc.dss_at_revision.get(revision)
+        if cached is None:
+            try:
+                DocumentSecurityStore.read_dss(doc.reader.get_historical_resolver(revision))
+                cached = True
+            except Exception:  # noqa: BLE001
+                cached = False
+            doc.dss_at_revision[revision] = cached
+        return cached
+
+    def _warnings(
+        self,
+        doc: _Doc,
+        embedded: list[EmbeddedPdfSignature],
+        reports: list[SignatureReport],
+    ) -> list[Note]:
+        """What a reader must see even when every signature passes: annotations added after
+        the first signature (they can cover signed content: the Evil Annotation Attack), in
+        particular over a signature's appearance, and certificates that expired since."""
+        warnings: list[Note] = []
+        signatures = [e for e in embedded if not _is_doc_timestamp(e)]
+        if signatures:
+            first = signatures[0]
+            widgets: list[tuple[int | None, tuple[float, float, float, float] | None, str]] = []
+            for emb in signatures:
+                widgets.append((_widget_page(doc, emb), _widget_rect(emb), str(emb.field_name)))
+            seen: set[tuple[int, int, tuple[float, ...] | None]] = set()
+            for revision in range(first.signed_revision + 1, doc.analysis.revisions):
+                try:
+                    change = doc.analysis.change(revision)
+                except Exception:  # noqa: BLE001
+                    continue
+                for annot in change.added_annotations:
+                    if annot.is_signature_widget:
+                        continue
+                    key = (annot.revision, annot.page, annot.rect)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    covered = [
+                        name
+                        for page, rect, name in widgets
+                        if page == annot.page and _overlaps(rect, annot.rect)
+                    ]
+                    code = (
+                        "ANNOTATION_OVER_SIGNATURE" if covered else "ANNOTATION_ADDED_AFTER_SIGNING"
+                    )
+                    warnings.append(
+                        Note.of(
+                            code,
+                            f"trang {annot.page}, loại {annot.subtype}",
+                            signature=covered[0] if covered else None,
+                            page=annot.page,
+                            rect=annot.rect,
+                        )
+                    )
+                    if len(warnings) >= 50:
+                        return warnings
+        for report in reports:
+            if any(n.code == "VALIDATED_AT_PROVEN_TIME" for n in report.notes) and report.signer:
+                try:
+                    expired = datetime.fromisoformat(report.signer.valid_to) < doc.validation_time
+                except ValueError:
+                    expired = False
+                if expired:
+                    warnings.append(Note.of("CERTIFICATE_EXPIRED_SINCE", signature=report.field))
+        return warnings
+
+
+def _is_doc_timestamp(emb: EmbeddedPdfSignature) -> bool:
+    try:
+        return emb.sig_object_type == "/DocTimeStamp"
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _coverage_name(emb: EmbeddedPdfSignature) -> str | None:
+    try:
+        return emb.evaluate_signature_coverage().name
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _token_signer(token: cms.SignedData) -> x509.Certificate | None:
+    try:
+        return generic_cms.extract_certs_for_validation(token).signer_cert
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _speaks_about(item: crl.CertificateList | ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
+    try:
+        if isinstance(item, crl.CertificateList):
+            return bool(item["tbs_cert_list"]["issuer"] == cert.issuer)
+        data = item["response_bytes"]["response"].parsed["tbs_response_data"]
+        return any(
+            single["cert_id"]["serial_number"].native == cert.serial_number
+            for single in data["responses"]
+        )
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _widget_rect(emb: EmbeddedPdfSignature) -> tuple[float, float, float, float] | None:
+    from signing_service.verification.modifications import _rect
+
+    try:
+        return _rect(emb.sig_field.get("/Rect"))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _widget_page(doc: _Doc, emb: EmbeddedPdfSignature) -> int | None:
+    try:
+        page_ref = emb.sig_field.raw_get("/P")
+        if not isinstance(page_ref, generic.IndirectObject):
+            return None
+        from signing_service.verification.modifications import _page_refs
+
+        pages = _page_refs(doc.reader.get_historical_resolver(doc.analysis.revisions - 1))
+        return pages.index(page_ref.reference) + 1
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _overlaps(
+    a: tuple[float, float, float, float] | None, b: tuple[float, float, float, float] | None
+) -> bool:
+    if a is None or b is None:
+        return False
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _chain_checks(result: ChainResult | None, *, proven: bool) -> tuple[Check, Check]:
+    """Trust and revocation checks from one chain judgement."""
+    if result is None:
+        return (
+            check(UNDECIDED, "TRUST_UNDETERMINED", "NO_CERTIFICATE_CHAIN_FOUND"),
+            check(UNDECIDED, "REVOCATION_NOT_CHECKED", "NO_CERTIFICATE_CHAIN_FOUND"),
+        )
+    when = f"tại {_iso(result.moment)}" if result.historical else ""
+    if result.ok:
+        if proven or result.historical:
+            return (
+                check(PASS, "CHAIN_TRUSTED_AT_SIGNING_TIME", extra=when),
+                check(PASS, "NOT_REVOKED_AT_SIGNING_TIME", extra=when),
+            )
+        return check(PASS, "CHAIN_TRUSTED"), check(PASS, "NOT_REVOKED")
+    status = result.status
+    name = status.name if status is not None else "GENERIC"
+    if status is AdESIndeterminate.NO_CERTIFICATE_CHAIN_FOUND:
+        return (
+            check(UNDECIDED, "NO_CHAIN_TO_TRUSTED_ROOT", name),
+            check(UNDECIDED, "REVOCATION_NOT_CHECKED", name),
+        )
+    if status in (
+        AdESIndeterminate.OUT_OF_BOUNDS_NO_POE,
+        AdESIndeterminate.OUT_OF_BOUNDS_NOT_REVOKED,
+        AdESIndeterminate.EXPIRED,
+    ):
+        code = "CERT_EXPIRED_BEFORE_SIGNING" if result.historical else "CERT_EXPIRED_NO_POE"
+        return (
+            check(UNDECIDED, code, "OUT_OF_BOUNDS_NO_POE", when),
+            check(UNDECIDED, "REVOCATION_NOT_CHECKED", "OUT_OF_BOUNDS_NO_POE"),
+        )
+    if status in (AdESFailure.NOT_YET_VALID, AdESIndeterminate.NOT_YET_VALID):
+        return (
+            check(FAIL, "CERT_NOT_YET_VALID", "NOT_YET_VALID"),
+            check(UNDECIDED, "REVOCATION_NOT_CHECKED", "NOT_YET_VALID"),
+        )
+    if status is AdESIndeterminate.CHAIN_CONSTRAINTS_FAILURE:
+        return (
+            check(UNDECIDED, "CHAIN_CONSTRAINTS_FAILED", name),
+            check(UNDECIDED, "REVOCATION_NOT_CHECKED", name),
+        )
+    if status in (
+        AdESIndeterminate.CRYPTO_CONSTRAINTS_FAILURE,
+        AdESIndeterminate.CRYPTO_CONSTRAINTS_FAILURE_NO_POE,
+    ):
+        return (
+            check(UNDECIDED, "CHAIN_WEAK_ALGORITHM", name),
+            check(UNDECIDED, "REVOCATION_NOT_CHECKED", name),
+        )
+    if status in (
+        AdESIndeterminate.TRY_LATER,
+        AdESIndeterminate.REVOCATION_OUT_OF_BOUNDS_NO_POE,
+    ) or (status is AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE and result.revinfo_problem):
+        sub = (
+            "TRY_LATER" if status is not AdESIndeterminate.REVOCATION_OUT_OF_BOUNDS_NO_POE else name
+        )
+        return (
+            check(
+                PASS,
+                "CHAIN_TRUSTED_AT_SIGNING_TIME" if result.historical else "CHAIN_TRUSTED",
+                extra=when,
+            ),
+            check(UNDECIDED, "REVOCATION_UNKNOWN", sub, when),
+        )
+    return (
+        check(UNDECIDED, "TRUST_UNDETERMINED", name),
+        check(UNDECIDED, "REVOCATION_NOT_CHECKED", name),
+    )

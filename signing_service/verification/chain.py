@@ -1,0 +1,282 @@
+"""Certificate chains judged at the time that matters, each chain once per document.
+
+A certificate's chain is validated with pyhanko-certvalidator and its result mapped to an ETSI
+EN 319 102-1 sub-indication by pyHanko's own mapping
+(:func:`pyhanko.sign.validation.generic_cms.validate_cert_usage`). What this module adds:
+
+- **Evidence from the document always counts.** Certificates and revocation data carried by the
+  document (the DSS and its VRI entries, the CMS certificate sets, Adobe revocation-info
+  attributes) are given to every validation; revocation answers fetched online are added, never
+  substituted. An unreachable responder can make a result INDETERMINATE; it cannot turn
+  "revoked" into "not revoked".
+- **Two kinds of moment.** ``validate(cert, usage)`` judges the chain at the validation time (now,
+  or the time an auditor asks for). ``validate(cert, usage, at=P)`` judges it at a proven past
+  moment P (a proof of existence: a trusted timestamp) — point-in-time validation with revocation
+  data that may have been issued after P, as ETSI EN 319 102-1 § 5.6.2.4 (past signature
+  validation) allows. Revocation data issued after the certificate expired is not used to show
+  it was not revoked: CAs drop expired certificates from their CRLs, so such data proves nothing.
+- **Each chain once.** Results are cached per (certificate, purpose, moment) for the document, so
+  25 signatures by one seal cost one chain validation, not 25.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from asn1crypto import crl, ocsp, x509
+from pyhanko.sign.ades.report import AdESIndeterminate, AdESSubIndic
+from pyhanko.sign.validation import generic_cms
+from pyhanko.sign.validation.settings import KeyUsageConstraints
+from pyhanko.sign.validation.status import RevocationDetails, TimestampSignatureStatus
+from pyhanko_certvalidator import ValidationContext, find_valid_path
+from pyhanko_certvalidator.errors import InsufficientRevinfoError, StaleRevinfoError
+from pyhanko_certvalidator.fetchers.api import FetcherBackend
+from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.policy_decl import (
+    CertRevTrustPolicy,
+    FreshnessReqType,
+    RevocationCheckingPolicy,
+    RevocationCheckingRule,
+)
+
+from signing_service.trust import TrustStore, fingerprint
+
+Usage = Literal["signer", "tsa"]
+
+# TT 15/2025 Art. 6 and Appendix II: the signer's certificate must have been checked against
+# OCSP, or the latest CRL, for every certificate of the chain. Either one suffices.
+_REQUIRE = RevocationCheckingRule.CRL_OR_OCSP_REQUIRED
+REVOCATION_REQUIRED = RevocationCheckingPolicy(_REQUIRE, _REQUIRE)
+
+# A signing certificate must allow signing (digital signature or non-repudiation: Vietnamese
+# seals and personal certificates use either); a TSA certificate must carry id-kp-timeStamping.
+USAGES: dict[str, KeyUsageConstraints] = {
+    "signer": KeyUsageConstraints(
+        key_usage=frozenset({"digital_signature", "non_repudiation"}),
+        match_all_key_usages=False,
+    ),
+    "tsa": TimestampSignatureStatus.default_usage_constraints(),
+}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Validation material a document carries. ``source`` maps a DER's SHA-256 to where it was
+    found ("dss", "vri", "cms")."""
+
+    certs: tuple[x509.Certificate, ...] = ()
+    crls: tuple[crl.CertificateList, ...] = ()
+    ocsps: tuple[ocsp.OCSPResponse, ...] = ()
+    source: dict[bytes, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    """One chain judgement.
+
+    ``status`` is ``None`` when the chain is valid (trusted, in force, not revoked at
+    ``moment``), else the AdES sub-indication. ``path`` is the validated path (or the failing
+    one, when known). ``revocation`` is set when a certificate on the path is revoked.
+    ``historical`` is True for a past (point-in-time) judgement.
+    """
+
+    status: AdESSubIndic | None
+    path: ValidationPath | None
+    revocation: RevocationDetails | None
+    moment: datetime
+    historical: bool
+    horizon: datetime | None = None
+    revinfo_problem: bool = False  # revocation data missing or stale (not a broken chain)
+    detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is None
+
+
+def _issued_at(value: crl.CertificateList | ocsp.OCSPResponse) -> datetime | None:
+    try:
+        if isinstance(value, crl.CertificateList):
+            issued = value["tbs_cert_list"]["this_update"].native
+        else:
+            issued = (
+                value["response_bytes"]["response"]
+                .parsed["tbs_response_data"]["produced_at"]
+                .native
+            )
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+    return issued if isinstance(issued, datetime) else None
+
+
+class ChainValidator:
+    """Validates chains for one document against ``trust`` and the document's ``evidence``.
+
+    ``validation_time``: the moment "now" stands for (aware datetime). ``live``: whether the
+    validation time is the present, in which case revocation answers may be fetched through
+    ``fetcher_backend`` (cached across requests by it); otherwise only evidence is used.
+    """
+
+    def __init__(
+        self,
+        trust: TrustStore,
+        evidence: Evidence,
+        *,
+        validation_time: datetime,
+        live: bool,
+        fetcher_backend: FetcherBackend | None,
+    ) -> None:
+        self.trust = trust
+        self.evidence = evidence
+        self.validation_time = validation_time
+        self.live = live and fetcher_backend is not None
+        self._backend = fetcher_backend
+        self._cache: dict[tuple[str, str, datetime | None], ChainResult] = {}
+        self._current: ValidationContext | None = None
+
+    # -- contexts ---------------------------------------------------------------------------
+    def _other_certs(self) -> list[x509.Certificate]:
+        return [*self.trust.intermediates, *self.evidence.certs]
+
+    def current_context(self) -> ValidationContext:
+        """The context for the validation time: evidence plus (when live) fetched answers."""
+        if self._current is None:
+            self._current = ValidationContext(
+                trust_roots=self.trust.roots,
+                other_certs=self._other_certs(),
+                moment=None if self.live else self.validation_time,
+                allow_fetching=self.live,
+                fetcher_backend=self._backend if self.live else None,
+                crls=list(self.evidence.crls),
+                ocsps=list(self.evidence.ocsps),
+                revinfo_policy=CertRevTrustPolicy(REVOCATION_REQUIRED),
+            )
+        return self._current
+
+    def fetched(self) -> tuple[list[crl.CertificateList], list[ocsp.OCSPResponse]]:
+        """Revocation answers fetched online for this document so far."""
+        if self._current is None:
+            return [], []
+        fetchers = getattr(self._current.revinfo_manager, "_fetchers", None)
+        if fetchers is None:
+            return [], []
+        crls = list(fetchers.crl_fetcher.fetched_crls())
+        ocsps = list(fetchers.ocsp_fetcher.fetched_responses())
+        return crls, ocsps
+
+    def _past_context(self, moment: datetime, issued_until: datetime | None) -> ValidationContext:
+        fetched_crls, fetched_ocsps = self.fetched()
+
+        def usable(value: crl.CertificateList | ocsp.OCSPResponse) -> bool:
+            if issued_until is None:
+                return True
+            issued = _issued_at(value)
+            return issued is not None and issued <= issued_until
+
+        return ValidationContext(
+            trust_roots=self.trust.roots,
+            other_certs=self._other_certs(),
+            moment=moment,
+            best_signature_time=moment,
+            allow_fetching=False,
+            crls=[c for c in (*self.evidence.crls, *fetched_crls) if usable(c)],
+            ocsps=[o for o in (*self.evidence.ocsps, *fetched_ocsps) if usable(o)],
+            # Revocation data issued after the proven moment still tells the status at that
+            # moment (a revocation carries its date); "retroactive" lets certvalidator use it.
+            revinfo_policy=CertRevTrustPolicy(REVOCATION_REQUIRED, retroactive_revinfo=True),
+        )
+
+    def _lenient_context(self) -> ValidationContext:
+        # Stale revocation data is no proof that a certificate is *not* revoked, but a stale CRL
+        # that lists it is proof that it *is*: used only to find revocations.
+        fetched_crls, fetched_ocsps = self.fetched()
+        return ValidationContext(
+            trust_roots=self.trust.roots,
+            other_certs=self._other_certs(),
+            moment=self.validation_time,
+            allow_fetching=False,
+            crls=[*self.evidence.crls, *fetched_crls],
+            ocsps=[*self.evidence.ocsps, *fetched_ocsps],
+            revinfo_policy=CertRevTrustPolicy(
+                REVOCATION_REQUIRED,
+                freshness=timedelta(days=365 * 100),
+                freshness_req_type=FreshnessReqType.MAX_DIFF_REVOCATION_VALIDATION,
+            ),
+        )
+
+    # -- validation -------------------------------------------------------------------------
+    async def _run(
+        self, cert: x509.Certificate, usage: Usage, vc: ValidationContext, historical: bool
+    ) -> ChainResult:
+        moment = vc.moment
+        constraints = USAGES[usage]
+        caught: list[Exception] = []
+
+        async def check() -> ValidationPath:
+            # pyHanko's validate_cert_usage, keeping the exception so that "revocation data
+            # missing or stale" stays distinct from other chain failures (pyHanko maps both
+            # to CERTIFICATE_CHAIN_GENERAL_FAILURE).
+            try:
+                path: ValidationPath = await find_valid_path(
+                    cert, vc.path_builder.async_build_paths_lazy(cert), validation_context=vc
+                )
+                if path.pkix_len > 0:
+                    constraints.validate(cert)
+                return path
+            except Exception as e:
+                caught.append(e)
+                raise
+
+        try:
+            result = await generic_cms.handle_certvalidator_errors(cert=cert, coro=check())
+        except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError):
+            # certvalidator is strict about well-formed input; a certificate it cannot even
+            # process is a chain we cannot validate.
+            return ChainResult(
+                AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE, None, None, moment, historical
+            )
+        error = caught[0] if caught else None
+        return ChainResult(
+            result.error_subindic,
+            result.success_result or result.error_path,
+            result.revo_details,
+            moment,
+            historical,
+            result.error_time_horizon,
+            revinfo_problem=isinstance(error, (InsufficientRevinfoError, StaleRevinfoError)),
+            detail=str(error)[:300] if error is not None else None,
+        )
+
+    async def validate(
+        self, cert: x509.Certificate, usage: Usage, at: datetime | None = None
+    ) -> ChainResult:
+        """Judge ``cert``'s chain for ``usage`` at the validation time, or at the proven past
+        moment ``at``. Never raises for bad input: failures are sub-indications."""
+        key = (fingerprint(cert), usage, at)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        if at is None:
+            result = await self._run(cert, usage, self.current_context(), historical=False)
+        else:
+            # A certificate that has expired by the validation time: its CA no longer
+            # publishes its status, so only revocation data issued before it expired counts.
+            not_after = cert.not_valid_after
+            issued_until = not_after if not_after < self.validation_time else None
+            result = await self._run(
+                cert, usage, self._past_context(at, issued_until), historical=True
+            )
+        self._cache[key] = result
+        return result
+
+    async def find_revocation(self, cert: x509.Certificate, usage: Usage) -> ChainResult | None:
+        """When current revocation data is missing or stale: does any data we hold (however
+        old) show a certificate of the chain revoked? Returns that result, else ``None``."""
+        key = (fingerprint(cert), usage + ":lenient", None)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = await self._run(cert, usage, self._lenient_context(), historical=False)
+            self._cache[key] = cached
+        return cached if cached.revocation is not None else None

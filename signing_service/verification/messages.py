@@ -1,0 +1,165 @@
+"""Reason codes of the verification report and their Vietnamese messages.
+
+Codes are stable identifiers (English, for machines); each has one Vietnamese message (for
+people). ``docs/verification-report.md`` lists which check can carry which code.
+"""
+
+from __future__ import annotations
+
+CHECK_LABELS: dict[str, str] = {
+    "integrity": "Toàn vẹn của chữ ký",
+    "modifications": "Thay đổi sau khi ký",
+    "trust": "Chuỗi chứng thư tới gốc tin cậy",
+    "revocation": "Tình trạng thu hồi chứng thư",
+    "timestamp": "Dấu thời gian",
+    "algorithms": "Thuật toán và độ dài khóa",
+}
+
+MESSAGES: dict[str, str] = {
+    # integrity
+    "INTACT": "Giá trị băm và chữ ký số khớp với nội dung được ký.",
+    "HASH_MISMATCH": "Nội dung đã bị thay đổi: giá trị băm không khớp với giá trị đã ký.",
+    "SIGNATURE_VALUE_INVALID": "Giá trị chữ ký số không hợp lệ đối với chứng thư của người ký.",
+    "SIGNATURE_NOT_CHECKED": (
+        "Không kiểm tra được giá trị chữ ký số vì thuật toán chữ ký không được hỗ trợ."
+    ),
+    "NONSTANDARD_COVERAGE": (
+        "Vùng dữ liệu được ký (ByteRange) bất thường: chữ ký không bao phủ trọn một phiên bản "
+        "của tài liệu."
+    ),
+    "SIGNATURE_UNREADABLE": "Không đọc được chữ ký số (cấu trúc chữ ký bị hỏng hoặc không hợp lệ).",
+    "SIGNING_CERTIFICATE_MISMATCH": (
+        "Chứng thư đi kèm không phải chứng thư mà người ký đã cam kết trong chữ ký "
+        "(thuộc tính signing-certificate không khớp)."
+    ),
+    # modifications
+    "NO_CHANGES": "Tài liệu không bị thay đổi sau khi ký.",
+    "LTV_UPDATES_ONLY": (
+        "Sau khi ký chỉ bổ sung dữ liệu kiểm tra dài hạn (DSS) hoặc dấu thời gian tài liệu."
+    ),
+    "ALLOWED_FORM_FILLING": "Sau khi ký chỉ có thay đổi được phép (điền biểu mẫu, thêm chữ ký).",
+    "ALLOWED_ANNOTATIONS": (
+        "Sau khi ký có thêm chú thích (annotation). Chú thích không thuộc nội dung đã ký và có "
+        "thể che khuất nội dung: hãy đối chiếu với phiên bản đã ký."
+    ),
+    "DISALLOWED_CHANGES": (
+        "Chữ ký hợp lệ nhưng tài liệu đã bị sửa sau khi ký theo cách không được phép."
+    ),
+    "DOCMDP_VIOLATION": (
+        "Tài liệu đã chứng thực (DocMDP) bị thay đổi vượt quá quyền mà người chứng thực cho phép."
+    ),
+    "LOCKED_FIELD_CHANGED": (
+        "Trường biểu mẫu đã bị khóa bởi chữ ký này lại bị thay đổi sau khi ký."
+    ),
+    "UNREFERENCED_OBJECTS": (
+        "Có đối tượng PDF được thêm sau khi ký nhưng không được khai báo trong bảng xref "
+        "(dấu hiệu tấn công nối thêm nội dung)."
+    ),
+    "UNCOVERED_TRAILING_BYTES": (
+        "Có dữ liệu được nối vào cuối tệp sau phiên bản cuối cùng mà không chữ ký nào bao phủ."
+    ),
+    "MODIFICATIONS_UNKNOWN": "Không phân tích được các thay đổi sau khi ký.",
+    # trust
+    "CHAIN_TRUSTED": "Chứng thư số chuỗi được tới chứng thư gốc tin cậy.",
+    "CHAIN_TRUSTED_AT_SIGNING_TIME": (
+        "Chứng thư số hợp lệ và chuỗi được tới chứng thư gốc tin cậy tại thời điểm ký đã được "
+        "chứng minh bằng dấu thời gian."
+    ),
+    "NO_CHAIN_TO_TRUSTED_ROOT": (
+        "Không xây dựng được chuỗi chứng thư tới một chứng thư gốc tin cậy."
+    ),
+    "CERT_EXPIRED_NO_POE": (
+        "Chứng thư số đã hết hạn (hoặc chưa có hiệu lực) tại thời điểm kiểm tra và không có dấu "
+        "thời gian tin cậy chứng minh chữ ký được tạo khi chứng thư còn hiệu lực."
+    ),
+    "CERT_EXPIRED_BEFORE_SIGNING": (
+        "Chứng thư số đã hết hạn trước thời điểm chữ ký được chứng minh là đã tồn tại."
+    ),
+    "CERT_NOT_YET_VALID": "Chữ ký được tạo trước khi chứng thư số có hiệu lực.",
+    "CHAIN_CONSTRAINTS_FAILED": "Chuỗi chứng thư vi phạm ràng buộc (mục đích sử dụng khóa, …).",
+    "CHAIN_REVOKED": "Một chứng thư của đơn vị cấp trong chuỗi đã bị thu hồi.",
+    "CHAIN_WEAK_ALGORITHM": "Chuỗi chứng thư dùng thuật toán yếu hoặc không được phép.",
+    "TRUST_UNDETERMINED": "Không xác định được độ tin cậy của chứng thư số.",
+    # revocation
+    "NOT_REVOKED": "Chứng thư số chưa bị thu hồi (đã kiểm tra OCSP/CRL).",
+    "NOT_REVOKED_AT_SIGNING_TIME": (
+        "Chứng thư số chưa bị thu hồi tại thời điểm ký đã được chứng minh (theo dữ liệu OCSP/CRL "
+        "lưu trong tài liệu hoặc tra cứu được)."
+    ),
+    "REVOKED": "Chứng thư số đã bị thu hồi trước thời điểm ký.",
+    "REVOKED_NO_POE": (
+        "Chứng thư số đã bị thu hồi và không có bằng chứng thời gian cho thấy chữ ký được tạo "
+        "trước thời điểm thu hồi."
+    ),
+    "REVOKED_AFTER_SIGNING": (
+        "Chứng thư số bị thu hồi sau thời điểm ký (dấu thời gian chứng minh chữ ký có trước)."
+    ),
+    "REVOCATION_UNKNOWN": (
+        "Không xác định được trạng thái thu hồi của chứng thư số (không có phản hồi OCSP hay "
+        "CRL hợp lệ): cảnh báo, chưa thể kết luận."
+    ),
+    "REVOCATION_NOT_CHECKED": (
+        "Chưa kiểm tra trạng thái thu hồi vì chứng thư không chuỗi được tới gốc tin cậy."
+    ),
+    # timestamp
+    "TIMESTAMP_VALID": "Dấu thời gian hợp lệ và do đơn vị cấp dấu thời gian tin cậy cấp.",
+    "NO_TIMESTAMP": (
+        "Chữ ký không có dấu thời gian; thời điểm ký là thời điểm do người ký tự khai."
+    ),
+    "TIMESTAMP_INVALID": (
+        "Dấu thời gian không hợp lệ (đã bị thay đổi, hỏng hoặc không khớp chữ ký)."
+    ),
+    "TIMESTAMP_UNTRUSTED": "Dấu thời gian không do đơn vị cấp dấu thời gian tin cậy cấp.",
+    "TIMESTAMP_WEAK_ALGORITHM": (
+        "Dấu thời gian dùng thuật toán băm hoặc khóa yếu (ví dụ SHA-1) nên không được dùng làm "
+        "bằng chứng thời gian."
+    ),
+    # algorithms
+    "ALGORITHMS_OK": "Thuật toán và độ dài khóa đáp ứng quy định.",
+    "WEAK_ALGORITHM": ("Thuật toán băm yếu so với quy định hiện hành (chỉ chấp nhận SHA-2/SHA-3)."),
+    "KEY_TOO_SHORT": "Khóa quá ngắn so với quy định (RSA ≥ 2048 bit, ECDSA ≥ 256 bit).",
+    "ALGORITHM_NOT_ALLOWED": (
+        "Thuật toán chữ ký không thuộc danh mục được phép theo quy định của Việt Nam "
+        "(RSA ≥ 2048 bit, ECDSA ≥ 256 bit; SHA-2/SHA-3)."
+    ),
+    # document-level problems
+    "UNPARSABLE_SIGNED_PDF": (
+        "Tệp PDF có chữ ký nhưng cấu trúc bị hỏng, không đọc được: không thể coi là hợp lệ."
+    ),
+    "UNREACHABLE_SIGNATURE": (
+        "Tệp chứa từ điển chữ ký không gắn với trường chữ ký nào của tài liệu (dấu hiệu giả "
+        "mạo chữ ký)."
+    ),
+    "LIMIT_EXCEEDED": "Tệp vượt giới hạn xử lý an toàn của dịch vụ xác minh.",
+    # notes (informational, per signature)
+    "VALIDATED_AT_PROVEN_TIME": (
+        "Chứng thư đã được kiểm tra tại thời điểm ký được chứng minh bằng dấu thời gian."
+    ),
+    "REVOKED_AFTER_PROVEN_TIME": (
+        "Chứng thư số đã bị thu hồi sau thời điểm ký được chứng minh; chữ ký tạo trước đó vẫn "
+        "có giá trị."
+    ),
+    # warnings (document level)
+    "ANNOTATION_ADDED_AFTER_SIGNING": (
+        "Có chú thích được thêm sau khi ký; chú thích có thể che khuất nội dung đã ký."
+    ),
+    "ANNOTATION_OVER_SIGNATURE": (
+        "Có chú thích được thêm sau khi ký nằm đè lên hình thể hiện của một chữ ký."
+    ),
+    "CERTIFICATE_EXPIRED_SINCE": (
+        "Chứng thư số của người ký đã hết hạn sau khi ký; chữ ký được kiểm tra tại thời điểm ký."
+    ),
+}
+
+VERDICT_MESSAGES = {
+    "TOTAL_PASSED": "Tất cả chữ ký số hợp lệ.",
+    "TOTAL_FAILED": "Có chữ ký số không hợp lệ hoặc tài liệu đã bị thay đổi sau khi ký.",
+    "INDETERMINATE": "Chưa đủ căn cứ để kết luận chữ ký số hợp lệ.",
+    "NO_SIGNATURE": "Tài liệu không có chữ ký số.",
+}
+
+
+def message(code: str, extra: str = "") -> str:
+    """The Vietnamese message of ``code``, with ``extra`` detail in parentheses."""
+    text = MESSAGES[code]
+    return f"{text} ({extra})" if extra else text

@@ -1,0 +1,184 @@
+"""Revocation answers (OCSP responses, CRLs) fetched once and reused across requests.
+
+pyhanko-certvalidator's fetchers cache what they fetch for the life of one fetcher object, i.e.
+one validation. A public verifier that builds a fresh context per request (or per signature)
+asks the responder again for every signature of every upload: 50 fetches for a 25-signature
+file, and a slow or unreachable responder then costs its timeout each time. This module keeps
+each answer for as long as it is valid (until its ``nextUpdate``, capped by ``max_age``), shares it
+between requests and threads of one process, and remembers failures for a short while
+(``failure_age``) so an unreachable responder cannot be used to slow every request down.
+
+Only the fetching is cached, never the judgement: every validation still checks the answer's
+signature, its freshness against the validation time, and what it says.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from asn1crypto import crl, ocsp
+from pyhanko_certvalidator import errors as cv_errors
+from pyhanko_certvalidator.fetchers.api import Fetchers, FetchLimits
+from pyhanko_certvalidator.fetchers.common_utils import FetchBudget
+from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+from pyhanko_certvalidator.fetchers.requests_fetchers.cert_fetch_client import (
+    RequestsCertificateFetcher,
+)
+from pyhanko_certvalidator.fetchers.requests_fetchers.crl_client import RequestsCRLFetcher
+from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
+from pyhanko_certvalidator.util import issuer_serial
+
+
+@dataclass
+class _Entry:
+    value: Any  # a response, or the exception a fetch raised
+    expires: float  # time.monotonic()
+
+
+@dataclass
+class RevocationCache:
+    """Fetched revocation answers by key, each kept until it stops being valid.
+
+    ``max_age``: seconds an answer is reused at most, even when its ``nextUpdate`` is later.
+    ``failure_age``: seconds a failed fetch is remembered (the error is re-raised meanwhile).
+    """
+
+    max_age: float = 3600.0
+    failure_age: float = 30.0
+    _entries: dict[Any, _Entry] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    hits: int = 0
+    misses: int = 0
+
+    def get(self, key: Any) -> Any:
+        """The cached answer, raising the cached failure; ``KeyError`` when absent/expired."""
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.expires <= now:
+                self._entries.pop(key, None)
+                self.misses += 1
+                raise KeyError(key)
+            self.hits += 1
+        if isinstance(entry.value, BaseException):
+            raise entry.value
+        return entry.value
+
+    def put(self, key: Any, value: Any, valid_until: datetime | None) -> None:
+        """Keep ``value`` until ``valid_until`` (its nextUpdate), at most ``max_age`` seconds."""
+        ttl = self.max_age
+        if valid_until is not None:
+            ttl = min(ttl, (valid_until - datetime.now(UTC)).total_seconds())
+        if ttl <= 0:
+            return
+        with self._lock:
+            self._entries[key] = _Entry(value, time.monotonic() + ttl)
+            if len(self._entries) > 10_000:  # bounded: drop the oldest half
+                for stale in sorted(self._entries, key=lambda k: self._entries[k].expires)[:5_000]:
+                    del self._entries[stale]
+
+    def put_failure(self, key: Any, error: BaseException) -> None:
+        with self._lock:
+            self._entries[key] = _Entry(error, time.monotonic() + self.failure_age)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _crl_next_update(value: crl.CertificateList) -> datetime | None:
+    try:
+        next_update = value["tbs_cert_list"]["next_update"].native
+    except (KeyError, ValueError):
+        return None
+    return next_update if isinstance(next_update, datetime) else None
+
+
+def _ocsp_next_update(value: ocsp.OCSPResponse) -> datetime | None:
+    try:
+        data = value["response_bytes"]["response"].parsed["tbs_response_data"]
+        updates = [r["next_update"].native for r in data["responses"]]
+    except (KeyError, ValueError, TypeError):
+        return None
+    dated = [u for u in updates if isinstance(u, datetime)]
+    return min(dated) if dated else None
+
+
+class _CachingCRLFetcher(RequestsCRLFetcher):
+    def __init__(self, cache: RevocationCache, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache = cache
+
+    async def _fetch_single(self, url: str) -> crl.CertificateList:  # type: ignore[override]
+        key = ("crl", url)
+        try:
+            return self._cache.get(key)  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        try:
+            fetched = await super()._fetch_single(url)
+        except cv_errors.CRLFetchError as e:
+            self._cache.put_failure(key, e)
+            raise
+        self._cache.put(key, fetched, _crl_next_update(fetched))
+        return fetched
+
+
+class _CachingOCSPFetcher(RequestsOCSPFetcher):
+    def __init__(self, cache: RevocationCache, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache = cache
+
+    async def fetch(self, cert, authority):  # type: ignore[no-untyped-def]
+        key = ("ocsp", issuer_serial(cert), authority.hashable)
+
+        async def fetch_or_reuse() -> ocsp.OCSPResponse:
+            try:
+                return self._cache.get(key)  # type: ignore[no-any-return]
+            except KeyError:
+                pass
+            try:
+                fetched = await self._fetch(cert, authority)
+            except cv_errors.OCSPFetchError as e:
+                self._cache.put_failure(key, e)
+                raise
+            self._cache.put(key, fetched, _ocsp_next_update(fetched))
+            return fetched
+
+        return await self._perform_fetch(key, fetch_or_reuse)
+
+
+class CachingFetcherBackend(RequestsFetcherBackend):
+    """A certvalidator fetcher backend whose OCSP and CRL answers come from ``cache``.
+
+    Certificates are never fetched (``max_cert_requests=0``): AIA caIssuers URLs come from the
+    uploaded, untrusted document, so following them would let anyone make the service fetch
+    arbitrary addresses. Revocation sources are only consulted by certvalidator for
+    certificates on a path that already chains to a trust anchor.
+    """
+
+    def __init__(self, cache: RevocationCache, per_request_timeout: float = 5.0) -> None:
+        super().__init__(
+            per_request_timeout=per_request_timeout,
+            limits=FetchLimits(max_requests=20, max_cert_requests=0),
+        )
+        self.cache = cache
+
+    def get_fetchers(self) -> Fetchers:
+        budget = FetchBudget(self.limits)
+        timeout = self.per_request_timeout
+        return Fetchers(
+            ocsp_fetcher=_CachingOCSPFetcher(
+                self.cache, per_request_timeout=timeout, budget=budget
+            ),
+            crl_fetcher=_CachingCRLFetcher(self.cache, per_request_timeout=timeout, budget=budget),
+            cert_fetcher=RequestsCertificateFetcher(per_request_timeout=timeout, budget=budget),
+        )
+
+
+REVOCATION_CACHE = RevocationCache()
+"""The process-wide cache: verification and the checks before signing share it."""
