@@ -75,10 +75,25 @@ def load_certs(path: Path) -> list[x509.Certificate]:
 
 
 def _first_attribute(name: x509.Name, attribute: str) -> str | None:
-    value = name.native.get(attribute)
+    # A configured certificate may encode an attribute in a type asn1crypto refuses to
+    # decode; a missing display name is better than a start-up traceback.
+    try:
+        value = name.native.get(attribute)
+    except (ValueError, TypeError, KeyError):
+        return None
     if isinstance(value, list):
         value = value[0] if value else None
     return value if isinstance(value, str) else None
+
+
+def _display_name(name: x509.Name) -> str:
+    common_name = _first_attribute(name, "common_name")
+    if common_name:
+        return common_name
+    try:
+        return str(name.human_friendly)
+    except (ValueError, TypeError, KeyError):
+        return "?"
 
 
 @dataclass(frozen=True)
@@ -105,9 +120,7 @@ class TrustedCertificate:
         # fingerprint never hash a certificate twice.
         subject = self.cert.subject
         object.__setattr__(self, "kind", AnchorKind(self.kind))
-        object.__setattr__(
-            self, "name", _first_attribute(subject, "common_name") or subject.human_friendly
-        )
+        object.__setattr__(self, "name", _display_name(subject))
         object.__setattr__(self, "sha256", fingerprint(self.cert))
         object.__setattr__(self, "not_after", self.cert.not_valid_after)
 
@@ -297,14 +310,16 @@ class TrustStore:
             except (ValueError, TypeError) as e:
                 raise TrustStoreError(f"extra trust anchor {path}: not a certificate ({e})") from e
             for cert in certs:
-                store.anchors.append(
-                    Anchor(
+                try:
+                    anchor = Anchor(
                         cert,
                         f"configured:{path}",
                         kind=kind,
                         authority=_first_attribute(cert.subject, "organization_name"),
                     )
-                )
+                except (ValueError, TypeError, KeyError) as e:
+                    raise TrustStoreError(f"extra trust anchor {path}: unreadable ({e})") from e
+                store.anchors.append(anchor)
         if dev_root is not None:
             store.anchors.append(
                 Anchor(
