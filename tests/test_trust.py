@@ -78,6 +78,9 @@ def test_all_eleven_pinned_and_loaded() -> None:
         assert (cert.subject == cert.issuer) == (entry["role"] == "root"), entry["file"]
         if entry["kind"] == "public":
             assert entry["authority"].startswith(("NEAC", "VNPT-CA"))
+    # The human-readable table lists every pinned fingerprint.
+    documented = (REPO / "certs/trust/README.md").read_text()
+    assert all(f"`{e['sha256']}`" in documented for e in entries)
 
 
 def test_pinned_copies_are_the_shared_folder_files() -> None:
