@@ -1,5 +1,5 @@
 """Command line: ``signing-service serve | migrate | agency add | client add | sign | verify |
-pki init | audit verify | storage reconcile``.
+pki init | audit verify | storage reconcile | trust list``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
@@ -13,8 +13,12 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from signing_service import errors
+
+if TYPE_CHECKING:
+    from signing_service.settings import Settings
 
 EXIT_PASSED, EXIT_FAILED, EXIT_UNDECIDED = 0, 1, 2
 EXIT_USAGE, EXIT_IO, EXIT_REFUSED, EXIT_CONFIG = 3, 4, 5, 6
@@ -46,12 +50,39 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _services(serve_dev_pki: bool = False, migrate: bool = True):  # type: ignore[no-untyped-def]
-    from signing_service.services.container import Services, StartupRefused
+def _settings() -> Settings:
+    """Settings from the environment; a malformed variable is a configuration error (exit 6)
+    with the variable named, not a traceback."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
     from signing_service.settings import Settings
 
     try:
-        return Services.build(Settings(), serve_dev_pki=serve_dev_pki, migrate=migrate)
+        return Settings()
+    except ValidationError as e:
+        for problem in e.errors():
+            field = str(problem["loc"][0]) if problem["loc"] else ""
+            where = ".".join(str(part) for part in problem["loc"][1:])
+            # A validator's own message (already Vietnamese), without pydantic's prefix.
+            ctx = problem.get("ctx", {}) if problem["type"] == "value_error" else {}
+            reason = ctx.get("error")
+            print(
+                f"Cấu hình không hợp lệ: SIGNING_SERVICE_{field.upper()}"
+                + (f" (mục {where})" if where else "")
+                + f": {reason or problem['msg']}",
+                file=sys.stderr,
+            )
+    except SettingsError as e:
+        print(f"Cấu hình không hợp lệ: {e}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
+
+
+def _services(serve_dev_pki: bool = False, migrate: bool = True):  # type: ignore[no-untyped-def]
+    from signing_service.services.container import Services, StartupRefused
+
+    try:
+        return Services.build(_settings(), serve_dev_pki=serve_dev_pki, migrate=migrate)
     except StartupRefused as e:
         print(f"Từ chối khởi động ở chế độ production: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
@@ -64,9 +95,7 @@ def _dev_pki_missing() -> bool:
     """In development mode, serve the dev TSA/OCSP for this command when nothing else does."""
     import socket
 
-    from signing_service.settings import Settings
-
-    settings = Settings()
+    settings = _settings()
     if settings.is_production:
         return False
     try:
@@ -299,10 +328,9 @@ def cmd_storage_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
-    from signing_service.settings import Settings
     from signing_service.store.db import migrate
 
-    settings = Settings()
+    settings = _settings()
     problems = settings.check_production()
     if problems:
         print(f"Từ chối ở chế độ production: {'; '.join(problems)}", file=sys.stderr)
@@ -345,6 +373,79 @@ def cmd_client_add(args: argparse.Namespace) -> int:
     else:
         print(f"Khóa API ({args.role}) cho {args.name}, chỉ hiển thị một lần:")
         print(api_key)
+    return 0
+
+
+def _source_vi(source: str) -> str:
+    kind, _, where = source.partition(":")
+    if kind == "pinned":
+        return f"ghim trong anchors.json ({where})"
+    if kind == "configured":
+        return f"cấu hình thêm ({where})"
+    return "PKI thử nghiệm (chỉ ở chế độ phát triển)"
+
+
+def cmd_trust_list(args: argparse.Namespace) -> int:
+    """The trust store as the verifier sees it, loaded from the settings alone (no database,
+    no object store): works on a production host before anything else is set up."""
+    from datetime import UTC, datetime
+
+    from signing_service.trust import VIETNAM_TZ, TrustedCertificate, TrustStore, TrustStoreError
+
+    settings = _settings()
+    dev_root = None
+    if not settings.is_production:
+        # Same file as DevPki.root_cert_path; listed when the dev PKI has been generated.
+        candidate = settings.pki_dir / "root.cert.pem"
+        dev_root = candidate if candidate.is_file() else None
+    try:
+        store = TrustStore.load(
+            settings.trust_anchors_file, extra=settings.extra_trust_anchors, dev_root=dev_root
+        )
+    except TrustStoreError as e:
+        print(f"Kho chứng thư tin cậy không hợp lệ: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "mode": settings.mode.value,
+                    "manifest": str(settings.trust_anchors_file),
+                    "anchors": [a.to_dict() for a in store.anchors],
+                    "intermediates": [c.to_dict() for c in store.chain_certificates],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return 0
+    now = datetime.now(UTC)
+
+    def show(item: TrustedCertificate) -> None:
+        expiry = item.not_after.astimezone(VIETNAM_TZ).date().isoformat()
+        print(f"  {item.name}")
+        print(f"    Loại chữ ký số: {item.kind_label}")
+        if item.authority:
+            print(f"    Đơn vị quản lý: {item.authority}")
+        print(
+            f"    Hết hạn: {expiry} (giờ Việt Nam, +07:00)"
+            + (" — ĐÃ HẾT HẠN" if item.not_after < now else "")
+        )
+        print(f"    SHA-256: {item.sha256}")
+        print(f"    Nguồn: {_source_vi(item.source)}")
+
+    print(f"Kho chứng thư tin cậy: {settings.trust_anchors_file}")
+    print(f"\nChứng thư gốc tin cậy (điểm tin cậy): {len(store.anchors)}")
+    for anchor in store.anchors:
+        show(anchor)
+    print(
+        f"\nChứng thư trung gian (chỉ dùng để dựng chuỗi, không phải điểm tin cậy): "
+        f"{len(store.chain_certificates)}"
+    )
+    for chain_cert in store.chain_certificates:
+        show(chain_cert)
+    if not settings.is_production and dev_root is None:
+        print("\nGốc thử nghiệm chưa được tạo (tạo khi chạy ở chế độ phát triển: pki init).")
     return 0
 
 
@@ -404,6 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_storage_reconcile)
+    tr = sub.add_parser("trust", help="kho chứng thư tin cậy")
+    tr_sub = tr.add_subparsers(dest="trust_command", required=True, parser_class=_Parser)
+    tr_list = tr_sub.add_parser(
+        "list", help="liệt kê chứng thư gốc tin cậy và chứng thư trung gian, kèm hạn và SHA-256"
+    )
+    tr_list.add_argument("--json", action="store_true")
+    tr_list.set_defaults(func=cmd_trust_list)
     return parser
 
 

@@ -7,12 +7,14 @@ Production mode refuses development keys, the development root and default secre
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CERTS_DIR = REPO_ROOT / "certs"
@@ -25,6 +27,40 @@ DEV_KEY_PASSPHRASE = "dev-only-passphrase"
 class Mode(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class ExtraTrustAnchor(BaseModel):
+    """A trust anchor configured beside the pinned ones: a PEM/DER file and the kind of
+    signature its hierarchy vouches for (``public_duty``: Government CA; ``public``: NEAC)."""
+
+    file: Path
+    kind: Literal["public_duty", "public"] = "public"
+
+
+def parse_extra_trust_anchors(value: Any) -> list[Any]:
+    """``SIGNING_SERVICE_EXTRA_TRUST_ANCHORS`` in either documented form.
+
+    A JSON list whose items are a path (kind ``public``) or ``{"file": path, "kind":
+    "public_duty"|"public"}``; or paths separated by commas (kind ``public``); empty: none.
+    Raises ``ValueError`` with the reason for malformed JSON (pydantic reports it as a
+    configuration error naming the variable).
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text[0] in "[{":
+            try:
+                value = json.loads(text)
+            except ValueError as e:
+                raise ValueError(f"không phải JSON hợp lệ ({e})") from e
+            if isinstance(value, dict):
+                value = [value]
+        else:
+            return [{"file": part.strip()} for part in text.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise ValueError("cần một danh sách đường dẫn hoặc đối tượng {file, kind}")
+    return [{"file": item} if isinstance(item, str | Path) else item for item in value]
 
 
 class Settings(BaseSettings):
@@ -86,7 +122,8 @@ class Settings(BaseSettings):
     crash_at: str | None = None
 
     trust_anchors_file: Path = CERTS_DIR / "trust" / "anchors.json"
-    extra_trust_anchors: list[Path] = Field(default_factory=list)
+    # Extra anchors (e.g. a test Government CA): see parse_extra_trust_anchors for the forms.
+    extra_trust_anchors: Annotated[list[ExtraTrustAnchor], NoDecode] = Field(default_factory=list)
 
     dev_pki_config: Path = CERTS_DIR / "dev" / "certomancer.yml"
     # Where the development PKI's keys and exports live (default: <data_dir>/pki).
@@ -107,6 +144,11 @@ class Settings(BaseSettings):
     worker_threads: int = 4
     # API server processes (uvicorn workers). One per core is the usual choice.
     workers: int = 1
+
+    @field_validator("extra_trust_anchors", mode="before")
+    @classmethod
+    def _extra_trust_anchors(cls, value: Any) -> list[Any]:
+        return parse_extra_trust_anchors(value)
 
     @property
     def is_production(self) -> bool:
@@ -160,6 +202,6 @@ class Settings(BaseSettings):
         if self.crash_at:
             problems.append("SIGNING_SERVICE_CRASH_AT is a test-only fault injection")
         for anchor in self.extra_trust_anchors:
-            if self.pki_dir in anchor.resolve().parents:
-                problems.append(f"extra trust anchor {anchor} belongs to the development PKI")
+            if self.pki_dir in anchor.file.resolve().parents:
+                problems.append(f"extra trust anchor {anchor.file} belongs to the development PKI")
         return problems

@@ -1,51 +1,234 @@
 """Trust anchors with pinned fingerprints, and validation contexts built from them.
 
-Roots are pinned by SHA-256 in ``certs/trust/anchors.json``; intermediates are chain-building
-material only, never anchors. The development root is added only in development mode.
+Roots are pinned by SHA-256 in ``certs/trust/anchors.json`` together with the kind of signature
+they vouch for: the Government CA (Ban Cơ yếu Chính phủ, VGCA) hierarchy issues *public-duty*
+certificates (chữ ký số chuyên dùng công vụ), the NEAC national roots stand above the licensed
+public CAs (chữ ký số công cộng); Luật Giao dịch điện tử 2023 Art. 22–23, TT 15/2025 Art. 6.
+Intermediates are chain-building material only, never anchors, but keep their kind so a report
+can name them. The development root (kind ``development``) is added only in development mode.
+
+Loading is cheap on purpose (asn1crypto parsing and one SHA-256 per file): pyHanko's validation
+machinery is imported only when a validation context is first needed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from asn1crypto import pem, x509
 
 if TYPE_CHECKING:
     from pyhanko_certvalidator import ValidationContext
 
+# Times shown to people are Vietnam time (UTC+07:00, no daylight saving).
+VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")
+
 
 class TrustStoreError(Exception):
-    pass
+    """The trust manifest or a certificate file is unreadable, malformed or not the pinned one."""
+
+
+class AnchorKind(StrEnum):
+    """Which kind of signature a certificate hierarchy vouches for."""
+
+    # Chữ ký số chuyên dùng công vụ: the Government CA of Ban Cơ yếu Chính phủ (VGCA).
+    PUBLIC_DUTY = "public_duty"
+    # Chữ ký số công cộng: licensed public CAs under the NEAC national roots.
+    PUBLIC = "public"
+    # The generated development PKI, trusted in development mode only.
+    DEVELOPMENT = "development"
+
+
+KIND_LABELS_VI: dict[AnchorKind, str] = {
+    AnchorKind.PUBLIC_DUTY: "chuyên dùng công vụ (Ban Cơ yếu Chính phủ)",
+    AnchorKind.PUBLIC: "công cộng (NEAC)",
+    AnchorKind.DEVELOPMENT: "thử nghiệm",
+}
+
+# Kinds an operator may give a configured (extra) anchor; "development" is reserved for the
+# generated dev root so that production checks can recognise it.
+CONFIGURABLE_KINDS = frozenset({AnchorKind.PUBLIC_DUTY, AnchorKind.PUBLIC})
 
 
 def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the certificate's DER encoding, upper-case hex without separators."""
     return hashlib.sha256(cert.dump()).hexdigest().upper()
 
 
 def load_certs(path: Path) -> list[x509.Certificate]:
-    """Certificates from a PEM (one or more) or DER file."""
+    """Certificates from a PEM (one or more) or DER file.
+
+    Raises ``OSError`` when the file cannot be read and ``ValueError`` when it holds no
+    parseable certificate.
+    """
     data = path.read_bytes()
     if pem.detect(data):
         return [x509.Certificate.load(der) for _, _, der in pem.unarmor(data, multiple=True)]
     return [x509.Certificate.load(data)]
 
 
+def _first_attribute(name: x509.Name, attribute: str) -> str | None:
+    # A configured certificate may encode an attribute in a type asn1crypto refuses to
+    # decode; a missing display name is better than a start-up traceback.
+    try:
+        value = name.native.get(attribute)
+    except (ValueError, TypeError, KeyError):
+        return None
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value if isinstance(value, str) else None
+
+
+def _display_name(name: x509.Name) -> str:
+    common_name = _first_attribute(name, "common_name")
+    if common_name:
+        return common_name
+    try:
+        return str(name.human_friendly)
+    except (ValueError, TypeError, KeyError):
+        return "?"
+
+
 @dataclass(frozen=True)
-class Anchor:
+class TrustedCertificate:
+    """A certificate of the trust store with the metadata people are shown.
+
+    ``source``: where it came from (``pinned:<file>``, ``configured:<path>``, ``development``);
+    ``authority``: who operates the hierarchy (e.g. "Ban Cơ yếu Chính phủ"), when known;
+    ``provenance``: how the pinned copy was obtained and checked (from the manifest).
+    ``name``, ``sha256`` and ``not_after`` (aware, UTC) are derived from the certificate.
+    """
+
     cert: x509.Certificate
     source: str
-    dev: bool = False
+    kind: AnchorKind = AnchorKind.PUBLIC
+    authority: str | None = None
+    provenance: str | None = None
+    name: str = field(init=False)
+    sha256: str = field(init=False)
+    not_after: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Frozen dataclass: the derived fields are set once here, so that lookups by
+        # fingerprint never hash a certificate twice.
+        subject = self.cert.subject
+        object.__setattr__(self, "kind", AnchorKind(self.kind))
+        object.__setattr__(self, "name", _display_name(subject))
+        object.__setattr__(self, "sha256", fingerprint(self.cert))
+        object.__setattr__(self, "not_after", self.cert.not_valid_after)
+
+    @property
+    def dev(self) -> bool:
+        return self.kind is AnchorKind.DEVELOPMENT
+
+    @property
+    def is_public_duty(self) -> bool:
+        """True for the Government CA hierarchy (chữ ký số chuyên dùng công vụ)."""
+        return self.kind is AnchorKind.PUBLIC_DUTY
+
+    @property
+    def kind_label(self) -> str:
+        """The kind in Vietnamese, e.g. "chuyên dùng công vụ (Ban Cơ yếu Chính phủ)"."""
+        return KIND_LABELS_VI[self.kind]
+
+    @property
+    def role(self) -> str:
+        return "root"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description; ``not_after`` is ISO 8601 in Vietnam time (+07:00)."""
+        return {
+            "name": self.name,
+            "role": self.role,
+            "kind": self.kind.value,
+            "kind_label": self.kind_label,
+            "authority": self.authority,
+            "not_after": self.not_after.astimezone(VIETNAM_TZ).isoformat(),
+            "sha256": self.sha256,
+            "source": self.source,
+            "provenance": self.provenance,
+        }
+
+
+@dataclass(frozen=True)
+class Anchor(TrustedCertificate):
+    """A trust anchor: a path that ends in its certificate is trusted (as its ``kind``)."""
+
+
+@dataclass(frozen=True)
+class ChainCertificate(TrustedCertificate):
+    """An intermediate offered for chain building only. Never a trust anchor: a path is trusted
+    because it reaches an :class:`Anchor`, whatever intermediates it passes."""
+
+    @property
+    def role(self) -> str:
+        return "intermediate"
+
+
+class ExtraAnchorLike(Protocol):
+    """A configured extra anchor (``Settings.extra_trust_anchors`` items have this shape)."""
+
+    @property
+    def file(self) -> Path: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+def _extra_spec(item: Path | str | ExtraAnchorLike) -> tuple[Path, AnchorKind]:
+    if isinstance(item, (str, Path)):
+        return Path(item), AnchorKind.PUBLIC
+    try:
+        kind: AnchorKind | None = AnchorKind(item.kind)
+    except ValueError:
+        kind = None
+    if kind is None or kind not in CONFIGURABLE_KINDS:
+        raise TrustStoreError(
+            f"extra trust anchor {item.file}: kind {item.kind!r} is not one of "
+            f"{sorted(k.value for k in CONFIGURABLE_KINDS)}"
+        )
+    return Path(item.file), kind
+
+
+def _read_one(path: Path) -> x509.Certificate:
+    try:
+        certs = load_certs(path)
+        if len(certs) != 1:
+            raise TrustStoreError(f"{path}: expected exactly one certificate, found {len(certs)}")
+        cert = certs[0]
+        # Touch the fields the store uses so that a malformed file fails here, at start-up,
+        # and not in the middle of a verification.
+        cert.subject.native  # noqa: B018
+        cert.not_valid_after  # noqa: B018
+    except TrustStoreError:
+        raise
+    except OSError as e:
+        raise TrustStoreError(f"cannot read certificate {path}: {e.strerror or e}") from e
+    except (ValueError, TypeError, KeyError) as e:
+        raise TrustStoreError(f"{path}: not a readable X.509 certificate ({e})") from e
+    return cert
 
 
 @dataclass
 class TrustStore:
+    """The anchors a validation may end in, and the certificates offered for chain building.
+
+    ``anchors``: roots (pinned, configured, development).
+    ``intermediates``: certificates offered to path building (the pinned intermediates plus any
+    added at run time, e.g. the development intermediate); ``chain_certificates``: metadata of
+    the pinned and described ones among them.
+    """
+
     anchors: list[Anchor] = field(default_factory=list)
     intermediates: list[x509.Certificate] = field(default_factory=list)
+    chain_certificates: list[ChainCertificate] = field(default_factory=list)
     fetch_timeout: float = 5.0
 
     @property
@@ -56,50 +239,130 @@ class TrustStore:
     def has_dev_root(self) -> bool:
         return any(a.dev for a in self.anchors)
 
-    def is_anchor(self, cert: x509.Certificate) -> bool:
+    def anchor_for(self, cert: x509.Certificate) -> Anchor | None:
+        """The anchor whose certificate is exactly ``cert`` (same SHA-256 of the DER), else None.
+
+        Pass the root of a validated path (see :meth:`anchor_for_path`). An intermediate, even
+        a pinned one, is never an anchor and gives None.
+        """
         fp = fingerprint(cert)
-        return any(fingerprint(a.cert) == fp for a in self.anchors)
+        return next((a for a in self.anchors if a.sha256 == fp), None)
+
+    def anchor_for_path(self, path: Any) -> Anchor | None:
+        """The anchor a validated ``pyhanko_certvalidator.path.ValidationPath`` ends in.
+
+        pyHanko wraps each of :attr:`roots` in a ``CertTrustAnchor``; a path's
+        ``trust_anchor.certificate`` is therefore one of our anchor certificates. None when the
+        path ends in something else (a key-only anchor, or an object without a trust anchor).
+        ``anchor.kind`` then says public-duty or public; ``anchor.kind_label`` in Vietnamese.
+        """
+        trust_anchor = getattr(path, "trust_anchor", None)
+        cert = getattr(trust_anchor, "certificate", None)
+        if not isinstance(cert, x509.Certificate):
+            return None
+        return self.anchor_for(cert)
+
+    def chain_certificate_for(self, cert: x509.Certificate) -> ChainCertificate | None:
+        """Metadata of a pinned intermediate (name, kind, authority), else None."""
+        fp = fingerprint(cert)
+        return next((c for c in self.chain_certificates if c.sha256 == fp), None)
+
+    def is_anchor(self, cert: x509.Certificate) -> bool:
+        return self.anchor_for(cert) is not None
 
     @classmethod
     def load(
         cls,
         manifest: Path,
-        extra: list[Path] | None = None,
+        extra: Iterable[Path | str | ExtraAnchorLike] | None = None,
         dev_root: Path | None = None,
         fetch_timeout: float = 5.0,
     ) -> TrustStore:
+        """Read the pinned manifest, the configured extra anchors and the development root.
+
+        ``manifest``: ``anchors.json`` (``{"anchors": [{"file", "role": "root"|"intermediate",
+        "kind": "public_duty"|"public", "sha256", "authority"?, "provenance"?, …}]}``), files
+        relative to it. ``extra``: paths (kind ``public``) or objects with ``file`` and ``kind``
+        (``public_duty``|``public``). ``dev_root``: the development root, kind ``development``.
+
+        Raises :class:`TrustStoreError` for an unreadable or malformed manifest or file, a file
+        whose SHA-256 differs from the pinned one (the service must not start then), an unknown
+        role or kind.
+        """
         store = cls(fetch_timeout=fetch_timeout)
         try:
-            spec = json.loads(manifest.read_text())
-        except (OSError, ValueError) as e:
+            spec = json.loads(manifest.read_text(encoding="utf-8"))
+            entries = spec["anchors"]
+            if not isinstance(entries, list):
+                raise TypeError("'anchors' is not a list")
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise TrustStoreError(f"cannot read trust manifest {manifest}: {e}") from e
-        for entry in spec["anchors"]:
-            path = manifest.parent / entry["file"]
-            certs = list(load_certs(path))
-            if len(certs) != 1:
-                raise TrustStoreError(f"{path}: expected exactly one certificate")
-            cert = certs[0]
-            actual = fingerprint(cert)
-            if actual != entry["sha256"].replace(":", "").upper():
+        for entry in entries:
+            store._add_pinned(manifest, entry)
+        for item in extra or []:
+            path, kind = _extra_spec(item)
+            try:
+                certs = load_certs(path)
+            except OSError as e:
                 raise TrustStoreError(
-                    f"{path}: SHA-256 {actual} differs from the pinned {entry['sha256']}"
-                )
-            if entry["role"] == "root":
-                store.anchors.append(Anchor(cert, f"pinned:{entry['file']}"))
-            else:
-                store.intermediates.append(cert)
-        for path in extra or []:
-            for cert in load_certs(path):
-                store.anchors.append(Anchor(cert, f"configured:{path}"))
+                    f"cannot read extra trust anchor {path}: {e.strerror or e}"
+                ) from e
+            except (ValueError, TypeError) as e:
+                raise TrustStoreError(f"extra trust anchor {path}: not a certificate ({e})") from e
+            for cert in certs:
+                try:
+                    anchor = Anchor(
+                        cert,
+                        f"configured:{path}",
+                        kind=kind,
+                        authority=_first_attribute(cert.subject, "organization_name"),
+                    )
+                except (ValueError, TypeError, KeyError) as e:
+                    raise TrustStoreError(f"extra trust anchor {path}: unreadable ({e})") from e
+                store.anchors.append(anchor)
         if dev_root is not None:
-            for cert in load_certs(dev_root):
-                store.anchors.append(Anchor(cert, "development", dev=True))
+            store.anchors.append(
+                Anchor(
+                    _read_one(dev_root),
+                    "development",
+                    kind=AnchorKind.DEVELOPMENT,
+                    authority="PKI thử nghiệm (chỉ dùng ở chế độ phát triển)",
+                )
+            )
         return store
+
+    def _add_pinned(self, manifest: Path, entry: Any) -> None:
+        try:
+            file, role, pinned = entry["file"], entry["role"], entry["sha256"]
+            kind = AnchorKind(entry["kind"])
+        except (KeyError, TypeError) as e:
+            raise TrustStoreError(f"{manifest}: entry {entry!r} lacks {e}") from e
+        except ValueError as e:
+            raise TrustStoreError(f"{manifest}: {file}: unknown kind {entry['kind']!r}") from e
+        if kind not in CONFIGURABLE_KINDS:
+            raise TrustStoreError(f"{manifest}: {file}: kind {kind.value!r} cannot be pinned")
+        path = manifest.parent / file
+        cert = _read_one(path)
+        actual = fingerprint(cert)
+        if actual != str(pinned).replace(":", "").upper():
+            raise TrustStoreError(f"{path}: SHA-256 {actual} differs from the pinned {pinned}")
+        meta: dict[str, Any] = {
+            "kind": kind,
+            "authority": entry.get("authority"),
+            "provenance": entry.get("provenance"),
+        }
+        if role == "root":
+            self.anchors.append(Anchor(cert, f"pinned:{file}", **meta))
+        elif role == "intermediate":
+            self.intermediates.append(cert)
+            self.chain_certificates.append(ChainCertificate(cert, f"pinned:{file}", **meta))
+        else:
+            raise TrustStoreError(f"{manifest}: {file}: unknown role {role!r}")
 
     def validation_context(
         self,
         *,
-        other_certs: list[x509.Certificate] | tuple[x509.Certificate, ...] = (),
+        other_certs: Sequence[x509.Certificate] = (),
         moment: datetime | None = None,
         allow_fetching: bool = True,
         revocation_mode: str = "soft-fail",

@@ -84,7 +84,7 @@ def test_pinned_fingerprint_mismatch_refused(tmp_path: Path) -> None:
 
 def test_shipped_anchors_load() -> None:
     store = TrustStore.load(REPO / "certs/trust/anchors.json")
-    assert [a.cert.subject.native["common_name"] for a in store.anchors] == ["MIC National Root CA"]
+    assert "MIC National Root CA" in [a.name for a in store.anchors]  # all: tests/test_trust.py
 
 
 def test_secrets_never_reach_logs(

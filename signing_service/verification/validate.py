@@ -64,8 +64,9 @@ from signing_service.trust import TrustStore, fingerprint
 from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
 from signing_service.verification.diff_policy import DIFF_POLICY
 from signing_service.verification.identity import (
-    PROFILE_LABELS,
     certificate_profile,
+    describe_name,
+    profile_label,
     vietnamese_dn,
 )
 from signing_service.verification.modifications import RevisionAnalysis
@@ -269,11 +270,19 @@ def _collect_evidence(
 
 
 # -- report pieces -----------------------------------------------------------------------------
+_LABEL_OF = {
+    "common_name": "Tên",
+    "organization_name": "Tổ chức",
+    "organizational_unit_name": "Đơn vị",
+    "title": "Chức danh",
+}
+
+
 def _first(name: x509.Name, attr: str) -> str | None:
-    value = name.native.get(attr)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    return str(value) if value else None
+    """The first value of ``attr`` in ``name`` (decoded leniently: Vietnamese certificates
+    sometimes encode attributes with string types asn1crypto refuses in ``.native``)."""
+    label = _LABEL_OF[attr]
+    return next((value for key, value in describe_name(name) if key == label), None)
 
 
 def _signer_info(cert: x509.Certificate) -> SignerInfo:
@@ -290,8 +299,8 @@ def _signer_info(cert: x509.Certificate) -> SignerInfo:
         valid_from=_iso(validity["not_before"].native) or "",
         valid_to=_iso(validity["not_after"].native) or "",
         organizational_unit=_first(cert.subject, "organizational_unit_name"),
-        profile=profile,
-        profile_label=PROFILE_LABELS.get(profile, "chưa xác định"),
+        profile=str(profile),
+        profile_label=profile_label(profile),
     )
 
 
@@ -316,27 +325,15 @@ def _chain_entries(result: ChainResult | None) -> list[ChainEntry]:
     return entries
 
 
-KIND_LABELS = {
-    "public_duty": "chữ ký số chuyên dùng công vụ (Ban Cơ yếu Chính phủ)",
-    "public": "chữ ký số công cộng (NEAC)",
-    "development": "chứng thư thử nghiệm (chỉ dùng khi phát triển)",
-    "configured": "gốc tin cậy do đơn vị vận hành cấu hình thêm",
-}
-
-
 def _anchor_info(trust: TrustStore, result: ChainResult | None) -> TrustAnchorInfo | None:
+    """The trust anchor a valid chain ends in, and what kind of signature it vouches for
+    (public-duty: the Government CA; public: NEAC)."""
     if result is None or result.path is None or not result.ok:
         return None
-    try:
-        root = result.path.trust_anchor.authority.certificate
-    except AttributeError:
+    anchor = trust.anchor_for_path(result.path)
+    if anchor is None:
         return None
-    if root is None:
-        return None
-    anchor = trust.anchor_for(root) if hasattr(trust, "anchor_for") else None
-    kind = getattr(anchor, "kind", None) or ("development" if trust.has_dev_root else "public")
-    name = getattr(anchor, "name", None) or _first(root.subject, "common_name") or "?"
-    return TrustAnchorInfo(name, kind, KIND_LABELS.get(kind, kind), fingerprint(root))
+    return TrustAnchorInfo(anchor.name, str(anchor.kind), anchor.kind_label, anchor.sha256)
 
 
 def _issued_at(value: crl.CertificateList | ocsp.OCSPResponse) -> datetime | None:
