@@ -196,21 +196,45 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+TYPE_VI = {
+    "signature": "chữ ký",
+    "certification": "chữ ký chứng thực (DocMDP)",
+    "document_timestamp": "dấu thời gian tài liệu",
+}
+PROOF_VI = {
+    "signature_timestamp": "dấu thời gian của chữ ký",
+    "document_timestamp": "dấu thời gian tài liệu",
+}
+
+
 def _print_report(report: dict) -> None:  # type: ignore[type-arg]
+    """The report for people: Vietnamese labels and check names, times in +07:00."""
+    from signing_service.verification.messages import CHECK_LABELS
+
     print(
         f"Kết luận: {VERDICT_VI[report['verdict']]} ({report['verdict']}"
         + (f" / {report['sub_indication']}" if report["sub_indication"] else "")
         + ")"
     )
     print(report["message"])
+    print(f"Thời điểm xác minh: {report['validation_time']}")
     for problem in report["problems"]:
         print(f"  ! {problem['message']}")
+    for warning in report.get("warnings", []):
+        where = f" (trang {warning['page']})" if warning.get("page") else ""
+        print(f"  ! Cảnh báo{where}: {warning['message']}")
+    if report.get("unsigned_fields"):
+        print(f"Trường chữ ký chưa ký: {', '.join(report['unsigned_fields'])}")
     for sig in report["signatures"]:
         signer = sig.get("signer") or {}
+        level = f", {sig['level']}" if sig.get("level") else ""
         print(
-            f"\nChữ ký {sig['field']} ({sig['type']}): {sig['indication']}"
+            f"\n{TYPE_VI.get(sig['type'], sig['type']).capitalize()} {sig['field']}{level}: "
+            f"{VERDICT_VI.get(sig['indication'], sig['indication'])} ({sig['indication']}"
             + (f" / {sig['sub_indication']}" if sig["sub_indication"] else "")
+            + ")"
         )
+        print(f"  {sig.get('summary', '')}")
         if signer:
             print(
                 f"  Người ký: {signer.get('common_name')}"
@@ -222,22 +246,44 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
                     else ""
                 )
             )
+            if signer.get("profile_label"):
+                print(f"  Loại chứng thư: {signer['profile_label']}")
             print(f"  Đơn vị cấp chứng thư: {signer.get('issuer')}")
             print(f"  Hiệu lực chứng thư: {signer.get('valid_from')} → {signer.get('valid_to')}")
+        if sig.get("trust_anchor"):
+            anchor = sig["trust_anchor"]
+            print(f"  Gốc tin cậy: {anchor['name']} — {anchor['kind_label']}")
         if sig.get("signing_time"):
             source = "dấu thời gian" if sig["signing_time_source"] == "timestamp" else "tự khai"
             print(f"  Thời điểm ký: {sig['signing_time']} ({source})")
+        if sig.get("best_signature_time"):
+            proof = PROOF_VI.get(sig.get("best_signature_time_proof") or "", "")
+            print(f"  Chữ ký tồn tại muộn nhất lúc: {sig['best_signature_time']} (theo {proof})")
+        if sig.get("validation_time") and sig["validation_time"] != report["validation_time"]:
+            print(f"  Chứng thư được kiểm tra tại thời điểm: {sig['validation_time']}")
+        for ts in sig.get("timestamps", []):
+            print(f"  Dấu thời gian ({ts['type']}): {ts['time']} — {ts['authority']}")
         for name, check in sig["checks"].items():
-            print(f"  - {name}: {STATUS_VI[check['status']]} — {check['message']}")
+            label = CHECK_LABELS.get(name, name)
+            print(f"  - {label}: {STATUS_VI[check['status']]} — {check['message']}")
+        for note in sig.get("notes", []):
+            print(f"  * {note['message']}")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from signing_service.services.verification import verify_document
+    from signing_service.services.verification import parse_validation_time, verify_document
 
+    moment = None
+    if args.at:
+        try:
+            moment = parse_validation_time(args.at, assume_vietnam=True)
+        except errors.ServiceError as e:
+            print(f"Lỗi cú pháp lệnh: --at {args.at!r}: {e.message}", file=sys.stderr)
+            return EXIT_USAGE
     data = _read(args.file)
     services = _services()
     try:
-        report = verify_document(services, data, actor="cli")
+        report = verify_document(services, data, actor="cli", validation_time=moment)
     except errors.ServiceError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
         return EXIT_REFUSED
@@ -466,7 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
     sign.set_defaults(func=cmd_sign)
     verify = sub.add_parser("verify", help="xác minh chữ ký số trong tệp PDF")
     verify.add_argument("file")
-    verify.add_argument("--json", action="store_true")
+    verify.add_argument("--json", action="store_true", help="in báo cáo dạng JSON")
+    verify.add_argument(
+        "--at",
+        metavar="THOI_DIEM",
+        help=(
+            "xác minh tại một thời điểm (ISO 8601, ví dụ 2030-01-01T00:00:00+07:00; "
+            "không ghi múi giờ thì hiểu là giờ Việt Nam)"
+        ),
+    )
     verify.set_defaults(func=cmd_verify)
     pki = sub.add_parser("pki", help="PKI thử nghiệm")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True, parser_class=_Parser)

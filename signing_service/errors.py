@@ -67,6 +67,11 @@ InvalidLevel = _error(
 )
 BatchTooLarge = _error("BATCH_TOO_LARGE", 422, "Lô ký vượt quá số tài liệu cho phép.")
 InvalidDossierCode = _error("INVALID_DOSSIER_CODE", 422, "Mã hồ sơ không đúng định dạng.")
+InvalidValidationTime = _error(
+    "INVALID_VALIDATION_TIME",
+    422,
+    "Thời điểm xác minh không hợp lệ; dùng ISO 8601 có múi giờ, ví dụ 2025-03-16T00:00:00+07:00.",
+)
 
 # Signer certificate and key checks before signing
 SignerCertExpired = _error(

@@ -601,11 +601,27 @@ def create_app(services: Services) -> FastAPI:
     )
     async def create_verification(
         file: Annotated[UploadFile, File(description="Tài liệu PDF cần xác minh")],
+        validation_time: Annotated[
+            str | None,
+            Form(
+                description=(
+                    "Xác minh tại thời điểm này thay vì hiện tại (ISO 8601 có múi giờ, ví dụ "
+                    "2030-01-01T00:00:00+07:00), như EU DSS cho phép, để kiểm toán"
+                ),
+                max_length=64,
+            ),
+        ] = None,
     ) -> Any:
-        from signing_service.services.verification import verify_document
+        from signing_service.services.verification import (
+            parse_validation_time,
+            verify_document,
+        )
 
+        moment = parse_validation_time(validation_time) if validation_time else None
         data = await _read(file)
-        return await in_worker(verify_document, services, data, actor="public")
+        return await in_worker(
+            verify_document, services, data, actor="public", validation_time=moment
+        )
 
     def _attachment_out(view: attachments.AttachmentView) -> schemas.AttachmentOut:
         return schemas.AttachmentOut(

@@ -4,7 +4,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from signing_service.verification.report import SignerInfo
+from signing_service.verification.report import (
+    ChainEntry,
+    RevocationDataInfo,
+    SignerInfo,
+    TimestampInfo,
+    TrustAnchorInfo,
+)
 
 
 class ErrorBody(BaseModel):
@@ -45,17 +51,46 @@ class CheckOut(BaseModel):
     message: str
 
 
+class NoteOut(BaseModel):
+    code: str
+    message: str
+    signature: str | None = Field(None, description="the signature field it concerns")
+    page: int | None = Field(None, description="1-based page number")
+    rect: list[float] | None = Field(None, description="[x1, y1, x2, y2] in points")
+
+
 class SignatureReportOut(BaseModel):
     field: str
     type: str = Field(description="signature | certification | document_timestamp")
+    level: str | None = Field(description="PAdES baseline level: B-B | B-T | B-LT | B-LTA")
     indication: str = Field(description="TOTAL_PASSED | TOTAL_FAILED | INDETERMINATE")
     sub_indication: str | None
+    summary: str = Field(description="what decided the indication, in Vietnamese")
     signer: SignerInfo | None
+    category: str | None = Field(
+        description="public_duty (Government CA) | public (NEAC) | development"
+    )
+    category_label: str | None
+    trust_anchor: TrustAnchorInfo | None
     signing_time: str | None
-    signing_time_source: str | None
+    signing_time_source: str | None = Field(description="timestamp (proven) | claimed")
     timestamp_time: str | None
+    validation_time: str | None = Field(
+        description="the moment the chain was judged: the validation time, or the proven time"
+    )
+    best_signature_time: str | None = Field(
+        description="the earliest time a trusted timestamp proves the signature existed"
+    )
+    best_signature_time_proof: str | None = Field(
+        description="signature_timestamp | document_timestamp"
+    )
     md_algorithm: str | None
+    signature_algorithm: str | None
     coverage: str | None
+    chain: list[ChainEntry]
+    timestamps: list[TimestampInfo]
+    revocation_data: list[RevocationDataInfo]
+    notes: list[NoteOut]
     checks: dict[str, CheckOut]
 
 
@@ -69,7 +104,10 @@ class VerificationReport(BaseModel):
                     "message": "Tất cả chữ ký số hợp lệ.",
                     "document": {"sha256": "…", "size": 23953},
                     "validated_at": "2026-11-27T14:05:09+07:00",
+                    "validation_time": "2026-11-27T14:05:09+07:00",
                     "signatures": [],
+                    "unsigned_fields": [],
+                    "warnings": [],
                     "problems": [],
                 }
             ]
@@ -79,8 +117,13 @@ class VerificationReport(BaseModel):
     sub_indication: str | None
     message: str
     document: dict[str, Any]
-    validated_at: str
+    validated_at: str = Field(description="when the verification ran (+07:00)")
+    validation_time: str = Field(description="the moment validated as of (+07:00)")
     signatures: list[SignatureReportOut]
+    unsigned_fields: list[str] = Field(description="signature fields nobody has signed")
+    warnings: list[NoteOut] = Field(
+        description="findings a reader must see even when every signature passes"
+    )
     problems: list[dict[str, Any]]
 
 

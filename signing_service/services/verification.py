@@ -1,5 +1,9 @@
+"""Verify a PDF's signatures (the public use case behind ``POST /v1/verifications`` and
+``signing-service verify``)."""
+
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from signing_service import audit, errors
@@ -12,13 +16,47 @@ from signing_service.verification.validate import (
     UnreadablePdfError,
 )
 
+VIETNAM = timezone(timedelta(hours=7))
+
+
+def parse_validation_time(value: str, *, assume_vietnam: bool = False) -> datetime:
+    """An ISO 8601 moment (``2025-03-16T00:00:00+07:00``, ``…Z``) to validate as of.
+
+    ``assume_vietnam``: a value without an offset (or a bare date) is Vietnam time (+07:00), as
+    a person typing at the command line means; the API requires the offset.
+    Raises :class:`errors.InvalidValidationTime` otherwise.
+    """
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.InvalidValidationTime(details={"validation_time": value[:64]}) from None
+    if moment.tzinfo is None:
+        if not assume_vietnam:
+            raise errors.InvalidValidationTime(details={"validation_time": value[:64]})
+        moment = moment.replace(tzinfo=VIETNAM)
+    if not datetime(1990, 1, 1, tzinfo=VIETNAM) <= moment <= datetime(2200, 1, 1, tzinfo=VIETNAM):
+        raise errors.InvalidValidationTime(details={"validation_time": value[:64]})
+    return moment
+
 
 def verify_document(
-    services: Services, pdf: bytes, *, actor: str, agency_code: str | None = None
+    services: Services,
+    pdf: bytes,
+    *,
+    actor: str,
+    agency_code: str | None = None,
+    validation_time: datetime | None = None,
 ) -> dict[str, Any]:
+    """Verify ``pdf`` and return the report (docs/verification-report.md), audited.
+
+    ``validation_time``: validate as of that moment instead of now (audits, tests).
+    Raises the upload errors (``EMPTY_FILE``, ``FILE_TOO_LARGE``, ``NOT_A_PDF``,
+    ``MALFORMED_PDF`` for an unsigned file that cannot be parsed, ``ENCRYPTED_PDF``).
+    """
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     try:
-        report = run_sync(services.verifier.async_verify(pdf))
+        report = run_sync(services.verifier.async_verify(pdf, validation_time=validation_time))
     except NotPdfError:
         raise errors.NotAPdf() from None
     except UnreadablePdfError:

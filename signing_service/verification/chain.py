@@ -135,6 +135,8 @@ class ChainValidator:
         self._backend = fetcher_backend
         self._cache: dict[tuple[str, str, datetime | None], ChainResult] = {}
         self._current: ValidationContext | None = None
+        self._prefetched_crls: list[crl.CertificateList] = []
+        self._crls_fetched_for: set[str] = set()
 
     # -- contexts ---------------------------------------------------------------------------
     def _other_certs(self) -> list[x509.Certificate]:
@@ -157,14 +159,27 @@ class ChainValidator:
 
     def fetched(self) -> tuple[list[crl.CertificateList], list[ocsp.OCSPResponse]]:
         """Revocation answers fetched online for this document so far."""
-        if self._current is None:
-            return [], []
-        fetchers = getattr(self._current.revinfo_manager, "_fetchers", None)
-        if fetchers is None:
-            return [], []
-        crls = list(fetchers.crl_fetcher.fetched_crls())
-        ocsps = list(fetchers.ocsp_fetcher.fetched_responses())
+        crls = list(self._prefetched_crls)
+        ocsps: list[ocsp.OCSPResponse] = []
+        if self._current is not None and self.live:
+            manager = self._current.revinfo_manager
+            known = {id(c) for c in self.evidence.crls} | {id(o) for o in self.evidence.ocsps}
+            crls += [c for c in manager.crls if id(c) not in known]
+            ocsps += [o for o in manager.ocsps if id(o) not in known]
         return crls, ocsps
+
+    async def _prefetch_crls(self, cert: x509.Certificate) -> None:
+        # Validation at the current time stops at the first conclusive answer (an OCSP
+        # "revoked"), but an OCSP answer about a later revocation says nothing about an earlier
+        # moment, while a CRL does: fetch the CRLs too before judging a past moment.
+        if not self.live or self._backend is None or fingerprint(cert) in self._crls_fetched_for:
+            return
+        self._crls_fetched_for.add(fingerprint(cert))
+        try:
+            fetchers = self._backend.get_fetchers()
+            self._prefetched_crls.extend(await fetchers.crl_fetcher.fetch(cert))
+        except Exception:  # noqa: BLE001 - unreachable: judged with what we have
+            return
 
     def _past_context(self, moment: datetime, issued_until: datetime | None) -> ValidationContext:
         fetched_crls, fetched_ocsps = self.fetched()
@@ -261,6 +276,7 @@ class ChainValidator:
         if at is None:
             result = await self._run(cert, usage, self.current_context(), historical=False)
         else:
+            await self._prefetch_crls(cert)
             # A certificate that has expired by the validation time: its CA no longer
             # publishes its status, so only revocation data issued before it expired counts.
             not_after = cert.not_valid_after

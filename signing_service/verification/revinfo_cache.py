@@ -115,17 +115,23 @@ class _CachingCRLFetcher(RequestsCRLFetcher):
 
     async def _fetch_single(self, url: str) -> crl.CertificateList:  # type: ignore[override]
         key = ("crl", url)
-        try:
-            return self._cache.get(key)  # type: ignore[no-any-return]
-        except KeyError:
-            pass
-        try:
-            fetched = await super()._fetch_single(url)
-        except cv_errors.CRLFetchError as e:
-            self._cache.put_failure(key, e)
-            raise
-        self._cache.put(key, fetched, _crl_next_update(fetched))
-        return fetched
+
+        async def fetch_or_reuse() -> crl.CertificateList:
+            try:
+                return self._cache.get(key)  # type: ignore[no-any-return]
+            except KeyError:
+                pass
+            try:
+                fetched = await super(_CachingCRLFetcher, self)._fetch_single(url)
+            except cv_errors.CRLFetchError as e:
+                self._cache.put_failure(key, e)
+                raise
+            self._cache.put(key, fetched, _crl_next_update(fetched))
+            return fetched
+
+        # Registered under its own tag so that a reused answer, like a fetched one, counts
+        # among this fetcher's results (``fetched_crls``), which later validations reuse.
+        return await self._perform_fetch(key, fetch_or_reuse)  # type: ignore[no-any-return]
 
 
 class _CachingOCSPFetcher(RequestsOCSPFetcher):
