@@ -117,11 +117,16 @@ def test_revoked_signer_is_flagged_at_verification(services: Services) -> None:
     key = KeyCache().get(f"file:{pki.p12_path('revoked-signer')}", DEV_KEY_PASSPHRASE.encode())
     signed = asyncio.run(async_sign_pdf(make_pdf(), key, SignOptions(level=SignatureLevel.B_B)))
     report = verify_document(services, signed, actor="test")
-    assert report["verdict"] == "TOTAL_FAILED"
+    # Revoked, and nothing proves when it was signed (B-B: the signing time is the signer's
+    # own claim): ETSI EN 319 102-1 says INDETERMINATE / REVOKED_NO_POE, never a pass.
+    # (With a content timestamp after the revocation it is TOTAL_FAILED / REVOKED:
+    # tests/test_long_term.py.)
+    assert report["verdict"] == "INDETERMINATE"
     sig = report["signatures"][0]
-    assert sig["checks"]["revocation"]["status"] == "FAILED"
-    assert sig["checks"]["revocation"]["code"] == "REVOKED"
-    assert sig["sub_indication"] == "REVOKED"
+    assert sig["checks"]["revocation"]["status"] == "INDETERMINATE"
+    assert sig["checks"]["revocation"]["code"] == "REVOKED_NO_POE"
+    assert "2025-06-01" in sig["checks"]["revocation"]["message"]
+    assert sig["sub_indication"] == "REVOKED_NO_POE"
     assert sig["checks"]["integrity"]["status"] == "PASSED"
 
 
