@@ -43,7 +43,21 @@ def test_each_level_verifies_total_passed(services: Services, level: str) -> Non
     assert report["verdict"] == "TOTAL_PASSED", report
     sig = report["signatures"][0]
     assert sig["type"] == "signature"
+    assert sig["level"] == level
     assert sig["signer"]["common_name"] == "Sở Tư pháp tỉnh Demo A"
+    assert sig["signer"]["subject"] == (
+        "Quốc gia: VN; Địa phương: Demo A; Tổ chức: Sở Tư pháp tỉnh Demo A; "
+        "Tên: Sở Tư pháp tỉnh Demo A"
+    )
+    assert sig["signer"]["profile"] == "organization"  # an agency seal: CN equal to O
+    assert sig["category"] == "development"
+    assert sig["trust_anchor"]["name"].startswith("Dev Root CA")
+    assert [c["subject"].split("Tên: ")[-1] for c in sig["chain"]] == [
+        "Sở Tư pháp tỉnh Demo A",
+        "Dev CA phục vụ cơ quan nhà nước",
+        "Dev Root CA (chỉ dùng thử nghiệm)",
+    ]
+    assert sig["validation_time"] == report["validation_time"]
     for name in ("integrity", "modifications", "trust", "revocation", "algorithms"):
         assert sig["checks"][name]["status"] == "PASSED", (name, sig["checks"][name])
     if level == "B-B":
@@ -53,6 +67,12 @@ def test_each_level_verifies_total_passed(services: Services, level: str) -> Non
         assert sig["checks"]["timestamp"]["status"] == "PASSED"
         assert sig["signing_time_source"] == "timestamp"
         assert sig["signing_time"].endswith("+07:00")
+        assert sig["best_signature_time"] == sig["signing_time"]
+        assert sig["best_signature_time_proof"] == "signature_timestamp"
+        assert [t["type"] for t in sig["timestamps"]] == ["signature"]
+        assert sig["timestamps"][0]["authority"] == "Dev Time Stamping Authority"
+    if level in ("B-LT", "B-LTA"):
+        assert any(r["source"] == "document" for r in sig["revocation_data"]), sig
     if level == "B-LTA":
         assert [s["type"] for s in report["signatures"]] == ["signature", "document_timestamp"]
         assert report["signatures"][1]["indication"] == "TOTAL_PASSED"

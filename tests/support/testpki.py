@@ -177,10 +177,14 @@ class IssuedChain:
         *,
         this_update: datetime | None = None,
         next_update: datetime | None = None,
+        issuer_label: str = "intermediate",
     ) -> bytes:
-        """A DER CRL of the intermediate listing ``(serial, revocation time)`` pairs."""
+        """A DER CRL of the intermediate (or, with ``issuer_label="root"``, of the root)
+        listing ``(serial, revocation time)`` pairs."""
         now = this_update or datetime.now(UTC) - timedelta(minutes=1)
-        issuer = cx.load_der_x509_certificate(self.intermediate.dump())
+        issuer_cert = self.root if issuer_label == "root" else self.intermediate
+        signing_key = self.root_key if issuer_label == "root" else self.intermediate_key
+        issuer = cx.load_der_x509_certificate(issuer_cert.dump())
         builder = (
             cx.CertificateRevocationListBuilder()
             .issuer_name(issuer.subject)
@@ -198,7 +202,7 @@ class IssuedChain:
             builder = builder.add_revoked_certificate(
                 cx.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
             )
-        crl = builder.sign(self.intermediate_key, _hash_for(self.intermediate_key))  # type: ignore[arg-type]
+        crl = builder.sign(signing_key, _hash_for(signing_key))  # type: ignore[arg-type]
         return crl.public_bytes(serialization.Encoding.DER)
 
 

@@ -1,0 +1,284 @@
+"""What the report says: anchors and kinds, names, warnings a reader must see, unsigned fields,
+forged signature dictionaries, weak timestamps. Inputs are built here; the field inputs of
+../shared are checked when present."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pikepdf
+import pytest
+from certomancer.registry import KeyLabel
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign import fields
+from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
+from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+
+from signing_service.pki.dev import DevPki
+from signing_service.settings import DEV_KEY_PASSPHRASE, ExtraTrustAnchor
+from signing_service.signing.appearance import AppearanceSpec
+from signing_service.signing.engine import SignOptions, async_sign_pdf
+from signing_service.signing.keys import KeyCache
+from signing_service.signing.levels import SignatureLevel
+from signing_service.trust import TrustStore
+from signing_service.verification.validate import Verifier
+from tests.conftest import REPO
+from tests.support.pdfs import make_pdf
+from tests.support.testpki import SEAL_NAME, issue_chain
+
+SHARED = REPO.parent / "shared"
+FIELD_INPUTS = SHARED / "field-inputs"
+
+
+@pytest.fixture(scope="module")
+def verifier(dev_pki: tuple[DevPki, int]) -> Verifier:
+    pki, _ = dev_pki
+    trust = TrustStore.load(
+        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
+    )
+    return Verifier(trust)
+
+
+def verify(verifier: Verifier, data: bytes) -> dict[str, Any]:
+    return asyncio.run(verifier.async_verify(data)).to_dict()
+
+
+def dev_sign(pki: DevPki, pdf: bytes, level: str = "B-T", **options: Any) -> bytes:
+    key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    return asyncio.run(
+        async_sign_pdf(
+            pdf,
+            key,
+            SignOptions(level=SignatureLevel.parse(level), tsa_url=pki.tsa_url, **options),
+        )
+    )
+
+
+# -- kinds of anchor ---------------------------------------------------------------------------
+def _sign_with_chain(chain: Any, pdf: bytes) -> bytes:
+    """B-B with the chain's leaf, then a DSS carrying both CRLs (the intermediate's, the
+    root's): verifiable offline."""
+    out = BytesIO()
+    PdfSigner(
+        PdfSignatureMetadata(field_name="ChuKy1", subfilter=fields.SigSeedSubFilter.PADES),
+        signer=chain.signer(),
+    ).sign_pdf(IncrementalPdfFileWriter(BytesIO(pdf)), output=out)
+    writer = IncrementalPdfFileWriter(BytesIO(out.getvalue()))
+    from asn1crypto import crl
+
+    DocumentSecurityStore.supply_dss_in_writer(
+        writer,
+        None,
+        certs=[chain.leaf, chain.intermediate, chain.root],
+        crls=[
+            crl.CertificateList.load(chain.crl()),
+            crl.CertificateList.load(chain.crl(issuer_label="root")),
+        ],
+    )
+    final = BytesIO()
+    writer.write(final)
+    return final.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["public_duty", "public"])
+def test_chain_ending_in_a_government_ca_shaped_root_is_public_duty(
+    tmp_path: Path, kind: str
+) -> None:
+    """A test root configured the way the Government CA G2 root is (kind public_duty) —
+    or as a NEAC-style public root — and a personal certificate under it."""
+    chain = issue_chain()
+    root = chain.write_root(tmp_path / "root.pem")
+    trust = TrustStore.load(
+        REPO / "certs/trust/anchors.json", extra=[ExtraTrustAnchor(file=root, kind=kind)]
+    )
+    report = asyncio.run(
+        Verifier(trust, allow_fetching=False).async_verify(_sign_with_chain(chain, make_pdf()))
+    ).to_dict()
+    assert report["verdict"] == "TOTAL_PASSED", report
+    sig = report["signatures"][0]
+    assert sig["category"] == kind
+    assert sig["trust_anchor"]["name"] == "Thử nghiệm RootCA chuyên dùng Chính phủ G2"
+    assert sig["trust_anchor"]["kind"] == kind
+    expected_label = "Ban Cơ yếu Chính phủ" if kind == "public_duty" else "NEAC"
+    assert expected_label in sig["category_label"]
+    assert sig["signer"]["profile"] == "personal"  # a title: a person, not a seal
+    assert sig["signer"]["title"] == "Phó Giám đốc"
+    assert "Chức danh: Phó Giám đốc" in sig["signer"]["subject"]
+    assert "Common Name" not in sig["signer"]["subject"] + sig["signer"]["issuer"]
+    assert sig["level"] == "B-B"
+
+
+def test_agency_seal_profile_is_reported(tmp_path: Path) -> None:
+    chain = issue_chain(leaf_name=SEAL_NAME)
+    root = chain.write_root(tmp_path / "root.pem")
+    trust = TrustStore.load(
+        REPO / "certs/trust/anchors.json", extra=[ExtraTrustAnchor(file=root, kind="public")]
+    )
+    report = asyncio.run(
+        Verifier(trust, allow_fetching=False).async_verify(_sign_with_chain(chain, make_pdf()))
+    ).to_dict()
+    assert report["signatures"][0]["signer"]["profile"] == "organization"
+
+
+# -- warnings ------------------------------------------------------------------------------------
+def _add_annotation(pdf: bytes, rect: list[float], subtype: str = "/FreeText") -> bytes:
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    page = writer.root["/Pages"]["/Kids"][0].get_object()
+    annot = writer.add_object(
+        generic.DictionaryObject(
+            {
+                generic.NameObject("/Type"): generic.NameObject("/Annot"),
+                generic.NameObject("/Subtype"): generic.NameObject(subtype),
+                generic.NameObject("/Rect"): generic.ArrayObject(
+                    [generic.FloatObject(v) for v in rect]
+                ),
+                generic.NameObject("/Contents"): generic.TextStringObject("9.000.000 đồng"),
+                generic.NameObject("/DA"): generic.TextStringObject("/Helv 12 Tf 0 g"),
+            }
+        )
+    )
+    annots = page.get("/Annots", generic.ArrayObject())
+    page[generic.NameObject("/Annots")] = generic.ArrayObject([*annots, annot])
+    writer.update_container(page)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_annotation_after_signing_passes_with_a_visible_warning(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Drawn over the amount after signing: allowed (ISO 32000, EU DSS), but the reader must
+    be told in the summary, with the page and the rectangle — not only inside one check."""
+    signed = dev_sign(dev_pki[0], make_pdf())
+    report = verify(verifier, _add_annotation(signed, [70, 750, 300, 780]))
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert report["signatures"][0]["checks"]["modifications"]["code"] == "ALLOWED_ANNOTATIONS"
+    [warning] = report["warnings"]
+    assert warning["code"] == "ANNOTATION_ADDED_AFTER_SIGNING"
+    assert warning["page"] == 1
+    assert warning["rect"] == [70, 750, 300, 780]
+    assert "cảnh báo" in report["message"]
+    assert report["message"] != "Tất cả chữ ký số hợp lệ."
+
+
+def test_annotation_over_a_signature_appearance_is_named(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    signed = dev_sign(dev_pki[0], make_pdf(), appearance=AppearanceSpec())
+    with pikepdf.open(BytesIO(signed)) as doc:
+        widget = next(a for a in doc.pages[0].Annots if a.get("/FT") == "/Sig")
+        x1, y1, x2, y2 = (float(v) for v in widget.Rect)
+    report = verify(verifier, _add_annotation(signed, [x1 + 5, y1 + 5, x2 - 5, y2 - 5]))
+    codes = [w["code"] for w in report["warnings"]]
+    assert codes == ["ANNOTATION_OVER_SIGNATURE"], report["warnings"]
+    assert report["warnings"][0]["signature"] == "Signature1"
+
+
+# -- unsigned and forged -------------------------------------------------------------------------
+def _with_empty_signature_field(name: str = "ChuKyLanhDao") -> bytes:
+    writer = IncrementalPdfFileWriter(BytesIO(make_pdf()))
+    fields.append_signature_field(
+        writer, fields.SigFieldSpec(name, box=(350, 700, 550, 780), on_page=0)
+    )
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_empty_signature_field_is_an_unsigned_field_not_a_forgery(verifier: Verifier) -> None:
+    report = verify(verifier, _with_empty_signature_field())
+    assert report["verdict"] == "NO_SIGNATURE"
+    assert report["unsigned_fields"] == ["ChuKyLanhDao"]
+    assert report["problems"] == []
+    assert "1 trường chữ ký chưa ký" in report["message"]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_page_text_mentioning_signature_keywords_is_not_a_forgery(
+    verifier: Verifier, compress: bool
+) -> None:
+    text = (
+        b"BT /F1 9 Tf 40 700 Td (Huong dan: /ByteRange [0 1 2 3] /Contents <0A0B> "
+        b"/SubFilter /adbe.pkcs7.detached /ETSI.CAdES.detached /ETSI.RFC3161 "
+        b"/Type /Sig /FT /Sig) Tj ET"
+    )
+    pdf = pikepdf.open(BytesIO(make_pdf()))
+    pdf.pages[0].Contents = pdf.make_stream(text)
+    out = BytesIO()
+    pdf.save(out, compress_streams=compress)
+    report = verify(verifier, out.getvalue())
+    assert report["verdict"] == "NO_SIGNATURE", report
+    assert report["problems"] == []
+
+
+def test_signature_dictionary_no_field_points_to_is_a_forgery(verifier: Verifier) -> None:
+    """Universal Signature Forgery: a signature dictionary that no field references."""
+    writer = IncrementalPdfFileWriter(BytesIO(make_pdf()))
+    writer.add_object(
+        generic.DictionaryObject(
+            {
+                generic.NameObject("/Type"): generic.NameObject("/Sig"),
+                generic.NameObject("/Filter"): generic.NameObject("/Adobe.PPKLite"),
+                generic.NameObject("/SubFilter"): generic.NameObject("/ETSI.CAdES.detached"),
+                generic.NameObject("/ByteRange"): generic.ArrayObject(
+                    [generic.NumberObject(v) for v in (0, 10, 20, 30)]
+                ),
+                generic.NameObject("/Contents"): generic.ByteStringObject(b"\x30\x00" * 64),
+            }
+        )
+    )
+    out = BytesIO()
+    writer.write(out)
+    report = verify(verifier, out.getvalue())
+    assert report["verdict"] == "TOTAL_FAILED"
+    assert [p["code"] for p in report["problems"]] == ["UNREACHABLE_SIGNATURE"]
+
+
+# -- timestamps with a weak algorithm ------------------------------------------------------------
+def test_sha1_timestamp_has_its_own_code(verifier: Verifier, dev_pki: tuple[DevPki, int]) -> None:
+    pki, _ = dev_pki
+    key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    tsa = DummyTimeStamper(
+        pki.cert("tsa"), pki.arch.key_set.get_private_key(KeyLabel("tsa")), override_md="sha1"
+    )
+    out = BytesIO()
+    PdfSigner(
+        PdfSignatureMetadata(field_name="Sig1", subfilter=fields.SigSeedSubFilter.PADES),
+        signer=key.signer,
+        timestamper=tsa,
+    ).sign_pdf(IncrementalPdfFileWriter(BytesIO(make_pdf())), output=out)
+    report = verify(verifier, out.getvalue())
+    sig = report["signatures"][0]
+    assert sig["checks"]["timestamp"]["code"] == "TIMESTAMP_WEAK_ALGORITHM", sig["checks"]
+    assert sig["checks"]["timestamp"]["status"] == "INDETERMINATE"
+    assert sig["best_signature_time"] is None  # a weak timestamp proves nothing
+    assert report["verdict"] == "INDETERMINATE"
+
+
+# -- the shared field inputs -------------------------------------------------------------------
+def _field_cases() -> list[dict[str, str]]:
+    path = FIELD_INPUTS / "MANIFEST.tsv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [row for row in csv.DictReader(f, delimiter="\t") if row["action"] == "verify"]
+
+
+FIELD_CASES = _field_cases()
+
+
+@pytest.mark.skipif(not FIELD_CASES, reason=f"{FIELD_INPUTS} is absent (a user's clone has none)")
+@pytest.mark.parametrize("case", FIELD_CASES, ids=[c["file"] for c in FIELD_CASES])
+def test_field_inputs_to_verify(verifier: Verifier, case: dict[str, str]) -> None:
+    report = verify(verifier, (FIELD_INPUTS / case["file"]).read_bytes())
+    assert report["verdict"] == "NO_SIGNATURE", report
+    assert report["problems"] == []
+    statuses = [c["status"] for s in report["signatures"] for c in s["checks"].values()]
+    assert "FAILED" not in statuses
