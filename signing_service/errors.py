@@ -67,6 +67,22 @@ InvalidLevel = _error(
 )
 BatchTooLarge = _error("BATCH_TOO_LARGE", 422, "Lô ký vượt quá số tài liệu cho phép.")
 InvalidDossierCode = _error("INVALID_DOSSIER_CODE", 422, "Mã hồ sơ không đúng định dạng.")
+VerificationTimeLimit = _error(
+    "VERIFICATION_TIME_LIMIT",
+    422,
+    "Tệp quá phức tạp: không xác minh xong trong thời gian cho phép. Tệp có thể bị hỏng hoặc "
+    "được tạo để gây quá tải.",
+)
+VerificationResourceLimit = _error(
+    "VERIFICATION_RESOURCE_LIMIT",
+    422,
+    "Tệp vượt giới hạn tài nguyên (bộ nhớ, độ sâu cấu trúc) của dịch vụ xác minh.",
+)
+VerificationBusy = _error(
+    "VERIFICATION_BUSY",
+    503,
+    "Dịch vụ xác minh đang quá tải; vui lòng thử lại sau ít phút.",
+)
 InvalidValidationTime = _error(
     "INVALID_VALIDATION_TIME",
     422,

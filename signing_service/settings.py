@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     worker_threads: int = 4
     # API server processes (uvicorn workers). One per core is the usual choice.
     workers: int = 1
+    # Public verification runs in its own worker processes (0: in the API's threads), each
+    # request within a time and address-space budget; at most this many requests wait.
+    verification_processes: int = Field(default=1, ge=0, le=64)
+    verification_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    verification_max_pending: int = Field(default=8, ge=0, le=10_000)
+    verification_memory_limit_bytes: int = Field(default=2 * 1024**3, ge=0)
 
     @field_validator("extra_trust_anchors", mode="before")
     @classmethod

@@ -619,8 +619,15 @@ def create_app(services: Services) -> FastAPI:
 
         moment = parse_validation_time(validation_time) if validation_time else None
         data = await _read(file)
+        # The verification itself runs in the verification worker processes; this thread
+        # only waits for it.
         return await in_worker(
-            verify_document, services, data, actor="public", validation_time=moment
+            verify_document,
+            services,
+            data,
+            actor="public",
+            validation_time=moment,
+            isolated=True,
         )
 
     def _attachment_out(view: attachments.AttachmentView) -> schemas.AttachmentOut:

@@ -25,6 +25,7 @@ from storage import ObjectStore, StorageUnavailableError, open_store
 if TYPE_CHECKING:
     from signing_service.pki.dev import DevPki, DevPkiServer
     from signing_service.pki.softhsm import TokenKey
+    from signing_service.services.verification_pool import TrustConfig, VerificationPool
     from signing_service.signing.certcheck import SignerChecker
     from signing_service.signing.keys import KeyCache
     from signing_service.signing.tsa import PooledHTTPTimeStamper
@@ -77,6 +78,40 @@ class Services:
             return Verifier(self.trust)
 
         return self._get_or_build("verifier", build)
+
+    @property
+    def trust_config(self) -> TrustConfig:
+        """How to rebuild :attr:`trust` in another process (the verification workers)."""
+        from signing_service.services.verification_pool import TrustConfig
+
+        settings = self.settings
+        dev = self.dev_pki
+        return TrustConfig(
+            manifest=settings.trust_anchors_file,
+            extra=tuple((str(a.file), a.kind) for a in settings.extra_trust_anchors),
+            dev_root=dev.root_cert_path if dev else None,
+            dev_intermediates=(dev.cert_path("interm"),) if dev else (),
+            fetch_timeout=settings.fetch_timeout_seconds,
+        )
+
+    @property
+    def verification_pool(self) -> VerificationPool:
+        """Worker processes for public verification (started on first use)."""
+
+        def build() -> VerificationPool:
+            from signing_service.services.verification_pool import VerificationPool
+
+            settings = self.settings
+            return VerificationPool(
+                self.trust_config,
+                processes=max(1, settings.verification_processes),
+                timeout=settings.verification_timeout_seconds,
+                max_pending=settings.verification_max_pending,
+                memory_limit_bytes=settings.verification_memory_limit_bytes,
+                retry_after=settings.retry_after_seconds,
+            )
+
+        return self._get_or_build("verification_pool", build)
 
     @property
     def checker(self) -> SignerChecker:
@@ -200,6 +235,9 @@ class Services:
             return ts
 
     def close(self) -> None:
+        pool = self._lazy.get("verification_pool")
+        if pool is not None:
+            pool.close()  # type: ignore[attr-defined]
         if self.dev_pki_server is not None:
             self.dev_pki_server.stop()
         self.db.dispose()

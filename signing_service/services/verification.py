@@ -47,30 +47,37 @@ def verify_document(
     actor: str,
     agency_code: str | None = None,
     validation_time: datetime | None = None,
+    isolated: bool = False,
 ) -> dict[str, Any]:
     """Verify ``pdf`` and return the report (docs/verification-report.md), audited.
 
     ``validation_time``: validate as of that moment instead of now (audits, tests).
+    ``isolated``: run in the verification worker processes (time and memory budget; the public
+    endpoint) unless ``verification_processes`` is 0; otherwise in this thread (the CLI).
     Raises the upload errors (``EMPTY_FILE``, ``FILE_TOO_LARGE``, ``NOT_A_PDF``,
-    ``MALFORMED_PDF`` for an unsigned file that cannot be parsed, ``ENCRYPTED_PDF``).
+    ``MALFORMED_PDF`` for an unsigned file that cannot be parsed, ``ENCRYPTED_PDF``) and, when
+    isolated, ``VERIFICATION_TIME_LIMIT``, ``VERIFICATION_RESOURCE_LIMIT``, ``VERIFICATION_BUSY``.
     """
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
-    try:
-        report = run_sync(services.verifier.async_verify(pdf, validation_time=validation_time))
-    except NotPdfError:
-        raise errors.NotAPdf() from None
-    except UnreadablePdfError:
-        raise errors.MalformedPdf() from None
-    except EncryptedPdfError:
-        raise errors.EncryptedPdf() from None
-    result = report.to_dict()
+    if isolated and services.settings.verification_processes > 0:
+        result = services.verification_pool.verify(pdf, validation_time)
+    else:
+        try:
+            report = run_sync(services.verifier.async_verify(pdf, validation_time=validation_time))
+        except NotPdfError:
+            raise errors.NotAPdf() from None
+        except UnreadablePdfError:
+            raise errors.MalformedPdf() from None
+        except EncryptedPdfError:
+            raise errors.EncryptedPdf() from None
+        result = report.to_dict()
     with services.db.transaction() as session:
         audit.append(
             session,
             actor=actor,
             action="verification.performed",
             agency_code=agency_code,
-            subject=report.sha256,
+            subject=result["document"]["sha256"],
             details={"verdict": result["verdict"], "signatures": len(result["signatures"])},
         )
     return result
