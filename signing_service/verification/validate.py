@@ -175,6 +175,39 @@ def claims_signature(data: bytes) -> bool:
     )
 
 
+# -- per-document memos -------------------------------------------------------------------------
+_ESS_OIDS = frozenset({"1.2.840.113549.1.9.16.2.12", "1.2.840.113549.1.9.16.2.47"})
+
+
+class SignerCertificates:
+    """``extract_certs_for_validation`` (the signer's certificate, checked against its ESS
+    signing-certificate attribute) memoised per document: every signature of one seal carries
+    the same certificates, and asn1crypto's name comparison inside it costs ~5 ms each time."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[bytes, bytes, bytes], x509.Certificate | Exception] = {}
+
+    def signer_cert(self, signed_data: cms.SignedData) -> x509.Certificate:
+        """Raises what pyHanko raises for a missing or mismatching signer certificate."""
+        signer_info = signed_data["signer_infos"][0]
+        ess = b"".join(
+            attr.contents
+            for attr in signer_info["signed_attrs"] or ()
+            if attr["type"].dotted in _ESS_OIDS
+        )
+        key = (signed_data["certificates"].contents or b"", signer_info["sid"].dump(), ess)
+        found = self._memo.get(key)
+        if found is None:
+            try:
+                found = generic_cms.extract_certs_for_validation(signed_data).signer_cert
+            except Exception as e:  # noqa: BLE001 - remembered and re-raised
+                found = e
+            self._memo[key] = found
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
 # -- evidence ----------------------------------------------------------------------------------
 def _tst_tokens(signer_info: cms.SignerInfo, signed: bool) -> list[cms.SignedData]:
     try:
@@ -483,7 +516,7 @@ class TimestampResult:
 
 
 def _token_integrity(
-    token: cms.SignedData, expected_imprint: bytes | None
+    token: cms.SignedData, expected_imprint: bytes | None, certs: SignerCertificates
 ) -> tuple[Check | None, datetime | None, x509.Certificate | None, str | None, bool]:
     """Integrity of a timestamp token: (failing check | None, genTime, TSA cert, TSA name,
     weak algorithm)."""
@@ -494,8 +527,7 @@ def _token_integrity(
         gen_time = tst_info["gen_time"].native
         imprint_algo = tst_info["message_imprint"]["hash_algorithm"]["algorithm"].native
         imprint = tst_info["message_imprint"]["hashed_message"].native
-        cert_info = generic_cms.extract_certs_for_validation(token)
-        tsa_cert = cert_info.signer_cert
+        tsa_cert = certs.signer_cert(token)
         tsa_name = _first(tsa_cert.subject, "common_name") or vietnamese_dn(tsa_cert.subject)
         signer_info = token["signer_infos"][0]
         md_algo = signer_info["digest_algorithm"]["algorithm"].native
@@ -542,6 +574,8 @@ class _Doc:
     validation_time: datetime
     doc_timestamps: dict[int, TimestampResult] = field(default_factory=dict)  # by revision
     dss_at_revision: dict[int, bool] = field(default_factory=dict)
+    certs: SignerCertificates = field(default_factory=SignerCertificates)
+    described: dict[int, Any] = field(default_factory=dict)  # per ChainResult: entries etc.
 
 
 class Verifier:
@@ -690,13 +724,15 @@ class Verifier:
         )
 
     # -- shared per-signature pieces --------------------------------------------------------
-    def _integrity(self, emb: EmbeddedPdfSignature) -> tuple[Check, x509.Certificate | None]:
+    def _integrity(
+        self, doc: _Doc, emb: EmbeddedPdfSignature
+    ) -> tuple[Check, x509.Certificate | None]:
         try:
             coverage = emb.evaluate_signature_coverage()
         except Exception:  # noqa: BLE001
             coverage = None
         try:
-            cert = generic_cms.extract_certs_for_validation(emb.signed_data).signer_cert
+            cert = doc.certs.signer_cert(emb.signed_data)
         except Exception as e:  # noqa: BLE001
             name = type(e).__name__
             if "SigningCert" in name or "signing certificate" in str(e).lower():
@@ -805,7 +841,9 @@ class Verifier:
     ) -> TimestampResult:
         """Validate one timestamp token: integrity and imprint, then the TSA's chain at the
         validation time, or else at ``proven_by`` (a later document timestamp's time)."""
-        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(token, expected_imprint)
+        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(
+            token, expected_imprint, doc.certs
+        )
         if failed is not None:
             return TimestampResult(kind, gen_time, tsa_name, failed)
         assert tsa_cert is not None
@@ -894,9 +932,9 @@ class Verifier:
             coverage=coverage.name,
             validation_time=_iso(ts.chain.moment if ts.chain else doc.validation_time),
             trust_anchor=_anchor_info(self.trust, ts.chain),
-            chain=_chain_entries(ts.chain),
+            chain=_described(doc, ts.chain)[0],
             timestamps=[ts.info()],
-            revocation_data=_revocation_used(ts.chain, doc.evidence, doc.chains),
+            revocation_data=_described(doc, ts.chain)[1],
         )
         report.conclude()
         return report
@@ -906,7 +944,7 @@ class Verifier:
     ) -> TimestampResult:
         # Document timestamps: the imprint must equal the ByteRange digest computed with the
         # imprint's own algorithm, which pyHanko computed as ``digest``.
-        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(token, None)
+        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(token, None, doc.certs)
         if failed is not None:
             return TimestampResult("document", gen_time, tsa_name, failed)
         try:
@@ -949,7 +987,7 @@ class Verifier:
             certifies = False
         kind = "certification" if certifies else "signature"
         checks: dict[str, Check] = {}
-        integrity, cert = self._integrity(emb)
+        integrity, cert = self._integrity(doc, emb)
         checks["integrity"] = integrity
         modifications, _annotations = self._modifications(doc, emb, certifies=certifies)
         checks["modifications"] = modifications
@@ -1031,9 +1069,9 @@ class Verifier:
             trust_anchor=anchor,
             category=anchor.kind if anchor else None,
             category_label=anchor.kind_label if anchor else None,
-            chain=_chain_entries(chain_result),
+            chain=_described(doc, chain_result)[0],
             timestamps=[t.info() for t in timestamps],
-            revocation_data=_revocation_used(chain_result, doc.evidence, doc.chains),
+            revocation_data=_described(doc, chain_result)[1],
             notes=notes,
         )
         report.conclude()
@@ -1048,7 +1086,7 @@ class Verifier:
     ) -> TimestampResult:
         # A content timestamp's imprint is over the signed content, i.e. it must equal the
         # messageDigest attribute when both use the same algorithm (pyHanko's assumption too).
-        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(token, None)
+        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(token, None, doc.certs)
         if failed is not None:
             return TimestampResult("content", gen_time, tsa_name, failed)
         try:
@@ -1268,6 +1306,19 @@ class Verifier:
                 if expired:
                     warnings.append(Note.of("CERTIFICATE_EXPIRED_SINCE", signature=report.field))
         return warnings
+
+
+def _described(
+    doc: _Doc, result: ChainResult | None
+) -> tuple[list[ChainEntry], list[RevocationDataInfo]]:
+    """The chain and the revocation data of a chain judgement, described once per document."""
+    key = id(result)
+    found = doc.described.get(key)
+    if found is None:
+        found = (_chain_entries(result), _revocation_used(result, doc.evidence, doc.chains))
+        doc.described[key] = (found, result)  # keep ``result`` alive: ids stay unique
+        return found
+    return found[0]  # type: ignore[no-any-return]
 
 
 def _is_doc_timestamp(emb: EmbeddedPdfSignature) -> bool:
