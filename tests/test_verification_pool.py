@@ -45,9 +45,7 @@ def pooled(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> Iterator[Services]:
     services.close()
 
 
-def test_pool_gives_the_same_report_as_in_process(
-    pooled: Services, many_signatures: bytes
-) -> None:
+def test_pool_gives_the_same_report_as_in_process(pooled: Services, many_signatures: bytes) -> None:
     isolated = verify_document(pooled, many_signatures, actor="t", isolated=True)
     local = verify_document(pooled, many_signatures, actor="t")
     assert isolated["verdict"] == local["verdict"] == "TOTAL_PASSED"

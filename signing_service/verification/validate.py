@@ -62,6 +62,7 @@ from signing_service.signing.appearance import vietnam_time
 from signing_service.signing.policy import digest_policy_problem
 from signing_service.trust import TrustStore, fingerprint
 from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
+from signing_service.verification.cms import signature_integrity
 from signing_service.verification.diff_policy import DIFF_POLICY
 from signing_service.verification.identity import (
     certificate_profile,
@@ -276,19 +277,27 @@ def _collect_evidence(
                         add(kind, ref.get_object().read_data(purposes[kind]), "document")
             except Exception:  # noqa: BLE001
                 continue
+    # Signatures by one seal carry the same certificate sets: read each distinct set once.
+    seen_sets: set[bytes] = set()
+
+    def add_certificates(sd: cms.SignedData) -> None:
+        certificates = sd["certificates"]
+        raw = certificates.contents or b""
+        if raw in seen_sets:
+            return
+        seen_sets.add(raw)
+        for choice in certificates or ():
+            if choice.name == "certificate":
+                add("cert", choice.chosen.dump(), "document")
+
     for emb in signatures:
         try:
-            sd = emb.signed_data
-            for choice in sd["certificates"] or ():
-                if choice.name == "certificate":
-                    add("cert", choice.chosen.dump(), "document")
+            add_certificates(emb.signed_data)
             for token in (
                 *_tst_tokens(emb.signer_info, signed=False),
                 *_tst_tokens(emb.signer_info, signed=True),
             ):
-                for choice in token["certificates"] or ():
-                    if choice.name == "certificate":
-                        add("cert", choice.chosen.dump(), "document")
+                add_certificates(token)
             archival = find_cms_attribute_iter(
                 emb.signer_info["signed_attrs"], "adobe_revocation_info_archival"
             )
@@ -533,9 +542,7 @@ def _token_integrity(
         md_algo = signer_info["digest_algorithm"]["algorithm"].native
         content = bytes(token["encap_content_info"]["content"])
         digest = hashlib.new(md_algo, content).digest()
-        intact, valid = generic_cms.validate_sig_integrity(
-            signer_info, tsa_cert, expected_content_type="tst_info", actual_digest=digest
-        )
+        intact, valid = signature_integrity(signer_info, tsa_cert, "tst_info", digest)
     except Exception:  # noqa: BLE001 - a token we cannot read proves nothing
         return check(FAIL, "TIMESTAMP_INVALID", "FORMAT_FAILURE"), None, None, None, False
     if not (intact and valid):
@@ -741,9 +748,7 @@ class Verifier:
         try:
             digest = emb.compute_digest()
             content_type = emb.signed_data["encap_content_info"]["content_type"].native
-            intact, valid = generic_cms.validate_sig_integrity(
-                emb.signer_info, cert, expected_content_type=content_type, actual_digest=digest
-            )
+            intact, valid = signature_integrity(emb.signer_info, cert, content_type, digest)
         except Exception as e:  # noqa: BLE001
             # An algorithm pyHanko cannot verify (or a malformed value): the digest can still
             # be compared with the signed messageDigest attribute.
