@@ -103,7 +103,7 @@ RETRY_EXTRA = 8192
 def _max_signature_value_size(cert: x509.Certificate) -> int:
     """Largest DER value of the signature by ``cert``'s key (bytes, without the OCTET STRING
     header): RSA, the modulus length; ECDSA, SEQUENCE of two INTEGERs each with a possible
-    leading zero (SEC 1 §C.8); EdDSA, RFC 8032 sizes."""
+    leading zero (Ecdsa-Sig-Value, RFC 3279 §2.2.3); EdDSA, RFC 8032 sizes."""
     public_key = cert.public_key
     algorithm = public_key.algorithm
     if algorithm in ("rsa", "rsassa_pss"):
