@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from datetime import datetime
+from io import BytesIO
 from typing import Any
 
 import pytest
+from asn1crypto import cms, crl, ocsp, x509
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 from sqlalchemy import select
 
 from signing_service import errors
@@ -168,3 +174,60 @@ def test_second_signature_keeps_first_valid(services: Services) -> None:
     assert report["verdict"] == "TOTAL_PASSED"
     assert [s["field"] for s in report["signatures"]] == ["Signature1", "Signature2"]
     assert report["signatures"][0]["checks"]["modifications"]["code"] == "ALLOWED_FORM_FILLING"
+
+
+def _tst_time(signed_data: cms.SignedData) -> datetime:
+    return signed_data["encap_content_info"]["content"].parsed["gen_time"].native
+
+
+def _dss(data: bytes) -> tuple[list[ocsp.OCSPResponse], list[crl.CertificateList]]:
+    dss = PdfFileReader(BytesIO(data), strict=False).root["/DSS"]
+    ocsps = [ocsp.OCSPResponse.load(r.get_object().data) for r in dss.get("/OCSPs", [])]
+    crls = [crl.CertificateList.load(r.get_object().data) for r in dss.get("/CRLs", [])]
+    return ocsps, crls
+
+
+def _answers_after(
+    ocsps: list[ocsp.OCSPResponse], crls: list[crl.CertificateList], moment: datetime
+) -> set[tuple[bytes, int]]:
+    """(SHA-1 of the issuer name, serial) of the certificates with an OCSP answer produced
+    after ``moment``; and every CRL must be dated no earlier than ``moment``'s second (CRL
+    times are whole seconds)."""
+    for c in crls:
+        assert c["tbs_cert_list"]["this_update"].native >= moment.replace(microsecond=0), c
+    later: set[tuple[bytes, int]] = set()
+    for response in ocsps:
+        data = response.basic_ocsp_response["tbs_response_data"]
+        for single in data["responses"]:
+            cert_id = single["cert_id"]
+            assert cert_id["hash_algorithm"]["algorithm"].native == "sha1"
+            if data["produced_at"].native > moment and single["this_update"].native > moment:
+                later.add((cert_id["issuer_name_hash"].native, cert_id["serial_number"].native))
+    return later
+
+
+def _cert_id(cert: x509.Certificate) -> tuple[bytes, int]:
+    return hashlib.sha1(cert.issuer.dump()).digest(), cert.serial_number
+
+
+def test_long_term_data_is_fetched_after_the_timestamps(services: Services) -> None:
+    """ETSI EN 319 102-1 judges revocation data against the best signature time; EU DSS warns
+    when none is later than the signature timestamp. Each certificate below the root (signer,
+    intermediate, TSA) must have an OCSP answer produced after the signature timestamp, and for
+    B-LTA the TSA one after the document timestamp too. The second signature runs while the
+    signer check's answer is cached (5 minutes): its data must be fresh as well."""
+    pki = services.dev_pki
+    assert pki is not None
+    must_cover = {_cert_id(pki.cert(label)) for label in ("agency-a-seal", "interm", "tsa")}
+    for level in ("B-LT", "B-LTA", "B-LT"):
+        signed = signed_bytes(services, level)
+        reader = PdfFileReader(BytesIO(signed), strict=False)
+        signature = reader.embedded_signatures[0]
+        (tst,) = list(extract_tst_data_iter(signature.signer_info, signed=False))
+        ocsps, crls = _dss(signed)
+        later = _answers_after(ocsps, crls, _tst_time(tst))
+        assert must_cover <= later, (level, must_cover - later)
+        if level == "B-LTA":
+            doc_ts = reader.embedded_signatures[1]
+            later = _answers_after(ocsps, crls, _tst_time(doc_ts.signed_data))
+            assert _cert_id(pki.cert("tsa")) in later

@@ -3,24 +3,46 @@
 Keys are generated on first start under ``<data_dir>/pki/keys`` (never committed). The
 certificates are derived from ``certs/dev/certomancer.yml`` and those keys, then exported as
 PKCS#12 files (with their chains) for the signing profiles and as PEM files for trust.
+
+The server is certomancer's Animator with two services replaced so that our signatures validate
+without avoidable warnings in EU DSS (issue 8, item 6):
+
+- the TSA signs its tokens with the ESS signing-certificate-v2 attribute and a SHA-256
+  certificate hash (RFC 5816), where certomancer's TimeStamper uses SHA-1 signing-certificate;
+- the latest CRL of a repository is issued at the moment it is requested (valid for the
+  repository's ``simulated-update-schedule``), where certomancer dates it at the last tick of
+  that schedule, up to a whole period before the signature that it is fetched for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from asn1crypto import algos, keys, x509
+from asn1crypto import algos, cms, core, crl, keys, pem, tsp, x509
 from certomancer import crypto_utils
 from certomancer.integrations.animator import Animator, AnimatorArchStore
-from certomancer.registry import ArchLabel, CertLabel, CertomancerConfig, KeyLabel, ServiceLabel
+from certomancer.registry import (
+    ArchLabel,
+    CertLabel,
+    CertomancerConfig,
+    KeyLabel,
+    PKIArchitecture,
+    ServiceLabel,
+)
+from certomancer.registry.svc_config.crl import CRLType
+from certomancer.services import CRLBuilder, TimeStamper, choose_signed_digest, get_nonce
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pyhanko.sign.general import as_signing_certificate_v2, simple_cms_attribute
 from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +102,7 @@ class DevPki:
         return self.arch.get_cert(CertLabel(label))
 
     def animator(self) -> Animator:
-        return Animator(AnimatorArchStore(self.config.pki_archs), with_web_ui=False)
+        return DevAnimator(AnimatorArchStore(self.config.pki_archs), with_web_ui=False)
 
 
 class _CachingBackend(crypto_utils.PycaCryptographyBackend):
@@ -137,9 +159,168 @@ def _generate_key(path: Path, kind: str) -> None:
 
 
 def _pem(cert: x509.Certificate) -> bytes:
-    from asn1crypto import pem
-
     return pem.armor("CERTIFICATE", cert.dump())
+
+
+class EssV2TimeStamper(TimeStamper):
+    """certomancer's TSA, identifying its certificate with ESS signing-certificate-v2.
+
+    RFC 5816 updates RFC 3161 so that a TSA may use ``SigningCertificateV2`` (RFC 5035) with a
+    hash other than SHA-1; EU DSS reports the SHA-1 ``SigningCertificate`` attribute that
+    certomancer writes as an algorithm no longer reliable for a signing-certificate reference.
+    Everything else (policy, serial, accuracy-less genTime with microseconds, the embedded TSA
+    certificate) is certomancer's.
+    """
+
+    @classmethod
+    def summon(cls, arch: PKIArchitecture, label: ServiceLabel, at_time: datetime) -> TimeStamper:
+        base = arch.service_registry.summon_timestamper(label, at_time)
+        return cls(
+            tsa_cert=base.tsa_cert,
+            tsa_key=base.tsa_key,
+            signature_algo=base.signature_algo,
+            certs_to_embed=base.certs_to_embed,
+            fixed_dt=base.fixed_dt,
+            policy=base.policy,
+            md_algorithm=base.md_algorithm,
+        )
+
+    def request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        """A granted response for ``req`` (certReq is assumed true, as certomancer does)."""
+        gen_time = self.fixed_dt or datetime.now(UTC)
+        tst_info = {
+            "version": "v1",
+            "policy": self.policy,
+            "message_imprint": req["message_imprint"],
+            "serial_number": get_nonce(),
+            "gen_time": gen_time,
+            "tsa": x509.GeneralName(name="directory_name", value=self.tsa_cert.subject),
+        }
+        if isinstance(req["nonce"], core.Integer):
+            tst_info["nonce"] = req["nonce"]
+        tst_info_data = tsp.TSTInfo(tst_info).dump()
+        digest_algorithm = algos.DigestAlgorithm({"algorithm": self.md_algorithm})
+        signed_attrs = cms.CMSAttributes(
+            [
+                simple_cms_attribute("content_type", "tst_info"),
+                simple_cms_attribute("signing_time", cms.Time({"utc_time": gen_time})),
+                simple_cms_attribute(
+                    "signing_certificate_v2", as_signing_certificate_v2(self.tsa_cert, "sha256")
+                ),
+                simple_cms_attribute(
+                    "message_digest", hashlib.new(self.md_algorithm, tst_info_data).digest()
+                ),
+            ]
+        )
+        signer_info = cms.SignerInfo(
+            {
+                "version": "v1",
+                "sid": cms.SignerIdentifier(
+                    {
+                        "issuer_and_serial_number": cms.IssuerAndSerialNumber(
+                            {
+                                "issuer": self.tsa_cert.issuer,
+                                "serial_number": self.tsa_cert.serial_number,
+                            }
+                        )
+                    }
+                ),
+                "digest_algorithm": digest_algorithm,
+                "signature_algorithm": self.signature_algo,
+                "signed_attrs": signed_attrs,
+                "signature": crypto_utils.generic_sign(
+                    self.tsa_key, signed_attrs.dump(), self.signature_algo
+                ),
+            }
+        )
+        certs = {self.tsa_cert, *self.certs_to_embed}
+        token = cms.ContentInfo(
+            {
+                "content_type": "signed_data",
+                "content": cms.SignedData(
+                    {
+                        "version": "v3",
+                        "digest_algorithms": [digest_algorithm],
+                        "encap_content_info": {
+                            "content_type": "tst_info",
+                            "content": cms.ParsableOctetString(tst_info_data),
+                        },
+                        "certificates": list(certs),
+                        "signer_infos": [signer_info],
+                    }
+                ),
+            }
+        )
+        return tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
+
+
+def current_crl(
+    arch: PKIArchitecture, label: ServiceLabel, at_time: datetime
+) -> crl.CertificateList:
+    """The CRL of repository ``label`` issued at ``at_time`` (to the second).
+
+    thisUpdate is ``at_time`` without its fraction, nextUpdate one ``simulated-update-schedule``
+    later, the CRL number the seconds since the issuer's notBefore (so it only grows, RFC 5280
+    §5.2.3). A validator that fetches it right after a signature gets a CRL of that moment, as
+    from a CA that issues CRLs on demand, instead of one dated up to a period earlier.
+    """
+    info = arch.service_registry.get_crl_repo_info(label)
+    key_pair = arch.key_set.get_asym_key(info.signing_key)
+    issuer_cert = arch.get_cert(info.issuer_cert or info.resolve_issuer_cert(arch))
+    this_update = at_time.astimezone(UTC).replace(microsecond=0)
+    number = int((this_update - issuer_cert.not_valid_before).total_seconds())
+    if number < 0:
+        raise ValueError("CRL requested before its issuer's validity")
+    revoked = []
+    if info.crl_type != CRLType.AC_ONLY:
+        revoked.extend(arch.get_revoked_certs_at_time(at_time=this_update, crl_info=info))
+    if info.crl_type not in (CRLType.CA_ONLY, CRLType.USER_ONLY):
+        revoked.extend(arch.get_revoked_attr_certs_at_time(at_time=this_update, crl_info=info))
+    builder = CRLBuilder(
+        issuer_name=arch.entities[info.crl_issuer or info.for_issuer],
+        issuer_key=key_pair.private,
+        signature_algo=choose_signed_digest(
+            info.digest_algo, key_pair.public, signature_algo=info.signature_algo
+        ),
+        authority_key_identifier=issuer_cert.key_identifier_value,
+        extra_crl_extensions=[
+            ext.to_asn1(arch, crl.TBSCertListExtension) for ext in info.crl_extensions
+        ],
+    )
+    return builder.build_crl(
+        crl_number=number,
+        this_update=this_update,
+        next_update=this_update + info.simulated_update_schedule,
+        revoked_certs=revoked,
+        distpoint=info.format_idp(arch.entities),
+    )
+
+
+class DevAnimator(Animator):
+    """certomancer's Animator with the dev TSA and the on-demand latest CRL (module docstring);
+    the URLs are certomancer's, so ``DevPki.tsa_url`` and the certificates' CRL distribution
+    points are unchanged. Archived CRLs (``archive-N.crl``) stay certomancer's."""
+
+    def serve_timestamp_response(self, request: Request, *, label: str, arch: str) -> Response:
+        pki_arch = self.architectures[ArchLabel(arch)]
+        tsa = EssV2TimeStamper.summon(pki_arch, ServiceLabel(label), self.at_time(request))
+        req = tsp.TimeStampReq.load(request.stream.read())
+        return Response(
+            tsa.request_tsa_response(req).dump(), mimetype="application/timestamp-reply"
+        )
+
+    def serve_crl(  # type: ignore[no-untyped-def]
+        self, request: Request, *, label: ServiceLabel, arch: str, crl_no, use_pem
+    ) -> Response:
+        if crl_no is not None:
+            return super().serve_crl(
+                request, label=label, arch=arch, crl_no=crl_no, use_pem=use_pem
+            )
+        pki_arch = self.architectures[ArchLabel(arch)]
+        data = current_crl(pki_arch, ServiceLabel(label), self.at_time(request)).dump()
+        if use_pem:
+            return Response(pem.armor("X509 CRL", data), mimetype="application/x-pem-file")
+        return Response(data, mimetype="application/pkix-crl")
 
 
 HSM_KEY = "agency-a-hsm"
@@ -196,7 +377,9 @@ def init_dev_pki(
     pki = DevPki(directory=pki_dir, url_prefix=url_prefix, config=config)
     arch = pki.arch
     state_file = pki_dir / "state.json"
-    state = {"url_prefix": url_prefix, "keys": sorted(KEYS)}
+    # The exported certificates follow the configuration: re-export when it changes.
+    config_sha256 = hashlib.sha256(config_path.read_bytes()).hexdigest()
+    state = {"url_prefix": url_prefix, "keys": sorted(KEYS), "config_sha256": config_sha256}
     if (
         not created
         and not hsm_changed

@@ -118,7 +118,18 @@ def start_external(
     run_sync(check_signer(services, signer_cert, intermediates, True))
     try:
         prepared = run_sync(
-            async_prepare_external(pdf, signer_cert, intermediates, _options(profile, chosen))
+            async_prepare_external(
+                pdf,
+                signer_cert,
+                intermediates,
+                _options(profile, chosen),
+                # Its token size sizes the reservation (learnt once per TSA).
+                timestamper=(
+                    services.timestamper(profile.tsa_url)
+                    if profile.tsa_url and chosen.needs_timestamp
+                    else None
+                ),
+            )
         )
     except PdfInputError as e:
         raise (

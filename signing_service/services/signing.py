@@ -7,6 +7,7 @@ in between leaves only unreferenced objects, which no user can see.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -157,7 +158,10 @@ async def _check_and_sign(
         timestamper = services.timestamper(profile.tsa_url)
     vc = None
     if level.needs_revocation_info:
-        vc = services.trust.validation_context(other_certs=key.chain)
+        # A factory: each context is built after the timestamp whose validation data it
+        # fetches, so that data is later than it (ETSI EN 319 102-1; EU DSS warns otherwise).
+        # It is also never the signer check's (cached) answer.
+        vc = functools.partial(services.trust.validation_context, other_certs=key.chain)
     try:
         return await async_sign_pdf(
             pdf, key, options, validation_context=vc, timestamper=timestamper
