@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: the stamp font, poppler (render and look at signatures), PostgreSQL
 # (the tests run on it as well as on SQLite), libmagic (content sniffing), SoftHSM2 (PKCS#11),
-# clamd (virus scanning; the tests give it their own EICAR database).
-APT_PACKAGES := fonts-noto-core poppler-utils postgresql libmagic1 softhsm2 clamav-daemon ca-certificates
+# clamd (virus scanning; the tests give it their own EICAR database), a JDK and Maven (the EU DSS
+# validator the interoperability test builds from Maven Central).
+APT_PACKAGES := fonts-noto-core poppler-utils postgresql libmagic1 softhsm2 clamav-daemon ca-certificates \
+	openjdk-17-jdk-headless maven
 
 .DEFAULT_GOAL := help
 # MinIO server for the storage tests, built from its Go module (pinned) and cached outside the
@@ -51,7 +53,7 @@ run: system-deps venv ## serve the API on 127.0.0.1:8000 (dev PKI, SQLite and fi
 test: system-deps venv minio ## run the tests (SQLite and PostgreSQL, MinIO, SoftHSM2, dev PKI, corpus)
 	SIGNING_SERVICE_TEST_REQUIRE_POSTGRES=1 SIGNING_SERVICE_TEST_REQUIRE_SOFTHSM=1 \
 	SIGNING_SERVICE_TEST_REQUIRE_MINIO=1 SIGNING_SERVICE_MINIO_BIN=$(MINIO_BIN) \
-	SIGNING_SERVICE_TEST_REQUIRE_CLAMD=1 \
+	SIGNING_SERVICE_TEST_REQUIRE_CLAMD=1 SIGNING_SERVICE_TEST_REQUIRE_JAVA=1 \
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff, formatting and the import contracts
