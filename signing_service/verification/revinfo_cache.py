@@ -140,7 +140,8 @@ class _CachingOCSPFetcher(RequestsOCSPFetcher):
         self._cache = cache
 
     async def fetch(self, cert, authority):  # type: ignore[no-untyped-def]
-        key = ("ocsp", issuer_serial(cert), authority.hashable)
+        tag = (issuer_serial(cert), authority.hashable)  # the parent's tag: results are read by it
+        key = ("ocsp", *tag)
 
         async def fetch_or_reuse() -> ocsp.OCSPResponse:
             try:
@@ -155,7 +156,7 @@ class _CachingOCSPFetcher(RequestsOCSPFetcher):
             self._cache.put(key, fetched, _ocsp_next_update(fetched))
             return fetched
 
-        return await self._perform_fetch(key, fetch_or_reuse)
+        return await self._perform_fetch(tag, fetch_or_reuse)
 
 
 class CachingFetcherBackend(RequestsFetcherBackend):
