@@ -106,7 +106,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.reader import HistoricalResolver, RawPdfPath
+from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
     DiffResult,
@@ -143,6 +143,9 @@ LTA = ModificationLevel.LTA_UPDATES
 # Work limits per revision pair: a hostile file cannot make one rule walk more nodes than this.
 MAX_TREE_NODES = 10_000
 MAX_COMPARED_NODES = 20_000
+# A tagged document has a few structure nodes per paragraph; walked only when a revision writes
+# to the structure tree.
+MAX_STRUCTURE_NODES = 200_000
 
 # --- the revision's level floor ------------------------------------------------------------------
 
@@ -353,12 +356,22 @@ def _approve_existing(
 def _passes_through(
     old: HistoricalResolver, path: RawPdfPath, refs: set[generic.Reference]
 ) -> bool:
-    try:
-        for _, node in path.walk_nodes(old.trailer_view, transparent_dereference=False):
-            if isinstance(node, generic.IndirectObject) and node.reference in refs:
+    """Whether the usage ``path`` (from the trailer) goes through one of ``refs`` before its
+    end. Resolved in ``old`` step by step (the trailer's own references point at the newest
+    revision)."""
+    node: generic.PdfObject = old.trailer_view
+    for entry in path.path:
+        if isinstance(node, generic.IndirectObject):
+            if node.reference in refs:
                 return True
-    except Exception:  # noqa: BLE001 - an unwalkable path proves nothing
-        return False
+            node = old(node.reference)
+        in_dict = isinstance(node, generic.DictionaryObject) and entry in node
+        in_array = (
+            isinstance(entry, int) and isinstance(node, generic.ArrayObject) and entry < len(node)
+        )
+        if not (in_dict or in_array):
+            return False
+        node = node.raw_get(entry)  # type: ignore[union-attr]
     return False
 
 
@@ -747,6 +760,50 @@ class PageAnnotationRule(QualifiedWhitelistRule):
                 stack.extend(item.raw_get(i) for i in range(len(item)))
 
 
+class MarkupEditRule(QualifiedWhitelistRule):
+    """A comment that already exists is edited (its text, colour, position, appearance):
+    "annotation modification", at ANNOTATIONS (ISO 32000-1 Table 254, P=3). Needed as soon as
+    revisions are compared one by one: a comment added in one revision and edited in the next
+    is an existing object in the second. It must stay a plain comment of the same kind (no
+    action, file, media); an appearance stream it rewrites in place is approved only along the
+    paths through the comment, so a stream also drawn elsewhere cannot change this way."""
+
+    def apply_qualified(
+        self, old: HistoricalResolver, new: HistoricalResolver
+    ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
+        written = new.explicit_refs_in_revision()
+        budget = _Budget(MAX_TREE_NODES, "edited annotations")
+        for ref in written:
+            if old.is_ref_unassignable(ref):
+                continue
+            try:
+                before, after = old(ref), new(ref)
+            except Exception:  # noqa: BLE001 - unreadable: not an annotation we can judge
+                continue
+            if not (
+                isinstance(before, generic.DictionaryObject)
+                and isinstance(after, generic.DictionaryObject)
+                and before.get("/Subtype") in MARKUP_SUBTYPES
+                and after.get("/Subtype") == before.get("/Subtype")
+                and not FORBIDDEN_ANNOT_KEYS & set(after)
+                and _raw(before, "/P") == _raw(after, "/P")
+            ):
+                continue
+            require_level(ANNOT)
+            yield ANNOT, ReferenceUpdate(ref)
+            item = generic.IndirectObject(ref.idnum, ref.generation, new)
+            for sub in _new_refs_below(old, item, budget, skip=frozenset({"/P", "/Parent"})):
+                yield ANNOT, ReferenceUpdate(sub)
+            appearance = after.get("/AP")
+            if isinstance(appearance, generic.DictionaryObject):
+                for key in ("/N", "/R", "/D"):
+                    stream = _raw(appearance, key)
+                    if isinstance(stream, generic.IndirectObject) and stream.reference in written:
+                        yield from _approve_existing(
+                            old, stream.reference, ANNOT, (), through={ref}
+                        )
+
+
 # Keys a structure element added for an annotation may have (ISO 32000-1 14.7.2, Table 323).
 STRUCT_ELEMENT_KEYS = frozenset(
     {
@@ -874,7 +931,7 @@ class StructureTreeRule(QualifiedWhitelistRule):
         root_ref: generic.Reference,
         written: set[generic.Reference],
     ) -> tuple[list[generic.Reference], ModificationLevel]:
-        budget = _Budget(MAX_TREE_NODES * 10, "structure tree")
+        budget = _Budget(MAX_STRUCTURE_NODES, "structure tree")
         old_root = old(root_ref)
         new_root = new(root_ref)
         if not (
@@ -1075,15 +1132,16 @@ class OutlineRule(QualifiedWhitelistRule):
         old_raw = _raw(old.root, "/Outlines")
         new_raw = _raw(new.root, "/Outlines")
         written = new.explicit_refs_in_revision()
+        touched = (
+            old_raw != new_raw
+            or (isinstance(new_raw, generic.IndirectObject) and new_raw.reference in written)
+            or any(self._was_item(old, ref) for ref in written if not old.is_ref_unassignable(ref))
+        )
+        if not touched:
+            return  # cheap exit: the outline is walked only when this revision writes to it
+        require_level(ANNOT)
         budget = _Budget(MAX_TREE_NODES, "outline")
         old_items = self._items(old_raw, budget, strict=False) if old_raw is not None else {}
-        root_changed = old_raw != new_raw
-        touched = root_changed or any(ref in written for ref in old_items)
-        if isinstance(new_raw, generic.IndirectObject) and new_raw.reference in written:
-            touched = True
-        if not touched:
-            return
-        require_level(ANNOT)
         if new_raw is not None:
             new_items = self._items(new_raw, budget, strict=True)
             pages = set(_page_refs(new))
@@ -1110,6 +1168,16 @@ class OutlineRule(QualifiedWhitelistRule):
         for ref in old_items:
             if ref not in new_items and ref in freed:
                 yield from _approve_existing(old, ref, ANNOT, self.UNDER)
+
+    @staticmethod
+    def _was_item(old: HistoricalResolver, ref: generic.Reference) -> bool:
+        try:
+            obj = old(ref)
+        except Exception:  # noqa: BLE001 - unreadable in the old revision: not an item
+            return False
+        return isinstance(obj, generic.DictionaryObject) and (
+            obj.get("/Type") == "/Outlines" or ("/Title" in obj and "/Parent" in obj)
+        )
 
     @staticmethod
     def _items(
@@ -1415,6 +1483,36 @@ class ServiceDiffPolicy(StandardDiffPolicy):
             result = DiffResult(floor[0], result.changed_form_fields)
         return result
 
+    def review_file(
+        self,
+        reader: PdfFileReader,
+        base_revision: int | HistoricalResolver,
+        field_mdp_spec: FieldMDPSpec | None = None,
+        doc_mdp: MDPPerm | None = None,
+    ) -> DiffResult | SuspiciousModification:
+        """Judge every revision after ``base_revision`` against the revision just before it
+        (pyHanko compares each with the base revision instead).
+
+        The rules are written for consecutive revisions, as the per-revision engine runs them;
+        against the base, two steps that are each refused can merge into one that passes (a
+        field filled in one revision, its appearance swapped in the next, looks like filling).
+        Returns the highest level and all changed fields, or the first refusal.
+        """
+        base = base_revision if isinstance(base_revision, int) else base_revision.revision
+        previous = reader.get_historical_resolver(base)
+        level = ModificationLevel.NONE
+        changed: set[str] = set()
+        for revision in range(base + 1, reader.xrefs.total_revisions):
+            current = reader.get_historical_resolver(revision)
+            try:
+                result = self.apply(previous, current, field_mdp_spec, doc_mdp)
+            except SuspiciousModification as e:
+                return e
+            level = max(level, result.modification_level)
+            changed |= result.changed_form_fields
+            previous = current
+        return DiffResult(level, changed)
+
 
 def build_diff_policy() -> ServiceDiffPolicy:
     """The policy: pyHanko's default rules with the replacements described in the module text."""
@@ -1426,6 +1524,7 @@ def build_diff_policy() -> ServiceDiffPolicy:
             AppearanceNameTreeRule(),
             RelistedFreeEntryRule(),
             PageAnnotationRule(),
+            MarkupEditRule(),
             StructureTreeRule(),
             OutlineRule(),
             *default_rules,

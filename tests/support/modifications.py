@@ -44,6 +44,7 @@ def base_pdf(
     comment: bool = False,
     empty_signature_field: bool = False,
     outline: bool = False,
+    comment_icon_on_page: bool = False,
 ) -> bytes:
     """A one-page A4 document with the parts a test needs.
 
@@ -52,6 +53,8 @@ def base_pdf(
     and appearance both read ``1.000.000 VND`` and whose font is also in ``/AcroForm /DR``.
     ``comment``: a sticky note (``/Text`` annotation) with a popup. ``empty_signature_field``:
     an unsigned, visible signature field ``ChuaKy``. ``outline``: one bookmark to page 1.
+    ``comment_icon_on_page``: the page content also draws the note's appearance stream (one
+    object used in two places).
     """
     pdf = pikepdf.new()
     page = pdf.add_blank_page(page_size=(595, 842))
@@ -119,6 +122,16 @@ def base_pdf(
                 P=page.obj,
             )
         )
+        icon = pdf.make_stream(
+            b"1 1 0 rg 0 0 20 20 re f",
+            Type=Name.XObject,
+            Subtype=Name.Form,
+            BBox=Array([0, 0, 20, 20]),
+        )
+        note.AP = Dictionary(N=icon)
+        if comment_icon_on_page:
+            page.Resources.XObject = Dictionary(Icon=icon)
+            page.Contents = pdf.make_stream(page.Contents.read_bytes() + b" q /Icon Do Q")
         popup = pdf.make_indirect(
             Dictionary(
                 Type=Name.Annot,
@@ -149,9 +162,24 @@ def base_pdf(
             Dictionary(Type=Name.StructElem, S=Name.P, P=document, Pg=page.obj, K=0)
         )
         document.K = Array([paragraph])
+        nums = Array([0, Array([paragraph])])
+        if comment:
+            # The signed comment is tagged too, as Acrobat tags comments in tagged documents.
+            note_element = pdf.make_indirect(
+                Dictionary(
+                    Type=Name.StructElem,
+                    S=Name.Annot,
+                    P=document,
+                    Pg=page.obj,
+                    K=Dictionary(Type=Name.OBJR, Obj=note, Pg=page.obj),
+                )
+            )
+            note.StructParent = 1
+            document.K.append(note_element)
+            nums.extend([1, note_element])
         struct_root.K = document
-        struct_root.ParentTree = pdf.make_indirect(Dictionary(Nums=Array([0, Array([paragraph])])))
-        struct_root.ParentTreeNextKey = 1
+        struct_root.ParentTree = pdf.make_indirect(Dictionary(Nums=nums))
+        struct_root.ParentTreeNextKey = len(nums) // 2
         pdf.Root.StructTreeRoot = struct_root
         pdf.Root.MarkInfo = Dictionary(Marked=True)
     if outline:
@@ -325,6 +353,21 @@ def tag_annotation(
     return element
 
 
+def edit_comment(writer: IncrementalPdfFileWriter, text: str, *, action: bool = False) -> None:
+    """A reader edits the text of the first sticky note (with ``action``, also gives it a
+    JavaScript action: no longer a plain comment)."""
+    _, page = first_page(writer)
+    for ref in page["/Annots"]:
+        note = ref.get_object()
+        if note.get("/Subtype") == "/Text":
+            note[_name("/Contents")] = generic.TextStringObject(text)
+            if action:
+                note[_name("/A")] = javascript_action()
+            writer.mark_update(ref)
+            return
+    raise LookupError("no sticky note")
+
+
 def add_signature_field(
     writer: IncrementalPdfFileWriter,
     name: str = "Signature2",
@@ -451,16 +494,20 @@ def hide_field(writer: IncrementalPdfFileWriter) -> None:
 
 
 def remove_annotations(
-    writer: IncrementalPdfFileWriter, predicate: Callable[[generic.DictionaryObject], bool]
+    writer: IncrementalPdfFileWriter,
+    predicate: Callable[[generic.DictionaryObject], bool],
+    *,
+    from_fields: bool = True,
 ) -> list[generic.IndirectObject]:
-    """Drop every annotation for which ``predicate`` holds from the first page's /Annots (and
-    a removed widget's field from /AcroForm /Fields). Returns the removed references."""
+    """Drop every annotation for which ``predicate`` holds from the first page's /Annots (and,
+    with ``from_fields``, a removed widget's field from /AcroForm /Fields). Returns the removed
+    references."""
     _, page = first_page(writer)
     annots = _annots(writer, page)
     removed = [ref for ref in annots if predicate(ref.get_object())]
     for ref in removed:
         annots.remove(ref)
-    if "/AcroForm" in writer.root:
+    if from_fields and "/AcroForm" in writer.root:
         acroform = writer.root["/AcroForm"]
         fields_arr = acroform["/Fields"]
         kept = [ref for ref in fields_arr if ref not in removed]
@@ -472,6 +519,45 @@ def remove_annotations(
 
 def is_comment(annot: generic.DictionaryObject) -> bool:
     return annot.get("/Subtype") in ("/Text", "/Popup")
+
+
+def is_field(name: str) -> Callable[[generic.DictionaryObject], bool]:
+    return lambda annot: annot.get("/T") == name
+
+
+def untag_annotations(
+    writer: IncrementalPdfFileWriter, annots: list[generic.IndirectObject]
+) -> None:
+    """Acrobat's side of deleting tagged annotations: their structure elements leave the
+    Document element and their ParentTree entries go."""
+    struct_root = writer.root["/StructTreeRoot"]
+    document = struct_root["/K"]
+    kids = document["/K"]
+    gone = []
+    for i in range(len(kids)):
+        element = kids[i]
+        objr = element.get("/K")
+        if isinstance(objr, generic.DictionaryObject) and objr.raw_get("/Obj") in annots:
+            gone.append(kids.raw_get(i))
+    for ref in gone:
+        kids.remove(ref)
+    writer.update_container(document)
+    parent_tree = struct_root["/ParentTree"]
+    nums = parent_tree["/Nums"]
+    kept = generic.ArrayObject()
+    for i in range(0, len(nums), 2):
+        if nums.raw_get(i + 1) not in gone:
+            kept.extend([nums.raw_get(i), nums.raw_get(i + 1)])
+    parent_tree[_name("/Nums")] = kept
+    writer.update_container(parent_tree)
+
+
+def remove_comment(writer: IncrementalPdfFileWriter) -> None:
+    """A reader deletes the sticky note and its popup (Acrobat "Delete comment"), untagging it
+    in a tagged document."""
+    removed = remove_annotations(writer, is_comment)
+    if "/StructTreeRoot" in writer.root:
+        untag_annotations(writer, removed)
 
 
 def add_outline(
@@ -574,7 +660,13 @@ def _trailer_info(
     root = trailer.raw_get("/Root")
     info = trailer.raw_get("/Info") if "/Info" in trailer else None
     ids = trailer["/ID"]
-    id_bytes = b"[<" + bytes(ids[0]).hex().encode() + b"><" + bytes(ids[1]).hex().encode() + b">]"
+    id_bytes = (
+        b"[<"
+        + ids[0].original_bytes.hex().encode()
+        + b"><"
+        + ids[1].original_bytes.hex().encode()
+        + b">]"
+    )
     startxref = int(re.findall(rb"startxref\s+(\d+)", data)[-1])
     return size, startxref, root, info, id_bytes
 
@@ -639,3 +731,53 @@ def object_number(data: bytes, predicate: Callable[[generic.PdfObject], bool]) -
         if predicate(obj):
             return ref.idnum
     raise LookupError("no such object")
+
+
+def _annots_array_update(
+    data: bytes, keep: Callable[[generic.DictionaryObject], bool]
+) -> tuple[int, bytes, list[int]]:
+    """The first page's (indirect) /Annots array rewritten without the annotations ``keep``
+    rejects: (array object number, new body, numbers of the dropped annotations)."""
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    page = reader.root["/Pages"]["/Kids"][0]
+    raw = page.raw_get("/Annots")
+    annots = raw.get_object()
+    kept, dropped = [], []
+    for i in range(len(annots)):
+        ref = annots.raw_get(i)
+        (kept if keep(ref.get_object()) else dropped).append(ref)
+    body = b"[" + b" ".join(b"%d %d R" % (r.idnum, r.generation) for r in kept) + b"]"
+    return raw.idnum, body, [r.idnum for r in dropped]
+
+
+def delete_comment_freeing(data: bytes, *, also_free: list[int] | None = None) -> bytes:
+    """Acrobat deleting a comment in one incremental save: the /Annots array rewritten without
+    the note and its popup, whose objects (and the note's appearance stream) get free entries.
+    ``also_free``: more object numbers freed in the same section."""
+    array_num, body, dropped = _annots_array_update(data, lambda a: not is_comment(a))
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    frees = {n: 1 for n in dropped}
+    for num in dropped:
+        annot = reader.get_object(generic.Reference(num, 0, reader))
+        ap = annot.get("/AP")
+        if isinstance(ap, generic.DictionaryObject) and isinstance(
+            ap.raw_get("/N"), generic.IndirectObject
+        ):
+            frees[ap.raw_get("/N").idnum] = 1
+    for num in also_free or ():
+        frees[num] = 1
+    return append_raw_update(data, objects={array_num: body}, free=frees)
+
+
+def add_orphan_then_free(data: bytes) -> tuple[bytes, int]:
+    """Two revisions (before signing): an unused object is written, then freed. Returns the
+    file and the object number, which is free from then on."""
+    size = int(PdfFileReader(BytesIO(data), strict=False).trailer_view["/Size"])
+    with_orphan = append_raw_update(data, objects={size: b"<< /Orphan true >>"})
+    return append_raw_update(with_orphan, free={size: 1}), size
+
+
+def relist_free_entry(data: bytes, number: int, next_generation: int = 1) -> bytes:
+    """A revision whose cross-reference section repeats the free entry of an object that is
+    already free (as writers that re-emit their whole free list do)."""
+    return append_raw_update(data, free={number: next_generation})
