@@ -71,6 +71,15 @@ def per_revision(data: bytes) -> tuple[ModificationLevel, MDPPerm | None]:
     return level, doc_mdp
 
 
+def last_revision_level(data: bytes) -> ModificationLevel:
+    """The level of the newest revision alone, against the one before it."""
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    last = reader.xrefs.total_revisions - 1
+    return DIFF_POLICY.apply(
+        reader.get_historical_resolver(last - 1), reader.get_historical_resolver(last)
+    ).modification_level
+
+
 def report_of(verifier: Verifier, data: bytes) -> dict:  # type: ignore[type-arg]
     return asyncio.run(verifier.async_verify(data)).to_dict()
 
@@ -388,3 +397,48 @@ def test_replace_after_a_legitimate_fill_fails(verifier: Verifier, key: LoadedKe
     signed = sign(m.base_pdf(text_field=True), key)
     filled = m.edit(signed, lambda w: m.fill_text_field(w, "2.000.000 VND"))
     assert_refused(verifier, m.edit(filled, lambda w: m.replace_field_appearance(w)))
+
+
+# --- validation data (DSS) updates ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_validation_data(key: LoadedKey) -> bytes:
+    """Two signatures, then pyHanko's LT update for each (certificates, VRI entries)."""
+    twice = sign(sign(m.base_pdf(), key), key, field_name="Signature2")
+    return m.add_validation_data(twice, [key.signing_cert.dump(), key.chain[0].dump()])
+
+
+@pytest.mark.parametrize("keep_vri", [True, False], ids=["vri-rewritten", "vri-dropped"])
+def test_validation_data_restructured_like_eu_dss(
+    verifier: Verifier, key: LoadedKey, with_validation_data: bytes, keep_vri: bool
+) -> None:
+    """EU DSS's LT extension: a new /DSS, arrays re-created, VRI entries rewritten (or gone)."""
+    extended = m.rewrite_dss_like_eu_dss(
+        with_validation_data, [c.dump() for c in key.chain], keep_vri=keep_vri
+    )
+    assert_accepted(verifier, extended, FILL)  # FORM_FILLING: the second signature
+    assert last_revision_level(extended) == LTA
+
+
+def test_validation_data_lost_fails(
+    verifier: Verifier, key: LoadedKey, with_validation_data: bytes
+) -> None:
+    extended = m.rewrite_dss_like_eu_dss(
+        with_validation_data, [c.dump() for c in key.chain], drop_first_cert=True
+    )
+    assert_refused(verifier, extended)
+
+
+def test_validation_data_rewritten_in_place_fails(
+    verifier: Verifier, key: LoadedKey, with_validation_data: bytes
+) -> None:
+    changed = m.rewrite_validation_stream_in_place(with_validation_data, key.chain[-1].dump())
+    assert_refused(verifier, changed)
+
+
+def test_unexpected_entry_in_validation_data_fails(
+    verifier: Verifier, with_validation_data: bytes
+) -> None:
+    changed = m.add_dss_entry(with_validation_data, "/JS", generic.TextStringObject("app.alert(1)"))
+    assert_refused(verifier, changed)

@@ -119,9 +119,10 @@ from pyhanko.sign.diff_analysis import (
     SuspiciousModification,
 )
 from pyhanko.sign.diff_analysis.commons import compare_dicts, qualify, qualify_transforming
-from pyhanko.sign.diff_analysis.constants import ROOT_EXEMPT_STRICT_COMPARISON
+from pyhanko.sign.diff_analysis.constants import ROOT_EXEMPT_STRICT_COMPARISON, VRI_KEY_PATTERN
 from pyhanko.sign.diff_analysis.rules.file_structure_rules import CatalogModificationRule
 from pyhanko.sign.diff_analysis.rules.form_field_rules import (
+    DSSCompareRule,
     GenericFieldModificationRule,
     SigFieldCreationRule,
     SigFieldModificationRule,
@@ -465,11 +466,34 @@ class _PageChange:
 
     @property
     def added(self) -> list[generic.PdfObject]:
-        return [a for a in self.new_annots if a not in self.old_annots]
+        return _missing_from(self.new_annots, self.old_annots)
 
     @property
     def removed(self) -> list[generic.PdfObject]:
-        return [a for a in self.old_annots if a not in self.new_annots]
+        return _missing_from(self.old_annots, self.new_annots)
+
+    @property
+    def order_kept(self) -> bool:
+        """Whether the annotations in both lists keep their relative (drawing) order."""
+        return _same_order(self.old_annots, self.new_annots)
+
+
+def _missing_from(
+    items: list[generic.PdfObject], other: list[generic.PdfObject]
+) -> list[generic.PdfObject]:
+    """The entries of ``items`` that are not in ``other`` (references by set lookup: pages can
+    carry thousands of annotations)."""
+    hashable = (generic.IndirectObject, generic.NumberObject)
+    keys = {o for o in other if isinstance(o, hashable)}
+    direct = [o for o in other if not isinstance(o, hashable)]
+    return [i for i in items if (i not in keys if isinstance(i, hashable) else i not in direct)]
+
+
+def _same_order(old: list[generic.PdfObject], new: list[generic.PdfObject]) -> bool:
+    """Whether the entries present in both lists appear in the same relative order."""
+    return _missing_from(old, _missing_from(old, new)) == _missing_from(
+        new, _missing_from(new, old)
+    )
 
 
 @dataclass
@@ -675,9 +699,7 @@ class PageAnnotationRule(QualifiedWhitelistRule):
             if "/Tabs" in new_page and new_page.get("/Tabs") not in TAB_ORDERS:
                 return
             level = max(level, FILL)
-        kept_old = [a for a in change.old_annots if a in change.new_annots]
-        kept_new = [a for a in change.new_annots if a in change.old_annots]
-        if kept_old != kept_new:
+        if not change.order_kept:
             return  # drawing order of the signed annotations changed
         added_markup: list[generic.Reference] = []
         for item in change.added:
@@ -966,15 +988,13 @@ class StructureTreeRule(QualifiedWhitelistRule):
             if not is_root and not compare_dicts(old_c, new_c, frozenset({"/K"}), False):
                 raise _StructureChangeRefused()
             old_kids, new_kids = _kids(old_c), _kids(new_c)
-            if [k for k in old_kids if k in new_kids] != [k for k in new_kids if k in old_kids]:
-                raise _StructureChangeRefused()
-            for kid in old_kids:
-                if kid not in new_kids:
-                    removed_elements |= self._removable(old, kid, removed_annots, budget)
-            for kid in new_kids:
-                if kid not in old_kids:
-                    widgets_only = self._added(old, new, kid, new_elements, budget)
-                    only_widgets = only_widgets and widgets_only
+            if not _same_order(old_kids, new_kids):
+                raise _StructureChangeRefused()  # reading order of signed content changed
+            for kid in _missing_from(old_kids, new_kids):
+                removed_elements |= self._removable(old, kid, removed_annots, budget)
+            for kid in _missing_from(new_kids, old_kids):
+                widgets_only = self._added(old, new, kid, new_elements, budget)
+                only_widgets = only_widgets and widgets_only
             if not is_root:
                 approvals.append(ref)
             if isinstance(raw_k, generic.IndirectObject):
@@ -1254,6 +1274,182 @@ class OutlineRule(QualifiedWhitelistRule):
             raise SuspiciousModification("bookmark destination is not a page of this document")
 
 
+DSS_KEYS = frozenset({"/Type", "/VRI", "/Certs", "/CRLs", "/OCSPs"})  # ISO 32000-2 12.8.4.3
+DSS_ARRAYS = ("/Certs", "/CRLs", "/OCSPs")
+VRI_KEYS = frozenset({"/Type", "/TU", "/TS", "/Cert", "/CRL", "/OCSP"})  # Table 262
+VRI_ARRAYS = ("/Cert", "/CRL", "/OCSP")
+
+
+@dataclass
+class _ValidationData:
+    """What a /DSS holds: its container objects (dictionaries and arrays that are indirect) and
+    its validation objects (certificate, CRL, OCSP and timestamp streams)."""
+
+    containers: list[generic.Reference] = field(default_factory=list)
+    streams: list[generic.Reference] = field(default_factory=list)
+
+
+class ValidationDataRule(QualifiedWhitelistRule):
+    """Updates of the document security store (``/DSS``), at LTA_UPDATES; replaces pyHanko's
+    DSSCompareRule.
+
+    pyHanko demands that every existing ``/VRI`` entry stay exactly as it was. EU DSS, when it
+    extends signatures to LT/LTA, writes a new ``/DSS`` dictionary: new arrays (existing
+    validation objects reused by reference, new ones as new streams) and either a new ``/VRI``
+    whose entries are rewritten for every signature (with more data, ``/TU``) or, since DSS 5.9
+    by default, no ``/VRI`` at all (PdfBoxSignatureService.buildDSSDictionary). pyHanko reads
+    each of these as a forbidden change and fails every earlier signature (the issue's 22 of 25
+    on EU DSS's own test document). Here the DSS may be restructured freely as long as
+
+    * it keeps the DSS shape (ISO 32000-2 12.8.4.3: only ``/Type /VRI /Certs /CRLs /OCSPs``;
+      VRI entries only ``/Type /TU /TS /Cert /CRL /OCSP``, keys 40 hex digits; arrays of
+      indirect streams),
+    * no validation object that was there is lost (each old stream is still referenced, or one
+      with the same content is — a validator a decade from now needs them),
+    * existing streams are never rewritten in place (only new objects carry new data), and
+    * nothing outside the DSS changes (other rules still judge every other object).
+    """
+
+    UNDER = ("/Root", "/DSS")
+
+    def apply_qualified(
+        self, old: HistoricalResolver, new: HistoricalResolver
+    ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
+        old_raw = _raw(old.root, "/DSS")
+        new_raw = _raw(new.root, "/DSS")
+        if new_raw is None:
+            if old_raw is not None:
+                raise SuspiciousModification("the document security store (/DSS) was removed")
+            return
+        budget = _Budget(MAX_TREE_NODES * 10, "/DSS")
+        after = self._collect(new_raw, budget, strict=True)
+        before = (
+            self._collect(old_raw, budget, strict=False)
+            if old_raw is not None
+            else _ValidationData()
+        )
+        written = new.explicit_refs_in_revision()
+        self._check_nothing_lost(before, after, written, budget)
+        if isinstance(new_raw, generic.IndirectObject):
+            yield from _approve_existing(old, new_raw.reference, LTA, self.UNDER)
+        for ref in after.containers:
+            yield from _approve_existing(old, ref, LTA, self.UNDER)
+        for ref in after.streams:
+            if old.is_ref_unassignable(ref):
+                yield LTA, ReferenceUpdate(ref)
+            # An existing stream stays as it was: if this revision rewrote it, nothing here
+            # explains that, and the revision fails.
+
+    @staticmethod
+    def _collect(raw: generic.PdfObject, budget: _Budget, *, strict: bool) -> _ValidationData:
+        """Walk a /DSS. ``strict`` (the new revision): refuse anything outside the DSS shape;
+        otherwise (the signed revision) collect what is there."""
+        found = _ValidationData()
+
+        def refuse(what: str) -> None:
+            if strict:
+                raise SuspiciousModification(f"/DSS: {what}")
+
+        def container(value: generic.PdfObject) -> generic.PdfObject:
+            if isinstance(value, generic.IndirectObject):
+                found.containers.append(value.reference)
+                return value.get_object()
+            return value
+
+        def streams(value: generic.PdfObject, where: str) -> None:
+            array = container(value)
+            if not isinstance(array, generic.ArrayObject):
+                refuse(f"{where} is not an array")
+                return
+            for i in range(len(array)):
+                budget.spend()
+                item = array.raw_get(i)
+                if isinstance(item, generic.IndirectObject) and isinstance(
+                    item.get_object(), generic.StreamObject
+                ):
+                    found.streams.append(item.reference)
+                else:
+                    refuse(f"{where} holds something other than indirect streams")
+
+        dss = container(raw)
+        if not isinstance(dss, generic.DictionaryObject):
+            refuse("not a dictionary")
+            return found
+        if set(dss) - DSS_KEYS:
+            refuse(f"unexpected entries {sorted(set(dss) - DSS_KEYS)}")
+        if "/Type" in dss and dss.get("/Type") != "/DSS":
+            refuse("wrong /Type")
+        for key in DSS_ARRAYS:
+            if key in dss:
+                streams(dss.raw_get(key), key)
+        if "/VRI" not in dss:
+            return found
+        vri = container(dss.raw_get("/VRI"))
+        if not isinstance(vri, generic.DictionaryObject):
+            refuse("/VRI is not a dictionary")
+            return found
+        for sig_key in vri:
+            budget.spend()
+            if not VRI_KEY_PATTERN.fullmatch(sig_key):
+                refuse(f"VRI key {sig_key} is not a signature hash")
+            entry = container(vri.raw_get(sig_key))
+            if not isinstance(entry, generic.DictionaryObject) or isinstance(
+                entry, generic.StreamObject
+            ):
+                refuse("VRI entries must be dictionaries")
+                continue
+            if set(entry) - VRI_KEYS:
+                refuse(f"unexpected VRI entries {sorted(set(entry) - VRI_KEYS)}")
+            for key in VRI_ARRAYS:
+                if key in entry:
+                    streams(entry.raw_get(key), f"VRI {key}")
+            if "/TS" in entry:
+                stamp = entry.raw_get("/TS")
+                if isinstance(stamp, generic.IndirectObject) and isinstance(
+                    stamp.get_object(), generic.StreamObject
+                ):
+                    found.streams.append(stamp.reference)
+                else:
+                    refuse("VRI /TS is not an indirect stream")
+            if "/TU" in entry and not isinstance(
+                entry.get("/TU"), generic.TextStringObject | generic.ByteStringObject
+            ):
+                refuse("VRI /TU is not a date")
+        return found
+
+    @staticmethod
+    def _content(ref: generic.Reference) -> bytes:
+        stream = ref.get_object()
+        assert isinstance(stream, generic.StreamObject)
+        try:
+            return stream.data
+        except Exception:  # noqa: BLE001 - undecodable: compare the stored bytes
+            return b"raw:" + stream.encoded_data
+
+    @classmethod
+    def _check_nothing_lost(
+        cls,
+        before: _ValidationData,
+        after: _ValidationData,
+        written: set[generic.Reference],
+        budget: _Budget,
+    ) -> None:
+        kept = {ref for ref in after.streams if ref not in written}
+        missing = [ref for ref in dict.fromkeys(before.streams) if ref not in kept]
+        if not missing:
+            return
+        available = set()
+        for ref in after.streams:
+            budget.spend()
+            available.add(cls._content(ref))
+        for ref in missing:
+            if cls._content(ref) not in available:
+                raise SuspiciousModification(
+                    f"validation data {ref} was removed from /DSS (it is needed to validate "
+                    "the signatures later)"
+                )
+
+
 class SignatureFieldRule(SigFieldCreationRule):
     """pyHanko's signature field rule; an unsigned signature field may also be deleted."""
 
@@ -1516,8 +1712,12 @@ class ServiceDiffPolicy(StandardDiffPolicy):
 
 def build_diff_policy() -> ServiceDiffPolicy:
     """The policy: pyHanko's default rules with the replacements described in the module text."""
-    replaced = (CatalogModificationRule,)
-    default_rules = [r for r in DEFAULT_DIFF_POLICY.global_rules if not isinstance(r, replaced)]
+
+    def replaced(rule: QualifiedWhitelistRule) -> bool:
+        wrapped = getattr(rule, "rule", rule)  # WhitelistRule.as_qualified wrappers
+        return isinstance(rule, CatalogModificationRule) or isinstance(wrapped, DSSCompareRule)
+
+    default_rules = [r for r in DEFAULT_DIFF_POLICY.global_rules if not replaced(r)]
     return ServiceDiffPolicy(
         global_rules=[
             CatalogRule(),
@@ -1527,6 +1727,7 @@ def build_diff_policy() -> ServiceDiffPolicy:
             MarkupEditRule(),
             StructureTreeRule(),
             OutlineRule(),
+            ValidationDataRule(),
             *default_rules,
         ],
         form_rule=FormUpdatingRule(

@@ -781,3 +781,97 @@ def relist_free_entry(data: bytes, number: int, next_generation: int = 1) -> byt
     """A revision whose cross-reference section repeats the free entry of an object that is
     already free (as writers that re-emit their whole free list do)."""
     return append_raw_update(data, free={number: next_generation})
+
+
+# --- validation data (DSS) updates --------------------------------------------------------------
+
+
+def _signature_contents(data: bytes) -> list[bytes]:
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    return [
+        bytes(s.sig_object.raw_get("/Contents").original_bytes) for s in reader.embedded_signatures
+    ]
+
+
+def add_validation_data(data: bytes, certs: list[bytes]) -> bytes:
+    """pyHanko's LT update: certificates into /DSS /Certs, with a /VRI entry (an indirect
+    dictionary, as pyHanko writes it) for every signature."""
+    from asn1crypto import x509
+    from pyhanko.sign.validation.dss import DocumentSecurityStore
+
+    loaded = [x509.Certificate.load(c) for c in certs]
+    for contents in _signature_contents(data):
+        writer = IncrementalPdfFileWriter(BytesIO(data), strict=False)
+        DocumentSecurityStore.supply_dss_in_writer(writer, contents, certs=loaded)
+        out = BytesIO()
+        writer.write(out)
+        data = out.getvalue()
+    return data
+
+
+def rewrite_dss_like_eu_dss(
+    data: bytes,
+    extra_certs: list[bytes] = (),  # type: ignore[assignment]
+    *,
+    keep_vri: bool = True,
+    drop_first_cert: bool = False,
+) -> bytes:
+    """What EU DSS (PdfBoxSignatureService.buildDSSDictionary) writes when it extends the
+    signatures of a document to LT/LTA: a *new* /DSS dictionary whose /Certs, /OCSPs and /CRLs
+    are new direct arrays (existing validation objects reused by reference, new ones as new
+    streams) and, with ``keep_vri``, a new direct /VRI dictionary whose entries are new direct
+    dictionaries listing each signature's data, /TU included; without it (DSS 6's default), no
+    /VRI at all. ``drop_first_cert`` loses one certificate that was there (not what DSS does)."""
+
+    def change(writer: IncrementalPdfFileWriter) -> None:
+        old_dss = writer.root["/DSS"]
+        old_certs = old_dss["/Certs"]
+        certs = [old_certs.raw_get(i) for i in range(len(old_certs))]
+        if drop_first_cert:
+            certs = certs[1:]
+        certs += [writer.add_object(generic.StreamObject(stream_data=c)) for c in extra_certs]
+        new_dss = generic.DictionaryObject({_name("/Certs"): generic.ArrayObject(certs)})
+        for key in ("/OCSPs", "/CRLs"):
+            if key in old_dss:
+                arr = old_dss[key]
+                new_dss[_name(key)] = generic.ArrayObject(arr.raw_get(i) for i in range(len(arr)))
+        if keep_vri and "/VRI" in old_dss:
+            vri = generic.DictionaryObject()
+            for sig_key in old_dss["/VRI"]:
+                vri[_name(sig_key)] = generic.DictionaryObject(
+                    {
+                        _name("/Cert"): generic.ArrayObject(certs),
+                        _name("/TU"): generic.pdf_date(
+                            __import__("datetime").datetime(
+                                2025, 3, 1, tzinfo=__import__("datetime").UTC
+                            )
+                        ),
+                    }
+                )
+            new_dss[_name("/VRI")] = vri
+        writer.root[_name("/DSS")] = writer.add_object(new_dss)
+        writer.update_root()
+
+    return edit(data, change)
+
+
+def rewrite_validation_stream_in_place(data: bytes, new_bytes: bytes) -> bytes:
+    """Overwrite the first /DSS certificate stream object with other bytes (same object
+    number): validation data changed where it was, not added."""
+
+    def change(writer: IncrementalPdfFileWriter) -> None:
+        ref = writer.root["/DSS"]["/Certs"].raw_get(0)
+        writer.objects[(ref.generation, ref.idnum)] = generic.StreamObject(stream_data=new_bytes)
+
+    return edit(data, change)
+
+
+def add_dss_entry(data: bytes, key: str, value: generic.PdfObject) -> bytes:
+    """Give the /DSS dictionary an entry the DSS shape does not have."""
+
+    def change(writer: IncrementalPdfFileWriter) -> None:
+        dss = writer.root["/DSS"]
+        dss[_name(key)] = value
+        writer.update_container(dss)
+
+    return edit(data, change)
