@@ -9,13 +9,20 @@ both. Inputs are built here (tests/support/modifications.py) and signed with the
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
+from pyhanko.sign.diff_analysis import (
+    DEFAULT_DIFF_POLICY,
+    ModificationLevel,
+    SuspiciousModification,
+)
 from pyhanko.sign.fields import MDPPerm
 
 from signing_service.pki.dev import DevPki
@@ -24,7 +31,7 @@ from signing_service.signing.keys import KeyCache, LoadedKey
 from signing_service.trust import TrustStore
 from signing_service.verification.diff_policy import DIFF_POLICY
 from signing_service.verification.validate import Verifier
-from tests.conftest import REPO
+from tests.conftest import CORPUS, REPO
 from tests.support import modifications as m
 
 LTA = ModificationLevel.LTA_UPDATES
@@ -442,3 +449,82 @@ def test_unexpected_entry_in_validation_data_fails(
 ) -> None:
     changed = m.add_dss_entry(with_validation_data, "/JS", generic.TextStringObject("app.alert(1)"))
     assert_refused(verifier, changed)
+
+
+DSS_HARNESS = CORPUS.parent / "tools" / "dss-validate"
+
+
+def _build_dss_extender(workdir: Path) -> Path:
+    """Compile tests/support/dss_extend/Extend.java into a copy of the EU DSS harness."""
+    if not DSS_HARNESS.exists():
+        pytest.skip(f"{DSS_HARNESS} is absent (a user's clone has no ../shared)")
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        pytest.skip("Java and Maven are needed to run EU DSS (apt-get install maven)")
+    project = workdir / "dss-validate"
+    shutil.copytree(DSS_HARNESS, project)
+    for path in project.rglob("*"):
+        path.chmod(path.stat().st_mode | 0o200)
+    target = project / "src/main/java/vn/signing/dss/Extend.java"
+    shutil.copy(Path(__file__).parent / "support/dss_extend/Extend.java", target)
+    for offline in (["-o"], []):  # the local Maven repository first, then Maven Central
+        built = subprocess.run(
+            ["mvn", "-q", "-B", *offline, "package"],
+            cwd=project,
+            capture_output=True,
+            timeout=600,
+        )
+        if built.returncode == 0:
+            return project / "target" / "dss-validate.jar"
+    pytest.skip(f"the EU DSS harness did not build: {built.stdout.decode()[-500:]}")
+
+
+def test_multi_signature_document_written_by_eu_dss(
+    verifier: Verifier, dev_pki: tuple[DevPki, int], tmp_path: Path
+) -> None:
+    """Three signatures made and extended to B-LTA by EU DSS 6.4 with VRI entries: DSS rewrites
+    the /DSS of the whole document each time. pyHanko's default rule refuses that and fails
+    every earlier signature; ours accepts it."""
+    pki, _ = dev_pki
+    jar = _build_dss_extender(tmp_path)
+    base = tmp_path / "base.pdf"
+    base.write_bytes(m.base_pdf())
+    run = subprocess.run(
+        [
+            "java",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
+            "-cp",
+            str(jar),
+            "vn.signing.dss.Extend",
+            str(base),
+            str(tmp_path / "out"),
+            str(pki.p12_path("agency-a-seal")),
+            DEV_KEY_PASSPHRASE,
+            str(pki.root_cert_path),
+            pki.tsa_url,
+            "3",
+            "LTA",
+            "true",
+        ],
+        capture_output=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    data = Path(run.stdout.decode().split()[-1]).read_bytes()
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    first = min(s.signed_revision for s in reader.embedded_signatures)
+    refused = 0
+    for revision in range(first + 1, reader.xrefs.total_revisions):
+        try:
+            DEFAULT_DIFF_POLICY.apply(
+                reader.get_historical_resolver(revision - 1),
+                reader.get_historical_resolver(revision),
+            )
+        except SuspiciousModification:
+            refused += 1
+    assert refused, "pyHanko's default policy accepts this file: the test no longer tests"
+    report = report_of(verifier, data)
+    assert len(report["signatures"]) >= 3
+    for sig in report["signatures"]:
+        assert sig["checks"]["modifications"]["status"] == "PASSED", sig
+    level, _ = per_revision(data)
+    assert level == FILL
