@@ -227,6 +227,11 @@ def test_freeing_more_than_the_removed_comment_fails(verifier: Verifier, key: Lo
     assert_refused(verifier, m.delete_comment_freeing(signed, also_free=[content]))
 
 
+def test_annotation_drawing_order_changed_fails(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(comment=True, text_field=True), key)
+    assert_refused(verifier, m.edit(signed, m.reverse_annotations))
+
+
 def test_removals_under_certification_permitting_annotations(
     verifier: Verifier, key: LoadedKey
 ) -> None:

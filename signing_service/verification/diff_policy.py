@@ -10,8 +10,11 @@ How it is used. The verifier runs :data:`DIFF_POLICY` once per pair of consecuti
 ``DIFF_POLICY.apply(old=<revision r-1>, new=<revision r>, doc_mdp=<the certification's P or
 None>)``, and combines the results per signature (highest level, union of changed fields, any
 ``SuspiciousModification`` fails every earlier signature). Every rule is written to be right
-when ``old`` is simply the previous revision; :meth:`review_file` (pyHanko's: the signed
-revision against each later one) also works.
+when ``old`` is simply the previous revision. :meth:`ServiceDiffPolicy.review_file` (what
+pyHanko's ``validate_pdf_signature`` calls) does the same from the signed revision on, instead
+of pyHanko's comparison of the signed revision with each later one: against the signed
+revision, two steps that are each refused can merge into one that passes (a field filled in one
+revision and its appearance swapped in the next look like filling).
 
 pyHanko's default policy is kept for everything below except where a rule here replaces it.
 Each rule exists for a writer behaviour that the default refuses (a false alarm) or for an
@@ -53,6 +56,11 @@ attack that the default accepts:
     filled field is refused outright. Objects the writer frees with the removed annotation
     (Acrobat frees them) are explained only along the paths that pass through a removed
     annotation: freeing something the page content still uses is not.
+* :class:`MarkupEditRule` — an existing comment is edited (text, colour, position, its own
+  appearance): "annotation modification", ANNOTATIONS (Table 254, P=3). Needed once revisions
+  are compared one by one (a comment added in one revision and edited in the next); it must
+  stay a plain comment of the same kind, and an appearance stream it rewrites in place is
+  approved only along the paths through the comment.
 * :class:`StructureTreeRule` — Acrobat tags what it adds to a tagged (accessible, PDF/UA)
   document: a new structure element with an object reference (OBJR) to the new comment or
   widget, appended to an existing element's ``/K``, a ``/ParentTree`` entry for the
@@ -75,6 +83,13 @@ attack that the default accepts:
   bookmark may only go to a destination in this document (``/Dest``, or a ``/GoTo`` action);
   any other action (JavaScript, URI, Launch, SubmitForm, …) is refused: it would run on click
   in a document presented as signed.
+* :class:`ValidationDataRule` — replaces pyHanko's DSSCompareRule, which demands that every
+  existing ``/VRI`` entry stay byte for byte. EU DSS rewrites the whole ``/DSS`` on each LT/LTA
+  extension (new dictionary and arrays, VRI entries rewritten for every signature, or no VRI at
+  all since DSS 5.9), so pyHanko failed every earlier signature of a DSS-extended document (the
+  issue's 22 of 25). Accepted at LTA_UPDATES when the DSS keeps its shape (ISO 32000-2
+  12.8.4.3), no validation object that was there is lost (by reference or identical content),
+  no existing stream is rewritten in place, and nothing outside the DSS changes.
 * :class:`SignatureFieldRule` — pyHanko's rule for signature fields, plus: an *unsigned*
   signature field may be deleted (with its widget, see above) at ANNOTATIONS; a signed one may
   not (pyHanko's refusal stands). Widget bindings are left to :class:`PageAnnotationRule`.

@@ -12,11 +12,13 @@ to the difference analysis is which objects change and how.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from io import BytesIO
 
 import pikepdf
+from asn1crypto import x509
 from pikepdf import Array, Dictionary, Name
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.generic import pdf_name
@@ -25,6 +27,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields
 from pyhanko.sign.fields import MDPPerm, SigFieldSpec
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
+from pyhanko.sign.validation.dss import DocumentSecurityStore
 
 from signing_service.signing.keys import LoadedKey
 
@@ -796,9 +799,6 @@ def _signature_contents(data: bytes) -> list[bytes]:
 def add_validation_data(data: bytes, certs: list[bytes]) -> bytes:
     """pyHanko's LT update: certificates into /DSS /Certs, with a /VRI entry (an indirect
     dictionary, as pyHanko writes it) for every signature."""
-    from asn1crypto import x509
-    from pyhanko.sign.validation.dss import DocumentSecurityStore
-
     loaded = [x509.Certificate.load(c) for c in certs]
     for contents in _signature_contents(data):
         writer = IncrementalPdfFileWriter(BytesIO(data), strict=False)
@@ -811,7 +811,7 @@ def add_validation_data(data: bytes, certs: list[bytes]) -> bytes:
 
 def rewrite_dss_like_eu_dss(
     data: bytes,
-    extra_certs: list[bytes] = (),  # type: ignore[assignment]
+    extra_certs: Sequence[bytes] = (),
     *,
     keep_vri: bool = True,
     drop_first_cert: bool = False,
@@ -841,11 +841,7 @@ def rewrite_dss_like_eu_dss(
                 vri[_name(sig_key)] = generic.DictionaryObject(
                     {
                         _name("/Cert"): generic.ArrayObject(certs),
-                        _name("/TU"): generic.pdf_date(
-                            __import__("datetime").datetime(
-                                2025, 3, 1, tzinfo=__import__("datetime").UTC
-                            )
-                        ),
+                        _name("/TU"): generic.pdf_date(datetime(2025, 3, 1, tzinfo=UTC)),
                     }
                 )
             new_dss[_name("/VRI")] = vri
@@ -875,3 +871,11 @@ def add_dss_entry(data: bytes, key: str, value: generic.PdfObject) -> bytes:
         writer.update_container(dss)
 
     return edit(data, change)
+
+
+def reverse_annotations(writer: IncrementalPdfFileWriter) -> None:
+    """Reverse the first page's /Annots: annotations are drawn in that order, so which one
+    covers which changes."""
+    _, page = first_page(writer)
+    annots = _annots(writer, page)
+    annots.reverse()
