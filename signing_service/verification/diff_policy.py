@@ -116,11 +116,13 @@ more than the objects it touches would show (a removal writes no new object).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
@@ -183,6 +185,32 @@ def require_level(level: ModificationLevel) -> None:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+_Gen = TypeVar("_Gen", bound=Callable[..., Iterator[Any]])
+
+
+def _refuse_malformed(method: _Gen) -> _Gen:
+    """Turn a structural surprise in the new revision (a wrong type or a missing object where a
+    rule expects one) into a refusal instead of an exception: what cannot be analysed is not
+    allowed. pyHanko's own read errors (``PdfError``) pass through unchanged."""
+
+    @functools.wraps(method)
+    def guarded(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        try:
+            yield from method(*args, **kwargs)
+        except (SuspiciousModification, misc.PdfError):
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError, RecursionError) as e:
+            raise SuspiciousModification(
+                f"a structure changed after signing could not be analysed ({type(e).__name__})"
+            ) from e
+
+    return guarded  # type: ignore[return-value]
+
+
+def _name_in(value: object, names: frozenset[str]) -> bool:
+    """``value`` is one of ``names`` (and a name: other types, arrays say, are not hashable)."""
+    return isinstance(value, generic.NameObject) and value in names
 
 
 class _Budget:
@@ -567,13 +595,14 @@ class CatalogRule(CatalogModificationRule):
             ignored_keys=ROOT_EXEMPT_STRICT_COMPARISON | {"/Names", "/Outlines", "/PageMode"}
         )
 
+    @_refuse_malformed
     def apply_qualified(
         self, old: HistoricalResolver, new: HistoricalResolver
     ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
         old_mode = old.root.get("/PageMode")
         new_mode = new.root.get("/PageMode")
         if old_mode != new_mode:
-            if new_mode is not None and new_mode not in self.PAGE_MODES:
+            if new_mode is not None and not _name_in(new_mode, self.PAGE_MODES):
                 raise SuspiciousModification(f"/PageMode set to {new_mode} after signing")
             require_level(ANNOT)
         yield from super().apply_qualified(old, new)
@@ -599,6 +628,7 @@ def _check_ap_values(tree: generic.DictionaryObject, budget: _Budget) -> None:
 class AppearanceNameTreeRule(QualifiedWhitelistRule):
     """A new ``/Names /AP`` tree of new Form XObjects (Acrobat, when comments are added)."""
 
+    @_refuse_malformed
     def apply_qualified(
         self, old: HistoricalResolver, new: HistoricalResolver
     ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
@@ -646,6 +676,7 @@ class RelistedFreeEntryRule(QualifiedWhitelistRule):
     its free list) changes nothing: approved at LTA_UPDATES. Freeing an object that was in use is
     left for the rule that removed it to explain."""
 
+    @_refuse_malformed
     def apply_qualified(
         self, old: HistoricalResolver, new: HistoricalResolver
     ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
@@ -657,6 +688,7 @@ class RelistedFreeEntryRule(QualifiedWhitelistRule):
 class PageAnnotationRule(QualifiedWhitelistRule):
     """Annotations added to or removed from a page, and its tab order (see the module text)."""
 
+    @_refuse_malformed
     def apply_qualified(
         self, old: HistoricalResolver, new: HistoricalResolver
     ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
@@ -678,7 +710,7 @@ class PageAnnotationRule(QualifiedWhitelistRule):
         annot = new(ref)
         return (
             isinstance(annot, generic.DictionaryObject)
-            and annot.get("/Subtype") in MARKUP_SUBTYPES
+            and _name_in(annot.get("/Subtype"), MARKUP_SUBTYPES)
             and not FORBIDDEN_ANNOT_KEYS & set(annot)
         )
 
@@ -711,7 +743,7 @@ class PageAnnotationRule(QualifiedWhitelistRule):
             return  # the page changed otherwise: unexplained
         level = LTA
         if old_page.get("/Tabs") != new_page.get("/Tabs"):
-            if "/Tabs" in new_page and new_page.get("/Tabs") not in TAB_ORDERS:
+            if "/Tabs" in new_page and not _name_in(new_page.get("/Tabs"), TAB_ORDERS):
                 return
             level = max(level, FILL)
         if not change.order_kept:
@@ -805,6 +837,7 @@ class MarkupEditRule(QualifiedWhitelistRule):
     action, file, media); an appearance stream it rewrites in place is approved only along the
     paths through the comment, so a stream also drawn elsewhere cannot change this way."""
 
+    @_refuse_malformed
     def apply_qualified(
         self, old: HistoricalResolver, new: HistoricalResolver
     ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
@@ -820,7 +853,7 @@ class MarkupEditRule(QualifiedWhitelistRule):
             if not (
                 isinstance(before, generic.DictionaryObject)
                 and isinstance(after, generic.DictionaryObject)
-                and before.get("/Subtype") in MARKUP_SUBTYPES
+                and _name_in(before.get("/Subtype"), MARKUP_SUBTYPES)
                 and after.get("/Subtype") == before.get("/Subtype")
                 and not FORBIDDEN_ANNOT_KEYS & set(after)
                 and _raw(before, "/P") == _raw(after, "/P")
@@ -926,6 +959,7 @@ class StructureTreeRule(QualifiedWhitelistRule):
 
     UNDER = ("/Root", "/StructTreeRoot")
 
+    @_refuse_malformed
     def apply_qualified(
         self, old: HistoricalResolver, new: HistoricalResolver
     ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
@@ -1161,6 +1195,7 @@ class OutlineRule(QualifiedWhitelistRule):
 
     UNDER = ("/Root", "/Outlines")
 
+    @_refuse_malformed
     def apply_qualified(
         self, old: HistoricalResolver, new: HistoricalResolver
     ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
@@ -1327,6 +1362,7 @@ class ValidationDataRule(QualifiedWhitelistRule):
 
     UNDER = ("/Root", "/DSS")
 
+    @_refuse_malformed
     def apply_qualified(
         self, old: HistoricalResolver, new: HistoricalResolver
     ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
@@ -1472,6 +1508,7 @@ class SignatureFieldRule(SigFieldCreationRule):
         # Widget bindings are approved (with /Tabs and comments) by PageAnnotationRule.
         super().__init__(approve_widget_bindings=False)
 
+    @_refuse_malformed
     def apply(
         self, context: FieldComparisonContext
     ) -> Iterable[tuple[ModificationLevel, FormUpdate]]:
@@ -1515,6 +1552,7 @@ class FieldValueRule(GenericFieldModificationRule):
     """pyHanko's rule for filling non-signature fields, refusing appearance changes that come
     without a value change (the "replace" shadow attack; see the module text)."""
 
+    @_refuse_malformed
     def apply(
         self, context: FieldComparisonContext
     ) -> Iterable[tuple[ModificationLevel, FormUpdate]]:
@@ -1599,6 +1637,7 @@ class FieldValueRule(GenericFieldModificationRule):
                 return "/F"
         return None
 
+    @_refuse_malformed
     def check_form_field(
         self,
         fq_name: str,
