@@ -1711,10 +1711,11 @@ class ServiceDiffPolicy(StandardDiffPolicy):
         """Compare revision ``new`` with revision ``old`` (normally the one just before it).
 
         Returns the level the changes need and the fully qualified names of the form fields
-        they change; raises :class:`SuspiciousModification` for a change that is never allowed
-        or that no rule explains. ``doc_mdp`` only matters as "certified or not" (pyHanko
-        refuses some form updates after a certification); comparing the level with the DocMDP
-        permission is the caller's job.
+        they change; raises :class:`SuspiciousModification` for a change that is never allowed,
+        that no rule explains or whose structure cannot be analysed, and pyHanko's
+        ``PdfError`` when an object cannot be read at all. ``doc_mdp`` only matters as
+        "certified or not" (pyHanko refuses some form updates after a certification); comparing
+        the level with the DocMDP permission is the caller's job.
         """
         floor = [ModificationLevel.NONE]
         token = _LEVEL_FLOOR.set(floor)
@@ -1727,6 +1728,13 @@ class ServiceDiffPolicy(StandardDiffPolicy):
                 field_mdp_spec,
                 MDPPerm.FILL_FORMS if doc_mdp is MDPPerm.ANNOTATE else doc_mdp,
             )
+        except (SuspiciousModification, misc.PdfError):
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError, RecursionError) as e:
+            # pyHanko's own bookkeeping tripping over a malformed revision.
+            raise SuspiciousModification(
+                f"revision {new.revision} could not be analysed ({type(e).__name__})"
+            ) from e
         finally:
             _LEVEL_FLOOR.reset(token)
         if floor[0] > result.modification_level:
