@@ -73,9 +73,9 @@ attack that the default accepts:
   point at the new elements. Removing the element of an annotation removed in the same revision
   is accepted too. The level is the level of what is tagged: FORM_FILLING when only widgets are
   tagged (adding a signature field to a tagged P=2 document must not fail it), ANNOTATIONS
-  otherwise. EU DSS has no category for these changes (its DefaultPdfObjectModificationsFilter
-  leaves them "undefined", a warning unless its policy is made strict) and relies on comparing
-  the rendered pages; the tagging of an added annotation changes no rendering.
+  otherwise. EU DSS 6.4 (checked with ../shared/tools/dss-validate on these tests' files)
+  reports a comment added or deleted with its tagging as an annotation change only, and the
+  tagging of an annotation changes no rendering.
 * :class:`OutlineRule` — bookmarks added, renamed, reordered or removed: ANNOTATIONS. ISO
   32000-1 lists no outline change among the P=1/P=2 permissions, and outline items are
   navigation aids like link annotations, so they take the annotation level: an approval
@@ -83,13 +83,17 @@ attack that the default accepts:
   bookmark may only go to a destination in this document (``/Dest``, or a ``/GoTo`` action);
   any other action (JavaScript, URI, Launch, SubmitForm, …) is refused: it would run on click
   in a document presented as signed.
+  EU DSS 6.4 files bookmark changes under "undefined changes" (a warning in its default policy)
+  and, after a P=2 certification, warns that they are restricted by DocMDP: the same reading.
 * :class:`ValidationDataRule` — replaces pyHanko's DSSCompareRule, which demands that every
-  existing ``/VRI`` entry stay byte for byte. EU DSS rewrites the whole ``/DSS`` on each LT/LTA
-  extension (new dictionary and arrays, VRI entries rewritten for every signature, or no VRI at
-  all since DSS 5.9), so pyHanko failed every earlier signature of a DSS-extended document (the
-  issue's 22 of 25). Accepted at LTA_UPDATES when the DSS keeps its shape (ISO 32000-2
-  12.8.4.3), no validation object that was there is lost (by reference or identical content),
-  no existing stream is rewritten in place, and nothing outside the DSS changes.
+  existing ``/VRI`` entry stay as it was. EU DSS rewrites the whole ``/DSS`` on each LT/LTA
+  extension (new dictionary and arrays; VRI entries rewritten for every signature, or no VRI
+  at all, its current default), so pyHanko failed every earlier signature of a document
+  extended by DSS with VRI entries (the issue's 22 of 25), and of one whose VRI entries (from
+  pyHanko or an older DSS) a later DSS extension drops. Accepted at LTA_UPDATES when the DSS
+  keeps its shape (ISO 32000-2 12.8.4.3), no validation object that was there is lost (by
+  reference or identical content), no existing stream is rewritten in place, and nothing
+  outside the DSS changes.
 * :class:`SignatureFieldRule` — pyHanko's rule for signature fields, plus: an *unsigned*
   signature field may be deleted (with its widget, see above) at ANNOTATIONS; a signed one may
   not (pyHanko's refusal stands). Widget bindings are left to :class:`PageAnnotationRule`.
@@ -1346,10 +1350,13 @@ class ValidationDataRule(QualifiedWhitelistRule):
     pyHanko demands that every existing ``/VRI`` entry stay exactly as it was. EU DSS, when it
     extends signatures to LT/LTA, writes a new ``/DSS`` dictionary: new arrays (existing
     validation objects reused by reference, new ones as new streams) and either a new ``/VRI``
-    whose entries are rewritten for every signature (with more data, ``/TU``) or, since DSS 5.9
-    by default, no ``/VRI`` at all (PdfBoxSignatureService.buildDSSDictionary). pyHanko reads
-    each of these as a forbidden change and fails every earlier signature (the issue's 22 of 25
-    on EU DSS's own test document). Here the DSS may be restructured freely as long as
+    whose entries are rewritten for every signature (with more data) or, by default in current
+    versions (``includeVRIDictionary`` false), no ``/VRI`` at all
+    (PdfBoxSignatureService.buildDSSDictionary). With VRI entries, pyHanko reads each extension
+    as a forbidden change and fails every earlier signature (the issue's 22 of 25 on EU DSS's
+    own test document; reproduced with DSS 6.4 in tests/test_modifications.py), and so is a
+    later extension that drops the VRI entries an earlier tool wrote. Here the DSS may be
+    restructured freely as long as
 
     * it keeps the DSS shape (ISO 32000-2 12.8.4.3: only ``/Type /VRI /Certs /CRLs /OCSPs``;
       VRI entries only ``/Type /TU /TS /Cert /CRL /OCSP``, keys 40 hex digits; arrays of
