@@ -1,0 +1,535 @@
+"""Modification analysis: what PDF writers do after a signature passes, what attackers do fails.
+
+Every case is checked twice: through the verifier as it runs today (pyHanko compares the signed
+revision with each later one, ``review_file``) and the way the per-revision engine will run the
+policy (each revision against the one before it, ``DIFF_POLICY.apply``), so the rules hold in
+both. Inputs are built here (tests/support/modifications.py) and signed with the dev PKI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import (
+    DEFAULT_DIFF_POLICY,
+    ModificationLevel,
+    SuspiciousModification,
+)
+from pyhanko.sign.fields import MDPPerm
+
+from signing_service.pki.dev import DevPki
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from signing_service.signing.keys import KeyCache, LoadedKey
+from signing_service.trust import TrustStore
+from signing_service.verification.diff_policy import DIFF_POLICY
+from signing_service.verification.validate import Verifier
+from tests.conftest import CORPUS, REPO
+from tests.support import modifications as m
+
+LTA = ModificationLevel.LTA_UPDATES
+FILL = ModificationLevel.FORM_FILLING
+ANNOT = ModificationLevel.ANNOTATIONS
+
+
+@pytest.fixture(scope="module")
+def verifier(dev_pki: tuple[DevPki, int]) -> Verifier:
+    pki, _ = dev_pki
+    trust = TrustStore.load(
+        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
+    )
+    return Verifier(trust)
+
+
+@pytest.fixture(scope="module")
+def key(dev_pki: tuple[DevPki, int]) -> LoadedKey:
+    pki, _ = dev_pki
+    return KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+
+
+def sign(data: bytes, key: LoadedKey, **kwargs: Any) -> bytes:
+    return asyncio.run(m.sign(data, key, **kwargs))
+
+
+def per_revision(data: bytes) -> tuple[ModificationLevel, MDPPerm | None]:
+    """The per-revision engine's view: the highest level over the revisions after the first
+    signature, and the certification's DocMDP permission. Raises SuspiciousModification."""
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    signatures = list(reader.embedded_signatures)
+    assert signatures, "the test document must be signed"
+    doc_mdp = next((s.docmdp_level for s in signatures if s.docmdp_level is not None), None)
+    first = min(s.signed_revision for s in signatures)
+    level = ModificationLevel.NONE
+    for revision in range(first + 1, reader.xrefs.total_revisions):
+        result = DIFF_POLICY.apply(
+            old=reader.get_historical_resolver(revision - 1),
+            new=reader.get_historical_resolver(revision),
+            field_mdp_spec=None,
+            doc_mdp=doc_mdp,
+        )
+        level = max(level, result.modification_level)
+    return level, doc_mdp
+
+
+def last_revision_level(data: bytes) -> ModificationLevel:
+    """The level of the newest revision alone, against the one before it."""
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    last = reader.xrefs.total_revisions - 1
+    return DIFF_POLICY.apply(
+        reader.get_historical_resolver(last - 1), reader.get_historical_resolver(last)
+    ).modification_level
+
+
+def report_of(verifier: Verifier, data: bytes) -> dict:  # type: ignore[type-arg]
+    return asyncio.run(verifier.async_verify(data)).to_dict()
+
+
+def assert_accepted(verifier: Verifier, data: bytes, level: ModificationLevel) -> None:
+    report = report_of(verifier, data)
+    assert report["signatures"], report
+    for sig in report["signatures"]:
+        assert sig["checks"]["modifications"]["status"] == "PASSED", sig["checks"]
+        assert all(c["status"] != "FAILED" for c in sig["checks"].values()), sig["checks"]
+    assert report["verdict"] != "TOTAL_FAILED", report
+    got, doc_mdp = per_revision(data)
+    assert got == level
+    assert doc_mdp is None or got.value <= doc_mdp.value
+
+
+def assert_refused(verifier: Verifier, data: bytes, code: str = "DISALLOWED_CHANGES") -> None:
+    report = report_of(verifier, data)
+    assert report["verdict"] == "TOTAL_FAILED", report
+    first = report["signatures"][0]["checks"]["modifications"]
+    assert first["status"] == "FAILED", report
+    assert first["code"] == code, first
+    if code == "DOCMDP_VIOLATION":
+        level, doc_mdp = per_revision(data)
+        assert doc_mdp is not None and level.value > doc_mdp.value
+    else:
+        with pytest.raises(SuspiciousModification):
+            per_revision(data)
+
+
+def set_page_entries(**entries: generic.PdfObject) -> Any:
+    def change(writer: Any) -> None:
+        _, page = m.first_page(writer)
+        for name, value in entries.items():
+            page[generic.NameObject("/" + name)] = value
+        writer.update_container(page)
+
+    return change
+
+
+# --- a. free entries -----------------------------------------------------------------------------
+
+
+def test_relisted_free_entry_is_not_a_freeing(verifier: Verifier, key: LoadedKey) -> None:
+    """A later section repeating the free entry of an object freed before signing."""
+    unsigned, number = m.add_orphan_then_free(m.base_pdf())
+    signed = sign(unsigned, key)
+    assert_accepted(verifier, m.relist_free_entry(signed, number), LTA)
+
+
+def test_freeing_an_object_in_use_fails(verifier: Verifier, key: LoadedKey) -> None:
+    """Freeing the page's content stream blanks the page in other readers."""
+    signed = sign(m.base_pdf(), key)
+    content = m.object_number(
+        signed, lambda o: isinstance(o, generic.StreamObject) and b"Quyet dinh" in o.data
+    )
+    assert_refused(verifier, m.append_raw_update(signed, free={content: 1}))
+
+
+# --- b. /Tabs ------------------------------------------------------------------------------------
+
+
+def test_signature_field_with_tab_order_after_approval(verifier: Verifier, key: LoadedKey) -> None:
+    """Acrobat adds a signature field and sets /Tabs /S; then someone signs it."""
+    signed = sign(m.base_pdf(), key)
+    with_field = m.edit(signed, m.add_signature_field)
+    assert_accepted(verifier, with_field, FILL)
+    assert_accepted(verifier, sign(with_field, key, field_name="Signature2"), FILL)
+
+
+def test_tab_order_alone_after_approval(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(), key)
+    assert_accepted(verifier, m.edit(signed, set_page_entries(Tabs=generic.NameObject("/S"))), FILL)
+
+
+def test_tab_order_under_no_changes_certification_fails(verifier: Verifier, key: LoadedKey) -> None:
+    certified = sign(m.base_pdf(), key, certify=MDPPerm.NO_CHANGES)
+    changed = m.edit(certified, set_page_entries(Tabs=generic.NameObject("/S")))
+    assert_refused(verifier, changed, "DOCMDP_VIOLATION")
+
+
+def test_other_page_change_with_tab_order_fails(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(), key)
+    changed = m.edit(
+        signed,
+        set_page_entries(Tabs=generic.NameObject("/S"), Rotate=generic.NumberObject(90)),
+    )
+    assert_refused(verifier, changed)
+
+
+# --- c. annotation removal -----------------------------------------------------------------------
+
+
+def test_comment_removed_after_approval(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(comment=True), key)
+    assert_accepted(verifier, m.edit(signed, m.remove_comment), ANNOT)
+
+
+def test_comment_deleted_and_its_objects_freed(verifier: Verifier, key: LoadedKey) -> None:
+    """Acrobat's way: one save rewrites /Annots and frees the note, its popup and its icon."""
+    signed = sign(m.base_pdf(comment=True), key)
+    assert_accepted(verifier, m.delete_comment_freeing(signed), ANNOT)
+
+
+def test_comment_added_then_edited(verifier: Verifier, key: LoadedKey) -> None:
+    """Compared revision by revision, the edit touches an existing comment."""
+    signed = sign(m.base_pdf(), key)
+    commented = m.edit(signed, m.add_comment)
+    assert_accepted(verifier, m.edit(commented, lambda w: m.edit_comment(w, "Da bo sung")), ANNOT)
+
+
+def test_comment_edited_into_an_action_fails(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(comment=True), key)
+    changed = m.edit(signed, lambda w: m.edit_comment(w, "Bam vao day", action=True))
+    assert_refused(verifier, changed)
+
+
+def test_signed_comment_edited_under_form_filling_certification_fails(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    certified = sign(m.base_pdf(comment=True), key, certify=MDPPerm.FILL_FORMS)
+    changed = m.edit(certified, lambda w: m.edit_comment(w, "Chua kiem tra"))
+    assert_refused(verifier, changed, "DOCMDP_VIOLATION")
+
+
+def test_freeing_what_the_page_still_draws_fails(verifier: Verifier, key: LoadedKey) -> None:
+    """The removed note's icon is also drawn by the page content: freeing it is not part of
+    removing the note."""
+    signed = sign(m.base_pdf(comment=True, comment_icon_on_page=True), key)
+    assert_refused(verifier, m.delete_comment_freeing(signed))
+
+
+def test_freeing_more_than_the_removed_comment_fails(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(comment=True), key)
+    content = m.object_number(
+        signed, lambda o: isinstance(o, generic.StreamObject) and b"Quyet dinh" in o.data
+    )
+    assert_refused(verifier, m.delete_comment_freeing(signed, also_free=[content]))
+
+
+def test_annotation_drawing_order_changed_fails(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(comment=True, text_field=True), key)
+    assert_refused(verifier, m.edit(signed, m.reverse_annotations))
+
+
+def test_removals_under_certification_permitting_annotations(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    """P=3: a comment, and an unsigned signature field with its widget, may be deleted."""
+    certified = sign(
+        m.base_pdf(comment=True, empty_signature_field=True), key, certify=MDPPerm.ANNOTATE
+    )
+    assert_accepted(verifier, m.edit(certified, m.remove_comment), ANNOT)
+    without_field = m.edit(certified, lambda w: m.remove_annotations(w, m.is_field("ChuaKy")))
+    assert_accepted(verifier, without_field, ANNOT)
+
+
+def test_removals_under_form_filling_certification_fail(verifier: Verifier, key: LoadedKey) -> None:
+    certified = sign(
+        m.base_pdf(comment=True, empty_signature_field=True), key, certify=MDPPerm.FILL_FORMS
+    )
+    assert_refused(verifier, m.edit(certified, m.remove_comment), "DOCMDP_VIOLATION")
+    without_field = m.edit(certified, lambda w: m.remove_annotations(w, m.is_field("ChuaKy")))
+    assert_refused(verifier, without_field, "DOCMDP_VIOLATION")
+
+
+def test_removing_a_signed_signature_widget_fails(verifier: Verifier, key: LoadedKey) -> None:
+    """The visible signature disappears from the page while the field stays signed."""
+    signed = sign(m.base_pdf(), key, visible=True)
+    hidden = m.edit(
+        signed, lambda w: m.remove_annotations(w, m.is_field("Signature1"), from_fields=False)
+    )
+    assert_refused(verifier, hidden)
+
+
+def test_removing_a_signed_signature_field_fails(verifier: Verifier, key: LoadedKey) -> None:
+    """Field and widget removed after a second signature: the first one must fail."""
+    signed = sign(sign(m.base_pdf(), key, visible=True), key, field_name="Signature2")
+    removed = m.edit(signed, lambda w: m.remove_annotations(w, m.is_field("Signature1")))
+    report = report_of(verifier, removed)
+    assert report["verdict"] == "TOTAL_FAILED", report
+    assert report["signatures"][0]["checks"]["modifications"]["status"] == "FAILED"
+    with pytest.raises(SuspiciousModification):
+        per_revision(removed)
+
+
+def test_removing_a_filled_field_widget_fails(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(text_field=True), key)
+    removed = m.edit(
+        signed, lambda w: m.remove_annotations(w, m.is_field(m.FIELD_NAME), from_fields=False)
+    )
+    assert_refused(verifier, removed)
+
+
+# --- d. structure tree and outline ---------------------------------------------------------------
+
+
+def test_tagged_comment_added(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(tagged=True), key)
+    assert_accepted(verifier, m.edit(signed, lambda w: m.add_comment(w, tag=True)), ANNOT)
+
+
+def test_tagged_comment_removed(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(tagged=True, comment=True), key)
+    assert_accepted(verifier, m.edit(signed, m.remove_comment), ANNOT)
+
+
+def test_tagged_signature_field_under_form_filling_certification(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    """Adding a signature field to a tagged P=2 document tags its widget; that is part of
+    form filling and signing, which P=2 permits."""
+    certified = sign(m.base_pdf(tagged=True), key, certify=MDPPerm.FILL_FORMS)
+    with_field = m.edit(certified, lambda w: m.add_signature_field(w, tag=True, visible=False))
+    assert_accepted(verifier, with_field, FILL)
+    assert_accepted(verifier, sign(with_field, key, field_name="Signature2"), FILL)
+
+
+def test_tagged_comment_under_form_filling_certification_fails(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    certified = sign(m.base_pdf(tagged=True), key, certify=MDPPerm.FILL_FORMS)
+    changed = m.edit(certified, lambda w: m.add_comment(w, tag=True))
+    assert_refused(verifier, changed, "DOCMDP_VIOLATION")
+
+
+def test_structure_element_claiming_page_content_fails(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(tagged=True), key)
+    assert_refused(verifier, m.edit(signed, m.reparent_page_text))
+
+
+def test_actual_text_of_signed_element_changed_fails(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(tagged=True), key)
+    assert_refused(verifier, m.edit(signed, m.change_actual_text))
+
+
+def test_tagging_an_existing_annotation_fails(verifier: Verifier, key: LoadedKey) -> None:
+    """An added element may only tag annotations added with it."""
+    signed = sign(m.base_pdf(tagged=True, text_field=True), key)
+
+    def tag_signed_widget(writer: Any) -> None:
+        page_ref, page = m.first_page(writer)
+        m.tag_annotation(writer, page["/Annots"].raw_get(0), page_ref, "/Form")
+
+    assert_refused(verifier, m.edit(signed, tag_signed_widget))
+
+
+def test_bookmark_added_after_approval(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(), key)
+    assert_accepted(verifier, m.edit(signed, m.add_outline), ANNOT)
+
+
+def test_bookmarks_added_and_renamed(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(outline=True), key)
+    assert_accepted(verifier, m.edit(signed, m.add_outline), ANNOT)
+    renamed = m.edit(signed, lambda w: m.rename_first_bookmark(w, "Quyet dinh (ban chinh)"))
+    assert_accepted(verifier, renamed, ANNOT)
+
+
+def test_bookmark_under_form_filling_certification_fails(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    certified = sign(m.base_pdf(), key, certify=MDPPerm.FILL_FORMS)
+    assert_refused(verifier, m.edit(certified, m.add_outline), "DOCMDP_VIOLATION")
+
+
+@pytest.mark.parametrize("action", ["/JavaScript", "/URI", "/Launch"])
+def test_bookmark_with_an_action_fails(verifier: Verifier, key: LoadedKey, action: str) -> None:
+    signed = sign(m.base_pdf(outline=True), key)
+    act = generic.DictionaryObject({generic.NameObject("/S"): generic.NameObject(action)})
+    act[generic.NameObject("/JS" if action == "/JavaScript" else "/URI")] = (
+        generic.TextStringObject("app.launchURL('http://example.invalid')")
+    )
+    assert_refused(verifier, m.edit(signed, lambda w: m.add_outline(w, act)))
+
+
+# --- the "replace" shadow attack, and form filling -----------------------------------------------
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["new-stream", "stream-rewritten"])
+def test_form_filling_stays_allowed(verifier: Verifier, key: LoadedKey, in_place: bool) -> None:
+    signed = sign(m.base_pdf(text_field=True), key)
+    filled = m.edit(signed, lambda w: m.fill_text_field(w, "2.000.000 VND", in_place=in_place))
+    assert_accepted(verifier, filled, FILL)
+
+
+def test_form_filling_under_form_filling_certification(verifier: Verifier, key: LoadedKey) -> None:
+    certified = sign(m.base_pdf(text_field=True), key, certify=MDPPerm.FILL_FORMS)
+    filled = m.edit(certified, lambda w: m.fill_text_field(w, "2.000.000 VND"))
+    assert_accepted(verifier, filled, FILL)
+
+
+def test_new_font_in_form_resources_is_allowed(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(text_field=True), key)
+    assert_accepted(verifier, m.edit(signed, m.add_form_font), FILL)
+
+
+REPLACE_ATTACKS = {
+    "appearance-new-stream": lambda w: m.replace_field_appearance(w),
+    "appearance-stream-rewritten": lambda w: m.replace_field_appearance(w, in_place=True),
+    "form-font-replaced": m.replace_form_font,
+    "need-appearances-on": m.set_need_appearances,
+    "field-hidden": m.hide_field,
+}
+
+
+@pytest.mark.parametrize("attack", list(REPLACE_ATTACKS), ids=list(REPLACE_ATTACKS))
+@pytest.mark.parametrize("certify", [None, MDPPerm.FILL_FORMS], ids=["approval", "certified-P2"])
+def test_replace_shadow_attack_fails(
+    verifier: Verifier, key: LoadedKey, attack: str, certify: MDPPerm | None
+) -> None:
+    """The value stays "1.000.000 VND" as signed; what viewers show does not."""
+    signed = sign(m.base_pdf(text_field=True), key, certify=certify)
+    attacked = m.edit(signed, REPLACE_ATTACKS[attack])
+    assert_refused(verifier, attacked)
+
+
+def test_replace_after_a_legitimate_fill_fails(verifier: Verifier, key: LoadedKey) -> None:
+    """Each revision is judged on its own: a fill, then an appearance swap without a value."""
+    signed = sign(m.base_pdf(text_field=True), key)
+    filled = m.edit(signed, lambda w: m.fill_text_field(w, "2.000.000 VND"))
+    assert_refused(verifier, m.edit(filled, lambda w: m.replace_field_appearance(w)))
+
+
+# --- validation data (DSS) updates ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_validation_data(key: LoadedKey) -> bytes:
+    """Two signatures, then pyHanko's LT update for each (certificates, VRI entries)."""
+    twice = sign(sign(m.base_pdf(), key), key, field_name="Signature2")
+    return m.add_validation_data(twice, [key.signing_cert.dump(), key.chain[0].dump()])
+
+
+@pytest.mark.parametrize("keep_vri", [True, False], ids=["vri-rewritten", "vri-dropped"])
+def test_validation_data_restructured_like_eu_dss(
+    verifier: Verifier, key: LoadedKey, with_validation_data: bytes, keep_vri: bool
+) -> None:
+    """EU DSS's LT extension: a new /DSS, arrays re-created, VRI entries rewritten (or gone)."""
+    extended = m.rewrite_dss_like_eu_dss(
+        with_validation_data, [c.dump() for c in key.chain], keep_vri=keep_vri
+    )
+    assert_accepted(verifier, extended, FILL)  # FORM_FILLING: the second signature
+    assert last_revision_level(extended) == LTA
+
+
+def test_validation_data_lost_fails(
+    verifier: Verifier, key: LoadedKey, with_validation_data: bytes
+) -> None:
+    extended = m.rewrite_dss_like_eu_dss(
+        with_validation_data, [c.dump() for c in key.chain], drop_first_cert=True
+    )
+    assert_refused(verifier, extended)
+
+
+def test_validation_data_rewritten_in_place_fails(
+    verifier: Verifier, key: LoadedKey, with_validation_data: bytes
+) -> None:
+    changed = m.rewrite_validation_stream_in_place(with_validation_data, key.chain[-1].dump())
+    assert_refused(verifier, changed)
+
+
+def test_unexpected_entry_in_validation_data_fails(
+    verifier: Verifier, with_validation_data: bytes
+) -> None:
+    changed = m.add_dss_entry(with_validation_data, "/JS", generic.TextStringObject("app.alert(1)"))
+    assert_refused(verifier, changed)
+
+
+DSS_HARNESS = CORPUS.parent / "tools" / "dss-validate"
+
+
+def _build_dss_extender(workdir: Path) -> Path:
+    """Compile tests/support/dss_extend/Extend.java into a copy of the EU DSS harness."""
+    if not DSS_HARNESS.exists():
+        pytest.skip(f"{DSS_HARNESS} is absent (a user's clone has no ../shared)")
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        pytest.skip("Java and Maven are needed to run EU DSS (apt-get install maven)")
+    project = workdir / "dss-validate"
+    shutil.copytree(DSS_HARNESS, project)
+    for path in project.rglob("*"):
+        path.chmod(path.stat().st_mode | 0o200)
+    target = project / "src/main/java/vn/signing/dss/Extend.java"
+    shutil.copy(Path(__file__).parent / "support/dss_extend/Extend.java", target)
+    for offline in (["-o"], []):  # the local Maven repository first, then Maven Central
+        built = subprocess.run(
+            ["mvn", "-q", "-B", *offline, "package"],
+            cwd=project,
+            capture_output=True,
+            timeout=600,
+        )
+        if built.returncode == 0:
+            return project / "target" / "dss-validate.jar"
+    pytest.skip(f"the EU DSS harness did not build: {built.stdout.decode()[-500:]}")
+
+
+def test_multi_signature_document_written_by_eu_dss(
+    verifier: Verifier, dev_pki: tuple[DevPki, int], tmp_path: Path
+) -> None:
+    """Three signatures made and extended to B-LTA by EU DSS 6.4 with VRI entries: DSS rewrites
+    the /DSS of the whole document each time. pyHanko's default rule refuses that and fails
+    every earlier signature; ours accepts it."""
+    pki, _ = dev_pki
+    jar = _build_dss_extender(tmp_path)
+    base = tmp_path / "base.pdf"
+    base.write_bytes(m.base_pdf())
+    run = subprocess.run(
+        [
+            "java",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
+            "-cp",
+            str(jar),
+            "vn.signing.dss.Extend",
+            str(base),
+            str(tmp_path / "out"),
+            str(pki.p12_path("agency-a-seal")),
+            DEV_KEY_PASSPHRASE,
+            str(pki.root_cert_path),
+            pki.tsa_url,
+            "3",
+            "LTA",
+            "true",
+        ],
+        capture_output=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    data = Path(run.stdout.decode().split()[-1]).read_bytes()
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    first = min(s.signed_revision for s in reader.embedded_signatures)
+    refused = 0
+    for revision in range(first + 1, reader.xrefs.total_revisions):
+        try:
+            DEFAULT_DIFF_POLICY.apply(
+                reader.get_historical_resolver(revision - 1),
+                reader.get_historical_resolver(revision),
+            )
+        except SuspiciousModification:
+            refused += 1
+    assert refused, "pyHanko's default policy accepts this file: the test no longer tests"
+    report = report_of(verifier, data)
+    assert len(report["signatures"]) >= 3
+    for sig in report["signatures"]:
+        assert sig["checks"]["modifications"]["status"] == "PASSED", sig
+    level, _ = per_revision(data)
+    assert level == FILL
