@@ -39,8 +39,9 @@ MESSAGES: dict[str, str] = {
     ),
     "ALLOWED_FORM_FILLING": "Sau khi ký chỉ có thay đổi được phép (điền biểu mẫu, thêm chữ ký).",
     "ALLOWED_ANNOTATIONS": (
-        "Sau khi ký có thêm chú thích (annotation). Chú thích không thuộc nội dung đã ký và có "
-        "thể che khuất nội dung: hãy đối chiếu với phiên bản đã ký."
+        "Sau khi ký chỉ có thay đổi ở chú thích (thêm, sửa hoặc xóa), dấu trang (mục lục) hoặc "
+        "thẻ cấu trúc của chúng — được phép, không thuộc nội dung đã ký. Chú thích có thể che "
+        "khuất nội dung: hãy đối chiếu với phiên bản đã ký."
     ),
     "DISALLOWED_CHANGES": (
         "Chữ ký hợp lệ nhưng tài liệu đã bị sửa sau khi ký theo cách không được phép."
