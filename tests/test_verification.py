@@ -183,3 +183,30 @@ def test_service_verification_report_is_audited(services: Services, signed: byte
     report = verify_document(services, signed, actor="test")
     assert report["verdict"] == "TOTAL_PASSED"
     assert snapshot(services).audit == before + 1
+
+
+def test_a_document_verified_again_gets_the_same_report(verifier: Verifier, signed: bytes) -> None:
+    """Byte-determined results are kept per document (signing_service/verification/memo.py):
+    the second verification must say exactly what the first said."""
+    from signing_service.verification.memo import FACTS
+
+    FACTS.clear()
+    first = verify(verifier, signed)
+    second = verify(verifier, signed)
+    for report in (first, second):
+        report.pop("validated_at")
+        report.pop("validation_time")
+        for sig in report["signatures"]:
+            sig.pop("validation_time")
+    assert first == second
+
+
+def test_kept_results_never_cover_a_changed_document(verifier: Verifier, signed: bytes) -> None:
+    from signing_service.verification.memo import FACTS
+
+    FACTS.clear()
+    assert verify(verifier, signed)["verdict"] == "TOTAL_PASSED"
+    at = signed.index(b"trang 1")
+    tampered = signed[: at + 6] + b"2" + signed[at + 7 :]
+    assert verify(verifier, tampered)["verdict"] == "TOTAL_FAILED"
+    assert verify(verifier, signed)["verdict"] == "TOTAL_PASSED"

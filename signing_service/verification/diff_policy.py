@@ -121,6 +121,7 @@ more than the objects it touches would show (a removal writes no new object).
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -314,8 +315,22 @@ def _new_refs_below(
             stack.extend(item.raw_get(i) for i in range(len(item)))
 
 
-def _page_refs(resolver: HistoricalResolver) -> list[generic.Reference]:
-    """The page objects of a revision, in page-tree order."""
+_PAGES: weakref.WeakKeyDictionary[HistoricalResolver, list[generic.Reference]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def page_refs(resolver: HistoricalResolver) -> list[generic.Reference]:
+    """The page objects of a revision, in page-tree order (worked out once per revision: the
+    rules and the report's warnings all need them). Raises ``SuspiciousModification`` for a
+    page tree over the size limit."""
+    found = _PAGES.get(resolver)
+    if found is None:
+        found = _PAGES[resolver] = _walk_pages(resolver)
+    return list(found)
+
+
+def _walk_pages(resolver: HistoricalResolver) -> list[generic.Reference]:
     pages: list[generic.Reference] = []
     stack = [resolver.root.raw_get("/Pages")]
     seen: set[generic.Reference] = set()
@@ -554,8 +569,8 @@ def _annotation_changes(old: HistoricalResolver, new: HistoricalResolver) -> _An
     lists before and after. Empty when the page tree itself changed (pages added, removed or
     moved): nothing here explains that, so it fails."""
     result = _AnnotationChanges()
-    old_pages = _page_refs(old)
-    new_pages = _page_refs(new)
+    old_pages = page_refs(old)
+    new_pages = page_refs(new)
     if old_pages != new_pages:
         return result
     written = new.explicit_refs_in_revision()
@@ -1218,7 +1233,7 @@ class OutlineRule(QualifiedWhitelistRule):
         old_items = self._items(old_raw, budget, strict=False) if old_raw is not None else {}
         if new_raw is not None:
             new_items = self._items(new_raw, budget, strict=True)
-            pages = set(_page_refs(new))
+            pages = set(page_refs(new))
             for ref, is_root in new_items.items():
                 obj = new(ref)
                 if ref in old_items and not old.is_ref_unassignable(ref) and obj == old(ref):

@@ -38,6 +38,9 @@ from pyhanko.sign.diff_analysis import (
 )
 from pyhanko.sign.fields import FieldMDPSpec, MDPPerm
 
+from signing_service.verification.diff_policy import page_refs
+from signing_service.verification.memo import RevisionMemo
+
 MAX_PAGES_FOR_ANNOTATION_REVIEW = 2_000
 _HEADER_BEFORE_OBJ = re.compile(
     rb"(?:^|[\s])(\d{1,10})[\x00\t\n\x0c\r ]+(\d{1,5})[\x00\t\n\x0c\r ]+$"
@@ -90,32 +93,6 @@ def _rect(value: object) -> tuple[float, float, float, float] | None:
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
 
 
-def _page_refs(resolver: HistoricalResolver) -> list[generic.Reference]:
-    """Page references in document order, bounded (a hostile page tree cannot loop)."""
-    out: list[generic.Reference] = []
-    try:
-        stack = [resolver.root.raw_get("/Pages")]
-    except (KeyError, AttributeError):
-        return out
-    seen: set[generic.Reference] = set()
-    while stack and len(seen) < MAX_PAGES_FOR_ANNOTATION_REVIEW:
-        item = stack.pop()
-        if not isinstance(item, generic.IndirectObject) or item.reference in seen:
-            continue
-        seen.add(item.reference)
-        node = item.get_object()
-        if not isinstance(node, generic.DictionaryObject):
-            continue
-        if node.get("/Type") == "/Pages":
-            kids = node.raw_get("/Kids") if "/Kids" in node else generic.ArrayObject()
-            kids = kids.get_object() if isinstance(kids, generic.IndirectObject) else kids
-            if isinstance(kids, generic.ArrayObject):
-                stack.extend(reversed([kids.raw_get(i) for i in range(len(kids))]))
-        else:
-            out.append(item.reference)
-    return out
-
-
 def _annots(page: generic.PdfObject) -> list[generic.Reference]:
     if not isinstance(page, generic.DictionaryObject) or "/Annots" not in page:
         return []
@@ -135,13 +112,20 @@ class RevisionAnalysis:
     ``policy``: the pyHanko difference policy (our rules in :mod:`.diff_policy`).
     """
 
-    def __init__(self, reader: PdfFileReader, data: bytes, policy: DiffPolicy) -> None:
+    def __init__(
+        self,
+        reader: PdfFileReader,
+        data: bytes,
+        policy: DiffPolicy,
+        memo: RevisionMemo | None = None,
+    ) -> None:
+        """``memo``: results kept from an earlier verification of the same bytes."""
         self.reader = reader
         self.data = data
         self.policy = policy
         self.revisions = reader.xrefs.total_revisions
-        self._changes: dict[tuple[int, MDPPerm | None], RevisionChange] = {}
-        self._stray: list[tuple[int, str]] | None = None
+        self._memo = memo or RevisionMemo()
+        self._changes: dict[tuple[int, MDPPerm | None], RevisionChange] = self._memo.changes
 
     # -- per revision -----------------------------------------------------------------------
     def change(self, revision: int, doc_mdp: MDPPerm | None = None) -> RevisionChange:
@@ -177,7 +161,7 @@ class RevisionAnalysis:
     ) -> tuple[AddedAnnotation, ...]:
         added: list[AddedAnnotation] = []
         try:
-            pages = _page_refs(new)
+            pages = page_refs(new)[:MAX_PAGES_FOR_ANNOTATION_REVIEW]
             for number, page_ref in enumerate(pages, start=1):
                 new_annots = _annots(new(page_ref))
                 if not new_annots:
@@ -214,7 +198,7 @@ class RevisionAnalysis:
     def stray_objects(self, start: int) -> list[tuple[int, str]]:
         """Object definitions at or after ``start`` that no xref section declares, as
         (offset, "N G obj"). Computed once, from the earliest ``start`` asked for."""
-        if self._stray is None:
+        if self._memo.stray is None:
             known: set[int] = set()
             xrefs = self.reader.xrefs
             for rev in range(self.revisions):
@@ -242,8 +226,8 @@ class RevisionAnalysis:
                                 (at, f"{int(match.group(1))} {int(match.group(2))} obj @{at}")
                             )
                 pos = data.find(b"obj", pos + 3)
-            self._stray = found
-        return [s for s in self._stray if s[0] >= start]
+            self._memo.stray = found
+        return [s for s in self._memo.stray if s[0] >= start]
 
     def trailing_garbage(self) -> bool:
         """Bytes after the last ``%%EOF`` that are not whitespace: an appended, unterminated

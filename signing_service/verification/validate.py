@@ -33,6 +33,7 @@ gets its own FAILED result and never stops the others from being checked.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -63,13 +64,14 @@ from signing_service.signing.policy import digest_policy_problem
 from signing_service.trust import TrustStore, fingerprint
 from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
 from signing_service.verification.cms import signature_integrity
-from signing_service.verification.diff_policy import DIFF_POLICY
+from signing_service.verification.diff_policy import DIFF_POLICY, page_refs
 from signing_service.verification.identity import (
     certificate_profile,
     describe_name,
     profile_label,
     vietnamese_dn,
 )
+from signing_service.verification.memo import FACTS, DocumentFacts
 from signing_service.verification.modifications import RevisionAnalysis
 from signing_service.verification.report import (
     ChainEntry,
@@ -525,10 +527,25 @@ class TimestampResult:
 
 
 def _token_integrity(
-    token: cms.SignedData, expected_imprint: bytes | None, certs: SignerCertificates
+    token: cms.SignedData,
+    expected_imprint: bytes | None,
+    certs: SignerCertificates,
+    facts: DocumentFacts | None = None,
 ) -> tuple[Check | None, datetime | None, x509.Certificate | None, str | None, bool]:
     """Integrity of a timestamp token: (failing check | None, genTime, TSA cert, TSA name,
-    weak algorithm)."""
+    weak algorithm); kept in ``facts`` for the next verification of the same document."""
+    if facts is None:
+        return _compute_token_integrity(token, expected_imprint, certs)
+    key = (hashlib.sha256(token.contents or b"").digest(), expected_imprint)
+    found = facts.tokens.get(key)
+    if found is None:
+        found = facts.tokens[key] = _compute_token_integrity(token, expected_imprint, certs)
+    return found  # type: ignore[no-any-return]
+
+
+def _compute_token_integrity(
+    token: cms.SignedData, expected_imprint: bytes | None, certs: SignerCertificates
+) -> tuple[Check | None, datetime | None, x509.Certificate | None, str | None, bool]:
     try:
         tst_info = token["encap_content_info"]["content"].parsed
         if not isinstance(tst_info, tsp.TSTInfo):
@@ -582,7 +599,8 @@ class _Doc:
     doc_timestamps: dict[int, TimestampResult] = field(default_factory=dict)  # by revision
     dss_at_revision: dict[int, bool] = field(default_factory=dict)
     certs: SignerCertificates = field(default_factory=SignerCertificates)
-    described: dict[int, Any] = field(default_factory=dict)  # per ChainResult: entries etc.
+    facts: DocumentFacts = field(default_factory=DocumentFacts)
+    described: dict[Any, Any] = field(default_factory=dict)  # per chain result / certificate
 
 
 class Verifier:
@@ -694,6 +712,7 @@ class Verifier:
             )
 
         evidence = _collect_evidence(reader, embedded)
+        facts = FACTS.facts(sha256)
         doc = _Doc(
             reader=reader,
             data=data,
@@ -705,7 +724,8 @@ class Verifier:
                 fetcher_backend=self._backend,
             ),
             evidence=evidence,
-            analysis=RevisionAnalysis(reader, data, DIFF_POLICY),
+            analysis=RevisionAnalysis(reader, data, DIFF_POLICY, facts.revisions),
+            facts=facts,
             validation_time=moment,
         )
         reports: list[SignatureReport] = list(broken)
@@ -732,6 +752,15 @@ class Verifier:
 
     # -- shared per-signature pieces --------------------------------------------------------
     def _integrity(
+        self, doc: _Doc, emb: EmbeddedPdfSignature
+    ) -> tuple[Check, x509.Certificate | None]:
+        key = (str(emb.field_name), emb.signed_revision)
+        found = doc.facts.integrity.get(key)
+        if found is None:
+            found = doc.facts.integrity[key] = self._compute_integrity(doc, emb)
+        return found  # type: ignore[no-any-return]
+
+    def _compute_integrity(
         self, doc: _Doc, emb: EmbeddedPdfSignature
     ) -> tuple[Check, x509.Certificate | None]:
         try:
@@ -929,7 +958,7 @@ class Verifier:
             field=field_name,
             type="document_timestamp",
             checks=checks,
-            signer=_signer_info(tsa_cert) if tsa_cert is not None else None,
+            signer=_signer_info_of(doc, tsa_cert) if tsa_cert is not None else None,
             signing_time=_iso(ts.time),
             signing_time_source="timestamp" if ts.time else None,
             timestamp_time=_iso(ts.time),
@@ -949,7 +978,9 @@ class Verifier:
     ) -> TimestampResult:
         # Document timestamps: the imprint must equal the ByteRange digest computed with the
         # imprint's own algorithm, which pyHanko computed as ``digest``.
-        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(token, None, doc.certs)
+        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(
+            token, None, doc.certs, doc.facts
+        )
         if failed is not None:
             return TimestampResult("document", gen_time, tsa_name, failed)
         try:
@@ -1060,7 +1091,7 @@ class Verifier:
             field=field_name,
             type=kind,
             checks=checks,
-            signer=_signer_info(cert),
+            signer=_signer_info_of(doc, cert),
             signing_time=_iso(signing_time),
             signing_time_source="timestamp" if poe else ("claimed" if claimed else None),
             timestamp_time=_iso(first_ts.time) if first_ts else None,
@@ -1091,7 +1122,9 @@ class Verifier:
     ) -> TimestampResult:
         # A content timestamp's imprint is over the signed content, i.e. it must equal the
         # messageDigest attribute when both use the same algorithm (pyHanko's assumption too).
-        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(token, None, doc.certs)
+        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(
+            token, None, doc.certs, doc.facts
+        )
         if failed is not None:
             return TimestampResult("content", gen_time, tsa_name, failed)
         try:
@@ -1313,6 +1346,15 @@ class Verifier:
         return warnings
 
 
+def _signer_info_of(doc: _Doc, cert: x509.Certificate) -> SignerInfo:
+    """The signer's description, once per certificate and document."""
+    key = ("signer", fingerprint(cert))
+    found = doc.described.get(key)  # type: ignore[call-overload]
+    if found is None:
+        found = doc.described[key] = _signer_info(cert)  # type: ignore[index]
+    return dataclasses.replace(found)  # each report owns its copy
+
+
 def _described(
     doc: _Doc, result: ChainResult | None
 ) -> tuple[list[ChainEntry], list[RevocationDataInfo]]:
@@ -1374,9 +1416,7 @@ def _widget_page(doc: _Doc, emb: EmbeddedPdfSignature) -> int | None:
         page_ref = emb.sig_field.raw_get("/P")
         if not isinstance(page_ref, generic.IndirectObject):
             return None
-        from signing_service.verification.modifications import _page_refs
-
-        pages = _page_refs(doc.reader.get_historical_resolver(doc.analysis.revisions - 1))
+        pages = page_refs(doc.reader.get_historical_resolver(doc.analysis.revisions - 1))
         return pages.index(page_ref.reference) + 1
     except Exception:  # noqa: BLE001
         return None

@@ -1,0 +1,234 @@
+"""`make bench`, verification: one PDF with 1, 5, 10 and 25 signatures, this service's verifier
+(through the API, and in-process) against plain pyHanko validating each signature, in one run.
+
+Documents: a one-page PDF signed n times at B-T by agency A's seal (RSA-2048) with the dev PKI's
+TSA; three different documents per n. The dev PKI (TSA, OCSP, CRLs) runs in its own process on
+loopback; the API server is `signing-service serve` (one process, its verification worker
+process, SQLite). pyHanko runs in a separate process without anything of this service loaded
+(bench/pyhanko_verify.py). Latencies are medians over every document and round.
+
+Targets (issue 8): 25 signatures through the API at least 4 × faster than plain pyHanko on the
+same files, and at most 6 × the one-signature time through the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from bench.run import REPO, machine, wait_http
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from tests.support.pdfs import make_pdf
+from tests.support.postgres import free_port
+
+COUNTS = (1, 5, 10, 25)
+BEGIN, END = "<!-- verification:begin -->", "<!-- verification:end -->"
+
+
+def make_documents(pki_dir: Path, tsa_url: str, per_count: int) -> dict[int, list[bytes]]:
+    import asyncio
+
+    from signing_service.signing.engine import SignOptions, async_sign_pdf
+    from signing_service.signing.keys import KeyCache
+    from signing_service.signing.levels import SignatureLevel
+
+    key = KeyCache().get(f"file:{pki_dir / 'agency-a-seal.p12'}", DEV_KEY_PASSPHRASE.encode())
+    options = SignOptions(level=SignatureLevel.B_T, tsa_url=tsa_url)
+    docs: dict[int, list[bytes]] = {}
+    for n in COUNTS:
+        docs[n] = []
+        for copy in range(per_count):
+            pdf = make_pdf(text=f"Quyet dinh so {n}{copy}/QD-UBND")
+            for _ in range(n):
+                pdf = asyncio.run(async_sign_pdf(pdf, key, options))
+            docs[n].append(pdf)
+    return docs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    rounds = 3 if args.quick else 7
+    per_count = 2 if args.quick else 3
+    work = Path(tempfile.mkdtemp(prefix="bench-verify-"))
+    pki_port, api_port = free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        pki = subprocess.Popen(
+            [sys.executable, "-m", "bench.pki_server", str(work / "pki"), str(pki_port)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+        )
+        procs.append(pki)
+        assert pki.stdout is not None
+        pki.stdout.readline()
+        tsa_url = f"http://127.0.0.1:{pki_port}/dev/tsa/tsa"
+        docs = make_documents(work / "pki", tsa_url, per_count)
+        files: dict[int, list[Path]] = {}
+        for n, items in docs.items():
+            files[n] = []
+            for i, data in enumerate(items):
+                path = work / f"signed-{n}-{i}.pdf"
+                path.write_bytes(data)
+                files[n].append(path)
+
+        env = {
+            **os.environ,
+            "SIGNING_SERVICE_DATA_DIR": str(work / "var"),
+            "SIGNING_SERVICE_DEV_PKI_DIR": str(work / "pki"),
+            "SIGNING_SERVICE_DEV_PKI_PORT": str(pki_port),
+            "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
+        }
+        api = subprocess.Popen(
+            [str(REPO / ".venv/bin/signing-service"), "serve", "--port", str(api_port)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(api)
+        url = f"http://127.0.0.1:{api_port}"
+        wait_http(url + "/readyz")
+
+        api_ms: dict[int, float] = {}
+        with httpx.Client(timeout=300) as client:
+            for n in COUNTS:
+                for path in files[n]:  # warm-up: worker start, revocation cache
+                    answer = client.post(url + "/v1/verifications", files={"file": path.open("rb")})
+                    if answer.json().get("verdict") != "TOTAL_PASSED":
+                        raise RuntimeError(answer.text[:2000])
+                times = []
+                for _ in range(rounds):
+                    for path in files[n]:
+                        data = path.read_bytes()
+                        started = time.perf_counter()
+                        client.post(url + "/v1/verifications", files={"file": ("v.pdf", data)})
+                        times.append(time.perf_counter() - started)
+                api_ms[n] = statistics.median(times) * 1000
+
+        from signing_service._async import run_sync
+        from signing_service.trust import TrustStore
+        from signing_service.verification.validate import Verifier
+
+        trust = TrustStore.load(
+            REPO / "certs/trust/anchors.json", dev_root=work / "pki/root.cert.pem"
+        )
+        trust.intermediates.append(_load(work / "pki/interm.cert.pem"))
+        verifier = Verifier(trust)
+        ours_ms: dict[int, float] = {}
+        for n in COUNTS:
+            for path in files[n]:
+                run_sync(verifier.async_verify(path.read_bytes()))
+            times = []
+            for _ in range(rounds):
+                for path in files[n]:
+                    data = path.read_bytes()
+                    started = time.perf_counter()
+                    run_sync(verifier.async_verify(data))
+                    times.append(time.perf_counter() - started)
+            ours_ms[n] = statistics.median(times) * 1000
+
+        baseline = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.pyhanko_verify",
+                str(max(2, rounds // 2)),
+                str(work / "pki/root.cert.pem"),
+                str(work / "pki/interm.cert.pem"),
+                *[str(p) for n in COUNTS for p in files[n]],
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        measured = json.loads(baseline.stdout)
+        plain_ms = {
+            n: statistics.median(t for p in files[n] for t in measured[str(p)]) * 1000
+            for n in COUNTS
+        }
+        sizes = {n: len(docs[n][0]) // 1024 for n in COUNTS}
+        text, ok = report(api_ms, ours_ms, plain_ms, sizes, rounds, per_count)
+        print(text)
+        if not args.no_write:
+            results = REPO / "bench/RESULTS.md"
+            old = results.read_text() if results.exists() else ""
+            if BEGIN in old and END in old:
+                new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) :]
+            else:
+                new = old.rstrip("\n") + "\n\n" + text
+            results.write_text(new)
+        print("targets met" if ok else "TARGETS NOT MET", file=sys.stderr)
+        return 0
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    from signing_service.trust import load_certs
+
+    return load_certs(path)[0]
+
+
+def report(
+    api_ms: dict[int, float],
+    ours_ms: dict[int, float],
+    plain_ms: dict[int, float],
+    sizes: dict[int, int],
+    rounds: int,
+    per_count: int,
+) -> tuple[str, bool]:
+    vs_plain = plain_ms[25] / api_ms[25]
+    scaling = api_ms[25] / api_ms[1]
+    ok = vs_plain >= 4 and scaling <= 6
+    lines = [
+        BEGIN,
+        "## Verification: one PDF with 1–25 signatures (same run)\n",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` on: {machine()}. "
+        f"A one-page PDF signed n times at B-T (agency A's RSA-2048 seal, the dev TSA); "
+        f"{per_count} different documents per n, {rounds} rounds, medians. The API is "
+        "`signing-service serve` (its verification worker process, SQLite, audit entry); "
+        "plain pyHanko validates each signature with one validation context per file, in a "
+        "process of its own (bench/pyhanko_verify.py). OCSP/CRL from the dev PKI on loopback.\n",
+        "| signatures | file KB | API `POST /v1/verifications` ms | verifier in-process ms | "
+        "plain pyHanko ms | pyHanko ÷ API |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in COUNTS:
+        lines.append(
+            f"| {n} | {sizes[n]} | {api_ms[n]:.0f} | {ours_ms[n]:.0f} | {plain_ms[n]:.0f} | "
+            f"{plain_ms[n] / api_ms[n]:.1f} |"
+        )
+    lines += [
+        "",
+        "| ratio | measured | target |",
+        "|---|---|---|",
+        f"| plain pyHanko ÷ API, 25 signatures | {vs_plain:.1f} | ≥ 4 |",
+        f"| API 25 signatures ÷ API 1 signature | {scaling:.1f} | ≤ 6 |",
+        "",
+        END,
+    ]
+    return "\n".join(lines) + "\n", ok
+
+
+if __name__ == "__main__":
+    sys.exit(main())
