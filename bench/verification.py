@@ -36,6 +36,7 @@ BEGIN, END = "<!-- verification:begin -->", "<!-- verification:end -->"
 
 
 def make_documents(pki_dir: Path, tsa_url: str, per_count: int) -> dict[int, list[bytes]]:
+    """``per_count`` different documents for each number of signatures."""
     import asyncio
 
     from signing_service.signing.engine import SignOptions, async_sign_pdf
@@ -76,6 +77,8 @@ def main() -> int:
         pki.stdout.readline()
         tsa_url = f"http://127.0.0.1:{pki_port}/dev/tsa/tsa"
         docs = make_documents(work / "pki", tsa_url, per_count)
+        warmup = work / "warm-up.pdf"
+        warmup.write_bytes(make_documents(work / "pki", tsa_url, 1)[1][0])
         files: dict[int, list[Path]] = {}
         for n, items in docs.items():
             files[n] = []
@@ -102,21 +105,34 @@ def main() -> int:
         url = f"http://127.0.0.1:{api_port}"
         wait_http(url + "/readyz")
 
-        api_ms: dict[int, float] = {}
+        # "First time": every measurement on a document the service has not seen before (its
+        # per-document results cannot help); "again": the same documents verified again, as
+        # a published decision is by every citizen who checks it (memo.py keeps what depends
+        # only on the bytes; chains and revocation are judged every time).
+        first_ms: dict[int, float] = {}
+        again_ms: dict[int, float] = {}
         with httpx.Client(timeout=300) as client:
+            warm = client.post(url + "/v1/verifications", files={"file": warmup.open("rb")})
+            if warm.json().get("verdict") != "TOTAL_PASSED":
+                raise RuntimeError(warm.text[:2000])
             for n in COUNTS:
-                for path in files[n]:  # warm-up: worker start, revocation cache
-                    answer = client.post(url + "/v1/verifications", files={"file": path.open("rb")})
+                times = []
+                for path in files[n]:
+                    data = path.read_bytes()
+                    started = time.perf_counter()
+                    answer = client.post(url + "/v1/verifications", files={"file": ("v.pdf", data)})
+                    times.append(time.perf_counter() - started)
                     if answer.json().get("verdict") != "TOTAL_PASSED":
                         raise RuntimeError(answer.text[:2000])
+                first_ms[n] = statistics.median(times) * 1000
                 times = []
                 for _ in range(rounds):
-                    for path in files[n]:
+                    for path in files[n][:3]:
                         data = path.read_bytes()
                         started = time.perf_counter()
                         client.post(url + "/v1/verifications", files={"file": ("v.pdf", data)})
                         times.append(time.perf_counter() - started)
-                api_ms[n] = statistics.median(times) * 1000
+                again_ms[n] = statistics.median(times) * 1000
 
         from signing_service._async import run_sync
         from signing_service.trust import TrustStore
@@ -127,17 +143,15 @@ def main() -> int:
         )
         trust.intermediates.append(_load(work / "pki/interm.cert.pem"))
         verifier = Verifier(trust)
+        run_sync(verifier.async_verify(warmup.read_bytes()))
         ours_ms: dict[int, float] = {}
         for n in COUNTS:
-            for path in files[n]:
-                run_sync(verifier.async_verify(path.read_bytes()))
             times = []
-            for _ in range(rounds):
-                for path in files[n]:
-                    data = path.read_bytes()
-                    started = time.perf_counter()
-                    run_sync(verifier.async_verify(data))
-                    times.append(time.perf_counter() - started)
+            for path in files[n]:  # first time in this process too
+                data = path.read_bytes()
+                started = time.perf_counter()
+                run_sync(verifier.async_verify(data))
+                times.append(time.perf_counter() - started)
             ours_ms[n] = statistics.median(times) * 1000
 
         baseline = subprocess.run(
@@ -148,7 +162,7 @@ def main() -> int:
                 str(max(2, rounds // 2)),
                 str(work / "pki/root.cert.pem"),
                 str(work / "pki/interm.cert.pem"),
-                *[str(p) for n in COUNTS for p in files[n]],
+                *[str(p) for n in COUNTS for p in files[n][:3]],
             ],
             cwd=REPO,
             capture_output=True,
@@ -157,11 +171,11 @@ def main() -> int:
         )
         measured = json.loads(baseline.stdout)
         plain_ms = {
-            n: statistics.median(t for p in files[n] for t in measured[str(p)]) * 1000
+            n: statistics.median(t for p in files[n][:3] for t in measured[str(p)]) * 1000
             for n in COUNTS
         }
         sizes = {n: len(docs[n][0]) // 1024 for n in COUNTS}
-        text, ok = report(api_ms, ours_ms, plain_ms, sizes, rounds, per_count)
+        text, ok = report(first_ms, again_ms, ours_ms, plain_ms, sizes, rounds, per_count)
         print(text)
         if not args.no_write:
             results = REPO / "bench/RESULTS.md"
@@ -190,40 +204,48 @@ def _load(path: Path):  # type: ignore[no-untyped-def]
 
 
 def report(
-    api_ms: dict[int, float],
+    first_ms: dict[int, float],
+    again_ms: dict[int, float],
     ours_ms: dict[int, float],
     plain_ms: dict[int, float],
     sizes: dict[int, int],
     rounds: int,
     per_count: int,
 ) -> tuple[str, bool]:
-    vs_plain = plain_ms[25] / api_ms[25]
-    scaling = api_ms[25] / api_ms[1]
-    ok = vs_plain >= 4 and scaling <= 6
+    ratios = {
+        "first": (plain_ms[25] / first_ms[25], first_ms[25] / first_ms[1]),
+        "again": (plain_ms[25] / again_ms[25], again_ms[25] / again_ms[1]),
+    }
+    ok = all(vs >= 4 and scale <= 6 for vs, scale in ratios.values())
     lines = [
         BEGIN,
         "## Verification: one PDF with 1–25 signatures (same run)\n",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` on: {machine()}. "
         f"A one-page PDF signed n times at B-T (agency A's RSA-2048 seal, the dev TSA); "
-        f"{per_count} different documents per n, {rounds} rounds, medians. The API is "
-        "`signing-service serve` (its verification worker process, SQLite, audit entry); "
-        "plain pyHanko validates each signature with one validation context per file, in a "
-        "process of its own (bench/pyhanko_verify.py). OCSP/CRL from the dev PKI on loopback.\n",
-        "| signatures | file KB | API `POST /v1/verifications` ms | verifier in-process ms | "
-        "plain pyHanko ms | pyHanko ÷ API |",
+        f"{per_count} different documents per n. The API is `signing-service serve` (its "
+        "verification worker process, SQLite, audit entry). *First time*: each document is "
+        "new to the service (median over the documents). *Again*: three of them verified "
+        f"again, {rounds} rounds (the service keeps what depends only on the bytes; chains and "
+        "revocation are judged every time). Plain pyHanko validates each signature with one "
+        "validation context per file, in a process of its own (bench/pyhanko_verify.py), on "
+        "the same three files. OCSP/CRL from the dev PKI on loopback, cached within their "
+        "validity by the service.\n",
+        "| signatures | file KB | API, first time ms | API, again ms | verifier in-process, "
+        "first time ms | plain pyHanko ms |",
         "|---|---|---|---|---|---|",
     ]
     for n in COUNTS:
         lines.append(
-            f"| {n} | {sizes[n]} | {api_ms[n]:.0f} | {ours_ms[n]:.0f} | {plain_ms[n]:.0f} | "
-            f"{plain_ms[n] / api_ms[n]:.1f} |"
+            f"| {n} | {sizes[n]} | {first_ms[n]:.0f} | {again_ms[n]:.0f} | {ours_ms[n]:.0f} | "
+            f"{plain_ms[n]:.0f} |"
         )
     lines += [
         "",
-        "| ratio | measured | target |",
-        "|---|---|---|",
-        f"| plain pyHanko ÷ API, 25 signatures | {vs_plain:.1f} | ≥ 4 |",
-        f"| API 25 signatures ÷ API 1 signature | {scaling:.1f} | ≤ 6 |",
+        "| ratio (25 signatures) | first time | again | target |",
+        "|---|---|---|---|",
+        f"| plain pyHanko ÷ API | {ratios['first'][0]:.1f} | {ratios['again'][0]:.1f} | ≥ 4 |",
+        f"| API 25 signatures ÷ API 1 signature | {ratios['first'][1]:.1f} | "
+        f"{ratios['again'][1]:.1f} | ≤ 6 |",
         "",
         END,
     ]
