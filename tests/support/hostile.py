@@ -273,6 +273,111 @@ def stacked_filter_bomb(decoded_size: int = 256 * MiB, layers: int = 2) -> bytes
     )
 
 
+def signed_with_xref_bomb_update(signed: bytes, declared_entries: int = 10_000_000) -> bytes:
+    """A signed PDF followed by an incremental update whose cross-reference *stream* is a
+    Flate bomb declaring ``declared_entries`` entries (the signed revision stays intact)."""
+    prev, size, root = _trailer_facts(signed)
+    out = bytearray(signed)
+    if not out.endswith(b"\n"):
+        out += b"\n"
+    xref_number = max(size, 1)
+    xref_at = len(out)
+    first = b"\x01" + xref_at.to_bytes(4, "big") + b"\x00\x00"
+    data = deflated_zeros(declared_entries * 7, first)
+    out += b"%d 0 obj\n" % xref_number
+    out += stream(
+        b"/Type /XRef /Root %s /Prev %d /Size %d /Index [%d %d] /W [1 4 2] /Filter /FlateDecode"
+        % (root, prev, xref_number + declared_entries, xref_number, declared_entries),
+        data,
+    )
+    out += b"\nendobj\nstartxref\n%d\n%%%%EOF\n" % xref_at
+    return bytes(out)
+
+
+def signed_with_bomb_update(signed: bytes, kind: str = "metadata") -> bytes:
+    """A signed PDF followed by an update that adds a bomb where pyHanko's difference
+    analysis reads it: ``metadata`` (a new XMP stream in the catalog, which the metadata rule
+    parses), ``content`` (a page content stream), ``stacked`` (content with two Flate layers)
+    or ``objstm`` (the new catalog inside a bombed object stream)."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    reader = PdfFileReader(BytesIO(signed), strict=False)
+    catalog_ref = reader.trailer.raw_get("/Root")
+    catalog = bytes(_serialise(reader.root))
+    prev, size, root = _trailer_facts(signed)
+    bomb_number = size
+    if kind == "metadata":
+        bomb = stream(
+            b"/Type /Metadata /Subtype /XML /Filter /FlateDecode",
+            deflated_zeros(256 * MiB, b"<?xpacket begin='' id='W5M0MpCehiHzreSzNTczkc9d'?>"),
+        )
+        new_catalog = catalog[:-2] + b" /Metadata %d 0 R >>" % bomb_number
+        return _append_raw(
+            signed, {catalog_ref.idnum: new_catalog, bomb_number: bomb}, prev, size + 1, root
+        )
+    if kind in ("content", "stacked"):
+        page_ref = reader.root["/Pages"].raw_get("/Kids")[0]
+        page = bytes(_serialise(page_ref.get_object()))
+        data = deflated_zeros(256 * MiB)
+        filters = b"/FlateDecode"
+        if kind == "stacked":
+            data = zlib.compress(data, 9)
+            filters = b"[/FlateDecode /FlateDecode]"
+        bomb = stream(b"/Filter " + filters, data)
+        old = re.search(rb"/Contents\s+\d+\s+\d+\s+R", page)
+        assert old is not None
+        new_page = page.replace(old.group(0), b"/Contents %d 0 R" % bomb_number)
+        return _append_raw(
+            signed, {page_ref.idnum: new_page, bomb_number: bomb}, prev, size + 1, root
+        )
+    if kind == "objstm":
+        body = b"%d 0 " % catalog_ref.idnum + catalog[:-2] + b" /Bombed true >>"
+        objstm_number = size
+        objstm = stream(
+            b"/Type /ObjStm /N 1 /First %d /Filter /FlateDecode"
+            % len(b"%d 0 " % catalog_ref.idnum),
+            deflated_zeros(256 * MiB, body + b" "),
+        )
+        out = bytearray(signed)
+        if not out.endswith(b"\n"):
+            out += b"\n"
+        objstm_at = len(out)
+        out += b"%d 0 obj\n" % objstm_number + objstm + b"\nendobj\n"
+        xref_number = objstm_number + 1
+        xref_at = len(out)
+        rows = (
+            b"\x02" + objstm_number.to_bytes(4, "big") + b"\x00\x00",  # the catalog
+            b"\x01" + objstm_at.to_bytes(4, "big") + b"\x00\x00",
+            b"\x01" + xref_at.to_bytes(4, "big") + b"\x00\x00",
+        )
+        index = b"[%d 1 %d 2]" % (catalog_ref.idnum, objstm_number)
+        out += b"%d 0 obj\n" % xref_number + stream(
+            b"/Type /XRef /Root %s /Prev %d /Size %d /Index %s /W [1 4 2]"
+            % (root, prev, xref_number + 1, index),
+            b"".join(rows),
+        )
+        out += b"\nendobj\nstartxref\n%d\n%%%%EOF\n" % xref_at
+        return bytes(out)
+    raise ValueError(kind)
+
+
+def signed_with_deep_update(signed: bytes, depth: int = 100_000) -> bytes:
+    """A signed PDF followed by an update whose new catalog holds a ``depth``-deep array."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    reader = PdfFileReader(BytesIO(signed), strict=False)
+    catalog_ref = reader.trailer.raw_get("/Root")
+    catalog = bytes(_serialise(reader.root))
+    new_catalog = catalog[:-2] + b" /Deep " + nested(depth) + b" >>"
+    return append_update(signed, {catalog_ref.idnum: new_catalog})
+
+
+def _serialise(obj: object) -> bytes:
+    out = BytesIO()
+    obj.write_to_stream(out)  # type: ignore[attr-defined]
+    return out.getvalue()
+
+
 # --- nesting -------------------------------------------------------------------------------
 
 
@@ -411,15 +516,41 @@ def many_signature_fields(count: int = 5_000, signed: bytes | None = None) -> by
 # --- genuine signatures outside the policy -------------------------------------------------
 
 
-def _issue_certificate(
-    pki: DevPki, public_key: object, common_name: str
-) -> tuple[asn1_x509.Certificate, asn1_x509.Certificate, asn1_x509.Certificate]:
-    """A signing certificate for ``public_key`` issued by the dev intermediate CA (RSA-2048,
-    SHA-256), with the intermediate's CRL distribution point; (cert, interm, root)."""
-    interm = pki.cert("interm")
-    interm_key = serialization.load_pem_private_key(
-        (pki.directory / "keys" / "interm.key.pem").read_bytes(), password=None
+def _throwaway_ca() -> tuple[asn1_x509.Certificate, rsa.RSAPrivateKey]:
+    """A self-signed CA that no trust store knows."""
+    key = rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA không rõ nguồn gốc")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
     )
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER)), key
+
+
+def _issue_certificate(
+    pki: DevPki, public_key: object, common_name: str, *, untrusted: bool = False
+) -> tuple[asn1_x509.Certificate, tuple[asn1_x509.Certificate, ...]]:
+    """A signing certificate for ``public_key`` issued by the dev intermediate CA (RSA-2048,
+    SHA-256), with the intermediate's CRL distribution point, or (``untrusted``) by a
+    throw-away CA no trust store knows; (cert, chain)."""
+    interm_key: object
+    if untrusted:
+        interm, interm_key = _throwaway_ca()
+        chain: tuple[asn1_x509.Certificate, ...] = (interm,)
+    else:
+        interm = pki.cert("interm")
+        interm_key = serialization.load_pem_private_key(
+            (pki.directory / "keys" / "interm.key.pem").read_bytes(), password=None
+        )
+        chain = (interm, pki.cert("root"))
     assert isinstance(interm_key, rsa.RSAPrivateKey)
     issuer = x509.load_der_x509_certificate(interm.dump())
     template = x509.load_der_x509_certificate(pki.cert("agency-a-seal").dump())
@@ -462,11 +593,7 @@ def _issue_certificate(
         )
     )
     cert = builder.sign(interm_key, hashes.SHA256())
-    return (
-        asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER)),
-        interm,
-        pki.cert("root"),
-    )
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER)), chain
 
 
 KEY_GENERATORS: dict[str, Callable[[], object]] = {
@@ -480,14 +607,18 @@ KEY_GENERATORS: dict[str, Callable[[], object]] = {
 DEFAULT_DIGEST = {"ed25519": "sha512", "ed448": "shake256"}
 
 
-def loaded_key(pki: DevPki, algorithm: str) -> LoadedKey:
+def loaded_key(
+    pki: DevPki, algorithm: str, *, untrusted: bool = False, ess_certificate: bool = True
+) -> LoadedKey:
     """A fresh key of ``algorithm`` (see ``KEY_GENERATORS``) with a certificate under the dev
-    intermediate, as a signing-engine key."""
+    intermediate (or an unknown CA), as a signing-engine key. ``ess_certificate=False``
+    leaves out the ESS signing-certificate-v2 attribute, as older signers (adbe.pkcs7) do."""
     private = KEY_GENERATORS[algorithm]()
-    cert, interm, root = _issue_certificate(
+    cert, chain = _issue_certificate(
         pki,
         private.public_key(),  # type: ignore[attr-defined]
         f"Ký thử {algorithm} (thử nghiệm)",
+        untrusted=untrusted,
     )
     der = private.private_bytes(  # type: ignore[attr-defined]
         serialization.Encoding.DER,
@@ -497,9 +628,21 @@ def loaded_key(pki: DevPki, algorithm: str) -> LoadedKey:
     signer = SimpleSigner(
         signing_cert=cert,
         signing_key=asn1_keys.PrivateKeyInfo.load(der),
-        cert_registry=SimpleCertificateStore.from_certs([interm, root]),
+        cert_registry=SimpleCertificateStore.from_certs(list(chain)),
     )
-    return LoadedKey(signer=signer, signing_cert=cert, chain=(interm, root))
+    if not ess_certificate:
+        from pyhanko.sign.signers.pdf_cms import (
+            CMSSignedAttributes,
+            GenericCMSSignedAttributeProviderSpec,
+        )
+
+        signer.signed_attr_prov_spec = GenericCMSSignedAttributeProviderSpec(
+            attr_settings=CMSSignedAttributes(),
+            signing_cert=None,
+            signature_mechanism=None,
+            timestamper=None,
+        )
+    return LoadedKey(signer=signer, signing_cert=cert, chain=chain)
 
 
 def signed_with(
@@ -509,11 +652,15 @@ def signed_with(
     md_algorithm: str | None = None,
     level: SignatureLevel = SignatureLevel.B_B,
     pdf: bytes | None = None,
+    untrusted: bool = False,
+    ess_certificate: bool = True,
 ) -> bytes:
     """A PDF signed (PAdES, by our engine over pyHanko) with a fresh ``algorithm`` key:
     ``ed25519``, ``ed448``, ``dsa``, ``rsa1024`` or ``rsa2048``; ``md_algorithm`` e.g.
-    ``"sha1"`` for a SHA-1 signature. B-T uses the dev TSA."""
-    key = loaded_key(pki, algorithm)
+    ``"sha1"`` for a SHA-1 signature. B-T uses the dev TSA. ``untrusted``: the certificate
+    comes from a CA no trust store knows (as in every file of the public corpus);
+    ``ess_certificate=False``: no ESS signing-certificate attribute (see ``loaded_key``)."""
+    key = loaded_key(pki, algorithm, untrusted=untrusted, ess_certificate=ess_certificate)
     options = SignOptions(
         level=level,
         md_algorithm=md_algorithm or DEFAULT_DIGEST.get(algorithm, "sha256"),
@@ -575,4 +722,69 @@ def byte_changed_outside_signed_range(pdf: bytes) -> bytes:
 
 # --- minimal reproducers of crashes found by the fuzz test ---------------------------------
 
-CRASH_REPRODUCERS: dict[str, Callable[[], bytes]] = {}
+
+def signer_certificate_damaged(signed: bytes, part: str = "validity") -> bytes:
+    """A signed PDF whose signer certificate, inside ``/Contents`` (outside the signed
+    range), is damaged so that it still decodes as DER but one field does not parse:
+    ``validity`` (notAfter is no longer a valid UTCTime) or ``subject`` (the common name is
+    no longer valid UTF-8). The signed bytes and the signature value stay intact; only code
+    that reads the certificate's fields fails.
+
+    Crash found by the fuzz test (one hex digit of ``/Contents`` changed in corpus files):
+    ``validate._signer_info`` reads ``cert.subject.native`` and the validity outside the
+    per-signature error handling → ``ValueError`` / ``UnicodeDecodeError`` → HTTP 500.
+    """
+    from asn1crypto import cms
+
+    match = re.search(rb"/Contents\s*<([0-9A-Fa-f]+)>", signed)
+    assert match is not None
+    start, end = match.span(1)
+    der = bytearray(bytes.fromhex(match.group(1).decode()))
+    content = cms.ContentInfo.load(bytes(der).rstrip(b"\x00"))
+    signed_data = content["content"]
+    sid = signed_data["signer_infos"][0]["sid"].chosen
+    cert = next(
+        c.chosen
+        for c in signed_data["certificates"]
+        if c.chosen.serial_number == sid["serial_number"].native
+    )
+    cert_der = cert.dump()
+    cert_at = bytes(der).index(cert_der)
+    if part == "validity":
+        # notAfter: the second UTCTime (tag 0x17, length 13) of the certificate. (pyHanko
+        # reads notBefore itself and reports a damaged one as an unreadable signature.)
+        first = cert_der.index(b"\x17\x0d")
+        at = cert_at + cert_der.index(b"\x17\x0d", first + 15) + 4
+        der[at] = ord("A")
+    elif part == "subject":
+        common_name = cert.subject.chosen[-1][0]["value"].chosen.contents
+        at = cert_at + cert_der.rindex(common_name)
+        der[at + len(common_name) - 1] = 0xDE  # a lone UTF-8 lead byte
+    else:
+        raise ValueError(part)
+    new_hex = der.hex().encode()
+    assert len(new_hex) == end - start
+    return signed[:start] + new_hex + signed[end:]
+
+
+def _unprotected_certificate(pki: DevPki) -> bytes:
+    # Untrusted (no path is built, so pyHanko never reads the certificate's validity) and
+    # without the ESS attribute that would bind the certificate's hash: as the corpus files
+    # where the fuzz test found the crash.
+    return signed_with(pki, "rsa2048", untrusted=True, ess_certificate=False)
+
+
+# Each: the crash (exception and where) → a builder taking the dev PKI and returning the input.
+CRASH_REPRODUCERS: dict[str, Callable[[DevPki], bytes]] = {
+    # Fixed on this branch by making signing.policy total (asn1crypto's bit_size raises
+    # UnboundLocalError for EdDSA keys); kept as a regression input.
+    "UnboundLocalError at policy.py key_policy_problem (Ed25519 key)": lambda pki: signed_with(
+        pki, "ed25519"
+    ),
+    "ValueError at validate.py _signer_info (certificate validity)": lambda pki: (
+        signer_certificate_damaged(_unprotected_certificate(pki), "validity")
+    ),
+    "UnicodeDecodeError at validate.py _signer_info (certificate subject)": lambda pki: (
+        signer_certificate_damaged(_unprotected_certificate(pki), "subject")
+    ),
+}
