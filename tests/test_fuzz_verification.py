@@ -312,3 +312,40 @@ def test_fuzz_verification_api(
     with capsys.disabled():
         print("\napi " + run.summary())
     assert not run.findings, run.summary()
+
+
+# Hostile inputs that today's verifier answers in seconds (the slow ones — Flate bombs, the
+# field DAG, an over-wide xref field — are measured in a bounded child process by
+# tests/test_verifier_limits.py).
+API_HOSTILE = {
+    "deep_nesting": hostile.deep_nesting,
+    "reference_chain": lambda: hostile.reference_chain(5_000),
+    "deep_field_tree": hostile.deep_field_tree,
+    "many_revisions": lambda: hostile.many_revisions(count=1_500),
+    "xref_stream_data_bomb": hostile.xref_stream_data_bomb,
+    "object_stream_bomb": hostile.object_stream_bomb,
+    "stacked_filter_bomb": hostile.stacked_filter_bomb,
+}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_hostile_inputs_through_api(api: Any, dev_pki: tuple[DevPki, int]) -> None:
+    """Every crash reproducer and the faster hostile builders, posted to the API: a JSON
+    answer with a verdict or an error code, never a 5xx."""
+    pki, _ = dev_pki
+    inputs = {name: build() for name, build in API_HOSTILE.items()}
+    inputs.update({name: build(pki) for name, build in hostile.CRASH_REPRODUCERS.items()})
+    failures = []
+    for name, data in inputs.items():
+        response = api.post(
+            "/v1/verifications", files={"file": ("hostile.pdf", data, "application/pdf")}
+        )
+        body = response.json()
+        if response.status_code >= 500:
+            failures.append(f"{name}: HTTP {response.status_code} {body}")
+        elif response.status_code == 200:
+            if report_problems(body):
+                failures.append(f"{name}: {report_problems(body)}")
+        elif not body.get("code"):
+            failures.append(f"{name}: HTTP {response.status_code} without code")
+    assert not failures, "\n".join(failures)
