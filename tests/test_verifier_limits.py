@@ -56,7 +56,7 @@ from signing_service.verification.validate import Verifier
 from tests.conftest import CORPUS, REPO
 from tests.support import hostile
 from tests.support.bounded import report_codes, run_bounded
-from tests.support.pdfs import make_pdf
+from tests.support.pdfs import encrypted_pdf, make_pdf
 
 MiB = 1024 * 1024
 
@@ -184,6 +184,12 @@ def test_not_a_pdf_and_malformed_pdf() -> None:
         open_reader(make_pdf(padding_bytes=4000)[:300])
     assert caught.value.code == MALFORMED_PDF
     assert caught.value.message == MESSAGES[MALFORMED_PDF]
+
+
+def test_encrypted_file_opens_for_the_caller_to_decrypt() -> None:
+    reader = open_reader(encrypted_pdf())
+    assert reader.encrypted
+    assert check_structure(reader).signatures == 0
 
 
 def test_file_too_large() -> None:
