@@ -316,7 +316,7 @@ def signed_with_bomb_update(signed: bytes, kind: str = "metadata") -> bytes:
             signed, {catalog_ref.idnum: new_catalog, bomb_number: bomb}, prev, size + 1, root
         )
     if kind in ("content", "stacked"):
-        page_ref = reader.root["/Pages"].raw_get("/Kids")[0]
+        page_ref = reader.root["/Pages"]["/Kids"].raw_get(0)
         page = bytes(_serialise(page_ref.get_object()))
         data = deflated_zeros(256 * MiB)
         filters = b"/FlateDecode"
