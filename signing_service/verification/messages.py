@@ -117,12 +117,6 @@ MESSAGES: dict[str, str] = {
     ),
     # algorithms
     "ALGORITHMS_OK": "Thuật toán và độ dài khóa đáp ứng quy định.",
-    "WEAK_ALGORITHM": ("Thuật toán băm yếu so với quy định hiện hành (chỉ chấp nhận SHA-2/SHA-3)."),
-    "KEY_TOO_SHORT": "Khóa quá ngắn so với quy định (RSA ≥ 2048 bit, ECDSA ≥ 256 bit).",
-    "ALGORITHM_NOT_ALLOWED": (
-        "Thuật toán chữ ký không thuộc danh mục được phép theo quy định của Việt Nam "
-        "(RSA ≥ 2048 bit, ECDSA ≥ 256 bit; SHA-2/SHA-3)."
-    ),
     # document-level problems
     "UNPARSABLE_SIGNED_PDF": (
         "Tệp PDF có chữ ký nhưng cấu trúc bị hỏng, không đọc được: không thể coi là hợp lệ."
@@ -146,6 +140,9 @@ MESSAGES: dict[str, str] = {
     ),
     "ANNOTATION_OVER_SIGNATURE": (
         "Có chú thích được thêm sau khi ký nằm đè lên hình thể hiện của một chữ ký."
+    ),
+    "BYTES_BEFORE_HEADER": (
+        "Có dữ liệu đứng trước phần đầu %PDF- của tệp mà không chữ ký nào bao phủ."
     ),
     "CERTIFICATE_EXPIRED_SINCE": (
         "Chứng thư số của người ký đã hết hạn sau khi ký; chữ ký được kiểm tra tại thời điểm ký."

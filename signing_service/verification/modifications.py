@@ -26,6 +26,7 @@ xref, which repairing viewers use but a strict parser never sees), and bytes aft
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 from pyhanko.pdf_utils import generic
@@ -39,6 +40,11 @@ from pyhanko.sign.diff_analysis import (
 from pyhanko.sign.fields import FieldMDPSpec, MDPPerm
 
 from signing_service.verification.diff_policy import page_refs
+from signing_service.verification.limits import (
+    TIME_BUDGET_EXCEEDED,
+    LimitExceeded,
+    classify_exception,
+)
 from signing_service.verification.memo import RevisionMemo
 
 MAX_PAGES_FOR_ANNOTATION_REVIEW = 2_000
@@ -68,6 +74,7 @@ class RevisionChange:
     problem: str | None  # why it is disallowed
     changed_fields: frozenset[str] = frozenset()
     added_annotations: tuple[AddedAnnotation, ...] = ()
+    limit: tuple[str, str] | None = None  # (code, detail) when a parsing limit stopped it
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class ModificationVerdict:
     docmdp_ok: bool | None = None
     locked_field_changed: str | None = None
     added_annotations: tuple[AddedAnnotation, ...] = field(default=())
+    limit: tuple[str, str] | None = None
 
 
 def _rect(value: object) -> tuple[float, float, float, float] | None:
@@ -118,13 +126,17 @@ class RevisionAnalysis:
         data: bytes,
         policy: DiffPolicy,
         memo: RevisionMemo | None = None,
+        deadline: float | None = None,
     ) -> None:
-        """``memo``: results kept from an earlier verification of the same bytes."""
+        """``memo``: results kept from an earlier verification of the same bytes.
+        ``deadline``: ``time.monotonic()`` value after which comparing another revision raises
+        ``LimitExceeded(TIME_BUDGET_EXCEEDED)``."""
         self.reader = reader
         self.data = data
         self.policy = policy
         self.revisions = reader.xrefs.total_revisions
         self._memo = memo or RevisionMemo()
+        self._deadline = deadline
         self._changes: dict[tuple[int, MDPPerm | None], RevisionChange] = self._memo.changes
 
     # -- per revision -----------------------------------------------------------------------
@@ -134,16 +146,26 @@ class RevisionAnalysis:
         cached = self._changes.get(key)
         if cached is not None:
             return cached
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise LimitExceeded(TIME_BUDGET_EXCEEDED, f"at revision {revision}")
         old = self.reader.get_historical_resolver(revision - 1)
         new = self.reader.get_historical_resolver(revision)
         try:
             result = self.policy.apply(old, new, field_mdp_spec=None, doc_mdp=doc_mdp)
-        except SuspiciousModification as e:
-            change = RevisionChange(revision, None, str(e)[:300])
-        except RecursionError:
-            change = RevisionChange(revision, None, "cấu trúc lồng nhau quá sâu")
-        except Exception as e:  # noqa: BLE001 - an unreadable update is not an allowed one
-            change = RevisionChange(revision, None, f"không đọc được phiên bản: {type(e).__name__}")
+        except (Exception, RecursionError) as e:  # noqa: BLE001 - unreadable is not allowed
+            # A refusal (SuspiciousModification) or a read error; either may stand for a
+            # parsing limit that was hit underneath (decompression bomb, nesting).
+            limit = classify_exception(e)
+            if limit is not None:
+                change = RevisionChange(
+                    revision, None, limit.message, limit=(limit.code, limit.detail)
+                )
+            elif isinstance(e, SuspiciousModification):
+                change = RevisionChange(revision, None, str(e)[:300])
+            else:
+                change = RevisionChange(
+                    revision, None, f"không đọc được phiên bản: {type(e).__name__}"
+                )
         else:
             assert isinstance(result, DiffResult)
             change = RevisionChange(
@@ -257,7 +279,7 @@ class RevisionAnalysis:
             change = self.change(revision, doc_mdp)
             if change.level is None:
                 return ModificationVerdict(
-                    None, change.problem, revision, False, None, tuple(annotations)
+                    None, change.problem, revision, False, None, tuple(annotations), change.limit
                 )
             level = max(level, change.level)
             changed |= change.changed_fields

@@ -37,13 +37,13 @@ import dataclasses
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from io import BytesIO
 from typing import Any
 
-from asn1crypto import cms, crl, keys, ocsp, tsp, x509
+from asn1crypto import cms, crl, ocsp, tsp, x509
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
@@ -60,7 +60,11 @@ from pyhanko_certvalidator.fetchers.api import FetcherBackend
 
 from signing_service import _pdf_speedups
 from signing_service.signing.appearance import vietnam_time
-from signing_service.signing.policy import digest_policy_problem
+from signing_service.signing.policy import (
+    ALGORITHM_MESSAGES,
+    digest_policy_problem,
+    verification_algorithm_problem,
+)
 from signing_service.trust import TrustStore, fingerprint
 from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
 from signing_service.verification.cms import signature_integrity
@@ -70,6 +74,18 @@ from signing_service.verification.identity import (
     describe_name,
     profile_label,
     vietnamese_dn,
+)
+from signing_service.verification.limits import (
+    DEFAULT_LIMITS,
+    NOT_PDF,
+    TIME_BUDGET_EXCEEDED,
+    LimitExceeded,
+    MalformedPdf,
+    VerificationLimits,
+    check_structure,
+    classify_exception,
+    open_reader,
+    pdf_header_offset,
 )
 from signing_service.verification.memo import FACTS, DocumentFacts
 from signing_service.verification.modifications import RevisionAnalysis
@@ -329,19 +345,39 @@ def _first(name: x509.Name, attr: str) -> str | None:
     return next((value for key, value in describe_name(name) if key == label), None)
 
 
+def _validity(cert: x509.Certificate) -> tuple[str, str]:
+    try:
+        validity = cert["tbs_certificate"]["validity"]
+        return (
+            _iso(validity["not_before"].native) or "",
+            _iso(validity["not_after"].native) or "",
+        )
+    except Exception:  # noqa: BLE001 - a damaged certificate is described, not a crash
+        return "", ""
+
+
 def _signer_info(cert: x509.Certificate) -> SignerInfo:
-    validity = cert["tbs_certificate"]["validity"]
-    profile = certificate_profile(cert)
+    """The signer as a person reads it (Vietnamese labels); never raises for a parsed
+    certificate, however damaged its fields."""
+    valid_from, valid_to = _validity(cert)
+    try:
+        serial = format(cert.serial_number, "X")
+    except Exception:  # noqa: BLE001
+        serial = "?"
+    try:
+        profile = certificate_profile(cert)
+    except Exception:  # noqa: BLE001
+        profile = "unknown"  # type: ignore[assignment]
     return SignerInfo(
         common_name=_first(cert.subject, "common_name"),
         organization=_first(cert.subject, "organization_name"),
         title=_first(cert.subject, "title"),
         subject=vietnamese_dn(cert.subject),
         issuer=vietnamese_dn(cert.issuer),
-        serial_number=format(cert.serial_number, "X"),
+        serial_number=serial,
         certificate_sha256=fingerprint(cert),
-        valid_from=_iso(validity["not_before"].native) or "",
-        valid_to=_iso(validity["not_after"].native) or "",
+        valid_from=valid_from,
+        valid_to=valid_to,
         organizational_unit=_first(cert.subject, "organizational_unit_name"),
         profile=str(profile),
         profile_label=profile_label(profile),
@@ -466,42 +502,27 @@ def _revocation_used(
     return items[:20]
 
 
-def _public_key_problem(public_key: keys.PublicKeyInfo) -> tuple[str, str] | None:
-    try:
-        problem = cert_policy_problem_for_key(public_key)
-    except Exception:  # noqa: BLE001 - an unreadable key is outside the policy
-        return ("ALGORITHM_NOT_ALLOWED", "khóa không đọc được")
-    return problem
-
-
-def cert_policy_problem_for_key(public_key: keys.PublicKeyInfo) -> tuple[str, str] | None:
-    """(code, detail) when the key is outside the national policy (RSA ≥ 2048, ECDSA ≥ 256)."""
-    algo = public_key.algorithm
-    if algo in ("rsa", "rsassa_pss"):
-        bits = public_key.bit_size
-        return None if bits >= 2048 else ("KEY_TOO_SHORT", f"RSA {bits} bit")
-    if algo == "ec":
-        bits = public_key.bit_size
-        return None if bits >= 256 else ("KEY_TOO_SHORT", f"ECDSA {bits} bit")
-    return ("ALGORITHM_NOT_ALLOWED", f"khóa {algo}")
-
-
-def _algorithms_check(md_algorithm: str | None, cert: x509.Certificate | None) -> Check:
-    problems: list[tuple[str, str]] = []
-    if md_algorithm is None or digest_policy_problem(md_algorithm):
-        problems.append(("WEAK_ALGORITHM", f"hàm băm {md_algorithm}"))
-    if cert is not None:
-        key_problem = _public_key_problem(cert.public_key)
-        if key_problem:
-            problems.append(key_problem)
-    if not problems:
-        return check(PASS, "ALGORITHMS_OK")
-    code = next(
-        (c for c, _ in problems if c == "ALGORITHM_NOT_ALLOWED"),
-        problems[0][0],
+def _algorithms_check(
+    md_algorithm: str | None, signature_algorithm: object, cert: x509.Certificate | None
+) -> Check:
+    """The national algorithm policy (RSA ≥ 2048, ECDSA ≥ 256 on NIST curves, SHA-2/SHA-3):
+    anything outside it — Ed25519, Ed448, DSA, SHA-1, short keys — is that signature's own
+    INDETERMINATE result, never an error (issue 8: an Ed25519 signature crashed the verifier)."""
+    problem = verification_algorithm_problem(
+        md_algorithm, signature_algorithm, cert.public_key if cert is not None else None
     )
-    detail = "; ".join(d for _, d in problems)
-    return check(UNDECIDED, code, "CRYPTO_CONSTRAINTS_FAILURE_NO_POE", detail)
+    if problem is None:
+        return check(PASS, "ALGORITHMS_OK")
+    # A weak digest or a short key may have been acceptable when the signature was made
+    # (a proof of existence from then could save it); an algorithm outside the policy never.
+    sub = (
+        "CRYPTO_CONSTRAINTS_FAILURE"
+        if problem.code == "ALGORITHM_NOT_ALLOWED"
+        else "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"
+    )
+    return Check(
+        UNDECIDED, problem.code, f"{ALGORITHM_MESSAGES[problem.code]} ({problem.detail})", sub
+    )
 
 
 # -- timestamps ----------------------------------------------------------------------------------
@@ -579,8 +600,9 @@ def _compute_token_integrity(
             )
     weak = bool(
         digest_policy_problem(imprint_algo)
-        or digest_policy_problem(md_algo)
-        or _public_key_problem(tsa_cert.public_key)
+        or verification_algorithm_problem(
+            md_algo, signer_info["signature_algorithm"], tsa_cert.public_key
+        )
     )
     return None, gen_time, tsa_cert, tsa_name, weak
 
@@ -600,6 +622,7 @@ class _Doc:
     dss_at_revision: dict[int, bool] = field(default_factory=dict)
     certs: SignerCertificates = field(default_factory=SignerCertificates)
     facts: DocumentFacts = field(default_factory=DocumentFacts)
+    limits_hit: list[LimitExceeded] = field(default_factory=list)
     described: dict[Any, Any] = field(default_factory=dict)  # per chain result / certificate
 
 
@@ -614,9 +637,11 @@ class Verifier:
         allow_fetching: bool = True,
         *,
         fetcher_backend: FetcherBackend | None = None,
+        limits: VerificationLimits = DEFAULT_LIMITS,
     ) -> None:
         self.trust = trust
         self.allow_fetching = allow_fetching
+        self.limits = limits
         self._backend = fetcher_backend or (
             CachingFetcherBackend(REVOCATION_CACHE, per_request_timeout=trust.fetch_timeout)
             if allow_fetching
@@ -631,37 +656,85 @@ class Verifier:
         ``validation_time``: validate as of that moment (aware datetime) instead of now, as EU DSS
         allows for audits; revocation data is then only what the document carries.
         Raises :class:`NotPdfError`, :class:`UnreadablePdfError` (an unsigned file that cannot
-        be parsed) or :class:`EncryptedPdfError`; every other problem is part of the report.
+        be parsed) or :class:`EncryptedPdfError`; every other problem is part of the report:
+        a file over a parsing limit (:mod:`.limits`) or the time budget is TOTAL_FAILED /
+        FORMAT_FAILURE with the limit's code, a signature that cannot be evaluated gets its own
+        FAILED result.
         """
         now = datetime.now(UTC)
-        sha256 = hashlib.sha256(data).hexdigest()
-        validated_at = vietnam_time(now)
         moment = validation_time or now
         if moment.tzinfo is None:
             raise ValueError("validation_time must carry a time zone")
-        live = self.allow_fetching and abs(moment - now) <= LIVE_TOLERANCE
-        if b"%PDF-" not in data[:1024]:
-            raise NotPdfError()
-        raw_sigs = find_signature_dictionaries(data)
+        validated_at = vietnam_time(now)
+        deadline = time.monotonic() + self.limits.time_budget_seconds
+        sha256 = hashlib.sha256(data).hexdigest()
 
-        def unparsable(reason: str) -> DocumentReport:
-            problem = check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", reason)
+        def failed(problem: Check) -> DocumentReport:
             return DocumentReport.conclude(
                 sha256, len(data), [], [problem], validated_at, validation_time=_iso(moment)
             )
 
         try:
-            reader = PdfFileReader(BytesIO(data), strict=False)
+            return await self._verify(data, sha256, moment, now, validated_at, deadline)
+        except LimitExceeded as e:
+            return failed(_limit_problem(e))
+        except (NotPdfError, UnreadablePdfError, EncryptedPdfError):
+            raise
+        except (Exception, RecursionError) as e:
+            limit = classify_exception(e)
+            if limit is not None:
+                return failed(_limit_problem(limit))
+            log.warning("verification failed unexpectedly", exc_info=True)
+            return failed(check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", type(e).__name__))
+
+    async def _verify(
+        self,
+        data: bytes,
+        sha256: str,
+        moment: datetime,
+        now: datetime,
+        validated_at: str,
+        deadline: float,
+    ) -> DocumentReport:
+        live = self.allow_fetching and abs(moment - now) <= LIVE_TOLERANCE
+        size = len(data)
+
+        def unparsable(reason: str) -> DocumentReport:
+            problem = check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", reason)
+            return DocumentReport.conclude(
+                sha256, size, [], [problem], validated_at, validation_time=_iso(moment)
+            )
+
+        try:
+            reader = open_reader(data, self.limits)
+        except MalformedPdf as e:
+            if e.code == NOT_PDF:
+                raise NotPdfError() from None
+            if find_signature_dictionaries(data) or claims_signature(data):
+                return unparsable(e.detail[:120])
+            raise UnreadablePdfError(e.detail) from None
+        warnings: list[Note] = []
+        offset = pdf_header_offset(data) or 0
+        if offset:
+            # Viewers read from the header; the bytes before it are covered by no signature.
+            data = data[offset:]
+            warnings.append(Note.of("BYTES_BEFORE_HEADER", f"{offset} byte"))
+        raw_sigs = find_signature_dictionaries(data)
+        try:
             if reader.encrypted:
                 result = reader.decrypt("")
                 if result.status == AuthStatus.FAILED:
                     raise EncryptedPdfError()
+            check_structure(reader, self.limits)
             fields = list(enumerate_sig_fields(reader))
-        except EncryptedPdfError:
+        except (EncryptedPdfError, LimitExceeded):
             raise
         except (Exception, RecursionError) as e:  # noqa: BLE001 - parser errors are a verdict
+            limit = classify_exception(e)
+            if limit is not None:
+                raise limit from None
             if raw_sigs or claims_signature(data):
-                return unparsable(type(e).__name__)
+                return unparsable(getattr(e, "detail", None) or type(e).__name__)
             raise UnreadablePdfError(type(e).__name__) from None
 
         embedded: list[EmbeddedPdfSignature] = []
@@ -676,19 +749,12 @@ class Verifier:
                 emb.signed_revision  # noqa: B018 - locate its revision now, fail here
                 embedded.append(emb)
             except (Exception, RecursionError) as e:  # noqa: BLE001
+                limit = classify_exception(e)
+                if limit is not None:
+                    raise limit from None
                 # A filled signature field whose signature cannot even be read is broken,
                 # never "unsigned".
-                report = SignatureReport(
-                    field=str(name),
-                    type="signature",
-                    checks={
-                        "integrity": check(
-                            FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(e).__name__
-                        )
-                    },
-                )
-                report.conclude()
-                broken.append(report)
+                broken.append(_broken_signature(str(name), "signature", e))
         embedded.sort(key=lambda e: e.signed_revision)
 
         problems: list[Check] = []
@@ -724,24 +790,28 @@ class Verifier:
                 fetcher_backend=self._backend,
             ),
             evidence=evidence,
-            analysis=RevisionAnalysis(reader, data, DIFF_POLICY, facts.revisions),
+            analysis=RevisionAnalysis(reader, data, DIFF_POLICY, facts.revisions, deadline),
             facts=facts,
             validation_time=moment,
         )
         reports: list[SignatureReport] = list(broken)
         # Document timestamps first, newest first: each one proves when the older ones existed.
-        for emb in sorted(embedded, key=lambda e: -e.signed_revision):
-            if _is_doc_timestamp(emb):
-                reports.append(await self._verify_doc_timestamp(doc, emb))
-        for emb in embedded:
-            if not _is_doc_timestamp(emb):
-                reports.append(await self._verify_signature(doc, emb))
+        ordered = [e for e in sorted(embedded, key=lambda e: -e.signed_revision)]
+        ordered = [e for e in ordered if _is_doc_timestamp(e)] + [
+            e for e in embedded if not _is_doc_timestamp(e)
+        ]
+        for emb in ordered:
+            if time.monotonic() > deadline:
+                raise LimitExceeded(TIME_BUDGET_EXCEEDED, f"{self.limits.time_budget_seconds} s")
+            reports.append(await self._isolated(doc, emb))
         order = {str(e.field_name): e.signed_revision for e in embedded}
         reports.sort(key=lambda r: order.get(r.field, -1))
-        warnings = self._warnings(doc, embedded, reports)
+        warnings += self._warnings(doc, embedded, reports)
+        for code in dict.fromkeys(limit.code for limit in doc.limits_hit):
+            problems.append(_limit_problem(next(x for x in doc.limits_hit if x.code == code)))
         return DocumentReport.conclude(
             sha256,
-            len(data),
+            size,
             reports,
             problems,
             validated_at,
@@ -749,6 +819,25 @@ class Verifier:
             warnings=warnings,
             unsigned_fields=unsigned,
         )
+
+    async def _isolated(self, doc: _Doc, emb: EmbeddedPdfSignature) -> SignatureReport:
+        """One signature's (or document timestamp's) report; whatever goes wrong inside stays
+        inside: a limit hit becomes a document-level problem, anything else that signature's
+        FAILED result."""
+        kind = "document_timestamp" if _is_doc_timestamp(emb) else "signature"
+        try:
+            if kind == "document_timestamp":
+                return await self._verify_doc_timestamp(doc, emb)
+            return await self._verify_signature(doc, emb)
+        except LimitExceeded:
+            raise
+        except (Exception, RecursionError) as e:
+            limit = classify_exception(e)
+            if limit is not None:
+                doc.limits_hit.append(limit)
+            else:
+                log.warning("signature %s could not be evaluated", emb.field_name, exc_info=True)
+            return _broken_signature(str(emb.field_name), kind, e)
 
     # -- shared per-signature pieces --------------------------------------------------------
     def _integrity(
@@ -845,6 +934,8 @@ class Verifier:
                 check(FAIL, "LOCKED_FIELD_CHANGED", "FORMAT_FAILURE", verdict.locked_field_changed),
                 verdict.added_annotations,
             )
+        if verdict.limit is not None:
+            doc.limits_hit.append(LimitExceeded(*verdict.limit))
         if verdict.level is None:
             extra = f"phiên bản {verdict.problem_revision}" if verdict.problem_revision else ""
             return (
@@ -953,7 +1044,9 @@ class Verifier:
         checks["revocation"] = revocation
         checks["timestamp"] = ts.check
         tsa_cert = _token_signer(emb.signed_data)
-        checks["algorithms"] = _algorithms_check(emb.md_algorithm, tsa_cert)
+        checks["algorithms"] = _algorithms_check(
+            emb.md_algorithm, _signature_algorithm(emb), tsa_cert
+        )
         report = SignatureReport(
             field=field_name,
             type="document_timestamp",
@@ -1074,7 +1167,7 @@ class Verifier:
             checks["timestamp"] = check(PASS, "TIMESTAMP_VALID", extra="dấu thời gian tài liệu")
         else:
             checks["timestamp"] = check(NA, "NO_TIMESTAMP")
-        checks["algorithms"] = _algorithms_check(emb.md_algorithm, cert)
+        checks["algorithms"] = _algorithms_check(emb.md_algorithm, _signature_algorithm(emb), cert)
 
         try:
             claimed = emb.self_reported_timestamp
@@ -1366,6 +1459,30 @@ def _described(
         doc.described[key] = (found, result)  # keep ``result`` alive: ids stay unique
         return found
     return found[0]  # type: ignore[no-any-return]
+
+
+def _limit_problem(limit: LimitExceeded) -> Check:
+    detail = f" ({limit.detail})" if limit.detail else ""
+    return Check(FAIL, limit.code, limit.message + detail, "FORMAT_FAILURE")
+
+
+def _broken_signature(name: str, kind: str, error: BaseException) -> SignatureReport:
+    report = SignatureReport(
+        field=name,
+        type=kind,
+        checks={
+            "integrity": check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(error).__name__)
+        },
+    )
+    report.conclude()
+    return report
+
+
+def _signature_algorithm(emb: EmbeddedPdfSignature) -> object:
+    try:
+        return emb.signer_info["signature_algorithm"]
+    except Exception:  # noqa: BLE001 - unreadable: the policy calls it not allowed
+        return None
 
 
 def _is_doc_timestamp(emb: EmbeddedPdfSignature) -> bool:
