@@ -125,7 +125,10 @@ MESSAGES: dict[str, str] = {
         "Tệp chứa từ điển chữ ký không gắn với trường chữ ký nào của tài liệu (dấu hiệu giả "
         "mạo chữ ký)."
     ),
-    "LIMIT_EXCEEDED": "Tệp vượt giới hạn xử lý an toàn của dịch vụ xác minh.",
+    "INCOMPLETE_REVISION": (
+        "Tệp có một lần cập nhật cuối chưa hoàn chỉnh (bị cắt cụt, thiếu %%EOF): phần đọc được "
+        "không có chữ ký, nhưng không thể kết luận tệp chưa từng được ký."
+    ),
     # notes (informational, per signature)
     "VALIDATED_AT_PROVEN_TIME": (
         "Chứng thư đã được kiểm tra tại thời điểm ký được chứng minh bằng dấu thời gian."

@@ -172,10 +172,35 @@ def find_signature_dictionaries(data: bytes, limit: int = 10_000) -> list[RawSig
     return _dict_positions(data, b"/ByteRange", limit)
 
 
+_WS = b"\x00\t\n\x0c\r "
 _CMS_SUBFILTERS = (b"adbe.pkcs7", b"ETSI.CAdES", b"ETSI.RFC3161", b"adbe.x509")
 # A signature container: /Contents as a long hex string (a page's /Contents is a reference or
 # an array; an annotation's is short text).
+_BYTE_RANGE = re.compile(rb"/ByteRange[\x00\t\n\x0c\r ]*\[(?:[\x00\t\n\x0c\r ]*\d{1,12}){4}")
+_SIG_FIELD_VALUE = re.compile(
+    rb"/V[\x00\t\n\x0c\r ]*(?:\d{1,10}[\x00\t\n\x0c\r ]+\d{1,5}[\x00\t\n\x0c\r ]+R|<<)"
+)
 _CMS_CONTENTS = re.compile(rb"/Contents[\x00\t\n\x0c\r ]*<[0-9A-Fa-f\x00\t\n\x0c\r ]{2048}")
+
+
+_LENGTH = re.compile(
+    rb"/Length[\x00\t\n\x0c\r ]+(\d{1,12})(?![\x00\t\n\x0c\r ]+\d+[\x00\t\n\x0c\r ]+R)"
+)
+
+
+def _inside_stream(data: bytes, pos: int) -> bool:
+    """Whether ``pos`` lies inside stream data: after a ``stream`` keyword, before its
+    ``endstream``, and within its declared direct ``/Length`` when it has one (a damaged file
+    may have lost the ``endstream``)."""
+    start = data.rfind(b"stream", 0, pos)
+    while start >= 3 and data[start - 3 : start] == b"end":
+        start = data.rfind(b"stream", 0, start - 3)
+    if start < 0 or data.rfind(b"endstream", start, pos) >= 0:
+        return False
+    lengths = list(_LENGTH.finditer(data, max(0, start - 2048), start))
+    if lengths:
+        return pos <= start + 8 + int(lengths[-1].group(1))
+    return True
 
 
 def claims_signature(data: bytes) -> bool:
@@ -185,13 +210,32 @@ def claims_signature(data: bytes) -> bool:
     claims a signature is TOTAL_FAILED, never "unsigned"."""
     if _dict_positions(data, b"/ByteRange", 1):
         return True
+    # In a damaged file the object header may be gone: a /ByteRange with its four offsets
+    # anywhere outside stream data still claims a signature.
+    pos = data.find(b"/ByteRange")
+    while pos >= 0:
+        if _BYTE_RANGE.match(data, pos) and not _inside_stream(data, pos):
+            return True
+        pos = data.find(b"/ByteRange", pos + 10)
     for hit in _dict_positions(data, b"/SubFilter", 1_000):
         value = data[hit.offset + 10 : hit.offset + 40]
         if any(name in value for name in _CMS_SUBFILTERS):
             return True
-    return any(
+    if any(
         _CMS_CONTENTS.match(data, hit.offset) for hit in _dict_positions(data, b"/Contents", 1_000)
-    )
+    ):
+        return True
+    # A signature field with a value (/FT /Sig … /V n 0 R): a signed field, even if its
+    # signature dictionary is gone (an empty field has no /V and claims nothing).
+    for hit in _dict_positions(data, b"/FT", 1_000):
+        if not data[hit.offset + 3 : hit.offset + 12].lstrip(_WS).startswith(b"/Sig"):
+            continue
+        end = data.find(b"endobj", hit.offset)
+        start = data.rfind(b"obj", 0, hit.offset)
+        window = data[max(start, 0) : end if end >= 0 else hit.offset + 4096]
+        if _SIG_FIELD_VALUE.search(window):
+            return True
+    return False
 
 
 # -- per-document memos -------------------------------------------------------------------------
@@ -776,6 +820,14 @@ class Verifier:
                     ", ".join(f"{s.idnum} {s.generation} obj" for s in stray_sigs[:5]),
                 )
             )
+        elif not fields_signed(fields) and claims_signature(data):
+            # The readable part is unsigned, but the file carries (the remains of) a signature
+            # the parser never reached — a damaged or truncated signed file: never "unsigned".
+            problems.append(check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE"))
+        elif not fields_signed(fields) and _incomplete_update(data):
+            # An update that never ends (no %%EOF) after the readable document: a truncated
+            # file, which may well have been signed — it cannot be called unsigned.
+            problems.append(check(FAIL, "INCOMPLETE_REVISION", "FORMAT_FAILURE"))
 
         evidence = _collect_evidence(reader, embedded)
         facts = FACTS.facts(sha256)
@@ -1459,6 +1511,18 @@ def _described(
         doc.described[key] = (found, result)  # keep ``result`` alive: ids stay unique
         return found
     return found[0]  # type: ignore[no-any-return]
+
+
+def _incomplete_update(data: bytes) -> bool:
+    """Object definitions after the last ``%%EOF``: an incremental update cut short."""
+    end = data.rfind(b"%%EOF")
+    tail = data[end + 5 :] if end >= 0 else data
+    return _OBJ_HEADER.search(tail) is not None
+
+
+def fields_signed(fields: list[Any]) -> bool:
+    """Whether any signature field has a value."""
+    return any(value is not None for _, value, _ in fields)
 
 
 def _limit_problem(limit: LimitExceeded) -> Check:
