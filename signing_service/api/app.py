@@ -8,12 +8,11 @@ import dataclasses
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
-import anyio
-from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import text
@@ -24,9 +23,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from signing_service import errors
 from signing_service._memory import release_memory
 from signing_service.api import schemas
+from signing_service.api.deps import (
+    Admin,
+    Client,
+    WorkerThreads,
+    actor_of,
+    document_out,
+    error_response,
+    read_upload,
+)
 from signing_service.api.uploads import receive_multipart
 from signing_service.services import attachments
-from signing_service.services.auth import authenticate
 from signing_service.services.container import Services
 from signing_service.services.documents import (
     DocumentView,
@@ -34,7 +41,7 @@ from signing_service.services.documents import (
     get_document,
     read_content,
 )
-from signing_service.store.models import Agency, ApiClient
+from signing_service.store.models import Agency
 
 if TYPE_CHECKING:
     from signing_service.services.signing import SignResult
@@ -43,7 +50,6 @@ if TYPE_CHECKING:
 # on first use: they pull in pyHanko (~30 MB), which a process serving only attachments never
 # needs.
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 HTTP_CODES = {
     400: ("INVALID_REQUEST", "Yêu cầu không hợp lệ."),
@@ -58,10 +64,6 @@ HTTP_CODES = {
 # After moving a file bigger than this, freed buffers are handed back to the system.
 LARGE_TRANSFER = 8 * 1024 * 1024
 ATTACHMENT_UPLOAD = re.compile(r"^/v1/dossiers/[^/]+/attachments$")
-
-
-def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message, **extra}, status_code=status)
 
 
 class BodyLimit:
@@ -156,35 +158,8 @@ async def prefetched(chunks: Iterator[bytes], depth: int = 4) -> AsyncIterator[b
             release_memory()
 
 
-def current_client(
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-) -> ApiClient:
-    services: Services = request.app.state.services
-    with services.db.transaction() as session:
-        found = authenticate(session, authorization)
-        _ = found.agency  # load while the session is open
-    return found
-
-
-Client = Annotated[ApiClient, Depends(current_client)]
-
-
-def current_admin(caller: Client) -> ApiClient:
-    if caller.role != "admin":
-        raise errors.Forbidden("Khóa API này không có quyền quản trị cấu hình ký số.")
-    return caller
-
-
-Admin = Annotated[ApiClient, Depends(current_admin)]
-
-
 def create_app(services: Services) -> FastAPI:
     settings = services.settings
-    limiter = anyio.CapacityLimiter(settings.worker_threads)
-
-    async def in_worker(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=limiter)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -202,6 +177,8 @@ def create_app(services: Services) -> FastAPI:
         responses={422: {"model": schemas.ErrorBody}},
     )
     app.state.services = services
+    # One limiter for the whole app: at most settings.worker_threads blocking calls at a time.
+    app.state.worker_threads = in_worker = WorkerThreads(settings.worker_threads)
     # Starlette spools each uploaded file to disk above 1 MiB; typical dossier PDFs are a few
     # MB, and the extra write + read back cost more than the signature itself. Keep uploads up
     # to this size in memory (the body limit below still bounds the total).
@@ -241,12 +218,6 @@ def create_app(services: Services) -> FastAPI:
         log.exception("unexpected error: %s", type(exc).__name__)
         return error_response(500, "INTERNAL_ERROR", "Lỗi nội bộ của dịch vụ.")
 
-    def _doc_out(doc: DocumentView) -> schemas.DocumentOut:
-        return schemas.DocumentOut(
-            **doc.__dict__,
-            download_url=f"/v1/documents/{doc.id}/content",
-        )
-
     def _signature_out(result: SignResult) -> schemas.SignatureOut:
         return schemas.SignatureOut(
             signature_id=result.signature_id,
@@ -254,13 +225,9 @@ def create_app(services: Services) -> FastAPI:
             profile=result.profile,
             signed_at=result.signed_at,
             certificate_sha256=result.certificate_sha256,
-            document=_doc_out(result.document),
-            input_document=_doc_out(result.input_document),
+            document=document_out(result.document),
+            input_document=document_out(result.input_document),
         )
-
-    async def _read(upload: UploadFile) -> bytes:
-        data = await upload.read(settings.max_upload_bytes + 1)
-        return data
 
     @app.get("/healthz", response_model=schemas.Health, tags=["vận hành"])
     async def healthz() -> schemas.Health:
@@ -315,7 +282,7 @@ def create_app(services: Services) -> FastAPI:
     ) -> schemas.SignatureOut:
         from signing_service.services.signing import sign_document
 
-        data = await _read(file)
+        data = await read_upload(file, settings)
         agency: Agency = caller.agency
         result = await in_worker(
             sign_document,
@@ -326,7 +293,7 @@ def create_app(services: Services) -> FastAPI:
             level=level,
             filename=file.filename,
             dossier_code=dossier_code,
-            actor=f"api-client:{caller.key_id}",
+            actor=actor_of(caller),
             authorization=authorization,
         )
         response.headers["Location"] = f"/v1/documents/{result.document.id}"
@@ -354,7 +321,7 @@ def create_app(services: Services) -> FastAPI:
     ) -> schemas.ExternalStartOut:
         from signing_service.services.external import start_external
 
-        data = await _read(file)
+        data = await read_upload(file, settings)
         cert = await certificate.read(256 * 1024)
         started = await in_worker(
             start_external,
@@ -366,7 +333,7 @@ def create_app(services: Services) -> FastAPI:
             level=level,
             filename=file.filename,
             dossier_code=dossier_code,
-            actor=f"api-client:{caller.key_id}",
+            actor=actor_of(caller),
         )
         return schemas.ExternalStartOut(
             **started.__dict__,
@@ -409,7 +376,7 @@ def create_app(services: Services) -> FastAPI:
             session_id,
             signature=raw,
             signature_cms=cms,
-            actor=f"api-client:{caller.key_id}",
+            actor=actor_of(caller),
         )
         response.headers["Location"] = f"/v1/documents/{result.document.id}"
         return _signature_out(result)
@@ -442,7 +409,7 @@ def create_app(services: Services) -> FastAPI:
                 f"Mỗi lô ký tối đa {settings.max_batch_documents} tài liệu.",
                 details={"max_documents": settings.max_batch_documents},
             )
-        items = [(upload.filename, await _read(upload)) for upload in files]
+        items = [(upload.filename, await read_upload(upload, settings)) for upload in files]
         results = await in_worker(
             sign_batch,
             services,
@@ -450,7 +417,7 @@ def create_app(services: Services) -> FastAPI:
             profile_name=profile,
             items=items,
             level=level,
-            actor=f"api-client:{caller.key_id}",
+            actor=actor_of(caller),
             authorization=authorization,
         )
         out = []
@@ -471,7 +438,7 @@ def create_app(services: Services) -> FastAPI:
                         filename=items[index][0],
                         status="signed",
                         signature_id=item.signature_id,
-                        document=_doc_out(item.document),
+                        document=document_out(item.document),
                     )
                 )
         signed = sum(1 for item in out if item.status == "signed")
@@ -511,7 +478,7 @@ def create_app(services: Services) -> FastAPI:
             services,
             caller.agency,
             body.model_dump(),
-            actor=f"api-client:{caller.key_id}",
+            actor=actor_of(caller),
         )
         return schemas.ProfileOut(**view.__dict__)
 
@@ -544,7 +511,7 @@ def create_app(services: Services) -> FastAPI:
             caller.agency,
             name,
             body.model_dump(exclude_unset=True),
-            actor=f"api-client:{caller.key_id}",
+            actor=actor_of(caller),
         )
         return schemas.ProfileOut(**view.__dict__)
 
@@ -557,9 +524,7 @@ def create_app(services: Services) -> FastAPI:
     async def profiles_disable(name: str, caller: Admin) -> Response:
         from signing_service.services.profiles import disable_profile
 
-        await in_worker(
-            disable_profile, services, caller.agency, name, actor=f"api-client:{caller.key_id}"
-        )
+        await in_worker(disable_profile, services, caller.agency, name, actor=actor_of(caller))
         return Response(status_code=204)
 
     @app.get(
@@ -570,7 +535,7 @@ def create_app(services: Services) -> FastAPI:
     )
     async def document_meta(document_id: str, caller: Client) -> schemas.DocumentOut:
         doc = await in_worker(get_document, services, caller.agency_id, document_id)
-        return _doc_out(DocumentView.of(doc))
+        return document_out(DocumentView.of(doc))
 
     @app.get(
         "/v1/documents/{document_id}/content",
@@ -618,7 +583,7 @@ def create_app(services: Services) -> FastAPI:
         )
 
         moment = parse_validation_time(validation_time) if validation_time else None
-        data = await _read(file)
+        data = await read_upload(file, settings)
         # The verification itself runs in the verification worker processes; this thread
         # only waits for it.
         return await in_worker(
@@ -634,9 +599,6 @@ def create_app(services: Services) -> FastAPI:
         return schemas.AttachmentOut(
             **view.__dict__, content_url=f"/v1/attachments/{view.id}/content"
         )
-
-    def _actor(caller: ApiClient) -> str:
-        return f"api-client:{caller.key_id}"
 
     @app.post(
         "/v1/dossiers/{dossier_code}/attachments",
@@ -684,7 +646,7 @@ def create_app(services: Services) -> FastAPI:
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     ) -> Any:
         agency: Agency = caller.agency
-        actor = _actor(caller)
+        actor = actor_of(caller)
         base = {"dossier_code": dossier_code[:64]}
         try:
             # Refused before the body is read.
@@ -785,7 +747,7 @@ def create_app(services: Services) -> FastAPI:
         # An empty dossier code would otherwise fall through to a bare 404.
         error = errors.InvalidDossierCode("Thiếu mã hồ sơ trong đường dẫn.")
         await in_worker(
-            attachments.audit_refusal, services, caller.agency, _actor(caller), error.code, {}
+            attachments.audit_refusal, services, caller.agency, actor_of(caller), error.code, {}
         )
         raise error
 
@@ -798,7 +760,7 @@ def create_app(services: Services) -> FastAPI:
     )
     async def attachment_list(dossier_code: str, caller: Client) -> list[schemas.AttachmentOut]:
         views = await in_worker(
-            attachments.list_attachments, services, caller.agency, dossier_code, _actor(caller)
+            attachments.list_attachments, services, caller.agency, dossier_code, actor_of(caller)
         )
         return [_attachment_out(v) for v in views]
 
@@ -810,7 +772,7 @@ def create_app(services: Services) -> FastAPI:
     )
     async def attachment_meta(attachment_id: str, caller: Client) -> schemas.AttachmentOut:
         row = await in_worker(
-            attachments.get_attachment, services, caller.agency, attachment_id, _actor(caller)
+            attachments.get_attachment, services, caller.agency, attachment_id, actor_of(caller)
         )
         return _attachment_out(attachments.AttachmentView.of(row))
 
@@ -835,7 +797,7 @@ def create_app(services: Services) -> FastAPI:
         ] = "original",
     ) -> Response:
         sanitized = variant == "sanitized"
-        actor = _actor(caller)
+        actor = actor_of(caller)
         row = await in_worker(
             attachments.get_attachment, services, caller.agency, attachment_id, actor
         )
@@ -879,7 +841,7 @@ def create_app(services: Services) -> FastAPI:
             caller.agency,
             attachment_id,
             body.enabled,
-            _actor(caller),
+            actor_of(caller),
         )
         return _attachment_out(view)
 
@@ -892,7 +854,7 @@ def create_app(services: Services) -> FastAPI:
     )
     async def attachment_delete(attachment_id: str, caller: Client) -> Response:
         await in_worker(
-            attachments.delete_attachment, services, caller.agency, attachment_id, _actor(caller)
+            attachments.delete_attachment, services, caller.agency, attachment_id, actor_of(caller)
         )
         return Response(status_code=204)
 
