@@ -22,13 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signing_service import errors
 from signing_service._memory import release_memory
-from signing_service.api import schemas, signatures
+from signing_service.api import documents, schemas, signatures
 from signing_service.api.deps import (
     Admin,
     Client,
     WorkerThreads,
     actor_of,
-    document_out,
     error_response,
     read_upload,
 )
@@ -36,10 +35,7 @@ from signing_service.api.uploads import receive_multipart
 from signing_service.services import attachments
 from signing_service.services.container import Services
 from signing_service.services.documents import (
-    DocumentView,
     check_dossier_code,
-    get_document,
-    read_content,
 )
 from signing_service.store.models import Agency
 
@@ -325,35 +321,7 @@ def create_app(services: Services) -> FastAPI:
         await in_worker(disable_profile, services, caller.agency, name, actor=actor_of(caller))
         return Response(status_code=204)
 
-    @app.get(
-        "/v1/documents/{document_id}",
-        response_model=schemas.DocumentOut,
-        tags=["văn bản"],
-        responses={404: {"model": schemas.ErrorBody}},
-    )
-    async def document_meta(document_id: str, caller: Client) -> schemas.DocumentOut:
-        doc = await in_worker(get_document, services, caller.agency_id, document_id)
-        return document_out(DocumentView.of(doc))
-
-    @app.get(
-        "/v1/documents/{document_id}/content",
-        tags=["văn bản"],
-        response_class=Response,
-        responses={200: {"content": {"application/pdf": {}}}, 404: {"model": schemas.ErrorBody}},
-    )
-    async def document_content(document_id: str, caller: Client) -> Response:
-        doc = await in_worker(get_document, services, caller.agency_id, document_id)
-        data = await in_worker(read_content, services, doc)
-        name = doc.filename or f"{doc.id}.pdf"
-        ascii_name = name.encode("ascii", "replace").decode().replace('"', "")
-        return Response(
-            data,
-            media_type=doc.media_type,
-            headers={
-                "Content-Disposition": f'attachment; filename="{ascii_name}"',
-                "X-Content-SHA256": doc.sha256,
-            },
-        )
+    app.include_router(documents.router)
 
     @app.post(
         "/v1/verifications",
