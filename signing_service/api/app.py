@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import text
@@ -22,14 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signing_service import errors
 from signing_service._memory import release_memory
-from signing_service.api import documents, schemas, signatures
+from signing_service.api import documents, schemas, signatures, verifications
 from signing_service.api.deps import (
     Admin,
     Client,
     WorkerThreads,
     actor_of,
     error_response,
-    read_upload,
 )
 from signing_service.api.uploads import receive_multipart
 from signing_service.services import attachments
@@ -323,43 +322,7 @@ def create_app(services: Services) -> FastAPI:
 
     app.include_router(documents.router)
 
-    @app.post(
-        "/v1/verifications",
-        response_model=schemas.VerificationReport,
-        tags=["xác minh"],
-        summary="Xác minh mọi chữ ký số và dấu thời gian trong một tài liệu PDF (công khai)",
-        responses={413: {"model": schemas.ErrorBody}},
-    )
-    async def create_verification(
-        file: Annotated[UploadFile, File(description="Tài liệu PDF cần xác minh")],
-        validation_time: Annotated[
-            str | None,
-            Form(
-                description=(
-                    "Xác minh tại thời điểm này thay vì hiện tại (ISO 8601 có múi giờ, ví dụ "
-                    "2030-01-01T00:00:00+07:00), như EU DSS cho phép, để kiểm toán"
-                ),
-                max_length=64,
-            ),
-        ] = None,
-    ) -> Any:
-        from signing_service.services.verification import (
-            parse_validation_time,
-            verify_document,
-        )
-
-        moment = parse_validation_time(validation_time) if validation_time else None
-        data = await read_upload(file, settings)
-        # The verification itself runs in the verification worker processes; this thread
-        # only waits for it.
-        return await in_worker(
-            verify_document,
-            services,
-            data,
-            actor="public",
-            validation_time=moment,
-            isolated=True,
-        )
+    app.include_router(verifications.router)
 
     def _attachment_out(view: attachments.AttachmentView) -> schemas.AttachmentOut:
         return schemas.AttachmentOut(
