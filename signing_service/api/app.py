@@ -11,18 +11,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signing_service import errors
-from signing_service.api import attachments, documents, schemas, signatures, verifications
+from signing_service.api import admin, attachments, documents, schemas, signatures, verifications
 from signing_service.api.deps import (
-    Admin,
     WorkerThreads,
-    actor_of,
     error_response,
 )
 from signing_service.services.container import Services
@@ -179,87 +177,7 @@ def create_app(services: Services) -> FastAPI:
 
     app.include_router(signatures.router)
 
-    @app.get(
-        "/v1/admin/profiles",
-        response_model=list[schemas.ProfileOut],
-        tags=["quản trị"],
-        summary="Các cấu hình ký số của cơ quan",
-    )
-    async def profiles_list(caller: Admin) -> list[schemas.ProfileOut]:
-        from signing_service.services.profiles import list_profiles
-
-        views = await in_worker(list_profiles, services, caller.agency)
-        return [schemas.ProfileOut(**v.__dict__) for v in views]
-
-    @app.post(
-        "/v1/admin/profiles",
-        status_code=201,
-        response_model=schemas.ProfileOut,
-        tags=["quản trị"],
-        summary="Tạo cấu hình ký số (khóa và chứng thư được kiểm tra)",
-        responses={
-            403: {"model": schemas.ErrorBody},
-            409: {"model": schemas.ErrorBody},
-            422: {"model": schemas.ErrorBody},
-        },
-    )
-    async def profiles_create(body: schemas.ProfileIn, caller: Admin) -> schemas.ProfileOut:
-        from signing_service.services.profiles import create_profile
-
-        view = await in_worker(
-            create_profile,
-            services,
-            caller.agency,
-            body.model_dump(),
-            actor=actor_of(caller),
-        )
-        return schemas.ProfileOut(**view.__dict__)
-
-    @app.get(
-        "/v1/admin/profiles/{name}",
-        response_model=schemas.ProfileOut,
-        tags=["quản trị"],
-        responses={404: {"model": schemas.ErrorBody}},
-    )
-    async def profiles_get(name: str, caller: Admin) -> schemas.ProfileOut:
-        from signing_service.services.profiles import get_profile
-
-        view = await in_worker(get_profile, services, caller.agency, name)
-        return schemas.ProfileOut(**view.__dict__)
-
-    @app.patch(
-        "/v1/admin/profiles/{name}",
-        response_model=schemas.ProfileOut,
-        tags=["quản trị"],
-        responses={404: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}},
-    )
-    async def profiles_update(
-        name: str, body: schemas.ProfileChange, caller: Admin
-    ) -> schemas.ProfileOut:
-        from signing_service.services.profiles import update_profile
-
-        view = await in_worker(
-            update_profile,
-            services,
-            caller.agency,
-            name,
-            body.model_dump(exclude_unset=True),
-            actor=actor_of(caller),
-        )
-        return schemas.ProfileOut(**view.__dict__)
-
-    @app.delete(
-        "/v1/admin/profiles/{name}",
-        status_code=204,
-        tags=["quản trị"],
-        responses={404: {"model": schemas.ErrorBody}},
-    )
-    async def profiles_disable(name: str, caller: Admin) -> Response:
-        from signing_service.services.profiles import disable_profile
-
-        await in_worker(disable_profile, services, caller.agency, name, actor=actor_of(caller))
-        return Response(status_code=204)
-
+    app.include_router(admin.router)
     app.include_router(documents.router)
 
     app.include_router(verifications.router)
