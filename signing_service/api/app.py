@@ -1,5 +1,9 @@
 """HTTP API (FastAPI). One error shape for every failure: ``{"code", "message"}`` with a
-stable code, the HTTP status and a Vietnamese message; never a traceback."""
+stable code, the HTTP status and a Vietnamese message; never a traceback.
+
+This module builds the application (middleware, error handlers, shared state); the routes live
+in one router module per domain (``health``, ``signatures``, ``admin``, ``documents``,
+``verifications``, ``attachments``), their shared dependencies in :mod:`.deps`."""
 
 from __future__ import annotations
 
@@ -7,27 +11,27 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signing_service import errors
-from signing_service.api import admin, attachments, documents, schemas, signatures, verifications
-from signing_service.api.deps import (
-    WorkerThreads,
-    error_response,
+from signing_service.api import (
+    admin,
+    attachments,
+    documents,
+    health,
+    schemas,
+    signatures,
+    verifications,
 )
+from signing_service.api.deps import WorkerThreads, error_response
 from signing_service.services.container import Services
 
-# The signing, two-step, profile and verification use cases are imported by their endpoints
-# on first use: they pull in pyHanko (~30 MB), which a process serving only attachments never
-# needs.
 log = logging.getLogger(__name__)
 
 HTTP_CODES = {
@@ -89,6 +93,9 @@ class BodyLimit:
 
 
 def create_app(services: Services) -> FastAPI:
+    """The API application serving ``services`` (kept on ``app.state.services``, with one
+    :class:`WorkerThreads` limiter of ``settings.worker_threads`` on
+    ``app.state.worker_threads``)."""
     settings = services.settings
 
     @asynccontextmanager
@@ -108,7 +115,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     # One limiter for the whole app: at most settings.worker_threads blocking calls at a time.
-    app.state.worker_threads = in_worker = WorkerThreads(settings.worker_threads)
+    app.state.worker_threads = WorkerThreads(settings.worker_threads)
     # Starlette spools each uploaded file to disk above 1 MiB; typical dossier PDFs are a few
     # MB, and the extra write + read back cost more than the signature itself. Keep uploads up
     # to this size in memory (the body limit below still bounds the total).
@@ -148,40 +155,15 @@ def create_app(services: Services) -> FastAPI:
         log.exception("unexpected error: %s", type(exc).__name__)
         return error_response(500, "INTERNAL_ERROR", "Lỗi nội bộ của dịch vụ.")
 
-    @app.get("/healthz", response_model=schemas.Health, tags=["vận hành"])
-    async def healthz() -> schemas.Health:
-        return schemas.Health(status="ok")
-
-    @app.get(
-        "/readyz",
-        response_model=schemas.Health,
-        tags=["vận hành"],
-        responses={503: {"model": schemas.ErrorBody}},
-    )
-    async def readyz() -> Any:
-        def probe() -> None:
-            with services.db.transaction() as session:
-                session.execute(text("SELECT 1"))
-            services.store.check()
-
-        try:
-            await in_worker(probe)
-        except Exception as e:  # noqa: BLE001
-            log.warning("not ready: %s", type(e).__name__)
-            return error_response(
-                503,
-                "NOT_READY",
-                "Dịch vụ chưa sẵn sàng.",
-            )
-        return schemas.Health(status="ready")
-
-    app.include_router(signatures.router)
-
-    app.include_router(admin.router)
-    app.include_router(documents.router)
-
-    app.include_router(verifications.router)
-
-    app.include_router(attachments.router)
+    # Route order is matching order: the same as when the routes were declared here.
+    for router in (
+        health.router,
+        signatures.router,
+        admin.router,
+        documents.router,
+        verifications.router,
+        attachments.router,
+    ):
+        app.include_router(router)
 
     return app
