@@ -1,0 +1,112 @@
+"""An agency administrator's signing profiles (``/v1/admin/profiles``); admin keys only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from signing_service.api import schemas
+from signing_service.api.deps import Admin, AppServices, InWorker, actor_of
+
+# The profile use cases are imported by their endpoints on first use: they pull in pyHanko
+# (~30 MB), which a process serving only attachments never needs.
+
+router = APIRouter()
+
+
+@router.get(
+    "/v1/admin/profiles",
+    response_model=list[schemas.ProfileOut],
+    tags=["quản trị"],
+    summary="Các cấu hình ký số của cơ quan",
+)
+async def profiles_list(
+    caller: Admin, services: AppServices, in_worker: InWorker
+) -> list[schemas.ProfileOut]:
+    from signing_service.services.profiles import list_profiles
+
+    views = await in_worker(list_profiles, services, caller.agency)
+    return [schemas.ProfileOut(**v.__dict__) for v in views]
+
+
+@router.post(
+    "/v1/admin/profiles",
+    status_code=201,
+    response_model=schemas.ProfileOut,
+    tags=["quản trị"],
+    summary="Tạo cấu hình ký số (khóa và chứng thư được kiểm tra)",
+    responses={
+        403: {"model": schemas.ErrorBody},
+        409: {"model": schemas.ErrorBody},
+        422: {"model": schemas.ErrorBody},
+    },
+)
+async def profiles_create(
+    body: schemas.ProfileIn, caller: Admin, services: AppServices, in_worker: InWorker
+) -> schemas.ProfileOut:
+    from signing_service.services.profiles import create_profile
+
+    view = await in_worker(
+        create_profile,
+        services,
+        caller.agency,
+        body.model_dump(),
+        actor=actor_of(caller),
+    )
+    return schemas.ProfileOut(**view.__dict__)
+
+
+@router.get(
+    "/v1/admin/profiles/{name}",
+    response_model=schemas.ProfileOut,
+    tags=["quản trị"],
+    responses={404: {"model": schemas.ErrorBody}},
+)
+async def profiles_get(
+    name: str, caller: Admin, services: AppServices, in_worker: InWorker
+) -> schemas.ProfileOut:
+    from signing_service.services.profiles import get_profile
+
+    view = await in_worker(get_profile, services, caller.agency, name)
+    return schemas.ProfileOut(**view.__dict__)
+
+
+@router.patch(
+    "/v1/admin/profiles/{name}",
+    response_model=schemas.ProfileOut,
+    tags=["quản trị"],
+    responses={404: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}},
+)
+async def profiles_update(
+    name: str,
+    body: schemas.ProfileChange,
+    caller: Admin,
+    services: AppServices,
+    in_worker: InWorker,
+) -> schemas.ProfileOut:
+    from signing_service.services.profiles import update_profile
+
+    view = await in_worker(
+        update_profile,
+        services,
+        caller.agency,
+        name,
+        body.model_dump(exclude_unset=True),
+        actor=actor_of(caller),
+    )
+    return schemas.ProfileOut(**view.__dict__)
+
+
+@router.delete(
+    "/v1/admin/profiles/{name}",
+    status_code=204,
+    tags=["quản trị"],
+    responses={404: {"model": schemas.ErrorBody}},
+)
+async def profiles_disable(
+    name: str, caller: Admin, services: AppServices, in_worker: InWorker
+) -> Response:
+    from signing_service.services.profiles import disable_profile
+
+    await in_worker(disable_profile, services, caller.agency, name, actor=actor_of(caller))
+    return Response(status_code=204)

@@ -1,0 +1,109 @@
+"""What every router shares: the application's :class:`Services`, the authenticated caller,
+the worker-thread runner, reading an upload, the error body and small output converters.
+
+Everything here reaches the running application through ``request.app.state`` (set by
+:func:`signing_service.api.app.create_app`), never through a module global, so two apps in one
+process (the tests build one per test) never share services or a worker limiter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import anyio
+from fastapi import Depends, Header, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from signing_service import errors
+from signing_service.api import schemas
+from signing_service.services.auth import authenticate
+from signing_service.services.container import Services
+from signing_service.services.documents import DocumentView
+from signing_service.settings import Settings
+from signing_service.store.models import ApiClient
+
+T = TypeVar("T")
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """The one error body: ``{"code", "message", **extra}`` with HTTP ``status``."""
+    return JSONResponse({"code": code, "message": message, **extra}, status_code=status)
+
+
+def get_services(request: Request) -> Services:
+    """The application's :class:`Services` (``app.state.services``)."""
+    services: Services = request.app.state.services
+    return services
+
+
+AppServices = Annotated[Services, Depends(get_services)]
+
+
+class WorkerThreads:
+    """Runs blocking calls (database, storage, signing) in worker threads, at most
+    ``settings.worker_threads`` at a time for the whole application: one instance per app,
+    kept on ``app.state.worker_threads``."""
+
+    def __init__(self, threads: int) -> None:
+        self.limiter = anyio.CapacityLimiter(threads)
+
+    async def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``await in_worker(fn, *args, **kwargs)``: ``fn(*args, **kwargs)`` in a worker
+        thread, waiting for a free one; its result, or its exception re-raised."""
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self.limiter)
+
+
+def get_worker_threads(request: Request) -> WorkerThreads:
+    """The application's :class:`WorkerThreads` (``app.state.worker_threads``)."""
+    runner: WorkerThreads = request.app.state.worker_threads
+    return runner
+
+
+InWorker = Annotated[WorkerThreads, Depends(get_worker_threads)]
+
+
+def current_client(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> ApiClient:
+    """The API client named by the ``Authorization`` header, its agency loaded.
+
+    Raises :class:`errors.Unauthenticated` (401) when the key is missing or unknown."""
+    services: Services = request.app.state.services
+    with services.db.transaction() as session:
+        found = authenticate(session, authorization)
+        _ = found.agency  # load while the session is open
+    return found
+
+
+Client = Annotated[ApiClient, Depends(current_client)]
+
+
+def current_admin(caller: Client) -> ApiClient:
+    """The caller, if its key has the ``admin`` role; else :class:`errors.Forbidden` (403)."""
+    if caller.role != "admin":
+        raise errors.Forbidden("Khóa API này không có quyền quản trị cấu hình ký số.")
+    return caller
+
+
+Admin = Annotated[ApiClient, Depends(current_admin)]
+
+
+def actor_of(caller: ApiClient) -> str:
+    """How the audit log names an API client: ``api-client:<key id>``."""
+    return f"api-client:{caller.key_id}"
+
+
+async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
+    """The uploaded file's bytes, at most ``settings.max_upload_bytes + 1`` of them (one more
+    than allowed, so the use case can tell an oversized file and refuse it with 413)."""
+    data = await upload.read(settings.max_upload_bytes + 1)
+    return data
+
+
+def document_out(doc: DocumentView) -> schemas.DocumentOut:
+    """A stored document as the API shows it, with its download path."""
+    return schemas.DocumentOut(
+        **doc.__dict__,
+        download_url=f"/v1/documents/{doc.id}/content",
+    )

@@ -1,0 +1,244 @@
+"""Signing: one document, the two-step flow for a signer's own token (external start and
+complete) and batches (``/v1/signatures``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+
+from signing_service import errors
+from signing_service.api import schemas
+from signing_service.api.deps import (
+    AppServices,
+    Client,
+    InWorker,
+    actor_of,
+    document_out,
+    read_upload,
+)
+from signing_service.store.models import Agency
+
+if TYPE_CHECKING:
+    from signing_service.services.signing import SignResult
+
+# The signing and two-step use cases are imported by their endpoints on first use: they pull in
+# pyHanko (~30 MB), which a process serving only attachments never needs.
+
+router = APIRouter()
+
+
+def _signature_out(result: SignResult) -> schemas.SignatureOut:
+    return schemas.SignatureOut(
+        signature_id=result.signature_id,
+        level=result.level,
+        profile=result.profile,
+        signed_at=result.signed_at,
+        certificate_sha256=result.certificate_sha256,
+        document=document_out(result.document),
+        input_document=document_out(result.input_document),
+    )
+
+
+@router.post(
+    "/v1/signatures",
+    status_code=201,
+    response_model=schemas.SignatureOut,
+    tags=["ký số"],
+    summary="Ký số một tài liệu PDF bằng cấu hình ký số của cơ quan",
+    responses={
+        401: {"model": schemas.ErrorBody},
+        404: {"model": schemas.ErrorBody},
+        413: {"model": schemas.ErrorBody},
+        503: {"model": schemas.ErrorBody},
+    },
+)
+async def create_signature(
+    caller: Client,
+    services: AppServices,
+    in_worker: InWorker,
+    response: Response,
+    file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
+    profile: Annotated[str, Form(description="Tên cấu hình ký số", examples=["agency-a-seal"])],
+    level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
+    dossier_code: Annotated[str | None, Form(examples=["000.00.12.H12-261127-0001"])] = None,
+    authorization: Annotated[
+        str | None, Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký")
+    ] = None,
+) -> schemas.SignatureOut:
+    from signing_service.services.signing import sign_document
+
+    data = await read_upload(file, services.settings)
+    agency: Agency = caller.agency
+    result = await in_worker(
+        sign_document,
+        services,
+        agency,
+        profile_name=profile,
+        pdf=data,
+        level=level,
+        filename=file.filename,
+        dossier_code=dossier_code,
+        actor=actor_of(caller),
+        authorization=authorization,
+    )
+    response.headers["Location"] = f"/v1/documents/{result.document.id}"
+    return _signature_out(result)
+
+
+@router.post(
+    "/v1/signatures/external",
+    status_code=201,
+    response_model=schemas.ExternalStartOut,
+    tags=["ký số"],
+    summary="Ký hai bước, bước 1: chuẩn bị tài liệu, trả về dữ liệu cần ký bằng USB token",
+    responses={
+        401: {"model": schemas.ErrorBody},
+        404: {"model": schemas.ErrorBody},
+        422: {"model": schemas.ErrorBody},
+    },
+)
+async def external_start(
+    caller: Client,
+    services: AppServices,
+    in_worker: InWorker,
+    file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
+    certificate: Annotated[UploadFile, File(description="Chứng thư số người ký (PEM/DER)")],
+    profile: Annotated[str, Form(examples=["agency-a-officer"])],
+    level: Annotated[str | None, Form(description="B-B hoặc B-T")] = None,
+    dossier_code: Annotated[str | None, Form()] = None,
+) -> schemas.ExternalStartOut:
+    from signing_service.services.external import start_external
+
+    data = await read_upload(file, services.settings)
+    cert = await certificate.read(256 * 1024)
+    started = await in_worker(
+        start_external,
+        services,
+        caller.agency,
+        profile_name=profile,
+        pdf=data,
+        certificate=cert,
+        level=level,
+        filename=file.filename,
+        dossier_code=dossier_code,
+        actor=actor_of(caller),
+    )
+    return schemas.ExternalStartOut(
+        **started.__dict__,
+        complete_url=f"/v1/signatures/external/{started.session_id}/complete",
+    )
+
+
+@router.post(
+    "/v1/signatures/external/{session_id}/complete",
+    status_code=201,
+    response_model=schemas.SignatureOut,
+    tags=["ký số"],
+    summary="Ký hai bước, bước 2: gửi chữ ký (hoặc gói CMS) để hoàn tất",
+    responses={
+        401: {"model": schemas.ErrorBody},
+        404: {"model": schemas.ErrorBody},
+        409: {"model": schemas.ErrorBody},
+        410: {"model": schemas.ErrorBody},
+        422: {"model": schemas.ErrorBody},
+    },
+)
+async def external_complete(
+    session_id: str,
+    body: schemas.ExternalCompleteIn,
+    caller: Client,
+    services: AppServices,
+    in_worker: InWorker,
+    response: Response,
+) -> schemas.SignatureOut:
+    import base64
+    import binascii
+
+    from signing_service.services.external import complete_external
+
+    if (body.signature is None) == (body.cms is None):
+        raise errors.InvalidRequest("Gửi đúng một trong hai trường: signature hoặc cms.")
+    try:
+        raw = base64.b64decode(body.signature, validate=True) if body.signature else None
+        cms = base64.b64decode(body.cms, validate=True) if body.cms else None
+    except (binascii.Error, ValueError):
+        raise errors.InvalidRequest("Chữ ký phải được mã hóa base64.") from None
+    result = await in_worker(
+        complete_external,
+        services,
+        caller.agency,
+        session_id,
+        signature=raw,
+        signature_cms=cms,
+        actor=actor_of(caller),
+    )
+    response.headers["Location"] = f"/v1/documents/{result.document.id}"
+    return _signature_out(result)
+
+
+@router.post(
+    "/v1/signatures/batch",
+    response_model=schemas.BatchOut,
+    tags=["ký số"],
+    summary="Ký hàng loạt: nhiều tài liệu, một cấu hình ký số, một lần xác thực",
+    responses={
+        401: {"model": schemas.ErrorBody},
+        404: {"model": schemas.ErrorBody},
+        413: {"model": schemas.ErrorBody},
+        422: {"model": schemas.ErrorBody},
+    },
+)
+async def create_batch(
+    caller: Client,
+    services: AppServices,
+    in_worker: InWorker,
+    files: Annotated[list[UploadFile], File(description="Các tài liệu PDF cần ký")],
+    profile: Annotated[str, Form(description="Tên cấu hình ký số")],
+    level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
+    authorization: Annotated[
+        str | None, Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô")
+    ] = None,
+) -> schemas.BatchOut:
+    from signing_service.services.signing import sign_batch
+
+    settings = services.settings
+    if len(files) > settings.max_batch_documents:
+        raise errors.BatchTooLarge(
+            f"Mỗi lô ký tối đa {settings.max_batch_documents} tài liệu.",
+            details={"max_documents": settings.max_batch_documents},
+        )
+    items = [(upload.filename, await read_upload(upload, services.settings)) for upload in files]
+    results = await in_worker(
+        sign_batch,
+        services,
+        caller.agency,
+        profile_name=profile,
+        items=items,
+        level=level,
+        actor=actor_of(caller),
+        authorization=authorization,
+    )
+    out = []
+    for index, item in enumerate(results):
+        if isinstance(item, errors.ServiceError):
+            out.append(
+                schemas.BatchItemOut(
+                    index=index,
+                    filename=items[index][0],
+                    status="failed",
+                    error=schemas.ErrorBody(**item.to_dict()),
+                )
+            )
+        else:
+            out.append(
+                schemas.BatchItemOut(
+                    index=index,
+                    filename=items[index][0],
+                    status="signed",
+                    signature_id=item.signature_id,
+                    document=document_out(item.document),
+                )
+            )
+    signed = sum(1 for item in out if item.status == "signed")
+    return schemas.BatchOut(profile=profile, signed=signed, failed=len(out) - signed, results=out)
