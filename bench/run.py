@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -199,9 +200,10 @@ HSM_PROFILE = "agency-a-hsm-invisible"
 BATCH = 10
 
 
-def prepare_database(work: Path, pki_port: int) -> str | None:
-    """Migrate, bootstrap (dev PKI, SoftHSM2 token), and add invisible-signature profiles for
-    agency A's file key and, when SoftHSM2 is installed, its HSM key. Returns the HSM key URI."""
+def prepare_database(work: Path, pki_port: int) -> Any:
+    """Migrate, bootstrap (dev PKI, SoftHSM2 token, keys registered through the registry), and
+    add invisible-signature profiles for agency A's file key and, when SoftHSM2 is installed,
+    its HSM key. Returns a function opening that HSM key in this process (or None)."""
     from signing_service.services.container import Services
     from signing_service.settings import Settings
     from signing_service.store.models import SigningProfile
@@ -209,39 +211,52 @@ def prepare_database(work: Path, pki_port: int) -> str | None:
     services = Services.build(
         Settings(data_dir=work / "var", dev_pki_dir=work / "pki", dev_pki_port=pki_port)
     )
+    hsm_token = services.dev_hsm_key
     with services.db.transaction() as session:
         seal = session.query(SigningProfile).filter_by(name="agency-a-seal").one()
         session.add(
             SigningProfile(
                 agency_id=seal.agency_id,
                 name=INVISIBLE_PROFILE,
-                key_uri=seal.key_uri,
+                key_id=seal.key_id,
                 level="B-B",
-                tsa_url=seal.tsa_url,
                 reason=seal.reason,
                 location=seal.location,
                 appearance=None,
-                check_revocation=True,
                 dev=True,
             )
         )
         hsm = session.query(SigningProfile).filter_by(name="agency-a-hsm-seal").one_or_none()
-        hsm_uri = hsm.key_uri if hsm is not None else None
         if hsm is not None:
             session.add(
                 SigningProfile(
                     agency_id=seal.agency_id,
                     name=HSM_PROFILE,
-                    key_uri=hsm.key_uri,
+                    key_id=hsm.key_id,
                     level="B-B",
-                    tsa_url=seal.tsa_url,
                     appearance=None,
-                    check_revocation=True,
                     dev=True,
                 )
             )
     services.close()
-    return hsm_uri
+    if hsm is None or hsm_token is None:
+        return None
+
+    def open_hsm_key() -> Any:
+        from signing_service.signing.keys.pkcs11 import Pkcs11Reference, open_reference
+
+        pki = work / "pki"
+        from signing_service.services.keys import load_certificates
+
+        return open_reference(
+            hsm_token.module,
+            Pkcs11Reference.parse(f"pkcs11:token={hsm_token.token};object={hsm_token.key_label}"),
+            hsm_token.pin_file.read_text().strip(),
+            load_certificates((pki / "agency-a-hsm.cert.pem").read_bytes())[0],
+            tuple(load_certificates((pki / "interm.cert.pem").read_bytes())),
+        )
+
+    return open_hsm_key
 
 
 def pct(values: list[float], q: float) -> float:
@@ -283,7 +298,7 @@ def main() -> int:
             "SIGNING_SERVICE_DEV_PKI_PORT": str(pki_port),
             "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
         }
-        hsm_uri = prepare_database(work, pki_port)
+        open_hsm_key = prepare_database(work, pki_port)
         pki_proc = subprocess.Popen(
             [sys.executable, "-m", "bench.pki_server", str(work / "pki"), str(pki_port)],
             cwd=REPO,
@@ -329,12 +344,13 @@ def main() -> int:
         from pyhanko.sign import fields, signers
 
         from signing_service._async import run_sync
-        from signing_service.signing.keys import KeyCache, LoadedKey
+        from signing_service.signing.keys import LoadedKey
+        from signing_service.signing.keys.pkcs12 import load_pkcs12_file
         from signing_service.signing.tsa import PooledHTTPTimeStamper
 
         p12 = work / "pki/agency-a-seal.p12"
         plain = signers.SimpleSigner.load_pkcs12(str(p12), passphrase=DEV_KEY_PASSPHRASE.encode())
-        ours = KeyCache().get(f"file:{p12}", DEV_KEY_PASSPHRASE.encode()).signer
+        ours = load_pkcs12_file(p12, DEV_KEY_PASSPHRASE.encode()).signer
 
         class SignRawCachedSigner(signers.SimpleSigner):
             """The usual pyHanko fix (infra notes): override sign_raw with a parsed key."""
@@ -372,8 +388,8 @@ def main() -> int:
         from signing_service.signing.engine import SignOptions, async_sign_pdf
         from signing_service.signing.levels import SignatureLevel
 
-        our_key = KeyCache().get(f"file:{p12}", DEV_KEY_PASSPHRASE.encode())
-        hsm_key = KeyCache().get(hsm_uri, None) if hsm_uri else None
+        our_key = load_pkcs12_file(p12, DEV_KEY_PASSPHRASE.encode())
+        hsm_key = open_hsm_key() if open_hsm_key is not None else None
 
         def engine_sign(level: str, key: LoadedKey = our_key) -> None:
             run_sync(
@@ -413,7 +429,7 @@ def main() -> int:
             for level in levels:
                 results[level]["api_w1_c1"] = api_sign(url, proc.pid, count(40), 1, level)
                 results[level]["api_w1_c2"] = api_sign(url, proc.pid, count(40), 2, level)
-                if hsm_uri:
+                if open_hsm_key is not None:
                     results[level]["api_pkcs11_w1_c1"] = api_sign(
                         url, proc.pid, count(40), 1, level, profile=HSM_PROFILE
                     )

@@ -40,10 +40,10 @@ def make_documents(pki_dir: Path, tsa_url: str, per_count: int) -> dict[int, lis
     import asyncio
 
     from signing_service.signing.engine import SignOptions, async_sign_pdf
-    from signing_service.signing.keys import KeyCache
+    from signing_service.signing.keys.pkcs12 import load_pkcs12_file
     from signing_service.signing.levels import SignatureLevel
 
-    key = KeyCache().get(f"file:{pki_dir / 'agency-a-seal.p12'}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki_dir / "agency-a-seal.p12", DEV_KEY_PASSPHRASE.encode())
     options = SignOptions(level=SignatureLevel.B_T, tsa_url=tsa_url)
     docs: dict[int, list[bytes]] = {}
     for n in COUNTS:

@@ -1,5 +1,5 @@
-"""Command line: ``signing-service serve | migrate | agency add | client add | sign | verify |
-pki init | audit verify | storage reconcile | trust list``.
+"""Command line: ``signing-service serve | migrate | agency add | client add | key add | key list |
+key disable | sign | verify | pki init | audit verify | storage reconcile | trust list``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from signing_service import errors
 
 if TYPE_CHECKING:
+    from signing_service.services.keys import KeyView
     from signing_service.settings import Settings
 
 EXIT_PASSED, EXIT_FAILED, EXIT_UNDECIDED = 0, 1, 2
@@ -156,15 +157,28 @@ def cmd_sign(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from signing_service.services.signing import sign_document
-    from signing_service.store.models import SigningProfile
+    from signing_service.store.models import Agency, SigningProfile
 
     data = _read(args.input)
     services = _services(serve_dev_pki=_dev_pki_missing())
     try:
         with services.db.transaction() as session:
-            profile = session.scalars(
-                select(SigningProfile).where(SigningProfile.name == args.profile)
-            ).first()
+            query = select(SigningProfile).where(
+                SigningProfile.name == args.profile, SigningProfile.disabled_at.is_(None)
+            )
+            if args.agency:
+                query = query.join(Agency, Agency.id == SigningProfile.agency_id).where(
+                    Agency.code == args.agency
+                )
+            profiles = session.scalars(query).all()
+            # Profile names are unique per agency: a name two agencies use needs --agency.
+            if len(profiles) > 1:
+                print(
+                    f"Nhiều cơ quan có cấu hình {args.profile!r}: chỉ rõ --agency.",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
+            profile = profiles[0] if profiles else None
             agency = profile.agency if profile is not None else None
         if profile is None or agency is None:
             raise errors.ProfileNotFound()
@@ -422,6 +436,153 @@ def cmd_client_add(args: argparse.Namespace) -> int:
     return 0
 
 
+KIND_VI = {
+    "pkcs12": "tệp PKCS#12 (kho khóa của dịch vụ)",
+    "pkcs11": "HSM (PKCS#11)",
+    "csc": "ký số từ xa (CSC)",
+    "officer": "chứng thư người ký (ký hai bước)",
+}
+
+
+def _key_secret(args: argparse.Namespace) -> str | None:
+    """The PKCS#12 passphrase or the PKCS#11 PIN: from the variable the operator names, from
+    the first line of stdin, or typed at a prompt. Never from the command line itself (it
+    would stay in the shell history and the process list)."""
+    import getpass
+    import os
+
+    if args.secret_env:
+        value = os.environ.get(args.secret_env)
+        if value is None:
+            print(f"Biến môi trường {args.secret_env} chưa được đặt.", file=sys.stderr)
+            return None
+        return value
+    if args.secret_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if sys.stdin.isatty():
+        label = "Mật khẩu tệp PKCS#12" if args.pkcs12 else "Mã PIN của token/HSM"
+        return getpass.getpass(f"{label}: ")
+    print("Cần --secret-env TÊN_BIẾN hoặc --secret-stdin.", file=sys.stderr)
+    return None
+
+
+def _print_key(view: KeyView, verb: str) -> None:
+    from datetime import datetime
+
+    from signing_service.trust import VIETNAM_TZ
+
+    expiry = datetime.fromisoformat(view.not_after).astimezone(VIETNAM_TZ)
+    print(f"{verb} khóa {view.name} của cơ quan {view.agency_code}:")
+    print(
+        f"  Loại: {KIND_VI.get(view.kind, view.kind)}"
+        + (f" — {view.source}" if view.source else "")
+    )
+    print(f"  Chứng thư: {view.subject}")
+    print(f"  Hết hạn: {expiry.isoformat()} (giờ Việt Nam)")
+    print(f"  SHA-256: {view.certificate_sha256}")
+
+
+def cmd_key_add(args: argparse.Namespace) -> int:
+    """Register key material for one agency (the operator only)."""
+    import dataclasses
+
+    from signing_service.services import keys
+
+    material: keys.Material
+    if args.pkcs12 or args.pkcs11:
+        secret = _key_secret(args)
+        if secret is None:
+            return EXIT_USAGE
+        if args.pkcs12:
+            material = keys.Pkcs12Material(_read(args.pkcs12), secret.encode())
+        else:
+            material = keys.Pkcs11Material(
+                uri=args.pkcs11,
+                module=args.module,
+                pin=secret,
+                certificate=_read(args.certificate) if args.certificate else None,
+                chain=_read(args.chain) if args.chain else None,
+            )
+    elif args.csc:
+        provider, sep, credential = args.csc.partition(",")
+        if not sep:
+            print(
+                f"{errors.InvalidKeyReference.code}: {errors.InvalidKeyReference.message}",
+                file=sys.stderr,
+            )
+            return EXIT_REFUSED
+        material = keys.CscMaterial(provider.strip(), credential.strip())
+    else:
+        material = keys.OfficerMaterial(_read(args.officer_cert))
+    services = _services()
+    try:
+        view = keys.register_key(
+            services, agency_code=args.agency, name=args.name, material=material, actor="cli"
+        )
+    except errors.ConfigurationError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    except errors.ServiceError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(view), ensure_ascii=False))
+    else:
+        _print_key(view, "Đã đăng ký")
+    return 0
+
+
+def cmd_key_list(args: argparse.Namespace) -> int:
+    import dataclasses
+    from datetime import datetime
+
+    from signing_service.services.keys import list_keys
+    from signing_service.trust import VIETNAM_TZ
+
+    services = _services()
+    try:
+        views = list_keys(services, args.agency)
+    except errors.ServiceError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(v) for v in views], ensure_ascii=False, indent=2))
+        return 0
+    if not views:
+        print("Chưa có khóa nào được đăng ký.")
+    for v in views:
+        status = "đã vô hiệu hóa" if v.disabled_at else "đang dùng"
+        expiry = datetime.fromisoformat(v.not_after).astimezone(VIETNAM_TZ).date().isoformat()
+        print(
+            f"{v.agency_code}  {v.name}  [{status}]  {KIND_VI.get(v.kind, v.kind)}"
+            + (f" — {v.source}" if v.source else "")
+        )
+        print(f"    {v.subject}; hết hạn {expiry}; SHA-256 {v.certificate_sha256}")
+    return 0
+
+
+def cmd_key_disable(args: argparse.Namespace) -> int:
+    from signing_service.services.keys import disable_key
+
+    services = _services()
+    try:
+        view = disable_key(services, agency_code=args.agency, name=args.name, actor="cli")
+    except errors.ServiceError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        services.close()
+    print(
+        f"Đã vô hiệu hóa khóa {view.name} của cơ quan {view.agency_code}; các cấu hình ký số "
+        "dùng khóa này sẽ từ chối ký cho đến khi quản trị viên cơ quan chọn khóa khác."
+    )
+    return 0
+
+
 def _source_vi(source: str) -> str:
     kind, _, where = source.partition(":")
     if kind == "pinned":
@@ -507,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("input")
     sign.add_argument("output")
     sign.add_argument("--profile", required=True)
+    sign.add_argument(
+        "--agency", help="mã định danh cơ quan (khi tên cấu hình trùng giữa các cơ quan)"
+    )
     sign.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"])
     sign.add_argument("--dossier-code")
     sign.set_defaults(func=cmd_sign)
@@ -547,6 +711,51 @@ def build_parser() -> argparse.ArgumentParser:
     cl_add.add_argument("--role", choices=["client", "admin"], default="client")
     cl_add.add_argument("--json", action="store_true")
     cl_add.set_defaults(func=cmd_client_add)
+    ky = sub.add_parser("key", help="khóa ký đã đăng ký cho cơ quan (chỉ đơn vị vận hành)")
+    ky_sub = ky.add_subparsers(dest="key_command", required=True, parser_class=_Parser)
+    ky_add = ky_sub.add_parser(
+        "add",
+        help="đăng ký khóa ký hoặc chứng thư người ký cho một cơ quan (được kiểm tra trước)",
+    )
+    ky_add.add_argument("--agency", required=True, help="mã định danh cơ quan")
+    ky_add.add_argument("--name", required=True, help="tên khóa, ví dụ so-tu-phap-con-dau")
+    source = ky_add.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pkcs12", metavar="TỆP", help="tệp PKCS#12: được chép vào kho khóa")
+    source.add_argument(
+        "--pkcs11", metavar="URI", help="khóa trên HSM: pkcs11:token=NHÃN;object=NHÃN_KHÓA"
+    )
+    source.add_argument(
+        "--csc",
+        metavar="NHÀ_CUNG_CẤP,MÃ_CHỨNG_THƯ",
+        help="ký số từ xa: tên nhà cung cấp trong SIGNING_SERVICE_CSC_PROVIDERS và credentialID",
+    )
+    source.add_argument(
+        "--officer-cert", metavar="TỆP", help="chứng thư của người ký (ký hai bước), PEM/DER"
+    )
+    ky_add.add_argument(
+        "--module", help="PKCS#11: tên thư viện trong SIGNING_SERVICE_PKCS11_MODULES"
+    )
+    ky_add.add_argument("--certificate", metavar="TỆP", help="PKCS#11: chứng thư của khóa")
+    ky_add.add_argument("--chain", metavar="TỆP", help="PKCS#11: chứng thư trung gian")
+    secret = ky_add.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--secret-env",
+        metavar="TÊN_BIẾN",
+        help="biến môi trường chứa mật khẩu PKCS#12 hoặc mã PIN PKCS#11",
+    )
+    secret.add_argument(
+        "--secret-stdin", action="store_true", help="đọc mật khẩu/mã PIN từ dòng đầu của stdin"
+    )
+    ky_add.add_argument("--json", action="store_true")
+    ky_add.set_defaults(func=cmd_key_add)
+    ky_list = ky_sub.add_parser("list", help="liệt kê khóa đã đăng ký")
+    ky_list.add_argument("--agency", help="chỉ các khóa của cơ quan này")
+    ky_list.add_argument("--json", action="store_true")
+    ky_list.set_defaults(func=cmd_key_list)
+    ky_dis = ky_sub.add_parser("disable", help="vô hiệu hóa một khóa đã đăng ký")
+    ky_dis.add_argument("--agency", required=True, help="mã định danh cơ quan")
+    ky_dis.add_argument("--name", required=True, help="tên khóa")
+    ky_dis.set_defaults(func=cmd_key_disable)
     st = sub.add_parser("storage", help="kho lưu trữ đối tượng")
     st_sub = st.add_subparsers(dest="storage_command", required=True, parser_class=_Parser)
     rec = st_sub.add_parser(

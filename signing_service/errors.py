@@ -156,10 +156,68 @@ SigningFailed = _error("SIGNING_FAILED", 422, "Không ký được tài liệu n
 # Signing profiles (admin)
 ProfileExists = _error("PROFILE_EXISTS", 409, "Tên cấu hình ký số đã được dùng.")
 InvalidProfile = _error("INVALID_PROFILE", 422, "Cấu hình ký số không hợp lệ.")
-InvalidKeyUri = _error(
-    "INVALID_KEY_URI",
+# The same answer for a key of another agency as for a key that does not exist.
+UnknownKey = _error(
+    "UNKNOWN_KEY", 422, "Không có khóa ký nào với tên này trong các khóa đã đăng ký của cơ quan."
+)
+UnknownTsa = _error(
+    "UNKNOWN_TSA",
     422,
-    "Nguồn khóa không hợp lệ; chỉ chấp nhận file:, pkcs11:, external: hoặc csc:.",
+    "Không có máy chủ dấu thời gian nào với tên này trong cấu hình của đơn vị vận hành.",
+)
+ProfileKeyMissing = _error(
+    "PROFILE_KEY_MISSING",
+    422,
+    "Cấu hình ký số chưa có khóa ký đang hoạt động (chưa chọn, hoặc khóa đã bị vô hiệu hóa); "
+    "quản trị viên cơ quan cần chọn một khóa đã đăng ký.",
+)
+OfficerNotRegistered = _error(
+    "OFFICER_NOT_REGISTERED",
+    422,
+    "Chứng thư số của người ký chưa được đơn vị vận hành đăng ký cho cơ quan.",
+)
+OfficerRequired = _error(
+    "OFFICER_REQUIRED",
+    422,
+    "Ký hai bước cần tên chứng thư người ký đã đăng ký (officer) hoặc chứng thư số (certificate).",
+)
+
+# Key registry (operator commands)
+InvalidKeyName = _error(
+    "INVALID_KEY_NAME",
+    422,
+    "Tên khóa chỉ gồm chữ thường không dấu, số và dấu gạch ngang (2–63 ký tự).",
+)
+KeyExists = _error("KEY_EXISTS", 409, "Cơ quan đã có khóa với tên này.")
+KeyAlreadyRegistered = _error(
+    "KEY_ALREADY_REGISTERED", 409, "Chứng thư số này đã được đăng ký cho một khóa đang hoạt động."
+)
+KeyNotRegistered = _error("KEY_NOT_REGISTERED", 404, "Không tìm thấy khóa đã đăng ký.")
+KeyUnreadable = _error(
+    "KEY_UNREADABLE",
+    422,
+    "Không đọc được khóa hoặc chứng thư (sai mật khẩu, tệp hỏng hoặc không đúng định dạng).",
+)
+InvalidKeyReference = _error(
+    "INVALID_KEY_REFERENCE",
+    422,
+    "Tham chiếu khóa không hợp lệ (PKCS#11: pkcs11:token=…;object=… hoặc id=<hex>; "
+    "ký từ xa: NHÀ_CUNG_CẤP,MÃ_CHỨNG_THƯ).",
+)
+CertificateIsCa = _error(
+    "CERTIFICATE_IS_CA",
+    422,
+    "Chứng thư số là chứng thư của tổ chức cấp chứng thư (CA), không dùng để ký văn bản.",
+)
+UnknownPkcs11Module = _error(
+    "UNKNOWN_PKCS11_MODULE",
+    422,
+    "Thư viện PKCS#11 không có trong SIGNING_SERVICE_PKCS11_MODULES (hoặc cần chỉ rõ --module).",
+)
+UnknownCscProvider = _error(
+    "UNKNOWN_CSC_PROVIDER",
+    422,
+    "Nhà cung cấp ký số từ xa không có trong SIGNING_SERVICE_CSC_PROVIDERS.",
 )
 
 # Two-step (external) signing

@@ -8,12 +8,13 @@ Production mode refuses development keys, the development root and default secre
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,57 @@ def parse_extra_trust_anchors(value: Any) -> list[Any]:
     if not isinstance(value, list | tuple):
         raise ValueError("cần một danh sách đường dẫn hoặc đối tượng {file, kind}")
     return [{"file": item} if isinstance(item, str | Path) else item for item in value]
+
+
+# Names of the operator's allowlist entries (PKCS#11 modules, TSAs, remote signing providers):
+# what an agency administrator's profile or the operator's `key add` refers to.
+ALLOWLIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_SECRET_SOURCE = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/\S+)$")
+
+
+def _check_names(value: dict[str, Any]) -> dict[str, Any]:
+    for name in value:
+        if not ALLOWLIST_NAME.match(name):
+            raise ValueError(
+                f"tên {name!r} không hợp lệ (chữ thường không dấu, số, '.', '_', '-'; tối đa 63)"
+            )
+    return value
+
+
+def _check_http_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError as e:
+        raise ValueError(f"địa chỉ {url!r} không hợp lệ ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ValueError(f"địa chỉ {url!r} phải là http(s)://máy-chủ/…")
+    return url
+
+
+class CscProvider(BaseModel):
+    """A remote signing provider (CSC API v2) the operator has a contract with: its base URL
+    and where the service's own access token at the provider is read from (``env:NAME`` or
+    ``file:/absolute/path``; refreshed by the operator's OAuth tooling)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    token_source: str
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_http_url(value).rstrip("/")
+
+    @field_validator("token_source")
+    @classmethod
+    def _token_source(cls, value: str) -> str:
+        if not _SECRET_SOURCE.match(value):
+            raise ValueError("token_source phải có dạng env:TÊN_BIẾN hoặc file:/đường/dẫn")
+        return value
 
 
 class Settings(BaseSettings):
@@ -134,8 +186,24 @@ class Settings(BaseSettings):
     dev_pki_port: int = 8001
     dev_pki_serve: bool = True
 
-    # Passphrase for file keys (PKCS#12 / encrypted PEM); a secret, never logged.
+    # Passphrase of the development PKI's PKCS#12 exports (var/pki); a secret, never logged.
     key_passphrase: SecretStr = SecretStr(DEV_KEY_PASSPHRASE)
+    # The key store's master secret: it wraps each registered key's own random data key
+    # (signing_service/signing/keys/sealing.py). Required in production as soon as a key the
+    # service holds (PKCS#12, an HSM PIN) is registered; development generates one under
+    # <data_dir>/keys when unset.
+    key_store_secret: SecretStr | None = None
+
+    # The operator's allowlists (JSON objects: name -> value). Agency administrators pick
+    # among these by name; nothing they write names a library, a URL or a secret source.
+    # PKCS#11 libraries that may be loaded into the server: {"softhsm": "/usr/lib/…/x.so"}.
+    pkcs11_modules: dict[str, str] = Field(default_factory=dict)
+    # RFC 3161 timestamp servers: {"dev": "http://127.0.0.1:8001/dev/tsa/tsa"}.
+    tsas: dict[str, str] = Field(default_factory=dict)
+    # The TSA of profiles that name none (default: the first of `tsas`).
+    default_tsa: str | None = None
+    # Remote signing providers: {"smartca": {"url": …, "token_source": "env:SMARTCA_TOKEN"}}.
+    csc_providers: dict[str, CscProvider] = Field(default_factory=dict)
 
     # Revocation look-ups of the signer before signing are cached this long (seconds).
     signer_check_cache_seconds: int = 300
@@ -150,6 +218,26 @@ class Settings(BaseSettings):
     verification_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     verification_max_pending: int = Field(default=8, ge=0, le=10_000)
     verification_memory_limit_bytes: int = Field(default=2 * 1024**3, ge=0)
+
+    @field_validator("pkcs11_modules")
+    @classmethod
+    def _pkcs11_modules(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in _check_names(value).items():
+            if not Path(path).is_absolute():
+                raise ValueError(f"thư viện PKCS#11 {name!r} phải là đường dẫn tuyệt đối")
+        return value
+
+    @field_validator("tsas")
+    @classmethod
+    def _tsas(cls, value: dict[str, str]) -> dict[str, str]:
+        for url in _check_names(value).values():
+            _check_http_url(url)
+        return value
+
+    @field_validator("csc_providers")
+    @classmethod
+    def _csc_providers(cls, value: dict[str, CscProvider]) -> dict[str, CscProvider]:
+        return _check_names(value)
 
     @field_validator("extra_trust_anchors", mode="before")
     @classmethod
@@ -181,6 +269,11 @@ class Settings(BaseSettings):
         return (self.upload_tmp_dir or self.resolved_data_dir / "tmp").resolve()
 
     @property
+    def key_store_dir(self) -> Path:
+        """Where registered keys' sealed material lives (mode 0700, files 0600)."""
+        return self.resolved_data_dir / "keys"
+
+    @property
     def dev_credentials_file(self) -> Path:
         return self.resolved_data_dir / "dev-credentials.json"
 
@@ -207,6 +300,13 @@ class Settings(BaseSettings):
             problems.append("SIGNING_SERVICE_DATABASE_URL must be set explicitly")
         if self.crash_at:
             problems.append("SIGNING_SERVICE_CRASH_AT is a test-only fault injection")
+        if self.key_store_secret is not None:
+            master = self.key_store_secret.get_secret_value()
+            if master == DEV_KEY_PASSPHRASE or len(master) < 32:
+                problems.append(
+                    "SIGNING_SERVICE_KEY_STORE_SECRET must be at least 32 characters and not a "
+                    "development default"
+                )
         for anchor in self.extra_trust_anchors:
             if self.pki_dir in anchor.file.resolve().parents:
                 problems.append(f"extra trust anchor {anchor.file} belongs to the development PKI")

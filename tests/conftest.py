@@ -174,8 +174,12 @@ CSC_OFFICER_PIN = "246810"
 
 
 @pytest.fixture(scope="session")
-def csc_provider(dev_pki: tuple[DevPki, int], remote_key: TokenKey | None) -> Iterator[str]:
-    """The CSC API v2 provider stand-in on loopback; yields the profile key URI."""
+def csc_provider(
+    dev_pki: tuple[DevPki, int], remote_key: TokenKey | None
+) -> Iterator[dict[str, str]]:
+    """The CSC API v2 provider stand-in on loopback; yields its entry for the operator's
+    ``SIGNING_SERVICE_CSC_PROVIDERS`` (base URL, token source). Its one credential is
+    ``officer-1`` (Trần Thị Bình, PIN ``CSC_OFFICER_PIN``)."""
     import secrets
     import threading
 
@@ -212,9 +216,6 @@ def csc_provider(dev_pki: tuple[DevPki, int], remote_key: TokenKey | None) -> It
         sign=sign,
     )
     server = ProviderServer(app, free_port()).start()
-    yield (
-        f"csc:http://127.0.0.1:{server.port}/csc/v2?credential=officer-1"
-        f"&token-source=env:{CSC_TOKEN_ENV}"
-    )
+    yield {"url": f"http://127.0.0.1:{server.port}/csc/v2", "token_source": f"env:{CSC_TOKEN_ENV}"}
     server.stop()
     session.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -283,22 +284,13 @@ def test_openapi_documents_the_endpoints(api: Any) -> None:
 
 
 def _profile(services: Services, name: str, key_label: str, **fields: Any) -> None:
-    from signing_service.store.models import SigningProfile
+    """A profile whose key passed its checks when registered and has gone bad since."""
+    from tests.support.keys import profile, store_without_checks
 
     pki = services.dev_pki
     assert pki is not None
-    with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=1,
-                name=name,
-                key_uri=f"file:{pki.p12_path(key_label)}",
-                level=fields.pop("level", "B-B"),
-                tsa_url=fields.pop("tsa_url", pki.tsa_url),
-                check_revocation=True,
-                **fields,
-            )
-        )
+    store_without_checks(services, key_label, pki.p12_path(key_label))
+    profile(services, name, key_label, **fields)
 
 
 @pytest.mark.parametrize(
@@ -322,32 +314,44 @@ def test_bad_signer_certificates_refused(
 
 
 def test_tsa_down_is_503_and_nothing_written(
-    api: Any, services: Services, credentials: dict[str, Any]
+    tmp_path: Any, database_url: str, dev_pki: Any
 ) -> None:
+    from fastapi.testclient import TestClient
+
+    from signing_service.api.app import create_app
+    from tests.conftest import make_settings
+    from tests.support.keys import profile
     from tests.support.postgres import free_port
 
-    _profile(services, "no-tsa", "agency-a-seal", tsa_url=f"http://127.0.0.1:{free_port()}/tsa")
+    down = f"http://127.0.0.1:{free_port()}/tsa"
+    built = Services.build(make_settings(tmp_path, database_url, dev_pki, tsas={"down": down}))
+    try:
+        credentials = json.loads(built.settings.dev_credentials_file.read_text())
+        profile(built, "no-tsa", "agency-a-seal", tsa="down")
+        before = snapshot(built)
+        with TestClient(create_app(built), raise_server_exceptions=False) as api:
+            response = sign(api, auth(credentials), make_pdf(), profile="no-tsa", level="B-T")
+        assert response.status_code == 503
+        assert response.json()["code"] == "TIMESTAMP_UNAVAILABLE"
+        assert_nothing_written(before, built)
+    finally:
+        built.close()
+
+
+def test_missing_key_material_is_503(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """The key store lost a key's sealed file: 503, and no internal path in the answer."""
+    from tests.support.keys import profile, store_without_checks
+
+    assert services.dev_pki is not None
+    store_without_checks(services, "lost-key", services.dev_pki.p12_path("agency-a-seal"))
+    profile(services, "lost-key", "lost-key")
+    for sealed in services.settings.key_store_dir.glob("*.sealed"):
+        sealed.unlink()
     before = snapshot(services)
-    response = sign(api, auth(credentials), make_pdf(), profile="no-tsa", level="B-T")
-    assert response.status_code == 503
-    assert response.json()["code"] == "TIMESTAMP_UNAVAILABLE"
-    assert_nothing_written(before, services)
-
-
-def test_missing_key_file_is_503(api: Any, services: Services, credentials: dict[str, Any]) -> None:
-    from signing_service.store.models import SigningProfile
-
-    with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=1,
-                name="lost-key",
-                key_uri="file:/nonexistent.p12",
-                level="B-B",
-                check_revocation=False,
-            )
-        )
     response = sign(api, auth(credentials), make_pdf(), profile="lost-key")
     assert response.status_code == 503
     assert response.json()["code"] == "SIGNING_KEY_UNAVAILABLE"
-    assert "/nonexistent" not in response.text  # no internal paths in answers
+    assert str(services.settings.key_store_dir) not in response.text
+    assert_nothing_written(before, services)

@@ -15,7 +15,7 @@ from signing_service.pki.dev import DevPki
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.appearance import AppearanceSpec, vietnam_time
 from signing_service.signing.engine import SignOptions, async_sign_pdf
-from signing_service.signing.keys import KeyCache
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from tests.support.pdfs import make_pdf
 
@@ -30,7 +30,7 @@ def test_stamp_renders_top_right_with_vietnamese_glyphs(
     tmp_path: Path, dev_pki: tuple[DevPki, int]
 ) -> None:
     pki, _ = dev_pki
-    key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
     signed = asyncio.run(
         async_sign_pdf(
             make_pdf(), key, SignOptions(level=SignatureLevel.B_B, appearance=AppearanceSpec())

@@ -81,20 +81,12 @@ def test_batch_level_problems_refuse_the_whole_batch(
 def test_batch_with_a_revoked_signer_is_refused_whole(
     api: Any, services: Services, credentials: dict[str, Any]
 ) -> None:
-    from signing_service.store.models import SigningProfile
+    from tests.support.keys import profile, store_without_checks
 
     pki = services.dev_pki
     assert pki is not None
-    with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=1,
-                name="revoked",
-                level="B-B",
-                key_uri=f"file:{pki.p12_path('revoked-signer')}",
-                check_revocation=True,
-            )
-        )
+    store_without_checks(services, "revoked-signer", pki.p12_path("revoked-signer"))
+    profile(services, "revoked", "revoked-signer")
     before = snapshot(services)
     response = batch(api, credentials, [("a.pdf", make_pdf())], profile="revoked")
     assert response.status_code == 422

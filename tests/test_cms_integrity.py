@@ -15,7 +15,7 @@ from pyhanko.sign.validation import generic_cms
 from signing_service.pki.dev import DevPki
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.engine import SignOptions, async_sign_pdf
-from signing_service.signing.keys import KeyCache
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from signing_service.verification.cms import signature_integrity
 from tests.conftest import CORPUS
@@ -71,7 +71,7 @@ def test_same_answer_as_pyhanko_on_the_corpus() -> None:
 @pytest.mark.parametrize("label", ["agency-a-seal", "agency-b-seal"])
 def test_same_answer_as_pyhanko_on_our_signatures(dev_pki: tuple[DevPki, int], label: str) -> None:
     pki, _ = dev_pki
-    key = KeyCache().get(f"file:{pki.p12_path(label)}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki.p12_path(label), DEV_KEY_PASSPHRASE.encode())
     signed = asyncio.run(
         async_sign_pdf(make_pdf(), key, SignOptions(level=SignatureLevel.B_T, tsa_url=pki.tsa_url))
     )

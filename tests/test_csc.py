@@ -1,36 +1,59 @@
 """Remote signing (CSC API v2) against a provider stand-in on loopback backed by SoftHSM2:
-no real provider (VNPT SmartCA, Viettel MySign) can be reached from these machines."""
+no real provider (VNPT SmartCA, Viettel MySign) can be reached from these machines. The
+provider is configured by the operator (``SIGNING_SERVICE_CSC_PROVIDERS``) and the officer's
+credential registered for agency A by name."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from signing_service import errors
+from signing_service.pki.dev import DevPki
 from signing_service.services.container import Services
-from tests.conftest import CSC_OFFICER_PIN
+from signing_service.services.keys import CscMaterial
+from signing_service.store.models import SigningKey
+from tests.conftest import CSC_OFFICER_PIN, make_settings
+from tests.support.keys import profile, register
 from tests.support.pdfs import make_pdf
 from tests.support.postgres import free_port
 from tests.support.state import assert_nothing_written, snapshot
 
+PROVIDER = "stand-in"
+
 
 @pytest.fixture
-def remote_profile(services: Services, csc_provider: str) -> str:
-    from signing_service.store.models import SigningProfile
+def services(
+    tmp_path: Path,
+    database_url: str,
+    dev_pki: tuple[DevPki, int],
+    csc_provider: dict[str, str],
+) -> Iterator[Services]:
+    """Services whose operator configured the stand-in, and a provider that is down."""
+    down = {**csc_provider, "url": f"http://127.0.0.1:{free_port()}/csc/v2"}
+    settings = make_settings(
+        tmp_path, database_url, dev_pki, csc_providers={PROVIDER: csc_provider, "down": down}
+    )
+    built = Services.build(settings)
+    yield built
+    built.close()
 
+
+@pytest.fixture
+def remote_profile(services: Services) -> str:
     assert services.dev_pki is not None
-    with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=1,
-                name="agency-a-remote",
-                key_uri=csc_provider,
-                level="B-T",
-                tsa_url=services.dev_pki.tsa_url,
-                appearance={"heading": "Người ký"},
-                check_revocation=True,
-            )
-        )
+    register(services, "tran-thi-binh", CscMaterial(PROVIDER, "officer-1"))
+    profile(
+        services,
+        "agency-a-remote",
+        "tran-thi-binh",
+        level="B-T",
+        appearance={"heading": "Người ký"},
+    )
     return "agency-a-remote"
 
 
@@ -83,53 +106,63 @@ def test_officer_authorisation_is_passed_through(
     assert_nothing_written(before, services)
 
 
-def test_provider_down_is_503(
-    api: Any, services: Services, credentials: dict[str, Any], csc_provider: str
-) -> None:
-    from signing_service.store.models import SigningProfile
-
-    port = csc_provider.split("127.0.0.1:")[1].split("/")[0]
-    down = csc_provider.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}")
+def _change_reference(services: Services, **change: str) -> None:
     with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=1, name="remote-down", key_uri=down, level="B-B", check_revocation=False
-            )
+        row = session.query(SigningKey).filter_by(name="tran-thi-binh").one()
+        session.execute(
+            update(SigningKey)
+            .where(SigningKey.id == row.id)
+            .values(reference={**row.reference, **change})
         )
+    services.keys.forget(row.uid)
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"provider": "down"}, 503, "REMOTE_SIGNING_UNAVAILABLE"),
+        ({"credential": "khong-co"}, 503, "KEY_NOT_FOUND"),
+        ({"provider": "bo-cau-hinh"}, 503, "SIGNING_KEY_UNAVAILABLE"),
+    ],
+    ids=["provider-down", "credential-gone", "provider-unconfigured"],
+)
+def test_provider_changed_since_registration(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    remote_profile: str,
+    change: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    _change_reference(services, **change)
     before = snapshot(services)
     response = api.post(
         "/v1/signatures",
         headers=headers(credentials),
-        data={"profile": "remote-down", "authorization": CSC_OFFICER_PIN},
+        data={"profile": remote_profile, "authorization": CSC_OFFICER_PIN, "level": "B-B"},
         files={"file": ("a.pdf", make_pdf())},
     )
-    assert (response.status_code, response.json()["code"]) == (503, "REMOTE_SIGNING_UNAVAILABLE")
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert "127.0.0.1" not in response.text
     assert_nothing_written(before, services)
 
 
-def test_unknown_credential_is_refused(
-    api: Any, services: Services, credentials: dict[str, Any], csc_provider: str
-) -> None:
-    from signing_service.store.models import SigningProfile
-
-    with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=1,
-                name="remote-unknown",
-                level="B-B",
-                key_uri=csc_provider.replace("officer-1", "khong-co"),
-                check_revocation=False,
-            )
-        )
+@pytest.mark.parametrize(
+    ("material", "code"),
+    [
+        (CscMaterial("khong-co", "officer-1"), "UNKNOWN_CSC_PROVIDER"),
+        (CscMaterial(PROVIDER, "khong-co"), "KEY_NOT_FOUND"),
+        (CscMaterial("down", "officer-1"), "REMOTE_SIGNING_UNAVAILABLE"),
+        (CscMaterial(PROVIDER, "officer 1\x00"), "INVALID_KEY_REFERENCE"),
+    ],
+    ids=["unconfigured-provider", "unknown-credential", "provider-down", "malformed"],
+)
+def test_bad_registrations_refused(services: Services, material: CscMaterial, code: str) -> None:
     before = snapshot(services)
-    response = api.post(
-        "/v1/signatures",
-        headers=headers(credentials),
-        data={"profile": "remote-unknown", "authorization": CSC_OFFICER_PIN},
-        files={"file": ("a.pdf", make_pdf())},
-    )
-    assert (response.status_code, response.json()["code"]) == (503, "KEY_NOT_FOUND")
+    with pytest.raises(errors.ServiceError) as info:
+        register(services, "remote-2", material)
+    assert info.value.code == code
     assert_nothing_written(before, services)
 
 

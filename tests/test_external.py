@@ -16,6 +16,7 @@ from signing_service.services.container import Services
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.store.models import ExternalSession
 from tests.conftest import REPO
+from tests.support.keys import store_officer_without_checks
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
 
@@ -136,14 +137,12 @@ def test_cms_for_another_document_is_refused(
 ) -> None:
     """A complete CMS made for session A, sent to complete session B."""
     from signing_service._async import run_sync
-    from signing_service.signing.keys import KeyCache
+    from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 
     first = start(api, services, credentials).json()
     second = start(api, services, credentials).json()
     assert services.dev_pki is not None
-    key = KeyCache().get(
-        f"file:{services.dev_pki.p12_path('officer')}", DEV_KEY_PASSPHRASE.encode()
-    )
+    key = load_pkcs12_file(services.dev_pki.p12_path("officer"), DEV_KEY_PASSPHRASE.encode())
     from asn1crypto import cms
 
     attrs = cms.CMSAttributes.load(base64.b64decode(first["data_to_sign"]))
@@ -203,9 +202,73 @@ def test_start_refusals(
     status: int,
     code: str,
 ) -> None:
+    """Officers whose certificates were fine when registered and have gone bad since, and
+    requests that do not fit the profile."""
+    assert services.dev_pki is not None
+    if cert != "officer":
+        store_officer_without_checks(services, cert, services.dev_pki.cert_path(cert).read_bytes())
     before = snapshot(services)
     response = start(api, services, credentials, cert=cert, **form)
     assert (response.status_code, response.json()["code"]) == (status, code)
+    assert_nothing_written(before, services)
+
+
+@pytest.mark.parametrize(
+    "cert",
+    ["interm", "root", "agency-a-seal", "revoked-signer", "officer-remote"],
+    ids=["ca-certificate", "root", "agency-seal", "unregistered-revoked", "unregistered"],
+)
+def test_unregistered_certificates_refused(
+    api: Any, services: Services, credentials: dict[str, Any], cert: str
+) -> None:
+    """Issue 9: a CA certificate was accepted as an officer's certificate. Only the
+    certificates the operator registered for the agency start a session."""
+    before = snapshot(services)
+    response = start(api, services, credentials, cert=cert)
+    assert (response.status_code, response.json()["code"]) == (422, "OFFICER_NOT_REGISTERED")
+    assert_nothing_written(before, services)
+
+
+def test_officer_chosen_by_name(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
+) -> None:
+    assert services.dev_pki is not None
+    started = api.post(
+        "/v1/signatures/external",
+        headers=headers(credentials),
+        data={"profile": "agency-a-officer", "officer": "nguyen-van-an", "level": "B-B"},
+        files={"file": ("a.pdf", make_pdf(), "application/pdf")},
+    )
+    assert started.status_code == 201, started.text
+    session = started.json()
+    done = complete(
+        api, credentials, session, signature=officer_token.sign_digest(session["digest"])
+    )
+    assert done.status_code == 201, done.text
+    for officer, code in (("khong-co", "OFFICER_NOT_REGISTERED"), (None, "OFFICER_REQUIRED")):
+        before = snapshot(services)
+        refused = api.post(
+            "/v1/signatures/external",
+            headers=headers(credentials),
+            data={"profile": "agency-a-officer", **({"officer": officer} if officer else {})},
+            files={"file": ("a.pdf", make_pdf(), "application/pdf")},
+        )
+        assert (refused.status_code, refused.json()["code"]) == (422, code)
+        assert_nothing_written(before, services)
+
+
+def test_officer_disabled_before_completion(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
+) -> None:
+    from signing_service.services.keys import disable_key
+
+    session = start(api, services, credentials, level="B-B").json()
+    disable_key(services, agency_code="000.00.12.H12", name="nguyen-van-an", actor="test")
+    before = snapshot(services)
+    done = complete(
+        api, credentials, session, signature=officer_token.sign_digest(session["digest"])
+    )
+    assert (done.status_code, done.json()["code"]) == (422, "OFFICER_NOT_REGISTERED")
     assert_nothing_written(before, services)
 
 

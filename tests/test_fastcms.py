@@ -16,7 +16,7 @@ from signing_service.pki.dev import DevPki
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.engine import SignOptions, async_sign_pdf
 from signing_service.signing.fastcms import CmsTemplate, tlv
-from signing_service.signing.keys import KeyCache
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from signing_service.trust import TrustStore
 from signing_service.verification.validate import Verifier
@@ -36,7 +36,7 @@ def test_fast_path_matches_pyhanko_structure_and_verifies(
     tmp_path: Path, dev_pki: tuple[DevPki, int], key_label: str, level: str
 ) -> None:
     pki, _ = dev_pki
-    key = KeyCache().get(f"file:{pki.p12_path(key_label)}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki.p12_path(key_label), DEV_KEY_PASSPHRASE.encode())
     options = SignOptions(level=SignatureLevel(level), tsa_url=pki.tsa_url)
     slow = run_sync(async_sign_pdf(make_pdf(text="first"), key, options))  # learns the template
     assert any(t is not None for t in key.signer._templates.values())  # type: ignore[attr-defined]
@@ -66,7 +66,7 @@ def test_fast_path_matches_pyhanko_structure_and_verifies(
 
 def test_template_refuses_layouts_it_cannot_rebuild(dev_pki: tuple[DevPki, int]) -> None:
     pki, _ = dev_pki
-    key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
     # A CMS with a signing-time attribute (non-PAdES) must not become a template.
     from datetime import UTC, datetime
 

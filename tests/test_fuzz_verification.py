@@ -37,7 +37,7 @@ import pytest
 from signing_service.pki.dev import DevPki
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.engine import SignOptions, async_sign_pdf
-from signing_service.signing.keys import KeyCache
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from signing_service.trust import TrustStore
 from signing_service.verification.report import CheckStatus, Indication, Verdict
@@ -97,9 +97,8 @@ def _corpus_seeds() -> list[SeedPdf]:
 @pytest.fixture(scope="module")
 def fuzz_seeds(dev_pki: tuple[DevPki, int]) -> list[SeedPdf]:
     pki, _ = dev_pki
-    keys = KeyCache()
-    seal = keys.get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
-    other = keys.get(f"file:{pki.p12_path('agency-b-seal')}", DEV_KEY_PASSPHRASE.encode())
+    seal = load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
+    other = load_pkcs12_file(pki.p12_path("agency-b-seal"), DEV_KEY_PASSPHRASE.encode())
     trust = _trust(pki)
     seeds = []
     base = make_pdf(text="Quyet dinh so 42/QD-UBND", pages=2)

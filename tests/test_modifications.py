@@ -27,7 +27,8 @@ from pyhanko.sign.fields import MDPPerm
 
 from signing_service.pki.dev import DevPki
 from signing_service.settings import DEV_KEY_PASSPHRASE
-from signing_service.signing.keys import KeyCache, LoadedKey
+from signing_service.signing.keys import LoadedKey
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.trust import TrustStore
 from signing_service.verification.diff_policy import DIFF_POLICY
 from signing_service.verification.validate import Verifier
@@ -51,7 +52,7 @@ def verifier(dev_pki: tuple[DevPki, int]) -> Verifier:
 @pytest.fixture(scope="module")
 def key(dev_pki: tuple[DevPki, int]) -> LoadedKey:
     pki, _ = dev_pki
-    return KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    return load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
 
 
 def sign(data: bytes, key: LoadedKey, **kwargs: Any) -> bytes:

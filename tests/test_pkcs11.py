@@ -1,4 +1,5 @@
-"""Signing with a seal key held on a real SoftHSM2 token over PKCS#11."""
+"""Signing with a seal key held on a real SoftHSM2 token over PKCS#11, registered by the
+operator through a configured module name; the PIN is given once at registration."""
 
 from __future__ import annotations
 
@@ -6,18 +7,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from signing_service import errors
 from signing_service._async import run_sync
 from signing_service.pki.dev import DevPki
 from signing_service.pki.softhsm import TokenKey
 from signing_service.services.container import Services
+from signing_service.services.keys import Pkcs11Material, register_key
+from signing_service.services.keystore import KeyStore, binding
 from signing_service.signing.engine import SignOptions, async_sign_pdf
-from signing_service.signing.keys import KeyCache, KeySourceError
+from signing_service.signing.keys.base import KeySourceError
+from signing_service.signing.keys.pkcs11 import Pkcs11Reference, open_reference
 from signing_service.signing.levels import SignatureLevel
-from signing_service.signing.pkcs11 import Pkcs11Uri
+from signing_service.store.models import SigningKey
 from signing_service.trust import TrustStore
 from signing_service.verification.validate import Verifier
 from tests.conftest import REPO
+from tests.support.keys import AGENCY_A, profile
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
 
@@ -29,11 +36,16 @@ def token(hsm_key: TokenKey | None) -> TokenKey:
     return hsm_key
 
 
-def uri(token: TokenKey, pki: DevPki, cert: str = "agency-a-hsm", **changes: str) -> str:
-    base = token.uri(pki.cert_path(cert), pki.cert_path("interm"))
-    for old, new in changes.items():
-        base = base.replace(old, new)
-    return base
+def material(token: TokenKey, pki: DevPki, **changes: Any) -> Pkcs11Material:
+    values: dict[str, Any] = {
+        "uri": f"pkcs11:token={token.token};object={token.key_label}",
+        "module": "softhsm",
+        "pin": token.pin_file.read_text().strip(),
+        "certificate": pki.cert_path("agency-a-hsm").read_bytes(),
+        "chain": pki.cert_path("interm").read_bytes(),
+    }
+    values.update(changes)
+    return Pkcs11Material(**values)
 
 
 @pytest.mark.parametrize("level", ["B-B", "B-T", "B-LT", "B-LTA"])
@@ -57,7 +69,13 @@ def test_hsm_profile_signs_at_every_level_via_api(
 
 def test_concurrent_signing_on_one_session(dev_pki: tuple[DevPki, int], token: TokenKey) -> None:
     pki, _ = dev_pki
-    key = KeyCache().get(uri(token, pki), None)
+    key = open_reference(
+        token.module,
+        Pkcs11Reference.parse(f"pkcs11:token={token.token};object={token.key_label}"),
+        token.pin_file.read_text().strip(),
+        pki.cert("agency-a-hsm"),
+        (pki.cert("interm"),),
+    )
     trust = TrustStore.load(REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path)
 
     def one(i: int) -> str:
@@ -71,80 +89,113 @@ def test_concurrent_signing_on_one_session(dev_pki: tuple[DevPki, int], token: T
 
 
 @pytest.mark.parametrize(
-    ("change", "expected"),
+    ("change", "code"),
     [
-        ({"token=demo-a-seal": "token=khong-co-token"}, "unavailable"),
-        ({"object=seal": "object=khong-co-khoa"}, "not found"),
-        ({"cert=": "cert=X"}, "does not match"),  # replaced below with another certificate
+        ({"uri": "pkcs11:token=khong-co-token;object=seal"}, "KEY_TOKEN_NOT_FOUND"),
+        ({"uri": "pkcs11:token=demo-a-seal;object=khong-co-khoa"}, "KEY_NOT_FOUND"),
+        ({"certificate": "agency-a-seal"}, "KEY_CERTIFICATE_MISMATCH"),
+        ({"pin": "0000-sai-ma-pin"}, "KEY_PIN_INCORRECT"),
+        ({"module": "khong-co"}, "UNKNOWN_PKCS11_MODULE"),
+        ({"uri": "pkcs11:token=demo-a-seal;id=zz"}, "INVALID_KEY_REFERENCE"),
     ],
-    ids=["missing-token", "missing-key-label", "certificate-of-another-key"],
+    ids=["missing-token", "missing-key", "another-key-cert", "wrong-pin", "module", "non-hex-id"],
 )
-def test_bad_token_references_refused(
-    dev_pki: tuple[DevPki, int], token: TokenKey, change: dict[str, str], expected: str
+def test_bad_registrations_refused_with_their_codes(
+    services: Services, token: TokenKey, change: dict[str, Any], code: str
 ) -> None:
-    pki, _ = dev_pki
-    if "cert=" in change:
-        target = uri(token, pki, cert="agency-a-seal")
-    else:
-        target = uri(token, pki, **change)
-    with pytest.raises(KeySourceError, match=expected):
-        KeyCache().get(target, None)
-
-
-def test_wrong_pin_refused_and_not_revealed(
-    dev_pki: tuple[DevPki, int], token: TokenKey, monkeypatch: Any
-) -> None:
-    pki, _ = dev_pki
-    monkeypatch.setenv("WRONG_PIN", "0000-sai-ma-pin")
-    target = uri(token, pki, **{f"pin-source=file:{token.pin_file}": "pin-source=env:WRONG_PIN"})
-    KeyCache().get(uri(token, pki), None)  # the right PIN logged this process in
-    with pytest.raises(KeySourceError, match="PinIncorrect") as info:
-        KeyCache().get(target, None)
+    pki = services.dev_pki
+    assert pki is not None
+    if "certificate" in change:
+        change = {"certificate": pki.cert_path(change["certificate"]).read_bytes()}
+    before = snapshot(services)
+    sealed = sorted(services.settings.key_store_dir.glob("*.sealed"))
+    with pytest.raises(errors.ServiceError) as info:
+        register_key(
+            services,
+            agency_code=AGENCY_A,
+            name="hsm-2",
+            material=material(token, pki, **change),
+            actor="test",
+        )
+    assert info.value.code == code
     assert "0000-sai-ma-pin" not in str(info.value)
+    assert_nothing_written(before, services)
+    with services.db.transaction() as session:
+        assert session.query(SigningKey).filter_by(name="hsm-2").count() == 0
+    assert sorted(services.settings.key_store_dir.glob("*.sealed")) == sealed
 
 
-def test_wrong_pin_refused_by_the_token(dev_pki: tuple[DevPki, int], token: TokenKey) -> None:
+def test_wrong_pin_refused_by_the_token(token: TokenKey) -> None:
     """In a fresh process (nobody logged in), the token itself rejects the PIN."""
     import os
     import subprocess
     import sys
 
-    pki, _ = dev_pki
-    target = uri(token, pki, **{f"pin-source=file:{token.pin_file}": "pin-source=env:WRONG_PIN"})
     code = (
-        "from signing_service.signing.keys import KeyCache, KeySourceError\n"
+        "from signing_service.signing.keys.base import KeySourceError\n"
+        "from signing_service.signing.keys.pkcs11 import Pkcs11Reference, open_reference\n"
         "try:\n"
-        f"    KeyCache().get({target!r}, None)\n"
+        f"    open_reference({token.module!r}, Pkcs11Reference.parse("
+        f"'pkcs11:token={token.token};object={token.key_label}'), '0000-sai-ma-pin', None, ())\n"
         "except KeySourceError as e:\n"
-        "    print(e)\n"
+        "    print(e.reason, e)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env={**os.environ, "WRONG_PIN": "0000-sai-ma-pin"},
+        env=os.environ,
         cwd=REPO,
         timeout=60,
     )
-    assert "PinIncorrect" in result.stdout, result.stdout + result.stderr
+    assert "pin_incorrect" in result.stdout, result.stdout + result.stderr
     assert "0000-sai-ma-pin" not in result.stdout + result.stderr
 
 
-def test_pin_in_uri_is_refused() -> None:
-    with pytest.raises(KeySourceError, match="pin-value"):
-        Pkcs11Uri.parse("pkcs11:token=t;object=k?module-path=/x.so&pin-value=1234")
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "pkcs11:token=t;object=k?module-path=/tmp/evil.so",
+        "pkcs11:token=t;object=k?pin-value=1234",
+        "pkcs11:token=t;object=k?pin-source=file:/etc/shadow",
+        "pkcs11:token=t;object=k;module-path=/tmp/evil.so",
+        "pkcs11:token=t;id=not-hex",
+        "pkcs11:token=t;id=%zz",
+        "pkcs11:token=t\x00;object=k",
+        "pkcs11:token=" + "t" * 40 + ";object=k",
+        "pkcs11:object=k",
+        "pkcs11:token=t",
+        "file:/dev/zero",
+    ],
+)
+def test_references_name_token_and_key_only(uri: str) -> None:
+    """Module paths, PIN sources and certificate paths never come from a reference."""
+    with pytest.raises(KeySourceError) as info:
+        Pkcs11Reference.parse(uri)
+    assert info.value.reason == "invalid_reference"
+
+
+def test_ids_hex_or_percent_encoded() -> None:
+    assert Pkcs11Reference.parse("pkcs11:token=t;id=01aB").id == b"\x01\xab"
+    assert Pkcs11Reference.parse("pkcs11:token=t;id=%01%ab").id == b"\x01\xab"
+
+
+def _registered(services: Services) -> SigningKey:
+    with services.db.transaction() as session:
+        return session.query(SigningKey).filter_by(name="agency-a-hsm-seal").one()
 
 
 @pytest.mark.parametrize(
     ("change", "status", "code"),
     [
-        ({"object=seal": "object=khong-co"}, 503, "KEY_NOT_FOUND"),
-        ({"token=demo-a-seal": "token=khong-co-token"}, 503, "KEY_TOKEN_NOT_FOUND"),
-        ({"agency-a-hsm.cert.pem": "agency-a-seal.cert.pem"}, 422, "KEY_CERTIFICATE_MISMATCH"),
+        ({"object": "khong-co"}, 503, "KEY_NOT_FOUND"),
+        ({"token": "khong-co-token"}, 503, "KEY_TOKEN_NOT_FOUND"),
+        ({"certificate": "agency-a-seal"}, 422, "KEY_CERTIFICATE_MISMATCH"),
+        ({"module": "bo-cau-hinh"}, 503, "SIGNING_KEY_UNAVAILABLE"),
     ],
-    ids=["missing-key-label", "missing-token", "certificate-of-another-key"],
+    ids=["key-gone", "token-gone", "certificate-of-another-key", "module-unconfigured"],
 )
-def test_broken_hsm_profiles_have_their_own_codes_and_write_nothing(
+def test_hsm_changed_since_registration_has_its_own_codes_and_writes_nothing(
     api: Any,
     services: Services,
     credentials: dict[str, Any],
@@ -153,57 +204,49 @@ def test_broken_hsm_profiles_have_their_own_codes_and_write_nothing(
     status: int,
     code: str,
 ) -> None:
-    from signing_service.store.models import SigningProfile
-
+    """The key was registered fine; then the HSM or the configuration changed."""
     pki = services.dev_pki
     assert pki is not None
+    row = _registered(services)
+    values: dict[str, Any] = {}
+    if "certificate" in change:
+        values["certificate"] = pki.cert(change["certificate"]).dump()
+    else:
+        values["reference"] = {**row.reference, **change}
     with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=1,
-                name="hsm-broken",
-                level="B-B",
-                check_revocation=False,
-                key_uri=uri(token, pki, **change),
-            )
-        )
+        session.execute(update(SigningKey).where(SigningKey.id == row.id).values(**values))
+    services.keys.forget(row.uid)
     before = snapshot(services)
     response = api.post(
         "/v1/signatures",
         headers={"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"},
-        data={"profile": "hsm-broken"},
+        data={"profile": "agency-a-hsm-seal", "level": "B-B"},
         files={"file": ("a.pdf", make_pdf())},
     )
     assert (response.status_code, response.json()["code"]) == (status, code)
+    assert "softhsm" not in response.text and "demo-a-seal" not in response.text
     assert_nothing_written(before, services)
 
 
-def test_wrong_pin_profile_code(
-    api: Any, services: Services, credentials: dict[str, Any], token: TokenKey, monkeypatch: Any
+def test_pin_changed_since_registration(
+    api: Any, services: Services, credentials: dict[str, Any], token: TokenKey
 ) -> None:
-    from signing_service.store.models import SigningProfile
-
-    pki = services.dev_pki
-    assert pki is not None
-    monkeypatch.setenv("WRONG_PIN", "0000-sai-ma-pin")
+    """The sealed PIN no longer matches the token's (the HSM officer changed it)."""
+    row = _registered(services)
+    bound = binding(row.uid, AGENCY_A, "pkcs11")
+    wrapped = KeyStore.of(services).put(row.uid, bound, b"0000-sai-ma-pin")
     with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=1,
-                name="hsm-wrong-pin",
-                level="B-B",
-                check_revocation=False,
-                key_uri=uri(
-                    token, pki, **{f"pin-source=file:{token.pin_file}": "pin-source=env:WRONG_PIN"}
-                ),
-            )
+        session.execute(
+            update(SigningKey).where(SigningKey.id == row.id).values(wrapped_key=wrapped)
         )
-    KeyCache().get(uri(token, pki), None)  # logged in with the right PIN first
+    services.keys.forget(row.uid)
+    profile(services, "hsm-b-b", "agency-a-hsm-seal")
+    # A session logged in with the right PIN is open: the wrong one must still be refused.
     before = snapshot(services)
     response = api.post(
         "/v1/signatures",
         headers={"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"},
-        data={"profile": "hsm-wrong-pin"},
+        data={"profile": "hsm-b-b"},
         files={"file": ("a.pdf", make_pdf())},
     )
     assert (response.status_code, response.json()["code"]) == (503, "KEY_PIN_INCORRECT")

@@ -37,11 +37,11 @@ def test_signed_pdf_is_never_sanitized(dev_pki) -> None:  # type: ignore[no-unty
     from signing_service._async import run_sync
     from signing_service.settings import DEV_KEY_PASSPHRASE
     from signing_service.signing.engine import SignOptions, async_sign_pdf
-    from signing_service.signing.keys import KeyCache
+    from signing_service.signing.keys.pkcs12 import load_pkcs12_file
     from signing_service.signing.levels import SignatureLevel
 
     pki, _ = dev_pki
-    key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
     signed = run_sync(
         async_sign_pdf(pdf_with("javascript"), key, SignOptions(level=SignatureLevel.B_B))
     )

@@ -28,7 +28,8 @@ from signing_service.signing.engine import (
     async_prepare_external,
     async_sign_pdf,
 )
-from signing_service.signing.keys import KeyCache, LoadedKey
+from signing_service.signing.keys import LoadedKey
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.tsa import PooledHTTPTimeStamper
 from tests.support.pdfs import make_pdf
@@ -38,7 +39,7 @@ KEYS = {"rsa": "agency-a-seal", "ecdsa": "agency-b-seal"}
 
 
 def _key(pki: DevPki, label: str) -> LoadedKey:
-    return KeyCache().get(f"file:{pki.p12_path(label)}", DEV_KEY_PASSPHRASE.encode())
+    return load_pkcs12_file(pki.p12_path(label), DEV_KEY_PASSPHRASE.encode())
 
 
 def reserved_and_actual(signed: bytes, index: int = 0) -> tuple[int, int]:

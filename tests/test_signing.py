@@ -21,9 +21,11 @@ from signing_service.services.signing import sign_document
 from signing_service.services.verification import verify_document
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.engine import SignOptions, async_sign_pdf
-from signing_service.signing.keys import KeyCache
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
-from signing_service.store.models import Agency, SigningProfile
+from signing_service.store.models import Agency
+from tests.support.keys import profile as add_profile
+from tests.support.keys import store_without_checks
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
 
@@ -100,20 +102,12 @@ def test_lt_document_keeps_its_revocation_data_offline(services: Services) -> No
 
 
 def _add_profile(services: Services, name: str, key_label: str) -> Agency:
+    """A profile whose key passed its checks when registered and has gone bad since."""
     a = agency(services)
     pki = services.dev_pki
     assert pki is not None
-    with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=a.id,
-                name=name,
-                key_uri=f"file:{pki.p12_path(key_label)}",
-                level="B-B",
-                tsa_url=pki.tsa_url,
-                check_revocation=True,
-            )
-        )
+    store_without_checks(services, key_label, pki.p12_path(key_label))
+    add_profile(services, name, key_label)
     return a
 
 
@@ -140,7 +134,7 @@ def test_revoked_signer_is_flagged_at_verification(services: Services) -> None:
     """A document signed with a revoked key (bypassing our pre-check, as another tool would)."""
     pki = services.dev_pki
     assert pki is not None
-    key = KeyCache().get(f"file:{pki.p12_path('revoked-signer')}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki.p12_path("revoked-signer"), DEV_KEY_PASSPHRASE.encode())
     signed = asyncio.run(async_sign_pdf(make_pdf(), key, SignOptions(level=SignatureLevel.B_B)))
     report = verify_document(services, signed, actor="test")
     # Revoked, and nothing proves when it was signed (B-B: the signing time is the signer's

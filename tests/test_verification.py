@@ -15,7 +15,7 @@ from signing_service.pki.dev import DevPki
 from signing_service.services.container import Services
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.engine import SignOptions, async_sign_pdf
-from signing_service.signing.keys import KeyCache
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from signing_service.trust import TrustStore
 from signing_service.verification.validate import UnreadablePdfError, Verifier
@@ -35,7 +35,7 @@ def verifier(dev_pki: tuple[DevPki, int]) -> Verifier:
 @pytest.fixture(scope="module")
 def signed(dev_pki: tuple[DevPki, int]) -> bytes:
     pki, _ = dev_pki
-    key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
     return asyncio.run(
         async_sign_pdf(
             make_pdf(pages=2), key, SignOptions(level=SignatureLevel.B_T, tsa_url=pki.tsa_url)

@@ -17,7 +17,7 @@ from signing_service.services.container import Services
 from signing_service.services.verification import verify_document
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.engine import SignOptions, async_sign_pdf
-from signing_service.signing.keys import KeyCache
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from tests.conftest import make_settings
 from tests.support.pdfs import make_pdf
@@ -26,7 +26,7 @@ from tests.support.pdfs import make_pdf
 @pytest.fixture(scope="module")
 def many_signatures(dev_pki: tuple[DevPki, int]) -> bytes:
     pki, _ = dev_pki
-    key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
     pdf = make_pdf()
     for _ in range(12):
         pdf = asyncio.run(async_sign_pdf(pdf, key, SignOptions(level=SignatureLevel.B_B)))

@@ -24,7 +24,7 @@ from signing_service.pki.dev import DevPki
 from signing_service.settings import DEV_KEY_PASSPHRASE, ExtraTrustAnchor
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.engine import SignOptions, async_sign_pdf
-from signing_service.signing.keys import KeyCache
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from signing_service.trust import TrustStore
 from signing_service.verification.validate import Verifier
@@ -50,7 +50,7 @@ def verify(verifier: Verifier, data: bytes) -> dict[str, Any]:
 
 
 def dev_sign(pki: DevPki, pdf: bytes, level: str = "B-T", **options: Any) -> bytes:
-    key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
     return asyncio.run(
         async_sign_pdf(
             pdf,
@@ -244,7 +244,7 @@ def test_signature_dictionary_no_field_points_to_is_a_forgery(verifier: Verifier
 # -- timestamps with a weak algorithm ------------------------------------------------------------
 def test_sha1_timestamp_has_its_own_code(verifier: Verifier, dev_pki: tuple[DevPki, int]) -> None:
     pki, _ = dev_pki
-    key = KeyCache().get(f"file:{pki.p12_path('agency-a-seal')}", DEV_KEY_PASSPHRASE.encode())
+    key = load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
     tsa = DummyTimeStamper(
         pki.cert("tsa"), pki.arch.key_set.get_private_key(KeyLabel("tsa")), override_md="sha1"
     )

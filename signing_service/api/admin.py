@@ -1,4 +1,8 @@
-"""An agency administrator's signing profiles (``/v1/admin/profiles``); admin keys only."""
+"""An agency administrator's signing profiles (``/v1/admin/profiles``) and the keys the
+operator registered for the agency (``/v1/admin/keys``, read-only); admin keys only.
+
+An administrator chooses among the agency's registered keys and the operator's TSAs by name;
+nothing here registers key material or names a file, library, URL or secret source."""
 
 from __future__ import annotations
 
@@ -110,3 +114,28 @@ async def profiles_disable(
 
     await in_worker(disable_profile, services, caller.agency, name, actor=actor_of(caller))
     return Response(status_code=204)
+
+
+@router.get(
+    "/v1/admin/keys",
+    response_model=list[schemas.AgencyKeyOut],
+    tags=["quản trị"],
+    summary="Các khóa ký và chứng thư người ký đã được đơn vị vận hành đăng ký cho cơ quan",
+)
+async def keys_list(
+    caller: Admin, services: AppServices, in_worker: InWorker
+) -> list[schemas.AgencyKeyOut]:
+    from signing_service.services.keys import agency_keys
+
+    views = await in_worker(agency_keys, services, caller.agency)
+    return [
+        schemas.AgencyKeyOut(
+            name=v.name,
+            kind=v.kind,
+            subject=v.subject,
+            certificate_sha256=v.certificate_sha256,
+            not_after=v.not_after,
+            created_at=v.created_at,
+        )
+        for v in views
+    ]

@@ -4,6 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from signing_service.services.profile_rules import NewProfile, ProfileChanges
 from signing_service.verification.report import (
     ChainEntry,
     RevocationDataInfo,
@@ -163,41 +164,48 @@ class ExternalCompleteIn(BaseModel):
 
 class ProfileOut(BaseModel):
     name: str
-    key_source: str = Field(description="file | pkcs11 | external | csc")
+    key: str | None = Field(description="tên khóa đã đăng ký của cơ quan")
+    key_source: str = Field(description="file | pkcs11 | csc | external | none")
+    two_step: bool
     level: str
-    tsa_url: str | None
+    tsa: str | None = Field(description="máy chủ dấu thời gian (tên); null: mặc định")
     reason: str | None
     location: str | None
     appearance: dict[str, Any] | None
-    check_revocation: bool
     certificate_sha256: str | None
     created_at: str
 
 
-class ProfileIn(BaseModel):
-    name: str = Field(examples=["so-tu-phap-con-dau"])
-    key_uri: str = Field(
-        examples=[
-            "pkcs11:token=so-tu-phap;object=seal?module-path=/usr/lib/softhsm/"
-            "libsofthsm2.so&pin-source=env:SEAL_PIN&cert=/etc/seal.pem"
-        ]
+class ProfileIn(NewProfile):
+    """A signing profile: one of the agency's registered keys by name, the level, a TSA the
+    operator configured (by name) and the stamp. No path, module, URL or secret source."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "so-tu-phap-sao-y",
+                    "key": "agency-a-seal",
+                    "level": "B-T",
+                    "reason": "Sao y bản chính",
+                    "appearance": {"heading": "SAO Y", "width": 220, "height": 52},
+                }
+            ]
+        }
     )
-    level: str = "B-T"
-    tsa_url: str | None = None
-    reason: str | None = None
-    location: str | None = None
-    appearance: dict[str, Any] | None = None
-    check_revocation: bool = True
 
 
-class ProfileChange(BaseModel):
-    key_uri: str | None = None
-    level: str | None = None
-    tsa_url: str | None = None
-    reason: str | None = None
-    location: str | None = None
-    appearance: dict[str, Any] | None = None
-    check_revocation: bool | None = None
+class ProfileChange(ProfileChanges):
+    """The fields to change; the profile is validated whole afterwards."""
+
+
+class AgencyKeyOut(BaseModel):
+    name: str = Field(examples=["agency-a-seal"])
+    kind: str = Field(description="pkcs12 | pkcs11 | csc | officer")
+    subject: str = Field(description="chủ thể của chứng thư số")
+    certificate_sha256: str
+    not_after: str = Field(description="hết hạn (ISO 8601)")
+    created_at: str
 
 
 class AttachmentOut(BaseModel):

@@ -103,15 +103,28 @@ async def external_start(
     services: AppServices,
     in_worker: InWorker,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
-    certificate: Annotated[UploadFile, File(description="Chứng thư số người ký (PEM/DER)")],
     profile: Annotated[str, Form(examples=["agency-a-officer"])],
+    certificate: Annotated[
+        UploadFile | None,
+        File(
+            description="Chứng thư số người ký (PEM/DER): phải là một chứng thư đã được đơn vị "
+            "vận hành đăng ký cho cơ quan"
+        ),
+    ] = None,
+    officer: Annotated[
+        str | None,
+        Form(
+            description="Hoặc: tên chứng thư người ký đã đăng ký (GET /v1/admin/keys)",
+            examples=["nguyen-van-an"],
+        ),
+    ] = None,
     level: Annotated[str | None, Form(description="B-B hoặc B-T")] = None,
     dossier_code: Annotated[str | None, Form()] = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
     data = await read_upload(file, services.settings)
-    cert = await certificate.read(256 * 1024)
+    cert = await certificate.read(256 * 1024) if certificate is not None else None
     started = await in_worker(
         start_external,
         services,
@@ -119,6 +132,7 @@ async def external_start(
         profile_name=profile,
         pdf=data,
         certificate=cert,
+        officer=officer,
         level=level,
         filename=file.filename,
         dossier_code=dossier_code,

@@ -1,48 +1,130 @@
-"""Development bootstrap: two demo agencies, their seal profiles and one API key each.
+"""Development bootstrap: two demo agencies, their keys (registered through the key registry,
+as an operator would), their signing profiles and one client and one admin API key each.
 
-Runs only in development mode, on a database without agencies. The keys are written to
-``<data_dir>/dev-credentials.json`` (mode 0600); they exist nowhere else in clear.
+Runs only in development mode. Agencies and API keys are created once, on a database without
+agencies; the keys are written to ``<data_dir>/dev-credentials.json`` (mode 0600) and exist
+nowhere else in clear. The demo keys and profiles are then ensured on every start: missing ones
+are registered or created, and a demo profile left without a key (by migration 0005, which
+drops the old key URIs) gets its key back. Registration runs the real checks (key against
+certificate, chain, revocation), so the dev PKI is served for the duration when nothing else
+serves it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from signing_service import audit
 from signing_service.services.auth import new_api_key
-from signing_service.store.models import Agency, ApiClient, SigningProfile
+from signing_service.store.models import Agency, ApiClient, SigningKey, SigningProfile
 
 if TYPE_CHECKING:
     from signing_service.services.container import Services
+    from signing_service.services.keys import Material
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    name: str
+    key: str | None
+    reason: str
+    appearance: dict[str, Any]
+    two_step: bool = False
+
+
+@dataclass(frozen=True)
+class DemoAgency:
+    code: str
+    name: str
+    location: str
+    profiles: tuple[DemoProfile, ...] = field(default_factory=tuple)
+
 
 DEMO_AGENCIES = (
-    {
-        "code": "000.00.12.H12",
-        "name": "Sở Tư pháp tỉnh Demo A",
-        "key": "agency-a-seal",
-        "profile": "agency-a-seal",
-        "location": "Tỉnh Demo A",
-    },
-    {
-        "code": "000.00.31.H26",
-        "name": "UBND xã Demo B",
-        "key": "agency-b-seal",
-        "profile": "agency-b-seal",
-        "location": "Xã Demo B",
-    },
+    DemoAgency(
+        code="000.00.12.H12",
+        name="Sở Tư pháp tỉnh Demo A",
+        location="Tỉnh Demo A",
+        profiles=(
+            DemoProfile("agency-a-seal", "agency-a-seal", "Ký số văn bản", {}),
+            # The same agency's seal, held on the SoftHSM2 token (PKCS#11).
+            DemoProfile("agency-a-hsm-seal", "agency-a-hsm-seal", "Ký số văn bản", {}),
+            # Officers sign with their own keys (USB token): two-step signing, any officer
+            # the operator registered for the agency.
+            DemoProfile(
+                "agency-a-officer", None, "Ký duyệt văn bản", {"heading": "Người ký"}, True
+            ),
+        ),
+    ),
+    DemoAgency(
+        code="000.00.31.H26",
+        name="UBND xã Demo B",
+        location="Xã Demo B",
+        profiles=(DemoProfile("agency-b-seal", "agency-b-seal", "Ký số văn bản", {}),),
+    ),
 )
+# The officer certificate registered for agency A (Nguyễn Văn An, Phó Giám đốc).
+DEMO_OFFICER = "nguyen-van-an"
+
+
+def _demo_keys(services: Services, code: str) -> dict[str, Material]:
+    """The demo keys of agency ``code``, as ``key add`` would be given them."""
+    from signing_service.services.keys import OfficerMaterial, Pkcs11Material, Pkcs12Material
+
+    pki = services.dev_pki
+    assert pki is not None
+    passphrase = services.settings.key_passphrase.get_secret_value().encode()
+    if code == DEMO_AGENCIES[1].code:
+        return {
+            "agency-b-seal": Pkcs12Material(pki.p12_path("agency-b-seal").read_bytes(), passphrase)
+        }
+    keys: dict[str, Material] = {
+        "agency-a-seal": Pkcs12Material(pki.p12_path("agency-a-seal").read_bytes(), passphrase),
+        DEMO_OFFICER: OfficerMaterial(pki.cert_path("officer").read_bytes()),
+    }
+    hsm = services.dev_hsm_key
+    if hsm is not None:
+        from signing_service.services.allowlists import DEV_PKCS11_MODULE
+
+        keys["agency-a-hsm-seal"] = Pkcs11Material(
+            uri=f"pkcs11:token={hsm.token};object={hsm.key_label}",
+            module=DEV_PKCS11_MODULE,
+            pin=hsm.pin_file.read_text().strip(),
+            certificate=pki.cert_path("agency-a-hsm").read_bytes(),
+            chain=pki.cert_path("interm").read_bytes(),
+        )
+    return keys
 
 
 def bootstrap_dev(services: Services) -> None:
+    """Create the demo agencies and API keys once; ensure their keys and profiles."""
+    assert services.dev_pki is not None
+    credentials = _create_agencies(services)
+    for demo in DEMO_AGENCIES:
+        _ensure_keys_and_profiles(services, demo)
+    if credentials is not None:
+        for entry in credentials["agencies"]:
+            entry["keys"] = [k.name for k in _active_keys(services, entry["code"])]
+        path = services.settings.dev_credentials_file
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(credentials, f, ensure_ascii=False, indent=2)
+
+
+def _create_agencies(services: Services) -> dict[str, Any] | None:
     pki = services.dev_pki
     assert pki is not None
     with services.db.transaction() as session:
         if session.scalars(select(Agency.id).limit(1)).first() is not None:
-            return
+            return None
         out: dict[str, Any] = {
             "_note": "Development only. Production mode refuses to start with these agencies, "
             "profiles and keys.",
@@ -58,58 +140,10 @@ def bootstrap_dev(services: Services) -> None:
                 "expired_signer_p12": str(pki.p12_path("expired-signer")),
             },
         }
-        for spec in DEMO_AGENCIES:
-            agency = Agency(code=spec["code"], name=spec["name"], dev=True)
+        for demo in DEMO_AGENCIES:
+            agency = Agency(code=demo.code, name=demo.name, dev=True)
             session.add(agency)
             session.flush()
-            profile = SigningProfile(
-                agency_id=agency.id,
-                name=spec["profile"],
-                key_uri=f"file:{pki.p12_path(spec['key'])}",
-                level="B-T",
-                tsa_url=pki.tsa_url,
-                reason="Ký số văn bản",
-                location=spec["location"],
-                appearance={},
-                check_revocation=True,
-                dev=True,
-            )
-            session.add(profile)
-            profile_names = [profile.name]
-            if spec["key"] == "agency-a-seal" and services.dev_hsm_key is not None:
-                # The same agency's seal, held on the SoftHSM2 token (PKCS#11).
-                hsm_profile = SigningProfile(
-                    agency_id=agency.id,
-                    name="agency-a-hsm-seal",
-                    key_uri=services.dev_hsm_key.uri(
-                        pki.cert_path("agency-a-hsm"), pki.cert_path("interm")
-                    ),
-                    level="B-T",
-                    tsa_url=pki.tsa_url,
-                    reason="Ký số văn bản",
-                    location=spec["location"],
-                    appearance={},
-                    check_revocation=True,
-                    dev=True,
-                )
-                session.add(hsm_profile)
-                profile_names.append(hsm_profile.name)
-            if spec["key"] == "agency-a-seal":
-                # Officers sign with their own keys (USB token): two-step signing.
-                officer = SigningProfile(
-                    agency_id=agency.id,
-                    name="agency-a-officer",
-                    key_uri="external:",
-                    level="B-T",
-                    tsa_url=pki.tsa_url,
-                    reason="Ký duyệt văn bản",
-                    location=spec["location"],
-                    appearance={"heading": "Người ký"},
-                    check_revocation=True,
-                    dev=True,
-                )
-                session.add(officer)
-                profile_names.append(officer.name)
             api_key, key_id, key_hash = new_api_key()
             session.add(
                 ApiClient(agency_id=agency.id, name="demo client", key_id=key_id, key_hash=key_hash)
@@ -124,25 +158,135 @@ def bootstrap_dev(services: Services) -> None:
                     role="admin",
                 )
             )
-
             audit.append(
                 session,
                 actor="bootstrap",
                 action="agency.created",
                 agency_code=agency.code,
                 subject=agency.code,
-                details={"profile": profile.name, "api_client": key_id},
+                details={"api_client": key_id, "admin_api_client": admin_id},
             )
+            profiles = [
+                p.name
+                for p in demo.profiles
+                if services.dev_hsm_key is not None or p.name != "agency-a-hsm-seal"
+            ]
             out["agencies"].append(
                 {
                     "code": agency.code,
                     "name": agency.name,
                     "api_key": api_key,
                     "admin_api_key": admin_key,
-                    "profiles": profile_names,
+                    "profiles": profiles,
                 }
             )
-        path = services.settings.dev_credentials_file
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(out, f, ensure_ascii=False, indent=2)
+        return out
+
+
+def _active_keys(services: Services, code: str) -> list[SigningKey]:
+    with services.db.transaction() as session:
+        return list(
+            session.scalars(
+                select(SigningKey)
+                .join(Agency, Agency.id == SigningKey.agency_id)
+                .where(Agency.code == code, SigningKey.disabled_at.is_(None))
+                .order_by(SigningKey.name)
+            ).all()
+        )
+
+
+def _ensure_keys_and_profiles(services: Services, demo: DemoAgency) -> None:
+    from signing_service.services.keys import register_key
+
+    with services.db.transaction() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == demo.code, Agency.dev)).first()
+        if agency is None:
+            return
+        agency_id = agency.id
+        named = set(
+            session.scalars(select(SigningKey.name).where(SigningKey.agency_id == agency_id))
+        )
+    wanted = [p.key for p in demo.profiles if p.key is not None]
+    if demo.code == DEMO_AGENCIES[0].code:
+        wanted.append(DEMO_OFFICER)
+    if services.dev_hsm_key is None:
+        wanted = [name for name in wanted if name != "agency-a-hsm-seal"]
+    missing = [name for name in wanted if name not in named]
+    if missing:
+        materials = _demo_keys(services, demo.code)
+        with _dev_pki_served(services):
+            for name in missing:
+                register_key(
+                    services,
+                    agency_code=demo.code,
+                    name=name,
+                    material=materials[name],
+                    actor="bootstrap",
+                    dev=True,
+                )
+    keys = {k.name: k for k in _active_keys(services, demo.code)}
+    with services.db.transaction() as session:
+        for spec in demo.profiles:
+            key = keys.get(spec.key) if spec.key is not None else None
+            if spec.key is not None and key is None:
+                continue  # e.g. no SoftHSM2 here: no HSM profile
+            profile = session.scalars(
+                select(SigningProfile).where(
+                    SigningProfile.agency_id == agency_id, SigningProfile.name == spec.name
+                )
+            ).first()
+            if profile is None:
+                session.add(
+                    SigningProfile(
+                        agency_id=agency_id,
+                        name=spec.name,
+                        key_id=key.id if key is not None else None,
+                        two_step=spec.two_step,
+                        level="B-T",
+                        tsa=None,
+                        reason=spec.reason,
+                        location=demo.location,
+                        appearance=spec.appearance,
+                        dev=True,
+                    )
+                )
+                audit.append(
+                    session,
+                    actor="bootstrap",
+                    action="profile.created",
+                    agency_code=demo.code,
+                    subject=spec.name,
+                    details={"key_name": spec.key, "two_step": spec.two_step, "level": "B-T"},
+                )
+            elif profile.dev and key is not None and profile.key_id is None:
+                # Left without a key by migration 0005: the demo key again.
+                profile.key_id = key.id
+                audit.append(
+                    session,
+                    actor="bootstrap",
+                    action="profile.updated",
+                    agency_code=demo.code,
+                    subject=spec.name,
+                    details={"fields": ["key"], "key_name": spec.key},
+                )
+
+
+@contextlib.contextmanager
+def _dev_pki_served(services: Services) -> Iterator[None]:
+    """The dev PKI's TSA/OCSP/CRL answering on its port for the duration (started here when
+    nothing answers there)."""
+    settings = services.settings
+    pki = services.dev_pki
+    assert pki is not None
+    try:
+        socket.create_connection((settings.dev_pki_host, settings.dev_pki_port), timeout=1).close()
+    except OSError:
+        from signing_service.pki.dev import DevPkiServer
+
+        server = DevPkiServer(pki, settings.dev_pki_host, settings.dev_pki_port).start()
+        try:
+            yield
+        finally:
+            server.stop()
+        return
+    yield

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from signing_service.errors import ConfigurationError
 from signing_service.settings import Settings
 from signing_service.store.db import Database
-from signing_service.store.models import Agency, SigningProfile
+from signing_service.store.models import Agency, SigningKey, SigningProfile
 from signing_service.trust import TrustStore, TrustStoreError
 from storage import ObjectStore, StorageUnavailableError, open_store
 
@@ -199,30 +199,62 @@ class Services:
             dev_pki=dev_pki,
             dev_hsm_key=hsm_key,
         )
-        if settings.is_production:
-            services._refuse_dev_material()
-        elif prepare:
-            from signing_service.services.bootstrap import bootstrap_dev
+        from signing_service.services import allowlists
 
-            bootstrap_dev(services)
+        allowlists.check(services)
+        # Served before the bootstrap: registering the demo keys checks their revocation status.
         if serve_dev_pki and dev_pki is not None and settings.dev_pki_serve:
             from signing_service.pki.dev import DevPkiServer
 
             services.dev_pki_server = DevPkiServer(
                 dev_pki, settings.dev_pki_host, settings.dev_pki_port
             ).start()
+        if settings.is_production:
+            services._refuse_dev_material()
+            services._check_key_store()
+        elif prepare:
+            from signing_service.services.bootstrap import bootstrap_dev
+
+            bootstrap_dev(services)
         return services
 
     def _refuse_dev_material(self) -> None:
-        pki_dir = str(self.settings.pki_dir)
         with self.db.transaction() as session:
             dev_agencies = session.scalars(select(Agency.code).where(Agency.dev)).all()
-            profiles = session.scalars(select(SigningProfile)).all()
-        bad = [p.name for p in profiles if p.dev or pki_dir in p.key_uri or "/pki/" in p.key_uri]
+            bad = [
+                *session.scalars(select(SigningProfile.name).where(SigningProfile.dev)).all(),
+                *session.scalars(select(SigningKey.name).where(SigningKey.dev)).all(),
+            ]
+        # Dev keys are flagged when the bootstrap registers them; any other key chaining to the
+        # dev root is refused at registration, production not trusting that root.
         if dev_agencies or bad:
             raise StartupRefused(
                 "development agencies or profiles with development keys are configured: "
                 + ", ".join([*dev_agencies, *bad])
+            )
+
+    def _check_key_store(self) -> None:
+        """Every active key the service holds a secret for opens with the configured master
+        secret: a missing or wrong SIGNING_SERVICE_KEY_STORE_SECRET stops the start, instead of
+        failing each signature later."""
+        from signing_service.services.keystore import KeyStore, binding
+
+        with self.db.transaction() as session:
+            sealed = session.execute(
+                select(SigningKey.uid, SigningKey.kind, SigningKey.wrapped_key, Agency.code)
+                .join(Agency, Agency.id == SigningKey.agency_id)
+                .where(SigningKey.disabled_at.is_(None), SigningKey.wrapped_key.is_not(None))
+            ).all()
+        if not sealed:
+            return
+        if self.settings.key_store_secret is None:
+            raise StartupRefused(
+                "registered keys are sealed but SIGNING_SERVICE_KEY_STORE_SECRET is not set"
+            )
+        store = KeyStore.of(self)
+        if not all(store.can_unwrap(binding(u, code, kind), w) for u, kind, w, code in sealed):
+            raise StartupRefused(
+                "SIGNING_SERVICE_KEY_STORE_SECRET does not open the registered keys"
             )
 
     def timestamper(self, url: str) -> PooledHTTPTimeStamper:
@@ -243,6 +275,6 @@ class Services:
         self.db.dispose()
         import sys
 
-        pkcs11_sessions = sys.modules.get("signing_service.signing.pkcs11")
+        pkcs11_sessions = sys.modules.get("signing_service.signing.keys.pkcs11")
         if pkcs11_sessions is not None:  # only if a PKCS#11 key was ever used
             pkcs11_sessions.SESSIONS.close_all()

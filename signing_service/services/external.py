@@ -25,6 +25,7 @@ from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services.container import Services
 from signing_service.services.documents import check_dossier_code, check_pdf_upload
+from signing_service.services.keys import officer_for, officer_still_registered
 from signing_service.services.signing import (
     SignResult,
     _level,
@@ -32,6 +33,7 @@ from signing_service.services.signing import (
     _profile,
     check_signer,
     store_signed,
+    tsa_url_of,
 )
 from signing_service.signing.engine import (
     EXTERNAL_LEVELS,
@@ -42,8 +44,6 @@ from signing_service.signing.engine import (
 )
 from signing_service.signing.rawsig import raw_signature_valid
 from signing_service.store.models import Agency, ExternalSession, SigningProfile
-
-EXTERNAL_SCHEME = "external:"
 
 
 @dataclass(frozen=True)
@@ -72,49 +72,36 @@ def _pem(certs: list[x509.Certificate]) -> bytes:
     return b"".join(pem.armor("CERTIFICATE", c.dump()) for c in certs)
 
 
-def _chain_for(
-    services: Services, cert: x509.Certificate, given: list[x509.Certificate]
-) -> list[x509.Certificate]:
-    """The intermediates to embed: those the client sent plus those the service knows."""
-    known = [*given, *services.trust.intermediates]
-    chain: list[x509.Certificate] = []
-    current = cert
-    for _ in range(8):
-        issuer = next(
-            (c for c in known if c.subject == current.issuer and c.sha256 != current.sha256), None
-        )
-        if issuer is None or services.trust.is_anchor(issuer):
-            break
-        chain.append(issuer)
-        current = issuer
-    return chain
-
-
 def start_external(
     services: Services,
     agency: Agency,
     *,
     profile_name: str,
     pdf: bytes,
-    certificate: bytes,
-    chain: bytes | None = None,
+    certificate: bytes | None = None,
+    officer: str | None = None,
     level: str | None = None,
     filename: str | None = None,
     dossier_code: str | None = None,
     actor: str,
 ) -> ExternalStart:
+    """``officer``: the name of one of the agency's registered officer certificates;
+    ``certificate``: the officer's certificate (PEM/DER), which must be one of them. A
+    certificate the operator has not registered for this agency is refused
+    (``OFFICER_NOT_REGISTERED``), whatever chain it comes with: a CA certificate, another
+    agency's officer, anyone's."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     dossier_code = check_dossier_code(dossier_code, agency.code)
     profile = _profile(services, agency, profile_name)
-    if not profile.key_uri.startswith(EXTERNAL_SCHEME):
+    if not profile.two_step:
         raise errors.ProfileNotExternal()
     chosen = _level(level, profile)
     if chosen not in EXTERNAL_LEVELS:
         raise errors.InvalidLevel("Ký hai bước hỗ trợ mức B-B và B-T.")
-    certs = _load_certs(certificate)
-    signer_cert = certs[0]
-    given = [*certs[1:], *(_load_certs(chain) if chain else [])]
-    intermediates = _chain_for(services, signer_cert, given)
+    signer_cert, registered_chain = officer_for(
+        services, agency, profile, officer=officer, presented=certificate
+    )
+    intermediates = list(registered_chain)
     run_sync(check_signer(services, signer_cert, intermediates, True))
     try:
         prepared = run_sync(
@@ -125,8 +112,8 @@ def start_external(
                 _options(profile, chosen),
                 # Its token size sizes the reservation (learnt once per TSA).
                 timestamper=(
-                    services.timestamper(profile.tsa_url)
-                    if profile.tsa_url and chosen.needs_timestamp
+                    services.timestamper(tsa_url_of(services, profile))
+                    if chosen.needs_timestamp
                     else None
                 ),
             )
@@ -244,6 +231,9 @@ def complete_external(
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if datetime.now(UTC) > expires:
         raise errors.ExternalSessionExpired()
+    # The operator may have disabled the officer's certificate since the session started.
+    if not officer_still_registered(services, agency, row.certificate):
+        raise errors.OfficerNotRegistered()
     cert = x509.Certificate.load(row.certificate)
     chain = _load_certs(row.chain) if row.chain else []
     prepared = PreparedExternal(
@@ -263,9 +253,7 @@ def complete_external(
         raise errors.ExternalSignatureInvalid()
     timestamper = None
     if ci is None and row.level == "B-T":
-        if not profile.tsa_url:
-            raise errors.TimestampUnavailable()
-        timestamper = services.timestamper(profile.tsa_url)
+        timestamper = services.timestamper(tsa_url_of(services, profile))
     try:
         signed = run_sync(
             async_finish_external(

@@ -23,18 +23,23 @@ from sqlalchemy.orm import Session
 
 from signing_service import audit, errors
 from signing_service._async import run_sync
+from signing_service.services import allowlists
 from signing_service.services.container import Services
 from signing_service.services.documents import DocumentView, check_dossier_code, check_pdf_upload
-from signing_service.signing.appearance import AppearanceSpec
+from signing_service.services.profile_rules import appearance_spec
 from signing_service.signing.certcheck import SignerCheckFailure
-from signing_service.signing.csc import with_authorization
 from signing_service.signing.engine import (
     PdfInputError,
     SignOptions,
     TimestampError,
     async_sign_pdf,
 )
-from signing_service.signing.keys import KeySourceError, LoadedKey, sha256_fingerprint
+from signing_service.signing.keys import (
+    KeySourceError,
+    LoadedKey,
+    sha256_fingerprint,
+    with_authorization,
+)
 from signing_service.signing.levels import SignatureLevel
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
 from storage import StorageUnavailableError
@@ -77,31 +82,11 @@ def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
     return profile
 
 
-def _key(services: Services, profile: SigningProfile) -> LoadedKey:
-    if profile.key_uri.startswith("external:"):
-        raise errors.ProfileNeedsTwoStep()
-    return load_key(services, profile.key_uri)
+def _key(services: Services, agency: Agency, profile: SigningProfile) -> LoadedKey:
+    """The profile's registered key (of the agency only), opened once per process."""
+    from signing_service.services.keys import signing_key
 
-
-def load_key(services: Services, key_uri: str) -> LoadedKey:
-    try:
-        return services.keys.get(
-            key_uri, services.settings.key_passphrase.get_secret_value().encode()
-        )
-    except KeySourceError as e:
-        log.error("key source %s unavailable: %s", key_uri.split(":", 1)[0], e)
-        raise KEY_ERRORS.get(e.reason, errors.KeyUnavailable)() from None
-
-
-KEY_ERRORS: dict[str, type[errors.ServiceError]] = {
-    "remote_authorization_required": errors.RemoteAuthorizationRequired,
-    "remote_authorization_failed": errors.RemoteAuthorizationFailed,
-    "remote_unavailable": errors.RemoteSigningUnavailable,
-    "pin_incorrect": errors.KeyPinIncorrect,
-    "token_not_found": errors.KeyTokenNotFound,
-    "key_not_found": errors.KeyNotFound,
-    "certificate_mismatch": errors.KeyCertificateMismatch,
-}
+    return signing_key(services, agency, profile)
 
 
 def _level(requested: str | None, profile: SigningProfile) -> SignatureLevel:
@@ -125,16 +110,19 @@ async def check_signer(
 
 
 def _options(profile: SigningProfile, level: SignatureLevel) -> SignOptions:
-    appearance = None
-    if profile.appearance is not None:
-        appearance = AppearanceSpec(**profile.appearance)
+    # The TSA is passed as a timestamper built from the operator's allowlist (tsa_url_of).
     return SignOptions(
         level=level,
         reason=profile.reason,
         location=profile.location,
-        appearance=appearance,
-        tsa_url=profile.tsa_url,
+        appearance=appearance_spec(profile.appearance),
     )
+
+
+def tsa_url_of(services: Services, profile: SigningProfile) -> str:
+    """The URL of the profile's TSA, from the operator's allowlist (TIMESTAMP_UNAVAILABLE when
+    it names none that is configured)."""
+    return allowlists.tsa_url(services, profile.tsa)
 
 
 async def _check_and_sign(
@@ -144,18 +132,11 @@ async def _check_and_sign(
     level: SignatureLevel,
     pdf: bytes,
 ) -> bytes:
-    await check_signer(
-        services,
-        key.signing_cert,
-        key.chain,
-        profile.check_revocation or level.needs_revocation_info,
-    )
+    await check_signer(services, key.signing_cert, key.chain, True)
     options = _options(profile, level)
     timestamper = None
     if level.needs_timestamp:
-        if not profile.tsa_url:
-            raise errors.TimestampUnavailable("Cấu hình ký số chưa khai báo máy chủ dấu thời gian.")
-        timestamper = services.timestamper(profile.tsa_url)
+        timestamper = services.timestamper(tsa_url_of(services, profile))
     vc = None
     if level.needs_revocation_info:
         # A factory: each context is built after the timestamp whose validation data it
@@ -174,7 +155,9 @@ async def _check_and_sign(
         raise errors.TimestampUnavailable() from None
     except KeySourceError as e:
         # Raised while signing by keys that act per signature (remote signing).
-        raise KEY_ERRORS.get(e.reason, errors.KeyUnavailable)() from None
+        from signing_service.services.keys import key_error
+
+        raise key_error(e) from None
     except SigningError as e:
         log.warning("signing failed: %s", type(e).__name__)
         raise errors.SigningFailed() from None
@@ -198,7 +181,7 @@ def sign_document(
     dossier_code = check_dossier_code(dossier_code, agency.code)
     profile = _profile(services, agency, profile_name)
     chosen = _level(level, profile)
-    key = with_authorization(_key(services, profile), authorization)
+    key = with_authorization(_key(services, agency, profile), authorization)
     return _sign_one(services, agency, profile, chosen, key, pdf, filename, dossier_code, actor)
 
 
@@ -360,15 +343,8 @@ def sign_batch(
     """
     profile = _profile(services, agency, profile_name)
     chosen = _level(level, profile)
-    key = _key(services, profile)
-    run_sync(
-        check_signer(
-            services,
-            key.signing_cert,
-            key.chain,
-            profile.check_revocation or chosen.needs_revocation_info,
-        )
-    )
+    key = _key(services, agency, profile)
+    run_sync(check_signer(services, key.signing_cert, key.chain, True))
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
     for filename, pdf in items:

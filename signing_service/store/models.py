@@ -10,12 +10,14 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -69,18 +71,73 @@ class ApiClient(Base):
     agency: Mapped[Agency] = relationship()
 
 
+class SigningKey(Base):
+    """A key, or an officer's certificate, that the platform operator registered for one agency
+    (``signing-service key add``); agency administrators choose among their own by ``name``.
+
+    ``kind``: ``pkcs12`` (held by the service: its material is sealed in the key store under a
+    data key of its own, ``wrapped_key`` being that data key wrapped by the master secret),
+    ``pkcs11`` (an HSM key: ``reference`` names a configured module, the token and the key; the
+    PIN is sealed like PKCS#12 material), ``csc`` (a remote signing credential: ``reference``
+    names a configured provider and the credential ID) or ``officer`` (an officer's own
+    certificate for two-step signing: no secret). ``certificate`` and ``chain`` are what was
+    checked at registration; a source refuses a key whose certificate has changed since.
+    Keys are disabled, never deleted: signatures and audit entries keep referring to them.
+    """
+
+    __tablename__ = "signing_keys"
+    __table_args__ = (
+        UniqueConstraint("agency_id", "name", name="uq_signing_keys_agency_id_name"),
+        # The target of the profiles' (agency_id, key_id) foreign key: a profile can only
+        # point at a key of its own agency, whatever writes the row.
+        UniqueConstraint("agency_id", "id", name="uq_signing_keys_agency_id_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    certificate: Mapped[bytes] = mapped_column(LargeBinary)  # DER
+    chain: Mapped[bytes] = mapped_column(LargeBinary)  # concatenated PEM
+    certificate_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # Non-secret, kind-specific: {"module", "token", "object", "id"} | {"provider", "credential"}.
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Registered by the development bootstrap: production mode refuses to start while any exist.
+    dev: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    agency: Mapped[Agency] = relationship()
+
+
 class SigningProfile(Base):
+    """An agency's signing settings, managed by its administrator: which of the agency's
+    registered keys signs (``key_id``), or two-step signing with an officer's own token
+    (``two_step``; ``key_id`` then names a registered officer certificate, or none for any of
+    the agency's registered officers), the level, the operator-configured TSA by name, and the
+    stamp. Names are unique per agency."""
+
     __tablename__ = "signing_profiles"
+    __table_args__ = (
+        UniqueConstraint("agency_id", "name", name="uq_signing_profiles_agency_id_name"),
+        ForeignKeyConstraint(
+            ["agency_id", "key_id"],
+            ["signing_keys.agency_id", "signing_keys.id"],
+            name="fk_signing_profiles_agency_id_key_id_signing_keys",
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    key_uri: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    two_step: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     level: Mapped[str] = mapped_column(String(8), default="B-T")
-    tsa_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The name of a TSA in the operator's SIGNING_SERVICE_TSAS (None: the default TSA).
+    tsa: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
     location: Mapped[str | None] = mapped_column(String(255), nullable=True)
     appearance: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    check_revocation: Mapped[bool] = mapped_column(Boolean, default=True)
     dev: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Profiles are disabled, never deleted: signatures keep referring to them.

@@ -2,26 +2,27 @@
 MySign and others are shaped like it). The service is the *signature application*:
 
 - ``credentials/list`` and ``credentials/info`` once per credential: it must be one of the
-  service's credentials at the provider, and its certificate chain is read from there;
+  service's credentials at the provider, and its certificate chain is read from there (and must
+  be the one registered);
 - per signature: ``credentials/authorize`` with the officer's authorisation (PIN/OTP) passed
   through from the request and the hash to be signed (SCAL2: the SAD is bound to that hash),
-  then ``signatures/signHash``.
+  then ``signatures/signHash``; the value returned is checked against the certificate.
 
-URI: ``csc:https://provider/csc/v2?credential=<id>&token-source=env:NAME`` where the token is
-the service's own bearer token at the provider (OAuth2 access token or API key). The officer's
-authorisation never appears in URIs or logs.
+Providers are configured by the operator (``SIGNING_SERVICE_CSC_PROVIDERS``: a name, the base
+URL and where the service's own access token comes from); a registered key names a provider and
+a credential ID. Nothing a tenant writes chooses the URL or the token (issue 9: a tenant-written
+``csc:`` URI made the server read any file or variable and send it to any URL). The officer's
+authorisation never appears in URLs or logs.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import threading
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import requests
 from asn1crypto import x509
@@ -29,7 +30,8 @@ from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service.signing.fastcms import FastCmsMixin
-from signing_service.signing.keys import KeySourceError, LoadedKey
+from signing_service.signing.keys.base import KeySourceError, KeySpec, LoadedKey
+from signing_service.signing.rawsig import raw_signature_valid
 
 HASH_OIDS = {
     "sha256": "2.16.840.1.101.3.4.2.1",
@@ -51,32 +53,14 @@ class RemoteAuthorizationError(KeySourceError):
 
 @dataclass(frozen=True)
 class CscCredential:
+    """One credential at a configured provider: ``base_url`` (from the operator's
+    configuration), ``credential_id``, and ``token``: a callback returning the service's own
+    bearer token at the provider (read from where the operator's configuration says)."""
+
     base_url: str
     credential_id: str
-    token_source: str
+    token: Callable[[], str]
     timeout: float = 10.0
-
-    @classmethod
-    def parse(cls, uri: str) -> CscCredential:
-        if not uri.startswith("csc:"):
-            raise KeySourceError("not a csc: URI")
-        parsed = urlparse(uri[len("csc:") :])
-        query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
-        if parsed.scheme not in ("http", "https") or not query.get("credential"):
-            raise KeySourceError("csc URI needs an http(s) base URL and credential=")
-        base = f"{parsed.scheme}://{parsed.netloc}{parsed.path}".rstrip("/")
-        return cls(base, query["credential"], query.get("token-source", ""))
-
-    def token(self) -> str:
-        kind, _, where = self.token_source.partition(":")
-        if kind == "env" and where in os.environ:
-            return os.environ[where]
-        if kind == "file":
-            try:
-                return Path(where).read_text().strip()
-            except OSError:
-                raise KeySourceError("cannot read the provider token file") from None
-        raise KeySourceError("no provider token (token-source=env:NAME or file:PATH)")
 
 
 class CscClient:
@@ -163,6 +147,9 @@ class CscSigner(FastCmsMixin, Signer):
             },
         )
         key_algo = self.signing_cert.public_key.algorithm
+        sign_algo = SIGN_ALGO_OIDS.get((key_algo, algorithm))
+        if sign_algo is None or not isinstance(authorized.get("SAD"), str):
+            raise KeySourceError("remote signing provider answered garbage", "remote_unavailable")
         signed = self.client.call(
             "signatures/signHash",
             {
@@ -170,38 +157,63 @@ class CscSigner(FastCmsMixin, Signer):
                 "SAD": authorized["SAD"],
                 "hashes": [digest],
                 "hashAlgorithmOID": HASH_OIDS[algorithm],
-                "signAlgo": SIGN_ALGO_OIDS[(key_algo, algorithm)],
+                "signAlgo": sign_algo,
             },
         )
         try:
-            return base64.b64decode(signed["signatures"][0])
+            signature = base64.b64decode(signed["signatures"][0], validate=True)
         except (KeyError, IndexError, ValueError, TypeError):
             raise KeySourceError(
                 "remote signing provider answered garbage", "remote_unavailable"
             ) from None
+        # A provider that signed with another key (a mix-up of credentials) must not put a
+        # signature under this certificate into an agency's document.
+        if not raw_signature_valid(self.signing_cert, data, signature, algorithm):
+            raise KeySourceError(
+                "the provider's signature does not match the certificate", "certificate_mismatch"
+            )
+        return signature
 
 
-def load_csc_key(uri: str) -> LoadedKey:
-    credential = CscCredential.parse(uri)
+def fetch_credential(credential: CscCredential) -> tuple[x509.Certificate, ...]:
+    """The credential's certificate and chain as the provider lists them (``credentials/list``
+    must name it; ``credentials/info`` gives the chain). Raises :class:`KeySourceError`
+    ``key_not_found`` for a credential the provider does not list."""
     client = CscClient(credential)
     listed = client.call("credentials/list", {"credentialInfo": False})
-    if credential.credential_id not in (listed.get("credentialIDs") or []):
+    ids = listed.get("credentialIDs")
+    if not isinstance(ids, list) or credential.credential_id not in ids:
         raise KeySourceError("the provider does not list this credential", "key_not_found")
     info = client.call(
         "credentials/info", {"credentialID": credential.credential_id, "certificates": "chain"}
     )
     try:
-        certs = [x509.Certificate.load(base64.b64decode(c)) for c in info["cert"]["certificates"]]
+        certs = tuple(
+            x509.Certificate.load(base64.b64decode(c)) for c in info["cert"]["certificates"]
+        )
         certs[0].native  # noqa: B018 - force a full parse
     except (KeyError, IndexError, ValueError, TypeError):
         raise KeySourceError(
             "the provider's credential has no readable certificate", "remote_unavailable"
         ) from None
-    signer = CscSigner(client, certs[0], certs[1:])
-    return LoadedKey(signer=signer, signing_cert=certs[0], chain=tuple(certs[1:]))
+    return certs
 
 
-def with_authorization(key: LoadedKey, authorization: str | None) -> LoadedKey:
-    if not isinstance(key.signer, CscSigner):
-        return key
-    return replace(key, signer=key.signer.authorized(authorization))
+def open_key(spec: KeySpec) -> LoadedKey:
+    """Open a registered remote credential: ``params`` ``url`` (the configured provider's base
+    URL), ``credential``; the secret is the service's access token at the provider. The
+    provider's certificate must still be the registered one."""
+    token = spec.read_secret
+    credential = CscCredential(
+        base_url=spec.params["url"],
+        credential_id=spec.params["credential"],
+        token=lambda: token().decode(),
+        timeout=float(spec.params.get("timeout", "10")),
+    )
+    certs = fetch_credential(credential)
+    if certs[0].dump() != spec.certificate.dump():
+        raise KeySourceError(
+            "the provider's certificate is not the registered one", "certificate_mismatch"
+        )
+    signer = CscSigner(CscClient(credential), spec.certificate, list(spec.chain))
+    return LoadedKey(signer=signer, signing_cert=spec.certificate, chain=spec.chain)

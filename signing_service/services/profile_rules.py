@@ -1,0 +1,161 @@
+"""What a signing profile may contain, checked whole whenever it is saved and again before it
+is used: types, ranges, page positions, levels, names and lengths.
+
+A profile that saves signs (issue 9: ``appearance: {"width": "abc"}`` was saved, then every
+signature with it answered 500; negative sizes put the stamp off the page; a field over 255
+characters or with a NUL answered 500 on PostgreSQL). The models are strict (a number is a JSON
+number, a flag a JSON boolean) and refuse unknown fields, so the retired ``key_uri``,
+``tsa_url`` and ``check_revocation`` are refused with 422 rather than ignored. Light on imports:
+the API's schemas use these models at start-up.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    from signing_service.signing.appearance import AppearanceSpec
+
+PROFILE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+KEY_NAME_PATTERN = PROFILE_NAME_PATTERN
+ALLOWLIST_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+# The stamp must fit on the smaller of A4 (595 × 842 pt) and US Letter (612 × 792 pt): the
+# stamp is drawn at the top right of page 1, ``margin`` from both edges.
+PAGE_WIDTH = 595.0
+PAGE_HEIGHT = 792.0
+# Smallest stamp that stays readable (points), and the font sizes allowed.
+MIN_STAMP_WIDTH = 40.0
+MIN_STAMP_HEIGHT = 20.0
+MAX_MARGIN = 200.0
+MIN_FONT_SIZE, MAX_FONT_SIZE = 6, 24
+# Column sizes (VARCHAR(255) on PostgreSQL counts characters).
+MAX_TEXT = 255
+MAX_HEADING = 64
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    """Refuse control characters: a NUL fails on PostgreSQL, a newline breaks the stamp."""
+    if _CONTROL.search(value):
+        raise ValueError("không được chứa ký tự điều khiển")
+    if not value.strip():
+        raise ValueError("không được để trống")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_printable)]
+Heading = Annotated[str, Field(min_length=1, max_length=MAX_HEADING), AfterValidator(_printable)]
+ProfileName = Annotated[
+    str, Field(min_length=2, max_length=63, pattern=PROFILE_NAME_PATTERN, examples=["so-tu-phap"])
+]
+KeyName = Annotated[
+    str,
+    Field(
+        min_length=2,
+        max_length=63,
+        pattern=KEY_NAME_PATTERN,
+        description="tên một khóa đã đăng ký của cơ quan (GET /v1/admin/keys)",
+        examples=["agency-a-seal"],
+    ),
+]
+TsaName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=63,
+        pattern=ALLOWLIST_NAME_PATTERN,
+        description="tên một máy chủ dấu thời gian do đơn vị vận hành cấu hình",
+        examples=["dev"],
+    ),
+]
+Level = Literal["B-B", "B-T", "B-LT", "B-LTA"]
+Points = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class AppearanceSettings(BaseModel):
+    """The visible stamp: a text block at the top right of page 1 (Nghị định 30/2020)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    heading: Heading = "Ký bởi"
+    width: Points = Field(default=220.0, ge=MIN_STAMP_WIDTH, le=PAGE_WIDTH)
+    height: Points = Field(default=52.0, ge=MIN_STAMP_HEIGHT, le=PAGE_HEIGHT)
+    margin: Points = Field(default=24.0, ge=0.0, le=MAX_MARGIN)
+    font_size: int = Field(default=9, ge=MIN_FONT_SIZE, le=MAX_FONT_SIZE)
+
+    @model_validator(mode="after")
+    def _inside_the_page(self) -> AppearanceSettings:
+        if self.width + self.margin > PAGE_WIDTH or self.height + self.margin > PAGE_HEIGHT:
+            raise ValueError(
+                f"khung chữ ký và lề phải nằm trong trang A4/Letter "
+                f"(rộng + lề ≤ {PAGE_WIDTH:g}, cao + lề ≤ {PAGE_HEIGHT:g} điểm)"
+            )
+        return self
+
+
+class ProfileSettings(BaseModel):
+    """Everything a profile says, except its name."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    key: KeyName | None = Field(
+        default=None,
+        description=(
+            "khóa ký đã đăng ký của cơ quan; với ký hai bước: một chứng thư người ký đã đăng "
+            "ký, hoặc để trống để nhận mọi người ký đã đăng ký của cơ quan"
+        ),
+    )
+    two_step: bool = Field(
+        default=False, description="ký hai bước: khóa do người ký giữ (USB token)"
+    )
+    level: Level = "B-T"
+    tsa: TsaName | None = Field(
+        default=None, description="máy chủ dấu thời gian; để trống: máy chủ mặc định"
+    )
+    reason: Text | None = None
+    location: Text | None = None
+    appearance: AppearanceSettings | None = Field(
+        default=None, description="hình thức chữ ký hiển thị; để trống: chữ ký ẩn"
+    )
+
+
+class NewProfile(ProfileSettings):
+    """A profile to create: its name (unique within the agency) and its settings."""
+
+    name: ProfileName
+
+
+class ProfileChanges(BaseModel):
+    """A partial update: only the fields sent change; the result is validated whole."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    key: KeyName | None = None
+    two_step: bool | None = None
+    level: Level | None = None
+    tsa: TsaName | None = None
+    reason: Text | None = None
+    location: Text | None = None
+    appearance: AppearanceSettings | None = None
+
+
+def appearance_spec(stored: dict[str, Any] | None) -> AppearanceSpec | None:
+    """The stamp of a stored profile, validated again before use: a row written before these
+    rules (or by hand) that breaks them is refused with ``INVALID_PROFILE``, never a 500."""
+    from signing_service import errors
+    from signing_service.signing.appearance import AppearanceSpec
+
+    if stored is None:
+        return None
+    try:
+        checked = AppearanceSettings.model_validate(stored)
+    except ValidationError:
+        raise errors.InvalidProfile(
+            "Thiết lập hình thức chữ ký (appearance) đã lưu không hợp lệ; quản trị viên cơ quan "
+            "cần sửa cấu hình ký số."
+        ) from None
+    return AppearanceSpec(**checked.model_dump())
