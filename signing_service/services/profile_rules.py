@@ -135,8 +135,9 @@ class ProfileChanges(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     key: KeyName | None = None
-    two_step: bool | None = None
-    level: Level | None = None
+    # Not nullable: a flag or a level is changed to a value, never to null.
+    two_step: bool = None  # type: ignore[assignment]
+    level: Level = None  # type: ignore[assignment]
     tsa: TsaName | None = None
     reason: Text | None = None
     location: Text | None = None

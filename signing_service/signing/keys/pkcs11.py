@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -114,13 +115,43 @@ def _parse_id(value: str) -> bytes:
     return raw
 
 
+# PKCS#11 errors meaning the session is gone (the HSM restarted, the library was
+# re-initialised, the token was re-inserted): the session is opened again, once.
+SESSION_LOST = frozenset(
+    {"SessionHandleInvalid", "SessionClosed", "DeviceRemoved", "TokenNotPresent"}
+)
+
+
+def _session_lost(e: BaseException) -> bool:
+    return type(e).__name__ in SESSION_LOST
+
+
 class Pkcs11KeySigner(FastCmsMixin, PKCS11Signer):
     """pyHanko's PKCS#11 signer with one lock per session and no per-call thread pool: the
-    service already signs in a worker thread, and its event loops are short-lived."""
+    service already signs in a worker thread, and its event loops are short-lived. When the
+    session is lost (an HSM restart), it logs in again and retries the operation once, instead
+    of failing every signature until the service restarts."""
 
-    def __init__(self, *args: object, session_lock: threading.Lock, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        session_lock: threading.Lock,
+        reopen: Callable[[], tuple[object, threading.Lock]] | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._session_lock = session_lock
+        self._reopen = reopen
+
+    def reconnect(self) -> None:
+        """A fresh logged-in session, and the key's handle found again on it."""
+        if self._reopen is None:
+            raise KeySourceError("PKCS#11 session lost")
+        self.pkcs11_session, self._session_lock = self._reopen()  # type: ignore[assignment]
+        self._loaded = False
+        self._key_handle = None
+        with self._session_lock:
+            self._load_objects()
 
     async def async_sign_raw(
         self, data: bytes, digest_algorithm: str, dry_run: bool = False
@@ -131,11 +162,21 @@ class Pkcs11KeySigner(FastCmsMixin, PKCS11Signer):
         spec = self._select_pkcs11_signing_params(digest_algorithm, self.sign_kwargs(data))
         if spec.pre_sign_transform is not None:
             data = spec.pre_sign_transform(data)
-        assert self._key_handle is not None
-        with self._session_lock:
-            signature: bytes = self._key_handle.sign(data, **spec.sign_kwargs)
+        try:
+            signature = self._sign(data, spec.sign_kwargs)
+        except Exception as e:
+            if not _session_lost(e):
+                raise
+            self.reconnect()
+            signature = self._sign(data, spec.sign_kwargs)
         if spec.post_sign_transform is not None:
             signature = spec.post_sign_transform(signature)
+        return signature
+
+    def _sign(self, data: bytes, kwargs: dict[str, object]) -> bytes:
+        assert self._key_handle is not None
+        with self._session_lock:
+            signature: bytes = self._key_handle.sign(data, **kwargs)
         return signature
 
 
@@ -185,6 +226,14 @@ class _Sessions:
             self._sessions[key] = (session, lock, pin_digest)
             return session, lock
 
+    def drop(self, module: str, token_label: str) -> None:
+        """Forget a session that is gone (it is opened again on next use)."""
+        with self._lock:
+            hit = self._sessions.pop((module, token_label), None)
+        if hit is not None:
+            with contextlib.suppress(Exception):  # already invalid: closing is best effort
+                hit[0].close()  # type: ignore[attr-defined]
+
     def close_all(self) -> None:
         with self._lock:
             for session, _, _ in self._sessions.values():
@@ -211,7 +260,10 @@ def open_reference(
     object with the key's label or id). A probe signature is checked against the certificate,
     so a key that is not the certificate's key is refused (``certificate_mismatch``).
     """
-    from pkcs11.exceptions import PKCS11Error
+
+    def reopen() -> tuple[object, threading.Lock]:
+        SESSIONS.drop(module, ref.token)
+        return SESSIONS.get(module, ref.token, pin)
 
     session, lock = SESSIONS.get(module, ref.token, pin)
     signer = Pkcs11KeySigner(
@@ -222,11 +274,19 @@ def open_reference(
         signing_cert=certificate,
         ca_chain=list(chain),
         session_lock=lock,
+        reopen=reopen,
     )
     try:
-        with lock:
-            signer._load_objects()
-    except (PKCS11Error, Exception) as e:  # noqa: BLE001 - missing key/cert on the token
+        try:
+            with lock:
+                signer._load_objects()
+        except Exception as e:
+            if not _session_lost(e):
+                raise
+            signer.reconnect()
+    except KeySourceError:
+        raise
+    except Exception as e:  # noqa: BLE001 - missing key/cert on the token
         raise KeySourceError(
             f"key or certificate not found on the token: {type(e).__name__}", "key_not_found"
         ) from None
