@@ -143,3 +143,71 @@ def store_officer_without_checks(
         session.add(row)
         session.flush()
         return row.id
+
+
+def issue_dev_certificate(
+    pki: Any,
+    public_key: Any,
+    common_name: str,
+    organization: str,
+    *,
+    title: str | None = None,
+) -> bytes:
+    """A certificate for ``public_key`` (a ``cryptography`` public key) issued by the dev PKI's
+    intermediate CA, end entity (digitalSignature, nonRepudiation), with the same CRL
+    distribution point as the dev signers: the dev PKI server's CRL vouches for it. Returns PEM.
+    For keys the dev PKI configuration does not know (another token, another provider)."""
+    from datetime import timedelta
+
+    from cryptography import x509 as cx
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import ExtensionOID, NameOID
+
+    issuer_key = serialization.load_pem_private_key(
+        (pki.directory / "keys/interm.key.pem").read_bytes(), None
+    )
+    issuer = cx.load_pem_x509_certificate(pki.cert_path("interm").read_bytes())
+    template = cx.load_pem_x509_certificate(pki.cert_path("agency-a-seal").read_bytes())
+    crl_points = template.extensions.get_extension_for_oid(
+        ExtensionOID.CRL_DISTRIBUTION_POINTS
+    ).value
+    names = [
+        cx.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+        cx.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+    ]
+    if title is not None:
+        names.append(cx.NameAttribute(NameOID.TITLE, title))
+    names.append(cx.NameAttribute(NameOID.COMMON_NAME, common_name))
+    now = datetime.now(UTC)
+    cert = (
+        cx.CertificateBuilder()
+        .subject_name(cx.Name(names))
+        .issuer_name(issuer.subject)
+        .public_key(public_key)
+        .serial_number(cx.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=730))
+        .add_extension(cx.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(
+            cx.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            True,
+        )
+        .add_extension(cx.SubjectKeyIdentifier.from_public_key(public_key), False)
+        .add_extension(
+            cx.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
+            False,
+        )
+        .add_extension(crl_points, False)
+        .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
