@@ -252,3 +252,45 @@ def test_pin_changed_since_registration(
     assert (response.status_code, response.json()["code"]) == (503, "KEY_PIN_INCORRECT")
     assert "0000-sai-ma-pin" not in response.text
     assert_nothing_written(before, services)
+
+
+def test_session_lost_is_reopened(dev_pki: tuple[DevPki, int], token: TokenKey) -> None:
+    """The HSM restarts under a running service (here: the library is re-initialised, which
+    invalidates every session): the next signature logs in again instead of failing until the
+    service restarts. In a process of its own, so the test's other sessions are not lost."""
+    import os
+    import subprocess
+    import sys
+
+    pki, _ = dev_pki
+    code = f"""
+import pkcs11
+from signing_service._async import run_sync
+from signing_service.signing.engine import SignOptions, async_sign_pdf
+from signing_service.signing.keys.pkcs11 import Pkcs11Reference, open_reference
+from signing_service.signing.levels import SignatureLevel
+from signing_service.services.keys import load_certificates
+from tests.support.pdfs import make_pdf
+
+key = open_reference(
+    {token.module!r},
+    Pkcs11Reference.parse("pkcs11:token={token.token};object={token.key_label}"),
+    open({str(token.pin_file)!r}).read().strip(),
+    load_certificates(open({str(pki.cert_path("agency-a-hsm"))!r}, "rb").read())[0],
+    (),
+)
+options = SignOptions(level=SignatureLevel.B_B)
+run_sync(async_sign_pdf(make_pdf(), key, options))
+pkcs11.lib({token.module!r}).reinitialize()
+signed = run_sync(async_sign_pdf(make_pdf(), key, options))
+print("signed again", len(signed))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert "signed again" in result.stdout, result.stdout + result.stderr
