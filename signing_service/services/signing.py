@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from signing_service._async import run_sync
 from signing_service.services import allowlists
 from signing_service.services.container import Services
 from signing_service.services.documents import DocumentView, check_dossier_code, check_pdf_upload
-from signing_service.services.profile_rules import appearance_spec
+from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
 from signing_service.signing.certcheck import SignerCheckFailure
 from signing_service.signing.engine import (
     PdfInputError,
@@ -45,6 +46,7 @@ from signing_service.store.models import Agency, Document, Signature, SigningPro
 from storage import StorageUnavailableError
 
 log = logging.getLogger(__name__)
+PROFILE_NAME = re.compile(PROFILE_NAME_PATTERN)
 
 CHECK_ERRORS: dict[str, type[errors.ServiceError]] = {
     SignerCheckFailure.EXPIRED: errors.SignerCertExpired,
@@ -68,6 +70,9 @@ class SignResult:
 
 
 def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
+    if not PROFILE_NAME.match(name):
+        # A name no profile can have (a NUL, overlong text) never reaches the database.
+        raise errors.ProfileNotFound()
     with services.db.transaction() as session:
         profile = session.scalars(
             select(SigningProfile).where(
