@@ -37,6 +37,7 @@ from signing_service.signing.keys.base import (
     sha256_fingerprint,
 )
 from signing_service.store.models import Agency, SigningKey, SigningProfile, new_id
+from signing_service.verification.identity import vietnamese_dn
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class KeyView:
             name=row.name,
             kind=row.kind,
             source=reference.get("module") or reference.get("provider"),
-            subject=cert.subject.human_friendly,
+            subject=vietnamese_dn(cert.subject),
             certificate_sha256=row.certificate_sha256,
             not_after=cert["tbs_certificate"]["validity"]["not_after"].native.isoformat(),
             created_at=_aware(row.created_at).isoformat(),
