@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asn1crypto import pem, x509
 from sqlalchemy import select
@@ -38,6 +38,9 @@ from signing_service.signing.keys.base import (
 )
 from signing_service.store.models import Agency, SigningKey, SigningProfile, new_id
 from signing_service.verification.identity import vietnamese_dn
+
+if TYPE_CHECKING:
+    from signing_service.signing.keys.csc import CscCredential
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +476,7 @@ def active_key(
     return session.scalars(query).first()
 
 
-def _csc_credential(provider_name: str, credential: str, services: Services) -> Any:
+def _csc_credential(provider_name: str, credential: str, services: Services) -> CscCredential:
     from signing_service.signing.keys.csc import CscCredential
 
     provider = allowlists.csc_providers(services).get(provider_name)

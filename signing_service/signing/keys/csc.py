@@ -146,6 +146,7 @@ class CscSigner(FastCmsMixin, Signer):
                 "PIN": self._authorization,
             },
         )
+        assert self.signing_cert is not None
         key_algo = self.signing_cert.public_key.algorithm
         sign_algo = SIGN_ALGO_OIDS.get((key_algo, algorithm))
         if sign_algo is None or not isinstance(authorized.get("SAD"), str):

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -89,9 +89,8 @@ class Pkcs11Reference:
         return out
 
     @classmethod
-    def of(cls, params: dict[str, str] | object) -> Pkcs11Reference:
+    def of(cls, params: Mapping[str, str]) -> Pkcs11Reference:
         """The reference back from :meth:`params`."""
-        assert isinstance(params, dict)
         key_id = params.get("id")
         return cls(
             token=params["token"],
@@ -298,7 +297,7 @@ def open_reference(
 def open_key(spec: KeySpec) -> LoadedKey:
     """Open a registered PKCS#11 key: ``params`` ``module`` (library path from the operator's
     configuration), ``token``, ``object`` and/or ``id``; the secret is the PIN."""
-    ref = Pkcs11Reference.of(dict(spec.params))
+    ref = Pkcs11Reference.of(spec.params)
     pin = spec.read_secret().decode()
     return open_reference(spec.params["module"], ref, pin, spec.certificate, spec.chain)
 
