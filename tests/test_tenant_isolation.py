@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ B_TOKEN_ENV = "CSC_TEST_SERVICE_TOKEN_B"
 DIGEST_INFO_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
 # Routes that hold no agency's data (health, public verification).
 PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/v1/verifications")}
+# The platform operator's API (no agency's key may use it).
+OPERATOR_PREFIX = "/v1/operator"
 
 
 @pytest.fixture(scope="module")
@@ -499,8 +502,18 @@ def test_cross_agency_matrix(
                 files={"file": ("a.pdf", make_pdf())},
             )
             assert again.status_code == 201, again.text
-    # Every agency-scoped route of the API is in the matrix.
+    # Every agency-scoped route of the API is in the matrix. The operator's routes are for no
+    # agency at all: an agency's keys (client or admin) are refused there.
     spec = api.get("/openapi.json").json()
     routes = {(m.upper(), p) for p, item in spec["paths"].items() for m in item}
+    for method, path in sorted(routes - covered - PUBLIC_ROUTES):
+        if not path.startswith(OPERATOR_PREFIX):
+            continue
+        url = re.sub(r"\{[^}]+\}", "x", path)
+        for t in (a, b):
+            for headers in (_client(credentials, t), _admin(credentials, t)):
+                answer = api.request(method, url, headers=headers, json={})
+                assert answer.status_code in (401, 403), (method, path, answer.text)
+        covered.add((method, path))
     uncovered = routes - covered - PUBLIC_ROUTES
     assert not uncovered, f"routes missing from the cross-agency matrix: {sorted(uncovered)}"
