@@ -62,6 +62,17 @@ def get_worker_threads(request: Request) -> WorkerThreads:
 InWorker = Annotated[WorkerThreads, Depends(get_worker_threads)]
 
 
+def get_verification_threads(request: Request) -> WorkerThreads:
+    """The threads that wait on the verification worker processes
+    (``app.state.verification_threads``): apart from :class:`WorkerThreads`, so that anonymous
+    verifications waiting for their turn never hold the threads agencies' signing needs."""
+    runner: WorkerThreads = request.app.state.verification_threads
+    return runner
+
+
+VerificationThreads = Annotated[WorkerThreads, Depends(get_verification_threads)]
+
+
 def current_client(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,

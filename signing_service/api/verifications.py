@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 
 from signing_service.api import schemas
-from signing_service.api.deps import AppServices, InWorker, read_upload
+from signing_service.api.deps import AppServices, InWorker, VerificationThreads, read_upload
 
 # The verification use case is imported by its endpoint on first use: it pulls in pyHanko
 # (~30 MB), which a process serving only attachments never needs.
@@ -25,6 +25,7 @@ router = APIRouter()
 async def create_verification(
     services: AppServices,
     in_worker: InWorker,
+    waiting: VerificationThreads,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần xác minh")],
     validation_time: Annotated[
         str | None,
@@ -44,9 +45,11 @@ async def create_verification(
 
     moment = parse_validation_time(validation_time) if validation_time else None
     data = await read_upload(file, services.settings)
-    # The verification itself runs in the verification worker processes; this thread
-    # only waits for it.
-    return await in_worker(
+    # The verification itself runs in the verification worker processes; a thread of the
+    # verification lane only waits for it (the signing threads stay free). Without worker
+    # processes (verification_processes=0) it runs in the shared worker threads.
+    runner = waiting if services.settings.verification_processes > 0 else in_worker
+    return await runner(
         verify_document,
         services,
         data,
