@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     verification_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     verification_max_pending: int = Field(default=8, ge=0, le=10_000)
     verification_memory_limit_bytes: int = Field(default=2 * 1024**3, ge=0)
+    # The verification workers run at this nice value: signing gets the CPU first.
+    verification_nice: int = Field(default=10, ge=0, le=19)
 
     @field_validator("extra_trust_anchors", mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from signing_service.api import schemas
 from signing_service.api.deps import AppServices, InWorker, VerificationThreads, read_upload
@@ -40,7 +40,7 @@ async def create_verification(
 ) -> Any:
     from signing_service.services.verification import (
         parse_validation_time,
-        verify_document,
+        verify_document_json,
     )
 
     moment = parse_validation_time(validation_time) if validation_time else None
@@ -49,11 +49,8 @@ async def create_verification(
     # verification lane only waits for it (the signing threads stay free). Without worker
     # processes (verification_processes=0) it runs in the shared worker threads.
     runner = waiting if services.settings.verification_processes > 0 else in_worker
-    return await runner(
-        verify_document,
-        services,
-        data,
-        actor="public",
-        validation_time=moment,
-        isolated=True,
+    body = await runner(
+        verify_document_json, services, data, actor="public", validation_time=moment
     )
+    # Already serialised (and shaped by the report's own to_dict): returned as is.
+    return Response(body, media_type="application/json")

@@ -109,6 +109,7 @@ class Services:
                 max_pending=settings.verification_max_pending,
                 memory_limit_bytes=settings.verification_memory_limit_bytes,
                 retry_after=settings.retry_after_seconds,
+                nice=settings.verification_nice,
             )
 
         return self._get_or_build("verification_pool", build)
