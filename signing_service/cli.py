@@ -201,6 +201,16 @@ TYPE_VI = {
     "certification": "chữ ký chứng thực (DocMDP)",
     "document_timestamp": "dấu thời gian tài liệu",
 }
+SOURCE_VI = {
+    "timestamp": "dấu thời gian",
+    "timestamp_unverified": "dấu thời gian chưa xác minh được",
+    "claimed": "tự khai",
+}
+TIMESTAMP_KIND_VI = {
+    "signature": "của chữ ký",
+    "content": "của nội dung",
+    "document": "của tài liệu",
+}
 PROOF_VI = {
     "signature_timestamp": "dấu thời gian của chữ ký",
     "document_timestamp": "dấu thời gian tài liệu",
@@ -217,7 +227,9 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         + ")"
     )
     print(report["message"])
-    print(f"Thời điểm xác minh: {report['validation_time']}")
+    print(f"Xác minh tại thời điểm: {report['validation_time']}")
+    if report["validation_time"] != report["validated_at"]:
+        print(f"(thực hiện lúc {report['validated_at']})")
     for problem in report["problems"]:
         print(f"  ! {problem['message']}")
     for warning in report.get("warnings", []):
@@ -254,7 +266,7 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
             anchor = sig["trust_anchor"]
             print(f"  Gốc tin cậy: {anchor['name']} — {anchor['kind_label']}")
         if sig.get("signing_time"):
-            source = "dấu thời gian" if sig["signing_time_source"] == "timestamp" else "tự khai"
+            source = SOURCE_VI.get(sig["signing_time_source"] or "", "tự khai")
             print(f"  Thời điểm ký: {sig['signing_time']} ({source})")
         if sig.get("best_signature_time"):
             proof = PROOF_VI.get(sig.get("best_signature_time_proof") or "", "")
@@ -262,7 +274,8 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         if sig.get("validation_time") and sig["validation_time"] != report["validation_time"]:
             print(f"  Chứng thư được kiểm tra tại thời điểm: {sig['validation_time']}")
         for ts in sig.get("timestamps", []):
-            print(f"  Dấu thời gian ({ts['type']}): {ts['time']} — {ts['authority']}")
+            kind = TIMESTAMP_KIND_VI.get(ts["type"], ts["type"])
+            print(f"  Dấu thời gian {kind}: {ts['time']} — {ts['authority']}")
         for name, check in sig["checks"].items():
             label = CHECK_LABELS.get(name, name)
             print(f"  - {label}: {STATUS_VI[check['status']]} — {check['message']}")

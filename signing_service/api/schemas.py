@@ -73,7 +73,9 @@ class SignatureReportOut(BaseModel):
     category_label: str | None
     trust_anchor: TrustAnchorInfo | None
     signing_time: str | None
-    signing_time_source: str | None = Field(description="timestamp (proven) | claimed")
+    signing_time_source: str | None = Field(
+        description="timestamp (proven) | timestamp_unverified | claimed"
+    )
     timestamp_time: str | None
     validation_time: str | None = Field(
         description="the moment the chain was judged: the validation time, or the proven time"

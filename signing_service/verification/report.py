@@ -144,7 +144,7 @@ class SignatureReport:
     checks: dict[str, Check]
     signer: SignerInfo | None = None
     signing_time: str | None = None
-    signing_time_source: str | None = None  # timestamp | claimed
+    signing_time_source: str | None = None  # timestamp | timestamp_unverified | claimed
     timestamp_time: str | None = None
     md_algorithm: str | None = None
     signature_algorithm: str | None = None

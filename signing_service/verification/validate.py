@@ -38,7 +38,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -475,6 +475,37 @@ def _issued_at(value: crl.CertificateList | ocsp.OCSPResponse) -> datetime | Non
         return None
 
 
+def _ocsp_responder_name(basic: Any, evidence: Evidence) -> str:
+    """Who signed an OCSP answer: named in it, or found by its key among the certificates the
+    answer or the document carries."""
+    responder = basic["tbs_response_data"]["responder_id"]
+    if responder.name == "by_name":
+        return vietnamese_dn(responder.chosen)
+    key_hash = responder.chosen.native
+    for cert in (*(basic["certs"] or ()), *evidence.certs):
+        try:
+            if cert.public_key.sha1 == key_hash:
+                return vietnamese_dn(cert.subject)
+        except Exception:  # noqa: BLE001
+            continue
+    return "Máy chủ OCSP (nhận diện theo khóa)"
+
+
+def _ocsp_about(single: Any, cert: x509.Certificate) -> bool:
+    """Whether an OCSP single response is about ``cert`` (serial and issuer name hash: serial
+    numbers are unique per issuer only)."""
+    cert_id = single["cert_id"]
+    if cert_id["serial_number"].native != cert.serial_number:
+        return False
+    try:
+        algo = cert_id["hash_algorithm"]["algorithm"].native
+        return bool(
+            hashlib.new(algo, cert.issuer.dump()).digest() == cert_id["issuer_name_hash"].native
+        )
+    except (ValueError, TypeError):
+        return False
+
+
 def _revocation_used(
     result: ChainResult | None, evidence: Evidence, chains: ChainValidator
 ) -> list[RevocationDataInfo]:
@@ -488,29 +519,23 @@ def _revocation_used(
     except Exception:  # noqa: BLE001
         return []
     for cert in certs:
-        serial = cert.serial_number
         for origin, ocsps in (("document", evidence.ocsps), ("fetched", fetched_ocsps)):
             for resp in ocsps:
                 try:
-                    data = resp["response_bytes"]["response"].parsed["tbs_response_data"]
+                    basic = resp["response_bytes"]["response"].parsed
+                    data = basic["tbs_response_data"]
                     for single in data["responses"]:
-                        if single["cert_id"]["serial_number"].native != serial:
+                        if not _ocsp_about(single, cert):
                             continue
                         status = single["cert_status"]
                         revoked_at = None
                         if status.name == "revoked":
                             revoked_at = _iso(status.chosen["revocation_time"].native)
-                        responder = data["responder_id"]
-                        issuer = (
-                            vietnamese_dn(responder.chosen)
-                            if responder.name == "by_name"
-                            else "OCSP"
-                        )
                         items.append(
                             RevocationDataInfo(
                                 "OCSP",
                                 origin,
-                                issuer,
+                                _ocsp_responder_name(basic, evidence),
                                 vietnamese_dn(cert.subject),
                                 _iso(data["produced_at"].native),
                                 status.name if status.name in ("good", "revoked") else "unknown",
@@ -527,7 +552,7 @@ def _revocation_used(
                         continue
                     revoked_at = None
                     for entry in tbs["revoked_certificates"] or ():
-                        if entry["user_certificate"].native == serial:
+                        if entry["user_certificate"].native == cert.serial_number:
                             revoked_at = _iso(entry["revocation_date"].native)
                             break
                     items.append(
@@ -591,25 +616,56 @@ class TimestampResult:
         )
 
 
+Imprint = Callable[[str], bytes | None]
+"""What a token's message imprint must be, given the imprint's hash algorithm."""
+
+
+def imprint_of(data: bytes) -> Imprint:
+    """The imprint is a hash of ``data`` (a signature timestamp: of the signature value)."""
+
+    def expected(algorithm: str) -> bytes | None:
+        try:
+            return hashlib.new(algorithm, data).digest()
+        except (ValueError, TypeError):
+            return None
+
+    return expected
+
+
+def imprint_is(value: bytes) -> Imprint:
+    """The imprint is ``value`` itself (a document timestamp: the ByteRange digest; a content
+    timestamp: the signed message digest, both computed with the same algorithm)."""
+    return lambda _algorithm: value
+
+
 def _token_integrity(
     token: cms.SignedData,
-    expected_imprint: bytes | None,
+    expected: Imprint,
     certs: SignerCertificates,
     facts: DocumentFacts | None = None,
 ) -> tuple[Check | None, datetime | None, x509.Certificate | None, str | None, bool]:
-    """Integrity of a timestamp token: (failing check | None, genTime, TSA cert, TSA name,
-    weak algorithm); kept in ``facts`` for the next verification of the same document."""
+    """Integrity of a timestamp token (RFC 3161): (failing check | None, genTime, TSA cert, TSA
+    name, weak algorithm); kept in ``facts`` for the next verification of the same document."""
+    try:
+        algorithm = (
+            token["encap_content_info"]["content"]
+            .parsed["message_imprint"]["hash_algorithm"]["algorithm"]
+            .native
+        )
+        want = expected(algorithm)
+    except Exception:  # noqa: BLE001 - judged (and failed) below
+        want = None
     if facts is None:
-        return _compute_token_integrity(token, expected_imprint, certs)
-    key = (hashlib.sha256(token.contents or b"").digest(), expected_imprint)
+        return _compute_token_integrity(token, want, certs)
+    key = (hashlib.sha256(token.contents or b"").digest(), want)
     found = facts.tokens.get(key)
     if found is None:
-        found = facts.tokens[key] = _compute_token_integrity(token, expected_imprint, certs)
+        found = facts.tokens[key] = _compute_token_integrity(token, want, certs)
     return found  # type: ignore[no-any-return]
 
 
 def _compute_token_integrity(
-    token: cms.SignedData, expected_imprint: bytes | None, certs: SignerCertificates
+    token: cms.SignedData, want: bytes | None, certs: SignerCertificates
 ) -> tuple[Check | None, datetime | None, x509.Certificate | None, str | None, bool]:
     try:
         tst_info = token["encap_content_info"]["content"].parsed
@@ -629,19 +685,9 @@ def _compute_token_integrity(
         return check(FAIL, "TIMESTAMP_INVALID", "FORMAT_FAILURE"), None, None, None, False
     if not (intact and valid):
         return check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE"), gen_time, tsa_cert, tsa_name, False
-    if expected_imprint is not None:
-        try:
-            expected = hashlib.new(imprint_algo, expected_imprint).digest()
-        except (ValueError, TypeError):
-            expected = None
-        if expected != imprint:
-            return (
-                check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE", "dấu thời gian không khớp chữ ký"),
-                gen_time,
-                tsa_cert,
-                tsa_name,
-                False,
-            )
+    if want is None or want != imprint:
+        mismatch = check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE", "dấu thời gian không khớp")
+        return mismatch, gen_time, tsa_cert, tsa_name, False
     weak = bool(
         digest_policy_problem(imprint_algo)
         or verification_algorithm_problem(
@@ -649,6 +695,29 @@ def _compute_token_integrity(
         )
     )
     return None, gen_time, tsa_cert, tsa_name, weak
+
+
+def _timestamp_chain_check(result: ChainResult) -> Check:
+    """The timestamp check from its TSA's chain judgement, each cause with its own code."""
+    status = result.status
+    if result.ok:
+        return check(PASS, "TIMESTAMP_VALID")
+    name = status.name if status is not None else "NO_POE"
+    if result.revocation is not None:
+        when = f"thu hồi lúc {_iso(result.revocation.revocation_date)}"
+        return check(UNDECIDED, "TIMESTAMP_TSA_REVOKED", name, when)
+    if status in (
+        AdESIndeterminate.TRY_LATER,
+        AdESIndeterminate.REVOCATION_OUT_OF_BOUNDS_NO_POE,
+    ) or (status is AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE and result.revinfo_problem):
+        return check(UNDECIDED, "TIMESTAMP_STATUS_UNKNOWN", "TRY_LATER")
+    if status in (
+        AdESIndeterminate.OUT_OF_BOUNDS_NO_POE,
+        AdESIndeterminate.OUT_OF_BOUNDS_NOT_REVOKED,
+        AdESIndeterminate.EXPIRED,
+    ):
+        return check(UNDECIDED, "TIMESTAMP_TSA_CERT_EXPIRED", "OUT_OF_BOUNDS_NO_POE")
+    return check(UNDECIDED, "TIMESTAMP_UNTRUSTED", name)
 
 
 # -- the verifier ---------------------------------------------------------------------------------
@@ -667,6 +736,7 @@ class _Doc:
     certs: SignerCertificates = field(default_factory=SignerCertificates)
     facts: DocumentFacts = field(default_factory=DocumentFacts)
     limits_hit: list[LimitExceeded] = field(default_factory=list)
+    warnings: list[Note] = field(default_factory=list)
     described: dict[Any, Any] = field(default_factory=dict)  # per chain result / certificate
 
 
@@ -729,7 +799,7 @@ class Verifier:
             if limit is not None:
                 return failed(_limit_problem(limit))
             log.warning("verification failed unexpectedly", exc_info=True)
-            return failed(check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", type(e).__name__))
+            return failed(check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE"))
 
     async def _verify(
         self,
@@ -743,8 +813,8 @@ class Verifier:
         live = self.allow_fetching and abs(moment - now) <= LIVE_TOLERANCE
         size = len(data)
 
-        def unparsable(reason: str) -> DocumentReport:
-            problem = check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", reason)
+        def unparsable() -> DocumentReport:
+            problem = check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE")
             return DocumentReport.conclude(
                 sha256, size, [], [problem], validated_at, validation_time=_iso(moment)
             )
@@ -755,7 +825,7 @@ class Verifier:
             if e.code == NOT_PDF:
                 raise NotPdfError() from None
             if find_signature_dictionaries(data) or claims_signature(data):
-                return unparsable(e.detail[:120])
+                return unparsable()
             raise UnreadablePdfError(e.detail) from None
         warnings: list[Note] = []
         offset = pdf_header_offset(data) or 0
@@ -778,7 +848,7 @@ class Verifier:
             if limit is not None:
                 raise limit from None
             if raw_sigs or claims_signature(data):
-                return unparsable(getattr(e, "detail", None) or type(e).__name__)
+                return unparsable()
             raise UnreadablePdfError(type(e).__name__) from None
 
         embedded: list[EmbeddedPdfSignature] = []
@@ -858,7 +928,7 @@ class Verifier:
             reports.append(await self._isolated(doc, emb))
         order = {str(e.field_name): e.signed_revision for e in embedded}
         reports.sort(key=lambda r: order.get(r.field, -1))
-        warnings += self._warnings(doc, embedded, reports)
+        warnings += self._warnings(doc, embedded, reports) + doc.warnings
         for code in dict.fromkeys(limit.code for limit in doc.limits_hit):
             problems.append(_limit_problem(next(x for x in doc.limits_hit if x.code == code)))
         return DocumentReport.conclude(
@@ -911,15 +981,14 @@ class Verifier:
         try:
             cert = doc.certs.signer_cert(emb.signed_data)
         except Exception as e:  # noqa: BLE001
-            name = type(e).__name__
-            if "SigningCert" in name or "signing certificate" in str(e).lower():
+            if "SigningCert" in type(e).__name__ or "signing certificate" in str(e).lower():
                 return check(FAIL, "SIGNING_CERTIFICATE_MISMATCH", "FORMAT_FAILURE"), None
-            return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", name), None
+            return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE"), None
         try:
             digest = emb.compute_digest()
             content_type = emb.signed_data["encap_content_info"]["content_type"].native
             intact, valid = signature_integrity(emb.signer_info, cert, content_type, digest)
-        except Exception as e:  # noqa: BLE001
+        except Exception:  # noqa: BLE001
             # An algorithm pyHanko cannot verify (or a malformed value): the digest can still
             # be compared with the signed messageDigest attribute.
             try:
@@ -929,7 +998,7 @@ class Verifier:
                 if attr != emb.compute_digest():
                     return check(FAIL, "HASH_MISMATCH", "HASH_FAILURE"), cert
             except Exception:  # noqa: BLE001
-                return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(e).__name__), cert
+                return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE"), cert
             return (
                 check(UNDECIDED, "SIGNATURE_NOT_CHECKED", "CRYPTO_CONSTRAINTS_FAILURE"),
                 cert,
@@ -979,8 +1048,8 @@ class Verifier:
             docmdp, field_lock = None, None
         try:
             verdict = analysis.after(emb.signed_revision, doc_mdp=docmdp, field_lock=field_lock)
-        except (Exception, RecursionError) as e:  # noqa: BLE001
-            return check(FAIL, "DISALLOWED_CHANGES", "FORMAT_FAILURE", type(e).__name__), ()
+        except (Exception, RecursionError):  # noqa: BLE001
+            return check(FAIL, "DISALLOWED_CHANGES", "FORMAT_FAILURE"), ()
         if verdict.locked_field_changed is not None:
             return (
                 check(FAIL, "LOCKED_FIELD_CHANGED", "FORMAT_FAILURE", verdict.locked_field_changed),
@@ -1013,13 +1082,14 @@ class Verifier:
         doc: _Doc,
         token: cms.SignedData,
         kind: str,
-        expected_imprint: bytes | None,
+        expected: Imprint,
         proven_by: datetime | None,
     ) -> TimestampResult:
-        """Validate one timestamp token: integrity and imprint, then the TSA's chain at the
-        validation time, or else at ``proven_by`` (a later document timestamp's time)."""
+        """Validate one timestamp token (``kind``: signature | content | document): integrity
+        and imprint, algorithms, then the TSA's chain at the validation time, or else at
+        ``proven_by`` (the time a later document timestamp proves)."""
         failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(
-            token, expected_imprint, doc.certs
+            token, expected, doc.certs, doc.facts
         )
         if failed is not None:
             return TimestampResult(kind, gen_time, tsa_name, failed)
@@ -1036,17 +1106,12 @@ class Verifier:
         if (
             not result.ok
             and proven_by is not None
-            and result.status is not (AdESIndeterminate.NO_CERTIFICATE_CHAIN_FOUND)
+            and result.status is not AdESIndeterminate.NO_CERTIFICATE_CHAIN_FOUND
         ):
             past = await doc.chains.validate(tsa_cert, "tsa", at=proven_by)
             if past.ok:
                 result = past
-        if result.ok:
-            return TimestampResult(kind, gen_time, tsa_name, check(PASS, "TIMESTAMP_VALID"), result)
-        sub = result.status.name if result.status is not None else "NO_POE"
-        return TimestampResult(
-            kind, gen_time, tsa_name, check(UNDECIDED, "TIMESTAMP_UNTRUSTED", sub), result
-        )
+        return TimestampResult(kind, gen_time, tsa_name, _timestamp_chain_check(result), result)
 
     def _proof_by_doc_timestamp(self, doc: _Doc, revision: int) -> datetime | None:
         """The earliest valid document timestamp over ``revision`` (in a later revision)."""
@@ -1063,10 +1128,8 @@ class Verifier:
         try:
             digest = emb.compute_digest()
             coverage = emb.evaluate_signature_coverage()
-        except Exception as e:  # noqa: BLE001
-            checks["integrity"] = check(
-                FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(e).__name__
-            )
+        except Exception:  # noqa: BLE001
+            checks["integrity"] = check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE")
             report = SignatureReport(field=field_name, type="document_timestamp", checks=checks)
             report.conclude()
             doc.doc_timestamps[emb.signed_revision] = TimestampResult(
@@ -1075,7 +1138,7 @@ class Verifier:
             return report
         proven_by = self._proof_by_doc_timestamp(doc, emb.signed_revision)
         # The token's imprint is the document digest itself (not a hash of it).
-        ts = await self._timestamp_with_imprint(doc, emb.signed_data, digest, proven_by)
+        ts = await self._timestamp(doc, emb.signed_data, "document", imprint_is(digest), proven_by)
         doc.doc_timestamps[emb.signed_revision] = ts
         integrity = check(PASS, "INTACT")
         if ts.check.status is FAIL:
@@ -1096,6 +1159,7 @@ class Verifier:
         checks["revocation"] = revocation
         checks["timestamp"] = ts.check
         tsa_cert = _token_signer(emb.signed_data)
+        anchor = _anchor_info(self.trust, ts.chain)
         checks["algorithms"] = _algorithms_check(
             emb.md_algorithm, _signature_algorithm(emb), tsa_cert
         )
@@ -1110,55 +1174,15 @@ class Verifier:
             md_algorithm=emb.md_algorithm,
             coverage=coverage.name,
             validation_time=_iso(ts.chain.moment if ts.chain else doc.validation_time),
-            trust_anchor=_anchor_info(self.trust, ts.chain),
+            trust_anchor=anchor,
+            category=anchor.kind if anchor else None,
+            category_label=anchor.kind_label if anchor else None,
             chain=_described(doc, ts.chain)[0],
             timestamps=[ts.info()],
             revocation_data=_described(doc, ts.chain)[1],
         )
         report.conclude()
         return report
-
-    async def _timestamp_with_imprint(
-        self, doc: _Doc, token: cms.SignedData, digest: bytes, proven_by: datetime | None
-    ) -> TimestampResult:
-        # Document timestamps: the imprint must equal the ByteRange digest computed with the
-        # imprint's own algorithm, which pyHanko computed as ``digest``.
-        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(
-            token, None, doc.certs, doc.facts
-        )
-        if failed is not None:
-            return TimestampResult("document", gen_time, tsa_name, failed)
-        try:
-            imprint = token["encap_content_info"]["content"].parsed["message_imprint"]
-            matches = imprint["hashed_message"].native == digest
-        except Exception:  # noqa: BLE001
-            matches = False
-        if not matches:
-            return TimestampResult(
-                "document", gen_time, tsa_name, check(FAIL, "HASH_MISMATCH", "HASH_FAILURE")
-            )
-        if weak:
-            return TimestampResult(
-                "document",
-                gen_time,
-                tsa_name,
-                check(UNDECIDED, "TIMESTAMP_WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"),
-                weak=True,
-            )
-        assert tsa_cert is not None
-        result = await doc.chains.validate(tsa_cert, "tsa")
-        if not result.ok and proven_by is not None:
-            past = await doc.chains.validate(tsa_cert, "tsa", at=proven_by)
-            if past.ok:
-                result = past
-        if result.ok:
-            return TimestampResult(
-                "document", gen_time, tsa_name, check(PASS, "TIMESTAMP_VALID"), result
-            )
-        sub = result.status.name if result.status is not None else "NO_POE"
-        return TimestampResult(
-            "document", gen_time, tsa_name, check(UNDECIDED, "TIMESTAMP_UNTRUSTED", sub), result
-        )
 
     async def _verify_signature(self, doc: _Doc, emb: EmbeddedPdfSignature) -> SignatureReport:
         field_name = str(emb.field_name)
@@ -1187,10 +1211,14 @@ class Verifier:
         timestamps: list[TimestampResult] = []
         for token in _tst_tokens(emb.signer_info, signed=False)[:5]:
             timestamps.append(
-                await self._timestamp(doc, token, "signature", signature_value, proven_by_doc)
+                await self._timestamp(
+                    doc, token, "signature", imprint_of(signature_value), proven_by_doc
+                )
             )
         for token in _tst_tokens(emb.signer_info, signed=True)[:5]:
-            timestamps.append(await self._content_timestamp(doc, emb, token, proven_by_doc))
+            timestamps.append(
+                await self._timestamp(doc, token, "content", _content_imprint(emb), proven_by_doc)
+            )
         proofs: list[tuple[datetime, str]] = [
             (t.time, "signature_timestamp")
             for t in timestamps
@@ -1225,8 +1253,23 @@ class Verifier:
             claimed = emb.self_reported_timestamp
         except Exception:  # noqa: BLE001
             claimed = None
-        signing_time = poe or claimed
         first_ts = next((t for t in sig_ts if t.time is not None), None)
+        # The signing time people read: proven by a timestamp; else the time a timestamp
+        # states even though it could not be verified; else the signer's own claim.
+        if poe is not None:
+            signing_time, source = poe, "timestamp"
+        elif first_ts is not None:
+            signing_time, source = first_ts.time, "timestamp_unverified"
+        elif claimed is not None:
+            signing_time, source = claimed, "claimed"
+        else:
+            signing_time, source = None, None
+        if (
+            first_ts is not None
+            and first_ts.time is not None
+            and first_ts.time > doc.validation_time + timedelta(minutes=5)
+        ):
+            doc.warnings.append(Note.of("SIGNED_AFTER_VALIDATION_TIME", signature=field_name))
         try:
             mechanism = emb.signer_info["signature_algorithm"]["algorithm"].native
         except Exception:  # noqa: BLE001
@@ -1238,7 +1281,7 @@ class Verifier:
             checks=checks,
             signer=_signer_info_of(doc, cert),
             signing_time=_iso(signing_time),
-            signing_time_source="timestamp" if poe else ("claimed" if claimed else None),
+            signing_time_source=source,
             timestamp_time=_iso(first_ts.time) if first_ts else None,
             md_algorithm=emb.md_algorithm,
             signature_algorithm=mechanism,
@@ -1257,53 +1300,6 @@ class Verifier:
         )
         report.conclude()
         return report
-
-    async def _content_timestamp(
-        self,
-        doc: _Doc,
-        emb: EmbeddedPdfSignature,
-        token: cms.SignedData,
-        proven_by: datetime | None,
-    ) -> TimestampResult:
-        # A content timestamp's imprint is over the signed content, i.e. it must equal the
-        # messageDigest attribute when both use the same algorithm (pyHanko's assumption too).
-        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(
-            token, None, doc.certs, doc.facts
-        )
-        if failed is not None:
-            return TimestampResult("content", gen_time, tsa_name, failed)
-        try:
-            imprint = token["encap_content_info"]["content"].parsed["message_imprint"]
-            md_attr = generic_cms.find_unique_cms_attribute(
-                emb.signer_info["signed_attrs"], "message_digest"
-            ).native
-            matches = imprint["hashed_message"].native == md_attr
-        except Exception:  # noqa: BLE001
-            matches = False
-        if not matches:
-            return TimestampResult(
-                "content", gen_time, tsa_name, check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE")
-            )
-        if weak:
-            return TimestampResult(
-                "content",
-                gen_time,
-                tsa_name,
-                check(UNDECIDED, "TIMESTAMP_WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"),
-                weak=True,
-            )
-        assert tsa_cert is not None
-        result = await doc.chains.validate(tsa_cert, "tsa")
-        if not result.ok and proven_by is not None:
-            past = await doc.chains.validate(tsa_cert, "tsa", at=proven_by)
-            result = past if past.ok else result
-        if result.ok:
-            return TimestampResult(
-                "content", gen_time, tsa_name, check(PASS, "TIMESTAMP_VALID"), result
-            )
-        return TimestampResult(
-            "content", gen_time, tsa_name, check(UNDECIDED, "TIMESTAMP_UNTRUSTED", "NO_POE"), result
-        )
 
     async def _judge_signer(
         self,
@@ -1526,20 +1522,31 @@ def fields_signed(fields: list[Any]) -> bool:
 
 
 def _limit_problem(limit: LimitExceeded) -> Check:
-    detail = f" ({limit.detail})" if limit.detail else ""
-    return Check(FAIL, limit.code, limit.message + detail, "FORMAT_FAILURE")
+    # The code names the bound; the detail (English, technical) goes to the log, not to people.
+    log.info("verification limit %s: %s", limit.code, limit.detail)
+    return Check(FAIL, limit.code, limit.message, "FORMAT_FAILURE")
 
 
 def _broken_signature(name: str, kind: str, error: BaseException) -> SignatureReport:
     report = SignatureReport(
         field=name,
         type=kind,
-        checks={
-            "integrity": check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(error).__name__)
-        },
+        checks={"integrity": check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE")},
     )
     report.conclude()
     return report
+
+
+def _content_imprint(emb: EmbeddedPdfSignature) -> Imprint:
+    """A content timestamp's imprint is over the signed content: the messageDigest attribute
+    when both use the same algorithm (pyHanko makes the same assumption)."""
+    try:
+        digest = generic_cms.find_unique_cms_attribute(
+            emb.signer_info["signed_attrs"], "message_digest"
+        ).native
+    except Exception:  # noqa: BLE001 - no digest: nothing can match
+        return lambda _algorithm: None
+    return imprint_is(digest)
 
 
 def _signature_algorithm(emb: EmbeddedPdfSignature) -> object:
