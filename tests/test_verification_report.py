@@ -16,7 +16,7 @@ from certomancer.registry import KeyLabel
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields
-from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
+from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner, PdfTimeStamper
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
@@ -260,6 +260,37 @@ def test_sha1_timestamp_has_its_own_code(verifier: Verifier, dev_pki: tuple[DevP
     assert sig["checks"]["timestamp"]["status"] == "INDETERMINATE"
     assert sig["best_signature_time"] is None  # a weak timestamp proves nothing
     assert report["verdict"] == "INDETERMINATE"
+
+
+def _document_timestamp(pki: DevPki, pdf: bytes) -> bytes:
+    tsa = DummyTimeStamper(pki.cert("tsa"), pki.arch.key_set.get_private_key(KeyLabel("tsa")))
+    out = BytesIO()
+    PdfTimeStamper(tsa, field_name="DocTS").timestamp_pdf(
+        IncrementalPdfFileWriter(BytesIO(pdf)), "sha256", output=out
+    )
+    return out.getvalue()
+
+
+def test_document_timestamp_alone_is_no_signature(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Anyone can have a trusted TSA timestamp a file: that proves when it existed, not that
+    anyone approved it. The timestamp is reported, the document is not called signed."""
+    pki, _ = dev_pki
+    report = verify(verifier, _document_timestamp(pki, make_pdf()))
+    assert report["verdict"] == "NO_SIGNATURE", report
+    assert [s["type"] for s in report["signatures"]] == ["document_timestamp"]
+    assert report["signatures"][0]["indication"] == "TOTAL_PASSED"
+    assert "dấu thời gian tài liệu" in report["message"]
+
+
+def test_document_timestamp_after_a_signature_still_passes(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    pki, _ = dev_pki
+    report = verify(verifier, _document_timestamp(pki, dev_sign(pki, make_pdf())))
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert [s["type"] for s in report["signatures"]] == ["signature", "document_timestamp"]
 
 
 # -- the shared field inputs -------------------------------------------------------------------
