@@ -569,17 +569,18 @@ def test_content_stream_disguised_as_comment_rewritten_fails(
     assert_refused(verifier, m.append_raw_update(signed, {number: body}))
 
 
-def test_resources_disguised_as_comment_rewritten_fails(
-    verifier: Verifier, key: LoadedKey
-) -> None:
+def test_resources_disguised_as_comment_rewritten_fails(verifier: Verifier, key: LoadedKey) -> None:
     """The page's font is swapped through a resource dictionary that says /Subtype /Text."""
     signed = sign(_disguised_as_comment("resources"), key)
     number = m.object_number(
         signed,
-        lambda o: isinstance(o, generic.DictionaryObject)
-        and not isinstance(o, generic.StreamObject)
-        and o.get("/Subtype") == "/Text"
-        and "/Font" in o,
+        lambda o: (
+            isinstance(o, generic.DictionaryObject)
+            and not isinstance(o, generic.StreamObject)
+            and o.get("/Subtype") == "/Text"
+            and "/Font" in o
+        ),
     )
-    body = b"<< /Subtype /Text /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Symbol >> >> >>"
+    symbol = b"<< /Type /Font /Subtype /Type1 /BaseFont /Symbol >>"
+    body = b"<< /Subtype /Text /Font << /F1 " + symbol + b" >> >>"
     assert_refused(verifier, m.append_raw_update(signed, {number: body}))

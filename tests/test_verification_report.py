@@ -12,10 +12,11 @@ from typing import Any
 
 import pikepdf
 import pytest
+from asn1crypto import algos
 from certomancer.registry import KeyLabel
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.sign import fields
+from pyhanko.sign import fields, signers
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner, PdfTimeStamper
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko.sign.validation.dss import DocumentSecurityStore
@@ -291,6 +292,59 @@ def test_document_timestamp_after_a_signature_still_passes(
     report = verify(verifier, _document_timestamp(pki, dev_sign(pki, make_pdf())))
     assert report["verdict"] == "TOTAL_PASSED", report
     assert [s["type"] for s in report["signatures"]] == ["signature", "document_timestamp"]
+
+
+def _pss(digest: str) -> algos.SignedDigestAlgorithm:
+    return algos.SignedDigestAlgorithm(
+        {
+            "algorithm": "rsassa_pss",
+            "parameters": algos.RSASSAPSSParams(
+                {
+                    "hash_algorithm": {"algorithm": digest},
+                    "mask_gen_algorithm": {
+                        "algorithm": "mgf1",
+                        "parameters": {"algorithm": digest},
+                    },
+                    "salt_length": 20 if digest in ("sha1", "md5") else 32,
+                }
+            ),
+        }
+    )
+
+
+@pytest.mark.parametrize("pss_digest", ["sha1", "md5"])
+def test_pss_parameters_naming_a_weak_hash_are_weak(
+    verifier: Verifier, dev_pki: tuple[DevPki, int], pss_digest: str
+) -> None:
+    """The CMS digest algorithm says SHA-256, the RSASSA-PSS parameters say SHA-1 (or MD5):
+    the signature value covers the weak hash. (Absent parameters: test_algorithm_policy.)"""
+    pki, _ = dev_pki
+    loaded = signers.SimpleSigner.load_pkcs12(
+        pki.p12_path("agency-a-seal"), passphrase=DEV_KEY_PASSPHRASE.encode()
+    )
+    assert loaded is not None
+
+    class PssSigner(signers.SimpleSigner):
+        def _check_digest_algorithm(self, digest_algorithm: str) -> None:
+            return None
+
+    signer = PssSigner(
+        signing_cert=loaded.signing_cert,
+        signing_key=loaded.signing_key,
+        cert_registry=loaded.cert_registry,
+        signature_mechanism=_pss(pss_digest),
+    )
+    out = BytesIO()
+    PdfSigner(
+        PdfSignatureMetadata(
+            field_name="Sig1", subfilter=fields.SigSeedSubFilter.PADES, md_algorithm="sha256"
+        ),
+        signer=signer,
+    ).sign_pdf(IncrementalPdfFileWriter(BytesIO(make_pdf())), output=out)
+    sig = verify(verifier, out.getvalue())["signatures"][0]
+    assert sig["checks"]["integrity"]["status"] == "PASSED", sig["checks"]
+    assert sig["checks"]["algorithms"]["code"] == "WEAK_DIGEST", sig["checks"]
+    assert sig["indication"] != "TOTAL_PASSED"
 
 
 # -- the shared field inputs -------------------------------------------------------------------

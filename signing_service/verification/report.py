@@ -248,9 +248,10 @@ class DocumentReport:
     ) -> DocumentReport:
         """The document's verdict: TOTAL_FAILED if any signature or document-level problem
         failed, else INDETERMINATE if any signature is undecided, else TOTAL_PASSED;
-        NO_SIGNATURE without signatures, and also when only document timestamps are present and
-        none failed (a timestamp proves existence at a time, not approval). The ``message`` says what decided it and, when the
-        verdict passes with warnings, that there are warnings a reader must look at."""
+        NO_SIGNATURE without signatures, and also when only document timestamps are present
+        and none failed (a timestamp proves existence at a time, not approval). The
+        ``message`` says what decided it and, when the verdict passes with warnings, that
+        there are warnings a reader must look at."""
         verdict = Verdict.NO_SIGNATURE
         sub: str | None = None
         text: str
