@@ -293,6 +293,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         except errors.ServiceError as e:
             print(f"Lỗi cú pháp lệnh: --at {args.at!r}: {e.message}", file=sys.stderr)
             return EXIT_USAGE
+    # What could not be evaluated is in the report itself; parser tracebacks and pyHanko's
+    # warnings about a hostile file are for server logs, not for the person verifying.
+    for name in ("signing_service.verification", "pyhanko", "pyhanko_certvalidator"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     data = _read(args.file)
     services = _services()
     try:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pikepdf
 import pytest
-from asn1crypto import algos
+from asn1crypto import algos, core
+from asn1crypto import x509 as asn1_x509
 from certomancer.registry import KeyLabel
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -345,6 +346,46 @@ def test_pss_parameters_naming_a_weak_hash_are_weak(
     assert sig["checks"]["integrity"]["status"] == "PASSED", sig["checks"]
     assert sig["checks"]["algorithms"]["code"] == "WEAK_DIGEST", sig["checks"]
     assert sig["indication"] != "TOTAL_PASSED"
+
+
+def _der(tag: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 128:
+        return bytes([tag, n]) + payload
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + payload
+
+
+def _certificate_with_odd_name(pki: DevPki) -> asn1_x509.Certificate:
+    """Well-formed DER that X.509 allows (a subject attribute of an unknown type whose value is
+    an OCTET STRING) and that asn1crypto cannot turn into a comparable name."""
+    cert = asn1_x509.Certificate.load(pki.cert("agency-a-seal").dump())
+    tbs = asn1_x509.TbsCertificate.load(cert["tbs_certificate"].dump())
+    attribute = _der(0x30, core.ObjectIdentifier("1.2.3.4.5.6.7.8.9").dump() + _der(0x04, b"\0\1"))
+    tbs["subject"] = asn1_x509.Name.load(_der(0x30, _der(0x31, attribute)))
+    return asn1_x509.Certificate(
+        {
+            "tbs_certificate": tbs,
+            "signature_algorithm": cert["signature_algorithm"],
+            "signature_value": cert["signature_value"],
+        }
+    )
+
+
+def test_unusable_certificate_in_validation_data_harms_no_signature(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Anyone may append validation data after signing (an allowed update): one certificate
+    the chain builder cannot use is ignored, the two genuine signatures still pass."""
+    pki, _ = dev_pki
+    signed = dev_sign(pki, dev_sign(pki, make_pdf()))
+    out = BytesIO(signed)
+    DocumentSecurityStore.add_dss(
+        out, sig_contents=None, certs=[_certificate_with_odd_name(pki)], strict=False
+    )
+    report = verify(verifier, out.getvalue())
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert [s["indication"] for s in report["signatures"]] == ["TOTAL_PASSED"] * 2
 
 
 # -- the shared field inputs -------------------------------------------------------------------

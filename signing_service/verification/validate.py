@@ -279,6 +279,27 @@ def _tst_tokens(signer_info: cms.SignerInfo, signed: bool) -> list[cms.SignedDat
         return []
 
 
+def _usable_certificate(cert: x509.Certificate) -> x509.Certificate:
+    """``cert`` after reading every part the chain builder indexes or compares (key, names as
+    hashable values, serial, key identifiers, validity), so that a well-formed certificate it
+    would choke on (a name attribute of an unknown type holding an OCTET STRING, say) is
+    dropped here instead of breaking the validation of every signature sharing the evidence.
+
+    :raises Exception: whatever asn1crypto raises for a part it cannot read.
+    """
+    cert.public_key  # noqa: B018
+    cert.subject.hashable  # noqa: B018
+    cert.issuer.hashable  # noqa: B018
+    cert.serial_number  # noqa: B018
+    cert.key_identifier  # noqa: B018
+    cert.authority_key_identifier  # noqa: B018
+    cert.issuer_serial  # noqa: B018
+    cert.not_valid_before  # noqa: B018
+    cert.not_valid_after  # noqa: B018
+    cert.sha256  # noqa: B018
+    return cert
+
+
 def _collect_evidence(
     reader: PdfFileReader, signatures: Iterable[EmbeddedPdfSignature]
 ) -> Evidence:
@@ -293,8 +314,7 @@ def _collect_evidence(
             return
         try:
             if kind == "cert":
-                certs[digest] = x509.Certificate.load(der)
-                certs[digest].public_key  # noqa: B018 - parse now: fail here, not deep inside
+                certs[digest] = _usable_certificate(x509.Certificate.load(der))
             elif kind == "crl":
                 crls[digest] = crl.CertificateList.load(der)
                 crls[digest]["tbs_cert_list"]["this_update"].native  # noqa: B018
