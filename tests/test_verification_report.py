@@ -220,6 +220,49 @@ def test_page_text_mentioning_signature_keywords_is_not_a_forgery(
     assert report["problems"] == []
 
 
+MENTION = "Huong dan: /ByteRange [0 100 200 300] /SubFilter /adbe.pkcs7.detached /FT /Sig /V 9 0 R"
+
+
+def _mentioning_in_strings(where: str) -> bytes:
+    """A document whose dictionaries mention signature keys in text strings: a comment's text
+    (``comment``) or the document's title and subject (``info``), as guides about PDF
+    signatures do. Written uncompressed, so the raw scans see every byte."""
+    pdf = pikepdf.open(BytesIO(make_pdf()))
+    if where == "comment":
+        note = pdf.make_indirect(
+            pikepdf.Dictionary(
+                Type=pikepdf.Name.Annot,
+                Subtype=pikepdf.Name.Text,
+                Rect=[500, 800, 520, 820],
+                Contents=pikepdf.String(MENTION),
+            )
+        )
+        pdf.pages[0].Annots = pdf.make_indirect(pikepdf.Array([note]))
+    else:
+        pdf.docinfo["/Title"] = pikepdf.String("Chu ky so /ByteRange")
+        pdf.docinfo["/Subject"] = pikepdf.String(MENTION)
+    out = BytesIO()
+    pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.disable, compress_streams=False)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("where", ["comment", "info"])
+def test_signature_keys_in_text_strings_are_not_signatures(
+    verifier: Verifier, dev_pki: tuple[DevPki, int], where: str
+) -> None:
+    """Text in a string is not a key of a dictionary: unsigned stays NO_SIGNATURE without a
+    problem, signed stays TOTAL_PASSED (no "unreachable signature")."""
+    pki, _ = dev_pki
+    unsigned = _mentioning_in_strings(where)
+    assert b"/ByteRange [0 100 200 300]" in unsigned
+    report = verify(verifier, unsigned)
+    assert report["verdict"] == "NO_SIGNATURE", report
+    assert report["problems"] == []
+    report = verify(verifier, dev_sign(pki, unsigned))
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert report["problems"] == []
+
+
 def test_signature_dictionary_no_field_points_to_is_a_forgery(verifier: Verifier) -> None:
     """Universal Signature Forgery: a signature dictionary that no field references."""
     writer = IncrementalPdfFileWriter(BytesIO(make_pdf()))

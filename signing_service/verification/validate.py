@@ -33,6 +33,7 @@ gets its own FAILED result and never stops the others from being checked.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import logging
@@ -41,6 +42,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from io import BytesIO
 from typing import Any
 
 from asn1crypto import cms, crl, ocsp, tsp, x509
@@ -147,18 +149,108 @@ class RawSignatureDict:
     generation: int
 
 
+_OBJ_WINDOW = 1_000_000  # how far back an object header may be from a key inside it
+
+
 def _dict_positions(data: bytes, key: bytes, limit: int) -> list[RawSignatureDict]:
-    """Occurrences of ``key`` inside an uncompressed object's dictionary (not stream data)."""
+    """Occurrences of ``key`` inside an uncompressed object's dictionary (not stream data), at
+    most ``limit``. One forward pass: the last ``obj``/``endobj`` keyword before each hit is
+    carried along, the search for ``stream`` resumes where it stopped inside the same object,
+    and the hits inside a stream are skipped to its ``endstream`` at once, so a file made of
+    the key (in a stream, a dictionary or loose bytes) costs time linear in its size."""
     found: list[RawSignatureDict] = []
+    last_obj = -1  # position of the last "obj" (possibly of "endobj") before the cursor
+    cursor = 0
+    header: re.Match[bytes] | None = None
+    header_for = -1  # the last_obj value ``header`` was looked up for
+    stream_checked = -1  # inside the object at last_obj: no "stream" keyword before this
     pos = data.find(key)
     while pos >= 0 and len(found) < limit:
-        start = data.rfind(b"obj", max(0, pos - 1_000_000), pos)
+        recent = data.rfind(b"obj", cursor, pos)
+        if recent >= 0:
+            last_obj = recent
+        cursor = pos
+        start = last_obj if last_obj >= pos - _OBJ_WINDOW else -1
         if start >= 3 and data[start - 3 : start] != b"end":
-            header = _OBJ_HEADER.search(data, max(0, start - 24), start + 3)
-            if header is not None and data.find(b"stream", start, pos) < 0:
+            if header_for != start:
+                header_for, stream_checked = start, start
+                header = _OBJ_HEADER.search(data, max(0, start - 24), start + 3)
+            if header is not None:
+                stream_at = data.find(b"stream", stream_checked, pos)
+                if stream_at >= 0:
+                    # Stream data up to its endstream: every hit there is page text or the like.
+                    end = data.find(b"endstream", pos)
+                    if end < 0:
+                        break
+                    cursor = end
+                    pos = data.find(key, end)
+                    continue
+                stream_checked = max(start, pos - 6)
                 found.append(RawSignatureDict(pos, int(header.group(1)), int(header.group(2))))
         pos = data.find(key, pos + len(key))
     return found
+
+
+class _Unresolved(generic.Dereferenceable):
+    """The container of objects parsed from raw bytes outside any reader: references inside
+    them are kept as numbers, never followed. Strict: a duplicate key stops the parse (no
+    warning logged per key of a hostile dictionary); the caller keeps such an object."""
+
+    strict = True
+
+    def get_pdf_handler(self) -> Any:
+        return self
+
+    def get_object(self) -> generic.PdfObject:
+        return generic.NullObject()
+
+
+_UNRESOLVED = _Unresolved()
+_MAX_CONFIRMED = 1_000  # objects parsed to confirm a key; beyond that, taken as they stand
+
+
+def _keyed(
+    data: bytes,
+    hits: list[RawSignatureDict],
+    key: str,
+    judged: list[tuple[int, int]] | None = None,
+) -> list[RawSignatureDict]:
+    """The ``hits`` whose object, parsed with pyHanko's object parser, is a dictionary with
+    ``key`` among its keys: text that merely mentions it (a comment, a document title, a
+    bookmark) is dropped. Objects that do not parse, and those past ``_MAX_CONFIRMED``, are
+    kept: a damaged dictionary that names the key still claims it. ``judged`` receives the
+    byte spans (start, end) of the objects parsed."""
+    stream = BytesIO(data)
+    verdicts: dict[tuple[int, int, int], bool] = {}
+    kept: list[RawSignatureDict] = []
+    for hit in hits:
+        header = None
+        start = data.rfind(b"obj", max(0, hit.offset - _OBJ_WINDOW), hit.offset)
+        if start >= 0:
+            header = _OBJ_HEADER.search(data, max(0, start - 24), start + 3)
+        if header is None:
+            kept.append(hit)
+            continue
+        ident = (header.start(), hit.idnum, hit.generation)
+        if ident not in verdicts:
+            if len(verdicts) >= _MAX_CONFIRMED:
+                kept.append(hit)
+                continue
+            try:
+                stream.seek(header.end())
+                generic.read_non_whitespace(stream)
+                stream.seek(-1, 1)
+                obj = generic.read_object(
+                    stream, _UNRESOLVED, in_content_stream=generic.ContentOpReading.IN_OBJECT
+                )
+                verdicts[ident] = not isinstance(obj, generic.DictionaryObject) or key in obj
+                if judged is not None:
+                    judged.append((header.start(), stream.tell()))
+            except (Exception, RecursionError):  # noqa: BLE001 - damaged: keep the claim
+                verdicts[ident] = True
+        if verdicts[ident]:
+            kept.append(hit)
+    return kept
 
 
 def find_signature_dictionaries(data: bytes, limit: int = 10_000) -> list[RawSignatureDict]:
@@ -167,9 +259,11 @@ def find_signature_dictionaries(data: bytes, limit: int = 10_000) -> list[RawSig
     A signature's ``/Contents`` must sit at a byte offset its ByteRange names, so a working
     signature dictionary is never inside a compressed object stream: a search of the raw bytes
     (at memchr speed, no regular expression over the file) finds them all. Occurrences inside
-    stream data (page text that happens to mention the key) are skipped.
+    stream data (page text that happens to mention the key) are skipped, and so are those
+    inside a string of a dictionary (a comment explaining signatures): a candidate's object is
+    parsed to see the key among its keys. Time linear in the file's size.
     """
-    return _dict_positions(data, b"/ByteRange", limit)
+    return _keyed(data, _dict_positions(data, b"/ByteRange", limit), "/ByteRange")
 
 
 _WS = b"\x00\t\n\x0c\r "
@@ -204,30 +298,50 @@ def _inside_stream(data: bytes, pos: int) -> bool:
 
 
 def claims_signature(data: bytes) -> bool:
-    """Whether an (unparsable) file claims to carry a signature: a signature dictionary's
-    ``/ByteRange``, a ``/SubFilter`` naming a signature format, or a CMS-sized hex
-    ``/Contents``, in a dictionary — never text inside a content stream. A damaged file that
-    claims a signature is TOTAL_FAILED, never "unsigned"."""
-    if _dict_positions(data, b"/ByteRange", 1):
+    """Whether a file claims to carry a signature: a signature dictionary's ``/ByteRange``, a
+    ``/SubFilter`` naming a signature format, a CMS-sized hex ``/Contents``, or a signature
+    field with a value, each as a key of a dictionary (the object is parsed to tell a key from
+    text in a string) and never inside a content stream; or, where no parsable object holds
+    it (a damaged file, a dictionary spliced into another object), a ``/ByteRange`` with its
+    four offsets outside stream data. A file that claims a signature is TOTAL_FAILED, never
+    "unsigned". Time linear in the file's size."""
+    judged: list[tuple[int, int]] = []
+    if _keyed(data, _dict_positions(data, b"/ByteRange", 1_000), "/ByteRange", judged):
         return True
-    # In a damaged file the object header may be gone: a /ByteRange with its four offsets
-    # anywhere outside stream data still claims a signature.
+    # The object header may be gone: a /ByteRange with its four offsets outside stream data
+    # and outside the objects judged above still claims a signature. Hits inside a stream or
+    # a judged object skip to its end.
+    judged.sort()
+    starts = [start for start, _ in judged]
     pos = data.find(b"/ByteRange")
     while pos >= 0:
-        if _BYTE_RANGE.match(data, pos) and not _inside_stream(data, pos):
-            return True
+        at = bisect.bisect_right(starts, pos) - 1
+        if at >= 0 and pos < judged[at][1]:
+            pos = data.find(b"/ByteRange", judged[at][1])
+            continue
+        if _BYTE_RANGE.match(data, pos):
+            if not _inside_stream(data, pos):
+                return True
+            end = data.find(b"endstream", pos)
+            if end < 0:
+                break
+            pos = data.find(b"/ByteRange", end)
+            continue
         pos = data.find(b"/ByteRange", pos + 10)
-    for hit in _dict_positions(data, b"/SubFilter", 1_000):
+    for hit in _keyed(data, _dict_positions(data, b"/SubFilter", 1_000), "/SubFilter"):
         value = data[hit.offset + 10 : hit.offset + 40]
         if any(name in value for name in _CMS_SUBFILTERS):
             return True
-    if any(
-        _CMS_CONTENTS.match(data, hit.offset) for hit in _dict_positions(data, b"/Contents", 1_000)
-    ):
+    contents = [
+        hit
+        for hit in _dict_positions(data, b"/Contents", 1_000)
+        if _CMS_CONTENTS.match(data, hit.offset)
+    ]
+    if _keyed(data, contents, "/Contents"):
         return True
     # A signature field with a value (/FT /Sig … /V n 0 R): a signed field, even if its
     # signature dictionary is gone (an empty field has no /V and claims nothing).
-    for hit in _dict_positions(data, b"/FT", 1_000):
+    for hit in _keyed(data, _dict_positions(data, b"/FT", 1_000), "/FT"):
         if not data[hit.offset + 3 : hit.offset + 12].lstrip(_WS).startswith(b"/Sig"):
             continue
         end = data.find(b"endobj", hit.offset)
