@@ -441,12 +441,12 @@ def seal_head(
                     )
                 ]
             )
-        if last is not None and head.seq == last.seq and not force:
-            return None
         seq, head_hash, head_mac = head.seq, head.hash, head.mac
         report = _check_since(session, key, last)
     if not report.ok:
         raise SealRefused(report.problems)
+    if last is not None and seq == last.seq and not force:
+        return None
     previous = last.imprint if last is not None else None
     imprint = hashlib.sha256(statement(seq, head_hash, head_mac, key.key_id, previous)).digest()
     token = _request_token(tsa_url, imprint, timeout)
