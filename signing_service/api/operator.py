@@ -10,7 +10,7 @@ successors), though any key, operator keys included, may be revoked here.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -22,7 +22,7 @@ from signing_service.services.auth import OPERATOR_ROLE
 
 router = APIRouter()
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.ErrorBody},
     403: {"model": schemas.ErrorBody},
 }

@@ -185,7 +185,8 @@ def check_token(seal: Seal, trust: TrustStore) -> tuple[list[AuditProblem], date
     """Check a seal's timestamp token: the statement's imprint, the token's imprint, its
     signature (no SHA-1/MD5), and its TSA's chain to an anchor of ``trust`` with the
     timeStamping extended key usage (RFC 3161 §2.3), at the token's time. Returns the problems
-    and the token's time (None when unreadable)."""
+    and the token's time (None when unreadable). Runs pyHanko's validation in an event loop of
+    its own: call it from a thread that has none (the command line, a worker thread)."""
     from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 
     name = seal.path.name
