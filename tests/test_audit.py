@@ -27,6 +27,7 @@ from signing_service import audit
 from signing_service.audit import GENESIS, AuditKey
 from signing_service.audit.seals import Seal, load_seals, seal_head, statement, verify_log
 from signing_service.pki.dev import DevPki
+from signing_service.services.auth import authenticate, new_api_key
 from signing_service.services.container import Services, StartupRefused
 from signing_service.settings import Settings
 from signing_service.store.models import AuditEntry, AuditHead
@@ -465,6 +466,9 @@ def test_concurrent_appends_keep_one_chain(services: Services) -> None:
 
 
 # -- upgrade: a log written before migration 0006 ----------------------------------------------
+OLD_KEY, OLD_KEY_ID, OLD_KEY_HASH = new_api_key()
+
+
 def _old_log(url: str, entries: int, *, edit: int | None = None) -> None:
     """A database at revision 0004 with a plain hash chain written the way 0004 wrote it."""
     from alembic import command
@@ -502,6 +506,21 @@ def _old_log(url: str, entries: int, *, edit: int | None = None) -> None:
             conn.execute(
                 text("UPDATE audit_log SET actor = 'edited' WHERE seq = :seq"), {"seq": edit}
             )
+        # An agency with a client key, as 0004 stored them (agency_id NOT NULL then).
+        conn.execute(
+            text(
+                "INSERT INTO agencies (id, code, name, dev, created_at) "
+                "VALUES (1, '000.00.55.H55', 'Cơ quan cũ', false, :now)"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO api_clients (agency_id, name, key_id, key_hash, role, created_at) "
+                "VALUES (1, 'old client', :key_id, :key_hash, 'client', :now)"
+            ),
+            {"key_id": OLD_KEY_ID, "key_hash": OLD_KEY_HASH, "now": datetime.now(UTC)},
+        )
     engine.dispose()
 
 
@@ -523,6 +542,9 @@ def test_old_log_is_keyed_once_at_upgrade(
             assert json.loads(keyed.details)["plain_chain_intact"] is True
             # Keyed once: building again changes nothing.
             assert audit.key_chain(session) is None
+            # The agency key from before the upgrade still authenticates, and is listed.
+            client = authenticate(session, f"Bearer {OLD_KEY}")
+            assert (client.key_id, client.agency_id, client.expires_at) == (OLD_KEY_ID, 1, None)
     finally:
         services.close()
 
