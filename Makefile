@@ -68,6 +68,7 @@ format: venv
 bench: system-deps venv minio ## measure signing, verification and storage; writes bench/RESULTS.md
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.verification
+	$(BIN)/python -m bench.load
 	SIGNING_SERVICE_MINIO_BIN=$(MINIO_BIN) $(BIN)/python -m bench.storage
 
 clean: ## remove the environment and local data (./var)

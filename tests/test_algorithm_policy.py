@@ -287,3 +287,37 @@ def test_verification_problem_never_raises(name: str, signature: object, digest:
 def test_verification_problem_without_a_key() -> None:
     problem = verification_algorithm_problem("sha256", "rsassa_pkcs1v15", None)
     assert problem is not None and problem.code == ALGORITHM_NOT_ALLOWED
+
+
+def _pss(params: dict[str, object] | None) -> algos.SignedDigestAlgorithm:
+    spec: dict[str, object] = {"algorithm": "rsassa_pss"}
+    if params is not None:
+        spec["parameters"] = algos.RSASSAPSSParams(params)
+    return algos.SignedDigestAlgorithm(spec)
+
+
+def _mgf1(digest: str) -> dict[str, object]:
+    return {"algorithm": "mgf1", "parameters": {"algorithm": digest}}
+
+
+def _pss_params(digest: str, mgf_digest: str) -> dict[str, object]:
+    return {"hash_algorithm": {"algorithm": digest}, "mask_gen_algorithm": _mgf1(mgf_digest)}
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (_pss_params("sha256", "sha256"), None),
+        (_pss_params("sha1", "sha1"), WEAK_DIGEST),
+        (_pss_params("sha256", "md5"), WEAK_DIGEST),
+        (_pss_params("md5", "sha256"), WEAK_DIGEST),
+        # RFC 4055: an absent hash or MGF means SHA-1, absent parameters too.
+        ({"mask_gen_algorithm": _mgf1("sha256")}, WEAK_DIGEST),
+        ({"hash_algorithm": {"algorithm": "sha256"}}, WEAK_DIGEST),
+        (None, WEAK_DIGEST),
+    ],
+)
+def test_pss_parameters_are_read(params: dict[str, object] | None, expected: str | None) -> None:
+    """The digest CMS names is not the one RSASSA-PSS signs with: the parameters decide."""
+    problem = verification_algorithm_problem("sha256", _pss(params), public_info("rsa2048"))
+    assert (problem.code if problem else None) == expected, problem

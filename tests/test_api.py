@@ -53,7 +53,21 @@ def test_round_trip_sign_download_verify(api: Any, credentials: dict[str, Any]) 
         "/v1/verifications", files={"file": ("signed.pdf", content.content, "application/pdf")}
     )
     assert report.status_code == 200
+    assert report.headers["content-type"] == "application/json"
     assert report.json()["verdict"] == "TOTAL_PASSED"
+    _matches_its_documented_schema(report.json())
+
+
+def _matches_its_documented_schema(report: dict[str, Any]) -> None:
+    """The verification answer is serialised by the worker (not by FastAPI): it must still be
+    exactly what the OpenAPI description documents, field for field."""
+    from signing_service.api import schemas
+
+    parsed = schemas.VerificationReport.model_validate(report)
+    assert set(report) == set(schemas.VerificationReport.model_fields)
+    for signature in report["signatures"]:
+        assert set(signature) == set(schemas.SignatureReportOut.model_fields)
+    assert parsed.model_dump(mode="json")["verdict"] == report["verdict"]
 
 
 def test_agencies_are_isolated(api: Any, credentials: dict[str, Any]) -> None:

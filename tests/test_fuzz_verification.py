@@ -192,8 +192,11 @@ def report_problems(report: dict[str, Any]) -> list[str]:
     for problem in report.get("problems", []):
         if problem.get("status") not in statuses or not problem.get("code"):
             problems.append(f"problem {problem}")
-    if report.get("verdict") == Verdict.NO_SIGNATURE.value and report.get("signatures"):
-        problems.append("NO_SIGNATURE with signatures")
+    if report.get("verdict") == Verdict.NO_SIGNATURE.value and any(
+        sig.get("type") != "document_timestamp" or sig.get("indication") == "TOTAL_FAILED"
+        for sig in report.get("signatures", [])
+    ):
+        problems.append("NO_SIGNATURE with a signature, or with a failed timestamp")
     return problems
 
 

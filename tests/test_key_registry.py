@@ -597,7 +597,7 @@ def test_production_registration_and_signing(
         assert "KEY_STORE_SECRET" in refused.stderr
 
 
-# Migration 0005.
+# Migration 0006.
 
 
 def _alembic(url: str) -> Any:

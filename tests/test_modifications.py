@@ -15,6 +15,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import pikepdf
 import pytest
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -534,3 +535,53 @@ def test_multi_signature_document_written_by_eu_dss(
         assert sig["checks"]["modifications"]["status"] == "PASSED", sig
     level, _ = per_revision(data)
     assert level == FILL
+
+
+# --- page parts disguised as comments ------------------------------------------------------------
+
+
+def _disguised_as_comment(where: str) -> bytes:
+    """The base document with a page part carrying a markup ``/Subtype /Text`` (viewers ignore
+    it there: a content stream or a resource dictionary is no annotation), prepared before
+    signing so that a later rewrite could pass as "a comment edited"."""
+    pdf = pikepdf.open(BytesIO(m.base_pdf()))
+    page = pdf.pages[0].obj
+    if where == "content":
+        page.Contents.Subtype = pikepdf.Name.Text
+    else:
+        page.Resources = pdf.make_indirect(
+            pikepdf.Dictionary(Subtype=pikepdf.Name.Text, Font=page.Resources.Font)
+        )
+    out = BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+def test_content_stream_disguised_as_comment_rewritten_fails(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    """The signed page text is replaced by a stream that still says /Subtype /Text."""
+    signed = sign(_disguised_as_comment("content"), key)
+    number = m.object_number(
+        signed, lambda o: isinstance(o, generic.StreamObject) and o.get("/Subtype") == "/Text"
+    )
+    text = b"BT /F1 14 Tf 72 760 Td (Quyet dinh so 999/QD-UBND: CHAP THUAN) Tj ET"
+    body = b"<< /Length %d /Subtype /Text >>\nstream\n%s\nendstream" % (len(text), text)
+    assert_refused(verifier, m.append_raw_update(signed, {number: body}))
+
+
+def test_resources_disguised_as_comment_rewritten_fails(verifier: Verifier, key: LoadedKey) -> None:
+    """The page's font is swapped through a resource dictionary that says /Subtype /Text."""
+    signed = sign(_disguised_as_comment("resources"), key)
+    number = m.object_number(
+        signed,
+        lambda o: (
+            isinstance(o, generic.DictionaryObject)
+            and not isinstance(o, generic.StreamObject)
+            and o.get("/Subtype") == "/Text"
+            and "/Font" in o
+        ),
+    )
+    symbol = b"<< /Type /Font /Subtype /Type1 /BaseFont /Symbol >>"
+    body = b"<< /Subtype /Text /Font << /F1 " + symbol + b" >> >>"
+    assert_refused(verifier, m.append_raw_update(signed, {number: body}))

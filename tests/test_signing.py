@@ -225,3 +225,47 @@ def test_long_term_data_is_fetched_after_the_timestamps(services: Services) -> N
             doc_ts = reader.embedded_signatures[1]
             later = _answers_after(ocsps, crls, _tst_time(doc_ts.signed_data))
             assert _cert_id(pki.cert("tsa")) in later
+
+
+def test_revocation_data_is_named_once_for_the_right_certificate(services: Services) -> None:
+    """Serial numbers are unique per issuer only (the dev seal and the dev intermediate share
+    one): OCSP answers are matched by issuer too, each listed once, the responder named."""
+    signed = signed_bytes(services, "B-LT")
+    report = verify_document(services, signed, actor="test")
+    sig = report["signatures"][0]
+    entries = [
+        (r["type"], r["source"], r["certificate"], r["issued_at"]) for r in sig["revocation_data"]
+    ]
+    assert len(entries) == len(set(entries)), sig["revocation_data"]
+    chain = [c["subject"] for c in sig["chain"]]
+    for item in sig["revocation_data"]:
+        assert item["certificate"] in chain[:-1]  # the anchor needs none
+        assert item["issuer"] and item["issuer"] != "OCSP"
+    about_signer = [r for r in sig["revocation_data"] if r["certificate"] == chain[0]]
+    assert about_signer and all(r["status"] in ("good", "not_listed") for r in about_signer)
+
+
+def test_validation_time_beyond_the_documents_evidence_is_explained(services: Services) -> None:
+    """Validated as of a moment long after signing, with nothing fetched (a chosen validation
+    time uses only what the document carries) and the dev PKI's OCSP answers valid for minutes:
+    undecided, and the report says why — the timestamp is not called untrusted."""
+    from datetime import UTC, timedelta
+
+    signed = signed_bytes(services, "B-LTA")
+    later = datetime.now(UTC) + timedelta(days=365)
+    report = verify_document(services, signed, actor="test", validation_time=later)
+    assert report["verdict"] == "INDETERMINATE", report
+    sig = report["signatures"][0]
+    assert sig["checks"]["timestamp"]["code"] == "TIMESTAMP_STATUS_UNKNOWN"
+    assert sig["signing_time_source"] == "timestamp_unverified"
+    assert sig["checks"]["revocation"]["code"] == "REVOCATION_UNKNOWN"
+
+
+def test_validation_time_before_signing_is_pointed_out(services: Services) -> None:
+    from datetime import UTC, timedelta
+
+    signed = signed_bytes(services, "B-T")
+    earlier = datetime.now(UTC) - timedelta(days=30)
+    report = verify_document(services, signed, actor="test", validation_time=earlier)
+    assert report["verdict"] != "TOTAL_PASSED"
+    assert "SIGNED_AFTER_VALIDATION_TIME" in [w["code"] for w in report["warnings"]]

@@ -8,8 +8,12 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+from certomancer.registry import KeyLabel
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
+from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 
 from signing_service.pki.dev import DevPki
 from signing_service.services.container import Services
@@ -109,6 +113,51 @@ def test_appended_objects_with_empty_xref_fail(verifier: Verifier, signed: bytes
     )
     report = verify(verifier, appended)
     assert report["verdict"] == "TOTAL_FAILED", report
+
+
+def _behind_empty_xref(data: bytes, body: bytes) -> bytes:
+    """An update redefining the first page's content stream whose xref section lists nothing."""
+    prev = int(data[data.rindex(b"startxref") + 9 :].split()[0])
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    contents = reader.root["/Pages"]["/Kids"][0].raw_get("/Contents")
+    number = contents.idnum if isinstance(contents, generic.IndirectObject) else 99
+    out = data + b"\n%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref_at = len(out)
+    size = reader.trailer["/Size"]
+    root = reader.trailer.raw_get("/Root")
+    return out + (
+        b"xref\n0 0\ntrailer\n<< /Size %d /Root %d %d R /Prev %d >>\nstartxref\n%d\n%%%%EOF\n"
+        % (size, root.idnum, root.generation, prev, xref_at)
+    )
+
+
+@pytest.mark.parametrize("timestamps", [1, 2])
+def test_stray_objects_stay_found_behind_document_timestamps(
+    verifier: Verifier, signed: bytes, dev_pki: tuple[DevPki, int], timestamps: int
+) -> None:
+    """Anyone can have a trusted TSA timestamp the file after hiding a changed page behind an
+    empty xref: whichever is checked first (the older of two timestamps is not whole-file and
+    scans too), the signature's own scan must still see the object: it starts at the
+    signature's end, not a timestamp's."""
+    pki, _ = dev_pki
+    text = b"BT /F1 14 Tf 72 760 Td (SO TIEN: 9.000.000 VND) Tj ET"
+    hidden = _behind_empty_xref(
+        signed, b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text)
+    )
+    assert verify(verifier, hidden)["verdict"] == "TOTAL_FAILED"
+    tsa = DummyTimeStamper(pki.cert("tsa"), pki.arch.key_set.get_private_key(KeyLabel("tsa")))
+    data = hidden
+    for n in range(timestamps):
+        out = BytesIO()
+        PdfTimeStamper(tsa, field_name=f"DocTS{n}").timestamp_pdf(
+            IncrementalPdfFileWriter(BytesIO(data), strict=False), "sha256", output=out
+        )
+        data = out.getvalue()
+    report = verify(verifier, data)
+    assert report["verdict"] == "TOTAL_FAILED", report
+    first = report["signatures"][0]
+    assert first["type"] == "signature"
+    assert first["checks"]["modifications"]["code"] == "UNREFERENCED_OBJECTS", first["checks"]
 
 
 def test_unsigned_pdf_has_its_own_verdict(verifier: Verifier) -> None:

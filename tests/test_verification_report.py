@@ -12,11 +12,13 @@ from typing import Any
 
 import pikepdf
 import pytest
+from asn1crypto import algos, core
+from asn1crypto import x509 as asn1_x509
 from certomancer.registry import KeyLabel
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.sign import fields
-from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
+from pyhanko.sign import fields, signers
+from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner, PdfTimeStamper
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
@@ -218,6 +220,49 @@ def test_page_text_mentioning_signature_keywords_is_not_a_forgery(
     assert report["problems"] == []
 
 
+MENTION = "Huong dan: /ByteRange [0 100 200 300] /SubFilter /adbe.pkcs7.detached /FT /Sig /V 9 0 R"
+
+
+def _mentioning_in_strings(where: str) -> bytes:
+    """A document whose dictionaries mention signature keys in text strings: a comment's text
+    (``comment``) or the document's title and subject (``info``), as guides about PDF
+    signatures do. Written uncompressed, so the raw scans see every byte."""
+    pdf = pikepdf.open(BytesIO(make_pdf()))
+    if where == "comment":
+        note = pdf.make_indirect(
+            pikepdf.Dictionary(
+                Type=pikepdf.Name.Annot,
+                Subtype=pikepdf.Name.Text,
+                Rect=[500, 800, 520, 820],
+                Contents=pikepdf.String(MENTION),
+            )
+        )
+        pdf.pages[0].Annots = pdf.make_indirect(pikepdf.Array([note]))
+    else:
+        pdf.docinfo["/Title"] = pikepdf.String("Chu ky so /ByteRange")
+        pdf.docinfo["/Subject"] = pikepdf.String(MENTION)
+    out = BytesIO()
+    pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.disable, compress_streams=False)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("where", ["comment", "info"])
+def test_signature_keys_in_text_strings_are_not_signatures(
+    verifier: Verifier, dev_pki: tuple[DevPki, int], where: str
+) -> None:
+    """Text in a string is not a key of a dictionary: unsigned stays NO_SIGNATURE without a
+    problem, signed stays TOTAL_PASSED (no "unreachable signature")."""
+    pki, _ = dev_pki
+    unsigned = _mentioning_in_strings(where)
+    assert b"/ByteRange [0 100 200 300]" in unsigned
+    report = verify(verifier, unsigned)
+    assert report["verdict"] == "NO_SIGNATURE", report
+    assert report["problems"] == []
+    report = verify(verifier, dev_sign(pki, unsigned))
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert report["problems"] == []
+
+
 def test_signature_dictionary_no_field_points_to_is_a_forgery(verifier: Verifier) -> None:
     """Universal Signature Forgery: a signature dictionary that no field references."""
     writer = IncrementalPdfFileWriter(BytesIO(make_pdf()))
@@ -260,6 +305,130 @@ def test_sha1_timestamp_has_its_own_code(verifier: Verifier, dev_pki: tuple[DevP
     assert sig["checks"]["timestamp"]["status"] == "INDETERMINATE"
     assert sig["best_signature_time"] is None  # a weak timestamp proves nothing
     assert report["verdict"] == "INDETERMINATE"
+
+
+def _document_timestamp(pki: DevPki, pdf: bytes) -> bytes:
+    tsa = DummyTimeStamper(pki.cert("tsa"), pki.arch.key_set.get_private_key(KeyLabel("tsa")))
+    out = BytesIO()
+    PdfTimeStamper(tsa, field_name="DocTS").timestamp_pdf(
+        IncrementalPdfFileWriter(BytesIO(pdf)), "sha256", output=out
+    )
+    return out.getvalue()
+
+
+def test_document_timestamp_alone_is_no_signature(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Anyone can have a trusted TSA timestamp a file: that proves when it existed, not that
+    anyone approved it. The timestamp is reported, the document is not called signed."""
+    pki, _ = dev_pki
+    report = verify(verifier, _document_timestamp(pki, make_pdf()))
+    assert report["verdict"] == "NO_SIGNATURE", report
+    assert [s["type"] for s in report["signatures"]] == ["document_timestamp"]
+    assert report["signatures"][0]["indication"] == "TOTAL_PASSED"
+    assert "dấu thời gian tài liệu" in report["message"]
+
+
+def test_document_timestamp_after_a_signature_still_passes(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    pki, _ = dev_pki
+    report = verify(verifier, _document_timestamp(pki, dev_sign(pki, make_pdf())))
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert [s["type"] for s in report["signatures"]] == ["signature", "document_timestamp"]
+
+
+def _pss(digest: str) -> algos.SignedDigestAlgorithm:
+    return algos.SignedDigestAlgorithm(
+        {
+            "algorithm": "rsassa_pss",
+            "parameters": algos.RSASSAPSSParams(
+                {
+                    "hash_algorithm": {"algorithm": digest},
+                    "mask_gen_algorithm": {
+                        "algorithm": "mgf1",
+                        "parameters": {"algorithm": digest},
+                    },
+                    "salt_length": 20 if digest in ("sha1", "md5") else 32,
+                }
+            ),
+        }
+    )
+
+
+@pytest.mark.parametrize("pss_digest", ["sha1", "md5"])
+def test_pss_parameters_naming_a_weak_hash_are_weak(
+    verifier: Verifier, dev_pki: tuple[DevPki, int], pss_digest: str
+) -> None:
+    """The CMS digest algorithm says SHA-256, the RSASSA-PSS parameters say SHA-1 (or MD5):
+    the signature value covers the weak hash. (Absent parameters: test_algorithm_policy.)"""
+    pki, _ = dev_pki
+    loaded = signers.SimpleSigner.load_pkcs12(
+        pki.p12_path("agency-a-seal"), passphrase=DEV_KEY_PASSPHRASE.encode()
+    )
+    assert loaded is not None
+
+    class PssSigner(signers.SimpleSigner):
+        def _check_digest_algorithm(self, digest_algorithm: str) -> None:
+            return None
+
+    signer = PssSigner(
+        signing_cert=loaded.signing_cert,
+        signing_key=loaded.signing_key,
+        cert_registry=loaded.cert_registry,
+        signature_mechanism=_pss(pss_digest),
+    )
+    out = BytesIO()
+    PdfSigner(
+        PdfSignatureMetadata(
+            field_name="Sig1", subfilter=fields.SigSeedSubFilter.PADES, md_algorithm="sha256"
+        ),
+        signer=signer,
+    ).sign_pdf(IncrementalPdfFileWriter(BytesIO(make_pdf())), output=out)
+    sig = verify(verifier, out.getvalue())["signatures"][0]
+    assert sig["checks"]["integrity"]["status"] == "PASSED", sig["checks"]
+    assert sig["checks"]["algorithms"]["code"] == "WEAK_DIGEST", sig["checks"]
+    assert sig["indication"] != "TOTAL_PASSED"
+
+
+def _der(tag: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 128:
+        return bytes([tag, n]) + payload
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + payload
+
+
+def _certificate_with_odd_name(pki: DevPki) -> asn1_x509.Certificate:
+    """Well-formed DER that X.509 allows (a subject attribute of an unknown type whose value is
+    an OCTET STRING) and that asn1crypto cannot turn into a comparable name."""
+    cert = asn1_x509.Certificate.load(pki.cert("agency-a-seal").dump())
+    tbs = asn1_x509.TbsCertificate.load(cert["tbs_certificate"].dump())
+    attribute = _der(0x30, core.ObjectIdentifier("1.2.3.4.5.6.7.8.9").dump() + _der(0x04, b"\0\1"))
+    tbs["subject"] = asn1_x509.Name.load(_der(0x30, _der(0x31, attribute)))
+    return asn1_x509.Certificate(
+        {
+            "tbs_certificate": tbs,
+            "signature_algorithm": cert["signature_algorithm"],
+            "signature_value": cert["signature_value"],
+        }
+    )
+
+
+def test_unusable_certificate_in_validation_data_harms_no_signature(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Anyone may append validation data after signing (an allowed update): one certificate
+    the chain builder cannot use is ignored, the two genuine signatures still pass."""
+    pki, _ = dev_pki
+    signed = dev_sign(pki, dev_sign(pki, make_pdf()))
+    out = BytesIO(signed)
+    DocumentSecurityStore.add_dss(
+        out, sig_contents=None, certs=[_certificate_with_odd_name(pki)], strict=False
+    )
+    report = verify(verifier, out.getvalue())
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert [s["indication"] for s in report["signatures"]] == ["TOTAL_PASSED"] * 2
 
 
 # -- the shared field inputs -------------------------------------------------------------------

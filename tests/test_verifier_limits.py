@@ -483,3 +483,30 @@ def test_crash_reproducers_give_a_result(
     report = _verify(verifier, hostile.CRASH_REPRODUCERS[crash](pki))
     assert report["verdict"] in ("TOTAL_FAILED", "INDETERMINATE"), report
     assert report["signatures"], report
+
+
+@pytest.mark.parametrize("where", ["stream", "dict", "string", "loose"])
+def test_key_floods_are_scanned_in_linear_time(
+    where: str, dev_pki: tuple[DevPki, int], tmp_path: Path
+) -> None:
+    """4 MB of "/ByteRange [0 1 2 3]" in a stream, as dictionary keys, in a string or loose:
+    the scans for signature dictionaries look back from each hit, which made this minutes
+    of CPU (one 1 MB look-back per hit). Now one forward pass: a report within the child's
+    CPU cap. Only the dictionary keys (and the damaged-file reading of loose bytes) claim a
+    signature; text in a stream or a string never does."""
+    pki, _ = dev_pki
+    path = tmp_path / f"flood-{where}.pdf"
+    path.write_bytes(hostile.key_flood(where))
+    result = run_bounded(
+        path,
+        mode="verify",
+        dev_root=pki.root_cert_path,
+        memory_bytes=3 << 29,
+        cpu_seconds=30,
+        timeout=90,
+    )
+    assert result.outcome == "report", result
+    if where in ("stream", "string"):
+        assert result.verdict == "NO_SIGNATURE", result
+    else:
+        assert result.verdict == "TOTAL_FAILED", result

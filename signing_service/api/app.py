@@ -25,6 +25,7 @@ from signing_service.api import (
     attachments,
     documents,
     health,
+    operator,
     schemas,
     signatures,
     verifications,
@@ -116,6 +117,11 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     # One limiter for the whole app: at most settings.worker_threads blocking calls at a time.
     app.state.worker_threads = WorkerThreads(settings.worker_threads)
+    # Public verification waits on its own worker processes, in threads of its own: as many as
+    # may be running or queued there (beyond that the pool answers VERIFICATION_BUSY).
+    app.state.verification_threads = WorkerThreads(
+        max(1, settings.verification_processes) + settings.verification_max_pending + 1
+    )
     # Starlette spools each uploaded file to disk above 1 MiB; typical dossier PDFs are a few
     # MB, and the extra write + read back cost more than the signature itself. Keep uploads up
     # to this size in memory (the body limit below still bounds the total).
@@ -163,6 +169,7 @@ def create_app(services: Services) -> FastAPI:
         documents.router,
         verifications.router,
         attachments.router,
+        operator.router,
     ):
         app.include_router(router)
 

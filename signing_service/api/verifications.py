@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from signing_service.api import schemas
-from signing_service.api.deps import AppServices, InWorker, read_upload
+from signing_service.api.deps import AppServices, InWorker, VerificationThreads, read_upload
 
 # The verification use case is imported by its endpoint on first use: it pulls in pyHanko
 # (~30 MB), which a process serving only attachments never needs.
@@ -25,6 +25,7 @@ router = APIRouter()
 async def create_verification(
     services: AppServices,
     in_worker: InWorker,
+    waiting: VerificationThreads,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần xác minh")],
     validation_time: Annotated[
         str | None,
@@ -39,18 +40,17 @@ async def create_verification(
 ) -> Any:
     from signing_service.services.verification import (
         parse_validation_time,
-        verify_document,
+        verify_document_json,
     )
 
     moment = parse_validation_time(validation_time) if validation_time else None
     data = await read_upload(file, services.settings)
-    # The verification itself runs in the verification worker processes; this thread
-    # only waits for it.
-    return await in_worker(
-        verify_document,
-        services,
-        data,
-        actor="public",
-        validation_time=moment,
-        isolated=True,
+    # The verification itself runs in the verification worker processes; a thread of the
+    # verification lane only waits for it (the signing threads stay free). Without worker
+    # processes (verification_processes=0) it runs in the shared worker threads.
+    runner = waiting if services.settings.verification_processes > 0 else in_worker
+    body = await runner(
+        verify_document_json, services, data, actor="public", validation_time=moment
     )
+    # Already serialised (and shaped by the report's own to_dict): returned as is.
+    return Response(body, media_type="application/json")

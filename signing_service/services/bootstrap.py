@@ -4,7 +4,7 @@ as an operator would), their signing profiles and one client and one admin API k
 Runs only in development mode. Agencies and API keys are created once, on a database without
 agencies; the keys are written to ``<data_dir>/dev-credentials.json`` (mode 0600) and exist
 nowhere else in clear. The demo keys and profiles are then ensured on every start: missing ones
-are registered or created, and a demo profile left without a key (by migration 0005, which
+are registered or created, and a demo profile left without a key (by migration 0006, which
 drops the old key URIs) gets its key back. Registration runs the real checks (key against
 certificate, chain, revocation), so the dev PKI is served for the duration when nothing else
 serves it.
@@ -259,7 +259,7 @@ def _ensure_keys_and_profiles(services: Services, demo: DemoAgency) -> None:
                     details={"key_name": spec.key, "two_step": spec.two_step, "level": "B-T"},
                 )
             elif profile.dev and key is not None and profile.key_id is None:
-                # Left without a key by migration 0005: the demo key again.
+                # Left without a key by migration 0006: the demo key again.
                 profile.key_id = key.id
                 audit.append(
                     session,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -40,6 +41,39 @@ def parse_validation_time(value: str, *, assume_vietnam: bool = False) -> dateti
     return moment
 
 
+def verify_document_json(
+    services: Services,
+    pdf: bytes,
+    *,
+    actor: str,
+    validation_time: datetime | None = None,
+) -> bytes:
+    """The public endpoint's use case: the report as JSON bytes, verified in the verification
+    worker processes (when configured) and serialised there, so that the API process only
+    forwards bytes. Same errors as :func:`verify_document` with ``isolated=True``."""
+    if services.settings.verification_processes <= 0:
+        report = verify_document(services, pdf, actor=actor, validation_time=validation_time)
+        return json.dumps(report, ensure_ascii=False).encode()
+    check_pdf_upload(pdf, services.settings.max_upload_bytes)
+    body, summary = services.verification_pool.verify_json(pdf, validation_time)
+    _record(services, actor, None, summary)
+    return body
+
+
+def _record(
+    services: Services, actor: str, agency_code: str | None, summary: dict[str, Any]
+) -> None:
+    with services.db.transaction() as session:
+        audit.append(
+            session,
+            actor=actor,
+            action="verification.performed",
+            agency_code=agency_code,
+            subject=summary["sha256"],
+            details={"verdict": summary["verdict"], "signatures": summary["signatures"]},
+        )
+
+
 def verify_document(
     services: Services,
     pdf: bytes,
@@ -71,13 +105,14 @@ def verify_document(
         except EncryptedPdfError:
             raise errors.EncryptedPdf() from None
         result = report.to_dict()
-    with services.db.transaction() as session:
-        audit.append(
-            session,
-            actor=actor,
-            action="verification.performed",
-            agency_code=agency_code,
-            subject=result["document"]["sha256"],
-            details={"verdict": result["verdict"], "signatures": len(result["signatures"])},
-        )
+    _record(
+        services,
+        actor,
+        agency_code,
+        {
+            "verdict": result["verdict"],
+            "signatures": len(result["signatures"]),
+            "sha256": result["document"]["sha256"],
+        },
+    )
     return result

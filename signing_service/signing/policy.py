@@ -174,9 +174,29 @@ def _digest_problem(name: str) -> AlgorithmProblem | None:
     return AlgorithmProblem(ALGORITHM_NOT_ALLOWED, f"hàm băm {name} không được phép")
 
 
-def _signature_family_and_digest(signature_algorithm: object) -> tuple[str, str | None]:
-    """(family, digest named inside the algorithm id) of a CMS signature algorithm such as
-    ``rsassa_pkcs1v15``, ``sha256_rsa``, ``sha1_ecdsa``, ``rsassa_pss``, ``ed25519`` or an
+def _pss_digests(signature_algorithm: algos.SignedDigestAlgorithm) -> tuple[str, ...]:
+    """The digests RSASSA-PSS parameters name: the message hash and MGF1's hash (RFC 4055
+    §3.1: absent parameters, or absent fields, mean SHA-1). ``("?",)`` when unreadable."""
+    try:
+        params = signature_algorithm["parameters"]
+        if not isinstance(params, algos.RSASSAPSSParams):
+            params = algos.RSASSAPSSParams.load(params.dump()) if params.native else None
+        if params is None:
+            return ("sha1",)
+        digests = [params["hash_algorithm"]["algorithm"].native]
+        mgf = params["mask_gen_algorithm"]
+        if mgf["algorithm"].native != "mgf1":
+            return (*digests, "?")
+        digests.append(mgf["parameters"]["algorithm"].native)
+        return tuple(str(d) for d in digests)
+    except Exception:  # noqa: BLE001 - parameters we cannot read are not in the policy
+        return ("?",)
+
+
+def _signature_family_and_digests(signature_algorithm: object) -> tuple[str, tuple[str, ...]]:
+    """(family, digests named inside the algorithm id) of a CMS signature algorithm such as
+    ``rsassa_pkcs1v15``, ``sha256_rsa``, ``sha1_ecdsa``, ``rsassa_pss`` (with its parameters'
+    hash and MGF1 hash when given as an asn1crypto ``SignedDigestAlgorithm``), ``ed25519`` or an
     unknown dotted OID. Families: rsa, rsassa_pss, ecdsa, dsa, ed25519, ed448, or the name."""
     name = signature_algorithm
     if isinstance(signature_algorithm, algos.SignedDigestAlgorithm):
@@ -186,17 +206,19 @@ def _signature_family_and_digest(signature_algorithm: object) -> tuple[str, str 
             name = "?"
     text = str(name).lower()
     if text in ("rsassa_pkcs1v15", "rsa"):
-        return "rsa", None
+        return "rsa", ()
+    if text == "rsassa_pss" and isinstance(signature_algorithm, algos.SignedDigestAlgorithm):
+        return text, _pss_digests(signature_algorithm)
     if text in ("rsassa_pss", "ecdsa", "dsa", "ed25519", "ed448"):
-        return text, None
+        return text, ()
     digest, sep, family = text.partition("_")
     if sep and family in ("rsa", "ecdsa", "dsa"):
-        return family, digest
+        return family, (digest,)
     # sha3_256_rsa and the like: the digest has an underscore of its own.
     head, sep, family = text.rpartition("_")
     if sep and family in ("rsa", "ecdsa", "dsa"):
-        return family, head
-    return text, None
+        return family, (head,)
+    return text, ()
 
 
 _KEY_FAMILY_FOR_SIGNATURE = {
@@ -222,11 +244,12 @@ def verification_algorithm_problem(
         bits, with SHA-2/SHA-3 digests; otherwise the first problem in this order, with every
         problem named in ``detail``: ``ALGORITHM_NOT_ALLOWED`` (Ed25519, Ed448, DSA, other
         curves, unknown algorithms, a key that does not match the signature algorithm or cannot
-        be read), ``WEAK_DIGEST`` (MD5, SHA-1, also inside ``sha1_rsa``-style ids),
+        be read), ``WEAK_DIGEST`` (MD5, SHA-1, also inside ``sha1_rsa``-style ids and in RSASSA-PSS
+        parameters, whose hash and MGF1 hash default to SHA-1),
         ``KEY_TOO_SHORT``. Never raises.
     """
     problems: list[AlgorithmProblem] = []
-    family, embedded_digest = _signature_family_and_digest(signature_algorithm)
+    family, embedded_digests = _signature_family_and_digests(signature_algorithm)
     allowed_keys = _KEY_FAMILY_FOR_SIGNATURE.get(family)
     if allowed_keys is None:
         pretty = {"ed25519": "Ed25519", "ed448": "Ed448", "dsa": "DSA"}.get(family, family)
@@ -249,7 +272,7 @@ def verification_algorithm_problem(
                     )
                 )
     for digest in dict.fromkeys(
-        d for d in (_digest_name(md_algorithm), embedded_digest) if d is not None
+        d for d in (_digest_name(md_algorithm), *embedded_digests) if d is not None
     ):
         digest_problem = _digest_problem(digest)
         if digest_problem is not None:

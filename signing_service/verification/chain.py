@@ -21,6 +21,7 @@ EN 319 102-1 sub-indication by pyHanko's own mapping
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -163,10 +164,19 @@ class ChainValidator:
         ocsps: list[ocsp.OCSPResponse] = []
         if self._current is not None and self.live:
             manager = self._current.revinfo_manager
-            known = {id(c) for c in self.evidence.crls} | {id(o) for o in self.evidence.ocsps}
-            crls += [c for c in manager.crls if id(c) not in known]
-            ocsps += [o for o in manager.ocsps if id(o) not in known]
-        return crls, ocsps
+            crls += manager.crls
+            ocsps += manager.ocsps
+        # The manager lists the document's own answers too: keep only what came from outside.
+        known = set(self.evidence.source)
+
+        def new(value: crl.CertificateList | ocsp.OCSPResponse) -> bool:
+            digest = hashlib.sha256(value.dump()).digest()
+            if digest in known:
+                return False
+            known.add(digest)
+            return True
+
+        return [c for c in crls if new(c)], [o for o in ocsps if new(o)]
 
     async def _prefetch_crls(self, cert: x509.Certificate) -> None:
         # Validation at the current time stops at the first conclusive answer (an OCSP

@@ -416,6 +416,18 @@ def _approve_existing(
             yield level, ReferenceUpdate(ref, context_checked=Context.from_absolute(old, path))
 
 
+def _annotation_usages(
+    old: HistoricalResolver, ref: generic.Reference
+) -> Iterator[tuple[ModificationLevel, ReferenceUpdate]]:
+    """Approvals of ``ref`` along its usage paths in ``old`` that make it an annotation (the
+    path ends ``…/Annots/<index>``); nothing when it is not used as one."""
+    old._load_reverse_xref_cache()
+    for path in old._get_usages_of_ref(ref):
+        steps = tuple(path.path)
+        if len(steps) >= 2 and steps[-2] == "/Annots" and isinstance(steps[-1], int):
+            yield ANNOT, ReferenceUpdate(ref, context_checked=Context.from_absolute(old, path))
+
+
 def _passes_through(
     old: HistoricalResolver, path: RawPdfPath, refs: set[generic.Reference]
 ) -> bool:
@@ -872,14 +884,23 @@ class MarkupEditRule(QualifiedWhitelistRule):
             if not (
                 isinstance(before, generic.DictionaryObject)
                 and isinstance(after, generic.DictionaryObject)
+                # A stream is never an annotation: a page's content stream that carries a
+                # markup /Subtype (shadow prepared before signing) must not pass as a comment.
+                and not isinstance(before, generic.StreamObject)
+                and not isinstance(after, generic.StreamObject)
                 and _name_in(before.get("/Subtype"), MARKUP_SUBTYPES)
                 and after.get("/Subtype") == before.get("/Subtype")
                 and not FORBIDDEN_ANNOT_KEYS & set(after)
                 and _raw(before, "/P") == _raw(after, "/P")
             ):
                 continue
+            # Approved only where it is used as an annotation (an entry of a page's /Annots):
+            # the same dictionary also used as a page's /Resources, say, stays unexplained.
+            approvals = list(_annotation_usages(old, ref))
+            if not approvals:
+                continue
             require_level(ANNOT)
-            yield ANNOT, ReferenceUpdate(ref)
+            yield from approvals
             item = generic.IndirectObject(ref.idnum, ref.generation, new)
             for sub in _new_refs_below(old, item, budget, skip=frozenset({"/P", "/Parent"})):
                 yield ANNOT, ReferenceUpdate(sub)

@@ -27,6 +27,7 @@ class RevisionMemo:
 
     changes: dict[Any, Any] = field(default_factory=dict)
     stray: list[tuple[int, str]] | None = None
+    stray_from: int = 0
 
 
 @dataclass

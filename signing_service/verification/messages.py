@@ -61,10 +61,10 @@ MESSAGES: dict[str, str] = {
     ),
     "MODIFICATIONS_UNKNOWN": "Không phân tích được các thay đổi sau khi ký.",
     # trust
-    "CHAIN_TRUSTED": "Chứng thư số chuỗi được tới chứng thư gốc tin cậy.",
+    "CHAIN_TRUSTED": "Chuỗi chứng thư số dẫn tới một chứng thư gốc tin cậy.",
     "CHAIN_TRUSTED_AT_SIGNING_TIME": (
-        "Chứng thư số hợp lệ và chuỗi được tới chứng thư gốc tin cậy tại thời điểm ký đã được "
-        "chứng minh bằng dấu thời gian."
+        "Tại thời điểm ký đã được chứng minh bằng dấu thời gian, chứng thư số còn hiệu lực và "
+        "chuỗi chứng thư dẫn tới một chứng thư gốc tin cậy."
     ),
     "NO_CHAIN_TO_TRUSTED_ROOT": (
         "Không xây dựng được chuỗi chứng thư tới một chứng thư gốc tin cậy."
@@ -100,7 +100,8 @@ MESSAGES: dict[str, str] = {
         "CRL hợp lệ): cảnh báo, chưa thể kết luận."
     ),
     "REVOCATION_NOT_CHECKED": (
-        "Chưa kiểm tra trạng thái thu hồi vì chứng thư không chuỗi được tới gốc tin cậy."
+        "Chưa kiểm tra được trạng thái thu hồi vì chuỗi chứng thư chưa được xác nhận (xem kết "
+        "quả kiểm tra chuỗi chứng thư)."
     ),
     # timestamp
     "TIMESTAMP_VALID": "Dấu thời gian hợp lệ và do đơn vị cấp dấu thời gian tin cậy cấp.",
@@ -111,6 +112,16 @@ MESSAGES: dict[str, str] = {
         "Dấu thời gian không hợp lệ (đã bị thay đổi, hỏng hoặc không khớp chữ ký)."
     ),
     "TIMESTAMP_UNTRUSTED": "Dấu thời gian không do đơn vị cấp dấu thời gian tin cậy cấp.",
+    "TIMESTAMP_STATUS_UNKNOWN": (
+        "Chưa xác định được tình trạng thu hồi chứng thư của đơn vị cấp dấu thời gian tại thời "
+        "điểm xác minh (không có hoặc hết hạn dữ liệu OCSP/CRL): dấu thời gian chưa được dùng "
+        "làm bằng chứng về thời điểm ký."
+    ),
+    "TIMESTAMP_TSA_CERT_EXPIRED": (
+        "Chứng thư của đơn vị cấp dấu thời gian đã hết hạn tại thời điểm xác minh và không có "
+        "dấu thời gian muộn hơn chứng minh dấu thời gian này có trước đó."
+    ),
+    "TIMESTAMP_TSA_REVOKED": "Chứng thư của đơn vị cấp dấu thời gian đã bị thu hồi.",
     "TIMESTAMP_WEAK_ALGORITHM": (
         "Dấu thời gian dùng thuật toán băm hoặc khóa yếu (ví dụ SHA-1) nên không được dùng làm "
         "bằng chứng thời gian."
@@ -146,6 +157,10 @@ MESSAGES: dict[str, str] = {
     ),
     "BYTES_BEFORE_HEADER": (
         "Có dữ liệu đứng trước phần đầu %PDF- của tệp mà không chữ ký nào bao phủ."
+    ),
+    "SIGNED_AFTER_VALIDATION_TIME": (
+        "Thời điểm xác minh được yêu cầu sớm hơn thời điểm ký ghi trong dấu thời gian: vào lúc "
+        "đó chữ ký chưa tồn tại."
     ),
     "CERTIFICATE_EXPIRED_SINCE": (
         "Chứng thư số của người ký đã hết hạn sau khi ký; chữ ký được kiểm tra tại thời điểm ký."

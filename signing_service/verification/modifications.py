@@ -51,6 +51,7 @@ MAX_PAGES_FOR_ANNOTATION_REVIEW = 2_000
 _HEADER_BEFORE_OBJ = re.compile(
     rb"(?:^|[\s])(\d{1,10})[\x00\t\n\x0c\r ]+(\d{1,5})[\x00\t\n\x0c\r ]+$"
 )
+_MAX_STRAY = 100
 _WHITESPACE = b"\x00\t\n\x0c\r "
 
 
@@ -219,8 +220,16 @@ class RevisionAnalysis:
     # -- byte level -------------------------------------------------------------------------
     def stray_objects(self, start: int) -> list[tuple[int, str]]:
         """Object definitions at or after ``start`` that no xref section declares, as
-        (offset, "N G obj"). Computed once, from the earliest ``start`` asked for."""
-        if self._memo.stray is None:
+        (offset, "N G obj"), at most ``_MAX_STRAY`` of them. One scan serves every signature:
+        it is redone only for a ``start`` before the one it was made from, or past the last
+        finding of a scan that stopped at the limit, so the order in which signatures and
+        document timestamps ask never hides an object from an earlier signature."""
+        memo = self._memo
+        if (
+            memo.stray is None
+            or start < memo.stray_from
+            or (len(memo.stray) >= _MAX_STRAY and start > memo.stray[-1][0])
+        ):
             known: set[int] = set()
             xrefs = self.reader.xrefs
             for rev in range(self.revisions):
@@ -235,7 +244,7 @@ class RevisionAnalysis:
             found: list[tuple[int, str]] = []
             data = self.data
             pos = data.find(b"obj", start)
-            while pos >= 0 and len(found) < 100:
+            while pos >= 0 and len(found) < _MAX_STRAY:
                 following = data[pos + 3 : pos + 4]
                 if data[pos - 3 : pos] != b"end" and (
                     not following or following in _WHITESPACE or following in b"<[(/"
@@ -248,8 +257,8 @@ class RevisionAnalysis:
                                 (at, f"{int(match.group(1))} {int(match.group(2))} obj @{at}")
                             )
                 pos = data.find(b"obj", pos + 3)
-            self._memo.stray = found
-        return [s for s in self._memo.stray if s[0] >= start]
+            memo.stray, memo.stray_from = found, start
+        return [s for s in memo.stray if s[0] >= start]
 
     def trailing_garbage(self) -> bool:
         """Bytes after the last ``%%EOF`` that are not whitespace: an appended, unterminated

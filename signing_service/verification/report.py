@@ -144,7 +144,7 @@ class SignatureReport:
     checks: dict[str, Check]
     signer: SignerInfo | None = None
     signing_time: str | None = None
-    signing_time_source: str | None = None  # timestamp | claimed
+    signing_time_source: str | None = None  # timestamp | timestamp_unverified | claimed
     timestamp_time: str | None = None
     md_algorithm: str | None = None
     signature_algorithm: str | None = None
@@ -248,8 +248,10 @@ class DocumentReport:
     ) -> DocumentReport:
         """The document's verdict: TOTAL_FAILED if any signature or document-level problem
         failed, else INDETERMINATE if any signature is undecided, else TOTAL_PASSED;
-        NO_SIGNATURE without signatures. The ``message`` says what decided it and, when the
-        verdict passes with warnings, that there are warnings a reader must look at."""
+        NO_SIGNATURE without signatures, and also when only document timestamps are present
+        and none failed (a timestamp proves existence at a time, not approval). The
+        ``message`` says what decided it and, when the verdict passes with warnings, that
+        there are warnings a reader must look at."""
         verdict = Verdict.NO_SIGNATURE
         sub: str | None = None
         text: str
@@ -278,12 +280,24 @@ class DocumentReport:
                 )
             else:
                 text = f"{VERDICT_MESSAGES[verdict]} Chữ ký {first.field}: {first.summary}"
+        elif not any(s.type != "document_timestamp" for s in signatures):
+            # Only document timestamps (or nothing): anyone can have a TSA timestamp a file,
+            # which shows when it existed, never who approved it. Not a signed document.
+            text = VERDICT_MESSAGES[verdict]
+            if signatures:
+                text += (
+                    f" Tài liệu chỉ có {len(signatures)} dấu thời gian tài liệu: dấu thời gian "
+                    "chứng minh tài liệu đã tồn tại vào thời điểm đó, không cho biết ai đã ký "
+                    "hay phê duyệt."
+                )
+            if unsigned_fields:
+                text += f" (có {len(unsigned_fields)} trường chữ ký chưa ký)"
         elif undecided:
             verdict, sub = Verdict.INDETERMINATE, undecided[0].sub_indication
             text = (
                 f"{VERDICT_MESSAGES[verdict]} Chữ ký {undecided[0].field}: {undecided[0].summary}"
             )
-        elif signatures:
+        else:
             verdict = Verdict.TOTAL_PASSED
             text = VERDICT_MESSAGES[verdict]
             if warnings:
@@ -291,10 +305,6 @@ class DocumentReport:
                     f"Các chữ ký số hợp lệ, nhưng có {len(warnings)} cảnh báo cần xem: "
                     + "; ".join(w.message for w in warnings[:3])
                 )
-        else:
-            text = VERDICT_MESSAGES[verdict]
-            if unsigned_fields:
-                text += f" (có {len(unsigned_fields)} trường chữ ký chưa ký)"
         return cls(
             sha256,
             size,

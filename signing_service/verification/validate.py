@@ -33,14 +33,16 @@ gets its own FAILED result and never stops the others from being checked.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from io import BytesIO
 from typing import Any
 
 from asn1crypto import cms, crl, ocsp, tsp, x509
@@ -147,18 +149,108 @@ class RawSignatureDict:
     generation: int
 
 
+_OBJ_WINDOW = 1_000_000  # how far back an object header may be from a key inside it
+
+
 def _dict_positions(data: bytes, key: bytes, limit: int) -> list[RawSignatureDict]:
-    """Occurrences of ``key`` inside an uncompressed object's dictionary (not stream data)."""
+    """Occurrences of ``key`` inside an uncompressed object's dictionary (not stream data), at
+    most ``limit``. One forward pass: the last ``obj``/``endobj`` keyword before each hit is
+    carried along, the search for ``stream`` resumes where it stopped inside the same object,
+    and the hits inside a stream are skipped to its ``endstream`` at once, so a file made of
+    the key (in a stream, a dictionary or loose bytes) costs time linear in its size."""
     found: list[RawSignatureDict] = []
+    last_obj = -1  # position of the last "obj" (possibly of "endobj") before the cursor
+    cursor = 0
+    header: re.Match[bytes] | None = None
+    header_for = -1  # the last_obj value ``header`` was looked up for
+    stream_checked = -1  # inside the object at last_obj: no "stream" keyword before this
     pos = data.find(key)
     while pos >= 0 and len(found) < limit:
-        start = data.rfind(b"obj", max(0, pos - 1_000_000), pos)
+        recent = data.rfind(b"obj", cursor, pos)
+        if recent >= 0:
+            last_obj = recent
+        cursor = pos
+        start = last_obj if last_obj >= pos - _OBJ_WINDOW else -1
         if start >= 3 and data[start - 3 : start] != b"end":
-            header = _OBJ_HEADER.search(data, max(0, start - 24), start + 3)
-            if header is not None and data.find(b"stream", start, pos) < 0:
+            if header_for != start:
+                header_for, stream_checked = start, start
+                header = _OBJ_HEADER.search(data, max(0, start - 24), start + 3)
+            if header is not None:
+                stream_at = data.find(b"stream", stream_checked, pos)
+                if stream_at >= 0:
+                    # Stream data up to its endstream: every hit there is page text or the like.
+                    end = data.find(b"endstream", pos)
+                    if end < 0:
+                        break
+                    cursor = end
+                    pos = data.find(key, end)
+                    continue
+                stream_checked = max(start, pos - 6)
                 found.append(RawSignatureDict(pos, int(header.group(1)), int(header.group(2))))
         pos = data.find(key, pos + len(key))
     return found
+
+
+class _Unresolved(generic.Dereferenceable):
+    """The container of objects parsed from raw bytes outside any reader: references inside
+    them are kept as numbers, never followed. Strict: a duplicate key stops the parse (no
+    warning logged per key of a hostile dictionary); the caller keeps such an object."""
+
+    strict = True
+
+    def get_pdf_handler(self) -> Any:
+        return self
+
+    def get_object(self) -> generic.PdfObject:
+        return generic.NullObject()
+
+
+_UNRESOLVED = _Unresolved()
+_MAX_CONFIRMED = 1_000  # objects parsed to confirm a key; beyond that, taken as they stand
+
+
+def _keyed(
+    data: bytes,
+    hits: list[RawSignatureDict],
+    key: str,
+    judged: list[tuple[int, int]] | None = None,
+) -> list[RawSignatureDict]:
+    """The ``hits`` whose object, parsed with pyHanko's object parser, is a dictionary with
+    ``key`` among its keys: text that merely mentions it (a comment, a document title, a
+    bookmark) is dropped. Objects that do not parse, and those past ``_MAX_CONFIRMED``, are
+    kept: a damaged dictionary that names the key still claims it. ``judged`` receives the
+    byte spans (start, end) of the objects parsed."""
+    stream = BytesIO(data)
+    verdicts: dict[tuple[int, int, int], bool] = {}
+    kept: list[RawSignatureDict] = []
+    for hit in hits:
+        header = None
+        start = data.rfind(b"obj", max(0, hit.offset - _OBJ_WINDOW), hit.offset)
+        if start >= 0:
+            header = _OBJ_HEADER.search(data, max(0, start - 24), start + 3)
+        if header is None:
+            kept.append(hit)
+            continue
+        ident = (header.start(), hit.idnum, hit.generation)
+        if ident not in verdicts:
+            if len(verdicts) >= _MAX_CONFIRMED:
+                kept.append(hit)
+                continue
+            try:
+                stream.seek(header.end())
+                generic.read_non_whitespace(stream)
+                stream.seek(-1, 1)
+                obj = generic.read_object(
+                    stream, _UNRESOLVED, in_content_stream=generic.ContentOpReading.IN_OBJECT
+                )
+                verdicts[ident] = not isinstance(obj, generic.DictionaryObject) or key in obj
+                if judged is not None:
+                    judged.append((header.start(), stream.tell()))
+            except (Exception, RecursionError):  # noqa: BLE001 - damaged: keep the claim
+                verdicts[ident] = True
+        if verdicts[ident]:
+            kept.append(hit)
+    return kept
 
 
 def find_signature_dictionaries(data: bytes, limit: int = 10_000) -> list[RawSignatureDict]:
@@ -167,9 +259,11 @@ def find_signature_dictionaries(data: bytes, limit: int = 10_000) -> list[RawSig
     A signature's ``/Contents`` must sit at a byte offset its ByteRange names, so a working
     signature dictionary is never inside a compressed object stream: a search of the raw bytes
     (at memchr speed, no regular expression over the file) finds them all. Occurrences inside
-    stream data (page text that happens to mention the key) are skipped.
+    stream data (page text that happens to mention the key) are skipped, and so are those
+    inside a string of a dictionary (a comment explaining signatures): a candidate's object is
+    parsed to see the key among its keys. Time linear in the file's size.
     """
-    return _dict_positions(data, b"/ByteRange", limit)
+    return _keyed(data, _dict_positions(data, b"/ByteRange", limit), "/ByteRange")
 
 
 _WS = b"\x00\t\n\x0c\r "
@@ -204,30 +298,50 @@ def _inside_stream(data: bytes, pos: int) -> bool:
 
 
 def claims_signature(data: bytes) -> bool:
-    """Whether an (unparsable) file claims to carry a signature: a signature dictionary's
-    ``/ByteRange``, a ``/SubFilter`` naming a signature format, or a CMS-sized hex
-    ``/Contents``, in a dictionary — never text inside a content stream. A damaged file that
-    claims a signature is TOTAL_FAILED, never "unsigned"."""
-    if _dict_positions(data, b"/ByteRange", 1):
+    """Whether a file claims to carry a signature: a signature dictionary's ``/ByteRange``, a
+    ``/SubFilter`` naming a signature format, a CMS-sized hex ``/Contents``, or a signature
+    field with a value, each as a key of a dictionary (the object is parsed to tell a key from
+    text in a string) and never inside a content stream; or, where no parsable object holds
+    it (a damaged file, a dictionary spliced into another object), a ``/ByteRange`` with its
+    four offsets outside stream data. A file that claims a signature is TOTAL_FAILED, never
+    "unsigned". Time linear in the file's size."""
+    judged: list[tuple[int, int]] = []
+    if _keyed(data, _dict_positions(data, b"/ByteRange", 1_000), "/ByteRange", judged):
         return True
-    # In a damaged file the object header may be gone: a /ByteRange with its four offsets
-    # anywhere outside stream data still claims a signature.
+    # The object header may be gone: a /ByteRange with its four offsets outside stream data
+    # and outside the objects judged above still claims a signature. Hits inside a stream or
+    # a judged object skip to its end.
+    judged.sort()
+    starts = [start for start, _ in judged]
     pos = data.find(b"/ByteRange")
     while pos >= 0:
-        if _BYTE_RANGE.match(data, pos) and not _inside_stream(data, pos):
-            return True
+        at = bisect.bisect_right(starts, pos) - 1
+        if at >= 0 and pos < judged[at][1]:
+            pos = data.find(b"/ByteRange", judged[at][1])
+            continue
+        if _BYTE_RANGE.match(data, pos):
+            if not _inside_stream(data, pos):
+                return True
+            end = data.find(b"endstream", pos)
+            if end < 0:
+                break
+            pos = data.find(b"/ByteRange", end)
+            continue
         pos = data.find(b"/ByteRange", pos + 10)
-    for hit in _dict_positions(data, b"/SubFilter", 1_000):
+    for hit in _keyed(data, _dict_positions(data, b"/SubFilter", 1_000), "/SubFilter"):
         value = data[hit.offset + 10 : hit.offset + 40]
         if any(name in value for name in _CMS_SUBFILTERS):
             return True
-    if any(
-        _CMS_CONTENTS.match(data, hit.offset) for hit in _dict_positions(data, b"/Contents", 1_000)
-    ):
+    contents = [
+        hit
+        for hit in _dict_positions(data, b"/Contents", 1_000)
+        if _CMS_CONTENTS.match(data, hit.offset)
+    ]
+    if _keyed(data, contents, "/Contents"):
         return True
     # A signature field with a value (/FT /Sig … /V n 0 R): a signed field, even if its
     # signature dictionary is gone (an empty field has no /V and claims nothing).
-    for hit in _dict_positions(data, b"/FT", 1_000):
+    for hit in _keyed(data, _dict_positions(data, b"/FT", 1_000), "/FT"):
         if not data[hit.offset + 3 : hit.offset + 12].lstrip(_WS).startswith(b"/Sig"):
             continue
         end = data.find(b"endobj", hit.offset)
@@ -279,6 +393,27 @@ def _tst_tokens(signer_info: cms.SignerInfo, signed: bool) -> list[cms.SignedDat
         return []
 
 
+def _usable_certificate(cert: x509.Certificate) -> x509.Certificate:
+    """``cert`` after reading every part the chain builder indexes or compares (key, names as
+    hashable values, serial, key identifiers, validity), so that a well-formed certificate it
+    would choke on (a name attribute of an unknown type holding an OCTET STRING, say) is
+    dropped here instead of breaking the validation of every signature sharing the evidence.
+
+    :raises Exception: whatever asn1crypto raises for a part it cannot read.
+    """
+    cert.public_key  # noqa: B018
+    cert.subject.hashable  # noqa: B018
+    cert.issuer.hashable  # noqa: B018
+    cert.serial_number  # noqa: B018
+    cert.key_identifier  # noqa: B018
+    cert.authority_key_identifier  # noqa: B018
+    cert.issuer_serial  # noqa: B018
+    cert.not_valid_before  # noqa: B018
+    cert.not_valid_after  # noqa: B018
+    cert.sha256  # noqa: B018
+    return cert
+
+
 def _collect_evidence(
     reader: PdfFileReader, signatures: Iterable[EmbeddedPdfSignature]
 ) -> Evidence:
@@ -293,8 +428,7 @@ def _collect_evidence(
             return
         try:
             if kind == "cert":
-                certs[digest] = x509.Certificate.load(der)
-                certs[digest].public_key  # noqa: B018 - parse now: fail here, not deep inside
+                certs[digest] = _usable_certificate(x509.Certificate.load(der))
             elif kind == "crl":
                 crls[digest] = crl.CertificateList.load(der)
                 crls[digest]["tbs_cert_list"]["this_update"].native  # noqa: B018
@@ -475,6 +609,37 @@ def _issued_at(value: crl.CertificateList | ocsp.OCSPResponse) -> datetime | Non
         return None
 
 
+def _ocsp_responder_name(basic: Any, evidence: Evidence) -> str:
+    """Who signed an OCSP answer: named in it, or found by its key among the certificates the
+    answer or the document carries."""
+    responder = basic["tbs_response_data"]["responder_id"]
+    if responder.name == "by_name":
+        return vietnamese_dn(responder.chosen)
+    key_hash = responder.chosen.native
+    for cert in (*(basic["certs"] or ()), *evidence.certs):
+        try:
+            if cert.public_key.sha1 == key_hash:
+                return vietnamese_dn(cert.subject)
+        except Exception:  # noqa: BLE001
+            continue
+    return "Máy chủ OCSP (nhận diện theo khóa)"
+
+
+def _ocsp_about(single: Any, cert: x509.Certificate) -> bool:
+    """Whether an OCSP single response is about ``cert`` (serial and issuer name hash: serial
+    numbers are unique per issuer only)."""
+    cert_id = single["cert_id"]
+    if cert_id["serial_number"].native != cert.serial_number:
+        return False
+    try:
+        algo = cert_id["hash_algorithm"]["algorithm"].native
+        return bool(
+            hashlib.new(algo, cert.issuer.dump()).digest() == cert_id["issuer_name_hash"].native
+        )
+    except (ValueError, TypeError):
+        return False
+
+
 def _revocation_used(
     result: ChainResult | None, evidence: Evidence, chains: ChainValidator
 ) -> list[RevocationDataInfo]:
@@ -488,29 +653,23 @@ def _revocation_used(
     except Exception:  # noqa: BLE001
         return []
     for cert in certs:
-        serial = cert.serial_number
         for origin, ocsps in (("document", evidence.ocsps), ("fetched", fetched_ocsps)):
             for resp in ocsps:
                 try:
-                    data = resp["response_bytes"]["response"].parsed["tbs_response_data"]
+                    basic = resp["response_bytes"]["response"].parsed
+                    data = basic["tbs_response_data"]
                     for single in data["responses"]:
-                        if single["cert_id"]["serial_number"].native != serial:
+                        if not _ocsp_about(single, cert):
                             continue
                         status = single["cert_status"]
                         revoked_at = None
                         if status.name == "revoked":
                             revoked_at = _iso(status.chosen["revocation_time"].native)
-                        responder = data["responder_id"]
-                        issuer = (
-                            vietnamese_dn(responder.chosen)
-                            if responder.name == "by_name"
-                            else "OCSP"
-                        )
                         items.append(
                             RevocationDataInfo(
                                 "OCSP",
                                 origin,
-                                issuer,
+                                _ocsp_responder_name(basic, evidence),
                                 vietnamese_dn(cert.subject),
                                 _iso(data["produced_at"].native),
                                 status.name if status.name in ("good", "revoked") else "unknown",
@@ -527,7 +686,7 @@ def _revocation_used(
                         continue
                     revoked_at = None
                     for entry in tbs["revoked_certificates"] or ():
-                        if entry["user_certificate"].native == serial:
+                        if entry["user_certificate"].native == cert.serial_number:
                             revoked_at = _iso(entry["revocation_date"].native)
                             break
                     items.append(
@@ -591,25 +750,56 @@ class TimestampResult:
         )
 
 
+Imprint = Callable[[str], bytes | None]
+"""What a token's message imprint must be, given the imprint's hash algorithm."""
+
+
+def imprint_of(data: bytes) -> Imprint:
+    """The imprint is a hash of ``data`` (a signature timestamp: of the signature value)."""
+
+    def expected(algorithm: str) -> bytes | None:
+        try:
+            return hashlib.new(algorithm, data).digest()
+        except (ValueError, TypeError):
+            return None
+
+    return expected
+
+
+def imprint_is(value: bytes) -> Imprint:
+    """The imprint is ``value`` itself (a document timestamp: the ByteRange digest; a content
+    timestamp: the signed message digest, both computed with the same algorithm)."""
+    return lambda _algorithm: value
+
+
 def _token_integrity(
     token: cms.SignedData,
-    expected_imprint: bytes | None,
+    expected: Imprint,
     certs: SignerCertificates,
     facts: DocumentFacts | None = None,
 ) -> tuple[Check | None, datetime | None, x509.Certificate | None, str | None, bool]:
-    """Integrity of a timestamp token: (failing check | None, genTime, TSA cert, TSA name,
-    weak algorithm); kept in ``facts`` for the next verification of the same document."""
+    """Integrity of a timestamp token (RFC 3161): (failing check | None, genTime, TSA cert, TSA
+    name, weak algorithm); kept in ``facts`` for the next verification of the same document."""
+    try:
+        algorithm = (
+            token["encap_content_info"]["content"]
+            .parsed["message_imprint"]["hash_algorithm"]["algorithm"]
+            .native
+        )
+        want = expected(algorithm)
+    except Exception:  # noqa: BLE001 - judged (and failed) below
+        want = None
     if facts is None:
-        return _compute_token_integrity(token, expected_imprint, certs)
-    key = (hashlib.sha256(token.contents or b"").digest(), expected_imprint)
+        return _compute_token_integrity(token, want, certs)
+    key = (hashlib.sha256(token.contents or b"").digest(), want)
     found = facts.tokens.get(key)
     if found is None:
-        found = facts.tokens[key] = _compute_token_integrity(token, expected_imprint, certs)
+        found = facts.tokens[key] = _compute_token_integrity(token, want, certs)
     return found  # type: ignore[no-any-return]
 
 
 def _compute_token_integrity(
-    token: cms.SignedData, expected_imprint: bytes | None, certs: SignerCertificates
+    token: cms.SignedData, want: bytes | None, certs: SignerCertificates
 ) -> tuple[Check | None, datetime | None, x509.Certificate | None, str | None, bool]:
     try:
         tst_info = token["encap_content_info"]["content"].parsed
@@ -629,19 +819,9 @@ def _compute_token_integrity(
         return check(FAIL, "TIMESTAMP_INVALID", "FORMAT_FAILURE"), None, None, None, False
     if not (intact and valid):
         return check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE"), gen_time, tsa_cert, tsa_name, False
-    if expected_imprint is not None:
-        try:
-            expected = hashlib.new(imprint_algo, expected_imprint).digest()
-        except (ValueError, TypeError):
-            expected = None
-        if expected != imprint:
-            return (
-                check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE", "dấu thời gian không khớp chữ ký"),
-                gen_time,
-                tsa_cert,
-                tsa_name,
-                False,
-            )
+    if want is None or want != imprint:
+        mismatch = check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE", "dấu thời gian không khớp")
+        return mismatch, gen_time, tsa_cert, tsa_name, False
     weak = bool(
         digest_policy_problem(imprint_algo)
         or verification_algorithm_problem(
@@ -649,6 +829,29 @@ def _compute_token_integrity(
         )
     )
     return None, gen_time, tsa_cert, tsa_name, weak
+
+
+def _timestamp_chain_check(result: ChainResult) -> Check:
+    """The timestamp check from its TSA's chain judgement, each cause with its own code."""
+    status = result.status
+    if result.ok:
+        return check(PASS, "TIMESTAMP_VALID")
+    name = status.name if status is not None else "NO_POE"
+    if result.revocation is not None:
+        when = f"thu hồi lúc {_iso(result.revocation.revocation_date)}"
+        return check(UNDECIDED, "TIMESTAMP_TSA_REVOKED", name, when)
+    if status in (
+        AdESIndeterminate.TRY_LATER,
+        AdESIndeterminate.REVOCATION_OUT_OF_BOUNDS_NO_POE,
+    ) or (status is AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE and result.revinfo_problem):
+        return check(UNDECIDED, "TIMESTAMP_STATUS_UNKNOWN", "TRY_LATER")
+    if status in (
+        AdESIndeterminate.OUT_OF_BOUNDS_NO_POE,
+        AdESIndeterminate.OUT_OF_BOUNDS_NOT_REVOKED,
+        AdESIndeterminate.EXPIRED,
+    ):
+        return check(UNDECIDED, "TIMESTAMP_TSA_CERT_EXPIRED", "OUT_OF_BOUNDS_NO_POE")
+    return check(UNDECIDED, "TIMESTAMP_UNTRUSTED", name)
 
 
 # -- the verifier ---------------------------------------------------------------------------------
@@ -667,6 +870,7 @@ class _Doc:
     certs: SignerCertificates = field(default_factory=SignerCertificates)
     facts: DocumentFacts = field(default_factory=DocumentFacts)
     limits_hit: list[LimitExceeded] = field(default_factory=list)
+    warnings: list[Note] = field(default_factory=list)
     described: dict[Any, Any] = field(default_factory=dict)  # per chain result / certificate
 
 
@@ -729,7 +933,7 @@ class Verifier:
             if limit is not None:
                 return failed(_limit_problem(limit))
             log.warning("verification failed unexpectedly", exc_info=True)
-            return failed(check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", type(e).__name__))
+            return failed(check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE"))
 
     async def _verify(
         self,
@@ -743,8 +947,8 @@ class Verifier:
         live = self.allow_fetching and abs(moment - now) <= LIVE_TOLERANCE
         size = len(data)
 
-        def unparsable(reason: str) -> DocumentReport:
-            problem = check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE", reason)
+        def unparsable() -> DocumentReport:
+            problem = check(FAIL, "UNPARSABLE_SIGNED_PDF", "FORMAT_FAILURE")
             return DocumentReport.conclude(
                 sha256, size, [], [problem], validated_at, validation_time=_iso(moment)
             )
@@ -755,7 +959,7 @@ class Verifier:
             if e.code == NOT_PDF:
                 raise NotPdfError() from None
             if find_signature_dictionaries(data) or claims_signature(data):
-                return unparsable(e.detail[:120])
+                return unparsable()
             raise UnreadablePdfError(e.detail) from None
         warnings: list[Note] = []
         offset = pdf_header_offset(data) or 0
@@ -778,7 +982,7 @@ class Verifier:
             if limit is not None:
                 raise limit from None
             if raw_sigs or claims_signature(data):
-                return unparsable(getattr(e, "detail", None) or type(e).__name__)
+                return unparsable()
             raise UnreadablePdfError(type(e).__name__) from None
 
         embedded: list[EmbeddedPdfSignature] = []
@@ -858,7 +1062,7 @@ class Verifier:
             reports.append(await self._isolated(doc, emb))
         order = {str(e.field_name): e.signed_revision for e in embedded}
         reports.sort(key=lambda r: order.get(r.field, -1))
-        warnings += self._warnings(doc, embedded, reports)
+        warnings += self._warnings(doc, embedded, reports) + doc.warnings
         for code in dict.fromkeys(limit.code for limit in doc.limits_hit):
             problems.append(_limit_problem(next(x for x in doc.limits_hit if x.code == code)))
         return DocumentReport.conclude(
@@ -911,15 +1115,14 @@ class Verifier:
         try:
             cert = doc.certs.signer_cert(emb.signed_data)
         except Exception as e:  # noqa: BLE001
-            name = type(e).__name__
-            if "SigningCert" in name or "signing certificate" in str(e).lower():
+            if "SigningCert" in type(e).__name__ or "signing certificate" in str(e).lower():
                 return check(FAIL, "SIGNING_CERTIFICATE_MISMATCH", "FORMAT_FAILURE"), None
-            return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", name), None
+            return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE"), None
         try:
             digest = emb.compute_digest()
             content_type = emb.signed_data["encap_content_info"]["content_type"].native
             intact, valid = signature_integrity(emb.signer_info, cert, content_type, digest)
-        except Exception as e:  # noqa: BLE001
+        except Exception:  # noqa: BLE001
             # An algorithm pyHanko cannot verify (or a malformed value): the digest can still
             # be compared with the signed messageDigest attribute.
             try:
@@ -929,7 +1132,7 @@ class Verifier:
                 if attr != emb.compute_digest():
                     return check(FAIL, "HASH_MISMATCH", "HASH_FAILURE"), cert
             except Exception:  # noqa: BLE001
-                return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(e).__name__), cert
+                return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE"), cert
             return (
                 check(UNDECIDED, "SIGNATURE_NOT_CHECKED", "CRYPTO_CONSTRAINTS_FAILURE"),
                 cert,
@@ -979,8 +1182,8 @@ class Verifier:
             docmdp, field_lock = None, None
         try:
             verdict = analysis.after(emb.signed_revision, doc_mdp=docmdp, field_lock=field_lock)
-        except (Exception, RecursionError) as e:  # noqa: BLE001
-            return check(FAIL, "DISALLOWED_CHANGES", "FORMAT_FAILURE", type(e).__name__), ()
+        except (Exception, RecursionError):  # noqa: BLE001
+            return check(FAIL, "DISALLOWED_CHANGES", "FORMAT_FAILURE"), ()
         if verdict.locked_field_changed is not None:
             return (
                 check(FAIL, "LOCKED_FIELD_CHANGED", "FORMAT_FAILURE", verdict.locked_field_changed),
@@ -1013,13 +1216,14 @@ class Verifier:
         doc: _Doc,
         token: cms.SignedData,
         kind: str,
-        expected_imprint: bytes | None,
+        expected: Imprint,
         proven_by: datetime | None,
     ) -> TimestampResult:
-        """Validate one timestamp token: integrity and imprint, then the TSA's chain at the
-        validation time, or else at ``proven_by`` (a later document timestamp's time)."""
+        """Validate one timestamp token (``kind``: signature | content | document): integrity
+        and imprint, algorithms, then the TSA's chain at the validation time, or else at
+        ``proven_by`` (the time a later document timestamp proves)."""
         failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(
-            token, expected_imprint, doc.certs
+            token, expected, doc.certs, doc.facts
         )
         if failed is not None:
             return TimestampResult(kind, gen_time, tsa_name, failed)
@@ -1036,17 +1240,12 @@ class Verifier:
         if (
             not result.ok
             and proven_by is not None
-            and result.status is not (AdESIndeterminate.NO_CERTIFICATE_CHAIN_FOUND)
+            and result.status is not AdESIndeterminate.NO_CERTIFICATE_CHAIN_FOUND
         ):
             past = await doc.chains.validate(tsa_cert, "tsa", at=proven_by)
             if past.ok:
                 result = past
-        if result.ok:
-            return TimestampResult(kind, gen_time, tsa_name, check(PASS, "TIMESTAMP_VALID"), result)
-        sub = result.status.name if result.status is not None else "NO_POE"
-        return TimestampResult(
-            kind, gen_time, tsa_name, check(UNDECIDED, "TIMESTAMP_UNTRUSTED", sub), result
-        )
+        return TimestampResult(kind, gen_time, tsa_name, _timestamp_chain_check(result), result)
 
     def _proof_by_doc_timestamp(self, doc: _Doc, revision: int) -> datetime | None:
         """The earliest valid document timestamp over ``revision`` (in a later revision)."""
@@ -1063,10 +1262,8 @@ class Verifier:
         try:
             digest = emb.compute_digest()
             coverage = emb.evaluate_signature_coverage()
-        except Exception as e:  # noqa: BLE001
-            checks["integrity"] = check(
-                FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(e).__name__
-            )
+        except Exception:  # noqa: BLE001
+            checks["integrity"] = check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE")
             report = SignatureReport(field=field_name, type="document_timestamp", checks=checks)
             report.conclude()
             doc.doc_timestamps[emb.signed_revision] = TimestampResult(
@@ -1075,7 +1272,7 @@ class Verifier:
             return report
         proven_by = self._proof_by_doc_timestamp(doc, emb.signed_revision)
         # The token's imprint is the document digest itself (not a hash of it).
-        ts = await self._timestamp_with_imprint(doc, emb.signed_data, digest, proven_by)
+        ts = await self._timestamp(doc, emb.signed_data, "document", imprint_is(digest), proven_by)
         doc.doc_timestamps[emb.signed_revision] = ts
         integrity = check(PASS, "INTACT")
         if ts.check.status is FAIL:
@@ -1096,6 +1293,7 @@ class Verifier:
         checks["revocation"] = revocation
         checks["timestamp"] = ts.check
         tsa_cert = _token_signer(emb.signed_data)
+        anchor = _anchor_info(self.trust, ts.chain)
         checks["algorithms"] = _algorithms_check(
             emb.md_algorithm, _signature_algorithm(emb), tsa_cert
         )
@@ -1110,55 +1308,15 @@ class Verifier:
             md_algorithm=emb.md_algorithm,
             coverage=coverage.name,
             validation_time=_iso(ts.chain.moment if ts.chain else doc.validation_time),
-            trust_anchor=_anchor_info(self.trust, ts.chain),
+            trust_anchor=anchor,
+            category=anchor.kind if anchor else None,
+            category_label=anchor.kind_label if anchor else None,
             chain=_described(doc, ts.chain)[0],
             timestamps=[ts.info()],
             revocation_data=_described(doc, ts.chain)[1],
         )
         report.conclude()
         return report
-
-    async def _timestamp_with_imprint(
-        self, doc: _Doc, token: cms.SignedData, digest: bytes, proven_by: datetime | None
-    ) -> TimestampResult:
-        # Document timestamps: the imprint must equal the ByteRange digest computed with the
-        # imprint's own algorithm, which pyHanko computed as ``digest``.
-        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(
-            token, None, doc.certs, doc.facts
-        )
-        if failed is not None:
-            return TimestampResult("document", gen_time, tsa_name, failed)
-        try:
-            imprint = token["encap_content_info"]["content"].parsed["message_imprint"]
-            matches = imprint["hashed_message"].native == digest
-        except Exception:  # noqa: BLE001
-            matches = False
-        if not matches:
-            return TimestampResult(
-                "document", gen_time, tsa_name, check(FAIL, "HASH_MISMATCH", "HASH_FAILURE")
-            )
-        if weak:
-            return TimestampResult(
-                "document",
-                gen_time,
-                tsa_name,
-                check(UNDECIDED, "TIMESTAMP_WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"),
-                weak=True,
-            )
-        assert tsa_cert is not None
-        result = await doc.chains.validate(tsa_cert, "tsa")
-        if not result.ok and proven_by is not None:
-            past = await doc.chains.validate(tsa_cert, "tsa", at=proven_by)
-            if past.ok:
-                result = past
-        if result.ok:
-            return TimestampResult(
-                "document", gen_time, tsa_name, check(PASS, "TIMESTAMP_VALID"), result
-            )
-        sub = result.status.name if result.status is not None else "NO_POE"
-        return TimestampResult(
-            "document", gen_time, tsa_name, check(UNDECIDED, "TIMESTAMP_UNTRUSTED", sub), result
-        )
 
     async def _verify_signature(self, doc: _Doc, emb: EmbeddedPdfSignature) -> SignatureReport:
         field_name = str(emb.field_name)
@@ -1187,10 +1345,14 @@ class Verifier:
         timestamps: list[TimestampResult] = []
         for token in _tst_tokens(emb.signer_info, signed=False)[:5]:
             timestamps.append(
-                await self._timestamp(doc, token, "signature", signature_value, proven_by_doc)
+                await self._timestamp(
+                    doc, token, "signature", imprint_of(signature_value), proven_by_doc
+                )
             )
         for token in _tst_tokens(emb.signer_info, signed=True)[:5]:
-            timestamps.append(await self._content_timestamp(doc, emb, token, proven_by_doc))
+            timestamps.append(
+                await self._timestamp(doc, token, "content", _content_imprint(emb), proven_by_doc)
+            )
         proofs: list[tuple[datetime, str]] = [
             (t.time, "signature_timestamp")
             for t in timestamps
@@ -1225,8 +1387,23 @@ class Verifier:
             claimed = emb.self_reported_timestamp
         except Exception:  # noqa: BLE001
             claimed = None
-        signing_time = poe or claimed
         first_ts = next((t for t in sig_ts if t.time is not None), None)
+        # The signing time people read: proven by a timestamp; else the time a timestamp
+        # states even though it could not be verified; else the signer's own claim.
+        if poe is not None:
+            signing_time, source = poe, "timestamp"
+        elif first_ts is not None:
+            signing_time, source = first_ts.time, "timestamp_unverified"
+        elif claimed is not None:
+            signing_time, source = claimed, "claimed"
+        else:
+            signing_time, source = None, None
+        if (
+            first_ts is not None
+            and first_ts.time is not None
+            and first_ts.time > doc.validation_time + timedelta(minutes=5)
+        ):
+            doc.warnings.append(Note.of("SIGNED_AFTER_VALIDATION_TIME", signature=field_name))
         try:
             mechanism = emb.signer_info["signature_algorithm"]["algorithm"].native
         except Exception:  # noqa: BLE001
@@ -1238,7 +1415,7 @@ class Verifier:
             checks=checks,
             signer=_signer_info_of(doc, cert),
             signing_time=_iso(signing_time),
-            signing_time_source="timestamp" if poe else ("claimed" if claimed else None),
+            signing_time_source=source,
             timestamp_time=_iso(first_ts.time) if first_ts else None,
             md_algorithm=emb.md_algorithm,
             signature_algorithm=mechanism,
@@ -1257,53 +1434,6 @@ class Verifier:
         )
         report.conclude()
         return report
-
-    async def _content_timestamp(
-        self,
-        doc: _Doc,
-        emb: EmbeddedPdfSignature,
-        token: cms.SignedData,
-        proven_by: datetime | None,
-    ) -> TimestampResult:
-        # A content timestamp's imprint is over the signed content, i.e. it must equal the
-        # messageDigest attribute when both use the same algorithm (pyHanko's assumption too).
-        failed, gen_time, tsa_cert, tsa_name, weak = _token_integrity(
-            token, None, doc.certs, doc.facts
-        )
-        if failed is not None:
-            return TimestampResult("content", gen_time, tsa_name, failed)
-        try:
-            imprint = token["encap_content_info"]["content"].parsed["message_imprint"]
-            md_attr = generic_cms.find_unique_cms_attribute(
-                emb.signer_info["signed_attrs"], "message_digest"
-            ).native
-            matches = imprint["hashed_message"].native == md_attr
-        except Exception:  # noqa: BLE001
-            matches = False
-        if not matches:
-            return TimestampResult(
-                "content", gen_time, tsa_name, check(FAIL, "TIMESTAMP_INVALID", "HASH_FAILURE")
-            )
-        if weak:
-            return TimestampResult(
-                "content",
-                gen_time,
-                tsa_name,
-                check(UNDECIDED, "TIMESTAMP_WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"),
-                weak=True,
-            )
-        assert tsa_cert is not None
-        result = await doc.chains.validate(tsa_cert, "tsa")
-        if not result.ok and proven_by is not None:
-            past = await doc.chains.validate(tsa_cert, "tsa", at=proven_by)
-            result = past if past.ok else result
-        if result.ok:
-            return TimestampResult(
-                "content", gen_time, tsa_name, check(PASS, "TIMESTAMP_VALID"), result
-            )
-        return TimestampResult(
-            "content", gen_time, tsa_name, check(UNDECIDED, "TIMESTAMP_UNTRUSTED", "NO_POE"), result
-        )
 
     async def _judge_signer(
         self,
@@ -1526,20 +1656,31 @@ def fields_signed(fields: list[Any]) -> bool:
 
 
 def _limit_problem(limit: LimitExceeded) -> Check:
-    detail = f" ({limit.detail})" if limit.detail else ""
-    return Check(FAIL, limit.code, limit.message + detail, "FORMAT_FAILURE")
+    # The code names the bound; the detail (English, technical) goes to the log, not to people.
+    log.info("verification limit %s: %s", limit.code, limit.detail)
+    return Check(FAIL, limit.code, limit.message, "FORMAT_FAILURE")
 
 
 def _broken_signature(name: str, kind: str, error: BaseException) -> SignatureReport:
     report = SignatureReport(
         field=name,
         type=kind,
-        checks={
-            "integrity": check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE", type(error).__name__)
-        },
+        checks={"integrity": check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE")},
     )
     report.conclude()
     return report
+
+
+def _content_imprint(emb: EmbeddedPdfSignature) -> Imprint:
+    """A content timestamp's imprint is over the signed content: the messageDigest attribute
+    when both use the same algorithm (pyHanko makes the same assumption)."""
+    try:
+        digest = generic_cms.find_unique_cms_attribute(
+            emb.signer_info["signed_attrs"], "message_digest"
+        ).native
+    except Exception:  # noqa: BLE001 - no digest: nothing can match
+        return lambda _algorithm: None
+    return imprint_is(digest)
 
 
 def _signature_algorithm(emb: EmbeddedPdfSignature) -> object:

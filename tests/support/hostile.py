@@ -788,3 +788,29 @@ CRASH_REPRODUCERS: dict[str, Callable[[DevPki], bytes]] = {
         signer_certificate_damaged(_unprotected_certificate(pki), "subject")
     ),
 }
+
+
+# --- key floods: the raw scans for signature dictionaries --------------------------------------
+
+
+def key_flood(where: str, size: int = 4 * MiB, key: bytes = b"/ByteRange [0 1 2 3] ") -> bytes:
+    """An unsigned one-page PDF of about ``size`` bytes made of ``key`` repeated: inside a
+    stream's data (``stream``), as keys of one dictionary (``dict``, each a duplicate), inside a
+    string of a dictionary (``string``), or loose between objects (``loose``). The raw scans
+    that look for signature dictionaries must stay linear in the file's size on all four."""
+    payload = key * (size // len(key))
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>"
+    objects = {1: CATALOG, 2: ONE_PAGE, 3: page}
+    if where == "stream":
+        objects[4] = stream(b"", payload)
+    elif where == "dict":
+        objects[4] = b"<< " + payload.replace(b"[0 1 2 3]", b"1") + b">>"
+    elif where == "string":
+        objects[4] = b"<< /Title (" + payload + b") >>"
+    pdf = assemble(objects)
+    if where == "loose":
+        at = pdf.rindex(b"xref\n")
+        head, tail = pdf[:at] + payload + b"\n", pdf[at:]
+        old = b"startxref\n%d\n" % at
+        return head + tail.replace(old, b"startxref\n%d\n" % len(head))
+    return pdf

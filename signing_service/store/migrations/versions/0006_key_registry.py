@@ -11,8 +11,8 @@ reading the paths, PIN files and variables the URIs name, which is the attack. T
 bootstrap registers the demo keys through the registry and binds the demo profiles again. Every
 profile takes the operator's default TSA. Profile names become unique per agency.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-30
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,240 @@
+"""`make bench`, public load: does anonymous verification slow an agency's signing down?
+
+One `signing-service serve` process (its default lanes: signing threads, the verification worker
+process), the dev PKI in its own process. Measured, in the same run:
+
+- the latency of signing a one-page PDF (B-B, agency A's seal, one client, sequential requests)
+  with nothing else running;
+- the same while 16 anonymous clients verify a 25-signature PDF in a loop (each a separate
+  connection, as separate citizens would be; the per-client rate limit is set high enough for
+  the bench to measure the lanes, not the limiter — otherwise all 16 share 127.0.0.1);
+- the server's resident memory (all its processes), sampled every 50 ms throughout.
+
+Targets (issue 9): p95 with the anonymous load ≤ 1.5 × p95 alone; server RSS < 500 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.run import REPO, machine, multipart, wait_http
+from bench.verification import make_documents
+from tests.support.pdfs import make_pdf
+from tests.support.postgres import free_port
+
+BEGIN, END = "<!-- load:begin -->", "<!-- load:end -->"
+ANONYMOUS_CLIENTS = 16
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+        stack.extend(children.get(current, []))
+    return total / 1024
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, tree_rss_mb(self.pid))
+            time.sleep(0.05)
+
+
+def sign_latencies(url: str, key: str, pdf: bytes, n: int) -> list[float]:
+    host, port = url.removeprefix("http://").split(":")
+    body, ctype = multipart({"profile": "agency-a-seal", "level": "B-B"}, "qd.pdf", pdf)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": ctype}
+    conn = http.client.HTTPConnection(host, int(port), timeout=300)
+    times = []
+    try:
+        for _ in range(n):
+            started = time.perf_counter()
+            conn.request("POST", "/v1/signatures", body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            times.append(time.perf_counter() - started)
+            if response.status != 201:
+                raise RuntimeError(payload.decode(errors="replace")[:500])
+    finally:
+        conn.close()
+    return times
+
+
+def anonymous_load(url: str, pdf: bytes, stop: threading.Event, counts: dict[int, int]) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    body, ctype = multipart({}, "v.pdf", pdf)
+    lock = threading.Lock()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=300)
+        try:
+            while not stop.is_set():
+                conn.request(
+                    "POST", "/v1/verifications", body=body, headers={"Content-Type": ctype}
+                )
+                response = conn.getresponse()
+                response.read()
+                with lock:
+                    counts[response.status] = counts.get(response.status, 0) + 1
+                if response.status in (429, 503):
+                    time.sleep(float(response.getheader("Retry-After") or 1))
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(ANONYMOUS_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    n = 30 if args.quick else 80
+    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    pki_port, api_port = free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        pki = subprocess.Popen(
+            [sys.executable, "-m", "bench.pki_server", str(work / "pki"), str(pki_port)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+        )
+        procs.append(pki)
+        assert pki.stdout is not None
+        pki.stdout.readline()
+        tsa_url = f"http://127.0.0.1:{pki_port}/dev/tsa/tsa"
+        heavy = make_documents(work / "pki", tsa_url, 1)[25][0]
+        env = {
+            **os.environ,
+            "SIGNING_SERVICE_DATA_DIR": str(work / "var"),
+            "SIGNING_SERVICE_DEV_PKI_DIR": str(work / "pki"),
+            "SIGNING_SERVICE_DEV_PKI_PORT": str(pki_port),
+            "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
+            # The bench's 16 clients all come from 127.0.0.1: measure the lanes, not the limiter.
+            "SIGNING_SERVICE_ANONYMOUS_RATE_PER_MINUTE": "100000",
+        }
+        api = subprocess.Popen(
+            [str(REPO / ".venv/bin/signing-service"), "serve", "--port", str(api_port)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(api)
+        url = f"http://127.0.0.1:{api_port}"
+        wait_http(url + "/readyz")
+        import json
+
+        key = json.loads((work / "var/dev-credentials.json").read_text())["agencies"][0]["api_key"]
+        pdf = make_pdf()
+        sampler = Sampler(api.pid)
+        sampler.start()
+        sign_latencies(url, key, pdf, 5)  # warm-up
+        alone = sign_latencies(url, key, pdf, n)
+        stop = threading.Event()
+        counts: dict[int, int] = {}
+        load = threading.Thread(target=anonymous_load, args=(url, heavy, stop, counts))
+        load.start()
+        time.sleep(3)  # the anonymous clients are running and the queue is full
+        loaded = sign_latencies(url, key, pdf, n)
+        stop.set()
+        load.join(120)
+        sampler.stop.set()
+        sampler.join()
+        text, ok = report(alone, loaded, sampler.peak, counts, n)
+        print(text)
+        if not args.no_write:
+            results = REPO / "bench/RESULTS.md"
+            old = results.read_text() if results.exists() else ""
+            if BEGIN in old and END in old:
+                new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) :]
+            else:
+                new = old.rstrip("\n") + "\n\n" + text
+            results.write_text(new)
+        print("targets met" if ok else "TARGETS NOT MET", file=sys.stderr)
+        return 0
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def report(
+    alone: list[float], loaded: list[float], peak_mb: float, counts: dict[int, int], n: int
+) -> tuple[str, bool]:
+    ratio = p95(loaded) / p95(alone)
+    ok = ratio <= 1.5 and peak_mb < 500
+    answered = ", ".join(f"{status}: {count}" for status, count in sorted(counts.items()))
+    lines = [
+        BEGIN,
+        "## Signing while anonymous clients verify (same run)\n",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` on: {machine()}. "
+        f"One `signing-service serve` process with its verification worker process; {n} "
+        "sequential one-page B-B signatures by one agency client, first alone, then while "
+        f"{ANONYMOUS_CLIENTS} anonymous clients verify a 25-signature PDF in a loop (answers "
+        f"to them: {answered}). Server RSS: all its processes, sampled every 50 ms.\n",
+        "| | p50 ms | p95 ms |",
+        "|---|---|---|",
+        f"| signing alone | {statistics.median(alone) * 1000:.0f} | {p95(alone):.0f} |",
+        f"| signing with {ANONYMOUS_CLIENTS} anonymous clients verifying | "
+        f"{statistics.median(loaded) * 1000:.0f} | {p95(loaded):.0f} |",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| p95 with anonymous load ÷ p95 alone | {ratio:.2f} | ≤ 1.5 |",
+        f"| server peak RSS (all processes) | {peak_mb:.0f} MB | < 500 MB |",
+        "",
+        END,
+    ]
+    return "\n".join(lines) + "\n", ok
+
+
+if __name__ == "__main__":
+    sys.exit(main())
