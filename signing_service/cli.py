@@ -1,5 +1,6 @@
 """Command line: ``signing-service serve | migrate | agency add | client add/list/revoke/rotate |
-operator-key add | key add/list/disable | sign | verify | pki init | audit verify/seal | storage reconcile | trust list``.
+operator-key add | key add/list/disable | sign | verify | pki init | audit verify/seal |
+storage reconcile | trust list``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
