@@ -295,7 +295,6 @@ def _profile(services: Services, name: str, key_label: str, **fields: Any) -> No
                 key_uri=f"file:{pki.p12_path(key_label)}",
                 level=fields.pop("level", "B-B"),
                 tsa_url=fields.pop("tsa_url", pki.tsa_url),
-                check_revocation=True,
                 **fields,
             )
         )
@@ -344,7 +343,6 @@ def test_missing_key_file_is_503(api: Any, services: Services, credentials: dict
                 name="lost-key",
                 key_uri="file:/nonexistent.p12",
                 level="B-B",
-                check_revocation=False,
             )
         )
     response = sign(api, auth(credentials), make_pdf(), profile="lost-key")

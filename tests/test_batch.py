@@ -92,7 +92,6 @@ def test_batch_with_a_revoked_signer_is_refused_whole(
                 name="revoked",
                 level="B-B",
                 key_uri=f"file:{pki.p12_path('revoked-signer')}",
-                check_revocation=True,
             )
         )
     before = snapshot(services)

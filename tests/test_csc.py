@@ -28,7 +28,6 @@ def remote_profile(services: Services, csc_provider: str) -> str:
                 level="B-T",
                 tsa_url=services.dev_pki.tsa_url,
                 appearance={"heading": "Người ký"},
-                check_revocation=True,
             )
         )
     return "agency-a-remote"
@@ -91,11 +90,7 @@ def test_provider_down_is_503(
     port = csc_provider.split("127.0.0.1:")[1].split("/")[0]
     down = csc_provider.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}")
     with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=1, name="remote-down", key_uri=down, level="B-B", check_revocation=False
-            )
-        )
+        session.add(SigningProfile(agency_id=1, name="remote-down", key_uri=down, level="B-B"))
     before = snapshot(services)
     response = api.post(
         "/v1/signatures",
@@ -119,7 +114,6 @@ def test_unknown_credential_is_refused(
                 name="remote-unknown",
                 level="B-B",
                 key_uri=csc_provider.replace("officer-1", "khong-co"),
-                check_revocation=False,
             )
         )
     before = snapshot(services)

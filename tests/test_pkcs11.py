@@ -163,7 +163,6 @@ def test_broken_hsm_profiles_have_their_own_codes_and_write_nothing(
                 agency_id=1,
                 name="hsm-broken",
                 level="B-B",
-                check_revocation=False,
                 key_uri=uri(token, pki, **change),
             )
         )
@@ -192,7 +191,6 @@ def test_wrong_pin_profile_code(
                 agency_id=1,
                 name="hsm-wrong-pin",
                 level="B-B",
-                check_revocation=False,
                 key_uri=uri(
                     token, pki, **{f"pin-source=file:{token.pin_file}": "pin-source=env:WRONG_PIN"}
                 ),

@@ -111,7 +111,6 @@ def _add_profile(services: Services, name: str, key_label: str) -> Agency:
                 key_uri=f"file:{pki.p12_path(key_label)}",
                 level="B-B",
                 tsa_url=pki.tsa_url,
-                check_revocation=True,
             )
         )
     return a

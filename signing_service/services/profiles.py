@@ -81,8 +81,7 @@ def _validate(services: Services, values: dict[str, Any]) -> str | None:
     if key_uri.startswith("external:"):
         return None
     key = load_key(services, key_uri)
-    revocation = bool(values.get("check_revocation", True)) or level.needs_revocation_info
-    run_sync(check_signer(services, key.signing_cert, key.chain, revocation))
+    run_sync(check_signer(services, key.signing_cert, key.chain))
     return key.signing_cert.sha256.hex().upper()
 
 
