@@ -22,23 +22,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asn1crypto import pem
+from asn1crypto import cms, pem
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy import select
 
 from signing_service import errors
+from signing_service._async import run_sync
 from signing_service.services.container import Services
 from signing_service.services.signing import sign_document
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.store.models import Agency
 from tests.support.duties import (
+    BAD_TSA_CODES,
+    UNKNOWN_STATUS_TSA,
+    BadTsa,
     WsgiServer,
     add_profile,
     crl_app,
     dev_crl,
     issue_under_dev,
+    tsa_app,
     write_p12,
 )
 from tests.support.pdfs import make_pdf
@@ -450,3 +455,248 @@ def test_production_refuses_a_signer_that_chains_to_nothing(tmp_path: Path) -> N
         assert_nothing_written(before, services)
     finally:
         services.close()
+
+
+# -- timestamp tokens ----------------------------------------------------------------------------
+@pytest.fixture
+def tsa_server(services: Services) -> Iterator[dict[str, Any]]:
+    """A timestamp server on loopback whose behaviour the test sets (``state["tsa"]``); it
+    counts the requests it answers (``state["requests"]``)."""
+    assert services.dev_pki is not None
+    state: dict[str, Any] = {"tsa": BadTsa(services.dev_pki, "good"), "requests": 0}
+
+    def current() -> BadTsa:
+        state["requests"] += 1
+        tsa: BadTsa = state["tsa"]
+        return tsa
+
+    with WsgiServer(tsa_app(current)) as server:
+        state["url"] = f"{server.url}/tsa"
+        yield state
+
+
+def _sign_api(api: Any, credentials: dict[str, Any], profile: str, level: str) -> Any:
+    return api.post(
+        "/v1/signatures",
+        headers=auth(credentials),
+        data={"profile": profile, "level": level},
+        files={"file": ("a.pdf", make_pdf(), "application/pdf")},
+    )
+
+
+@pytest.mark.parametrize("mode", sorted(BAD_TSA_CODES))
+def test_bad_timestamp_refused_at_every_timestamped_level(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    tsa_server: dict[str, Any],
+    mode: str,
+) -> None:
+    """The issue's cases: a SHA-1 or self-signed TSA gave 201 "B-T"; B-LTA with an untrusted
+    TSA gave 500. Each bad answer has its code (502: the upstream server answered wrongly)."""
+    assert services.dev_pki is not None
+    tsa_server["tsa"] = BadTsa(services.dev_pki, mode)
+    key_uri = f"file:{services.dev_pki.p12_path('agency-a-seal')}"
+    add_profile(services, "tsa-bad", key_uri=key_uri, tsa_url=tsa_server["url"])
+    for level in ("B-T", "B-LT", "B-LTA"):
+        before = snapshot(services)
+        response = _sign_api(api, credentials, "tsa-bad", level)
+        assert_refused(response, services, 502, BAD_TSA_CODES[mode])
+        assert_nothing_written(before, services)
+    assert tsa_server["requests"] >= 3
+    # Batch: the same refusal for each document, none stored.
+    before = snapshot(services)
+    response = api.post(
+        "/v1/signatures/batch",
+        headers=auth(credentials),
+        data={"profile": "tsa-bad", "level": "B-T"},
+        files=[("files", (f"{i}.pdf", make_pdf(), "application/pdf")) for i in range(2)],
+    )
+    if response.status_code == 200:  # per-document results
+        body = response.json()
+        assert body["signed"] == 0
+        assert {r["error"]["code"] for r in body["results"]} == {BAD_TSA_CODES[mode]}
+    else:  # all-or-nothing batches refuse the request whole
+        assert_refused(response, services, 502, BAD_TSA_CODES[mode])
+    assert_nothing_written(before, services)
+
+
+def test_good_test_tsa_is_accepted(
+    api: Any, services: Services, credentials: dict[str, Any], tsa_server: dict[str, Any]
+) -> None:
+    """The control: the same test TSA answering correctly (dev TSA key) gives signatures."""
+    assert services.dev_pki is not None
+    key_uri = f"file:{services.dev_pki.p12_path('agency-a-seal')}"
+    add_profile(services, "tsa-good", key_uri=key_uri, tsa_url=tsa_server["url"])
+    for level in ("B-T", "B-LTA"):
+        response = _sign_api(api, credentials, "tsa-good", level)
+        assert response.status_code == 201, response.text
+
+
+def test_tsa_with_unknown_revocation_status_is_503(
+    api: Any, services: Services, credentials: dict[str, Any], tsa_server: dict[str, Any]
+) -> None:
+    assert services.dev_pki is not None
+    tsa_server["tsa"] = BadTsa(services.dev_pki, UNKNOWN_STATUS_TSA)
+    key_uri = f"file:{services.dev_pki.p12_path('agency-a-seal')}"
+    add_profile(services, "tsa-unknown", key_uri=key_uri, tsa_url=tsa_server["url"])
+    for level in ("B-T", "B-LTA"):
+        before = snapshot(services)
+        response = _sign_api(api, credentials, "tsa-unknown", level)
+        assert_refused(response, services, 503, "TIMESTAMP_TSA_STATUS_UNKNOWN")
+        assert_nothing_written(before, services)
+
+
+def test_bad_document_timestamp_refused(
+    api: Any, services: Services, credentials: dict[str, Any], tsa_server: dict[str, Any]
+) -> None:
+    """B-LTA whose signature timestamp is good but whose document timestamp comes from a
+    self-signed TSA: refused (the issue: 500), nothing stored."""
+    pki = services.dev_pki
+    assert pki is not None
+    good, bad = BadTsa(pki, "good"), BadTsa(pki, "self_signed")
+    answered = {"n": 0}
+
+    def switch_after_signature_timestamp() -> BadTsa:
+        # 1: the sizing request, 2: the signature timestamp; then the document timestamp.
+        answered["n"] += 1
+        return good if answered["n"] <= 2 else bad
+
+    with WsgiServer(tsa_app(switch_after_signature_timestamp)) as server:
+        key_uri = f"file:{pki.p12_path('agency-a-seal')}"
+        add_profile(services, "lta", key_uri=key_uri, tsa_url=f"{server.url}/tsa")
+        before = snapshot(services)
+        response = _sign_api(api, credentials, "lta", "B-LTA")
+    assert answered["n"] == 3
+    assert_refused(response, services, 502, "TIMESTAMP_UNTRUSTED")
+    assert_nothing_written(before, services)
+
+
+# -- timestamp tokens, two-step ------------------------------------------------------------------
+def _officer(services: Services) -> tuple[bytes, Any]:
+    pki = services.dev_pki
+    assert pki is not None
+    private, _, _ = pkcs12.load_key_and_certificates(
+        pki.p12_path("officer").read_bytes(), DEV_KEY_PASSPHRASE.encode()
+    )
+    return pki.cert_path("officer").read_bytes(), private
+
+
+def _officer_profile_tsa(services: Services, url: str) -> None:
+    from sqlalchemy import update
+
+    from signing_service.store.models import SigningProfile
+
+    with services.db.transaction() as session:
+        session.execute(
+            update(SigningProfile)
+            .where(SigningProfile.name == "agency-a-officer")
+            .values(tsa_url=url)
+        )
+
+
+@pytest.mark.parametrize("mode", ["self_signed", "sha1_signature", "wrong_imprint", "skewed"])
+def test_bad_timestamp_refused_at_two_step_completion(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    tsa_server: dict[str, Any],
+    mode: str,
+) -> None:
+    """The TSA answers well while the session is prepared, badly when the signature is
+    completed: refused, nothing stored; the session stays usable once the TSA is fixed."""
+    assert services.dev_pki is not None
+    _officer_profile_tsa(services, tsa_server["url"])
+    certificate, key = _officer(services)
+    started = _start(api, credentials, certificate, "B-T")
+    assert started.status_code == 201, started.text
+    session = started.json()
+    tsa_server["tsa"] = BadTsa(services.dev_pki, mode)
+    before = snapshot(services)
+    signature = _raw_signature(key, session)
+    done = _complete(api, credentials, session, signature=signature)
+    assert_refused(done, services, 502, BAD_TSA_CODES[mode])
+    assert_nothing_written(before, services)
+    tsa_server["tsa"] = BadTsa(services.dev_pki, "good")
+    done = _complete(api, credentials, session, signature=signature)
+    assert done.status_code == 201, done.text
+
+
+def test_bad_tsa_refused_when_two_step_signing_starts(
+    api: Any, services: Services, credentials: dict[str, Any], tsa_server: dict[str, Any]
+) -> None:
+    """Its first token (sizing the reservation) is checked too: no session for a bad TSA."""
+    assert services.dev_pki is not None
+    _officer_profile_tsa(services, tsa_server["url"])
+    tsa_server["tsa"] = BadTsa(services.dev_pki, "sha1_imprint")
+    certificate, _ = _officer(services)
+    before = snapshot(services)
+    response = _start(api, credentials, certificate, "B-T")
+    assert_refused(response, services, 502, "TIMESTAMP_WEAK_ALGORITHM")
+    assert_nothing_written(before, services)
+
+
+def _client_cms(services: Services, session: dict[str, Any], timestamper: Any = None) -> str:
+    """A complete CMS built by the client (with its own timestamp from ``timestamper``)."""
+    from signing_service.signing.keys import KeyCache
+
+    assert services.dev_pki is not None
+    key = KeyCache().get(
+        f"file:{services.dev_pki.p12_path('officer')}", DEV_KEY_PASSPHRASE.encode()
+    )
+    attrs = cms.CMSAttributes.load(base64.b64decode(session["data_to_sign"]))
+    ci = run_sync(
+        key.signer.async_sign_prescribed_attributes("sha256", attrs, timestamper=timestamper)
+    )
+    return base64.b64encode(ci.dump()).decode()
+
+
+@pytest.mark.parametrize("mode", ["self_signed", "sha1_signature", "skewed"])
+def test_client_cms_with_a_bad_timestamp_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any], mode: str
+) -> None:
+    """A client's own signature timestamp is checked like ours before it is stored (422: the
+    client sent it; ``details.code`` says which check failed)."""
+    assert services.dev_pki is not None
+    certificate, _ = _officer(services)
+    session = _start(api, credentials, certificate, "B-T").json()
+    signature_cms = _client_cms(services, session, BadTsa(services.dev_pki, mode))
+    before = snapshot(services)
+    done = _complete(api, credentials, session, cms=signature_cms)
+    assert_refused(done, services, 422, "EXTERNAL_TIMESTAMP_REFUSED")
+    assert done.json()["details"]["code"] == BAD_TSA_CODES[mode]
+    assert_nothing_written(before, services)
+
+
+def test_client_cms_with_a_good_timestamp_or_none_is_b_t(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """A client CMS with a good token keeps it; one without gets the service's (checked), so a
+    "B-T" document always has a signature timestamp."""
+    assert services.dev_pki is not None
+    certificate, _ = _officer(services)
+    for timestamper in (BadTsa(services.dev_pki, "good"), None):
+        session = _start(api, credentials, certificate, "B-T").json()
+        done = _complete(api, credentials, session, cms=_client_cms(services, session, timestamper))
+        assert done.status_code == 201, done.text
+        signed = api.get(done.json()["document"]["download_url"], headers=auth(credentials))
+        report = api.post("/v1/verifications", files={"file": ("s.pdf", signed.content)}).json()
+        assert report["verdict"] == "TOTAL_PASSED", report
+        signature = report["signatures"][0]
+        assert signature["level"] == "B-T"
+        assert signature["checks"]["timestamp"]["status"] == "PASSED"
+
+
+# -- the fast path -------------------------------------------------------------------------------
+def test_chains_are_judged_once_per_certificate_while_their_answers_are_valid(
+    services: Services,
+) -> None:
+    """Ten B-T signatures: the seal's chain and the TSA's chain are each validated once (their
+    OCSP/CRL answers are valid for longer than the test), every token is still checked."""
+    a = _agency(services)
+    for _ in range(10):
+        sign_document(
+            services, a, profile_name="agency-a-seal", pdf=make_pdf(), level="B-T", actor="t"
+        )
+    assert services.checker.chains.validations == 1
+    assert services.token_checker.chains.validations == 1
