@@ -547,6 +547,43 @@ def test_tsa_with_unknown_revocation_status_is_503(
         assert_nothing_written(before, services)
 
 
+def _raw_tsa(body: bytes) -> Any:
+    def app(_environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/timestamp-reply")])
+        return [body]
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "code"),
+    [
+        (b"\x30\x03\x02\x01", 502, "TIMESTAMP_INVALID"),  # truncated DER
+        (b"<html>rac</html>", 502, "TIMESTAMP_INVALID"),
+        # PKIStatusInfo "rejection" (2), no token: the server declined; perhaps temporarily.
+        (bytes.fromhex("300530030201 02".replace(" ", "")), 503, "TIMESTAMP_UNAVAILABLE"),
+        # "granted" (0) without a token.
+        (bytes.fromhex("3005300302 0100".replace(" ", "")), 502, "TIMESTAMP_INVALID"),
+    ],
+)
+def test_unreadable_or_refused_timestamp_answers(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    answer: bytes,
+    status: int,
+    code: str,
+) -> None:
+    assert services.dev_pki is not None
+    with WsgiServer(_raw_tsa(answer)) as server:
+        key_uri = f"file:{services.dev_pki.p12_path('agency-a-seal')}"
+        add_profile(services, "tsa-raw", key_uri=key_uri, tsa_url=f"{server.url}/tsa")
+        before = snapshot(services)
+        response = _sign_api(api, credentials, "tsa-raw", "B-T")
+    assert_refused(response, services, status, code)
+    assert_nothing_written(before, services)
+
+
 def test_bad_document_timestamp_refused(
     api: Any, services: Services, credentials: dict[str, Any], tsa_server: dict[str, Any]
 ) -> None:

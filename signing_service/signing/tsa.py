@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import requests
-from asn1crypto import cms, tsp, x509
+from asn1crypto import cms, core, tsp, x509
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError, set_tsp_headers
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
@@ -252,9 +252,12 @@ class TokenChecker:
                 fail.KEY_PURPOSE,
                 "chứng thư của máy chủ không có mục đích id-kp-timeStamping (critical)",
             )
+        if not isinstance(gen_time, datetime) or gen_time.tzinfo is None:
+            # RFC 3161 § 2.4.2: genTime is UTC ("Z"); a local time without offset proves nothing.
+            raise fail(fail.INVALID, "thời điểm của dấu thời gian không ghi múi giờ UTC")
         now = now or datetime.now(UTC)
-        if not isinstance(gen_time, datetime) or abs(gen_time - now) > self.max_skew:
-            shown = gen_time.astimezone(VIETNAM_TZ).isoformat() if gen_time else "?"
+        if abs(gen_time - now) > self.max_skew:
+            shown = gen_time.astimezone(VIETNAM_TZ).isoformat()
             raise fail(
                 fail.TIME_SKEW,
                 f"thời điểm {shown} lệch quá {int(self.max_skew.total_seconds())} giây "
@@ -291,19 +294,30 @@ class TokenChecker:
         )
 
 
+class _TimeStampResp(core.Sequence):
+    """RFC 3161 § 2.4.2 TimeStampResp. asn1crypto's ``tsp.TimeStampResp`` declares the token
+    mandatory, so a TSA's refusal (a status without a token) would not even parse."""
+
+    _fields = [  # noqa: RUF012 - asn1crypto's declaration style
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
 def granted_token(response: tsp.TimeStampResp) -> cms.ContentInfo:
     """The token of a TSA's answer. Raises :class:`TimestampRequestError` when the TSA refused
-    (it may be temporary: a 503), :class:`TimestampCheckFailure` when a granted answer has no
-    readable token."""
+    (it may be temporary: a 503), :class:`TimestampCheckFailure` when the answer cannot be read
+    or a granted answer has no token."""
     try:
-        status = response["status"]["status"].native
+        answer = _TimeStampResp.load(response.dump())
+        status = answer["status"]["status"].native
+        token = answer["time_stamp_token"]
     except (ValueError, TypeError, KeyError):
         raise TimestampCheckFailure(
             TimestampCheckFailure.INVALID, "phản hồi của máy chủ dấu thời gian không đọc được"
         ) from None
     if status not in ("granted", "granted_with_mods"):
         raise TimestampRequestError(f"Timestamp server refused the request: {status}")
-    token = response["time_stamp_token"]
     if not isinstance(token, cms.ContentInfo):
         raise TimestampCheckFailure(
             TimestampCheckFailure.INVALID, "máy chủ dấu thời gian không gửi kèm dấu thời gian"
@@ -324,7 +338,12 @@ class CheckedTimeStamper(TimeStamper):
         self.checker = checker
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
-        return await self.inner.async_request_tsa_response(req)
+        try:
+            return await self.inner.async_request_tsa_response(req)
+        except (ValueError, TypeError, KeyError) as e:  # an answer that does not parse
+            raise TimestampCheckFailure(
+                TimestampCheckFailure.INVALID, "phản hồi của máy chủ dấu thời gian không đọc được"
+            ) from e
 
     async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> cms.ContentInfo:
         nonce, req = self.request_cms(message_digest, md_algorithm)
