@@ -111,6 +111,12 @@ SignerKeyUsage = _error(
     422,
     "Chứng thư số của người ký không cho phép ký số (thiếu digitalSignature/nonRepudiation).",
 )
+SignerCertIsCa = _error(
+    "SIGNER_CERT_IS_CA",
+    422,
+    "Chứng thư số của người ký là chứng thư của tổ chức cấp chứng thư (CA); không dùng để ký "
+    "văn bản.",
+)
 AlgorithmPolicy = _error(
     "ALGORITHM_NOT_ALLOWED",
     422,
@@ -150,6 +156,58 @@ RemoteSigningUnavailable = _error(
 )
 TimestampUnavailable = _error(
     "TIMESTAMP_UNAVAILABLE", 503, "Không lấy được dấu thời gian từ máy chủ cấp dấu thời gian."
+)
+# A timestamp token that fails its checks (signing/tsa.py TokenChecker): the configured
+# timestamp server answered with something the service must not embed. 502: the request was
+# fine, the upstream server's answer was not; nothing is stored. The TSA certificate's unknown
+# revocation status may pass: 503 with Retry-After, like the signer's.
+TimestampInvalid = _error(
+    "TIMESTAMP_INVALID",
+    502,
+    "Máy chủ dấu thời gian trả về dấu thời gian không hợp lệ (sai cấu trúc hoặc chữ ký); "
+    "tài liệu chưa được ký.",
+)
+TimestampUntrusted = _error(
+    "TIMESTAMP_UNTRUSTED",
+    502,
+    "Chứng thư của máy chủ dấu thời gian không chuỗi được tới chứng thư gốc tin cậy, đã hết hạn "
+    "hoặc bị thu hồi; tài liệu chưa được ký.",
+)
+TimestampKeyPurpose = _error(
+    "TIMESTAMP_KEY_PURPOSE",
+    502,
+    "Chứng thư của máy chủ dấu thời gian không dành cho cấp dấu thời gian (thiếu mục đích "
+    "id-kp-timeStamping đánh dấu critical); tài liệu chưa được ký.",
+)
+TimestampWeakAlgorithm = _error(
+    "TIMESTAMP_WEAK_ALGORITHM",
+    502,
+    "Dấu thời gian dùng thuật toán không được phép (SHA-1, khóa RSA < 2048 bit, ECDSA < 256 bit); "
+    "tài liệu chưa được ký.",
+)
+TimestampImprintMismatch = _error(
+    "TIMESTAMP_IMPRINT_MISMATCH",
+    502,
+    "Dấu thời gian nhận được không được cấp cho chữ ký này (dấu băm không khớp); tài liệu chưa "
+    "được ký.",
+)
+TimestampNonceMismatch = _error(
+    "TIMESTAMP_NONCE_MISMATCH",
+    502,
+    "Dấu thời gian nhận được không phải trả lời cho yêu cầu vừa gửi (nonce không khớp); tài liệu "
+    "chưa được ký.",
+)
+TimestampTimeSkew = _error(
+    "TIMESTAMP_TIME_SKEW",
+    502,
+    "Thời điểm trong dấu thời gian lệch quá mức cho phép so với đồng hồ của dịch vụ; tài liệu "
+    "chưa được ký.",
+)
+TimestampStatusUnknown = _error(
+    "TIMESTAMP_TSA_STATUS_UNKNOWN",
+    503,
+    "Không xác định được trạng thái thu hồi của chứng thư máy chủ dấu thời gian; vui lòng thử "
+    "lại sau.",
 )
 SigningFailed = _error("SIGNING_FAILED", 422, "Không ký được tài liệu này.")
 
@@ -256,6 +314,11 @@ ExternalCertificateMismatch = _error(
 ExternalCmsInvalid = _error("EXTERNAL_CMS_INVALID", 422, "Không đọc được gói chữ ký CMS gửi lên.")
 ExternalCmsWrongDocument = _error(
     "EXTERNAL_CMS_WRONG_DOCUMENT", 422, "Gói chữ ký CMS gửi lên được tạo cho một tài liệu khác."
+)
+ExternalTimestampRefused = _error(
+    "EXTERNAL_TIMESTAMP_REFUSED",
+    422,
+    "Dấu thời gian trong gói chữ ký CMS gửi lên không được chấp nhận (xem details.code).",
 )
 
 # Agencies and API clients (operator commands)

@@ -221,8 +221,12 @@ class Settings(BaseSettings):
     # RFC 3161 timestamp server for the seals (development default: the dev PKI's TSA).
     audit_tsa_url: str | None = None
 
-    # Revocation look-ups of the signer before signing are cached this long (seconds).
-    signer_check_cache_seconds: int = 300
+    # The signer's (and a TSA's) chain judgement before signing is reused at most this long
+    # (seconds), and never past the nextUpdate of the OCSP/CRL answers it relied on.
+    signer_check_cache_seconds: int = Field(default=300, ge=0, le=86_400)
+    # A timestamp token whose genTime differs from this server's clock by more is refused
+    # (TIMESTAMP_TIME_SKEW).
+    tsa_max_skew_seconds: int = Field(default=300, ge=1, le=86_400)
     fetch_timeout_seconds: float = 5.0
     # Worker threads doing CPU-heavy signing/verification inside the API server.
     worker_threads: int = 4

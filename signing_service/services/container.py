@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from signing_service.services.verification_pool import TrustConfig, VerificationPool
     from signing_service.signing.certcheck import SignerChecker
     from signing_service.signing.keys import KeyCache
-    from signing_service.signing.tsa import PooledHTTPTimeStamper
+    from signing_service.signing.tsa import PooledHTTPTimeStamper, TokenChecker
     from signing_service.verification.validate import Verifier
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,23 @@ class Services:
             return SignerChecker(self.trust, self.settings.signer_check_cache_seconds)
 
         return self._get_or_build("checker", build)
+
+    @property
+    def token_checker(self) -> TokenChecker:
+        """Checks every timestamp token before it is embedded (signing/tsa.py)."""
+
+        def build() -> TokenChecker:
+            from datetime import timedelta
+
+            from signing_service.signing.tsa import TokenChecker
+
+            return TokenChecker(
+                self.trust,
+                max_skew=timedelta(seconds=self.settings.tsa_max_skew_seconds),
+                cache_seconds=self.settings.signer_check_cache_seconds,
+            )
+
+        return self._get_or_build("token_checker", build)
 
     @property
     def keys(self) -> KeyCache:

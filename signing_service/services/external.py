@@ -5,9 +5,12 @@
    the signed attributes, keeps that state server-side with an expiry, and returns the data to
    sign and its digest.
 2. ``complete_external``: the client sends the raw signature value (or a complete CMS). The
-   service checks it against the session's certificate and data before anything is embedded,
-   embeds it (adding the RFC 3161 timestamp for B-T), verifies the result, and stores it like
-   any other signed document. A session completes at most once.
+   service checks the certificate again (it may have been revoked since step 1: the duties of
+   TT 15/2025 Art. 5 hold before every signature), checks the signature against the session's
+   certificate and data before anything is embedded, embeds it (B-T: with a checked RFC 3161
+   timestamp; a client CMS's own timestamp tokens are checked like ours, and one without a
+   token gets ours), verifies the result, and stores it like any other signed document. A
+   session completes at most once.
 """
 
 from __future__ import annotations
@@ -27,22 +30,29 @@ from signing_service.services.container import Services
 from signing_service.services.documents import check_dossier_code, check_pdf_upload
 from signing_service.services.keys import officer_for, officer_still_registered
 from signing_service.services.signing import (
+    TIMESTAMP_ERRORS,
     SignResult,
     _level,
     _options,
     _profile,
     check_signer,
+    checked_timestamper,
     store_signed,
+    timestamp_error,
+    timestamp_unavailable,
     tsa_url_of,
 )
 from signing_service.signing.engine import (
     EXTERNAL_LEVELS,
     PdfInputError,
     PreparedExternal,
+    async_add_signature_timestamp,
     async_finish_external,
     async_prepare_external,
+    signature_timestamp_tokens,
 )
 from signing_service.signing.rawsig import raw_signature_valid
+from signing_service.signing.tsa import TimestampCheckFailure
 from signing_service.store.models import Agency, ExternalSession, SigningProfile
 
 
@@ -102,7 +112,7 @@ def start_external(
         services, agency, profile, officer=officer, presented=certificate
     )
     intermediates = list(registered_chain)
-    run_sync(check_signer(services, signer_cert, intermediates, True))
+    run_sync(check_signer(services, signer_cert, intermediates))
     try:
         prepared = run_sync(
             async_prepare_external(
@@ -110,9 +120,10 @@ def start_external(
                 signer_cert,
                 intermediates,
                 _options(profile, chosen),
-                # Its token size sizes the reservation (learnt once per TSA).
+                # Its token size sizes the reservation (learnt once per TSA); the first time,
+                # the sizing token is checked too, so a bad TSA is refused before a session.
                 timestamper=(
-                    services.timestamper(tsa_url_of(services, profile))
+                    checked_timestamper(services, tsa_url_of(services, profile))
                     if chosen.needs_timestamp
                     else None
                 ),
@@ -122,6 +133,8 @@ def start_external(
         raise (
             errors.EncryptedPdf() if e.reason == "encrypted" else errors.MalformedPdf()
         ) from None
+    except TimestampCheckFailure as failure:
+        raise timestamp_error(services, failure) from None
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=services.settings.external_session_seconds)
     row = ExternalSession(
@@ -208,6 +221,30 @@ def _check_cms(row: ExternalSession, cert: x509.Certificate, data: bytes) -> cms
     return ci
 
 
+def _check_client_timestamps(services: Services, ci: cms.ContentInfo) -> None:
+    """A client-built CMS may carry its own signature timestamps: each is checked as ours are
+    (signature, TSA chain and purpose, algorithms, imprint over the signature value, time)
+    before it is stored. Refused: 422 ``EXTERNAL_TIMESTAMP_REFUSED`` with the check's code in
+    ``details.code`` (503 with ``Retry-After`` when the TSA's status is unknown)."""
+    try:
+        tokens = signature_timestamp_tokens(ci)
+        signature_value = ci["content"]["signer_infos"][0]["signature"].native
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise errors.ExternalCmsInvalid() from None
+    for token in tokens:
+        try:
+            run_sync(services.token_checker.async_check_over(token, signature_value))
+        except TimestampCheckFailure as failure:
+            if failure.reason == TimestampCheckFailure.STATUS_UNKNOWN:
+                raise timestamp_error(services, failure) from None
+            raise errors.ExternalTimestampRefused(
+                details={
+                    "code": TIMESTAMP_ERRORS[failure.reason].code,
+                    "reason": failure.detail,
+                }
+            ) from None
+
+
 def complete_external(
     services: Services,
     agency: Agency,
@@ -251,10 +288,17 @@ def complete_external(
         cert, row.signed_attrs, signature, row.md_algorithm
     ):
         raise errors.ExternalSignatureInvalid()
+    # The signer is checked again before the signature is embedded: minutes may have passed
+    # since step 1, and a certificate revoked meanwhile must not sign (TT 15/2025 Art. 5).
+    run_sync(check_signer(services, cert, chain))
+    if ci is not None:
+        _check_client_timestamps(services, ci)
     timestamper = None
-    if ci is None and row.level == "B-T":
-        timestamper = services.timestamper(tsa_url_of(services, profile))
+    if row.level == "B-T":
+        timestamper = checked_timestamper(services, tsa_url_of(services, profile))
     try:
+        if ci is not None and timestamper is not None and not signature_timestamp_tokens(ci):
+            ci = run_sync(async_add_signature_timestamp(ci, timestamper, row.md_algorithm))
         signed = run_sync(
             async_finish_external(
                 prepared,
@@ -262,14 +306,16 @@ def complete_external(
                 chain,
                 signature_cms=ci,
                 raw_signature=signature,
-                timestamper=timestamper,
+                timestamper=timestamper if ci is None else None,
             )
         )
+    except TimestampCheckFailure as failure:
+        raise timestamp_error(services, failure) from None
     except Exception as e:  # noqa: BLE001 - TSA errors, or a CMS too large for the reservation
         from pyhanko.sign.timestamps import TimestampRequestError
 
         if isinstance(e, TimestampRequestError):
-            raise errors.TimestampUnavailable() from None
+            raise timestamp_unavailable(services) from None
         raise errors.ExternalCmsInvalid() from None
     # Validated before it is returned: the new signature must be intact and the session's.
     report = run_sync(services.verifier.async_verify(signed))

@@ -276,7 +276,7 @@ def _check_certificate(services: Services, checked: _Checked) -> None:
         # A CA certificate issues certificates; it is never an officer's or a seal's
         # (issue 9: a CA certificate was accepted as an officer's certificate).
         raise errors.CertificateIsCa()
-    run_sync(check_signer(services, checked.certificate, checked.chain, True))
+    run_sync(check_signer(services, checked.certificate, checked.chain))
 
 
 def register_key(

@@ -129,7 +129,7 @@ def _check_key(services: Services, key: SigningKey | None) -> None:
     if key is None:
         return
     chain = tuple(load_certificates(key.chain)) if key.chain else ()
-    run_sync(check_signer(services, x509.Certificate.load(key.certificate), chain, True))
+    run_sync(check_signer(services, x509.Certificate.load(key.certificate), chain))
 
 
 def _settings(profile: SigningProfile, key: SigningKey | None) -> dict[str, Any]:

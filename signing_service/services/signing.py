@@ -42,6 +42,7 @@ from signing_service.signing.keys import (
     with_authorization,
 )
 from signing_service.signing.levels import SignatureLevel
+from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
 from storage import StorageUnavailableError
 
@@ -51,10 +52,22 @@ PROFILE_NAME = re.compile(PROFILE_NAME_PATTERN)
 CHECK_ERRORS: dict[str, type[errors.ServiceError]] = {
     SignerCheckFailure.EXPIRED: errors.SignerCertExpired,
     SignerCheckFailure.KEY_USAGE: errors.SignerKeyUsage,
+    SignerCheckFailure.CA_CERTIFICATE: errors.SignerCertIsCa,
     SignerCheckFailure.ALGORITHM: errors.AlgorithmPolicy,
     SignerCheckFailure.UNTRUSTED: errors.SignerCertUntrusted,
     SignerCheckFailure.REVOKED: errors.SignerCertRevoked,
     SignerCheckFailure.STATUS_UNKNOWN: errors.SignerCertStatusUnknown,
+}
+
+TIMESTAMP_ERRORS: dict[str, type[errors.ServiceError]] = {
+    TimestampCheckFailure.INVALID: errors.TimestampInvalid,
+    TimestampCheckFailure.UNTRUSTED: errors.TimestampUntrusted,
+    TimestampCheckFailure.KEY_PURPOSE: errors.TimestampKeyPurpose,
+    TimestampCheckFailure.WEAK_ALGORITHM: errors.TimestampWeakAlgorithm,
+    TimestampCheckFailure.IMPRINT_MISMATCH: errors.TimestampImprintMismatch,
+    TimestampCheckFailure.NONCE_MISMATCH: errors.TimestampNonceMismatch,
+    TimestampCheckFailure.TIME_SKEW: errors.TimestampTimeSkew,
+    TimestampCheckFailure.STATUS_UNKNOWN: errors.TimestampStatusUnknown,
 }
 
 
@@ -101,17 +114,43 @@ def _level(requested: str | None, profile: SigningProfile) -> SignatureLevel:
         raise errors.InvalidLevel() from None
 
 
+def _retry_after(services: Services) -> dict[str, str]:
+    return {"Retry-After": str(services.settings.retry_after_seconds)}
+
+
 async def check_signer(
-    services: Services,
-    cert: x509.Certificate,
-    chain: Sequence[x509.Certificate],
-    check_revocation: bool,
+    services: Services, cert: x509.Certificate, chain: Sequence[x509.Certificate]
 ) -> None:
-    """The checks before any signature, with their error codes (one place for all flows)."""
+    """The checks before every signature (TT 15/2025 Art. 5; signing/certcheck.py), with
+    their error codes: one place for all flows and levels, and nothing switches them off.
+
+    422 ``SIGNER_CERT_EXPIRED`` | ``SIGNER_CERT_IS_CA`` | ``SIGNER_CERT_KEY_USAGE`` |
+    ``ALGORITHM_NOT_ALLOWED`` | ``SIGNER_CERT_UNTRUSTED`` | ``SIGNER_CERT_REVOKED``; 503
+    ``SIGNER_CERT_STATUS_UNKNOWN`` with ``Retry-After`` (responder unreachable, no CRL).
+    """
     try:
-        await services.checker.async_check(cert, tuple(chain), check_revocation=check_revocation)
+        await services.checker.async_check(cert, tuple(chain))
     except SignerCheckFailure as failure:
-        raise CHECK_ERRORS[failure.reason](details={"reason": failure.detail}) from None
+        error = CHECK_ERRORS[failure.reason]
+        headers = _retry_after(services) if error.status == 503 else None
+        raise error(details={"reason": failure.detail}, headers=headers) from None
+
+
+def timestamp_error(services: Services, failure: TimestampCheckFailure) -> errors.ServiceError:
+    """The service error for a refused timestamp token (502, or 503 with ``Retry-After`` when
+    the TSA certificate's status is unknown)."""
+    error = TIMESTAMP_ERRORS[failure.reason]
+    headers = _retry_after(services) if error.status == 503 else None
+    return error(details={"reason": failure.detail}, headers=headers)
+
+
+def timestamp_unavailable(services: Services, message: str | None = None) -> errors.ServiceError:
+    return errors.TimestampUnavailable(message, headers=_retry_after(services))
+
+
+def checked_timestamper(services: Services, url: str) -> CheckedTimeStamper:
+    """The TSA client for ``url`` whose every token is checked before use (signing/tsa.py)."""
+    return CheckedTimeStamper(services.timestamper(url), services.token_checker)
 
 
 def _options(profile: SigningProfile, level: SignatureLevel) -> SignOptions:
@@ -137,11 +176,11 @@ async def _check_and_sign(
     level: SignatureLevel,
     pdf: bytes,
 ) -> bytes:
-    await check_signer(services, key.signing_cert, key.chain, True)
+    await check_signer(services, key.signing_cert, key.chain)
     options = _options(profile, level)
     timestamper = None
     if level.needs_timestamp:
-        timestamper = services.timestamper(tsa_url_of(services, profile))
+        timestamper = checked_timestamper(services, tsa_url_of(services, profile))
     vc = None
     if level.needs_revocation_info:
         # A factory: each context is built after the timestamp whose validation data it
@@ -156,8 +195,11 @@ async def _check_and_sign(
         if e.reason == "encrypted":
             raise errors.EncryptedPdf() from None
         raise errors.MalformedPdf() from None
+    except TimestampCheckFailure as failure:
+        # Every token (signature and document timestamps) is checked before it is embedded.
+        raise timestamp_error(services, failure) from None
     except (TimestampError, TimestampRequestError, requests.RequestException):
-        raise errors.TimestampUnavailable() from None
+        raise timestamp_unavailable(services) from None
     except KeySourceError as e:
         # Raised while signing by keys that act per signature (remote signing).
         from signing_service.services.keys import key_error
@@ -349,7 +391,7 @@ def sign_batch(
     profile = _profile(services, agency, profile_name)
     chosen = _level(level, profile)
     key = _key(services, agency, profile)
-    run_sync(check_signer(services, key.signing_cert, key.chain, True))
+    run_sync(check_signer(services, key.signing_cert, key.chain))
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
     for filename, pdf in items:

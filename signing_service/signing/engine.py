@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from io import BytesIO
 from typing import BinaryIO
 
-from asn1crypto import cms, x509
+from asn1crypto import cms, core, x509
 from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.generic import NameObject
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -452,6 +452,54 @@ async def async_prepare_external(
         signed_attrs=attrs.dump(),
         md_algorithm=options.md_algorithm,
     )
+
+
+def signature_timestamp_tokens(signature_cms: cms.ContentInfo) -> list[cms.ContentInfo]:
+    """The signature timestamp tokens (unsigned ``signature_time_stamp_token`` attributes,
+    RFC 3161 Appendix A) of the first signer of a client-built CMS. ``ValueError`` when the
+    structure cannot be read."""
+    try:
+        signer_info = signature_cms["content"]["signer_infos"][0]
+        unsigned = signer_info["unsigned_attrs"]
+        if isinstance(unsigned, core.Void):
+            return []
+        return [
+            value
+            for attr in unsigned
+            if attr["type"].native == "signature_time_stamp_token"
+            for value in attr["values"]
+        ]
+    except (KeyError, IndexError, TypeError, AttributeError) as e:
+        raise ValueError(f"unreadable CMS: {type(e).__name__}") from e
+
+
+def _with_fields(value: core.Sequence, **changes: core.Asn1Value) -> core.Sequence:
+    """A new ``value`` of the same type with ``changes``; the other fields keep their exact
+    encoding (asn1crypto reuses the bytes of fields it has not modified)."""
+    fields = {}
+    for name, *_ in type(value)._fields:
+        field_value = changes.get(name, value[name])
+        if not isinstance(field_value, core.Void):
+            fields[name] = field_value
+    return type(value)(fields)
+
+
+async def async_add_signature_timestamp(
+    signature_cms: cms.ContentInfo, timestamper: TimeStamper, md_algorithm: str
+) -> cms.ContentInfo:
+    """A copy of ``signature_cms`` whose signer carries a signature timestamp from
+    ``timestamper`` over its signature value (PAdES B-T for a CMS the client built without
+    one). Only unsigned attributes change: the signature covers the same bytes as before."""
+    signed_data = signature_cms["content"]
+    signer_info = signed_data["signer_infos"][0]
+    digest = hashlib.new(md_algorithm, signer_info["signature"].native).digest()
+    token = await timestamper.async_timestamp(digest, md_algorithm)
+    unsigned = signer_info["unsigned_attrs"]
+    attrs = [] if isinstance(unsigned, core.Void) else list(unsigned)
+    attrs.append(cms.CMSAttribute({"type": "signature_time_stamp_token", "values": [token]}))
+    new_signer = _with_fields(signer_info, unsigned_attrs=cms.CMSAttributes(attrs))
+    new_signed = _with_fields(signed_data, signer_infos=cms.SignerInfos([new_signer]))
+    return cms.ContentInfo({"content_type": "signed_data", "content": new_signed})
 
 
 async def async_finish_external(
