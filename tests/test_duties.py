@@ -3,12 +3,15 @@
 Signers: revoked (the dev PKI's revoked certificate, OCSP), untrusted (a throw-away root that is
 not in the trust store), unknown status (a certificate of the dev intermediate whose OCSP
 responder and CRL are on a closed port) are refused at B-B, B-T, B-LT and B-LTA, in one-step,
-batch, two-step and remote (CSC) signing, PKCS#11 and the CLI, and nothing is written.
+batch, two-step and remote (CSC) signing, PKCS#11 and the CLI, and nothing is written. Each is
+registered the way the registry stores keys but without its checks: a key that passed them at
+registration and has gone bad since, which is what the checks before every signature are for.
 
 Timestamp servers (pyHanko's DummyTimeStamper made to misbehave, on loopback): self-signed,
 SHA-1 signature, SHA-1 imprint, wrong imprint, wrong nonce, skewed clock, non-critical
 timeStamping purpose, unknown revocation status: each refused with its own code, for signature
-timestamps, B-LTA document timestamps and two-step completion, and nothing is written.
+timestamps, B-LTA document timestamps and two-step completion, and nothing is written. The
+operator configures that server by name (``SIGNING_SERVICE_TSAS``); profiles name it.
 """
 
 from __future__ import annotations
@@ -30,10 +33,14 @@ from sqlalchemy import select
 
 from signing_service import errors
 from signing_service._async import run_sync
+from signing_service.pki.dev import DevPki
+from signing_service.services.allowlists import DEV_PKCS11_MODULE, DEV_TSA
 from signing_service.services.container import Services
+from signing_service.services.keys import CscMaterial
 from signing_service.services.signing import sign_document
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.store.models import Agency
+from tests.conftest import make_settings
 from tests.support.duties import (
     BAD_TSA_CODES,
     UNKNOWN_STATUS_TSA,
@@ -46,12 +53,22 @@ from tests.support.duties import (
     tsa_app,
     write_p12,
 )
+from tests.support.keys import (
+    register,
+    store_officer_without_checks,
+    store_reference_without_checks,
+    store_without_checks,
+)
 from tests.support.pdfs import make_pdf
 from tests.support.postgres import free_port
 from tests.support.state import assert_nothing_written, snapshot
 from tests.support.testpki import issue_chain, to_asn1
 
 LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
+# The operator's names for the misbehaving servers the tests run (SIGNING_SERVICE_TSAS,
+# SIGNING_SERVICE_CSC_PROVIDERS).
+TEST_TSA = "thu-nghiem"
+PROVIDER = "tu-xa-thu-nghiem"
 EXPECTED = {
     "revoked": (422, "SIGNER_CERT_REVOKED"),
     "untrusted": (422, "SIGNER_CERT_UNTRUSTED"),
@@ -76,12 +93,12 @@ def closed_url(path: str) -> str:
 
 
 class Signer:
-    """A bad signer: its certificate chain (signer first) and private key."""
+    """A bad signer: its certificate chain (signer first), private key and PKCS#12 file."""
 
-    def __init__(self, certs: list[Any], key: Any, key_uri: str) -> None:
+    def __init__(self, certs: list[Any], key: Any, p12: Path | None = None) -> None:
         self.certs = certs
         self.key = key
-        self.key_uri = key_uri
+        self.p12 = p12
 
     def pem(self) -> bytes:
         return b"".join(pem.armor("CERTIFICATE", c.dump()) for c in self.certs)
@@ -102,13 +119,13 @@ def make_signer(services: Services, kind: str, directory: Path) -> Signer:
             path.read_bytes(), DEV_KEY_PASSPHRASE.encode()
         )
         assert cert is not None
-        return Signer([to_asn1(c) for c in (cert, *extra)], private, f"file:{path}")
+        return Signer([to_asn1(c) for c in (cert, *extra)], private, path)
     if kind == "untrusted":
         chain = issue_chain()
-        uri = write_p12(
+        path = write_p12(
             directory / "untrusted.p12", chain.leaf_private_key, chain.leaf, [chain.intermediate]
         )
-        return Signer([chain.leaf, chain.intermediate], chain.leaf_private_key, uri)
+        return Signer([chain.leaf, chain.intermediate], chain.leaf_private_key, path)
     assert kind == "unknown"
     cert, private = issue_under_dev(
         pki,
@@ -116,8 +133,100 @@ def make_signer(services: Services, kind: str, directory: Path) -> Signer:
         crl_url=closed_url("crl"),
         ocsp_url=closed_url("ocsp"),
     )
-    uri = write_p12(directory / "unknown.p12", private, cert, [pki.cert("interm")])
-    return Signer([cert, pki.cert("interm")], private, uri)
+    path = write_p12(directory / "unknown.p12", private, cert, [pki.cert("interm")])
+    return Signer([cert, pki.cert("interm")], private, path)
+
+
+def register_p12(services: Services, name: str, signer: Signer) -> str:
+    """Register the signer's PKCS#12 for agency A as the registry stores it (without checks)."""
+    assert signer.p12 is not None
+    store_without_checks(services, name, signer.p12)
+    return name
+
+
+# -- the operator's configuration: the tests' own TSA and remote signing provider ---------------
+@pytest.fixture
+def tsa_server(dev_pki: tuple[DevPki, int]) -> Iterator[dict[str, Any]]:
+    """A timestamp server on loopback, configured by the operator as TSA :data:`TEST_TSA` (see
+    :func:`services`). It answers as ``state["tsa"]`` (a :class:`BadTsa` the test sets) and
+    counts those requests (``state["requests"]``), or as ``state["app"]`` (any WSGI app) when
+    the test sets one."""
+    pki, _ = dev_pki
+    state: dict[str, Any] = {"tsa": BadTsa(pki, "good"), "requests": 0, "app": None}
+
+    def current() -> BadTsa:
+        state["requests"] += 1
+        tsa: BadTsa = state["tsa"]
+        return tsa
+
+    answer_as_tsa = tsa_app(current)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return (state["app"] or answer_as_tsa)(environ, start_response)
+
+    with WsgiServer(app) as server:
+        state["url"] = f"{server.url}/tsa"
+        yield state
+
+
+@pytest.fixture
+def remote(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A CSC provider stand-in on loopback, configured by the operator as :data:`PROVIDER`;
+    its one credential ``officer-1`` holds the signer given to ``state["hold"]`` (its
+    certificates and key)."""
+    from tests.support.csc_provider import ProviderServer, make_app
+
+    monkeypatch.setenv("DUTIES_CSC_TOKEN", "duties-service-token")
+    held: list[Signer] = []
+    certificates: list[bytes] = []
+    lock = threading.Lock()
+
+    def sign(digest_info: bytes) -> bytes:
+        with lock:
+            return held[0].sign_digest_info(digest_info)
+
+    def hold(signer: Signer) -> None:
+        held[:] = [signer]
+        certificates[:] = [c.dump() for c in signer.certs]  # what credentials/info lists
+
+    app = make_app(
+        service_token="duties-service-token",
+        credential_id="officer-1",
+        officer_pin="135790",
+        certificates=certificates,
+        sign=sign,
+    )
+    server = ProviderServer(app, free_port()).start()
+    try:
+        yield {
+            "entry": {
+                "url": f"http://127.0.0.1:{server.port}/csc/v2",
+                "token_source": "env:DUTIES_CSC_TOKEN",
+            },
+            "hold": hold,
+        }
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def services(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    database_url: str,
+    dev_pki: tuple[DevPki, int],
+) -> Iterator[Services]:
+    """The services as tests/conftest.py builds them, with what the operator configures for
+    the servers the test runs: TSA :data:`TEST_TSA` when it uses :func:`tsa_server`, provider
+    :data:`PROVIDER` when it uses :func:`remote`. The dev PKI's TSA stays the default."""
+    overrides: dict[str, Any] = {"default_tsa": DEV_TSA}
+    if "tsa_server" in request.fixturenames:
+        overrides["tsas"] = {TEST_TSA: request.getfixturevalue("tsa_server")["url"]}
+    if "remote" in request.fixturenames:
+        overrides["csc_providers"] = {PROVIDER: request.getfixturevalue("remote")["entry"]}
+    built = Services.build(make_settings(tmp_path, database_url, dev_pki, **overrides))
+    yield built
+    built.close()
 
 
 # -- signers, one-step and batch ----------------------------------------------------------------
@@ -127,7 +236,7 @@ def test_bad_signer_refused_at_every_level_one_step_and_batch(
 ) -> None:
     assert services.dev_pki is not None
     signer = make_signer(services, kind, tmp_path)
-    add_profile(services, "bad", key_uri=signer.key_uri, tsa_url=services.dev_pki.tsa_url)
+    add_profile(services, "bad", key=register_p12(services, f"xau-{kind}", signer), tsa=DEV_TSA)
     status, code = EXPECTED[kind]
     for level in LEVELS:
         before = snapshot(services)
@@ -154,13 +263,7 @@ def test_good_signer_signs_at_every_level_through_the_same_path(
     api: Any, services: Services, credentials: dict[str, Any]
 ) -> None:
     """The control: the refusals above come from the signer, not from the profile shape."""
-    assert services.dev_pki is not None
-    add_profile(
-        services,
-        "good",
-        key_uri=f"file:{services.dev_pki.p12_path('agency-b-seal')}",
-        tsa_url=services.dev_pki.tsa_url,
-    )
+    add_profile(services, "good", key="agency-a-seal", tsa=DEV_TSA)
     for level in LEVELS:
         response = api.post(
             "/v1/signatures",
@@ -178,8 +281,10 @@ def test_a_ca_certificate_never_signs(services: Services, tmp_path: Path) -> Non
 
     pki = services.dev_pki
     assert pki is not None
-    uri = write_p12(tmp_path / "root.p12", dev_key(pki, "root"), pki.cert("root"))
-    add_profile(services, "ca", key_uri=uri, tsa_url=pki.tsa_url)
+    store_without_checks(
+        services, "ca", write_p12(tmp_path / "root.p12", dev_key(pki, "root"), pki.cert("root"))
+    )
+    add_profile(services, "ca", key="ca", tsa=DEV_TSA)
     a = _agency(services)
     for level in LEVELS:
         before = snapshot(services)
@@ -226,6 +331,8 @@ def test_bad_signer_refused_when_two_step_signing_starts(
     api: Any, services: Services, credentials: dict[str, Any], tmp_path: Path, kind: str
 ) -> None:
     signer = make_signer(services, kind, tmp_path)
+    # The agency's officer (any registered officer may use the profile), gone bad since.
+    store_officer_without_checks(services, f"can-bo-{kind}", signer.pem())
     status, code = EXPECTED[kind]
     for level in ("B-B", "B-T"):
         before = snapshot(services)
@@ -252,6 +359,7 @@ def test_signer_revoked_between_start_and_completion_is_refused(
     with WsgiServer(crl_app(current_crl)) as crls:
         cert, key = issue_under_dev(pki, "Cán bộ thử nghiệm", crl_url=f"{crls.url}/interm.crl")
         certificate = pem.armor("CERTIFICATE", cert.dump())
+        store_officer_without_checks(services, "can-bo-thu-nghiem", certificate)
         started = _start(api, credentials, certificate, "B-B")
         assert started.status_code == 201, started.text
         session = started.json()
@@ -266,52 +374,25 @@ def test_signer_revoked_between_start_and_completion_is_refused(
 
 
 # -- signers, remote signing (CSC), PKCS#11, the CLI, production ----------------------------------
-@pytest.fixture
-def csc_for(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Starts CSC provider stand-ins holding a given signer; yields a factory of key URIs."""
-    from tests.support.csc_provider import ProviderServer, make_app
-
-    servers: list[ProviderServer] = []
-    monkeypatch.setenv("DUTIES_CSC_TOKEN", "duties-service-token")
-
-    def start(signer: Signer) -> str:
-        lock = threading.Lock()
-
-        def sign(digest_info: bytes) -> bytes:
-            with lock:
-                return signer.sign_digest_info(digest_info)
-
-        app = make_app(
-            service_token="duties-service-token",
-            credential_id="officer-1",
-            officer_pin="135790",
-            certificates=[c.dump() for c in signer.certs],
-            sign=sign,
-        )
-        server = ProviderServer(app, free_port()).start()
-        servers.append(server)
-        return (
-            f"csc:http://127.0.0.1:{server.port}/csc/v2?credential=officer-1"
-            "&token-source=env:DUTIES_CSC_TOKEN"
-        )
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_bad_remote_signer_refused_at_every_level(
     api: Any,
     services: Services,
     credentials: dict[str, Any],
     tmp_path: Path,
-    csc_for: Any,
+    remote: dict[str, Any],
     kind: str,
 ) -> None:
-    assert services.dev_pki is not None
     signer = make_signer(services, kind, tmp_path)
-    add_profile(services, "remote-bad", key_uri=csc_for(signer), tsa_url=services.dev_pki.tsa_url)
+    remote["hold"](signer)
+    store_reference_without_checks(
+        services,
+        "tu-xa-xau",
+        "csc",
+        signer.pem(),
+        {"provider": PROVIDER, "credential": "officer-1"},
+    )
+    add_profile(services, "remote-bad", key="tu-xa-xau", tsa=DEV_TSA)
     status, code = EXPECTED[kind]
     for level in LEVELS:
         before = snapshot(services)
@@ -326,16 +407,18 @@ def test_bad_remote_signer_refused_at_every_level(
 
 
 def test_remote_signer_control_signs(
-    api: Any, services: Services, credentials: dict[str, Any], csc_for: Any
+    api: Any, services: Services, credentials: dict[str, Any], remote: dict[str, Any]
 ) -> None:
-    """The same stand-in with a good certificate (of the dev intermediate, with a CRL) signs."""
+    """The same stand-in with a good certificate (of the dev intermediate, with a CRL),
+    registered with every check, signs."""
     pki = services.dev_pki
     assert pki is not None
     crl = dev_crl(pki, next_update=timedelta(hours=1))
     with WsgiServer(crl_app(lambda: crl)) as crls:
         cert, key = issue_under_dev(pki, "Cán bộ ký từ xa", crl_url=f"{crls.url}/interm.crl")
-        signer = Signer([cert, pki.cert("interm")], key, "")
-        add_profile(services, "remote-good", key_uri=csc_for(signer), tsa_url=pki.tsa_url)
+        remote["hold"](Signer([cert, pki.cert("interm")], key))
+        register(services, "tu-xa-tot", CscMaterial(PROVIDER, "officer-1"))
+        add_profile(services, "remote-good", key="tu-xa-tot", tsa=DEV_TSA)
         response = api.post(
             "/v1/signatures",
             headers=auth(credentials),
@@ -345,9 +428,7 @@ def test_remote_signer_control_signs(
     assert response.status_code == 201, response.text
 
 
-def test_pkcs11_key_with_unknown_status_refused(
-    services: Services, tmp_path: Path, hsm_key: Any
-) -> None:
+def test_pkcs11_key_with_unknown_status_refused(services: Services, hsm_key: Any) -> None:
     """The HSM's key, certified by the dev intermediate with revocation sources on a closed
     port: signing through PKCS#11 is refused like any other key source."""
     if hsm_key is None or services.dev_hsm_key is None:
@@ -364,10 +445,16 @@ def test_pkcs11_key_with_unknown_status_refused(
         crl_url=closed_url("crl"),
         ocsp_url=closed_url("ocsp"),
     )
-    cert_path = tmp_path / "hsm-unknown.cert.pem"
-    cert_path.write_bytes(pem.armor("CERTIFICATE", cert.dump()))
-    uri = services.dev_hsm_key.uri(cert_path, pki.cert_path("interm"))
-    add_profile(services, "hsm-unknown", key_uri=uri, tsa_url=pki.tsa_url)
+    hsm = services.dev_hsm_key
+    store_reference_without_checks(
+        services,
+        "hsm-unknown",
+        "pkcs11",
+        pem.armor("CERTIFICATE", cert.dump()) + pki.cert_path("interm").read_bytes(),
+        {"module": DEV_PKCS11_MODULE, "token": hsm.token, "object": hsm.key_label},
+        secret=hsm.pin_file.read_text().strip().encode(),
+    )
+    add_profile(services, "hsm-unknown", key="hsm-unknown", tsa=DEV_TSA)
     a = _agency(services)
     for level in LEVELS:
         before = snapshot(services)
@@ -390,9 +477,8 @@ def test_cli_sign_refuses_a_revoked_signer(
     from tests.conftest import REPO
 
     pki, port = dev_pki
-    add_profile(
-        services, "cli-revoked", key_uri=f"file:{pki.p12_path('revoked-signer')}", level="B-B"
-    )
+    store_without_checks(services, "cli-revoked", pki.p12_path("revoked-signer"))
+    add_profile(services, "cli-revoked", key="cli-revoked", level="B-B")
     before = snapshot(services)
     src, out = tmp_path / "in.pdf", tmp_path / "out.pdf"
     src.write_bytes(make_pdf())
@@ -423,30 +509,30 @@ def test_cli_sign_refuses_a_revoked_signer(
 
 
 def test_production_refuses_a_signer_that_chains_to_nothing(tmp_path: Path) -> None:
+    """No dev PKI, no trust anchor the seal chains to: refused before it signs."""
     from signing_service.settings import Settings
-    from signing_service.store.models import SigningProfile
 
     settings = Settings(
         mode="production",
         data_dir=tmp_path / "var",
         key_passphrase="s3cret-prod",
+        key_store_secret="s3cret-prod-key-store-" + "k" * 16,
+        audit_key="s3cret-prod-audit-key-" + "a" * 16,
         database_url=f"sqlite:///{tmp_path}/m.db",
     )
     services = Services.build(settings)
     try:
         chain = issue_chain()
-        uri = write_p12(
+        path = write_p12(
             tmp_path / "seal.p12",
             chain.leaf_private_key,
             chain.leaf,
             [chain.intermediate, chain.root],
-            passphrase="s3cret-prod",
         )
         with services.db.transaction() as session:
-            agency = Agency(code="000.00.12.H12", name="Sở Tư pháp")
-            session.add(agency)
-            session.flush()
-            session.add(SigningProfile(agency_id=agency.id, name="seal", key_uri=uri, level="B-B"))
+            session.add(Agency(code="000.00.12.H12", name="Sở Tư pháp"))
+        store_without_checks(services, "seal", path)
+        add_profile(services, "seal", key="seal")
         a = _agency(services)
         before = snapshot(services)
         with pytest.raises(errors.ServiceError) as info:
@@ -457,24 +543,7 @@ def test_production_refuses_a_signer_that_chains_to_nothing(tmp_path: Path) -> N
         services.close()
 
 
-# -- timestamp tokens ----------------------------------------------------------------------------
-@pytest.fixture
-def tsa_server(services: Services) -> Iterator[dict[str, Any]]:
-    """A timestamp server on loopback whose behaviour the test sets (``state["tsa"]``); it
-    counts the requests it answers (``state["requests"]``)."""
-    assert services.dev_pki is not None
-    state: dict[str, Any] = {"tsa": BadTsa(services.dev_pki, "good"), "requests": 0}
-
-    def current() -> BadTsa:
-        state["requests"] += 1
-        tsa: BadTsa = state["tsa"]
-        return tsa
-
-    with WsgiServer(tsa_app(current)) as server:
-        state["url"] = f"{server.url}/tsa"
-        yield state
-
-
+# -- timestamp tokens (the TSA: tsa_server, configured by the operator as TEST_TSA) ------------
 def _sign_api(api: Any, credentials: dict[str, Any], profile: str, level: str) -> Any:
     return api.post(
         "/v1/signatures",
@@ -496,8 +565,7 @@ def test_bad_timestamp_refused_at_every_timestamped_level(
     TSA gave 500. Each bad answer has its code (502: the upstream server answered wrongly)."""
     assert services.dev_pki is not None
     tsa_server["tsa"] = BadTsa(services.dev_pki, mode)
-    key_uri = f"file:{services.dev_pki.p12_path('agency-a-seal')}"
-    add_profile(services, "tsa-bad", key_uri=key_uri, tsa_url=tsa_server["url"])
+    add_profile(services, "tsa-bad", key="agency-a-seal", tsa=TEST_TSA)
     for level in ("B-T", "B-LT", "B-LTA"):
         before = snapshot(services)
         response = _sign_api(api, credentials, "tsa-bad", level)
@@ -525,9 +593,7 @@ def test_good_test_tsa_is_accepted(
     api: Any, services: Services, credentials: dict[str, Any], tsa_server: dict[str, Any]
 ) -> None:
     """The control: the same test TSA answering correctly (dev TSA key) gives signatures."""
-    assert services.dev_pki is not None
-    key_uri = f"file:{services.dev_pki.p12_path('agency-a-seal')}"
-    add_profile(services, "tsa-good", key_uri=key_uri, tsa_url=tsa_server["url"])
+    add_profile(services, "tsa-good", key="agency-a-seal", tsa=TEST_TSA)
     for level in ("B-T", "B-LTA"):
         response = _sign_api(api, credentials, "tsa-good", level)
         assert response.status_code == 201, response.text
@@ -538,8 +604,7 @@ def test_tsa_with_unknown_revocation_status_is_503(
 ) -> None:
     assert services.dev_pki is not None
     tsa_server["tsa"] = BadTsa(services.dev_pki, UNKNOWN_STATUS_TSA)
-    key_uri = f"file:{services.dev_pki.p12_path('agency-a-seal')}"
-    add_profile(services, "tsa-unknown", key_uri=key_uri, tsa_url=tsa_server["url"])
+    add_profile(services, "tsa-unknown", key="agency-a-seal", tsa=TEST_TSA)
     for level in ("B-T", "B-LTA"):
         before = snapshot(services)
         response = _sign_api(api, credentials, "tsa-unknown", level)
@@ -570,16 +635,15 @@ def test_unreadable_or_refused_timestamp_answers(
     api: Any,
     services: Services,
     credentials: dict[str, Any],
+    tsa_server: dict[str, Any],
     answer: bytes,
     status: int,
     code: str,
 ) -> None:
-    assert services.dev_pki is not None
-    with WsgiServer(_raw_tsa(answer)) as server:
-        key_uri = f"file:{services.dev_pki.p12_path('agency-a-seal')}"
-        add_profile(services, "tsa-raw", key_uri=key_uri, tsa_url=f"{server.url}/tsa")
-        before = snapshot(services)
-        response = _sign_api(api, credentials, "tsa-raw", "B-T")
+    tsa_server["app"] = _raw_tsa(answer)
+    add_profile(services, "tsa-raw", key="agency-a-seal", tsa=TEST_TSA)
+    before = snapshot(services)
+    response = _sign_api(api, credentials, "tsa-raw", "B-T")
     assert_refused(response, services, status, code)
     assert_nothing_written(before, services)
 
@@ -599,11 +663,10 @@ def test_bad_document_timestamp_refused(
         answered["n"] += 1
         return good if answered["n"] <= 2 else bad
 
-    with WsgiServer(tsa_app(switch_after_signature_timestamp)) as server:
-        key_uri = f"file:{pki.p12_path('agency-a-seal')}"
-        add_profile(services, "lta", key_uri=key_uri, tsa_url=f"{server.url}/tsa")
-        before = snapshot(services)
-        response = _sign_api(api, credentials, "lta", "B-LTA")
+    tsa_server["app"] = tsa_app(switch_after_signature_timestamp)
+    add_profile(services, "lta", key="agency-a-seal", tsa=TEST_TSA)
+    before = snapshot(services)
+    response = _sign_api(api, credentials, "lta", "B-LTA")
     assert answered["n"] == 3
     assert_refused(response, services, 502, "TIMESTAMP_UNTRUSTED")
     assert_nothing_written(before, services)
@@ -619,16 +682,16 @@ def _officer(services: Services) -> tuple[bytes, Any]:
     return pki.cert_path("officer").read_bytes(), private
 
 
-def _officer_profile_tsa(services: Services, url: str) -> None:
+def _officer_profile_tsa(services: Services, name: str) -> None:
+    """The demo officer profile uses the operator's TSA ``name`` (as its administrator may
+    choose)."""
     from sqlalchemy import update
 
     from signing_service.store.models import SigningProfile
 
     with services.db.transaction() as session:
         session.execute(
-            update(SigningProfile)
-            .where(SigningProfile.name == "agency-a-officer")
-            .values(tsa_url=url)
+            update(SigningProfile).where(SigningProfile.name == "agency-a-officer").values(tsa=name)
         )
 
 
@@ -643,7 +706,7 @@ def test_bad_timestamp_refused_at_two_step_completion(
     """The TSA answers well while the session is prepared, badly when the signature is
     completed: refused, nothing stored; the session stays usable once the TSA is fixed."""
     assert services.dev_pki is not None
-    _officer_profile_tsa(services, tsa_server["url"])
+    _officer_profile_tsa(services, TEST_TSA)
     certificate, key = _officer(services)
     started = _start(api, credentials, certificate, "B-T")
     assert started.status_code == 201, started.text
@@ -664,7 +727,7 @@ def test_bad_tsa_refused_when_two_step_signing_starts(
 ) -> None:
     """Its first token (sizing the reservation) is checked too: no session for a bad TSA."""
     assert services.dev_pki is not None
-    _officer_profile_tsa(services, tsa_server["url"])
+    _officer_profile_tsa(services, TEST_TSA)
     tsa_server["tsa"] = BadTsa(services.dev_pki, "sha1_imprint")
     certificate, _ = _officer(services)
     before = snapshot(services)
@@ -674,17 +737,17 @@ def test_bad_tsa_refused_when_two_step_signing_starts(
 
 
 def _client_cms(services: Services, session: dict[str, Any], timestamper: Any = None) -> str:
-    """A complete CMS built by the client (with its own timestamp from ``timestamper``)."""
-    from signing_service.signing.keys import KeyCache
+    """A complete CMS built by the client (with its own timestamp from ``timestamper``), with
+    the officer's own key (pyHanko's signer, as client software would use)."""
+    from pyhanko.sign.signers import SimpleSigner
 
     assert services.dev_pki is not None
-    key = KeyCache().get(
-        f"file:{services.dev_pki.p12_path('officer')}", DEV_KEY_PASSPHRASE.encode()
+    signer = SimpleSigner.load_pkcs12(
+        services.dev_pki.p12_path("officer"), passphrase=DEV_KEY_PASSPHRASE.encode()
     )
+    assert signer is not None
     attrs = cms.CMSAttributes.load(base64.b64decode(session["data_to_sign"]))
-    ci = run_sync(
-        key.signer.async_sign_prescribed_attributes("sha256", attrs, timestamper=timestamper)
-    )
+    ci = run_sync(signer.async_sign_prescribed_attributes("sha256", attrs, timestamper=timestamper))
     return base64.b64encode(ci.dump()).decode()
 
 
@@ -731,9 +794,13 @@ def test_chains_are_judged_once_per_certificate_while_their_answers_are_valid(
     """Ten B-T signatures: the seal's chain and the TSA's chain are each validated once (their
     OCSP/CRL answers are valid for longer than the test), every token is still checked."""
     a = _agency(services)
+    # Registering the demo keys judged their chains already: start from nothing judged.
+    signers, tsas = services.checker.chains, services.token_checker.chains
+    signers.clear()
+    tsas.clear()
+    before = (signers.validations, tsas.validations)
     for _ in range(10):
         sign_document(
             services, a, profile_name="agency-a-seal", pdf=make_pdf(), level="B-T", actor="t"
         )
-    assert services.checker.chains.validations == 1
-    assert services.token_checker.chains.validations == 1
+    assert (signers.validations - before[0], tsas.validations - before[1]) == (1, 1)

@@ -500,6 +500,8 @@ def test_production_registration_and_signing(
         "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
         "SIGNING_SERVICE_DATABASE_URL": database_url,
         "SIGNING_SERVICE_KEY_PASSPHRASE": "a-real-secret-from-the-vault",
+        # Production keys the audit chain with the operator's secret (accounts lane).
+        "SIGNING_SERVICE_AUDIT_KEY": "khoa-nhat-ky-cua-don-vi-van-hanh-" + "a" * 16,
         "SIGNING_SERVICE_EXTRA_TRUST_ANCHORS": json.dumps(
             [{"file": str(root_pem), "kind": "public_duty"}]
         ),

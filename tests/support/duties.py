@@ -1,13 +1,15 @@
 """Test material for the duties before signing: bad signers and bad timestamp servers.
 
-- :func:`add_profile`: a signing profile row (the one place to adapt when profiles name
-  registered keys and allowlisted TSAs instead of URIs).
+- :func:`add_profile`: a signing profile row naming a registered key and one of the operator's
+  TSAs by name (the bad signers are registered with ``tests.support.keys``' ``*_without_checks``
+  helpers: a key that passed the checks when registered and has since gone bad).
 - :func:`issue_under_dev` / :func:`write_p12`: a certificate from the dev intermediate (trusted)
   whose OCSP responder and CRL are wherever the test says (a closed port: status unknown; a
-  :class:`CrlServer`: a CRL the test controls), and a PKCS#12 file for it.
+  :func:`crl_app` server: a CRL the test controls), and a PKCS#12 file for it.
 - :class:`BadTsa`: pyHanko's ``DummyTimeStamper`` answering wrongly on purpose (self-signed, SHA-1
   signature or imprint, wrong imprint, wrong nonce, skewed time, non-critical timeStamping EKU),
-  and :class:`WsgiServer` to serve it (or a CRL) on loopback.
+  and :class:`WsgiServer` to serve it (or a CRL) on loopback; the operator's configuration
+  (``SIGNING_SERVICE_TSAS``) names it, never a profile.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from signing_service.pki.dev import DevPki
 from signing_service.services.container import Services
 from signing_service.settings import DEV_KEY_PASSPHRASE
-from signing_service.store.models import SigningProfile
+from tests.support.keys import AGENCY_A, profile
 from tests.support.postgres import free_port
 from tests.support.testpki import key_info, new_key, to_asn1
 
@@ -42,20 +44,16 @@ def add_profile(
     services: Services,
     name: str,
     *,
-    key_uri: str,
+    key: str,
     level: str = "B-B",
-    tsa_url: str | None = None,
-    agency_id: int = 1,
+    tsa: str | None = None,
+    agency_code: str = AGENCY_A,
 ) -> None:
-    """A signing profile of agency ``agency_id`` (1: the first demo agency), written directly:
-    the admin API would refuse a bad signer at creation, and these tests need the refusal at
-    signing time."""
-    with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=agency_id, name=name, key_uri=key_uri, level=level, tsa_url=tsa_url
-            )
-        )
+    """A signing profile of agency ``agency_code`` (the first demo agency) using its registered
+    key ``key`` and the operator's TSA named ``tsa`` (``None``: the default TSA), written
+    directly: the admin API would refuse a bad signer at creation, and these tests need the
+    refusal at signing time."""
+    profile(services, name, key, agency_code, level=level, tsa=tsa)
 
 
 def dev_key(pki: DevPki, label: str) -> rsa.RSAPrivateKey:
@@ -150,8 +148,9 @@ def write_p12(
     cert: x509.Certificate,
     chain: Iterable[x509.Certificate] = (),
     passphrase: str = DEV_KEY_PASSPHRASE,
-) -> str:
-    """A PKCS#12 file under the service's key passphrase; returns its key URI."""
+) -> Path:
+    """A PKCS#12 file under the dev key passphrase (what ``store_without_checks`` reads);
+    returns its path."""
     data = pkcs12.serialize_key_and_certificates(
         b"signer",
         key,
@@ -160,7 +159,7 @@ def write_p12(
         serialization.BestAvailableEncryption(passphrase.encode()),
     )
     path.write_bytes(data)
-    return f"file:{path}"
+    return path
 
 
 def dev_crl(

@@ -125,17 +125,43 @@ def store_officer_without_checks(
     services: Services, name: str, certificate: bytes, agency_code: str = AGENCY_A
 ) -> int:
     """Store an officer certificate (PEM/DER) as the registry does, without its checks."""
+    return store_reference_without_checks(
+        services, name, "officer", certificate, agency_code=agency_code
+    )
+
+
+def store_reference_without_checks(
+    services: Services,
+    name: str,
+    kind: str,
+    certificate: bytes,
+    reference: dict[str, str] | None = None,
+    secret: bytes | None = None,
+    agency_code: str = AGENCY_A,
+) -> int:
+    """Store a key of ``kind`` (``pkcs11``, ``csc`` or ``officer``) as the registry does,
+    without its checks; returns the row id. ``certificate``: PEM (the signer's certificate,
+    then any of its chain) or DER; ``reference``: as the registry records it (the configured
+    module or provider name and where the key is: ``{"module": "softhsm", "token": …,
+    "object": …}``, ``{"provider": …, "credential": …}``); ``secret``: what the key store seals
+    (a PKCS#11 PIN)."""
     from signing_service.services.keys import load_certificates
 
     cert, *given = load_certificates(certificate)
+    uid = new_id()
+    wrapped = None
+    if secret is not None:
+        wrapped = KeyStore.of(services).put(uid, binding(uid, agency_code, kind), secret)
     row = SigningKey(
+        uid=uid,
         agency_id=agency_id(services, agency_code),
         name=name,
-        kind="officer",
+        kind=kind,
         certificate=cert.dump(),
         chain=pem_chain(issuer_chain(services, cert, tuple(given))),
         certificate_sha256=sha256_fingerprint(cert),
-        reference={},
+        reference=reference or {},
+        wrapped_key=wrapped,
         created_by="test",
         created_at=datetime.now(UTC),
     )
