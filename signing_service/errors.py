@@ -67,6 +67,11 @@ InvalidLevel = _error(
 )
 BatchTooLarge = _error("BATCH_TOO_LARGE", 422, "Lô ký vượt quá số tài liệu cho phép.")
 InvalidDossierCode = _error("INVALID_DOSSIER_CODE", 422, "Mã hồ sơ không đúng định dạng.")
+InvalidFilename = _error(
+    "INVALID_FILENAME",
+    422,
+    "Tên tệp không hợp lệ: tối đa 240 ký tự và không chứa ký tự điều khiển (như NUL).",
+)
 VerificationTimeLimit = _error(
     "VERIFICATION_TIME_LIMIT",
     422,

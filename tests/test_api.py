@@ -9,6 +9,7 @@ import pytest
 from signing_service.services.container import Services
 from tests.support.pdfs import encrypted_pdf, make_pdf
 from tests.support.state import assert_nothing_written, snapshot
+from tests.support.unsignable import UNSIGNABLE
 
 
 def auth(credentials: dict[str, Any], index: int = 0) -> dict[str, str]:
@@ -351,3 +352,13 @@ def test_missing_key_file_is_503(api: Any, services: Services, credentials: dict
     assert response.status_code == 503
     assert response.json()["code"] == "SIGNING_KEY_UNAVAILABLE"
     assert "/nonexistent" not in response.text  # no internal paths in answers
+
+
+@pytest.mark.parametrize("kind", sorted(UNSIGNABLE))
+def test_a_pdf_pyhanko_cannot_sign_is_malformed_not_500(
+    api: Any, services: Services, credentials: dict[str, Any], kind: str
+) -> None:
+    before = snapshot(services)
+    response = sign(api, auth(credentials), UNSIGNABLE[kind](), level="B-B")
+    assert (response.status_code, response.json()["code"]) == (422, "MALFORMED_PDF")
+    assert_nothing_written(before, services)

@@ -17,6 +17,7 @@ from signing_service.api.deps import (
     document_out,
     read_upload,
 )
+from signing_service.services.documents import MAX_FILENAME_CHARS, check_filename, printable
 from signing_service.store.models import Agency
 
 if TYPE_CHECKING:
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 # pyHanko (~30 MB), which a process serving only attachments never needs.
 
 router = APIRouter()
+
+
+def _echo(filename: str | None) -> str | None:
+    """A refused document's file name as the answer may carry it (control characters
+    escaped, cut to the longest accepted name)."""
+    return printable(filename, MAX_FILENAME_CHARS) if filename else filename
 
 
 def _signature_out(result: SignResult) -> schemas.SignatureOut:
@@ -68,6 +75,7 @@ async def create_signature(
 ) -> schemas.SignatureOut:
     from signing_service.services.signing import sign_document
 
+    check_filename(file.filename)
     data = await read_upload(file, services.settings)
     agency: Agency = caller.agency
     result = await in_worker(
@@ -110,6 +118,7 @@ async def external_start(
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
+    check_filename(file.filename)
     data = await read_upload(file, services.settings)
     cert = await certificate.read(256 * 1024)
     started = await in_worker(
@@ -225,7 +234,7 @@ async def create_batch(
             out.append(
                 schemas.BatchItemOut(
                     index=index,
-                    filename=items[index][0],
+                    filename=_echo(items[index][0]),
                     status="failed",
                     error=schemas.ErrorBody(**item.to_dict()),
                 )

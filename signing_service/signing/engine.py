@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from io import BytesIO
@@ -25,7 +25,7 @@ from asn1crypto import cms, x509
 from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.generic import NameObject
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError, PdfReadError
+from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
@@ -61,6 +61,35 @@ class PdfInputError(Exception):
 
 class TimestampError(Exception):
     pass
+
+
+# What pyHanko raises when a document parses but its structure is not what the PDF
+# specification requires (a number where a dictionary belongs, no page for the widget, a
+# missing kid, a structure nested deeper than the parser's recursion): the document's fault,
+# answered MALFORMED_PDF, never a 500. SigningError (a ValueError) is pyHanko's own signing
+# failure and is re-raised as it is; our key sources raise KeySourceError, the TSA client
+# TimestampRequestError / requests errors (OSError), none of which is caught here.
+_STRUCTURE_ERRORS = (
+    PdfError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+    KeyError,
+    IndexError,
+    ValueError,
+    RecursionError,
+)
+
+
+@contextlib.contextmanager
+def _document_structure() -> Iterator[None]:
+    """Map pyHanko's failures on a malformed document to :class:`PdfInputError`."""
+    try:
+        yield
+    except SigningError:
+        raise
+    except _STRUCTURE_ERRORS as e:
+        raise PdfInputError("malformed", type(e).__name__) from None
 
 
 @dataclass(frozen=True)
@@ -167,7 +196,7 @@ def _reservation_too_small(error: SigningError) -> bool:
 def _open_writer(stream: BinaryIO) -> IncrementalPdfFileWriter:
     try:
         writer = IncrementalPdfFileWriter(stream, strict=False)
-    except (PdfReadError, PdfError, ValueError, KeyError, IndexError, TypeError) as e:
+    except _STRUCTURE_ERRORS as e:
         raise PdfInputError("malformed", type(e).__name__) from None
     if writer.prev.encrypted:
         # An owner-only password (empty user password) still lets us open the document.
@@ -315,19 +344,19 @@ async def _sign(
     reserved = await _reservation(key.signing_cert, key.chain, options.md_algorithm, timestamper)
     for attempt in (1, 2):
         writer = open_for_signing(pdf)
-        signer = _pdf_signer(
-            writer,
-            key.signer,
-            key.signing_cert,
-            options,
-            timestamper=timestamper,
-            now=now or datetime.now(UTC),
-        )
+        with _document_structure():
+            signer = _pdf_signer(
+                writer,
+                key.signer,
+                key.signing_cert,
+                options,
+                timestamper=timestamper,
+                now=now or datetime.now(UTC),
+            )
         out = BytesIO()
         try:
-            await signer.async_sign_pdf(writer, bytes_reserved=reserved, output=out)
-        except PdfReadError as e:
-            raise PdfInputError("malformed", str(e)) from None
+            with _document_structure():
+                await signer.async_sign_pdf(writer, bytes_reserved=reserved, output=out)
         except SigningError as e:
             if attempt == 2 or not _reservation_too_small(e):
                 raise
@@ -415,14 +444,15 @@ async def async_prepare_external(
         cert_registry=SimpleCertificateStore.from_certs(list(chain)),
         signature_value=bytes(512),
     )
-    pdf_signer = _pdf_signer(
-        writer,
-        signer,
-        signing_cert,
-        replace(options, level=SignatureLevel.B_B),
-        timestamper=None,
-        now=now or datetime.now(UTC),
-    )
+    with _document_structure():
+        pdf_signer = _pdf_signer(
+            writer,
+            signer,
+            signing_cert,
+            replace(options, level=SignatureLevel.B_B),
+            timestamper=None,
+            now=now or datetime.now(UTC),
+        )
     tst: int | None = None
     if options.level.needs_timestamp:
         tst = DEFAULT_TIMESTAMP_SIZE
@@ -434,12 +464,10 @@ async def async_prepare_external(
             with contextlib.suppress(TimestampRequestError):
                 tst = await token_size(source, options.md_algorithm)
     reserved = 2 * estimate_signature_size(signing_cert, chain, options.md_algorithm, tst)
-    try:
+    with _document_structure():
         prepared, _tbs, output = await pdf_signer.async_digest_doc_for_signing(
             writer, bytes_reserved=reserved + EXTERNAL_MARGIN, output=BytesIO()
         )
-    except PdfReadError as e:
-        raise PdfInputError("malformed", str(e)) from None
     attrs = await signer.signed_attrs(
         prepared.document_digest, options.md_algorithm, use_pades=True
     )
