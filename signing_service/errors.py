@@ -223,7 +223,8 @@ AttachmentRetained = _error(
 IdempotencyConflict = _error(
     "IDEMPOTENCY_KEY_CONFLICT",
     409,
-    "Idempotency-Key này đã được dùng cho một tệp có nội dung khác.",
+    "Idempotency-Key này đã được dùng cho một yêu cầu khác (hồ sơ, thành phần hồ sơ hoặc nội "
+    "dung tệp khác).",
 )
 InvalidIdempotencyKey = _error(
     "INVALID_IDEMPOTENCY_KEY",

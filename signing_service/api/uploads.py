@@ -23,6 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from signing_service import errors
 from signing_service.services.attachments import SpooledUpload
+from signing_service.services.documents import check_filename
 
 MAX_FIELD_BYTES = 4096
 BATCH_BYTES = 1024 * 1024
@@ -131,7 +132,12 @@ class _Receiver:
             if self.sink_factory is not None:
                 self.sink = self.sink_factory()
             given = (self.part.filename or "").replace("\\", "/")
-            self.filename = os.path.basename(given)[:255] or None
+            try:
+                # Refused before the file's bytes arrive (a NUL or a 300-character name
+                # answered 500 from PostgreSQL).
+                self.filename = check_filename(os.path.basename(given))
+            except errors.ServiceError as e:
+                self._fail(e)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.error is not None:
