@@ -227,6 +227,7 @@ def test_storage_failure_leaves_nothing(
         services.store.put = original  # type: ignore[method-assign]
     assert response.status_code == 503
     assert response.json()["code"] == "STORAGE_UNAVAILABLE"
+    assert response.headers["Retry-After"] == str(services.settings.retry_after_seconds)
     assert_nothing_written(before, services)
 
 
@@ -347,6 +348,7 @@ def test_tsa_down_is_503_and_nothing_written(
     response = sign(api, auth(credentials), make_pdf(), profile="no-tsa", level="B-T")
     assert response.status_code == 503
     assert response.json()["code"] == "TIMESTAMP_UNAVAILABLE"
+    assert response.headers["Retry-After"] == str(services.settings.retry_after_seconds)
     assert_nothing_written(before, services)
 
 
@@ -366,6 +368,7 @@ def test_missing_key_file_is_503(api: Any, services: Services, credentials: dict
     response = sign(api, auth(credentials), make_pdf(), profile="lost-key")
     assert response.status_code == 503
     assert response.json()["code"] == "SIGNING_KEY_UNAVAILABLE"
+    assert response.headers["Retry-After"] == str(services.settings.retry_after_seconds)
     assert "/nonexistent" not in response.text  # no internal paths in answers
 
 

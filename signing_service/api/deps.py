@@ -62,6 +62,16 @@ def get_worker_threads(request: Request) -> WorkerThreads:
 InWorker = Annotated[WorkerThreads, Depends(get_worker_threads)]
 
 
+def get_public_threads(request: Request) -> WorkerThreads:
+    """The public lane's own :class:`WorkerThreads` (``app.state.public_threads``): anonymous
+    verifications wait here, never in the threads agencies sign with."""
+    runner: WorkerThreads = request.app.state.public_threads
+    return runner
+
+
+InPublicWorker = Annotated[WorkerThreads, Depends(get_public_threads)]
+
+
 def current_client(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 
 from signing_service.api import schemas
-from signing_service.api.deps import AppServices, InWorker, read_upload
+from signing_service.api.deps import AppServices, InPublicWorker, read_upload
 
 # The verification use case is imported by its endpoint on first use: it pulls in pyHanko
 # (~30 MB), which a process serving only attachments never needs.
@@ -20,11 +20,15 @@ router = APIRouter()
     response_model=schemas.VerificationReport,
     tags=["xác minh"],
     summary="Xác minh mọi chữ ký số và dấu thời gian trong một tài liệu PDF (công khai)",
-    responses={413: {"model": schemas.ErrorBody}},
+    responses={
+        413: {"model": schemas.ErrorBody},
+        429: {"model": schemas.ErrorBody},
+        503: {"model": schemas.ErrorBody},
+    },
 )
 async def create_verification(
     services: AppServices,
-    in_worker: InWorker,
+    in_worker: InPublicWorker,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần xác minh")],
     validation_time: Annotated[
         str | None,
@@ -44,8 +48,8 @@ async def create_verification(
 
     moment = parse_validation_time(validation_time) if validation_time else None
     data = await read_upload(file, services.settings)
-    # The verification itself runs in the verification worker processes; this thread
-    # only waits for it.
+    # The verification itself runs in the verification worker processes; this thread (one
+    # of the public lane's own) only waits for it. Counted, not audited one by one.
     return await in_worker(
         verify_document,
         services,
@@ -53,4 +57,5 @@ async def create_verification(
         actor="public",
         validation_time=moment,
         isolated=True,
+        anonymous=True,
     )

@@ -48,16 +48,40 @@ def verify_document(
     agency_code: str | None = None,
     validation_time: datetime | None = None,
     isolated: bool = False,
+    anonymous: bool = False,
 ) -> dict[str, Any]:
-    """Verify ``pdf`` and return the report (docs/verification-report.md), audited.
+    """Verify ``pdf`` and return the report (docs/verification-report.md).
 
     ``validation_time``: validate as of that moment instead of now (audits, tests).
     ``isolated``: run in the verification worker processes (time and memory budget; the public
     endpoint) unless ``verification_processes`` is 0; otherwise in this thread (the CLI).
+    ``anonymous`` (the public endpoint): the outcome, verdict or error code, is counted
+    (:class:`~signing_service.services.counters.VerificationCounter`) instead of written to
+    the audit log; otherwise (the CLI) the verification is an audit entry of ``actor``.
     Raises the upload errors (``EMPTY_FILE``, ``FILE_TOO_LARGE``, ``NOT_A_PDF``,
     ``MALFORMED_PDF`` for an unsigned file that cannot be parsed, ``ENCRYPTED_PDF``) and, when
     isolated, ``VERIFICATION_TIME_LIMIT``, ``VERIFICATION_RESOURCE_LIMIT``, ``VERIFICATION_BUSY``.
     """
+    if not anonymous:
+        return _verify(services, pdf, actor, agency_code, validation_time, isolated)
+    counter = services.verification_counter
+    try:
+        result = _verify(services, pdf, None, agency_code, validation_time, isolated)
+    except errors.ServiceError as e:
+        counter.add(e.code)
+        raise
+    counter.add(result["verdict"])
+    return result
+
+
+def _verify(
+    services: Services,
+    pdf: bytes,
+    actor: str | None,
+    agency_code: str | None,
+    validation_time: datetime | None,
+    isolated: bool,
+) -> dict[str, Any]:
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     if isolated and services.settings.verification_processes > 0:
         result = services.verification_pool.verify(pdf, validation_time)
@@ -71,6 +95,8 @@ def verify_document(
         except EncryptedPdfError:
             raise errors.EncryptedPdf() from None
         result = report.to_dict()
+    if actor is None:
+        return result
     with services.db.transaction() as session:
         audit.append(
             session,
