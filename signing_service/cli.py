@@ -173,6 +173,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from signing_service.api.app import create_app
+    from signing_service.api.server import uvicorn_options
 
     # Migrations run in a short-lived child process: Alembic (~15 MB) never enters the server.
     migrated = subprocess.run([sys.executable, "-m", "signing_service.cli", "migrate"], check=False)
@@ -185,6 +186,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Khóa API và cấu hình ký thử nghiệm: {settings.dev_credentials_file}")
     host, port = args.host or settings.host, args.port or settings.port
     workers = args.workers or settings.workers
+    # Header size and time, connections, keep-alive, no proxy headers (api/server.py).
+    limits = uvicorn_options(settings)
     try:
         if workers > 1:
             # Migrations and the bootstrap ran here, once; each worker builds its own services.
@@ -196,10 +199,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 workers=workers,
                 log_level="info",
                 access_log=False,
+                **limits,
             )
         else:
             uvicorn.run(
-                create_app(services), host=host, port=port, log_level="info", access_log=False
+                create_app(services),
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=False,
+                **limits,
             )
     finally:
         services.close()

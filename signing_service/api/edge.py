@@ -286,15 +286,7 @@ class PublicLane:
         if not anonymous:
             await self.app(scope, receive, send)
             return
-        if limited and self.buckets is not None:
-            wait = self.buckets.take(bucket_key(client_address(scope, self.trusted)))
-            if wait > 0:
-                self.on_refused("RATE_LIMITED")
-                seconds = str(max(1, math.ceil(min(wait, 86_400))))
-                await send_error(
-                    send, errors.RateLimited(), close=True, headers={"Retry-After": seconds}
-                )
-                return
+        # Busy first: a request refused for want of room does not cost the client a token.
         if self.max_concurrent > 0 and self.in_flight >= self.max_concurrent:
             if limited:
                 self.on_refused("ANONYMOUS_BUSY")
@@ -305,6 +297,15 @@ class PublicLane:
                 headers={"Retry-After": str(self.retry_after)},
             )
             return
+        if limited and self.buckets is not None:
+            wait = self.buckets.take(bucket_key(client_address(scope, self.trusted)))
+            if wait > 0:
+                self.on_refused("RATE_LIMITED")
+                seconds = str(max(1, math.ceil(min(wait, 86_400))))
+                await send_error(
+                    send, errors.RateLimited(), close=True, headers={"Retry-After": seconds}
+                )
+                return
         # One event loop per process: the counter needs no lock.
         self.in_flight += 1
         try:
