@@ -140,3 +140,40 @@ def test_a_path_with_control_characters_names_nothing(
         response = api.request(method, path, headers=admin(credentials))
         assert (response.status_code, response.json()["code"]) == (404, "NOT_FOUND")
     assert_nothing_written(before, services)
+
+
+@pytest.mark.parametrize(
+    "appearance",
+    [{"width": "abc"}, {"font_size": "to"}, {"height": -5}, {"heading": 7}, {"margin": None}],
+)
+def test_a_stored_profile_with_a_broken_appearance_fails_signing_not_500(
+    api: Any, services: Services, credentials: dict[str, Any], appearance: dict[str, Any]
+) -> None:
+    """Issue 9: ``appearance: {"width": "abc"}`` was saved, then every signature with that
+    profile answered 500. Profiles are validated at save time (the key registry's work);
+    one stored before that still never answers 500, nor blames the document."""
+    from signing_service.store.models import SigningProfile
+    from tests.support.pdfs import make_pdf
+
+    pki = services.dev_pki
+    assert pki is not None
+    with services.db.transaction() as session:
+        session.add(
+            SigningProfile(
+                agency_id=1,
+                name="broken-stamp",
+                level="B-B",
+                key_uri=f"file:{pki.p12_path('agency-a-seal')}",
+                appearance=appearance,
+                check_revocation=True,
+            )
+        )
+    before = snapshot(services)
+    response = api.post(
+        "/v1/signatures",
+        headers={"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"},
+        data={"profile": "broken-stamp"},
+        files={"file": ("qd.pdf", make_pdf())},
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "SIGNING_FAILED")
+    assert_nothing_written(before, services)

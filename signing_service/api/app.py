@@ -33,8 +33,8 @@ from signing_service.api import (
 from signing_service.api.deps import WorkerThreads, error_response
 from signing_service.api.edge import (
     BodyTimeout,
-    PathGuard,
     PublicLane,
+    RequestGuard,
     TokenBuckets,
     parse_trusted_proxies,
 )
@@ -152,7 +152,7 @@ def create_app(services: Services) -> FastAPI:
         ],
     )
 
-    # Outermost last: PathGuard sees every request first, then the anonymous lane, then the
+    # Outermost last: RequestGuard sees every request first, then the anonymous lane, then the
     # body timeout and the body size limit.
     app.add_middleware(
         BodyTimeout, timeout=settings.body_timeout_seconds, min_rate=settings.body_min_rate_bytes
@@ -170,7 +170,7 @@ def create_app(services: Services) -> FastAPI:
         retry_after=settings.retry_after_seconds,
         on_refused=lambda code: services.verification_counter.add(code, may_flush=False),
     )
-    app.add_middleware(PathGuard)
+    app.add_middleware(RequestGuard)
 
     @app.exception_handler(errors.ServiceError)
     async def _service_error(_r: Request, exc: errors.ServiceError) -> JSONResponse:

@@ -1,7 +1,8 @@
 """What every request meets before a route runs: ASGI middleware for the service's edge.
 
-- :class:`PathGuard`: a path with a control character names nothing (404), before any route
-  hands it to a database that refuses it (PostgreSQL and NUL: a 500, issue 9).
+- :class:`RequestGuard`: a path with a control character names nothing (404), and a header
+  value with NUL, CR or LF is refused (400), before any route hands them to a database that
+  refuses them (PostgreSQL and NUL: a 500, issue 9).
 - :class:`BodyTimeout`: the request body must keep arriving (Apache ``mod_reqtimeout``'s
   model, ``body=N,MinRate=R``): a client may wait ``timeout`` seconds in all for body bytes,
   plus one second for every ``min_rate`` bytes it has sent. A slow-loris body (one byte every
@@ -66,16 +67,32 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
-class PathGuard:
-    """404 ``NOT_FOUND`` for a path holding a control character (NUL, newline, ...)."""
+# RFC 9110 §5.5: a field value with CR, LF or NUL is invalid and must be rejected.
+_BAD_FIELD_VALUE = re.compile(rb"[\x00\r\n]")
+
+
+class RequestGuard:
+    """404 ``NOT_FOUND`` for a path holding a control character (NUL, newline, ...): such a
+    path names nothing, and ids reach the database as they are. 400 ``INVALID_REQUEST`` for a
+    header value holding NUL, CR or LF (RFC 9110 §5.5; an API key with a NUL reached
+    PostgreSQL). A real HTTP parser already refuses most of these; this holds whatever the
+    server in front."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _CONTROL.search(scope.get("path", "")):
-            await send_error(send, errors.NotFound(), close=True)
-            return
+        if scope["type"] == "http":
+            if _CONTROL.search(scope.get("path", "")):
+                await send_error(send, errors.NotFound(), close=True)
+                return
+            if any(_BAD_FIELD_VALUE.search(value) for _, value in scope.get("headers") or []):
+                await send_error(
+                    send,
+                    errors.InvalidRequest("Tiêu đề (header) của yêu cầu chứa ký tự không hợp lệ."),
+                    close=True,
+                )
+                return
         await self.app(scope, receive, send)
 
 

@@ -175,7 +175,8 @@ class ProfileOut(BaseModel):
     created_at: str
 
 
-def _clean_text(value: str) -> str:
+def clean_text(value: str) -> str:
+    """``value`` unless it holds a control character or a lone surrogate (``ValueError``)."""
     # Checked at the edge, the same on both databases: PostgreSQL refuses NUL in text and
     # values longer than their column (both answered 500, issue 9); SQLite took them.
     if not is_clean_text(value, len(value)):
@@ -184,10 +185,10 @@ def _clean_text(value: str) -> str:
 
 
 # ``str`` of at most N characters without control characters: 422 INVALID_REQUEST otherwise.
-Text8 = Annotated[str, Field(max_length=8), AfterValidator(_clean_text)]
-Text128 = Annotated[str, Field(max_length=128), AfterValidator(_clean_text)]
-Text255 = Annotated[str, Field(max_length=255), AfterValidator(_clean_text)]
-Text2048 = Annotated[str, Field(max_length=2048), AfterValidator(_clean_text)]
+Text8 = Annotated[str, Field(max_length=8), AfterValidator(clean_text)]
+Text128 = Annotated[str, Field(max_length=128), AfterValidator(clean_text)]
+Text255 = Annotated[str, Field(max_length=255), AfterValidator(clean_text)]
+Text2048 = Annotated[str, Field(max_length=2048), AfterValidator(clean_text)]
 
 
 class ProfileIn(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
+from pydantic import AfterValidator
 
 from signing_service import errors
 from signing_service.api import schemas
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 # pyHanko (~30 MB), which a process serving only attachments never needs.
 
 router = APIRouter()
+
+# Form fields reach the database (profile names, dossier codes) and key sources: checked at
+# the edge for length and control characters, the same on both databases (422).
+CLEAN = AfterValidator(schemas.clean_text)
 
 
 def _echo(filename: str | None) -> str | None:
@@ -66,11 +71,21 @@ async def create_signature(
     in_worker: InWorker,
     response: Response,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
-    profile: Annotated[str, Form(description="Tên cấu hình ký số", examples=["agency-a-seal"])],
-    level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
-    dossier_code: Annotated[str | None, Form(examples=["000.00.12.H12-261127-0001"])] = None,
+    profile: Annotated[
+        str,
+        Form(description="Tên cấu hình ký số", examples=["agency-a-seal"], max_length=128),
+        CLEAN,
+    ],
+    level: Annotated[
+        str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA", max_length=16), CLEAN
+    ] = None,
+    dossier_code: Annotated[
+        str | None, Form(examples=["000.00.12.H12-261127-0001"], max_length=64), CLEAN
+    ] = None,
     authorization: Annotated[
-        str | None, Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký")
+        str | None,
+        Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
+        CLEAN,
     ] = None,
 ) -> schemas.SignatureOut:
     from signing_service.services.signing import sign_document
@@ -112,9 +127,9 @@ async def external_start(
     in_worker: InWorker,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
     certificate: Annotated[UploadFile, File(description="Chứng thư số người ký (PEM/DER)")],
-    profile: Annotated[str, Form(examples=["agency-a-officer"])],
-    level: Annotated[str | None, Form(description="B-B hoặc B-T")] = None,
-    dossier_code: Annotated[str | None, Form()] = None,
+    profile: Annotated[str, Form(examples=["agency-a-officer"], max_length=128), CLEAN],
+    level: Annotated[str | None, Form(description="B-B hoặc B-T", max_length=16), CLEAN] = None,
+    dossier_code: Annotated[str | None, Form(max_length=64), CLEAN] = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
@@ -203,10 +218,14 @@ async def create_batch(
     services: AppServices,
     in_worker: InWorker,
     files: Annotated[list[UploadFile], File(description="Các tài liệu PDF cần ký")],
-    profile: Annotated[str, Form(description="Tên cấu hình ký số")],
-    level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
+    profile: Annotated[str, Form(description="Tên cấu hình ký số", max_length=128), CLEAN],
+    level: Annotated[
+        str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA", max_length=16), CLEAN
+    ] = None,
     authorization: Annotated[
-        str | None, Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô")
+        str | None,
+        Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô", max_length=1024),
+        CLEAN,
     ] = None,
 ) -> schemas.BatchOut:
     from signing_service.services.signing import sign_batch

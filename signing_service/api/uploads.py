@@ -26,6 +26,7 @@ from signing_service.services.attachments import SpooledUpload
 from signing_service.services.documents import check_filename
 
 MAX_FIELD_BYTES = 4096
+MAX_BOUNDARY_BYTES = 70
 BATCH_BYTES = 1024 * 1024
 MAX_FIELDS = 16
 
@@ -232,6 +233,9 @@ async def receive_multipart(
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise errors.InvalidRequest("Yêu cầu phải là multipart/form-data.")
+    if len(boundary) > MAX_BOUNDARY_BYTES:
+        # RFC 2046 §5.1.1: at most 70 characters (python-multipart raised past 256: a 500).
+        raise errors.InvalidRequest("Dữ liệu multipart không hợp lệ (boundary quá dài).")
     receiver = _Receiver(tmp_dir, file_field, max_file_bytes, check_field, sink_factory)
     parser = MultipartParser(
         boundary,

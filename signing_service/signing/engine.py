@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -77,6 +78,7 @@ _STRUCTURE_ERRORS = (
     KeyError,
     IndexError,
     ValueError,
+    ArithmeticError,  # decimal.InvalidOperation on a malformed number
     RecursionError,
 )
 
@@ -221,6 +223,20 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
     return writer
 
 
+def _check_appearance(spec: AppearanceSpec) -> None:
+    """A profile's stamp settings of the wrong type or out of range are the profile's fault,
+    not the document's: ``SigningError`` (SIGNING_FAILED), before pyHanko fails on them deep
+    inside its layout code (issue 9: ``{"width": "abc"}`` answered 500)."""
+    sizes = (spec.width, spec.height, spec.margin, spec.font_size)
+    if (
+        not isinstance(spec.heading, str)
+        or any(isinstance(v, bool) or not isinstance(v, int | float) for v in sizes)
+        or not all(math.isfinite(v) for v in sizes)
+        or min(spec.width, spec.height, spec.font_size) <= 0
+    ):
+        raise SigningError("the profile's appearance settings are not valid")
+
+
 def _next_field_name(writer: IncrementalPdfFileWriter) -> str:
     existing = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}
     n = len(existing) + 1
@@ -239,12 +255,14 @@ def _pdf_signer(
     now: datetime,
 ) -> PdfSigner:
     level = options.level
-    field_name = _next_field_name(writer)
+    with _document_structure():
+        field_name = _next_field_name(writer)
     signer_name = _subject_attr(signing_cert, "common_name") or "?"
     organisation = _subject_attr(signing_cert, "organization_name")
     stamp_style = None
     new_field_spec = None
     if options.appearance is not None:
+        _check_appearance(options.appearance)
         try:
             page = writer.prev.find_page_for_modification(0)[0]
             media_box = [float(v) for v in page.get_object()[NameObject("/MediaBox")]]
@@ -344,15 +362,14 @@ async def _sign(
     reserved = await _reservation(key.signing_cert, key.chain, options.md_algorithm, timestamper)
     for attempt in (1, 2):
         writer = open_for_signing(pdf)
-        with _document_structure():
-            signer = _pdf_signer(
-                writer,
-                key.signer,
-                key.signing_cert,
-                options,
-                timestamper=timestamper,
-                now=now or datetime.now(UTC),
-            )
+        signer = _pdf_signer(
+            writer,
+            key.signer,
+            key.signing_cert,
+            options,
+            timestamper=timestamper,
+            now=now or datetime.now(UTC),
+        )
         out = BytesIO()
         try:
             with _document_structure():
@@ -444,15 +461,14 @@ async def async_prepare_external(
         cert_registry=SimpleCertificateStore.from_certs(list(chain)),
         signature_value=bytes(512),
     )
-    with _document_structure():
-        pdf_signer = _pdf_signer(
-            writer,
-            signer,
-            signing_cert,
-            replace(options, level=SignatureLevel.B_B),
-            timestamper=None,
-            now=now or datetime.now(UTC),
-        )
+    pdf_signer = _pdf_signer(
+        writer,
+        signer,
+        signing_cert,
+        replace(options, level=SignatureLevel.B_B),
+        timestamper=None,
+        now=now or datetime.now(UTC),
+    )
     tst: int | None = None
     if options.level.needs_timestamp:
         tst = DEFAULT_TIMESTAMP_SIZE
