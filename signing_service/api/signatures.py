@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
+from pydantic import AfterValidator
 
 from signing_service import errors
 from signing_service.api import schemas
@@ -17,6 +18,7 @@ from signing_service.api.deps import (
     document_out,
     read_upload,
 )
+from signing_service.services.documents import MAX_FILENAME_CHARS, check_filename, printable
 from signing_service.store.models import Agency
 
 if TYPE_CHECKING:
@@ -26,6 +28,16 @@ if TYPE_CHECKING:
 # pyHanko (~30 MB), which a process serving only attachments never needs.
 
 router = APIRouter()
+
+# Form fields reach the database (profile names, dossier codes) and key sources: checked at
+# the edge for length and control characters, the same on both databases (422).
+CLEAN = AfterValidator(schemas.clean_text)
+
+
+def _echo(filename: str | None) -> str | None:
+    """A refused document's file name as the answer may carry it (control characters
+    escaped, cut to the longest accepted name)."""
+    return printable(filename, MAX_FILENAME_CHARS) if filename else filename
 
 
 def _signature_out(result: SignResult) -> schemas.SignatureOut:
@@ -59,15 +71,26 @@ async def create_signature(
     in_worker: InWorker,
     response: Response,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
-    profile: Annotated[str, Form(description="Tên cấu hình ký số", examples=["agency-a-seal"])],
-    level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
-    dossier_code: Annotated[str | None, Form(examples=["000.00.12.H12-261127-0001"])] = None,
+    profile: Annotated[
+        str,
+        Form(description="Tên cấu hình ký số", examples=["agency-a-seal"], max_length=128),
+        CLEAN,
+    ],
+    level: Annotated[
+        str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA", max_length=16), CLEAN
+    ] = None,
+    dossier_code: Annotated[
+        str | None, Form(examples=["000.00.12.H12-261127-0001"], max_length=64), CLEAN
+    ] = None,
     authorization: Annotated[
-        str | None, Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký")
+        str | None,
+        Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
+        CLEAN,
     ] = None,
 ) -> schemas.SignatureOut:
     from signing_service.services.signing import sign_document
 
+    check_filename(file.filename)
     data = await read_upload(file, services.settings)
     agency: Agency = caller.agency
     result = await in_worker(
@@ -104,12 +127,13 @@ async def external_start(
     in_worker: InWorker,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
     certificate: Annotated[UploadFile, File(description="Chứng thư số người ký (PEM/DER)")],
-    profile: Annotated[str, Form(examples=["agency-a-officer"])],
-    level: Annotated[str | None, Form(description="B-B hoặc B-T")] = None,
-    dossier_code: Annotated[str | None, Form()] = None,
+    profile: Annotated[str, Form(examples=["agency-a-officer"], max_length=128), CLEAN],
+    level: Annotated[str | None, Form(description="B-B hoặc B-T", max_length=16), CLEAN] = None,
+    dossier_code: Annotated[str | None, Form(max_length=64), CLEAN] = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
+    check_filename(file.filename)
     data = await read_upload(file, services.settings)
     cert = await certificate.read(256 * 1024)
     started = await in_worker(
@@ -194,10 +218,14 @@ async def create_batch(
     services: AppServices,
     in_worker: InWorker,
     files: Annotated[list[UploadFile], File(description="Các tài liệu PDF cần ký")],
-    profile: Annotated[str, Form(description="Tên cấu hình ký số")],
-    level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
+    profile: Annotated[str, Form(description="Tên cấu hình ký số", max_length=128), CLEAN],
+    level: Annotated[
+        str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA", max_length=16), CLEAN
+    ] = None,
     authorization: Annotated[
-        str | None, Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô")
+        str | None,
+        Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô", max_length=1024),
+        CLEAN,
     ] = None,
 ) -> schemas.BatchOut:
     from signing_service.services.signing import sign_batch
@@ -225,7 +253,7 @@ async def create_batch(
             out.append(
                 schemas.BatchItemOut(
                     index=index,
-                    filename=items[index][0],
+                    filename=_echo(items[index][0]),
                     status="failed",
                     error=schemas.ErrorBody(**item.to_dict()),
                 )
