@@ -122,6 +122,14 @@ MESSAGES: dict[str, str] = {
         "dấu thời gian muộn hơn chứng minh dấu thời gian này có trước đó."
     ),
     "TIMESTAMP_TSA_REVOKED": "Chứng thư của đơn vị cấp dấu thời gian đã bị thu hồi.",
+    "TIMESTAMP_AFTER_VALIDATION_TIME": (
+        "Dấu thời gian ghi một thời điểm sau thời điểm xác minh: dấu thời gian này chưa tồn tại "
+        "vào thời điểm xác minh (hoặc đồng hồ của đơn vị cấp sai), không được dùng làm bằng chứng."
+    ),
+    "TIMESTAMP_OUTSIDE_TSA_VALIDITY": (
+        "Dấu thời gian ghi một thời điểm ngoài thời hạn hiệu lực chứng thư của chính đơn vị cấp "
+        "dấu thời gian (ghi lùi thời gian hoặc khóa bị dùng sai): không được dùng làm bằng chứng."
+    ),
     "TIMESTAMP_WEAK_ALGORITHM": (
         "Dấu thời gian dùng thuật toán băm hoặc khóa yếu (ví dụ SHA-1) nên không được dùng làm "
         "bằng chứng thời gian."

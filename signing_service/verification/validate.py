@@ -118,6 +118,8 @@ check = Check.of
 
 # A validation time within this much of the present is "now": revocation data may be fetched.
 LIVE_TOLERANCE = timedelta(minutes=5)
+# How far a timestamp's time may run ahead of the validation time (clocks differ).
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class NotPdfError(Exception):
@@ -831,6 +833,39 @@ def _compute_token_integrity(
     return None, gen_time, tsa_cert, tsa_name, weak
 
 
+def _implausible_time(
+    gen_time: datetime | None, tsa_cert: x509.Certificate, validation_time: datetime
+) -> Check | None:
+    """Why a timestamp's genTime cannot be taken as proof, or ``None``: later than the
+    validation time (beyond ``CLOCK_SKEW``: it did not exist then, or the TSA's clock lies), or
+    outside its own TSA certificate's validity period (RFC 3161 §2.1: a TSA stamps only with a
+    valid certificate, so the time is backdated or the key misused). Either way the token is
+    INDETERMINATE and proves nothing; the signature under it is judged without it."""
+    if gen_time is None:
+        return check(UNDECIDED, "TIMESTAMP_INVALID", "FORMAT_FAILURE", "không có thời điểm")
+    if gen_time > validation_time + CLOCK_SKEW:
+        return check(UNDECIDED, "TIMESTAMP_AFTER_VALIDATION_TIME", "GENERIC", _iso(gen_time) or "")
+    try:
+        not_before, not_after = tsa_cert.not_valid_before, tsa_cert.not_valid_after
+    except Exception:  # noqa: BLE001 - the chain check reports an unreadable certificate
+        return None
+    if gen_time < not_before:
+        return check(
+            UNDECIDED,
+            "TIMESTAMP_OUTSIDE_TSA_VALIDITY",
+            "NOT_YET_VALID",
+            f"{_iso(gen_time)}, chứng thư có hiệu lực từ {_iso(not_before)}",
+        )
+    if gen_time > not_after:
+        return check(
+            UNDECIDED,
+            "TIMESTAMP_OUTSIDE_TSA_VALIDITY",
+            "OUT_OF_BOUNDS_NO_POE",
+            f"{_iso(gen_time)}, chứng thư hết hạn {_iso(not_after)}",
+        )
+    return None
+
+
 def _timestamp_chain_check(result: ChainResult) -> Check:
     """The timestamp check from its TSA's chain judgement, each cause with its own code."""
     status = result.status
@@ -1236,6 +1271,9 @@ class Verifier:
                 check(UNDECIDED, "TIMESTAMP_WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"),
                 weak=True,
             )
+        implausible = _implausible_time(gen_time, tsa_cert, doc.validation_time)
+        if implausible is not None:
+            return TimestampResult(kind, gen_time, tsa_name, implausible)
         result = await doc.chains.validate(tsa_cert, "tsa")
         if (
             not result.ok
@@ -1307,7 +1345,11 @@ class Verifier:
             timestamp_time=_iso(ts.time),
             md_algorithm=emb.md_algorithm,
             coverage=coverage.name,
-            validation_time=_iso(ts.chain.moment if ts.chain else doc.validation_time),
+            validation_time=_iso(
+                ts.chain.moment
+                if ts.chain is not None and ts.chain.historical
+                else doc.validation_time
+            ),
             trust_anchor=anchor,
             category=anchor.kind if anchor else None,
             category_label=anchor.kind_label if anchor else None,
@@ -1401,7 +1443,7 @@ class Verifier:
         if (
             first_ts is not None
             and first_ts.time is not None
-            and first_ts.time > doc.validation_time + timedelta(minutes=5)
+            and first_ts.time > doc.validation_time + CLOCK_SKEW
         ):
             doc.warnings.append(Note.of("SIGNED_AFTER_VALIDATION_TIME", signature=field_name))
         try:
@@ -1421,7 +1463,13 @@ class Verifier:
             signature_algorithm=mechanism,
             coverage=_coverage_name(emb),
             level=self._level(doc, emb, cert, bool(sig_ts) or proven_by_doc is not None),
-            validation_time=_iso(chain_result.moment if chain_result else doc.validation_time),
+            # The past moment a proof of existence let the chain be judged at; otherwise the
+            # document's validation time (a live context's own "now" is a few ms later).
+            validation_time=_iso(
+                chain_result.moment
+                if chain_result is not None and chain_result.historical
+                else doc.validation_time
+            ),
             best_signature_time=_iso(poe),
             best_signature_time_proof=poe_proof,
             trust_anchor=anchor,
