@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
@@ -130,7 +131,7 @@ def test_agency_seal_profile_is_reported(tmp_path: Path) -> None:
 
 
 # -- warnings ------------------------------------------------------------------------------------
-def _add_annotation(pdf: bytes, rect: list[float], subtype: str = "/FreeText") -> bytes:
+def _add_annotation(pdf: bytes, rect: list[float | str], subtype: str = "/FreeText") -> bytes:
     writer = IncrementalPdfFileWriter(BytesIO(pdf))
     page = writer.root["/Pages"]["/Kids"][0].get_object()
     annot = writer.add_object(
@@ -169,6 +170,19 @@ def test_annotation_after_signing_passes_with_a_visible_warning(
     assert warning["rect"] == [70, 750, 300, 780]
     assert "cảnh báo" in report["message"]
     assert report["message"] != "Tất cả chữ ký số hợp lệ."
+
+
+def test_annotation_with_an_infinite_rectangle_gives_valid_json(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    """A /Rect number of 401 digits reads as infinity: the warning stays, without a
+    rectangle, and the report is strict JSON (no Infinity, which JSON clients reject)."""
+    pki, _ = dev_pki
+    huge = "1" + "0" * 400 + ".5"
+    report = verify(verifier, _add_annotation(dev_sign(pki, make_pdf()), [100, 100, huge, 200]))
+    json.dumps(report, allow_nan=False)
+    notes = [w for w in report["warnings"] if w["code"].startswith("ANNOTATION")]
+    assert notes, report["warnings"]
 
 
 def test_annotation_over_a_signature_appearance_is_named(

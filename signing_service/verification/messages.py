@@ -6,6 +6,28 @@ people). ``docs/verification-report.md`` lists which check can carry which code.
 
 from __future__ import annotations
 
+import unicodedata
+
+MAX_SHOWN_TEXT = 200  # characters of a name from a document shown in a report
+
+
+def display_text(text: str, limit: int = MAX_SHOWN_TEXT) -> str:
+    """``text`` from a document (a field name, a certificate name) made safe to print: control
+    characters (a newline could forge a line of the CLI report: "…\nKết luận: HỢP LỆ") and
+    format characters such as bidirectional overrides (U+202E reverses what follows on screen)
+    are shown as ``\\uXXXX`` escapes, never interpreted; zero-width (non-)joiners, which
+    Vietnamese text may carry, are kept. Longer than ``limit`` characters: cut, ending "…"."""
+    out = []
+    for ch in text[: limit + 1]:
+        category = unicodedata.category(ch)
+        if category == "Cc" or (category == "Cf" and ch not in "\u200c\u200d"):
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    shown = "".join(out)
+    return shown if len(text) <= limit else shown[:limit] + "…"
+
+
 CHECK_LABELS: dict[str, str] = {
     "integrity": "Toàn vẹn của chữ ký",
     "modifications": "Thay đổi sau khi ký",
@@ -184,6 +206,7 @@ VERDICT_MESSAGES = {
 
 
 def message(code: str, extra: str = "") -> str:
-    """The Vietnamese message of ``code``, with ``extra`` detail in parentheses."""
+    """The Vietnamese message of ``code``, with ``extra`` detail in parentheses (escaped with
+    :func:`display_text`: details may quote the document)."""
     text = MESSAGES[code]
-    return f"{text} ({extra})" if extra else text
+    return f"{text} ({display_text(extra, limit=500)})" if extra else text

@@ -25,6 +25,7 @@ xref, which repairing viewers use but a strict parser never sees), and bytes aft
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -96,8 +97,8 @@ def _rect(value: object) -> tuple[float, float, float, float] | None:
         items = [float(v) for v in value]  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         return None
-    if len(items) != 4:
-        return None
+    if len(items) != 4 or not all(math.isfinite(v) for v in items):
+        return None  # 1e400 parses as infinity: no rectangle to compare or to show
     x1, y1, x2, y2 = items
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
 
