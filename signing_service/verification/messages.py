@@ -182,6 +182,20 @@ MESSAGES: dict[str, str] = {
     "ANNOTATION_ADDED_AFTER_SIGNING": (
         "Có chú thích được thêm sau khi ký; chú thích có thể che khuất nội dung đã ký."
     ),
+    "ANNOTATION_CHANGED_AFTER_SIGNING": (
+        "Có chú thích đã có từ trước bị sửa sau khi ký; nội dung hiển thị có thể khác lúc ký."
+    ),
+    "ANNOTATION_REMOVED_AFTER_SIGNING": (
+        "Có chú thích đã có lúc ký bị xóa sau khi ký; tài liệu hiển thị khác với lúc ký."
+    ),
+    "UNSIGNED_FIELD_ADDED_AFTER_SIGNING": (
+        "Có trường chữ ký hiển thị được thêm sau khi ký nhưng chưa ký: hình thể hiện của nó do "
+        "người thêm tự vẽ, không phải chữ ký số, và có thể che nội dung đã ký."
+    ),
+    "ANNOTATIONS_NOT_REVIEWED": (
+        "Tài liệu quá nhiều trang: chú thích thêm sau khi ký chỉ được rà soát để cảnh báo trên "
+        "các trang đầu (các thay đổi vẫn được kiểm tra theo quy tắc)."
+    ),
     "ANNOTATION_OVER_SIGNATURE": (
         "Có chú thích được thêm sau khi ký nằm đè lên hình thể hiện của một chữ ký."
     ),

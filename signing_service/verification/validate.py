@@ -90,7 +90,11 @@ from signing_service.verification.limits import (
     pdf_header_offset,
 )
 from signing_service.verification.memo import FACTS, DocumentFacts
-from signing_service.verification.modifications import RevisionAnalysis
+from signing_service.verification.modifications import (
+    MAX_PAGES_FOR_ANNOTATION_REVIEW,
+    AddedAnnotation,
+    RevisionAnalysis,
+)
 from signing_service.verification.report import (
     ChainEntry,
     Check,
@@ -1623,34 +1627,42 @@ class Verifier:
         signatures = [e for e in embedded if not _is_doc_timestamp(e)]
         if signatures:
             first = signatures[0]
+            signed_names = {str(e.field_name) for e in embedded}
             widgets: list[tuple[int | None, tuple[float, float, float, float] | None, str]] = []
             for emb in signatures:
                 widgets.append((_widget_page(doc, emb), _widget_rect(emb), str(emb.field_name)))
-            seen: set[tuple[int, int, tuple[float, ...] | None]] = set()
+            seen: set[tuple[int, int, str, tuple[float, ...] | None]] = set()
+            unreviewed = 0
             for revision in range(first.signed_revision + 1, doc.analysis.revisions):
                 try:
                     change = doc.analysis.change(revision)
                 except Exception:  # noqa: BLE001
                     continue
+                unreviewed = max(unreviewed, change.annotations_unreviewed_pages)
                 for annot in change.added_annotations:
-                    if annot.is_signature_widget:
+                    code = _annotation_warning(annot, signed_names)
+                    if code is None:
                         continue
-                    key = (annot.revision, annot.page, annot.rect)
+                    key = (annot.revision, annot.page, annot.change, annot.rect)
                     if key in seen:
                         continue
                     seen.add(key)
                     covered = [
                         name
                         for page, rect, name in widgets
-                        if page == annot.page and _overlaps(rect, annot.rect)
+                        if page == annot.page
+                        and name != annot.field
+                        and _overlaps(rect, annot.rect)
                     ]
-                    code = (
-                        "ANNOTATION_OVER_SIGNATURE" if covered else "ANNOTATION_ADDED_AFTER_SIGNING"
-                    )
+                    if covered and annot.change != "removed":
+                        code = "ANNOTATION_OVER_SIGNATURE"
+                    detail = f"trang {annot.page}, loại {annot.subtype}"
+                    if annot.field is not None:
+                        detail += f", trường {annot.field}"
                     warnings.append(
                         Note.of(
                             code,
-                            f"trang {annot.page}, loại {annot.subtype}",
+                            detail,
                             signature=covered[0] if covered else None,
                             page=annot.page,
                             rect=annot.rect,
@@ -1658,6 +1670,13 @@ class Verifier:
                     )
                     if len(warnings) >= 50:
                         return warnings
+            if unreviewed:
+                warnings.append(
+                    Note.of(
+                        "ANNOTATIONS_NOT_REVIEWED",
+                        f"{unreviewed} trang sau trang {MAX_PAGES_FOR_ANNOTATION_REVIEW}",
+                    )
+                )
         for report in reports:
             if any(n.code == "VALIDATED_AT_PROVEN_TIME" for n in report.notes) and report.signer:
                 try:
@@ -1667,6 +1686,28 @@ class Verifier:
                 if expired:
                     warnings.append(Note.of("CERTIFICATE_EXPIRED_SINCE", signature=report.field))
         return warnings
+
+
+def _annotation_warning(annot: AddedAnnotation, signed_names: set[str]) -> str | None:
+    """The warning an annotation change after the first signature deserves, or ``None``.
+
+    A signature widget of a field signed later is that signature's own appearance; one of an
+    unsigned field is a picture anyone can paint (over the signed text) without signing, and is
+    named as such when visible. Widgets of form fields changing are form filling, which the
+    modification check judges. Comments added, edited or removed after signing are named."""
+    if annot.subtype == "Widget":
+        if not annot.is_signature_widget or annot.change != "added":
+            return None
+        if annot.field is not None and annot.field in signed_names:
+            return None
+        if annot.rect is None or annot.rect[2] <= annot.rect[0] or annot.rect[3] <= annot.rect[1]:
+            return None  # invisible: shows nothing
+        return "UNSIGNED_FIELD_ADDED_AFTER_SIGNING"
+    return {
+        "added": "ANNOTATION_ADDED_AFTER_SIGNING",
+        "changed": "ANNOTATION_CHANGED_AFTER_SIGNING",
+        "removed": "ANNOTATION_REMOVED_AFTER_SIGNING",
+    }.get(annot.change)
 
 
 def _signer_info_of(doc: _Doc, cert: x509.Certificate) -> SignerInfo:
