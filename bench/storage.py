@@ -160,6 +160,7 @@ def main() -> int:
             "SIGNING_SERVICE_DATA_DIR": str(work / "var"),
             "SIGNING_SERVICE_DATABASE_URL": f"sqlite:///{work / 'metadata.db'}",
             "SIGNING_SERVICE_KEY_PASSPHRASE": "bench-" + uuid.uuid4().hex,
+            "SIGNING_SERVICE_AUDIT_KEY": "bench-audit-" + uuid.uuid4().hex,
             "SIGNING_SERVICE_STORAGE_URL": minio.url(bucket),
         }
         cli = [str(REPO / ".venv/bin/signing-service")]

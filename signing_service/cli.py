@@ -1,5 +1,5 @@
-"""Command line: ``signing-service serve | migrate | agency add | client add | sign | verify |
-pki init | audit verify | storage reconcile | trust list``.
+"""Command line: ``signing-service serve | migrate | agency add | client add/list/revoke/rotate |
+operator-key add | sign | verify | pki init | audit verify/seal | storage reconcile | trust list``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
@@ -12,13 +12,18 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from signing_service import errors
 
 if TYPE_CHECKING:
+    from signing_service.services.accounts import IssuedKey
+    from signing_service.services.container import Services
     from signing_service.settings import Settings
+
+T = TypeVar("T")
 
 EXIT_PASSED, EXIT_FAILED, EXIT_UNDECIDED = 0, 1, 2
 EXIT_USAGE, EXIT_IO, EXIT_REFUSED, EXIT_CONFIG = 3, 4, 5, 6
@@ -78,11 +83,15 @@ def _settings() -> Settings:
     sys.exit(EXIT_CONFIG)
 
 
-def _services(serve_dev_pki: bool = False, migrate: bool = True):  # type: ignore[no-untyped-def]
+def _services(  # type: ignore[no-untyped-def]
+    serve_dev_pki: bool = False, migrate: bool = True, prepare: bool = True
+):
     from signing_service.services.container import Services, StartupRefused
 
     try:
-        return Services.build(_settings(), serve_dev_pki=serve_dev_pki, migrate=migrate)
+        return Services.build(
+            _settings(), serve_dev_pki=serve_dev_pki, migrate=migrate, prepare=prepare
+        )
     except StartupRefused as e:
         print(f"Từ chối khởi động ở chế độ production: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
@@ -327,22 +336,128 @@ def cmd_pki_init(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(_args: argparse.Namespace) -> int:
-    from signing_service import audit
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0: log and seals intact; 1: a problem (each named, in Vietnamese, on stderr)."""
+    from signing_service.audit import problems_summary
+    from signing_service.audit.seals import verify_log
 
-    services = _services()
+    # Not "prepared": verifying never writes (no bootstrap, no keying of an old log).
+    services = _services(prepare=False)
     try:
+        assert services.audit_key is not None
         with services.db.transaction() as session:
-            report = audit.verify(session)
+            report = verify_log(
+                session,
+                services.audit_key,
+                seal_dir=services.settings.audit_seals_path,
+                trust=services.trust,
+            )
+        key_id = services.audit_key.key_id
+        seal_dir = services.settings.audit_seals_path
     finally:
         services.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries": report.entries,
+                    "last_seq": report.last_seq,
+                    "keyed_from": report.keyed_from,
+                    "key_id": key_id,
+                    "seal_dir": str(seal_dir),
+                    "seals": report.seals,
+                    "last_sealed_seq": report.last_sealed_seq,
+                    "last_sealed_at": report.last_sealed_at,
+                    "problems": [p.__dict__ for p in report.problems],
+                    "more_problems": report.more_problems,
+                    "warnings": report.warnings,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return 0 if report.ok else EXIT_FAILED
+    sealed = (
+        f"khớp {report.seals} niêm phong (cuối: bản ghi {report.last_sealed_seq}, lúc "
+        f"{report.last_sealed_at})"
+        if report.seals
+        else "chưa có niêm phong"
+    )
     if report.ok:
-        print(f"Nhật ký kiểm tra toàn vẹn: {report.entries} bản ghi, chuỗi băm hợp lệ.")
-        return 0
-    print(f"Nhật ký kiểm tra BỊ SỬA ĐỔI ({report.entries} bản ghi):", file=sys.stderr)
-    for problem in report.problems:
-        print(f"  - {problem}", file=sys.stderr)
-    return EXIT_FAILED
+        print(
+            f"Nhật ký kiểm tra toàn vẹn: {report.entries} bản ghi; chuỗi băm hợp lệ, mã xác "
+            f"thực (MAC, khóa {key_id}) hợp lệ; {sealed}."
+        )
+    else:
+        print(
+            f"Nhật ký kiểm tra BỊ SỬA ĐỔI hoặc KHÔNG ĐẦY ĐỦ ({report.entries} bản ghi, khóa "
+            f"{key_id}, {sealed}):",
+            file=sys.stderr,
+        )
+        for line in problems_summary(report.problems, report.more_problems):
+            print(f"  - {line}", file=sys.stderr)
+    if report.keyed_from and report.keyed_from > 1:
+        print(
+            f"Bản ghi 1–{report.keyed_from - 1} có từ trước khi nhật ký được khóa: MAC của chúng "
+            "được tính một lần khi nâng cấp (xem bản ghi audit.keyed)."
+        )
+    for warning in report.warnings:
+        print(f"Cảnh báo: {warning}")
+    return 0 if report.ok else EXIT_FAILED
+
+
+def cmd_audit_seal(args: argparse.Namespace) -> int:
+    """Exit 0: sealed (or nothing new); 1: refused (the log or the last seal has a problem);
+    4: the timestamp server did not answer; 6: no timestamp server configured."""
+    from signing_service.audit import problems_summary
+    from signing_service.audit.seals import SealRefused, SealUnavailable, seal_head
+
+    services = _services(serve_dev_pki=_dev_pki_missing(), prepare=False)
+    try:
+        settings = services.settings
+        tsa_url = settings.audit_tsa_url or (
+            services.dev_pki.tsa_url if services.dev_pki is not None else None
+        )
+        if not tsa_url:
+            print(
+                "Cấu hình không hợp lệ: chưa đặt SIGNING_SERVICE_AUDIT_TSA_URL (máy chủ cấp dấu "
+                "thời gian dùng để niêm phong nhật ký).",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        assert services.audit_key is not None
+        try:
+            seal = seal_head(
+                services.db,
+                services.audit_key,
+                seal_dir=settings.audit_seals_path,
+                tsa_url=tsa_url,
+                trust=services.trust,
+                timeout=settings.fetch_timeout_seconds,
+                force=args.force,
+            )
+        except SealRefused as e:
+            print("Không niêm phong nhật ký kiểm tra:", file=sys.stderr)
+            for line in problems_summary(e.problems):
+                print(f"  - {line}", file=sys.stderr)
+            return EXIT_FAILED
+        except SealUnavailable as e:
+            print(
+                f"TIMESTAMP_UNAVAILABLE: không lấy được dấu thời gian từ {tsa_url} ({e}).",
+                file=sys.stderr,
+            )
+            return EXIT_IO
+    finally:
+        services.close()
+    if seal is None:
+        print("Không có bản ghi mới kể từ lần niêm phong trước; không tạo niêm phong.")
+    else:
+        print(
+            f"Đã niêm phong nhật ký kiểm tra đến bản ghi {seal.seq} (dấu thời gian lúc "
+            f"{seal.gen_time}): {seal.path}"
+        )
+    return 0
 
 
 def cmd_storage_reconcile(args: argparse.Namespace) -> int:
@@ -400,6 +515,29 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.effective_database_url)
+    return _key_audit_chain(settings)
+
+
+def _key_audit_chain(settings: Settings) -> int:
+    """After migrating: MAC an audit log from before migration 0005, once (needs the audit
+    key, which the migration itself never reads)."""
+    from signing_service.audit import key_chain
+    from signing_service.audit.key import load_audit_key
+    from signing_service.store.db import Database
+
+    try:
+        key = load_audit_key(settings)
+    except errors.ServiceError as e:
+        print(f"{e.code}: {e.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    db = Database(settings.effective_database_url, audit_key=key)
+    try:
+        with db.transaction() as session:
+            keyed = key_chain(session, key)
+    finally:
+        db.dispose()
+    if keyed is not None:
+        print(f"Đã khóa nhật ký kiểm tra (MAC, khóa {key.key_id}): {keyed} bản ghi có từ trước.")
     return 0
 
 
@@ -418,24 +556,147 @@ def cmd_agency_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_client_add(args: argparse.Namespace) -> int:
-    from signing_service.services.accounts import create_api_client
+STATUS_KEY_VI = {
+    "active": "đang dùng",
+    "overlap": "chuyển tiếp",
+    "expired": "hết hạn",
+    "revoked": "đã thu hồi",
+}
 
+
+def _print_issued(issued: IssuedKey, as_json: bool) -> None:
+    """A newly issued key: the full key is printed here and never again."""
+    key = issued.key
+    if as_json:
+        print(json.dumps({**key.__dict__, "api_key": issued.api_key}, ensure_ascii=False))
+        return
+    owner = key.agency_code or "đơn vị vận hành"
+    expiry = f", hết hạn lúc {key.expires_at}" if key.expires_at else ""
+    print(f"Khóa API {key.key_id} ({key.role}, {owner}) cho {key.name}{expiry}.")
+    print("Khóa chỉ hiển thị một lần; chỉ mã băm của khóa được lưu:")
+    print(issued.api_key)
+
+
+def _account_command(action: Callable[[Services], T]) -> T | None:
+    """``action(services)``, or None after printing a refusal's code (the caller exits 5)."""
     services = _services()
     try:
-        key_id, api_key = create_api_client(
-            services, args.agency, args.name, role=args.role, actor="cli"
-        )
+        return action(services)
     except errors.ServiceError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
-        return EXIT_REFUSED
+        return None
     finally:
         services.close()
+
+
+def cmd_client_add(args: argparse.Namespace) -> int:
+    from signing_service.services.accounts import issue_api_key
+
+    operator = args.role == "operator"
+    if operator == (args.agency is not None):
+        print(
+            "Lỗi cú pháp lệnh: khóa client/admin cần --agency; khóa operator không thuộc cơ "
+            "quan nào (bỏ --agency).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    issued = _account_command(
+        lambda services: issue_api_key(
+            services,
+            agency_code=args.agency,
+            name=args.name,
+            role=args.role,
+            actor="cli",
+            expires_in_days=args.expires,
+        ),
+    )
+    if issued is None:
+        return EXIT_REFUSED
+    _print_issued(issued, args.json)
+    return 0
+
+
+def cmd_operator_key_add(args: argparse.Namespace) -> int:
+    from signing_service.services.accounts import create_operator_key
+
+    issued = _account_command(
+        lambda services: create_operator_key(
+            services, args.name, actor="cli", expires_in_days=args.expires
+        ),
+    )
+    if issued is None:
+        return EXIT_REFUSED
+    _print_issued(issued, args.json)
+    return 0
+
+
+def cmd_client_list(args: argparse.Namespace) -> int:
+    from signing_service.services.accounts import list_api_keys
+
+    views = _account_command(lambda services: list_api_keys(services, agency_code=args.agency))
+    if views is None:
+        return EXIT_REFUSED
     if args.json:
-        print(json.dumps({"key_id": key_id, "api_key": api_key, "role": args.role}))
+        print(json.dumps([v.__dict__ for v in views], ensure_ascii=False, indent=2))
+        return 0
+    if not views:
+        print("Chưa có khóa API nào.")
+        return 0
+    for v in views:
+        notes = [f"tạo {v.created_at}"]
+        if v.expires_at:
+            notes.append(f"hết hạn {v.expires_at}")
+        if v.revoked_at:
+            notes.append(f"thu hồi {v.revoked_at}")
+        if v.replaced_by:
+            notes.append(f"thay bằng {v.replaced_by}")
+        print(
+            f"{v.key_id}  {v.role:<8}  {v.agency_code or '(vận hành)':<13}  "
+            f"{STATUS_KEY_VI.get(v.status, v.status):<11}  {v.name}  ({'; '.join(notes)})"
+        )
+    return 0
+
+
+def cmd_client_revoke(args: argparse.Namespace) -> int:
+    from signing_service.services.accounts import revoke_api_key
+
+    view = _account_command(lambda services: revoke_api_key(services, args.key_id, actor="cli"))
+    if view is None:
+        return EXIT_REFUSED
+    if args.json:
+        print(json.dumps(view.__dict__, ensure_ascii=False))
     else:
-        print(f"Khóa API ({args.role}) cho {args.name}, chỉ hiển thị một lần:")
-        print(api_key)
+        print(f"Đã thu hồi khóa API {view.key_id} ({view.name}) lúc {view.revoked_at}.")
+    return 0
+
+
+def cmd_client_rotate(args: argparse.Namespace) -> int:
+    from signing_service.services.accounts import rotate_api_key
+
+    result = _account_command(
+        lambda services: rotate_api_key(
+            services, args.key_id, actor="cli", overlap_hours=args.overlap
+        ),
+    )
+    if result is None:
+        return EXIT_REFUSED
+    issued, previous = result
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "new_key": {**issued.key.__dict__, "api_key": issued.api_key},
+                    "previous": previous.__dict__,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    print(
+        f"Khóa cũ {previous.key_id} còn hiệu lực đến {previous.expires_at} (thời gian chuyển "
+        "tiếp), sau đó bị từ chối."
+    )
+    _print_issued(issued, False)
     return 0
 
 
@@ -546,9 +807,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aud = sub.add_parser("audit", help="nhật ký kiểm tra")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
-    aud_sub.add_parser("verify", help="kiểm tra chuỗi băm của nhật ký").set_defaults(
-        func=cmd_audit_verify
+    aud_verify = aud_sub.add_parser(
+        "verify",
+        help="kiểm tra chuỗi băm, mã xác thực (MAC) và các niêm phong của nhật ký",
     )
+    aud_verify.add_argument("--json", action="store_true")
+    aud_verify.set_defaults(func=cmd_audit_verify)
+    aud_seal = aud_sub.add_parser(
+        "seal",
+        help="niêm phong đầu chuỗi nhật ký bằng dấu thời gian RFC 3161 (chạy định kỳ, ví dụ cron)",
+    )
+    aud_seal.add_argument(
+        "--force", action="store_true", help="niêm phong cả khi không có bản ghi mới"
+    )
+    aud_seal.set_defaults(func=cmd_audit_seal)
     sub.add_parser("migrate", help="cập nhật lược đồ cơ sở dữ liệu").set_defaults(func=cmd_migrate)
     ag = sub.add_parser("agency", help="cơ quan")
     ag_sub = ag.add_subparsers(dest="agency_command", required=True, parser_class=_Parser)
@@ -559,11 +831,46 @@ def build_parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("client", help="hệ thống gọi API")
     cl_sub = cl.add_subparsers(dest="client_command", required=True, parser_class=_Parser)
     cl_add = cl_sub.add_parser("add", help="cấp khóa API cho một hệ thống của cơ quan")
-    cl_add.add_argument("--agency", required=True, help="mã định danh cơ quan")
+    cl_add.add_argument("--agency", help="mã định danh cơ quan (không dùng với --role operator)")
     cl_add.add_argument("--name", required=True, help="tên hệ thống, ví dụ Một cửa điện tử")
-    cl_add.add_argument("--role", choices=["client", "admin"], default="client")
+    cl_add.add_argument("--role", choices=["client", "admin", "operator"], default="client")
+    cl_add.add_argument(
+        "--expires", type=float, metavar="NGAY", help="khóa hết hạn sau số ngày này"
+    )
     cl_add.add_argument("--json", action="store_true")
     cl_add.set_defaults(func=cmd_client_add)
+    cl_list = cl_sub.add_parser("list", help="liệt kê khóa API (không bao giờ kèm bí mật)")
+    cl_list.add_argument("--agency", help="chỉ khóa của cơ quan này")
+    cl_list.add_argument("--json", action="store_true")
+    cl_list.set_defaults(func=cmd_client_list)
+    cl_revoke = cl_sub.add_parser("revoke", help="thu hồi khóa API (ngừng hiệu lực ngay)")
+    cl_revoke.add_argument("key_id", help="mã khóa (16 chữ số hex, xem client list)")
+    cl_revoke.add_argument("--json", action="store_true")
+    cl_revoke.set_defaults(func=cmd_client_revoke)
+    cl_rotate = cl_sub.add_parser(
+        "rotate", help="xoay vòng khóa API: cấp khóa mới, khóa cũ còn hiệu lực một thời gian"
+    )
+    cl_rotate.add_argument("key_id", help="mã khóa (16 chữ số hex, xem client list)")
+    cl_rotate.add_argument(
+        "--overlap",
+        type=float,
+        default=24.0,
+        metavar="GIO",
+        help="khóa cũ còn hiệu lực thêm số giờ này (mặc định 24; 0: ngừng ngay)",
+    )
+    cl_rotate.add_argument("--json", action="store_true")
+    cl_rotate.set_defaults(func=cmd_client_rotate)
+    opk = sub.add_parser("operator-key", help="khóa API của đơn vị vận hành")
+    opk_sub = opk.add_subparsers(dest="operator_key_command", required=True, parser_class=_Parser)
+    opk_add = opk_sub.add_parser(
+        "add", help="cấp khóa API cho đơn vị vận hành (API /v1/operator/…; không thuộc cơ quan)"
+    )
+    opk_add.add_argument("--name", required=True, help="tên người/hệ thống vận hành")
+    opk_add.add_argument(
+        "--expires", type=float, metavar="NGAY", help="khóa hết hạn sau số ngày này"
+    )
+    opk_add.add_argument("--json", action="store_true")
+    opk_add.set_defaults(func=cmd_operator_key_add)
     st = sub.add_parser("storage", help="kho lưu trữ đối tượng")
     st_sub = st.add_subparsers(dest="storage_command", required=True, parser_class=_Parser)
     rec = st_sub.add_parser(

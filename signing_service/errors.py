@@ -206,6 +206,30 @@ InvalidAgency = _error(
 )
 AgencyExists = _error("AGENCY_EXISTS", 409, "Cơ quan này đã tồn tại.")
 AgencyNotFound = _error("AGENCY_NOT_FOUND", 404, "Không tìm thấy cơ quan.")
+ApiKeyNotFound = _error("API_KEY_NOT_FOUND", 404, "Không tìm thấy khóa API.")
+ApiKeyRevoked = _error("API_KEY_REVOKED", 409, "Khóa API này đã bị thu hồi.")
+ApiKeyInactive = _error(
+    "API_KEY_INACTIVE",
+    409,
+    "Khóa API này đã hết hạn hoặc đã được thay bằng khóa khác; không thể xoay vòng lại.",
+)
+InvalidApiKeyRequest = _error(
+    "INVALID_API_KEY_REQUEST",
+    422,
+    "Yêu cầu về khóa API không hợp lệ (vai trò, tên, cơ quan, thời hạn hoặc thời gian chuyển "
+    "tiếp).",
+)
+OperatorKeyNotAgency = _error(
+    "OPERATOR_KEY_NOT_AGENCY",
+    403,
+    "Khóa API của đơn vị vận hành không thuộc cơ quan nào: không dùng được để ký, đọc văn bản "
+    "hay hồ sơ của cơ quan.",
+)
+OperatorKeyCliOnly = _error(
+    "OPERATOR_KEY_CLI_ONLY",
+    403,
+    "Khóa API của đơn vị vận hành chỉ được tạo và xoay vòng bằng dòng lệnh trên máy chủ.",
+)
 
 # Dossier attachments
 InvalidComponent = _error("INVALID_COMPONENT", 422, "Thành phần hồ sơ không hợp lệ.")

@@ -22,6 +22,12 @@ CERTS_DIR = REPO_ROOT / "certs"
 # The passphrase of the development PKCS#12 files. It is public (it is in this file), so
 # production mode refuses any profile that still uses it.
 DEV_KEY_PASSPHRASE = "dev-only-passphrase"
+# Development mode generates the audit MAC secret with this prefix (a copied development key is
+# recognisable), in <data_dir>/audit-dev.key; production refuses both. Secrets are at least
+# AUDIT_KEY_MIN_CHARS characters (e.g. `openssl rand -hex 32`).
+DEV_AUDIT_KEY_PREFIX = "dev-audit-key:"
+DEV_AUDIT_KEY_FILE = "audit-dev.key"
+AUDIT_KEY_MIN_CHARS = 32
 
 
 class Mode(StrEnum):
@@ -137,6 +143,16 @@ class Settings(BaseSettings):
     # Passphrase for file keys (PKCS#12 / encrypted PEM); a secret, never logged.
     key_passphrase: SecretStr = SecretStr(DEV_KEY_PASSPHRASE)
 
+    # The audit chain's MAC secret, held by the operator and never by the database: the value
+    # itself, or a file holding it (one of the two). Production refuses to start without one;
+    # development generates <data_dir>/audit-dev.key (mode 0600) when neither is set.
+    audit_key: SecretStr | None = None
+    audit_key_file: Path | None = None
+    # Where `audit seal` writes the chain-head seals (default: <data_dir>/audit-seals).
+    audit_seal_dir: Path | None = None
+    # RFC 3161 timestamp server for the seals (development default: the dev PKI's TSA).
+    audit_tsa_url: str | None = None
+
     # Revocation look-ups of the signer before signing are cached this long (seconds).
     signer_check_cache_seconds: int = 300
     fetch_timeout_seconds: float = 5.0
@@ -183,6 +199,14 @@ class Settings(BaseSettings):
         return (self.upload_tmp_dir or self.resolved_data_dir / "tmp").resolve()
 
     @property
+    def audit_seals_path(self) -> Path:
+        return (self.audit_seal_dir or self.resolved_data_dir / "audit-seals").resolve()
+
+    @property
+    def dev_audit_key_path(self) -> Path:
+        return self.resolved_data_dir / DEV_AUDIT_KEY_FILE
+
+    @property
     def dev_credentials_file(self) -> Path:
         return self.resolved_data_dir / "dev-credentials.json"
 
@@ -209,7 +233,33 @@ class Settings(BaseSettings):
             problems.append("SIGNING_SERVICE_DATABASE_URL must be set explicitly")
         if self.crash_at:
             problems.append("SIGNING_SERVICE_CRASH_AT is a test-only fault injection")
+        problems.extend(self._audit_key_problems())
         for anchor in self.extra_trust_anchors:
             if self.pki_dir in anchor.file.resolve().parents:
                 problems.append(f"extra trust anchor {anchor.file} belongs to the development PKI")
         return problems
+
+    def _audit_key_problems(self) -> list[str]:
+        """Production: the audit chain must be keyed with the operator's own secret (the file
+        itself is read, and checked again, when the services are built)."""
+        value = self.audit_key.get_secret_value() if self.audit_key is not None else ""
+        if value and self.audit_key_file is not None:
+            return ["chỉ đặt một trong SIGNING_SERVICE_AUDIT_KEY và SIGNING_SERVICE_AUDIT_KEY_FILE"]
+        if self.audit_key_file is not None:
+            if self.audit_key_file.resolve() == self.dev_audit_key_path:
+                return ["SIGNING_SERVICE_AUDIT_KEY_FILE trỏ tới khóa nhật ký của chế độ phát triển"]
+            return []
+        if not value:
+            return [
+                "chưa đặt SIGNING_SERVICE_AUDIT_KEY (hoặc SIGNING_SERVICE_AUDIT_KEY_FILE): nhật ký "
+                "kiểm tra phải được khóa (HMAC) bằng bí mật do đơn vị vận hành giữ, ngoài cơ sở "
+                "dữ liệu"
+            ]
+        if value.startswith(DEV_AUDIT_KEY_PREFIX):
+            return ["SIGNING_SERVICE_AUDIT_KEY là khóa nhật ký của chế độ phát triển"]
+        if len(value.strip()) < AUDIT_KEY_MIN_CHARS:
+            return [
+                f"SIGNING_SERVICE_AUDIT_KEY quá ngắn (cần ít nhất {AUDIT_KEY_MIN_CHARS} ký tự, "
+                "ví dụ `openssl rand -hex 32`)"
+            ]
+        return []

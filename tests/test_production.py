@@ -13,6 +13,9 @@ from signing_service.trust import TrustStore, TrustStoreError
 from tests.conftest import REPO, make_settings
 from tests.support.pdfs import make_pdf
 
+# Production needs the operator's audit MAC secret (tests/test_audit.py: refused without it).
+AUDIT_KEY = "operator-audit-secret-0123456789abcdef0123456789"
+
 
 def test_default_passphrase_refused(tmp_path: Path) -> None:
     settings = Settings(
@@ -46,7 +49,11 @@ def test_database_with_dev_agencies_refused(tmp_path: Path, dev_pki: tuple[DevPk
     url = f"sqlite:///{tmp_path}/m.db"
     Services.build(make_settings(tmp_path, url, dev_pki)).close()  # dev bootstrap ran
     settings = Settings(
-        mode="production", data_dir=tmp_path, key_passphrase="s3cret-prod", database_url=url
+        mode="production",
+        data_dir=tmp_path,
+        key_passphrase="s3cret-prod",
+        database_url=url,
+        audit_key=AUDIT_KEY,
     )
     with pytest.raises(StartupRefused, match="development agencies"):
         Services.build(settings)
@@ -58,6 +65,7 @@ def test_clean_production_starts_without_dev_root(tmp_path: Path) -> None:
         data_dir=tmp_path,
         key_passphrase="s3cret-prod",
         database_url=f"sqlite:///{tmp_path}/m.db",
+        audit_key=AUDIT_KEY,
     )
     services = Services.build(settings)
     try:
@@ -124,6 +132,7 @@ def test_production_deployment_from_the_command_line(tmp_path: Path) -> None:
         "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
         "SIGNING_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'metadata.db'}",
         "SIGNING_SERVICE_KEY_PASSPHRASE": "a-real-secret-from-the-vault",
+        "SIGNING_SERVICE_AUDIT_KEY": AUDIT_KEY,
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:

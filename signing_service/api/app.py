@@ -25,6 +25,7 @@ from signing_service.api import (
     attachments,
     documents,
     health,
+    operator,
     schemas,
     signatures,
     verifications,
@@ -168,6 +169,7 @@ def create_app(services: Services) -> FastAPI:
         documents.router,
         verifications.router,
         attachments.router,
+        operator.router,
     ):
         app.include_router(router)
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from signing_service import errors
 from signing_service.api import schemas
-from signing_service.services.auth import authenticate
+from signing_service.services.auth import OPERATOR_ROLE, authenticate
 from signing_service.services.container import Services
 from signing_service.services.documents import DocumentView
 from signing_service.settings import Settings
@@ -73,13 +73,7 @@ def get_verification_threads(request: Request) -> WorkerThreads:
 VerificationThreads = Annotated[WorkerThreads, Depends(get_verification_threads)]
 
 
-def current_client(
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-) -> ApiClient:
-    """The API client named by the ``Authorization`` header, its agency loaded.
-
-    Raises :class:`errors.Unauthenticated` (401) when the key is missing or unknown."""
+def _authenticated(request: Request, authorization: str | None) -> ApiClient:
     services: Services = request.app.state.services
     with services.db.transaction() as session:
         found = authenticate(session, authorization)
@@ -87,7 +81,40 @@ def current_client(
     return found
 
 
+def current_client(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> ApiClient:
+    """The agency's API client named by the ``Authorization`` header, its agency loaded.
+
+    Raises :class:`errors.Unauthenticated` (401) when the key is missing, unknown, revoked or
+    expired, and :class:`errors.OperatorKeyNotAgency` (403) for the platform operator's key:
+    it belongs to no agency, so it never signs, reads documents or stores attachments."""
+    found = _authenticated(request, authorization)
+    if found.role == OPERATOR_ROLE or found.agency is None:
+        raise errors.OperatorKeyNotAgency()
+    return found
+
+
 Client = Annotated[ApiClient, Depends(current_client)]
+
+
+def current_operator(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> ApiClient:
+    """The platform operator's API key named by the ``Authorization`` header.
+
+    Raises :class:`errors.Unauthenticated` (401) as :func:`current_client` does, and
+    :class:`errors.Forbidden` (403 ``FORBIDDEN``) for any agency key, admin included: an
+    agency never reaches the operator API."""
+    found = _authenticated(request, authorization)
+    if found.role != OPERATOR_ROLE or found.agency_id is not None:
+        raise errors.Forbidden("Khóa API của cơ quan không dùng được các chức năng vận hành.")
+    return found
+
+
+Operator = Annotated[ApiClient, Depends(current_operator)]
 
 
 def current_admin(caller: Client) -> ApiClient:
@@ -101,7 +128,10 @@ Admin = Annotated[ApiClient, Depends(current_admin)]
 
 
 def actor_of(caller: ApiClient) -> str:
-    """How the audit log names an API client: ``api-client:<key id>``."""
+    """How the audit log names an API client: ``api-client:<key id>``, or
+    ``operator:<key id>`` for the platform operator's key."""
+    if caller.role == OPERATOR_ROLE:
+        return f"operator:{caller.key_id}"
     return f"api-client:{caller.key_id}"
 
 

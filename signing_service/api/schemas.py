@@ -222,3 +222,48 @@ class AttachmentOut(BaseModel):
 class LegalHoldIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool
+
+
+# Operator API: API keys (never a secret, except once in ApiKeyIssued.api_key)
+class ApiKeyOut(BaseModel):
+    key_id: str = Field(examples=["3f9c0a1b2c3d4e5f"])
+    name: str = Field(examples=["Một cửa điện tử"])
+    role: str = Field(description="client | admin | operator")
+    agency_code: str | None = Field(description="None for operator keys")
+    status: str = Field(
+        description="active | overlap (rotated, works until expires_at) | expired | revoked"
+    )
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    replaced_by: str | None = Field(description="key id of the key that replaced this one")
+
+
+class ApiKeyIssued(ApiKeyOut):
+    api_key: str = Field(description="the full key: shown in this answer only, never again")
+
+
+class ApiKeyRotated(BaseModel):
+    new_key: ApiKeyIssued
+    previous: ApiKeyOut
+
+
+class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agency_code: str = Field(max_length=64, examples=["000.00.12.H12"])
+    name: str = Field(min_length=1, max_length=255, examples=["Một cửa điện tử"])
+    role: str = Field(default="client", description="client | admin (operator keys: CLI only)")
+    expires_in_days: float | None = Field(
+        default=None, gt=0, le=3650, allow_inf_nan=False, description="None: until revoked"
+    )
+
+
+class ApiKeyRotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overlap_hours: float = Field(
+        default=24.0,
+        ge=0,
+        le=720,
+        allow_inf_nan=False,
+        description="how long the old key keeps working (0: it stops at once)",
+    )

@@ -1,29 +1,68 @@
-"""The audit log: append-only and hash-chained, written in the caller's transaction.
+"""The audit log: append-only, hash-chained and keyed, written in the caller's transaction.
 
-Each entry's hash covers its content and the previous entry's hash, and the one-row
-``audit_head`` records the newest sequence number and hash. ``verify`` therefore detects an
-edited entry (its hash no longer matches), a deleted or reordered entry (a broken link or a gap
-in the sequence), and deleted newest entries (the head points past the end). Entries never
-contain document contents or secrets: callers pass identifiers and digests only.
+Each entry carries two chains:
+
+- ``hash = SHA-256(canonical(entry, prev_hash))``: anyone can recompute it, so it detects
+  accidents and lets a reader check the log without the secret, but an attacker who can write
+  the database simply recomputes it after an edit;
+- ``mac = HMAC-SHA-256(K, canonical(entry, hash, previous entry's mac))`` with a key ``K``
+  derived from a secret the database does not hold (:mod:`.key`). Without the secret an
+  edited, inserted, deleted (and renumbered) or reordered entry cannot be given a valid MAC,
+  and every entry's MAC covers its sequence number and its predecessor's MAC.
+
+The one-row ``audit_head`` records the newest sequence number, hash and MAC; the database
+alone cannot prove that its newest entries were not cut off (the attacker rewrites the head
+too), so the head is periodically sealed with an RFC 3161 timestamp kept outside the database
+(:mod:`.seals`), and ``audit verify`` reports a log shorter than its last seal.
+
+Entries never contain document contents or secrets: callers pass identifiers and digests only.
+The key reaches :func:`append` through the session (``session.info["audit_key"]``, set by
+:class:`signing_service.store.db.Database`), so callers need not pass it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from signing_service.audit.key import AuditKey
 from signing_service.store.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
 FORBIDDEN_DETAIL_KEYS = frozenset(
     {"content", "data", "pdf", "secret", "password", "passphrase", "pin", "api_key", "key"}
 )
+# Domain separation: a MAC over an audit entry is never valid as anything else.
+_MAC_DOMAIN = b"signing-service/audit-entry/v1\n"
+# At most this many problems are kept (a wholesale rewrite makes every entry a problem).
+MAX_PROBLEMS = 200
+
+__all__ = [
+    "FORBIDDEN_DETAIL_KEYS",
+    "GENESIS",
+    "AuditKey",
+    "AuditKeyMissing",
+    "AuditProblem",
+    "ChainReport",
+    "append",
+    "entry_hash",
+    "entry_mac",
+    "key_chain",
+    "session_key",
+    "verify",
+]
+
+
+class AuditKeyMissing(RuntimeError):
+    """An audit entry was about to be written by a session without the audit key (a
+    :class:`Database` built without ``audit_key``): refusing beats writing an unkeyed entry."""
 
 
 def _canonical(fields: dict[str, Any]) -> bytes:
@@ -40,6 +79,7 @@ def entry_hash(
     details: str,
     prev_hash: str,
 ) -> str:
+    """The plain chain: SHA-256 (hex) of the entry's canonical JSON with ``prev_hash``."""
     body = _canonical(
         {
             "seq": seq,
@@ -55,6 +95,153 @@ def entry_hash(
     return hashlib.sha256(body).hexdigest()
 
 
+def entry_mac(
+    key: AuditKey,
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    agency_code: str | None,
+    action: str,
+    subject: str | None,
+    details: str,
+    prev_hash: str,
+    hash: str,
+    prev_mac: str,
+) -> str:
+    """The keyed chain: HMAC-SHA-256 (hex) with ``key`` of the entry's canonical JSON, its
+    plain hash and the previous entry's MAC (:data:`GENESIS` before the first)."""
+    body = _canonical(
+        {
+            "seq": seq,
+            "at": at,
+            "actor": actor,
+            "agency_code": agency_code,
+            "action": action,
+            "subject": subject,
+            "details": details,
+            "prev_hash": prev_hash,
+            "hash": hash,
+            "prev_mac": prev_mac,
+        }
+    )
+    return key.mac(_MAC_DOMAIN + body)
+
+
+def _row_mac(key: AuditKey, row: Any, prev_mac: str) -> str:
+    return entry_mac(
+        key,
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        agency_code=row.agency_code,
+        action=row.action,
+        subject=row.subject,
+        details=row.details,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+        prev_mac=prev_mac,
+    )
+
+
+def _row_hash(row: Any) -> str:
+    return entry_hash(
+        row.seq,
+        row.at,
+        row.actor,
+        row.agency_code,
+        row.action,
+        row.subject,
+        row.details,
+        row.prev_hash,
+    )
+
+
+def session_key(session: Session) -> AuditKey:
+    """The audit key the session's :class:`Database` carries, or :class:`AuditKeyMissing`."""
+    key = session.info.get("audit_key")
+    if not isinstance(key, AuditKey):
+        raise AuditKeyMissing("this database session carries no audit key")
+    return key
+
+
+def _locked_head(session: Session) -> AuditHead | None:
+    return session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+
+
+_COLUMNS = (
+    AuditEntry.seq,
+    AuditEntry.at,
+    AuditEntry.actor,
+    AuditEntry.agency_code,
+    AuditEntry.action,
+    AuditEntry.subject,
+    AuditEntry.details,
+    AuditEntry.prev_hash,
+    AuditEntry.hash,
+    AuditEntry.mac,
+)
+
+
+def _rows(session: Session, after: int = 0, batch: int = 5000) -> Iterable[Any]:
+    """Entries with ``seq > after`` in order, as plain rows (not ORM objects), in batches."""
+    last = after
+    while True:
+        rows = session.execute(
+            select(*_COLUMNS).where(AuditEntry.seq > last).order_by(AuditEntry.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def key_chain(session: Session, key: AuditKey | None = None) -> int | None:
+    """Key a chain that predates keying (migration 0005), once; None when nothing to do.
+
+    MACs every existing entry in order (the MAC chain starts at :data:`GENESIS`), records in
+    ``audit_head.keyed_from`` the first entry that will be MACed when appended, and appends an
+    ``audit.keyed`` entry saying how many entries were keyed after the fact and whether their
+    plain hash chain was intact at that moment (keying does not launder an earlier edit: the
+    plain chain keeps being checked, so such an edit stays reported). Returns the number of
+    entries keyed. Runs in the caller's transaction, holding the head's lock."""
+    key = key or session_key(session)
+    head = _locked_head(session)
+    if head is None or head.mac is not None:
+        return None
+    prev_mac, prev_hash, expected, intact, keyed = GENESIS, GENESIS, 1, True, 0
+    pending: list[dict[str, Any]] = []
+    for row in _rows(session):
+        if row.seq != expected or row.prev_hash != prev_hash or _row_hash(row) != row.hash:
+            intact = False
+        mac = _row_mac(key, row, prev_mac)
+        pending.append({"seq": row.seq, "mac": mac})
+        if len(pending) >= 5000:
+            session.execute(update(AuditEntry), pending)
+            pending = []
+        prev_mac, prev_hash, expected, keyed = mac, row.hash, row.seq + 1, keyed + 1
+    if pending:
+        session.execute(update(AuditEntry), pending)
+    if head.seq != expected - 1 or head.hash != prev_hash:
+        intact = False
+    head.mac = prev_mac
+    head.keyed_from = head.seq + 1
+    session.flush()
+    append(
+        session,
+        actor="system",
+        action="audit.keyed",
+        details={
+            "entries_keyed_after_the_fact": keyed,
+            "plain_chain_intact": intact,
+            "key_id": key.key_id,
+        },
+    )
+    return keyed
+
+
 def append(
     session: Session,
     *,
@@ -64,21 +251,41 @@ def append(
     subject: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append an entry in ``session``'s transaction (committed or rolled back with it)."""
+    """Append an entry in ``session``'s transaction (committed or rolled back with it).
+
+    Holds the head's row lock (SELECT … FOR UPDATE; SQLite: the write lock of BEGIN
+    IMMEDIATE) until the transaction ends, so concurrent transactions extend one chain.
+    Raises ``ValueError`` when ``details`` names a secret or content field, and
+    :class:`AuditKeyMissing` when the session carries no audit key."""
     details = details or {}
     leaked = FORBIDDEN_DETAIL_KEYS.intersection(k.lower() for k in details)
     if leaked:
         raise ValueError(f"audit details must not carry {sorted(leaked)}")
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
+    key = session_key(session)
+    head = _locked_head(session)
     if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS)
+        head = AuditHead(id=1, seq=0, hash=GENESIS, mac=GENESIS, keyed_from=1)
         session.add(head)
+    elif head.mac is None:
+        key_chain(session, key)  # a chain from before 0005, not yet keyed: key it first
+    assert head.mac is not None
     seq = head.seq + 1
     at = datetime.now(UTC).isoformat(timespec="microseconds")
     details_json = _canonical(details).decode()
     digest = entry_hash(seq, at, actor, agency_code, action, subject, details_json, head.hash)
+    mac = entry_mac(
+        key,
+        seq=seq,
+        at=at,
+        actor=actor,
+        agency_code=agency_code,
+        action=action,
+        subject=subject,
+        details=details_json,
+        prev_hash=head.hash,
+        hash=digest,
+        prev_mac=head.mac,
+    )
     entry = AuditEntry(
         seq=seq,
         at=at,
@@ -89,57 +296,176 @@ def append(
         details=details_json,
         prev_hash=head.hash,
         hash=digest,
+        mac=mac,
     )
     session.add(entry)
     head.seq = seq
     head.hash = digest
+    head.mac = mac
     session.flush()
     return entry
 
 
+@dataclass(frozen=True)
+class AuditProblem:
+    """One finding of :func:`verify`: a stable ``code``, a Vietnamese ``message`` and the
+    entry (``seq``) it concerns, if one."""
+
+    code: str
+    message: str
+    seq: int | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass
 class ChainReport:
+    """What :func:`verify` found. ``ok``: no problem. ``entries``: entries read; ``last_seq``:
+    the newest one's number; ``keyed_from``: first entry MACed when appended (earlier ones
+    were keyed after the upgrade to 0005); ``problems``: at most :data:`MAX_PROBLEMS`, with
+    ``more_problems`` counting the rest; ``warnings``: not failures (e.g. no seal yet)."""
+
     ok: bool
     entries: int
-    problems: list[str]
+    problems: list[AuditProblem]
+    last_seq: int = 0
+    keyed_from: int | None = None
+    more_problems: int = 0
+    warnings: list[str] = field(default_factory=list)
+    # seq -> (hash, mac) of the entries at the positions asked for (seal heads)
+    positions: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    # Filled by signing_service.audit.seals.verify_log.
+    seals: int = 0
+    last_sealed_seq: int | None = None
+    last_sealed_at: str | None = None
+
+    def add(self, problem: AuditProblem) -> None:
+        self.ok = False
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.more_problems += 1
+
+    def codes(self) -> set[str]:
+        return {p.code for p in self.problems}
 
 
-def verify(session: Session, batch: int = 5000) -> ChainReport:
-    problems: list[str] = []
-    expected_prev = GENESIS
-    expected_seq = 1
-    count = 0
-    last_seq = 0
-    stmt = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=batch)
-    for entry in session.execute(stmt).scalars():
-        count += 1
-        if entry.seq != expected_seq:
-            problems.append(
-                f"entry {expected_seq}..{entry.seq - 1} missing (gap before {entry.seq})"
-            )
-        if entry.prev_hash != expected_prev:
-            problems.append(f"entry {entry.seq}: link to the previous entry is broken")
-        recomputed = entry_hash(
-            entry.seq,
-            entry.at,
-            entry.actor,
-            entry.agency_code,
-            entry.action,
-            entry.subject,
-            entry.details,
-            entry.prev_hash,
-        )
-        if recomputed != entry.hash:
-            problems.append(f"entry {entry.seq}: content does not match its hash (edited)")
-        expected_prev = entry.hash
-        expected_seq = entry.seq + 1
-        last_seq = entry.seq
+def verify(
+    session: Session,
+    key: AuditKey | None = None,
+    *,
+    positions: Iterable[int] = (),
+    since: tuple[int, str, str] | None = None,
+    batch: int = 5000,
+) -> ChainReport:
+    """Check the whole log: sequence, plain hash chain, MAC chain and head.
+
+    ``key``: the audit key (default: the session's). ``positions``: sequence numbers whose
+    (hash, mac) to report in ``ChainReport.positions`` (the seals' heads, checked by
+    :func:`signing_service.audit.seals.verify_log`). ``since``: (seq, hash, mac) of an entry
+    already vouched for (a seal's head): only the entries after it are checked, chained to
+    it. Codes: ``ENTRY_MISSING``, ``LINK_BROKEN``, ``HASH_MISMATCH``, ``MAC_MISSING``,
+    ``MAC_MISMATCH``, ``HEAD_MISSING``, ``HEAD_MISMATCH``, ``TRUNCATED``, ``NOT_KEYED`` (a log
+    from before 0005 not keyed yet: MACs are not checked). Reads in batches; never raises for
+    a damaged log."""
+    key = key or session_key(session)
+    wanted = set(positions)
+    report = ChainReport(ok=True, entries=0, problems=[])
     head = session.get(AuditHead, 1)
-    if head is not None:
-        if head.seq != last_seq:
-            problems.append(f"head says {head.seq} entries, log ends at {last_seq} (truncated)")
-        elif head.hash != expected_prev:
-            problems.append("head hash differs from the last entry's hash")
-    elif count:
-        problems.append("audit head is missing")
-    return ChainReport(ok=not problems, entries=count, problems=problems)
+    keyed = head is None or head.mac is not None
+    if not keyed:
+        report.add(
+            AuditProblem(
+                "NOT_KEYED",
+                "Nhật ký chưa được khóa (có từ trước bản nâng cấp 0005): chạy "
+                "`signing-service migrate` với khóa nhật ký đã cấu hình.",
+            )
+        )
+    expected_prev, expected_mac, expected_seq = GENESIS, GENESIS, 1
+    if since is not None:
+        report.last_seq = since[0]
+        expected_seq, expected_prev, expected_mac = since[0] + 1, since[1], since[2]
+    for row in _rows(session, after=expected_seq - 1, batch=batch):
+        report.entries += 1
+        seq = row.seq
+        if seq != expected_seq:
+            report.add(
+                AuditProblem(
+                    "ENTRY_MISSING",
+                    f"Thiếu bản ghi {expected_seq}–{seq - 1} (ngay trước bản ghi {seq}): "
+                    "bản ghi đã bị xóa.",
+                    expected_seq,
+                )
+            )
+        if row.prev_hash != expected_prev:
+            report.add(
+                AuditProblem(
+                    "LINK_BROKEN",
+                    f"Bản ghi {seq}: liên kết băm tới bản ghi trước bị đứt (bản ghi bị xóa, "
+                    "chèn hoặc đổi thứ tự).",
+                    seq,
+                )
+            )
+        if _row_hash(row) != row.hash:
+            report.add(
+                AuditProblem(
+                    "HASH_MISMATCH",
+                    f"Bản ghi {seq}: nội dung không khớp mã băm (bản ghi đã bị sửa).",
+                    seq,
+                )
+            )
+        if keyed and row.mac is None:
+            report.add(
+                AuditProblem(
+                    "MAC_MISSING", f"Bản ghi {seq}: không có mã xác thực (MAC) của khóa.", seq
+                )
+            )
+        elif keyed and _row_mac(key, row, expected_mac) != row.mac:
+            report.add(
+                AuditProblem(
+                    "MAC_MISMATCH",
+                    f"Bản ghi {seq}: mã xác thực (MAC) không khớp — bản ghi hoặc bản ghi liền "
+                    "trước đã bị sửa, chèn, xóa hay đổi thứ tự (kể cả khi mã băm thường đã được "
+                    "tính lại), hoặc khóa nhật ký không đúng.",
+                    seq,
+                )
+            )
+        if seq in wanted:
+            report.positions[seq] = (row.hash, row.mac)
+        expected_prev, expected_mac = row.hash, row.mac or GENESIS
+        expected_seq = seq + 1
+        report.last_seq = seq
+    if head is None:
+        if report.entries:
+            report.add(AuditProblem("HEAD_MISSING", "Mất bản ghi đầu chuỗi (audit_head)."))
+        return report
+    report.keyed_from = head.keyed_from
+    if head.seq > report.last_seq:
+        report.add(
+            AuditProblem(
+                "TRUNCATED",
+                f"Đầu chuỗi ghi {head.seq} bản ghi nhưng nhật ký chỉ còn đến bản ghi "
+                f"{report.last_seq}: phần cuối đã bị cắt.",
+            )
+        )
+    elif (
+        head.seq != report.last_seq
+        or head.hash != expected_prev
+        or (keyed and head.mac != expected_mac)
+    ):
+        report.add(
+            AuditProblem(
+                "HEAD_MISMATCH",
+                "Đầu chuỗi (audit_head) không khớp bản ghi cuối cùng của nhật ký.",
+            )
+        )
+    return report
+
+
+def problems_summary(problems: Iterable[AuditProblem], more: int = 0) -> list[str]:
+    """Vietnamese lines for people, the overflow counted."""
+    lines = [p.message for p in problems]
+    if more:
+        lines.append(f"… và {more} vấn đề khác.")
+    return lines

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 
+from signing_service.audit import key_chain
+from signing_service.audit.key import AuditKey, load_audit_key
 from signing_service.errors import ConfigurationError
 from signing_service.settings import Settings
 from signing_service.store.db import Database
@@ -59,6 +61,8 @@ class Services:
     dev_pki: DevPki | None = None
     dev_hsm_key: TokenKey | None = None
     dev_pki_server: DevPkiServer | None = None
+    # The audit chain's MAC key (operator configuration; also on every database session).
+    audit_key: AuditKey | None = None
     _timestampers: dict[str, PooledHTTPTimeStamper] = field(default_factory=dict)
     _ts_lock: threading.Lock = field(default_factory=threading.Lock)
     _lazy: dict[str, object] = field(default_factory=dict)
@@ -180,9 +184,14 @@ class Services:
             trust.intermediates.append(dev_pki.cert("interm"))
         if settings.is_production and trust.has_dev_root:
             raise StartupRefused("the development root is in the trust store")
-        db = Database(settings.effective_database_url)
+        audit_key = load_audit_key(settings)
+        db = Database(settings.effective_database_url, audit_key=audit_key)
         if prepare if migrate is None else migrate:
             db.migrate()
+        if prepare:
+            # A log from before migration 0005 is MACed once, before anything is appended.
+            with db.transaction() as session:
+                key_chain(session, audit_key)
         store = open_store(settings.effective_storage_url)
         ensure_bucket = getattr(store, "ensure_bucket", None)
         if prepare and ensure_bucket is not None:
@@ -199,6 +208,7 @@ class Services:
             trust=trust,
             dev_pki=dev_pki,
             dev_hsm_key=hsm_key,
+            audit_key=audit_key,
         )
         if settings.is_production:
             services._refuse_dev_material()

@@ -50,10 +50,15 @@ def migrate(url: str) -> None:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    """The metadata database. ``audit_key`` (an :class:`signing_service.audit.AuditKey`)
+    rides on every session (``session.info["audit_key"]``) so that audit entries written in
+    any transaction are MACed; a database without it can read but not append to the log."""
+
+    def __init__(self, url: str, *, audit_key: object | None = None) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        info = {"audit_key": audit_key} if audit_key is not None else {}
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, info=info)
 
     def migrate(self) -> None:
         migrate(self.url)

@@ -53,20 +53,30 @@ class Agency(Base):
 
 
 class ApiClient(Base):
-    """A client system (one-stop system, document-management system) bound to one agency."""
+    """An API key: a client system (one-stop system, document-management system) bound to one
+    agency, or the platform operator's key (role ``operator``, no agency)."""
 
     __tablename__ = "api_clients"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    # None only for role "operator": the operator acts on the platform, never as an agency.
+    agency_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agencies.id"), index=True, nullable=True
+    )
     name: Mapped[str] = mapped_column(String(255))
     key_id: Mapped[str] = mapped_column(String(32), unique=True)
     # SHA-256 of the secret part; the key itself is shown once and never stored.
     key_hash: Mapped[str] = mapped_column(String(64))
-    # client: signs and reads its agency's documents; admin: also manages its signing profiles.
+    # client: signs and reads its agency's documents; admin: also manages its signing profiles;
+    # operator: the platform operator's API (/v1/operator/...), no agency.
     role: Mapped[str] = mapped_column(String(16), default="client", server_default="client")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    agency: Mapped[Agency] = relationship()
+    # The key stops working at this time (an expiry chosen at creation, or the end of the
+    # overlap after a rotation); None: until revoked.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Key id of the key that replaced this one (rotation); None while it has not been rotated.
+    replaced_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    agency: Mapped[Agency | None] = relationship()
 
 
 class SigningProfile(Base):
@@ -153,7 +163,9 @@ class Signature(Base):
 
 
 class AuditEntry(Base):
-    """Append-only, hash-chained: ``hash = SHA-256(canonical(entry) || prev_hash)``."""
+    """Append-only, hash-chained: ``hash = SHA-256(canonical(entry) || prev_hash)``, and keyed:
+    ``mac = HMAC-SHA-256(audit key, canonical(entry, hash) || previous entry's mac)`` with a
+    secret the database does not hold (see :mod:`signing_service.audit`)."""
 
     __tablename__ = "audit_log"
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -165,6 +177,8 @@ class AuditEntry(Base):
     details: Mapped[str] = mapped_column(Text)  # canonical JSON
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # None only on a database upgraded to 0005 that has not yet been keyed (first keyed start).
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditHead(Base):
@@ -176,6 +190,10 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # First entry MACed when it was appended; the entries before it existed unkeyed and were
+    # MACed once, when the chain was keyed after the upgrade to 0005 (1: keyed from the start).
+    keyed_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ExternalSession(Base):
