@@ -191,8 +191,8 @@ def _answers_after(
     ocsps: list[ocsp.OCSPResponse], crls: list[crl.CertificateList], moment: datetime
 ) -> set[tuple[bytes, int]]:
     """(SHA-1 of the issuer name, serial) of the certificates with an OCSP answer produced
-    no earlier than ``moment``'s second; and every CRL must be dated no earlier than ``moment``'s second (CRL
-    times are whole seconds)."""
+    no earlier than ``moment``'s second; and every CRL must be dated no earlier than that second
+    (OCSP and CRL times are whole seconds)."""
     for c in crls:
         assert c["tbs_cert_list"]["this_update"].native >= moment.replace(microsecond=0), c
     later: set[tuple[bytes, int]] = set()
