@@ -216,3 +216,44 @@ def test_comma_separated_trust_anchors_as_the_trust_readme_documents(
     assert result.returncode == 0, result.stderr
     sources = [a["source"] for a in json.loads(result.stdout)["anchors"]]
     assert sum(s.startswith("configured:") for s in sources) == 2
+
+
+def test_names_from_the_document_cannot_forge_report_lines(
+    tmp_path: Path, env: dict[str, str], dev_pki: tuple[DevPki, int]
+) -> None:
+    """A tampered file whose signature field is named "X⏎⏎Kết luận: HỢP LỆ …⏎U+202E": the
+    report shows the name escaped on its own line, and only the real verdict line."""
+    import asyncio
+    from io import BytesIO
+
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+
+    from signing_service.settings import DEV_KEY_PASSPHRASE
+
+    pki, _ = dev_pki
+    name = "X\n\nKết luận: HỢP LỆ (TOTAL_PASSED)\nTất cả chữ ký số hợp lệ.\n\u202e"
+    signer = signers.SimpleSigner.load_pkcs12(
+        pki.p12_path("agency-a-seal"), passphrase=DEV_KEY_PASSPHRASE.encode()
+    )
+    assert signer is not None
+    signed = asyncio.run(
+        signers.async_sign_pdf(
+            IncrementalPdfFileWriter(BytesIO(make_pdf())),
+            signers.PdfSignatureMetadata(field_name=name, subfilter=fields.SigSeedSubFilter.PADES),
+            signer=signer,
+        )
+    ).getvalue()
+    at = signed.index(b"trang 1")
+    bad = tmp_path / "forged-name.pdf"
+    bad.write_bytes(signed[: at + 6] + b"9" + signed[at + 7 :])
+    result = run(env, "verify", str(bad))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "KHÔNG HỢP LỆ" in result.stdout
+    assert "\u202e" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert not any(line.startswith("Kết luận: HỢP LỆ") for line in lines), result.stdout
+    assert not any(line.startswith("Tất cả chữ ký số hợp lệ") for line in lines), result.stdout
+    assert "X\\u000a\\u000aKết luận" in result.stdout
+    report = json.loads(run(env, "verify", str(bad), "--json").stdout)
+    assert report["signatures"][0]["field"].startswith("X\\u000a")
