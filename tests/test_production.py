@@ -191,6 +191,7 @@ def _production(tmp_path: Path, **values: object) -> Settings:
         data_dir=tmp_path / "prod",
         key_passphrase="s3cret-prod",
         database_url=f"sqlite:///{tmp_path}/prod.db",
+        audit_key=AUDIT_KEY,
         **values,  # type: ignore[arg-type]
     )
 

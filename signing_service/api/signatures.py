@@ -79,8 +79,10 @@ async def create_signature(
     level: Annotated[
         str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA", max_length=16), CLEAN
     ] = None,
+    # Not CLEAN: matched whole against the dossier-code pattern, which refuses control
+    # characters with the more precise INVALID_DOSSIER_CODE.
     dossier_code: Annotated[
-        str | None, Form(examples=["000.00.12.H12-261127-0001"], max_length=64), CLEAN
+        str | None, Form(examples=["000.00.12.H12-261127-0001"], max_length=64)
     ] = None,
     authorization: Annotated[
         str | None,
@@ -129,7 +131,7 @@ async def external_start(
     certificate: Annotated[UploadFile, File(description="Chứng thư số người ký (PEM/DER)")],
     profile: Annotated[str, Form(examples=["agency-a-officer"], max_length=128), CLEAN],
     level: Annotated[str | None, Form(description="B-B hoặc B-T", max_length=16), CLEAN] = None,
-    dossier_code: Annotated[str | None, Form(max_length=64), CLEAN] = None,
+    dossier_code: Annotated[str | None, Form(max_length=64)] = None,  # matched whole later
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
