@@ -1,10 +1,11 @@
 """Command line: ``signing-service serve | migrate | agency add | client add/list/revoke/rotate |
 operator-key add | key add/list/disable | sign | verify | pki init | audit verify/seal |
-storage reconcile | trust list``.
+storage reconcile | trust list | verification stats``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
-6 configuration refused (production checks).
+6 configuration refused: a malformed or unusable setting (named in the message), a database
+that cannot be reached, production checks.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -81,8 +84,53 @@ def _settings() -> Settings:
                 file=sys.stderr,
             )
     except SettingsError as e:
-        print(f"Cấu hình không hợp lệ: {e}", file=sys.stderr)
+        # pydantic-settings: 'error parsing value for field "x" from source "…"' (bad JSON).
+        found = re.search(r'field "([a-z0-9_]+)"', str(e))
+        variable = f"SIGNING_SERVICE_{found.group(1).upper()}" if found else "SIGNING_SERVICE_*"
+        print(
+            f"Cấu hình không hợp lệ: {variable}: giá trị không đọc được (JSON không hợp lệ?)",
+            file=sys.stderr,
+        )
     sys.exit(EXIT_CONFIG)
+
+
+def _database_problem(error: BaseException) -> str:
+    """The Vietnamese message for a database that cannot be reached or a malformed URL,
+    naming the setting, with the password masked and the driver's own reason kept."""
+    from sqlalchemy import make_url
+
+    settings = _settings()
+    try:
+        shown = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - the URL itself is what is malformed
+        shown = "(không đọc được)"
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return (
+        "Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL: không kết nối được cơ sở dữ liệu "
+        f"{shown} (sai địa chỉ, tên người dùng hoặc mật khẩu?)"
+        + (f": {reason[0]}" if reason else "")
+    )
+
+
+def _configuration_problem(error: BaseException) -> str | None:
+    """The message when ``error`` means the configuration is wrong (exit 6), else None."""
+    from sqlalchemy.exc import (
+        ArgumentError,
+        InterfaceError,
+        NoSuchModuleError,
+        OperationalError,
+        ProgrammingError,
+    )
+
+    if isinstance(error, OperationalError | InterfaceError | ArgumentError | NoSuchModuleError):
+        return _database_problem(error)
+    if isinstance(error, ProgrammingError) and getattr(error.orig, "sqlstate", "") == "42501":
+        # insufficient_privilege: the configured database user may not create or use tables.
+        return (
+            "Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL: người dùng cơ sở dữ liệu "
+            "không đủ quyền (tạo bảng, đọc hoặc ghi): " + str(error.orig).strip().splitlines()[0]
+        )
+    return None
 
 
 def _services(  # type: ignore[no-untyped-def]
@@ -99,6 +147,12 @@ def _services(  # type: ignore[no-untyped-def]
         sys.exit(EXIT_CONFIG)
     except errors.ServiceError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    except Exception as e:
+        problem = _configuration_problem(e)
+        if problem is None:
+            raise
+        print(problem, file=sys.stderr)
         sys.exit(EXIT_CONFIG)
 
 
@@ -130,6 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from signing_service.api.app import create_app
+    from signing_service.api.server import uvicorn_options
 
     # Migrations run in a short-lived child process: Alembic (~15 MB) never enters the server.
     migrated = subprocess.run([sys.executable, "-m", "signing_service.cli", "migrate"], check=False)
@@ -142,6 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Khóa API và cấu hình ký thử nghiệm: {settings.dev_credentials_file}")
     host, port = args.host or settings.host, args.port or settings.port
     workers = args.workers or settings.workers
+    # Header size and time, connections, keep-alive, no proxy headers (api/server.py).
+    limits = uvicorn_options(settings)
     try:
         if workers > 1:
             # Migrations and the bootstrap ran here, once; each worker builds its own services.
@@ -153,10 +210,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 workers=workers,
                 log_level="info",
                 access_log=False,
+                **limits,
             )
         else:
             uvicorn.run(
-                create_app(services), host=host, port=port, log_level="info", access_log=False
+                create_app(services),
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=False,
+                **limits,
             )
     finally:
         services.close()
@@ -520,7 +583,45 @@ def cmd_storage_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+OUTCOME_VI = {
+    **VERDICT_VI,
+    "RATE_LIMITED": "bị từ chối: vượt giới hạn tần suất",
+    "ANONYMOUS_BUSY": "bị từ chối: quá nhiều yêu cầu đồng thời",
+    "VERIFICATION_BUSY": "bị từ chối: hàng đợi xác minh đầy",
+    "VERIFICATION_TIME_LIMIT": "quá thời gian xác minh",
+    "VERIFICATION_RESOURCE_LIMIT": "vượt giới hạn tài nguyên",
+}
+
+
+def cmd_verification_stats(args: argparse.Namespace) -> int:
+    """Anonymous verifications per day and outcome (the counters; not in the audit log)."""
+    from datetime import timedelta
+
+    from signing_service.services.counters import VIETNAM, verification_counts
+
+    services = _services()
+    try:
+        since = None
+        if args.days is not None:
+            since = (datetime.now(VIETNAM) - timedelta(days=max(args.days, 1) - 1)).date()
+        rows = verification_counts(services, since)
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    if not rows:
+        print("Chưa có lượt xác minh công khai nào được ghi nhận.")
+        return 0
+    print("Lượt xác minh công khai (ẩn danh) theo ngày (giờ Việt Nam) và kết quả:")
+    for row in rows:
+        label = OUTCOME_VI.get(row["outcome"], row["outcome"])
+        print(f"  {row['day']}  {row['count']:>8}  {row['outcome']} ({label})")
+    return 0
+
+
 def cmd_migrate(_args: argparse.Namespace) -> int:
+    from signing_service.services.container import private_directory
     from signing_service.store.db import migrate
 
     settings = _settings()
@@ -528,8 +629,15 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     if problems:
         print(f"Từ chối ở chế độ production: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_CONFIG
-    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
-    migrate(settings.effective_database_url)
+    private_directory(settings.resolved_data_dir)
+    try:
+        migrate(settings.effective_database_url)
+    except Exception as e:
+        problem = _configuration_problem(e)
+        if problem is None:
+            raise
+        print(problem, file=sys.stderr)
+        return EXIT_CONFIG
     return _key_audit_chain(settings)
 
 
@@ -889,7 +997,11 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
             settings.trust_anchors_file, extra=settings.extra_trust_anchors, dev_root=dev_root
         )
     except TrustStoreError as e:
-        print(f"Kho chứng thư tin cậy không hợp lệ: {e}", file=sys.stderr)
+        print(
+            "Cấu hình không hợp lệ: SIGNING_SERVICE_TRUST_ANCHORS_FILE / "
+            f"SIGNING_SERVICE_EXTRA_TRUST_ANCHORS: kho chứng thư tin cậy không đọc được ({e})",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     if args.json:
         print(
@@ -1093,6 +1205,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_storage_reconcile)
+    ver = sub.add_parser("verification", help="xác minh công khai")
+    ver_sub = ver.add_subparsers(dest="verification_command", required=True, parser_class=_Parser)
+    stats = ver_sub.add_parser(
+        "stats", help="số lượt xác minh công khai theo ngày và kết quả (bộ đếm, không ghi nhật ký)"
+    )
+    stats.add_argument("--days", type=int, help="chỉ N ngày gần nhất")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=cmd_verification_stats)
     tr = sub.add_parser("trust", help="kho chứng thư tin cậy")
     tr_sub = tr.add_subparsers(dest="trust_command", required=True, parser_class=_Parser)
     tr_list = tr_sub.add_parser(
@@ -1106,7 +1226,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except Exception as e:
+        # Any command (those added later included): a database that cannot be reached is a
+        # configuration error with a message, never a traceback.
+        problem = _configuration_problem(e)
+        if problem is None:
+            raise
+        print(problem, file=sys.stderr)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

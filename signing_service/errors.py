@@ -54,6 +54,30 @@ NotFound = _error("NOT_FOUND", 404, "Không tìm thấy tài nguyên được y�
 DocumentNotFound = _error("DOCUMENT_NOT_FOUND", 404, "Không tìm thấy văn bản.")
 ProfileNotFound = _error("PROFILE_NOT_FOUND", 404, "Không tìm thấy cấu hình ký số.")
 PayloadTooLarge = _error("FILE_TOO_LARGE", 413, "Tệp vượt quá dung lượng cho phép.")
+# The edge: request shaping before any route runs (api/edge.py, api/server.py).
+RequestTimeout = _error(
+    "REQUEST_TIMEOUT",
+    408,
+    "Yêu cầu được gửi quá chậm: dữ liệu không đến kịp trong thời gian cho phép.",
+)
+RequestHeadersTooLarge = _error(
+    "REQUEST_HEADERS_TOO_LARGE", 431, "Phần tiêu đề (header) của yêu cầu quá lớn."
+)
+RateLimited = _error(
+    "RATE_LIMITED",
+    429,
+    "Quá nhiều yêu cầu từ cùng một địa chỉ; vui lòng thử lại sau thời gian ghi trong Retry-After.",
+)
+AnonymousBusy = _error(
+    "ANONYMOUS_BUSY",
+    503,
+    "Dịch vụ đang nhận quá nhiều yêu cầu không xác thực; vui lòng thử lại sau ít phút.",
+)
+TooManyConnections = _error(
+    "TOO_MANY_CONNECTIONS",
+    503,
+    "Máy chủ đang giữ quá nhiều kết nối; vui lòng thử lại sau ít phút.",
+)
 EmptyFile = _error("EMPTY_FILE", 422, "Tệp rỗng.")
 NotAPdf = _error("NOT_A_PDF", 422, "Tệp không phải là tài liệu PDF.")
 MalformedPdf = _error(
@@ -67,6 +91,11 @@ InvalidLevel = _error(
 )
 BatchTooLarge = _error("BATCH_TOO_LARGE", 422, "Lô ký vượt quá số tài liệu cho phép.")
 InvalidDossierCode = _error("INVALID_DOSSIER_CODE", 422, "Mã hồ sơ không đúng định dạng.")
+InvalidFilename = _error(
+    "INVALID_FILENAME",
+    422,
+    "Tên tệp không hợp lệ: tối đa 240 ký tự và không chứa ký tự điều khiển (như NUL).",
+)
 VerificationTimeLimit = _error(
     "VERIFICATION_TIME_LIMIT",
     422,
@@ -363,7 +392,8 @@ AttachmentRetained = _error(
 IdempotencyConflict = _error(
     "IDEMPOTENCY_KEY_CONFLICT",
     409,
-    "Idempotency-Key này đã được dùng cho một tệp có nội dung khác.",
+    "Idempotency-Key này đã được dùng cho một yêu cầu khác (hồ sơ, thành phần hồ sơ hoặc nội "
+    "dung tệp khác).",
 )
 InvalidIdempotencyKey = _error(
     "INVALID_IDEMPOTENCY_KEY",

@@ -121,6 +121,32 @@ class CscProvider(BaseModel):
         return value
 
 
+def parse_trusted_proxies(value: Any) -> list[str]:
+    """``SIGNING_SERVICE_TRUSTED_PROXIES``: a JSON list or comma-separated addresses and
+    networks (``10.0.0.5``, ``10.0.0.0/24``, ``fd00::/8``). Raises ``ValueError`` naming a
+    malformed entry (a configuration error naming the variable)."""
+    import ipaddress
+
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as e:
+                raise ValueError(f"không phải JSON hợp lệ ({e})") from e
+        else:
+            value = [part for part in text.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise ValueError("cần một danh sách địa chỉ IP hoặc dải mạng")
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"không phải địa chỉ IP hoặc dải mạng: {item!r}") from None
+    return out
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGNING_SERVICE_", extra="ignore")
 
@@ -261,10 +287,41 @@ class Settings(BaseSettings):
     def _csc_providers(cls, value: dict[str, CscProvider]) -> dict[str, CscProvider]:
         return _check_names(value)
 
+    # The edge (README "Limits"). Anonymous requests (no Authorization header, or the public
+    # verification endpoint): at most this many at a time per server process (0: no limit).
+    max_anonymous_requests: int = Field(default=16, ge=0, le=100_000)
+    # POST /v1/verifications per client (IPv4 address, IPv6 /64): a token bucket of `burst`
+    # refilled at `rate_per_minute` (0: no rate limit). Per server process.
+    public_rate_per_minute: float = Field(default=30.0, ge=0)
+    public_rate_burst: int = Field(default=10, ge=1, le=100_000)
+    # Proxies whose X-Forwarded-For is believed (addresses or networks, JSON list or
+    # comma-separated). Empty: the header is ignored and the TCP peer is the client.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # HTTP: request line + headers at most this many bytes (431 beyond); they must arrive
+    # within header_timeout_seconds of the connection opening (or of the previous answer).
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # A request body may take body_timeout_seconds of waiting, plus one second for every
+    # body_min_rate_bytes received (Apache mod_reqtimeout's model): 408 beyond.
+    body_timeout_seconds: float = Field(default=30.0, ge=0, le=3600)
+    body_min_rate_bytes: int = Field(default=16 * 1024, ge=1)
+    # Idle keep-alive connections are closed after this many seconds.
+    keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
+    # Open connections per server process (further ones are answered 503 and closed); also
+    # kept below the process's open-file limit.
+    max_connections: int = Field(default=4096, ge=16, le=1_000_000)
+    # Anonymous verification counters are written to the database at most this often.
+    verification_counts_flush_seconds: float = Field(default=60.0, gt=0, le=86_400)
+
     @field_validator("extra_trust_anchors", mode="before")
     @classmethod
     def _extra_trust_anchors(cls, value: Any) -> list[Any]:
         return parse_extra_trust_anchors(value)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _trusted_proxies(cls, value: Any) -> list[str]:
+        return parse_trusted_proxies(value)
 
     @property
     def is_production(self) -> bool:
@@ -325,22 +382,26 @@ class Settings(BaseSettings):
         if not self.is_production:
             return problems
         if self.key_passphrase.get_secret_value() == DEV_KEY_PASSPHRASE:
-            problems.append("SIGNING_SERVICE_KEY_PASSPHRASE is the public development default")
+            problems.append(
+                "SIGNING_SERVICE_KEY_PASSPHRASE là giá trị mặc định công khai (chỉ để phát triển)"
+            )
         if self.database_url is None:
-            problems.append("SIGNING_SERVICE_DATABASE_URL must be set explicitly")
+            problems.append("SIGNING_SERVICE_DATABASE_URL phải được khai báo rõ ràng")
         if self.crash_at:
-            problems.append("SIGNING_SERVICE_CRASH_AT is a test-only fault injection")
+            problems.append("SIGNING_SERVICE_CRASH_AT chỉ dùng để kiểm thử (gây lỗi có chủ đích)")
         if self.key_store_secret is not None:
             master = self.key_store_secret.get_secret_value()
             if master == DEV_KEY_PASSPHRASE or len(master) < 32:
                 problems.append(
-                    "SIGNING_SERVICE_KEY_STORE_SECRET must be at least 32 characters and not a "
-                    "development default"
+                    "SIGNING_SERVICE_KEY_STORE_SECRET phải dài ít nhất 32 ký tự và không phải "
+                    "giá trị mặc định dùng cho phát triển"
                 )
         problems.extend(self._audit_key_problems())
         for anchor in self.extra_trust_anchors:
             if self.pki_dir in anchor.file.resolve().parents:
-                problems.append(f"extra trust anchor {anchor.file} belongs to the development PKI")
+                problems.append(
+                    f"SIGNING_SERVICE_EXTRA_TRUST_ANCHORS: {anchor.file} thuộc PKI thử nghiệm"
+                )
         return problems
 
     def _audit_key_problems(self) -> list[str]:

@@ -142,6 +142,9 @@ def make_settings(
         # The session's token; without SoftHSM2, an empty per-test directory (no HSM profile).
         "dev_softhsm_dir": SOFTHSM_DIR or tmp_path / "no-softhsm",
         "fetch_timeout_seconds": 3.0,
+        # The in-process client is one "client": tests that verify many files would meet the
+        # public rate limit; the tests of the limit itself set it (tests/test_public_lane.py).
+        "public_rate_per_minute": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -10,6 +10,7 @@ import pytest
 from signing_service.services.container import Services
 from tests.support.pdfs import encrypted_pdf, make_pdf
 from tests.support.state import assert_nothing_written, snapshot
+from tests.support.unsignable import UNSIGNABLE
 
 
 def auth(credentials: dict[str, Any], index: int = 0) -> dict[str, str]:
@@ -126,6 +127,21 @@ BAD_INPUTS = [
         422,
         "INVALID_DOSSIER_CODE",
     ),
+    # Matched whole: a trailing newline was accepted (issue 9).
+    (
+        "dossier-trailing-newline",
+        make_pdf(),
+        {"dossier_code": "000.00.12.H12-261127-0001\n"},
+        422,
+        "INVALID_DOSSIER_CODE",
+    ),
+    (
+        "dossier-nul",
+        make_pdf(),
+        {"dossier_code": "000.00.12.H12-261127-0001\x00"},
+        422,
+        "INVALID_DOSSIER_CODE",
+    ),
 ]
 
 
@@ -226,6 +242,7 @@ def test_storage_failure_leaves_nothing(
         services.store.put = original  # type: ignore[method-assign]
     assert response.status_code == 503
     assert response.json()["code"] == "STORAGE_UNAVAILABLE"
+    assert response.headers["Retry-After"] == str(services.settings.retry_after_seconds)
     assert_nothing_written(before, services)
 
 
@@ -368,4 +385,43 @@ def test_missing_key_material_is_503(
     assert response.status_code == 503
     assert response.json()["code"] == "SIGNING_KEY_UNAVAILABLE"
     assert str(services.settings.key_store_dir) not in response.text
+    assert response.headers["Retry-After"] == str(services.settings.retry_after_seconds)
+    assert_nothing_written(before, services)
+
+
+@pytest.mark.parametrize("kind", sorted(UNSIGNABLE))
+def test_a_pdf_pyhanko_cannot_sign_is_malformed_not_500(
+    api: Any, services: Services, credentials: dict[str, Any], kind: str
+) -> None:
+    before = snapshot(services)
+    response = sign(api, auth(credentials), UNSIGNABLE[kind](), level="B-B")
+    assert (response.status_code, response.json()["code"]) == (422, "MALFORMED_PDF")
+    assert_nothing_written(before, services)
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [b"qd\x00.pdf", "q" * 300 + ".pdf", "qd\x1b.pdf"],
+    ids=["nul", "300-characters", "escape"],
+)
+@pytest.mark.parametrize("path", ["/v1/signatures", "/v1/signatures/external"])
+def test_bad_file_names_are_refused_at_the_edge(
+    api: Any, services: Services, credentials: dict[str, Any], filename: bytes | str, path: str
+) -> None:
+    """Issue 9: on PostgreSQL a file name over ~250 characters or with a NUL answered 500."""
+    from tests.support.multipart import multipart
+
+    parts: list[Any] = [("profile", "agency-a-seal"), ("file", filename, make_pdf())]
+    if path.endswith("external"):
+        pki = services.dev_pki
+        assert pki is not None
+        parts = [("profile", "agency-a-officer"), ("file", filename, make_pdf())]
+        parts.append(("certificate", "officer.pem", pki.cert("officer").dump()))
+    body, content_type = multipart(parts)
+    before = snapshot(services)
+    response = api.post(
+        path, headers={**auth(credentials), "Content-Type": content_type}, content=body
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_FILENAME")
+    assert not response.json()["message"].isascii()
     assert_nothing_written(before, services)

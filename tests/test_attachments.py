@@ -143,7 +143,11 @@ def test_hostile_files_refused_nothing_kept_audited(
         ("000.00.12.H12-261127-001", "application", "INVALID_DOSSIER_CODE", 422),
         ("000.00.12.H12-261327-0001", "application", "INVALID_DOSSIER_CODE", 422),
         (DOSSIER_B, "application", "INVALID_DOSSIER_CODE", 422),  # another agency's dossier
+        # A path with a control character names nothing (404 before routing, test_edge.py).
+        ("000.00.12.H12-261127-000١", "application", "INVALID_DOSSIER_CODE", 422),  # Arabic 1
         (DOSSIER_A, "passport-photo", "INVALID_COMPONENT", 422),
+        (DOSSIER_A, "application\x00", "INVALID_COMPONENT", 422),
+        (DOSSIER_A, "c" * 5000, "INVALID_REQUEST", 400),
         (DOSSIER_A, "", "INVALID_COMPONENT", 422),
     ],
 )
@@ -376,3 +380,66 @@ def test_presigned_download_when_configured(make_env: EnvFactory) -> None:
     assert direct.status_code == 200 and direct.content == data
     other = env.client.get(body["content_url"], headers=env.auth(1), follow_redirects=False)
     assert other.status_code == 404  # no URL for another agency
+
+
+def test_idempotency_key_is_scoped_to_the_dossier(env: Env) -> None:
+    """Issue 9: an Idempotency-Key replayed for another dossier returned the old record."""
+    data = make_pdf()
+    key = {"Idempotency-Key": "mc-2026-000777"}
+    first = env.upload("don.pdf", data, headers=key)
+    assert first.status_code == 201
+    before = snapshot(env.services)
+    other_dossier = "000.00.12.H12-261127-0002"
+    r = env.upload("don.pdf", data, dossier=other_dossier, headers=key)
+    assert (r.status_code, r.json()["code"]) == (409, "IDEMPOTENCY_KEY_CONFLICT"), r.text
+    r = env.upload("don.pdf", data, component="result", headers=key)
+    assert (r.status_code, r.json()["code"]) == (409, "IDEMPOTENCY_KEY_CONFLICT"), r.text
+    assert_nothing_written(before, env.services)
+    listed = env.client.get(f"/v1/dossiers/{other_dossier}/attachments", headers=env.auth())
+    assert listed.json() == []
+    # The same request again is still the first record.
+    again = env.upload("don.pdf", data, headers=key)
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [b"don\x00.pdf", "d" * 300 + ".pdf", "don\x1b[31m.pdf"],
+    ids=["nul", "300-characters", "escape"],
+)
+def test_bad_file_names_are_refused_at_the_edge(env: Env, filename: bytes | str) -> None:
+    """Issue 9: on PostgreSQL a file name over ~250 characters or with a NUL answered 500."""
+    from tests.support.multipart import multipart
+
+    body, content_type = multipart([("component", "application"), ("file", filename, make_pdf())])
+    before = snapshot(env.services)
+    r = env.client.post(
+        f"/v1/dossiers/{DOSSIER_A}/attachments",
+        headers={**env.auth(), "Content-Type": content_type},
+        content=body,
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "INVALID_FILENAME"), r.text
+    assert not r.json()["message"].isascii()
+    assert_nothing_written(before, env.services)
+    assert env.audit_actions()[-1][1]["code"] == "INVALID_FILENAME"
+
+
+def test_a_long_valid_file_name_is_kept_whole(env: Env) -> None:
+    name = "Quyết định " + "x" * 225 + ".pdf"  # 240 characters, more bytes in UTF-8
+    r = env.upload(name, make_pdf())
+    assert r.status_code == 201, r.text
+    assert r.json()["filename"] == name
+
+
+def test_idempotency_key_and_dossier_code_are_matched_whole() -> None:
+    """HTTP cannot carry a newline in a header; the checks must refuse one all the same."""
+    from signing_service import errors
+    from signing_service.services.attachments import check_idempotency_key
+    from signing_service.services.documents import check_dossier_code
+
+    assert check_idempotency_key("mc-2026-000123") == "mc-2026-000123"
+    for key in ("mc-2026-000123\n", "mc\x00", ""):
+        with pytest.raises(errors.InvalidIdempotencyKey):
+            check_idempotency_key(key)
+    with pytest.raises(errors.InvalidDossierCode):
+        check_dossier_code(DOSSIER_A + "\n", "000.00.12.H12")

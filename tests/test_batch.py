@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 
 from signing_service.services.container import Services
+from tests.support.multipart import multipart
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
+from tests.support.unsignable import UNSIGNABLE
 
 
 def batch(api: Any, credentials: dict[str, Any], docs: list[tuple[str, bytes]], **form: str) -> Any:
@@ -101,3 +103,95 @@ def test_batch_needs_an_api_key(api: Any) -> None:
         files=[("files", ("a.pdf", make_pdf()))],
     )
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize("kind", sorted(UNSIGNABLE))
+def test_an_unsignable_pdf_fails_alone_and_every_signed_document_is_returned(
+    api: Any, services: Services, credentials: dict[str, Any], kind: str
+) -> None:
+    """Issue 9: "a batch with one unparsable PDF answers 500 after the documents before it
+    were signed and stored, with no ids returned"."""
+    docs = [(f"qd-{i}.pdf", make_pdf(text=f"Quyet dinh {i}")) for i in range(3)]
+    docs.insert(1, ("khong-ky-duoc.pdf", UNSIGNABLE[kind]()))
+    before = snapshot(services)
+    response = batch(api, credentials, docs, level="B-B")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["signed"], body["failed"]) == (3, 1)
+    failed = body["results"][1]
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "MALFORMED_PDF")
+    # Every stored signature is one the client was told about, and nothing else was stored.
+    returned = {r["signature_id"] for r in body["results"] if r["status"] == "signed"}
+    with services.db.transaction() as session:
+        from sqlalchemy import select
+
+        from signing_service.store.models import Signature
+
+        stored = set(session.scalars(select(Signature.id)).all())
+    assert returned == stored
+    after = snapshot(services)
+    assert (after.signatures - before.signatures, after.objects - before.objects) == (3, 3)
+
+
+def test_a_bad_file_name_fails_alone(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    body, content_type = multipart(
+        [
+            ("profile", "agency-a-seal"),
+            ("level", "B-B"),
+            ("files", "a.pdf", make_pdf(text="A")),
+            # A raw NUL (HTTP clients percent-encode it; a hostile one does not).
+            ("files", b"b\x00.pdf", make_pdf()),
+            ("files", "x" * 300, make_pdf()),
+        ]
+    )
+    headers = {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+    before = snapshot(services)
+    response = api.post(
+        "/v1/signatures/batch",
+        headers={**headers, "Content-Type": content_type},
+        content=body,
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["signed", "failed", "failed"]
+    assert {r["error"]["code"] for r in results[1:]} == {"INVALID_FILENAME"}
+    assert results[1]["filename"] == "b\\x00.pdf"  # echoed escaped, never raw
+    after = snapshot(services)
+    assert (after.signatures, after.documents) == (before.signatures + 1, before.documents + 2)
+
+
+def test_a_dependency_down_stops_the_batch_and_nothing_is_written(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """The TSA does not answer: the first document fails TIMESTAMP_UNAVAILABLE, the others are
+    not attempted (each would wait for the same time-out), nothing is stored."""
+    from signing_service.store.models import SigningProfile
+    from tests.support.postgres import free_port
+
+    pki = services.dev_pki
+    assert pki is not None
+    with services.db.transaction() as session:
+        session.add(
+            SigningProfile(
+                agency_id=1,
+                name="tsa-down",
+                level="B-T",
+                key_uri=f"file:{pki.p12_path('agency-a-seal')}",
+                tsa_url=f"http://127.0.0.1:{free_port()}/tsa",
+                check_revocation=True,
+            )
+        )
+    before = snapshot(services)
+    docs = [(f"{i}.pdf", make_pdf(text=str(i))) for i in range(3)]
+    response = batch(api, credentials, docs, profile="tsa-down")
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["error"]["code"] for r in results] == ["TIMESTAMP_UNAVAILABLE"] * 3
+    assert [(r["error"].get("details") or {}).get("attempted") for r in results] == [
+        None,
+        False,
+        False,
+    ]
+    assert_nothing_written(before, services)

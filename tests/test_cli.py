@@ -100,3 +100,160 @@ def test_pki_init_lists_files(env: dict[str, str]) -> None:
     result = run(env, "pki", "init")
     assert result.returncode == 0, result.stderr
     assert "officer.p12" in result.stdout and "root.cert.pem" in result.stdout
+
+
+def _password_role(postgres: Any) -> str:
+    """A role that must give its password (scram-sha-256), on the tests' server whose other
+    roles are trusted: the first matching pg_hba line wins, so this one goes first."""
+    import psycopg
+
+    hba = postgres.data / "pg_hba.conf"
+    line = "host all edge_pw 127.0.0.1/32 scram-sha-256\n"
+    if line not in hba.read_text():
+        hba.write_text(line + hba.read_text())
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'edge_pw'").fetchone()
+        if not exists:
+            conn.execute("CREATE ROLE edge_pw LOGIN PASSWORD 'dung-mat-khau'")
+        conn.execute("SELECT pg_reload_conf()")
+    return f"postgresql://edge_pw:sai-mat-khau@127.0.0.1:{postgres.port}/postgres"
+
+
+COMMANDS = [
+    ("migrate",),
+    ("serve", "--port", "1"),
+    ("audit", "verify"),
+    ("storage", "reconcile", "--dry-run"),
+    ("agency", "add", "000.00.99.H99", "Cơ quan thử"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_a_database_that_refuses_is_exit_6_with_a_message(
+    tmp_path: Path, dev_pki: tuple[DevPki, int], request: pytest.FixtureRequest, command: tuple
+) -> None:
+    """Issue 9: a wrong database password ended in a traceback instead of exit code 6."""
+    from tests.support.postgres import free_port
+
+    postgres = request.getfixturevalue("postgres")
+    pki, port = dev_pki
+    urls = [f"postgresql://ai:bi-mat@127.0.0.1:{free_port()}/khong_co"]  # nothing listens
+    if postgres is not None:
+        urls.append(_password_role(postgres))  # a real server, the wrong password
+    for url in urls:
+        env = {
+            **os.environ,
+            "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
+            "SIGNING_SERVICE_DATABASE_URL": url,
+            "SIGNING_SERVICE_DEV_PKI_DIR": str(pki.directory),
+            "SIGNING_SERVICE_DEV_PKI_PORT": str(port),
+        }
+        result = run(env, *command)
+        assert result.returncode == 6, result.stderr
+        assert "SIGNING_SERVICE_DATABASE_URL" in result.stderr
+        assert "không kết nối được cơ sở dữ liệu" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert "bi-mat" not in result.stderr and "sai-mat-khau" not in result.stderr
+
+    if postgres is not None:
+        # The right password, a role without the right to create tables: exit 6 as well.
+        url = urls[-1].replace("sai-mat-khau", "dung-mat-khau")
+        result = run({**env, "SIGNING_SERVICE_DATABASE_URL": url}, *command)
+        assert result.returncode == 6, result.stderr
+        assert "không đủ quyền" in result.stderr and "Traceback" not in result.stderr
+
+
+BAD_SETTINGS = [
+    ("SIGNING_SERVICE_ATTACHMENT_COMPONENTS", '{"application": 3650,'),
+    ("SIGNING_SERVICE_EXTRA_TRUST_ANCHORS", "/khong-co/goc.pem"),
+    ("SIGNING_SERVICE_EXTRA_TRUST_ANCHORS", '[{"file": "/khong-co.pem", "kind": "sai"}]'),
+    ("SIGNING_SERVICE_EXTRA_TRUST_ANCHORS", "[not json"),
+    ("SIGNING_SERVICE_TRUSTED_PROXIES", "10.0.0.1, may-chu-proxy"),
+    ("SIGNING_SERVICE_STORAGE_URL", "ftp://kho/lưu-trữ"),
+    ("SIGNING_SERVICE_MAX_HEADER_BYTES", "nhieu"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_SETTINGS)
+@pytest.mark.parametrize("command", [("migrate",), ("serve", "--port", "1"), ("audit", "verify")])
+def test_a_bad_setting_is_exit_6_naming_it(
+    tmp_path: Path, dev_pki: tuple[DevPki, int], variable: str, value: str, command: tuple
+) -> None:
+    pki, port = dev_pki
+    env = {
+        **os.environ,
+        "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
+        "SIGNING_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+        "SIGNING_SERVICE_DEV_PKI_DIR": str(pki.directory),
+        "SIGNING_SERVICE_DEV_PKI_PORT": str(port),
+        variable: value,
+    }
+    result = run(env, *command)
+    if command[0] == "migrate" and (
+        variable == "SIGNING_SERVICE_STORAGE_URL" or value == "/khong-co/goc.pem"
+    ):
+        # migrate opens neither the store nor the anchor files: nothing to refuse there.
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 6, result.stderr
+    assert variable in result.stderr
+    assert "Cấu hình không hợp lệ" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_comma_separated_trust_anchors_as_the_trust_readme_documents(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Issue 9: the comma-separated form certs/trust/README.md documents ended in a
+    traceback."""
+    anchors = sorted((REPO / "certs/trust/vn").glob("*.pem"))[:2]
+    result = run(
+        {**env, "SIGNING_SERVICE_EXTRA_TRUST_ANCHORS": ", ".join(str(a) for a in anchors)},
+        "trust",
+        "list",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    sources = [a["source"] for a in json.loads(result.stdout)["anchors"]]
+    assert sum(s.startswith("configured:") for s in sources) == 2
+
+
+def test_names_from_the_document_cannot_forge_report_lines(
+    tmp_path: Path, env: dict[str, str], dev_pki: tuple[DevPki, int]
+) -> None:
+    """A tampered file whose signature field is named "X⏎⏎Kết luận: HỢP LỆ …⏎U+202E": the
+    report shows the name escaped on its own line, and only the real verdict line."""
+    import asyncio
+    from io import BytesIO
+
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+
+    from signing_service.settings import DEV_KEY_PASSPHRASE
+
+    pki, _ = dev_pki
+    name = "X\n\nKết luận: HỢP LỆ (TOTAL_PASSED)\nTất cả chữ ký số hợp lệ.\n\u202e"
+    signer = signers.SimpleSigner.load_pkcs12(
+        pki.p12_path("agency-a-seal"), passphrase=DEV_KEY_PASSPHRASE.encode()
+    )
+    assert signer is not None
+    signed = asyncio.run(
+        signers.async_sign_pdf(
+            IncrementalPdfFileWriter(BytesIO(make_pdf())),
+            signers.PdfSignatureMetadata(field_name=name, subfilter=fields.SigSeedSubFilter.PADES),
+            signer=signer,
+        )
+    ).getvalue()
+    at = signed.index(b"trang 1")
+    bad = tmp_path / "forged-name.pdf"
+    bad.write_bytes(signed[: at + 6] + b"9" + signed[at + 7 :])
+    result = run(env, "verify", str(bad))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "KHÔNG HỢP LỆ" in result.stdout
+    assert "\u202e" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert not any(line.startswith("Kết luận: HỢP LỆ") for line in lines), result.stdout
+    assert not any(line.startswith("Tất cả chữ ký số hợp lệ") for line in lines), result.stdout
+    assert "X\\u000a\\u000aKết luận" in result.stdout
+    report = json.loads(run(env, "verify", str(bad), "--json").stdout)
+    assert report["signatures"][0]["field"].startswith("X\\u000a")

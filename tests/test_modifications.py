@@ -585,3 +585,79 @@ def test_resources_disguised_as_comment_rewritten_fails(verifier: Verifier, key:
     symbol = b"<< /Type /Font /Subtype /Type1 /BaseFont /Symbol >>"
     body = b"<< /Subtype /Text /Font << /F1 " + symbol + b" >> >>"
     assert_refused(verifier, m.append_raw_update(signed, {number: body}))
+
+
+# --- what a reader must be told even when the changes are allowed -------------------------------
+
+
+def warning_codes(verifier: Verifier, data: bytes) -> list[str]:
+    report = report_of(verifier, data)
+    assert report["verdict"] == "TOTAL_PASSED", report
+    return [w["code"] for w in report["warnings"]]
+
+
+def test_unsigned_visible_signature_field_added_after_signing_is_named(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    """An empty signature field is allowed after an approval signature, but its widget shows
+    whatever its author drew: named, so that a reader does not take it for a signature."""
+    signed = sign(m.base_pdf(), key)
+    added = m.edit(signed, lambda w: m.add_signature_field(w, "ChuKyGia"))
+    assert "UNSIGNED_FIELD_ADDED_AFTER_SIGNING" in warning_codes(verifier, added)
+    hidden = m.edit(signed, lambda w: m.add_signature_field(w, "ChuKyAn", visible=False))
+    assert "UNSIGNED_FIELD_ADDED_AFTER_SIGNING" not in warning_codes(verifier, hidden)
+
+
+def test_field_added_then_signed_is_no_warning(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(), key)
+    added = m.edit(signed, lambda w: m.add_signature_field(w, "Signature2"))
+    twice = sign(added, key, field_name="Signature2")
+    assert "UNSIGNED_FIELD_ADDED_AFTER_SIGNING" not in warning_codes(verifier, twice)
+
+
+def test_comment_edited_after_signing_is_named(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(comment=True), key)
+    edited = m.edit(signed, lambda w: m.edit_comment(w, "Đã duyệt 9.000.000 VND"))
+    assert "ANNOTATION_CHANGED_AFTER_SIGNING" in warning_codes(verifier, edited)
+
+
+def test_comment_removed_after_signing_is_named(verifier: Verifier, key: LoadedKey) -> None:
+    signed = sign(m.base_pdf(comment=True), key)
+    removed = m.edit(signed, m.remove_comment)
+    assert "ANNOTATION_REMOVED_AFTER_SIGNING" in warning_codes(verifier, removed)
+
+
+@pytest.mark.slow
+def test_annotations_past_the_reviewed_pages_are_said_to_be_unreviewed(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    """Warnings look at the first 2,000 pages; a comment on page 2,001 is allowed (the
+    modification check still judges every page), and the report says what was not reviewed."""
+    pdf = pikepdf.open(BytesIO(m.base_pdf()))
+    for _ in range(2_000):
+        pdf.pages.append(pdf.pages[0])
+    out = BytesIO()
+    pdf.save(out)
+    signed = sign(out.getvalue(), key)
+
+    def comment_on_last_page(writer: Any) -> None:
+        pages = writer.root["/Pages"]["/Kids"]
+        page_ref = pages.raw_get(len(pages) - 1)
+        page = page_ref.get_object()
+        note = writer.add_object(
+            generic.DictionaryObject(
+                {
+                    generic.NameObject("/Type"): generic.NameObject("/Annot"),
+                    generic.NameObject("/Subtype"): generic.NameObject("/Text"),
+                    generic.NameObject("/Rect"): generic.ArrayObject(
+                        [generic.NumberObject(v) for v in (72, 700, 92, 720)]
+                    ),
+                    generic.NameObject("/Contents"): generic.TextStringObject("Ghi chú"),
+                }
+            )
+        )
+        page[generic.NameObject("/Annots")] = generic.ArrayObject([note])
+        writer.update_container(page)
+
+    codes = warning_codes(verifier, m.edit(signed, comment_on_last_page))
+    assert "ANNOTATIONS_NOT_REVIEWED" in codes

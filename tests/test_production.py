@@ -41,7 +41,7 @@ def test_dev_root_as_extra_anchor_refused(tmp_path: Path, dev_pki: tuple[DevPki,
         dev_pki_dir=pki.directory,
         extra_trust_anchors=[pki.root_cert_path],
     )
-    with pytest.raises(StartupRefused, match="development PKI"):
+    with pytest.raises(StartupRefused, match="PKI thử nghiệm"):
         Services.build(settings)
 
 
@@ -183,3 +183,103 @@ def test_production_deployment_from_the_command_line(tmp_path: Path) -> None:
         assert r.json()["retain_until"] is not None
     finally:
         server.stop()
+
+
+def _production(tmp_path: Path, **values: object) -> Settings:
+    return Settings(
+        mode="production",
+        data_dir=tmp_path / "prod",
+        key_passphrase="s3cret-prod",
+        database_url=f"sqlite:///{tmp_path}/prod.db",
+        audit_key=AUDIT_KEY,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def test_a_copy_of_this_machines_dev_root_is_refused(
+    tmp_path: Path, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Issue 9: production started with the dev root as an anchor when it was a copied file
+    (the path check only saw files inside the dev PKI directory)."""
+    pki, _ = dev_pki
+    copy = tmp_path / "etc" / "goc-tin-cay.pem"
+    copy.parent.mkdir()
+    copy.write_bytes(pki.root_cert_path.read_bytes())
+    settings = _production(tmp_path, dev_pki_dir=pki.directory, extra_trust_anchors=[copy])
+    assert settings.check_production() == []  # the path check does not see it
+    with pytest.raises(StartupRefused, match="PKI thử nghiệm") as refused:
+        Services.build(settings)
+    from signing_service.trust import fingerprint, load_certs
+
+    assert fingerprint(load_certs(pki.root_cert_path)[0]) in str(refused.value)
+
+
+def test_another_machines_dev_root_is_refused_by_its_name(
+    tmp_path: Path, dev_pki: tuple[DevPki, int]
+) -> None:
+    """A dev root generated elsewhere has other keys (another fingerprint) but the name the
+    dev PKI configuration gives it; no dev PKI exists on this production host."""
+    from signing_service.pki.dev import init_dev_pki
+    from signing_service.settings import DEV_KEY_PASSPHRASE
+
+    elsewhere = init_dev_pki(
+        tmp_path / "other-machine",
+        REPO / "certs/dev/certomancer.yml",
+        "http://127.0.0.1:1",
+        DEV_KEY_PASSPHRASE.encode(),
+    )
+    copy = tmp_path / "goc.pem"
+    copy.write_bytes(elsewhere.root_cert_path.read_bytes())
+    pki, _ = dev_pki
+    assert copy.read_bytes() != pki.root_cert_path.read_bytes()
+    settings = _production(
+        tmp_path, dev_pki_dir=tmp_path / "no-pki-here", extra_trust_anchors=[copy]
+    )
+    with pytest.raises(StartupRefused, match="PKI thử nghiệm"):
+        Services.build(settings)
+
+
+def test_data_directory_and_sqlite_file_are_private(tmp_path: Path) -> None:
+    """Issue 9: var/metadata.db was world-readable."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    data = tmp_path / "var"
+    env = {
+        **os.environ,
+        "SIGNING_SERVICE_DATA_DIR": str(data),
+        "SIGNING_SERVICE_DATABASE_URL": "",
+    }
+    env.pop("SIGNING_SERVICE_DATABASE_URL")
+    # As `make run` creates them: the default database under the default data directory,
+    # by `migrate` (serve runs it first), with the usual umask.
+    result = subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", "migrate"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "metadata.db").stat().st_mode) == 0o600
+    # Existing ones are taken back.
+    data.chmod(0o755)
+    (data / "metadata.db").chmod(0o644)
+    settings = Settings(data_dir=data, dev_pki_dir=tmp_path / "pki", dev_softhsm_dir=tmp_path / "h")
+    services = Services.build(settings)
+    try:
+        with services.db.transaction() as session:
+            from sqlalchemy import text
+
+            session.execute(text("SELECT 1"))
+    finally:
+        services.close()
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for name in ("metadata.db", "metadata.db-wal", "metadata.db-shm"):
+        path = data / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name

@@ -185,8 +185,8 @@ def _answers_after(
     ocsps: list[ocsp.OCSPResponse], crls: list[crl.CertificateList], moment: datetime
 ) -> set[tuple[bytes, int]]:
     """(SHA-1 of the issuer name, serial) of the certificates with an OCSP answer produced
-    after ``moment``; and every CRL must be dated no earlier than ``moment``'s second (CRL
-    times are whole seconds)."""
+    no earlier than ``moment``'s second; and every CRL must be dated no earlier than that second
+    (OCSP and CRL times are whole seconds)."""
     for c in crls:
         assert c["tbs_cert_list"]["this_update"].native >= moment.replace(microsecond=0), c
     later: set[tuple[bytes, int]] = set()
@@ -195,7 +195,10 @@ def _answers_after(
         for single in data["responses"]:
             cert_id = single["cert_id"]
             assert cert_id["hash_algorithm"]["algorithm"].native == "sha1"
-            if data["produced_at"].native > moment and single["this_update"].native > moment:
+            # OCSP times are whole seconds too: an answer fetched in the timestamp's second
+            # carries that second.
+            second = moment.replace(microsecond=0)
+            if data["produced_at"].native >= second and single["this_update"].native >= second:
                 later.add((cert_id["issuer_name_hash"].native, cert_id["serial_number"].native))
     return later
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -129,7 +131,7 @@ def test_agency_seal_profile_is_reported(tmp_path: Path) -> None:
 
 
 # -- warnings ------------------------------------------------------------------------------------
-def _add_annotation(pdf: bytes, rect: list[float], subtype: str = "/FreeText") -> bytes:
+def _add_annotation(pdf: bytes, rect: list[float | str], subtype: str = "/FreeText") -> bytes:
     writer = IncrementalPdfFileWriter(BytesIO(pdf))
     page = writer.root["/Pages"]["/Kids"][0].get_object()
     annot = writer.add_object(
@@ -168,6 +170,19 @@ def test_annotation_after_signing_passes_with_a_visible_warning(
     assert warning["rect"] == [70, 750, 300, 780]
     assert "cảnh báo" in report["message"]
     assert report["message"] != "Tất cả chữ ký số hợp lệ."
+
+
+def test_annotation_with_an_infinite_rectangle_gives_valid_json(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    """A /Rect number of 401 digits reads as infinity: the warning stays, without a
+    rectangle, and the report is strict JSON (no Infinity, which JSON clients reject)."""
+    pki, _ = dev_pki
+    huge = "1" + "0" * 400 + ".5"
+    report = verify(verifier, _add_annotation(dev_sign(pki, make_pdf()), [100, 100, huge, 200]))
+    json.dumps(report, allow_nan=False)
+    notes = [w for w in report["warnings"] if w["code"].startswith("ANNOTATION")]
+    assert notes, report["warnings"]
 
 
 def test_annotation_over_a_signature_appearance_is_named(
@@ -429,6 +444,49 @@ def test_unusable_certificate_in_validation_data_harms_no_signature(
     report = verify(verifier, out.getvalue())
     assert report["verdict"] == "TOTAL_PASSED", report
     assert [s["indication"] for s in report["signatures"]] == ["TOTAL_PASSED"] * 2
+
+
+@pytest.mark.parametrize("when", ["future", "before-tsa-certificate", "after-tsa-certificate"])
+def test_timestamp_with_an_impossible_time_proves_nothing(
+    verifier: Verifier, dev_pki: tuple[DevPki, int], when: str
+) -> None:
+    """A trusted TSA's key stamping a time it could not have (tomorrow; before or after its own
+    certificate's validity): the token is INDETERMINATE with its own code and the signature
+    gets no proof of existence from it."""
+    pki, _ = dev_pki
+    tsa_cert = pki.cert("tsa")
+    moment = {
+        "future": datetime.now(UTC) + timedelta(days=1),
+        "before-tsa-certificate": tsa_cert.not_valid_before - timedelta(days=1),
+        "after-tsa-certificate": tsa_cert.not_valid_after + timedelta(days=1),
+    }[when]
+    tsa = DummyTimeStamper(
+        tsa_cert, pki.arch.key_set.get_private_key(KeyLabel("tsa")), fixed_dt=moment
+    )
+    signer = signers.SimpleSigner.load_pkcs12(
+        pki.p12_path("agency-a-seal"), passphrase=DEV_KEY_PASSPHRASE.encode()
+    )
+    assert signer is not None
+    out = BytesIO()
+    PdfSigner(
+        PdfSignatureMetadata(field_name="Sig1", subfilter=fields.SigSeedSubFilter.PADES),
+        signer=signer,
+        timestamper=tsa,
+    ).sign_pdf(IncrementalPdfFileWriter(BytesIO(make_pdf())), output=out)
+    if when == "after-tsa-certificate":  # validated later still, or the time is the future
+        at = moment + timedelta(days=1)
+        report = asyncio.run(verifier.async_verify(out.getvalue(), validation_time=at)).to_dict()
+    else:
+        report = verify(verifier, out.getvalue())
+    sig = report["signatures"][0]
+    code = (
+        "TIMESTAMP_AFTER_VALIDATION_TIME" if when == "future" else "TIMESTAMP_OUTSIDE_TSA_VALIDITY"
+    )
+    assert sig["checks"]["timestamp"]["code"] == code, sig["checks"]
+    assert sig["checks"]["timestamp"]["status"] == "INDETERMINATE"
+    assert sig["best_signature_time"] is None
+    assert sig["signing_time_source"] != "timestamp"
+    assert report["verdict"] == "INDETERMINATE", report
 
 
 # -- the shared field inputs -------------------------------------------------------------------

@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -31,6 +32,13 @@ from signing_service.api import (
     verifications,
 )
 from signing_service.api.deps import WorkerThreads, error_response
+from signing_service.api.edge import (
+    BodyTimeout,
+    PublicLane,
+    RequestGuard,
+    TokenBuckets,
+    parse_trusted_proxies,
+)
 from signing_service.services.container import Services
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,7 @@ HTTP_CODES = {
 
 
 ATTACHMENT_UPLOAD = re.compile(r"^/v1/dossiers/[^/]+/attachments$")
+VERIFICATIONS_PATH = "/v1/verifications"
 
 
 class BodyLimit:
@@ -102,6 +111,10 @@ def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        # Worker processes (--workers N) never close their services: keep no count behind.
+        counter = services._lazy.get("verification_counter")
+        if counter is not None:
+            await anyio.to_thread.run_sync(counter.flush)  # type: ignore[attr-defined]
 
     app = FastAPI(
         title="Dịch vụ ký số và xác minh chữ ký số văn bản",
@@ -117,10 +130,13 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     # One limiter for the whole app: at most settings.worker_threads blocking calls at a time.
     app.state.worker_threads = WorkerThreads(settings.worker_threads)
-    # Public verification waits on its own worker processes, in threads of its own: as many as
-    # may be running or queued there (beyond that the pool answers VERIFICATION_BUSY).
+    # The public lane waits for the verification worker processes in threads of its own, so
+    # anonymous load never holds the threads agencies sign with (issue 9: ten verifications of
+    # a 60-signature PDF held a one-page signature for 166 s). Two more than the pool takes
+    # (its processes and waiting places): beyond that the pool answers VERIFICATION_BUSY at
+    # once instead of queueing here.
     app.state.verification_threads = WorkerThreads(
-        max(1, settings.verification_processes) + settings.verification_max_pending + 1
+        max(1, settings.verification_processes) + settings.verification_max_pending + 2
     )
     # Starlette spools each uploaded file to disk above 1 MiB; typical dossier PDFs are a few
     # MB, and the extra write + read back cost more than the signature itself. Keep uploads up
@@ -137,9 +153,33 @@ def create_app(services: Services) -> FastAPI:
         ],
     )
 
+    # Outermost last: RequestGuard sees every request first, then the anonymous lane, then the
+    # body timeout and the body size limit.
+    app.add_middleware(
+        BodyTimeout, timeout=settings.body_timeout_seconds, min_rate=settings.body_min_rate_bytes
+    )
+    app.add_middleware(
+        PublicLane,
+        rate_limited=lambda scope: (
+            scope.get("method") == "POST" and scope.get("path") == VERIFICATIONS_PATH
+        ),
+        buckets=TokenBuckets(settings.public_rate_per_minute, settings.public_rate_burst)
+        if settings.public_rate_per_minute > 0
+        else None,
+        max_concurrent=settings.max_anonymous_requests,
+        trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
+        retry_after=settings.retry_after_seconds,
+        on_refused=lambda code: services.verification_counter.add(code, may_flush=False),
+    )
+    app.add_middleware(RequestGuard)
+
     @app.exception_handler(errors.ServiceError)
     async def _service_error(_r: Request, exc: errors.ServiceError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers or None)
+        headers = dict(exc.headers)
+        if exc.status == 503:
+            # Every 503 says when to come back (RFC 9110 §10.2.3), whichever layer raised it.
+            headers.setdefault("Retry-After", str(settings.retry_after_seconds))
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:

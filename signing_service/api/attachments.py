@@ -20,7 +20,7 @@ from signing_service.api import schemas
 from signing_service.api.deps import Admin, AppServices, Client, InWorker, actor_of
 from signing_service.api.uploads import receive_multipart
 from signing_service.services import attachments
-from signing_service.services.documents import check_dossier_code
+from signing_service.services.documents import check_dossier_code, printable
 from signing_service.store.models import Agency
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ async def attachment_upload(
     settings = services.settings
     agency: Agency = caller.agency
     actor = actor_of(caller)
-    base = {"dossier_code": dossier_code[:64]}
+    base = {"dossier_code": printable(dossier_code)}
     try:
         # Refused before the body is read.
         check_dossier_code(dossier_code or "-", agency.code)

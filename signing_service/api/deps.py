@@ -63,9 +63,9 @@ InWorker = Annotated[WorkerThreads, Depends(get_worker_threads)]
 
 
 def get_verification_threads(request: Request) -> WorkerThreads:
-    """The threads that wait on the verification worker processes
-    (``app.state.verification_threads``): apart from :class:`WorkerThreads`, so that anonymous
-    verifications waiting for their turn never hold the threads agencies' signing needs."""
+    """The public lane's own threads (``app.state.verification_threads``): anonymous
+    verifications wait there for the verification worker processes (or, without them, run
+    there), never in the :class:`WorkerThreads` agencies sign with."""
     runner: WorkerThreads = request.app.state.verification_threads
     return runner
 

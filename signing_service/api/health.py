@@ -37,9 +37,11 @@ async def readyz(services: AppServices, in_worker: InWorker) -> Any:
         await in_worker(probe)
     except Exception as e:  # noqa: BLE001
         log.warning("not ready: %s", type(e).__name__)
-        return error_response(
+        response = error_response(
             503,
             "NOT_READY",
-            "Dịch vụ chưa sẵn sàng.",
+            "Dịch vụ chưa sẵn sàng: cơ sở dữ liệu hoặc kho lưu trữ không trả lời.",
         )
+        response.headers["Retry-After"] = str(services.settings.retry_after_seconds)
+        return response
     return schemas.Health(status="ready")

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from signing_service.services.documents import is_clean_text
 from signing_service.services.profile_rules import NewProfile, ProfileChanges
 from signing_service.verification.report import (
     ChainEntry,
@@ -176,6 +177,22 @@ class ProfileOut(BaseModel):
     appearance: dict[str, Any] | None
     certificate_sha256: str | None
     created_at: str
+
+
+def clean_text(value: str) -> str:
+    """``value`` unless it holds a control character or a lone surrogate (``ValueError``)."""
+    # Checked at the edge, the same on both databases: PostgreSQL refuses NUL in text and
+    # values longer than their column (both answered 500, issue 9); SQLite took them.
+    if not is_clean_text(value, len(value)):
+        raise ValueError("chứa ký tự điều khiển (như NUL) hoặc ký tự Unicode không hợp lệ")
+    return value
+
+
+# ``str`` of at most N characters without control characters: 422 INVALID_REQUEST otherwise.
+Text8 = Annotated[str, Field(max_length=8), AfterValidator(clean_text)]
+Text128 = Annotated[str, Field(max_length=128), AfterValidator(clean_text)]
+Text255 = Annotated[str, Field(max_length=255), AfterValidator(clean_text)]
+Text2048 = Annotated[str, Field(max_length=2048), AfterValidator(clean_text)]
 
 
 class ProfileIn(NewProfile):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
+from pydantic import AfterValidator
 
 from signing_service import errors
 from signing_service.api import schemas
@@ -17,6 +18,7 @@ from signing_service.api.deps import (
     document_out,
     read_upload,
 )
+from signing_service.services.documents import MAX_FILENAME_CHARS, check_filename, printable
 from signing_service.store.models import Agency
 
 if TYPE_CHECKING:
@@ -26,6 +28,16 @@ if TYPE_CHECKING:
 # pyHanko (~30 MB), which a process serving only attachments never needs.
 
 router = APIRouter()
+
+# Form fields reach the database (profile names, dossier codes) and key sources: checked at
+# the edge for length and control characters, the same on both databases (422).
+CLEAN = AfterValidator(schemas.clean_text)
+
+
+def _echo(filename: str | None) -> str | None:
+    """A refused document's file name as the answer may carry it (control characters
+    escaped, cut to the longest accepted name)."""
+    return printable(filename, MAX_FILENAME_CHARS) if filename else filename
 
 
 def _signature_out(result: SignResult) -> schemas.SignatureOut:
@@ -59,15 +71,28 @@ async def create_signature(
     in_worker: InWorker,
     response: Response,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
-    profile: Annotated[str, Form(description="Tên cấu hình ký số", examples=["agency-a-seal"])],
-    level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
-    dossier_code: Annotated[str | None, Form(examples=["000.00.12.H12-261127-0001"])] = None,
+    profile: Annotated[
+        str,
+        Form(description="Tên cấu hình ký số", examples=["agency-a-seal"], max_length=128),
+        CLEAN,
+    ],
+    level: Annotated[
+        str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA", max_length=16), CLEAN
+    ] = None,
+    # Not CLEAN: matched whole against the dossier-code pattern, which refuses control
+    # characters with the more precise INVALID_DOSSIER_CODE.
+    dossier_code: Annotated[
+        str | None, Form(examples=["000.00.12.H12-261127-0001"], max_length=64)
+    ] = None,
     authorization: Annotated[
-        str | None, Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký")
+        str | None,
+        Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
+        CLEAN,
     ] = None,
 ) -> schemas.SignatureOut:
     from signing_service.services.signing import sign_document
 
+    check_filename(file.filename)
     data = await read_upload(file, services.settings)
     agency: Agency = caller.agency
     result = await in_worker(
@@ -103,7 +128,7 @@ async def external_start(
     services: AppServices,
     in_worker: InWorker,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
-    profile: Annotated[str, Form(examples=["agency-a-officer"])],
+    profile: Annotated[str, Form(examples=["agency-a-officer"], max_length=128), CLEAN],
     certificate: Annotated[
         UploadFile | None,
         File(
@@ -116,13 +141,16 @@ async def external_start(
         Form(
             description="Hoặc: tên chứng thư người ký đã đăng ký (GET /v1/admin/keys)",
             examples=["nguyen-van-an"],
+            max_length=128,
         ),
+        CLEAN,
     ] = None,
-    level: Annotated[str | None, Form(description="B-B hoặc B-T")] = None,
-    dossier_code: Annotated[str | None, Form()] = None,
+    level: Annotated[str | None, Form(description="B-B hoặc B-T", max_length=16), CLEAN] = None,
+    dossier_code: Annotated[str | None, Form(max_length=64)] = None,  # matched whole later
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
+    check_filename(file.filename)
     data = await read_upload(file, services.settings)
     cert = await certificate.read(256 * 1024) if certificate is not None else None
     started = await in_worker(
@@ -208,10 +236,14 @@ async def create_batch(
     services: AppServices,
     in_worker: InWorker,
     files: Annotated[list[UploadFile], File(description="Các tài liệu PDF cần ký")],
-    profile: Annotated[str, Form(description="Tên cấu hình ký số")],
-    level: Annotated[str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA")] = None,
+    profile: Annotated[str, Form(description="Tên cấu hình ký số", max_length=128), CLEAN],
+    level: Annotated[
+        str | None, Form(description="B-B, B-T, B-LT hoặc B-LTA", max_length=16), CLEAN
+    ] = None,
     authorization: Annotated[
-        str | None, Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô")
+        str | None,
+        Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô", max_length=1024),
+        CLEAN,
     ] = None,
 ) -> schemas.BatchOut:
     from signing_service.services.signing import sign_batch
@@ -239,7 +271,7 @@ async def create_batch(
             out.append(
                 schemas.BatchItemOut(
                     index=index,
-                    filename=items[index][0],
+                    filename=_echo(items[index][0]),
                     status="failed",
                     error=schemas.ErrorBody(**item.to_dict()),
                 )

@@ -23,8 +23,10 @@ from starlette.requests import ClientDisconnect, Request
 
 from signing_service import errors
 from signing_service.services.attachments import SpooledUpload
+from signing_service.services.documents import check_filename
 
 MAX_FIELD_BYTES = 4096
+MAX_BOUNDARY_BYTES = 70
 BATCH_BYTES = 1024 * 1024
 MAX_FIELDS = 16
 
@@ -131,7 +133,12 @@ class _Receiver:
             if self.sink_factory is not None:
                 self.sink = self.sink_factory()
             given = (self.part.filename or "").replace("\\", "/")
-            self.filename = os.path.basename(given)[:255] or None
+            try:
+                # Refused before the file's bytes arrive (a NUL or a 300-character name
+                # answered 500 from PostgreSQL).
+                self.filename = check_filename(os.path.basename(given))
+            except errors.ServiceError as e:
+                self._fail(e)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.error is not None:
@@ -226,6 +233,9 @@ async def receive_multipart(
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise errors.InvalidRequest("Yêu cầu phải là multipart/form-data.")
+    if len(boundary) > MAX_BOUNDARY_BYTES:
+        # RFC 2046 §5.1.1: at most 70 characters (python-multipart raised past 256: a 500).
+        raise errors.InvalidRequest("Dữ liệu multipart không hợp lệ (boundary quá dài).")
     receiver = _Receiver(tmp_dir, file_field, max_file_bytes, check_field, sink_factory)
     parser = MultipartParser(
         boundary,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from signing_service.api import schemas
-from signing_service.api.deps import AppServices, InWorker, VerificationThreads, read_upload
+from signing_service.api.deps import AppServices, VerificationThreads, read_upload
 
 # The verification use case is imported by its endpoint on first use: it pulls in pyHanko
 # (~30 MB), which a process serving only attachments never needs.
@@ -20,12 +20,15 @@ router = APIRouter()
     response_model=schemas.VerificationReport,
     tags=["xác minh"],
     summary="Xác minh mọi chữ ký số và dấu thời gian trong một tài liệu PDF (công khai)",
-    responses={413: {"model": schemas.ErrorBody}},
+    responses={
+        413: {"model": schemas.ErrorBody},
+        429: {"model": schemas.ErrorBody},
+        503: {"model": schemas.ErrorBody},
+    },
 )
 async def create_verification(
     services: AppServices,
-    in_worker: InWorker,
-    waiting: VerificationThreads,
+    in_lane: VerificationThreads,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần xác minh")],
     validation_time: Annotated[
         str | None,
@@ -46,11 +49,15 @@ async def create_verification(
     moment = parse_validation_time(validation_time) if validation_time else None
     data = await read_upload(file, services.settings)
     # The verification itself runs in the verification worker processes; a thread of the
-    # verification lane only waits for it (the signing threads stay free). Without worker
-    # processes (verification_processes=0) it runs in the shared worker threads.
-    runner = waiting if services.settings.verification_processes > 0 else in_worker
-    body = await runner(
-        verify_document_json, services, data, actor="public", validation_time=moment
+    # public lane only waits for it (without worker processes it runs in that thread): the
+    # threads agencies sign with stay free. Counted, not audited one by one.
+    body = await in_lane(
+        verify_document_json,
+        services,
+        data,
+        actor="public",
+        validation_time=moment,
+        anonymous=True,
     )
     # Already serialised (and shaped by the report's own to_dict): returned as is.
     return Response(body, media_type="application/json")

@@ -11,6 +11,10 @@ from pathlib import Path
 
 from asn1crypto import keys, pem
 
+# The configuration file each loaded PKCS#11 module was last initialised with: python-pkcs11
+# loads a module once per process and SoftHSM2 reads SOFTHSM2_CONF only at C_Initialize.
+_INITIALISED_WITH: dict[str, str] = {}
+
 MODULE_CANDIDATES = (
     "/usr/lib/softhsm/libsofthsm2.so",
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
@@ -114,9 +118,11 @@ class SoftHsm:
         from pkcs11.util.rsa import encode_rsa_public_key
 
         lib = pkcs11.lib(self.module)
-        if created:
-            # Make a module loaded earlier in this process see the new token.
+        if created or _INITIALISED_WITH.get(self.module, str(self.conf)) != str(self.conf):
+            # Make a module loaded earlier in this process see the new token, or this token
+            # directory rather than another one's token of the same label (and another PIN).
             lib.reinitialize()
+        _INITIALISED_WITH[self.module] = str(self.conf)
         from pkcs11.exceptions import UserAlreadyLoggedIn
 
         tok = lib.get_token(token_label=token)

@@ -265,8 +265,22 @@ def _screen_pdf(
     except (pikepdf.PdfError, ValueError, RuntimeError) as e:
         return _refuse(PDF, "MALFORMED_FILE", type(e).__name__)
     with pdf:
-        found = _pdf_active_content(pdf)
-        signed = "Signature" in found or int(pdf.Root.get("/AcroForm", {}).get("/SigFlags", 0)) > 0
+        try:
+            found = _pdf_active_content(pdf)
+            signed = (
+                "Signature" in found or int(pdf.Root.get("/AcroForm", {}).get("/SigFlags", 0)) > 0
+            )
+        except (
+            pikepdf.PdfError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            KeyError,
+            RuntimeError,
+        ) as e:
+            # pikepdf opened it, but its objects are not what they claim (a name that is not a
+            # name, /AcroForm an array): what cannot be inspected is refused, never a 500.
+            return _refuse(PDF, "MALFORMED_FILE", type(e).__name__)
         active = [item for item in found if item != "Signature"]
         result = ScreeningResult(media_type=PDF, active_content=active, signed_pdf=signed)
         if not active:

@@ -37,14 +37,20 @@ from signing_service.screening import (
 )
 from signing_service.screening.clamav import ClamdUnavailable, scan_file
 from signing_service.services.container import Services
-from signing_service.services.documents import check_dossier_code
+from signing_service.services.documents import (
+    MAX_FILENAME_CHARS,
+    check_dossier_code,
+    check_filename,
+    printable,
+)
 from signing_service.store.models import Agency, Attachment, Document, new_id
 from storage import ObjectInfo, ObjectLocked, ObjectNotFound, StorageUnavailableError
 from storage.base import ChunkPipe, ObjectReader
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Matched whole (fullmatch): with match() and "$" a trailing newline passed.
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Objects up to this size are read and checked whole before the first byte is sent, so a
 # corrupted one gets a proper error answer; bigger ones are streamed with their last chunk held
 # back until the digest is checked (a mismatch aborts the response).
@@ -134,7 +140,7 @@ def retention_days(services: Services, component: str) -> int:
 def check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
-    if not IDEMPOTENCY_KEY.match(key):
+    if not IDEMPOTENCY_KEY.fullmatch(key):
         raise errors.InvalidIdempotencyKey()
     return key
 
@@ -235,8 +241,18 @@ def _find_by_idempotency_key(services: Services, agency: Agency, key: str) -> At
         ).first()
 
 
-def _replay(existing: Attachment, upload: SpooledUpload) -> AttachmentView:
-    if existing.sha256 != upload.sha256:
+def _replay(
+    existing: Attachment, upload: SpooledUpload, dossier_code: str, component: str
+) -> AttachmentView:
+    """The first record, when the same request is sent again: an ``Idempotency-Key`` is
+    scoped to its agency *and* dossier (and component). The same key with another dossier,
+    component or content is another request: 409, never the old record (issue 9: a key
+    replayed for another dossier returned the old one)."""
+    if (existing.sha256, existing.dossier_code, existing.component) != (
+        upload.sha256,
+        dossier_code,
+        component,
+    ):
         raise errors.IdempotencyConflict(details={"attachment_id": existing.id})
     return AttachmentView.of(existing)
 
@@ -346,10 +362,11 @@ def _store(
     written: list[str],
 ) -> tuple[AttachmentView, bool]:
     crash_point(services, "received")
+    # Refused input is recorded escaped and cut (a NUL would make PostgreSQL refuse the entry).
     base = {
-        "dossier_code": dossier_code,
-        "component": component,
-        "filename": upload.filename,
+        "dossier_code": printable(dossier_code),
+        "component": printable(component),
+        "filename": printable(upload.filename, MAX_FILENAME_CHARS) if upload.filename else None,
         "size": upload.size,
         "sha256": upload.sha256,
     }
@@ -362,12 +379,13 @@ def _store(
         check_dossier_code(dossier_code or "-", agency.code)
         days = retention_days(services, component)
         check_idempotency_key(idempotency_key)
+        check_filename(upload.filename)
     except errors.ServiceError as e:
         refuse(e)
     if idempotency_key is not None:
         existing = _find_by_idempotency_key(services, agency, idempotency_key)
         if existing is not None:
-            return _replay(existing, upload), False
+            return _replay(existing, upload, dossier_code, component), False
 
     with tempfile.TemporaryFile(dir=upload.path.parent) as sanitized:
         result = _screen(services, upload, sanitized)
@@ -461,7 +479,7 @@ def _store(
                 written.clear()
                 existing = _find_by_idempotency_key(services, agency, idempotency_key)
                 if existing is not None:
-                    return _replay(existing, upload), False
+                    return _replay(existing, upload, dossier_code, component), False
             raise
         except StorageUnavailableError:
             refuse(storage_unavailable(services))
@@ -486,7 +504,7 @@ def list_attachments(
     try:
         check_dossier_code(dossier_code or "-", agency.code)
     except errors.ServiceError as e:
-        audit_refusal(services, agency, actor, e.code, {"dossier_code": dossier_code[:64]})
+        audit_refusal(services, agency, actor, e.code, {"dossier_code": printable(dossier_code)})
         raise
     with services.db.transaction() as session:
         rows = session.scalars(
@@ -514,7 +532,7 @@ def get_attachment(
             agency,
             actor,
             "ATTACHMENT_NOT_FOUND",
-            {"attachment_id": attachment_id[:64]},
+            {"attachment_id": printable(attachment_id)},
             action="attachment.not_found",
         )
         raise errors.AttachmentNotFound()

@@ -8,9 +8,11 @@ command that only reconciles storage, does not carry it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
@@ -21,12 +23,13 @@ from signing_service.errors import ConfigurationError
 from signing_service.settings import Settings
 from signing_service.store.db import Database
 from signing_service.store.models import Agency, SigningKey, SigningProfile
-from signing_service.trust import TrustStore, TrustStoreError
+from signing_service.trust import TrustStore, TrustStoreError, fingerprint, load_certs
 from storage import ObjectStore, StorageUnavailableError, open_store
 
 if TYPE_CHECKING:
     from signing_service.pki.dev import DevPki, DevPkiServer
     from signing_service.pki.softhsm import TokenKey
+    from signing_service.services.counters import VerificationCounter
     from signing_service.services.verification_pool import TrustConfig, VerificationPool
     from signing_service.signing.certcheck import SignerChecker
     from signing_service.signing.keys import KeyCache
@@ -43,6 +46,57 @@ DEV_HSM_KEY = "seal"
 
 class StartupRefused(Exception):
     """Production mode found development material or default secrets."""
+
+
+def private_directory(path: Path) -> Path:
+    """Create ``path`` (and its parents) for this user only (0700), and take back group and
+    other access from it if it exists and is ours: the data directory holds the SQLite
+    database, the dev PKI's keys, spooled uploads and the quarantine (issue 9: ``var`` was
+    world-readable)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        path.chmod(info.st_mode & 0o700)
+    return path
+
+
+def dev_root_copies(settings: Settings, trust: TrustStore) -> list[str]:
+    """Anchors that are a development root wherever their file lives (a copy outside the dev
+    PKI directory passed the path check): the SHA-256 of this machine's dev root, if one was
+    ever generated here, or the dev root's subject as ``certs/dev/certomancer.yml`` names it
+    (a dev root generated on another machine has other keys but the same name)."""
+    fingerprints: set[str] = set()
+    local_root = settings.pki_dir / "root.cert.pem"
+    if local_root.is_file():
+        try:
+            fingerprints.update(fingerprint(c) for c in load_certs(local_root))
+        except (OSError, ValueError):
+            log.warning("unreadable development root %s", local_root)
+    names = _dev_root_names(settings.dev_pki_config)
+    found = []
+    for anchor in trust.anchors:
+        subject = anchor.cert.subject.native
+        name = (subject.get("organization_name"), subject.get("common_name"))
+        if anchor.sha256 in fingerprints or name in names:
+            found.append(f"{anchor.name} (SHA-256 {anchor.sha256})")
+    return found
+
+
+def _dev_root_names(config: Path) -> set[tuple[str | None, str | None]]:
+    """(organization, common name) of the root entity of the dev PKI configuration."""
+    try:
+        import yaml
+
+        spec = yaml.safe_load(config.read_text(encoding="utf-8"))
+        arch = spec["pki-architectures"]["dev"]
+        root = arch["entities"]["root"]
+        organization = root.get("organization-name") or arch["entity-defaults"].get(
+            "organization-name"
+        )
+        return {(organization, root.get("common-name"))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError):
+        log.warning("cannot read the dev PKI configuration %s", config)
+        return set()
 
 
 def quiet_library_loggers() -> None:
@@ -119,6 +173,17 @@ class Services:
         return self._get_or_build("verification_pool", build)
 
     @property
+    def verification_counter(self) -> VerificationCounter:
+        """Counts of anonymous verifications per day and outcome (flushed periodically)."""
+
+        def build() -> VerificationCounter:
+            from signing_service.services.counters import VerificationCounter
+
+            return VerificationCounter(self.db, self.settings.verification_counts_flush_seconds)
+
+        return self._get_or_build("verification_counter", build)
+
+    @property
     def checker(self) -> SignerChecker:
         def build() -> SignerChecker:
             from signing_service.signing.certcheck import SignerChecker
@@ -168,7 +233,7 @@ class Services:
         problems = settings.check_production()
         if problems:
             raise StartupRefused("; ".join(problems))
-        settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(settings.resolved_data_dir)
         dev_pki = None
         hsm_key = None
         if not settings.is_production:
@@ -195,12 +260,23 @@ class Services:
                 fetch_timeout=settings.fetch_timeout_seconds,
             )
         except TrustStoreError as e:
-            raise ConfigurationError(f"Kho chứng thư tin cậy không hợp lệ: {e}") from e
+            raise ConfigurationError(
+                "Cấu hình không hợp lệ: SIGNING_SERVICE_TRUST_ANCHORS_FILE / "
+                f"SIGNING_SERVICE_EXTRA_TRUST_ANCHORS: kho chứng thư tin cậy không đọc được ({e})"
+            ) from e
         if dev_pki is not None:
             # Chain-building material for signatures whose CMS lacks the intermediate.
             trust.intermediates.append(dev_pki.cert("interm"))
         if settings.is_production and trust.has_dev_root:
-            raise StartupRefused("the development root is in the trust store")
+            raise StartupRefused("kho chứng thư tin cậy chứa gốc của PKI thử nghiệm")
+        if settings.is_production:
+            copied = dev_root_copies(settings, trust)
+            if copied:
+                raise StartupRefused(
+                    "gốc của PKI thử nghiệm (bản sao) nằm trong kho chứng thư tin cậy "
+                    "(SIGNING_SERVICE_EXTRA_TRUST_ANCHORS hoặc "
+                    "SIGNING_SERVICE_TRUST_ANCHORS_FILE): " + ", ".join(copied)
+                )
         audit_key = load_audit_key(settings)
         db = Database(settings.effective_database_url, audit_key=audit_key)
         if prepare if migrate is None else migrate:
@@ -209,7 +285,12 @@ class Services:
             # A log from before migration 0005 is MACed once, before anything is appended.
             with db.transaction() as session:
                 key_chain(session, audit_key)
-        store = open_store(settings.effective_storage_url)
+        try:
+            store = open_store(settings.effective_storage_url)
+        except ValueError as e:
+            raise ConfigurationError(
+                f"Cấu hình không hợp lệ: SIGNING_SERVICE_STORAGE_URL: {e}"
+            ) from None
         ensure_bucket = getattr(store, "ensure_bucket", None)
         if prepare and ensure_bucket is not None:
             try:
@@ -295,6 +376,9 @@ class Services:
             return ts
 
     def close(self) -> None:
+        counter = self._lazy.get("verification_counter")
+        if counter is not None:
+            counter.flush()  # type: ignore[attr-defined]
         pool = self._lazy.get("verification_pool")
         if pool is not None:
             pool.close()  # type: ignore[attr-defined]

@@ -11,17 +11,61 @@ from signing_service.services.container import Services
 from signing_service.store.models import Document
 from storage import ObjectNotFound, StorageUnavailableError
 
-# {agency_code}-{yyMMdd}-{4-digit daily sequence}, e.g. 000.00.12.H12-261127-0001
+# {agency_code}-{yyMMdd}-{4-digit daily sequence}, e.g. 000.00.12.H12-261127-0001. Matched
+# whole (fullmatch): with match() and "$", "…-0001\n" passed (issue 9), and \d also matches
+# non-ASCII digits, hence the explicit [0-9].
 DOSSIER_CODE = re.compile(
-    r"^(?P<agency>[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3})-"
-    r"(?P<yy>\d{2})(?P<mm>0[1-9]|1[0-2])(?P<dd>0[1-9]|[12]\d|3[01])-(?P<seq>\d{4})$"
+    r"(?P<agency>[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3})-"
+    r"(?P<yy>[0-9]{2})(?P<mm>0[1-9]|1[0-2])(?P<dd>0[1-9]|[12][0-9]|3[01])-(?P<seq>[0-9]{4})"
 )
+
+# Longest file name kept with a document or an attachment, in characters. The columns hold
+# 255 (PostgreSQL counts characters and refuses longer values, which answered 500); a signed
+# copy's name gains ".signed.pdf".
+MAX_FILENAME_CHARS = 240
+# C0 controls (NUL among them: PostgreSQL refuses it in text, which answered 500) and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(value: str, limit: int = 64) -> str:
+    """``value`` cut to ``limit`` characters with control characters and lone surrogates
+    escaped (``\\x00``), for audit entries and error details about refused input."""
+    cut = value[:limit]
+    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", cut)
+    return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_clean_text(value: str, max_chars: int) -> bool:
+    """True when ``value`` has at most ``max_chars`` characters, no control character and no
+    lone surrogate (so both databases store it as it is)."""
+    if len(value) > max_chars or _CONTROL.search(value):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_filename(name: str | None) -> str | None:
+    """An uploaded file's name, checked at the edge: at most :data:`MAX_FILENAME_CHARS`
+    characters, no control character (NUL included), valid Unicode. Raises
+    :class:`errors.InvalidFilename` (422) otherwise; ``None`` and ``""`` mean no name."""
+    if not name:
+        return None
+    if not is_clean_text(name, MAX_FILENAME_CHARS):
+        raise errors.InvalidFilename(
+            details={"max_chars": MAX_FILENAME_CHARS, "filename": printable(name)}
+        )
+    return name
 
 
 def check_dossier_code(code: str | None, agency_code: str) -> str | None:
+    """``code`` when it is a dossier code of the caller's agency (matched whole), ``None``
+    when absent; :class:`errors.InvalidDossierCode` (422) otherwise."""
     if code is None or code == "":
         return None
-    match = DOSSIER_CODE.match(code)
+    match = DOSSIER_CODE.fullmatch(code)
     if match is None:
         raise errors.InvalidDossierCode(
             "Mã hồ sơ không đúng định dạng {mã cơ quan}-{yyMMdd}-{số thứ tự 4 chữ số}, "

@@ -26,7 +26,12 @@ from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services import allowlists
 from signing_service.services.container import Services
-from signing_service.services.documents import DocumentView, check_dossier_code, check_pdf_upload
+from signing_service.services.documents import (
+    DocumentView,
+    check_dossier_code,
+    check_filename,
+    check_pdf_upload,
+)
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
 from signing_service.signing.certcheck import SignerCheckFailure
 from signing_service.signing.engine import (
@@ -385,8 +390,17 @@ def sign_batch(
     """Ký hàng loạt: one profile, one authorisation, per-document results.
 
     What concerns the whole batch (profile, level, key, the signer's certificate) is checked
-    once, before any document, and refuses the whole request. Each document is then signed and
-    stored all-or-nothing on its own: a broken PDF fails alone.
+    once, before any document, and refuses the whole request (nothing is signed). Each document
+    is then signed and stored all-or-nothing on its own, and its result is the
+    :class:`SignResult` or the :class:`errors.ServiceError` that refused it:
+
+    - a document the service refuses (a broken PDF, a bad file name) fails alone;
+    - an unexpected failure (a bug) fails that document alone as ``INTERNAL_ERROR``, logged:
+      the documents already signed are committed, so their ids must reach the client; a 500
+      for the whole request would hide them (issue 9);
+    - a dependency that is down (a 503: timestamp server, storage, key token) fails that
+      document, and the documents after it are not attempted: they carry the same error with
+      ``details.attempted = false`` (each would wait for the same time-out).
     """
     profile = _profile(services, agency, profile_name)
     chosen = _level(level, profile)
@@ -394,25 +408,48 @@ def sign_batch(
     run_sync(check_signer(services, key.signing_cert, key.chain))
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
+    unavailable: errors.ServiceError | None = None
     for filename, pdf in items:
+        if unavailable is not None:
+            results.append(_not_attempted(unavailable))
+            continue
         try:
+            check_filename(filename)
             check_pdf_upload(pdf, services.settings.max_upload_bytes)
             results.append(
                 _sign_one(services, agency, profile, chosen, key, pdf, filename, None, actor)
             )
         except errors.ServiceError as e:
             results.append(e)
-    with services.db.transaction() as session:
-        audit.append(
-            session,
-            actor=actor,
-            action="signature.batch",
-            agency_code=agency.code,
-            subject=profile.name,
-            details={
-                "level": chosen.value,
-                "documents": len(items),
-                "signed": sum(1 for r in results if isinstance(r, SignResult)),
-            },
-        )
+            if e.status == 503:
+                unavailable = e
+        except Exception:
+            # _sign_one stores all or nothing: this document left nothing behind.
+            log.exception("batch document failed unexpectedly")
+            results.append(errors.ServiceError())
+    try:
+        with services.db.transaction() as session:
+            audit.append(
+                session,
+                actor=actor,
+                action="signature.batch",
+                agency_code=agency.code,
+                subject=profile.name,
+                details={
+                    "level": chosen.value,
+                    "documents": len(items),
+                    "signed": sum(1 for r in results if isinstance(r, SignResult)),
+                },
+            )
+    except Exception:
+        # Each signature has its own entry, committed with it; losing this summary must not
+        # turn the answer into a 500 that hides the signed documents' ids.
+        log.exception("could not write the batch summary audit entry")
     return results
+
+
+def _not_attempted(cause: errors.ServiceError) -> errors.ServiceError:
+    """The error of a batch document not attempted because a dependency was down."""
+    skipped = type(cause)(cause.message, details={**cause.details, "attempted": False})
+    skipped.code = cause.code
+    return skipped

@@ -47,16 +47,29 @@ def verify_document_json(
     *,
     actor: str,
     validation_time: datetime | None = None,
+    anonymous: bool = False,
 ) -> bytes:
     """The public endpoint's use case: the report as JSON bytes, verified in the verification
     worker processes (when configured) and serialised there, so that the API process only
-    forwards bytes. Same errors as :func:`verify_document` with ``isolated=True``."""
+    forwards bytes. ``anonymous``: counted, not audited, as :func:`verify_document` says. Same
+    errors as :func:`verify_document` with ``isolated=True``."""
     if services.settings.verification_processes <= 0:
-        report = verify_document(services, pdf, actor=actor, validation_time=validation_time)
+        report = verify_document(
+            services, pdf, actor=actor, validation_time=validation_time, anonymous=anonymous
+        )
         return json.dumps(report, ensure_ascii=False).encode()
-    check_pdf_upload(pdf, services.settings.max_upload_bytes)
-    body, summary = services.verification_pool.verify_json(pdf, validation_time)
-    _record(services, actor, None, summary)
+    counter = services.verification_counter if anonymous else None
+    try:
+        check_pdf_upload(pdf, services.settings.max_upload_bytes)
+        body, summary = services.verification_pool.verify_json(pdf, validation_time)
+    except errors.ServiceError as e:
+        if counter is not None:
+            counter.add(e.code)
+        raise
+    if counter is not None:
+        counter.add(summary["verdict"])
+    else:
+        _record(services, actor, None, summary)
     return body
 
 
@@ -82,16 +95,40 @@ def verify_document(
     agency_code: str | None = None,
     validation_time: datetime | None = None,
     isolated: bool = False,
+    anonymous: bool = False,
 ) -> dict[str, Any]:
-    """Verify ``pdf`` and return the report (docs/verification-report.md), audited.
+    """Verify ``pdf`` and return the report (docs/verification-report.md).
 
     ``validation_time``: validate as of that moment instead of now (audits, tests).
     ``isolated``: run in the verification worker processes (time and memory budget; the public
     endpoint) unless ``verification_processes`` is 0; otherwise in this thread (the CLI).
+    ``anonymous`` (the public endpoint): the outcome, verdict or error code, is counted
+    (:class:`~signing_service.services.counters.VerificationCounter`) instead of written to
+    the audit log; otherwise (the CLI) the verification is an audit entry of ``actor``.
     Raises the upload errors (``EMPTY_FILE``, ``FILE_TOO_LARGE``, ``NOT_A_PDF``,
     ``MALFORMED_PDF`` for an unsigned file that cannot be parsed, ``ENCRYPTED_PDF``) and, when
     isolated, ``VERIFICATION_TIME_LIMIT``, ``VERIFICATION_RESOURCE_LIMIT``, ``VERIFICATION_BUSY``.
     """
+    if not anonymous:
+        return _verify(services, pdf, actor, agency_code, validation_time, isolated)
+    counter = services.verification_counter
+    try:
+        result = _verify(services, pdf, None, agency_code, validation_time, isolated)
+    except errors.ServiceError as e:
+        counter.add(e.code)
+        raise
+    counter.add(result["verdict"])
+    return result
+
+
+def _verify(
+    services: Services,
+    pdf: bytes,
+    actor: str | None,
+    agency_code: str | None,
+    validation_time: datetime | None,
+    isolated: bool,
+) -> dict[str, Any]:
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     if isolated and services.settings.verification_processes > 0:
         result = services.verification_pool.verify(pdf, validation_time)
@@ -105,14 +142,15 @@ def verify_document(
         except EncryptedPdfError:
             raise errors.EncryptedPdf() from None
         result = report.to_dict()
-    _record(
-        services,
-        actor,
-        agency_code,
-        {
-            "verdict": result["verdict"],
-            "signatures": len(result["signatures"]),
-            "sha256": result["document"]["sha256"],
-        },
-    )
+    if actor is not None:
+        _record(
+            services,
+            actor,
+            agency_code,
+            {
+                "verdict": result["verdict"],
+                "signatures": len(result["signatures"]),
+                "sha256": result["document"]["sha256"],
+            },
+        )
     return result

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from io import BytesIO
@@ -25,7 +26,7 @@ from asn1crypto import cms, core, x509
 from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.generic import NameObject
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError, PdfReadError
+from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
@@ -61,6 +62,36 @@ class PdfInputError(Exception):
 
 class TimestampError(Exception):
     pass
+
+
+# What pyHanko raises when a document parses but its structure is not what the PDF
+# specification requires (a number where a dictionary belongs, no page for the widget, a
+# missing kid, a structure nested deeper than the parser's recursion): the document's fault,
+# answered MALFORMED_PDF, never a 500. SigningError (a ValueError) is pyHanko's own signing
+# failure and is re-raised as it is; our key sources raise KeySourceError, the TSA client
+# TimestampRequestError / requests errors (OSError), none of which is caught here.
+_STRUCTURE_ERRORS = (
+    PdfError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+    KeyError,
+    IndexError,
+    ValueError,
+    ArithmeticError,  # decimal.InvalidOperation on a malformed number
+    RecursionError,
+)
+
+
+@contextlib.contextmanager
+def _document_structure() -> Iterator[None]:
+    """Map pyHanko's failures on a malformed document to :class:`PdfInputError`."""
+    try:
+        yield
+    except SigningError:
+        raise
+    except _STRUCTURE_ERRORS as e:
+        raise PdfInputError("malformed", type(e).__name__) from None
 
 
 @dataclass(frozen=True)
@@ -167,7 +198,7 @@ def _reservation_too_small(error: SigningError) -> bool:
 def _open_writer(stream: BinaryIO) -> IncrementalPdfFileWriter:
     try:
         writer = IncrementalPdfFileWriter(stream, strict=False)
-    except (PdfReadError, PdfError, ValueError, KeyError, IndexError, TypeError) as e:
+    except _STRUCTURE_ERRORS as e:
         raise PdfInputError("malformed", type(e).__name__) from None
     if writer.prev.encrypted:
         # An owner-only password (empty user password) still lets us open the document.
@@ -192,6 +223,20 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
     return writer
 
 
+def _check_appearance(spec: AppearanceSpec) -> None:
+    """A profile's stamp settings of the wrong type or out of range are the profile's fault,
+    not the document's: ``SigningError`` (SIGNING_FAILED), before pyHanko fails on them deep
+    inside its layout code (issue 9: ``{"width": "abc"}`` answered 500)."""
+    sizes = (spec.width, spec.height, spec.margin, spec.font_size)
+    if (
+        not isinstance(spec.heading, str)
+        or any(isinstance(v, bool) or not isinstance(v, int | float) for v in sizes)
+        or not all(math.isfinite(v) for v in sizes)
+        or min(spec.width, spec.height, spec.font_size) <= 0
+    ):
+        raise SigningError("the profile's appearance settings are not valid")
+
+
 def _next_field_name(writer: IncrementalPdfFileWriter) -> str:
     existing = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}
     n = len(existing) + 1
@@ -210,12 +255,14 @@ def _pdf_signer(
     now: datetime,
 ) -> PdfSigner:
     level = options.level
-    field_name = _next_field_name(writer)
+    with _document_structure():
+        field_name = _next_field_name(writer)
     signer_name = _subject_attr(signing_cert, "common_name") or "?"
     organisation = _subject_attr(signing_cert, "organization_name")
     stamp_style = None
     new_field_spec = None
     if options.appearance is not None:
+        _check_appearance(options.appearance)
         try:
             page = writer.prev.find_page_for_modification(0)[0]
             media_box = [float(v) for v in page.get_object()[NameObject("/MediaBox")]]
@@ -325,9 +372,8 @@ async def _sign(
         )
         out = BytesIO()
         try:
-            await signer.async_sign_pdf(writer, bytes_reserved=reserved, output=out)
-        except PdfReadError as e:
-            raise PdfInputError("malformed", str(e)) from None
+            with _document_structure():
+                await signer.async_sign_pdf(writer, bytes_reserved=reserved, output=out)
         except SigningError as e:
             if attempt == 2 or not _reservation_too_small(e):
                 raise
@@ -434,12 +480,10 @@ async def async_prepare_external(
             with contextlib.suppress(TimestampRequestError):
                 tst = await token_size(source, options.md_algorithm)
     reserved = 2 * estimate_signature_size(signing_cert, chain, options.md_algorithm, tst)
-    try:
+    with _document_structure():
         prepared, _tbs, output = await pdf_signer.async_digest_doc_for_signing(
             writer, bytes_reserved=reserved + EXTERNAL_MARGIN, output=BytesIO()
         )
-    except PdfReadError as e:
-        raise PdfInputError("malformed", str(e)) from None
     attrs = await signer.signed_attrs(
         prepared.document_digest, options.md_algorithm, use_pades=True
     )

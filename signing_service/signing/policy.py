@@ -17,7 +17,23 @@ from typing import NamedTuple
 
 from asn1crypto import algos, keys, x509
 
-ALLOWED_DIGESTS = frozenset({"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512"})
+# "SHA-2 or SHA-3" (TT 15/2025): every member of both families, SHA-224 and the truncated
+# SHA-512 variants included, is within the rule a verifier applies. This service itself signs
+# and asks timestamps with SHA-256 or stronger.
+ALLOWED_DIGESTS = frozenset(
+    {
+        "sha224",
+        "sha256",
+        "sha384",
+        "sha512",
+        "sha512_224",
+        "sha512_256",
+        "sha3_224",
+        "sha3_256",
+        "sha3_384",
+        "sha3_512",
+    }
+)
 # Broken for signatures (collisions): reported as weak rather than merely not allowed.
 WEAK_DIGESTS = frozenset({"md2", "md4", "md5", "sha1", "ripemd160"})
 MIN_RSA_BITS = 2048

@@ -1,18 +1,39 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def private_sqlite_file(url: str) -> None:
+    """Create the SQLite database file of ``url`` readable by this user only (0600), or take
+    back group and other access from it, before SQLite opens it. SQLite gives its -wal and
+    -shm files the database file's permissions. (Issue 9: ``var/metadata.db`` was
+    world-readable, and it holds the API key hashes and the audit log.)"""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            os.fchmod(fd, info.st_mode & 0o600)
+    finally:
+        os.close(fd)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -43,6 +64,8 @@ def migrate(url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
+    if url.startswith("sqlite"):
+        private_sqlite_file(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

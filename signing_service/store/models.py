@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
@@ -277,3 +278,14 @@ class ExternalSession(Base):
     signature_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class VerificationCount(Base):
+    """How many anonymous verifications ended with ``outcome`` (a verdict, or the code that
+    refused the request) on ``day`` (Vietnam time): counted in memory and added here
+    periodically, instead of one audit entry each (issue 9)."""
+
+    __tablename__ = "verification_counts"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)

@@ -16,6 +16,8 @@ from enum import StrEnum
 
 from asn1crypto import core, x509
 
+from signing_service.verification.messages import display_text
+
 # Labels by asn1crypto's attribute names (x509.NameType). Anything else is shown by its
 # dotted OID, never by an English name.
 ATTRIBUTE_LABELS_VI: dict[str, str] = {
@@ -53,17 +55,9 @@ SEPARATOR = "; "
 
 
 def _safe_text(text: str) -> str:
-    # Certificate names are attacker-chosen. Control characters (a newline could forge a line
-    # of the CLI report: "…\nKết luận: HỢP LỆ") and bidirectional overrides (U+202E reverses
-    # what follows on screen) are shown escaped, never interpreted.
-    out = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if category == "Cc" or (category == "Cf" and ch not in "\u200c\u200d"):
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    # Certificate names are attacker-chosen: shown escaped (messages.display_text), never cut
+    # (a name is compared by people against the certificate).
+    return display_text(text, limit=len(text))
 
 
 def _value_text(value: object) -> str:

@@ -6,6 +6,28 @@ people). ``docs/verification-report.md`` lists which check can carry which code.
 
 from __future__ import annotations
 
+import unicodedata
+
+MAX_SHOWN_TEXT = 200  # characters of a name from a document shown in a report
+
+
+def display_text(text: str, limit: int = MAX_SHOWN_TEXT) -> str:
+    """``text`` from a document (a field name, a certificate name) made safe to print: control
+    characters (a newline could forge a line of the CLI report: "…\nKết luận: HỢP LỆ") and
+    format characters such as bidirectional overrides (U+202E reverses what follows on screen)
+    are shown as ``\\uXXXX`` escapes, never interpreted; zero-width (non-)joiners, which
+    Vietnamese text may carry, are kept. Longer than ``limit`` characters: cut, ending "…"."""
+    out = []
+    for ch in text[: limit + 1]:
+        category = unicodedata.category(ch)
+        if category == "Cc" or (category == "Cf" and ch not in "\u200c\u200d"):
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    shown = "".join(out)
+    return shown if len(text) <= limit else shown[:limit] + "…"
+
+
 CHECK_LABELS: dict[str, str] = {
     "integrity": "Toàn vẹn của chữ ký",
     "modifications": "Thay đổi sau khi ký",
@@ -122,6 +144,14 @@ MESSAGES: dict[str, str] = {
         "dấu thời gian muộn hơn chứng minh dấu thời gian này có trước đó."
     ),
     "TIMESTAMP_TSA_REVOKED": "Chứng thư của đơn vị cấp dấu thời gian đã bị thu hồi.",
+    "TIMESTAMP_AFTER_VALIDATION_TIME": (
+        "Dấu thời gian ghi một thời điểm sau thời điểm xác minh: dấu thời gian này chưa tồn tại "
+        "vào thời điểm xác minh (hoặc đồng hồ của đơn vị cấp sai), không được dùng làm bằng chứng."
+    ),
+    "TIMESTAMP_OUTSIDE_TSA_VALIDITY": (
+        "Dấu thời gian ghi một thời điểm ngoài thời hạn hiệu lực chứng thư của chính đơn vị cấp "
+        "dấu thời gian (ghi lùi thời gian hoặc khóa bị dùng sai): không được dùng làm bằng chứng."
+    ),
     "TIMESTAMP_WEAK_ALGORITHM": (
         "Dấu thời gian dùng thuật toán băm hoặc khóa yếu (ví dụ SHA-1) nên không được dùng làm "
         "bằng chứng thời gian."
@@ -152,6 +182,20 @@ MESSAGES: dict[str, str] = {
     "ANNOTATION_ADDED_AFTER_SIGNING": (
         "Có chú thích được thêm sau khi ký; chú thích có thể che khuất nội dung đã ký."
     ),
+    "ANNOTATION_CHANGED_AFTER_SIGNING": (
+        "Có chú thích đã có từ trước bị sửa sau khi ký; nội dung hiển thị có thể khác lúc ký."
+    ),
+    "ANNOTATION_REMOVED_AFTER_SIGNING": (
+        "Có chú thích đã có lúc ký bị xóa sau khi ký; tài liệu hiển thị khác với lúc ký."
+    ),
+    "UNSIGNED_FIELD_ADDED_AFTER_SIGNING": (
+        "Có trường chữ ký hiển thị được thêm sau khi ký nhưng chưa ký: hình thể hiện của nó do "
+        "người thêm tự vẽ, không phải chữ ký số, và có thể che nội dung đã ký."
+    ),
+    "ANNOTATIONS_NOT_REVIEWED": (
+        "Tài liệu quá nhiều trang: chú thích thêm sau khi ký chỉ được rà soát để cảnh báo trên "
+        "các trang đầu (các thay đổi vẫn được kiểm tra theo quy tắc)."
+    ),
     "ANNOTATION_OVER_SIGNATURE": (
         "Có chú thích được thêm sau khi ký nằm đè lên hình thể hiện của một chữ ký."
     ),
@@ -176,6 +220,7 @@ VERDICT_MESSAGES = {
 
 
 def message(code: str, extra: str = "") -> str:
-    """The Vietnamese message of ``code``, with ``extra`` detail in parentheses."""
+    """The Vietnamese message of ``code``, with ``extra`` detail in parentheses (escaped with
+    :func:`display_text`: details may quote the document)."""
     text = MESSAGES[code]
-    return f"{text} ({extra})" if extra else text
+    return f"{text} ({display_text(extra, limit=500)})" if extra else text

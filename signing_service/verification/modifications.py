@@ -25,6 +25,7 @@ xref, which repairing viewers use but a strict parser never sees), and bytes aft
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -57,13 +58,17 @@ _WHITESPACE = b"\x00\t\n\x0c\r "
 
 @dataclass(frozen=True)
 class AddedAnnotation:
-    """An annotation that a revision added to a page (1-based ``page``, ``rect`` in points)."""
+    """An annotation that a revision added to a page, changed in place, or removed from it
+    (``change``: added | changed | removed; 1-based ``page``, ``rect`` in points). ``field``:
+    the field name of a widget (its /T or its parent's), else ``None``."""
 
     revision: int
     page: int
     subtype: str
     rect: tuple[float, float, float, float] | None
     is_signature_widget: bool
+    change: str = "added"
+    field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,9 @@ class RevisionChange:
     changed_fields: frozenset[str] = frozenset()
     added_annotations: tuple[AddedAnnotation, ...] = ()
     limit: tuple[str, str] | None = None  # (code, detail) when a parsing limit stopped it
+    # Pages past MAX_PAGES_FOR_ANNOTATION_REVIEW were not looked at for annotation warnings
+    # (the modification policy itself still judged them).
+    annotations_unreviewed_pages: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,10 +104,34 @@ def _rect(value: object) -> tuple[float, float, float, float] | None:
         items = [float(v) for v in value]  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         return None
-    if len(items) != 4:
-        return None
+    if len(items) != 4 or not all(math.isfinite(v) for v in items):
+        return None  # 1e400 parses as infinity: no rectangle to compare or to show
     x1, y1, x2, y2 = items
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+
+def _annotation_item(
+    annot: generic.PdfObject, revision: int, page: int, change: str
+) -> AddedAnnotation | None:
+    """``annot`` described for the warnings, or ``None`` when it is no dictionary."""
+    if not isinstance(annot, generic.DictionaryObject):
+        return None
+    subtype = str(annot.get("/Subtype", "?"))
+    parent = annot.get("/Parent")
+    parent = parent if isinstance(parent, generic.DictionaryObject) else None
+    is_sig = subtype == "/Widget" and (
+        annot.get("/FT") == "/Sig" or (parent is not None and parent.get("/FT") == "/Sig")
+    )
+    name = annot.get("/T", parent.get("/T") if parent is not None else None)
+    return AddedAnnotation(
+        revision,
+        page,
+        subtype.lstrip("/"),
+        _rect(annot.get("/Rect")),
+        is_sig,
+        change,
+        str(name) if name is not None else None,
+    )
 
 
 def _annots(page: generic.PdfObject) -> list[generic.Reference]:
@@ -169,53 +201,57 @@ class RevisionAnalysis:
                 )
         else:
             assert isinstance(result, DiffResult)
+            annotations, unreviewed = self._annotation_changes(old, new, revision)
             change = RevisionChange(
                 revision,
                 result.modification_level,
                 None,
                 frozenset(result.changed_form_fields),
-                self._added_annotations(old, new, revision),
+                annotations,
+                annotations_unreviewed_pages=unreviewed,
             )
         self._changes[key] = change
         return change
 
-    def _added_annotations(
+    def _annotation_changes(
         self, old: HistoricalResolver, new: HistoricalResolver, revision: int
-    ) -> tuple[AddedAnnotation, ...]:
-        added: list[AddedAnnotation] = []
+    ) -> tuple[tuple[AddedAnnotation, ...], int]:
+        """The annotations ``revision`` added, changed in place or removed, page by page (the
+        first MAX_PAGES_FOR_ANNOTATION_REVIEW pages), and how many pages were left out. Best
+        effort: the modification policy, not this, decides what is allowed."""
+        found: list[AddedAnnotation] = []
+        unreviewed = 0
         try:
-            pages = page_refs(new)[:MAX_PAGES_FOR_ANNOTATION_REVIEW]
-            for number, page_ref in enumerate(pages, start=1):
+            updated = set(self.reader.xrefs.explicit_refs_in_revision(revision))
+            pages = page_refs(new)
+            unreviewed = max(0, len(pages) - MAX_PAGES_FOR_ANNOTATION_REVIEW)
+            for number, page_ref in enumerate(pages[:MAX_PAGES_FOR_ANNOTATION_REVIEW], start=1):
                 new_annots = _annots(new(page_ref))
-                if not new_annots:
-                    continue
                 if old.is_ref_unassignable(page_ref):
                     old_annots: list[generic.Reference] = []
                 else:
                     old_annots = _annots(old(page_ref))
+                if not new_annots and not old_annots:
+                    continue
+                before, after = set(old_annots), set(new_annots)
                 for ref in new_annots:
-                    if ref in old_annots:
+                    if ref not in before:
+                        kind = "added"
+                    elif ref in updated:
+                        kind = "changed"
+                    else:
                         continue
-                    annot = new(ref)
-                    if not isinstance(annot, generic.DictionaryObject):
-                        continue
-                    subtype = str(annot.get("/Subtype", "?"))
-                    is_sig = subtype == "/Widget" and (
-                        annot.get("/FT") == "/Sig"
-                        or (
-                            "/Parent" in annot
-                            and isinstance(annot["/Parent"], generic.DictionaryObject)
-                            and annot["/Parent"].get("/FT") == "/Sig"
-                        )
-                    )
-                    added.append(
-                        AddedAnnotation(
-                            revision, number, subtype.lstrip("/"), _rect(annot.get("/Rect")), is_sig
-                        )
-                    )
+                    item = _annotation_item(new(ref), revision, number, kind)
+                    if item is not None:
+                        found.append(item)
+                for ref in old_annots:
+                    if ref not in after:
+                        item = _annotation_item(old(ref), revision, number, "removed")
+                        if item is not None:
+                            found.append(item)
         except Exception:  # noqa: BLE001 - warnings are best effort; the diff itself decides
-            return tuple(added)
-        return tuple(added)
+            return tuple(found), unreviewed
+        return tuple(found), unreviewed
 
     # -- byte level -------------------------------------------------------------------------
     def stray_objects(self, start: int) -> list[tuple[int, str]]:

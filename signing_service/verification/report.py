@@ -10,11 +10,12 @@ every signature passes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from signing_service.verification.messages import VERDICT_MESSAGES, message
+from signing_service.verification.messages import VERDICT_MESSAGES, display_text, message
 
 
 class CheckStatus(StrEnum):
@@ -68,6 +69,14 @@ class Note:
     signature: str | None = None
     page: int | None = None
     rect: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        # From the document: the field name escaped, the rectangle finite (JSON has no
+        # Infinity; a hostile /Rect of 1e400 reads as one).
+        if self.signature is not None:
+            object.__setattr__(self, "signature", display_text(str(self.signature)))
+        if self.rect is not None and not all(math.isfinite(v) for v in self.rect):
+            object.__setattr__(self, "rect", None)
 
     @classmethod
     def of(cls, code: str, extra: str = "", **where: Any) -> Note:
@@ -163,6 +172,11 @@ class SignatureReport:
     indication: Indication = Indication.INDETERMINATE
     sub_indication: str | None = None
     summary: str = ""
+
+    def __post_init__(self) -> None:
+        # The field name comes from the document: escaped once here, so that every message
+        # quoting it (the document's verdict included) is safe to print.
+        self.field = display_text(str(self.field))
 
     def conclude(self) -> None:
         """ETSI indication from the checks: any FAILED → TOTAL_FAILED, any INDETERMINATE →
@@ -315,7 +329,7 @@ class DocumentReport:
             validated_at,
             validation_time or validated_at,
             warnings,
-            list(unsigned_fields or []),
+            [display_text(str(name)) for name in unsigned_fields or []],
             text,
         )
 

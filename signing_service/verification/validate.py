@@ -90,7 +90,11 @@ from signing_service.verification.limits import (
     pdf_header_offset,
 )
 from signing_service.verification.memo import FACTS, DocumentFacts
-from signing_service.verification.modifications import RevisionAnalysis
+from signing_service.verification.modifications import (
+    MAX_PAGES_FOR_ANNOTATION_REVIEW,
+    AddedAnnotation,
+    RevisionAnalysis,
+)
 from signing_service.verification.report import (
     ChainEntry,
     Check,
@@ -118,6 +122,8 @@ check = Check.of
 
 # A validation time within this much of the present is "now": revocation data may be fetched.
 LIVE_TOLERANCE = timedelta(minutes=5)
+# How far a timestamp's time may run ahead of the validation time (clocks differ).
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class NotPdfError(Exception):
@@ -831,6 +837,39 @@ def _compute_token_integrity(
     return None, gen_time, tsa_cert, tsa_name, weak
 
 
+def _implausible_time(
+    gen_time: datetime | None, tsa_cert: x509.Certificate, validation_time: datetime
+) -> Check | None:
+    """Why a timestamp's genTime cannot be taken as proof, or ``None``: later than the
+    validation time (beyond ``CLOCK_SKEW``: it did not exist then, or the TSA's clock lies), or
+    outside its own TSA certificate's validity period (RFC 3161 §2.1: a TSA stamps only with a
+    valid certificate, so the time is backdated or the key misused). Either way the token is
+    INDETERMINATE and proves nothing; the signature under it is judged without it."""
+    if gen_time is None:
+        return check(UNDECIDED, "TIMESTAMP_INVALID", "FORMAT_FAILURE", "không có thời điểm")
+    if gen_time > validation_time + CLOCK_SKEW:
+        return check(UNDECIDED, "TIMESTAMP_AFTER_VALIDATION_TIME", "GENERIC", _iso(gen_time) or "")
+    try:
+        not_before, not_after = tsa_cert.not_valid_before, tsa_cert.not_valid_after
+    except Exception:  # noqa: BLE001 - the chain check reports an unreadable certificate
+        return None
+    if gen_time < not_before:
+        return check(
+            UNDECIDED,
+            "TIMESTAMP_OUTSIDE_TSA_VALIDITY",
+            "NOT_YET_VALID",
+            f"{_iso(gen_time)}, chứng thư có hiệu lực từ {_iso(not_before)}",
+        )
+    if gen_time > not_after:
+        return check(
+            UNDECIDED,
+            "TIMESTAMP_OUTSIDE_TSA_VALIDITY",
+            "OUT_OF_BOUNDS_NO_POE",
+            f"{_iso(gen_time)}, chứng thư hết hạn {_iso(not_after)}",
+        )
+    return None
+
+
 def _timestamp_chain_check(result: ChainResult) -> Check:
     """The timestamp check from its TSA's chain judgement, each cause with its own code."""
     status = result.status
@@ -1236,6 +1275,9 @@ class Verifier:
                 check(UNDECIDED, "TIMESTAMP_WEAK_ALGORITHM", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"),
                 weak=True,
             )
+        implausible = _implausible_time(gen_time, tsa_cert, doc.validation_time)
+        if implausible is not None:
+            return TimestampResult(kind, gen_time, tsa_name, implausible)
         result = await doc.chains.validate(tsa_cert, "tsa")
         if (
             not result.ok
@@ -1307,7 +1349,11 @@ class Verifier:
             timestamp_time=_iso(ts.time),
             md_algorithm=emb.md_algorithm,
             coverage=coverage.name,
-            validation_time=_iso(ts.chain.moment if ts.chain else doc.validation_time),
+            validation_time=_iso(
+                ts.chain.moment
+                if ts.chain is not None and ts.chain.historical
+                else doc.validation_time
+            ),
             trust_anchor=anchor,
             category=anchor.kind if anchor else None,
             category_label=anchor.kind_label if anchor else None,
@@ -1401,7 +1447,7 @@ class Verifier:
         if (
             first_ts is not None
             and first_ts.time is not None
-            and first_ts.time > doc.validation_time + timedelta(minutes=5)
+            and first_ts.time > doc.validation_time + CLOCK_SKEW
         ):
             doc.warnings.append(Note.of("SIGNED_AFTER_VALIDATION_TIME", signature=field_name))
         try:
@@ -1421,7 +1467,13 @@ class Verifier:
             signature_algorithm=mechanism,
             coverage=_coverage_name(emb),
             level=self._level(doc, emb, cert, bool(sig_ts) or proven_by_doc is not None),
-            validation_time=_iso(chain_result.moment if chain_result else doc.validation_time),
+            # The past moment a proof of existence let the chain be judged at; otherwise the
+            # document's validation time (a live context's own "now" is a few ms later).
+            validation_time=_iso(
+                chain_result.moment
+                if chain_result is not None and chain_result.historical
+                else doc.validation_time
+            ),
             best_signature_time=_iso(poe),
             best_signature_time_proof=poe_proof,
             trust_anchor=anchor,
@@ -1575,34 +1627,42 @@ class Verifier:
         signatures = [e for e in embedded if not _is_doc_timestamp(e)]
         if signatures:
             first = signatures[0]
+            signed_names = {str(e.field_name) for e in embedded}
             widgets: list[tuple[int | None, tuple[float, float, float, float] | None, str]] = []
             for emb in signatures:
                 widgets.append((_widget_page(doc, emb), _widget_rect(emb), str(emb.field_name)))
-            seen: set[tuple[int, int, tuple[float, ...] | None]] = set()
+            seen: set[tuple[int, int, str, tuple[float, ...] | None]] = set()
+            unreviewed = 0
             for revision in range(first.signed_revision + 1, doc.analysis.revisions):
                 try:
                     change = doc.analysis.change(revision)
                 except Exception:  # noqa: BLE001
                     continue
+                unreviewed = max(unreviewed, change.annotations_unreviewed_pages)
                 for annot in change.added_annotations:
-                    if annot.is_signature_widget:
+                    code = _annotation_warning(annot, signed_names)
+                    if code is None:
                         continue
-                    key = (annot.revision, annot.page, annot.rect)
+                    key = (annot.revision, annot.page, annot.change, annot.rect)
                     if key in seen:
                         continue
                     seen.add(key)
                     covered = [
                         name
                         for page, rect, name in widgets
-                        if page == annot.page and _overlaps(rect, annot.rect)
+                        if page == annot.page
+                        and name != annot.field
+                        and _overlaps(rect, annot.rect)
                     ]
-                    code = (
-                        "ANNOTATION_OVER_SIGNATURE" if covered else "ANNOTATION_ADDED_AFTER_SIGNING"
-                    )
+                    if covered and annot.change != "removed":
+                        code = "ANNOTATION_OVER_SIGNATURE"
+                    detail = f"trang {annot.page}, loại {annot.subtype}"
+                    if annot.field is not None:
+                        detail += f", trường {annot.field}"
                     warnings.append(
                         Note.of(
                             code,
-                            f"trang {annot.page}, loại {annot.subtype}",
+                            detail,
                             signature=covered[0] if covered else None,
                             page=annot.page,
                             rect=annot.rect,
@@ -1610,6 +1670,13 @@ class Verifier:
                     )
                     if len(warnings) >= 50:
                         return warnings
+            if unreviewed:
+                warnings.append(
+                    Note.of(
+                        "ANNOTATIONS_NOT_REVIEWED",
+                        f"{unreviewed} trang sau trang {MAX_PAGES_FOR_ANNOTATION_REVIEW}",
+                    )
+                )
         for report in reports:
             if any(n.code == "VALIDATED_AT_PROVEN_TIME" for n in report.notes) and report.signer:
                 try:
@@ -1619,6 +1686,28 @@ class Verifier:
                 if expired:
                     warnings.append(Note.of("CERTIFICATE_EXPIRED_SINCE", signature=report.field))
         return warnings
+
+
+def _annotation_warning(annot: AddedAnnotation, signed_names: set[str]) -> str | None:
+    """The warning an annotation change after the first signature deserves, or ``None``.
+
+    A signature widget of a field signed later is that signature's own appearance; one of an
+    unsigned field is a picture anyone can paint (over the signed text) without signing, and is
+    named as such when visible. Widgets of form fields changing are form filling, which the
+    modification check judges. Comments added, edited or removed after signing are named."""
+    if annot.subtype == "Widget":
+        if not annot.is_signature_widget or annot.change != "added":
+            return None
+        if annot.field is not None and annot.field in signed_names:
+            return None
+        if annot.rect is None or annot.rect[2] <= annot.rect[0] or annot.rect[3] <= annot.rect[1]:
+            return None  # invisible: shows nothing
+        return "UNSIGNED_FIELD_ADDED_AFTER_SIGNING"
+    return {
+        "added": "ANNOTATION_ADDED_AFTER_SIGNING",
+        "changed": "ANNOTATION_CHANGED_AFTER_SIGNING",
+        "removed": "ANNOTATION_REMOVED_AFTER_SIGNING",
+    }.get(annot.change)
 
 
 def _signer_info_of(doc: _Doc, cert: x509.Certificate) -> SignerInfo:

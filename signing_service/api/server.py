@@ -1,0 +1,200 @@
+"""The HTTP server's own limits: what uvicorn does not bound by itself.
+
+uvicorn's httptools protocol (the one ``uvicorn[standard]`` runs) reads request headers
+without a size limit (a 50 MB header was accepted) and starts no timer before a request's
+headers are complete (3,000 half-open connections were held for as long as their clients
+liked; issue 9). :class:`LimitedHttpProtocol` adds, per connection:
+
+- a header read timeout (``header_timeout``): from the connection's opening, or from the first
+  byte after the previous answer, the request line and headers must be complete within it;
+  otherwise 408 and the connection is closed (nginx ``client_header_timeout``);
+- a header size limit (``max_header_bytes``, request line included): beyond it 431 and the
+  connection is closed, before the parser buffers more;
+- a connection limit (``max_connections`` per server process): a connection beyond it is
+  answered 503 with ``Retry-After`` and closed at once, so file descriptors stay available.
+
+The body read timeout and the anonymous lane are ASGI middleware (:mod:`.edge`); keep-alive
+idle time is uvicorn's ``timeout_keep_alive``. :func:`uvicorn_options` gathers everything
+``serve`` passes to ``uvicorn.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from signing_service import errors
+from signing_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Descriptors kept for everything but client connections: database pool, spool and object
+# files, the verification workers' pipes, the dev PKI server.
+RESERVED_DESCRIPTORS = 256
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Per-connection limits of :class:`LimitedHttpProtocol` (picklable: ``serve --workers``
+    hands them to each worker process)."""
+
+    max_header_bytes: int
+    header_timeout: float
+    max_connections: int
+    retry_after: int
+
+
+def _raw_error(error: errors.ServiceError, extra: dict[str, str] | None = None) -> bytes:
+    """A complete HTTP/1.1 answer in the one error shape, closing the connection."""
+    body = json.dumps(error.to_dict(), ensure_ascii=False).encode("utf-8")
+    reason = {408: "Request Timeout", 431: "Request Header Fields Too Large"}.get(
+        error.status, "Service Unavailable"
+    )
+    lines = [
+        f"HTTP/1.1 {error.status} {reason}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+        *(f"{name}: {value}" for name, value in (extra or {}).items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header timeout, a header size limit and a
+    connection limit (module docstring). Built by uvicorn with ``limits`` bound by
+    :func:`uvicorn_options` (``functools.partial``)."""
+
+    def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._refused = False
+
+    # -- connection -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(
+                errors.TooManyConnections(),
+                {"retry-after": str(self.limits.retry_after)},
+            )
+            return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused or self.transport.is_closing():
+            return
+        if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
+            # The first byte of a new request on a kept-alive connection.
+            self._arm()
+        if self._header_timer is not None:
+            room = self.limits.max_header_bytes - self._header_bytes
+            if len(data) > room:
+                # Feed what fits: if the headers end in it, the rest is the body.
+                head, rest = data[: max(room, 0)], data[max(room, 0) :]
+                self._header_bytes += len(head)
+                if head:
+                    super().data_received(head)
+                if self._header_timer is not None and not self.transport.is_closing():
+                    self._refuse(errors.RequestHeadersTooLarge())
+                    return
+                if rest and not self.transport.is_closing():
+                    super().data_received(rest)
+                return
+            self._header_bytes += len(data)
+        super().data_received(data)
+
+    # -- parser callbacks -----------------------------------------------------------------
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_bytes = 0
+        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _timed_out(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self._refuse(errors.RequestTimeout())
+
+    def _refuse(self, error: errors.ServiceError, extra: dict[str, str] | None = None) -> None:
+        self._refused = True
+        self._disarm()
+        self._unset_keepalive_if_required()
+        try:
+            self.transport.write(_raw_error(error, extra))
+        finally:
+            self.transport.close()
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (connections are file
+    descriptors; many systems default the soft limit to 1024). Returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit from %d", soft)
+    return soft
+
+
+def connection_limits(settings: Settings, open_files: int | None = None) -> ConnectionLimits:
+    """The limits for ``settings``: ``max_connections`` kept below the open-file limit."""
+    if open_files is None:
+        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    ceiling = max(16, open_files - RESERVED_DESCRIPTORS)
+    if settings.max_connections > ceiling:
+        log.warning(
+            "SIGNING_SERVICE_MAX_CONNECTIONS=%d exceeds the open-file limit; using %d",
+            settings.max_connections,
+            ceiling,
+        )
+    return ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout_seconds,
+        max_connections=min(settings.max_connections, ceiling),
+        retry_after=settings.retry_after_seconds,
+    )
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.run`` that apply the edge's limits.
+
+    ``proxy_headers`` is off: uvicorn would otherwise believe ``X-Forwarded-For`` from
+    127.0.0.1 by default (``FORWARDED_ALLOW_IPS``); the public lane reads the header itself,
+    and only from ``SIGNING_SERVICE_TRUSTED_PROXIES``. No WebSocket is served."""
+    limits = connection_limits(settings, raise_open_file_limit())
+    return {
+        "http": functools.partial(LimitedHttpProtocol, limits=limits),
+        "ws": "none",
+        "proxy_headers": False,
+        "server_header": False,
+        "timeout_keep_alive": settings.keep_alive_seconds,
+    }
