@@ -44,6 +44,7 @@ from signing_service.services.documents import (
     printable,
 )
 from signing_service.store.models import Agency, Attachment, Document, new_id
+from signing_service.timefmt import api_time, api_time_or_none
 from storage import ObjectInfo, ObjectLocked, ObjectNotFound, StorageUnavailableError
 from storage.base import ChunkPipe, ObjectReader
 
@@ -108,7 +109,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    return _utc(moment).isoformat()
+    return api_time(moment)
 
 
 def crash_point(services: Services, step: str) -> None:
@@ -469,7 +470,7 @@ def _store(
                         "sanitized_sha256": row.sanitized_sha256,
                         "active_content": result.active_content,
                         "malware_scan": malware,
-                        "retain_until": retain_until.isoformat() if retain_until else None,
+                        "retain_until": api_time_or_none(retain_until),
                     },
                 )
         except IntegrityError:
@@ -681,7 +682,7 @@ def delete_attachment(services: Services, agency: Agency, attachment_id: str, ac
         )
         raise errors.AttachmentRetained(
             details={
-                "retain_until": retain_until.isoformat() if retain_until else None,
+                "retain_until": api_time_or_none(retain_until),
                 "legal_hold": row.legal_hold,
             }
         )

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from signing_service import errors
 from signing_service.services.container import Services
 from signing_service.store.models import Document
+from signing_service.timefmt import api_time
 from storage import ObjectNotFound, StorageUnavailableError
 
 # {agency_code}-{yyMMdd}-{4-digit daily sequence}, e.g. 000.00.12.H12-261127-0001. Matched
@@ -109,7 +110,7 @@ class DocumentView:
             doc.media_type,
             doc.filename,
             doc.dossier_code,
-            doc.created_at.isoformat(),
+            api_time(doc.created_at),
         )
 
 

@@ -54,6 +54,7 @@ from signing_service.signing.engine import (
 from signing_service.signing.rawsig import raw_signature_valid
 from signing_service.signing.tsa import TimestampCheckFailure
 from signing_service.store.models import Agency, ExternalSession, SigningProfile
+from signing_service.timefmt import api_time
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def start_external(
         digest=base64.b64encode(
             hashlib.new(prepared.md_algorithm, prepared.signed_attrs).digest()
         ).decode(),
-        expires_at=expires.isoformat(),
+        expires_at=api_time(expires),
     )
 
 

@@ -37,6 +37,7 @@ from signing_service.signing.keys.base import (
     sha256_fingerprint,
 )
 from signing_service.store.models import Agency, SigningKey, SigningProfile, new_id
+from signing_service.timefmt import api_time, api_time_or_none
 from signing_service.verification.identity import vietnamese_dn
 
 if TYPE_CHECKING:
@@ -135,15 +136,11 @@ class KeyView:
             source=reference.get("module") or reference.get("provider"),
             subject=vietnamese_dn(cert.subject),
             certificate_sha256=row.certificate_sha256,
-            not_after=cert["tbs_certificate"]["validity"]["not_after"].native.isoformat(),
-            created_at=_aware(row.created_at).isoformat(),
-            disabled_at=_aware(row.disabled_at).isoformat() if row.disabled_at else None,
+            not_after=api_time(cert["tbs_certificate"]["validity"]["not_after"].native),
+            created_at=api_time(row.created_at),
+            disabled_at=api_time_or_none(row.disabled_at),
             dev=row.dev,
         )
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:

@@ -37,6 +37,7 @@ from signing_service.services.signing import check_signer
 from signing_service.signing.engine import EXTERNAL_LEVELS
 from signing_service.signing.levels import SignatureLevel
 from signing_service.store.models import Agency, SigningKey, SigningProfile
+from signing_service.timefmt import api_time
 
 FIELDS = ("key", "two_step", "level", "tsa", "reason", "location", "appearance")
 _NAME = re.compile(PROFILE_NAME_PATTERN)
@@ -75,7 +76,7 @@ class ProfileView:
             location=profile.location,
             appearance=profile.appearance,
             certificate_sha256=key.certificate_sha256 if key is not None else None,
-            created_at=profile.created_at.isoformat(),
+            created_at=api_time(profile.created_at),
         )
 
 

@@ -49,6 +49,7 @@ from signing_service.signing.keys import (
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
+from signing_service.timefmt import api_time
 from storage import StorageUnavailableError
 
 log = logging.getLogger(__name__)
@@ -363,7 +364,7 @@ def store_signed(
         signature_id=signature.id,
         level=level,
         profile=profile.name,
-        signed_at=now.isoformat(),
+        signed_at=api_time(now),
         certificate_sha256=signature.certificate_sha256,
         document=DocumentView.of(output_doc),
         input_document=DocumentView.of(input_doc),
