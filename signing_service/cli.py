@@ -53,6 +53,47 @@ STATUS_VI = {
 }
 
 
+# argparse's own texts (usage, section titles, its error messages) in Vietnamese. argparse
+# looks them up through gettext at call time, so its module-level ``_``/``ngettext`` are
+# replaced; a text without a translation stays as it was.
+_ARGPARSE_VI = {
+    "usage: ": "cách dùng: ",
+    "positional arguments": "tham số",
+    "options": "tùy chọn",
+    "show this help message and exit": "hiện hướng dẫn này rồi thoát",
+    "the following arguments are required: %s": "thiếu tham số bắt buộc: %s",
+    "unrecognized arguments: %s": "tham số không nhận ra: %s",
+    "invalid choice: %(value)r (choose from %(choices)s)": (
+        "giá trị không hợp lệ: %(value)r (chọn một trong %(choices)s)"
+    ),
+    "expected one argument": "cần đúng một giá trị",
+    "expected at least one argument": "cần ít nhất một giá trị",
+    "expected at most one argument": "cần nhiều nhất một giá trị",
+    "argument %(argument_name)s: %(message)s": "tham số %(argument_name)s: %(message)s",
+    "invalid %(type)s value: %(value)r": "giá trị %(type)s không hợp lệ: %(value)r",
+    "not allowed with argument %s": "không dùng cùng tham số %s",
+    "one of the arguments %s is required": "cần một trong các tham số %s",
+    "ambiguous option: %(option)s could match %(matches)s": (
+        "tùy chọn mơ hồ: %(option)s có thể là %(matches)s"
+    ),
+    "ignored explicit argument %r": "bỏ qua giá trị %r",
+}
+
+
+def _vi(text: str) -> str:
+    return _ARGPARSE_VI.get(text, text)
+
+
+def _vi_plural(singular: str, plural: str, n: int) -> str:
+    if singular == "expected %s argument":
+        return "cần %s giá trị"
+    return singular if n == 1 else plural
+
+
+argparse._ = _vi  # type: ignore[attr-defined]
+argparse.ngettext = _vi_plural  # type: ignore[attr-defined]
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -170,11 +211,30 @@ def _dev_pki_missing() -> bool:
     return False
 
 
+def _os_reason(e: OSError) -> str:
+    """The reason an operating-system call failed, in Vietnamese (the C library's own text
+    when no translation is known)."""
+    import errno
+
+    known = {
+        errno.ENOENT: "không có tệp hoặc thư mục này",
+        errno.EACCES: "không có quyền truy cập",
+        errno.EPERM: "không được phép",
+        errno.EISDIR: "đây là một thư mục, không phải tệp",
+        errno.ENOTDIR: "một phần của đường dẫn không phải thư mục",
+        errno.ENOSPC: "hết chỗ trống trên đĩa",
+        errno.EROFS: "hệ thống tệp chỉ cho phép đọc",
+        errno.EEXIST: "tệp đã tồn tại",
+        errno.ENAMETOOLONG: "tên tệp quá dài",
+    }
+    return known.get(e.errno or 0) or e.strerror or str(e)
+
+
 def _read(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as e:
-        print(f"Không đọc được tệp {path}: {e.strerror}", file=sys.stderr)
+        print(f"Không đọc được tệp {path}: {_os_reason(e)}", file=sys.stderr)
         sys.exit(EXIT_IO)
 
 
@@ -271,7 +331,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         try:
             Path(args.output).write_bytes(signed)
         except OSError as e:
-            print(f"Không ghi được tệp {args.output}: {e.strerror}", file=sys.stderr)
+            print(f"Không ghi được tệp {args.output}: {_os_reason(e)}", file=sys.stderr)
             return EXIT_IO
     except errors.ServiceError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
@@ -1228,6 +1288,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (``… | head``): what Python's documentation advises, so that
+        # flushing at exit does not print a traceback either.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as e:
         # Any command (those added later included): a database that cannot be reached is a
         # configuration error with a message, never a traceback.

@@ -76,9 +76,22 @@ def test_usage_and_io_errors(tmp_path: Path, env: dict[str, str]) -> None:
     result = run(env, "sign", "only-one-arg")
     assert result.returncode == 3
     assert "Lỗi cú pháp lệnh" in result.stderr
+    # argparse's own texts are Vietnamese too: usage, sections, its error messages.
+    assert "cách dùng:" in result.stderr and "thiếu tham số bắt buộc" in result.stderr
+    assert "usage:" not in result.stderr and "required" not in result.stderr
+    choice = run(env, "sign", "a.pdf", "b.pdf", "--profile", "x", "--level", "B-X")
+    assert choice.returncode == 3 and "giá trị không hợp lệ" in choice.stderr
+    helped = run(env, "verify", "--help")
+    assert helped.returncode == 0
+    assert "tùy chọn:" in helped.stdout and "hiện hướng dẫn này rồi thoát" in helped.stdout
+    assert "options" not in helped.stdout and "show this help" not in helped.stdout
     result = run(env, "verify", str(tmp_path / "khong-co.pdf"))
     assert result.returncode == 4
     assert "Không đọc được tệp" in result.stderr
+    assert "không có tệp hoặc thư mục này" in result.stderr
+    assert "No such file" not in result.stderr
+    result = run(env, "verify", str(tmp_path))
+    assert result.returncode == 4 and "là một thư mục" in result.stderr
     notpdf = tmp_path / "x.pdf"
     notpdf.write_bytes(b"hello")
     result = run(env, "verify", str(notpdf))
