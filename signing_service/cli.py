@@ -226,6 +226,8 @@ def _os_reason(e: OSError) -> str:
         errno.EROFS: "hệ thống tệp chỉ cho phép đọc",
         errno.EEXIST: "tệp đã tồn tại",
         errno.ENAMETOOLONG: "tên tệp quá dài",
+        errno.EADDRINUSE: "cổng đang được một chương trình khác dùng",
+        errno.EADDRNOTAVAIL: "địa chỉ này không có trên máy",
     }
     return known.get(e.errno or 0) or e.strerror or str(e)
 
@@ -238,6 +240,27 @@ def _read(path: str) -> bytes:
         sys.exit(EXIT_IO)
 
 
+def _listen_problem(host: str, port: int) -> str | None:
+    """Why the API could not listen on ``host:port`` (a Vietnamese message naming the setting),
+    or None. Tried before anything starts: uvicorn logs a busy port in English and exits 0."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As uvicorn binds: a port in TIME_WAIT is free, one with a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as e:
+        reason = "không phân giải được tên máy" if isinstance(e, socket.gaierror) else _os_reason(e)
+        return (
+            f"Không mở được cổng {host}:{port} ({reason}). Chọn cổng khác: "
+            "SIGNING_SERVICE_PORT (hoặc --port), địa chỉ: SIGNING_SERVICE_HOST (hoặc --host)."
+        )
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -246,6 +269,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from signing_service.api.app import create_app
     from signing_service.api.server import uvicorn_options
 
+    settings = _settings()
+    host, port = args.host or settings.host, args.port or settings.port
+    problem = _listen_problem(host, port)
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_CONFIG
     # Migrations run in a short-lived child process: Alembic (~15 MB) never enters the server.
     migrated = subprocess.run([sys.executable, "-m", "signing_service.cli", "migrate"], check=False)
     if migrated.returncode != 0:
@@ -255,7 +284,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if services.dev_pki is not None:
         print(f"Chế độ phát triển: PKI thử nghiệm phục vụ TSA/OCSP/CRL tại {settings.dev_pki_url}")
         print(f"Khóa API và cấu hình ký thử nghiệm: {settings.dev_credentials_file}")
-    host, port = args.host or settings.host, args.port or settings.port
     workers = args.workers or settings.workers
     # Header size and time, connections, keep-alive, no proxy headers (api/server.py).
     limits = uvicorn_options(settings)

@@ -270,3 +270,19 @@ def test_names_from_the_document_cannot_forge_report_lines(
     assert "X\\u000a\\u000aKết luận" in result.stdout
     report = json.loads(run(env, "verify", str(bad), "--json").stdout)
     assert report["signatures"][0]["field"].startswith("X\\u000a")
+
+
+def test_serve_on_a_busy_port_is_exit_6_naming_the_setting(env: dict[str, str]) -> None:
+    """uvicorn logged "address already in use" in English and exited 0; now nothing starts
+    (no migration either) and the message names the setting."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(env, "serve", "--port", str(port))
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "SIGNING_SERVICE_PORT" in result.stderr
+    assert "đang được một chương trình khác dùng" in result.stderr
+    assert "Traceback" not in result.stderr and "address already in use" not in result.stderr
