@@ -661,3 +661,46 @@ def test_annotations_past_the_reviewed_pages_are_said_to_be_unreviewed(
 
     codes = warning_codes(verifier, m.edit(signed, comment_on_last_page))
     assert "ANNOTATIONS_NOT_REVIEWED" in codes
+
+
+def _with_content_length(pdf: bytes, change: int | None) -> bytes:
+    """``pdf`` with its first stream's ``/Length`` off by ``change`` bytes (``None``: 0),
+    the file otherwise byte for byte the same (the number keeps its width)."""
+    import re
+
+    found = re.search(rb"/Length (\d+)", pdf)
+    assert found
+    value = 0 if change is None else int(found.group(1)) + change
+    digits = str(value).encode().rjust(len(found.group(1)))
+    assert len(digits) == len(found.group(1))
+    return pdf[: found.start(1)] + digits + pdf[found.end(1) :]
+
+
+@pytest.mark.parametrize("change", [-5, 1, 40, None], ids=["short", "one-long", "long", "zero"])
+def test_a_wrong_stream_length_is_not_a_modification(
+    verifier: Verifier, key: LoadedKey, change: int | None
+) -> None:
+    """Writers often get ``/Length`` wrong; viewers read to ``endstream``. pyHanko tolerated
+    only one byte too many, so once a second signature was added the first one was reported
+    modified after signing (the earlier revision could not be read)."""
+    from tests.support.pdfs import make_pdf
+
+    original = _with_content_length(make_pdf(padding_bytes=200), change)
+    twice = sign(sign(original, key, field_name="Sig1"), key, field_name="Sig2")
+    report = report_of(verifier, twice)
+    assert [s["checks"]["modifications"]["status"] for s in report["signatures"]] == [
+        "PASSED",
+        "PASSED",
+    ], report
+    assert report["verdict"] == "TOTAL_PASSED", report
+
+
+def test_a_stream_without_an_end_is_still_unreadable(verifier: Verifier, key: LoadedKey) -> None:
+    """Recovery looks for ``endstream``; without one the revision stays unreadable (refused,
+    not a crash, not accepted)."""
+    from tests.support.pdfs import make_pdf
+
+    broken = _with_content_length(make_pdf(), -5).replace(b"endstream", b"endstrXam", 1)
+    twice = sign(sign(broken, key, field_name="Sig1"), key, field_name="Sig2")
+    report = report_of(verifier, twice)
+    assert report["signatures"][0]["checks"]["modifications"]["status"] != "PASSED", report

@@ -43,13 +43,14 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from signing_service import _pdf_speedups
+from signing_service import _pdf_recovery, _pdf_speedups
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
 
 _pdf_speedups.install()
+_pdf_recovery.install()
 
 
 class PdfInputError(Exception):

@@ -60,7 +60,7 @@ from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
 
-from signing_service import _pdf_speedups
+from signing_service import _pdf_recovery, _pdf_speedups
 from signing_service.signing.appearance import vietnam_time
 from signing_service.signing.policy import (
     ALGORITHM_MESSAGES,
@@ -111,6 +111,7 @@ from signing_service.verification.revinfo_cache import REVOCATION_CACHE, Caching
 
 log = logging.getLogger(__name__)
 _pdf_speedups.install()
+_pdf_recovery.install()
 
 PASS, FAIL, UNDECIDED, NA = (
     CheckStatus.PASSED,
