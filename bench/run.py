@@ -425,7 +425,8 @@ def main() -> int:
                 cwd=REPO,
                 env={**env, **(extra_env or {})},
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                # Kept for the traceback when the bench fails (a 500 is a bug to report).
+                stderr=(work / f"api-{port}.log").open("wb"),
             )
             procs.append(proc)
             url = f"http://127.0.0.1:{port}"
@@ -690,6 +691,11 @@ def main() -> int:
             results_md.write_text(text)
         print("targets met" if ok else "TARGETS NOT MET", file=sys.stderr)
         return 0
+    except BaseException:
+        for log in sorted(work.glob("api-*.log")):
+            print(f"--- {log.name} (last 4000 characters)", file=sys.stderr)
+            print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
+        raise
     finally:
         for proc in procs:
             if proc.poll() is None:
