@@ -37,7 +37,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.run import REPO, machine, multipart, wait_http
+from bench.run import PUBLIC_LIMITS, REPO, machine, multipart, wait_http
 from bench.verification import make_documents
 from tests.support.pdfs import make_pdf
 from tests.support.postgres import free_port
@@ -47,11 +47,8 @@ ANONYMOUS_CLIENTS = 16
 # A refused anonymous client retries after min(Retry-After, this), in seconds.
 BUSY_BACKOFF_SECONDS = 1.0
 # The server settings the bench overrides (settings.py): every anonymous client is 127.0.0.1.
-BENCH_LIMITS = {
-    "SIGNING_SERVICE_PUBLIC_RATE_PER_MINUTE": "1000000",
-    "SIGNING_SERVICE_PUBLIC_RATE_BURST": "100000",
-    "SIGNING_SERVICE_MAX_ANONYMOUS_REQUESTS": str(4 * ANONYMOUS_CLIENTS),
-}
+BENCH_LIMITS = PUBLIC_LIMITS
+assert int(BENCH_LIMITS["SIGNING_SERVICE_MAX_ANONYMOUS_REQUESTS"]) >= ANONYMOUS_CLIENTS
 
 
 def tree_rss_mb(pid: int) -> float:
