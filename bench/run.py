@@ -1,15 +1,23 @@
 """`make bench`: signing throughput and verification latency, as ratios measured in one run.
 
 Processes: the dev PKI (TSA/OCSP/CRL), the API server (uvicorn, one or two worker processes),
-and this client. Compared, for a 1 MB PDF, an invisible PAdES signature and the same TSA client:
-  - the API (HTTP upload, signer check, signing, stored document, records, audit entry);
-  - pyHanko in-process with a cached key (a SimpleSigner whose sign_raw uses a parsed key,
-    with pyHanko's PdfSigner defaults);
-  - pyHanko in-process with its plain file-key signer (SimpleSigner.load_pkcs12);
-  - this service's signing core in-process, for reference.
+a throw-away PostgreSQL server (durable: fsync and synchronous_commit on) when its binaries are
+installed, and this client. Compared, for a 1 MB PDF, an invisible PAdES signature and the same
+TSA client:
+  - the API (HTTP upload, signer check, signing, stored document, records, audit entry), on
+    SQLite and on PostgreSQL with every commit flushed to disk;
+  - pyHanko in-process used well, the baseline: a cached key (a SimpleSigner whose sign_raw
+    uses a parsed key) and ``bytes_reserved`` set from the measured size of one CMS of that
+    level plus a margin (without it pyHanko sizes /Contents by building and signing a
+    throw-away CMS, so it signs twice per document);
+  - pyHanko in-process with a cached key and its default sizing, and with its plain
+    file-key signer (SimpleSigner.load_pkcs12), for reference;
+  - this service's signing core in-process: the API's per-CPU-second rate is set against it.
 "Per core" divides by the CPU seconds the measured process actually used (the API server's
 from /proc, the in-process runs' from this process), so a server that waits on disk or on the
 TSA is not flattered or penalised by wall time on a shared 2-core machine.
+
+`--quick` runs about a third of the iterations (for development; its numbers are noisier).
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ import http.client
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
@@ -35,7 +45,7 @@ import httpx
 
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from tests.support.pdfs import make_pdf
-from tests.support.postgres import free_port
+from tests.support.postgres import PostgresServer, find_bindir, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -71,6 +81,8 @@ class Rate:
     n: int
     wall: float
     cpu: float
+    # CPU seconds of other process trees measured over the same interval (PostgreSQL's).
+    cpu_also: float = 0.0
 
     @property
     def per_second(self) -> float:
@@ -132,9 +144,11 @@ def api_rate(
     headers: dict[str, str],
     body: bytes,
     content_type: str,
+    also: Sequence[int] = (),
 ) -> Rate:
     """The load generator sends a pre-encoded body over keep-alive connections, so that the
-    client costs little CPU on this 2-core machine (it is not the thing measured)."""
+    client costs little CPU on this 2-core machine (it is not the thing measured). ``also``:
+    other process trees whose CPU seconds are measured over the same interval (Rate.cpu_also)."""
     host, port = url.removeprefix("http://").split(":")
     send_headers = {**headers, "Content-Type": content_type}
 
@@ -167,13 +181,19 @@ def api_rate(
         finally:
             conn.close()
 
+    also0 = sum(proc_cpu_seconds(pid) for pid in also)
     cpu0, t0 = proc_cpu_seconds(server_pid), time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    rate = Rate(n, time.perf_counter() - t0, proc_cpu_seconds(server_pid) - cpu0)
+    rate = Rate(
+        n,
+        time.perf_counter() - t0,
+        proc_cpu_seconds(server_pid) - cpu0,
+        sum(proc_cpu_seconds(pid) for pid in also) - also0,
+    )
     if errors:
         raise RuntimeError(f"load failed: {errors[0]}")
     return rate
@@ -195,21 +215,42 @@ def machine() -> str:
     )
 
 
+# Server settings (settings.py) the benches raise: their anonymous clients all come from
+# 127.0.0.1, and they measure the lanes, not the per-client rate limiter.
+PUBLIC_LIMITS = {
+    "SIGNING_SERVICE_PUBLIC_RATE_PER_MINUTE": "1000000",
+    "SIGNING_SERVICE_PUBLIC_RATE_BURST": "100000",
+    "SIGNING_SERVICE_MAX_ANONYMOUS_REQUESTS": "64",
+}
 INVISIBLE_PROFILE = "agency-a-seal-invisible"
+# DER bytes added to the measured CMS size for the pyHanko baseline's bytes_reserved: room for
+# what differs between two signatures of one level (a TSA token's serial, nonce, time digits).
+RESERVE_MARGIN = 512
 HSM_PROFILE = "agency-a-hsm-invisible"
 BATCH = 10
 
 
-def prepare_database(work: Path, pki_port: int) -> Any:
+def prepare_database(
+    work: Path, pki_port: int, data_dir: Path | None = None, database_url: str | None = None
+) -> Any:
     """Migrate, bootstrap (dev PKI, SoftHSM2 token, keys registered through the registry), and
     add invisible-signature profiles for agency A's file key and, when SoftHSM2 is installed,
-    its HSM key. Returns a function opening that HSM key in this process (or None)."""
+    its HSM key. Returns a function opening that HSM key in this process (or None).
+
+    ``data_dir`` (default ``work/var``) and ``database_url`` (default: SQLite in it) give a
+    second service instance over the same dev PKI and SoftHSM2 token (the PostgreSQL run)."""
     from signing_service.services.container import Services
     from signing_service.settings import Settings
     from signing_service.store.models import SigningProfile
 
     services = Services.build(
-        Settings(data_dir=work / "var", dev_pki_dir=work / "pki", dev_pki_port=pki_port)
+        Settings(
+            data_dir=data_dir or work / "var",
+            database_url=database_url,
+            dev_pki_dir=work / "pki",
+            dev_softhsm_dir=work / "var/softhsm",
+            dev_pki_port=pki_port,
+        )
     )
     hsm_token = services.dev_hsm_key
     with services.db.transaction() as session:
@@ -259,6 +300,74 @@ def prepare_database(work: Path, pki_port: int) -> Any:
     return open_hsm_key
 
 
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+
+
+class DurablePostgres(PostgresServer):
+    """The tests' throw-away PostgreSQL (tests/support/postgres.py), started durable.
+
+    The tests start it with fsync and full-page writes off (speed; their data is thrown away).
+    The bench measures the API as production runs it, so here a commit returns only once its
+    WAL record is flushed to disk (synchronous_commit=on, fsync=on) and a torn page can be
+    repaired after a crash (full_page_writes=on). :meth:`settings` reads back what the server
+    actually runs with, so the row can say so."""
+
+    def start(self) -> DurablePostgres:
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
+        durable = " ".join(f"-c {name}={value}" for name, value in DURABLE.items())
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-o",
+            f"-h 127.0.0.1 -p {self.port} -k {self.root} {durable} -c max_connections=200",
+            "start",
+        )
+        return self
+
+    def settings(self) -> dict[str, str]:
+        """The server's durability settings as it reports them (``SHOW``), and its version."""
+        import psycopg
+
+        names = [*DURABLE, "wal_sync_method", "server_version"]
+        shown = {}
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            for name in names:
+                row = conn.execute(f"SHOW {name}").fetchone()
+                shown[name] = str(row[0]) if row else "?"
+        return shown
+
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+
+def filesystem_type(path: Path) -> str:
+    """Type of the file system holding ``path`` (longest mount point in /proc/mounts): fsync on
+    tmpfs would make 'durable' meaningless."""
+    best, kind = "", "unknown"
+    resolved = str(path.resolve())
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        mount = fields[1]
+        inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, kind = mount, fields[2]
+    return kind
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
@@ -266,7 +375,8 @@ def pct(values: list[float], q: float) -> float:
 
 NAMES = {
     "pyhanko_plain": "pyHanko, plain file-key signer (in-process)",
-    "pyhanko_cached": "pyHanko, cached key (in-process)",
+    "pyhanko_cached": "pyHanko, cached key, default /Contents sizing (in-process)",
+    "pyhanko_reserved": "pyHanko, cached key, bytes_reserved (in-process): the baseline",
     "core_in_process": "this service's signing core, in-process (no HTTP, storage, records)",
     "api_w1_c1": "API, 1 worker process, 1 client",
     "api_w1_c2": "API, 1 worker process, 2 concurrent clients",
@@ -274,13 +384,24 @@ NAMES = {
     "api_batch_w1_c1": "API batch (10 documents a request), 1 worker process, 1 client",
     "core_pkcs11": "this service's signing core, PKCS#11 key on SoftHSM2, in-process",
     "api_pkcs11_w1_c1": "API with the PKCS#11 (SoftHSM2) profile, 1 worker process, 1 client",
+    "api_pg_w1_c1": "API on PostgreSQL, durable commit ({pg}), 1 worker process, 1 client; "
+    "CPU: the API's processes",
+    "api_pg_w1_c1_all": "same run, CPU: the API's and PostgreSQL's processes",
+    "api_pg_w1_c2": "API on PostgreSQL, durable commit, 1 worker process, 2 concurrent clients; "
+    "CPU: the API's processes",
+    "api_pg_w1_c2_all": "same run, CPU: the API's and PostgreSQL's processes",
 }
+# The SQLite rows of the API compared with the in-process paths (not batch, PKCS#11, PostgreSQL).
+API_ROWS = ("api_w1_c1", "api_w1_c2", "api_w2_c4")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument(
+        "--no-postgres", action="store_true", help="skip the durable PostgreSQL rows"
+    )
     args = parser.parse_args()
     scale = 0.3 if args.quick else 1.0
 
@@ -297,6 +418,8 @@ def main() -> int:
             "SIGNING_SERVICE_DEV_PKI_DIR": str(work / "pki"),
             "SIGNING_SERVICE_DEV_PKI_PORT": str(pki_port),
             "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
+            # The verification latency rows send more than a burst's worth from 127.0.0.1.
+            **PUBLIC_LIMITS,
         }
         open_hsm_key = prepare_database(work, pki_port)
         pki_proc = subprocess.Popen(
@@ -310,7 +433,9 @@ def main() -> int:
         creds = json.loads((work / "var/dev-credentials.json").read_text())
         headers = {"Authorization": f"Bearer {creds['agencies'][0]['api_key']}"}
 
-        def start_api(workers: int) -> tuple[subprocess.Popen[bytes], str]:
+        def start_api(
+            workers: int, extra_env: dict[str, str] | None = None
+        ) -> tuple[subprocess.Popen[bytes], str]:
             port = free_port()
             proc = subprocess.Popen(
                 [
@@ -322,9 +447,10 @@ def main() -> int:
                     str(workers),
                 ],
                 cwd=REPO,
-                env=env,
+                env={**env, **(extra_env or {})},
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                # Kept for the traceback when the bench fails (a 500 is a bug to report).
+                stderr=(work / f"api-{port}.log").open("wb"),
             )
             procs.append(proc)
             url = f"http://127.0.0.1:{port}"
@@ -372,7 +498,9 @@ def main() -> int:
         )
         tsa = PooledHTTPTimeStamper(f"http://127.0.0.1:{pki_port}/dev/tsa/tsa")
 
-        def pyhanko_sign(signer: signers.Signer, level: str) -> None:
+        def pyhanko_sign(
+            signer: signers.Signer, level: str, bytes_reserved: int | None = None
+        ) -> bytes:
             w = IncrementalPdfFileWriter(BytesIO(pdf))
             meta = signers.PdfSignatureMetadata(
                 field_name="Signature1",
@@ -383,7 +511,22 @@ def main() -> int:
             pdf_signer = signers.PdfSigner(
                 meta, signer=signer, timestamper=tsa if level == "B-T" else None
             )
-            run_sync(pdf_signer.async_sign_pdf(w, output=BytesIO()))
+            out = BytesIO()
+            run_sync(pdf_signer.async_sign_pdf(w, bytes_reserved=bytes_reserved, output=out))
+            return out.getvalue()
+
+        def measured_reservation(level: str) -> tuple[int, int]:
+            """How a careful pyHanko user sizes /Contents: sign one document of this level
+            (pyHanko's own sizing), measure the DER size of its CMS (the TSA token included at
+            B-T), add RESERVE_MARGIN bytes for what varies between signatures (the token's
+            serial, nonce and time). Returns (CMS bytes, bytes_reserved in hex digits)."""
+            from asn1crypto import cms
+            from pyhanko.pdf_utils.reader import PdfFileReader
+
+            signed = pyhanko_sign(cached, level)
+            contents = PdfFileReader(BytesIO(signed)).embedded_signatures[0].pkcs7_content
+            size = len(cms.ContentInfo.load(contents, strict=False).dump())
+            return size, 2 * (size + RESERVE_MARGIN)
 
         from signing_service.signing.engine import SignOptions, async_sign_pdf
         from signing_service.signing.levels import SignatureLevel
@@ -403,18 +546,26 @@ def main() -> int:
             concurrency: int,
             level: str,
             profile: str = INVISIBLE_PROFILE,
+            auth: dict[str, str] | None = None,
+            also: Sequence[int] = (),
         ) -> Rate:
             body, ctype = multipart({"profile": profile, "level": level}, "bench.pdf", pdf)
-            return api_rate(url, pid, n, concurrency, "/v1/signatures", headers, body, ctype)
+            return api_rate(
+                url, pid, n, concurrency, "/v1/signatures", auth or headers, body, ctype, also
+            )
 
         levels = ("B-B", "B-T")
         results: dict[str, dict[str, Rate]] = {level: {} for level in levels}
+        reservations = {level: measured_reservation(level) for level in levels}
         for level in levels:
             results[level]["pyhanko_plain"] = in_process(
                 lambda lv=level: pyhanko_sign(plain, lv), count(12)
             )
             results[level]["pyhanko_cached"] = in_process(
                 lambda lv=level: pyhanko_sign(cached, lv), count(40)
+            )
+            results[level]["pyhanko_reserved"] = in_process(
+                lambda lv=level: pyhanko_sign(cached, lv, reservations[lv][1]), count(40)
             )
             results[level]["core_in_process"] = in_process(
                 lambda lv=level: engine_sign(lv), count(40)
@@ -476,7 +627,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 r = client.post(url + "/v1/verifications", files={"file": ("v.pdf", two_sigs)})
                 latencies.append(time.perf_counter() - t0)
-                if r.json()["verdict"] != "TOTAL_PASSED":
+                if r.status_code != 200 or r.json()["verdict"] != "TOTAL_PASSED":
                     raise RuntimeError(r.text)
             latencies = latencies[1:]
             stop(proc)
@@ -485,6 +636,59 @@ def main() -> int:
             for level in levels:
                 results[level]["api_w2_c4"] = api_sign(url, proc.pid, count(60), 4, level)
             stop(proc)
+
+        postgres: str
+        bindir = find_bindir()
+        if args.no_postgres:
+            postgres = "skipped (--no-postgres)"
+        elif bindir is None:
+            postgres = (
+                "skipped: PostgreSQL binaries (initdb, pg_ctl) not found; `make system-deps` "
+                "installs them"
+            )
+        else:
+            # The same service, its records on PostgreSQL with every commit flushed to disk;
+            # its own data directory, the same dev PKI and SoftHSM2 token.
+            server = DurablePostgres(bindir).start()
+            try:
+                shown = server.settings()
+                if any(shown[name] != value for name, value in DURABLE.items()):
+                    raise RuntimeError(f"PostgreSQL is not durable: {shown}")
+                database_url = server.create_database("bench")
+                pg_dir = work / "var-pg"
+                prepare_database(work, pki_port, pg_dir, database_url)
+                creds_pg = json.loads((pg_dir / "dev-credentials.json").read_text())
+                auth_pg = {"Authorization": f"Bearer {creds_pg['agencies'][0]['api_key']}"}
+                proc, url = start_api(
+                    1,
+                    {
+                        "SIGNING_SERVICE_DATA_DIR": str(pg_dir),
+                        "SIGNING_SERVICE_DATABASE_URL": database_url,
+                        "SIGNING_SERVICE_DEV_SOFTHSM_DIR": str(work / "var/softhsm"),
+                    },
+                )
+                postmaster = (server.postmaster_pid(),)
+                for level in levels:
+                    for clients in (1, 2):
+                        rate = api_sign(
+                            url, proc.pid, count(40), clients, level, auth=auth_pg, also=postmaster
+                        )
+                        key = f"api_pg_w1_c{clients}"
+                        results[level][key] = rate
+                        results[level][key + "_all"] = Rate(
+                            rate.n, rate.wall, rate.cpu + rate.cpu_also
+                        )
+                stop(proc)
+                postgres = (
+                    f"PostgreSQL {shown['server_version'].split()[0]}, "
+                    + ", ".join(f"{name}={shown[name]}" for name in DURABLE)
+                    + f", wal_sync_method={shown['wal_sync_method']}, data directory on "
+                    + filesystem_type(server.data)
+                )
+            finally:
+                server.stop()
+        if postgres.startswith("skipped"):
+            print(f"PostgreSQL rows {postgres}", file=sys.stderr)
 
         from signing_service.services.container import Services
         from signing_service.settings import Settings
@@ -501,18 +705,22 @@ def main() -> int:
         lib_lat = lib_lat[1:]
         svc.close()
 
-        text, ok = report(results, latencies, lib_lat)
+        text, ok = report(results, latencies, lib_lat, reservations, postgres)
         print(text)
         if not args.no_write:
             results_md = REPO / "bench/RESULTS.md"
             old = results_md.read_text() if results_md.exists() else ""
-            # Keep the storage section bench.storage writes.
-            begin, end = "<!-- storage:begin -->", "<!-- storage:end -->"
-            if begin in old and end in old:
-                text += "\n" + old[old.index(begin) : old.index(end) + len(end)] + "\n"
+            # Keep the sections the other benches write (verification, load, storage).
+            for block in re.finditer(r"<!-- (\w+):begin -->.*?<!-- \1:end -->", old, re.S):
+                text += "\n" + block.group(0) + "\n"
             results_md.write_text(text)
         print("targets met" if ok else "TARGETS NOT MET", file=sys.stderr)
         return 0
+    except BaseException:
+        for log in sorted(work.glob("api-*.log")):
+            print(f"--- {log.name} (last 4000 characters)", file=sys.stderr)
+            print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
+        raise
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -522,23 +730,45 @@ def main() -> int:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def report(
-    results: dict[str, dict[str, Rate]], latencies: list[float], lib_lat: list[float]
+    results: dict[str, dict[str, Rate]],
+    latencies: list[float],
+    lib_lat: list[float],
+    reservations: dict[str, tuple[int, int]],
+    postgres: str,
 ) -> tuple[str, bool]:
+    sizes = "; ".join(
+        f"{level}: {size} bytes measured, bytes_reserved={reserved}"
+        for level, (size, reserved) in reservations.items()
+    )
     lines = [
         f"# Benchmark results\n\nMeasured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
         f"`make bench` on: {machine()}.\n",
         "Input: a 1 MB PDF (incompressible payload); invisible PAdES signature, RSA-2048 seal "
         "key, SHA-256; TSA, OCSP and CRLs from the dev PKI in a separate process on loopback. "
-        "The API stores the signed document (one fsync'd file; the original is its "
-        "prefix), writes the "
-        "records and the audit entry (SQLite), and checks the signer (revocation answer "
-        "cached for 5 minutes). Absolute times on this shared machine are noise; the ratios "
-        "are measured in the same run. 'CPU cores used' = CPU seconds of the measured process "
-        "(all its worker processes for the API) ÷ wall seconds; the client and the TSA run in "
-        "other processes and are not counted on either side.\n",
+        "The API stores the signed document (one fsync'd file; the original is its prefix), "
+        "writes the records and the audit entry, and checks the signer (revocation answer "
+        "cached for 5 minutes). Records on SQLite (WAL, synchronous=NORMAL: a commit reaches "
+        "the disk at the next checkpoint, not before the answer) unless the row says "
+        "PostgreSQL; there, every commit waits for its WAL flush (fsync=on, "
+        "synchronous_commit=on; the settings are read back from the server and printed in "
+        "the row).\n",
+        "The baseline is pyHanko used well: the key parsed once (a SimpleSigner whose sign_raw "
+        "uses a cached key) and `bytes_reserved` passed to `PdfSigner.async_sign_pdf`, so that "
+        "pyHanko does not build and sign a throw-away CMS to size /Contents. bytes_reserved is "
+        "chosen as a careful user would: in this run, one document of each level is signed "
+        "with pyHanko's own sizing, the DER size of its CMS is measured (the TSA token "
+        f"included at B-T) and {RESERVE_MARGIN} bytes of margin added, two hex digits a byte "
+        f"({sizes}).\n",
+        "Absolute times on this shared 2-core machine are noise; the ratios are measured in "
+        "the same run. 'CPU cores used' = CPU seconds of the measured process (all its worker "
+        "processes for the API) ÷ wall seconds; the client and the TSA run in other processes "
+        "and are not counted on either side. 'API per CPU-second' in the ratios is the best "
+        "of the single-document API rows on SQLite (1 worker 1 client, 1 worker 2 clients, "
+        "2 workers 4 clients).\n",
         "## Signing\n",
         "| level | path | signatures/s (wall) | CPU cores used | signatures per CPU-second |",
         "|---|---|---|---|---|",
@@ -546,29 +776,55 @@ def report(
     for level, rates in results.items():
         for key, rate in rates.items():
             lines.append(
-                f"| {level} | {NAMES[key]} | {rate.per_second:.1f} | "
+                f"| {level} | {NAMES[key].replace('{pg}', postgres)} | {rate.per_second:.1f} | "
                 f"{rate.cores:.2f} | {rate.per_core_second:.1f} |"
             )
+    if postgres.startswith("skipped"):
+        lines.append(f"\nAPI on PostgreSQL with a durable commit: {postgres}.")
     lines += [
         "\n## Ratios (same run)\n",
-        "| level | API per core ÷ cached pyHanko per core (target ≥ 0.85) | "
+        "| level | API per CPU-second ÷ signing core per CPU-second (target ≥ 0.5) | "
+        "API per CPU-second ÷ pyHanko baseline per CPU-second (target ≥ 0.85) | "
+        "API (1 worker, 1 client) wall ÷ pyHanko baseline wall | "
         "best API throughput ÷ plain file-key pyHanko (target ≥ 5) | "
-        "API (1 worker, 1 client) wall ÷ cached pyHanko wall | "
-        "batch documents/s ÷ single-request documents/s, 1 client (target ≥ 1) |",
-        "|---|---|---|---|---|",
+        "batch documents/s ÷ single-request documents/s, 1 client (target ≥ 1) | "
+        "pyHanko per CPU-second, bytes_reserved ÷ default sizing |",
+        "|---|---|---|---|---|---|---|",
     ]
     ok = True
     for level, r in results.items():
-        api = [r[k] for k in r if k.startswith("api_w")]
-        batch_ratio = r["api_batch_w1_c1"].per_second / r["api_w1_c1"].per_second
-        ok = ok and batch_ratio >= 1.0
-        per_core = max(a.per_core_second for a in api) / r["pyhanko_cached"].per_core_second
+        api = [r[k] for k in API_ROWS]
+        best_per_core = max(a.per_core_second for a in api)
+        vs_core = best_per_core / r["core_in_process"].per_core_second
+        per_core = best_per_core / r["pyhanko_reserved"].per_core_second
         vs_plain = max(a.per_second for a in api) / r["pyhanko_plain"].per_second
-        wall1 = r["api_w1_c1"].per_second / r["pyhanko_cached"].per_second
-        ok = ok and per_core >= 0.85 and vs_plain >= 5
+        wall1 = r["api_w1_c1"].per_second / r["pyhanko_reserved"].per_second
+        batch_ratio = r["api_batch_w1_c1"].per_second / r["api_w1_c1"].per_second
+        reserved_gain = r["pyhanko_reserved"].per_core_second / r["pyhanko_cached"].per_core_second
+        ok = ok and vs_core >= 0.5 and per_core >= 0.85 and vs_plain >= 5 and batch_ratio >= 1
         lines.append(
-            f"| {level} | {per_core:.2f} | {vs_plain:.1f} | {wall1:.2f} | {batch_ratio:.2f} |"
+            f"| {level} | {vs_core:.2f} | {per_core:.2f} | {wall1:.2f} | {vs_plain:.1f} | "
+            f"{batch_ratio:.2f} | {reserved_gain:.2f} |"
         )
+    if not postgres.startswith("skipped"):
+        lines += [
+            "\n## API on PostgreSQL with a durable commit (same run)\n",
+            f"{postgres}.\n",
+            "| level | signatures/s, 1 client: PostgreSQL ÷ SQLite | "
+            "per CPU-second (the API's processes) ÷ signing core | "
+            "per CPU-second (the API's and PostgreSQL's processes) ÷ signing core |",
+            "|---|---|---|---|",
+        ]
+        for level, r in results.items():
+            core = r["core_in_process"].per_core_second
+            pg_api = max(r["api_pg_w1_c1"].per_core_second, r["api_pg_w1_c2"].per_core_second)
+            pg_all = max(
+                r["api_pg_w1_c1_all"].per_core_second, r["api_pg_w1_c2_all"].per_core_second
+            )
+            lines.append(
+                f"| {level} | {r['api_pg_w1_c1'].per_second / r['api_w1_c1'].per_second:.2f} | "
+                f"{pg_api / core:.2f} | {pg_all / core:.2f} |"
+            )
     if any("core_pkcs11" in r for r in results.values()):
         lines += [
             "\n## PKCS#11 (SoftHSM2) against a file key (same run)\n",
