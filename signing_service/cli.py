@@ -212,24 +212,9 @@ def _dev_pki_missing() -> bool:
 
 
 def _os_reason(e: OSError) -> str:
-    """The reason an operating-system call failed, in Vietnamese (the C library's own text
-    when no translation is known)."""
-    import errno
+    from signing_service.oserror import reason_vi
 
-    known = {
-        errno.ENOENT: "không có tệp hoặc thư mục này",
-        errno.EACCES: "không có quyền truy cập",
-        errno.EPERM: "không được phép",
-        errno.EISDIR: "đây là một thư mục, không phải tệp",
-        errno.ENOTDIR: "một phần của đường dẫn không phải thư mục",
-        errno.ENOSPC: "hết chỗ trống trên đĩa",
-        errno.EROFS: "hệ thống tệp chỉ cho phép đọc",
-        errno.EEXIST: "tệp đã tồn tại",
-        errno.ENAMETOOLONG: "tên tệp quá dài",
-        errno.EADDRINUSE: "cổng đang được một chương trình khác dùng",
-        errno.EADDRNOTAVAIL: "địa chỉ này không có trên máy",
-    }
-    return known.get(e.errno or 0) or e.strerror or str(e)
+    return reason_vi(e)
 
 
 def _read(path: str) -> bytes:

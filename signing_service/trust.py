@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from asn1crypto import pem, x509
 
+from signing_service.oserror import reason_vi
+
 if TYPE_CHECKING:
     from pyhanko_certvalidator import ValidationContext
 
@@ -191,7 +193,7 @@ def _extra_spec(item: Path | str | ExtraAnchorLike) -> tuple[Path, AnchorKind]:
         kind = None
     if kind is None or kind not in CONFIGURABLE_KINDS:
         raise TrustStoreError(
-            f"extra trust anchor {item.file}: kind {item.kind!r} is not one of "
+            f"chứng thư tin cậy bổ sung {item.file}: loại {item.kind!r} không phải một trong "
             f"{sorted(k.value for k in CONFIGURABLE_KINDS)}"
         )
     return Path(item.file), kind
@@ -201,7 +203,7 @@ def _read_one(path: Path) -> x509.Certificate:
     try:
         certs = load_certs(path)
         if len(certs) != 1:
-            raise TrustStoreError(f"{path}: expected exactly one certificate, found {len(certs)}")
+            raise TrustStoreError(f"{path}: cần đúng một chứng thư, tệp có {len(certs)}")
         cert = certs[0]
         # Touch the fields the store uses so that a malformed file fails here, at start-up,
         # and not in the middle of a verification.
@@ -210,9 +212,9 @@ def _read_one(path: Path) -> x509.Certificate:
     except TrustStoreError:
         raise
     except OSError as e:
-        raise TrustStoreError(f"cannot read certificate {path}: {e.strerror or e}") from e
+        raise TrustStoreError(f"không đọc được chứng thư {path}: {reason_vi(e)}") from e
     except (ValueError, TypeError, KeyError) as e:
-        raise TrustStoreError(f"{path}: not a readable X.509 certificate ({e})") from e
+        raise TrustStoreError(f"{path}: không phải chứng thư X.509 đọc được ({e})") from e
     return cert
 
 
@@ -296,7 +298,9 @@ class TrustStore:
             if not isinstance(entries, list):
                 raise TypeError("'anchors' is not a list")
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise TrustStoreError(f"cannot read trust manifest {manifest}: {e}") from e
+            raise TrustStoreError(
+                f"không đọc được danh mục chứng thư tin cậy {manifest}: {e}"
+            ) from e
         for entry in entries:
             store._add_pinned(manifest, entry)
         for item in extra or []:
@@ -305,10 +309,12 @@ class TrustStore:
                 certs = load_certs(path)
             except OSError as e:
                 raise TrustStoreError(
-                    f"cannot read extra trust anchor {path}: {e.strerror or e}"
+                    f"không đọc được chứng thư tin cậy bổ sung {path}: {reason_vi(e)}"
                 ) from e
             except (ValueError, TypeError) as e:
-                raise TrustStoreError(f"extra trust anchor {path}: not a certificate ({e})") from e
+                raise TrustStoreError(
+                    f"chứng thư tin cậy bổ sung {path}: không phải chứng thư ({e})"
+                ) from e
             for cert in certs:
                 try:
                     anchor = Anchor(
@@ -318,7 +324,9 @@ class TrustStore:
                         authority=_first_attribute(cert.subject, "organization_name"),
                     )
                 except (ValueError, TypeError, KeyError) as e:
-                    raise TrustStoreError(f"extra trust anchor {path}: unreadable ({e})") from e
+                    raise TrustStoreError(
+                        f"chứng thư tin cậy bổ sung {path}: không đọc được ({e})"
+                    ) from e
                 store.anchors.append(anchor)
         if dev_root is not None:
             store.anchors.append(
@@ -336,16 +344,16 @@ class TrustStore:
             file, role, pinned = entry["file"], entry["role"], entry["sha256"]
             kind = AnchorKind(entry["kind"])
         except (KeyError, TypeError) as e:
-            raise TrustStoreError(f"{manifest}: entry {entry!r} lacks {e}") from e
+            raise TrustStoreError(f"{manifest}: mục {entry!r} thiếu {e}") from e
         except ValueError as e:
-            raise TrustStoreError(f"{manifest}: {file}: unknown kind {entry['kind']!r}") from e
+            raise TrustStoreError(f"{manifest}: {file}: loại không biết {entry['kind']!r}") from e
         if kind not in CONFIGURABLE_KINDS:
-            raise TrustStoreError(f"{manifest}: {file}: kind {kind.value!r} cannot be pinned")
+            raise TrustStoreError(f"{manifest}: {file}: loại {kind.value!r} không thể ghim")
         path = manifest.parent / file
         cert = _read_one(path)
         actual = fingerprint(cert)
         if actual != str(pinned).replace(":", "").upper():
-            raise TrustStoreError(f"{path}: SHA-256 {actual} differs from the pinned {pinned}")
+            raise TrustStoreError(f"{path}: SHA-256 {actual} khác giá trị đã ghim {pinned}")
         meta: dict[str, Any] = {
             "kind": kind,
             "authority": entry.get("authority"),
@@ -357,7 +365,7 @@ class TrustStore:
             self.intermediates.append(cert)
             self.chain_certificates.append(ChainCertificate(cert, f"pinned:{file}", **meta))
         else:
-            raise TrustStoreError(f"{manifest}: {file}: unknown role {role!r}")
+            raise TrustStoreError(f"{manifest}: {file}: vai trò không biết {role!r}")
 
     def validation_context(
         self,

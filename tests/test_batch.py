@@ -163,26 +163,27 @@ def test_a_bad_file_name_fails_alone(
 
 
 def test_a_dependency_down_stops_the_batch_and_nothing_is_written(
-    api: Any, services: Services, credentials: dict[str, Any]
+    tmp_path: Any, database_url: str, dev_pki: Any
 ) -> None:
     """The TSA does not answer: the first document fails TIMESTAMP_UNAVAILABLE, the others are
     not attempted (each would wait for the same time-out), nothing is stored."""
-    from signing_service.store.models import SigningProfile
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from signing_service.api.app import create_app
+    from tests.conftest import make_settings
+    from tests.support.keys import profile
     from tests.support.postgres import free_port
 
-    pki = services.dev_pki
-    assert pki is not None
-    with services.db.transaction() as session:
-        session.add(
-            SigningProfile(
-                agency_id=1,
-                name="tsa-down",
-                level="B-T",
-                key_uri=f"file:{pki.p12_path('agency-a-seal')}",
-                tsa_url=f"http://127.0.0.1:{free_port()}/tsa",
-                check_revocation=True,
-            )
-        )
+    # The operator configured a TSA that is down; the profile names it.
+    settings = make_settings(
+        tmp_path, database_url, dev_pki, tsas={"hong": f"http://127.0.0.1:{free_port()}/tsa"}
+    )
+    services = Services.build(settings)
+    api = TestClient(create_app(services), raise_server_exceptions=False)
+    credentials = json.loads(services.settings.dev_credentials_file.read_text())
+    profile(services, "tsa-down", "agency-a-seal", level="B-T", tsa="hong")
     before = snapshot(services)
     docs = [(f"{i}.pdf", make_pdf(text=str(i))) for i in range(3)]
     response = batch(api, credentials, docs, profile="tsa-down")
@@ -195,3 +196,4 @@ def test_a_dependency_down_stops_the_batch_and_nothing_is_written(
         False,
     ]
     assert_nothing_written(before, services)
+    services.close()

@@ -36,6 +36,7 @@ def test_the_503_errors_are_the_expected_ones() -> None:
         "SIGNER_CERT_STATUS_UNKNOWN",
         "SIGNING_KEY_UNAVAILABLE",
         "STORAGE_UNAVAILABLE",
+        "TIMESTAMP_TSA_STATUS_UNKNOWN",
         "TIMESTAMP_UNAVAILABLE",
         "TOO_MANY_CONNECTIONS",
         "VERIFICATION_BUSY",
@@ -155,17 +156,15 @@ def test_a_stored_profile_with_a_broken_appearance_fails_signing_not_500(
     from signing_service.store.models import SigningProfile
     from tests.support.pdfs import make_pdf
 
-    pki = services.dev_pki
-    assert pki is not None
     with services.db.transaction() as session:
+        seal = session.query(SigningProfile).filter_by(name="agency-a-seal").one()
         session.add(
             SigningProfile(
-                agency_id=1,
+                agency_id=seal.agency_id,
                 name="broken-stamp",
                 level="B-B",
-                key_uri=f"file:{pki.p12_path('agency-a-seal')}",
+                key_id=seal.key_id,
                 appearance=appearance,
-                check_revocation=True,
             )
         )
     before = snapshot(services)
@@ -175,5 +174,5 @@ def test_a_stored_profile_with_a_broken_appearance_fails_signing_not_500(
         data={"profile": "broken-stamp"},
         files={"file": ("qd.pdf", make_pdf())},
     )
-    assert (response.status_code, response.json()["code"]) == (422, "SIGNING_FAILED")
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_PROFILE")
     assert_nothing_written(before, services)

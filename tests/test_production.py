@@ -86,7 +86,7 @@ def test_pinned_fingerprint_mismatch_refused(tmp_path: Path) -> None:
         "CA918D635BB130BEC97639E6AABF7EDBC4EB1310F8058B9419F467AE0230AD8C", "00" * 32
     )
     (tmp_path / "anchors.json").write_text(broken)
-    with pytest.raises(TrustStoreError, match="differs from the pinned"):
+    with pytest.raises(TrustStoreError, match="khác giá trị đã ghim"):
         TrustStore.load(tmp_path / "anchors.json")
 
 
@@ -269,7 +269,15 @@ def test_data_directory_and_sqlite_file_are_private(tmp_path: Path) -> None:
     # Existing ones are taken back.
     data.chmod(0o755)
     (data / "metadata.db").chmod(0o644)
-    settings = Settings(data_dir=data, dev_pki_dir=tmp_path / "pki", dev_softhsm_dir=tmp_path / "h")
+    from tests import conftest
+
+    # The session's SoftHSM2 directory: a second one in this process would re-initialise the
+    # PKCS#11 library under the other tests' open sessions.
+    settings = Settings(
+        data_dir=data,
+        dev_pki_dir=tmp_path / "pki",
+        dev_softhsm_dir=conftest.SOFTHSM_DIR or tmp_path / "h",
+    )
     services = Services.build(settings)
     try:
         with services.db.transaction() as session:

@@ -110,24 +110,24 @@ def test_changed_file_refuses_to_load(tmp_path: Path) -> None:
     der[-1] ^= 0x01  # a bit of the signature: still a parseable certificate, another file
     pem = base64.encodebytes(bytes(der)).decode()
     target.write_text(f"-----BEGIN CERTIFICATE-----\n{pem}-----END CERTIFICATE-----\n")
-    with pytest.raises(TrustStoreError, match="differs from the pinned"):
+    with pytest.raises(TrustStoreError, match="khác giá trị đã ghim"):
         TrustStore.load(manifest)
 
 
 def test_other_certificate_under_a_pinned_name_refuses_to_load(tmp_path: Path) -> None:
     manifest = _copy_trust(tmp_path)
     issue_chain().write_root(manifest.parent / "vn/vgca-rootca-g2.pem")
-    with pytest.raises(TrustStoreError, match="differs from the pinned"):
+    with pytest.raises(TrustStoreError, match="khác giá trị đã ghim"):
         TrustStore.load(manifest)
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda e: e.update(kind="development"), "cannot be pinned"),
-        (lambda e: e.update(kind="private"), "unknown kind"),
-        (lambda e: e.update(role="anchor"), "unknown role"),
-        (lambda e: e.pop("sha256"), "lacks"),
+        (lambda e: e.update(kind="development"), "không thể ghim"),
+        (lambda e: e.update(kind="private"), "loại không biết"),
+        (lambda e: e.update(role="anchor"), "vai trò không biết"),
+        (lambda e: e.pop("sha256"), "thiếu"),
     ],
 )
 def test_malformed_manifest_entry_refused(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -345,5 +345,6 @@ def test_trust_list_malformed_settings_exit_6_without_traceback(tmp_path: Path) 
     assert "Traceback" not in result.stderr
     env["SIGNING_SERVICE_EXTRA_TRUST_ANCHORS"] = str(tmp_path / "missing.pem")
     result = _cli(env)
-    assert result.returncode == 6 and "Kho chứng thư tin cậy không hợp lệ" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 6 and "kho chứng thư tin cậy" in result.stderr
+    assert "không có tệp hoặc thư mục này" in result.stderr
+    assert "Traceback" not in result.stderr and "No such file" not in result.stderr

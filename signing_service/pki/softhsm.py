@@ -11,10 +11,6 @@ from pathlib import Path
 
 from asn1crypto import keys, pem
 
-# The configuration file each loaded PKCS#11 module was last initialised with: python-pkcs11
-# loads a module once per process and SoftHSM2 reads SOFTHSM2_CONF only at C_Initialize.
-_INITIALISED_WITH: dict[str, str] = {}
-
 MODULE_CANDIDATES = (
     "/usr/lib/softhsm/libsofthsm2.so",
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
@@ -118,11 +114,11 @@ class SoftHsm:
         from pkcs11.util.rsa import encode_rsa_public_key
 
         lib = pkcs11.lib(self.module)
-        if created or _INITIALISED_WITH.get(self.module, str(self.conf)) != str(self.conf):
-            # Make a module loaded earlier in this process see the new token, or this token
-            # directory rather than another one's token of the same label (and another PIN).
+        if created:
+            # Make a module loaded earlier in this process see the new token. (SoftHSM2 reads
+            # SOFTHSM2_CONF only when initialised: a process uses one token directory; tests
+            # share the session's, tests/conftest.py SOFTHSM_DIR.)
             lib.reinitialize()
-        _INITIALISED_WITH[self.module] = str(self.conf)
         from pkcs11.exceptions import UserAlreadyLoggedIn
 
         tok = lib.get_token(token_label=token)
