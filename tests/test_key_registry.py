@@ -100,6 +100,14 @@ def _ca_as_p12(services: Services) -> Pkcs12Material:
         (lambda s: _p12_of(s, "revoked-signer"), AGENCY_A, "thu-hoi", "SIGNER_CERT_REVOKED"),
         (lambda s: _p12_of(s, "expired-signer"), AGENCY_A, "het-han", "SIGNER_CERT_EXPIRED"),
         (lambda s: _p12_of(s, "wrong-usage"), AGENCY_A, "ma-hoa", "SIGNER_CERT_KEY_USAGE"),
+        # Extended key usage for timestamping only (RFC 3161): not a document signer (red team:
+        # the TSA's certificate was accepted as an officer's and its signatures passed).
+        (
+            lambda s: OfficerMaterial(s.dev_pki.cert_path("tsa").read_bytes()),
+            AGENCY_A,
+            "can-bo-tsa",
+            "SIGNER_CERT_KEY_USAGE",
+        ),
         (lambda s: _p12_of(s, "weak-key"), AGENCY_A, "khoa-yeu", "ALGORITHM_NOT_ALLOWED"),
         (
             lambda s: OfficerMaterial(s.dev_pki.cert_path("revoked-signer").read_bytes()),
@@ -130,6 +138,7 @@ def _ca_as_p12(services: Services) -> Pkcs12Material:
         "revoked",
         "expired",
         "wrong-usage",
+        "tsa-as-officer",
         "weak-key",
         "revoked-officer",
         "wrong-passphrase",

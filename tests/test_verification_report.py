@@ -509,3 +509,29 @@ def test_field_inputs_to_verify(verifier: Verifier, case: dict[str, str]) -> Non
     assert report["problems"] == []
     statuses = [c["status"] for s in report["signatures"] for c in s["checks"].values()]
     assert "FAILED" not in statuses
+
+
+def test_a_timestamping_certificate_does_not_sign_documents(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Red team (issue 9): a document signed with the TSA's key and certificate (extended key
+    usage: timestamping only, RFC 3161 §2.3) verified TOTAL_PASSED. It is not a document
+    signer: the signature is not passed, and the report says why."""
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    pki, _ = dev_pki
+    signer = signers.SimpleSigner(
+        signing_cert=pki.cert("tsa"),
+        signing_key=pki.arch.key_set.get_private_key(KeyLabel("tsa")),
+        cert_registry=SimpleCertificateStore.from_certs([pki.cert("root")]),
+    )
+    out = BytesIO()
+    PdfSigner(
+        PdfSignatureMetadata(field_name="Sig1", subfilter=fields.SigSeedSubFilter.PADES),
+        signer=signer,
+    ).sign_pdf(IncrementalPdfFileWriter(BytesIO(make_pdf())), output=out)
+    report = verify(verifier, out.getvalue())
+    assert report["verdict"] != "TOTAL_PASSED", report
+    sig = report["signatures"][0]
+    assert sig["indication"] != "TOTAL_PASSED"
+    assert sig["checks"]["trust"]["status"] != "PASSED", sig["checks"]

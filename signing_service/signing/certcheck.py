@@ -39,7 +39,13 @@ from pyhanko_certvalidator.fetchers.api import FetcherBackend
 from signing_service._async import run_sync
 from signing_service.signing.policy import cert_policy_problem
 from signing_service.trust import VIETNAM_TZ, TrustStore, fingerprint
-from signing_service.verification.chain import ChainResult, ChainValidator, Evidence, Usage
+from signing_service.verification.chain import (
+    SIGNING_EXTENDED_KEY_USAGES,
+    ChainResult,
+    ChainValidator,
+    Evidence,
+    Usage,
+)
 from signing_service.verification.revinfo_cache import (
     REVOCATION_CACHE,
     CachingFetcherBackend,
@@ -67,6 +73,19 @@ class SignerCheckFailure(Exception):
 
 
 SIGNING_KEY_USAGES = frozenset({"digital_signature", "non_repudiation"})
+
+
+def extended_key_usage_problem(cert: x509.Certificate) -> str | None:
+    """Why ``cert``'s extended key usage forbids signing documents, or ``None``."""
+    value = cert.extended_key_usage_value
+    if value is None:
+        return None
+    purposes = set(value.native or [])
+    if purposes & SIGNING_EXTENDED_KEY_USAGES:
+        return None
+    return "mục đích sử dụng khóa mở rộng không cho phép ký văn bản: " + (
+        ", ".join(sorted(purposes)) or "trống"
+    )
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -102,6 +121,9 @@ def check_static(cert: x509.Certificate, now: datetime | None = None) -> None:
             SignerCheckFailure.KEY_USAGE,
             "mục đích sử dụng khóa: " + (", ".join(usages or []) or "không khai báo"),
         )
+    eku = extended_key_usage_problem(cert)
+    if eku:
+        raise SignerCheckFailure(SignerCheckFailure.KEY_USAGE, eku)
     problem = cert_policy_problem(cert)
     if problem:
         raise SignerCheckFailure(SignerCheckFailure.ALGORITHM, problem)

@@ -51,12 +51,34 @@ Usage = Literal["signer", "tsa"]
 _REQUIRE = RevocationCheckingRule.CRL_OR_OCSP_REQUIRED
 REVOCATION_REQUIRED = RevocationCheckingPolicy(_REQUIRE, _REQUIRE)
 
+# With an extended key usage extension, a certificate may only be used for the purposes it
+# lists (RFC 5280 §4.2.1.12). Purposes under which signing documents is expected: S/MIME and
+# client authentication (how Vietnamese CAs issue personal and seal certificates), document
+# signing (RFC 9336), Adobe's and Microsoft's document-signing purposes, or any purpose. A
+# timestamping (RFC 3161 §2.3: that purpose only), OCSP-signing or TLS-server certificate does
+# not sign documents. No extension: no restriction.
+SIGNING_EXTENDED_KEY_USAGES = frozenset(
+    {
+        "email_protection",
+        "client_auth",
+        "1.3.6.1.5.5.7.3.36",
+        "adobe_authentic_documents_trust",
+        "microsoft_document_signing",
+        "any_extended_key_usage",
+    }
+)
+
+
 # A signing certificate must allow signing (digital signature or non-repudiation: Vietnamese
 # seals and personal certificates use either); a TSA certificate must carry id-kp-timeStamping.
 USAGES: dict[str, KeyUsageConstraints] = {
     "signer": KeyUsageConstraints(
         key_usage=frozenset({"digital_signature", "non_repudiation"}),
         match_all_key_usages=False,
+        # With an EKU extension, one of the document-signing purposes above:
+        # a timestamping or TLS-server certificate does not sign documents.
+        extd_key_usage=SIGNING_EXTENDED_KEY_USAGES,
+        explicit_extd_key_usage_required=False,
     ),
     "tsa": TimestampSignatureStatus.default_usage_constraints(),
 }
