@@ -179,3 +179,43 @@ def test_only_admin_keys_of_the_same_agency(api: Any, credentials: dict[str, Any
     response = api.delete("/v1/admin/profiles/agency-a-seal", headers=admin(credentials, 1))
     assert response.status_code == 404
     assert api.get("/v1/admin/profiles").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"appearance": {"heading": "😀😀😀 漢字 עברית"}},  # no glyph in the stamp's font
+        {"appearance": {"heading": "\ufeff\u200b\u00ad"}},  # shows nothing
+        {"reason": "Phê duyệt\u202eevil"},  # right-to-left override
+        {"reason": "a\u0085b"},  # C1 control
+        {"location": "Hà Nội\u2028Huế"},  # line separator
+    ],
+    ids=["no-glyph", "invisible", "bidi-override", "c1-control", "line-separator"],
+)
+def test_text_a_person_would_not_see_as_saved_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    """Red team (issue 9): such headings were saved and drawn blank; a reason with a bidi
+    override was embedded in /Reason, which viewers show reversed."""
+    before = snapshot(services)
+    body = {"name": "chu-an", "key": "agency-a-seal", **fields}
+    response = api.post("/v1/admin/profiles", headers=admin(credentials), json=body)
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_REQUEST")
+    named = response.json()["details"]["fields"]
+    assert any(field.split(".")[-1] in str(fields) for field in named), named
+    assert_nothing_written(before, services)
+
+
+def test_vietnamese_text_in_every_form_is_accepted(api: Any, credentials: dict[str, Any]) -> None:
+    """Precomposed or decomposed (NFD) Vietnamese, the đồng sign and typographic punctuation."""
+    import unicodedata
+
+    body = {
+        "name": "sao-y-nfd",
+        "key": "agency-a-seal",
+        "reason": unicodedata.normalize("NFD", "Sao y bản chính – Đà Nẵng"),
+        "location": "Thành phố Hồ Chí Minh, phí 50.000 ₫",
+        "appearance": {"heading": "SAO Y BẢN CHÍNH"},
+    }
+    response = api.post("/v1/admin/profiles", headers=admin(credentials), json=body)
+    assert response.status_code == 201, response.text

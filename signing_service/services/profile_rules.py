@@ -12,9 +12,12 @@ the API's schemas use these models at start-up.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from signing_service.signing.repertoire import drawable
 
 if TYPE_CHECKING:
     from signing_service.signing.appearance import AppearanceSpec
@@ -39,9 +42,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _printable(value: str) -> str:
-    """Refuse control characters: a NUL fails on PostgreSQL, a newline breaks the stamp."""
+    """Refuse what cannot be shown as written: control characters (a NUL fails on PostgreSQL,
+    a newline breaks the stamp), invisible or reordering characters (bidi overrides), and
+    characters the stamp's font lacks (they were dropped silently); an empty text."""
     if _CONTROL.search(value):
         raise ValueError("không được chứa ký tự điều khiển")
+    bad = sorted({c for c in unicodedata.normalize("NFC", value) if not drawable(c)})
+    if bad:
+        shown = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
+        raise ValueError(
+            "chỉ dùng chữ Việt/Latinh, số và dấu câu (không có ký tự ẩn, ký tự đảo chiều hay "
+            f"ký tự phông chữ con dấu không có): {shown}"
+        )
     if not value.strip():
         raise ValueError("không được để trống")
     return value

@@ -23,6 +23,8 @@ from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign.fields import SigFieldSpec
 from pyhanko.stamp import TextStampStyle
 
+from signing_service.signing.repertoire import STAMP_RANGES
+
 VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")
 
 FONT_CANDIDATES = (
@@ -35,15 +37,9 @@ class FontMissing(Exception):
     pass
 
 
-# Latin, Vietnamese (Latin Extended Additional), combining marks, punctuation, ₫.
-STAMP_UNICODES = [
-    *range(0x20, 0x7F),
-    *range(0xA0, 0x250),
-    *range(0x300, 0x370),
-    *range(0x1E00, 0x1F00),
-    *range(0x2000, 0x2070),
-    0x20AB,
-]
+# Latin, Vietnamese (Latin Extended Additional), combining marks, punctuation, ₫: the ranges
+# profiles are checked against (signing/repertoire.py), so a saved text is drawable.
+STAMP_UNICODES = [code for start, end in STAMP_RANGES for code in range(start, end)]
 
 
 def _subset_font(source: Path) -> Path:
