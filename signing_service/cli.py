@@ -717,7 +717,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 def _key_audit_chain(settings: Settings) -> int:
     """After migrating: MAC an audit log from before migration 0005, once (needs the audit
     key, which the migration itself never reads)."""
-    from signing_service.audit import key_chain
+    from signing_service.audit import AuditNotKeyed, key_chain, mark_keyed
     from signing_service.audit.key import load_audit_key
     from signing_service.store.db import Database
 
@@ -729,7 +729,11 @@ def _key_audit_chain(settings: Settings) -> int:
     db = Database(settings.effective_database_url, audit_key=key)
     try:
         with db.transaction() as session:
-            keyed = key_chain(session, key)
+            keyed = key_chain(session, key, settings.audit_seals_path)
+            mark_keyed(session, settings.audit_seals_path)
+    except AuditNotKeyed as e:
+        print(f"AUDIT_NOT_KEYED: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     finally:
         db.dispose()
     if keyed is not None:

@@ -693,3 +693,52 @@ def test_production_without_an_audit_key_exits_6_naming_the_setting(tmp_path: Pa
     no_tsa = run(env, "audit", "seal")
     assert no_tsa.returncode == 6 and "SIGNING_SERVICE_AUDIT_TSA_URL" in no_tsa.stderr
     assert run(env, "audit", "verify").returncode == 0
+
+
+def test_a_log_stripped_of_its_macs_is_refused_not_keyed_again(
+    tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Red team (issue 9): delete an entry, recompute the plain chain, set every MAC and the
+    head's MAC to NULL: the log looked like one from before keying, and the next append (or
+    `migrate`, or the next start) MACed it as it stood; `audit verify` then passed. Now the
+    marker beside the seals says the log was keyed: nothing keys it again, appends refuse,
+    the service refuses to start and `audit verify` fails."""
+    settings = make_settings(tmp_path, database_url, dev_pki)
+    services = Services.build(settings)
+    try:
+        _fill(services)
+        assert audit.keyed_marker(settings.audit_seals_path).exists()
+        with services.db.transaction() as session:
+            last = _last_seq(session)
+            session.execute(delete(AuditEntry).where(AuditEntry.seq == 3))
+            for seq in range(4, last + 1):
+                session.execute(update(AuditEntry).where(AuditEntry.seq == seq).values(seq=seq - 1))
+            _rechain(session)
+            session.execute(update(AuditEntry).values(mac=None))
+            session.execute(update(AuditHead).values(mac=None, keyed_from=None))
+        with pytest.raises(audit.AuditNotKeyed), services.db.transaction() as session:
+            audit.append(session, actor="test", action="test.trigger")
+        report = _report(services)
+        assert not report.ok
+    finally:
+        services.close()
+    with pytest.raises(StartupRefused, match="đã từng được khóa"):
+        Services.build(settings)
+    env = {
+        **os.environ,
+        "SIGNING_SERVICE_DATA_DIR": str(settings.data_dir),
+        "SIGNING_SERVICE_DATABASE_URL": database_url,
+        "SIGNING_SERVICE_DEV_PKI_DIR": str(dev_pki[0].directory),
+        "SIGNING_SERVICE_DEV_PKI_PORT": str(dev_pki[1]),
+    }
+    migrated = subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert migrated.returncode == 6 and "AUDIT_NOT_KEYED" in migrated.stderr, migrated.stderr
+    with Services.build(settings, prepare=False).db.transaction() as session:
+        assert session.scalar(select(AuditHead.mac)) is None  # still not keyed again

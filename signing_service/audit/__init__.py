@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -58,6 +59,12 @@ __all__ = [
     "session_key",
     "verify",
 ]
+
+
+class AuditNotKeyed(RuntimeError):
+    """The log has no MAC chain although it was keyed before (its keyed marker exists outside
+    the database), or an entry was about to be appended to an unkeyed log: refused, because
+    keying it now would MAC whatever someone with write access to the database left in it."""
 
 
 class AuditKeyMissing(RuntimeError):
@@ -198,7 +205,35 @@ def _rows(session: Session, after: int = 0, batch: int = 5000) -> Iterable[Any]:
         last = rows[-1].seq
 
 
-def key_chain(session: Session, key: AuditKey | None = None) -> int | None:
+def keyed_marker(seal_dir: Path) -> Path:
+    """The file, beside the seals and outside the database, saying this log is keyed."""
+    return seal_dir / "keyed.json"
+
+
+def mark_keyed(session: Session, seal_dir: Path) -> None:
+    """Record outside the database that this log is keyed (idempotent; the directory is made
+    private). A log whose MACs later vanish is then refused, not keyed again."""
+    head = _locked_head(session)
+    if head is None:
+        # A new log: its head exists from the start, keyed from its first entry.
+        head = AuditHead(id=1, seq=0, hash=GENESIS, mac=GENESIS, keyed_from=1)
+        session.add(head)
+        session.flush()
+    marker = keyed_marker(seal_dir)
+    if head.mac is None or marker.exists():
+        return
+    seal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps({"keyed_from": head.keyed_from, "marked_at": datetime.now(UTC).isoformat()})
+    )
+    tmp.chmod(0o600)
+    tmp.replace(marker)
+
+
+def key_chain(
+    session: Session, key: AuditKey | None = None, seal_dir: Path | None = None
+) -> int | None:
     """Key a chain that predates keying (migration 0005), once; None when nothing to do.
 
     MACs every existing entry in order (the MAC chain starts at :data:`GENESIS`), records in
@@ -211,6 +246,16 @@ def key_chain(session: Session, key: AuditKey | None = None) -> int | None:
     head = _locked_head(session)
     if head is None or head.mac is not None:
         return None
+    if seal_dir is not None and (
+        keyed_marker(seal_dir).exists() or any(seal_dir.glob("seal-*.json"))
+    ):
+        # Keyed before (or sealed, which needs a keyed log): the MACs were removed from the
+        # database. Keying again would launder every edit made meanwhile (red team, issue 9).
+        raise AuditNotKeyed(
+            "nhật ký kiểm tra đã từng được khóa (có tệp đánh dấu hoặc niêm phong trong "
+            f"{seal_dir}) nhưng nay không còn MAC trong cơ sở dữ liệu: có thể đã bị sửa; "
+            "chạy `signing-service audit verify` và khôi phục cơ sở dữ liệu từ bản sao lưu"
+        )
     prev_mac, prev_hash, expected, intact, keyed = GENESIS, GENESIS, 1, True, 0
     pending: list[dict[str, Any]] = []
     for row in _rows(session):
@@ -267,7 +312,12 @@ def append(
         head = AuditHead(id=1, seq=0, hash=GENESIS, mac=GENESIS, keyed_from=1)
         session.add(head)
     elif head.mac is None:
-        key_chain(session, key)  # a chain from before 0005, not yet keyed: key it first
+        # Keyed only by the operator's start-up or `migrate` (key_chain with the seal
+        # directory, which refuses a log that was keyed before): never here, where it would MAC
+        # whatever the database holds now.
+        raise AuditNotKeyed(
+            "nhật ký kiểm tra chưa được khóa: chạy `signing-service migrate` với khóa nhật ký"
+        )
     assert head.mac is not None
     seq = head.seq + 1
     at = datetime.now(UTC).isoformat(timespec="microseconds")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 
-from signing_service.audit import key_chain
+from signing_service.audit import AuditNotKeyed, key_chain, mark_keyed
 from signing_service.audit.key import AuditKey, load_audit_key
 from signing_service.errors import ConfigurationError
 from signing_service.settings import Settings
@@ -283,8 +283,12 @@ class Services:
             db.migrate()
         if prepare:
             # A log from before migration 0005 is MACed once, before anything is appended.
-            with db.transaction() as session:
-                key_chain(session, audit_key)
+            try:
+                with db.transaction() as session:
+                    key_chain(session, audit_key, settings.audit_seals_path)
+                    mark_keyed(session, settings.audit_seals_path)
+            except AuditNotKeyed as e:
+                raise StartupRefused(str(e)) from None
         try:
             store = open_store(settings.effective_storage_url)
         except ValueError as e:
