@@ -264,6 +264,9 @@ class Settings(BaseSettings):
     verification_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     verification_max_pending: int = Field(default=8, ge=0, le=10_000)
     verification_memory_limit_bytes: int = Field(default=2 * 1024**3, ge=0)
+    # A worker whose resident memory passed this after answering is replaced (0: never): what
+    # a large verification leaves behind (glibc arenas, fragmentation) does not stay for good.
+    verification_worker_max_rss_bytes: int = Field(default=200 * 1024**2, ge=0)
     # The verification workers run at this nice value: signing gets the CPU first.
     verification_nice: int = Field(default=10, ge=0, le=19)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from asn1crypto import pem, x509
 
+from signing_service._asn1 import parse_certificates
 from signing_service.oserror import reason_vi
 
 if TYPE_CHECKING:
@@ -72,8 +73,12 @@ def load_certs(path: Path) -> list[x509.Certificate]:
     """
     data = path.read_bytes()
     if pem.detect(data):
-        return [x509.Certificate.load(der) for _, _, der in pem.unarmor(data, multiple=True)]
-    return [x509.Certificate.load(data)]
+        certs = [x509.Certificate.load(der) for _, _, der in pem.unarmor(data, multiple=True)]
+    else:
+        certs = [x509.Certificate.load(data)]
+    # Trust anchors and intermediates are shared by every thread of the process.
+    parse_certificates(certs)
+    return certs
 
 
 def _first_attribute(name: x509.Name, attribute: str) -> str | None:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from pyhanko_certvalidator import CertificateValidator
 from pyhanko_certvalidator.errors import PathBuildingError
 
+from signing_service.pki.dev import DevPki
 from signing_service.settings import Settings
 from signing_service.trust import (
     AnchorKind,
@@ -348,3 +349,46 @@ def test_trust_list_malformed_settings_exit_6_without_traceback(tmp_path: Path) 
     assert result.returncode == 6 and "kho chứng thư tin cậy" in result.stderr
     assert "không có tệp hoặc thư mục này" in result.stderr
     assert "Traceback" not in result.stderr and "No such file" not in result.stderr
+
+
+def test_a_freshly_loaded_trust_store_serves_many_threads_at_once(
+    dev_pki: tuple[DevPki, int],
+) -> None:
+    """A 500 seen under `serve --workers 2` with 4 concurrent signing clients: each process's
+    first requests built path-validation contexts at the same moment over the same, freshly
+    loaded anchors, and asn1crypto's lazy, unlocked parsing showed one thread a half-parsed
+    certificate (KeyError: No field numbered 2 is present in this Extension). Anchors are
+    parsed completely when loaded. Before the fix most rounds failed; 20 rounds."""
+    import threading
+
+    from pyhanko_certvalidator import ValidationContext
+
+    pki, _ = dev_pki
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows
+    try:
+        for _ in range(20):
+            trust = TrustStore.load(MANIFEST, dev_root=pki.root_cert_path)
+            trust.intermediates.extend(load_certs(pki.cert_path("interm")))
+            start = threading.Barrier(8)
+            failures: list[BaseException] = []
+
+            def build(
+                trust: TrustStore = trust,
+                start: threading.Barrier = start,
+                failures: list[BaseException] = failures,
+            ) -> None:
+                start.wait()
+                try:
+                    ValidationContext(trust_roots=trust.roots, other_certs=trust.intermediates)
+                except Exception as e:  # noqa: BLE001 - collected, asserted below
+                    failures.append(e)
+
+            threads = [threading.Thread(target=build) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert failures == []
+    finally:
+        sys.setswitchinterval(interval)

@@ -259,3 +259,30 @@ def test_kept_results_never_cover_a_changed_document(verifier: Verifier, signed:
     tampered = signed[: at + 6] + b"2" + signed[at + 7 :]
     assert verify(verifier, tampered)["verdict"] == "TOTAL_FAILED"
     assert verify(verifier, signed)["verdict"] == "TOTAL_PASSED"
+
+
+def _live_readers() -> int:
+    import gc
+
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, PdfFileReader))
+
+
+def test_verified_documents_do_not_stay_in_memory(
+    verifier: Verifier, signed: bytes, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Issue 9 (the server under 500 MB): after its answer, nothing of a verified document's
+    parsed form stays in the process — not through the per-revision page cache, not through the
+    per-document memo (which keeps results, never pyHanko objects). Once leaked, every public
+    verification of a 25-signature file kept ~1 MB for good."""
+    from signing_service.verification.memo import FACTS
+
+    pki, _ = dev_pki
+    key = load_pkcs12_file(pki.p12_path("agency-b-seal"), DEV_KEY_PASSPHRASE.encode())
+    # A second signature changes a form field: the memo keeps that field's name.
+    twice = asyncio.run(async_sign_pdf(signed, key, SignOptions(level=SignatureLevel.B_B)))
+    FACTS.clear()
+    before = _live_readers()
+    for _ in range(3):
+        assert verify(verifier, twice)["verdict"] == "TOTAL_PASSED"
+    assert _live_readers() == before

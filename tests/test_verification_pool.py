@@ -118,3 +118,42 @@ def test_too_many_waiting_requests_get_503_with_retry_after(
         assert info.value.headers["Retry-After"] == str(services.settings.retry_after_seconds)
     finally:
         services.close()
+
+
+def test_a_worker_over_its_resident_memory_bound_is_replaced_after_answering(
+    tmp_path: Path, dev_pki: tuple[DevPki, int], many_signatures: bytes
+) -> None:
+    """Issue 9 (server under 500 MB): what a verification leaves in a worker's heap does not
+    stay for good; the request that pushed it over still gets its report, and so does the
+    next one (served by the replacement)."""
+    services = build(tmp_path, dev_pki, verification_worker_max_rss_bytes=1024**2)
+    try:
+        pool = services.verification_pool
+        first = pool.worker_pids
+        assert verify_document(services, many_signatures, actor="t", isolated=True)["verdict"] == (
+            "TOTAL_PASSED"
+        )
+        second = pool.worker_pids
+        assert len(second) == 1 and second != first
+        assert pool.recycled == 1
+        assert verify_document(services, many_signatures, actor="t", isolated=True)["verdict"] == (
+            "TOTAL_PASSED"
+        )
+        assert pool.worker_pids != second
+    finally:
+        services.close()
+
+
+def test_a_worker_within_its_resident_memory_bound_is_kept(
+    tmp_path: Path, dev_pki: tuple[DevPki, int]
+) -> None:
+    services = build(tmp_path, dev_pki)  # the default bound
+    try:
+        pool = services.verification_pool
+        first = pool.worker_pids
+        for _ in range(3):
+            verify_document(services, make_pdf(), actor="t", isolated=True)
+        assert pool.worker_pids == first
+        assert pool.recycled == 0
+    finally:
+        services.close()

@@ -168,6 +168,7 @@ class Services:
                 memory_limit_bytes=settings.verification_memory_limit_bytes,
                 retry_after=settings.retry_after_seconds,
                 nice=settings.verification_nice,
+                max_rss_bytes=settings.verification_worker_max_rss_bytes,
             )
 
         return self._get_or_build("verification_pool", build)

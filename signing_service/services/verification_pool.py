@@ -131,6 +131,9 @@ def _worker_main(conn: Connection, config: TrustConfig, memory_limit: int, nice:
             conn.send(("bug", type(e).__name__))
 
 
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 class _Worker:
     def __init__(self, config: TrustConfig, memory_limit: int, nice: int) -> None:
         ctx = _context()
@@ -144,6 +147,14 @@ class _Worker:
         self.process.start()
         child.close()
 
+    def rss_bytes(self) -> int | None:
+        """The worker's resident memory now (Linux ``/proc``), ``None`` when unknown."""
+        try:
+            with open(f"/proc/{self.process.pid}/statm", "rb") as statm:
+                return int(statm.read().split()[1]) * _PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            return None
+
     def kill(self) -> None:
         try:
             self.process.kill()
@@ -154,7 +165,9 @@ class _Worker:
 
 class VerificationPool:
     """``processes`` workers; a request waits at most for ``max_pending`` others, then runs in
-    at most ``timeout`` seconds within ``memory_limit_bytes`` of address space."""
+    at most ``timeout`` seconds within ``memory_limit_bytes`` of address space. A worker whose
+    resident memory is above ``max_rss_bytes`` once it has answered is replaced by a fresh one
+    (0: never), so that the memory one large verification left behind is given back."""
 
     def __init__(
         self,
@@ -166,11 +179,14 @@ class VerificationPool:
         memory_limit_bytes: int,
         retry_after: int,
         nice: int = 10,
+        max_rss_bytes: int = 0,
     ) -> None:
         self._config = config
         self._timeout = timeout
         self._memory_limit = memory_limit_bytes
         self._nice = nice
+        self._max_rss = max_rss_bytes
+        self.recycled = 0  # workers replaced for their resident memory
         self._retry_after = retry_after
         self._slots = threading.BoundedSemaphore(processes + max_pending)
         self._in_flight = 0
@@ -226,6 +242,12 @@ class VerificationPool:
                 raise errors.VerificationResourceLimit() from None
             if kind == "error" and value == "RESOURCE_LIMIT":
                 self._replace(worker)
+            elif self._over_rss(worker):
+                # Answered already: the replacement is forked from the fork server (tens of
+                # ms) while this request's answer goes out.
+                with self._lock:
+                    self.recycled += 1
+                self._replace(worker)
             else:
                 self._idle.put(worker)
             if kind == "ok":
@@ -237,6 +259,21 @@ class VerificationPool:
             with self._lock:
                 self._in_flight -= 1
             self._slots.release()
+
+    def _over_rss(self, worker: _Worker) -> bool:
+        if self._max_rss <= 0:
+            return False
+        rss = worker.rss_bytes()
+        if rss is None or rss <= self._max_rss:
+            return False
+        log.info("verification worker at %d MB resident: replaced", rss // 1024**2)
+        return True
+
+    @property
+    def worker_pids(self) -> list[int | None]:
+        """The process ids of the current workers."""
+        with self._lock:
+            return [worker.process.pid for worker in self._all]
 
     @property
     def in_flight(self) -> int:

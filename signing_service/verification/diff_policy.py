@@ -315,7 +315,12 @@ def _new_refs_below(
             stack.extend(item.raw_get(i) for i in range(len(item)))
 
 
-_PAGES: weakref.WeakKeyDictionary[HistoricalResolver, list[generic.Reference]] = (
+# Keyed weakly by the revision's resolver, so the entry goes with the document. The values are
+# (object number, generation) pairs, not ``Reference`` objects: a Reference holds its resolver
+# (``.pdf``), and a value that refers to its own key keeps it alive forever — every verified
+# document's whole parsed reader would then stay in the worker (measured: ~1 MB per verification
+# of a 25-signature file, growing without bound under public load).
+_PAGES: weakref.WeakKeyDictionary[HistoricalResolver, tuple[tuple[int, int], ...]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -326,8 +331,8 @@ def page_refs(resolver: HistoricalResolver) -> list[generic.Reference]:
     page tree over the size limit."""
     found = _PAGES.get(resolver)
     if found is None:
-        found = _PAGES[resolver] = _walk_pages(resolver)
-    return list(found)
+        found = _PAGES[resolver] = tuple((r.idnum, r.generation) for r in _walk_pages(resolver))
+    return [generic.Reference(idnum, generation, resolver) for idnum, generation in found]
 
 
 def _walk_pages(resolver: HistoricalResolver) -> list[generic.Reference]:

@@ -206,7 +206,10 @@ class RevisionAnalysis:
                 revision,
                 result.modification_level,
                 None,
-                frozenset(result.changed_form_fields),
+                # Plain strings: pyHanko's string objects keep their container (and through
+                # it the whole parsed document) alive, and this result outlives the request
+                # in the per-document memo.
+                frozenset(str(name) for name in result.changed_form_fields),
                 annotations,
                 annotations_unreviewed_pages=unreviewed,
             )

@@ -16,6 +16,8 @@ from asn1crypto import x509
 from cryptography.hazmat.primitives import hashes
 from pyhanko.sign.signers.pdf_cms import Signer
 
+from signing_service._asn1 import parse_certificates
+
 
 class KeySourceError(Exception):
     """A registered key cannot be opened or used (unreadable material, token missing, …).
@@ -38,6 +40,14 @@ class LoadedKey:
     signer: Signer
     signing_cert: x509.Certificate
     chain: tuple[x509.Certificate, ...]
+
+    def __post_init__(self) -> None:
+        # An opened key is cached and used by concurrent requests: its certificates are parsed
+        # completely here, before any thread shares them (asn1crypto parses lazily, unlocked).
+        own = getattr(self.signer, "signing_cert", None)  # pyHanko's copy, if another object
+        parse_certificates(
+            (self.signing_cert, *self.chain, *([own] if isinstance(own, x509.Certificate) else []))
+        )
 
 
 @dataclass(frozen=True)
