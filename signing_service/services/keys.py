@@ -553,6 +553,11 @@ def signing_key(services: Services, agency: Agency, profile: SigningProfile) -> 
         )
     if row is None or row.kind not in SIGNING_KINDS:
         raise errors.ProfileKeyMissing()
+    # An opened key is cached by its registry id (disabling it forgets it): its spec, which
+    # parses the registered certificates (~1 ms), is built only to open it.
+    opened = services.keys.cached(row.uid)
+    if opened is not None:
+        return opened
     try:
         return services.keys.get(spec_for(services, row, agency.code))
     except KeySourceError as e:
