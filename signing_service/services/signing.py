@@ -288,12 +288,12 @@ def store_signed(
     input_id, output_id = new_id(), new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
 
-    def document(doc_id: str, kind: str, data: bytes, name: str | None) -> Document:
+    def document(doc_id: str, kind: str, data: bytes, sha256: str, name: str | None) -> Document:
         return Document(
             id=doc_id,
             agency_id=agency.id,
             kind=kind,
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=sha256,
             size=len(data),
             media_type="application/pdf",
             storage_key=f"{prefix}/{doc_id}.pdf",
@@ -302,8 +302,19 @@ def store_signed(
             created_at=now,
         )
 
-    input_doc = document(input_id, "original", pdf, filename)
-    output_doc = document(output_id, "signed", signed, _signed_name(filename))
+    incremental = signed.startswith(pdf)
+    input_hash = hashlib.sha256(pdf)
+    if incremental:
+        # The signed PDF is an incremental update of the original: its digest continues the
+        # original's over the appended bytes (one pass over the 1 MB document, not two).
+        output_hash = input_hash.copy()
+        output_hash.update(memoryview(signed)[len(pdf) :])
+    else:
+        output_hash = hashlib.sha256(signed)
+    input_doc = document(input_id, "original", pdf, input_hash.hexdigest(), filename)
+    output_doc = document(
+        output_id, "signed", signed, output_hash.hexdigest(), _signed_name(filename)
+    )
     signature = Signature(
         id=new_id(),
         agency_id=agency.id,
@@ -315,8 +326,8 @@ def store_signed(
         output_document_id=output_id,
     )
     to_write = [(output_doc, signed)]
-    if signed.startswith(pdf):
-        # The signed PDF is an incremental update of the original: keep one object.
+    if incremental:
+        # Keep one object: the original is the signed document's prefix.
         input_doc.storage_key = None
         input_doc.content_of = output_id
     else:
