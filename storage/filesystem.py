@@ -50,6 +50,15 @@ class _BytesSource:
         return chunk
 
 
+class _CountingReader(HashingReader):
+    """A :class:`HashingReader` that only counts: for bytes whose digest the caller has."""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.size += len(data)
+        return data
+
+
 def _fsync_dir(path: Path) -> None:
     dir_fd = os.open(path, os.O_RDONLY)
     try:
@@ -77,10 +86,12 @@ class FilesystemStore:
     def _lock_path(path: Path) -> Path:
         return path.parent / f".{path.name}.lock"
 
-    def _write_atomic(self, path: Path, stream: BinaryIO, size: int | None) -> HashingReader:
+    def _write_atomic(
+        self, path: Path, stream: BinaryIO, size: int | None, *, hashing: bool = True
+    ) -> HashingReader:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        reader = HashingReader(stream)
+        reader = HashingReader(stream) if hashing else _CountingReader(stream)
         try:
             with os.fdopen(fd, "wb") as f:
                 while chunk := reader.read(
@@ -102,9 +113,16 @@ class FilesystemStore:
         _fsync_dir(path.parent)
         return reader
 
-    def put(self, key: str, data: bytes, *, retain_until: datetime | None = None) -> ObjectInfo:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        retain_until: datetime | None = None,
+        sha256: str | None = None,
+    ) -> ObjectInfo:
         source = cast(BinaryIO, _BytesSource(data))
-        return self.put_stream(key, source, len(data), retain_until=retain_until)
+        return self._put(key, source, len(data), retain_until, sha256)
 
     def put_stream(
         self,
@@ -114,6 +132,16 @@ class FilesystemStore:
         *,
         retain_until: datetime | None = None,
     ) -> ObjectInfo:
+        return self._put(key, stream, size, retain_until, None)
+
+    def _put(
+        self,
+        key: str,
+        stream: BinaryIO,
+        size: int | None,
+        retain_until: datetime | None,
+        sha256: str | None,
+    ) -> ObjectInfo:
         path = self._path(key)
         try:
             if self._read_lock(path).locked(datetime.now(UTC)):
@@ -122,12 +150,12 @@ class FilesystemStore:
                 # The lock first: a crash in between leaves a lock without an object, which
                 # protects nothing and is harmless; never an object that should be locked.
                 self._write_lock(path, retain_until, False)
-            reader = self._write_atomic(path, stream, size)
+            reader = self._write_atomic(path, stream, size, hashing=sha256 is None)
         except OSError as e:
             if isinstance(e, StorageUnavailableError | ObjectLocked):
                 raise
             raise StorageUnavailableError(str(e.strerror)) from e
-        return ObjectInfo(key=key, size=reader.size, sha256=reader.sha256)
+        return ObjectInfo(key=key, size=reader.size, sha256=sha256 or reader.sha256)
 
     def get(self, key: str) -> bytes:
         try:

@@ -336,14 +336,13 @@ def store_signed(
     try:
         for doc, data in to_write:
             assert doc.storage_key is not None
-            services.store.put(doc.storage_key, data)
+            services.store.put(doc.storage_key, data, sha256=doc.sha256)
             written.append(doc.storage_key)
         with services.db.transaction() as session:
-            session.add(output_doc)
-            session.flush()
-            session.add(input_doc)
-            session.flush()
-            session.add(signature)
+            # One flush for the three rows (audit.append's head query flushes them): the
+            # unit of work inserts the documents in the order added (the signed one first:
+            # the original's content_of names it), then the signature that names both.
+            session.add_all((output_doc, input_doc, signature))
             if in_transaction is not None:
                 in_transaction(session, signature.id)
             audit.append(
