@@ -89,28 +89,39 @@ class SignResult:
 
 
 def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
+    with services.db.transaction() as session:
+        return _find_profile(session, agency, name)
+
+
+def _find_profile(session: Session, agency: Agency, name: str) -> SigningProfile:
     if not PROFILE_NAME.match(name):
         # A name no profile can have (a NUL, overlong text) never reaches the database.
         raise errors.ProfileNotFound()
-    with services.db.transaction() as session:
-        profile = session.scalars(
-            select(SigningProfile).where(
-                SigningProfile.name == name,
-                SigningProfile.agency_id == agency.id,
-                SigningProfile.disabled_at.is_(None),
-            )
-        ).first()
+    profile = session.scalars(
+        select(SigningProfile).where(
+            SigningProfile.name == name,
+            SigningProfile.agency_id == agency.id,
+            SigningProfile.disabled_at.is_(None),
+        )
+    ).first()
     if profile is None:
         # Another agency's profile is indistinguishable from a missing one.
         raise errors.ProfileNotFound()
     return profile
 
 
-def _key(services: Services, agency: Agency, profile: SigningProfile) -> LoadedKey:
-    """The profile's registered key (of the agency only), opened once per process."""
-    from signing_service.services.keys import signing_key
+def _profile_and_key(
+    services: Services, agency: Agency, name: str, level: str | None
+) -> tuple[SigningProfile, SignatureLevel, LoadedKey]:
+    """The profile, the level and the profile's opened key: both rows read in one
+    transaction (one BEGIN/COMMIT per signature instead of two), the key opened after it."""
+    from signing_service.services.keys import open_signing_key, signing_key_row
 
-    return signing_key(services, agency, profile)
+    with services.db.transaction() as session:
+        profile = _find_profile(session, agency, name)
+        chosen = _level(level, profile)
+        row = signing_key_row(session, agency, profile)
+    return profile, chosen, open_signing_key(services, agency, row)
 
 
 def _level(requested: str | None, profile: SigningProfile) -> SignatureLevel:
@@ -232,9 +243,8 @@ def sign_document(
     through to the provider and never stored or logged."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     dossier_code = check_dossier_code(dossier_code, agency.code)
-    profile = _profile(services, agency, profile_name)
-    chosen = _level(level, profile)
-    key = with_authorization(_key(services, agency, profile), authorization)
+    profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
+    key = with_authorization(key, authorization)
     return _sign_one(services, agency, profile, chosen, key, pdf, filename, dossier_code, actor)
 
 
@@ -413,9 +423,7 @@ def sign_batch(
       document, and the documents after it are not attempted: they carry the same error with
       ``details.attempted = false`` (each would wait for the same time-out).
     """
-    profile = _profile(services, agency, profile_name)
-    chosen = _level(level, profile)
-    key = _key(services, agency, profile)
+    profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
     run_sync(check_signer(services, key.signing_cert, key.chain))
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
