@@ -191,8 +191,17 @@ class ObjectReader(Protocol):
 
 
 class ObjectStore(Protocol):
-    def put(self, key: str, data: bytes, *, retain_until: datetime | None = None) -> ObjectInfo:
-        """Write atomically: readers see the whole object or nothing."""
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        retain_until: datetime | None = None,
+        sha256: str | None = None,
+    ) -> ObjectInfo:
+        """Write atomically: readers see the whole object or nothing. ``sha256``: the hex
+        SHA-256 of ``data`` when the caller has already computed it (then not computed again;
+        the returned :class:`ObjectInfo` carries it)."""
 
     def put_stream(
         self,

@@ -120,7 +120,15 @@ class MinioStore:
         except (S3Error, *TRANSPORT_ERRORS) as e:
             raise self._unavailable(e) from None
 
-    def put(self, key: str, data: bytes, *, retain_until: datetime | None = None) -> ObjectInfo:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        retain_until: datetime | None = None,
+        sha256: str | None = None,
+    ) -> ObjectInfo:
+        # ``sha256`` is not needed here: the digest is computed while uploading anyway.
         return self.put_stream(key, io.BytesIO(data), len(data), retain_until=retain_until)
 
     # Uploads can start while the data is still arriving (unknown length: multipart).

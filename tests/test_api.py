@@ -230,7 +230,7 @@ def test_storage_failure_leaves_nothing(
     """Fault injection at the storage adapter: the object write fails."""
     import storage
 
-    def failing_put(key: str, data: bytes) -> Any:
+    def failing_put(key: str, data: bytes, **_options: Any) -> Any:
         raise storage.StorageUnavailableError("disk gone")
 
     before = snapshot(services)

@@ -40,6 +40,16 @@ def test_round_trip_and_digest(store: Any) -> None:
     assert abs((datetime.now(UTC) - listed.modified).total_seconds()) < 120
 
 
+def test_put_of_a_large_object_with_the_callers_digest(store: Any) -> None:
+    # More than one write chunk (storage.base.CHUNK), so the object is written in pieces.
+    data = os.urandom(2 * 1024 * 1024 + 17)
+    digest = hashlib.sha256(data).hexdigest()
+    info = store.put("agency/2026/11/big.pdf", data, sha256=digest)
+    assert (info.size, info.sha256) == (len(data), digest)
+    assert store.get("agency/2026/11/big.pdf") == data
+    assert store.put("agency/2026/11/again.pdf", data).sha256 == digest  # computed when absent
+
+
 def test_overwrite_is_whole(store: Any) -> None:
     store.put("k", b"a" * 1000)
     store.put("k", b"b" * 10)

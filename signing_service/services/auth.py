@@ -16,7 +16,7 @@ import secrets
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from signing_service.errors import Unauthenticated
 from signing_service.store.models import ApiClient
@@ -79,7 +79,12 @@ def authenticate(session: Session, authorization: str | None) -> ApiClient:
     _, key_id, secret = parts
     # Checked before the query: a NUL or an over-long value must not reach PostgreSQL.
     client = (
-        session.scalars(select(ApiClient).where(ApiClient.key_id == key_id)).first()
+        # The agency comes in the same query (every agency request needs it): one round trip.
+        session.scalars(
+            select(ApiClient)
+            .options(joinedload(ApiClient.agency))
+            .where(ApiClient.key_id == key_id)
+        ).first()
         if KEY_ID.fullmatch(key_id)
         else None
     )

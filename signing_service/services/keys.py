@@ -546,13 +546,35 @@ def signing_key(services: Services, agency: Agency, profile: SigningProfile) -> 
     if profile.two_step:
         raise errors.ProfileNeedsTwoStep()
     with services.db.transaction() as session:
-        row = (
-            active_key(session, agency.id, key_id=profile.key_id)
-            if profile.key_id is not None and profile.agency_id == agency.id
-            else None
-        )
+        row = signing_key_row(session, agency, profile)
+    return open_signing_key(services, agency, row)
+
+
+def signing_key_row(session: Session, agency: Agency, profile: SigningProfile) -> SigningKey:
+    """The registry row of a one-step profile's key, read in the caller's transaction (the
+    signing path reads it with the profile, in one). Raises what :func:`signing_key` does,
+    except the key source's errors: open the row with :func:`open_signing_key`, after the
+    transaction (opening may unseal, log in to a token or call a provider)."""
+    if profile.two_step:
+        raise errors.ProfileNeedsTwoStep()
+    row = (
+        active_key(session, agency.id, key_id=profile.key_id)
+        if profile.key_id is not None and profile.agency_id == agency.id
+        else None
+    )
     if row is None or row.kind not in SIGNING_KINDS:
         raise errors.ProfileKeyMissing()
+    return row
+
+
+def open_signing_key(services: Services, agency: Agency, row: SigningKey) -> LoadedKey:
+    """The opened key of a row from :func:`signing_key_row`; the key source's own error
+    (mapped by :func:`key_error`) when it cannot be opened."""
+    # An opened key is cached by its registry id (disabling it forgets it): its spec, which
+    # parses the registered certificates (~1 ms), is built only to open it.
+    opened = services.keys.cached(row.uid)
+    if opened is not None:
+        return opened
     try:
         return services.keys.get(spec_for(services, row, agency.code))
     except KeySourceError as e:

@@ -89,28 +89,39 @@ class SignResult:
 
 
 def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
+    with services.db.transaction() as session:
+        return _find_profile(session, agency, name)
+
+
+def _find_profile(session: Session, agency: Agency, name: str) -> SigningProfile:
     if not PROFILE_NAME.match(name):
         # A name no profile can have (a NUL, overlong text) never reaches the database.
         raise errors.ProfileNotFound()
-    with services.db.transaction() as session:
-        profile = session.scalars(
-            select(SigningProfile).where(
-                SigningProfile.name == name,
-                SigningProfile.agency_id == agency.id,
-                SigningProfile.disabled_at.is_(None),
-            )
-        ).first()
+    profile = session.scalars(
+        select(SigningProfile).where(
+            SigningProfile.name == name,
+            SigningProfile.agency_id == agency.id,
+            SigningProfile.disabled_at.is_(None),
+        )
+    ).first()
     if profile is None:
         # Another agency's profile is indistinguishable from a missing one.
         raise errors.ProfileNotFound()
     return profile
 
 
-def _key(services: Services, agency: Agency, profile: SigningProfile) -> LoadedKey:
-    """The profile's registered key (of the agency only), opened once per process."""
-    from signing_service.services.keys import signing_key
+def _profile_and_key(
+    services: Services, agency: Agency, name: str, level: str | None
+) -> tuple[SigningProfile, SignatureLevel, LoadedKey]:
+    """The profile, the level and the profile's opened key: both rows read in one
+    transaction (one BEGIN/COMMIT per signature instead of two), the key opened after it."""
+    from signing_service.services.keys import open_signing_key, signing_key_row
 
-    return signing_key(services, agency, profile)
+    with services.db.transaction() as session:
+        profile = _find_profile(session, agency, name)
+        chosen = _level(level, profile)
+        row = signing_key_row(session, agency, profile)
+    return profile, chosen, open_signing_key(services, agency, row)
 
 
 def _level(requested: str | None, profile: SigningProfile) -> SignatureLevel:
@@ -232,9 +243,8 @@ def sign_document(
     through to the provider and never stored or logged."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     dossier_code = check_dossier_code(dossier_code, agency.code)
-    profile = _profile(services, agency, profile_name)
-    chosen = _level(level, profile)
-    key = with_authorization(_key(services, agency, profile), authorization)
+    profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
+    key = with_authorization(key, authorization)
     return _sign_one(services, agency, profile, chosen, key, pdf, filename, dossier_code, actor)
 
 
@@ -288,12 +298,12 @@ def store_signed(
     input_id, output_id = new_id(), new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
 
-    def document(doc_id: str, kind: str, data: bytes, name: str | None) -> Document:
+    def document(doc_id: str, kind: str, data: bytes, sha256: str, name: str | None) -> Document:
         return Document(
             id=doc_id,
             agency_id=agency.id,
             kind=kind,
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=sha256,
             size=len(data),
             media_type="application/pdf",
             storage_key=f"{prefix}/{doc_id}.pdf",
@@ -302,8 +312,19 @@ def store_signed(
             created_at=now,
         )
 
-    input_doc = document(input_id, "original", pdf, filename)
-    output_doc = document(output_id, "signed", signed, _signed_name(filename))
+    incremental = signed.startswith(pdf)
+    input_hash = hashlib.sha256(pdf)
+    if incremental:
+        # The signed PDF is an incremental update of the original: its digest continues the
+        # original's over the appended bytes (one pass over the 1 MB document, not two).
+        output_hash = input_hash.copy()
+        output_hash.update(memoryview(signed)[len(pdf) :])
+    else:
+        output_hash = hashlib.sha256(signed)
+    input_doc = document(input_id, "original", pdf, input_hash.hexdigest(), filename)
+    output_doc = document(
+        output_id, "signed", signed, output_hash.hexdigest(), _signed_name(filename)
+    )
     signature = Signature(
         id=new_id(),
         agency_id=agency.id,
@@ -315,8 +336,8 @@ def store_signed(
         output_document_id=output_id,
     )
     to_write = [(output_doc, signed)]
-    if signed.startswith(pdf):
-        # The signed PDF is an incremental update of the original: keep one object.
+    if incremental:
+        # Keep one object: the original is the signed document's prefix.
         input_doc.storage_key = None
         input_doc.content_of = output_id
     else:
@@ -325,14 +346,13 @@ def store_signed(
     try:
         for doc, data in to_write:
             assert doc.storage_key is not None
-            services.store.put(doc.storage_key, data)
+            services.store.put(doc.storage_key, data, sha256=doc.sha256)
             written.append(doc.storage_key)
         with services.db.transaction() as session:
-            session.add(output_doc)
-            session.flush()
-            session.add(input_doc)
-            session.flush()
-            session.add(signature)
+            # One flush for the three rows (audit.append's head query flushes them): the
+            # unit of work inserts the documents in the order added (the signed one first:
+            # the original's content_of names it), then the signature that names both.
+            session.add_all((output_doc, input_doc, signature))
             if in_transaction is not None:
                 in_transaction(session, signature.id)
             audit.append(
@@ -403,9 +423,7 @@ def sign_batch(
       document, and the documents after it are not attempted: they carry the same error with
       ``details.attempted = false`` (each would wait for the same time-out).
     """
-    profile = _profile(services, agency, profile_name)
-    chosen = _level(level, profile)
-    key = _key(services, agency, profile)
+    profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
     run_sync(check_signer(services, key.signing_cert, key.chain))
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)

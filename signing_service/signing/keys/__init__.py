@@ -75,6 +75,12 @@ class KeyCache:
         with self._lock:
             return self._keys.setdefault(spec.key_id, loaded)
 
+    def cached(self, key_id: str) -> LoadedKey | None:
+        """The key already opened for ``key_id``, or None: lets a caller skip building the
+        spec (parsing the registered certificates) on every signature."""
+        with self._lock:
+            return self._keys.get(key_id)
+
     def forget(self, key_id: str) -> None:
         """Drop an opened key (it was disabled)."""
         with self._lock:
