@@ -425,3 +425,61 @@ def test_bad_file_names_are_refused_at_the_edge(
     assert (response.status_code, response.json()["code"]) == (422, "INVALID_FILENAME")
     assert not response.json()["message"].isascii()
     assert_nothing_written(before, services)
+
+
+@pytest.mark.parametrize(
+    ("path", "parts", "named"),
+    [
+        (
+            "/v1/signatures",
+            [("profile", "khong-co"), ("profile", "agency-a-seal"), ("file", "a.pdf")],
+            "profile",
+        ),
+        (
+            "/v1/signatures",
+            [("profile", "agency-a-seal"), ("level", "B-B"), ("level", "B-T"), ("file", "a.pdf")],
+            "level",
+        ),
+        (
+            "/v1/signatures",
+            [("profile", "agency-a-seal"), ("file", "a.pdf"), ("file", "b.pdf")],
+            "file",
+        ),
+        (
+            "/v1/signatures/batch",
+            [
+                ("profile", "agency-a-seal"),
+                ("profile", "x"),
+                ("files", "a.pdf"),
+                ("files", "b.pdf"),
+            ],
+            "profile",
+        ),
+    ],
+    ids=["profile", "level", "file", "batch-profile"],
+)
+def test_a_repeated_field_is_refused_not_the_last_one_taken(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    path: str,
+    parts: list[tuple[str, str]],
+    named: str,
+) -> None:
+    """Red team (issue 9): the last of two values silently won (a proxy reading the first saw
+    another request); two documents in /v1/signatures dropped the first. The batch's
+    ``files`` may repeat."""
+    from tests.support.multipart import multipart
+
+    fields: list[Any] = [
+        (name, value, make_pdf()) if name in ("file", "files") else (name, value)
+        for name, value in parts
+    ]
+    body, content_type = multipart(fields)
+    before = snapshot(services)
+    response = api.post(
+        path, headers={**auth(credentials), "Content-Type": content_type}, content=body
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_REQUEST")
+    assert named in response.json()["details"]["fields"]
+    assert_nothing_written(before, services)

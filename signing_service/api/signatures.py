@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
 from signing_service import errors
@@ -28,6 +29,30 @@ if TYPE_CHECKING:
 # pyHanko (~30 MB), which a process serving only attachments never needs.
 
 router = APIRouter()
+
+# Fields that may repeat (the batch's documents); any other field sent twice is refused: the
+# last one silently won, so a gateway or audit proxy reading the first saw another request than
+# the one executed (red team, issue 9).
+_REPEATABLE = frozenset({"files"})
+
+
+async def _single_valued(request: Request) -> None:
+    """422 ``INVALID_REQUEST`` naming each single-valued form field sent more than once. The
+    form is the one FastAPI already parsed for the endpoint (Starlette caches it)."""
+    form = await request.form()
+    repeated = sorted(
+        {name for name in form if name not in _REPEATABLE and len(form.getlist(name)) > 1}
+    )
+    if repeated:
+        raise RequestValidationError(
+            [
+                {"loc": ("body", name), "msg": "trường bị gửi nhiều lần", "type": "value_error"}
+                for name in repeated
+            ]
+        )
+
+
+SINGLE_VALUED = [Depends(_single_valued)]
 
 # Form fields reach the database (profile names, dossier codes) and key sources: checked at
 # the edge for length and control characters, the same on both databases (422).
@@ -64,6 +89,7 @@ def _signature_out(result: SignResult) -> schemas.SignatureOut:
         413: {"model": schemas.ErrorBody},
         503: {"model": schemas.ErrorBody},
     },
+    dependencies=SINGLE_VALUED,
 )
 async def create_signature(
     caller: Client,
@@ -122,6 +148,7 @@ async def create_signature(
         404: {"model": schemas.ErrorBody},
         422: {"model": schemas.ErrorBody},
     },
+    dependencies=SINGLE_VALUED,
 )
 async def external_start(
     caller: Client,
@@ -230,6 +257,7 @@ async def external_complete(
         413: {"model": schemas.ErrorBody},
         422: {"model": schemas.ErrorBody},
     },
+    dependencies=SINGLE_VALUED,
 )
 async def create_batch(
     caller: Client,
