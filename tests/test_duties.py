@@ -804,3 +804,35 @@ def test_chains_are_judged_once_per_certificate_while_their_answers_are_valid(
             services, a, profile_name="agency-a-seal", pdf=make_pdf(), level="B-T", actor="t"
         )
     assert (signers.validations - before[0], tsas.validations - before[1]) == (1, 1)
+
+
+def test_client_cms_with_a_token_in_another_unsigned_attribute_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team: a good signature timestamp plus a self-signed token in an archive-timestamp
+    attribute (id-aa-ets-archiveTimestampV2) was stored unchecked. Only the signature
+    timestamp (checked) may be carried unsigned."""
+    assert services.dev_pki is not None
+    certificate, _ = _officer(services)
+    session = _start(api, credentials, certificate, "B-T").json()
+    good = cms.ContentInfo.load(
+        base64.b64decode(_client_cms(services, session, BadTsa(services.dev_pki, "good")))
+    )
+    bad = cms.ContentInfo.load(
+        base64.b64decode(_client_cms(services, session, BadTsa(services.dev_pki, "self_signed")))
+    )
+    bad_token = bad["content"]["signer_infos"][0]["unsigned_attrs"][0]["values"][0]
+    info = good["content"]["signer_infos"][0]
+    attrs = list(info["unsigned_attrs"])
+    attrs.append(
+        cms.CMSAttribute(
+            {"type": cms.CMSAttributeType("1.2.840.113549.1.9.16.2.48"), "values": [bad_token]}
+        )
+    )
+    info["unsigned_attrs"] = cms.CMSAttributes(attrs)
+    forged = base64.b64encode(good.dump(force=True)).decode()
+    before = snapshot(services)
+    done = _complete(api, credentials, session, cms=forged)
+    assert (done.status_code, done.json()["code"]) == (422, "EXTERNAL_CMS_INVALID"), done.text
+    assert done.json()["details"]["unsigned_attributes"] == ["1.2.840.113549.1.9.16.2.48"]
+    assert_nothing_written(before, services)

@@ -222,6 +222,11 @@ def _check_cms(row: ExternalSession, cert: x509.Certificate, data: bytes) -> cms
     return ci
 
 
+# The only unsigned attribute a client's CMS may carry: its signature timestamp, which is
+# checked before it is stored. Validation data is ours to add (the DSS, B-LT and above).
+ALLOWED_UNSIGNED_ATTRIBUTES = frozenset({"signature_time_stamp_token"})
+
+
 def _check_client_timestamps(services: Services, ci: cms.ContentInfo) -> None:
     """A client-built CMS may carry its own signature timestamps: each is checked as ours are
     (signature, TSA chain and purpose, algorithms, imprint over the signature value, time)
@@ -230,8 +235,20 @@ def _check_client_timestamps(services: Services, ci: cms.ContentInfo) -> None:
     try:
         tokens = signature_timestamp_tokens(ci)
         signature_value = ci["content"]["signer_infos"][0]["signature"].native
+        unexpected = sorted(
+            {
+                attribute["type"].dotted
+                for info in ci["content"]["signer_infos"]
+                for attribute in (info["unsigned_attrs"] or [])
+                if attribute["type"].native not in ALLOWED_UNSIGNED_ATTRIBUTES
+            }
+        )
     except (ValueError, KeyError, IndexError, TypeError):
         raise errors.ExternalCmsInvalid() from None
+    if unexpected:
+        # Anything else a client adds unsigned would be stored unchecked (red team: a
+        # self-signed timestamp token in an archive-timestamp attribute).
+        raise errors.ExternalCmsInvalid(details={"unsigned_attributes": unexpected[:10]})
     for token in tokens:
         try:
             run_sync(services.token_checker.async_check_over(token, signature_value))
