@@ -221,6 +221,7 @@ PUBLIC_LIMITS = {
     "SIGNING_SERVICE_PUBLIC_RATE_PER_MINUTE": "1000000",
     "SIGNING_SERVICE_PUBLIC_RATE_BURST": "100000",
     "SIGNING_SERVICE_MAX_ANONYMOUS_REQUESTS": "64",
+    "SIGNING_SERVICE_MAX_ANONYMOUS_REQUESTS_PER_CLIENT": "0",
 }
 INVISIBLE_PROFILE = "agency-a-seal-invisible"
 # DER bytes added to the measured CMS size for the pyHanko baseline's bytes_reserved: room for

@@ -293,6 +293,8 @@ class Settings(BaseSettings):
     # The edge (README "Limits"). Anonymous requests (no Authorization header, or the public
     # verification endpoint): at most this many at a time per server process (0: no limit).
     max_anonymous_requests: int = Field(default=16, ge=0, le=100_000)
+    # ... and at most this many from one client (IPv4 address, IPv6 /64) (0: no limit).
+    max_anonymous_requests_per_client: int = Field(default=4, ge=0, le=100_000)
     # POST /v1/verifications per client (IPv4 address, IPv6 /64): a token bucket of `burst`
     # refilled at `rate_per_minute` (0: no rate limit). Per server process.
     public_rate_per_minute: float = Field(default=30.0, ge=0)

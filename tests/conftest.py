@@ -145,6 +145,7 @@ def make_settings(
         # The in-process client is one "client": tests that verify many files would meet the
         # public rate limit; the tests of the limit itself set it (tests/test_public_lane.py).
         "public_rate_per_minute": 0,
+        "max_anonymous_requests_per_client": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -242,3 +242,67 @@ def test_verification_stats_command(services: Services, tmp_path: Path) -> None:
     result = run()
     assert result.returncode == 0, result.stderr
     assert "HỢP LỆ" in result.stdout and "vượt giới hạn tần suất" in result.stdout
+
+
+def test_one_client_holds_at_most_its_share_of_the_anonymous_lane() -> None:
+    """Red team (issue 9): slow uploads from two addresses held all 16 anonymous places, and
+    everyone else got ANONYMOUS_BUSY. One client (address, IPv6 /64) now has at most
+    ``max_per_client`` requests in flight; the next is 429 with Retry-After, others go on."""
+    import asyncio
+
+    from signing_service.api.edge import PublicLane
+
+    release = asyncio.Event()
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    refused: list[str] = []
+    lane = PublicLane(
+        slow_app,
+        rate_limited=lambda scope: scope["path"] == "/v1/verifications",
+        buckets=None,
+        max_concurrent=16,
+        trusted_proxies=[],
+        retry_after=7,
+        max_per_client=2,
+        on_refused=refused.append,
+    )
+
+    async def request(peer: str) -> tuple[int, dict[bytes, bytes]]:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/verifications",
+            "headers": [],
+            "client": (peer, 40000),
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await lane(scope, receive, send)
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        return start["status"], dict(start.get("headers", []))
+
+    async def scenario() -> list[tuple[int, dict[bytes, bytes]]]:
+        held = [asyncio.create_task(request("203.0.113.9")) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        third = await asyncio.wait_for(request("203.0.113.9"), 5)  # answered at once
+        other = asyncio.create_task(request("198.51.100.7"))
+        await asyncio.sleep(0.05)
+        assert not other.done()  # admitted, waiting like the first two
+        release.set()
+        return [third, *[await t for t in held], await other]
+
+    third, first, second, other = asyncio.run(scenario())
+    assert third[0] == 429 and third[1][b"retry-after"] == b"7"
+    assert (first[0], second[0], other[0]) == (200, 200, 200)
+    assert refused == ["RATE_LIMITED"]
+    assert lane.per_client == {} and lane.in_flight == 0

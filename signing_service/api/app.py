@@ -167,6 +167,7 @@ def create_app(services: Services) -> FastAPI:
         if settings.public_rate_per_minute > 0
         else None,
         max_concurrent=settings.max_anonymous_requests,
+        max_per_client=settings.max_anonymous_requests_per_client,
         trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
         retry_after=settings.retry_after_seconds,
         on_refused=lambda code: services.verification_counter.add(code, may_flush=False),

@@ -282,6 +282,7 @@ class PublicLane:
         buckets: TokenBuckets | None,
         max_concurrent: int,
         trusted_proxies: Sequence[ipaddress._BaseNetwork],
+        max_per_client: int = 0,
         retry_after: int,
         on_refused: Callable[[str], None] = lambda _code: None,
     ) -> None:
@@ -293,6 +294,10 @@ class PublicLane:
         self.retry_after = retry_after
         self.on_refused = on_refused
         self.in_flight = 0
+        # Anonymous requests in flight per client (IPv4 address, IPv6 /64): slow uploads from
+        # two addresses held all the lane's places (red team, issue 9).
+        self.max_per_client = max_per_client
+        self.per_client: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in PROBES:
@@ -314,8 +319,19 @@ class PublicLane:
                 headers={"Retry-After": str(self.retry_after)},
             )
             return
+        client = bucket_key(client_address(scope, self.trusted))
+        if self.max_per_client > 0 and self.per_client.get(client, 0) >= self.max_per_client:
+            if limited:
+                self.on_refused("RATE_LIMITED")
+            await send_error(
+                send,
+                errors.RateLimited(),
+                close=True,
+                headers={"Retry-After": str(self.retry_after)},
+            )
+            return
         if limited and self.buckets is not None:
-            wait = self.buckets.take(bucket_key(client_address(scope, self.trusted)))
+            wait = self.buckets.take(client)
             if wait > 0:
                 self.on_refused("RATE_LIMITED")
                 seconds = str(max(1, math.ceil(min(wait, 86_400))))
@@ -325,7 +341,13 @@ class PublicLane:
                 return
         # One event loop per process: the counter needs no lock.
         self.in_flight += 1
+        self.per_client[client] = self.per_client.get(client, 0) + 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            left = self.per_client[client] - 1
+            if left:
+                self.per_client[client] = left
+            else:
+                del self.per_client[client]
