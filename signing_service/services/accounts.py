@@ -24,13 +24,12 @@ from signing_service.services.auth import (
     KEY_ID,
     OPERATOR_ROLE,
     ROLES,
-    as_utc,
     key_status,
     new_api_key,
 )
 from signing_service.services.container import Services
 from signing_service.store.models import Agency, ApiClient
-from signing_service.trust import VIETNAM_TZ
+from signing_service.timefmt import api_time_or_none, aware_utc
 
 # Mã định danh cơ quan, e.g. 000.00.12.H12 (the agency part of a dossier code).
 AGENCY_CODE = re.compile(r"^[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3}$")
@@ -64,7 +63,7 @@ def create_agency(services: Services, code: str, name: str, *, actor: str) -> Ag
 
 def _time(moment: datetime | None) -> str | None:
     """A stored time for people and the API: ISO 8601 in +07:00."""
-    return None if moment is None else as_utc(moment).astimezone(VIETNAM_TZ).isoformat()
+    return api_time_or_none(moment)
 
 
 @dataclass(frozen=True)
@@ -325,7 +324,9 @@ def rotate_api_key(
         if status != "active":
             raise errors.ApiKeyInactive()
         lifetime = (
-            as_utc(old.expires_at) - as_utc(old.created_at) if old.expires_at is not None else None
+            aware_utc(old.expires_at) - aware_utc(old.created_at)
+            if old.expires_at is not None
+            else None
         )
         new = ApiClient(
             agency_id=old.agency_id,
@@ -338,7 +339,7 @@ def rotate_api_key(
         )
         session.add(new)
         overlap_end = now + timedelta(hours=overlap)
-        if old.expires_at is None or as_utc(old.expires_at) > overlap_end:
+        if old.expires_at is None or aware_utc(old.expires_at) > overlap_end:
             old.expires_at = overlap_end
         old.replaced_by = new_key_id
         session.flush()

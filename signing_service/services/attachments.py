@@ -44,7 +44,7 @@ from signing_service.services.documents import (
     printable,
 )
 from signing_service.store.models import Agency, Attachment, Document, new_id
-from signing_service.timefmt import api_time, api_time_or_none
+from signing_service.timefmt import api_time, api_time_or_none, aware_utc
 from storage import ObjectInfo, ObjectLocked, ObjectNotFound, StorageUnavailableError
 from storage.base import ChunkPipe, ObjectReader
 
@@ -97,19 +97,10 @@ class AttachmentView:
             sanitized=a.sanitized_key is not None,
             sanitized_sha256=a.sanitized_sha256,
             screening=a.screening,
-            retain_until=_iso(a.retain_until) if a.retain_until else None,
+            retain_until=api_time(a.retain_until) if a.retain_until else None,
             legal_hold=a.legal_hold,
-            created_at=_iso(a.created_at),
+            created_at=api_time(a.created_at),
         )
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; they were written in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return api_time(moment)
 
 
 def crash_point(services: Services, step: str) -> None:
@@ -671,7 +662,7 @@ def delete_attachment(services: Services, agency: Agency, attachment_id: str, ac
     its content."""
     row = get_attachment(services, agency, attachment_id, actor)
     now = datetime.now(UTC)
-    retain_until = _utc(row.retain_until) if row.retain_until is not None else None
+    retain_until = aware_utc(row.retain_until) if row.retain_until is not None else None
     if row.legal_hold or (retain_until is not None and retain_until > now):
         audit_refusal(
             services,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from signing_service.errors import Unauthenticated
 from signing_service.store.models import ApiClient
+from signing_service.timefmt import aware_utc
 
 PREFIX = "ssk"
 # client: signs and reads its agency's documents; admin: also manages its signing profiles;
@@ -39,18 +40,13 @@ def new_api_key() -> tuple[str, str, str]:
     return f"{PREFIX}_{key_id}_{secret}", key_id, hashlib.sha256(secret.encode()).hexdigest()
 
 
-def as_utc(moment: datetime) -> datetime:
-    """``moment`` as an aware UTC datetime. SQLite returns the stored (UTC) times naive."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def key_status(client: ApiClient, now: datetime | None = None) -> str:
     """``revoked``, ``expired``, ``overlap`` (rotated, still usable until ``expires_at``) or
     ``active``. Only ``active`` and ``overlap`` keys authenticate."""
     now = now or datetime.now(UTC)
     if client.revoked_at is not None:
         return "revoked"
-    if client.expires_at is not None and as_utc(client.expires_at) <= now:
+    if client.expires_at is not None and aware_utc(client.expires_at) <= now:
         return "expired"
     if client.replaced_by is not None:
         return "overlap"
