@@ -44,7 +44,7 @@ from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service import _pdf_recovery, _pdf_speedups
-from signing_service.signing.appearance import AppearanceSpec
+from signing_service.signing.appearance import AppearanceSpec, KindAppearance, interim_field_spec
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
@@ -102,7 +102,8 @@ class SignOptions:
     location: str | None = None
     contact_info: str | None = None
     md_algorithm: str = "sha256"
-    appearance: AppearanceSpec | None = None
+    # AppearanceSpec: the text stamp of profiles without a kind; KindAppearance: issue 10's kinds.
+    appearance: AppearanceSpec | KindAppearance | None = None
     tsa_url: str | None = None
 
 
@@ -263,16 +264,33 @@ def _pdf_signer(
     stamp_style = None
     new_field_spec = None
     if options.appearance is not None:
-        _check_appearance(options.appearance)
         try:
             page = writer.prev.find_page_for_modification(0)[0]
             media_box = [float(v) for v in page.get_object()[NameObject("/MediaBox")]]
         except Exception:  # noqa: BLE001 - inherited or odd MediaBox: fall back to A4
             media_box = [0.0, 0.0, 595.0, 842.0]
-        stamp_style = options.appearance.stamp(signer_name, organisation, now)
-        new_field_spec = options.appearance.field_spec(
-            field_name, media_box[2] - media_box[0], media_box[3] - media_box[1]
-        )
+        page_width, page_height = media_box[2] - media_box[0], media_box[3] - media_box[1]
+        if isinstance(options.appearance, KindAppearance):
+            plan = options.appearance.plan(
+                signer_name,
+                organisation,
+                now,
+                cert_title=_subject_attr(signing_cert, "title"),
+            )
+            if plan is not None:
+                stamp_style = plan.style
+                new_field_spec = interim_field_spec(
+                    plan,
+                    field_name,
+                    writer.prev,
+                    page_width,
+                    page_height,
+                    options.appearance.margin,
+                )
+        else:
+            _check_appearance(options.appearance)
+            stamp_style = options.appearance.stamp(signer_name, organisation, now)
+            new_field_spec = options.appearance.field_spec(field_name, page_width, page_height)
     # The signature itself is B-B or B-T: the validation data of B-LT/B-LTA is fetched and
     # added after it (module docstring), so pyHanko's pre-signing validation is not used.
     meta = PdfSignatureMetadata(
