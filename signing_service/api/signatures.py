@@ -115,7 +115,31 @@ async def create_signature(
         Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
         CLEAN,
     ] = None,
+    appearance_kind: Annotated[
+        str | None,
+        Form(
+            description="hình thức chữ ký thay cho của cấu hình: person, seal, copy, annex, "
+            "digitised, none",
+            max_length=16,
+        ),
+        CLEAN,
+    ] = None,
+    copy_kind: Annotated[
+        str | None,
+        Form(description="với copy: SAO Y, SAO LỤC hoặc TRÍCH SAO", max_length=16),
+        CLEAN,
+    ] = None,
+    document_number: Annotated[
+        str | None,
+        Form(
+            description="với annex: số, ký hiệu văn bản chính",
+            examples=["123/QĐ-STP"],
+            max_length=64,
+        ),
+        CLEAN,
+    ] = None,
 ) -> schemas.SignatureOut:
+    from signing_service.services.appearance_images import AppearanceRequest
     from signing_service.services.signing import sign_document
 
     check_filename(file.filename)
@@ -132,6 +156,9 @@ async def create_signature(
         dossier_code=dossier_code,
         actor=actor_of(caller),
         authorization=authorization,
+        appearance=AppearanceRequest(
+            kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
+        ),
     )
     response.headers["Location"] = f"/v1/documents/{result.document.id}"
     return _signature_out(result)

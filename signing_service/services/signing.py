@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services import allowlists
+from signing_service.services.appearance_images import AppearanceRequest, resolve_appearance
 from signing_service.services.container import Services
 from signing_service.services.documents import (
     DocumentView,
@@ -170,13 +171,24 @@ def checked_timestamper(services: Services, url: str) -> CheckedTimeStamper:
     return CheckedTimeStamper(services.timestamper(url), services.token_checker)
 
 
-def _options(profile: SigningProfile, level: SignatureLevel) -> SignOptions:
+def _options(
+    profile: SigningProfile,
+    level: SignatureLevel,
+    *,
+    services: Services | None = None,
+    appearance: AppearanceRequest | None = None,
+) -> SignOptions:
     # The TSA is passed as a timestamper built from the operator's allowlist (tsa_url_of).
+    # With ``services``: the appearance kinds (issue 10), images loaded, request fields applied.
     return SignOptions(
         level=level,
         reason=profile.reason,
         location=profile.location,
-        appearance=appearance_spec(profile.appearance),
+        appearance=(
+            resolve_appearance(services, profile.agency_id, profile.appearance, appearance)
+            if services is not None
+            else appearance_spec(profile.appearance)
+        ),
     )
 
 
@@ -192,9 +204,10 @@ async def _check_and_sign(
     profile: SigningProfile,
     level: SignatureLevel,
     pdf: bytes,
+    appearance: AppearanceRequest | None = None,
 ) -> bytes:
     await check_signer(services, key.signing_cert, key.chain)
-    options = _options(profile, level)
+    options = _options(profile, level, services=services, appearance=appearance)
     timestamper = None
     if level.needs_timestamp:
         timestamper = checked_timestamper(services, tsa_url_of(services, profile))
@@ -238,14 +251,18 @@ def sign_document(
     dossier_code: str | None = None,
     actor: str,
     authorization: str | None = None,
+    appearance: AppearanceRequest | None = None,
 ) -> SignResult:
     """``authorization``: the officer's PIN/OTP for a remote-signing (csc:) profile, passed
-    through to the provider and never stored or logged."""
+    through to the provider and never stored or logged. ``appearance``: the request's
+    appearance fields (kind, copy kind, document number) over the profile's."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     dossier_code = check_dossier_code(dossier_code, agency.code)
     profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
     key = with_authorization(key, authorization)
-    return _sign_one(services, agency, profile, chosen, key, pdf, filename, dossier_code, actor)
+    return _sign_one(
+        services, agency, profile, chosen, key, pdf, filename, dossier_code, actor, appearance
+    )
 
 
 def _sign_one(
@@ -258,9 +275,10 @@ def _sign_one(
     filename: str | None,
     dossier_code: str | None,
     actor: str,
+    appearance: AppearanceRequest | None = None,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing."""
-    signed = run_sync(_check_and_sign(services, key, profile, level, pdf))
+    signed = run_sync(_check_and_sign(services, key, profile, level, pdf, appearance))
     return store_signed(
         services,
         agency,
