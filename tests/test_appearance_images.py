@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from signing_service.services.container import Services
 from signing_service.store.models import AppearanceImage, AuditEntry
+from tests.support.images import blue_scribble, png_bomb, red_seal
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
-from tests.test_appearance_kinds import blue_scribble, png_bomb, red_seal
 
 IMAGES = "/v1/admin/appearance-images"
 
@@ -58,7 +58,8 @@ def person_profile(name: str = "giam-doc-ky") -> dict[str, Any]:
     return {
         "name": name,
         "key": "agency-a-seal",
-        "level": "B-B",
+        "level": "B-T",
+        "tsa": "dev",
         "appearance": {
             "kind": "person",
             "title": "GIÁM ĐỐC",
@@ -115,6 +116,11 @@ def test_upload_profile_sign_delete(
     reader = PdfFileReader(io.BytesIO(final.content))
     rects = [[float(v) for v in s.sig_field["/Rect"]] for s in reader.embedded_signatures]
     person, seal_rect = rects
+    # Both signatures verify; the seal's new widget over the person's is an allowed change.
+    report = api.post(
+        "/v1/verifications", files={"file": ("signed.pdf", final.content, "application/pdf")}
+    )
+    assert report.status_code == 200 and report.json()["verdict"] == "TOTAL_PASSED", report.text
     # The seal over the left third of the person's stamp, its right edge at the first third.
     third = person[0] + (person[2] - person[0]) / 3
     assert seal_rect[0] < person[0] < seal_rect[2] and abs(seal_rect[2] - third) <= 1

@@ -13,15 +13,13 @@ import asyncio
 import io
 import os
 import shutil
-import struct
 import subprocess
-import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pikepdf
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from signing_service.pki.dev import DevPki
@@ -37,6 +35,7 @@ from signing_service.signing.stamp_images import (
     screen_png,
     stamp_image,
 )
+from tests.support.images import blue_scribble, png_bomb, png_bytes, red_seal
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "appearance"
@@ -84,49 +83,6 @@ def nd30_page() -> bytes:
     out = io.BytesIO()
     pdf.save(out)
     return out.getvalue()
-
-
-def _png(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
-
-
-def blue_scribble() -> bytes:
-    """A handwritten-looking blue signature on a transparent background, 400 × 160 px."""
-    image = Image.new("RGBA", (400, 160), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(image)
-    points = [(20, 120), (70, 30), (120, 135), (170, 35), (220, 125), (300, 50), (380, 70)]
-    draw.line(points, fill=(20, 50, 200, 255), width=9, joint="curve")
-    draw.line([(60, 140), (360, 110)], fill=(20, 50, 200, 255), width=5)
-    return _png(image)
-
-
-def red_seal() -> bytes:
-    """A round red seal (two rings and a star) on a transparent background, 300 × 300 px."""
-    image = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(image)
-    red = (215, 25, 30, 255)
-    draw.ellipse([6, 6, 294, 294], outline=red, width=14)
-    draw.ellipse([48, 48, 252, 252], outline=red, width=5)
-    draw.regular_polygon((150, 150, 45), 5, fill=red)
-    return _png(image)
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_bomb(side: int = 60000) -> bytes:
-    """A few hundred bytes whose header claims ``side`` × ``side`` RGBA pixels (14 GB)."""
-    header = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
-    rows = zlib.compress(b"\x00" * (side * 4 + 1) * 4)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", rows)
-        + _chunk(b"IEND", b"")
-    )
 
 
 # --- Signing and rendering ----------------------------------------------------------------
@@ -334,11 +290,14 @@ def test_screening_accepts_transparent_png() -> None:
     [
         (b"GIF89a" + b"\x00" * 100, "not_png"),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "not_png"),  # PNG signature, nothing valid after
-        (_png(Image.new("RGBA", (40, 40), (0, 0, 255, 0))).replace(b"IDAT", b"IDAX"), "not_png"),
+        (
+            png_bytes(Image.new("RGBA", (40, 40), (0, 0, 255, 0))).replace(b"IDAT", b"IDAX"),
+            "not_png",
+        ),
         (png_bomb(), "too_large"),
-        (_png(Image.new("L", (3000, 20), 0)), "too_large"),
-        (_png(Image.new("RGB", (64, 64), (0, 0, 255))), "no_transparency"),
-        (_png(Image.new("RGBA", (64, 64), (0, 0, 255, 255))), "no_transparency"),
+        (png_bytes(Image.new("L", (3000, 20), 0)), "too_large"),
+        (png_bytes(Image.new("RGB", (64, 64), (0, 0, 255))), "no_transparency"),
+        (png_bytes(Image.new("RGBA", (64, 64), (0, 0, 255, 255))), "no_transparency"),
     ],
     ids=["gif", "png-signature-only", "corrupt", "bomb", "too-wide", "rgb", "opaque-alpha"],
 )
@@ -350,7 +309,7 @@ def test_screening_refuses(data: bytes, reason: str) -> None:
 
 def test_screening_refuses_oversized_bytes() -> None:
     noise = Image.frombytes("RGBA", (1024, 1024), os.urandom(1024 * 1024 * 4))
-    data = _png(noise)
+    data = png_bytes(noise)
     assert len(data) > MAX_IMAGE_BYTES
     with pytest.raises(ImageRejected) as refused:
         screen_png(data)
