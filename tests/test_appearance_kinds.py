@@ -203,6 +203,20 @@ def test_person_then_seal(tmp_path: Path, key) -> None:  # type: ignore[no-untyp
 
 
 @needs_poppler
+def test_seal_alone_inside_the_page(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    """Without a person signature before it, the seal goes to the signature block, whole."""
+    signed = sign(nd30_page(), key, KindAppearance(kind="seal", seal=seal_image()))
+    image = render(signed, tmp_path)
+    red = pixels(image, is_red)
+    x1, y1, x2, y2 = bbox(red)
+    width, height = image.size
+    assert x1 > 0 and x2 < width - 1 and y1 > 0 and y2 < height - 1
+    # 34 mm at 72 dpi is 96 px across (the ring's outer edge, anti-aliased).
+    assert 90 <= x2 - x1 + 1 <= 98 and 90 <= y2 - y1 + 1 <= 98, (x1, y1, x2, y2)
+    assert not pixels(image, is_blue)
+
+
+@needs_poppler
 @pytest.mark.parametrize(
     ("kind", "settings", "expected"),
     [
