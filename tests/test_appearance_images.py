@@ -289,3 +289,23 @@ def test_request_kinds_sign(api: Any, credentials: dict[str, Any], fields: dict[
     rect = [float(v) for v in signature.sig_field.get("/Rect", [0, 0, 0, 0])]
     visible = rect[2] - rect[0] > 0
     assert visible == (fields["appearance_kind"] != "none"), json.dumps(rect)
+
+
+def test_reconcile_keeps_images_and_removes_orphans(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """`storage reconcile` removes objects no record names: an image's object is named by its
+    record and kept; one whose record never committed (a crash) is removed."""
+    from datetime import timedelta
+
+    from signing_service.services.attachments import reconcile
+
+    seal = upload(api, credentials, "con-dau", "seal", red_seal())
+    assert seal.status_code == 201
+    code = credentials["agencies"][0]["code"]
+    kept = f"appearance/{code}/{seal.json()['sha256']}.png"
+    orphan = f"appearance/{code}/{'0' * 64}.png"
+    services.store.put(orphan, red_seal())
+    report = reconcile(services, min_age=timedelta(0))
+    assert orphan in report.removed_objects and kept not in report.orphan_objects
+    assert services.store.exists(kept) and not services.store.exists(orphan)
