@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -309,3 +311,41 @@ def test_reconcile_keeps_images_and_removes_orphans(
     report = reconcile(services, min_age=timedelta(0))
     assert orphan in report.removed_objects and kept not in report.orphan_objects
     assert services.store.exists(kept) and not services.store.exists(orphan)
+
+
+def test_batch_takes_the_appearance_fields(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """A batch's appearance fields apply to every document; a bad one refuses the whole batch
+    before any document is signed."""
+    files = [("files", (f"{n}.pdf", make_pdf(), "application/pdf")) for n in range(2)]
+    before = snapshot(services)
+    refused = api.post(
+        "/v1/signatures/batch",
+        headers=client(credentials),
+        data={"profile": "agency-a-seal", "appearance_kind": "annex", "document_number": "x"},
+        files=files,
+    )
+    assert (refused.status_code, refused.json()["code"]) == (422, "INVALID_DOCUMENT_NUMBER")
+    assert_nothing_written(before, services)
+    signed = api.post(
+        "/v1/signatures/batch",
+        headers=client(credentials),
+        data={
+            "profile": "agency-a-seal",
+            "level": "B-B",
+            "appearance_kind": "annex",
+            "document_number": "123/QĐ-STP",
+        },
+        files=files,
+    )
+    assert signed.status_code == 200 and signed.json()["signed"] == 2, signed.text
+    for item in signed.json()["results"]:
+        content = api.get(item["document"]["download_url"], headers=client(credentials)).content
+        if shutil.which("pdftotext"):
+            text = subprocess.run(
+                ["pdftotext", "-", "-"], input=content, capture_output=True, check=True
+            ).stdout.decode()
+            assert "Kèm theo văn bản số 123/QĐ-STP" in text
+        (signature,) = PdfFileReader(io.BytesIO(content)).embedded_signatures
+        assert float(signature.sig_field["/Rect"][2]) > 0

@@ -425,11 +425,13 @@ def sign_batch(
     level: str | None = None,
     actor: str,
     authorization: str | None = None,
+    appearance: AppearanceRequest | None = None,
 ) -> list[SignResult | errors.ServiceError]:
     """Ký hàng loạt: one profile, one authorisation, per-document results.
 
-    What concerns the whole batch (profile, level, key, the signer's certificate) is checked
-    once, before any document, and refuses the whole request (nothing is signed). Each document
+    What concerns the whole batch (profile, level, the request's appearance fields, key, the
+    signer's certificate) is checked once, before any document, and refuses the whole request
+    (nothing is signed). Each document
     is then signed and stored all-or-nothing on its own, and its result is the
     :class:`SignResult` or the :class:`errors.ServiceError` that refused it:
 
@@ -442,6 +444,8 @@ def sign_batch(
       ``details.attempted = false`` (each would wait for the same time-out).
     """
     profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
+    # The request's appearance fields concern every document: refused before any is signed.
+    resolve_appearance(services, profile.agency_id, profile.appearance, appearance)
     run_sync(check_signer(services, key.signing_cert, key.chain))
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
@@ -454,7 +458,9 @@ def sign_batch(
             check_filename(filename)
             check_pdf_upload(pdf, services.settings.max_upload_bytes)
             results.append(
-                _sign_one(services, agency, profile, chosen, key, pdf, filename, None, actor)
+                _sign_one(
+                    services, agency, profile, chosen, key, pdf, filename, None, actor, appearance
+                )
             )
         except errors.ServiceError as e:
             results.append(e)
