@@ -1,0 +1,455 @@
+"""Where the visible signature goes (signing/placement.py), checked on rendered pages.
+
+Each test builds its page (pikepdf, Helvetica text), signs it, renders the unsigned and the
+signed page with poppler (``pdftoppm -r 50``) and takes the pixels that changed as the stamp's.
+Those must lie inside the visible page (the rendered image is the CropBox ∩ MediaBox, turned by
+/Rotate), keep off its edges, and fall outside every word box that ``pdftotext -bbox -cropbox``
+finds on the unsigned page. The stamp is wider than tall, so a sideways one is caught too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pikepdf
+import pytest
+from PIL import Image, ImageChops
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.fields import enumerate_sig_fields
+
+from signing_service.pki.dev import DevPki
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from signing_service.signing.appearance import AppearanceSpec
+from signing_service.signing.engine import SignOptions, async_sign_pdf
+from signing_service.signing.keys import LoadedKey
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
+from signing_service.signing.levels import SignatureLevel
+from signing_service.signing.placement import PlacementError, place
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
+    reason="poppler-utils not installed",
+)
+
+FIELD_INPUTS = Path(__file__).resolve().parents[2] / "shared" / "field-inputs"
+DPI = 50
+PT_PER_PX = 72 / DPI
+A4 = (595.0, 842.0)
+
+Text = tuple[float, float, float, str]  # x, y (baseline), size, text
+
+
+@dataclass
+class PageSpec:
+    media: tuple[float, float, float, float] | None = (0.0, 0.0, *A4)
+    texts: tuple[Text, ...] = ()
+    rotate: int = 0
+    crop: tuple[float, float, float, float] | None = None
+
+
+def build_pdf(
+    *pages: PageSpec,
+    tree_media: tuple[float, ...] | None = None,
+    tree_rotate: int | None = None,
+    sig_fields: tuple[tuple[str, tuple[float, float, float, float]], ...] = (),
+) -> bytes:
+    """A PDF of ``pages``; ``tree_media``/``tree_rotate`` set on the page tree (inherited);
+    ``sig_fields``: empty signature fields (name, rect) with a widget on page 1."""
+    pdf = pikepdf.new()
+    font = pdf.make_indirect(
+        pikepdf.Dictionary(
+            Type=pikepdf.Name.Font,
+            Subtype=pikepdf.Name.Type1,
+            BaseFont=pikepdf.Name.Helvetica,
+            Encoding=pikepdf.Name.WinAnsiEncoding,
+        )
+    )
+    for spec in pages:
+        ops = [f"BT /F1 {size} Tf {x} {y} Td ({text}) Tj ET" for x, y, size, text in spec.texts]
+        page = pikepdf.Dictionary(
+            Type=pikepdf.Name.Page,
+            Resources=pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font)),
+            Contents=pdf.make_stream("\n".join(ops).encode()),
+        )
+        if spec.media is not None:
+            page.MediaBox = pikepdf.Array(spec.media)
+        if spec.rotate:
+            page.Rotate = spec.rotate
+        if spec.crop is not None:
+            page.CropBox = pikepdf.Array(spec.crop)
+        pdf.pages.append(pikepdf.Page(page))
+    if tree_media is not None:
+        pdf.Root.Pages.MediaBox = pikepdf.Array(tree_media)
+    if tree_rotate is not None:
+        pdf.Root.Pages.Rotate = tree_rotate
+    if sig_fields:
+        fields = pikepdf.Array()
+        first = pdf.pages[0].obj
+        annots = pikepdf.Array()
+        for name, rect in sig_fields:
+            field = pdf.make_indirect(
+                pikepdf.Dictionary(
+                    FT=pikepdf.Name.Sig,
+                    T=pikepdf.String(name),
+                    Type=pikepdf.Name.Annot,
+                    Subtype=pikepdf.Name.Widget,
+                    Rect=pikepdf.Array(rect),
+                    F=4,
+                    P=first,
+                )
+            )
+            fields.append(field)
+            annots.append(field)
+        first.Annots = annots
+        pdf.Root.AcroForm = pikepdf.Dictionary(Fields=fields, SigFlags=0)
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+def nd30_page(media: tuple[float, float, float, float] = (0.0, 0.0, *A4)) -> PageSpec:
+    """An A4 page laid out as Nghị định 30/2020 prescribes (ASCII for the standard font):
+    agency top left, national motto top right, number and date, title, full-width body text,
+    the recipients bottom left and the signer block (title, room to sign, name) bottom right."""
+    x0, y0 = media[0], media[1]
+    body = "Can cu Luat To chuc chinh quyen dia phuong ngay 19 thang 6 nam 2015 va cac van ban"
+    texts: list[Text] = [
+        (60, 790, 11, "UY BAN NHAN DAN"),
+        (60, 776, 11, "TINH DEMO A"),
+        (300, 790, 11, "CONG HOA XA HOI CHU NGHIA VIET NAM"),
+        (340, 776, 11, "Doc lap - Tu do - Hanh phuc"),
+        (60, 745, 11, "So: 123/QD-UBND"),
+        (330, 745, 11, "Demo A, ngay 27 thang 11 nam 2026"),
+        (250, 705, 13, "QUYET DINH"),
+        (170, 688, 11, "Ve viec ban hanh quy che ky so"),
+    ]
+    texts += [(70, 650 - 16 * i, 11, body) for i in range(22)]
+    texts += [
+        (60, 250, 10, "Noi nhan:"),
+        (60, 238, 9, "- Nhu Dieu 3;"),
+        (60, 226, 9, "- Luu: VT."),
+        (380, 250, 11, "CHU TICH"),
+        (360, 150, 11, "Nguyen Van A"),
+    ]
+    return PageSpec(media=media, texts=tuple((x + x0, y + y0, s, t) for x, y, s, t in texts))
+
+
+def simple_page(
+    media: tuple[float, float, float, float] = (0.0, 0.0, *A4), **kwargs: Any
+) -> PageSpec:
+    """Text in the four corners of the page's MediaBox and in the middle."""
+    x1, y1, x2, y2 = media
+    texts = (
+        (x1 + 30, y2 - 40, 12, "TOP LEFT"),
+        (x2 - 120, y2 - 40, 12, "TOP RIGHT"),
+        (x1 + 30, y1 + 40, 12, "BOTTOM LEFT"),
+        (x2 - 140, y1 + 40, 12, "BOTTOM RIGHT"),
+        ((x1 + x2) / 2 - 40, (y1 + y2) / 2, 12, "MIDDLE"),
+    )
+    return PageSpec(media=media, texts=texts, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def key(dev_pki: tuple[DevPki, int]) -> LoadedKey:
+    pki, _ = dev_pki
+    return load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
+
+
+def sign(pdf: bytes, key: LoadedKey, **appearance: Any) -> bytes:
+    spec = AppearanceSpec(**appearance)
+    return asyncio.run(
+        async_sign_pdf(pdf, key, SignOptions(level=SignatureLevel.B_B, appearance=spec))
+    )
+
+
+def render(pdf: bytes, page: int, directory: Path, name: str, *, crop: bool = True) -> Image.Image:
+    """The page as a viewer shows it (the CropBox), or, ``crop=False``, the whole MediaBox."""
+    path = directory / f"{name}.pdf"
+    path.write_bytes(pdf)
+    subprocess.run(
+        ["pdftoppm", "-r", str(DPI), "-png", "-f", str(page), "-l", str(page), "-singlefile"]
+        + (["-cropbox"] if crop else [])
+        + [str(path), str(directory / name)],
+        check=True,
+        timeout=60,
+    )
+    return Image.open(directory / f"{name}.png").convert("L")
+
+
+_WORD = re.compile(r'<word xMin="([-\d.]+)" yMin="([-\d.]+)" xMax="([-\d.]+)" yMax="([-\d.]+)"')
+
+
+def word_boxes(pdf: bytes, page: int) -> list[tuple[float, ...]]:
+    """Word boxes of the visible page as displayed, in points (poppler, independently of
+    the service's own geometry code)."""
+    out = subprocess.run(
+        ["pdftotext", "-bbox", "-cropbox", "-f", str(page), "-l", str(page), "-", "-"],
+        input=pdf,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout.decode()
+    return [tuple(float(v) for v in m.groups()) for m in _WORD.finditer(out)]
+
+
+@dataclass
+class Stamp:
+    left: int
+    top: int
+    right: int
+    bottom: int
+    size: tuple[int, int]
+    pixels: int
+
+
+def stamp_of(unsigned: bytes, signed: bytes, page: int, directory: Path, name: str) -> Stamp:
+    """Render both, take the changed pixels as the stamp's, and check them against the page's
+    word boxes; the rendered PNGs stay in ``directory`` to be looked at."""
+    before = render(unsigned, page, directory, f"{name}-unsigned")
+    after = render(signed, page, directory, f"{name}-signed")
+    assert before.size == after.size
+    diff = ImageChops.difference(before, after).point(lambda v: 255 if v > 40 else 0)
+    box = diff.getbbox()
+    assert box is not None, "no stamp on the rendered page"
+    data = diff.load()
+    assert data is not None
+    changed = [(x, y) for x in range(box[0], box[2]) for y in range(box[1], box[3]) if data[x, y]]
+    words = word_boxes(unsigned, page)
+    for x, y in changed:
+        # The pixel's square in points, against every word box of the unsigned page.
+        px1, py1, px2, py2 = x * PT_PER_PX, y * PT_PER_PX, (x + 1) * PT_PER_PX, (y + 1) * PT_PER_PX
+        for wx1, wy1, wx2, wy2 in words:
+            assert not (px1 < wx2 and wx1 < px2 and py1 < wy2 and wy1 < py2), (
+                f"stamp pixel ({x},{y}) over a word box {(wx1, wy1, wx2, wy2)}"
+            )
+    width, height = diff.size
+    # Inside the visible page and not clipped at its edge.
+    assert box[0] > 0 and box[1] > 0 and box[2] < width and box[3] < height, (box, diff.size)
+    # Nothing of it outside the visible page: the MediaBox render shows no more of it.
+    whole = ImageChops.difference(
+        render(unsigned, page, directory, f"{name}-unsigned-media", crop=False),
+        render(signed, page, directory, f"{name}-signed-media", crop=False),
+    ).point(lambda v: 255 if v > 40 else 0)
+    outside = whole.histogram()[255]
+    assert len(changed) >= 0.9 * outside, (len(changed), outside)
+    return Stamp(*box, size=diff.size, pixels=len(changed))
+
+
+def assert_upright_top_right(stamp: Stamp) -> None:
+    width, height = stamp.size
+    assert stamp.right - stamp.left > stamp.bottom - stamp.top, "stamp not upright"
+    assert (stamp.left + stamp.right) / 2 > width / 2, "stamp not on the right half"
+    assert stamp.top < height / 2, "stamp not in the top half"
+
+
+def test_nd30_page_stamp_clear_of_the_motto_and_text(tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = build_pdf(nd30_page())
+    signed = sign(unsigned, key)
+    stamp = stamp_of(unsigned, signed, 1, tmp_path, "nd30")
+    assert_upright_top_right(stamp)
+    assert stamp.pixels > 300
+
+
+def test_nd30_signature_block_below_the_body(tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = build_pdf(nd30_page())
+    placement = place(
+        PdfFileReader(io.BytesIO(unsigned)), width=150, height=60, region="signature-block"
+    )
+    x1, y1, x2, y2 = placement.box
+    # Between the signer's title (baseline 250) and name (baseline 150), right half.
+    assert y1 > 150 + 8 and y2 < 250 - 2 and x1 > 595 / 2
+    words = word_boxes(unsigned, 1)
+    for wx1, wy1, wx2, wy2 in words:
+        top, bottom = 842 - wy2, 842 - wy1  # pdftotext's v downwards, back to PDF y
+        assert not (x1 < wx2 and wx1 < x2 and y1 < bottom and top < y2)
+
+
+@pytest.mark.parametrize("rotate", [90, 180, 270])
+def test_rotated_page_stamp_upright_top_right(rotate: int, tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = build_pdf(simple_page(rotate=rotate))
+    signed = sign(unsigned, key)
+    stamp = stamp_of(unsigned, signed, 1, tmp_path, f"rotate{rotate}")
+    assert_upright_top_right(stamp)
+    # The text reads upright too: poppler extracts it in reading order.
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
+    ).stdout.decode()
+    assert "Ký bởi" in text
+
+
+def test_rotate_inherited_from_the_page_tree(tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = build_pdf(simple_page(), tree_rotate=90)
+    stamp = stamp_of(unsigned, sign(unsigned, key), 1, tmp_path, "tree-rotate")
+    assert_upright_top_right(stamp)
+
+
+@pytest.mark.parametrize(
+    "media",
+    [(0.0, 0.0, 842.0, 1191.0), (0.0, 0.0, 595.0, 420.0)],
+    ids=["A3", "A5-landscape"],
+)
+def test_inherited_mediabox(media: tuple[float, ...], tmp_path: Path, key: LoadedKey) -> None:
+    page = simple_page(media)  # type: ignore[arg-type]
+    page.media = None  # only on the page tree
+    unsigned = build_pdf(page, tree_media=media)
+    stamp = stamp_of(unsigned, sign(unsigned, key), 1, tmp_path, "inherited")
+    assert_upright_top_right(stamp)
+    assert stamp.size == (math.ceil(media[2] / PT_PER_PX), math.ceil(media[3] / PT_PER_PX))
+
+
+def test_cropbox_smaller_than_mediabox(tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = build_pdf(simple_page(crop=(100.0, 150.0, 450.0, 700.0)))
+    stamp = stamp_of(unsigned, sign(unsigned, key), 1, tmp_path, "cropbox")
+    assert_upright_top_right(stamp)
+    assert stamp.size == (math.ceil(350 / PT_PER_PX), math.ceil(550 / PT_PER_PX))
+
+
+def test_mediabox_with_origin_100_100(tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = build_pdf(nd30_page((100.0, 100.0, 695.0, 942.0)))
+    stamp = stamp_of(unsigned, sign(unsigned, key), 1, tmp_path, "origin")
+    assert_upright_top_right(stamp)
+
+
+def test_a6_page(tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = build_pdf(simple_page((0.0, 0.0, 298.0, 420.0)))
+    stamp = stamp_of(unsigned, sign(unsigned, key), 1, tmp_path, "a6")
+    assert_upright_top_right(stamp)
+
+
+def test_stamp_wider_than_the_page_shrinks_or_is_refused(tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = build_pdf(simple_page((0.0, 0.0, 298.0, 420.0)))
+    reader = PdfFileReader(io.BytesIO(unsigned))
+    shrunk = place(reader, width=400, height=60, region="top-right")
+    x1, y1, x2, y2 = shrunk.box
+    assert 0 < x1 < x2 < 298 and 0 < y1 < y2 < 420
+    assert x2 - x1 >= 400 * 0.5 - 0.01 and abs((x2 - x1) / (y2 - y1) - 400 / 60) < 0.05
+    with pytest.raises(PlacementError) as refused:
+        place(reader, width=400, height=60, region="top-right", when_full="refuse")
+    assert refused.value.code == "NO_SPACE_FOR_SIGNATURE"
+    with pytest.raises(PlacementError) as too_big:
+        place(reader, width=1000, height=60, region="top-right")
+    assert too_big.value.code == "NO_SPACE_FOR_SIGNATURE"
+    # Through the engine: a 422-coded error, nothing signed.
+    with pytest.raises(PlacementError):
+        sign(unsigned, key, width=400, height=60, when_full="refuse")
+
+
+def test_full_page_next_page_or_refuse(key: LoadedKey) -> None:
+    full = PageSpec(texts=tuple((20, 830 - 12 * i, 11, "X" * 100) for i in range(70)))
+    unsigned = build_pdf(full, simple_page())
+    reader = PdfFileReader(io.BytesIO(unsigned))
+    assert (
+        place(reader, width=220, height=52, region="top-right", when_full="next-page").page_index
+        == 1
+    )
+    for when_full in ("refuse", "shrink"):
+        with pytest.raises(PlacementError) as e:
+            place(reader, width=220, height=52, region="top-right", when_full=when_full)  # type: ignore[arg-type]
+        assert e.value.code == "NO_SPACE_FOR_SIGNATURE"
+
+
+def test_later_signatures_stack_without_overlap(tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = build_pdf(nd30_page())
+    once = sign(unsigned, key)
+    twice = sign(once, key)
+    thrice = sign(twice, key)
+    second = stamp_of(once, twice, 1, tmp_path, "stack2")
+    third = stamp_of(twice, thrice, 1, tmp_path, "stack3")
+    first = stamp_of(unsigned, once, 1, tmp_path, "stack1")
+    boxes = [(s.left, s.top, s.right, s.bottom) for s in (first, second, third)]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), boxes
+    rects = [
+        tuple(float(v) for v in s.sig_field.get_object()["/Rect"])
+        for s in PdfFileReader(io.BytesIO(thrice)).embedded_signatures
+    ]
+    assert len(rects) == 3
+
+
+def test_prepared_field_is_filled(tmp_path: Path, key: LoadedKey) -> None:
+    rect = (350.0, 170.0, 540.0, 235.0)
+    unsigned = build_pdf(nd30_page(), sig_fields=(("ChuKyLanhDao", rect),))
+    signed = sign(unsigned, key)
+    reader = PdfFileReader(io.BytesIO(signed))
+    [embedded] = reader.embedded_signatures
+    assert embedded.field_name == "ChuKyLanhDao"
+    assert [float(v) for v in embedded.sig_field["/Rect"]] == list(rect)
+    stamp = stamp_of(unsigned, signed, 1, tmp_path, "prepared")
+    assert rect[0] / PT_PER_PX - 1 <= stamp.left and stamp.right <= rect[2] / PT_PER_PX + 1
+
+
+def test_named_field_missing_or_signed(key: LoadedKey) -> None:
+    fields = (("ChuKyLanhDao", (350.0, 170.0, 540.0, 235.0)), ("DauCoQuan", (60, 60, 160, 160)))
+    unsigned = build_pdf(nd30_page(), sig_fields=fields)
+    reader = PdfFileReader(io.BytesIO(unsigned))
+    # Two empty fields and none named: placed by rule, a new field.
+    assert place(reader, width=220, height=52, region="top-right").existing_field is None
+    chosen = place(reader, width=220, height=52, region="top-right", field_name="DauCoQuan")
+    assert chosen.existing_field == "DauCoQuan" and chosen.box == (60, 60, 160, 160)
+    with pytest.raises(PlacementError) as missing:
+        place(reader, width=220, height=52, region="top-right", field_name="KhongCo")
+    assert missing.value.code == "SIGNATURE_FIELD_NOT_FOUND"
+    signed = asyncio.run(
+        async_sign_pdf(
+            unsigned,
+            key,
+            SignOptions(
+                level=SignatureLevel.B_B, appearance=AppearanceSpec(), field_name="DauCoQuan"
+            ),
+        )
+    )
+    with pytest.raises(PlacementError) as already:
+        place(
+            PdfFileReader(io.BytesIO(signed)),
+            width=220,
+            height=52,
+            region="top-right",
+            field_name="DauCoQuan",
+        )
+    assert already.value.code == "SIGNATURE_FIELD_ALREADY_SIGNED"
+
+
+def test_seal_over_left_third_of_the_signature(key: LoadedKey) -> None:
+    rect = (350.0, 170.0, 540.0, 235.0)
+    unsigned = build_pdf(nd30_page(), sig_fields=(("ChuKyLanhDao", rect),))
+    signed = sign(unsigned, key)
+    seal = place(
+        PdfFileReader(io.BytesIO(signed)),
+        width=100,
+        height=100,
+        region="signature-block",
+        over_signature="ChuKyLanhDao",
+    )
+    x1, y1, x2, y2 = seal.box
+    third = rect[0] + (rect[2] - rect[0]) / 3
+    assert x1 < third and x2 > rect[0]  # overlaps the left third
+    assert abs((x1 + x2) / 2 - (rect[0] + (rect[2] - rect[0]) / 6)) < 0.5
+    assert (x2 - x1, y2 - y1) == pytest.approx((100, 100), abs=0.02)
+
+
+@pytest.mark.skipif(not FIELD_INPUTS.is_dir(), reason="../shared/field-inputs absent")
+@pytest.mark.parametrize(
+    "name",
+    ["c05b-form-empty-sigfield.pdf", "c16a-rotate90.pdf", "c16c-inherited-mediabox-a5land.pdf"],
+)
+def test_field_inputs(name: str, tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = (FIELD_INPUTS / name).read_bytes()
+    signed = sign(unsigned, key)
+    reader = PdfFileReader(io.BytesIO(signed))
+    [embedded] = reader.embedded_signatures
+    if name.startswith("c05b"):
+        assert embedded.field_name == "ChuKyLanhDao"
+        names = [name for name, _, _ in enumerate_sig_fields(reader)]
+        assert names == ["ChuKyLanhDao"]  # no new field
+        stamp_of(unsigned, signed, 1, tmp_path, name)
+        return
+    assert_upright_top_right(stamp_of(unsigned, signed, 1, tmp_path, name))
