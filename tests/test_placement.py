@@ -26,6 +26,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import enumerate_sig_fields
 
 from signing_service.pki.dev import DevPki
+from signing_service.services.container import Services
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.engine import SignOptions, async_sign_pdf
@@ -33,6 +34,7 @@ from signing_service.signing.keys import LoadedKey
 from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import PlacementError, place
+from tests.support.state import assert_nothing_written, snapshot
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
@@ -453,3 +455,67 @@ def test_field_inputs(name: str, tmp_path: Path, key: LoadedKey) -> None:
         stamp_of(unsigned, signed, 1, tmp_path, name)
         return
     assert_upright_top_right(stamp_of(unsigned, signed, 1, tmp_path, name))
+
+
+# The request's ``field_name`` through the API: one-step, two-step (step 1) and batch.
+TWO_FIELDS = (("ChuKyLanhDao", (350.0, 170.0, 540.0, 235.0)), ("DauCoQuan", (60, 60, 160, 160)))
+
+
+def _auth(credentials: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+
+
+def _post_sign(api: Any, credentials: dict[str, Any], pdf: bytes, **form: str) -> Any:
+    return api.post(
+        "/v1/signatures",
+        headers=_auth(credentials),
+        data={"profile": "agency-a-seal", "level": "B-B", **form},
+        files={"file": ("quyet-dinh.pdf", pdf, "application/pdf")},
+    )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_api_field_name(api: Any, services: Services, credentials: dict[str, Any]) -> None:
+    unsigned = build_pdf(nd30_page(), sig_fields=TWO_FIELDS)
+    before = snapshot(services)
+    missing = _post_sign(api, credentials, unsigned, field_name="KhongCo")
+    assert missing.status_code == 422, missing.text
+    assert missing.json()["code"] == "SIGNATURE_FIELD_NOT_FOUND"
+    assert missing.json()["details"] == {"field_name": "KhongCo"}
+    assert_nothing_written(before, services)
+
+    signed = _post_sign(api, credentials, unsigned, field_name="DauCoQuan")
+    assert signed.status_code == 201, signed.text
+    content = api.get(signed.json()["document"]["download_url"], headers=_auth(credentials))
+    reader = PdfFileReader(io.BytesIO(content.content))
+    assert [s.field_name for s in reader.embedded_signatures] == ["DauCoQuan"]
+
+    again = _post_sign(api, credentials, content.content, field_name="DauCoQuan")
+    assert again.status_code == 422 and again.json()["code"] == "SIGNATURE_FIELD_ALREADY_SIGNED"
+
+    batch = api.post(
+        "/v1/signatures/batch",
+        headers=_auth(credentials),
+        data={"profile": "agency-a-seal", "level": "B-B", "field_name": "ChuKyLanhDao"},
+        files=[
+            ("files", ("a.pdf", unsigned, "application/pdf")),
+            ("files", ("b.pdf", build_pdf(nd30_page()), "application/pdf")),
+        ],
+    )
+    assert batch.status_code == 200, batch.text
+    results = batch.json()["results"]
+    assert results[0]["status"] == "signed"
+    assert results[1]["error"]["code"] == "SIGNATURE_FIELD_NOT_FOUND"
+
+    assert services.dev_pki is not None
+    pem = services.dev_pki.cert_path("officer").read_bytes()
+    two_step = api.post(
+        "/v1/signatures/external",
+        headers=_auth(credentials),
+        data={"profile": "agency-a-officer", "level": "B-B", "field_name": "KhongCo"},
+        files={
+            "file": ("to-trinh.pdf", unsigned, "application/pdf"),
+            "certificate": ("officer.pem", pem),
+        },
+    )
+    assert two_step.status_code == 422 and two_step.json()["code"] == "SIGNATURE_FIELD_NOT_FOUND"
