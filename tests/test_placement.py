@@ -519,3 +519,32 @@ def test_api_field_name(api: Any, services: Services, credentials: dict[str, Any
         },
     )
     assert two_step.status_code == 422 and two_step.json()["code"] == "SIGNATURE_FIELD_NOT_FOUND"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_api_placed_signatures_verify(api: Any, credentials: dict[str, Any]) -> None:
+    """A stamp turned upright on a rotated page, and one in a prepared field, verify."""
+    for unsigned in (
+        build_pdf(simple_page(rotate=90)),
+        build_pdf(nd30_page(), sig_fields=TWO_FIELDS[:1]),
+    ):
+        signed = _post_sign(api, credentials, unsigned, level="B-T")
+        assert signed.status_code == 201, signed.text
+        content = api.get(signed.json()["document"]["download_url"], headers=_auth(credentials))
+        report = api.post(
+            "/v1/verifications",
+            files={"file": ("signed.pdf", content.content, "application/pdf")},
+        )
+        assert report.status_code == 200
+        assert report.json()["verdict"] == "TOTAL_PASSED", report.json()
+
+
+def test_text_layout_is_bounded_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pdftotext over its time budget is killed: PAGE_LAYOUT_UNAVAILABLE, never a hang."""
+    from signing_service.signing import placement
+
+    monkeypatch.setattr(placement, "TEXT_TIMEOUT", 0.001)
+    reader = PdfFileReader(io.BytesIO(build_pdf(nd30_page())))
+    with pytest.raises(PlacementError) as e:
+        place(reader, width=220, height=52, region="top-right")
+    assert e.value.code == "PAGE_LAYOUT_UNAVAILABLE"
