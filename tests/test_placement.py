@@ -210,6 +210,7 @@ class Stamp:
     bottom: int
     size: tuple[int, int]
     pixels: int
+    changed: list[tuple[int, int]]
 
 
 def stamp_of(unsigned: bytes, signed: bytes, page: int, directory: Path, name: str) -> Stamp:
@@ -242,12 +243,23 @@ def stamp_of(unsigned: bytes, signed: bytes, page: int, directory: Path, name: s
     ).point(lambda v: 255 if v > 40 else 0)
     outside = whole.histogram()[255]
     assert len(changed) >= 0.9 * outside, (len(changed), outside)
-    return Stamp(*box, size=diff.size, pixels=len(changed))
+    return Stamp(*box, size=diff.size, pixels=len(changed), changed=changed)
 
 
 def assert_upright_top_right(stamp: Stamp) -> None:
     width, height = stamp.size
     assert stamp.right - stamp.left > stamp.bottom - stamp.top, "stamp not upright"
+    # The default stamp is two left-aligned lines of different lengths: upright, their left
+    # edges line up; upside down (a 180° page drawn unturned), their right edges would.
+    # Split the lines at the emptiest row of the stamp's middle half.
+    ink = {y: 0 for y in range(stamp.top, stamp.bottom)}
+    for _, y in stamp.changed:
+        ink[y] += 1
+    quarter = (stamp.bottom - stamp.top) // 4
+    middle = min(range(stamp.top + quarter, stamp.bottom - quarter), key=ink.__getitem__)
+    halves = [[x for x, y in stamp.changed if (y < middle) == upper] for upper in (True, False)]
+    edges = [(min(xs), max(xs)) for xs in halves]
+    assert abs(edges[0][0] - edges[1][0]) <= 2 and abs(edges[0][1] - edges[1][1]) > 5, edges
     assert (stamp.left + stamp.right) / 2 > width / 2, "stamp not on the right half"
     assert stamp.top < height / 2, "stamp not in the top half"
 
