@@ -332,6 +332,22 @@ def test_mediabox_with_origin_100_100(tmp_path: Path, key: LoadedKey) -> None:
     assert_upright_top_right(stamp)
 
 
+def test_owner_password_document(tmp_path: Path, key: LoadedKey) -> None:
+    """Encrypted with an empty user password and copying forbidden: still measured (poppler
+    reads the layout; pyHanko's objects are decrypted, not raw proxies)."""
+    source = pikepdf.open(io.BytesIO(build_pdf(nd30_page())))
+    out = io.BytesIO()
+    source.save(
+        out,
+        encryption=pikepdf.Encryption(
+            user="", owner="chu-so-huu", allow=pikepdf.Permissions(extract=False)
+        ),
+    )
+    unsigned = out.getvalue()
+    stamp = stamp_of(unsigned, sign(unsigned, key), 1, tmp_path, "owner-password")
+    assert_upright_top_right(stamp)
+
+
 def test_a6_page(tmp_path: Path, key: LoadedKey) -> None:
     unsigned = build_pdf(simple_page((0.0, 0.0, 298.0, 420.0)))
     stamp = stamp_of(unsigned, sign(unsigned, key), 1, tmp_path, "a6")

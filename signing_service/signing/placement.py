@@ -62,8 +62,10 @@ MIN_SCALE = 0.5
 SHRINK_STEPS = (1.0, 0.9, 0.8, 0.7, 0.6, MIN_SCALE)
 # pdftotext on one page: seconds before it is killed (PAGE_LAYOUT_UNAVAILABLE).
 TEXT_TIMEOUT = 10.0
-# Occupancy grid: at most this many cells (1 pt cells up to about A2).
-MAX_CELLS = 1_200_000
+# Occupancy grid: cells of at least CELL points (positions are found to that precision;
+# 2 pt: a few milliseconds for an A4 page), and at most MAX_CELLS cells on huge pages.
+CELL = 2.0
+MAX_CELLS = 400_000
 # A line is body text when it crosses the page's vertical centre line and is at least this
 # share of the page wide: a centred page number or title is not.
 BODY_LINE_SHARE = 0.4
@@ -169,6 +171,12 @@ def view_to_user(rect: Rect, frame: Rect, rotate: int) -> Rect:
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
 
 
+def _get(obj: generic.DictionaryObject, key: str, default: Any = None) -> Any:
+    """``obj[key]`` dereferenced (and decrypted: ``dict.get`` would return pyHanko's raw
+    ``DecryptedObjectProxy`` in an encrypted document), or ``default``."""
+    return obj[key] if key in obj else default
+
+
 def _ref(value: Any) -> tuple[int, int] | None:
     if isinstance(value, generic.IndirectObject):
         return (value.idnum, value.generation)
@@ -188,15 +196,20 @@ def _pages(reader: PdfFileReader) -> Iterator[_Page]:
             return
         if ref is not None:
             seen.add(ref)
-        node = node_ref.get_object() if isinstance(node_ref, generic.IndirectObject) else node_ref
+        if isinstance(node_ref, generic.DecryptedObjectProxy):
+            node = node_ref.decrypted
+        elif isinstance(node_ref, generic.IndirectObject):
+            node = node_ref.get_object()
+        else:
+            node = node_ref
         if not isinstance(node, generic.DictionaryObject):
             return
         attrs = dict(inherited)
         for key in ("/MediaBox", "/CropBox", "/Rotate"):
             if key in node:
                 attrs[key] = node[key]
-        kids = node.get("/Kids")
-        if node.get("/Type") == "/Pages" or (kids is not None and node.get("/Type") != "/Page"):
+        kids = _get(node, "/Kids")
+        if _get(node, "/Type") == "/Pages" or (kids is not None and _get(node, "/Type") != "/Page"):
             if isinstance(kids, generic.ArrayObject):
                 for i in range(len(kids)):
                     yield from walk(kids.raw_get(i), attrs, depth + 1, seen)
@@ -219,7 +232,7 @@ def _pages(reader: PdfFileReader) -> Iterator[_Page]:
 
 
 def _widget_rect(widget: generic.DictionaryObject) -> Rect | None:
-    rect = _rect(widget.get("/Rect"))
+    rect = _rect(_get(widget, "/Rect"))
     if rect is None or _width(rect) <= 0 or _height(rect) <= 0:
         return None
     return rect
@@ -228,7 +241,7 @@ def _widget_rect(widget: generic.DictionaryObject) -> Rect | None:
 def _annotation_obstacles(page: _Page) -> list[Rect]:
     """User-space rectangles of the page's visible annotations (widgets of every field, our
     earlier signatures included, and markup), except links and popups."""
-    annots = page.obj.get("/Annots")
+    annots = _get(page.obj, "/Annots")
     out: list[Rect] = []
     if not isinstance(annots, generic.ArrayObject):
         return out
@@ -236,9 +249,9 @@ def _annotation_obstacles(page: _Page) -> list[Rect]:
         annot = annots[i]
         if not isinstance(annot, generic.DictionaryObject):
             continue
-        if annot.get("/Subtype") in _NOT_OBSTACLES:
+        if _get(annot, "/Subtype") in _NOT_OBSTACLES:
             continue
-        flags = annot.get("/F", 0)
+        flags = _get(annot, "/F", 0)
         if isinstance(flags, int) and flags & 0b10:  # Hidden
             continue
         rect = _widget_rect(annot)
@@ -309,7 +322,7 @@ class _Grid:
 
     def __init__(self, width: float, height: float, obstacles: list[Rect]) -> None:
         self.width, self.height = width, height
-        self.cell = max(1.0, math.sqrt(width * height / MAX_CELLS))
+        self.cell = max(CELL, math.sqrt(width * height / MAX_CELLS))
         self.cols = max(1, int(width / self.cell))
         self.rows_n = max(1, int(height / self.cell))
         rows = [0] * self.rows_n
@@ -435,7 +448,7 @@ def _widget_page(
     for page in _pages(reader):
         if page_ref is not None and page.ref == page_ref:
             return page
-        annots = page.obj.get("/Annots")
+        annots = _get(page.obj, "/Annots")
         if (
             target is not None
             and isinstance(annots, generic.ArrayObject)
@@ -479,7 +492,7 @@ def prepared_field(reader: PdfFileReader, field_name: str | None) -> Placement |
         return None
     name, widget_ref, widget = candidates[0]
     page = _widget_page(reader, widget_ref, widget)
-    rect = _rect(widget.get("/Rect")) or (0.0, 0.0, 0.0, 0.0)
+    rect = _rect(_get(widget, "/Rect")) or (0.0, 0.0, 0.0, 0.0)
     return Placement(
         page_index=page.index if page else 0,
         box=rect,
