@@ -174,7 +174,7 @@ def view_to_user(rect: Rect, frame: Rect, rotate: int) -> Rect:
 def _get(obj: generic.DictionaryObject, key: str, default: Any = None) -> Any:
     """``obj[key]`` dereferenced (and decrypted: ``dict.get`` would return pyHanko's raw
     ``DecryptedObjectProxy`` in an encrypted document), or ``default``."""
-    return obj[key] if key in obj else default
+    return obj[key] if key in obj else default  # noqa: SIM401 - get() is the raw value
 
 
 def _ref(value: Any) -> tuple[int, int] | None:
