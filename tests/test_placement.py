@@ -417,6 +417,19 @@ def test_prepared_field_is_filled(tmp_path: Path, key: LoadedKey) -> None:
     assert rect[0] / PT_PER_PX - 1 <= stamp.left and stamp.right <= rect[2] / PT_PER_PX + 1
 
 
+@pytest.mark.parametrize("rotate", [90, 270])
+def test_prepared_field_on_a_rotated_page_reads_upright(
+    rotate: int, tmp_path: Path, key: LoadedKey
+) -> None:
+    # Tall in user space: wide as the reader sees the turned page.
+    rect = (400.0, 500.0, 460.0, 760.0)
+    unsigned = build_pdf(simple_page(rotate=rotate), sig_fields=(("ChuKyLanhDao", rect),))
+    signed = sign(unsigned, key)
+    assert PdfFileReader(io.BytesIO(signed)).embedded_signatures[0].field_name == "ChuKyLanhDao"
+    stamp = stamp_of(unsigned, signed, 1, tmp_path, f"prepared-rotate{rotate}")
+    assert stamp.right - stamp.left > 2 * (stamp.bottom - stamp.top), "stamp not upright"
+
+
 def test_named_field_missing_or_signed(key: LoadedKey) -> None:
     fields = (("ChuKyLanhDao", (350.0, 170.0, 540.0, 235.0)), ("DauCoQuan", (60, 60, 160, 160)))
     unsigned = build_pdf(nd30_page(), sig_fields=fields)
