@@ -552,8 +552,9 @@ def place(
     ``/Rotate`` 90 or 270 it is ``height`` wide and ``width`` tall, and the appearance must be
     turned by ``Placement.rotate`` (:func:`upright`). With ``shrink`` the box may be smaller
     than asked (same proportions, at least :data:`MIN_SCALE`).
-    Errors: :class:`PlacementError` (codes in its docstring); malformed page trees raise
-    pyHanko's errors, which the engine maps to MALFORMED_PDF.
+    Errors: :class:`PlacementError` (codes in its docstring); a page tree without pages is
+    ``ValueError``, and other malformed structures raise pyHanko's errors, all of which the
+    engine maps to MALFORMED_PDF.
     """
     if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
         raise ValueError("width and height must be positive")
@@ -564,7 +565,8 @@ def place(
         return _over_signature(reader, over_signature, width, height)
     pages = list(_pages(reader))
     if not pages:
-        raise PlacementError("NO_SPACE_FOR_SIGNATURE", "no pages")
+        # A malformed document, not a full one (the engine maps ValueError to MALFORMED_PDF).
+        raise ValueError("the page tree has no pages")
     if region == "signature-block":
         order = [pages[-1]]
     else:
