@@ -22,6 +22,7 @@ from typing import Any
 import pikepdf
 import pytest
 from PIL import Image, ImageChops
+from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import enumerate_sig_fields
 
@@ -372,6 +373,24 @@ def test_stamp_wider_than_the_page_shrinks_or_is_refused(tmp_path: Path, key: Lo
         sign(unsigned, key, width=400, height=60, when_full="refuse")
 
 
+@pytest.mark.parametrize(
+    "media", [(0.0, 0.0, 1e9, 400.0), (0.0, 0.0, 400.0, 1e9), (0.0, 0.0, 3.0, 3.0)]
+)
+def test_absurd_page_sizes_are_placed_or_refused_quickly(media: tuple[float, ...]) -> None:
+    import time
+
+    reader = PdfFileReader(io.BytesIO(build_pdf(PageSpec(media=media))))  # type: ignore[arg-type]
+    started = time.monotonic()
+    try:
+        placement = place(reader, width=220, height=52, region="top-right")
+    except PlacementError as e:
+        assert e.code == "NO_SPACE_FOR_SIGNATURE"
+    else:
+        x1, y1, x2, y2 = placement.box
+        assert media[0] <= x1 < x2 <= media[2] and media[1] <= y1 < y2 <= media[3]
+    assert time.monotonic() - started < 5
+
+
 def test_full_page_next_page_or_refuse(key: LoadedKey) -> None:
     full = PageSpec(texts=tuple((20, 830 - 12 * i, 11, "X" * 100) for i in range(70)))
     unsigned = build_pdf(full, simple_page())
@@ -589,3 +608,37 @@ def test_text_layout_is_bounded_in_time(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(PlacementError) as e:
         place(reader, width=220, height=52, region="top-right")
     assert e.value.code == "PAGE_LAYOUT_UNAVAILABLE"
+
+
+def test_upright_text_stamp_still_gets_the_signing_time(key: LoadedKey) -> None:
+    """A text stamp turned for a rotated page is still a text stamp to pyHanko: ``%(ts)s``
+    is filled in (the kinds lane's stamps may use it)."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.text import TextBoxStyle
+    from pyhanko.sign.fields import SigFieldSpec
+    from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner
+    from pyhanko.stamp import TextStampStyle
+
+    from signing_service.signing.appearance import default_font
+    from signing_service.signing.placement import upright
+
+    unsigned = build_pdf(simple_page(rotate=90))
+    writer = IncrementalPdfFileWriter(io.BytesIO(unsigned))
+    placement = place(writer.prev, width=220, height=52, region="top-right")
+    style = TextStampStyle(
+        stamp_text="Ky luc %(ts)s",
+        timestamp_format="%Y-%m-%dT%H:%M",
+        text_box_style=TextBoxStyle(font=GlyphAccumulatorFactory(str(default_font()))),
+    )
+    signer = PdfSigner(
+        PdfSignatureMetadata(field_name="Signature1"),
+        signer=key.signer,
+        stamp_style=upright(style, placement.rotate),
+        new_field_spec=SigFieldSpec("Signature1", on_page=0, box=placement.box),
+    )
+    out = io.BytesIO()
+    asyncio.run(signer.async_sign_pdf(writer, output=out))
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=out.getvalue(), capture_output=True, check=True
+    ).stdout.decode()
+    assert re.search(r"Ky luc 20\d\d-\d\d-\d\dT\d\d:\d\d", text), text

@@ -46,7 +46,7 @@ from typing import Any, Literal
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.layout import BoxConstraints
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.stamp import BaseStampStyle
+from pyhanko.stamp import BaseStampStyle, TextStampStyle
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ TEXT_TIMEOUT = 10.0
 # 2 pt: a few milliseconds for an A4 page), and at most MAX_CELLS cells on huge pages.
 CELL = 2.0
 MAX_CELLS = 400_000
+# ... and at most this many per side: a 10^9 × 10 pt page must not make 10^8-bit rows.
+MAX_SIDE_CELLS = 4_000
 # A line is body text when it crosses the page's vertical centre line and is at least this
 # share of the page wide: a centred page number or title is not.
 BODY_LINE_SHARE = 0.4
@@ -322,7 +324,12 @@ class _Grid:
 
     def __init__(self, width: float, height: float, obstacles: list[Rect]) -> None:
         self.width, self.height = width, height
-        self.cell = max(CELL, math.sqrt(width * height / MAX_CELLS))
+        self.cell = max(
+            CELL,
+            math.sqrt(width * height / MAX_CELLS),
+            width / MAX_SIDE_CELLS,
+            height / MAX_SIDE_CELLS,
+        )
         self.cols = max(1, int(width / self.cell))
         self.rows_n = max(1, int(height / self.cell))
         rows = [0] * self.rows_n
@@ -592,6 +599,13 @@ def place(
     raise PlacementError("NO_SPACE_FOR_SIGNATURE", f"{width:g}x{height:g} {region} {when_full}")
 
 
+def _turned_create_stamp(self: Any, writer: Any, box: BoxConstraints, text_params: dict) -> Any:
+    if self.rotate in (90, 270):
+        box = BoxConstraints(width=box.height, height=box.width)
+    stamp = self.inner.create_stamp(writer, box, text_params)
+    return None if stamp is None else _TurnedStamp(stamp, self.rotate)
+
+
 @dataclass(frozen=True)
 class _Upright(BaseStampStyle):
     """A stamp style whose appearance is drawn ``rotate`` degrees counter-clockwise in the
@@ -605,13 +619,17 @@ class _Upright(BaseStampStyle):
 
     inner: BaseStampStyle | None = None
     rotate: int = 0
+    create_stamp = _turned_create_stamp
 
-    def create_stamp(self, writer: Any, box: BoxConstraints, text_params: dict) -> Any:
-        assert self.inner is not None
-        if self.rotate in (90, 270):
-            box = BoxConstraints(width=box.height, height=box.width)
-        stamp = self.inner.create_stamp(writer, box, text_params)
-        return None if stamp is None else _TurnedStamp(stamp, self.rotate)
+
+@dataclass(frozen=True)
+class _UprightText(TextStampStyle):
+    """:class:`_Upright` for a text stamp: still a ``TextStampStyle``, so that pyHanko passes
+    it the signing time (``%(ts)s``, in the inner style's ``timestamp_format``)."""
+
+    inner: BaseStampStyle | None = None
+    rotate: int = 0
+    create_stamp = _turned_create_stamp
 
 
 class _TurnedStamp:
@@ -631,4 +649,8 @@ def upright(style: BaseStampStyle, rotate: int) -> BaseStampStyle:
     """``style`` drawn upright on a page with ``/Rotate`` ``rotate`` (0: ``style`` itself)."""
     if rotate % 360 == 0:
         return style
+    if isinstance(style, TextStampStyle):
+        return _UprightText(
+            inner=style, rotate=rotate % 360, timestamp_format=style.timestamp_format
+        )
     return _Upright(inner=style, rotate=rotate % 360)
