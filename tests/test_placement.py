@@ -634,7 +634,7 @@ def test_upright_text_stamp_still_gets_the_signing_time(key: LoadedKey) -> None:
         PdfSignatureMetadata(field_name="Signature1"),
         signer=key.signer,
         stamp_style=upright(style, placement.rotate),
-        new_field_spec=SigFieldSpec("Signature1", on_page=0, box=placement.box),
+        new_field_spec=SigFieldSpec("Signature1", on_page=0, box=placement.box),  # type: ignore[arg-type]
     )
     out = io.BytesIO()
     asyncio.run(signer.async_sign_pdf(writer, output=out))

@@ -292,7 +292,11 @@ def _pdf_signer(
             field_name = placement.existing_field
         else:
             new_field_spec = fields.SigFieldSpec(
-                sig_field_name=field_name, on_page=placement.page_index, box=placement.box
+                sig_field_name=field_name,
+                on_page=placement.page_index,
+                # pyHanko annotates ints but writes any number (FloatObject): the box is to
+                # 1/100 pt so that it stays clear of the text it was measured against.
+                box=placement.box,  # type: ignore[arg-type]
             )
     # The signature itself is B-B or B-T: the validation data of B-LT/B-LTA is fetched and
     # added after it (module docstring), so pyHanko's pre-signing validation is not used.
