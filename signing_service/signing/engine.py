@@ -46,7 +46,7 @@ from signing_service import _pdf_recovery, _pdf_speedups
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
-from signing_service.signing.placement import place, prepared_field, upright
+from signing_service.signing.placement import Placement, place, prepared_field, upright
 from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
 
 _pdf_speedups.install()
@@ -268,6 +268,7 @@ def _pdf_signer(
     field_to_fill = options.field_name or (spec.field_name if spec is not None else None)
     # Placement (signing/placement.py): a prepared empty field, else a free box by rule.
     # PlacementError carries its own 422 code to the caller.
+    placement: Placement | None
     with _document_structure():
         if spec is not None:
             _check_appearance(spec)
