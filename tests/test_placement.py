@@ -642,3 +642,37 @@ def test_upright_text_stamp_still_gets_the_signing_time(key: LoadedKey) -> None:
         ["pdftotext", "-", "-"], input=out.getvalue(), capture_output=True, check=True
     ).stdout.decode()
     assert re.search(r"Ky luc 20\d\d-\d\d-\d\dT\d\d:\d\d", text), text
+
+
+def test_profile_settings_name_the_field_and_the_rule(key: LoadedKey) -> None:
+    """The profile's ``appearance.field_name`` and ``when_full`` reach the placement."""
+    from pydantic import ValidationError
+
+    from signing_service.services.profile_rules import AppearanceSettings, appearance_spec
+
+    with pytest.raises(ValidationError):
+        AppearanceSettings.model_validate({"when_full": "overlap"})
+    with pytest.raises(ValidationError):
+        AppearanceSettings.model_validate({"field_name": ""})
+    spec = appearance_spec({"field_name": "DauCoQuan"})
+    assert spec is not None
+    unsigned = build_pdf(nd30_page(), sig_fields=TWO_FIELDS)
+    signed = asyncio.run(
+        async_sign_pdf(unsigned, key, SignOptions(level=SignatureLevel.B_B, appearance=spec))
+    )
+    assert PdfFileReader(io.BytesIO(signed)).embedded_signatures[0].field_name == "DauCoQuan"
+
+    full = PageSpec(texts=tuple((20, 830 - 12 * i, 11, "X" * 100) for i in range(70)))
+    spec = appearance_spec({"when_full": "next-page"})
+    assert spec is not None
+    signed = asyncio.run(
+        async_sign_pdf(
+            build_pdf(full, simple_page()),
+            key,
+            SignOptions(level=SignatureLevel.B_B, appearance=spec),
+        )
+    )
+    reader = PdfFileReader(io.BytesIO(signed))
+    widget = reader.embedded_signatures[0].sig_field
+    second = reader.root["/Pages"]["/Kids"].raw_get(1)
+    assert widget.raw_get("/P").idnum == second.idnum
