@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -676,3 +677,44 @@ def test_profile_settings_name_the_field_and_the_rule(key: LoadedKey) -> None:
     widget = reader.embedded_signatures[0].sig_field
     second = reader.root["/Pages"]["/Kids"].raw_get(1)
     assert widget.raw_get("/P").idnum == second.idnum
+
+
+def sign_placed(pdf: bytes, key: LoadedKey, **where: Any) -> bytes:
+    """Sign with today's text stamp at ``place(**where)`` (the engine places by the top-right
+    rule until appearance kinds choose the region)."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign.fields import SigFieldSpec
+    from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner
+
+    from signing_service.signing.placement import upright
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    placement = place(writer.prev, **where)
+    name = placement.existing_field or f"Signature{len(writer.prev.embedded_signatures) + 1}"
+    signer = PdfSigner(
+        PdfSignatureMetadata(field_name=name),
+        signer=key.signer,
+        stamp_style=upright(
+            AppearanceSpec().stamp("Nguyen Van A", None, datetime.now(UTC)), placement.rotate
+        ),
+        new_field_spec=None
+        if placement.existing_field
+        else SigFieldSpec(name, on_page=placement.page_index, box=placement.box),  # type: ignore[arg-type]
+    )
+    out = io.BytesIO()
+    asyncio.run(signer.async_sign_pdf(writer, output=out))
+    return out.getvalue()
+
+
+def test_signature_block_rendered_between_title_and_name(tmp_path: Path, key: LoadedKey) -> None:
+    unsigned = build_pdf(nd30_page(), simple_page(), nd30_page())
+    signed = sign_placed(unsigned, key, width=150, height=60, region="signature-block")
+    stamp = stamp_of(unsigned, signed, 3, tmp_path, "signature-block")
+    top, bottom = stamp.top * PT_PER_PX, stamp.bottom * PT_PER_PX
+    # Below the last body line (baseline 314) and above the signer's name (baseline 150).
+    assert 842 - 314 < top and bottom < 842 - 150, (top, bottom)
+    assert stamp.left * PT_PER_PX > 595 / 2
+    # A second person signs: below or beside the first, never over it.
+    again = sign_placed(signed, key, width=150, height=60, region="signature-block")
+    second = stamp_of(signed, again, 3, tmp_path, "signature-block-2")
+    assert second.top >= stamp.bottom or second.left >= stamp.right or second.right <= stamp.left
