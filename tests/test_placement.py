@@ -712,7 +712,7 @@ def test_signature_block_rendered_between_title_and_name(tmp_path: Path, key: Lo
     stamp = stamp_of(unsigned, signed, 3, tmp_path, "signature-block")
     top, bottom = stamp.top * PT_PER_PX, stamp.bottom * PT_PER_PX
     # Below the last body line (baseline 314) and above the signer's name (baseline 150).
-    assert 842 - 314 < top and bottom < 842 - 150, (top, bottom)
+    assert top > 842 - 314 and bottom < 842 - 150, (top, bottom)
     assert stamp.left * PT_PER_PX > 595 / 2
     # A second person signs: below or beside the first, never over it.
     again = sign_placed(signed, key, width=150, height=60, region="signature-block")
