@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from fontTools import subset
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.text import TextBoxStyle
-from pyhanko.sign.fields import SigFieldSpec
 from pyhanko.stamp import TextStampStyle
 
 from signing_service.signing.repertoire import STAMP_RANGES
@@ -94,6 +94,10 @@ class AppearanceSpec:
     height: float = 52.0
     margin: float = 24.0
     font_size: int = 9
+    # Placement (signing/placement.py): a prepared signature field to fill, and what to do
+    # when no free space fits the stamp.
+    field_name: str | None = None
+    when_full: Literal["shrink", "next-page", "refuse"] = "shrink"
 
     def stamp(self, signer_name: str, organisation: str | None, moment: datetime) -> TextStampStyle:
         lines = [f"{self.heading}: {signer_name}"]
@@ -109,13 +113,4 @@ class AppearanceSpec:
             ),
             border_width=0,
             background=None,
-        )
-
-    def field_spec(self, field_name: str, page_width: float, page_height: float) -> SigFieldSpec:
-        x2 = page_width - self.margin
-        y2 = page_height - self.margin
-        return SigFieldSpec(
-            sig_field_name=field_name,
-            on_page=0,
-            box=(int(x2 - self.width), int(y2 - self.height), int(x2), int(y2)),
         )
