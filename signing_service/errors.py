@@ -239,6 +239,38 @@ TimestampStatusUnknown = _error(
     "lại sau.",
 )
 SigningFailed = _error("SIGNING_FAILED", 422, "Không ký được tài liệu này.")
+# Where the visible signature goes (signing/placement.py).
+SignatureFieldNotFound = _error(
+    "SIGNATURE_FIELD_NOT_FOUND",
+    422,
+    "Tài liệu không có trường chữ ký với tên đã chỉ định; tài liệu chưa được ký.",
+)
+SignatureFieldAlreadySigned = _error(
+    "SIGNATURE_FIELD_ALREADY_SIGNED",
+    422,
+    "Trường chữ ký đã chỉ định đã được ký; tài liệu chưa được ký lại.",
+)
+NoSpaceForSignature = _error(
+    "NO_SPACE_FOR_SIGNATURE",
+    422,
+    "Trang không còn chỗ trống cho chữ ký hiển thị (chữ ký không được đè lên nội dung văn bản "
+    "hay chữ ký khác); tài liệu chưa được ký.",
+)
+PageLayoutUnavailable = _error(
+    "PAGE_LAYOUT_UNAVAILABLE",
+    422,
+    "Không phân tích được bố cục trang để đặt chữ ký hiển thị (trang quá phức tạp hoặc bị hỏng); "
+    "tài liệu chưa được ký.",
+)
+PLACEMENT_ERRORS: dict[str, type[ServiceError]] = {
+    cls.code: cls
+    for cls in (
+        SignatureFieldNotFound,
+        SignatureFieldAlreadySigned,
+        NoSpaceForSignature,
+        PageLayoutUnavailable,
+    )
+}
 
 # Signing profiles (admin)
 ProfileExists = _error("PROFILE_EXISTS", 409, "Tên cấu hình ký số đã được dùng.")

@@ -123,9 +123,9 @@ def test_upload_profile_sign_delete(
         "/v1/verifications", files={"file": ("signed.pdf", final.content, "application/pdf")}
     )
     assert report.status_code == 200 and report.json()["verdict"] == "TOTAL_PASSED", report.text
-    # The seal over the left third of the person's stamp, its right edge at the first third.
-    third = person[0] + (person[2] - person[0]) / 3
-    assert seal_rect[0] < person[0] < seal_rect[2] and abs(seal_rect[2] - third) <= 1
+    # The seal centred on the left third of the person's stamp (placement's over_signature).
+    centre = person[0] + (person[2] - person[0]) / 6
+    assert abs((seal_rect[0] + seal_rect[2]) / 2 - centre) <= 1, (person, seal_rect)
 
     # In use: not deleted; once the profile is gone, deleted with its object.
     busy = api.delete(f"{IMAGES}/con-dau", headers=admin(credentials))

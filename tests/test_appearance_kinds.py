@@ -112,21 +112,24 @@ def render(pdf: bytes, tmp_path: Path, dpi: int = 72, name: str = "page") -> Ima
     return image
 
 
-def keep(
-    pdf: bytes, tmp_path: Path, name: str, crop: tuple[int, int, int, int] | None = None
-) -> None:
+def keep(pdf: bytes, tmp_path: Path, name: str, original: bytes | None = None) -> None:
     """With SIGNING_SERVICE_APPEARANCE_DOCS=1: the page at 50 dpi in docs/appearance/, and
-    with ``crop`` (points from the top left: x1, y1, x2, y2) that part at 120 dpi."""
+    with ``original`` (the page before signing) the stamps' area at 120 dpi."""
     if os.environ.get("SIGNING_SERVICE_APPEARANCE_DOCS") != "1":
         return
     DOCS.mkdir(parents=True, exist_ok=True)
     render(pdf, tmp_path, dpi=50, name=f"doc-{name}").save(DOCS / f"{name}.png", optimize=True)
-    if crop is not None:
-        scale = 120 / 72
-        image = render(pdf, tmp_path, dpi=120, name=f"crop-{name}")
-        image.crop(tuple(round(v * scale) for v in crop)).save(
-            DOCS / f"{name}-stamp.png", optimize=True
+    if original is not None:
+        after = render(pdf, tmp_path, dpi=120, name=f"crop-{name}")
+        x1, y1, x2, y2 = bbox(changed(render(original, tmp_path, dpi=120, name="crop-0"), after))
+        pad = 60
+        box = (
+            max(0, x1 - pad),
+            max(0, y1 - pad),
+            min(after.width, x2 + pad),
+            min(after.height, y2 + pad),
         )
+        after.crop(box).save(DOCS / f"{name}-stamp.png", optimize=True)
 
 
 def pixels(image: Image.Image, test) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
@@ -179,7 +182,7 @@ def test_person_then_seal(tmp_path: Path, key) -> None:  # type: ignore[no-untyp
     signed = sign(page, key, person)
     blue = pixels(render(signed, tmp_path), is_blue)
     assert len(blue) > 300, "the signature image is drawn, blue as uploaded"
-    keep(signed, tmp_path, "person", crop=(300, 620, 595, 842))
+    keep(signed, tmp_path, "person", original=page)
     text = subprocess.run(
         ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
     ).stdout.decode()
@@ -189,7 +192,7 @@ def test_person_then_seal(tmp_path: Path, key) -> None:  # type: ignore[no-untyp
     image = render(sealed, tmp_path)
     red = pixels(image, is_red)
     assert len(red) > 300
-    keep(sealed, tmp_path, "person-seal", crop=(300, 620, 595, 842))
+    keep(sealed, tmp_path, "person-seal", original=page)
     bx1, by1, bx2, by2 = bbox(blue)
     left_third = bx1 + (bx2 - bx1) / 3
     over = [(x, y) for x, y in red if bx1 <= x <= left_third and by1 <= y <= by2]
@@ -246,7 +249,7 @@ def test_text_blocks_top_right(tmp_path: Path, key, kind, settings, expected) ->
     assert expected in text
     assert "2026-11-27T14:05:09+07:00" in text
     if kind == "copy" and expected == "SAO Y":
-        keep(signed, tmp_path, "copy", crop=(280, 0, 595, 120))
+        keep(signed, tmp_path, "copy", original=page)
 
 
 @needs_poppler

@@ -140,6 +140,16 @@ async def create_signature(
         Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
         CLEAN,
     ] = None,
+    field_name: Annotated[
+        str | None,
+        Form(
+            description="Tên trường chữ ký trống có sẵn trong tài liệu cần điền (tùy chọn); "
+            "mặc định: trường của cấu hình ký số, hoặc trường trống duy nhất của tài liệu",
+            examples=["ChuKyLanhDao"],
+            max_length=128,
+        ),
+        CLEAN,
+    ] = None,
     appearance_kind: AppearanceKindField = None,
     copy_kind: CopyKindField = None,
     document_number: DocumentNumberField = None,
@@ -161,6 +171,7 @@ async def create_signature(
         dossier_code=dossier_code,
         actor=actor_of(caller),
         authorization=authorization,
+        field_name=field_name,
         appearance=AppearanceRequest(
             kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
         ),
@@ -206,6 +217,16 @@ async def external_start(
     ] = None,
     level: Annotated[str | None, Form(description="B-B hoặc B-T", max_length=16), CLEAN] = None,
     dossier_code: Annotated[str | None, Form(max_length=64)] = None,  # matched whole later
+    field_name: Annotated[
+        str | None,
+        Form(
+            description="Tên trường chữ ký trống có sẵn trong tài liệu cần điền (tùy chọn); "
+            "mặc định: trường của cấu hình ký số, hoặc trường trống duy nhất của tài liệu",
+            examples=["ChuKyLanhDao"],
+            max_length=128,
+        ),
+        CLEAN,
+    ] = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
@@ -224,6 +245,7 @@ async def external_start(
         filename=file.filename,
         dossier_code=dossier_code,
         actor=actor_of(caller),
+        field_name=field_name,
     )
     return schemas.ExternalStartOut(
         **started.__dict__,
@@ -305,6 +327,16 @@ async def create_batch(
         Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô", max_length=1024),
         CLEAN,
     ] = None,
+    field_name: Annotated[
+        str | None,
+        Form(
+            description="Tên trường chữ ký trống có sẵn trong tài liệu cần điền (tùy chọn); "
+            "mặc định: trường của cấu hình ký số, hoặc trường trống duy nhất của tài liệu",
+            examples=["ChuKyLanhDao"],
+            max_length=128,
+        ),
+        CLEAN,
+    ] = None,
     appearance_kind: AppearanceKindField = None,
     copy_kind: CopyKindField = None,
     document_number: DocumentNumberField = None,
@@ -328,6 +360,7 @@ async def create_batch(
         level=level,
         actor=actor_of(caller),
         authorization=authorization,
+        field_name=field_name,
         appearance=AppearanceRequest(
             kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
         ),

@@ -396,6 +396,8 @@ def resolve_appearance(
     return KindAppearance(
         kind=kind,
         margin=values.get("margin", 24.0),
+        field_name=values.get("field_name"),
+        when_full=values.get("when_full", "shrink"),
         title=values.get("title"),
         unit=values.get("unit"),
         copy_kind=values.get("copy_kind"),

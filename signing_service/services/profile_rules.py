@@ -93,6 +93,7 @@ TsaName = Annotated[
     ),
 ]
 Level = Literal["B-B", "B-T", "B-LT", "B-LTA"]
+FieldName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
 Points = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -153,6 +154,17 @@ class AppearanceSettings(BaseModel):
     height: Points = Field(default=52.0, ge=MIN_STAMP_HEIGHT, le=PAGE_HEIGHT)
     margin: Points = Field(default=24.0, ge=0.0, le=MAX_MARGIN)
     font_size: int = Field(default=9, ge=MIN_FONT_SIZE, le=MAX_FONT_SIZE)
+    field_name: FieldName | None = Field(
+        default=None,
+        description="trường chữ ký trống có sẵn trong tài liệu cần điền (vd. ChuKyLanhDao)",
+    )
+    when_full: Literal["shrink", "next-page", "refuse"] = Field(
+        default="shrink",
+        description=(
+            "khi trang không còn chỗ trống: thu nhỏ (tối thiểu một nửa), sang trang sau, "
+            "hoặc từ chối (NO_SPACE_FOR_SIGNATURE)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _kind_has_what_it_draws(self) -> AppearanceSettings:
@@ -235,7 +247,8 @@ def checked_appearance(stored: dict[str, Any] | None) -> AppearanceSettings | No
         ) from None
 
 
-LEGACY_FIELDS = ("heading", "width", "height", "margin", "font_size")
+# What AppearanceSpec (the text stamp of profiles without a kind) takes.
+LEGACY_FIELDS = ("heading", "width", "height", "margin", "font_size", "field_name", "when_full")
 
 
 def appearance_spec(stored: dict[str, Any] | None) -> AppearanceSpec | None:

@@ -8,7 +8,6 @@ pyHanko's default stamp font has no Vietnamese glyphs, so a TrueType font is alw
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import io
@@ -31,7 +30,7 @@ from pyhanko.pdf_utils.layout import BoxConstraints
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
-from pyhanko.sign.fields import SigFieldSpec, enumerate_sig_fields
+from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.stamp import TextStampStyle
 from pyhanko.stamp.base import BaseStamp, BaseStampStyle
 
@@ -114,6 +113,10 @@ class AppearanceSpec:
     height: float = 52.0
     margin: float = 24.0
     font_size: int = 9
+    # Placement (signing/placement.py): a prepared signature field to fill, and what to do
+    # when no free space fits the stamp.
+    field_name: str | None = None
+    when_full: Literal["shrink", "next-page", "refuse"] = "shrink"
 
     def stamp(self, signer_name: str, organisation: str | None, moment: datetime) -> TextStampStyle:
         lines = [f"{self.heading}: {signer_name}"]
@@ -131,22 +134,13 @@ class AppearanceSpec:
             background=None,
         )
 
-    def field_spec(self, field_name: str, page_width: float, page_height: float) -> SigFieldSpec:
-        x2 = page_width - self.margin
-        y2 = page_height - self.margin
-        return SigFieldSpec(
-            sig_field_name=field_name,
-            on_page=0,
-            box=(int(x2 - self.width), int(y2 - self.height), int(x2), int(y2)),
-        )
-
 
 # --- Appearance kinds (issue 10; Nghị định 30/2020, Appendix I) ----------------------------
 #
 # WHAT a stamp shows, independent of WHERE it goes: :func:`plan_stamp` gives, for a kind, its
 # texts and images, the size the stamp asks for, the region it belongs in and the pyHanko stamp
-# style that draws it in whatever box it is given. Placement (signing/placement.py, another
-# lane) chooses the box; :func:`interim_field_spec` is today's top-right rule until it lands.
+# style that draws it in whatever box it is given. Placement (signing/placement.py) chooses
+# the box from the plan's size, region and ``over_signature``.
 
 KINDS = ("person", "seal", "copy", "annex", "digitised", "none")
 COPY_KINDS = ("SAO Y", "SAO LỤC", "TRÍCH SAO")
@@ -599,6 +593,10 @@ class KindAppearance:
     kind: str
     font_size: float = 10.0
     margin: float = 24.0
+    # Placement (signing/placement.py): a prepared signature field to fill, and what to do when
+    # no free space fits the stamp.
+    field_name: str | None = None
+    when_full: Literal["shrink", "next-page", "refuse"] = "shrink"
     title: str | None = None
     unit: str | None = None
     copy_kind: str | None = None
@@ -630,81 +628,17 @@ class KindAppearance:
         )
 
 
-def last_signature_widget(reader: PdfFileReader) -> tuple[int, tuple[float, ...]] | None:
-    """Page index and ``/Rect`` (x1, y1, x2, y2, normalised) of the last visible widget of a
-    signed signature field (in field order), or ``None``: the person signature a seal goes
-    over. Interim: signing/placement.py (``over_signature``) takes this over."""
-    pages = {}
-    for index in range(int(reader.root["/Pages"]["/Count"])):
-        ref = reader.find_page_for_modification(index)[0]
-        pages[(ref.idnum, ref.generation)] = index
+def last_visible_signature(reader: PdfFileReader) -> str | None:
+    """The name of the last signed signature field (in field order) with a visible widget, or
+    ``None``: the person signature a seal goes over (placement's ``over_signature``)."""
     found = None
-    for _name, value, field_ref in enumerate_sig_fields(reader, filled_status=True):
+    for name, value, field_ref in enumerate_sig_fields(reader, filled_status=True):
         if value is None:
             continue
         field = field_ref.get_object()
         widgets = [field] if "/Rect" in field else [k.get_object() for k in field.get("/Kids", ())]
         for widget in widgets:
             rect = [float(v) for v in widget.get("/Rect", ())]
-            if len(rect) != 4 or abs(rect[2] - rect[0]) < 1 or abs(rect[3] - rect[1]) < 1:
-                continue
-            page = widget.raw_get("/P") if "/P" in widget else None
-            index = (
-                pages.get((page.idnum, page.generation), 0)
-                if isinstance(page, generic.IndirectObject)
-                else 0
-            )
-            x1, x2 = sorted((rect[0], rect[2]))
-            y1, y2 = sorted((rect[1], rect[3]))
-            found = (index, (x1, y1, x2, y2))
+            if len(rect) == 4 and abs(rect[2] - rect[0]) >= 1 and abs(rect[3] - rect[1]) >= 1:
+                found = name
     return found
-
-
-def interim_field_spec(
-    plan: StampPlan,
-    field_name: str,
-    reader: PdfFileReader,
-    page_width: float,
-    page_height: float,
-    margin: float,
-) -> SigFieldSpec:
-    """Today's placement for a kind's stamp, until signing/placement.py lands: a seal over the
-    left third of the last visible signature (its right edge at a third of that widget's width,
-    vertically centred; Appendix I: the seal covers about the left third of the signature);
-    a ``signature-block`` stamp at the bottom right of page 1, a ``top-right`` one at the top
-    right of page 1, ``margin`` from both edges."""
-    if plan.over_signature:
-        with contextlib.suppress(Exception):
-            last = last_signature_widget(reader)
-            if last is not None:
-                index, (x1, y1, x2, y2) = last
-                # The seal's right edge at the first third of the signature stamp: the seal
-                # covers the left third of the (centred) signature image and sticks out left.
-                cy = (y1 + y2) / 2
-                left = max(0.0, x1 + (x2 - x1) / 3 - plan.width)
-                bottom = max(0.0, cy - plan.height / 2)
-                return SigFieldSpec(
-                    sig_field_name=field_name,
-                    on_page=index,
-                    box=(
-                        round(left),
-                        round(bottom),
-                        round(left + plan.width),
-                        round(bottom + plan.height),
-                    ),
-                )
-    x2 = page_width - margin
-    if plan.region == "signature-block":
-        # Interim: the signature block sits below the text, on the right (Appendix I).
-        y1 = margin
-        return SigFieldSpec(
-            sig_field_name=field_name,
-            on_page=0,
-            box=(round(x2 - plan.width), round(y1), round(x2), round(y1 + plan.height)),
-        )
-    y2 = page_height - margin
-    return SigFieldSpec(
-        sig_field_name=field_name,
-        on_page=0,
-        box=(round(x2 - plan.width), round(y2 - plan.height), round(x2), round(y2)),
-    )
