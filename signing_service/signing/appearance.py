@@ -433,11 +433,11 @@ class KindStamp(BaseStamp):
             {
                 **{pdf_name(k): v for k, v in common.items()},
                 pdf_name("/ColorSpace"): pdf_name("/DeviceRGB"),
-                pdf_name("/SMask"): self.writer.add_object(smask),
+                pdf_name("/SMask"): self._ensure_writer.add_object(smask),
             },
             encoded_data=image.rgb_flate,
         )
-        return self.writer.add_object(rgb)
+        return self._ensure_writer.add_object(rgb)
 
     def _text(self, font: _StampFont, line: _Line, y: float, width: float) -> bytes:
         shown, advance = font.show(line.text)
@@ -450,7 +450,7 @@ class KindStamp(BaseStamp):
         commands = [b"q", BLACK]
         lines = style.top + style.bottom
         if lines:
-            engine = _StampFont(self.writer, style.font)
+            engine = _StampFont(self._ensure_writer, style.font)
             self.set_resource(ResourceType.FONT, pdf_name("/F1"), engine.resource())
             y = height - PAD
             for line in style.top:
