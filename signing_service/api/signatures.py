@@ -59,6 +59,31 @@ SINGLE_VALUED = [Depends(_single_valued)]
 CLEAN = AfterValidator(schemas.clean_text)
 
 
+# The appearance fields of a sign request (issue 10): checked by the use case, which answers
+# UNKNOWN_APPEARANCE_KIND / INVALID_DOCUMENT_NUMBER / APPEARANCE_INCOMPLETE.
+AppearanceKindField = Annotated[
+    str | None,
+    Form(
+        description="hình thức chữ ký thay cho của cấu hình: person, seal, copy, annex, "
+        "digitised, none",
+        max_length=16,
+    ),
+    CLEAN,
+]
+CopyKindField = Annotated[
+    str | None,
+    Form(description="với copy: SAO Y, SAO LỤC hoặc TRÍCH SAO", max_length=16),
+    CLEAN,
+]
+DocumentNumberField = Annotated[
+    str | None,
+    Form(
+        description="với annex: số, ký hiệu văn bản chính", examples=["123/QĐ-STP"], max_length=64
+    ),
+    CLEAN,
+]
+
+
 def _echo(filename: str | None) -> str | None:
     """A refused document's file name as the answer may carry it (control characters
     escaped, cut to the longest accepted name)."""
@@ -125,7 +150,11 @@ async def create_signature(
         ),
         CLEAN,
     ] = None,
+    appearance_kind: AppearanceKindField = None,
+    copy_kind: CopyKindField = None,
+    document_number: DocumentNumberField = None,
 ) -> schemas.SignatureOut:
+    from signing_service.services.appearance_images import AppearanceRequest
     from signing_service.services.signing import sign_document
 
     check_filename(file.filename)
@@ -143,6 +172,9 @@ async def create_signature(
         actor=actor_of(caller),
         authorization=authorization,
         field_name=field_name,
+        appearance=AppearanceRequest(
+            kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
+        ),
     )
     response.headers["Location"] = f"/v1/documents/{result.document.id}"
     return _signature_out(result)
@@ -305,7 +337,11 @@ async def create_batch(
         ),
         CLEAN,
     ] = None,
+    appearance_kind: AppearanceKindField = None,
+    copy_kind: CopyKindField = None,
+    document_number: DocumentNumberField = None,
 ) -> schemas.BatchOut:
+    from signing_service.services.appearance_images import AppearanceRequest
     from signing_service.services.signing import sign_batch
 
     settings = services.settings
@@ -325,6 +361,9 @@ async def create_batch(
         actor=actor_of(caller),
         authorization=authorization,
         field_name=field_name,
+        appearance=AppearanceRequest(
+            kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
+        ),
     )
     out = []
     for index, item in enumerate(results):

@@ -124,7 +124,7 @@ def start_external(
                 pdf,
                 signer_cert,
                 intermediates,
-                _options(profile, chosen, field_name),
+                _options(profile, chosen, field_name, services=services),
                 # Its token size sizes the reservation (learnt once per TSA); the first time,
                 # the sizing token is checked too, so a bad TSA is refused before a session.
                 timestamper=(

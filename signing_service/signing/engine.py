@@ -38,12 +38,17 @@ from pyhanko.sign.signers.pdf_signer import (
 )
 from pyhanko.sign.timestamps import TimeStamper, TimestampRequestError
 from pyhanko.sign.validation.dss import DocumentSecurityStore, collect_validation_info
+from pyhanko.stamp import BaseStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service import _pdf_recovery, _pdf_speedups
-from signing_service.signing.appearance import AppearanceSpec
+from signing_service.signing.appearance import (
+    AppearanceSpec,
+    KindAppearance,
+    last_visible_signature,
+)
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import Placement, place, prepared_field, upright
@@ -102,7 +107,8 @@ class SignOptions:
     location: str | None = None
     contact_info: str | None = None
     md_algorithm: str = "sha256"
-    appearance: AppearanceSpec | None = None
+    # AppearanceSpec: the text stamp of profiles without a kind; KindAppearance: issue 10's kinds.
+    appearance: AppearanceSpec | KindAppearance | None = None
     tsa_url: str | None = None
     # A prepared empty signature field to fill (the request's, else the profile's).
     field_name: str | None = None
@@ -269,8 +275,30 @@ def _pdf_signer(
     # Placement (signing/placement.py): a prepared empty field, else a free box by rule.
     # PlacementError carries its own 422 code to the caller.
     placement: Placement | None
+    style: BaseStampStyle | None = None
     with _document_structure():
-        if spec is not None:
+        plan = (
+            spec.plan(
+                signer_name, organisation, now, cert_title=_subject_attr(signing_cert, "title")
+            )
+            if isinstance(spec, KindAppearance)
+            else None
+        )
+        if isinstance(spec, KindAppearance) and plan is not None:
+            # An appearance kind (issue 10): the size and region its plan asks for; a seal
+            # over the last visible signature (the person's).
+            placement = place(
+                writer.prev,
+                width=plan.width,
+                height=plan.height,
+                region=plan.region,
+                field_name=field_to_fill,
+                over_signature=last_visible_signature(writer.prev) if plan.over_signature else None,
+                when_full=spec.when_full,
+                margin=spec.margin,
+            )
+            style = plan.style
+        elif isinstance(spec, AppearanceSpec):
             _check_appearance(spec)
             placement = place(
                 writer.prev,
@@ -282,13 +310,15 @@ def _pdf_signer(
                 margin=spec.margin,
             )
         else:
+            # Invisible (no appearance, or kind "none").
             placement = prepared_field(writer.prev, field_to_fill)
     if placement is not None:
-        if spec is None:
+        if style is None:
             # An invisible profile filling a prepared visible field: our stamp (Vietnamese
             # glyphs) rather than pyHanko's default one in a font without them.
-            spec = AppearanceSpec()
-        stamp_style = upright(spec.stamp(signer_name, organisation, now), placement.rotate)
+            text = spec if isinstance(spec, AppearanceSpec) else AppearanceSpec()
+            style = text.stamp(signer_name, organisation, now)
+        stamp_style = upright(style, placement.rotate)
         if placement.existing_field is not None:
             field_name = placement.existing_field
         else:
