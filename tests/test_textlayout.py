@@ -25,7 +25,13 @@ import pytest
 from signing_service import errors
 from signing_service.services.signing import placement_error
 from signing_service.signing import textlayout
-from signing_service.signing.placement import PlacementError, _pages, text_lines, view_to_user
+from signing_service.signing.placement import (
+    PlacementError,
+    _pages,
+    text_lines,
+    user_to_view,
+    view_to_user,
+)
 from signing_service.signing.textlayout import LayoutUnavailable, TextLayout
 
 A4 = (0.0, 0.0, 595.0, 842.0)
@@ -44,18 +50,23 @@ def page_pdf(
     rotate: int = 0,
     crop: Box | None = None,
     pages: int = 1,
+    upwards: bool = False,
+    font: str = "Helvetica",
 ) -> bytes:
-    """``pages`` equal pages with ``texts`` (x, baseline y, size, ASCII text) in Helvetica."""
+    """``pages`` equal pages with ``texts`` (x, baseline y, size, ASCII text) in ``font``,
+    each its own text object; ``upwards``: the text runs up the page (turned 90°
+    counter-clockwise: upright on a page displayed with ``/Rotate 90``)."""
     pdf = pikepdf.new()
     font = pdf.make_indirect(
         pikepdf.Dictionary(
             Type=pikepdf.Name.Font,
             Subtype=pikepdf.Name.Type1,
-            BaseFont=pikepdf.Name.Helvetica,
+            BaseFont=pikepdf.Name("/" + font),
             Encoding=pikepdf.Name.WinAnsiEncoding,
         )
     )
-    ops = "\n".join(f"BT /F1 {s} Tf {x} {y} Td ({t}) Tj ET" for x, y, s, t in texts)
+    matrix = "0 1 -1 0" if upwards else "1 0 0 1"
+    ops = "\n".join(f"BT /F1 {s} Tf {matrix} {x} {y} Tm ({t}) Tj ET" for x, y, s, t in texts)
     for _ in range(pages):
         page = pikepdf.Dictionary(
             Type=pikepdf.Name.Page,
@@ -147,7 +158,7 @@ def layout() -> TextLayout:
 @needs_poppler
 def test_boxes_match_the_text_position(layout: TextLayout) -> None:
     pdf = page_pdf(TEXTS)
-    boxes = layout.page_boxes(pdf, 0)
+    boxes = layout.page_lines(pdf, 0)
     assert len(boxes) == len(TEXTS)
     assert_boxes_match_words(boxes, poppler_words(pdf, A4, 0))
     # Where the content stream put it: "Nguyen Van A" at x 360 on the baseline y 150, 11 pt
@@ -176,11 +187,42 @@ def test_boxes_are_in_user_space(
     and poppler's (displayed) word boxes brought back to user space agree."""
     dx, dy = media[0], media[1]
     texts = [(x + dx, y + dy, s, t) for x, y, s, t in TEXTS]
-    plain = layout.page_boxes(page_pdf(texts, media=media), 0)
+    plain = layout.page_lines(page_pdf(texts, media=media), 0)
     pdf = page_pdf(texts, media=media, rotate=rotate, crop=crop)
-    boxes = layout.page_boxes(pdf, 0)
+    boxes = layout.page_lines(pdf, 0)
     assert sorted(boxes) == sorted(plain)  # the order may follow the reading direction
     assert_boxes_match_words(boxes, poppler_words(pdf, media, rotate))
+
+
+@needs_poppler
+@pytest.mark.parametrize("upwards", [False, True], ids=["across", "upwards-rotate90"])
+def test_words_drawn_one_by_one_are_one_line(layout: TextLayout, upwards: bool) -> None:
+    """PDFium gives one run per text object: a line whose words are separate objects (as
+    some producers write them) is still one line box, from its first word's start to its last
+    word's end; the next line and a column ~4.5 em away stay apart."""
+    words = ["Can", "cu", "Luat", "To", "chuc", "chinh", "quyen", "dia", "phuong"]
+    texts, x = [], 70.0
+    for word in words:
+        texts.append((x, 650.0, 11.0, word))
+        # Courier: 0.6 em a character; word spaces of 1.5 characters (0.9 em), a stretched
+        # justified line's.
+        x += 6.6 * (len(word) + 1.5)
+    texts += [(70.0, 634.0, 11.0, "dong tiep theo"), (x + 40, 650.0, 11.0, "cot khac")]
+    if upwards:  # the same layout turned to run up the page (user space)
+        texts = [(650.0 - y + 500, x - 50, s, t) for x, y, s, t in texts]
+    rotate = 90 if upwards else 0
+    pdf = page_pdf(texts, rotate=rotate, upwards=upwards, font="Courier")
+    boxes = layout.page_lines(pdf, 0)
+    assert len(boxes) == 3, boxes
+    words_boxes = poppler_words(pdf, A4, rotate)
+    view = sorted(user_to_view(b, A4, rotate) for b in boxes)
+    first_line = min(view, key=lambda b: (b[1], b[0]))
+    view_words = [user_to_view(w, A4, rotate) for w in words_boxes]
+    line_words = [w for w in view_words if abs(w[1] - first_line[1]) < 3]
+    assert abs(first_line[0] - min(w[0] for w in line_words)) < 1
+    # the main line ends at "phuong"; "cot khac" is its own box
+    assert len([b for b in view if abs(b[1] - first_line[1]) < 3]) == 2
+    assert_boxes_match_words(view, view_words)  # as displayed: the lines run across
 
 
 def test_placement_text_lines_through_the_shared_worker() -> None:
@@ -189,7 +231,7 @@ def test_placement_text_lines_through_the_shared_worker() -> None:
     pdf = page_pdf(TEXTS, rotate=90, pages=2)
     pages = list(_pages(PdfFileReader(io.BytesIO(pdf))))
     lines = text_lines(pdf, pages[1])
-    assert lines == [tuple(b) for b in textlayout.default().page_boxes(pdf, 1)]
+    assert lines == [tuple(b) for b in textlayout.default().page_lines(pdf, 1)]
     assert len(lines) == len(TEXTS)
 
 
@@ -198,7 +240,7 @@ def test_a_large_input_goes_through_a_file() -> None:
     pdf = page_pdf(TEXTS)
     by_pipe, by_file = TextLayout(), TextLayout(file_threshold=0)
     try:
-        assert by_file.page_boxes(pdf, 0) == by_pipe.page_boxes(pdf, 0)
+        assert by_file.page_lines(pdf, 0) == by_pipe.page_lines(pdf, 0)
     finally:
         by_pipe.close()
         by_file.close()
@@ -217,16 +259,16 @@ def test_timeout_kills_and_replaces_the_worker() -> None:
     assert len(slow) < 100_000
     layout = TextLayout(timeout=0.3)
     try:
-        assert layout.page_boxes(page_pdf(TEXTS), 0)
+        assert layout.page_lines(page_pdf(TEXTS), 0)
         first = layout.worker_pid
         assert first is not None
         started = time.monotonic()
         with pytest.raises(LayoutUnavailable, match=r"over 0\.3 s"):
-            layout.page_boxes(slow, 0)
+            layout.page_lines(slow, 0)
         assert time.monotonic() - started < 5
         assert layout.worker_pid is None and _gone(first)
         # The next call gets a fresh worker and a correct answer.
-        assert len(layout.page_boxes(page_pdf(TEXTS), 0)) == len(TEXTS)
+        assert len(layout.page_lines(page_pdf(TEXTS), 0)) == len(TEXTS)
         assert layout.worker_pid not in (None, first)
     finally:
         layout.close()
@@ -237,22 +279,22 @@ def test_the_memory_limit_ends_the_worker_not_the_service() -> None:
     layout = TextLayout(timeout=60, memory_limit_bytes=300 * 1024**2)
     try:
         with pytest.raises(LayoutUnavailable):
-            layout.page_boxes(slow_pdf(3_000_000), 0)
-        assert len(layout.page_boxes(page_pdf(TEXTS), 0)) == len(TEXTS)
+            layout.page_lines(slow_pdf(3_000_000), 0)
+        assert len(layout.page_lines(page_pdf(TEXTS), 0)) == len(TEXTS)
     finally:
         layout.close()
 
 
 def test_concurrent_callers_are_served_by_one_worker(layout: TextLayout) -> None:
     documents = [page_pdf(TEXTS[: n + 1], rotate=90 * (n % 4)) for n in range(len(TEXTS))]
-    expected = [layout.page_boxes(pdf, 0) for pdf in documents]
+    expected = [layout.page_lines(pdf, 0) for pdf in documents]
     pid = layout.worker_pid
     failures: list[str] = []
 
     def caller(k: int) -> None:
         for i in range(20):
             n = (k + i) % len(documents)
-            got = layout.page_boxes(documents[n], 0)
+            got = layout.page_lines(documents[n], 0)
             if got != expected[n]:
                 failures.append(f"thread {k} call {i}: {got} != {expected[n]}")
 
@@ -272,10 +314,10 @@ def test_concurrent_callers_are_served_by_one_worker(layout: TextLayout) -> None
 )
 def test_malformed_pdf_is_page_layout_unavailable(layout: TextLayout, pdf: bytes) -> None:
     with pytest.raises(LayoutUnavailable):
-        layout.page_boxes(pdf, 0)
+        layout.page_lines(pdf, 0)
     # The worker survives a document it cannot read.
     pid = layout.worker_pid
-    assert len(layout.page_boxes(page_pdf(TEXTS), 0)) == len(TEXTS)
+    assert len(layout.page_lines(page_pdf(TEXTS), 0)) == len(TEXTS)
     assert layout.worker_pid == pid
 
 
@@ -292,7 +334,7 @@ def test_malformed_pdf_through_placement_is_a_422() -> None:
 
 def test_page_out_of_range(layout: TextLayout) -> None:
     with pytest.raises(LayoutUnavailable, match="page 3 of 1"):
-        layout.page_boxes(page_pdf(TEXTS), 3)
+        layout.page_lines(page_pdf(TEXTS), 3)
 
 
 def test_no_worker_outlives_its_process(tmp_path: Path) -> None:
@@ -305,7 +347,7 @@ def test_no_worker_outlives_its_process(tmp_path: Path) -> None:
             "import os, sys\n"
             "from signing_service.signing import textlayout\n"
             "layout = textlayout.default()\n"
-            f"layout.page_boxes(open({str(pdf_path)!r}, 'rb').read(), 0)\n"
+            f"layout.page_lines(open({str(pdf_path)!r}, 'rb').read(), 0)\n"
             "print(layout.worker_pid, flush=True)\n"
             f"{ending}\n"
         )
@@ -321,7 +363,7 @@ def test_no_worker_outlives_its_process(tmp_path: Path) -> None:
 
 def test_shutdown_stops_the_shared_worker() -> None:
     layout = textlayout.default()
-    layout.page_boxes(page_pdf(TEXTS), 0)
+    layout.page_lines(page_pdf(TEXTS), 0)
     pid = layout.worker_pid
     assert pid is not None
     textlayout.shutdown()

@@ -283,7 +283,7 @@ def text_lines(pdf: bytes, page: _Page) -> list[Rect]:
     replaced).
     """
     try:
-        boxes = textlayout.default().page_boxes(pdf, page.index)
+        boxes = textlayout.default().page_lines(pdf, page.index)
     except textlayout.LayoutUnavailable as e:
         log.info("page %d: text layout unavailable (%s)", page.index + 1, e.reason)
         raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", e.reason) from None
