@@ -142,7 +142,7 @@ def _measure(pdfium: Any, source: bytes | str, page_index: int) -> list[Rect]:
 def _worker_main(conn: Connection, memory_limit: int) -> None:
     if memory_limit > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-    import pypdfium2 as pdfium
+    import pypdfium2 as pdfium  # type: ignore[import-untyped]
 
     conn.send("ready")
     while True:
