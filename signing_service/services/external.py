@@ -50,8 +50,9 @@ from signing_service.signing.engine import (
     async_finish_external,
     async_prepare_external,
     signature_timestamp_tokens,
+    signing_moment,
 )
-from signing_service.signing.rawsig import raw_signature_valid
+from signing_service.signing.rawsig import der_ecdsa_signature, raw_signature_valid
 from signing_service.signing.tsa import TimestampCheckFailure
 from signing_service.store.models import Agency, ExternalSession, SigningProfile
 from signing_service.timefmt import api_time
@@ -114,6 +115,9 @@ def start_external(
     )
     intermediates = list(registered_chain)
     run_sync(check_signer(services, signer_cert, intermediates))
+    # The claimed signing time, fixed now: the stamp prints it and /M records it; completion
+    # reports it as the signature's signed_at (README, two-step signing).
+    now = signing_moment()
     try:
         prepared = run_sync(
             async_prepare_external(
@@ -128,6 +132,7 @@ def start_external(
                     if chosen.needs_timestamp
                     else None
                 ),
+                now=now,
             )
         )
     except PdfInputError as e:
@@ -136,7 +141,6 @@ def start_external(
         ) from None
     except TimestampCheckFailure as failure:
         raise timestamp_error(services, failure) from None
-    now = datetime.now(UTC)
     expires = now + timedelta(seconds=services.settings.external_session_seconds)
     row = ExternalSession(
         agency_id=agency.id,
@@ -300,6 +304,9 @@ def complete_external(
         md_algorithm=row.md_algorithm,
     )
     ci = None
+    if signature is not None:
+        # A token returns ECDSA as raw r‖s (PKCS#11, CSC); CMS embeds the DER form.
+        signature = der_ecdsa_signature(cert, signature)
     if signature_cms is not None:
         ci = _check_cms(row, cert, signature_cms)
     elif signature is None or not raw_signature_valid(
@@ -371,4 +378,5 @@ def complete_external(
         dossier_code=row.dossier_code,
         actor=actor,
         in_transaction=mark_completed,
+        signed_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),
     )

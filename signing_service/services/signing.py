@@ -39,6 +39,7 @@ from signing_service.signing.engine import (
     SignOptions,
     TimestampError,
     async_sign_pdf,
+    signing_moment,
 )
 from signing_service.signing.keys import (
     KeySourceError,
@@ -192,6 +193,7 @@ async def _check_and_sign(
     profile: SigningProfile,
     level: SignatureLevel,
     pdf: bytes,
+    now: datetime | None = None,
 ) -> bytes:
     await check_signer(services, key.signing_cert, key.chain)
     options = _options(profile, level)
@@ -206,7 +208,7 @@ async def _check_and_sign(
         vc = functools.partial(services.trust.validation_context, other_certs=key.chain)
     try:
         return await async_sign_pdf(
-            pdf, key, options, validation_context=vc, timestamper=timestamper
+            pdf, key, options, validation_context=vc, timestamper=timestamper, now=now
         )
     except PdfInputError as e:
         if e.reason == "encrypted":
@@ -260,7 +262,9 @@ def _sign_one(
     actor: str,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing."""
-    signed = run_sync(_check_and_sign(services, key, profile, level, pdf))
+    # One claimed signing time for the stamp, /M and the answer's signed_at.
+    moment = signing_moment()
+    signed = run_sync(_check_and_sign(services, key, profile, level, pdf, moment))
     return store_signed(
         services,
         agency,
@@ -272,6 +276,7 @@ def _sign_one(
         filename=filename,
         dossier_code=dossier_code,
         actor=actor,
+        signed_at=moment,
     )
 
 
@@ -288,11 +293,14 @@ def store_signed(
     dossier_code: str | None,
     actor: str,
     in_transaction: Callable[[Session, str], None] | None = None,
+    signed_at: datetime | None = None,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
 
     ``in_transaction(session, signature_id)`` runs inside the same transaction (the two-step
     flow uses it to mark its session completed exactly once); if it raises, nothing is kept.
+    ``signed_at``: the signature's claimed signing time when it is not now (two-step: fixed
+    at step 1, the time on the stamp and in /M).
     """
     now = datetime.now(UTC)
     input_id, output_id = new_id(), new_id()
@@ -331,7 +339,7 @@ def store_signed(
         profile_id=profile.id,
         certificate_sha256=sha256_fingerprint(signing_cert),
         level=level,
-        signed_at=now,
+        signed_at=signed_at or now,
         input_document_id=input_id,
         output_document_id=output_id,
     )
@@ -384,7 +392,7 @@ def store_signed(
         signature_id=signature.id,
         level=level,
         profile=profile.name,
-        signed_at=api_time(now),
+        signed_at=api_time(signed_at or now),
         certificate_sha256=signature.certificate_sha256,
         document=DocumentView.of(output_doc),
         input_document=DocumentView.of(input_doc),
