@@ -91,6 +91,24 @@ InvalidLevel = _error(
 )
 BatchTooLarge = _error("BATCH_TOO_LARGE", 422, "Lô ký vượt quá số tài liệu cho phép.")
 InvalidDossierCode = _error("INVALID_DOSSIER_CODE", 422, "Mã hồ sơ không đúng định dạng.")
+# Result codes {dossier_code}-KQ{n} (Nghị định 45/2020 Art. 14.3) and codes on documents.
+InvalidResultCode = _error(
+    "INVALID_RESULT_CODE",
+    422,
+    "Mã kết quả không đúng định dạng {mã hồ sơ}-KQ{số thứ tự}, ví dụ "
+    "000.00.12.H12-261127-0001-KQ1, hoặc không thuộc hồ sơ đã gửi.",
+)
+ResultCodeNeedsDossier = _error(
+    "RESULT_CODE_NEEDS_DOSSIER",
+    422,
+    "Cấp mã kết quả tự động (result_code=auto) cần mã hồ sơ (dossier_code).",
+)
+InvalidDocumentCodes = _error(
+    "INVALID_DOCUMENT_CODES",
+    422,
+    "Trường codes phải là một mảng JSON theo thứ tự tệp, mỗi phần tử là null hoặc một đối "
+    'tượng {"dossier_code": ..., "result_code": ...}, có đúng một phần tử cho mỗi tệp.',
+)
 InvalidFilename = _error(
     "INVALID_FILENAME",
     422,

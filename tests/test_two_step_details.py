@@ -256,3 +256,43 @@ def test_one_step_stamp_time_equals_claimed_signing_time(
         embedded = PdfFileReader(pdf.open("rb")).embedded_signatures[0]
         claimed = parse_date(str(embedded.sig_object["/M"]))
         assert _stamp_time(pdf) == claimed == datetime.fromisoformat(done.json()["signed_at"])
+
+
+def test_two_step_result_code_assigned_at_completion(
+    api: Any, services: Services, credentials: dict[str, Any], ecdsa_officer: bytes
+) -> None:
+    """``result_code=auto`` at step 1; the number is taken when the signed document is stored
+    (step 2), so an abandoned session uses none."""
+    dossier = "000.00.31.H26-261127-0007"
+
+    def begin() -> dict[str, Any]:
+        started = api.post(
+            "/v1/signatures/external",
+            headers=_headers_b(credentials),
+            data={
+                "profile": B_PROFILE,
+                "level": "B-B",
+                "dossier_code": dossier,
+                "result_code": "auto",
+            },
+            files={
+                "file": ("kq.pdf", make_pdf(), "application/pdf"),
+                "certificate": ("officer.pem", ecdsa_officer),
+            },
+        )
+        assert started.status_code == 201, started.text
+        return dict(started.json())
+
+    _abandoned = begin()
+    session = begin()
+    token = _token(services, "raw")
+    try:
+        value = token.sign_digest(session["digest"])
+    finally:
+        token.close()
+    done = api.post(
+        session["complete_url"], headers=_headers_b(credentials), json={"signature": value}
+    )
+    assert done.status_code == 201, done.text
+    assert done.json()["document"]["result_code"] == f"{dossier}-KQ1"
+    assert done.json()["document"]["dossier_code"] == dossier

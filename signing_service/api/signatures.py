@@ -19,7 +19,12 @@ from signing_service.api.deps import (
     document_out,
     read_upload,
 )
-from signing_service.services.documents import MAX_FILENAME_CHARS, check_filename, printable
+from signing_service.services.documents import (
+    MAX_FILENAME_CHARS,
+    batch_codes,
+    check_filename,
+    printable,
+)
 from signing_service.store.models import Agency
 
 if TYPE_CHECKING:
@@ -36,20 +41,42 @@ router = APIRouter()
 _REPEATABLE = frozenset({"files"})
 
 
+def _declared_fields(request: Request) -> frozenset[str] | None:
+    """The form fields the endpoint declares (its body parameters), ``None`` when unknown."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return None
+    return frozenset(field.alias for field in dependant.body_params)
+
+
 async def _single_valued(request: Request) -> None:
-    """422 ``INVALID_REQUEST`` naming each single-valued form field sent more than once. The
-    form is the one FastAPI already parsed for the endpoint (Starlette caches it)."""
+    """422 ``INVALID_REQUEST`` naming each single-valued form field sent more than once, and
+    each field the endpoint does not take. The form is the one FastAPI already parsed for the
+    endpoint (Starlette caches it).
+
+    Unknown fields were ignored: a batch sent with ``dossier_code`` was signed and stored
+    without it, and the caller never learnt (issue 10); a misspelt ``result_code`` would
+    do the same."""
     form = await request.form()
     repeated = sorted(
         {name for name in form if name not in _REPEATABLE and len(form.getlist(name)) > 1}
     )
-    if repeated:
-        raise RequestValidationError(
-            [
-                {"loc": ("body", name), "msg": "trường bị gửi nhiều lần", "type": "value_error"}
-                for name in repeated
-            ]
-        )
+    declared = _declared_fields(request)
+    unknown = sorted({name for name in form if declared is not None and name not in declared})
+    problems = [
+        {"loc": ("body", name), "msg": "trường bị gửi nhiều lần", "type": "value_error"}
+        for name in repeated
+    ] + [
+        {
+            "loc": ("body", name),
+            "msg": "trường không được hỗ trợ ở yêu cầu này",
+            "type": "value_error",
+        }
+        for name in unknown
+    ]
+    if problems:
+        raise RequestValidationError(problems)
 
 
 SINGLE_VALUED = [Depends(_single_valued)]
@@ -57,6 +84,15 @@ SINGLE_VALUED = [Depends(_single_valued)]
 # Form fields reach the database (profile names, dossier codes) and key sources: checked at
 # the edge for length and control characters, the same on both databases (422).
 CLEAN = AfterValidator(schemas.clean_text)
+
+RESULT_CODE_FIELD = Form(
+    description="Mã kết quả {mã hồ sơ}-KQ{n} (Nghị định 45/2020, Điều 14.3), hoặc auto: "
+    "dịch vụ cấp số tiếp theo của hồ sơ (cần dossier_code)",
+    examples=["auto", "000.00.12.H12-261127-0001-KQ1"],
+    max_length=64,
+)
+# The batch's per-document codes: a JSON array in file order (README, batch signing).
+MAX_CODES_CHARS = 256 * 1024
 
 
 def _echo(filename: str | None) -> str | None:
@@ -108,8 +144,14 @@ async def create_signature(
     # Not CLEAN: matched whole against the dossier-code pattern, which refuses control
     # characters with the more precise INVALID_DOSSIER_CODE.
     dossier_code: Annotated[
-        str | None, Form(examples=["000.00.12.H12-261127-0001"], max_length=64)
+        str | None,
+        Form(
+            description="Mã hồ sơ, hoặc mã kết quả {mã hồ sơ}-KQ{n}",
+            examples=["000.00.12.H12-261127-0001"],
+            max_length=64,
+        ),
     ] = None,
+    result_code: Annotated[str | None, RESULT_CODE_FIELD] = None,  # matched whole later
     authorization: Annotated[
         str | None,
         Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
@@ -130,6 +172,7 @@ async def create_signature(
         level=level,
         filename=file.filename,
         dossier_code=dossier_code,
+        result_code=result_code,
         actor=actor_of(caller),
         authorization=authorization,
     )
@@ -174,6 +217,7 @@ async def external_start(
     ] = None,
     level: Annotated[str | None, Form(description="B-B hoặc B-T", max_length=16), CLEAN] = None,
     dossier_code: Annotated[str | None, Form(max_length=64)] = None,  # matched whole later
+    result_code: Annotated[str | None, RESULT_CODE_FIELD] = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
@@ -191,6 +235,7 @@ async def external_start(
         level=level,
         filename=file.filename,
         dossier_code=dossier_code,
+        result_code=result_code,
         actor=actor_of(caller),
     )
     return schemas.ExternalStartOut(
@@ -273,6 +318,15 @@ async def create_batch(
         Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô", max_length=1024),
         CLEAN,
     ] = None,
+    codes: Annotated[
+        str | None,
+        Form(
+            description="Mã của từng tài liệu: mảng JSON theo thứ tự tệp, mỗi phần tử null "
+            'hoặc {"dossier_code": ..., "result_code": ...}',
+            examples=['[{"dossier_code": "000.00.12.H12-261127-0001", "result_code": "auto"}]'],
+            max_length=MAX_CODES_CHARS,
+        ),
+    ] = None,
 ) -> schemas.BatchOut:
     from signing_service.services.signing import sign_batch
 
@@ -282,6 +336,7 @@ async def create_batch(
             f"Mỗi lô ký tối đa {settings.max_batch_documents} tài liệu.",
             details={"max_documents": settings.max_batch_documents},
         )
+    per_document = batch_codes(codes, len(files), caller.agency.code)
     items = [(upload.filename, await read_upload(upload, services.settings)) for upload in files]
     results = await in_worker(
         sign_batch,
@@ -292,6 +347,7 @@ async def create_batch(
         level=level,
         actor=actor_of(caller),
         authorization=authorization,
+        codes=per_document,
     )
     out = []
     for index, item in enumerate(results):

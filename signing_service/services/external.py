@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services.container import Services
-from signing_service.services.documents import check_dossier_code, check_pdf_upload
+from signing_service.services.documents import check_codes, check_pdf_upload
 from signing_service.services.keys import officer_for, officer_still_registered
 from signing_service.services.signing import (
     TIMESTAMP_ERRORS,
@@ -95,15 +95,18 @@ def start_external(
     level: str | None = None,
     filename: str | None = None,
     dossier_code: str | None = None,
+    result_code: str | None = None,
     actor: str,
 ) -> ExternalStart:
     """``officer``: the name of one of the agency's registered officer certificates;
     ``certificate``: the officer's certificate (PEM/DER), which must be one of them. A
     certificate the operator has not registered for this agency is refused
     (``OFFICER_NOT_REGISTERED``), whatever chain it comes with: a CA certificate, another
-    agency's officer, anyone's."""
+    agency's officer, anyone's. ``dossier_code``, ``result_code``: as for one-step signing
+    (:func:`signing_service.services.documents.check_codes`); an ``auto`` result code is
+    assigned at completion, when the signed document is stored."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
-    dossier_code = check_dossier_code(dossier_code, agency.code)
+    codes = check_codes(dossier_code, result_code, agency.code)
     profile = _profile(services, agency, profile_name)
     if not profile.two_step:
         raise errors.ProfileNotExternal()
@@ -158,7 +161,8 @@ def start_external(
         input_pdf_sha256=hashlib.sha256(pdf).hexdigest(),
         input_size=len(pdf),
         filename=filename,
-        dossier_code=dossier_code,
+        dossier_code=codes.dossier_code,
+        result_code=codes.result_code,
         created_at=now,
         expires_at=expires,
     )
@@ -376,6 +380,7 @@ def complete_external(
         cert,
         filename=row.filename,
         dossier_code=row.dossier_code,
+        result_code=row.result_code,
         actor=actor,
         in_transaction=mark_completed,
         signed_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),

@@ -27,10 +27,13 @@ from signing_service._async import run_sync
 from signing_service.services import allowlists
 from signing_service.services.container import Services
 from signing_service.services.documents import (
+    NO_CODES,
+    DocumentCodes,
     DocumentView,
-    check_dossier_code,
+    check_codes,
     check_filename,
     check_pdf_upload,
+    resolve_result_code,
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
 from signing_service.signing.certcheck import SignerCheckFailure
@@ -238,16 +241,18 @@ def sign_document(
     level: str | None = None,
     filename: str | None = None,
     dossier_code: str | None = None,
+    result_code: str | None = None,
     actor: str,
     authorization: str | None = None,
 ) -> SignResult:
     """``authorization``: the officer's PIN/OTP for a remote-signing (csc:) profile, passed
-    through to the provider and never stored or logged."""
+    through to the provider and never stored or logged. ``dossier_code`` and
+    ``result_code``: see :func:`signing_service.services.documents.check_codes`."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
-    dossier_code = check_dossier_code(dossier_code, agency.code)
+    codes = check_codes(dossier_code, result_code, agency.code)
     profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
     key = with_authorization(key, authorization)
-    return _sign_one(services, agency, profile, chosen, key, pdf, filename, dossier_code, actor)
+    return _sign_one(services, agency, profile, chosen, key, pdf, filename, codes, actor)
 
 
 def _sign_one(
@@ -258,7 +263,7 @@ def _sign_one(
     key: LoadedKey,
     pdf: bytes,
     filename: str | None,
-    dossier_code: str | None,
+    codes: DocumentCodes,
     actor: str,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing."""
@@ -274,7 +279,8 @@ def _sign_one(
         signed,
         key.signing_cert,
         filename=filename,
-        dossier_code=dossier_code,
+        dossier_code=codes.dossier_code,
+        result_code=codes.result_code,
         actor=actor,
         signed_at=moment,
     )
@@ -294,13 +300,16 @@ def store_signed(
     actor: str,
     in_transaction: Callable[[Session, str], None] | None = None,
     signed_at: datetime | None = None,
+    result_code: str | None = None,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
 
     ``in_transaction(session, signature_id)`` runs inside the same transaction (the two-step
     flow uses it to mark its session completed exactly once); if it raises, nothing is kept.
     ``signed_at``: the signature's claimed signing time when it is not now (two-step: fixed
-    at step 1, the time on the stamp and in /M).
+    at step 1, the time on the stamp and in /M). ``result_code``: a checked result code or
+    ``auto``, resolved in the transaction (:func:`resolve_result_code`) and kept on the signed
+    document only (the original is the unsigned draft).
     """
     now = datetime.now(UTC)
     input_id, output_id = new_id(), new_id()
@@ -357,6 +366,11 @@ def store_signed(
             services.store.put(doc.storage_key, data, sha256=doc.sha256)
             written.append(doc.storage_key)
         with services.db.transaction() as session:
+            # The dossier's counter row before the audit head: every writer takes the two
+            # locks in this order.
+            output_doc.result_code = resolve_result_code(
+                session, agency.id, DocumentCodes(dossier_code, result_code)
+            )
             # One flush for the three rows (audit.append's head query flushes them): the
             # unit of work inserts the documents in the order added (the signed one first:
             # the original's content_of names it), then the signature that names both.
@@ -377,6 +391,7 @@ def store_signed(
                     "output_sha256": output_doc.sha256,
                     "output_document": output_id,
                     "dossier_code": dossier_code,
+                    "result_code": output_doc.result_code,
                 },
             )
     except BaseException as e:
@@ -415,8 +430,12 @@ def sign_batch(
     level: str | None = None,
     actor: str,
     authorization: str | None = None,
+    codes: Sequence[DocumentCodes] | None = None,
 ) -> list[SignResult | errors.ServiceError]:
     """Ký hàng loạt: one profile, one authorisation, per-document results.
+
+    ``codes``: each document's checked codes (:func:`check_codes`), in file order, one per
+    item (``None``: no codes for any).
 
     What concerns the whole batch (profile, level, key, the signer's certificate) is checked
     once, before any document, and refuses the whole request (nothing is signed). Each document
@@ -436,7 +455,9 @@ def sign_batch(
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
     unavailable: errors.ServiceError | None = None
-    for filename, pdf in items:
+    if codes is not None and len(codes) != len(items):
+        raise ValueError("one DocumentCodes per batch item")
+    for index, (filename, pdf) in enumerate(items):
         if unavailable is not None:
             results.append(_not_attempted(unavailable))
             continue
@@ -444,7 +465,17 @@ def sign_batch(
             check_filename(filename)
             check_pdf_upload(pdf, services.settings.max_upload_bytes)
             results.append(
-                _sign_one(services, agency, profile, chosen, key, pdf, filename, None, actor)
+                _sign_one(
+                    services,
+                    agency,
+                    profile,
+                    chosen,
+                    key,
+                    pdf,
+                    filename,
+                    codes[index] if codes is not None else NO_CODES,
+                    actor,
+                )
             )
         except errors.ServiceError as e:
             results.append(e)
