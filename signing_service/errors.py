@@ -103,6 +103,23 @@ ResultCodeNeedsDossier = _error(
     422,
     "Cấp mã kết quả tự động (result_code=auto) cần mã hồ sơ (dossier_code).",
 )
+InvalidProcedureCode = _error(
+    "INVALID_PROCEDURE_CODE",
+    422,
+    "Mã thủ tục hành chính không đúng định dạng của Cơ sở dữ liệu quốc gia về thủ tục hành "
+    "chính, ví dụ 1.001234 hoặc 1.001234.000.00.12.H12.",
+)
+QrLinkNotConfigured = _error(
+    "QR_LINK_NOT_CONFIGURED",
+    422,
+    "Dịch vụ chưa được cấu hình địa chỉ tra cứu công khai (SIGNING_SERVICE_PUBLIC_BASE_URL) "
+    "nên không thể thêm mã QR.",
+)
+QrOnSignedDocument = _error(
+    "QR_ON_SIGNED_DOCUMENT",
+    422,
+    "Văn bản đã có chữ ký số: thêm mã QR vào trang sẽ làm mất hiệu lực chữ ký đã có.",
+)
 InvalidDocumentCodes = _error(
     "INVALID_DOCUMENT_CODES",
     422,

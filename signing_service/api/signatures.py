@@ -28,7 +28,7 @@ from signing_service.services.documents import (
 from signing_service.store.models import Agency
 
 if TYPE_CHECKING:
-    from signing_service.services.signing import SignResult
+    from signing_service.services.signing import QrRequest, SignResult
 
 # The signing and two-step use cases are imported by their endpoints on first use: they pull in
 # pyHanko (~30 MB), which a process serving only attachments never needs.
@@ -101,6 +101,32 @@ def _echo(filename: str | None) -> str | None:
     return printable(filename, MAX_FILENAME_CHARS) if filename else filename
 
 
+def _qr_request(
+    qr: bool, procedure_code: str | None, document_name: str | None
+) -> QrRequest | None:
+    """The QR code asked for, or ``None``; its fields without ``qr=true`` are refused, not
+    ignored (422 ``INVALID_REQUEST``)."""
+    from signing_service.services.signing import QrRequest
+
+    if not qr:
+        if procedure_code or document_name:
+            raise errors.InvalidRequest(
+                "Trường procedure_code và document_name chỉ dùng cùng qr=true.",
+                details={
+                    "fields": [
+                        n
+                        for n, v in (
+                            ("procedure_code", procedure_code),
+                            ("document_name", document_name),
+                        )
+                        if v
+                    ]
+                },
+            )
+        return None
+    return QrRequest(procedure_code or None, document_name or None)
+
+
 def _signature_out(result: SignResult) -> schemas.SignatureOut:
     return schemas.SignatureOut(
         signature_id=result.signature_id,
@@ -157,10 +183,27 @@ async def create_signature(
         Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
         CLEAN,
     ] = None,
+    qr: Annotated[
+        bool,
+        Form(
+            description="Thêm mã QR (Thông tư 01/2023/TT-VPCP) ở góc trên bên trái trang 1: mã "
+            "hồ sơ, mã thủ tục, tên văn bản, hệ thống phát hành, thời gian, liên kết tra cứu"
+        ),
+    ] = False,
+    procedure_code: Annotated[
+        str | None,
+        Form(description="Mã thủ tục hành chính (cho mã QR)", examples=["1.001234"], max_length=64),
+    ] = None,  # matched whole later
+    document_name: Annotated[
+        str | None,
+        Form(description="Tên văn bản (cho mã QR; mặc định: tên tệp)", max_length=255),
+        CLEAN,
+    ] = None,
 ) -> schemas.SignatureOut:
     from signing_service.services.signing import sign_document
 
     check_filename(file.filename)
+    qr_request = _qr_request(qr, procedure_code, document_name)
     data = await read_upload(file, services.settings)
     agency: Agency = caller.agency
     result = await in_worker(
@@ -175,6 +218,7 @@ async def create_signature(
         result_code=result_code,
         actor=actor_of(caller),
         authorization=authorization,
+        qr=qr_request,
     )
     response.headers["Location"] = f"/v1/documents/{result.document.id}"
     return _signature_out(result)

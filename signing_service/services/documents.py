@@ -28,6 +28,23 @@ DOSSIER_CODE = re.compile(
 # from 1, no leading zero (KQ01 and KQ1 would be two spellings of one result), at most 6
 # digits (the code then fits the 64-character column with room to spare).
 RESULT_CODE = re.compile(r"(?P<dossier>.+)-KQ(?P<n>[1-9][0-9]{0,5})")
+# A procedure's code in the national database of administrative procedures (CSDL quốc gia về
+# TTHC), e.g. 1.001234, optionally followed by the code of the agency that applies it.
+PROCEDURE_CODE = re.compile(
+    r"[0-9]\.[0-9]{6}(?:\.[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3})?"
+)
+
+
+def check_procedure_code(code: str | None) -> str | None:
+    """``code`` when it is a procedure code (matched whole), ``None`` when absent;
+    :class:`errors.InvalidProcedureCode` (422) otherwise."""
+    if code is None or code == "":
+        return None
+    if PROCEDURE_CODE.fullmatch(code) is None:
+        raise errors.InvalidProcedureCode(details={"procedure_code": printable(code)})
+    return code
+
+
 # The ``result_code`` form value that asks the service for the dossier's next number.
 AUTO = "auto"
 

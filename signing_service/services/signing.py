@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import requests
@@ -33,9 +33,11 @@ from signing_service.services.documents import (
     check_codes,
     check_filename,
     check_pdf_upload,
+    check_procedure_code,
     resolve_result_code,
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
+from signing_service.signing.appearance import vietnam_time
 from signing_service.signing.certcheck import SignerCheckFailure
 from signing_service.signing.engine import (
     PdfInputError,
@@ -51,6 +53,7 @@ from signing_service.signing.keys import (
     with_authorization,
 )
 from signing_service.signing.levels import SignatureLevel
+from signing_service.signing.qr import QrContent, QrOnSignedDocument
 from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
 from signing_service.timefmt import api_time
@@ -197,9 +200,10 @@ async def _check_and_sign(
     level: SignatureLevel,
     pdf: bytes,
     now: datetime | None = None,
+    qr: QrContent | None = None,
 ) -> bytes:
     await check_signer(services, key.signing_cert, key.chain)
-    options = _options(profile, level)
+    options = replace(_options(profile, level), qr=qr)
     timestamper = None
     if level.needs_timestamp:
         timestamper = checked_timestamper(services, tsa_url_of(services, profile))
@@ -217,6 +221,8 @@ async def _check_and_sign(
         if e.reason == "encrypted":
             raise errors.EncryptedPdf() from None
         raise errors.MalformedPdf() from None
+    except QrOnSignedDocument:
+        raise errors.QrOnSignedDocument() from None
     except TimestampCheckFailure as failure:
         # Every token (signature and document timestamps) is checked before it is embedded.
         raise timestamp_error(services, failure) from None
@@ -244,15 +250,20 @@ def sign_document(
     result_code: str | None = None,
     actor: str,
     authorization: str | None = None,
+    qr: QrRequest | None = None,
 ) -> SignResult:
     """``authorization``: the officer's PIN/OTP for a remote-signing (csc:) profile, passed
     through to the provider and never stored or logged. ``dossier_code`` and
-    ``result_code``: see :func:`signing_service.services.documents.check_codes`."""
+    ``result_code``: see :func:`signing_service.services.documents.check_codes`. ``qr``: add
+    a QR code to page 1 (:func:`qr_content`; 422 ``QR_LINK_NOT_CONFIGURED``,
+    ``INVALID_PROCEDURE_CODE``, ``QR_ON_SIGNED_DOCUMENT``)."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     codes = check_codes(dossier_code, result_code, agency.code)
+    if qr is not None:
+        qr = check_qr_request(services, qr)
     profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
     key = with_authorization(key, authorization)
-    return _sign_one(services, agency, profile, chosen, key, pdf, filename, codes, actor)
+    return _sign_one(services, agency, profile, chosen, key, pdf, filename, codes, actor, qr=qr)
 
 
 def _sign_one(
@@ -265,11 +276,18 @@ def _sign_one(
     filename: str | None,
     codes: DocumentCodes,
     actor: str,
+    *,
+    qr: QrRequest | None = None,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing."""
-    # One claimed signing time for the stamp, /M and the answer's signed_at.
+    # One claimed signing time for the stamp, /M, the QR code and the answer's signed_at.
     moment = signing_moment()
-    signed = run_sync(_check_and_sign(services, key, profile, level, pdf, moment))
+    # The signed document's id is chosen now: the QR code's link names it.
+    output_id = new_id()
+    content = (
+        qr_content(services, qr, codes, filename, moment, output_id) if qr is not None else None
+    )
+    signed = run_sync(_check_and_sign(services, key, profile, level, pdf, moment, content))
     return store_signed(
         services,
         agency,
@@ -283,6 +301,7 @@ def _sign_one(
         result_code=codes.result_code,
         actor=actor,
         signed_at=moment,
+        output_id=output_id,
     )
 
 
@@ -301,6 +320,7 @@ def store_signed(
     in_transaction: Callable[[Session, str], None] | None = None,
     signed_at: datetime | None = None,
     result_code: str | None = None,
+    output_id: str | None = None,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
 
@@ -309,10 +329,11 @@ def store_signed(
     ``signed_at``: the signature's claimed signing time when it is not now (two-step: fixed
     at step 1, the time on the stamp and in /M). ``result_code``: a checked result code or
     ``auto``, resolved in the transaction (:func:`resolve_result_code`) and kept on the signed
-    document only (the original is the unsigned draft).
+    document only (the original is the unsigned draft). ``output_id``: the signed document's
+    id when it was chosen before signing (a QR code links to it).
     """
     now = datetime.now(UTC)
-    input_id, output_id = new_id(), new_id()
+    input_id, output_id = new_id(), output_id or new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
 
     def document(doc_id: str, kind: str, data: bytes, sha256: str, name: str | None) -> Document:
@@ -411,6 +432,57 @@ def store_signed(
         certificate_sha256=signature.certificate_sha256,
         document=DocumentView.of(output_doc),
         input_document=DocumentView.of(input_doc),
+    )
+
+
+@dataclass(frozen=True)
+class QrRequest:
+    """A request for a QR code on page 1: the optional procedure code and document name
+    (the file's name without ``.pdf`` when absent)."""
+
+    procedure_code: str | None = None
+    document_name: str | None = None
+
+
+def check_qr_request(services: Services, request: QrRequest) -> QrRequest:
+    """``request`` checked before anything is signed: the service must know its public base
+    URL (``QR_LINK_NOT_CONFIGURED``), the procedure code must be one
+    (``INVALID_PROCEDURE_CODE``)."""
+    if not services.settings.public_base_url:
+        raise errors.QrLinkNotConfigured()
+    return QrRequest(check_procedure_code(request.procedure_code), request.document_name or None)
+
+
+def verification_link(base_url: str, document_id: str) -> str:
+    """``SIGNING_SERVICE_PUBLIC_BASE_URL`` followed by the document's id (a ``/`` between
+    them unless the base ends with ``/`` or ``=``, as a query parameter's would)."""
+    return base_url + document_id if base_url.endswith(("/", "=")) else f"{base_url}/{document_id}"
+
+
+def qr_content(
+    services: Services,
+    request: QrRequest,
+    codes: DocumentCodes,
+    filename: str | None,
+    moment: datetime,
+    document_id: str,
+) -> QrContent:
+    """What a signed document's QR code carries (Thông tư 01/2023/TT-VPCP): the dossier code,
+    the procedure code, the document's name, the issuing system, the time of issue (the
+    claimed signing time, +07:00) and the verification link to ``document_id``."""
+    base = services.settings.public_base_url
+    if not base:
+        raise errors.QrLinkNotConfigured()
+    name = request.document_name
+    if name is None and filename:
+        name = filename[:-4] if filename.lower().endswith(".pdf") else filename
+    return QrContent(
+        dossier_code=codes.dossier_code,
+        procedure_code=request.procedure_code,
+        document_name=name,
+        issuing_system=services.settings.issuing_system,
+        issued_at=vietnam_time(moment),
+        link=verification_link(base, document_id),
     )
 
 

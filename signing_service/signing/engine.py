@@ -47,6 +47,7 @@ from signing_service import _pdf_recovery, _pdf_speedups
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
+from signing_service.signing.qr import QrContent, add_qr
 from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
 
 _pdf_speedups.install()
@@ -104,6 +105,8 @@ class SignOptions:
     md_algorithm: str = "sha256"
     appearance: AppearanceSpec | None = None
     tsa_url: str | None = None
+    # A QR code at the top left of page 1, in the signing revision (signing/qr.py).
+    qr: QrContent | None = None
 
 
 def _subject_attr(cert: x509.Certificate, name: str) -> str | None:
@@ -284,6 +287,10 @@ def _pdf_signer(
     now = signing_moment(now)
     with _document_structure():
         field_name = _next_field_name(writer)
+        if options.qr is not None:
+            # Before the signature field: page content of the same revision, covered by
+            # the signature (QrOnSignedDocument when one already exists).
+            add_qr(writer, options.qr)
     signer_name = _subject_attr(signing_cert, "common_name") or "?"
     organisation = _subject_attr(signing_cert, "organization_name")
     stamp_style = None
