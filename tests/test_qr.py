@@ -246,3 +246,47 @@ def test_qr_refused_on_a_signed_document(
     assert report["verdict"] == "TOTAL_PASSED", report
     assert len(report["signatures"]) == 2
     _decode(twice, tmp_path)  # still one readable symbol
+
+
+def test_two_step_qr_links_to_the_document_stored_at_step_2(
+    api: Any, public: Services, credentials: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two-step: the QR code is drawn at step 1 with the id the document gets at step 2, and
+    the time of issue is step 1's claimed signing time."""
+    from tests.test_external import Token
+
+    assert public.dev_pki is not None
+    started = api.post(
+        "/v1/signatures/external",
+        headers=auth(credentials),
+        data={
+            "profile": "agency-a-officer",
+            "level": "B-B",
+            "qr": "true",
+            "dossier_code": DOSSIER,
+            "procedure_code": "2.002154.000.00.12.H12",
+        },
+        files={
+            "file": ("to-trinh.pdf", make_pdf(), "application/pdf"),
+            "certificate": ("officer.pem", public.dev_pki.cert_path("officer").read_bytes()),
+        },
+    )
+    assert started.status_code == 201, started.text
+    session = started.json()
+    token = Token(str(public.dev_pki.p12_path("officer")))
+    try:
+        signature = token.sign_digest(session["digest"])
+    finally:
+        token.close()
+    done = api.post(
+        session["complete_url"], headers=auth(credentials), json={"signature": signature}
+    )
+    signed = _signed(api, credentials, done)
+    content = json.loads(_decode(signed, tmp_path)[0].text)
+    assert content["lien_ket"] == BASE + done.json()["document"]["id"]
+    assert content["ma_thu_tuc"] == "2.002154.000.00.12.H12"
+    assert content["ma_ho_so"] == DOSSIER
+    assert datetime.fromisoformat(content["thoi_gian"]) == datetime.fromisoformat(
+        done.json()["signed_at"]
+    )
+    assert _verify(api, signed)["verdict"] == "TOTAL_PASSED"

@@ -91,6 +91,22 @@ RESULT_CODE_FIELD = Form(
     examples=["auto", "000.00.12.H12-261127-0001-KQ1"],
     max_length=64,
 )
+QR_FIELD = Annotated[
+    bool,
+    Form(
+        description="Thêm mã QR (Thông tư 01/2023/TT-VPCP) ở góc trên bên trái trang 1: mã "
+        "hồ sơ, mã thủ tục, tên văn bản, hệ thống phát hành, thời gian, liên kết tra cứu"
+    ),
+]
+PROCEDURE_CODE_FIELD = Annotated[
+    str | None,
+    Form(description="Mã thủ tục hành chính (cho mã QR)", examples=["1.001234"], max_length=64),
+]
+DOCUMENT_NAME_FIELD = Annotated[
+    str | None,
+    Form(description="Tên văn bản (cho mã QR; mặc định: tên tệp)", max_length=255),
+    CLEAN,
+]
 # The batch's per-document codes: a JSON array in file order (README, batch signing).
 MAX_CODES_CHARS = 256 * 1024
 
@@ -183,22 +199,9 @@ async def create_signature(
         Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
         CLEAN,
     ] = None,
-    qr: Annotated[
-        bool,
-        Form(
-            description="Thêm mã QR (Thông tư 01/2023/TT-VPCP) ở góc trên bên trái trang 1: mã "
-            "hồ sơ, mã thủ tục, tên văn bản, hệ thống phát hành, thời gian, liên kết tra cứu"
-        ),
-    ] = False,
-    procedure_code: Annotated[
-        str | None,
-        Form(description="Mã thủ tục hành chính (cho mã QR)", examples=["1.001234"], max_length=64),
-    ] = None,  # matched whole later
-    document_name: Annotated[
-        str | None,
-        Form(description="Tên văn bản (cho mã QR; mặc định: tên tệp)", max_length=255),
-        CLEAN,
-    ] = None,
+    qr: QR_FIELD = False,
+    procedure_code: PROCEDURE_CODE_FIELD = None,  # matched whole later
+    document_name: DOCUMENT_NAME_FIELD = None,
 ) -> schemas.SignatureOut:
     from signing_service.services.signing import sign_document
 
@@ -262,10 +265,14 @@ async def external_start(
     level: Annotated[str | None, Form(description="B-B hoặc B-T", max_length=16), CLEAN] = None,
     dossier_code: Annotated[str | None, Form(max_length=64)] = None,  # matched whole later
     result_code: Annotated[str | None, RESULT_CODE_FIELD] = None,
+    qr: QR_FIELD = False,
+    procedure_code: PROCEDURE_CODE_FIELD = None,
+    document_name: DOCUMENT_NAME_FIELD = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
     check_filename(file.filename)
+    qr_request = _qr_request(qr, procedure_code, document_name)
     data = await read_upload(file, services.settings)
     cert = await certificate.read(256 * 1024) if certificate is not None else None
     started = await in_worker(
@@ -281,6 +288,7 @@ async def external_start(
         dossier_code=dossier_code,
         result_code=result_code,
         actor=actor_of(caller),
+        qr=qr_request,
     )
     return schemas.ExternalStartOut(
         **started.__dict__,

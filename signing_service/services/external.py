@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from asn1crypto import cms, pem, x509
@@ -31,12 +31,15 @@ from signing_service.services.documents import check_codes, check_pdf_upload
 from signing_service.services.keys import officer_for, officer_still_registered
 from signing_service.services.signing import (
     TIMESTAMP_ERRORS,
+    QrRequest,
     SignResult,
     _level,
     _options,
     _profile,
+    check_qr_request,
     check_signer,
     checked_timestamper,
+    qr_content,
     store_signed,
     timestamp_error,
     timestamp_unavailable,
@@ -52,9 +55,10 @@ from signing_service.signing.engine import (
     signature_timestamp_tokens,
     signing_moment,
 )
+from signing_service.signing.qr import QrOnSignedDocument
 from signing_service.signing.rawsig import der_ecdsa_signature, raw_signature_valid
 from signing_service.signing.tsa import TimestampCheckFailure
-from signing_service.store.models import Agency, ExternalSession, SigningProfile
+from signing_service.store.models import Agency, ExternalSession, SigningProfile, new_id
 from signing_service.timefmt import api_time
 
 
@@ -97,6 +101,7 @@ def start_external(
     dossier_code: str | None = None,
     result_code: str | None = None,
     actor: str,
+    qr: QrRequest | None = None,
 ) -> ExternalStart:
     """``officer``: the name of one of the agency's registered officer certificates;
     ``certificate``: the officer's certificate (PEM/DER), which must be one of them. A
@@ -104,9 +109,12 @@ def start_external(
     (``OFFICER_NOT_REGISTERED``), whatever chain it comes with: a CA certificate, another
     agency's officer, anyone's. ``dossier_code``, ``result_code``: as for one-step signing
     (:func:`signing_service.services.documents.check_codes`); an ``auto`` result code is
-    assigned at completion, when the signed document is stored."""
+    assigned at completion, when the signed document is stored. ``qr``: a QR code on page 1,
+    drawn at step 1 with the signed document's id chosen then (as for one-step signing)."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     codes = check_codes(dossier_code, result_code, agency.code)
+    if qr is not None:
+        qr = check_qr_request(services, qr)
     profile = _profile(services, agency, profile_name)
     if not profile.two_step:
         raise errors.ProfileNotExternal()
@@ -121,13 +129,18 @@ def start_external(
     # The claimed signing time, fixed now: the stamp prints it and /M records it; completion
     # reports it as the signature's signed_at (README, two-step signing).
     now = signing_moment()
+    document_id = new_id()
+    options = _options(profile, chosen)
+    if qr is not None:
+        content = qr_content(services, qr, codes, filename, now, document_id)
+        options = replace(options, qr=content)
     try:
         prepared = run_sync(
             async_prepare_external(
                 pdf,
                 signer_cert,
                 intermediates,
-                _options(profile, chosen),
+                options,
                 # Its token size sizes the reservation (learnt once per TSA); the first time,
                 # the sizing token is checked too, so a bad TSA is refused before a session.
                 timestamper=(
@@ -142,6 +155,8 @@ def start_external(
         raise (
             errors.EncryptedPdf() if e.reason == "encrypted" else errors.MalformedPdf()
         ) from None
+    except QrOnSignedDocument:
+        raise errors.QrOnSignedDocument() from None
     except TimestampCheckFailure as failure:
         raise timestamp_error(services, failure) from None
     expires = now + timedelta(seconds=services.settings.external_session_seconds)
@@ -163,6 +178,7 @@ def start_external(
         filename=filename,
         dossier_code=codes.dossier_code,
         result_code=codes.result_code,
+        document_id=document_id,
         created_at=now,
         expires_at=expires,
     )
@@ -381,6 +397,7 @@ def complete_external(
         filename=row.filename,
         dossier_code=row.dossier_code,
         result_code=row.result_code,
+        output_id=row.document_id,
         actor=actor,
         in_transaction=mark_completed,
         signed_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),

@@ -295,6 +295,8 @@ class ExternalSession(Base):
     # The result code asked for at step 1: a given {dossier_code}-KQ{n}, or "auto" (the next
     # number is assigned when the signed document is stored, at step 2).
     result_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The signed document's id, chosen at step 1 when a QR code on the page links to it.
+    document_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     signature_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

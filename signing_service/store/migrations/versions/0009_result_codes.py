@@ -1,4 +1,5 @@
-"""result codes on documents ({dossier_code}-KQ{n}, Nghị định 45/2020 Art. 14.3)
+"""result codes on documents ({dossier_code}-KQ{n}, Nghị định 45/2020 Art. 14.3); the signed
+document id a two-step session chose for its QR code
 
 Revision ID: 0009
 Revises: 0007 (the appearance lane's 0008 is re-chained before this one at merge)
@@ -22,6 +23,8 @@ def upgrade() -> None:
         batch.create_index(batch.f("ix_documents_result_code"), ["result_code"])
     with op.batch_alter_table("external_sessions") as batch:
         batch.add_column(sa.Column("result_code", sa.String(length=64), nullable=True))
+        # The signed document's id, chosen at step 1 when its QR code links to it.
+        batch.add_column(sa.Column("document_id", sa.String(length=36), nullable=True))
     # One row per dossier: the highest result number used; the next assigned is one more.
     op.create_table(
         "result_code_counters",
@@ -38,6 +41,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("result_code_counters")
     with op.batch_alter_table("external_sessions") as batch:
+        batch.drop_column("document_id")
         batch.drop_column("result_code")
     with op.batch_alter_table("documents") as batch:
         batch.drop_index(batch.f("ix_documents_result_code"))
