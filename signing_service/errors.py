@@ -109,6 +109,12 @@ InvalidProcedureCode = _error(
     "Mã thủ tục hành chính không đúng định dạng của Cơ sở dữ liệu quốc gia về thủ tục hành "
     "chính, ví dụ 1.001234 hoặc 1.001234.000.00.12.H12.",
 )
+InvalidApplicantId = _error(
+    "INVALID_APPLICANT_ID",
+    422,
+    "Mã định danh người nộp hồ sơ không hợp lệ: số định danh cá nhân (12 chữ số), số CMND "
+    "(9 chữ số) hoặc mã số doanh nghiệp (10 chữ số, có thể kèm -NNN của đơn vị phụ thuộc).",
+)
 QrLinkNotConfigured = _error(
     "QR_LINK_NOT_CONFIGURED",
     422,

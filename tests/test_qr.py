@@ -102,6 +102,7 @@ def test_qr_carries_the_codes_and_links_to_the_document(
         result_code="auto",
         procedure_code="1.001234",
         document_name="Quyết định cấp giấy phép xây dựng",
+        applicant_id="001090012345",
     )
     signed = _signed(api, credentials, done)
     code, (width, height) = _decode(signed, tmp_path)
@@ -110,6 +111,7 @@ def test_qr_carries_the_codes_and_links_to_the_document(
     assert content == {
         "ma_ho_so": DOSSIER,
         "ma_thu_tuc": "1.001234",
+        "ma_dinh_danh": "001090012345",
         "ten_van_ban": "Quyết định cấp giấy phép xây dựng",
         "he_thong": "signing-service",
         "thoi_gian": content["thoi_gian"],
@@ -201,7 +203,10 @@ def test_qr_top_left_as_displayed(
     [
         ({"qr": "true", "procedure_code": "1001234"}, 422, "INVALID_PROCEDURE_CODE"),
         ({"qr": "true", "procedure_code": "1.001234\n"}, 422, "INVALID_PROCEDURE_CODE"),
+        ({"qr": "true", "applicant_id": "00109001234"}, 422, "INVALID_APPLICANT_ID"),
+        ({"qr": "true", "applicant_id": "0123456789-01"}, 422, "INVALID_APPLICANT_ID"),
         ({"procedure_code": "1.001234"}, 400, "INVALID_REQUEST"),  # without qr: not ignored
+        ({"applicant_id": "001090012345"}, 400, "INVALID_REQUEST"),
         ({"document_name": "Quyết định"}, 400, "INVALID_REQUEST"),
     ],
 )

@@ -102,6 +102,14 @@ PROCEDURE_CODE_FIELD = Annotated[
     str | None,
     Form(description="Mã thủ tục hành chính (cho mã QR)", examples=["1.001234"], max_length=64),
 ]
+APPLICANT_ID_FIELD = Annotated[
+    str | None,
+    Form(
+        description="Mã định danh người nộp hồ sơ (cho mã QR): số định danh cá nhân hoặc mã số "
+        "doanh nghiệp",
+        max_length=32,
+    ),
+]
 DOCUMENT_NAME_FIELD = Annotated[
     str | None,
     Form(description="Tên văn bản (cho mã QR; mặc định: tên tệp)", max_length=255),
@@ -118,29 +126,26 @@ def _echo(filename: str | None) -> str | None:
 
 
 def _qr_request(
-    qr: bool, procedure_code: str | None, document_name: str | None
+    qr: bool, procedure_code: str | None, document_name: str | None, applicant_id: str | None
 ) -> QrRequest | None:
     """The QR code asked for, or ``None``; its fields without ``qr=true`` are refused, not
-    ignored (422 ``INVALID_REQUEST``)."""
+    ignored (400 ``INVALID_REQUEST`` naming them)."""
     from signing_service.services.signing import QrRequest
 
+    given = {
+        "procedure_code": procedure_code or None,
+        "document_name": document_name or None,
+        "applicant_id": applicant_id or None,
+    }
     if not qr:
-        if procedure_code or document_name:
+        unused = [name for name, value in given.items() if value is not None]
+        if unused:
             raise errors.InvalidRequest(
-                "Trường procedure_code và document_name chỉ dùng cùng qr=true.",
-                details={
-                    "fields": [
-                        n
-                        for n, v in (
-                            ("procedure_code", procedure_code),
-                            ("document_name", document_name),
-                        )
-                        if v
-                    ]
-                },
+                "Các trường procedure_code, document_name, applicant_id chỉ dùng cùng qr=true.",
+                details={"fields": unused},
             )
         return None
-    return QrRequest(procedure_code or None, document_name or None)
+    return QrRequest(**given)
 
 
 def _signature_out(result: SignResult) -> schemas.SignatureOut:
@@ -202,11 +207,12 @@ async def create_signature(
     qr: QR_FIELD = False,
     procedure_code: PROCEDURE_CODE_FIELD = None,  # matched whole later
     document_name: DOCUMENT_NAME_FIELD = None,
+    applicant_id: APPLICANT_ID_FIELD = None,  # matched whole later
 ) -> schemas.SignatureOut:
     from signing_service.services.signing import sign_document
 
     check_filename(file.filename)
-    qr_request = _qr_request(qr, procedure_code, document_name)
+    qr_request = _qr_request(qr, procedure_code, document_name, applicant_id)
     data = await read_upload(file, services.settings)
     agency: Agency = caller.agency
     result = await in_worker(
@@ -268,11 +274,12 @@ async def external_start(
     qr: QR_FIELD = False,
     procedure_code: PROCEDURE_CODE_FIELD = None,
     document_name: DOCUMENT_NAME_FIELD = None,
+    applicant_id: APPLICANT_ID_FIELD = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
     check_filename(file.filename)
-    qr_request = _qr_request(qr, procedure_code, document_name)
+    qr_request = _qr_request(qr, procedure_code, document_name, applicant_id)
     data = await read_upload(file, services.settings)
     cert = await certificate.read(256 * 1024) if certificate is not None else None
     started = await in_worker(

@@ -35,6 +35,22 @@ PROCEDURE_CODE = re.compile(
 )
 
 
+# The applicant's identifier: a personal identification number (12 digits, Luật Căn cước
+# 2023), an old identity card number (9 digits) or an enterprise/tax code (10 digits, a
+# dependent unit's with -NNN).
+APPLICANT_ID = re.compile(r"[0-9]{12}|[0-9]{9}|[0-9]{10}(?:-[0-9]{3})?")
+
+
+def check_applicant_id(value: str | None) -> str | None:
+    """``value`` when it is an applicant identifier (matched whole), ``None`` when absent;
+    :class:`errors.InvalidApplicantId` (422) otherwise."""
+    if value is None or value == "":
+        return None
+    if APPLICANT_ID.fullmatch(value) is None:
+        raise errors.InvalidApplicantId()
+    return value
+
+
 def check_procedure_code(code: str | None) -> str | None:
     """``code`` when it is a procedure code (matched whole), ``None`` when absent;
     :class:`errors.InvalidProcedureCode` (422) otherwise."""

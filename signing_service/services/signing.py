@@ -30,6 +30,7 @@ from signing_service.services.documents import (
     NO_CODES,
     DocumentCodes,
     DocumentView,
+    check_applicant_id,
     check_codes,
     check_filename,
     check_pdf_upload,
@@ -442,15 +443,20 @@ class QrRequest:
 
     procedure_code: str | None = None
     document_name: str | None = None
+    applicant_id: str | None = None
 
 
 def check_qr_request(services: Services, request: QrRequest) -> QrRequest:
     """``request`` checked before anything is signed: the service must know its public base
     URL (``QR_LINK_NOT_CONFIGURED``), the procedure code must be one
-    (``INVALID_PROCEDURE_CODE``)."""
+    (``INVALID_PROCEDURE_CODE``), the applicant's identifier one (``INVALID_APPLICANT_ID``)."""
     if not services.settings.public_base_url:
         raise errors.QrLinkNotConfigured()
-    return QrRequest(check_procedure_code(request.procedure_code), request.document_name or None)
+    return QrRequest(
+        check_procedure_code(request.procedure_code),
+        request.document_name or None,
+        check_applicant_id(request.applicant_id),
+    )
 
 
 def verification_link(base_url: str, document_id: str) -> str:
@@ -483,6 +489,7 @@ def qr_content(
         issuing_system=services.settings.issuing_system,
         issued_at=vietnam_time(moment),
         link=verification_link(base, document_id),
+        applicant_id=request.applicant_id,
     )
 
 

@@ -38,6 +38,7 @@ class QrOnSignedDocument(Exception):
 @dataclass(frozen=True)
 class QrContent:
     """What the QR code carries (Thông tư 01/2023/TT-VPCP), each as text; ``None``: absent.
+    ``applicant_id``: the applicant's identifier (personal or enterprise number).
 
     ``issued_at``: ISO 8601 with offset, the signature's claimed signing time; ``link``: the
     verification link (the service's public base URL and the document's id).
@@ -49,6 +50,7 @@ class QrContent:
     issuing_system: str
     issued_at: str
     link: str
+    applicant_id: str | None = None
 
     def payload(self) -> str:
         """The encoded text: a compact JSON object (UTF-8) with Vietnamese keys, absent values
@@ -56,6 +58,7 @@ class QrContent:
         fields = {
             "ma_ho_so": self.dossier_code,
             "ma_thu_tuc": self.procedure_code,
+            "ma_dinh_danh": self.applicant_id,
             "ten_van_ban": self.document_name,
             "he_thong": self.issuing_system,
             "thoi_gian": self.issued_at,
