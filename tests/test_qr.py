@@ -125,7 +125,7 @@ def test_qr_carries_the_codes_and_links_to_the_document(
         api.get(f"/v1/documents/{body['document']['id']}", headers=auth(credentials)).json()["kind"]
         == "signed"
     )
-    # Top left of page 1 (A4), inside the page's margins: 5 mm from the edges, 18 mm wide.
+    # Top left of page 1 (A4), inside the page's margins: 5 mm from the edges, 18-25 mm wide.
     mm = DPI / 25.4
     xs = [p.x for p in (code.position.top_left, code.position.bottom_right)]
     ys = [p.y for p in (code.position.top_left, code.position.bottom_right)]
@@ -295,3 +295,27 @@ def test_two_step_qr_links_to_the_document_stored_at_step_2(
         done.json()["signed_at"]
     )
     assert _verify(api, signed)["verdict"] == "TOTAL_PASSED"
+
+
+def test_longest_document_name_still_decodes_inside_the_margin(
+    api: Any, public: Services, credentials: dict[str, Any], tmp_path: Path
+) -> None:
+    """A 255-character Vietnamese name (the field's limit) makes the largest symbol: it grows
+    to at most 25 mm (5 mm from the edge: inside the 30 mm left margin) and still decodes."""
+    name = ("Quyết định về việc phê duyệt kết quả lựa chọn nhà thầu " * 5)[:255]
+    done = _sign(
+        api,
+        credentials,
+        make_pdf(),
+        qr="true",
+        level="B-B",
+        dossier_code=DOSSIER,
+        procedure_code="1.001234.000.00.12.H12",
+        applicant_id="0123456789-001",
+        document_name=name,
+    )
+    code, _size = _decode(_signed(api, credentials, done), tmp_path)
+    assert json.loads(code.text)["ten_van_ban"] == name
+    mm = DPI / 25.4
+    corners = (code.position.top_left, code.position.bottom_right)
+    assert all(5 * mm < p.x < 30 * mm and 5 * mm < p.y < 30 * mm for p in corners)

@@ -19,10 +19,16 @@ import segno
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
-# 18 mm square, 5 mm from the visible page's top and left edges: inside Nghị định 30/2020's
-# margins (top 20-25 mm, left 30-35 mm), so beside the agency name block, not over it.
+# 5 mm from the visible page's top and left edges, 18 to 25 mm square: inside Nghị định
+# 30/2020's left margin (30-35 mm), so beside the agency name block, not over it. Within those
+# bounds a module is at least 0.25 mm where the payload allows (a phone reads a printed
+# module of 0.25 mm reliably; below 0.2 mm it struggles): 18 mm up to 72 modules, 25 mm
+# (0.24 mm modules) for the longest payloads (version 20 with the quiet zone, a 255-character
+# document name).
 MM = 72 / 25.4
-QR_SIZE = 18 * MM
+QR_MIN_SIZE = 18 * MM
+QR_MAX_SIZE = 25 * MM
+MODULE_SIZE = 0.25 * MM
 QR_OFFSET = 5 * MM
 # ISO/IEC 18004 §7.3.7: a quiet zone of 4 modules on every side, drawn white so the page's
 # own content behind it cannot touch the symbol.
@@ -129,15 +135,16 @@ def qr_content_stream(
     box: tuple[float, float, float, float],
     rotate: int = 0,
     *,
-    size: float = QR_SIZE,
     offset: float = QR_OFFSET,
 ) -> bytes:
     """Page content drawing ``payload`` as a QR code (segno: ISO/IEC 18004, byte mode UTF-8,
     error correction M, the smallest version that holds it): a white square with the quiet
-    zone, then one rectangle per run of dark modules in a row. Units: PDF points."""
+    zone, then one rectangle per run of dark modules in a row. Units: PDF points; the side is
+    :data:`QR_MIN_SIZE` to :data:`QR_MAX_SIZE` (see there)."""
     code = segno.make(payload, error=ERROR_LEVEL, micro=False, boost_error=False)
     rows = [list(row) for row in code.matrix]
     modules = len(rows) + 2 * QUIET_ZONE
+    size = min(max(modules * MODULE_SIZE, QR_MIN_SIZE), QR_MAX_SIZE)
     scale = size / modules
     a, b, c, d, e, f = _placement(box, rotate % 360, size, offset)
     ops = [
