@@ -91,6 +91,47 @@ InvalidLevel = _error(
 )
 BatchTooLarge = _error("BATCH_TOO_LARGE", 422, "Lô ký vượt quá số tài liệu cho phép.")
 InvalidDossierCode = _error("INVALID_DOSSIER_CODE", 422, "Mã hồ sơ không đúng định dạng.")
+# Result codes {dossier_code}-KQ{n} (Nghị định 45/2020 Art. 14.3) and codes on documents.
+InvalidResultCode = _error(
+    "INVALID_RESULT_CODE",
+    422,
+    "Mã kết quả không đúng định dạng {mã hồ sơ}-KQ{số thứ tự}, ví dụ "
+    "000.00.12.H12-261127-0001-KQ1, hoặc không thuộc hồ sơ đã gửi.",
+)
+ResultCodeNeedsDossier = _error(
+    "RESULT_CODE_NEEDS_DOSSIER",
+    422,
+    "Cấp mã kết quả tự động (result_code=auto) cần mã hồ sơ (dossier_code).",
+)
+InvalidProcedureCode = _error(
+    "INVALID_PROCEDURE_CODE",
+    422,
+    "Mã thủ tục hành chính không đúng định dạng của Cơ sở dữ liệu quốc gia về thủ tục hành "
+    "chính, ví dụ 1.001234 hoặc 1.001234.000.00.12.H12.",
+)
+InvalidApplicantId = _error(
+    "INVALID_APPLICANT_ID",
+    422,
+    "Mã định danh người nộp hồ sơ không hợp lệ: số định danh cá nhân (12 chữ số), số CMND "
+    "(9 chữ số) hoặc mã số doanh nghiệp (10 chữ số, có thể kèm -NNN của đơn vị phụ thuộc).",
+)
+QrLinkNotConfigured = _error(
+    "QR_LINK_NOT_CONFIGURED",
+    422,
+    "Dịch vụ chưa được cấu hình địa chỉ tra cứu công khai (SIGNING_SERVICE_PUBLIC_BASE_URL) "
+    "nên không thể thêm mã QR.",
+)
+QrOnSignedDocument = _error(
+    "QR_ON_SIGNED_DOCUMENT",
+    422,
+    "Văn bản đã có chữ ký số: thêm mã QR vào trang sẽ làm mất hiệu lực chữ ký đã có.",
+)
+InvalidDocumentCodes = _error(
+    "INVALID_DOCUMENT_CODES",
+    422,
+    "Trường codes phải là một mảng JSON theo thứ tự tệp, mỗi phần tử là null hoặc một đối "
+    'tượng {"dossier_code": ..., "result_code": ...}, có đúng một phần tử cho mỗi tệp.',
+)
 InvalidFilename = _error(
     "INVALID_FILENAME",
     422,

@@ -156,7 +156,12 @@ class Settings(BaseSettings):
     storage_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # The public address of the service (or of the portal page that looks a document up): a
+    # QR code's verification link is this followed by the signed document's id. Without it,
+    # a request for a QR code is refused (QR_LINK_NOT_CONFIGURED).
     public_base_url: str | None = None
+    # The issuing system named in QR codes (Thông tư 01/2023/TT-VPCP).
+    issuing_system: str = "signing-service"
 
     # National document exchange limit: 50 MB a file.
     max_upload_bytes: int = 50 * 1024 * 1024

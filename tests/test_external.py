@@ -22,9 +22,9 @@ from tests.support.state import assert_nothing_written, snapshot
 
 
 class Token:
-    def __init__(self, p12: str) -> None:
+    def __init__(self, p12: str, form: str = "der") -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.usb_token", p12, DEV_KEY_PASSPHRASE],
+            [sys.executable, "-m", "tests.support.usb_token", p12, DEV_KEY_PASSPHRASE, form],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

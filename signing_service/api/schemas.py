@@ -33,6 +33,11 @@ class DocumentOut(BaseModel):
     media_type: str
     filename: str | None
     dossier_code: str | None
+    result_code: str | None = Field(
+        None,
+        description="Mã kết quả {mã hồ sơ}-KQ{n} (Nghị định 45/2020, Điều 14.3)",
+        examples=["000.00.12.H12-261127-0001-KQ1"],
+    )
     created_at: str
     download_url: str
 

@@ -19,11 +19,16 @@ from signing_service.api.deps import (
     document_out,
     read_upload,
 )
-from signing_service.services.documents import MAX_FILENAME_CHARS, check_filename, printable
+from signing_service.services.documents import (
+    MAX_FILENAME_CHARS,
+    batch_codes,
+    check_filename,
+    printable,
+)
 from signing_service.store.models import Agency
 
 if TYPE_CHECKING:
-    from signing_service.services.signing import SignResult
+    from signing_service.services.signing import QrRequest, SignResult
 
 # The signing and two-step use cases are imported by their endpoints on first use: they pull in
 # pyHanko (~30 MB), which a process serving only attachments never needs.
@@ -36,20 +41,42 @@ router = APIRouter()
 _REPEATABLE = frozenset({"files"})
 
 
+def _declared_fields(request: Request) -> frozenset[str] | None:
+    """The form fields the endpoint declares (its body parameters), ``None`` when unknown."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return None
+    return frozenset(field.alias for field in dependant.body_params)
+
+
 async def _single_valued(request: Request) -> None:
-    """422 ``INVALID_REQUEST`` naming each single-valued form field sent more than once. The
-    form is the one FastAPI already parsed for the endpoint (Starlette caches it)."""
+    """422 ``INVALID_REQUEST`` naming each single-valued form field sent more than once, and
+    each field the endpoint does not take. The form is the one FastAPI already parsed for the
+    endpoint (Starlette caches it).
+
+    Unknown fields were ignored: a batch sent with ``dossier_code`` was signed and stored
+    without it, and the caller never learnt (issue 10); a misspelt ``result_code`` would
+    do the same."""
     form = await request.form()
     repeated = sorted(
         {name for name in form if name not in _REPEATABLE and len(form.getlist(name)) > 1}
     )
-    if repeated:
-        raise RequestValidationError(
-            [
-                {"loc": ("body", name), "msg": "trường bị gửi nhiều lần", "type": "value_error"}
-                for name in repeated
-            ]
-        )
+    declared = _declared_fields(request)
+    unknown = sorted({name for name in form if declared is not None and name not in declared})
+    problems = [
+        {"loc": ("body", name), "msg": "trường bị gửi nhiều lần", "type": "value_error"}
+        for name in repeated
+    ] + [
+        {
+            "loc": ("body", name),
+            "msg": "trường không được hỗ trợ ở yêu cầu này",
+            "type": "value_error",
+        }
+        for name in unknown
+    ]
+    if problems:
+        raise RequestValidationError(problems)
 
 
 SINGLE_VALUED = [Depends(_single_valued)]
@@ -57,6 +84,39 @@ SINGLE_VALUED = [Depends(_single_valued)]
 # Form fields reach the database (profile names, dossier codes) and key sources: checked at
 # the edge for length and control characters, the same on both databases (422).
 CLEAN = AfterValidator(schemas.clean_text)
+
+RESULT_CODE_FIELD = Form(
+    description="Mã kết quả {mã hồ sơ}-KQ{n} (Nghị định 45/2020, Điều 14.3), hoặc auto: "
+    "dịch vụ cấp số tiếp theo của hồ sơ (cần dossier_code)",
+    examples=["auto", "000.00.12.H12-261127-0001-KQ1"],
+    max_length=64,
+)
+QR_FIELD = Annotated[
+    bool,
+    Form(
+        description="Thêm mã QR (Thông tư 01/2023/TT-VPCP) ở góc trên bên trái trang 1: mã "
+        "hồ sơ, mã thủ tục, tên văn bản, hệ thống phát hành, thời gian, liên kết tra cứu"
+    ),
+]
+PROCEDURE_CODE_FIELD = Annotated[
+    str | None,
+    Form(description="Mã thủ tục hành chính (cho mã QR)", examples=["1.001234"], max_length=64),
+]
+APPLICANT_ID_FIELD = Annotated[
+    str | None,
+    Form(
+        description="Mã định danh người nộp hồ sơ (cho mã QR): số định danh cá nhân hoặc mã số "
+        "doanh nghiệp",
+        max_length=32,
+    ),
+]
+DOCUMENT_NAME_FIELD = Annotated[
+    str | None,
+    Form(description="Tên văn bản (cho mã QR; mặc định: tên tệp)", max_length=255),
+    CLEAN,
+]
+# The batch's per-document codes: a JSON array in file order (README, batch signing).
+MAX_CODES_CHARS = 256 * 1024
 
 
 # The appearance fields of a sign request (issue 10): checked by the use case, which answers
@@ -88,6 +148,29 @@ def _echo(filename: str | None) -> str | None:
     """A refused document's file name as the answer may carry it (control characters
     escaped, cut to the longest accepted name)."""
     return printable(filename, MAX_FILENAME_CHARS) if filename else filename
+
+
+def _qr_request(
+    qr: bool, procedure_code: str | None, document_name: str | None, applicant_id: str | None
+) -> QrRequest | None:
+    """The QR code asked for, or ``None``; its fields without ``qr=true`` are refused, not
+    ignored (400 ``INVALID_REQUEST`` naming them)."""
+    from signing_service.services.signing import QrRequest
+
+    given = {
+        "procedure_code": procedure_code or None,
+        "document_name": document_name or None,
+        "applicant_id": applicant_id or None,
+    }
+    if not qr:
+        unused = [name for name, value in given.items() if value is not None]
+        if unused:
+            raise errors.InvalidRequest(
+                "Các trường procedure_code, document_name, applicant_id chỉ dùng cùng qr=true.",
+                details={"fields": unused},
+            )
+        return None
+    return QrRequest(**given)
 
 
 def _signature_out(result: SignResult) -> schemas.SignatureOut:
@@ -133,8 +216,14 @@ async def create_signature(
     # Not CLEAN: matched whole against the dossier-code pattern, which refuses control
     # characters with the more precise INVALID_DOSSIER_CODE.
     dossier_code: Annotated[
-        str | None, Form(examples=["000.00.12.H12-261127-0001"], max_length=64)
+        str | None,
+        Form(
+            description="Mã hồ sơ, hoặc mã kết quả {mã hồ sơ}-KQ{n}",
+            examples=["000.00.12.H12-261127-0001"],
+            max_length=64,
+        ),
     ] = None,
+    result_code: Annotated[str | None, RESULT_CODE_FIELD] = None,  # matched whole later
     authorization: Annotated[
         str | None,
         Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
@@ -153,11 +242,16 @@ async def create_signature(
     appearance_kind: AppearanceKindField = None,
     copy_kind: CopyKindField = None,
     document_number: DocumentNumberField = None,
+    qr: QR_FIELD = False,
+    procedure_code: PROCEDURE_CODE_FIELD = None,  # matched whole later
+    document_name: DOCUMENT_NAME_FIELD = None,
+    applicant_id: APPLICANT_ID_FIELD = None,  # matched whole later
 ) -> schemas.SignatureOut:
     from signing_service.services.appearance_images import AppearanceRequest
     from signing_service.services.signing import sign_document
 
     check_filename(file.filename)
+    qr_request = _qr_request(qr, procedure_code, document_name, applicant_id)
     data = await read_upload(file, services.settings)
     agency: Agency = caller.agency
     result = await in_worker(
@@ -169,12 +263,14 @@ async def create_signature(
         level=level,
         filename=file.filename,
         dossier_code=dossier_code,
+        result_code=result_code,
         actor=actor_of(caller),
         authorization=authorization,
         field_name=field_name,
         appearance=AppearanceRequest(
             kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
         ),
+        qr=qr_request,
     )
     response.headers["Location"] = f"/v1/documents/{result.document.id}"
     return _signature_out(result)
@@ -227,10 +323,16 @@ async def external_start(
         ),
         CLEAN,
     ] = None,
+    result_code: Annotated[str | None, RESULT_CODE_FIELD] = None,
+    qr: QR_FIELD = False,
+    procedure_code: PROCEDURE_CODE_FIELD = None,
+    document_name: DOCUMENT_NAME_FIELD = None,
+    applicant_id: APPLICANT_ID_FIELD = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
     check_filename(file.filename)
+    qr_request = _qr_request(qr, procedure_code, document_name, applicant_id)
     data = await read_upload(file, services.settings)
     cert = await certificate.read(256 * 1024) if certificate is not None else None
     started = await in_worker(
@@ -244,8 +346,10 @@ async def external_start(
         level=level,
         filename=file.filename,
         dossier_code=dossier_code,
+        result_code=result_code,
         actor=actor_of(caller),
         field_name=field_name,
+        qr=qr_request,
     )
     return schemas.ExternalStartOut(
         **started.__dict__,
@@ -340,6 +444,15 @@ async def create_batch(
     appearance_kind: AppearanceKindField = None,
     copy_kind: CopyKindField = None,
     document_number: DocumentNumberField = None,
+    codes: Annotated[
+        str | None,
+        Form(
+            description="Mã của từng tài liệu: mảng JSON theo thứ tự tệp, mỗi phần tử null "
+            'hoặc {"dossier_code": ..., "result_code": ...}',
+            examples=['[{"dossier_code": "000.00.12.H12-261127-0001", "result_code": "auto"}]'],
+            max_length=MAX_CODES_CHARS,
+        ),
+    ] = None,
 ) -> schemas.BatchOut:
     from signing_service.services.appearance_images import AppearanceRequest
     from signing_service.services.signing import sign_batch
@@ -350,6 +463,7 @@ async def create_batch(
             f"Mỗi lô ký tối đa {settings.max_batch_documents} tài liệu.",
             details={"max_documents": settings.max_batch_documents},
         )
+    per_document = batch_codes(codes, len(files), caller.agency.code)
     items = [(upload.filename, await read_upload(upload, services.settings)) for upload in files]
     results = await in_worker(
         sign_batch,
@@ -364,6 +478,7 @@ async def create_batch(
         appearance=AppearanceRequest(
             kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
         ),
+        codes=per_document,
     )
     out = []
     for index, item in enumerate(results):

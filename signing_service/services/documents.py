@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from signing_service import errors
 from signing_service.services.container import Services
-from signing_service.store.models import Document
+from signing_service.store.models import Document, ResultCodeCounter
 from signing_service.timefmt import api_time
 from storage import ObjectNotFound, StorageUnavailableError
 
@@ -19,6 +23,46 @@ DOSSIER_CODE = re.compile(
     r"(?P<agency>[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3})-"
     r"(?P<yy>[0-9]{2})(?P<mm>0[1-9]|1[0-2])(?P<dd>0[1-9]|[12][0-9]|3[01])-(?P<seq>[0-9]{4})"
 )
+
+# {dossier_code}-KQ{n}: a result (kết quả) of a dossier, Nghị định 45/2020 Art. 14.3. ``n``
+# from 1, no leading zero (KQ01 and KQ1 would be two spellings of one result), at most 6
+# digits (the code then fits the 64-character column with room to spare).
+RESULT_CODE = re.compile(r"(?P<dossier>.+)-KQ(?P<n>[1-9][0-9]{0,5})")
+# A procedure's code in the national database of administrative procedures (CSDL quốc gia về
+# TTHC), e.g. 1.001234, optionally followed by the code of the agency that applies it.
+PROCEDURE_CODE = re.compile(
+    r"[0-9]\.[0-9]{6}(?:\.[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3})?"
+)
+
+
+# The applicant's identifier: a personal identification number (12 digits, Luật Căn cước
+# 2023), an old identity card number (9 digits) or an enterprise/tax code (10 digits, a
+# dependent unit's with -NNN).
+APPLICANT_ID = re.compile(r"[0-9]{12}|[0-9]{9}|[0-9]{10}(?:-[0-9]{3})?")
+
+
+def check_applicant_id(value: str | None) -> str | None:
+    """``value`` when it is an applicant identifier (matched whole), ``None`` when absent;
+    :class:`errors.InvalidApplicantId` (422) otherwise."""
+    if value is None or value == "":
+        return None
+    if APPLICANT_ID.fullmatch(value) is None:
+        raise errors.InvalidApplicantId()
+    return value
+
+
+def check_procedure_code(code: str | None) -> str | None:
+    """``code`` when it is a procedure code (matched whole), ``None`` when absent;
+    :class:`errors.InvalidProcedureCode` (422) otherwise."""
+    if code is None or code == "":
+        return None
+    if PROCEDURE_CODE.fullmatch(code) is None:
+        raise errors.InvalidProcedureCode(details={"procedure_code": printable(code)})
+    return code
+
+
+# The ``result_code`` form value that asks the service for the dossier's next number.
+AUTO = "auto"
 
 # Longest file name kept with a document or an attachment, in characters. The columns hold
 # 255 (PostgreSQL counts characters and refuses longer values, which answered 500); a signed
@@ -77,6 +121,169 @@ def check_dossier_code(code: str | None, agency_code: str) -> str | None:
     return code
 
 
+@dataclass(frozen=True)
+class DocumentCodes:
+    """The codes a signed document carries: its dossier's code and its result code, given
+    (``{dossier_code}-KQ{n}``) or :data:`AUTO` (assigned when the document is stored)."""
+
+    dossier_code: str | None = None
+    result_code: str | None = None
+
+
+NO_CODES = DocumentCodes()
+
+
+def check_result_code(code: str, agency_code: str) -> tuple[str, int]:
+    """``(dossier_code, n)`` of the result code ``code`` of the caller's agency (matched
+    whole); :class:`errors.InvalidResultCode` (422) otherwise, with the dossier part checked
+    as :func:`check_dossier_code` does (its message then says what is wrong with it)."""
+    match = RESULT_CODE.fullmatch(code)
+    if match is None:
+        raise errors.InvalidResultCode()
+    try:
+        check_dossier_code(match.group("dossier"), agency_code)
+    except errors.InvalidDossierCode as e:
+        raise errors.InvalidResultCode(e.message) from None
+    return match.group("dossier"), int(match.group("n"))
+
+
+def check_codes(
+    dossier_code: str | None, result_code: str | None, agency_code: str
+) -> DocumentCodes:
+    """The codes of one signing request, checked (Nghị định 45/2020 Art. 14.3).
+
+    ``dossier_code``: a dossier code, or a result code ``{dossier_code}-KQ{n}`` (accepted
+    where dossier codes are: the document then carries both). ``result_code``: a result code,
+    or ``auto`` for the dossier's next number. Empty strings mean absent. Raises (422)
+    :class:`errors.InvalidDossierCode`, :class:`errors.InvalidResultCode` (bad form, another
+    agency's, or not of ``dossier_code``'s dossier), :class:`errors.ResultCodeNeedsDossier`
+    (``auto`` without a dossier code).
+    """
+    dossier_code = dossier_code or None
+    result_code = result_code or None
+    if (
+        dossier_code is not None
+        and DOSSIER_CODE.fullmatch(dossier_code) is None
+        and RESULT_CODE.fullmatch(dossier_code) is not None
+    ):
+        # A result code where a dossier code goes: it names its dossier.
+        given = dossier_code
+        dossier_code, _ = check_result_code(given, agency_code)
+        if result_code is not None and result_code != given:
+            raise errors.InvalidResultCode(
+                "Mã kết quả gửi trong dossier_code và result_code khác nhau.",
+                details={"dossier_code": printable(given)},
+            )
+        result_code = given
+    dossier_code = check_dossier_code(dossier_code, agency_code)
+    if result_code is None:
+        return DocumentCodes(dossier_code, None)
+    if result_code == AUTO:
+        if dossier_code is None:
+            raise errors.ResultCodeNeedsDossier()
+        return DocumentCodes(dossier_code, AUTO)
+    of_dossier, _ = check_result_code(result_code, agency_code)
+    if dossier_code is not None and of_dossier != dossier_code:
+        raise errors.InvalidResultCode(
+            "Mã kết quả không thuộc hồ sơ đã gửi trong dossier_code.",
+            details={"result_code": printable(result_code)},
+        )
+    return DocumentCodes(of_dossier, result_code)
+
+
+_CODE_KEYS = frozenset({"dossier_code", "result_code"})
+
+
+def batch_codes(raw: str | None, documents: int, agency_code: str) -> list[DocumentCodes] | None:
+    """The batch's per-document codes from its ``codes`` form field: a JSON array in file
+    order with exactly one element per file, each ``null`` or an object with the optional
+    keys ``dossier_code`` and ``result_code`` (strings or ``null``; as for one document, see
+    :func:`check_codes`). File order, not file names: a batch may carry two files of the same
+    name. ``None`` when the field is absent.
+
+    Checked whole before any document is signed: 422 ``INVALID_DOCUMENT_CODES`` (not JSON,
+    not such an array, another key, a length other than the number of files), or the code's
+    own error with ``details.index`` (the file's position, from 0). A caller's mistake in one
+    element refuses the batch instead of signing the others with codes it did not mean.
+    """
+    if raw is None or raw == "":
+        return None
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise errors.InvalidDocumentCodes(details={"reason": "not JSON"}) from None
+    if not isinstance(parsed, list) or len(parsed) != documents:
+        raise errors.InvalidDocumentCodes(
+            details={"files": documents, "codes": len(parsed) if isinstance(parsed, list) else None}
+        )
+    out = []
+    for index, item in enumerate(parsed):
+        if item is None:
+            out.append(NO_CODES)
+            continue
+        if (
+            not isinstance(item, dict)
+            or not set(item) <= _CODE_KEYS
+            or not all(v is None or isinstance(v, str) for v in item.values())
+        ):
+            raise errors.InvalidDocumentCodes(details={"index": index})
+        dossier, result = item.get("dossier_code"), item.get("result_code")
+        if any(v is not None and len(v) > 64 for v in (dossier, result)):
+            raise errors.InvalidDocumentCodes(details={"index": index})
+        try:
+            out.append(check_codes(dossier, result, agency_code))
+        except errors.ServiceError as e:
+            e.details = {**e.details, "index": index}
+            raise
+    return out
+
+
+def resolve_result_code(session: Session, agency_id: int, codes: DocumentCodes) -> str | None:
+    """The result code to store with a signed document, inside the transaction that stores
+    it: a given code as it is, :data:`AUTO` as ``{dossier_code}-KQ{n}`` with ``n`` the
+    dossier's next number.
+
+    Unique under concurrency: the dossier's :class:`ResultCodeCounter` row is created if
+    missing (``INSERT … ON CONFLICT DO NOTHING``) and incremented by one ``UPDATE …
+    RETURNING``; PostgreSQL holds that row's lock until commit (a second request for the same
+    dossier waits, then reads the incremented value) and SQLite's BEGIN IMMEDIATE serialises
+    writers. A rolled-back store rolls the increment back: numbers have no gaps from failed
+    signatures. A given code raises the counter to at least its number, so ``auto`` never
+    assigns a number the caller already used. Take this before the audit head (as
+    :func:`signing_service.services.signing.store_signed` does): every writer takes the two
+    locks in that order.
+    """
+    if codes.result_code is None:
+        return None
+    dossier_code = codes.dossier_code
+    assert dossier_code is not None
+    dialect = session.get_bind().dialect.name
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    session.execute(
+        insert(ResultCodeCounter)
+        .values(agency_id=agency_id, dossier_code=dossier_code, last_number=0)
+        .on_conflict_do_nothing()
+    )
+    counter = ResultCodeCounter.last_number
+    if codes.result_code == AUTO:
+        new_value: object = counter + 1
+    else:
+        given = int(RESULT_CODE.fullmatch(codes.result_code).group("n"))  # type: ignore[union-attr]
+        new_value = case((counter < given, given), else_=counter)
+    number = session.execute(
+        update(ResultCodeCounter)
+        .where(
+            ResultCodeCounter.agency_id == agency_id,
+            ResultCodeCounter.dossier_code == dossier_code,
+        )
+        .values(last_number=new_value)
+        .returning(counter)
+    ).scalar_one()
+    if codes.result_code == AUTO:
+        return f"{dossier_code}-KQ{number}"
+    return codes.result_code
+
+
 def check_pdf_upload(data: bytes, limit: int) -> None:
     if not data:
         raise errors.EmptyFile()
@@ -98,6 +305,7 @@ class DocumentView:
     media_type: str
     filename: str | None
     dossier_code: str | None
+    result_code: str | None
     created_at: str
 
     @classmethod
@@ -110,6 +318,7 @@ class DocumentView:
             doc.media_type,
             doc.filename,
             doc.dossier_code,
+            doc.result_code,
             api_time(doc.created_at),
         )
 

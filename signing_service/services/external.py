@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from asn1crypto import cms, pem, x509
@@ -27,17 +27,20 @@ from sqlalchemy.orm import Session
 from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services.container import Services
-from signing_service.services.documents import check_dossier_code, check_pdf_upload
+from signing_service.services.documents import check_codes, check_pdf_upload
 from signing_service.services.keys import officer_for, officer_still_registered
 from signing_service.services.signing import (
     TIMESTAMP_ERRORS,
+    QrRequest,
     SignResult,
     _level,
     _options,
     _profile,
+    check_qr_request,
     check_signer,
     checked_timestamper,
     placement_error,
+    qr_content,
     store_signed,
     timestamp_error,
     timestamp_unavailable,
@@ -51,11 +54,13 @@ from signing_service.signing.engine import (
     async_finish_external,
     async_prepare_external,
     signature_timestamp_tokens,
+    signing_moment,
 )
 from signing_service.signing.placement import PlacementError
-from signing_service.signing.rawsig import raw_signature_valid
+from signing_service.signing.qr import QrOnSignedDocument
+from signing_service.signing.rawsig import der_ecdsa_signature, raw_signature_valid
 from signing_service.signing.tsa import TimestampCheckFailure
-from signing_service.store.models import Agency, ExternalSession, SigningProfile
+from signing_service.store.models import Agency, ExternalSession, SigningProfile, new_id
 from signing_service.timefmt import api_time
 
 
@@ -96,17 +101,24 @@ def start_external(
     level: str | None = None,
     filename: str | None = None,
     dossier_code: str | None = None,
+    result_code: str | None = None,
     actor: str,
     field_name: str | None = None,
+    qr: QrRequest | None = None,
 ) -> ExternalStart:
     """``field_name``: a prepared empty signature field to fill (else the profile's, else by
     placement rule). ``officer``: the name of one of the agency's registered officer certificates;
     ``certificate``: the officer's certificate (PEM/DER), which must be one of them. A
     certificate the operator has not registered for this agency is refused
     (``OFFICER_NOT_REGISTERED``), whatever chain it comes with: a CA certificate, another
-    agency's officer, anyone's."""
+    agency's officer, anyone's. ``dossier_code``, ``result_code``: as for one-step signing
+    (:func:`signing_service.services.documents.check_codes`); an ``auto`` result code is
+    assigned at completion, when the signed document is stored. ``qr``: a QR code on page 1,
+    drawn at step 1 with the signed document's id chosen then (as for one-step signing)."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
-    dossier_code = check_dossier_code(dossier_code, agency.code)
+    codes = check_codes(dossier_code, result_code, agency.code)
+    if qr is not None:
+        qr = check_qr_request(services, qr)
     profile = _profile(services, agency, profile_name)
     if not profile.two_step:
         raise errors.ProfileNotExternal()
@@ -118,13 +130,21 @@ def start_external(
     )
     intermediates = list(registered_chain)
     run_sync(check_signer(services, signer_cert, intermediates))
+    # The claimed signing time, fixed now: the stamp prints it and /M records it; completion
+    # reports it as the signature's signed_at (README, two-step signing).
+    now = signing_moment()
+    document_id = new_id()
+    options = _options(profile, chosen, field_name, services=services)
+    if qr is not None:
+        content = qr_content(services, qr, codes, filename, now, document_id)
+        options = replace(options, qr=content)
     try:
         prepared = run_sync(
             async_prepare_external(
                 pdf,
                 signer_cert,
                 intermediates,
-                _options(profile, chosen, field_name, services=services),
+                options,
                 # Its token size sizes the reservation (learnt once per TSA); the first time,
                 # the sizing token is checked too, so a bad TSA is refused before a session.
                 timestamper=(
@@ -132,6 +152,7 @@ def start_external(
                     if chosen.needs_timestamp
                     else None
                 ),
+                now=now,
             )
         )
     except PdfInputError as e:
@@ -140,9 +161,10 @@ def start_external(
         ) from None
     except PlacementError as e:
         raise placement_error(e) from None
+    except QrOnSignedDocument:
+        raise errors.QrOnSignedDocument() from None
     except TimestampCheckFailure as failure:
         raise timestamp_error(services, failure) from None
-    now = datetime.now(UTC)
     expires = now + timedelta(seconds=services.settings.external_session_seconds)
     row = ExternalSession(
         agency_id=agency.id,
@@ -160,7 +182,9 @@ def start_external(
         input_pdf_sha256=hashlib.sha256(pdf).hexdigest(),
         input_size=len(pdf),
         filename=filename,
-        dossier_code=dossier_code,
+        dossier_code=codes.dossier_code,
+        result_code=codes.result_code,
+        document_id=document_id,
         created_at=now,
         expires_at=expires,
     )
@@ -306,6 +330,9 @@ def complete_external(
         md_algorithm=row.md_algorithm,
     )
     ci = None
+    if signature is not None:
+        # A token returns ECDSA as raw r‖s (PKCS#11, CSC); CMS embeds the DER form.
+        signature = der_ecdsa_signature(cert, signature)
     if signature_cms is not None:
         ci = _check_cms(row, cert, signature_cms)
     elif signature is None or not raw_signature_valid(
@@ -375,6 +402,9 @@ def complete_external(
         cert,
         filename=row.filename,
         dossier_code=row.dossier_code,
+        result_code=row.result_code,
+        output_id=row.document_id,
         actor=actor,
         in_transaction=mark_completed,
+        signed_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),
     )

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import requests
@@ -28,18 +28,25 @@ from signing_service.services import allowlists
 from signing_service.services.appearance_images import AppearanceRequest, resolve_appearance
 from signing_service.services.container import Services
 from signing_service.services.documents import (
+    NO_CODES,
+    DocumentCodes,
     DocumentView,
-    check_dossier_code,
+    check_applicant_id,
+    check_codes,
     check_filename,
     check_pdf_upload,
+    check_procedure_code,
+    resolve_result_code,
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
+from signing_service.signing.appearance import vietnam_time
 from signing_service.signing.certcheck import SignerCheckFailure
 from signing_service.signing.engine import (
     PdfInputError,
     SignOptions,
     TimestampError,
     async_sign_pdf,
+    signing_moment,
 )
 from signing_service.signing.keys import (
     KeySourceError,
@@ -49,6 +56,7 @@ from signing_service.signing.keys import (
 )
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import PlacementError
+from signing_service.signing.qr import QrContent, QrOnSignedDocument
 from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
 from signing_service.timefmt import api_time
@@ -210,9 +218,13 @@ async def _check_and_sign(
     pdf: bytes,
     field_name: str | None = None,
     appearance: AppearanceRequest | None = None,
+    now: datetime | None = None,
+    qr: QrContent | None = None,
 ) -> bytes:
     await check_signer(services, key.signing_cert, key.chain)
-    options = _options(profile, level, field_name, services=services, appearance=appearance)
+    options = replace(
+        _options(profile, level, field_name, services=services, appearance=appearance), qr=qr
+    )
     timestamper = None
     if level.needs_timestamp:
         timestamper = checked_timestamper(services, tsa_url_of(services, profile))
@@ -224,12 +236,14 @@ async def _check_and_sign(
         vc = functools.partial(services.trust.validation_context, other_certs=key.chain)
     try:
         return await async_sign_pdf(
-            pdf, key, options, validation_context=vc, timestamper=timestamper
+            pdf, key, options, validation_context=vc, timestamper=timestamper, now=now
         )
     except PdfInputError as e:
         if e.reason == "encrypted":
             raise errors.EncryptedPdf() from None
         raise errors.MalformedPdf() from None
+    except QrOnSignedDocument:
+        raise errors.QrOnSignedDocument() from None
     except TimestampCheckFailure as failure:
         # Every token (signature and document timestamps) is checked before it is embedded.
         raise timestamp_error(services, failure) from None
@@ -262,18 +276,25 @@ def sign_document(
     level: str | None = None,
     filename: str | None = None,
     dossier_code: str | None = None,
+    result_code: str | None = None,
     actor: str,
     authorization: str | None = None,
     field_name: str | None = None,
     appearance: AppearanceRequest | None = None,
+    qr: QrRequest | None = None,
 ) -> SignResult:
     """``authorization``: the officer's PIN/OTP for a remote-signing (csc:) profile, passed
-    through to the provider and never stored or logged. ``field_name``: a prepared empty
-    signature field to fill (SIGNATURE_FIELD_NOT_FOUND / _ALREADY_SIGNED otherwise).
-    ``appearance``: the request's appearance fields (kind, copy kind, document number) over the
-    profile's."""
+    through to the provider and never stored or logged. ``dossier_code`` and
+    ``result_code``: see :func:`signing_service.services.documents.check_codes`.
+    ``field_name``: a prepared empty signature field to fill (SIGNATURE_FIELD_NOT_FOUND /
+    _ALREADY_SIGNED otherwise). ``appearance``: the request's appearance fields (kind, copy
+    kind, document number) over the profile's. ``qr``: add a QR code to page 1
+    (:func:`qr_content`; 422 ``QR_LINK_NOT_CONFIGURED``, ``INVALID_PROCEDURE_CODE``,
+    ``QR_ON_SIGNED_DOCUMENT``)."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
-    dossier_code = check_dossier_code(dossier_code, agency.code)
+    codes = check_codes(dossier_code, result_code, agency.code)
+    if qr is not None:
+        qr = check_qr_request(services, qr)
     profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
     key = with_authorization(key, authorization)
     return _sign_one(
@@ -284,10 +305,11 @@ def sign_document(
         key,
         pdf,
         filename,
-        dossier_code,
+        codes,
         actor,
         field_name,
         appearance=appearance,
+        qr=qr,
     )
 
 
@@ -299,14 +321,33 @@ def _sign_one(
     key: LoadedKey,
     pdf: bytes,
     filename: str | None,
-    dossier_code: str | None,
+    codes: DocumentCodes,
     actor: str,
     field_name: str | None = None,
+    *,
     appearance: AppearanceRequest | None = None,
+    qr: QrRequest | None = None,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing."""
+    # One claimed signing time for the stamp, /M, the QR code and the answer's signed_at.
+    moment = signing_moment()
+    # The signed document's id is chosen now: the QR code's link names it.
+    output_id = new_id()
+    content = (
+        qr_content(services, qr, codes, filename, moment, output_id) if qr is not None else None
+    )
     signed = run_sync(
-        _check_and_sign(services, key, profile, level, pdf, field_name, appearance=appearance)
+        _check_and_sign(
+            services,
+            key,
+            profile,
+            level,
+            pdf,
+            field_name,
+            appearance=appearance,
+            now=moment,
+            qr=content,
+        )
     )
     return store_signed(
         services,
@@ -317,8 +358,11 @@ def _sign_one(
         signed,
         key.signing_cert,
         filename=filename,
-        dossier_code=dossier_code,
+        dossier_code=codes.dossier_code,
+        result_code=codes.result_code,
         actor=actor,
+        signed_at=moment,
+        output_id=output_id,
     )
 
 
@@ -335,14 +379,22 @@ def store_signed(
     dossier_code: str | None,
     actor: str,
     in_transaction: Callable[[Session, str], None] | None = None,
+    signed_at: datetime | None = None,
+    result_code: str | None = None,
+    output_id: str | None = None,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
 
     ``in_transaction(session, signature_id)`` runs inside the same transaction (the two-step
     flow uses it to mark its session completed exactly once); if it raises, nothing is kept.
+    ``signed_at``: the signature's claimed signing time when it is not now (two-step: fixed
+    at step 1, the time on the stamp and in /M). ``result_code``: a checked result code or
+    ``auto``, resolved in the transaction (:func:`resolve_result_code`) and kept on the signed
+    document only (the original is the unsigned draft). ``output_id``: the signed document's
+    id when it was chosen before signing (a QR code links to it).
     """
     now = datetime.now(UTC)
-    input_id, output_id = new_id(), new_id()
+    input_id, output_id = new_id(), output_id or new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
 
     def document(doc_id: str, kind: str, data: bytes, sha256: str, name: str | None) -> Document:
@@ -378,7 +430,7 @@ def store_signed(
         profile_id=profile.id,
         certificate_sha256=sha256_fingerprint(signing_cert),
         level=level,
-        signed_at=now,
+        signed_at=signed_at or now,
         input_document_id=input_id,
         output_document_id=output_id,
     )
@@ -396,6 +448,11 @@ def store_signed(
             services.store.put(doc.storage_key, data, sha256=doc.sha256)
             written.append(doc.storage_key)
         with services.db.transaction() as session:
+            # The dossier's counter row before the audit head: every writer takes the two
+            # locks in this order.
+            output_doc.result_code = resolve_result_code(
+                session, agency.id, DocumentCodes(dossier_code, result_code)
+            )
             # One flush for the three rows (audit.append's head query flushes them): the
             # unit of work inserts the documents in the order added (the signed one first:
             # the original's content_of names it), then the signature that names both.
@@ -416,6 +473,7 @@ def store_signed(
                     "output_sha256": output_doc.sha256,
                     "output_document": output_id,
                     "dossier_code": dossier_code,
+                    "result_code": output_doc.result_code,
                 },
             )
     except BaseException as e:
@@ -431,10 +489,67 @@ def store_signed(
         signature_id=signature.id,
         level=level,
         profile=profile.name,
-        signed_at=api_time(now),
+        signed_at=api_time(signed_at or now),
         certificate_sha256=signature.certificate_sha256,
         document=DocumentView.of(output_doc),
         input_document=DocumentView.of(input_doc),
+    )
+
+
+@dataclass(frozen=True)
+class QrRequest:
+    """A request for a QR code on page 1: the optional procedure code and document name
+    (the file's name without ``.pdf`` when absent)."""
+
+    procedure_code: str | None = None
+    document_name: str | None = None
+    applicant_id: str | None = None
+
+
+def check_qr_request(services: Services, request: QrRequest) -> QrRequest:
+    """``request`` checked before anything is signed: the service must know its public base
+    URL (``QR_LINK_NOT_CONFIGURED``), the procedure code must be one
+    (``INVALID_PROCEDURE_CODE``), the applicant's identifier one (``INVALID_APPLICANT_ID``)."""
+    if not services.settings.public_base_url:
+        raise errors.QrLinkNotConfigured()
+    return QrRequest(
+        check_procedure_code(request.procedure_code),
+        request.document_name or None,
+        check_applicant_id(request.applicant_id),
+    )
+
+
+def verification_link(base_url: str, document_id: str) -> str:
+    """``SIGNING_SERVICE_PUBLIC_BASE_URL`` followed by the document's id (a ``/`` between
+    them unless the base ends with ``/`` or ``=``, as a query parameter's would)."""
+    return base_url + document_id if base_url.endswith(("/", "=")) else f"{base_url}/{document_id}"
+
+
+def qr_content(
+    services: Services,
+    request: QrRequest,
+    codes: DocumentCodes,
+    filename: str | None,
+    moment: datetime,
+    document_id: str,
+) -> QrContent:
+    """What a signed document's QR code carries (Thông tư 01/2023/TT-VPCP): the dossier code,
+    the procedure code, the document's name, the issuing system, the time of issue (the
+    claimed signing time, +07:00) and the verification link to ``document_id``."""
+    base = services.settings.public_base_url
+    if not base:
+        raise errors.QrLinkNotConfigured()
+    name = request.document_name
+    if name is None and filename:
+        name = filename[:-4] if filename.lower().endswith(".pdf") else filename
+    return QrContent(
+        dossier_code=codes.dossier_code,
+        procedure_code=request.procedure_code,
+        document_name=name,
+        issuing_system=services.settings.issuing_system,
+        issued_at=vietnam_time(moment),
+        link=verification_link(base, document_id),
+        applicant_id=request.applicant_id,
     )
 
 
@@ -456,9 +571,13 @@ def sign_batch(
     authorization: str | None = None,
     field_name: str | None = None,
     appearance: AppearanceRequest | None = None,
+    codes: Sequence[DocumentCodes] | None = None,
 ) -> list[SignResult | errors.ServiceError]:
     """Ký hàng loạt: one profile, one authorisation, per-document results. ``field_name``: the
     prepared signature field to fill in every document (a document without it fails alone).
+
+    ``codes``: each document's checked codes (:func:`check_codes`), in file order, one per
+    item (``None``: no codes for any).
 
     What concerns the whole batch (profile, level, the request's appearance fields, key, the
     signer's certificate) is checked once, before any document, and refuses the whole request
@@ -481,7 +600,9 @@ def sign_batch(
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
     unavailable: errors.ServiceError | None = None
-    for filename, pdf in items:
+    if codes is not None and len(codes) != len(items):
+        raise ValueError("one DocumentCodes per batch item")
+    for index, (filename, pdf) in enumerate(items):
         if unavailable is not None:
             results.append(_not_attempted(unavailable))
             continue
@@ -497,7 +618,7 @@ def sign_batch(
                     key,
                     pdf,
                     filename,
-                    None,
+                    codes[index] if codes is not None else NO_CODES,
                     actor,
                     field_name,
                     appearance=appearance,

@@ -52,6 +52,7 @@ from signing_service.signing.appearance import (
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import Placement, place, prepared_field, upright
+from signing_service.signing.qr import QrContent, add_qr
 from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
 
 _pdf_speedups.install()
@@ -112,6 +113,8 @@ class SignOptions:
     tsa_url: str | None = None
     # A prepared empty signature field to fill (the request's, else the profile's).
     field_name: str | None = None
+    # A QR code at the top left of page 1, in the signing revision (signing/qr.py).
+    qr: QrContent | None = None
 
 
 def _subject_attr(cert: x509.Certificate, name: str) -> str | None:
@@ -254,6 +257,31 @@ def _next_field_name(writer: IncrementalPdfFileWriter) -> str:
     return f"Signature{n}"
 
 
+def signing_moment(moment: datetime | None = None) -> datetime:
+    """The claimed signing time of a signature made at ``moment`` (default: now), in UTC
+    whole seconds: a PDF date (/M, ISO 32000-1 §7.9.4) and the stamp's ISO 8601 text both
+    have whole seconds, so a time with a fraction would print one second on the stamp and
+    record another in /M whenever the two roundings fell on either side of a second."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+
+
+class _FixedTimePdfSigner(PdfSigner):
+    """A :class:`PdfSigner` whose signature dictionary's /M (the claimed signing time of a
+    PAdES signature, ETSI EN 319 142-1 §5.3: the CMS carries no signing-time attribute) is
+    the time the caller chose, the one printed on the stamp. pyHanko takes its own
+    ``datetime.now()`` for /M when the signing session starts, after the stamp was drawn,
+    and offers no parameter for it (pinned 0.38: ``PdfSigningSession.system_time``)."""
+
+    def __init__(self, *args: object, signing_time: datetime, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._signing_time = signing_time
+
+    def init_signing_session(self, pdf_out, existing_fields_only=False):  # type: ignore[no-untyped-def]
+        session = super().init_signing_session(pdf_out, existing_fields_only)
+        session.system_time = self._signing_time
+        return session
+
+
 def _pdf_signer(
     writer: IncrementalPdfFileWriter,
     signer: Signer,
@@ -264,8 +292,13 @@ def _pdf_signer(
     now: datetime,
 ) -> PdfSigner:
     level = options.level
+    now = signing_moment(now)
     with _document_structure():
         field_name = _next_field_name(writer)
+        if options.qr is not None:
+            # Before the signature field: page content of the same revision, covered by
+            # the signature (QrOnSignedDocument when one already exists).
+            add_qr(writer, options.qr)
     signer_name = _subject_attr(signing_cert, "common_name") or "?"
     organisation = _subject_attr(signing_cert, "organization_name")
     stamp_style = None
@@ -341,12 +374,13 @@ def _pdf_signer(
         name=signer_name,
         signer_key_usage={"non_repudiation", "digital_signature"},
     )
-    return PdfSigner(
+    return _FixedTimePdfSigner(
         meta,
         signer=signer,
         timestamper=timestamper if level.needs_timestamp else None,
         stamp_style=stamp_style,
         new_field_spec=new_field_spec,
+        signing_time=now,
     )
 
 
@@ -509,6 +543,10 @@ async def async_prepare_external(
     The reservation is our estimate (B-T: with the token size of ``timestamper``, else of
     ``options.tsa_url``'s TSA, else :data:`DEFAULT_TIMESTAMP_SIZE`) plus
     :data:`EXTERNAL_MARGIN` for a CMS that the client builds itself.
+
+    ``now`` (default: the present) is the claimed signing time, fixed here at step 1: the stamp
+    prints it and the signature dictionary's /M records it (see :func:`signing_moment`);
+    step 2 changes neither (the B-T signature timestamp, taken at step 2, is later).
     """
     if options.level not in EXTERNAL_LEVELS:
         raise ValueError("two-step signing supports B-B and B-T")

@@ -201,7 +201,24 @@ class Document(Base):
     )
     filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
     dossier_code: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # {dossier_code}-KQ{n} (Nghị định 45/2020 Art. 14.3), on the signed document it names;
+    # not unique: a second signature on the same result (seal after officer) keeps its code.
+    result_code: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ResultCodeCounter(Base):
+    """The highest result number ``n`` used in an agency's dossier, assigned (``auto``) or
+    given by the caller: the next assigned code is ``{dossier_code}-KQ{last_number + 1}``. One
+    row per dossier, incremented by a single UPDATE in the transaction that stores the signed
+    document: PostgreSQL's row lock (and SQLite's write lock, BEGIN IMMEDIATE) serialise two
+    requests for the same dossier, so no number is assigned twice, and a failed signature
+    rolls its increment back."""
+
+    __tablename__ = "result_code_counters"
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), primary_key=True)
+    dossier_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer)
 
 
 class Attachment(Base):
@@ -303,6 +320,11 @@ class ExternalSession(Base):
     input_size: Mapped[int] = mapped_column(BigInteger)
     filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
     dossier_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The result code asked for at step 1: a given {dossier_code}-KQ{n}, or "auto" (the next
+    # number is assigned when the signed document is stored, at step 2).
+    result_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The signed document's id, chosen at step 1 when a QR code on the page links to it.
+    document_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     signature_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
