@@ -45,6 +45,14 @@ class SignatureOut(BaseModel):
     certificate_sha256: str
     document: DocumentOut
     input_document: DocumentOut
+    repaired: bool = Field(
+        default=False,
+        description=(
+            "True when the upload was damaged (a wrong startxref, shifted offsets, no xref, bytes "
+            "before %PDF-) and was rebuilt with qpdf before signing: the signed document is then "
+            "not an incremental update of the upload."
+        ),
+    )
 
 
 class CheckOut(BaseModel):

@@ -74,6 +74,7 @@ def _signature_out(result: SignResult) -> schemas.SignatureOut:
         certificate_sha256=result.certificate_sha256,
         document=document_out(result.document),
         input_document=document_out(result.input_document),
+        repaired=result.repaired,
     )
 
 

@@ -37,6 +37,7 @@ from signing_service.services.signing import (
     _profile,
     check_signer,
     checked_timestamper,
+    pdf_input_error,
     store_signed,
     timestamp_error,
     timestamp_unavailable,
@@ -131,9 +132,7 @@ def start_external(
             )
         )
     except PdfInputError as e:
-        raise (
-            errors.EncryptedPdf() if e.reason == "encrypted" else errors.MalformedPdf()
-        ) from None
+        raise pdf_input_error(e) from None
     except TimestampCheckFailure as failure:
         raise timestamp_error(services, failure) from None
     now = datetime.now(UTC)

@@ -7,6 +7,7 @@ in between leaves only unreferenced objects, which no user can see.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
@@ -33,6 +34,7 @@ from signing_service.services.documents import (
     check_pdf_upload,
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
+from signing_service.signing import repair
 from signing_service.signing.certcheck import SignerCheckFailure
 from signing_service.signing.engine import (
     PdfInputError,
@@ -86,6 +88,9 @@ class SignResult:
     certificate_sha256: str
     document: DocumentView
     input_document: DocumentView
+    # The input was rebuilt (qpdf) before signing: the signed document is not an incremental
+    # update of the upload (signing/repair.py).
+    repaired: bool = False
 
 
 def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
@@ -153,6 +158,32 @@ async def check_signer(
         raise error(details={"reason": failure.detail}, headers=headers) from None
 
 
+PDF_INPUT_ERRORS: dict[str, type[errors.ServiceError]] = {
+    "encrypted": errors.EncryptedPdf,
+    "certified_no_changes": errors.DocumentCertifiedNoChanges,
+    "certified_field_required": errors.DocumentCertifiedFieldRequired,
+    "signed_damaged": errors.SignedPdfDamaged,
+}
+
+
+def repair_input(pdf: bytes) -> bytes:
+    """``pdf`` rebuilt by qpdf (signing/repair.py), or :class:`PdfInputError`:
+    ``signed_damaged`` when it carries signatures, ``malformed`` when it cannot be rebuilt."""
+    try:
+        return repair.repair(pdf)
+    except repair.SignedDocumentDamaged:
+        raise PdfInputError("signed_damaged") from None
+    except repair.RepairFailed as e:
+        log.info("repair failed: %s", e)
+        raise PdfInputError("malformed", str(e)) from None
+
+
+def pdf_input_error(error: PdfInputError) -> errors.ServiceError:
+    """The 422 for an input the engine cannot sign (``MALFORMED_PDF`` unless the reason has
+    its own code)."""
+    return PDF_INPUT_ERRORS.get(error.reason, errors.MalformedPdf)()
+
+
 def timestamp_error(services: Services, failure: TimestampCheckFailure) -> errors.ServiceError:
     """The service error for a refused timestamp token (502, or 503 with ``Retry-After`` when
     the TSA certificate's status is unknown)."""
@@ -192,7 +223,8 @@ async def _check_and_sign(
     profile: SigningProfile,
     level: SignatureLevel,
     pdf: bytes,
-) -> bytes:
+) -> tuple[bytes, bool]:
+    """The signed document and whether the input had to be repaired first."""
     await check_signer(services, key.signing_cert, key.chain)
     options = _options(profile, level)
     timestamper = None
@@ -205,13 +237,21 @@ async def _check_and_sign(
         # It is also never the signer check's (cached) answer.
         vc = functools.partial(services.trust.validation_context, other_certs=key.chain)
     try:
+        try:
+            return await async_sign_pdf(
+                pdf, key, options, validation_context=vc, timestamper=timestamper
+            ), False
+        except PdfInputError as e:
+            if e.reason != "malformed":
+                raise
+        # A document viewers open but pyHanko cannot: rebuilt by qpdf, then signed (and the
+        # answer says so); a signed one is refused instead (signing/repair.py).
+        rebuilt = await asyncio.to_thread(repair_input, pdf)
         return await async_sign_pdf(
-            pdf, key, options, validation_context=vc, timestamper=timestamper
-        )
+            rebuilt, key, options, validation_context=vc, timestamper=timestamper
+        ), True
     except PdfInputError as e:
-        if e.reason == "encrypted":
-            raise errors.EncryptedPdf() from None
-        raise errors.MalformedPdf() from None
+        raise pdf_input_error(e) from None
     except TimestampCheckFailure as failure:
         # Every token (signature and document timestamps) is checked before it is embedded.
         raise timestamp_error(services, failure) from None
@@ -260,7 +300,7 @@ def _sign_one(
     actor: str,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing."""
-    signed = run_sync(_check_and_sign(services, key, profile, level, pdf))
+    signed, repaired = run_sync(_check_and_sign(services, key, profile, level, pdf))
     return store_signed(
         services,
         agency,
@@ -272,6 +312,7 @@ def _sign_one(
         filename=filename,
         dossier_code=dossier_code,
         actor=actor,
+        repaired=repaired,
     )
 
 
@@ -288,8 +329,12 @@ def store_signed(
     dossier_code: str | None,
     actor: str,
     in_transaction: Callable[[Session, str], None] | None = None,
+    repaired: bool = False,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
+
+    ``repaired``: the input was rebuilt before signing (signing/repair.py); the audit entry
+    and the answer say so.
 
     ``in_transaction(session, signature_id)`` runs inside the same transaction (the two-step
     flow uses it to mark its session completed exactly once); if it raises, nothing is kept.
@@ -369,6 +414,7 @@ def store_signed(
                     "output_sha256": output_doc.sha256,
                     "output_document": output_id,
                     "dossier_code": dossier_code,
+                    "repaired": repaired,
                 },
             )
     except BaseException as e:
@@ -388,6 +434,7 @@ def store_signed(
         certificate_sha256=signature.certificate_sha256,
         document=DocumentView.of(output_doc),
         input_document=DocumentView.of(input_doc),
+        repaired=repaired,
     )
 
 

@@ -44,6 +44,7 @@ from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service import _pdf_recovery, _pdf_speedups
+from signing_service.signing import inputs
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
@@ -54,7 +55,8 @@ _pdf_recovery.install()
 
 
 class PdfInputError(Exception):
-    """The input is not a PDF we can sign: ``reason`` is malformed | encrypted."""
+    """The input is not a PDF we can sign: ``reason`` is malformed | encrypted |
+    certified_no_changes | certified_field_required (signing/inputs.py)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
@@ -239,11 +241,20 @@ def _check_appearance(spec: AppearanceSpec) -> None:
 
 
 def _next_field_name(writer: IncrementalPdfFileWriter) -> str:
-    existing = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}
-    n = len(existing) + 1
-    while f"Signature{n}" in existing:
-        n += 1
-    return f"Signature{n}"
+    """The field to sign: under a DocMDP P=2 certification the document's empty signature
+    field (the only change it allows), else a new name unique among ALL field names (a text
+    field named ``Signature1`` is not ours to take)."""
+    try:
+        return inputs.field_for_certified(writer.prev) or inputs.new_field_name(writer.prev)
+    except inputs.TooManyFields as e:
+        raise PdfInputError("malformed", str(e)) from None
+
+
+def _check_certification(writer: IncrementalPdfFileWriter, field_name: str) -> None:
+    try:
+        inputs.check_certification(writer.prev, field_name)
+    except inputs.CertifiedDocument as e:
+        raise PdfInputError(f"certified_{e.reason}", str(e)) from None
 
 
 def _pdf_signer(
@@ -258,6 +269,7 @@ def _pdf_signer(
     level = options.level
     with _document_structure():
         field_name = _next_field_name(writer)
+        _check_certification(writer, field_name)
     signer_name = _subject_attr(signing_cert, "common_name") or "?"
     organisation = _subject_attr(signing_cert, "organization_name")
     stamp_style = None
