@@ -18,11 +18,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from fontTools import subset
-from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign.fields import SigFieldSpec
 from pyhanko.stamp import TextStampStyle
 
+from signing_service.signing.pdfa import PdfAGlyphAccumulatorFactory
 from signing_service.signing.repertoire import STAMP_RANGES
 
 VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")
@@ -104,7 +104,7 @@ class AppearanceSpec:
             # NFC: the subset font has precomposed Vietnamese glyphs and no shaping tables.
             stamp_text=unicodedata.normalize("NFC", "\n".join(lines)),
             text_box_style=TextBoxStyle(
-                font=GlyphAccumulatorFactory(str(default_font())),
+                font=PdfAGlyphAccumulatorFactory(str(default_font())),  # /CIDSet: pdfa.py
                 font_size=self.font_size,
             ),
             border_width=0,

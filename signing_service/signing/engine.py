@@ -44,7 +44,7 @@ from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service import _pdf_recovery, _pdf_speedups
-from signing_service.signing import inputs
+from signing_service.signing import inputs, pdfa
 from signing_service.signing.appearance import AppearanceSpec
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
@@ -274,7 +274,10 @@ def _pdf_signer(
     organisation = _subject_attr(signing_cert, "organization_name")
     stamp_style = None
     new_field_spec = None
-    if options.appearance is not None:
+    if options.appearance is None:
+        with _document_structure():
+            pdfa.invisible_field_for_pdfa1(writer, field_name)  # PDF/A-1 §6.9: pdfa.py
+    else:
         _check_appearance(options.appearance)
         try:
             page = writer.prev.find_page_for_modification(0)[0]
@@ -425,7 +428,9 @@ async def _append_validation_data(
         writer.write_in_place()
         return
     size = await token_size(then_timestamp, md_algorithm)
-    await PdfTimeStamper(then_timestamp).async_timestamp_pdf(
+    await PdfTimeStamper(
+        then_timestamp, field_name=pdfa.invisible_field_for_pdfa1(writer)
+    ).async_timestamp_pdf(
         writer,
         md_algorithm,
         bytes_reserved=2 * (size + TIMESTAMP_MARGIN + SIGNATURE_MARGIN),

@@ -2,7 +2,7 @@ package vn.signing.verapdf;
 
 import java.io.FileInputStream;
 import java.io.InputStream;
-import java.util.TreeSet;
+import java.util.TreeMap;
 import org.verapdf.gf.foundry.VeraGreenfieldFoundryProvider;
 import org.verapdf.pdfa.Foundries;
 import org.verapdf.pdfa.PDFAParser;
@@ -13,8 +13,9 @@ import org.verapdf.pdfa.results.ValidationResult;
 
 /**
  * Checks PDF/A conformance with veraPDF. Arguments: [--flavour 1b|2b|3b|...] FILE.pdf...
- * Prints one JSON line per file: {"file", "flavour", "compliant", "failed": ["6.3.5-3", ...]}
- * (the failed rules, clause-testNumber) or {"file", "error"}. Exit 0 all compliant, 1 otherwise.
+ * Prints one JSON line per file: {"file", "flavour", "compliant", "failed": ["6.3.5-3", ...],
+ * "messages": {"6.3.5-3": "..."}} (the failed rules, clause-testNumber, with veraPDF's message
+ * for the first failure of each) or {"file", "error"}. Exit 0 all compliant, 1 otherwise.
  * Without --flavour, the flavour is the one the file's XMP metadata claims.
  */
 public final class Check {
@@ -47,10 +48,12 @@ public final class Check {
                 PDFAFlavour flavour = parser.getFlavour();
                 PDFAValidator validator = Foundries.defaultInstance().createValidator(flavour, false);
                 ValidationResult result = validator.validate(parser);
-                TreeSet<String> failed = new TreeSet<>();
+                TreeMap<String, String> failed = new TreeMap<>();
                 for (TestAssertion a : result.getTestAssertions()) {
                     if (a.getStatus() == TestAssertion.Status.FAILED) {
-                        failed.add(a.getRuleId().getClause() + "-" + a.getRuleId().getTestNumber());
+                        failed.putIfAbsent(
+                                a.getRuleId().getClause() + "-" + a.getRuleId().getTestNumber(),
+                                a.getMessage() + " @ " + a.getLocation().getContext());
                     }
                 }
                 all &= result.isCompliant();
@@ -59,15 +62,25 @@ public final class Check {
                 out.append(",\"compliant\":").append(result.isCompliant());
                 out.append(",\"failed\":[");
                 boolean first = true;
-                for (String f : failed) {
+                for (String f : failed.keySet()) {
                     if (!first) out.append(',');
                     out.append(quote(f));
                     first = false;
                 }
-                System.out.println(out.append("]}"));
+                out.append("],\"messages\":{");
+                first = true;
+                for (var e : failed.entrySet()) {
+                    if (!first) out.append(',');
+                    out.append(quote(e.getKey())).append(':').append(quote(e.getValue()));
+                    first = false;
+                }
+                System.out.println(out.append("}}"));
             } catch (Exception e) {
                 all = false;
-                System.out.println("{\"file\":" + quote(file) + ",\"error\":" + quote(String.valueOf(e)) + "}");
+                StringBuilder where = new StringBuilder(String.valueOf(e));
+                StackTraceElement[] trace = e.getStackTrace();
+                for (int k = 0; k < Math.min(6, trace.length); k++) where.append(" at ").append(trace[k]);
+                System.out.println("{\"file\":" + quote(file) + ",\"error\":" + quote(where.toString()) + "}");
             }
         }
         System.exit(all ? 0 : 1);
