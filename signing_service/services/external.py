@@ -35,9 +35,11 @@ from signing_service.services.signing import (
     _level,
     _options,
     _profile,
+    check_signed_size,
     check_signer,
     checked_timestamper,
     pdf_input_error,
+    signing_limit,
     store_signed,
     timestamp_error,
     timestamp_unavailable,
@@ -102,7 +104,7 @@ def start_external(
     certificate the operator has not registered for this agency is refused
     (``OFFICER_NOT_REGISTERED``), whatever chain it comes with: a CA certificate, another
     agency's officer, anyone's."""
-    check_pdf_upload(pdf, services.settings.max_upload_bytes)
+    check_pdf_upload(pdf, signing_limit(services, pdf))
     dossier_code = check_dossier_code(dossier_code, agency.code)
     profile = _profile(services, agency, profile_name)
     if not profile.two_step:
@@ -135,6 +137,8 @@ def start_external(
         raise pdf_input_error(e) from None
     except TimestampCheckFailure as failure:
         raise timestamp_error(services, failure) from None
+    # The prepared document has the signature's full reservation: its size is the result's.
+    check_signed_size(services, prepared.prepared_pdf)
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=services.settings.external_session_seconds)
     row = ExternalSession(

@@ -166,6 +166,28 @@ PDF_INPUT_ERRORS: dict[str, type[errors.ServiceError]] = {
 }
 
 
+def signing_limit(services: Services, pdf: bytes) -> int:
+    """The size limit of a document to sign: ``max_upload_bytes`` (the national exchange
+    limit) for a new document; ``max_document_bytes`` for one that already carries signatures
+    (countersigning), so that a document the service signed is accepted back."""
+    settings = services.settings
+    return (
+        settings.max_document_bytes if repair.carries_signatures(pdf) else settings.max_upload_bytes
+    )
+
+
+def check_signed_size(services: Services, signed: bytes) -> None:
+    """413 ``FILE_TOO_LARGE`` when a signed result is larger than the service accepts back
+    (``max_document_bytes``): it could be neither verified nor countersigned here."""
+    limit = services.settings.max_document_bytes
+    if len(signed) > limit:
+        raise errors.PayloadTooLarge(
+            f"Tài liệu sau khi ký sẽ vượt quá dung lượng tối đa ({limit // (1024 * 1024)} MB) "
+            "mà dịch vụ có thể kiểm tra lại; không lưu kết quả.",
+            details={"max_bytes": limit, "signed_bytes": len(signed)},
+        )
+
+
 def repair_input(pdf: bytes) -> bytes:
     """``pdf`` rebuilt by qpdf (signing/repair.py), or :class:`PdfInputError`:
     ``signed_damaged`` when it carries signatures, ``malformed`` when it cannot be rebuilt."""
@@ -242,10 +264,12 @@ async def _check_and_sign(
                 pdf, key, options, validation_context=vc, timestamper=timestamper
             ), False
         except PdfInputError as e:
-            if e.reason != "malformed":
+            if e.reason != "unreadable":
                 raise
-        # A document viewers open but pyHanko cannot: rebuilt by qpdf, then signed (and the
-        # answer says so); a signed one is refused instead (signing/repair.py).
+        # A document viewers open but pyHanko cannot read (its cross-reference table, offsets
+        # or header are damaged): rebuilt by qpdf, then signed (and the answer says so); a
+        # signed one is refused instead (signing/repair.py). A document that reads but is
+        # malformed (a number where a dictionary belongs) is not "repaired": MALFORMED_PDF.
         rebuilt = await asyncio.to_thread(repair_input, pdf)
         return await async_sign_pdf(
             rebuilt, key, options, validation_context=vc, timestamper=timestamper
@@ -281,7 +305,7 @@ def sign_document(
 ) -> SignResult:
     """``authorization``: the officer's PIN/OTP for a remote-signing (csc:) profile, passed
     through to the provider and never stored or logged."""
-    check_pdf_upload(pdf, services.settings.max_upload_bytes)
+    check_pdf_upload(pdf, signing_limit(services, pdf))
     dossier_code = check_dossier_code(dossier_code, agency.code)
     profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
     key = with_authorization(key, authorization)
@@ -339,6 +363,7 @@ def store_signed(
     ``in_transaction(session, signature_id)`` runs inside the same transaction (the two-step
     flow uses it to mark its session completed exactly once); if it raises, nothing is kept.
     """
+    check_signed_size(services, signed)
     now = datetime.now(UTC)
     input_id, output_id = new_id(), new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
@@ -481,7 +506,7 @@ def sign_batch(
             continue
         try:
             check_filename(filename)
-            check_pdf_upload(pdf, services.settings.max_upload_bytes)
+            check_pdf_upload(pdf, signing_limit(services, pdf))
             results.append(
                 _sign_one(services, agency, profile, chosen, key, pdf, filename, None, actor)
             )

@@ -26,7 +26,7 @@ from asn1crypto import cms, core, x509
 from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.generic import NameObject
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.misc import PdfError, PdfReadError
 from pyhanko.sign import fields
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
@@ -55,8 +55,9 @@ _pdf_recovery.install()
 
 
 class PdfInputError(Exception):
-    """The input is not a PDF we can sign: ``reason`` is malformed | encrypted |
-    certified_no_changes | certified_field_required (signing/inputs.py)."""
+    """The input is not a PDF we can sign: ``reason`` is unreadable (its structure could not
+    be read: repairable) | malformed | encrypted | certified_no_changes |
+    certified_field_required (signing/inputs.py)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
@@ -86,6 +87,14 @@ _STRUCTURE_ERRORS = (
 )
 
 
+def _input_error(error: BaseException) -> PdfInputError:
+    """``unreadable`` when the file's structure could not be read (cross-reference table,
+    offsets, header: what viewers repair, and the service too, signing/repair.py), else
+    ``malformed`` (it reads, but is not what the PDF specification says)."""
+    reason = "unreadable" if isinstance(error, PdfReadError) else "malformed"
+    return PdfInputError(reason, type(error).__name__)
+
+
 @contextlib.contextmanager
 def _document_structure() -> Iterator[None]:
     """Map pyHanko's failures on a malformed document to :class:`PdfInputError`."""
@@ -94,7 +103,7 @@ def _document_structure() -> Iterator[None]:
     except SigningError:
         raise
     except _STRUCTURE_ERRORS as e:
-        raise PdfInputError("malformed", type(e).__name__) from None
+        raise _input_error(e) from None
 
 
 @dataclass(frozen=True)
@@ -202,7 +211,7 @@ def _open_writer(stream: BinaryIO) -> IncrementalPdfFileWriter:
     try:
         writer = IncrementalPdfFileWriter(stream, strict=False)
     except _STRUCTURE_ERRORS as e:
-        raise PdfInputError("malformed", type(e).__name__) from None
+        raise _input_error(e) from None
     if writer.prev.encrypted:
         # An owner-only password (empty user password) still lets us open the document.
         try:
@@ -222,7 +231,7 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
         writer.root.get("/Pages")
         writer.prev.root["/Pages"]["/Count"]
     except Exception as e:  # noqa: BLE001
-        raise PdfInputError("malformed", type(e).__name__) from None
+        raise _input_error(e) from None
     return writer
 
 
