@@ -363,3 +363,24 @@ def test_repair_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(repair, "REPAIR_SECONDS", 0.001)
     with pytest.raises(repair.RepairFailed):
         repair.repair(DAMAGES["startxref-off-by-7"](make_pdf()))
+
+
+def test_corrupt_compressed_cross_reference_stream_is_not_a_500(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """A Flate error in the xref stream (zlib.error, found by tests/test_fuzz_inputs.py)
+    answered 500: it is a document that cannot be read, repaired when qpdf can rebuild it."""
+    pdf = pikepdf.open(io.BytesIO(make_pdf(pages=2)))
+    out = io.BytesIO()
+    pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.generate)
+    data = bytearray(out.getvalue())
+    xref = data.rindex(b"/XRef")
+    start = data.index(b"stream", xref) + len(b"stream\n")
+    end = data.index(b"endstream", start)
+    for at in range(start + 2, end - 4, 3):
+        data[at] ^= 0x5A
+    before = snapshot(services)
+    response = sign(api, credentials, bytes(data))
+    # qpdf cannot rebuild this one (the xref stream locates the compressed objects).
+    assert (response.status_code, response.json()["code"]) == (422, "MALFORMED_PDF")
+    assert_nothing_written(before, services)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -84,6 +85,7 @@ _STRUCTURE_ERRORS = (
     ValueError,
     ArithmeticError,  # decimal.InvalidOperation on a malformed number
     RecursionError,
+    zlib.error,  # a corrupt Flate stream (an xref or object stream: issue 10's fuzz test)
 )
 
 
@@ -91,7 +93,7 @@ def _input_error(error: BaseException) -> PdfInputError:
     """``unreadable`` when the file's structure could not be read (cross-reference table,
     offsets, header: what viewers repair, and the service too, signing/repair.py), else
     ``malformed`` (it reads, but is not what the PDF specification says)."""
-    reason = "unreadable" if isinstance(error, PdfReadError) else "malformed"
+    reason = "unreadable" if isinstance(error, PdfReadError | zlib.error) else "malformed"
     return PdfInputError(reason, type(error).__name__)
 
 
