@@ -185,6 +185,10 @@ def create_app(services: Services) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [".".join(str(p) for p in e.get("loc", ())[1:]) for e in exc.errors()]
+        if "appearance.kind" in fields:
+            # A profile's appearance kind that does not exist has its own code (issue 10).
+            unknown = errors.UnknownAppearanceKind(details={"fields": fields})
+            return error_response(422, unknown.code, unknown.message, details=unknown.details)
         return error_response(
             422,
             "INVALID_REQUEST",

@@ -39,6 +39,7 @@ from signing_service.services.signing import (
     check_signer,
     checked_timestamper,
     pdf_input_error,
+    placement_error,
     signing_limit,
     store_signed,
     timestamp_error,
@@ -54,6 +55,7 @@ from signing_service.signing.engine import (
     async_prepare_external,
     signature_timestamp_tokens,
 )
+from signing_service.signing.placement import PlacementError
 from signing_service.signing.rawsig import raw_signature_valid
 from signing_service.signing.tsa import TimestampCheckFailure
 from signing_service.store.models import Agency, ExternalSession, SigningProfile
@@ -98,8 +100,10 @@ def start_external(
     filename: str | None = None,
     dossier_code: str | None = None,
     actor: str,
+    field_name: str | None = None,
 ) -> ExternalStart:
-    """``officer``: the name of one of the agency's registered officer certificates;
+    """``field_name``: a prepared empty signature field to fill (else the profile's, else by
+    placement rule). ``officer``: the name of one of the agency's registered officer certificates;
     ``certificate``: the officer's certificate (PEM/DER), which must be one of them. A
     certificate the operator has not registered for this agency is refused
     (``OFFICER_NOT_REGISTERED``), whatever chain it comes with: a CA certificate, another
@@ -123,7 +127,7 @@ def start_external(
                 pdf,
                 signer_cert,
                 intermediates,
-                _options(profile, chosen),
+                _options(profile, chosen, field_name, services=services),
                 # Its token size sizes the reservation (learnt once per TSA); the first time,
                 # the sizing token is checked too, so a bad TSA is refused before a session.
                 timestamper=(
@@ -135,6 +139,8 @@ def start_external(
         )
     except PdfInputError as e:
         raise pdf_input_error(e) from None
+    except PlacementError as e:
+        raise placement_error(e) from None
     except TimestampCheckFailure as failure:
         raise timestamp_error(services, failure) from None
     # The prepared document has the signature's full reservation: its size is the result's.

@@ -25,7 +25,6 @@ from typing import BinaryIO
 
 from asn1crypto import cms, core, x509
 from pyhanko.pdf_utils.crypt import AuthStatus
-from pyhanko.pdf_utils.generic import NameObject
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError, PdfReadError
 from pyhanko.sign import fields
@@ -40,15 +39,21 @@ from pyhanko.sign.signers.pdf_signer import (
 )
 from pyhanko.sign.timestamps import TimeStamper, TimestampRequestError
 from pyhanko.sign.validation.dss import DocumentSecurityStore, collect_validation_info
+from pyhanko.stamp import BaseStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service import _pdf_recovery, _pdf_speedups
 from signing_service.signing import inputs, pdfa
-from signing_service.signing.appearance import AppearanceSpec
+from signing_service.signing.appearance import (
+    AppearanceSpec,
+    KindAppearance,
+    last_visible_signature,
+)
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
+from signing_service.signing.placement import Placement, place, prepared_field, upright
 from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
 
 _pdf_speedups.install()
@@ -115,8 +120,11 @@ class SignOptions:
     location: str | None = None
     contact_info: str | None = None
     md_algorithm: str = "sha256"
-    appearance: AppearanceSpec | None = None
+    # AppearanceSpec: the text stamp of profiles without a kind; KindAppearance: issue 10's kinds.
+    appearance: AppearanceSpec | KindAppearance | None = None
     tsa_url: str | None = None
+    # A prepared empty signature field to fill (the request's, else the profile's).
+    field_name: str | None = None
 
 
 def _subject_attr(cert: x509.Certificate, name: str) -> str | None:
@@ -252,11 +260,18 @@ def _check_appearance(spec: AppearanceSpec) -> None:
 
 
 def _next_field_name(writer: IncrementalPdfFileWriter) -> str:
-    """The field to sign: under a DocMDP P=2 certification the document's empty signature
-    field (the only change it allows), else a new name unique among ALL field names (a text
-    field named ``Signature1`` is not ours to take)."""
+    """A new field name unique among ALL field names (a text field named ``Signature1`` is not
+    ours to take)."""
     try:
-        return inputs.field_for_certified(writer.prev) or inputs.new_field_name(writer.prev)
+        return inputs.new_field_name(writer.prev)
+    except inputs.TooManyFields as e:
+        raise PdfInputError("malformed", str(e)) from None
+
+
+def _certified_field(writer: IncrementalPdfFileWriter) -> str | None:
+    """Under a DocMDP P=2 certification, the document's first empty signature field."""
+    try:
+        return inputs.field_for_certified(writer.prev)
     except inputs.TooManyFields as e:
         raise PdfInputError("malformed", str(e)) from None
 
@@ -280,25 +295,80 @@ def _pdf_signer(
     level = options.level
     with _document_structure():
         field_name = _next_field_name(writer)
-        _check_certification(writer, field_name)
+        # Under a DocMDP P=2 certification, the document's empty field (the only change it
+        # allows) when the request or profile names none.
+        certified_field = _certified_field(writer)
     signer_name = _subject_attr(signing_cert, "common_name") or "?"
     organisation = _subject_attr(signing_cert, "organization_name")
     stamp_style = None
     new_field_spec = None
-    if options.appearance is None:
-        with _document_structure():
-            pdfa.invisible_field_for_pdfa1(writer, field_name)  # PDF/A-1 §6.9: pdfa.py
-    else:
-        _check_appearance(options.appearance)
-        try:
-            page = writer.prev.find_page_for_modification(0)[0]
-            media_box = [float(v) for v in page.get_object()[NameObject("/MediaBox")]]
-        except Exception:  # noqa: BLE001 - inherited or odd MediaBox: fall back to A4
-            media_box = [0.0, 0.0, 595.0, 842.0]
-        stamp_style = options.appearance.stamp(signer_name, organisation, now)
-        new_field_spec = options.appearance.field_spec(
-            field_name, media_box[2] - media_box[0], media_box[3] - media_box[1]
+    spec = options.appearance
+    field_to_fill = (
+        options.field_name or (spec.field_name if spec is not None else None) or certified_field
+    )
+    # Placement (signing/placement.py): a prepared empty field, else a free box by rule.
+    # PlacementError carries its own 422 code to the caller.
+    placement: Placement | None
+    style: BaseStampStyle | None = None
+    with _document_structure():
+        plan = (
+            spec.plan(
+                signer_name, organisation, now, cert_title=_subject_attr(signing_cert, "title")
+            )
+            if isinstance(spec, KindAppearance)
+            else None
         )
+        if isinstance(spec, KindAppearance) and plan is not None:
+            # An appearance kind (issue 10): the size and region its plan asks for; a seal
+            # over the last visible signature (the person's).
+            placement = place(
+                writer.prev,
+                width=plan.width,
+                height=plan.height,
+                region=plan.region,
+                field_name=field_to_fill,
+                over_signature=last_visible_signature(writer.prev) if plan.over_signature else None,
+                when_full=spec.when_full,
+                margin=spec.margin,
+            )
+            style = plan.style
+        elif isinstance(spec, AppearanceSpec):
+            _check_appearance(spec)
+            placement = place(
+                writer.prev,
+                width=spec.width,
+                height=spec.height,
+                region="top-right",
+                field_name=field_to_fill,
+                when_full=spec.when_full,
+                margin=spec.margin,
+            )
+        else:
+            # Invisible (no appearance, or kind "none").
+            placement = prepared_field(writer.prev, field_to_fill)
+    if placement is not None:
+        if style is None:
+            # An invisible profile filling a prepared visible field: our stamp (Vietnamese
+            # glyphs) rather than pyHanko's default one in a font without them.
+            text = spec if isinstance(spec, AppearanceSpec) else AppearanceSpec()
+            style = text.stamp(signer_name, organisation, now)
+        stamp_style = upright(style, placement.rotate)
+        if placement.existing_field is not None:
+            field_name = placement.existing_field
+        else:
+            new_field_spec = fields.SigFieldSpec(
+                sig_field_name=field_name,
+                on_page=placement.page_index,
+                # pyHanko annotates ints but writes any number (FloatObject): the box is to
+                # 1/100 pt so that it stays clear of the text it was measured against.
+                box=placement.box,  # type: ignore[arg-type]
+            )
+    with _document_structure():
+        if placement is None:
+            # pyHanko's invisible field has no appearance: PDF/A-1 §6.9 (pdfa.py).
+            pdfa.invisible_field_for_pdfa1(writer, field_name)
+        # DocMDP P=1 / P=2 (signing/inputs.py): after placement chose the field.
+        _check_certification(writer, field_name)
     # The signature itself is B-B or B-T: the validation data of B-LT/B-LTA is fetched and
     # added after it (module docstring), so pyHanko's pre-signing validation is not used.
     meta = PdfSignatureMetadata(
