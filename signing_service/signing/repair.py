@@ -9,6 +9,12 @@ rewritten by qpdf (through pikepdf, its maintained binding) into a clean file, a
 signed. The answer and the audit entry say ``repaired: true``: the signed document is no longer
 a byte-for-byte extension of the upload.
 
+One story with :mod:`signing_service._pdf_recovery`: damage that can be read around without
+changing a byte (a stream whose ``/Length`` is wrong) is read around, in the reader, for
+signing and verification alike; damage to the file's structure (where objects are) cannot be,
+and only then is the file rewritten, only for signing, and only when unsigned. Two-step signing
+does not repair (its step 1 answers ``MALFORMED_PDF`` for such a file).
+
 An input that already carries a signature is never rewritten: a rewrite changes the bytes its
 ``/ByteRange`` covers and breaks it. It is refused (:class:`SignedDocumentDamaged`).
 
