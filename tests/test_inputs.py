@@ -384,3 +384,32 @@ def test_corrupt_compressed_cross_reference_stream_is_not_a_500(
     # qpdf cannot rebuild this one (the xref stream locates the compressed objects).
     assert (response.status_code, response.json()["code"]) == (422, "MALFORMED_PDF")
     assert_nothing_written(before, services)
+
+
+def test_batch_repairs_each_damaged_document_and_says_so(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    plain = make_pdf(text="Quyet dinh 1")
+    docs = [
+        ("lanh.pdf", plain),
+        ("hong-xref.pdf", DAMAGES["startxref-off-by-7"](make_pdf(text="Quyet dinh 2"))),
+        ("da-ky-hong.pdf", DAMAGES["prefix-before-header"](signed_by_us(api, credentials))),
+    ]
+    response = api.post(
+        "/v1/signatures/batch",
+        headers=auth(credentials),
+        data={"profile": "agency-a-seal"},
+        files=[("files", (name, data, "application/pdf")) for name, data in docs],
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["signed", "signed", "failed"]
+    assert [r["repaired"] for r in results[:2]] == [False, True]
+    assert results[2]["error"]["code"] == "SIGNED_PDF_DAMAGED"
+
+
+def signed_by_us(api: Any, credentials: dict[str, Any]) -> bytes:
+    """A document the service signed."""
+    response = sign(api, credentials, make_pdf(text="Da ky"))
+    assert response.status_code == 201
+    return download(api, credentials, response.json())

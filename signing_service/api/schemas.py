@@ -145,6 +145,9 @@ class BatchItemOut(BaseModel):
     status: str = Field(description="signed | failed")
     signature_id: str | None = None
     document: DocumentOut | None = None
+    repaired: bool | None = Field(
+        default=None, description="signed documents: rebuilt with qpdf before signing"
+    )
     error: ErrorBody | None = None
 
 

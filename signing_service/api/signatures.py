@@ -385,6 +385,7 @@ async def create_batch(
                     status="signed",
                     signature_id=item.signature_id,
                     document=document_out(item.document),
+                    repaired=item.repaired,
                 )
             )
     signed = sum(1 for item in out if item.status == "signed")
