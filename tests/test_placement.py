@@ -335,7 +335,7 @@ def test_mediabox_with_origin_100_100(tmp_path: Path, key: LoadedKey) -> None:
 
 
 def test_owner_password_document(tmp_path: Path, key: LoadedKey) -> None:
-    """Encrypted with an empty user password and copying forbidden: still measured (poppler
+    """Encrypted with an empty user password and copying forbidden: still measured (PDFium
     reads the layout; pyHanko's objects are decrypted, not raw proxies)."""
     source = pikepdf.open(io.BytesIO(build_pdf(nd30_page())))
     out = io.BytesIO()
@@ -601,14 +601,25 @@ def test_api_placed_signatures_verify(api: Any, credentials: dict[str, Any]) -> 
 
 
 def test_text_layout_is_bounded_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """pdftotext over its time budget is killed: PAGE_LAYOUT_UNAVAILABLE, never a hang."""
-    from signing_service.signing import placement
+    """A page whose text takes PDFium too long (a few kB of compressed content stream showing
+    1.5 million characters) is PAGE_LAYOUT_UNAVAILABLE, never a hang; the worker is killed and
+    the next placement gets a fresh one."""
+    import zlib
 
-    monkeypatch.setattr(placement, "TEXT_TIMEOUT", 0.001)
-    reader = PdfFileReader(io.BytesIO(build_pdf(nd30_page())))
+    from signing_service.signing import textlayout
+
+    monkeypatch.setattr(textlayout.default(), "timeout", 0.3)
+    slow = pikepdf.open(io.BytesIO(build_pdf(nd30_page())))
+    content = pikepdf.Stream(slow, zlib.compress(b"BT /F1 1 Tf " + b"1 0 Td (x) Tj " * 1_500_000))
+    content.Filter = pikepdf.Name.FlateDecode
+    slow.pages[0].obj.Contents = slow.make_indirect(content)
+    out = io.BytesIO()
+    slow.save(out)
     with pytest.raises(PlacementError) as e:
-        place(reader, width=220, height=52, region="top-right")
+        place(PdfFileReader(io.BytesIO(out.getvalue())), width=220, height=52, region="top-right")
     assert e.value.code == "PAGE_LAYOUT_UNAVAILABLE"
+    reader = PdfFileReader(io.BytesIO(build_pdf(nd30_page())))
+    assert place(reader, width=220, height=52, region="top-right").page_index == 0
 
 
 def test_upright_text_stamp_still_gets_the_signing_time(key: LoadedKey) -> None:

@@ -381,17 +381,20 @@ class Services:
             return ts
 
     def close(self) -> None:
+        import sys
+
         counter = self._lazy.get("verification_counter")
         if counter is not None:
             counter.flush()  # type: ignore[attr-defined]
         pool = self._lazy.get("verification_pool")
         if pool is not None:
             pool.close()  # type: ignore[attr-defined]
+        layout = sys.modules.get("signing_service.signing.textlayout")
+        if layout is not None:  # a no-op when no layout worker was started
+            layout.shutdown()
         if self.dev_pki_server is not None:
             self.dev_pki_server.stop()
         self.db.dispose()
-        import sys
-
         pkcs11_sessions = sys.modules.get("signing_service.signing.keys.pkcs11")
         if pkcs11_sessions is not None:  # only if a PKCS#11 key was ever used
             pkcs11_sessions.SESSIONS.close_all()

@@ -11,8 +11,8 @@ Rules, in order:
    text and that widget: the seal covers part of the signer block by design.
 3. Otherwise by rule, in the page as the reader sees it: ``top-right`` of page 1 (copies,
    annexes, digitised documents) or the ``signature-block`` at the bottom right of the last
-   page, below the body text (person signatures). The box never covers the page's text (line
-   boxes from poppler's ``pdftotext -bbox-layout``) nor an existing widget or markup
+   page, below the body text (person signatures). The box never covers the page's text (the
+   glyph-run boxes PDFium measures, signing/textlayout.py) nor an existing widget or markup
    annotation: later signatures stack beside or below earlier ones. When nothing fits,
    ``when_full`` decides: ``shrink`` (keeping the proportions, down to :data:`MIN_SCALE`),
    ``next-page`` (``top-right`` only: the following pages in turn) or ``refuse``; all end in
@@ -25,20 +25,18 @@ space" (the visible area as displayed: origin top left, v downwards, in points) 
 the page's default user space, ready for a widget's ``/Rect``. On a rotated page the widget's
 content must be turned to stay upright: :func:`upright` wraps a stamp style so that it is.
 
-Why poppler for the text: ``pdftotext`` is already a system dependency (the rendered tests
-use poppler), it is C++ and fast on big pages, and, as a subprocess, it is bounded in time with
-a hard timeout and killed when over it (an in-process pdfminer.six layout of a pathological
-page cannot be interrupted, and costs 10-50× more on ordinary pages). Only the target page is
-analysed (``-f``/``-l``). The tests check placements against the same tool's word boxes.
+Why PDFium for the text (signing/textlayout.py): it gives the text boxes of a loaded page in
+about half a millisecond, in the page's user space; poppler's ``pdftotext`` as a subprocess per
+signature cost 6-13 ms (the bench's visible signature was 2.3× the invisible one). It runs in
+one persistent worker process with a time and memory budget, killed when over it (an
+in-process layout of a pathological page could not be interrupted). Only the target page is
+analysed. The tests check placements against poppler's word boxes (an independent tool).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,6 +45,8 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.layout import BoxConstraints
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.stamp import BaseStampStyle, TextStampStyle
+
+from signing_service.signing import textlayout
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ GAP = 4.0
 # at half size is 5 pt, the smallest that still prints legibly).
 MIN_SCALE = 0.5
 SHRINK_STEPS = (1.0, 0.9, 0.8, 0.7, 0.6, MIN_SCALE)
-# pdftotext on one page: seconds before it is killed (PAGE_LAYOUT_UNAVAILABLE).
-TEXT_TIMEOUT = 10.0
 # Occupancy grid: cells of at least CELL points (positions are found to that precision;
 # 2 pt: a few milliseconds for an A4 page), and at most MAX_CELLS cells on huge pages.
 CELL = 2.0
@@ -275,45 +273,21 @@ def _pdf_bytes(reader: PdfFileReader) -> bytes:
         stream.seek(position)
 
 
-_LINE = re.compile(
-    rb'<line xMin="([-0-9.e+]+)" yMin="([-0-9.e+]+)" xMax="([-0-9.e+]+)" yMax="([-0-9.e+]+)"'
-)
-
-
 def text_lines(pdf: bytes, page: _Page) -> list[Rect]:
-    """User-space boxes of the text lines of ``page`` (poppler ``pdftotext -bbox-layout``).
+    """User-space boxes ``(x1, y1, x2, y2)`` (points) of the text runs of ``page`` in ``pdf``
+    (PDFium's glyph-run rectangles, measured in a worker process: signing/textlayout.py).
 
-    pdftotext reports them in the MediaBox displayed with the page's rotation (origin top left,
-    points). Errors: ``PlacementError("PAGE_LAYOUT_UNAVAILABLE")`` when poppler cannot read the
-    page or takes longer than :data:`TEXT_TIMEOUT` (it is killed).
+    The boxes are in the page's default user space whatever its ``/Rotate``, CropBox or
+    origin. Errors: ``PlacementError("PAGE_LAYOUT_UNAVAILABLE")`` when PDFium cannot read the
+    page, or takes longer than ``textlayout.TIMEOUT`` seconds (the worker is killed and
+    replaced).
     """
-    number = str(page.index + 1)
     try:
-        # A private temporary file (0600, removed at once), not a pipe: poppler copies a
-        # piped document whole before reading it (a 50 MB input: 214 ms against 22 ms).
-        with tempfile.NamedTemporaryFile(suffix=".pdf") as source:
-            source.write(pdf)
-            source.flush()
-            done = subprocess.run(
-                ["pdftotext", "-q", "-bbox-layout", "-f", number, "-l", number, source.name, "-"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=TEXT_TIMEOUT,
-                check=False,
-            )
-    except subprocess.TimeoutExpired:
-        raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", "pdftotext timed out") from None
-    except FileNotFoundError:
-        # A deployment fault (poppler-utils missing), not the document's.
-        raise RuntimeError("pdftotext (poppler-utils) is not installed") from None
-    if done.returncode != 0:
-        raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", f"pdftotext exit {done.returncode}")
-    lines = []
-    for match in _LINE.finditer(done.stdout):
-        box = _rect([float(v) for v in match.groups()])
-        if box is not None:
-            lines.append(view_to_user(box, page.media, page.rotate))
-    return lines
+        boxes = textlayout.default().page_lines(pdf, page.index)
+    except textlayout.LayoutUnavailable as e:
+        log.info("page %d: text layout unavailable (%s)", page.index + 1, e.reason)
+        raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", e.reason) from None
+    return [box for box in (_rect(b) for b in boxes) if box is not None]
 
 
 class _Grid:

@@ -1,0 +1,318 @@
+"""Text boxes of a PDF page, measured by PDFium in one worker process of its own (issue 10).
+
+A visible signature must not cover the page's text (signing/placement.py), so the page's text
+has to be located on every visible signature. Running poppler's ``pdftotext`` per signature
+cost 6-13 ms (a process start and an XML parse) against a 4-5 ms invisible signature; PDFium
+(pypdfium2) gives the text rectangles of a loaded page in about half a millisecond.
+
+PDFium does not run in the server process: it is not thread-safe (signing runs in threads),
+and a hostile page can make it loop or crash (a few kilobytes of compressed content stream
+expand to millions of text operators). So it runs in ONE persistent worker process, started
+on first use and kept: callers are serialised by a lock, each request has a wall-clock budget
+(``timeout``) after which the worker is killed (the next call starts a fresh one), and the
+worker lives within an address-space limit (``memory_limit_bytes``). Any failure is
+:class:`LayoutUnavailable`; placement turns it into ``PAGE_LAYOUT_UNAVAILABLE`` (422).
+
+The worker is a fresh interpreter (``python -m signing_service.signing.textlayout``) talking
+over a socket pair with multiprocessing's message framing. Not ``fork`` (the server is
+multi-threaded), not the ``forkserver`` (the verification pool's, preloaded with the verifier:
+a second preload list would be ignored or replace that one), and not multiprocessing's
+``spawn`` (it re-runs the parent's main script, which fails in any script without a
+``__main__`` guard). Starting costs ~0.1 s once, and again only after a worker was killed.
+It is in a session of its own (a terminal's Ctrl-C is for the parent, which stops it); when
+the parent dies, its end of the socket closes and the worker exits.
+
+Rectangles are PDFium's ``FPDFText_GetRect``: the glyph boxes of runs of characters, in the
+page's default user space (not turned by ``/Rotate``, not shifted by the CropBox; checked on
+rotated, cropped and shifted-origin pages in tests/test_textlayout.py), merged into lines in
+the worker (:func:`lines`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Rect = tuple[float, float, float, float]
+
+# Seconds one page may take (PDFium on an ordinary page: under 1 ms).
+TIMEOUT = 10.0
+# Seconds a fresh worker may take to start (a new interpreter importing pypdfium2).
+START_TIMEOUT = 60.0
+# Address space of the worker (bytes): PDFium's text page of a hostile page grows with its
+# text operators; over this it fails (MemoryError or a crash), not the server.
+MEMORY_LIMIT = 1024**3
+# Inputs of at least this size go to the worker as a private temporary file, not through the
+# pipe: PDFium then reads only the objects the page needs. Measured (one A4 page plus a filler
+# stream, median of 7): 100 kB pipe 0.94 ms / file 1.11 ms; 1 MB 2.75 / 1.31; 10 MB
+# 14.0 / 3.9; 50 MB 75 / 28.
+FILE_THRESHOLD = 256 * 1024
+# More text runs than this on one page is a hostile page, not a document (a dense A4 table
+# has a few thousand); placement over it would cost seconds.
+MAX_BOXES = 100_000
+
+
+class LayoutUnavailable(Exception):
+    """The page's text layout could not be measured (unreadable document or page, over the
+    time or memory budget, worker crash). ``reason``: a short English description for logs."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _merge_rows(rects: list[Rect]) -> list[Rect]:
+    """Runs of horizontal text merged into lines: runs whose vertical centres lie within the
+    first run's height form a row; in a row, runs less than about an em apart are one line.
+    The em is estimated as the row's tallest glyph box (capitals, ascenders and Vietnamese
+    diacritics are ~0.7-0.9 em): a gap under 1.5× that is at most ~1.3 em; a justified line's
+    widest word spaces are about an em, table columns are further apart."""
+    out: list[Rect] = []
+    row: list[Rect] = []
+    band = (0.0, 0.0)
+    for rect in sorted(rects, key=lambda r: (r[1] + r[3]) / 2):
+        centre = (rect[1] + rect[3]) / 2
+        if row and band[0] <= centre <= band[1] and rect[1] <= (band[0] + band[1]) / 2:
+            row.append(rect)
+            continue
+        out.extend(_merge_row(row))
+        row, band = [rect], (rect[1], rect[3])
+    out.extend(_merge_row(row))
+    return out
+
+
+def _merge_row(row: list[Rect]) -> list[Rect]:
+    if not row:
+        return []
+    gap = 1.5 * max(r[3] - r[1] for r in row)
+    out: list[Rect] = []
+    for x1, y1, x2, y2 in sorted(row):
+        if out:
+            a1, b1, a2, b2 = out[-1]
+            if x1 - a2 <= gap:
+                out[-1] = (a1, min(b1, y1), max(a2, x2), max(b2, y2))
+                continue
+        out.append((x1, y1, x2, y2))
+    return out
+
+
+def lines(rects: list[Rect]) -> list[Rect]:
+    """PDFium's text runs (``FPDFText_GetRect``: one per text object and line, so a line whose
+    words are separate text objects is many runs) merged into line boxes, as placement needs
+    them (a body line is told by its width). Runs taller than wide by 1.5× are vertical text
+    (user space of a page drawn for ``/Rotate``) and are merged top to bottom. Shapes:
+    ``(x1, y1, x2, y2)`` user-space points; the result covers every run."""
+    flat = [(r[0], r[1], r[2], r[3]) for r in rects]
+    horizontal = [r for r in flat if r[3] - r[1] <= 1.5 * (r[2] - r[0])]
+    vertical = [(r[1], r[0], r[3], r[2]) for r in flat if r[3] - r[1] > 1.5 * (r[2] - r[0])]
+    return _merge_rows(horizontal) + [(r[1], r[0], r[3], r[2]) for r in _merge_rows(vertical)]
+
+
+def _measure(pdfium: Any, source: bytes | str, page_index: int) -> list[Rect]:
+    document = pdfium.PdfDocument(source)
+    try:
+        if not 0 <= page_index < len(document):
+            raise LayoutUnavailable(f"page {page_index} of {len(document)}")
+        page = document[page_index]
+        try:
+            text = page.get_textpage()
+            try:
+                count = text.count_rects()
+                if count > MAX_BOXES:
+                    raise LayoutUnavailable(f"{count} text boxes on the page")
+                return lines([text.get_rect(i) for i in range(count)])
+            finally:
+                text.close()
+        finally:
+            page.close()
+    finally:
+        document.close()
+
+
+def _worker_main(conn: Connection, memory_limit: int) -> None:
+    if memory_limit > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    import pypdfium2 as pdfium  # type: ignore[import-untyped]
+
+    conn.send("ready")
+    while True:
+        try:
+            page_index, path = conn.recv()
+            source: bytes | str = path if path is not None else conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the parent closed the pipe or died
+        try:
+            conn.send(("ok", _measure(pdfium, source, page_index)))
+        except LayoutUnavailable as e:
+            conn.send(("error", e.reason))
+        except pdfium.PdfiumError as e:
+            conn.send(("error", f"PDFium: {e}"))
+        except MemoryError:
+            conn.send(("error", "out of memory"))
+            return  # the heap may be in any state: the next call starts afresh
+        except Exception as e:  # noqa: BLE001 - reported to the caller, which logs it
+            # Only the document can get here (a page PDFium's bindings trip on): a result for
+            # this request, the worker stays.
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+class _Worker:
+    def __init__(self, memory_limit: int) -> None:
+        parent, child = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(child.fileno()), str(memory_limit)],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C at a terminal is for the parent, which stops it.
+                start_new_session=True,
+            )
+        finally:
+            child.close()
+        self.conn = Connection(parent.detach())
+        try:
+            if not self.conn.poll(START_TIMEOUT):
+                raise LayoutUnavailable("the layout worker did not start")
+            self.conn.recv()  # "ready"
+        except (EOFError, OSError):
+            self.kill()
+            raise LayoutUnavailable("the layout worker did not start") from None
+        except LayoutUnavailable:
+            self.kill()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        try:
+            if self.alive():
+                self.process.kill()
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            log.error("text layout worker %d did not exit", self.process.pid)
+        finally:
+            self.conn.close()
+
+
+class TextLayout:
+    """PDFium text boxes through one worker process (started on first use, kept, killed and
+    replaced after a failure). Thread-safe: callers are serialised.
+
+    ``timeout``: seconds per page; ``memory_limit_bytes``: the worker's address space (0: no
+    limit); ``file_threshold``: inputs of at least this many bytes are passed as a private
+    temporary file instead of through the pipe.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = TIMEOUT,
+        memory_limit_bytes: int = MEMORY_LIMIT,
+        file_threshold: int = FILE_THRESHOLD,
+    ) -> None:
+        self.timeout = timeout
+        self.memory_limit = memory_limit_bytes
+        self.file_threshold = file_threshold
+        self._lock = threading.Lock()
+        self._worker: _Worker | None = None
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The current worker's process id (None: not started)."""
+        with self._lock:
+            return self._worker.pid if self._worker is not None else None
+
+    def page_lines(self, pdf: bytes, page_index: int) -> list[Rect]:
+        """Rectangles ``(x1, y1, x2, y2)`` of the text lines on page ``page_index`` (0-based)
+        of ``pdf`` (PDFium's glyph runs merged by :func:`lines`), in the page's default user
+        space (points), in no particular order.
+
+        Blocking (up to ``timeout`` seconds plus, on first use, the worker's start).
+        Errors: :class:`LayoutUnavailable` (unreadable document, no such page, too many text
+        boxes, over time or memory: the worker is then killed).
+        """
+        with self._lock:
+            if self._worker is None or not self._worker.alive():
+                if self._worker is not None:
+                    self._discard()
+                self._worker = _Worker(self.memory_limit)
+            worker = self._worker
+            if len(pdf) >= self.file_threshold:
+                with tempfile.NamedTemporaryFile(suffix=".pdf") as source:
+                    # 0600 and removed on return: the document stays private.
+                    source.write(pdf)
+                    source.flush()
+                    return self._ask(worker, (page_index, source.name), None)
+            return self._ask(worker, (page_index, None), pdf)
+
+    def _ask(self, worker: _Worker, header: tuple[int, str | None], data: bytes | None) -> Any:
+        try:
+            worker.conn.send(header)
+            if data is not None:
+                worker.conn.send_bytes(data)
+            if not worker.conn.poll(self.timeout):
+                self._discard()
+                log.warning("text layout over %.1f s: worker killed", self.timeout)
+                raise LayoutUnavailable(f"over {self.timeout:g} s")
+            kind, value = worker.conn.recv()
+        except (EOFError, OSError):
+            # Crashed (PDFium fault, address-space limit) or killed.
+            self._discard()
+            raise LayoutUnavailable("the layout worker died") from None
+        if kind != "ok":
+            if not worker.alive() or value == "out of memory":
+                self._discard()
+            raise LayoutUnavailable(value)
+        return value
+
+    def _discard(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.kill()
+
+    def close(self) -> None:
+        """Stop the worker (a later call starts a new one)."""
+        with self._lock:
+            self._discard()
+
+
+_DEFAULT: TextLayout | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default() -> TextLayout:
+    """The process's shared :class:`TextLayout` (default budgets), stopped at exit."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = TextLayout()
+            atexit.register(_DEFAULT.close)
+        return _DEFAULT
+
+
+def shutdown() -> None:
+    """Stop the shared worker, if one was started (service shutdown)."""
+    with _DEFAULT_LOCK:
+        layout = _DEFAULT
+    if layout is not None:
+        layout.close()
+
+
+if __name__ == "__main__":
+    # The worker: ``python -m signing_service.signing.textlayout FD MEMORY_LIMIT``.
+    _worker_main(Connection(int(sys.argv[1])), int(sys.argv[2]))
