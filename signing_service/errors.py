@@ -84,6 +84,24 @@ MalformedPdf = _error(
     "MALFORMED_PDF", 422, "Tệp PDF bị hỏng hoặc không đọc được (có thể bị cắt cụt)."
 )
 EncryptedPdf = _error("ENCRYPTED_PDF", 422, "Tệp PDF được bảo vệ bằng mật khẩu; không thể xử lý.")
+DocumentCertifiedNoChanges = _error(
+    "DOCUMENT_CERTIFIED_NO_CHANGES",
+    422,
+    "Tài liệu đã được chứng thực (DocMDP P=1) và không cho phép bất kỳ thay đổi nào, "
+    "kể cả thêm chữ ký.",
+)
+DocumentCertifiedFieldRequired = _error(
+    "DOCUMENT_CERTIFIED_FIELD_REQUIRED",
+    422,
+    "Tài liệu đã được chứng thực (DocMDP P=2): chỉ được ký vào ô chữ ký trống có sẵn, "
+    "không được thêm ô chữ ký mới; tài liệu này không có ô chữ ký trống.",
+)
+SignedPdfDamaged = _error(
+    "SIGNED_PDF_DAMAGED",
+    422,
+    "Tệp PDF đã có chữ ký nhưng bị hỏng cấu trúc; không thể sửa mà không làm mất hiệu lực "
+    "các chữ ký đã có. Vui lòng lấy lại bản gốc từ người ký.",
+)
 InvalidLevel = _error(
     "INVALID_SIGNATURE_LEVEL",
     422,

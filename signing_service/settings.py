@@ -163,8 +163,15 @@ class Settings(BaseSettings):
     # The issuing system named in QR codes (Thông tư 01/2023/TT-VPCP).
     issuing_system: str = "signing-service"
 
-    # National document exchange limit: 50 MB a file.
+    # National document exchange limit: 50 MB a file. The limit of a document to sign that
+    # carries no signature yet.
     max_upload_bytes: int = 50 * 1024 * 1024
+    # What signing may add to a document (the signature's reservation, the B-LT/B-LTA
+    # validation data and document timestamp: certificates, OCSP answers, CRLs). A document
+    # that carries signatures (to verify, or to countersign) may be this much larger than
+    # max_upload_bytes, so that every file the service produced is accepted back; a signed
+    # result larger than that is refused (413) and not stored.
+    signing_headroom_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
     # Two-step (external) signing sessions expire after this many seconds.
     external_session_seconds: int = 600
     # Batch signing ("ký hàng loạt"): documents per request and total request size.
@@ -332,6 +339,12 @@ class Settings(BaseSettings):
     @classmethod
     def _trusted_proxies(cls, value: Any) -> list[str]:
         return parse_trusted_proxies(value)
+
+    @property
+    def max_document_bytes(self) -> int:
+        """Largest document with signatures accepted (verification, countersigning) and largest
+        signed result stored: ``max_upload_bytes + signing_headroom_bytes``."""
+        return self.max_upload_bytes + self.signing_headroom_bytes
 
     @property
     def is_production(self) -> bool:

@@ -180,7 +180,11 @@ def small_limit_api(tmp_path: Any, database_url: str, dev_pki: Any) -> Any:
     from signing_service.api.app import create_app
     from tests.conftest import make_settings
 
-    built = Services.build(make_settings(tmp_path, database_url, dev_pki, max_upload_bytes=100_000))
+    built = Services.build(
+        make_settings(
+            tmp_path, database_url, dev_pki, max_upload_bytes=100_000, signing_headroom_bytes=50_000
+        )
+    )
     with TestClient(create_app(built), raise_server_exceptions=False) as client:
         yield client, built
     built.close()

@@ -145,7 +145,7 @@ def create_app(services: Services) -> FastAPI:
     # Multipart framing adds a little to the file itself.
     app.add_middleware(
         BodyLimit,
-        limit=settings.max_upload_bytes + 64 * 1024,
+        limit=settings.max_document_bytes + 64 * 1024,
         limits=[
             (re.compile(r"^/v1/signatures/batch$"), settings.max_batch_bytes + 256 * 1024),
             # A backstop: the endpoint itself refuses (and audits) oversized uploads first.

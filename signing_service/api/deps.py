@@ -139,9 +139,9 @@ def actor_of(caller: ApiClient) -> str:
 
 
 async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
-    """The uploaded file's bytes, at most ``settings.max_upload_bytes + 1`` of them (one more
-    than allowed, so the use case can tell an oversized file and refuse it with 413)."""
-    data = await upload.read(settings.max_upload_bytes + 1)
+    """The uploaded file's bytes, at most ``settings.max_document_bytes + 1`` of them (one more
+    than any use case allows, so it can tell an oversized file and refuse it with 413)."""
+    data = await upload.read(settings.max_document_bytes + 1)
     return data
 
 

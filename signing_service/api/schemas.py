@@ -50,6 +50,14 @@ class SignatureOut(BaseModel):
     certificate_sha256: str
     document: DocumentOut
     input_document: DocumentOut
+    repaired: bool = Field(
+        default=False,
+        description=(
+            "True when the upload was damaged (a wrong startxref, shifted offsets, no xref, bytes "
+            "before %PDF-) and was rebuilt with qpdf before signing: the signed document is then "
+            "not an incremental update of the upload."
+        ),
+    )
 
 
 class CheckOut(BaseModel):
@@ -142,6 +150,9 @@ class BatchItemOut(BaseModel):
     status: str = Field(description="signed | failed")
     signature_id: str | None = None
     document: DocumentOut | None = None
+    repaired: bool | None = Field(
+        default=None, description="signed documents: rebuilt with qpdf before signing"
+    )
     error: ErrorBody | None = None
 
 

@@ -182,6 +182,7 @@ def _signature_out(result: SignResult) -> schemas.SignatureOut:
         certificate_sha256=result.certificate_sha256,
         document=document_out(result.document),
         input_document=document_out(result.input_document),
+        repaired=result.repaired,
     )
 
 
@@ -499,6 +500,7 @@ async def create_batch(
                     status="signed",
                     signature_id=item.signature_id,
                     document=document_out(item.document),
+                    repaired=item.repaired,
                 )
             )
     signed = sum(1 for item in out if item.status == "signed")

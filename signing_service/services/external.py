@@ -37,10 +37,13 @@ from signing_service.services.signing import (
     _options,
     _profile,
     check_qr_request,
+    check_signed_size,
     check_signer,
     checked_timestamper,
+    pdf_input_error,
     placement_error,
     qr_content,
+    signing_limit,
     store_signed,
     timestamp_error,
     timestamp_unavailable,
@@ -115,7 +118,7 @@ def start_external(
     (:func:`signing_service.services.documents.check_codes`); an ``auto`` result code is
     assigned at completion, when the signed document is stored. ``qr``: a QR code on page 1,
     drawn at step 1 with the signed document's id chosen then (as for one-step signing)."""
-    check_pdf_upload(pdf, services.settings.max_upload_bytes)
+    check_pdf_upload(pdf, signing_limit(services, pdf))
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
         qr = check_qr_request(services, qr)
@@ -156,15 +159,15 @@ def start_external(
             )
         )
     except PdfInputError as e:
-        raise (
-            errors.EncryptedPdf() if e.reason == "encrypted" else errors.MalformedPdf()
-        ) from None
+        raise pdf_input_error(e) from None
     except PlacementError as e:
         raise placement_error(e) from None
     except QrOnSignedDocument:
         raise errors.QrOnSignedDocument() from None
     except TimestampCheckFailure as failure:
         raise timestamp_error(services, failure) from None
+    # The prepared document has the signature's full reservation: its size is the result's.
+    check_signed_size(services, prepared.prepared_pdf)
     expires = now + timedelta(seconds=services.settings.external_session_seconds)
     row = ExternalSession(
         agency_id=agency.id,

@@ -7,6 +7,7 @@ in between leaves only unreferenced objects, which no user can see.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
@@ -39,6 +40,7 @@ from signing_service.services.documents import (
     resolve_result_code,
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
+from signing_service.signing import repair
 from signing_service.signing.appearance import vietnam_time
 from signing_service.signing.certcheck import SignerCheckFailure
 from signing_service.signing.engine import (
@@ -96,6 +98,9 @@ class SignResult:
     certificate_sha256: str
     document: DocumentView
     input_document: DocumentView
+    # The input was rebuilt (qpdf) before signing: the signed document is not an incremental
+    # update of the upload (signing/repair.py).
+    repaired: bool = False
 
 
 def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
@@ -163,6 +168,54 @@ async def check_signer(
         raise error(details={"reason": failure.detail}, headers=headers) from None
 
 
+PDF_INPUT_ERRORS: dict[str, type[errors.ServiceError]] = {
+    "encrypted": errors.EncryptedPdf,
+    "certified_no_changes": errors.DocumentCertifiedNoChanges,
+    "certified_field_required": errors.DocumentCertifiedFieldRequired,
+    "signed_damaged": errors.SignedPdfDamaged,
+}
+
+
+def signing_limit(services: Services, pdf: bytes) -> int:
+    """The size limit of a document to sign: ``max_upload_bytes`` (the national exchange
+    limit) for a new document; ``max_document_bytes`` for one that already carries signatures
+    (countersigning), so that a document the service signed is accepted back."""
+    settings = services.settings
+    return (
+        settings.max_document_bytes if repair.carries_signatures(pdf) else settings.max_upload_bytes
+    )
+
+
+def check_signed_size(services: Services, signed: bytes) -> None:
+    """413 ``FILE_TOO_LARGE`` when a signed result is larger than the service accepts back
+    (``max_document_bytes``): it could be neither verified nor countersigned here."""
+    limit = services.settings.max_document_bytes
+    if len(signed) > limit:
+        raise errors.PayloadTooLarge(
+            f"Tài liệu sau khi ký sẽ vượt quá dung lượng tối đa ({limit // (1024 * 1024)} MB) "
+            "mà dịch vụ có thể kiểm tra lại; không lưu kết quả.",
+            details={"max_bytes": limit, "signed_bytes": len(signed)},
+        )
+
+
+def repair_input(pdf: bytes) -> bytes:
+    """``pdf`` rebuilt by qpdf (signing/repair.py), or :class:`PdfInputError`:
+    ``signed_damaged`` when it carries signatures, ``malformed`` when it cannot be rebuilt."""
+    try:
+        return repair.repair(pdf)
+    except repair.SignedDocumentDamaged:
+        raise PdfInputError("signed_damaged") from None
+    except repair.RepairFailed as e:
+        log.info("repair failed: %s", e)
+        raise PdfInputError("malformed", str(e)) from None
+
+
+def pdf_input_error(error: PdfInputError) -> errors.ServiceError:
+    """The 422 for an input the engine cannot sign (``MALFORMED_PDF`` unless the reason has
+    its own code)."""
+    return PDF_INPUT_ERRORS.get(error.reason, errors.MalformedPdf)()
+
+
 def timestamp_error(services: Services, failure: TimestampCheckFailure) -> errors.ServiceError:
     """The service error for a refused timestamp token (502, or 503 with ``Retry-After`` when
     the TSA certificate's status is unknown)."""
@@ -220,7 +273,8 @@ async def _check_and_sign(
     appearance: AppearanceRequest | None = None,
     now: datetime | None = None,
     qr: QrContent | None = None,
-) -> bytes:
+) -> tuple[bytes, bool]:
+    """The signed document and whether the input had to be repaired first."""
     await check_signer(services, key.signing_cert, key.chain)
     options = replace(
         _options(profile, level, field_name, services=services, appearance=appearance), qr=qr
@@ -235,13 +289,23 @@ async def _check_and_sign(
         # It is also never the signer check's (cached) answer.
         vc = functools.partial(services.trust.validation_context, other_certs=key.chain)
     try:
+        try:
+            return await async_sign_pdf(
+                pdf, key, options, validation_context=vc, timestamper=timestamper, now=now
+            ), False
+        except PdfInputError as e:
+            if e.reason != "unreadable":
+                raise
+        # A document viewers open but pyHanko cannot read (its cross-reference table, offsets
+        # or header are damaged): rebuilt by qpdf, then signed (and the answer says so); a
+        # signed one is refused instead (signing/repair.py). A document that reads but is
+        # malformed (a number where a dictionary belongs) is not "repaired": MALFORMED_PDF.
+        rebuilt = await asyncio.to_thread(repair_input, pdf)
         return await async_sign_pdf(
-            pdf, key, options, validation_context=vc, timestamper=timestamper, now=now
-        )
+            rebuilt, key, options, validation_context=vc, timestamper=timestamper, now=now
+        ), True
     except PdfInputError as e:
-        if e.reason == "encrypted":
-            raise errors.EncryptedPdf() from None
-        raise errors.MalformedPdf() from None
+        raise pdf_input_error(e) from None
     except QrOnSignedDocument:
         raise errors.QrOnSignedDocument() from None
     except TimestampCheckFailure as failure:
@@ -291,7 +355,7 @@ def sign_document(
     kind, document number) over the profile's. ``qr``: add a QR code to page 1
     (:func:`qr_content`; 422 ``QR_LINK_NOT_CONFIGURED``, ``INVALID_PROCEDURE_CODE``,
     ``QR_ON_SIGNED_DOCUMENT``)."""
-    check_pdf_upload(pdf, services.settings.max_upload_bytes)
+    check_pdf_upload(pdf, signing_limit(services, pdf))
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
         qr = check_qr_request(services, qr)
@@ -336,7 +400,7 @@ def _sign_one(
     content = (
         qr_content(services, qr, codes, filename, moment, output_id) if qr is not None else None
     )
-    signed = run_sync(
+    signed, repaired = run_sync(
         _check_and_sign(
             services,
             key,
@@ -363,6 +427,7 @@ def _sign_one(
         actor=actor,
         signed_at=moment,
         output_id=output_id,
+        repaired=repaired,
     )
 
 
@@ -382,8 +447,12 @@ def store_signed(
     signed_at: datetime | None = None,
     result_code: str | None = None,
     output_id: str | None = None,
+    repaired: bool = False,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
+
+    ``repaired``: the input was rebuilt before signing (signing/repair.py); the audit entry
+    and the answer say so.
 
     ``in_transaction(session, signature_id)`` runs inside the same transaction (the two-step
     flow uses it to mark its session completed exactly once); if it raises, nothing is kept.
@@ -393,6 +462,7 @@ def store_signed(
     document only (the original is the unsigned draft). ``output_id``: the signed document's
     id when it was chosen before signing (a QR code links to it).
     """
+    check_signed_size(services, signed)
     now = datetime.now(UTC)
     input_id, output_id = new_id(), output_id or new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
@@ -474,6 +544,7 @@ def store_signed(
                     "output_document": output_id,
                     "dossier_code": dossier_code,
                     "result_code": output_doc.result_code,
+                    "repaired": repaired,
                 },
             )
     except BaseException as e:
@@ -493,6 +564,7 @@ def store_signed(
         certificate_sha256=signature.certificate_sha256,
         document=DocumentView.of(output_doc),
         input_document=DocumentView.of(input_doc),
+        repaired=repaired,
     )
 
 
@@ -608,7 +680,7 @@ def sign_batch(
             continue
         try:
             check_filename(filename)
-            check_pdf_upload(pdf, services.settings.max_upload_bytes)
+            check_pdf_upload(pdf, signing_limit(services, pdf))
             results.append(
                 _sign_one(
                     services,

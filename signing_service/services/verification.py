@@ -60,7 +60,8 @@ def verify_document_json(
         return json.dumps(report, ensure_ascii=False).encode()
     counter = services.verification_counter if anonymous else None
     try:
-        check_pdf_upload(pdf, services.settings.max_upload_bytes)
+        # A document the service signed is accepted back (Settings.signing_headroom_bytes).
+        check_pdf_upload(pdf, services.settings.max_document_bytes)
         body, summary = services.verification_pool.verify_json(pdf, validation_time)
     except errors.ServiceError as e:
         if counter is not None:
@@ -129,7 +130,7 @@ def _verify(
     validation_time: datetime | None,
     isolated: bool,
 ) -> dict[str, Any]:
-    check_pdf_upload(pdf, services.settings.max_upload_bytes)
+    check_pdf_upload(pdf, services.settings.max_document_bytes)
     if isolated and services.settings.verification_processes > 0:
         result = services.verification_pool.verify(pdf, validation_time)
     else:

@@ -24,7 +24,6 @@ from typing import Any, ClassVar, Literal
 from fontTools import subset
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.content import ResourceType
-from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.layout import BoxConstraints
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -34,6 +33,7 @@ from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.stamp import TextStampStyle
 from pyhanko.stamp.base import BaseStamp, BaseStampStyle
 
+from signing_service.signing.pdfa import PdfAGlyphAccumulatorFactory
 from signing_service.signing.repertoire import STAMP_RANGES
 from signing_service.signing.stamp_images import StampImage
 
@@ -127,7 +127,7 @@ class AppearanceSpec:
             # NFC: the subset font has precomposed Vietnamese glyphs and no shaping tables.
             stamp_text=unicodedata.normalize("NFC", "\n".join(lines)),
             text_box_style=TextBoxStyle(
-                font=GlyphAccumulatorFactory(str(default_font())),
+                font=PdfAGlyphAccumulatorFactory(str(default_font())),  # /CIDSet: pdfa.py
                 font_size=self.font_size,
             ),
             border_width=0,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from typing import BinaryIO
 from asn1crypto import cms, core, x509
 from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.misc import PdfError, PdfReadError
 from pyhanko.sign import fields
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
@@ -44,6 +45,7 @@ from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service import _pdf_recovery, _pdf_speedups
+from signing_service.signing import inputs, pdfa
 from signing_service.signing.appearance import (
     AppearanceSpec,
     KindAppearance,
@@ -60,7 +62,9 @@ _pdf_recovery.install()
 
 
 class PdfInputError(Exception):
-    """The input is not a PDF we can sign: ``reason`` is malformed | encrypted."""
+    """The input is not a PDF we can sign: ``reason`` is unreadable (its structure could not
+    be read: repairable) | malformed | encrypted | certified_no_changes |
+    certified_field_required (signing/inputs.py)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
@@ -87,7 +91,16 @@ _STRUCTURE_ERRORS = (
     ValueError,
     ArithmeticError,  # decimal.InvalidOperation on a malformed number
     RecursionError,
+    zlib.error,  # a corrupt Flate stream (an xref or object stream: issue 10's fuzz test)
 )
+
+
+def _input_error(error: BaseException) -> PdfInputError:
+    """``unreadable`` when the file's structure could not be read (cross-reference table,
+    offsets, header: what viewers repair, and the service too, signing/repair.py), else
+    ``malformed`` (it reads, but is not what the PDF specification says)."""
+    reason = "unreadable" if isinstance(error, PdfReadError | zlib.error) else "malformed"
+    return PdfInputError(reason, type(error).__name__)
 
 
 @contextlib.contextmanager
@@ -98,7 +111,7 @@ def _document_structure() -> Iterator[None]:
     except SigningError:
         raise
     except _STRUCTURE_ERRORS as e:
-        raise PdfInputError("malformed", type(e).__name__) from None
+        raise _input_error(e) from None
 
 
 @dataclass(frozen=True)
@@ -211,7 +224,7 @@ def _open_writer(stream: BinaryIO) -> IncrementalPdfFileWriter:
     try:
         writer = IncrementalPdfFileWriter(stream, strict=False)
     except _STRUCTURE_ERRORS as e:
-        raise PdfInputError("malformed", type(e).__name__) from None
+        raise _input_error(e) from None
     if writer.prev.encrypted:
         # An owner-only password (empty user password) still lets us open the document.
         try:
@@ -231,7 +244,7 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
         writer.root.get("/Pages")
         writer.prev.root["/Pages"]["/Count"]
     except Exception as e:  # noqa: BLE001
-        raise PdfInputError("malformed", type(e).__name__) from None
+        raise _input_error(e) from None
     return writer
 
 
@@ -250,11 +263,27 @@ def _check_appearance(spec: AppearanceSpec) -> None:
 
 
 def _next_field_name(writer: IncrementalPdfFileWriter) -> str:
-    existing = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}
-    n = len(existing) + 1
-    while f"Signature{n}" in existing:
-        n += 1
-    return f"Signature{n}"
+    """A new field name unique among ALL field names (a text field named ``Signature1`` is not
+    ours to take)."""
+    try:
+        return inputs.new_field_name(writer.prev)
+    except inputs.TooManyFields as e:
+        raise PdfInputError("malformed", str(e)) from None
+
+
+def _certified_field(writer: IncrementalPdfFileWriter) -> str | None:
+    """Under a DocMDP P=2 certification, the document's first empty signature field."""
+    try:
+        return inputs.field_for_certified(writer.prev)
+    except inputs.TooManyFields as e:
+        raise PdfInputError("malformed", str(e)) from None
+
+
+def _check_certification(writer: IncrementalPdfFileWriter, field_name: str) -> None:
+    try:
+        inputs.check_certification(writer.prev, field_name)
+    except inputs.CertifiedDocument as e:
+        raise PdfInputError(f"certified_{e.reason}", str(e)) from None
 
 
 def signing_moment(moment: datetime | None = None) -> datetime:
@@ -299,12 +328,17 @@ def _pdf_signer(
             # Before the signature field: page content of the same revision, covered by
             # the signature (QrOnSignedDocument when one already exists).
             add_qr(writer, options.qr)
+        # Under a DocMDP P=2 certification, the document's empty field (the only change it
+        # allows) when the request or profile names none.
+        certified_field = _certified_field(writer)
     signer_name = _subject_attr(signing_cert, "common_name") or "?"
     organisation = _subject_attr(signing_cert, "organization_name")
     stamp_style = None
     new_field_spec = None
     spec = options.appearance
-    field_to_fill = options.field_name or (spec.field_name if spec is not None else None)
+    field_to_fill = (
+        options.field_name or (spec.field_name if spec is not None else None) or certified_field
+    )
     # Placement (signing/placement.py): a prepared empty field, else a free box by rule.
     # PlacementError carries its own 422 code to the caller.
     placement: Placement | None
@@ -362,6 +396,12 @@ def _pdf_signer(
                 # 1/100 pt so that it stays clear of the text it was measured against.
                 box=placement.box,  # type: ignore[arg-type]
             )
+    with _document_structure():
+        if placement is None:
+            # pyHanko's invisible field has no appearance: PDF/A-1 §6.9 (pdfa.py).
+            pdfa.invisible_field_for_pdfa1(writer, field_name)
+        # DocMDP P=1 / P=2 (signing/inputs.py): after placement chose the field.
+        _check_certification(writer, field_name)
     # The signature itself is B-B or B-T: the validation data of B-LT/B-LTA is fetched and
     # added after it (module docstring), so pyHanko's pre-signing validation is not used.
     meta = PdfSignatureMetadata(
@@ -503,7 +543,9 @@ async def _append_validation_data(
         writer.write_in_place()
         return
     size = await token_size(then_timestamp, md_algorithm)
-    await PdfTimeStamper(then_timestamp).async_timestamp_pdf(
+    await PdfTimeStamper(
+        then_timestamp, field_name=pdfa.invisible_field_for_pdfa1(writer)
+    ).async_timestamp_pdf(
         writer,
         md_algorithm,
         bytes_reserved=2 * (size + TIMESTAMP_MARGIN + SIGNATURE_MARGIN),

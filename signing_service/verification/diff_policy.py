@@ -120,6 +120,7 @@ more than the objects it touches would show (a removal writes no new object).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -174,6 +175,13 @@ MAX_STRUCTURE_NODES = 200_000
 
 _LEVEL_FLOOR: ContextVar[list[ModificationLevel] | None] = ContextVar(
     "signing_service_diff_level_floor", default=None
+)
+
+
+# The DocMDP permission of the certification the revision pair is judged against (None: an
+# approval signature), for the rules whose answer depends on it.
+_CERTIFICATION: ContextVar[MDPPerm | None] = ContextVar(
+    "signing_service_diff_certification", default=None
 )
 
 
@@ -1550,7 +1558,16 @@ class ValidationDataRule(QualifiedWhitelistRule):
 
 
 class SignatureFieldRule(SigFieldCreationRule):
-    """pyHanko's signature field rule; an unsigned signature field may also be deleted."""
+    """pyHanko's signature field rule; an unsigned signature field may also be deleted, and
+    under a P=3 certification a new *visible* signature field is allowed (at ANNOTATIONS).
+
+    pyHanko refuses a new visible signature field after any certification. ISO 32000-1 Table
+    254 permits "annotation creation" and signing at P=3, and a visible signature field is a
+    widget annotation plus a signature: refusing it failed the certification of every document
+    certified "annotations allowed" that anyone then signed with a visible stamp. Under P=2
+    (forms and signing, no new annotation) it stays refused: signing there means filling an
+    existing empty field.
+    """
 
     def __init__(self) -> None:
         # Widget bindings are approved (with /Tabs and comments) by PageAnnotationRule.
@@ -1583,7 +1600,13 @@ class SignatureFieldRule(SigFieldCreationRule):
                         updated_ref=spec.old_field_ref, field_name=name, valid_when_locked=False
                     ),
                 )
-        yield from super().apply(context)
+        annotations_allowed = _CERTIFICATION.get() is MDPPerm.ANNOTATE
+        for level, update in super().apply(context):
+            if annotations_allowed and not update.valid_when_certifying:
+                # Only the new visible signature field itself is marked so by pyHanko.
+                yield max(level, ANNOT), dataclasses.replace(update, valid_when_certifying=True)
+            else:
+                yield level, update
 
 
 # Widget annotation flags that decide whether a field is seen or printed (ISO 32000-1 12.5.3).
@@ -1767,6 +1790,7 @@ class ServiceDiffPolicy(StandardDiffPolicy):
         """
         floor = [ModificationLevel.NONE]
         token = _LEVEL_FLOOR.set(floor)
+        certification = _CERTIFICATION.set(doc_mdp)
         try:
             # pyHanko only tests doc_mdp against None; passing P=2 for P=3 avoids its warning
             # that P=3 is unsupported (this policy supports it).
@@ -1785,6 +1809,7 @@ class ServiceDiffPolicy(StandardDiffPolicy):
             ) from e
         finally:
             _LEVEL_FLOOR.reset(token)
+            _CERTIFICATION.reset(certification)
         if floor[0] > result.modification_level:
             result = DiffResult(floor[0], result.changed_form_fields)
         return result

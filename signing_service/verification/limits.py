@@ -102,8 +102,9 @@ class VerificationLimits:
     construction within about a second and a few hundred megabytes at most.
     """
 
-    max_input_bytes: int = 50 * MiB
-    """Largest file accepted (the API's upload limit, ``Settings.max_upload_bytes``)."""
+    max_input_bytes: int = 58 * MiB
+    """Largest file accepted: ``Settings.max_document_bytes``, the 50 MiB upload limit plus
+    the 8 MiB that signing may add, so that a document the service signed is verified."""
 
     max_stream_bytes: int = 64 * MiB
     """Decoded size of any single stream."""

@@ -42,13 +42,14 @@ def source_key(tool_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def harness_jar(tool_dir: Path) -> Path:
-    """``dss-validate.jar`` built from ``tool_dir`` (cached; built on first use).
+def harness_jar(tool_dir: Path, name: str = "dss-validate") -> Path:
+    """``<name>.jar`` built from ``tool_dir`` (cached; built on first use). Also builds the
+    veraPDF harness of ``tools/verapdf-check`` (``name="verapdf-check"``).
 
     Raises :class:`HarnessBuildError` when Maven fails (no network on the first build, say).
     """
-    target = CACHE / "dss-validate" / source_key(tool_dir)
-    jar = target / "target" / "dss-validate.jar"
+    target = CACHE / name / source_key(tool_dir)
+    jar = target / "target" / f"{name}.jar"
     if jar.is_file():
         return jar
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ def harness_jar(tool_dir: Path) -> Path:
             return jar
         work = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent))
         try:
-            copy = work / "dss-validate"
+            copy = work / name
             shutil.copytree(tool_dir, copy)
             done = subprocess.run(
                 ["mvn", "-q", "-B", "package"],
@@ -68,7 +69,7 @@ def harness_jar(tool_dir: Path) -> Path:
                 timeout=BUILD_TIMEOUT_SECONDS,
                 stdin=subprocess.DEVNULL,
             )
-            if done.returncode != 0 or not (copy / "target" / "dss-validate.jar").is_file():
+            if done.returncode != 0 or not (copy / "target" / f"{name}.jar").is_file():
                 tail = (done.stdout + done.stderr)[-4000:]
                 raise HarnessBuildError(f"mvn package failed ({done.returncode}):\n{tail}")
             if target.exists():

@@ -1,0 +1,181 @@
+"""What the PDFs people have demand of signing: form-field names, certification (DocMDP) and
+field locks (FieldMDP).
+
+- A new signature field needs a name that no field of the document has, whatever its type
+  (ISO 32000-1 §12.7.3.2: fully qualified names are unique); a text field called
+  ``Signature1`` made pyHanko refuse the name deep inside signing (issue 10).
+- A certified document (ISO 32000-1 §12.8.2.2, /Perms /DocMDP) allows later signatures only as
+  its author's permission ``P`` says: P=1 no change at all; P=2 filling in forms and signing,
+  which means filling an *existing* empty signature field, since a new field adds a widget
+  annotation and that is not a permitted change (our verifier then marks the certification
+  failed); P=3 also annotations, so a new signature field too.
+- A signed signature field whose lock dictionary carries ``/P`` (ISO 32000-2 §12.7.5.5, Table
+  236) restricts later changes the same way once it is signed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.fields import MDPPerm
+
+# Fields visited when collecting names: a form tree larger than this is refused as malformed
+# (a field DAG can make a naive walk exponential; every node here is visited once).
+MAX_FORM_FIELDS = 50_000
+
+
+class CertifiedDocument(Exception):
+    """Signing would break the document's certification or a field lock: ``reason`` is
+    ``no_changes`` (DocMDP P=1, or a lock with P=1) or ``field_required`` (P=2 and no empty
+    signature field to sign into)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+class TooManyFields(Exception):
+    """The form tree has more than :data:`MAX_FORM_FIELDS` fields."""
+
+
+def _resolved(value: object) -> object:
+    return value.get_object() if isinstance(value, generic.IndirectObject) else value
+
+
+def _walk_fields(reader: PdfFileReader) -> Iterator[tuple[str, generic.DictionaryObject]]:
+    """Every field dictionary of the AcroForm tree with its fully qualified name (a kid without
+    ``/T`` is a widget of its parent and takes the parent's name), each object once."""
+    try:
+        acroform = _resolved(reader.root.get("/AcroForm"))
+        roots = _resolved(acroform.get("/Fields")) if isinstance(acroform, dict) else None
+    except (KeyError, TypeError, AttributeError):
+        return
+    if not isinstance(roots, list):
+        return
+    seen: set[tuple[int, int]] = set()
+    # Breadth first: the top-level fields in the form's order come first.
+    queue: deque[tuple[list[object], str]] = deque([(roots, "")])
+    while queue:
+        kids, parent = queue.popleft()
+        for entry in kids:
+            if isinstance(entry, generic.IndirectObject):
+                ref = (entry.idnum, entry.generation)
+                if ref in seen:
+                    continue
+                seen.add(ref)
+                if len(seen) > MAX_FORM_FIELDS:
+                    raise TooManyFields(f"more than {MAX_FORM_FIELDS} form fields")
+            field = _resolved(entry)
+            if not isinstance(field, generic.DictionaryObject):
+                continue
+            partial = _resolved(field.get("/T"))
+            name = parent
+            if isinstance(partial, str):
+                name = f"{parent}.{partial}" if parent else str(partial)
+            yield name, field
+            children = _resolved(field.get("/Kids"))
+            if isinstance(children, list):
+                queue.append((children, name))
+
+
+def field_names(reader: PdfFileReader) -> set[str]:
+    """The fully qualified names of every form field of the document, of any type.
+    :class:`TooManyFields` beyond :data:`MAX_FORM_FIELDS`."""
+    return {name for name, _ in _walk_fields(reader) if name}
+
+
+def _field_type(field: generic.DictionaryObject) -> object:
+    # /FT is inheritable (ISO 32000-1 Table 220); a bounded walk up the parents.
+    node: object = field
+    for _ in range(64):
+        if not isinstance(node, generic.DictionaryObject):
+            return None
+        if "/FT" in node:
+            return node.get("/FT")
+        node = _resolved(node.get("/Parent"))
+    return None
+
+
+def signature_fields(reader: PdfFileReader) -> list[tuple[str, generic.DictionaryObject]]:
+    """The document's signature fields (``/FT /Sig``), with their fully qualified names."""
+    return [(name, f) for name, f in _walk_fields(reader) if name and _field_type(f) == "/Sig"]
+
+
+def empty_signature_fields(reader: PdfFileReader) -> list[str]:
+    """Names of the signature fields that carry no signature yet (no ``/V``)."""
+    return [name for name, f in signature_fields(reader) if f.get("/V") is None]
+
+
+def new_field_name(reader: PdfFileReader) -> str:
+    """``SignatureN`` with the smallest ``N`` above the number of signature fields that no
+    field of the document (of any type) already has."""
+    names = field_names(reader)
+    n = len(signature_fields(reader)) + 1
+    while f"Signature{n}" in names:
+        n += 1
+    return f"Signature{n}"
+
+
+def _permission(value: object) -> MDPPerm | None:
+    value = _resolved(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return MDPPerm(value)
+        except ValueError:
+            return None
+    return None
+
+
+def docmdp_permission(reader: PdfFileReader) -> MDPPerm | None:
+    """The strictest permission in force: the certification signature's DocMDP ``P``
+    (ISO 32000-1 Table 254, default 2 when absent) and the ``/P`` of the lock of every signed
+    signature field (ISO 32000-2 Table 236); ``None`` when nothing restricts changes."""
+    found: list[MDPPerm] = []
+    try:
+        perms = _resolved(reader.root.get("/Perms"))
+        certification = _resolved(perms.get("/DocMDP")) if isinstance(perms, dict) else None
+    except (KeyError, TypeError, AttributeError):
+        certification = None
+    if isinstance(certification, generic.DictionaryObject):
+        level = MDPPerm.FILL_FORMS
+        references = _resolved(certification.get("/Reference"))
+        for ref in references if isinstance(references, list) else ():
+            ref = _resolved(ref)
+            if isinstance(ref, dict) and ref.get("/TransformMethod") == "/DocMDP":
+                params = _resolved(ref.get("/TransformParams"))
+                if isinstance(params, dict):
+                    level = _permission(params.get("/P")) or level
+        found.append(level)
+    for _, field in signature_fields(reader):
+        if field.get("/V") is None:
+            continue
+        lock = _resolved(field.get("/Lock"))
+        if isinstance(lock, dict):
+            level = _permission(lock.get("/P"))
+            if level is not None:
+                found.append(level)
+    return min(found) if found else None
+
+
+def check_certification(reader: PdfFileReader, field_name: str) -> None:
+    """Raise :class:`CertifiedDocument` when signing into ``field_name`` would be a change the
+    document's certification or a field lock forbids (see the module docstring)."""
+    permission = docmdp_permission(reader)
+    if permission is None or permission >= MDPPerm.ANNOTATE:
+        return
+    if permission == MDPPerm.NO_CHANGES:
+        raise CertifiedDocument("no_changes", "DocMDP P=1")
+    if field_name not in empty_signature_fields(reader):
+        raise CertifiedDocument("field_required", "DocMDP P=2: a new signature field")
+
+
+def field_for_certified(reader: PdfFileReader) -> str | None:
+    """Under a P=2 restriction, the empty signature field to sign into (the first in the
+    form's order); ``None`` when the document is not so restricted or offers none."""
+    if docmdp_permission(reader) != MDPPerm.FILL_FORMS:
+        return None
+    empty = empty_signature_fields(reader)
+    return empty[0] if empty else None

@@ -1,0 +1,164 @@
+"""Repair of damaged PDFs that every viewer opens anyway, before signing them.
+
+Documents from scanners, old writers and hand-edited workflows often have a wrong ``startxref``,
+shifted object offsets, no cross-reference table at all, or bytes before ``%PDF-``. Viewers
+rebuild the cross-reference table by scanning the file (ISO 32000-1 §7.5.4 describes the table,
+not what to do when it is wrong; Acrobat, pdf.js and qpdf all reconstruct it). pyHanko, which
+appends our signature as an incremental update, needs a correct table; so such an input is
+rewritten by qpdf (through pikepdf, its maintained binding) into a clean file, and that file is
+signed. The answer and the audit entry say ``repaired: true``: the signed document is no longer
+a byte-for-byte extension of the upload.
+
+One story with :mod:`signing_service._pdf_recovery`: damage that can be read around without
+changing a byte (a stream whose ``/Length`` is wrong) is read around, in the reader, for
+signing and verification alike; damage to the file's structure (where objects are) cannot be,
+and only then is the file rewritten, only for signing, and only when unsigned. Two-step signing
+does not repair (its step 1 answers ``MALFORMED_PDF`` for such a file).
+
+An input that already carries a signature is never rewritten: a rewrite changes the bytes its
+``/ByteRange`` covers and breaks it. It is refused (:class:`SignedDocumentDamaged`).
+
+qpdf runs on client input, so the repair is bounded: it runs in a child process with a
+wall-clock limit (:data:`REPAIR_SECONDS`), an address-space limit (:data:`REPAIR_MEMORY_BYTES`),
+and a cap on the number of objects (:data:`MAX_REPAIR_OBJECTS`); the input itself is already
+bounded by the upload limit. A crash or a hang of the child is a refusal, never the service's.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+
+# Wall-clock limit of one repair (seconds): qpdf's reconstruction is a linear scan; a 50 MB
+# file is rebuilt in well under a second here.
+REPAIR_SECONDS = 20.0
+# Address space of the repairing child: qpdf holds the objects of the file in memory.
+REPAIR_MEMORY_BYTES = 1536 * 1024 * 1024
+# More objects than this in a reconstructed file is refused (a flood of tiny objects).
+MAX_REPAIR_OBJECTS = 500_000
+# The signature-field walk of the child is bounded too.
+MAX_FIELDS = 50_000
+
+_EXIT_SIGNED = 3
+_EXIT_UNREADABLE = 4
+_EXIT_TOO_MANY = 5
+
+# A signature dictionary (ISO 32000-1 §12.8.1: /ByteRange is required in one).
+_SIGNATURE_MARKER = re.compile(rb"/ByteRange\s*\[")
+
+
+class RepairFailed(Exception):
+    """qpdf could not rebuild the document within its bounds; ``detail`` says why."""
+
+
+class SignedDocumentDamaged(Exception):
+    """The damaged document carries signatures: rewriting it would break them."""
+
+
+def carries_signatures(pdf: bytes) -> bool:
+    """Whether the raw bytes contain a signature dictionary (its ``/ByteRange`` array): read
+    without parsing, so that it also answers for a file no parser can read."""
+    return _SIGNATURE_MARKER.search(pdf) is not None
+
+
+def repair(pdf: bytes) -> bytes:
+    """A clean rewrite of ``pdf`` by qpdf (recovery mode), same content and objects.
+
+    Raises :class:`SignedDocumentDamaged` when ``pdf`` carries a signature (raw
+    ``/ByteRange``, or a filled signature field found after reconstruction), and
+    :class:`RepairFailed` when qpdf cannot rebuild it within :data:`REPAIR_SECONDS`,
+    :data:`REPAIR_MEMORY_BYTES` and :data:`MAX_REPAIR_OBJECTS`.
+    """
+    if carries_signatures(pdf):
+        raise SignedDocumentDamaged()
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "signing_service.signing.repair",
+                str(MAX_REPAIR_OBJECTS),
+                str(REPAIR_MEMORY_BYTES),
+            ],
+            input=pdf,
+            capture_output=True,
+            timeout=REPAIR_SECONDS,
+            check=False,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+    except subprocess.TimeoutExpired:
+        raise RepairFailed(f"no result within {REPAIR_SECONDS:g} s") from None
+    if done.returncode == _EXIT_SIGNED:
+        raise SignedDocumentDamaged()
+    if done.returncode != 0 or not done.stdout.startswith(b"%PDF-"):
+        reason = {
+            _EXIT_UNREADABLE: "qpdf could not rebuild it",
+            _EXIT_TOO_MANY: f"more than {MAX_REPAIR_OBJECTS} objects",
+        }.get(done.returncode, f"exit status {done.returncode}")
+        raise RepairFailed(reason)
+    return done.stdout
+
+
+def _filled_signature_field(pdf: object) -> bool:
+    """Whether the pikepdf document has a signature field with a value (bounded walk)."""
+    import pikepdf
+
+    assert isinstance(pdf, pikepdf.Pdf)
+    acroform = pdf.Root.get("/AcroForm")
+    if not isinstance(acroform, pikepdf.Dictionary):
+        return False
+    fields = acroform.get("/Fields")
+    pending = list(fields) if isinstance(fields, pikepdf.Array) else []
+    seen: set[tuple[int, int]] = set()
+    while pending and len(seen) < MAX_FIELDS:
+        field = pending.pop()
+        if not isinstance(field, pikepdf.Dictionary):
+            continue
+        if field.is_indirect:
+            if field.objgen in seen:
+                continue
+            seen.add(field.objgen)
+        if field.get("/FT") == pikepdf.Name.Sig and field.get("/V") is not None:
+            return True
+        kids = field.get("/Kids")
+        if isinstance(kids, pikepdf.Array):
+            pending.extend(kids)
+    return False
+
+
+def _child(max_objects: int, memory_bytes: int) -> int:
+    """The repairing child: the PDF on stdin, the rebuilt PDF on stdout."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    import pikepdf
+
+    data = sys.stdin.buffer.read()
+    try:
+        with pikepdf.open(io.BytesIO(data), attempt_recovery=True) as pdf:
+            if len(pdf.objects) > max_objects:
+                return _EXIT_TOO_MANY
+            if _filled_signature_field(pdf) or "/Perms" in pdf.Root:
+                return _EXIT_SIGNED
+            out = io.BytesIO()
+            # Streams are copied as they are (no recompression: same content, bounded work);
+            # no object streams, so the incremental update that follows is a plain one.
+            pdf.save(
+                out,
+                compress_streams=False,
+                stream_decode_level=pikepdf.StreamDecodeLevel.none,
+                object_stream_mode=pikepdf.ObjectStreamMode.disable,
+                linearize=False,
+                deterministic_id=True,
+            )
+    except (pikepdf.PdfError, RecursionError, ValueError, MemoryError):
+        return _EXIT_UNREADABLE
+    sys.stdout.buffer.write(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(int(sys.argv[1]), int(sys.argv[2])))

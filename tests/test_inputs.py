@@ -1,0 +1,415 @@
+"""The PDFs people have (issue 10, "What to build" 3 and 4): certified documents, damaged
+documents that viewers repair, form fields whose names collide, signed documents that must not
+be rewritten. Each input is built here; the field inputs of ../shared are used when present.
+
+Signing goes through the API (real dev PKI, SQLite or PostgreSQL, object store) and every
+signed result is verified by our own verifier through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pikepdf
+import pytest
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields, signers
+from pyhanko.sign.fields import MDPPerm, SigFieldSpec
+from sqlalchemy import select
+
+from signing_service.pki.dev import DevPki
+from signing_service.services.container import Services
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from signing_service.signing import inputs, repair
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
+from signing_service.store.models import AuditEntry
+from tests.support.damaged import DAMAGES
+from tests.support.pdfs import make_pdf
+from tests.support.state import assert_nothing_written, snapshot
+
+VIETNAMESE_LETTERS = "ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ"
+FIELD_INPUTS = Path(__file__).resolve().parent.parent.parent / "shared" / "field-inputs"
+
+
+def auth(credentials: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+
+
+def sign(api: Any, credentials: dict[str, Any], data: bytes, **form: str) -> Any:
+    return api.post(
+        "/v1/signatures",
+        headers=auth(credentials),
+        data={"profile": "agency-a-seal", **form},
+        files={"file": ("van-ban.pdf", data, "application/pdf")},
+    )
+
+
+def verify(api: Any, data: bytes) -> dict[str, Any]:
+    response = api.post("/v1/verifications", files={"file": ("x.pdf", data, "application/pdf")})
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def download(api: Any, credentials: dict[str, Any], body: dict[str, Any]) -> bytes:
+    response = api.get(body["document"]["download_url"], headers=auth(credentials))
+    assert response.status_code == 200
+    return response.content  # type: ignore[no-any-return]
+
+
+def field_input(name: str) -> bytes:
+    path = FIELD_INPUTS / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the shared field inputs are not beside the repository)")
+    return path.read_bytes()
+
+
+def signed_entries(services: Services) -> int:
+    with services.db.transaction() as session:
+        return len(
+            session.scalars(
+                select(AuditEntry.seq).where(AuditEntry.action == "signature.created")
+            ).all()
+        )
+
+
+def assert_refused(
+    api: Any, services: Services, credentials: dict[str, Any], data: bytes, code: str
+) -> None:
+    """422 with ``code`` and a Vietnamese message; no document, object or "signed" entry."""
+    before, entries = snapshot(services), signed_entries(services)
+    response = sign(api, credentials, data)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == code, body
+    assert any(ch in body["message"] for ch in VIETNAMESE_LETTERS), body
+    assert_nothing_written(before, services)
+    assert signed_entries(services) == entries
+
+
+# --- inputs built here ----------------------------------------------------------------------
+
+
+def with_text_field(name: str, *, nested_under: str | None = None) -> bytes:
+    """A one-page PDF with a text field called ``name`` (optionally a kid of a parent field,
+    whose fully qualified name is then ``parent.name``)."""
+    pdf = pikepdf.open(io.BytesIO(make_pdf()))
+    page = pdf.pages[0]
+    widget = pdf.make_indirect(
+        pikepdf.Dictionary(
+            Type=pikepdf.Name.Annot,
+            Subtype=pikepdf.Name.Widget,
+            FT=pikepdf.Name.Tx,
+            T=pikepdf.String(name),
+            V=pikepdf.String("Nguyen Van A"),
+            Rect=[72, 600, 272, 620],
+            P=page.obj,
+        )
+    )
+    page.obj.Annots = pdf.make_indirect(pikepdf.Array([widget]))
+    top = widget
+    if nested_under is not None:
+        top = pdf.make_indirect(
+            pikepdf.Dictionary(T=pikepdf.String(nested_under), Kids=pikepdf.Array([widget]))
+        )
+        widget.Parent = top
+    pdf.Root.AcroForm = pdf.make_indirect(pikepdf.Dictionary(Fields=pikepdf.Array([top])))
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+def certified(pki: DevPki, permission: MDPPerm, *, empty_field: str | None = None) -> bytes:
+    """A PDF certified (DocMDP ``permission``) with a dev key by pyHanko; with
+    ``empty_field``, a prepared empty signature field is added before the certification."""
+    data = make_pdf(text="Quyet dinh da chung thuc")
+    if empty_field is not None:
+        writer = IncrementalPdfFileWriter(io.BytesIO(data))
+        fields.append_signature_field(
+            writer, SigFieldSpec(sig_field_name=empty_field, on_page=0, box=(330, 80, 550, 160))
+        )
+        buffer = io.BytesIO()
+        writer.write(buffer)
+        data = buffer.getvalue()
+    key = load_pkcs12_file(pki.p12_path("agency-b-seal"), DEV_KEY_PASSPHRASE.encode())
+    meta = signers.PdfSignatureMetadata(
+        field_name="ChungThuc",
+        certify=True,
+        docmdp_permissions=permission,
+        subfilter=fields.SigSeedSubFilter.PADES,
+    )
+    out = asyncio.run(
+        signers.PdfSigner(meta, signer=key.signer).async_sign_pdf(
+            IncrementalPdfFileWriter(io.BytesIO(data))
+        )
+    )
+    return out.getvalue()  # type: ignore[no-any-return]
+
+
+def signed_fields(data: bytes) -> dict[str, bool]:
+    """Signature field name → filled, as pyHanko reads the document."""
+    reader = PdfFileReader(io.BytesIO(data))
+    return {name: value is not None for name, value, _ in fields.enumerate_sig_fields(reader)}
+
+
+def certification_intact(report: dict[str, Any]) -> None:
+    assert report["verdict"] == "TOTAL_PASSED", report
+    kinds = [s["type"] for s in report["signatures"]]
+    assert kinds.count("certification") == 1 and kinds.count("signature") == 1, kinds
+
+
+# --- form fields whose names collide --------------------------------------------------------
+
+
+def test_new_field_name_is_unique_among_all_fields() -> None:
+    for data, taken in (
+        (with_text_field("Signature1"), {"Signature1"}),
+        (with_text_field("Signature1", nested_under="Signature2"), {"Signature2"}),
+    ):
+        reader = PdfFileReader(io.BytesIO(data))
+        names = inputs.field_names(reader)
+        assert taken <= names
+        chosen = inputs.new_field_name(reader)
+        assert chosen not in names and chosen.startswith("Signature")
+
+
+def test_field_walk_is_bounded_and_visits_each_field_once() -> None:
+    from tests.support import hostile
+
+    reader = PdfFileReader(io.BytesIO(hostile.field_dag_bomb(30)))
+    # A DAG whose paths number 2**30: each node is visited once.
+    assert len(inputs.field_names(reader)) < 200
+
+
+@pytest.mark.parametrize("nested", [None, "Signature2"])
+def test_text_field_named_like_a_signature_gets_a_fresh_name(
+    api: Any, credentials: dict[str, Any], nested: str | None
+) -> None:
+    data = with_text_field("Signature1", nested_under=nested)
+    before = inputs.field_names(PdfFileReader(io.BytesIO(data)))
+    response = sign(api, credentials, data)
+    assert response.status_code == 201, response.text
+    signed = download(api, credentials, response.json())
+    new = [name for name, filled in signed_fields(signed).items() if filled]
+    assert len(new) == 1 and new[0] not in before
+    # Every field of the input is still there.
+    assert before < inputs.field_names(PdfFileReader(io.BytesIO(signed)))
+    assert verify(api, signed)["verdict"] == "TOTAL_PASSED"
+
+
+def test_field_input_c05c(api: Any, credentials: dict[str, Any]) -> None:
+    response = sign(api, credentials, field_input("c05c-textfield-named-Signature1.pdf"))
+    assert response.status_code == 201, response.text
+    assert verify(api, download(api, credentials, response.json()))["verdict"] == "TOTAL_PASSED"
+
+
+# --- certified documents (DocMDP) -----------------------------------------------------------
+
+
+def test_certified_no_changes_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any], dev_pki: tuple[DevPki, int]
+) -> None:
+    data = certified(dev_pki[0], MDPPerm.NO_CHANGES)
+    assert_refused(api, services, credentials, data, "DOCUMENT_CERTIFIED_NO_CHANGES")
+    # An empty field does not change P=1.
+    data = certified(dev_pki[0], MDPPerm.NO_CHANGES, empty_field="ChuKyLanhDao")
+    assert_refused(api, services, credentials, data, "DOCUMENT_CERTIFIED_NO_CHANGES")
+
+
+def test_certified_fill_forms_without_an_empty_field_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any], dev_pki: tuple[DevPki, int]
+) -> None:
+    data = certified(dev_pki[0], MDPPerm.FILL_FORMS)
+    assert_refused(api, services, credentials, data, "DOCUMENT_CERTIFIED_FIELD_REQUIRED")
+
+
+@pytest.mark.parametrize("level", ["B-B", "B-LTA"])
+def test_certified_fill_forms_is_signed_into_the_empty_field(
+    api: Any, credentials: dict[str, Any], dev_pki: tuple[DevPki, int], level: str
+) -> None:
+    data = certified(dev_pki[0], MDPPerm.FILL_FORMS, empty_field="ChuKyLanhDao")
+    response = sign(api, credentials, data, level=level)
+    assert response.status_code == 201, response.text
+    signed = download(api, credentials, response.json())
+    filled = {k: v for k, v in signed_fields(signed).items() if not k.startswith("Timestamp")}
+    assert filled == {"ChuKyLanhDao": True, "ChungThuc": True}
+    certification_intact(verify(api, signed))
+
+
+def test_certified_annotations_allowed_gets_a_new_field(
+    api: Any, credentials: dict[str, Any], dev_pki: tuple[DevPki, int]
+) -> None:
+    data = certified(dev_pki[0], MDPPerm.ANNOTATE)
+    response = sign(api, credentials, data)
+    assert response.status_code == 201, response.text
+    signed = download(api, credentials, response.json())
+    assert len(signed_fields(signed)) == 2
+    certification_intact(verify(api, signed))
+
+
+def test_signed_field_lock_with_no_changes_is_honoured(dev_pki: tuple[DevPki, int]) -> None:
+    """A signed field whose lock dictionary says P=1 (ISO 32000-2 Table 236) forbids later
+    signatures as a P=1 certification does."""
+    data = make_pdf()
+    writer = IncrementalPdfFileWriter(io.BytesIO(data))
+    fields.append_signature_field(
+        writer,
+        SigFieldSpec(
+            sig_field_name="Khoa",
+            on_page=0,
+            box=(330, 80, 550, 160),
+            field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.ALL),
+            doc_mdp_update_value=MDPPerm.NO_CHANGES,
+        ),
+    )
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    key = load_pkcs12_file(dev_pki[0].p12_path("agency-b-seal"), DEV_KEY_PASSPHRASE.encode())
+    out = asyncio.run(
+        signers.PdfSigner(
+            signers.PdfSignatureMetadata(field_name="Khoa"), signer=key.signer
+        ).async_sign_pdf(IncrementalPdfFileWriter(io.BytesIO(buffer.getvalue())))
+    )
+    reader = PdfFileReader(io.BytesIO(out.getvalue()))
+    assert inputs.docmdp_permission(reader) == MDPPerm.NO_CHANGES
+    with pytest.raises(inputs.CertifiedDocument):
+        inputs.check_certification(reader, "Signature2")
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("c06-certified-p1.pdf", "DOCUMENT_CERTIFIED_NO_CHANGES"),
+        ("c06-certified-p2.pdf", "DOCUMENT_CERTIFIED_FIELD_REQUIRED"),
+    ],
+)
+def test_field_inputs_c06(
+    api: Any, services: Services, credentials: dict[str, Any], name: str, code: str
+) -> None:
+    assert_refused(api, services, credentials, field_input(name), code)
+
+
+# --- damaged documents: repaired, or refused when signed ------------------------------------
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_input_is_repaired_then_signed(
+    api: Any, services: Services, credentials: dict[str, Any], damage: str
+) -> None:
+    data = DAMAGES[damage](make_pdf(pages=2))
+    response = sign(api, credentials, data, level="B-T")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["repaired"] is True
+    signed = download(api, credentials, body)
+    assert verify(api, signed)["verdict"] == "TOTAL_PASSED"
+    # The same two pages.
+    assert len(pikepdf.open(io.BytesIO(signed)).pages) == 2
+    with services.db.transaction() as session:
+        entry = session.scalars(
+            select(AuditEntry).where(AuditEntry.subject == body["signature_id"])
+        ).one()
+    assert json.loads(entry.details)["repaired"] is True
+
+
+def test_clean_input_is_not_repaired(api: Any, credentials: dict[str, Any]) -> None:
+    data = make_pdf()
+    response = sign(api, credentials, data)
+    assert response.status_code == 201, response.text
+    assert response.json()["repaired"] is False
+    assert download(api, credentials, response.json()).startswith(data)
+
+
+@pytest.mark.parametrize("name", ["c07a-startxref-off-by-7.pdf", "c15c-prefix-before-header.pdf"])
+def test_field_inputs_repaired(api: Any, credentials: dict[str, Any], name: str) -> None:
+    response = sign(api, credentials, field_input(name))
+    assert response.status_code == 201, response.text
+    assert response.json()["repaired"] is True
+    assert verify(api, download(api, credentials, response.json()))["verdict"] == "TOTAL_PASSED"
+
+
+@pytest.mark.parametrize("damage", ["startxref-off-by-7", "prefix-before-header"])
+def test_damaged_signed_input_is_never_rewritten(
+    api: Any, services: Services, credentials: dict[str, Any], damage: str
+) -> None:
+    first = sign(api, credentials, make_pdf())
+    assert first.status_code == 201
+    signed = download(api, credentials, first.json())
+    assert_refused(api, services, credentials, DAMAGES[damage](signed), "SIGNED_PDF_DAMAGED")
+
+
+def test_unrepairable_input_is_malformed(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    data = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + b"garbage " * 400 + b"\n%%EOF\n"
+    assert_refused(api, services, credentials, data, "MALFORMED_PDF")
+
+
+def test_repair_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Many small objects beyond the cap: refused, not rebuilt.
+    pdf = pikepdf.open(io.BytesIO(make_pdf()))
+    pdf.Root.Many = pikepdf.Array(
+        [pdf.make_indirect(pikepdf.Dictionary(N=n)) for n in range(2_000)]
+    )
+    out = io.BytesIO()
+    pdf.save(out)
+    monkeypatch.setattr(repair, "MAX_REPAIR_OBJECTS", 1_000)
+    with pytest.raises(repair.RepairFailed):
+        repair.repair(DAMAGES["startxref-off-by-7"](out.getvalue()))
+    monkeypatch.setattr(repair, "REPAIR_SECONDS", 0.001)
+    with pytest.raises(repair.RepairFailed):
+        repair.repair(DAMAGES["startxref-off-by-7"](make_pdf()))
+
+
+def test_corrupt_compressed_cross_reference_stream_is_not_a_500(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """A Flate error in the xref stream (zlib.error, found by tests/test_fuzz_inputs.py)
+    answered 500: it is a document that cannot be read, repaired when qpdf can rebuild it."""
+    pdf = pikepdf.open(io.BytesIO(make_pdf(pages=2)))
+    out = io.BytesIO()
+    pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.generate)
+    data = bytearray(out.getvalue())
+    xref = data.rindex(b"/XRef")
+    start = data.index(b"stream", xref) + len(b"stream\n")
+    end = data.index(b"endstream", start)
+    for at in range(start + 2, end - 4, 3):
+        data[at] ^= 0x5A
+    before = snapshot(services)
+    response = sign(api, credentials, bytes(data))
+    # qpdf cannot rebuild this one (the xref stream locates the compressed objects).
+    assert (response.status_code, response.json()["code"]) == (422, "MALFORMED_PDF")
+    assert_nothing_written(before, services)
+
+
+def test_batch_repairs_each_damaged_document_and_says_so(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    plain = make_pdf(text="Quyet dinh 1")
+    docs = [
+        ("lanh.pdf", plain),
+        ("hong-xref.pdf", DAMAGES["startxref-off-by-7"](make_pdf(text="Quyet dinh 2"))),
+        ("da-ky-hong.pdf", DAMAGES["prefix-before-header"](signed_by_us(api, credentials))),
+    ]
+    response = api.post(
+        "/v1/signatures/batch",
+        headers=auth(credentials),
+        data={"profile": "agency-a-seal"},
+        files=[("files", (name, data, "application/pdf")) for name, data in docs],
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["signed", "signed", "failed"]
+    assert [r["repaired"] for r in results[:2]] == [False, True]
+    assert results[2]["error"]["code"] == "SIGNED_PDF_DAMAGED"
+
+
+def signed_by_us(api: Any, credentials: dict[str, Any]) -> bytes:
+    """A document the service signed."""
+    response = sign(api, credentials, make_pdf(text="Da ky"))
+    assert response.status_code == 201
+    return download(api, credentials, response.json())
