@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 EXIT_PASSED, EXIT_FAILED, EXIT_UNDECIDED = 0, 1, 2
 EXIT_USAGE, EXIT_IO, EXIT_REFUSED, EXIT_CONFIG = 3, 4, 5, 6
+# Every configuration refusal (exit 6) starts so, then names the setting.
+CONFIG_PREFIX = "Cấu hình không hợp lệ"
 
 VERDICT_EXIT = {
     "TOTAL_PASSED": EXIT_PASSED,
@@ -107,7 +109,7 @@ def _settings() -> Settings:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from signing_service.settings import Settings
+    from signing_service.settings import Settings, settings_error_vi
 
     try:
         return Settings()
@@ -115,13 +117,10 @@ def _settings() -> Settings:
         for problem in e.errors():
             field = str(problem["loc"][0]) if problem["loc"] else ""
             where = ".".join(str(part) for part in problem["loc"][1:])
-            # A validator's own message (already Vietnamese), without pydantic's prefix.
-            ctx = problem.get("ctx", {}) if problem["type"] == "value_error" else {}
-            reason = ctx.get("error")
             print(
-                f"Cấu hình không hợp lệ: SIGNING_SERVICE_{field.upper()}"
+                f"{CONFIG_PREFIX}: SIGNING_SERVICE_{field.upper()}"
                 + (f" (mục {where})" if where else "")
-                + f": {reason or problem['msg']}",
+                + f": {settings_error_vi(problem)}",
                 file=sys.stderr,
             )
     except SettingsError as e:
@@ -129,10 +128,15 @@ def _settings() -> Settings:
         found = re.search(r'field "([a-z0-9_]+)"', str(e))
         variable = f"SIGNING_SERVICE_{found.group(1).upper()}" if found else "SIGNING_SERVICE_*"
         print(
-            f"Cấu hình không hợp lệ: {variable}: giá trị không đọc được (JSON không hợp lệ?)",
+            f"{CONFIG_PREFIX}: {variable}: giá trị không đọc được (JSON không hợp lệ?)",
             file=sys.stderr,
         )
     sys.exit(EXIT_CONFIG)
+
+
+def _config_message(message: str) -> str:
+    """One prefix for every configuration refusal (the message names the setting)."""
+    return message if message.startswith(CONFIG_PREFIX) else f"{CONFIG_PREFIX}: {message}"
 
 
 def _database_problem(error: BaseException) -> str:
@@ -185,6 +189,9 @@ def _services(  # type: ignore[no-untyped-def]
         )
     except StartupRefused as e:
         print(f"Từ chối khởi động ở chế độ production: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     except errors.ServiceError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
@@ -694,13 +701,18 @@ def cmd_verification_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
-    from signing_service.services.container import private_directory
+    from signing_service.services.container import check_database_location, private_directory
     from signing_service.store.db import migrate
 
     settings = _settings()
     problems = settings.check_production()
     if problems:
         print(f"Từ chối ở chế độ production: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        check_database_location(settings)
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
         return EXIT_CONFIG
     private_directory(settings.resolved_data_dir)
     try:
@@ -1061,6 +1073,7 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
     no object store): works on a production host before anything else is set up."""
     from datetime import UTC, datetime
 
+    from signing_service.services.container import dev_anchor_problem
     from signing_service.trust import VIETNAM_TZ, TrustedCertificate, TrustStore, TrustStoreError
 
     settings = _settings()
@@ -1079,6 +1092,11 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
             f"SIGNING_SERVICE_EXTRA_TRUST_ANCHORS: kho chứng thư tin cậy không đọc được ({e})",
             file=sys.stderr,
         )
+        return EXIT_CONFIG
+    # The anchors `serve` would refuse are not listed as fine (newuser finding 17).
+    problem = dev_anchor_problem(settings, store)
+    if problem:
+        print(f"Từ chối ở chế độ production: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     if args.json:
         print(

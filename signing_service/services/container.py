@@ -60,6 +60,23 @@ def private_directory(path: Path) -> Path:
     return path
 
 
+def check_database_location(settings: Settings) -> None:
+    """An explicitly configured SQLite file must be in an existing directory: a typo in the path
+    (``sqlite:////nonexistent/dir/x.db``) created the directories and a new, empty database,
+    and in development a new demo world beside the real one (red team F8). Raises
+    :class:`ConfigurationError` naming the setting."""
+    from sqlalchemy import make_url
+
+    if settings.database_url is None or not settings.database_url.startswith("sqlite"):
+        return
+    database = make_url(settings.database_url).database
+    if database and not Path(database).parent.is_dir():
+        raise ConfigurationError(
+            "Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL: thư mục "
+            f"{Path(database).parent} của tệp SQLite không tồn tại (gõ nhầm đường dẫn?)"
+        )
+
+
 def dev_root_copies(settings: Settings, trust: TrustStore) -> list[str]:
     """Anchors that are a development root wherever their file lives (a copy outside the dev
     PKI directory passed the path check): the SHA-256 of this machine's dev root, if one was
@@ -73,13 +90,33 @@ def dev_root_copies(settings: Settings, trust: TrustStore) -> list[str]:
         except (OSError, ValueError):
             log.warning("unreadable development root %s", local_root)
     names = _dev_root_names(settings.dev_pki_config)
+    # Any certificate of the dev PKI carries its organization (red team F10: its intermediate
+    # was accepted as an anchor in production).
+    organizations = {organization for organization, _ in names if organization}
     found = []
     for anchor in trust.anchors:
         subject = anchor.cert.subject.native
         name = (subject.get("organization_name"), subject.get("common_name"))
-        if anchor.sha256 in fingerprints or name in names:
+        if anchor.sha256 in fingerprints or name in names or name[0] in organizations:
             found.append(f"{anchor.name} (SHA-256 {anchor.sha256})")
     return found
+
+
+def dev_anchor_problem(settings: Settings, trust: TrustStore) -> str | None:
+    """Production: why the trust store must not be used (development material in it), in
+    Vietnamese naming the settings, or None. Shared by start-up and ``trust list``."""
+    if not settings.is_production:
+        return None
+    if trust.has_dev_root:
+        return "kho chứng thư tin cậy chứa gốc của PKI thử nghiệm"
+    copied = dev_root_copies(settings, trust)
+    if copied:
+        return (
+            "chứng thư của PKI thử nghiệm (bản sao) nằm trong kho chứng thư tin cậy "
+            "(SIGNING_SERVICE_EXTRA_TRUST_ANCHORS hoặc SIGNING_SERVICE_TRUST_ANCHORS_FILE): "
+            + ", ".join(copied)
+        )
+    return None
 
 
 def _dev_root_names(config: Path) -> set[tuple[str | None, str | None]]:
@@ -234,6 +271,7 @@ class Services:
         problems = settings.check_production()
         if problems:
             raise StartupRefused("; ".join(problems))
+        check_database_location(settings)
         private_directory(settings.resolved_data_dir)
         dev_pki = None
         hsm_key = None
@@ -268,16 +306,9 @@ class Services:
         if dev_pki is not None:
             # Chain-building material for signatures whose CMS lacks the intermediate.
             trust.intermediates.append(dev_pki.cert("interm"))
-        if settings.is_production and trust.has_dev_root:
-            raise StartupRefused("kho chứng thư tin cậy chứa gốc của PKI thử nghiệm")
-        if settings.is_production:
-            copied = dev_root_copies(settings, trust)
-            if copied:
-                raise StartupRefused(
-                    "gốc của PKI thử nghiệm (bản sao) nằm trong kho chứng thư tin cậy "
-                    "(SIGNING_SERVICE_EXTRA_TRUST_ANCHORS hoặc "
-                    "SIGNING_SERVICE_TRUST_ANCHORS_FILE): " + ", ".join(copied)
-                )
+        problem = dev_anchor_problem(settings, trust)
+        if problem:
+            raise StartupRefused(problem)
         audit_key = load_audit_key(settings)
         db = Database(settings.effective_database_url, audit_key=audit_key)
         if prepare if migrate is None else migrate:
@@ -343,7 +374,7 @@ class Services:
         # dev root is refused at registration, production not trusting that root.
         if dev_agencies or bad:
             raise StartupRefused(
-                "development agencies or profiles with development keys are configured: "
+                "cơ sở dữ liệu có cơ quan, cấu hình ký hoặc khóa của chế độ phát triển: "
                 + ", ".join([*dev_agencies, *bad])
             )
 
@@ -363,12 +394,14 @@ class Services:
             return
         if self.settings.key_store_secret is None:
             raise StartupRefused(
-                "registered keys are sealed but SIGNING_SERVICE_KEY_STORE_SECRET is not set"
+                "có khóa ký đã đăng ký được niêm phong trong kho khóa nhưng chưa đặt "
+                "SIGNING_SERVICE_KEY_STORE_SECRET"
             )
         store = KeyStore.of(self)
         if not all(store.can_unwrap(binding(u, code, kind), w) for u, kind, w, code in sealed):
             raise StartupRefused(
-                "SIGNING_SERVICE_KEY_STORE_SECRET does not open the registered keys"
+                "SIGNING_SERVICE_KEY_STORE_SECRET không mở được các khóa ký đã đăng ký (sai bí "
+                "mật chính?)"
             )
 
     def timestamper(self, url: str) -> PooledHTTPTimeStamper:
