@@ -701,6 +701,7 @@ def cmd_verification_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
+    from signing_service.services.bootstrap import check_new_sqlite_database
     from signing_service.services.container import check_database_location, private_directory
     from signing_service.store.db import migrate
 
@@ -711,6 +712,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         check_database_location(settings)
+        check_new_sqlite_database(settings)
     except errors.ConfigurationError as e:
         print(_config_message(e.message), file=sys.stderr)
         return EXIT_CONFIG

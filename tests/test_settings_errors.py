@@ -231,3 +231,39 @@ def test_an_audit_key_file_others_can_read_is_refused(
     assert "SIGNING_SERVICE_AUDIT_KEY_FILE" in result.stderr and "chmod 600" in result.stderr
     key_file.chmod(0o600)
     assert run(env, "client", "list").returncode == 0
+
+
+def test_a_second_database_never_overwrites_the_dev_credentials(
+    tmp_path: Path, dev_pki: tuple[DevPki, int], database_url: str
+) -> None:
+    """Red team F8: a CLI command with a mistyped SIGNING_SERVICE_DATABASE_URL bootstrapped a
+    new demo world and rewrote var/dev-credentials.json: the running instance's API keys
+    (kept nowhere else in clear) were lost, and orphan sealed keys were written. Now: exit 6
+    naming the setting, the file and the key store untouched."""
+    import json
+
+    first = f"sqlite:///{tmp_path / 'dang-chay.db'}"
+    env = _env(tmp_path, dev_pki, database_url=first)
+    assert run(env, "client", "list").returncode == 0
+    credentials = tmp_path / "var" / "dev-credentials.json"
+    before = credentials.read_bytes()
+    assert json.loads(before)["database"] == first
+    sealed = sorted((tmp_path / "var" / "keys").iterdir())
+    typo = f"sqlite:///{tmp_path / 'dang-chya.db'}"
+    for url in (typo, database_url):  # a new SQLite file; a new (empty) database
+        for command in (("client", "list"), ("migrate",), ("key", "list")):
+            result = run({**env, "SIGNING_SERVICE_DATABASE_URL": url}, *command)
+            if command == ("migrate",) and url.startswith("postgresql"):
+                # An existing PostgreSQL database only gets the schema (no demo world).
+                assert result.returncode == 0, result.stderr
+            else:
+                assert result.returncode == 6, (command, result.stdout, result.stderr)
+                assert "SIGNING_SERVICE_DATABASE_URL" in result.stderr
+                assert str(credentials) in result.stderr and "Traceback" not in result.stderr
+            assert credentials.read_bytes() == before
+            assert sorted((tmp_path / "var" / "keys").iterdir()) == sealed
+            if url == typo:
+                assert not (tmp_path / "dang-chya.db").exists()
+    # The database the credentials belong to still starts, and its keys still work.
+    assert run(env, "client", "list").returncode == 0
+    assert credentials.read_bytes() == before

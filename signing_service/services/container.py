@@ -272,6 +272,10 @@ class Services:
         if problems:
             raise StartupRefused("; ".join(problems))
         check_database_location(settings)
+        if prepare and not settings.is_production:
+            from signing_service.services.bootstrap import check_new_sqlite_database
+
+            check_new_sqlite_database(settings)
         private_directory(settings.resolved_data_dir)
         dev_pki = None
         hsm_key = None
