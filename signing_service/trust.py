@@ -61,8 +61,9 @@ CONFIGURABLE_KINDS = frozenset({AnchorKind.PUBLIC_DUTY, AnchorKind.PUBLIC})
 
 
 def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the certificate's DER encoding, upper-case hex without separators."""
-    return hashlib.sha256(cert.dump()).hexdigest().upper()
+    """SHA-256 of the certificate's DER encoding, lower-case hex without separators (as every
+    SHA-256 the API and the CLI show; the pinned values may be written in either case)."""
+    return hashlib.sha256(cert.dump()).hexdigest()
 
 
 def load_certs(path: Path) -> list[x509.Certificate]:
@@ -378,7 +379,7 @@ class TrustStore:
         path = manifest.parent / file
         cert = _read_one(path)
         actual = fingerprint(cert)
-        if actual != str(pinned).replace(":", "").upper():
+        if actual != str(pinned).replace(":", "").lower():
             raise TrustStoreError(f"{path}: SHA-256 {actual} khác giá trị đã ghim {pinned}")
         meta: dict[str, Any] = {
             "kind": kind,
