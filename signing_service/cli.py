@@ -695,15 +695,31 @@ def cmd_verification_stats(args: argparse.Namespace) -> int:
         return 0
     print("Lượt xác minh công khai (ẩn danh) theo ngày (giờ Việt Nam) và kết quả:")
     for row in rows:
-        label = OUTCOME_VI.get(row["outcome"], row["outcome"])
-        print(f"  {row['day']}  {row['count']:>8}  {row['outcome']} ({label})")
+        print(
+            f"  {row['day']}  {row['count']:>8}  {row['outcome']} ({_outcome_vi(row['outcome'])})"
+        )
     return 0
+
+
+def _outcome_vi(outcome: str) -> str:
+    """A verdict or refusal code in Vietnamese: the short label, else the error's own message
+    (every refusal code is one of errors.py's; newuser finding 5: ``NOT_A_PDF (NOT_A_PDF)``)."""
+    if outcome in OUTCOME_VI:
+        return OUTCOME_VI[outcome]
+    for value in vars(errors).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, errors.ServiceError)
+            and value.code == outcome
+        ):
+            return "bị từ chối: " + value.message.rstrip(".")
+    return "bị từ chối"
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
     from signing_service.services.bootstrap import check_new_sqlite_database
     from signing_service.services.container import check_database_location, private_directory
-    from signing_service.store.db import migrate
+    from signing_service.store.db import migrate, schema_revision
 
     settings = _settings()
     problems = settings.check_production()
@@ -717,15 +733,32 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
         print(_config_message(e.message), file=sys.stderr)
         return EXIT_CONFIG
     private_directory(settings.resolved_data_dir)
+    url = settings.effective_database_url
     try:
-        migrate(settings.effective_database_url)
+        before = schema_revision(url)
+        migrate(url)
+        after = schema_revision(url)
     except Exception as e:
         problem = _configuration_problem(e)
         if problem is None:
             raise
         print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    # Say what was done (newuser finding 19: silent on success).
+    shown = _shown_database(url)
+    if before is None:
+        print(f"Đã tạo lược đồ cơ sở dữ liệu {shown} (phiên bản {after}).")
+    elif before != after:
+        print(f"Đã nâng cấp lược đồ cơ sở dữ liệu {shown} từ phiên bản {before} lên {after}.")
+    else:
+        print(f"Lược đồ cơ sở dữ liệu {shown} đã ở phiên bản mới nhất ({after}); không thay đổi.")
     return _key_audit_chain(settings)
+
+
+def _shown_database(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _key_audit_chain(settings: Settings) -> int:
@@ -737,8 +770,8 @@ def _key_audit_chain(settings: Settings) -> int:
 
     try:
         key = load_audit_key(settings)
-    except errors.ServiceError as e:
-        print(f"{e.code}: {e.message}", file=sys.stderr)
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
         return EXIT_CONFIG
     db = Database(settings.effective_database_url, audit_key=key)
     try:

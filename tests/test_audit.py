@@ -394,6 +394,33 @@ def test_seal_from_an_untrusted_timestamp_server_is_detected(services: Services)
     assert report.codes() == {"SEAL_TSA_UNTRUSTED"}, report.problems
 
 
+def test_a_refused_new_seal_names_what_it_would_have_sealed(services: Services) -> None:
+    """Newuser finding 16: sealing with a timestamp server that chains to no anchor was
+    refused as "Niêm phong : …" (an empty name: the seal has no file yet)."""
+    from signing_service.audit.seals import SealRefused
+    from signing_service.trust import TrustStore
+
+    assert services.audit_key is not None and services.dev_pki is not None
+    _fill(services)
+    with services.db.transaction() as session:
+        seq = _last_seq(session)
+    production_trust = TrustStore.load(services.settings.trust_anchors_file)  # no dev root
+    with pytest.raises(SealRefused) as refused:
+        seal_head(
+            services.db,
+            services.audit_key,
+            seal_dir=services.settings.audit_seals_path,
+            tsa_url=services.dev_pki.tsa_url,
+            trust=production_trust,
+        )
+    (problem,) = refused.value.problems
+    assert problem.code == "SEAL_TSA_UNTRUSTED"
+    assert problem.message.startswith(
+        f"Niêm phong mới (đến bản ghi {seq}, từ {services.dev_pki.tsa_url}): "
+    ), problem.message
+    assert load_seals(services.settings.audit_seals_path)[0] == []
+
+
 def test_deleted_seal_and_garbage_seal_are_detected(services: Services) -> None:
     _fill(services, 2)
     first = _seal(services)

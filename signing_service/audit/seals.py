@@ -189,7 +189,9 @@ def check_token(seal: Seal, trust: TrustStore) -> tuple[list[AuditProblem], date
     its own: call it from a thread that has none (the command line, a worker thread)."""
     from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 
-    name = seal.path.name
+    # A seal being made has no file yet: name it by what it covers (newuser finding 16: the
+    # refusal read "Niêm phong : …").
+    name = seal.path.name or f"mới (đến bản ghi {seal.seq}, từ {seal.tsa_url})"
     problems: list[AuditProblem] = []
     if seal.expected_imprint() != seal.imprint:
         problems.append(

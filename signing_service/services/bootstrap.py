@@ -190,6 +190,8 @@ def _create_agencies(services: Services) -> dict[str, Any] | None:
                 "tsa_url": pki.tsa_url,
                 "p12_passphrase_setting": "SIGNING_SERVICE_KEY_PASSPHRASE",
                 "officer_p12": str(pki.p12_path("officer")),
+                # Not registered: try `signing-service key add --pkcs12` with it.
+                "unregistered_p12": str(pki.p12_path("spare-seal")),
                 "officer_certificate": str(pki.cert_path("officer")),
                 "revoked_signer_p12": str(pki.p12_path("revoked-signer")),
                 "expired_signer_p12": str(pki.p12_path("expired-signer")),

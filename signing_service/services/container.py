@@ -420,7 +420,7 @@ class Services:
     def close(self) -> None:
         counter = self._lazy.get("verification_counter")
         if counter is not None:
-            counter.flush()  # type: ignore[attr-defined]
+            counter.close()  # type: ignore[attr-defined]
         pool = self._lazy.get("verification_pool")
         if pool is not None:
             pool.close()  # type: ignore[attr-defined]
