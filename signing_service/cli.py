@@ -677,13 +677,14 @@ def cmd_verification_stats(args: argparse.Namespace) -> int:
     """Anonymous verifications per day and outcome (the counters; not in the audit log)."""
     from datetime import timedelta
 
-    from signing_service.services.counters import VIETNAM, verification_counts
+    from signing_service.services.counters import verification_counts
+    from signing_service.timefmt import VIETNAM_TZ
 
     services = _services()
     try:
         since = None
         if args.days is not None:
-            since = (datetime.now(VIETNAM) - timedelta(days=max(args.days, 1) - 1)).date()
+            since = (datetime.now(VIETNAM_TZ) - timedelta(days=max(args.days, 1) - 1)).date()
         rows = verification_counts(services, since)
     finally:
         services.close()
@@ -980,7 +981,7 @@ def _key_secret(args: argparse.Namespace) -> str | None:
 def _print_key(view: KeyView, verb: str) -> None:
     from datetime import datetime
 
-    from signing_service.trust import VIETNAM_TZ
+    from signing_service.timefmt import VIETNAM_TZ
 
     expiry = datetime.fromisoformat(view.not_after).astimezone(VIETNAM_TZ)
     print(f"{verb} khóa {view.name} của cơ quan {view.agency_code}:")
@@ -1050,7 +1051,7 @@ def cmd_key_list(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from signing_service.services.keys import list_keys
-    from signing_service.trust import VIETNAM_TZ
+    from signing_service.timefmt import VIETNAM_TZ
 
     services = _services()
     try:
@@ -1109,7 +1110,8 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from signing_service.services.container import dev_anchor_problem
-    from signing_service.trust import VIETNAM_TZ, TrustedCertificate, TrustStore, TrustStoreError
+    from signing_service.timefmt import VIETNAM_TZ
+    from signing_service.trust import TrustedCertificate, TrustStore, TrustStoreError
 
     settings = _settings()
     dev_root = None

@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,12 +26,10 @@ from asn1crypto import pem, x509
 
 from signing_service._asn1 import parse_certificates
 from signing_service.oserror import reason_vi
+from signing_service.timefmt import VIETNAM_TZ
 
 if TYPE_CHECKING:
     from pyhanko_certvalidator import ValidationContext
-
-# Times shown to people are Vietnam time (UTC+07:00, no daylight saving).
-VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")
 
 
 class TrustStoreError(Exception):

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from signing_service.audit import AuditProblem, ChainReport, verify
 from signing_service.audit.key import AuditKey
 from signing_service.store.models import AuditEntry, AuditHead
-from signing_service.trust import VIETNAM_TZ
+from signing_service.timefmt import VIETNAM_TZ
 
 if TYPE_CHECKING:
     from signing_service.store.db import Database

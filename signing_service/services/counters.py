@@ -9,7 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 
 from signing_service.store.db import Database
 from signing_service.store.models import VerificationCount
+from signing_service.timefmt import VIETNAM_TZ
 
 if TYPE_CHECKING:
     from signing_service.services.container import Services
 
-VIETNAM = timezone(timedelta(hours=7))
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +60,7 @@ class VerificationCounter:
         """Count one verification ended with ``outcome`` (at ``when``, default now); flush
         when due, unless ``may_flush`` is false (the caller is the event loop, which must not
         wait for the database)."""
-        day = (when or datetime.now(VIETNAM)).astimezone(VIETNAM).date()
+        day = (when or datetime.now(VIETNAM_TZ)).astimezone(VIETNAM_TZ).date()
         with self._lock:
             self._pending[(day, outcome)] += 1
             due = self.clock() - self._last_flush >= self.flush_seconds
