@@ -719,7 +719,7 @@ def _outcome_vi(outcome: str) -> str:
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
     from signing_service.services.bootstrap import check_new_sqlite_database
-    from signing_service.services.container import check_database_location, private_directory
+    from signing_service.services.container import check_database_location, prepare_directories
     from signing_service.store.db import migrate, schema_revision
 
     settings = _settings()
@@ -730,10 +730,10 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     try:
         check_database_location(settings)
         check_new_sqlite_database(settings)
+        prepare_directories(settings)
     except errors.ConfigurationError as e:
         print(_config_message(e.message), file=sys.stderr)
         return EXIT_CONFIG
-    private_directory(settings.resolved_data_dir)
     url = settings.effective_database_url
     try:
         before = schema_revision(url)

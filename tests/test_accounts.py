@@ -433,6 +433,13 @@ def test_key_lifecycle_from_the_command_line(
     assert missing.returncode == 5 and "API_KEY_NOT_FOUND" in missing.stderr
     bad = run(env, "client", "rotate", new["key_id"], "--overlap", "nan")
     assert bad.returncode == 5 and "INVALID_API_KEY_REQUEST" in bad.stderr
+    # One rule, one message, whichever side of it (red team F8: 0 and -5 were told apart).
+    said = set()
+    for days in ("0", "-5", "3651"):
+        refused = run(env, "client", "add", "--agency", AGENCY_A, "--name", "x", "--expires", days)
+        assert refused.returncode == 5 and "INVALID_API_KEY_REQUEST" in refused.stderr
+        said.add(refused.stderr)
+    assert len(said) == 1 and "lớn hơn 0 và không quá 3650" in said.pop()
 
     # What the service now answers for each key, from the same database.
     settings = make_settings(

@@ -687,6 +687,7 @@ def test_production_refuses_a_copied_development_key_file(
     dev.close()
     copied = tmp_path / "copied.key"
     copied.write_text(dev.settings.dev_audit_key_path.read_text())
+    copied.chmod(0o600)  # private, as the operator's key file must be (else refused for that)
     from signing_service.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="khóa nhật ký của chế độ phát triển"):
@@ -769,3 +770,26 @@ def test_a_log_stripped_of_its_macs_is_refused_not_keyed_again(
     assert migrated.returncode == 6 and "AUDIT_NOT_KEYED" in migrated.stderr, migrated.stderr
     with Services.build(settings, prepare=False).db.transaction() as session:
         assert session.scalar(select(AuditHead.mac)) is None  # still not keyed again
+
+
+def test_an_unreachable_seal_tsa_is_told_in_vietnamese(
+    tmp_path: Path, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Newuser finding 13: `audit seal` with a TSA that does not answer printed pyHanko's
+    "Error in communication with timestamp server"."""
+    from tests.support.postgres import free_port
+
+    pki, port = dev_pki
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SIGNING_SERVICE_")},
+        "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
+        "SIGNING_SERVICE_DEV_PKI_DIR": str(pki.directory),
+        "SIGNING_SERVICE_DEV_PKI_PORT": str(port),
+        "SIGNING_SERVICE_AUDIT_TSA_URL": f"http://127.0.0.1:{free_port()}/",
+    }
+    assert run(env, "client", "list").returncode == 0  # a log with entries to seal
+    result = run(env, "audit", "seal")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "TIMESTAMP_UNAVAILABLE" in result.stderr
+    assert "không kết nối được tới máy chủ" in result.stderr
+    assert "Error" not in result.stderr and "Traceback" not in result.stderr

@@ -200,6 +200,11 @@ LATE_ERRORS = [
     ("trust_anchors_file", "{tmp}/khong-co.json", "không có tệp"),
     ("audit_key_file", "{tmp}/khong-co.key", "không có tệp"),
     ("default_tsa", "khong-co", "SIGNING_SERVICE_TSAS"),
+    # Directories that cannot be created ({file} is a regular file): an OSError traceback before.
+    ("data_dir", "{file}/var", "không tạo được thư mục"),
+    ("upload_tmp_dir", "{file}/tmp", "không tạo được thư mục"),
+    ("dev_pki_dir", "{file}/pki", "không tạo được thư mục"),
+    ("dev_pki_config", "{tmp}/khong-co.yml", "không có tệp cấu hình"),
 ]
 
 
@@ -208,8 +213,12 @@ def test_a_setting_checked_at_start_is_exit_6_in_vietnamese(
     tmp_path: Path, dev_pki: tuple[DevPki, int], name: str, value: str, says: str
 ) -> None:
     pki, _ = dev_pki
-    value = value.format(pem=pki.root_cert_path, tmp=tmp_path)
-    result = run(_env(tmp_path, dev_pki, **{name: value}), "client", "list")
+    (tmp_path / "tep").write_text("một tệp, không phải thư mục")
+    value = value.format(pem=pki.root_cert_path, tmp=tmp_path, file=tmp_path / "tep")
+    env = _env(tmp_path, dev_pki, **{name: value})
+    if name == "dev_pki_config":
+        env.pop("SIGNING_SERVICE_DEV_PKI_DIR")  # a fresh dev PKI would be made from it
+    result = run(env, "client", "list")
     assert result.returncode == 6, result.stderr
     assert result.stderr.startswith("Cấu hình không hợp lệ: "), result.stderr
     assert f"SIGNING_SERVICE_{name.upper()}" in result.stderr

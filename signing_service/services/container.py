@@ -60,6 +60,50 @@ def private_directory(path: Path) -> Path:
     return path
 
 
+def prepare_directories(settings: Settings) -> None:
+    """Create the directories the settings name (the data directory private, 0700) before
+    anything else writes there; one that cannot be created is a configuration error naming its
+    setting (it ended in an OSError traceback), and in development a missing dev PKI
+    configuration file too. Raises :class:`ConfigurationError`."""
+    from signing_service.oserror import reason_vi
+
+    wanted: list[tuple[str, Path, bool]] = [
+        ("SIGNING_SERVICE_DATA_DIR", settings.resolved_data_dir, True),
+        (
+            "SIGNING_SERVICE_UPLOAD_TMP_DIR"
+            if settings.upload_tmp_dir
+            else "SIGNING_SERVICE_DATA_DIR",
+            settings.upload_tmp_path,
+            False,
+        ),
+    ]
+    if not settings.is_production:
+        wanted.append(
+            (
+                "SIGNING_SERVICE_DEV_PKI_DIR"
+                if settings.dev_pki_dir
+                else "SIGNING_SERVICE_DATA_DIR",
+                settings.pki_dir,
+                False,
+            )
+        )
+    for setting, path, private in wanted:
+        try:
+            if private:
+                private_directory(path)
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigurationError(
+                f"Cấu hình không hợp lệ: {setting}: không tạo được thư mục {path}: {reason_vi(e)}"
+            ) from None
+    if not settings.is_production and not settings.dev_pki_config.is_file():
+        raise ConfigurationError(
+            "Cấu hình không hợp lệ: SIGNING_SERVICE_DEV_PKI_CONFIG: không có tệp cấu hình PKI "
+            f"thử nghiệm {settings.dev_pki_config}"
+        )
+
+
 def check_database_location(settings: Settings) -> None:
     """An explicitly configured SQLite file must be in an existing directory: a typo in the path
     (``sqlite:////nonexistent/dir/x.db``) created the directories and a new, empty database,
@@ -70,7 +114,12 @@ def check_database_location(settings: Settings) -> None:
     if settings.database_url is None or not settings.database_url.startswith("sqlite"):
         return
     database = make_url(settings.database_url).database
-    if database and not Path(database).parent.is_dir():
+    if not database:
+        return
+    folder = Path(database).resolve().parent
+    data_dir = settings.resolved_data_dir
+    # Inside the data directory is fine: the service creates that one.
+    if not folder.is_dir() and folder != data_dir and data_dir not in folder.parents:
         raise ConfigurationError(
             "Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL: thư mục "
             f"{Path(database).parent} của tệp SQLite không tồn tại (gõ nhầm đường dẫn?)"
@@ -276,7 +325,7 @@ class Services:
             from signing_service.services.bootstrap import check_new_sqlite_database
 
             check_new_sqlite_database(settings)
-        private_directory(settings.resolved_data_dir)
+        prepare_directories(settings)
         dev_pki = None
         hsm_key = None
         if not settings.is_production:
@@ -338,7 +387,6 @@ class Services:
             except StorageUnavailableError as e:
                 # Not fatal: the service starts, answers 503 for storage until it is back.
                 log.warning("object store not reachable at start-up: %s", e)
-        settings.upload_tmp_path.mkdir(parents=True, exist_ok=True)
         services = cls(
             settings=settings,
             db=db,
