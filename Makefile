@@ -4,11 +4,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages: the stamp font, poppler (render and look at signatures), PostgreSQL
+# Debian packages: the stamp fonts (Noto Serif; Liberation Serif for the appearance kinds,
+# Nghị định 30/2020 Appendix I), poppler (render and look at signatures), PostgreSQL
 # (the tests run on it as well as on SQLite), libmagic (content sniffing), SoftHSM2 (PKCS#11),
 # clamd (virus scanning; the tests give it their own EICAR database), a JDK and Maven (the EU DSS
 # validator the interoperability test builds from Maven Central).
-APT_PACKAGES := fonts-noto-core poppler-utils postgresql libmagic1 softhsm2 clamav-daemon ca-certificates \
+APT_PACKAGES := fonts-noto-core fonts-liberation2 poppler-utils postgresql libmagic1 softhsm2 clamav-daemon ca-certificates \
 	openjdk-17-jdk-headless maven
 
 .DEFAULT_GOAL := help

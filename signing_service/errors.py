@@ -248,6 +248,38 @@ TimestampStatusUnknown = _error(
     "lại sau.",
 )
 SigningFailed = _error("SIGNING_FAILED", 422, "Không ký được tài liệu này.")
+# Where the visible signature goes (signing/placement.py).
+SignatureFieldNotFound = _error(
+    "SIGNATURE_FIELD_NOT_FOUND",
+    422,
+    "Tài liệu không có trường chữ ký với tên đã chỉ định; tài liệu chưa được ký.",
+)
+SignatureFieldAlreadySigned = _error(
+    "SIGNATURE_FIELD_ALREADY_SIGNED",
+    422,
+    "Trường chữ ký đã chỉ định đã được ký; tài liệu chưa được ký lại.",
+)
+NoSpaceForSignature = _error(
+    "NO_SPACE_FOR_SIGNATURE",
+    422,
+    "Trang không còn chỗ trống cho chữ ký hiển thị (chữ ký không được đè lên nội dung văn bản "
+    "hay chữ ký khác); tài liệu chưa được ký.",
+)
+PageLayoutUnavailable = _error(
+    "PAGE_LAYOUT_UNAVAILABLE",
+    422,
+    "Không phân tích được bố cục trang để đặt chữ ký hiển thị (trang quá phức tạp hoặc bị hỏng); "
+    "tài liệu chưa được ký.",
+)
+PLACEMENT_ERRORS: dict[str, type[ServiceError]] = {
+    cls.code: cls
+    for cls in (
+        SignatureFieldNotFound,
+        SignatureFieldAlreadySigned,
+        NoSpaceForSignature,
+        PageLayoutUnavailable,
+    )
+}
 
 # Signing profiles (admin)
 ProfileExists = _error("PROFILE_EXISTS", 409, "Tên cấu hình ký số đã được dùng.")
@@ -266,6 +298,55 @@ ProfileKeyMissing = _error(
     422,
     "Cấu hình ký số chưa có khóa ký đang hoạt động (chưa chọn, hoặc khóa đã bị vô hiệu hóa); "
     "quản trị viên cơ quan cần chọn một khóa đã đăng ký.",
+)
+# Appearance kinds and their images (issue 10; Nghị định 30/2020, Appendix I)
+UnknownAppearanceKind = _error(
+    "UNKNOWN_APPEARANCE_KIND",
+    422,
+    "Hình thức chữ ký không hợp lệ; chỉ dùng: person, seal, copy, annex, digitised, none.",
+)
+AppearanceIncomplete = _error(
+    "APPEARANCE_INCOMPLETE",
+    422,
+    "Hình thức chữ ký này thiếu thông tin cần thể hiện (ảnh chữ ký, ảnh con dấu hoặc số, ký "
+    "hiệu văn bản chính).",
+)
+InvalidDocumentNumber = _error(
+    "INVALID_DOCUMENT_NUMBER",
+    422,
+    "Số, ký hiệu văn bản chính không hợp lệ (ví dụ đúng: 123/QĐ-STP hoặc 45/2020/NĐ-CP).",
+)
+ImageNotPng = _error(
+    "IMAGE_NOT_PNG",
+    422,
+    "Ảnh phải là tệp PNG hợp lệ (nội dung được kiểm tra, không dựa vào tên tệp).",
+)
+ImageTooLarge = _error(
+    "IMAGE_TOO_LARGE",
+    422,
+    "Ảnh vượt quá giới hạn: tối đa 1 MB và 2048 điểm ảnh mỗi chiều (tối thiểu 16 điểm ảnh).",
+)
+ImageNotTransparent = _error(
+    "IMAGE_NOT_TRANSPARENT",
+    422,
+    "Ảnh phải có nền trong suốt (kênh alpha hoặc tRNS, và phần nền thực sự trong suốt).",
+)
+InvalidImage = _error(
+    "INVALID_IMAGE",
+    422,
+    "Thông tin ảnh không hợp lệ (tên, loại ảnh seal/signature hoặc kích thước theo mm).",
+)
+UnknownImage = _error(
+    "UNKNOWN_IMAGE",
+    422,
+    "Không có ảnh nào với tên này (và đúng loại) trong các ảnh đã tải lên của cơ quan.",
+)
+ImageExists = _error("IMAGE_EXISTS", 409, "Tên ảnh đã được dùng trong cơ quan.")
+ImageNotFound = _error("IMAGE_NOT_FOUND", 404, "Không tìm thấy ảnh.")
+ImageInUse = _error(
+    "IMAGE_IN_USE",
+    409,
+    "Ảnh đang được cấu hình ký số sử dụng; hãy đổi cấu hình trước khi xóa ảnh.",
 )
 OfficerNotRegistered = _error(
     "OFFICER_NOT_REGISTERED",

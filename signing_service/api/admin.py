@@ -1,12 +1,16 @@
-"""An agency administrator's signing profiles (``/v1/admin/profiles``) and the keys the
-operator registered for the agency (``/v1/admin/keys``, read-only); admin keys only.
+"""An agency administrator's signing profiles (``/v1/admin/profiles``), the images visible
+signatures show (``/v1/admin/appearance-images``: the agency's seal, its officers' handwritten
+signatures) and the keys the operator registered for the agency (``/v1/admin/keys``,
+read-only); admin keys only.
 
 An administrator chooses among the agency's registered keys and the operator's TSAs by name;
 nothing here registers key material or names a file, library, URL or secret source."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 
 from signing_service.api import schemas
@@ -139,3 +143,70 @@ async def keys_list(
         )
         for v in views
     ]
+
+
+@router.get(
+    "/v1/admin/appearance-images",
+    response_model=list[schemas.AppearanceImageOut],
+    tags=["quản trị"],
+    summary="Các ảnh con dấu và chữ ký tay của cơ quan",
+)
+async def images_list(
+    caller: Admin, services: AppServices, in_worker: InWorker
+) -> list[schemas.AppearanceImageOut]:
+    from signing_service.services.appearance_images import list_images
+
+    views = await in_worker(list_images, services, caller.agency)
+    return [schemas.AppearanceImageOut(**v.__dict__) for v in views]
+
+
+@router.post(
+    "/v1/admin/appearance-images",
+    status_code=201,
+    response_model=schemas.AppearanceImageOut,
+    tags=["quản trị"],
+    summary="Tải lên ảnh con dấu hoặc chữ ký tay (PNG nền trong suốt)",
+    responses={409: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}},
+)
+async def images_upload(
+    caller: Admin,
+    services: AppServices,
+    in_worker: InWorker,
+    file: Annotated[UploadFile, File(description="Ảnh PNG nền trong suốt, tối đa 1 MB")],
+    name: Annotated[str, Form(max_length=64, examples=["con-dau-so-tu-phap"])],
+    role: Annotated[str, Form(max_length=16, description="seal | signature")],
+    width_mm: Annotated[float, Form(description="chiều rộng khi in (mm), 5-120")],
+    officer: Annotated[str | None, Form(max_length=255, description="người ký")] = None,
+) -> schemas.AppearanceImageOut:
+    from signing_service.services.appearance_images import upload_image
+    from signing_service.signing.stamp_images import MAX_IMAGE_BYTES
+
+    # One byte more than allowed: an oversized image is told apart and refused (422).
+    data = await file.read(MAX_IMAGE_BYTES + 1)
+    view = await in_worker(
+        upload_image,
+        services,
+        caller.agency,
+        name=name,
+        role=role,
+        width_mm=width_mm,
+        officer=officer,
+        data=data,
+        actor=actor_of(caller),
+    )
+    return schemas.AppearanceImageOut(**view.__dict__)
+
+
+@router.delete(
+    "/v1/admin/appearance-images/{name}",
+    status_code=204,
+    tags=["quản trị"],
+    responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}},
+)
+async def images_delete(
+    name: str, caller: Admin, services: AppServices, in_worker: InWorker
+) -> Response:
+    from signing_service.services.appearance_images import delete_image
+
+    await in_worker(delete_image, services, caller.agency, name, actor=actor_of(caller))
+    return Response(status_code=204)

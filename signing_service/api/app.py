@@ -191,6 +191,10 @@ def create_app(services: Services) -> FastAPI:
             ".".join(str(p) for p in e.get("loc", ())[1:]) or str(e.get("loc", ("body",))[0])
             for e in exc.errors()
         ]
+        if "appearance.kind" in fields:
+            # A profile's appearance kind that does not exist has its own code (issue 10).
+            unknown = errors.UnknownAppearanceKind(details={"fields": fields})
+            return error_response(422, unknown.code, unknown.message, details=unknown.details)
         if request.url.path.startswith(OPERATOR_API_KEYS):
             # The operator API's documented code for a bad name, role, expiry or overlap
             # (README; newuser finding 2), whichever layer finds it.

@@ -223,6 +223,21 @@ class ProfileChange(ProfileChanges):
     """The fields to change; the profile is validated whole afterwards."""
 
 
+class AppearanceImageOut(BaseModel):
+    """An image visible signatures show (a seal or an officer's handwritten signature)."""
+
+    name: str = Field(examples=["con-dau-so-tu-phap"])
+    role: str = Field(description="seal (con dấu) | signature (chữ ký tay)")
+    officer: str | None = Field(description="người ký (với ảnh chữ ký)")
+    sha256: str
+    size: int = Field(description="byte")
+    width_px: int
+    height_px: int
+    width_mm: float = Field(description="chiều rộng khi in (mm)")
+    height_mm: float = Field(description="chiều cao khi in (mm), theo tỷ lệ ảnh")
+    created_at: str
+
+
 class AgencyKeyOut(BaseModel):
     name: str = Field(examples=["agency-a-seal"])
     kind: str = Field(description="pkcs12 | pkcs11 | csc | officer")

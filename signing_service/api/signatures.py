@@ -59,6 +59,31 @@ SINGLE_VALUED = [Depends(_single_valued)]
 CLEAN = AfterValidator(schemas.clean_text)
 
 
+# The appearance fields of a sign request (issue 10): checked by the use case, which answers
+# UNKNOWN_APPEARANCE_KIND / INVALID_DOCUMENT_NUMBER / APPEARANCE_INCOMPLETE.
+AppearanceKindField = Annotated[
+    str | None,
+    Form(
+        description="hình thức chữ ký thay cho của cấu hình: person, seal, copy, annex, "
+        "digitised, none",
+        max_length=16,
+    ),
+    CLEAN,
+]
+CopyKindField = Annotated[
+    str | None,
+    Form(description="với copy: SAO Y, SAO LỤC hoặc TRÍCH SAO", max_length=16),
+    CLEAN,
+]
+DocumentNumberField = Annotated[
+    str | None,
+    Form(
+        description="với annex: số, ký hiệu văn bản chính", examples=["123/QĐ-STP"], max_length=64
+    ),
+    CLEAN,
+]
+
+
 def _echo(filename: str | None) -> str | None:
     """A refused document's file name as the answer may carry it (control characters
     escaped, cut to the longest accepted name)."""
@@ -115,7 +140,21 @@ async def create_signature(
         Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
         CLEAN,
     ] = None,
+    field_name: Annotated[
+        str | None,
+        Form(
+            description="Tên trường chữ ký trống có sẵn trong tài liệu cần điền (tùy chọn); "
+            "mặc định: trường của cấu hình ký số, hoặc trường trống duy nhất của tài liệu",
+            examples=["ChuKyLanhDao"],
+            max_length=128,
+        ),
+        CLEAN,
+    ] = None,
+    appearance_kind: AppearanceKindField = None,
+    copy_kind: CopyKindField = None,
+    document_number: DocumentNumberField = None,
 ) -> schemas.SignatureOut:
+    from signing_service.services.appearance_images import AppearanceRequest
     from signing_service.services.signing import sign_document
 
     check_filename(file.filename)
@@ -132,6 +171,10 @@ async def create_signature(
         dossier_code=dossier_code,
         actor=actor_of(caller),
         authorization=authorization,
+        field_name=field_name,
+        appearance=AppearanceRequest(
+            kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
+        ),
     )
     response.headers["Location"] = f"/v1/documents/{result.document.id}"
     return _signature_out(result)
@@ -174,6 +217,16 @@ async def external_start(
     ] = None,
     level: Annotated[str | None, Form(description="B-B hoặc B-T", max_length=16), CLEAN] = None,
     dossier_code: Annotated[str | None, Form(max_length=64)] = None,  # matched whole later
+    field_name: Annotated[
+        str | None,
+        Form(
+            description="Tên trường chữ ký trống có sẵn trong tài liệu cần điền (tùy chọn); "
+            "mặc định: trường của cấu hình ký số, hoặc trường trống duy nhất của tài liệu",
+            examples=["ChuKyLanhDao"],
+            max_length=128,
+        ),
+        CLEAN,
+    ] = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
 
@@ -192,6 +245,7 @@ async def external_start(
         filename=file.filename,
         dossier_code=dossier_code,
         actor=actor_of(caller),
+        field_name=field_name,
     )
     return schemas.ExternalStartOut(
         **started.__dict__,
@@ -273,7 +327,21 @@ async def create_batch(
         Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô", max_length=1024),
         CLEAN,
     ] = None,
+    field_name: Annotated[
+        str | None,
+        Form(
+            description="Tên trường chữ ký trống có sẵn trong tài liệu cần điền (tùy chọn); "
+            "mặc định: trường của cấu hình ký số, hoặc trường trống duy nhất của tài liệu",
+            examples=["ChuKyLanhDao"],
+            max_length=128,
+        ),
+        CLEAN,
+    ] = None,
+    appearance_kind: AppearanceKindField = None,
+    copy_kind: CopyKindField = None,
+    document_number: DocumentNumberField = None,
 ) -> schemas.BatchOut:
+    from signing_service.services.appearance_images import AppearanceRequest
     from signing_service.services.signing import sign_batch
 
     settings = services.settings
@@ -292,6 +360,10 @@ async def create_batch(
         level=level,
         actor=actor_of(caller),
         authorization=authorization,
+        field_name=field_name,
+        appearance=AppearanceRequest(
+            kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
+        ),
     )
     out = []
     for index, item in enumerate(results):

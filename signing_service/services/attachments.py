@@ -43,7 +43,7 @@ from signing_service.services.documents import (
     check_filename,
     printable,
 )
-from signing_service.store.models import Agency, Attachment, Document, new_id
+from signing_service.store.models import Agency, AppearanceImage, Attachment, Document, new_id
 from signing_service.timefmt import api_time, api_time_or_none, aware_utc
 from storage import ObjectInfo, ObjectLocked, ObjectNotFound, StorageUnavailableError
 from storage.base import ChunkPipe, ObjectReader
@@ -731,8 +731,15 @@ def _referenced(services: Services, keys: list[str] | None = None) -> set[str]:
                     select(Attachment.sanitized_key).where(Attachment.sanitized_key.in_(keys))
                 )
             )
+            # Seals and signatures that visible signatures show (issue 10).
+            found |= set(
+                session.scalars(
+                    select(AppearanceImage.storage_key).where(AppearanceImage.storage_key.in_(keys))
+                )
+            )
             return {k for k in found if k}
         refs = {k for k in session.scalars(select(Document.storage_key)) if k}
+        refs |= set(session.scalars(select(AppearanceImage.storage_key)))
         for key, clean in session.execute(select(Attachment.storage_key, Attachment.sanitized_key)):
             refs.add(key)
             if clean:

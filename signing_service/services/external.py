@@ -37,6 +37,7 @@ from signing_service.services.signing import (
     _profile,
     check_signer,
     checked_timestamper,
+    placement_error,
     store_signed,
     timestamp_error,
     timestamp_unavailable,
@@ -51,6 +52,7 @@ from signing_service.signing.engine import (
     async_prepare_external,
     signature_timestamp_tokens,
 )
+from signing_service.signing.placement import PlacementError
 from signing_service.signing.rawsig import raw_signature_valid
 from signing_service.signing.tsa import TimestampCheckFailure
 from signing_service.store.models import Agency, ExternalSession, SigningProfile
@@ -95,8 +97,10 @@ def start_external(
     filename: str | None = None,
     dossier_code: str | None = None,
     actor: str,
+    field_name: str | None = None,
 ) -> ExternalStart:
-    """``officer``: the name of one of the agency's registered officer certificates;
+    """``field_name``: a prepared empty signature field to fill (else the profile's, else by
+    placement rule). ``officer``: the name of one of the agency's registered officer certificates;
     ``certificate``: the officer's certificate (PEM/DER), which must be one of them. A
     certificate the operator has not registered for this agency is refused
     (``OFFICER_NOT_REGISTERED``), whatever chain it comes with: a CA certificate, another
@@ -120,7 +124,7 @@ def start_external(
                 pdf,
                 signer_cert,
                 intermediates,
-                _options(profile, chosen),
+                _options(profile, chosen, field_name, services=services),
                 # Its token size sizes the reservation (learnt once per TSA); the first time,
                 # the sizing token is checked too, so a bad TSA is refused before a session.
                 timestamper=(
@@ -134,6 +138,8 @@ def start_external(
         raise (
             errors.EncryptedPdf() if e.reason == "encrypted" else errors.MalformedPdf()
         ) from None
+    except PlacementError as e:
+        raise placement_error(e) from None
     except TimestampCheckFailure as failure:
         raise timestamp_error(services, failure) from None
     now = datetime.now(UTC)

@@ -15,7 +15,15 @@ import re
 import unicodedata
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from signing_service.signing.repertoire import drawable
 
@@ -85,19 +93,86 @@ TsaName = Annotated[
     ),
 ]
 Level = Literal["B-B", "B-T", "B-LT", "B-LTA"]
+FieldName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
 Points = Annotated[float, Field(allow_inf_nan=False)]
 
 
+# Appearance kinds (issue 10; Nghị định 30/2020, Appendix I; signing/appearance.py draws them).
+APPEARANCE_KINDS = ("person", "seal", "copy", "annex", "digitised", "none")
+AppearanceKind = Literal["person", "seal", "copy", "annex", "digitised", "none"]
+IMAGE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+# The main document's number and symbol (Nghị định 30/2020 Art. 15): a number, optionally the
+# year, then the symbol: letters (Đ included), digits and hyphen-separated parts, e.g.
+# 123/QĐ-STP, 45/2020/NĐ-CP, 12/TTr-UBND.
+DOCUMENT_NUMBER_PATTERN = r"^[0-9]{1,7}(/[0-9]{4})?/[A-Za-zĐđ0-9]{1,20}(-[A-Za-zĐđ0-9]{1,20}){0,5}$"
+
+
+def _nfc(value: object) -> object:
+    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+
+
+CopyKind = Annotated[Literal["SAO Y", "SAO LỤC", "TRÍCH SAO"], BeforeValidator(_nfc)]
+ImageName = Annotated[
+    str,
+    Field(
+        min_length=2,
+        max_length=63,
+        pattern=IMAGE_NAME_PATTERN,
+        description="tên một ảnh đã tải lên của cơ quan (GET /v1/admin/appearance-images)",
+    ),
+]
+DocumentNumber = Annotated[
+    str,
+    BeforeValidator(_nfc),
+    Field(min_length=3, max_length=64, pattern=DOCUMENT_NUMBER_PATTERN, examples=["123/QĐ-STP"]),
+]
+
+
 class AppearanceSettings(BaseModel):
-    """The visible stamp: a text block at the top right of page 1 (Nghị định 30/2020)."""
+    """The visible stamp. Without ``kind``: the text block at the top right of page 1 that
+    profiles had before kinds (``heading``, ``width``, ``height``, ``font_size``). With a
+    ``kind`` (Nghị định 30/2020, Appendix I): ``person`` (``signature_image``, ``title``),
+    ``seal`` (``seal_image``), ``copy`` (``copy_kind``, ``unit``), ``annex``
+    (``document_number``, usually per request), ``digitised`` (``unit``), ``none``; kinds are
+    drawn in Liberation Serif 10 pt and size themselves; ``margin`` places them."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    kind: AppearanceKind | None = None
+    title: Heading | None = Field(
+        default=None, description="dòng chức danh khi chứng thư không có (ví dụ GIÁM ĐỐC)"
+    )
+    unit: Text | None = Field(
+        default=None, description="cơ quan sao / đơn vị số hóa; để trống: tổ chức trong chứng thư"
+    )
+    copy_kind: CopyKind | None = None
+    document_number: DocumentNumber | None = None
+    signature_image: ImageName | None = None
+    seal_image: ImageName | None = None
     heading: Heading = "Ký bởi"
     width: Points = Field(default=220.0, ge=MIN_STAMP_WIDTH, le=PAGE_WIDTH)
     height: Points = Field(default=52.0, ge=MIN_STAMP_HEIGHT, le=PAGE_HEIGHT)
     margin: Points = Field(default=24.0, ge=0.0, le=MAX_MARGIN)
     font_size: int = Field(default=9, ge=MIN_FONT_SIZE, le=MAX_FONT_SIZE)
+    field_name: FieldName | None = Field(
+        default=None,
+        description="trường chữ ký trống có sẵn trong tài liệu cần điền (vd. ChuKyLanhDao)",
+    )
+    when_full: Literal["shrink", "next-page", "refuse"] = Field(
+        default="shrink",
+        description=(
+            "khi trang không còn chỗ trống: thu nhỏ (tối thiểu một nửa), sang trang sau, "
+            "hoặc từ chối (NO_SPACE_FOR_SIGNATURE)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _kind_has_what_it_draws(self) -> AppearanceSettings:
+        if self.kind == "person" and self.signature_image is None:
+            raise ValueError("hình thức person cần ảnh chữ ký (signature_image)")
+        if self.kind == "seal" and self.seal_image is None:
+            raise ValueError("hình thức seal cần ảnh con dấu (seal_image)")
+        return self
 
     @model_validator(mode="after")
     def _inside_the_page(self) -> AppearanceSettings:
@@ -156,19 +231,32 @@ class ProfileChanges(BaseModel):
     appearance: AppearanceSettings | None = None
 
 
-def appearance_spec(stored: dict[str, Any] | None) -> AppearanceSpec | None:
-    """The stamp of a stored profile, validated again before use: a row written before these
+def checked_appearance(stored: dict[str, Any] | None) -> AppearanceSettings | None:
+    """A stored profile's appearance, validated again before use: a row written before these
     rules (or by hand) that breaks them is refused with ``INVALID_PROFILE``, never a 500."""
     from signing_service import errors
-    from signing_service.signing.appearance import AppearanceSpec
 
     if stored is None:
         return None
     try:
-        checked = AppearanceSettings.model_validate(stored)
+        return AppearanceSettings.model_validate(stored)
     except ValidationError:
         raise errors.InvalidProfile(
             "Thiết lập hình thức chữ ký (appearance) đã lưu không hợp lệ; quản trị viên cơ quan "
             "cần sửa cấu hình ký số."
         ) from None
-    return AppearanceSpec(**checked.model_dump())
+
+
+# What AppearanceSpec (the text stamp of profiles without a kind) takes.
+LEGACY_FIELDS = ("heading", "width", "height", "margin", "font_size", "field_name", "when_full")
+
+
+def appearance_spec(stored: dict[str, Any] | None) -> AppearanceSpec | None:
+    """The text stamp of a stored profile without a ``kind`` (checked as
+    :func:`checked_appearance`); profiles with a kind: services/appearance_images.py."""
+    from signing_service.signing.appearance import AppearanceSpec
+
+    checked = checked_appearance(stored)
+    if checked is None:
+        return None
+    return AppearanceSpec(**checked.model_dump(include=set(LEGACY_FIELDS)))

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services import allowlists
+from signing_service.services.appearance_images import check_image_names
 from signing_service.services.container import Services
 from signing_service.services.keys import (
     SIGNING_KINDS,
@@ -82,6 +83,9 @@ class ProfileView:
 
 def _invalid(e: ValidationError) -> errors.ServiceError:
     fields = [".".join(str(p) for p in problem["loc"]) for problem in e.errors()]
+    if "appearance.kind" in fields:
+        # Its own code (issue 10): a client sending a kind of a newer version learns why.
+        return errors.UnknownAppearanceKind(details={"fields": fields})
     return errors.InvalidProfile(details={"fields": fields})
 
 
@@ -90,8 +94,9 @@ def _validate(
 ) -> SigningKey | None:
     """Refuse settings that could not sign; return the chosen key's row.
 
-    Codes: ``UNKNOWN_TSA``, ``UNKNOWN_KEY`` (another agency's key answers the same),
-    ``INVALID_PROFILE``, and the signer checks' (``SIGNER_CERT_REVOKED``…).
+    Codes: ``UNKNOWN_TSA``, ``UNKNOWN_IMAGE`` (an appearance image the agency does not have),
+    ``UNKNOWN_KEY`` (another agency's key answers the same), ``INVALID_PROFILE``, and the
+    signer checks' (``SIGNER_CERT_REVOKED``…).
     """
     level = SignatureLevel.parse(settings.level)
     if settings.tsa is not None and settings.tsa not in allowlists.tsas(services):
@@ -104,6 +109,8 @@ def _validate(
                 "Mức B-T trở lên cần máy chủ dấu thời gian; đơn vị vận hành chưa cấu hình máy chủ "
                 "nào."
             ) from None
+    if settings.appearance is not None:
+        check_image_names(session, agency.id, settings.appearance.model_dump())
     key = None
     if settings.key is not None:
         key = active_key(session, agency.id, name=settings.key)
@@ -153,7 +160,10 @@ def _apply(profile: SigningProfile, settings: ProfileSettings, key: SigningKey |
     profile.reason = settings.reason
     profile.location = settings.location
     profile.appearance = (
-        settings.appearance.model_dump() if settings.appearance is not None else None
+        # Unset options are left out: a profile saved before kinds reads back as it was.
+        settings.appearance.model_dump(exclude_none=True)
+        if settings.appearance is not None
+        else None
     )
 
 

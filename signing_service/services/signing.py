@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services import allowlists
+from signing_service.services.appearance_images import AppearanceRequest, resolve_appearance
 from signing_service.services.container import Services
 from signing_service.services.documents import (
     DocumentView,
@@ -47,6 +48,7 @@ from signing_service.signing.keys import (
     with_authorization,
 )
 from signing_service.signing.levels import SignatureLevel
+from signing_service.signing.placement import PlacementError
 from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
 from signing_service.timefmt import api_time
@@ -170,13 +172,27 @@ def checked_timestamper(services: Services, url: str) -> CheckedTimeStamper:
     return CheckedTimeStamper(services.timestamper(url), services.token_checker)
 
 
-def _options(profile: SigningProfile, level: SignatureLevel) -> SignOptions:
+def _options(
+    profile: SigningProfile,
+    level: SignatureLevel,
+    field_name: str | None = None,
+    *,
+    services: Services | None = None,
+    appearance: AppearanceRequest | None = None,
+) -> SignOptions:
     # The TSA is passed as a timestamper built from the operator's allowlist (tsa_url_of).
+    # ``field_name``: the request's prepared signature field (else the profile's). With
+    # ``services``: the appearance kinds (issue 10), images loaded, request fields applied.
     return SignOptions(
         level=level,
         reason=profile.reason,
         location=profile.location,
-        appearance=appearance_spec(profile.appearance),
+        appearance=(
+            resolve_appearance(services, profile.agency_id, profile.appearance, appearance)
+            if services is not None
+            else appearance_spec(profile.appearance)
+        ),
+        field_name=field_name,
     )
 
 
@@ -192,9 +208,11 @@ async def _check_and_sign(
     profile: SigningProfile,
     level: SignatureLevel,
     pdf: bytes,
+    field_name: str | None = None,
+    appearance: AppearanceRequest | None = None,
 ) -> bytes:
     await check_signer(services, key.signing_cert, key.chain)
-    options = _options(profile, level)
+    options = _options(profile, level, field_name, services=services, appearance=appearance)
     timestamper = None
     if level.needs_timestamp:
         timestamper = checked_timestamper(services, tsa_url_of(services, profile))
@@ -222,9 +240,17 @@ async def _check_and_sign(
         from signing_service.services.keys import key_error
 
         raise key_error(e) from None
+    except PlacementError as e:
+        raise placement_error(e) from None
     except SigningError as e:
         log.warning("signing failed: %s", type(e).__name__)
         raise errors.SigningFailed() from None
+
+
+def placement_error(error: PlacementError) -> errors.ServiceError:
+    """The 422 of a placement failure, naming the field when one was asked for."""
+    details = {"field_name": error.detail} if error.code.startswith("SIGNATURE_FIELD") else None
+    return errors.PLACEMENT_ERRORS[error.code](details=details)
 
 
 def sign_document(
@@ -238,14 +264,31 @@ def sign_document(
     dossier_code: str | None = None,
     actor: str,
     authorization: str | None = None,
+    field_name: str | None = None,
+    appearance: AppearanceRequest | None = None,
 ) -> SignResult:
     """``authorization``: the officer's PIN/OTP for a remote-signing (csc:) profile, passed
-    through to the provider and never stored or logged."""
+    through to the provider and never stored or logged. ``field_name``: a prepared empty
+    signature field to fill (SIGNATURE_FIELD_NOT_FOUND / _ALREADY_SIGNED otherwise).
+    ``appearance``: the request's appearance fields (kind, copy kind, document number) over the
+    profile's."""
     check_pdf_upload(pdf, services.settings.max_upload_bytes)
     dossier_code = check_dossier_code(dossier_code, agency.code)
     profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
     key = with_authorization(key, authorization)
-    return _sign_one(services, agency, profile, chosen, key, pdf, filename, dossier_code, actor)
+    return _sign_one(
+        services,
+        agency,
+        profile,
+        chosen,
+        key,
+        pdf,
+        filename,
+        dossier_code,
+        actor,
+        field_name,
+        appearance=appearance,
+    )
 
 
 def _sign_one(
@@ -258,9 +301,13 @@ def _sign_one(
     filename: str | None,
     dossier_code: str | None,
     actor: str,
+    field_name: str | None = None,
+    appearance: AppearanceRequest | None = None,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing."""
-    signed = run_sync(_check_and_sign(services, key, profile, level, pdf))
+    signed = run_sync(
+        _check_and_sign(services, key, profile, level, pdf, field_name, appearance=appearance)
+    )
     return store_signed(
         services,
         agency,
@@ -407,11 +454,15 @@ def sign_batch(
     level: str | None = None,
     actor: str,
     authorization: str | None = None,
+    field_name: str | None = None,
+    appearance: AppearanceRequest | None = None,
 ) -> list[SignResult | errors.ServiceError]:
-    """Ký hàng loạt: one profile, one authorisation, per-document results.
+    """Ký hàng loạt: one profile, one authorisation, per-document results. ``field_name``: the
+    prepared signature field to fill in every document (a document without it fails alone).
 
-    What concerns the whole batch (profile, level, key, the signer's certificate) is checked
-    once, before any document, and refuses the whole request (nothing is signed). Each document
+    What concerns the whole batch (profile, level, the request's appearance fields, key, the
+    signer's certificate) is checked once, before any document, and refuses the whole request
+    (nothing is signed). Each document
     is then signed and stored all-or-nothing on its own, and its result is the
     :class:`SignResult` or the :class:`errors.ServiceError` that refused it:
 
@@ -424,6 +475,8 @@ def sign_batch(
       ``details.attempted = false`` (each would wait for the same time-out).
     """
     profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
+    # The request's appearance fields concern every document: refused before any is signed.
+    resolve_appearance(services, profile.agency_id, profile.appearance, appearance)
     run_sync(check_signer(services, key.signing_cert, key.chain))
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
@@ -436,7 +489,19 @@ def sign_batch(
             check_filename(filename)
             check_pdf_upload(pdf, services.settings.max_upload_bytes)
             results.append(
-                _sign_one(services, agency, profile, chosen, key, pdf, filename, None, actor)
+                _sign_one(
+                    services,
+                    agency,
+                    profile,
+                    chosen,
+                    key,
+                    pdf,
+                    filename,
+                    None,
+                    actor,
+                    field_name,
+                    appearance=appearance,
+                )
             )
         except errors.ServiceError as e:
             results.append(e)

@@ -8,7 +8,10 @@ pyHanko's default stamp font has no Vietnamese glyphs, so a TrueType font is alw
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
+import math
 import os
 import tempfile
 import unicodedata
@@ -16,14 +19,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 from fontTools import subset
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.content import ResourceType
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
+from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils.layout import BoxConstraints
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.text import TextBoxStyle
-from pyhanko.sign.fields import SigFieldSpec
+from pyhanko.pdf_utils.writer import BasePdfFileWriter
+from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.stamp import TextStampStyle
+from pyhanko.stamp.base import BaseStamp, BaseStampStyle
 
 from signing_service.signing.repertoire import STAMP_RANGES
+from signing_service.signing.stamp_images import StampImage
 
 VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")
 
@@ -46,11 +58,12 @@ def _subset_font(source: Path) -> Path:
     """A Latin + Vietnamese subset of ``source``, made once and cached on disk.
 
     pyHanko subsets the embedded font on every signature; on a full Noto Serif that is ~130 ms
-    (most of a signature's cost). On this ~50 KB subset it is a few milliseconds.
+    (most of a signature's cost). On this ~50 KB subset it is a few milliseconds. The subset
+    has 1000 units per em, the unit of the PDF's glyph widths.
     """
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     cache = Path(tempfile.gettempdir()) / "signing-service-fonts"
-    target = cache / f"{source.stem}-vi-{digest}.ttf"
+    target = cache / f"{source.stem}-vi-u1000-{digest}.ttf"
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
@@ -65,6 +78,12 @@ def _subset_font(source: Path) -> Path:
     subsetter = subset.Subsetter(options)
     subsetter.populate(unicodes=STAMP_UNICODES)
     subsetter.subset(font)
+    if font["head"].unitsPerEm != 1000:
+        # pyHanko (0.38) writes the glyph widths of the /W array in font units, which PDF reads
+        # as thousandths of an em: a 2048-unit font (Liberation Serif) was drawn letter-spaced.
+        from fontTools.ttLib.scaleUpem import scale_upem
+
+        scale_upem(font, 1000)
     fd, tmp = tempfile.mkstemp(dir=cache, suffix=".ttf")
     os.close(fd)
     subset.save_font(font, tmp, options)
@@ -94,6 +113,10 @@ class AppearanceSpec:
     height: float = 52.0
     margin: float = 24.0
     font_size: int = 9
+    # Placement (signing/placement.py): a prepared signature field to fill, and what to do
+    # when no free space fits the stamp.
+    field_name: str | None = None
+    when_full: Literal["shrink", "next-page", "refuse"] = "shrink"
 
     def stamp(self, signer_name: str, organisation: str | None, moment: datetime) -> TextStampStyle:
         lines = [f"{self.heading}: {signer_name}"]
@@ -111,11 +134,511 @@ class AppearanceSpec:
             background=None,
         )
 
-    def field_spec(self, field_name: str, page_width: float, page_height: float) -> SigFieldSpec:
-        x2 = page_width - self.margin
-        y2 = page_height - self.margin
-        return SigFieldSpec(
-            sig_field_name=field_name,
-            on_page=0,
-            box=(int(x2 - self.width), int(y2 - self.height), int(x2), int(y2)),
+
+# --- Appearance kinds (issue 10; Nghị định 30/2020, Appendix I) ----------------------------
+#
+# WHAT a stamp shows, independent of WHERE it goes: :func:`plan_stamp` gives, for a kind, its
+# texts and images, the size the stamp asks for, the region it belongs in and the pyHanko stamp
+# style that draws it in whatever box it is given. Placement (signing/placement.py) chooses
+# the box from the plan's size, region and ``over_signature``.
+
+KINDS = ("person", "seal", "copy", "annex", "digitised", "none")
+COPY_KINDS = ("SAO Y", "SAO LỤC", "TRÍCH SAO")
+Region = Literal["top-right", "signature-block"]
+
+LIBERATION_SERIF = Path("/usr/share/fonts/truetype/liberation2/LiberationSerif-Regular.ttf")
+# Vertical room per line, in em. Liberation Serif's stacked Vietnamese capitals ("Ể", "Ấ",
+# "Ỗ") reach 0.89 em above the baseline and its descenders 0.22 em below: 1.3 em per line
+# leaves a gap between a line's descenders and the next line's stacked marks.
+ASCENT_EM = 0.92
+DESCENT_EM = 0.24
+LINE_EM = 1.3
+PAD = 3.0  # points between the box edge and its content
+# A person stamp: the signature image is shown at most this tall, and at least this wide a box.
+MAX_SIGNATURE_HEIGHT_PT = 56.0
+MIN_PERSON_WIDTH_PT = 160.0
+# The colours the texts are drawn in: black (Appendix I: "màu đen").
+BLACK = b"0 0 0 rg"
+
+
+@lru_cache(maxsize=1)
+def kinds_font() -> Path:
+    """Liberation Serif (metric-compatible with Times New Roman, Appendix I), subset to the
+    stamp repertoire; :func:`default_font` when it is not installed (Debian fonts-liberation2)."""
+    if LIBERATION_SERIF.exists():
+        return _subset_font(LIBERATION_SERIF)
+    return default_font()
+
+
+@lru_cache(maxsize=4)
+def _advances(font: Path) -> tuple[dict[int, int], int]:
+    """Code point → advance width (font units), and units per em: to measure a line before a
+    box exists. The subset has no layout tables, so advances are what the PDF shows."""
+    from fontTools.ttLib import TTFont
+
+    tt = TTFont(str(font), lazy=True)
+    cmap = tt.getBestCmap()
+    hmtx = tt["hmtx"]
+    return {code: hmtx[name][0] for code, name in cmap.items()}, tt["head"].unitsPerEm
+
+
+def text_width(text: str, size: float, font: Path | None = None) -> float:
+    """Width in points of ``text`` (NFC) at ``size`` points in the stamp font."""
+    advances, upem = _advances(font or kinds_font())
+    return sum(advances.get(ord(c), upem // 2) for c in text) * size / upem
+
+
+def readable_time(moment: datetime) -> str:
+    """``14:05:09 ngày 27/11/2026 (+07:00)``: the signing time as people read it (Vietnam time);
+    the copy block keeps ISO 8601 (:func:`vietnam_time`), as the rules ask."""
+    local = moment.astimezone(VIETNAM_TZ)
+    return f"{local:%H:%M:%S} ngày {local:%d/%m/%Y} (+07:00)"
+
+
+@dataclass(frozen=True)
+class StampTexts:
+    """What the texts of a stamp say. ``title``: the officer's title line ("GIÁM ĐỐC");
+    ``unit``: the agency (copying agency, digitising unit); ``copy_kind``: one of
+    :data:`COPY_KINDS`; ``document_number``: the main document's number and symbol
+    (``123/QĐ-STP``) on an annex."""
+
+    signer_name: str
+    moment: datetime
+    title: str | None = None
+    unit: str | None = None
+    copy_kind: str | None = None
+    document_number: str | None = None
+
+
+@dataclass(frozen=True)
+class _Line:
+    text: str
+    size: float
+
+    @property
+    def height(self) -> float:
+        return self.size * LINE_EM
+
+
+@dataclass(frozen=True)
+class _Image:
+    image: StampImage
+    max_width: float  # points
+    max_height: float
+
+
+@dataclass(frozen=True)
+class _FontProgram:
+    """A stamp font prepared once per process: everything a PDF needs to show it, compressed.
+
+    Why not pyHanko's GlyphAccumulator: it subsets and re-serialises the font with fontTools on
+    every signature (~25 ms of a 4 ms invisible signature; ``make bench``, "visible
+    person+seal ÷ invisible", target ≤ 1.3). The stamp font is already a ~55 KB subset of the
+    stamp repertoire (:func:`_subset_font`), so it is embedded whole (~30 KB compressed), and
+    its /W array, ToUnicode CMap and /CIDSet (PDF/A-1, ISO 19005-1 §6.3.5) are built here once.
+    """
+
+    name: str  # subset tag + PostScript name
+    cmap: dict[int, int]  # code point → glyph id (= CID, /CIDToGIDMap /Identity)
+    widths: tuple[int, ...]  # per glyph id, thousandths of an em (the subset has 1000 upem)
+    bbox: tuple[int, int, int, int]
+    ascent: int
+    descent: int
+    cap_height: int
+    font_flate: bytes
+    font_length: int
+    to_unicode_flate: bytes
+    cid_set_flate: bytes
+
+
+@lru_cache(maxsize=4)
+def _font_program(font: Path) -> _FontProgram:
+    import zlib
+
+    from fontTools.ttLib import TTFont
+
+    data = font.read_bytes()
+    tt = TTFont(io.BytesIO(data))
+    if tt["head"].unitsPerEm != 1000:
+        raise FontMissing(f"{font} is not at 1000 units per em")
+    order = tt.getGlyphOrder()
+    hmtx = tt["hmtx"]
+    widths = tuple(hmtx[name][0] for name in order)
+    gid = {name: i for i, name in enumerate(order)}
+    cmap = {code: gid[name] for code, name in tt.getBestCmap().items()}
+    first: dict[int, int] = {}
+    for code in sorted(cmap):
+        first.setdefault(cmap[code], code)
+    entries = [
+        b"<%04X> <%s>" % (g, chr(c).encode("utf-16-be").hex().upper().encode())
+        for g, c in sorted(first.items())
+    ]
+    blocks = [
+        b"%d beginbfchar\n%s\nendbfchar" % (len(chunk), b"\n".join(chunk))
+        for chunk in (entries[i : i + 100] for i in range(0, len(entries), 100))
+    ]
+    to_unicode = b"\n".join(
+        [
+            b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap",
+            b"/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def",
+            b"/CMapName /Adobe-Identity-UCS def /CMapType 2 def",
+            b"1 begincodespacerange <0000> <FFFF> endcodespacerange",
+            *blocks,
+            b"endcmap CMapName currentdict /CMap defineresource pop end end",
+        ]
+    )
+    cid_set = bytearray((len(order) + 7) // 8)
+    for g in range(len(order)):
+        cid_set[g // 8] |= 0x80 >> (g % 8)
+    head, os2 = tt["head"], tt["OS/2"]
+    tag = "".join(chr(65 + b % 26) for b in hashlib.sha256(data).digest()[:6])
+    ps_name = tt["name"].getDebugName(6) or font.stem
+    return _FontProgram(
+        name=f"{tag}+{ps_name}",
+        cmap=cmap,
+        widths=widths,
+        bbox=(head.xMin, head.yMin, head.xMax, head.yMax),
+        ascent=tt["hhea"].ascent,
+        descent=tt["hhea"].descent,
+        cap_height=getattr(os2, "sCapHeight", 700) or 700,
+        font_flate=zlib.compress(data, 9),
+        font_length=len(data),
+        to_unicode_flate=zlib.compress(to_unicode, 9),
+        cid_set_flate=zlib.compress(bytes(cid_set), 9),
+    )
+
+
+class _StampFont:
+    """The stamp font in one document: its objects added on first use (a Type0 font over a
+    CIDFontType2, Identity-H, ISO 32000-1 §9.7), text shown as glyph ids. The subset has no
+    layout tables, so a glyph's advance is its width: what :func:`text_width` measures."""
+
+    def __init__(self, writer: BasePdfFileWriter, font: Path) -> None:
+        self.writer = writer
+        self.program = _font_program(font)
+        self._ref: generic.IndirectObject | None = None
+
+    def show(self, text: str) -> tuple[bytes, float]:
+        """The ``Tj`` operator for ``text`` (NFC) and its advance in em."""
+        glyphs = [self.program.cmap.get(ord(c), 0) for c in unicodedata.normalize("NFC", text)]
+        advance = sum(self.program.widths[g] for g in glyphs) / 1000
+        return b"<%s> Tj" % "".join(f"{g:04X}" for g in glyphs).encode(), advance
+
+    def resource(self) -> generic.IndirectObject:
+        if self._ref is not None:
+            return self._ref
+        p, add = self.program, self.writer.add_object
+        flate = pdf_name("/FlateDecode")
+        font_file = add(
+            generic.StreamObject(
+                {
+                    pdf_name("/Length1"): generic.NumberObject(p.font_length),
+                    pdf_name("/Filter"): flate,
+                },
+                encoded_data=p.font_flate,
+            )
         )
+        cid_set = add(
+            generic.StreamObject({pdf_name("/Filter"): flate}, encoded_data=p.cid_set_flate)
+        )
+        to_unicode = add(
+            generic.StreamObject({pdf_name("/Filter"): flate}, encoded_data=p.to_unicode_flate)
+        )
+        name = pdf_name("/" + p.name)
+        descriptor = add(
+            generic.DictionaryObject(
+                {
+                    pdf_name("/Type"): pdf_name("/FontDescriptor"),
+                    pdf_name("/FontName"): name,
+                    pdf_name("/Flags"): generic.NumberObject(6),  # serif, symbolic (CID font)
+                    pdf_name("/FontBBox"): generic.ArrayObject(
+                        generic.NumberObject(v) for v in p.bbox
+                    ),
+                    pdf_name("/ItalicAngle"): generic.NumberObject(0),
+                    pdf_name("/Ascent"): generic.NumberObject(p.ascent),
+                    pdf_name("/Descent"): generic.NumberObject(p.descent),
+                    pdf_name("/CapHeight"): generic.NumberObject(p.cap_height),
+                    pdf_name("/StemV"): generic.NumberObject(80),
+                    pdf_name("/FontFile2"): font_file,
+                    pdf_name("/CIDSet"): cid_set,
+                }
+            )
+        )
+        cid_font = add(
+            generic.DictionaryObject(
+                {
+                    pdf_name("/Type"): pdf_name("/Font"),
+                    pdf_name("/Subtype"): pdf_name("/CIDFontType2"),
+                    pdf_name("/BaseFont"): name,
+                    pdf_name("/CIDSystemInfo"): generic.DictionaryObject(
+                        {
+                            pdf_name("/Registry"): generic.TextStringObject("Adobe"),
+                            pdf_name("/Ordering"): generic.TextStringObject("Identity"),
+                            pdf_name("/Supplement"): generic.NumberObject(0),
+                        }
+                    ),
+                    pdf_name("/FontDescriptor"): descriptor,
+                    pdf_name("/W"): generic.ArrayObject(
+                        [
+                            generic.NumberObject(0),
+                            generic.ArrayObject(generic.NumberObject(w) for w in p.widths),
+                        ]
+                    ),
+                    pdf_name("/CIDToGIDMap"): pdf_name("/Identity"),
+                }
+            )
+        )
+        self._ref = add(
+            generic.DictionaryObject(
+                {
+                    pdf_name("/Type"): pdf_name("/Font"),
+                    pdf_name("/Subtype"): pdf_name("/Type0"),
+                    pdf_name("/BaseFont"): name,
+                    pdf_name("/Encoding"): pdf_name("/Identity-H"),
+                    pdf_name("/DescendantFonts"): generic.ArrayObject([cid_font]),
+                    pdf_name("/ToUnicode"): to_unicode,
+                }
+            )
+        )
+        return self._ref
+
+
+class KindStamp(BaseStamp):
+    """Draws a :class:`KindStampStyle` in the box pyHanko gives it (the widget's size):
+    the top lines from the top, the bottom lines from the bottom, the image centred between
+    them, scaled down (never up) to fit, aspect kept. Every text in one embedded font subset."""
+
+    def __init__(self, writer: BasePdfFileWriter, style: KindStampStyle, box: BoxConstraints):
+        super().__init__(writer=writer, style=style, box=box)
+
+    def _image_ref(self, image: StampImage) -> generic.IndirectObject:
+        # The samples were compressed once (stamp_images.stamp_image); each document gets its
+        # own two objects (the image and its soft mask, ISO 32000-1 §11.6.5.3).
+        common = {
+            "/Type": pdf_name("/XObject"),
+            "/Subtype": pdf_name("/Image"),
+            "/Width": generic.NumberObject(image.width_px),
+            "/Height": generic.NumberObject(image.height_px),
+            "/BitsPerComponent": generic.NumberObject(8),
+            "/Filter": pdf_name("/FlateDecode"),
+        }
+        smask = generic.StreamObject(
+            {
+                **{pdf_name(k): v for k, v in common.items()},
+                pdf_name("/ColorSpace"): pdf_name("/DeviceGray"),
+            },
+            encoded_data=image.alpha_flate,
+        )
+        rgb = generic.StreamObject(
+            {
+                **{pdf_name(k): v for k, v in common.items()},
+                pdf_name("/ColorSpace"): pdf_name("/DeviceRGB"),
+                pdf_name("/SMask"): self._ensure_writer.add_object(smask),
+            },
+            encoded_data=image.rgb_flate,
+        )
+        return self._ensure_writer.add_object(rgb)
+
+    def _text(self, font: _StampFont, line: _Line, y: float, width: float) -> bytes:
+        shown, advance = font.show(line.text)
+        x = max(0.0, (width - advance * line.size) / 2)
+        return b"BT /F1 %g Tf %g %g Td %s ET" % (line.size, x, y, shown)
+
+    def _render_inner_content(self) -> list[bytes]:
+        style: KindStampStyle = self.style
+        width, height = self.box.width, self.box.height
+        commands = [b"q", BLACK]
+        lines = style.top + style.bottom
+        if lines:
+            engine = _StampFont(self._ensure_writer, style.font)
+            self.set_resource(ResourceType.FONT, pdf_name("/F1"), engine.resource())
+            y = height - PAD
+            for line in style.top:
+                commands.append(self._text(engine, line, y - ASCENT_EM * line.size, width))
+                y -= line.height
+            top_end = y
+            y = PAD
+            for line in reversed(style.bottom):
+                commands.append(self._text(engine, line, y + DESCENT_EM * line.size, width))
+                y += line.height
+            bottom_end = y
+        else:
+            top_end, bottom_end = height, 0.0
+        if style.image is not None:
+            spec = style.image
+            room_w = min(width, spec.max_width)
+            room_h = min(max(top_end - bottom_end, 1.0), spec.max_height)
+            scale = min(1.0, room_w / spec.image.width_pt, room_h / spec.image.height_pt)
+            w, h = spec.image.width_pt * scale, spec.image.height_pt * scale
+            x = (width - w) / 2
+            y = bottom_end + ((top_end - bottom_end) - h) / 2
+            self.set_resource(ResourceType.XOBJECT, pdf_name("/Im1"), self._image_ref(spec.image))
+            commands.append(b"q %g 0 0 %g %g %g cm /Im1 Do Q" % (w, h, x, y))
+        commands.append(b"Q")
+        return commands
+
+
+@dataclass(frozen=True)
+class KindStampStyle(BaseStampStyle):
+    """A pyHanko stamp style for one appearance kind: text lines at the top and bottom of the
+    box, an optional image between them; no border, no background."""
+
+    top: tuple[_Line, ...] = ()
+    bottom: tuple[_Line, ...] = ()
+    image: _Image | None = None
+    font: Path = LIBERATION_SERIF
+    border_width: int = 0
+
+    def create_stamp(
+        self, writer: BasePdfFileWriter, box: BoxConstraints, text_params: dict[str, Any]
+    ) -> KindStamp:
+        return KindStamp(writer, self, box)
+
+
+@dataclass(frozen=True)
+class StampPlan:
+    """What a stamp needs: ``width`` × ``height`` points, the ``region`` it belongs in
+    (``top-right`` of page 1, or the ``signature-block``), whether it goes ``over_signature``
+    (the seal over the left third of the person signature before it), and the style."""
+
+    kind: str
+    width: float
+    height: float
+    region: Region
+    over_signature: bool
+    style: KindStampStyle
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def _block(kind: str, lines: list[_Line], font: Path) -> StampPlan:
+    width = max(text_width(line.text, line.size, font) for line in lines) + 2 * PAD
+    height = sum(line.height for line in lines) + 2 * PAD
+    style = KindStampStyle(top=tuple(lines), font=font)
+    return StampPlan(kind, math.ceil(width), math.ceil(height), "top-right", False, style)
+
+
+def plan_stamp(
+    kind: str,
+    texts: StampTexts,
+    *,
+    signature: StampImage | None = None,
+    seal: StampImage | None = None,
+    font_size: float = 10.0,
+) -> StampPlan | None:
+    """The stamp of ``kind`` (one of :data:`KINDS`; ``None`` for ``none``: an invisible
+    signature), as Nghị định 30/2020 Appendix I describes it:
+
+    - ``person``: the title line, the signature image (blue, as uploaded) centred below it,
+      the full name and the signing time (:func:`readable_time`); region ``signature-block``.
+    - ``seal``: the seal image at its real size (``seal.width_mm`` × ``height_mm``, 72 pt per
+      inch), nothing else; region ``signature-block``, over the person signature.
+    - ``copy``: SAO Y / SAO LỤC / TRÍCH SAO, the copying agency, the time as ISO 8601 +07:00.
+    - ``annex``: the agency, the main document's number and symbol, the time (ISO 8601).
+    - ``digitised``: the digitising unit and the time (ISO 8601).
+    The three text blocks: Liberation Serif ``font_size`` pt, black, upright, top right of
+    page 1. ``ValueError`` when the kind is unknown or an image or text it needs is missing.
+    """
+    font = kinds_font()
+    line = functools.partial(_Line, size=font_size)
+    if kind == "none":
+        return None
+    if kind == "person":
+        if signature is None:
+            raise ValueError("a person stamp needs the officer's signature image")
+        top = [line(_nfc(texts.title))] if texts.title else []
+        bottom = [line(_nfc(texts.signer_name)), _Line(readable_time(texts.moment), font_size - 1)]
+        image_w = min(signature.width_pt, 2 * MIN_PERSON_WIDTH_PT)
+        image_h = min(signature.height_pt * image_w / signature.width_pt, MAX_SIGNATURE_HEIGHT_PT)
+        texts_w = max(text_width(x.text, x.size, font) for x in top + bottom)
+        width = max(MIN_PERSON_WIDTH_PT, texts_w + 2 * PAD, image_w + 2 * PAD)
+        height = sum(x.height for x in top + bottom) + image_h + 2 * PAD
+        style = KindStampStyle(
+            top=tuple(top),
+            bottom=tuple(bottom),
+            image=_Image(signature, image_w, MAX_SIGNATURE_HEIGHT_PT),
+            font=font,
+        )
+        return StampPlan(kind, math.ceil(width), math.ceil(height), "signature-block", False, style)
+    if kind == "seal":
+        if seal is None:
+            raise ValueError("a seal stamp needs the agency's seal image")
+        style = KindStampStyle(image=_Image(seal, seal.width_pt, seal.height_pt), font=font)
+        return StampPlan(kind, seal.width_pt, seal.height_pt, "signature-block", True, style)
+    moment = vietnam_time(texts.moment)
+    unit = _nfc(texts.unit or texts.signer_name)
+    if kind == "copy":
+        copy_kind = _nfc(texts.copy_kind or COPY_KINDS[0])
+        if copy_kind not in COPY_KINDS:
+            raise ValueError(f"unknown copy kind {copy_kind!r}")
+        return _block(kind, [line(copy_kind), line(unit), line(moment)], font)
+    if kind == "annex":
+        if not texts.document_number:
+            raise ValueError("an annex stamp needs the main document's number and symbol")
+        number = _nfc(texts.document_number)
+        return _block(kind, [line(unit), line(f"Kèm theo văn bản số {number}"), line(moment)], font)
+    if kind == "digitised":
+        return _block(kind, [line(unit), line(f"Số hóa: {moment}")], font)
+    raise ValueError(f"unknown appearance kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class KindAppearance:
+    """A profile's (or request's) appearance kind with everything it draws, resolved before
+    signing: the images decoded (:mod:`.stamp_images`), the texts chosen. The engine asks
+    :meth:`plan` with the signer's name, organisation and title from the certificate."""
+
+    kind: str
+    font_size: float = 10.0
+    margin: float = 24.0
+    # Placement (signing/placement.py): a prepared signature field to fill, and what to do when
+    # no free space fits the stamp.
+    field_name: str | None = None
+    when_full: Literal["shrink", "next-page", "refuse"] = "shrink"
+    title: str | None = None
+    unit: str | None = None
+    copy_kind: str | None = None
+    document_number: str | None = None
+    signature: StampImage | None = None
+    seal: StampImage | None = None
+
+    def plan(
+        self,
+        signer_name: str,
+        organisation: str | None,
+        moment: datetime,
+        *,
+        cert_title: str | None = None,
+    ) -> StampPlan | None:
+        """The stamp for this signer and time (``None``: invisible). The title line is the
+        certificate's title attribute, else the profile's; the unit the profile's, else the
+        certificate's organisation."""
+        texts = StampTexts(
+            signer_name=signer_name,
+            moment=moment,
+            title=cert_title or self.title,
+            unit=self.unit or organisation,
+            copy_kind=self.copy_kind,
+            document_number=self.document_number,
+        )
+        return plan_stamp(
+            self.kind, texts, signature=self.signature, seal=self.seal, font_size=self.font_size
+        )
+
+
+def last_visible_signature(reader: PdfFileReader) -> str | None:
+    """The name of the last signed signature field (in field order) with a visible widget, or
+    ``None``: the person signature a seal goes over (placement's ``over_signature``)."""
+    found = None
+    for name, value, field_ref in enumerate_sig_fields(reader, filled_status=True):
+        if value is None:
+            continue
+        field = field_ref.get_object()
+        widgets = [field] if "/Rect" in field else [k.get_object() for k in field.get("/Kids", ())]
+        for widget in widgets:
+            rect = [float(v) for v in widget.get("/Rect", ())]
+            if len(rect) == 4 and abs(rect[2] - rect[0]) >= 1 and abs(rect[3] - rect[1]) >= 1:
+                found = name
+    return found

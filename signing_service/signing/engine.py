@@ -24,7 +24,6 @@ from typing import BinaryIO
 
 from asn1crypto import cms, core, x509
 from pyhanko.pdf_utils.crypt import AuthStatus
-from pyhanko.pdf_utils.generic import NameObject
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields
@@ -39,14 +38,20 @@ from pyhanko.sign.signers.pdf_signer import (
 )
 from pyhanko.sign.timestamps import TimeStamper, TimestampRequestError
 from pyhanko.sign.validation.dss import DocumentSecurityStore, collect_validation_info
+from pyhanko.stamp import BaseStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service import _pdf_recovery, _pdf_speedups
-from signing_service.signing.appearance import AppearanceSpec
+from signing_service.signing.appearance import (
+    AppearanceSpec,
+    KindAppearance,
+    last_visible_signature,
+)
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
+from signing_service.signing.placement import Placement, place, prepared_field, upright
 from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
 
 _pdf_speedups.install()
@@ -102,8 +107,11 @@ class SignOptions:
     location: str | None = None
     contact_info: str | None = None
     md_algorithm: str = "sha256"
-    appearance: AppearanceSpec | None = None
+    # AppearanceSpec: the text stamp of profiles without a kind; KindAppearance: issue 10's kinds.
+    appearance: AppearanceSpec | KindAppearance | None = None
     tsa_url: str | None = None
+    # A prepared empty signature field to fill (the request's, else the profile's).
+    field_name: str | None = None
 
 
 def _subject_attr(cert: x509.Certificate, name: str) -> str | None:
@@ -262,17 +270,65 @@ def _pdf_signer(
     organisation = _subject_attr(signing_cert, "organization_name")
     stamp_style = None
     new_field_spec = None
-    if options.appearance is not None:
-        _check_appearance(options.appearance)
-        try:
-            page = writer.prev.find_page_for_modification(0)[0]
-            media_box = [float(v) for v in page.get_object()[NameObject("/MediaBox")]]
-        except Exception:  # noqa: BLE001 - inherited or odd MediaBox: fall back to A4
-            media_box = [0.0, 0.0, 595.0, 842.0]
-        stamp_style = options.appearance.stamp(signer_name, organisation, now)
-        new_field_spec = options.appearance.field_spec(
-            field_name, media_box[2] - media_box[0], media_box[3] - media_box[1]
+    spec = options.appearance
+    field_to_fill = options.field_name or (spec.field_name if spec is not None else None)
+    # Placement (signing/placement.py): a prepared empty field, else a free box by rule.
+    # PlacementError carries its own 422 code to the caller.
+    placement: Placement | None
+    style: BaseStampStyle | None = None
+    with _document_structure():
+        plan = (
+            spec.plan(
+                signer_name, organisation, now, cert_title=_subject_attr(signing_cert, "title")
+            )
+            if isinstance(spec, KindAppearance)
+            else None
         )
+        if isinstance(spec, KindAppearance) and plan is not None:
+            # An appearance kind (issue 10): the size and region its plan asks for; a seal
+            # over the last visible signature (the person's).
+            placement = place(
+                writer.prev,
+                width=plan.width,
+                height=plan.height,
+                region=plan.region,
+                field_name=field_to_fill,
+                over_signature=last_visible_signature(writer.prev) if plan.over_signature else None,
+                when_full=spec.when_full,
+                margin=spec.margin,
+            )
+            style = plan.style
+        elif isinstance(spec, AppearanceSpec):
+            _check_appearance(spec)
+            placement = place(
+                writer.prev,
+                width=spec.width,
+                height=spec.height,
+                region="top-right",
+                field_name=field_to_fill,
+                when_full=spec.when_full,
+                margin=spec.margin,
+            )
+        else:
+            # Invisible (no appearance, or kind "none").
+            placement = prepared_field(writer.prev, field_to_fill)
+    if placement is not None:
+        if style is None:
+            # An invisible profile filling a prepared visible field: our stamp (Vietnamese
+            # glyphs) rather than pyHanko's default one in a font without them.
+            text = spec if isinstance(spec, AppearanceSpec) else AppearanceSpec()
+            style = text.stamp(signer_name, organisation, now)
+        stamp_style = upright(style, placement.rotate)
+        if placement.existing_field is not None:
+            field_name = placement.existing_field
+        else:
+            new_field_spec = fields.SigFieldSpec(
+                sig_field_name=field_name,
+                on_page=placement.page_index,
+                # pyHanko annotates ints but writes any number (FloatObject): the box is to
+                # 1/100 pt so that it stays clear of the text it was measured against.
+                box=placement.box,  # type: ignore[arg-type]
+            )
     # The signature itself is B-B or B-T: the validation data of B-LT/B-LTA is fetched and
     # added after it (module docstring), so pyHanko's pre-signing validation is not used.
     meta = PdfSignatureMetadata(

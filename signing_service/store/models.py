@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Integer,
@@ -154,6 +155,33 @@ class SigningProfile(Base):
     # Profiles are disabled, never deleted: signatures keep referring to them.
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     agency: Mapped[Agency] = relationship()
+
+
+class AppearanceImage(Base):
+    """An image a visible signature shows (Nghị định 30/2020, Appendix I), uploaded by the
+    agency's administrator: ``role`` ``seal`` (the agency's seal, red) or ``signature`` (an
+    officer's handwritten signature, blue; ``officer`` names whose, free text). Screened PNG,
+    stored content-addressed under ``storage_key``; ``width_mm`` × ``height_mm`` is the size it
+    is printed at (a seal's real size). Profiles refer to it by ``name`` (unique per agency)."""
+
+    __tablename__ = "appearance_images"
+    __table_args__ = (
+        UniqueConstraint("agency_id", "name", name="uq_appearance_images_agency_id_name"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))  # seal | signature
+    officer: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    width_px: Mapped[int] = mapped_column(Integer)
+    height_px: Mapped[int] = mapped_column(Integer)
+    width_mm: Mapped[float] = mapped_column(Float)
+    height_mm: Mapped[float] = mapped_column(Float)
+    storage_key: Mapped[str] = mapped_column(String(512), index=True)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Document(Base):

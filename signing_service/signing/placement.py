@@ -1,0 +1,656 @@
+"""Where a visible signature goes on the page (issue 10, "Placement that respects the page").
+
+Rules, in order:
+
+1. A prepared empty signature field is filled when the request or profile names it
+   (``field_name``), or, unnamed, when the document has exactly one empty signature field with
+   a visible widget (e.g. ``ChuKyLanhDao`` on a form). A named field that does not exist is
+   ``SIGNATURE_FIELD_NOT_FOUND``; one already signed is ``SIGNATURE_FIELD_ALREADY_SIGNED``.
+2. ``over_signature``: the agency's seal over the left third of the person's signature widget
+   (Nghị định 30/2020, Appendix I), kept inside the visible page. Only here may the box cover
+   text and that widget: the seal covers part of the signer block by design.
+3. Otherwise by rule, in the page as the reader sees it: ``top-right`` of page 1 (copies,
+   annexes, digitised documents) or the ``signature-block`` at the bottom right of the last
+   page, below the body text (person signatures). The box never covers the page's text (line
+   boxes from poppler's ``pdftotext -bbox-layout``) nor an existing widget or markup
+   annotation: later signatures stack beside or below earlier ones. When nothing fits,
+   ``when_full`` decides: ``shrink`` (keeping the proportions, down to :data:`MIN_SCALE`),
+   ``next-page`` (``top-right`` only: the following pages in turn) or ``refuse``; all end in
+   ``NO_SPACE_FOR_SIGNATURE`` when nothing fits.
+
+Page geometry (ISO 32000-1 §7.7.3.3, §14.11.2): ``/MediaBox``, ``/CropBox`` and ``/Rotate``
+are inheritable from the page tree; the visible area is CropBox ∩ MediaBox, whose origin need
+not be 0,0; ``/Rotate`` turns the page clockwise for display. Boxes are computed in "view
+space" (the visible area as displayed: origin top left, v downwards, in points) and returned in
+the page's default user space, ready for a widget's ``/Rect``. On a rotated page the widget's
+content must be turned to stay upright: :func:`upright` wraps a stamp style so that it is.
+
+Why poppler for the text: ``pdftotext`` is already a system dependency (the rendered tests
+use poppler), it is C++ and fast on big pages, and, as a subprocess, it is bounded in time with
+a hard timeout and killed when over it (an in-process pdfminer.six layout of a pathological
+page cannot be interrupted, and costs 10-50× more on ordinary pages). Only the target page is
+analysed (``-f``/``-l``). The tests check placements against the same tool's word boxes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.layout import BoxConstraints
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.stamp import BaseStampStyle, TextStampStyle
+
+log = logging.getLogger(__name__)
+
+Region = Literal["top-right", "signature-block"]
+WhenFull = Literal["shrink", "next-page", "refuse"]
+Rect = tuple[float, float, float, float]
+
+# Room kept between the stamp and any text line or earlier widget (points).
+GAP = 4.0
+# ``shrink`` keeps at least half the requested size (Appendix I wants the text readable: 10 pt
+# at half size is 5 pt, the smallest that still prints legibly).
+MIN_SCALE = 0.5
+SHRINK_STEPS = (1.0, 0.9, 0.8, 0.7, 0.6, MIN_SCALE)
+# pdftotext on one page: seconds before it is killed (PAGE_LAYOUT_UNAVAILABLE).
+TEXT_TIMEOUT = 10.0
+# Occupancy grid: cells of at least CELL points (positions are found to that precision;
+# 2 pt: a few milliseconds for an A4 page), and at most MAX_CELLS cells on huge pages.
+CELL = 2.0
+MAX_CELLS = 400_000
+# ... and at most this many per side: a 10^9 × 10 pt page must not make 10^8-bit rows.
+MAX_SIDE_CELLS = 4_000
+# A line is body text when it crosses the page's vertical centre line and is at least this
+# share of the page wide: a centred page number or title is not.
+BODY_LINE_SHARE = 0.4
+# Page tree depth bound (a cyclic /Parent or /Kids chain).
+MAX_TREE_DEPTH = 64
+# Annotations that are not obstacles: links sit over text already; popups are hidden.
+_NOT_OBSTACLES = {"/Link", "/Popup"}
+DEFAULT_MEDIA_BOX: Rect = (0.0, 0.0, 595.0, 842.0)
+
+
+class PlacementError(Exception):
+    """No place for the signature. ``code``: SIGNATURE_FIELD_NOT_FOUND |
+    SIGNATURE_FIELD_ALREADY_SIGNED | NO_SPACE_FOR_SIGNATURE | PAGE_LAYOUT_UNAVAILABLE (the
+    service's 422 codes, messages in errors.py)."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Placement:
+    page_index: int  # 0-based
+    box: Rect  # x1, y1, x2, y2 in the page's default user space
+    existing_field: str | None  # a prepared empty signature field to fill, else None
+    # The page's /Rotate (0, 90, 180, 270): the widget's content is turned by it (upright()).
+    rotate: int = 0
+
+
+@dataclass(frozen=True)
+class _Page:
+    index: int
+    ref: tuple[int, int] | None
+    obj: generic.DictionaryObject
+    visible: Rect
+    media: Rect
+    rotate: int
+
+    @property
+    def view_size(self) -> tuple[float, float]:
+        width, height = _width(self.visible), _height(self.visible)
+        return (height, width) if self.rotate in (90, 270) else (width, height)
+
+
+def _width(r: Rect) -> float:
+    return r[2] - r[0]
+
+
+def _height(r: Rect) -> float:
+    return r[3] - r[1]
+
+
+def _rect(value: Any) -> Rect | None:
+    """A normalised rectangle from a PDF array, or None when it is not one."""
+    try:
+        nums = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    if len(nums) != 4 or not all(math.isfinite(v) for v in nums):
+        return None
+    x1, y1, x2, y2 = nums
+    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+
+def _intersect(a: Rect, b: Rect) -> Rect | None:
+    r = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    return r if r[2] > r[0] and r[3] > r[1] else None
+
+
+def user_to_view(rect: Rect, frame: Rect, rotate: int) -> Rect:
+    """``rect`` (user space) in the view space of ``frame`` displayed turned ``rotate``
+    degrees clockwise: origin at the displayed top left, v downwards."""
+    fx1, fy1, fx2, fy2 = frame
+
+    def point(x: float, y: float) -> tuple[float, float]:
+        if rotate == 90:
+            return y - fy1, x - fx1
+        if rotate == 180:
+            return fx2 - x, y - fy1
+        if rotate == 270:
+            return fy2 - y, fx2 - x
+        return x - fx1, fy2 - y
+
+    (u1, v1), (u2, v2) = point(rect[0], rect[1]), point(rect[2], rect[3])
+    return (min(u1, u2), min(v1, v2), max(u1, u2), max(v1, v2))
+
+
+def view_to_user(rect: Rect, frame: Rect, rotate: int) -> Rect:
+    """The inverse of :func:`user_to_view`."""
+    fx1, fy1, fx2, fy2 = frame
+
+    def point(u: float, v: float) -> tuple[float, float]:
+        if rotate == 90:
+            return fx1 + v, fy1 + u
+        if rotate == 180:
+            return fx2 - u, fy1 + v
+        if rotate == 270:
+            return fx2 - v, fy2 - u
+        return fx1 + u, fy2 - v
+
+    (x1, y1), (x2, y2) = point(rect[0], rect[1]), point(rect[2], rect[3])
+    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+
+def _get(obj: generic.DictionaryObject, key: str, default: Any = None) -> Any:
+    """``obj[key]`` dereferenced (and decrypted: ``dict.get`` would return pyHanko's raw
+    ``DecryptedObjectProxy`` in an encrypted document), or ``default``."""
+    return obj[key] if key in obj else default  # noqa: SIM401 - get() is the raw value
+
+
+def _ref(value: Any) -> tuple[int, int] | None:
+    if isinstance(value, generic.IndirectObject):
+        return (value.idnum, value.generation)
+    return None
+
+
+def _pages(reader: PdfFileReader) -> Iterator[_Page]:
+    """The pages in order, with their inherited boxes and rotation resolved."""
+    index = 0
+
+    def walk(
+        node_ref: Any, inherited: dict[str, Any], depth: int, seen: set[tuple[int, int]]
+    ) -> Iterator[_Page]:
+        nonlocal index
+        ref = _ref(node_ref)
+        if depth > MAX_TREE_DEPTH or (ref is not None and ref in seen):
+            return
+        if ref is not None:
+            seen.add(ref)
+        if isinstance(node_ref, generic.DecryptedObjectProxy):
+            node = node_ref.decrypted
+        elif isinstance(node_ref, generic.IndirectObject):
+            node = node_ref.get_object()
+        else:
+            node = node_ref
+        if not isinstance(node, generic.DictionaryObject):
+            return
+        attrs = dict(inherited)
+        for key in ("/MediaBox", "/CropBox", "/Rotate"):
+            if key in node:
+                attrs[key] = node[key]
+        kids = _get(node, "/Kids")
+        if _get(node, "/Type") == "/Pages" or (kids is not None and _get(node, "/Type") != "/Page"):
+            if isinstance(kids, generic.ArrayObject):
+                for i in range(len(kids)):
+                    yield from walk(kids.raw_get(i), attrs, depth + 1, seen)
+            return
+        media = _rect(attrs.get("/MediaBox")) or DEFAULT_MEDIA_BOX
+        if _width(media) <= 0 or _height(media) <= 0:
+            media = DEFAULT_MEDIA_BOX
+        crop = _rect(attrs.get("/CropBox"))
+        visible = (_intersect(crop, media) if crop else None) or media
+        try:
+            rotate = int(attrs.get("/Rotate", 0)) % 360
+        except (TypeError, ValueError):
+            rotate = 0
+        if rotate % 90:
+            rotate = 0  # not a multiple of 90: invalid, viewers ignore it
+        yield _Page(index, ref, node, visible, media, rotate)
+        index += 1
+
+    yield from walk(reader.root.raw_get("/Pages"), {}, 0, set())
+
+
+def _widget_rect(widget: generic.DictionaryObject) -> Rect | None:
+    rect = _rect(_get(widget, "/Rect"))
+    if rect is None or _width(rect) <= 0 or _height(rect) <= 0:
+        return None
+    return rect
+
+
+def _annotation_obstacles(page: _Page) -> list[Rect]:
+    """User-space rectangles of the page's visible annotations (widgets of every field, our
+    earlier signatures included, and markup), except links and popups."""
+    annots = _get(page.obj, "/Annots")
+    out: list[Rect] = []
+    if not isinstance(annots, generic.ArrayObject):
+        return out
+    for i in range(len(annots)):
+        annot = annots[i]
+        if not isinstance(annot, generic.DictionaryObject):
+            continue
+        if _get(annot, "/Subtype") in _NOT_OBSTACLES:
+            continue
+        flags = _get(annot, "/F", 0)
+        if isinstance(flags, int) and flags & 0b10:  # Hidden
+            continue
+        rect = _widget_rect(annot)
+        if rect is not None:
+            out.append(rect)
+    return out
+
+
+def _pdf_bytes(reader: PdfFileReader) -> bytes:
+    stream = reader.stream
+    getvalue = getattr(stream, "getvalue", None)
+    if getvalue is not None:
+        return bytes(getvalue())
+    position = stream.tell()
+    try:
+        stream.seek(0)
+        return stream.read()
+    finally:
+        stream.seek(position)
+
+
+_LINE = re.compile(
+    rb'<line xMin="([-0-9.e+]+)" yMin="([-0-9.e+]+)" xMax="([-0-9.e+]+)" yMax="([-0-9.e+]+)"'
+)
+
+
+def text_lines(pdf: bytes, page: _Page) -> list[Rect]:
+    """User-space boxes of the text lines of ``page`` (poppler ``pdftotext -bbox-layout``).
+
+    pdftotext reports them in the MediaBox displayed with the page's rotation (origin top left,
+    points). Errors: ``PlacementError("PAGE_LAYOUT_UNAVAILABLE")`` when poppler cannot read the
+    page or takes longer than :data:`TEXT_TIMEOUT` (it is killed).
+    """
+    number = str(page.index + 1)
+    try:
+        # A private temporary file (0600, removed at once), not a pipe: poppler copies a
+        # piped document whole before reading it (a 50 MB input: 214 ms against 22 ms).
+        with tempfile.NamedTemporaryFile(suffix=".pdf") as source:
+            source.write(pdf)
+            source.flush()
+            done = subprocess.run(
+                ["pdftotext", "-q", "-bbox-layout", "-f", number, "-l", number, source.name, "-"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=TEXT_TIMEOUT,
+                check=False,
+            )
+    except subprocess.TimeoutExpired:
+        raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", "pdftotext timed out") from None
+    except FileNotFoundError:
+        # A deployment fault (poppler-utils missing), not the document's.
+        raise RuntimeError("pdftotext (poppler-utils) is not installed") from None
+    if done.returncode != 0:
+        raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", f"pdftotext exit {done.returncode}")
+    lines = []
+    for match in _LINE.finditer(done.stdout):
+        box = _rect([float(v) for v in match.groups()])
+        if box is not None:
+            lines.append(view_to_user(box, page.media, page.rotate))
+    return lines
+
+
+class _Grid:
+    """Occupancy of the view space in square cells of ``cell`` points, one Python int per row
+    (bit c set: cell c holds an obstacle). Obstacles are rasterised outwards, so a box on free
+    cells never touches one; finding every free position of a w × h box is a few bitwise
+    operations per row (bounded: at most :data:`MAX_CELLS` cells)."""
+
+    def __init__(self, width: float, height: float, obstacles: list[Rect]) -> None:
+        self.width, self.height = width, height
+        self.cell = max(
+            CELL,
+            math.sqrt(width * height / MAX_CELLS),
+            width / MAX_SIDE_CELLS,
+            height / MAX_SIDE_CELLS,
+        )
+        self.cols = max(1, int(width / self.cell))
+        self.rows_n = max(1, int(height / self.cell))
+        rows = [0] * self.rows_n
+        for u1, v1, u2, v2 in obstacles:
+            c1 = max(0, math.floor((u1 - GAP) / self.cell))
+            c2 = min(self.cols, math.ceil((u2 + GAP) / self.cell))
+            r1 = max(0, math.floor((v1 - GAP) / self.cell))
+            r2 = min(self.rows_n, math.ceil((v2 + GAP) / self.cell))
+            if c2 <= c1 or r2 <= r1:
+                continue
+            mask = ((1 << (c2 - c1)) - 1) << c1
+            for r in range(r1, r2):
+                rows[r] |= mask
+        self.rows = rows
+
+    def free_starts(self, w: float, h: float, margin: float) -> list[tuple[int, int]] | None:
+        """Per row r (top-left cell row of the box): the bitmask of columns where a w × h box
+        fits on free cells inside the margins; ``None`` when it cannot fit at all."""
+        s = self.cell
+        wc, hc = math.ceil(w / s), math.ceil(h / s)
+        c_lo, c_hi = math.ceil(margin / s), math.floor((self.width - margin) / s) - wc
+        r_lo, r_hi = math.ceil(margin / s), math.floor((self.height - margin) / s) - hc
+        if c_hi < c_lo or r_hi < r_lo or wc < 1 or hc < 1:
+            return None
+        allowed = ((1 << (c_hi - c_lo + 1)) - 1) << c_lo
+        # Horizontal: bit c blocked when any of cells c .. c+wc-1 is occupied (doubling).
+        blocked = []
+        for row in self.rows:
+            acc, span = row, 1
+            while span < wc:
+                shift = min(span, wc - span)
+                acc |= acc >> shift
+                span += shift
+            blocked.append(acc)
+        # Vertical: OR over rows r .. r+hc-1, the same way.
+        span = 1
+        while span < hc:
+            shift = min(span, hc - span)
+            blocked = [blocked[i] | blocked[i + shift] for i in range(len(blocked) - shift)]
+            span += shift
+        return [(r, ~blocked[r] & allowed) for r in range(r_lo, min(r_hi, len(blocked) - 1) + 1)]
+
+
+def _nearest_bit(mask: int, target: int) -> int:
+    below = mask & ((1 << (target + 1)) - 1) if target >= 0 else 0
+    above = mask >> max(target, 0)
+    best_below = below.bit_length() - 1 if below else None
+    best_above = (above & -above).bit_length() - 1 + max(target, 0) if above else None
+    if best_below is None:
+        assert best_above is not None
+        return best_above
+    if best_above is None:
+        return best_below
+    return best_below if target - best_below <= best_above - target else best_above
+
+
+def _place_on_page(
+    page: _Page,
+    obstacles_view: list[Rect],
+    lines_view: list[Rect],
+    *,
+    width: float,
+    height: float,
+    region: Region,
+    margin: float,
+) -> Rect | None:
+    """A free view-space box of ``width`` × ``height`` on the page by ``region``, or None."""
+    view_w, view_h = page.view_size
+    margin = min(margin, 0.05 * min(view_w, view_h))
+    grid = _Grid(view_w, view_h, obstacles_view)
+    starts = grid.free_starts(width, height, margin)
+    if not starts:
+        return None
+    s = grid.cell
+    # The box in the right half of the page (the motto's and the signer block's column, Nghị
+    # định 30/2020 Appendix I), or, when wider than that half, its centre in it.
+    if width <= view_w / 2 - margin:
+        c_right = math.ceil(view_w / 2 / s)
+    else:
+        c_right = max(0, math.ceil((view_w / 2 - width / 2) / s))
+    right_half = ~((1 << c_right) - 1)
+    if region == "top-right":
+        for r, free in starts:
+            free &= right_half
+            if free:
+                c = free.bit_length() - 1  # the rightmost
+                return (c * s, r * s, c * s + width, r * s + height)
+        return None
+    # signature-block: the first free row below the body text, centred on the right half.
+    body_bottom = max(
+        (
+            v2
+            for u1, _v1, u2, v2 in lines_view
+            if u1 < view_w / 2 < u2 and u2 - u1 >= BODY_LINE_SHARE * view_w
+        ),
+        default=0.0,
+    )
+    first_row = math.ceil((body_bottom + GAP) / s)
+    target = round((0.75 * view_w - width / 2) / s)
+    for r, free in starts:
+        if r < first_row:
+            continue
+        free &= right_half
+        if free:
+            c = _nearest_bit(free, target)
+            return (c * s, r * s, c * s + width, r * s + height)
+    return None
+
+
+def _field_widget(field: generic.DictionaryObject) -> tuple[Any, generic.DictionaryObject]:
+    """The (raw reference, dictionary) of a signature field's first widget."""
+    if "/Rect" in field or "/Kids" not in field:
+        return None, field
+    kids = field["/Kids"]
+    return kids.raw_get(0), kids[0]
+
+
+def _widget_page(
+    reader: PdfFileReader, widget_ref: Any, widget: generic.DictionaryObject
+) -> _Page | None:
+    page_ref = _ref(widget.raw_get("/P")) if "/P" in widget else None
+    target = _ref(widget_ref)
+    for page in _pages(reader):
+        if page_ref is not None and page.ref == page_ref:
+            return page
+        annots = _get(page.obj, "/Annots")
+        if (
+            target is not None
+            and isinstance(annots, generic.ArrayObject)
+            and any(_ref(annots.raw_get(i)) == target for i in range(len(annots)))
+        ):
+            return page
+    return None
+
+
+def _signature_fields(
+    reader: PdfFileReader,
+) -> Iterator[tuple[str, Any, Any, generic.DictionaryObject]]:
+    """(name, value, field reference, field) of every signature field."""
+    from pyhanko.sign.fields import enumerate_sig_fields
+
+    for name, value, field_ref in enumerate_sig_fields(reader):
+        yield name, value, field_ref, field_ref.get_object()
+
+
+def prepared_field(reader: PdfFileReader, field_name: str | None) -> Placement | None:
+    """The prepared empty signature field to fill: ``field_name`` (errors
+    SIGNATURE_FIELD_NOT_FOUND, SIGNATURE_FIELD_ALREADY_SIGNED), else the document's only empty
+    signature field with a visible widget, else None. The placement's box is the widget's
+    ``/Rect`` (an invisible named field gives a zero box)."""
+    candidates = []
+    for name, value, field_ref, field in _signature_fields(reader):
+        if field_name is not None and name != field_name:
+            continue
+        if field_name is not None and value is not None:
+            raise PlacementError("SIGNATURE_FIELD_ALREADY_SIGNED", field_name)
+        if value is not None:
+            continue
+        widget_ref, widget = _field_widget(field)
+        rect = _widget_rect(widget)
+        if field_name is None and rect is None:
+            continue  # an invisible empty field is filled only when named
+        candidates.append((name, widget_ref if widget_ref is not None else field_ref, widget))
+    if field_name is not None and not candidates:
+        raise PlacementError("SIGNATURE_FIELD_NOT_FOUND", field_name)
+    if len(candidates) != 1:
+        return None
+    name, widget_ref, widget = candidates[0]
+    page = _widget_page(reader, widget_ref, widget)
+    rect = _rect(_get(widget, "/Rect")) or (0.0, 0.0, 0.0, 0.0)
+    return Placement(
+        page_index=page.index if page else 0,
+        box=rect,
+        existing_field=name,
+        rotate=page.rotate if page else 0,
+    )
+
+
+def _over_signature(reader: PdfFileReader, name: str, width: float, height: float) -> Placement:
+    for field_name, _value, field_ref, field in _signature_fields(reader):
+        if field_name != name:
+            continue
+        widget_ref, widget = _field_widget(field)
+        rect = _widget_rect(widget)
+        page = _widget_page(reader, widget_ref if widget_ref is not None else field_ref, widget)
+        if rect is None or page is None:
+            break
+        view_w, view_h = page.view_size
+        u1, v1, u2, v2 = user_to_view(rect, page.visible, page.rotate)
+        scale = min(1.0, view_w / width, view_h / height)
+        w, h = width * scale, height * scale
+        # The seal's centre on the centre of the signature's left third.
+        cu, cv = u1 + (u2 - u1) / 6, (v1 + v2) / 2
+        bu = min(max(cu - w / 2, 0.0), view_w - w)
+        bv = min(max(cv - h / 2, 0.0), view_h - h)
+        box = view_to_user((bu, bv, bu + w, bv + h), page.visible, page.rotate)
+        return Placement(page.index, _rounded(box), None, page.rotate)
+    raise PlacementError("SIGNATURE_FIELD_NOT_FOUND", name)
+
+
+def _rounded(box: Rect) -> Rect:
+    # Inwards to 1/100 pt: the box never grows past what was checked.
+    return (
+        math.ceil(box[0] * 100) / 100,
+        math.ceil(box[1] * 100) / 100,
+        math.floor(box[2] * 100) / 100,
+        math.floor(box[3] * 100) / 100,
+    )
+
+
+def place(
+    reader: PdfFileReader,
+    *,
+    width: float,
+    height: float,
+    region: Region,
+    field_name: str | None = None,
+    over_signature: str | None = None,
+    when_full: WhenFull = "shrink",
+    margin: float = 24.0,
+) -> Placement:
+    """Where to put a signature of ``width`` × ``height`` points (as the reader sees it) in
+    the document read by ``reader`` (the rules are in the module docstring).
+
+    ``margin``: distance kept from the visible page's edges (points; at most 5% of the page's
+    smaller side). The returned box is in the page's default user space; on a page with
+    ``/Rotate`` 90 or 270 it is ``height`` wide and ``width`` tall, and the appearance must be
+    turned by ``Placement.rotate`` (:func:`upright`). With ``shrink`` the box may be smaller
+    than asked (same proportions, at least :data:`MIN_SCALE`).
+    Errors: :class:`PlacementError` (codes in its docstring); a page tree without pages is
+    ``ValueError``, and other malformed structures raise pyHanko's errors, all of which the
+    engine maps to MALFORMED_PDF.
+    """
+    if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
+        raise ValueError("width and height must be positive")
+    prepared = prepared_field(reader, field_name)
+    if prepared is not None:
+        return prepared
+    if over_signature is not None:
+        return _over_signature(reader, over_signature, width, height)
+    pages = list(_pages(reader))
+    if not pages:
+        # A malformed document, not a full one (the engine maps ValueError to MALFORMED_PDF).
+        raise ValueError("the page tree has no pages")
+    if region == "signature-block":
+        order = [pages[-1]]
+    else:
+        order = pages if when_full == "next-page" else pages[:1]
+    scales = SHRINK_STEPS if when_full == "shrink" else (1.0,)
+    pdf = _pdf_bytes(reader)
+    for page in order:
+        lines = [user_to_view(r, page.visible, page.rotate) for r in text_lines(pdf, page)]
+        annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
+        for scale in scales:
+            found = _place_on_page(
+                page,
+                lines + annots,
+                lines,
+                width=width * scale,
+                height=height * scale,
+                region=region,
+                margin=margin,
+            )
+            if found is not None:
+                box = view_to_user(found, page.visible, page.rotate)
+                return Placement(page.index, _rounded(box), None, page.rotate)
+    raise PlacementError("NO_SPACE_FOR_SIGNATURE", f"{width:g}x{height:g} {region} {when_full}")
+
+
+def _turned_create_stamp(self: Any, writer: Any, box: BoxConstraints, text_params: dict) -> Any:
+    if self.rotate in (90, 270):
+        box = BoxConstraints(width=box.height, height=box.width)
+    stamp = self.inner.create_stamp(writer, box, text_params)
+    return None if stamp is None else _TurnedStamp(stamp, self.rotate)
+
+
+@dataclass(frozen=True)
+class _Upright(BaseStampStyle):
+    """A stamp style whose appearance is drawn ``rotate`` degrees counter-clockwise in the
+    widget, so that it reads upright on a page displayed turned ``rotate`` degrees clockwise.
+
+    pyHanko builds the appearance for the widget's ``/Rect`` as stored (user space) and has no
+    notion of ``/Rotate`` (``VisibleSigSettings.rotate_with_page`` only sets or clears the
+    NoRotate flag, which viewers apply about the widget's corner, off the page). The form
+    XObject's ``/Matrix`` turns it instead (ISO 32000-1 §12.5.5: the transformed ``/BBox`` is
+    fitted to the ``/Rect``)."""
+
+    inner: BaseStampStyle | None = None
+    rotate: int = 0
+    create_stamp = _turned_create_stamp
+
+
+@dataclass(frozen=True)
+class _UprightText(TextStampStyle):
+    """:class:`_Upright` for a text stamp: still a ``TextStampStyle``, so that pyHanko passes
+    it the signing time (``%(ts)s``, in the inner style's ``timestamp_format``)."""
+
+    inner: BaseStampStyle | None = None
+    rotate: int = 0
+    create_stamp = _turned_create_stamp
+
+
+class _TurnedStamp:
+    def __init__(self, stamp: Any, rotate: int) -> None:
+        self.stamp, self.rotate = stamp, rotate
+
+    def apply_appearance(self, annot_dict: generic.DictionaryObject) -> None:
+        ref = self.stamp.register()
+        cos, sin = {90: (0, 1), 180: (-1, 0), 270: (0, -1)}[self.rotate]
+        ref.get_object()["/Matrix"] = generic.ArrayObject(
+            generic.NumberObject(v) for v in (cos, sin, -sin, cos, 0, 0)
+        )
+        self.stamp.apply_appearance(annot_dict)
+
+
+def upright(style: BaseStampStyle, rotate: int) -> BaseStampStyle:
+    """``style`` drawn upright on a page with ``/Rotate`` ``rotate`` (0: ``style`` itself)."""
+    if rotate % 360 == 0:
+        return style
+    if isinstance(style, TextStampStyle):
+        return _UprightText(
+            inner=style, rotate=rotate % 360, timestamp_format=style.timestamp_format
+        )
+    return _Upright(inner=style, rotate=rotate % 360)

@@ -1,0 +1,342 @@
+"""Appearance kinds rendered and looked at (issue 10; Nghị định 30/2020, Appendix I).
+
+Each kind is signed onto an A4 page laid out as Nghị định 30/2020 (agency and number top left,
+national motto top right, title, body, an empty signature block bottom right), rendered with
+``pdftoppm -r 72`` and judged from its pixels: the person stamp's blue ink, the seal's red ink
+over the left third of it, the text blocks inside the top-right region, nothing for ``none``.
+``SIGNING_SERVICE_APPEARANCE_DOCS=1`` keeps the renderings in docs/appearance/ (small, -r 50).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pikepdf
+import pytest
+from PIL import Image
+from pyhanko.pdf_utils.reader import PdfFileReader
+
+from signing_service.pki.dev import DevPki
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from signing_service.signing.appearance import KindAppearance, plan_stamp, readable_time
+from signing_service.signing.engine import SignOptions, async_sign_pdf
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
+from signing_service.signing.levels import SignatureLevel
+from signing_service.signing.stamp_images import (
+    MAX_IMAGE_BYTES,
+    ImageRejected,
+    cached_image,
+    screen_png,
+    stamp_image,
+)
+from tests.support.images import blue_scribble, png_bomb, png_bytes, red_seal
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs" / "appearance"
+A4 = (595, 842)
+MOMENT = datetime(2026, 11, 27, 7, 5, 9, tzinfo=UTC)
+needs_poppler = pytest.mark.skipif(
+    shutil.which("pdftoppm") is None, reason="poppler-utils not installed (make system-deps)"
+)
+
+
+# --- Inputs the tests build -----------------------------------------------------------------
+
+
+def nd30_page() -> bytes:
+    """One A4 page laid out as Nghị định 30/2020 prescribes (margins 30/15/20/20 mm): the
+    issuing agency and the number top left, the national motto top right, the place and date,
+    the title, the body, and an empty signature block bottom right (base-14 Helvetica, so the
+    Vietnamese is written without marks)."""
+    lines = [
+        (11, 100, 772, "UBND TINH DEMO"),
+        (11, 110, 758, "SO TU PHAP"),
+        (11, 100, 736, "So: 123/QD-STP"),
+        (11, 300, 772, "CONG HOA XA HOI CHU NGHIA VIET NAM"),
+        (11, 340, 758, "Doc lap - Tu do - Hanh phuc"),
+        (10, 330, 736, "Demo, ngay 27 thang 11 nam 2026"),
+        (13, 250, 690, "QUYET DINH"),
+        (11, 190, 672, "Ve viec cong nhan ket qua thu tuc hanh chinh"),
+    ]
+    body = "Can cu Luat Giao dich dien tu ngay 22 thang 6 nam 2023; theo de nghi cua ..."
+    lines += [(11, 85, 640 - 16 * n, body) for n in range(16)]
+    lines += [(10, 85, 330, "Noi nhan:"), (9, 85, 316, "- Nhu Dieu 3;"), (9, 85, 304, "- Luu: VT.")]
+    content = b" ".join(
+        b"BT /F1 %d Tf %d %d Td (%s) Tj ET" % (size, x, y, text.encode())
+        for size, x, y, text in lines
+    )
+    pdf = pikepdf.new()
+    font = pdf.make_indirect(
+        pikepdf.Dictionary(
+            Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
+        )
+    )
+    page = pdf.add_blank_page(page_size=A4)
+    page.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))
+    page.Contents = pdf.make_stream(content)
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+# --- Signing and rendering ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def key(dev_pki: tuple[DevPki, int]):  # type: ignore[no-untyped-def]
+    pki, _ = dev_pki
+    return load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
+
+
+def sign(pdf: bytes, key, appearance: KindAppearance) -> bytes:  # type: ignore[no-untyped-def]
+    options = SignOptions(level=SignatureLevel.B_B, appearance=appearance)
+    return asyncio.run(async_sign_pdf(pdf, key, options, now=MOMENT))
+
+
+def render(pdf: bytes, tmp_path: Path, dpi: int = 72, name: str = "page") -> Image.Image:
+    path = tmp_path / f"{name}.pdf"
+    path.write_bytes(pdf)
+    subprocess.run(
+        ["pdftoppm", "-r", str(dpi), "-png", "-f", "1", "-l", "1", str(path), str(tmp_path / name)],
+        check=True,
+    )
+    png = next(tmp_path.glob(f"{name}*.png"))
+    image = Image.open(png).convert("RGB")
+    png.unlink()
+    return image
+
+
+def keep(pdf: bytes, tmp_path: Path, name: str, original: bytes | None = None) -> None:
+    """With SIGNING_SERVICE_APPEARANCE_DOCS=1: the page at 50 dpi in docs/appearance/, and
+    with ``original`` (the page before signing) the stamps' area at 120 dpi."""
+    if os.environ.get("SIGNING_SERVICE_APPEARANCE_DOCS") != "1":
+        return
+    DOCS.mkdir(parents=True, exist_ok=True)
+    render(pdf, tmp_path, dpi=50, name=f"doc-{name}").save(DOCS / f"{name}.png", optimize=True)
+    if original is not None:
+        after = render(pdf, tmp_path, dpi=120, name=f"crop-{name}")
+        x1, y1, x2, y2 = bbox(changed(render(original, tmp_path, dpi=120, name="crop-0"), after))
+        pad = 60
+        box = (
+            max(0, x1 - pad),
+            max(0, y1 - pad),
+            min(after.width, x2 + pad),
+            min(after.height, y2 + pad),
+        )
+        after.crop(box).save(DOCS / f"{name}-stamp.png", optimize=True)
+
+
+def pixels(image: Image.Image, test) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    width, height = image.size
+    data = image.load()
+    assert data is not None
+    return [(x, y) for y in range(height) for x in range(width) if test(data[x, y])]
+
+
+def is_blue(p: tuple[int, int, int]) -> bool:
+    return p[2] > 140 and p[0] < 110 and p[2] - p[1] > 60
+
+
+def is_red(p: tuple[int, int, int]) -> bool:
+    return p[0] > 150 and p[1] < 110 and p[2] < 110
+
+
+def changed(before: Image.Image, after: Image.Image) -> list[tuple[int, int]]:
+    a, b = before.load(), after.load()
+    assert a is not None and b is not None
+    width, height = before.size
+    return [
+        (x, y)
+        for y in range(height)
+        for x in range(width)
+        if sum(abs(u - v) for u, v in zip(a[x, y], b[x, y], strict=True)) > 60
+    ]
+
+
+def bbox(points: list[tuple[int, int]]) -> tuple[int, int, int, int]:
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def signature_image() -> object:
+    return stamp_image(blue_scribble(), width_mm=45.0, height_mm=18.0)
+
+
+def seal_image() -> object:
+    return stamp_image(red_seal(), width_mm=34.0, height_mm=34.0)
+
+
+# --- Rendered kinds -----------------------------------------------------------------------
+
+
+@needs_poppler
+def test_person_then_seal(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    page = nd30_page()
+    person = KindAppearance(kind="person", title="GIÁM ĐỐC", signature=signature_image())
+    signed = sign(page, key, person)
+    blue = pixels(render(signed, tmp_path), is_blue)
+    assert len(blue) > 300, "the signature image is drawn, blue as uploaded"
+    keep(signed, tmp_path, "person", original=page)
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
+    ).stdout.decode()
+    assert "GIÁM ĐỐC" in text and "14:05:09 ngày 27/11/2026 (+07:00)" in text
+
+    sealed = sign(signed, key, KindAppearance(kind="seal", seal=seal_image()))
+    image = render(sealed, tmp_path)
+    red = pixels(image, is_red)
+    assert len(red) > 300
+    keep(sealed, tmp_path, "person-seal", original=page)
+    bx1, by1, bx2, by2 = bbox(blue)
+    left_third = bx1 + (bx2 - bx1) / 3
+    over = [(x, y) for x, y in red if bx1 <= x <= left_third and by1 <= y <= by2]
+    assert len(over) > 50, "the seal covers the left third of the signature image"
+    rx1, _, rx2, _ = bbox(red)
+    assert (rx1 + rx2) / 2 < (bx1 + bx2) / 2, "the seal sits on the left of the signature"
+    assert rx2 < bx2, "the seal leaves the right of the signature free"
+    # One stamp with text, one without: never two text stamps on top of each other.
+    reader = PdfFileReader(io.BytesIO(sealed))
+    assert len(reader.embedded_signatures) == 2
+
+
+@needs_poppler
+def test_seal_alone_inside_the_page(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    """Without a person signature before it, the seal goes to the signature block, whole."""
+    signed = sign(nd30_page(), key, KindAppearance(kind="seal", seal=seal_image()))
+    image = render(signed, tmp_path)
+    red = pixels(image, is_red)
+    x1, y1, x2, y2 = bbox(red)
+    width, height = image.size
+    assert x1 > 0 and x2 < width - 1 and y1 > 0 and y2 < height - 1
+    # 34 mm at 72 dpi is 96 px across (the ring's outer edge, anti-aliased).
+    assert 90 <= x2 - x1 + 1 <= 98 and 90 <= y2 - y1 + 1 <= 98, (x1, y1, x2, y2)
+    assert not pixels(image, is_blue)
+
+
+@needs_poppler
+@pytest.mark.parametrize(
+    ("kind", "settings", "expected"),
+    [
+        ("copy", {"copy_kind": "SAO Y", "unit": "Sở Tư pháp tỉnh Demo A"}, "SAO Y"),
+        ("copy", {"copy_kind": "TRÍCH SAO", "unit": "Văn phòng UBND tỉnh"}, "TRÍCH SAO"),
+        ("annex", {"document_number": "123/QĐ-STP"}, "123/QĐ-STP"),
+        ("digitised", {"unit": "Trung tâm Phục vụ hành chính công"}, "Số hóa"),
+    ],
+)
+def test_text_blocks_top_right(tmp_path: Path, key, kind, settings, expected) -> None:  # type: ignore[no-untyped-def]
+    page = nd30_page()
+    before = render(page, tmp_path, name="before")
+    signed = sign(page, key, KindAppearance(kind=kind, margin=6.0, **settings))
+    after = render(signed, tmp_path)
+    ink = changed(before, after)
+    assert len(ink) > 100
+    x1, y1, x2, y2 = bbox(ink)
+    width, height = after.size
+    # Top right of page 1: right half, top 7 % of the height, inside the page.
+    assert x1 > width / 2 and x2 < width and y1 >= 0 and y2 < 0.07 * height, (x1, y1, x2, y2)
+    # Upright black text, no image: every new pixel is grey.
+    data = after.load()
+    assert all(max(data[p]) - min(data[p]) < 40 for p in ink)
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
+    ).stdout.decode()
+    assert expected in text
+    assert "2026-11-27T14:05:09+07:00" in text
+    if kind == "copy" and expected == "SAO Y":
+        keep(signed, tmp_path, "copy", original=page)
+
+
+@needs_poppler
+def test_none_adds_no_pixels(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    page = nd30_page()
+    signed = sign(page, key, KindAppearance(kind="none"))
+    assert not changed(render(page, tmp_path, name="before"), render(signed, tmp_path))
+    assert len(PdfFileReader(io.BytesIO(signed)).embedded_signatures) == 1
+
+
+def test_line_spacing_leaves_room_for_stacked_marks() -> None:
+    from fontTools.ttLib import TTFont
+
+    from signing_service.signing.appearance import ASCENT_EM, DESCENT_EM, LINE_EM, kinds_font
+
+    font = TTFont(str(kinds_font()))
+    glyf, cmap, upem = font["glyf"], font.getBestCmap(), font["head"].unitsPerEm
+    tops = [glyf[cmap[ord(c)]].yMax / upem for c in "ỂẤỖẶẪỄ"]
+    bottoms = [glyf[cmap[ord(c)]].yMin / upem for c in "gyqpỵ"]
+    assert max(tops) < ASCENT_EM and -min(bottoms) < DESCENT_EM
+    assert max(tops) - min(bottoms) < LINE_EM
+
+
+def test_person_time_is_readable() -> None:
+    assert readable_time(MOMENT) == "14:05:09 ngày 27/11/2026 (+07:00)"
+    plan = plan_stamp("copy", _texts(), font_size=10)
+    assert plan is not None and plan.region == "top-right"
+    with pytest.raises(ValueError, match="unknown appearance kind"):
+        plan_stamp("stamp", _texts())
+
+
+def _texts():  # type: ignore[no-untyped-def]
+    from signing_service.signing.appearance import StampTexts
+
+    return StampTexts(signer_name="Nguyễn Văn A", moment=MOMENT, unit="Sở Tư pháp")
+
+
+def test_seal_is_drawn_at_its_real_size() -> None:
+    plan = plan_stamp("seal", _texts(), seal=seal_image())
+    assert plan is not None and plan.over_signature
+    # 34 mm at 72 pt per inch.
+    assert plan.width == pytest.approx(34 * 72 / 25.4) and plan.height == pytest.approx(96.38, 0.01)
+
+
+# --- Screening --------------------------------------------------------------------------
+
+
+def test_screening_accepts_transparent_png() -> None:
+    screened = screen_png(blue_scribble())
+    assert (screened.width, screened.height) == (400, 160)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"GIF89a" + b"\x00" * 100, "not_png"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "not_png"),  # PNG signature, nothing valid after
+        (
+            png_bytes(Image.new("RGBA", (40, 40), (0, 0, 255, 0))).replace(b"IDAT", b"IDAX"),
+            "not_png",
+        ),
+        (png_bomb(), "too_large"),
+        (png_bytes(Image.new("L", (3000, 20), 0)), "too_large"),
+        (png_bytes(Image.new("RGB", (64, 64), (0, 0, 255))), "no_transparency"),
+        (png_bytes(Image.new("RGBA", (64, 64), (0, 0, 255, 255))), "no_transparency"),
+    ],
+    ids=["gif", "png-signature-only", "corrupt", "bomb", "too-wide", "rgb", "opaque-alpha"],
+)
+def test_screening_refuses(data: bytes, reason: str) -> None:
+    with pytest.raises(ImageRejected) as refused:
+        screen_png(data)
+    assert refused.value.reason == reason
+
+
+def test_screening_refuses_oversized_bytes() -> None:
+    noise = Image.frombytes("RGBA", (1024, 1024), os.urandom(1024 * 1024 * 4))
+    data = png_bytes(noise)
+    assert len(data) > MAX_IMAGE_BYTES
+    with pytest.raises(ImageRejected) as refused:
+        screen_png(data)
+    assert refused.value.reason == "too_large"
+
+
+def test_decoded_once_per_content() -> None:
+    data = red_seal()
+    first = stamp_image(data, width_mm=30.0, height_mm=30.0)
+    import hashlib
+
+    assert cached_image(hashlib.sha256(data).hexdigest(), 30.0, 30.0) is first
+    assert stamp_image(data, width_mm=30.0, height_mm=30.0) is first
