@@ -82,7 +82,9 @@ def settings_error_vi(problem: Any) -> str:
             pass
     reason = _PYDANTIC_VI.get(kind, "giá trị không hợp lệ")
     if kind in ("enum", "literal_error") and ctx.get("expected"):
-        reason += f" (chọn một trong {ctx['expected']})"
+        # pydantic joins the last choice with an English "or".
+        choices = str(ctx["expected"]).replace(" or ", ", ")
+        reason += f" (chọn một trong {choices})"
     return reason
 
 
@@ -338,7 +340,7 @@ class Settings(BaseSettings):
 
     # Fault injection for the crash-consistency test: kill the process at this upload step
     # ("screened", "object_written", "committed"). Refused in production mode.
-    crash_at: Literal["screened", "object_written", "committed"] | None = None
+    crash_at: Literal["received", "screened", "object_written", "committed"] | None = None
 
     trust_anchors_file: Path = CERTS_DIR / "trust" / "anchors.json"
     # Extra anchors (e.g. a test Government CA): see parse_extra_trust_anchors for the forms.

@@ -104,7 +104,7 @@ CASES = [(name, value) for name, values in PARSE_ERRORS.items() for value in val
 # What pydantic and the standard library say in English; none of it may reach the operator.
 ENGLISH = re.compile(
     r"Input should|Value error|unable to parse|Field required|validation error|"
-    r"unsupported|invalid|Expecting value|No such file|Traceback",
+    r"unsupported|invalid|Expecting value|No such file|Traceback|\bor\b",
     re.IGNORECASE,
 )
 
