@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,10 +35,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.run import PUBLIC_LIMITS, REPO, machine, multipart, wait_http
+from bench.run import PUBLIC_LIMITS, machine, multipart
+from bench.servers import BenchServers, write_results
 from bench.verification import make_documents
 from tests.support.pdfs import make_pdf
-from tests.support.postgres import free_port
 
 BEGIN, END = "<!-- load:begin -->", "<!-- load:end -->"
 ANONYMOUS_CLIENTS = 16
@@ -206,86 +204,51 @@ def main() -> int:
     n = 30 if args.quick else 100
     min_seconds = args.seconds if args.seconds is not None else (8.0 if args.quick else 30.0)
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    pki_port, api_port = free_port(), free_port()
-    procs: list[subprocess.Popen[bytes]] = []
     try:
-        pki = subprocess.Popen(
-            [sys.executable, "-m", "bench.pki_server", str(work / "pki"), str(pki_port)],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-        )
-        procs.append(pki)
-        assert pki.stdout is not None
-        pki.stdout.readline()
-        tsa_url = f"http://127.0.0.1:{pki_port}/dev/tsa/tsa"
-        heavy = make_documents(work / "pki", tsa_url, 1)[25][0]
-        env = {
-            **os.environ,
-            "SIGNING_SERVICE_DATA_DIR": str(work / "var"),
-            "SIGNING_SERVICE_DEV_PKI_DIR": str(work / "pki"),
-            "SIGNING_SERVICE_DEV_PKI_PORT": str(pki_port),
-            "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
+        with BenchServers(work) as servers:
+            servers.start_pki()
+            heavy = make_documents(work / "pki", servers.tsa_url, 1)[25][0]
             # The bench's 16 clients all come from 127.0.0.1: measure the lanes, not the limiter.
-            **BENCH_LIMITS,
-        }
-        api = subprocess.Popen(
-            [str(REPO / ".venv/bin/signing-service"), "serve", "--port", str(api_port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(api)
-        url = f"http://127.0.0.1:{api_port}"
-        wait_http(url + "/readyz")
-        import json
+            api = servers.start_api(BENCH_LIMITS)
+            url = servers.url
+            import json
 
-        key = json.loads((work / "var/dev-credentials.json").read_text())["agencies"][0]["api_key"]
-        pdf = make_pdf()
-        sampler = Sampler(api.pid)
-        sampler.start()
-        sign_latencies(url, key, pdf, 5)  # warm-up
-        started_mb = sampler.sample()
-        alone = sign_latencies(url, key, pdf, n, min_seconds)
-        alone_mb = sampler.sample()
-        stop = threading.Event()
-        counts: dict[int, int] = {}
-        counts_lock = threading.Lock()
-        load = threading.Thread(target=anonymous_load, args=(url, heavy, stop, counts, counts_lock))
-        load.start()
-        time.sleep(3)  # the anonymous clients are running and the queue is full
-        with counts_lock:
-            before = dict(counts)
-        started = time.perf_counter()
-        loaded = sign_latencies(url, key, pdf, n, min_seconds)
-        window = time.perf_counter() - started
-        with counts_lock:
-            during = {status: count - before.get(status, 0) for status, count in counts.items()}
-        stop.set()
-        load.join(120)
-        sampler.stop.set()
-        sampler.join()
-        rss = (started_mb, alone_mb, sampler.sample(), sampler.breakdown())
+            credentials = json.loads((work / "var/dev-credentials.json").read_text())
+            key = credentials["agencies"][0]["api_key"]
+            pdf = make_pdf()
+            sampler = Sampler(api.pid)
+            sampler.start()
+            sign_latencies(url, key, pdf, 5)  # warm-up
+            started_mb = sampler.sample()
+            alone = sign_latencies(url, key, pdf, n, min_seconds)
+            alone_mb = sampler.sample()
+            stop = threading.Event()
+            counts: dict[int, int] = {}
+            counts_lock = threading.Lock()
+            load = threading.Thread(
+                target=anonymous_load, args=(url, heavy, stop, counts, counts_lock)
+            )
+            load.start()
+            time.sleep(3)  # the anonymous clients are running and the queue is full
+            with counts_lock:
+                before = dict(counts)
+            started = time.perf_counter()
+            loaded = sign_latencies(url, key, pdf, n, min_seconds)
+            window = time.perf_counter() - started
+            with counts_lock:
+                during = {status: count - before.get(status, 0) for status, count in counts.items()}
+            stop.set()
+            load.join(120)
+            sampler.stop.set()
+            sampler.join()
+            rss = (started_mb, alone_mb, sampler.sample(), sampler.breakdown())
         text, ok = report(alone, loaded, sampler.peak, during, window, rss)
         print(text)
         if not args.no_write:
-            results = REPO / "bench/RESULTS.md"
-            old = results.read_text() if results.exists() else ""
-            if BEGIN in old and END in old:
-                new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) :]
-            else:
-                new = old.rstrip("\n") + "\n\n" + text
-            results.write_text(new)
+            write_results(text, BEGIN, END)
         print("targets met" if ok else "TARGETS NOT MET", file=sys.stderr)
         return 0
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -26,10 +25,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.run import PUBLIC_LIMITS, REPO, machine, wait_http
+from bench.run import PUBLIC_LIMITS, REPO, machine
+from bench.servers import BenchServers, write_results
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from tests.support.pdfs import make_pdf
-from tests.support.postgres import free_port
 
 COUNTS = (1, 5, 10, 25)
 BEGIN, END = "<!-- verification:begin -->", "<!-- verification:end -->"
@@ -64,18 +63,9 @@ def main() -> int:
     rounds = 3 if args.quick else 7
     per_count = 2 if args.quick else 3
     work = Path(tempfile.mkdtemp(prefix="bench-verify-"))
-    pki_port, api_port = free_port(), free_port()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        pki = subprocess.Popen(
-            [sys.executable, "-m", "bench.pki_server", str(work / "pki"), str(pki_port)],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-        )
-        procs.append(pki)
-        assert pki.stdout is not None
-        pki.stdout.readline()
-        tsa_url = f"http://127.0.0.1:{pki_port}/dev/tsa/tsa"
+    with BenchServers(work) as servers:
+        servers.start_pki()
+        tsa_url = servers.tsa_url
         docs = make_documents(work / "pki", tsa_url, per_count)
         warmup = work / "warm-up.pdf"
         warmup.write_bytes(make_documents(work / "pki", tsa_url, 1)[1][0])
@@ -86,26 +76,9 @@ def main() -> int:
                 path = work / f"signed-{n}-{i}.pdf"
                 path.write_bytes(data)
                 files[n].append(path)
-
-        env = {
-            **os.environ,
-            "SIGNING_SERVICE_DATA_DIR": str(work / "var"),
-            "SIGNING_SERVICE_DEV_PKI_DIR": str(work / "pki"),
-            "SIGNING_SERVICE_DEV_PKI_PORT": str(pki_port),
-            "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
-            # Every request comes from 127.0.0.1: past the per-client burst they would be 429s.
-            **PUBLIC_LIMITS,
-        }
-        api = subprocess.Popen(
-            [str(REPO / ".venv/bin/signing-service"), "serve", "--port", str(api_port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(api)
-        url = f"http://127.0.0.1:{api_port}"
-        wait_http(url + "/readyz")
+        # Every request comes from 127.0.0.1: past the per-client burst they would be 429s.
+        servers.start_api(PUBLIC_LIMITS)
+        url = servers.url
 
         # "First time": every measurement on a document the service has not seen before (its
         # per-document results cannot help); "again": the same documents verified again, as
@@ -184,23 +157,9 @@ def main() -> int:
         text, ok = report(first_ms, again_ms, ours_ms, plain_ms, sizes, rounds, per_count)
         print(text)
         if not args.no_write:
-            results = REPO / "bench/RESULTS.md"
-            old = results.read_text() if results.exists() else ""
-            if BEGIN in old and END in old:
-                new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) :]
-            else:
-                new = old.rstrip("\n") + "\n\n" + text
-            results.write_text(new)
+            write_results(text, BEGIN, END)
         print("targets met" if ok else "TARGETS NOT MET", file=sys.stderr)
         return 0
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def _load(path: Path):  # type: ignore[no-untyped-def]

@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 EXIT_PASSED, EXIT_FAILED, EXIT_UNDECIDED = 0, 1, 2
 EXIT_USAGE, EXIT_IO, EXIT_REFUSED, EXIT_CONFIG = 3, 4, 5, 6
+# Every configuration refusal (exit 6) starts so, then names the setting.
+CONFIG_PREFIX = "Cấu hình không hợp lệ"
 
 VERDICT_EXIT = {
     "TOTAL_PASSED": EXIT_PASSED,
@@ -107,7 +109,7 @@ def _settings() -> Settings:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from signing_service.settings import Settings
+    from signing_service.settings import Settings, settings_error_vi
 
     try:
         return Settings()
@@ -115,13 +117,10 @@ def _settings() -> Settings:
         for problem in e.errors():
             field = str(problem["loc"][0]) if problem["loc"] else ""
             where = ".".join(str(part) for part in problem["loc"][1:])
-            # A validator's own message (already Vietnamese), without pydantic's prefix.
-            ctx = problem.get("ctx", {}) if problem["type"] == "value_error" else {}
-            reason = ctx.get("error")
             print(
-                f"Cấu hình không hợp lệ: SIGNING_SERVICE_{field.upper()}"
+                f"{CONFIG_PREFIX}: SIGNING_SERVICE_{field.upper()}"
                 + (f" (mục {where})" if where else "")
-                + f": {reason or problem['msg']}",
+                + f": {settings_error_vi(problem)}",
                 file=sys.stderr,
             )
     except SettingsError as e:
@@ -129,10 +128,15 @@ def _settings() -> Settings:
         found = re.search(r'field "([a-z0-9_]+)"', str(e))
         variable = f"SIGNING_SERVICE_{found.group(1).upper()}" if found else "SIGNING_SERVICE_*"
         print(
-            f"Cấu hình không hợp lệ: {variable}: giá trị không đọc được (JSON không hợp lệ?)",
+            f"{CONFIG_PREFIX}: {variable}: giá trị không đọc được (JSON không hợp lệ?)",
             file=sys.stderr,
         )
     sys.exit(EXIT_CONFIG)
+
+
+def _config_message(message: str) -> str:
+    """One prefix for every configuration refusal (the message names the setting)."""
+    return message if message.startswith(CONFIG_PREFIX) else f"{CONFIG_PREFIX}: {message}"
 
 
 def _database_problem(error: BaseException) -> str:
@@ -185,6 +189,9 @@ def _services(  # type: ignore[no-untyped-def]
         )
     except StartupRefused as e:
         print(f"Từ chối khởi động ở chế độ production: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     except errors.ServiceError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
@@ -670,13 +677,14 @@ def cmd_verification_stats(args: argparse.Namespace) -> int:
     """Anonymous verifications per day and outcome (the counters; not in the audit log)."""
     from datetime import timedelta
 
-    from signing_service.services.counters import VIETNAM, verification_counts
+    from signing_service.services.counters import verification_counts
+    from signing_service.timefmt import VIETNAM_TZ
 
     services = _services()
     try:
         since = None
         if args.days is not None:
-            since = (datetime.now(VIETNAM) - timedelta(days=max(args.days, 1) - 1)).date()
+            since = (datetime.now(VIETNAM_TZ) - timedelta(days=max(args.days, 1) - 1)).date()
         rows = verification_counts(services, since)
     finally:
         services.close()
@@ -688,30 +696,70 @@ def cmd_verification_stats(args: argparse.Namespace) -> int:
         return 0
     print("Lượt xác minh công khai (ẩn danh) theo ngày (giờ Việt Nam) và kết quả:")
     for row in rows:
-        label = OUTCOME_VI.get(row["outcome"], row["outcome"])
-        print(f"  {row['day']}  {row['count']:>8}  {row['outcome']} ({label})")
+        print(
+            f"  {row['day']}  {row['count']:>8}  {row['outcome']} ({_outcome_vi(row['outcome'])})"
+        )
     return 0
 
 
+def _outcome_vi(outcome: str) -> str:
+    """A verdict or refusal code in Vietnamese: the short label, else the error's own message
+    (every refusal code is one of errors.py's; newuser finding 5: ``NOT_A_PDF (NOT_A_PDF)``)."""
+    if outcome in OUTCOME_VI:
+        return OUTCOME_VI[outcome]
+    for value in vars(errors).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, errors.ServiceError)
+            and value.code == outcome
+        ):
+            return "bị từ chối: " + value.message.rstrip(".")
+    return "bị từ chối"
+
+
 def cmd_migrate(_args: argparse.Namespace) -> int:
-    from signing_service.services.container import private_directory
-    from signing_service.store.db import migrate
+    from signing_service.services.bootstrap import check_new_sqlite_database
+    from signing_service.services.container import check_database_location, prepare_directories
+    from signing_service.store.db import migrate, schema_revision
 
     settings = _settings()
     problems = settings.check_production()
     if problems:
         print(f"Từ chối ở chế độ production: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_CONFIG
-    private_directory(settings.resolved_data_dir)
     try:
-        migrate(settings.effective_database_url)
+        check_database_location(settings)
+        check_new_sqlite_database(settings)
+        prepare_directories(settings)
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
+        return EXIT_CONFIG
+    url = settings.effective_database_url
+    try:
+        before = schema_revision(url)
+        migrate(url)
+        after = schema_revision(url)
     except Exception as e:
         problem = _configuration_problem(e)
         if problem is None:
             raise
         print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    # Say what was done (newuser finding 19: silent on success).
+    shown = _shown_database(url)
+    if before is None:
+        print(f"Đã tạo lược đồ cơ sở dữ liệu {shown} (phiên bản {after}).")
+    elif before != after:
+        print(f"Đã nâng cấp lược đồ cơ sở dữ liệu {shown} từ phiên bản {before} lên {after}.")
+    else:
+        print(f"Lược đồ cơ sở dữ liệu {shown} đã ở phiên bản mới nhất ({after}); không thay đổi.")
     return _key_audit_chain(settings)
+
+
+def _shown_database(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _key_audit_chain(settings: Settings) -> int:
@@ -723,8 +771,8 @@ def _key_audit_chain(settings: Settings) -> int:
 
     try:
         key = load_audit_key(settings)
-    except errors.ServiceError as e:
-        print(f"{e.code}: {e.message}", file=sys.stderr)
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
         return EXIT_CONFIG
     db = Database(settings.effective_database_url, audit_key=key)
     try:
@@ -933,7 +981,7 @@ def _key_secret(args: argparse.Namespace) -> str | None:
 def _print_key(view: KeyView, verb: str) -> None:
     from datetime import datetime
 
-    from signing_service.trust import VIETNAM_TZ
+    from signing_service.timefmt import VIETNAM_TZ
 
     expiry = datetime.fromisoformat(view.not_after).astimezone(VIETNAM_TZ)
     print(f"{verb} khóa {view.name} của cơ quan {view.agency_code}:")
@@ -1003,7 +1051,7 @@ def cmd_key_list(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from signing_service.services.keys import list_keys
-    from signing_service.trust import VIETNAM_TZ
+    from signing_service.timefmt import VIETNAM_TZ
 
     services = _services()
     try:
@@ -1061,7 +1109,9 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
     no object store): works on a production host before anything else is set up."""
     from datetime import UTC, datetime
 
-    from signing_service.trust import VIETNAM_TZ, TrustedCertificate, TrustStore, TrustStoreError
+    from signing_service.services.container import dev_anchor_problem
+    from signing_service.timefmt import VIETNAM_TZ
+    from signing_service.trust import TrustedCertificate, TrustStore, TrustStoreError
 
     settings = _settings()
     dev_root = None
@@ -1079,6 +1129,11 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
             f"SIGNING_SERVICE_EXTRA_TRUST_ANCHORS: kho chứng thư tin cậy không đọc được ({e})",
             file=sys.stderr,
         )
+        return EXIT_CONFIG
+    # The anchors `serve` would refuse are not listed as fine (newuser finding 17).
+    problem = dev_anchor_problem(settings, store)
+    if problem:
+        print(f"Từ chối ở chế độ production: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     if args.json:
         print(

@@ -47,7 +47,16 @@ def _error(code: str, status: int, message: str) -> type[ServiceError]:
 
 
 # Requests and authentication
-InvalidRequest = _error("INVALID_REQUEST", 400, "Yêu cầu không hợp lệ.")
+# A well-formed request whose content is invalid: 422 (RFC 9110 §15.5.21), as for every
+# malformed field FastAPI finds. MalformedRequest: the body or a header cannot be parsed at all
+# (not multipart, broken framing, a header with CR/LF/NUL): 400 (RFC 9110 §15.5.1). Same code.
+InvalidRequest = _error("INVALID_REQUEST", 422, "Yêu cầu không hợp lệ.")
+
+
+class MalformedRequest(InvalidRequest):  # type: ignore[misc, valid-type]
+    status = 400
+
+
 Unauthenticated = _error("UNAUTHENTICATED", 401, "Thiếu khóa API hoặc khóa API không hợp lệ.")
 Forbidden = _error("FORBIDDEN", 403, "Khóa API không có quyền thực hiện thao tác này.")
 NotFound = _error("NOT_FOUND", 404, "Không tìm thấy tài nguyên được yêu cầu.")

@@ -31,6 +31,129 @@ DEV_AUDIT_KEY_FILE = "audit-dev.key"
 AUDIT_KEY_MIN_CHARS = 32
 
 
+# pydantic's error types in Vietnamese: a malformed setting is reported naming the variable and
+# the reason in the operator's language (issue 9: "SIGNING_SERVICE_PORT=abc" showed pydantic's
+# English text). A type not listed here gets the generic reason.
+_PYDANTIC_VI = {
+    "int_parsing": "cần một số nguyên",
+    "int_type": "cần một số nguyên",
+    "int_from_float": "cần một số nguyên (không có phần thập phân)",
+    "float_parsing": "cần một số",
+    "float_type": "cần một số",
+    "finite_number": "cần một số hữu hạn (không phải inf hay nan)",
+    "bool_parsing": "cần true hoặc false",
+    "bool_type": "cần true hoặc false",
+    "string_type": "cần một chuỗi ký tự",
+    "path_type": "cần một đường dẫn",
+    "dict_type": "cần một đối tượng JSON {…}",
+    "list_type": "cần một danh sách JSON […]",
+    "model_type": "cần một đối tượng JSON {…}",
+    "model_attributes_type": "cần một đối tượng JSON {…}",
+    "json_invalid": "không phải JSON hợp lệ",
+    "json_type": "không phải JSON hợp lệ",
+    "missing": "thiếu giá trị bắt buộc",
+    "extra_forbidden": "mục không được hỗ trợ",
+    "enum": "giá trị không được hỗ trợ",
+    "literal_error": "giá trị không được hỗ trợ",
+}
+
+
+def settings_error_vi(problem: Any) -> str:
+    """The Vietnamese reason for one of pydantic's validation errors (an ``ErrorDetails``
+    dict): a validator's own message (already Vietnamese), else the translation of the
+    error type, with the allowed values or bounds when pydantic gives them."""
+    kind = problem["type"]
+    ctx = problem.get("ctx") or {}
+    if kind in ("value_error", "assertion_error") and ctx.get("error") is not None:
+        return str(ctx["error"])
+    bounds = {
+        "greater_than": "phải lớn hơn {gt}",
+        "greater_than_equal": "phải lớn hơn hoặc bằng {ge}",
+        "less_than": "phải nhỏ hơn {lt}",
+        "less_than_equal": "phải nhỏ hơn hoặc bằng {le}",
+        "string_too_short": "quá ngắn (ít nhất {min_length} ký tự)",
+        "string_too_long": "quá dài (nhiều nhất {max_length} ký tự)",
+        "string_pattern_mismatch": "không đúng dạng {pattern}",
+    }
+    if kind in bounds:
+        try:
+            return bounds[kind].format(**ctx)
+        except (KeyError, IndexError):
+            pass
+    reason = _PYDANTIC_VI.get(kind, "giá trị không hợp lệ")
+    if kind in ("enum", "literal_error") and ctx.get("expected"):
+        # pydantic joins the last choice with an English "or".
+        choices = str(ctx["expected"]).replace(" or ", ", ")
+        reason += f" (chọn một trong {choices})"
+    return reason
+
+
+def check_database_url(url: str) -> str:
+    """``SIGNING_SERVICE_DATABASE_URL``: ``sqlite:///path`` (the directory must exist: a typo
+    in the path is not silently created) or ``postgresql://…`` (``postgresql+psycopg://``).
+    Raises ``ValueError`` with the Vietnamese reason."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "không phải địa chỉ cơ sở dữ liệu (dạng sqlite:////đường/dẫn/metadata.db hoặc "
+            "postgresql://người-dùng:mật-khẩu@máy-chủ/tên-csdl)"
+        ) from None
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        database = parsed.database or ""
+        if not database or database == ":memory:" or database.startswith("file:"):
+            raise ValueError("SQLite cần đường dẫn tệp: sqlite:////đường/dẫn/metadata.db")
+        return url
+    if parsed.drivername in ("postgresql", "postgresql+psycopg"):
+        if not parsed.host and not parsed.query.get("host"):
+            raise ValueError("địa chỉ PostgreSQL thiếu tên máy chủ")
+        if not parsed.database:
+            raise ValueError("địa chỉ PostgreSQL thiếu tên cơ sở dữ liệu")
+        return url
+    raise ValueError(
+        f"loại cơ sở dữ liệu {parsed.drivername!r} không được hỗ trợ (chỉ sqlite:// và "
+        "postgresql://)"
+    )
+
+
+def check_storage_url(url: str) -> str:
+    """``SIGNING_SERVICE_STORAGE_URL``: ``file:///absolute/path`` or
+    ``s3://ACCESS:SECRET@host[:port]/bucket[?secure=false]`` with an S3-valid bucket name.
+    Raises ``ValueError`` with the Vietnamese reason (the secret never in it)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise ValueError("địa chỉ kho lưu trữ không hợp lệ (cổng?)") from None
+    if parts.scheme == "file":
+        if not (parts.netloc + parts.path).startswith("/"):
+            raise ValueError("file:// cần đường dẫn tuyệt đối: file:///đường/dẫn/objects")
+        return url
+    if parts.scheme == "s3":
+        bucket = parts.path.strip("/")
+        if not (parts.hostname and bucket and parts.username and parts.password):
+            raise ValueError(
+                "s3:// cần khóa truy cập, bí mật, máy chủ và bucket: "
+                "s3://KHÓA:BÍ-MẬT@máy-chủ:cổng/bucket"
+            )
+        # S3's bucket naming rules (3–63 lower-case letters, digits, '.', '-'; not an address).
+        if (
+            not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket)
+            or ".." in bucket
+            or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", bucket)
+        ):
+            raise ValueError(
+                f"tên bucket {bucket!r} không hợp lệ (3–63 ký tự: chữ thường, số, '.', '-')"
+            )
+        return url
+    raise ValueError(f"loại kho lưu trữ {parts.scheme!r} không được hỗ trợ (chỉ file:// và s3://)")
+
+
 class Mode(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -42,6 +165,11 @@ class ExtraTrustAnchor(BaseModel):
 
     file: Path
     kind: Literal["public_duty", "public"] = "public"
+
+
+def json_error_vi(error: json.JSONDecodeError) -> str:
+    """``not valid JSON`` in Vietnamese, with where the decoder stopped (1-based)."""
+    return f"không phải JSON hợp lệ (lỗi ở dòng {error.lineno}, cột {error.colno})"
 
 
 def parse_extra_trust_anchors(value: Any) -> list[Any]:
@@ -59,8 +187,8 @@ def parse_extra_trust_anchors(value: Any) -> list[Any]:
         if text[0] in "[{":
             try:
                 value = json.loads(text)
-            except ValueError as e:
-                raise ValueError(f"không phải JSON hợp lệ ({e})") from e
+            except json.JSONDecodeError as e:
+                raise ValueError(json_error_vi(e)) from None
             if isinstance(value, dict):
                 value = [value]
         else:
@@ -83,6 +211,11 @@ def _check_names(value: dict[str, Any]) -> dict[str, Any]:
                 f"tên {name!r} không hợp lệ (chữ thường không dấu, số, '.', '_', '-'; tối đa 63)"
             )
     return value
+
+
+def check_http_url(url: str) -> str:
+    """An operator-configured ``http(s)://host/…`` URL; ``ValueError`` (Vietnamese) otherwise."""
+    return _check_http_url(url)
 
 
 def _check_http_url(url: str) -> str:
@@ -132,8 +265,8 @@ def parse_trusted_proxies(value: Any) -> list[str]:
         if text.startswith("["):
             try:
                 value = json.loads(text)
-            except ValueError as e:
-                raise ValueError(f"không phải JSON hợp lệ ({e})") from e
+            except json.JSONDecodeError as e:
+                raise ValueError(json_error_vi(e)) from None
         else:
             value = [part for part in text.split(",") if part.strip()]
     if not isinstance(value, list | tuple):
@@ -148,14 +281,17 @@ def parse_trusted_proxies(value: Any) -> list[str]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SIGNING_SERVICE_", extra="ignore")
+    # No inf/nan in any number: SIGNING_SERVICE_PUBLIC_RATE_PER_MINUTE=1e999 was accepted.
+    model_config = SettingsConfigDict(
+        env_prefix="SIGNING_SERVICE_", extra="ignore", allow_inf_nan=False
+    )
 
     mode: Mode = Mode.DEVELOPMENT
     data_dir: Path = Path("var")
     database_url: str | None = None
     storage_url: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=1, le=65535)
     # The public address of the service (or of the portal page that looks a document up): a
     # QR code's verification link is this followed by the signed document's id. Without it,
     # a request for a QR code is refused (QR_LINK_NOT_CONFIGURED).
@@ -165,7 +301,7 @@ class Settings(BaseSettings):
 
     # National document exchange limit: 50 MB a file. The limit of a document to sign that
     # carries no signature yet.
-    max_upload_bytes: int = 50 * 1024 * 1024
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     # What signing may add to a document (the signature's reservation, the B-LT/B-LTA
     # validation data and document timestamp: certificates, OCSP answers, CRLs). A document
     # that carries signatures (to verify, or to countersign) may be this much larger than
@@ -173,15 +309,15 @@ class Settings(BaseSettings):
     # result larger than that is refused (413) and not stored.
     signing_headroom_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
     # Two-step (external) signing sessions expire after this many seconds.
-    external_session_seconds: int = 600
+    external_session_seconds: int = Field(default=600, ge=1, le=86_400)
     # Batch signing ("ký hàng loạt"): documents per request and total request size.
-    max_batch_documents: int = 50
-    max_batch_bytes: int = 200 * 1024 * 1024
+    max_batch_documents: int = Field(default=50, ge=1, le=10_000)
+    max_batch_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
     # Uploads up to this size are kept in memory while the request is parsed.
-    upload_spool_bytes: int = 8 * 1024 * 1024
+    upload_spool_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
 
     # Dossier attachments: largest accepted file (streamed to storage, never held in memory).
-    max_attachment_bytes: int = 2 * 1024 * 1024 * 1024
+    max_attachment_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
     # Dossier components (thành phần hồ sơ) accepted, each with its retention in days (0: none).
     # Objects are written with S3 object lock (governance mode) until then. The periods are
     # defaults to adjust to the agency's records schedule, not legal advice.
@@ -198,24 +334,25 @@ class Settings(BaseSettings):
     # Media types accepted for attachments (None: PDF, JPEG, PNG, TIFF, DOCX, XLSX, ODT, XML).
     attachment_media_types: list[str] | None = None
     # "reject" PDFs with active content, or "sanitize": keep a cleaned copy beside the original.
-    pdf_active_content: str = "reject"
+    pdf_active_content: Literal["reject", "sanitize"] = "reject"
     # clamd socket (path, unix:///path or tcp://127.0.0.1:3310); when set every upload is scanned.
     clamd_address: str | None = None
-    clamd_timeout_seconds: float = 120.0
+    clamd_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
     # Where infected uploads are kept for the security officer (default: <data_dir>/quarantine).
     quarantine_dir: Path | None = None
     # Where uploads are spooled while they are screened (default: <data_dir>/tmp).
     upload_tmp_dir: Path | None = None
     # > 0: attachment downloads answer with a presigned URL valid this many seconds (S3 only).
-    presigned_download_seconds: int = 0
+    # (S3 presigned URLs are valid at most 7 days.)
+    presigned_download_seconds: int = Field(default=0, ge=0, le=7 * 86_400)
     # Retry-After sent with 503 answers when storage or a dependency is down.
-    retry_after_seconds: int = 15
+    retry_after_seconds: int = Field(default=15, ge=1, le=86_400)
     # storage reconcile leaves objects younger than this alone (uploads in flight).
-    reconcile_min_age_seconds: int = 3600
+    reconcile_min_age_seconds: int = Field(default=3600, ge=0)
 
     # Fault injection for the crash-consistency test: kill the process at this upload step
     # ("screened", "object_written", "committed"). Refused in production mode.
-    crash_at: str | None = None
+    crash_at: Literal["received", "screened", "object_written", "committed"] | None = None
 
     trust_anchors_file: Path = CERTS_DIR / "trust" / "anchors.json"
     # Extra anchors (e.g. a test Government CA): see parse_extra_trust_anchors for the forms.
@@ -226,11 +363,12 @@ class Settings(BaseSettings):
     dev_pki_dir: Path | None = None
     # SoftHSM2 token store of the development HSM (default: <data_dir>/softhsm).
     dev_softhsm_dir: Path | None = None
-    dev_pki_host: str = "127.0.0.1"
-    dev_pki_port: int = 8001
+    dev_pki_host: str = Field(default="127.0.0.1", min_length=1)
+    dev_pki_port: int = Field(default=8001, ge=1, le=65535)
     dev_pki_serve: bool = True
 
-    # Passphrase of the development PKI's PKCS#12 exports (var/pki); a secret, never logged.
+    # Passphrase of the development PKI's PKCS#12 exports (var/pki); development mode only
+    # (production neither reads nor requires it).
     key_passphrase: SecretStr = SecretStr(DEV_KEY_PASSPHRASE)
     # The key store's master secret: it wraps each registered key's own random data key
     # (signing_service/signing/keys/sealing.py). Required in production as soon as a key the
@@ -265,11 +403,11 @@ class Settings(BaseSettings):
     # A timestamp token whose genTime differs from this server's clock by more is refused
     # (TIMESTAMP_TIME_SKEW).
     tsa_max_skew_seconds: int = Field(default=300, ge=1, le=86_400)
-    fetch_timeout_seconds: float = 5.0
+    fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     # Worker threads doing CPU-heavy signing/verification inside the API server.
-    worker_threads: int = 4
+    worker_threads: int = Field(default=4, ge=1, le=1024)
     # API server processes (uvicorn workers). One per core is the usual choice.
-    workers: int = 1
+    workers: int = Field(default=1, ge=1, le=1024)
     # Public verification runs in its own worker processes (0: in the API's threads), each
     # request within a time and address-space budget; at most this many requests wait.
     verification_processes: int = Field(default=1, ge=0, le=64)
@@ -281,6 +419,92 @@ class Settings(BaseSettings):
     verification_worker_max_rss_bytes: int = Field(default=200 * 1024**2, ge=0)
     # The verification workers run at this nice value: signing gets the CPU first.
     verification_nice: int = Field(default=10, ge=0, le=19)
+
+    @field_validator(
+        "data_dir",
+        "quarantine_dir",
+        "upload_tmp_dir",
+        "dev_pki_dir",
+        "dev_softhsm_dir",
+        "audit_seal_dir",
+    )
+    @classmethod
+    def _directories(cls, value: Path | None) -> Path | None:
+        # Created on first use; an existing file in the way would fail later with OSError.
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError(f"{value} đã có nhưng không phải thư mục")
+        return value
+
+    @field_validator("trust_anchors_file", "dev_pki_config", "audit_key_file")
+    @classmethod
+    def _files(cls, value: Path | None) -> Path | None:
+        # Read when the services are built (a missing file is reported there, naming it).
+        if value is not None and value.is_dir():
+            raise ValueError(f"{value} là thư mục, cần một tệp")
+        return value
+
+    @field_validator("key_passphrase", "key_store_secret", "audit_key")
+    @classmethod
+    def _secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("giá trị rỗng (bỏ biến này đi nếu không dùng)")
+        return value
+
+    @field_validator("default_tsa")
+    @classmethod
+    def _default_tsa(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_names({value: None})
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return check_database_url(value) if value is not None else None
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        return check_storage_url(value) if value is not None else None
+
+    @field_validator("public_base_url", "audit_tsa_url")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return _check_http_url(value) if value is not None else None
+
+    @field_validator("clamd_address")
+    @classmethod
+    def _clamd_address(cls, value: str | None) -> str | None:
+        # The forms screening/clamav.py connects to: a socket path or tcp://host:port.
+        if value is None:
+            return None
+        if value.startswith("tcp://"):
+            host, _, port = value.removeprefix("tcp://").rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("cần dạng tcp://máy-chủ:cổng")
+        elif not value.removeprefix("unix://").startswith("/"):
+            raise ValueError("cần đường dẫn socket tuyệt đối (unix:///đường/dẫn) hoặc tcp://…")
+        return value
+
+    @field_validator("attachment_components")
+    @classmethod
+    def _attachment_components(cls, value: dict[str, int]) -> dict[str, int]:
+        if not value:
+            raise ValueError("cần ít nhất một thành phần hồ sơ")
+        for name, days in value.items():
+            if not re.fullmatch(r"[a-z0-9_]{1,64}", name):
+                raise ValueError(f"tên thành phần {name!r} không hợp lệ (chữ thường, số, '_')")
+            if not 0 <= days <= 36_500:
+                raise ValueError(f"thời hạn lưu của {name!r} phải trong khoảng 0–36500 ngày")
+        return value
+
+    @field_validator("attachment_media_types")
+    @classmethod
+    def _attachment_media_types(cls, value: list[str] | None) -> list[str] | None:
+        for media_type in value or ():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*", media_type):
+                raise ValueError(f"{media_type!r} không phải kiểu nội dung (dạng loại/kiểu)")
+        return value
 
     @field_validator("pkcs11_modules")
     @classmethod
@@ -404,10 +628,9 @@ class Settings(BaseSettings):
         problems: list[str] = []
         if not self.is_production:
             return problems
-        if self.key_passphrase.get_secret_value() == DEV_KEY_PASSPHRASE:
-            problems.append(
-                "SIGNING_SERVICE_KEY_PASSPHRASE là giá trị mặc định công khai (chỉ để phát triển)"
-            )
+        # SIGNING_SERVICE_KEY_PASSPHRASE is not required: it only opens the dev PKI's PKCS#12
+        # exports, which production never reads (registered keys are sealed under
+        # SIGNING_SERVICE_KEY_STORE_SECRET; `key add` takes each file's own passphrase).
         if self.database_url is None:
             problems.append("SIGNING_SERVICE_DATABASE_URL phải được khai báo rõ ràng")
         if self.crash_at:

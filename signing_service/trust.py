@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,12 +26,10 @@ from asn1crypto import pem, x509
 
 from signing_service._asn1 import parse_certificates
 from signing_service.oserror import reason_vi
+from signing_service.timefmt import VIETNAM_TZ
 
 if TYPE_CHECKING:
     from pyhanko_certvalidator import ValidationContext
-
-# Times shown to people are Vietnam time (UTC+07:00, no daylight saving).
-VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")
 
 
 class TrustStoreError(Exception):
@@ -61,8 +59,9 @@ CONFIGURABLE_KINDS = frozenset({AnchorKind.PUBLIC_DUTY, AnchorKind.PUBLIC})
 
 
 def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the certificate's DER encoding, upper-case hex without separators."""
-    return hashlib.sha256(cert.dump()).hexdigest().upper()
+    """SHA-256 of the certificate's DER encoding, lower-case hex without separators (as every
+    SHA-256 the API and the CLI show; the pinned values may be written in either case)."""
+    return hashlib.sha256(cert.dump()).hexdigest()
 
 
 def load_certs(path: Path) -> list[x509.Certificate]:
@@ -297,15 +296,26 @@ class TrustStore:
         role or kind.
         """
         store = cls(fetch_timeout=fetch_timeout)
+        # Every reason in Vietnamese: the message reaches the operator (exit 6).
+        form = 'cần JSON dạng {"anchors": [{"file", "role", "kind", "sha256"}, …]}'
         try:
             spec = json.loads(manifest.read_text(encoding="utf-8"))
-            entries = spec["anchors"]
-            if not isinstance(entries, list):
-                raise TypeError("'anchors' is not a list")
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except OSError as e:
             raise TrustStoreError(
-                f"không đọc được danh mục chứng thư tin cậy {manifest}: {e}"
+                f"không đọc được danh mục chứng thư tin cậy {manifest}: {reason_vi(e)}"
             ) from e
+        except json.JSONDecodeError as e:
+            raise TrustStoreError(
+                f"danh mục chứng thư tin cậy {manifest} không phải JSON hợp lệ (lỗi ở dòng "
+                f"{e.lineno}, cột {e.colno}; {form}, như certs/trust/anchors.json)"
+            ) from e
+        except ValueError as e:  # not UTF-8
+            raise TrustStoreError(
+                f"danh mục chứng thư tin cậy {manifest} không phải văn bản UTF-8 ({form})"
+            ) from e
+        entries = spec.get("anchors") if isinstance(spec, dict) else None
+        if not isinstance(entries, list):
+            raise TrustStoreError(f"danh mục chứng thư tin cậy {manifest}: {form}")
         for entry in entries:
             store._add_pinned(manifest, entry)
         for item in extra or []:
@@ -321,6 +331,16 @@ class TrustStore:
                     f"chứng thư tin cậy bổ sung {path}: không phải chứng thư ({e})"
                 ) from e
             for cert in certs:
+                # Only a root is an anchor (RFC 5280 §6.1: the path starts at a trust anchor;
+                # an intermediate as anchor cuts its issuer's revocation and policy out of every
+                # path). Red team F10: the dev PKI's intermediate was accepted in production.
+                if not cert.self_issued:
+                    raise TrustStoreError(
+                        f"chứng thư tin cậy bổ sung {path}: "
+                        f"{_first_attribute(cert.subject, 'common_name')!r} không phải chứng thư "
+                        f"gốc (do {_first_attribute(cert.issuer, 'common_name')!r} cấp); chỉ "
+                        "chứng thư gốc tự ký mới được làm điểm tin cậy"
+                    )
                 try:
                     anchor = Anchor(
                         cert,
@@ -357,7 +377,7 @@ class TrustStore:
         path = manifest.parent / file
         cert = _read_one(path)
         actual = fingerprint(cert)
-        if actual != str(pinned).replace(":", "").upper():
+        if actual != str(pinned).replace(":", "").lower():
             raise TrustStoreError(f"{path}: SHA-256 {actual} khác giá trị đã ghim {pinned}")
         meta: dict[str, Any] = {
             "kind": kind,

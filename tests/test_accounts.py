@@ -275,14 +275,14 @@ BAD = [
         "/v1/operator/api-keys",
         {"agency_code": AGENCY_A, "name": "x", "expires_in_days": 0},
         422,
-        "INVALID_REQUEST",
+        "INVALID_API_KEY_REQUEST",
     ),
     (
         "post",
         "/v1/operator/api-keys",
         {"agency_code": AGENCY_A, "name": "x", "extra": 1},
         422,
-        "INVALID_REQUEST",
+        "INVALID_API_KEY_REQUEST",
     ),
     ("post", "/v1/operator/api-keys/ffffffffffffffff/revoke", None, 404, "API_KEY_NOT_FOUND"),
     # A control character in the path is refused at the edge, before any route (api/edge.py).
@@ -293,14 +293,39 @@ BAD = [
         "/v1/operator/api-keys/ffffffffffffffff/rotate",
         {"overlap_hours": -1},
         422,
-        "INVALID_REQUEST",
+        "INVALID_API_KEY_REQUEST",
     ),
     (
         "post",
         "/v1/operator/api-keys/ffffffffffffffff/rotate",
         {"overlap_hours": 721},
         422,
-        "INVALID_REQUEST",
+        "INVALID_API_KEY_REQUEST",
+    ),
+    # Newuser findings 2–3: the README's code for every bad name, role, expiry or overlap, and
+    # OPERATOR_KEY_CLI_ONLY whether or not an agency is named (an operator key has none).
+    (
+        "post",
+        "/v1/operator/api-keys",
+        {"name": "x", "role": "operator"},
+        403,
+        "OPERATOR_KEY_CLI_ONLY",
+    ),
+    (
+        "post",
+        "/v1/operator/api-keys",
+        {"agency_code": AGENCY_A, "name": ""},
+        422,
+        "INVALID_API_KEY_REQUEST",
+    ),
+    ("post", "/v1/operator/api-keys", {"name": "x"}, 422, "INVALID_API_KEY_REQUEST"),
+    ("post", "/v1/operator/api-keys", None, 422, "INVALID_API_KEY_REQUEST"),
+    (
+        "post",
+        "/v1/operator/api-keys",
+        {"agency_code": AGENCY_A, "name": "x", "expires_in_days": -1},
+        422,
+        "INVALID_API_KEY_REQUEST",
     ),
 ]
 
@@ -321,6 +346,7 @@ def test_bad_operator_requests_are_refused_and_nothing_written(
         keys = len(session.scalars(select(ApiClient.id)).all())
     answer = api.request(method.upper(), path, headers=bearer(operator["api_key"]), json=body)
     assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
+    assert "" not in answer.json().get("details", {}).get("fields", []), answer.text
     assert_nothing_written(before, services)
     assert audit_count(services) == audited
     with services.db.transaction() as session:
@@ -407,6 +433,13 @@ def test_key_lifecycle_from_the_command_line(
     assert missing.returncode == 5 and "API_KEY_NOT_FOUND" in missing.stderr
     bad = run(env, "client", "rotate", new["key_id"], "--overlap", "nan")
     assert bad.returncode == 5 and "INVALID_API_KEY_REQUEST" in bad.stderr
+    # One rule, one message, whichever side of it (red team F8: 0 and -5 were told apart).
+    said = set()
+    for days in ("0", "-5", "3651"):
+        refused = run(env, "client", "add", "--agency", AGENCY_A, "--name", "x", "--expires", days)
+        assert refused.returncode == 5 and "INVALID_API_KEY_REQUEST" in refused.stderr
+        said.add(refused.stderr)
+    assert len(said) == 1 and "lớn hơn 0 và không quá 3650" in said.pop()
 
     # What the service now answers for each key, from the same database.
     settings = make_settings(

@@ -211,6 +211,61 @@ def test_over_the_size_limit(small_limit_api: Any) -> None:
     assert_nothing_written(before, built)
 
 
+def test_a_chunked_body_over_the_limit_is_413(small_limit_api: Any) -> None:
+    """Red team F9: a body sent with Transfer-Encoding: chunked (no Content-Length) past the
+    limit answered 400 INVALID_REQUEST; it is 413 FILE_TOO_LARGE like a declared one."""
+    import json
+
+    client, built = small_limit_api
+    credentials = json.loads(built.settings.dev_credentials_file.read_text())
+    before = snapshot(built)
+    boundary = "ranh-gioi"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="profile"\r\n\r\n'
+        f'agency-a-seal\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        'filename="x.pdf"\r\nContent-Type: application/pdf\r\n\r\n'
+    ).encode()
+
+    def chunks() -> Any:
+        yield head
+        for _ in range(40):  # 40 × 16 KiB: past the 100 kB limit (+ 64 KiB framing)
+            yield b"0" * 16384
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    content_type = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    for path, headers in (
+        ("/v1/signatures", {**auth(credentials), **content_type}),
+        ("/v1/verifications", content_type),
+    ):
+        response = client.post(path, headers=headers, content=chunks())
+        assert "content-length" not in response.request.headers
+        assert (response.status_code, response.json()["code"]) == (413, "FILE_TOO_LARGE")
+    assert_nothing_written(before, built)
+
+
+def test_every_sha256_shown_is_lower_case_hex(api: Any, credentials: dict[str, Any]) -> None:
+    """Newuser finding 6: certificate_sha256 was upper-case beside the document's lower-case
+    sha256 in the same answer (signing, admin keys and profiles, verification reports)."""
+    import re
+
+    lower = re.compile(r"^[0-9a-f]{64}$")
+    signed = sign(api, auth(credentials), make_pdf())
+    assert signed.status_code == 201, signed.text
+    body = signed.json()
+    found = [body["certificate_sha256"], body["document"]["sha256"]]
+    admin = {"Authorization": f"Bearer {credentials['agencies'][0]['admin_api_key']}"}
+    found += [k["certificate_sha256"] for k in api.get("/v1/admin/keys", headers=admin).json()]
+    found += [
+        p["certificate_sha256"]
+        for p in api.get("/v1/admin/profiles", headers=admin).json()
+        if p["certificate_sha256"] is not None
+    ]
+    download = api.get(body["document"]["download_url"], headers=auth(credentials))
+    report = api.post("/v1/verifications", files={"file": ("x.pdf", download.content)}).json()
+    found += [s["signer"]["certificate_sha256"] for s in report["signatures"]]
+    assert len(found) >= 5 and all(lower.match(value) for value in found), found
+
+
 def test_verification_bad_inputs(api: Any) -> None:
     response = api.post("/v1/verifications", files={"file": ("x.txt", b"hello")})
     assert (response.status_code, response.json()["code"]) == (422, "NOT_A_PDF")

@@ -147,7 +147,7 @@ def test_hostile_files_refused_nothing_kept_audited(
         ("000.00.12.H12-261127-000١", "application", "INVALID_DOSSIER_CODE", 422),  # Arabic 1
         (DOSSIER_A, "passport-photo", "INVALID_COMPONENT", 422),
         (DOSSIER_A, "application\x00", "INVALID_COMPONENT", 422),
-        (DOSSIER_A, "c" * 5000, "INVALID_REQUEST", 400),
+        (DOSSIER_A, "c" * 5000, "INVALID_REQUEST", 422),
         (DOSSIER_A, "", "INVALID_COMPONENT", 422),
     ],
 )
@@ -178,7 +178,7 @@ def test_missing_fields(env: Env) -> None:
         data={"component": "application"},
         files={"other": ("x.pdf", make_pdf())},
     )
-    assert (r.status_code, r.json()["code"]) == (400, "INVALID_REQUEST")
+    assert (r.status_code, r.json()["code"]) == (422, "INVALID_REQUEST")
     assert r.json()["details"]["fields"] == ["file"]
     r = env.client.post(
         f"/v1/dossiers/{DOSSIER_A}/attachments", headers=env.auth(), content=b"not multipart"

@@ -394,6 +394,33 @@ def test_seal_from_an_untrusted_timestamp_server_is_detected(services: Services)
     assert report.codes() == {"SEAL_TSA_UNTRUSTED"}, report.problems
 
 
+def test_a_refused_new_seal_names_what_it_would_have_sealed(services: Services) -> None:
+    """Newuser finding 16: sealing with a timestamp server that chains to no anchor was
+    refused as "Niêm phong : …" (an empty name: the seal has no file yet)."""
+    from signing_service.audit.seals import SealRefused
+    from signing_service.trust import TrustStore
+
+    assert services.audit_key is not None and services.dev_pki is not None
+    _fill(services)
+    with services.db.transaction() as session:
+        seq = _last_seq(session)
+    production_trust = TrustStore.load(services.settings.trust_anchors_file)  # no dev root
+    with pytest.raises(SealRefused) as refused:
+        seal_head(
+            services.db,
+            services.audit_key,
+            seal_dir=services.settings.audit_seals_path,
+            tsa_url=services.dev_pki.tsa_url,
+            trust=production_trust,
+        )
+    (problem,) = refused.value.problems
+    assert problem.code == "SEAL_TSA_UNTRUSTED"
+    assert problem.message.startswith(
+        f"Niêm phong mới (đến bản ghi {seq}, từ {services.dev_pki.tsa_url}): "
+    ), problem.message
+    assert load_seals(services.settings.audit_seals_path)[0] == []
+
+
 def test_deleted_seal_and_garbage_seal_are_detected(services: Services) -> None:
     _fill(services, 2)
     first = _seal(services)
@@ -660,6 +687,7 @@ def test_production_refuses_a_copied_development_key_file(
     dev.close()
     copied = tmp_path / "copied.key"
     copied.write_text(dev.settings.dev_audit_key_path.read_text())
+    copied.chmod(0o600)  # private, as the operator's key file must be (else refused for that)
     from signing_service.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="khóa nhật ký của chế độ phát triển"):
@@ -742,3 +770,26 @@ def test_a_log_stripped_of_its_macs_is_refused_not_keyed_again(
     assert migrated.returncode == 6 and "AUDIT_NOT_KEYED" in migrated.stderr, migrated.stderr
     with Services.build(settings, prepare=False).db.transaction() as session:
         assert session.scalar(select(AuditHead.mac)) is None  # still not keyed again
+
+
+def test_an_unreachable_seal_tsa_is_told_in_vietnamese(
+    tmp_path: Path, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Newuser finding 13: `audit seal` with a TSA that does not answer printed pyHanko's
+    "Error in communication with timestamp server"."""
+    from tests.support.postgres import free_port
+
+    pki, port = dev_pki
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SIGNING_SERVICE_")},
+        "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
+        "SIGNING_SERVICE_DEV_PKI_DIR": str(pki.directory),
+        "SIGNING_SERVICE_DEV_PKI_PORT": str(port),
+        "SIGNING_SERVICE_AUDIT_TSA_URL": f"http://127.0.0.1:{free_port()}/",
+    }
+    assert run(env, "client", "list").returncode == 0  # a log with entries to seal
+    result = run(env, "audit", "seal")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "TIMESTAMP_UNAVAILABLE" in result.stderr
+    assert "không kết nối được tới máy chủ" in result.stderr
+    assert "Error" not in result.stderr and "Traceback" not in result.stderr

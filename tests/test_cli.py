@@ -202,10 +202,9 @@ def test_a_bad_setting_is_exit_6_naming_it(
         variable: value,
     }
     result = run(env, *command)
-    if command[0] == "migrate" and (
-        variable == "SIGNING_SERVICE_STORAGE_URL" or value == "/khong-co/goc.pem"
-    ):
-        # migrate opens neither the store nor the anchor files: nothing to refuse there.
+    if command[0] == "migrate" and value == "/khong-co/goc.pem":
+        # migrate does not open the anchor files: nothing to refuse there (a malformed
+        # storage URL is refused when the settings are read, by every command).
         assert result.returncode == 0, result.stderr
         return
     assert result.returncode == 6, result.stderr
@@ -286,3 +285,56 @@ def test_serve_on_a_busy_port_is_exit_6_naming_the_setting(env: dict[str, str]) 
     assert "SIGNING_SERVICE_PORT" in result.stderr
     assert "đang được một chương trình khác dùng" in result.stderr
     assert "Traceback" not in result.stderr and "address already in use" not in result.stderr
+
+
+def test_migrate_says_what_it_did(env: dict[str, str]) -> None:
+    """Newuser finding 19: `migrate` printed nothing on success."""
+    from sqlalchemy import make_url
+
+    from signing_service.store.db import schema_revision
+
+    first = run(env, "migrate")
+    assert first.returncode == 0, first.stderr
+    head = schema_revision(env["SIGNING_SERVICE_DATABASE_URL"])
+    assert head is not None
+    assert "Đã tạo lược đồ cơ sở dữ liệu" in first.stdout and f"(phiên bản {head})" in first.stdout
+    again = run(env, "migrate")
+    assert again.returncode == 0, again.stderr
+    assert f"đã ở phiên bản mới nhất ({head}); không thay đổi" in again.stdout
+    # The password of a PostgreSQL URL is never printed.
+    password = make_url(env["SIGNING_SERVICE_DATABASE_URL"]).password
+    assert not password or str(password) not in first.stdout + again.stdout
+
+
+def test_the_spare_dev_p12_can_be_registered(
+    env: dict[str, str], dev_pki: tuple[DevPki, int]
+) -> None:
+    """Newuser finding 1: every usable dev p12 was registered by the bootstrap, so `key add
+    --pkcs12` could only be refused in development; spare-seal.p12 is left for trying it."""
+    import json
+
+    from signing_service.settings import DEV_KEY_PASSPHRASE
+
+    pki, _ = dev_pki
+    assert run(env, "key", "list").returncode == 0  # the bootstrap ran
+    credentials = json.loads(
+        (Path(env["SIGNING_SERVICE_DATA_DIR"]) / "dev-credentials.json").read_text()
+    )
+    spare = credentials["pki"]["unregistered_p12"]
+    assert spare == str(pki.p12_path("spare-seal"))
+    added = subprocess.run(
+        [
+            *(sys.executable, "-m", "signing_service.cli", "key", "add"),
+            *("--agency", "000.00.31.H26", "--name", "con-dau-du-phong"),
+            *("--pkcs12", spare, "--secret-stdin"),
+        ],
+        env=env,
+        input=DEV_KEY_PASSPHRASE + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert added.returncode == 0, added.stdout + added.stderr
+    listed = run(env, "key", "list", "--agency", "000.00.31.H26")
+    assert "con-dau-du-phong" in listed.stdout, listed.stdout + listed.stderr

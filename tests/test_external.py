@@ -122,7 +122,7 @@ def test_garbage_and_wrong_shape_refused(
     bad = complete(api, credentials, session, signature=base64.b64encode(b"x" * 256).decode())
     assert bad.json()["code"] == "EXTERNAL_SIGNATURE_INVALID"
     bad = complete(api, credentials, session, signature="khong-phai-base64!")
-    assert (bad.status_code, bad.json()["code"]) == (400, "INVALID_REQUEST")
+    assert (bad.status_code, bad.json()["code"]) == (422, "INVALID_REQUEST")
     bad = complete(api, credentials, session)
     assert bad.json()["code"] == "INVALID_REQUEST"
     bad = complete(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from signing_service.errors import ConfigurationError
 from signing_service.pki.dev import DevPki
 from signing_service.services.container import Services, StartupRefused
 from signing_service.settings import Settings
@@ -17,12 +18,22 @@ from tests.support.pdfs import make_pdf
 AUDIT_KEY = "operator-audit-secret-0123456789abcdef0123456789"
 
 
-def test_default_passphrase_refused(tmp_path: Path) -> None:
+def test_production_does_not_need_the_dev_p12_passphrase(tmp_path: Path) -> None:
+    """Newuser finding 14: production required SIGNING_SERVICE_KEY_PASSPHRASE, which only
+    opens the dev PKI's PKCS#12 exports (never read in production: registered keys are sealed
+    under SIGNING_SERVICE_KEY_STORE_SECRET)."""
     settings = Settings(
-        mode="production", data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/m.db"
+        mode="production",
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path}/m.db",
+        audit_key=AUDIT_KEY,
     )
-    with pytest.raises(StartupRefused, match="KEY_PASSPHRASE"):
-        Services.build(settings)
+    assert settings.check_production() == []
+    services = Services.build(settings)
+    try:
+        assert services.dev_pki is None
+    finally:
+        services.close()
 
 
 def test_implicit_database_refused(tmp_path: Path) -> None:
@@ -55,7 +66,7 @@ def test_database_with_dev_agencies_refused(tmp_path: Path, dev_pki: tuple[DevPk
         database_url=url,
         audit_key=AUDIT_KEY,
     )
-    with pytest.raises(StartupRefused, match="development agencies"):
+    with pytest.raises(StartupRefused, match="khóa của chế độ phát triển"):
         Services.build(settings)
 
 
@@ -291,3 +302,58 @@ def test_data_directory_and_sqlite_file_are_private(tmp_path: Path) -> None:
         path = data / name
         if path.exists():
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+
+
+def test_an_intermediate_is_never_an_anchor(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> None:
+    """Red team F10: production accepted the dev PKI's intermediate CA as an extra anchor.
+    Only a self-issued root is an anchor, in any mode; in production a self-signed certificate
+    of the dev PKI's organization is refused as well."""
+    pki, _ = dev_pki
+    interm = tmp_path / "trung-gian.pem"
+    interm.write_bytes(pki.cert_path("interm").read_bytes())
+    with pytest.raises(TrustStoreError, match="không phải chứng thư gốc"):
+        TrustStore.load(REPO / "certs/trust/anchors.json", extra=[interm])
+    settings = _production(tmp_path, dev_pki_dir=tmp_path / "no-pki", extra_trust_anchors=[interm])
+    with pytest.raises(ConfigurationError, match="không phải chứng thư gốc"):
+        Services.build(settings)
+
+
+def test_trust_list_refuses_what_serve_refuses(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> None:
+    """Newuser finding 17: `trust list` listed the dev root as a public anchor (rc 0) in
+    production while `serve` refused the same configuration."""
+    import os
+    import subprocess
+    import sys
+
+    pki, _ = dev_pki
+    copy = tmp_path / "goc.pem"
+    copy.write_bytes(pki.root_cert_path.read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNING_SERVICE_")}
+    env.update(
+        {
+            "SIGNING_SERVICE_MODE": "production",
+            "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "prod"),
+            "SIGNING_SERVICE_EXTRA_TRUST_ANCHORS": str(copy),
+        }
+    )
+    cmd = [sys.executable, "-m", "signing_service.cli", "trust", "list"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "PKI thử nghiệm" in result.stderr and "Traceback" not in result.stderr
+    env.pop("SIGNING_SERVICE_EXTRA_TRUST_ANCHORS")
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr  # nothing else needs setting up to list
+
+
+def test_a_trust_catalog_that_is_not_json_is_named_in_vietnamese(tmp_path: Path) -> None:
+    """Red team F10: the English JSON decoder message leaked into the refusal."""
+    catalog = tmp_path / "anchors.pem"
+    catalog.write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(TrustStoreError) as refused:
+        TrustStore.load(catalog)
+    message = str(refused.value)
+    assert "không phải JSON hợp lệ" in message and "anchors.json" in message
+    assert "Expecting" not in message
+    catalog.write_text('{"goc": []}')
+    with pytest.raises(TrustStoreError, match="cần JSON dạng"):
+        TrustStore.load(catalog)

@@ -199,6 +199,26 @@ def test_counter_flushes_periodically_and_adds_up(services: Services) -> None:
     ]
 
 
+def test_counts_reach_the_table_on_a_quiet_server(services: Services) -> None:
+    """Newuser finding 4: counts were written only at the next verification after the flush
+    period (or at shutdown), so `verification stats` stayed empty on a quiet server."""
+    import time
+
+    from signing_service.services.counters import VerificationCounter, verification_counts
+
+    counter = VerificationCounter(services.db, flush_seconds=0.2)
+    try:
+        counter.add("NOT_A_PDF")
+        deadline = time.monotonic() + 10
+        while not verification_counts(services) and time.monotonic() < deadline:
+            time.sleep(0.1)  # read as the CLI does: another process, the table only
+        assert [r["count"] for r in verification_counts(services)] == [1]
+        assert counter.pending() == {}
+    finally:
+        counter.close()
+    assert counter._timer is not None and not counter._timer.is_alive()
+
+
 def test_anonymous_verifications_are_counted_not_audited(api: Any, services: Services) -> None:
     before = snapshot(services)
     assert api.post("/v1/verifications", files={"file": ("a.pdf", make_pdf())}).status_code == 200
@@ -213,6 +233,7 @@ def test_anonymous_verifications_are_counted_not_audited(api: Any, services: Ser
 def test_verification_stats_command(services: Services, tmp_path: Path) -> None:
     services.verification_counter.add("TOTAL_PASSED")
     services.verification_counter.add("RATE_LIMITED")
+    services.verification_counter.add("NOT_A_PDF")
     services.verification_counter.flush()
     settings = services.settings
     env = {
@@ -238,10 +259,13 @@ def test_verification_stats_command(services: Services, tmp_path: Path) -> None:
     assert {(r["outcome"], r["count"]) for r in json.loads(result.stdout)} == {
         ("TOTAL_PASSED", 1),
         ("RATE_LIMITED", 1),
+        ("NOT_A_PDF", 1),
     }
     result = run()
     assert result.returncode == 0, result.stderr
     assert "HỢP LỆ" in result.stdout and "vượt giới hạn tần suất" in result.stdout
+    # Every refusal code in Vietnamese too (newuser finding 5: "NOT_A_PDF (NOT_A_PDF)").
+    assert "NOT_A_PDF (bị từ chối: Tệp không phải là tài liệu PDF)" in result.stdout
 
 
 def test_one_client_holds_at_most_its_share_of_the_anonymous_lane() -> None:

@@ -35,7 +35,7 @@ MANIFEST = REPO / "certs" / "trust" / "anchors.json"
 SHARED_TRUST = REPO.parent / "shared" / "trust" / "vn"
 VGCA_ROOT_CN = "RootCA chuyên dùng Chính phủ G2"
 VGCA_INTERMEDIATE_CN = "CA phục vụ các cơ quan Nhà nước G2"
-VGCA_ROOT_SHA256 = "F04BA4B459A7C9A1B971AD9B1CB833E695A80C79AEA63B174B66A70EDFE2FDB8"
+VGCA_ROOT_SHA256 = "F04BA4B459A7C9A1B971AD9B1CB833E695A80C79AEA63B174B66A70EDFE2FDB8".lower()
 # A moment inside every pinned certificate's validity (VNPT-CA SHA2 ends 2029-08-30).
 MOMENT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -71,7 +71,7 @@ def test_all_eleven_pinned_and_loaded() -> None:
     for entry in entries:
         item = by_name[entry["subject_cn"]]
         # The manifest's descriptive fields agree with the certificate it pins.
-        assert item.sha256 == entry["sha256"]
+        assert item.sha256 == entry["sha256"].lower()  # shown lower-case
         assert item.not_after == datetime.fromisoformat(entry["valid_until"])
         assert item.kind.value == entry["kind"]
         assert item.provenance and item.authority
@@ -93,7 +93,7 @@ def test_pinned_copies_are_the_shared_folder_files() -> None:
     readme = (SHARED_TRUST / "README.md").read_text()
     for path in shared:
         (cert,) = load_certs(path)
-        assert fingerprint(cert) == pinned[path.name]
+        assert fingerprint(cert) == pinned[path.name].lower()
         assert pinned[path.name] in readme
         assert (REPO / "certs/trust/vn" / path.name).read_bytes() == path.read_bytes()
 

@@ -55,6 +55,7 @@ HTTP_CODES = {
 
 ATTACHMENT_UPLOAD = re.compile(r"^/v1/dossiers/[^/]+/attachments$")
 VERIFICATIONS_PATH = "/v1/verifications"
+OPERATOR_API_KEYS = "/v1/operator/api-keys"
 
 
 class BodyLimit:
@@ -183,12 +184,26 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [".".join(str(p) for p in e.get("loc", ())[1:]) for e in exc.errors()]
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A field's path without its location ("body", "query"); the body itself ("body"),
+        # not an empty name, when it is missing or not an object.
+        fields = [
+            ".".join(str(p) for p in e.get("loc", ())[1:]) or str(e.get("loc", ("body",))[0])
+            for e in exc.errors()
+        ]
         if "appearance.kind" in fields:
             # A profile's appearance kind that does not exist has its own code (issue 10).
             unknown = errors.UnknownAppearanceKind(details={"fields": fields})
             return error_response(422, unknown.code, unknown.message, details=unknown.details)
+        if request.url.path.startswith(OPERATOR_API_KEYS):
+            # The operator API's documented code for a bad name, role, expiry or overlap
+            # (README; newuser finding 2), whichever layer finds it.
+            return error_response(
+                422,
+                errors.InvalidApiKeyRequest.code,
+                errors.InvalidApiKeyRequest.message,
+                details={"fields": fields},
+            )
         return error_response(
             422,
             "INVALID_REQUEST",
@@ -197,7 +212,12 @@ def create_app(services: Services) -> FastAPI:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, errors.ServiceError):
+            # FastAPI turns any error while it parses a form into 400 "error parsing the body";
+            # ours keeps its own answer: a chunked body over the limit is 413 FILE_TOO_LARGE,
+            # as a declared one is (red team F9).
+            return await _service_error(request, exc.__cause__)
         code, message = HTTP_CODES.get(exc.status_code, ("HTTP_ERROR", "Yêu cầu không hợp lệ."))
         return error_response(exc.status_code, code, message)
 

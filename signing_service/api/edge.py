@@ -89,7 +89,9 @@ class RequestGuard:
             if any(_BAD_FIELD_VALUE.search(value) for _, value in scope.get("headers") or []):
                 await send_error(
                     send,
-                    errors.InvalidRequest("Tiêu đề (header) của yêu cầu chứa ký tự không hợp lệ."),
+                    errors.MalformedRequest(
+                        "Tiêu đề (header) của yêu cầu chứa ký tự không hợp lệ."
+                    ),
                     close=True,
                 )
                 return

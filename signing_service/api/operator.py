@@ -66,6 +66,16 @@ async def api_keys_create(
 ) -> schemas.ApiKeyIssued:
     if body.role == OPERATOR_ROLE:
         raise errors.OperatorKeyCliOnly()
+    if body.role not in ("client", "admin"):
+        raise errors.InvalidApiKeyRequest(
+            "Vai trò phải là client hoặc admin (khóa của đơn vị vận hành chỉ được tạo bằng dòng "
+            "lệnh).",
+            details={"fields": ["role"]},
+        )
+    if body.agency_code is None:
+        raise errors.InvalidApiKeyRequest(
+            "Cần mã định danh cơ quan (agency_code).", details={"fields": ["agency_code"]}
+        )
     issued = await in_worker(
         accounts.issue_api_key,
         services,

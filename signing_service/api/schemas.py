@@ -21,6 +21,11 @@ class ErrorBody(BaseModel):
     details: dict[str, Any] | None = None
 
 
+# Every SHA-256 in an answer is lower-case hex (newuser finding 6: a certificate's was
+# upper-case beside the document's lower-case one in the same answer).
+Sha256Hex = Annotated[str, AfterValidator(str.lower)]
+
+
 class Health(BaseModel):
     status: str
 
@@ -47,7 +52,7 @@ class SignatureOut(BaseModel):
     level: str = Field(examples=["B-T"])
     profile: str
     signed_at: str
-    certificate_sha256: str
+    certificate_sha256: Sha256Hex
     document: DocumentOut
     input_document: DocumentOut
     repaired: bool = Field(
@@ -191,7 +196,7 @@ class ProfileOut(BaseModel):
     reason: str | None
     location: str | None
     appearance: dict[str, Any] | None
-    certificate_sha256: str | None
+    certificate_sha256: Sha256Hex | None
     created_at: str
 
 
@@ -253,7 +258,7 @@ class AgencyKeyOut(BaseModel):
     name: str = Field(examples=["agency-a-seal"])
     kind: str = Field(description="pkcs12 | pkcs11 | csc | officer")
     subject: str = Field(description="chủ thể của chứng thư số")
-    certificate_sha256: str
+    certificate_sha256: Sha256Hex
     not_after: str = Field(description="hết hạn (ISO 8601)")
     created_at: str
 
@@ -306,7 +311,9 @@ class ApiKeyRotated(BaseModel):
 
 class ApiKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    agency_code: str = Field(max_length=64, examples=["000.00.12.H12"])
+    # Optional here so that an operator key requested without one (operator keys belong to no
+    # agency) is answered OPERATOR_KEY_CLI_ONLY, not a missing field; required otherwise.
+    agency_code: str | None = Field(default=None, max_length=64, examples=["000.00.12.H12"])
     name: str = Field(min_length=1, max_length=255, examples=["Một cửa điện tử"])
     role: str = Field(default="client", description="client | admin (operator keys: CLI only)")
     expires_in_days: float | None = Field(

@@ -232,10 +232,10 @@ async def receive_multipart(
     kind, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
-        raise errors.InvalidRequest("Yêu cầu phải là multipart/form-data.")
+        raise errors.MalformedRequest("Yêu cầu phải là multipart/form-data.")
     if len(boundary) > MAX_BOUNDARY_BYTES:
         # RFC 2046 §5.1.1: at most 70 characters (python-multipart raised past 256: a 500).
-        raise errors.InvalidRequest("Dữ liệu multipart không hợp lệ (boundary quá dài).")
+        raise errors.MalformedRequest("Dữ liệu multipart không hợp lệ (boundary quá dài).")
     receiver = _Receiver(tmp_dir, file_field, max_file_bytes, check_field, sink_factory)
     parser = MultipartParser(
         boundary,
@@ -274,7 +274,7 @@ async def receive_multipart(
         if isinstance(e, ClientDisconnect):
             error = errors.UploadIncomplete()
         elif isinstance(e, FormParserError):
-            error = errors.InvalidRequest("Dữ liệu multipart không hợp lệ.")
+            error = errors.MalformedRequest("Dữ liệu multipart không hợp lệ.")
         if receiver.sink is not None:
             await anyio.to_thread.run_sync(receiver.sink.abort, error)
         if error is e:

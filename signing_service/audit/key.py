@@ -57,13 +57,28 @@ class AuditKey:
 
 
 def _read_key_file(path: Path, setting: str) -> str:
+    """The secret in ``path``. Like ssh with a private key, a file that group or others may
+    read is refused: whoever reads the secret can re-MAC an edited log (newuser finding 18:
+    a 0644 file was accepted silently)."""
+    from signing_service.oserror import reason_vi
+
     try:
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as e:
-        reason = getattr(e, "strerror", None) or "không đọc được nội dung"
+        with path.open("rb") as f:
+            mode = os.fstat(f.fileno()).st_mode & 0o777
+            text = f.read().decode("utf-8").strip()
+    except OSError as e:
         raise ConfigurationError(
-            f"Không đọc được khóa nhật ký kiểm tra {setting}={path}: {reason}."
+            f"{setting}: không đọc được khóa nhật ký kiểm tra {path}: {reason_vi(e)}."
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(
+            f"{setting}: khóa nhật ký kiểm tra {path} không phải văn bản UTF-8."
+        ) from None
+    if mode & 0o077:
+        raise ConfigurationError(
+            f"{setting}: tệp khóa nhật ký kiểm tra {path} có quyền {mode:04o}, người khác đọc "
+            f"được; chỉ chủ sở hữu được đọc: chmod 600 {path}"
+        )
     return text
 
 

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from signing_service.audit import AuditProblem, ChainReport, verify
 from signing_service.audit.key import AuditKey
 from signing_service.store.models import AuditEntry, AuditHead
-from signing_service.trust import VIETNAM_TZ
+from signing_service.timefmt import VIETNAM_TZ
 
 if TYPE_CHECKING:
     from signing_service.store.db import Database
@@ -189,7 +189,9 @@ def check_token(seal: Seal, trust: TrustStore) -> tuple[list[AuditProblem], date
     its own: call it from a thread that has none (the command line, a worker thread)."""
     from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 
-    name = seal.path.name
+    # A seal being made has no file yet: name it by what it covers (newuser finding 16: the
+    # refusal read "Niêm phong : …").
+    name = seal.path.name or f"mới (đến bản ghi {seal.seq}, từ {seal.tsa_url})"
     problems: list[AuditProblem] = []
     if seal.expected_imprint() != seal.imprint:
         problems.append(
@@ -374,8 +376,29 @@ def _request_token(tsa_url: str, digest: bytes, timeout: float) -> bytes:
     # Network errors, HTTP errors, a refusal (PKIStatus) and a malformed answer all mean the
     # same thing here: no seal now, try again.
     except Exception as e:  # noqa: BLE001
-        raise SealUnavailable(str(e) or type(e).__name__) from None
+        raise SealUnavailable(_unavailable_reason(e, timeout)) from None
     return bytes(token.dump())
+
+
+def _unavailable_reason(error: BaseException, timeout: float) -> str:
+    """Why no token came, in Vietnamese for the operator (newuser finding 13: pyHanko's
+    "Error in communication with timestamp server"); the cause is found on the chain of
+    exceptions pyHanko wraps."""
+    import requests
+
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    if any(isinstance(e, requests.Timeout) for e in chain):
+        return f"máy chủ không trả lời trong {timeout:g} giây"
+    if any(isinstance(e, requests.ConnectionError) for e in chain):
+        return "không kết nối được tới máy chủ"
+    for e in chain:
+        if isinstance(e, requests.HTTPError) and e.response is not None:
+            return f"máy chủ trả lời lỗi HTTP {e.response.status_code}"
+    return "máy chủ không cấp dấu thời gian hoặc câu trả lời không đọc được"
 
 
 def _write(seal_dir: Path, seal: Seal, moment: datetime) -> Path:

@@ -60,6 +60,9 @@ KEYS: dict[str, str] = {
     "expired-signer": "rsa2048",
     "wrong-usage": "rsa2048",  # keyEncipherment only: refused for signing
     "weak-key": "rsa1024",  # below the algorithm policy: refused for signing
+    # Agency B's second seal, never registered by the bootstrap: what `key add --pkcs12` can be
+    # tried with in development (every other usable p12 is already registered).
+    "spare-seal": "rsa2048",
 }
 # Certificates exported as PKCS#12 (key + certificate + chain) for signing.
 SIGNERS = (
@@ -70,6 +73,7 @@ SIGNERS = (
     "expired-signer",
     "wrong-usage",
     "weak-key",
+    "spare-seal",
 )
 TSA_LABEL = "tsa"
 

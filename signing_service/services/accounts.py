@@ -117,11 +117,21 @@ def _clean_name(name: str) -> str:
     return cleaned
 
 
-def _bounded(value: float | None, low: float, high: float, what: str) -> float | None:
+def _bounded(
+    value: float | None, low: float, high: float, what: str, *, above_low: bool = False
+) -> float | None:
+    """``value`` within [low, high] (``above_low``: (low, high]), else
+    :class:`errors.InvalidApiKeyRequest` stating the rule (one message whichever side is
+    crossed: red team F8 found "must be > 0" for 0 and "within 0–3650" for -5)."""
     if value is None:
         return None
-    if not math.isfinite(value) or not low <= value <= high:
-        raise errors.InvalidApiKeyRequest(f"{what} phải nằm trong khoảng {low:g}–{high:g}.")
+    if not math.isfinite(value) or not low <= value <= high or (above_low and value == low):
+        rule = (
+            f"lớn hơn {low:g} và không quá {high:g}"
+            if above_low
+            else (f"nằm trong khoảng {low:g}–{high:g}")
+        )
+        raise errors.InvalidApiKeyRequest(f"{what} phải {rule}.")
     return value
 
 
@@ -154,9 +164,7 @@ def issue_api_key(
             "Khóa operator không thuộc cơ quan nào; khóa client/admin phải có mã cơ quan."
         )
     cleaned = _clean_name(name)
-    days = _bounded(expires_in_days, 0.0, MAX_EXPIRY_DAYS, "Thời hạn (ngày)")
-    if days is not None and days <= 0:
-        raise errors.InvalidApiKeyRequest("Thời hạn (ngày) phải lớn hơn 0.")
+    days = _bounded(expires_in_days, 0.0, MAX_EXPIRY_DAYS, "Thời hạn (ngày)", above_low=True)
     now = datetime.now(UTC)
     api_key, key_id, key_hash = new_api_key()
     with services.db.transaction() as session:

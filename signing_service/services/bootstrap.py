@@ -18,6 +18,7 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -29,6 +30,7 @@ from signing_service.store.models import Agency, ApiClient, SigningKey, SigningP
 if TYPE_CHECKING:
     from signing_service.services.container import Services
     from signing_service.services.keys import Material
+    from signing_service.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,59 @@ def _demo_keys(services: Services, code: str) -> dict[str, Material]:
     return keys
 
 
+def check_new_sqlite_database(settings: Settings) -> None:
+    """Before a development command creates an SQLite file that does not exist yet: the same
+    refusal as :func:`check_credentials_owner`, before anything is created."""
+    from sqlalchemy import make_url
+
+    if settings.is_production or not settings.effective_database_url.startswith("sqlite"):
+        return
+    database = make_url(settings.effective_database_url).database
+    if database and not Path(database).exists():
+        check_credentials_owner(settings)
+
+
+def database_label(url: str) -> str:
+    """The database a credentials file belongs to: its URL without the password."""
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def check_credentials_owner(settings: Settings) -> None:
+    """Refuse to create a second demo world whose keys would overwrite the credentials of
+    another database (red team F8: a CLI command with a mistyped SIGNING_SERVICE_DATABASE_URL
+    bootstrapped a new database and rewrote dev-credentials.json, so the running instance's
+    API keys, which exist nowhere else in clear, were lost). A file written before the
+    database was recorded in it belongs to the default database of the data directory.
+    Raises :class:`errors.ConfigurationError` naming the setting; nothing is written."""
+    from signing_service import errors
+
+    path = settings.dev_credentials_file
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("database")
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, AttributeError):
+        recorded = None  # unreadable: still somebody's keys, keep it
+    default = f"sqlite:///{settings.resolved_data_dir / 'metadata.db'}"
+    owner = recorded or database_label(default)
+    if owner == database_label(settings.effective_database_url):
+        return  # the same database, recreated: its old keys are gone with it
+    raise errors.ConfigurationError(
+        "Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL: cơ sở dữ liệu "
+        f"{database_label(settings.effective_database_url)} chưa có cơ quan nào, còn {path} "
+        f"giữ khóa API của cơ sở dữ liệu khác ({owner}); không tạo dữ liệu thử nghiệm mới để "
+        "khỏi ghi đè các khóa đó. Kiểm tra lại địa chỉ (gõ nhầm?), hoặc dùng "
+        "SIGNING_SERVICE_DATA_DIR khác cho cơ sở dữ liệu này, hoặc chuyển tệp kia đi nếu "
+        "không còn dùng cơ sở dữ liệu cũ."
+    )
+
+
 def bootstrap_dev(services: Services) -> None:
-    """Create the demo agencies and API keys once; ensure their keys and profiles."""
+    """Create the demo agencies and API keys once; ensure their keys and profiles. Raises
+    :class:`errors.ConfigurationError` when the database is new but the data directory's
+    credentials file belongs to another database (see :func:`check_credentials_owner`)."""
     assert services.dev_pki is not None
     credentials = _create_agencies(services)
     for demo in DEMO_AGENCIES:
@@ -125,9 +178,11 @@ def _create_agencies(services: Services) -> dict[str, Any] | None:
     with services.db.transaction() as session:
         if session.scalars(select(Agency.id).limit(1)).first() is not None:
             return None
+        check_credentials_owner(services.settings)
         out: dict[str, Any] = {
             "_note": "Development only. Production mode refuses to start with these agencies, "
             "profiles and keys.",
+            "database": database_label(services.settings.effective_database_url),
             "api_base_url": f"http://{services.settings.host}:{services.settings.port}",
             "agencies": [],
             "pki": {
@@ -135,6 +190,8 @@ def _create_agencies(services: Services) -> dict[str, Any] | None:
                 "tsa_url": pki.tsa_url,
                 "p12_passphrase_setting": "SIGNING_SERVICE_KEY_PASSPHRASE",
                 "officer_p12": str(pki.p12_path("officer")),
+                # Not registered: try `signing-service key add --pkcs12` with it.
+                "unregistered_p12": str(pki.p12_path("spare-seal")),
                 "officer_certificate": str(pki.cert_path("officer")),
                 "revoked_signer_p12": str(pki.p12_path("revoked-signer")),
                 "expired_signer_p12": str(pki.p12_path("expired-signer")),

@@ -60,6 +60,72 @@ def private_directory(path: Path) -> Path:
     return path
 
 
+def prepare_directories(settings: Settings) -> None:
+    """Create the directories the settings name (the data directory private, 0700) before
+    anything else writes there; one that cannot be created is a configuration error naming its
+    setting (it ended in an OSError traceback), and in development a missing dev PKI
+    configuration file too. Raises :class:`ConfigurationError`."""
+    from signing_service.oserror import reason_vi
+
+    wanted: list[tuple[str, Path, bool]] = [
+        ("SIGNING_SERVICE_DATA_DIR", settings.resolved_data_dir, True),
+        (
+            "SIGNING_SERVICE_UPLOAD_TMP_DIR"
+            if settings.upload_tmp_dir
+            else "SIGNING_SERVICE_DATA_DIR",
+            settings.upload_tmp_path,
+            False,
+        ),
+    ]
+    if not settings.is_production:
+        wanted.append(
+            (
+                "SIGNING_SERVICE_DEV_PKI_DIR"
+                if settings.dev_pki_dir
+                else "SIGNING_SERVICE_DATA_DIR",
+                settings.pki_dir,
+                False,
+            )
+        )
+    for setting, path, private in wanted:
+        try:
+            if private:
+                private_directory(path)
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigurationError(
+                f"Cấu hình không hợp lệ: {setting}: không tạo được thư mục {path}: {reason_vi(e)}"
+            ) from None
+    if not settings.is_production and not settings.dev_pki_config.is_file():
+        raise ConfigurationError(
+            "Cấu hình không hợp lệ: SIGNING_SERVICE_DEV_PKI_CONFIG: không có tệp cấu hình PKI "
+            f"thử nghiệm {settings.dev_pki_config}"
+        )
+
+
+def check_database_location(settings: Settings) -> None:
+    """An explicitly configured SQLite file must be in an existing directory: a typo in the path
+    (``sqlite:////nonexistent/dir/x.db``) created the directories and a new, empty database,
+    and in development a new demo world beside the real one (red team F8). Raises
+    :class:`ConfigurationError` naming the setting."""
+    from sqlalchemy import make_url
+
+    if settings.database_url is None or not settings.database_url.startswith("sqlite"):
+        return
+    database = make_url(settings.database_url).database
+    if not database:
+        return
+    folder = Path(database).resolve().parent
+    data_dir = settings.resolved_data_dir
+    # Inside the data directory is fine: the service creates that one.
+    if not folder.is_dir() and folder != data_dir and data_dir not in folder.parents:
+        raise ConfigurationError(
+            "Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL: thư mục "
+            f"{Path(database).parent} của tệp SQLite không tồn tại (gõ nhầm đường dẫn?)"
+        )
+
+
 def dev_root_copies(settings: Settings, trust: TrustStore) -> list[str]:
     """Anchors that are a development root wherever their file lives (a copy outside the dev
     PKI directory passed the path check): the SHA-256 of this machine's dev root, if one was
@@ -73,13 +139,33 @@ def dev_root_copies(settings: Settings, trust: TrustStore) -> list[str]:
         except (OSError, ValueError):
             log.warning("unreadable development root %s", local_root)
     names = _dev_root_names(settings.dev_pki_config)
+    # Any certificate of the dev PKI carries its organization (red team F10: its intermediate
+    # was accepted as an anchor in production).
+    organizations = {organization for organization, _ in names if organization}
     found = []
     for anchor in trust.anchors:
         subject = anchor.cert.subject.native
         name = (subject.get("organization_name"), subject.get("common_name"))
-        if anchor.sha256 in fingerprints or name in names:
+        if anchor.sha256 in fingerprints or name in names or name[0] in organizations:
             found.append(f"{anchor.name} (SHA-256 {anchor.sha256})")
     return found
+
+
+def dev_anchor_problem(settings: Settings, trust: TrustStore) -> str | None:
+    """Production: why the trust store must not be used (development material in it), in
+    Vietnamese naming the settings, or None. Shared by start-up and ``trust list``."""
+    if not settings.is_production:
+        return None
+    if trust.has_dev_root:
+        return "kho chứng thư tin cậy chứa gốc của PKI thử nghiệm"
+    copied = dev_root_copies(settings, trust)
+    if copied:
+        return (
+            "chứng thư của PKI thử nghiệm (bản sao) nằm trong kho chứng thư tin cậy "
+            "(SIGNING_SERVICE_EXTRA_TRUST_ANCHORS hoặc SIGNING_SERVICE_TRUST_ANCHORS_FILE): "
+            + ", ".join(copied)
+        )
+    return None
 
 
 def _dev_root_names(config: Path) -> set[tuple[str | None, str | None]]:
@@ -234,7 +320,12 @@ class Services:
         problems = settings.check_production()
         if problems:
             raise StartupRefused("; ".join(problems))
-        private_directory(settings.resolved_data_dir)
+        check_database_location(settings)
+        if prepare and not settings.is_production:
+            from signing_service.services.bootstrap import check_new_sqlite_database
+
+            check_new_sqlite_database(settings)
+        prepare_directories(settings)
         dev_pki = None
         hsm_key = None
         if not settings.is_production:
@@ -268,16 +359,9 @@ class Services:
         if dev_pki is not None:
             # Chain-building material for signatures whose CMS lacks the intermediate.
             trust.intermediates.append(dev_pki.cert("interm"))
-        if settings.is_production and trust.has_dev_root:
-            raise StartupRefused("kho chứng thư tin cậy chứa gốc của PKI thử nghiệm")
-        if settings.is_production:
-            copied = dev_root_copies(settings, trust)
-            if copied:
-                raise StartupRefused(
-                    "gốc của PKI thử nghiệm (bản sao) nằm trong kho chứng thư tin cậy "
-                    "(SIGNING_SERVICE_EXTRA_TRUST_ANCHORS hoặc "
-                    "SIGNING_SERVICE_TRUST_ANCHORS_FILE): " + ", ".join(copied)
-                )
+        problem = dev_anchor_problem(settings, trust)
+        if problem:
+            raise StartupRefused(problem)
         audit_key = load_audit_key(settings)
         db = Database(settings.effective_database_url, audit_key=audit_key)
         if prepare if migrate is None else migrate:
@@ -303,7 +387,6 @@ class Services:
             except StorageUnavailableError as e:
                 # Not fatal: the service starts, answers 503 for storage until it is back.
                 log.warning("object store not reachable at start-up: %s", e)
-        settings.upload_tmp_path.mkdir(parents=True, exist_ok=True)
         services = cls(
             settings=settings,
             db=db,
@@ -343,7 +426,7 @@ class Services:
         # dev root is refused at registration, production not trusting that root.
         if dev_agencies or bad:
             raise StartupRefused(
-                "development agencies or profiles with development keys are configured: "
+                "cơ sở dữ liệu có cơ quan, cấu hình ký hoặc khóa của chế độ phát triển: "
                 + ", ".join([*dev_agencies, *bad])
             )
 
@@ -363,12 +446,14 @@ class Services:
             return
         if self.settings.key_store_secret is None:
             raise StartupRefused(
-                "registered keys are sealed but SIGNING_SERVICE_KEY_STORE_SECRET is not set"
+                "có khóa ký đã đăng ký được niêm phong trong kho khóa nhưng chưa đặt "
+                "SIGNING_SERVICE_KEY_STORE_SECRET"
             )
         store = KeyStore.of(self)
         if not all(store.can_unwrap(binding(u, code, kind), w) for u, kind, w, code in sealed):
             raise StartupRefused(
-                "SIGNING_SERVICE_KEY_STORE_SECRET does not open the registered keys"
+                "SIGNING_SERVICE_KEY_STORE_SECRET không mở được các khóa ký đã đăng ký (sai bí "
+                "mật chính?)"
             )
 
     def timestamper(self, url: str) -> PooledHTTPTimeStamper:
@@ -385,7 +470,7 @@ class Services:
 
         counter = self._lazy.get("verification_counter")
         if counter is not None:
-            counter.flush()  # type: ignore[attr-defined]
+            counter.close()  # type: ignore[attr-defined]
         pool = self._lazy.get("verification_pool")
         if pool is not None:
             pool.close()  # type: ignore[attr-defined]

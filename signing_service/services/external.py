@@ -378,7 +378,7 @@ def complete_external(
         last is None
         or last.checks["integrity"].status.value != "PASSED"
         or last.signer is None
-        or last.signer.certificate_sha256 != cert.sha256.hex().upper()
+        or last.signer.certificate_sha256 != cert.sha256.hex()
     ):
         raise errors.ExternalSignatureInvalid()
     # The prepared PDF is an incremental update: it begins with the original, byte for byte.

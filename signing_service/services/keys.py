@@ -135,7 +135,8 @@ class KeyView:
             kind=row.kind,
             source=reference.get("module") or reference.get("provider"),
             subject=vietnamese_dn(cert.subject),
-            certificate_sha256=row.certificate_sha256,
+            # Shown lower-case like every SHA-256 (the registry column keeps its own form).
+            certificate_sha256=row.certificate_sha256.lower(),
             not_after=api_time(cert["tbs_certificate"]["validity"]["not_after"].native),
             created_at=api_time(row.created_at),
             disabled_at=api_time_or_none(row.disabled_at),

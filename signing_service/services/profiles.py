@@ -76,7 +76,7 @@ class ProfileView:
             reason=profile.reason,
             location=profile.location,
             appearance=profile.appearance,
-            certificate_sha256=key.certificate_sha256 if key is not None else None,
+            certificate_sha256=key.certificate_sha256.lower() if key is not None else None,
             created_at=api_time(profile.created_at),
         )
 

@@ -4,20 +4,19 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services.container import Services
 from signing_service.services.documents import check_pdf_upload
+from signing_service.timefmt import VIETNAM_TZ
 from signing_service.verification.validate import (
     EncryptedPdfError,
     NotPdfError,
     UnreadablePdfError,
 )
-
-VIETNAM = timezone(timedelta(hours=7))
 
 
 def parse_validation_time(value: str, *, assume_vietnam: bool = False) -> datetime:
@@ -35,8 +34,12 @@ def parse_validation_time(value: str, *, assume_vietnam: bool = False) -> dateti
     if moment.tzinfo is None:
         if not assume_vietnam:
             raise errors.InvalidValidationTime(details={"validation_time": value[:64]})
-        moment = moment.replace(tzinfo=VIETNAM)
-    if not datetime(1990, 1, 1, tzinfo=VIETNAM) <= moment <= datetime(2200, 1, 1, tzinfo=VIETNAM):
+        moment = moment.replace(tzinfo=VIETNAM_TZ)
+    if (
+        not datetime(1990, 1, 1, tzinfo=VIETNAM_TZ)
+        <= moment
+        <= datetime(2200, 1, 1, tzinfo=VIETNAM_TZ)
+    ):
         raise errors.InvalidValidationTime(details={"validation_time": value[:64]})
     return moment
 

@@ -72,6 +72,18 @@ def migrate(url: str) -> None:
     command.upgrade(cfg, "head")
 
 
+def schema_revision(url: str) -> str | None:
+    """The Alembic revision the database at ``url`` is at (None: no schema yet)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
 class Database:
     """The metadata database. ``audit_key`` (an :class:`signing_service.audit.AuditKey`)
     rides on every session (``session.info["audit_key"]``) so that audit entries written in
