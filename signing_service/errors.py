@@ -390,6 +390,18 @@ ImageNotTransparent = _error(
     422,
     "Ảnh phải có nền trong suốt (kênh alpha hoặc tRNS, và phần nền thực sự trong suốt).",
 )
+ImageEmpty = _error(
+    "IMAGE_EMPTY",
+    422,
+    "Ảnh gần như trong suốt hoàn toàn, không có nét chữ ký hoặc hình con dấu.",
+)
+Pdfa1NoTransparency = _error(
+    "PDFA1_NO_TRANSPARENCY",
+    422,
+    "Tài liệu theo chuẩn PDF/A-1 không cho phép ảnh trong suốt: không thể đóng dấu hoặc thêm ảnh "
+    "chữ ký mà vẫn giữ chuẩn; hãy dùng kiểu hiển thị dạng chữ (copy, annex, digitised) hoặc "
+    "chữ ký không hiển thị.",
+)
 InvalidImage = _error(
     "INVALID_IMAGE",
     422,

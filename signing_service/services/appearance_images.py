@@ -30,6 +30,7 @@ from signing_service.signing.stamp_images import (
     ImageRejected,
     StampImage,
     cached_image,
+    reencode_png,
     screen_png,
     stamp_image,
 )
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+# Matched whole (fullmatch): with re.match, ``$`` also matches before a final newline, and a
+# name "abcd\n" was stored and could then be neither used nor deleted (red team 10, F9).
 _NAME = re.compile(IMAGE_NAME_PATTERN)
 ROLES = ("seal", "signature")
 # Printed width in millimetres: a seal is 20-50 mm across (Nghị định 99/2016 sizes), a
@@ -56,6 +59,7 @@ _REJECTED: dict[str, type[errors.ServiceError]] = {
     "not_png": errors.ImageNotPng,
     "too_large": errors.ImageTooLarge,
     "no_transparency": errors.ImageNotTransparent,
+    "empty": errors.ImageEmpty,
 }
 
 
@@ -93,7 +97,7 @@ def _storage_key(agency: Agency, sha256: str) -> str:
 
 
 def _check_fields(name: str, role: str, width_mm: float, officer: str | None) -> str | None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise errors.InvalidImage(
             "Tên ảnh chỉ gồm chữ thường không dấu, số và dấu gạch ngang (2–63 ký tự)."
         )
@@ -134,12 +138,17 @@ def upload_image(
     """Screen ``data`` and store it as image ``name`` of ``agency``.
 
     ``role``: ``seal`` | ``signature``; ``width_mm``: the printed width (the height follows the
-    aspect ratio); ``officer``: whose signature (free text, optional). Codes (nothing stored):
-    422 ``INVALID_IMAGE`` (name, role, width), ``IMAGE_NOT_PNG``, ``IMAGE_TOO_LARGE``,
-    ``IMAGE_NOT_TRANSPARENT``; 409 ``IMAGE_EXISTS``; 503 ``STORAGE_UNAVAILABLE``.
+    aspect ratio); ``officer``: whose signature (free text, optional). What is stored (and
+    its ``sha256`` / ``size``) is the PNG re-encoded (:func:`reencode_png`), not the upload.
+    Codes (nothing stored): 422 ``INVALID_IMAGE`` (name, role, width), ``IMAGE_NOT_PNG``,
+    ``IMAGE_TOO_LARGE``, ``IMAGE_NOT_TRANSPARENT``, ``IMAGE_EMPTY``; 409 ``IMAGE_EXISTS``;
+    503 ``STORAGE_UNAVAILABLE``.
     """
     officer = _check_fields(name, role, width_mm, officer)
     try:
+        screen_png(data)
+        # Stored re-encoded: the pixels only, not the upload's other chunks or trailing data.
+        data = reencode_png(data)
         screened = screen_png(data)
     except ImageRejected as e:
         raise _REJECTED[e.reason](details={"reason": e.detail}) from None
@@ -202,7 +211,7 @@ def upload_image(
 
 
 def _find(session: Session, agency: Agency, name: str) -> AppearanceImage | None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         return None
     return session.scalars(
         select(AppearanceImage).where(

@@ -173,6 +173,7 @@ PDF_INPUT_ERRORS: dict[str, type[errors.ServiceError]] = {
     "certified_no_changes": errors.DocumentCertifiedNoChanges,
     "certified_field_required": errors.DocumentCertifiedFieldRequired,
     "signed_damaged": errors.SignedPdfDamaged,
+    "pdfa1_no_transparency": errors.Pdfa1NoTransparency,
 }
 
 

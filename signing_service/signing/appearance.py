@@ -435,10 +435,23 @@ class KindStamp(BaseStamp):
             "/BitsPerComponent": generic.NumberObject(8),
             "/Filter": pdf_name("/FlateDecode"),
         }
+
+        def predictor(colors: int) -> generic.DictionaryObject:
+            # PNG row filters (stamp_images._png_idat), ISO 32000-1 §7.4.4.4.
+            return generic.DictionaryObject(
+                {
+                    pdf_name("/Predictor"): generic.NumberObject(15),
+                    pdf_name("/Colors"): generic.NumberObject(colors),
+                    pdf_name("/BitsPerComponent"): generic.NumberObject(8),
+                    pdf_name("/Columns"): generic.NumberObject(image.width_px),
+                }
+            )
+
         smask = generic.StreamObject(
             {
                 **{pdf_name(k): v for k, v in common.items()},
                 pdf_name("/ColorSpace"): pdf_name("/DeviceGray"),
+                pdf_name("/DecodeParms"): predictor(1),
             },
             encoded_data=image.alpha_flate,
         )
@@ -446,6 +459,7 @@ class KindStamp(BaseStamp):
             {
                 **{pdf_name(k): v for k, v in common.items()},
                 pdf_name("/ColorSpace"): pdf_name("/DeviceRGB"),
+                pdf_name("/DecodeParms"): predictor(3),
                 pdf_name("/SMask"): self._ensure_writer.add_object(smask),
             },
             encoded_data=image.rgb_flate,
@@ -641,17 +655,68 @@ class KindAppearance:
         )
 
 
-def last_visible_signature(reader: PdfFileReader) -> str | None:
-    """The name of the last signed signature field (in field order) with a visible widget, or
-    ``None``: the person signature a seal goes over (placement's ``over_signature``)."""
+# Annotation flags (ISO 32000-1 Table 165) that keep a widget from being shown.
+_HIDDEN_FLAGS = 2 | 32  # Hidden, NoView
+
+
+def _same_agency_signature(
+    reader: PdfFileReader, field: generic.DictionaryObject, name: str, organisation: str
+) -> bool:
+    """Whether the field's /V is a signature whose CMS is intact and cryptographically valid
+    (pyHanko's ``validate_sig_integrity``: the /ByteRange digest matches the signed attributes
+    and the signer's key signed them) and whose signer certificate names ``organisation`` as
+    its organisation (O). No trust or revocation check: this decides only where a seal goes,
+    and a forged or copied /V (any dictionary, or another document's CMS) fails it."""
+    from pyhanko.sign.validation.generic_cms import validate_sig_integrity
+    from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+
+    try:
+        embedded = EmbeddedPdfSignature(reader, field, name)
+        cert = embedded.signer_cert
+        if cert.subject.native.get("organization_name") != organisation:
+            return False
+        intact, valid = validate_sig_integrity(
+            embedded.signer_info,
+            cert,
+            expected_content_type="data",
+            actual_digest=embedded.compute_digest(),
+        )
+        return bool(intact and valid)
+    except Exception:  # noqa: BLE001
+        # A hostile /V can fail anywhere in the CMS and PDF parsing (asn1crypto, pyHanko,
+        # cryptography): any failure means "not a signature the seal may go over".
+        return False
+
+
+def last_visible_signature(reader: PdfFileReader, organisation: str | None) -> str | None:
+    """The name of the last signed signature field (in field order) with a shown widget
+    (non-degenerate /Rect, neither Hidden nor NoView) whose signature is by the same agency as
+    the seal: its signer certificate's organisation (O) is ``organisation`` (the seal's
+    signing certificate's) and the signature is intact (:func:`_same_agency_signature`).
+    ``None`` otherwise (and when ``organisation`` is ``None``): the seal is then placed by the
+    normal rule, like a seal with no signature before it. Why: a seal is the only stamp allowed
+    over other content; put over whatever signature came last, another agency's seal covered
+    (and could blank out) that agency's visible signature, and a submitter's fake signature
+    field chose which words it covered (red team 10, F1)."""
+    if not organisation:
+        return None
     found = None
     for name, value, field_ref in enumerate_sig_fields(reader, filled_status=True):
         if value is None:
             continue
         field = field_ref.get_object()
         widgets = [field] if "/Rect" in field else [k.get_object() for k in field.get("/Kids", ())]
+        shown = False
         for widget in widgets:
-            rect = [float(v) for v in widget.get("/Rect", ())]
+            try:
+                rect = [float(v) for v in widget.get("/Rect", ())]
+                flags = int(widget.get("/F", 0))
+            except (TypeError, ValueError):
+                continue
+            if flags & _HIDDEN_FLAGS:
+                continue
             if len(rect) == 4 and abs(rect[2] - rect[0]) >= 1 and abs(rect[3] - rect[1]) >= 1:
-                found = name
+                shown = True
+        if shown and _same_agency_signature(reader, field, name, organisation):
+            found = name
     return found

@@ -352,15 +352,23 @@ def _pdf_signer(
             else None
         )
         if isinstance(spec, KindAppearance) and plan is not None:
+            if plan.style.image is not None and pdfa.claims_pdfa1(writer.prev):
+                # The image kinds (person, seal) need a soft mask, which PDF/A-1 forbids
+                # (ISO 19005-1 §6.4, veraPDF 6.4-2): refused rather than break conformance.
+                raise PdfInputError("pdfa1_no_transparency")
             # An appearance kind (issue 10): the size and region its plan asks for; a seal
-            # over the last visible signature (the person's).
+            # over the last visible signature of the same agency (appearance.py).
             placement = place(
                 writer.prev,
                 width=plan.width,
                 height=plan.height,
                 region=plan.region,
                 field_name=field_to_fill,
-                over_signature=last_visible_signature(writer.prev) if plan.over_signature else None,
+                over_signature=(
+                    last_visible_signature(writer.prev, organisation)
+                    if plan.over_signature
+                    else None
+                ),
                 when_full=spec.when_full,
                 margin=spec.margin,
             )
