@@ -297,7 +297,7 @@ class Settings(BaseSettings):
     # a request for a QR code is refused (QR_LINK_NOT_CONFIGURED).
     public_base_url: str | None = None
     # The issuing system named in QR codes (Thông tư 01/2023/TT-VPCP).
-    issuing_system: str = "signing-service"
+    issuing_system: str = Field(default="signing-service", min_length=1, max_length=128)
 
     # National document exchange limit: 50 MB a file. The limit of a document to sign that
     # carries no signature yet.

@@ -35,7 +35,23 @@ from tests.support.state import assert_nothing_written, snapshot
 
 RETIRED_FIELDS = ("key_uri", "tsa_url", "check_revocation")
 PROFILE_FIELDS = {"name", "key", "two_step", "level", "tsa", "reason", "location", "appearance"}
-APPEARANCE_FIELDS = {"heading", "width", "height", "margin", "font_size"}
+APPEARANCE_FIELDS = {
+    "heading",
+    "width",
+    "height",
+    "margin",
+    "font_size",
+    # Issue 10: the kind and its texts, images by registered name, a prepared field by name.
+    "kind",
+    "title",
+    "unit",
+    "copy_kind",
+    "document_number",
+    "signature_image",
+    "seal_image",
+    "field_name",
+    "when_full",
+}
 # Words that would betray a field able to name a location, a library or a secret.
 SUSPECT = ("uri", "url", "path", "file", "module", "pin", "token", "source", "secret", "env")
 CANARY_VARIABLE = "SIGNING_SERVICE_TEST_CANARY_SECRET"
@@ -176,8 +192,30 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         OBSERVED.opened.append(os.fsdecode(args[0]))
     elif event == "socket.connect":
         OBSERVED.connected.append(repr(args[1]))
+    elif event == "subprocess.Popen" and _service_helper(args[1]):
+        # The service's own fixed helper processes (the PDFium text-layout worker, the qpdf
+        # repair child): this interpreter with one of our modules, nothing a tenant chose.
+        return
     elif event in ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "ctypes.dlopen"):
         OBSERVED.started.append(f"{event} {args[0]!r}")
+
+
+_SERVICE_HELPERS = ("signing_service.signing.textlayout", "signing_service.signing.repair")
+
+
+def _service_helper(argv: Any) -> bool:
+    """``argv`` is exactly ``python -m <one of our helper modules> …`` (numbers only after)."""
+    try:
+        items = [os.fsdecode(a) for a in argv]
+    except TypeError:
+        return False
+    return (
+        len(items) >= 3
+        and items[0] == sys.executable
+        and items[1] == "-m"
+        and items[2] in _SERVICE_HELPERS
+        and all(a.isdigit() for a in items[3:])
+    )
 
 
 @pytest.fixture

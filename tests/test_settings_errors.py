@@ -40,6 +40,8 @@ PARSE_ERRORS: dict[str, list[str]] = {
     "port": ["abc", "0", "70000", "1.5"],
     "public_base_url": ["ftp://x", "khong-phai-url"],
     "max_upload_bytes": ["0", "nhieu"],
+    "signing_headroom_bytes": ["-1", "nhieu"],
+    "issuing_system": [""],
     "external_session_seconds": ["0", "-1"],
     "max_batch_documents": ["0"],
     "max_batch_bytes": ["0"],

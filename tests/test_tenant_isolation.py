@@ -30,6 +30,7 @@ from signing_service.services.keys import CscMaterial, OfficerMaterial, Pkcs11Ma
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from tests.conftest import CSC_OFFICER_PIN, make_settings
 from tests.support.keys import AGENCY_A, AGENCY_B, issue_dev_certificate, register
+from tests.support.images import red_seal
 from tests.support.pdfs import make_pdf
 from tests.support.postgres import free_port
 from tests.support.state import snapshot
@@ -113,6 +114,7 @@ class Tenant:
     attachment_id: str = ""
     dossier_code: str = ""
     fingerprints: list[str] = field(default_factory=list)
+    image: str = ""  # an appearance image (seal) the agency uploaded
 
 
 def _client(credentials: dict[str, Any], t: Tenant) -> dict[str, str]:
@@ -251,6 +253,14 @@ def _setup(
         )
         assert stored.status_code == 201, stored.text
         t.attachment_id = stored.json()["id"]
+        t.image = f"con-dau-{t.prefix.lower()}"
+        uploaded = api.post(
+            "/v1/admin/appearance-images",
+            headers=_admin(credentials, t),
+            data={"name": t.image, "role": "seal", "width_mm": "34"},
+            files={"file": ("seal.png", red_seal(), "image/png")},
+        )
+        assert uploaded.status_code == 201, uploaded.text
     return a, b
 
 
@@ -405,6 +415,28 @@ def _attempts(x: Tenant, y: Tenant, unregistered_cert: bytes) -> list[Attempt]:
             {"url": f"/v1/admin/profiles/{own}", "json": {"key": missing_key}},
             admin=True,
         )
+    images = "/v1/admin/appearance-images"
+    add(
+        ("DELETE", images + "/{name}"),
+        "delete Y's appearance image",
+        {"url": f"{images}/{y.image}"},
+        {"url": f"{images}/khong-co-anh"},
+        admin=True,
+    )
+    seal_profile = {"name": "muon-dau", "level": "B-B", "key": x.keys["file"]}
+    add(
+        ("POST", "/v1/admin/profiles"),
+        "a profile naming Y's seal image",
+        {
+            "url": "/v1/admin/profiles",
+            "json": {**seal_profile, "appearance": {"kind": "seal", "seal_image": y.image}},
+        },
+        {
+            "url": "/v1/admin/profiles",
+            "json": {**seal_profile, "appearance": {"kind": "seal", "seal_image": "khong-co-anh"}},
+        },
+        admin=True,
+    )
     attachments = "/v1/dossiers/{dossier_code}/attachments"
     add(
         ("POST", attachments),
@@ -458,13 +490,20 @@ def test_cross_agency_matrix(
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     unregistered = issue_dev_certificate(pki, stranger.public_key(), "Người lạ", "Không rõ")
 
-    covered: set[tuple[str, str]] = {("GET", "/v1/admin/profiles"), ("GET", "/v1/admin/keys")}
+    covered: set[tuple[str, str]] = {
+        ("GET", "/v1/admin/profiles"),
+        ("GET", "/v1/admin/keys"),
+        ("GET", "/v1/admin/appearance-images"),
+        # Uploading names nothing of another agency's: the name space is per agency (an upload
+        # under Y's image name is X's own image; tests/test_appearance_images.py).
+        ("POST", "/v1/admin/appearance-images"),
+    }
     problems: list[str] = []
     before = snapshot(services)
     for x, y in ((b, a), (a, b)):
         # What X's administrator can list names nothing of Y's.
-        y_strings = [*y.profiles.values(), *y.keys.values(), *y.fingerprints, y.code]
-        for listing in ("/v1/admin/profiles", "/v1/admin/keys"):
+        y_strings = [*y.profiles.values(), *y.keys.values(), *y.fingerprints, y.code, y.image]
+        for listing in ("/v1/admin/profiles", "/v1/admin/keys", "/v1/admin/appearance-images"):
             text = api.get(listing, headers=_admin(credentials, x)).text
             problems += [f"{x.prefix} lists {s} at {listing}" for s in y_strings if s in text]
         for attempt in _attempts(x, y, unregistered):
