@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -288,6 +289,92 @@ def text_lines(pdf: bytes, page: _Page) -> list[Rect]:
         log.info("page %d: text layout unavailable (%s)", page.index + 1, e.reason)
         raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", e.reason) from None
     return [box for box in (_rect(b) for b in boxes) if box is not None]
+
+
+def normalised_name(text: str) -> str:
+    """``text`` compared as a printed name: NFC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+
+@dataclass(frozen=True)
+class SignerGap:
+    """The signing space of a signer block the page already prints (Nghị định 30/2020,
+    Appendix I: the title line, the space for the signature, the full name). ``page_index``
+    0-based, ``rotate`` the page's /Rotate; ``box``: the free space between the title's and
+    the name's text boxes, in view space (points, origin top left, v downwards), as wide as
+    the column the two lines share; ``centre``: the horizontal centre of the name line."""
+
+    page_index: int
+    rotate: int
+    visible: Rect
+    box: Rect
+    centre: float
+    obstacles: tuple[Rect, ...]
+
+
+def signer_gap(reader: PdfFileReader, signer_name: str) -> SignerGap | None:
+    """The signing space between the title line and ``signer_name``'s printed name on the
+    last page, or ``None`` when the page prints no such name, or no title line above it in
+    the same column. The name line is the lowest line whose text equals the name
+    (:func:`normalised_name`); the title line is the nearest line above it that overlaps it
+    horizontally. Errors: as :func:`text_lines` (``PAGE_LAYOUT_UNAVAILABLE``)."""
+    wanted = normalised_name(signer_name)
+    pages = list(_pages(reader))
+    if not wanted or not pages:
+        return None
+    page = pages[-1]
+    try:
+        measured = textlayout.default().page_text_lines(_pdf_bytes(reader), page.index)
+    except textlayout.LayoutUnavailable as e:
+        log.info("page %d: text layout unavailable (%s)", page.index + 1, e.reason)
+        raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", e.reason) from None
+    lines = [
+        (user_to_view(box, page.visible, page.rotate), text)
+        for box, text in ((_rect(b), t) for b, t in measured)
+        if box is not None
+    ]
+    names = [box for box, text in lines if normalised_name(text) == wanted]
+    if not names:
+        return None
+    name = max(names, key=lambda b: b[1])  # the lowest: the block is at the end
+    above = [
+        box for box, _text in lines if box[3] <= name[1] and box[0] < name[2] and name[0] < box[2]
+    ]
+    if not above:
+        return None
+    title = max(above, key=lambda b: b[3])
+    column = (min(title[0], name[0]), max(title[2], name[2]))
+    box = (column[0], title[3], column[1], name[1])
+    annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
+    return SignerGap(
+        page.index,
+        page.rotate,
+        page.visible,
+        box,
+        (name[0] + name[2]) / 2,
+        tuple([b for b, _t in lines] + annots),
+    )
+
+
+def place_in_gap(gap: SignerGap, width: float, height: float) -> Placement | None:
+    """A ``width`` × ``height`` box (points, as the reader sees it) centred in ``gap``'s
+    height and on its name line, or ``None`` when it does not fit the gap (with
+    :data:`GAP`/2 clear of the title and the name) or would touch other text or a widget."""
+    _u1, v1, _u2, v2 = gap.box
+    if height > v2 - v1 - GAP:
+        return None
+    cv = (v1 + v2) / 2
+    bu = gap.centre - width / 2
+    view_w = _height(gap.visible) if gap.rotate in (90, 270) else _width(gap.visible)
+    if bu < 0 or bu + width > view_w:
+        return None
+    box = (bu, cv - height / 2, bu + width, cv + height / 2)
+    for o in gap.obstacles:
+        # Only the page's other text and widgets: the title and name are outside by height.
+        if _intersect(box, o) is not None:
+            return None
+    user = view_to_user(box, gap.visible, gap.rotate)
+    return Placement(gap.page_index, _rounded(user), None, gap.rotate)
 
 
 class _Grid:
