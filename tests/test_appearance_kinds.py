@@ -442,3 +442,34 @@ def test_person_gap_too_small_gets_the_full_stamp(tmp_path: Path, key) -> None: 
         ["pdftotext", "-", "-"], input=page, capture_output=True, check=True
     ).stdout.decode()
     assert text.count(name) == before.count(name) + 1, "the full stamp prints the name"
+
+
+@needs_poppler
+@pytest.mark.parametrize(
+    ("kind", "settings", "top_mm"),
+    [
+        ("copy", {"copy_kind": "SAO Y", "unit": "Sở Tư pháp tỉnh Demo A"}, 20.0),
+        ("copy", {"copy_kind": "TRÍCH SAO", "unit": "Văn phòng UBND tỉnh"}, 25.0),
+        ("annex", {"document_number": "123/QĐ-STP", "unit": "Sở Tư pháp"}, 20.0),
+        ("digitised", {"unit": "Trung tâm Phục vụ hành chính công"}, 20.0),
+    ],
+)
+def test_text_blocks_in_the_top_margin(tmp_path: Path, key, kind, settings, top_mm) -> None:  # type: ignore[no-untyped-def]
+    """An ND30 page whose header starts 20-25 mm from the top (profile margin as default):
+    the block goes top right in the margin above the motto, not beside a body line (issue
+    10, new-user review item 2)."""
+    from tests.support import nd30
+
+    page, _ = nd30.decision(None, top_mm=top_mm)
+    before = render(page, tmp_path, name="before")
+    signed = sign(page, key, KindAppearance(kind=kind, **settings))
+    after = render(signed, tmp_path)
+    x1, y1, x2, y2 = bbox(changed(before, after))
+    motto = _line_box(_word_boxes(page, tmp_path), "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM")
+    width, _ = after.size
+    assert x1 > width / 2 and x2 < width, (x1, x2)
+    assert y2 <= motto[1], ("above the motto", (x1, y1, x2, y2), motto)
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
+    ).stdout.decode()
+    assert "2026-11-27T14:05:09+07:00" in text

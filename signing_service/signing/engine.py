@@ -56,6 +56,7 @@ from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import (
     GAP,
+    TOP_BAND_MARGIN,
     Placement,
     place,
     place_in_gap,
@@ -401,6 +402,8 @@ def _pdf_signer(
                     ),
                     when_full=spec.when_full,
                     margin=spec.margin,
+                    # Copies, annexes, digitised: first in the top margin above the motto.
+                    top_margin=TOP_BAND_MARGIN if plan.region == "top-right" else None,
                 )
                 style = plan.style
         elif isinstance(spec, AppearanceSpec):

@@ -61,6 +61,13 @@ GAP = 4.0
 # at half size is 5 pt, the smallest that still prints legibly).
 MIN_SCALE = 0.5
 SHRINK_STEPS = (1.0, 0.9, 0.8, 0.7, 0.6, MIN_SCALE)
+# In the top margin above the motto a text block may be drawn at 90 % (10 pt → 9 pt) before
+# it goes below the motto instead.
+TOP_BAND_SCALES = (1.0, 0.9)
+# The edge distance in that top margin for the copy, annex and digitised blocks (3 mm): a
+# 3-line 10 pt block then fits above text starting 20 mm from the top (Nghị định 30/2020's
+# top margin is 20-25 mm).
+TOP_BAND_MARGIN = 3 * 72 / 25.4
 # Occupancy grid: cells of at least CELL points (positions are found to that precision;
 # 2 pt: a few milliseconds for an A4 page), and at most MAX_CELLS cells on huge pages.
 CELL = 2.0
@@ -70,6 +77,9 @@ MAX_SIDE_CELLS = 4_000
 # A line is body text when it crosses the page's vertical centre line and is at least this
 # share of the page wide: a centred page number or title is not.
 BODY_LINE_SHARE = 0.4
+# Text starting in this bottom share of the page is a footer (page number, file name): a
+# signature block on a page without body lines goes below the lowest text above it.
+FOOTER_SHARE = 0.1
 # Page tree depth bound (a cyclic /Parent or /Kids chain).
 MAX_TREE_DEPTH = 64
 # Annotations that are not obstacles: links sit over text already; popups are hidden.
@@ -456,8 +466,11 @@ def _place_on_page(
     height: float,
     region: Region,
     margin: float,
+    above_text: bool = False,
 ) -> Rect | None:
-    """A free view-space box of ``width`` × ``height`` on the page by ``region``, or None."""
+    """A free view-space box of ``width`` × ``height`` on the page by ``region``, or None.
+    ``above_text`` (``top-right`` only): the box must end above the highest text line of the
+    right half (the top margin above the national motto)."""
     view_w, view_h = page.view_size
     margin = min(margin, 0.05 * min(view_w, view_h))
     grid = _Grid(view_w, view_h, obstacles_view)
@@ -473,7 +486,12 @@ def _place_on_page(
         c_right = max(0, math.ceil((view_w / 2 - width / 2) / s))
     right_half = ~((1 << c_right) - 1)
     if region == "top-right":
+        limit = None
+        if above_text:
+            limit = min((v1 for u1, v1, u2, _v2 in lines_view if u2 > view_w / 2), default=view_h)
         for r, free in starts:
+            if limit is not None and r * s + height > limit:
+                return None
             free &= right_half
             if free:
                 c = free.bit_length() - 1  # the rightmost
@@ -486,17 +504,31 @@ def _place_on_page(
             for u1, _v1, u2, v2 in lines_view
             if u1 < view_w / 2 < u2 and u2 - u1 >= BODY_LINE_SHARE * view_w
         ),
-        default=0.0,
+        default=None,
     )
-    first_row = math.ceil((body_bottom + GAP) / s)
+    tops = [0.0]
+    if body_bottom is not None:
+        tops = [body_bottom]
+    else:
+        # No full-width body line (a short notice, a form): below the lowest text other than
+        # a footer (a page number in the bottom band), so the stamp still ends the document
+        # rather than sitting beside the motto; when that leaves no room, anywhere as before.
+        lowest = max(
+            (v2 for _u1, v1, _u2, v2 in lines_view if v1 < (1 - FOOTER_SHARE) * view_h),
+            default=None,
+        )
+        if lowest is not None:
+            tops = [lowest, 0.0]
     target = round((0.75 * view_w - width / 2) / s)
-    for r, free in starts:
-        if r < first_row:
-            continue
-        free &= right_half
-        if free:
-            c = _nearest_bit(free, target)
-            return (c * s, r * s, c * s + width, r * s + height)
+    for top in tops:
+        first_row = math.ceil((top + GAP) / s)
+        for r, free in starts:
+            if r < first_row:
+                continue
+            free &= right_half
+            if free:
+                c = _nearest_bit(free, target)
+                return (c * s, r * s, c * s + width, r * s + height)
     return None
 
 
@@ -611,12 +643,17 @@ def place(
     over_signature: str | None = None,
     when_full: WhenFull = "shrink",
     margin: float = 24.0,
+    top_margin: float | None = None,
 ) -> Placement:
     """Where to put a signature of ``width`` × ``height`` points (as the reader sees it) in
     the document read by ``reader`` (the rules are in the module docstring).
 
     ``margin``: distance kept from the visible page's edges (points; at most 5% of the page's
-    smaller side). The returned box is in the page's default user space; on a page with
+    smaller side). ``top_margin`` (``top-right`` only): first try the top margin of page 1
+    above the right half's text (the national motto), this close to the page's edges
+    (points), at full size or :data:`TOP_BAND_SCALES`; only when that fails the rule as
+    before (Nghị định 30/2020 Appendix I: the copy block top right of page 1, not beside a
+    body line). The returned box is in the page's default user space; on a page with
     ``/Rotate`` 90 or 270 it is ``height`` wide and ``width`` tall, and the appearance must be
     turned by ``Placement.rotate`` (:func:`upright`). With ``shrink`` the box may be smaller
     than asked (same proportions, at least :data:`MIN_SCALE`).
@@ -641,6 +678,24 @@ def place(
         order = pages if when_full == "next-page" else pages[:1]
     scales = SHRINK_STEPS if when_full == "shrink" else (1.0,)
     pdf = _pdf_bytes(reader)
+    if region == "top-right" and top_margin is not None:
+        page = pages[0]
+        lines = [user_to_view(r, page.visible, page.rotate) for r in text_lines(pdf, page)]
+        annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
+        for scale in TOP_BAND_SCALES if when_full == "shrink" else (1.0,):
+            found = _place_on_page(
+                page,
+                lines + annots,
+                lines,
+                width=width * scale,
+                height=height * scale,
+                region=region,
+                margin=top_margin,
+                above_text=True,
+            )
+            if found is not None:
+                box = view_to_user(found, page.visible, page.rotate)
+                return Placement(page.index, _rounded(box), None, page.rotate)
     for page in order:
         lines = [user_to_view(r, page.visible, page.rotate) for r in text_lines(pdf, page)]
         annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
