@@ -51,7 +51,7 @@ from signing_service.signing import textlayout
 
 log = logging.getLogger(__name__)
 
-Region = Literal["top-right", "signature-block"]
+Region = Literal["top-right", "signature-block", "top-left"]
 WhenFull = Literal["shrink", "next-page", "refuse"]
 Rect = tuple[float, float, float, float]
 
@@ -485,6 +485,19 @@ def _place_on_page(
     else:
         c_right = max(0, math.ceil((view_w / 2 - width / 2) / s))
     right_half = ~((1 << c_right) - 1)
+    if region == "top-left":
+        # The mirror of top-right (the QR code, signing/qr.py): the box inside the left half,
+        # the topmost free row, the leftmost place in it.
+        c_last = math.floor((view_w / 2 - width) / s)
+        if c_last < 0:
+            return None
+        left_half = (1 << (c_last + 1)) - 1
+        for r, free in starts:
+            free &= left_half
+            if free:
+                c = (free & -free).bit_length() - 1  # the leftmost
+                return (c * s, r * s, c * s + width, r * s + height)
+        return None
     if region == "top-right":
         limit = None
         if above_text:
@@ -530,6 +543,27 @@ def _place_on_page(
                 c = _nearest_bit(free, target)
                 return (c * s, r * s, c * s + width, r * s + height)
     return None
+
+
+def free_top_left(reader: PdfFileReader, size: float, margin: float) -> tuple[float, float] | None:
+    """Where a ``size`` × ``size`` square (points, as the reader sees it) goes at the top
+    left of page 1 clear of its text and annotations (the QR code, signing/qr.py): its
+    top-left corner's distance ``(right, down)`` from the visible page's displayed top-left
+    corner, at least ``margin`` from the edges, in the left half, the topmost free row and
+    the leftmost place in it; ``None`` when no such place exists on page 1.
+    Errors: ``PlacementError("PAGE_LAYOUT_UNAVAILABLE")`` (:func:`text_lines`)."""
+    pages = list(_pages(reader))
+    if not pages:
+        return None
+    page = pages[0]
+    lines = [
+        user_to_view(r, page.visible, page.rotate) for r in text_lines(_pdf_bytes(reader), page)
+    ]
+    annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
+    found = _place_on_page(
+        page, lines + annots, lines, width=size, height=size, region="top-left", margin=margin
+    )
+    return None if found is None else (found[0], found[1])
 
 
 def _field_widget(field: generic.DictionaryObject) -> tuple[Any, generic.DictionaryObject]:
