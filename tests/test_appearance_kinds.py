@@ -340,3 +340,136 @@ def test_decoded_once_per_content() -> None:
 
     assert cached_image(hashlib.sha256(data).hexdigest(), 30.0, 30.0) is first
     assert stamp_image(data, width_mm=30.0, height_mm=30.0) is first
+
+
+# --- A signer block the page already prints (issue 10, new-user review item 1) ------------
+
+
+def _cn(key) -> str:  # type: ignore[no-untyped-def]
+    return str(key.signing_cert.subject.native["common_name"])
+
+
+def _word_boxes(pdf: bytes, tmp_path: Path) -> list[tuple[str, float, float, float, float]]:
+    """poppler's word boxes (an independent tool): (word, x1, y1, x2, y2), points, y down."""
+    import re
+
+    path = tmp_path / "bbox.pdf"
+    path.write_bytes(pdf)
+    html = subprocess.run(
+        ["pdftotext", "-bbox", str(path), "-"], capture_output=True, check=True
+    ).stdout.decode()
+    return [
+        (w, float(a), float(b), float(c), float(d))
+        for a, b, c, d, w in re.findall(
+            r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)<', html
+        )
+    ]
+
+
+def _line_box(words, text: str):  # type: ignore[no-untyped-def]
+    """The box of the last run of consecutive words spelling ``text`` (the signer block is
+    the end of the page)."""
+    parts = text.split()
+    for i in reversed(range(len(words) - len(parts) + 1)):
+        run = words[i : i + len(parts)]
+        if [w[0] for w in run] == parts:
+            return (
+                min(w[1] for w in run),
+                min(w[2] for w in run),
+                max(w[3] for w in run),
+                max(w[4] for w in run),
+            )
+    raise AssertionError(f"{text!r} not on the page")
+
+
+@needs_poppler
+@pytest.mark.parametrize(
+    ("titles", "gap_pt", "with_time"),
+    [
+        (("GIÁM ĐỐC",), 85.0, True),  # ~30 mm: the image and the time
+        (("KT. GIÁM ĐỐC", "PHÓ GIÁM ĐỐC"), 62.0, False),  # ~22 mm: the image alone, shrunk
+    ],
+)
+def test_person_in_the_printed_signer_block(tmp_path: Path, key, titles, gap_pt, with_time) -> None:  # type: ignore[no-untyped-def]
+    from tests.support import nd30
+
+    name = _cn(key)
+    page, _ = nd30.decision(name, titles, gap_pt=gap_pt)
+    person = KindAppearance(kind="person", title="GIÁM ĐỐC", signature=signature_image())
+    signed = sign(page, key, person)
+    image = render(signed, tmp_path)
+    blue = pixels(image, is_blue)
+    assert len(blue) > 300
+    words = _word_boxes(page, tmp_path)
+    title = _line_box(words, titles[-1])
+    printed = _line_box(words, name)
+    bx1, by1, bx2, by2 = bbox(blue)  # 72 dpi: pixels are points
+    assert title[3] <= by1 and by2 <= printed[1], (title, (bx1, by1, bx2, by2), printed)
+    centre = (printed[0] + printed[2]) / 2
+    assert abs((bx1 + bx2) / 2 - centre) < 6, "centred on the printed name"
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
+    ).stdout.decode()
+    before = subprocess.run(
+        ["pdftotext", "-", "-"], input=page, capture_output=True, check=True
+    ).stdout.decode()
+    assert text.count(name) == before.count(name), "no second name"
+    assert text.count(titles[-1]) == before.count(titles[-1]), "no second title"
+    assert ("14:05:09 ngày 27/11/2026 (+07:00)" in text) == with_time, "the time if it fits"
+    keep(signed, tmp_path, "person-in-block", original=page)
+
+    sealed = sign(signed, key, KindAppearance(kind="seal", seal=seal_image()))
+    red = pixels(render(sealed, tmp_path), is_red)
+    left_third = bx1 + (bx2 - bx1) / 3
+    assert len([p for p in red if bx1 <= p[0] <= left_third and by1 <= p[1] <= by2]) > 50
+
+
+@needs_poppler
+def test_person_gap_too_small_gets_the_full_stamp(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    """Under 12 mm between title and name: the full stamp (title, image, name, time) below."""
+    from tests.support import nd30
+
+    name = _cn(key)
+    page, name_y = nd30.decision(name, gap_pt=30.0)
+    person = KindAppearance(kind="person", title="GIÁM ĐỐC", signature=signature_image())
+    signed = sign(page, key, person)
+    blue = pixels(render(signed, tmp_path), is_blue)
+    assert blue and bbox(blue)[1] > nd30.A4[1] - name_y, "below the printed name"
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
+    ).stdout.decode()
+    before = subprocess.run(
+        ["pdftotext", "-", "-"], input=page, capture_output=True, check=True
+    ).stdout.decode()
+    assert text.count(name) == before.count(name) + 1, "the full stamp prints the name"
+
+
+@needs_poppler
+@pytest.mark.parametrize(
+    ("kind", "settings", "top_mm"),
+    [
+        ("copy", {"copy_kind": "SAO Y", "unit": "Sở Tư pháp tỉnh Demo A"}, 20.0),
+        ("copy", {"copy_kind": "TRÍCH SAO", "unit": "Văn phòng UBND tỉnh"}, 25.0),
+        ("annex", {"document_number": "123/QĐ-STP", "unit": "Sở Tư pháp"}, 20.0),
+        ("digitised", {"unit": "Trung tâm Phục vụ hành chính công"}, 20.0),
+    ],
+)
+def test_text_blocks_in_the_top_margin(tmp_path: Path, key, kind, settings, top_mm) -> None:  # type: ignore[no-untyped-def]
+    """An ND30 page whose header starts 20-25 mm from the top (profile margin as default):
+    the block goes top right in the margin above the motto, not beside a body line (issue
+    10, new-user review item 2)."""
+    from tests.support import nd30
+
+    page, _ = nd30.decision(None, top_mm=top_mm)
+    before = render(page, tmp_path, name="before")
+    signed = sign(page, key, KindAppearance(kind=kind, **settings))
+    after = render(signed, tmp_path)
+    x1, y1, x2, y2 = bbox(changed(before, after))
+    motto = _line_box(_word_boxes(page, tmp_path), "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM")
+    width, _ = after.size
+    assert x1 > width / 2 and x2 < width, (x1, x2)
+    assert y2 <= motto[1], ("above the motto", (x1, y1, x2, y2), motto)
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
+    ).stdout.decode()
+    assert "2026-11-27T14:05:09+07:00" in text

@@ -729,3 +729,28 @@ def test_signature_block_rendered_between_title_and_name(tmp_path: Path, key: Lo
     again = sign_placed(signed, key, width=150, height=60, region="signature-block")
     second = stamp_of(signed, again, 3, tmp_path, "signature-block-2")
     assert second.top >= stamp.bottom or second.left >= stamp.right or second.right <= stamp.left
+
+
+@pytest.mark.parametrize("rotate", [0, 90])
+def test_signature_block_on_a_short_page_goes_below_the_text(
+    rotate: int, tmp_path: Path, key: LoadedKey
+) -> None:
+    """No full-width body line (a short notice; rotated like c16a): the signature block is
+    at the bottom right of the page as the reader sees it, below the lowest text, not beside
+    the motto at the top (issue 10, new-user review item 8)."""
+    texts = (
+        (60, 780, 11, "UY BAN NHAN DAN"),
+        (330, 780, 11, "CONG HOA XA HOI CHU NGHIA"),
+        (250, 700, 13, "THONG BAO"),
+        (220, 680, 11, "Lich tiep cong dan"),
+        (280, 30, 9, "1"),  # a page number: a footer, not the end of the text
+    )
+    unsigned = build_pdf(PageSpec(texts=texts, rotate=rotate))
+    signed = sign_placed(unsigned, key, width=150, height=60, region="signature-block")
+    stamp = stamp_of(unsigned, signed, 1, tmp_path, f"short{rotate}")
+    view_h = A4[0] if rotate else A4[1]
+    words = [w for w in word_boxes(unsigned, 1) if w[1] < 0.9 * view_h]  # not the footer
+    lowest = max(w[3] for w in words) / PT_PER_PX
+    width, _height = stamp.size
+    assert stamp.top > lowest, (stamp, lowest)
+    assert (stamp.left + stamp.right) / 2 > width / 2, "right half"

@@ -92,7 +92,7 @@ def _verify(api: Any, pdf: bytes) -> dict[str, Any]:
 def test_qr_carries_the_codes_and_links_to_the_document(
     api: Any, public: Services, credentials: dict[str, Any], tmp_path: Path
 ) -> None:
-    original = make_pdf()
+    original = _centred_text_pdf()
     done = _sign(
         api,
         credentials,
@@ -152,10 +152,23 @@ def test_qr_without_optional_fields_names_the_file(
     assert content["ten_van_ban"] == "quyet-dinh-123"
 
 
+def _centred_text_pdf() -> bytes:
+    """:func:`make_pdf` with its line moved to the middle of the page: the corners stay free
+    under any /Rotate, so the symbol's place is the corner (the place next to text is
+    test_qr_clear_of_the_page_text's)."""
+    with pikepdf.open(io.BytesIO(make_pdf())) as pdf:
+        pdf.pages[0].obj.Contents = pdf.make_stream(
+            b"BT /F1 14 Tf 230 400 Td (Quyet dinh so 123/QD-UBND) Tj ET"
+        )
+        out = io.BytesIO()
+        pdf.save(out)
+        return out.getvalue()
+
+
 def _reshaped(rotate: int, crop: bool) -> bytes:
     """An A4 page turned by /Rotate, or with a CropBox inset and a MediaBox whose origin is
     not 0,0: the symbol must land in the top left the reader sees."""
-    with pikepdf.open(io.BytesIO(make_pdf())) as pdf:
+    with pikepdf.open(io.BytesIO(_centred_text_pdf())) as pdf:
         page = pdf.pages[0].obj
         if rotate:
             page.Rotate = rotate
@@ -306,7 +319,7 @@ def test_longest_document_name_still_decodes_inside_the_margin(
     done = _sign(
         api,
         credentials,
-        make_pdf(),
+        _centred_text_pdf(),
         qr="true",
         level="B-B",
         dossier_code=DOSSIER,
@@ -319,3 +332,45 @@ def test_longest_document_name_still_decodes_inside_the_margin(
     mm = DPI / 25.4
     corners = (code.position.top_left, code.position.bottom_right)
     assert all(5 * mm < p.x < 30 * mm and 5 * mm < p.y < 30 * mm for p in corners)
+
+
+def test_qr_clear_of_the_page_text(
+    api: Any, public: Services, credentials: dict[str, Any], tmp_path: Path
+) -> None:
+    """A page whose motto starts 20 mm from the left edge at the top (like c16a, c15c): the
+    QR code goes to the topmost free place of the left half, not over the motto (issue 10,
+    new-user review item 3); it stays 18-25 mm and decodes."""
+    import re
+
+    from tests.support import nd30
+
+    page = nd30.Page()
+    page.text(12, 20 * nd30.MM, 842 - 14 * nd30.MM, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM")
+    page.text(13, 20 * nd30.MM, 842 - 20 * nd30.MM, "Độc lập - Tự do - Hạnh phúc")
+    for i in range(8):
+        page.text(12, 20 * nd30.MM, 842 - (60 + 8 * i) * nd30.MM, "Nội dung văn bản " * 6)
+    pdf = nd30.build([page])
+    signed = _signed(api, credentials, _sign(api, credentials, pdf, qr="true", level="B-B"))
+    code, _size = _decode(signed, tmp_path)
+    px = 72 / DPI  # points per pixel
+    xs = [p.x * px for p in (code.position.top_left, code.position.bottom_right)]
+    ys = [p.y * px for p in (code.position.top_left, code.position.bottom_right)]
+    side = (max(xs) - min(xs)) * 25.4 / 72
+    assert 14 < side < 25, side  # the finder corners: inside the 18-25 mm symbol
+    (tmp_path / "u.pdf").write_bytes(pdf)
+    html = subprocess.run(
+        ["pdftotext", "-bbox", str(tmp_path / "u.pdf"), "-"], capture_output=True, check=True
+    ).stdout.decode()
+    words = [
+        tuple(float(v) for v in m)
+        for m in re.findall(
+            r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)"', html
+        )
+    ]
+    assert words
+    for wx1, wy1, wx2, wy2 in words:
+        assert not (min(xs) < wx2 and wx1 < max(xs) and min(ys) < wy2 and wy1 < max(ys)), (
+            (xs, ys),
+            (wx1, wy1, wx2, wy2),
+        )
+    assert max(xs) < 595 / 2, "left half"

@@ -29,8 +29,8 @@ from signing_service.services.container import Services
 from signing_service.services.keys import CscMaterial, OfficerMaterial, Pkcs11Material
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from tests.conftest import CSC_OFFICER_PIN, make_settings
-from tests.support.keys import AGENCY_A, AGENCY_B, issue_dev_certificate, register
 from tests.support.images import red_seal
+from tests.support.keys import AGENCY_A, AGENCY_B, issue_dev_certificate, register
 from tests.support.pdfs import make_pdf
 from tests.support.postgres import free_port
 from tests.support.state import snapshot

@@ -155,6 +155,22 @@ def layout() -> TextLayout:
     layout.close()
 
 
+def test_lines_with_their_text(layout: TextLayout) -> None:
+    """The text of each line comes back with its box (signer block search, issue 10), the
+    same boxes as :meth:`page_lines`, Vietnamese marks intact (an embedded font)."""
+    from tests.support import nd30
+
+    pdf = page_pdf(TEXTS)
+    found = layout.page_text_lines(pdf, 0)
+    assert sorted(box for box, _ in found) == sorted(layout.page_lines(pdf, 0))
+    assert {text.strip() for _, text in found} == {t[3] for t in TEXTS}
+    page = nd30.Page()
+    page.text(13, 400, 300, "KT. GIÁM ĐỐC", "c")
+    page.text(13, 400, 220, "Nguyễn Thị Ánh", "c")
+    texts = {text.strip() for _, text in layout.page_text_lines(nd30.build([page]), 0)}
+    assert texts == {"KT. GIÁM ĐỐC", "Nguyễn Thị Ánh"}
+
+
 @needs_poppler
 def test_boxes_match_the_text_position(layout: TextLayout) -> None:
     pdf = page_pdf(TEXTS)

@@ -157,6 +157,10 @@ PAD = 3.0  # points between the box edge and its content
 # A person stamp: the signature image is shown at most this tall, and at least this wide a box.
 MAX_SIGNATURE_HEIGHT_PT = 56.0
 MIN_PERSON_WIDTH_PT = 160.0
+# In a signer block the page already prints: the image is shrunk to the space between the
+# title and the name down to this height (12 mm; smaller, a signature is no longer legible
+# on paper, and the full stamp goes to the signature block instead).
+MIN_GAP_SIGNATURE_HEIGHT_PT = 12 * 72 / 25.4
 # The colours the texts are drawn in: black (Appendix I: "màu đen").
 BLACK = b"0 0 0 rg"
 
@@ -611,6 +615,39 @@ def plan_stamp(
     raise ValueError(f"unknown appearance kind {kind!r}")
 
 
+def plan_person_in_gap(
+    texts: StampTexts, signature: StampImage, room_height: float, *, font_size: float = 10.0
+) -> StampPlan | None:
+    """The person stamp for the signing space of a signer block the page already prints
+    (Nghị định 30/2020, Appendix I: the signature goes between the title line and the full
+    name the document carries): the signature image only, no second title or name, with the
+    signing time in small type (``font_size`` − 1 pt) below it when the image still gets
+    :data:`MIN_GAP_SIGNATURE_HEIGHT_PT`. ``room_height``: the height available (points).
+    ``None`` when even the image alone would be under that minimum height."""
+    image_w = min(signature.width_pt, 2 * MIN_PERSON_WIDTH_PT)
+    natural_h = min(signature.height_pt * image_w / signature.width_pt, MAX_SIGNATURE_HEIGHT_PT)
+    aspect = signature.width_pt / signature.height_pt
+    time = _Line(readable_time(texts.moment), font_size - 1)
+    font = kinds_font()
+    with_time = room_height - time.height - PAD
+    if with_time >= MIN_GAP_SIGNATURE_HEIGHT_PT:
+        image_h = min(natural_h, with_time)
+        bottom: tuple[_Line, ...] = (time,)
+        width = max(image_h * aspect, text_width(time.text, time.size, font) + 2 * PAD)
+        height = image_h + time.height + PAD
+    elif min(natural_h, room_height) >= MIN_GAP_SIGNATURE_HEIGHT_PT:
+        image_h = min(natural_h, room_height)
+        bottom = ()
+        width = image_h * aspect
+        height = image_h
+    else:
+        return None
+    style = KindStampStyle(
+        bottom=bottom, image=_Image(signature, image_h * aspect, image_h), font=font
+    )
+    return StampPlan("person", math.ceil(width), math.ceil(height), "signature-block", False, style)
+
+
 @dataclass(frozen=True)
 class KindAppearance:
     """A profile's (or request's) appearance kind with everything it draws, resolved before
@@ -653,6 +690,14 @@ class KindAppearance:
         return plan_stamp(
             self.kind, texts, signature=self.signature, seal=self.seal, font_size=self.font_size
         )
+
+    def plan_in_gap(self, moment: datetime, room_height: float) -> StampPlan | None:
+        """For a ``person`` kind: :func:`plan_person_in_gap` (``None`` for other kinds or
+        when the room is too small)."""
+        if self.kind != "person" or self.signature is None:
+            return None
+        texts = StampTexts(signer_name="", moment=moment)
+        return plan_person_in_gap(texts, self.signature, room_height, font_size=self.font_size)
 
 
 # Annotation flags (ISO 32000-1 Table 165) that keep a widget from being shown.

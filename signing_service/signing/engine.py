@@ -27,6 +27,7 @@ from asn1crypto import cms, core, x509
 from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError, PdfReadError
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
@@ -53,7 +54,16 @@ from signing_service.signing.appearance import (
 )
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
-from signing_service.signing.placement import Placement, place, prepared_field, upright
+from signing_service.signing.placement import (
+    GAP,
+    TOP_BAND_MARGIN,
+    Placement,
+    place,
+    place_in_gap,
+    prepared_field,
+    signer_gap,
+    upright,
+)
 from signing_service.signing.qr import QrContent, add_qr
 from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
 
@@ -311,6 +321,28 @@ class _FixedTimePdfSigner(PdfSigner):
         return session
 
 
+def _in_signer_block(
+    reader: PdfFileReader,
+    spec: KindAppearance,
+    signer_name: str,
+    now: datetime,
+    field_to_fill: str | None,
+) -> tuple[Placement | None, BaseStampStyle | None]:
+    """The person's image in the space between the title and the name the last page already
+    prints (signing/placement.py :func:`signer_gap`), or ``(None, None)``."""
+    if spec.kind != "person" or prepared_field(reader, field_to_fill) is not None:
+        return None, None
+    gap = signer_gap(reader, signer_name)
+    if gap is None:
+        return None, None
+    # Whole points: the plan rounds its size up, and must still fit.
+    plan = spec.plan_in_gap(now, math.floor(gap.box[3] - gap.box[1] - GAP))
+    placement = place_in_gap(gap, plan.width, plan.height) if plan is not None else None
+    if plan is None or placement is None:
+        return None, None
+    return placement, plan.style
+
+
 def _pdf_signer(
     writer: IncrementalPdfFileWriter,
     signer: Signer,
@@ -356,23 +388,30 @@ def _pdf_signer(
                 # The image kinds (person, seal) need a soft mask, which PDF/A-1 forbids
                 # (ISO 19005-1 §6.4, veraPDF 6.4-2): refused rather than break conformance.
                 raise PdfInputError("pdfa1_no_transparency")
-            # An appearance kind (issue 10): the size and region its plan asks for; a seal
-            # over the last visible signature of the same agency (appearance.py).
-            placement = place(
-                writer.prev,
-                width=plan.width,
-                height=plan.height,
-                region=plan.region,
-                field_name=field_to_fill,
-                over_signature=(
-                    last_visible_signature(writer.prev, organisation)
-                    if plan.over_signature
-                    else None
-                ),
-                when_full=spec.when_full,
-                margin=spec.margin,
-            )
-            style = plan.style
+            # A person on a page that already prints the signer block (title, space, name):
+            # the image only, in that space (Nghị định 30/2020, Appendix I), unless a prepared
+            # field is to be filled.
+            placement, style = _in_signer_block(writer.prev, spec, signer_name, now, field_to_fill)
+            if placement is None:
+                # An appearance kind (issue 10): the size and region its plan asks for; a
+                # seal over the last visible signature of the same agency (appearance.py).
+                placement = place(
+                    writer.prev,
+                    width=plan.width,
+                    height=plan.height,
+                    region=plan.region,
+                    field_name=field_to_fill,
+                    over_signature=(
+                        last_visible_signature(writer.prev, organisation)
+                        if plan.over_signature
+                        else None
+                    ),
+                    when_full=spec.when_full,
+                    margin=spec.margin,
+                    # Copies, annexes, digitised: first in the top margin above the motto.
+                    top_margin=TOP_BAND_MARGIN if plan.region == "top-right" else None,
+                )
+                style = plan.style
         elif isinstance(spec, AppearanceSpec):
             _check_appearance(spec)
             placement = place(

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -50,7 +51,7 @@ from signing_service.signing import textlayout
 
 log = logging.getLogger(__name__)
 
-Region = Literal["top-right", "signature-block"]
+Region = Literal["top-right", "signature-block", "top-left"]
 WhenFull = Literal["shrink", "next-page", "refuse"]
 Rect = tuple[float, float, float, float]
 
@@ -60,6 +61,13 @@ GAP = 4.0
 # at half size is 5 pt, the smallest that still prints legibly).
 MIN_SCALE = 0.5
 SHRINK_STEPS = (1.0, 0.9, 0.8, 0.7, 0.6, MIN_SCALE)
+# In the top margin above the motto a text block may be drawn at 90 % (10 pt → 9 pt) before
+# it goes below the motto instead.
+TOP_BAND_SCALES = (1.0, 0.9)
+# The edge distance in that top margin for the copy, annex and digitised blocks (3 mm): a
+# 3-line 10 pt block then fits above text starting 20 mm from the top (Nghị định 30/2020's
+# top margin is 20-25 mm).
+TOP_BAND_MARGIN = 3 * 72 / 25.4
 # Occupancy grid: cells of at least CELL points (positions are found to that precision;
 # 2 pt: a few milliseconds for an A4 page), and at most MAX_CELLS cells on huge pages.
 CELL = 2.0
@@ -69,6 +77,9 @@ MAX_SIDE_CELLS = 4_000
 # A line is body text when it crosses the page's vertical centre line and is at least this
 # share of the page wide: a centred page number or title is not.
 BODY_LINE_SHARE = 0.4
+# Text starting in this bottom share of the page is a footer (page number, file name): a
+# signature block on a page without body lines goes below the lowest text above it.
+FOOTER_SHARE = 0.1
 # Page tree depth bound (a cyclic /Parent or /Kids chain).
 MAX_TREE_DEPTH = 64
 # Annotations that are not obstacles: links sit over text already; popups are hidden.
@@ -290,6 +301,92 @@ def text_lines(pdf: bytes, page: _Page) -> list[Rect]:
     return [box for box in (_rect(b) for b in boxes) if box is not None]
 
 
+def normalised_name(text: str) -> str:
+    """``text`` compared as a printed name: NFC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+
+@dataclass(frozen=True)
+class SignerGap:
+    """The signing space of a signer block the page already prints (Nghị định 30/2020,
+    Appendix I: the title line, the space for the signature, the full name). ``page_index``
+    0-based, ``rotate`` the page's /Rotate; ``box``: the free space between the title's and
+    the name's text boxes, in view space (points, origin top left, v downwards), as wide as
+    the column the two lines share; ``centre``: the horizontal centre of the name line."""
+
+    page_index: int
+    rotate: int
+    visible: Rect
+    box: Rect
+    centre: float
+    obstacles: tuple[Rect, ...]
+
+
+def signer_gap(reader: PdfFileReader, signer_name: str) -> SignerGap | None:
+    """The signing space between the title line and ``signer_name``'s printed name on the
+    last page, or ``None`` when the page prints no such name, or no title line above it in
+    the same column. The name line is the lowest line whose text equals the name
+    (:func:`normalised_name`); the title line is the nearest line above it that overlaps it
+    horizontally. Errors: as :func:`text_lines` (``PAGE_LAYOUT_UNAVAILABLE``)."""
+    wanted = normalised_name(signer_name)
+    pages = list(_pages(reader))
+    if not wanted or not pages:
+        return None
+    page = pages[-1]
+    try:
+        measured = textlayout.default().page_text_lines(_pdf_bytes(reader), page.index)
+    except textlayout.LayoutUnavailable as e:
+        log.info("page %d: text layout unavailable (%s)", page.index + 1, e.reason)
+        raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", e.reason) from None
+    lines = [
+        (user_to_view(box, page.visible, page.rotate), text)
+        for box, text in ((_rect(b), t) for b, t in measured)
+        if box is not None
+    ]
+    names = [box for box, text in lines if normalised_name(text) == wanted]
+    if not names:
+        return None
+    name = max(names, key=lambda b: b[1])  # the lowest: the block is at the end
+    above = [
+        box for box, _text in lines if box[3] <= name[1] and box[0] < name[2] and name[0] < box[2]
+    ]
+    if not above:
+        return None
+    title = max(above, key=lambda b: b[3])
+    column = (min(title[0], name[0]), max(title[2], name[2]))
+    box = (column[0], title[3], column[1], name[1])
+    annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
+    return SignerGap(
+        page.index,
+        page.rotate,
+        page.visible,
+        box,
+        (name[0] + name[2]) / 2,
+        tuple([b for b, _t in lines] + annots),
+    )
+
+
+def place_in_gap(gap: SignerGap, width: float, height: float) -> Placement | None:
+    """A ``width`` × ``height`` box (points, as the reader sees it) centred in ``gap``'s
+    height and on its name line, or ``None`` when it does not fit the gap (with
+    :data:`GAP`/2 clear of the title and the name) or would touch other text or a widget."""
+    _u1, v1, _u2, v2 = gap.box
+    if height > v2 - v1 - GAP:
+        return None
+    cv = (v1 + v2) / 2
+    bu = gap.centre - width / 2
+    view_w = _height(gap.visible) if gap.rotate in (90, 270) else _width(gap.visible)
+    if bu < 0 or bu + width > view_w:
+        return None
+    box = (bu, cv - height / 2, bu + width, cv + height / 2)
+    for o in gap.obstacles:
+        # Only the page's other text and widgets: the title and name are outside by height.
+        if _intersect(box, o) is not None:
+            return None
+    user = view_to_user(box, gap.visible, gap.rotate)
+    return Placement(gap.page_index, _rounded(user), None, gap.rotate)
+
+
 class _Grid:
     """Occupancy of the view space in square cells of ``cell`` points, one Python int per row
     (bit c set: cell c holds an obstacle). Obstacles are rasterised outwards, so a box on free
@@ -369,8 +466,11 @@ def _place_on_page(
     height: float,
     region: Region,
     margin: float,
+    above_text: bool = False,
 ) -> Rect | None:
-    """A free view-space box of ``width`` × ``height`` on the page by ``region``, or None."""
+    """A free view-space box of ``width`` × ``height`` on the page by ``region``, or None.
+    ``above_text`` (``top-right`` only): the box must end above the highest text line of the
+    right half (the top margin above the national motto)."""
     view_w, view_h = page.view_size
     margin = min(margin, 0.05 * min(view_w, view_h))
     grid = _Grid(view_w, view_h, obstacles_view)
@@ -385,8 +485,26 @@ def _place_on_page(
     else:
         c_right = max(0, math.ceil((view_w / 2 - width / 2) / s))
     right_half = ~((1 << c_right) - 1)
-    if region == "top-right":
+    if region == "top-left":
+        # The mirror of top-right (the QR code, signing/qr.py): the box inside the left half,
+        # the topmost free row, the leftmost place in it.
+        c_last = math.floor((view_w / 2 - width) / s)
+        if c_last < 0:
+            return None
+        left_half = (1 << (c_last + 1)) - 1
         for r, free in starts:
+            free &= left_half
+            if free:
+                c = (free & -free).bit_length() - 1  # the leftmost
+                return (c * s, r * s, c * s + width, r * s + height)
+        return None
+    if region == "top-right":
+        limit = None
+        if above_text:
+            limit = min((v1 for u1, v1, u2, _v2 in lines_view if u2 > view_w / 2), default=view_h)
+        for r, free in starts:
+            if limit is not None and r * s + height > limit:
+                return None
             free &= right_half
             if free:
                 c = free.bit_length() - 1  # the rightmost
@@ -399,18 +517,53 @@ def _place_on_page(
             for u1, _v1, u2, v2 in lines_view
             if u1 < view_w / 2 < u2 and u2 - u1 >= BODY_LINE_SHARE * view_w
         ),
-        default=0.0,
+        default=None,
     )
-    first_row = math.ceil((body_bottom + GAP) / s)
+    tops = [0.0]
+    if body_bottom is not None:
+        tops = [body_bottom]
+    else:
+        # No full-width body line (a short notice, a form): below the lowest text other than
+        # a footer (a page number in the bottom band), so the stamp still ends the document
+        # rather than sitting beside the motto; when that leaves no room, anywhere as before.
+        lowest = max(
+            (v2 for _u1, v1, _u2, v2 in lines_view if v1 < (1 - FOOTER_SHARE) * view_h),
+            default=None,
+        )
+        if lowest is not None:
+            tops = [lowest, 0.0]
     target = round((0.75 * view_w - width / 2) / s)
-    for r, free in starts:
-        if r < first_row:
-            continue
-        free &= right_half
-        if free:
-            c = _nearest_bit(free, target)
-            return (c * s, r * s, c * s + width, r * s + height)
+    for top in tops:
+        first_row = math.ceil((top + GAP) / s)
+        for r, free in starts:
+            if r < first_row:
+                continue
+            free &= right_half
+            if free:
+                c = _nearest_bit(free, target)
+                return (c * s, r * s, c * s + width, r * s + height)
     return None
+
+
+def free_top_left(reader: PdfFileReader, size: float, margin: float) -> tuple[float, float] | None:
+    """Where a ``size`` × ``size`` square (points, as the reader sees it) goes at the top
+    left of page 1 clear of its text and annotations (the QR code, signing/qr.py): its
+    top-left corner's distance ``(right, down)`` from the visible page's displayed top-left
+    corner, at least ``margin`` from the edges, in the left half, the topmost free row and
+    the leftmost place in it; ``None`` when no such place exists on page 1.
+    Errors: ``PlacementError("PAGE_LAYOUT_UNAVAILABLE")`` (:func:`text_lines`)."""
+    pages = list(_pages(reader))
+    if not pages:
+        return None
+    page = pages[0]
+    lines = [
+        user_to_view(r, page.visible, page.rotate) for r in text_lines(_pdf_bytes(reader), page)
+    ]
+    annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
+    found = _place_on_page(
+        page, lines + annots, lines, width=size, height=size, region="top-left", margin=margin
+    )
+    return None if found is None else (found[0], found[1])
 
 
 def _field_widget(field: generic.DictionaryObject) -> tuple[Any, generic.DictionaryObject]:
@@ -524,12 +677,17 @@ def place(
     over_signature: str | None = None,
     when_full: WhenFull = "shrink",
     margin: float = 24.0,
+    top_margin: float | None = None,
 ) -> Placement:
     """Where to put a signature of ``width`` × ``height`` points (as the reader sees it) in
     the document read by ``reader`` (the rules are in the module docstring).
 
     ``margin``: distance kept from the visible page's edges (points; at most 5% of the page's
-    smaller side). The returned box is in the page's default user space; on a page with
+    smaller side). ``top_margin`` (``top-right`` only): first try the top margin of page 1
+    above the right half's text (the national motto), this close to the page's edges
+    (points), at full size or :data:`TOP_BAND_SCALES`; only when that fails the rule as
+    before (Nghị định 30/2020 Appendix I: the copy block top right of page 1, not beside a
+    body line). The returned box is in the page's default user space; on a page with
     ``/Rotate`` 90 or 270 it is ``height`` wide and ``width`` tall, and the appearance must be
     turned by ``Placement.rotate`` (:func:`upright`). With ``shrink`` the box may be smaller
     than asked (same proportions, at least :data:`MIN_SCALE`).
@@ -554,6 +712,24 @@ def place(
         order = pages if when_full == "next-page" else pages[:1]
     scales = SHRINK_STEPS if when_full == "shrink" else (1.0,)
     pdf = _pdf_bytes(reader)
+    if region == "top-right" and top_margin is not None:
+        page = pages[0]
+        lines = [user_to_view(r, page.visible, page.rotate) for r in text_lines(pdf, page)]
+        annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
+        for scale in TOP_BAND_SCALES if when_full == "shrink" else (1.0,):
+            found = _place_on_page(
+                page,
+                lines + annots,
+                lines,
+                width=width * scale,
+                height=height * scale,
+                region=region,
+                margin=top_margin,
+                above_text=True,
+            )
+            if found is not None:
+                box = view_to_user(found, page.visible, page.rotate)
+                return Placement(page.index, _rounded(box), None, page.rotate)
     for page in order:
         lines = [user_to_view(r, page.visible, page.rotate) for r in text_lines(pdf, page)]
         annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]

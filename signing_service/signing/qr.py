@@ -12,12 +12,17 @@ invalidates it (ISO 32000-1 §12.8.2.2; DocMDP), hence :class:`QrOnSignedDocumen
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
 import segno
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+from signing_service.signing.placement import free_top_left
+
+log = logging.getLogger(__name__)
 
 # 5 mm from the visible page's top and left edges, 18 to 25 mm square: inside Nghị định
 # 30/2020's left margin (30-35 mm), so beside the agency name block, not over it. Within those
@@ -115,19 +120,32 @@ def visible_box(page: generic.DictionaryObject) -> tuple[float, float, float, fl
 
 
 def _placement(
-    box: tuple[float, float, float, float], rotate: int, size: float, offset: float
+    box: tuple[float, float, float, float],
+    rotate: int,
+    size: float,
+    offset: float | tuple[float, float],
 ) -> tuple[float, float, float, float, float, float]:
     """The matrix mapping the symbol's square [0, size]² (upright as the reader sees it) to
-    user space so that it sits ``offset`` from the *displayed* top-left corner of ``box``,
-    whatever the page's /Rotate (clockwise, multiples of 90)."""
+    user space so that its top-left corner sits ``offset`` (right, down; one number: both)
+    from the *displayed* top-left corner of ``box``, whatever the page's /Rotate (clockwise,
+    multiples of 90)."""
     x0, y0, x1, y1 = box
+    du, dv = (offset, offset) if isinstance(offset, int | float) else offset
     if rotate == 90:  # displayed top-left is user (x0, y0); right = +y, down = +x
-        return 0, 1, -1, 0, x0 + offset + size, y0 + offset
+        return 0, 1, -1, 0, x0 + dv + size, y0 + du
     if rotate == 180:  # (x1, y0); right = -x, down = +y
-        return -1, 0, 0, -1, x1 - offset, y0 + offset + size
+        return -1, 0, 0, -1, x1 - du, y0 + dv + size
     if rotate == 270:  # (x1, y1); right = -y, down = -x
-        return 0, -1, 1, 0, x1 - offset - size, y1 - offset
-    return 1, 0, 0, 1, x0 + offset, y1 - offset - size
+        return 0, -1, 1, 0, x1 - dv - size, y1 - du
+    return 1, 0, 0, 1, x0 + du, y1 - dv - size
+
+
+def qr_size(payload: str) -> float:
+    """The symbol's side in points for ``payload`` (quiet zone included): 0.25 mm modules,
+    within :data:`QR_MIN_SIZE` .. :data:`QR_MAX_SIZE`."""
+    code = segno.make(payload, error=ERROR_LEVEL, micro=False, boost_error=False)
+    modules = code.symbol_size(border=QUIET_ZONE)[0]
+    return float(min(max(modules * MODULE_SIZE, QR_MIN_SIZE), QR_MAX_SIZE))
 
 
 def qr_content_stream(
@@ -135,7 +153,7 @@ def qr_content_stream(
     box: tuple[float, float, float, float],
     rotate: int = 0,
     *,
-    offset: float = QR_OFFSET,
+    offset: float | tuple[float, float] = QR_OFFSET,
 ) -> bytes:
     """Page content drawing ``payload`` as a QR code (segno: ISO/IEC 18004, byte mode UTF-8,
     error correction M, the smallest version that holds it): a white square with the quiet
@@ -144,7 +162,7 @@ def qr_content_stream(
     code = segno.make(payload, error=ERROR_LEVEL, micro=False, boost_error=False)
     rows = [list(row) for row in code.matrix]
     modules = len(rows) + 2 * QUIET_ZONE
-    size = min(max(modules * MODULE_SIZE, QR_MIN_SIZE), QR_MAX_SIZE)
+    size = qr_size(payload)
     scale = size / modules
     a, b, c, d, e, f = _placement(box, rotate % 360, size, offset)
     ops = [
@@ -184,7 +202,16 @@ def add_qr(writer: IncrementalPdfFileWriter, content: QrContent) -> None:
         degrees = int(rotate) if rotate is not None else 0  # type: ignore[call-overload]
     except (TypeError, ValueError):
         degrees = 0
-    stream = qr_content_stream(content.payload(), visible_box(page), degrees)
+    payload = content.payload()
+    # Clear of the page's text and annotations, as the stamps are (signing/placement.py):
+    # the topmost free place in the left half, 5 mm from the edges at least. On a page with
+    # no such place (text everywhere in the left half) the fixed corner, as before: the QR
+    # code is asked for, and a corner overlapping some text still decodes (level M).
+    spot = free_top_left(writer.prev, qr_size(payload), QR_OFFSET)
+    if spot is None:
+        log.warning("page 1: no free place at the top left for the QR code; corner used")
+    offset = spot if spot is not None else QR_OFFSET
+    stream = qr_content_stream(payload, visible_box(page), degrees, offset=offset)
 
     def add(data: bytes) -> generic.IndirectObject:
         return writer.add_object(generic.StreamObject(stream_data=data))

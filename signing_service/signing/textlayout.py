@@ -60,6 +60,11 @@ FILE_THRESHOLD = 256 * 1024
 # More text runs than this on one page is a hostile page, not a document (a dense A4 table
 # has a few thousand); placement over it would cost seconds.
 MAX_BOXES = 100_000
+# Line texts are returned for at most this many lines of a page (a signer block is found on
+# an ordinary last page; a page of more lines gets boxes only), each cut to this many
+# characters: the answer stays bounded whatever the page holds.
+MAX_TEXT_LINES = 2_000
+MAX_LINE_CHARS = 200
 
 
 class LayoutUnavailable(Exception):
@@ -118,7 +123,9 @@ def lines(rects: list[Rect]) -> list[Rect]:
     return _merge_rows(horizontal) + [(r[1], r[0], r[3], r[2]) for r in _merge_rows(vertical)]
 
 
-def _measure(pdfium: Any, source: bytes | str, page_index: int) -> list[Rect]:
+def _measure(
+    pdfium: Any, source: bytes | str, page_index: int, with_text: bool = False
+) -> list[Any]:
     document = pdfium.PdfDocument(source)
     try:
         if not 0 <= page_index < len(document):
@@ -130,7 +137,15 @@ def _measure(pdfium: Any, source: bytes | str, page_index: int) -> list[Rect]:
                 count = text.count_rects()
                 if count > MAX_BOXES:
                     raise LayoutUnavailable(f"{count} text boxes on the page")
-                return lines([text.get_rect(i) for i in range(count)])
+                boxes = lines([text.get_rect(i) for i in range(count)])
+                if not with_text:
+                    return boxes
+                if len(boxes) > MAX_TEXT_LINES:
+                    return [(box, "") for box in boxes]
+                return [
+                    (box, text.get_text_bounded(*box)[:MAX_LINE_CHARS].replace("\r\n", " "))
+                    for box in boxes
+                ]
             finally:
                 text.close()
         finally:
@@ -147,12 +162,12 @@ def _worker_main(conn: Connection, memory_limit: int) -> None:
     conn.send("ready")
     while True:
         try:
-            page_index, path = conn.recv()
+            page_index, path, with_text = conn.recv()
             source: bytes | str = path if path is not None else conn.recv_bytes()
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
         try:
-            conn.send(("ok", _measure(pdfium, source, page_index)))
+            conn.send(("ok", _measure(pdfium, source, page_index, with_text)))
         except LayoutUnavailable as e:
             conn.send(("error", e.reason))
         except pdfium.PdfiumError as e:
@@ -246,6 +261,15 @@ class TextLayout:
         Errors: :class:`LayoutUnavailable` (unreadable document, no such page, too many text
         boxes, over time or memory: the worker is then killed).
         """
+        return self._page(pdf, page_index, False)  # type: ignore[no-any-return]
+
+    def page_text_lines(self, pdf: bytes, page_index: int) -> list[tuple[Rect, str]]:
+        """As :meth:`page_lines`, each line with its text (PDFium's ``FPDFText_GetBoundedText``
+        over the line's box; at most :data:`MAX_LINE_CHARS` characters, and ``""`` for every
+        line on a page of more than :data:`MAX_TEXT_LINES` lines). Same budget and errors."""
+        return [(tuple(box), text) for box, text in self._page(pdf, page_index, True)]  # type: ignore[misc]
+
+    def _page(self, pdf: bytes, page_index: int, with_text: bool) -> Any:
         with self._lock:
             if self._worker is None or not self._worker.alive():
                 if self._worker is not None:
@@ -257,10 +281,12 @@ class TextLayout:
                     # 0600 and removed on return: the document stays private.
                     source.write(pdf)
                     source.flush()
-                    return self._ask(worker, (page_index, source.name), None)
-            return self._ask(worker, (page_index, None), pdf)
+                    return self._ask(worker, (page_index, source.name, with_text), None)
+            return self._ask(worker, (page_index, None, with_text), pdf)
 
-    def _ask(self, worker: _Worker, header: tuple[int, str | None], data: bytes | None) -> Any:
+    def _ask(
+        self, worker: _Worker, header: tuple[int, str | None, bool], data: bytes | None
+    ) -> Any:
         try:
             worker.conn.send(header)
             if data is not None:
