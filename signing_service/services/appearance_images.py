@@ -299,7 +299,9 @@ def check_image_names(session: Session, agency_id: int, appearance: dict[str, An
             )
         ).first()
         if found is None:
-            raise errors.UnknownImage(details={"field": f"appearance.{field}", "name": name})
+            # The name is not echoed: the answer is byte-identical for another agency's image
+            # and for a name nobody has (tests/test_tenant_isolation.py).
+            raise errors.UnknownImage(details={"field": f"appearance.{field}"})
 
 
 def load_stamp_image(services: Services, agency_id: int, name: str, role: str) -> StampImage:
