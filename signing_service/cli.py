@@ -358,7 +358,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 TYPE_VI = {
     "signature": "chữ ký",
-    "certification": "chữ ký chứng thực (DocMDP)",
+    "certification": "chữ ký chứng nhận (khóa thay đổi)",
     "document_timestamp": "dấu thời gian tài liệu",
 }
 SOURCE_VI = {

@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from signing_service.signing.repertoire import drawable
 
@@ -111,7 +112,27 @@ def _nfc(value: object) -> object:
     return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
 
 
-CopyKind = Annotated[Literal["SAO Y", "SAO LỤC", "TRÍCH SAO"], BeforeValidator(_nfc)]
+COPY_KINDS = ("SAO Y", "SAO LỤC", "TRÍCH SAO")
+# Without any diacritic (typed on a keyboard without Vietnamese input): the one kind it spells.
+_COPY_KIND_ASCII = {"SAO Y": "SAO Y", "SAO LUC": "SAO LỤC", "TRICH SAO": "TRÍCH SAO"}
+
+
+def normalise_copy_kind(value: object) -> object:
+    """A copy kind as Nghị định 30/2020 (Art. 25, App. I) prints it: "Sao y", "sao  lục" or
+    "TRICH SAO" (no diacritics at all) name the same kind and become "SAO Y", "SAO LỤC",
+    "TRÍCH SAO". Anything else is returned as given (NFC), for the validator to refuse: a
+    word with *other* diacritics ("SÁO Y") is not read as a kind."""
+    if not isinstance(value, str):
+        return value
+    text = " ".join(unicodedata.normalize("NFC", value).split()).upper()
+    if text in COPY_KINDS:
+        return text
+    if text.isascii() and text in _COPY_KIND_ASCII:
+        return _COPY_KIND_ASCII[text]
+    return unicodedata.normalize("NFC", value)
+
+
+CopyKind = Annotated[Literal["SAO Y", "SAO LỤC", "TRÍCH SAO"], BeforeValidator(normalise_copy_kind)]
 ImageName = Annotated[
     str,
     Field(
@@ -168,10 +189,16 @@ class AppearanceSettings(BaseModel):
 
     @model_validator(mode="after")
     def _kind_has_what_it_draws(self) -> AppearanceSettings:
-        if self.kind == "person" and self.signature_image is None:
-            raise ValueError("hình thức person cần ảnh chữ ký (signature_image)")
-        if self.kind == "seal" and self.seal_image is None:
-            raise ValueError("hình thức seal cần ảnh con dấu (seal_image)")
+        # Its own error type: the API answers APPEARANCE_INCOMPLETE naming what is missing
+        # (api/app.py), as signing does, rather than a generic INVALID_REQUEST.
+        needs = {"person": "signature_image", "seal": "seal_image"}
+        if self.kind in needs and getattr(self, needs[self.kind]) is None:
+            missing = needs[self.kind]
+            raise PydanticCustomError(
+                "appearance_incomplete",
+                "hình thức {kind} cần {missing}",
+                {"kind": self.kind, "missing": missing},
+            )
         return self
 
     @model_validator(mode="after")
