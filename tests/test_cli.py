@@ -286,3 +286,26 @@ def test_serve_on_a_busy_port_is_exit_6_naming_the_setting(env: dict[str, str]) 
     assert "SIGNING_SERVICE_PORT" in result.stderr
     assert "đang được một chương trình khác dùng" in result.stderr
     assert "Traceback" not in result.stderr and "address already in use" not in result.stderr
+
+
+def test_serve_with_the_dev_pki_port_busy_is_exit_6_naming_the_setting(
+    env: dict[str, str],
+) -> None:
+    """Development mode serves the dev PKI on its own port: a busy one answered uvicorn's
+    English text and exit 1 (make run); now exit 6 naming SIGNING_SERVICE_DEV_PKI_PORT."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        api_port = free.getsockname()[1]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        result = run(
+            {**env, "SIGNING_SERVICE_DEV_PKI_PORT": str(busy)}, "serve", "--port", str(api_port)
+        )
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "SIGNING_SERVICE_DEV_PKI_PORT" in result.stderr
+    assert "PKI thử nghiệm" in result.stderr and str(busy) in result.stderr
+    assert "Traceback" not in result.stderr and "already in use" not in result.stderr
