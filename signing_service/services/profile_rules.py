@@ -70,6 +70,20 @@ def _printable(value: str) -> str:
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_printable)]
 Heading = Annotated[str, Field(min_length=1, max_length=MAX_HEADING), AfterValidator(_printable)]
+
+
+def _title_lines(value: str) -> str:
+    """A title of one or two printable lines: "KT. GIÁM ĐỐC\nPHÓ GIÁM ĐỐC" (ký thay,
+    Nghị định 30/2020 Art. 13) is drawn as two lines."""
+    lines = value.split("\n")
+    if len(lines) > 2:
+        raise ValueError("chức danh tối đa hai dòng (ví dụ: KT. GIÁM ĐỐC / PHÓ GIÁM ĐỐC)")
+    for line in lines:
+        _printable(line)
+    return value
+
+
+Title = Annotated[str, Field(min_length=1, max_length=MAX_HEADING), AfterValidator(_title_lines)]
 ProfileName = Annotated[
     str, Field(min_length=2, max_length=63, pattern=PROFILE_NAME_PATTERN, examples=["so-tu-phap"])
 ]
@@ -160,8 +174,12 @@ class AppearanceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     kind: AppearanceKind | None = None
-    title: Heading | None = Field(
-        default=None, description="dòng chức danh khi chứng thư không có (ví dụ GIÁM ĐỐC)"
+    title: Title | None = Field(
+        default=None,
+        description=(
+            "dòng chức danh, được dùng thay chức danh trong chứng thư (ví dụ GIÁM ĐỐC; hai dòng "
+            "cách nhau bởi \\n: KT. GIÁM ĐỐC\\nPHÓ GIÁM ĐỐC)"
+        ),
     )
     unit: Text | None = Field(
         default=None, description="cơ quan sao / đơn vị số hóa; để trống: tổ chức trong chứng thư"
