@@ -259,6 +259,15 @@ def test_profile_names_only_its_agency_images(
     assert create(other, 1).json()["code"] == "UNKNOWN_IMAGE"
     # A patch is checked the same way.
     assert create(person_profile()).status_code == 201
+    # Ký thay: a two-line title is kept as given; a third line is refused.
+    acting = person_profile("pho-giam-doc")
+    acting["appearance"]["title"] = "KT. GIÁM ĐỐC\nPHÓ GIÁM ĐỐC"
+    answer = create(acting)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["appearance"]["title"] == "KT. GIÁM ĐỐC\nPHÓ GIÁM ĐỐC"
+    acting = person_profile("ba-dong")
+    acting["appearance"]["title"] = "KT. GIÁM ĐỐC\nPHÓ GIÁM ĐỐC\nTHỨ BA"
+    assert create(acting).json()["code"] == "INVALID_REQUEST"
     patched = api.patch(
         "/v1/admin/profiles/giam-doc-ky",
         headers=admin(credentials),
