@@ -309,6 +309,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from signing_service.services.appearance_images import AppearanceRequest
     from signing_service.services.signing import sign_document
     from signing_service.store.models import Agency, SigningProfile
 
@@ -343,6 +344,14 @@ def cmd_sign(args: argparse.Namespace) -> int:
             level=args.level,
             filename=Path(args.input).name,
             dossier_code=args.dossier_code,
+            result_code=args.result_code,
+            field_name=args.field_name,
+            # The same appearance fields as the API's form (appearance_kind, copy_kind, ...).
+            appearance=AppearanceRequest(
+                kind=args.appearance_kind,
+                copy_kind=args.copy_kind,
+                document_number=args.document_number,
+            ),
             actor="cli",
         )
         from signing_service.services.documents import get_document, read_content
@@ -358,14 +367,23 @@ def cmd_sign(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     finally:
         services.close()
+    if result.repaired:
+        # As the API's "repaired": true: the input was rebuilt before signing (qpdf), so the
+        # signed file is not an incremental update of the bytes given.
+        print(
+            "Tệp đầu vào bị hỏng cấu trúc và đã được sửa (dựng lại) trước khi ký; bản đã ký "
+            "dựa trên bản đã sửa, không phải bản gốc từng byte."
+        )
     print(f"Đã ký ({result.level}) bằng cấu hình {result.profile}: {args.output}")
     print(f"Mã văn bản: {result.document.id}  SHA-256: {result.document.sha256}")
+    if result.document.result_code:
+        print(f"Mã kết quả: {result.document.result_code}")
     return 0
 
 
 TYPE_VI = {
     "signature": "chữ ký",
-    "certification": "chữ ký chứng thực (DocMDP)",
+    "certification": "chữ ký chứng nhận (khóa thay đổi)",
     "document_timestamp": "dấu thời gian tài liệu",
 }
 SOURCE_VI = {
@@ -1196,6 +1214,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sign.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"])
     sign.add_argument("--dossier-code")
+    sign.add_argument(
+        "--result-code", help="mã kết quả: {mã hồ sơ}-KQ{n}, hoặc auto (cần --dossier-code)"
+    )
+    sign.add_argument(
+        "--appearance-kind",
+        help="hình thức chữ ký thay cho của cấu hình: person, seal, copy, annex, digitised, none",
+    )
+    sign.add_argument("--copy-kind", help="với copy: SAO Y, SAO LỤC hoặc TRÍCH SAO")
+    sign.add_argument("--document-number", help="với annex: số, ký hiệu văn bản chính")
+    sign.add_argument("--field-name", help="ô chữ ký trống có sẵn trong tài liệu cần điền")
     sign.set_defaults(func=cmd_sign)
     verify = sub.add_parser("verify", help="xác minh chữ ký số trong tệp PDF")
     verify.add_argument("file")

@@ -57,6 +57,11 @@ class MalformedRequest(InvalidRequest):  # type: ignore[misc, valid-type]
     status = 400
 
 
+# The same code for well-formed requests whose fields do not fit together (a field sent without
+# the one it depends on).
+InvalidRequestFields = _error(
+    "INVALID_REQUEST", 422, "Yêu cầu thiếu trường bắt buộc hoặc có trường không hợp lệ."
+)
 Unauthenticated = _error("UNAUTHENTICATED", 401, "Thiếu khóa API hoặc khóa API không hợp lệ.")
 Forbidden = _error("FORBIDDEN", 403, "Khóa API không có quyền thực hiện thao tác này.")
 NotFound = _error("NOT_FOUND", 404, "Không tìm thấy tài nguyên được yêu cầu.")
@@ -96,14 +101,15 @@ EncryptedPdf = _error("ENCRYPTED_PDF", 422, "Tệp PDF được bảo vệ bằn
 DocumentCertifiedNoChanges = _error(
     "DOCUMENT_CERTIFIED_NO_CHANGES",
     422,
-    "Tài liệu đã được chứng thực (DocMDP P=1) và không cho phép bất kỳ thay đổi nào, "
-    "kể cả thêm chữ ký.",
+    "Tài liệu đã được ký chứng nhận và khóa thay đổi: người ký chứng nhận không cho phép bất kỳ "
+    "thay đổi nào, kể cả thêm chữ ký. Vui lòng ký trên bản chưa khóa.",
 )
 DocumentCertifiedFieldRequired = _error(
     "DOCUMENT_CERTIFIED_FIELD_REQUIRED",
     422,
-    "Tài liệu đã được chứng thực (DocMDP P=2): chỉ được ký vào ô chữ ký trống có sẵn, "
-    "không được thêm ô chữ ký mới; tài liệu này không có ô chữ ký trống.",
+    "Tài liệu đã được ký chứng nhận và khóa thay đổi: chỉ được ký vào ô chữ ký trống có sẵn, "
+    "không được thêm ô chữ ký mới; tài liệu này không có ô chữ ký trống. Người ký chứng nhận "
+    "cần tạo ô chữ ký trống trước khi ký chứng nhận.",
 )
 SignedPdfDamaged = _error(
     "SIGNED_PDF_DAMAGED",
@@ -364,6 +370,11 @@ UnknownAppearanceKind = _error(
     422,
     "Hình thức chữ ký không hợp lệ; chỉ dùng: person, seal, copy, annex, digitised, none.",
 )
+InvalidCopyKind = _error(
+    "INVALID_COPY_KIND",
+    422,
+    "Loại bản sao (copy_kind) không hợp lệ; chỉ dùng: SAO Y, SAO LỤC, TRÍCH SAO.",
+)
 AppearanceIncomplete = _error(
     "APPEARANCE_INCOMPLETE",
     422,
@@ -375,6 +386,25 @@ InvalidDocumentNumber = _error(
     422,
     "Số, ký hiệu văn bản chính không hợp lệ (ví dụ đúng: 123/QĐ-STP hoặc 45/2020/NĐ-CP).",
 )
+# What each kind cannot be drawn without, as people call it (details.missing names the field).
+APPEARANCE_MISSING_VI = {
+    "signature_image": "ảnh chữ ký của người ký (signature_image)",
+    "seal_image": "ảnh con dấu của cơ quan (seal_image)",
+    "document_number": "số, ký hiệu văn bản chính (document_number, ví dụ 123/QĐ-STP)",
+}
+
+
+def appearance_incomplete(kind: str, missing: str, **details: Any) -> ServiceError:
+    """422 ``APPEARANCE_INCOMPLETE`` for appearance ``kind`` without field ``missing``
+    (``signature_image`` | ``seal_image`` | ``document_number``): the message names what is
+    missing in Vietnamese; ``details`` carries ``kind`` and ``missing`` (the field name)."""
+    what = APPEARANCE_MISSING_VI.get(missing, missing)
+    return AppearanceIncomplete(
+        f"Hình thức chữ ký {kind} thiếu {what}.",
+        details={"kind": kind, "missing": missing, **details},
+    )
+
+
 ImageNotPng = _error(
     "IMAGE_NOT_PNG",
     422,

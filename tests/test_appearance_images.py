@@ -176,6 +176,12 @@ def test_bad_images_store_nothing(
     refused = upload(api, credentials, "con-dau", "seal", data, filename=filename)
     assert (refused.status_code, refused.json()["code"]) == (422, code), refused.text
     assert refused.json()["message"]  # Vietnamese, from errors.py
+    # What was measured is for people too: Vietnamese (not "content is not PNG"); the stable
+    # machine name of the failed check beside it.
+    details = refused.json()["details"]
+    assert any(ch in details["reason"] for ch in "ảểđệầ"), details
+    assert "pixel" not in details["reason"] and " is " not in details["reason"], details
+    assert details["check"] in ("not_png", "too_large", "no_transparency"), details
     assert_nothing_written(before, services)
     with services.db.transaction() as session:
         assert session.scalars(select(AppearanceImage)).all() == []
@@ -227,7 +233,25 @@ def test_profile_names_only_its_agency_images(
     answer = create(bad_kind)
     assert (answer.status_code, answer.json()["code"]) == (422, "UNKNOWN_APPEARANCE_KIND")
     incomplete = {"name": "ca-nhan", "key": "agency-a-seal", "appearance": {"kind": "person"}}
-    assert create(incomplete).status_code == 422
+    answer = create(incomplete)
+    assert (answer.status_code, answer.json()["code"]) == (422, "APPEARANCE_INCOMPLETE")
+    assert answer.json()["details"]["missing"] == "signature_image"
+    assert "ảnh chữ ký" in answer.json()["message"]
+    no_seal = {"name": "dau", "key": "agency-a-seal", "appearance": {"kind": "seal"}}
+    answer = create(no_seal)
+    assert (answer.status_code, answer.json()["code"]) == (422, "APPEARANCE_INCOMPLETE")
+    assert answer.json()["details"]["missing"] == "seal_image"
+    assert "ảnh con dấu" in answer.json()["message"]
+    wrong_copy = {"name": "sao", "key": "agency-a-seal"}
+    wrong_copy["appearance"] = {"kind": "copy", "copy_kind": "BẢN CHÍNH"}
+    answer = create(wrong_copy)
+    assert (answer.status_code, answer.json()["code"]) == (422, "INVALID_COPY_KIND")
+    # The same kind in other case or without diacritics is the kind, stored as printed.
+    spelled = {"name": "sao-luc", "key": "agency-a-seal"}
+    spelled["appearance"] = {"kind": "copy", "copy_kind": "sao luc"}
+    answer = create(spelled)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["appearance"]["copy_kind"] == "SAO LỤC"
     # Agency B names agency A's image: as unknown as one that does not exist.
     other = person_profile("ky-b")
     other["key"] = "agency-b-seal"
@@ -235,6 +259,15 @@ def test_profile_names_only_its_agency_images(
     assert create(other, 1).json()["code"] == "UNKNOWN_IMAGE"
     # A patch is checked the same way.
     assert create(person_profile()).status_code == 201
+    # Ký thay: a two-line title is kept as given; a third line is refused.
+    acting = person_profile("pho-giam-doc")
+    acting["appearance"]["title"] = "KT. GIÁM ĐỐC\nPHÓ GIÁM ĐỐC"
+    answer = create(acting)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["appearance"]["title"] == "KT. GIÁM ĐỐC\nPHÓ GIÁM ĐỐC"
+    acting = person_profile("ba-dong")
+    acting["appearance"]["title"] = "KT. GIÁM ĐỐC\nPHÓ GIÁM ĐỐC\nTHỨ BA"
+    assert create(acting).json()["code"] == "INVALID_REQUEST"
     patched = api.patch(
         "/v1/admin/profiles/giam-doc-ky",
         headers=admin(credentials),
@@ -247,7 +280,8 @@ def test_profile_names_only_its_agency_images(
     ("fields", "code"),
     [
         ({"appearance_kind": "stamp"}, "UNKNOWN_APPEARANCE_KIND"),
-        ({"appearance_kind": "copy", "copy_kind": "BẢN CHÍNH"}, "UNKNOWN_APPEARANCE_KIND"),
+        ({"appearance_kind": "copy", "copy_kind": "BẢN CHÍNH"}, "INVALID_COPY_KIND"),
+        ({"appearance_kind": "copy", "copy_kind": "SÁO Y"}, "INVALID_COPY_KIND"),
         ({"appearance_kind": "annex"}, "APPEARANCE_INCOMPLETE"),
         ({"appearance_kind": "annex", "document_number": "abc"}, "INVALID_DOCUMENT_NUMBER"),
         ({"appearance_kind": "annex", "document_number": "123/QĐ STP"}, "INVALID_DOCUMENT_NUMBER"),
@@ -266,6 +300,10 @@ def test_bad_request_fields_sign_nothing(
         files={"file": ("a.pdf", make_pdf())},
     )
     assert (answer.status_code, answer.json()["code"]) == (422, code), answer.text
+    if code == "APPEARANCE_INCOMPLETE":
+        # The message names what is missing, not a list of everything that could be.
+        missing = answer.json()["details"]["missing"]
+        assert f"({missing}" in answer.json()["message"]
     assert_nothing_written(before, services)
 
 
@@ -273,6 +311,8 @@ def test_bad_request_fields_sign_nothing(
     "fields",
     [
         {"appearance_kind": "copy", "copy_kind": "TRÍCH SAO"},
+        {"appearance_kind": "copy", "copy_kind": "Sao y"},
+        {"appearance_kind": "copy", "copy_kind": "trich sao"},
         {"appearance_kind": "annex", "document_number": "45/2020/NĐ-CP"},
         {"appearance_kind": "digitised"},
         {"appearance_kind": "none"},

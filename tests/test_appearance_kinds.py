@@ -473,3 +473,50 @@ def test_text_blocks_in_the_top_margin(tmp_path: Path, key, kind, settings, top_
         ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
     ).stdout.decode()
     assert "2026-11-27T14:05:09+07:00" in text
+
+
+# --- texts: the profile's title, long agency names ----------------------------------------
+
+
+def test_profile_title_wins_and_may_take_two_lines() -> None:
+    """Ký thay (Nghị định 30/2020 Art. 13): "KT. GIÁM ĐỐC" over "PHÓ GIÁM ĐỐC" cannot come from a
+    certificate whose title says "Phó Giám đốc": the profile's title is drawn, both lines."""
+    person = KindAppearance(
+        kind="person", title="KT. GIÁM ĐỐC\nPHÓ GIÁM ĐỐC", signature=signature_image()
+    )
+    plan = person.plan("Nguyễn Văn An", "Sở Tư pháp", MOMENT, cert_title="Phó Giám đốc")
+    assert plan is not None
+    assert [line.text for line in plan.style.top] == ["KT. GIÁM ĐỐC", "PHÓ GIÁM ĐỐC"]
+    one_line = KindAppearance(kind="person", title="GIÁM ĐỐC", signature=signature_image())
+    taller = plan.height - one_line.plan("Nguyễn Văn An", None, MOMENT).height  # type: ignore[union-attr]
+    assert taller > 10, "the second title line takes its own room"
+    # Without a profile title, the certificate's.
+    untitled = KindAppearance(kind="person", signature=signature_image())
+    plan = untitled.plan("Nguyễn Văn An", None, MOMENT, cert_title="Phó Giám đốc")
+    assert plan is not None and [line.text for line in plan.style.top] == ["Phó Giám đốc"]
+
+
+LONG_UNIT = (
+    "Trung tâm Phục vụ hành chính công tỉnh Demo A thuộc Văn phòng Ủy ban nhân dân tỉnh Demo A "
+    "chi nhánh số 2"
+)
+
+
+@needs_poppler
+def test_a_long_copying_agency_wraps_in_the_right_half(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    """A 100-character `unit` made one line about 400 pt wide reaching into the left half of
+    the page; it wraps within the right half, every word kept."""
+    copy = KindAppearance(kind="copy", copy_kind="SAO Y", unit=LONG_UNIT)
+    plan = copy.plan("Sở Tư pháp", None, MOMENT)
+    assert plan is not None and plan.width <= 595.0 / 2 - 24.0 + 1
+    texts = [line.text for line in plan.style.top]
+    assert len(texts) >= 4 and texts[0] == "SAO Y"
+    assert " ".join(texts[1:-1]) == LONG_UNIT
+    signed = sign(nd30_page(), key, copy)
+    (signature,) = PdfFileReader(io.BytesIO(signed)).embedded_signatures
+    x1, _, x2, _ = (float(v) for v in signature.sig_field["/Rect"])
+    assert x1 >= 595.0 / 2 - 1 and x2 - x1 <= plan.width + 1, (x1, x2)
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
+    ).stdout.decode()
+    assert "chi nhánh số 2" in " ".join(text.split())

@@ -271,6 +271,52 @@ def test_names_from_the_document_cannot_forge_report_lines(
     assert report["signatures"][0]["field"].startswith("X\\u000a")
 
 
+def test_sign_takes_the_apis_appearance_and_code_options(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Issue 10: the CLI could make neither a copy, an annex nor a result code, and said
+    nothing when it repaired its input (the API answers "repaired": true)."""
+    import shutil
+
+    from tests.support.damaged import DAMAGES
+
+    src, out = tmp_path / "in.pdf", tmp_path / "out.pdf"
+    src.write_bytes(DAMAGES[sorted(DAMAGES)[0]](make_pdf(pages=2)))
+    args = ["sign", str(src), str(out), "--profile", "agency-a-seal", "--level", "B-B"]
+    result = run(
+        env,
+        *args,
+        "--appearance-kind",
+        "copy",
+        "--copy-kind",
+        "Sao y",  # the same kind as SAO Y, normalised
+        "--dossier-code",
+        "000.00.12.H12-261127-0001",
+        "--result-code",
+        "auto",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "đã được sửa" in result.stdout
+    assert "Mã kết quả: 000.00.12.H12-261127-0001-KQ" in result.stdout
+    if shutil.which("pdftotext"):
+        text = subprocess.run(
+            ["pdftotext", str(out), "-"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "SAO Y" in text
+    assert run(env, "verify", str(out)).returncode == 0
+
+    clean = tmp_path / "clean.pdf"
+    clean.write_bytes(make_pdf())
+    args = ["sign", str(clean), str(out), "--profile", "agency-a-seal", "--level", "B-B"]
+    result = run(env, *args, "--appearance-kind", "annex", "--document-number", "123/QĐ-STP")
+    assert result.returncode == 0, result.stderr
+    assert "đã được sửa" not in result.stdout
+    refused = run(env, *args, "--appearance-kind", "copy", "--copy-kind", "BẢN CHÍNH")
+    assert refused.returncode == 5 and "INVALID_COPY_KIND" in refused.stderr
+    missing = run(env, *args, "--field-name", "ChuKyLanhDao")
+    assert missing.returncode == 5 and "SIGNATURE_FIELD_NOT_FOUND" in missing.stderr
+
+
 def test_serve_on_a_busy_port_is_exit_6_naming_the_setting(env: dict[str, str]) -> None:
     """uvicorn logged "address already in use" in English and exited 0; now nothing starts
     (no migration either) and the message names the setting."""
@@ -338,3 +384,26 @@ def test_the_spare_dev_p12_can_be_registered(
     assert added.returncode == 0, added.stdout + added.stderr
     listed = run(env, "key", "list", "--agency", "000.00.31.H26")
     assert "con-dau-du-phong" in listed.stdout, listed.stdout + listed.stderr
+
+
+def test_serve_with_the_dev_pki_port_busy_is_exit_6_naming_the_setting(
+    env: dict[str, str],
+) -> None:
+    """Development mode serves the dev PKI on its own port: a busy one answered uvicorn's
+    English text and exit 1 (make run); now exit 6 naming SIGNING_SERVICE_DEV_PKI_PORT."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        api_port = free.getsockname()[1]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        result = run(
+            {**env, "SIGNING_SERVICE_DEV_PKI_PORT": str(busy)}, "serve", "--port", str(api_port)
+        )
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "SIGNING_SERVICE_DEV_PKI_PORT" in result.stderr
+    assert "PKI thử nghiệm" in result.stderr and str(busy) in result.stderr
+    assert "Traceback" not in result.stderr and "already in use" not in result.stderr

@@ -227,6 +227,30 @@ def test_certified_fill_forms_without_an_empty_field_is_refused(
     assert_refused(api, services, credentials, data, "DOCUMENT_CERTIFIED_FIELD_REQUIRED")
 
 
+@pytest.mark.parametrize(
+    ("permission", "code", "docmdp"),
+    [
+        (MDPPerm.NO_CHANGES, "DOCUMENT_CERTIFIED_NO_CHANGES", "DocMDP P=1"),
+        (MDPPerm.FILL_FORMS, "DOCUMENT_CERTIFIED_FIELD_REQUIRED", "DocMDP P=2"),
+    ],
+)
+def test_certified_refusal_speaks_of_a_locked_document(
+    api: Any,
+    credentials: dict[str, Any],
+    dev_pki: tuple[DevPki, int],
+    permission: MDPPerm,
+    code: str,
+    docmdp: str,
+) -> None:
+    """The word "chứng thực" reads as notarisation to an officer, and "DocMDP P=1" is jargon: the
+    message says the document was certified and locked; the technical term is in details."""
+    body = sign(api, credentials, certified(dev_pki[0], permission)).json()
+    assert body["code"] == code
+    assert "ký chứng nhận và khóa thay đổi" in body["message"]
+    assert "chứng thực" not in body["message"] and "DocMDP" not in body["message"]
+    assert body["details"]["docmdp"].startswith(docmdp)
+
+
 @pytest.mark.parametrize("level", ["B-B", "B-LTA"])
 def test_certified_fill_forms_is_signed_into_the_empty_field(
     api: Any, credentials: dict[str, Any], dev_pki: tuple[DevPki, int], level: str

@@ -218,9 +218,9 @@ def test_qr_top_left_as_displayed(
         ({"qr": "true", "procedure_code": "1.001234\n"}, 422, "INVALID_PROCEDURE_CODE"),
         ({"qr": "true", "applicant_id": "00109001234"}, 422, "INVALID_APPLICANT_ID"),
         ({"qr": "true", "applicant_id": "0123456789-01"}, 422, "INVALID_APPLICANT_ID"),
-        ({"procedure_code": "1.001234"}, 400, "INVALID_REQUEST"),  # without qr: not ignored
-        ({"applicant_id": "001090012345"}, 400, "INVALID_REQUEST"),
-        ({"document_name": "Quyết định"}, 400, "INVALID_REQUEST"),
+        ({"procedure_code": "1.001234"}, 422, "INVALID_REQUEST"),  # without qr: not ignored
+        ({"applicant_id": "001090012345"}, 422, "INVALID_REQUEST"),
+        ({"document_name": "Quyết định"}, 422, "INVALID_REQUEST"),
     ],
 )
 def test_qr_field_refusals(

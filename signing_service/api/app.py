@@ -191,6 +191,19 @@ def create_app(services: Services) -> FastAPI:
             ".".join(str(p) for p in e.get("loc", ())[1:]) or str(e.get("loc", ("body",))[0])
             for e in exc.errors()
         ]
+        for e in exc.errors():
+            if e.get("type") == "appearance_incomplete":
+                # A profile's kind without what it draws (profile_rules.AppearanceSettings).
+                ctx = e.get("ctx") or {}
+                incomplete = errors.appearance_incomplete(
+                    str(ctx.get("kind")), str(ctx.get("missing")), fields=fields
+                )
+                return error_response(
+                    422, incomplete.code, incomplete.message, details=incomplete.details
+                )
+        if "appearance.copy_kind" in fields:
+            wrong = errors.InvalidCopyKind(details={"fields": fields})
+            return error_response(422, wrong.code, wrong.message, details=wrong.details)
         if "appearance.kind" in fields:
             # A profile's appearance kind that does not exist has its own code (issue 10).
             unknown = errors.UnknownAppearanceKind(details={"fields": fields})

@@ -154,7 +154,7 @@ def _qr_request(
     qr: bool, procedure_code: str | None, document_name: str | None, applicant_id: str | None
 ) -> QrRequest | None:
     """The QR code asked for, or ``None``; its fields without ``qr=true`` are refused, not
-    ignored (400 ``INVALID_REQUEST`` naming them)."""
+    ignored (422 ``INVALID_REQUEST`` naming them, as every other field refusal)."""
     from signing_service.services.signing import QrRequest
 
     given = {
@@ -165,7 +165,7 @@ def _qr_request(
     if not qr:
         unused = [name for name, value in given.items() if value is not None]
         if unused:
-            raise errors.InvalidRequest(
+            raise errors.InvalidRequestFields(
                 "Các trường procedure_code, document_name, applicant_id chỉ dùng cùng qr=true.",
                 details={"fields": unused},
             )

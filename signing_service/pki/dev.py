@@ -403,11 +403,26 @@ def init_dev_pki(
     return pki
 
 
+def _probe_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` as the server will (SO_REUSEADDR: a port in TIME_WAIT is free, one
+    with a listener is not), then release it; raises :class:`OSError`."""
+    import socket
+
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+
+
 class DevPkiServer:
     """Serves the dev PKI's TSA, OCSP responder and CRLs over HTTP on loopback."""
 
     def __init__(self, pki: DevPki, host: str, port: int) -> None:
+        """Raises :class:`OSError` when ``host:port`` cannot be listened on (a busy port)."""
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        # werkzeug's make_server prints English ("Port … is in use by another program") and
+        # calls sys.exit(1) on a busy port: probe first, so the caller can say it in Vietnamese.
+        _probe_listen(host, port)
         self._server: BaseWSGIServer = make_server(host, port, pki.animator(), threaded=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="dev-pki", daemon=True

@@ -151,7 +151,8 @@ def upload_image(
         data = reencode_png(data)
         screened = screen_png(data)
     except ImageRejected as e:
-        raise _REJECTED[e.reason](details={"reason": e.detail}) from None
+        # reason: what was measured, for people; check: the stable machine name.
+        raise _REJECTED[e.reason](details={"reason": e.detail, "check": e.reason}) from None
     height_mm = round(width_mm * screened.height / screened.width, 2)
     if height_mm > MAX_HEIGHT_MM:
         raise errors.InvalidImage(
@@ -353,9 +354,10 @@ def resolve_appearance(
 ) -> AppearanceSpec | KindAppearance | None:
     """What a signature shows: the profile's stored appearance with the request's fields over
     it, its images loaded (``None``: invisible). Codes: 422 ``UNKNOWN_APPEARANCE_KIND`` (a kind
-    or copy kind that does not exist), ``INVALID_DOCUMENT_NUMBER``, ``APPEARANCE_INCOMPLETE``
+    that does not exist), ``INVALID_DOCUMENT_NUMBER``, ``APPEARANCE_INCOMPLETE``
     (a person without signature image, a seal without seal image, an annex without number),
-    ``INVALID_PROFILE`` (a stored appearance that breaks the rules)."""
+    ``INVALID_PROFILE`` (a stored appearance that breaks the rules), ``INVALID_COPY_KIND``
+    (a copy kind that does not exist; case and missing diacritics are forgiven)."""
     from pydantic import TypeAdapter, ValidationError
 
     from signing_service.services.profile_rules import (
@@ -378,10 +380,7 @@ def resolve_appearance(
             try:
                 values["copy_kind"] = TypeAdapter(CopyKind).validate_python(request.copy_kind)
             except ValidationError:
-                raise errors.UnknownAppearanceKind(
-                    "Loại bản sao (copy_kind) chỉ là: SAO Y, SAO LỤC, TRÍCH SAO.",
-                    details={"field": "copy_kind"},
-                ) from None
+                raise errors.InvalidCopyKind(details={"field": "copy_kind"}) from None
         if request.document_number is not None:
             try:
                 values["document_number"] = TypeAdapter(DocumentNumber).validate_python(
@@ -398,7 +397,7 @@ def resolve_appearance(
         return None
     needs = {"person": "signature_image", "seal": "seal_image", "annex": "document_number"}
     if kind in needs and values.get(needs[kind]) is None:
-        raise errors.AppearanceIncomplete(details={"kind": kind, "missing": needs[kind]})
+        raise errors.appearance_incomplete(kind, needs[kind])
     signature = seal = None
     if kind == "person":
         signature = load_stamp_image(services, agency_id, values["signature_image"], "signature")

@@ -403,9 +403,22 @@ class Services:
         if serve_dev_pki and dev_pki is not None and settings.dev_pki_serve:
             from signing_service.pki.dev import DevPkiServer
 
-            services.dev_pki_server = DevPkiServer(
-                dev_pki, settings.dev_pki_host, settings.dev_pki_port
-            ).start()
+            try:
+                server = DevPkiServer(dev_pki, settings.dev_pki_host, settings.dev_pki_port)
+            except OSError as e:
+                from signing_service.oserror import reason_vi
+
+                services.close()
+                # The CLI prints it and exits 6, as for the API's own port (cli.py).
+                raise ConfigurationError(
+                    f"Không mở được cổng {settings.dev_pki_host}:{settings.dev_pki_port} của PKI "
+                    f"thử nghiệm (TSA/OCSP/CRL) ({reason_vi(e)}). Chọn cổng khác: "
+                    "SIGNING_SERVICE_DEV_PKI_PORT (đặt cùng giá trị cho mọi lệnh signing-service "
+                    "khác, để chúng dùng đúng PKI thử nghiệm này), địa chỉ: "
+                    "SIGNING_SERVICE_DEV_PKI_HOST.",
+                    details={"setting": "SIGNING_SERVICE_DEV_PKI_PORT"},
+                ) from None
+            services.dev_pki_server = server.start()
         if settings.is_production:
             services._refuse_dev_material()
             services._check_key_store()

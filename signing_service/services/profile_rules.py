@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from signing_service.signing.repertoire import drawable
 
@@ -69,6 +70,20 @@ def _printable(value: str) -> str:
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_printable)]
 Heading = Annotated[str, Field(min_length=1, max_length=MAX_HEADING), AfterValidator(_printable)]
+
+
+def _title_lines(value: str) -> str:
+    """A title of one or two printable lines: "KT. GIÁM ĐỐC\nPHÓ GIÁM ĐỐC" (ký thay,
+    Nghị định 30/2020 Art. 13) is drawn as two lines."""
+    lines = value.split("\n")
+    if len(lines) > 2:
+        raise ValueError("chức danh tối đa hai dòng (ví dụ: KT. GIÁM ĐỐC / PHÓ GIÁM ĐỐC)")
+    for line in lines:
+        _printable(line)
+    return value
+
+
+Title = Annotated[str, Field(min_length=1, max_length=MAX_HEADING), AfterValidator(_title_lines)]
 ProfileName = Annotated[
     str, Field(min_length=2, max_length=63, pattern=PROFILE_NAME_PATTERN, examples=["so-tu-phap"])
 ]
@@ -111,7 +126,27 @@ def _nfc(value: object) -> object:
     return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
 
 
-CopyKind = Annotated[Literal["SAO Y", "SAO LỤC", "TRÍCH SAO"], BeforeValidator(_nfc)]
+COPY_KINDS = ("SAO Y", "SAO LỤC", "TRÍCH SAO")
+# Without any diacritic (typed on a keyboard without Vietnamese input): the one kind it spells.
+_COPY_KIND_ASCII = {"SAO Y": "SAO Y", "SAO LUC": "SAO LỤC", "TRICH SAO": "TRÍCH SAO"}
+
+
+def normalise_copy_kind(value: object) -> object:
+    """A copy kind as Nghị định 30/2020 (Art. 25, App. I) prints it: "Sao y", "sao  lục" or
+    "TRICH SAO" (no diacritics at all) name the same kind and become "SAO Y", "SAO LỤC",
+    "TRÍCH SAO". Anything else is returned as given (NFC), for the validator to refuse: a
+    word with *other* diacritics ("SÁO Y") is not read as a kind."""
+    if not isinstance(value, str):
+        return value
+    text = " ".join(unicodedata.normalize("NFC", value).split()).upper()
+    if text in COPY_KINDS:
+        return text
+    if text.isascii() and text in _COPY_KIND_ASCII:
+        return _COPY_KIND_ASCII[text]
+    return unicodedata.normalize("NFC", value)
+
+
+CopyKind = Annotated[Literal["SAO Y", "SAO LỤC", "TRÍCH SAO"], BeforeValidator(normalise_copy_kind)]
 ImageName = Annotated[
     str,
     Field(
@@ -139,8 +174,12 @@ class AppearanceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     kind: AppearanceKind | None = None
-    title: Heading | None = Field(
-        default=None, description="dòng chức danh khi chứng thư không có (ví dụ GIÁM ĐỐC)"
+    title: Title | None = Field(
+        default=None,
+        description=(
+            "dòng chức danh, được dùng thay chức danh trong chứng thư (ví dụ GIÁM ĐỐC; hai dòng "
+            "cách nhau bởi \\n: KT. GIÁM ĐỐC\\nPHÓ GIÁM ĐỐC)"
+        ),
     )
     unit: Text | None = Field(
         default=None, description="cơ quan sao / đơn vị số hóa; để trống: tổ chức trong chứng thư"
@@ -168,10 +207,16 @@ class AppearanceSettings(BaseModel):
 
     @model_validator(mode="after")
     def _kind_has_what_it_draws(self) -> AppearanceSettings:
-        if self.kind == "person" and self.signature_image is None:
-            raise ValueError("hình thức person cần ảnh chữ ký (signature_image)")
-        if self.kind == "seal" and self.seal_image is None:
-            raise ValueError("hình thức seal cần ảnh con dấu (seal_image)")
+        # Its own error type: the API answers APPEARANCE_INCOMPLETE naming what is missing
+        # (api/app.py), as signing does, rather than a generic INVALID_REQUEST.
+        needs = {"person": "signature_image", "seal": "seal_image"}
+        if self.kind in needs and getattr(self, needs[self.kind]) is None:
+            missing = needs[self.kind]
+            raise PydanticCustomError(
+                "appearance_incomplete",
+                "hình thức {kind} cần {missing}",
+                {"kind": self.kind, "missing": missing},
+            )
         return self
 
     @model_validator(mode="after")

@@ -213,7 +213,10 @@ def repair_input(pdf: bytes) -> bytes:
 
 def pdf_input_error(error: PdfInputError) -> errors.ServiceError:
     """The 422 for an input the engine cannot sign (``MALFORMED_PDF`` unless the reason has
-    its own code)."""
+    its own code). A certification refusal keeps the technical term (``details.docmdp``, e.g.
+    "DocMDP P=1", ISO 32000-1 §12.8.2.2) out of the people-facing message."""
+    if error.reason.startswith("certified_") and error.detail:
+        return PDF_INPUT_ERRORS[error.reason](details={"docmdp": error.detail})
     return PDF_INPUT_ERRORS.get(error.reason, errors.MalformedPdf)()
 
 

@@ -161,6 +161,9 @@ MIN_PERSON_WIDTH_PT = 160.0
 # title and the name down to this height (12 mm; smaller, a signature is no longer legible
 # on paper, and the full stamp goes to the signature block instead).
 MIN_GAP_SIGNATURE_HEIGHT_PT = 12 * 72 / 25.4
+# A text block (copy, annex, digitised) stays in the right half of the page (Appendix I): its
+# lines wrap at half an A4 page's width (595 pt) less the default 24 pt margin.
+MAX_BLOCK_WIDTH_PT = 595.0 / 2 - 24.0
 # The colours the texts are drawn in: black (Appendix I: "màu đen").
 BLACK = b"0 0 0 rg"
 
@@ -192,6 +195,19 @@ def text_width(text: str, size: float, font: Path | None = None) -> float:
     return sum(advances.get(ord(c), upem // 2) for c in text) * size / upem
 
 
+def wrap_text(text: str, size: float, max_width: float, font: Path | None = None) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``max_width`` points at ``size`` pt
+    (measured with :func:`text_width`, greedy: as many words per line as fit). A word wider
+    than ``max_width`` keeps a line of its own rather than being cut."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and text_width(f"{lines[-1]} {word}", size, font) <= max_width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [text]
+
+
 def readable_time(moment: datetime) -> str:
     """``14:05:09 ngày 27/11/2026 (+07:00)``: the signing time as people read it (Vietnam time);
     the copy block keeps ISO 8601 (:func:`vietnam_time`), as the rules ask."""
@@ -201,7 +217,8 @@ def readable_time(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class StampTexts:
-    """What the texts of a stamp say. ``title``: the officer's title line ("GIÁM ĐỐC");
+    """What the texts of a stamp say. ``title``: the officer's title line ("GIÁM ĐỐC"; a
+    newline separates two lines);
     ``unit``: the agency (copying agency, digitising unit); ``copy_kind``: one of
     :data:`COPY_KINDS`; ``document_number``: the main document's number and symbol
     (``123/QĐ-STP``) on an annex."""
@@ -544,7 +561,13 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def _block(kind: str, lines: list[_Line], font: Path) -> StampPlan:
+def _block(kind: str, given: list[_Line], font: Path) -> StampPlan:
+    # A long agency name wrapped, not one line reaching into the left half of the page.
+    lines = [
+        _Line(part, line.size)
+        for line in given
+        for part in wrap_text(line.text, line.size, MAX_BLOCK_WIDTH_PT - 2 * PAD, font)
+    ]
     width = max(text_width(line.text, line.size, font) for line in lines) + 2 * PAD
     height = sum(line.height for line in lines) + 2 * PAD
     style = KindStampStyle(top=tuple(lines), font=font)
@@ -567,6 +590,7 @@ def plan_stamp(
     - ``seal``: the seal image at its real size (``seal.width_mm`` × ``height_mm``, 72 pt per
       inch), nothing else; region ``signature-block``, over the person signature.
     - ``copy``: SAO Y / SAO LỤC / TRÍCH SAO, the copying agency, the time as ISO 8601 +07:00.
+      Lines of the text blocks wrap at :data:`MAX_BLOCK_WIDTH_PT` (the right half of a page).
     - ``annex``: the agency, the main document's number and symbol, the time (ISO 8601).
     - ``digitised``: the digitising unit and the time (ISO 8601).
     The three text blocks: Liberation Serif ``font_size`` pt, black, upright, top right of
@@ -579,7 +603,8 @@ def plan_stamp(
     if kind == "person":
         if signature is None:
             raise ValueError("a person stamp needs the officer's signature image")
-        top = [line(_nfc(texts.title))] if texts.title else []
+        # A title may take two lines: "KT. GIÁM ĐỐC" / "PHÓ GIÁM ĐỐC" (ký thay, ND30 Art. 13).
+        top = [line(_nfc(part)) for part in texts.title.split("\n")] if texts.title else []
         bottom = [line(_nfc(texts.signer_name)), _Line(readable_time(texts.moment), font_size - 1)]
         image_w = min(signature.width_pt, 2 * MIN_PERSON_WIDTH_PT)
         image_h = min(signature.height_pt * image_w / signature.width_pt, MAX_SIGNATURE_HEIGHT_PT)
@@ -677,12 +702,13 @@ class KindAppearance:
         cert_title: str | None = None,
     ) -> StampPlan | None:
         """The stamp for this signer and time (``None``: invisible). The title line is the
-        certificate's title attribute, else the profile's; the unit the profile's, else the
-        certificate's organisation."""
+        profile's (one or two lines: "KT. GIÁM ĐỐC\nPHÓ GIÁM ĐỐC", which a certificate's
+        title "Phó Giám đốc" cannot say), else the certificate's title attribute; the unit the
+        profile's, else the certificate's organisation."""
         texts = StampTexts(
             signer_name=signer_name,
             moment=moment,
-            title=cert_title or self.title,
+            title=self.title or cert_title,
             unit=self.unit or organisation,
             copy_kind=self.copy_kind,
             document_number=self.document_number,

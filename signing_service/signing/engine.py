@@ -79,6 +79,7 @@ class PdfInputError(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
 
 
 class TimestampError(Exception):
@@ -293,7 +294,7 @@ def _check_certification(writer: IncrementalPdfFileWriter, field_name: str) -> N
     try:
         inputs.check_certification(writer.prev, field_name)
     except inputs.CertifiedDocument as e:
-        raise PdfInputError(f"certified_{e.reason}", str(e)) from None
+        raise PdfInputError(f"certified_{e.reason}", e.detail) from None
 
 
 def signing_moment(moment: datetime | None = None) -> datetime:

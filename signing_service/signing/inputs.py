@@ -35,6 +35,7 @@ class CertifiedDocument(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
 
 
 class TooManyFields(Exception):

@@ -54,7 +54,8 @@ CACHE_BYTES = 32 * 1024 * 1024
 
 class ImageRejected(ValueError):
     """An upload that is not an image the stamp may show. ``reason``: ``not_png`` |
-    ``too_large`` | ``no_transparency``; ``detail``: what was measured."""
+    ``too_large`` | ``no_transparency`` (stable, for machines); ``detail``: what was measured,
+    in Vietnamese (the API's ``details.reason``: people read it)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
@@ -84,9 +85,9 @@ def screen_png(data: bytes) -> ScreenedPng:
     :class:`ImageRejected`.
     """
     if len(data) > MAX_IMAGE_BYTES:
-        raise ImageRejected("too_large", f"{len(data)} bytes > {MAX_IMAGE_BYTES}")
+        raise ImageRejected("too_large", f"tệp {len(data)} byte, tối đa {MAX_IMAGE_BYTES} byte")
     if not data or magic.from_buffer(data[:4096], mime=True) != "image/png":
-        raise ImageRejected("not_png", "content is not PNG")
+        raise ImageRejected("not_png", "nội dung tệp không phải ảnh PNG")
     # The header's dimensions, before Pillow sees the data (which refuses a bomb by its own,
     # higher bound): IHDR is the first chunk (PNG spec §5.6), width and height at bytes 16-24.
     if data[12:16] == b"IHDR" and len(data) >= 24:
@@ -99,24 +100,30 @@ def screen_png(data: bytes) -> ScreenedPng:
                 width, height = image.size
                 _check_side(width, height)
                 if getattr(image, "n_frames", 1) != 1:
-                    raise ImageRejected("not_png", "animated PNG")
+                    raise ImageRejected("not_png", "ảnh PNG động (nhiều khung hình)")
                 has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
                 image.load()
                 rgba = image.convert("RGBA")
     except ImageRejected:
         raise
     except Image.DecompressionBombError:
-        raise ImageRejected("too_large", "decompression bomb") from None
+        raise ImageRejected("too_large", "ảnh giải nén ra quá lớn (nghi là bom giải nén)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         # Truncated or corrupt data, a bad CRC, an oversized text chunk (Pillow's own bound).
-        raise ImageRejected("not_png", "PNG cannot be decoded") from None
+        raise ImageRejected(
+            "not_png", "không giải mã được ảnh PNG (tệp hỏng hoặc bị cắt cụt)"
+        ) from None
     if not has_alpha:
-        raise ImageRejected("no_transparency", "no alpha channel or tRNS chunk")
+        raise ImageRejected(
+            "no_transparency", "ảnh không có kênh trong suốt (kênh alpha hoặc khối tRNS)"
+        )
     histogram = rgba.getchannel("A").histogram()
     transparent = sum(histogram[:TRANSPARENT_ALPHA])
     if transparent < MIN_TRANSPARENT_SHARE * width * height:
         raise ImageRejected(
-            "no_transparency", f"{transparent} of {width * height} pixels are transparent"
+            "no_transparency",
+            f"chỉ {transparent} trên {width * height} điểm ảnh trong suốt "
+            f"(cần ít nhất {MIN_TRANSPARENT_SHARE:.0%})",
         )
     opaque = sum(histogram[OPAQUE_ALPHA:])
     if opaque < MIN_OPAQUE_SHARE * width * height:
@@ -144,7 +151,8 @@ def _check_side(width: int, height: int) -> None:
     if max(width, height) > MAX_IMAGE_SIDE or min(width, height) < MIN_IMAGE_SIDE:
         raise ImageRejected(
             "too_large",
-            f"{width}×{height} px; allowed {MIN_IMAGE_SIDE}–{MAX_IMAGE_SIDE} px a side",
+            f"ảnh {width}×{height} điểm ảnh; mỗi chiều phải từ {MIN_IMAGE_SIDE} đến "
+            f"{MAX_IMAGE_SIDE} điểm ảnh",
         )
 
 

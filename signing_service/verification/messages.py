@@ -69,7 +69,8 @@ MESSAGES: dict[str, str] = {
         "Chữ ký hợp lệ nhưng tài liệu đã bị sửa sau khi ký theo cách không được phép."
     ),
     "DOCMDP_VIOLATION": (
-        "Tài liệu đã chứng thực (DocMDP) bị thay đổi vượt quá quyền mà người chứng thực cho phép."
+        "Tài liệu đã được ký chứng nhận và khóa thay đổi nhưng bị thay đổi vượt quá quyền mà người "
+        "ký chứng nhận cho phép."
     ),
     "LOCKED_FIELD_CHANGED": (
         "Trường biểu mẫu đã bị khóa bởi chữ ký này lại bị thay đổi sau khi ký."
