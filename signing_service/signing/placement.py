@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +54,10 @@ log = logging.getLogger(__name__)
 
 Region = Literal["top-right", "signature-block", "top-left"]
 WhenFull = Literal["shrink", "next-page", "refuse"]
+# ``next-page`` looks at most this many pages, and one placement spends at most this many
+# seconds reading page text (each page also has textlayout.TIMEOUT).
+MAX_LAYOUT_PAGES = 10
+LAYOUT_BUDGET_SECONDS = 4.0
 Rect = tuple[float, float, float, float]
 
 # Room kept between the stamp and any text line or earlier widget (points).
@@ -712,9 +717,24 @@ def place(
         order = pages if when_full == "next-page" else pages[:1]
     scales = SHRINK_STEPS if when_full == "shrink" else (1.0,)
     pdf = _pdf_bytes(reader)
+    # One request's text layout is bounded in pages and time, whatever the document: the
+    # worker is shared by every agency (red team, issue 10).
+    order = order[:MAX_LAYOUT_PAGES]
+    deadline = time.monotonic() + LAYOUT_BUDGET_SECONDS
+    measured: dict[int, list[Rect]] = {}
+
+    def lines_of(page: _Page) -> list[Rect]:
+        if page.index not in measured:
+            if time.monotonic() > deadline:
+                raise PlacementError(
+                    "PAGE_LAYOUT_UNAVAILABLE", f"over {LAYOUT_BUDGET_SECONDS:g} s of text layout"
+                )
+            measured[page.index] = text_lines(pdf, page)
+        return measured[page.index]
+
     if region == "top-right" and top_margin is not None:
         page = pages[0]
-        lines = [user_to_view(r, page.visible, page.rotate) for r in text_lines(pdf, page)]
+        lines = [user_to_view(r, page.visible, page.rotate) for r in lines_of(page)]
         annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
         for scale in TOP_BAND_SCALES if when_full == "shrink" else (1.0,):
             found = _place_on_page(
@@ -731,7 +751,7 @@ def place(
                 box = view_to_user(found, page.visible, page.rotate)
                 return Placement(page.index, _rounded(box), None, page.rotate)
     for page in order:
-        lines = [user_to_view(r, page.visible, page.rotate) for r in text_lines(pdf, page)]
+        lines = [user_to_view(r, page.visible, page.rotate) for r in lines_of(page)]
         annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
         for scale in scales:
             found = _place_on_page(

@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 
 Rect = tuple[float, float, float, float]
 
-# Seconds one page may take (PDFium on an ordinary page: under 1 ms).
-TIMEOUT = 10.0
+# Seconds one page may take (PDFium on an ordinary page: under 10 ms). Callers share one
+# worker, so this bounds how long one hostile page holds up every agency's visible signing
+# (red team, issue 10: 10 s per page let a 5-page document hold a request for 40 s).
+TIMEOUT = 2.0
 # Seconds a fresh worker may take to start (a new interpreter importing pypdfium2).
 START_TIMEOUT = 60.0
 # Address space of the worker (bytes): PDFium's text page of a hostile page grows with its
