@@ -172,6 +172,7 @@ PDF_INPUT_ERRORS: dict[str, type[errors.ServiceError]] = {
     "encrypted": errors.EncryptedPdf,
     "certified_no_changes": errors.DocumentCertifiedNoChanges,
     "certified_field_required": errors.DocumentCertifiedFieldRequired,
+    "certified_field_locked": errors.SignatureFieldLocked,
     "signed_damaged": errors.SignedPdfDamaged,
 }
 

@@ -64,7 +64,7 @@ _pdf_recovery.install()
 class PdfInputError(Exception):
     """The input is not a PDF we can sign: ``reason`` is unreadable (its structure could not
     be read: repairable) | malformed | encrypted | certified_no_changes |
-    certified_field_required (signing/inputs.py)."""
+    certified_field_required | certified_field_locked (signing/inputs.py)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
@@ -279,9 +279,11 @@ def _certified_field(writer: IncrementalPdfFileWriter) -> str | None:
         raise PdfInputError("malformed", str(e)) from None
 
 
-def _check_certification(writer: IncrementalPdfFileWriter, field_name: str) -> None:
+def _check_certification(
+    writer: IncrementalPdfFileWriter, field_name: str, *, visible: bool
+) -> None:
     try:
-        inputs.check_certification(writer.prev, field_name)
+        inputs.check_certification(writer.prev, field_name, visible=visible)
     except inputs.CertifiedDocument as e:
         raise PdfInputError(f"certified_{e.reason}", str(e)) from None
 
@@ -401,7 +403,7 @@ def _pdf_signer(
             # pyHanko's invisible field has no appearance: PDF/A-1 §6.9 (pdfa.py).
             pdfa.invisible_field_for_pdfa1(writer, field_name)
         # DocMDP P=1 / P=2 (signing/inputs.py): after placement chose the field.
-        _check_certification(writer, field_name)
+        _check_certification(writer, field_name, visible=placement is not None)
     # The signature itself is B-B or B-T: the validation data of B-LT/B-LTA is fetched and
     # added after it (module docstring), so pyHanko's pre-signing validation is not used.
     meta = PdfSignatureMetadata(
