@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing import inputs, repair
 from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.store.models import AuditEntry
-from tests.support.damaged import DAMAGES
+from tests.support.damaged import DAMAGES, shadowed
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
 
@@ -332,7 +334,9 @@ def test_field_inputs_repaired(api: Any, credentials: dict[str, Any], name: str)
     assert verify(api, download(api, credentials, response.json()))["verdict"] == "TOTAL_PASSED"
 
 
-@pytest.mark.parametrize("damage", ["startxref-off-by-7", "prefix-before-header"])
+@pytest.mark.parametrize(
+    "damage", ["startxref-off-by-3", "startxref-off-by-7", "prefix-before-header"]
+)
 def test_damaged_signed_input_is_never_rewritten(
     api: Any, services: Services, credentials: dict[str, Any], damage: str
 ) -> None:
@@ -340,6 +344,41 @@ def test_damaged_signed_input_is_never_rewritten(
     assert first.status_code == 201
     signed = download(api, credentials, first.json())
     assert_refused(api, services, credentials, DAMAGES[damage](signed), "SIGNED_PDF_DAMAGED")
+
+
+def page_text_as_pyhanko_reads(data: bytes) -> bytes:
+    """The first page's content as pyHanko (and so our verifier) reads the file."""
+    reader = PdfFileReader(io.BytesIO(data), strict=False)
+    return reader.root["/Pages"]["/Kids"][0]["/Contents"].data  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
+def test_shadowed_content_behind_a_wrong_startxref_is_repaired(
+    api: Any, credentials: dict[str, Any]
+) -> None:
+    """Red team issue 10, F7: pyHanko read around a ``startxref`` 3 bytes off and signed
+    "KHONG DUYET" unrepaired while poppler showed "DA DUYET". Now the file takes the repair
+    path: the signed document is qpdf's rebuild, which poppler and pyHanko read alike."""
+    data = shadowed()
+    assert b"KHONG DUYET" in page_text_as_pyhanko_reads(data)
+    assert "DA DUYET 1.000.000.000" in poppler_text(data)
+    response = sign(api, credentials, data, level="B-B")
+    assert response.status_code == 201, response.text
+    assert response.json()["repaired"] is True
+    signed = download(api, credentials, response.json())
+    assert b"(DA DUYET 1.000.000.000)" in page_text_as_pyhanko_reads(signed)
+    assert "DA DUYET 1.000.000.000" in poppler_text(signed)
+    assert "KHONG" not in poppler_text(signed)
+    assert verify(api, signed)["verdict"] == "TOTAL_PASSED"
+    # And the signed file's own structure is what every reader finds.
+    assert repair.xref_damage(PdfFileReader(io.BytesIO(signed), strict=False)) is None
+
+
+def poppler_text(data: bytes) -> str:
+    done = subprocess.run(
+        ["pdftotext", "-", "-"], input=data, capture_output=True, check=True, timeout=30
+    )
+    return done.stdout.decode()
 
 
 def test_unrepairable_input_is_malformed(

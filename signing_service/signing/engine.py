@@ -45,7 +45,7 @@ from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service import _pdf_recovery, _pdf_speedups
-from signing_service.signing import inputs, pdfa
+from signing_service.signing import inputs, pdfa, repair
 from signing_service.signing.appearance import (
     AppearanceSpec,
     KindAppearance,
@@ -245,6 +245,11 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
         writer.prev.root["/Pages"]["/Count"]
     except Exception as e:  # noqa: BLE001
         raise _input_error(e) from None
+    # A table pyHanko found only by looking around a wrong offset is read differently by
+    # viewers (signing/repair.py, xref_damage): repaired like a table it cannot read.
+    damage = repair.xref_damage(writer.prev)
+    if damage is not None:
+        raise PdfInputError("unreadable", damage)
     return writer
 
 
