@@ -78,8 +78,8 @@ DEFAULT_MEDIA_BOX: Rect = (0.0, 0.0, 595.0, 842.0)
 
 class PlacementError(Exception):
     """No place for the signature. ``code``: SIGNATURE_FIELD_NOT_FOUND |
-    SIGNATURE_FIELD_ALREADY_SIGNED | SIGNATURE_FIELD_NOT_VISIBLE | NO_SPACE_FOR_SIGNATURE | PAGE_LAYOUT_UNAVAILABLE (the
-    service's 422 codes, messages in errors.py)."""
+    SIGNATURE_FIELD_ALREADY_SIGNED | SIGNATURE_FIELD_NOT_VISIBLE | NO_SPACE_FOR_SIGNATURE |
+    PAGE_LAYOUT_UNAVAILABLE (the service's 422 codes, messages in errors.py)."""
 
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(f"{code}: {detail}")
