@@ -28,6 +28,9 @@ DOSSIER_CODE = re.compile(
 # from 1, no leading zero (KQ01 and KQ1 would be two spellings of one result), at most 6
 # digits (the code then fits the 64-character column with room to spare).
 RESULT_CODE = re.compile(r"(?P<dossier>.+)-KQ(?P<n>[1-9][0-9]{0,5})")
+# The highest ``n`` (six digits): ``auto`` never assigns beyond it (red team issue 10, F8:
+# after KQ999999 it handed out KQ1000000, a code the service itself refuses everywhere).
+MAX_RESULT_NUMBER = 999_999
 # A procedure's code in the national database of administrative procedures (CSDL quốc gia về
 # TTHC), e.g. 1.001234, optionally followed by the code of the agency that applies it.
 PROCEDURE_CODE = re.compile(
@@ -249,7 +252,9 @@ def resolve_result_code(session: Session, agency_id: int, codes: DocumentCodes) 
     dossier waits, then reads the incremented value) and SQLite's BEGIN IMMEDIATE serialises
     writers. A rolled-back store rolls the increment back: numbers have no gaps from failed
     signatures. A given code raises the counter to at least its number, so ``auto`` never
-    assigns a number the caller already used. Take this before the audit head (as
+    assigns a number the caller already used. ``auto`` beyond :data:`MAX_RESULT_NUMBER` is
+    :class:`errors.ResultCodeExhausted` (422): raised inside the transaction, which then rolls
+    back (nothing stored, the counter unchanged). Take this before the audit head (as
     :func:`signing_service.services.signing.store_signed` does): every writer takes the two
     locks in that order.
     """
@@ -280,6 +285,8 @@ def resolve_result_code(session: Session, agency_id: int, codes: DocumentCodes) 
         .returning(counter)
     ).scalar_one()
     if codes.result_code == AUTO:
+        if number > MAX_RESULT_NUMBER:
+            raise errors.ResultCodeExhausted(details={"dossier_code": dossier_code})
         return f"{dossier_code}-KQ{number}"
     return codes.result_code
 
