@@ -34,7 +34,7 @@ MAX_RESULT_NUMBER = 999_999
 # A procedure's code in the national database of administrative procedures (CSDL quốc gia về
 # TTHC), e.g. 1.001234, optionally followed by the code of the agency that applies it.
 PROCEDURE_CODE = re.compile(
-    r"[0-9]\.[0-9]{6}(?:\.[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3})?"
+    r"[0-9]\.[0-9]{6}(?:\.(?P<agency>[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3}))?"
 )
 
 
@@ -54,12 +54,19 @@ def check_applicant_id(value: str | None) -> str | None:
     return value
 
 
-def check_procedure_code(code: str | None) -> str | None:
+def check_procedure_code(code: str | None, agency_code: str | None = None) -> str | None:
     """``code`` when it is a procedure code (matched whole), ``None`` when absent;
-    :class:`errors.InvalidProcedureCode` (422) otherwise."""
+    :class:`errors.InvalidProcedureCode` (422) otherwise, also when it carries an agency
+    suffix other than ``agency_code`` (the caller's): a QR printed on agency A's document must
+    not say agency B applies the procedure (red team issue 10, F11)."""
     if code is None or code == "":
         return None
-    if PROCEDURE_CODE.fullmatch(code) is None:
+    match = PROCEDURE_CODE.fullmatch(code)
+    if match is None or (
+        agency_code is not None
+        and match.group("agency") is not None
+        and match.group("agency") != agency_code
+    ):
         raise errors.InvalidProcedureCode(details={"procedure_code": printable(code)})
     return code
 

@@ -121,7 +121,7 @@ def start_external(
     check_pdf_upload(pdf, signing_limit(services, pdf))
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
-        qr = check_qr_request(services, qr)
+        qr = check_qr_request(services, qr, agency.code)
     profile = _profile(services, agency, profile_name)
     if not profile.two_step:
         raise errors.ProfileNotExternal()

@@ -359,7 +359,7 @@ def sign_document(
     check_pdf_upload(pdf, signing_limit(services, pdf))
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
-        qr = check_qr_request(services, qr)
+        qr = check_qr_request(services, qr, agency.code)
     profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
     key = with_authorization(key, authorization)
     return _sign_one(
@@ -579,14 +579,17 @@ class QrRequest:
     applicant_id: str | None = None
 
 
-def check_qr_request(services: Services, request: QrRequest) -> QrRequest:
+def check_qr_request(
+    services: Services, request: QrRequest, agency_code: str | None = None
+) -> QrRequest:
     """``request`` checked before anything is signed: the service must know its public base
-    URL (``QR_LINK_NOT_CONFIGURED``), the procedure code must be one
-    (``INVALID_PROCEDURE_CODE``), the applicant's identifier one (``INVALID_APPLICANT_ID``)."""
+    URL (``QR_LINK_NOT_CONFIGURED``), the procedure code must be one, with no other agency's
+    suffix than ``agency_code`` (``INVALID_PROCEDURE_CODE``), the applicant's identifier one
+    (``INVALID_APPLICANT_ID``)."""
     if not services.settings.public_base_url:
         raise errors.QrLinkNotConfigured()
     return QrRequest(
-        check_procedure_code(request.procedure_code),
+        check_procedure_code(request.procedure_code, agency_code),
         request.document_name or None,
         check_applicant_id(request.applicant_id),
     )
