@@ -228,6 +228,41 @@ def test_rolled_back_store_leaves_no_gap(services: Services) -> None:
         )
 
 
+def test_exhausted_counter_refuses_auto_at_storing_too(services: Services) -> None:
+    """The decision at storing (the check before signing reads without a lock): the
+    transaction that would assign KQ1000000 raises and rolls the increment back."""
+    agency = _agency(services, AGENCY_A)
+    with services.db.transaction() as session:
+        given = DocumentCodes(DOSSIER, f"{DOSSIER}-KQ999999")
+        assert resolve_result_code(session, agency.id, given) == f"{DOSSIER}-KQ999999"
+    for _ in range(2):
+        with pytest.raises(errors.ServiceError) as refused, services.db.transaction() as session:
+            resolve_result_code(session, agency.id, DocumentCodes(DOSSIER, AUTO))
+        assert (refused.value.status, refused.value.code) == (422, "RESULT_CODE_EXHAUSTED")
+    with services.db.transaction() as session:
+        last = session.scalars(
+            select(ResultCodeCounter.last_number).where(
+                ResultCodeCounter.agency_id == agency.id,
+                ResultCodeCounter.dossier_code == DOSSIER,
+            )
+        ).one()
+    assert last == 999_999
+
+
+def test_exhausted_counter_refuses_two_step_before_step_one(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    from tests.test_external import start
+
+    agency = _agency(services, AGENCY_A)
+    with services.db.transaction() as session:
+        resolve_result_code(session, agency.id, DocumentCodes(DOSSIER, f"{DOSSIER}-KQ999999"))
+    before = snapshot(services)
+    refused = start(api, services, credentials, dossier_code=DOSSIER, result_code="auto")
+    assert (refused.status_code, refused.json()["code"]) == (422, "RESULT_CODE_EXHAUSTED")
+    assert_nothing_written(before, services)
+
+
 def test_concurrent_signatures_get_distinct_codes(services: Services) -> None:
     """End to end: signatures of one dossier signed and stored concurrently."""
     agency = _agency(services, AGENCY_A)

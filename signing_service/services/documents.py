@@ -298,6 +298,24 @@ def resolve_result_code(session: Session, agency_id: int, codes: DocumentCodes) 
     return codes.result_code
 
 
+def check_result_code_available(services: Services, agency_id: int, codes: DocumentCodes) -> None:
+    """:class:`errors.ResultCodeExhausted` (422) before anything is signed when ``codes`` asks
+    ``auto`` of a dossier whose counter is at :data:`MAX_RESULT_NUMBER` already: a signature
+    made (an HSM operation, an officer's one-time code) only to be refused at storing is
+    avoided. Read without a lock: :func:`resolve_result_code` is what decides at storing."""
+    if codes.result_code != AUTO or codes.dossier_code is None:
+        return
+    with services.db.transaction() as session:
+        last = session.scalars(
+            select(ResultCodeCounter.last_number).where(
+                ResultCodeCounter.agency_id == agency_id,
+                ResultCodeCounter.dossier_code == codes.dossier_code,
+            )
+        ).first()
+    if last is not None and last >= MAX_RESULT_NUMBER:
+        raise errors.ResultCodeExhausted(details={"dossier_code": codes.dossier_code})
+
+
 def check_pdf_upload(data: bytes, limit: int) -> None:
     if not data:
         raise errors.EmptyFile()

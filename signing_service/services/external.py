@@ -27,7 +27,11 @@ from sqlalchemy.orm import Session
 from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services.container import Services
-from signing_service.services.documents import check_codes, check_pdf_upload
+from signing_service.services.documents import (
+    check_codes,
+    check_pdf_upload,
+    check_result_code_available,
+)
 from signing_service.services.keys import officer_for, officer_still_registered
 from signing_service.services.signing import (
     TIMESTAMP_ERRORS,
@@ -133,6 +137,7 @@ def start_external(
     )
     intermediates = list(registered_chain)
     run_sync(check_signer(services, signer_cert, intermediates))
+    check_result_code_available(services, agency.id, codes)
     # The claimed signing time, fixed now: the stamp prints it and /M records it; completion
     # reports it as the signature's signed_at (README, two-step signing).
     now = signing_moment()

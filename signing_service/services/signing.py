@@ -37,6 +37,7 @@ from signing_service.services.documents import (
     check_filename,
     check_pdf_upload,
     check_procedure_code,
+    check_result_code_available,
     resolve_result_code,
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
@@ -394,6 +395,7 @@ def _sign_one(
     qr: QrRequest | None = None,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing."""
+    check_result_code_available(services, agency.id, codes)
     # One claimed signing time for the stamp, /M, the QR code and the answer's signed_at.
     moment = signing_moment()
     # The signed document's id is chosen now: the QR code's link names it.
