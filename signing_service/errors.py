@@ -111,6 +111,12 @@ DocumentCertifiedFieldRequired = _error(
     "không được thêm ô chữ ký mới; tài liệu này không có ô chữ ký trống. Người ký chứng nhận "
     "cần tạo ô chữ ký trống trước khi ký chứng nhận.",
 )
+SignatureFieldLocked = _error(
+    "SIGNATURE_FIELD_LOCKED",
+    422,
+    "Trường chữ ký đã bị khóa bởi chữ ký trước đó (FieldMDP); ký vào đó sẽ làm mất hiệu lực "
+    "chữ ký trước. Tài liệu chưa được ký.",
+)
 SignedPdfDamaged = _error(
     "SIGNED_PDF_DAMAGED",
     422,
@@ -130,6 +136,11 @@ InvalidResultCode = _error(
     422,
     "Mã kết quả không đúng định dạng {mã hồ sơ}-KQ{số thứ tự}, ví dụ "
     "000.00.12.H12-261127-0001-KQ1, hoặc không thuộc hồ sơ đã gửi.",
+)
+ResultCodeExhausted = _error(
+    "RESULT_CODE_EXHAUSTED",
+    422,
+    "Hồ sơ đã dùng hết số thứ tự mã kết quả (KQ1–KQ999999); không cấp được mã tự động.",
 )
 ResultCodeNeedsDossier = _error(
     "RESULT_CODE_NEEDS_DOSSIER",
@@ -324,6 +335,12 @@ SignatureFieldAlreadySigned = _error(
     422,
     "Trường chữ ký đã chỉ định đã được ký; tài liệu chưa được ký lại.",
 )
+SignatureFieldNotVisible = _error(
+    "SIGNATURE_FIELD_NOT_VISIBLE",
+    422,
+    "Trường chữ ký đã chỉ định không hiển thị được (nằm ngoài trang, bị ẩn, hoặc kích thước "
+    "bằng không hay bất thường); tài liệu chưa được ký.",
+)
 NoSpaceForSignature = _error(
     "NO_SPACE_FOR_SIGNATURE",
     422,
@@ -341,6 +358,7 @@ PLACEMENT_ERRORS: dict[str, type[ServiceError]] = {
     for cls in (
         SignatureFieldNotFound,
         SignatureFieldAlreadySigned,
+        SignatureFieldNotVisible,
         NoSpaceForSignature,
         PageLayoutUnavailable,
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing import inputs, repair
 from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.store.models import AuditEntry
-from tests.support.damaged import DAMAGES
+from tests.support.damaged import DAMAGES, shadowed
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
 
@@ -356,7 +358,9 @@ def test_field_inputs_repaired(api: Any, credentials: dict[str, Any], name: str)
     assert verify(api, download(api, credentials, response.json()))["verdict"] == "TOTAL_PASSED"
 
 
-@pytest.mark.parametrize("damage", ["startxref-off-by-7", "prefix-before-header"])
+@pytest.mark.parametrize(
+    "damage", ["startxref-off-by-3", "startxref-off-by-7", "prefix-before-header"]
+)
 def test_damaged_signed_input_is_never_rewritten(
     api: Any, services: Services, credentials: dict[str, Any], damage: str
 ) -> None:
@@ -364,6 +368,41 @@ def test_damaged_signed_input_is_never_rewritten(
     assert first.status_code == 201
     signed = download(api, credentials, first.json())
     assert_refused(api, services, credentials, DAMAGES[damage](signed), "SIGNED_PDF_DAMAGED")
+
+
+def page_text_as_pyhanko_reads(data: bytes) -> bytes:
+    """The first page's content as pyHanko (and so our verifier) reads the file."""
+    reader = PdfFileReader(io.BytesIO(data), strict=False)
+    return reader.root["/Pages"]["/Kids"][0]["/Contents"].data  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
+def test_shadowed_content_behind_a_wrong_startxref_is_repaired(
+    api: Any, credentials: dict[str, Any]
+) -> None:
+    """Red team issue 10, F7: pyHanko read around a ``startxref`` 3 bytes off and signed
+    "KHONG DUYET" unrepaired while poppler showed "DA DUYET". Now the file takes the repair
+    path: the signed document is qpdf's rebuild, which poppler and pyHanko read alike."""
+    data = shadowed()
+    assert b"KHONG DUYET" in page_text_as_pyhanko_reads(data)
+    assert "DA DUYET 1.000.000.000" in poppler_text(data)
+    response = sign(api, credentials, data, level="B-B")
+    assert response.status_code == 201, response.text
+    assert response.json()["repaired"] is True
+    signed = download(api, credentials, response.json())
+    assert b"(DA DUYET 1.000.000.000)" in page_text_as_pyhanko_reads(signed)
+    assert "DA DUYET 1.000.000.000" in poppler_text(signed)
+    assert "KHONG" not in poppler_text(signed)
+    assert verify(api, signed)["verdict"] == "TOTAL_PASSED"
+    # And the signed file's own structure is what every reader finds.
+    assert repair.xref_damage(PdfFileReader(io.BytesIO(signed), strict=False)) is None
+
+
+def poppler_text(data: bytes) -> str:
+    done = subprocess.run(
+        ["pdftotext", "-", "-"], input=data, capture_output=True, check=True, timeout=30
+    )
+    return done.stdout.decode()
 
 
 def test_unrepairable_input_is_malformed(
@@ -437,3 +476,139 @@ def signed_by_us(api: Any, credentials: dict[str, Any]) -> bytes:
     response = sign(api, credentials, make_pdf(text="Da ky"))
     assert response.status_code == 201
     return download(api, credentials, response.json())
+
+
+# --- field locks (FieldMDP): red team issue 10, F3 ------------------------------------------
+
+
+def locked_by_earlier_signature(pki: DevPki, lock: fields.FieldMDPSpec) -> bytes:
+    """``Khoa`` signed (by agency B's seal) with the FieldMDP ``lock``; ``ChuKy`` a visible
+    empty signature field beside it, as a form prepared for two signers is."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(make_pdf()))
+    fields.append_signature_field(
+        writer,
+        SigFieldSpec(sig_field_name="Khoa", on_page=0, box=(60, 80, 280, 160), field_mdp_spec=lock),
+    )
+    fields.append_signature_field(
+        writer, SigFieldSpec(sig_field_name="ChuKy", on_page=0, box=(330, 80, 550, 160))
+    )
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    key = load_pkcs12_file(pki.p12_path("agency-b-seal"), DEV_KEY_PASSPHRASE.encode())
+    out = asyncio.run(
+        signers.PdfSigner(
+            signers.PdfSignatureMetadata(
+                field_name="Khoa", subfilter=fields.SigSeedSubFilter.PADES
+            ),
+            signer=key.signer,
+        ).async_sign_pdf(IncrementalPdfFileWriter(io.BytesIO(buffer.getvalue())))
+    )
+    return out.getvalue()  # type: ignore[no-any-return]
+
+
+LOCK_ALL = fields.FieldMDPSpec(fields.FieldMDPAction.ALL)
+
+
+def test_filling_a_locked_field_breaks_the_earlier_signature(
+    api: Any, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Why the refusal: a signature in the locked field, made without our check, is judged by
+    our verifier as breaking the earlier signature (what the service answered 201 for)."""
+    data = locked_by_earlier_signature(dev_pki[0], LOCK_ALL)
+    assert verify(api, data)["verdict"] == "TOTAL_PASSED"
+    key = load_pkcs12_file(dev_pki[0].p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
+    out = asyncio.run(
+        signers.PdfSigner(
+            signers.PdfSignatureMetadata(
+                field_name="ChuKy", subfilter=fields.SigSeedSubFilter.PADES
+            ),
+            signer=key.signer,
+        ).async_sign_pdf(IncrementalPdfFileWriter(io.BytesIO(data)))
+    )
+    assert verify(api, out.getvalue())["verdict"] == "TOTAL_FAILED"
+
+
+@pytest.mark.parametrize(
+    "lock",
+    [
+        LOCK_ALL,
+        fields.FieldMDPSpec(fields.FieldMDPAction.INCLUDE, fields=["ChuKy"]),
+        fields.FieldMDPSpec(fields.FieldMDPAction.EXCLUDE, fields=["Khac"]),
+    ],
+    ids=["all", "include", "exclude"],
+)
+@pytest.mark.parametrize("named", [False, True], ids=["auto", "named"])
+def test_locked_field_is_refused(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    dev_pki: tuple[DevPki, int],
+    lock: fields.FieldMDPSpec,
+    named: bool,
+) -> None:
+    data = locked_by_earlier_signature(dev_pki[0], lock)
+    before, entries = snapshot(services), signed_entries(services)
+    response = sign(api, credentials, data, **({"field_name": "ChuKy"} if named else {}))
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "SIGNATURE_FIELD_LOCKED"
+    assert any(ch in response.json()["message"] for ch in VIETNAMESE_LETTERS)
+    assert_nothing_written(before, services)
+    assert signed_entries(services) == entries
+
+
+@pytest.mark.parametrize(
+    "lock",
+    [
+        fields.FieldMDPSpec(fields.FieldMDPAction.INCLUDE, fields=["Khac"]),
+        fields.FieldMDPSpec(fields.FieldMDPAction.EXCLUDE, fields=["ChuKy"]),
+    ],
+    ids=["include-other", "exclude-it"],
+)
+def test_lock_that_does_not_cover_the_field_still_signs(
+    api: Any, credentials: dict[str, Any], dev_pki: tuple[DevPki, int], lock: fields.FieldMDPSpec
+) -> None:
+    data = locked_by_earlier_signature(dev_pki[0], lock)
+    response = sign(api, credentials, data, field_name="ChuKy")
+    assert response.status_code == 201, response.text
+    signed = download(api, credentials, response.json())
+    assert signed_fields(signed) == {"Khoa": True, "ChuKy": True}
+    report = verify(api, signed)
+    assert report["verdict"] == "TOTAL_PASSED", report
+
+
+def test_new_field_under_a_lock() -> None:
+    """A new visible field covered by a lock is refused; a new invisible one is not a change
+    to a locked field (pyHanko's difference analysis), nor is a field the lock leaves out."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec
+
+    def reader_with(lock: FieldMDPSpec) -> PdfFileReader:
+        pdf = pikepdf.open(io.BytesIO(make_pdf()))
+        field = pdf.make_indirect(
+            pikepdf.Dictionary(
+                FT=pikepdf.Name.Sig,
+                T=pikepdf.String("Khoa"),
+                V=pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Sig)),
+                Lock=pikepdf.Dictionary(Action=pikepdf.Name(lock.action.value)),
+            )
+        )
+        if lock.fields is not None:
+            field.Lock.Fields = pikepdf.Array([pikepdf.String(f) for f in lock.fields])
+        pdf.Root.AcroForm = pdf.make_indirect(pikepdf.Dictionary(Fields=pikepdf.Array([field])))
+        out = io.BytesIO()
+        pdf.save(out)
+        return PdfFileReader(io.BytesIO(out.getvalue()))
+
+    everything = reader_with(FieldMDPSpec(FieldMDPAction.ALL))
+    with pytest.raises(inputs.CertifiedDocument) as refused:
+        inputs.check_certification(everything, "Signature2", visible=True)
+    assert refused.value.reason == "field_locked"
+    inputs.check_certification(everything, "Signature2", visible=False)
+    others = reader_with(FieldMDPSpec(FieldMDPAction.INCLUDE, fields=["Khac"]))
+    inputs.check_certification(others, "Signature2", visible=True)
+    # An /Action no reader knows locks everything (what it covers cannot be known).
+    unknown = reader_with(FieldMDPSpec(FieldMDPAction.ALL))
+    lock = unknown.root["/AcroForm"]["/Fields"][0].get_object()["/Lock"]
+    lock["/Action"] = generic.NameObject("/Sometimes")
+    with pytest.raises(inputs.CertifiedDocument):
+        inputs.check_certification(unknown, "Signature2", visible=True)

@@ -216,6 +216,8 @@ def test_qr_top_left_as_displayed(
     [
         ({"qr": "true", "procedure_code": "1001234"}, 422, "INVALID_PROCEDURE_CODE"),
         ({"qr": "true", "procedure_code": "1.001234\n"}, 422, "INVALID_PROCEDURE_CODE"),
+        # Another agency's suffix (agency B's code) on agency A's QR (red team issue 10, F11).
+        ({"qr": "true", "procedure_code": "1.001234.000.00.31.H26"}, 422, "INVALID_PROCEDURE_CODE"),
         ({"qr": "true", "applicant_id": "00109001234"}, 422, "INVALID_APPLICANT_ID"),
         ({"qr": "true", "applicant_id": "0123456789-01"}, 422, "INVALID_APPLICANT_ID"),
         ({"procedure_code": "1.001234"}, 422, "INVALID_REQUEST"),  # without qr: not ignored

@@ -26,7 +26,7 @@ from signing_service.services.documents import (
     resolve_result_code,
 )
 from signing_service.services.signing import sign_document
-from signing_service.store.models import Agency, AuditEntry
+from signing_service.store.models import Agency, AuditEntry, ResultCodeCounter
 from tests.support.keys import AGENCY_A
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
@@ -72,6 +72,10 @@ def test_codes_accepted(dossier: str | None, result: str | None, expected: Docum
         (f"{DOSSIER}-KQ1", f"{DOSSIER}-KQ2", "INVALID_RESULT_CODE"),  # two different results
         (None, "auto", "RESULT_CODE_NEEDS_DOSSIER"),
         (None, "AUTO", "INVALID_RESULT_CODE"),
+        # Strict: white space around "auto" is not "auto" (red team issue 10, F8).
+        (DOSSIER, " auto", "INVALID_RESULT_CODE"),
+        (DOSSIER, "auto ", "INVALID_RESULT_CODE"),
+        (DOSSIER, "auto\n", "INVALID_RESULT_CODE"),
     ],
 )
 def test_codes_refused(dossier: str | None, result: str | None, code: str) -> None:
@@ -142,6 +146,45 @@ def test_result_code_refusals_write_nothing(
     assert_nothing_written(before, services)
 
 
+@pytest.mark.parametrize("value", [" auto", "auto ", "\tauto"])
+def test_auto_with_white_space_is_refused_through_the_api(
+    api: Any, services: Services, credentials: dict[str, Any], value: str
+) -> None:
+    before = snapshot(services)
+    refused = _sign(api, credentials, dossier_code=DOSSIER, result_code=value)
+    assert (refused.status_code, refused.json()["code"]) == (422, "INVALID_RESULT_CODE")
+    assert_nothing_written(before, services)
+
+
+def test_auto_never_assigns_beyond_the_last_number(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team issue 10, F8: after KQ999999 ``auto`` answered KQ1000000, a code refused
+    everywhere else. Now 422 RESULT_CODE_EXHAUSTED, nothing stored, counter unchanged."""
+    last = _sign(api, credentials, result_code=f"{DOSSIER}-KQ999999")
+    assert last.status_code == 201, last.text
+    before = snapshot(services)
+    for _ in range(2):
+        refused = _sign(api, credentials, dossier_code=DOSSIER, result_code="auto")
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] == "RESULT_CODE_EXHAUSTED"
+        assert refused.json()["details"] == {"dossier_code": DOSSIER}
+    assert_nothing_written(before, services)
+    agency = _agency(services, AGENCY_A)
+    with services.db.transaction() as session:
+        counter = session.scalars(
+            select(ResultCodeCounter).where(
+                ResultCodeCounter.agency_id == agency.id,
+                ResultCodeCounter.dossier_code == DOSSIER,
+            )
+        ).one()
+        assert counter.last_number == 999_999
+    # Given codes of the dossier, and other dossiers, still work.
+    assert _sign(api, credentials, result_code=f"{DOSSIER}-KQ5").status_code == 201
+    other = _sign(api, credentials, dossier_code=OTHER_DOSSIER, result_code="auto")
+    assert other.json()["document"]["result_code"] == f"{OTHER_DOSSIER}-KQ1"
+
+
 def _agency(services: Services, code: str) -> Agency:
     with services.db.transaction() as session:
         return session.scalars(select(Agency).where(Agency.code == code)).one()
@@ -183,6 +226,41 @@ def test_rolled_back_store_leaves_no_gap(services: Services) -> None:
         assert resolve_result_code(session, agency.id, DocumentCodes(DOSSIER, AUTO)) == (
             f"{DOSSIER}-KQ1"
         )
+
+
+def test_exhausted_counter_refuses_auto_at_storing_too(services: Services) -> None:
+    """The decision at storing (the check before signing reads without a lock): the
+    transaction that would assign KQ1000000 raises and rolls the increment back."""
+    agency = _agency(services, AGENCY_A)
+    with services.db.transaction() as session:
+        given = DocumentCodes(DOSSIER, f"{DOSSIER}-KQ999999")
+        assert resolve_result_code(session, agency.id, given) == f"{DOSSIER}-KQ999999"
+    for _ in range(2):
+        with pytest.raises(errors.ServiceError) as refused, services.db.transaction() as session:
+            resolve_result_code(session, agency.id, DocumentCodes(DOSSIER, AUTO))
+        assert (refused.value.status, refused.value.code) == (422, "RESULT_CODE_EXHAUSTED")
+    with services.db.transaction() as session:
+        last = session.scalars(
+            select(ResultCodeCounter.last_number).where(
+                ResultCodeCounter.agency_id == agency.id,
+                ResultCodeCounter.dossier_code == DOSSIER,
+            )
+        ).one()
+    assert last == 999_999
+
+
+def test_exhausted_counter_refuses_two_step_before_step_one(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    from tests.test_external import start
+
+    agency = _agency(services, AGENCY_A)
+    with services.db.transaction() as session:
+        resolve_result_code(session, agency.id, DocumentCodes(DOSSIER, f"{DOSSIER}-KQ999999"))
+    before = snapshot(services)
+    refused = start(api, services, credentials, dossier_code=DOSSIER, result_code="auto")
+    assert (refused.status_code, refused.json()["code"]) == (422, "RESULT_CODE_EXHAUSTED")
+    assert_nothing_written(before, services)
 
 
 def test_concurrent_signatures_get_distinct_codes(services: Services) -> None:

@@ -28,10 +28,13 @@ DOSSIER_CODE = re.compile(
 # from 1, no leading zero (KQ01 and KQ1 would be two spellings of one result), at most 6
 # digits (the code then fits the 64-character column with room to spare).
 RESULT_CODE = re.compile(r"(?P<dossier>.+)-KQ(?P<n>[1-9][0-9]{0,5})")
+# The highest ``n`` (six digits): ``auto`` never assigns beyond it (red team issue 10, F8:
+# after KQ999999 it handed out KQ1000000, a code the service itself refuses everywhere).
+MAX_RESULT_NUMBER = 999_999
 # A procedure's code in the national database of administrative procedures (CSDL quốc gia về
 # TTHC), e.g. 1.001234, optionally followed by the code of the agency that applies it.
 PROCEDURE_CODE = re.compile(
-    r"[0-9]\.[0-9]{6}(?:\.[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3})?"
+    r"[0-9]\.[0-9]{6}(?:\.(?P<agency>[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3}))?"
 )
 
 
@@ -51,12 +54,19 @@ def check_applicant_id(value: str | None) -> str | None:
     return value
 
 
-def check_procedure_code(code: str | None) -> str | None:
+def check_procedure_code(code: str | None, agency_code: str | None = None) -> str | None:
     """``code`` when it is a procedure code (matched whole), ``None`` when absent;
-    :class:`errors.InvalidProcedureCode` (422) otherwise."""
+    :class:`errors.InvalidProcedureCode` (422) otherwise, also when it carries an agency
+    suffix other than ``agency_code`` (the caller's): a QR printed on agency A's document must
+    not say agency B applies the procedure (red team issue 10, F11)."""
     if code is None or code == "":
         return None
-    if PROCEDURE_CODE.fullmatch(code) is None:
+    match = PROCEDURE_CODE.fullmatch(code)
+    if match is None or (
+        agency_code is not None
+        and match.group("agency") is not None
+        and match.group("agency") != agency_code
+    ):
         raise errors.InvalidProcedureCode(details={"procedure_code": printable(code)})
     return code
 
@@ -249,7 +259,9 @@ def resolve_result_code(session: Session, agency_id: int, codes: DocumentCodes) 
     dossier waits, then reads the incremented value) and SQLite's BEGIN IMMEDIATE serialises
     writers. A rolled-back store rolls the increment back: numbers have no gaps from failed
     signatures. A given code raises the counter to at least its number, so ``auto`` never
-    assigns a number the caller already used. Take this before the audit head (as
+    assigns a number the caller already used. ``auto`` beyond :data:`MAX_RESULT_NUMBER` is
+    :class:`errors.ResultCodeExhausted` (422): raised inside the transaction, which then rolls
+    back (nothing stored, the counter unchanged). Take this before the audit head (as
     :func:`signing_service.services.signing.store_signed` does): every writer takes the two
     locks in that order.
     """
@@ -280,8 +292,28 @@ def resolve_result_code(session: Session, agency_id: int, codes: DocumentCodes) 
         .returning(counter)
     ).scalar_one()
     if codes.result_code == AUTO:
+        if number > MAX_RESULT_NUMBER:
+            raise errors.ResultCodeExhausted(details={"dossier_code": dossier_code})
         return f"{dossier_code}-KQ{number}"
     return codes.result_code
+
+
+def check_result_code_available(services: Services, agency_id: int, codes: DocumentCodes) -> None:
+    """:class:`errors.ResultCodeExhausted` (422) before anything is signed when ``codes`` asks
+    ``auto`` of a dossier whose counter is at :data:`MAX_RESULT_NUMBER` already: a signature
+    made (an HSM operation, an officer's one-time code) only to be refused at storing is
+    avoided. Read without a lock: :func:`resolve_result_code` is what decides at storing."""
+    if codes.result_code != AUTO or codes.dossier_code is None:
+        return
+    with services.db.transaction() as session:
+        last = session.scalars(
+            select(ResultCodeCounter.last_number).where(
+                ResultCodeCounter.agency_id == agency_id,
+                ResultCodeCounter.dossier_code == codes.dossier_code,
+            )
+        ).first()
+    if last is not None and last >= MAX_RESULT_NUMBER:
+        raise errors.ResultCodeExhausted(details={"dossier_code": codes.dossier_code})
 
 
 def check_pdf_upload(data: bytes, limit: int) -> None:

@@ -27,7 +27,11 @@ from sqlalchemy.orm import Session
 from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services.container import Services
-from signing_service.services.documents import check_codes, check_pdf_upload
+from signing_service.services.documents import (
+    check_codes,
+    check_pdf_upload,
+    check_result_code_available,
+)
 from signing_service.services.keys import officer_for, officer_still_registered
 from signing_service.services.signing import (
     TIMESTAMP_ERRORS,
@@ -121,7 +125,7 @@ def start_external(
     check_pdf_upload(pdf, signing_limit(services, pdf))
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
-        qr = check_qr_request(services, qr)
+        qr = check_qr_request(services, qr, agency.code)
     profile = _profile(services, agency, profile_name)
     if not profile.two_step:
         raise errors.ProfileNotExternal()
@@ -133,6 +137,7 @@ def start_external(
     )
     intermediates = list(registered_chain)
     run_sync(check_signer(services, signer_cert, intermediates))
+    check_result_code_available(services, agency.id, codes)
     # The claimed signing time, fixed now: the stamp prints it and /M records it; completion
     # reports it as the signature's signed_at (README, two-step signing).
     now = signing_moment()

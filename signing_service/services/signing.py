@@ -37,6 +37,7 @@ from signing_service.services.documents import (
     check_filename,
     check_pdf_upload,
     check_procedure_code,
+    check_result_code_available,
     resolve_result_code,
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
@@ -172,6 +173,7 @@ PDF_INPUT_ERRORS: dict[str, type[errors.ServiceError]] = {
     "encrypted": errors.EncryptedPdf,
     "certified_no_changes": errors.DocumentCertifiedNoChanges,
     "certified_field_required": errors.DocumentCertifiedFieldRequired,
+    "certified_field_locked": errors.SignatureFieldLocked,
     "signed_damaged": errors.SignedPdfDamaged,
     "pdfa1_no_transparency": errors.Pdfa1NoTransparency,
 }
@@ -362,7 +364,7 @@ def sign_document(
     check_pdf_upload(pdf, signing_limit(services, pdf))
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
-        qr = check_qr_request(services, qr)
+        qr = check_qr_request(services, qr, agency.code)
     profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
     key = with_authorization(key, authorization)
     return _sign_one(
@@ -397,6 +399,7 @@ def _sign_one(
     qr: QrRequest | None = None,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing."""
+    check_result_code_available(services, agency.id, codes)
     # One claimed signing time for the stamp, /M, the QR code and the answer's signed_at.
     moment = signing_moment()
     # The signed document's id is chosen now: the QR code's link names it.
@@ -582,14 +585,17 @@ class QrRequest:
     applicant_id: str | None = None
 
 
-def check_qr_request(services: Services, request: QrRequest) -> QrRequest:
+def check_qr_request(
+    services: Services, request: QrRequest, agency_code: str | None = None
+) -> QrRequest:
     """``request`` checked before anything is signed: the service must know its public base
-    URL (``QR_LINK_NOT_CONFIGURED``), the procedure code must be one
-    (``INVALID_PROCEDURE_CODE``), the applicant's identifier one (``INVALID_APPLICANT_ID``)."""
+    URL (``QR_LINK_NOT_CONFIGURED``), the procedure code must be one, with no other agency's
+    suffix than ``agency_code`` (``INVALID_PROCEDURE_CODE``), the applicant's identifier one
+    (``INVALID_APPLICANT_ID``)."""
     if not services.settings.public_base_url:
         raise errors.QrLinkNotConfigured()
     return QrRequest(
-        check_procedure_code(request.procedure_code),
+        check_procedure_code(request.procedure_code, agency_code),
         request.document_name or None,
         check_applicant_id(request.applicant_id),
     )

@@ -46,7 +46,7 @@ from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service import _pdf_recovery, _pdf_speedups
-from signing_service.signing import inputs, pdfa
+from signing_service.signing import inputs, pdfa, repair
 from signing_service.signing.appearance import (
     AppearanceSpec,
     KindAppearance,
@@ -74,7 +74,7 @@ _pdf_recovery.install()
 class PdfInputError(Exception):
     """The input is not a PDF we can sign: ``reason`` is unreadable (its structure could not
     be read: repairable) | malformed | encrypted | certified_no_changes |
-    certified_field_required (signing/inputs.py)."""
+    certified_field_required | certified_field_locked (signing/inputs.py)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
@@ -256,6 +256,11 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
         writer.prev.root["/Pages"]["/Count"]
     except Exception as e:  # noqa: BLE001
         raise _input_error(e) from None
+    # A table pyHanko found only by looking around a wrong offset is read differently by
+    # viewers (signing/repair.py, xref_damage): repaired like a table it cannot read.
+    damage = repair.xref_damage(writer.prev)
+    if damage is not None:
+        raise PdfInputError("unreadable", damage)
     return writer
 
 
@@ -290,9 +295,11 @@ def _certified_field(writer: IncrementalPdfFileWriter) -> str | None:
         raise PdfInputError("malformed", str(e)) from None
 
 
-def _check_certification(writer: IncrementalPdfFileWriter, field_name: str) -> None:
+def _check_certification(
+    writer: IncrementalPdfFileWriter, field_name: str, *, visible: bool
+) -> None:
     try:
-        inputs.check_certification(writer.prev, field_name)
+        inputs.check_certification(writer.prev, field_name, visible=visible)
     except inputs.CertifiedDocument as e:
         raise PdfInputError(f"certified_{e.reason}", e.detail) from None
 
@@ -449,7 +456,7 @@ def _pdf_signer(
             # pyHanko's invisible field has no appearance: PDF/A-1 §6.9 (pdfa.py).
             pdfa.invisible_field_for_pdfa1(writer, field_name)
         # DocMDP P=1 / P=2 (signing/inputs.py): after placement chose the field.
-        _check_certification(writer, field_name)
+        _check_certification(writer, field_name, visible=placement is not None)
     # The signature itself is B-B or B-T: the validation data of B-LT/B-LTA is fetched and
     # added after it (module docstring), so pyHanko's pre-signing validation is not used.
     meta = PdfSignatureMetadata(

@@ -11,6 +11,13 @@ field locks (FieldMDP).
   failed); P=3 also annotations, so a new signature field too.
 - A signed signature field whose lock dictionary carries ``/P`` (ISO 32000-2 §12.7.5.5, Table
   236) restricts later changes the same way once it is signed.
+- A signed field's FieldMDP lock (ISO 32000-1 §12.8.2.4 and Table 233: ``/Action`` ``/All``,
+  ``/Include`` or ``/Exclude`` with ``/Fields``; in the signature's ``/Reference`` and in the
+  field's ``/Lock``) freezes the fields it covers: filling a covered empty signature field, or
+  adding a covered *visible* one, is a change to a locked field and breaks the earlier signature
+  (red team issue 10, F3: ``/Action /All`` was ignored, 201, and our verifier then marked the
+  earlier signature TOTAL_FAILED). A new invisible field is not a change to a locked field
+  (pyHanko's difference analysis, which our verifier uses, allows it).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections.abc import Iterator
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.fields import MDPPerm
+from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm
 
 # Fields visited when collecting names: a form tree larger than this is refused as malformed
 # (a field DAG can make a naive walk exponential; every node here is visited once).
@@ -29,8 +36,9 @@ MAX_FORM_FIELDS = 50_000
 
 class CertifiedDocument(Exception):
     """Signing would break the document's certification or a field lock: ``reason`` is
-    ``no_changes`` (DocMDP P=1, or a lock with P=1) or ``field_required`` (P=2 and no empty
-    signature field to sign into)."""
+    ``no_changes`` (DocMDP P=1, or a lock with P=1), ``field_required`` (P=2 and no empty
+    signature field to sign into) or ``field_locked`` (the field is covered by an earlier
+    signature's FieldMDP lock)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
@@ -161,9 +169,71 @@ def docmdp_permission(reader: PdfFileReader) -> MDPPerm | None:
     return min(found) if found else None
 
 
-def check_certification(reader: PdfFileReader, field_name: str) -> None:
+def _field_mdp(value: object) -> FieldMDPSpec | None:
+    """A FieldMDP spec read from a lock or transform-parameters dictionary; ``None`` when it is
+    not one. A malformed one (an unknown ``/Action``, ``/Fields`` not a list of strings) is read
+    as ``/All``: what it locks cannot be known, so it is taken to lock everything."""
+    value = _resolved(value)
+    if not isinstance(value, dict) or "/Action" not in value:
+        return None
+    action = _resolved(value.get("/Action"))
+    if action == "/All":
+        return FieldMDPSpec(FieldMDPAction.ALL)
+    names = _resolved(value.get("/Fields"))
+    if action not in ("/Include", "/Exclude") or not isinstance(names, list):
+        return FieldMDPSpec(FieldMDPAction.ALL)
+    listed = [_resolved(n) for n in names]
+    if not all(isinstance(n, str) for n in listed):
+        return FieldMDPSpec(FieldMDPAction.ALL)
+    return FieldMDPSpec(FieldMDPAction(action), fields=[str(n) for n in listed])
+
+
+def field_locks(reader: PdfFileReader) -> list[tuple[str, FieldMDPSpec]]:
+    """The FieldMDP locks in force: ``(name of the signed field, spec)`` for every signed
+    signature field, from the signature's ``/Reference`` FieldMDP transform parameters (what
+    the signature covers and a validator enforces) and from the field's ``/Lock`` (ISO 32000-1
+    Tables 233, 252, 253). :class:`TooManyFields` beyond :data:`MAX_FORM_FIELDS`."""
+    locks: list[tuple[str, FieldMDPSpec]] = []
+    for name, field in signature_fields(reader):
+        signature = _resolved(field.get("/V"))
+        if signature is None:
+            continue
+        spec = _field_mdp(field.get("/Lock"))
+        if spec is not None:
+            locks.append((name, spec))
+        references = _resolved(signature.get("/Reference")) if isinstance(signature, dict) else None
+        for ref in references if isinstance(references, list) else ():
+            ref = _resolved(ref)
+            if isinstance(ref, dict) and ref.get("/TransformMethod") == "/FieldMDP":
+                spec = _field_mdp(ref.get("/TransformParams"))
+                if spec is not None:
+                    locks.append((name, spec))
+    return locks
+
+
+def locking_field(reader: PdfFileReader, field_name: str) -> str | None:
+    """The name of a signed field whose FieldMDP lock covers ``field_name``, ``None`` when no
+    lock does."""
+    for locker, spec in field_locks(reader):
+        if spec.is_locked(field_name):
+            return locker
+    return None
+
+
+def check_certification(reader: PdfFileReader, field_name: str, *, visible: bool = True) -> None:
     """Raise :class:`CertifiedDocument` when signing into ``field_name`` would be a change the
-    document's certification or a field lock forbids (see the module docstring)."""
+    document's certification or a field lock forbids (see the module docstring): DocMDP first
+    (``no_changes``, ``field_required``), then FieldMDP (``field_locked``): an existing empty
+    field covered by a lock, or a new ``visible`` one covered by a lock."""
+    _check_docmdp(reader, field_name)
+    existing = field_name in {name for name, _ in signature_fields(reader)}
+    if existing or visible:
+        locker = locking_field(reader, field_name)
+        if locker is not None:
+            raise CertifiedDocument("field_locked", f"{field_name} locked by {locker}")
+
+
+def _check_docmdp(reader: PdfFileReader, field_name: str) -> None:
     permission = docmdp_permission(reader)
     if permission is None or permission >= MDPPerm.ANNOTATE:
         return
@@ -179,4 +249,7 @@ def field_for_certified(reader: PdfFileReader) -> str | None:
     if docmdp_permission(reader) != MDPPerm.FILL_FORMS:
         return None
     empty = empty_signature_fields(reader)
+    # An empty field a FieldMDP lock covers cannot be filled: another one if there is one.
+    unlocked = [name for name in empty if locking_field(reader, name) is None]
+    empty = unlocked or empty
     return empty[0] if empty else None

@@ -94,8 +94,8 @@ DEFAULT_MEDIA_BOX: Rect = (0.0, 0.0, 595.0, 842.0)
 
 class PlacementError(Exception):
     """No place for the signature. ``code``: SIGNATURE_FIELD_NOT_FOUND |
-    SIGNATURE_FIELD_ALREADY_SIGNED | NO_SPACE_FOR_SIGNATURE | PAGE_LAYOUT_UNAVAILABLE (the
-    service's 422 codes, messages in errors.py)."""
+    SIGNATURE_FIELD_ALREADY_SIGNED | SIGNATURE_FIELD_NOT_VISIBLE | NO_SPACE_FOR_SIGNATURE |
+    PAGE_LAYOUT_UNAVAILABLE (the service's 422 codes, messages in errors.py)."""
 
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(f"{code}: {detail}")
@@ -607,11 +607,50 @@ def _signature_fields(
         yield name, value, field_ref, field_ref.get_object()
 
 
-def prepared_field(reader: PdfFileReader, field_name: str | None) -> Placement | None:
+# A prepared field a visible stamp goes into must be seen (red team issue 10, F5: off the
+# page, hidden, or ±1e6 wide answered 201 with a stamp nobody sees): not Hidden/NoView
+# (ISO 32000-1 Table 165, /F bits 2 and 6), on a page, at least this many points on each side
+# (6.35 mm: below, the stamp's text is unreadable even at MIN_SCALE), and at most this share
+# of it outside the visible page (CropBox ∩ MediaBox).
+MIN_FIELD_SIDE = 18.0
+MAX_FIELD_CLIPPED = 0.1
+_HIDDEN_FLAGS = 0b10 | 0b100000
+
+
+def _not_visible(
+    reader: PdfFileReader, widget_ref: Any, widget: generic.DictionaryObject
+) -> str | None:
+    """Why a visible stamp in this widget would not be seen, ``None`` when it would."""
+    flags = _get(widget, "/F", 0)
+    if isinstance(flags, int) and flags & _HIDDEN_FLAGS:
+        return "hidden"
+    rect = _widget_rect(widget)
+    if rect is None:
+        return "no size"
+    if min(_width(rect), _height(rect)) < MIN_FIELD_SIDE:
+        return "too small"
+    page = _widget_page(reader, widget_ref, widget)
+    if page is None:
+        return "on no page"
+    seen = _intersect(rect, page.visible)
+    if seen is None:
+        return "off the page"
+    keep = 1.0 - MAX_FIELD_CLIPPED
+    if _width(seen) < keep * _width(rect) or _height(seen) < keep * _height(rect):
+        return "off the page"
+    return None
+
+
+def prepared_field(
+    reader: PdfFileReader, field_name: str | None, *, visible: bool = False
+) -> Placement | None:
     """The prepared empty signature field to fill: ``field_name`` (errors
     SIGNATURE_FIELD_NOT_FOUND, SIGNATURE_FIELD_ALREADY_SIGNED), else the document's only empty
     signature field with a visible widget, else None. The placement's box is the widget's
-    ``/Rect`` (an invisible named field gives a zero box)."""
+    ``/Rect`` (an invisible named field gives a zero box).
+
+    ``visible`` (a visible stamp is asked): a named field the stamp would not be seen in (see
+    :data:`MIN_FIELD_SIDE`) is SIGNATURE_FIELD_NOT_VISIBLE; an unnamed one is not chosen."""
     candidates = []
     for name, value, field_ref, field in _signature_fields(reader):
         if field_name is not None and name != field_name:
@@ -624,6 +663,14 @@ def prepared_field(reader: PdfFileReader, field_name: str | None) -> Placement |
         rect = _widget_rect(widget)
         if field_name is None and rect is None:
             continue  # an invisible empty field is filled only when named
+        if visible:
+            reason = _not_visible(
+                reader, widget_ref if widget_ref is not None else field_ref, widget
+            )
+            if reason is not None and field_name is not None:
+                raise PlacementError("SIGNATURE_FIELD_NOT_VISIBLE", field_name)
+            if reason is not None:
+                continue
         candidates.append((name, widget_ref if widget_ref is not None else field_ref, widget))
     if field_name is not None and not candidates:
         raise PlacementError("SIGNATURE_FIELD_NOT_FOUND", field_name)
@@ -702,7 +749,7 @@ def place(
     """
     if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
         raise ValueError("width and height must be positive")
-    prepared = prepared_field(reader, field_name)
+    prepared = prepared_field(reader, field_name, visible=True)
     if prepared is not None:
         return prepared
     if over_signature is not None:

@@ -31,6 +31,12 @@ import os
 import re
 import subprocess
 import sys
+from typing import TYPE_CHECKING
+
+from pyhanko.pdf_utils.xref import XRefSectionType
+
+if TYPE_CHECKING:
+    from pyhanko.pdf_utils.reader import PdfFileReader
 
 # Wall-clock limit of one repair (seconds): qpdf's reconstruction is a linear scan; a 50 MB
 # file is rebuilt in well under a second here.
@@ -48,6 +54,77 @@ _EXIT_TOO_MANY = 5
 
 # A signature dictionary (ISO 32000-1 §12.8.1: /ByteRange is required in one).
 _SIGNATURE_MARKER = re.compile(rb"/ByteRange\s*\[")
+
+
+# What an in-use cross-reference entry must point at: the object's header "N G obj"
+# (ISO 32000-1 §7.5.4), after at most a little white space (which poppler's lexer skips too).
+_OBJECT_HEADER = re.compile(
+    rb"[\x00\t\n\f\r ]{0,32}(\d{1,10})[\x00\t\n\f\r ]+(\d{1,5})[\x00\t\n\f\r ]+obj\b"
+)
+_TABLE = re.compile(rb"[\x00\t\n\f\r ]{0,32}xref")
+
+
+def xref_damage(reader: PdfFileReader) -> str | None:
+    """What is wrong with the cross-reference data pyHanko read ``reader``'s file through, or
+    ``None`` when every section is where ``startxref``/``/Prev`` says and every in-use entry
+    of a table points at its object's header.
+
+    Why: pyHanko reads around a ``startxref`` a few bytes off (it looks for the table nearby)
+    where poppler, PDFium and qpdf rebuild the table by scanning the file; when the file
+    defines an object twice, the two readings are two documents (red team issue 10, F7: the
+    service signed and verified "KHONG DUYET 1.000.000" while every viewer showed "DA DUYET
+    1.000.000.000"). Such a file is repaired like any file pyHanko cannot read (then everyone
+    reads qpdf's rebuild), or refused when it carries signatures.
+    """
+    data = reader.stream
+    position = data.tell()
+    try:
+        return _xref_damage(reader, data)
+    finally:
+        data.seek(position)
+
+
+def _xref_damage(reader: PdfFileReader, data: object) -> str | None:
+    xrefs = reader.xrefs
+    for revision in range(xrefs.total_revisions):
+        data_of = xrefs.get_xref_data(revision)
+        checks = [(xrefs.get_xref_container_info(revision), data_of)]
+        if data_of.hybrid is not None:
+            # A hybrid file's /XRefStm (ISO 32000-1 §7.5.8.4): a stream beside the table.
+            checks.append((data_of.hybrid.meta_info, data_of.hybrid.xref_data))
+        for meta, section in checks:
+            declared = meta.declared_startxref
+            if meta.xref_section_type == XRefSectionType.STREAM or (
+                meta.stream_ref is not None and section is not data_of
+            ):
+                ref = meta.stream_ref
+                found = ref is not None and _object_at(data, declared, ref.idnum, ref.generation)
+            else:
+                found = _table_at(data, declared)
+            if not found:
+                return f"revision {revision}: no cross-reference section at {declared}"
+            for idnum, (generation, offset) in section.standard_xrefs.items():
+                if not _object_at(data, offset, idnum, generation):
+                    return f"revision {revision}: object {idnum} {generation} not at {offset}"
+    return None
+
+
+def _table_at(stream: object, offset: int) -> bool:
+    if offset < 0:
+        return False
+    stream.seek(offset)  # type: ignore[attr-defined]
+    return _TABLE.match(stream.read(64)) is not None  # type: ignore[attr-defined]
+
+
+def _object_at(stream: object, offset: int, idnum: int, generation: int) -> bool:
+    if offset < 0:
+        return False
+    stream.seek(offset)  # type: ignore[attr-defined]
+    match = _OBJECT_HEADER.match(stream.read(64))  # type: ignore[attr-defined]
+    return match is not None and (int(match.group(1)), int(match.group(2))) == (
+        idnum,
+        generation,
+    )
 
 
 class RepairFailed(Exception):

@@ -40,7 +40,54 @@ def prefix_before_header(pdf: bytes, junk: bytes = b"\x00JUNK-PREFIX-16\n") -> b
     return junk + pdf
 
 
+def shadowed(
+    approved: bytes = b"DA DUYET 1.000.000.000", refused: bytes = b"KHONG DUYET 1.000.000"
+) -> bytes:
+    """The red team's shape (issue 10, F7): the page's content object defined twice, the table
+    pointing at the first (``refused``), the second (``approved``) after the trailer, and
+    ``startxref`` 3 bytes off: pyHanko finds the table nearby and reads ``refused``; poppler,
+    PDFium and qpdf rebuild by scanning and read ``approved``."""
+
+    def stream(text: bytes) -> bytes:
+        body = b"BT /F1 14 Tf 72 700 Td (" + text + b") Tj ET"
+        return b"<</Length %d>>stream\n" % len(body) + body + b"\nendstream"
+
+    objects = [
+        (1, b"<</Type/Catalog/Pages 2 0 R>>"),
+        (2, b"<</Type/Pages/Kids[3 0 R]/Count 1>>"),
+        (
+            3,
+            b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]"
+            b"/Resources<</Font<</F1 4 0 R>>>>/Contents 5 0 R>>",
+        ),
+        (4, b"<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>"),
+        (5, stream(refused)),
+    ]
+    out = b"%PDF-1.7\n"
+    offsets = {}
+    for number, body in objects:
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    table = len(out)
+    out += b"xref\n0 6\n0000000000 65535 f \n"
+    out += b"".join(b"%010d 00000 n \n" % offsets[n] for n in range(1, 6))
+    out += b"trailer<</Size 6/Root 1 0 R>>\n"
+    out += b"5 0 obj\n" + stream(approved) + b"\nendobj\n"
+    return out + b"startxref\n%d\n%%%%EOF\n" % (table + 3)
+
+
+def object_offset_off(pdf: bytes, delta: int = 2) -> bytes:
+    """The first in-use entry of the (last) table points ``delta`` bytes past its object."""
+    start = pdf.rindex(b"\nxref") + 1
+    entry = re.compile(rb"(\d{10}) (\d{5}) n").search(pdf, start)
+    assert entry is not None
+    wrong = b"%010d" % (int(entry.group(1)) + delta)
+    return pdf[: entry.start(1)] + wrong + pdf[entry.end(1) :]
+
+
 DAMAGES = {
+    "startxref-off-by-3": lambda pdf: startxref_off(pdf, 3),
+    "object-offset-off-by-2": object_offset_off,
     "startxref-off-by-7": startxref_off,
     "startxref-off-by-minus-40": lambda pdf: startxref_off(pdf, -40),
     "shifted-offsets": shifted_offsets,
