@@ -119,6 +119,17 @@ DOCUMENT_NAME_FIELD = Annotated[
 MAX_CODES_CHARS = 256 * 1024
 
 
+# A prepared empty signature field to fill (placement, issue 10): one-step, two-step, batch.
+FieldNameField = Annotated[
+    str | None,
+    Form(
+        description="Tên trường chữ ký trống có sẵn trong tài liệu cần điền (tùy chọn); "
+        "mặc định: trường của cấu hình ký số, hoặc trường trống duy nhất của tài liệu",
+        examples=["ChuKyLanhDao"],
+        max_length=128,
+    ),
+    CLEAN,
+]
 # The appearance fields of a sign request (issue 10): checked by the use case, which answers
 # UNKNOWN_APPEARANCE_KIND / INVALID_DOCUMENT_NUMBER / APPEARANCE_INCOMPLETE.
 AppearanceKindField = Annotated[
@@ -230,16 +241,7 @@ async def create_signature(
         Form(description="Ký từ xa (CSC): mã PIN/OTP của người ký", max_length=1024),
         CLEAN,
     ] = None,
-    field_name: Annotated[
-        str | None,
-        Form(
-            description="Tên trường chữ ký trống có sẵn trong tài liệu cần điền (tùy chọn); "
-            "mặc định: trường của cấu hình ký số, hoặc trường trống duy nhất của tài liệu",
-            examples=["ChuKyLanhDao"],
-            max_length=128,
-        ),
-        CLEAN,
-    ] = None,
+    field_name: FieldNameField = None,
     appearance_kind: AppearanceKindField = None,
     copy_kind: CopyKindField = None,
     document_number: DocumentNumberField = None,
@@ -314,16 +316,7 @@ async def external_start(
     ] = None,
     level: Annotated[str | None, Form(description="B-B hoặc B-T", max_length=16), CLEAN] = None,
     dossier_code: Annotated[str | None, Form(max_length=64)] = None,  # matched whole later
-    field_name: Annotated[
-        str | None,
-        Form(
-            description="Tên trường chữ ký trống có sẵn trong tài liệu cần điền (tùy chọn); "
-            "mặc định: trường của cấu hình ký số, hoặc trường trống duy nhất của tài liệu",
-            examples=["ChuKyLanhDao"],
-            max_length=128,
-        ),
-        CLEAN,
-    ] = None,
+    field_name: FieldNameField = None,
     result_code: Annotated[str | None, RESULT_CODE_FIELD] = None,
     qr: QR_FIELD = False,
     procedure_code: PROCEDURE_CODE_FIELD = None,
@@ -432,16 +425,7 @@ async def create_batch(
         Form(description="Ký từ xa (CSC): một lần xác thực cho cả lô", max_length=1024),
         CLEAN,
     ] = None,
-    field_name: Annotated[
-        str | None,
-        Form(
-            description="Tên trường chữ ký trống có sẵn trong tài liệu cần điền (tùy chọn); "
-            "mặc định: trường của cấu hình ký số, hoặc trường trống duy nhất của tài liệu",
-            examples=["ChuKyLanhDao"],
-            max_length=128,
-        ),
-        CLEAN,
-    ] = None,
+    field_name: FieldNameField = None,
     appearance_kind: AppearanceKindField = None,
     copy_kind: CopyKindField = None,
     document_number: DocumentNumberField = None,

@@ -779,40 +779,37 @@ def place(
             measured[page.index] = text_lines(pdf, page)
         return measured[page.index]
 
+    def try_page(
+        page: _Page, sizes: tuple[float, ...], edge: float, above_text: bool = False
+    ) -> Placement | None:
+        """The first free box on ``page`` at one of the ``sizes`` (scales), else None."""
+        lines = [user_to_view(r, page.visible, page.rotate) for r in lines_of(page)]
+        annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
+        for scale in sizes:
+            found = _place_on_page(
+                page,
+                lines + annots,
+                lines,
+                width=width * scale,
+                height=height * scale,
+                region=region,
+                margin=edge,
+                above_text=above_text,
+            )
+            if found is not None:
+                box = view_to_user(found, page.visible, page.rotate)
+                return Placement(page.index, _rounded(box), None, page.rotate)
+        return None
+
     if region == "top-right" and top_margin is not None:
-        page = pages[0]
-        lines = [user_to_view(r, page.visible, page.rotate) for r in lines_of(page)]
-        annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
-        for scale in TOP_BAND_SCALES if when_full == "shrink" else (1.0,):
-            found = _place_on_page(
-                page,
-                lines + annots,
-                lines,
-                width=width * scale,
-                height=height * scale,
-                region=region,
-                margin=top_margin,
-                above_text=True,
-            )
-            if found is not None:
-                box = view_to_user(found, page.visible, page.rotate)
-                return Placement(page.index, _rounded(box), None, page.rotate)
+        band = TOP_BAND_SCALES if when_full == "shrink" else (1.0,)
+        found_in_band = try_page(pages[0], band, top_margin, above_text=True)
+        if found_in_band is not None:
+            return found_in_band
     for page in order:
-        lines = [user_to_view(r, page.visible, page.rotate) for r in lines_of(page)]
-        annots = [user_to_view(r, page.visible, page.rotate) for r in _annotation_obstacles(page)]
-        for scale in scales:
-            found = _place_on_page(
-                page,
-                lines + annots,
-                lines,
-                width=width * scale,
-                height=height * scale,
-                region=region,
-                margin=margin,
-            )
-            if found is not None:
-                box = view_to_user(found, page.visible, page.rotate)
-                return Placement(page.index, _rounded(box), None, page.rotate)
+        found_on_page = try_page(page, scales, margin)
+        if found_on_page is not None:
+            return found_on_page
     raise PlacementError("NO_SPACE_FOR_SIGNATURE", f"{width:g}x{height:g} {region} {when_full}")
 
 
