@@ -160,6 +160,8 @@ from pyhanko.sign.diff_analysis.rules_api import (
 )
 from pyhanko.sign.fields import FieldMDPSpec, MDPPerm
 
+from signing_service.verification.diff_speedups import load_reverse_xref_cache
+
 ANNOT = ModificationLevel.ANNOTATIONS
 FILL = ModificationLevel.FORM_FILLING
 LTA = ModificationLevel.LTA_UPDATES
@@ -1792,6 +1794,9 @@ class ServiceDiffPolicy(StandardDiffPolicy):
         token = _LEVEL_FLOOR.set(floor)
         certification = _CERTIFICATION.set(doc_mdp)
         try:
+            # The same table pyHanko would build first (paths to every object of ``old``),
+            # without deep-copying the revision (see diff_speedups).
+            load_reverse_xref_cache(old)
             # pyHanko only tests doc_mdp against None; passing P=2 for P=3 avoids its warning
             # that P=3 is unsupported (this policy supports it).
             result = super().apply(

@@ -1,0 +1,250 @@
+"""Faster equivalents of two pyHanko pieces that the difference analysis runs for every revision.
+
+The analysis compares each revision with the one before it (:mod:`.modifications`), so a
+25-signature file means 25 comparisons; before this module, the pieces below cost about 40 % of
+a first-time verification of such a file (bench/RESULTS.md, "verification"). Each replacement
+computes exactly what pyHanko computes (``tests/test_diff_speedups.py`` compares them on the
+shared corpus and on the tests' own attack files) and is installed only on the readers and
+resolvers of this verifier, never globally.
+
+* **Paths to every object** (:func:`load_reverse_xref_cache`). pyHanko's analysis needs, for the
+  older revision of each comparison, every path from the trailer to every indirect object
+  (``HistoricalResolver._load_reverse_xref_cache``): an object that the newer revision
+  overwrites is approved only once every path to it is explained. pyHanko builds the table by
+  reading each object of the revision through the ``HistoricalResolver``, which deep-copies it
+  (``_subsume_object``) so that its references resolve in that revision; the walk never follows
+  a reference through the copy, only reads it, so the copies are wasted. Here the same walk
+  reads the objects as parsed and resolves each reference itself, exactly as the resolver does
+  (the version of the object current at that revision). The rules of the walk are pyHanko
+  0.38's, unchanged: a path never visits an object twice; page tree nodes are entered only along
+  their canonical path (``/Root /Pages /Kids i …``); structure elements only from
+  ``/Root /StructTreeRoot /K``; ``/Parent`` (and ``/P`` inside the structure tree) is not
+  followed. The paths of an object become pyHanko's ``RawPdfPath`` objects when a rule asks for
+  them (a handful per comparison), not for every object. Encrypted documents (which the
+  verifier refuses before any comparison) are left to pyHanko.
+* **In which revision an object last changed** (:func:`memoize_xref_history`).
+  ``XRefCache.get_last_change`` / ``get_introducing_revision`` scan every cross-reference
+  section on each call, and the resolver calls the first for every object it reads: quadratic
+  in the number of revisions. The sections never change once the file is read, so the answers
+  are kept per reader.
+"""
+
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from pyhanko.pdf_utils import generic, misc
+from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
+
+_Path = tuple[str | int, ...]
+
+
+def load_reverse_xref_cache(resolver: HistoricalResolver) -> None:
+    """Fill ``resolver``'s table of paths to each object (``{Reference: {RawPdfPath}}``, what
+    ``HistoricalResolver._load_reverse_xref_cache`` computes), unless it is already there.
+
+    Raises what reading an object of the revision raises (``PdfError``, ``RecursionError`` on
+    absurd nesting), as pyHanko's walk does.
+    """
+    if resolver._indirect_object_access_cache is not None:  # noqa: SLF001 - pyHanko's slot
+        return
+    reader = resolver.reader
+    if reader.encrypted:
+        resolver._load_reverse_xref_cache()  # noqa: SLF001 - decryption needs the copies
+        return
+    page_tree_nodes, struct_tree_nodes = _special_trees(resolver)
+    fetch = _fetcher(resolver)
+    collected: defaultdict[generic.Reference, set[_Path]] = defaultdict(set)
+    struct_entry: _Path = ("/Root", "/StructTreeRoot")
+    dictionary, array, indirect = (
+        generic.DictionaryObject,
+        generic.ArrayObject,
+        generic.IndirectObject,
+    )
+
+    def walk(
+        obj: generic.PdfObject, path: _Path, seen: frozenset[generic.Reference], in_struct: bool
+    ) -> None:
+        if isinstance(obj, indirect):
+            ref = obj.reference
+            if ref in seen:
+                return
+            collected[ref].add(path)
+            seen = seen | {ref}
+            obj = fetch(ref)
+            # Page tree nodes only along their canonical path, structure elements only from
+            # the structure tree (pyHanko: avoids a combinatorial number of paths).
+            if page_tree_nodes.get(ref, path) != path:
+                return
+            if not in_struct and ref in struct_tree_nodes:
+                return
+        if isinstance(obj, dictionary):
+            for key, value in obj.items():
+                if key == "/Parent" or (in_struct and key == "/P"):
+                    continue
+                if isinstance(value, (dictionary, array, indirect)):
+                    walk(
+                        value,
+                        (*path, key),
+                        seen,
+                        in_struct or (key == "/K" and path == struct_entry),
+                    )
+        elif isinstance(obj, array):
+            for index, value in enumerate(obj):
+                if isinstance(value, (dictionary, array, indirect)):
+                    walk(value, (*path, index), seen, in_struct)
+
+    walk(resolver.trailer_view, (), frozenset(), False)
+    resolver._indirect_object_access_cache = _PathTable(collected)  # noqa: SLF001
+
+
+class _PathTable(dict):  # type: ignore[type-arg]
+    """``{Reference: {RawPdfPath}}`` whose sets are built on first access (pyHanko reads the
+    table only through ``table[ref]``, in ``HistoricalResolver._get_usages_of_ref``)."""
+
+    def __getitem__(self, ref: generic.Reference) -> set[RawPdfPath]:
+        paths = super().__getitem__(ref)
+        if not isinstance(paths, _Converted):
+            paths = _Converted(RawPdfPath(*p) for p in paths)
+            super().__setitem__(ref, paths)
+        return paths  # type: ignore[no-any-return]
+
+    def get(self, ref: generic.Reference, default: object = None) -> object:  # type: ignore[override]
+        return self[ref] if ref in self else default
+
+    def values(self):  # type: ignore[no-untyped-def, override]
+        return [self[ref] for ref in self]
+
+    def items(self):  # type: ignore[no-untyped-def, override]
+        return [(ref, self[ref]) for ref in self]
+
+
+class _Converted(set):  # type: ignore[type-arg]
+    """A path set already made of ``RawPdfPath`` objects."""
+
+
+def memoize_xref_history(reader: PdfFileReader) -> None:
+    """Make ``reader.xrefs.get_last_change`` and ``get_introducing_revision`` answer from a
+    per-reader table (same results, same ``KeyError`` for an object no section has). Only for
+    a reader that is done reading its cross-reference sections (any ``PdfFileReader``)."""
+    xrefs = reader.xrefs
+    if "get_last_change" in vars(xrefs):
+        return
+    last_change = xrefs.get_last_change
+    introducing = xrefs.get_introducing_revision
+    missing = object()
+
+    def memoized(lookup):  # type: ignore[no-untyped-def]
+        known: dict[tuple[int, int], object] = {}
+
+        def answer(ref: generic.Reference) -> int:
+            key = (ref.idnum, ref.generation)  # all try_resolve looks at
+            found = known.get(key)
+            if found is None:
+                try:
+                    found = lookup(ref)
+                except KeyError:
+                    found = missing
+                known[key] = found
+            if found is missing:
+                raise KeyError(ref)
+            return found  # type: ignore[return-value]
+
+        return answer
+
+    xrefs.get_last_change = memoized(last_change)  # type: ignore[method-assign]
+    xrefs.get_introducing_revision = memoized(introducing)  # type: ignore[method-assign]
+
+
+def _fetcher(resolver: HistoricalResolver):  # type: ignore[no-untyped-def]
+    """``ref`` → the object as the revision has it, as parsed (not copied): what
+    ``HistoricalResolver.get_object`` returns before it copies."""
+    reader = resolver.reader
+    revision = resolver.revision
+    xrefs = reader.xrefs
+    copied = resolver.cache
+    historical: dict[generic.Reference, generic.PdfObject] = {}
+
+    def fetch(ref: generic.Reference) -> generic.PdfObject:
+        found = copied.get(ref)
+        if found is not None:
+            return found
+        found = historical.get(ref)
+        if found is not None:
+            return found
+        try:
+            last_change = xrefs.get_last_change(ref)
+        except KeyError:
+            last_change = None
+        if last_change is not None and last_change <= revision:
+            # The reader keeps these parsed; shared, never modified here.
+            return reader.get_object(ref, transparent_decrypt=False)  # type: ignore[no-any-return]
+        # Changed after this revision: the reader re-parses these on every call.
+        found = historical[ref] = reader.get_object(ref, revision, transparent_decrypt=False)
+        return found
+
+    return fetch
+
+
+def _special_trees(
+    resolver: HistoricalResolver,
+) -> tuple[dict[generic.Reference, _Path], set[generic.Reference]]:
+    """The page tree nodes with their canonical paths and the structure elements, read through
+    the resolver exactly as pyHanko does (same errors for circular trees)."""
+
+    def page_tree_refs(
+        pages_obj: generic.DictionaryObject, path: _Path
+    ) -> Iterator[tuple[generic.Reference, _Path]]:
+        for ix, kid in enumerate(pages_obj["/Kids"]):
+            kid_path = (*path, "/Kids", ix)
+            if isinstance(kid, generic.IndirectObject):
+                yield kid.reference, kid_path
+            kid = kid.get_object()
+            if kid.get("/Type", None) == "/Pages":
+                yield from page_tree_refs(kid, kid_path)
+
+    def struct_tree_refs(struct_elem: generic.DictionaryObject) -> Iterator[generic.Reference]:
+        try:
+            children = struct_elem["/K"]
+        except KeyError:
+            return
+        if not isinstance(children, generic.ArrayObject):
+            children = (children,)
+        for child in children:
+            child_ref = None
+            if isinstance(child, generic.IndirectObject):
+                child_ref = child.reference
+                child = child.get_object()
+            if not isinstance(child, generic.DictionaryObject):
+                continue
+            try:
+                if child["/Type"] != "/StructElem":
+                    continue
+            except KeyError:
+                pass
+            if child_ref is not None:
+                yield child_ref
+            yield from struct_tree_refs(child)
+
+    root = resolver.root
+    pages_ref = root.raw_get("/Pages")
+    pages_path: _Path = ("/Root", "/Pages")
+    page_tree_nodes: dict[generic.Reference, _Path] = {}
+    if isinstance(pages_ref, generic.IndirectObject):
+        page_tree_nodes[pages_ref.reference] = pages_path
+    for ref, path in page_tree_refs(pages_ref.get_object(), pages_path):
+        if ref in page_tree_nodes:
+            raise misc.PdfReadError("Circular reference in page tree in mapping stage")
+        page_tree_nodes[ref] = path
+    struct_tree_nodes: set[generic.Reference] = set()
+    try:
+        struct_tree_root = root.raw_get("/StructTreeRoot").get_object()
+        for ref in struct_tree_refs(struct_tree_root):
+            if ref in struct_tree_nodes:
+                raise misc.PdfReadError("Circular reference in structure tree in mapping stage")
+            struct_tree_nodes.add(ref)
+    except KeyError:
+        pass
+    return page_tree_nodes, struct_tree_nodes
