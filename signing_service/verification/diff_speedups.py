@@ -27,6 +27,14 @@ resolvers of this verifier, never globally.
   section on each call, and the resolver calls the first for every object it reads: quadratic
   in the number of revisions. The sections never change once the file is read, so the answers
   are kept per reader.
+* **Copying an object into a revision** (the resolvers' ``_subsume_object``). pyHanko copies
+  each object a revision reads, recursing into every value, and for every value — a number, a
+  name, a string — first builds a ``Reference`` it needs only for dictionaries, arrays and
+  streams, then returns the value itself. Here plain values return at once (with pyHanko's
+  error for a value that was not read from a file); containers are still copied by pyHanko's
+  own code.
+
+:func:`speed_up_reader` installs the last two on a reader (and the resolvers it makes).
 """
 
 
@@ -123,6 +131,49 @@ class _PathTable(dict):  # type: ignore[type-arg]
 
 class _Converted(set):  # type: ignore[type-arg]
     """A path set already made of ``RawPdfPath`` objects."""
+
+
+def speed_up_reader(reader: PdfFileReader) -> None:
+    """Install :func:`memoize_xref_history` and the fast copy into revisions on ``reader``
+    and every ``HistoricalResolver`` it makes from now on (idempotent)."""
+    memoize_xref_history(reader)
+    if "get_historical_resolver" in vars(reader):
+        return
+    make = reader.get_historical_resolver
+    made: set[int] = set()
+
+    def get_historical_resolver(revision: int) -> HistoricalResolver:
+        resolver = make(revision)
+        if id(resolver) not in made:  # the reader keeps each resolver: installed once
+            made.add(id(resolver))
+            resolver._subsume_object = _subsumer(resolver)  # type: ignore[method-assign]  # noqa: SLF001
+        return resolver
+
+    reader.get_historical_resolver = get_historical_resolver  # type: ignore[method-assign]
+
+
+_CONTAINERS = (
+    generic.DecryptedObjectProxy,
+    generic.IndirectObject,
+    generic.DictionaryObject,  # and streams
+    generic.ArrayObject,
+)
+
+
+def _subsumer(resolver: HistoricalResolver):  # type: ignore[no-untyped-def]
+    """``resolver``'s copy of an object: pyHanko's, except that plain values skip building the
+    reference pyHanko computes and then discards for them."""
+    subsume = HistoricalResolver._subsume_object  # noqa: SLF001 - pyHanko's own, for containers
+
+    def subsume_object(obj: generic.PdfObject) -> generic.PdfObject:
+        if isinstance(obj, _CONTAINERS):
+            # pyHanko's code; it copies the values through resolver._subsume_object, i.e. here.
+            return subsume(resolver, obj)  # type: ignore[no-any-return]
+        if obj.container_ref is None:
+            obj.get_container_ref()  # raises PdfReadError, as pyHanko's copy does
+        return obj
+
+    return subsume_object
 
 
 def memoize_xref_history(reader: PdfFileReader) -> None:
