@@ -20,7 +20,8 @@ resolvers of this verifier, never globally.
   their canonical path (``/Root /Pages /Kids i …``); structure elements only from
   ``/Root /StructTreeRoot /K``; ``/Parent`` (and ``/P`` inside the structure tree) is not
   followed. The paths of an object become pyHanko's ``RawPdfPath`` objects when a rule asks for
-  them (a handful per comparison), not for every object. Encrypted documents (which the
+  them (a handful per comparison), not for every object, and keep their hash key instead of
+  rebuilding it at every set lookup. Encrypted documents (which the
   verifier refuses before any comparison) are left to pyHanko.
 * **In which revision an object last changed** (:func:`memoize_xref_history`).
   ``XRefCache.get_last_change`` / ``get_introducing_revision`` scan every cross-reference
@@ -115,7 +116,7 @@ class _PathTable(dict):  # type: ignore[type-arg]
     def __getitem__(self, ref: generic.Reference) -> set[RawPdfPath]:
         paths = super().__getitem__(ref)
         if not isinstance(paths, _Converted):
-            paths = _Converted(RawPdfPath(*p) for p in paths)
+            paths = _Converted(_Path(*p) for p in paths)
             super().__setitem__(ref, paths)
         return paths  # type: ignore[no-any-return]
 
@@ -131,6 +132,19 @@ class _PathTable(dict):  # type: ignore[type-arg]
 
 class _Converted(set):  # type: ignore[type-arg]
     """A path set already made of ``RawPdfPath`` objects."""
+
+
+class _Path(RawPdfPath):
+    """A ``RawPdfPath`` that works out its comparison key once: pyHanko's rebuilds it, a tuple
+    of pairs, every time the path is hashed or compared (each time a rule looks a path up in
+    a set). Same key, so it hashes and compares equal with pyHanko's own paths."""
+
+    def __init__(self, *path: str | int) -> None:
+        super().__init__(*path)
+        self._key = tuple((isinstance(x, int), x) for x in path)
+
+    def _tag(self) -> tuple[tuple[bool, str | int], ...]:
+        return self._key
 
 
 def speed_up_reader(reader: PdfFileReader) -> None:
