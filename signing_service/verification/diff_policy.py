@@ -160,7 +160,7 @@ from pyhanko.sign.diff_analysis.rules_api import (
 )
 from pyhanko.sign.fields import FieldMDPSpec, MDPPerm
 
-from signing_service.verification.diff_speedups import load_reverse_xref_cache
+from signing_service.verification.diff_speedups import load_reverse_xref_cache, usage_steps
 
 ANNOT = ModificationLevel.ANNOTATIONS
 FILL = ModificationLevel.FORM_FILLING
@@ -1616,6 +1616,67 @@ VISIBILITY_FLAGS = 1 | 2 | 4 | 32 | 256  # Invisible, Hidden, Print, NoView, Tog
 PRINT_FLAG = 4
 
 
+class SignatureFieldStateRule(SigFieldModificationRule):
+    """pyHanko's rule for changes inside signature fields, not run on a field the revision
+    did not touch.
+
+    pyHanko runs it on every field of the form at every revision, so a document with n
+    signatures costs n·(n−1)/2 field checks (the largest share of its difference analysis).
+    For a field that is the same object in both revisions and that the newer revision does not
+    write (its dictionary therefore identical), pyHanko's rule only yields approvals of the
+    field's own reference (at LTA_UPDATES, valid when locked or certified): the policy uses an
+    approval only for the objects the revision writes, so these change nothing. The field is
+    still checked when its dictionary is a stream (pyHanko refuses that) or when one of its
+    usage paths is one on which pyHanko's annotation-path test itself fails
+    (:func:`_annotation_path_test_fails`): those keep pyHanko's outcome exactly.
+    """
+
+    def apply(
+        self, context: FieldComparisonContext
+    ) -> Iterable[tuple[ModificationLevel, FormUpdate]]:
+        written = context.new.explicit_refs_in_revision()
+        for fq_name, spec in context.field_specs.items():
+            if self._untouched(spec, written, context.old):
+                continue
+            yield from self.check_form_field(fq_name, spec, context)
+
+    @staticmethod
+    def _untouched(
+        spec: FieldComparisonSpec, written: set[generic.Reference], old: HistoricalResolver
+    ) -> bool:
+        ref = spec.new_field_ref
+        if ref is None or spec.old_field_ref is None or spec.old_field_ref != ref:
+            return False
+        if ref in written:
+            return False
+        old_field, new_field = spec.old_field, spec.new_field
+        if isinstance(old_field, generic.StreamObject) or isinstance(
+            new_field, generic.StreamObject
+        ):
+            return False
+        if old_field != new_field:  # cannot differ when unwritten; checked, not assumed
+            return False
+        steps = usage_steps(old, ref)
+        return steps is not None and not any(_annotation_path_test_fails(p) for p in steps)
+
+
+def _annotation_path_test_fails(steps: tuple[str | int, ...]) -> bool:
+    """Whether pyHanko 0.38's test of a field's usage path ("is it ``/Root /Pages (/Kids i)+
+    /Annots j``?", ``FieldComparisonSpec._old_annotation_paths``) raises ``ValueError`` on
+    ``steps`` (it unpacks past the end of a path that ends in ``/Kids i``), which fails the
+    revision."""
+    if len(steps) < 6 or steps[0] != "/Root" or steps[1] != "/Pages":
+        return False
+    rest = list(steps[2:])
+    try:
+        nxt, nxt_ix, *rest = rest
+        while nxt == "/Kids" and isinstance(nxt_ix, int):
+            nxt, nxt_ix, *rest = rest
+    except ValueError:
+        return True
+    return False
+
+
 def _flags(obj: generic.DictionaryObject) -> int:
     value = obj.get("/F", 0)
     return int(value) if isinstance(value, generic.NumberObject) else 0
@@ -1871,7 +1932,7 @@ def build_diff_policy() -> ServiceDiffPolicy:
             *default_rules,
         ],
         form_rule=FormUpdatingRule(
-            field_rules=[SignatureFieldRule(), SigFieldModificationRule(), FieldValueRule()]
+            field_rules=[SignatureFieldRule(), SignatureFieldStateRule(), FieldValueRule()]
         ),
         reject_object_freeing=False,
     )

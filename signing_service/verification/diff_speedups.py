@@ -38,7 +38,6 @@ resolvers of this verifier, never globally.
 :func:`speed_up_reader` installs the last two on a reader (and the resolvers it makes).
 """
 
-
 from __future__ import annotations
 
 from collections import defaultdict
@@ -57,11 +56,11 @@ def load_reverse_xref_cache(resolver: HistoricalResolver) -> None:
     Raises what reading an object of the revision raises (``PdfError``, ``RecursionError`` on
     absurd nesting), as pyHanko's walk does.
     """
-    if resolver._indirect_object_access_cache is not None:  # noqa: SLF001 - pyHanko's slot
+    if resolver._indirect_object_access_cache is not None:
         return
     reader = resolver.reader
     if reader.encrypted:
-        resolver._load_reverse_xref_cache()  # noqa: SLF001 - decryption needs the copies
+        resolver._load_reverse_xref_cache()
         return
     page_tree_nodes, struct_tree_nodes = _special_trees(resolver)
     fetch = _fetcher(resolver)
@@ -106,7 +105,16 @@ def load_reverse_xref_cache(resolver: HistoricalResolver) -> None:
                     walk(value, (*path, index), seen, in_struct)
 
     walk(resolver.trailer_view, (), frozenset(), False)
-    resolver._indirect_object_access_cache = _PathTable(collected)  # noqa: SLF001
+    resolver._indirect_object_access_cache = _PathTable(collected)
+
+
+def usage_steps(
+    resolver: HistoricalResolver, ref: generic.Reference
+) -> list[tuple[str | int, ...]] | None:
+    """The paths from the trailer to ``ref`` in ``resolver``'s revision as plain tuples, or
+    ``None`` when the table was not built by :func:`load_reverse_xref_cache`."""
+    table = resolver._indirect_object_access_cache
+    return table.steps(ref) if isinstance(table, _PathTable) else None
 
 
 class _PathTable(dict):  # type: ignore[type-arg]
@@ -120,8 +128,17 @@ class _PathTable(dict):  # type: ignore[type-arg]
             super().__setitem__(ref, paths)
         return paths  # type: ignore[no-any-return]
 
+    def steps(self, ref: generic.Reference) -> list[tuple[str | int, ...]]:
+        """The paths to ``ref`` as plain tuples of keys and indices (none: ``[]``)."""
+        paths = super().get(ref)
+        if paths is None:
+            return []
+        return [tuple(p.path) if isinstance(p, RawPdfPath) else p for p in paths]
+
     def get(self, ref: generic.Reference, default: object = None) -> object:  # type: ignore[override]
-        return self[ref] if ref in self else default
+        if ref not in self:
+            return default
+        return self[ref]
 
     def values(self):  # type: ignore[no-untyped-def, override]
         return [self[ref] for ref in self]
@@ -160,7 +177,7 @@ def speed_up_reader(reader: PdfFileReader) -> None:
         resolver = make(revision)
         if id(resolver) not in made:  # the reader keeps each resolver: installed once
             made.add(id(resolver))
-            resolver._subsume_object = _subsumer(resolver)  # type: ignore[method-assign]  # noqa: SLF001
+            resolver._subsume_object = _subsumer(resolver)  # type: ignore[method-assign]
         return resolver
 
     reader.get_historical_resolver = get_historical_resolver  # type: ignore[method-assign]
@@ -177,7 +194,7 @@ _CONTAINERS = (
 def _subsumer(resolver: HistoricalResolver):  # type: ignore[no-untyped-def]
     """``resolver``'s copy of an object: pyHanko's, except that plain values skip building the
     reference pyHanko computes and then discards for them."""
-    subsume = HistoricalResolver._subsume_object  # noqa: SLF001 - pyHanko's own, for containers
+    subsume = HistoricalResolver._subsume_object
 
     def subsume_object(obj: generic.PdfObject) -> generic.PdfObject:
         if isinstance(obj, _CONTAINERS):
