@@ -171,6 +171,67 @@ def test_history_lookups_are_pyhankos(built_documents: dict[str, bytes]) -> None
                     assert got == want, (name, ref, lookup)
 
 
+def _same_copy(ours: object, theirs: object, ours_pdf: object, theirs_pdf: object) -> bool:
+    """Same type, value and container reference, references re-pointed at each resolver."""
+    if type(ours) is not type(theirs):
+        return False
+    if isinstance(ours, generic.IndirectObject):
+        return (
+            ours.reference == theirs.reference  # type: ignore[attr-defined]
+            and ours.reference.pdf is ours_pdf
+            and theirs.reference.pdf is theirs_pdf  # type: ignore[attr-defined]
+        )
+    ours_ref, theirs_ref = ours.container_ref, theirs.container_ref  # type: ignore[attr-defined]
+    if (ours_ref is None) != (theirs_ref is None):
+        return False
+    if isinstance(ours_ref, generic.Reference) and (
+        ours_ref != theirs_ref or (theirs_ref.pdf is theirs_pdf) != (ours_ref.pdf is ours_pdf)
+    ):
+        return False
+    if isinstance(ours, generic.StreamObject) and ours.encoded_data != theirs.encoded_data:  # type: ignore[attr-defined]
+        return False
+    if isinstance(ours, dict):
+        return set(ours) == set(theirs) and all(  # type: ignore[arg-type]
+            _same_copy(dict.__getitem__(ours, k), dict.__getitem__(theirs, k), ours_pdf, theirs_pdf)  # type: ignore[arg-type]
+            for k in ours
+        )
+    if isinstance(ours, list):
+        return len(ours) == len(theirs) and all(  # type: ignore[arg-type]
+            _same_copy(a, b, ours_pdf, theirs_pdf)
+            for a, b in zip(list.__iter__(ours), list.__iter__(theirs), strict=True)  # type: ignore[arg-type]
+        )
+    return bool(ours == theirs)
+
+
+def test_copies_into_a_revision_are_pyhankos(built_documents: dict[str, bytes]) -> None:
+    """Every object of every revision, as the resolver hands it out, is the copy pyHanko
+    makes: same types, values and container references, references pointing into the
+    revision (or the same error)."""
+    compared = 0
+    for name, data in _documents(built_documents):
+        ours, theirs = _reader(data), _reader(data)
+        if ours is None or theirs is None:
+            continue
+        speed_up_reader(ours)
+        refs: set[generic.Reference] = set()
+        for revision in range(theirs.xrefs.total_revisions):
+            refs |= theirs.xrefs.explicit_refs_in_revision(revision)
+        for revision in range(theirs.xrefs.total_revisions):
+            mine = ours.get_historical_resolver(revision)
+            pyhanko = theirs.get_historical_resolver(revision)
+            for ref in sorted(refs, key=lambda r: (r.idnum, r.generation)):
+                got = _outcome(lambda r=ref, h=mine: h(generic.Reference(r.idnum, r.generation, h)))
+                want = _outcome(
+                    lambda r=ref, h=pyhanko: h(generic.Reference(r.idnum, r.generation, h))
+                )
+                if isinstance(want, type) and issubclass(want, Exception):
+                    assert got == want, (name, revision, ref)
+                    continue
+                assert _same_copy(got, want, mine, pyhanko), (name, revision, ref)
+                compared += 1
+    assert compared > 1000
+
+
 def _reference_policy() -> ServiceDiffPolicy:
     """The policy with pyHanko's own signature-field rule instead of SignatureFieldStateRule."""
     policy = build_diff_policy()
