@@ -40,13 +40,12 @@ resolvers of this verifier, never globally.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
 
-_Path = tuple[str | int, ...]
+_Steps = tuple[str | int, ...]
 
 
 def load_reverse_xref_cache(resolver: HistoricalResolver) -> None:
@@ -62,50 +61,61 @@ def load_reverse_xref_cache(resolver: HistoricalResolver) -> None:
     if reader.encrypted:
         resolver._load_reverse_xref_cache()
         return
-    page_tree_nodes, struct_tree_nodes = _special_trees(resolver)
+    page_tree_refs, struct_tree_refs = _special_trees(resolver)
+    # Object numbers as (idnum, generation) tuples: a Reference hashes in Python code.
+    page_tree_nodes = {(r.idnum, r.generation): p for r, p in page_tree_refs.items()}
+    struct_tree_nodes = {(r.idnum, r.generation) for r in struct_tree_refs}
     fetch = _fetcher(resolver)
-    collected: defaultdict[generic.Reference, set[_Path]] = defaultdict(set)
-    struct_entry: _Path = ("/Root", "/StructTreeRoot")
+    collected: dict[tuple[int, int], set[_Steps]] = {}
+    on_path: set[tuple[int, int]] = set()  # the objects on the current path (DFS stack)
+    struct_entry: _Steps = ("/Root", "/StructTreeRoot")
     dictionary, array, indirect = (
         generic.DictionaryObject,
         generic.ArrayObject,
         generic.IndirectObject,
     )
+    containers = (dictionary, array, indirect)
 
-    def walk(
-        obj: generic.PdfObject, path: _Path, seen: frozenset[generic.Reference], in_struct: bool
-    ) -> None:
+    def walk(obj: generic.PdfObject, path: _Steps, in_struct: bool) -> None:
+        key = None
         if isinstance(obj, indirect):
             ref = obj.reference
-            if ref in seen:
+            key = (ref.idnum, ref.generation)
+            if key in on_path:
                 return
-            collected[ref].add(path)
-            seen = seen | {ref}
-            obj = fetch(ref)
+            paths = collected.get(key)
+            if paths is None:
+                collected[key] = {path}
+            else:
+                paths.add(path)
+            obj = fetch(ref, key)
             # Page tree nodes only along their canonical path, structure elements only from
             # the structure tree (pyHanko: avoids a combinatorial number of paths).
-            if page_tree_nodes.get(ref, path) != path:
+            canonical = page_tree_nodes.get(key)
+            if canonical is not None and canonical != path:
                 return
-            if not in_struct and ref in struct_tree_nodes:
+            if not in_struct and key in struct_tree_nodes:
                 return
+            on_path.add(key)
         if isinstance(obj, dictionary):
-            for key, value in obj.items():
-                if key == "/Parent" or (in_struct and key == "/P"):
+            for name, value in dict.items(obj):
+                if name == "/Parent" or (in_struct and name == "/P"):
                     continue
-                if isinstance(value, (dictionary, array, indirect)):
+                if isinstance(value, containers):
                     walk(
                         value,
-                        (*path, key),
-                        seen,
-                        in_struct or (key == "/K" and path == struct_entry),
+                        (*path, name),
+                        in_struct or (name == "/K" and path == struct_entry),
                     )
         elif isinstance(obj, array):
-            for index, value in enumerate(obj):
-                if isinstance(value, (dictionary, array, indirect)):
-                    walk(value, (*path, index), seen, in_struct)
+            for index, value in enumerate(list.__iter__(obj)):
+                if isinstance(value, containers):
+                    walk(value, (*path, index), in_struct)
+        if key is not None:
+            on_path.discard(key)
 
-    walk(resolver.trailer_view, (), frozenset(), False)
-    resolver._indirect_object_access_cache = _PathTable(collected)
+    walk(resolver.trailer_view, (), False)
+    resolver._indirect_object_access_cache = _PathTable(collected, resolver)  # type: ignore[assignment]
 
 
 def usage_steps(
@@ -117,34 +127,40 @@ def usage_steps(
     return table.steps(ref) if isinstance(table, _PathTable) else None
 
 
-class _PathTable(dict):  # type: ignore[type-arg]
-    """``{Reference: {RawPdfPath}}`` whose sets are built on first access (pyHanko reads the
-    table only through ``table[ref]``, in ``HistoricalResolver._get_usages_of_ref``)."""
+class _PathTable(Mapping[generic.Reference, set[RawPdfPath]]):
+    """``{Reference: {RawPdfPath}}`` as pyHanko's table, kept by (idnum, generation) and with
+    each set of paths made of ``RawPdfPath`` objects on first access (pyHanko reads the table
+    only through ``table[ref]``, in ``HistoricalResolver._get_usages_of_ref``)."""
+
+    def __init__(
+        self, paths: dict[tuple[int, int], set[_Steps]], resolver: HistoricalResolver
+    ) -> None:
+        self._paths: dict[tuple[int, int], set[_Steps] | _Converted] = dict(paths)
+        self._resolver = resolver
 
     def __getitem__(self, ref: generic.Reference) -> set[RawPdfPath]:
-        paths = super().__getitem__(ref)
+        key = (ref.idnum, ref.generation)
+        paths = self._paths[key]
         if not isinstance(paths, _Converted):
-            paths = _Converted(_Path(*p) for p in paths)
-            super().__setitem__(ref, paths)
-        return paths  # type: ignore[no-any-return]
+            paths = self._paths[key] = _Converted(_Path(*p) for p in paths)
+        return paths
 
-    def steps(self, ref: generic.Reference) -> list[tuple[str | int, ...]]:
+    def __iter__(self) -> Iterator[generic.Reference]:
+        for idnum, generation in self._paths:
+            yield generic.Reference(idnum, generation, self._resolver)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, generic.Reference) and (ref.idnum, ref.generation) in self._paths
+
+    def steps(self, ref: generic.Reference) -> list[_Steps]:
         """The paths to ``ref`` as plain tuples of keys and indices (none: ``[]``)."""
-        paths = super().get(ref)
+        paths = self._paths.get((ref.idnum, ref.generation))
         if paths is None:
             return []
         return [tuple(p.path) if isinstance(p, RawPdfPath) else p for p in paths]
-
-    def get(self, ref: generic.Reference, default: object = None) -> object:  # type: ignore[override]
-        if ref not in self:
-            return default
-        return self[ref]
-
-    def values(self):  # type: ignore[no-untyped-def, override]
-        return [self[ref] for ref in self]
-
-    def items(self):  # type: ignore[no-untyped-def, override]
-        return [(ref, self[ref]) for ref in self]
 
 
 class _Converted(set):  # type: ignore[type-arg]
@@ -158,7 +174,7 @@ class _Path(RawPdfPath):
 
     def __init__(self, *path: str | int) -> None:
         super().__init__(*path)
-        self._key = tuple((isinstance(x, int), x) for x in path)
+        self._key = tuple([(isinstance(x, int), x) for x in path])
 
     def _tag(self) -> tuple[tuple[bool, str | int], ...]:
         return self._key
@@ -279,19 +295,17 @@ def memoize_xref_history(reader: PdfFileReader) -> None:
 
 
 def _fetcher(resolver: HistoricalResolver):  # type: ignore[no-untyped-def]
-    """``ref`` → the object as the revision has it, as parsed (not copied): what
-    ``HistoricalResolver.get_object`` returns before it copies."""
+    """``(ref, (idnum, generation))`` → the object as the revision has it, as parsed (not
+    copied): what ``HistoricalResolver.get_object`` returns before it copies."""
     reader = resolver.reader
     revision = resolver.revision
     xrefs = reader.xrefs
-    copied = resolver.cache
-    historical: dict[generic.Reference, generic.PdfObject] = {}
+    known: dict[tuple[int, int], generic.PdfObject] = {
+        (ref.idnum, ref.generation): obj for ref, obj in resolver.cache.items()
+    }
 
-    def fetch(ref: generic.Reference) -> generic.PdfObject:
-        found = copied.get(ref)
-        if found is not None:
-            return found
-        found = historical.get(ref)
+    def fetch(ref: generic.Reference, key: tuple[int, int]) -> generic.PdfObject:
+        found = known.get(key)
         if found is not None:
             return found
         try:
@@ -302,7 +316,7 @@ def _fetcher(resolver: HistoricalResolver):  # type: ignore[no-untyped-def]
             # The reader keeps these parsed; shared, never modified here.
             return reader.get_object(ref, transparent_decrypt=False)  # type: ignore[no-any-return]
         # Changed after this revision: the reader re-parses these on every call.
-        found = historical[ref] = reader.get_object(ref, revision, transparent_decrypt=False)
+        found = known[key] = reader.get_object(ref, revision, transparent_decrypt=False)
         return found
 
     return fetch
@@ -310,13 +324,13 @@ def _fetcher(resolver: HistoricalResolver):  # type: ignore[no-untyped-def]
 
 def _special_trees(
     resolver: HistoricalResolver,
-) -> tuple[dict[generic.Reference, _Path], set[generic.Reference]]:
+) -> tuple[dict[generic.Reference, _Steps], set[generic.Reference]]:
     """The page tree nodes with their canonical paths and the structure elements, read through
     the resolver exactly as pyHanko does (same errors for circular trees)."""
 
     def page_tree_refs(
-        pages_obj: generic.DictionaryObject, path: _Path
-    ) -> Iterator[tuple[generic.Reference, _Path]]:
+        pages_obj: generic.DictionaryObject, path: _Steps
+    ) -> Iterator[tuple[generic.Reference, _Steps]]:
         for ix, kid in enumerate(pages_obj["/Kids"]):
             kid_path = (*path, "/Kids", ix)
             if isinstance(kid, generic.IndirectObject):
@@ -350,8 +364,8 @@ def _special_trees(
 
     root = resolver.root
     pages_ref = root.raw_get("/Pages")
-    pages_path: _Path = ("/Root", "/Pages")
-    page_tree_nodes: dict[generic.Reference, _Path] = {}
+    pages_path: _Steps = ("/Root", "/Pages")
+    page_tree_nodes: dict[generic.Reference, _Steps] = {}
     if isinstance(pages_ref, generic.IndirectObject):
         page_tree_nodes[pages_ref.reference] = pages_path
     for ref, path in page_tree_refs(pages_ref.get_object(), pages_path):
