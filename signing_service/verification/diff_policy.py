@@ -508,7 +508,8 @@ def _new_signature_widgets(
         )
         sub_fields = [k for k in kid_refs if "/T" in _resolve(k)]  # type: ignore[operator]
         stack.extend(sub_fields)
-        if _inherited(field_dict, "/FT") != "/Sig" or not old.is_ref_unassignable(raw.reference):
+        # (cheapest test first; neither reads anything)
+        if not old.is_ref_unassignable(raw.reference) or _inherited(field_dict, "/FT") != "/Sig":
             continue
         widget_kids = [k for k in kid_refs if k not in sub_fields]
         if widget_kids:
@@ -572,10 +573,26 @@ def _missing_from(
 ) -> list[generic.PdfObject]:
     """The entries of ``items`` that are not in ``other`` (references by set lookup: pages can
     carry thousands of annotations)."""
-    hashable = (generic.IndirectObject, generic.NumberObject)
-    keys = {o for o in other if isinstance(o, hashable)}
-    direct = [o for o in other if not isinstance(o, hashable)]
-    return [i for i in items if (i not in keys if isinstance(i, hashable) else i not in direct)]
+    keys = {_entry_key(o) for o in other if isinstance(o, _HASHABLE_ENTRIES)}
+    direct = [o for o in other if not isinstance(o, _HASHABLE_ENTRIES)]
+    return [
+        i
+        for i in items
+        if (_entry_key(i) not in keys if isinstance(i, _HASHABLE_ENTRIES) else i not in direct)
+    ]
+
+
+_HASHABLE_ENTRIES = (generic.IndirectObject, generic.NumberObject)
+
+
+def _entry_key(entry: generic.PdfObject) -> tuple[int, int, int] | tuple[int, generic.PdfObject]:
+    """A set key equal exactly when the entries are equal: a reference by its object number and
+    generation (as ``IndirectObject.__eq__``; built here, not by its hash method in Python), a
+    number by its value; a reference never equals a number."""
+    if isinstance(entry, generic.IndirectObject):
+        ref = entry.reference
+        return (0, ref.idnum, ref.generation)
+    return (1, entry)
 
 
 def _same_order(old: list[generic.PdfObject], new: list[generic.PdfObject]) -> bool:
