@@ -60,8 +60,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    rounds = 3 if args.quick else 7
-    per_count = 2 if args.quick else 3
+    return run(quick=args.quick, write=not args.no_write)
+
+
+def run(*, quick: bool = False, write: bool = True) -> int:
+    """Measure and print the table; ``write``: also put it into bench/RESULTS.md."""
+    rounds = 3 if quick else 7
+    per_count = 2 if quick else 3
     work = Path(tempfile.mkdtemp(prefix="bench-verify-"))
     with BenchServers(work) as servers:
         servers.start_pki()
@@ -156,7 +161,7 @@ def main() -> int:
         sizes = {n: len(docs[n][0]) // 1024 for n in COUNTS}
         text, ok = report(first_ms, again_ms, ours_ms, plain_ms, sizes, rounds, per_count)
         print(text)
-        if not args.no_write:
+        if write:
             write_results(text, BEGIN, END)
         print("targets met" if ok else "TARGETS NOT MET", file=sys.stderr)
         return 0
