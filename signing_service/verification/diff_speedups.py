@@ -1,11 +1,13 @@
-"""Faster equivalents of two pyHanko pieces that the difference analysis runs for every revision.
+"""Faster equivalents of pyHanko pieces that the difference analysis runs for every revision.
 
 The analysis compares each revision with the one before it (:mod:`.modifications`), so a
-25-signature file means 25 comparisons; before this module, the pieces below cost about 40 % of
-a first-time verification of such a file (bench/RESULTS.md, "verification"). Each replacement
-computes exactly what pyHanko computes (``tests/test_diff_speedups.py`` compares them on the
-shared corpus and on the tests' own attack files) and is installed only on the readers and
-resolvers of this verifier, never globally.
+25-signature file means 25 comparisons, each over the whole document as it stood; these pieces
+were most of the time of a first-time verification of such a file (bench/RESULTS.md,
+"verification"). Each replacement computes exactly what pyHanko 0.38 computes
+(``tests/test_diff_speedups.py`` compares them, and the judgement of every revision, on the
+shared corpus and on files built there) and is installed only on the readers and resolvers of
+this verifier (:func:`speed_up_reader`, :func:`load_reverse_xref_cache`), never globally.
+Encrypted documents (which the verifier refuses before any comparison) keep pyHanko's code.
 
 * **Paths to every object** (:func:`load_reverse_xref_cache`). pyHanko's analysis needs, for the
   older revision of each comparison, every path from the trailer to every indirect object
@@ -15,14 +17,13 @@ resolvers of this verifier, never globally.
   (``_subsume_object``) so that its references resolve in that revision; the walk never follows
   a reference through the copy, only reads it, so the copies are wasted. Here the same walk
   reads the objects as parsed and resolves each reference itself, exactly as the resolver does
-  (the version of the object current at that revision). The rules of the walk are pyHanko
-  0.38's, unchanged: a path never visits an object twice; page tree nodes are entered only along
+  (the version of the object current at that revision). The rules of the walk are pyHanko's,
+  unchanged: a path never visits an object twice; page tree nodes are entered only along
   their canonical path (``/Root /Pages /Kids i …``); structure elements only from
   ``/Root /StructTreeRoot /K``; ``/Parent`` (and ``/P`` inside the structure tree) is not
   followed. The paths of an object become pyHanko's ``RawPdfPath`` objects when a rule asks for
   them (a handful per comparison), not for every object, and keep their hash key instead of
-  rebuilding it at every set lookup. Encrypted documents (which the
-  verifier refuses before any comparison) are left to pyHanko.
+  rebuilding it at every set lookup.
 * **In which revision an object last changed** (:func:`memoize_xref_history`).
   ``XRefCache.get_last_change`` / ``get_introducing_revision`` scan every cross-reference
   section on each call, and the resolver calls the first for every object it reads: quadratic
@@ -32,10 +33,9 @@ resolvers of this verifier, never globally.
   each object a revision reads, recursing into every value, and for every value — a number, a
   name, a string — first builds a ``Reference`` it needs only for dictionaries, arrays and
   streams, then returns the value itself; each copied dictionary is built twice. Here the same
-  copy is made in one pass (streams and encrypted objects still by pyHanko's code); about a
-  fifth of the analysis of a 25-signature file was spent copying.
-
-:func:`speed_up_reader` installs the last two on a reader (and the resolvers it makes).
+  copy is made in one pass (streams still by pyHanko's code).
+* **Facts of a revision asked again and again** (:class:`_Resolver`): its catalog and the set of
+  objects it writes, kept instead of recomputed at each of the hundreds of calls per document.
 """
 
 from __future__ import annotations
@@ -57,8 +57,11 @@ def load_reverse_xref_cache(resolver: HistoricalResolver) -> None:
     """
     if resolver._indirect_object_access_cache is not None:
         return
-    reader = resolver.reader
-    if reader.encrypted:
+    try:
+        encrypted = resolver.reader.encrypted
+    except Exception:  # noqa: BLE001 - a broken /Encrypt: pyHanko's walk reports it
+        encrypted = True
+    if encrypted:
         resolver._load_reverse_xref_cache()
         return
     page_tree_refs, struct_tree_refs = _special_trees(resolver)
@@ -181,22 +184,51 @@ class _Path(RawPdfPath):
 
 
 def speed_up_reader(reader: PdfFileReader) -> None:
-    """Install :func:`memoize_xref_history` and the fast copy into revisions on ``reader``
-    and every ``HistoricalResolver`` it makes from now on (idempotent)."""
+    """Install :func:`memoize_xref_history`, the fast copy into revisions and the revision
+    facts kept by :class:`_Resolver` on ``reader`` and every ``HistoricalResolver`` it makes
+    from now on (idempotent). Encrypted documents keep pyHanko's resolvers."""
     memoize_xref_history(reader)
-    if "get_historical_resolver" in vars(reader):
+    try:
+        encrypted = reader.encrypted
+    except Exception:  # noqa: BLE001 - a broken /Encrypt: pyHanko's resolvers report it
+        encrypted = True
+    if "get_historical_resolver" in vars(reader) or encrypted:
         return
-    make = reader.get_historical_resolver
-    made: set[int] = set()
+    cache = reader._historical_resolver_cache
 
     def get_historical_resolver(revision: int) -> HistoricalResolver:
-        resolver = make(revision)
-        if id(resolver) not in made:  # the reader keeps each resolver: installed once
-            made.add(id(resolver))
-            resolver._subsume_object = _subsumer(resolver)  # type: ignore[method-assign]
-        return resolver
+        # pyHanko's method, making a _Resolver (one per revision, kept by the reader)
+        found = cache.get(revision)
+        if found is None:
+            found = cache[revision] = _Resolver(reader, revision)
+        return found
 
     reader.get_historical_resolver = get_historical_resolver  # type: ignore[method-assign]
+
+
+class _Resolver(HistoricalResolver):
+    """pyHanko's view of one revision, with the fast copy (:func:`_subsumer`) and two answers
+    kept instead of recomputed on every call (rules ask them hundreds of times per document):
+    the catalog (``root``: pyHanko returns the same cached object each time, after looking up
+    the trailer and building a reference), and the objects the revision writes
+    (``explicit_refs_in_revision``: a fresh set on each call, as pyHanko gives)."""
+
+    def __init__(self, reader: PdfFileReader, revision: int) -> None:
+        super().__init__(reader, revision)
+        self._subsume_object = _subsumer(self)  # type: ignore[method-assign]
+        self._root: generic.DictionaryObject | None = None
+        self._written: frozenset[generic.Reference] | None = None
+
+    @property
+    def root(self) -> generic.DictionaryObject:
+        if self._root is None:
+            self._root = super().root
+        return self._root
+
+    def explicit_refs_in_revision(self) -> set[generic.Reference]:  # type: ignore[override]
+        if self._written is None:
+            self._written = frozenset(super().explicit_refs_in_revision())
+        return set(self._written)
 
 
 _CONTAINERS = (
