@@ -504,6 +504,10 @@ class RegistryView:
     superseded_by_id: str | None = None
     signed_further_by_link: str | None = None
     signed_further_by_id: str | None = None
+    # "file": this very file is registered; "revision": a signed revision inside it is (content
+    # was appended after the agency issued it); ``matched_text`` says so in words.
+    matched: str | None = None
+    matched_text: str | None = None
 
 
 @dataclass
@@ -721,7 +725,9 @@ def _deciding_check(sig: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _registry_view(section: dict[str, Any] | None) -> RegistryView | None:
+def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
+    """The registry section (``RegistryRecord.to_public_dict()`` or ``{"found": false}``) in
+    plain words; ``None`` for no section."""
     if not isinstance(section, dict):
         return None
     if not section.get("found"):
@@ -757,6 +763,12 @@ def _registry_view(section: dict[str, Any] | None) -> RegistryView | None:
             "Văn bản cũ không còn hiệu lực (thường vì đã được đính chính); thông tin của văn bản "
             "mới có ở liên kết bên dưới."
         )
+    elif section.get("matched") == "revision":
+        text = f"Tệp chứa văn bản {agency_name} đã cấp qua dịch vụ này" + (
+            f" ngày {issued}" if issued else ""
+        )
+        text += " (đang có hiệu lực), nhưng đã được thêm nội dung sau khi cấp."
+        why = "Chỉ phần văn bản đã cấp là của cơ quan ban hành; phần thêm vào thì không."
     else:
         text = f"Đây đúng là văn bản {agency_name} đã cấp qua dịch vụ này" + (
             f" ngày {issued}" if issued else ""
@@ -785,6 +797,14 @@ def _registry_view(section: dict[str, Any] | None) -> RegistryView | None:
         superseded_by_id=superseded.get("public_id"),
         signed_further_by_link=further.get("link"),
         signed_further_by_id=further.get("public_id"),
+        matched=section.get("matched"),
+        matched_text=(
+            "Tệp bạn có chứa văn bản này, nhưng đã được thêm nội dung sau khi cơ quan cấp: phần "
+            "thêm vào không phải của cơ quan ban hành (xem kết quả \u201cThay đổi sau khi ký\u201d "
+            "của từng chữ ký)."
+            if section.get("matched") == "revision"
+            else None
+        ),
     )
 
 
@@ -817,7 +837,7 @@ def present(report: dict[str, Any]) -> ResultView:
         for p in report.get("problems") or []
         if isinstance(p, dict)
     ]
-    registry = _registry_view(report.get("registry"))
+    registry = present_registry(report.get("registry"))
     signature_count = sum(1 for s in signatures if s.kind != "timestamp")
     timestamp_count = len(signatures) - signature_count
 
