@@ -59,9 +59,7 @@ def signed_pdf(client: TestClient, services: Services, text: str = "Giay xac nha
 
 
 def post(client: TestClient, data: bytes, name: str = "tep.pdf", **fields: str) -> Any:
-    return client.post(
-        "/xac-minh", data=fields, files={"file": (name, data, "application/pdf")}
-    )
+    return client.post("/xac-minh", data=fields, files={"file": (name, data, "application/pdf")})
 
 
 def assert_page(response: Any, status: int) -> str:
