@@ -27,6 +27,7 @@ from signing_service.api import (
     documents,
     health,
     operator,
+    registry,
     schemas,
     signatures,
     verifications,
@@ -246,6 +247,7 @@ def create_app(services: Services) -> FastAPI:
         admin.router,
         documents.router,
         verifications.router,
+        registry.router,
         attachments.router,
         operator.router,
     ):
