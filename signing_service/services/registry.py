@@ -476,3 +476,34 @@ def supersede(
         actor=actor,
         superseded_by=superseded_by,
     )
+
+
+STATUS_LABELS = {
+    IN_FORCE: "đang có hiệu lực",
+    REVOKED: "đã bị thu hồi",
+    SUPERSEDED: "đã được thay thế",
+}
+
+
+def registry_sentence(section: dict[str, Any]) -> str:
+    """One Vietnamese sentence for people (CLI, page) from a report's ``registry`` section:
+    who issued the document and when, and its status; or that it was not issued through this
+    service (not an error: it may have been issued elsewhere)."""
+    if not section.get("found"):
+        return (
+            "Văn bản không được phát hành qua dịch vụ này (không có trong sổ đăng ký); "
+            "điều đó không có nghĩa là chữ ký không hợp lệ."
+        )
+    agency = section["agency"]
+    issued = datetime.fromisoformat(section["issued_at"]).strftime("%H:%M ngày %d/%m/%Y")
+    text = f"Văn bản do {agency['name']} ({agency['code']}) phát hành lúc {issued}"
+    if section.get("matched") == "revision":
+        text += " (tệp có thêm nội dung được thêm vào sau khi phát hành)"
+    text += f"; trạng thái: {STATUS_LABELS.get(section['status'], section['status'])}"
+    if section.get("reason"):
+        text += f" — lý do: {section['reason']}"
+    newer = section.get("superseded_by") or section.get("signed_further_by")
+    if newer is not None:
+        label = "văn bản thay thế" if section.get("superseded_by") else "phiên bản ký tiếp"
+        text += f"; {label}: {newer.get('link') or newer['public_id']}"
+    return text + "."
