@@ -41,10 +41,17 @@ def site(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> Iterator[tuple[TestClie
     services.close()
 
 
-def signed_pdf(client: TestClient, services: Services, text: str = "Giay xac nhan so 42") -> bytes:
-    """A document the service signs through its API with the dev agency's seal."""
+def agency(services: Services) -> dict[str, str]:
     credentials = json.loads(services.settings.dev_credentials_file.read_text())
-    headers = {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+    return {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+
+
+def signed_pdf(
+    client: TestClient, services: Services, text: str = "Giay xac nhan so 42"
+) -> tuple[bytes, str]:
+    """A document the service signs through its API with the dev agency's seal, and its
+    public id in the registry."""
+    headers = agency(services)
     response = client.post(
         "/v1/signatures",
         headers=headers,
@@ -55,7 +62,7 @@ def signed_pdf(client: TestClient, services: Services, text: str = "Giay xac nha
     body = response.json()
     content = client.get(body["document"]["download_url"], headers=headers)
     assert content.status_code == 200
-    return content.content
+    return content.content, body["registry"]["public_id"]
 
 
 def post(client: TestClient, data: bytes, name: str = "tep.pdf", **fields: str) -> Any:
@@ -103,7 +110,7 @@ def test_form_page(site: tuple[TestClient, Services]) -> None:
 
 def test_valid_tampered_unsigned(site: tuple[TestClient, Services]) -> None:
     client, services = site
-    signed = signed_pdf(client, services)
+    signed, _ = signed_pdf(client, services)
     html = assert_page(post(client, signed, "giay-xac-nhan.pdf"), 200)
     assert 'class="state-label">Hợp lệ<' in html
     assert "Sở Tư pháp tỉnh Demo A" in html
@@ -112,8 +119,9 @@ def test_valid_tampered_unsigned(site: tuple[TestClient, Services]) -> None:
     assert "Vì sao điều này quan trọng" in html
     assert "<details" in html and "Chi tiết kỹ thuật" in html
     assert "giay-xac-nhan.pdf" in html
-    # The registry: the service issued it (wip/reg11 registers each signed document).
+    # The registry: the service issued it and it is in force.
     assert "Sổ đăng ký văn bản của dịch vụ" in html
+    assert "Đây đúng là văn bản" in html and "đang có hiệu lực" in html
 
     tampered = signed.replace(MARKER, b"Giay xac nhan so 99", 1)
     assert tampered != signed
@@ -249,3 +257,46 @@ def test_report_store_bounds() -> None:
     token = short.put(b"{}")
     time.sleep(0.01)
     assert token and short.get(token) is None and len(short) == 0
+
+
+def test_registry_record_revoked_and_superseded(site: tuple[TestClient, Services]) -> None:
+    client, services = site
+    old, old_id = signed_pdf(client, services, "Giay xac nhan so 42")
+    new, new_id = signed_pdf(client, services, "Giay xac nhan so 43")
+    other, _ = signed_pdf(client, services, "Giay xac nhan so 44")
+
+    # The QR link: the record, and the form to compare the file the citizen holds.
+    html = assert_page(client.get(f"/xac-minh/{old_id}"), 200)
+    assert "Đang có hiệu lực" in html and "Sở Tư pháp tỉnh Demo A" in html
+    assert f'name="ma" value="{old_id}"' in html
+    html = assert_page(post(client, old, ma=old_id), 200)
+    assert "đúng là văn bản mà mã QR này chỉ tới" in html
+    html = assert_page(post(client, other, ma=old_id), 200)
+    assert "KHÔNG phải văn bản mà mã QR này chỉ tới" in html
+    assert 'class="state-label">Không hợp lệ<' in html
+    # A bad file on the QR page: the error on the same record page.
+    html = assert_page(post(client, b"khong phai PDF", ma=old_id), 422)
+    assert "Tệp không phải là tài liệu PDF." in html and f'name="ma" value="{old_id}"' in html
+
+    response = client.post(
+        f"/v1/registered-documents/{old_id}/supersede",
+        headers=agency(services),
+        json={"superseded_by": new_id, "reason": "Đính chính ngày cấp"},
+    )
+    assert response.status_code == 200, response.text
+    html = assert_page(post(client, old), 200)
+    assert 'class="state-label">Không hợp lệ<' in html
+    assert "Chữ ký số hợp lệ, nhưng văn bản này đã được thay thế" in html
+    assert f'href="/xac-minh/{new_id}"' in html and "Đính chính ngày cấp" in html
+    html = assert_page(client.get(f"/xac-minh/{old_id}"), 200)
+    assert "Đã được thay thế bằng văn bản khác" in html
+
+    response = client.post(
+        f"/v1/registered-documents/{new_id}/revoke",
+        headers=agency(services),
+        json={"reason": "Cấp nhầm người nhận"},
+    )
+    assert response.status_code == 200, response.text
+    html = assert_page(post(client, new), 200)
+    assert 'class="state-label">Không hợp lệ<' in html
+    assert "đã thu hồi văn bản này" in html and "Cấp nhầm người nhận" in html

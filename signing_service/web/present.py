@@ -510,6 +510,33 @@ class RegistryView:
     matched_text: str | None = None
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """The uploaded file against the registry record a QR link named: ``matches`` and a
+    sentence saying so."""
+
+    matches: bool
+    text: str
+
+
+def compare(expected_public_id: str, registry: RegistryView | None) -> Comparison:
+    """Whether the verified file is the registered document ``expected_public_id`` (the whole
+    file, not only a revision inside it)."""
+    if registry is not None and registry.found and registry.public_id == expected_public_id:
+        if registry.matched == "revision":
+            return Comparison(
+                False,
+                "Tệp bạn tải lên chứa văn bản của mã QR này nhưng đã được thêm nội dung sau khi "
+                "cấp.",
+            )
+        return Comparison(True, "Tệp bạn tải lên đúng là văn bản mà mã QR này chỉ tới.")
+    return Comparison(
+        False,
+        "Tệp bạn tải lên KHÔNG phải văn bản mà mã QR này chỉ tới: hãy đối chiếu lại với cơ quan "
+        "ban hành.",
+    )
+
+
 @dataclass
 class ResultView:
     """The verification result as the page (and the PDF report) shows it.
@@ -520,7 +547,8 @@ class ResultView:
     ``invalid``: it is no longer in force); ``signatures_state``: the signatures alone;
     ``signatures``; document-level ``warnings`` and ``problems``; ``registry`` (``None`` when
     the report has no registry section); ``document`` (SHA-256 and size in bytes);
-    ``validated_at`` in Vietnam time; ``technical`` (verdict, sub-indication, the report's
+    ``comparison`` (only with ``expected_public_id``: the file against the record a QR link
+    named); ``validated_at`` in Vietnam time; ``technical`` (verdict, sub-indication, the report's
     own message)."""
 
     state: str
@@ -532,6 +560,7 @@ class ResultView:
     warnings: list[WarningView]
     problems: list[WarningView]
     registry: RegistryView | None
+    comparison: Comparison | None
     document: dict[str, Any]
     validated_at: str | None
     validated_at_iso: str | None
@@ -808,7 +837,7 @@ def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
     )
 
 
-def present(report: dict[str, Any]) -> ResultView:
+def present(report: dict[str, Any], *, expected_public_id: str | None = None) -> ResultView:
     """The plain-Vietnamese view of a verification report (``docs/verification-report.md``
     shape, optionally with the top-level ``registry`` section).
 
@@ -873,6 +902,12 @@ def present(report: dict[str, Any]) -> ResultView:
             )
         elif registry.found and verdict == "TOTAL_PASSED":
             lead = f"{lead} {registry.text}"
+    comparison = None
+    if expected_public_id is not None:
+        comparison = compare(expected_public_id, registry)
+        if not comparison.matches:
+            state = "invalid"
+            lead = f"{comparison.text} {lead}"
     notable = len(warnings) + sum(len(s.warnings) for s in signatures)
     if state == "valid" and notable:
         lead += f" Có {notable} điều cần lưu ý bên dưới."
@@ -886,6 +921,7 @@ def present(report: dict[str, Any]) -> ResultView:
         warnings=warnings,
         problems=problems,
         registry=registry,
+        comparison=comparison,
         document=dict(report.get("document") or {}),
         validated_at=format_time(report.get("validated_at")),
         validated_at_iso=report.get("validated_at"),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -151,30 +150,6 @@ async def form_page(services: AppServices) -> HTMLResponse:
     return render("index.html", max_mb=_max_mb(services), error=None)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """The uploaded file against the record the QR link named: ``matches`` and a sentence."""
-
-    matches: bool
-    text: str
-
-
-def _compare(expected: str, registry: RegistryView | None) -> Comparison:
-    if registry is not None and registry.found and registry.public_id == expected:
-        if registry.matched == "revision":
-            return Comparison(
-                False,
-                "Tệp bạn tải lên chứa văn bản của mã QR này nhưng đã được thêm nội dung sau khi "
-                "cấp.",
-            )
-        return Comparison(True, "Tệp bạn tải lên đúng là văn bản mà mã QR này chỉ tới.")
-    return Comparison(
-        False,
-        "Tệp bạn tải lên KHÔNG phải văn bản mà mã QR này chỉ tới: hãy đối chiếu lại với cơ quan "
-        "ban hành.",
-    )
-
-
 def _verify_for_page(services: Services, data: bytes) -> dict[str, Any]:
     """The verification report of ``data`` with its registry section (blocking; runs in the
     public lane's threads, the verification itself in the worker processes)."""
@@ -258,15 +233,14 @@ async def verify_page(
     finally:
         # Spooled upload files are closed (deleted) whatever happened.
         await form.close()
-    view = present(report)
-    comparison = _compare(public_id, view.registry) if public_id else None
+    view = present(report, expected_public_id=public_id)
     store = report_store(request)
     token = store.put(json.dumps(report, ensure_ascii=False).encode())
     pdf_url = f"{PDF_PREFIX}{token}.pdf" if token and pdf_reports_enabled(services) else None
     return render(
         "result.html",
         view=view,
-        comparison=comparison,
+        comparison=view.comparison,
         file_name=file_name,
         pdf_url=pdf_url,
     )
