@@ -98,6 +98,7 @@ def test_form_page(site: tuple[TestClient, Services]) -> None:
         assert "<h1>Xác minh văn bản điện tử</h1>" in html
         assert '<label for="tep"' in html and 'id="tep"' in html
         assert 'enctype="multipart/form-data"' in html
+        assert re.search(r"Tệp PDF tối đa \d+ MB\.", html)
     total = len(client.get("/").content)
     for url in assets(html):
         response = client.get(url)
@@ -269,6 +270,10 @@ def test_registry_record_revoked_and_superseded(site: tuple[TestClient, Services
     html = assert_page(client.get(f"/xac-minh/{old_id}"), 200)
     assert "Đang có hiệu lực" in html and "Sở Tư pháp tỉnh Demo A" in html
     assert f'name="ma" value="{old_id}"' in html
+    assert re.search(r"Tệp PDF tối đa \d+ MB\.", html)
+    # The record alone claims nothing about a file not yet compared.
+    assert "Văn bản do Sở Tư pháp tỉnh Demo A cấp qua dịch vụ này" in html
+    assert "Đây đúng là văn bản" not in html
     html = assert_page(post(client, old, ma=old_id), 200)
     assert "đúng là văn bản mà mã QR này chỉ tới" in html
     html = assert_page(post(client, other, ma=old_id), 200)

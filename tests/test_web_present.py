@@ -98,7 +98,7 @@ def test_tampered(verifier: Verifier, signed: bytes) -> None:
     assert view.state == "invalid"
     assert view.state_label == "Không hợp lệ"
     assert view.icon == "cross"
-    assert "Nội dung đã bị thay đổi sau khi ký" in view.lead
+    assert view.lead == "Không được tin vào tài liệu này: nội dung đã bị thay đổi sau khi ký."
     (sig,) = view.signatures
     assert sig.state == "invalid"
     hash_warning = next(w for w in sig.warnings if w.code == "HASH_MISMATCH")
@@ -145,7 +145,7 @@ def test_registry_states(verifier: Verifier, signed: bytes) -> None:
 
     revoked = present({**report, "registry": _registry("revoked", reason="Cấp nhầm người nhận")})
     assert revoked.state == "invalid" and revoked.signatures_state == "valid"
-    assert revoked.lead.startswith("Chữ ký số hợp lệ, nhưng")
+    assert revoked.lead.startswith("Chữ ký số hợp lệ, nhưng Sở Tư pháp tỉnh Demo A đã thu hồi")
     assert "thu hồi" in revoked.lead and "30/11/2026" in revoked.lead
     assert revoked.registry and revoked.registry.reason == "Cấp nhầm người nhận"
 

@@ -508,6 +508,9 @@ class RegistryView:
     # was appended after the agency issued it); ``matched_text`` says so in words.
     matched: str | None = None
     matched_text: str | None = None
+    # The record alone (the QR link's page, no file compared yet): what the registry says,
+    # without claiming anything about a file.
+    record_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -826,6 +829,7 @@ def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
         superseded_by_id=superseded.get("public_id"),
         signed_further_by_link=further.get("link"),
         signed_further_by_id=further.get("public_id"),
+        record_text=_record_text(status, agency_name, issued, changed),
         matched=section.get("matched"),
         matched_text=(
             "Tệp bạn có chứa văn bản này, nhưng đã được thêm nội dung sau khi cơ quan cấp: phần "
@@ -835,6 +839,21 @@ def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
             else None
         ),
     )
+
+
+def _record_text(status: str, agency: str, issued: str | None, changed: str | None) -> str:
+    """What a registry record says, with no file compared (the QR link's page)."""
+    text = f"Văn bản do {agency} cấp qua dịch vụ này" + (f" ngày {issued}" if issued else "")
+    if status == "revoked":
+        return text + ", đã bị thu hồi" + (f" ngày {changed}" if changed else "") + "."
+    if status == "superseded":
+        return (
+            text
+            + ", đã được thay thế bằng văn bản khác"
+            + (f" từ ngày {changed}" if changed else "")
+            + "."
+        )
+    return text + ", đang có hiệu lực."
 
 
 def present(report: dict[str, Any], *, expected_public_id: str | None = None) -> ResultView:
@@ -885,7 +904,7 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         lead = "Tài liệu này không có chữ ký số nào, nên không xác định được ai đã ban hành nó."
     else:
         deciding = _document_deciding(report)
-        reason = citizen_text(*deciding).text if deciding else ""
+        reason = _continued(citizen_text(*deciding).text) if deciding else ""
         if verdict == "TOTAL_FAILED":
             lead = "Không được tin vào tài liệu này: " + (reason or "chữ ký số không hợp lệ.")
         else:
@@ -898,7 +917,7 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
             lead = (
                 registry.text
                 if verdict != "TOTAL_PASSED"
-                else f"Chữ ký số hợp lệ, nhưng {registry.text[0].lower()}{registry.text[1:]}"
+                else "Chữ ký số hợp lệ, nhưng " + _clause(registry.text)
             )
         elif registry.found and verdict == "TOTAL_PASSED":
             lead = f"{lead} {registry.text}"
@@ -935,6 +954,24 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
             "unsigned_fields": report.get("unsigned_fields") or [],
         },
     )
+
+
+def _continued(sentence: str) -> str:
+    """``sentence`` continued after a colon: its first letter lower-cased unless it starts an
+    acronym or a name ("OCSP", "Sở …" stay)."""
+    if len(sentence) > 1 and sentence[0].isupper() and sentence[1].islower():
+        first = sentence.split(" ", 1)[0]
+        if first in ("Nội", "Chữ", "Chứng", "Tài", "Tệp", "Dấu", "Thời", "Không", "Có", "Sau"):
+            return sentence[0].lower() + sentence[1:]
+    return sentence
+
+
+def _clause(sentence: str) -> str:
+    """``sentence`` continued after a comma: "Văn bản …" lower-cased, a proper noun (an
+    agency's name) kept."""
+    if sentence.startswith("Văn bản"):
+        return "v" + sentence[1:]
+    return sentence
 
 
 def _document_deciding(report: dict[str, Any]) -> tuple[str, str] | None:
