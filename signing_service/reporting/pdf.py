@@ -95,7 +95,10 @@ def _registry_rows(registry: dict[str, Any]) -> list[list[Any]]:
         rows.append(["Lý do", registry.get("reason")])
     if registry.get("superseded_by_link") or registry.get("superseded_by_id"):
         rows.append(
-            ["Được thay thế bởi", registry.get("superseded_by_link") or registry["superseded_by_id"]]
+            [
+                "Được thay thế bởi",
+                registry.get("superseded_by_link") or registry["superseded_by_id"],
+            ]
         )
     if registry.get("signed_further_by_link") or registry.get("signed_further_by_id"):
         rows.append(
@@ -122,11 +125,14 @@ def _technical_rows(technical: dict[str, Any]) -> list[list[Any]]:
         ["Tổ chức cấp chứng thư", technical.get("issuer")],
         ["Số hiệu chứng thư", technical.get("serial_number")],
         ["SHA-256 của chứng thư", technical.get("certificate_sha256")],
-        ["Thuật toán", " / ".join(
-            str(x)
-            for x in (technical.get("md_algorithm"), technical.get("signature_algorithm"))
-            if x
-        )],
+        [
+            "Thuật toán",
+            " / ".join(
+                str(x)
+                for x in (technical.get("md_algorithm"), technical.get("signature_algorithm"))
+                if x
+            ),
+        ],
         ["Phạm vi được ký", technical.get("coverage")],
         ["Thời điểm kiểm tra chứng thư", technical.get("validation_time")],
     ]
@@ -182,8 +188,10 @@ def report_data(
     checked = [
         ["Tên tệp", filename],
         ["Mã băm SHA-256 của tệp", document.get("sha256")],
-        ["Dung lượng", f"{document['size']:,} byte".replace(",", ".") if document.get("size")
-         else None],
+        [
+            "Dung lượng",
+            f"{document['size']:,} byte".replace(",", ".") if document.get("size") else None,
+        ],
         ["Thời điểm xác minh", view.get("validated_at")],
         ["Hệ thống xác minh", settings.issuing_system],
         ["Số chữ ký / dấu thời gian", f"{view['signature_count']} / {view['timestamp_count']}"],
