@@ -6,16 +6,20 @@ A portal that embeds the check calls ``POST /v1/verifications`` (and the public 
 other path, the agencies' and the operator's APIs above all, never carries CORS headers, and
 no cross-origin request may send credentials or an ``Authorization`` header (only the
 CORS-safelisted request headers are allowed): a portal's page can never act with an API key.
-A request from an origin not configured gets no CORS headers (its preflight a 400 without
-them), so the browser keeps the answer from that page.
+A request from an origin not configured never reaches ``CORSMiddleware``: it gets no CORS
+header at all (Starlette would still add ``Access-Control-Expose-Headers``), and its preflight
+is answered as any ``OPTIONS`` is (405), so the browser keeps the answer from that page. The
+answers of these paths vary by ``Origin`` (``Vary: Origin``) whoever asks, so that a cache never
+serves one origin's answer to another.
 """
 
 from __future__ import annotations
 
 import re
 
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CORS_PATHS = (
     re.compile(r"^/v1/verifications$"),
@@ -32,6 +36,7 @@ class PublicCors:
 
     def __init__(self, app: ASGIApp, *, origins: list[str]) -> None:
         self.app = app
+        self.origins = frozenset(o.encode("latin-1") for o in origins)
         self.cors: ASGIApp | None = (
             CORSMiddleware(
                 app,
@@ -48,10 +53,20 @@ class PublicCors:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            self.cors is not None
-            and scope["type"] == "http"
-            and any(p.match(scope.get("path", "")) for p in CORS_PATHS)
+            self.cors is None
+            or scope["type"] != "http"
+            or not any(p.match(scope.get("path", "")) for p in CORS_PATHS)
         ):
+            await self.app(scope, receive, send)
+            return
+        origin = dict(scope.get("headers") or []).get(b"origin")
+        if origin is not None and origin in self.origins:
             await self.cors(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+
+        async def vary_on_origin(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).add_vary_header("Origin")
+            await send(message)
+
+        await self.app(scope, receive, vary_on_origin)

@@ -161,11 +161,31 @@ def _auth_errors(route: APIRoute) -> list[type[errors.ServiceError]] | None:
     return None
 
 
-def operation_errors(route: APIRoute) -> dict[int, list[str]]:
+def api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
+    """The application's API routes with their full paths, through included routers (FastAPI
+    0.165 keeps an included router as one entry of ``app.routes``)."""
+    from fastapi import routing
+
+    iterate = getattr(routing, "iter_route_contexts", None)
+    if iterate is None:
+        return [(r.path_format, r) for r in app.routes if isinstance(r, APIRoute)]
+    return [
+        (str(context.path_format), context.original_route)
+        for context in iterate(app.routes)
+        if isinstance(context.original_route, APIRoute)
+    ]
+
+
+def operation_errors(route: APIRoute, path: str | None = None) -> dict[int, list[str]]:
     """The error codes ``route`` can return, by HTTP status (sorted, unique): every
-    operation's (``INVALID_REQUEST``, ``INTERNAL_ERROR``), authentication's, the anonymous
-    lane's, and its domain groups' (:data:`PATH_GROUPS`)."""
+    operation's (``INVALID_REQUEST``, ``INTERNAL_ERROR``; with a body ``FILE_TOO_LARGE`` and
+    ``REQUEST_TIMEOUT``), authentication's, the anonymous
+    lane's, and its domain groups' (:data:`PATH_GROUPS`, by ``path``: the route's own when
+    not given)."""
     found: list[type[errors.ServiceError]] = [errors.InvalidRequest, errors.MalformedRequest]
+    if route.methods & {"POST", "PUT", "PATCH"}:
+        # Any body is bounded in size and time at the edge (api/app.py BodyLimit, edge.py).
+        found += [errors.PayloadTooLarge, errors.RequestTimeout]
     auth = _auth_errors(route)
     if auth is not None:
         found += auth
@@ -174,7 +194,7 @@ def operation_errors(route: APIRoute) -> dict[int, list[str]]:
         found.append(errors.AnonymousBusy)
     groups = _groups()
     for pattern, names in PATH_GROUPS:
-        if pattern.match(route.path_format):
+        if pattern.match(path or route.path_format):
             for name in names:
                 found += groups[name]
             break
@@ -208,10 +228,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "description": "Khóa API do đơn vị vận hành cấp: `Authorization: Bearer ssk_…`.",
     }
     error_ref = {"$ref": "#/components/schemas/ErrorBody"}
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for path, route in api_routes(app):
+        if not route.include_in_schema:
             continue
-        path_item = schema.get("paths", {}).get(route.path_format, {})
+        path_item = schema.get("paths", {}).get(path, {})
         for method in route.methods:
             operation = path_item.get(method.lower())
             if operation is None:
@@ -227,7 +247,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 if not operation["parameters"]:
                     del operation["parameters"]
             responses = operation.setdefault("responses", {})
-            for status, codes in operation_errors(route).items():
+            for status, codes in operation_errors(route, path).items():
                 entry = responses.setdefault(str(status), {})
                 entry["description"] = _describe(codes)
                 entry["content"] = {"application/json": {"schema": error_ref}}
