@@ -422,6 +422,10 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         print(f"  ! Cảnh báo{where}: {warning['message']}")
     if report.get("unsigned_fields"):
         print(f"Trường chữ ký chưa ký: {', '.join(report['unsigned_fields'])}")
+    if "registry" in report:
+        from signing_service.services.registry import registry_sentence
+
+        print(f"Sổ đăng ký: {registry_sentence(report['registry'])}")
     for sig in report["signatures"]:
         signer = sig.get("signer") or {}
         level = f", {sig['level']}" if sig.get("level") else ""

@@ -572,6 +572,32 @@ ExternalTimestampRefused = _error(
     "Dấu thời gian trong gói chữ ký CMS gửi lên không được chấp nhận (xem details.code).",
 )
 
+# The registry of issued documents (issue 11). Another agency's record answers exactly as a
+# missing one: a public id must not tell who holds it.
+RegistryRecordNotFound = _error(
+    "REGISTRY_RECORD_NOT_FOUND",
+    404,
+    "Không tìm thấy văn bản trong sổ đăng ký văn bản đã phát hành (mã tra cứu không đúng hoặc "
+    "không tồn tại).",
+)
+RegistryStatusFinal = _error(
+    "REGISTRY_STATUS_FINAL",
+    409,
+    "Văn bản đã bị thu hồi hoặc đã được thay thế; trạng thái này là cuối cùng, không thể thay "
+    "đổi nữa.",
+)
+InvalidRegistryReason = _error(
+    "INVALID_REGISTRY_REASON",
+    422,
+    "Lý do phải có từ 1 đến 500 ký tự và không chứa ký tự điều khiển.",
+)
+InvalidSupersedingDocument = _error(
+    "INVALID_SUPERSEDING_DOCUMENT",
+    422,
+    "Văn bản thay thế phải là một văn bản khác, đang có hiệu lực, do chính cơ quan của bên gọi "
+    "phát hành qua dịch vụ này.",
+)
+
 # Agencies and API clients (operator commands)
 InvalidAgency = _error(
     "INVALID_AGENCY", 422, "Mã định danh cơ quan không hợp lệ (ví dụ 000.00.12.H12)."
