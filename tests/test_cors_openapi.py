@@ -76,6 +76,17 @@ def test_a_configured_origin_may_call_the_verification_api(api: Any) -> None:
     assert refused.headers["access-control-allow-origin"] == PORTAL
 
 
+def test_the_public_registry_record_answers_a_configured_origin(api: Any) -> None:
+    answer = api.get("/v1/registry/khong-co-ma-nay", headers={"Origin": PORTAL})
+    assert answer.status_code == 404 and answer.json()["code"] == "REGISTRY_RECORD_NOT_FOUND"
+    assert answer.headers["access-control-allow-origin"] == PORTAL
+    other = api.get("/v1/registry/khong-co-ma-nay", headers={"Origin": OTHER})
+    assert "access-control-allow-origin" not in other.headers
+    # The agencies' registry API is not a CORS path.
+    agency = api.get("/v1/registered-documents/khong-co-ma-nay", headers={"Origin": PORTAL})
+    assert "access-control-allow-origin" not in agency.headers
+
+
 def test_an_origin_not_configured_gets_no_cors_headers(api: Any) -> None:
     preflight = _preflight(api, "/v1/verifications", OTHER)
     assert "access-control-allow-origin" not in preflight.headers

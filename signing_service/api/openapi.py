@@ -106,6 +106,9 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
             *keys,
         ],
         "documents": [errors.DocumentNotFound, errors.StorageUnavailable, errors.StorageIntegrity],
+        # The registry of issued documents: its own codes (REGISTRY_…, INVALID_REGISTRY_…,
+        # INVALID_SUPERSEDING_…).
+        "registry": _by_prefix("REGISTRY_", "INVALID_REGISTRY_", "INVALID_SUPERSEDING_"),
         "attachments": [
             *_by_prefix("ATTACHMENT_", "IDEMPOTENCY_", "MALWARE_", "UPLOAD_"),
             errors.InvalidIdempotencyKey,
@@ -135,6 +138,7 @@ PATH_GROUPS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"^/v1/signatures"), ("pdf_input", "signing")),
     (re.compile(r"^/v1/verifications"), ("pdf_input", "verification")),
     (re.compile(r"^/v1/documents"), ("documents",)),
+    (re.compile(r"^/v1/(registry|registered-documents)/"), ("registry",)),
     (re.compile(r"^/v1/(dossiers|attachments)"), ("attachments",)),
     (re.compile(r"^/v1/admin"), ("admin",)),
     (re.compile(r"^/v1/operator"), ("operator",)),
@@ -190,8 +194,9 @@ def operation_errors(route: APIRoute, path: str | None = None) -> dict[int, list
     if auth is not None:
         found += auth
     else:
-        # Anonymous requests share a bounded lane (api/edge.py PublicLane).
-        found.append(errors.AnonymousBusy)
+        # Anonymous requests share a bounded lane, a few at a time per client (api/edge.py
+        # PublicLane).
+        found += [errors.AnonymousBusy, errors.RateLimited]
     groups = _groups()
     for pattern, names in PATH_GROUPS:
         if pattern.match(path or route.path_format):
