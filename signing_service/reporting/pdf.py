@@ -51,6 +51,7 @@ SERIF_FONTS = ("Liberation Serif", "Libertinus Serif")
 MONO_FONTS = ("Liberation Mono", "DejaVu Sans Mono")
 
 TITLE = "BÁO CÁO KẾT QUẢ XÁC MINH CHỮ KÝ SỐ"
+MAX_FILE_NAME = 200  # characters of the uploaded file's name shown
 SEAL_REASON = "Báo cáo kết quả xác minh chữ ký số"
 # The box around the overall state: its colour repeats what the words say.
 STATE_COLOURS = {
@@ -179,10 +180,13 @@ def report_data(
     (:func:`signing_service.web.present.present`) plus what was checked (the file's name and
     SHA-256, when, by which issuing system) and the seal's note. Only strings, lists and
     dicts: the template inserts each string verbatim."""
+    from signing_service.verification.messages import display_text
     from signing_service.web.present import present
 
     view = present(report).to_dict()
     settings = services.settings
+    # The uploaded name is the caller's: control and bidi characters shown escaped, bounded.
+    filename = display_text(filename, MAX_FILE_NAME) if filename else None
     document = view.get("document") or {}
     colour, fill = STATE_COLOURS.get(view["state"], STATE_COLOURS["indeterminate"])
     checked = [
