@@ -203,6 +203,19 @@ InvalidValidationTime = _error(
     "Thời điểm xác minh không hợp lệ; dùng ISO 8601 có múi giờ, ví dụ 2025-03-16T00:00:00+07:00.",
 )
 
+# The printable verification report (issue 11, reporting/pdf.py)
+ReportNotConfigured = _error(
+    "REPORT_NOT_CONFIGURED",
+    503,
+    "Dịch vụ chưa được cấu hình con dấu cho báo cáo xác minh dạng PDF "
+    "(SIGNING_SERVICE_REPORT_SEAL_KEY); kết quả xác minh vẫn có ở dạng JSON.",
+)
+UnsupportedReportFormat = _error(
+    "UNSUPPORTED_REPORT_FORMAT",
+    406,
+    "Định dạng kết quả không được hỗ trợ; chỉ dùng json (mặc định) hoặc pdf.",
+)
+
 # Signer certificate and key checks before signing
 SignerCertExpired = _error(
     "SIGNER_CERT_EXPIRED", 422, "Chứng thư số của người ký đã hết hạn hoặc chưa có hiệu lực."

@@ -33,6 +33,7 @@ from signing_service.api import (
     signatures,
     verifications,
 )
+from signing_service.api.cors import PublicCors
 from signing_service.api.deps import WorkerThreads, error_response
 from signing_service.api.edge import (
     BodyTimeout,
@@ -41,6 +42,7 @@ from signing_service.api.edge import (
     TokenBuckets,
     parse_trusted_proxies,
 )
+from signing_service.api.openapi import mount_docs
 from signing_service.services.container import Services
 from signing_service.web import routes as web
 from signing_service.web.middleware import PageShell
@@ -134,6 +136,10 @@ def create_app(services: Services) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         responses={422: {"model": schemas.ErrorBody}},
+        # Served from the service's own assets (api/openapi.py): FastAPI's pages load theirs
+        # from a CDN, blank without internet. No ReDoc page (its bundle is not vendored).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     # One limiter for the whole app: at most settings.worker_threads blocking calls at a time.
@@ -184,6 +190,9 @@ def create_app(services: Services) -> FastAPI:
         retry_after=settings.retry_after_seconds,
         on_refused=lambda code: services.verification_counter.add(code, may_flush=False),
     )
+    # CORS for the public verification API only, for the configured origins (api/cors.py);
+    # outside the public lane so that its 429/503 answers reach the portal's page readable.
+    app.add_middleware(PublicCors, origins=settings.cors_origins)
     app.add_middleware(RequestGuard)
     # Outermost: the citizen's page gets its security headers and HTML error pages whichever
     # layer answered (the edge's limits included).
@@ -273,5 +282,7 @@ def create_app(services: Services) -> FastAPI:
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+    # /docs offline, the bearer scheme and every operation's error codes (api/openapi.py).
+    mount_docs(app)
 
     return app
