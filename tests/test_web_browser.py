@@ -268,6 +268,12 @@ def test_form_and_valid_document(
     assert not page.page.locator("details.tech").evaluate("d => d.open")
     assert page.page.get_by_role("button", name="In kết quả").is_visible()
     screenshot(page, "ket-qua-hop-le", width)
+    # The sealed PDF report, from the result, without uploading again.
+    with page.page.expect_download() as download:
+        page.page.get_by_role("link", name="Tải báo cáo PDF").click()
+    saved = Path(download.value.path())
+    assert saved.read_bytes().startswith(b"%PDF-")
+    assert download.value.suggested_filename == "bao-cao-xac-minh.pdf"
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,16 @@ def test_valid_tampered_unsigned(site: tuple[TestClient, Services]) -> None:
     assert "Sổ đăng ký văn bản của dịch vụ" in html
     assert "Đây đúng là văn bản" in html and "đang có hiệu lực" in html
 
+    # The sealed PDF report of this result, without uploading again (the dev PKI's seal).
+    link = re.search(r'href="(/xac-minh/bao-cao/[A-Za-z0-9_-]{32}\.pdf)"', html)
+    assert link and "Tải báo cáo PDF" in html
+    report = client.get(link.group(1))
+    assert report.status_code == 200, report.text[:300]
+    assert report.headers["content-type"] == "application/pdf"
+    assert report.content.startswith(b"%PDF-")
+    assert "attachment" in report.headers["content-disposition"]
+    assert report.headers["cache-control"] == "no-store"
+
     tampered = signed.replace(MARKER, b"Giay xac nhan so 99", 1)
     assert tampered != signed
     html = assert_page(post(client, tampered), 200)

@@ -131,16 +131,14 @@ def report_store(request: Request) -> ReportStore:
 
 
 def pdf_reports_enabled(services: Services) -> bool:
-    """Whether the page offers "Tải báo cáo PDF": the report module is installed and a report
-    seal is configured (``SIGNING_SERVICE_REPORT_SEAL_KEY``, or the dev PKI's service seal in
-    development). Without it the button is not shown (the route answers 503
-    ``REPORT_NOT_CONFIGURED`` if called anyway)."""
-    try:
-        from signing_service.reporting import pdf  # noqa: F401
-    except ImportError:
-        return False
+    """Whether the page offers "Tải báo cáo PDF": a report seal is configured
+    (``SIGNING_SERVICE_REPORT_SEAL_KEY``), or, outside production, the dev PKI's service seal
+    is there (:func:`signing_service.reporting.pdf.report_seal`'s own rule). Without it the
+    button is not shown; the route would answer 503 ``REPORT_NOT_CONFIGURED``."""
     settings = services.settings
-    return bool(getattr(settings, "report_seal_key", None)) or not settings.is_production
+    if settings.report_seal_key:
+        return True
+    return not settings.is_production and services.dev_pki is not None
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -235,7 +233,8 @@ async def verify_page(
         await form.close()
     view = present(report, expected_public_id=public_id)
     store = report_store(request)
-    token = store.put(json.dumps(report, ensure_ascii=False).encode())
+    kept = {"report": report, "filename": file_name}
+    token = store.put(json.dumps(kept, ensure_ascii=False).encode())
     pdf_url = f"{PDF_PREFIX}{token}.pdf" if token and pdf_reports_enabled(services) else None
     return render(
         "result.html",
@@ -277,7 +276,25 @@ async def report_pdf(
         )
     from signing_service.reporting.pdf import render_report_pdf
 
-    pdf = await in_lane(render_report_pdf, services, json.loads(kept))
+    entry = json.loads(kept)
+    try:
+        pdf = await in_lane(
+            render_report_pdf, services, entry["report"], filename=entry.get("filename")
+        )
+    except errors.ServiceError as e:
+        headers = dict(e.headers)
+        if e.status == 503:
+            headers.setdefault("Retry-After", str(services.settings.retry_after_seconds))
+        return render(
+            "error.html",
+            status=e.status,
+            headers=headers or None,
+            title="Chưa lập được báo cáo PDF",
+            message=e.message,
+            code=e.code,
+            show_form=False,
+            max_mb=_max_mb(services),
+        )
     return Response(
         pdf,
         media_type="application/pdf",
