@@ -315,3 +315,13 @@ def test_registry_record_revoked_and_superseded(site: tuple[TestClient, Services
     html = assert_page(post(client, new), 200)
     assert 'class="state-label">Không hợp lệ<' in html
     assert "đã thu hồi văn bản này" in html and "Cấp nhầm người nhận" in html
+
+
+def test_hostile_file_name_is_shown_as_text(site: tuple[TestClient, Services]) -> None:
+    client, _ = site
+    name = "<img src=x onerror=alert(1)>\u202egpj.pdf"
+    html = assert_page(post(client, make_pdf(), name), 200)
+    assert "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    # A bidirectional override is shown escaped, never reordering what follows.
+    assert "\u202e" not in html and "\\u202e" in html
