@@ -237,6 +237,7 @@ def test_not_found_pages(site: tuple[TestClient, Services]) -> None:
     ):
         html = assert_page(client.get(path), 404)
         assert "Không tìm thấy" in html or "hết hạn" in html, path
+        assert "(HTTP 404)" in html, path
         assert "<script>" not in html
     # The API keeps its JSON.
     response = client.get("/v1/khong-co")

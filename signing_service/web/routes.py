@@ -77,7 +77,9 @@ def render(
 ) -> HTMLResponse:
     """The template ``name`` rendered with ``context`` as an HTML response."""
     return HTMLResponse(
-        templates.get_template(name).render(**context), status_code=status, headers=headers
+        templates.get_template(name).render(status=status, **context),
+        status_code=status,
+        headers=headers,
     )
 
 
