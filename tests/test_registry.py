@@ -532,3 +532,17 @@ def test_reason_bound_is_characters_not_bytes(
     done = change(api, credentials, public_id, "revoke", reason=reason)
     assert done.status_code == 200, done.text
     assert done.json()["reason"] == reason.strip()
+
+
+def test_public_link_forms() -> None:
+    assert registry.public_link(None, "abc") is None
+    assert registry.public_link("", "abc") is None
+    assert (
+        registry.public_link("http://127.0.0.1:8000", "abc") == "http://127.0.0.1:8000/xac-minh/abc"
+    )
+    assert registry.public_link("https://x.gov.vn/", "abc") == "https://x.gov.vn/xac-minh/abc"
+    assert registry.public_link("https://portal.gov.vn/tra-cuu?ma=", "abc") == (
+        "https://portal.gov.vn/tra-cuu?ma=abc"
+    )
+    ids = {registry.new_public_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(registry.PUBLIC_ID.fullmatch(i) for i in ids)
