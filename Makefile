@@ -64,7 +64,9 @@ $(AXE_JS):
 
 axe: $(AXE_JS) ## install axe-core (npm, pinned) for the page's accessibility scan (cached)
 
+# Links to registered documents (and QR codes) open the local page unless set otherwise.
 run: system-deps venv ## serve the API on 127.0.0.1:8000 (dev PKI, SQLite and files under ./var)
+	SIGNING_SERVICE_PUBLIC_BASE_URL="$${SIGNING_SERVICE_PUBLIC_BASE_URL:-http://127.0.0.1:$${SIGNING_SERVICE_PORT:-8000}}" \
 	$(BIN)/signing-service serve
 
 test: system-deps venv minio axe ## run the tests (SQLite and PostgreSQL, MinIO, SoftHSM2, dev PKI, corpus, Chromium)

@@ -378,6 +378,10 @@ def cmd_sign(args: argparse.Namespace) -> int:
     print(f"Mã văn bản: {result.document.id}  SHA-256: {result.document.sha256}")
     if result.document.result_code:
         print(f"Mã kết quả: {result.document.result_code}")
+    if result.public_id:
+        print(f"Mã tra cứu trong sổ đăng ký: {result.public_id}")
+        if result.link:
+            print(f"Liên kết tra cứu: {result.link}")
     return 0
 
 

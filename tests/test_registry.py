@@ -532,3 +532,61 @@ def test_reason_bound_is_characters_not_bytes(
     done = change(api, credentials, public_id, "revoke", reason=reason)
     assert done.status_code == 200, done.text
     assert done.json()["reason"] == reason.strip()
+
+
+def test_public_link_forms() -> None:
+    assert registry.public_link(None, "abc") is None
+    assert registry.public_link("", "abc") is None
+    assert (
+        registry.public_link("http://127.0.0.1:8000", "abc") == "http://127.0.0.1:8000/xac-minh/abc"
+    )
+    assert registry.public_link("https://x.gov.vn/", "abc") == "https://x.gov.vn/xac-minh/abc"
+    assert registry.public_link("https://portal.gov.vn/tra-cuu?ma=", "abc") == (
+        "https://portal.gov.vn/tra-cuu?ma=abc"
+    )
+    ids = {registry.new_public_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(registry.PUBLIC_ID.fullmatch(i) for i in ids)
+
+
+def test_concurrent_status_changes_one_wins(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Two agencies' systems (or two retries) change the same document at once: exactly one
+    change is applied and audited, the other is REGISTRY_STATUS_FINAL (row lock on
+    PostgreSQL, the write lock on SQLite; one conditional UPDATE decides)."""
+    import threading
+
+    from signing_service import errors
+    from signing_service.store.models import Agency
+
+    public_id = sign(api, credentials, make_pdf())["registry"]["public_id"]
+    newer = sign(api, credentials, make_pdf(pages=2))["registry"]["public_id"]
+    with services.db.transaction() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == "000.00.12.H12")).one()
+        session.expunge(agency)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def attempt(kind: str) -> None:
+        barrier.wait()
+        try:
+            if kind == "revoke":
+                registry.revoke(services, agency, public_id, reason="Thu hồi", actor="t")
+            else:
+                registry.supersede(
+                    services, agency, public_id, superseded_by=newer, reason="Thay", actor="t"
+                )
+            outcomes.append("ok")
+        except errors.ServiceError as e:
+            outcomes.append(e.code)
+
+    threads = [threading.Thread(target=attempt, args=(k,)) for k in ("revoke", "supersede")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["REGISTRY_STATUS_FINAL", "ok"], outcomes
+    changes = audit_entries(services, "registry.revoked") + audit_entries(
+        services, "registry.superseded"
+    )
+    assert [e.subject for e in changes] == [public_id]
