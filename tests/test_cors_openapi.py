@@ -5,6 +5,9 @@ origins only, the OpenAPI description (bearer scheme, each operation's error cod
 from __future__ import annotations
 
 import re
+import shutil
+import threading
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,6 +22,7 @@ from signing_service.pki.dev import DevPki
 from signing_service.services.container import Services
 from tests.conftest import make_settings
 from tests.support.pdfs import make_pdf
+from tests.support.postgres import free_port
 
 PORTAL = "https://cong.example.gov.vn"
 OTHER = "https://gia-mao.example.com"
@@ -279,3 +283,109 @@ def test_docs_reference_only_the_service_own_assets(api: Any) -> None:
     assert api.get("/docs/assets/LICENSE").status_code == 200
     # FastAPI's ReDoc page loads its bundle from a CDN: not served.
     assert api.get("/redoc").status_code == 404
+
+
+# --- In a real browser (Debian's Chromium driven by Playwright) --------------------------------
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.fixture
+def live(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> Iterator[str]:
+    """The app served by uvicorn on loopback; its own ``http://localhost:<port>`` is the one
+    configured CORS origin (another origin than ``http://127.0.0.1:<port>`` for a browser)."""
+    import uvicorn
+
+    port = free_port()
+    services = Services.build(
+        make_settings(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'metadata.db'}",
+            dev_pki,
+            cors_origins=[f"http://localhost:{port}"],
+            verification_processes=0,
+        )
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        services.close()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM, reason="Debian's chromium not installed (apt-get install chromium)"
+)
+def test_docs_work_offline_and_cors_holds_in_chromium(live: str) -> None:
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    port = live.rsplit(":", 1)[1]
+    outside: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+            ],
+        )
+        try:
+            page = browser.new_page()
+
+            def only_loopback(route: Any) -> None:
+                url = route.request.url
+                if url.startswith((live + "/", f"http://localhost:{port}/")):
+                    route.continue_()
+                else:  # a CDN or any third party: recorded and refused, as offline
+                    outside.append(url)
+                    route.abort()
+
+            page.route("**/*", only_loopback)
+            page.goto(live + "/docs")
+            page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+            assert "xác minh chữ ký số" in page.inner_text(".swagger-ui .info .title")
+            assert page.locator("button.authorize").count() == 1  # the bearer scheme
+            assert outside == []
+
+            fetch = """async (url) => {
+                const form = new FormData();
+                const file = new Blob(["khong phai pdf"], {type: "application/pdf"});
+                form.append("file", file, "a.pdf");
+                try {
+                    const r = await fetch(url, {method: "POST", body: form});
+                    return {status: r.status, body: await r.json()};
+                } catch (e) { return {error: String(e)}; }
+            }"""
+            # From the configured origin (localhost) to the API: the answer is readable.
+            page.goto(f"http://localhost:{port}/docs")
+            allowed = page.evaluate(fetch, live + "/v1/verifications")
+            assert allowed.get("status") == 422, allowed
+            assert allowed["body"]["code"] == "NOT_A_PDF"
+            # From an origin not configured (127.0.0.1): the browser refuses to hand it over.
+            page.goto(live + "/docs")
+            target = f"http://localhost:{port}/v1/verifications"
+            refused = page.evaluate(fetch, target)
+            assert "error" in refused, refused
+            # The server is reachable from there (an opaque no-cors answer, not a network
+            # error): the refusal above is CORS's.
+            opaque = page.evaluate(
+                """async (url) => {
+                    const r = await fetch(url, {method: "POST", mode: "no-cors", body: "x"});
+                    return r.type;
+                }""",
+                target,
+            )
+            assert opaque == "opaque"
+        finally:
+            browser.close()

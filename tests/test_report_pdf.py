@@ -66,9 +66,13 @@ def api(services: Services) -> Iterator[Any]:
         yield client
 
 
-def _signed_by_agency(api: Any, services: Services) -> bytes:
+def _headers(services: Services) -> dict[str, str]:
     credentials = json.loads(services.settings.dev_credentials_file.read_text())
-    headers = {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+    return {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+
+
+def _signed_by_agency(api: Any, services: Services, *, revoke_with: str | None = None) -> bytes:
+    headers = _headers(services)
     answer = api.post(
         "/v1/signatures",
         headers=headers,
@@ -80,6 +84,14 @@ def _signed_by_agency(api: Any, services: Services) -> bytes:
         files={"file": ("quyet-dinh.pdf", make_pdf(), "application/pdf")},
     )
     assert answer.status_code == 201, answer.text
+    if revoke_with is not None:
+        public_id = answer.json()["registry"]["public_id"]
+        revoked = api.post(
+            f"/v1/registered-documents/{public_id}/revoke",
+            headers=headers,
+            json={"reason": revoke_with},
+        )
+        assert revoked.status_code == 200, revoked.text
     content = api.get(answer.json()["document"]["download_url"], headers=headers)
     assert content.status_code == 200
     return bytes(content.content)
@@ -168,6 +180,21 @@ def test_the_pdf_report_is_vietnamese_embedded_and_sealed_by_the_service(
     assert seal["checks"]["modifications"]["status"] == "PASSED"
     # The report itself was never issued through the registry: not an error.
     assert report["registry"] == {"found": False}
+
+
+@needs_poppler
+def test_a_revoked_document_is_reported_revoked(
+    api: Any, services: Services, tmp_path: Path
+) -> None:
+    """Validly signed, revoked in the registry: the report leads with it, with the reason the
+    agency gave (its text shown verbatim)."""
+    reason = "Bị hủy bỏ theo Quyết định số 45/QĐ-STP #emph[x]"
+    signed = _signed_by_agency(api, services, revoke_with=reason)
+    answer = _pdf_report(api, signed, params={"format": "pdf"})
+    assert answer.status_code == 200, answer.text
+    flat = re.sub(r"\s+", " ", _text(answer.content, tmp_path))
+    for expected in ("Kết quả: Không hợp lệ", "Đã bị thu hồi", reason, "đã thu hồi văn bản này"):
+        assert expected in flat, expected
 
 
 def test_accept_header_chooses_and_unknown_format_is_refused(api: Any, services: Services) -> None:

@@ -187,7 +187,7 @@ def operation_errors(route: APIRoute, path: str | None = None) -> dict[int, list
     lane's, and its domain groups' (:data:`PATH_GROUPS`, by ``path``: the route's own when
     not given)."""
     found: list[type[errors.ServiceError]] = [errors.InvalidRequest, errors.MalformedRequest]
-    if route.methods & {"POST", "PUT", "PATCH"}:
+    if (route.methods or set()) & {"POST", "PUT", "PATCH"}:
         # Any body is bounded in size and time at the edge (api/app.py BodyLimit, edge.py).
         found += [errors.PayloadTooLarge, errors.RequestTimeout]
     auth = _auth_errors(route)
@@ -237,7 +237,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         if not route.include_in_schema:
             continue
         path_item = schema.get("paths", {}).get(path, {})
-        for method in route.methods:
+        for method in route.methods or ():
             operation = path_item.get(method.lower())
             if operation is None:
                 continue

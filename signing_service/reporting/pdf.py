@@ -189,7 +189,7 @@ def report_data(
     filename = display_text(filename, MAX_FILE_NAME) if filename else None
     document = view.get("document") or {}
     colour, fill = STATE_COLOURS.get(view["state"], STATE_COLOURS["indeterminate"])
-    checked = [
+    checked: list[list[Any]] = [
         ["Tên tệp", filename],
         ["Mã băm SHA-256 của tệp", document.get("sha256")],
         [
