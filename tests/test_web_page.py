@@ -20,7 +20,7 @@ from signing_service.pki.dev import DevPki
 from signing_service.services.container import Services
 from signing_service.web.store import ReportStore
 from tests.conftest import make_settings
-from tests.support.hostile import deep_nesting
+from tests.support.hostile import deep_nesting, signed_with_bomb_update
 from tests.support.pdfs import encrypted_pdf, make_pdf
 
 PAGE_BUDGET = 60 * 1024
@@ -168,7 +168,13 @@ def test_bad_files_answered_on_the_page(
 
 
 def test_hostile_file(site: tuple[TestClient, Services]) -> None:
-    client, _ = site
+    client, services = site
+    # A signed document with a decompression bomb appended: a result, in words.
+    signed, _ = signed_pdf(client, services)
+    html = assert_page(post(client, signed_with_bomb_update(signed)), 200)
+    assert 'class="state-label">Không hợp lệ<' in html
+    assert "tệp chứa dữ liệu nén bất thường (dấu hiệu tệp được tạo ra để tấn công)" in html
+    # Nesting deep enough to overflow a naive parser.
     response = post(client, deep_nesting(100_000))
     assert response.status_code in (200, 422)
     html = assert_page(response, response.status_code)
