@@ -19,7 +19,8 @@ report holds no file content and no applicant identity.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from dataclasses import field as dc_field
 from datetime import datetime
 from typing import Any
 
@@ -467,10 +468,10 @@ class SignatureView:
     certificate_type: str | None
     valid_from: str | None
     valid_to: str | None
-    checks: list[CheckView] = field(default_factory=list)
-    good_notes: list[WarningView] = field(default_factory=list)
-    warnings: list[WarningView] = field(default_factory=list)
-    technical: dict[str, Any] = field(default_factory=dict)
+    checks: list[CheckView] = dc_field(default_factory=list)
+    good_notes: list[WarningView] = dc_field(default_factory=list)
+    warnings: list[WarningView] = dc_field(default_factory=list)
+    technical: dict[str, Any] = dc_field(default_factory=dict)
 
 
 @dataclass

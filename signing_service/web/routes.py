@@ -21,9 +21,10 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
+from fastapi import UploadFile as FastApiUpload
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import UploadFile
@@ -226,7 +227,8 @@ async def verify_page(
             return await _form_error(request, services, in_lane, missing, public_id)
         file_name = _file_name(upload)
         try:
-            data = await read_upload(upload, services.settings)
+            # Starlette's UploadFile (the form parser's); FastAPI's is the same class, annotated.
+            data = await read_upload(cast(FastApiUpload, upload), services.settings)
             report = await in_lane(_verify_for_page, services, data)
         except errors.ServiceError as e:
             return await _form_error(request, services, in_lane, e, public_id)
