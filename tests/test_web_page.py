@@ -107,6 +107,11 @@ def test_form_page(site: tuple[TestClient, Services]) -> None:
         assert response.headers["x-content-type-options"] == "nosniff"
         total += len(response.content)
     assert total <= PAGE_BUDGET, total
+    # Compressed for browsers that accept it; the API's answers are left as they are.
+    compressed = client.get("/xac-minh", headers={"Accept-Encoding": "gzip"})
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert compressed.headers["content-security-policy"]
+    assert "content-encoding" not in client.get("/openapi.json").headers
 
 
 def test_valid_tampered_unsigned(site: tuple[TestClient, Services]) -> None:

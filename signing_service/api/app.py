@@ -45,7 +45,7 @@ from signing_service.api.edge import (
 from signing_service.api.openapi import mount_docs
 from signing_service.services.container import Services
 from signing_service.web import routes as web
-from signing_service.web.middleware import PageShell
+from signing_service.web.middleware import PageCompression, PageShell
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,8 @@ def create_app(services: Services) -> FastAPI:
             status, code, message, retry_after=retry, max_mb=max_mb
         ),
     )
+    # Outside the shell, so that the shell reads error bodies uncompressed.
+    app.add_middleware(PageCompression)
 
     @app.exception_handler(errors.ServiceError)
     async def _service_error(_r: Request, exc: errors.ServiceError) -> JSONResponse:

@@ -124,3 +124,29 @@ class PageShell:
             await send({"type": "http.response.body", "body": page})
 
         await self.app(scope, receive, shell_send)
+
+
+class PageCompression:
+    """ASGI middleware: the page's answers gzip-compressed for browsers that accept it (each
+    signature adds a few KB of HTML; compressed, a result with many signatures stays within
+    the 60 KB first-load budget on a slow mobile connection). Only the page's paths: the API's
+    answers are left as they are. The sealed PDF report is not compressed (already compressed,
+    and its bytes are evidence)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+
+        self.app = app
+        self.gzip = GZipMiddleware(
+            app,
+            minimum_size=1024,
+            compresslevel=6,
+            exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/pdf"),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if is_page_path(path):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
