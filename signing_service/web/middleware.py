@@ -131,7 +131,9 @@ class PageCompression:
     signature adds a few KB of HTML; compressed, a result with many signatures stays within
     the 60 KB first-load budget on a slow mobile connection). Only the page's paths: the API's
     answers are left as they are. The sealed PDF report is not compressed (already compressed,
-    and its bytes are evidence)."""
+    and its bytes are evidence). Compression and secrets (BREACH): a page holds none an
+    attacker could probe for by reflecting input, the PDF link's token being new with each
+    answer and no session or CSRF token existing."""
 
     def __init__(self, app: ASGIApp) -> None:
         from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
