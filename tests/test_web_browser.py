@@ -337,6 +337,7 @@ def test_tampered_unsigned_revoked(
         assert_first_load(page, server)
         assert state_label(page) == label
         assert words in page.page.locator("main").inner_text()
+        assert page.page.evaluate("document.documentElement.scrollWidth") <= width
         screenshot(page, "ket-qua-" + name.removesuffix(".pdf"), width)
 
 
@@ -425,6 +426,30 @@ def test_drag_and_drop(
         page.page.get_by_role("button", name="Xác minh", exact=True).click()
     assert state_label(page) == "Hợp lệ"
     assert "keo-tha.pdf" in page.page.locator(".meta").inner_text()
+
+
+def test_keyboard(browser: Any, server: ServiceProcess, pages: list[Page]) -> None:
+    """The form by keyboard alone: the skip link first (shown when focused), then the brand,
+    the file input and the button, each with a visible focus outline."""
+    page = open_page(pages, browser, WIDTHS["mobile"])
+    page.page.goto(server.url + "/xac-minh")
+    page.page.keyboard.press("Tab")
+    skip = page.page.locator("a.skip")
+    assert skip.evaluate("e => e === document.activeElement")
+    box = skip.bounding_box()
+    assert box is not None and box["x"] >= 0
+    focused = []
+    for _ in range(3):
+        page.page.keyboard.press("Tab")
+        focused.append(
+            page.page.evaluate(
+                """() => { const e = document.activeElement;
+                   const s = getComputedStyle(e);
+                   return [e.id || e.className || e.tagName, s.outlineStyle, s.outlineWidth]; }"""
+            )
+        )
+    assert [f[0] for f in focused] == ["brand", "tep", "btn primary"], focused
+    assert all(style != "none" and width != "0px" for _, style, width in focused), focused
 
 
 def _axe(page: Page, axe_source: str) -> list[dict[str, Any]]:
