@@ -556,12 +556,12 @@ def store_signed(
             output_doc.result_code = resolve_result_code(
                 session, agency.id, DocumentCodes(dossier_code, result_code)
             )
-            # One flush for the three rows (audit.append's head query flushes them): the
-            # unit of work inserts the documents in the order added (the signed one first:
-            # the original's content_of names it), then the signature that names both.
+            # One flush for the three rows (register_signed's query for the input's
+            # registration flushes them, before it adds the registry row that names the
+            # signed document): the unit of work inserts the documents in the order added
+            # (the signed one first: the original's content_of names it), then the
+            # signature that names both.
             session.add_all((output_doc, input_doc, signature))
-            # The registry row names the signed document: register_signed's query (the
-            # input's registration) flushes the three rows before it adds its own.
             register_signed(
                 session,
                 agency_id=agency.id,
