@@ -190,6 +190,10 @@ def signing_limit(services: Services, pdf: bytes) -> int:
     limit) for a new document; ``max_document_bytes`` for one that already carries signatures
     (countersigning), so that a document the service signed is accepted back."""
     settings = services.settings
+    if len(pdf) <= settings.max_upload_bytes:
+        # Within both limits (max_document_bytes is max_upload_bytes plus headroom): the search
+        # for a signature dictionary (a scan of the whole file) is not needed to decide.
+        return settings.max_upload_bytes
     return (
         settings.max_document_bytes if repair.carries_signatures(pdf) else settings.max_upload_bytes
     )
