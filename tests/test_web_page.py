@@ -337,3 +337,27 @@ def test_hostile_file_name_is_shown_as_text(site: tuple[TestClient, Services]) -
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     # A bidirectional override is shown escaped, never reordering what follows.
     assert "\u202e" not in html and "\\u202e" in html
+
+
+def test_no_report_button_without_a_report_seal(tmp_path: Path) -> None:
+    """Production without SIGNING_SERVICE_REPORT_SEAL_KEY: the result has no "Tải báo cáo
+    PDF" (the report could not be sealed), the rest of the page works."""
+    from signing_service.settings import Settings
+
+    settings = Settings(
+        mode="production",
+        data_dir=tmp_path / "prod",
+        key_passphrase="s3cret-prod",
+        database_url=f"sqlite:///{tmp_path}/prod.db",
+        audit_key="production-audit-key-0123456789abcdef0123456789",
+        verification_processes=0,
+        public_rate_per_minute=0,
+    )
+    services = Services.build(settings)
+    try:
+        with TestClient(create_app(services), raise_server_exceptions=False) as client:
+            html = assert_page(post(client, make_pdf()), 200)
+            assert 'class="state-label">Chưa xác định được<' in html
+            assert "Tải báo cáo PDF" not in html and "/xac-minh/bao-cao/" not in html
+    finally:
+        services.close()
