@@ -8,9 +8,10 @@ BIN := $(VENV)/bin
 # Nghị định 30/2020 Appendix I), poppler (render and look at signatures), PostgreSQL
 # (the tests run on it as well as on SQLite), libmagic (content sniffing), SoftHSM2 (PKCS#11),
 # clamd (virus scanning; the tests give it their own EICAR database), a JDK and Maven (the EU DSS
-# validator the interoperability test builds from Maven Central).
+# validator the interoperability test builds from Maven Central), Chromium and its Vietnamese
+# interface strings (the citizen's page is tested in it; Playwright never downloads a browser).
 APT_PACKAGES := fonts-noto-core fonts-liberation2 poppler-utils postgresql libmagic1 softhsm2 clamav-daemon ca-certificates \
-	openjdk-17-jdk-headless maven
+	openjdk-17-jdk-headless maven chromium chromium-l10n
 
 .DEFAULT_GOAL := help
 # MinIO server for the storage tests, built from its Go module (pinned) and cached outside the
@@ -19,8 +20,14 @@ APT_PACKAGES := fonts-noto-core fonts-liberation2 poppler-utils postgresql libma
 MINIO_MODULE := github.com/minio/minio
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_BIN := $(HOME)/.cache/signing-service/minio-$(MINIO_VERSION)/minio
+# axe-core (npm, pinned) for the accessibility scan of the citizen's page, cached outside the
+# repository; the browser tests read it from SIGNING_SERVICE_AXE_JS.
+AXE_VERSION := 4.14.1
+AXE_DIR := $(HOME)/.cache/signing-service/axe-core-$(AXE_VERSION)
+AXE_JS := $(AXE_DIR)/node_modules/axe-core/axe.min.js
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: help run test lint format bench system-deps venv minio clean
+.PHONY: help run test lint format bench system-deps venv minio axe clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,11 +55,23 @@ $(MINIO_BIN):
 
 minio: $(MINIO_BIN) ## build the MinIO server used by the storage tests (cached)
 
+$(AXE_JS):
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null; }
+	@mkdir -p $(AXE_DIR)
+	npm install --prefix $(AXE_DIR) --no-audit --no-fund --ignore-scripts --silent axe-core@$(AXE_VERSION)
+
+axe: $(AXE_JS) ## install axe-core (npm, pinned) for the page's accessibility scan (cached)
+
+# Links to registered documents (and QR codes) open the local page unless set otherwise.
 run: system-deps venv ## serve the API on 127.0.0.1:8000 (dev PKI, SQLite and files under ./var)
+	SIGNING_SERVICE_PUBLIC_BASE_URL="$${SIGNING_SERVICE_PUBLIC_BASE_URL:-http://127.0.0.1:$${SIGNING_SERVICE_PORT:-8000}}" \
 	$(BIN)/signing-service serve
 
-test: system-deps venv minio ## run the tests (SQLite and PostgreSQL, MinIO, SoftHSM2, dev PKI, corpus)
+test: system-deps venv minio axe ## run the tests (SQLite and PostgreSQL, MinIO, SoftHSM2, dev PKI, corpus, Chromium)
 	SIGNING_SERVICE_TEST_REQUIRE_POSTGRES=1 SIGNING_SERVICE_TEST_REQUIRE_SOFTHSM=1 \
+	SIGNING_SERVICE_TEST_REQUIRE_BROWSER=1 SIGNING_SERVICE_AXE_JS=$(AXE_JS) \
 	SIGNING_SERVICE_TEST_REQUIRE_MINIO=1 SIGNING_SERVICE_MINIO_BIN=$(MINIO_BIN) \
 	SIGNING_SERVICE_TEST_REQUIRE_CLAMD=1 SIGNING_SERVICE_TEST_REQUIRE_JAVA=1 \
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -70,6 +89,7 @@ bench: system-deps venv minio ## measure signing, verification and storage; writ
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.verification
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.page
 	SIGNING_SERVICE_MINIO_BIN=$(MINIO_BIN) $(BIN)/python -m bench.storage
 
 clean: ## remove the environment and local data (./var)

@@ -199,6 +199,42 @@ def api_rate(
     return rate
 
 
+FLOOR_MODES = {
+    "read": "FastAPI + uvicorn (1 worker) receiving the same multipart body, nothing else",
+    "store": "the same, plus SHA-256 of the bytes, one fsync'd file (atomic rename, directory "
+    "fsync) and one SQLite row committed",
+}
+
+
+def http_floor(work: Path, mode: str, pdf: bytes, n: int) -> Rate:
+    """CPU cost of a request that does only what any signing API must (bench/floor_app.py),
+    under the server the service runs on: the floor below the API rows."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(REPO / ".venv/bin/uvicorn"),
+            "bench.floor_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        env={**os.environ, "BENCH_FLOOR_MODE": mode, "BENCH_FLOOR_DIR": str(work)},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/docs")
+        body, ctype = multipart({"profile": INVISIBLE_PROFILE, "level": "B-B"}, "bench.pdf", pdf)
+        api_rate(url, proc.pid, 20, 1, "/floor", {}, body, ctype)
+        return api_rate(url, proc.pid, n, 1, "/floor", {}, body, ctype)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def machine() -> str:
     model = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -789,6 +825,8 @@ def main() -> int:
                 results[level]["api_w2_c4"] = api_sign(url, proc.pid, count(60), 4, level)
             stop(proc)
 
+        floor = {mode: http_floor(work, mode, pdf, count(150)) for mode in FLOOR_MODES}
+
         postgres: str
         bindir = find_bindir()
         if args.no_postgres:
@@ -858,7 +896,7 @@ def main() -> int:
         svc.close()
 
         appearance = appearance_cost(pdf, our_key, count(20))
-        text, ok = report(results, latencies, lib_lat, reservations, postgres, appearance)
+        text, ok = report(results, latencies, lib_lat, reservations, postgres, appearance, floor)
         print(text)
         if not args.no_write:
             results_md = REPO / "bench/RESULTS.md"
@@ -893,6 +931,7 @@ def report(
     reservations: dict[str, tuple[int, int]],
     postgres: str,
     appearance: AppearanceCost | None = None,
+    floor: dict[str, Rate] | None = None,
 ) -> tuple[str, bool]:
     sizes = "; ".join(
         f"{level}: {size} bytes measured, bytes_reserved={reserved}"
@@ -960,6 +999,36 @@ def report(
             f"| {level} | {vs_core:.2f} | {per_core:.2f} | {wall1:.2f} | {vs_plain:.1f} | "
             f"{batch_ratio:.2f} | {reserved_gain:.2f} |"
         )
+    if floor:
+        store_ms = 1000 / floor["store"].per_core_second
+        lines += [
+            "\n## The HTTP floor (same run)\n",
+            "What any signing API must do with the request, without signing it "
+            "(bench/floor_app.py: no authentication, records or audit), under the server the "
+            "service runs on. Its CPU time is a lower bound on what the API adds to the signing "
+            "core, so core ÷ (core + floor) bounds the ratio 'API per CPU-second ÷ signing core "
+            "per CPU-second' from above.\n",
+            "| path | requests per CPU-second | CPU ms per request |",
+            "|---|---|---|",
+        ]
+        for mode, rate in floor.items():
+            lines.append(
+                f"| {FLOOR_MODES[mode]} | {rate.per_core_second:.1f} | "
+                f"{1000 / rate.per_core_second:.2f} |"
+            )
+        lines += [
+            "",
+            "| level | signing core CPU ms | highest reachable API ÷ core over the floor | "
+            "measured API ÷ core | API CPU ms above core + floor |",
+            "|---|---|---|---|---|",
+        ]
+        for level, r in results.items():
+            core_ms = 1000 / r["core_in_process"].per_core_second
+            api_ms = 1000 / max(r[k].per_core_second for k in API_ROWS)
+            lines.append(
+                f"| {level} | {core_ms:.2f} | {core_ms / (core_ms + store_ms):.2f} | "
+                f"{core_ms / api_ms:.2f} | {api_ms - core_ms - store_ms:.2f} |"
+            )
     if not postgres.startswith("skipped"):
         lines += [
             "\n## API on PostgreSQL with a durable commit (same run)\n",

@@ -378,6 +378,10 @@ def cmd_sign(args: argparse.Namespace) -> int:
     print(f"Mã văn bản: {result.document.id}  SHA-256: {result.document.sha256}")
     if result.document.result_code:
         print(f"Mã kết quả: {result.document.result_code}")
+    if result.public_id:
+        print(f"Mã tra cứu trong sổ đăng ký: {result.public_id}")
+        if result.link:
+            print(f"Liên kết tra cứu: {result.link}")
     return 0
 
 
@@ -422,6 +426,10 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         print(f"  ! Cảnh báo{where}: {warning['message']}")
     if report.get("unsigned_fields"):
         print(f"Trường chữ ký chưa ký: {', '.join(report['unsigned_fields'])}")
+    if "registry" in report:
+        from signing_service.services.registry import registry_sentence
+
+        print(f"Sổ đăng ký: {registry_sentence(report['registry'])}")
     for sig in report["signatures"]:
         signer = sig.get("signer") or {}
         level = f", {sig['level']}" if sig.get("level") else ""

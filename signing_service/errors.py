@@ -203,6 +203,19 @@ InvalidValidationTime = _error(
     "Thời điểm xác minh không hợp lệ; dùng ISO 8601 có múi giờ, ví dụ 2025-03-16T00:00:00+07:00.",
 )
 
+# The printable verification report (issue 11, reporting/pdf.py)
+ReportNotConfigured = _error(
+    "REPORT_NOT_CONFIGURED",
+    503,
+    "Dịch vụ chưa được cấu hình con dấu cho báo cáo xác minh dạng PDF "
+    "(SIGNING_SERVICE_REPORT_SEAL_KEY); kết quả xác minh vẫn có ở dạng JSON.",
+)
+UnsupportedReportFormat = _error(
+    "UNSUPPORTED_REPORT_FORMAT",
+    406,
+    "Định dạng kết quả không được hỗ trợ; chỉ dùng json (mặc định) hoặc pdf.",
+)
+
 # Signer certificate and key checks before signing
 SignerCertExpired = _error(
     "SIGNER_CERT_EXPIRED", 422, "Chứng thư số của người ký đã hết hạn hoặc chưa có hiệu lực."
@@ -557,6 +570,32 @@ ExternalTimestampRefused = _error(
     "EXTERNAL_TIMESTAMP_REFUSED",
     422,
     "Dấu thời gian trong gói chữ ký CMS gửi lên không được chấp nhận (xem details.code).",
+)
+
+# The registry of issued documents (issue 11). Another agency's record answers exactly as a
+# missing one: a public id must not tell who holds it.
+RegistryRecordNotFound = _error(
+    "REGISTRY_RECORD_NOT_FOUND",
+    404,
+    "Không tìm thấy văn bản trong sổ đăng ký văn bản đã phát hành (mã tra cứu không đúng hoặc "
+    "không tồn tại).",
+)
+RegistryStatusFinal = _error(
+    "REGISTRY_STATUS_FINAL",
+    409,
+    "Văn bản đã bị thu hồi hoặc đã được thay thế; trạng thái này là cuối cùng, không thể thay "
+    "đổi nữa.",
+)
+InvalidRegistryReason = _error(
+    "INVALID_REGISTRY_REASON",
+    422,
+    "Lý do phải có từ 1 đến 500 ký tự và không chứa ký tự điều khiển.",
+)
+InvalidSupersedingDocument = _error(
+    "INVALID_SUPERSEDING_DOCUMENT",
+    422,
+    "Văn bản thay thế phải là một văn bản khác, đang có hiệu lực, do chính cơ quan của bên gọi "
+    "phát hành qua dịch vụ này.",
 )
 
 # Agencies and API clients (operator commands)

@@ -280,6 +280,73 @@ def parse_trusted_proxies(value: Any) -> list[str]:
     return out
 
 
+# A registered key's agency code (accounts.AGENCY_CODE) and name (keys.KEY_NAME).
+REPORT_SEAL_KEY = re.compile(
+    r"^(?P<agency>[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[0-9A-Z]{3})/(?P<name>[a-z0-9][a-z0-9-]{1,62})$"
+)
+
+
+def check_report_seal_key(value: str) -> str:
+    """``SIGNING_SERVICE_REPORT_SEAL_KEY``: ``<agency code>/<key name>`` of the key registry,
+    e.g. ``000.00.00.A01/con-dau-bao-cao``. Raises ``ValueError`` (Vietnamese) otherwise."""
+    if not REPORT_SEAL_KEY.match(value.strip()):
+        raise ValueError(
+            "cần dạng <mã cơ quan>/<tên khóa> của một khóa đã đăng ký, ví dụ "
+            "000.00.00.A01/con-dau-bao-cao"
+        )
+    return value.strip()
+
+
+def parse_cors_origins(value: Any) -> list[str]:
+    """``SIGNING_SERVICE_CORS_ORIGINS``: a JSON list or comma-separated exact origins
+    (``https://cong.example.gov.vn``, ``http://127.0.0.1:3000``): scheme http(s), a host, an
+    optional port, nothing else (no path, no trailing slash, no wildcard). ``*`` is refused:
+    each portal is named (the Fetch standard's origin match is exact). Raises ``ValueError``."""
+    from urllib.parse import urlsplit
+
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(json_error_vi(e)) from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise ValueError("cần một danh sách nguồn gốc (origin) dạng https://máy-chủ[:cổng]")
+    out: list[str] = []
+    for item in value:
+        origin = str(item).strip()
+        if origin == "*":
+            raise ValueError(
+                "không chấp nhận '*': liệt kê chính xác từng nguồn gốc được phép, ví dụ "
+                "https://cong.example.gov.vn"
+            )
+        try:
+            parts = urlsplit(origin)
+            parts.port  # noqa: B018 - raises ValueError for a malformed port
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or "*" in origin
+            or parts.username is not None
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or origin != origin.lower()
+        ):
+            raise ValueError(
+                f"{origin!r} không phải nguồn gốc (origin) hợp lệ: cần đúng dạng "
+                "http(s)://máy-chủ[:cổng], chữ thường, không có đường dẫn hay dấu '/' ở cuối"
+            )
+        out.append(origin)
+    return out
+
+
 class Settings(BaseSettings):
     # No inf/nan in any number: SIGNING_SERVICE_PUBLIC_RATE_PER_MINUTE=1e999 was accepted.
     model_config = SettingsConfigDict(
@@ -298,6 +365,18 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     # The issuing system named in QR codes (Thông tư 01/2023/TT-VPCP).
     issuing_system: str = Field(default="signing-service", min_length=1, max_length=128)
+
+    # The service's own seal for the printable PDF verification reports (issue 11): a key of
+    # the key registry, as ``<agency code>/<key name>`` (the operator registers it with
+    # ``signing-service key add`` under the agency that operates the service). Unset: development
+    # seals with the dev PKI's service seal; production answers REPORT_NOT_CONFIGURED (503).
+    report_seal_key: str | None = None
+    # The TSA (a name of SIGNING_SERVICE_TSAS) whose timestamp the sealed report carries
+    # (default: the default TSA).
+    report_tsa: str | None = None
+    # Browser origins (exact scheme://host[:port]) allowed to call the public verification API
+    # from their own pages (CORS). Empty: none. "*" is refused: an operator names each portal.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # National document exchange limit: 50 MB a file. The limit of a document to sign that
     # carries no signature yet.
@@ -450,7 +529,17 @@ class Settings(BaseSettings):
             raise ValueError("giá trị rỗng (bỏ biến này đi nếu không dùng)")
         return value
 
-    @field_validator("default_tsa")
+    @field_validator("report_seal_key")
+    @classmethod
+    def _report_seal_key(cls, value: str | None) -> str | None:
+        return check_report_seal_key(value) if value is not None else None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, value: Any) -> list[str]:
+        return parse_cors_origins(value)
+
+    @field_validator("default_tsa", "report_tsa")
     @classmethod
     def _default_tsa(cls, value: str | None) -> str | None:
         if value is not None:

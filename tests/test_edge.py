@@ -33,6 +33,7 @@ def test_the_503_errors_are_the_expected_ones() -> None:
         "KEY_TOKEN_NOT_FOUND",
         "MALWARE_SCAN_UNAVAILABLE",
         "REMOTE_SIGNING_UNAVAILABLE",
+        "REPORT_NOT_CONFIGURED",
         "SIGNER_CERT_STATUS_UNKNOWN",
         "SIGNING_KEY_UNAVAILABLE",
         "STORAGE_UNAVAILABLE",

@@ -88,6 +88,44 @@ def test_concurrent_signing_on_one_session(dev_pki: tuple[DevPki, int], token: T
         assert set(pool.map(one, range(16))) == {"TOTAL_PASSED"}
 
 
+@pytest.mark.parametrize("level", [SignatureLevel.B_B, SignatureLevel.B_T])
+def test_each_certificate_embedded_once_in_the_first_reservation(
+    dev_pki: tuple[DevPki, int], token: TokenKey, level: SignatureLevel
+) -> None:
+    """pyHanko's PKCS11Signer registers the signing certificate and its CMS builder adds it
+    again: the CMS carried it twice, outgrew the reservation estimated from the key and its
+    chain, and every HSM signature was made twice (the retry in a larger reservation). Our
+    signer embeds the certificate once, and the first reservation holds the CMS."""
+    from io import BytesIO
+
+    from asn1crypto import cms
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    from signing_service.signing.engine import estimate_signature_size
+    from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
+
+    pki, _ = dev_pki
+    key = open_reference(
+        token.module,
+        Pkcs11Reference.parse(f"pkcs11:token={token.token};object={token.key_label}"),
+        token.pin_file.read_text().strip(),
+        pki.cert("agency-a-hsm"),
+        (pki.cert("interm"),),
+    )
+    tsa = PooledHTTPTimeStamper(pki.tsa_url) if level is SignatureLevel.B_T else None
+    for text in ("first", "second"):  # the second one takes the fast CMS path
+        signed = run_sync(
+            async_sign_pdf(make_pdf(text=text), key, SignOptions(level=level), timestamper=tsa)
+        )
+        embedded = PdfFileReader(BytesIO(signed)).embedded_signatures[0]
+        ders = [c.chosen.dump() for c in embedded.signed_data["certificates"]]
+        assert len(ders) == len(set(ders)) == 2  # the signer's and the intermediate
+        tst = run_sync(token_size(tsa, "sha256")) if tsa is not None else None
+        expected = estimate_signature_size(key.signing_cert, key.chain, "sha256", tst)
+        assert len(embedded.pkcs7_content) == expected  # not the retry's larger reservation
+        assert len(cms.ContentInfo.load(embedded.pkcs7_content, strict=False).dump()) < expected
+
+
 @pytest.mark.parametrize(
     ("change", "code"),
     [

@@ -115,16 +115,17 @@ def test_qr_carries_the_codes_and_links_to_the_document(
         "ten_van_ban": "Quyết định cấp giấy phép xây dựng",
         "he_thong": "signing-service",
         "thoi_gian": content["thoi_gian"],
-        "lien_ket": BASE + body["document"]["id"],
+        "lien_ket": BASE + "xac-minh/" + body["registry"]["public_id"],
     }
     # The time of issue is the signature's claimed signing time, in Vietnam time.
     assert datetime.fromisoformat(content["thoi_gian"]) == datetime.fromisoformat(body["signed_at"])
     assert content["thoi_gian"].endswith("+07:00")
-    # The link's id is the signed document's: the service serves it.
-    assert (
-        api.get(f"/v1/documents/{body['document']['id']}", headers=auth(credentials)).json()["kind"]
-        == "signed"
-    )
+    # The link names the signed document's record in the registry of issued documents: the
+    # service serves it (issue 11), with the codes and the same time of issue.
+    assert body["registry"]["link"] == content["lien_ket"]
+    record = api.get(f"/v1/registry/{body['registry']['public_id']}").json()
+    assert (record["dossier_code"], record["status"]) == (DOSSIER, "in_force")
+    assert record["issued_at"] == body["signed_at"]
     # Top left of page 1 (A4), inside the page's margins: 5 mm from the edges, 18-25 mm wide.
     mm = DPI / 25.4
     xs = [p.x for p in (code.position.top_left, code.position.bottom_right)]
@@ -303,7 +304,8 @@ def test_two_step_qr_links_to_the_document_stored_at_step_2(
     )
     signed = _signed(api, credentials, done)
     content = json.loads(_decode(signed, tmp_path)[0].text)
-    assert content["lien_ket"] == BASE + done.json()["document"]["id"]
+    assert content["lien_ket"] == BASE + "xac-minh/" + done.json()["registry"]["public_id"]
+    assert api.get(f"/v1/registry/{done.json()['registry']['public_id']}").status_code == 200
     assert content["ma_thu_tuc"] == "2.002154.000.00.12.H12"
     assert content["ma_ho_so"] == DOSSIER
     assert datetime.fromisoformat(content["thoi_gian"]) == datetime.fromisoformat(

@@ -42,6 +42,15 @@ PARSE_ERRORS: dict[str, list[str]] = {
     "max_upload_bytes": ["0", "nhieu"],
     "signing_headroom_bytes": ["-1", "nhieu"],
     "issuing_system": [""],
+    "report_seal_key": ["con-dau-bao-cao", "000.00.12.H12/Khoa Sai", "000.00.12.H12/"],
+    "report_tsa": ["Tên Sai"],
+    "cors_origins": [
+        "*",
+        "https://cong.example.gov.vn/",
+        "https://*.example.gov.vn",
+        "ftp://cong.example.gov.vn",
+        '["https://cong.example.gov.vn"',
+    ],
     "external_session_seconds": ["0", "-1"],
     "max_batch_documents": ["0"],
     "max_batch_bytes": ["0"],
@@ -148,10 +157,15 @@ def test_good_values_still_parse(monkeypatch: pytest.MonkeyPatch) -> None:
         "ATTACHMENT_MEDIA_TYPES": '["application/pdf", "image/png"]',
         "PUBLIC_RATE_PER_MINUTE": "0.5",
         "CRASH_AT": "committed",
+        "REPORT_SEAL_KEY": "000.00.00.A01/con-dau-bao-cao",
+        "CORS_ORIGINS": "https://cong.example.gov.vn, http://127.0.0.1:3000",
     }.items():
         monkeypatch.setenv(f"SIGNING_SERVICE_{name}", value)
     settings = Settings()
     assert settings.port == 8443 and settings.public_rate_per_minute == 0.5
+    assert settings.cors_origins == ["https://cong.example.gov.vn", "http://127.0.0.1:3000"]
+    monkeypatch.setenv("SIGNING_SERVICE_CORS_ORIGINS", '["https://cong.example.gov.vn"]')
+    assert Settings().cors_origins == ["https://cong.example.gov.vn"]
     monkeypatch.setenv("SIGNING_SERVICE_DATABASE_URL", "sqlite:////var/lib/signing/metadata.db")
     monkeypatch.setenv("SIGNING_SERVICE_STORAGE_URL", "file:///var/lib/signing/objects")
     monkeypatch.setenv("SIGNING_SERVICE_CLAMD_ADDRESS", "/run/clamav/clamd.ctl")
@@ -202,6 +216,7 @@ LATE_ERRORS = [
     ("trust_anchors_file", "{tmp}/khong-co.json", "không có tệp"),
     ("audit_key_file", "{tmp}/khong-co.key", "không có tệp"),
     ("default_tsa", "khong-co", "SIGNING_SERVICE_TSAS"),
+    ("report_tsa", "khong-co", "SIGNING_SERVICE_TSAS"),
     # Directories that cannot be created ({file} is a regular file): an OSError traceback before.
     ("data_dir", "{file}/var", "không tạo được thư mục"),
     ("upload_tmp_dir", "{file}/tmp", "không tạo được thư mục"),

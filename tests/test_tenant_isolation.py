@@ -39,7 +39,13 @@ B_PROVIDER_PIN = "135790"
 B_TOKEN_ENV = "CSC_TEST_SERVICE_TOKEN_B"
 DIGEST_INFO_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
 # Routes that hold no agency's data (health, public verification).
-PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/v1/verifications")}
+PUBLIC_ROUTES = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/v1/verifications"),
+    # The registry's public record: anyone holding the link sees its public metadata.
+    ("GET", "/v1/registry/{public_id}"),
+}
 # The platform operator's API (no agency's key may use it).
 OPERATOR_PREFIX = "/v1/operator"
 
@@ -115,6 +121,7 @@ class Tenant:
     dossier_code: str = ""
     fingerprints: list[str] = field(default_factory=list)
     image: str = ""  # an appearance image (seal) the agency uploaded
+    registered: list[str] = field(default_factory=list)  # registry public ids of its documents
 
 
 def _client(credentials: dict[str, Any], t: Tenant) -> dict[str, str]:
@@ -223,6 +230,7 @@ def _setup(
             )
             assert signed.status_code == 201, (kind, signed.text)
             t.documents += [signed.json()["document"]["id"], signed.json()["input_document"]["id"]]
+            t.registered.append(signed.json()["registry"]["public_id"])
         started = api.post(
             "/v1/signatures/external",
             headers=client,
@@ -236,6 +244,7 @@ def _setup(
         )
         assert done.status_code == 201, done.text
         t.documents.append(done.json()["document"]["id"])
+        t.registered.append(done.json()["registry"]["public_id"])
         pending = api.post(
             "/v1/signatures/external",
             headers=client,
@@ -437,6 +446,35 @@ def _attempts(x: Tenant, y: Tenant, unregistered_cert: bytes) -> list[Attempt]:
         },
         admin=True,
     )
+    # The registry of issued documents: Y's records cannot be read or changed, nor named as
+    # the document that supersedes one of X's.
+    missing_public_id = "a" * 26
+    registered = "/v1/registered-documents/{public_id}"
+    for public_id in y.registered:
+        for method, suffix, body in (
+            ("GET", "", None),
+            ("POST", "/revoke", {"reason": "Chiếm quyền"}),
+            ("POST", "/supersede", {"superseded_by": x.registered[0], "reason": "Chiếm quyền"}),
+        ):
+            extra = {"json": body} if body is not None else {}
+            add(
+                (method, registered + suffix),
+                f"{method} Y's registered document{suffix}",
+                {"url": f"/v1/registered-documents/{public_id}{suffix}", **extra},
+                {"url": f"/v1/registered-documents/{missing_public_id}{suffix}", **extra},
+            )
+        add(
+            ("POST", registered + "/supersede"),
+            "X's document superseded by Y's",
+            {
+                "url": f"/v1/registered-documents/{x.registered[0]}/supersede",
+                "json": {"superseded_by": public_id, "reason": "Chiếm quyền"},
+            },
+            {
+                "url": f"/v1/registered-documents/{x.registered[0]}/supersede",
+                "json": {"superseded_by": missing_public_id, "reason": "Chiếm quyền"},
+            },
+        )
     attachments = "/v1/dossiers/{dossier_code}/attachments"
     add(
         ("POST", attachments),
@@ -531,6 +569,10 @@ def test_cross_agency_matrix(
         before.objects,
     )
     assert not problems, "\n".join(problems)
+    # Every registered document is still in force: no status change went through.
+    for t in (a, b):
+        for public_id in t.registered:
+            assert api.get(f"/v1/registry/{public_id}").json()["status"] == "in_force"
     # Y's resources are untouched: each agency still signs with each of its profiles.
     for t in (a, b):
         for kind in ("file", "pkcs11", "csc"):

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signing_service import errors
@@ -27,10 +28,12 @@ from signing_service.api import (
     documents,
     health,
     operator,
+    registry,
     schemas,
     signatures,
     verifications,
 )
+from signing_service.api.cors import PublicCors
 from signing_service.api.deps import WorkerThreads, error_response
 from signing_service.api.edge import (
     BodyTimeout,
@@ -39,7 +42,10 @@ from signing_service.api.edge import (
     TokenBuckets,
     parse_trusted_proxies,
 )
+from signing_service.api.openapi import mount_docs
 from signing_service.services.container import Services
+from signing_service.web import routes as web
+from signing_service.web.middleware import PageCompression, PageShell
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,9 @@ HTTP_CODES = {
 
 ATTACHMENT_UPLOAD = re.compile(r"^/v1/dossiers/[^/]+/attachments$")
 VERIFICATIONS_PATH = "/v1/verifications"
+# The page's uploads and PDF reports cost what an API verification costs: same buckets.
+PAGE_VERIFY_PATH = web.FORM_PATH
+PAGE_REPORT_PREFIX = web.PDF_PREFIX
 OPERATOR_API_KEYS = "/v1/operator/api-keys"
 
 
@@ -127,6 +136,10 @@ def create_app(services: Services) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         responses={422: {"model": schemas.ErrorBody}},
+        # Served from the service's own assets (api/openapi.py): FastAPI's pages load theirs
+        # from a CDN, blank without internet. No ReDoc page (its bundle is not vendored).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     # One limiter for the whole app: at most settings.worker_threads blocking calls at a time.
@@ -162,7 +175,11 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(
         PublicLane,
         rate_limited=lambda scope: (
-            scope.get("method") == "POST" and scope.get("path") == VERIFICATIONS_PATH
+            (
+                scope.get("method") == "POST"
+                and scope.get("path") in (VERIFICATIONS_PATH, PAGE_VERIFY_PATH)
+            )
+            or str(scope.get("path", "")).startswith(PAGE_REPORT_PREFIX)
         ),
         buckets=TokenBuckets(settings.public_rate_per_minute, settings.public_rate_burst)
         if settings.public_rate_per_minute > 0
@@ -173,7 +190,21 @@ def create_app(services: Services) -> FastAPI:
         retry_after=settings.retry_after_seconds,
         on_refused=lambda code: services.verification_counter.add(code, may_flush=False),
     )
+    # CORS for the public verification API only, for the configured origins (api/cors.py);
+    # outside the public lane so that its 429/503 answers reach the portal's page readable.
+    app.add_middleware(PublicCors, origins=settings.cors_origins)
     app.add_middleware(RequestGuard)
+    # Outermost: the citizen's page gets its security headers and HTML error pages whichever
+    # layer answered (the edge's limits included).
+    max_mb = settings.max_document_bytes // (1024 * 1024)
+    app.add_middleware(
+        PageShell,
+        render_error=lambda status, code, message, retry: web.render_error(
+            status, code, message, retry_after=retry, max_mb=max_mb
+        ),
+    )
+    # Outside the shell, so that the shell reads error bodies uncompressed.
+    app.add_middleware(PageCompression)
 
     @app.exception_handler(errors.ServiceError)
     async def _service_error(_r: Request, exc: errors.ServiceError) -> JSONResponse:
@@ -246,9 +277,14 @@ def create_app(services: Services) -> FastAPI:
         admin.router,
         documents.router,
         verifications.router,
+        registry.router,
         attachments.router,
         operator.router,
+        web.router,
     ):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+    # /docs offline, the bearer scheme and every operation's error codes (api/openapi.py).
+    mount_docs(app)
 
     return app

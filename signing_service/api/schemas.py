@@ -47,6 +47,19 @@ class DocumentOut(BaseModel):
     download_url: str
 
 
+class RegistryRefOut(BaseModel):
+    """Where the signed document is registered (sổ đăng ký văn bản đã phát hành)."""
+
+    public_id: str = Field(
+        description="mã tra cứu công khai của văn bản trong sổ đăng ký (26 ký tự a-z, 2-7)",
+        examples=["k5q3w2xv7m4hzp6r2tyc3n5dqa"],
+    )
+    link: str | None = Field(
+        description="liên kết tra cứu công khai ({SIGNING_SERVICE_PUBLIC_BASE_URL}/xac-minh/"
+        "{public_id}); null khi chưa cấu hình địa chỉ công khai"
+    )
+
+
 class SignatureOut(BaseModel):
     signature_id: str
     level: str = Field(examples=["B-T"])
@@ -63,6 +76,7 @@ class SignatureOut(BaseModel):
             "not an incremental update of the upload."
         ),
     )
+    registry: RegistryRefOut | None = None
 
 
 class CheckOut(BaseModel):
@@ -147,6 +161,12 @@ class VerificationReport(BaseModel):
         description="findings a reader must see even when every signature passes"
     )
     problems: list[dict[str, Any]]
+    registry: dict[str, Any] = Field(
+        description="the registry of issued documents: the public record of the registered "
+        "document whose hash is the file's (matched: file) or one of its signed revisions' "
+        '(matched: revision), or {"found": false}: not issued through this service '
+        "(README, Sổ đăng ký văn bản đã phát hành)"
+    )
 
 
 class BatchItemOut(BaseModel):
@@ -158,6 +178,7 @@ class BatchItemOut(BaseModel):
     repaired: bool | None = Field(
         default=None, description="signed documents: rebuilt with qpdf before signing"
     )
+    registry: RegistryRefOut | None = None
     error: ErrorBody | None = None
 
 
@@ -330,3 +351,77 @@ class ApiKeyRotateIn(BaseModel):
         allow_inf_nan=False,
         description="how long the old key keeps working (0: it stops at once)",
     )
+
+
+# The registry of issued documents (api/registry.py).
+
+
+class LinkedRecordOut(BaseModel):
+    public_id: str
+    link: str | None
+
+
+class AgencyOut(BaseModel):
+    code: str
+    name: str
+
+
+class PublicRecordOut(BaseModel):
+    """A registered document's public metadata: never its content, file name or applicant."""
+
+    found: bool = True
+    public_id: str
+    link: str | None
+    agency: AgencyOut
+    kind: str | None = Field(description="person | seal | copy | annex | digitised | none | null")
+    dossier_code: str | None
+    result_code: str | None
+    document_number: str | None = Field(description="số, ký hiệu (phụ lục: của văn bản chính)")
+    issued_at: str = Field(description="thời điểm ký (+07:00)")
+    status: str = Field(description="in_force | revoked | superseded")
+    status_changed_at: str | None
+    reason: str | None
+    superseded_by: LinkedRecordOut | None
+    signed_further_by: LinkedRecordOut | None = Field(
+        description="phiên bản được ký tiếp từ văn bản này (ví dụ: đóng dấu sau khi lãnh đạo ký)"
+    )
+
+
+class AgencyLinkedRecordOut(LinkedRecordOut):
+    document_id: str
+
+
+class AgencyRecordOut(PublicRecordOut):
+    """The issuing agency's view: the public record plus the document's id and hash."""
+
+    document_id: str
+    sha256: Sha256Hex
+    registered_at: str
+    superseded_by: AgencyLinkedRecordOut | None  # type: ignore[assignment]
+    signed_further_by: AgencyLinkedRecordOut | None  # type: ignore[assignment]
+    signs_further: AgencyLinkedRecordOut | None = Field(
+        description="phiên bản mà văn bản này được ký tiếp từ đó"
+    )
+
+
+RegistryReason = Annotated[
+    str,
+    Field(
+        description="lý do (tiếng Việt, 1-500 ký tự)",
+        examples=["Quyết định bị hủy bỏ theo Quyết định số 45/QĐ-STP"],
+    ),
+]
+
+
+class RevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: RegistryReason
+
+
+class SupersedeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    superseded_by: str = Field(
+        description="mã tra cứu (public_id) của văn bản thay thế, do cùng cơ quan phát hành",
+        max_length=64,
+    )
+    reason: RegistryReason

@@ -194,7 +194,14 @@ def _signature_out(result: SignResult) -> schemas.SignatureOut:
         document=document_out(result.document),
         input_document=document_out(result.input_document),
         repaired=result.repaired,
+        registry=_registry_ref(result),
     )
+
+
+def _registry_ref(result: SignResult) -> schemas.RegistryRefOut | None:
+    if result.public_id is None:
+        return None
+    return schemas.RegistryRefOut(public_id=result.public_id, link=result.link)
 
 
 @router.post(
@@ -485,6 +492,7 @@ async def create_batch(
                     signature_id=item.signature_id,
                     document=document_out(item.document),
                     repaired=item.repaired,
+                    registry=_registry_ref(item),
                 )
             )
     signed = sum(1 for item in out if item.status == "signed")

@@ -63,6 +63,9 @@ KEYS: dict[str, str] = {
     # Agency B's second seal, never registered by the bootstrap: what `key add --pkcs12` can be
     # tried with in development (every other usable p12 is already registered).
     "spare-seal": "rsa2048",
+    # The service's own seal (issue 11): development seals its PDF verification reports with
+    # it when SIGNING_SERVICE_REPORT_SEAL_KEY is unset. Never registered for an agency.
+    "service-seal": "rsa2048",
 }
 # Certificates exported as PKCS#12 (key + certificate + chain) for signing.
 SIGNERS = (
@@ -74,7 +77,10 @@ SIGNERS = (
     "wrong-usage",
     "weak-key",
     "spare-seal",
+    "service-seal",
 )
+# The certificate development seals its verification reports with (reporting/pdf.py).
+SERVICE_SEAL = "service-seal"
 TSA_LABEL = "tsa"
 
 
@@ -441,4 +447,13 @@ class DevPkiServer:
         self._server.server_close()
 
 
-__all__ = ["ARCH", "SIGNERS", "DevPki", "DevPkiServer", "KeyLabel", "ServiceLabel", "init_dev_pki"]
+__all__ = [
+    "ARCH",
+    "SERVICE_SEAL",
+    "SIGNERS",
+    "DevPki",
+    "DevPkiServer",
+    "KeyLabel",
+    "ServiceLabel",
+    "init_dev_pki",
+]

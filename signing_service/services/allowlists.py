@@ -96,3 +96,8 @@ def check(services: Services) -> None:
         raise errors.ConfigurationError(
             f"SIGNING_SERVICE_DEFAULT_TSA={chosen!r} không có trong SIGNING_SERVICE_TSAS."
         )
+    report_tsa = services.settings.report_tsa
+    if report_tsa is not None and report_tsa not in tsas(services):
+        raise errors.ConfigurationError(
+            f"SIGNING_SERVICE_REPORT_TSA={report_tsa!r} không có trong SIGNING_SERVICE_TSAS."
+        )

@@ -33,9 +33,11 @@ from signing_service.services.documents import (
     check_result_code_available,
 )
 from signing_service.services.keys import officer_for, officer_still_registered
+from signing_service.services.registry import new_public_id
 from signing_service.services.signing import (
     TIMESTAMP_ERRORS,
     QrRequest,
+    Registration,
     SignResult,
     _level,
     _options,
@@ -142,9 +144,11 @@ def start_external(
     # reports it as the signature's signed_at (README, two-step signing).
     now = signing_moment()
     document_id = new_id()
+    # The registry id, chosen now: the QR code drawn at this step links to its record.
+    public_id = new_public_id()
     options = _options(profile, chosen, field_name, services=services)
     if qr is not None:
-        content = qr_content(services, qr, codes, filename, now, document_id)
+        content = qr_content(services, qr, codes, filename, now, public_id)
         options = replace(options, qr=content)
     try:
         prepared = run_sync(
@@ -193,6 +197,8 @@ def start_external(
         dossier_code=codes.dossier_code,
         result_code=codes.result_code,
         document_id=document_id,
+        public_id=public_id,
+        registration=Registration.of(options).to_dict(),
         created_at=now,
         expires_at=expires,
     )
@@ -412,6 +418,8 @@ def complete_external(
         dossier_code=row.dossier_code,
         result_code=row.result_code,
         output_id=row.document_id,
+        public_id=row.public_id,
+        registration=Registration.from_dict(row.registration),
         actor=actor,
         in_transaction=mark_completed,
         signed_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import requests
 from asn1crypto import x509
@@ -41,6 +42,7 @@ from signing_service.services.documents import (
     resolve_result_code,
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
+from signing_service.services.registry import new_public_id, public_link, register_signed
 from signing_service.signing import repair
 from signing_service.signing.appearance import vietnam_time
 from signing_service.signing.certcheck import SignerCheckFailure
@@ -102,6 +104,10 @@ class SignResult:
     # The input was rebuilt (qpdf) before signing: the signed document is not an incremental
     # update of the upload (signing/repair.py).
     repaired: bool = False
+    # The signed document's record in the registry of issued documents (services/registry.py)
+    # and its public link (None without SIGNING_SERVICE_PUBLIC_BASE_URL).
+    public_id: str | None = None
+    link: str | None = None
 
 
 def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
@@ -184,6 +190,10 @@ def signing_limit(services: Services, pdf: bytes) -> int:
     limit) for a new document; ``max_document_bytes`` for one that already carries signatures
     (countersigning), so that a document the service signed is accepted back."""
     settings = services.settings
+    if len(pdf) <= settings.max_upload_bytes:
+        # Within both limits (max_document_bytes is max_upload_bytes plus headroom): the search
+        # for a signature dictionary (a scan of the whole file) is not needed to decide.
+        return settings.max_upload_bytes
     return (
         settings.max_document_bytes if repair.carries_signatures(pdf) else settings.max_upload_bytes
     )
@@ -279,12 +289,14 @@ async def _check_and_sign(
     appearance: AppearanceRequest | None = None,
     now: datetime | None = None,
     qr: QrContent | None = None,
-) -> tuple[bytes, bool]:
-    """The signed document and whether the input had to be repaired first."""
+) -> tuple[bytes, bool, Registration]:
+    """The signed document, whether the input had to be repaired first, and what the
+    registry records of its appearance."""
     await check_signer(services, key.signing_cert, key.chain)
     options = replace(
         _options(profile, level, field_name, services=services, appearance=appearance), qr=qr
     )
+    registration = Registration.of(options)
     timestamper = None
     if level.needs_timestamp:
         timestamper = checked_timestamper(services, tsa_url_of(services, profile))
@@ -296,9 +308,13 @@ async def _check_and_sign(
         vc = functools.partial(services.trust.validation_context, other_certs=key.chain)
     try:
         try:
-            return await async_sign_pdf(
-                pdf, key, options, validation_context=vc, timestamper=timestamper, now=now
-            ), False
+            return (
+                await async_sign_pdf(
+                    pdf, key, options, validation_context=vc, timestamper=timestamper, now=now
+                ),
+                False,
+                registration,
+            )
         except PdfInputError as e:
             if e.reason != "unreadable":
                 raise
@@ -307,9 +323,13 @@ async def _check_and_sign(
         # signed one is refused instead (signing/repair.py). A document that reads but is
         # malformed (a number where a dictionary belongs) is not "repaired": MALFORMED_PDF.
         rebuilt = await asyncio.to_thread(repair_input, pdf)
-        return await async_sign_pdf(
-            rebuilt, key, options, validation_context=vc, timestamper=timestamper, now=now
-        ), True
+        return (
+            await async_sign_pdf(
+                rebuilt, key, options, validation_context=vc, timestamper=timestamper, now=now
+            ),
+            True,
+            registration,
+        )
     except PdfInputError as e:
         raise pdf_input_error(e) from None
     except QrOnSignedDocument:
@@ -402,12 +422,12 @@ def _sign_one(
     check_result_code_available(services, agency.id, codes)
     # One claimed signing time for the stamp, /M, the QR code and the answer's signed_at.
     moment = signing_moment()
-    # The signed document's id is chosen now: the QR code's link names it.
-    output_id = new_id()
+    # The signed document's registry id is chosen now: the QR code's link names it.
+    public_id = new_public_id()
     content = (
-        qr_content(services, qr, codes, filename, moment, output_id) if qr is not None else None
+        qr_content(services, qr, codes, filename, moment, public_id) if qr is not None else None
     )
-    signed, repaired = run_sync(
+    signed, repaired, registration = run_sync(
         _check_and_sign(
             services,
             key,
@@ -433,8 +453,9 @@ def _sign_one(
         result_code=codes.result_code,
         actor=actor,
         signed_at=moment,
-        output_id=output_id,
         repaired=repaired,
+        public_id=public_id,
+        registration=registration,
     )
 
 
@@ -455,6 +476,8 @@ def store_signed(
     result_code: str | None = None,
     output_id: str | None = None,
     repaired: bool = False,
+    public_id: str | None = None,
+    registration: Registration | None = None,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
 
@@ -467,10 +490,17 @@ def store_signed(
     at step 1, the time on the stamp and in /M). ``result_code``: a checked result code or
     ``auto``, resolved in the transaction (:func:`resolve_result_code`) and kept on the signed
     document only (the original is the unsigned draft). ``output_id``: the signed document's
-    id when it was chosen before signing (a QR code links to it).
+    id when it was chosen before signing.
+
+    The signed document is registered in the registry of issued documents in the same
+    transaction (services/registry.py): under ``public_id`` when it was chosen before signing
+    (a QR code links to its record), else a fresh one; ``registration``: the appearance kind
+    and document number it records.
     """
     check_signed_size(services, signed)
     now = datetime.now(UTC)
+    public_id = public_id or new_public_id()
+    registration = registration or Registration()
     input_id, output_id = new_id(), output_id or new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
 
@@ -530,10 +560,22 @@ def store_signed(
             output_doc.result_code = resolve_result_code(
                 session, agency.id, DocumentCodes(dossier_code, result_code)
             )
-            # One flush for the three rows (audit.append's head query flushes them): the
-            # unit of work inserts the documents in the order added (the signed one first:
-            # the original's content_of names it), then the signature that names both.
+            # One flush for the three rows (register_signed's query for the input's
+            # registration flushes them, before it adds the registry row that names the
+            # signed document): the unit of work inserts the documents in the order added
+            # (the signed one first: the original's content_of names it), then the
+            # signature that names both.
             session.add_all((output_doc, input_doc, signature))
+            register_signed(
+                session,
+                agency_id=agency.id,
+                document=output_doc,
+                public_id=public_id,
+                signed_at=signed_at or now,
+                input_sha256=input_doc.sha256,
+                kind=registration.kind,
+                document_number=registration.document_number,
+            )
             if in_transaction is not None:
                 in_transaction(session, signature.id)
             audit.append(
@@ -552,6 +594,7 @@ def store_signed(
                     "dossier_code": dossier_code,
                     "result_code": output_doc.result_code,
                     "repaired": repaired,
+                    "public_id": public_id,
                 },
             )
     except BaseException as e:
@@ -572,7 +615,38 @@ def store_signed(
         document=DocumentView.of(output_doc),
         input_document=DocumentView.of(input_doc),
         repaired=repaired,
+        public_id=public_id,
+        link=public_link(services.settings.public_base_url, public_id),
     )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the registry of issued documents records of a signature's appearance: its kind
+    (person, seal, copy, annex, digitised; ``none`` when invisible; ``None`` for a legacy
+    stamp without kind) and the document number (số, ký hiệu) it prints, if any."""
+
+    kind: str | None = None
+    document_number: str | None = None
+
+    @classmethod
+    def of(cls, options: SignOptions) -> Registration:
+        from signing_service.signing.appearance import KindAppearance
+
+        appearance = options.appearance
+        if appearance is None:
+            return cls("none")
+        if isinstance(appearance, KindAppearance):
+            return cls(appearance.kind, appearance.document_number)
+        return cls()
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "document_number": self.document_number}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Registration:
+        data = data or {}
+        return cls(data.get("kind"), data.get("document_number"))
 
 
 @dataclass(frozen=True)
@@ -601,10 +675,13 @@ def check_qr_request(
     )
 
 
-def verification_link(base_url: str, document_id: str) -> str:
-    """``SIGNING_SERVICE_PUBLIC_BASE_URL`` followed by the document's id (a ``/`` between
-    them unless the base ends with ``/`` or ``=``, as a query parameter's would)."""
-    return base_url + document_id if base_url.endswith(("/", "=")) else f"{base_url}/{document_id}"
+def verification_link(base_url: str, public_id: str) -> str:
+    """The link to the document's record in the registry of issued documents:
+    ``SIGNING_SERVICE_PUBLIC_BASE_URL`` followed by ``/xac-minh/{public_id}`` (the public
+    page), or by the id alone when the base ends with ``=`` (a portal's query parameter)."""
+    link = public_link(base_url, public_id)
+    assert link is not None
+    return link
 
 
 def qr_content(
@@ -613,11 +690,12 @@ def qr_content(
     codes: DocumentCodes,
     filename: str | None,
     moment: datetime,
-    document_id: str,
+    public_id: str,
 ) -> QrContent:
     """What a signed document's QR code carries (Thông tư 01/2023/TT-VPCP): the dossier code,
     the procedure code, the document's name, the issuing system, the time of issue (the
-    claimed signing time, +07:00) and the verification link to ``document_id``."""
+    claimed signing time, +07:00) and the verification link to the document's registry
+    record ``public_id`` (:func:`verification_link`)."""
     base = services.settings.public_base_url
     if not base:
         raise errors.QrLinkNotConfigured()
@@ -630,7 +708,7 @@ def qr_content(
         document_name=name,
         issuing_system=services.settings.issuing_system,
         issued_at=vietnam_time(moment),
-        link=verification_link(base, document_id),
+        link=verification_link(base, public_id),
         applicant_id=request.applicant_id,
     )
 

@@ -11,6 +11,7 @@ from signing_service import audit, errors
 from signing_service._async import run_sync
 from signing_service.services.container import Services
 from signing_service.services.documents import check_pdf_upload
+from signing_service.services.registry import registry_section
 from signing_service.timefmt import VIETNAM_TZ
 from signing_service.verification.validate import (
     EncryptedPdfError,
@@ -55,7 +56,9 @@ def verify_document_json(
     """The public endpoint's use case: the report as JSON bytes, verified in the verification
     worker processes (when configured) and serialised there, so that the API process only
     forwards bytes. ``anonymous``: counted, not audited, as :func:`verify_document` says. Same
-    errors as :func:`verify_document` with ``isolated=True``."""
+    errors as :func:`verify_document` with ``isolated=True``. The report carries the
+    ``registry`` section (:func:`signing_service.services.registry.registry_section`), looked
+    up here, in the API process, by the file's hash: the workers hold no database."""
     if services.settings.verification_processes <= 0:
         report = verify_document(
             services, pdf, actor=actor, validation_time=validation_time, anonymous=anonymous
@@ -74,7 +77,18 @@ def verify_document_json(
         counter.add(summary["verdict"])
     else:
         _record(services, actor, None, summary)
-    return body
+    return with_registry(body, registry_section(services, pdf, summary["sha256"]))
+
+
+def with_registry(body: bytes, section: dict[str, Any]) -> bytes:
+    """The serialised report ``body`` (a JSON object) with the top-level key ``registry``
+    added: spliced before its closing brace, so the worker's bytes are not parsed again."""
+    end = body.rstrip()
+    if not end.endswith(b"}"):
+        raise ValueError("not a JSON object")
+    separator = b"," if end[:-1].rstrip() != b"{" else b""
+    registry = json.dumps(section, ensure_ascii=False).encode()
+    return end[:-1] + separator + b'"registry":' + registry + b"}"
 
 
 def _record(
@@ -146,6 +160,9 @@ def _verify(
         except EncryptedPdfError:
             raise errors.EncryptedPdf() from None
         result = report.to_dict()
+    # Issued through this service, and still in force? (issue 11; README, Sổ đăng ký văn bản
+    # đã phát hành). Not an error when it was not.
+    result["registry"] = registry_section(services, pdf, result["document"]["sha256"])
     if actor is not None:
         _record(
             services,

@@ -207,6 +207,45 @@ class Document(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class RegisteredDocument(Base):
+    """The registry of issued documents (sổ đăng ký văn bản đã phát hành, issue 11): one row
+    for every signed document the service stores, written in the transaction that stores it.
+
+    ``public_id``: the unguessable id a citizen's link and the document's QR code carry
+    (128 random bits, base32); the row's public metadata is what anyone holding the file or the
+    link may see. ``sha256``: of the final bytes, which a verification looks up. ``status``:
+    ``in_force``, then at most once ``revoked`` or ``superseded`` (by ``superseded_by_id``, the
+    same agency's): both final. ``previous_id``: the registered document this one signs further
+    (the officer's version a seal was added to); that one stays in force and is "signed further
+    by" this one."""
+
+    __tablename__ = "registered_documents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    dossier_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    result_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Số, ký hiệu (an annex's: of the main document), when the request gave one.
+    document_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The appearance kind signed with (person, seal, copy, annex, digitised, none).
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="in_force", server_default="in_force")
+    status_changed_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    superseded_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("registered_documents.id"), nullable=True
+    )
+    previous_id: Mapped[int | None] = mapped_column(
+        ForeignKey("registered_documents.id"), nullable=True, index=True
+    )
+
+
 class ResultCodeCounter(Base):
     """The highest result number ``n`` used in an agency's dossier, assigned (``auto``) or
     given by the caller: the next assigned code is ``{dossier_code}-KQ{last_number + 1}``. One
@@ -326,6 +365,10 @@ class ExternalSession(Base):
     # The signed document's id, chosen at step 1 when a QR code on the page links to it.
     document_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     signature_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # The signed document's registry id, chosen at step 1 (its QR code links to it), and what
+    # the registry records of the appearance: {"kind", "document_number"}.
+    public_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    registration: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

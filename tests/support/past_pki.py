@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from io import BytesIO
@@ -202,11 +202,29 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 
 def free_port() -> int:
+    """A loopback port for a PKI whose certificates name it, chosen BELOW the kernel's ephemeral
+    range: the port is baked into the AIA/CRL URLs when the PKI is made, and the responder is
+    started and stopped around each test, so between tests the port must stay free. A port from
+    the ephemeral range (what binding port 0 returns) can be taken meanwhile as the local end of
+    any outgoing connection (seen once in CI: EADDRINUSE when the responder restarted); ports
+    below the range are only ever taken by a listener that asks for them by number."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    low = 32768
+    with suppress(OSError, ValueError, IndexError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 __all__ = ["PastPki", "free_port", "os"]

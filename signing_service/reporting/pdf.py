@@ -1,0 +1,449 @@
+"""The printable verification report: an A4 PDF in Vietnamese, sealed by the service (issue 11).
+
+:func:`render_report_pdf` turns a verification report (the JSON of
+:func:`signing_service.services.verification.verify_document_json`, with the ``registry``
+section when there is one) into the plain-Vietnamese view of
+:func:`signing_service.web.present.present`, typesets it with typst (fonts embedded: Liberation
+Serif, metric-compatible with the Times New Roman of administrative documents, else typst's own
+Libertinus Serif), then seals it with the service's own key as a PAdES B-T signature (ETSI EN
+319 142-1): a citizen can file the report as evidence of what was checked, when and by whom,
+and anyone can check that the report itself was not altered (the EU DSS demonstration gives an
+unsigned report).
+
+The seal key is ``SIGNING_SERVICE_REPORT_SEAL_KEY`` (``<agency code>/<key name>`` of the key
+registry, opened like any registered key); development without it seals with the dev PKI's
+``service-seal``; production without it answers ``REPORT_NOT_CONFIGURED`` (503). The timestamp
+comes from ``SIGNING_SERVICE_REPORT_TSA`` (a name of the operator's TSA allowlist), else the
+default TSA.
+
+Injection: every string of the report that came from the verified PDF (signer names, field
+names, messages quoting them) is attacker-controlled. The template (``report.typ``) is fixed;
+the data reaches it only as JSON through ``sys.inputs``, and typst shows a string value
+verbatim, never as markup: nothing a signer writes can add text, links or code to the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from signing_service import errors
+from signing_service._async import run_sync
+
+if TYPE_CHECKING:
+    from signing_service.services.container import Services
+    from signing_service.signing.keys.base import LoadedKey
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = Path(__file__).with_name("report.typ")
+# Liberation Serif/Mono (Debian fonts-liberation2, which `make system-deps` installs; the
+# stamps use the same family, signing/appearance.py). Without it: typst's embedded fonts.
+FONT_DIRS = (
+    Path("/usr/share/fonts/truetype/liberation2"),
+    Path("/usr/share/fonts/truetype/liberation"),
+)
+SERIF_FONTS = ("Liberation Serif", "Libertinus Serif")
+MONO_FONTS = ("Liberation Mono", "DejaVu Sans Mono")
+
+TITLE = "BÁO CÁO KẾT QUẢ XÁC MINH CHỮ KÝ SỐ"
+MAX_FILE_NAME = 200  # characters of the uploaded file's name shown
+SEAL_REASON = "Báo cáo kết quả xác minh chữ ký số"
+# The box around the overall state: its colour repeats what the words say.
+STATE_COLOURS = {
+    "valid": ("#1b6e20", "#eef7ee"),
+    "invalid": ("#b3261e", "#fdeeee"),
+    "indeterminate": ("#8a5a00", "#fff6e0"),
+}
+LABELS = {
+    "checked": "Thông tin kiểm tra",
+    "registry": "Đối chiếu với sổ đăng ký văn bản đã ban hành",
+    "problems": "Vấn đề của tệp",
+    "warnings": "Điều cần lưu ý",
+    "checks": "Những gì đã được kiểm tra",
+    "technical": "Chi tiết kỹ thuật",
+    "why": "Vì sao điều này quan trọng:",
+}
+
+
+def _fonts() -> list[str]:
+    return [str(d) for d in FONT_DIRS if d.is_dir()]
+
+
+def _registry_rows(registry: dict[str, Any]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    if not registry.get("found"):
+        return rows
+    agency = registry.get("agency_name")
+    if registry.get("agency_code"):
+        agency = f"{agency or ''} ({registry['agency_code']})".strip()
+    rows += [
+        ["Cơ quan ban hành", agency],
+        ["Loại văn bản", registry.get("kind_label")],
+        ["Số, ký hiệu văn bản", registry.get("document_number")],
+        ["Mã hồ sơ", registry.get("dossier_code")],
+        ["Mã kết quả", registry.get("result_code")],
+        ["Ngày ban hành", registry.get("issued_at")],
+        ["Tình trạng", registry.get("status_label")],
+    ]
+    if registry.get("status_changed_at"):
+        rows.append(["Thời điểm thay đổi tình trạng", registry.get("status_changed_at")])
+    if registry.get("reason"):
+        rows.append(["Lý do", registry.get("reason")])
+    if registry.get("superseded_by_link") or registry.get("superseded_by_id"):
+        rows.append(
+            [
+                "Được thay thế bởi",
+                registry.get("superseded_by_link") or registry["superseded_by_id"],
+            ]
+        )
+    if registry.get("signed_further_by_link") or registry.get("signed_further_by_id"):
+        rows.append(
+            [
+                "Đã được ký tiếp trong văn bản",
+                registry.get("signed_further_by_link") or registry["signed_further_by_id"],
+            ]
+        )
+    rows.append(["Mã tra cứu công khai", registry.get("link") or registry.get("public_id")])
+    return rows
+
+
+def _technical_rows(technical: dict[str, Any]) -> list[list[Any]]:
+    rows: list[list[Any]] = [
+        ["Trường chữ ký", technical.get("field")],
+        ["Mức chữ ký (PAdES)", technical.get("level")],
+        [
+            "Kết luận (ETSI EN 319 102-1)",
+            " / ".join(
+                str(x) for x in (technical.get("indication"), technical.get("sub_indication")) if x
+            ),
+        ],
+        ["Chủ thể chứng thư", technical.get("subject")],
+        ["Tổ chức cấp chứng thư", technical.get("issuer")],
+        ["Số hiệu chứng thư", technical.get("serial_number")],
+        ["SHA-256 của chứng thư", technical.get("certificate_sha256")],
+        [
+            "Thuật toán",
+            " / ".join(
+                str(x)
+                for x in (technical.get("md_algorithm"), technical.get("signature_algorithm"))
+                if x
+            ),
+        ],
+        ["Phạm vi được ký", technical.get("coverage")],
+        ["Thời điểm kiểm tra chứng thư", technical.get("validation_time")],
+    ]
+    anchor = technical.get("trust_anchor")
+    if isinstance(anchor, dict):
+        rows.append(["Chứng thư gốc tin cậy", f"{anchor.get('name')} ({anchor.get('kind_label')})"])
+    for i, entry in enumerate(technical.get("chain") or [], 1):
+        if isinstance(entry, dict):
+            rows.append([f"Chuỗi chứng thư {i}", entry.get("subject")])
+    for entry in technical.get("revocation_data") or []:
+        if isinstance(entry, dict):
+            rows.append(
+                [
+                    f"Dữ liệu thu hồi ({entry.get('type')}, {entry.get('source')})",
+                    f"{entry.get('status')}; {entry.get('issuer')}; {entry.get('issued_at')}",
+                ]
+            )
+    for entry in technical.get("timestamps") or []:
+        if isinstance(entry, dict):
+            rows.append(
+                [
+                    f"Dấu thời gian ({entry.get('type')})",
+                    f"{entry.get('time')}; {entry.get('authority')}; {entry.get('code')}",
+                ]
+            )
+    for name, check in (technical.get("checks") or {}).items():
+        if isinstance(check, dict):
+            rows.append([f"Mã kiểm tra {name}", f"{check.get('status')} {check.get('code')}"])
+    return rows
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def report_data(
+    services: Services,
+    report: dict[str, Any],
+    *,
+    filename: str | None = None,
+    seal_name: str | None = None,
+) -> dict[str, Any]:
+    """What the template shows, as JSON-ready data: the plain-Vietnamese view of ``report``
+    (:func:`signing_service.web.present.present`) plus what was checked (the file's name and
+    SHA-256, when, by which issuing system) and the seal's note. Only strings, lists and
+    dicts: the template inserts each string verbatim."""
+    from signing_service.verification.messages import display_text
+    from signing_service.web.present import present
+
+    view = present(report).to_dict()
+    settings = services.settings
+    # The uploaded name is the caller's: control and bidi characters shown escaped, bounded.
+    filename = display_text(filename, MAX_FILE_NAME) if filename else None
+    document = view.get("document") or {}
+    colour, fill = STATE_COLOURS.get(view["state"], STATE_COLOURS["indeterminate"])
+    checked: list[list[Any]] = [
+        ["Tên tệp", filename],
+        ["Mã băm SHA-256 của tệp", document.get("sha256")],
+        [
+            "Dung lượng",
+            f"{document['size']:,} byte".replace(",", ".") if document.get("size") else None,
+        ],
+        ["Thời điểm xác minh", view.get("validated_at")],
+        ["Hệ thống xác minh", settings.issuing_system],
+        ["Số chữ ký / dấu thời gian", f"{view['signature_count']} / {view['timestamp_count']}"],
+        ["Kết luận kỹ thuật", view.get("technical", {}).get("verdict")],
+    ]
+    registry = view.get("registry")
+    signatures = []
+    for i, sig in enumerate(view.get("signatures") or [], 1):
+        rows = [
+            ["Loại", sig.get("kind_label")],
+            ["Tên", sig.get("name")],
+            ["Chức danh", sig.get("title")],
+            ["Cơ quan, tổ chức", sig.get("organisation")],
+            ["Đơn vị", sig.get("unit")],
+            ["Thời điểm ký", sig.get("signed_at")],
+            ["Căn cứ thời điểm ký", sig.get("time_proof")],
+            ["Tổ chức cấp chứng thư", sig.get("issuer")],
+            ["Loại chứng thư", sig.get("certificate_type")],
+            [
+                "Hiệu lực chứng thư",
+                f"{sig.get('valid_from') or '?'} – {sig.get('valid_to') or '?'}"
+                if sig.get("valid_from") or sig.get("valid_to")
+                else None,
+            ],
+        ]
+        signatures.append(
+            {
+                "heading": f"{i}. {sig.get('kind_label')}",
+                "state_word": "Kết quả",
+                "state_label": _text(sig.get("state_label")),
+                "summary": _text(sig.get("summary")) or "",
+                "rows": [[label, _text(value)] for label, value in rows],
+                "checks": [
+                    {
+                        "label": _text(c.get("label")),
+                        "status_label": _text(c.get("status_label")),
+                        "text": _text(c.get("text")) or "",
+                    }
+                    for c in sig.get("checks") or []
+                ],
+                "warnings": [
+                    {"text": _text(w.get("text")) or "", "why": _text(w.get("why")) or ""}
+                    for w in sig.get("warnings") or []
+                ],
+                "technical": [
+                    [label, _text(value)]
+                    for label, value in _technical_rows(sig.get("technical") or {})
+                ],
+            }
+        )
+    return {
+        "title": TITLE,
+        "issuer": f"Hệ thống {settings.issuing_system}",
+        "fonts": list(SERIF_FONTS),
+        "mono_fonts": list(MONO_FONTS),
+        "state_word": "Kết quả",
+        "state_label": view["state_label"],
+        "state_colour": colour,
+        "state_fill": fill,
+        "lead": view["lead"],
+        "labels": LABELS,
+        "checked": [[label, _text(value)] for label, value in checked],
+        "registry": {
+            "text": _text(registry.get("text")) or "",
+            "why": _text(registry.get("why")) or "",
+            "rows": [[label, _text(value)] for label, value in _registry_rows(registry)],
+        }
+        if registry
+        else None,
+        "problems": [
+            {"text": _text(w.get("text")) or "", "why": _text(w.get("why")) or ""}
+            for w in view.get("problems") or []
+        ],
+        "warnings": [
+            {"text": _text(w.get("text")) or "", "why": _text(w.get("why")) or ""}
+            for w in view.get("warnings") or []
+        ],
+        "signatures": signatures,
+        "footer": f"{settings.issuing_system} — báo cáo xác minh tệp SHA-256 "
+        f"{str(document.get('sha256') or '')[:16]}…",
+        "page_word": "Trang",
+        "seal_note": (
+            f"Báo cáo này do hệ thống {settings.issuing_system} lập tự động"
+            + (f" lúc {view['validated_at']}" if view.get("validated_at") else "")
+            + (f" và được ký số bằng con dấu số của dịch vụ ({seal_name})" if seal_name else "")
+            + ", có dấu thời gian. Mọi thay đổi nội dung báo cáo sau khi ký sẽ làm chữ ký "
+            "không còn hợp lệ: có thể kiểm tra lại báo cáo bằng chính dịch vụ xác minh này. "
+            "Báo cáo xác nhận kết quả kiểm tra tệp có mã băm SHA-256 ghi ở trên tại thời điểm "
+            "xác minh; nó không thay thế văn bản được xác minh."
+        ),
+    }
+
+
+def typeset(data: dict[str, Any]) -> bytes:
+    """The unsealed A4 PDF of ``data`` (from :func:`report_data`), fonts embedded (PDF/A-2b:
+    an archival format for a report meant to be filed). Raises :class:`RuntimeError` when
+    typst fails (a bug of the template, never of the data)."""
+    import typst
+
+    try:
+        pdf = typst.compile(
+            str(TEMPLATE),
+            font_paths=_fonts(),
+            ignore_system_fonts=True,
+            sys_inputs={"data": json.dumps(data, ensure_ascii=False)},
+            pdf_standards=["a-2b"],
+        )
+    except Exception as e:  # noqa: BLE001 - typst raises its own types, or RuntimeError
+        raise RuntimeError(f"typst failed: {e}") from None
+    assert isinstance(pdf, bytes)
+    return pdf
+
+
+@dataclass(frozen=True)
+class ReportSeal:
+    """The service's seal for reports: the opened key and the URL of its TSA."""
+
+    key: LoadedKey
+    tsa_url: str
+
+
+_dev_lock = threading.Lock()
+
+
+def report_seal(services: Services) -> ReportSeal:
+    """The key the service seals reports with, and its TSA.
+
+    ``SIGNING_SERVICE_REPORT_SEAL_KEY`` names an active signing key of the key registry
+    (PKCS#12, PKCS#11 or remote); development without it uses the dev PKI's ``service-seal``.
+    Raises :class:`errors.ReportNotConfigured` (503) when neither exists or the named key is
+    not an active signing key, the key source's error (``SIGNING_KEY_UNAVAILABLE``…) when it
+    cannot be opened, :class:`errors.TimestampUnavailable` when no TSA is configured."""
+    from signing_service.services import allowlists
+
+    settings = services.settings
+    key = _registered_seal(services) if settings.report_seal_key else _dev_seal(services)
+    try:
+        tsa_url = allowlists.tsa_url(services, settings.report_tsa)
+    except errors.TimestampUnavailable:
+        raise errors.TimestampUnavailable(
+            "Không có máy chủ dấu thời gian nào được cấu hình cho báo cáo xác minh "
+            "(SIGNING_SERVICE_REPORT_TSA hoặc SIGNING_SERVICE_TSAS)."
+        ) from None
+    return ReportSeal(key=key, tsa_url=tsa_url)
+
+
+def _registered_seal(services: Services) -> LoadedKey:
+    from sqlalchemy import select
+
+    from signing_service.services.keys import SIGNING_KINDS, open_signing_key
+    from signing_service.store.models import Agency, SigningKey
+
+    reference = services.settings.report_seal_key or ""
+    agency_code, _, name = reference.partition("/")
+    with services.db.transaction() as session:
+        found = session.execute(
+            select(SigningKey, Agency)
+            .join(Agency, Agency.id == SigningKey.agency_id)
+            .where(
+                Agency.code == agency_code,
+                SigningKey.name == name,
+                SigningKey.disabled_at.is_(None),
+            )
+        ).first()
+    if found is None or found[0].kind not in SIGNING_KINDS:
+        log.error("report seal key %s is not an active signing key", reference)
+        raise errors.ReportNotConfigured(
+            f"Khóa con dấu báo cáo {reference} (SIGNING_SERVICE_REPORT_SEAL_KEY) không có trong "
+            "các khóa ký đang hoạt động; báo cáo PDF tạm thời không lập được, kết quả xác minh "
+            "vẫn có ở dạng JSON."
+        )
+    row, agency = found
+    return open_signing_key(services, agency, row)
+
+
+def _dev_seal(services: Services) -> LoadedKey:
+    pki = services.dev_pki
+    if services.settings.is_production or pki is None:
+        raise errors.ReportNotConfigured()
+    from signing_service.pki.dev import SERVICE_SEAL
+    from signing_service.signing.keys.pkcs12 import load_pkcs12_file
+
+    # Opened once per process (a PKCS#12 parse costs tens of milliseconds).
+    with _dev_lock:
+        cached = services._lazy.get("report_dev_seal")
+        if cached is None:
+            passphrase = services.settings.key_passphrase.get_secret_value().encode()
+            cached = load_pkcs12_file(pki.p12_path(SERVICE_SEAL), passphrase)
+            services._lazy["report_dev_seal"] = cached
+    return cached  # type: ignore[return-value]
+
+
+def seal_pdf(services: Services, pdf: bytes, seal: ReportSeal) -> bytes:
+    """``pdf`` signed with the service's seal at PAdES B-T (invisible signature, the TSA's
+    token checked before it is embedded), after the checks every signature of the service
+    passes (TT 15/2025 Art. 5: validity, key usage, algorithm, chain, revocation). Raises the
+    signing flow's own errors (``SIGNER_CERT_REVOKED``, ``TIMESTAMP_UNAVAILABLE``…)."""
+    import requests
+    from pyhanko.sign.general import SigningError
+    from pyhanko.sign.timestamps import TimestampRequestError
+
+    from signing_service.services.signing import (
+        check_signer,
+        checked_timestamper,
+        timestamp_error,
+        timestamp_unavailable,
+    )
+    from signing_service.signing.engine import SignOptions, TimestampError, async_sign_pdf
+    from signing_service.signing.keys.base import KeySourceError
+    from signing_service.signing.levels import SignatureLevel
+    from signing_service.signing.tsa import TimestampCheckFailure
+
+    options = SignOptions(level=SignatureLevel.B_T, reason=SEAL_REASON)
+    timestamper = checked_timestamper(services, seal.tsa_url)
+
+    async def sign() -> bytes:
+        await check_signer(services, seal.key.signing_cert, seal.key.chain)
+        return await async_sign_pdf(pdf, seal.key, options, timestamper=timestamper)
+
+    try:
+        return run_sync(sign())
+    except TimestampCheckFailure as failure:
+        raise timestamp_error(services, failure) from None
+    except (TimestampError, TimestampRequestError, requests.RequestException):
+        raise timestamp_unavailable(services) from None
+    except KeySourceError as e:
+        from signing_service.services.keys import key_error
+
+        raise key_error(e) from None
+    except SigningError as e:
+        log.warning("report seal failed: %s", type(e).__name__)
+        raise errors.SigningFailed("Không ký được báo cáo xác minh.") from None
+
+
+def render_report_pdf(
+    services: Services, report: dict[str, Any], *, filename: str | None = None
+) -> bytes:
+    """The sealed A4 PDF report of verification ``report`` (the verifier's JSON as a dict,
+    with its ``registry`` section when present), in Vietnamese, fonts embedded, signed PAdES
+    B-T with the service's seal and timestamped. ``filename``: the verified file's name as
+    uploaded (shown, never interpreted).
+
+    Blocking (typesetting ~0.1 s, a signature and a TSA round trip): call it from a worker
+    thread. Raises :class:`errors.ReportNotConfigured` (503) when the service has no report
+    seal, and the seal's own errors (:func:`report_seal`, :func:`seal_pdf`)."""
+    seal = report_seal(services)
+    seal_name = seal.key.signing_cert.subject.native.get("common_name")
+    if isinstance(seal_name, list):
+        seal_name = seal_name[0]
+    data = report_data(services, report, filename=filename, seal_name=_text(seal_name))
+    return seal_pdf(services, typeset(data), seal)

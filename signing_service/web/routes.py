@@ -1,0 +1,332 @@
+"""The citizen's verification page (issue 11 items 1 and 3): server-rendered Vietnamese HTML.
+
+- ``GET /`` and ``GET /xac-minh``: the form (choose a PDF; drag and drop with JavaScript).
+- ``POST /xac-minh``: multipart form, works without JavaScript; the result page, or the form
+  again with the error in Vietnamese (linked to the file input) and the error's HTTP status.
+- ``GET /xac-minh/{public_id}``: the registry record a QR code links to, with the form to
+  compare the file the citizen holds (``ma`` carries the id through the upload).
+- ``GET /xac-minh/bao-cao/{token}.pdf``: the sealed PDF report of a result shown in the last
+  15 minutes (:class:`~signing_service.web.store.ReportStore`), without uploading again.
+
+Uploads take the same public lane as ``POST /v1/verifications``: the edge's anonymous limits
+(the app's :class:`~signing_service.api.edge.PublicLane` rate-limits these paths too), the
+body limit, :func:`~signing_service.api.deps.read_upload`, and the verification worker
+processes reached through :data:`~signing_service.api.deps.VerificationThreads`, so a citizen's
+upload never holds a thread agencies sign with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, cast
+
+from fastapi import APIRouter, Request
+from fastapi import UploadFile as FastApiUpload
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+
+from signing_service import errors
+from signing_service.api.deps import AppServices, VerificationThreads, read_upload
+from signing_service.services.container import Services
+from signing_service.verification.messages import display_text
+from signing_service.web.present import RegistryView, present, present_registry
+from signing_service.web.store import ReportStore
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+FORM_PATH = "/xac-minh"
+PDF_PREFIX = "/xac-minh/bao-cao/"
+MAX_FILE_NAME = 200  # characters of the uploaded file's name shown back
+SERVICE_NAME = "Cổng xác minh văn bản điện tử"
+
+router = APIRouter(include_in_schema=False)
+
+
+def _asset_versions() -> dict[str, str]:
+    """Each static asset's content hash: its URL changes when it does, so browsers may keep
+    it for long (``Cache-Control`` in :mod:`signing_service.web.middleware`)."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+        for p in STATIC_DIR.iterdir()
+        if p.is_file()
+    }
+
+
+ASSET_VERSIONS = _asset_versions()
+
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates.globals["asset"] = lambda name: f"/static/{name}?v={ASSET_VERSIONS[name]}"
+templates.globals["service_name"] = SERVICE_NAME
+templates.globals["icons"] = templates.get_template("icons.html").module
+
+
+def render(
+    name: str, status: int = 200, headers: dict[str, str] | None = None, **context: Any
+) -> HTMLResponse:
+    """The template ``name`` rendered with ``context`` as an HTML response."""
+    return HTMLResponse(
+        templates.get_template(name).render(status=status, **context),
+        status_code=status,
+        headers=headers,
+    )
+
+
+def render_error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    retry_after: str | None = None,
+    max_mb: int = 0,
+) -> bytes:
+    """The friendly Vietnamese error page (UTF-8 HTML) for an error answered before or outside
+    a page route (the edge's limits, unknown paths): :mod:`signing_service.web.middleware`."""
+    title = {
+        404: "Không tìm thấy trang",
+        405: "Không tìm thấy trang",
+        413: "Tệp quá lớn",
+        429: "Quá nhiều yêu cầu",
+        503: "Dịch vụ đang bận",
+    }.get(status, "Không xử lý được yêu cầu")
+    if status in (404, 405):
+        message = (
+            "Địa chỉ này không có trên trang xác minh. Nếu bạn mở từ mã QR hoặc đường liên "
+            "kết, hãy kiểm tra lại địa chỉ đã nhập, hoặc tải tệp PDF lên để xác minh."
+        )
+    return (
+        templates.get_template("error.html")
+        .render(
+            title=title,
+            message=message,
+            code=code,
+            status=status,
+            retry_after=retry_after,
+            show_form=status in (404, 405, 413) and max_mb > 0,
+            max_mb=max_mb,
+        )
+        .encode()
+    )
+
+
+def _max_mb(services: Services) -> int:
+    return services.settings.max_document_bytes // (1024 * 1024)
+
+
+def report_store(request: Request) -> ReportStore:
+    """The application's :class:`ReportStore` (``app.state.web_reports``), made on first use."""
+    store: ReportStore | None = getattr(request.app.state, "web_reports", None)
+    if store is None:
+        store = request.app.state.web_reports = ReportStore()
+    return store
+
+
+def pdf_reports_enabled(services: Services) -> bool:
+    """Whether the page offers "Tải báo cáo PDF": a report seal is configured
+    (``SIGNING_SERVICE_REPORT_SEAL_KEY``), or, outside production, the dev PKI's service seal
+    is there (:func:`signing_service.reporting.pdf.report_seal`'s own rule). Without it the
+    button is not shown; the route would answer 503 ``REPORT_NOT_CONFIGURED``."""
+    settings = services.settings
+    if settings.report_seal_key:
+        return True
+    return not settings.is_production and services.dev_pki is not None
+
+
+@router.get("/", response_class=HTMLResponse)
+@router.get(FORM_PATH, response_class=HTMLResponse)
+async def form_page(services: AppServices) -> HTMLResponse:
+    """The upload form."""
+    return render("index.html", max_mb=_max_mb(services), error=None)
+
+
+def _verify_for_page(services: Services, data: bytes) -> dict[str, Any]:
+    """The verification report of ``data`` with its registry section (blocking; runs in the
+    public lane's threads, the verification itself in the worker processes)."""
+    from signing_service.services.registry import registry_section
+    from signing_service.services.verification import verify_document_json
+
+    body = verify_document_json(services, data, actor="public", anonymous=True)
+    report: dict[str, Any] = json.loads(body)
+    if "registry" not in report:
+        report["registry"] = registry_section(services, data, report["document"]["sha256"])
+    return report
+
+
+def _file_name(upload: UploadFile) -> str | None:
+    name = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return display_text(name, MAX_FILE_NAME) if name else None
+
+
+async def _form_error(
+    request: Request,
+    services: Services,
+    in_lane: VerificationThreads,
+    error: errors.ServiceError,
+    public_id: str | None,
+) -> HTMLResponse:
+    """The form again, with ``error``'s message linked to the file input and its status."""
+    headers = dict(error.headers)
+    if error.status == 503:
+        headers.setdefault("Retry-After", str(services.settings.retry_after_seconds))
+    if public_id:
+        registry = await _record_view(services, in_lane, public_id)
+        if registry is not None:
+            return render(
+                "record.html",
+                status=error.status,
+                headers=headers or None,
+                registry=registry,
+                error=error.message,
+                max_mb=_max_mb(services),
+            )
+    return render(
+        "index.html",
+        status=error.status,
+        headers=headers or None,
+        error=error.message,
+        max_mb=_max_mb(services),
+    )
+
+
+@router.post(FORM_PATH, response_class=HTMLResponse)
+async def verify_page(
+    request: Request, services: AppServices, in_lane: VerificationThreads
+) -> HTMLResponse:
+    """Verify the uploaded PDF and show the result; every bad input answered on the page."""
+    from signing_service.services.registry import PUBLIC_ID
+
+    public_id: str | None = None
+    try:
+        # Parsed here, not by FastAPI's File(): each failure (not multipart, a chunked body
+        # over the limit, too many parts) becomes a page, not the API's JSON.
+        form = await request.form(max_files=1, max_fields=4, max_part_size=1024)
+    except errors.ServiceError as e:
+        return await _form_error(request, services, in_lane, e, None)
+    except (MultiPartException, StarletteHTTPException, ValueError, KeyError):
+        bad = errors.MalformedRequest("Yêu cầu không hợp lệ: hãy chọn tệp PDF bằng biểu mẫu.")
+        return await _form_error(request, services, in_lane, bad, None)
+    try:
+        ma = form.get("ma")
+        if isinstance(ma, str) and PUBLIC_ID.fullmatch(ma):
+            public_id = ma
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or (not upload.filename and not upload.size):
+            missing = errors.InvalidRequest("Bạn chưa chọn tệp PDF nào.")
+            return await _form_error(request, services, in_lane, missing, public_id)
+        file_name = _file_name(upload)
+        try:
+            # Starlette's UploadFile (the form parser's); FastAPI's is the same class, annotated.
+            data = await read_upload(cast(FastApiUpload, upload), services.settings)
+            report = await in_lane(_verify_for_page, services, data)
+        except errors.ServiceError as e:
+            return await _form_error(request, services, in_lane, e, public_id)
+    finally:
+        # Spooled upload files are closed (deleted) whatever happened.
+        await form.close()
+    view = present(report, expected_public_id=public_id)
+    store = report_store(request)
+    kept = {"report": report, "filename": file_name}
+    token = store.put(json.dumps(kept, ensure_ascii=False).encode())
+    pdf_url = f"{PDF_PREFIX}{token}.pdf" if token and pdf_reports_enabled(services) else None
+    return render(
+        "result.html",
+        view=view,
+        comparison=view.comparison,
+        file_name=file_name,
+        pdf_url=pdf_url,
+    )
+
+
+async def _record_view(
+    services: Services, in_lane: VerificationThreads, public_id: str
+) -> RegistryView | None:
+    from signing_service.services.registry import lookup_public_id
+
+    record = await in_lane(lookup_public_id, services, public_id)
+    return present_registry(record.to_public_dict()) if record is not None else None
+
+
+@router.get(PDF_PREFIX + "{token}.pdf")
+async def report_pdf(
+    request: Request, token: str, services: AppServices, in_lane: VerificationThreads
+) -> Response:
+    """The sealed PDF report of a result shown in the last 15 minutes; a friendly 404 page
+    when the token is unknown or expired."""
+    kept = report_store(request).get(token)
+    if kept is None:
+        return render(
+            "error.html",
+            status=404,
+            title="Báo cáo đã hết hạn",
+            message=(
+                "Báo cáo chỉ được giữ 15 phút sau khi xác minh và không lưu tệp của bạn. Hãy "
+                "tải tệp lên để xác minh lại, rồi tải báo cáo."
+            ),
+            code="NOT_FOUND",
+            show_form=True,
+            max_mb=_max_mb(services),
+        )
+    from signing_service.reporting.pdf import render_report_pdf
+
+    entry = json.loads(kept)
+    try:
+        pdf = await in_lane(
+            render_report_pdf, services, entry["report"], filename=entry.get("filename")
+        )
+    except errors.ServiceError as e:
+        headers = dict(e.headers)
+        if e.status == 503:
+            headers.setdefault("Retry-After", str(services.settings.retry_after_seconds))
+        return render(
+            "error.html",
+            status=e.status,
+            headers=headers or None,
+            title="Chưa lập được báo cáo PDF",
+            message=e.message,
+            code=e.code,
+            show_form=False,
+            max_mb=_max_mb(services),
+        )
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": 'attachment; filename="bao-cao-xac-minh.pdf"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get(FORM_PATH + "/{public_id}", response_class=HTMLResponse)
+async def record_page(
+    public_id: str, services: AppServices, in_lane: VerificationThreads
+) -> HTMLResponse:
+    """The registry record a QR code links to; unknown or malformed id: the friendly 404."""
+    registry = await _record_view(services, in_lane, public_id)
+    if registry is None:
+        return render(
+            "error.html",
+            status=404,
+            title="Không tìm thấy văn bản",
+            message=(
+                "Không có văn bản nào mang mã này trong sổ đăng ký của dịch vụ. Hãy kiểm tra "
+                "lại mã QR hoặc đường liên kết (có thể bị chép thiếu), hoặc tải tệp PDF lên để "
+                "xác minh chữ ký số."
+            ),
+            code="REGISTRY_RECORD_NOT_FOUND",
+            show_form=True,
+            max_mb=_max_mb(services),
+        )
+    return render("record.html", registry=registry, error=None, max_mb=_max_mb(services))

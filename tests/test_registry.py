@@ -1,0 +1,592 @@
+"""The registry of issued documents (issue 11): every signed output is registered in the
+transaction that stores it, verification answers "issued by whom, still in force?", agencies
+revoke or supersede their own documents (audited, final), and nothing of another agency's can
+be read or changed. On SQLite and PostgreSQL (the ``database_url`` fixture's parameters).
+
+Real parts only: the dev PKI on loopback signs and timestamps, the API runs in-process, the
+never-issued document is signed by pyHanko directly with a dev PKI key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from io import BytesIO
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, utils
+from cryptography.hazmat.primitives.serialization import pkcs12
+from sqlalchemy import func, select
+
+from signing_service.services import registry
+from signing_service.services.container import Services
+from signing_service.services.verification import verify_document, with_registry
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from signing_service.store.models import AuditEntry, RegisteredDocument
+from tests.support.pdfs import make_pdf
+
+BASE = "http://127.0.0.1:8000"
+DOSSIER = "000.00.12.H12-261127-0001"
+
+
+def client(credentials: dict[str, Any], i: int = 0) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credentials['agencies'][i]['api_key']}"}
+
+
+@pytest.fixture
+def public(services: Services) -> Services:
+    services.settings.public_base_url = BASE
+    return services
+
+
+def sign(
+    api: Any, credentials: dict[str, Any], pdf: bytes, *, agency: int = 0, **form: str
+) -> dict[str, Any]:
+    profile = "agency-a-seal" if agency == 0 else "agency-b-seal"
+    done = api.post(
+        "/v1/signatures",
+        headers=client(credentials, agency),
+        data={"profile": profile, "level": "B-T", **form},
+        files={"file": ("quyet-dinh-123.pdf", pdf, "application/pdf")},
+    )
+    assert done.status_code == 201, done.text
+    body: dict[str, Any] = done.json()
+    return body
+
+
+def content(api: Any, credentials: dict[str, Any], body: dict[str, Any], agency: int = 0) -> bytes:
+    got = api.get(body["document"]["download_url"], headers=client(credentials, agency))
+    assert got.status_code == 200, got.text
+    return bytes(got.content)
+
+
+def verify(api: Any, pdf: bytes) -> dict[str, Any]:
+    answer = api.post("/v1/verifications", files={"file": ("x.pdf", pdf, "application/pdf")})
+    assert answer.status_code == 200, answer.text
+    report: dict[str, Any] = answer.json()
+    return report
+
+
+def change(
+    api: Any, credentials: dict[str, Any], public_id: str, action: str, agency: int = 0, **body: Any
+) -> Any:
+    return api.post(
+        f"/v1/registered-documents/{public_id}/{action}",
+        headers=client(credentials, agency),
+        json=body,
+    )
+
+
+def audit_entries(services: Services, action: str) -> list[AuditEntry]:
+    with services.db.transaction() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
+            )
+        )
+
+
+def registered_count(services: Services) -> int:
+    with services.db.transaction() as session:
+        return session.scalar(select(func.count()).select_from(RegisteredDocument)) or 0
+
+
+# -- registration ---------------------------------------------------------------------------
+
+
+def test_signed_document_is_registered_in_force_with_its_codes(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    body = sign(
+        api,
+        credentials,
+        make_pdf(),
+        dossier_code=DOSSIER,
+        result_code="auto",
+        appearance_kind="annex",
+        document_number="123/QĐ-STP",
+    )
+    ref = body["registry"]
+    public_id = ref["public_id"]
+    assert registry.PUBLIC_ID.fullmatch(public_id), public_id
+    assert ref["link"] == f"{BASE}/xac-minh/{public_id}"
+
+    record = api.get(f"/v1/registry/{public_id}")  # anonymous
+    assert record.status_code == 200, record.text
+    got = record.json()
+    assert got == {
+        "found": True,
+        "public_id": public_id,
+        "link": ref["link"],
+        "agency": {"code": "000.00.12.H12", "name": got["agency"]["name"]},
+        "kind": "annex",
+        "dossier_code": DOSSIER,
+        "result_code": f"{DOSSIER}-KQ1",
+        "document_number": "123/QĐ-STP",
+        "issued_at": body["signed_at"],
+        "status": "in_force",
+        "status_changed_at": None,
+        "reason": None,
+        "superseded_by": None,
+        "signed_further_by": None,
+    }
+    assert got["agency"]["name"]  # the agency's name as registered
+    # Public metadata only: not the file's name, not its hash, not the document's id.
+    assert "quyet-dinh" not in record.text
+    assert body["document"]["id"] not in record.text
+    assert body["document"]["sha256"] not in record.text
+
+    # The verification of the signed bytes carries the same record, and the signature passes.
+    signed = content(api, credentials, body)
+    assert hashlib.sha256(signed).hexdigest() == body["document"]["sha256"]
+    report = verify(api, signed)
+    assert report["verdict"] == "TOTAL_PASSED", report["message"]
+    assert report["registry"] == {**got, "matched": "file"}
+
+    # The agency's full view adds the document's id and hash.
+    full = api.get(f"/v1/registered-documents/{public_id}", headers=client(credentials))
+    assert full.status_code == 200, full.text
+    assert full.json()["document_id"] == body["document"]["id"]
+    assert full.json()["sha256"] == body["document"]["sha256"]
+    assert full.json()["signs_further"] is None
+
+    # The signature's audit entry names the registration.
+    created = audit_entries(public, "signature.created")[-1]
+    assert json.loads(created.details)["public_id"] == public_id
+
+
+def test_invisible_batch_and_unconfigured_link(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Batch signing registers each document; without a public base URL the link is null
+    (the record exists all the same)."""
+    assert services.settings.public_base_url is None
+    done = api.post(
+        "/v1/signatures/batch",
+        headers=client(credentials),
+        data={"profile": "agency-a-seal", "level": "B-B", "appearance_kind": "none"},
+        files=[("files", ("a.pdf", make_pdf())), ("files", ("b.pdf", make_pdf(pages=2)))],
+    )
+    assert done.status_code == 200, done.text
+    results = done.json()["results"]
+    assert [r["status"] for r in results] == ["signed", "signed"]
+    ids = [r["registry"]["public_id"] for r in results]
+    assert len(set(ids)) == 2 and all(r["registry"]["link"] is None for r in results)
+    for public_id in ids:
+        got = api.get(f"/v1/registry/{public_id}").json()
+        assert (got["kind"], got["link"], got["status"]) == ("none", None, "in_force")
+    assert registered_count(services) == 2
+
+
+def test_registered_in_the_same_transaction_as_the_document(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """A signing refused at storing (a given result code the counter already passed is fine,
+    but an exhausted ``auto`` is refused in the transaction) leaves no registration behind."""
+    from signing_service.services.documents import MAX_RESULT_NUMBER
+
+    sign(api, credentials, make_pdf(), dossier_code=DOSSIER, result_code=f"{DOSSIER}-KQ1")
+    before = registered_count(services)
+    assert before == 1
+    sign(
+        api,
+        credentials,
+        make_pdf(),
+        dossier_code=DOSSIER,
+        result_code=f"{DOSSIER}-KQ{MAX_RESULT_NUMBER}",
+    )
+    refused = api.post(
+        "/v1/signatures",
+        headers=client(credentials),
+        data={
+            "profile": "agency-a-seal",
+            "level": "B-B",
+            "dossier_code": DOSSIER,
+            "result_code": "auto",
+        },
+        files={"file": ("a.pdf", make_pdf())},
+    )
+    assert (refused.status_code, refused.json()["code"]) == (422, "RESULT_CODE_EXHAUSTED")
+    assert registered_count(services) == 2
+
+
+# -- status changes -------------------------------------------------------------------------
+
+
+def test_revoke_is_audited_final_and_shown_by_verification(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    body = sign(api, credentials, make_pdf(), dossier_code=DOSSIER)
+    public_id = body["registry"]["public_id"]
+    reason = "Quyết định bị hủy bỏ theo Quyết định số 45/QĐ-STP ngày 28/11/2026"
+    revoked = change(api, credentials, public_id, "revoke", reason=reason)
+    assert revoked.status_code == 200, revoked.text
+    record = revoked.json()
+    assert (record["status"], record["reason"]) == ("revoked", reason)
+    assert record["status_changed_at"].endswith("+07:00")
+
+    report = verify(api, content(api, credentials, body))
+    # Still a valid signature: the registry says the document is no longer in force.
+    assert report["verdict"] == "TOTAL_PASSED"
+    assert report["registry"]["status"] == "revoked"
+    assert report["registry"]["reason"] == reason
+    assert report["registry"]["matched"] == "file"
+
+    entries = audit_entries(public, "registry.revoked")
+    assert len(entries) == 1
+    assert entries[0].subject == public_id
+    assert entries[0].agency_code == "000.00.12.H12"
+    assert json.loads(entries[0].details) == {
+        "document_id": body["document"]["id"],
+        "reason": reason,
+        "superseded_by": None,
+    }
+
+    # Final: neither a second revocation nor a supersession changes it (409, not audited).
+    other = sign(api, credentials, make_pdf())["registry"]["public_id"]
+    for action, extra in (("revoke", {}), ("supersede", {"superseded_by": other})):
+        again = change(api, credentials, public_id, action, reason="Lần hai", **extra)
+        assert (again.status_code, again.json()["code"]) == (409, "REGISTRY_STATUS_FINAL")
+    assert len(audit_entries(public, "registry.revoked")) == 1
+    assert audit_entries(public, "registry.superseded") == []
+    assert api.get(f"/v1/registry/{public_id}").json()["reason"] == reason
+
+
+def test_supersede_links_to_the_newer_document(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    old = sign(api, credentials, make_pdf(), dossier_code=DOSSIER, result_code="auto")
+    new = sign(api, credentials, make_pdf(pages=2), dossier_code=DOSSIER, result_code="auto")
+    old_id, new_id = old["registry"]["public_id"], new["registry"]["public_id"]
+    done = change(
+        api,
+        credentials,
+        old_id,
+        "supersede",
+        superseded_by=new_id,
+        reason="Đính chính sai sót về tên người nộp hồ sơ",
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["superseded_by"] == {
+        "public_id": new_id,
+        "link": f"{BASE}/xac-minh/{new_id}",
+        "document_id": new["document"]["id"],
+    }
+    report = verify(api, content(api, credentials, old))
+    assert report["registry"]["status"] == "superseded"
+    assert report["registry"]["superseded_by"] == {
+        "public_id": new_id,
+        "link": f"{BASE}/xac-minh/{new_id}",
+    }
+    assert report["registry"]["result_code"] == f"{DOSSIER}-KQ1"
+    newer = verify(api, content(api, credentials, new))["registry"]
+    assert (newer["status"], newer["result_code"]) == ("in_force", f"{DOSSIER}-KQ2")
+    entries = audit_entries(public, "registry.superseded")
+    assert [e.subject for e in entries] == [old_id]
+    assert json.loads(entries[0].details)["superseded_by"] == new_id
+
+
+def _officer_signs(api: Any, services: Services, credentials: dict[str, Any]) -> dict[str, Any]:
+    """Two-step signing with the dev officer's key (the key stays in this test)."""
+    assert services.dev_pki is not None
+    key, _, _ = pkcs12.load_key_and_certificates(
+        services.dev_pki.p12_path("officer").read_bytes(), DEV_KEY_PASSPHRASE.encode()
+    )
+    started = api.post(
+        "/v1/signatures/external",
+        headers=client(credentials),
+        data={"profile": "agency-a-officer", "level": "B-T", "dossier_code": DOSSIER},
+        files={
+            "file": ("to-trinh.pdf", make_pdf(), "application/pdf"),
+            "certificate": ("officer.pem", services.dev_pki.cert_path("officer").read_bytes()),
+        },
+    )
+    assert started.status_code == 201, started.text
+    session = started.json()
+    signature = key.sign(  # type: ignore[union-attr, call-arg]
+        base64.b64decode(session["digest"]),
+        padding.PKCS1v15(),  # type: ignore[arg-type]
+        utils.Prehashed(hashes.SHA256()),  # type: ignore[arg-type]
+    )
+    done = api.post(
+        session["complete_url"],
+        headers=client(credentials),
+        json={"signature": base64.b64encode(signature).decode()},
+    )
+    assert done.status_code == 201, done.text
+    body: dict[str, Any] = done.json()
+    return body
+
+
+def test_officer_then_seal_is_signed_further_not_revoked(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    officer = _officer_signs(api, public, credentials)
+    first = officer["registry"]["public_id"]
+    by_officer = content(api, credentials, officer)
+    sealed = sign(api, credentials, by_officer, dossier_code=DOSSIER)
+    second = sealed["registry"]["public_id"]
+    assert first != second
+
+    earlier = verify(api, by_officer)["registry"]
+    assert earlier["status"] == "in_force"
+    assert earlier["signed_further_by"] == {
+        "public_id": second,
+        "link": f"{BASE}/xac-minh/{second}",
+    }
+    final = verify(api, content(api, credentials, sealed))
+    assert final["verdict"] == "TOTAL_PASSED", final["message"]
+    assert len(final["signatures"]) == 2
+    assert final["registry"]["public_id"] == second
+    assert final["registry"]["signed_further_by"] is None
+    full = api.get(f"/v1/registered-documents/{second}", headers=client(credentials)).json()
+    assert full["signs_further"]["public_id"] == first
+
+
+def test_another_agency_signing_further_is_not_linked(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """Agency B countersigning agency A's document registers B's version, but A's record does
+    not point at B's (a record links only to its own agency's)."""
+    first = sign(api, credentials, make_pdf())
+    countersigned = sign(api, credentials, content(api, credentials, first), agency=1)
+    record = api.get(f"/v1/registry/{first['registry']['public_id']}").json()
+    assert record["signed_further_by"] is None
+    other = api.get(f"/v1/registry/{countersigned['registry']['public_id']}").json()
+    assert other["agency"]["code"] == "000.00.31.H26"
+
+
+# -- documents the service did not issue ------------------------------------------------------
+
+
+def test_validly_signed_document_never_issued_is_not_found_and_still_passes(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers, timestamps
+    from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner
+
+    pki = services.dev_pki
+    assert pki is not None
+    signer = signers.SimpleSigner.load_pkcs12(
+        pki.p12_path("agency-a-seal"), passphrase=DEV_KEY_PASSPHRASE.encode()
+    )
+    assert signer is not None
+    from signing_service.services.allowlists import tsa_url
+
+    tsa = timestamps.HTTPTimeStamper(tsa_url(services, None))
+    out = BytesIO()
+    PdfSigner(
+        PdfSignatureMetadata(field_name="Sig1", subfilter=fields.SigSeedSubFilter.PADES),
+        signer=signer,
+        timestamper=tsa,
+    ).sign_pdf(IncrementalPdfFileWriter(BytesIO(make_pdf())), output=out)
+    report = verify(api, out.getvalue())
+    assert report["verdict"] == "TOTAL_PASSED", report["message"]
+    assert report["registry"] == {"found": False}
+    # The CLI's use case (in this thread, no worker process) says the same.
+    direct = verify_document(services, out.getvalue(), actor="cli")
+    assert direct["registry"] == {"found": False}
+    # And so do an unsigned PDF and a tampered copy of a registered one.
+    assert verify(api, make_pdf())["registry"] == {"found": False}
+    body = sign(api, credentials, make_pdf())
+    tampered = bytearray(content(api, credentials, body))
+    at = bytes(tampered).index(b"trang 1")
+    tampered[at + 6] = ord("9")
+    report = verify(api, bytes(tampered))
+    assert report["verdict"] == "TOTAL_FAILED"
+    assert report["registry"] == {"found": False}
+
+
+def test_registered_revision_with_content_appended_after_issue(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """The file is not registered, but the revision its signature covers is: the registry
+    names the issued document and says what was matched."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    body = sign(api, credentials, make_pdf(), dossier_code=DOSSIER)
+    issued = content(api, credentials, body)
+    writer = IncrementalPdfFileWriter(BytesIO(issued))
+    writer.set_info(
+        generic.DictionaryObject({generic.NameObject("/Title"): generic.TextStringObject("sửa")})
+    )
+    out = BytesIO()
+    writer.write(out)
+    appended = out.getvalue()
+    assert appended.startswith(issued) and len(appended) > len(issued)
+    report = verify(api, appended)
+    assert report["registry"]["found"] is True
+    assert report["registry"]["matched"] == "revision"
+    assert report["registry"]["public_id"] == body["registry"]["public_id"]
+
+
+def test_with_registry_splices_into_the_serialised_report() -> None:
+    assert json.loads(with_registry(b'{"verdict": "X"}', {"found": False})) == {
+        "verdict": "X",
+        "registry": {"found": False},
+    }
+    assert json.loads(with_registry(b"{}\n", {"found": False})) == {"registry": {"found": False}}
+    with pytest.raises(ValueError):
+        with_registry(b"[]", {"found": False})
+
+
+def test_cli_text_report_names_the_registry_status(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    body = sign(api, credentials, make_pdf())
+    report = verify_document(public, content(api, credentials, body), actor="cli")
+    sentence = registry.registry_sentence(report["registry"])
+    assert "đang có hiệu lực" in sentence and "000.00.12.H12" in sentence
+    assert "không được phát hành qua dịch vụ này" in registry.registry_sentence({"found": False})
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "abc",
+        "A" * 26,  # upper case: not an id the service hands out
+        "k5q3w2xv7m4hzp6r2tyc3n5dq0",  # 0 is not base32
+        "k5q3w2xv7m4hzp6r2tyc3n5dqaa",  # 27 characters
+        "k5q3w2xv7m4hzp6r2tyc3n5dq%00",
+        "x" * 300,
+        "' OR 1=1 --",
+    ],
+)
+def test_malformed_public_id_is_the_unknown_404(api: Any, services: Services, bad: str) -> None:
+    unknown = api.get(f"/v1/registry/{registry.new_public_id()}")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "REGISTRY_RECORD_NOT_FOUND")
+    got = api.get(f"/v1/registry/{bad}")
+    assert got.status_code == 404
+    assert got.json()["code"] in ("REGISTRY_RECORD_NOT_FOUND", "NOT_FOUND")
+    if got.json()["code"] == "REGISTRY_RECORD_NOT_FOUND":
+        assert got.content == unknown.content
+    assert registry.lookup_public_id(services, bad) is None
+    assert registry.lookup_sha256(services, bad) is None
+
+
+def test_status_change_refusals(api: Any, public: Services, credentials: dict[str, Any]) -> None:
+    a1 = sign(api, credentials, make_pdf())["registry"]["public_id"]
+    a2 = sign(api, credentials, make_pdf(pages=2))["registry"]["public_id"]
+    b1 = sign(api, credentials, make_pdf(), agency=1)["registry"]["public_id"]
+    unknown = registry.new_public_id()
+    audited = len(audit_entries(public, "registry.revoked")) + len(
+        audit_entries(public, "registry.superseded")
+    )
+
+    def refused(target: str, action: str, status: int, code: str, **body: Any) -> Any:
+        got = change(api, credentials, target, action, **body)
+        assert (got.status_code, got.json()["code"]) == (status, code), got.text
+        return got
+
+    for reason in ("", "   ", "x" * 501, "lý do\x00", "dòng một\ndòng hai"):
+        refused(a1, "revoke", 422, "INVALID_REGISTRY_REASON", reason=reason)
+    refused(a1, "revoke", 422, "INVALID_REQUEST")  # no reason at all
+    refused(a1, "revoke", 422, "INVALID_REQUEST", reason="Lý do", extra="x")
+    # Supersede by itself, by an unknown id, by another agency's document (the same answer
+    # as unknown, byte for byte), by a malformed id.
+    refused(a1, "supersede", 422, "INVALID_SUPERSEDING_DOCUMENT", superseded_by=a1, reason="R")
+    by_unknown = refused(
+        a1, "supersede", 422, "INVALID_SUPERSEDING_DOCUMENT", superseded_by=unknown, reason="R"
+    )
+    by_other = refused(
+        a1, "supersede", 422, "INVALID_SUPERSEDING_DOCUMENT", superseded_by=b1, reason="R"
+    )
+    assert by_other.content == by_unknown.content
+    refused(a1, "supersede", 422, "INVALID_SUPERSEDING_DOCUMENT", superseded_by="../x", reason="R")
+    # Another agency's document, and an unknown one: the same 404, byte for byte.
+    for action, body in (("revoke", {}), ("supersede", {"superseded_by": a2})):
+        theirs = refused(b1, action, 404, "REGISTRY_RECORD_NOT_FOUND", reason="R", **body)
+        missing = refused(unknown, action, 404, "REGISTRY_RECORD_NOT_FOUND", reason="R", **body)
+        assert theirs.content == missing.content
+    theirs = api.get(f"/v1/registered-documents/{b1}", headers=client(credentials))
+    missing = api.get(f"/v1/registered-documents/{unknown}", headers=client(credentials))
+    assert theirs.status_code == 404 and theirs.content == missing.content
+    # A revoked document cannot supersede another.
+    assert change(api, credentials, a2, "revoke", reason="Thu hồi").status_code == 200
+    refused(a1, "supersede", 422, "INVALID_SUPERSEDING_DOCUMENT", superseded_by=a2, reason="R")
+    # Nothing else changed; only the one revocation was audited.
+    for public_id in (a1, b1):
+        assert api.get(f"/v1/registry/{public_id}").json()["status"] == "in_force"
+    after = len(audit_entries(public, "registry.revoked")) + len(
+        audit_entries(public, "registry.superseded")
+    )
+    assert after == audited + 1
+    # Unauthenticated and the operator's key cannot change anything.
+    anonymous = api.post(f"/v1/registered-documents/{a1}/revoke", json={"reason": "R"})
+    assert anonymous.status_code == 401
+
+
+def test_reason_bound_is_characters_not_bytes(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """500 Vietnamese characters (1,000+ UTF-8 bytes) are accepted on both databases."""
+    public_id = sign(api, credentials, make_pdf())["registry"]["public_id"]
+    reason = ("Thu hồi do sai thẩm quyền ban hành. " * 20)[:500]
+    done = change(api, credentials, public_id, "revoke", reason=reason)
+    assert done.status_code == 200, done.text
+    assert done.json()["reason"] == reason.strip()
+
+
+def test_public_link_forms() -> None:
+    assert registry.public_link(None, "abc") is None
+    assert registry.public_link("", "abc") is None
+    assert (
+        registry.public_link("http://127.0.0.1:8000", "abc") == "http://127.0.0.1:8000/xac-minh/abc"
+    )
+    assert registry.public_link("https://x.gov.vn/", "abc") == "https://x.gov.vn/xac-minh/abc"
+    assert registry.public_link("https://portal.gov.vn/tra-cuu?ma=", "abc") == (
+        "https://portal.gov.vn/tra-cuu?ma=abc"
+    )
+    ids = {registry.new_public_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(registry.PUBLIC_ID.fullmatch(i) for i in ids)
+
+
+def test_concurrent_status_changes_one_wins(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Two agencies' systems (or two retries) change the same document at once: exactly one
+    change is applied and audited, the other is REGISTRY_STATUS_FINAL (row lock on
+    PostgreSQL, the write lock on SQLite; one conditional UPDATE decides)."""
+    import threading
+
+    from signing_service import errors
+    from signing_service.store.models import Agency
+
+    public_id = sign(api, credentials, make_pdf())["registry"]["public_id"]
+    newer = sign(api, credentials, make_pdf(pages=2))["registry"]["public_id"]
+    with services.db.transaction() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == "000.00.12.H12")).one()
+        session.expunge(agency)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def attempt(kind: str) -> None:
+        barrier.wait()
+        try:
+            if kind == "revoke":
+                registry.revoke(services, agency, public_id, reason="Thu hồi", actor="t")
+            else:
+                registry.supersede(
+                    services, agency, public_id, superseded_by=newer, reason="Thay", actor="t"
+                )
+            outcomes.append("ok")
+        except errors.ServiceError as e:
+            outcomes.append(e.code)
+
+    threads = [threading.Thread(target=attempt, args=(k,)) for k in ("revoke", "supersede")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["REGISTRY_STATUS_FINAL", "ok"], outcomes
+    changes = audit_entries(services, "registry.revoked") + audit_entries(
+        services, "registry.superseded"
+    )
+    assert [e.subject for e in changes] == [public_id]

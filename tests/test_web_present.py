@@ -1,0 +1,172 @@
+"""The citizen's view of a verification report (signing_service/web/present.py): built from
+reports of real documents signed and verified here with the dev PKI, and every code the verifier
+can emit has a plain-Vietnamese sentence and a "why this matters" line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from signing_service.pki.dev import DevPki
+from signing_service.signing.policy import ALGORITHM_MESSAGES
+from signing_service.trust import TrustStore
+from signing_service.verification import limits
+from signing_service.verification.messages import MESSAGES
+from signing_service.verification.validate import Verifier
+from signing_service.web.present import CITIZEN_TEXTS, present
+from tests.conftest import REPO
+from tests.support.pdfs import make_pdf
+from tests.test_verification_report import dev_sign
+
+# Codes whose meaning is good news: a sentence, no warning.
+GOOD = {
+    "INTACT",
+    "NO_CHANGES",
+    "LTV_UPDATES_ONLY",
+    "ALLOWED_FORM_FILLING",
+    "CHAIN_TRUSTED",
+    "CHAIN_TRUSTED_AT_SIGNING_TIME",
+    "NOT_REVOKED",
+    "NOT_REVOKED_AT_SIGNING_TIME",
+    "TIMESTAMP_VALID",
+    "ALGORITHMS_OK",
+    "SIGNED_AFTER_VALIDATION_TIME",
+}
+
+
+@pytest.fixture(scope="module")
+def verifier(dev_pki: tuple[DevPki, int]) -> Verifier:
+    pki, _ = dev_pki
+    trust = TrustStore.load(
+        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
+    )
+    return Verifier(trust)
+
+
+@pytest.fixture(scope="module")
+def signed(dev_pki: tuple[DevPki, int]) -> bytes:
+    return dev_sign(dev_pki[0], make_pdf("Giay xac nhan so 42/GXN"), "B-T")
+
+
+def verify(verifier: Verifier, data: bytes) -> dict[str, Any]:
+    # Through JSON, as the page receives it from the verification workers.
+    return json.loads(json.dumps(asyncio.run(verifier.async_verify(data)).to_dict()))
+
+
+def test_every_code_the_verifier_emits_has_citizen_words() -> None:
+    codes = set(MESSAGES) | set(limits.MESSAGES) | set(ALGORITHM_MESSAGES)
+    missing = sorted(codes - set(CITIZEN_TEXTS))
+    assert not missing, missing
+    for code in codes - GOOD:
+        assert CITIZEN_TEXTS[code].why, f"{code} has no 'why this matters' line"
+    for text in CITIZEN_TEXTS.values():
+        assert text.text.endswith((".", "…")), text.text
+
+
+def test_valid_signature(verifier: Verifier, signed: bytes) -> None:
+    view = present(verify(verifier, signed))
+    assert view.state == "valid"
+    assert view.state_label == "Hợp lệ"
+    assert view.icon == "check"
+    assert view.lead.startswith("Chữ ký số trên tài liệu hợp lệ")
+    (sig,) = view.signatures
+    assert sig.kind == "seal"  # the dev agency's seal certificate
+    assert sig.name and "Demo" in sig.name
+    assert sig.time_proven and "dấu thời gian" in sig.time_proof
+    assert sig.signed_at and sig.signed_at.endswith("(giờ Việt Nam)")
+    assert sig.valid_from and sig.valid_to
+    assert {c.name for c in sig.checks} >= {"integrity", "trust", "revocation", "timestamp"}
+    assert all(c.status == "PASSED" for c in sig.checks)
+    # The dev PKI is a test PKI: the citizen is told, with why.
+    codes = [w.code for w in sig.warnings]
+    assert codes == ["DEVELOPMENT_CERTIFICATE"]
+    assert sig.warnings[0].why
+    assert sig.technical["chain"] and sig.technical["checks"]["integrity"]["code"] == "INTACT"
+    assert view.registry is None
+    as_dict = view.to_dict()
+    assert json.loads(json.dumps(as_dict, ensure_ascii=False))["state"] == "valid"
+
+
+def test_tampered(verifier: Verifier, signed: bytes) -> None:
+    marker = b"Giay xac nhan so 42"
+    assert marker in signed
+    tampered = signed.replace(marker, b"Giay xac nhan so 99", 1)
+    view = present(verify(verifier, tampered))
+    assert view.state == "invalid"
+    assert view.state_label == "Không hợp lệ"
+    assert view.icon == "cross"
+    assert view.lead == "Không được tin vào tài liệu này: nội dung đã bị thay đổi sau khi ký."
+    (sig,) = view.signatures
+    assert sig.state == "invalid"
+    hash_warning = next(w for w in sig.warnings if w.code == "HASH_MISMATCH")
+    assert "bản gốc" in hash_warning.why
+
+
+def test_unsigned(verifier: Verifier) -> None:
+    view = present(verify(verifier, make_pdf()))
+    assert view.state == "indeterminate"
+    assert view.state_label == "Chưa xác định được"
+    assert "không có chữ ký số" in view.lead
+    assert view.signatures == []
+
+
+def _registry(status: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "found": True,
+        "public_id": "AbC123",
+        "link": "http://127.0.0.1:8000/xac-minh/AbC123",
+        "agency": {"code": "000.00.00.H01", "name": "Sở Tư pháp tỉnh Demo A"},
+        "kind": "seal",
+        "dossier_code": "000.00.00.H01-251231-0001",
+        "result_code": None,
+        "document_number": "42/GXN",
+        "issued_at": "2026-11-29T09:00:00+07:00",
+        "status": status,
+        "status_changed_at": None if status == "in_force" else "2026-11-30T08:00:00+07:00",
+        "reason": None,
+        "superseded_by": None,
+        "signed_further_by": None,
+        **extra,
+    }
+
+
+def test_registry_states(verifier: Verifier, signed: bytes) -> None:
+    report = verify(verifier, signed)
+    in_force = present({**report, "registry": _registry("in_force")})
+    assert in_force.state == "valid"
+    assert "Sở Tư pháp tỉnh Demo A" in in_force.lead and "đang có hiệu lực" in in_force.lead
+    assert (
+        in_force.registry
+        and in_force.registry.issued_at == "09:00:00 ngày 29/11/2026 (giờ Việt Nam)"
+    )
+
+    revoked = present({**report, "registry": _registry("revoked", reason="Cấp nhầm người nhận")})
+    assert revoked.state == "invalid" and revoked.signatures_state == "valid"
+    assert revoked.lead.startswith("Chữ ký số hợp lệ, nhưng Sở Tư pháp tỉnh Demo A đã thu hồi")
+    assert "thu hồi" in revoked.lead and "30/11/2026" in revoked.lead
+    assert revoked.registry and revoked.registry.reason == "Cấp nhầm người nhận"
+
+    newer = {"public_id": "XyZ789", "link": "http://127.0.0.1:8000/xac-minh/XyZ789"}
+    superseded = present({**report, "registry": _registry("superseded", superseded_by=newer)})
+    assert superseded.state == "invalid"
+    assert "thay thế" in superseded.lead
+    assert superseded.registry and superseded.registry.superseded_by_link == newer["link"]
+
+    unknown = present({**report, "registry": {"found": False}})
+    assert unknown.state == "valid"
+    assert unknown.registry and not unknown.registry.found
+    assert "không phải là lỗi" in unknown.registry.why
+
+
+def test_unknown_code_keeps_the_reports_message() -> None:
+    report = {
+        "verdict": "TOTAL_PASSED",
+        "signatures": [],
+        "warnings": [{"code": "SOMETHING_NEW", "message": "Một cảnh báo mới."}],
+    }
+    view = present(report)
+    assert view.warnings[0].text == "Một cảnh báo mới."
+    assert view.warnings[0].why
