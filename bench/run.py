@@ -574,6 +574,11 @@ def main() -> int:
         "--no-postgres", action="store_true", help="skip the durable PostgreSQL rows"
     )
     parser.add_argument(
+        "--verification-only",
+        action="store_true",
+        help="only the verification table (bench/verification.py; printed, RESULTS.md untouched)",
+    )
+    parser.add_argument(
         "--appearance-only",
         action="store_true",
         help="only the row 'visible person+seal ÷ invisible' (printed, RESULTS.md untouched)",
@@ -586,6 +591,10 @@ def main() -> int:
 
     if args.appearance_only:
         return appearance_only(count(20))
+    if args.verification_only:
+        from bench import verification
+
+        return verification.run(quick=args.quick, write=False)
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     pki_port = free_port()

@@ -114,6 +114,12 @@ attack that the default accepts:
   whole file); here a field counts as changed only if something of it changed, so FieldMDP
   locks are not tripped by unrelated revisions.
 
+* :class:`SignatureFieldStateRule` — pyHanko's rule for changes inside signature fields, not
+  run on a field the revision does not write (for such a field pyHanko's rule only approves the
+  field's own, unwritten reference, which changes nothing; it ran on every field at every
+  revision, the largest share of a many-signature file's analysis). Speed only: the outcome is
+  pyHanko's (tests/test_diff_speedups.py compares them revision by revision).
+
 Rules raise the revision's level through :func:`require_level` when what they approve deserves
 more than the objects it touches would show (a removal writes no new object).
 """
@@ -159,6 +165,8 @@ from pyhanko.sign.diff_analysis.rules_api import (
     RelativeContext,
 )
 from pyhanko.sign.fields import FieldMDPSpec, MDPPerm
+
+from signing_service.verification.diff_speedups import load_reverse_xref_cache, usage_steps
 
 ANNOT = ModificationLevel.ANNOTATIONS
 FILL = ModificationLevel.FORM_FILLING
@@ -506,7 +514,8 @@ def _new_signature_widgets(
         )
         sub_fields = [k for k in kid_refs if "/T" in _resolve(k)]  # type: ignore[operator]
         stack.extend(sub_fields)
-        if _inherited(field_dict, "/FT") != "/Sig" or not old.is_ref_unassignable(raw.reference):
+        # (cheapest test first; neither reads anything)
+        if not old.is_ref_unassignable(raw.reference) or _inherited(field_dict, "/FT") != "/Sig":
             continue
         widget_kids = [k for k in kid_refs if k not in sub_fields]
         if widget_kids:
@@ -570,10 +579,26 @@ def _missing_from(
 ) -> list[generic.PdfObject]:
     """The entries of ``items`` that are not in ``other`` (references by set lookup: pages can
     carry thousands of annotations)."""
-    hashable = (generic.IndirectObject, generic.NumberObject)
-    keys = {o for o in other if isinstance(o, hashable)}
-    direct = [o for o in other if not isinstance(o, hashable)]
-    return [i for i in items if (i not in keys if isinstance(i, hashable) else i not in direct)]
+    keys = {_entry_key(o) for o in other if isinstance(o, _HASHABLE_ENTRIES)}
+    direct = [o for o in other if not isinstance(o, _HASHABLE_ENTRIES)]
+    return [
+        i
+        for i in items
+        if (_entry_key(i) not in keys if isinstance(i, _HASHABLE_ENTRIES) else i not in direct)
+    ]
+
+
+_HASHABLE_ENTRIES = (generic.IndirectObject, generic.NumberObject)
+
+
+def _entry_key(entry: generic.PdfObject) -> tuple[int, int, int] | tuple[int, generic.PdfObject]:
+    """A set key equal exactly when the entries are equal: a reference by its object number and
+    generation (as ``IndirectObject.__eq__``; built here, not by its hash method in Python), a
+    number by its value; a reference never equals a number."""
+    if isinstance(entry, generic.IndirectObject):
+        ref = entry.reference
+        return (0, ref.idnum, ref.generation)
+    return (1, entry)
 
 
 def _same_order(old: list[generic.PdfObject], new: list[generic.PdfObject]) -> bool:
@@ -1614,6 +1639,67 @@ VISIBILITY_FLAGS = 1 | 2 | 4 | 32 | 256  # Invisible, Hidden, Print, NoView, Tog
 PRINT_FLAG = 4
 
 
+class SignatureFieldStateRule(SigFieldModificationRule):
+    """pyHanko's rule for changes inside signature fields, not run on a field the revision
+    did not touch.
+
+    pyHanko runs it on every field of the form at every revision, so a document with n
+    signatures costs n·(n−1)/2 field checks (the largest share of its difference analysis).
+    For a field that is the same object in both revisions and that the newer revision does not
+    write (its dictionary therefore identical), pyHanko's rule only yields approvals of the
+    field's own reference (at LTA_UPDATES, valid when locked or certified): the policy uses an
+    approval only for the objects the revision writes, so these change nothing. The field is
+    still checked when its dictionary is a stream (pyHanko refuses that) or when one of its
+    usage paths is one on which pyHanko's annotation-path test itself fails
+    (:func:`_annotation_path_test_fails`): those keep pyHanko's outcome exactly.
+    """
+
+    def apply(
+        self, context: FieldComparisonContext
+    ) -> Iterable[tuple[ModificationLevel, FormUpdate]]:
+        written = context.new.explicit_refs_in_revision()
+        for fq_name, spec in context.field_specs.items():
+            if self._untouched(spec, written, context.old):
+                continue
+            yield from self.check_form_field(fq_name, spec, context)
+
+    @staticmethod
+    def _untouched(
+        spec: FieldComparisonSpec, written: set[generic.Reference], old: HistoricalResolver
+    ) -> bool:
+        ref = spec.new_field_ref
+        if ref is None or spec.old_field_ref is None or spec.old_field_ref != ref:
+            return False
+        if ref in written:
+            return False
+        old_field, new_field = spec.old_field, spec.new_field
+        if isinstance(old_field, generic.StreamObject) or isinstance(
+            new_field, generic.StreamObject
+        ):
+            return False
+        if old_field != new_field:  # cannot differ when unwritten; checked, not assumed
+            return False
+        steps = usage_steps(old, ref)
+        return steps is not None and not any(_annotation_path_test_fails(p) for p in steps)
+
+
+def _annotation_path_test_fails(steps: tuple[str | int, ...]) -> bool:
+    """Whether pyHanko 0.38's test of a field's usage path ("is it ``/Root /Pages (/Kids i)+
+    /Annots j``?", ``FieldComparisonSpec._old_annotation_paths``) raises ``ValueError`` on
+    ``steps`` (it unpacks past the end of a path that ends in ``/Kids i``), which fails the
+    revision."""
+    if len(steps) < 6 or steps[0] != "/Root" or steps[1] != "/Pages":
+        return False
+    rest = list(steps[2:])
+    try:
+        nxt, nxt_ix, *rest = rest
+        while nxt == "/Kids" and isinstance(nxt_ix, int):
+            nxt, nxt_ix, *rest = rest
+    except ValueError:
+        return True
+    return False
+
+
 def _flags(obj: generic.DictionaryObject) -> int:
     value = obj.get("/F", 0)
     return int(value) if isinstance(value, generic.NumberObject) else 0
@@ -1792,6 +1878,9 @@ class ServiceDiffPolicy(StandardDiffPolicy):
         token = _LEVEL_FLOOR.set(floor)
         certification = _CERTIFICATION.set(doc_mdp)
         try:
+            # The same table pyHanko would build first (paths to every object of ``old``),
+            # without deep-copying the revision (see diff_speedups).
+            load_reverse_xref_cache(old)
             # pyHanko only tests doc_mdp against None; passing P=2 for P=3 avoids its warning
             # that P=3 is unsupported (this policy supports it).
             result = super().apply(
@@ -1866,7 +1955,7 @@ def build_diff_policy() -> ServiceDiffPolicy:
             *default_rules,
         ],
         form_rule=FormUpdatingRule(
-            field_rules=[SignatureFieldRule(), SigFieldModificationRule(), FieldValueRule()]
+            field_rules=[SignatureFieldRule(), SignatureFieldStateRule(), FieldValueRule()]
         ),
         reject_object_freeing=False,
     )

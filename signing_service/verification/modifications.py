@@ -41,6 +41,7 @@ from pyhanko.sign.diff_analysis import (
 from pyhanko.sign.fields import FieldMDPSpec, MDPPerm
 
 from signing_service.verification.diff_policy import page_refs
+from signing_service.verification.diff_speedups import speed_up_reader
 from signing_service.verification.limits import (
     TIME_BUDGET_EXCEEDED,
     LimitExceeded,
@@ -164,6 +165,9 @@ class RevisionAnalysis:
         """``memo``: results kept from an earlier verification of the same bytes.
         ``deadline``: ``time.monotonic()`` value after which comparing another revision raises
         ``LimitExceeded(TIME_BUDGET_EXCEEDED)``."""
+        # Faster equivalents of pyHanko's per-revision bookkeeping (idempotent; see
+        # diff_speedups).
+        speed_up_reader(reader)
         self.reader = reader
         self.data = data
         self.policy = policy

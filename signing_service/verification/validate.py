@@ -71,6 +71,7 @@ from signing_service.trust import TrustStore, fingerprint
 from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
 from signing_service.verification.cms import signature_integrity
 from signing_service.verification.diff_policy import DIFF_POLICY, page_refs
+from signing_service.verification.diff_speedups import speed_up_reader
 from signing_service.verification.identity import (
     certificate_profile,
     describe_name,
@@ -1001,6 +1002,8 @@ class Verifier:
             if find_signature_dictionaries(data) or claims_signature(data):
                 return unparsable()
             raise UnreadablePdfError(e.detail) from None
+        # Faster equivalents of pyHanko's per-revision bookkeeping (see diff_speedups).
+        speed_up_reader(reader)
         warnings: list[Note] = []
         offset = pdf_header_offset(data) or 0
         if offset:
