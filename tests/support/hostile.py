@@ -740,7 +740,10 @@ def signer_certificate_damaged(signed: bytes, part: str = "validity") -> bytes:
     assert match is not None
     start, end = match.span(1)
     der = bytearray(bytes.fromhex(match.group(1).decode()))
-    content = cms.ContentInfo.load(bytes(der).rstrip(b"\x00"))
+    # The CMS is followed by the reservation's zero padding: read the first DER element and
+    # ignore what follows (rstrip would also eat a genuine last zero byte of the signature
+    # value, about one run in 256).
+    content = cms.ContentInfo.load(bytes(der), strict=False)
     signed_data = content["content"]
     sid = signed_data["signer_infos"][0]["sid"].chosen
     cert = next(
