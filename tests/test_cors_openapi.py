@@ -729,10 +729,36 @@ def test_docs_work_offline_and_cors_holds_in_chromium(live: str) -> None:
                     route.abort()
 
             page.route("**/*", only_loopback)
+            # Whatever /docs' Content-Security-Policy blocks is reported to the page.
+            page.add_init_script(
+                "window.cspBlocked = []; document.addEventListener('securitypolicyviolation',"
+                " e => window.cspBlocked.push(e.violatedDirective + ' ' + e.blockedURI));"
+            )
             page.goto(live + "/docs")
             page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
             assert "xác minh chữ ký số" in page.inner_text(".swagger-ui .info .title")
+            assert page.evaluate("document.documentElement.lang") == "vi"
             assert page.locator("button.authorize").count() == 1  # the bearer scheme
+            # The dialog says to paste the key alone (newuser 19: not "Bearer ssk_…").
+            page.click("button.authorize")
+            dialog = page.locator(".dialog-ux .modal-ux")
+            dialog.wait_for(timeout=10_000)
+            assert "không gõ chữ Bearer" in dialog.inner_text()
+            page.keyboard.press("Escape")
+            # An operation opens, with its own error examples (newuser 20).
+            page.click("#operations-sổ_đăng_ký-public_record_v1_registry__public_id__get")
+            page.wait_for_selector(".responses-table", timeout=10_000)
+            responses = page.inner_text(".opblock.is-open .responses-wrapper")
+            assert "REGISTRY_RECORD_NOT_FOUND" in responses
+            assert "PROFILE_NOT_FOUND" not in responses
+            # "Try it out" calls the service from the page (connect-src 'self').
+            page.click(".opblock.is-open button.try-out__btn")
+            page.fill(".opblock.is-open input[placeholder=public_id]", "khong-co-ma-nay")
+            page.click(".opblock.is-open button.execute")
+            page.wait_for_selector(".opblock.is-open .live-responses-table", timeout=10_000)
+            live_answer = page.inner_text(".opblock.is-open .live-responses-table")
+            assert "REGISTRY_RECORD_NOT_FOUND" in live_answer, live_answer
+            assert page.evaluate("window.cspBlocked") == []
             assert outside == []
 
             fetch = """async (url) => {
@@ -744,13 +770,14 @@ def test_docs_work_offline_and_cors_holds_in_chromium(live: str) -> None:
                     return {status: r.status, body: await r.json()};
                 } catch (e) { return {error: String(e)}; }
             }"""
-            # From the configured origin (localhost) to the API: the answer is readable.
-            page.goto(f"http://localhost:{port}/docs")
+            # From the configured origin (localhost) to the API: the answer is readable. (From
+            # a page without a CSP of its own: /docs may connect to its own origin only.)
+            page.goto(f"http://localhost:{port}/healthz")
             allowed = page.evaluate(fetch, live + "/v1/verifications")
             assert allowed.get("status") == 422, allowed
             assert allowed["body"]["code"] == "NOT_A_PDF"
             # From an origin not configured (127.0.0.1): the browser refuses to hand it over.
-            page.goto(live + "/docs")
+            page.goto(live + "/healthz")
             target = f"http://localhost:{port}/v1/verifications"
             refused = page.evaluate(fetch, target)
             assert "error" in refused, refused
