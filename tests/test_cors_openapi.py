@@ -653,8 +653,11 @@ def test_docs_carry_security_headers_and_are_compressed(api: Any) -> None:
     assert gzip.decompress(sent) == (SWAGGER_DIR / "swagger-ui-bundle.js").read_bytes()
     plain = api.get("/docs/assets/swagger-ui-bundle.js", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers and len(plain.content) == size
+    page = api.get("/docs", headers={"Accept-Encoding": "gzip"})
+    assert page.headers.get("content-encoding") is None  # under the 1 KiB worth compressing
+    # The OpenAPI document is an API answer: left as it is.
     spec = api.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
-    assert spec.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in spec.headers
     page = api.get("/docs")
     assert '<html lang="vi">' in page.text
     # The API's answers are not touched by the docs' shell.
@@ -679,7 +682,8 @@ def live(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> Iterator[str]:
             tmp_path,
             f"sqlite:///{tmp_path / 'metadata.db'}",
             dev_pki,
-            cors_origins=[f"http://localhost:{port}"],
+            # The second: a public portal's page (test_local_network_access_…).
+            cors_origins=[f"http://localhost:{port}", PORTAL],
             verification_processes=0,
         )
     )
@@ -793,3 +797,52 @@ def test_docs_work_offline_and_cors_holds_in_chromium(live: str) -> None:
             assert opaque == "opaque"
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM, reason="Debian's chromium not installed (apt-get install chromium)"
+)
+def test_local_network_access_blocks_a_public_portal_before_cors(live: str) -> None:
+    """newuser 17 (README "For other portals"): Chromium's Local Network Access (formerly
+    Private Network Access) stops a page of a public site from calling a service on a
+    loopback or private address, whatever CORS allows; the tests' Chromium runs with
+    ``--disable-features=LocalNetworkAccessChecks`` where a public origin is simulated."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    fetch = """async (url) => {
+        const form = new FormData();
+        form.append("file", new Blob(["khong phai pdf"]), "a.pdf");
+        try {
+            const r = await fetch(url, {method: "POST", body: form});
+            return {status: r.status, body: await r.json()};
+        } catch (e) { return {error: String(e)}; }
+    }"""
+
+    def from_portal(extra_args: list[str]) -> tuple[dict[str, Any], list[str]]:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *extra_args],
+            )
+            try:
+                page = browser.new_page()
+                console: list[str] = []
+                page.on("console", lambda m: console.append(m.text))
+                # The portal's page, as served by its public site.
+                page.route(
+                    PORTAL + "/**",
+                    lambda route: route.fulfill(
+                        status=200,
+                        content_type="text/html; charset=utf-8",
+                        body='<!doctype html><html lang="vi"><title>Cổng</title></html>',
+                    ),
+                )
+                page.goto(PORTAL + "/kiem-tra")
+                return page.evaluate(fetch, live + "/v1/verifications"), console
+            finally:
+                browser.close()
+
+    blocked, console = from_portal([])
+    assert "error" in blocked, blocked
+    assert any("address space" in line for line in console), console
+    allowed, _ = from_portal(["--disable-features=LocalNetworkAccessChecks"])
+    assert allowed.get("status") == 422 and allowed["body"]["code"] == "NOT_A_PDF", allowed
