@@ -290,6 +290,29 @@ def test_authorize_hint_says_paste_the_key_without_bearer(api: Any) -> None:
     assert doubled.status_code == 401 and doubled.json()["code"] == "UNAUTHENTICATED"
 
 
+def test_admin_reads_list_their_own_codes(api: Any) -> None:
+    """A listing or a read does not list the codes of a profile's or an image's creation
+    (IMAGE_NOT_PNG under GET /v1/admin/keys, newuser 21); what they answer is listed."""
+    schema = api.get("/openapi.json").json()
+    admin = json.loads(api.app.state.services.settings.dev_credentials_file.read_text())[
+        "agencies"
+    ][0]["admin_api_key"]
+    headers = {"Authorization": f"Bearer {admin}"}
+    for path in ("/v1/admin/keys", "/v1/admin/profiles", "/v1/admin/appearance-images"):
+        listing = schema["paths"][path]["get"]
+        assert {"404", "409", "422"}.isdisjoint(listing["responses"]), path
+        assert api.get(path, headers=headers).status_code == 200
+    for method, path in (
+        ("GET", "/v1/admin/profiles/khong-co"),
+        ("DELETE", "/v1/admin/profiles/khong-co"),
+        ("DELETE", "/v1/admin/appearance-images/khong-co"),
+    ):
+        operation = schema["paths"][re.sub(r"/khong-co$", "/{name}", path)][method.lower()]
+        answer = api.request(method, path, headers=headers)
+        assert answer.json()["code"] in _codes(operation, answer.status_code), answer.text
+        assert "422" not in operation["responses"] and "IMAGE_NOT_PNG" not in json.dumps(operation)
+
+
 def _classes_by_code() -> dict[tuple[int, str], list[type[errors.ServiceError]]]:
     out: dict[tuple[int, str], list[type[errors.ServiceError]]] = {}
     for value in vars(errors).values():

@@ -128,6 +128,11 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
             errors.InvalidSupersedingDocument,
         ],
         "probe": [errors.NotReady],
+        # The admin API's reads and deletions (services/profiles.py _get,
+        # services/appearance_images.py delete_image): a listing refuses nothing of its own.
+        "admin_list": [],
+        "admin_profile": [errors.ProfileNotFound],
+        "admin_image_delete": [errors.ImageNotFound, errors.ImageInUse],
         "attachments": [
             *_by_prefix("ATTACHMENT_", "IDEMPOTENCY_", "MALWARE_", "UPLOAD_"),
             errors.InvalidIdempotencyKey,
@@ -150,7 +155,7 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
     }
 
 
-# Which groups an operation's path belongs to (first match).
+# Which groups an operation belongs to, by its path or "METHOD path" (first match).
 PATH_GROUPS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"^/v1/signatures/batch$"), ("pdf_input", "signing", "batch")),
     (re.compile(r"^/v1/signatures/external"), ("pdf_input", "signing", "external")),
@@ -162,6 +167,9 @@ PATH_GROUPS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"^/v1/(registry|registered-documents)/[^/]+$"), ("registry_read",)),
     (re.compile(r"^/readyz$"), ("probe",)),
     (re.compile(r"^/v1/(dossiers|attachments)"), ("attachments",)),
+    (re.compile(r"^GET /v1/admin/(profiles|keys|appearance-images)$"), ("admin_list",)),
+    (re.compile(r"^(GET|DELETE) /v1/admin/profiles/[^/]+$"), ("admin_profile",)),
+    (re.compile(r"^DELETE /v1/admin/appearance-images/[^/]+$"), ("admin_image_delete",)),
     (re.compile(r"^/v1/admin"), ("admin",)),
     (re.compile(r"^/v1/operator"), ("operator",)),
 )
@@ -257,8 +265,10 @@ def _collect(
         # PublicLane; the probes pass by it).
         found += [errors.AnonymousBusy, errors.RateLimited]
     groups = _groups()
+    methods = sorted(route.methods or ())
     for pattern, names in PATH_GROUPS:
-        if pattern.match(path):
+        # A pattern names a path, or a method and a path ("GET /v1/admin/keys").
+        if pattern.match(path) or any(pattern.match(f"{m} {path}") for m in methods):
             for name in names:
                 found += groups[name]
             break
