@@ -375,10 +375,12 @@ async def _asgi(
     query: str = "",
     body: bytes = b"",
     hold: Any = None,
+    holding: Any = None,
 ) -> tuple[int, dict[str, Any]]:
     """One request straight into the ASGI application (the whole middleware stack, as a
     server hands it over); ``hold``: an event the body waits for after its first bytes (a
-    client still uploading). The status and the JSON body."""
+    client still uploading), ``holding``: an event set once it waits. The status and the JSON
+    body."""
     import anyio
 
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
@@ -406,6 +408,8 @@ async def _asgi(
             sent = True
             return {"type": "http.request", "body": body, "more_body": hold is not None}
         if hold is not None:
+            if holding is not None:
+                holding.set()
             await hold.wait()
         else:
             await anyio.sleep_forever()
@@ -546,7 +550,7 @@ def test_public_operations_list_only_codes_they_answer(edge_app: Any) -> None:
         async with anyio.create_task_group() as group:
             results: list[tuple[int, dict[str, Any]]] = []
 
-            async def upload(client: str) -> None:
+            async def upload(client: str, holding: Any) -> None:
                 results.append(
                     await _asgi(
                         app,
@@ -556,21 +560,27 @@ def test_public_operations_list_only_codes_they_answer(edge_app: Any) -> None:
                         body=doc[:100],
                         client=client,
                         hold=release,
+                        holding=holding,
                     )
                 )
 
-            group.start_soon(upload, "192.0.2.1")
-            await anyio.sleep(0.2)
+            first, second = anyio.Event(), anyio.Event()
+            group.start_soon(upload, "192.0.2.1", first)
+            with anyio.fail_after(10):
+                await first.wait()
             # The same client again: its one place is taken.
             seen(registry_seen, await _asgi(app, "GET", lookup_path, client="192.0.2.1"))
             seen(verify_seen, await _asgi(app, "POST", "/v1/verifications", client="192.0.2.1"))
-            group.start_soon(upload, "192.0.2.2")
-            await anyio.sleep(0.2)
+            group.start_soon(upload, "192.0.2.2", second)
+            with anyio.fail_after(10):
+                await second.wait()
             # Two places in all, both taken.
             seen(registry_seen, await _asgi(app, "GET", lookup_path, client="192.0.2.3"))
             seen(verify_seen, await _asgi(app, "POST", "/v1/verifications", client="192.0.2.3"))
-            # The uploads stall past the body timeout.
-            await anyio.sleep(1.5)
+            # The uploads stall past the body timeout (one second): both answered 408.
+            with anyio.fail_after(20):
+                while len(results) < 2:
+                    await anyio.sleep(0.1)
             release.set()
         for answer in results:
             seen(verify_seen, answer)
