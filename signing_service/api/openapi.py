@@ -4,14 +4,19 @@
   and required on exactly the operations whose dependencies authenticate the caller, so
   Swagger UI's "Authorize" button works; authentication itself is unchanged (``deps``).
 - Each operation lists the error codes it can return, by HTTP status, with the
-  :class:`~signing_service.api.schemas.ErrorBody` schema. The codes are derived, not written per
-  route: from the error classes of :mod:`signing_service.errors` and the tables that map
-  failures to them (``PLACEMENT_ERRORS``, ``services.signing.CHECK_ERRORS`` /
-  ``TIMESTAMP_ERRORS`` / ``PDF_INPUT_ERRORS``, ``services.keys.KEY_ERRORS``), grouped by domain
-  and chosen by the operation's path; authentication and the public lane add theirs.
+  :class:`~signing_service.api.schemas.ErrorBody` schema and one example per code (its own
+  message). The codes are derived, not written per route: from the error classes of
+  :mod:`signing_service.errors` and the tables that map failures to them
+  (``PLACEMENT_ERRORS``, ``services.signing.CHECK_ERRORS`` / ``TIMESTAMP_ERRORS`` /
+  ``PDF_INPUT_ERRORS``, ``services.keys.KEY_ERRORS``), grouped by domain and chosen by the
+  operation's path and method; authentication, the public lane and FastAPI's validation (only
+  where it can refuse the input) add theirs. The PDF report's seal codes are listed apart on
+  ``POST /v1/verifications``, as answered only when the PDF report is asked for.
 - Swagger UI's assets (swagger-ui-dist 5.35.0 from npm, Apache-2.0, ``docs_assets/swagger-ui``
-  with its LICENSE and NOTICE) are served by the service: ``/docs`` works without internet and
-  makes no third-party request (its validator badge, which calls validator.swagger.io, is off).
+  with its LICENSE and NOTICE; ``docs-init.js`` there is ours) are served by the service:
+  ``/docs`` works without internet and makes no third-party request (its validator badge,
+  which calls validator.swagger.io, is off). :class:`DocsShell` gives ``/docs``, its assets and
+  the OpenAPI document their security headers, and ``/docs`` and its assets gzip.
 """
 
 from __future__ import annotations
