@@ -87,6 +87,20 @@ AnonymousBusy = _error(
     503,
     "Dịch vụ đang nhận quá nhiều yêu cầu không xác thực; vui lòng thử lại sau ít phút.",
 )
+# /readyz: the database or the storage does not answer (api/health.py).
+NotReady = _error(
+    "NOT_READY",
+    503,
+    "Dịch vụ chưa sẵn sàng: cơ sở dữ liệu hoặc kho lưu trữ không trả lời.",
+)
+# A CORS preflight (OPTIONS) from a configured origin asking for a method or a request header
+# the public API does not allow (api/cors.py): no cross-origin request may carry an API key.
+CorsNotAllowed = _error(
+    "CORS_NOT_ALLOWED",
+    400,
+    "Yêu cầu từ trang web khác (CORS) dùng phương thức hoặc tiêu đề (header) không được phép: "
+    "chỉ cho phép GET và POST với các tiêu đề cơ bản, không kèm khóa API.",
+)
 TooManyConnections = _error(
     "TOO_MANY_CONNECTIONS",
     503,

@@ -66,6 +66,7 @@ async def profiles_create(
 
 @router.get(
     "/v1/admin/profiles/{name}",
+    summary="Xem một cấu hình ký số của cơ quan",
     response_model=schemas.ProfileOut,
     tags=["quản trị"],
     responses={404: {"model": schemas.ErrorBody}},
@@ -81,6 +82,7 @@ async def profiles_get(
 
 @router.patch(
     "/v1/admin/profiles/{name}",
+    summary="Sửa một cấu hình ký số (chỉ các trường gửi lên)",
     response_model=schemas.ProfileOut,
     tags=["quản trị"],
     responses={404: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}},
@@ -107,6 +109,7 @@ async def profiles_update(
 
 @router.delete(
     "/v1/admin/profiles/{name}",
+    summary="Ngừng dùng một cấu hình ký số",
     status_code=204,
     tags=["quản trị"],
     responses={404: {"model": schemas.ErrorBody}},
@@ -199,6 +202,7 @@ async def images_upload(
 
 @router.delete(
     "/v1/admin/appearance-images/{name}",
+    summary="Xóa một hình ảnh chữ ký / con dấu chưa được cấu hình nào dùng",
     status_code=204,
     tags=["quản trị"],
     responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}},

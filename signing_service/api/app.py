@@ -42,7 +42,7 @@ from signing_service.api.edge import (
     TokenBuckets,
     parse_trusted_proxies,
 )
-from signing_service.api.openapi import mount_docs
+from signing_service.api.openapi import DocsShell, mount_docs
 from signing_service.services.container import Services
 from signing_service.web import routes as web
 from signing_service.web.middleware import PageCompression, PageShell
@@ -205,6 +205,8 @@ def create_app(services: Services) -> FastAPI:
     )
     # Outside the shell, so that the shell reads error bodies uncompressed.
     app.add_middleware(PageCompression)
+    # /docs, its assets and /openapi.json: security headers and gzip (api/openapi.py).
+    app.add_middleware(DocsShell)
 
     @app.exception_handler(errors.ServiceError)
     async def _service_error(_r: Request, exc: errors.ServiceError) -> JSONResponse:

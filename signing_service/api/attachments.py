@@ -254,6 +254,7 @@ async def attachment_list(
 
 @router.get(
     "/v1/attachments/{attachment_id}",
+    summary="Thông tin một tệp đính kèm của hồ sơ",
     response_model=schemas.AttachmentOut,
     tags=["hồ sơ"],
     responses={404: {"model": schemas.ErrorBody}},

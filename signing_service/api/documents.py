@@ -14,6 +14,7 @@ router = APIRouter()
 
 @router.get(
     "/v1/documents/{document_id}",
+    summary="Thông tin một văn bản đã lưu (gốc hoặc đã ký)",
     response_model=schemas.DocumentOut,
     tags=["văn bản"],
     responses={404: {"model": schemas.ErrorBody}},
@@ -27,6 +28,7 @@ async def document_meta(
 
 @router.get(
     "/v1/documents/{document_id}/content",
+    summary="Tải nội dung PDF của một văn bản đã lưu",
     tags=["văn bản"],
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}}, 404: {"model": schemas.ErrorBody}},

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import text
 
+from signing_service import errors
 from signing_service.api import schemas
 from signing_service.api.deps import AppServices, InWorker, error_response
 
@@ -16,7 +17,12 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-@router.get("/healthz", response_model=schemas.Health, tags=["vận hành"])
+@router.get(
+    "/healthz",
+    response_model=schemas.Health,
+    tags=["vận hành"],
+    summary="Kiểm tra tiến trình dịch vụ còn chạy (liveness)",
+)
 async def healthz() -> schemas.Health:
     return schemas.Health(status="ok")
 
@@ -25,6 +31,7 @@ async def healthz() -> schemas.Health:
     "/readyz",
     response_model=schemas.Health,
     tags=["vận hành"],
+    summary="Kiểm tra dịch vụ sẵn sàng: cơ sở dữ liệu và kho lưu trữ trả lời (readiness)",
     responses={503: {"model": schemas.ErrorBody}},
 )
 async def readyz(services: AppServices, in_worker: InWorker) -> Any:
@@ -37,11 +44,7 @@ async def readyz(services: AppServices, in_worker: InWorker) -> Any:
         await in_worker(probe)
     except Exception as e:  # noqa: BLE001
         log.warning("not ready: %s", type(e).__name__)
-        response = error_response(
-            503,
-            "NOT_READY",
-            "Dịch vụ chưa sẵn sàng: cơ sở dữ liệu hoặc kho lưu trữ không trả lời.",
-        )
+        response = error_response(503, errors.NotReady.code, errors.NotReady.message)
         response.headers["Retry-After"] = str(services.settings.retry_after_seconds)
         return response
     return schemas.Health(status="ready")
