@@ -197,10 +197,11 @@ def create_app(services: Services) -> FastAPI:
     # Outermost: the citizen's page gets its security headers and HTML error pages whichever
     # layer answered (the edge's limits included).
     max_mb = settings.max_document_bytes // (1024 * 1024)
+    base_mb = settings.max_upload_bytes // (1024 * 1024)
     app.add_middleware(
         PageShell,
         render_error=lambda status, code, message, retry: web.render_error(
-            status, code, message, retry_after=retry, max_mb=max_mb
+            status, code, message, retry_after=retry, max_mb=max_mb, base_mb=base_mb
         ),
     )
     # Outside the shell, so that the shell reads error bodies uncompressed.

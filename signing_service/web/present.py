@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from signing_service.timefmt import VIETNAM_TZ
+from signing_service.verification.messages import display_text
 
 STATE_LABELS = {
     "valid": "Hợp lệ",
@@ -49,11 +50,52 @@ CHECK_LABELS = {
     "timestamp": "Thời điểm ký được chứng minh",
     "algorithms": "Thuật toán đủ an toàn",
 }
+# The same checks of a document timestamp: what they mean for a timestamp (its "time proven"
+# check is the timestamp itself; "the signing time is proven" about itself said nothing).
+TIMESTAMP_CHECK_LABELS = {
+    "integrity": "Dấu thời gian còn nguyên vẹn, khớp với tài liệu",
+    "modifications": "Thay đổi sau dấu thời gian",
+    "trust": "Đơn vị cấp dấu thời gian được công nhận",
+    "revocation": "Chứng thư của đơn vị cấp dấu thời gian chưa bị thu hồi",
+    "timestamp": "Dấu thời gian hợp lệ",
+    "algorithms": "Thuật toán đủ an toàn",
+}
 CHECK_STATUS_LABELS = {
     "PASSED": "Đạt",
     "FAILED": "Không đạt",
     "INDETERMINATE": "Chưa xác định",
     "NOT_APPLICABLE": "Không áp dụng",
+}
+
+# The technical detail's codes, each explained in words (the codes stay: a specialist or the
+# help desk searches by them).
+INDICATION_TEXTS = {
+    "TOTAL_PASSED": "hợp lệ",
+    "TOTAL_FAILED": "không hợp lệ",
+    "INDETERMINATE": "chưa xác định được",
+    "NO_SIGNATURE": "không có chữ ký số",
+}
+COVERAGE_TEXTS = {
+    "ENTIRE_FILE": "toàn bộ tệp",
+    "ENTIRE_REVISION": "toàn bộ tài liệu như lúc ký",
+    "CONTIGUOUS_BLOCK_FROM_START": "chỉ một phần đầu tệp",
+    "UNCLEAR": "không xác định được",
+}
+REVOCATION_STATUS_TEXTS = {
+    "good": "chưa bị thu hồi",
+    "revoked": "đã bị thu hồi",
+    "unknown": "không rõ",
+}
+TIMESTAMP_TYPE_TEXTS = {
+    "signature": "Dấu thời gian của chữ ký",
+    "document": "Dấu thời gian tài liệu",
+    "content": "Dấu thời gian nội dung",
+}
+TIMESTAMP_CODE_TEXTS = {
+    "TIMESTAMP_VALID": "hợp lệ",
+    "TIMESTAMP_INVALID": "không hợp lệ",
+    "TIMESTAMP_UNTRUSTED": "đơn vị cấp không được công nhận",
+    "TIMESTAMP_STATUS_UNKNOWN": "chưa kiểm tra được",
 }
 
 REGISTRY_STATUS_LABELS = {
@@ -606,7 +648,8 @@ def _time_proof(sig: dict[str, Any]) -> tuple[str, bool]:
     by = f" do {_dn_name(authority)} cấp" if authority else ""
     if sig.get("type") == "document_timestamp":
         if sig.get("indication") == "TOTAL_PASSED":
-            return f"Thời điểm được chứng minh bằng chính dấu thời gian này{by}.", True
+            issuer = _dn_name(authority) or "đơn vị cấp dấu thời gian"
+            return f"Thời điểm do {issuer} ghi và ký trong dấu thời gian.", True
         return "Dấu thời gian này chưa được xác nhận.", False
     if source == "timestamp" or proof == "signature_timestamp":
         return f"Được chứng minh bằng dấu thời gian{by}.", True
@@ -637,17 +680,48 @@ def _signature_view(sig: dict[str, Any], doc_warnings: list[dict[str, Any]]) -> 
     signer = sig.get("signer") or {}
     checks: list[CheckView] = []
     warnings: list[WarningView] = []
-    for name, check in (sig.get("checks") or {}).items():
+    raw_checks: dict[str, Any] = sig.get("checks") or {}
+    labels = TIMESTAMP_CHECK_LABELS if kind == "timestamp" else CHECK_LABELS
+    development = sig.get("category") == "development"
+    integrity_failed = (raw_checks.get("integrity") or {}).get("status") == "FAILED"
+    for name, check in raw_checks.items():
         code = str(check.get("code"))
         status = str(check.get("status"))
         text = citizen_text(code, str(check.get("message") or ""))
+        shown_status, status_label, shown_text = (
+            status,
+            CHECK_STATUS_LABELS.get(status, status),
+            text.text,
+        )
+        if name == "modifications" and integrity_failed and status == "PASSED":
+            # The modification analysis reads the updates appended after signing; the signed
+            # content itself changed (integrity), so "nothing changed" would contradict it.
+            shown_status, status_label = "NOT_APPLICABLE", "Không đánh giá"
+            shown_text = (
+                "Nội dung đã ký đã bị thay đổi (dòng trên), nên việc xét các phần thêm vào "
+                "sau khi ký không còn ý nghĩa."
+            )
+        elif (
+            kind == "timestamp"
+            and name == "timestamp"
+            and code == (raw_checks.get("integrity") or {}).get("code")
+        ):
+            continue  # the same finding as the integrity line just above: said once
+        elif name == "trust" and development and status == "PASSED":
+            # A test certificate chains to the dev PKI's root: technically trusted here,
+            # legally worthless; "passed" alone next to "no legal value" was contradictory.
+            status_label = "Đạt (môi trường thử nghiệm)"
+            shown_text = (
+                "Chứng thư số do đơn vị cấp chứng thư thử nghiệm cấp: chỉ để thử phần mềm, "
+                "không có giá trị pháp lý."
+            )
         checks.append(
             CheckView(
                 name,
-                CHECK_LABELS.get(name, name),
-                status,
-                CHECK_STATUS_LABELS.get(status, status),
-                text.text,
+                labels.get(name, name),
+                shown_status,
+                status_label,
+                shown_text,
                 code,
             )
         )
@@ -674,14 +748,17 @@ def _signature_view(sig: dict[str, Any], doc_warnings: list[dict[str, Any]]) -> 
     time_proof, proven = _time_proof(sig)
     signed_at_iso = sig.get("best_signature_time") if proven else None
     signed_at_iso = signed_at_iso or sig.get("signing_time") or sig.get("timestamp_time")
+    what = "dấu thời gian" if kind == "timestamp" else "chữ ký số"
     summary = {
-        "valid": ("Dấu thời gian hợp lệ." if kind == "timestamp" else "Chữ ký số hợp lệ."),
-        "invalid": "Chữ ký số không hợp lệ.",
-        "indeterminate": "Chưa đủ căn cứ để kết luận chữ ký số hợp lệ.",
+        "valid": f"{what.capitalize()} hợp lệ.",
+        "invalid": f"{what.capitalize()} không hợp lệ.",
+        "indeterminate": f"Chưa đủ căn cứ để kết luận {what} hợp lệ.",
     }[state]
     deciding = _deciding_check(sig)
     if deciding is not None and state != "valid":
-        summary = f"{summary} {citizen_text(deciding[0], deciding[1]).text}"
+        reason = citizen_text(deciding[0], deciding[1]).text
+        # "Dấu thời gian không hợp lệ. Dấu thời gian không hợp lệ (…)": the reason alone.
+        summary = reason if reason.startswith(summary.rstrip(".")) else f"{summary} {reason}"
     timestamps_authority = next(
         (_dn_name(t.get("authority")) for t in sig.get("timestamps") or [] if t.get("authority")),
         None,
@@ -727,20 +804,64 @@ def _signature_view(sig: dict[str, Any], doc_warnings: list[dict[str, Any]]) -> 
             "md_algorithm": sig.get("md_algorithm"),
             "signature_algorithm": sig.get("signature_algorithm"),
             "coverage": sig.get("coverage"),
+            "coverage_text": COVERAGE_TEXTS.get(str(sig.get("coverage"))),
+            "indication_text": INDICATION_TEXTS.get(str(sig.get("indication"))),
             "validation_time": sig.get("validation_time"),
-            "chain": sig.get("chain") or [],
-            "revocation_data": sig.get("revocation_data") or [],
-            "timestamps": sig.get("timestamps") or [],
+            "validation_time_text": format_time(sig.get("validation_time")),
+            "anchor_label": _anchor_label(sig.get("trust_anchor")),
+            "chain": [
+                {
+                    **c,
+                    "valid_from_text": format_date(c.get("valid_from")),
+                    "valid_to_text": format_date(c.get("valid_to")),
+                }
+                for c in sig.get("chain") or []
+                if isinstance(c, dict)
+            ],
+            "revocation_data": [
+                {
+                    **r,
+                    "status_text": REVOCATION_STATUS_TEXTS.get(str(r.get("status")), "không rõ"),
+                    "issued_at_text": format_time(r.get("issued_at")),
+                    "revoked_at_text": format_time(r.get("revoked_at")),
+                }
+                for r in sig.get("revocation_data") or []
+                if isinstance(r, dict)
+            ],
+            "timestamps": [
+                {
+                    **t,
+                    "type_text": TIMESTAMP_TYPE_TEXTS.get(str(t.get("type")), "Dấu thời gian"),
+                    "time_text": format_time(t.get("time")),
+                    "code_text": TIMESTAMP_CODE_TEXTS.get(str(t.get("code"))),
+                }
+                for t in sig.get("timestamps") or []
+                if isinstance(t, dict)
+            ],
             "checks": {
                 name: {
+                    "label": labels.get(name, name),
                     "status": c.get("status"),
+                    "status_label": CHECK_STATUS_LABELS.get(str(c.get("status")), c.get("status")),
                     "code": c.get("code"),
                     "message": c.get("message"),
                 }
-                for name, c in (sig.get("checks") or {}).items()
+                for name, c in raw_checks.items()
             },
         },
     )
+
+
+def _anchor_label(anchor: Any) -> str | None:
+    """The trust anchor's name with its kind in words, the kind said once ("Dev Root CA (chỉ
+    dùng thử nghiệm)" already says it: no second "(thử nghiệm)")."""
+    if not isinstance(anchor, dict) or not anchor.get("name"):
+        return None
+    name = str(anchor["name"])
+    kind = anchor.get("kind_label")
+    if not kind or str(kind).lower() in name.lower():
+        return name
+    return f"{name} ({kind})"
 
 
 _CHECK_ORDER = ("integrity", "modifications", "trust", "revocation", "timestamp", "algorithms")
@@ -825,7 +946,9 @@ def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
         document_number=section.get("document_number"),
         issued_at=format_time(section.get("issued_at")),
         status_changed_at=format_time(section.get("status_changed_at")),
-        reason=section.get("reason"),
+        # An agency's free text: bidirectional overrides and zero-width characters shown as
+        # escapes, never interpreted (red team F11: "\u202eevil" displayed as "live").
+        reason=display_text(str(section["reason"]), 2000) if section.get("reason") else None,
         superseded_by_link=superseded.get("link"),
         superseded_by_id=superseded.get("public_id"),
         signed_further_by_link=further.get("link"),
@@ -901,6 +1024,13 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
             if signature_count > 1
             else "Chữ ký số trên tài liệu hợp lệ và tài liệu không bị sửa đổi sau khi ký."
         )
+        if any(s.get("category") == "development" for s in report.get("signatures") or []):
+            # Said in the first sentence, not only in a warning further down: a green
+            # "Hợp lệ" on a test certificate must not read as legally valid.
+            lead = (
+                lead.removesuffix(".")
+                + ", nhưng dùng chứng thư số thử nghiệm nên không có giá trị pháp lý."
+            )
     elif verdict == "NO_SIGNATURE":
         lead = "Tài liệu này không có chữ ký số nào, nên không xác định được ai đã ban hành nó."
     else:
@@ -949,9 +1079,11 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         timestamp_count=timestamp_count,
         technical={
             "verdict": verdict,
+            "verdict_text": INDICATION_TEXTS.get(verdict),
             "sub_indication": report.get("sub_indication"),
             "message": report.get("message"),
             "validation_time": report.get("validation_time"),
+            "validation_time_text": format_time(report.get("validation_time")),
             "unsigned_fields": report.get("unsigned_fields") or [],
         },
     )
