@@ -262,7 +262,8 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
     ),
     "REVOCATION_NOT_CHECKED": CitizenText(
         "Chưa kiểm tra việc thu hồi vì chứng thư số chưa được xác nhận.",
-        "Xem kết quả kiểm tra chứng thư số ở trên.",
+        "Chỉ kiểm tra được việc thu hồi khi đã xác nhận được chứng thư số; lý do chưa xác nhận "
+        "được ghi ở dòng \u201cChứng thư số do đơn vị được công nhận cấp\u201d.",
     ),
     # timestamp
     "TIMESTAMP_VALID": CitizenText(
@@ -707,6 +708,8 @@ def _signature_view(sig: dict[str, Any], doc_warnings: list[dict[str, Any]]) -> 
             and code == (raw_checks.get("integrity") or {}).get("code")
         ):
             continue  # the same finding as the integrity line just above: said once
+        elif kind == "timestamp" and name == "timestamp" and status == "PASSED":
+            shown_text = "Dấu thời gian đúng chuẩn và khớp với tài liệu."
         elif name == "trust" and development and status == "PASSED":
             # A test certificate chains to the dev PKI's root: technically trusted here,
             # legally worthless; "passed" alone next to "no legal value" was contradictory.
@@ -725,7 +728,11 @@ def _signature_view(sig: dict[str, Any], doc_warnings: list[dict[str, Any]]) -> 
                 code,
             )
         )
-        if status != "PASSED" or code in _NOTABLE_WHEN_PASSED:
+        if integrity_failed and name != "integrity" and status == "INDETERMINATE":
+            # A consequence of the failed integrity (an altered timestamp cannot be traced
+            # to its issuer): the line above says it; a second warning would only repeat it.
+            pass
+        elif status != "PASSED" or code in _NOTABLE_WHEN_PASSED:
             # NOT_APPLICABLE is the timestamp check of a signature without one: its time is
             # the signer's claim, which a citizen must be told.
             warnings.append(_warning(code, str(check.get("message") or "")))
@@ -1010,6 +1017,24 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         if isinstance(p, dict)
     ]
     registry = present_registry(report.get("registry"))
+    if registry is not None and not registry.found and verdict != "TOTAL_PASSED":
+        # "Not an error: many agencies sign elsewhere" reassures about a validly signed file
+        # only; on a forged, altered or unsigned one it read as comfort (new user 4).
+        registry.text = "Không tìm thấy tệp này trong sổ đăng ký của dịch vụ."
+        registry.why = {
+            "TOTAL_FAILED": (
+                "Tệp đã bị sửa hoặc chữ ký không hợp lệ thì không còn khớp với bản cơ quan đã "
+                "cấp, dù trên tệp vẫn có tên cơ quan. Hãy xin lại bản gốc từ cơ quan ban hành."
+            ),
+            "NO_SIGNATURE": (
+                "Văn bản cấp qua dịch vụ này luôn có chữ ký số; tệp không có chữ ký số thì không "
+                "chứng minh được ai đã ban hành. Hãy xin bản có chữ ký số từ cơ quan ban hành."
+            ),
+        }.get(
+            verdict,
+            "Trang này chưa xác nhận được đây là bản cơ quan đã ban hành; nếu cần chắc chắn, hãy "
+            "hỏi cơ quan ban hành.",
+        )
     signature_count = sum(1 for s in signatures if s.kind != "timestamp")
     timestamp_count = len(signatures) - signature_count
 
@@ -1057,7 +1082,13 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         comparison = compare(expected_public_id, registry)
         if not comparison.matches:
             state = "invalid"
-            lead = f"{comparison.text} {lead}"
+            # Only the comparison: the uploaded file's own findings ("đúng là văn bản …, đang có
+            # hiệu lực") next to it read as a contradiction (new user 3); they follow below,
+            # after the record the QR code names.
+            lead = (
+                f"{comparison.text} Bên dưới là thông tin của văn bản mà mã QR chỉ tới, rồi kết "
+                "quả kiểm tra tệp bạn tải lên."
+            )
     notable = len(warnings) + sum(len(s.warnings) for s in signatures)
     if state == "valid" and notable:
         lead += f" Có {notable} điều cần lưu ý bên dưới."

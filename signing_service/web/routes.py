@@ -277,16 +277,16 @@ async def verify_page(
         form = await request.form(max_files=1, max_fields=4, max_part_size=1024)
     except errors.ServiceError as e:
         return await _form_error(request, services, in_lane, e, None)
-    except MultiPartException as e:
+    except (MultiPartException, StarletteHTTPException, ValueError, KeyError) as e:
         # Two files (dropped together, or a hand-made form): say so, not "invalid request"
-        # (red team F14). Starlette's message is the only way to tell this case apart.
-        text = (
-            "Mỗi lần chỉ xác minh được một tệp PDF: hãy chọn từng tệp một."
-            if str(e).startswith("Too many files")
-            else "Yêu cầu không hợp lệ: hãy chọn tệp PDF bằng biểu mẫu."
-        )
-        return await _form_error(request, services, in_lane, errors.MalformedRequest(text), None)
-    except (StarletteHTTPException, ValueError, KeyError):
+        # (red team F14). Starlette's message (a MultiPartException, or the HTTPException it
+        # becomes inside an app) is the only way to tell this case apart.
+        detail = str(getattr(e, "detail", None) or e)
+        if detail.startswith("Too many files"):
+            one = errors.MalformedRequest(
+                "Mỗi lần chỉ xác minh được một tệp PDF: hãy chọn từng tệp một."
+            )
+            return await _form_error(request, services, in_lane, one, None)
         bad = errors.MalformedRequest("Yêu cầu không hợp lệ: hãy chọn tệp PDF bằng biểu mẫu.")
         return await _form_error(request, services, in_lane, bad, None)
     try:
@@ -308,6 +308,12 @@ async def verify_page(
         # Spooled upload files are closed (deleted) whatever happened.
         await form.close()
     view = present(report, expected_public_id=public_id)
+    expected = None
+    if public_id and view.comparison is not None and not view.comparison.matches:
+        # The record the QR code promised, shown next to the file that is not it.
+        expected = await _record_view(services, in_lane, public_id)
+        if view.registry is not None and view.registry.public_id == public_id:
+            expected = None  # the same record (content added after issue): shown once
     store = report_store(request)
     kept = {"report": report, "filename": file_name}
     token = store.put(json.dumps(kept, ensure_ascii=False).encode())
@@ -316,9 +322,18 @@ async def verify_page(
         "result.html",
         view=view,
         comparison=view.comparison,
+        expected_registry=expected,
+        page_url=_page_url(request, services),
         file_name=file_name,
         pdf_url=pdf_url,
     )
+
+
+def _page_url(request: Request, services: Services) -> str:
+    """The page's address as the citizen reached it, for the printout to name its source:
+    the configured public address (``SIGNING_SERVICE_PUBLIC_BASE_URL``), else the request's."""
+    base = services.settings.public_base_url or str(request.base_url)
+    return base.rstrip("/") + FORM_PATH
 
 
 async def _record_view(
