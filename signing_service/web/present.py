@@ -715,8 +715,8 @@ def _signature_view(sig: dict[str, Any], doc_warnings: list[dict[str, Any]]) -> 
             # legally worthless; "passed" alone next to "no legal value" was contradictory.
             status_label = "Đạt (môi trường thử nghiệm)"
             shown_text = (
-                "Chứng thư số do đơn vị cấp chứng thư thử nghiệm cấp: chỉ để thử phần mềm, "
-                "không có giá trị pháp lý."
+                "Chứng thư số của môi trường thử nghiệm: chỉ để thử phần mềm, không có giá trị "
+                "pháp lý."
             )
         checks.append(
             CheckView(
