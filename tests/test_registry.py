@@ -131,6 +131,7 @@ def test_signed_document_is_registered_in_force_with_its_codes(
         "reason": None,
         "superseded_by": None,
         "signed_further_by": None,
+        "status_from": None,
     }
     assert got["agency"]["name"]  # the agency's name as registered
     # Public metadata only: not the file's name, not its hash, not the document's id.
@@ -424,12 +425,11 @@ def test_registered_revision_with_content_appended_after_issue(
     assert report["registry"]["public_id"] == body["registry"]["public_id"]
 
 
-def test_with_registry_splices_into_the_serialised_report() -> None:
-    assert json.loads(with_registry(b'{"verdict": "X"}', {"found": False})) == {
-        "verdict": "X",
-        "registry": {"found": False},
-    }
-    assert json.loads(with_registry(b"{}\n", {"found": False})) == {"registry": {"found": False}}
+def test_with_registry_adds_registry_and_status_to_the_serialised_report() -> None:
+    got = json.loads(with_registry(b'{"verdict": "NO_SIGNATURE"}', {"found": False}))
+    assert got["registry"] == {"found": False}
+    assert got["status"]["state"] == "indeterminate"
+    assert got["status"]["code"] == "NO_SIGNATURE"
     with pytest.raises(ValueError):
         with_registry(b"[]", {"found": False})
 
