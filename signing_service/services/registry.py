@@ -243,7 +243,11 @@ def _record(session: Session, services: Services, row: RegisteredDocument) -> Re
     further = _newer_version(session, row.id)
     # F5: a version signed further stands for this one; its revocation or supersession is
     # this one's too (derived at lookup: nothing to cascade, nothing to keep in step).
-    governing = _latest_version(session, row) if row.status == IN_FORCE else row
+    governing = row
+    if row.status == IN_FORCE:
+        latest = _latest_version(session, row)
+        if latest.status != IN_FORCE:
+            governing = latest
     return RegistryRecord(
         public_id=row.public_id,
         link=public_link(base, row.public_id),
