@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import re
+import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
