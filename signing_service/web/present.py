@@ -24,6 +24,12 @@ from dataclasses import field as dc_field
 from datetime import datetime
 from typing import Any
 
+from signing_service.services.conclusion import (
+    NOT_QR_DOCUMENT,
+    SIGNATURE_INDETERMINATE,
+    SIGNATURE_INVALID,
+    document_status,
+)
 from signing_service.timefmt import VIETNAM_TZ
 from signing_service.verification.messages import display_text
 
@@ -991,11 +997,11 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
     """The plain-Vietnamese view of a verification report (``docs/verification-report.md``
     shape, optionally with the top-level ``registry`` section).
 
-    The overall state: the signatures' (``TOTAL_PASSED`` → valid, ``TOTAL_FAILED`` →
-    invalid, ``INDETERMINATE`` and ``NO_SIGNATURE`` → indeterminate: an unsigned file cannot
-    show who issued it), turned ``invalid`` when the registry says the file was revoked or
-    superseded (validly signed, but no longer in force). Never raises for a well-formed
-    report; unknown codes keep the report's own message."""
+    The overall state and the lead sentence: :func:`signing_service.services.conclusion.
+    document_status` (the signatures, the registry and the QR comparison together; without
+    ``expected_public_id`` the report's own ``expected_public_id`` key, kept by the page with
+    a QR comparison's report, is compared). Never raises for a well-formed report; unknown
+    codes keep the report's own message."""
     verdict = str(report.get("verdict") or "INDETERMINATE")
     doc_warnings = [w for w in report.get("warnings") or [] if isinstance(w, dict)]
     signatures = [
@@ -1042,53 +1048,41 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         "TOTAL_PASSED": "valid",
         "TOTAL_FAILED": "invalid",
     }.get(verdict, "indeterminate")
-    state = signatures_state
-    if verdict == "TOTAL_PASSED":
-        lead = (
-            f"Tài liệu có {signature_count} chữ ký số hợp lệ và không bị sửa đổi sau khi ký."
-            if signature_count > 1
-            else "Chữ ký số trên tài liệu hợp lệ và tài liệu không bị sửa đổi sau khi ký."
-        )
-        if any(s.get("category") == "development" for s in report.get("signatures") or []):
-            # Said in the first sentence, not only in a warning further down: a green
-            # "Hợp lệ" on a test certificate must not read as legally valid.
-            lead = (
-                lead.removesuffix(".")
-                + ", nhưng dùng chứng thư số thử nghiệm nên không có giá trị pháp lý."
-            )
-    elif verdict == "NO_SIGNATURE":
-        lead = "Tài liệu này không có chữ ký số nào, nên không xác định được ai đã ban hành nó."
-    else:
+    # The document's one state and its sentence (signatures, registry and the QR comparison
+    # together) come from services/conclusion.py: the same for the page, the API, the CLI and
+    # the PDF report. The page keeps its own, more precise sentence for a failed or undecided
+    # signature (which check decided).
+    conclusion = document_status(report, expected_public_id)
+    state = conclusion.state
+    lead = conclusion.message
+    if conclusion.code in (SIGNATURE_INVALID, SIGNATURE_INDETERMINATE):
         deciding = _document_deciding(report)
         reason = _continued(citizen_text(*deciding).text) if deciding else ""
-        if verdict == "TOTAL_FAILED":
+        if conclusion.code == SIGNATURE_INVALID:
             lead = "Không được tin vào tài liệu này: " + (reason or "chữ ký số không hợp lệ.")
         else:
             lead = "Chưa đủ căn cứ để kết luận tài liệu hợp lệ: " + (
                 reason or "một số kiểm tra chưa có kết quả."
             )
-    if registry is not None:
-        if registry.found and registry.status in ("revoked", "superseded"):
-            state = "invalid"
-            lead = (
-                registry.text
-                if verdict != "TOTAL_PASSED"
-                else "Chữ ký số hợp lệ, nhưng " + _clause(registry.text)
-            )
-        elif registry.found and verdict == "TOTAL_PASSED":
-            lead = f"{lead} {registry.text}"
     comparison = None
+    if expected_public_id is None:
+        kept = report.get("expected_public_id")
+        expected_public_id = kept if isinstance(kept, str) and kept else None
     if expected_public_id is not None:
         comparison = compare(expected_public_id, registry)
-        if not comparison.matches:
-            state = "invalid"
-            # Only the comparison: the uploaded file's own findings ("đúng là văn bản …, đang có
-            # hiệu lực") next to it read as a contradiction (new user 3); they follow below,
-            # after the record the QR code names.
-            lead = (
-                f"{comparison.text} Bên dưới là thông tin của văn bản mà mã QR chỉ tới, rồi kết "
-                "quả kiểm tra tệp bạn tải lên."
-            )
+    if conclusion.code == NOT_QR_DOCUMENT:
+        # The uploaded file's own findings follow below, after the record the QR code names
+        # (new user 3: the QR's record had vanished from the page).
+        lead += (
+            " Bên dưới là thông tin của văn bản mà mã QR chỉ tới, rồi kết quả kiểm tra tệp bạn "
+            "tải lên."
+        )
+    elif state == "valid" and any(
+        s.get("category") == "development" for s in report.get("signatures") or []
+    ):
+        # Said in the lead, not only in a warning further down: a green "Hợp lệ" on a test
+        # certificate must not read as legally valid (new user 6).
+        lead += " Lưu ý: chữ ký dùng chứng thư số thử nghiệm nên không có giá trị pháp lý."
     notable = len(warnings) + sum(len(s.warnings) for s in signatures)
     if state == "valid" and notable:
         lead += f" Có {notable} điều cần lưu ý bên dưới."

@@ -307,6 +307,9 @@ async def verify_page(
     finally:
         # Spooled upload files are closed (deleted) whatever happened.
         await form.close()
+    if public_id is not None:
+        # Kept with the report: its PDF carries the QR comparison and the same state (F9).
+        report["expected_public_id"] = public_id
     view = present(report, expected_public_id=public_id)
     expected = None
     if public_id and view.comparison is not None and not view.comparison.matches:
