@@ -455,3 +455,22 @@ def test_result_words_a_citizen_reads(site: tuple[TestClient, Services]) -> None
     assert re.search(r"Phạm vi được ký toàn bộ (tệp|tài liệu như lúc ký) \( ENTIRE_\w+ \)", text)
     assert "Nội dung còn nguyên vẹn: Đạt ( PASSED , INTACT )" in text
     assert "vùng ký" not in text and "sha256 / –" not in text
+
+
+def test_agency_text_cannot_reorder_the_page(site: tuple[TestClient, Services]) -> None:
+    """Red team F11: an agency's revocation reason with a right-to-left override or a
+    zero-width space is shown with the control visible, isolated (<bdi>), never interpreted."""
+    client, services = site
+    signed, public_id = signed_pdf(client, services)
+    response = client.post(
+        f"/v1/registered-documents/{public_id}/revoke",
+        headers=agency(services),
+        json={"reason": "Cấp nhầm \u202eevil\u200bx"},
+    )
+    assert response.status_code == 200, response.text
+    for html in (
+        assert_page(post(client, signed), 200),
+        assert_page(client.get(f"/xac-minh/{public_id}"), 200),
+    ):
+        assert "\u202e" not in html and "\u200b" not in html
+        assert "<bdi>Cấp nhầm \\u202eevil\\u200bx</bdi>" in html
