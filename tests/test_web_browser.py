@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,6 @@ CHROMIUM_FLAGS = [
     "--disable-gpu",
     "--disable-dev-shm-usage",
     "--disable-background-networking",
-    "--lang=vi",
 ]
 REQUIRED = os.environ.get("SIGNING_SERVICE_TEST_REQUIRE_BROWSER") == "1"
 
@@ -88,10 +89,11 @@ def browser() -> Iterator[Any]:
     except ImportError:
         _missing("Playwright (Python package playwright)")
     with sync_playwright() as playwright:
-        # The browser's own words (the file input's button) in Vietnamese, as on a phone set
-        # to it (Debian's chromium-l10n carries them).
+        # The browser in its default (English) language: the page must not rely on the
+        # browser's own words (the native file control's "Choose File"), new user 1.
+        env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LANG")}
         launched = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_FLAGS, env={**os.environ, "LANGUAGE": "vi"}
+            executable_path=executable, args=CHROMIUM_FLAGS, env={**env, "LANGUAGE": "en"}
         )
         yield launched
         launched.close()
@@ -276,6 +278,19 @@ def upload(page: Page, server: ServiceProcess, path: Path, start: str = "/xac-mi
         page.page.get_by_role("button", name="Xác minh", exact=True).click()
 
 
+def assert_vietnamese_picker(page: Page) -> None:
+    """The file control a citizen sees is our Vietnamese label, whole (not cut), and the
+    browser's native control (its "Choose File" / "No file chosen") is not visible."""
+    label = page.page.locator("label.pick")
+    assert label.is_visible() and label.inner_text().strip() == "Chọn tệp PDF"
+    box = label.bounding_box()
+    assert box is not None and box["height"] >= 44  # a touch target
+    assert label.evaluate("e => e.scrollWidth <= e.clientWidth + 1")  # nothing cut off
+    native = page.page.locator("#tep").bounding_box()
+    assert native is not None and native["width"] <= 1 and native["height"] <= 1
+    assert page.page.locator("#tep-da-chon").inner_text().strip() == "Chưa chọn tệp nào."
+
+
 def state_label(page: Page) -> str:
     return str(page.page.locator(".state-label").inner_text()).strip()
 
@@ -288,7 +303,8 @@ def test_form_and_valid_document(
     page.page.goto(server.url + "/")
     assert_first_load(page, server)
     assert page.page.locator("html").get_attribute("lang") == "vi"
-    assert page.page.get_by_label("Chọn tệp PDF cần xác minh").count() == 1
+    assert page.page.get_by_label("Chọn tệp PDF").count() == 1
+    assert_vietnamese_picker(page)
     # Nothing wider than the screen (usable at 360 px).
     assert page.page.evaluate("document.documentElement.scrollWidth") <= width
     screenshot(page, "trang-chu", width)
@@ -396,6 +412,11 @@ def test_without_javascript(
     error = page.page.locator("#tep-loi")
     assert "Tệp không phải là tài liệu PDF." in error.inner_text()
     assert "tep-loi" in (page.page.locator("#tep").get_attribute("aria-describedby") or "")
+    # Without JavaScript the page still says a file is chosen (CSS on the required input).
+    page.page.goto(server.url + "/xac-minh")
+    assert_vietnamese_picker(page)
+    page.page.set_input_files("#tep", str(documents["paths"]["giay-xac-nhan.pdf"]))
+    assert "Đã chọn một tệp" in page.page.locator("#tep-da-chon").inner_text()
     # Submitting with no file chosen.
     page.page.goto(server.url + "/xac-minh")
     with page.page.expect_navigation():
@@ -449,6 +470,16 @@ def test_keyboard(browser: Any, server: ServiceProcess, pages: list[Page]) -> No
             )
         )
     assert [f[0] for f in focused] == ["brand", "tep", "btn primary"], focused
+    # The file input is visually hidden: its focus ring is drawn on the label a sighted
+    # keyboard user sees.
+    page.page.locator("#tep").focus()
+    page.page.keyboard.press("Shift+Tab")
+    page.page.keyboard.press("Tab")
+    ring = page.page.locator("label.pick").evaluate(
+        "e => [getComputedStyle(e).outlineStyle, getComputedStyle(e).outlineWidth]"
+    )
+    assert ring[0] != "none" and ring[1] != "0px", ring
+    focused[1] = ["label", *ring]
     assert all(style != "none" and width != "0px" for _, style, width in focused), focused
 
 
@@ -510,3 +541,93 @@ def test_print_layout(
     assert page.page.locator("details.tech dl").first.is_visible()
     pdf = page.page.pdf(format="A4")
     assert pdf.startswith(b"%PDF-")
+    # The printout names where the check was made (the site's header is not printed).
+    assert page.page.locator(".source").is_visible()
+    assert server.url + "/xac-minh" in page.page.locator(".source").inner_text()
+    # One signature (and its timestamp) on at most two A4 pages, the first one used: no
+    # whole card pushed to page 2 behind an orphan heading (new user 24).
+    pages_count = max(int(n) for n in re.findall(rb"/Count (\d+)", pdf))
+    assert pages_count <= 2, pages_count
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) not installed: page contents not checked")
+    first = subprocess.run(
+        ["pdftotext", "-layout", "-f", "1", "-l", "1", "-", "-"],
+        input=pdf,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    assert server.url in first
+    assert "Tên trên chứng thư" in first and "Đã kiểm tra" in first, first
+    for name in ("giay-xac-nhan-da-sua.pdf",):
+        upload(page, server, documents["paths"][name])
+        page.page.emulate_media(media="print")
+        printed = page.page.pdf(format="A4")
+        count = max(int(n) for n in re.findall(rb"/Count (\d+)", printed))
+        first = subprocess.run(
+            ["pdftotext", "-layout", "-f", "1", "-l", "1", "-", "-"],
+            input=printed,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        assert "Đã kiểm tra" in first, first
+        assert count <= 2, count
+
+
+def _error_style(page: Page) -> dict[str, Any]:
+    return dict(
+        page.page.locator("#tep-loi").evaluate(
+            """e => { const s = getComputedStyle(e); return {color: s.color,
+                background: s.backgroundColor, border: s.borderLeftColor,
+                icon: !!e.querySelector("svg"), visible: e.offsetHeight > 0}; }"""
+        )
+    )
+
+
+def test_one_error_style(
+    browser: Any, server: ServiceProcess, documents: dict[str, Any], pages: list[Page]
+) -> None:
+    """New user 9/23: the "no file chosen" error the script shows looks like the server's
+    error (red box, icon, linked to the input), and dropping two files is refused before
+    anything is sent (red team F14)."""
+    page = open_page(pages, browser, WIDTHS["mobile"])
+    upload(page, server, documents["paths"]["khong-phai-pdf.pdf"])
+    server_error = _error_style(page)
+    assert server_error["visible"] and server_error["icon"]
+
+    page.page.goto(server.url + "/xac-minh")
+    assert not page.page.locator("#tep-loi").is_visible()
+    page.page.get_by_role("button", name="Xác minh", exact=True).click()
+    assert page.page.url.endswith("/xac-minh")  # nothing sent
+    assert "Bạn chưa chọn tệp PDF nào." in page.page.locator("#tep-loi").inner_text()
+    assert _error_style(page) == server_error
+    assert "tep-loi" in (page.page.locator("#tep").get_attribute("aria-describedby") or "")
+    assert page.page.locator("#tep").get_attribute("aria-invalid") == "true"
+    screenshot(page, "loi-chua-chon-tep-js", WIDTHS["mobile"])
+
+    data = base64.b64encode(documents["paths"]["giay-xac-nhan.pdf"].read_bytes()).decode()
+    transfer = page.page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "a.pdf", {type: "application/pdf"}));
+            dt.items.add(new File([bytes], "b.pdf", {type: "application/pdf"}));
+            return dt;
+        }""",
+        data,
+    )
+    page.page.dispatch_event("[data-drop]", "drop", {"dataTransfer": transfer})
+    assert "Mỗi lần chỉ xác minh được một tệp PDF" in page.page.locator("#tep-loi").inner_text()
+    assert page.page.evaluate("document.querySelector('#tep').files.length") == 0
+    assert "Chưa chọn tệp nào." in page.page.locator("#tep-da-chon").inner_text()
+
+
+def test_overlong_qr_link_gets_the_page(server: ServiceProcess) -> None:
+    """Red team F6: a 70,000-character QR id meets the server's header limit; on a page path
+    the answer is the Vietnamese error page, not the API's JSON."""
+    response = requests.get(server.url + "/xac-minh/" + "a" * 70_000, timeout=30)
+    assert response.status_code == 431
+    assert response.headers["content-type"].startswith("text/html")
+    assert '<html lang="vi">' in response.text and "Địa chỉ quá dài" in response.text
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    api = requests.get(server.url + "/v1/registry/" + "a" * 70_000, timeout=30)
+    assert api.status_code == 431 and api.json()["code"] == "REQUEST_HEADERS_TOO_LARGE"

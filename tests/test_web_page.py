@@ -92,13 +92,21 @@ def assets(html: str) -> list[str]:
 
 
 def test_form_page(site: tuple[TestClient, Services]) -> None:
-    client, _ = site
+    client, services = site
+    settings = services.settings
+    mb = 1024 * 1024
     for path in ("/", "/xac-minh"):
         html = assert_page(client.get(path), 200)
         assert "<h1>Xác minh văn bản điện tử</h1>" in html
-        assert '<label for="tep"' in html and 'id="tep"' in html
+        # Our own Vietnamese label opens the picker; the native control (its text in the
+        # browser's language) is visually hidden.
+        assert '<label for="tep" class="pick">' in html and "Chọn tệp PDF</span>" in html
+        assert 'id="tep" class="file-input"' in html
         assert 'enctype="multipart/form-data"' in html
-        assert re.search(r"Tệp PDF tối đa \d+ MB\.", html)
+        # The limit the page states is the real one, and as the README explains it: the
+        # national exchange limit plus the room signatures take (new user 10).
+        assert f"Tệp PDF tối đa {settings.max_document_bytes // mb} MB" in html
+        assert f"văn bản đến {settings.max_upload_bytes // mb} MB" in html
     total = len(client.get("/").content)
     for url in assets(html):
         response = client.get(url)
@@ -144,7 +152,11 @@ def test_valid_tampered_unsigned(site: tuple[TestClient, Services]) -> None:
     html = assert_page(post(client, tampered), 200)
     assert 'class="state-label">Không hợp lệ<' in html
     assert "Nội dung đã bị thay đổi sau khi ký" in html
-    assert "không được cấp qua dịch vụ này" in html
+    # Not found in the registry, and no "not an error" comfort on an altered file (new user 4).
+    assert "Không tìm thấy tệp này trong sổ đăng ký" in html
+    assert "không phải là lỗi" not in html
+    # No check line contradicts the failed integrity (new user 5).
+    assert "nội dung không đổi" not in html and "Không đánh giá" in html
 
     html = assert_page(post(client, make_pdf()), 200)
     assert 'class="state-label">Chưa xác định được<' in html
@@ -168,7 +180,7 @@ def test_bad_files_answered_on_the_page(
     html = assert_page(post(client, data), status)
     assert text in html
     # The error is linked to the input it concerns (WCAG 3.3.1).
-    assert 'aria-describedby="tep-goi-y tep-loi"' in html and 'id="tep-loi"' in html
+    assert 'aria-describedby="tep-da-chon tep-goi-y tep-loi"' in html and 'id="tep-loi"' in html
     assert 'aria-invalid="true"' in html
 
 
@@ -248,7 +260,7 @@ def test_not_found_pages(site: tuple[TestClient, Services]) -> None:
     ):
         html = assert_page(client.get(path), 404)
         assert "Không tìm thấy" in html or "hết hạn" in html, path
-        assert "(HTTP 404)" in html, path
+        assert "Mã lỗi để báo bộ phận hỗ trợ" in html, path
         assert "<script>" not in html
     # The API keeps its JSON.
     response = client.get("/v1/khong-co")
@@ -262,8 +274,13 @@ def test_rate_limited_page(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> None:
         assert_page(post(client, make_pdf()), 200)
         response = post(client, make_pdf())
         html = assert_page(response, 429)
-        assert response.headers["retry-after"]
-        assert "Quá nhiều yêu cầu" in html
+        seconds = int(response.headers["retry-after"])
+        # Plain Vietnamese with the wait in seconds; no header name shown to a citizen (F7).
+        assert f"vui lòng thử lại sau {seconds} giây." in html
+        assert "Bạn đã gửi nhiều tệp trong thời gian ngắn" in html
+        assert "Retry-After" not in html and "HTTP 429" not in html
+        # The form is right there to try again.
+        assert 'id="tep"' in html
     services.close()
 
 
@@ -292,7 +309,7 @@ def test_registry_record_revoked_and_superseded(site: tuple[TestClient, Services
     html = assert_page(client.get(f"/xac-minh/{old_id}"), 200)
     assert "Đang có hiệu lực" in html and "Sở Tư pháp tỉnh Demo A" in html
     assert f'name="ma" value="{old_id}"' in html
-    assert re.search(r"Tệp PDF tối đa \d+ MB\.", html)
+    assert re.search(r"Tệp PDF tối đa \d+ MB", html)
     # The record alone claims nothing about a file not yet compared.
     assert "Văn bản do Sở Tư pháp tỉnh Demo A cấp qua dịch vụ này" in html
     assert "Đây đúng là văn bản" not in html
@@ -301,6 +318,12 @@ def test_registry_record_revoked_and_superseded(site: tuple[TestClient, Services
     html = assert_page(post(client, other, ma=old_id), 200)
     assert "KHÔNG phải văn bản mà mã QR này chỉ tới" in html
     assert 'class="state-label">Không hợp lệ<' in html
+    # The record the QR names is shown next to the other file's; the lead does not call the
+    # other file "đúng là văn bản … đang có hiệu lực" (new user 3).
+    assert "Văn bản mà mã QR chỉ tới" in html and "Tệp bạn tải lên trong sổ đăng ký" in html
+    lead = re.search(r'<h1 class="lead">(.*?)</h1>', html, re.S)
+    assert lead and "Đây đúng là văn bản" not in lead.group(1)
+    assert html.count(f'<code class="id">{old_id}</code>') == 1
     # A bad file on the QR page: the error on the same record page.
     html = assert_page(post(client, b"khong phai PDF", ma=old_id), 422)
     assert "Tệp không phải là tài liệu PDF." in html and f'name="ma" value="{old_id}"' in html
@@ -361,3 +384,93 @@ def test_no_report_button_without_a_report_seal(tmp_path: Path) -> None:
             assert "Tải báo cáo PDF" not in html and "/xac-minh/bao-cao/" not in html
     finally:
         services.close()
+
+
+def test_wrong_method_and_head(site: tuple[TestClient, Services]) -> None:
+    """Red team F6: a wrong method gets a page that says so (not "page not found"); HEAD on
+    the page and on a QR link answers 200 without a body (link checkers, chat previews)."""
+    client, services = site
+    _, public_id = signed_pdf(client, services)
+    for method, path in (("PUT", "/xac-minh"), ("DELETE", "/"), ("PUT", f"/xac-minh/{public_id}")):
+        html = assert_page(client.request(method, path), 405)
+        assert "<title>Trang không hỗ trợ thao tác này" in html, (method, path)
+        assert "Không tìm thấy trang" not in html
+        assert "METHOD_NOT_ALLOWED" in html and "thao tác không được hỗ trợ" in html
+    for path in ("/", "/xac-minh", f"/xac-minh/{public_id}"):
+        response = client.head(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.content == b""
+    assert client.head("/xac-minh/" + "a" * 26).status_code == 404
+
+
+def test_two_files_at_once_are_refused_clearly(site: tuple[TestClient, Services]) -> None:
+    """Red team F14 without JavaScript: two files in one form post are answered with what
+    went wrong, on the form, not "invalid request"."""
+    client, _ = site
+    response = client.post(
+        "/xac-minh",
+        files=[
+            ("file", ("a.pdf", make_pdf("A"), "application/pdf")),
+            ("file", ("b.pdf", make_pdf("B"), "application/pdf")),
+        ],
+    )
+    html = assert_page(response, 400)
+    assert "Mỗi lần chỉ xác minh được một tệp PDF" in html
+    assert "Yêu cầu không hợp lệ" not in html
+    assert 'aria-invalid="true"' in html and 'id="tep-loi"' in html
+
+
+def _main(html: str) -> str:
+    """The text of the page's <main>, tags removed, whitespace collapsed."""
+    import html as html_lib
+
+    main = html.split("<main", 1)[-1].split("</main>", 1)[0]
+    return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", main)))
+
+
+def test_result_words_a_citizen_reads(site: tuple[TestClient, Services]) -> None:
+    """New user 6, 7, 8: test certificates said in the lead and next to the recognised-issuer
+    check; the technical detail in Vietnamese with each code explained, people's dates, the
+    test root's "(thử nghiệm)" once; the registry box does not repeat the lead."""
+    client, services = site
+    signed, _ = signed_pdf(client, services)
+    html = assert_page(post(client, signed), 200)
+    text = _main(html)
+    lead = _main(re.search(r'<h1 class="lead">.*?</h1>', html, re.S).group(0))  # type: ignore[union-attr]
+    assert "chứng thư số thử nghiệm nên không có giá trị pháp lý" in lead
+    assert "Chứng thư số do đơn vị được công nhận cấp: Đạt (môi trường thử nghiệm)." in text
+    assert "Chứng thư số do đơn vị được công nhận cấp: Đạt. " not in text
+    # Said once: the registry box carries the status, not the lead's sentence again.
+    assert text.count("Đây đúng là văn bản Sở Tư pháp tỉnh Demo A") == 1
+    # Technical detail: no raw ISO time, words next to each code, no doubled kind.
+    assert not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:", text), re.findall(
+        r"\S*\d{4}-\d\d-\d\dT\S*", text
+    )
+    assert "(thử nghiệm) (thử nghiệm)" not in text
+    assert "hợp lệ ( TOTAL_PASSED )" in text
+    assert "Dấu thời gian của chữ ký: " in text and "signature:" not in text
+    assert "chưa bị thu hồi ( good )" in text
+    assert re.search(r"Phạm vi được ký toàn bộ (tệp|tài liệu như lúc ký) \( ENTIRE_\w+ \)", text)
+    assert "Nội dung còn nguyên vẹn: Đạt ( PASSED , INTACT )" in text
+    assert "vùng ký" not in text and "sha256 / –" not in text
+
+
+def test_agency_text_cannot_reorder_the_page(site: tuple[TestClient, Services]) -> None:
+    """Red team F11: an agency's revocation reason with a right-to-left override or a
+    zero-width space is shown with the control visible, isolated (<bdi>), never interpreted."""
+    client, services = site
+    signed, public_id = signed_pdf(client, services)
+    response = client.post(
+        f"/v1/registered-documents/{public_id}/revoke",
+        headers=agency(services),
+        json={"reason": "Cấp nhầm \u202eevil\u200bx"},
+    )
+    assert response.status_code == 200, response.text
+    for html in (
+        assert_page(post(client, signed), 200),
+        assert_page(client.get(f"/xac-minh/{public_id}"), 200),
+    ):
+        assert "\u202e" not in html and "\u200b" not in html
+        assert "<bdi>Cấp nhầm \\u202eevil\\u200bx</bdi>" in html

@@ -51,15 +51,31 @@ class ConnectionLimits:
     retry_after: int
 
 
-def _raw_error(error: errors.ServiceError, extra: dict[str, str] | None = None) -> bytes:
-    """A complete HTTP/1.1 answer in the one error shape, closing the connection."""
+def _raw_error(
+    error: errors.ServiceError, extra: dict[str, str] | None = None, *, page: bool = False
+) -> bytes:
+    """A complete HTTP/1.1 answer in the one error shape, closing the connection; ``page``:
+    the citizen's page asked (its path), so the friendly Vietnamese HTML error page instead of
+    JSON (a hand-made 70,000-character QR link met this limit; red team F6)."""
     body = json.dumps(error.to_dict(), ensure_ascii=False).encode("utf-8")
+    content_type = "application/json"
+    if page:
+        from signing_service.web.middleware import PAGE_CACHE, SECURITY_HEADERS
+        from signing_service.web.routes import render_error
+
+        body = render_error(error.status, error.code, error.message)
+        content_type = "text/html; charset=utf-8"
+        extra = {
+            **(extra or {}),
+            **{k.decode(): v.decode() for k, v in SECURITY_HEADERS},
+            "cache-control": PAGE_CACHE.decode(),
+        }
     reason = {408: "Request Timeout", 431: "Request Header Fields Too Large"}.get(
         error.status, "Service Unavailable"
     )
     lines = [
         f"HTTP/1.1 {error.status} {reason}",
-        "content-type: application/json",
+        f"content-type: {content_type}",
         f"content-length: {len(body)}",
         "connection: close",
         *(f"{name}: {value}" for name, value in (extra or {}).items()),
@@ -141,12 +157,21 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self._refuse(errors.RequestTimeout())
 
+    def _page_path(self) -> bool:
+        """Whether the request line read so far names one of the page's paths (uvicorn
+        gathers the URL in ``self.url`` as the parser reads it)."""
+        from signing_service.web.middleware import is_page_path
+
+        url = getattr(self, "url", b"") or b""
+        path = url.split(b"?", 1)[0].decode("latin-1")
+        return bool(path) and is_page_path(path)
+
     def _refuse(self, error: errors.ServiceError, extra: dict[str, str] | None = None) -> None:
         self._refused = True
         self._disarm()
         self._unset_keepalive_if_required()
         try:
-            self.transport.write(_raw_error(error, extra))
+            self.transport.write(_raw_error(error, extra, page=self._page_path()))
         finally:
             self.transport.close()
 

@@ -24,7 +24,14 @@ from dataclasses import field as dc_field
 from datetime import datetime
 from typing import Any
 
+from signing_service.services.conclusion import (
+    NOT_QR_DOCUMENT,
+    SIGNATURE_INDETERMINATE,
+    SIGNATURE_INVALID,
+    document_status,
+)
 from signing_service.timefmt import VIETNAM_TZ
+from signing_service.verification.messages import display_text
 
 STATE_LABELS = {
     "valid": "Hợp lệ",
@@ -49,11 +56,52 @@ CHECK_LABELS = {
     "timestamp": "Thời điểm ký được chứng minh",
     "algorithms": "Thuật toán đủ an toàn",
 }
+# The same checks of a document timestamp: what they mean for a timestamp (its "time proven"
+# check is the timestamp itself; "the signing time is proven" about itself said nothing).
+TIMESTAMP_CHECK_LABELS = {
+    "integrity": "Dấu thời gian còn nguyên vẹn, khớp với tài liệu",
+    "modifications": "Thay đổi sau dấu thời gian",
+    "trust": "Đơn vị cấp dấu thời gian được công nhận",
+    "revocation": "Chứng thư của đơn vị cấp dấu thời gian chưa bị thu hồi",
+    "timestamp": "Dấu thời gian hợp lệ",
+    "algorithms": "Thuật toán đủ an toàn",
+}
 CHECK_STATUS_LABELS = {
     "PASSED": "Đạt",
     "FAILED": "Không đạt",
     "INDETERMINATE": "Chưa xác định",
     "NOT_APPLICABLE": "Không áp dụng",
+}
+
+# The technical detail's codes, each explained in words (the codes stay: a specialist or the
+# help desk searches by them).
+INDICATION_TEXTS = {
+    "TOTAL_PASSED": "hợp lệ",
+    "TOTAL_FAILED": "không hợp lệ",
+    "INDETERMINATE": "chưa xác định được",
+    "NO_SIGNATURE": "không có chữ ký số",
+}
+COVERAGE_TEXTS = {
+    "ENTIRE_FILE": "toàn bộ tệp",
+    "ENTIRE_REVISION": "toàn bộ tài liệu như lúc ký",
+    "CONTIGUOUS_BLOCK_FROM_START": "chỉ một phần đầu tệp",
+    "UNCLEAR": "không xác định được",
+}
+REVOCATION_STATUS_TEXTS = {
+    "good": "chưa bị thu hồi",
+    "revoked": "đã bị thu hồi",
+    "unknown": "không rõ",
+}
+TIMESTAMP_TYPE_TEXTS = {
+    "signature": "Dấu thời gian của chữ ký",
+    "document": "Dấu thời gian tài liệu",
+    "content": "Dấu thời gian nội dung",
+}
+TIMESTAMP_CODE_TEXTS = {
+    "TIMESTAMP_VALID": "hợp lệ",
+    "TIMESTAMP_INVALID": "không hợp lệ",
+    "TIMESTAMP_UNTRUSTED": "đơn vị cấp không được công nhận",
+    "TIMESTAMP_STATUS_UNKNOWN": "chưa kiểm tra được",
 }
 
 REGISTRY_STATUS_LABELS = {
@@ -220,7 +268,8 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
     ),
     "REVOCATION_NOT_CHECKED": CitizenText(
         "Chưa kiểm tra việc thu hồi vì chứng thư số chưa được xác nhận.",
-        "Xem kết quả kiểm tra chứng thư số ở trên.",
+        "Chỉ kiểm tra được việc thu hồi khi đã xác nhận được chứng thư số; lý do chưa xác nhận "
+        "được ghi ở dòng \u201cChứng thư số do đơn vị được công nhận cấp\u201d.",
     ),
     # timestamp
     "TIMESTAMP_VALID": CitizenText(
@@ -606,7 +655,8 @@ def _time_proof(sig: dict[str, Any]) -> tuple[str, bool]:
     by = f" do {_dn_name(authority)} cấp" if authority else ""
     if sig.get("type") == "document_timestamp":
         if sig.get("indication") == "TOTAL_PASSED":
-            return f"Thời điểm được chứng minh bằng chính dấu thời gian này{by}.", True
+            issuer = _dn_name(authority) or "đơn vị cấp dấu thời gian"
+            return f"Thời điểm do {issuer} ghi và ký trong dấu thời gian.", True
         return "Dấu thời gian này chưa được xác nhận.", False
     if source == "timestamp" or proof == "signature_timestamp":
         return f"Được chứng minh bằng dấu thời gian{by}.", True
@@ -637,21 +687,58 @@ def _signature_view(sig: dict[str, Any], doc_warnings: list[dict[str, Any]]) -> 
     signer = sig.get("signer") or {}
     checks: list[CheckView] = []
     warnings: list[WarningView] = []
-    for name, check in (sig.get("checks") or {}).items():
+    raw_checks: dict[str, Any] = sig.get("checks") or {}
+    labels = TIMESTAMP_CHECK_LABELS if kind == "timestamp" else CHECK_LABELS
+    development = sig.get("category") == "development"
+    integrity_failed = (raw_checks.get("integrity") or {}).get("status") == "FAILED"
+    for name, check in raw_checks.items():
         code = str(check.get("code"))
         status = str(check.get("status"))
         text = citizen_text(code, str(check.get("message") or ""))
+        shown_status, status_label, shown_text = (
+            status,
+            CHECK_STATUS_LABELS.get(status, status),
+            text.text,
+        )
+        if name == "modifications" and integrity_failed and status == "PASSED":
+            # The modification analysis reads the updates appended after signing; the signed
+            # content itself changed (integrity), so "nothing changed" would contradict it.
+            shown_status, status_label = "NOT_APPLICABLE", "Không đánh giá"
+            shown_text = (
+                "Nội dung đã ký đã bị thay đổi (dòng trên), nên việc xét các phần thêm vào "
+                "sau khi ký không còn ý nghĩa."
+            )
+        elif (
+            kind == "timestamp"
+            and name == "timestamp"
+            and code == (raw_checks.get("integrity") or {}).get("code")
+        ):
+            continue  # the same finding as the integrity line just above: said once
+        elif kind == "timestamp" and name == "timestamp" and status == "PASSED":
+            shown_text = "Dấu thời gian đúng chuẩn và khớp với tài liệu."
+        elif name == "trust" and development and status == "PASSED":
+            # A test certificate chains to the dev PKI's root: technically trusted here,
+            # legally worthless; "passed" alone next to "no legal value" was contradictory.
+            status_label = "Đạt (môi trường thử nghiệm)"
+            shown_text = (
+                "Chứng thư số của môi trường thử nghiệm: chỉ để thử phần mềm, không có giá trị "
+                "pháp lý."
+            )
         checks.append(
             CheckView(
                 name,
-                CHECK_LABELS.get(name, name),
-                status,
-                CHECK_STATUS_LABELS.get(status, status),
-                text.text,
+                labels.get(name, name),
+                shown_status,
+                status_label,
+                shown_text,
                 code,
             )
         )
-        if status != "PASSED" or code in _NOTABLE_WHEN_PASSED:
+        if integrity_failed and name != "integrity" and status == "INDETERMINATE":
+            # A consequence of the failed integrity (an altered timestamp cannot be traced
+            # to its issuer): the line above says it; a second warning would only repeat it.
+            pass
+        elif status != "PASSED" or code in _NOTABLE_WHEN_PASSED:
             # NOT_APPLICABLE is the timestamp check of a signature without one: its time is
             # the signer's claim, which a citizen must be told.
             warnings.append(_warning(code, str(check.get("message") or "")))
@@ -674,14 +761,17 @@ def _signature_view(sig: dict[str, Any], doc_warnings: list[dict[str, Any]]) -> 
     time_proof, proven = _time_proof(sig)
     signed_at_iso = sig.get("best_signature_time") if proven else None
     signed_at_iso = signed_at_iso or sig.get("signing_time") or sig.get("timestamp_time")
+    what = "dấu thời gian" if kind == "timestamp" else "chữ ký số"
     summary = {
-        "valid": ("Dấu thời gian hợp lệ." if kind == "timestamp" else "Chữ ký số hợp lệ."),
-        "invalid": "Chữ ký số không hợp lệ.",
-        "indeterminate": "Chưa đủ căn cứ để kết luận chữ ký số hợp lệ.",
+        "valid": f"{what.capitalize()} hợp lệ.",
+        "invalid": f"{what.capitalize()} không hợp lệ.",
+        "indeterminate": f"Chưa đủ căn cứ để kết luận {what} hợp lệ.",
     }[state]
     deciding = _deciding_check(sig)
     if deciding is not None and state != "valid":
-        summary = f"{summary} {citizen_text(deciding[0], deciding[1]).text}"
+        reason = citizen_text(deciding[0], deciding[1]).text
+        # "Dấu thời gian không hợp lệ. Dấu thời gian không hợp lệ (…)": the reason alone.
+        summary = reason if reason.startswith(summary.rstrip(".")) else f"{summary} {reason}"
     timestamps_authority = next(
         (_dn_name(t.get("authority")) for t in sig.get("timestamps") or [] if t.get("authority")),
         None,
@@ -727,20 +817,64 @@ def _signature_view(sig: dict[str, Any], doc_warnings: list[dict[str, Any]]) -> 
             "md_algorithm": sig.get("md_algorithm"),
             "signature_algorithm": sig.get("signature_algorithm"),
             "coverage": sig.get("coverage"),
+            "coverage_text": COVERAGE_TEXTS.get(str(sig.get("coverage"))),
+            "indication_text": INDICATION_TEXTS.get(str(sig.get("indication"))),
             "validation_time": sig.get("validation_time"),
-            "chain": sig.get("chain") or [],
-            "revocation_data": sig.get("revocation_data") or [],
-            "timestamps": sig.get("timestamps") or [],
+            "validation_time_text": format_time(sig.get("validation_time")),
+            "anchor_label": _anchor_label(sig.get("trust_anchor")),
+            "chain": [
+                {
+                    **c,
+                    "valid_from_text": format_date(c.get("valid_from")),
+                    "valid_to_text": format_date(c.get("valid_to")),
+                }
+                for c in sig.get("chain") or []
+                if isinstance(c, dict)
+            ],
+            "revocation_data": [
+                {
+                    **r,
+                    "status_text": REVOCATION_STATUS_TEXTS.get(str(r.get("status")), "không rõ"),
+                    "issued_at_text": format_time(r.get("issued_at")),
+                    "revoked_at_text": format_time(r.get("revoked_at")),
+                }
+                for r in sig.get("revocation_data") or []
+                if isinstance(r, dict)
+            ],
+            "timestamps": [
+                {
+                    **t,
+                    "type_text": TIMESTAMP_TYPE_TEXTS.get(str(t.get("type")), "Dấu thời gian"),
+                    "time_text": format_time(t.get("time")),
+                    "code_text": TIMESTAMP_CODE_TEXTS.get(str(t.get("code"))),
+                }
+                for t in sig.get("timestamps") or []
+                if isinstance(t, dict)
+            ],
             "checks": {
                 name: {
+                    "label": labels.get(name, name),
                     "status": c.get("status"),
+                    "status_label": CHECK_STATUS_LABELS.get(str(c.get("status")), c.get("status")),
                     "code": c.get("code"),
                     "message": c.get("message"),
                 }
-                for name, c in (sig.get("checks") or {}).items()
+                for name, c in raw_checks.items()
             },
         },
     )
+
+
+def _anchor_label(anchor: Any) -> str | None:
+    """The trust anchor's name with its kind in words, the kind said once ("Dev Root CA (chỉ
+    dùng thử nghiệm)" already says it: no second "(thử nghiệm)")."""
+    if not isinstance(anchor, dict) or not anchor.get("name"):
+        return None
+    name = str(anchor["name"])
+    kind = anchor.get("kind_label")
+    if not kind or str(kind).lower() in name.lower():
+        return name
+    return f"{name} ({kind})"
 
 
 _CHECK_ORDER = ("integrity", "modifications", "trust", "revocation", "timestamp", "algorithms")
@@ -825,7 +959,9 @@ def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
         document_number=section.get("document_number"),
         issued_at=format_time(section.get("issued_at")),
         status_changed_at=format_time(section.get("status_changed_at")),
-        reason=section.get("reason"),
+        # An agency's free text: bidirectional overrides and zero-width characters shown as
+        # escapes, never interpreted (red team F11: "\u202eevil" displayed as "live").
+        reason=display_text(str(section["reason"]), 2000) if section.get("reason") else None,
         superseded_by_link=superseded.get("link"),
         superseded_by_id=superseded.get("public_id"),
         signed_further_by_link=further.get("link"),
@@ -861,11 +997,11 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
     """The plain-Vietnamese view of a verification report (``docs/verification-report.md``
     shape, optionally with the top-level ``registry`` section).
 
-    The overall state: the signatures' (``TOTAL_PASSED`` → valid, ``TOTAL_FAILED`` →
-    invalid, ``INDETERMINATE`` and ``NO_SIGNATURE`` → indeterminate: an unsigned file cannot
-    show who issued it), turned ``invalid`` when the registry says the file was revoked or
-    superseded (validly signed, but no longer in force). Never raises for a well-formed
-    report; unknown codes keep the report's own message."""
+    The overall state and the lead sentence: :func:`signing_service.services.conclusion.
+    document_status` (the signatures, the registry and the QR comparison together; without
+    ``expected_public_id`` the report's own ``expected_public_id`` key, kept by the page with
+    a QR comparison's report, is compared). Never raises for a well-formed report; unknown
+    codes keep the report's own message."""
     verdict = str(report.get("verdict") or "INDETERMINATE")
     doc_warnings = [w for w in report.get("warnings") or [] if isinstance(w, dict)]
     signatures = [
@@ -887,6 +1023,24 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         if isinstance(p, dict)
     ]
     registry = present_registry(report.get("registry"))
+    if registry is not None and not registry.found and verdict != "TOTAL_PASSED":
+        # "Not an error: many agencies sign elsewhere" reassures about a validly signed file
+        # only; on a forged, altered or unsigned one it read as comfort (new user 4).
+        registry.text = "Không tìm thấy tệp này trong sổ đăng ký của dịch vụ."
+        registry.why = {
+            "TOTAL_FAILED": (
+                "Tệp đã bị sửa hoặc chữ ký không hợp lệ thì không còn khớp với bản cơ quan đã "
+                "cấp, dù trên tệp vẫn có tên cơ quan. Hãy xin lại bản gốc từ cơ quan ban hành."
+            ),
+            "NO_SIGNATURE": (
+                "Văn bản cấp qua dịch vụ này luôn có chữ ký số; tệp không có chữ ký số thì không "
+                "chứng minh được ai đã ban hành. Hãy xin bản có chữ ký số từ cơ quan ban hành."
+            ),
+        }.get(
+            verdict,
+            "Trang này chưa xác nhận được đây là bản cơ quan đã ban hành; nếu cần chắc chắn, hãy "
+            "hỏi cơ quan ban hành.",
+        )
     signature_count = sum(1 for s in signatures if s.kind != "timestamp")
     timestamp_count = len(signatures) - signature_count
 
@@ -894,40 +1048,41 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         "TOTAL_PASSED": "valid",
         "TOTAL_FAILED": "invalid",
     }.get(verdict, "indeterminate")
-    state = signatures_state
-    if verdict == "TOTAL_PASSED":
-        lead = (
-            f"Tài liệu có {signature_count} chữ ký số hợp lệ và không bị sửa đổi sau khi ký."
-            if signature_count > 1
-            else "Chữ ký số trên tài liệu hợp lệ và tài liệu không bị sửa đổi sau khi ký."
-        )
-    elif verdict == "NO_SIGNATURE":
-        lead = "Tài liệu này không có chữ ký số nào, nên không xác định được ai đã ban hành nó."
-    else:
+    # The document's one state and its sentence (signatures, registry and the QR comparison
+    # together) come from services/conclusion.py: the same for the page, the API, the CLI and
+    # the PDF report. The page keeps its own, more precise sentence for a failed or undecided
+    # signature (which check decided).
+    conclusion = document_status(report, expected_public_id)
+    state = conclusion.state
+    lead = conclusion.message
+    if conclusion.code in (SIGNATURE_INVALID, SIGNATURE_INDETERMINATE):
         deciding = _document_deciding(report)
         reason = _continued(citizen_text(*deciding).text) if deciding else ""
-        if verdict == "TOTAL_FAILED":
+        if conclusion.code == SIGNATURE_INVALID:
             lead = "Không được tin vào tài liệu này: " + (reason or "chữ ký số không hợp lệ.")
         else:
             lead = "Chưa đủ căn cứ để kết luận tài liệu hợp lệ: " + (
                 reason or "một số kiểm tra chưa có kết quả."
             )
-    if registry is not None:
-        if registry.found and registry.status in ("revoked", "superseded"):
-            state = "invalid"
-            lead = (
-                registry.text
-                if verdict != "TOTAL_PASSED"
-                else "Chữ ký số hợp lệ, nhưng " + _clause(registry.text)
-            )
-        elif registry.found and verdict == "TOTAL_PASSED":
-            lead = f"{lead} {registry.text}"
     comparison = None
+    if expected_public_id is None:
+        kept = report.get("expected_public_id")
+        expected_public_id = kept if isinstance(kept, str) and kept else None
     if expected_public_id is not None:
         comparison = compare(expected_public_id, registry)
-        if not comparison.matches:
-            state = "invalid"
-            lead = f"{comparison.text} {lead}"
+    if conclusion.code == NOT_QR_DOCUMENT:
+        # The uploaded file's own findings follow below, after the record the QR code names
+        # (new user 3: the QR's record had vanished from the page).
+        lead += (
+            " Bên dưới là thông tin của văn bản mà mã QR chỉ tới, rồi kết quả kiểm tra tệp bạn "
+            "tải lên."
+        )
+    elif state == "valid" and any(
+        s.get("category") == "development" for s in report.get("signatures") or []
+    ):
+        # Said in the lead, not only in a warning further down: a green "Hợp lệ" on a test
+        # certificate must not read as legally valid (new user 6).
+        lead += " Lưu ý: chữ ký dùng chứng thư số thử nghiệm nên không có giá trị pháp lý."
     notable = len(warnings) + sum(len(s.warnings) for s in signatures)
     if state == "valid" and notable:
         lead += f" Có {notable} điều cần lưu ý bên dưới."
@@ -949,9 +1104,11 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         timestamp_count=timestamp_count,
         technical={
             "verdict": verdict,
+            "verdict_text": INDICATION_TEXTS.get(verdict),
             "sub_indication": report.get("sub_indication"),
             "message": report.get("message"),
             "validation_time": report.get("validation_time"),
+            "validation_time_text": format_time(report.get("validation_time")),
             "unsigned_fields": report.get("unsigned_fields") or [],
         },
     )

@@ -91,21 +91,47 @@ def render_error(
     *,
     retry_after: str | None = None,
     max_mb: int = 0,
+    base_mb: int = 0,
 ) -> bytes:
     """The friendly Vietnamese error page (UTF-8 HTML) for an error answered before or outside
-    a page route (the edge's limits, unknown paths): :mod:`signing_service.web.middleware`."""
+    a page route (the edge's limits, unknown paths, a wrong method):
+    :mod:`signing_service.web.middleware`. ``retry_after``: the ``Retry-After`` seconds, said
+    in words (a citizen never sees the header's name); ``max_mb``/``base_mb``: the form's size
+    limits (:func:`_limits`)."""
     title = {
         404: "Không tìm thấy trang",
-        405: "Không tìm thấy trang",
+        405: "Trang không hỗ trợ thao tác này",
         413: "Tệp quá lớn",
-        429: "Quá nhiều yêu cầu",
+        414: "Địa chỉ quá dài",
+        429: "Bạn đã gửi nhiều tệp liên tiếp",
+        431: "Địa chỉ quá dài",
         503: "Dịch vụ đang bận",
     }.get(status, "Không xử lý được yêu cầu")
-    if status in (404, 405):
+    seconds = _seconds(retry_after)
+    if status == 404:
         message = (
             "Địa chỉ này không có trên trang xác minh. Nếu bạn mở từ mã QR hoặc đường liên "
             "kết, hãy kiểm tra lại địa chỉ đã nhập, hoặc tải tệp PDF lên để xác minh."
         )
+    elif status == 405:
+        message = (
+            "Địa chỉ này chỉ dùng để xem trang hoặc gửi tệp bằng biểu mẫu. Hãy mở trang xác "
+            "minh và chọn tệp PDF từ đó."
+        )
+    elif status in (414, 431):
+        message = (
+            "Đường liên kết bạn mở dài bất thường nên không thể là liên kết của một văn bản. "
+            "Hãy quét lại mã QR hoặc kiểm tra lại địa chỉ, hoặc tải tệp PDF lên để xác minh."
+        )
+    elif status == 429:
+        # The edge's message names the Retry-After header: for API callers, not citizens.
+        message = (
+            "Bạn đã gửi nhiều tệp trong thời gian ngắn; vui lòng thử lại sau "
+            + (f"{seconds} giây." if seconds else "ít phút.")
+            + " Giới hạn này bảo vệ dịch vụ để mọi người đều dùng được."
+        )
+    elif status == 503 and seconds:
+        message = f"{message.rstrip('.')}. Vui lòng thử lại sau {seconds} giây."
     return (
         templates.get_template("error.html")
         .render(
@@ -113,16 +139,51 @@ def render_error(
             message=message,
             code=code,
             status=status,
-            retry_after=retry_after,
-            show_form=status in (404, 405, 413) and max_mb > 0,
+            show_form=status in (404, 405, 413, 414, 429, 431) and max_mb > 0,
             max_mb=max_mb,
+            base_mb=base_mb,
         )
         .encode()
     )
 
 
+# What each error code shown on an error page means, for the citizen who reads it out to the
+# help desk (the code itself stays: the help desk searches by it).
+CODE_TEXTS = {
+    "RATE_LIMITED": "quá nhiều lượt gửi từ cùng một địa chỉ mạng",
+    "ANONYMOUS_BUSY": "dịch vụ đang xử lý nhiều tệp cùng lúc",
+    "FILE_TOO_LARGE": "tệp vượt quá dung lượng cho phép",
+    "NOT_FOUND": "không có trang hoặc dữ liệu này",
+    "METHOD_NOT_ALLOWED": "thao tác không được hỗ trợ ở địa chỉ này",
+    "REQUEST_HEADERS_TOO_LARGE": "địa chỉ hoặc phần đầu yêu cầu quá dài",
+    "REQUEST_TIMEOUT": "tệp được gửi quá chậm",
+    "REGISTRY_RECORD_NOT_FOUND": "không có văn bản mang mã này trong sổ đăng ký",
+    "NOT_A_PDF": "tệp không phải là tài liệu PDF",
+    "ENCRYPTED_PDF": "tệp PDF được đặt mật khẩu",
+}
+templates.globals["code_texts"] = CODE_TEXTS
+
+
+def _seconds(retry_after: str | None) -> int | None:
+    """``Retry-After`` as whole seconds (at least 1); ``None`` when absent or not a number."""
+    try:
+        return max(1, int(retry_after)) if retry_after else None
+    except ValueError:
+        return None
+
+
 def _max_mb(services: Services) -> int:
     return services.settings.max_document_bytes // (1024 * 1024)
+
+
+def _limits(services: Services) -> dict[str, int]:
+    """The form's size limit in MB as the README states it: ``max_mb`` the largest file the
+    page accepts (``max_document_bytes``), ``base_mb`` the national document exchange limit
+    it is made of (``max_upload_bytes``; the rest is the room signatures take)."""
+    return {
+        "max_mb": _max_mb(services),
+        "base_mb": services.settings.max_upload_bytes // (1024 * 1024),
+    }
 
 
 def report_store(request: Request) -> ReportStore:
@@ -144,11 +205,13 @@ def pdf_reports_enabled(services: Services) -> bool:
     return not settings.is_production and services.dev_pki is not None
 
 
-@router.get("/", response_class=HTMLResponse)
-@router.get(FORM_PATH, response_class=HTMLResponse)
+# HEAD too: link checkers, chat apps' link previews and uptime probes ask with HEAD
+# (red team F6); the server sends the headers of the GET without its body.
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
+@router.api_route(FORM_PATH, methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def form_page(services: AppServices) -> HTMLResponse:
     """The upload form."""
-    return render("index.html", max_mb=_max_mb(services), error=None)
+    return render("index.html", **_limits(services), error=None)
 
 
 def _verify_for_page(services: Services, data: bytes) -> dict[str, Any]:
@@ -189,14 +252,14 @@ async def _form_error(
                 headers=headers or None,
                 registry=registry,
                 error=error.message,
-                max_mb=_max_mb(services),
+                **_limits(services),
             )
     return render(
         "index.html",
         status=error.status,
         headers=headers or None,
         error=error.message,
-        max_mb=_max_mb(services),
+        **_limits(services),
     )
 
 
@@ -214,7 +277,16 @@ async def verify_page(
         form = await request.form(max_files=1, max_fields=4, max_part_size=1024)
     except errors.ServiceError as e:
         return await _form_error(request, services, in_lane, e, None)
-    except (MultiPartException, StarletteHTTPException, ValueError, KeyError):
+    except (MultiPartException, StarletteHTTPException, ValueError, KeyError) as e:
+        # Two files (dropped together, or a hand-made form): say so, not "invalid request"
+        # (red team F14). Starlette's message (a MultiPartException, or the HTTPException it
+        # becomes inside an app) is the only way to tell this case apart.
+        detail = str(getattr(e, "detail", None) or e)
+        if detail.startswith("Too many files"):
+            one = errors.MalformedRequest(
+                "Mỗi lần chỉ xác minh được một tệp PDF: hãy chọn từng tệp một."
+            )
+            return await _form_error(request, services, in_lane, one, None)
         bad = errors.MalformedRequest("Yêu cầu không hợp lệ: hãy chọn tệp PDF bằng biểu mẫu.")
         return await _form_error(request, services, in_lane, bad, None)
     try:
@@ -235,7 +307,16 @@ async def verify_page(
     finally:
         # Spooled upload files are closed (deleted) whatever happened.
         await form.close()
+    if public_id is not None:
+        # Kept with the report: its PDF carries the QR comparison and the same state (F9).
+        report["expected_public_id"] = public_id
     view = present(report, expected_public_id=public_id)
+    expected = None
+    if public_id and view.comparison is not None and not view.comparison.matches:
+        # The record the QR code promised, shown next to the file that is not it.
+        expected = await _record_view(services, in_lane, public_id)
+        if view.registry is not None and view.registry.public_id == public_id:
+            expected = None  # the same record (content added after issue): shown once
     store = report_store(request)
     kept = {"report": report, "filename": file_name}
     token = store.put(json.dumps(kept, ensure_ascii=False).encode())
@@ -244,9 +325,18 @@ async def verify_page(
         "result.html",
         view=view,
         comparison=view.comparison,
+        expected_registry=expected,
+        page_url=_page_url(request, services),
         file_name=file_name,
         pdf_url=pdf_url,
     )
+
+
+def _page_url(request: Request, services: Services) -> str:
+    """The page's address as the citizen reached it, for the printout to name its source:
+    the configured public address (``SIGNING_SERVICE_PUBLIC_BASE_URL``), else the request's."""
+    base = services.settings.public_base_url or str(request.base_url)
+    return base.rstrip("/") + FORM_PATH
 
 
 async def _record_view(
@@ -276,7 +366,7 @@ async def report_pdf(
             ),
             code="NOT_FOUND",
             show_form=True,
-            max_mb=_max_mb(services),
+            **_limits(services),
         )
     from signing_service.reporting.pdf import render_report_pdf
 
@@ -297,7 +387,7 @@ async def report_pdf(
             message=e.message,
             code=e.code,
             show_form=False,
-            max_mb=_max_mb(services),
+            **_limits(services),
         )
     return Response(
         pdf,
@@ -309,7 +399,7 @@ async def report_pdf(
     )
 
 
-@router.get(FORM_PATH + "/{public_id}", response_class=HTMLResponse)
+@router.api_route(FORM_PATH + "/{public_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def record_page(
     public_id: str, services: AppServices, in_lane: VerificationThreads
 ) -> HTMLResponse:
@@ -327,6 +417,6 @@ async def record_page(
             ),
             code="REGISTRY_RECORD_NOT_FOUND",
             show_form=True,
-            max_mb=_max_mb(services),
+            **_limits(services),
         )
-    return render("record.html", registry=registry, error=None, max_mb=_max_mb(services))
+    return render("record.html", registry=registry, error=None, **_limits(services))
