@@ -143,6 +143,17 @@ STORE_FULL_NOTE = (
 )
 
 
+def pdf_reports_enabled(services: Services) -> bool:
+    """Whether the page offers "Tải báo cáo PDF": a report seal is configured
+    (``SIGNING_SERVICE_REPORT_SEAL_KEY``), or, outside production, the dev PKI's service seal
+    is there (:func:`signing_service.reporting.pdf.report_seal`'s own rule). Without it the
+    button is not shown; the route would answer 503 ``REPORT_NOT_CONFIGURED``."""
+    settings = services.settings
+    if settings.report_seal_key:
+        return True
+    return not settings.is_production and services.dev_pki is not None
+
+
 @router.get("/", response_class=HTMLResponse)
 @router.get(FORM_PATH, response_class=HTMLResponse)
 async def form_page(services: AppServices) -> HTMLResponse:
