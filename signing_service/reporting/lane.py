@@ -37,7 +37,8 @@ class RenderLane:
     def _current(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
-            self._loop, self._semaphore, self._pending = loop, asyncio.Semaphore(self.concurrency), 0
+            self._loop, self._pending = loop, 0
+            self._semaphore = asyncio.Semaphore(self.concurrency)
         return self._semaphore
 
     async def run(self, job: Callable[[], Awaitable[T]]) -> T:

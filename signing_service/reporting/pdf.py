@@ -220,8 +220,8 @@ def _technical_rows(technical: dict[str, Any]) -> list[list[Any]]:
                 ]
             )
     checks = [
-        f"{CHECK_NAMES.get(name, name)}: {CHECK_STATUSES.get(str(c.get('status')), c.get('status'))}"
-        f" ({c.get('code')})"
+        f"{CHECK_NAMES.get(name, name)}: "
+        f"{CHECK_STATUSES.get(str(c.get('status')), c.get('status'))} ({c.get('code')})"
         for name, c in (technical.get("checks") or {}).items()
         if isinstance(c, dict)
     ]
