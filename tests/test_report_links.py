@@ -213,3 +213,29 @@ def test_links_work_across_two_worker_processes(
         assert len(set(re.findall(r"Started server process \[(\d+)\]", log))) == 2, log[-2000:]
     finally:
         server.stop()
+
+
+def test_the_services_own_report_is_recognised_on_the_page(
+    site: tuple[TestClient, Services],
+) -> None:
+    """F13: the sealed report, checked on the page, is named a verification report sealed by
+    this service (not "không được cấp qua dịch vụ này … hãy hỏi cơ quan ban hành"), its seal an
+    organisation's seal."""
+    client, services = site
+    document, _ = signed_pdf(client, services, "Giay xac nhan so 61")
+    report = client.post(
+        "/v1/verifications",
+        params={"format": "pdf"},
+        files={"file": ("giay.pdf", document, "application/pdf")},
+    )
+    assert report.status_code == 200, report.text[:500]
+    page = post(client, report.content, "bao-cao.pdf")
+    assert page.status_code == 200
+    html = re.sub(r"\s+", " ", page.text)
+    assert "Đây là báo cáo kết quả xác minh do Dịch vụ xác minh chữ ký số lập" in html, html
+    assert "không được cấp qua dịch vụ này" not in html
+    assert "Chữ ký số của cơ quan, tổ chức (con dấu số)" in html
+    assert "không xác định được là của cá nhân hay cơ quan" not in html
+    # Another file sealed validly is not taken for a report: the document itself.
+    html = re.sub(r"\s+", " ", post(client, document).text)
+    assert "báo cáo kết quả xác minh do" not in html

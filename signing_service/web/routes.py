@@ -171,6 +171,13 @@ def _verify_for_page(services: Services, data: bytes) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(body)
     if "registry" not in report:
         report["registry"] = registry_section(services, data, report["document"]["sha256"])
+    if not (report.get("registry") or {}).get("found"):
+        from signing_service.reporting.recognise import service_report
+
+        # The service's own sealed report: said so instead of "not issued here" (F13).
+        recognised = service_report(services, report)
+        if recognised is not None:
+            report["registry"] = {**(report.get("registry") or {}), "service_report": recognised}
     return report
 
 
