@@ -102,6 +102,7 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
             # The PDF report (?format=pdf): sealed by the service's key, timestamped.
             errors.UnsupportedReportFormat,
             errors.ReportNotConfigured,
+            errors.ReportBusy,
             *signer_checks,
             *keys,
         ],
