@@ -416,6 +416,9 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         + ")"
     )
     print(report["message"])
+    if report.get("status"):
+        # The document's one state (signatures and registry together), as the page says it.
+        print(f"Tình trạng văn bản: {report['status']['message']}")
     print(f"Xác minh tại thời điểm: {report['validation_time']}")
     if report["validation_time"] != report["validated_at"]:
         print(f"(thực hiện lúc {report['validated_at']})")

@@ -330,3 +330,12 @@ def test_one_client_holds_at_most_its_share_of_the_anonymous_lane() -> None:
     assert (first[0], second[0], other[0]) == (200, 200, 200)
     assert refused == ["RATE_LIMITED"]
     assert lane.per_client == {} and lane.in_flight == 0
+
+
+def test_public_registry_lookup_spends_a_rate_token(limited: tuple[Services, Any]) -> None:
+    """Red team 11 F10: the anonymous ``GET /v1/registry/{id}`` is in the public rate bucket,
+    as the page's uploads are (its OpenAPI lists 429)."""
+    _services, client = limited
+    citizen = client("203.0.113.77")
+    codes = [citizen.get(f"/v1/registry/{'a' * 26}").status_code for _ in range(3)]
+    assert codes == [404, 404, 429]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from io import BytesIO
 from typing import Any
 
@@ -131,6 +132,7 @@ def test_signed_document_is_registered_in_force_with_its_codes(
         "reason": None,
         "superseded_by": None,
         "signed_further_by": None,
+        "status_from": None,
     }
     assert got["agency"]["name"]  # the agency's name as registered
     # Public metadata only: not the file's name, not its hash, not the document's id.
@@ -424,12 +426,11 @@ def test_registered_revision_with_content_appended_after_issue(
     assert report["registry"]["public_id"] == body["registry"]["public_id"]
 
 
-def test_with_registry_splices_into_the_serialised_report() -> None:
-    assert json.loads(with_registry(b'{"verdict": "X"}', {"found": False})) == {
-        "verdict": "X",
-        "registry": {"found": False},
-    }
-    assert json.loads(with_registry(b"{}\n", {"found": False})) == {"registry": {"found": False}}
+def test_with_registry_adds_registry_and_status_to_the_serialised_report() -> None:
+    got = json.loads(with_registry(b'{"verdict": "NO_SIGNATURE"}', {"found": False}))
+    assert got["registry"] == {"found": False}
+    assert got["status"]["state"] == "indeterminate"
+    assert got["status"]["code"] == "NO_SIGNATURE"
     with pytest.raises(ValueError):
         with_registry(b"[]", {"found": False})
 
@@ -590,3 +591,79 @@ def test_concurrent_status_changes_one_wins(
         services, "registry.superseded"
     )
     assert [e.subject for e in changes] == [public_id]
+
+
+# -- fix lane A: versions, times, malformed ids, the public lookup's rate -------------------
+
+
+def test_revoking_the_final_version_answers_for_earlier_versions(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team 11 F5: the officer-signed copy of a document the service then sealed is
+    revoked with it (derived at lookup, named by ``status_from``); its own record is
+    untouched, and an earlier version cannot supersede anything once its final one is
+    revoked."""
+    officer = _officer_signs(api, public, credentials)
+    first = officer["registry"]["public_id"]
+    by_officer = content(api, credentials, officer)
+    sealed = sign(api, credentials, by_officer, dossier_code=DOSSIER)
+    second = sealed["registry"]["public_id"]
+    assert api.get(f"/v1/registry/{first}").json()["status_from"] is None
+
+    other = sign(api, credentials, make_pdf())["registry"]["public_id"]
+    done = change(api, credentials, second, "revoke", reason="Quyết định bị hủy bỏ")
+    assert done.status_code == 200, done.text
+
+    earlier = api.get(f"/v1/registry/{first}").json()
+    assert earlier["status"] == "revoked"
+    assert earlier["reason"] == "Quyết định bị hủy bỏ"
+    assert earlier["status_from"] == {"public_id": second, "link": f"{BASE}/xac-minh/{second}"}
+    report = verify(api, by_officer)
+    assert report["verdict"] == "TOTAL_PASSED"
+    assert report["registry"]["public_id"] == first
+    assert report["registry"]["status"] == "revoked"
+    assert report["status"]["code"] == "REVOKED" and report["status"]["state"] == "invalid"
+    full = api.get(f"/v1/registered-documents/{first}", headers=client(credentials)).json()
+    assert full["status_from"]["document_id"] == sealed["document"]["id"]
+    with public.db.transaction() as session:
+        row = session.scalars(
+            select(RegisteredDocument).where(RegisteredDocument.public_id == first)
+        ).one()
+        assert row.status == "in_force"  # derived, not written
+    # An earlier version of a revoked document is no longer in force: it supersedes nothing.
+    refused = change(
+        api, credentials, other, "supersede", superseded_by=first, reason="Đính chính"
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["details"]["problem"] == "not_in_force"
+
+
+def test_registry_times_are_whole_seconds(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    public_id = sign(api, credentials, make_pdf())["registry"]["public_id"]
+    done = change(api, credentials, public_id, "revoke", reason="Cấp nhầm")
+    assert done.status_code == 200, done.text
+    record = done.json()
+    for key in ("issued_at", "status_changed_at", "registered_at"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+07:00", record[key]), record[key]
+    public_record = api.get(f"/v1/registry/{public_id}").json()
+    assert public_record["status_changed_at"] == record["status_changed_at"]
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "KHONG-PHAI-MA", "a" * 27, "0" * 26])
+def test_malformed_superseding_id_is_its_own_problem(
+    api: Any, public: Services, credentials: dict[str, Any], bad: str
+) -> None:
+    public_id = sign(api, credentials, make_pdf())["registry"]["public_id"]
+    refused = change(api, credentials, public_id, "supersede", superseded_by=bad, reason="Đính chính")
+    assert refused.status_code == 422, refused.text
+    body = refused.json()
+    assert body["code"] == "INVALID_SUPERSEDING_DOCUMENT"
+    assert body["details"] == {"problem": "malformed"}
+    assert not body["message"].isascii()
+    # A well-formed unknown id stays "not_found".
+    unknown = change(
+        api, credentials, public_id, "supersede", superseded_by="a" * 26, reason="Đính chính"
+    )
+    assert unknown.json()["details"] == {"problem": "not_found"}

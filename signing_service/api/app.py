@@ -64,6 +64,8 @@ VERIFICATIONS_PATH = "/v1/verifications"
 # The page's uploads and PDF reports cost what an API verification costs: same buckets.
 PAGE_VERIFY_PATH = web.FORM_PATH
 PAGE_REPORT_PREFIX = web.PDF_PREFIX
+# The anonymous registry lookup spends a token too (red team 11 F10: a public route).
+REGISTRY_PREFIX = "/v1/registry/"
 OPERATOR_API_KEYS = "/v1/operator/api-keys"
 
 
@@ -179,7 +181,7 @@ def create_app(services: Services) -> FastAPI:
                 scope.get("method") == "POST"
                 and scope.get("path") in (VERIFICATIONS_PATH, PAGE_VERIFY_PATH)
             )
-            or str(scope.get("path", "")).startswith(PAGE_REPORT_PREFIX)
+            or str(scope.get("path", "")).startswith((PAGE_REPORT_PREFIX, REGISTRY_PREFIX))
         ),
         buckets=TokenBuckets(settings.public_rate_per_minute, settings.public_rate_burst)
         if settings.public_rate_per_minute > 0

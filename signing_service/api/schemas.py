@@ -130,11 +130,31 @@ class SignatureReportOut(BaseModel):
     checks: dict[str, CheckOut]
 
 
+class DocumentStatusOut(BaseModel):
+    """The document's one state (services/conclusion.py): the signatures and the registry
+    together, what a portal shows a citizen."""
+
+    state: str = Field(description="valid | invalid | indeterminate")
+    code: str = Field(
+        description="IN_FORCE | SIGNATURES_VALID | SIGNATURES_VALID_CONTENT_ADDED | "
+        "CONTENT_ADDED_AFTER_ISSUE | REVOKED | SUPERSEDED | SIGNATURE_INVALID | "
+        "SIGNATURE_INDETERMINATE | NO_SIGNATURE"
+    )
+    message: str = Field(description="một câu tiếng Việt cho người dân")
+
+
 class VerificationReport(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
+                    "status": {
+                        "state": "valid",
+                        "code": "IN_FORCE",
+                        "message": "Chữ ký số trên tài liệu hợp lệ và tài liệu không bị sửa "
+                        "đổi sau khi ký. Đây đúng là văn bản Sở Tư pháp tỉnh Demo A đã cấp qua "
+                        "dịch vụ này ngày 27/11/2026, đang có hiệu lực.",
+                    },
                     "verdict": "TOTAL_PASSED",
                     "sub_indication": None,
                     "message": "Tất cả chữ ký số hợp lệ.",
@@ -149,9 +169,19 @@ class VerificationReport(BaseModel):
             ]
         }
     )
-    verdict: str = Field(description="TOTAL_PASSED | TOTAL_FAILED | INDETERMINATE | NO_SIGNATURE")
+    status: DocumentStatusOut = Field(
+        description="the document's one state, signatures and registry together: show this "
+        "to people, not verdict alone (a revoked document's signatures still pass)"
+    )
+    verdict: str = Field(
+        description="the signatures' ETSI EN 319 102-1 indication only: TOTAL_PASSED | "
+        "TOTAL_FAILED | INDETERMINATE | NO_SIGNATURE"
+    )
     sub_indication: str | None
-    message: str
+    message: str = Field(
+        description="the verdict in Vietnamese; status.message when the registry overrides "
+        "a passing verdict (revoked, superseded, content added after issue)"
+    )
     document: dict[str, Any]
     validated_at: str = Field(description="when the verification ran (+07:00)")
     validation_time: str = Field(description="the moment validated as of (+07:00)")
@@ -385,6 +415,11 @@ class PublicRecordOut(BaseModel):
     signed_further_by: LinkedRecordOut | None = Field(
         description="phiên bản được ký tiếp từ văn bản này (ví dụ: đóng dấu sau khi lãnh đạo ký)"
     )
+    status_from: LinkedRecordOut | None = Field(
+        default=None,
+        description="phiên bản mới nhất được ký tiếp từ văn bản này mà trạng thái (thu hồi, "
+        "thay thế) áp dụng cho cả văn bản này; null: trạng thái của chính văn bản",
+    )
 
 
 class AgencyLinkedRecordOut(LinkedRecordOut):
@@ -399,6 +434,7 @@ class AgencyRecordOut(PublicRecordOut):
     registered_at: str
     superseded_by: AgencyLinkedRecordOut | None  # type: ignore[assignment]
     signed_further_by: AgencyLinkedRecordOut | None  # type: ignore[assignment]
+    status_from: AgencyLinkedRecordOut | None = None  # type: ignore[assignment]
     signs_further: AgencyLinkedRecordOut | None = Field(
         description="phiên bản mà văn bản này được ký tiếp từ đó"
     )

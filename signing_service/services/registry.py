@@ -34,7 +34,7 @@ from signing_service import audit, errors
 from signing_service.services.container import Services
 from signing_service.services.documents import is_clean_text
 from signing_service.store.models import Agency, Document, RegisteredDocument
-from signing_service.timefmt import api_time, api_time_or_none
+from signing_service.timefmt import api_time
 
 IN_FORCE = "in_force"
 REVOKED = "revoked"
@@ -111,6 +111,7 @@ class RegistryRecord:
     reason: str | None
     superseded_by: LinkedRecord | None
     signed_further_by: LinkedRecord | None
+    status_from: LinkedRecord | None
     # Agency-only.
     document_id: str
     agency_id: int
@@ -125,7 +126,14 @@ class RegistryRecord:
             {"found": true, "public_id", "link", "agency": {"code", "name"}, "kind",
              "dossier_code", "result_code", "document_number", "issued_at", "status",
              "status_changed_at", "reason", "superseded_by": {"public_id", "link"} | null,
-             "signed_further_by": {"public_id", "link"} | null}
+             "signed_further_by": {"public_id", "link"} | null,
+             "status_from": {"public_id", "link"} | null}
+
+        ``status``, ``status_changed_at``, ``reason`` and ``superseded_by`` are those of the
+        latest version the service signed further from this one when this one is in force
+        itself (red team 11 F5: revoking the final version revokes the copies it was signed
+        from); ``status_from`` names that version (``null``: the record's own status).
+        Times in whole seconds.
         """
         return {
             "found": True,
@@ -136,14 +144,17 @@ class RegistryRecord:
             "dossier_code": self.dossier_code,
             "result_code": self.result_code,
             "document_number": self.document_number,
-            "issued_at": api_time(self.issued_at),
+            "issued_at": _seconds(self.issued_at),
             "status": self.status,
-            "status_changed_at": api_time_or_none(self.status_changed_at),
+            "status_changed_at": (
+                _seconds(self.status_changed_at) if self.status_changed_at else None
+            ),
             "reason": self.reason,
             "superseded_by": self.superseded_by.to_public_dict() if self.superseded_by else None,
             "signed_further_by": (
                 self.signed_further_by.to_public_dict() if self.signed_further_by else None
             ),
+            "status_from": self.status_from.to_public_dict() if self.status_from else None,
         }
 
     def to_agency_dict(self) -> dict[str, Any]:
@@ -160,15 +171,22 @@ class RegistryRecord:
         out.update(
             document_id=self.document_id,
             sha256=self.sha256,
-            registered_at=api_time(self.registered_at),
+            registered_at=_seconds(self.registered_at),
             superseded_by=linked(self.superseded_by),
             signed_further_by=linked(self.signed_further_by),
+            status_from=linked(self.status_from),
             signs_further=linked(self.signs_further),
         )
         return out
 
 
 NOT_FOUND: dict[str, Any] = {"found": False}
+
+
+def _seconds(moment: datetime) -> str:
+    """:func:`api_time` in whole seconds (the API's times, red team 11 F11): stored times may
+    carry microseconds."""
+    return api_time(moment.replace(microsecond=0))
 
 
 def _linked(session: Session, base: str | None, row_id: int | None) -> LinkedRecord | None:
@@ -180,17 +198,56 @@ def _linked(session: Session, base: str | None, row_id: int | None) -> LinkedRec
     return LinkedRecord(row.public_id, public_link(base, row.public_id), row.document_id)
 
 
+# How far a chain of versions signed further is followed (officer → seal → … ; a service
+# signing the same document 25 times is already unusual). Bounds a lookup's queries.
+MAX_VERSION_CHAIN = 64
+
+
+def _newer_version(session: Session, row_id: int) -> int | None:
+    """The id of the newest record signed further from record ``row_id`` (same agency: see
+    :func:`register_signed`), or ``None``."""
+    return session.scalars(
+        select(RegisteredDocument.id)
+        .where(RegisteredDocument.previous_id == row_id)
+        .order_by(RegisteredDocument.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _latest_version(session: Session, row: RegisteredDocument) -> RegisteredDocument:
+    """The record whose status answers for ``row`` (an in-force record): the latest version
+    the service signed further from it, following ``previous_id`` forward (the newest at each
+    step), at most :data:`MAX_VERSION_CHAIN` steps; ``row`` itself when none. Only an in-force
+    version's successor is followed: a revoked or superseded one answers for what precedes."""
+    current = row
+    seen = {row.id}
+    for _ in range(MAX_VERSION_CHAIN):
+        if current.status != IN_FORCE:
+            break
+        newer_id = _newer_version(session, current.id)
+        if newer_id is None or newer_id in seen:
+            break
+        newer = session.get(RegisteredDocument, newer_id)
+        if newer is None:
+            break
+        seen.add(newer_id)
+        current = newer
+    return current
+
+
 def _record(session: Session, services: Services, row: RegisteredDocument) -> RegistryRecord:
     base = services.settings.public_base_url
     agency = session.get(Agency, row.agency_id)
     assert agency is not None
     # The newest version the service signed from this one (officer, then seal).
-    further = session.scalars(
-        select(RegisteredDocument.id)
-        .where(RegisteredDocument.previous_id == row.id)
-        .order_by(RegisteredDocument.id.desc())
-        .limit(1)
-    ).first()
+    further = _newer_version(session, row.id)
+    # F5: a version signed further stands for this one; its revocation or supersession is
+    # this one's too (derived at lookup: nothing to cascade, nothing to keep in step).
+    governing = row
+    if row.status == IN_FORCE:
+        latest = _latest_version(session, row)
+        if latest.status != IN_FORCE:
+            governing = latest
     return RegistryRecord(
         public_id=row.public_id,
         link=public_link(base, row.public_id),
@@ -201,11 +258,20 @@ def _record(session: Session, services: Services, row: RegisteredDocument) -> Re
         result_code=row.result_code,
         document_number=row.document_number,
         issued_at=row.signed_at,
-        status=row.status,
-        status_changed_at=row.status_changed_at,
-        reason=row.reason,
-        superseded_by=_linked(session, base, row.superseded_by_id),
+        status=governing.status,
+        status_changed_at=governing.status_changed_at,
+        reason=governing.reason,
+        superseded_by=_linked(session, base, governing.superseded_by_id),
         signed_further_by=_linked(session, base, further),
+        status_from=(
+            LinkedRecord(
+                governing.public_id,
+                public_link(base, governing.public_id),
+                governing.document_id,
+            )
+            if governing.id != row.id
+            else None
+        ),
         document_id=row.document_id,
         agency_id=row.agency_id,
         sha256=row.sha256,
@@ -339,7 +405,7 @@ def register_signed(
         document_number=document_number,
         kind=kind,
         signed_at=signed_at,
-        registered_at=datetime.now(UTC),
+        registered_at=datetime.now(UTC).replace(microsecond=0),
         status=IN_FORCE,
         previous_id=previous,
     )
@@ -391,14 +457,21 @@ def _change_status(
     superseded_by: str | None = None,
 ) -> RegistryRecord:
     reason = check_reason(reason)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(microsecond=0)
     with services.db.transaction() as session:
         row = _own(session, agency, public_id)
         if row is None:
             raise errors.RegistryRecordNotFound()
         newer: RegisteredDocument | None = None
         if status == SUPERSEDED:
-            newer = _own(session, agency, superseded_by) if superseded_by is not None else None
+            if not isinstance(superseded_by, str) or PUBLIC_ID.fullmatch(superseded_by) is None:
+                # Empty or not a public id at all: said apart from an unknown one (the README's
+                # "malformed" case); it reveals nothing about other agencies' records.
+                raise errors.InvalidSupersedingDocument(
+                    "Mã tra cứu của văn bản thay thế không đúng định dạng (26 ký tự a-z, 2-7).",
+                    details={"problem": "malformed"},
+                )
+            newer = _own(session, agency, superseded_by)
             # Another agency's document answers as an unknown one (no detail tells them apart).
             if newer is None:
                 raise errors.InvalidSupersedingDocument(details={"problem": "not_found"})
@@ -406,7 +479,7 @@ def _change_status(
                 raise errors.InvalidSupersedingDocument(
                     "Văn bản không thể được thay thế bởi chính nó.", details={"problem": "self"}
                 )
-            if newer.status != IN_FORCE:
+            if _latest_version(session, newer).status != IN_FORCE:
                 # Also what keeps the links acyclic: a superseded document is never in force.
                 raise errors.InvalidSupersedingDocument(
                     "Văn bản thay thế đã bị thu hồi hoặc đã được thay thế.",

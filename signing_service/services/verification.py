@@ -9,6 +9,12 @@ from typing import Any
 
 from signing_service import audit, errors
 from signing_service._async import run_sync
+from signing_service.services.conclusion import (
+    CONTENT_ADDED_AFTER_ISSUE,
+    REVOKED,
+    SUPERSEDED,
+    status_section,
+)
 from signing_service.services.container import Services
 from signing_service.services.documents import check_pdf_upload
 from signing_service.services.registry import registry_section
@@ -80,15 +86,34 @@ def verify_document_json(
     return with_registry(body, registry_section(services, pdf, summary["sha256"]))
 
 
+def conclude(report: dict[str, Any]) -> dict[str, Any]:
+    """Add the document's one state to ``report`` (in place; returned): the top-level
+    ``status`` object :func:`signing_service.services.conclusion.status_section` (the
+    signatures and the registry together, what a portal shows a citizen), next to
+    ``verdict`` (the ETSI indication of the signatures alone). When the registry makes the
+    document invalid or undecided although every signature passed (revoked, superseded,
+    content added after issue), the report's ``message`` is that status message: a portal
+    showing ``message`` never tells a citizen a revoked decision is valid (new user 11)."""
+    status = status_section(report)
+    report["status"] = status
+    if report.get("verdict") == "TOTAL_PASSED" and status["code"] in (
+        REVOKED,
+        SUPERSEDED,
+        CONTENT_ADDED_AFTER_ISSUE,
+    ):
+        report["message"] = status["message"]
+    return report
+
+
 def with_registry(body: bytes, section: dict[str, Any]) -> bytes:
-    """The serialised report ``body`` (a JSON object) with the top-level key ``registry``
-    added: spliced before its closing brace, so the worker's bytes are not parsed again."""
-    end = body.rstrip()
-    if not end.endswith(b"}"):
+    """The serialised report ``body`` (a JSON object) with the top-level ``registry`` section
+    and the document's ``status`` (:func:`conclude`) added. Raises :class:`ValueError` when
+    ``body`` is not a JSON object."""
+    report = json.loads(body)
+    if not isinstance(report, dict):
         raise ValueError("not a JSON object")
-    separator = b"," if end[:-1].rstrip() != b"{" else b""
-    registry = json.dumps(section, ensure_ascii=False).encode()
-    return end[:-1] + separator + b'"registry":' + registry + b"}"
+    report["registry"] = section
+    return json.dumps(conclude(report), ensure_ascii=False).encode()
 
 
 def _record(
@@ -163,6 +188,7 @@ def _verify(
     # Issued through this service, and still in force? (issue 11; README, Sổ đăng ký văn bản
     # đã phát hành). Not an error when it was not.
     result["registry"] = registry_section(services, pdf, result["document"]["sha256"])
+    conclude(result)
     if actor is not None:
         _record(
             services,

@@ -304,6 +304,26 @@ def _inside_stream(data: bytes, pos: int) -> bool:
     return True
 
 
+def _trailer_auth_codes(data: bytes) -> list[tuple[int, int]]:
+    """The byte spans (``trailer`` to ``startxref``) of classic trailers that carry an ISO
+    32004 ``/AuthCode`` dictionary; at most 32, newest last."""
+    spans: list[tuple[int, int]] = []
+    pos = data.find(b"/AuthCode")
+    while pos >= 0 and len(spans) < 32:
+        start = data.rfind(b"trailer", 0, pos)
+        end = data.find(b"startxref", pos)
+        if start >= 0 and end >= 0 and data.find(b"obj", start, pos) < 0:
+            spans.append((start, end))
+            pos = data.find(b"/AuthCode", end)
+        else:
+            pos = data.find(b"/AuthCode", pos + 9)
+    return spans
+
+
+def _within(spans: list[tuple[int, int]], offset: int) -> bool:
+    return any(start <= offset < end for start, end in spans)
+
+
 def claims_signature(data: bytes) -> bool:
     """Whether a file claims to carry a signature: a signature dictionary's ``/ByteRange``, a
     ``/SubFilter`` naming a signature format, a CMS-sized hex ``/Contents``, or a signature
@@ -313,8 +333,14 @@ def claims_signature(data: bytes) -> bool:
     four offsets outside stream data. A file that claims a signature is TOTAL_FAILED, never
     "unsigned". Time linear in the file's size."""
     judged: list[tuple[int, int]] = []
-    if _keyed(data, _dict_positions(data, b"/ByteRange", 1_000), "/ByteRange", judged):
+    # ISO 32004 integrity protection (PDF 2.0 encryption, as pyHanko writes it) puts a
+    # /ByteRange in the trailer's /AuthCode dictionary: a MAC over the file, not a signature
+    # (red team 11 F4: an owner-password-only unsigned PDF was "signed but broken").
+    macs = _trailer_auth_codes(data)
+    hits = [h for h in _dict_positions(data, b"/ByteRange", 1_000) if not _within(macs, h.offset)]
+    if _keyed(data, hits, "/ByteRange", judged):
         return True
+    judged.extend(macs)
     # The object header may be gone: a /ByteRange with its four offsets outside stream data
     # and outside the objects judged above still claims a signature. Hits inside a stream or
     # a judged object skip to its end.

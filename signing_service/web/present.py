@@ -19,11 +19,16 @@ report holds no file content and no applicant identity.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from dataclasses import field as dc_field
 from datetime import datetime
 from typing import Any
 
+from signing_service.services.conclusion import (
+    SIGNATURE_INDETERMINATE,
+    SIGNATURE_INVALID,
+    document_status,
+)
 from signing_service.timefmt import VIETNAM_TZ
 
 STATE_LABELS = {
@@ -878,11 +883,11 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
     """The plain-Vietnamese view of a verification report (``docs/verification-report.md``
     shape, optionally with the top-level ``registry`` section).
 
-    The overall state: the signatures' (``TOTAL_PASSED`` → valid, ``TOTAL_FAILED`` →
-    invalid, ``INDETERMINATE`` and ``NO_SIGNATURE`` → indeterminate: an unsigned file cannot
-    show who issued it), turned ``invalid`` when the registry says the file was revoked or
-    superseded (validly signed, but no longer in force). Never raises for a well-formed
-    report; unknown codes keep the report's own message."""
+    The overall state and the lead sentence: :func:`signing_service.services.conclusion.
+    document_status` (the signatures, the registry and the QR comparison together; without
+    ``expected_public_id`` the report's own ``expected_public_id`` key, kept by the page with
+    a QR comparison's report, is compared). Never raises for a well-formed report; unknown
+    codes keep the report's own message."""
     verdict = str(report.get("verdict") or "INDETERMINATE")
     doc_warnings = [w for w in report.get("warnings") or [] if isinstance(w, dict)]
     signatures = [
@@ -911,40 +916,38 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         "TOTAL_PASSED": "valid",
         "TOTAL_FAILED": "invalid",
     }.get(verdict, "indeterminate")
-    state = signatures_state
-    if verdict == "TOTAL_PASSED":
-        lead = (
-            f"Tài liệu có {signature_count} chữ ký số hợp lệ và không bị sửa đổi sau khi ký."
-            if signature_count > 1
-            else "Chữ ký số trên tài liệu hợp lệ và tài liệu không bị sửa đổi sau khi ký."
-        )
-    elif verdict == "NO_SIGNATURE":
-        lead = "Tài liệu này không có chữ ký số nào, nên không xác định được ai đã ban hành nó."
-    else:
+    # The document's one state and its sentence (signatures, registry and the QR comparison
+    # together) come from services/conclusion.py: the same for the page, the API, the CLI and
+    # the PDF report. The page keeps its own, more precise sentence for a failed or undecided
+    # signature (which check decided).
+    conclusion = document_status(report, expected_public_id)
+    state = conclusion.state
+    lead = conclusion.message
+    if conclusion.code in (SIGNATURE_INVALID, SIGNATURE_INDETERMINATE):
         deciding = _document_deciding(report)
         reason = _continued(citizen_text(*deciding).text) if deciding else ""
-        if verdict == "TOTAL_FAILED":
+        if conclusion.code == SIGNATURE_INVALID:
             lead = "Không được tin vào tài liệu này: " + (reason or "chữ ký số không hợp lệ.")
         else:
             lead = "Chưa đủ căn cứ để kết luận tài liệu hợp lệ: " + (
                 reason or "một số kiểm tra chưa có kết quả."
             )
-    if registry is not None:
-        if registry.found and registry.status in ("revoked", "superseded"):
-            state = "invalid"
-            lead = (
-                registry.text
-                if verdict != "TOTAL_PASSED"
-                else "Chữ ký số hợp lệ, nhưng " + _clause(registry.text)
-            )
-        elif registry.found and verdict == "TOTAL_PASSED":
-            lead = f"{lead} {registry.text}"
+    if registry is not None and not registry.found and state != "valid":
+        # "Not an error, many agencies sign elsewhere" reassures only a validly signed file;
+        # a forged or unsigned one gets no such comfort (new user 11 item 4).
+        registry = replace(
+            registry,
+            why=(
+                "Không có gì xác nhận tài liệu này do cơ quan nào ban hành; đừng dựa vào nó. "
+                "Hãy xin bản gốc từ cơ quan ban hành."
+            ),
+        )
     comparison = None
+    if expected_public_id is None:
+        kept = report.get("expected_public_id")
+        expected_public_id = kept if isinstance(kept, str) and kept else None
     if expected_public_id is not None:
         comparison = compare(expected_public_id, registry)
-        if not comparison.matches:
-            state = "invalid"
-            lead = f"{comparison.text} {lead}"
     notable = len(warnings) + sum(len(s.warnings) for s in signatures)
     if state == "valid" and notable:
         lead += f" Có {notable} điều cần lưu ý bên dưới."

@@ -252,6 +252,9 @@ async def verify_page(
     finally:
         # Spooled upload files are closed (deleted) whatever happened.
         await form.close()
+    if public_id is not None:
+        # Kept with the report: its PDF carries the QR comparison and the same state (F9).
+        report["expected_public_id"] = public_id
     view = present(report, expected_public_id=public_id)
     pdf_url = pdf_note = None
     if pdf_reports_enabled(services):

@@ -1,0 +1,277 @@
+"""One answer to "is this the document in force?" for the page, the API, the CLI and the report.
+
+A verification report (``docs/verification-report.md``) answers two questions separately: are
+the signatures valid (``verdict``, the ETSI EN 319 102-1 indication of the signatures only),
+and was the file issued through this service and is it still in force (``registry``, issue 11).
+A citizen, and a portal showing a result to one, needs the two combined into one state.
+:func:`document_status` is that combination, the only place it is made: the web page
+(:func:`signing_service.web.present.present`), the sealed PDF report (which is built from the
+same view), the JSON API and ``signing-service verify --json`` (the top-level ``status``
+object, :func:`status_section`) all call it, so one file gets one state whichever way it is
+uploaded.
+
+The rules, in order (the first that applies decides):
+
+1. A QR link's comparison (``expected_public_id``) with a file that is not the QR's document
+   (not found in the registry, or another record): ``invalid`` ``NOT_QR_DOCUMENT``. The message
+   says only that; it never describes the uploaded file as the QR's document (red team 11 F9,
+   new user 11 item 3).
+2. The registry says the document (or the latest version the service signed further from it,
+   :mod:`signing_service.services.registry`) was revoked or superseded: ``invalid``
+   ``REVOKED`` / ``SUPERSEDED``, whatever the signatures (validly signed, no longer in force).
+3. Signatures that failed: ``invalid`` ``SIGNATURE_INVALID``; not decided: ``indeterminate``
+   ``SIGNATURE_INDETERMINATE``; no signature at all: ``indeterminate`` ``NO_SIGNATURE`` (an
+   unsigned file cannot show who issued it). A failed file that is not registered is never
+   reassured as "not an error" (new user 11 item 4).
+4. Valid signatures and a registered *revision* inside the file (``registry.matched ==
+   "revision"``: a comment, a citizen's own signature added after issue):
+   ``indeterminate`` ``CONTENT_ADDED_AFTER_ISSUE``, on ``/`` and through the QR link alike (red
+   team 11 F1): the issued document is inside and in force, but the file is not only that
+   document, and what was added is not the agency's.
+5. Valid signatures and the registered file itself, in force: ``valid`` ``IN_FORCE``.
+6. Valid signatures, not issued through this service (or no registry section): ``valid``
+   ``SIGNATURES_VALID``, or ``SIGNATURES_VALID_CONTENT_ADDED`` when content was added after
+   the last signature (annotations, unsigned fields): then the message never says "không bị
+   sửa đổi sau khi ký".
+
+The page may show a longer explanation for the failure codes (which check decided); the state
+and code are these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from signing_service.timefmt import VIETNAM_TZ
+
+VALID = "valid"
+INVALID = "invalid"
+INDETERMINATE = "indeterminate"
+STATES = (VALID, INVALID, INDETERMINATE)
+
+# The stable reason codes (README "Kết luận về văn bản"; docs/verification-report.md).
+IN_FORCE = "IN_FORCE"
+SIGNATURES_VALID = "SIGNATURES_VALID"
+SIGNATURES_VALID_CONTENT_ADDED = "SIGNATURES_VALID_CONTENT_ADDED"
+CONTENT_ADDED_AFTER_ISSUE = "CONTENT_ADDED_AFTER_ISSUE"
+REVOKED = "REVOKED"
+SUPERSEDED = "SUPERSEDED"
+SIGNATURE_INVALID = "SIGNATURE_INVALID"
+SIGNATURE_INDETERMINATE = "SIGNATURE_INDETERMINATE"
+NO_SIGNATURE = "NO_SIGNATURE"
+NOT_QR_DOCUMENT = "NOT_QR_DOCUMENT"
+CODES = (
+    IN_FORCE,
+    SIGNATURES_VALID,
+    SIGNATURES_VALID_CONTENT_ADDED,
+    CONTENT_ADDED_AFTER_ISSUE,
+    REVOKED,
+    SUPERSEDED,
+    SIGNATURE_INVALID,
+    SIGNATURE_INDETERMINATE,
+    NO_SIGNATURE,
+    NOT_QR_DOCUMENT,
+)
+
+# A signature's modification-analysis codes meaning "nothing but validation data after it".
+_UNCHANGED = frozenset({"NO_CHANGES", "LTV_UPDATES_ONLY"})
+# Document warnings meaning something visible was added or changed after signing.
+_ADDED_WARNINGS = frozenset(
+    {
+        "ANNOTATION_ADDED_AFTER_SIGNING",
+        "ANNOTATION_CHANGED_AFTER_SIGNING",
+        "ANNOTATION_REMOVED_AFTER_SIGNING",
+        "ANNOTATION_OVER_SIGNATURE",
+        "UNSIGNED_FIELD_ADDED_AFTER_SIGNING",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    """The document's state: ``state`` (``valid`` | ``invalid`` | ``indeterminate``), a
+    stable reason ``code`` (:data:`CODES`) and one Vietnamese ``message`` for people."""
+
+    state: str
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"state", "code", "message"}``: the report's top-level ``status`` object."""
+        return asdict(self)
+
+
+def _date(value: object) -> str | None:
+    """An ISO 8601 time as a Vietnam date ``dd/mm/yyyy`` (``None`` when absent or unreadable)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(VIETNAM_TZ)
+    return moment.strftime("%d/%m/%Y")
+
+
+def content_added_after_signing(report: dict[str, Any]) -> bool:
+    """Whether something other than validation data was added to the file after its last
+    signature: a document warning about annotations or unsigned fields added after signing,
+    or a last signature whose modification analysis is not ``NO_CHANGES`` /
+    ``LTV_UPDATES_ONLY``. Earlier signatures followed by later ones are not counted: the later
+    signature covers what was added before it."""
+    for warning in report.get("warnings") or []:
+        if isinstance(warning, dict) and warning.get("code") in _ADDED_WARNINGS:
+            return True
+    signatures = [
+        s
+        for s in report.get("signatures") or []
+        if isinstance(s, dict) and s.get("type") != "document_timestamp"
+    ]
+    if not signatures:
+        return False
+    last = signatures[-1]
+    check = (last.get("checks") or {}).get("modifications") or {}
+    code = check.get("code")
+    return code is not None and code not in _UNCHANGED
+
+
+def _agency(section: dict[str, Any]) -> str:
+    agency = section.get("agency") or {}
+    return str(agency.get("name") or agency.get("code") or "cơ quan ban hành")
+
+
+def document_status(
+    report: dict[str, Any], expected_public_id: str | None = None
+) -> Conclusion:
+    """The one state of the verified document (the module's rules 1 to 6).
+
+    ``report``: the verification report as a dict (``verdict``, ``signatures``, ``warnings``,
+    optionally the ``registry`` section). ``expected_public_id``: the public id a QR link
+    named (the page's QR route), compared with the file's registry record; when not given,
+    the report's own ``expected_public_id`` key is used (the page stores it with the report,
+    so that the PDF report of a QR comparison carries the same state). Never raises for a
+    well-formed report; an unknown verdict counts as ``INDETERMINATE``."""
+    if expected_public_id is None:
+        kept = report.get("expected_public_id")
+        expected_public_id = kept if isinstance(kept, str) and kept else None
+    verdict = str(report.get("verdict") or "INDETERMINATE")
+    section = report.get("registry")
+    registry = section if isinstance(section, dict) and section.get("found") else None
+    signature_count = sum(
+        1
+        for s in report.get("signatures") or []
+        if isinstance(s, dict) and s.get("type") != "document_timestamp"
+    )
+
+    # 1. The QR comparison: a different file is not described as the QR's document.
+    prefix = ""
+    if expected_public_id is not None:
+        if registry is None or registry.get("public_id") != expected_public_id:
+            return Conclusion(
+                INVALID,
+                NOT_QR_DOCUMENT,
+                "Tệp bạn tải lên KHÔNG phải văn bản mà mã QR này chỉ tới: hãy đối chiếu lại "
+                "với cơ quan ban hành.",
+            )
+        if registry.get("matched") != "revision":
+            prefix = "Tệp bạn tải lên đúng là văn bản mà mã QR này chỉ tới. "
+
+    # 2. Revoked or superseded (the latest version's status answers for earlier versions).
+    if registry is not None and registry.get("status") in ("revoked", "superseded"):
+        agency = _agency(registry)
+        changed = _date(registry.get("status_changed_at"))
+        signed = "Chữ ký số hợp lệ, nhưng " if verdict == "TOTAL_PASSED" else ""
+        if registry.get("status") == "revoked":
+            text = f"{agency} đã thu hồi văn bản này" + (f" ngày {changed}" if changed else "")
+            text += ": văn bản không còn hiệu lực."
+            return Conclusion(INVALID, REVOKED, prefix + signed + text)
+        text = "văn bản này đã được thay thế bằng một văn bản khác" + (
+            f" từ ngày {changed}" if changed else ""
+        )
+        text += ": hãy dùng văn bản mới."
+        if not signed:
+            text = text[0].upper() + text[1:]
+        return Conclusion(INVALID, SUPERSEDED, prefix + signed + text)
+
+    # 3. The signatures did not pass: what the registry says cannot make the file valid.
+    if verdict == "TOTAL_FAILED":
+        return Conclusion(
+            INVALID,
+            SIGNATURE_INVALID,
+            "Không được tin vào tài liệu này: chữ ký số không hợp lệ hoặc tài liệu đã bị sửa "
+            "đổi sau khi ký.",
+        )
+    if verdict == "NO_SIGNATURE":
+        return Conclusion(
+            INDETERMINATE,
+            NO_SIGNATURE,
+            "Tài liệu này không có chữ ký số nào, nên không xác định được ai đã ban hành nó.",
+        )
+    if verdict != "TOTAL_PASSED":
+        return Conclusion(
+            INDETERMINATE,
+            SIGNATURE_INDETERMINATE,
+            "Chưa đủ căn cứ để kết luận tài liệu hợp lệ: một số kiểm tra chưa có kết quả.",
+        )
+
+    # 4. The issued document is inside, with content added after issue.
+    if registry is not None:
+        agency = _agency(registry)
+        issued = _date(registry.get("issued_at"))
+        if registry.get("matched") == "revision":
+            lead = (
+                "Tệp bạn tải lên chứa văn bản của mã QR này"
+                if expected_public_id is not None
+                else f"Tệp chứa văn bản {agency} đã cấp qua dịch vụ này"
+                + (f" ngày {issued}" if issued else "")
+            )
+            return Conclusion(
+                INDETERMINATE,
+                CONTENT_ADDED_AFTER_ISSUE,
+                f"{lead} (đang có hiệu lực), nhưng có nội dung được thêm vào sau khi cấp: "
+                "phần thêm vào không phải của cơ quan ban hành.",
+            )
+        # 5. The registered file itself, in force.
+        signed = (
+            f"Tài liệu có {signature_count} chữ ký số hợp lệ"
+            if signature_count > 1
+            else "Chữ ký số trên tài liệu hợp lệ"
+        )
+        if content_added_after_signing(report):
+            # Registered bytes carry nothing unsigned in practice; said honestly if they do.
+            signed += ", nhưng có nội dung được thêm vào sau khi ký"
+        else:
+            signed += " và tài liệu không bị sửa đổi sau khi ký"
+        return Conclusion(
+            VALID,
+            IN_FORCE,
+            f"{prefix}{signed}. Đây đúng là văn bản {agency} đã cấp qua dịch vụ này"
+            + (f" ngày {issued}" if issued else "")
+            + ", đang có hiệu lực.",
+        )
+
+    # 6. Validly signed elsewhere.
+    signed = (
+        f"Tài liệu có {signature_count} chữ ký số hợp lệ"
+        if signature_count > 1
+        else "Chữ ký số trên tài liệu hợp lệ"
+    )
+    if content_added_after_signing(report):
+        return Conclusion(
+            VALID,
+            SIGNATURES_VALID_CONTENT_ADDED,
+            f"{signed}, nhưng có nội dung (chú thích, ô biểu mẫu) được thêm vào sau khi ký: "
+            "phần thêm vào không được chữ ký bảo đảm.",
+        )
+    return Conclusion(
+        VALID, SIGNATURES_VALID, f"{signed} và tài liệu không bị sửa đổi sau khi ký."
+    )
+
+
+def status_section(report: dict[str, Any]) -> dict[str, str]:
+    """The report's top-level ``status`` object, ``{"state", "code", "message"}``
+    (:func:`document_status` without a QR comparison)."""
+    return document_status(report).to_dict()

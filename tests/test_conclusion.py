@@ -1,0 +1,367 @@
+"""One answer to "is this the document in force?" (services/conclusion.py): the JSON API's
+``status``, the citizen's page (``/`` and the QR link's form) and the sealed PDF report give
+one state for one file (red team 11 F1, F4, F9; new user 11 items 3, 4 and the portal gap).
+
+The red team's files are rebuilt here: a document the service signs (``a3``), the same with a
+FreeText comment added after issue (``a3-comment``), the same signed further by a citizen with
+the dev PKI's officer key (``a3-citizen-signed``), another agency's document (``b1``), a
+tampered copy, an unsigned PDF and an owner-password-only unsigned PDF (``encrypted``). Real
+parts only: the application in-process over SQLite, the dev PKI on loopback."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from signing_service.api.app import create_app
+from signing_service.pki.dev import DevPki
+from signing_service.services.conclusion import document_status
+from signing_service.services.container import Services
+from signing_service.settings import DEV_KEY_PASSPHRASE
+from tests.conftest import make_settings
+from tests.support.pdfs import make_pdf
+
+BASE = "http://127.0.0.1:8000"
+STATE_LABELS = {"valid": "Hợp lệ", "invalid": "Không hợp lệ", "indeterminate": "Chưa xác định được"}
+
+
+# -- the rules on report shapes --------------------------------------------------------------
+
+
+def _sig(modifications: str = "NO_CHANGES") -> dict[str, Any]:
+    return {"type": "signature", "checks": {"modifications": {"code": modifications}}}
+
+
+def _record(status: str = "in_force", matched: str = "file", public_id: str = "a" * 26) -> Any:
+    return {
+        "found": True,
+        "public_id": public_id,
+        "agency": {"code": "X", "name": "Sở Tư pháp tỉnh Demo A"},
+        "issued_at": "2026-11-30T08:41:22+07:00",
+        "status": status,
+        "status_changed_at": "2026-11-30T09:00:00+07:00",
+        "matched": matched,
+    }
+
+
+NOT_FOUND = {"found": False}
+QR = "a" * 26
+
+CASES = [
+    # (verdict, signatures, warnings, registry, expected_public_id, state, code)
+    ("TOTAL_PASSED", [_sig()], [], _record(), None, "valid", "IN_FORCE"),
+    ("TOTAL_PASSED", [_sig()], [], _record(), QR, "valid", "IN_FORCE"),
+    ("TOTAL_PASSED", [_sig()], [], NOT_FOUND, None, "valid", "SIGNATURES_VALID"),
+    ("TOTAL_PASSED", [_sig()], [], None, None, "valid", "SIGNATURES_VALID"),
+    (
+        "TOTAL_PASSED",
+        [_sig("ALLOWED_ANNOTATIONS")],
+        [{"code": "ANNOTATION_ADDED_AFTER_SIGNING"}],
+        NOT_FOUND,
+        None,
+        "valid",
+        "SIGNATURES_VALID_CONTENT_ADDED",
+    ),
+    # F1: the same state whether the QR link is used or not.
+    (
+        "TOTAL_PASSED",
+        [_sig("ALLOWED_ANNOTATIONS")],
+        [],
+        _record(matched="revision"),
+        None,
+        "indeterminate",
+        "CONTENT_ADDED_AFTER_ISSUE",
+    ),
+    (
+        "TOTAL_PASSED",
+        [_sig("ALLOWED_ANNOTATIONS")],
+        [],
+        _record(matched="revision"),
+        QR,
+        "indeterminate",
+        "CONTENT_ADDED_AFTER_ISSUE",
+    ),
+    ("TOTAL_PASSED", [_sig()], [], _record("revoked"), None, "invalid", "REVOKED"),
+    ("TOTAL_PASSED", [_sig()], [], _record("superseded"), QR, "invalid", "SUPERSEDED"),
+    ("TOTAL_FAILED", [_sig()], [], _record("revoked", "revision"), None, "invalid", "REVOKED"),
+    ("TOTAL_FAILED", [_sig()], [], _record(matched="revision"), None, "invalid", "SIGNATURE_INVALID"),
+    ("TOTAL_FAILED", [_sig()], [], NOT_FOUND, None, "invalid", "SIGNATURE_INVALID"),
+    ("INDETERMINATE", [_sig()], [], NOT_FOUND, None, "indeterminate", "SIGNATURE_INDETERMINATE"),
+    ("NO_SIGNATURE", [], [], NOT_FOUND, None, "indeterminate", "NO_SIGNATURE"),
+    # F9 / new user 3: a QR link with another file, even a valid and registered one.
+    ("TOTAL_PASSED", [_sig()], [], _record(public_id="b" * 26), QR, "invalid", "NOT_QR_DOCUMENT"),
+    ("TOTAL_PASSED", [_sig()], [], NOT_FOUND, QR, "invalid", "NOT_QR_DOCUMENT"),
+    ("NO_SIGNATURE", [], [], NOT_FOUND, QR, "invalid", "NOT_QR_DOCUMENT"),
+]
+
+
+@pytest.mark.parametrize(
+    ("verdict", "signatures", "warnings", "registry", "expected", "state", "code"), CASES
+)
+def test_rules(
+    verdict: str,
+    signatures: list[Any],
+    warnings: list[Any],
+    registry: Any,
+    expected: str | None,
+    state: str,
+    code: str,
+) -> None:
+    report: dict[str, Any] = {"verdict": verdict, "signatures": signatures, "warnings": warnings}
+    if registry is not None:
+        report["registry"] = registry
+    got = document_status(report, expected)
+    assert (got.state, got.code) == (state, code), got
+    assert got.message and not got.message.isascii()
+    added = code in ("CONTENT_ADDED_AFTER_ISSUE", "SIGNATURES_VALID_CONTENT_ADDED")
+    # Never "not modified after signing" for a file with content added after signing.
+    assert ("không bị sửa đổi sau khi ký" in got.message) == (
+        code in ("IN_FORCE", "SIGNATURES_VALID")
+    ) or added
+    if added:
+        assert "không bị sửa đổi" not in got.message
+    if code == "NOT_QR_DOCUMENT":
+        # Nothing of the uploaded file is described as the QR's document.
+        assert "Đây đúng là" not in got.message and "đang có hiệu lực" not in got.message
+    # The comparison kept with the report (the page's PDF report) gives the same answer.
+    if expected is not None:
+        assert document_status({**report, "expected_public_id": expected}) == got
+
+
+# -- the real files through the API, the page and the PDF report ----------------------------
+
+
+@pytest.fixture
+def site(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> Iterator[tuple[TestClient, Services]]:
+    services = Services.build(
+        make_settings(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'metadata.db'}",
+            dev_pki,
+            public_base_url=BASE,
+        )
+    )
+    with TestClient(create_app(services), raise_server_exceptions=False) as client:
+        yield client, services
+    services.close()
+
+
+def _headers(services: Services, agency: int) -> dict[str, str]:
+    credentials = json.loads(services.settings.dev_credentials_file.read_text())
+    return {"Authorization": f"Bearer {credentials['agencies'][agency]['api_key']}"}
+
+
+def _issue(client: TestClient, services: Services, text: str, agency: int = 0) -> tuple[bytes, str]:
+    headers = _headers(services, agency)
+    done = client.post(
+        "/v1/signatures",
+        headers=headers,
+        data={"profile": "agency-a-seal" if agency == 0 else "agency-b-seal", "level": "B-T"},
+        files={"file": ("quyet-dinh.pdf", make_pdf(text), "application/pdf")},
+    )
+    assert done.status_code == 201, done.text
+    body = done.json()
+    got = client.get(body["document"]["download_url"], headers=headers)
+    assert got.status_code == 200
+    return got.content, body["registry"]["public_id"]
+
+
+def with_comment(pdf: bytes) -> bytes:
+    """The red team's mkcomment.py: one incremental update adding a FreeText annotation."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.generic import pdf_name
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    page = writer.root["/Pages"]["/Kids"][0].get_object()
+    annot = generic.DictionaryObject(
+        {
+            pdf_name("/Type"): pdf_name("/Annot"),
+            pdf_name("/Subtype"): pdf_name("/FreeText"),
+            pdf_name("/Rect"): generic.ArrayObject(
+                [generic.NumberObject(v) for v in (50, 600, 500, 650)]
+            ),
+            pdf_name("/Contents"): generic.TextStringObject("SỐ TIỀN: 999.000.000 đồng (đã sửa)"),
+            pdf_name("/DA"): generic.TextStringObject("/Helv 20 Tf 0 g"),
+        }
+    )
+    ref = writer.add_object(annot)
+    annots = page.get("/Annots")
+    if annots is None:
+        page["/Annots"] = generic.ArrayObject([ref])
+    else:
+        annots.get_object().append(ref)
+    writer.update_container(page)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def citizen_signed(services: Services, pdf: bytes) -> bytes:
+    """``pdf`` signed further (PAdES B-T) with the dev PKI's trusted officer key."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers, timestamps
+    from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner
+
+    from signing_service.services.allowlists import tsa_url
+
+    assert services.dev_pki is not None
+    signer = signers.SimpleSigner.load_pkcs12(
+        services.dev_pki.p12_path("officer"), passphrase=DEV_KEY_PASSPHRASE.encode()
+    )
+    assert signer is not None
+    out = BytesIO()
+    PdfSigner(
+        PdfSignatureMetadata(field_name="CongDan", subfilter=fields.SigSeedSubFilter.PADES),
+        signer=signer,
+        timestamper=timestamps.HTTPTimeStamper(tsa_url(services, None)),
+    ).sign_pdf(IncrementalPdfFileWriter(BytesIO(pdf)), output=out)
+    return out.getvalue()
+
+
+def api_status(client: TestClient, pdf: bytes) -> dict[str, Any]:
+    answer = client.post("/v1/verifications", files={"file": ("x.pdf", pdf, "application/pdf")})
+    assert answer.status_code == 200, answer.text
+    report: dict[str, Any] = answer.json()
+    assert set(report["status"]) == {"state", "code", "message"}
+    return report
+
+
+def page(client: TestClient, pdf: bytes, **fields: str) -> tuple[str, str, str]:
+    """The page's state label, lead sentence and whole HTML for an upload."""
+    response = client.post(
+        "/xac-minh", data=fields, files={"file": ("tep.pdf", pdf, "application/pdf")}
+    )
+    assert response.status_code == 200, response.text[:400]
+    html = response.text
+    label = re.search(r'class="state-label">([^<]*)<', html)
+    lead = re.search(r'<h1 class="lead">(.*?)</h1>', html, re.S)
+    assert label is not None and lead is not None
+    return label.group(1), lead.group(1), html
+
+
+def report_text(client: TestClient, html: str) -> str | None:
+    """The text of the sealed PDF report the page's button gives (None without pdftotext)."""
+    link = re.search(r'href="(/xac-minh/bao-cao/[^"]+\.pdf)"', html)
+    assert link is not None, "no report button"
+    pdf = client.get(link.group(1))
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    if shutil.which("pdftotext") is None:
+        return None
+    done = subprocess.run(
+        ["pdftotext", "-layout", "-", "-"], input=pdf.content, capture_output=True, check=True
+    )
+    return " ".join(done.stdout.decode().split())
+
+
+def test_one_state_for_one_file_api_page_qr_and_report(
+    site: tuple[TestClient, Services],
+) -> None:
+    client, services = site
+    a3, a3_id = _issue(client, services, "Quyet dinh so 3")
+    b1, _ = _issue(client, services, "Quyet dinh so 1 cua B", agency=1)
+    comment = with_comment(a3)
+    citizen = citizen_signed(services, a3)
+
+    # The issued file itself: valid and in force, everywhere.
+    report = api_status(client, a3)
+    assert report["status"]["state"] == "valid" and report["status"]["code"] == "IN_FORCE"
+    for fields in ({}, {"ma": a3_id}):
+        label, _, _ = page(client, a3, **fields)
+        assert label == "Hợp lệ"
+
+    # F1: a comment or the citizen's own signature added after issue.
+    for added in (comment, citizen):
+        report = api_status(client, added)
+        assert report["verdict"] == "TOTAL_PASSED", report["message"]  # the signatures pass
+        assert report["registry"]["matched"] == "revision"
+        status = report["status"]
+        assert (status["state"], status["code"]) == ("indeterminate", "CONTENT_ADDED_AFTER_ISSUE")
+        assert report["message"] == status["message"]  # not only "all signatures valid"
+        labels = set()
+        for fields in ({}, {"ma": a3_id}):
+            label, lead, html = page(client, added, **fields)
+            labels.add(label)
+            assert "không bị sửa đổi sau khi ký" not in lead
+            assert "thêm vào sau khi cấp" in lead
+        assert labels == {STATE_LABELS["indeterminate"]}
+        # The report of the QR route's upload says the same.
+        text = report_text(client, html)
+        if text is not None:
+            assert "Kết quả: Chưa xác định được" in text
+            assert "không bị sửa đổi sau khi ký" not in text.split("Kết quả:")[1][:400]
+
+    # F9 / new user 3: the QR link of a3 with b1 (another agency's valid, registered file).
+    assert api_status(client, b1)["status"]["code"] == "IN_FORCE"
+    label, lead, html = page(client, b1, ma=a3_id)
+    assert label == "Không hợp lệ"
+    assert "KHÔNG phải văn bản mà mã QR này chỉ tới" in lead
+    assert "Đây đúng là văn bản" not in lead and "đang có hiệu lực" not in lead
+    text = report_text(client, html)
+    if text is not None:
+        assert "Kết quả: Không hợp lệ" in text
+        assert "KHÔNG phải văn bản mà mã QR này chỉ tới" in text
+
+    # New user 4: a tampered copy of a registered document is not reassured "not an error".
+    tampered = bytearray(a3)
+    at = bytes(tampered).index(b"Quyet dinh so 3")
+    tampered[at + 14] = ord("8")
+    report = api_status(client, bytes(tampered))
+    assert report["status"]["code"] == "SIGNATURE_INVALID"
+    label, _, html = page(client, bytes(tampered))
+    assert label == "Không hợp lệ" and "không phải là lỗi" not in html
+    # An unsigned PDF neither.
+    label, _, html = page(client, make_pdf("chua ky"))
+    assert label == "Chưa xác định được" and "không phải là lỗi" not in html
+
+
+def test_revoked_document_json_is_not_all_valid(site: tuple[TestClient, Services]) -> None:
+    """New user 11: a portal showing ``message`` or ``status`` never says a revoked document
+    is valid; ``verdict`` stays the signatures' ETSI indication."""
+    client, services = site
+    a3, a3_id = _issue(client, services, "Quyet dinh so 5")
+    revoked = client.post(
+        f"/v1/registered-documents/{a3_id}/revoke",
+        headers=_headers(services, 0),
+        json={"reason": "Quyết định bị hủy bỏ"},
+    )
+    assert revoked.status_code == 200, revoked.text
+    report = api_status(client, a3)
+    assert report["verdict"] == "TOTAL_PASSED"
+    assert report["status"]["state"] == "invalid" and report["status"]["code"] == "REVOKED"
+    assert report["message"] != "Tất cả chữ ký số hợp lệ." and "thu hồi" in report["message"]
+    label, lead, _ = page(client, a3)
+    assert label == "Không hợp lệ" and "thu hồi" in lead
+
+
+def test_owner_password_only_unsigned_pdf_is_no_signature(
+    site: tuple[TestClient, Services],
+) -> None:
+    """Red team 11 F4: an unsigned PDF encrypted by pyHanko with an owner password only
+    (AES-256 and its ISO 32004 MAC, whose /ByteRange sits in the trailer) is "no signature",
+    not "signed but broken", in the API and on the page."""
+    from pyhanko.pdf_utils.writer import copy_into_new_writer
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    client, _ = site
+    writer = copy_into_new_writer(PdfFileReader(BytesIO(make_pdf("bi mat"))))
+    writer.encrypt("secret", "")
+    out = BytesIO()
+    writer.write(out)
+    encrypted = out.getvalue()
+    assert b"/Encrypt" in encrypted
+    report = api_status(client, encrypted)
+    assert report["verdict"] == "NO_SIGNATURE", report["problems"]
+    assert report["status"]["code"] == "NO_SIGNATURE"
+    label, lead, html = page(client, encrypted)
+    assert label == "Chưa xác định được"
+    assert "bị hỏng" not in html
