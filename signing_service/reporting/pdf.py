@@ -270,12 +270,14 @@ def _verdict_note(view: dict[str, Any]) -> str | None:
     registry = view.get("registry") or {}
     if registry.get("found") and registry.get("status") in ("revoked", "superseded"):
         reasons.append("văn bản đã bị cơ quan ban hành thu hồi hoặc thay thế (sổ đăng ký)")
+    elif registry.get("found") and registry.get("matched") == "revision":
+        reasons.append("tệp đã được thêm nội dung sau khi cơ quan ban hành cấp (sổ đăng ký)")
     comparison = view.get("comparison") or {}
     if comparison and not comparison.get("matches"):
         reasons.append("tệp không khớp với văn bản mà mã QR chỉ tới")
     return (
         "Kết luận kỹ thuật chỉ xét chữ ký số; kết quả chung ở đầu báo cáo còn xét "
-        + (" và ".join(reasons) if reasons else "sổ đăng ký văn bản")
+        + (" và ".join(reasons) if reasons else "sổ đăng ký văn bản và mã QR")
         + "."
     )
 
