@@ -396,6 +396,8 @@ class ReportLink(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     entry: Mapped[bytes] = mapped_column(LargeBinary)
+    # The report's download name (ours: bao-cao-xac-minh-<sha16>.pdf), read without the entry.
+    file_name: Mapped[str] = mapped_column(String(64))
     pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # Bytes held by this row (entry + pdf): the store's byte bound sums it.
     size: Mapped[int] = mapped_column(BigInteger)

@@ -258,11 +258,17 @@ async def verify_page(
     view = present(report, expected_public_id=public_id)
     pdf_url = pdf_note = None
     if pdf_reports_enabled(services):
+        from signing_service.reporting.pdf import report_file_name
+
         # The link keeps what this page showed: the report, the QR comparison, the name.
         kept = {"report": report, "filename": file_name, "expected_public_id": public_id}
         store = report_store(request, services)
         try:
-            token = await in_lane(store.put, json.dumps(kept, ensure_ascii=False).encode())
+            token = await in_lane(
+                store.put,
+                json.dumps(kept, ensure_ascii=False).encode(),
+                report_file_name(report),
+            )
         except errors.ServiceError:
             token = None
         if token:
@@ -300,7 +306,7 @@ async def report_pdf(
     ``REPORT_BUSY`` as a page), and stored with the link: later GETs, from any worker
     process, serve the same bytes (red team F2, F12)."""
     from signing_service.reporting.lane import lane_of
-    from signing_service.reporting.pdf import render_report_pdf, report_file_name
+    from signing_service.reporting.pdf import render_report_pdf
 
     store = report_store(request, services)
     try:
@@ -309,7 +315,7 @@ async def report_pdf(
             return _expired_page(services)
         pdf = kept.pdf
         if pdf is None:
-            entry = json.loads(kept.entry)
+            entry = json.loads(kept.entry or b"{}")
 
             async def render_once() -> bytes:
                 # Another request (or worker) may have rendered it while this one waited.
@@ -326,9 +332,6 @@ async def report_pdf(
                 return await in_lane(store.keep_pdf, token, rendered)
 
             pdf = await lane_of(request.app.state).run(render_once)
-            report = entry["report"]
-        else:
-            report = json.loads(kept.entry)["report"]
     except errors.ServiceError as e:
         headers = dict(e.headers)
         if e.status == 503:
@@ -347,7 +350,7 @@ async def report_pdf(
         pdf,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": f'attachment; filename="{report_file_name(report)}"',
+            "Content-Disposition": f'attachment; filename="{kept.file_name}"',
             "Cache-Control": "no-store",
         },
     )

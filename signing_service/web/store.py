@@ -40,10 +40,12 @@ TTL_SECONDS = 900
 
 @dataclass(frozen=True)
 class StoredReport:
-    """A live link's data: ``entry`` (the JSON bytes ``put`` was given) and ``pdf`` (the sealed
-    report once rendered, else ``None``)."""
+    """A live link's data: ``entry`` (the JSON bytes ``put`` was given; ``None`` when read
+    with its PDF only), ``file_name`` and ``pdf`` (the sealed report once rendered, else
+    ``None``)."""
 
-    entry: bytes
+    entry: bytes | None
+    file_name: str
     pdf: bytes | None
 
 
@@ -69,9 +71,10 @@ class ReportStore:
         self.max_bytes = max_bytes
         self.ttl = ttl_seconds
 
-    def put(self, entry: bytes) -> str | None:
-        """Keep ``entry`` (bytes); its token (32 URL-safe characters), or ``None`` when the store
-        is full (count or bytes) or ``entry`` alone is larger than it. Deletes expired links."""
+    def put(self, entry: bytes, file_name: str = "bao-cao-xac-minh.pdf") -> str | None:
+        """Keep ``entry`` (bytes) and the report's ``file_name`` (at most 64 characters); its
+        token (32 URL-safe characters), or ``None`` when the store is full (count or bytes) or
+        ``entry`` alone is larger than it. Deletes expired links."""
         if len(entry) > self.max_bytes:
             return None
         token = secrets.token_urlsafe(24)
@@ -89,6 +92,7 @@ class ReportStore:
                     created_at=now,
                     expires_at=now + timedelta(seconds=self.ttl),
                     entry=entry,
+                    file_name=file_name[:64],
                     pdf=None,
                     size=len(entry),
                 )
@@ -96,17 +100,26 @@ class ReportStore:
         return token
 
     def get(self, token: str) -> StoredReport | None:
-        """The link ``token``'s data; ``None`` when unknown, malformed or expired."""
+        """The link ``token``'s data; ``None`` when unknown, malformed or expired. Once the PDF
+        is stored, the entry is not read (``entry`` is ``None``): a GET reads what it serves."""
         if not TOKEN.fullmatch(token):
             return None
+        where = (
+            ReportLink.token_sha256 == _digest(token),
+            ReportLink.expires_at > datetime.now(UTC),
+        )
         with self.db.transaction() as session:
             row = session.execute(
-                select(ReportLink.entry, ReportLink.pdf).where(
-                    ReportLink.token_sha256 == _digest(token),
-                    ReportLink.expires_at > datetime.now(UTC),
-                )
+                select(ReportLink.file_name, ReportLink.pdf).where(*where)
             ).first()
-        return StoredReport(entry=row[0], pdf=row[1]) if row else None
+            if row is None:
+                return None
+            if row[1] is not None:
+                return StoredReport(entry=None, file_name=row[0], pdf=row[1])
+            entry = session.execute(select(ReportLink.entry).where(*where)).scalar()
+        if entry is None:
+            return None
+        return StoredReport(entry=entry, file_name=row[0], pdf=None)
 
     def keep_pdf(self, token: str, pdf: bytes) -> bytes:
         """Store the sealed ``pdf`` of link ``token`` unless one is stored already (another

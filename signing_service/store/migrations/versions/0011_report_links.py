@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("entry", sa.LargeBinary(), nullable=False),
+        sa.Column("file_name", sa.String(length=64), nullable=False),
         sa.Column("pdf", sa.LargeBinary(), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("token_sha256", name=op.f("pk_report_links")),
