@@ -93,7 +93,15 @@ CASES = [
     ("TOTAL_PASSED", [_sig()], [], _record("revoked"), None, "invalid", "REVOKED"),
     ("TOTAL_PASSED", [_sig()], [], _record("superseded"), QR, "invalid", "SUPERSEDED"),
     ("TOTAL_FAILED", [_sig()], [], _record("revoked", "revision"), None, "invalid", "REVOKED"),
-    ("TOTAL_FAILED", [_sig()], [], _record(matched="revision"), None, "invalid", "SIGNATURE_INVALID"),
+    (
+        "TOTAL_FAILED",
+        [_sig()],
+        [],
+        _record(matched="revision"),
+        None,
+        "invalid",
+        "SIGNATURE_INVALID",
+    ),
     ("TOTAL_FAILED", [_sig()], [], NOT_FOUND, None, "invalid", "SIGNATURE_INVALID"),
     ("INDETERMINATE", [_sig()], [], NOT_FOUND, None, "indeterminate", "SIGNATURE_INDETERMINATE"),
     ("NO_SIGNATURE", [], [], NOT_FOUND, None, "indeterminate", "NO_SIGNATURE"),
@@ -349,8 +357,8 @@ def test_owner_password_only_unsigned_pdf_is_no_signature(
     """Red team 11 F4: an unsigned PDF encrypted by pyHanko with an owner password only
     (AES-256 and its ISO 32004 MAC, whose /ByteRange sits in the trailer) is "no signature",
     not "signed but broken", in the API and on the page."""
-    from pyhanko.pdf_utils.writer import copy_into_new_writer
     from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.pdf_utils.writer import copy_into_new_writer
 
     client, _ = site
     writer = copy_into_new_writer(PdfFileReader(BytesIO(make_pdf("bi mat"))))
@@ -362,6 +370,6 @@ def test_owner_password_only_unsigned_pdf_is_no_signature(
     report = api_status(client, encrypted)
     assert report["verdict"] == "NO_SIGNATURE", report["problems"]
     assert report["status"]["code"] == "NO_SIGNATURE"
-    label, lead, html = page(client, encrypted)
+    label, _lead, html = page(client, encrypted)
     assert label == "Chưa xác định được"
     assert "bị hỏng" not in html

@@ -631,9 +631,7 @@ def test_revoking_the_final_version_answers_for_earlier_versions(
         ).one()
         assert row.status == "in_force"  # derived, not written
     # An earlier version of a revoked document is no longer in force: it supersedes nothing.
-    refused = change(
-        api, credentials, other, "supersede", superseded_by=first, reason="Đính chính"
-    )
+    refused = change(api, credentials, other, "supersede", superseded_by=first, reason="Đính chính")
     assert refused.status_code == 422, refused.text
     assert refused.json()["details"]["problem"] == "not_in_force"
 
@@ -656,7 +654,9 @@ def test_malformed_superseding_id_is_its_own_problem(
     api: Any, public: Services, credentials: dict[str, Any], bad: str
 ) -> None:
     public_id = sign(api, credentials, make_pdf())["registry"]["public_id"]
-    refused = change(api, credentials, public_id, "supersede", superseded_by=bad, reason="Đính chính")
+    refused = change(
+        api, credentials, public_id, "supersede", superseded_by=bad, reason="Đính chính"
+    )
     assert refused.status_code == 422, refused.text
     body = refused.json()
     assert body["code"] == "INVALID_SUPERSEDING_DOCUMENT"

@@ -181,9 +181,12 @@ def _stamp_time(pdf: Path) -> datetime:
     text = subprocess.run(
         ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
     ).stdout
-    found = re.search(r"Thời gian ký: (\S+)", text)
+    found = re.search(
+        r"Thời gian ký: (\d\d:\d\d:\d\d) ngày (\d\d)/(\d\d)/(\d{4}) \(\+07:00\)", text
+    )
     assert found, text
-    return datetime.fromisoformat(found.group(1))
+    clock, day, month, year = found.groups()
+    return datetime.fromisoformat(f"{year}-{month}-{day}T{clock}+07:00")
 
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")

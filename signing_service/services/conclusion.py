@@ -143,9 +143,7 @@ def _agency(section: dict[str, Any]) -> str:
     return str(agency.get("name") or agency.get("code") or "cơ quan ban hành")
 
 
-def document_status(
-    report: dict[str, Any], expected_public_id: str | None = None
-) -> Conclusion:
+def document_status(report: dict[str, Any], expected_public_id: str | None = None) -> Conclusion:
     """The one state of the verified document (the module's rules 1 to 6).
 
     ``report``: the verification report as a dict (``verdict``, ``signatures``, ``warnings``,
@@ -266,9 +264,7 @@ def document_status(
             f"{signed}, nhưng có nội dung (chú thích, ô biểu mẫu) được thêm vào sau khi ký: "
             "phần thêm vào không được chữ ký bảo đảm.",
         )
-    return Conclusion(
-        VALID, SIGNATURES_VALID, f"{signed} và tài liệu không bị sửa đổi sau khi ký."
-    )
+    return Conclusion(VALID, SIGNATURES_VALID, f"{signed} và tài liệu không bị sửa đổi sau khi ký.")
 
 
 def status_section(report: dict[str, Any]) -> dict[str, str]:

@@ -122,7 +122,9 @@ class AppearanceSpec:
         lines = [f"{self.heading}: {signer_name}"]
         if organisation and organisation != signer_name:
             lines.append(f"Cơ quan: {organisation}")
-        lines.append(f"Thời gian ký: {vietnam_time(moment)}")
+        # People's time, as the page and the report print it (new user 11 item 25): the
+        # machine-readable time is the signature's own /M and signing-time attribute.
+        lines.append(f"Thời gian ký: {readable_time(moment)}")
         return TextStampStyle(
             # NFC: the subset font has precomposed Vietnamese glyphs and no shaping tables.
             stamp_text=unicodedata.normalize("NFC", "\n".join(lines)),
