@@ -224,6 +224,12 @@ ReportNotConfigured = _error(
     "Dịch vụ chưa được cấu hình con dấu cho báo cáo xác minh dạng PDF "
     "(SIGNING_SERVICE_REPORT_SEAL_KEY); kết quả xác minh vẫn có ở dạng JSON.",
 )
+# More report renders asked for than the bounded render lane holds (reporting/lane.py).
+ReportBusy = _error(
+    "REPORT_BUSY",
+    503,
+    "Dịch vụ đang lập nhiều báo cáo PDF cùng lúc; vui lòng thử lại sau ít phút.",
+)
 UnsupportedReportFormat = _error(
     "UNSUPPORTED_REPORT_FORMAT",
     406,

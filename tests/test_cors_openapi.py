@@ -270,7 +270,7 @@ def test_the_codes_the_api_answers_are_the_ones_it_lists(api: Any) -> None:
         body = answer.json()
         assert body["code"] in _codes(operation, answer.status_code), body
     assert {"UNSUPPORTED_REPORT_FORMAT"} <= _codes(verify, 406)
-    assert {"REPORT_NOT_CONFIGURED", "VERIFICATION_BUSY"} <= _codes(verify, 503)
+    assert {"REPORT_NOT_CONFIGURED", "REPORT_BUSY", "VERIFICATION_BUSY"} <= _codes(verify, 503)
     assert {"SIGNER_CERT_REVOKED", "NO_SPACE_FOR_SIGNATURE"} <= _codes(sign, 422)
     assert "UNAUTHENTICATED" not in _codes(verify, 422) and "401" not in verify["responses"]
 

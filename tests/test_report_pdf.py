@@ -110,7 +110,22 @@ def _text(pdf: bytes, tmp_path: Path) -> str:
         check=True,
         timeout=60,
     )
+    # poppler reads the report without complaint (typst's /MarkInfo /Suspects made it print
+    # "Syntax Error: Suspects object is wrong type" on every report: new user 12).
+    assert out.stderr == b"", out.stderr
     return out.stdout.decode("utf-8")
+
+
+def _pages(text: str) -> int:
+    # pdftotext ends each page with a form feed.
+    return text.count("\f")
+
+
+# English that once reached the report (new user 14): as whole words, the codes of the
+# technical appendix (TOTAL_PASSED, INTACT…) stay allowed.
+ENGLISH = re.compile(
+    r"\b(signing-service|document|fetched|signature|good|PASSED)\b(?![_A-Z])", re.IGNORECASE
+)
 
 
 def _fonts(pdf: bytes, tmp_path: Path) -> list[list[str]]:
@@ -159,12 +174,30 @@ def test_the_pdf_report_is_vietnamese_embedded_and_sealed_by_the_service(
         "Nội dung còn nguyên vẹn",
         "quyết định số 12.pdf",
         digest,
-        services.settings.issuing_system,
+        # SIGNING_SERVICE_ISSUING_SYSTEM left at its default: a Vietnamese name, not the
+        # project's English one.
+        "Hệ thống xác minh Dịch vụ xác minh chữ ký số",
+        # The technical appendix in Vietnamese labels, its codes in brackets.
+        "Toàn vẹn nội dung: đạt (INTACT)",
         # The registry section: the service issued this file.
         "Đối chiếu với sổ đăng ký văn bản đã ban hành",
         "000.00.12.H12-261127-0001",
     ):
         assert expected in flat, expected
+    assert not ENGLISH.search(re.sub(r"\([A-Za-z_]+\)", "", flat)), ENGLISH.findall(flat)
+    # The page's words ("trang này": this web page) never in the PDF.
+    assert "trang này" not in flat
+    # One signature: at most two A4 pages, no heading left alone at a page's foot.
+    assert _pages(text) <= 2, _pages(text)
+    for page in text.split("\f"):
+        lines = [line.strip() for line in page.splitlines() if line.strip()]
+        # The last lines of a page: the footer, and before it never a bare section label.
+        body = [line for line in lines if "báo cáo xác minh tệp SHA-256" not in line]
+        assert not body or body[-1] not in (
+            "Những gì đã được kiểm tra",
+            "Chi tiết kỹ thuật",
+            "Điều cần lưu ý",
+        ), page
     # A4 (595 × 842 pt), every font embedded.
     assert re.search(rb"/MediaBox\s*\[\s*0\s+0\s+595\.27\d*\s+841\.8\d*\s*\]", pdf)
     fonts = _fonts(pdf, tmp_path)
@@ -195,6 +228,10 @@ def test_a_revoked_document_is_reported_revoked(
     flat = re.sub(r"\s+", " ", _text(answer.content, tmp_path))
     for expected in ("Kết quả: Không hợp lệ", "Đã bị thu hồi", reason, "đã thu hồi văn bản này"):
         assert expected in flat, expected
+    # The signatures' technical verdict still TOTAL_PASSED: the report says why the overall
+    # state differs (new user 16).
+    assert "Kết luận kỹ thuật về chữ ký số hợp lệ (TOTAL_PASSED)" in flat
+    assert "Kết luận kỹ thuật chỉ xét chữ ký số" in flat and "thu hồi hoặc thay thế" in flat
 
 
 def test_accept_header_chooses_and_unknown_format_is_refused(api: Any, services: Services) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from fastapi.testclient import TestClient
 from signing_service.api.app import create_app
 from signing_service.pki.dev import DevPki
 from signing_service.services.container import Services
-from signing_service.web.store import ReportStore
 from tests.conftest import make_settings
 from tests.support.hostile import deep_nesting, signed_with_bomb_update
 from tests.support.pdfs import encrypted_pdf, make_pdf
@@ -282,21 +280,6 @@ def test_rate_limited_page(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> None:
         # The form is right there to try again.
         assert 'id="tep"' in html
     services.close()
-
-
-def test_report_store_bounds() -> None:
-    store = ReportStore(max_items=3, max_bytes=100, ttl_seconds=60)
-    tokens = [store.put(b"x" * 10) for _ in range(5)]
-    assert len(store) == 3
-    assert store.get(tokens[0] or "") is None and store.get(tokens[4] or "") == b"x" * 10
-    big = store.put(b"y" * 90)
-    assert big and store.size <= 100 and store.get(big) == b"y" * 90
-    assert store.put(b"z" * 101) is None
-    assert store.get("../../etc/passwd") is None
-    short = ReportStore(ttl_seconds=0)
-    token = short.put(b"{}")
-    time.sleep(0.01)
-    assert token and short.get(token) is None and len(short) == 0
 
 
 def test_registry_record_revoked_and_superseded(site: tuple[TestClient, Services]) -> None:

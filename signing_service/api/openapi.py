@@ -114,6 +114,7 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
         "report_pdf": [
             errors.ReportNotConfigured,
             errors.SigningFailed,
+            errors.ReportBusy,
             *signer_checks,
             *keys,
         ],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 
 from signing_service import errors
 from signing_service.api import schemas
@@ -93,6 +93,7 @@ def wants_pdf(format: str | None, accept: str | None) -> bool:
     },
 )
 async def create_verification(
+    request: Request,
     services: AppServices,
     in_lane: VerificationThreads,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần xác minh")],
@@ -137,14 +138,18 @@ async def create_verification(
     if not as_pdf:
         # Already serialised (and shaped by the report's own to_dict): returned as is.
         return Response(body, media_type=JSON, headers=vary)
-    from signing_service.reporting.pdf import render_report_pdf
+    from signing_service.reporting.lane import lane_of
+    from signing_service.reporting.pdf import render_report_pdf, report_file_name
 
     report = json.loads(body)
-    # Typesetting and sealing also run in the public lane's threads.
-    pdf = await in_lane(render_report_pdf, services, report, filename=file.filename)
+    # Typesetting and sealing run in the public lane's threads, one report at a time per
+    # process (the render lane: a few waiting, then 503 REPORT_BUSY), so anonymous report
+    # requests cannot slow agency signing (red team F2).
+    pdf = await lane_of(request.app.state).run(
+        lambda: in_lane(render_report_pdf, services, report, filename=file.filename)
+    )
     # The name is ours (the file's hash), never the uploaded name: no header injection.
-    digest = str((report.get("document") or {}).get("sha256") or "")[:16]
-    name = f"bao-cao-xac-minh-{digest}.pdf" if digest else "bao-cao-xac-minh.pdf"
+    name = report_file_name(report)
     return Response(
         pdf,
         media_type=PDF,

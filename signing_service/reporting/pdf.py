@@ -61,6 +61,7 @@ STATE_COLOURS = {
 }
 LABELS = {
     "checked": "Thông tin kiểm tra",
+    "comparison": "Đối chiếu với mã QR",
     "registry": "Đối chiếu với sổ đăng ký văn bản đã ban hành",
     "problems": "Vấn đề của tệp",
     "warnings": "Điều cần lưu ý",
@@ -68,6 +69,16 @@ LABELS = {
     "technical": "Chi tiết kỹ thuật",
     "why": "Vì sao điều này quan trọng:",
 }
+
+
+def report_file_name(report: dict[str, Any]) -> str:
+    """The report's file name, the same on the page's link and on ``format=pdf``:
+    ``bao-cao-xac-minh-<first 16 hex of the file's SHA-256>.pdf`` (ours, never the uploaded
+    name: nothing of the caller's reaches the header)."""
+    digest = str((report.get("document") or {}).get("sha256") or "")[:16]
+    if not all(c in "0123456789abcdef" for c in digest):
+        digest = ""
+    return f"bao-cao-xac-minh-{digest}.pdf" if digest else "bao-cao-xac-minh.pdf"
 
 
 def _fonts() -> list[str]:
@@ -108,20 +119,55 @@ def _registry_rows(registry: dict[str, Any]) -> list[list[Any]]:
                 registry.get("signed_further_by_link") or registry["signed_further_by_id"],
             ]
         )
-    rows.append(["Mã tra cứu công khai", registry.get("link") or registry.get("public_id")])
+    rows.append(["Mã tra cứu", registry.get("public_id")])
+    rows.append(["Địa chỉ tra cứu", registry.get("link")])
     return rows
 
 
+# The technical appendix: Vietnamese labels, the verifier's codes kept in brackets for an
+# expert (docs/verification-report.md) — never an English word as the value (new user 14).
+REVOCATION_SOURCES = {"document": "có sẵn trong tài liệu", "fetched": "tra cứu trực tuyến"}
+REVOCATION_STATUSES = {"good": "chứng thư còn hiệu lực", "revoked": "chứng thư đã bị thu hồi"}
+TIMESTAMP_TYPES = {"signature": "gắn với chữ ký", "document": "gắn với tài liệu"}
+CHECK_NAMES = {
+    "integrity": "Toàn vẹn nội dung",
+    "modifications": "Thay đổi sau khi ký",
+    "trust": "Chuỗi chứng thư tin cậy",
+    "revocation": "Tình trạng thu hồi",
+    "timestamp": "Dấu thời gian",
+    "algorithms": "Thuật toán",
+}
+CHECK_STATUSES = {"PASSED": "đạt", "FAILED": "không đạt", "INDETERMINATE": "chưa xác định"}
+INDICATIONS = {
+    "TOTAL_PASSED": "hợp lệ",
+    "TOTAL_FAILED": "không hợp lệ",
+    "INDETERMINATE": "chưa đủ căn cứ",
+    "NO_SIGNATURE": "không có chữ ký số",
+}
+COVERAGES = {
+    "ENTIRE_FILE": "toàn bộ tệp",
+    "ENTIRE_REVISION": "toàn bộ tệp tại thời điểm ký (phần thêm sau đó được kiểm tra riêng)",
+    "CONTENT_ONLY": "chỉ nội dung, không gồm toàn bộ cấu trúc tệp",
+    "UNCLEAR": "không xác định rõ",
+}
+
+
+def _coded(words: dict[str, str], code: Any) -> str | None:
+    """``code`` in words, the code itself in brackets (unknown codes shown as they are)."""
+    if code is None or code == "":
+        return None
+    said = words.get(str(code))
+    return f"{said} ({code})" if said else str(code)
+
+
 def _technical_rows(technical: dict[str, Any]) -> list[list[Any]]:
+    indication = _coded(INDICATIONS, technical.get("indication"))
+    if indication and technical.get("sub_indication"):
+        indication += f" / {technical['sub_indication']}"
     rows: list[list[Any]] = [
-        ["Trường chữ ký", technical.get("field")],
+        ["Tên trường chữ ký trong tệp", technical.get("field")],
         ["Mức chữ ký (PAdES)", technical.get("level")],
-        [
-            "Kết luận (ETSI EN 319 102-1)",
-            " / ".join(
-                str(x) for x in (technical.get("indication"), technical.get("sub_indication")) if x
-            ),
-        ],
+        ["Kết luận (ETSI EN 319 102-1)", indication],
         ["Chủ thể chứng thư", technical.get("subject")],
         ["Tổ chức cấp chứng thư", technical.get("issuer")],
         ["Số hiệu chứng thư", technical.get("serial_number")],
@@ -134,39 +180,106 @@ def _technical_rows(technical: dict[str, Any]) -> list[list[Any]]:
                 if x
             ),
         ],
-        ["Phạm vi được ký", technical.get("coverage")],
+        ["Phạm vi được ký", _coded(COVERAGES, technical.get("coverage"))],
         ["Thời điểm kiểm tra chứng thư", technical.get("validation_time")],
     ]
     anchor = technical.get("trust_anchor")
     if isinstance(anchor, dict):
         rows.append(["Chứng thư gốc tin cậy", f"{anchor.get('name')} ({anchor.get('kind_label')})"])
-    for i, entry in enumerate(technical.get("chain") or [], 1):
-        if isinstance(entry, dict):
-            rows.append([f"Chuỗi chứng thư {i}", entry.get("subject")])
+    chain = [e.get("subject") for e in technical.get("chain") or [] if isinstance(e, dict)]
+    if chain:
+        rows.append(["Chuỗi chứng thư", " → ".join(str(x) for x in chain if x)])
     for entry in technical.get("revocation_data") or []:
         if isinstance(entry, dict):
+            source = REVOCATION_SOURCES.get(str(entry.get("source")), entry.get("source"))
             rows.append(
                 [
-                    f"Dữ liệu thu hồi ({entry.get('type')}, {entry.get('source')})",
-                    f"{entry.get('status')}; {entry.get('issuer')}; {entry.get('issued_at')}",
+                    f"Dữ liệu thu hồi {entry.get('type')} ({source})",
+                    "; ".join(
+                        str(x)
+                        for x in (
+                            _coded(REVOCATION_STATUSES, entry.get("status")),
+                            entry.get("issuer"),
+                            entry.get("issued_at"),
+                        )
+                        if x
+                    ),
                 ]
             )
     for entry in technical.get("timestamps") or []:
         if isinstance(entry, dict):
+            kind = TIMESTAMP_TYPES.get(str(entry.get("type")), entry.get("type"))
             rows.append(
                 [
-                    f"Dấu thời gian ({entry.get('type')})",
-                    f"{entry.get('time')}; {entry.get('authority')}; {entry.get('code')}",
+                    f"Dấu thời gian ({kind})",
+                    "; ".join(
+                        str(x)
+                        for x in (entry.get("time"), entry.get("authority"), entry.get("code"))
+                        if x
+                    ),
                 ]
             )
-    for name, check in (technical.get("checks") or {}).items():
-        if isinstance(check, dict):
-            rows.append([f"Mã kiểm tra {name}", f"{check.get('status')} {check.get('code')}"])
-    return rows
+    checks = [
+        f"{CHECK_NAMES.get(name, name)}: "
+        f"{CHECK_STATUSES.get(str(c.get('status')), c.get('status'))} ({c.get('code')})"
+        for name, c in (technical.get("checks") or {}).items()
+        if isinstance(c, dict)
+    ]
+    if checks:
+        rows.append(["Kết quả từng kiểm tra (mã)", "; ".join(checks)])
+    return [row for row in rows if row[1] not in (None, "")]
+
+
+def _for_report(text: Any) -> Any:
+    """A sentence of the page made for the PDF: the page says "trang này" (this web page); the
+    report is not a page (new user 13)."""
+    if not isinstance(text, str):
+        return text
+    return text.replace("Trang này", "Báo cáo này").replace("trang này", "báo cáo này")
 
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+# The system's name when SIGNING_SERVICE_ISSUING_SYSTEM keeps its default (the project's
+# English name, meant for QR codes' machine field): the report names it in Vietnamese.
+DEFAULT_SYSTEM_NAME = "Dịch vụ xác minh chữ ký số"
+
+
+def system_name(services: Services) -> str:
+    """The verifying system's name as the report shows it: ``SIGNING_SERVICE_ISSUING_SYSTEM``
+    when the operator set it, else :data:`DEFAULT_SYSTEM_NAME`."""
+    from signing_service.settings import Settings
+
+    configured = services.settings.issuing_system
+    default = Settings.model_fields["issuing_system"].default
+    return DEFAULT_SYSTEM_NAME if configured == default else configured
+
+
+def _rows(pairs: list[list[Any]]) -> list[list[str | None]]:
+    # Rows without a value are left out: a report of what is known, not of empty fields.
+    return [[label, _text(value)] for label, value in pairs if value not in (None, "")]
+
+
+def _verdict_note(view: dict[str, Any]) -> str | None:
+    """Why the overall state differs from the signatures' technical verdict (new user 16)."""
+    if view["state"] == view["signatures_state"]:
+        return None
+    reasons = []
+    registry = view.get("registry") or {}
+    if registry.get("found") and registry.get("status") in ("revoked", "superseded"):
+        reasons.append("văn bản đã bị cơ quan ban hành thu hồi hoặc thay thế (sổ đăng ký)")
+    elif registry.get("found") and registry.get("matched") == "revision":
+        reasons.append("tệp đã được thêm nội dung sau khi cơ quan ban hành cấp (sổ đăng ký)")
+    comparison = view.get("comparison") or {}
+    if comparison and not comparison.get("matches"):
+        reasons.append("tệp không khớp với văn bản mà mã QR chỉ tới")
+    return (
+        "Kết luận kỹ thuật chỉ xét chữ ký số; kết quả chung ở đầu báo cáo còn xét "
+        + (" và ".join(reasons) if reasons else "sổ đăng ký văn bản và mã QR")
+        + "."
+    )
 
 
 def report_data(
@@ -175,20 +288,25 @@ def report_data(
     *,
     filename: str | None = None,
     seal_name: str | None = None,
+    expected_public_id: str | None = None,
 ) -> dict[str, Any]:
     """What the template shows, as JSON-ready data: the plain-Vietnamese view of ``report``
-    (:func:`signing_service.web.present.present`) plus what was checked (the file's name and
-    SHA-256, when, by which issuing system) and the seal's note. Only strings, lists and
-    dicts: the template inserts each string verbatim."""
+    (:func:`signing_service.web.present.present`, with the QR comparison when the file was
+    uploaded from a QR link's page, ``expected_public_id``: the same state and lead as the
+    page, red team F9) plus what was checked (the file's name and SHA-256, when, by which
+    system) and the seal's note. Only strings, lists and dicts: the template inserts each
+    string verbatim."""
     from signing_service.verification.messages import display_text
     from signing_service.web.present import present
 
-    view = present(report).to_dict()
-    settings = services.settings
+    view = present(report, expected_public_id=expected_public_id).to_dict()
+    system = system_name(services)
     # The uploaded name is the caller's: control and bidi characters shown escaped, bounded.
     filename = display_text(filename, MAX_FILE_NAME) if filename else None
     document = view.get("document") or {}
     colour, fill = STATE_COLOURS.get(view["state"], STATE_COLOURS["indeterminate"])
+    technical = view.get("technical") or {}
+    verdict = technical.get("verdict")
     checked: list[list[Any]] = [
         ["Tên tệp", filename],
         ["Mã băm SHA-256 của tệp", document.get("sha256")],
@@ -197,11 +315,13 @@ def report_data(
             f"{document['size']:,} byte".replace(",", ".") if document.get("size") else None,
         ],
         ["Thời điểm xác minh", view.get("validated_at")],
-        ["Hệ thống xác minh", settings.issuing_system],
+        ["Hệ thống xác minh", system],
         ["Số chữ ký / dấu thời gian", f"{view['signature_count']} / {view['timestamp_count']}"],
-        ["Kết luận kỹ thuật", view.get("technical", {}).get("verdict")],
+        ["Kết luận kỹ thuật về chữ ký số", _coded(INDICATIONS, verdict)],
+        ["Vì sao khác kết quả chung", _verdict_note(view)],
     ]
     registry = view.get("registry")
+    comparison = view.get("comparison")
     signatures = []
     for i, sig in enumerate(view.get("signatures") or [], 1):
         rows = [
@@ -226,59 +346,76 @@ def report_data(
                 "heading": f"{i}. {sig.get('kind_label')}",
                 "state_word": "Kết quả",
                 "state_label": _text(sig.get("state_label")),
-                "summary": _text(sig.get("summary")) or "",
-                "rows": [[label, _text(value)] for label, value in rows],
+                "summary": _for_report(_text(sig.get("summary"))) or "",
+                "rows": _rows(rows),
                 "checks": [
                     {
                         "label": _text(c.get("label")),
                         "status_label": _text(c.get("status_label")),
-                        "text": _text(c.get("text")) or "",
+                        "text": _for_report(_text(c.get("text"))) or "",
                     }
                     for c in sig.get("checks") or []
                 ],
                 "warnings": [
-                    {"text": _text(w.get("text")) or "", "why": _text(w.get("why")) or ""}
+                    {
+                        "text": _for_report(_text(w.get("text"))) or "",
+                        "why": _for_report(_text(w.get("why"))) or "",
+                    }
                     for w in sig.get("warnings") or []
                 ],
-                "technical": [
-                    [label, _text(value)]
-                    for label, value in _technical_rows(sig.get("technical") or {})
-                ],
+                "technical": _rows(_technical_rows(sig.get("technical") or {})),
             }
         )
     return {
         "title": TITLE,
-        "issuer": f"Hệ thống {settings.issuing_system}",
+        "issuer": system,
         "fonts": list(SERIF_FONTS),
         "mono_fonts": list(MONO_FONTS),
         "state_word": "Kết quả",
         "state_label": view["state_label"],
         "state_colour": colour,
         "state_fill": fill,
-        "lead": view["lead"],
+        "lead": _for_report(view["lead"]),
         "labels": LABELS,
-        "checked": [[label, _text(value)] for label, value in checked],
+        "checked": _rows(checked),
+        "comparison": {
+            "text": _text(comparison.get("text")) or "",
+            "rows": _rows(
+                [
+                    ["Mã tra cứu của mã QR", expected_public_id],
+                    ["Kết quả đối chiếu", "Khớp" if comparison.get("matches") else "Không khớp"],
+                ]
+            ),
+        }
+        if comparison
+        else None,
         "registry": {
-            "text": _text(registry.get("text")) or "",
-            "why": _text(registry.get("why")) or "",
-            "rows": [[label, _text(value)] for label, value in _registry_rows(registry)],
+            "text": _for_report(_text(registry.get("text"))) or "",
+            "why": _for_report(_text(registry.get("why"))) or "",
+            "rows": _rows(_registry_rows(registry)),
         }
         if registry
         else None,
         "problems": [
-            {"text": _text(w.get("text")) or "", "why": _text(w.get("why")) or ""}
+            {
+                "text": _for_report(_text(w.get("text"))) or "",
+                "why": _for_report(_text(w.get("why"))) or "",
+            }
             for w in view.get("problems") or []
         ],
         "warnings": [
-            {"text": _text(w.get("text")) or "", "why": _text(w.get("why")) or ""}
+            {
+                "text": _for_report(_text(w.get("text"))) or "",
+                "why": _for_report(_text(w.get("why"))) or "",
+            }
             for w in view.get("warnings") or []
         ],
         "signatures": signatures,
-        "footer": f"{settings.issuing_system} — báo cáo xác minh tệp SHA-256 "
+        "footer": f"{system} — báo cáo xác minh tệp SHA-256 "
         f"{str(document.get('sha256') or '')[:16]}…",
         "page_word": "Trang",
         "seal_note": (
-            f"Báo cáo này do hệ thống {settings.issuing_system} lập tự động"
+            f"Báo cáo này do {system} lập tự động"
             + (f" lúc {view['validated_at']}" if view.get("validated_at") else "")
             + (f" và được ký số bằng con dấu số của dịch vụ ({seal_name})" if seal_name else "")
             + ", có dấu thời gian. Mọi thay đổi nội dung báo cáo sau khi ký sẽ làm chữ ký "
@@ -306,7 +443,26 @@ def typeset(data: dict[str, Any]) -> bytes:
     except Exception as e:  # noqa: BLE001 - typst raises its own types, or RuntimeError
         raise RuntimeError(f"typst failed: {e}") from None
     assert isinstance(pdf, bytes)
-    return pdf
+    return _without_suspects(pdf)
+
+
+def _without_suspects(pdf: bytes) -> bytes:
+    """``pdf`` with ``/Suspects`` dropped from the catalog's ``/MarkInfo``: typst writes
+    ``/Suspects false`` (the default, ISO 32000-1 §14.7.1) and poppler reports "Syntax Error:
+    Suspects object is wrong type" on every report, alarming for evidence (new user 12)."""
+    import io
+
+    import pikepdf
+
+    with pikepdf.open(io.BytesIO(pdf)) as document:
+        mark_info = document.Root.get("/MarkInfo")
+        if not isinstance(mark_info, pikepdf.Dictionary) or "/Suspects" not in mark_info:
+            return pdf
+        del mark_info["/Suspects"]
+        out = io.BytesIO()
+        # No object streams: the file stays readable by PDF/A-2b tools as typst wrote it.
+        document.save(out, object_stream_mode=pikepdf.ObjectStreamMode.preserve)
+        return out.getvalue()
 
 
 @dataclass(frozen=True)
@@ -431,12 +587,17 @@ def seal_pdf(services: Services, pdf: bytes, seal: ReportSeal) -> bytes:
 
 
 def render_report_pdf(
-    services: Services, report: dict[str, Any], *, filename: str | None = None
+    services: Services,
+    report: dict[str, Any],
+    *,
+    filename: str | None = None,
+    expected_public_id: str | None = None,
 ) -> bytes:
     """The sealed A4 PDF report of verification ``report`` (the verifier's JSON as a dict,
     with its ``registry`` section when present), in Vietnamese, fonts embedded, signed PAdES
     B-T with the service's seal and timestamped. ``filename``: the verified file's name as
-    uploaded (shown, never interpreted).
+    uploaded (shown, never interpreted). ``expected_public_id``: the registry id of the QR
+    link the file was uploaded from (the page's comparison, shown in the report).
 
     Blocking (typesetting ~0.1 s, a signature and a TSA round trip): call it from a worker
     thread. Raises :class:`errors.ReportNotConfigured` (503) when the service has no report
@@ -445,5 +606,11 @@ def render_report_pdf(
     seal_name = seal.key.signing_cert.subject.native.get("common_name")
     if isinstance(seal_name, list):
         seal_name = seal_name[0]
-    data = report_data(services, report, filename=filename, seal_name=_text(seal_name))
+    data = report_data(
+        services,
+        report,
+        filename=filename,
+        seal_name=_text(seal_name),
+        expected_public_id=expected_public_id,
+    )
     return seal_pdf(services, typeset(data), seal)

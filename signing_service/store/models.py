@@ -382,3 +382,22 @@ class VerificationCount(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     outcome: Mapped[str] = mapped_column(String(64), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportLink(Base):
+    """A "Tải báo cáo PDF" link of the citizen's page (issue 11, web/store.py): the result
+    shown (the report JSON, the QR comparison's public id, the uploaded file's name) and, once
+    rendered, the sealed PDF, so every worker process serves the same bytes and the report is
+    sealed and timestamped once. Keyed by the SHA-256 of the link's token: the table alone
+    gives no usable link. Deleted once ``expires_at`` has passed."""
+
+    __tablename__ = "report_links"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    entry: Mapped[bytes] = mapped_column(LargeBinary)
+    # The report's download name (ours: bao-cao-xac-minh-<sha16>.pdf), read without the entry.
+    file_name: Mapped[str] = mapped_column(String(64))
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Bytes held by this row (entry + pdf): the store's byte bound sums it.
+    size: Mapped[int] = mapped_column(BigInteger)

@@ -897,6 +897,23 @@ def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
     plain words; ``None`` for no section."""
     if not isinstance(section, dict):
         return None
+    recognised = section.get("service_report")
+    if not section.get("found") and isinstance(recognised, dict):
+        # The service's own sealed verification report (reporting/recognise.py, F13).
+        seal = f" ({recognised['seal']})" if recognised.get("seal") else ""
+        return RegistryView(
+            found=False,
+            text=(
+                f"Đây là báo cáo kết quả xác minh do {recognised.get('system')} lập và đóng "
+                f"con dấu số của dịch vụ{seal}."
+            ),
+            why=(
+                "Báo cáo không phải văn bản của cơ quan ban hành nên không có trong sổ đăng ký. "
+                "Con dấu số hợp lệ cho biết nội dung báo cáo không bị sửa đổi sau khi dịch vụ "
+                "lập; kết quả ghi trong báo cáo là của tệp có mã băm SHA-256 ghi trong đó, tại "
+                "thời điểm xác minh ghi trong đó."
+            ),
+        )
     if not section.get("found"):
         return RegistryView(
             found=False,

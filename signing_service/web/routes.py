@@ -186,12 +186,22 @@ def _limits(services: Services) -> dict[str, int]:
     }
 
 
-def report_store(request: Request) -> ReportStore:
-    """The application's :class:`ReportStore` (``app.state.web_reports``), made on first use."""
+def report_store(request: Request, services: Services) -> ReportStore:
+    """The application's :class:`ReportStore` (``app.state.web_reports``, kept in the metadata
+    database: every worker process sees every link), made on first use."""
     store: ReportStore | None = getattr(request.app.state, "web_reports", None)
     if store is None:
-        store = request.app.state.web_reports = ReportStore()
+        store = request.app.state.web_reports = ReportStore(services.db)
     return store
+
+
+# Shown instead of the download button when the store of report links is full (it never
+# evicts a live link to make room, red team F3).
+STORE_FULL_NOTE = (
+    "Hiện chưa tải được báo cáo PDF cho kết quả này vì dịch vụ đang giữ quá nhiều kết quả "
+    "xác minh. Kết quả trên trang vẫn đầy đủ; nếu cần báo cáo PDF, hãy tải tệp lên lại sau "
+    "ít phút."
+)
 
 
 def pdf_reports_enabled(services: Services) -> bool:
@@ -224,6 +234,13 @@ def _verify_for_page(services: Services, data: bytes) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(body)
     if "registry" not in report:
         report["registry"] = registry_section(services, data, report["document"]["sha256"])
+    if not (report.get("registry") or {}).get("found"):
+        from signing_service.reporting.recognise import service_report
+
+        # The service's own sealed report: said so instead of "not issued here" (F13).
+        recognised = service_report(services, report)
+        if recognised is not None:
+            report["registry"] = {**(report.get("registry") or {}), "service_report": recognised}
     return report
 
 
@@ -317,10 +334,25 @@ async def verify_page(
         expected = await _record_view(services, in_lane, public_id)
         if view.registry is not None and view.registry.public_id == public_id:
             expected = None  # the same record (content added after issue): shown once
-    store = report_store(request)
-    kept = {"report": report, "filename": file_name}
-    token = store.put(json.dumps(kept, ensure_ascii=False).encode())
-    pdf_url = f"{PDF_PREFIX}{token}.pdf" if token and pdf_reports_enabled(services) else None
+    pdf_url = pdf_note = None
+    if pdf_reports_enabled(services):
+        from signing_service.reporting.pdf import report_file_name
+
+        # The link keeps what this page showed: the report, the QR comparison, the name.
+        kept = {"report": report, "filename": file_name, "expected_public_id": public_id}
+        store = report_store(request, services)
+        try:
+            token = await in_lane(
+                store.put,
+                json.dumps(kept, ensure_ascii=False).encode(),
+                report_file_name(report),
+            )
+        except errors.ServiceError:
+            token = None
+        if token:
+            pdf_url = f"{PDF_PREFIX}{token}.pdf"
+        else:
+            pdf_note = STORE_FULL_NOTE
     return render(
         "result.html",
         view=view,
@@ -329,6 +361,7 @@ async def verify_page(
         page_url=_page_url(request, services),
         file_name=file_name,
         pdf_url=pdf_url,
+        pdf_note=pdf_note,
     )
 
 
@@ -353,28 +386,39 @@ async def report_pdf(
     request: Request, token: str, services: AppServices, in_lane: VerificationThreads
 ) -> Response:
     """The sealed PDF report of a result shown in the last 15 minutes; a friendly 404 page
-    when the token is unknown or expired."""
-    kept = report_store(request).get(token)
-    if kept is None:
-        return render(
-            "error.html",
-            status=404,
-            title="Báo cáo đã hết hạn",
-            message=(
-                "Báo cáo chỉ được giữ 15 phút sau khi xác minh và không lưu tệp của bạn. Hãy "
-                "tải tệp lên để xác minh lại, rồi tải báo cáo."
-            ),
-            code="NOT_FOUND",
-            show_form=True,
-            **_limits(services),
-        )
+    when the token is unknown or expired.
+
+    Rendered (typeset, sealed, timestamped) once per link, in the bounded render lane
+    (:mod:`signing_service.reporting.lane`: one at a time, a few waiting, else 503
+    ``REPORT_BUSY`` as a page), and stored with the link: later GETs, from any worker
+    process, serve the same bytes (red team F2, F12)."""
+    from signing_service.reporting.lane import lane_of
     from signing_service.reporting.pdf import render_report_pdf
 
-    entry = json.loads(kept)
+    store = report_store(request, services)
     try:
-        pdf = await in_lane(
-            render_report_pdf, services, entry["report"], filename=entry.get("filename")
-        )
+        kept = await in_lane(store.get, token)
+        if kept is None:
+            return _expired_page(services)
+        pdf = kept.pdf
+        if pdf is None:
+            entry = json.loads(kept.entry or b"{}")
+
+            async def render_once() -> bytes:
+                # Another request (or worker) may have rendered it while this one waited.
+                again = await in_lane(store.get, token)
+                if again is not None and again.pdf is not None:
+                    return again.pdf
+                rendered = await in_lane(
+                    render_report_pdf,
+                    services,
+                    entry["report"],
+                    filename=entry.get("filename"),
+                    expected_public_id=entry.get("expected_public_id"),
+                )
+                return await in_lane(store.keep_pdf, token, rendered)
+
+            pdf = await lane_of(request.app.state).run(render_once)
     except errors.ServiceError as e:
         headers = dict(e.headers)
         if e.status == 503:
@@ -393,9 +437,24 @@ async def report_pdf(
         pdf,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": 'attachment; filename="bao-cao-xac-minh.pdf"',
+            "Content-Disposition": f'attachment; filename="{kept.file_name}"',
             "Cache-Control": "no-store",
         },
+    )
+
+
+def _expired_page(services: Services) -> HTMLResponse:
+    return render(
+        "error.html",
+        status=404,
+        title="Báo cáo đã hết hạn",
+        message=(
+            "Báo cáo chỉ được giữ 15 phút sau khi xác minh và không lưu tệp của bạn. Hãy "
+            "tải tệp lên để xác minh lại, rồi tải báo cáo."
+        ),
+        code="NOT_FOUND",
+        show_form=True,
+        **_limits(services),
     )
 
 
