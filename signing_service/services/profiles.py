@@ -148,8 +148,20 @@ def _settings(profile: SigningProfile, key: SigningKey | None) -> dict[str, Any]
         "tsa": profile.tsa,
         "reason": profile.reason,
         "location": profile.location,
-        "appearance": profile.appearance,
+        "appearance": _shown_appearance(profile.appearance),
     }
+
+
+# The older text stamp's own fields: a profile with a kind neither uses nor shows them (new
+# user 11: the "sao-y" copy profile answered heading/width/height/font_size it never draws).
+TEXT_STAMP_ONLY = frozenset({"heading", "width", "height", "font_size"})
+
+
+def _shown_appearance(appearance: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored appearance as answered: without :data:`TEXT_STAMP_ONLY` when it has a kind."""
+    if not appearance or appearance.get("kind") is None:
+        return appearance
+    return {k: v for k, v in appearance.items() if k not in TEXT_STAMP_ONLY}
 
 
 def _apply(profile: SigningProfile, settings: ProfileSettings, key: SigningKey | None) -> None:
@@ -161,7 +173,7 @@ def _apply(profile: SigningProfile, settings: ProfileSettings, key: SigningKey |
     profile.location = settings.location
     profile.appearance = (
         # Unset options are left out: a profile saved before kinds reads back as it was.
-        settings.appearance.model_dump(exclude_none=True)
+        _shown_appearance(settings.appearance.model_dump(exclude_none=True))
         if settings.appearance is not None
         else None
     )
