@@ -26,3 +26,17 @@ def api_time(moment: datetime) -> str:
 def api_time_or_none(moment: datetime | None) -> str | None:
     """:func:`api_time`, or ``None`` for no time."""
     return None if moment is None else api_time(moment)
+
+
+def vietnam_date(value: object) -> str | None:
+    """An ISO 8601 time (a report's string) as the Vietnam date ``dd/mm/yyyy``; ``None`` when
+    absent or unreadable. A time without an offset is taken as it is."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(VIETNAM_TZ)
+    return moment.strftime("%d/%m/%Y")

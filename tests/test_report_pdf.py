@@ -354,3 +354,13 @@ def test_production_without_a_report_seal_answers_report_not_configured(tmp_path
             assert _pdf_report(api, make_pdf()).json()["verdict"] == "NO_SIGNATURE"
     finally:
         services.close()
+
+
+def test_every_coverage_level_has_words_in_the_report() -> None:
+    """The report once kept its own copy of these words, with a code pyHanko never emits
+    (CONTENT_ONLY) and without one it does (CONTIGUOUS_BLOCK_FROM_START)."""
+    from pyhanko.sign.validation.status import SignatureCoverageLevel
+
+    from signing_service.reporting.pdf import COVERAGES
+
+    assert {level.name for level in SignatureCoverageLevel} <= set(COVERAGES)

@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from signing_service import errors
 from signing_service.api import deps
 from signing_service.api.edge import PROBES
+from signing_service.web.middleware import security_headers
 
 SWAGGER_DIR = Path(__file__).with_name("docs_assets") / "swagger-ui"
 ASSETS_PATH = "/docs/assets"
@@ -476,13 +477,7 @@ DOCS_CSP = (
     "img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
-DOCS_HEADERS = [
-    (b"content-security-policy", DOCS_CSP.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-]
+DOCS_HEADERS = security_headers(DOCS_CSP)
 # The vendored assets change only with the service's version; the page and the document are
 # revalidated (ETag from StaticFiles for the assets).
 ASSET_CACHE = b"public, max-age=86400"

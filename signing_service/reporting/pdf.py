@@ -33,6 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from signing_service import errors
 from signing_service._async import run_sync
+from signing_service.web.present import (
+    COVERAGE_TEXTS,
+    INDICATION_TEXTS,
+    REVOCATION_STATUS_TEXTS,
+)
 
 if TYPE_CHECKING:
     from signing_service.services.container import Services
@@ -127,7 +132,11 @@ def _registry_rows(registry: dict[str, Any]) -> list[list[Any]]:
 # The technical appendix: Vietnamese labels, the verifier's codes kept in brackets for an
 # expert (docs/verification-report.md) — never an English word as the value (new user 14).
 REVOCATION_SOURCES = {"document": "có sẵn trong tài liệu", "fetched": "tra cứu trực tuyến"}
-REVOCATION_STATUSES = {"good": "chứng thư còn hiệu lực", "revoked": "chứng thư đã bị thu hồi"}
+# The codes' words are the page's (web/present.py), so the report and the page never
+# explain one code two ways.
+INDICATIONS = INDICATION_TEXTS
+COVERAGES = COVERAGE_TEXTS
+REVOCATION_STATUSES = REVOCATION_STATUS_TEXTS
 TIMESTAMP_TYPES = {"signature": "gắn với chữ ký", "document": "gắn với tài liệu"}
 CHECK_NAMES = {
     "integrity": "Toàn vẹn nội dung",
@@ -138,18 +147,6 @@ CHECK_NAMES = {
     "algorithms": "Thuật toán",
 }
 CHECK_STATUSES = {"PASSED": "đạt", "FAILED": "không đạt", "INDETERMINATE": "chưa xác định"}
-INDICATIONS = {
-    "TOTAL_PASSED": "hợp lệ",
-    "TOTAL_FAILED": "không hợp lệ",
-    "INDETERMINATE": "chưa đủ căn cứ",
-    "NO_SIGNATURE": "không có chữ ký số",
-}
-COVERAGES = {
-    "ENTIRE_FILE": "toàn bộ tệp",
-    "ENTIRE_REVISION": "toàn bộ tệp tại thời điểm ký (phần thêm sau đó được kiểm tra riêng)",
-    "CONTENT_ONLY": "chỉ nội dung, không gồm toàn bộ cấu trúc tệp",
-    "UNCLEAR": "không xác định rõ",
-}
 
 
 def _coded(words: dict[str, str], code: Any) -> str | None:

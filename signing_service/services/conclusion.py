@@ -41,10 +41,9 @@ and code are these.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
-from signing_service.timefmt import VIETNAM_TZ
+from signing_service.timefmt import vietnam_date
 
 VALID = "valid"
 INVALID = "invalid"
@@ -101,19 +100,6 @@ class Conclusion:
     def to_dict(self) -> dict[str, str]:
         """``{"state", "code", "message"}``: the report's top-level ``status`` object."""
         return asdict(self)
-
-
-def _date(value: object) -> str | None:
-    """An ISO 8601 time as a Vietnam date ``dd/mm/yyyy`` (``None`` when absent or unreadable)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(VIETNAM_TZ)
-    return moment.strftime("%d/%m/%Y")
 
 
 def content_added_after_signing(report: dict[str, Any]) -> bool:
@@ -180,7 +166,7 @@ def document_status(report: dict[str, Any], expected_public_id: str | None = Non
     # 2. Revoked or superseded (the latest version's status answers for earlier versions).
     if registry is not None and registry.get("status") in ("revoked", "superseded"):
         agency = _agency(registry)
-        changed = _date(registry.get("status_changed_at"))
+        changed = vietnam_date(registry.get("status_changed_at"))
         signed = "Chữ ký số hợp lệ, nhưng " if verdict == "TOTAL_PASSED" else ""
         if registry.get("status") == "revoked":
             text = f"{agency} đã thu hồi văn bản này" + (f" ngày {changed}" if changed else "")
@@ -218,7 +204,7 @@ def document_status(report: dict[str, Any], expected_public_id: str | None = Non
     # 4. The issued document is inside, with content added after issue.
     if registry is not None:
         agency = _agency(registry)
-        issued = _date(registry.get("issued_at"))
+        issued = vietnam_date(registry.get("issued_at"))
         if registry.get("matched") == "revision":
             lead = (
                 "Tệp bạn tải lên chứa văn bản của mã QR này"

@@ -30,7 +30,7 @@ from signing_service.services.conclusion import (
     SIGNATURE_INVALID,
     document_status,
 )
-from signing_service.timefmt import VIETNAM_TZ
+from signing_service.timefmt import VIETNAM_TZ, vietnam_date
 from signing_service.verification.messages import display_text
 
 STATE_LABELS = {
@@ -435,16 +435,9 @@ def format_time(value: str | None) -> str | None:
 
 
 def format_date(value: str | None) -> str | None:
-    """An ISO 8601 time as a Vietnam date ``dd/mm/yyyy``; ``None`` stays ``None``."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(VIETNAM_TZ)
-    return moment.strftime("%d/%m/%Y")
+    """An ISO 8601 time as a Vietnam date ``dd/mm/yyyy``; ``None`` stays ``None``, an
+    unreadable value is shown as it is."""
+    return (vietnam_date(value) or value) if value else None
 
 
 _DN_NAME = re.compile(r"(?:^|;\s*)Tên:\s*([^;]+)")
