@@ -88,6 +88,50 @@ def settings_error_vi(problem: Any) -> str:
     return reason
 
 
+def parse_retiring_digests(value: Any) -> list[str]:
+    """``SIGNING_SERVICE_PRESERVATION_RETIRING_DIGESTS``: digest algorithm names (as
+    asn1crypto gives them: ``sha1``, ``sha256``, ``sha3_256`` …), comma-separated or a JSON
+    array; lower-cased. Raises ``ValueError`` with the Vietnamese reason for a name the
+    algorithm policy does not know (a typo would silently retire nothing)."""
+    from signing_service.signing.policy import ALLOWED_DIGESTS, WEAK_DIGESTS
+
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("không đọc được danh sách (JSON không hợp lệ)") from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("phải là danh sách tên thuật toán băm, ví dụ sha1,sha224")
+    known = ALLOWED_DIGESTS | WEAK_DIGESTS
+    names = [v.strip().lower() for v in value]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(
+            f"thuật toán băm không có trong chính sách: {', '.join(unknown)} (dùng tên như "
+            "sha1, sha224, sha256, sha3_256)"
+        )
+    return sorted(set(names))
+
+
+def check_cron(value: str) -> str:
+    """A five-field cron expression (minute hour day month weekday), as procrastinate's
+    periodic tasks take it (croniter). Raises ``ValueError`` with the Vietnamese reason."""
+    from croniter import croniter
+
+    fields = value.split()
+    if len(fields) != 5 or not croniter.is_valid(value):
+        raise ValueError(
+            "lịch cron phải có 5 trường hợp lệ (phút giờ ngày tháng thứ), ví dụ '17 2 * * *'"
+        )
+    return " ".join(fields)
+
+
 def check_database_url(url: str) -> str:
     """``SIGNING_SERVICE_DATABASE_URL``: ``sqlite:///path`` (the directory must exist: a typo
     in the path is not silently created) or ``postgresql://…`` (``postgresql+psycopg://``).
@@ -476,6 +520,25 @@ class Settings(BaseSettings):
     # RFC 3161 timestamp server for the seals (development default: the dev PKI's TSA).
     audit_tsa_url: str | None = None
 
+    # Preservation of B-LTA documents (issue 12, services/preservation.py). A stored B-LTA
+    # document is due for renewal when the TSA certificate of its newest timestamp ends within
+    # this many days (default two years), or when that timestamp uses a digest algorithm listed
+    # in `preservation_retiring_digests` (those the algorithm policy calls weak always are).
+    preservation_horizon_days: int = Field(default=730, ge=1, le=36_500)
+    preservation_retiring_digests: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The TSA (a name of SIGNING_SERVICE_TSAS) that stamps renewals (default: the default TSA).
+    preservation_tsa: str | None = None
+    # `preservation worker` defers the renewals due on this cron schedule (five fields, server
+    # time) when the schedule is on.
+    preservation_schedule: bool = False
+    preservation_cron: str = "17 2 * * *"
+    # A failed renewal is retried at most this many times in all, waiting
+    # `retry_base_seconds` ** (attempt + 1) seconds before each new try (exponential back-off).
+    preservation_max_attempts: int = Field(default=6, ge=1, le=50)
+    preservation_retry_base_seconds: int = Field(default=8, ge=2, le=3600)
+    # A renewal whose worker sent no heartbeat for this long is handed to another worker.
+    preservation_stalled_seconds: int = Field(default=60, ge=10, le=86_400)
+
     # The signer's (and a TSA's) chain judgement before signing is reused at most this long
     # (seconds), and never past the nextUpdate of the OCSP/CRL answers it relied on.
     signer_check_cache_seconds: int = Field(default=300, ge=0, le=86_400)
@@ -545,6 +608,23 @@ class Settings(BaseSettings):
         if value is not None:
             _check_names({value: None})
         return value
+
+    @field_validator("preservation_tsa")
+    @classmethod
+    def _preservation_tsa(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_names({value: None})
+        return value
+
+    @field_validator("preservation_retiring_digests", mode="before")
+    @classmethod
+    def _retiring_digests(cls, value: Any) -> list[str]:
+        return parse_retiring_digests(value)
+
+    @field_validator("preservation_cron")
+    @classmethod
+    def _preservation_cron(cls, value: str) -> str:
+        return check_cron(value)
 
     @field_validator("database_url")
     @classmethod
