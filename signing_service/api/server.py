@@ -24,8 +24,11 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import resource
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -223,3 +226,24 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "server_header": False,
         "timeout_keep_alive": settings.keep_alive_seconds,
     }
+
+
+METRICS_SUBDIR = "metrics"
+
+
+def prepare_metrics_directory(settings: Settings) -> Path:
+    """Make ``<data dir>/metrics`` the prometheus multiprocess directory of this server and
+    of every process it starts (``--workers N``, the verification worker processes): emptied
+    (files of a previous run would be summed into this one's counters), private (0700), and
+    named in ``PROMETHEUS_MULTIPROC_DIR``. Must run before :mod:`signing_service.metrics`
+    is first imported: prometheus-client chooses where values live at import. Uses the
+    standard library only for that reason. Returns the directory; raises ``OSError`` when it
+    cannot be created."""
+    directory = settings.resolved_data_dir / METRICS_SUBDIR
+    if directory.is_dir() and not directory.is_symlink():
+        shutil.rmtree(directory)
+    elif directory.exists() or directory.is_symlink():
+        directory.unlink()
+    directory.mkdir(parents=True, mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
