@@ -1,6 +1,6 @@
 """Command line: ``signing-service serve | migrate | agency add | client add/list/revoke/rotate |
 operator-key add | key add/list/disable | sign | verify | pki init | audit verify/seal |
-storage reconcile | trust list | verification stats``.
+storage reconcile | trust list | verification stats | preservation plan/run/worker``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
@@ -1208,6 +1208,97 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_due(items: list) -> None:  # type: ignore[type-arg]
+    from signing_service.timefmt import api_time_or_none
+
+    if not items:
+        print("Không có văn bản B-LTA nào cần gia hạn lưu trữ.")
+        return
+    print(f"Văn bản cần gia hạn lưu trữ (dấu thời gian mới): {len(items)}")
+    for item in items:
+        expiry = api_time_or_none(item.tsa_not_after) or "không rõ"
+        print(
+            f"  {item.document_id}  {item.agency_code}  chứng thư TSA hết hạn {expiry}  "
+            f"({item.digest_algorithm or '?'}): {item.to_dict()['reason_message']}"
+        )
+
+
+def cmd_preservation_plan(args: argparse.Namespace) -> int:
+    """What is due for renewal (services/preservation.py); writes only the archive facts of
+    versions not looked at yet."""
+    from signing_service.services.preservation import plan
+
+    services = _services()
+    try:
+        items = plan(services)
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps([i.to_dict() for i in items], ensure_ascii=False, indent=2))
+    else:
+        _print_due(items)
+    return 0
+
+
+def cmd_preservation_run(args: argparse.Namespace) -> int:
+    """Renew what is due once: through the queue on PostgreSQL (defers, then works it until
+    no job is ready), in this process on SQLite. Exit 0 when nothing failed, else 5."""
+    from signing_service.services.preservation import run_inline, run_queue, uses_queue
+
+    services = _services(serve_dev_pki=_dev_pki_missing())
+    try:
+        summary = run_queue(services) if uses_queue(services) else run_inline(services)
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        where = "hàng đợi PostgreSQL" if summary.deferred or summary.recovered else "tại chỗ"
+        print(
+            f"Gia hạn lưu trữ ({where}): cần gia hạn {summary.due}, đã gia hạn "
+            f"{summary.count('renewed')}, bỏ qua {summary.count('skipped')}, lỗi "
+            f"{summary.count('failed')}"
+            + (f", giao lại từ tiến trình đã dừng {summary.recovered}" if summary.recovered else "")
+        )
+        for outcome in summary.outcomes:
+            if outcome.status == "renewed":
+                print(f"  {outcome.document_id} → phiên bản mới {outcome.new_document_id}")
+            elif outcome.status == "failed":
+                print(f"  ! {outcome.document_id}: {outcome.code}: {outcome.message}")
+    return EXIT_REFUSED if summary.count("failed") else 0
+
+
+def cmd_preservation_worker(_args: argparse.Namespace) -> int:
+    """Work the preservation queue until stopped (PostgreSQL only)."""
+    from signing_service.services.preservation import register_queue_probe, run_worker, uses_queue
+
+    services = _services(serve_dev_pki=_dev_pki_missing())
+    try:
+        if not uses_queue(services):
+            print(
+                "Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL: hàng đợi gia hạn lưu trữ "
+                "cần PostgreSQL; với SQLite dùng `signing-service preservation run`.",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        register_queue_probe(services)
+        schedule = services.settings
+        print(
+            "Tiến trình gia hạn lưu trữ đang chạy"
+            + (
+                f" (lịch: {schedule.preservation_cron})"
+                if schedule.preservation_schedule
+                else " (không có lịch; chỉ làm việc đã xếp hàng)"
+            )
+            + ". Dừng: Ctrl+C.",
+            flush=True,
+        )
+        run_worker(services)
+    finally:
+        services.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="signing-service", description="Dịch vụ ký số và xác minh chữ ký số")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -1391,6 +1482,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr_list.add_argument("--json", action="store_true")
     tr_list.set_defaults(func=cmd_trust_list)
+    pres = sub.add_parser("preservation", help="gia hạn lưu trữ dài hạn văn bản B-LTA")
+    pres_sub = pres.add_subparsers(dest="preservation_command", required=True, parser_class=_Parser)
+    pres_plan = pres_sub.add_parser(
+        "plan", help="liệt kê văn bản cần gia hạn (chứng thư TSA sắp hết hạn, thuật toán bị loại)"
+    )
+    pres_plan.add_argument("--json", action="store_true")
+    pres_plan.set_defaults(func=cmd_preservation_plan)
+    pres_run = pres_sub.add_parser("run", help="gia hạn một lần mọi văn bản đến hạn")
+    pres_run.add_argument("--json", action="store_true")
+    pres_run.set_defaults(func=cmd_preservation_run)
+    pres_sub.add_parser(
+        "worker", help="tiến trình làm việc của hàng đợi gia hạn (PostgreSQL), chạy theo lịch"
+    ).set_defaults(func=cmd_preservation_worker)
     return parser
 
 

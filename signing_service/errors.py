@@ -701,3 +701,15 @@ StorageIntegrity = _error(
     "Nội dung lưu trữ không khớp mã băm đã ghi nhận; tệp có thể đã bị hỏng.",
 )
 ConfigurationError = _error("CONFIGURATION_ERROR", 500, "Cấu hình dịch vụ không hợp lệ.")
+
+
+# Preservation of B-LTA documents (issue 12, services/preservation.py). Raised by the job, never
+# answered over HTTP; the audit entry and `preservation run` show it.
+PreservationTsaTooShort = _error(
+    "PRESERVATION_TSA_TOO_SHORT",
+    409,
+    "Chứng thư của đơn vị cấp dấu thời gian dùng để gia hạn lưu trữ cũng hết hạn trong khoảng "
+    "thời gian cảnh báo (SIGNING_SERVICE_PRESERVATION_HORIZON_DAYS): gia hạn bằng dấu thời "
+    "gian này không giúp văn bản kiểm chứng được lâu hơn; chọn SIGNING_SERVICE_PRESERVATION_TSA "
+    "khác. Chưa lưu gì.",
+)

@@ -101,3 +101,9 @@ def check(services: Services) -> None:
         raise errors.ConfigurationError(
             f"SIGNING_SERVICE_REPORT_TSA={report_tsa!r} không có trong SIGNING_SERVICE_TSAS."
         )
+    preservation_tsa = services.settings.preservation_tsa
+    if preservation_tsa is not None and preservation_tsa not in tsas(services):
+        raise errors.ConfigurationError(
+            f"SIGNING_SERVICE_PRESERVATION_TSA={preservation_tsa!r} không có trong "
+            "SIGNING_SERVICE_TSAS."
+        )

@@ -205,6 +205,10 @@ class Document(Base):
     # not unique: a second signature on the same result (seal after officer) keeps its code.
     result_code: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Digest algorithm of the newest timestamp in this version (asn1crypto's name, e.g.
+    # "sha256"), noted by preservation (services/preservation.py) when it first looks at the
+    # version: a version whose algorithm the operator retires is due for renewal.
+    archive_digest_algorithm: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class RegisteredDocument(Base):
