@@ -703,6 +703,47 @@ StorageIntegrity = _error(
 ConfigurationError = _error("CONFIGURATION_ERROR", 500, "Cấu hình dịch vụ không hợp lệ.")
 
 
+# Extension of signed documents and document versions (issue 12, services/extension.py)
+InvalidExtensionLevel = _error(
+    "INVALID_EXTENSION_LEVEL",
+    422,
+    "Mức nâng cấp chữ ký không hợp lệ: chỉ nhận B-LT hoặc B-LTA.",
+)
+ExtensionNoSignature = _error(
+    "EXTENSION_NO_SIGNATURE",
+    422,
+    "Tài liệu không có chữ ký số nào để nâng cấp (dấu thời gian tài liệu không phải chữ ký).",
+)
+ExtensionNotTimestamped = _error(
+    "EXTENSION_NOT_TIMESTAMPED",
+    422,
+    "Chữ ký không có dấu thời gian (mức B-B): không thể nâng lên B-LT hoặc B-LTA; "
+    "cần ký lại ở mức B-T trở lên.",
+)
+ExtensionTargetLower = _error(
+    "EXTENSION_TARGET_LOWER",
+    422,
+    "Mức yêu cầu không cao hơn mức hiện tại của tài liệu; không có gì để nâng cấp.",
+)
+ExtensionSignatureInvalid = _error(
+    "EXTENSION_SIGNATURE_INVALID",
+    422,
+    "Chữ ký trong tài liệu không hợp lệ (chứng thư bị thu hồi, không tin cậy hoặc tài liệu "
+    "bị sửa); dịch vụ không nâng cấp chữ ký không hợp lệ.",
+)
+ExtensionValidationDataUnavailable = _error(
+    "EXTENSION_VALIDATION_DATA_UNAVAILABLE",
+    503,
+    "Chưa lấy được dữ liệu kiểm tra trạng thái chứng thư (OCSP/CRL) để nâng cấp chữ ký; "
+    "vui lòng thử lại sau.",
+)
+DocumentNotLatestVersion = _error(
+    "DOCUMENT_NOT_LATEST_VERSION",
+    409,
+    "Văn bản đã có phiên bản mới hơn; hãy nâng cấp phiên bản mới nhất.",
+)
+
+
 # Preservation of B-LTA documents (issue 12, services/preservation.py). Raised by the job, never
 # answered over HTTP; the audit entry and `preservation run` show it.
 PreservationTsaTooShort = _error(

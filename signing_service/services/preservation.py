@@ -348,7 +348,7 @@ def renew(
         doc, agency = _still_due(services, document_id, moment)
         agency_code = agency.code
         data = read_content(services, doc)
-        extended = _extend(services, extension, data, moment)
+        extended = _extend(services, extension, data, now)
         facts = archive_facts(extended)
         _, horizon_end = _due_clause(services, moment)
         if facts is None or facts.tsa_not_after is None or facts.tsa_not_after <= horizon_end:
@@ -358,7 +358,7 @@ def renew(
             )
         try:
             new_doc = extension.store_version(
-                services, agency, doc, extended, reason="preservation"
+                services, agency, doc, extended, reason="preservation", level=LTA, actor=ACTOR
             )
         except errors.DocumentNotLatestVersion:
             raise _NotDue("SUPERSEDED") from None
@@ -406,16 +406,11 @@ def renew(
     return Outcome(document_id, "renewed", new_document_id=new_doc.id)
 
 
-def preservation_tsa_url(services: Services) -> str:
-    """The URL of the TSA that stamps renewals (``PRESERVATION_TSA``, else the default)."""
-    from signing_service.services.allowlists import tsa_url
-
-    return tsa_url(services, services.settings.preservation_tsa)
-
-
-def _extend(services: Services, extension: Any, data: bytes, now: datetime) -> bytes:
+def _extend(services: Services, extension: Any, data: bytes, now: datetime | None) -> bytes:
+    # B-LTA → B-LTA: validation data for the newest document timestamp and a new one, from
+    # the operator's preservation TSA (by name; None: the default TSA).
     return extension.extend_pdf(  # type: ignore[no-any-return]
-        services, data, LTA, now=now, tsa_url=preservation_tsa_url(services)
+        services, data, LTA, now=now, tsa=services.settings.preservation_tsa
     )
 
 

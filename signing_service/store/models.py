@@ -205,6 +205,22 @@ class Document(Base):
     # not unique: a second signature on the same result (seal after officer) keeps its code.
     result_code: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Versions (issue 12, services/extension.py): an extended signed document (B-LT, B-LTA, a
+    # renewed archive timestamp) is a new row naming the version it extends. Unique: a
+    # version is extended once, so the versions form one line and two concurrent renewals
+    # of the same version cannot both commit (the second meets the constraint).
+    previous_version_id: Mapped[str | None] = mapped_column(
+        ForeignKey("documents.id"), nullable=True, unique=True
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The PAdES level of this version when the service produced it by extension (None: the
+    # signing's own level, on its Signature row).
+    level: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # not_after of the TSA certificate of the newest timestamp in this version (preservation
+    # plans renewals with a query on it).
+    archive_tsa_not_after: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
     # Digest algorithm of the newest timestamp in this version (asn1crypto's name, e.g.
     # "sha256"), noted by preservation (services/preservation.py) when it first looks at the
     # version: a version whose algorithm the operator retires is due for renewal.

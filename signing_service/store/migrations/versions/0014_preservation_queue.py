@@ -9,7 +9,7 @@ once, by this revision (idempotent: skipped when the queue's table is already th
 has no queue: ``preservation run`` renews in-process there.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-11-30
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
