@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from signing_service.services.documents import get_document, read_content
 from signing_service.services.signing import sign_document
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.store.models import Agency, AuditEntry, Document
+from signing_service.verification.revinfo_cache import REVOCATION_CACHE
 from tests.conftest import REPO, make_settings
 from tests.support.pdfs import make_pdf
 from tests.support.postgres import free_port
@@ -187,6 +189,19 @@ def audit_count(services: Services, action: str) -> int:
         )
 
 
+@contextmanager
+def clock_at(moment: datetime) -> Iterator[None]:
+    """The clock moved to ``moment`` (and running). The process's revocation cache is emptied
+    on the way in and out: its entries expire on the monotonic clock, which knows nothing of
+    the jump, so an OCSP answer of 2026 would otherwise be served as fresh in 2028."""
+    REVOCATION_CACHE.clear()
+    try:
+        with time_machine.travel(moment, tick=True):
+            yield
+    finally:
+        REVOCATION_CACHE.clear()
+
+
 def verify_at(services: Services, data: bytes, moment: datetime) -> dict[str, Any]:
     report = asyncio.run(services.verifier.async_verify(data, validation_time=moment))
     return report.to_dict()
@@ -219,7 +234,7 @@ def test_time_travel_run_renews_exactly_the_documents_due(services: Services) ->
     blt = sign(services, "B-LT", "b-lt")
     # Today nothing is due (2026 + 2 years < 2029-01-01).
     assert preservation.plan(services) == []
-    with time_machine.travel(DUE_MOMENT, tick=True):
+    with clock_at(DUE_MOMENT):
         due = preservation.plan(services)
         assert sorted(d.document_id for d in due) == sorted([due_a, due_b])
         assert {d.reason for d in due} == {preservation.REASON_TSA_EXPIRY}
@@ -251,7 +266,7 @@ def test_time_travel_run_renews_exactly_the_documents_due(services: Services) ->
     assert audit_count(services, "preservation.failed") == 0
 
     # After the first TSA certificate's end: the renewed version verifies, the old does not.
-    with time_machine.travel(AFTER_EXPIRY, tick=True):
+    with clock_at(AFTER_EXPIRY):
         new_report = verify_at(services, content(services, renewed[due_a]), AFTER_EXPIRY)
         old_report = verify_at(services, content(services, due_a), AFTER_EXPIRY)
     assert new_report["verdict"] == "TOTAL_PASSED", json.dumps(new_report, ensure_ascii=False)[
