@@ -517,18 +517,23 @@ def test_sigkill_mid_renewal_loses_nothing(
     )
     try:
         docs = [sign(services, "B-LTA", f"kill {i}") for i in range(3)]
+        assert preservation.enqueue_due(services) == 3
         env = _env(services, archive_pki, SIGNING_SERVICE_PRESERVATION_STALLED_SECONDS="10")
         worker = cli(env, "preservation", "worker")
-        deadline = time.monotonic() + 180
         killed_during: list[str] = []
-        while time.monotonic() < deadline and worker.poll() is None:
-            doing = [j for j in _queue_rows(services) if j[1] == "doing"]
-            if doing:
-                worker.send_signal(signal.SIGKILL)
-                killed_during = [doing[0][0]]
-                break
-            time.sleep(0.01)
-        worker.wait(timeout=30)
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and worker.poll() is None:
+                doing = [j for j in _queue_rows(services) if j[1] == "doing"]
+                if doing:
+                    worker.send_signal(signal.SIGKILL)
+                    killed_during = [doing[0][0]]
+                    break
+                time.sleep(0.01)
+        finally:
+            if worker.poll() is None and not killed_during:
+                worker.kill()
+            worker.wait(timeout=30)
         assert killed_during, "the worker never started a renewal"
         assert worker.returncode == -signal.SIGKILL
         victim = killed_during[0]

@@ -539,6 +539,18 @@ async def defer_due(
     return deferred
 
 
+def enqueue_due(services: Services, *, now: datetime | None = None) -> int:
+    """Defer the renewals due now (:func:`defer_due`) without working them: for a deployment
+    whose workers run elsewhere (``preservation worker``). Returns how many were deferred."""
+    app = queue_app(services)
+
+    async def main() -> int:
+        async with app.open_async():
+            return await defer_due(services, app, now=now)
+
+    return asyncio.run(main())
+
+
 async def recover_stalled(services: Services, app: procrastinate.App) -> int:
     """Hand back to the queue the renewals of workers that stopped sending heartbeats (killed,
     machine lost) ``PRESERVATION_STALLED_SECONDS`` ago; returns how many. Their previous
