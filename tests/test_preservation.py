@@ -557,3 +557,32 @@ def test_sigkill_mid_renewal_loses_nothing(
         assert _objects(services) <= keys
     finally:
         services.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_worker_stops_on_sigterm_and_refuses_sqlite(
+    tmp_path: Path, archive_pki: tuple[DevPki, int, Path], request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("postgres")
+    if server is None:
+        pytest.skip("PostgreSQL binaries not installed (run `make test`, which installs them)")
+    services = build(tmp_path, server.create_database(f"t_{uuid.uuid4().hex[:12]}"), archive_pki)
+    try:
+        worker = cli(_env(services, archive_pki), "preservation", "worker")
+        try:
+            assert worker.stdout is not None
+            assert "Tiến trình gia hạn lưu trữ đang chạy" in worker.stdout.readline()
+            time.sleep(1)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(timeout=30)
+        sqlite = _env(services, archive_pki)
+        sqlite["SIGNING_SERVICE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'khac.db'}"
+        code, _, err = finished(cli(sqlite, "preservation", "worker"))
+        assert code == 6 and err.startswith("Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL")
+    finally:
+        services.close()

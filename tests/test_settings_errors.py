@@ -44,6 +44,14 @@ PARSE_ERRORS: dict[str, list[str]] = {
     "issuing_system": [""],
     "report_seal_key": ["con-dau-bao-cao", "000.00.12.H12/Khoa Sai", "000.00.12.H12/"],
     "report_tsa": ["Tên Sai"],
+    "preservation_horizon_days": ["0", "hai-nam", "40000"],
+    "preservation_retiring_digests": ["sha999", '["sha1"', "[1]"],
+    "preservation_tsa": ["Tên Sai"],
+    "preservation_schedule": ["co-le"],
+    "preservation_cron": ["hằng ngày", "61 2 * * *", "* * * *"],
+    "preservation_max_attempts": ["0", "nhieu"],
+    "preservation_retry_base_seconds": ["1", "nhanh"],
+    "preservation_stalled_seconds": ["5", "lau"],
     "cors_origins": [
         "*",
         "https://cong.example.gov.vn/",
@@ -159,10 +167,14 @@ def test_good_values_still_parse(monkeypatch: pytest.MonkeyPatch) -> None:
         "CRASH_AT": "committed",
         "REPORT_SEAL_KEY": "000.00.00.A01/con-dau-bao-cao",
         "CORS_ORIGINS": "https://cong.example.gov.vn, http://127.0.0.1:3000",
+        "PRESERVATION_RETIRING_DIGESTS": "SHA1, sha224",
+        "PRESERVATION_CRON": "30 1 * * 0",
     }.items():
         monkeypatch.setenv(f"SIGNING_SERVICE_{name}", value)
     settings = Settings()
     assert settings.port == 8443 and settings.public_rate_per_minute == 0.5
+    assert settings.preservation_retiring_digests == ["sha1", "sha224"]
+    assert settings.preservation_cron == "30 1 * * 0"
     assert settings.cors_origins == ["https://cong.example.gov.vn", "http://127.0.0.1:3000"]
     monkeypatch.setenv("SIGNING_SERVICE_CORS_ORIGINS", '["https://cong.example.gov.vn"]')
     assert Settings().cors_origins == ["https://cong.example.gov.vn"]
@@ -217,6 +229,7 @@ LATE_ERRORS = [
     ("audit_key_file", "{tmp}/khong-co.key", "không có tệp"),
     ("default_tsa", "khong-co", "SIGNING_SERVICE_TSAS"),
     ("report_tsa", "khong-co", "SIGNING_SERVICE_TSAS"),
+    ("preservation_tsa", "khong-co", "SIGNING_SERVICE_TSAS"),
     # Directories that cannot be created ({file} is a regular file): an OSError traceback before.
     ("data_dir", "{file}/var", "không tạo được thư mục"),
     ("upload_tmp_dir", "{file}/tmp", "không tạo được thư mục"),
