@@ -586,3 +586,29 @@ def test_worker_stops_on_sigterm_and_refuses_sqlite(
         assert code == 6 and err.startswith("Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL")
     finally:
         services.close()
+
+
+def test_queue_probe_reports_what_waits(services: Services) -> None:
+    """The metrics' queue probe: on PostgreSQL the renewal jobs waiting and the age of the
+    oldest; on SQLite (no queue) the documents due."""
+    from signing_service import metrics
+
+    probe = preservation.queue_probe(services)
+    assert probe() == (0, None)
+    sign(services, "B-LTA", "probe")
+    with clock_at(DUE_MOMENT):
+        if preservation.uses_queue(services):
+            assert preservation.enqueue_due(services) == 1
+            depth, age = probe()
+            assert depth == 1 and age is not None and age >= 0
+        else:
+            assert probe() == (0, None)  # not looked at yet: the plan notes its facts
+            assert len(preservation.plan(services)) == 1
+            assert probe() == (1, None)
+    preservation.register_queue_probe(services)
+    try:
+        exposition = metrics.exposition()[0].decode()
+        assert "signing_service_job_queue_depth" in exposition
+        assert "signing_service_preservation_renewals_total" in exposition
+    finally:
+        metrics.set_queue_probe(None)

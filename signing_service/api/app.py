@@ -144,6 +144,10 @@ def create_app(services: Services) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    # /metrics reports the preservation queue's depth and age (services/preservation.py).
+    from signing_service.services.preservation import register_queue_probe
+
+    register_queue_probe(services)
     # One limiter for the whole app: at most settings.worker_threads blocking calls at a time.
     app.state.worker_threads = WorkerThreads(settings.worker_threads)
     # The public lane waits for the verification worker processes in threads of its own, so
