@@ -11,7 +11,6 @@ before 2043.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import signal
@@ -27,9 +26,6 @@ from typing import Any
 
 import pytest
 import time_machine
-import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func, select, text
 
 from signing_service.pki.dev import DevPki, DevPkiServer, init_dev_pki
@@ -41,12 +37,17 @@ from signing_service.services.signing import sign_document
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.store.models import Agency, AuditEntry, Document
 from signing_service.verification.revinfo_cache import REVOCATION_CACHE
-from tests.conftest import REPO, make_settings
+from tests.conftest import make_settings
+from tests.support.archive_pki import (
+    ARCHIVE_TSA_END,
+    FIRST_TSA_END,
+    archive_config,
+    archive_key,
+    archive_tsa_url,
+)
 from tests.support.pdfs import make_pdf
 from tests.support.postgres import free_port
 
-FIRST_TSA_END = datetime(2029, 1, 1, tzinfo=UTC)
-ARCHIVE_TSA_END = datetime(2045, 1, 1, tzinfo=UTC)
 # Within two years of the first TSA certificate's end: documents it stamped are due.
 DUE_MOMENT = datetime(2028, 1, 1, 3, 0, tzinfo=UTC)
 # After the first TSA certificate's end.
@@ -57,47 +58,13 @@ AGENCY_A = "000.00.12.H12"
 DUE_TODAY_DAYS = "1000"
 
 
-def _archive_config(directory: Path) -> Path:
-    """The dev PKI configuration with the short first TSA and the long archive TSA."""
-    spec = yaml.safe_load((REPO / "certs/dev/certomancer.yml").read_text(encoding="utf-8"))
-    arch = spec["pki-architectures"]["dev"]
-    spec["keysets"]["dev"]["keys"]["tsa-archive"] = {"path": "tsa-archive.key.pem"}
-    arch["entities"]["tsa-archive"] = {"common-name": "Dev Archive Time Stamping Authority"}
-    certs = arch["certs"]
-    certs["tsa"]["validity"]["valid-to"] = "2029-01-01T00:00:00+0000"
-    archive = copy.deepcopy(certs["tsa"])
-    archive["subject"] = "tsa-archive"
-    archive["subject-key"] = "tsa-archive"
-    archive["validity"] = {
-        "valid-from": "2025-01-01T00:00:00+0000",
-        "valid-to": "2045-01-01T00:00:00+0000",
-    }
-    certs["tsa-archive"] = archive
-    arch["services"]["time-stamping"]["tsa-archive"] = {
-        "signing-key": "tsa-archive",
-        "signing-cert": "tsa-archive",
-    }
-    path = directory / "certomancer-archive.yml"
-    path.write_text(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def archive_pki(
     tmp_path_factory: pytest.TempPathFactory, hsm_key: TokenKey | None
 ) -> Iterator[tuple[DevPki, int, Path]]:
     directory = tmp_path_factory.mktemp("archive-pki")
-    config = _archive_config(directory)
-    keys = directory / "pki" / "keys"
-    keys.mkdir(parents=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (keys / "tsa-archive.key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    config = archive_config(directory)
+    archive_key(directory / "pki")
     port = free_port()
     pki = init_dev_pki(
         directory / "pki",
@@ -111,15 +78,11 @@ def archive_pki(
     server.stop()
 
 
-def archive_tsa_url(pki: DevPki) -> str:
-    return f"{pki.url_prefix}/dev/tsa/tsa-archive"
-
-
 def _overrides(archive_pki: tuple[DevPki, int, Path], **extra: Any) -> dict[str, Any]:
     pki, _, config = archive_pki
     return {
         "dev_pki_config": config,
-        "tsas": {"archive": archive_tsa_url(pki), **extra.pop("tsas", {})},
+        "tsas": {"archive": archive_tsa_url(pki.url_prefix), **extra.pop("tsas", {})},
         "default_tsa": "dev",
         "preservation_tsa": "archive",
         **extra,
