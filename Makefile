@@ -91,6 +91,7 @@ bench: system-deps venv minio ## measure signing, verification and storage; writ
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.page
 	SIGNING_SERVICE_MINIO_BIN=$(MINIO_BIN) $(BIN)/python -m bench.storage
+	$(BIN)/python -m bench.preservation
 
 clean: ## remove the environment and local data (./var)
 	rm -rf $(VENV) var

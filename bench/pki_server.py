@@ -12,9 +12,11 @@ from signing_service.settings import CERTS_DIR, DEV_KEY_PASSPHRASE
 
 if __name__ == "__main__":
     directory, port = Path(sys.argv[1]), int(sys.argv[2])
+    # An optional third argument: another configuration (bench/preservation.py's archive TSA).
+    config = Path(sys.argv[3]) if len(sys.argv) > 3 else CERTS_DIR / "dev/certomancer.yml"
     pki = init_dev_pki(
         directory,
-        CERTS_DIR / "dev/certomancer.yml",
+        config,
         f"http://127.0.0.1:{port}",
         DEV_KEY_PASSPHRASE.encode(),
     )
