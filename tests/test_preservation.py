@@ -575,3 +575,57 @@ def test_queue_probe_reports_what_waits(services: Services) -> None:
         assert "signing_service_preservation_renewals_total" in exposition
     finally:
         metrics.set_queue_probe(None)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_worker_on_a_schedule_renews_by_itself(
+    tmp_path: Path, archive_pki: tuple[DevPki, int, Path], request: pytest.FixtureRequest
+) -> None:
+    """`preservation worker` with the schedule on defers the plan on its cron (every minute
+    here) and renews what is due, with nobody running `preservation run`."""
+    server = request.getfixturevalue("postgres")
+    if server is None:
+        pytest.skip("PostgreSQL binaries not installed (run `make test`, which installs them)")
+    services = build(tmp_path, server.create_database(f"t_{uuid.uuid4().hex[:12]}"), archive_pki)
+    try:
+        docs = [sign(services, "B-LTA", f"schedule {i}") for i in range(2)]
+        env = _env(
+            services,
+            archive_pki,
+            SIGNING_SERVICE_PRESERVATION_SCHEDULE="true",
+            SIGNING_SERVICE_PRESERVATION_CRON="* * * * *",
+        )
+        worker = cli(env, "preservation", "worker")
+        try:
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline and worker.poll() is None:
+                if all(len(versions(services, d)) == 2 for d in docs):
+                    break
+                time.sleep(1)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(timeout=30)
+        for doc_id in docs:
+            assert len(versions(services, doc_id)) == 2, (
+                worker.stderr.read() if worker.stderr else ""
+            )
+        tasks = {(r[0], r[1]) for r in _task_rows(services)}
+        assert ("preservation.schedule", "succeeded") in tasks
+        assert ("preservation.renew", "succeeded") in tasks
+    finally:
+        services.close()
+
+
+def _task_rows(services: Services) -> list[tuple[str, str]]:
+    with services.db.engine.connect() as conn:
+        return [
+            (r[0], r[1])
+            for r in conn.execute(
+                text("SELECT task_name, status::text FROM procrastinate.procrastinate_jobs")
+            )
+        ]

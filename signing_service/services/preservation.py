@@ -197,19 +197,22 @@ def index(services: Services, *, batch: int = 200) -> int:
     from signing_service.services.documents import read_content
 
     noted = 0
-    seen: set[str] = set()
+    last = ""
     while True:
         with services.db.transaction() as session:
+            # Keyset pages in id order: a version that cannot be read is passed over, not
+            # fetched again and again.
             rows = session.scalars(
                 select(Document)
                 .where(_lta_newest(), Document.archive_digest_algorithm.is_(None))
-                .where(Document.id.not_in(seen) if seen else Document.id.is_not(None))
+                .where(Document.id > last)
+                .order_by(Document.id)
                 .limit(batch)
             ).all()
         if not rows:
             return noted
         for doc in rows:
-            seen.add(doc.id)
+            last = doc.id
             try:
                 data = read_content(services, doc)
             except errors.ServiceError as e:
