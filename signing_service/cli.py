@@ -1270,7 +1270,7 @@ def cmd_preservation_run(args: argparse.Namespace) -> int:
 
 def cmd_preservation_worker(_args: argparse.Namespace) -> int:
     """Work the preservation queue until stopped (PostgreSQL only)."""
-    from signing_service.services.preservation import register_queue_probe, run_worker, uses_queue
+    from signing_service.services.preservation import run_worker, uses_queue
 
     services = _services(serve_dev_pki=_dev_pki_missing())
     try:
@@ -1281,7 +1281,6 @@ def cmd_preservation_worker(_args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_CONFIG
-        register_queue_probe(services)
         schedule = services.settings
         print(
             "Tiến trình gia hạn lưu trữ đang chạy"

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -605,7 +604,7 @@ def run_queue(services: Services, *, now: datetime | None = None) -> RunSummary:
     return summary
 
 
-def run_worker(services: Services, *, stop: threading.Event | None = None) -> None:
+def run_worker(services: Services) -> None:
     """``preservation worker``: hand back stalled jobs, then work the queue until SIGINT or
     SIGTERM (procrastinate's handlers: the running renewal finishes first)."""
     app = queue_app(services)
