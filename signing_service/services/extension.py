@@ -492,10 +492,15 @@ def level_of(services: Services, document: Document) -> str | None:
 
 @dataclass(frozen=True)
 class ExtensionResult:
+    """A stored extension: the new version, the one it extends, the level reached and the
+    lowest level before, whether it renewed an archive timestamp, the registry's public id."""
+
     document: Document
     previous: Document
     level: str
     level_before: str
+    renewed: bool
+    public_id: str | None
 
 
 def extend_stored(
@@ -532,7 +537,57 @@ def extend_stored(
         level=target,
         actor=actor,
     )
-    return ExtensionResult(stored, current, target, assessment.current)
+    with services.db.transaction() as session:
+        public_id = session.scalars(
+            select(RegisteredDocument.public_id).where(RegisteredDocument.document_id == stored.id)
+        ).first()
+    return ExtensionResult(stored, current, target, assessment.current, assessment.renew, public_id)
+
+
+@dataclass(frozen=True)
+class UploadExtension:
+    """An uploaded signed PDF, extended (not stored): its bytes and the levels."""
+
+    pdf: bytes
+    level: str
+    level_before: str
+    renewed: bool
+
+
+def extend_upload(
+    services: Services,
+    agency: Agency,
+    pdf: bytes,
+    target: str,
+    *,
+    actor: str,
+    filename: str | None = None,
+    now: datetime | None = None,
+) -> UploadExtension:
+    """Extend a signed PDF an agency uploads (``POST /v1/extensions``, as EU DSS offers) to
+    ``target`` with the operator's default TSA, and return it; nothing is stored but the
+    audit entry ``extension.upload`` (the hashes before and after, the levels). Errors of
+    :func:`extend_pdf`."""
+    target = parse_target(target)
+    check_pdf_upload(pdf, services.settings.max_document_bytes)
+    assessment = run_sync(_assess(services, pdf, target, now))
+    extended = extend_pdf_assessed(services, pdf, target, assessment, tsa=None, now=now)
+    with services.db.transaction() as session:
+        audit.append(
+            session,
+            actor=actor,
+            action="extension.upload",
+            agency_code=agency.code,
+            subject=hashlib.sha256(extended).hexdigest(),
+            details={
+                "input_sha256": hashlib.sha256(pdf).hexdigest(),
+                "level": target,
+                "previous_level": assessment.current,
+                "renewed": assessment.renew,
+                "filename": filename,
+            },
+        )
+    return UploadExtension(extended, target, assessment.current, assessment.renew)
 
 
 def extend_pdf_assessed(
