@@ -673,3 +673,43 @@ def test_sigkill_between_object_and_commit_leaves_no_orphan(
     # And the extension can be made again, once.
     version = store_version(services, agency, first, lt, reason="extension")
     assert version.version == 2
+
+
+# -- EU DSS agrees -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_eu_dss_passes_the_extended_and_renewed_versions_at_b_lta(
+    api: Any, services: Services, credentials: dict[str, Any], tmp_path: Path
+) -> None:
+    """EU DSS (``../shared/tools/dss-validate``) validates the B-T → B-LTA extension and its
+    renewal as PAdES-BASELINE-LTA, TOTAL_PASSED, online and offline (the validation data the
+    extension embedded is enough on its own)."""
+    import shutil
+
+    from tests.support.dss_validate import harness_jar, validate
+
+    tool = REPO.parent / "shared" / "tools" / "dss-validate"
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        pytest.skip("EU DSS interop needs Java 17 and Maven")
+    if not (tool / "pom.xml").is_file():
+        pytest.skip(f"the EU DSS harness is absent ({tool}); it ships in ../shared/tools")
+    if (services.settings.database_url or "").startswith("postgresql"):
+        pytest.skip("the PDF bytes do not depend on the database: validated once (SQLite)")
+    jar = harness_jar(tool)
+    pki = services.dev_pki
+    assert pki is not None
+    headers = auth(credentials)
+    signed = content(api, headers, sign(api, headers)["document"]["id"])
+    lta = extend_pdf(services, signed, "B-LTA")
+    renewed = extend_pdf(services, lta, "B-LTA")
+    files = [tmp_path / "lta.pdf", tmp_path / "renewed.pdf"]
+    files[0].write_bytes(lta)
+    files[1].write_bytes(renewed)
+    for offline in (False, True):
+        for validation in validate(jar, files, trust=pki.root_cert_path, offline=offline):
+            report = validation.report
+            assert report["result"] == "TOTAL_PASSED", report
+            (signature,) = report["signatures"]
+            assert signature["indication"] == "TOTAL_PASSED", signature
+            assert signature["format"] == "PAdES-BASELINE-LTA", signature
+            if offline:
+                assert report["fetched_urls"] == [], report
