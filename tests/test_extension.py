@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -713,3 +713,58 @@ def test_eu_dss_passes_the_extended_and_renewed_versions_at_b_lta(
             assert signature["format"] == "PAdES-BASELINE-LTA", signature
             if offline:
                 assert report["fetched_urls"] == [], report
+
+
+# -- object lock on MinIO ------------------------------------------------------------------------
+def test_versions_are_object_locked_on_minio(
+    request: pytest.FixtureRequest, tmp_path: Path, dev_pki: tuple[DevPki, int]
+) -> None:
+    """On MinIO (object lock on its bucket) a version's object is under governance-mode
+    retention: an ordinary delete is refused; a crash's orphan is still removed by
+    ``storage reconcile`` (which bypasses governance retention)."""
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from signing_service.api.app import create_app
+    from signing_service.services.attachments import reconcile
+    from storage import ObjectLocked
+    from tests.conftest import minio_or_skip
+
+    server = minio_or_skip(request)
+    settings = make_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'metadata.db'}",
+        dev_pki,
+        storage_url=server.url(f"t-{uuid.uuid4().hex[:12]}"),
+        default_tsa=DEV_TSA,
+    )
+    services = Services.build(settings)
+    try:
+        credentials = json.loads(services.settings.dev_credentials_file.read_text())
+        headers = auth(credentials)
+        with TestClient(create_app(services), raise_server_exceptions=False) as api:
+            body = extend(api, headers, sign(api, headers)["document"]["id"], "B-LT")
+            assert body.status_code == 201, body.text
+            version = body.json()["document"]
+            assert content(api, headers, version["id"]) != b""
+        agency = first_agency(services)
+        stored = get_document(services, agency.id, version["id"])
+        key = stored.storage_key
+        assert key is not None
+        status = services.store.lock_status(key)
+        assert status.retain_until is not None
+        assert status.locked(datetime.now(UTC) + timedelta(days=365))
+        with pytest.raises(ObjectLocked):
+            services.store.delete(key)
+        # An orphan version object (a crash before the commit) is locked too, and reconcile
+        # still removes it.
+        orphan = f"{agency.code}/orphan/{uuid.uuid4()}.pdf"
+        services.store.put(
+            orphan, b"%PDF-1.7 orphan", retain_until=datetime.now(UTC) + timedelta(days=3650)
+        )
+        report = reconcile(services, min_age=timedelta(0))
+        assert report.removed_objects == [orphan], report
+        assert services.store.exists(key)
+    finally:
+        services.close()
