@@ -149,6 +149,14 @@ def first_agency(services: Services) -> Agency:
     return agency
 
 
+def stored_expiry(services: Services, agency: Agency, document_id: str) -> datetime | None:
+    """The stored ``archive_tsa_not_after``, aware (SQLite hands it back without offset)."""
+    from signing_service.timefmt import aware_utc
+
+    value = get_document(services, agency.id, document_id).archive_tsa_not_after
+    return aware_utc(value) if value is not None else None
+
+
 def sign_outside(pdf: bytes, p12: Path, tsa_url: str) -> bytes:
     """``pdf`` signed at B-T by pyHanko directly with the PKCS#12 ``p12`` (a signer the
     service itself refuses to sign with), timestamped by ``tsa_url``."""
@@ -768,3 +776,33 @@ def test_versions_are_object_locked_on_minio(
         assert services.store.exists(key)
     finally:
         services.close()
+
+
+def test_b_lta_signing_records_the_archive_expiry_and_backfill_fills_older_rows(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Preservation plans with a query on ``archive_tsa_not_after``: a B-LTA signature records
+    it at signing; rows from before migration 0013 get it from the backfill."""
+    from sqlalchemy import update
+
+    from signing_service.services.extension import backfill_archive_expiry
+
+    headers = auth(credentials)
+    lta = sign(api, headers, level="B-LTA")["document"]["id"]
+    bt = sign(api, headers, level="B-T")["document"]["id"]
+    agency = first_agency(services)
+    expected = newest_timestamp_expiry(
+        read_content(services, get_document(services, agency.id, lta))
+    )
+    assert expected is not None
+    assert stored_expiry(services, agency, lta) == expected
+    assert stored_expiry(services, agency, bt) is None
+    # As a row signed before migration 0013 would be.
+    with services.db.transaction() as session:
+        session.execute(
+            update(Document).where(Document.id == lta).values(archive_tsa_not_after=None)
+        )
+    assert backfill_archive_expiry(services) == 1
+    assert stored_expiry(services, agency, lta) == expected
+    assert stored_expiry(services, agency, bt) is None  # not B-LTA
+    assert backfill_archive_expiry(services) == 0

@@ -632,3 +632,52 @@ async def _extend_checked(
             details={"max_bytes": limit, "extended_bytes": len(extended)},
         )
     return extended
+
+
+def backfill_archive_expiry(services: Services, *, limit: int = 1000) -> int:
+    """Record ``archive_tsa_not_after`` (:func:`newest_timestamp_expiry`) on the newest
+    versions of B-LTA documents that lack it: those signed before migration 0013 (signing
+    records it since). Reads at most ``limit`` documents' content; returns how many were
+    updated. Idempotent: a document with the column set is not read again; one whose
+    timestamp cannot be read stays ``NULL``. Raises ``STORAGE_*`` errors of
+    :func:`~signing_service.services.documents.read_content`."""
+    from sqlalchemy import exists, or_, update
+    from sqlalchemy.orm import aliased
+
+    from signing_service.services.documents import read_content
+    from signing_service.store.models import Signature
+
+    newer = aliased(Document)
+    with services.db.transaction() as session:
+        rows = session.scalars(
+            select(Document)
+            .where(
+                Document.archive_tsa_not_after.is_(None),
+                Document.kind == "signed",
+                or_(
+                    Document.level == "B-LTA",
+                    exists().where(
+                        Signature.output_document_id == Document.id, Signature.level == "B-LTA"
+                    ),
+                ),
+                ~exists().where(newer.previous_version_id == Document.id),
+            )
+            .order_by(Document.created_at)
+            .limit(limit)
+        ).all()
+        for row in rows:
+            session.expunge(row)
+    updated = 0
+    for row in rows:
+        expiry = newest_timestamp_expiry(read_content(services, row))
+        if expiry is None:
+            continue
+        with services.db.transaction() as session:
+            session.execute(
+                update(Document)
+                .where(Document.id == row.id, Document.archive_tsa_not_after.is_(None))
+                .values(archive_tsa_not_after=expiry)
+                .execution_options(synchronize_session=False)
+            )
+        updated += 1
+    return updated
