@@ -806,3 +806,58 @@ def test_b_lta_signing_records_the_archive_expiry_and_backfill_fills_older_rows(
     assert stored_expiry(services, agency, lta) == expected
     assert stored_expiry(services, agency, bt) is None  # not B-LTA
     assert backfill_archive_expiry(services) == 0
+
+
+# -- documents signed years ago (tests/support/past_pki.py) --------------------------------------
+@pytest.fixture(scope="module")
+def past(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.support.past_pki import PastPki
+    from tests.support.past_pki import free_port as past_port
+
+    return PastPki.create(tmp_path_factory.mktemp("past-pki"), past_port())
+
+
+def test_renewal_of_a_document_whose_signer_expired_years_ago(
+    past: Any, tmp_path: Path, dev_pki: tuple[DevPki, int]
+) -> None:
+    """A B-LTA document signed in March 2025 by a certificate that ended in June 2025, its
+    archive timestamp by a TSA still in force: the renewal adds that timestamp's validation
+    data (fetched now from the CA, which still answers) and a new archive timestamp from the
+    service's TSA, and the result still passes at B-LTA. Extending the B-T copy instead is
+    refused: the signer's status can no longer be had."""
+    from datetime import datetime as dt
+
+    signed_at = dt(2025, 3, 15, 3, 0, tzinfo=UTC)
+    lta = past.sign(make_pdf(), "expired", "B-LTA", signed_at)
+    bt = past.sign(make_pdf(), "expired", "B-T", signed_at)
+    settings = make_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'metadata.db'}",
+        dev_pki,
+        default_tsa=DEV_TSA,
+        extra_trust_anchors=[past.root_path],
+    )
+    services = Services.build(settings)
+    try:
+        with past.serve():
+            before = verify(services, lta)
+            assert (before["verdict"], levels(before)) == ("TOTAL_PASSED", ["B-LTA"])
+            renewed = extend_pdf(services, lta, "B-LTA")
+            report = verify(services, renewed)
+            assert (report["verdict"], levels(report)) == ("TOTAL_PASSED", ["B-LTA"]), report[
+                "message"
+            ]
+            stamps = [s for s in report["signatures"] if s["type"] == "document_timestamp"]
+            assert len(stamps) == 2
+            # The new archive timestamp is the service's TSA's: its expiry is the one recorded.
+            dev = services.dev_pki
+            assert dev is not None
+            assert newest_timestamp_expiry(renewed) == (
+                dev.cert("tsa")["tbs_certificate"]["validity"]["not_after"].native
+            )
+            # Its B-T copy: the signer's status is no longer published, and no retry helps.
+            with pytest.raises(errors.ExtensionCertificateExpired) as caught:
+                extend_pdf(services, bt, "B-LTA")
+            assert caught.value.status == 422
+    finally:
+        services.close()

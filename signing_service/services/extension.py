@@ -42,7 +42,14 @@ from pyhanko.sign.timestamps import TimestampRequestError
 from pyhanko.sign.validation.dss import DocumentSecurityStore, collect_validation_info
 from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
-from pyhanko_certvalidator.errors import PathError, ValidationError
+from pyhanko_certvalidator.errors import (
+    DisallowedAlgorithmError,
+    ExpiredError,
+    NotYetValidError,
+    PathError,
+    RevokedError,
+    ValidationError,
+)
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -166,14 +173,29 @@ async def _add_validation_data(
         try:
             paths = await collect_validation_info(emb, context)
         except (PathError, ValidationError) as e:
-            log.info("validation data unavailable: %s: %s", type(e).__name__, e)
-            raise errors.ExtensionValidationDataUnavailable(
-                details={"field": str(emb.field_name), "reason": type(e).__name__},
-                headers=_retry_after(services),
-            ) from None
+            raise _validation_data_error(services, emb, e) from None
         DocumentSecurityStore.supply_dss_in_writer(
             writer, emb.pkcs7_content, paths=paths, validation_context=context
         )
+
+
+def _validation_data_error(
+    services: Services, emb: EmbeddedPdfSignature, error: Exception
+) -> errors.ServiceError:
+    """The answer when a certificate's path or status cannot be established now: 503 when
+    the status could not be had (a responder or CRL down: retry); 422 when retrying cannot
+    help: the certificate has ended (``EXTENSION_CERTIFICATE_EXPIRED``: its status is no
+    longer published), or it is revoked, not yet valid, or its algorithms are refused
+    (``EXTENSION_SIGNATURE_INVALID``; e.g. an archive timestamp's TSA revoked since)."""
+    log.info("validation data unavailable: %s: %s", type(error).__name__, error)
+    details = {"field": str(emb.field_name), "reason": type(error).__name__}
+    if isinstance(error, ExpiredError):
+        return errors.ExtensionCertificateExpired(details=details)
+    if isinstance(error, RevokedError | NotYetValidError | DisallowedAlgorithmError):
+        return errors.ExtensionSignatureInvalid(details=details)
+    return errors.ExtensionValidationDataUnavailable(
+        details=details, headers=_retry_after(services)
+    )
 
 
 def _timestamper(services: Services, tsa: str | None) -> CheckedTimeStamper:
