@@ -731,6 +731,12 @@ ExtensionSignatureInvalid = _error(
     "Chữ ký trong tài liệu không hợp lệ (chứng thư bị thu hồi, không tin cậy hoặc tài liệu "
     "bị sửa); dịch vụ không nâng cấp chữ ký không hợp lệ.",
 )
+ExtensionCertificateExpired = _error(
+    "EXTENSION_CERTIFICATE_EXPIRED",
+    422,
+    "Chứng thư số của chữ ký hoặc dấu thời gian đã hết hạn nên không còn lấy được dữ liệu trạng "
+    "thái của nó; không thể nâng cấp (cần nâng cấp trước khi chứng thư hết hạn).",
+)
 ExtensionValidationDataUnavailable = _error(
     "EXTENSION_VALIDATION_DATA_UNAVAILABLE",
     503,

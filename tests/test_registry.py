@@ -133,6 +133,8 @@ def test_signed_document_is_registered_in_force_with_its_codes(
         "superseded_by": None,
         "signed_further_by": None,
         "status_from": None,
+        "version": 1,
+        "newer_version": False,
     }
     assert got["agency"]["name"]  # the agency's name as registered
     # Public metadata only: not the file's name, not its hash, not the document's id.

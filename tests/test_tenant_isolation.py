@@ -383,6 +383,20 @@ def _attempts(x: Tenant, y: Tenant, unregistered_cert: bytes) -> list[Attempt]:
                 {"url": f"/v1/documents/{doc}{suffix}"},
                 {"url": f"/v1/documents/{missing_id}{suffix}"},
             )
+        # Extension and versions (issue 12): Y's document can neither be extended nor have
+        # its versions listed; the level is a valid one, so only the document decides.
+        add(
+            ("GET", "/v1/documents/{document_id}/versions"),
+            "list Y's document versions",
+            {"url": f"/v1/documents/{doc}/versions"},
+            {"url": f"/v1/documents/{missing_id}/versions"},
+        )
+        add(
+            ("POST", "/v1/documents/{document_id}/extensions"),
+            "extend Y's document",
+            {"url": f"/v1/documents/{doc}/extensions", "json": {"level": "B-LTA"}},
+            {"url": f"/v1/documents/{missing_id}/extensions", "json": {"level": "B-LTA"}},
+        )
     one = ("/v1/admin/profiles/{name}",)
     for name in y.profiles.values():
         add(
@@ -535,6 +549,9 @@ def test_cross_agency_matrix(
         # Uploading names nothing of another agency's: the name space is per agency (an upload
         # under Y's image name is X's own image; tests/test_appearance_images.py).
         ("POST", "/v1/admin/appearance-images"),
+        # Extending an uploaded file names nothing of another agency's and stores nothing
+        # (tests/test_extension.py).
+        ("POST", "/v1/extensions"),
     }
     problems: list[str] = []
     before = snapshot(services)

@@ -120,6 +120,16 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
             *keys,
         ],
         "documents": [errors.DocumentNotFound, errors.StorageUnavailable, errors.StorageIntegrity],
+        # Extension of signed documents (services/extension.py): the verification before it,
+        # the revocation data and the document timestamp it fetches.
+        "extension": [
+            *_by_prefix("EXTENSION_"),
+            *TIMESTAMP_ERRORS.values(),
+            errors.InvalidExtensionLevel,
+            errors.TimestampUnavailable,
+            errors.SigningFailed,
+        ],
+        "extension_stored": [errors.DocumentNotLatestVersion],
         # The registry of issued documents (services/registry.py): a lookup can only miss;
         # revoke and supersede also refuse a reason, a final status, a successor.
         "registry_read": [errors.RegistryRecordNotFound],
@@ -168,6 +178,11 @@ PATH_GROUPS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"^/v1/signatures/external"), ("pdf_input", "signing", "external")),
     (re.compile(r"^/v1/signatures"), ("pdf_input", "signing")),
     (re.compile(r"^/v1/verifications"), ("pdf_input", "verification")),
+    (
+        re.compile(r"^/v1/documents/[^/]+/extensions$"),
+        ("documents", "pdf_input", "extension", "extension_stored"),
+    ),
+    (re.compile(r"^/v1/extensions$"), ("pdf_input", "extension")),
     (re.compile(r"^/v1/documents"), ("documents",)),
     (re.compile(r"^/v1/registered-documents/[^/]+/revoke$"), ("registry_revoke",)),
     (re.compile(r"^/v1/registered-documents/[^/]+/supersede$"), ("registry_supersede",)),

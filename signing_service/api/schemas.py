@@ -420,6 +420,16 @@ class PublicRecordOut(BaseModel):
         description="phiên bản mới nhất được ký tiếp từ văn bản này mà trạng thái (thu hồi, "
         "thay thế) áp dụng cho cả văn bản này; null: trạng thái của chính văn bản",
     )
+    version: int = Field(
+        default=1,
+        description="phiên bản của văn bản được tìm thấy: 1 là bản đã ký; 2, 3, … là bản đã "
+        "được dịch vụ nâng cấp (B-LT, B-LTA) hoặc gia hạn dấu thời gian lưu trữ",
+    )
+    newer_version: bool = Field(
+        default=False,
+        description="true: văn bản đã có phiên bản mới hơn (bản ghi đại diện cho phiên bản mới "
+        "nhất)",
+    )
 
 
 class AgencyLinkedRecordOut(LinkedRecordOut):
@@ -461,3 +471,48 @@ class SupersedeIn(BaseModel):
         max_length=64,
     )
     reason: RegistryReason
+
+
+# Extension of signed documents and document versions (issue 12, api/extensions.py).
+class ExtensionIn(BaseModel):
+    level: str = Field(
+        description="mức cần nâng lên: B-LT (thêm dữ liệu kiểm tra trạng thái chứng thư) hoặc "
+        "B-LTA (thêm cả dấu thời gian tài liệu); B-LTA trên văn bản đã ở B-LTA: gia hạn dấu "
+        "thời gian lưu trữ",
+        examples=["B-LTA"],
+        max_length=16,
+    )
+
+
+class VersionOut(BaseModel):
+    """One version of a stored signed document."""
+
+    id: str
+    version: int = Field(description="1: bản đã ký; 2, 3, …: bản nâng cấp/gia hạn")
+    level: str | None = Field(description="mức PAdES của phiên bản: B-B | B-T | B-LT | B-LTA")
+    previous_version_id: str | None
+    sha256: Sha256Hex
+    size: int
+    created_at: str
+    archive_tsa_not_after: str | None = Field(
+        description="hạn chứng thư của máy chủ dấu thời gian của dấu thời gian mới nhất (+07:00)"
+    )
+    latest: bool = Field(description="true: phiên bản mới nhất")
+    download_url: str
+
+
+class VersionsOut(BaseModel):
+    document_id: str
+    latest_document_id: str
+    versions: list[VersionOut] = Field(description="các phiên bản, cũ nhất trước")
+
+
+class ExtensionOut(BaseModel):
+    document: DocumentOut = Field(description="phiên bản mới")
+    version: int
+    level: str = Field(examples=["B-LTA"])
+    previous_level: str = Field(description="mức thấp nhất của các chữ ký trước khi nâng cấp")
+    previous_document_id: str
+    renewed: bool = Field(description="true: gia hạn dấu thời gian lưu trữ của bản B-LTA")
+    archive_tsa_not_after: str | None
+    registry: RegistryRefOut | None = None

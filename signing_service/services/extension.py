@@ -42,7 +42,14 @@ from pyhanko.sign.timestamps import TimestampRequestError
 from pyhanko.sign.validation.dss import DocumentSecurityStore, collect_validation_info
 from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
-from pyhanko_certvalidator.errors import PathError, ValidationError
+from pyhanko_certvalidator.errors import (
+    DisallowedAlgorithmError,
+    ExpiredError,
+    NotYetValidError,
+    PathError,
+    RevokedError,
+    ValidationError,
+)
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -166,14 +173,29 @@ async def _add_validation_data(
         try:
             paths = await collect_validation_info(emb, context)
         except (PathError, ValidationError) as e:
-            log.info("validation data unavailable: %s: %s", type(e).__name__, e)
-            raise errors.ExtensionValidationDataUnavailable(
-                details={"field": str(emb.field_name), "reason": type(e).__name__},
-                headers=_retry_after(services),
-            ) from None
+            raise _validation_data_error(services, emb, e) from None
         DocumentSecurityStore.supply_dss_in_writer(
             writer, emb.pkcs7_content, paths=paths, validation_context=context
         )
+
+
+def _validation_data_error(
+    services: Services, emb: EmbeddedPdfSignature, error: Exception
+) -> errors.ServiceError:
+    """The answer when a certificate's path or status cannot be established now: 503 when
+    the status could not be had (a responder or CRL down: retry); 422 when retrying cannot
+    help: the certificate has ended (``EXTENSION_CERTIFICATE_EXPIRED``: its status is no
+    longer published), or it is revoked, not yet valid, or its algorithms are refused
+    (``EXTENSION_SIGNATURE_INVALID``; e.g. an archive timestamp's TSA revoked since)."""
+    log.info("validation data unavailable: %s: %s", type(error).__name__, error)
+    details = {"field": str(emb.field_name), "reason": type(error).__name__}
+    if isinstance(error, ExpiredError):
+        return errors.ExtensionCertificateExpired(details=details)
+    if isinstance(error, RevokedError | NotYetValidError | DisallowedAlgorithmError):
+        return errors.ExtensionSignatureInvalid(details=details)
+    return errors.ExtensionValidationDataUnavailable(
+        details=details, headers=_retry_after(services)
+    )
 
 
 def _timestamper(services: Services, tsa: str | None) -> CheckedTimeStamper:
@@ -492,10 +514,15 @@ def level_of(services: Services, document: Document) -> str | None:
 
 @dataclass(frozen=True)
 class ExtensionResult:
+    """A stored extension: the new version, the one it extends, the level reached and the
+    lowest level before, whether it renewed an archive timestamp, the registry's public id."""
+
     document: Document
     previous: Document
     level: str
     level_before: str
+    renewed: bool
+    public_id: str | None
 
 
 def extend_stored(
@@ -532,7 +559,57 @@ def extend_stored(
         level=target,
         actor=actor,
     )
-    return ExtensionResult(stored, current, target, assessment.current)
+    with services.db.transaction() as session:
+        public_id = session.scalars(
+            select(RegisteredDocument.public_id).where(RegisteredDocument.document_id == stored.id)
+        ).first()
+    return ExtensionResult(stored, current, target, assessment.current, assessment.renew, public_id)
+
+
+@dataclass(frozen=True)
+class UploadExtension:
+    """An uploaded signed PDF, extended (not stored): its bytes and the levels."""
+
+    pdf: bytes
+    level: str
+    level_before: str
+    renewed: bool
+
+
+def extend_upload(
+    services: Services,
+    agency: Agency,
+    pdf: bytes,
+    target: str,
+    *,
+    actor: str,
+    filename: str | None = None,
+    now: datetime | None = None,
+) -> UploadExtension:
+    """Extend a signed PDF an agency uploads (``POST /v1/extensions``, as EU DSS offers) to
+    ``target`` with the operator's default TSA, and return it; nothing is stored but the
+    audit entry ``extension.upload`` (the hashes before and after, the levels). Errors of
+    :func:`extend_pdf`."""
+    target = parse_target(target)
+    check_pdf_upload(pdf, services.settings.max_document_bytes)
+    assessment = run_sync(_assess(services, pdf, target, now))
+    extended = extend_pdf_assessed(services, pdf, target, assessment, tsa=None, now=now)
+    with services.db.transaction() as session:
+        audit.append(
+            session,
+            actor=actor,
+            action="extension.upload",
+            agency_code=agency.code,
+            subject=hashlib.sha256(extended).hexdigest(),
+            details={
+                "input_sha256": hashlib.sha256(pdf).hexdigest(),
+                "level": target,
+                "previous_level": assessment.current,
+                "renewed": assessment.renew,
+                "filename": filename,
+            },
+        )
+    return UploadExtension(extended, target, assessment.current, assessment.renew)
 
 
 def extend_pdf_assessed(
@@ -577,3 +654,52 @@ async def _extend_checked(
             details={"max_bytes": limit, "extended_bytes": len(extended)},
         )
     return extended
+
+
+def backfill_archive_expiry(services: Services, *, limit: int = 1000) -> int:
+    """Record ``archive_tsa_not_after`` (:func:`newest_timestamp_expiry`) on the newest
+    versions of B-LTA documents that lack it: those signed before migration 0013 (signing
+    records it since). Reads at most ``limit`` documents' content; returns how many were
+    updated. Idempotent: a document with the column set is not read again; one whose
+    timestamp cannot be read stays ``NULL``. Raises ``STORAGE_*`` errors of
+    :func:`~signing_service.services.documents.read_content`."""
+    from sqlalchemy import exists, or_, update
+    from sqlalchemy.orm import aliased
+
+    from signing_service.services.documents import read_content
+    from signing_service.store.models import Signature
+
+    newer = aliased(Document)
+    with services.db.transaction() as session:
+        rows = session.scalars(
+            select(Document)
+            .where(
+                Document.archive_tsa_not_after.is_(None),
+                Document.kind == "signed",
+                or_(
+                    Document.level == "B-LTA",
+                    exists().where(
+                        Signature.output_document_id == Document.id, Signature.level == "B-LTA"
+                    ),
+                ),
+                ~exists().where(newer.previous_version_id == Document.id),
+            )
+            .order_by(Document.created_at)
+            .limit(limit)
+        ).all()
+        for row in rows:
+            session.expunge(row)
+    updated = 0
+    for row in rows:
+        expiry = newest_timestamp_expiry(read_content(services, row))
+        if expiry is None:
+            continue
+        with services.db.transaction() as session:
+            session.execute(
+                update(Document)
+                .where(Document.id == row.id, Document.archive_tsa_not_after.is_(None))
+                .values(archive_tsa_not_after=expiry)
+                .execution_options(synchronize_session=False)
+            )
+        updated += 1
+    return updated

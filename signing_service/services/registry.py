@@ -118,6 +118,11 @@ class RegistryRecord:
     sha256: str
     registered_at: datetime
     signs_further: LinkedRecord | None
+    # Versions (issue 12, services/extension.py): the version of the document that was matched
+    # (the record's own, its newest, when looked up by public id), and whether a newer version
+    # of it exists (an extension to B-LT/B-LTA or a renewed archive timestamp).
+    version: int = 1
+    newer_version: bool = False
 
     def to_public_dict(self) -> dict[str, Any]:
         """The public metadata only (the ``registry`` section of a verification report, the
@@ -127,13 +132,16 @@ class RegistryRecord:
              "dossier_code", "result_code", "document_number", "issued_at", "status",
              "status_changed_at", "reason", "superseded_by": {"public_id", "link"} | null,
              "signed_further_by": {"public_id", "link"} | null,
-             "status_from": {"public_id", "link"} | null}
+             "status_from": {"public_id", "link"} | null,
+             "version": int, "newer_version": bool}
 
         ``status``, ``status_changed_at``, ``reason`` and ``superseded_by`` are those of the
         latest version the service signed further from this one when this one is in force
         itself (red team 11 F5: revoking the final version revokes the copies it was signed
         from); ``status_from`` names that version (``null``: the record's own status).
-        Times in whole seconds.
+        Times in whole seconds. ``version``: the matched version of the document (1: as
+        signed; 2, 3, …: extended or renewed by the service, services/extension.py);
+        ``newer_version``: a newer version of it exists (the record stands for the newest).
         """
         return {
             "found": True,
@@ -155,6 +163,8 @@ class RegistryRecord:
                 self.signed_further_by.to_public_dict() if self.signed_further_by else None
             ),
             "status_from": self.status_from.to_public_dict() if self.status_from else None,
+            "version": self.version,
+            "newer_version": self.newer_version,
         }
 
     def to_agency_dict(self) -> dict[str, Any]:
@@ -235,8 +245,17 @@ def _latest_version(session: Session, row: RegisteredDocument) -> RegisteredDocu
     return current
 
 
-def _record(session: Session, services: Services, row: RegisteredDocument) -> RegistryRecord:
+def _record(
+    session: Session,
+    services: Services,
+    row: RegisteredDocument,
+    matched: Document | None = None,
+) -> RegistryRecord:
+    """``row`` as read; ``matched``: an earlier version of its document that a lookup found
+    (the record stands for its newest version, which ``row`` names)."""
     base = services.settings.public_base_url
+    newest = session.get(Document, row.document_id)
+    newest_version = newest.version if newest is not None and newest.version else 1
     agency = session.get(Agency, row.agency_id)
     assert agency is not None
     # The newest version the service signed from this one (officer, then seal).
@@ -277,6 +296,8 @@ def _record(session: Session, services: Services, row: RegisteredDocument) -> Re
         sha256=row.sha256,
         registered_at=row.registered_at,
         signs_further=_linked(session, base, row.previous_id),
+        version=(matched.version or 1) if matched is not None else newest_version,
+        newer_version=matched is not None and matched.id != row.document_id,
     )
 
 
@@ -291,16 +312,66 @@ def _by_sha256(session: Session, sha256_hex: str) -> RegisteredDocument | None:
     ).first()
 
 
+def _by_earlier_versions(
+    session: Session, digests: list[str]
+) -> list[tuple[Document, RegisteredDocument]]:
+    """Earlier versions (each with a newer one) among the documents whose bytes have one of
+    ``digests``, with the registry record of their newest version: the record moved to the
+    newest version (services/extension.py :func:`store_version`), and an earlier version
+    is still recognised through it. At most one pair per digest (the newest document)."""
+    from sqlalchemy.orm import aliased
+
+    newer = aliased(Document)
+    documents = session.scalars(
+        select(Document)
+        .join(newer, newer.previous_version_id == Document.id)
+        .where(Document.sha256.in_(digests))
+        .order_by(Document.created_at.desc())
+    ).all()
+    out: list[tuple[Document, RegisteredDocument]] = []
+    seen: set[str] = set()
+    for document in documents:
+        if document.sha256 in seen:
+            continue
+        current = document
+        for _ in range(MAX_VERSION_WALK):
+            following = session.scalars(
+                select(Document).where(Document.previous_version_id == current.id)
+            ).first()
+            if following is None:
+                break
+            current = following
+        row = session.scalars(
+            select(RegisteredDocument).where(RegisteredDocument.document_id == current.id)
+        ).first()
+        if row is not None:
+            seen.add(document.sha256)
+            out.append((document, row))
+    return out
+
+
+# How many versions a lookup follows forward (an archive timestamp renewed every few years).
+MAX_VERSION_WALK = 1000
+
+
 def lookup_sha256(services: Services, sha256_hex: str) -> RegistryRecord | None:
     """The registered document whose final bytes have this SHA-256 (64 hex digits, either
     case), or ``None`` (not issued through this service, or not a SHA-256: never raises on
-    input)."""
+    input). The bytes of an earlier version of a registered document (before an extension
+    or a renewal) find the record of its newest version, with ``version`` and
+    ``newer_version`` saying so."""
     digest = sha256_hex.strip().lower() if isinstance(sha256_hex, str) else ""
     if SHA256_HEX.fullmatch(digest) is None:
         return None
     with services.db.transaction() as session:
         row = _by_sha256(session, digest)
-        return _record(session, services, row) if row is not None else None
+        if row is not None:
+            return _record(session, services, row)
+        earlier = _by_earlier_versions(session, [digest])
+        if earlier:
+            document, row = earlier[0]
+            return _record(session, services, row, matched=document)
+        return None
 
 
 def lookup_public_id(services: Services, public_id: str) -> RegistryRecord | None:
@@ -362,11 +433,20 @@ def registry_section(
             rows = session.scalars(
                 select(RegisteredDocument).where(RegisteredDocument.sha256.in_(revisions))
             ).all()
-            if rows:
+            order = {d: i for i, d in enumerate(revisions)}
+            candidates: list[tuple[int, int, RegisteredDocument, Document | None]] = [
+                (order[r.sha256], -r.id, r, None) for r in rows
+            ]
+            # An earlier version's bytes inside the file (content appended to a version the
+            # service has since extended).
+            candidates += [
+                (order[d.sha256], -r.id, r, d) for d, r in _by_earlier_versions(session, revisions)
+            ]
+            if candidates:
                 # The newest revision that is registered (the longest prefix).
-                order = {d: i for i, d in enumerate(revisions)}
-                row = min(rows, key=lambda r: (order[r.sha256], -r.id))
-                return {**_record(session, services, row).to_public_dict(), "matched": "revision"}
+                _, _, row, matched = min(candidates, key=lambda c: (c[0], c[1]))
+                record = _record(session, services, row, matched=matched)
+                return {**record.to_public_dict(), "matched": "revision"}
     return dict(NOT_FOUND)
 
 

@@ -531,6 +531,12 @@ def store_signed(
     output_doc = document(
         output_id, "signed", signed, output_hash.hexdigest(), _signed_name(filename)
     )
+    if level == "B-LTA":
+        # Preservation (issue 12) plans renewals with a query on this column: when the
+        # newest document timestamp's TSA certificate ends (services/extension.py).
+        from signing_service.services.extension import newest_timestamp_expiry
+
+        output_doc.archive_tsa_not_after = newest_timestamp_expiry(signed)
     signature = Signature(
         id=new_id(),
         agency_id=agency.id,
