@@ -306,11 +306,36 @@ def exposition() -> tuple[bytes, str]:
     if multiprocess():
         from prometheus_client import multiprocess as mp
 
+        _forget_dead_processes()
         registry = CollectorRegistry()
         mp.MultiProcessCollector(registry)
         registry.register(_QUEUE_COLLECTOR)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _forget_dead_processes() -> None:
+    """Drop the live gauges of processes that no longer exist: a worker killed with SIGKILL
+    (or replaced by uvicorn's supervisor) would otherwise keep its last in-flight count in
+    the sum forever. Counters and histograms of dead processes stay: they are totals."""
+    directory = os.environ.get(MULTIPROC_ENV, "")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith("gauge_live") or not name.endswith(".db"):
+            continue
+        try:
+            pid = int(name.rsplit("_", 1)[1].removesuffix(".db"))
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            process_exited(pid)
+        except OSError:
+            pass  # alive, another user's: leave it
 
 
 def process_exited(pid: int) -> None:
