@@ -25,12 +25,15 @@ Answers the HTTP protocol layer gives before a request exists (408 header timeou
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from starlette.routing import BaseRoute, Match, Mount
+from starlette.routing import BaseRoute, Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signing_service import logs, metrics
@@ -50,25 +53,56 @@ def _template(route: BaseRoute) -> str:
     return str(getattr(route, "path_format", None) or getattr(route, "path", UNMATCHED))
 
 
-def route_template(scope: Scope, routes: list[BaseRoute]) -> str:
+@dataclass(frozen=True)
+class _Entry:
+    pattern: re.Pattern[str]
+    methods: frozenset[str] | None  # None: any method (a mount)
+    template: str
+
+
+def route_table(routes: Sequence[BaseRoute]) -> list[_Entry]:
+    """Every route of the application, through included routers (FastAPI 0.165 keeps an
+    included router as one entry of ``app.routes``; ``iter_route_contexts`` flattens them),
+    as (path pattern, methods, template)."""
+    from fastapi import routing
+
+    iterate = getattr(routing, "iter_route_contexts", None)
+    if iterate is None:
+        flat = [(_template(r), r) for r in routes]
+    else:
+        flat = [
+            (str(c.path_format or _template(c.original_route)), c.original_route)
+            for c in iterate(routes)
+        ]
+    table = []
+    for template, route in flat:
+        if isinstance(route, Mount):
+            pattern = compile_path(route.path + "/{path:path}")[0]
+            table.append(_Entry(pattern, None, _template(route)))
+            continue
+        methods = getattr(route, "methods", None)
+        table.append(
+            _Entry(compile_path(template)[0], frozenset(methods) if methods else None, template)
+        )
+    return table
+
+
+def route_template(scope: Scope, table: Sequence[_Entry]) -> str:
     """The template of the route that served ``scope`` (set by the router), or, for an
-    answer the edge gave before routing, the route the request would have reached: a full
-    match, else a path-only match (405), else :data:`UNMATCHED`."""
+    answer the edge gave before routing (429, 413, 408), the route the request would have
+    reached: path and method, else path only (405), else :data:`UNMATCHED`."""
     served = scope.get("route")
     if served is not None:
         return _template(served)
-    probe = {**scope}
+    path = str(scope.get("path", ""))
+    method = str(scope.get("method", ""))
     partial = None
-    for route in routes:
-        try:
-            match, _ = route.matches(probe)
-        except Exception:  # noqa: BLE001 - a label is never worth a failed request
-            continue
-        if match is Match.FULL:
-            return _template(route)
-        if match is Match.PARTIAL and partial is None:
-            partial = route
-    return _template(partial) if partial is not None else UNMATCHED
+    for entry in table:
+        if entry.pattern.match(path):
+            if entry.methods is None or method in entry.methods:
+                return entry.template
+            partial = partial or entry.template
+    return partial or UNMATCHED
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -83,9 +117,16 @@ class RequestObserver:
     ``routes``: the application's routes, to name the route of an answer given before
     routing."""
 
-    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.routes = routes
+        self._table: list[_Entry] | None = None
+
+    def _route(self, scope: Scope) -> str:
+        if self._table is None and "route" not in scope:
+            # Built on first need: every route is declared by then.
+            self._table = route_table(self.routes)
+        return route_template(scope, self._table or [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,7 +160,7 @@ class RequestObserver:
             metrics.request_finished()
             seconds = time.perf_counter() - started
             method = str(scope.get("method", ""))
-            route = route_template(scope, self.routes)
+            route = self._route(scope)
             final = status if status is not None else CLIENT_CLOSED
             metrics.observe_request(method, route, final, seconds)
             access_log.info(
