@@ -283,6 +283,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # JSON lines from here on (logs.py); the workers configure themselves with the same.
     logs.configure()
     log_config = logs.logging_config()
+    metrics_server = None
+    if settings.metrics_address:
+        from signing_service import metrics
+
+        metrics_host, _, metrics_port = settings.metrics_address.rpartition(":")
+        try:
+            metrics_server = metrics.serve_separately(metrics_host.strip("[]"), int(metrics_port))
+        except OSError as e:
+            print(
+                f"{CONFIG_PREFIX}: SIGNING_SERVICE_METRICS_ADDRESS: không mở được "
+                f"{settings.metrics_address} ({_os_reason(e)})",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
     # Migrations run in a short-lived child process: Alembic (~15 MB) never enters the server.
     migrated = subprocess.run([sys.executable, "-m", "signing_service.cli", "migrate"], check=False)
     if migrated.returncode != 0:
@@ -321,6 +335,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
     finally:
         services.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
     return 0
 
 

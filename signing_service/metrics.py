@@ -338,6 +338,35 @@ def _forget_dead_processes() -> None:
             pass  # alive, another user's: leave it
 
 
+def serve_separately(host: str, port: int) -> Any:
+    """Serve the exposition of :func:`exposition` on ``host:port`` (``GET`` any path), without
+    authentication, from a daemon thread of this process (``serve``'s own, which answers no
+    API request: the scrape works while workers are busy and needs no database). Returns the
+    HTTP server (``shutdown()`` stops it). Raises ``OSError`` when the address cannot be
+    bound."""
+    from prometheus_client import start_http_server
+
+    registry: Any
+    if multiprocess():
+        from prometheus_client import multiprocess as mp
+
+        class _Fresh(Collector):
+            # Dead processes' live gauges dropped before every collection, as /metrics does.
+            def collect(self) -> Iterable[Any]:
+                _forget_dead_processes()
+                fresh = CollectorRegistry()
+                mp.MultiProcessCollector(fresh)
+                return list(fresh.collect())
+
+        registry = CollectorRegistry()
+        registry.register(_Fresh())
+        registry.register(_QUEUE_COLLECTOR)
+    else:
+        registry = REGISTRY
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
+
+
 def process_exited(pid: int) -> None:
     """Forget a dead process's live gauges (multiprocess mode; its counters stay summed)."""
     if multiprocess():

@@ -207,7 +207,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 def test_served_with_two_workers(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> None:
     """``serve --workers 2``: every line on standard error is JSON, one access line per
     request with its id, and ``/metrics`` counts the requests of both worker processes
-    (prometheus multiprocess directory under the data directory, emptied at start)."""
+    (prometheus multiprocess directory under the data directory, emptied at start); the
+    separate listener (``SIGNING_SERVICE_METRICS_ADDRESS``) shows the same counts without a
+    key."""
     pki, port = dev_pki
     data_dir = tmp_path / "var"
     env = {
@@ -219,6 +221,8 @@ def test_served_with_two_workers(tmp_path: Path, dev_pki: tuple[DevPki, int]) ->
         "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
         "SIGNING_SERVICE_DEV_SOFTHSM_DIR": str(conftest.SOFTHSM_DIR or tmp_path / "no-hsm"),
         "SIGNING_SERVICE_VERIFICATION_PROCESSES": "0",
+        # The second listener: no key, no database.
+        "SIGNING_SERVICE_METRICS_ADDRESS": f"127.0.0.1:{(metrics_port := free_port())}",
     }
     cli = [sys.executable, "-m", "signing_service.cli"]
     issued = subprocess.run(
@@ -263,6 +267,10 @@ def test_served_with_two_workers(tmp_path: Path, dev_pki: tuple[DevPki, int]) ->
             re.MULTILINE,
         )
         assert counted and float(counted.group(1)) == len(sent), scraped.text[-2000:]
+        separate = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+        assert separate.status_code == 200
+        assert counted.group(0) in separate.text
+        assert "signing_service_job_queue_depth" in separate.text
     finally:
         proc.terminate()
         try:

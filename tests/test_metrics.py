@@ -317,3 +317,42 @@ def test_probe_failure_leaves_the_scrape_whole(
     samples = scrape(api, operator)
     assert total(samples, "signing_service_job_queue_oldest_age_seconds") == 0
     assert any(name == "signing_service_job_queue_depth" for name, _ in samples)
+
+
+def test_a_busy_metrics_address_stops_serve(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> None:
+    """``SIGNING_SERVICE_METRICS_ADDRESS`` on a port already in use: exit 6 naming the
+    setting, in Vietnamese, before the API listens (no silent server without metrics)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests import conftest
+
+    pki, port = dev_pki
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNING_SERVICE_")}
+        env.update(
+            {
+                "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
+                "SIGNING_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'metadata.db'}",
+                "SIGNING_SERVICE_DEV_PKI_DIR": str(pki.directory),
+                "SIGNING_SERVICE_DEV_PKI_PORT": str(port),
+                "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
+                "SIGNING_SERVICE_DEV_SOFTHSM_DIR": str(conftest.SOFTHSM_DIR or tmp_path / "x"),
+                "SIGNING_SERVICE_METRICS_ADDRESS": f"127.0.0.1:{busy}",
+            }
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "signing_service.cli", "serve", "--port", str(free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 6, done.stderr[-2000:]
+    assert "SIGNING_SERVICE_METRICS_ADDRESS" in done.stderr
+    assert "Cấu hình không hợp lệ" in done.stderr
