@@ -258,8 +258,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from signing_service.api.app import create_app
-    from signing_service.api.server import uvicorn_options
+    from signing_service.api.server import prepare_metrics_directory, uvicorn_options
 
     settings = _settings()
     host, port = args.host or settings.host, args.port or settings.port
@@ -267,6 +266,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    # Metrics of every process this server starts, in one directory: set before anything
+    # imports prometheus-client (signing_service.metrics, api/server.py).
+    try:
+        prepare_metrics_directory(settings)
+    except OSError as e:
+        print(
+            f"{CONFIG_PREFIX}: SIGNING_SERVICE_DATA_DIR: không tạo được thư mục số đo "
+            f"{settings.resolved_data_dir / 'metrics'}: {_os_reason(e)}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    from signing_service import logs
+    from signing_service.api.app import create_app
+
+    # JSON lines from here on (logs.py); the workers configure themselves with the same.
+    logs.configure()
+    log_config = logs.logging_config()
+    metrics_server = None
+    if settings.metrics_address:
+        from signing_service import metrics
+
+        metrics_host, _, metrics_port = settings.metrics_address.rpartition(":")
+        try:
+            metrics_server = metrics.serve_separately(metrics_host.strip("[]"), int(metrics_port))
+        except OSError as e:
+            print(
+                f"{CONFIG_PREFIX}: SIGNING_SERVICE_METRICS_ADDRESS: không mở được "
+                f"{settings.metrics_address} ({_os_reason(e)})",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
     # Migrations run in a short-lived child process: Alembic (~15 MB) never enters the server.
     migrated = subprocess.run([sys.executable, "-m", "signing_service.cli", "migrate"], check=False)
     if migrated.returncode != 0:
@@ -289,6 +319,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 port=port,
                 workers=workers,
                 log_level="info",
+                log_config=log_config,
                 access_log=False,
                 **limits,
             )
@@ -298,11 +329,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 host=host,
                 port=port,
                 log_level="info",
+                log_config=log_config,
                 access_log=False,
                 **limits,
             )
     finally:
         services.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
     return 0
 
 

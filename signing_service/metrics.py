@@ -36,12 +36,17 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
+
+# No ``*_created`` series: a start timestamp per label set doubles the series for nothing
+# Prometheus uses (it sees counter resets itself).
+disable_created_metrics()
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "signing_service"
@@ -301,11 +306,65 @@ def exposition() -> tuple[bytes, str]:
     if multiprocess():
         from prometheus_client import multiprocess as mp
 
+        _forget_dead_processes()
         registry = CollectorRegistry()
         mp.MultiProcessCollector(registry)
         registry.register(_QUEUE_COLLECTOR)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _forget_dead_processes() -> None:
+    """Drop the live gauges of processes that no longer exist: a worker killed with SIGKILL
+    (or replaced by uvicorn's supervisor) would otherwise keep its last in-flight count in
+    the sum forever. Counters and histograms of dead processes stay: they are totals."""
+    directory = os.environ.get(MULTIPROC_ENV, "")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith("gauge_live") or not name.endswith(".db"):
+            continue
+        try:
+            pid = int(name.rsplit("_", 1)[1].removesuffix(".db"))
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            process_exited(pid)
+        except OSError:
+            pass  # alive, another user's: leave it
+
+
+def serve_separately(host: str, port: int) -> Any:
+    """Serve the exposition of :func:`exposition` on ``host:port`` (``GET`` any path), without
+    authentication, from a daemon thread of this process (``serve``'s own, which answers no
+    API request: the scrape works while workers are busy and needs no database). Returns the
+    HTTP server (``shutdown()`` stops it). Raises ``OSError`` when the address cannot be
+    bound."""
+    from prometheus_client import start_http_server
+
+    registry: Any
+    if multiprocess():
+        from prometheus_client import multiprocess as mp
+
+        class _Fresh(Collector):
+            # Dead processes' live gauges dropped before every collection, as /metrics does.
+            def collect(self) -> Iterable[Any]:
+                _forget_dead_processes()
+                fresh = CollectorRegistry()
+                mp.MultiProcessCollector(fresh)
+                return list(fresh.collect())
+
+        registry = CollectorRegistry()
+        registry.register(_Fresh())
+        registry.register(_QUEUE_COLLECTOR)
+    else:
+        registry = REGISTRY
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
 
 
 def process_exited(pid: int) -> None:

@@ -163,6 +163,32 @@ def check_database_url(url: str) -> str:
     )
 
 
+def check_listen_address(value: str) -> str:
+    """``SIGNING_SERVICE_METRICS_ADDRESS``: ``HOST:PORT`` where HOST is an IP address
+    (``127.0.0.1``, ``[::1]``) or ``localhost`` and PORT 1–65535; returned as given.
+    A name that needs DNS is refused (the listener must bind where the operator said).
+    Raises ``ValueError`` with a Vietnamese message."""
+    import ipaddress
+
+    text = value.strip()
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    valid_host = host == "localhost"
+    if not valid_host:
+        try:
+            ipaddress.ip_address(host)
+            valid_host = True
+        except ValueError:
+            valid_host = False
+    if not sep or not valid_host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(
+            f"{value!r} không phải địa chỉ lắng nghe hợp lệ: cần dạng ĐỊA_CHỈ_IP:CỔNG, ví dụ "
+            "127.0.0.1:9464 hoặc [::1]:9464 (cổng 1–65535)"
+        )
+    return text
+
+
 def check_storage_url(url: str) -> str:
     """``SIGNING_SERVICE_STORAGE_URL``: ``file:///absolute/path`` or
     ``s3://ACCESS:SECRET@host[:port]/bucket[?secure=false]`` with an S3-valid bucket name.
@@ -550,6 +576,10 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=4, ge=1, le=1024)
     # API server processes (uvicorn workers). One per core is the usual choice.
     workers: int = Field(default=1, ge=1, le=1024)
+    # Optional second listener for Prometheus (HOST:PORT), served by `serve`'s own process
+    # without authentication and without the database: bind it to loopback or an internal
+    # network only. Unset: /metrics on the API port, for the operator key.
+    metrics_address: str | None = None
     # Public verification runs in its own worker processes (0: in the API's threads), each
     # request within a time and address-space budget; at most this many requests wait.
     verification_processes: int = Field(default=1, ge=0, le=64)
@@ -625,6 +655,11 @@ class Settings(BaseSettings):
     @classmethod
     def _preservation_cron(cls, value: str) -> str:
         return check_cron(value)
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _metrics_address(cls, value: str | None) -> str | None:
+        return check_listen_address(value) if value is not None else None
 
     @field_validator("database_url")
     @classmethod

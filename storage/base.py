@@ -4,7 +4,7 @@ import collections
 import contextlib
 import hashlib
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
@@ -18,8 +18,25 @@ class ObjectNotFound(KeyError):
     pass
 
 
+# Told of every backend failure (the service's storage error metric): one call per
+# StorageUnavailableError made, i.e. per failure, whichever backend and operation.
+_unavailable_observers: list[Callable[[], None]] = []
+
+
+def observe_unavailable(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` whenever a :class:`StorageUnavailableError` is raised (registered
+    once however often this is called with it; it must not raise)."""
+    if callback not in _unavailable_observers:
+        _unavailable_observers.append(callback)
+
+
 class StorageUnavailableError(OSError):
-    pass
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        for callback in tuple(_unavailable_observers):
+            # Counting never hides the failure itself.
+            with contextlib.suppress(Exception):
+                callback()
 
 
 class ObjectLocked(PermissionError):

@@ -109,6 +109,14 @@ PARSE_ERRORS: dict[str, list[str]] = {
     "public_rate_per_minute": ["1e999", "-1", "nan"],
     "public_rate_burst": ["0"],
     "trusted_proxies": ["10.0.0.1, may-chu-proxy"],
+    "metrics_address": [
+        "9464",
+        "may-chu-giam-sat:9464",
+        "127.0.0.1:0",
+        "127.0.0.1:70000",
+        "http://127.0.0.1:9464",
+        "127.0.0.1:",
+    ],
     "max_header_bytes": ["nhieu", "100"],
     "header_timeout_seconds": ["0"],
     "body_timeout_seconds": ["-1"],
@@ -169,6 +177,7 @@ def test_good_values_still_parse(monkeypatch: pytest.MonkeyPatch) -> None:
         "CORS_ORIGINS": "https://cong.example.gov.vn, http://127.0.0.1:3000",
         "PRESERVATION_RETIRING_DIGESTS": "SHA1, sha224",
         "PRESERVATION_CRON": "30 1 * * 0",
+        "METRICS_ADDRESS": "[::1]:9464",
     }.items():
         monkeypatch.setenv(f"SIGNING_SERVICE_{name}", value)
     settings = Settings()

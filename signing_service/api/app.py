@@ -21,13 +21,14 @@ from starlette.formparsers import MultiPartParser
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from signing_service import errors
+from signing_service import errors, metrics
 from signing_service.api import (
     admin,
     attachments,
     documents,
     extensions,
     health,
+    observe,
     operator,
     registry,
     schemas,
@@ -47,6 +48,7 @@ from signing_service.api.openapi import DocsShell, mount_docs
 from signing_service.services.container import Services
 from signing_service.web import routes as web
 from signing_service.web.middleware import PageCompression, PageShell
+from storage.base import observe_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,15 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": response.body})
 
 
+class ServiceApp(FastAPI):
+    """FastAPI with :class:`~signing_service.api.observe.RequestObserver` around everything,
+    Starlette's error middleware included, so that a 500 carries its request id and gets its
+    access line and metrics like any other answer."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return observe.RequestObserver(super().build_middleware_stack(), self.router.routes)
+
+
 def create_app(services: Services) -> FastAPI:
     """The API application serving ``services`` (kept on ``app.state.services``, with one
     :class:`WorkerThreads` limiter of ``settings.worker_threads`` on
@@ -129,7 +140,9 @@ def create_app(services: Services) -> FastAPI:
         if counter is not None:
             await anyio.to_thread.run_sync(counter.flush)  # type: ignore[attr-defined]
 
-    app = FastAPI(
+    # Object store failures, whichever backend and operation, in the storage error metric.
+    observe_unavailable(metrics.storage_error)
+    app = ServiceApp(
         title="Dịch vụ ký số và xác minh chữ ký số văn bản",
         description=(
             "Ký số PAdES (B-B, B-T, B-LT, B-LTA) và xác minh chữ ký số trên tài liệu PDF theo "
@@ -219,6 +232,8 @@ def create_app(services: Services) -> FastAPI:
     @app.exception_handler(errors.ServiceError)
     async def _service_error(_r: Request, exc: errors.ServiceError) -> JSONResponse:
         headers = dict(exc.headers)
+        if exc.code == errors.StorageIntegrity.code:
+            metrics.storage_error("integrity")
         if exc.status == 503:
             # Every 503 says when to come back (RFC 9110 §10.2.3), whichever layer raised it.
             headers.setdefault("Retry-After", str(settings.retry_after_seconds))
@@ -291,6 +306,7 @@ def create_app(services: Services) -> FastAPI:
         registry.router,
         attachments.router,
         operator.router,
+        observe.router,
         web.router,
     ):
         app.include_router(router)

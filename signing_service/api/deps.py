@@ -14,7 +14,7 @@ import anyio
 from fastapi import Depends, Header, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from signing_service import errors
+from signing_service import errors, logs
 from signing_service.api import schemas
 from signing_service.services.auth import OPERATOR_ROLE, authenticate
 from signing_service.services.container import Services
@@ -81,6 +81,8 @@ def _authenticated(request: Request, authorization: str | None) -> ApiClient:
     with services.db.transaction() as session:
         found = authenticate(session, authorization)
         _ = found.agency  # load while the session is open
+    # The request's log lines (the access line included) name the agency from here on.
+    logs.set_agency(found.agency.code if found.agency is not None else None)
     return found
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from signing_service import errors
+from signing_service import errors, metrics
 
 # C0 controls and DEL, after percent-decoding.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -312,6 +312,7 @@ class PublicLane:
             return
         # Busy first: a request refused for want of room does not cost the client a token.
         if self.max_concurrent > 0 and self.in_flight >= self.max_concurrent:
+            metrics.rate_limit_rejection("ANONYMOUS_BUSY")
             if limited:
                 self.on_refused("ANONYMOUS_BUSY")
             await send_error(
@@ -323,6 +324,7 @@ class PublicLane:
             return
         client = bucket_key(client_address(scope, self.trusted))
         if self.max_per_client > 0 and self.per_client.get(client, 0) >= self.max_per_client:
+            metrics.rate_limit_rejection("RATE_LIMITED")
             if limited:
                 self.on_refused("RATE_LIMITED")
             await send_error(
@@ -335,6 +337,7 @@ class PublicLane:
         if limited and self.buckets is not None:
             wait = self.buckets.take(client)
             if wait > 0:
+                metrics.rate_limit_rejection("RATE_LIMITED")
                 self.on_refused("RATE_LIMITED")
                 seconds = str(max(1, math.ceil(min(wait, 86_400))))
                 await send_error(

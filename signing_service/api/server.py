@@ -103,6 +103,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
+            from signing_service import metrics
+
+            metrics.rate_limit_rejection("TOO_MANY_CONNECTIONS")
             self._refuse(
                 errors.TooManyConnections(),
                 {"retry-after": str(self.limits.retry_after)},

@@ -418,6 +418,7 @@ def complete_external(
         dossier_code=row.dossier_code,
         result_code=row.result_code,
         output_id=row.document_id,
+        key_kind="officer",
         public_id=row.public_id,
         registration=Registration.from_dict(row.registration),
         actor=actor,

@@ -24,7 +24,7 @@ from pyhanko.sign.timestamps import TimestampRequestError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from signing_service import audit, errors
+from signing_service import audit, errors, metrics
 from signing_service._async import run_sync
 from signing_service.services import allowlists
 from signing_service.services.appearance_images import AppearanceRequest, resolve_appearance
@@ -134,16 +134,17 @@ def _find_profile(session: Session, agency: Agency, name: str) -> SigningProfile
 
 def _profile_and_key(
     services: Services, agency: Agency, name: str, level: str | None
-) -> tuple[SigningProfile, SignatureLevel, LoadedKey]:
-    """The profile, the level and the profile's opened key: both rows read in one
-    transaction (one BEGIN/COMMIT per signature instead of two), the key opened after it."""
+) -> tuple[SigningProfile, SignatureLevel, LoadedKey, str]:
+    """The profile, the level, the profile's opened key and its kind (pkcs12, pkcs11, csc:
+    the signature metric's label): both rows read in one transaction (one BEGIN/COMMIT per
+    signature instead of two), the key opened after it."""
     from signing_service.services.keys import open_signing_key, signing_key_row
 
     with services.db.transaction() as session:
         profile = _find_profile(session, agency, name)
         chosen = _level(level, profile)
         row = signing_key_row(session, agency, profile)
-    return profile, chosen, open_signing_key(services, agency, row)
+    return profile, chosen, open_signing_key(services, agency, row), row.kind
 
 
 def _level(requested: str | None, profile: SigningProfile) -> SignatureLevel:
@@ -385,7 +386,7 @@ def sign_document(
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
         qr = check_qr_request(services, qr, agency.code)
-    profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
+    profile, chosen, key, key_kind = _profile_and_key(services, agency, profile_name, level)
     key = with_authorization(key, authorization)
     return _sign_one(
         services,
@@ -400,6 +401,7 @@ def sign_document(
         field_name,
         appearance=appearance,
         qr=qr,
+        key_kind=key_kind,
     )
 
 
@@ -417,8 +419,10 @@ def _sign_one(
     *,
     appearance: AppearanceRequest | None = None,
     qr: QrRequest | None = None,
+    key_kind: str | None = None,
 ) -> SignResult:
-    """Sign an already checked upload and store it: one document, all or nothing."""
+    """Sign an already checked upload and store it: one document, all or nothing.
+    ``key_kind``: the registered key's kind, for the signature metric."""
     check_result_code_available(services, agency.id, codes)
     # One claimed signing time for the stamp, /M, the QR code and the answer's signed_at.
     moment = signing_moment()
@@ -456,6 +460,7 @@ def _sign_one(
         repaired=repaired,
         public_id=public_id,
         registration=registration,
+        key_kind=key_kind,
     )
 
 
@@ -478,8 +483,13 @@ def store_signed(
     repaired: bool = False,
     public_id: str | None = None,
     registration: Registration | None = None,
+    key_kind: str | None = None,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
+
+    ``key_kind``: the kind of key that signed (pkcs12, pkcs11, csc; officer for two-step),
+    counted with the level and the agency in ``signing_service_signatures_total`` once the
+    transaction has committed.
 
     ``repaired``: the input was rebuilt before signing (signing/repair.py); the audit entry
     and the answer say so.
@@ -612,6 +622,7 @@ def store_signed(
         if isinstance(e, StorageUnavailableError):
             raise errors.StorageUnavailable() from None
         raise
+    metrics.observe_signature(level, key_kind, agency.code)
     return SignResult(
         signature_id=signature.id,
         level=level,
@@ -759,7 +770,7 @@ def sign_batch(
       document, and the documents after it are not attempted: they carry the same error with
       ``details.attempted = false`` (each would wait for the same time-out).
     """
-    profile, chosen, key = _profile_and_key(services, agency, profile_name, level)
+    profile, chosen, key, key_kind = _profile_and_key(services, agency, profile_name, level)
     # The request's appearance fields concern every document: refused before any is signed.
     resolve_appearance(services, profile.agency_id, profile.appearance, appearance)
     run_sync(check_signer(services, key.signing_cert, key.chain))
@@ -788,6 +799,7 @@ def sign_batch(
                     actor,
                     field_name,
                     appearance=appearance,
+                    key_kind=key_kind,
                 )
             )
         except errors.ServiceError as e:

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from signing_service import audit, errors
+from signing_service import audit, errors, metrics
 from signing_service._async import run_sync
 from signing_service.services.conclusion import (
     CONTENT_ADDED_AFTER_ISSUE,
@@ -96,6 +96,7 @@ def conclude(report: dict[str, Any]) -> dict[str, Any]:
     showing ``message`` never tells a citizen a revoked decision is valid (new user 11)."""
     status = status_section(report)
     report["status"] = status
+    metrics.observe_verification(report.get("verdict"), status.get("state"))
     if report.get("verdict") == "TOTAL_PASSED" and status["code"] in (
         REVOKED,
         SUPERSEDED,

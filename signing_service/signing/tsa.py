@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +31,7 @@ from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError, set_tsp_headers
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
 
+from signing_service import metrics
 from signing_service.signing.certcheck import ChainJudge, SignerCheckFailure
 from signing_service.signing.policy import digest_policy_problem, verification_algorithm_problem
 from signing_service.trust import VIETNAM_TZ, TrustStore
@@ -92,14 +94,18 @@ class PooledHTTPTimeStamper(TimeStamper):
         return session
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        began = time.perf_counter()
         try:
             response = self._session().post(
                 self.url, req.dump(), headers=set_tsp_headers({}), timeout=self.timeout
             )
         except (OSError, requests.RequestException) as e:
+            metrics.observe_tsa(time.perf_counter() - began, False, "unreachable")
             raise TimestampRequestError("Error in communication with timestamp server") from e
         if response.headers.get("Content-Type") != "application/timestamp-reply":
+            metrics.observe_tsa(time.perf_counter() - began, False, "malformed")
             raise TimestampRequestError("Timestamp server response is malformed.", response)
+        metrics.observe_tsa(time.perf_counter() - began, True)
         answer = tsp.TimeStampResp.load(response.content)
         try:
             token = answer["time_stamp_token"]  # absent (Void) when the TSA refuses
@@ -347,8 +353,16 @@ class CheckedTimeStamper(TimeStamper):
 
     async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> cms.ContentInfo:
         nonce, req = self.request_cms(message_digest, md_algorithm)
-        token = granted_token(await self.async_request_tsa_response(req))
-        await self.checker.async_check(
-            token, imprint=message_digest, md_algorithm=md_algorithm, nonce=nonce
-        )
+        try:
+            token = granted_token(await self.async_request_tsa_response(req))
+            await self.checker.async_check(
+                token, imprint=message_digest, md_algorithm=md_algorithm, nonce=nonce
+            )
+        except TimestampCheckFailure as e:
+            metrics.tsa_failure(e.reason)
+            raise
+        except TimestampRequestError as e:
+            if e.__cause__ is None and "refused" in str(e):
+                metrics.tsa_failure("refused")  # the TSA answered, without a token
+            raise
         return token

@@ -6,8 +6,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, exc, make_url
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
+
+from signing_service import metrics
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,10 +34,38 @@ def private_sqlite_file(url: str) -> None:
         os.close(fd)
 
 
+def _count_error(context: ExceptionContext) -> None:
+    """Every error the driver raises (statements, connects, pre-pings) in the database error
+    metric: ``disconnect`` (the server went away: a restart, a failover), ``integrity`` (a
+    constraint refused a row), ``operational`` (locks, timeouts, resources), ``other``."""
+    error = context.sqlalchemy_exception
+    if context.is_disconnect:
+        kind = "disconnect"
+    elif isinstance(error, exc.IntegrityError):
+        kind = "integrity"
+    elif isinstance(error, exc.OperationalError):
+        kind = "operational"
+    else:
+        kind = "other"
+    metrics.database_error(kind)
+
+
 def make_engine(url: str) -> Engine:
+    engine = _make_engine(url)
+    event.listen(engine, "handle_error", _count_error)
+    return engine
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         private_sqlite_file(url)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # hide_parameters: an error's message (logged with its traceback) names the statement,
+        # never its values: file names, dossier codes, audit details stay out of the logs.
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -56,7 +87,9 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+    )
 
 
 def migrate(url: str) -> None:

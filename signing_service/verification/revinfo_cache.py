@@ -32,6 +32,8 @@ from pyhanko_certvalidator.fetchers.requests_fetchers.crl_client import Requests
 from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
 from pyhanko_certvalidator.util import issuer_serial
 
+from signing_service import metrics
+
 
 @dataclass
 class _Entry:
@@ -121,11 +123,14 @@ class _CachingCRLFetcher(RequestsCRLFetcher):
                 return self._cache.get(key)  # type: ignore[no-any-return]
             except KeyError:
                 pass
+            began = time.perf_counter()
             try:
                 fetched = await super(_CachingCRLFetcher, self)._fetch_single(url)
             except cv_errors.CRLFetchError as e:
+                metrics.observe_revocation_fetch("crl", time.perf_counter() - began, False)
                 self._cache.put_failure(key, e)
                 raise
+            metrics.observe_revocation_fetch("crl", time.perf_counter() - began, True)
             self._cache.put(key, fetched, _crl_next_update(fetched))
             return fetched
 
@@ -148,11 +153,14 @@ class _CachingOCSPFetcher(RequestsOCSPFetcher):
                 return self._cache.get(key)  # type: ignore[no-any-return]
             except KeyError:
                 pass
+            began = time.perf_counter()
             try:
                 fetched = await self._fetch(cert, authority)
             except cv_errors.OCSPFetchError as e:
+                metrics.observe_revocation_fetch("ocsp", time.perf_counter() - began, False)
                 self._cache.put_failure(key, e)
                 raise
+            metrics.observe_revocation_fetch("ocsp", time.perf_counter() - began, True)
             self._cache.put(key, fetched, _ocsp_next_update(fetched))
             return fetched
 
