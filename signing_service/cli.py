@@ -1280,14 +1280,15 @@ def cmd_preservation_run(args: argparse.Namespace) -> int:
     from signing_service.services.preservation import run_inline, run_queue, uses_queue
 
     services = _services(serve_dev_pki=_dev_pki_missing())
+    queued = uses_queue(services)
     try:
-        summary = run_queue(services) if uses_queue(services) else run_inline(services)
+        summary = run_queue(services) if queued else run_inline(services)
     finally:
         services.close()
     if args.json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
     else:
-        where = "hàng đợi PostgreSQL" if summary.deferred or summary.recovered else "tại chỗ"
+        where = "hàng đợi PostgreSQL" if queued else "tại chỗ, SQLite"
         print(
             f"Gia hạn lưu trữ ({where}): cần gia hạn {summary.due}, đã gia hạn "
             f"{summary.count('renewed')}, bỏ qua {summary.count('skipped')}, lỗi "
