@@ -44,6 +44,7 @@ PARSE_ERRORS: dict[str, list[str]] = {
     "issuing_system": [""],
     "report_seal_key": ["con-dau-bao-cao", "000.00.12.H12/Khoa Sai", "000.00.12.H12/"],
     "report_tsa": ["Tên Sai"],
+    "evidence_retention_years": ["0", "101", "muoi", "-3"],
     "cors_origins": [
         "*",
         "https://cong.example.gov.vn/",

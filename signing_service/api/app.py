@@ -26,6 +26,7 @@ from signing_service.api import (
     admin,
     attachments,
     documents,
+    evidence,
     health,
     operator,
     registry,
@@ -279,6 +280,7 @@ def create_app(services: Services) -> FastAPI:
     for router in (
         health.router,
         signatures.router,
+        evidence.router,
         admin.router,
         documents.router,
         verifications.router,
