@@ -151,6 +151,9 @@ def describe_ocsp(response: ocsp.OCSPResponse) -> dict[str, Any]:
             answers.append(
                 {
                     "serial": format(single["cert_id"]["serial_number"].native, "x"),
+                    # Serials are unique per issuer only: the issuer's name hash says whose.
+                    "issuer_name_hash": single["cert_id"]["issuer_name_hash"].native.hex(),
+                    "hash_algorithm": single["cert_id"]["hash_algorithm"]["algorithm"].native,
                     "status": status.name,
                     "this_update": api_time_or_none(single["this_update"].native),
                     "next_update": api_time_or_none(single["next_update"].native),
@@ -174,18 +177,26 @@ def describe_crl(value: crl.CertificateList) -> dict[str, Any]:
     }
 
 
-def _serial_status(files: Sequence[EvidenceFile], serial: int) -> str | None:
-    """What the OCSP answers, else the CRLs, kept say of certificate ``serial``."""
-    wanted = format(serial, "x")
+def _serial_status(files: Sequence[EvidenceFile], cert: x509.Certificate) -> str | None:
+    """What the OCSP answers, else the CRLs, kept say of ``cert`` (its serial, from its
+    issuer: serials are unique per issuer only)."""
+    wanted = format(cert.serial_number, "x")
+    issuer = cert.issuer.dump()
     for f in files:
         if f.role == "ocsp":
             for answer in f.about.get("answers", ()):
-                if answer.get("serial") == wanted:
+                algorithm = answer.get("hash_algorithm")
+                if answer.get("serial") != wanted or algorithm not in hashlib.algorithms_available:
+                    continue
+                if hashlib.new(algorithm, issuer).hexdigest() == answer.get("issuer_name_hash"):
                     return str(answer.get("status"))
     for f in files:
         if f.role == "crl":
-            revoked = crl.CertificateList.load(f.data)["tbs_cert_list"]["revoked_certificates"]
-            if any(entry["user_certificate"].native == serial for entry in revoked or ()):
+            tbs = crl.CertificateList.load(f.data)["tbs_cert_list"]
+            if tbs["issuer"].dump() != issuer:
+                continue
+            revoked = tbs["revoked_certificates"]
+            if any(e["user_certificate"].native == cert.serial_number for e in revoked or ()):
                 return "revoked"
             return "good"
     return None
@@ -284,7 +295,7 @@ def capture(
             "checked_at": api_time(checked_at),
             "reused_judgement": bool(check.reused) if check is not None else False,
             "sources": sources,
-            "signer_status": _serial_status(files, signing_cert.serial_number),
+            "signer_status": _serial_status(files, signing_cert),
         },
         "timestamp": timestamp,
         "files": [

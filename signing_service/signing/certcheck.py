@@ -275,8 +275,10 @@ class ChainJudge:
             crls, ocsps = validator.fetched()
             record = SignerCheck(
                 checked_at=checked_at,
+                # certvalidator iterates from the anchor down: the evidence lists the signer
+                # first.
                 path=(
-                    tuple(c.dump() for c in result.path.iter_certs(include_root=True))
+                    tuple(reversed([c.dump() for c in result.path.iter_certs(include_root=True)]))
                     if result.path is not None
                     else (cert.dump(),)
                 ),
