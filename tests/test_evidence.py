@@ -293,6 +293,16 @@ def test_every_flow_keeps_evidence(
                 )
             )
             assert {"manifest", "certificate"} <= roles
+    # The second signature was checked within the first one's judgement (cached until the
+    # answers' nextUpdate): its evidence says so and carries the answers that judgement
+    # relied on, the same bytes.
+    first = _zip(api.get(f"/v1/signatures/{ids[0]}/evidence", headers=_client(credentials)).content)
+    second = _zip(
+        api.get(f"/v1/signatures/{ids[1]}/evidence", headers=_client(credentials)).content
+    )
+    assert json.loads(second["manifest.json"])["check"]["reused_judgement"] is True
+    answers = sorted(n for n in first if n.startswith(("ocsp/", "crl/")))
+    assert answers and [first[n] for n in answers] == [second.get(n) for n in answers]
     # B-B has no signature timestamp; the others do.
     record = api.get(f"/v1/signatures/{ids[0]}/evidence", headers=_client(credentials))
     assert not any(n.startswith("timestamp/") for n in _zip(record.content))
@@ -510,3 +520,51 @@ def test_storage_reconcile_keeps_evidence_and_removes_its_orphans(
     report = reconcile(services, min_age=timedelta(0))
     assert report.orphan_objects == [orphan]
     assert _evidence_objects(services) == before
+
+
+def test_two_step_completion_keeps_the_officers_evidence(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """The two-step flow: the officer's certificate, checked again at completion, is the one
+    whose evidence is kept."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import utils
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from signing_service.settings import DEV_KEY_PASSPHRASE
+
+    pki = services.dev_pki
+    assert pki is not None
+    key, cert, _ = pkcs12.load_key_and_certificates(
+        pki.p12_path("officer").read_bytes(), DEV_KEY_PASSPHRASE.encode()
+    )
+    assert isinstance(key, rsa.RSAPrivateKey) and cert is not None
+    started = api.post(
+        "/v1/signatures/external",
+        headers=_client(credentials),
+        data={"profile": "agency-a-officer", "level": "B-T"},
+        files={
+            "file": ("to-trinh.pdf", make_pdf(), "application/pdf"),
+            "certificate": ("officer.pem", pki.cert_path("officer").read_bytes()),
+        },
+    )
+    assert started.status_code == 201, started.text
+    session = started.json()
+    digest = base64.b64decode(session["digest"])
+    value = key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+    done = api.post(
+        session["complete_url"],
+        headers=_client(credentials),
+        json={"signature": base64.b64encode(value).decode()},
+    )
+    assert done.status_code == 201, done.text
+    signature_id = done.json()["signature_id"]
+    files = _zip(
+        api.get(f"/v1/signatures/{signature_id}/evidence", headers=_client(credentials)).content
+    )
+    assert files["certificates/0-signer.der"] == pki.cert("officer").dump()
+    assert "timestamp/signature-timestamp.tst" in files
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["check"]["status"] == "good"
+    assert manifest["signature"]["field_name"]

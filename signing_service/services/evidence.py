@@ -896,9 +896,16 @@ def purge(
             .join(Agency, Agency.id == SignatureEvidence.agency_id)
             .where(SignatureEvidence.purged_at.is_(None))
         ).all()
+        # Every agency's retention rows, read once (not one query per signature).
+        rows = {
+            (r.agency_id, r.document_kind): r.years
+            for r in session.scalars(select(EvidenceRetention))
+        }
         due: list[tuple[SignatureEvidence, Signature, Agency, datetime]] = []
         for ev, sig, agency in candidates:
-            years, _ = retention_years(session, ev.agency_id, ev.document_kind, default)
+            years = rows.get(
+                (ev.agency_id, ev.document_kind), rows.get((ev.agency_id, ANY_KIND), default)
+            )
             until = add_years(aware_utc(sig.signed_at), years)
             if until > now:
                 report.kept += 1
