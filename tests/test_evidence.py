@@ -568,3 +568,47 @@ def test_two_step_completion_keeps_the_officers_evidence(
     manifest = json.loads(files["manifest.json"])
     assert manifest["check"]["status"] == "good"
     assert manifest["signature"]["field_name"]
+
+
+def test_hold_reason_is_checked_and_the_seal_must_be_configured(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    """A reason with a control character or over 500 characters is refused (422, nothing
+    held); a seal key naming no active key answers REPORT_NOT_CONFIGURED for the evidence
+    ZIP, while the record still answers."""
+    from signing_service import errors
+    from signing_service.store.models import Agency, LegalHold
+    from tests.conftest import make_settings
+
+    signed = _sign(api, credentials, "B-B")
+    url = f"/v1/signatures/{signed['signature_id']}/legal-hold"
+    for reason in ("Thanh tra\x00", "x" * 501, "dòng 1\ndòng 2"):
+        answer = api.put(url, headers=_admin(credentials), json={"enabled": True, "reason": reason})
+        assert answer.status_code == 422, reason
+    with services.db.transaction() as session:
+        assert session.scalars(select(LegalHold)).first() is None
+
+    assert services.dev_pki is not None
+    pki_port = services.settings.dev_pki_port
+    other = Services.build(
+        make_settings(
+            tmp_path,
+            database_url,
+            (services.dev_pki, pki_port),
+            report_seal_key="000.00.12.H12/khong-co-khoa",
+        )
+    )
+    try:
+        with other.db.transaction() as session:
+            agency = session.scalars(select(Agency).where(Agency.code == "000.00.12.H12")).one()
+        with pytest.raises(errors.ReportNotConfigured) as refused:
+            evidence.evidence_zip(other, agency, signed["signature_id"], actor="test")
+        assert "bằng chứng" in refused.value.message
+        record = evidence.signature_record(other, agency.id, signed["signature_id"])
+        assert record["evidence"]["kept"] is True
+    finally:
+        other.close()

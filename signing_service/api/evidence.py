@@ -3,11 +3,11 @@ evidence ZIP, legal holds on signatures and documents, and the agency's retentio
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from signing_service.api import schemas
 from signing_service.api.deps import Admin, AppServices, Client, InWorker, actor_of
@@ -22,12 +22,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 class EvidenceLegalHoldIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool
-    reason: str | None = Field(default=None, max_length=500, description="Lý do (căn cứ) phong tỏa")
+    reason: Annotated[str, Field(max_length=500), AfterValidator(schemas.clean_text)] | None = (
+        Field(default=None, description="Lý do (căn cứ) phong tỏa")
+    )
 
 
 class RetentionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    document_kind: str = Field(
+    document_kind: schemas.Text128 = Field(
         examples=["seal"],
         description="Loại văn bản (kiểu hiển thị chữ ký): person, seal, copy, annex, digitised, "
         "none, unspecified, hoặc * cho mọi loại chưa có thời hạn riêng",
