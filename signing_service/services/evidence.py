@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from asn1crypto import cms, crl, ocsp, x509
+from asn1crypto import cms, core, crl, ocsp, x509
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -221,7 +221,9 @@ def signature_facts(
     newest = max(own, key=lambda s: s.signed_revision)
     token = None
     unsigned = newest.signer_info["unsigned_attrs"]
-    if unsigned.native is not None:
+    # Absent: Void. Never ``.native`` here: it would decode the whole token (hundreds of ms
+    # for a large one) only to be thrown away.
+    if not isinstance(unsigned, core.Void):
         for attr in unsigned:
             if attr["type"].native == "signature_time_stamp_token":
                 token = attr["values"][0].dump()
