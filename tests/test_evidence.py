@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pyhanko.pdf_utils.reader import PdfFileReader
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from signing_service import audit
 from signing_service.services import evidence
@@ -612,3 +612,156 @@ def test_hold_reason_is_checked_and_the_seal_must_be_configured(
         assert record["evidence"]["kept"] is True
     finally:
         other.close()
+
+
+@pytest.mark.slow
+def test_purge_racing_signatures_never_loses_a_referenced_object(
+    services: Services, credentials: dict[str, Any]
+) -> None:
+    """Signatures stored while purges remove the (shared) evidence objects of older ones: the
+    chain's certificates are the same objects for all of them. Afterwards every object a row
+    refers to is in the store, and the newest evidence verifies (the lock protocol of
+    services/evidence.py: release_objects and _ensure_shared)."""
+    import threading
+
+    from signing_service.services.signing import sign_document
+    from signing_service.store.models import Agency
+
+    with services.db.transaction() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == "000.00.12.H12")).one()
+    made: list[str] = []
+    failures: list[BaseException] = []
+    signing_done = threading.Event()
+
+    def signer() -> None:
+        try:
+            for i in range(8):
+                result = sign_document(
+                    services,
+                    agency,
+                    profile_name="agency-a-seal",
+                    pdf=make_pdf(text=f"Quyet dinh {i}"),
+                    level="B-B",
+                    actor="test",
+                )
+                made.append(result.signature_id)
+        except BaseException as e:  # noqa: BLE001 - reported by the test below
+            failures.append(e)
+        finally:
+            signing_done.set()
+
+    def purger() -> None:
+        try:
+            while not signing_done.is_set():
+                # Everything signed so far is made old: the purge removes it all, and with it
+                # every object no newer row refers to.
+                with services.db.transaction() as session:
+                    session.execute(
+                        update(Signature).values(
+                            signed_at=datetime.now(UTC) - timedelta(days=20 * 366)
+                        )
+                    )
+                evidence.purge(services, dry_run=False, actor="test")
+        except BaseException as e:  # noqa: BLE001 - reported by the test below
+            failures.append(e)
+
+    threads = [threading.Thread(target=signer), threading.Thread(target=purger)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not failures, failures
+    assert len(made) == 8
+    with services.db.transaction() as session:
+        referenced = evidence.referenced_keys(session)
+        chain = audit.verify(session)
+    assert chain.ok, chain.problems
+    stored = set(services.store.list(evidence.PREFIX))
+    assert referenced <= stored, sorted(referenced - stored)
+    newest = sign_document(
+        services,
+        agency,
+        profile_name="agency-a-seal",
+        pdf=make_pdf(text="Sau cung"),
+        level="B-B",
+        actor="test",
+    )
+    data = evidence.evidence_zip(services, agency, newest.signature_id, actor="test")
+    assert evidence.verify_zip(services, data).ok
+
+
+def test_an_object_purged_while_a_signature_relies_on_it_is_written_again(
+    services: Services, database_url: str
+) -> None:
+    """The interleaving the lock protocol exists for, forced: a signature finds the CA's
+    certificate already stored (shared), then waits for the audit chain's lock while a purge
+    removes the last row referring to that object and the object itself. The signature's
+    transaction writes it again (evidence._ensure_shared): its evidence is complete."""
+    import threading
+    import time
+
+    from signing_service.services.signing import sign_document
+    from signing_service.store.models import Agency, AuditHead
+
+    if database_url.startswith("sqlite"):
+        pytest.skip(
+            "SQLite takes its write lock for every transaction, reads included: the signature "
+            "cannot get past its first read while the lock is held, so the interleaving cannot "
+            "be forced from here (it is forced on PostgreSQL)"
+        )
+    with services.db.transaction() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == "000.00.12.H12")).one()
+
+    def sign(text: str) -> str:
+        return sign_document(
+            services,
+            agency,
+            profile_name="agency-a-seal",
+            pdf=make_pdf(text=text),
+            level="B-B",
+            actor="test",
+        ).signature_id
+
+    first = sign("Truoc")
+    with services.db.transaction() as session:
+        ca = session.scalars(
+            select(SignatureEvidenceItem.sha256).where(
+                SignatureEvidenceItem.signature_id == first,
+                SignatureEvidenceItem.name == "certificates/1-ca.der",
+            )
+        ).one()
+    key = evidence.object_key(ca)
+    assert services.store.exists(key)
+    result: list[str] = []
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            result.append(sign("Sau"))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+
+    with services.db.transaction() as session:
+        # The chain's lock, as purge's object removal holds it.
+        session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+        worker = threading.Thread(target=second)
+        worker.start()
+        # The signature runs up to its audit entry (its objects checked: the CA's is there)
+        # and waits for the lock.
+        time.sleep(3)
+        assert worker.is_alive() and not failures
+        # The purge: the last row referring to the CA's certificate goes, then the object.
+        session.execute(
+            delete(SignatureEvidenceItem).where(SignatureEvidenceItem.signature_id == first)
+        )
+        session.execute(
+            update(SignatureEvidence)
+            .where(SignatureEvidence.signature_id == first)
+            .values(purged_at=datetime.now(UTC), manifest_sha256=None)
+        )
+        services.store.delete(key)
+    worker.join(120)
+    assert not failures, failures
+    assert services.store.exists(key), "the signature committed a reference to a lost object"
+    data = evidence.evidence_zip(services, agency, result[0], actor="test")
+    assert evidence.verify_zip(services, data).ok
