@@ -1,6 +1,7 @@
 """Command line: ``signing-service serve | migrate | agency add | client add/list/revoke/rotate |
 operator-key add | key add/list/disable | sign | verify | pki init | audit verify/seal |
-storage reconcile | trust list | verification stats | preservation plan/run/worker``.
+storage reconcile | trust list | verification stats | preservation plan/run/worker |
+evidence verify/purge``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
@@ -723,6 +724,74 @@ def cmd_storage_reconcile(args: argparse.Namespace) -> int:
     for item in report.missing_objects:
         print(f"    {item['attachment_id']} ({item['key']})")
     print(f"  Tệp tạm còn sót: {len(report.removed_temporary)}, {verb}")
+    return 0
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    """Exit 0: the evidence ZIP is sealed by a trusted certificate and every file matches its
+    manifest; 1: a problem (each named, in Vietnamese); 4: the file cannot be read."""
+    from signing_service.services.evidence import verify_zip
+
+    data = _read(args.zip)
+    services = _services(migrate=False, prepare=False)
+    try:
+        result = verify_zip(services, data)
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return EXIT_PASSED if result.ok else EXIT_FAILED
+    if result.ok:
+        print(f"Gói bằng chứng của chữ ký {result.signature_id}: hợp lệ.")
+        print(f"  Niêm phong bởi: {result.sealed_by}")
+        if result.timestamped:
+            print(f"  Dấu thời gian niêm phong: {result.seal_time}")
+        else:
+            print("  Niêm phong không có dấu thời gian (chưa cấu hình máy chủ dấu thời gian).")
+        print(f"  {result.files} tệp khớp mã băm SHA-256 trong manifest.json.")
+        return EXIT_PASSED
+    print("Gói bằng chứng KHÔNG hợp lệ:", file=sys.stderr)
+    for problem in result.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def cmd_evidence_purge(args: argparse.Namespace) -> int:
+    """Dry run unless ``--yes``: lists the evidence whose retention ended (and that held by a
+    legal hold, never deleted); with ``--yes`` removes it (one audit entry)."""
+    from signing_service.services.evidence import purge
+    from storage import StorageUnavailableError
+
+    services = _services()
+    try:
+        report = purge(services, dry_run=not args.yes, actor="cli")
+    except StorageUnavailableError as e:
+        print(f"STORAGE_UNAVAILABLE: kho lưu trữ không sẵn sàng ({e})", file=sys.stderr)
+        return EXIT_IO
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    verb = "Sẽ xóa (chạy thử, thêm --yes để xóa)" if report.dry_run else "Đã xóa"
+    print(f"Bằng chứng ký hết thời hạn lưu trữ tại {report.at}:")
+
+    def line(item: dict[str, str]) -> str:
+        until = item["retained_until"]
+        return f"    {item['signature_id']} ({item['agency_code']}, hết hạn {until})"
+
+    print(f"  {verb}: {len(report.purged)} chữ ký")
+    for item in report.purged:
+        print(line(item))
+    print(f"  Đang bị phong tỏa pháp lý, giữ lại (không bao giờ xóa): {len(report.held)} chữ ký")
+    for item in report.held:
+        print(line(item))
+    print(f"  Còn trong thời hạn: {report.kept} chữ ký")
+    if not report.dry_run:
+        print(
+            f"  Đối tượng đã xóa khỏi kho: {len(report.removed_objects)}; còn dùng chung với "
+            f"chữ ký khác, giữ lại: {report.shared_objects}"
+        )
     return 0
 
 
@@ -1501,6 +1570,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_storage_reconcile)
+    ev = sub.add_parser("evidence", help="bằng chứng ký (TT 15/2025 Điều 5–6)")
+    ev_sub = ev.add_subparsers(dest="evidence_command", required=True, parser_class=_Parser)
+    ev_verify = ev_sub.add_parser(
+        "verify", help="kiểm tra gói bằng chứng ZIP: niêm phong của dịch vụ và mã băm từng tệp"
+    )
+    ev_verify.add_argument("zip", help="tệp ZIP tải từ /v1/signatures/{id}/evidence")
+    ev_verify.add_argument("--json", action="store_true")
+    ev_verify.set_defaults(func=cmd_evidence_verify)
+    ev_purge = ev_sub.add_parser(
+        "purge",
+        help="xóa bằng chứng đã hết thời hạn lưu trữ (mặc định chỉ chạy thử; --yes để xóa)",
+    )
+    ev_purge.add_argument("--yes", action="store_true", help="xóa thật (mặc định: chạy thử)")
+    ev_purge.add_argument("--json", action="store_true")
+    ev_purge.set_defaults(func=cmd_evidence_purge)
     ver = sub.add_parser("verification", help="xác minh công khai")
     ver_sub = ver.add_subparsers(dest="verification_command", required=True, parser_class=_Parser)
     stats = ver_sub.add_parser(

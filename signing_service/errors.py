@@ -760,3 +760,25 @@ PreservationTsaTooShort = _error(
     "gian này không giúp văn bản kiểm chứng được lâu hơn; chọn SIGNING_SERVICE_PRESERVATION_TSA "
     "khác. Chưa lưu gì.",
 )
+
+
+# Evidence per signature (issue 12, services/evidence.py). Another agency's signature answers
+# exactly as one that does not exist.
+SignatureNotFound = _error("SIGNATURE_NOT_FOUND", 404, "Không tìm thấy chữ ký.")
+EvidenceNotKept = _error(
+    "EVIDENCE_NOT_KEPT",
+    404,
+    "Chữ ký này không có bằng chứng lưu trữ (được tạo trước khi dịch vụ lưu bằng chứng cho "
+    "từng chữ ký).",
+)
+EvidencePurged = _error(
+    "EVIDENCE_PURGED",
+    410,
+    "Bằng chứng của chữ ký này đã hết thời hạn lưu trữ và đã được xóa.",
+)
+InvalidRetention = _error(
+    "INVALID_RETENTION",
+    422,
+    "Thời hạn lưu trữ bằng chứng không hợp lệ: số năm phải là số nguyên từ 1 đến 100, loại văn "
+    "bản là một trong person, seal, copy, annex, digitised, none, unspecified hoặc *.",
+)

@@ -498,6 +498,11 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(default=15, ge=1, le=86_400)
     # storage reconcile leaves objects younger than this alone (uploads in flight).
     reconcile_min_age_seconds: int = Field(default=3600, ge=0)
+    # Evidence kept per signature (TT 15/2025 Art. 5–6, issue 12): years after the signing time
+    # before `evidence purge` may remove it, unless an agency administrator set its own per
+    # document kind (within the same bounds) or a legal hold keeps it. A default to adjust to
+    # the agency's records schedule, not legal advice.
+    evidence_retention_years: int = Field(default=10, ge=1, le=100)
 
     # Fault injection for the crash-consistency test: kill the process at this upload step
     # ("screened", "object_written", "committed"). Refused in production mode.

@@ -38,6 +38,7 @@ from sqlalchemy import select
 
 from signing_service import audit
 from signing_service.pki.dev import DevPki
+from signing_service.services import evidence
 from signing_service.services.container import Services
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.engine import SignOptions, async_sign_pdf
@@ -605,6 +606,8 @@ def assert_consistent(services: Services) -> None:
             keys.add(row.storage_key)
             if row.sanitized_key:
                 keys.add(row.sanitized_key)
+        # The evidence kept per signature (services/evidence.py).
+        keys |= evidence.referenced_keys(session)
         chain = audit.verify(session)
     stored = set(services.store.list())
     assert stored == keys, (sorted(stored - keys)[:5], sorted(keys - stored)[:5])

@@ -52,6 +52,7 @@ PARSE_ERRORS: dict[str, list[str]] = {
     "preservation_max_attempts": ["0", "nhieu"],
     "preservation_retry_base_seconds": ["1", "nhanh"],
     "preservation_stalled_seconds": ["5", "lau"],
+    "evidence_retention_years": ["0", "101", "muoi", "-3"],
     "cors_origins": [
         "*",
         "https://cong.example.gov.vn/",

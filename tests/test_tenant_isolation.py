@@ -124,6 +124,7 @@ class Tenant:
     fingerprints: list[str] = field(default_factory=list)
     image: str = ""  # an appearance image (seal) the agency uploaded
     registered: list[str] = field(default_factory=list)  # registry public ids of its documents
+    signatures: list[str] = field(default_factory=list)  # its signatures' ids (evidence)
 
 
 def _client(credentials: dict[str, Any], t: Tenant) -> dict[str, str]:
@@ -232,6 +233,7 @@ def _setup(
             )
             assert signed.status_code == 201, (kind, signed.text)
             t.documents += [signed.json()["document"]["id"], signed.json()["input_document"]["id"]]
+            t.signatures.append(signed.json()["signature_id"])
             t.registered.append(signed.json()["registry"]["public_id"])
         started = api.post(
             "/v1/signatures/external",
@@ -246,6 +248,7 @@ def _setup(
         )
         assert done.status_code == 201, done.text
         t.documents.append(done.json()["document"]["id"])
+        t.signatures.append(done.json()["signature_id"])
         t.registered.append(done.json()["registry"]["public_id"])
         pending = api.post(
             "/v1/signatures/external",
@@ -398,6 +401,33 @@ def _attempts(x: Tenant, y: Tenant, unregistered_cert: bytes) -> list[Attempt]:
             "extend Y's document",
             {"url": f"/v1/documents/{doc}/extensions", "json": {"level": "B-LTA"}},
             {"url": f"/v1/documents/{missing_id}/extensions", "json": {"level": "B-LTA"}},
+        )
+    # Evidence per signature (issue 12): Y's signature records and evidence cannot be read,
+    # nor Y's signatures or documents put under (or released from) a legal hold.
+    signature_route = "/v1/signatures/{signature_id}"
+    for sig in y.signatures:
+        for suffix in ("", "/evidence"):
+            add(
+                ("GET", signature_route + suffix),
+                f"read Y's signature{suffix}",
+                {"url": f"/v1/signatures/{sig}{suffix}"},
+                {"url": f"/v1/signatures/{missing_id}{suffix}"},
+            )
+        for enabled in (True, False):
+            add(
+                ("PUT", signature_route + "/legal-hold"),
+                f"legal hold {enabled} on Y's signature",
+                {"url": f"/v1/signatures/{sig}/legal-hold", "json": {"enabled": enabled}},
+                {"url": f"/v1/signatures/{missing_id}/legal-hold", "json": {"enabled": enabled}},
+                admin=True,
+            )
+    for doc in y.documents:
+        add(
+            ("PUT", "/v1/documents/{document_id}/legal-hold"),
+            "legal hold on Y's document",
+            {"url": f"/v1/documents/{doc}/legal-hold", "json": {"enabled": True}},
+            {"url": f"/v1/documents/{missing_id}/legal-hold", "json": {"enabled": True}},
+            admin=True,
         )
     one = ("/v1/admin/profiles/{name}",)
     for name in y.profiles.values():
@@ -554,13 +584,23 @@ def test_cross_agency_matrix(
         # Extending an uploaded file names nothing of another agency's and stores nothing
         # (tests/test_extension.py).
         ("POST", "/v1/extensions"),
+        # The caller's own agency's evidence retention: no other agency's is named or reached
+        # (services/evidence.py keys every row by the caller's agency).
+        ("GET", "/v1/admin/evidence-retention"),
+        ("PUT", "/v1/admin/evidence-retention"),
     }
     problems: list[str] = []
     before = snapshot(services)
     for x, y in ((b, a), (a, b)):
         # What X's administrator can list names nothing of Y's.
         y_strings = [*y.profiles.values(), *y.keys.values(), *y.fingerprints, y.code, y.image]
-        for listing in ("/v1/admin/profiles", "/v1/admin/keys", "/v1/admin/appearance-images"):
+        listings = (
+            "/v1/admin/profiles",
+            "/v1/admin/keys",
+            "/v1/admin/appearance-images",
+            "/v1/admin/evidence-retention",
+        )
+        for listing in listings:
             text = api.get(listing, headers=_admin(credentials, x)).text
             problems += [f"{x.prefix} lists {s} at {listing}" for s in y_strings if s in text]
         for attempt in _attempts(x, y, unregistered):

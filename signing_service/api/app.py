@@ -26,6 +26,7 @@ from signing_service.api import (
     admin,
     attachments,
     documents,
+    evidence,
     extensions,
     health,
     observe,
@@ -299,6 +300,7 @@ def create_app(services: Services) -> FastAPI:
     for router in (
         health.router,
         signatures.router,
+        evidence.router,
         admin.router,
         documents.router,
         extensions.router,

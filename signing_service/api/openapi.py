@@ -144,6 +144,22 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
             errors.RegistryStatusFinal,
             errors.InvalidSupersedingDocument,
         ],
+        # Evidence per signature (services/evidence.py): the record, the sealed ZIP (sealed
+        # with the service's key and timestamped, as the PDF report), holds and retention.
+        "evidence_record": [errors.SignatureNotFound],
+        "evidence_zip": [
+            errors.SignatureNotFound,
+            errors.EvidenceNotKept,
+            errors.EvidencePurged,
+            errors.ReportNotConfigured,
+            errors.SigningFailed,
+            errors.StorageUnavailable,
+            errors.StorageIntegrity,
+            *signer_checks,
+            *keys,
+        ],
+        "legal_hold": [errors.SignatureNotFound, errors.DocumentNotFound],
+        "retention": [errors.InvalidRetention],
         "probe": [errors.NotReady],
         # The admin API's reads and deletions (services/profiles.py _get,
         # services/appearance_images.py delete_image): a listing refuses nothing of its own.
@@ -174,6 +190,10 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
 
 # Which groups an operation belongs to, by its path or "METHOD path" (first match).
 PATH_GROUPS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (re.compile(r"^GET /v1/signatures/[^/]+$"), ("evidence_record",)),
+    (re.compile(r"^GET /v1/signatures/[^/]+/evidence$"), ("evidence_zip",)),
+    (re.compile(r"^PUT /v1/(signatures|documents)/[^/]+/legal-hold$"), ("legal_hold",)),
+    (re.compile(r"^/v1/admin/evidence-retention$"), ("retention",)),
     (re.compile(r"^/v1/signatures/batch$"), ("pdf_input", "signing", "batch")),
     (re.compile(r"^/v1/signatures/external"), ("pdf_input", "signing", "external")),
     (re.compile(r"^/v1/signatures"), ("pdf_input", "signing")),

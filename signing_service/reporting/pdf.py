@@ -484,7 +484,7 @@ def report_seal(services: Services) -> ReportSeal:
     from signing_service.services import allowlists
 
     settings = services.settings
-    key = _registered_seal(services) if settings.report_seal_key else _dev_seal(services)
+    key = seal_key(services)
     try:
         tsa_url = allowlists.tsa_url(services, settings.report_tsa)
     except errors.TimestampUnavailable:
@@ -493,6 +493,15 @@ def report_seal(services: Services) -> ReportSeal:
             "(SIGNING_SERVICE_REPORT_TSA hoặc SIGNING_SERVICE_TSAS)."
         ) from None
     return ReportSeal(key=key, tsa_url=tsa_url)
+
+
+def seal_key(services: Services) -> LoadedKey:
+    """The service's own seal key (reports, evidence packages): the registered key
+    ``SIGNING_SERVICE_REPORT_SEAL_KEY`` names, or in development the dev PKI's
+    ``service-seal``. Raises :class:`errors.ReportNotConfigured` (503) as :func:`report_seal`."""
+    if services.settings.report_seal_key:
+        return _registered_seal(services)
+    return _dev_seal(services)
 
 
 def _registered_seal(services: Services) -> LoadedKey:

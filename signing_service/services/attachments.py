@@ -716,6 +716,8 @@ class ReconcileReport:
 
 
 def _referenced(services: Services, keys: list[str] | None = None) -> set[str]:
+    from signing_service.services.evidence import referenced_keys as referenced_evidence
+
     with services.db.transaction() as session:
         if keys is not None:
             found = set(
@@ -737,9 +739,12 @@ def _referenced(services: Services, keys: list[str] | None = None) -> set[str]:
                     select(AppearanceImage.storage_key).where(AppearanceImage.storage_key.in_(keys))
                 )
             )
+            # Evidence kept per signature (issue 12): content-addressed objects under evidence/.
+            found |= referenced_evidence(session, keys)
             return {k for k in found if k}
         refs = {k for k in session.scalars(select(Document.storage_key)) if k}
         refs |= set(session.scalars(select(AppearanceImage.storage_key)))
+        refs |= referenced_evidence(session)
         for key, clean in session.execute(select(Attachment.storage_key, Attachment.sanitized_key)):
             refs.add(key)
             if clean:

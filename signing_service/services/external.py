@@ -355,7 +355,7 @@ def complete_external(
         raise errors.ExternalSignatureInvalid()
     # The signer is checked again before the signature is embedded: minutes may have passed
     # since step 1, and a certificate revoked meanwhile must not sign (TT 15/2025 Art. 5).
-    run_sync(check_signer(services, cert, chain))
+    check = run_sync(check_signer(services, cert, chain))
     if ci is not None:
         _check_client_timestamps(services, ci)
     timestamper = None
@@ -423,5 +423,6 @@ def complete_external(
         registration=Registration.from_dict(row.registration),
         actor=actor,
         in_transaction=mark_completed,
+        check=check,
         signed_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),
     )

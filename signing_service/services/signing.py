@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from signing_service import audit, errors, metrics
 from signing_service._async import run_sync
-from signing_service.services import allowlists
+from signing_service.services import allowlists, evidence
 from signing_service.services.appearance_images import AppearanceRequest, resolve_appearance
 from signing_service.services.container import Services
 from signing_service.services.documents import (
@@ -45,7 +45,7 @@ from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appeara
 from signing_service.services.registry import new_public_id, public_link, register_signed
 from signing_service.signing import repair
 from signing_service.signing.appearance import vietnam_time
-from signing_service.signing.certcheck import SignerCheckFailure
+from signing_service.signing.certcheck import SignerCheck, SignerCheckFailure
 from signing_service.signing.engine import (
     PdfInputError,
     SignOptions,
@@ -160,16 +160,17 @@ def _retry_after(services: Services) -> dict[str, str]:
 
 async def check_signer(
     services: Services, cert: x509.Certificate, chain: Sequence[x509.Certificate]
-) -> None:
+) -> SignerCheck:
     """The checks before every signature (TT 15/2025 Art. 5; signing/certcheck.py), with
     their error codes: one place for all flows and levels, and nothing switches them off.
 
     422 ``SIGNER_CERT_EXPIRED`` | ``SIGNER_CERT_IS_CA`` | ``SIGNER_CERT_KEY_USAGE`` |
     ``ALGORITHM_NOT_ALLOWED`` | ``SIGNER_CERT_UNTRUSTED`` | ``SIGNER_CERT_REVOKED``; 503
     ``SIGNER_CERT_STATUS_UNKNOWN`` with ``Retry-After`` (responder unreachable, no CRL).
+    Returns what the check relied on: the signature's evidence (services/evidence.py).
     """
     try:
-        await services.checker.async_check(cert, tuple(chain))
+        return await services.checker.async_check(cert, tuple(chain))
     except SignerCheckFailure as failure:
         error = CHECK_ERRORS[failure.reason]
         headers = _retry_after(services) if error.status == 503 else None
@@ -290,10 +291,10 @@ async def _check_and_sign(
     appearance: AppearanceRequest | None = None,
     now: datetime | None = None,
     qr: QrContent | None = None,
-) -> tuple[bytes, bool, Registration]:
-    """The signed document, whether the input had to be repaired first, and what the
-    registry records of its appearance."""
-    await check_signer(services, key.signing_cert, key.chain)
+) -> tuple[bytes, bool, Registration, SignerCheck]:
+    """The signed document, whether the input had to be repaired first, what the
+    registry records of its appearance, and what the pre-signing check relied on."""
+    check = await check_signer(services, key.signing_cert, key.chain)
     options = replace(
         _options(profile, level, field_name, services=services, appearance=appearance), qr=qr
     )
@@ -315,6 +316,7 @@ async def _check_and_sign(
                 ),
                 False,
                 registration,
+                check,
             )
         except PdfInputError as e:
             if e.reason != "unreadable":
@@ -330,6 +332,7 @@ async def _check_and_sign(
             ),
             True,
             registration,
+            check,
         )
     except PdfInputError as e:
         raise pdf_input_error(e) from None
@@ -431,7 +434,7 @@ def _sign_one(
     content = (
         qr_content(services, qr, codes, filename, moment, public_id) if qr is not None else None
     )
-    signed, repaired, registration = run_sync(
+    signed, repaired, registration, check = run_sync(
         _check_and_sign(
             services,
             key,
@@ -461,6 +464,7 @@ def _sign_one(
         public_id=public_id,
         registration=registration,
         key_kind=key_kind,
+        check=check,
     )
 
 
@@ -484,12 +488,17 @@ def store_signed(
     public_id: str | None = None,
     registration: Registration | None = None,
     key_kind: str | None = None,
+    check: SignerCheck | None = None,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
 
     ``key_kind``: the kind of key that signed (pkcs12, pkcs11, csc; officer for two-step),
     counted with the level and the agency in ``signing_service_signatures_total`` once the
     transaction has committed.
+
+    ``check``: what the pre-signing check relied on; kept with the signature as its evidence
+    (TT 15/2025 Art. 5–6, services/evidence.py), with the signature's timestamp token and its
+    field name, in the same transaction.
 
     ``repaired``: the input was rebuilt before signing (signing/repair.py); the audit entry
     and the answer say so.
@@ -557,6 +566,21 @@ def store_signed(
         input_document_id=input_id,
         output_document_id=output_id,
     )
+    captured = evidence.capture(
+        check,
+        signed,
+        signing_cert,
+        signature_id=signature.id,
+        agency_code=agency.code,
+        level=level,
+        profile=profile.name,
+        signed_at=signed_at or now,
+        documents={
+            "input": {"id": input_id, "sha256": input_doc.sha256},
+            "output": {"id": output_id, "sha256": output_doc.sha256},
+        },
+    )
+    signature.field_name = captured.field_name
     to_write = [(output_doc, signed)]
     if incremental:
         # Keep one object: the original is the signed document's prefix.
@@ -565,11 +589,14 @@ def store_signed(
     else:
         to_write.insert(0, (input_doc, pdf))
     written: list[str] = []
+    new_evidence: list[str] = []
     try:
         for doc, data in to_write:
             assert doc.storage_key is not None
             services.store.put(doc.storage_key, data, sha256=doc.sha256)
             written.append(doc.storage_key)
+        # Evidence objects are content-addressed and may be shared with other signatures.
+        new_evidence, shared = evidence.store_objects(services, captured)
         with services.db.transaction() as session:
             # The dossier's counter row before the audit head: every writer takes the two
             # locks in this order.
@@ -611,7 +638,18 @@ def store_signed(
                     "result_code": output_doc.result_code,
                     "repaired": repaired,
                     "public_id": public_id,
+                    "evidence_manifest_sha256": captured.manifest_sha256,
                 },
+            )
+            # After the audit entry: under the chain's lock (evidence._ensure_shared).
+            evidence.add_rows(
+                services,
+                session,
+                captured,
+                shared,
+                signature_id=signature.id,
+                agency_id=agency.id,
+                document_kind=registration.kind,
             )
     except BaseException as e:
         for storage_key in written:
@@ -619,6 +657,12 @@ def store_signed(
                 services.store.delete(storage_key)
             except Exception:  # noqa: BLE001 - reconcile will find it
                 log.error("could not remove orphan object %s", storage_key)
+        try:
+            # Only those no committed row refers to, under the audit chain's lock: another
+            # signature may have found them stored meanwhile and relied on them.
+            evidence.release_objects(services, new_evidence)
+        except Exception:  # noqa: BLE001 - reconcile will find them
+            log.error("could not remove %d orphan evidence objects", len(new_evidence))
         if isinstance(e, StorageUnavailableError):
             raise errors.StorageUnavailable() from None
         raise

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from asn1crypto import crl, ocsp, x509
@@ -182,9 +182,29 @@ def _earliest_next_update(
 
 
 @dataclass(frozen=True)
+class SignerCheck:
+    """What a successful pre-signing check relied on (TT 15/2025 Art. 5–6: the evidence kept
+    per signature): ``path`` — the validated chain, signer first, trust anchor last (DER);
+    ``ocsps`` / ``crls`` — the revocation answers obtained for it (DER, as the responder
+    signed them); ``checked_at`` — when the chain was judged (UTC); ``status`` — ``good``
+    (a check that fails raises instead); ``reused`` — the judgement came from the judge's
+    cache (made at ``checked_at``, still within the answers' ``nextUpdate``)."""
+
+    checked_at: datetime
+    path: tuple[bytes, ...] = ()
+    ocsps: tuple[bytes, ...] = ()
+    crls: tuple[bytes, ...] = ()
+    status: str = "good"
+    reused: bool = False
+
+
+@dataclass(frozen=True)
 class _Judgement:
     failure: SignerCheckFailure | None
     until: float  # time.monotonic()
+    # A successful judgement keeps what it relied on: a signature made while it is reused
+    # must still carry the answers that showed the chain good (its evidence).
+    record: SignerCheck | None = None
 
 
 class ChainJudge:
@@ -226,30 +246,53 @@ class ChainJudge:
         """``None`` when ``cert``'s chain is valid now and no certificate on it is revoked;
         else the refusal (UNTRUSTED, REVOKED, STATUS_UNKNOWN, EXPIRED, ALGORITHM).
         ``others``: certificates offered for path building (the key's or the token's chain)."""
+        failure, _ = await self.async_judge_with_record(cert, others)
+        return failure
+
+    async def async_judge_with_record(
+        self, cert: x509.Certificate, others: tuple[x509.Certificate, ...] = ()
+    ) -> tuple[SignerCheckFailure | None, SignerCheck | None]:
+        """:meth:`async_judge`, and on success what the judgement relied on (the chain, the
+        revocation answers, when it was made; ``reused`` when served from the cache)."""
         key = fingerprint(cert)
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(key)
         if hit is not None and hit.until > now:
-            return hit.failure
+            reused = replace(hit.record, reused=True) if hit.record is not None else None
+            return hit.failure, reused
         self.validations += 1
+        checked_at = datetime.now(UTC)
         validator = ChainValidator(
             self._trust,
             Evidence(certs=others),
-            validation_time=datetime.now(UTC),
+            validation_time=checked_at,
             live=True,
             fetcher_backend=self._backend,
         )
         result = await validator.validate(cert, self._usage)
         if result.ok:
-            next_update = _earliest_next_update(*validator.fetched())
+            crls, ocsps = validator.fetched()
+            record = SignerCheck(
+                checked_at=checked_at,
+                # certvalidator iterates from the anchor down: the evidence lists the signer
+                # first.
+                path=(
+                    tuple(reversed([c.dump() for c in result.path.iter_certs(include_root=True)]))
+                    if result.path is not None
+                    else (cert.dump(),)
+                ),
+                ocsps=tuple(o.dump() for o in ocsps),
+                crls=tuple(c.dump() for c in crls),
+            )
+            next_update = _earliest_next_update(crls, ocsps)
             ttl = self._max_age
             if next_update is not None:
                 ttl = min(ttl, (next_update - datetime.now(UTC)).total_seconds())
             if ttl > 0:
                 with self._lock:
-                    self._cache[key] = _Judgement(None, now + ttl)
-            return None
+                    self._cache[key] = _Judgement(None, now + ttl, record)
+            return None, record
         found = None
         if result.revinfo_problem:
             # Current status unknown: does any answer we hold (however old) show a revocation?
@@ -258,7 +301,7 @@ class ChainJudge:
         if failure.reason == SignerCheckFailure.REVOKED:
             with self._lock:
                 self._cache[key] = _Judgement(failure, now + self._max_age)
-        return failure
+        return failure, None
 
 
 class SignerChecker:
@@ -275,14 +318,19 @@ class SignerChecker:
 
     async def async_check(
         self, cert: x509.Certificate, chain: tuple[x509.Certificate, ...] = ()
-    ) -> None:
+    ) -> SignerCheck:
         """Raise :class:`SignerCheckFailure` unless ``cert`` may sign now. ``chain``: the
-        intermediates that come with the key (offered for path building, not trusted)."""
+        intermediates that come with the key (offered for path building, not trusted).
+        Returns what the check relied on (:class:`SignerCheck`: the signature's evidence)."""
         check_static(cert)
-        failure = await self.chains.async_judge(cert, tuple(chain))
+        failure, record = await self.chains.async_judge_with_record(cert, tuple(chain))
         if failure is not None:
             raise failure
+        assert record is not None  # a judgement without failure always has its record
+        return record
 
-    def check(self, cert: x509.Certificate, chain: tuple[x509.Certificate, ...] = ()) -> None:
+    def check(
+        self, cert: x509.Certificate, chain: tuple[x509.Certificate, ...] = ()
+    ) -> SignerCheck:
         """Synchronous :meth:`async_check` (worker threads, the CLI)."""
-        run_sync(self.async_check(cert, chain))
+        return run_sync(self.async_check(cert, chain))

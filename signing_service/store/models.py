@@ -421,3 +421,76 @@ class ReportLink(Base):
     pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # Bytes held by this row (entry + pdf): the store's byte bound sums it.
     size: Mapped[int] = mapped_column(BigInteger)
+
+
+class SignatureEvidence(Base):
+    """The evidence kept for one signature (TT 15/2025 Art. 5–6, issue 12): what the
+    pre-signing check relied on (the signer's certificate and chain, the OCSP responses and
+    CRLs, the status and the check time) and the signature's timestamp token. The files are
+    objects in storage, content-addressed (``evidence/<sha256[:2]>/<sha256>``: the same answer
+    stored once however many signatures relied on it), listed by
+    :class:`SignatureEvidenceItem`; ``manifest.json`` is one of them.
+
+    ``document_kind``: the appearance kind signed with (the registry's kind; ``unspecified``
+    for a stamp without kind): retention is set per agency and kind. ``purged_at``: when
+    ``evidence purge`` removed the files (the row stays, so the signature says its evidence
+    was purged rather than never kept)."""
+
+    __tablename__ = "signature_evidence"
+    signature_id: Mapped[str] = mapped_column(ForeignKey("signatures.id"), primary_key=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    document_kind: Mapped[str] = mapped_column(String(16))
+    check_status: Mapped[str] = mapped_column(String(16))
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Where the status came from: the kinds of answer relied on ("ocsp", "crl").
+    sources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The signer's certificate as the record shows it: subject, issuer, serial, SHA-256.
+    signer: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SignatureEvidenceItem(Base):
+    """One file of a signature's evidence: its name in the evidence ZIP, its role
+    (``manifest``, ``certificate``, ``ocsp``, ``crl``, ``timestamp``) and the SHA-256 that
+    names its object. An object is deleted only once no item refers to it."""
+
+    __tablename__ = "signature_evidence_items"
+    signature_id: Mapped[str] = mapped_column(
+        ForeignKey("signature_evidence.signature_id"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class EvidenceRetention(Base):
+    """An agency administrator's retention for the evidence of signatures of one document
+    kind (an appearance kind, or ``*`` for every kind without its own row), in years from the
+    signing time; without a row the operator's ``SIGNING_SERVICE_EVIDENCE_RETENTION_YEARS``."""
+
+    __tablename__ = "evidence_retention"
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), primary_key=True)
+    document_kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    years: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LegalHold(Base):
+    """A legal hold an agency administrator set on a signature's evidence (``target``
+    ``signature``) or on a document (``document``: the evidence of every signature that
+    signed it or produced it). Held evidence is never purged; clearing deletes the row (the
+    audit log keeps both)."""
+
+    __tablename__ = "legal_holds"
+    __table_args__ = (UniqueConstraint("target", "target_id", name="uq_legal_holds_target"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    target: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(36), index=True)
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    set_by: Mapped[str] = mapped_column(String(255))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

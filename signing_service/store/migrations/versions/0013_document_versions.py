@@ -14,7 +14,7 @@ from alembic import op
 
 revision = "0013"
 # 0011 in this branch; relinked to 0012 (evidence) when the lanes are merged.
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
