@@ -514,9 +514,13 @@ def test_sigkill_mid_renewal_loses_nothing(
         # No orphan after reconcile: every object left is a document's.
         from datetime import timedelta
 
+        from signing_service.services.evidence import referenced_keys as referenced_evidence
+
         reconcile(services, min_age=timedelta(0), actor="test")
         with services.db.transaction() as session:
             keys = {k for k in session.scalars(select(Document.storage_key)) if k}
+            # and the evidence its signatures keep (services/evidence.py, content-addressed).
+            keys |= referenced_evidence(session)
         assert _objects(services) <= keys
     finally:
         services.close()
