@@ -480,7 +480,10 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from signing_service.services.verification import parse_validation_time, verify_document
+    """Verify as the API would, from the settings alone: no data directory, no database
+    written, no dev PKI generated, no audit entry (services/standalone.py)."""
+    from signing_service.services.standalone import verify_standalone
+    from signing_service.services.verification_time import parse_validation_time
 
     moment = None
     if args.at:
@@ -494,14 +497,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for name in ("signing_service.verification", "pyhanko", "pyhanko_certvalidator"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     data = _read(args.file)
-    services = _services()
+    settings = _settings()
     try:
-        report = verify_document(services, data, actor="cli", validation_time=moment)
+        result = verify_standalone(settings, data, validation_time=moment)
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
+        return EXIT_CONFIG
     except errors.ServiceError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
         return EXIT_REFUSED
-    finally:
-        services.close()
+    report = result.report
+    if not settings.is_production:
+        # Where this answer's world comes from (issue 13: never a silently invented one).
+        pki = (
+            f"PKI thử nghiệm {result.dev_pki_dir}"
+            if result.dev_pki_dir
+            else "chưa có PKI thử nghiệm"
+        )
+        registry = (
+            f"sổ đăng ký trong {result.registry_database}"
+            if result.registry_database
+            else "không có cơ sở dữ liệu để tra sổ đăng ký"
+        )
+        print(f"Chế độ phát triển: {pki}; {registry}.", file=sys.stderr)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:

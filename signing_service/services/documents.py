@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from signing_service import errors
 from signing_service.services.container import Services
+from signing_service.services.pdf_upload import check_pdf_upload  # noqa: F401 - re-exported
 from signing_service.store.models import Document, ResultCodeCounter
 from signing_service.timefmt import api_time
 from storage import ObjectNotFound, StorageUnavailableError
@@ -314,18 +315,6 @@ def check_result_code_available(services: Services, agency_id: int, codes: Docum
         ).first()
     if last is not None and last >= MAX_RESULT_NUMBER:
         raise errors.ResultCodeExhausted(details={"dossier_code": codes.dossier_code})
-
-
-def check_pdf_upload(data: bytes, limit: int) -> None:
-    if not data:
-        raise errors.EmptyFile()
-    if len(data) > limit:
-        raise errors.PayloadTooLarge(
-            f"Tệp vượt quá dung lượng cho phép ({limit // (1024 * 1024)} MB).",
-            details={"max_bytes": limit},
-        )
-    if b"%PDF-" not in data[:1024]:
-        raise errors.NotAPdf()
 
 
 @dataclass(frozen=True)

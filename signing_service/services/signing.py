@@ -44,7 +44,6 @@ from signing_service.services.documents import (
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
 from signing_service.services.registry import new_public_id, public_link, register_signed
 from signing_service.signing import repair
-from signing_service.signing.appearance import vietnam_time
 from signing_service.signing.certcheck import SignerCheckFailure
 from signing_service.signing.engine import (
     PdfInputError,
@@ -64,7 +63,7 @@ from signing_service.signing.placement import PlacementError
 from signing_service.signing.qr import QrContent, QrOnSignedDocument
 from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
-from signing_service.timefmt import api_time
+from signing_service.timefmt import api_time, vietnam_time
 from storage import StorageUnavailableError
 
 log = logging.getLogger(__name__)
