@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from signing_service import errors
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 if TYPE_CHECKING:
     from signing_service.services.accounts import IssuedKey
     from signing_service.services.container import Services
@@ -178,14 +180,35 @@ def _configuration_problem(error: BaseException) -> str | None:
     return None
 
 
+def announce_data_dir(settings: Settings) -> None:
+    """Development: say on stderr, in one line, which data directory this command uses (issue
+    13: a command run from another folder quietly made a new world there). Production names
+    its own (required) and is silent."""
+    if settings.is_production:
+        return
+    if settings.data_dir_configured:
+        origin = "SIGNING_SERVICE_DATA_DIR"
+    elif settings.resolved_data_dir.parent == REPO_ROOT:
+        origin = "mặc định: thư mục var của mã nguồn, như make run"
+    else:
+        origin = "mặc định: thư mục dữ liệu của người dùng"
+    print(
+        f"Chế độ phát triển: thư mục dữ liệu {settings.resolved_data_dir} ({origin}).",
+        file=sys.stderr,
+    )
+
+
 def _services(  # type: ignore[no-untyped-def]
-    serve_dev_pki: bool = False, migrate: bool = True, prepare: bool = True
+    serve_dev_pki: bool = False, migrate: bool = True, prepare: bool = True, announce: bool = True
 ):
     from signing_service.services.container import Services, StartupRefused
 
+    settings = _settings()
+    if announce:
+        announce_data_dir(settings)
     try:
         return Services.build(
-            _settings(), serve_dev_pki=serve_dev_pki, migrate=migrate, prepare=prepare
+            settings, serve_dev_pki=serve_dev_pki, migrate=migrate, prepare=prepare
         )
     except StartupRefused as e:
         print(f"Từ chối khởi động ở chế độ production: {e}", file=sys.stderr)
@@ -271,7 +294,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     migrated = subprocess.run([sys.executable, "-m", "signing_service.cli", "migrate"], check=False)
     if migrated.returncode != 0:
         return migrated.returncode
-    services = _services(serve_dev_pki=True, migrate=False)
+    # The migration child has said which data directory is used.
+    services = _services(serve_dev_pki=True, migrate=False, announce=False)
     settings = services.settings
     if services.dev_pki is not None:
         print(f"Chế độ phát triển: PKI thử nghiệm phục vụ TSA/OCSP/CRL tại {settings.dev_pki_url}")
@@ -774,6 +798,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     if problems:
         print(f"Từ chối ở chế độ production: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_CONFIG
+    announce_data_dir(settings)
     try:
         check_database_location(settings)
         check_new_sqlite_database(settings)
