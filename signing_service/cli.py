@@ -1,6 +1,6 @@
 """Command line: ``signing-service serve | migrate | agency add | client add/list/revoke/rotate |
 operator-key add | key add/list/disable | sign | verify | pki init | audit verify/seal |
-storage reconcile | trust list | verification stats``.
+storage reconcile | trust list | verification stats | backup | restore``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
@@ -1251,6 +1251,90 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deployment_settings() -> Settings:
+    """The settings of a command that needs the deployment: production refuses (exit 6) when
+    it is not configured; development says which data directory it uses."""
+    settings = _settings()
+    problems = settings.check_production()
+    if problems:
+        print(f"Từ chối ở chế độ production: {'; '.join(problems)}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    announce_data_dir(settings)
+    return settings
+
+
+def _print_backup(summary: object, verb: str, as_json: bool) -> None:
+    from signing_service.backup import BackupSummary
+
+    assert isinstance(summary, BackupSummary)
+    if as_json:
+        print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
+        return
+    rows = sum(summary.rows.values())
+    print(
+        f"{verb} {summary.directory}: {rows} bản ghi cơ sở dữ liệu ({len(summary.rows)} bảng, "
+        f"lược đồ {summary.schema_revision}), {summary.objects} đối tượng "
+        f"({summary.object_bytes} byte), {summary.files} tệp (kho khóa, niêm phong nhật ký)."
+    )
+    print(
+        f"Khóa nhật ký kiểm tra: {summary.audit_key_id}. Bí mật của khóa này "
+        "(SIGNING_SERVICE_AUDIT_KEY) và bí mật chính của kho khóa "
+        "(SIGNING_SERVICE_KEY_STORE_SECRET) KHÔNG có trong bản sao lưu: giữ riêng."
+    )
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Exit 0: backed up; 4: the directory, database or store could not be read or written;
+    5: refused (a directory that is not empty, nothing to back up); 6: configuration."""
+    from signing_service.backup import BackupRefused, backup
+    from storage import StorageUnavailableError
+
+    settings = _deployment_settings()
+    try:
+        summary = backup(settings, Path(args.directory))
+    except BackupRefused as e:
+        print(f"Không sao lưu: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
+        return EXIT_CONFIG
+    except StorageUnavailableError as e:
+        print(f"STORAGE_UNAVAILABLE: kho lưu trữ không sẵn sàng ({e})", file=sys.stderr)
+        return EXIT_IO
+    except OSError as e:
+        print(f"Không ghi được bản sao lưu {args.directory}: {_os_reason(e)}", file=sys.stderr)
+        return EXIT_IO
+    _print_backup(summary, "Đã sao lưu vào", args.json)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Exit 0: restored; 4: unreadable backup files or storage; 5: refused (a damaged
+    backup, a target that is not empty, another audit key); 6: configuration."""
+    from signing_service.backup import BackupRefused, restore
+    from storage import StorageUnavailableError
+
+    settings = _deployment_settings()
+    try:
+        summary = restore(settings, Path(args.directory))
+    except BackupRefused as e:
+        print(f"Không khôi phục: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
+        return EXIT_CONFIG
+    except StorageUnavailableError as e:
+        print(f"STORAGE_UNAVAILABLE: kho lưu trữ không sẵn sàng ({e})", file=sys.stderr)
+        return EXIT_IO
+    except OSError as e:
+        print(f"Không đọc/ghi được khi khôi phục: {_os_reason(e)}", file=sys.stderr)
+        return EXIT_IO
+    _print_backup(summary, "Đã khôi phục từ", args.json)
+    if not args.json:
+        print("Kiểm tra lại: signing-service audit verify")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="signing-service", description="Dịch vụ ký số và xác minh chữ ký số")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -1427,6 +1511,20 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--days", type=int, help="chỉ N ngày gần nhất")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_verification_stats)
+    bk = sub.add_parser(
+        "backup",
+        help="sao lưu cơ sở dữ liệu, kho đối tượng, kho khóa và niêm phong nhật ký vào THƯ_MỤC",
+    )
+    bk.add_argument("directory", metavar="THƯ_MỤC", help="thư mục mới hoặc rỗng")
+    bk.add_argument("--json", action="store_true")
+    bk.set_defaults(func=cmd_backup)
+    rs = sub.add_parser(
+        "restore",
+        help="khôi phục bản sao lưu trong THƯ_MỤC vào bản triển khai rỗng (dừng dịch vụ trước)",
+    )
+    rs.add_argument("directory", metavar="THƯ_MỤC")
+    rs.add_argument("--json", action="store_true")
+    rs.set_defaults(func=cmd_restore)
     tr = sub.add_parser("trust", help="kho chứng thư tin cậy")
     tr_sub = tr.add_subparsers(dest="trust_command", required=True, parser_class=_Parser)
     tr_list = tr_sub.add_parser(
