@@ -204,12 +204,14 @@ def _services(  # type: ignore[no-untyped-def]
     from signing_service.services.container import Services, StartupRefused
 
     settings = _settings()
-    if announce:
-        announce_data_dir(settings)
     try:
-        return Services.build(
+        services = Services.build(
             settings, serve_dev_pki=serve_dev_pki, migrate=migrate, prepare=prepare
         )
+        # Said once the deployment is open (a refusal's message comes first, alone).
+        if announce:
+            announce_data_dir(settings)
+        return services
     except StartupRefused as e:
         print(f"Từ chối khởi động ở chế độ production: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
@@ -541,7 +543,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         registry = (
             f"sổ đăng ký trong {result.registry_database}"
             if result.registry_database
-            else "không có cơ sở dữ liệu để tra sổ đăng ký"
+            else "không tra sổ đăng ký (chưa có cơ sở dữ liệu đã tạo lược đồ)"
         )
         print(f"Chế độ phát triển: {pki}; {registry}.", file=sys.stderr)
     if args.json:
@@ -798,7 +800,6 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     if problems:
         print(f"Từ chối ở chế độ production: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_CONFIG
-    announce_data_dir(settings)
     try:
         check_database_location(settings)
         check_new_sqlite_database(settings)
@@ -818,6 +819,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
         return EXIT_CONFIG
     # Say what was done (newuser finding 19: silent on success).
+    announce_data_dir(settings)
     shown = _shown_database(url)
     if before is None:
         print(f"Đã tạo lược đồ cơ sở dữ liệu {shown} (phiên bản {after}).")

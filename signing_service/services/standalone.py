@@ -54,6 +54,12 @@ def _registry_database_url(settings: Settings) -> str | None:
     """The deployment's database when there is one to read: configured, or the development
     SQLite file of the (anchored) data directory when it exists. Never creates one."""
     if settings.database_url is not None:
+        if settings.database_url.startswith("sqlite"):
+            from sqlalchemy import make_url
+
+            # Looked at, never created: no file, nothing was ever issued there.
+            database = make_url(settings.database_url).database or ""
+            return settings.database_url if Path(database).is_file() else None
         return settings.database_url
     if settings.is_production:
         return None
@@ -103,10 +109,10 @@ class _ReadOnlyDatabase:
         self.engine.dispose()
 
 
-def _registry(settings: Settings, url: str, pdf: bytes, sha256_hex: str) -> dict[str, Any]:
-    """The registry section, looked up read-only. A database that cannot be reached raises
-    as SQLAlchemy does (cli.py reports it as a configuration error naming the setting); one
-    without the schema is a configuration error saying to migrate."""
+def _registry(settings: Settings, url: str, pdf: bytes, sha256_hex: str) -> dict[str, Any] | None:
+    """The registry section, looked up read-only; None when the database has no schema yet
+    (nothing was ever issued there: not migrated). A database that cannot be reached raises
+    as SQLAlchemy does (cli.py reports it as a configuration error naming the setting)."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from signing_service.services.registry import registry_section
@@ -117,10 +123,7 @@ def _registry(settings: Settings, url: str, pdf: bytes, sha256_hex: str) -> dict
     except (OperationalError, ProgrammingError) as e:
         text = str(getattr(e, "orig", e))
         if "no such table" in text or "does not exist" in text:
-            raise errors.ConfigurationError(
-                "Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL: cơ sở dữ liệu chưa có lược "
-                "đồ hoặc lược đồ cũ hơn phần mềm (chạy signing-service migrate)"
-            ) from None
+            return None
         raise
     finally:
         db.dispose()
@@ -187,8 +190,10 @@ def verify_standalone(
     if url is not None:
         from sqlalchemy import make_url
 
-        report["registry"] = _registry(settings, url, pdf, report["document"]["sha256"])
-        shown = make_url(url).render_as_string(hide_password=True)
+        section = _registry(settings, url, pdf, report["document"]["sha256"])
+        if section is not None:
+            report["registry"] = section
+            shown = make_url(url).render_as_string(hide_password=True)
     from signing_service.services.conclusion import conclude
 
     conclude(report)
