@@ -55,10 +55,10 @@ def _registry_database_url(settings: Settings) -> str | None:
     SQLite file of the (anchored) data directory when it exists. Never creates one."""
     if settings.database_url is not None:
         if settings.database_url.startswith("sqlite"):
-            from sqlalchemy import make_url
-
-            # Looked at, never created: no file, nothing was ever issued there.
-            database = make_url(settings.database_url).database or ""
+            # Looked at, never created: no file, nothing was ever issued there. (The URL's
+            # shape was checked by the settings: sqlite:///path; SQLAlchemy is not loaded
+            # here, see _registry_in_parallel.)
+            database = settings.database_url.split(":///", 1)[-1].split("?", 1)[0]
             return settings.database_url if Path(database).is_file() else None
         return settings.database_url
     if settings.is_production:
@@ -129,6 +129,87 @@ def _registry(settings: Settings, url: str, pdf: bytes, sha256_hex: str) -> dict
         db.dispose()
 
 
+def _registry_lookup(
+    settings: Settings, url: str, pdf: bytes, sha256_hex: str
+) -> tuple[dict[str, Any] | None, str]:
+    """(:func:`_registry`, the database URL with its password hidden)."""
+    from sqlalchemy import make_url
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    return _registry(settings, url, pdf, sha256_hex), shown
+
+
+class _ParallelLookup:
+    """The registry lookup run in a forked child while this process verifies.
+
+    Why: the lookup needs SQLAlchemy, its ORM and the models (~0.3 s of imports), the
+    verification needs pyHanko (~0.5 s); one after the other they doubled what ``verify``
+    costs, and ``verify`` should cost no more than twice importing pyHanko's validation
+    (issue 13). Forked before anything heavy is imported and before any thread exists (so the
+    child inherits no lock held by another thread); the child sends back its result, or the
+    exception it raised, pickled, and leaves with ``os._exit`` (no atexit handlers, no
+    flushing of the parent's buffers). Where ``fork`` is missing, the lookup runs inline."""
+
+    def __init__(self, settings: Settings, url: str, pdf: bytes) -> None:
+        import hashlib
+        import os
+        import pickle
+
+        self._result: Any = None
+        self._pid = 0
+        digest = hashlib.sha256(pdf).hexdigest()
+        if not hasattr(os, "fork"):
+            self._result = ("ok", _registry_lookup(settings, url, pdf, digest))
+            return
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(read)
+            try:
+                try:
+                    outcome: Any = ("ok", _registry_lookup(settings, url, pdf, digest))
+                except BaseException as e:  # noqa: BLE001 - handed to the parent as is
+                    outcome = ("error", e)
+                try:
+                    body = pickle.dumps(outcome)
+                except Exception:  # noqa: BLE001 - an exception that does not pickle
+                    body = pickle.dumps(("error", RuntimeError(str(outcome[1]))))
+                with os.fdopen(write, "wb") as out:
+                    out.write(body)
+            finally:
+                os._exit(0)
+        os.close(write)
+        self._pid, self._read = pid, read
+
+    def result(self) -> tuple[dict[str, Any] | None, str]:
+        """The child's answer; raises what the lookup raised there."""
+        import os
+        import pickle
+
+        if self._pid:
+            with os.fdopen(self._read, "rb") as answer:
+                body = answer.read()
+            os.waitpid(self._pid, 0)
+            self._pid = 0
+            try:
+                self._result = pickle.loads(body)
+            except Exception:  # noqa: BLE001 - the child died before answering
+                raise RuntimeError("registry lookup process ended without an answer") from None
+        kind, value = self._result
+        if kind == "error":
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Collect the child when the verification itself failed (no zombie left)."""
+        import os
+
+        if self._pid:
+            os.close(self._read)
+            os.waitpid(self._pid, 0)
+            self._pid = 0
+
+
 def verify_standalone(
     settings: Settings, pdf: bytes, *, validation_time: datetime | None = None
 ) -> StandaloneResult:
@@ -140,8 +221,34 @@ def verify_standalone(
     as :class:`errors.ServiceError`, and :class:`errors.ConfigurationError` for an unreadable
     trust store (naming the settings).
     """
-    from signing_service._async import run_sync
     from signing_service.services.pdf_upload import check_pdf_upload
+
+    check_pdf_upload(pdf, settings.max_document_bytes)
+    url = _registry_database_url(settings)
+    lookup = _ParallelLookup(settings, url, pdf) if url is not None else None
+    try:
+        report, dev_pki = _verify(settings, pdf, validation_time)
+        shown = None
+        if lookup is not None:
+            section, shown = lookup.result()
+            if section is not None:
+                report["registry"] = section
+            else:
+                shown = None
+    finally:
+        if lookup is not None:
+            lookup.close()
+    from signing_service.services.conclusion import conclude
+
+    conclude(report)
+    return StandaloneResult(report, dev_pki.directory if dev_pki else None, shown)
+
+
+def _verify(
+    settings: Settings, pdf: bytes, validation_time: datetime | None
+) -> tuple[dict[str, Any], Any]:
+    """The verification report of ``pdf`` and the dev PKI read (or None)."""
+    from signing_service._async import run_sync
     from signing_service.trust import TrustStore, TrustStoreError, load_certs
     from signing_service.verification.validate import (
         EncryptedPdfError,
@@ -150,7 +257,6 @@ def verify_standalone(
         Verifier,
     )
 
-    check_pdf_upload(pdf, settings.max_document_bytes)
     dev_pki = None
     if not settings.is_production:
         from signing_service.pki.dev import load_dev_pki
@@ -185,16 +291,4 @@ def verify_standalone(
         raise errors.MalformedPdf() from None
     except EncryptedPdfError:
         raise errors.EncryptedPdf() from None
-    url = _registry_database_url(settings)
-    shown = None
-    if url is not None:
-        from sqlalchemy import make_url
-
-        section = _registry(settings, url, pdf, report["document"]["sha256"])
-        if section is not None:
-            report["registry"] = section
-            shown = make_url(url).render_as_string(hide_password=True)
-    from signing_service.services.conclusion import conclude
-
-    conclude(report)
-    return StandaloneResult(report, dev_pki.directory if dev_pki else None, shown)
+    return report, dev_pki
