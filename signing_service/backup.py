@@ -206,11 +206,12 @@ def backup(settings: Settings, directory: Path) -> BackupSummary:
     from signing_service import audit
     from signing_service.audit.key import load_audit_key
     from signing_service.store.db import Database, schema_revision
-    from storage import open_store
+    from storage import ObjectNotFound, open_store
 
     directory = directory.resolve()
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise BackupRefused(f"thư mục {directory} đã có nội dung: chọn một thư mục mới hoặc rỗng")
+    _refuse_inside_deployment(settings, directory)
     url = settings.effective_database_url
     # A development SQLite file that does not exist is not created by looking at it.
     exists = (
@@ -261,10 +262,13 @@ def backup(settings: Settings, directory: Path) -> BackupSummary:
     index = directory / "objects.jsonl"
     with _private_file(index) as listing:
         for item in store.list_info():
-            lock = store.lock_status(item.key)
+            try:
+                lock = store.lock_status(item.key)
+                reader = store.open(item.key)
+            except ObjectNotFound:
+                continue  # deleted since it was listed (README: Backup and restore)
             digest = hashlib.sha256()
             size = 0
-            reader = store.open(item.key)
             try:
                 with _private_file(_inside(directory / "objects", item.key)) as out:
                     for chunk in reader:
@@ -341,6 +345,21 @@ def _dump_tables(
             "sha256": digest.hexdigest(),
         }
         summary.rows[table.name] = count
+
+
+def _refuse_inside_deployment(settings: Settings, directory: Path) -> None:
+    """A backup inside what it copies would copy itself (the filesystem store lists it as
+    objects while it is written) and be lost with the deployment it should outlive."""
+    roots = [settings.resolved_data_dir, *(p.resolve() for p in _file_sources(settings).values())]
+    storage_url = settings.effective_storage_url
+    if storage_url.startswith("file://"):
+        roots.append(Path(storage_url.removeprefix("file://")).resolve())
+    for root in roots:
+        if directory == root or root in directory.parents:
+            raise BackupRefused(
+                f"thư mục {directory} nằm trong dữ liệu của chính bản triển khai ({root}): "
+                "chọn một thư mục khác (tốt nhất trên máy hoặc ổ đĩa khác)"
+            )
 
 
 def _shown(url: str) -> str:

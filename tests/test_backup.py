@@ -181,9 +181,13 @@ def test_backup_wipe_restore(deployment: Settings, tmp_path: Path) -> None:
     assert oct(backup_dir.stat().st_mode & 0o777) == "0o700"
     # Never the operator's secrets: neither the audit key itself nor a key store secret.
     assert "SIGNING_SERVICE_AUDIT_KEY" in " ".join(manifest["not_included"])
-    # A second backup into the same (now full) directory is refused.
+    # A second backup into the same (now full) directory is refused, and one inside the
+    # deployment's own data.
     again = _cli(deployment, "backup", str(backup_dir))
     assert again.returncode == 5 and "đã có nội dung" in again.stderr
+    inside = _cli(deployment, "backup", str(deployment.resolved_data_dir / "sao-luu"))
+    assert inside.returncode == 5 and "nằm trong dữ liệu" in inside.stderr
+    assert not (deployment.resolved_data_dir / "sao-luu").exists()
 
     _wipe(deployment)
     restored = _cli(deployment, "restore", str(backup_dir), "--json")
