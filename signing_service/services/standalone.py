@@ -21,7 +21,6 @@ Importing this module is cheap; pyHanko, certomancer and SQLAlchemy are imported
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from signing_service.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,7 +54,7 @@ def _registry_database_url(settings: Settings) -> str | None:
         if settings.database_url.startswith("sqlite"):
             # Looked at, never created: no file, nothing was ever issued there. (The URL's
             # shape was checked by the settings: sqlite:///path; SQLAlchemy is not loaded
-            # here, see _registry_in_parallel.)
+            # here, see _ParallelLookup.)
             database = settings.database_url.split(":///", 1)[-1].split("?", 1)[0]
             return settings.database_url if Path(database).is_file() else None
         return settings.database_url
