@@ -43,9 +43,11 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +128,13 @@ def _encode(value: Any) -> Any:
         return {"b64": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)  # Numeric and Uuid columns: decoded by the column's type
     return value
 
 
 def _decode(value: Any, column: Any) -> Any:
-    from sqlalchemy import JSON, Date, DateTime, LargeBinary, null
+    from sqlalchemy import JSON, Date, DateTime, LargeBinary, Numeric, Uuid, null
 
     kind = column.type
     if value is None:
@@ -144,6 +148,10 @@ def _decode(value: Any, column: Any) -> Any:
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
     if isinstance(kind, Date):
         return date.fromisoformat(value)
+    if isinstance(kind, Numeric) and isinstance(value, str):
+        return Decimal(value)
+    if isinstance(kind, Uuid) and kind.as_uuid and isinstance(value, str):
+        return uuid.UUID(value)
     return value
 
 
