@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import case, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from signing_service import errors
@@ -270,8 +268,12 @@ def resolve_result_code(session: Session, agency_id: int, codes: DocumentCodes) 
         return None
     dossier_code = codes.dossier_code
     assert dossier_code is not None
-    dialect = session.get_bind().dialect.name
-    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    # The dialect's own INSERT … ON CONFLICT, imported for the database in use (importing
+    # both cost every process that merely reads documents ~0.1 s: the CLI's verify).
+    if session.get_bind().dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
     session.execute(
         insert(ResultCodeCounter)
         .values(agency_id=agency_id, dossier_code=dossier_code, last_number=0)

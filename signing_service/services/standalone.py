@@ -222,7 +222,14 @@ def verify_standalone(
 
     check_pdf_upload(pdf, settings.max_document_bytes)
     url = _registry_database_url(settings)
-    lookup = _ParallelLookup(settings, url, pdf) if url is not None else None
+    lookup = None
+    if url is not None:
+        # What both sides need (certificates, hashes: the trust store, the audit key's HKDF)
+        # is imported once, before the fork, instead of once in each process.
+        import signing_service.audit.key
+        import signing_service.trust  # noqa: F401
+
+        lookup = _ParallelLookup(settings, url, pdf)
     try:
         report, dev_pki = _verify(settings, pdf, validation_time)
         shown = None
