@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from signing_service import errors
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 if TYPE_CHECKING:
     from signing_service.services.accounts import IssuedKey
     from signing_service.services.container import Services
@@ -184,11 +182,14 @@ def announce_data_dir(settings: Settings) -> None:
     """Development: say on stderr, in one line, which data directory this command uses (issue
     13: a command run from another folder quietly made a new world there). Production names
     its own (required) and is silent."""
+    from signing_service.settings import source_checkout
+
     if settings.is_production:
         return
+    checkout = source_checkout()
     if settings.data_dir_configured:
         origin = "SIGNING_SERVICE_DATA_DIR"
-    elif settings.resolved_data_dir.parent == REPO_ROOT:
+    elif checkout is not None and settings.resolved_data_dir == checkout / "var":
         origin = "mặc định: thư mục var của mã nguồn, như make run"
     else:
         origin = "mặc định: thư mục dữ liệu của người dùng"
