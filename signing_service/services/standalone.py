@@ -225,8 +225,9 @@ def verify_standalone(
     lookup = None
     if url is not None:
         # What both sides need (certificates, hashes: the trust store, the audit key's HKDF)
-        # is imported once, before the fork, instead of once in each process.
-        import signing_service.audit.key
+        # is imported once, before the fork, instead of once in each process. Not the audit
+        # package itself: it brings SQLAlchemy, which only the child needs.
+
         import signing_service.trust  # noqa: F401
 
         lookup = _ParallelLookup(settings, url, pdf)
