@@ -227,6 +227,7 @@ def verify_standalone(
         # What both sides need (certificates, hashes: the trust store, the audit key's HKDF)
         # is imported once, before the fork, instead of once in each process. Not the audit
         # package itself: it brings SQLAlchemy, which only the child needs.
+        import cryptography.hazmat.primitives.kdf.hkdf  # noqa: F401
 
         import signing_service.trust  # noqa: F401
 
