@@ -148,6 +148,7 @@ class _ParallelLookup:
     flushing of the parent's buffers). Where ``fork`` is missing, the lookup runs inline."""
 
     def __init__(self, settings: Settings, url: str, pdf: bytes) -> None:
+        import gc
         import hashlib
         import os
         import pickle
@@ -159,6 +160,10 @@ class _ParallelLookup:
             self._result = ("ok", _registry_lookup(settings, url, pdf, digest))
             return
         read, write = os.pipe()
+        # Objects that exist now go to the permanent generation: neither process's collector
+        # walks them again, so their pages stay shared instead of being copied (the gc module's
+        # documentation advises this before fork).
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # the child
             os.close(read)
