@@ -90,6 +90,7 @@ bench: system-deps venv minio ## measure signing, verification and storage; writ
 	$(BIN)/python -m bench.verification
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.page
+	$(BIN)/python -m bench.cli
 	SIGNING_SERVICE_MINIO_BIN=$(MINIO_BIN) $(BIN)/python -m bench.storage
 	$(BIN)/python -m bench.preservation
 

@@ -1,7 +1,7 @@
 """Command line: ``signing-service serve | migrate | agency add | client add/list/revoke/rotate |
 operator-key add | key add/list/disable | sign | verify | pki init | audit verify/seal |
 storage reconcile | trust list | verification stats | preservation plan/run/worker |
-evidence verify/purge``.
+evidence verify/purge | backup | restore``.
 
 Exit codes: ``verify`` → 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature;
 3 usage error, 4 input/output error, 5 refused by the service (its code is printed),
@@ -179,15 +179,41 @@ def _configuration_problem(error: BaseException) -> str | None:
     return None
 
 
+def announce_data_dir(settings: Settings) -> None:
+    """Development: say on stderr, in one line, which data directory this command uses (issue
+    13: a command run from another folder quietly made a new world there). Production names
+    its own (required) and is silent."""
+    from signing_service.settings import source_checkout
+
+    if settings.is_production:
+        return
+    checkout = source_checkout()
+    if settings.data_dir_configured:
+        origin = "SIGNING_SERVICE_DATA_DIR"
+    elif checkout is not None and settings.resolved_data_dir == checkout / "var":
+        origin = "mặc định: thư mục var của mã nguồn, như make run"
+    else:
+        origin = "mặc định: thư mục dữ liệu của người dùng"
+    print(
+        f"Chế độ phát triển: thư mục dữ liệu {settings.resolved_data_dir} ({origin}).",
+        file=sys.stderr,
+    )
+
+
 def _services(  # type: ignore[no-untyped-def]
-    serve_dev_pki: bool = False, migrate: bool = True, prepare: bool = True
+    serve_dev_pki: bool = False, migrate: bool = True, prepare: bool = True, announce: bool = True
 ):
     from signing_service.services.container import Services, StartupRefused
 
+    settings = _settings()
     try:
-        return Services.build(
-            _settings(), serve_dev_pki=serve_dev_pki, migrate=migrate, prepare=prepare
+        services = Services.build(
+            settings, serve_dev_pki=serve_dev_pki, migrate=migrate, prepare=prepare
         )
+        # Said once the deployment is open (a refusal's message comes first, alone).
+        if announce:
+            announce_data_dir(settings)
+        return services
     except StartupRefused as e:
         print(f"Từ chối khởi động ở chế độ production: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
@@ -302,7 +328,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     migrated = subprocess.run([sys.executable, "-m", "signing_service.cli", "migrate"], check=False)
     if migrated.returncode != 0:
         return migrated.returncode
-    services = _services(serve_dev_pki=True, migrate=False)
+    # The migration child has said which data directory is used.
+    services = _services(serve_dev_pki=True, migrate=False, announce=False)
     settings = services.settings
     if services.dev_pki is not None:
         print(f"Chế độ phát triển: PKI thử nghiệm phục vụ TSA/OCSP/CRL tại {settings.dev_pki_url}")
@@ -515,7 +542,10 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from signing_service.services.verification import parse_validation_time, verify_document
+    """Verify as the API would, from the settings alone: no data directory, no database
+    written, no dev PKI generated, no audit entry (services/standalone.py)."""
+    from signing_service.services.standalone import verify_standalone
+    from signing_service.services.verification_time import parse_validation_time
 
     moment = None
     if args.at:
@@ -529,14 +559,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for name in ("signing_service.verification", "pyhanko", "pyhanko_certvalidator"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     data = _read(args.file)
-    services = _services()
+    settings = _settings()
     try:
-        report = verify_document(services, data, actor="cli", validation_time=moment)
+        result = verify_standalone(settings, data, validation_time=moment)
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
+        return EXIT_CONFIG
     except errors.ServiceError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
         return EXIT_REFUSED
-    finally:
-        services.close()
+    report = result.report
+    if not settings.is_production:
+        # Where this answer's world comes from (issue 13: never a silently invented one).
+        pki = (
+            f"PKI thử nghiệm {result.dev_pki_dir}"
+            if result.dev_pki_dir
+            else "chưa có PKI thử nghiệm"
+        )
+        registry = (
+            f"sổ đăng ký trong {result.registry_database}"
+            if result.registry_database
+            else "không tra sổ đăng ký (chưa có cơ sở dữ liệu đã tạo lược đồ)"
+        )
+        print(f"Chế độ phát triển: {pki}; {registry}.", file=sys.stderr)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
@@ -878,6 +923,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
         return EXIT_CONFIG
     # Say what was done (newuser finding 19: silent on success).
+    announce_data_dir(settings)
     shown = _shown_database(url)
     if before is None:
         print(f"Đã tạo lược đồ cơ sở dữ liệu {shown} (phiên bản {after}).")
@@ -1399,6 +1445,89 @@ def cmd_preservation_worker(_args: argparse.Namespace) -> int:
         run_worker(services)
     finally:
         services.close()
+
+
+def _deployment_settings() -> Settings:
+    """The settings of a command that needs the deployment: production refuses (exit 6) when
+    it is not configured; development says which data directory it uses."""
+    settings = _settings()
+    problems = settings.check_production()
+    if problems:
+        print(f"Từ chối ở chế độ production: {'; '.join(problems)}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    announce_data_dir(settings)
+    return settings
+
+
+def _print_backup(summary: object, verb: str, as_json: bool) -> None:
+    from signing_service.backup import BackupSummary
+
+    assert isinstance(summary, BackupSummary)
+    if as_json:
+        print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
+        return
+    rows = sum(summary.rows.values())
+    print(
+        f"{verb} {summary.directory}: {rows} bản ghi cơ sở dữ liệu ({len(summary.rows)} bảng, "
+        f"lược đồ {summary.schema_revision}), {summary.objects} đối tượng "
+        f"({summary.object_bytes} byte), {summary.files} tệp (kho khóa, niêm phong nhật ký)."
+    )
+    print(
+        f"Khóa nhật ký kiểm tra: {summary.audit_key_id}. Bí mật của khóa này "
+        "(SIGNING_SERVICE_AUDIT_KEY) và bí mật chính của kho khóa "
+        "(SIGNING_SERVICE_KEY_STORE_SECRET) KHÔNG có trong bản sao lưu: giữ riêng."
+    )
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Exit 0: backed up; 4: the directory, database or store could not be read or written;
+    5: refused (a directory that is not empty, nothing to back up); 6: configuration."""
+    from signing_service.backup import BackupRefused, backup
+    from storage import StorageUnavailableError
+
+    settings = _deployment_settings()
+    try:
+        summary = backup(settings, Path(args.directory))
+    except BackupRefused as e:
+        print(f"Không sao lưu: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
+        return EXIT_CONFIG
+    except StorageUnavailableError as e:
+        print(f"STORAGE_UNAVAILABLE: kho lưu trữ không sẵn sàng ({e})", file=sys.stderr)
+        return EXIT_IO
+    except OSError as e:
+        print(f"Không ghi được bản sao lưu {args.directory}: {_os_reason(e)}", file=sys.stderr)
+        return EXIT_IO
+    _print_backup(summary, "Đã sao lưu vào", args.json)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Exit 0: restored; 4: unreadable backup files or storage; 5: refused (a damaged
+    backup, a target that is not empty, another audit key); 6: configuration."""
+    from signing_service.backup import BackupRefused, restore
+    from storage import StorageUnavailableError
+
+    settings = _deployment_settings()
+    try:
+        summary = restore(settings, Path(args.directory))
+    except BackupRefused as e:
+        print(f"Không khôi phục: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
+        return EXIT_CONFIG
+    except StorageUnavailableError as e:
+        print(f"STORAGE_UNAVAILABLE: kho lưu trữ không sẵn sàng ({e})", file=sys.stderr)
+        return EXIT_IO
+    except OSError as e:
+        print(f"Không đọc/ghi được khi khôi phục: {_os_reason(e)}", file=sys.stderr)
+        return EXIT_IO
+    _print_backup(summary, "Đã khôi phục từ", args.json)
+    if not args.json:
+        print("Kiểm tra lại: signing-service audit verify")
     return 0
 
 
@@ -1593,6 +1722,20 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--days", type=int, help="chỉ N ngày gần nhất")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_verification_stats)
+    bk = sub.add_parser(
+        "backup",
+        help="sao lưu cơ sở dữ liệu, kho đối tượng, kho khóa và niêm phong nhật ký vào THƯ_MỤC",
+    )
+    bk.add_argument("directory", metavar="THƯ_MỤC", help="thư mục mới hoặc rỗng")
+    bk.add_argument("--json", action="store_true")
+    bk.set_defaults(func=cmd_backup)
+    rs = sub.add_parser(
+        "restore",
+        help="khôi phục bản sao lưu trong THƯ_MỤC vào bản triển khai rỗng (dừng dịch vụ trước)",
+    )
+    rs.add_argument("directory", metavar="THƯ_MỤC")
+    rs.add_argument("--json", action="store_true")
+    rs.set_defaults(func=cmd_restore)
     tr = sub.add_parser("trust", help="kho chứng thư tin cậy")
     tr_sub = tr.add_subparsers(dest="trust_command", required=True, parser_class=_Parser)
     tr_list = tr_sub.add_parser(

@@ -224,6 +224,29 @@ def check_storage_url(url: str) -> str:
     raise ValueError(f"loại kho lưu trữ {parts.scheme!r} không được hỗ trợ (chỉ file:// và s3://)")
 
 
+def source_checkout() -> Path | None:
+    """The project checkout this code runs from (an editable install, ``make run``), or None
+    when installed as a package (a wheel in site-packages, the container image)."""
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "Makefile").is_file():
+        return REPO_ROOT
+    return None
+
+
+def default_data_dir() -> Path:
+    """Where development keeps its data when ``SIGNING_SERVICE_DATA_DIR`` is not set: the
+    checkout's ``var`` (the folder ``make run`` uses, whatever the current folder), else the
+    per-user data directory (``$XDG_DATA_HOME/signing-service``, by default
+    ``~/.local/share/signing-service``, the XDG Base Directory specification)."""
+    import os
+
+    checkout = source_checkout()
+    if checkout is not None:
+        return checkout / "var"
+    base = os.environ.get("XDG_DATA_HOME", "").strip()
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return (root / "signing-service").resolve()
+
+
 class Mode(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -783,9 +806,21 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         return self.mode is Mode.PRODUCTION
 
+    @property
+    def data_dir_configured(self) -> bool:
+        """Whether ``SIGNING_SERVICE_DATA_DIR`` (or ``data_dir=``) was given."""
+        return "data_dir" in self.model_fields_set
+
     @cached_property
     def resolved_data_dir(self) -> Path:
-        return self.data_dir.resolve()
+        """The data directory, absolute. Given: that one. Not given (development): ONE place
+        whatever the current folder (:func:`default_data_dir`), so that a command run from
+        another folder never creates a second ``./var`` with its own dev PKI, agencies and keys
+        (issue 13: the same file verified TOTAL_PASSED in one folder and INDETERMINATE in
+        another). Production requires it (:meth:`check_production`)."""
+        if self.data_dir_configured:
+            return self.data_dir.resolve()
+        return default_data_dir()
 
     @property
     def pki_dir(self) -> Path:
@@ -840,6 +875,11 @@ class Settings(BaseSettings):
         # SIGNING_SERVICE_KEY_PASSPHRASE is not required: it only opens the dev PKI's PKCS#12
         # exports, which production never reads (registered keys are sealed under
         # SIGNING_SERVICE_KEY_STORE_SECRET; `key add` takes each file's own passphrase).
+        if not self.data_dir_configured:
+            problems.append(
+                "SIGNING_SERVICE_DATA_DIR phải được khai báo rõ ràng (thư mục dữ liệu của bản "
+                "triển khai: kho khóa, niêm phong nhật ký, tệp tạm)"
+            )
         if self.database_url is None:
             problems.append("SIGNING_SERVICE_DATABASE_URL phải được khai báo rõ ràng")
         if self.crash_at:

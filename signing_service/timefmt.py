@@ -28,6 +28,11 @@ def api_time_or_none(moment: datetime | None) -> str | None:
     return None if moment is None else api_time(moment)
 
 
+def vietnam_time(moment: datetime) -> str:
+    """``2026-11-27T14:05:09+07:00``: the form the rules ask for on the document."""
+    return moment.astimezone(VIETNAM_TZ).replace(microsecond=0).isoformat()
+
+
 def vietnam_date(value: object) -> str | None:
     """An ISO 8601 time (a report's string) as the Vietnam date ``dd/mm/yyyy``; ``None`` when
     absent or unreadable. A time without an offset is taken as it is."""

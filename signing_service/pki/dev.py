@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from asn1crypto import algos, cms, core, crl, keys, pem, tsp, x509
 from certomancer import crypto_utils
@@ -123,6 +124,30 @@ class _CachingBackend(crypto_utils.PycaCryptographyBackend):
     def __init__(self) -> None:
         self._keys: dict[bytes, object] = {}
         self._lock = threading.Lock()
+
+    def load_private_key(
+        self, key_bytes: bytes, password: bytes | None
+    ) -> tuple[keys.PrivateKeyInfo, keys.PublicKeyInfo]:
+        """As certomancer's, parsing each key once and without OpenSSL's RSA consistency check
+        (~40 ms for each of the dev PKI's keys, every command): these are the keys
+        :func:`_generate_key` wrote on this machine (0600), not keys from elsewhere."""
+        load = (
+            serialization.load_pem_private_key
+            if pem.detect(key_bytes)
+            else serialization.load_der_private_key
+        )
+        key = load(key_bytes, password=password, unsafe_skip_rsa_key_validation=True)
+        der = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        with self._lock:
+            self._keys[der] = key
+        public = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return keys.PrivateKeyInfo.load(der), keys.PublicKeyInfo.load(public)
 
     def generic_sign(
         self,
@@ -409,6 +434,126 @@ def init_dev_pki(
     return pki
 
 
+def load_dev_pki(pki_dir: Path, config_path: Path) -> DevPki | None:
+    """The development PKI generated under ``pki_dir`` by :func:`init_dev_pki`, read and never
+    written (the CLI's ``verify`` creates nothing), or None when none was generated there (or
+    it is incomplete). The URL prefix is the one its certificates were issued with (their
+    OCSP and CRL addresses), from its ``state.json``."""
+    keys_dir = pki_dir / "keys"
+    try:
+        state = json.loads((pki_dir / "state.json").read_text(encoding="utf-8"))
+        url_prefix = str(state["url_prefix"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not all((keys_dir / f"{label}.key.pem").is_file() for label in KEYS) or not all(
+        (keys_dir / f"{label}.pub.pem").is_file() for label in PUBLIC_ONLY_KEYS
+    ):
+        return None
+    config = CertomancerConfig.from_file(
+        str(config_path), key_search_dir=str(keys_dir), external_url_prefix=url_prefix
+    )
+    return DevPki(directory=pki_dir, url_prefix=url_prefix, config=config)
+
+
+class _InProcessResponse:
+    """What pyhanko-certvalidator's fetchers read from a ``requests`` response."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+        self.status_code = 200
+
+
+class _InProcessMixin:
+    """Answers requests to the dev PKI's URLs (its OCSP responder and CRLs) by calling its
+    WSGI application in this process, through werkzeug's test client: no socket, no port to
+    hold (a ``make run`` started meanwhile still gets its own), the same answers as the
+    server that ``make run`` serves (the same keys, the same :class:`DevAnimator`). Other
+    URLs go to the network as usual."""
+
+    _dev_prefix: str
+    _dev_client: Any
+
+    def _in_process(self, url: str) -> bool:
+        return url.startswith(self._dev_prefix + "/")
+
+    def _answer(self, response: Any) -> _InProcessResponse:
+        import requests
+
+        if response.status_code != 200:
+            raise requests.RequestException(f"status code {response.status_code}")
+        return _InProcessResponse(response.get_data())
+
+    def _get(self, url, *, acceptable_content_types):  # type: ignore[no-untyped-def]
+        if not self._in_process(url):
+            return super()._get(url, acceptable_content_types=acceptable_content_types)  # type: ignore[misc]
+
+        async def answer() -> _InProcessResponse:
+            path = url[len(self._dev_prefix) :]
+            return self._answer(
+                self._dev_client.get(path, headers={"Accept": ",".join(acceptable_content_types)})
+            )
+
+        return answer()
+
+    def _post(self, url, data, *, content_type, acceptable_content_types):  # type: ignore[no-untyped-def]
+        if not self._in_process(url):
+            return super()._post(  # type: ignore[misc]
+                url,
+                data,
+                content_type=content_type,
+                acceptable_content_types=acceptable_content_types,
+            )
+
+        async def answer() -> _InProcessResponse:
+            path = url[len(self._dev_prefix) :]
+            return self._answer(
+                self._dev_client.post(path, data=data, headers={"Content-Type": content_type})
+            )
+
+        return answer()
+
+
+def in_process_fetcher_backend(pki: DevPki, per_request_timeout: float = 5.0) -> Any:
+    """A revocation fetcher backend (the verifier's :class:`CachingFetcherBackend`, with its
+    limits: no certificate fetching) whose requests to ``pki``'s URLs are answered in this
+    process (:class:`_InProcessMixin`). What ``signing-service verify`` uses in development,
+    so that it answers as ``make run`` would whether or not the server is running."""
+    from pyhanko_certvalidator.fetchers.api import Fetchers
+    from pyhanko_certvalidator.fetchers.common_utils import FetchBudget
+    from pyhanko_certvalidator.fetchers.requests_fetchers.cert_fetch_client import (
+        RequestsCertificateFetcher,
+    )
+    from werkzeug.test import Client
+
+    from signing_service.verification.revinfo_cache import (
+        REVOCATION_CACHE,
+        CachingFetcherBackend,
+        _CachingCRLFetcher,
+        _CachingOCSPFetcher,
+    )
+
+    client = Client(pki.animator())
+    prefix = pki.url_prefix.rstrip("/")
+
+    class _CRLFetcher(_InProcessMixin, _CachingCRLFetcher):
+        _dev_prefix, _dev_client = prefix, client
+
+    class _OCSPFetcher(_InProcessMixin, _CachingOCSPFetcher):
+        _dev_prefix, _dev_client = prefix, client
+
+    class _Backend(CachingFetcherBackend):
+        def get_fetchers(self) -> Fetchers:
+            budget = FetchBudget(self.limits)
+            timeout = self.per_request_timeout
+            return Fetchers(
+                ocsp_fetcher=_OCSPFetcher(self.cache, per_request_timeout=timeout, budget=budget),
+                crl_fetcher=_CRLFetcher(self.cache, per_request_timeout=timeout, budget=budget),
+                cert_fetcher=RequestsCertificateFetcher(per_request_timeout=timeout, budget=budget),
+            )
+
+    return _Backend(REVOCATION_CACHE, per_request_timeout=per_request_timeout)
+
+
 def _probe_listen(host: str, port: int) -> None:
     """Bind ``host:port`` as the server will (SO_REUSEADDR: a port in TIME_WAIT is free, one
     with a listener is not), then release it; raises :class:`OSError`."""
@@ -455,5 +600,7 @@ __all__ = [
     "DevPkiServer",
     "KeyLabel",
     "ServiceLabel",
+    "in_process_fetcher_backend",
     "init_dev_pki",
+    "load_dev_pki",
 ]

@@ -257,3 +257,22 @@ def status_section(report: dict[str, Any]) -> dict[str, str]:
     """The report's top-level ``status`` object, ``{"state", "code", "message"}``
     (:func:`document_status` without a QR comparison)."""
     return document_status(report).to_dict()
+
+
+def conclude(report: dict[str, Any]) -> dict[str, Any]:
+    """Add the document's one state to ``report`` (in place; returned): the top-level
+    ``status`` object :func:`signing_service.services.conclusion.status_section` (the
+    signatures and the registry together, what a portal shows a citizen), next to
+    ``verdict`` (the ETSI indication of the signatures alone). When the registry makes the
+    document invalid or undecided although every signature passed (revoked, superseded,
+    content added after issue), the report's ``message`` is that status message: a portal
+    showing ``message`` never tells a citizen a revoked decision is valid (new user 11)."""
+    status = status_section(report)
+    report["status"] = status
+    if report.get("verdict") == "TOTAL_PASSED" and status["code"] in (
+        REVOKED,
+        SUPERSEDED,
+        CONTENT_ADDED_AFTER_ISSUE,
+    ):
+        report["message"] = status["message"]
+    return report

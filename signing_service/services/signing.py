@@ -64,7 +64,7 @@ from signing_service.signing.placement import PlacementError
 from signing_service.signing.qr import QrContent, QrOnSignedDocument
 from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
-from signing_service.timefmt import api_time
+from signing_service.timefmt import api_time, vietnam_time
 from storage import StorageUnavailableError
 
 log = logging.getLogger(__name__)

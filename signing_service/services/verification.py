@@ -9,16 +9,11 @@ from typing import Any
 
 from signing_service import audit, errors, metrics
 from signing_service._async import run_sync
-from signing_service.services.conclusion import (
-    CONTENT_ADDED_AFTER_ISSUE,
-    REVOKED,
-    SUPERSEDED,
-    status_section,
-)
+from signing_service.services.conclusion import conclude as _conclude
 from signing_service.services.container import Services
 from signing_service.services.documents import check_pdf_upload
 from signing_service.services.registry import registry_section
-from signing_service.timefmt import VIETNAM_TZ
+from signing_service.services.verification_time import parse_validation_time  # noqa: F401 - re-exported
 from signing_service.verification.validate import (
     EncryptedPdfError,
     NotPdfError,
@@ -26,29 +21,14 @@ from signing_service.verification.validate import (
 )
 
 
-def parse_validation_time(value: str, *, assume_vietnam: bool = False) -> datetime:
-    """An ISO 8601 moment (``2025-03-16T00:00:00+07:00``, ``…Z``) to validate as of.
-
-    ``assume_vietnam``: a value without an offset (or a bare date) is Vietnam time (+07:00), as
-    a person typing at the command line means; the API requires the offset.
-    Raises :class:`errors.InvalidValidationTime` otherwise.
-    """
-    text = value.strip()
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise errors.InvalidValidationTime(details={"validation_time": value[:64]}) from None
-    if moment.tzinfo is None:
-        if not assume_vietnam:
-            raise errors.InvalidValidationTime(details={"validation_time": value[:64]})
-        moment = moment.replace(tzinfo=VIETNAM_TZ)
-    if (
-        not datetime(1990, 1, 1, tzinfo=VIETNAM_TZ)
-        <= moment
-        <= datetime(2200, 1, 1, tzinfo=VIETNAM_TZ)
-    ):
-        raise errors.InvalidValidationTime(details={"validation_time": value[:64]})
-    return moment
+def conclude(report: dict[str, Any]) -> dict[str, Any]:
+    """:func:`signing_service.services.conclusion.conclude` (the document's one state, in
+    place), counted in ``signing_service_verifications_total`` by verdict and state. The
+    service's verifications come through here; the CLI's ``verify`` (no deployment, no
+    metrics) calls the conclusion module directly."""
+    _conclude(report)
+    metrics.observe_verification(report.get("verdict"), report.get("status", {}).get("state"))
+    return report
 
 
 def verify_document_json(
@@ -84,26 +64,6 @@ def verify_document_json(
     else:
         _record(services, actor, None, summary)
     return with_registry(body, registry_section(services, pdf, summary["sha256"]))
-
-
-def conclude(report: dict[str, Any]) -> dict[str, Any]:
-    """Add the document's one state to ``report`` (in place; returned): the top-level
-    ``status`` object :func:`signing_service.services.conclusion.status_section` (the
-    signatures and the registry together, what a portal shows a citizen), next to
-    ``verdict`` (the ETSI indication of the signatures alone). When the registry makes the
-    document invalid or undecided although every signature passed (revoked, superseded,
-    content added after issue), the report's ``message`` is that status message: a portal
-    showing ``message`` never tells a citizen a revoked decision is valid (new user 11)."""
-    status = status_section(report)
-    report["status"] = status
-    metrics.observe_verification(report.get("verdict"), status.get("state"))
-    if report.get("verdict") == "TOTAL_PASSED" and status["code"] in (
-        REVOKED,
-        SUPERSEDED,
-        CONTENT_ADDED_AFTER_ISSUE,
-    ):
-        report["message"] = status["message"]
-    return report
 
 
 def with_registry(body: bytes, section: dict[str, Any]) -> bytes:

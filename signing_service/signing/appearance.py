@@ -36,6 +36,7 @@ from pyhanko.stamp.base import BaseStamp, BaseStampStyle
 from signing_service.signing.pdfa import PdfAGlyphAccumulatorFactory
 from signing_service.signing.repertoire import STAMP_RANGES
 from signing_service.signing.stamp_images import StampImage
+from signing_service.timefmt import vietnam_time
 
 VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")
 
@@ -97,11 +98,6 @@ def default_font() -> Path:
         if path.exists():
             return _subset_font(path)
     raise FontMissing("no Vietnamese-capable TrueType font found (install fonts-noto-core)")
-
-
-def vietnam_time(moment: datetime) -> str:
-    """``2026-11-27T14:05:09+07:00``: the form the rules ask for on the document."""
-    return moment.astimezone(VIETNAM_TZ).replace(microsecond=0).isoformat()
 
 
 @dataclass(frozen=True)

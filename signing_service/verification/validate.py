@@ -61,12 +61,12 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
 
 from signing_service import _pdf_recovery, _pdf_speedups
-from signing_service.signing.appearance import vietnam_time
 from signing_service.signing.policy import (
     ALGORITHM_MESSAGES,
     digest_policy_problem,
     verification_algorithm_problem,
 )
+from signing_service.timefmt import vietnam_time
 from signing_service.trust import TrustStore, fingerprint
 from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
 from signing_service.verification.cms import signature_integrity
