@@ -36,6 +36,7 @@ def test_the_503_errors_are_the_expected_ones() -> None:
         "REMOTE_SIGNING_UNAVAILABLE",
         "REPORT_BUSY",
         "REPORT_NOT_CONFIGURED",
+        "SERVICE_UNAVAILABLE",
         "SIGNER_CERT_STATUS_UNKNOWN",
         "SIGNING_KEY_UNAVAILABLE",
         "STORAGE_UNAVAILABLE",
