@@ -18,6 +18,7 @@ directory, and :meth:`Cluster.stop` ends every process it started (by process gr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -90,10 +91,8 @@ def _stop_group(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM)
 
 def _kill_leftovers(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL whatever is left of ``proc``'s process group (children of a killed leader)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class DistributedMinio:
@@ -480,9 +479,7 @@ class Cluster:
             self.nginx.stop()
         _stop_group(self.pki_proc)
         self.minio.stop()
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
             self.postgres.stop()
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
-            pass
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
