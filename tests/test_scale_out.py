@@ -22,6 +22,8 @@ import base64
 import hashlib
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -39,7 +41,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from signing_service import errors
 from signing_service.settings import DEV_KEY_PASSPHRASE
-from tests.support.cluster import Cluster, Nginx
+from tests.support.cluster import REPO, Cluster, Nginx
 from tests.support.minio_server import find_binary
 from tests.support.pdfs import make_pdf
 from tests.support.postgres import find_bindir
@@ -401,3 +403,23 @@ def test_no_replica_answers_with_our_json_503(cluster: Cluster) -> None:
         for replica in cluster.replicas:
             replica.start()
     assert httpx.get(cluster.url + "/readyz", timeout=30).status_code == 200
+
+
+def test_image_healthcheck_probes_readiness(cluster: Cluster) -> None:
+    """docker/healthcheck.py (the image's HEALTHCHECK) against a real replica: 0 while it is
+    ready, 1 once it is gone."""
+    replica = cluster.replicas[1]
+
+    def probe() -> int:
+        return subprocess.run(
+            [sys.executable, str(REPO / "docker/healthcheck.py")],
+            env={**os.environ, "SIGNING_SERVICE_PORT": str(replica.port)},
+            timeout=30,
+        ).returncode
+
+    assert probe() == 0
+    replica.kill()
+    try:
+        assert probe() == 1
+    finally:
+        replica.start()
