@@ -423,3 +423,37 @@ def test_image_healthcheck_probes_readiness(cluster: Cluster) -> None:
         assert probe() == 1
     finally:
         replica.start()
+
+
+def test_replicas_migrating_at_once_all_succeed(postgres: Any, tmp_path: Path) -> None:
+    """Replicas started together on a new database (no separate migration step) each run the
+    migrations: they must not race to create the same tables (one of them crashed with
+    DuplicateTable). Three `signing-service migrate` at once, each its own process."""
+    if postgres is None:
+        pytest.skip("PostgreSQL binaries not installed (run `make test`)")
+    url = postgres.create_database(f"race_{os.urandom(4).hex()}")
+    procs = [
+        subprocess.Popen(
+            [str(REPO / ".venv/bin/signing-service"), "migrate"],
+            env={
+                **os.environ,
+                "SIGNING_SERVICE_DATABASE_URL": url,
+                "SIGNING_SERVICE_DATA_DIR": str(tmp_path / f"var{i}"),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    outputs = [(p.wait(120), p.stdout.read() if p.stdout else "") for p in procs]
+    assert all(code == 0 for code, _ in outputs), outputs
+    with psycopg.connect(url) as db:
+        (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone() or ("",)
+    heads = subprocess.run(
+        [sys.executable, "-c", "from signing_service.store.db import MIGRATIONS; "
+         "from alembic.script import ScriptDirectory; "
+         "print(ScriptDirectory(str(MIGRATIONS)).get_current_head())"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    ).stdout.strip()  # fmt: skip
+    assert revision == heads

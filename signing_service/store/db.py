@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# pg_advisory_lock key of the schema migration (any constant the service uses for nothing else).
+MIGRATION_LOCK_ID = 0x5167_6D69_6772  # "Sgmigr"
 
 
 def private_sqlite_file(url: str) -> None:
@@ -69,7 +71,23 @@ def migrate(url: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    if not url.startswith("postgresql"):
+        command.upgrade(cfg, "head")  # SQLite: one file, one process's (BEGIN IMMEDIATE)
+        return
+    # Replicas started together on a new database each migrate at startup: without this they
+    # raced to create the same tables and all but one crashed (DuplicateTable, issue 13). A
+    # session-level advisory lock, held on a connection of its own while Alembic runs on
+    # another: the others wait, then find the schema at head and do nothing.
+    engine = make_engine(url)
+    try:
+        with engine.connect() as lock:
+            lock.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_ID})")
+            try:
+                command.upgrade(cfg, "head")
+            finally:
+                lock.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})")
+    finally:
+        engine.dispose()
 
 
 def schema_revision(url: str) -> str | None:
