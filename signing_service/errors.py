@@ -100,8 +100,8 @@ NotReady = _error(
 ServiceUnavailable = _error(
     "SERVICE_UNAVAILABLE",
     503,
-    "Dịch vụ tạm thời không trả lời (không máy chủ nào nhận yêu cầu, hoặc máy chủ dừng giữa chừng); "
-    "vui lòng thử lại sau thời gian ghi trong Retry-After.",
+    "Dịch vụ tạm thời không trả lời (không máy chủ nào nhận yêu cầu, hoặc máy chủ dừng "
+    "giữa chừng); vui lòng thử lại sau thời gian ghi trong Retry-After.",
 )
 # A CORS preflight (OPTIONS) from a configured origin asking for a method or a request header
 # the public API does not allow (api/cors.py): no cross-origin request may carry an API key.
