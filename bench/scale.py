@@ -254,11 +254,12 @@ def render(rows: list[dict[str, object]], seconds: float) -> str:
     out += [
         "",
         "Two replicas on 2 cores cannot go twice as fast: the machine, not the service, is "
-        "the limit (the whole stack and the clients share the two cores). That the per API "
-        "CPU-second rate stays level from one replica to two is what shows that the "
-        "replicas do not contend with each other (shared database, counters, object store); "
-        "capacity then grows with cores. The README's sizing model uses these per-CPU-second "
-        "figures.",
+        "the limit (the whole stack and the clients share the two cores), so the wall rates "
+        "stay where one replica left them. What two replicas must not do is refuse, lose or "
+        "slow down work because they share the database, the counters and the object store: "
+        "the refused column and p95 say whether they did. The per API CPU-second rate with "
+        "two replicas is the one to size with (two Python processes time-sharing two cores "
+        "with the rest of the stack is the worse case); the README's sizing model uses it.",
         END,
     ]
     return "\n".join(out) + "\n"
