@@ -28,6 +28,7 @@ def test_the_503_errors_are_the_expected_ones() -> None:
     # A new 503 is added here on purpose: the test below then proves it carries Retry-After.
     assert [cls.code for cls in UNAVAILABLE] == [
         "ANONYMOUS_BUSY",
+        "DATABASE_UNAVAILABLE",
         "KEY_NOT_FOUND",
         "KEY_PIN_INCORRECT",
         "KEY_TOKEN_NOT_FOUND",

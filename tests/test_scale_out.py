@@ -1,5 +1,6 @@
 """Two replicas behind nginx on distributed MinIO and one PostgreSQL, under load, while one
-replica is SIGKILLed and restarted and one MinIO node is killed and restarted (issue 13, item 3).
+replica is SIGKILLed and restarted, one MinIO node is killed and restarted, and PostgreSQL is
+restarted (issue 13, item 3 and "Bad input").
 
 Clients drive, through nginx: one-step signing with ``result_code=auto`` on shared dossiers
 (the counter is contended across replicas), two-step signing (step 1 on one replica, step 2 on
@@ -328,6 +329,12 @@ def test_replica_and_storage_node_killed_under_load(cluster: Cluster) -> None:
         time.sleep(6)
         cluster.minio.restart_node(1)
         phase("MinIO node 2 back")
+        time.sleep(2)
+        cluster.postgres.halt()  # PostgreSQL restarting: 503 DATABASE_UNAVAILABLE, not 500
+        phase("PostgreSQL stopped")
+        time.sleep(4)
+        cluster.postgres.resume()
+        phase("PostgreSQL back")
         time.sleep(3)
     finally:
         load.stop()
@@ -367,10 +374,14 @@ def test_replica_and_storage_node_killed_under_load(cluster: Cluster) -> None:
     with httpx.Client(base_url=cluster.url, headers=load.auth, timeout=120) as client:
         # Every acknowledged document: there, intact (its acknowledged hash), verifying.
         acknowledged = seen.signed + seen.two_step + completed_orphans
+        missing = []
         for document in acknowledged:
             got = client.get(document["download_url"])
-            assert got.status_code == 200, got.text
+            if got.status_code != 200:
+                missing.append((document, got.text))
+                continue
             assert hashlib.sha256(got.content).hexdigest() == document["sha256"]
+        assert not missing, diagnose(cluster, missing, phases)
         for document in random.sample(acknowledged, min(12, len(acknowledged))):
             got = client.get(document["download_url"])
             r = client.post("/v1/verifications", files={"file": ("s.pdf", got.content)})
@@ -457,3 +468,29 @@ def test_replicas_migrating_at_once_all_succeed(postgres: Any, tmp_path: Path) -
         capture_output=True, text=True, check=True, cwd=REPO,
     ).stdout.strip()  # fmt: skip
     assert revision == heads
+
+
+def diagnose(cluster: Cluster, missing: list[tuple[dict[str, Any], str]], phases: list[str]) -> str:
+    """What the object store holds of each acknowledged document that did not download:
+    its versions and delete markers (a delete marker: the service removed it)."""
+    from minio import Minio
+
+    client = Minio(
+        f"127.0.0.1:{cluster.minio_lb_port}",
+        access_key=cluster.minio.access_key,
+        secret_key=cluster.minio.secret_key,
+        secure=False,
+    )
+    lines = [", ".join(phases)]
+    with psycopg.connect(cluster.postgres.url("signing")) as db:
+        for document, answer in missing:
+            row = db.execute(
+                "SELECT storage_key, created_at, kind FROM documents WHERE id = %s",
+                (document["id"],),
+            ).fetchone()
+            versions = []
+            if row and row[0]:
+                for v in client.list_objects("documents", prefix=row[0], include_version=True):
+                    versions.append((v.version_id, v.is_delete_marker, v.last_modified))
+            lines.append(f"{document['id']} {document['created_at']} {row} {versions} {answer}")
+    return "\n".join(lines)

@@ -114,6 +114,28 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": response.body})
 
 
+def database_unreachable(exc: BaseException) -> bool:
+    """``exc`` (or what it was raised from) says the database connection failed or was lost
+    (PostgreSQL stopped, restarting, failing over), not that a query was wrong: SQLAlchemy's
+    ``connection_invalidated``, or psycopg's OperationalError (connection refused, server
+    closed the connection, admin shutdown)."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and (
+            current.connection_invalidated or isinstance(current.orig, psycopg.OperationalError)
+        ):
+            return True
+        if isinstance(current, psycopg.OperationalError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def create_app(services: Services) -> FastAPI:
     """The API application serving ``services`` (kept on ``app.state.services``, with one
     :class:`WorkerThreads` limiter of ``settings.worker_threads`` on
@@ -271,7 +293,11 @@ def create_app(services: Services) -> FastAPI:
         return error_response(exc.status_code, code, message)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if database_unreachable(exc):
+            # PostgreSQL restarting or failing over: the client may retry (issue 13).
+            log.warning("database unavailable: %s", type(exc).__name__)
+            return await _service_error(request, errors.DatabaseUnavailable())
         log.exception("unexpected error: %s", type(exc).__name__)
         return error_response(500, "INTERNAL_ERROR", "Lỗi nội bộ của dịch vụ.")
 
