@@ -44,6 +44,7 @@ from signing_service.api.edge import (
 )
 from signing_service.api.openapi import DocsShell, mount_docs
 from signing_service.services.container import Services
+from signing_service.store.db import connection_lost
 from signing_service.web import routes as web
 from signing_service.web.middleware import PageCompression, PageShell
 
@@ -112,28 +113,6 @@ class BodyLimit:
         response = error_response(413, *HTTP_CODES[413])
         await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
-
-
-def database_unreachable(exc: BaseException) -> bool:
-    """``exc`` (or what it was raised from) says the database connection failed or was lost
-    (PostgreSQL stopped, restarting, failing over), not that a query was wrong: SQLAlchemy's
-    ``connection_invalidated``, or psycopg's OperationalError (connection refused, server
-    closed the connection, admin shutdown)."""
-    import psycopg
-    from sqlalchemy.exc import DBAPIError
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, DBAPIError) and (
-            current.connection_invalidated or isinstance(current.orig, psycopg.OperationalError)
-        ):
-            return True
-        if isinstance(current, psycopg.OperationalError):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def create_app(services: Services) -> FastAPI:
@@ -294,7 +273,7 @@ def create_app(services: Services) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if database_unreachable(exc):
+        if connection_lost(exc):
             # PostgreSQL restarting or failing over: the client may retry (issue 13).
             log.warning("database unavailable: %s", type(exc).__name__)
             return await _service_error(request, errors.DatabaseUnavailable())

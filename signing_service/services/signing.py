@@ -63,6 +63,7 @@ from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import PlacementError
 from signing_service.signing.qr import QrContent, QrOnSignedDocument
 from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure
+from signing_service.store.db import connection_lost
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
 from signing_service.timefmt import api_time
 from storage import StorageUnavailableError
@@ -598,7 +599,9 @@ def store_signed(
                 },
             )
     except BaseException as e:
-        for storage_key in written:
+        # A connection lost during COMMIT leaves the outcome unknown: keep the objects (an
+        # orphan is reconciled; removing an object its committed row names loses the document).
+        for storage_key in [] if connection_lost(e) else written:
             try:
                 services.store.delete(storage_key)
             except Exception:  # noqa: BLE001 - reconcile will find it
