@@ -73,7 +73,10 @@ def cluster() -> Iterator[Cluster]:
     _require("PostgreSQL", find_bindir() is not None, "SIGNING_SERVICE_TEST_REQUIRE_POSTGRES")
     _require("nginx", Nginx.available(), "SIGNING_SERVICE_TEST_REQUIRE_POSTGRES")
     assert binary is not None
-    with Cluster(binary, replicas=2) as c:
+    # SIGNING_SERVICE_TEST_KEEP_CLUSTER=1 keeps its directory (logs of every process) after.
+    keep = os.environ.get("SIGNING_SERVICE_TEST_KEEP_CLUSTER") == "1"
+    with Cluster(binary, replicas=2, keep=keep) as c:
+        print(f"\ncluster files: {c.root}")
         yield c
 
 
