@@ -129,15 +129,15 @@ class Database:
 def connection_lost(exc: BaseException) -> bool:
     """``exc`` (or what it was raised from) says the database connection failed or was lost
     (PostgreSQL stopped, restarting, failing over), not that a statement was wrong:
-    SQLAlchemy's ``connection_invalidated``, or psycopg's OperationalError (connection
-    refused, server closed the connection, admin shutdown).
+    SQLAlchemy's ``connection_invalidated`` or DisconnectionError, or psycopg's
+    OperationalError (connection refused, server closed the connection, admin shutdown).
 
     Such a failure during COMMIT leaves the outcome unknown: the server may have committed
     before the connection went. Callers must then keep what the rows may point at (objects
     in the store) rather than remove it: an orphan object is found by `storage reconcile`,
     a removed object under a committed row is a lost document."""
     import psycopg
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError, DisconnectionError
 
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -147,7 +147,7 @@ def connection_lost(exc: BaseException) -> bool:
             current.connection_invalidated or isinstance(current.orig, psycopg.OperationalError)
         ):
             return True
-        if isinstance(current, psycopg.OperationalError):
-            return True
+        if isinstance(current, psycopg.OperationalError | DisconnectionError):
+            return True  # DisconnectionError: the pool found the connection gone
         current = current.__cause__ or current.__context__
     return False
