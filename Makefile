@@ -9,9 +9,12 @@ BIN := $(VENV)/bin
 # (the tests run on it as well as on SQLite), libmagic (content sniffing), SoftHSM2 (PKCS#11),
 # clamd (virus scanning; the tests give it their own EICAR database), a JDK and Maven (the EU DSS
 # validator the interoperability test builds from Maven Central), Chromium and its Vietnamese
-# interface strings (the citizen's page is tested in it; Playwright never downloads a browser).
+# interface strings (the citizen's page is tested in it; Playwright never downloads a browser),
+# nginx (the load balancer of the scale-out test), podman with runc and debootstrap (the image
+# is built from a Debian base made from the mirror and run: tests/test_image.py).
 APT_PACKAGES := fonts-noto-core fonts-liberation2 poppler-utils postgresql libmagic1 softhsm2 clamav-daemon ca-certificates \
-	openjdk-17-jdk-headless maven chromium chromium-l10n
+	openjdk-17-jdk-headless maven chromium chromium-l10n \
+	nginx podman runc debootstrap
 
 .DEFAULT_GOAL := help
 # MinIO server for the storage tests, built from its Go module (pinned) and cached outside the
@@ -93,6 +96,7 @@ bench: system-deps venv minio ## measure signing, verification and storage; writ
 	$(BIN)/python -m bench.cli
 	SIGNING_SERVICE_MINIO_BIN=$(MINIO_BIN) $(BIN)/python -m bench.storage
 	$(BIN)/python -m bench.preservation
+	SIGNING_SERVICE_MINIO_BIN=$(MINIO_BIN) $(BIN)/python -m bench.scale
 
 clean: ## remove the environment and local data (./var)
 	rm -rf $(VENV) var

@@ -93,6 +93,23 @@ NotReady = _error(
     503,
     "Dịch vụ chưa sẵn sàng: cơ sở dữ liệu hoặc kho lưu trữ không trả lời.",
 )
+# The database stopped answering mid-request (PostgreSQL restarting or failing over): was a 500
+# (issue 13, "PostgreSQL restarting"). Nothing of the request was committed unless it answered.
+DatabaseUnavailable = _error(
+    "DATABASE_UNAVAILABLE",
+    503,
+    "Cơ sở dữ liệu tạm thời không trả lời; vui lòng thử lại sau thời gian ghi trong Retry-After.",
+)
+# Answered by the load balancer in front of the replicas (docker/nginx.conf,
+# tests/support/cluster.py), never by the service itself: no replica answered, or the one
+# serving the request died before answering. Nothing was acknowledged; a POST may or may not
+# have been carried out (look the document up before sending it again).
+ServiceUnavailable = _error(
+    "SERVICE_UNAVAILABLE",
+    503,
+    "Dịch vụ tạm thời không trả lời (không máy chủ nào nhận yêu cầu, hoặc máy chủ dừng "
+    "giữa chừng); vui lòng thử lại sau thời gian ghi trong Retry-After.",
+)
 # A CORS preflight (OPTIONS) from a configured origin asking for a method or a request header
 # the public API does not allow (api/cors.py): no cross-origin request may carry an API key.
 CorsNotAllowed = _error(

@@ -29,6 +29,7 @@ def test_the_503_errors_are_the_expected_ones() -> None:
     assert [cls.code for cls in UNAVAILABLE] == [
         "ANONYMOUS_BUSY",
         "EXTENSION_VALIDATION_DATA_UNAVAILABLE",
+        "DATABASE_UNAVAILABLE",
         "KEY_NOT_FOUND",
         "KEY_PIN_INCORRECT",
         "KEY_TOKEN_NOT_FOUND",
@@ -37,6 +38,7 @@ def test_the_503_errors_are_the_expected_ones() -> None:
         "REMOTE_SIGNING_UNAVAILABLE",
         "REPORT_BUSY",
         "REPORT_NOT_CONFIGURED",
+        "SERVICE_UNAVAILABLE",
         "SIGNER_CERT_STATUS_UNKNOWN",
         "SIGNING_KEY_UNAVAILABLE",
         "STORAGE_UNAVAILABLE",

@@ -47,6 +47,7 @@ from signing_service.api.edge import (
 )
 from signing_service.api.openapi import DocsShell, mount_docs
 from signing_service.services.container import Services
+from signing_service.store.db import connection_lost
 from signing_service.web import routes as web
 from signing_service.web.middleware import PageCompression, PageShell
 from storage.base import observe_unavailable
@@ -292,7 +293,11 @@ def create_app(services: Services) -> FastAPI:
         return error_response(exc.status_code, code, message)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if connection_lost(exc):
+            # PostgreSQL restarting or failing over: the client may retry (issue 13).
+            log.warning("database unavailable: %s", type(exc).__name__)
+            return await _service_error(request, errors.DatabaseUnavailable())
         log.exception("unexpected error: %s", type(exc).__name__)
         return error_response(500, "INTERNAL_ERROR", "Lỗi nội bộ của dịch vụ.")
 

@@ -43,6 +43,7 @@ from signing_service.services.documents import (
     check_filename,
     printable,
 )
+from signing_service.store.db import connection_lost
 from signing_service.store.models import Agency, AppearanceImage, Attachment, Document, new_id
 from signing_service.timefmt import api_time, api_time_or_none, aware_utc
 from storage import ObjectInfo, ObjectLocked, ObjectNotFound, StorageUnavailableError
@@ -336,8 +337,12 @@ def store_attachment(
             staged=staged,
             written=written,
         )
-    except BaseException:
-        _remove_objects(services, written)
+    except BaseException as e:
+        # A connection lost during COMMIT leaves the outcome unknown: keep the objects (an
+        # orphan is reconciled; removing an object its committed row names loses the upload,
+        # and a replay with the same Idempotency-Key would then acknowledge a lost file).
+        if not connection_lost(e):
+            _remove_objects(services, written)
         raise
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import case, select, update
@@ -346,6 +347,10 @@ class DocumentView:
         )
 
 
+# How long to wait before reading an object the store said was missing once more.
+READ_AGAIN_SECONDS = 0.5
+
+
 def get_document(services: Services, agency_id: int, document_id: str) -> Document:
     with services.db.transaction() as session:
         doc = session.scalars(
@@ -366,7 +371,15 @@ def read_content(services: Services, doc: Document) -> bytes:
     if key is None:
         raise errors.StorageIntegrity("Không tìm thấy nội dung văn bản trong kho lưu trữ.")
     try:
-        data = services.store.get(key)
+        try:
+            data = services.store.get(key)
+        except ObjectNotFound:
+            # The row says the object exists. A distributed MinIO node that has just rejoined
+            # can answer 404 for an object written while it was away, before it reconnects
+            # to its peers (seen under load, tests/test_scale_out.py: PUT 200, GET 404, GET
+            # 200 a moment later): read once more before calling it lost.
+            time.sleep(READ_AGAIN_SECONDS)
+            data = services.store.get(key)
         if doc.storage_key is None:
             data = data[: doc.size]
     except ObjectNotFound:

@@ -44,7 +44,6 @@ from signing_service.services.documents import (
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
 from signing_service.services.registry import new_public_id, public_link, register_signed
 from signing_service.signing import repair
-from signing_service.signing.appearance import vietnam_time
 from signing_service.signing.certcheck import SignerCheck, SignerCheckFailure
 from signing_service.signing.engine import (
     PdfInputError,
@@ -63,6 +62,7 @@ from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import PlacementError
 from signing_service.signing.qr import QrContent, QrOnSignedDocument
 from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure
+from signing_service.store.db import connection_lost
 from signing_service.store.models import Agency, Document, Signature, SigningProfile, new_id
 from signing_service.timefmt import api_time, vietnam_time
 from storage import StorageUnavailableError
@@ -652,7 +652,9 @@ def store_signed(
                 document_kind=registration.kind,
             )
     except BaseException as e:
-        for storage_key in written:
+        # A connection lost during COMMIT leaves the outcome unknown: keep the objects (an
+        # orphan is reconciled; removing an object its committed row names loses the document).
+        for storage_key in [] if connection_lost(e) else written:
             try:
                 services.store.delete(storage_key)
             except Exception:  # noqa: BLE001 - reconcile will find it

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from signing_service import metrics
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# pg_advisory_lock key of the schema migration (any constant the service uses for nothing else).
+MIGRATION_LOCK_ID = 0x5167_6D69_6772  # "Sgmigr"
 
 
 def private_sqlite_file(url: str) -> None:
@@ -102,7 +104,23 @@ def migrate(url: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    if not url.startswith("postgresql"):
+        command.upgrade(cfg, "head")  # SQLite: one file, one process's (BEGIN IMMEDIATE)
+        return
+    # Replicas started together on a new database each migrate at startup: without this they
+    # raced to create the same tables and all but one crashed (DuplicateTable, issue 13). A
+    # session-level advisory lock, held on a connection of its own while Alembic runs on
+    # another: the others wait, then find the schema at head and do nothing.
+    engine = make_engine(url)
+    try:
+        with engine.connect() as lock:
+            lock.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_ID})")
+            try:
+                command.upgrade(cfg, "head")
+            finally:
+                lock.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})")
+    finally:
+        engine.dispose()
 
 
 def schema_revision(url: str) -> str | None:
@@ -139,3 +157,30 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """``exc`` (or what it was raised from) says the database connection failed or was lost
+    (PostgreSQL stopped, restarting, failing over), not that a statement was wrong:
+    SQLAlchemy's ``connection_invalidated`` or DisconnectionError, or psycopg's
+    OperationalError (connection refused, server closed the connection, admin shutdown).
+
+    Such a failure during COMMIT leaves the outcome unknown: the server may have committed
+    before the connection went. Callers must then keep what the rows may point at (objects
+    in the store) rather than remove it: an orphan object is found by `storage reconcile`,
+    a removed object under a committed row is a lost document."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError, DisconnectionError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and (
+            current.connection_invalidated or isinstance(current.orig, psycopg.OperationalError)
+        ):
+            return True
+        if isinstance(current, psycopg.OperationalError | DisconnectionError):
+            return True  # DisconnectionError: the pool found the connection gone
+        current = current.__cause__ or current.__context__
+    return False

@@ -74,6 +74,25 @@ class PostgresServer:
                 time.sleep(0.2)
         raise RuntimeError("PostgreSQL did not start")
 
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: open connections are closed), keeping its data."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port and data."""
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-o",
+            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
+            "-c full_page_writes=off -c max_connections=200",
+            "start",
+        )
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
