@@ -49,9 +49,7 @@ def sign(
 def counter(services: Services) -> int | None:
     with services.db.transaction() as session:
         return session.scalar(
-            select(ResultCodeCounter.last_number).where(
-                ResultCodeCounter.dossier_code == DOSSIER
-            )
+            select(ResultCodeCounter.last_number).where(ResultCodeCounter.dossier_code == DOSSIER)
         )
 
 
