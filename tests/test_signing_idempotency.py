@@ -191,3 +191,39 @@ def test_conflict_from_the_service(services: Services) -> None:
         assert e.code == "IDEMPOTENCY_KEY_CONFLICT"
     else:
         raise AssertionError("a second request under the same key was signed")
+
+
+def start(api: Any, credentials: dict[str, Any], pdf: bytes, key: str | None = KEY) -> Any:
+    from pathlib import Path
+
+    headers = auth(credentials)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    pem = Path(credentials["pki"]["officer_certificate"]).read_bytes()
+    return api.post(
+        "/v1/signatures/external",
+        headers=headers,
+        data={"profile": "agency-a-officer", "level": "B-B"},
+        files={"file": ("to-trinh.pdf", pdf, "application/pdf"), "certificate": ("o.pem", pem)},
+    )
+
+
+def test_two_step_start_replays_its_session(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    from signing_service.store.models import ExternalSession
+
+    pdf = make_pdf()
+    first = start(api, credentials, pdf)
+    assert first.status_code == 201, first.text
+    again = start(api, credentials, pdf)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    other = start(api, credentials, make_pdf(pages=2))
+    assert (other.status_code, other.json()["code"]) == (409, "IDEMPOTENCY_KEY_CONFLICT")
+    assert other.json()["details"]["session_id"] == first.json()["session_id"]
+    # A signing request may use the same key value: another kind of request, another record.
+    assert sign(api, credentials, pdf).status_code == 201
+    assert start(api, credentials, pdf, key=None).status_code == 201
+    with services.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(ExternalSession)) == 2

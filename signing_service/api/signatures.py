@@ -309,8 +309,10 @@ async def create_signature(
     tags=["ký số"],
     summary="Ký hai bước, bước 1: chuẩn bị tài liệu, trả về dữ liệu cần ký bằng USB token",
     responses={
+        200: {"model": schemas.ExternalStartOut, "description": "Gửi lại cùng Idempotency-Key"},
         401: {"model": schemas.ErrorBody},
         404: {"model": schemas.ErrorBody},
+        409: {"model": schemas.ErrorBody},
         422: {"model": schemas.ErrorBody},
     },
     dependencies=SINGLE_VALUED,
@@ -319,6 +321,7 @@ async def external_start(
     caller: Client,
     services: AppServices,
     in_worker: InWorker,
+    response: Response,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
     profile: Annotated[str, Form(examples=["agency-a-officer"], max_length=128), CLEAN],
     certificate: Annotated[
@@ -345,10 +348,20 @@ async def external_start(
     procedure_code: PROCEDURE_CODE_FIELD = None,
     document_name: DOCUMENT_NAME_FIELD = None,
     applicant_id: APPLICANT_ID_FIELD = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Khóa chống tạo trùng phiên khi gửi lại: cùng khóa và cùng yêu cầu trả "
+            "về phiên đã tạo (200); cùng khóa với yêu cầu khác: 409",
+        ),
+    ] = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
+    from signing_service.services.signing import check_idempotency_key
 
     check_filename(file.filename)
+    check_idempotency_key(idempotency_key)
     qr_request = _qr_request(qr, procedure_code, document_name, applicant_id)
     data = await read_upload(file, services.settings)
     cert = await certificate.read(256 * 1024) if certificate is not None else None
@@ -367,9 +380,13 @@ async def external_start(
         actor=actor_of(caller),
         field_name=field_name,
         qr=qr_request,
+        idempotency_key=idempotency_key,
     )
+    if started.replayed:
+        response.status_code = 200
+    fields = {k: v for k, v in started.__dict__.items() if k != "replayed"}
     return schemas.ExternalStartOut(
-        **started.__dict__,
+        **fields,
         complete_url=f"/v1/signatures/external/{started.session_id}/complete",
     )
 

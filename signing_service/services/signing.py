@@ -469,11 +469,13 @@ def request_digest(
     field_name: str | None,
     appearance: AppearanceRequest | None,
     qr: QrRequest | None,
+    extra: dict[str, str | None] | None = None,
 ) -> str:
     """SHA-256 (hex) of what a signing request asks: the file's digest and every option, as
     canonical JSON. Two requests with one ``Idempotency-Key`` are the same request when their
     digests are equal. The officer's PIN/OTP (``authorization``) is left out: it is a
-    credential, never stored, and a one-time code differs on a retry of the same request."""
+    credential, never stored, and a one-time code differs on a retry of the same request.
+    ``extra``: further fields of the request (two-step: the officer and the certificate)."""
     import json
 
     fields = {
@@ -490,6 +492,7 @@ def request_digest(
             else None
         ),
         "qr": ([qr.procedure_code, qr.document_name, qr.applicant_id] if qr is not None else None),
+        **(extra or {}),
     }
     body = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()

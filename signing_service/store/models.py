@@ -373,6 +373,12 @@ class ExternalSession(Base):
     """State of a two-step signature between "prepare" and "complete" (kept server-side)."""
 
     __tablename__ = "external_sessions"
+    # Step 1's Idempotency-Key, unique per agency (services/external.py).
+    __table_args__ = (
+        UniqueConstraint(
+            "agency_id", "idempotency_key", name="uq_external_sessions_agency_id_idempotency_key"
+        ),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("signing_profiles.id"))
@@ -402,6 +408,9 @@ class ExternalSession(Base):
     registration: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Step 1's Idempotency-Key and the digest of its request (a resend answers this session).
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class VerificationCount(Base):
