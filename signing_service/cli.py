@@ -492,7 +492,7 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
     if report.get("unsigned_fields"):
         print(f"Trường chữ ký chưa ký: {', '.join(report['unsigned_fields'])}")
     if "registry" in report:
-        from signing_service.services.registry import registry_sentence
+        from signing_service.services.registry_records import registry_sentence
 
         print(f"Sổ đăng ký: {registry_sentence(report['registry'])}")
     for sig in report["signatures"]:

@@ -5,7 +5,8 @@ restarted (issue 13, item 3 and "Bad input").
 Clients drive, through nginx: one-step signing with ``result_code=auto`` on shared dossiers
 (the counter is contended across replicas), two-step signing (step 1 on one replica, step 2 on
 the other, or through nginx after the first one died), attachment uploads with
-``Idempotency-Key`` (re-sent until acknowledged) and public verification. Then:
+``Idempotency-Key`` (re-sent until acknowledged) and public verification. One-step signing
+sends an ``Idempotency-Key`` too and is re-sent once after a lost connection or a 503. Then:
 
 - every answer a client saw is in shape: 2xx, 4xx with one of our codes, or 503 with
   ``Retry-After`` and our JSON (nginx's own, ``SERVICE_UNAVAILABLE``, when no replica
@@ -13,7 +14,8 @@ the other, or through nginx after the first one died), attachment uploads with
 - nothing acknowledged is lost or corrupted: every 201's document downloads with the SHA-256
   it was acknowledged with and verifies; every document and attachment row in the database
   has its object, with its hash (nothing half-written);
-- no result code is given twice; one attachment per idempotency key;
+- no result code is given twice; one attachment, and one signed document, per idempotency
+  key;
 - two-step sessions prepared on one replica complete on the other.
 """
 
@@ -94,6 +96,10 @@ class Seen:
     cross_replica: int = 0
     attachments: dict[str, dict[str, Any]] = field(default_factory=dict)
     verified: Counter[str] = field(default_factory=Counter)
+    # One-step signing: the document acknowledged under each Idempotency-Key, and how many
+    # requests were re-sent (after a lost connection or a 503) and then acknowledged.
+    signed_by_key: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sign_resent: int = 0
 
     def answer(self, what: str, r: httpx.Response) -> bool:
         """Record ``r``; False (and a note) when it is out of shape."""
@@ -160,21 +166,42 @@ class Load:
         return run
 
     def sign_once(self, client: httpx.Client, i: int) -> None:
+        """One signing request with an ``Idempotency-Key``, re-sent once with the same key
+        after a lost connection or a 503 (the client cannot know whether the first one was
+        carried out): never a second document for one key."""
         pdf = make_pdf(f"Quyet dinh {random.getrandbits(48)}")
-        r = client.post(
-            "/v1/signatures",
-            headers=self.auth,
-            data={
-                "profile": "agency-a-seal",
-                "level": "B-T" if i % 2 else "B-B",
-                "dossier_code": dossier(self.creds, 1 + i % 2),
-                "result_code": "auto",
-            },
-            files={"file": ("qd.pdf", pdf, "application/pdf")},
-        )
-        if self.seen.answer("sign", r) and r.status_code == 201:
-            with self.seen.lock:
-                self.seen.signed.append(r.json()["document"])
+        key = f"sign-{os.getpid()}-{i}-{random.getrandbits(32):x}"
+        for attempt in range(2):
+            try:
+                r = client.post(
+                    "/v1/signatures",
+                    headers={**self.auth, "Idempotency-Key": key},
+                    data={
+                        "profile": "agency-a-seal",
+                        "level": "B-T" if i % 2 else "B-B",
+                        "dossier_code": dossier(self.creds, 1 + i % 2),
+                        "result_code": "auto",
+                    },
+                    files={"file": ("qd.pdf", pdf, "application/pdf")},
+                )
+            except httpx.TransportError:
+                time.sleep(1.0)
+                continue
+            if not self.seen.answer("sign", r):
+                return
+            if r.status_code in (200, 201):
+                document = r.json()["document"]
+                with self.seen.lock:
+                    previous = self.seen.signed_by_key.setdefault(key, document)
+                    if previous["id"] != document["id"]:
+                        self.seen.out_of_shape.append(f"sign {key}: two documents")
+                    else:
+                        self.seen.signed.append(document)
+                    self.seen.sign_resent += attempt
+                return
+            if r.status_code != 503:
+                return
+            time.sleep(min(float(r.headers["Retry-After"]), 1.0))
 
     def prepare(self, url: str) -> dict[str, Any] | None:
         """Step 1 of two-step signing, sent to the replica at ``url`` directly."""
@@ -347,7 +374,8 @@ def test_replica_and_storage_node_killed_under_load(cluster: Cluster) -> None:
         f"\nload {elapsed:.0f} s; answers: {dict(seen.statuses)}; verdicts "
         f"{dict(seen.verified)}; two-step: {seen.prepared} prepared, {seen.cross_replica} "
         "completed directly on the other replica, "
-        f"{seen.answer_lost} completed by an attempt whose answer was lost; " + ", ".join(phases)
+        f"{seen.answer_lost} completed by an attempt whose answer was lost; "
+        f"{seen.sign_resent} signing requests acknowledged after a resend; " + ", ".join(phases)
     )
 
     assert not seen.out_of_shape, seen.out_of_shape[:10]
@@ -369,9 +397,16 @@ def test_replica_and_storage_node_killed_under_load(cluster: Cluster) -> None:
         per_key = db.execute(
             "SELECT idempotency_key, count(*) FROM attachments GROUP BY idempotency_key"
         ).fetchall()
+        signatures_per_key = db.execute(
+            "SELECT idempotency_key, count(*) FROM signatures WHERE idempotency_key IS NOT NULL "
+            "GROUP BY idempotency_key"
+        ).fetchall()
         attachment_rows = db.execute("SELECT id, sha256 FROM attachments").fetchall()
     assert not duplicated
     assert all(n == 1 for _, n in per_key), per_key
+    # One document per signing Idempotency-Key, re-sent or not.
+    assert all(n == 1 for _, n in signatures_per_key), signatures_per_key
+    assert {str(k) for k, _ in signatures_per_key} >= set(seen.signed_by_key)
     assert {str(k) for k, _ in per_key} >= set(seen.attachments)
 
     with httpx.Client(base_url=cluster.url, headers=load.auth, timeout=120) as client:

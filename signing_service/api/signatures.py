@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
@@ -211,8 +211,10 @@ def _registry_ref(result: SignResult) -> schemas.RegistryRefOut | None:
     tags=["ký số"],
     summary="Ký số một tài liệu PDF bằng cấu hình ký số của cơ quan",
     responses={
+        200: {"model": schemas.SignatureOut, "description": "Gửi lại cùng Idempotency-Key"},
         401: {"model": schemas.ErrorBody},
         404: {"model": schemas.ErrorBody},
+        409: {"model": schemas.ErrorBody},
         413: {"model": schemas.ErrorBody},
         503: {"model": schemas.ErrorBody},
     },
@@ -256,11 +258,22 @@ async def create_signature(
     procedure_code: PROCEDURE_CODE_FIELD = None,  # matched whole later
     document_name: DOCUMENT_NAME_FIELD = None,
     applicant_id: APPLICANT_ID_FIELD = None,  # matched whole later
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Khóa chống ký trùng khi gửi lại (tối đa 128 ký tự chữ, số, '-', '_', "
+            "'.', ':'; riêng cho mỗi cơ quan): gửi lại cùng khóa và cùng yêu cầu trả về chữ ký "
+            "đã tạo (200), không ký thêm; cùng khóa với yêu cầu khác: 409",
+        ),
+    ] = None,
 ) -> schemas.SignatureOut:
     from signing_service.services.appearance_images import AppearanceRequest
-    from signing_service.services.signing import sign_document
+    from signing_service.services.signing import check_idempotency_key, sign_document
 
     check_filename(file.filename)
+    # A malformed key is refused before the file is read (422 INVALID_IDEMPOTENCY_KEY).
+    check_idempotency_key(idempotency_key)
     qr_request = _qr_request(qr, procedure_code, document_name, applicant_id)
     data = await read_upload(file, services.settings)
     agency: Agency = caller.agency
@@ -281,8 +294,11 @@ async def create_signature(
             kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
         ),
         qr=qr_request,
+        idempotency_key=idempotency_key,
     )
     response.headers["Location"] = f"/v1/documents/{result.document.id}"
+    if result.replayed:
+        response.status_code = 200
     return _signature_out(result)
 
 
@@ -293,8 +309,10 @@ async def create_signature(
     tags=["ký số"],
     summary="Ký hai bước, bước 1: chuẩn bị tài liệu, trả về dữ liệu cần ký bằng USB token",
     responses={
+        200: {"model": schemas.ExternalStartOut, "description": "Gửi lại cùng Idempotency-Key"},
         401: {"model": schemas.ErrorBody},
         404: {"model": schemas.ErrorBody},
+        409: {"model": schemas.ErrorBody},
         422: {"model": schemas.ErrorBody},
     },
     dependencies=SINGLE_VALUED,
@@ -303,6 +321,7 @@ async def external_start(
     caller: Client,
     services: AppServices,
     in_worker: InWorker,
+    response: Response,
     file: Annotated[UploadFile, File(description="Tài liệu PDF cần ký")],
     profile: Annotated[str, Form(examples=["agency-a-officer"], max_length=128), CLEAN],
     certificate: Annotated[
@@ -329,10 +348,20 @@ async def external_start(
     procedure_code: PROCEDURE_CODE_FIELD = None,
     document_name: DOCUMENT_NAME_FIELD = None,
     applicant_id: APPLICANT_ID_FIELD = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Khóa chống tạo trùng phiên khi gửi lại: cùng khóa và cùng yêu cầu trả "
+            "về phiên đã tạo (200); cùng khóa với yêu cầu khác: 409",
+        ),
+    ] = None,
 ) -> schemas.ExternalStartOut:
     from signing_service.services.external import start_external
+    from signing_service.services.signing import check_idempotency_key
 
     check_filename(file.filename)
+    check_idempotency_key(idempotency_key)
     qr_request = _qr_request(qr, procedure_code, document_name, applicant_id)
     data = await read_upload(file, services.settings)
     cert = await certificate.read(256 * 1024) if certificate is not None else None
@@ -351,9 +380,13 @@ async def external_start(
         actor=actor_of(caller),
         field_name=field_name,
         qr=qr_request,
+        idempotency_key=idempotency_key,
     )
+    if started.replayed:
+        response.status_code = 200
+    fields = {k: v for k, v in started.__dict__.items() if k != "replayed"}
     return schemas.ExternalStartOut(
-        **started.__dict__,
+        **fields,
         complete_url=f"/v1/signatures/external/{started.session_id}/complete",
     )
 

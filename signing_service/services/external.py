@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from asn1crypto import cms, pem, x509
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from signing_service import audit, errors
@@ -42,6 +43,7 @@ from signing_service.services.signing import (
     _level,
     _options,
     _profile,
+    check_idempotency_key,
     check_qr_request,
     check_signed_size,
     check_signer,
@@ -49,6 +51,7 @@ from signing_service.services.signing import (
     pdf_input_error,
     placement_error,
     qr_content,
+    request_digest,
     signing_limit,
     store_signed,
     timestamp_error,
@@ -65,6 +68,7 @@ from signing_service.signing.engine import (
     signature_timestamp_tokens,
     signing_moment,
 )
+from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import PlacementError
 from signing_service.signing.qr import QrOnSignedDocument
 from signing_service.signing.rawsig import der_ecdsa_signature, raw_signature_valid
@@ -82,6 +86,8 @@ class ExternalStart:
     data_to_sign: str  # base64 DER of the signed attributes (what the signature covers)
     digest: str  # base64 digest of data_to_sign, for tokens that sign a hash
     expires_at: str
+    # The session of an earlier step 1 with the same Idempotency-Key (API: 200, not 201).
+    replayed: bool = False
 
 
 def _load_certs(data: bytes) -> list[x509.Certificate]:
@@ -114,8 +120,13 @@ def start_external(
     actor: str,
     field_name: str | None = None,
     qr: QrRequest | None = None,
+    idempotency_key: str | None = None,
 ) -> ExternalStart:
-    """``field_name``: a prepared empty signature field to fill (else the profile's, else by
+    """``idempotency_key``: step 1's ``Idempotency-Key``; the same key and request again
+    answer the same session (``replayed=True``), another request under it is 409
+    ``IDEMPOTENCY_KEY_CONFLICT``, two concurrent ones make one session.
+
+    ``field_name``: a prepared empty signature field to fill (else the profile's, else by
     placement rule). ``officer``: the name of one of the agency's registered officer certificates;
     ``certificate``: the officer's certificate (PEM/DER), which must be one of them. A
     certificate the operator has not registered for this agency is refused
@@ -128,6 +139,28 @@ def start_external(
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
         qr = check_qr_request(services, qr, agency.code)
+    idempotency = None
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+        digest = request_digest(
+            pdf,
+            profile=profile_name,
+            level=level,
+            filename=filename,
+            dossier_code=dossier_code,
+            result_code=result_code,
+            field_name=field_name,
+            appearance=None,
+            qr=qr,
+            extra={
+                "officer": officer or None,
+                "certificate": hashlib.sha256(certificate).hexdigest() if certificate else None,
+            },
+        )
+        idempotency = (idempotency_key, digest)
+        replayed = _replay_start(services, agency, idempotency_key, digest)
+        if replayed is not None:
+            return replayed
     profile = _profile(services, agency, profile_name)
     if not profile.two_step:
         raise errors.ProfileNotExternal()
@@ -201,7 +234,30 @@ def start_external(
         registration=Registration.of(options).to_dict(),
         created_at=now,
         expires_at=expires,
+        idempotency_key=idempotency[0] if idempotency is not None else None,
+        request_sha256=idempotency[1] if idempotency is not None else None,
     )
+    try:
+        _store_session(services, agency, row, profile, chosen, signer_cert, actor)
+    except IntegrityError:
+        # A concurrent step 1 with the same key committed first: answer its session.
+        if idempotency is not None:
+            replayed = _replay_start(services, agency, *idempotency)
+            if replayed is not None:
+                return replayed
+        raise
+    return _start_of(row)
+
+
+def _store_session(
+    services: Services,
+    agency: Agency,
+    row: ExternalSession,
+    profile: SigningProfile,
+    chosen: SignatureLevel,
+    signer_cert: x509.Certificate,
+    actor: str,
+) -> None:
     with services.db.transaction() as session:
         session.add(row)
         session.flush()
@@ -218,18 +274,44 @@ def start_external(
                 "input_sha256": row.input_pdf_sha256,
             },
         )
-    mechanism = "ecdsa" if signer_cert.public_key.algorithm == "ec" else "rsassa_pkcs1v15"
+
+
+def _start_of(row: ExternalSession, replayed: bool = False) -> ExternalStart:
+    """Step 1's answer from its session row."""
+    cert = x509.Certificate.load(row.certificate)
+    mechanism = "ecdsa" if cert.public_key.algorithm == "ec" else "rsassa_pkcs1v15"
     return ExternalStart(
         session_id=row.id,
-        level=chosen.value,
-        digest_algorithm=prepared.md_algorithm,
+        level=row.level,
+        digest_algorithm=row.md_algorithm,
         signature_algorithm=mechanism,
-        data_to_sign=base64.b64encode(prepared.signed_attrs).decode(),
-        digest=base64.b64encode(
-            hashlib.new(prepared.md_algorithm, prepared.signed_attrs).digest()
-        ).decode(),
-        expires_at=api_time(expires),
+        data_to_sign=base64.b64encode(row.signed_attrs).decode(),
+        digest=base64.b64encode(hashlib.new(row.md_algorithm, row.signed_attrs).digest()).decode(),
+        expires_at=api_time(row.expires_at),
+        replayed=replayed,
     )
+
+
+def _replay_start(
+    services: Services, agency: Agency, key: str, digest: str
+) -> ExternalStart | None:
+    """The agency's session started under ``key`` (``replayed=True``), ``None`` when none;
+    409 ``IDEMPOTENCY_KEY_CONFLICT`` when it was started by another request."""
+    with services.db.transaction() as session:
+        row = session.scalars(
+            select(ExternalSession).where(
+                ExternalSession.agency_id == agency.id, ExternalSession.idempotency_key == key
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.request_sha256 != digest:
+            raise errors.IdempotencyConflict(
+                "Idempotency-Key này đã được dùng cho một yêu cầu ký khác (tệp, cấu hình ký "
+                "số, tùy chọn hoặc mã hồ sơ khác).",
+                details={"session_id": row.id},
+            )
+        return _start_of(row, replayed=True)
 
 
 def _check_cms(row: ExternalSession, cert: x509.Certificate, data: bytes) -> cms.ContentInfo:

@@ -19,11 +19,7 @@ status), never the content, the file name or the applicant's identity.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import re
-import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,170 +29,30 @@ from sqlalchemy.orm import Session
 from signing_service import audit, errors
 from signing_service.services.container import Services
 from signing_service.services.documents import is_clean_text
+from signing_service.services.registry_records import (  # noqa: F401 - re-exported
+    _BYTE_RANGE,
+    IN_FORCE,
+    LINK_PATH,
+    MAX_REASON_CHARS,
+    MAX_REVISIONS_LOOKED_UP,
+    MAX_VERSION_CHAIN,
+    MAX_VERSION_WALK,
+    NOT_FOUND,
+    PUBLIC_ID,
+    REVOKED,
+    SHA256_HEX,
+    STATUS_LABELS,
+    STATUSES,
+    SUPERSEDED,
+    LinkedRecord,
+    RegistryRecord,
+    _seconds,
+    new_public_id,
+    public_link,
+    registry_sentence,
+    signed_revision_digests,
+)
 from signing_service.store.models import Agency, Document, RegisteredDocument
-from signing_service.timefmt import api_time
-
-IN_FORCE = "in_force"
-REVOKED = "revoked"
-SUPERSEDED = "superseded"
-STATUSES = (IN_FORCE, REVOKED, SUPERSEDED)
-
-# 128 random bits in RFC 4648 base32, lower case, unpadded: 26 characters from a-z and 2-7
-# (no 0/1/8/9, no case, no "-"/"_": read aloud or typed from paper without ambiguity, short
-# enough for a small QR code). Unguessable: the registry is not an enumerable list.
-PUBLIC_ID = re.compile(r"[a-z2-7]{26}")
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-# The longest reason for a status change, in characters (the column holds 500).
-MAX_REASON_CHARS = 500
-# The link's path under the public base URL: the public page of issue 11 (page lane).
-LINK_PATH = "xac-minh/"
-
-# A signature dictionary's /ByteRange [0 b c d] (ISO 32000-1 §12.8.1): the signed revision is
-# the file's first c + d bytes. At most this many are looked at (a hostile file may carry
-# thousands).
-_BYTE_RANGE = re.compile(rb"/ByteRange\s*\[\s*0\s+(\d{1,12})\s+(\d{1,12})\s+(\d{1,12})\s*\]")
-MAX_REVISIONS_LOOKED_UP = 32
-
-
-def new_public_id() -> str:
-    """A fresh public id: 128 bits from :mod:`secrets`, base32 lower case, unpadded."""
-    return base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
-
-
-def public_link(base_url: str | None, public_id: str) -> str | None:
-    """The public link of a registered document: ``SIGNING_SERVICE_PUBLIC_BASE_URL`` followed
-    by ``/xac-minh/{public_id}`` (``None`` when no base URL is configured). A base ending with
-    ``=`` is a portal's query parameter: the id is appended to it as it is."""
-    if not base_url:
-        return None
-    if base_url.endswith("="):
-        return base_url + public_id
-    return f"{base_url.rstrip('/')}/{LINK_PATH}{public_id}"
-
-
-@dataclass(frozen=True)
-class LinkedRecord:
-    """Another registered document a record points to: its public id and link (``document_id``
-    only for the agency's own view)."""
-
-    public_id: str
-    link: str | None
-    document_id: str
-
-    def to_public_dict(self) -> dict[str, Any]:
-        return {"public_id": self.public_id, "link": self.link}
-
-
-@dataclass(frozen=True)
-class RegistryRecord:
-    """One registered document as read, with its links resolved.
-
-    Public: ``public_id``, ``link``, the agency, ``kind``, the codes, ``issued_at`` (the
-    signature's claimed signing time), ``status`` and its change, ``superseded_by`` and
-    ``signed_further_by`` (the newer version the service signed from this one). Agency-only:
-    ``document_id``, ``sha256``, ``registered_at``, ``signs_further`` (the version this one
-    was signed from)."""
-
-    public_id: str
-    link: str | None
-    agency_code: str
-    agency_name: str
-    kind: str | None
-    dossier_code: str | None
-    result_code: str | None
-    document_number: str | None
-    issued_at: datetime
-    status: str
-    status_changed_at: datetime | None
-    reason: str | None
-    superseded_by: LinkedRecord | None
-    signed_further_by: LinkedRecord | None
-    status_from: LinkedRecord | None
-    # Agency-only.
-    document_id: str
-    agency_id: int
-    sha256: str
-    registered_at: datetime
-    signs_further: LinkedRecord | None
-    # Versions (issue 12, services/extension.py): the version of the document that was matched
-    # (the record's own, its newest, when looked up by public id), and whether a newer version
-    # of it exists (an extension to B-LT/B-LTA or a renewed archive timestamp).
-    version: int = 1
-    newer_version: bool = False
-
-    def to_public_dict(self) -> dict[str, Any]:
-        """The public metadata only (the ``registry`` section of a verification report, the
-        anonymous ``GET /v1/registry/{public_id}``); times ISO 8601 at +07:00::
-
-            {"found": true, "public_id", "link", "agency": {"code", "name"}, "kind",
-             "dossier_code", "result_code", "document_number", "issued_at", "status",
-             "status_changed_at", "reason", "superseded_by": {"public_id", "link"} | null,
-             "signed_further_by": {"public_id", "link"} | null,
-             "status_from": {"public_id", "link"} | null,
-             "version": int, "newer_version": bool}
-
-        ``status``, ``status_changed_at``, ``reason`` and ``superseded_by`` are those of the
-        latest version the service signed further from this one when this one is in force
-        itself (red team 11 F5: revoking the final version revokes the copies it was signed
-        from); ``status_from`` names that version (``null``: the record's own status).
-        Times in whole seconds. ``version``: the matched version of the document (1: as
-        signed; 2, 3, …: extended or renewed by the service, services/extension.py);
-        ``newer_version``: a newer version of it exists (the record stands for the newest).
-        """
-        return {
-            "found": True,
-            "public_id": self.public_id,
-            "link": self.link,
-            "agency": {"code": self.agency_code, "name": self.agency_name},
-            "kind": self.kind,
-            "dossier_code": self.dossier_code,
-            "result_code": self.result_code,
-            "document_number": self.document_number,
-            "issued_at": _seconds(self.issued_at),
-            "status": self.status,
-            "status_changed_at": (
-                _seconds(self.status_changed_at) if self.status_changed_at else None
-            ),
-            "reason": self.reason,
-            "superseded_by": self.superseded_by.to_public_dict() if self.superseded_by else None,
-            "signed_further_by": (
-                self.signed_further_by.to_public_dict() if self.signed_further_by else None
-            ),
-            "status_from": self.status_from.to_public_dict() if self.status_from else None,
-            "version": self.version,
-            "newer_version": self.newer_version,
-        }
-
-    def to_agency_dict(self) -> dict[str, Any]:
-        """:meth:`to_public_dict` plus what the issuing agency alone sees: the document's id,
-        its SHA-256, when it was registered, and the document ids of the linked records."""
-
-        def linked(record: LinkedRecord | None) -> dict[str, Any] | None:
-            if record is None:
-                return None
-            return {**record.to_public_dict(), "document_id": record.document_id}
-
-        out = self.to_public_dict()
-        del out["found"]
-        out.update(
-            document_id=self.document_id,
-            sha256=self.sha256,
-            registered_at=_seconds(self.registered_at),
-            superseded_by=linked(self.superseded_by),
-            signed_further_by=linked(self.signed_further_by),
-            status_from=linked(self.status_from),
-            signs_further=linked(self.signs_further),
-        )
-        return out
-
-
-NOT_FOUND: dict[str, Any] = {"found": False}
-
-
-def _seconds(moment: datetime) -> str:
-    """:func:`api_time` in whole seconds (the API's times, red team 11 F11): stored times may
-    carry microseconds."""
-    return api_time(moment.replace(microsecond=0))
 
 
 def _linked(session: Session, base: str | None, row_id: int | None) -> LinkedRecord | None:
@@ -206,11 +62,6 @@ def _linked(session: Session, base: str | None, row_id: int | None) -> LinkedRec
     if row is None:
         return None
     return LinkedRecord(row.public_id, public_link(base, row.public_id), row.document_id)
-
-
-# How far a chain of versions signed further is followed (officer → seal → … ; a service
-# signing the same document 25 times is already unusual). Bounds a lookup's queries.
-MAX_VERSION_CHAIN = 64
 
 
 def _newer_version(session: Session, row_id: int) -> int | None:
@@ -350,10 +201,6 @@ def _by_earlier_versions(
     return out
 
 
-# How many versions a lookup follows forward (an archive timestamp renewed every few years).
-MAX_VERSION_WALK = 1000
-
-
 def lookup_sha256(services: Services, sha256_hex: str) -> RegistryRecord | None:
     """The registered document whose final bytes have this SHA-256 (64 hex digits, either
     case), or ``None`` (not issued through this service, or not a SHA-256: never raises on
@@ -384,30 +231,6 @@ def lookup_public_id(services: Services, public_id: str) -> RegistryRecord | Non
             select(RegisteredDocument).where(RegisteredDocument.public_id == public_id)
         ).first()
         return _record(session, services, row) if row is not None else None
-
-
-def signed_revision_digests(pdf: bytes) -> list[str]:
-    """SHA-256 (hex) of each signed revision of ``pdf`` that is not the whole file, newest
-    first: for every signature whose /ByteRange starts at 0, the first ``c + d`` bytes (the
-    revision it signed, its own signature included). One pass over the file whatever the
-    number of revisions (the digest is carried from one revision's end to the next); at most
-    :data:`MAX_REVISIONS_LOOKED_UP` of them (the newest)."""
-    ends: set[int] = set()
-    for match in _BYTE_RANGE.finditer(pdf):
-        b, c, d = (int(g) for g in match.groups())
-        end = c + d
-        if b <= c and 0 < end < len(pdf):
-            ends.add(end)
-    chosen = sorted(ends)[-MAX_REVISIONS_LOOKED_UP:]
-    view = memoryview(pdf)
-    running = hashlib.sha256()
-    done = 0
-    digests = []
-    for end in chosen:
-        running.update(view[done:end])
-        done = end
-        digests.append(running.copy().hexdigest())
-    return digests[::-1]
 
 
 def registry_section(
@@ -629,34 +452,3 @@ def supersede(
         actor=actor,
         superseded_by=superseded_by,
     )
-
-
-STATUS_LABELS = {
-    IN_FORCE: "đang có hiệu lực",
-    REVOKED: "đã bị thu hồi",
-    SUPERSEDED: "đã được thay thế",
-}
-
-
-def registry_sentence(section: dict[str, Any]) -> str:
-    """One Vietnamese sentence for people (CLI, page) from a report's ``registry`` section:
-    who issued the document and when, and its status; or that it was not issued through this
-    service (not an error: it may have been issued elsewhere)."""
-    if not section.get("found"):
-        return (
-            "Văn bản không được phát hành qua dịch vụ này (không có trong sổ đăng ký); "
-            "điều đó không có nghĩa là chữ ký không hợp lệ."
-        )
-    agency = section["agency"]
-    issued = datetime.fromisoformat(section["issued_at"]).strftime("%H:%M ngày %d/%m/%Y")
-    text = f"Văn bản do {agency['name']} ({agency['code']}) phát hành lúc {issued}"
-    if section.get("matched") == "revision":
-        text += " (tệp có thêm nội dung được thêm vào sau khi phát hành)"
-    text += f"; trạng thái: {STATUS_LABELS.get(section['status'], section['status'])}"
-    if section.get("reason"):
-        text += f" — lý do: {section['reason']}"
-    newer = section.get("superseded_by") or section.get("signed_further_by")
-    if newer is not None:
-        label = "văn bản thay thế" if section.get("superseded_by") else "phiên bản ký tiếp"
-        text += f"; {label}: {newer.get('link') or newer['public_id']}"
-    return text + "."

@@ -22,6 +22,7 @@ from asn1crypto import x509
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.timestamps import TimestampRequestError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from signing_service import audit, errors, metrics
@@ -108,6 +109,9 @@ class SignResult:
     # and its public link (None without SIGNING_SERVICE_PUBLIC_BASE_URL).
     public_id: str | None = None
     link: str | None = None
+    # The answer of an earlier request with the same Idempotency-Key (nothing was signed now;
+    # the API answers 200 instead of 201, as attachments do).
+    replayed: bool = False
 
 
 def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
@@ -376,8 +380,15 @@ def sign_document(
     field_name: str | None = None,
     appearance: AppearanceRequest | None = None,
     qr: QrRequest | None = None,
+    idempotency_key: str | None = None,
 ) -> SignResult:
-    """``authorization``: the officer's PIN/OTP for a remote-signing (csc:) profile, passed
+    """``idempotency_key``: the request's ``Idempotency-Key`` (:func:`check_idempotency_key`);
+    the same key and the same request again answer with the first signature
+    (``replayed=True``, nothing signed, no second result code); the same key with another
+    request raises 409 ``IDEMPOTENCY_KEY_CONFLICT``; of two concurrent requests with one key
+    only one document is stored (the other answers as a replay).
+
+    ``authorization``: the officer's PIN/OTP for a remote-signing (csc:) profile, passed
     through to the provider and never stored or logged. ``dossier_code`` and
     ``result_code``: see :func:`signing_service.services.documents.check_codes`.
     ``field_name``: a prepared empty signature field to fill (SIGNATURE_FIELD_NOT_FOUND /
@@ -389,23 +400,154 @@ def sign_document(
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
         qr = check_qr_request(services, qr, agency.code)
+    idempotency = None
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+        digest = request_digest(
+            pdf,
+            profile=profile_name,
+            level=level,
+            filename=filename,
+            dossier_code=dossier_code,
+            result_code=result_code,
+            field_name=field_name,
+            appearance=appearance,
+            qr=qr,
+        )
+        idempotency = (idempotency_key, digest)
+        # Before anything is checked against the current state (a result code the first
+        # request took, a profile disabled since): a replay answers what was done.
+        replayed = replay_signature(services, agency, idempotency_key, digest)
+        if replayed is not None:
+            return replayed
     profile, chosen, key, key_kind = _profile_and_key(services, agency, profile_name, level)
     key = with_authorization(key, authorization)
-    return _sign_one(
-        services,
-        agency,
-        profile,
-        chosen,
-        key,
-        pdf,
-        filename,
-        codes,
-        actor,
-        field_name,
-        appearance=appearance,
-        qr=qr,
-        key_kind=key_kind,
-    )
+    try:
+        return _sign_one(
+            services,
+            agency,
+            profile,
+            chosen,
+            key,
+            pdf,
+            filename,
+            codes,
+            actor,
+            field_name,
+            appearance=appearance,
+            qr=qr,
+            key_kind=key_kind,
+            idempotency=idempotency,
+        )
+    except IntegrityError:
+        # A concurrent request with the same key committed first (the unique constraint on
+        # (agency, key) refused this one): store_signed removed what this one wrote; answer
+        # as the replay it is.
+        if idempotency is not None:
+            replayed = replay_signature(services, agency, *idempotency)
+            if replayed is not None:
+                return replayed
+        raise
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    """``key`` when it is a valid ``Idempotency-Key`` (1–128 of ``A-Z a-z 0-9 . _ : -``, the
+    attachments' rule), ``None`` for none; 422 ``INVALID_IDEMPOTENCY_KEY`` otherwise."""
+    from signing_service.services.attachments import check_idempotency_key as check
+
+    return check(key)
+
+
+def request_digest(
+    pdf: bytes,
+    *,
+    profile: str,
+    level: str | None,
+    filename: str | None,
+    dossier_code: str | None,
+    result_code: str | None,
+    field_name: str | None,
+    appearance: AppearanceRequest | None,
+    qr: QrRequest | None,
+    extra: dict[str, str | None] | None = None,
+) -> str:
+    """SHA-256 (hex) of what a signing request asks: the file's digest and every option, as
+    canonical JSON. Two requests with one ``Idempotency-Key`` are the same request when their
+    digests are equal. The officer's PIN/OTP (``authorization``) is left out: it is a
+    credential, never stored, and a one-time code differs on a retry of the same request.
+    ``extra``: further fields of the request (two-step: the officer and the certificate)."""
+    import json
+
+    fields = {
+        "sha256": hashlib.sha256(pdf).hexdigest(),
+        "profile": profile,
+        "level": level or None,
+        "filename": filename,
+        "dossier_code": dossier_code or None,
+        "result_code": result_code or None,
+        "field_name": field_name or None,
+        "appearance": (
+            [appearance.kind, appearance.copy_kind, appearance.document_number]
+            if appearance is not None
+            else None
+        ),
+        "qr": ([qr.procedure_code, qr.document_name, qr.applicant_id] if qr is not None else None),
+        **(extra or {}),
+    }
+    body = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def replay_signature(
+    services: Services, agency: Agency, key: str, digest: str
+) -> SignResult | None:
+    """The answer of the agency's signature stored under ``key`` (``replayed=True``), or
+    ``None`` when there is none. Raises 409 ``IDEMPOTENCY_KEY_CONFLICT`` when that signature
+    answered another request (``digest``: :func:`request_digest`): the same key with another
+    file, profile, option or code never gets the first answer."""
+    import json
+
+    from signing_service.store.models import AuditEntry
+
+    with services.db.transaction() as session:
+        signature = session.scalars(
+            select(Signature).where(
+                Signature.agency_id == agency.id, Signature.idempotency_key == key
+            )
+        ).first()
+        if signature is None:
+            return None
+        if signature.request_sha256 != digest:
+            raise errors.IdempotencyConflict(
+                "Idempotency-Key này đã được dùng cho một yêu cầu ký khác (tệp, cấu hình ký "
+                "số, tùy chọn hoặc mã hồ sơ khác).",
+                details={"signature_id": signature.id},
+            )
+        output = session.get(Document, signature.output_document_id)
+        original = session.get(Document, signature.input_document_id)
+        assert output is not None and original is not None
+        # The registry id and the repair flag of the first answer are in its audit entry
+        # (the registry row may since name a newer version of the document).
+        entry = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "signature.created", AuditEntry.subject == signature.id
+            )
+        ).first()
+        details = json.loads(entry.details) if entry is not None else {}
+        public_id = details.get("public_id")
+        return SignResult(
+            signature_id=signature.id,
+            level=signature.level,
+            profile=signature.profile.name,
+            signed_at=api_time(signature.signed_at),
+            certificate_sha256=signature.certificate_sha256,
+            document=DocumentView.of(output),
+            input_document=DocumentView.of(original),
+            repaired=bool(details.get("repaired", False)),
+            public_id=public_id,
+            link=(public_link(services.settings.public_base_url, public_id) if public_id else None),
+            replayed=True,
+        )
 
 
 def _sign_one(
@@ -423,9 +565,11 @@ def _sign_one(
     appearance: AppearanceRequest | None = None,
     qr: QrRequest | None = None,
     key_kind: str | None = None,
+    idempotency: tuple[str, str] | None = None,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing.
-    ``key_kind``: the registered key's kind, for the signature metric."""
+    ``key_kind``: the registered key's kind, for the signature metric. ``idempotency``:
+    (Idempotency-Key, request digest) kept on the signature (:func:`store_signed`)."""
     check_result_code_available(services, agency.id, codes)
     # One claimed signing time for the stamp, /M, the QR code and the answer's signed_at.
     moment = signing_moment()
@@ -465,6 +609,7 @@ def _sign_one(
         registration=registration,
         key_kind=key_kind,
         check=check,
+        idempotency=idempotency,
     )
 
 
@@ -489,8 +634,13 @@ def store_signed(
     registration: Registration | None = None,
     key_kind: str | None = None,
     check: SignerCheck | None = None,
+    idempotency: tuple[str, str] | None = None,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
+
+    ``idempotency``: (Idempotency-Key, request digest) kept on the signature row; a key the
+    agency already used makes the transaction fail (IntegrityError, unique per agency) and
+    nothing is kept: of two concurrent requests with one key, one document.
 
     ``key_kind``: the kind of key that signed (pkcs12, pkcs11, csc; officer for two-step),
     counted with the level and the agency in ``signing_service_signatures_total`` once the
@@ -565,6 +715,8 @@ def store_signed(
         signed_at=signed_at or now,
         input_document_id=input_id,
         output_document_id=output_id,
+        idempotency_key=idempotency[0] if idempotency is not None else None,
+        request_sha256=idempotency[1] if idempotency is not None else None,
     )
     captured = evidence.capture(
         check,

@@ -16,13 +16,12 @@ migration or bootstrap, no development PKI generation, no audit entry. What it r
   ``SIGNING_SERVICE_DATABASE_URL``, or in development the SQLite file of the anchored data
   directory when it exists. Without one the report has no registry section and says so.
 
-Importing this module is cheap; pyHanko, certomancer and SQLAlchemy are imported when used.
+Importing this module is cheap; pyHanko and certomancer are imported when used, SQLAlchemy
+never (the registry is read through the database driver alone, :class:`_ReadOnlyRows`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +30,6 @@ from typing import TYPE_CHECKING, Any
 from signing_service import errors
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from signing_service.settings import Settings
 
 
@@ -54,7 +51,7 @@ def _registry_database_url(settings: Settings) -> str | None:
         if settings.database_url.startswith("sqlite"):
             # Looked at, never created: no file, nothing was ever issued there. (The URL's
             # shape was checked by the settings: sqlite:///path; SQLAlchemy is not loaded
-            # here, see _ParallelLookup.)
+            # here, see _ReadOnlyRows.)
             database = settings.database_url.split(":///", 1)[-1].split("?", 1)[0]
             return settings.database_url if Path(database).is_file() else None
         return settings.database_url
@@ -64,152 +61,274 @@ def _registry_database_url(settings: Settings) -> str | None:
     return f"sqlite:///{path}" if path.is_file() else None
 
 
-@dataclass
-class _RegistryServices:
-    """What :func:`signing_service.services.registry.registry_section` reads of a
-    :class:`~signing_service.services.container.Services`: the settings and the database."""
+class _ReadOnlyRows:
+    """The deployment's database opened for reading only, through its driver alone (no
+    SQLAlchemy): SQLite with the standard library's ``sqlite3`` in ``mode=ro`` (no lock
+    taken, no file created, https://sqlite.org/uri.html), PostgreSQL with psycopg and
+    ``default_transaction_read_only``. :meth:`all` runs one parameterised SELECT (``?``
+    placeholders) and returns its rows as dicts.
 
-    settings: Settings
-    db: _ReadOnlyDatabase
-
-
-class _ReadOnlyDatabase:
-    """The deployment's database opened for reading only: SQLite in ``mode=ro`` (no lock
-    taken, no file created), PostgreSQL with ``default_transaction_read_only``. Offers
-    :meth:`transaction` as :class:`signing_service.store.db.Database` does."""
+    Why not SQLAlchemy: importing it, its ORM and the models costs ~0.3 s (more than the
+    lookup by far), and ``verify`` should cost no more than twice importing pyHanko's
+    validation (issue 13): the bench measured 3.37 × with SQLAlchemy (bench/cli.py). The
+    table and column names are those of store/models.py (RegisteredDocument, Document,
+    Agency); tests/test_cli_world.py and tests/test_registry_readonly.py compare the section
+    with the API's."""
 
     def __init__(self, url: str) -> None:
-        from sqlalchemy import create_engine, make_url
-        from sqlalchemy.orm import sessionmaker
+        self._pg = not url.startswith("sqlite")
+        if not self._pg:
+            import sqlite3
+            from urllib.parse import quote
 
-        parsed = make_url(url)
-        if parsed.drivername.startswith("sqlite"):
-            # The URI form lets SQLite open the file read-only (https://sqlite.org/uri.html).
-            path = Path(parsed.database or "").resolve()
-            self.engine = create_engine(
-                f"sqlite:///file:{path}?mode=ro&uri=true",
-                connect_args={"check_same_thread": False, "timeout": 30},
+            path = Path(url.split(":///", 1)[-1].split("?", 1)[0]).resolve()
+            self._connection: Any = sqlite3.connect(
+                f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30
             )
+            self._connection.row_factory = sqlite3.Row
         else:
-            self.engine = create_engine(
-                parsed.set(drivername="postgresql+psycopg"),
-                connect_args={"options": "-c default_transaction_read_only=on"},
+            import psycopg
+            from psycopg.rows import dict_row
+
+            scheme, rest = url.split("://", 1)
+            # SQLAlchemy's driver suffix (postgresql+psycopg://) is not libpq's.
+            conninfo = f"{scheme.split('+', 1)[0]}://{rest}"
+            self._connection = psycopg.connect(
+                conninfo,
+                options="-c default_transaction_read_only=on",
+                row_factory=dict_row,
+                connect_timeout=30,
             )
-        self._sessions = sessionmaker(self.engine)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
-            yield session
+    def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        if self._pg:
+            sql = sql.replace("?", "%s")
+        return [dict(row) for row in self._connection.execute(sql, params).fetchall()]
 
-    def dispose(self) -> None:
-        self.engine.dispose()
-
-
-def _registry(settings: Settings, url: str, pdf: bytes, sha256_hex: str) -> dict[str, Any] | None:
-    """The registry section, looked up read-only; None when the database has no schema yet
-    (nothing was ever issued there: not migrated). A database that cannot be reached raises
-    as SQLAlchemy does (cli.py reports it as a configuration error naming the setting)."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    from signing_service.services.registry import registry_section
-
-    db = _ReadOnlyDatabase(url)
-    try:
-        return registry_section(_RegistryServices(settings, db), pdf, sha256_hex)  # type: ignore[arg-type]
-    except (OperationalError, ProgrammingError) as e:
-        text = str(getattr(e, "orig", e))
-        if "no such table" in text or "does not exist" in text:
-            return None
-        raise
-    finally:
-        db.dispose()
-
-
-def _registry_lookup(
-    settings: Settings, url: str, pdf: bytes, sha256_hex: str
-) -> tuple[dict[str, Any] | None, str]:
-    """(:func:`_registry`, the database URL with its password hidden)."""
-    from sqlalchemy import make_url
-
-    shown = make_url(url).render_as_string(hide_password=True)
-    return _registry(settings, url, pdf, sha256_hex), shown
-
-
-class _ParallelLookup:
-    """The registry lookup run in a forked child while this process verifies.
-
-    Why: the lookup needs SQLAlchemy, its ORM and the models (~0.3 s of imports), the
-    verification needs pyHanko (~0.5 s); one after the other they doubled what ``verify``
-    costs, and ``verify`` should cost no more than twice importing pyHanko's validation
-    (issue 13). Forked before anything heavy is imported and before any thread exists (so the
-    child inherits no lock held by another thread); the child sends back its result, or the
-    exception it raised, pickled, and leaves with ``os._exit`` (no atexit handlers, no
-    flushing of the parent's buffers). Where ``fork`` is missing, the lookup runs inline."""
-
-    def __init__(self, settings: Settings, url: str, pdf: bytes) -> None:
-        import gc
-        import hashlib
-        import os
-        import pickle
-
-        self._result: Any = None
-        self._pid = 0
-        digest = hashlib.sha256(pdf).hexdigest()
-        if not hasattr(os, "fork"):
-            self._result = ("ok", _registry_lookup(settings, url, pdf, digest))
-            return
-        read, write = os.pipe()
-        # Objects that exist now go to the permanent generation: neither process's collector
-        # walks them again, so their pages stay shared instead of being copied (the gc module's
-        # documentation advises this before fork).
-        gc.freeze()
-        pid = os.fork()
-        if pid == 0:  # the child
-            os.close(read)
-            try:
-                try:
-                    outcome: Any = ("ok", _registry_lookup(settings, url, pdf, digest))
-                except BaseException as e:  # noqa: BLE001 - handed to the parent as is
-                    outcome = ("error", e)
-                try:
-                    body = pickle.dumps(outcome)
-                except Exception:  # noqa: BLE001 - an exception that does not pickle
-                    body = pickle.dumps(("error", RuntimeError(str(outcome[1]))))
-                with os.fdopen(write, "wb") as out:
-                    out.write(body)
-            finally:
-                os._exit(0)
-        os.close(write)
-        self._pid, self._read = pid, read
-
-    def result(self) -> tuple[dict[str, Any] | None, str]:
-        """The child's answer; raises what the lookup raised there."""
-        import os
-        import pickle
-
-        if self._pid:
-            with os.fdopen(self._read, "rb") as answer:
-                body = answer.read()
-            os.waitpid(self._pid, 0)
-            self._pid = 0
-            try:
-                self._result = pickle.loads(body)
-            except Exception:  # noqa: BLE001 - the child died before answering
-                raise RuntimeError("registry lookup process ended without an answer") from None
-        kind, value = self._result
-        if kind == "error":
-            raise value
-        return value  # type: ignore[no-any-return]
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        rows = self.all(sql, params)
+        return rows[0] if rows else None
 
     def close(self) -> None:
-        """Collect the child when the verification itself failed (no zombie left)."""
-        import os
+        self._connection.close()
 
-        if self._pid:
-            os.close(self._read)
-            os.waitpid(self._pid, 0)
-            self._pid = 0
+
+def _time(value: Any) -> Any:
+    """A stored time as the ORM reads it: SQLite keeps ``YYYY-MM-DD HH:MM:SS.ffffff`` text
+    (naive UTC), PostgreSQL gives an aware datetime."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+class _PlainRegistry:
+    """:func:`signing_service.services.registry.registry_section` over :class:`_ReadOnlyRows`:
+    the same queries, the same order, the same :class:`RegistryRecord` (its
+    ``to_public_dict``), so the command line's section is the API's. Keep the two in step
+    (tests/test_registry_readonly.py runs both over the same registries)."""
+
+    def __init__(self, rows: _ReadOnlyRows, base_url: str | None) -> None:
+        self.rows, self.base = rows, base_url
+
+    def _registered(self, row_id: int | None) -> dict[str, Any] | None:
+        if row_id is None:
+            return None
+        return self.rows.one("SELECT * FROM registered_documents WHERE id = ?", (row_id,))
+
+    def _linked(self, row_id: int | None) -> Any:
+        from signing_service.services.registry_records import LinkedRecord, public_link
+
+        row = self._registered(row_id)
+        if row is None:
+            return None
+        return LinkedRecord(
+            row["public_id"], public_link(self.base, row["public_id"]), row["document_id"]
+        )
+
+    def _newer_version(self, row_id: int) -> int | None:
+        row = self.rows.one(
+            "SELECT id FROM registered_documents WHERE previous_id = ? ORDER BY id DESC LIMIT 1",
+            (row_id,),
+        )
+        return row["id"] if row is not None else None
+
+    def _latest_version(self, row: dict[str, Any]) -> dict[str, Any]:
+        from signing_service.services.registry_records import IN_FORCE, MAX_VERSION_CHAIN
+
+        current, seen = row, {row["id"]}
+        for _ in range(MAX_VERSION_CHAIN):
+            if current["status"] != IN_FORCE:
+                break
+            newer_id = self._newer_version(current["id"])
+            if newer_id is None or newer_id in seen:
+                break
+            newer = self._registered(newer_id)
+            if newer is None:
+                break
+            seen.add(newer_id)
+            current = newer
+        return current
+
+    def _record(self, row: dict[str, Any], matched: dict[str, Any] | None = None) -> Any:
+        from signing_service.services.registry_records import (
+            IN_FORCE,
+            LinkedRecord,
+            RegistryRecord,
+            public_link,
+        )
+
+        newest = self.rows.one("SELECT version FROM documents WHERE id = ?", (row["document_id"],))
+        newest_version = newest["version"] if newest is not None and newest["version"] else 1
+        agency = self.rows.one("SELECT code, name FROM agencies WHERE id = ?", (row["agency_id"],))
+        assert agency is not None
+        further = self._newer_version(row["id"])
+        governing = row
+        if row["status"] == IN_FORCE:
+            latest = self._latest_version(row)
+            if latest["status"] != IN_FORCE:
+                governing = latest
+        return RegistryRecord(
+            public_id=row["public_id"],
+            link=public_link(self.base, row["public_id"]),
+            agency_code=agency["code"],
+            agency_name=agency["name"],
+            kind=row["kind"],
+            dossier_code=row["dossier_code"],
+            result_code=row["result_code"],
+            document_number=row["document_number"],
+            issued_at=_time(row["signed_at"]),
+            status=governing["status"],
+            status_changed_at=_time(governing["status_changed_at"]),
+            reason=governing["reason"],
+            superseded_by=self._linked(governing["superseded_by_id"]),
+            signed_further_by=self._linked(further),
+            status_from=(
+                LinkedRecord(
+                    governing["public_id"],
+                    public_link(self.base, governing["public_id"]),
+                    governing["document_id"],
+                )
+                if governing["id"] != row["id"]
+                else None
+            ),
+            document_id=row["document_id"],
+            agency_id=row["agency_id"],
+            sha256=row["sha256"],
+            registered_at=_time(row["registered_at"]),
+            signs_further=self._linked(row["previous_id"]),
+            version=(matched["version"] or 1) if matched is not None else newest_version,
+            newer_version=matched is not None and matched["id"] != row["document_id"],
+        )
+
+    def _by_earlier_versions(
+        self, digests: list[str]
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        from signing_service.services.registry_records import MAX_VERSION_WALK
+
+        marks = ", ".join("?" for _ in digests)
+        documents = self.rows.all(
+            "SELECT d.id, d.sha256, d.version FROM documents d "
+            "JOIN documents n ON n.previous_version_id = d.id "
+            f"WHERE d.sha256 IN ({marks}) ORDER BY d.created_at DESC",
+            tuple(digests),
+        )
+        out: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        seen: set[str] = set()
+        for document in documents:
+            if document["sha256"] in seen:
+                continue
+            current = document
+            for _ in range(MAX_VERSION_WALK):
+                following = self.rows.one(
+                    "SELECT id, sha256, version FROM documents WHERE previous_version_id = ? "
+                    "LIMIT 1",
+                    (current["id"],),
+                )
+                if following is None:
+                    break
+                current = following
+            row = self.rows.one(
+                "SELECT * FROM registered_documents WHERE document_id = ? LIMIT 1",
+                (current["id"],),
+            )
+            if row is not None:
+                seen.add(document["sha256"])
+                out.append((document, row))
+        return out
+
+    def section(self, pdf: bytes, digest: str) -> dict[str, Any]:
+        from signing_service.services.registry_records import NOT_FOUND, signed_revision_digests
+
+        row = self.rows.one(
+            "SELECT * FROM registered_documents WHERE sha256 = ? ORDER BY id DESC LIMIT 1",
+            (digest,),
+        )
+        if row is not None:
+            return {**self._record(row).to_public_dict(), "matched": "file"}
+        earlier = self._by_earlier_versions([digest])
+        if earlier:
+            document, row = earlier[0]
+            return {**self._record(row, document).to_public_dict(), "matched": "file"}
+        revisions = signed_revision_digests(pdf)
+        if revisions:
+            marks = ", ".join("?" for _ in revisions)
+            rows = self.rows.all(
+                f"SELECT * FROM registered_documents WHERE sha256 IN ({marks})", tuple(revisions)
+            )
+            order = {d: i for i, d in enumerate(revisions)}
+            candidates: list[tuple[int, int, dict[str, Any], dict[str, Any] | None]] = [
+                (order[r["sha256"]], -r["id"], r, None) for r in rows
+            ]
+            candidates += [
+                (order[d["sha256"]], -r["id"], r, d)
+                for d, r in self._by_earlier_versions(revisions)
+            ]
+            if candidates:
+                _, _, row, matched = min(candidates, key=lambda c: (c[0], c[1]))
+                return {**self._record(row, matched).to_public_dict(), "matched": "revision"}
+        return dict(NOT_FOUND)
+
+
+def _shown_url(url: str) -> str:
+    """``url`` with its password hidden (``***``, as SQLAlchemy renders it)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _missing_schema(error: BaseException) -> bool:
+    text = str(error)
+    return "no such table" in text or "does not exist" in text
+
+
+def registry_lookup(
+    settings: Settings, url: str, pdf: bytes, sha256_hex: str
+) -> tuple[dict[str, Any] | None, str]:
+    """(the registry section of ``pdf`` as the API's report has it, the database URL with its
+    password hidden), read-only and without SQLAlchemy (:class:`_ReadOnlyRows`). The section
+    is ``None`` when the database has no schema yet (never migrated: nothing was issued
+    there). A database that cannot be opened raises :class:`errors.ConfigurationError`
+    naming ``SIGNING_SERVICE_DATABASE_URL`` (password hidden, the driver's reason kept)."""
+    shown = _shown_url(url)
+    try:
+        rows = _ReadOnlyRows(url)
+    except Exception as e:
+        reason = str(e).strip().splitlines()
+        raise errors.ConfigurationError(
+            "Cấu hình không hợp lệ: SIGNING_SERVICE_DATABASE_URL: không kết nối được cơ sở dữ "
+            f"liệu {shown} (sai địa chỉ, tên người dùng hoặc mật khẩu?)"
+            + (f": {reason[0]}" if reason else "")
+        ) from e
+    try:
+        return _PlainRegistry(rows, settings.public_base_url).section(pdf, sha256_hex), shown
+    except Exception as e:
+        if _missing_schema(e):
+            return None, shown
+        raise
+    finally:
+        rows.close()
 
 
 def verify_standalone(
@@ -227,28 +346,16 @@ def verify_standalone(
 
     check_pdf_upload(pdf, settings.max_document_bytes)
     url = _registry_database_url(settings)
-    lookup = None
+    report, dev_pki = _verify(settings, pdf, validation_time)
+    shown = None
     if url is not None:
-        # What both sides need (certificates, hashes: the trust store, the audit key's HKDF)
-        # is imported once, before the fork, instead of once in each process. Not the audit
-        # package itself: it brings SQLAlchemy, which only the child needs.
-        import cryptography.hazmat.primitives.kdf.hkdf  # noqa: F401
+        import hashlib
 
-        import signing_service.trust  # noqa: F401
-
-        lookup = _ParallelLookup(settings, url, pdf)
-    try:
-        report, dev_pki = _verify(settings, pdf, validation_time)
-        shown = None
-        if lookup is not None:
-            section, shown = lookup.result()
-            if section is not None:
-                report["registry"] = section
-            else:
-                shown = None
-    finally:
-        if lookup is not None:
-            lookup.close()
+        section, shown = registry_lookup(settings, url, pdf, hashlib.sha256(pdf).hexdigest())
+        if section is not None:
+            report["registry"] = section
+        else:
+            shown = None
     from signing_service.services.conclusion import conclude
 
     conclude(report)

@@ -312,6 +312,13 @@ class Attachment(Base):
 
 class Signature(Base):
     __tablename__ = "signatures"
+    # An Idempotency-Key is unique per agency (services/signing.py: a replay answers with the
+    # first signature; two concurrent requests with one key cannot both commit).
+    __table_args__ = (
+        UniqueConstraint(
+            "agency_id", "idempotency_key", name="uq_signatures_agency_id_idempotency_key"
+        ),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("signing_profiles.id"))
@@ -322,6 +329,10 @@ class Signature(Base):
     input_document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"))
     output_document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), unique=True)
     profile: Mapped[SigningProfile] = relationship()
+    # The request's Idempotency-Key and the digest of what it asked (file, profile, options,
+    # codes): the same key with another request is a conflict, never the first answer.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditEntry(Base):
@@ -362,6 +373,12 @@ class ExternalSession(Base):
     """State of a two-step signature between "prepare" and "complete" (kept server-side)."""
 
     __tablename__ = "external_sessions"
+    # Step 1's Idempotency-Key, unique per agency (services/external.py).
+    __table_args__ = (
+        UniqueConstraint(
+            "agency_id", "idempotency_key", name="uq_external_sessions_agency_id_idempotency_key"
+        ),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("signing_profiles.id"))
@@ -391,6 +408,9 @@ class ExternalSession(Base):
     registration: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Step 1's Idempotency-Key and the digest of its request (a resend answers this session).
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class VerificationCount(Base):

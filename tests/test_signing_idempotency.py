@@ -1,0 +1,229 @@
+"""``Idempotency-Key`` on ``POST /v1/signatures`` (issue 12 fix): a client that lost the
+answer sends the request again and gets the first signature, not a second document (or a
+second result code); the same key with another request is a 409; two concurrent requests with
+one key store one document; keys are per agency. SQLite and PostgreSQL (``database_url``)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sqlalchemy import func, select
+
+from signing_service import errors
+from signing_service.services.container import Services
+from signing_service.services.signing import SignResult, sign_document
+from signing_service.store.models import Agency, ResultCodeCounter, Signature
+from tests.support.keys import AGENCY_A
+from tests.support.pdfs import make_pdf
+from tests.support.state import assert_nothing_written, snapshot
+
+DOSSIER = "000.00.12.H12-261127-0001"
+KEY = "mc-2026-000123"
+
+
+def auth(credentials: dict[str, Any], i: int = 0) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credentials['agencies'][i]['api_key']}"}
+
+
+def sign(
+    api: Any,
+    credentials: dict[str, Any],
+    pdf: bytes,
+    key: str | None = KEY,
+    agency: int = 0,
+    profile: str = "agency-a-seal",
+    **form: str,
+) -> Any:
+    headers = auth(credentials, agency)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return api.post(
+        "/v1/signatures",
+        headers=headers,
+        data={"profile": profile, "level": "B-B", **form},
+        files={"file": ("qd.pdf", pdf, "application/pdf")},
+    )
+
+
+def counter(services: Services) -> int | None:
+    with services.db.transaction() as session:
+        return session.scalar(
+            select(ResultCodeCounter.last_number).where(ResultCodeCounter.dossier_code == DOSSIER)
+        )
+
+
+def test_replay_answers_the_first_signature(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    pdf = make_pdf()
+    first = sign(api, credentials, pdf, dossier_code=DOSSIER, result_code="auto")
+    assert first.status_code == 201, first.text
+    before = snapshot(services)
+    again = sign(api, credentials, pdf, dossier_code=DOSSIER, result_code="auto")
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert again.headers["Location"] == first.headers["Location"]
+    # No second document, no second result code, nothing written (audit included).
+    assert_nothing_written(before, services)
+    assert snapshot(services).audit == before.audit
+    assert counter(services) == 1
+    assert first.json()["document"]["result_code"] == f"{DOSSIER}-KQ1"
+
+
+def test_same_key_other_request_is_a_conflict(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    pdf = make_pdf()
+    first = sign(api, credentials, pdf, dossier_code=DOSSIER)
+    assert first.status_code == 201, first.text
+    before = snapshot(services)
+    others = [
+        sign(api, credentials, make_pdf(pages=2), dossier_code=DOSSIER),  # another file
+        sign(api, credentials, pdf, dossier_code=DOSSIER, profile="agency-a-officer"),
+        sign(api, credentials, pdf, dossier_code="000.00.12.H12-261127-0002"),
+        sign(api, credentials, pdf, dossier_code=DOSSIER, result_code="auto"),
+        sign(api, credentials, pdf, dossier_code=DOSSIER, appearance_kind="none"),
+    ]
+    for other in others:
+        body = other.json()
+        assert (other.status_code, body["code"]) == (409, "IDEMPOTENCY_KEY_CONFLICT"), body
+        assert "yêu cầu ký khác" in body["message"]
+        assert body["details"]["signature_id"] == first.json()["signature_id"]
+    assert_nothing_written(before, services)
+    # The first request still replays.
+    assert sign(api, credentials, pdf, dossier_code=DOSSIER).json() == first.json()
+
+
+def test_bad_key_is_refused_before_anything(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    before = snapshot(services)
+    for bad in ["x" * 129, "a b", "a/b"]:
+        response = sign(api, credentials, make_pdf(), key=bad)
+        assert (response.status_code, response.json()["code"]) == (
+            422,
+            "INVALID_IDEMPOTENCY_KEY",
+        ), bad
+    assert_nothing_written(before, services)
+
+
+def test_keys_are_per_agency(api: Any, services: Services, credentials: dict[str, Any]) -> None:
+    pdf = make_pdf()
+    a = sign(api, credentials, pdf)
+    assert a.status_code == 201, a.text
+    # Agency B sends A's key value (and another request): its own namespace, a new signature.
+    b = sign(api, credentials, pdf, agency=1, profile="agency-b-seal")
+    assert b.status_code == 201, b.text
+    assert b.json()["signature_id"] != a.json()["signature_id"]
+    # And B's replay is B's, A's is A's.
+    assert sign(api, credentials, pdf, agency=1, profile="agency-b-seal").json() == b.json()
+    assert sign(api, credentials, pdf).json() == a.json()
+
+
+def test_without_a_key_each_request_signs(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    pdf = make_pdf()
+    one = sign(api, credentials, pdf, key=None)
+    two = sign(api, credentials, pdf, key=None)
+    assert (one.status_code, two.status_code) == (201, 201)
+    assert one.json()["signature_id"] != two.json()["signature_id"]
+
+
+def test_concurrent_duplicates_store_one_document(services: Services) -> None:
+    with services.db.transaction() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == AGENCY_A)).one()
+        session.expunge(agency)
+    pdf = make_pdf()
+    barrier = threading.Barrier(2)
+    results: list[SignResult | BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(
+                sign_document(
+                    services,
+                    agency,
+                    profile_name="agency-a-seal",
+                    pdf=pdf,
+                    level="B-B",
+                    filename="qd.pdf",
+                    dossier_code=DOSSIER,
+                    result_code="auto",
+                    actor="test",
+                    idempotency_key=KEY,
+                )
+            )
+        except BaseException as e:  # noqa: BLE001 - asserted below
+            results.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(r, SignResult) for r in results), results
+    first, second = results
+    assert isinstance(first, SignResult) and isinstance(second, SignResult)
+    assert first.signature_id == second.signature_id
+    assert first.document.id == second.document.id
+    assert sorted([first.replayed, second.replayed]) == [False, True]
+    with services.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Signature)) == 1
+    assert counter(services) == 1
+    # The loser's objects were removed: two documents' worth at most (one signed object,
+    # the original is its prefix) plus the evidence.
+    keys = [k for k in services.store.list() if k.endswith(".pdf")]
+    assert len(keys) == 1, keys
+
+
+def test_conflict_from_the_service(services: Services) -> None:
+    with services.db.transaction() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == AGENCY_A)).one()
+        session.expunge(agency)
+    common = {"profile_name": "agency-a-seal", "level": "B-B", "actor": "test"}
+    sign_document(services, agency, pdf=make_pdf(), idempotency_key="k1", **common)  # type: ignore[arg-type]
+    try:
+        sign_document(services, agency, pdf=make_pdf(pages=3), idempotency_key="k1", **common)  # type: ignore[arg-type]
+    except errors.IdempotencyConflict as e:
+        assert e.code == "IDEMPOTENCY_KEY_CONFLICT"
+    else:
+        raise AssertionError("a second request under the same key was signed")
+
+
+def start(api: Any, credentials: dict[str, Any], pdf: bytes, key: str | None = KEY) -> Any:
+    from pathlib import Path
+
+    headers = auth(credentials)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    pem = Path(credentials["pki"]["officer_certificate"]).read_bytes()
+    return api.post(
+        "/v1/signatures/external",
+        headers=headers,
+        data={"profile": "agency-a-officer", "level": "B-B"},
+        files={"file": ("to-trinh.pdf", pdf, "application/pdf"), "certificate": ("o.pem", pem)},
+    )
+
+
+def test_two_step_start_replays_its_session(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    from signing_service.store.models import ExternalSession
+
+    pdf = make_pdf()
+    first = start(api, credentials, pdf)
+    assert first.status_code == 201, first.text
+    again = start(api, credentials, pdf)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    other = start(api, credentials, make_pdf(pages=2))
+    assert (other.status_code, other.json()["code"]) == (409, "IDEMPOTENCY_KEY_CONFLICT")
+    assert other.json()["details"]["session_id"] == first.json()["session_id"]
+    # A signing request may use the same key value: another kind of request, another record.
+    assert sign(api, credentials, pdf).status_code == 201
+    assert start(api, credentials, pdf, key=None).status_code == 201
+    with services.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(ExternalSession)) == 2
