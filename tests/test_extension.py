@@ -685,6 +685,8 @@ def test_sigkill_between_object_and_commit_leaves_no_orphan(
 
 # -- EU DSS agrees -------------------------------------------------------------------------------
 @pytest.mark.slow
+# The PDF bytes do not depend on the database: validated once, on SQLite.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_eu_dss_passes_the_extended_and_renewed_versions_at_b_lta(
     api: Any, services: Services, credentials: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -700,8 +702,6 @@ def test_eu_dss_passes_the_extended_and_renewed_versions_at_b_lta(
         pytest.skip("EU DSS interop needs Java 17 and Maven")
     if not (tool / "pom.xml").is_file():
         pytest.skip(f"the EU DSS harness is absent ({tool}); it ships in ../shared/tools")
-    if (services.settings.database_url or "").startswith("postgresql"):
-        pytest.skip("the PDF bytes do not depend on the database: validated once (SQLite)")
     jar = harness_jar(tool)
     pki = services.dev_pki
     assert pki is not None
