@@ -285,7 +285,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from signing_service.api.server import prepare_metrics_directory, uvicorn_options
+    from signing_service.api.server import (
+        metrics_directory,
+        prepare_metrics_directory,
+        uvicorn_options,
+    )
 
     settings = _settings()
     host, port = args.host or settings.host, args.port or settings.port
@@ -293,14 +297,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return EXIT_CONFIG
-    # Metrics of every process this server starts, in one directory: set before anything
-    # imports prometheus-client (signing_service.metrics, api/server.py).
+    # Metrics of every process this server starts, in one directory of this instance's own
+    # (host-port), emptied only now that the port is known free: set before anything imports
+    # prometheus-client (signing_service.metrics, api/server.py).
     try:
-        prepare_metrics_directory(settings)
+        prepare_metrics_directory(settings, host, port)
     except OSError as e:
         print(
             f"{CONFIG_PREFIX}: SIGNING_SERVICE_DATA_DIR: không tạo được thư mục số đo "
-            f"{settings.resolved_data_dir / 'metrics'}: {_os_reason(e)}",
+            f"{metrics_directory(settings, host, port)}: {_os_reason(e)}",
             file=sys.stderr,
         )
         return EXIT_CONFIG
