@@ -191,3 +191,63 @@ def test_production_without_a_deployment_refuses(tmp_path: Path, args: tuple[str
     assert "SIGNING_SERVICE_DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _tsa_serial(data_dir: Path) -> tuple[int, bytes]:
+    from asn1crypto import pem, x509
+
+    data = (data_dir / "pki" / "tsa.cert.pem").read_bytes()
+    return x509.Certificate.load(pem.unarmor(data)[2]).serial_number, data
+
+
+@pytest.mark.slow
+def test_cli_without_dev_pki_port_uses_the_recorded_one(tmp_path: Path) -> None:
+    """New user 12 finding 3: ``make run`` serves the dev PKI on a port of its own; a CLI
+    ``sign`` run without SIGNING_SERVICE_DEV_PKI_PORT uses the port the deployment's dev PKI
+    was issued for (var/pki/state.json) instead of re-issuing it for 8001, and the document it
+    stores verifies the same from the CLI and the API. Naming another port re-issues the dev
+    PKI with new serial numbers (never a second TSA certificate with the same serial)."""
+    data_dir = tmp_path / "deployment"
+    port = free_port()
+    with_port = _clean_env(
+        SIGNING_SERVICE_DATA_DIR=str(data_dir),
+        SIGNING_SERVICE_DEV_PKI_PORT=str(port),
+        SIGNING_SERVICE_FETCH_TIMEOUT_SECONDS="3",
+    )
+    without_port = {k: v for k, v in with_port.items() if k != "SIGNING_SERVICE_DEV_PKI_PORT"}
+    src, signed = tmp_path / "in.pdf", tmp_path / "signed.pdf"
+    src.write_bytes(make_pdf())
+    server = ServiceProcess(with_port, tmp_path / "server.log").start()
+    try:
+        serial, tsa_cert = _tsa_serial(data_dir)
+        made = _run(
+            without_port, tmp_path, "sign", str(src), str(signed), "--profile",
+            "agency-a-seal", "--level", "B-T",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        state = json.loads((data_dir / "pki" / "state.json").read_text())
+        assert state["url_prefix"] == f"http://127.0.0.1:{port}"
+        assert _tsa_serial(data_dir) == (serial, tsa_cert)  # not re-issued
+        answer = requests.post(
+            server.url + "/v1/verifications",
+            files={"file": ("signed.pdf", signed.read_bytes(), "application/pdf")},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        api_report = answer.json()
+        result = _run(without_port, tmp_path, "verify", str(signed), "--json")
+    finally:
+        server.stop()
+    report = json.loads(result.stdout)
+    assert api_report["verdict"] == report["verdict"] == "TOTAL_PASSED", (report, api_report)
+    assert report["status"]["code"] == api_report["status"]["code"]
+
+    # Another port named: re-issued for it, with serials no earlier certificate had.
+    other = {**with_port, "SIGNING_SERVICE_DEV_PKI_PORT": str(free_port())}
+    again = _run(other, tmp_path, "pki", "init")
+    assert again.returncode == 0, again.stderr
+    new_serial, new_cert = _tsa_serial(data_dir)
+    assert new_cert != tsa_cert and new_serial != serial
+    state = json.loads((data_dir / "pki" / "state.json").read_text())
+    assert state["url_prefix"] == f"http://127.0.0.1:{other['SIGNING_SERVICE_DEV_PKI_PORT']}"
+    assert state["generation"] == 1
