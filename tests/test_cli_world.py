@@ -251,3 +251,50 @@ def test_cli_without_dev_pki_port_uses_the_recorded_one(tmp_path: Path) -> None:
     state = json.loads((data_dir / "pki" / "state.json").read_text())
     assert state["url_prefix"] == f"http://127.0.0.1:{other['SIGNING_SERVICE_DEV_PKI_PORT']}"
     assert state["generation"] == 1
+
+
+def test_sign_refuses_an_unwritable_output_before_signing(tmp_path: Path) -> None:
+    """New user 12 findings 4 and 12: ``sign`` into a path it cannot write stops before
+    signing (exit 4, nothing stored, no temporary file left); a good run prints the document
+    id and the signature id, and the output holds the stored signed bytes."""
+    import sqlite3
+
+    data_dir = tmp_path / "deployment"
+    env = _clean_env(
+        SIGNING_SERVICE_DATA_DIR=str(data_dir),
+        SIGNING_SERVICE_DEV_PKI_PORT=str(free_port()),
+    )
+    src = tmp_path / "in.pdf"
+    src.write_bytes(make_pdf())
+    # A first good run makes the deployment (and a baseline of stored rows).
+    good = tmp_path / "out" / "signed.pdf"
+    good.parent.mkdir()
+    made = _run(env, tmp_path, "sign", str(src), str(good), "--profile", "agency-a-seal")
+    assert made.returncode == 0, made.stderr
+    database = sqlite3.connect(data_dir / "metadata.db")
+    try:
+        signature_ids = [row[0] for row in database.execute("SELECT id FROM signatures")]
+        (document_id,) = database.execute(
+            "SELECT output_document_id FROM signatures WHERE id = ?", (signature_ids[0],)
+        ).fetchone()
+    finally:
+        database.close()
+    assert len(signature_ids) == 1
+    assert f"Mã chữ ký: {signature_ids[0]}" in made.stdout
+    assert f"Mã văn bản: {document_id}" in made.stdout
+    assert good.read_bytes().startswith(b"%PDF") and list(good.parent.iterdir()) == [good]
+
+    for unwritable in (tmp_path / "nonexist" / "o.pdf", good.parent):
+        refused = _run(
+            env, tmp_path, "sign", str(src), str(unwritable), "--profile", "agency-a-seal"
+        )
+        assert refused.returncode == 4, refused.stdout + refused.stderr
+        assert "Không ghi được tệp" in refused.stderr and "Chưa ký" in refused.stderr
+    database = sqlite3.connect(data_dir / "metadata.db")
+    try:
+        (count,) = database.execute("SELECT count(*) FROM signatures").fetchone()
+        (documents,) = database.execute("SELECT count(*) FROM registered_documents").fetchone()
+    finally:
+        database.close()
+    assert count == 1 and documents == 1
+    assert list(good.parent.iterdir()) == [good]

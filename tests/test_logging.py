@@ -284,7 +284,14 @@ def test_served_with_two_workers(tmp_path: Path, dev_pki: tuple[DevPki, int]) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+    # Everything serve wrote, on both streams, is JSON lines (new user 12 finding 6: README's
+    # `jq` recipe stopped at the first plain line): its own startup messages, the migration
+    # child's, uvicorn's.
     written = [json.loads(line) for line in err.read_text().splitlines() if line.strip()]
+    said = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    messages = [line["message"] for line in written + said]
+    assert any("lược đồ cơ sở dữ liệu" in m.lower() for m in messages), messages
+    assert any(m.startswith("Chế độ phát triển: thư mục dữ liệu") for m in messages), messages
     workers = {
         m.group(1)
         for line in written
