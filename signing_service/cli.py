@@ -734,12 +734,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     )
     if report.ok:
         print(
-            f"Nhật ký kiểm tra toàn vẹn: {report.entries} bản ghi; chuỗi băm hợp lệ, mã xác "
+            f"Nhật ký kiểm toán toàn vẹn: {report.entries} bản ghi; chuỗi băm hợp lệ, mã xác "
             f"thực (MAC, khóa {key_id}) hợp lệ; {sealed}."
         )
     else:
         print(
-            f"Nhật ký kiểm tra BỊ SỬA ĐỔI hoặc KHÔNG ĐẦY ĐỦ ({report.entries} bản ghi, khóa "
+            f"Nhật ký kiểm toán BỊ SỬA ĐỔI hoặc KHÔNG ĐẦY ĐỦ ({report.entries} bản ghi, khóa "
             f"{key_id}, {sealed}):",
             file=sys.stderr,
         )
@@ -786,7 +786,7 @@ def cmd_audit_seal(args: argparse.Namespace) -> int:
                 force=args.force,
             )
         except SealRefused as e:
-            print("Không niêm phong nhật ký kiểm tra:", file=sys.stderr)
+            print("Không niêm phong nhật ký kiểm toán:", file=sys.stderr)
             for line in problems_summary(e.problems):
                 print(f"  - {line}", file=sys.stderr)
             return EXIT_FAILED
@@ -802,7 +802,7 @@ def cmd_audit_seal(args: argparse.Namespace) -> int:
         print("Không có bản ghi mới kể từ lần niêm phong trước; không tạo niêm phong.")
     else:
         print(
-            f"Đã niêm phong nhật ký kiểm tra đến bản ghi {seal.seq} (dấu thời gian lúc "
+            f"Đã niêm phong nhật ký kiểm toán đến bản ghi {seal.seq} (dấu thời gian lúc "
             f"{seal.gen_time}): {seal.path}"
         )
     return 0
@@ -844,12 +844,16 @@ def cmd_storage_reconcile(args: argparse.Namespace) -> int:
             f"{len(report.held_objects)}"
         )
     print(
-        f"  Bản ghi mất nội dung trong kho: {len(report.missing_objects)}, {verb} "
+        f"  Bản ghi tệp đính kèm mất nội dung trong kho: {len(report.missing_objects)}, {verb} "
         f"{len(report.missing_objects) if args.dry_run else len(report.removed_records)}"
     )
     for item in report.missing_objects:
         print(f"    {item['attachment_id']} ({item['key']})")
-    print(f"  Tệp tạm còn sót: {len(report.removed_temporary)}, {verb}")
+    # removed_temporary lists what a dry run would remove too (services/attachments.py).
+    print(
+        f"  Tệp tạm còn sót: {len(report.removed_temporary)}, {verb} "
+        f"{len(report.removed_temporary)}"
+    )
     return 0
 
 
@@ -1044,7 +1048,7 @@ def _key_audit_chain(settings: Settings) -> int:
     finally:
         db.dispose()
     if keyed is not None:
-        print(f"Đã khóa nhật ký kiểm tra (MAC, khóa {key.key_id}): {keyed} bản ghi có từ trước.")
+        print(f"Đã khóa nhật ký kiểm toán (MAC, khóa {key.key_id}): {keyed} bản ghi có từ trước.")
     return 0
 
 
@@ -1540,7 +1544,9 @@ def _deployment_settings() -> Settings:
     return settings
 
 
-def _print_backup(summary: object, verb: str, as_json: bool) -> None:
+def _print_backup(
+    summary: object, verb: str, as_json: bool, settings: Settings | None = None
+) -> None:
     from signing_service.backup import BackupSummary
 
     assert isinstance(summary, BackupSummary)
@@ -1553,8 +1559,26 @@ def _print_backup(summary: object, verb: str, as_json: bool) -> None:
         f"lược đồ {summary.schema_revision}), {summary.objects} đối tượng "
         f"({summary.object_bytes} byte), {summary.files} tệp (kho khóa, niêm phong nhật ký)."
     )
+    dev_key = (
+        settings is not None
+        and not settings.is_production
+        and settings.audit_key is None
+        and settings.audit_key_file is None
+    )
+    if dev_key:
+        from signing_service.settings import DEV_AUDIT_KEY_FILE
+
+        # Development keeps its audit key in <data_dir>/audit-dev.key, which the backup
+        # copies (backup.py, "dev_audit_key"): saying it is missing was wrong there.
+        print(
+            f"Khóa nhật ký kiểm toán: {summary.audit_key_id}. Chế độ phát triển: khóa này (tệp "
+            f"{DEV_AUDIT_KEY_FILE}) có trong bản sao lưu. Ở production, bí mật của khóa "
+            "(SIGNING_SERVICE_AUDIT_KEY) và bí mật chính của kho khóa "
+            "(SIGNING_SERVICE_KEY_STORE_SECRET) KHÔNG có trong bản sao lưu: giữ riêng."
+        )
+        return
     print(
-        f"Khóa nhật ký kiểm tra: {summary.audit_key_id}. Bí mật của khóa này "
+        f"Khóa nhật ký kiểm toán: {summary.audit_key_id}. Bí mật của khóa này "
         "(SIGNING_SERVICE_AUDIT_KEY) và bí mật chính của kho khóa "
         "(SIGNING_SERVICE_KEY_STORE_SECRET) KHÔNG có trong bản sao lưu: giữ riêng."
     )
@@ -1581,7 +1605,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"Không ghi được bản sao lưu {args.directory}: {_os_reason(e)}", file=sys.stderr)
         return EXIT_IO
-    _print_backup(summary, "Đã sao lưu vào", args.json)
+    _print_backup(summary, "Đã sao lưu vào", args.json, settings)
     return 0
 
 
@@ -1606,7 +1630,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"Không đọc/ghi được khi khôi phục: {_os_reason(e)}", file=sys.stderr)
         return EXIT_IO
-    _print_backup(summary, "Đã khôi phục từ", args.json)
+    _print_backup(summary, "Đã khôi phục từ", args.json, settings)
     if not args.json:
         print("Kiểm tra lại: signing-service audit verify")
     return 0
@@ -1657,7 +1681,7 @@ def build_parser() -> argparse.ArgumentParser:
     pki_sub.add_parser("init", help="tạo khóa và chứng thư thử nghiệm").set_defaults(
         func=cmd_pki_init
     )
-    aud = sub.add_parser("audit", help="nhật ký kiểm tra")
+    aud = sub.add_parser("audit", help="nhật ký kiểm toán")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
     aud_verify = aud_sub.add_parser(
         "verify",
