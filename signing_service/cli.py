@@ -12,14 +12,17 @@ that cannot be reached, production checks.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from signing_service import errors
 
@@ -118,19 +121,19 @@ def _settings() -> Settings:
         for problem in e.errors():
             field = str(problem["loc"][0]) if problem["loc"] else ""
             where = ".".join(str(part) for part in problem["loc"][1:])
-            print(
+            _say(
                 f"{CONFIG_PREFIX}: SIGNING_SERVICE_{field.upper()}"
                 + (f" (mục {where})" if where else "")
                 + f": {settings_error_vi(problem)}",
-                file=sys.stderr,
+                problem=True,
             )
     except SettingsError as e:
         # pydantic-settings: 'error parsing value for field "x" from source "…"' (bad JSON).
         found = re.search(r'field "([a-z0-9_]+)"', str(e))
         variable = f"SIGNING_SERVICE_{found.group(1).upper()}" if found else "SIGNING_SERVICE_*"
-        print(
+        _say(
             f"{CONFIG_PREFIX}: {variable}: giá trị không đọc được (JSON không hợp lệ?)",
-            file=sys.stderr,
+            problem=True,
         )
     sys.exit(EXIT_CONFIG)
 
@@ -179,6 +182,22 @@ def _configuration_problem(error: BaseException) -> str | None:
     return None
 
 
+# Set by ``serve`` once logging writes JSON lines (logs.py): from then on the messages the
+# shared helpers below print go through logging instead, so that everything ``serve`` writes
+# is one JSON object per line and ``jq`` over its log works (new user 12 finding 6).
+_json_lines = False
+_SERVE_LOGGER = "signing_service.serve"
+
+
+def _say(text: str, *, problem: bool = False, stream: IO[str] | None = None) -> None:
+    """Print ``text`` for a person (``stream``; default stderr for a problem, else stdout),
+    or, inside ``serve``, log it as one JSON line (level ERROR for a problem, else INFO)."""
+    if _json_lines:
+        logging.getLogger(_SERVE_LOGGER).log(logging.ERROR if problem else logging.INFO, text)
+    else:
+        print(text, file=stream or (sys.stderr if problem else sys.stdout))
+
+
 def announce_data_dir(settings: Settings) -> None:
     """Development: say on stderr, in one line, which data directory this command uses (issue
     13: a command run from another folder quietly made a new world there). Production names
@@ -194,9 +213,9 @@ def announce_data_dir(settings: Settings) -> None:
         origin = "mặc định: thư mục var của mã nguồn, như make run"
     else:
         origin = "mặc định: thư mục dữ liệu của người dùng"
-    print(
+    _say(
         f"Chế độ phát triển: thư mục dữ liệu {settings.resolved_data_dir} ({origin}).",
-        file=sys.stderr,
+        stream=sys.stderr,
     )
 
 
@@ -215,19 +234,19 @@ def _services(  # type: ignore[no-untyped-def]
             announce_data_dir(settings)
         return services
     except StartupRefused as e:
-        print(f"Từ chối khởi động ở chế độ production: {e}", file=sys.stderr)
+        _say(f"Từ chối khởi động ở chế độ production: {e}", problem=True)
         sys.exit(EXIT_CONFIG)
     except errors.ConfigurationError as e:
-        print(_config_message(e.message), file=sys.stderr)
+        _say(_config_message(e.message), problem=True)
         sys.exit(EXIT_CONFIG)
     except errors.ServiceError as e:
-        print(f"{e.code}: {e.message}", file=sys.stderr)
+        _say(f"{e.code}: {e.message}", problem=True)
         sys.exit(EXIT_CONFIG)
     except Exception as e:
         problem = _configuration_problem(e)
         if problem is None:
             raise
-        print(problem, file=sys.stderr)
+        _say(problem, problem=True)
         sys.exit(EXIT_CONFIG)
 
 
@@ -285,30 +304,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from signing_service.api.server import prepare_metrics_directory, uvicorn_options
+    from signing_service.api.server import (
+        metrics_directory,
+        prepare_metrics_directory,
+        uvicorn_options,
+    )
 
+    global _json_lines
+    from signing_service import logs
+
+    # JSON lines from the first message on (logs.py); the workers configure themselves with
+    # the same. logs imports nothing of prometheus-client (see prepare_metrics_directory).
+    logs.configure()
+    _json_lines = True
     settings = _settings()
     host, port = args.host or settings.host, args.port or settings.port
     problem = _listen_problem(host, port)
     if problem:
-        print(problem, file=sys.stderr)
+        _say(problem, problem=True)
         return EXIT_CONFIG
-    # Metrics of every process this server starts, in one directory: set before anything
-    # imports prometheus-client (signing_service.metrics, api/server.py).
+    # Metrics of every process this server starts, in one directory of this instance's own
+    # (host-port), emptied only now that the port is known free: set before anything imports
+    # prometheus-client (signing_service.metrics, api/server.py).
     try:
-        prepare_metrics_directory(settings)
+        prepare_metrics_directory(settings, host, port)
     except OSError as e:
-        print(
+        _say(
             f"{CONFIG_PREFIX}: SIGNING_SERVICE_DATA_DIR: không tạo được thư mục số đo "
-            f"{settings.resolved_data_dir / 'metrics'}: {_os_reason(e)}",
-            file=sys.stderr,
+            f"{metrics_directory(settings, host, port)}: {_os_reason(e)}",
+            problem=True,
         )
         return EXIT_CONFIG
-    from signing_service import logs
     from signing_service.api.app import create_app
 
-    # JSON lines from here on (logs.py); the workers configure themselves with the same.
-    logs.configure()
     log_config = logs.logging_config()
     metrics_server = None
     if settings.metrics_address:
@@ -318,22 +346,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             metrics_server = metrics.serve_separately(metrics_host.strip("[]"), int(metrics_port))
         except OSError as e:
-            print(
+            _say(
                 f"{CONFIG_PREFIX}: SIGNING_SERVICE_METRICS_ADDRESS: không mở được "
                 f"{settings.metrics_address} ({_os_reason(e)})",
-                file=sys.stderr,
+                problem=True,
             )
             return EXIT_CONFIG
     # Migrations run in a short-lived child process: Alembic (~15 MB) never enters the server.
-    migrated = subprocess.run([sys.executable, "-m", "signing_service.cli", "migrate"], check=False)
+    # Its messages (plain lines) are logged here as JSON lines, one per line it wrote.
+    migrated = subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", "migrate"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    for line in (migrated.stdout + migrated.stderr).splitlines():
+        if line.strip():
+            _say(line, problem=migrated.returncode != 0)
     if migrated.returncode != 0:
         return migrated.returncode
     # The migration child has said which data directory is used.
     services = _services(serve_dev_pki=True, migrate=False, announce=False)
     settings = services.settings
     if services.dev_pki is not None:
-        print(f"Chế độ phát triển: PKI thử nghiệm phục vụ TSA/OCSP/CRL tại {settings.dev_pki_url}")
-        print(f"Khóa API và cấu hình ký thử nghiệm: {settings.dev_credentials_file}")
+        _say(f"Chế độ phát triển: PKI thử nghiệm phục vụ TSA/OCSP/CRL tại {settings.dev_pki_url}")
+        _say(f"Khóa API và cấu hình ký thử nghiệm: {settings.dev_credentials_file}")
     workers = args.workers or settings.workers
     # Header size and time, connections, keep-alive, no proxy headers (api/server.py).
     limits = uvicorn_options(settings)
@@ -369,13 +406,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
+    data = _read(args.input)
+    # The output must be writable BEFORE anything is signed (new user 12 finding 4): a
+    # signature made, stored and registered for a file that cannot be written is an issued
+    # document nobody received, and the natural retry issues a second one. The temporary file
+    # is made in the target directory now and renamed over the output at the end (atomic on
+    # one file system).
+    target = Path(args.output)
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+        # Closed in the finally below (not a with: the name outlives the handle's scope).
+        pending = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            dir=target.absolute().parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
+        )
+    except OSError as e:
+        print(
+            f"Không ghi được tệp {args.output}: {_os_reason(e)}. Chưa ký, chưa lưu gì.",
+            file=sys.stderr,
+        )
+        return EXIT_IO
+    try:
+        return _sign_into(args, data, pending)
+    finally:
+        pending.close()
+        Path(pending.name).unlink(missing_ok=True)
+
+
+def _sign_into(args: argparse.Namespace, data: bytes, pending: IO[bytes]) -> int:
+    """``sign``'s work once the output's temporary file exists: sign, store, write the
+    signed bytes to ``pending`` and rename it to ``args.output``."""
     from sqlalchemy import select
 
     from signing_service.services.appearance_images import AppearanceRequest
     from signing_service.services.signing import sign_document
     from signing_service.store.models import Agency, SigningProfile
 
-    data = _read(args.input)
     services = _services(serve_dev_pki=_dev_pki_missing())
     try:
         with services.db.transaction() as session:
@@ -420,9 +486,23 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
         signed = read_content(services, get_document(services, agency.id, result.document.id))
         try:
-            Path(args.output).write_bytes(signed)
+            pending.write(signed)
+            pending.flush()
+            os.fsync(pending.fileno())
+            # The temporary file is 0600; the output gets what a plain write would (umask).
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(pending.name, 0o666 & ~mask)
+            os.replace(pending.name, args.output)
         except OSError as e:
-            print(f"Không ghi được tệp {args.output}: {_os_reason(e)}", file=sys.stderr)
+            # Rare now (checked before signing: a full disk, a directory removed meanwhile):
+            # the signature exists, so say where to fetch it instead of inviting a re-sign.
+            print(
+                f"Không ghi được tệp {args.output}: {_os_reason(e)}. Văn bản đã được ký và "
+                f"lưu: mã văn bản {result.document.id}, mã chữ ký {result.signature_id} "
+                f"(tải lại bằng GET /v1/documents/{result.document.id}/content; đừng ký lại).",
+                file=sys.stderr,
+            )
             return EXIT_IO
     except errors.ServiceError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
@@ -438,6 +518,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         )
     print(f"Đã ký ({result.level}) bằng cấu hình {result.profile}: {args.output}")
     print(f"Mã văn bản: {result.document.id}  SHA-256: {result.document.sha256}")
+    print(f"Mã chữ ký: {result.signature_id} (GET /v1/signatures/{result.signature_id})")
     if result.document.result_code:
         print(f"Mã kết quả: {result.document.result_code}")
     if result.public_id:
@@ -653,12 +734,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     )
     if report.ok:
         print(
-            f"Nhật ký kiểm tra toàn vẹn: {report.entries} bản ghi; chuỗi băm hợp lệ, mã xác "
+            f"Nhật ký kiểm toán toàn vẹn: {report.entries} bản ghi; chuỗi băm hợp lệ, mã xác "
             f"thực (MAC, khóa {key_id}) hợp lệ; {sealed}."
         )
     else:
         print(
-            f"Nhật ký kiểm tra BỊ SỬA ĐỔI hoặc KHÔNG ĐẦY ĐỦ ({report.entries} bản ghi, khóa "
+            f"Nhật ký kiểm toán BỊ SỬA ĐỔI hoặc KHÔNG ĐẦY ĐỦ ({report.entries} bản ghi, khóa "
             f"{key_id}, {sealed}):",
             file=sys.stderr,
         )
@@ -705,7 +786,7 @@ def cmd_audit_seal(args: argparse.Namespace) -> int:
                 force=args.force,
             )
         except SealRefused as e:
-            print("Không niêm phong nhật ký kiểm tra:", file=sys.stderr)
+            print("Không niêm phong nhật ký kiểm toán:", file=sys.stderr)
             for line in problems_summary(e.problems):
                 print(f"  - {line}", file=sys.stderr)
             return EXIT_FAILED
@@ -721,7 +802,7 @@ def cmd_audit_seal(args: argparse.Namespace) -> int:
         print("Không có bản ghi mới kể từ lần niêm phong trước; không tạo niêm phong.")
     else:
         print(
-            f"Đã niêm phong nhật ký kiểm tra đến bản ghi {seal.seq} (dấu thời gian lúc "
+            f"Đã niêm phong nhật ký kiểm toán đến bản ghi {seal.seq} (dấu thời gian lúc "
             f"{seal.gen_time}): {seal.path}"
         )
     return 0
@@ -763,12 +844,16 @@ def cmd_storage_reconcile(args: argparse.Namespace) -> int:
             f"{len(report.held_objects)}"
         )
     print(
-        f"  Bản ghi mất nội dung trong kho: {len(report.missing_objects)}, {verb} "
+        f"  Bản ghi tệp đính kèm mất nội dung trong kho: {len(report.missing_objects)}, {verb} "
         f"{len(report.missing_objects) if args.dry_run else len(report.removed_records)}"
     )
     for item in report.missing_objects:
         print(f"    {item['attachment_id']} ({item['key']})")
-    print(f"  Tệp tạm còn sót: {len(report.removed_temporary)}, {verb}")
+    # removed_temporary lists what a dry run would remove too (services/attachments.py).
+    print(
+        f"  Tệp tạm còn sót: {len(report.removed_temporary)}, {verb} "
+        f"{len(report.removed_temporary)}"
+    )
     return 0
 
 
@@ -963,7 +1048,7 @@ def _key_audit_chain(settings: Settings) -> int:
     finally:
         db.dispose()
     if keyed is not None:
-        print(f"Đã khóa nhật ký kiểm tra (MAC, khóa {key.key_id}): {keyed} bản ghi có từ trước.")
+        print(f"Đã khóa nhật ký kiểm toán (MAC, khóa {key.key_id}): {keyed} bản ghi có từ trước.")
     return 0
 
 
@@ -1459,7 +1544,9 @@ def _deployment_settings() -> Settings:
     return settings
 
 
-def _print_backup(summary: object, verb: str, as_json: bool) -> None:
+def _print_backup(
+    summary: object, verb: str, as_json: bool, settings: Settings | None = None
+) -> None:
     from signing_service.backup import BackupSummary
 
     assert isinstance(summary, BackupSummary)
@@ -1472,8 +1559,26 @@ def _print_backup(summary: object, verb: str, as_json: bool) -> None:
         f"lược đồ {summary.schema_revision}), {summary.objects} đối tượng "
         f"({summary.object_bytes} byte), {summary.files} tệp (kho khóa, niêm phong nhật ký)."
     )
+    dev_key = (
+        settings is not None
+        and not settings.is_production
+        and settings.audit_key is None
+        and settings.audit_key_file is None
+    )
+    if dev_key:
+        from signing_service.settings import DEV_AUDIT_KEY_FILE
+
+        # Development keeps its audit key in <data_dir>/audit-dev.key, which the backup
+        # copies (backup.py, "dev_audit_key"): saying it is missing was wrong there.
+        print(
+            f"Khóa nhật ký kiểm toán: {summary.audit_key_id}. Chế độ phát triển: khóa này (tệp "
+            f"{DEV_AUDIT_KEY_FILE}) có trong bản sao lưu. Ở production, bí mật của khóa "
+            "(SIGNING_SERVICE_AUDIT_KEY) và bí mật chính của kho khóa "
+            "(SIGNING_SERVICE_KEY_STORE_SECRET) KHÔNG có trong bản sao lưu: giữ riêng."
+        )
+        return
     print(
-        f"Khóa nhật ký kiểm tra: {summary.audit_key_id}. Bí mật của khóa này "
+        f"Khóa nhật ký kiểm toán: {summary.audit_key_id}. Bí mật của khóa này "
         "(SIGNING_SERVICE_AUDIT_KEY) và bí mật chính của kho khóa "
         "(SIGNING_SERVICE_KEY_STORE_SECRET) KHÔNG có trong bản sao lưu: giữ riêng."
     )
@@ -1500,7 +1605,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"Không ghi được bản sao lưu {args.directory}: {_os_reason(e)}", file=sys.stderr)
         return EXIT_IO
-    _print_backup(summary, "Đã sao lưu vào", args.json)
+    _print_backup(summary, "Đã sao lưu vào", args.json, settings)
     return 0
 
 
@@ -1525,7 +1630,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"Không đọc/ghi được khi khôi phục: {_os_reason(e)}", file=sys.stderr)
         return EXIT_IO
-    _print_backup(summary, "Đã khôi phục từ", args.json)
+    _print_backup(summary, "Đã khôi phục từ", args.json, settings)
     if not args.json:
         print("Kiểm tra lại: signing-service audit verify")
     return 0
@@ -1576,7 +1681,7 @@ def build_parser() -> argparse.ArgumentParser:
     pki_sub.add_parser("init", help="tạo khóa và chứng thư thử nghiệm").set_defaults(
         func=cmd_pki_init
     )
-    aud = sub.add_parser("audit", help="nhật ký kiểm tra")
+    aud = sub.add_parser("audit", help="nhật ký kiểm toán")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
     aud_verify = aud_sub.add_parser(
         "verify",

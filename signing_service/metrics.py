@@ -257,6 +257,28 @@ def rate_limit_rejection(code: str) -> None:
     RATE_LIMIT_REJECTIONS.labels(code if code in allowed else "other").inc()
 
 
+def _known_children() -> None:
+    """Create every child of the failure counters with a label value known in advance, at 0
+    (new user 12 finding 11): without it a family the README's alerts name
+    (``tsa_failures_total``, ``storage_errors_total``, ``database_errors_total``,
+    ``rate_limit_rejections_total``) is absent from a scrape until its first increment, and
+    ``increase()``/``rate()`` never see that first error (the series starts at 1). In
+    multiprocess mode each process writes these zeros to its own file; the sums stay 0."""
+    for reason in sorted(TSA_REASONS):
+        TSA_FAILURES.labels(reason)
+    for kind in ("ocsp", "crl"):
+        REVOCATION_FAILURES.labels(kind)
+    for kind in ("unavailable", "integrity"):
+        STORAGE_ERRORS.labels(kind)
+    for kind in ("disconnect", "operational", "integrity", "other"):
+        DATABASE_ERRORS.labels(kind)
+    for code in ("RATE_LIMITED", "ANONYMOUS_BUSY", "TOO_MANY_CONNECTIONS"):
+        RATE_LIMIT_REJECTIONS.labels(code)
+
+
+_known_children()
+
+
 def set_queue_probe(fn: QueueProbe | None) -> None:
     """Register the job queue's probe: ``fn() -> (depth, oldest_age_seconds | None)``, called
     at every scrape (in the scraping process: it should be one cheap query). ``None``: back

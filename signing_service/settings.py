@@ -13,8 +13,9 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -634,6 +635,25 @@ class Settings(BaseSettings):
         if value is not None and value.exists() and not value.is_dir():
             raise ValueError(f"{value} đã có nhưng không phải thư mục")
         return value
+
+    @model_validator(mode="after")
+    def _recorded_dev_pki_port(self) -> Settings:
+        """Development, SIGNING_SERVICE_DEV_PKI_PORT not given: the port the dev PKI under
+        :attr:`pki_dir` was issued for (its ``state.json``), so a CLI command run without the
+        variable beside ``make run`` on another port uses that PKI instead of re-issuing every
+        certificate for 8001 (new user 12 finding 3: a stored document the CLI then called
+        INDETERMINATE). Given: that port (the dev PKI is re-issued for it, new serials)."""
+        if self.is_production or "dev_pki_port" in self.model_fields_set:
+            return self
+        try:
+            state = json.loads((self.pki_dir / "state.json").read_text(encoding="utf-8"))
+            port = urlsplit(str(state["url_prefix"])).port
+        except (OSError, ValueError, KeyError, TypeError):
+            return self
+        if port is not None:
+            # Not an assignment through pydantic: the port stays "not given".
+            object.__setattr__(self, "dev_pki_port", port)
+        return self
 
     @field_validator("trust_anchors_file", "dev_pki_config", "audit_key_file")
     @classmethod

@@ -623,7 +623,7 @@ def test_audit_seal_and_verify_from_the_command_line(env: dict[str, str]) -> Non
     assert made.returncode == 0, made.stderr
     sealed = run(env, "audit", "seal")
     assert sealed.returncode == 0, sealed.stderr
-    assert "Đã niêm phong nhật ký kiểm tra đến bản ghi" in sealed.stdout
+    assert "Đã niêm phong nhật ký kiểm toán đến bản ghi" in sealed.stdout
     again = run(env, "audit", "seal")
     assert again.returncode == 0 and "Không có bản ghi mới" in again.stdout
     verified = run(env, "audit", "verify")

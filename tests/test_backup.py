@@ -179,6 +179,15 @@ def test_backup_wipe_restore(deployment: Settings, tmp_path: Path) -> None:
     manifest = json.loads((backup_dir / "manifest.json").read_text())
     assert manifest["files"]["audit_seals"]["entries"]
     assert oct(backup_dir.stat().st_mode & 0o777) == "0o700"
+    # Development: the audit key is the file audit-dev.key, which the backup holds; the text
+    # says so (it said the key was not in the backup), in the README's words.
+    plain = _cli(deployment, "backup", str(tmp_path / "sao-luu-2"))
+    assert plain.returncode == 0, plain.stderr
+    assert "Khóa nhật ký kiểm toán" in plain.stdout
+    assert "(tệp audit-dev.key) có trong bản sao lưu" in plain.stdout
+    # Every folder inside too (README: 0700), not only the top one (new user 12 finding 14).
+    folders = [p for p in backup_dir.rglob("*") if p.is_dir()]
+    assert folders and {oct(p.stat().st_mode & 0o777) for p in folders} == {"0o700"}
     # Never the operator's secrets: neither the audit key itself nor a key store secret.
     assert "SIGNING_SERVICE_AUDIT_KEY" in " ".join(manifest["not_included"])
     # A second backup into the same (now full) directory is refused, and one inside the

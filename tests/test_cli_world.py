@@ -191,3 +191,110 @@ def test_production_without_a_deployment_refuses(tmp_path: Path, args: tuple[str
     assert "SIGNING_SERVICE_DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _tsa_serial(data_dir: Path) -> tuple[int, bytes]:
+    from asn1crypto import pem, x509
+
+    data = (data_dir / "pki" / "tsa.cert.pem").read_bytes()
+    return x509.Certificate.load(pem.unarmor(data)[2]).serial_number, data
+
+
+@pytest.mark.slow
+def test_cli_without_dev_pki_port_uses_the_recorded_one(tmp_path: Path) -> None:
+    """New user 12 finding 3: ``make run`` serves the dev PKI on a port of its own; a CLI
+    ``sign`` run without SIGNING_SERVICE_DEV_PKI_PORT uses the port the deployment's dev PKI
+    was issued for (var/pki/state.json) instead of re-issuing it for 8001, and the document it
+    stores verifies the same from the CLI and the API. Naming another port re-issues the dev
+    PKI with new serial numbers (never a second TSA certificate with the same serial)."""
+    data_dir = tmp_path / "deployment"
+    port = free_port()
+    with_port = _clean_env(
+        SIGNING_SERVICE_DATA_DIR=str(data_dir),
+        SIGNING_SERVICE_DEV_PKI_PORT=str(port),
+        SIGNING_SERVICE_FETCH_TIMEOUT_SECONDS="3",
+    )
+    without_port = {k: v for k, v in with_port.items() if k != "SIGNING_SERVICE_DEV_PKI_PORT"}
+    src, signed = tmp_path / "in.pdf", tmp_path / "signed.pdf"
+    src.write_bytes(make_pdf())
+    server = ServiceProcess(with_port, tmp_path / "server.log").start()
+    try:
+        serial, tsa_cert = _tsa_serial(data_dir)
+        made = _run(
+            without_port, tmp_path, "sign", str(src), str(signed), "--profile",
+            "agency-a-seal", "--level", "B-T",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        state = json.loads((data_dir / "pki" / "state.json").read_text())
+        assert state["url_prefix"] == f"http://127.0.0.1:{port}"
+        assert _tsa_serial(data_dir) == (serial, tsa_cert)  # not re-issued
+        answer = requests.post(
+            server.url + "/v1/verifications",
+            files={"file": ("signed.pdf", signed.read_bytes(), "application/pdf")},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        api_report = answer.json()
+        result = _run(without_port, tmp_path, "verify", str(signed), "--json")
+    finally:
+        server.stop()
+    report = json.loads(result.stdout)
+    assert api_report["verdict"] == report["verdict"] == "TOTAL_PASSED", (report, api_report)
+    assert report["status"]["code"] == api_report["status"]["code"]
+
+    # Another port named: re-issued for it, with serials no earlier certificate had.
+    other = {**with_port, "SIGNING_SERVICE_DEV_PKI_PORT": str(free_port())}
+    again = _run(other, tmp_path, "pki", "init")
+    assert again.returncode == 0, again.stderr
+    new_serial, new_cert = _tsa_serial(data_dir)
+    assert new_cert != tsa_cert and new_serial != serial
+    state = json.loads((data_dir / "pki" / "state.json").read_text())
+    assert state["url_prefix"] == f"http://127.0.0.1:{other['SIGNING_SERVICE_DEV_PKI_PORT']}"
+    assert state["generation"] == 1
+
+
+def test_sign_refuses_an_unwritable_output_before_signing(tmp_path: Path) -> None:
+    """New user 12 findings 4 and 12: ``sign`` into a path it cannot write stops before
+    signing (exit 4, nothing stored, no temporary file left); a good run prints the document
+    id and the signature id, and the output holds the stored signed bytes."""
+    import sqlite3
+
+    data_dir = tmp_path / "deployment"
+    env = _clean_env(
+        SIGNING_SERVICE_DATA_DIR=str(data_dir),
+        SIGNING_SERVICE_DEV_PKI_PORT=str(free_port()),
+    )
+    src = tmp_path / "in.pdf"
+    src.write_bytes(make_pdf())
+    # A first good run makes the deployment (and a baseline of stored rows).
+    good = tmp_path / "out" / "signed.pdf"
+    good.parent.mkdir()
+    made = _run(env, tmp_path, "sign", str(src), str(good), "--profile", "agency-a-seal")
+    assert made.returncode == 0, made.stderr
+    database = sqlite3.connect(data_dir / "metadata.db")
+    try:
+        signature_ids = [row[0] for row in database.execute("SELECT id FROM signatures")]
+        (document_id,) = database.execute(
+            "SELECT output_document_id FROM signatures WHERE id = ?", (signature_ids[0],)
+        ).fetchone()
+    finally:
+        database.close()
+    assert len(signature_ids) == 1
+    assert f"Mã chữ ký: {signature_ids[0]}" in made.stdout
+    assert f"Mã văn bản: {document_id}" in made.stdout
+    assert good.read_bytes().startswith(b"%PDF") and list(good.parent.iterdir()) == [good]
+
+    for unwritable in (tmp_path / "nonexist" / "o.pdf", good.parent):
+        refused = _run(
+            env, tmp_path, "sign", str(src), str(unwritable), "--profile", "agency-a-seal"
+        )
+        assert refused.returncode == 4, refused.stdout + refused.stderr
+        assert "Không ghi được tệp" in refused.stderr and "Chưa ký" in refused.stderr
+    database = sqlite3.connect(data_dir / "metadata.db")
+    try:
+        (count,) = database.execute("SELECT count(*) FROM signatures").fetchone()
+        (documents,) = database.execute("SELECT count(*) FROM registered_documents").fetchone()
+    finally:
+        database.close()
+    assert count == 1 and documents == 1
+    assert list(good.parent.iterdir()) == [good]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -178,10 +179,15 @@ def test_reconcile_removes_records_whose_object_is_missing(
         cli(service_env, "storage", "reconcile", "--min-age", "0", "--dry-run", "--json").stdout
     )
     assert dry["missing_objects"] == [{"attachment_id": body["id"], "key": rows[0].storage_key}]
+    plain = cli(service_env, "storage", "reconcile", "--min-age", "0", "--dry-run")
+    # Every count line ends with its number, the leftover temporary files' too (finding 14).
+    assert re.search(r"^  Tệp tạm còn sót: (\d+), sẽ xóa \1$", plain.stdout, re.MULTILINE), (
+        plain.stdout
+    )
     assert len(state(service_env)[2]) == 1  # dry run changed nothing
     result = cli(service_env, "storage", "reconcile", "--min-age", "0")
     assert result.returncode == 0
-    assert "Bản ghi mất nội dung trong kho: 1" in result.stdout
+    assert "Bản ghi tệp đính kèm mất nội dung trong kho: 1" in result.stdout
     assert state(service_env)[2] == []
 
 

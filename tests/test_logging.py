@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -233,11 +234,15 @@ def test_served_with_two_workers(tmp_path: Path, dev_pki: tuple[DevPki, int]) ->
         check=True,
     )
     operator = json.loads(issued.stdout)["api_key"]
-    # A file of a previous run in the metrics directory must not be summed into this one.
-    stale = data_dir / "metrics" / "counter_999999.db"
+    api_port = free_port()
+    # A file of a previous run on this address must not be summed into this one; another
+    # instance's directory (a replica on the same data directory) is neither emptied nor read.
+    stale = data_dir / "metrics" / f"127.0.0.1-{api_port}" / "counter_999999.db"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(b"stale")
-    api_port = free_port()
+    other = data_dir / "metrics" / "127.0.0.1-1" / "counter_1.db"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"another instance")
     url = f"http://127.0.0.1:{api_port}"
     err, out = tmp_path / "stderr.log", tmp_path / "stdout.log"
     with err.open("wb") as stderr, out.open("wb") as stdout:
@@ -251,6 +256,7 @@ def test_served_with_two_workers(tmp_path: Path, dev_pki: tuple[DevPki, int]) ->
     try:
         _wait_healthy(url, proc, err)
         assert not stale.exists()
+        assert other.read_bytes() == b"another instance"
         sent = [f"lan-{i}" for i in range(12)]
         for request_id in sent:
             # A new connection each time: both workers get some.
@@ -278,7 +284,14 @@ def test_served_with_two_workers(tmp_path: Path, dev_pki: tuple[DevPki, int]) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+    # Everything serve wrote, on both streams, is JSON lines (new user 12 finding 6: README's
+    # `jq` recipe stopped at the first plain line): its own startup messages, the migration
+    # child's, uvicorn's.
     written = [json.loads(line) for line in err.read_text().splitlines() if line.strip()]
+    said = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    messages = [line["message"] for line in written + said]
+    assert any("lược đồ cơ sở dữ liệu" in m.lower() for m in messages), messages
+    assert any(m.startswith("Chế độ phát triển: thư mục dữ liệu") for m in messages), messages
     workers = {
         m.group(1)
         for line in written
@@ -289,3 +302,43 @@ def test_served_with_two_workers(tmp_path: Path, dev_pki: tuple[DevPki, int]) ->
     for request_id in sent:
         assert sum(1 for line in access if line["request_id"] == request_id) == 1
     assert operator not in err.read_text()
+
+
+def test_second_serve_keeps_running_instance_metrics(
+    tmp_path: Path, dev_pki: tuple[DevPki, int]
+) -> None:
+    """New user 12 finding 1: a second ``serve`` on the same data directory that stops (here:
+    the dev PKI's port is taken, exit 6) must not empty the metrics files of the instance
+    already serving there; it prepares only its own ``metrics/<host>-<port>`` directory."""
+    pki, _ = dev_pki
+    data_dir = tmp_path / "var"
+    running = data_dir / "metrics" / "127.0.0.1-18801" / "counter_4242.db"
+    running.parent.mkdir(parents=True)
+    running.write_bytes(b"counts of the running instance")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    api_port = free_port()
+    env = {
+        **os.environ,
+        "SIGNING_SERVICE_DATA_DIR": str(data_dir),
+        "SIGNING_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'metadata.db'}",
+        "SIGNING_SERVICE_DEV_PKI_DIR": str(pki.directory),
+        "SIGNING_SERVICE_DEV_PKI_PORT": str(busy.getsockname()[1]),
+        "SIGNING_SERVICE_DEV_PKI_SERVE": "true",
+        "SIGNING_SERVICE_DEV_SOFTHSM_DIR": str(conftest.SOFTHSM_DIR or tmp_path / "no-hsm"),
+        "SIGNING_SERVICE_VERIFICATION_PROCESSES": "0",
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "signing_service.cli", "serve", "--port", str(api_port)],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            timeout=120,
+        )
+    finally:
+        busy.close()
+    assert done.returncode == 6, done.stderr.decode()[-2000:]
+    assert running.read_bytes() == b"counts of the running instance"
+    assert (data_dir / "metrics" / f"127.0.0.1-{api_port}").is_dir()

@@ -356,3 +356,51 @@ def test_a_busy_metrics_address_stops_serve(tmp_path: Path, dev_pki: tuple[DevPk
     assert done.returncode == 6, done.stderr[-2000:]
     assert "SIGNING_SERVICE_METRICS_ADDRESS" in done.stderr
     assert "Cấu hình không hợp lệ" in done.stderr
+
+
+@pytest.mark.parametrize("multiprocess", [False, True])
+def test_alert_families_exist_at_zero_on_a_fresh_scrape(tmp_path: Path, multiprocess: bool) -> None:
+    """New user 12 finding 11: the failure families the README's alerts use are on the very
+    first scrape, at 0, for every label value known in advance, so ``increase()`` sees the
+    first error. A fresh process (this one has moved them already), one process's registry
+    and the multiprocess directory ``serve`` uses."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV}
+    if multiprocess:
+        env[metrics.MULTIPROC_ENV] = str(tmp_path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from signing_service import metrics; "
+            "sys.stdout.write(metrics.exposition()[0].decode())",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    samples: Samples = {}
+    for family in text_string_to_metric_families(done.stdout):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    expected = {
+        "signing_service_tsa_failures_total": ("reason", sorted(metrics.TSA_REASONS)),
+        "signing_service_revocation_fetch_failures_total": ("kind", ["ocsp", "crl"]),
+        "signing_service_storage_errors_total": ("kind", ["unavailable", "integrity"]),
+        "signing_service_database_errors_total": (
+            "kind",
+            ["disconnect", "operational", "integrity", "other"],
+        ),
+        "signing_service_rate_limit_rejections_total": (
+            "code",
+            ["RATE_LIMITED", "ANONYMOUS_BUSY", "TOO_MANY_CONNECTIONS"],
+        ),
+    }
+    for name, (label, values) in expected.items():
+        for value in values:
+            assert samples.get((name, frozenset({(label, value)}))) == 0.0, (name, value)

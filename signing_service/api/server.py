@@ -234,19 +234,33 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 METRICS_SUBDIR = "metrics"
 
 
-def prepare_metrics_directory(settings: Settings) -> Path:
-    """Make ``<data dir>/metrics`` the prometheus multiprocess directory of this server and
-    of every process it starts (``--workers N``, the verification worker processes): emptied
-    (files of a previous run would be summed into this one's counters), private (0700), and
-    named in ``PROMETHEUS_MULTIPROC_DIR``. Must run before :mod:`signing_service.metrics`
-    is first imported: prometheus-client chooses where values live at import. Uses the
-    standard library only for that reason. Returns the directory; raises ``OSError`` when it
-    cannot be created."""
-    directory = settings.resolved_data_dir / METRICS_SUBDIR
+def metrics_directory(settings: Settings, host: str, port: int) -> Path:
+    """``<data dir>/metrics/<host>-<port>``: the prometheus multiprocess directory of the
+    ``serve`` listening on ``host:port``. One per serving instance, because two instances on
+    one data directory (a replica, a second ``serve`` started by mistake) must neither empty
+    each other's files nor sum each other's requests into their own scrape (issue 13, new
+    user 12 finding 1). ``:`` of an IPv6 address becomes ``_`` (a portable file name)."""
+    name = f"{host.strip('[]').replace(':', '_').replace('/', '_')}-{port}"
+    return settings.resolved_data_dir / METRICS_SUBDIR / name
+
+
+def prepare_metrics_directory(settings: Settings, host: str, port: int) -> Path:
+    """Make :func:`metrics_directory` (``<data dir>/metrics/<host>-<port>``) the prometheus
+    multiprocess directory of this server and of every process it starts (``--workers N``,
+    the verification worker processes): emptied (files of a previous run on the same address
+    would be summed into this one's counters), private (0700), and named in
+    ``PROMETHEUS_MULTIPROC_DIR``. Call it only once ``host:port`` is known to be free (the
+    caller's bind check): only the instance that owns the address may empty its directory;
+    other instances' directories are never touched. Must run before
+    :mod:`signing_service.metrics` is first imported: prometheus-client chooses where values
+    live at import. Uses the standard library only for that reason. Returns the directory;
+    raises ``OSError`` when it cannot be created."""
+    directory = metrics_directory(settings, host, port)
     if directory.is_dir() and not directory.is_symlink():
         shutil.rmtree(directory)
     elif directory.exists() or directory.is_symlink():
         directory.unlink()
-    directory.mkdir(parents=True, mode=0o700)
+    directory.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    directory.mkdir(mode=0o700)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     return directory

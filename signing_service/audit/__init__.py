@@ -252,7 +252,7 @@ def key_chain(
         # Keyed before (or sealed, which needs a keyed log): the MACs were removed from the
         # database. Keying again would launder every edit made meanwhile (red team, issue 9).
         raise AuditNotKeyed(
-            "nhật ký kiểm tra đã từng được khóa (có tệp đánh dấu hoặc niêm phong trong "
+            "nhật ký kiểm toán đã từng được khóa (có tệp đánh dấu hoặc niêm phong trong "
             f"{seal_dir}) nhưng nay không còn MAC trong cơ sở dữ liệu: có thể đã bị sửa; "
             "chạy `signing-service audit verify` và khôi phục cơ sở dữ liệu từ bản sao lưu"
         )
@@ -316,7 +316,7 @@ def append(
         # directory, which refuses a log that was keyed before): never here, where it would MAC
         # whatever the database holds now.
         raise AuditNotKeyed(
-            "nhật ký kiểm tra chưa được khóa: chạy `signing-service migrate` với khóa nhật ký"
+            "nhật ký kiểm toán chưa được khóa: chạy `signing-service migrate` với khóa nhật ký"
         )
     assert head.mac is not None
     seq = head.seq + 1

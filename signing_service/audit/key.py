@@ -68,15 +68,15 @@ def _read_key_file(path: Path, setting: str) -> str:
             text = f.read().decode("utf-8").strip()
     except OSError as e:
         raise ConfigurationError(
-            f"{setting}: không đọc được khóa nhật ký kiểm tra {path}: {reason_vi(e)}."
+            f"{setting}: không đọc được khóa nhật ký kiểm toán {path}: {reason_vi(e)}."
         ) from None
     except UnicodeDecodeError:
         raise ConfigurationError(
-            f"{setting}: khóa nhật ký kiểm tra {path} không phải văn bản UTF-8."
+            f"{setting}: khóa nhật ký kiểm toán {path} không phải văn bản UTF-8."
         ) from None
     if mode & 0o077:
         raise ConfigurationError(
-            f"{setting}: tệp khóa nhật ký kiểm tra {path} có quyền {mode:04o}, người khác đọc "
+            f"{setting}: tệp khóa nhật ký kiểm toán {path} có quyền {mode:04o}, người khác đọc "
             f"được; chỉ chủ sở hữu được đọc: chmod 600 {path}"
         )
     return text
@@ -123,11 +123,11 @@ def load_audit_key(settings: Settings) -> AuditKey:
     else:
         raise ConfigurationError(
             "Chưa đặt SIGNING_SERVICE_AUDIT_KEY (hoặc SIGNING_SERVICE_AUDIT_KEY_FILE): chế độ "
-            "production cần khóa cho nhật ký kiểm tra."
+            "production cần khóa cho nhật ký kiểm toán."
         )
     if len(secret) < AUDIT_KEY_MIN_CHARS:
         raise ConfigurationError(
-            f"{setting}: khóa nhật ký kiểm tra quá ngắn (cần ít nhất {AUDIT_KEY_MIN_CHARS} ký "
+            f"{setting}: khóa nhật ký kiểm toán quá ngắn (cần ít nhất {AUDIT_KEY_MIN_CHARS} ký "
             "tự, ví dụ `openssl rand -hex 32`)."
         )
     key = AuditKey(secret, source=setting)

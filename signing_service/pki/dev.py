@@ -90,6 +90,8 @@ class DevPki:
     directory: Path
     url_prefix: str
     config: CertomancerConfig
+    # Re-issues for another address so far (state.json; serials, see _config).
+    generation: int = 0
 
     @property
     def arch(self):  # type: ignore[no-untyped-def]
@@ -364,6 +366,47 @@ REMOTE_KEY = "officer-remote"
 PUBLIC_ONLY_KEYS = (HSM_KEY, REMOTE_KEY)
 
 
+# Serial numbers of a re-issue (issue 13, new user 12 finding 3): certomancer numbers each
+# issuer's certificates from 0x1000; a PKI re-issued for another address (another
+# SIGNING_SERVICE_DEV_PKI_PORT) gets serials GENERATION_STRIDE * generation + that, so two
+# different certificates of one issuer never share a serial (RFC 5280 4.1.2.2), which would
+# make an OCSP answer about one apply to the other.
+GENERATION_STRIDE = 0x100000
+FIRST_SERIAL = 0x1000
+
+
+def _config(
+    config_path: Path, keys_dir: Path, url_prefix: str, generation: int
+) -> CertomancerConfig:
+    """The certomancer configuration of generation ``generation`` (0: certomancer's own
+    serials, the PKI as first made; n > 0: every certificate gets an explicit serial
+    ``n * GENERATION_STRIDE + FIRST_SERIAL + i``, unique in the architecture)."""
+    if generation == 0:
+        return CertomancerConfig.from_file(
+            str(config_path), key_search_dir=str(keys_dir), external_url_prefix=url_prefix
+        )
+    import yaml
+
+    config_dict = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    for arch in config_dict["pki-architectures"].values():
+        for index, spec in enumerate(arch.get("certs", {}).values()):
+            spec["serial"] = generation * GENERATION_STRIDE + FIRST_SERIAL + index
+    return CertomancerConfig(
+        config_dict,
+        key_search_dir=str(keys_dir),
+        config_search_dir=str(config_path.parent),
+        external_url_prefix=url_prefix,
+    )
+
+
+def _read_state(state_file: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
 def init_dev_pki(
     pki_dir: Path,
     config_path: Path,
@@ -406,20 +449,28 @@ def init_dev_pki(
     if created:
         log.info("development PKI: generated keys %s", ", ".join(created))
 
-    config = CertomancerConfig.from_file(
-        str(config_path), key_search_dir=str(keys_dir), external_url_prefix=url_prefix
-    )
-    pki = DevPki(directory=pki_dir, url_prefix=url_prefix, config=config)
-    arch = pki.arch
     state_file = pki_dir / "state.json"
+    previous = _read_state(state_file)
+    generation = int(previous.get("generation", 0)) if previous else 0
+    if previous and previous.get("url_prefix") != url_prefix:
+        # Issued for another address: new certificates, so new serials.
+        generation += 1
+    config = _config(config_path, keys_dir, url_prefix, generation)
+    pki = DevPki(directory=pki_dir, url_prefix=url_prefix, config=config, generation=generation)
+    arch = pki.arch
     # The exported certificates follow the configuration: re-export when it changes.
     config_sha256 = hashlib.sha256(config_path.read_bytes()).hexdigest()
-    state = {"url_prefix": url_prefix, "keys": sorted(KEYS), "config_sha256": config_sha256}
+    state = {
+        "url_prefix": url_prefix,
+        "keys": sorted(KEYS),
+        "config_sha256": config_sha256,
+        "generation": generation,
+    }
     if (
         not created
         and not hsm_changed
-        and state_file.exists()
-        and json.loads(state_file.read_text()) == state
+        and previous is not None
+        and {**previous, "generation": int(previous.get("generation", 0))} == state
     ):
         return pki
 
@@ -449,10 +500,9 @@ def load_dev_pki(pki_dir: Path, config_path: Path) -> DevPki | None:
         (keys_dir / f"{label}.pub.pem").is_file() for label in PUBLIC_ONLY_KEYS
     ):
         return None
-    config = CertomancerConfig.from_file(
-        str(config_path), key_search_dir=str(keys_dir), external_url_prefix=url_prefix
-    )
-    return DevPki(directory=pki_dir, url_prefix=url_prefix, config=config)
+    generation = int(state.get("generation", 0))
+    config = _config(config_path, keys_dir, url_prefix, generation)
+    return DevPki(directory=pki_dir, url_prefix=url_prefix, config=config, generation=generation)
 
 
 class _InProcessResponse:
