@@ -192,3 +192,45 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def test_a_hold_on_a_newer_version_keeps_the_signatures_evidence(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """F4: sign B-T, extend to B-LT then B-LTA (versions 2 and 3), hold version 3 (the one the
+    registry and /versions point to): the signature shows the hold and purge keeps it."""
+    from datetime import UTC, datetime, timedelta
+
+    client = {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+    admin = {"Authorization": f"Bearer {credentials['agencies'][0]['admin_api_key']}"}
+    signed = api.post(
+        "/v1/signatures",
+        headers=client,
+        data={"profile": "agency-a-seal", "level": "B-T"},
+        files={"file": ("quyet-dinh.pdf", make_pdf(), "application/pdf")},
+    )
+    assert signed.status_code == 201, signed.text
+    signature_id = signed.json()["signature_id"]
+    latest = signed.json()["document"]["id"]
+    for level in ("B-LT", "B-LTA"):
+        extended = api.post(
+            f"/v1/documents/{latest}/extensions", headers=client, json={"level": level}
+        )
+        assert extended.status_code == 201, extended.text
+        latest = extended.json()["document"]["id"]
+    assert latest != signed.json()["document"]["id"]
+    held = api.put(
+        f"/v1/documents/{latest}/legal-hold",
+        headers=admin,
+        json={"enabled": True, "reason": "Thanh tra số 12/2026"},
+    )
+    assert held.status_code == 200, held.text
+    record = api.get(f"/v1/signatures/{signature_id}", headers=client).json()
+    assert record["legal_hold"] is True
+    assert [h["id"] for h in record["legal_holds"]] == [latest]
+    later = datetime.now(UTC) + timedelta(days=101 * 366)
+    report = evidence.purge(services, dry_run=False, now=later, actor="test")
+    assert signature_id not in [p["signature_id"] for p in report.purged]
+    assert signature_id in [h["signature_id"] for h in report.held]
+    kept = api.get(f"/v1/signatures/{signature_id}/evidence", headers=client)
+    assert kept.status_code == 200, kept.text

@@ -454,12 +454,43 @@ def add_years(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year + years, day=28)
 
 
+def _version_line_ids(session: Session, document_id: str | None) -> list[str]:
+    """Ids of every version in the line ``document_id`` belongs to (older versions through
+    ``previous_version_id``, newer ones that name it), as
+    :func:`signing_service.services.extension.version_line` walks it, in ``session``; bounded
+    by its ``MAX_VERSIONS``."""
+    from signing_service.services.extension import MAX_VERSIONS
+    from signing_service.store.models import Document
+
+    if document_id is None:
+        return []
+    ids = [document_id]
+    current = session.get(Document, document_id)
+    for _ in range(MAX_VERSIONS):
+        if current is None or current.previous_version_id is None:
+            break
+        ids.append(current.previous_version_id)
+        current = session.get(Document, current.previous_version_id)
+    frontier = [document_id]
+    for _ in range(MAX_VERSIONS):
+        if not frontier:
+            break
+        newer = list(
+            session.scalars(select(Document.id).where(Document.previous_version_id.in_(frontier)))
+        )
+        frontier = [i for i in newer if i not in ids]
+        ids.extend(frontier)
+    return ids
+
+
 def _holds(session: Session, signature: Signature) -> list[dict[str, Any]]:
-    targets = [
-        ("signature", signature.id),
-        ("document", signature.input_document_id),
-        ("document", signature.output_document_id),
-    ]
+    # A hold on any version of a document the signature signed or produced keeps its
+    # evidence (red team 12 F4): extension and preservation add versions 2, 3, … and the
+    # registry, /versions "latest" and every later renewal point at the newest one — the id
+    # an inspector holds.
+    targets = [("signature", signature.id)]
+    for document_id in (signature.input_document_id, signature.output_document_id):
+        targets.extend(("document", i) for i in _version_line_ids(session, document_id))
     found = session.scalars(
         select(LegalHold).where(
             LegalHold.agency_id == signature.agency_id,
