@@ -792,7 +792,11 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
         if result.timestamped:
             print(f"  Dấu thời gian niêm phong: {result.seal_time}")
         else:
-            print("  Niêm phong không có dấu thời gian (chưa cấu hình máy chủ dấu thời gian).")
+            # Red team 12 F1: nothing in the ZIP says why (a forger's seal has none either).
+            print(
+                "  Niêm phong không có dấu thời gian: chỉ kiểm tra được khi chứng thư niêm phong "
+                "còn hiệu lực."
+            )
         print(f"  {result.files} tệp khớp mã băm SHA-256 trong manifest.json.")
         return EXIT_PASSED
     print("Gói bằng chứng KHÔNG hợp lệ:", file=sys.stderr)

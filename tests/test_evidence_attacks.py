@@ -234,3 +234,103 @@ def test_a_hold_on_a_newer_version_keeps_the_signatures_evidence(
     assert signature_id in [h["signature_id"] for h in report.held]
     kept = api.get(f"/v1/signatures/{signature_id}/evidence", headers=client)
     assert kept.status_code == 200, kept.text
+
+
+def _short_lived_seal(services: Services, hours: int) -> Any:
+    """A seal certificate issued by the dev PKI's intermediate, valid for ``hours``, without
+    revocation pointers: the service's seal of an earlier year, now expired."""
+    from datetime import UTC, datetime, timedelta
+
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import x509 as asn1_x509
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    from pyhanko.sign import signers
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    pki = services.dev_pki
+    assert pki is not None
+    issuer_key = serialization.load_pem_private_key(
+        (pki.directory / "keys" / "interm.key.pem").read_bytes(), password=None
+    )
+    issuer = cx509.load_der_x509_certificate(pki.cert("interm").dump())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.now(UTC)
+    cert = (
+        cx509.CertificateBuilder()
+        .subject_name(
+            cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "Con dấu dịch vụ (năm trước)")])
+        )
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(cx509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(hours=hours))
+        .add_extension(
+            cx509.KeyUsage(True, True, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(
+            cx509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    asn1_cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    asn1_key = asn1_keys.PrivateKeyInfo.load(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return signers.SimpleSigner(
+        signing_cert=asn1_cert,
+        signing_key=asn1_key,
+        cert_registry=SimpleCertificateStore.from_certs([pki.cert("interm"), pki.cert("root")]),
+    )
+
+
+def test_an_expired_seal_still_verifies_when_its_timestamp_proves_it(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """F12: a ZIP sealed (and timestamped by the dev TSA) while the seal certificate was valid
+    verifies after that certificate expired; one sealed without a timestamp says it cannot be
+    proven."""
+    from datetime import UTC, datetime, timedelta
+
+    import time_machine
+    from pyhanko.sign.timestamps import HTTPTimeStamper
+
+    pki = services.dev_pki
+    assert pki is not None
+    files = _files(_download(api, credentials))
+    old_seal = _short_lived_seal(services, hours=2)
+    allowed = {evidence.certificate_sha256(old_seal.signing_cert)}
+
+    def sealed(timestamper: Any) -> bytes:
+        seal = asyncio.run(
+            old_seal.async_sign_general_data(
+                files["manifest.json"],
+                "sha256",
+                detached=True,
+                use_cades=True,
+                timestamper=timestamper,
+            )
+        )
+        entries = {**files, "manifest.json.p7s": seal.dump()}
+        return _zip(list(entries.items()))
+
+    with_ts = sealed(HTTPTimeStamper(pki.tsa_url))
+    without_ts = sealed(None)
+    now_ok = evidence.check_zip(with_ts, trust=services.trust, seal_certificates=allowed)
+    assert now_ok.ok, now_ok.problems
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=2), tick=False):
+        later = evidence.check_zip(with_ts, trust=services.trust, seal_certificates=allowed)
+        unproven = evidence.check_zip(without_ts, trust=services.trust, seal_certificates=allowed)
+    assert later.ok, later.problems
+    assert later.validated_at == later.seal_time
+    assert not unproven.ok
+    assert any("không có dấu thời gian" in p for p in unproven.problems), unproven.problems
