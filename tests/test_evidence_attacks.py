@@ -334,3 +334,51 @@ def test_an_expired_seal_still_verifies_when_its_timestamp_proves_it(
     assert later.validated_at == later.seal_time
     assert not unproven.ok
     assert any("không có dấu thời gian" in p for p in unproven.problems), unproven.problems
+
+
+def test_an_agency_admin_cannot_go_below_the_operators_minimum(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """F6: `"years": 1` for `*` by an agency admin key → 422 naming the minimum; a row saved
+    below the minimum (before the operator raised it) is never what purge uses."""
+    from datetime import UTC, datetime, timedelta
+
+    from signing_service.store.models import EvidenceRetention
+
+    minimum = services.settings.evidence_retention_min_years
+    assert minimum == 5  # the default
+    admin = {"Authorization": f"Bearer {credentials['agencies'][0]['admin_api_key']}"}
+    client = {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+    refused = api.put(
+        "/v1/admin/evidence-retention", headers=admin, json={"document_kind": "*", "years": 1}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "INVALID_RETENTION"
+    assert f"tối thiểu {minimum} năm" in refused.json()["message"]
+    at_minimum = api.put(
+        "/v1/admin/evidence-retention",
+        headers=admin,
+        json={"document_kind": "*", "years": minimum},
+    )
+    assert at_minimum.status_code == 200, at_minimum.text
+
+    signed = api.post(
+        "/v1/signatures",
+        headers=client,
+        data={"profile": "agency-a-seal", "level": "B-T"},
+        files={"file": ("quyet-dinh.pdf", make_pdf(), "application/pdf")},
+    )
+    assert signed.status_code == 201, signed.text
+    signature_id = signed.json()["signature_id"]
+    # A row of 1 year written before the floor existed (straight into the database).
+    with services.db.transaction() as session:
+        for row in session.query(EvidenceRetention).all():
+            row.years = 1
+    record = api.get(f"/v1/signatures/{signature_id}", headers=client).json()
+    assert record["retention"]["years"] == minimum
+    two_years_on = datetime.now(UTC) + timedelta(days=2 * 366)
+    report = evidence.purge(services, dry_run=True, now=two_years_on, actor="test")
+    assert signature_id not in [p["signature_id"] for p in report.purged]
+    after_minimum = datetime.now(UTC) + timedelta(days=(minimum + 1) * 366)
+    report = evidence.purge(services, dry_run=True, now=after_minimum, actor="test")
+    assert signature_id in [p["signature_id"] for p in report.purged]

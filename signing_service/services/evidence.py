@@ -529,6 +529,7 @@ def signature_record(services: Services, agency_id: int, signature_id: str) -> d
             years, source = retention_years(
                 session, agency_id, ev.document_kind, services.settings.evidence_retention_years
             )
+            years = effective_years(years, services.settings.evidence_retention_min_years)
             retention = {
                 "document_kind": ev.document_kind,
                 "years": years,
@@ -971,14 +972,29 @@ def _check_seal(
 # -- retention and legal holds ------------------------------------------------------------------
 
 
-def check_retention(kind: Any, years: Any) -> tuple[str, int]:
+def check_retention(kind: Any, years: Any, minimum: int = MIN_YEARS) -> tuple[str, int]:
     """A retention an administrator asks for: ``kind`` one of :data:`DOCUMENT_KINDS` or
-    ``*``, ``years`` an integer 1–100 (422 ``INVALID_RETENTION``)."""
+    ``*``, ``years`` an integer from ``minimum`` (the operator's
+    ``SIGNING_SERVICE_EVIDENCE_RETENTION_MIN_YEARS``) to 100 (422 ``INVALID_RETENTION``, the
+    minimum named in the message)."""
     if not isinstance(kind, str) or kind not in (*DOCUMENT_KINDS, ANY_KIND):
         raise errors.InvalidRetention(details={"document_kind": str(kind)[:32]})
     if isinstance(years, bool) or not isinstance(years, int) or not MIN_YEARS <= years <= MAX_YEARS:
         raise errors.InvalidRetention(details={"years": str(years)[:32]})
+    if years < minimum:
+        # Red team 12 F6: an agency admin key must not undercut the operator's floor.
+        raise errors.InvalidRetention(
+            f"Thời hạn lưu trữ bằng chứng không hợp lệ: {years} năm thấp hơn mức tối thiểu "
+            f"{minimum} năm do đơn vị vận hành quy định.",
+            details={"years": years, "minimum_years": minimum},
+        )
     return kind, years
+
+
+def effective_years(years: int, minimum: int) -> int:
+    """The retention applied: never below the operator's minimum, even for an agency row
+    saved before the minimum was raised (red team 12 F6)."""
+    return max(years, minimum)
 
 
 def list_retention(services: Services, agency_id: int) -> dict[str, Any]:
@@ -1009,9 +1025,9 @@ def set_retention(
     (``evidence.retention_set``). Applies to the agency's evidence already kept too: purge
     judges each signature by the retention in force when it runs."""
     if years is None:
-        check_retention(kind, MIN_YEARS)
+        check_retention(kind, MAX_YEARS)
     else:
-        kind, years = check_retention(kind, years)
+        kind, years = check_retention(kind, years, services.settings.evidence_retention_min_years)
     with services.db.transaction() as session:
         row = session.get(EvidenceRetention, (agency.id, kind))
         before = row.years if row is not None else None
@@ -1151,8 +1167,11 @@ def purge(
         }
         due: list[tuple[SignatureEvidence, Signature, Agency, datetime]] = []
         for ev, sig, agency in candidates:
-            years = rows.get(
-                (ev.agency_id, ev.document_kind), rows.get((ev.agency_id, ANY_KIND), default)
+            years = effective_years(
+                rows.get(
+                    (ev.agency_id, ev.document_kind), rows.get((ev.agency_id, ANY_KIND), default)
+                ),
+                services.settings.evidence_retention_min_years,
             )
             until = add_years(aware_utc(sig.signed_at), years)
             if until > now:
