@@ -382,3 +382,56 @@ def test_an_agency_admin_cannot_go_below_the_operators_minimum(
     after_minimum = datetime.now(UTC) + timedelta(days=(minimum + 1) * 366)
     report = evidence.purge(services, dry_run=True, now=after_minimum, actor="test")
     assert signature_id in [p["signature_id"] for p in report.purged]
+
+
+def test_evidence_verify_needs_no_deployment(
+    api: Any, services: Services, credentials: dict[str, Any], tmp_path: Path
+) -> None:
+    """F8: production mode, no data directory, database or audit key (an inspector's laptop):
+    `evidence verify` runs from the settings alone (trust anchors, the service's seal
+    certificate) and writes nothing."""
+    from signing_service.pki.dev import SERVICE_SEAL
+
+    pki = services.dev_pki
+    assert pki is not None
+    genuine = tmp_path / "bang-chung.zip"
+    genuine.write_bytes(_download(api, credentials))
+    laptop = tmp_path / "laptop"
+    laptop.mkdir()
+    root = laptop / "root.pem"
+    root.write_bytes(pki.root_cert_path.read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNING_SERVICE_")}
+    env.update(
+        {
+            "HOME": str(laptop),
+            "SIGNING_SERVICE_MODE": "production",
+            "SIGNING_SERVICE_EXTRA_TRUST_ANCHORS": str(root),
+            "SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES": evidence.certificate_sha256(
+                pki.cert(SERVICE_SEAL)
+            ),
+        }
+    )
+    before = sorted(p.name for p in laptop.rglob("*"))
+    done = subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", "evidence", "verify", str(genuine)],
+        env=env,
+        cwd=laptop,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "hợp lệ" in done.stdout
+    assert sorted(p.name for p in laptop.rglob("*")) == before
+    # Without the service's seal certificate listed (and no database to read it from): refused.
+    del env["SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES"]
+    unknown = subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", "evidence", "verify", str(genuine)],
+        env=env,
+        cwd=laptop,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unknown.returncode == 1, unknown.stdout + unknown.stderr
+    assert "SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES" in unknown.stderr
