@@ -86,6 +86,20 @@ def test_a_zip_sealed_by_another_agencys_seal_is_refused(
     assert "không được niêm phong bởi con dấu của dịch vụ" in refused.stderr
     ok = _cli(env, "evidence", "verify", str(good_zip))
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    # The export's audit entry names the seal certificate (what the operator lists later).
+    from sqlalchemy import select
+
+    from signing_service.store.models import AuditEntry
+
+    with services.db.transaction() as session:
+        exported = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "evidence.exported")
+        ).all()
+    assert exported
+    assert (
+        json.loads(exported[-1].details)["seal_certificate_sha256"]
+        == evidence.verify_zip(services, genuine).seal_certificate_sha256
+    )
 
     # An earlier seal certificate the operator lists is accepted (here: agency B's, as if it
     # had been the service's seal once).

@@ -618,9 +618,25 @@ def evidence_zip(services: Services, agency: Agency, signature_id: str, *, actor
             action="evidence.exported",
             agency_code=agency.code,
             subject=sig.id,
-            details={"manifest_sha256": ev.manifest_sha256, "files": len(items)},
+            details={
+                "manifest_sha256": ev.manifest_sha256,
+                "files": len(items),
+                # Which seal certificate vouched for this ZIP: what the operator lists in
+                # SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES after replacing the seal key.
+                "seal_certificate_sha256": _sealer_sha256(seal),
+            },
         )
     return out.getvalue()
+
+
+def _sealer_sha256(seal: bytes) -> str | None:
+    from pyhanko.sign.general import extract_certificate_info
+
+    try:
+        signed_data = cms.ContentInfo.load(seal)["content"]
+        return certificate_sha256(extract_certificate_info(signed_data).signer_cert)
+    except Exception:  # noqa: BLE001 - our own seal; never fail an export over the audit note
+        return None
 
 
 # -- the seal -----------------------------------------------------------------------------------
