@@ -860,14 +860,18 @@ def cmd_storage_reconcile(args: argparse.Namespace) -> int:
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     """Exit 0: the evidence ZIP is sealed by a trusted certificate and every file matches its
     manifest; 1: a problem (each named, in Vietnamese); 4: the file cannot be read."""
-    from signing_service.services.evidence import verify_zip
+    from signing_service.services.standalone import verify_evidence_standalone
 
+    # Like `verify`: the settings alone, no deployment needed, nothing written (red team 12 F8).
+    for name in ("pyhanko", "pyhanko_certvalidator"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     data = _read(args.zip)
-    services = _services(migrate=False, prepare=False)
+    settings = _settings()
     try:
-        result = verify_zip(services, data)
-    finally:
-        services.close()
+        result = verify_evidence_standalone(settings, data)
+    except errors.ConfigurationError as e:
+        print(_config_message(e.message), file=sys.stderr)
+        return EXIT_CONFIG
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return EXIT_PASSED if result.ok else EXIT_FAILED
@@ -877,7 +881,11 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
         if result.timestamped:
             print(f"  Dấu thời gian niêm phong: {result.seal_time}")
         else:
-            print("  Niêm phong không có dấu thời gian (chưa cấu hình máy chủ dấu thời gian).")
+            # Red team 12 F1: nothing in the ZIP says why (a forger's seal has none either).
+            print(
+                "  Niêm phong không có dấu thời gian: chỉ kiểm tra được khi chứng thư niêm phong "
+                "còn hiệu lực."
+            )
         print(f"  {result.files} tệp khớp mã băm SHA-256 trong manifest.json.")
         return EXIT_PASSED
     print("Gói bằng chứng KHÔNG hợp lệ:", file=sys.stderr)

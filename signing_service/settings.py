@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -264,6 +272,34 @@ class ExtraTrustAnchor(BaseModel):
 def json_error_vi(error: json.JSONDecodeError) -> str:
     """``not valid JSON`` in Vietnamese, with where the decoder stopped (1-based)."""
     return f"không phải JSON hợp lệ (lỗi ở dòng {error.lineno}, cột {error.colno})"
+
+
+def parse_certificate_fingerprints(value: Any) -> list[str]:
+    """``SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES``: SHA-256 fingerprints of certificates
+    (64 hex digits, colons and case ignored), comma-separated or a JSON array; returned
+    lower-case without colons. Raises ``ValueError`` with the Vietnamese reason."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("không đọc được danh sách (JSON không hợp lệ)") from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("phải là danh sách dấu vân tay SHA-256 của chứng thư (64 chữ số hex)")
+    out: list[str] = []
+    for item in value:
+        digest = item.replace(":", "").strip().lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(
+                f"{item[:80]!r} không phải dấu vân tay SHA-256 của chứng thư (64 chữ số hex)"
+            )
+        out.append(digest)
+    return out
 
 
 def parse_extra_trust_anchors(value: Any) -> list[Any]:
@@ -526,7 +562,16 @@ class Settings(BaseSettings):
     # before `evidence purge` may remove it, unless an agency administrator set its own per
     # document kind (within the same bounds) or a legal hold keeps it. A default to adjust to
     # the agency's records schedule, not legal advice.
+    # The operator's floor (red team 12 F6): no agency retention, no default and no purge goes
+    # below it, whatever an agency administrator key asks for. Declared before
+    # evidence_retention_years so that field's validator can compare the two.
+    evidence_retention_min_years: int = Field(default=5, ge=1, le=100)
     evidence_retention_years: int = Field(default=10, ge=1, le=100)
+    # Earlier certificates of the service's own seal (SHA-256 of the DER, hex, comma-separated
+    # or a JSON array): `evidence verify` accepts a ZIP sealed by the current seal key's
+    # certificate or by one of these, never by any other certificate that chains to the trust
+    # store (red team 12 F1: an agency's own seal re-sealing a forged manifest).
+    evidence_seal_certificates: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Fault injection for the crash-consistency test: kill the process at this upload step
     # ("screened", "object_written", "committed"). Refused in production mode.
@@ -698,6 +743,22 @@ class Settings(BaseSettings):
     @classmethod
     def _retiring_digests(cls, value: Any) -> list[str]:
         return parse_retiring_digests(value)
+
+    @field_validator("evidence_retention_years")
+    @classmethod
+    def _retention_above_minimum(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("evidence_retention_min_years")
+        if isinstance(minimum, int) and value < minimum:
+            raise ValueError(
+                f"thời hạn lưu trữ mặc định {value} năm thấp hơn mức tối thiểu {minimum} năm "
+                "(SIGNING_SERVICE_EVIDENCE_RETENTION_MIN_YEARS)"
+            )
+        return value
+
+    @field_validator("evidence_seal_certificates", mode="before")
+    @classmethod
+    def _seal_certificates(cls, value: Any) -> list[str]:
+        return parse_certificate_fingerprints(value)
 
     @field_validator("preservation_cron")
     @classmethod

@@ -401,6 +401,8 @@ class TrustStore:
         revocation_mode: str = "soft-fail",
         crls: list[bytes] | None = None,
         ocsps: list[bytes] | None = None,
+        retroactive_revinfo: bool = False,
+        fetcher_backend: Any = None,
     ) -> ValidationContext:
         # pyHanko's validation machinery is imported when a context is first needed.
         from pyhanko_certvalidator import ValidationContext
@@ -411,7 +413,7 @@ class TrustStore:
         # the (untrusted, attacker-supplied) signed document, so following them would let anyone
         # make the service fetch arbitrary addresses. Revocation sources are only consulted for
         # certificates on a path that already chains to an anchor.
-        backend = RequestsFetcherBackend(
+        backend = fetcher_backend or RequestsFetcherBackend(
             per_request_timeout=self.fetch_timeout,
             limits=FetchLimits(max_requests=20, max_cert_requests=0),
         )
@@ -424,4 +426,7 @@ class TrustStore:
             fetcher_backend=backend,
             crls=crls or (),
             ocsps=ocsps or (),
+            # Past-time validation (a seal proven by its timestamp): revocation answers issued
+            # after that time still say the certificate was not revoked then.
+            retroactive_revinfo=retroactive_revinfo,
         )

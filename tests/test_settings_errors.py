@@ -52,7 +52,9 @@ PARSE_ERRORS: dict[str, list[str]] = {
     "preservation_max_attempts": ["0", "nhieu"],
     "preservation_retry_base_seconds": ["1", "nhanh"],
     "preservation_stalled_seconds": ["5", "lau"],
-    "evidence_retention_years": ["0", "101", "muoi", "-3"],
+    "evidence_retention_years": ["0", "101", "muoi", "-3", "4"],  # 4: below the minimum 5
+    "evidence_retention_min_years": ["0", "101", "nam"],
+    "evidence_seal_certificates": ["abcd", '["ab"]', "[1]", "zz" * 32],
     "cors_origins": [
         "*",
         "https://cong.example.gov.vn/",

@@ -42,7 +42,7 @@ import io
 import json
 import logging
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -454,12 +454,43 @@ def add_years(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year + years, day=28)
 
 
+def _version_line_ids(session: Session, document_id: str | None) -> list[str]:
+    """Ids of every version in the line ``document_id`` belongs to (older versions through
+    ``previous_version_id``, newer ones that name it), as
+    :func:`signing_service.services.extension.version_line` walks it, in ``session``; bounded
+    by its ``MAX_VERSIONS``."""
+    from signing_service.services.extension import MAX_VERSIONS
+    from signing_service.store.models import Document
+
+    if document_id is None:
+        return []
+    ids = [document_id]
+    current = session.get(Document, document_id)
+    for _ in range(MAX_VERSIONS):
+        if current is None or current.previous_version_id is None:
+            break
+        ids.append(current.previous_version_id)
+        current = session.get(Document, current.previous_version_id)
+    frontier = [document_id]
+    for _ in range(MAX_VERSIONS):
+        if not frontier:
+            break
+        newer = list(
+            session.scalars(select(Document.id).where(Document.previous_version_id.in_(frontier)))
+        )
+        frontier = [i for i in newer if i not in ids]
+        ids.extend(frontier)
+    return ids
+
+
 def _holds(session: Session, signature: Signature) -> list[dict[str, Any]]:
-    targets = [
-        ("signature", signature.id),
-        ("document", signature.input_document_id),
-        ("document", signature.output_document_id),
-    ]
+    # A hold on any version of a document the signature signed or produced keeps its
+    # evidence (red team 12 F4): extension and preservation add versions 2, 3, … and the
+    # registry, /versions "latest" and every later renewal point at the newest one — the id
+    # an inspector holds.
+    targets = [("signature", signature.id)]
+    for document_id in (signature.input_document_id, signature.output_document_id):
+        targets.extend(("document", i) for i in _version_line_ids(session, document_id))
     found = session.scalars(
         select(LegalHold).where(
             LegalHold.agency_id == signature.agency_id,
@@ -498,6 +529,7 @@ def signature_record(services: Services, agency_id: int, signature_id: str) -> d
             years, source = retention_years(
                 session, agency_id, ev.document_kind, services.settings.evidence_retention_years
             )
+            years = effective_years(years, services.settings.evidence_retention_min_years)
             retention = {
                 "document_kind": ev.document_kind,
                 "years": years,
@@ -586,9 +618,25 @@ def evidence_zip(services: Services, agency: Agency, signature_id: str, *, actor
             action="evidence.exported",
             agency_code=agency.code,
             subject=sig.id,
-            details={"manifest_sha256": ev.manifest_sha256, "files": len(items)},
+            details={
+                "manifest_sha256": ev.manifest_sha256,
+                "files": len(items),
+                # Which seal certificate vouched for this ZIP: what the operator lists in
+                # SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES after replacing the seal key.
+                "seal_certificate_sha256": _sealer_sha256(seal),
+            },
         )
     return out.getvalue()
+
+
+def _sealer_sha256(seal: bytes) -> str | None:
+    from pyhanko.sign.general import extract_certificate_info
+
+    try:
+        signed_data = cms.ContentInfo.load(seal)["content"]
+        return certificate_sha256(extract_certificate_info(signed_data).signer_cert)
+    except Exception:  # noqa: BLE001 - our own seal; never fail an export over the audit note
+        return None
 
 
 # -- the seal -----------------------------------------------------------------------------------
@@ -647,15 +695,29 @@ def seal_manifest(services: Services, manifest: bytes) -> bytes:
         raise errors.SigningFailed("Không niêm phong được gói bằng chứng.") from None
 
 
+# Bounds on a ZIP handed to `evidence verify` (red team 12 F3: a 459 kB ZIP of zeros took
+# 724 MB). The service's own ZIPs hold a few certificates, OCSP answers, CRLs and one token:
+# kilobytes to a few megabytes; a national CA's CRL is the largest part.
+MAX_ZIP_BYTES = 64 * 1024 * 1024
+MAX_ZIP_ENTRIES = 256
+MAX_ENTRY_BYTES = 32 * 1024 * 1024
+MAX_TOTAL_BYTES = 64 * 1024 * 1024
+
+
 @dataclass
 class ZipCheck:
-    """What :func:`verify_zip` found: ``ok`` when the seal is intact and trusted and every
-    file matches the manifest; ``problems`` in Vietnamese otherwise."""
+    """What :func:`verify_zip` found: ``ok`` when the seal is intact, made by the service's own
+    seal certificate (current or one the operator lists) and trusted, and every file matches
+    the manifest; ``problems`` in Vietnamese otherwise. ``seal_certificate_sha256``: the
+    sealer's certificate (hex); ``validated_at``: the time the seal's certificate was
+    validated at (the seal timestamp's time when a trusted timestamp proves it)."""
 
     ok: bool = False
     sealed_by: str | None = None
+    seal_certificate_sha256: str | None = None
     seal_time: str | None = None
     timestamped: bool = False
+    validated_at: str | None = None
     signature_id: str | None = None
     files: int = 0
     problems: list[str] = field(default_factory=list)
@@ -664,48 +726,154 @@ class ZipCheck:
         return dict(self.__dict__)
 
 
+def certificate_sha256(cert: x509.Certificate) -> str:
+    """SHA-256 of the certificate's DER, lower-case hex (how seal certificates are pinned)."""
+    return hashlib.sha256(cert.dump()).hexdigest()
+
+
+def service_seal_certificates(services: Services) -> set[str]:
+    """The seal certificates :func:`verify_zip` accepts for ``services``: the current seal
+    key's certificate (read from its registration, or the dev PKI's ``service-seal``; the key
+    itself is not opened) and ``SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES``."""
+    from signing_service.store.models import SigningKey
+
+    allowed = set(services.settings.evidence_seal_certificates)
+    reference = services.settings.report_seal_key
+    if reference:
+        agency_code, _, name = reference.partition("/")
+        with services.db.transaction() as session:
+            row = session.scalars(
+                select(SigningKey)
+                .join(Agency, Agency.id == SigningKey.agency_id)
+                .where(Agency.code == agency_code, SigningKey.name == name)
+            ).first()
+            if row is not None:
+                allowed.add(hashlib.sha256(row.certificate).hexdigest())
+    elif services.dev_pki is not None and not services.settings.is_production:
+        from signing_service.pki.dev import SERVICE_SEAL
+
+        allowed.add(certificate_sha256(services.dev_pki.cert(SERVICE_SEAL)))
+    return allowed
+
+
 def verify_zip(services: Services, data: bytes) -> ZipCheck:
-    """Check an evidence ZIP offline: the CAdES seal over ``manifest.json`` (intact, by a
-    certificate that chains to the service's trust anchors), then every file the manifest
-    lists (present, same SHA-256 and size) and no file it does not list."""
-    from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
+    """:func:`check_zip` with the service's trust store and its seal certificates
+    (:func:`service_seal_certificates`)."""
+    return check_zip(
+        data,
+        trust=services.trust,
+        seal_certificates=service_seal_certificates(services),
+    )
 
-    from signing_service._async import run_sync
 
+def _name_problem(name: str) -> str | None:
+    # Only the flat names the service writes (manifest.json, certificates/0-signer.der…):
+    # anything an extractor could place elsewhere, or read differently, is refused.
+    if (
+        not name
+        or name.startswith("/")
+        or "\\" in name
+        or ".." in name
+        or ":" in name
+        or name.endswith("/")
+        or any(ord(c) < 0x20 for c in name)
+    ):
+        return f"Tên tệp {name[:120]!r} trong gói không hợp lệ (đường dẫn tuyệt đối, '..', '\\')."
+    return None
+
+
+def _read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes | None:
+    """The entry's bytes, reading at most ``min(MAX_ENTRY_BYTES, budget)`` + 1 bytes whatever
+    its header claims; None when it is larger."""
+    cap = min(MAX_ENTRY_BYTES, budget)
+    with archive.open(info) as stream:
+        got = stream.read(cap + 1)
+    return None if len(got) > cap else got
+
+
+def check_zip(
+    data: bytes,
+    *,
+    trust: Any,
+    seal_certificates: Collection[str],
+    fetcher_backend: Any = None,
+) -> ZipCheck:
+    """Check an evidence ZIP offline (``signing-service evidence verify``).
+
+    In order, each failure a Vietnamese problem, nothing raised for a hostile file:
+
+    1. bounds before anything is decompressed (:data:`MAX_ZIP_BYTES`, :data:`MAX_ZIP_ENTRIES`,
+       :data:`MAX_ENTRY_BYTES`, :data:`MAX_TOTAL_BYTES`; each entry read with a cap, never
+       trusting the header's size);
+    2. names: no duplicate (``unzip`` shows the first copy, Python reads the last), no
+       absolute path, ``..``, backslash or directory entry;
+    3. the CAdES seal over ``manifest.json``: intact, made by a certificate whose SHA-256 is in
+       ``seal_certificates`` (the service's seal, not any certificate of the trust store), that
+       certificate trusted (``trust``: :class:`signing_service.trust.TrustStore`) at the time
+       the seal's trusted timestamp proves (ETSI EN 319 102-1 §5.6.2.2, proof of existence), or
+       at the present time when the seal has no timestamp;
+    4. every file the manifest lists (present, same SHA-256 and size), and no other file.
+
+    ``fetcher_backend``: pyHanko fetcher backend for revocation (the dev PKI in process)."""
     result = ZipCheck()
+    if len(data) > MAX_ZIP_BYTES:
+        result.problems.append(
+            f"Gói lớn hơn {MAX_ZIP_BYTES // (1024 * 1024)} MB: "
+            "không phải gói bằng chứng của dịch vụ."
+        )
+        return result
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-        names = set(archive.namelist())
-        contents = {n: archive.read(n) for n in names}
-    except (zipfile.BadZipFile, ValueError, OSError, KeyError):
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError, EOFError):
         result.problems.append("Tệp không phải gói bằng chứng ZIP đọc được.")
         return result
-    if MANIFEST not in contents or SEAL not in contents:
+    if len(infos) > MAX_ZIP_ENTRIES:
+        result.problems.append(f"Gói có hơn {MAX_ZIP_ENTRIES} tệp: không phải gói bằng chứng.")
+        return result
+    seen: set[str] = set()
+    for info in infos:
+        problem = _name_problem(info.filename)
+        if problem is None and info.filename in seen:
+            problem = f"Tệp {info.filename} xuất hiện nhiều lần trong gói (có thể bị giả mạo)."
+        if problem is not None and problem not in result.problems:
+            result.problems.append(problem)
+        seen.add(info.filename)
+    if result.problems:
+        return result
+    by_name = {info.filename: info for info in infos}
+    if sum(info.file_size for info in infos) > MAX_TOTAL_BYTES:
+        # The header's sizes can lie (they are re-checked while reading), but sizes that
+        # already claim too much are refused without decompressing anything.
+        result.problems.append(
+            f"Gói giải nén lớn hơn {MAX_TOTAL_BYTES // (1024 * 1024)} MB: "
+            "không phải gói bằng chứng."
+        )
+        return result
+    budget = MAX_TOTAL_BYTES
+    contents: dict[str, bytes] = {}
+
+    def read(name: str) -> bytes | None:
+        nonlocal budget
+        try:
+            got = _read_capped(archive, by_name[name], budget)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError):
+            result.problems.append(f"Tệp {name} trong gói không đọc được.")
+            return None
+        if got is None:
+            result.problems.append(f"Tệp {name} quá lớn: không phải gói bằng chứng.")
+            return None
+        budget -= len(got)
+        contents[name] = got
+        return got
+
+    if MANIFEST not in by_name or SEAL not in by_name:
         result.problems.append("Gói thiếu manifest.json hoặc chữ ký niêm phong manifest.json.p7s.")
         return result
-    manifest_bytes = contents[MANIFEST]
-    try:
-        signed_data = cms.ContentInfo.load(contents[SEAL])["content"]
-        status = run_sync(
-            async_validate_detached_cms(
-                manifest_bytes,
-                signed_data,
-                signer_validation_context=services.trust.validation_context(),
-            )
-        )
-        result.sealed_by = str(status.signing_cert.subject.human_friendly)
-        result.timestamped = status.timestamp_validity is not None
-        if status.timestamp_validity is not None:
-            result.seal_time = api_time(status.timestamp_validity.timestamp)
-        if not status.intact or not status.valid:
-            result.problems.append("Chữ ký niêm phong không khớp với manifest.json (đã bị sửa).")
-        elif not status.trusted:
-            result.problems.append(
-                "Chứng thư niêm phong không xây dựng được chuỗi tới chứng thư gốc tin cậy."
-            )
-    except Exception as e:  # noqa: BLE001 - any unreadable seal is a failed check, not a crash
-        log.info("evidence seal unreadable: %s", type(e).__name__)
-        result.problems.append("Chữ ký niêm phong manifest.json.p7s không đọc được.")
+    manifest_bytes, seal_bytes = read(MANIFEST), read(SEAL)
+    if manifest_bytes is None or seal_bytes is None:
+        return result
+    _check_seal(result, manifest_bytes, seal_bytes, trust, seal_certificates, fetcher_backend)
     try:
         manifest = json.loads(manifest_bytes)
         listed = {f["name"]: f for f in manifest["files"]}
@@ -713,32 +881,136 @@ def verify_zip(services: Services, data: bytes) -> ZipCheck:
     except (ValueError, KeyError, TypeError):
         result.problems.append("manifest.json không đúng định dạng.")
         return result
-    for name, entry in sorted(listed.items()):
-        got = contents.get(name)
-        if got is None:
-            result.problems.append(f"Thiếu tệp {name}.")
-        elif hashlib.sha256(got).hexdigest() != entry.get("sha256") or len(got) != entry.get(
-            "size"
-        ):
-            result.problems.append(f"Tệp {name} không khớp mã băm SHA-256 trong manifest.")
-    for name in sorted(names - set(listed) - {MANIFEST, SEAL}):
+    # Files the manifest does not list are refused without being decompressed.
+    for name in sorted(set(by_name) - set(listed) - {MANIFEST, SEAL}):
         result.problems.append(f"Tệp {name} không có trong manifest.")
+    for name, entry in sorted(listed.items()):
+        if name not in by_name:
+            result.problems.append(f"Thiếu tệp {name}.")
+            continue
+        got = read(name)
+        if got is None:
+            continue
+        if hashlib.sha256(got).hexdigest() != entry.get("sha256") or len(got) != entry.get("size"):
+            result.problems.append(f"Tệp {name} không khớp mã băm SHA-256 trong manifest.")
     result.files = len(listed)
     result.ok = not result.problems
     return result
 
 
+def _check_seal(
+    result: ZipCheck,
+    manifest: bytes,
+    seal: bytes,
+    trust: Any,
+    seal_certificates: Collection[str],
+    fetcher_backend: Any,
+) -> None:
+    """Step 3 of :func:`check_zip`: fills ``result`` (sealer, timestamp, problems)."""
+    from pyhanko.sign.general import extract_certificate_info
+    from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
+
+    from signing_service._async import run_sync
+
+    def context(moment: datetime | None) -> Any:
+        return trust.validation_context(
+            moment=moment, retroactive_revinfo=moment is not None, fetcher_backend=fetcher_backend
+        )
+
+    try:
+        signed_data = cms.ContentInfo.load(seal)["content"]
+        cert_info = extract_certificate_info(signed_data)
+        signer = cert_info.signer_cert
+        result.sealed_by = str(signer.subject.human_friendly)
+        result.seal_certificate_sha256 = certificate_sha256(signer)
+        if result.seal_certificate_sha256 not in seal_certificates:
+            # Red team 12 F1: every agency seal and officer certificate chains to the trust
+            # store; only the service's own seal certificate may vouch for a manifest.
+            result.problems.append(
+                "Gói không được niêm phong bởi con dấu của dịch vụ này: chứng thư niêm phong "
+                f"({result.sealed_by}, SHA-256 {result.seal_certificate_sha256}) không phải "
+                "chứng thư con dấu của dịch vụ (SIGNING_SERVICE_REPORT_SEAL_KEY) hay chứng thư "
+                "con dấu trước đây mà đơn vị vận hành khai báo "
+                "(SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES)."
+            )
+            return
+        status = run_sync(
+            async_validate_detached_cms(
+                manifest,
+                signed_data,
+                signer_validation_context=context(None),
+                ts_validation_context=context(None),
+            )
+        )
+        if not status.intact or not status.valid:
+            result.problems.append("Chữ ký niêm phong không khớp với manifest.json (đã bị sửa).")
+            return
+        tst = status.timestamp_validity
+        proven = tst is not None and tst.intact and tst.valid and tst.trusted
+        if tst is not None:
+            result.timestamped = True
+            result.seal_time = api_time(tst.timestamp)
+        if status.trusted:
+            result.validated_at = api_time(datetime.now(UTC))
+            return
+        if proven:
+            # Proof of existence (F12): the trusted timestamp shows the seal existed at its
+            # time, so the seal's certificate is judged at that time, not now (a seal
+            # certificate lives 1–3 years, evidence is kept for ten).
+            assert tst is not None
+            at_time = run_sync(
+                async_validate_detached_cms(
+                    manifest,
+                    signed_data,
+                    signer_validation_context=context(tst.timestamp),
+                    ts_validation_context=context(None),
+                )
+            )
+            if at_time.intact and at_time.valid and at_time.trusted:
+                result.validated_at = api_time(tst.timestamp)
+                return
+        if tst is None:
+            result.problems.append(
+                "Chứng thư niêm phong không hợp lệ hoặc không xây dựng được chuỗi tới chứng thư "
+                "gốc tin cậy ở thời điểm hiện tại, và niêm phong không có dấu thời gian nên không "
+                "chứng minh được nó được lập khi chứng thư còn hiệu lực."
+            )
+        else:
+            result.problems.append(
+                "Chứng thư niêm phong không xây dựng được chuỗi tới chứng thư gốc tin cậy (kể cả "
+                "ở thời điểm dấu thời gian niêm phong)."
+            )
+    except Exception as e:  # noqa: BLE001 - any unreadable seal is a failed check, not a crash
+        log.info("evidence seal unreadable: %s", type(e).__name__)
+        result.problems.append("Chữ ký niêm phong manifest.json.p7s không đọc được.")
+
+
 # -- retention and legal holds ------------------------------------------------------------------
 
 
-def check_retention(kind: Any, years: Any) -> tuple[str, int]:
+def check_retention(kind: Any, years: Any, minimum: int = MIN_YEARS) -> tuple[str, int]:
     """A retention an administrator asks for: ``kind`` one of :data:`DOCUMENT_KINDS` or
-    ``*``, ``years`` an integer 1–100 (422 ``INVALID_RETENTION``)."""
+    ``*``, ``years`` an integer from ``minimum`` (the operator's
+    ``SIGNING_SERVICE_EVIDENCE_RETENTION_MIN_YEARS``) to 100 (422 ``INVALID_RETENTION``, the
+    minimum named in the message)."""
     if not isinstance(kind, str) or kind not in (*DOCUMENT_KINDS, ANY_KIND):
         raise errors.InvalidRetention(details={"document_kind": str(kind)[:32]})
     if isinstance(years, bool) or not isinstance(years, int) or not MIN_YEARS <= years <= MAX_YEARS:
         raise errors.InvalidRetention(details={"years": str(years)[:32]})
+    if years < minimum:
+        # Red team 12 F6: an agency admin key must not undercut the operator's floor.
+        raise errors.InvalidRetention(
+            f"Thời hạn lưu trữ bằng chứng không hợp lệ: {years} năm thấp hơn mức tối thiểu "
+            f"{minimum} năm do đơn vị vận hành quy định.",
+            details={"years": years, "minimum_years": minimum},
+        )
     return kind, years
+
+
+def effective_years(years: int, minimum: int) -> int:
+    """The retention applied: never below the operator's minimum, even for an agency row
+    saved before the minimum was raised (red team 12 F6)."""
+    return max(years, minimum)
 
 
 def list_retention(services: Services, agency_id: int) -> dict[str, Any]:
@@ -769,9 +1041,9 @@ def set_retention(
     (``evidence.retention_set``). Applies to the agency's evidence already kept too: purge
     judges each signature by the retention in force when it runs."""
     if years is None:
-        check_retention(kind, MIN_YEARS)
+        check_retention(kind, MAX_YEARS)
     else:
-        kind, years = check_retention(kind, years)
+        kind, years = check_retention(kind, years, services.settings.evidence_retention_min_years)
     with services.db.transaction() as session:
         row = session.get(EvidenceRetention, (agency.id, kind))
         before = row.years if row is not None else None
@@ -911,8 +1183,11 @@ def purge(
         }
         due: list[tuple[SignatureEvidence, Signature, Agency, datetime]] = []
         for ev, sig, agency in candidates:
-            years = rows.get(
-                (ev.agency_id, ev.document_kind), rows.get((ev.agency_id, ANY_KIND), default)
+            years = effective_years(
+                rows.get(
+                    (ev.agency_id, ev.document_kind), rows.get((ev.agency_id, ANY_KIND), default)
+                ),
+                services.settings.evidence_retention_min_years,
             )
             until = add_years(aware_utc(sig.signed_at), years)
             if until > now:

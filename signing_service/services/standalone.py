@@ -367,13 +367,36 @@ def _verify(
 ) -> tuple[dict[str, Any], Any]:
     """The verification report of ``pdf`` and the dev PKI read (or None)."""
     from signing_service._async import run_sync
-    from signing_service.trust import TrustStore, TrustStoreError, load_certs
     from signing_service.verification.validate import (
         EncryptedPdfError,
         NotPdfError,
         UnreadablePdfError,
         Verifier,
     )
+
+    trust, dev_pki = _trust(settings)
+    backend = None
+    if dev_pki is not None:
+        from signing_service.pki.dev import in_process_fetcher_backend
+
+        backend = in_process_fetcher_backend(dev_pki, settings.fetch_timeout_seconds)
+    verifier = Verifier(trust, fetcher_backend=backend)
+    try:
+        report = run_sync(verifier.async_verify(pdf, validation_time=validation_time)).to_dict()
+    except NotPdfError:
+        raise errors.NotAPdf() from None
+    except UnreadablePdfError:
+        raise errors.MalformedPdf() from None
+    except EncryptedPdfError:
+        raise errors.EncryptedPdf() from None
+    return report, dev_pki
+
+
+def _trust(settings: Settings) -> tuple[Any, Any]:
+    """The trust store from the settings (and in development the dev PKI when one was
+    generated, read, never created): ``(TrustStore, DevPki | None)``. Raises
+    ``ConfigurationError`` naming the settings when the store cannot be read."""
+    from signing_service.trust import TrustStore, TrustStoreError, load_certs
 
     dev_pki = None
     if not settings.is_production:
@@ -395,18 +418,56 @@ def _verify(
             "Cấu hình không hợp lệ: SIGNING_SERVICE_TRUST_ANCHORS_FILE / "
             f"SIGNING_SERVICE_EXTRA_TRUST_ANCHORS: kho chứng thư tin cậy không đọc được ({e})"
         ) from e
-    backend = None
-    if dev_pki is not None:
-        from signing_service.pki.dev import in_process_fetcher_backend
+    return trust, dev_pki
 
-        backend = in_process_fetcher_backend(dev_pki, settings.fetch_timeout_seconds)
-    verifier = Verifier(trust, fetcher_backend=backend)
+
+def _registered_seal_sha256(settings: Settings, url: str) -> str | None:
+    """SHA-256 of the certificate registered for ``SIGNING_SERVICE_REPORT_SEAL_KEY`` in the
+    deployment's database (read only; None when absent or the schema is missing)."""
+    import hashlib
+
+    from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from signing_service.store.models import Agency, SigningKey
+
+    agency_code, _, name = (settings.report_seal_key or "").partition("/")
+    db = _ReadOnlyDatabase(url)
     try:
-        report = run_sync(verifier.async_verify(pdf, validation_time=validation_time)).to_dict()
-    except NotPdfError:
-        raise errors.NotAPdf() from None
-    except UnreadablePdfError:
-        raise errors.MalformedPdf() from None
-    except EncryptedPdfError:
-        raise errors.EncryptedPdf() from None
-    return report, dev_pki
+        with db.transaction() as session:
+            der = session.scalars(
+                select(SigningKey.certificate)
+                .join(Agency, Agency.id == SigningKey.agency_id)
+                .where(Agency.code == agency_code, SigningKey.name == name)
+            ).first()
+    except (OperationalError, ProgrammingError):
+        return None
+    finally:
+        db.dispose()
+    return hashlib.sha256(der).hexdigest() if der is not None else None
+
+
+def verify_evidence_standalone(settings: Settings, data: bytes) -> Any:
+    """``signing-service evidence verify`` from the settings alone (red team 12 F8): the
+    trust store, the seal certificates the operator lists
+    (``SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES``), the current seal's certificate (in
+    development the dev PKI's ``service-seal`` when generated; otherwise the registered
+    ``SIGNING_SERVICE_REPORT_SEAL_KEY`` read from the database when there is one). No data
+    directory, nothing written. Returns :class:`signing_service.services.evidence.ZipCheck`;
+    raises ``ConfigurationError`` (trust store unreadable)."""
+    from signing_service.services.evidence import certificate_sha256, check_zip
+
+    trust, dev_pki = _trust(settings)
+    allowed = set(settings.evidence_seal_certificates)
+    backend = None
+    if settings.report_seal_key:
+        url = _registry_database_url(settings)
+        found = _registered_seal_sha256(settings, url) if url else None
+        if found:
+            allowed.add(found)
+    elif dev_pki is not None:
+        from signing_service.pki.dev import SERVICE_SEAL, in_process_fetcher_backend
+
+        allowed.add(certificate_sha256(dev_pki.cert(SERVICE_SEAL)))
+        backend = in_process_fetcher_backend(dev_pki, settings.fetch_timeout_seconds)
+    return check_zip(data, trust=trust, seal_certificates=allowed, fetcher_backend=backend)
