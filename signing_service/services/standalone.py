@@ -423,28 +423,30 @@ def _trust(settings: Settings) -> tuple[Any, Any]:
 
 def _registered_seal_sha256(settings: Settings, url: str) -> str | None:
     """SHA-256 of the certificate registered for ``SIGNING_SERVICE_REPORT_SEAL_KEY`` in the
-    deployment's database (read only; None when absent or the schema is missing)."""
+    deployment's database (read only, through :class:`_ReadOnlyRows`: the table and column
+    names of store/models.py ``SigningKey`` and ``Agency``; None when absent or the schema is
+    missing)."""
     import hashlib
+    import sqlite3
 
-    from sqlalchemy import select
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    from signing_service.store.models import Agency, SigningKey
+    import psycopg
 
     agency_code, _, name = (settings.report_seal_key or "").partition("/")
-    db = _ReadOnlyDatabase(url)
     try:
-        with db.transaction() as session:
-            der = session.scalars(
-                select(SigningKey.certificate)
-                .join(Agency, Agency.id == SigningKey.agency_id)
-                .where(Agency.code == agency_code, SigningKey.name == name)
-            ).first()
-    except (OperationalError, ProgrammingError):
+        rows = _ReadOnlyRows(url)
+    except (sqlite3.Error, psycopg.Error):
+        return None
+    try:
+        row = rows.one(
+            "SELECT k.certificate AS certificate FROM signing_keys k "
+            "JOIN agencies a ON a.id = k.agency_id WHERE a.code = ? AND k.name = ?",
+            (agency_code, name),
+        )
+    except (sqlite3.Error, psycopg.Error):
         return None
     finally:
-        db.dispose()
-    return hashlib.sha256(der).hexdigest() if der is not None else None
+        rows.close()
+    return hashlib.sha256(bytes(row["certificate"])).hexdigest() if row is not None else None
 
 
 def verify_evidence_standalone(settings: Settings, data: bytes) -> Any:
