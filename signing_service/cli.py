@@ -1207,7 +1207,12 @@ def cmd_key_add(args: argparse.Namespace) -> int:
     services = _services()
     try:
         view = keys.register_key(
-            services, agency_code=args.agency, name=args.name, material=material, actor="cli"
+            services,
+            agency_code=args.agency,
+            name=args.name,
+            material=material,
+            actor="cli",
+            other_organisation_reason=args.allow_other_organization,
         )
     except errors.ConfigurationError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
@@ -1677,7 +1682,13 @@ def build_parser() -> argparse.ArgumentParser:
     secret.add_argument(
         "--secret-stdin", action="store_true", help="đọc mật khẩu/mã PIN từ dòng đầu của stdin"
     )
-    ky_add.add_argument("--json", action="store_true")
+    ky_add.add_argument(
+        "--allow-other-organization",
+        metavar="LÝ_DO",
+        help="đăng ký dù trường Tổ chức của chứng thư khác tên cơ quan (đã xác minh); lý do "
+        "được ghi vào nhật ký kiểm toán",
+    )
+    ky_add.add_argument("--json", action="store_true", help="in kết quả dạng JSON")
     ky_add.set_defaults(func=cmd_key_add)
     ky_list = ky_sub.add_parser("list", help="liệt kê khóa đã đăng ký")
     ky_list.add_argument("--agency", help="chỉ các khóa của cơ quan này")
