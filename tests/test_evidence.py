@@ -75,6 +75,21 @@ def _rezip(contents: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def _rezip_with_folders(
+    folders: list[str], contents: dict[str, bytes], folder_bytes: bytes = b""
+) -> bytes:
+    """``contents`` with a directory entry for each of ``folders`` first (``zip -r``)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for folder in folders:
+            info = zipfile.ZipInfo(folder)
+            info.external_attr = 0o40755 << 16 | 0x10
+            archive.writestr(info, folder_bytes)
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
 def _cached_answers() -> set[bytes]:
     """The DER of every OCSP response and CRL the process-wide revocation cache holds: what
     the fetchers actually obtained from the dev PKI's responders."""
@@ -222,6 +237,14 @@ def test_b_t_signature_keeps_what_the_check_relied_on_and_reads_back_sealed(
     missing = dict(files)
     del missing[der_name]
     assert not evidence.verify_zip(services, _rezip(missing)).ok
+    # Unpacked and re-zipped unchanged, as `zip -r` does (new user 12 item 10): the
+    # directory entries are not files; the package stays valid. A "directory" entry with
+    # bytes in it is still an unlisted file.
+    folders = sorted({n.rsplit("/", 1)[0] + "/" for n in files if "/" in n})
+    rezipped = evidence.verify_zip(services, _rezip_with_folders(folders, files))
+    assert rezipped.ok, rezipped.problems
+    stuffed = _rezip_with_folders(folders, files, folder_bytes=b"x")
+    assert not evidence.verify_zip(services, stuffed).ok
 
     # The CLI checks the same, as a user runs it.
     good_zip, bad_zip = tmp_path / "good.zip", tmp_path / "bad.zip"

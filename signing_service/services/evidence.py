@@ -675,7 +675,10 @@ def verify_zip(services: Services, data: bytes) -> ZipCheck:
     result = ZipCheck()
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-        names = set(archive.namelist())
+        # Directory entries ("certificates/", empty) are what a person's re-zip of the
+        # unpacked folder adds (new user 12 item 10): they hold nothing and are skipped. A
+        # "directory" entry carrying bytes is a file like any other (refused if unlisted).
+        names = {i.filename for i in archive.infolist() if not (i.is_dir() and i.file_size == 0)}
         contents = {n: archive.read(n) for n in names}
     except (zipfile.BadZipFile, ValueError, OSError, KeyError):
         result.problems.append("Tệp không phải gói bằng chứng ZIP đọc được.")
