@@ -828,10 +828,16 @@ def cmd_evidence_purge(args: argparse.Namespace) -> int:
     print(f"  {verb}: {len(report.purged)} chữ ký")
     for item in report.purged:
         print(line(item))
-    print(f"  Đang bị phong tỏa pháp lý, giữ lại (không bao giờ xóa): {len(report.held)} chữ ký")
+    print(
+        "  Đã hết thời hạn nhưng đang bị phong tỏa pháp lý, giữ lại (không bao giờ xóa): "
+        f"{len(report.held)} chữ ký"
+    )
     for item in report.held:
         print(line(item))
-    print(f"  Còn trong thời hạn: {report.kept} chữ ký")
+    print(
+        f"  Còn trong thời hạn: {report.kept} chữ ký (trong đó {report.kept_held} đang bị "
+        "phong tỏa pháp lý)"
+    )
     if not report.dry_run:
         print(
             f"  Đối tượng đã xóa khỏi kho: {len(report.removed_objects)}; còn dùng chung với "

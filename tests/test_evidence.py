@@ -36,6 +36,7 @@ from signing_service.store.models import (
     SignatureEvidenceItem,
     SigningKey,
 )
+from signing_service.verification.identity import vietnamese_dn
 from signing_service.verification.revinfo_cache import REVOCATION_CACHE
 from tests.support.pdfs import make_pdf
 
@@ -220,7 +221,11 @@ def test_b_t_signature_keeps_what_the_check_relied_on_and_reads_back_sealed(
     assert checked.signature_id == signature_id
     from signing_service.pki.dev import SERVICE_SEAL
 
-    assert checked.sealed_by == pki.cert(SERVICE_SEAL).subject.human_friendly
+    # Named with the verification report's Vietnamese labels (new user 12 item 13).
+    assert checked.sealed_by == vietnamese_dn(pki.cert(SERVICE_SEAL).subject)
+    assert checked.sealed_by.startswith("Quốc gia: VN") or "Tên: " in checked.sealed_by
+    assert "Common Name" not in json.dumps(manifest, ensure_ascii=False)
+    assert manifest["signer"]["subject"] == vietnamese_dn(signer.subject)
     assert checked.timestamped
     der_name = answers[0]
     for name in (der_name, "certificates/0-signer.der", "manifest.json"):
@@ -434,6 +439,9 @@ def test_purge_removes_expired_evidence_only(
     # Nothing has expired today.
     today = evidence.purge(services, dry_run=False, actor="test")
     assert (today.purged, today.held, today.kept) == ([], [], 4)
+    # The two holds are counted while in term (new user 12 item 9: "held" showed 0 right
+    # after a hold was set).
+    assert today.kept_held == 2
 
     # Six years on (the clock moved): "plain" expired; the two held ones expired but stay.
     with time_machine.travel(datetime.now(UTC) + timedelta(days=6 * 366), tick=False):
@@ -443,7 +451,7 @@ def test_purge_removes_expired_evidence_only(
         assert sorted(h["signature_id"] for h in dry.held) == sorted(
             made[k]["signature_id"] for k in ("held", "doc_held")
         )
-        assert dry.kept == 1
+        assert dry.kept == 1 and dry.kept_held == 0
         assert _evidence_objects(services) == before  # a dry run deletes nothing
 
         done = evidence.purge(services, dry_run=False, actor="test")
