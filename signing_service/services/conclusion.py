@@ -162,7 +162,7 @@ def _issued_by(report: dict[str, Any], registry: dict[str, Any], issued: str | N
     )
 
 
-def _newer_version_note(registry: dict[str, Any]) -> str:
+def newer_version_note(registry: dict[str, Any]) -> str:
     """The sentence saying a newer version of the same document exists (new user 12 item 8:
     an earlier version verified with no hint of the newer one), with the registry link."""
     link = registry.get("link")
@@ -192,7 +192,7 @@ def document_status(report: dict[str, Any], expected_public_id: str | None = Non
         and conclusion.code != NOT_QR_DOCUMENT
     ):
         return Conclusion(
-            conclusion.state, conclusion.code, conclusion.message + _newer_version_note(section)
+            conclusion.state, conclusion.code, conclusion.message + newer_version_note(section)
         )
     return conclusion
 

@@ -29,6 +29,7 @@ from signing_service.services.conclusion import (
     SIGNATURE_INDETERMINATE,
     SIGNATURE_INVALID,
     document_status,
+    newer_version_note,
 )
 from signing_service.timefmt import VIETNAM_TZ, vietnam_date
 from signing_service.verification.messages import display_text
@@ -554,6 +555,10 @@ class RegistryView:
     # The record alone (the QR link's page, no file compared yet): what the registry says,
     # without claiming anything about a file.
     record_text: str | None = None
+    # An earlier version of the document (registry ``newer_version``, issue 12 versions): the
+    # file's version and the sentence saying a newer one exists (new user 12 item 8).
+    version: int | None = None
+    newer_version_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -977,6 +982,13 @@ def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
         signed_further_by_link=further.get("link"),
         signed_further_by_id=further.get("public_id"),
         record_text=_record_text(status, agency_name, issued, changed),
+        version=section.get("version") if isinstance(section.get("version"), int) else None,
+        newer_version_text=(
+            f"Tệp này là phiên bản {section.get('version') or 1} của văn bản. Đã có phiên bản "
+            "mới hơn của cùng văn bản (cùng nội dung, bổ sung dữ liệu để kiểm tra lâu dài)."
+            if section.get("newer_version")
+            else None
+        ),
         matched=section.get("matched"),
         matched_text=(
             "Tệp bạn có chứa văn bản này, nhưng đã được thêm nội dung sau khi cơ quan cấp: phần "
@@ -1074,6 +1086,10 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
             lead = "Chưa đủ căn cứ để kết luận tài liệu hợp lệ: " + (
                 reason or "một số kiểm tra chưa có kết quả."
             )
+        section = report.get("registry")
+        if isinstance(section, dict) and section.get("found") and section.get("newer_version"):
+            # The newer version's sentence document_status added (new user 12 item 8).
+            lead += newer_version_note(section)
     comparison = None
     if expected_public_id is None:
         kept = report.get("expected_public_id")
