@@ -495,11 +495,17 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         from signing_service.services.registry import registry_sentence
 
         print(f"Sổ đăng ký: {registry_sentence(report['registry'])}")
+    stamps = 0
     for sig in report["signatures"]:
         signer = sig.get("signer") or {}
         level = f", {sig['level']}" if sig.get("level") else ""
+        is_stamp = sig["type"] == "document_timestamp"
+        # A document timestamp's field name is generated ("Timestamp-8b1f…", English): it is
+        # named by its rank, the field in parentheses (new user 12 item 13).
+        stamps += is_stamp
+        named = f"thứ {stamps} (trường {sig['field']})" if is_stamp else sig["field"]
         print(
-            f"\n{TYPE_VI.get(sig['type'], sig['type']).capitalize()} {sig['field']}{level}: "
+            f"\n{TYPE_VI.get(sig['type'], sig['type']).capitalize()} {named}{level}: "
             f"{VERDICT_VI.get(sig['indication'], sig['indication'])} ({sig['indication']}"
             + (f" / {sig['sub_indication']}" if sig["sub_indication"] else "")
             + ")"
@@ -507,7 +513,8 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         print(f"  {sig.get('summary', '')}")
         if signer:
             print(
-                f"  Người ký: {signer.get('common_name')}"
+                ("  Đơn vị cấp dấu thời gian: " if is_stamp else "  Người ký: ")
+                + f"{signer.get('common_name')}"
                 + (f", {signer['title']}" if signer.get("title") else "")
                 + (
                     f" — {signer['organization']}"
@@ -516,7 +523,9 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
                     else ""
                 )
             )
-            if signer.get("profile_label"):
+            if signer.get("profile_label") and not is_stamp:
+                # A TSA's certificate is neither a person's nor a seal's: no "could not
+                # determine" line that reads like a problem.
                 print(f"  Loại chứng thư: {signer['profile_label']}")
             print(f"  Đơn vị cấp chứng thư: {signer.get('issuer')}")
             print(f"  Hiệu lực chứng thư: {signer.get('valid_from')} → {signer.get('valid_to')}")
