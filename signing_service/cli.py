@@ -802,7 +802,13 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
             print(f"  Dấu thời gian niêm phong: {result.seal_time}")
         else:
             print("  Niêm phong không có dấu thời gian (chưa cấu hình máy chủ dấu thời gian).")
-        print(f"  {result.files} tệp khớp mã băm SHA-256 trong manifest.json.")
+        # The record's evidence.files counts manifest.json too (one more): both said here so
+        # the two numbers do not look like a missing file (new user 12 item 14).
+        print(
+            f"  {result.files} tệp khớp mã băm SHA-256 trong manifest.json (cùng manifest.json: "
+            f"{result.files + 1} tệp, như evidence.files của bản ghi chữ ký; chữ ký niêm phong "
+            "manifest.json.p7s không tính)."
+        )
         return EXIT_PASSED
     print("Gói bằng chứng KHÔNG hợp lệ:", file=sys.stderr)
     for problem in result.problems:
