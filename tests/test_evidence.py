@@ -261,6 +261,9 @@ def test_b_t_signature_keeps_what_the_check_relied_on_and_reads_back_sealed(
     ok = _cli(env, "evidence", "verify", str(good_zip))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "hợp lệ" in ok.stdout
+    # Both counts, so the record's evidence.files (with manifest.json) is not one "missing".
+    assert f"{checked.files} tệp khớp" in ok.stdout
+    assert f"cùng manifest.json: {checked.files + 1} tệp" in ok.stdout
     refused = _cli(env, "evidence", "verify", str(bad_zip))
     assert refused.returncode == 1
     assert der_name in refused.stderr

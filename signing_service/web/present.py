@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from signing_service.services.conclusion import (
+    IN_FORCE,
     NOT_QR_DOCUMENT,
     SIGNATURE_INDETERMINATE,
     SIGNATURE_INVALID,
@@ -1090,6 +1091,20 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         if isinstance(section, dict) and section.get("found") and section.get("newer_version"):
             # The newer version's sentence document_status added (new user 12 item 8).
             lead += newer_version_note(section)
+    if (
+        conclusion.code == IN_FORCE
+        and registry is not None
+        and registry.text.startswith("Đây đúng là văn bản")
+        and "Đây đúng là văn bản" not in lead
+    ):
+        # The signature's certificate names another organisation than the issuing agency:
+        # the lead says both; the registry card must not vouch for the agency's own
+        # signature either (new user 12 item 2).
+        registry.text = (
+            f"Văn bản được {registry.agency_name or registry.agency_code} cấp qua dịch vụ này"
+            + (f" ngày {registry.issued_at}" if registry.issued_at else "")
+            + ", đang có hiệu lực; chữ ký số mang tên tổ chức khác (xem phần chữ ký)."
+        )
     comparison = None
     if expected_public_id is None:
         kept = report.get("expected_public_id")
