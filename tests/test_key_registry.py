@@ -751,7 +751,7 @@ def test_other_organisation_needs_an_audited_reason(services: Services) -> None:
                 AuditEntry.action == "key.registered", AuditEntry.subject == "con-dau-xa"
             )
         ).one()
-        details = dict(entry.details)
+        details = json.loads(entry.details)
     assert details["organization_override"] == {
         "reason": "Xã sáp nhập vào Sở theo Quyết định 12/2026",
         "certificate_organization": ["UBND xã Demo B"],
