@@ -576,11 +576,17 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         from signing_service.services.registry_records import registry_sentence
 
         print(f"Sổ đăng ký: {registry_sentence(report['registry'])}")
+    stamps = 0
     for sig in report["signatures"]:
         signer = sig.get("signer") or {}
         level = f", {sig['level']}" if sig.get("level") else ""
+        is_stamp = sig["type"] == "document_timestamp"
+        # A document timestamp's field name is generated ("Timestamp-8b1f…", English): it is
+        # named by its rank, the field in parentheses (new user 12 item 13).
+        stamps += is_stamp
+        named = f"thứ {stamps} (trường {sig['field']})" if is_stamp else sig["field"]
         print(
-            f"\n{TYPE_VI.get(sig['type'], sig['type']).capitalize()} {sig['field']}{level}: "
+            f"\n{TYPE_VI.get(sig['type'], sig['type']).capitalize()} {named}{level}: "
             f"{VERDICT_VI.get(sig['indication'], sig['indication'])} ({sig['indication']}"
             + (f" / {sig['sub_indication']}" if sig["sub_indication"] else "")
             + ")"
@@ -588,7 +594,8 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         print(f"  {sig.get('summary', '')}")
         if signer:
             print(
-                f"  Người ký: {signer.get('common_name')}"
+                ("  Đơn vị cấp dấu thời gian: " if is_stamp else "  Người ký: ")
+                + f"{signer.get('common_name')}"
                 + (f", {signer['title']}" if signer.get("title") else "")
                 + (
                     f" — {signer['organization']}"
@@ -597,7 +604,9 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
                     else ""
                 )
             )
-            if signer.get("profile_label"):
+            if signer.get("profile_label") and not is_stamp:
+                # A TSA's certificate is neither a person's nor a seal's: no "could not
+                # determine" line that reads like a problem.
                 print(f"  Loại chứng thư: {signer['profile_label']}")
             print(f"  Đơn vị cấp chứng thư: {signer.get('issuer')}")
             print(f"  Hiệu lực chứng thư: {signer.get('valid_from')} → {signer.get('valid_to')}")
@@ -886,7 +895,13 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
                 "  Niêm phong không có dấu thời gian: chỉ kiểm tra được khi chứng thư niêm phong "
                 "còn hiệu lực."
             )
-        print(f"  {result.files} tệp khớp mã băm SHA-256 trong manifest.json.")
+        # The record's evidence.files counts manifest.json too (one more): both said here so
+        # the two numbers do not look like a missing file (new user 12 item 14).
+        print(
+            f"  {result.files} tệp khớp mã băm SHA-256 trong manifest.json (cùng manifest.json: "
+            f"{result.files + 1} tệp, như evidence.files của bản ghi chữ ký; chữ ký niêm phong "
+            "manifest.json.p7s không tính)."
+        )
         return EXIT_PASSED
     print("Gói bằng chứng KHÔNG hợp lệ:", file=sys.stderr)
     for problem in result.problems:
@@ -921,10 +936,16 @@ def cmd_evidence_purge(args: argparse.Namespace) -> int:
     print(f"  {verb}: {len(report.purged)} chữ ký")
     for item in report.purged:
         print(line(item))
-    print(f"  Đang bị phong tỏa pháp lý, giữ lại (không bao giờ xóa): {len(report.held)} chữ ký")
+    print(
+        "  Đã hết thời hạn nhưng đang bị phong tỏa pháp lý, giữ lại (không bao giờ xóa): "
+        f"{len(report.held)} chữ ký"
+    )
     for item in report.held:
         print(line(item))
-    print(f"  Còn trong thời hạn: {report.kept} chữ ký")
+    print(
+        f"  Còn trong thời hạn: {report.kept} chữ ký (trong đó {report.kept_held} đang bị "
+        "phong tỏa pháp lý)"
+    )
     if not report.dry_run:
         print(
             f"  Đối tượng đã xóa khỏi kho: {len(report.removed_objects)}; còn dùng chung với "
@@ -1300,7 +1321,12 @@ def cmd_key_add(args: argparse.Namespace) -> int:
     services = _services()
     try:
         view = keys.register_key(
-            services, agency_code=args.agency, name=args.name, material=material, actor="cli"
+            services,
+            agency_code=args.agency,
+            name=args.name,
+            material=material,
+            actor="cli",
+            other_organisation_reason=args.allow_other_organization,
         )
     except errors.ConfigurationError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
@@ -1790,7 +1816,13 @@ def build_parser() -> argparse.ArgumentParser:
     secret.add_argument(
         "--secret-stdin", action="store_true", help="đọc mật khẩu/mã PIN từ dòng đầu của stdin"
     )
-    ky_add.add_argument("--json", action="store_true")
+    ky_add.add_argument(
+        "--allow-other-organization",
+        metavar="LÝ_DO",
+        help="đăng ký dù trường Tổ chức của chứng thư khác tên cơ quan (đã xác minh); lý do "
+        "được ghi vào nhật ký kiểm toán",
+    )
+    ky_add.add_argument("--json", action="store_true", help="in kết quả dạng JSON")
     ky_add.set_defaults(func=cmd_key_add)
     ky_list = ky_sub.add_parser("list", help="liệt kê khóa đã đăng ký")
     ky_list.add_argument("--agency", help="chỉ các khóa của cơ quan này")

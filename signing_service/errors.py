@@ -538,6 +538,14 @@ KeyExists = _error("KEY_EXISTS", 409, "Cơ quan đã có khóa với tên này."
 KeyAlreadyRegistered = _error(
     "KEY_ALREADY_REGISTERED", 409, "Chứng thư số này đã được đăng ký cho một khóa đang hoạt động."
 )
+# New user 12 item 2: a certificate naming another organisation than the agency would make the
+# registry vouch ("Đây đúng là văn bản <agency> đã cấp") for a document another body signed.
+KeyOrganizationMismatch = _error(
+    "KEY_ORGANIZATION_MISMATCH",
+    422,
+    "Chứng thư số không mang tên cơ quan (trường Tổ chức khác tên cơ quan). Chỉ đăng ký khi đã "
+    "xác minh đây đúng là khóa của cơ quan, với --allow-other-organization và lý do.",
+)
 KeyNotRegistered = _error("KEY_NOT_REGISTERED", 404, "Không tìm thấy khóa đã đăng ký.")
 KeyUnreadable = _error(
     "KEY_UNREADABLE",

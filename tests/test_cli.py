@@ -407,3 +407,44 @@ def test_serve_with_the_dev_pki_port_busy_is_exit_6_naming_the_setting(
     assert "SIGNING_SERVICE_DEV_PKI_PORT" in result.stderr
     assert "PKI thử nghiệm" in result.stderr and str(busy) in result.stderr
     assert "Traceback" not in result.stderr and "already in use" not in result.stderr
+
+
+def test_document_timestamp_is_named_in_vietnamese(capsys: pytest.CaptureFixture[str]) -> None:
+    """New user 12 item 13: `verify` named a B-LTA file's document timestamp by its generated
+    field ("Dấu thời gian tài liệu Timestamp-8b1f…"), its TSA as "Người ký" with "could not
+    determine person or organisation". The report shape is verify --json's."""
+    from signing_service.cli import _print_report
+
+    tsa = {
+        "common_name": "Dev Time Stamping Authority",
+        "organization": "Dev PKI",
+        "issuer": "Tên: Dev CA",
+        "valid_from": "2025-01-01T07:00:00+07:00",
+        "valid_to": "2035-01-01T07:00:00+07:00",
+        "profile_label": "chưa xác định được chứng thư của cá nhân hay tổ chức",
+    }
+    stamp = {
+        "type": "document_timestamp",
+        "field": "Timestamp-8b1ff1bd",
+        "level": None,
+        "indication": "TOTAL_PASSED",
+        "sub_indication": None,
+        "summary": "Hợp lệ.",
+        "signer": tsa,
+        "checks": {},
+    }
+    report = {
+        "verdict": "TOTAL_PASSED",
+        "sub_indication": None,
+        "message": "Hợp lệ.",
+        "validation_time": "2026-11-30T12:00:00+07:00",
+        "validated_at": "2026-11-30T12:00:00+07:00",
+        "problems": [],
+        "signatures": [stamp, {**stamp, "field": "Timestamp-2"}],
+    }
+    _print_report(report)
+    out = capsys.readouterr().out
+    assert "Dấu thời gian tài liệu thứ 1 (trường Timestamp-8b1ff1bd)" in out
+    assert "Dấu thời gian tài liệu thứ 2 (trường Timestamp-2)" in out
+    assert "Đơn vị cấp dấu thời gian: Dev Time Stamping Authority" in out
+    assert "Người ký" not in out and "chưa xác định được chứng thư" not in out

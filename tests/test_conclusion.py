@@ -145,6 +145,84 @@ def test_rules(
         assert document_status({**report, "expected_public_id": expected}) == got
 
 
+# -- new user 12: the signer's organisation, and earlier versions ----------------------------
+
+
+def _signed_by(organisation: str | None) -> dict[str, Any]:
+    return {**_sig(), "signer": {"common_name": "Con dấu", "organization": organisation}}
+
+
+@pytest.mark.parametrize(
+    ("organisation", "same"),
+    [
+        ("Sở Tư pháp tỉnh Demo A", True),
+        # Case, spacing and decomposed accents (NFD) do not make another organisation.
+        ("  SỞ TƯ PHÁP   tỉnh demo a ", True),
+        ("So\u031b\u0309 Tư pháp tỉnh Demo A", True),
+        (None, True),  # a personal certificate naming no organisation: nothing to contradict
+        ("UBND xã Demo B", False),
+    ],
+)
+def test_in_force_never_vouches_for_another_organisations_signature(
+    organisation: str | None, same: bool
+) -> None:
+    """New user 12 item 2: a commune's seal registered to a department made the page say
+    "Đây đúng là văn bản Sở … đã cấp" above "Cơ quan, tổ chức: UBND xã Demo B"."""
+    report = {
+        "verdict": "TOTAL_PASSED",
+        "signatures": [_signed_by(organisation)],
+        "warnings": [],
+        "registry": _record(),
+    }
+    got = document_status(report)
+    assert (got.state, got.code) == ("valid", "IN_FORCE")
+    if same:
+        assert "Đây đúng là văn bản Sở Tư pháp tỉnh Demo A đã cấp" in got.message
+    else:
+        assert "Đây đúng là" not in got.message
+        assert "Sở Tư pháp tỉnh Demo A" in got.message and "UBND xã Demo B" in got.message
+
+
+def test_only_the_last_signature_names_the_issuer() -> None:
+    """A document another agency signed first, then signed further: the registering agency's
+    signature is the last; the earlier one's organisation is not a contradiction."""
+    report = {
+        "verdict": "TOTAL_PASSED",
+        "signatures": [_signed_by("UBND xã Demo B"), _signed_by("Sở Tư pháp tỉnh Demo A")],
+        "warnings": [],
+        "registry": _record(),
+    }
+    assert "Đây đúng là văn bản Sở Tư pháp tỉnh Demo A" in document_status(report).message
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict", "state", "code"),
+    [
+        ("in_force", "TOTAL_PASSED", "valid", "IN_FORCE"),
+        ("revoked", "TOTAL_PASSED", "invalid", "REVOKED"),
+        ("in_force", "INDETERMINATE", "indeterminate", "SIGNATURE_INDETERMINATE"),
+    ],
+)
+def test_earlier_version_names_the_newer_one_state_unchanged(
+    status: str, verdict: str, state: str, code: str
+) -> None:
+    """New user 12 item 8: an earlier version verified with no hint of the newer one outside
+    the JSON's ``newer_version``. The message says it, with the link; the state stays."""
+    link = "https://xacminh.example.vn/xac-minh/" + "a" * 26
+    older = {**_record(status), "version": 1, "newer_version": True, "link": link}
+    report = {"verdict": verdict, "signatures": [_sig()], "warnings": [], "registry": older}
+    got = document_status(report)
+    assert (got.state, got.code) == (state, code)
+    assert "phiên bản mới hơn" in got.message and link in got.message
+    newest = {**older, "version": 3, "newer_version": False}
+    plain = document_status({**report, "registry": newest})
+    assert (plain.state, plain.code) == (state, code)
+    assert "phiên bản mới hơn" not in plain.message
+    # Without a link (the CLI has no public base URL) the public id is named instead.
+    no_link = document_status({**report, "registry": {**older, "link": None}})
+    assert "phiên bản mới hơn" in no_link.message and "a" * 26 in no_link.message
+
+
 # -- the real files through the API, the page and the PDF report ----------------------------
 
 

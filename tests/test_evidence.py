@@ -36,6 +36,7 @@ from signing_service.store.models import (
     SignatureEvidenceItem,
     SigningKey,
 )
+from signing_service.verification.identity import vietnamese_dn
 from signing_service.verification.revinfo_cache import REVOCATION_CACHE
 from tests.support.pdfs import make_pdf
 
@@ -70,6 +71,21 @@ def _zip(data: bytes) -> dict[str, bytes]:
 def _rezip(contents: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _rezip_with_folders(
+    folders: list[str], contents: dict[str, bytes], folder_bytes: bytes = b""
+) -> bytes:
+    """``contents`` with a directory entry for each of ``folders`` first (``zip -r``)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for folder in folders:
+            info = zipfile.ZipInfo(folder)
+            info.external_attr = 0o40755 << 16 | 0x10
+            archive.writestr(info, folder_bytes)
         for name, data in contents.items():
             archive.writestr(name, data)
     return out.getvalue()
@@ -205,7 +221,11 @@ def test_b_t_signature_keeps_what_the_check_relied_on_and_reads_back_sealed(
     assert checked.signature_id == signature_id
     from signing_service.pki.dev import SERVICE_SEAL
 
-    assert checked.sealed_by == pki.cert(SERVICE_SEAL).subject.human_friendly
+    # Named with the verification report's Vietnamese labels (new user 12 item 13).
+    assert checked.sealed_by == vietnamese_dn(pki.cert(SERVICE_SEAL).subject)
+    assert checked.sealed_by.startswith("Quốc gia: VN") or "Tên: " in checked.sealed_by
+    assert "Common Name" not in json.dumps(manifest, ensure_ascii=False)
+    assert manifest["signer"]["subject"] == vietnamese_dn(signer.subject)
     assert checked.timestamped
     der_name = answers[0]
     for name in (der_name, "certificates/0-signer.der", "manifest.json"):
@@ -222,6 +242,14 @@ def test_b_t_signature_keeps_what_the_check_relied_on_and_reads_back_sealed(
     missing = dict(files)
     del missing[der_name]
     assert not evidence.verify_zip(services, _rezip(missing)).ok
+    # Unpacked and re-zipped unchanged, as `zip -r` does (new user 12 item 10): the
+    # directory entries are not files; the package stays valid. A "directory" entry with
+    # bytes in it is still an unlisted file.
+    folders = sorted({n.rsplit("/", 1)[0] + "/" for n in files if "/" in n})
+    rezipped = evidence.verify_zip(services, _rezip_with_folders(folders, files))
+    assert rezipped.ok, rezipped.problems
+    stuffed = _rezip_with_folders(folders, files, folder_bytes=b"x")
+    assert not evidence.verify_zip(services, stuffed).ok
 
     # The CLI checks the same, as a user runs it.
     good_zip, bad_zip = tmp_path / "good.zip", tmp_path / "bad.zip"
@@ -233,6 +261,9 @@ def test_b_t_signature_keeps_what_the_check_relied_on_and_reads_back_sealed(
     ok = _cli(env, "evidence", "verify", str(good_zip))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "hợp lệ" in ok.stdout
+    # Both counts, so the record's evidence.files (with manifest.json) is not one "missing".
+    assert f"{checked.files} tệp khớp" in ok.stdout
+    assert f"cùng manifest.json: {checked.files + 1} tệp" in ok.stdout
     refused = _cli(env, "evidence", "verify", str(bad_zip))
     assert refused.returncode == 1
     assert der_name in refused.stderr
@@ -411,6 +442,9 @@ def test_purge_removes_expired_evidence_only(
     # Nothing has expired today.
     today = evidence.purge(services, dry_run=False, actor="test")
     assert (today.purged, today.held, today.kept) == ([], [], 4)
+    # The two holds are counted while in term (new user 12 item 9: "held" showed 0 right
+    # after a hold was set).
+    assert today.kept_held == 2
 
     # Six years on (the clock moved): "plain" expired; the two held ones expired but stay.
     with time_machine.travel(datetime.now(UTC) + timedelta(days=6 * 366), tick=False):
@@ -420,7 +454,7 @@ def test_purge_removes_expired_evidence_only(
         assert sorted(h["signature_id"] for h in dry.held) == sorted(
             made[k]["signature_id"] for k in ("held", "doc_held")
         )
-        assert dry.kept == 1
+        assert dry.kept == 1 and dry.kept_held == 0
         assert _evidence_objects(services) == before  # a dry run deletes nothing
 
         done = evidence.purge(services, dry_run=False, actor="test")

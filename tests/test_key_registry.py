@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ from signing_service.services.keys import (
 )
 from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.store.models import AuditEntry, SigningKey, SigningProfile
+from signing_service.verification.identity import same_organisation
 from tests.conftest import REPO
 from tests.support.keys import AGENCY_A, AGENCY_B, agency_id, key_id, officer_cert, p12
 from tests.support.pdfs import make_pdf
@@ -130,6 +132,8 @@ def _ca_as_p12(services: Services) -> Pkcs12Material:
         (lambda s: officer_cert(s, "officer"), AGENCY_B, "an", "KEY_ALREADY_REGISTERED"),
         (lambda s: _p12_of(s, "officer"), "000.00.99.H99", "khac", "AGENCY_NOT_FOUND"),
         (lambda s: CscMaterial("khong-co", "x"), AGENCY_A, "tu-xa", "UNKNOWN_CSC_PROVIDER"),
+        # New user 12 item 2: a commune's seal (O = UBND xã Demo B) for the department.
+        (lambda s: _p12_of(s, "spare-seal"), AGENCY_A, "con-dau-xa", "KEY_ORGANIZATION_MISMATCH"),
     ],
     ids=[
         "ca-as-officer",
@@ -150,6 +154,7 @@ def _ca_as_p12(services: Services) -> Pkcs12Material:
         "another-agencys-officer",
         "unknown-agency",
         "unconfigured-provider",
+        "another-organisations-seal",
     ],
 )
 def test_key_add_checks_before_storing(
@@ -327,16 +332,21 @@ def test_key_commands(dev_env: dict[str, str], dev_pki: tuple[DevPki, int]) -> N
         (AGENCY_B, "agency-b-seal"),
     } <= names
 
+    # The certificate's O is Sở Tư pháp tỉnh Demo A, the agency UBND xã Demo B (new user 12
+    # item 2): refused, then registered with the operator's audited reason.
+    officer_b = ("--name", "tran-thi-binh", "--officer-cert", str(pki.cert_path("officer-remote")))
+    other = run(dev_env, "key", "add", "--agency", AGENCY_B, *officer_b)
+    assert other.returncode == 5 and "KEY_ORGANIZATION_MISMATCH" in other.stderr
+    assert "Sở Tư pháp tỉnh Demo A" in other.stderr and "UBND xã Demo B" in other.stderr
     added = run(
         dev_env,
         "key",
         "add",
         "--agency",
         AGENCY_B,
-        "--name",
-        "tran-thi-binh",
-        "--officer-cert",
-        str(pki.cert_path("officer-remote")),
+        *officer_b,
+        "--allow-other-organization",
+        "Cán bộ biệt phái sang xã",
     )
     assert added.returncode == 0, added.stderr
     assert "Đã đăng ký khóa tran-thi-binh" in added.stdout and "+07:00" in added.stdout
@@ -702,3 +712,57 @@ def test_migration_moves_profiles_and_the_bootstrap_rebinds_demo_keys(
             sign_document(services, other, profile_name="hsm-cu", pdf=make_pdf(), actor="t")
     finally:
         services.close()
+
+
+def test_other_organisation_needs_an_audited_reason(services: Services) -> None:
+    """New user 12 item 2: a certificate whose subject O is not the agency's name is refused
+    unless the operator gives a reason; the registration's audit entry keeps it and both
+    names. The comparison ignores case, spacing and Unicode normalisation."""
+    with pytest.raises(errors.ServiceError) as info:
+        register_key(
+            services,
+            agency_code=AGENCY_A,
+            name="con-dau-xa",
+            material=_p12_of(services, "spare-seal"),
+            actor="t",
+            other_organisation_reason="   ",
+        )
+    assert info.value.code == "KEY_ORGANIZATION_MISMATCH"
+    with pytest.raises(errors.ServiceError) as info:
+        register_key(
+            services,
+            agency_code=AGENCY_A,
+            name="con-dau-xa",
+            material=_p12_of(services, "spare-seal"),
+            actor="t",
+        )
+    assert "UBND xã Demo B" in info.value.message and "Sở Tư pháp tỉnh Demo A" in info.value.message
+    view = register_key(
+        services,
+        agency_code=AGENCY_A,
+        name="con-dau-xa",
+        material=_p12_of(services, "spare-seal"),
+        actor="t",
+        other_organisation_reason="Xã sáp nhập vào Sở theo Quyết định 12/2026",
+    )
+    assert view.name == "con-dau-xa"
+    with services.db.transaction() as session:
+        entry = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "key.registered", AuditEntry.subject == "con-dau-xa"
+            )
+        ).one()
+        details = json.loads(entry.details)
+    assert details["organization_override"] == {
+        "reason": "Xã sáp nhập vào Sở theo Quyết định 12/2026",
+        "certificate_organization": ["UBND xã Demo B"],
+        "agency_name": "Sở Tư pháp tỉnh Demo A",
+    }
+
+
+def test_organisation_names_compare_normalised() -> None:
+    assert same_organisation("Sở Tư pháp tỉnh Demo A", "  SỞ  TƯ PHÁP tỉnh demo a")
+    assert same_organisation(
+        unicodedata.normalize("NFD", "Sở Tư pháp tỉnh Demo A"), "Sở Tư pháp tỉnh Demo A"
+    )
+    assert not same_organisation("UBND xã Demo B", "Sở Tư pháp tỉnh Demo A")

@@ -457,3 +457,39 @@ def test_agency_text_cannot_reorder_the_page(site: tuple[TestClient, Services]) 
     ):
         assert "\u202e" not in html and "\u200b" not in html
         assert "<bdi>Cấp nhầm \\u202eevil\\u200bx</bdi>" in html
+
+
+def test_earlier_version_names_the_newer_one(site: tuple[TestClient, Services]) -> None:
+    """New user 12 item 8: the B-T file after the service extended it to B-LT verified on the
+    page and in the API's ``status.message`` with no word of the newer version (only JSON
+    ``newer_version: true``). Both now say it, with the record's link; the state stays."""
+    client, services = site
+    headers = agency(services)
+    response = client.post(
+        "/v1/signatures",
+        headers=headers,
+        data={"profile": "agency-a-seal", "level": "B-T"},
+        files={"file": ("giay.pdf", make_pdf("Giay xac nhan so 77"), "application/pdf")},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    v1 = client.get(body["document"]["download_url"], headers=headers).content
+    public_id = body["registry"]["public_id"]
+    extended = client.post(
+        f"/v1/documents/{body['document']['id']}/extensions",
+        headers=headers,
+        json={"level": "B-LT"},
+    )
+    assert extended.status_code == 201, extended.text
+
+    api = client.post("/v1/verifications", files={"file": ("v1.pdf", v1, "application/pdf")})
+    assert api.status_code == 200, api.text
+    report = api.json()
+    assert report["registry"]["newer_version"] is True
+    assert report["status"]["code"] == "IN_FORCE" and report["status"]["state"] == "valid"
+    assert "phiên bản mới hơn" in report["status"]["message"]
+
+    html = assert_page(post(client, v1), 200)
+    assert 'class="state-label">Hợp lệ<' in html
+    assert "Đã có phiên bản mới hơn" in html
+    assert f'href="/xac-minh/{public_id}">Xem phiên bản mới nhất</a>' in html

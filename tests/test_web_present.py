@@ -170,3 +170,23 @@ def test_unknown_code_keeps_the_reports_message() -> None:
     view = present(report)
     assert view.warnings[0].text == "Một cảnh báo mới."
     assert view.warnings[0].why
+
+
+def test_registry_never_vouches_for_another_organisations_signature(
+    verifier: Verifier, signed: bytes
+) -> None:
+    """New user 12 item 2: a file signed with one organisation's seal, registered under
+    another agency: neither the lead nor the registry card says "Đây đúng là văn bản <agency>
+    đã cấp"; both names are said."""
+    report = verify(verifier, signed)
+    signer = next(s for s in report["signatures"] if s["type"] != "document_timestamp")
+    organisation = signer["signer"]["organization"]
+    other = _registry("in_force", agency={"code": "000.00.31.H26", "name": "UBND xã Thử"})
+    view = present({**report, "registry": other})
+    assert view.state == "valid"
+    assert "Đây đúng là" not in view.lead
+    assert "UBND xã Thử" in view.lead and organisation in view.lead
+    assert view.registry and "Đây đúng là" not in view.registry.text
+    # The agency's own seal: vouched for as before.
+    same = present({**report, "registry": _registry("in_force")})
+    assert "Đây đúng là văn bản Sở Tư pháp tỉnh Demo A" in same.lead

@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from signing_service.timefmt import vietnam_date
+from signing_service.verification.identity import same_organisation
 
 VALID = "valid"
 INVALID = "invalid"
@@ -129,7 +130,74 @@ def _agency(section: dict[str, Any]) -> str:
     return str(agency.get("name") or agency.get("code") or "cơ quan ban hành")
 
 
+def _signer_organisation(report: dict[str, Any]) -> str | None:
+    """The organisation (O) named by the last signature's certificate (the one the registering
+    agency made: earlier ones may be other agencies' the document was signed further from),
+    or None when it names none."""
+    signatures = [
+        s
+        for s in report.get("signatures") or []
+        if isinstance(s, dict) and s.get("type") != "document_timestamp"
+    ]
+    if not signatures:
+        return None
+    signer = signatures[-1].get("signer") or {}
+    organisation = signer.get("organization") if isinstance(signer, dict) else None
+    return organisation if isinstance(organisation, str) and organisation.strip() else None
+
+
+def _issued_by(report: dict[str, Any], registry: dict[str, Any], issued: str | None) -> str:
+    """ "Đây đúng là văn bản <agency> đã cấp…" — unless the signature's certificate names
+    another organisation: then both are said, and never that the agency's own seal signed it
+    (new user 12 item 2: a commune's seal registered to a department)."""
+    agency = _agency(registry)
+    when = f" ngày {issued}" if issued else ""
+    organisation = _signer_organisation(report)
+    if organisation is None or same_organisation(organisation, agency):
+        return f"Đây đúng là văn bản {agency} đã cấp qua dịch vụ này{when}, đang có hiệu lực."
+    return (
+        f"Văn bản được {agency} cấp qua dịch vụ này{when} và đang có hiệu lực, nhưng chứng thư "
+        f"ký mang tên tổ chức khác: {organisation} (không phải {agency}). Hãy hỏi {agency} nếu "
+        "cần chắc chắn."
+    )
+
+
+def newer_version_note(registry: dict[str, Any]) -> str:
+    """The sentence saying a newer version of the same document exists (new user 12 item 8:
+    an earlier version verified with no hint of the newer one), with the registry link."""
+    link = registry.get("link")
+    where = (
+        f": {link}"
+        if isinstance(link, str) and link
+        else f" (mã tra cứu {registry.get('public_id')})"
+    )
+    return (
+        " Đã có phiên bản mới hơn của văn bản này (cùng nội dung, bổ sung dữ liệu để kiểm tra "
+        f"lâu dài); tệp này là phiên bản {registry.get('version') or 1}. Xem phiên bản mới "
+        f"nhất{where}."
+    )
+
+
 def document_status(report: dict[str, Any], expected_public_id: str | None = None) -> Conclusion:
+    """The one state of the verified document (the module's rules 1 to 6), plus, for an
+    earlier version of a registered document (``registry.newer_version``), a sentence naming
+    the newer version and its link; the state and code stay the rules' (new user 12 item 8).
+    Parameters and errors as :func:`_document_status`."""
+    conclusion = _document_status(report, expected_public_id)
+    section = report.get("registry")
+    if (
+        isinstance(section, dict)
+        and section.get("found")
+        and section.get("newer_version")
+        and conclusion.code != NOT_QR_DOCUMENT
+    ):
+        return Conclusion(
+            conclusion.state, conclusion.code, conclusion.message + newer_version_note(section)
+        )
+    return conclusion
+
+
+def _document_status(report: dict[str, Any], expected_public_id: str | None = None) -> Conclusion:
     """The one state of the verified document (the module's rules 1 to 6).
 
     ``report``: the verification report as a dict (``verdict``, ``signatures``, ``warnings``,
@@ -230,11 +298,7 @@ def document_status(report: dict[str, Any], expected_public_id: str | None = Non
         else:
             signed += " và tài liệu không bị sửa đổi sau khi ký"
         return Conclusion(
-            VALID,
-            IN_FORCE,
-            f"{prefix}{signed}. Đây đúng là văn bản {agency} đã cấp qua dịch vụ này"
-            + (f" ngày {issued}" if issued else "")
-            + ", đang có hiệu lực.",
+            VALID, IN_FORCE, f"{prefix}{signed}. {_issued_by(report, registry, issued)}"
         )
 
     # 6. Validly signed elsewhere.

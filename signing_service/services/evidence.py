@@ -65,6 +65,7 @@ from signing_service.store.models import (
     SignatureEvidenceItem,
 )
 from signing_service.timefmt import api_time, api_time_or_none, aware_utc
+from signing_service.verification.identity import vietnamese_dn
 from storage import ObjectNotFound, StorageUnavailableError
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,10 @@ class Captured:
 
 
 def _name_text(name: x509.Name) -> str:
-    return str(name.human_friendly)
+    # The verification report's Vietnamese labels ("Tên: …; Tổ chức: …"), not asn1crypto's
+    # English "Common Name: …, Organization: …" (new user 12 item 13): the signature record,
+    # manifest.json and `evidence verify` are read by people.
+    return vietnamese_dn(name)
 
 
 def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
@@ -806,7 +810,8 @@ def check_zip(
        :data:`MAX_ENTRY_BYTES`, :data:`MAX_TOTAL_BYTES`; each entry read with a cap, never
        trusting the header's size);
     2. names: no duplicate (``unzip`` shows the first copy, Python reads the last), no
-       absolute path, ``..``, backslash or directory entry;
+       absolute path, ``..``, backslash or directory entry (empty directory entries, which a
+       re-zip of the unpacked folder adds, are skipped);
     3. the CAdES seal over ``manifest.json``: intact, made by a certificate whose SHA-256 is in
        ``seal_certificates`` (the service's seal, not any certificate of the trust store), that
        certificate trusted (``trust``: :class:`signing_service.trust.TrustStore`) at the time
@@ -831,6 +836,15 @@ def check_zip(
     if len(infos) > MAX_ZIP_ENTRIES:
         result.problems.append(f"Gói có hơn {MAX_ZIP_ENTRIES} tệp: không phải gói bằng chứng.")
         return result
+    # Empty directory entries ("certificates/") are what a person's re-zip of the unpacked
+    # folder adds (new user 12 item 10): they hold nothing and are skipped once their name is
+    # checked like any other. A "directory" entry carrying bytes is refused below.
+    dirs = [i for i in infos if i.filename.endswith("/") and i.file_size == 0]
+    for info in dirs:
+        problem = _name_problem(info.filename[:-1])
+        if problem is not None and problem not in result.problems:
+            result.problems.append(problem)
+    infos = [i for i in infos if not (i.filename.endswith("/") and i.file_size == 0)]
     seen: set[str] = set()
     for info in infos:
         problem = _name_problem(info.filename)
@@ -1151,6 +1165,9 @@ class PurgeReport:
     purged: list[dict[str, Any]] = field(default_factory=list)
     held: list[dict[str, Any]] = field(default_factory=list)
     kept: int = 0
+    # Of ``kept``: those a legal hold also keeps (new user 12 item 9: "held" showed 0 right
+    # after a hold was set, because ``held`` lists only expired-and-held evidence).
+    kept_held: int = 0
     removed_objects: list[str] = field(default_factory=list)
     shared_objects: int = 0
 
@@ -1165,7 +1182,8 @@ def purge(
     legal hold keeps: its item rows are deleted and ``purged_at`` set, with one audit entry
     (``evidence.purged``, the counts) in the same transaction; then each object that no row
     refers to any longer is deleted, re-checked under the audit chain's lock. Held evidence is
-    never deleted (listed in ``held``). ``dry_run``: only report."""
+    never deleted (listed in ``held``: expired but held); ``kept`` counts the evidence still in
+    its term, ``kept_held`` those of them under a legal hold too. ``dry_run``: only report."""
     now = aware_utc(now or datetime.now(UTC))
     report = PurgeReport(dry_run=dry_run, at=api_time(now))
     default = services.settings.evidence_retention_years
@@ -1181,6 +1199,10 @@ def purge(
             (r.agency_id, r.document_kind): r.years
             for r in session.scalars(select(EvidenceRetention))
         }
+        # Every legal hold, read once (few rows): which in-term signatures are held too.
+        hold_targets = {
+            (h.agency_id, h.target_id) for h in session.scalars(select(LegalHold)).all()
+        }
         due: list[tuple[SignatureEvidence, Signature, Agency, datetime]] = []
         for ev, sig, agency in candidates:
             years = effective_years(
@@ -1192,6 +1214,11 @@ def purge(
             until = add_years(aware_utc(sig.signed_at), years)
             if until > now:
                 report.kept += 1
+                if any(
+                    (sig.agency_id, target) in hold_targets
+                    for target in (sig.id, sig.input_document_id, sig.output_document_id)
+                ):
+                    report.kept_held += 1
                 continue
             entry = {
                 "signature_id": sig.id,

@@ -38,7 +38,11 @@ from signing_service.signing.keys.base import (
 )
 from signing_service.store.models import Agency, SigningKey, SigningProfile, new_id
 from signing_service.timefmt import api_time, api_time_or_none
-from signing_service.verification.identity import vietnamese_dn
+from signing_service.verification.identity import (
+    organisation_names,
+    same_organisation,
+    vietnamese_dn,
+)
 
 if TYPE_CHECKING:
     from signing_service.signing.keys.csc import CscCredential
@@ -277,6 +281,25 @@ def _check_certificate(services: Services, checked: _Checked) -> None:
     run_sync(check_signer(services, checked.certificate, checked.chain))
 
 
+def check_organisation(certificate: x509.Certificate, agency_name: str) -> list[str]:
+    """The organisation (O) values of ``certificate``'s subject; raises
+    :class:`errors.KeyOrganizationMismatch` (with both names in its message) unless one of
+    them is ``agency_name`` (:func:`~signing_service.verification.identity.same_organisation`:
+    NFC, case folded, whitespace collapsed). A certificate with no O names no agency and is
+    refused too: the verification page says "văn bản <agency> đã cấp" for what the key signs
+    (new user 12 item 2: a commune's seal registered to a provincial department)."""
+    found = organisation_names(certificate.subject)
+    if any(same_organisation(o, agency_name) for o in found):
+        return found
+    named = "; ".join(found) if found else "(không có)"
+    raise errors.KeyOrganizationMismatch(
+        f"Chứng thư số mang tên tổ chức {named}, không phải cơ quan {agency_name}. "
+        "Chỉ đăng ký khi đã xác minh đây đúng là khóa của cơ quan: thêm "
+        '--allow-other-organization "LÝ DO" (được ghi vào nhật ký kiểm toán).',
+        details={"certificate_organization": found, "agency_name": agency_name},
+    )
+
+
 def register_key(
     services: Services,
     *,
@@ -285,6 +308,7 @@ def register_key(
     material: Material,
     actor: str,
     dev: bool = False,
+    other_organisation_reason: str | None = None,
 ) -> KeyView:
     """Check ``material`` and register it as key ``name`` of agency ``agency_code``.
 
@@ -295,7 +319,18 @@ def register_key(
     ``UNKNOWN_CSC_PROVIDER``, ``INVALID_KEY_REFERENCE``, ``KEY_PIN_INCORRECT``…),
     :class:`errors.CertificateIsCa`, and the signer checks' (``SIGNER_CERT_REVOKED``…). A
     refusal for an existing agency is audited (``key.refused``) and stores nothing.
+
+    The certificate's subject organisation must be the agency's name
+    (:func:`check_organisation`, ``KEY_ORGANIZATION_MISMATCH``) unless
+    ``other_organisation_reason`` (the operator's non-empty reason, at most 500 characters)
+    is given: then the key is registered and the audit entry ``key.registered`` keeps the
+    reason and both names (``organization_override``).
     """
+    reason = (other_organisation_reason or "").strip() or None
+    if other_organisation_reason is not None and reason is None:
+        raise errors.KeyOrganizationMismatch(
+            "Cần lý do (không để trống) khi đăng ký chứng thư mang tên tổ chức khác."
+        )
     kind = _kind(material)
     # A key whose secret the service keeps needs the master secret: refused before anything
     # is read or fetched when it is missing (ConfigurationError, exit 6 at the command line).
@@ -305,6 +340,8 @@ def register_key(
         if agency is None:
             raise errors.AgencyNotFound()
         agency_id = agency.id
+        agency_name = agency.name
+    override: dict[str, object] | None = None
     try:
         if not KEY_NAME.match(name):
             raise errors.InvalidKeyName()
@@ -316,6 +353,18 @@ def register_key(
         with services.db.transaction() as session:
             _check_name_free(session, agency_id, name)
             _check_not_registered(session, fingerprint)
+        # After the duplicate check: a certificate of another agency's active key is
+        # that refusal (KEY_ALREADY_REGISTERED), whatever its organisation.
+        try:
+            check_organisation(checked.certificate, agency_name)
+        except errors.KeyOrganizationMismatch as mismatch:
+            if reason is None:
+                raise
+            override = {
+                "reason": reason[:500],
+                "certificate_organization": mismatch.details["certificate_organization"],
+                "agency_name": agency_name,
+            }
     except errors.ServiceError as refusal:
         with services.db.transaction() as session:
             audit.append(
@@ -363,6 +412,7 @@ def register_key(
                     "source": checked.reference.get("module") or checked.reference.get("provider"),
                     "certificate_sha256": fingerprint,
                     "dev": dev,
+                    **({"organization_override": override} if override else {}),
                 },
             )
     except BaseException:

@@ -269,3 +269,30 @@ def profile_label(profile: str) -> str:
         return PROFILE_LABELS_VI[CertificateProfile(profile)]
     except ValueError:
         return PROFILE_LABELS_VI[CertificateProfile.UNKNOWN]
+
+
+def organisation_key(name: str) -> str:
+    """``name`` as organisation names are compared (new user 12 item 2): Unicode NFC (a name
+    typed with combining accents equals the precomposed one), case folded, whitespace runs
+    collapsed to one space, trimmed. Two names are the same organisation's when their keys
+    are equal; nothing fuzzier (a commune is not its province's department)."""
+    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
+
+
+def organisation_names(name: x509.Name) -> list[str]:
+    """Every organisation (O) value of ``name``, as text, in order; ``[]`` when none or
+    unreadable. Never raises on a parsed name."""
+    found: list[str] = []
+    try:
+        for rdn in name.chosen:
+            for attribute in rdn:
+                if attribute["type"].native == "organization_name":
+                    found.append(_value_text(attribute["value"]))
+    except Exception:  # noqa: BLE001 - hostile names are described, never fatal
+        return found
+    return [f for f in found if f.strip()]
+
+
+def same_organisation(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` name the same organisation (:func:`organisation_key`)."""
+    return organisation_key(a) == organisation_key(b)

@@ -25,10 +25,12 @@ from datetime import datetime
 from typing import Any
 
 from signing_service.services.conclusion import (
+    IN_FORCE,
     NOT_QR_DOCUMENT,
     SIGNATURE_INDETERMINATE,
     SIGNATURE_INVALID,
     document_status,
+    newer_version_note,
 )
 from signing_service.timefmt import VIETNAM_TZ, vietnam_date
 from signing_service.verification.messages import display_text
@@ -554,6 +556,10 @@ class RegistryView:
     # The record alone (the QR link's page, no file compared yet): what the registry says,
     # without claiming anything about a file.
     record_text: str | None = None
+    # An earlier version of the document (registry ``newer_version``, issue 12 versions): the
+    # file's version and the sentence saying a newer one exists (new user 12 item 8).
+    version: int | None = None
+    newer_version_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -977,6 +983,13 @@ def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
         signed_further_by_link=further.get("link"),
         signed_further_by_id=further.get("public_id"),
         record_text=_record_text(status, agency_name, issued, changed),
+        version=section.get("version") if isinstance(section.get("version"), int) else None,
+        newer_version_text=(
+            f"Tệp này là phiên bản {section.get('version') or 1} của văn bản. Đã có phiên bản "
+            "mới hơn của cùng văn bản (cùng nội dung, bổ sung dữ liệu để kiểm tra lâu dài)."
+            if section.get("newer_version")
+            else None
+        ),
         matched=section.get("matched"),
         matched_text=(
             "Tệp bạn có chứa văn bản này, nhưng đã được thêm nội dung sau khi cơ quan cấp: phần "
@@ -1074,6 +1087,24 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
             lead = "Chưa đủ căn cứ để kết luận tài liệu hợp lệ: " + (
                 reason or "một số kiểm tra chưa có kết quả."
             )
+        section = report.get("registry")
+        if isinstance(section, dict) and section.get("found") and section.get("newer_version"):
+            # The newer version's sentence document_status added (new user 12 item 8).
+            lead += newer_version_note(section)
+    if (
+        conclusion.code == IN_FORCE
+        and registry is not None
+        and registry.text.startswith("Đây đúng là văn bản")
+        and "Đây đúng là văn bản" not in lead
+    ):
+        # The signature's certificate names another organisation than the issuing agency:
+        # the lead says both; the registry card must not vouch for the agency's own
+        # signature either (new user 12 item 2).
+        registry.text = (
+            f"Văn bản được {registry.agency_name or registry.agency_code} cấp qua dịch vụ này"
+            + (f" ngày {registry.issued_at}" if registry.issued_at else "")
+            + ", đang có hiệu lực; chữ ký số mang tên tổ chức khác (xem phần chữ ký)."
+        )
     comparison = None
     if expected_public_id is None:
         kept = report.get("expected_public_id")
