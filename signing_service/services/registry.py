@@ -56,6 +56,9 @@ LINK_PATH = "xac-minh/"
 # thousands).
 _BYTE_RANGE = re.compile(rb"/ByteRange\s*\[\s*0\s+(\d{1,12})\s+(\d{1,12})\s+(\d{1,12})\s*\]")
 MAX_REVISIONS_LOOKED_UP = 32
+# ``matched`` of a registry section whose file is a registered revision followed only by
+# validation data and document timestamps (an extended or preserved copy).
+VALIDATION_DATA = "validation_data"
 
 
 def new_public_id() -> str:
@@ -392,6 +395,11 @@ def signed_revision_digests(pdf: bytes) -> list[str]:
     revision it signed, its own signature included). One pass over the file whatever the
     number of revisions (the digest is carried from one revision's end to the next); at most
     :data:`MAX_REVISIONS_LOOKED_UP` of them (the newest)."""
+    return [digest for digest, _ in _signed_revisions(pdf)]
+
+
+def _signed_revisions(pdf: bytes) -> list[tuple[str, int]]:
+    """(SHA-256 hex, end offset) of each signed revision (:func:`signed_revision_digests`)."""
     ends: set[int] = set()
     for match in _BYTE_RANGE.finditer(pdf):
         b, c, d = (int(g) for g in match.groups())
@@ -402,12 +410,58 @@ def signed_revision_digests(pdf: bytes) -> list[str]:
     view = memoryview(pdf)
     running = hashlib.sha256()
     done = 0
-    digests = []
+    found = []
     for end in chosen:
         running.update(view[done:end])
         done = end
-        digests.append(running.copy().hexdigest())
-    return digests[::-1]
+        found.append((running.copy().hexdigest(), end))
+    return found[::-1]
+
+
+def only_timestamps_after(pdf: bytes, end: int) -> bool:
+    """Whether every signature dictionary of ``pdf`` whose signed revision ends after byte
+    ``end`` is a document timestamp (/Type /DocTimeStamp, ISO 32000-2 §12.8.5): what the
+    service's extension and preservation add after an issued revision (DSS + document
+    timestamps, ETSI EN 319 142-1 §5.4/§5.5: validation data, not content). It says nothing
+    about unsigned changes (an annotation in the DSS revision): the verifier's modification
+    analysis of the last signature decides those (:mod:`signing_service.services.conclusion`).
+    A file pyHanko cannot read answers False (red team 12 F5)."""
+    from io import BytesIO
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    try:
+        reader = PdfFileReader(BytesIO(pdf), strict=False)
+        revision = None
+        for embedded in reader.embedded_signatures:
+            start, length = embedded.byte_range[2], embedded.byte_range[3]
+            if start + length > end and embedded.sig_object_type != "/DocTimeStamp":
+                return False
+            if start + length == end:
+                revision = embedded.signed_revision
+        if revision is None:
+            return False
+        # The document's metadata (Info dictionary, XMP stream) is not validation data either;
+        # the modification analysis accepts its changes at the LTA level (a title edited after
+        # issue), so it is compared here.
+        issued = reader.get_historical_resolver(revision)
+        return _metadata(issued.trailer_view, issued.root) == _metadata(
+            reader.trailer_view, reader.root
+        )
+    except Exception:  # noqa: BLE001 - a hostile file: never the benign answer
+        return False
+
+
+def _metadata(trailer: Any, root: Any) -> tuple[Any, bytes | None]:
+    """The Info dictionary (each entry resolved, as text) and the XMP metadata stream's bytes."""
+    info = trailer.get("/Info")
+    entries = (
+        sorted((str(k), str(v.get_object())) for k, v in info.get_object().items())
+        if info is not None
+        else None
+    )
+    xmp = root.get("/Metadata")
+    return entries, (xmp.get_object().data if xmp is not None else None)
 
 
 def registry_section(
@@ -420,14 +474,18 @@ def registry_section(
     "file"``. Else, when a signed revision of it (the bytes a signature covers, up to its
     revision's end) is a registered document: the same with ``"matched": "revision"`` (content
     was appended after the document was issued: the issued document is inside, what was added
-    is not the agency's). Else ``{"found": false}``: not issued through this service, which is
-    not an error.
+    is not the agency's), or ``"matched": "validation_data"`` when every signature after that
+    revision is a document timestamp (:func:`only_timestamps_after`: long-term validation data
+    added, e.g. by ``POST /v1/extensions``; the conclusion turns it back into ``"revision"``
+    when the verifier saw other changes). Else ``{"found": false}``: not issued through this
+    service, which is not an error.
     """
     digest = sha256_hex or hashlib.sha256(pdf).hexdigest()
     found = lookup_sha256(services, digest)
     if found is not None:
         return {**found.to_public_dict(), "matched": "file"}
-    revisions = signed_revision_digests(pdf)
+    signed = _signed_revisions(pdf)
+    revisions = [digest for digest, _ in signed]
     if revisions:
         with services.db.transaction() as session:
             rows = session.scalars(
@@ -444,9 +502,17 @@ def registry_section(
             ]
             if candidates:
                 # The newest revision that is registered (the longest prefix).
-                _, _, row, matched = min(candidates, key=lambda c: (c[0], c[1]))
+                position, _, row, matched = min(candidates, key=lambda c: (c[0], c[1]))
                 record = _record(session, services, row, matched=matched)
-                return {**record.to_public_dict(), "matched": "revision"}
+                # Only document timestamps (and the DSS they bring) after the issued revision:
+                # the service's own extension (red team 12 F5), not content; the conclusion
+                # still checks the modification analysis before believing it.
+                how = (
+                    VALIDATION_DATA
+                    if only_timestamps_after(pdf, signed[position][1])
+                    else "revision"
+                )
+                return {**record.to_public_dict(), "matched": how}
     return dict(NOT_FOUND)
 
 
@@ -652,6 +718,8 @@ def registry_sentence(section: dict[str, Any]) -> str:
     text = f"Văn bản do {agency['name']} ({agency['code']}) phát hành lúc {issued}"
     if section.get("matched") == "revision":
         text += " (tệp có thêm nội dung được thêm vào sau khi phát hành)"
+    elif section.get("matched") == VALIDATION_DATA:
+        text += " (tệp có thêm dữ liệu xác minh dài hạn và dấu thời gian sau khi phát hành)"
     text += f"; trạng thái: {STATUS_LABELS.get(section['status'], section['status'])}"
     if section.get("reason"):
         text += f" — lý do: {section['reason']}"
