@@ -86,6 +86,14 @@ def main() -> int:
         }
         src, signed = root / "in.pdf", root / "signed.pdf"
         src.write_bytes(make_pdf("Quyet dinh so 13/QD-UBND"))
+        # The deployment is made explicitly: `sign` refuses a missing data directory.
+        subprocess.run(
+            [str(BIN / "signing-service"), "pki", "init"],
+            env=deployment,
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
         made = subprocess.run(
             [
                 *(str(BIN / "signing-service"), "sign", str(src), str(signed)),

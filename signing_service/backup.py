@@ -20,7 +20,11 @@ What a backup holds (``DIR``, private to the operator's user: 0700 / 0600):
   the dev credentials file (development material, not secrets; without them the restored demo
   documents would not verify and the demo log could not be checked).
 - ``manifest.json``: the format, the schema revision, the audit key's id (never the key), each
-  file's size and SHA-256; ``manifest.json.sha256``: the manifest's own SHA-256.
+  file's size and SHA-256; ``manifest.json.sha256``: the manifest's own SHA-256 (accidental
+  damage); ``manifest.json.mac``: HMAC-SHA-256 of the manifest under a key derived from the
+  operator's audit secret (:func:`manifest_mac`). A plain digest can be recomputed by whoever
+  edits the backup (red team 12 F7: a planted operator API key, a cut audit-log tail restored
+  and ``audit verify`` passed); the MAC needs the secret, which the backup never holds.
 
 What a backup never holds, and the operator keeps separately (a vault, not beside the backup):
 the audit MAC secret (``SIGNING_SERVICE_AUDIT_KEY`` / ``_FILE``) and the key store's master
@@ -29,8 +33,9 @@ key is the one the backed-up log was keyed with (by its id) and refuses otherwis
 an HSM stay in the HSM (the database keeps only their reference). Uploads still being
 screened (``<data_dir>/tmp``) and the quarantine of infected uploads are not copied.
 
-``restore`` first checks every file against the manifest (a damaged or incomplete backup is
-refused before anything is written), then requires an empty target (a database without rows,
+``restore`` first checks the manifest's MAC with the configured audit key, then every file
+against the manifest (a damaged, incomplete or edited backup is refused before anything is
+written), then requires an empty target (a database without rows,
 an object store without objects: the service stopped, the old state wiped or a new
 deployment), then writes the files, the objects and the rows, and appends ``backup.restored``
 to the audit log.
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -54,9 +60,11 @@ from typing import Any
 from signing_service.settings import Settings
 
 FORMAT = "signing-service-backup"
-VERSION = 1
+VERSION = 2  # 2: manifest.json.mac (version 1 had only an unkeyed digest: not restored)
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.json.sha256"
+MANIFEST_MAC = "manifest.json.mac"
+_MAC_KEY_LABEL = b"signing-service backup manifest MAC key v1"
 CHUNK = 1024 * 1024
 BATCH = 500
 
@@ -207,6 +215,18 @@ def _inside(base: Path, relative: str) -> Path:
     return target
 
 
+def manifest_mac(audit_key: Any, body: bytes) -> str:
+    """HMAC-SHA-256 (64 hex digits) of the manifest bytes ``body`` under a key derived from the
+    audit secret: ``HMAC(HMAC_audit(label), body)``, so a manifest MAC never equals an audit
+    entry's MAC (different key, RFC 2104 used as a PRF for the derivation).
+
+    Proves the manifest (and through its SHA-256s every file of the backup) was written by
+    someone holding the operator's audit secret; it proves nothing when the key travels inside
+    the backup (a development key generated under the data directory)."""
+    derived = bytes.fromhex(audit_key.mac(_MAC_KEY_LABEL))
+    return hmac.new(derived, body, hashlib.sha256).hexdigest()
+
+
 # --- backup --------------------------------------------------------------------------------
 
 
@@ -328,6 +348,10 @@ def backup(settings: Settings, directory: Path) -> BackupSummary:
     body = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
     with _private_file(directory / MANIFEST) as out:
         out.write(body)
+    mac = {"algorithm": "HMAC-SHA-256", "key_id": audit_key.key_id}
+    mac["mac"] = manifest_mac(audit_key, body)
+    with _private_file(directory / MANIFEST_MAC) as out:
+        out.write((json.dumps(mac) + "\n").encode())
     # Written last: a backup interrupted before this line has no digest and is refused.
     with _private_file(directory / MANIFEST_DIGEST) as out:
         out.write(f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n".encode())
@@ -392,9 +416,11 @@ def _shown(url: str) -> str:
 # --- restore -------------------------------------------------------------------------------
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest of the backup in ``directory``, after checking every file it lists (sizes
-    and SHA-256) and its own digest. Raises :class:`BackupRefused` naming the first problem."""
+def read_manifest(directory: Path, settings: Settings) -> dict[str, Any]:
+    """The manifest of the backup in ``directory``, after checking its MAC (:func:`manifest_mac`)
+    with the audit key of ``settings`` (:func:`_backup_audit_key`), then every file it lists
+    (sizes and SHA-256) and its own digest. Raises :class:`BackupRefused` naming the first
+    problem, :class:`errors.ConfigurationError` for the audit key settings."""
     directory = directory.resolve()
     try:
         body = (directory / MANIFEST).read_bytes()
@@ -410,8 +436,35 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         manifest = json.loads(body)
     except ValueError:
         raise BackupRefused(f"bản sao lưu hỏng: {MANIFEST} không đọc được") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise BackupRefused("không phải bản sao lưu của dịch vụ này (hoặc phiên bản khác)")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupRefused("không phải bản sao lưu của dịch vụ này")
+    if manifest.get("version") != VERSION:
+        raise BackupRefused(
+            f"bản sao lưu định dạng phiên bản {manifest.get('version')!r}, phần mềm này cần "
+            f"phiên bản {VERSION} (có mã xác thực {MANIFEST_MAC}): tạo bản sao lưu mới"
+        )
+    key = _backup_audit_key(settings, directory, manifest)
+    if key.key_id != manifest.get("audit_key_id"):
+        raise BackupRefused(
+            f"khóa nhật ký kiểm toán đang cấu hình ({key.key_id}) không phải khóa của bản "
+            f"sao lưu ({manifest.get('audit_key_id')}): đặt SIGNING_SERVICE_AUDIT_KEY (hoặc "
+            "SIGNING_SERVICE_AUDIT_KEY_FILE) đúng bí mật cũ"
+        )
+    try:
+        sealed = json.loads((directory / MANIFEST_MAC).read_text(encoding="utf-8"))
+        claimed = str(sealed["mac"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise BackupRefused(
+            f"bản sao lưu thiếu mã xác thực {MANIFEST_MAC}: không khôi phục bản sao lưu không "
+            "xác thực được"
+        ) from None
+    # Constant-time comparison: the MAC is the only thing standing between an edited backup
+    # (planted API key, cut audit tail: red team 12 F7) and the restore.
+    if not hmac.compare_digest(manifest_mac(key, body), claimed):
+        raise BackupRefused(
+            f"bản sao lưu đã bị sửa hoặc không do khóa nhật ký kiểm toán này tạo: {MANIFEST} "
+            f"không khớp mã xác thực {MANIFEST_MAC}"
+        )
 
     def check(relative: str, size: int, sha256: str) -> None:
         path = _inside(directory, relative)
@@ -439,6 +492,24 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest  # type: ignore[no-any-return]
 
 
+def _backup_audit_key(settings: Settings, directory: Path, manifest: dict[str, Any]) -> Any:
+    """The audit key the backup's MAC is checked with: the configured one (production always;
+    development when ``SIGNING_SERVICE_AUDIT_KEY``/``_FILE`` is set), else the development key
+    the backup carries (``files/dev_audit_key``: development material, so in that case the MAC
+    only detects damage, README "Backup and restore"). Never creates a key file."""
+    from signing_service.audit.key import AuditKey, load_audit_key
+
+    explicit = settings.audit_key is not None or settings.audit_key_file is not None
+    carried = directory / "files" / "dev_audit_key"
+    if settings.is_production or explicit or "dev_audit_key" not in manifest.get("files", {}):
+        return load_audit_key(settings)
+    try:
+        secret = carried.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise BackupRefused("bản sao lưu thiếu tệp files/dev_audit_key") from None
+    return AuditKey(secret, source="development")
+
+
 def _object_records(directory: Path) -> Iterator[dict[str, Any]]:
     with (directory / "objects.jsonl").open(encoding="utf-8") as listing:
         for line in listing:
@@ -449,8 +520,9 @@ def _object_records(directory: Path) -> Iterator[dict[str, Any]]:
 def restore(settings: Settings, directory: Path) -> BackupSummary:
     """Put the backup in ``directory`` into the (empty) deployment ``settings`` name.
 
-    Order: the whole backup is checked (:func:`read_manifest`); the configured audit key must
-    be the backup's (production; development restores its own dev key); the target must be
+    Order: the whole backup is checked (:func:`read_manifest`: the configured audit key must
+    be the backup's and the manifest's MAC must verify under it; development without a
+    configured key uses the dev key the backup carries); the target must be
     empty; then the files, the objects, the schema at the backup's revision and the rows (one
     transaction), the newest migrations, and a ``backup.restored`` audit entry. Raises
     :class:`BackupRefused`, :class:`errors.ConfigurationError` (the audit key settings),
@@ -462,7 +534,7 @@ def restore(settings: Settings, directory: Path) -> BackupSummary:
     from storage import open_store
 
     directory = directory.resolve()
-    manifest = read_manifest(directory)
+    manifest = read_manifest(directory, settings)
     if manifest["mode"] != settings.mode.value:
         raise BackupRefused(
             f"bản sao lưu của chế độ {manifest['mode']}, không khôi phục vào chế độ "
@@ -470,15 +542,6 @@ def restore(settings: Settings, directory: Path) -> BackupSummary:
         )
     revision = manifest["schema_revision"]
     _check_revision_known(revision)
-    carries_dev_key = "dev_audit_key" in manifest["files"]
-    if not carries_dev_key:
-        key = load_audit_key(settings)
-        if key.key_id != manifest["audit_key_id"]:
-            raise BackupRefused(
-                f"khóa nhật ký kiểm toán đang cấu hình ({key.key_id}) không phải khóa của bản "
-                f"sao lưu ({manifest['audit_key_id']}): đặt SIGNING_SERVICE_AUDIT_KEY (hoặc "
-                "SIGNING_SERVICE_AUDIT_KEY_FILE) đúng bí mật cũ"
-            )
     url = settings.effective_database_url
     if settings.database_url is None:
         settings.resolved_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -1904,10 +1904,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that may start from a data directory that does not exist yet: those that create a
+# deployment (serve, migrate, pki init), restore (into a new, empty one) and the checks that
+# need no deployment at all (verify, evidence verify). Every other command refuses a missing
+# data directory (red team 12 F10: a mistyped SIGNING_SERVICE_DATA_DIR made even dry runs
+# build a whole new development world there, then fail with an unrelated code).
+_MAY_START_WITHOUT_A_DEPLOYMENT = frozenset(
+    {
+        "cmd_serve",
+        "cmd_migrate",
+        "cmd_pki_init",
+        "cmd_restore",
+        "cmd_verify",
+        "cmd_evidence_verify",
+        "cmd_trust_list",
+    }
+)
+
+
+def _missing_deployment(func: object) -> str | None:
+    """The Vietnamese refusal (exit 6) when ``func`` needs a deployment and the data directory
+    does not exist; None otherwise. Development only: there a missing directory is filled with
+    a whole invented world (PKI, database, SoftHSM token, audit key); production invents none
+    and has its own refusals naming every missing setting. Nothing is created by looking."""
+    if getattr(func, "__name__", "") in _MAY_START_WITHOUT_A_DEPLOYMENT:
+        return None
+    settings = _settings()
+    if settings.is_production:
+        return None
+    where = settings.resolved_data_dir
+    if where.exists():
+        return None
+    origin = (
+        "SIGNING_SERVICE_DATA_DIR" if settings.data_dir_configured else "thư mục dữ liệu mặc định"
+    )
+    return (
+        f"{CONFIG_PREFIX}: không có bản triển khai ở {where} ({origin}): thư mục dữ liệu không "
+        "tồn tại (gõ sai đường dẫn?). Lệnh này không tạo gì; tạo bản triển khai bằng "
+        "`signing-service migrate`, `signing-service pki init` hoặc `signing-service serve`, "
+        "hoặc đặt SIGNING_SERVICE_DATA_DIR đúng thư mục đang dùng."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
+        refusal = _missing_deployment(getattr(args, "func", None))
+        if refusal is not None:
+            print(refusal, file=sys.stderr)
+            return EXIT_CONFIG
         return int(args.func(args))
     except BrokenPipeError:
         # The reader went away (``… | head``): what Python's documentation advises, so that

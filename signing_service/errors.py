@@ -786,6 +786,25 @@ PreservationTsaTooShort = _error(
     "khác. Chưa lưu gì.",
 )
 
+# Red team 12 F9/F14: a renewal whose new document timestamp would itself use a digest the
+# operator is retiring would leave the document due at once (a new version every run).
+PreservationDigestRetiring = _error(
+    "PRESERVATION_DIGEST_RETIRING",
+    409,
+    "Dấu thời gian mới dùng thuật toán băm đang được loại bỏ "
+    "(SIGNING_SERVICE_PRESERVATION_RETIRING_DIGESTS): gia hạn bằng nó không giúp văn bản kiểm "
+    "chứng được lâu hơn; sửa danh sách thuật toán hoặc đơn vị cấp dấu thời gian. Chưa lưu gì.",
+)
+# Red team 12 F14: a B-LTA document is renewed through the API only when its newest archive
+# timestamp is due (each renewal stores a whole new version under retention).
+ExtensionNotDue = _error(
+    "EXTENSION_NOT_DUE",
+    409,
+    "Tài liệu đã ở mức B-LTA và dấu thời gian lưu trữ mới nhất chưa đến hạn gia hạn (chứng thư "
+    "của đơn vị cấp dấu thời gian chưa sắp hết hạn, thuật toán băm chưa bị loại bỏ): chưa gia "
+    "hạn, không lưu gì. Dịch vụ tự gia hạn khi đến hạn.",
+)
+
 
 # Evidence per signature (issue 12, services/evidence.py). Another agency's signature answers
 # exactly as one that does not exist.

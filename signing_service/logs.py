@@ -80,10 +80,16 @@ def set_agency(code: str | None) -> None:
 
 def request_id_from(value: bytes | None) -> str:
     """The request id for a request whose ``X-Request-ID`` header is ``value``: kept when it is
-    1 to :data:`MAX_REQUEST_ID` visible ASCII characters, else (absent, too long, spaces,
-    control or non-ASCII characters) a new random one (32 hex digits)."""
+    1 to :data:`MAX_REQUEST_ID` visible ASCII characters and not shaped like a credential
+    (:func:`mask_secrets` would change it), else (absent, too long, spaces, control or
+    non-ASCII characters, an API key's shape) a new random one (32 hex digits)."""
     if value is not None and _REQUEST_ID.fullmatch(value):
-        return value.decode("ascii")
+        kept = value.decode("ascii")
+        # An id shaped like an API key would be masked in the logs (``***``): the caller could
+        # not find the id it was given back, and a key pasted there would be echoed. Replaced,
+        # never echoed nor masked (red team 12 F11).
+        if mask_secrets(kept) == kept:
+            return kept
     return uuid.uuid4().hex
 
 

@@ -362,6 +362,7 @@ def test_operator_api_without_a_key(api: Any) -> None:
 @pytest.fixture
 def env(tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]) -> dict[str, str]:
     pki, port = dev_pki
+    (tmp_path / "var").mkdir(exist_ok=True)  # commands refuse a missing one (red team 12 F10)
     return {
         **os.environ,
         "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),

@@ -7,6 +7,7 @@ another audit key are refused before anything is written."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -329,3 +330,104 @@ def test_production_restore_needs_the_backups_audit_key(tmp_path: Path) -> None:
     assert right.returncode == 0, right.stderr
     listed = cli("audit", "verify", key=key_a, **fresh)
     assert listed.returncode == 0, listed.stderr
+
+
+def _reseal_digests(backup_dir: Path, edited: dict[str, bytes]) -> None:
+    """What the red team's scripts did (F7): rewrite table files, then recompute every plain
+    SHA-256 the backup carries (the file's entry in the manifest, the manifest's digest)."""
+    manifest = json.loads((backup_dir / "manifest.json").read_text())
+    for table, data in edited.items():
+        (backup_dir / "database" / f"{table}.jsonl").write_bytes(data)
+        entry = manifest["database"][table]
+        entry["rows"] = data.count(b"\n")
+        entry["bytes"] = len(data)
+        entry["sha256"] = hashlib.sha256(data).hexdigest()
+    body = json.dumps(manifest, indent=1).encode()
+    (backup_dir / "manifest.json").write_bytes(body)
+    (backup_dir / "manifest.json.sha256").write_text(
+        f"{hashlib.sha256(body).hexdigest()}  manifest.json\n"
+    )
+
+
+def test_edited_backup_is_refused_by_its_mac(tmp_path: Path) -> None:
+    """Red team 12 F7: whoever can write the backup (not holding the audit secret) plants an
+    operator API key, or cuts the audit log's tail, and recomputes the SHA-256s: the restore
+    refuses (the manifest's HMAC under the audit key) before writing anything."""
+    key = "k" * 40
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNING_SERVICE_")}
+    env |= {"SIGNING_SERVICE_MODE": "production", "SIGNING_SERVICE_AUDIT_KEY": key}
+
+    def cli(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        where = {
+            "SIGNING_SERVICE_DATA_DIR": str(tmp_path / name),
+            "SIGNING_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / f'{name}.db'}",
+            "SIGNING_SERVICE_STORAGE_URL": f"file://{tmp_path / f'{name}-objects'}",
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "signing_service.cli", *args],
+            env={**env, **where},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert cli("src", "migrate").returncode == 0
+    for code in ("000.00.12.H12", "000.00.13.H13"):
+        assert cli("src", "agency", "add", code, "Sở Tư pháp").returncode == 0
+    original = tmp_path / "sao-luu"
+    made = cli("src", "backup", str(original))
+    assert made.returncode == 0, made.stderr
+    sealed = json.loads((original / "manifest.json.mac").read_text())
+    assert sealed["algorithm"] == "HMAC-SHA-256" and key not in json.dumps(sealed)
+
+    planted = tmp_path / "planted"
+    shutil.copytree(original, planted)
+    rows = (planted / "database" / "api_clients.jsonl").read_bytes()
+    row = {
+        "agency_id": None,
+        "created_at": "2026-11-30T05:30:00",
+        "expires_at": None,
+        "id": 99,
+        "key_hash": hashlib.sha256(b"attackerSecret123").hexdigest(),
+        "key_id": "0badc0de0badc0de",
+        "name": "maintenance",
+        "replaced_by": None,
+        "revoked_at": None,
+        "role": "operator",
+    }
+    _reseal_digests(planted, {"api_clients": rows + json.dumps(row).encode() + b"\n"})
+
+    cut = tmp_path / "cut"
+    shutil.copytree(original, cut)
+    entries = [
+        json.loads(x) for x in (cut / "database" / "audit_log.jsonl").read_text().splitlines()
+    ]
+    assert len(entries) >= 3
+    keep = entries[:-2]
+    head = json.loads((cut / "database" / "audit_head.jsonl").read_text())
+    head.update(hash=keep[-1]["hash"], mac=keep[-1]["mac"], seq=keep[-1]["seq"])
+    _reseal_digests(
+        cut,
+        {
+            "audit_log": b"".join(json.dumps(e).encode() + b"\n" for e in keep),
+            "audit_head": json.dumps(head).encode() + b"\n",
+        },
+    )
+
+    unsealed = tmp_path / "unsealed"
+    shutil.copytree(original, unsealed)
+    (unsealed / "manifest.json.mac").unlink()
+
+    for name, edited, reason in (
+        ("t1", planted, "không khớp mã xác thực"),
+        ("t2", cut, "không khớp mã xác thực"),
+        ("t3", unsealed, "thiếu mã xác thực"),
+    ):
+        result = cli(name, "restore", str(edited))
+        assert result.returncode == 5, result.stdout + result.stderr
+        assert reason in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / f"{name}.db").exists() and not (tmp_path / name).exists()
+    # The untouched backup still restores, and its log verifies.
+    assert cli("t4", "restore", str(original)).returncode == 0
+    assert cli("t4", "audit", "verify").returncode == 0

@@ -20,6 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def env(tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]) -> dict[str, str]:
     pki, port = dev_pki
+    # A data directory that exists: commands other than serve/migrate/pki init refuse a
+    # missing one (red team 12 F10).
+    (tmp_path / "var").mkdir(exist_ok=True)
     return {
         **os.environ,
         "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
@@ -153,6 +156,7 @@ def test_a_database_that_refuses_is_exit_6_with_a_message(
     urls = [f"postgresql://ai:bi-mat@127.0.0.1:{free_port()}/khong_co"]  # nothing listens
     if postgres is not None:
         urls.append(_password_role(postgres))  # a real server, the wrong password
+    (tmp_path / "var").mkdir(exist_ok=True)
     for url in urls:
         env = {
             **os.environ,
@@ -193,6 +197,7 @@ def test_a_bad_setting_is_exit_6_naming_it(
     tmp_path: Path, dev_pki: tuple[DevPki, int], variable: str, value: str, command: tuple
 ) -> None:
     pki, port = dev_pki
+    (tmp_path / "var").mkdir(exist_ok=True)
     env = {
         **os.environ,
         "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),

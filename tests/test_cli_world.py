@@ -93,6 +93,8 @@ def test_verify_from_elsewhere_answers_as_the_api(tmp_path: Path) -> None:
     elsewhere.mkdir()
     src, signed = tmp_path / "in.pdf", tmp_path / "signed.pdf"
     src.write_bytes(make_pdf())
+    # The deployment is made explicitly: `sign` alone refuses a missing one (red team 12 F10).
+    assert _run(env, elsewhere, "pki", "init").returncode == 0
     made = _run(
         env, elsewhere, "sign", str(src), str(signed), "--profile", "agency-a-seal", "--level",
         "B-T",
@@ -298,3 +300,30 @@ def test_sign_refuses_an_unwritable_output_before_signing(tmp_path: Path) -> Non
         database.close()
     assert count == 1 and documents == 1
     assert list(good.parent.iterdir()) == [good]
+
+
+def test_a_mistyped_data_directory_creates_nothing(tmp_path: Path) -> None:
+    """Red team 12 F10: with SIGNING_SERVICE_DATA_DIR mistyped, even dry runs built a whole new
+    development world there (PKI, database, SoftHSM token, audit key), then failed with an
+    unrelated code. Now exit 6 naming the directory, nothing created; the commands that make a
+    deployment still do."""
+    typo = tmp_path / "var-go-sai"
+    env = _clean_env(SIGNING_SERVICE_DATA_DIR=str(typo), SIGNING_SERVICE_DEV_PKI_PORT="1")
+    for args in (
+        ("evidence", "purge"),
+        ("storage", "reconcile", "--dry-run"),
+        ("client", "list"),
+        ("sign", "a.pdf", "b.pdf", "--profile", "agency-a-seal"),
+        ("preservation", "plan"),
+        ("audit", "verify"),
+        ("backup", str(tmp_path / "sao-luu")),
+    ):
+        result = _run(env, tmp_path, *args)
+        assert result.returncode == 6, (args, result.stdout + result.stderr)
+        assert f"không có bản triển khai ở {typo}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+        assert not typo.exists(), args
+        assert sorted(p.name for p in tmp_path.iterdir()) == [], args
+    made = _run(env, tmp_path, "migrate")
+    assert made.returncode == 0, made.stderr
+    assert (typo / "metadata.db").is_file()

@@ -292,6 +292,22 @@ def with_comment(pdf: bytes) -> bytes:
     return out.getvalue()
 
 
+def with_title(pdf: bytes) -> bytes:
+    """One incremental update changing the document's title (metadata, not validation data)."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    writer.set_info(
+        generic.DictionaryObject(
+            {generic.NameObject("/Title"): generic.TextStringObject("Quyết định đã sửa")}
+        )
+    )
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def citizen_signed(services: Services, pdf: bytes) -> bytes:
     """``pdf`` signed further (PAdES B-T) with the dev PKI's trusted officer key."""
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -451,3 +467,51 @@ def test_owner_password_only_unsigned_pdf_is_no_signature(
     label, _lead, html = page(client, encrypted)
     assert label == "Chưa xác định được"
     assert "bị hỏng" not in html
+
+
+def test_validation_data_added_after_issue_keeps_the_state(
+    site: tuple[TestClient, Services],
+) -> None:
+    """Red team 12 F5: a registered document extended through ``POST /v1/extensions`` (here by
+    another agency: anyone may extend a public PDF) gains only a DSS and document timestamps,
+    which are validation data (ETSI EN 319 142-1), not content: still ``IN_FORCE``, saying
+    validation data was added. A comment or a signature added after that extension is still
+    content added after issue."""
+    client, services = site
+    issued, public_id = _issue(client, services, "Quyet dinh so 5")
+    extended = {}
+    for level in ("B-LT", "B-LTA"):
+        answer = client.post(
+            "/v1/extensions",
+            headers=_headers(services, 1),
+            data={"level": level},
+            files={"file": ("qd.pdf", issued, "application/pdf")},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.content.startswith(issued)
+        extended[level] = answer.content
+    for data in extended.values():
+        report = api_status(client, data)
+        assert report["verdict"] == "TOTAL_PASSED", report["message"]
+        assert report["registry"]["matched"] == "validation_data"
+        status = report["status"]
+        assert (status["state"], status["code"]) == ("valid", "IN_FORCE"), status
+        assert "dữ liệu xác minh dài hạn" in status["message"]
+        for fields in ({}, {"ma": public_id}):
+            label, lead, _ = page(client, data, **fields)
+            assert label == "Hợp lệ", lead
+            assert "thêm nội dung" not in lead and "thêm vào sau khi cấp" not in lead
+
+    # Anything else after the extension is still content added after issue.
+    for added in (
+        with_comment(extended["B-LTA"]),
+        citizen_signed(services, extended["B-LTA"]),
+        with_title(extended["B-LTA"]),
+    ):
+        report = api_status(client, added)
+        assert report["verdict"] == "TOTAL_PASSED", report["message"]
+        assert report["registry"]["matched"] == "revision"
+        status = report["status"]
+        assert (status["state"], status["code"]) == ("indeterminate", "CONTENT_ADDED_AFTER_ISSUE")
+        label, lead, _ = page(client, added, ma=public_id)
+        assert label == STATE_LABELS["indeterminate"] and "thêm vào sau khi cấp" in lead

@@ -39,6 +39,7 @@ def service_env(
     request: pytest.FixtureRequest, tmp_path: Path, dev_pki: Any
 ) -> Iterator[dict[str, str]]:
     pki, port = dev_pki
+    (tmp_path / "var").mkdir(exist_ok=True)  # commands refuse a missing one (red team 12 F10)
     env = {
         "SIGNING_SERVICE_DATA_DIR": str(tmp_path / "var"),
         "SIGNING_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'metadata.db'}",

@@ -78,8 +78,9 @@ def services(
     dev_pki: tuple[DevPki, int],
 ) -> Iterator[Services]:
     """As tests/conftest.py builds them; with :func:`tsa_server`, the operator also configures
-    it as TSA :data:`TEST_TSA` (the dev PKI's TSA stays the default)."""
-    overrides: dict[str, Any] = {"default_tsa": DEV_TSA}
+    it as TSA :data:`TEST_TSA` (the dev PKI's TSA stays the default). Indirect parameters:
+    more settings."""
+    overrides: dict[str, Any] = {"default_tsa": DEV_TSA, **getattr(request, "param", {})}
     if "tsa_server" in request.fixturenames:
         overrides["tsas"] = {TEST_TSA: request.getfixturevalue("tsa_server")["url"]}
     built = Services.build(make_settings(tmp_path, database_url, dev_pki, **overrides))
@@ -288,6 +289,9 @@ def test_concurrent_versions_of_one_document_one_wins(
 
 
 # -- the API: B-T → B-LT → B-LTA → renewal, versions, registry -----------------------------------
+# The dev TSA's certificate ends on 2035-01-01: with a ten-year horizon its timestamps are due,
+# so the API renews them (red team 12 F14: only what is due is renewed).
+@pytest.mark.parametrize("services", [{"preservation_horizon_days": 3650}], indirect=True)
 def test_api_extension_chain_versions_and_registry(
     api: Any, services: Services, credentials: dict[str, Any]
 ) -> None:
@@ -364,6 +368,53 @@ def test_api_extension_chain_versions_and_registry(
     before = snapshot(services)
     body = refused(extend(api, headers, v2, "B-LTA"), 409, "DOCUMENT_NOT_LATEST_VERSION")
     assert body["details"]["latest_document_id"] == v4
+    assert_nothing_written(before, services)
+
+
+def test_renewal_through_the_api_only_when_due(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team 12 F14: a client key renewed a B-LTA document without limit (a whole new
+    version under a ten-year lock, a TSA request each time). Not due (the TSA certificate ends
+    beyond the preservation horizon, the digest is not retiring): 409 EXTENSION_NOT_DUE,
+    nothing written, stored or uploaded; extension to a higher level is unaffected."""
+    headers = auth(credentials)
+    lta = sign(api, headers, level="B-LTA")["document"]["id"]
+    data = content(api, headers, lta)
+    before = snapshot(services)
+    for _ in range(3):
+        body = refused(extend(api, headers, lta, "B-LTA"), 409, "EXTENSION_NOT_DUE")
+    assert body["details"]["tsa_not_after"].startswith("2035-01-01")
+    assert body["details"]["digest_algorithm"] == "sha256"
+    uploaded = api.post(
+        "/v1/extensions",
+        headers=headers,
+        data={"level": "B-LTA"},
+        files={"file": ("a.pdf", data, "application/pdf")},
+    )
+    refused(uploaded, 409, "EXTENSION_NOT_DUE")
+    assert_nothing_written(before, services)
+    listing = api.get(f"/v1/documents/{lta}/versions", headers=headers).json()
+    assert [v["id"] for v in listing["versions"]] == [lta]
+    # A higher level is still reached.
+    bt = sign(api, headers)["document"]["id"]
+    made = extend(api, headers, bt, "B-LTA")
+    assert made.status_code == 201, made.text
+
+
+@pytest.mark.parametrize("services", [{"preservation_retiring_digests": ["sha256"]}], indirect=True)
+def test_renewal_with_a_retiring_digest_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team 12 F9 through the API: the document is due (its timestamp's SHA-256 is
+    retiring), but the new timestamp would be SHA-256 again and due at once: refused before
+    anything is stored, however often it is asked."""
+    headers = auth(credentials)
+    lta = sign(api, headers, level="B-LTA")["document"]["id"]
+    before = snapshot(services)
+    for _ in range(2):
+        body = refused(extend(api, headers, lta, "B-LTA"), 409, "PRESERVATION_DIGEST_RETIRING")
+    assert body["details"]["digest_algorithm"] == "sha256"
     assert_nothing_written(before, services)
 
 

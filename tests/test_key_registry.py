@@ -295,6 +295,7 @@ def test_disabled_key_stops_its_profiles(
 @pytest.fixture
 def dev_env(tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]) -> dict[str, str]:
     pki, port = dev_pki
+    (tmp_path / "var").mkdir(exist_ok=True)  # commands refuse a missing one (red team 12 F10)
     from tests.conftest import SOFTHSM_DIR
 
     return {

@@ -181,6 +181,26 @@ def test_one_access_line_per_request_and_no_secret(
         assert secret not in everything, secret[:12]
 
 
+def test_a_request_id_shaped_like_an_api_key_is_replaced(
+    api: Any, credentials: dict[str, Any], captured: io.StringIO
+) -> None:
+    """Red team 12 F11: ``X-Request-ID: ssk_…_…`` was echoed to the client but logged as
+    ``***``, so the id the caller reports is not in the logs (and a key pasted there is sent
+    back). Now a new id: returned, logged as is, the key's shape nowhere."""
+    real_key = credentials["agencies"][0]["api_key"]
+    for sent in ("ssk_24f922b80c0b9b2f_secret", real_key):
+        answer = api.get("/healthz", headers={"X-Request-ID": sent})
+        assert answer.status_code == 200
+        returned = answer.headers["X-Request-ID"]
+        assert HEX_ID.fullmatch(returned) and returned != sent
+        access = [line for line in lines(captured) if line["logger"] == ACCESS]
+        assert access[-1]["request_id"] == returned
+    assert "ssk_" not in captured.getvalue() and "***" not in captured.getvalue()
+    # An ordinary id is still kept.
+    kept = api.get("/healthz", headers={"X-Request-ID": "ssk-ho-so-0001"})
+    assert kept.headers["X-Request-ID"] == "ssk-ho-so-0001"
+
+
 def test_secrets_are_masked_even_when_code_logs_them(captured: io.StringIO) -> None:
     """The formatter's last guard: a line that names an API key or a bearer credential (a
     library's message, a future mistake) is written with it masked."""
@@ -213,6 +233,7 @@ def test_served_with_two_workers(tmp_path: Path, dev_pki: tuple[DevPki, int]) ->
     key."""
     pki, port = dev_pki
     data_dir = tmp_path / "var"
+    data_dir.mkdir(exist_ok=True)  # commands refuse a missing one (red team 12 F10)
     env = {
         **os.environ,
         "SIGNING_SERVICE_DATA_DIR": str(data_dir),

@@ -355,6 +355,28 @@ def test_tsa_too_short_is_refused_before_anything_is_stored(
         services.close()
 
 
+def test_retiring_the_renewals_own_digest_renews_at_most_once(
+    tmp_path: Path, database_url: str, archive_pki: tuple[DevPki, int, Path]
+) -> None:
+    """Red team 12 F9: with SHA-256 listed as retiring, every run renewed every B-LTA document
+    again (the new timestamp is SHA-256 too: due at once, a new version each run). Two runs in
+    a row: refused (PRESERVATION_DIGEST_RETIRING) before storing, no new version."""
+    services = build(tmp_path, database_url, archive_pki, preservation_retiring_digests=["sha256"])
+    try:
+        doc_id = sign(services, "B-LTA", "retiring")
+        before = _objects(services)
+        for _ in range(2):
+            summary = preservation.run_inline(services)
+            assert [(o.status, o.code) for o in summary.outcomes] == [
+                ("failed", "PRESERVATION_DIGEST_RETIRING")
+            ]
+        assert versions(services, doc_id) == [doc_id]
+        assert _objects(services) == before
+        assert audit_count(services, "preservation.renewed") == 0
+    finally:
+        services.close()
+
+
 # -- other processes: the CLI, two workers, a killed worker ------------------------------------
 def _env(services: Services, archive_pki: tuple[DevPki, int, Path], **extra: str) -> dict[str, str]:
     pki, port, config = archive_pki

@@ -208,6 +208,8 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def _env(tmp_path: Path, dev_pki: tuple[DevPki, int], **values: str) -> dict[str, str]:
     pki, port = dev_pki
+    # An existing data directory: commands refuse a missing one (red team 12 F10).
+    (tmp_path / "var").mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNING_SERVICE_")}
     env.update(
         {
@@ -243,7 +245,8 @@ LATE_ERRORS = [
     ("report_tsa", "khong-co", "SIGNING_SERVICE_TSAS"),
     ("preservation_tsa", "khong-co", "SIGNING_SERVICE_TSAS"),
     # Directories that cannot be created ({file} is a regular file): an OSError traceback before.
-    ("data_dir", "{file}/var", "không tạo được thư mục"),
+    # A data directory that does not exist: no deployment there (red team 12 F10).
+    ("data_dir", "{file}/var", "không có bản triển khai"),
     ("upload_tmp_dir", "{file}/tmp", "không tạo được thư mục"),
     ("dev_pki_dir", "{file}/pki", "không tạo được thư mục"),
     ("dev_pki_config", "{tmp}/khong-co.yml", "không có tệp cấu hình"),

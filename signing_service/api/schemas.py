@@ -194,7 +194,8 @@ class VerificationReport(BaseModel):
     registry: dict[str, Any] = Field(
         description="the registry of issued documents: the public record of the registered "
         "document whose hash is the file's (matched: file) or one of its signed revisions' "
-        '(matched: revision), or {"found": false}: not issued through this service '
+        "(matched: revision; matched: validation_data when only DSS and document timestamps "
+        'follow it), or {"found": false}: not issued through this service '
         "(README, Sổ đăng ký văn bản đã phát hành)"
     )
 

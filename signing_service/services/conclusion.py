@@ -28,7 +28,11 @@ The rules, in order (the first that applies decides):
    ``indeterminate`` ``CONTENT_ADDED_AFTER_ISSUE``, on ``/`` and through the QR link alike (red
    team 11 F1): the issued document is inside and in force, but the file is not only that
    document, and what was added is not the agency's.
-5. Valid signatures and the registered file itself, in force: ``valid`` ``IN_FORCE``.
+5. Valid signatures and the registered file itself, in force: ``valid`` ``IN_FORCE``; also
+   a registered revision followed only by long-term validation data (``matched ==
+   "validation_data"``: DSS and document timestamps, what extension and preservation add,
+   ETSI EN 319 142-1 §5.4–5.5) when the last signature's modification analysis agrees, the
+   message saying validation data was added (red team 12 F5).
 6. Valid signatures, not issued through this service (or no registry section): ``valid``
    ``SIGNATURES_VALID``, or ``SIGNATURES_VALID_CONTENT_ADDED`` when content was added after
    the last signature (annotations, unsigned fields): then the message never says "không bị
@@ -75,6 +79,10 @@ CODES = (
     NOT_QR_DOCUMENT,
 )
 
+# The registry section's ``matched`` for an issued revision followed only by validation data
+# and document timestamps (signing_service.services.registry.VALIDATION_DATA; not imported:
+# this module stays free of the database layer).
+VALIDATION_DATA = "validation_data"
 # A signature's modification-analysis codes meaning "nothing but validation data after it".
 _UNCHANGED = frozenset({"NO_CHANGES", "LTV_UPDATES_ONLY"})
 # Document warnings meaning something visible was added or changed after signing.
@@ -123,6 +131,19 @@ def content_added_after_signing(report: dict[str, Any]) -> bool:
     check = (last.get("checks") or {}).get("modifications") or {}
     code = check.get("code")
     return code is not None and code not in _UNCHANGED
+
+
+def _effective_match(report: dict[str, Any], registry: dict[str, Any] | None) -> str | None:
+    """The registry section's ``matched``, except that ``validation_data`` (only document
+    timestamps after the issued revision, :func:`signing_service.services.registry.
+    only_timestamps_after`) counts as ``revision`` unless the verifier's modification analysis
+    of the last signature says nothing but validation data came after it (red team 12 F5: the
+    service's own extension is not "content added after issue"; an annotation slipped into
+    the DSS revision still is)."""
+    matched = registry.get("matched") if registry is not None else None
+    if matched == VALIDATION_DATA and content_added_after_signing(report):
+        return "revision"
+    return matched if isinstance(matched, str) else None
 
 
 def _agency(section: dict[str, Any]) -> str:
@@ -217,6 +238,7 @@ def _document_status(report: dict[str, Any], expected_public_id: str | None = No
         for s in report.get("signatures") or []
         if isinstance(s, dict) and s.get("type") != "document_timestamp"
     )
+    matched = _effective_match(report, registry)
 
     # 1. The QR comparison: a different file is not described as the QR's document.
     prefix = ""
@@ -228,7 +250,7 @@ def _document_status(report: dict[str, Any], expected_public_id: str | None = No
                 "Tệp bạn tải lên KHÔNG phải văn bản mà mã QR này chỉ tới: hãy đối chiếu lại "
                 "với cơ quan ban hành.",
             )
-        if registry.get("matched") != "revision":
+        if matched != "revision":
             prefix = "Tệp bạn tải lên đúng là văn bản mà mã QR này chỉ tới. "
 
     # 2. Revoked or superseded (the latest version's status answers for earlier versions).
@@ -273,7 +295,7 @@ def _document_status(report: dict[str, Any], expected_public_id: str | None = No
     if registry is not None:
         agency = _agency(registry)
         issued = vietnam_date(registry.get("issued_at"))
-        if registry.get("matched") == "revision":
+        if matched == "revision":
             lead = (
                 "Tệp bạn tải lên chứa văn bản của mã QR này"
                 if expected_public_id is not None
@@ -297,8 +319,14 @@ def _document_status(report: dict[str, Any], expected_public_id: str | None = No
             signed += ", nhưng có nội dung được thêm vào sau khi ký"
         else:
             signed += " và tài liệu không bị sửa đổi sau khi ký"
+        added = (
+            " Sau khi cấp, tệp chỉ được bổ sung dữ liệu xác minh dài hạn (thông tin trạng "
+            "thái chứng thư, dấu thời gian tài liệu), không có nội dung mới."
+            if matched == VALIDATION_DATA
+            else ""
+        )
         return Conclusion(
-            VALID, IN_FORCE, f"{prefix}{signed}. {_issued_by(report, registry, issued)}"
+            VALID, IN_FORCE, f"{prefix}{signed}. {_issued_by(report, registry, issued)}{added}"
         )
 
     # 6. Validly signed elsewhere.
@@ -331,6 +359,12 @@ def conclude(report: dict[str, Any]) -> dict[str, Any]:
     document invalid or undecided although every signature passed (revoked, superseded,
     content added after issue), the report's ``message`` is that status message: a portal
     showing ``message`` never tells a citizen a revoked decision is valid (new user 11)."""
+    section = report.get("registry")
+    if isinstance(section, dict) and section.get("found"):
+        # The page, the PDF report and the CLI read ``matched``: the same answer as the status.
+        effective = _effective_match(report, section)
+        if effective is not None:
+            section["matched"] = effective
     status = status_section(report)
     report["status"] = status
     if report.get("verdict") == "TOTAL_PASSED" and status["code"] in (

@@ -62,6 +62,7 @@ from signing_service.signing import pdfa
 from signing_service.signing.engine import SIGNATURE_MARGIN, TIMESTAMP_MARGIN
 from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure, token_size
 from signing_service.store.models import Agency, Document, RegisteredDocument, new_id
+from signing_service.timefmt import api_time
 from signing_service.verification.validate import (
     EncryptedPdfError,
     NotPdfError,
@@ -148,6 +149,50 @@ async def _assess(services: Services, pdf: bytes, target: str, now: datetime | N
     if not renew and LEVEL_ORDER[target] <= LEVEL_ORDER[current]:
         raise errors.ExtensionTargetLower(details={"current": current, "target": target})
     return Assessment(current, renew)
+
+
+def check_renewal_due(services: Services, pdf: bytes, now: datetime | None) -> None:
+    """For a renewal through the API (B-LTA → B-LTA): refuse 409 ``EXTENSION_NOT_DUE`` unless
+    the newest document timestamp of ``pdf`` is due as the preservation job judges it (its TSA
+    certificate ends within ``SIGNING_SERVICE_PRESERVATION_HORIZON_DAYS`` of ``now``, or its
+    digest is in ``SIGNING_SERVICE_PRESERVATION_RETIRING_DIGESTS``; a timestamp that cannot
+    be read counts as due). Red team 12 F14: otherwise a client key renews without limit, a
+    whole new version under a ten-year lock and a TSA request each time."""
+    from signing_service.services.preservation import archive_facts
+
+    facts = archive_facts(pdf)
+    if facts is None or facts.tsa_not_after is None:
+        return
+    moment = now.astimezone(UTC) if now is not None else datetime.now(UTC)
+    settings = services.settings
+    horizon_end = moment + timedelta(days=settings.preservation_horizon_days)
+    if facts.tsa_not_after < horizon_end:
+        return
+    if facts.digest_algorithm in settings.preservation_retiring_digests:
+        return
+    raise errors.ExtensionNotDue(
+        details={
+            "tsa_not_after": api_time(facts.tsa_not_after),
+            "due_from": api_time(
+                facts.tsa_not_after - timedelta(days=settings.preservation_horizon_days)
+            ),
+            "digest_algorithm": facts.digest_algorithm,
+        }
+    )
+
+
+def check_renewed_digest(services: Services, renewed: bytes) -> None:
+    """Refuse 409 ``PRESERVATION_DIGEST_RETIRING`` when the newest document timestamp of the
+    renewed ``renewed`` bytes uses a digest the operator is retiring: the new version would be
+    due at once, and renewed again by every run (red team 12 F9). Before anything is stored."""
+    from signing_service.services.preservation import archive_facts
+
+    facts = archive_facts(renewed)
+    retiring = services.settings.preservation_retiring_digests
+    if facts is not None and facts.digest_algorithm in retiring:
+        raise errors.PreservationDigestRetiring(
+            details={"digest_algorithm": facts.digest_algorithm}
+        )
 
 
 def _certificates(signed_data: cms.SignedData) -> list[x509.Certificate]:
@@ -549,7 +594,11 @@ def extend_stored(
     data = read_content(services, current)
     tsa = _signing_profile_tsa(services, line[0])
     assessment = run_sync(_assess(services, data, target, now))
+    if assessment.renew:
+        check_renewal_due(services, data, now)
     extended = extend_pdf_assessed(services, data, target, assessment, tsa=tsa, now=now)
+    if assessment.renew:
+        check_renewed_digest(services, extended)
     stored = store_version(
         services,
         agency,
@@ -593,7 +642,11 @@ def extend_upload(
     target = parse_target(target)
     check_pdf_upload(pdf, services.settings.max_document_bytes)
     assessment = run_sync(_assess(services, pdf, target, now))
+    if assessment.renew:
+        check_renewal_due(services, pdf, now)
     extended = extend_pdf_assessed(services, pdf, target, assessment, tsa=None, now=now)
+    if assessment.renew:
+        check_renewed_digest(services, extended)
     with services.db.transaction() as session:
         audit.append(
             session,

@@ -20,7 +20,8 @@ version, extends it (``extension.extend_pdf`` to B-LTA: validation data for the 
 timestamp and a new document timestamp from ``SIGNING_SERVICE_PRESERVATION_TSA``) and stores
 the result as a new version (``extension.store_version``, one transaction; the previous version
 stays and stays current until it commits). A renewal whose new timestamp would itself be due
-is refused (``PRESERVATION_TSA_TOO_SHORT``) before anything is written. Two renewals of the same
+is refused (``PRESERVATION_TSA_TOO_SHORT``, or ``PRESERVATION_DIGEST_RETIRING`` when its
+digest is itself retiring) before anything is written. Two renewals of the same
 version cannot both commit: ``documents.previous_version_id`` is unique, and the loser finds
 the document renewed (``skipped``). Each renewal and each failure has an audit entry
 (``preservation.renewed`` / ``preservation.failed``) and moves
@@ -358,6 +359,9 @@ def renew(
             raise errors.PreservationTsaTooShort(
                 details={"tsa_not_after": api_time_or_none(facts.tsa_not_after if facts else None)}
             )
+        # Red team 12 F9: a new timestamp with a retiring digest leaves the document due at
+        # once; stored, every run would add one more version. Refused like a short TSA.
+        extension.check_renewed_digest(services, extended)
         try:
             new_doc = extension.store_version(
                 services, agency, doc, extended, reason="preservation", level=LTA, actor=ACTOR

@@ -44,13 +44,16 @@ from signing_service.services.registry_records import (  # noqa: F401 - re-expor
     STATUS_LABELS,
     STATUSES,
     SUPERSEDED,
+    VALIDATION_DATA,
     LinkedRecord,
     RegistryRecord,
     _seconds,
     new_public_id,
+    only_timestamps_after,
     public_link,
     registry_sentence,
     signed_revision_digests,
+    signed_revisions,
 )
 from signing_service.store.models import Agency, Document, RegisteredDocument
 
@@ -243,14 +246,18 @@ def registry_section(
     "file"``. Else, when a signed revision of it (the bytes a signature covers, up to its
     revision's end) is a registered document: the same with ``"matched": "revision"`` (content
     was appended after the document was issued: the issued document is inside, what was added
-    is not the agency's). Else ``{"found": false}``: not issued through this service, which is
-    not an error.
+    is not the agency's), or ``"matched": "validation_data"`` when every signature after that
+    revision is a document timestamp (:func:`only_timestamps_after`: long-term validation data
+    added, e.g. by ``POST /v1/extensions``; the conclusion turns it back into ``"revision"``
+    when the verifier saw other changes). Else ``{"found": false}``: not issued through this
+    service, which is not an error.
     """
     digest = sha256_hex or hashlib.sha256(pdf).hexdigest()
     found = lookup_sha256(services, digest)
     if found is not None:
         return {**found.to_public_dict(), "matched": "file"}
-    revisions = signed_revision_digests(pdf)
+    signed = signed_revisions(pdf)
+    revisions = [digest for digest, _ in signed]
     if revisions:
         with services.db.transaction() as session:
             rows = session.scalars(
@@ -267,9 +274,17 @@ def registry_section(
             ]
             if candidates:
                 # The newest revision that is registered (the longest prefix).
-                _, _, row, matched = min(candidates, key=lambda c: (c[0], c[1]))
+                position, _, row, matched = min(candidates, key=lambda c: (c[0], c[1]))
                 record = _record(session, services, row, matched=matched)
-                return {**record.to_public_dict(), "matched": "revision"}
+                # Only document timestamps (and the DSS they bring) after the issued revision:
+                # the service's own extension (red team 12 F5), not content; the conclusion
+                # still checks the modification analysis before believing it.
+                how = (
+                    VALIDATION_DATA
+                    if only_timestamps_after(pdf, signed[position][1])
+                    else "revision"
+                )
+                return {**record.to_public_dict(), "matched": how}
     return dict(NOT_FOUND)
 
 

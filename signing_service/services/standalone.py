@@ -255,7 +255,12 @@ class _PlainRegistry:
         return out
 
     def section(self, pdf: bytes, digest: str) -> dict[str, Any]:
-        from signing_service.services.registry_records import NOT_FOUND, signed_revision_digests
+        from signing_service.services.registry_records import (
+            NOT_FOUND,
+            VALIDATION_DATA,
+            only_timestamps_after,
+            signed_revisions,
+        )
 
         row = self.rows.one(
             "SELECT * FROM registered_documents WHERE sha256 = ? ORDER BY id DESC LIMIT 1",
@@ -267,7 +272,8 @@ class _PlainRegistry:
         if earlier:
             document, row = earlier[0]
             return {**self._record(row, document).to_public_dict(), "matched": "file"}
-        revisions = signed_revision_digests(pdf)
+        signed = signed_revisions(pdf)
+        revisions = [d for d, _ in signed]
         if revisions:
             marks = ", ".join("?" for _ in revisions)
             rows = self.rows.all(
@@ -282,8 +288,15 @@ class _PlainRegistry:
                 for d, r in self._by_earlier_versions(revisions)
             ]
             if candidates:
-                _, _, row, matched = min(candidates, key=lambda c: (c[0], c[1]))
-                return {**self._record(row, matched).to_public_dict(), "matched": "revision"}
+                position, _, row, matched = min(candidates, key=lambda c: (c[0], c[1]))
+                # As the API's registry_section: only document timestamps after the issued
+                # revision is validation data (red team 12 F5), else content was added.
+                how = (
+                    VALIDATION_DATA
+                    if only_timestamps_after(pdf, signed[position][1])
+                    else "revision"
+                )
+                return {**self._record(row, matched).to_public_dict(), "matched": how}
         return dict(NOT_FOUND)
 
 
