@@ -268,7 +268,9 @@ def test_sign_refuses_an_unwritable_output_before_signing(tmp_path: Path) -> Non
     )
     src = tmp_path / "in.pdf"
     src.write_bytes(make_pdf())
-    # A first good run makes the deployment (and a baseline of stored rows).
+    # The deployment is made first (a command other than migrate/serve/pki init refuses a data
+    # directory that does not exist: red team 12 F10); a first good run makes a baseline.
+    assert _run(env, tmp_path, "migrate").returncode == 0
     good = tmp_path / "out" / "signed.pdf"
     good.parent.mkdir()
     made = _run(env, tmp_path, "sign", str(src), str(good), "--profile", "agency-a-seal")
