@@ -1564,6 +1564,7 @@ def cmd_preservation_worker(_args: argparse.Namespace) -> int:
         run_worker(services)
     finally:
         services.close()
+    return 0
 
 
 def _deployment_settings() -> Settings:

@@ -28,8 +28,8 @@ def test_the_503_errors_are_the_expected_ones() -> None:
     # A new 503 is added here on purpose: the test below then proves it carries Retry-After.
     assert [cls.code for cls in UNAVAILABLE] == [
         "ANONYMOUS_BUSY",
-        "EXTENSION_VALIDATION_DATA_UNAVAILABLE",
         "DATABASE_UNAVAILABLE",
+        "EXTENSION_VALIDATION_DATA_UNAVAILABLE",
         "KEY_NOT_FOUND",
         "KEY_PIN_INCORRECT",
         "KEY_TOKEN_NOT_FOUND",

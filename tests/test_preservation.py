@@ -564,7 +564,8 @@ def test_worker_stops_on_sigterm_and_refuses_sqlite(
             assert "Tiến trình gia hạn lưu trữ đang chạy" in worker.stdout.readline()
             time.sleep(1)
             worker.send_signal(signal.SIGTERM)
-            assert worker.wait(timeout=30) == 0
+            code = worker.wait(timeout=30)
+            assert code == 0, worker.stderr.read() if worker.stderr is not None else code
         finally:
             if worker.poll() is None:
                 worker.kill()
