@@ -97,13 +97,9 @@ def settings_error_vi(problem: Any) -> str:
     return reason
 
 
-def parse_retiring_digests(value: Any) -> list[str]:
-    """``SIGNING_SERVICE_PRESERVATION_RETIRING_DIGESTS``: digest algorithm names (as
-    asn1crypto gives them: ``sha1``, ``sha256``, ``sha3_256`` …), comma-separated or a JSON
-    array; lower-cased. Raises ``ValueError`` with the Vietnamese reason for a name the
-    algorithm policy does not know (a typo would silently retire nothing)."""
-    from signing_service.signing.policy import ALLOWED_DIGESTS, WEAK_DIGESTS
-
+def _string_list(value: Any, shape: str) -> list[str]:
+    """A list setting given as a JSON array or comma-separated text (empty or unset: ``[]``).
+    Raises ``ValueError`` with the Vietnamese reason (``shape``: what the list must be)."""
     if value is None or value == "":
         return []
     if isinstance(value, str):
@@ -116,7 +112,18 @@ def parse_retiring_digests(value: Any) -> list[str]:
         else:
             value = [part.strip() for part in text.split(",") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError("phải là danh sách tên thuật toán băm, ví dụ sha1,sha224")
+        raise ValueError(shape)
+    return value
+
+
+def parse_retiring_digests(value: Any) -> list[str]:
+    """``SIGNING_SERVICE_PRESERVATION_RETIRING_DIGESTS``: digest algorithm names (as
+    asn1crypto gives them: ``sha1``, ``sha256``, ``sha3_256`` …), comma-separated or a JSON
+    array; lower-cased. Raises ``ValueError`` with the Vietnamese reason for a name the
+    algorithm policy does not know (a typo would silently retire nothing)."""
+    from signing_service.signing.policy import ALLOWED_DIGESTS, WEAK_DIGESTS
+
+    value = _string_list(value, "phải là danh sách tên thuật toán băm, ví dụ sha1,sha224")
     known = ALLOWED_DIGESTS | WEAK_DIGESTS
     names = [v.strip().lower() for v in value]
     unknown = [n for n in names if n not in known]
@@ -278,19 +285,9 @@ def parse_certificate_fingerprints(value: Any) -> list[str]:
     """``SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES``: SHA-256 fingerprints of certificates
     (64 hex digits, colons and case ignored), comma-separated or a JSON array; returned
     lower-case without colons. Raises ``ValueError`` with the Vietnamese reason."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise ValueError("không đọc được danh sách (JSON không hợp lệ)") from None
-        else:
-            value = [part.strip() for part in text.split(",") if part.strip()]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError("phải là danh sách dấu vân tay SHA-256 của chứng thư (64 chữ số hex)")
+    value = _string_list(
+        value, "phải là danh sách dấu vân tay SHA-256 của chứng thư (64 chữ số hex)"
+    )
     out: list[str] = []
     for item in value:
         digest = item.replace(":", "").strip().lower()
