@@ -392,11 +392,18 @@ def test_the_spare_dev_p12_can_be_registered(
 
 
 def test_serve_with_the_dev_pki_port_busy_is_exit_6_naming_the_setting(
-    env: dict[str, str],
+    env: dict[str, str], tmp_path: Path
 ) -> None:
     """Development mode serves the dev PKI on its own port: a busy one answered uvicorn's
     English text and exit 1 (make run); now exit 6 naming SIGNING_SERVICE_DEV_PKI_PORT."""
+    import shutil
     import socket
+
+    # Another port re-issues the dev PKI for it (new serials, pki/dev.py): on a copy, never
+    # on the session's PKI the other tests' certificates and responder belong to.
+    copy = tmp_path / "pki-copy"
+    shutil.copytree(env["SIGNING_SERVICE_DEV_PKI_DIR"], copy)
+    env = {**env, "SIGNING_SERVICE_DEV_PKI_DIR": str(copy)}
 
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))

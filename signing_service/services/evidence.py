@@ -935,7 +935,7 @@ def _check_seal(
         signed_data = cms.ContentInfo.load(seal)["content"]
         cert_info = extract_certificate_info(signed_data)
         signer = cert_info.signer_cert
-        result.sealed_by = str(signer.subject.human_friendly)
+        result.sealed_by = _name_text(signer.subject)
         result.seal_certificate_sha256 = certificate_sha256(signer)
         if result.seal_certificate_sha256 not in seal_certificates:
             # Red team 12 F1: every agency seal and officer certificate chains to the trust
