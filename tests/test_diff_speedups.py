@@ -12,6 +12,7 @@ the first time and again from the per-document memo.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from io import BytesIO
 
@@ -245,6 +246,18 @@ def _reference_policy() -> ServiceDiffPolicy:
     return policy
 
 
+# The references and paths a refusal names, in the order pyHanko met them: that order follows
+# set iteration (object ids hashed), which differs between processes and, seen once in a full
+# run, between two readers of one file. The text around them and the multiset are compared.
+_NAMED = re.compile(r"Reference\(idnum=\d+, generation=\d+\)|PathInRevision\('[^']*'\)")
+
+
+def _message_parts(message: str) -> tuple[str, tuple[str, ...]]:
+    """A refusal message as (its text with every named reference and path replaced by ``·``,
+    the sorted names)."""
+    return _NAMED.sub("·", message), tuple(sorted(_NAMED.findall(message)))
+
+
 def _step(
     policy: ServiceDiffPolicy, reader: PdfFileReader, revision: int, doc_mdp: object
 ) -> object:
@@ -253,7 +266,7 @@ def _step(
     try:
         result = policy.apply(old, new, doc_mdp=doc_mdp)  # type: ignore[arg-type]
     except SuspiciousModification as e:
-        return ("refused", str(e))
+        return ("refused", *_message_parts(str(e)))
     except Exception as e:  # noqa: BLE001 - an unreadable revision is an outcome too
         return ("error", type(e).__name__)
     assert isinstance(result, DiffResult)
