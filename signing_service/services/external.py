@@ -36,6 +36,7 @@ from signing_service.services.documents import (
 from signing_service.services.keys import officer_for, officer_still_registered
 from signing_service.services.registry import new_public_id
 from signing_service.services.signing import (
+    IDEMPOTENCY_CONFLICT_MESSAGE,
     TIMESTAMP_ERRORS,
     QrRequest,
     Registration,
@@ -307,8 +308,7 @@ def _replay_start(
             return None
         if row.request_sha256 != digest:
             raise errors.IdempotencyConflict(
-                "Idempotency-Key này đã được dùng cho một yêu cầu ký khác (tệp, cấu hình ký "
-                "số, tùy chọn hoặc mã hồ sơ khác).",
+                IDEMPOTENCY_CONFLICT_MESSAGE,
                 details={"session_id": row.id},
             )
         return _start_of(row, replayed=True)

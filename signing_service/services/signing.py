@@ -114,6 +114,14 @@ class SignResult:
     replayed: bool = False
 
 
+# The 409 message when an Idempotency-Key already answered another signing request (one-step
+# signing and two-step step 1 alike).
+IDEMPOTENCY_CONFLICT_MESSAGE = (
+    "Idempotency-Key này đã được dùng cho một yêu cầu ký khác (tệp, cấu hình ký số, tùy chọn "
+    "hoặc mã hồ sơ khác)."
+)
+
+
 def _profile(services: Services, agency: Agency, name: str) -> SigningProfile:
     with services.db.transaction() as session:
         return _find_profile(session, agency, name)
@@ -519,8 +527,7 @@ def replay_signature(
             return None
         if signature.request_sha256 != digest:
             raise errors.IdempotencyConflict(
-                "Idempotency-Key này đã được dùng cho một yêu cầu ký khác (tệp, cấu hình ký "
-                "số, tùy chọn hoặc mã hồ sơ khác).",
+                IDEMPOTENCY_CONFLICT_MESSAGE,
                 details={"signature_id": signature.id},
             )
         output = session.get(Document, signature.output_document_id)
