@@ -68,8 +68,29 @@ def dev_pki(
         remote_public_key=remote_key.public_key if remote_key else None,
     )
     server = DevPkiServer(pki, "127.0.0.1", port).start()
+    _SESSION_PKI_STATE.append((directory / "state.json", (directory / "state.json").read_bytes()))
     yield pki, port
     server.stop()
+
+
+# The session dev PKI's state.json as issued. A test that runs the CLI against the session PKI
+# with another port re-issues it (new serials): every later test in the run then fails on
+# revocation and certificate comparisons, far from the cause (CI, serial order, 2026-11-30).
+_SESSION_PKI_STATE: list[tuple[Path, bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _session_pki_left_as_issued() -> Iterator[None]:
+    """Fails the test that re-issued the session dev PKI, at its own teardown."""
+    yield
+    for i, (state, issued) in enumerate(_SESSION_PKI_STATE):
+        now = state.read_bytes()
+        if now != issued:
+            _SESSION_PKI_STATE[i] = (state, now)  # blamed once, here
+            pytest.fail(
+                "this test re-issued the session dev PKI (state.json changed): give the CLI "
+                "a copy of the PKI (or the session port) when it runs against another port"
+            )
 
 
 @pytest.fixture(scope="session")

@@ -336,6 +336,7 @@ def test_second_serve_keeps_running_instance_metrics(
     running = data_dir / "metrics" / "127.0.0.1-18801" / "counter_4242.db"
     running.parent.mkdir(parents=True)
     running.write_bytes(b"counts of the running instance")
+    state_before = (pki.directory / "state.json").read_bytes()
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -362,4 +363,7 @@ def test_second_serve_keeps_running_instance_metrics(
         busy.close()
     assert done.returncode == 6, done.stderr.decode()[-2000:]
     assert running.read_bytes() == b"counts of the running instance"
+    # Nor is the dev PKI re-issued for the port it could not listen on (that gave every
+    # certificate of the PKI other tests and the running instance use a new serial).
+    assert (pki.directory / "state.json").read_bytes() == state_before
     assert (data_dir / "metrics" / f"127.0.0.1-{api_port}").is_dir()

@@ -604,7 +604,7 @@ def in_process_fetcher_backend(pki: DevPki, per_request_timeout: float = 5.0) ->
     return _Backend(REVOCATION_CACHE, per_request_timeout=per_request_timeout)
 
 
-def _probe_listen(host: str, port: int) -> None:
+def probe_listen(host: str, port: int) -> None:
     """Bind ``host:port`` as the server will (SO_REUSEADDR: a port in TIME_WAIT is free, one
     with a listener is not), then release it; raises :class:`OSError`."""
     import socket
@@ -623,7 +623,7 @@ class DevPkiServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # werkzeug's make_server prints English ("Port … is in use by another program") and
         # calls sys.exit(1) on a busy port: probe first, so the caller can say it in Vietnamese.
-        _probe_listen(host, port)
+        probe_listen(host, port)
         self._server: BaseWSGIServer = make_server(host, port, pki.animator(), threaded=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="dev-pki", daemon=True
@@ -653,4 +653,5 @@ __all__ = [
     "in_process_fetcher_backend",
     "init_dev_pki",
     "load_dev_pki",
+    "probe_listen",
 ]

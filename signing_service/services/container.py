@@ -192,6 +192,21 @@ def quiet_library_loggers() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _dev_pki_port_error(settings: Settings, error: OSError) -> ConfigurationError:
+    """The dev PKI's port cannot be listened on: the CLI prints this and exits 6, as for the
+    API's own port (cli.py)."""
+    from signing_service.oserror import reason_vi
+
+    return ConfigurationError(
+        f"Không mở được cổng {settings.dev_pki_host}:{settings.dev_pki_port} của PKI "
+        f"thử nghiệm (TSA/OCSP/CRL) ({reason_vi(error)}). Chọn cổng khác: "
+        "SIGNING_SERVICE_DEV_PKI_PORT (đặt cùng giá trị cho mọi lệnh signing-service "
+        "khác, để chúng dùng đúng PKI thử nghiệm này), địa chỉ: "
+        "SIGNING_SERVICE_DEV_PKI_HOST.",
+        details={"setting": "SIGNING_SERVICE_DEV_PKI_PORT"},
+    )
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -337,6 +352,16 @@ class Services:
             hsm = SoftHsm.available(settings.softhsm_dir)
             if hsm is not None:
                 hsm_key = hsm.ensure_key(DEV_HSM_TOKEN, DEV_HSM_KEY)
+            if serve_dev_pki and settings.dev_pki_serve:
+                # A serve that cannot listen on the dev PKI's port stops before the PKI is
+                # touched: re-issuing it for that address would give every certificate a new
+                # serial under the instance already serving it.
+                from signing_service.pki.dev import probe_listen
+
+                try:
+                    probe_listen(settings.dev_pki_host, settings.dev_pki_port)
+                except OSError as e:
+                    raise _dev_pki_port_error(settings, e) from None
             dev_pki = init_dev_pki(
                 settings.pki_dir,
                 settings.dev_pki_config,
@@ -406,18 +431,8 @@ class Services:
             try:
                 server = DevPkiServer(dev_pki, settings.dev_pki_host, settings.dev_pki_port)
             except OSError as e:
-                from signing_service.oserror import reason_vi
-
                 services.close()
-                # The CLI prints it and exits 6, as for the API's own port (cli.py).
-                raise ConfigurationError(
-                    f"Không mở được cổng {settings.dev_pki_host}:{settings.dev_pki_port} của PKI "
-                    f"thử nghiệm (TSA/OCSP/CRL) ({reason_vi(e)}). Chọn cổng khác: "
-                    "SIGNING_SERVICE_DEV_PKI_PORT (đặt cùng giá trị cho mọi lệnh signing-service "
-                    "khác, để chúng dùng đúng PKI thử nghiệm này), địa chỉ: "
-                    "SIGNING_SERVICE_DEV_PKI_HOST.",
-                    details={"setting": "SIGNING_SERVICE_DEV_PKI_PORT"},
-                ) from None
+                raise _dev_pki_port_error(settings, e) from None
             services.dev_pki_server = server.start()
         if settings.is_production:
             services._refuse_dev_material()
