@@ -5,6 +5,7 @@ own seal key, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -439,6 +440,19 @@ def test_purge_removes_expired_evidence_only(
     assert record.json()["retention"]["source"] == "agency_kind"
 
     before = _evidence_objects(services)
+    with services.db.transaction() as session:
+        own = session.scalars(
+            select(SignatureEvidenceItem).where(
+                SignatureEvidenceItem.signature_id == made["plain"]["signature_id"],
+                SignatureEvidenceItem.role.in_(("manifest", "timestamp")),
+            )
+        ).all()
+    # The signature's own files are in their rows (checked against their hashes), not objects.
+    assert {i.role for i in own} == {"manifest", "timestamp"}
+    for item in own:
+        assert item.content is not None
+        assert hashlib.sha256(item.content).hexdigest() == item.sha256
+        assert evidence.object_key(item.sha256) not in before
     # Nothing has expired today.
     today = evidence.purge(services, dry_run=False, actor="test")
     assert (today.purged, today.held, today.kept) == ([], [], 4)
@@ -472,8 +486,17 @@ def test_purge_removes_expired_evidence_only(
         assert kept.status_code == 200, kept.text
         assert evidence.verify_zip(services, kept.content).ok
     after = _evidence_objects(services)
-    assert after < before
-    assert set(done.removed_objects) == before - after
+    # "plain"'s own files (manifest.json, its timestamp token) were kept in its rows, not as
+    # objects: its rows are gone with them; every object it used is shared with the others.
+    assert after == before
+    assert done.removed_objects == []
+    with services.db.transaction() as session:
+        left = session.scalars(
+            select(SignatureEvidenceItem).where(
+                SignatureEvidenceItem.signature_id == made["plain"]["signature_id"]
+            )
+        ).all()
+    assert left == []
     with services.db.transaction() as session:
         referenced = evidence.referenced_keys(session)
         assert after == referenced  # nothing referenced was deleted, no orphan left
@@ -797,3 +820,59 @@ def test_an_object_purged_while_a_signature_relies_on_it_is_written_again(
     assert services.store.exists(key), "the signature committed a reference to a lost object"
     data = evidence.evidence_zip(services, agency, result[0], actor="test")
     assert evidence.verify_zip(services, data).ok
+
+
+def test_own_files_in_rows_and_files_of_older_rows_as_objects_read_back_alike(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """The signature's own files (manifest.json, its timestamp token) are kept in their rows
+    (revision 0016); rows from before keep them as objects: both give the same ZIP contents,
+    and a file changed in its row is refused as one changed in the store is."""
+    signed = _sign(api, credentials)
+    signature_id = signed["signature_id"]
+    headers = _client(credentials)
+    url = f"/v1/signatures/{signature_id}/evidence"
+    first = api.get(url, headers=headers)
+    assert first.status_code == 200, first.text
+    inline = _zip(first.content)
+    assert {"manifest.json", "timestamp/signature-timestamp.tst"} <= set(inline)
+
+    # As a row from before 0016 stores it: the file an object, the row without content.
+    with services.db.transaction() as session:
+        own = session.scalars(
+            select(SignatureEvidenceItem).where(
+                SignatureEvidenceItem.signature_id == signature_id,
+                SignatureEvidenceItem.content.is_not(None),
+            )
+        ).all()
+        assert {i.role for i in own} == {"manifest", "timestamp"}
+        for item in own:
+            services.store.put(evidence.object_key(item.sha256), item.content)
+            item.content = None
+    legacy = api.get(url, headers=headers)
+    assert legacy.status_code == 200, legacy.text
+    as_objects = _zip(legacy.content)
+    assert {n: d for n, d in as_objects.items() if n != "manifest.json.p7s"} == {
+        n: d for n, d in inline.items() if n != "manifest.json.p7s"
+    }
+    assert evidence.verify_zip(services, legacy.content).ok
+    with services.db.transaction() as session:
+        referenced = evidence.referenced_keys(session)
+    assert {evidence.object_key(i.sha256) for i in own} <= referenced
+
+    # Back in the row, changed: the hash check refuses it (500 STORAGE_INTEGRITY_ERROR).
+    with services.db.transaction() as session:
+        item = session.get(SignatureEvidenceItem, (signature_id, "manifest.json"))
+        assert item is not None
+        assert b'"good"' in inline["manifest.json"]
+        item.content = inline["manifest.json"].replace(b'"good"', b'"gooD"')
+    changed = api.get(url, headers=headers)
+    assert changed.status_code == 500
+    assert changed.json()["code"] == "STORAGE_INTEGRITY_ERROR"
+    # Left as found for the other tests: the genuine file in its row, no orphan object.
+    with services.db.transaction() as session:
+        item = session.get(SignatureEvidenceItem, (signature_id, "manifest.json"))
+        assert item is not None
+        item.content = inline["manifest.json"]
+        services.store.delete(evidence.object_key(item.sha256))
+    assert api.get(url, headers=headers).status_code == 200

@@ -11,11 +11,14 @@ check; and the signature's RFC 3161 timestamp token (CMS unsigned attribute
 ``signature-time-stamp-token``) for B-T and above. Plus ``manifest.json``: what each file is and
 its SHA-256.
 
-**Where.** Each file is an object named by its SHA-256 (``evidence/<sha[:2]>/<sha>``): a CA
-certificate or an OCSP answer that a thousand signatures relied on is stored once. Rows
+**Where.** Each shared file is an object named by its SHA-256 (``evidence/<sha[:2]>/<sha>``): a
+CA certificate or an OCSP answer that a thousand signatures relied on is stored once. Rows
 (:class:`~signing_service.store.models.SignatureEvidence`, one
 :class:`~signing_service.store.models.SignatureEvidenceItem` per file) tie them to the signature,
-in the transaction that stores the signature.
+in the transaction that stores the signature. The signature's own files (``manifest.json``, its
+timestamp token: :data:`INLINE_ROLES`) are kept in their item row instead, written in that same
+transaction: no other signature shares them, and an object each cost an fsync'd write per
+signature (issue 9, the API's CPU per signature). Rows from before keep them as objects.
 
 **Read back.** :func:`evidence_zip` builds one ZIP: ``manifest.json``, the files, and
 ``manifest.json.p7s``: a detached CAdES signature (CMS SignedData, RFC 5652, with the CAdES
@@ -50,7 +53,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asn1crypto import cms, core, crl, ocsp, x509
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from signing_service import audit, errors
@@ -83,6 +86,8 @@ ANY_KIND = "*"
 MIN_YEARS, MAX_YEARS = 1, 100
 HOLD_TARGETS = ("signature", "document")
 _SIGNATURE_ID_CHARS = frozenset("0123456789abcdef-")
+# The files unique to one signature, kept in their item row rather than as objects.
+INLINE_ROLES = frozenset({"manifest", "timestamp"})
 
 
 def object_key(sha256: str) -> str:
@@ -400,15 +405,18 @@ def _token_info(token: bytes) -> dict[str, Any]:
 
 def store_objects(services: Services, captured: Captured) -> tuple[list[str], list[EvidenceFile]]:
     """Write the evidence objects not yet stored, before the transaction that references them
-    (an object without a row is an orphan ``storage reconcile`` removes). Returns the SHA-256
+    (an object without a row is an orphan ``storage reconcile`` removes); the files of
+    :data:`INLINE_ROLES` are not objects (:func:`add_rows` keeps them). Returns the SHA-256
     of the objects written (for :func:`release_objects` if the transaction fails) and the
     files already stored (shared with other signatures: :func:`_ensure_shared` re-checks them
     under the lock)."""
     written: list[str] = []
     shared: list[EvidenceFile] = []
     for f in captured.files:
+        if f.role in INLINE_ROLES:
+            continue  # kept in its row (add_rows)
         key = object_key(f.sha256)
-        if f.role != "manifest" and services.store.exists(key):
+        if services.store.exists(key):
             shared.append(f)
             continue
         services.store.put(key, f.data, sha256=f.sha256)
@@ -444,8 +452,9 @@ def add_rows(
     agency_id: int,
     document_kind: str | None,
 ) -> None:
-    """The evidence rows of signature ``signature_id``, in the transaction that stores it;
-    call after the transaction's audit entry (:func:`_ensure_shared`)."""
+    """The evidence rows of signature ``signature_id``, in the transaction that stores it
+    (with the files of :data:`INLINE_ROLES` in them); call after the transaction's audit entry
+    (:func:`_ensure_shared`)."""
     kind = document_kind if document_kind in DOCUMENT_KINDS else "unspecified"
     session.add(
         SignatureEvidence(
@@ -460,15 +469,20 @@ def add_rows(
         )
     )
     session.flush()
-    session.add_all(
-        SignatureEvidenceItem(
-            signature_id=signature_id,
-            name=f.name,
-            role=f.role,
-            sha256=f.sha256,
-            size=len(f.data),
-        )
-        for f in captured.files
+    # One executemany (ORM bulk INSERT) rather than one unit-of-work object per file.
+    session.execute(
+        insert(SignatureEvidenceItem),
+        [
+            {
+                "signature_id": signature_id,
+                "name": f.name,
+                "role": f.role,
+                "sha256": f.sha256,
+                "size": len(f.data),
+                "content": f.data if f.role in INLINE_ROLES else None,
+            }
+            for f in captured.files
+        ],
     )
     _ensure_shared(services, shared)
 
@@ -639,6 +653,11 @@ def signature_record(services: Services, agency_id: int, signature_id: str) -> d
 
 
 def _read(services: Services, item: SignatureEvidenceItem) -> bytes:
+    if item.content is not None:
+        # Kept in the row (INLINE_ROLES): checked against its hash all the same.
+        if hashlib.sha256(item.content).hexdigest() != item.sha256:
+            raise errors.StorageIntegrity()
+        return item.content
     try:
         data = services.store.get(object_key(item.sha256))
     except ObjectNotFound:
@@ -1300,7 +1319,9 @@ def purge(
         released = set(
             session.scalars(
                 select(SignatureEvidenceItem.sha256).where(
-                    SignatureEvidenceItem.signature_id.in_(ids)
+                    SignatureEvidenceItem.signature_id.in_(ids),
+                    # Files kept in their row go with it: no object to release.
+                    SignatureEvidenceItem.content.is_(None),
                 )
             )
         )
@@ -1367,7 +1388,9 @@ def referenced_keys(session: Session, keys: Sequence[str] | None = None) -> set[
         shas = [k[len(PREFIX) + 3 :] for k in keys if k.startswith(PREFIX)]
         if not shas:
             return set()
-        query = select(SignatureEvidenceItem.sha256).where(SignatureEvidenceItem.sha256.in_(shas))
+        query = select(SignatureEvidenceItem.sha256).where(
+            SignatureEvidenceItem.sha256.in_(shas), SignatureEvidenceItem.content.is_(None)
+        )
     else:
-        query = select(SignatureEvidenceItem.sha256)
+        query = select(SignatureEvidenceItem.sha256).where(SignatureEvidenceItem.content.is_(None))
     return {object_key(sha) for sha in session.scalars(query)}

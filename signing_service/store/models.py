@@ -474,7 +474,13 @@ class SignatureEvidence(Base):
 class SignatureEvidenceItem(Base):
     """One file of a signature's evidence: its name in the evidence ZIP, its role
     (``manifest``, ``certificate``, ``ocsp``, ``crl``, ``timestamp``) and the SHA-256 that
-    names its object. An object is deleted only once no item refers to it."""
+    names its object. An object is deleted only once no item refers to it.
+
+    ``content``: the file itself when it is the signature's own (its ``manifest.json``, its
+    signature timestamp token): kept in the row, written in the signing transaction, instead of
+    an object of its own (no sharing to gain, and one fsync'd object less per file); ``None``
+    for a content-addressed object (certificates, OCSP answers, CRLs) and for rows from before
+    revision 0016, whose files are objects."""
 
     __tablename__ = "signature_evidence_items"
     signature_id: Mapped[str] = mapped_column(
@@ -484,6 +490,7 @@ class SignatureEvidenceItem(Base):
     role: Mapped[str] = mapped_column(String(16))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, default=None)
 
 
 class EvidenceRetention(Base):
