@@ -876,3 +876,42 @@ def test_own_files_in_rows_and_files_of_older_rows_as_objects_read_back_alike(
         item.content = inline["manifest.json"]
         services.store.delete(evidence.object_key(item.sha256))
     assert api.get(url, headers=headers).status_code == 200
+
+
+def test_the_signers_signature_is_found_by_its_sid_bytes(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """The evidence finds the new signature by its SignerInfo's issuer and serial compared as
+    bytes, with the certificate itself in the SignedData; another certificate (the issuer's,
+    a certificate with the signer's issuer and serial but other bytes) is not taken for it."""
+    signed = _sign(api, credentials, level="B-B")
+    pdf = api.get(signed["document"]["download_url"], headers=_client(credentials)).content
+    (embedded,) = PdfFileReader(io.BytesIO(pdf)).embedded_regular_signatures
+    signer = embedded.signer_cert
+    assert evidence._names_certificate(embedded.signed_data, embedded.signer_info, signer)
+    others = [
+        c.chosen for c in embedded.signed_data["certificates"] if c.chosen.dump() != signer.dump()
+    ]
+    assert others  # the chain travels with the signature
+    for other in others:
+        assert not evidence._names_certificate(embedded.signed_data, embedded.signer_info, other)
+    # Same issuer and serial, other bytes (another validity): named, but not the one carried.
+    tbs = signer["tbs_certificate"].copy()
+    tbs["validity"] = x509.Validity(
+        {
+            "not_before": x509.Time({"utc_time": datetime(2020, 1, 1, tzinfo=UTC)}),
+            "not_after": x509.Time({"utc_time": datetime(2021, 1, 1, tzinfo=UTC)}),
+        }
+    )
+    lookalike = x509.Certificate(
+        {
+            "tbs_certificate": tbs,
+            "signature_algorithm": signer["signature_algorithm"],
+            "signature_value": signer["signature_value"],
+        }
+    )
+    assert lookalike.serial_number == signer.serial_number
+    assert lookalike.issuer.dump() == signer.issuer.dump()
+    assert not evidence._names_certificate(embedded.signed_data, embedded.signer_info, lookalike)
+    # And the facts the evidence keeps are the signature's.
+    assert evidence.signature_facts(pdf, signer) == (embedded.field_name, None)
