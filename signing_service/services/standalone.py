@@ -344,6 +344,30 @@ def registry_lookup(
         rows.close()
 
 
+# What verify_standalone imports as it runs (import_verification).
+_VERIFICATION_MODULES = (
+    "signing_service.services.conclusion",
+    "signing_service.services.pdf_upload",
+    "signing_service.services.registry_records",
+    "signing_service.verification.validate",
+)
+
+
+def import_verification(settings: Settings) -> None:
+    """Import now what :func:`verify_standalone` will import when it runs: the verifier
+    (pyHanko's validation and ours), the conclusion and registry code, and in development
+    the development PKI's module. Nothing is read or built. The command line calls it while
+    it pauses Python's cyclic garbage collector (``signing_service.cli._loading``): the
+    ~900 modules' objects live as long as the process, so the collections that importing
+    them triggers find nothing to free (bench/cli.py)."""
+    from importlib import import_module
+
+    for name in _VERIFICATION_MODULES:
+        import_module(name)
+    if not settings.is_production:
+        import_module("signing_service.pki.dev")
+
+
 def verify_standalone(
     settings: Settings, pdf: bytes, *, validation_time: datetime | None = None
 ) -> StandaloneResult:
