@@ -364,8 +364,16 @@ def import_verification(settings: Settings) -> None:
 
     for name in _VERIFICATION_MODULES:
         import_module(name)
-    if not settings.is_production:
+    if _may_have_dev_pki(settings):
         import_module("signing_service.pki.dev")
+
+
+def _may_have_dev_pki(settings: Settings) -> bool:
+    """Development with a development PKI generated where the settings say (its
+    ``state.json``, written last by ``init_dev_pki``): only then is its module, and with it
+    certomancer and werkzeug (~70 ms), imported; :func:`signing_service.pki.dev.load_dev_pki`
+    decides whether the PKI is complete."""
+    return not settings.is_production and (settings.pki_dir / "state.json").is_file()
 
 
 def verify_standalone(
@@ -436,7 +444,7 @@ def _trust(settings: Settings) -> tuple[Any, Any]:
     from signing_service.trust import TrustStore, TrustStoreError, load_certs
 
     dev_pki = None
-    if not settings.is_production:
+    if _may_have_dev_pki(settings):
         from signing_service.pki.dev import load_dev_pki
 
         dev_pki = load_dev_pki(settings.pki_dir, settings.dev_pki_config)
