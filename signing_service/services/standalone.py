@@ -394,9 +394,9 @@ def verify_standalone(
     report, dev_pki = _verify(settings, pdf, validation_time)
     shown = None
     if url is not None:
-        import hashlib
-
-        section, shown = registry_lookup(settings, url, pdf, hashlib.sha256(pdf).hexdigest())
+        # The file's SHA-256 as the verifier computed it (the API's registry lookup uses the
+        # same, services/verification.py): not hashed a second time.
+        section, shown = registry_lookup(settings, url, pdf, report["document"]["sha256"])
         if section is not None:
             report["registry"] = section
         else:
