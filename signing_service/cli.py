@@ -150,15 +150,19 @@ def _loading() -> Iterator[None]:
     all once more. Together that was ~30 % of ``verify``'s CPU time (bench/cli.py). Frozen
     objects are skipped by both; what the command allocates afterwards (the document, the
     report) is collected as usual, so a large or hostile PDF is not verified without the
-    collector. https://docs.python.org/3/library/gc.html#gc.freeze"""
+    collector. Frozen objects are never collected again: meant for the command's own process
+    (``main`` as the program), where they live until exit anyway.
+    https://docs.python.org/3/library/gc.html#gc.freeze"""
     import gc
 
+    enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         gc.freeze()
-        gc.enable()
+        if enabled:
+            gc.enable()
 
 
 def _config_message(message: str) -> str:

@@ -129,3 +129,29 @@ def test_verify_in_production_imports_no_dev_pki(
     code, out, packages = _verify_imports(prod, pdf)
     assert code == 2, out
     assert packages & (NEVER | DEV_PKI_ONLY) == set()
+
+
+def test_loading_pauses_the_collector_then_freezes_and_resumes() -> None:
+    """``verify`` imports with the cyclic collector paused; afterwards what was loaded is
+    frozen and collection is on again for the document's verification (cli._loading)."""
+    import gc
+
+    from signing_service.cli import _loading
+
+    assert gc.isenabled()
+    try:
+        with _loading():
+            assert not gc.isenabled()
+            loaded = [[]]  # a container object created while loading
+        assert gc.isenabled()
+        # Frozen: in no generation the collector walks (nor at exit).
+        assert not any(o is loaded for o in gc.get_objects())
+        made_after = [[]]
+        assert any(o is made_after for o in gc.get_objects())
+        gc.disable()
+        with _loading():
+            pass
+        assert not gc.isenabled()  # the caller's choice is kept
+    finally:
+        gc.enable()
+        gc.unfreeze()
