@@ -344,6 +344,38 @@ def registry_lookup(
         rows.close()
 
 
+# What verify_standalone imports as it runs (import_verification).
+_VERIFICATION_MODULES = (
+    "signing_service.services.conclusion",
+    "signing_service.services.pdf_upload",
+    "signing_service.services.registry_records",
+    "signing_service.verification.validate",
+)
+
+
+def import_verification(settings: Settings) -> None:
+    """Import now what :func:`verify_standalone` will import when it runs: the verifier
+    (pyHanko's validation and ours), the conclusion and registry code, and in development
+    the development PKI's module. Nothing is read or built. The command line calls it while
+    it pauses Python's cyclic garbage collector (``signing_service.cli._loading``): the
+    ~900 modules' objects live as long as the process, so the collections that importing
+    them triggers find nothing to free (bench/cli.py)."""
+    from importlib import import_module
+
+    for name in _VERIFICATION_MODULES:
+        import_module(name)
+    if _may_have_dev_pki(settings):
+        import_module("signing_service.pki.dev")
+
+
+def _may_have_dev_pki(settings: Settings) -> bool:
+    """Development with a development PKI generated where the settings say (its
+    ``state.json``, written last by ``init_dev_pki``): only then is its module, and with it
+    certomancer and werkzeug (~70 ms), imported; :func:`signing_service.pki.dev.load_dev_pki`
+    decides whether the PKI is complete."""
+    return not settings.is_production and (settings.pki_dir / "state.json").is_file()
+
+
 def verify_standalone(
     settings: Settings, pdf: bytes, *, validation_time: datetime | None = None
 ) -> StandaloneResult:
@@ -362,9 +394,9 @@ def verify_standalone(
     report, dev_pki = _verify(settings, pdf, validation_time)
     shown = None
     if url is not None:
-        import hashlib
-
-        section, shown = registry_lookup(settings, url, pdf, hashlib.sha256(pdf).hexdigest())
+        # The file's SHA-256 as the verifier computed it (the API's registry lookup uses the
+        # same, services/verification.py): not hashed a second time.
+        section, shown = registry_lookup(settings, url, pdf, report["document"]["sha256"])
         if section is not None:
             report["registry"] = section
         else:
@@ -412,7 +444,7 @@ def _trust(settings: Settings) -> tuple[Any, Any]:
     from signing_service.trust import TrustStore, TrustStoreError, load_certs
 
     dev_pki = None
-    if not settings.is_production:
+    if _may_have_dev_pki(settings):
         from signing_service.pki.dev import load_dev_pki
 
         dev_pki = load_dev_pki(settings.pki_dir, settings.dev_pki_config)
