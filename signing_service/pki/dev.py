@@ -412,6 +412,13 @@ def _read_state(state_file: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
+def reissued_for(pki_dir: Path, url_prefix: str) -> bool:
+    """True when :func:`init_dev_pki` would re-issue the PKI under ``pki_dir`` (recorded in
+    its ``state.json``) for another address, giving every certificate a new serial."""
+    previous = _read_state(pki_dir / "state.json")
+    return bool(previous) and previous.get("url_prefix") != url_prefix  # type: ignore[union-attr]
+
+
 def init_dev_pki(
     pki_dir: Path,
     config_path: Path,
@@ -659,4 +666,5 @@ __all__ = [
     "init_dev_pki",
     "load_dev_pki",
     "probe_listen",
+    "reissued_for",
 ]

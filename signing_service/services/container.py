@@ -344,7 +344,7 @@ class Services:
         dev_pki = None
         hsm_key = None
         if not settings.is_production:
-            from signing_service.pki.dev import init_dev_pki
+            from signing_service.pki.dev import init_dev_pki, probe_listen, reissued_for
             from signing_service.pki.softhsm import SoftHsm
 
             # Development mode provisions a SoftHSM2 token for the first demo agency when
@@ -352,12 +352,15 @@ class Services:
             hsm = SoftHsm.available(settings.softhsm_dir)
             if hsm is not None:
                 hsm_key = hsm.ensure_key(DEV_HSM_TOKEN, DEV_HSM_KEY)
-            if serve_dev_pki and settings.dev_pki_serve:
-                # A serve that cannot listen on the dev PKI's port stops before the PKI is
-                # touched: re-issuing it for that address would give every certificate a new
-                # serial under the instance already serving it.
-                from signing_service.pki.dev import probe_listen
-
+            if (
+                serve_dev_pki
+                and settings.dev_pki_serve
+                and reissued_for(settings.pki_dir, settings.dev_pki_url)
+            ):
+                # A serve that cannot listen on the dev PKI's new port stops before the PKI is
+                # re-issued for it: that would give every certificate a new serial under the
+                # instance already serving it. (Same port: nothing is re-issued, and a busy
+                # port is said after the other settings are checked, below.)
                 try:
                     probe_listen(settings.dev_pki_host, settings.dev_pki_port)
                 except OSError as e:
