@@ -9,6 +9,7 @@
   /ByteRange, a prefix of other bytes is not used, and the sealed document verifies.
 - With several signatures of the agency, the seal goes over the last one (the check runs from
   the last field back).
+- The free-space search's bit operations give what a cell-by-cell search gives.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import math
+import random
 from datetime import UTC, datetime
+from functools import reduce
+from operator import or_
 from typing import Any
 
 import pytest
@@ -36,7 +41,9 @@ from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import (
     PageTexts,
+    _Grid,
     _pages,
+    _window_or,
     place,
     signer_gap,
     text_lines,
@@ -205,3 +212,48 @@ def test_seal_goes_over_the_last_signature_of_the_agency(keys: dict[str, Any]) -
     assert seal_target(reader, "UBND xã Demo B") is not None
     assert seal_target(reader, "UBND xã Demo B").name == names[2]  # type: ignore[union-attr]
     assert seal_target(reader, "Không có cơ quan này") is None
+
+
+# --- the free-space search ------------------------------------------------------------------
+
+
+def _naive_free_starts(grid: _Grid, w: float, h: float, margin: float) -> list[tuple[int, int]]:
+    """Every top-left cell (r, c) inside the margins whose w × h box covers no occupied cell,
+    cell by cell: what ``_Grid.free_starts`` computes with bit operations."""
+    s = grid.cell
+    wc, hc = math.ceil(w / s), math.ceil(h / s)
+    c_lo, c_hi = math.ceil(margin / s), math.floor((grid.width - margin) / s) - wc
+    r_lo, r_hi = math.ceil(margin / s), math.floor((grid.height - margin) / s) - hc
+    out = []
+    for r in range(r_lo, min(r_hi, grid.rows_n - hc) + 1):
+        mask = 0
+        for c in range(c_lo, c_hi + 1):
+            cells = [
+                (grid.rows[rr] >> cc) & 1 for rr in range(r, r + hc) for cc in range(c, c + wc)
+            ]
+            if not any(cells):
+                mask |= 1 << c
+        out.append((r, mask))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_free_starts_matches_a_cell_by_cell_search(seed: int) -> None:
+    rng = random.Random(seed)
+    width, height = rng.choice([(120.0, 90.0), (150.0, 110.0), (97.0, 131.0)])
+    obstacles = []
+    for _ in range(rng.randint(0, 6)):
+        x, y = rng.uniform(-10, width), rng.uniform(-10, height)
+        obstacles.append((x, y, x + rng.uniform(1, 60), y + rng.uniform(1, 20)))
+    grid = _Grid(width, height, obstacles)
+    for w, h in [(10.0, 6.0), (31.0, 17.0), (2.0, 2.0), (60.0, 41.0)]:
+        assert grid.free_starts(w, h, 4.0) == _naive_free_starts(grid, w, h, 4.0), (w, h)
+
+
+def test_window_or() -> None:
+    rng = random.Random(7)
+    for n in (0, 1, 5, 17, 64):
+        rows = [rng.choice([0, 0, 1 << rng.randrange(40), rng.getrandbits(40)]) for _ in range(n)]
+        for k in (1, 2, 3, 5, 16, 17, 70):
+            naive = [reduce(or_, rows[r : r + k], 0) for r in range(n - k + 1)]
+            assert _window_or(rows, k) == naive, (n, k)

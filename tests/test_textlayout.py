@@ -33,6 +33,7 @@ from signing_service.signing.placement import (
     view_to_user,
 )
 from signing_service.signing.textlayout import LayoutUnavailable, TextLayout
+from tests.support.pdfs import make_pdf
 
 A4 = (0.0, 0.0, 595.0, 842.0)
 Box = tuple[float, float, float, float]
@@ -252,7 +253,8 @@ def test_placement_text_lines_through_the_shared_worker() -> None:
 
 
 def test_a_large_input_goes_through_a_file() -> None:
-    """At or over ``file_threshold`` the worker reads a private temporary file: same boxes."""
+    """At or over ``file_threshold`` the worker reads the memory file it shares with the
+    server process: same boxes."""
     pdf = page_pdf(TEXTS)
     by_pipe, by_file = TextLayout(), TextLayout(file_threshold=0)
     try:
@@ -260,6 +262,30 @@ def test_a_large_input_goes_through_a_file() -> None:
     finally:
         by_pipe.close()
         by_file.close()
+
+
+def test_the_shared_file_holds_only_the_current_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long input, then a short one: the worker reads the short one's length only (the long
+    one's tail still in the file is not part of it), the answers are each document's own;
+    past ``KEEP_SHARED`` the file is emptied before the next input (its pages freed)."""
+    short = page_pdf(TEXTS)
+    long = make_pdf(pages=3, padding_bytes=300_000)
+    shared = TextLayout(file_threshold=0)
+    piped = TextLayout()
+    try:
+        assert shared.page_lines(long, 2) == piped.page_lines(long, 2)
+        assert len(shared.page_lines(long, 0)) == 1  # "Quyet dinh so … - trang 1"
+        assert shared.page_lines(short, 0) == piped.page_lines(short, 0)
+        assert len(shared.page_lines(short, 0)) == len(TEXTS)
+        worker = shared._worker
+        assert worker is not None and worker.shared_size == len(long)
+        monkeypatch.setattr(textlayout, "KEEP_SHARED", 1000)
+        assert shared.page_lines(short, 0) == piped.page_lines(short, 0)
+        assert worker.shared_size == len(short)
+        assert os.fstat(worker.shared_fd).st_size == len(short)
+    finally:
+        shared.close()
+        piped.close()
 
 
 def _gone(pid: int) -> bool:

@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import resource
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
@@ -54,10 +54,13 @@ START_TIMEOUT = 60.0
 # Address space of the worker (bytes): PDFium's text page of a hostile page grows with its
 # text operators; over this it fails (MemoryError or a crash), not the server.
 MEMORY_LIMIT = 1024**3
-# Inputs of at least this size go to the worker as a private temporary file, not through the
-# pipe: PDFium then reads only the objects the page needs. Measured (one A4 page plus a filler
-# stream, median of 7): 100 kB pipe 0.94 ms / file 1.11 ms; 1 MB 2.75 / 1.31; 10 MB
-# 14.0 / 3.9; 50 MB 75 / 28.
+# Inputs of at least this size go to the worker through a memory file shared with it (an
+# anonymous memfd, no path: only this process and its worker hold it), not through the pipe.
+# Measured (one A4 page plus a filler stream, median of 7): 100 kB pipe 0.94 ms / file
+# 1.11 ms; 1 MB 2.75 / 1.31; 10 MB 14.0 / 3.9; 50 MB 75 / 28. The file was a private temporary
+# file on disk until the memfd: writing 1 MB there cost the signing thread ~0.25 ms of a
+# ~0.7 ms round trip, writing it to the memfd ~0.07 ms (``python -m bench.run
+# --appearance-only``, "of which placing it").
 FILE_THRESHOLD = 256 * 1024
 # More text runs than this on one page is a hostile page, not a document (a dense A4 table
 # has a few thousand); placement over it would cost seconds.
@@ -67,6 +70,9 @@ MAX_BOXES = 100_000
 # characters: the answer stays bounded whatever the page holds.
 MAX_TEXT_LINES = 2_000
 MAX_LINE_CHARS = 200
+# The shared memory file keeps its pages up to this size between requests (the largest
+# ordinary inputs); grown past it by a large input, it is emptied before the next one.
+KEEP_SHARED = 16 * 1024 * 1024
 
 
 class LayoutUnavailable(Exception):
@@ -156,7 +162,7 @@ def _measure(
         document.close()
 
 
-def _worker_main(conn: Connection, memory_limit: int) -> None:
+def _worker_main(conn: Connection, memory_limit: int, shared_fd: int) -> None:
     if memory_limit > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     import pypdfium2 as pdfium  # type: ignore[import-untyped]
@@ -164,8 +170,9 @@ def _worker_main(conn: Connection, memory_limit: int) -> None:
     conn.send("ready")
     while True:
         try:
-            page_index, path, with_text = conn.recv()
-            source: bytes | str = path if path is not None else conn.recv_bytes()
+            # ``shared``: the input's length in the shared memory file, else it follows.
+            page_index, shared, with_text = conn.recv()
+            source = os.pread(shared_fd, shared, 0) if shared is not None else conn.recv_bytes()
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
         try:
@@ -186,14 +193,27 @@ def _worker_main(conn: Connection, memory_limit: int) -> None:
 class _Worker:
     def __init__(self, memory_limit: int) -> None:
         parent, child = socket.socketpair()
+        # The large inputs' way in (FILE_THRESHOLD): anonymous, closed with the worker.
+        self.shared_fd = os.memfd_create("signing-service-layout", os.MFD_CLOEXEC)
+        self.shared_size = 0
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(child.fileno()), str(memory_limit)],
-                pass_fds=(child.fileno(),),
+                [
+                    sys.executable,
+                    "-m",
+                    __name__,
+                    str(child.fileno()),
+                    str(memory_limit),
+                    str(self.shared_fd),
+                ],
+                pass_fds=(child.fileno(), self.shared_fd),
                 stdin=subprocess.DEVNULL,
                 # Its own session: a Ctrl-C at a terminal is for the parent, which stops it.
                 start_new_session=True,
             )
+        except BaseException:
+            os.close(self.shared_fd)
+            raise
         finally:
             child.close()
         self.conn = Connection(parent.detach())
@@ -215,6 +235,17 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def share(self, pdf: bytes) -> int:
+        """Put ``pdf`` at the start of the shared memory file; its length. A file grown
+        past :data:`KEEP_SHARED` by a large input is cut back first (its pages freed)."""
+        if self.shared_size > KEEP_SHARED and len(pdf) < self.shared_size:
+            os.ftruncate(self.shared_fd, 0)
+            self.shared_size = 0
+        if os.pwrite(self.shared_fd, pdf, 0) != len(pdf):
+            raise OSError("short write to the shared memory file")
+        self.shared_size = max(self.shared_size, len(pdf))
+        return len(pdf)
+
     def kill(self) -> None:
         try:
             if self.alive():
@@ -224,6 +255,7 @@ class _Worker:
             log.error("text layout worker %d did not exit", self.process.pid)
         finally:
             self.conn.close()
+            os.close(self.shared_fd)
 
 
 class TextLayout:
@@ -231,8 +263,8 @@ class TextLayout:
     replaced after a failure). Thread-safe: callers are serialised.
 
     ``timeout``: seconds per page; ``memory_limit_bytes``: the worker's address space (0: no
-    limit); ``file_threshold``: inputs of at least this many bytes are passed as a private
-    temporary file instead of through the pipe.
+    limit); ``file_threshold``: inputs of at least this many bytes are passed through a
+    memory file shared with the worker instead of through the pipe.
     """
 
     def __init__(
@@ -279,11 +311,12 @@ class TextLayout:
                 self._worker = _Worker(self.memory_limit)
             worker = self._worker
             if len(pdf) >= self.file_threshold:
-                with tempfile.NamedTemporaryFile(suffix=".pdf") as source:
-                    # 0600 and removed on return: the document stays private.
-                    source.write(pdf)
-                    source.flush()
-                    return self._ask(worker, (page_index, source.name, with_text), None)
+                try:
+                    length = worker.share(pdf)
+                except OSError as e:
+                    self._discard()
+                    raise LayoutUnavailable(f"shared memory: {e}") from None
+                return self._ask(worker, (page_index, length, with_text), None)
             return self._ask(worker, (page_index, None, with_text), pdf)
 
     def _ask(
@@ -343,4 +376,4 @@ def shutdown() -> None:
 
 if __name__ == "__main__":
     # The worker: ``python -m signing_service.signing.textlayout FD MEMORY_LIMIT``.
-    _worker_main(Connection(int(sys.argv[1])), int(sys.argv[2]))
+    _worker_main(Connection(int(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3]))
