@@ -45,6 +45,7 @@ from signing_service.signing.placement import (
     _pages,
     _window_or,
     place,
+    request_last_page,
     signer_gap,
     text_lines,
 )
@@ -111,6 +112,23 @@ def test_page_text_is_measured_once_for_gap_and_placement() -> None:
     # The same boxes as a measurement of its own.
     assert texts.lines(last) == text_lines(pdf, last)
     assert textlayout.default().worker_pid is not None
+
+
+def test_a_last_page_asked_ahead_is_used_once_and_only_for_its_document() -> None:
+    pdf = make_pdf(text="Trang", pages=3)
+    reader = PdfFileReader(io.BytesIO(pdf))
+    pages = list(_pages(reader))
+    texts = PageTexts(reader, request_last_page(pdf))
+    with_text = texts.text_lines(pages[-1])
+    textlayout.default().close()
+    assert texts.lines(pages[-1]) == [box for box, _text in with_text]
+    assert texts.measured(pages[-1]) and not texts.measured(pages[0])
+    assert textlayout.default().worker_pid is None  # the answer asked ahead, nothing since
+    assert texts.lines(pages[-1]) == text_lines(pdf, pages[-1])
+    # Asked ahead for other bytes: not used, the page is measured for this document.
+    other = make_pdf(text="Trang khac", pages=3)
+    texts = PageTexts(reader, request_last_page(other))
+    assert texts.text_lines(pages[-1]) == with_text
 
 
 def test_page_texts_measures_each_page_it_is_asked_for() -> None:

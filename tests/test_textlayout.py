@@ -316,6 +316,54 @@ def test_timeout_kills_and_replaces_the_worker() -> None:
         layout.close()
 
 
+def test_a_request_sent_ahead_is_answered_in_turn() -> None:
+    """``submit_last_page`` returns before the answer; another call in between first reads
+    that answer (the pipe stays in step: each gets its own document's lines), and the
+    pending answer is the last page's, with its index, as ``page_text_lines`` gives it."""
+    three = page_pdf(TEXTS, pages=3)
+    other = page_pdf(TEXTS[:1])
+    layout = TextLayout()
+    try:
+        pending = layout.submit_last_page(three)
+        assert layout.page_lines(other, 0) == layout.page_lines(other, 0)
+        assert len(layout.page_lines(other, 0)) == 1
+        index, lines = pending.result()
+        assert index == 2
+        assert lines == layout.page_text_lines(three, 2)
+        assert pending.result() == (index, lines)
+        # Read by its own result() when nothing came in between; through shared memory too.
+        layout.file_threshold = 0
+        index, lines = layout.submit_last_page(other).result()
+        assert (index, lines) == (0, layout.page_text_lines(other, 0))
+        with pytest.raises(LayoutUnavailable):
+            layout.page_lines(other, -1)
+    finally:
+        layout.close()
+
+
+def test_a_request_sent_ahead_keeps_the_budget_and_fails_alone() -> None:
+    """A slow page sent ahead: its result is over the budget (counted from the request) and
+    the worker replaced; a stopped worker fails the pending answer; later calls work."""
+    slow = slow_pdf(1_500_000)
+    layout = TextLayout(timeout=0.3)
+    try:
+        pending = layout.submit_last_page(slow)
+        time.sleep(0.4)
+        started = time.monotonic()
+        with pytest.raises(LayoutUnavailable, match=r"over 0\.3 s"):
+            pending.result()
+        assert time.monotonic() - started < 0.2  # the budget was spent before result()
+        assert layout.worker_pid is None
+        assert len(layout.page_lines(page_pdf(TEXTS), 0)) == len(TEXTS)
+        stopped = layout.submit_last_page(page_pdf(TEXTS))
+        layout.close()
+        with pytest.raises(LayoutUnavailable, match="stopped"):
+            stopped.result()
+        assert len(layout.page_lines(page_pdf(TEXTS), 0)) == len(TEXTS)
+    finally:
+        layout.close()
+
+
 def test_the_memory_limit_ends_the_worker_not_the_service() -> None:
     """A page whose text page outgrows the worker's address space: unavailable, replaced."""
     layout = TextLayout(timeout=60, memory_limit_bytes=300 * 1024**2)

@@ -58,11 +58,13 @@ from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import (
     GAP,
     TOP_BAND_MARGIN,
+    LastPageRequest,
     PageTexts,
     Placement,
     place,
     place_in_gap,
     prepared_field,
+    request_last_page,
     signer_gap,
     upright,
 )
@@ -373,6 +375,7 @@ def _pdf_signer(
     *,
     timestamper: TimeStamper | None,
     now: datetime,
+    requested: LastPageRequest | None = None,
 ) -> _FixedTimePdfSigner:
     level = options.level
     now = signing_moment(now)
@@ -415,7 +418,7 @@ def _pdf_signer(
             # the image only, in that space (Nghị định 30/2020, Appendix I), unless a prepared
             # field is to be filled.
             # The last page's text is read once, for the signer block and the free space.
-            texts = PageTexts(writer.prev)
+            texts = PageTexts(writer.prev, requested)
             placement, style = _in_signer_block(
                 writer.prev, spec, signer_name, now, field_to_fill, texts
             )
@@ -564,6 +567,16 @@ async def _sign(
 ) -> BytesIO:
     """The signature revision (B-B, or B-T with ``timestamper``), in a reservation sized by
     :func:`estimate_signature_size`; retried once, larger, if the CMS did not fit."""
+    spec = options.appearance
+    # A person stamp reads the last page's text (signer block, free space): asked for now,
+    # the layout worker measures it while this thread parses the document (placement.py).
+    requested = (
+        request_last_page(pdf)
+        if isinstance(spec, KindAppearance)
+        and spec.kind == "person"
+        and not (options.field_name or spec.field_name)
+        else None
+    )
     reserved = await _reservation(key.signing_cert, key.chain, options.md_algorithm, timestamper)
     for attempt in (1, 2):
         writer = open_for_signing(pdf)
@@ -574,6 +587,7 @@ async def _sign(
             options,
             timestamper=timestamper,
             now=now or datetime.now(UTC),
+            requested=requested if attempt == 1 else None,
         )
         out = BytesIO()
         try:

@@ -308,6 +308,27 @@ def text_lines(pdf: bytes, page: _Page) -> list[Rect]:
     return [box for box in (_rect(b) for b in boxes) if box is not None]
 
 
+@dataclass(frozen=True)
+class LastPageRequest:
+    """The text lines of ``pdf``'s last page, asked of the layout worker ahead
+    (:func:`request_last_page`)."""
+
+    pdf: bytes
+    pending: textlayout.PendingLayout
+
+
+def request_last_page(pdf: bytes) -> LastPageRequest:
+    """Ask the layout worker for the text lines of ``pdf``'s last page (PDFium's count, with
+    their texts) and return at once (textlayout ``submit_last_page``).
+
+    Why: a person stamp needs that page's lines (the signer block, the free space); asked
+    before the document is parsed, the worker (another process) measures while the signing
+    thread parses it with pyHanko, instead of the thread waiting for the worker afterwards
+    (``python -m bench.run --appearance-only``, "of which placing it"). The same work, once:
+    :class:`PageTexts` uses the answer for the page it is, or measures as before."""
+    return LastPageRequest(pdf, textlayout.default().submit_last_page(pdf))
+
+
 class PageTexts:
     """The text lines of one document's pages, each page measured at most once (PDFium, in
     the worker: signing/textlayout.py) however many rules look at it during one signature.
@@ -318,18 +339,21 @@ class PageTexts:
     each passing the whole document, for one page's lines (``python -m bench.run
     --appearance-only``, "of which placing it"). The boxes of :meth:`lines` and
     :meth:`text_lines` are the same (textlayout: the text is read over each line's box).
+    ``requested``: the last page's lines asked for ahead (:func:`request_last_page`), used
+    when it is the same document and the page PDFium counts last is the one asked for.
 
     ``reader`` must not change while this is in use (the engine's input document, read
     only). Not thread-safe: one per signature. Errors: as :func:`text_lines`
     (``PAGE_LAYOUT_UNAVAILABLE``; a failed page is asked again next time).
     """
 
-    def __init__(self, reader: PdfFileReader) -> None:
+    def __init__(self, reader: PdfFileReader, requested: LastPageRequest | None = None) -> None:
         self.reader = reader
         self._pdf: bytes | None = None
         # page index → its line boxes; and, when asked for, the lines with their texts.
         self._boxes: dict[int, list[Rect]] = {}
         self._texts: dict[int, list[tuple[Rect, str]]] = {}
+        self._requested = requested
 
     def pdf(self) -> bytes:
         """The document's bytes (read from the reader's stream once)."""
@@ -337,12 +361,38 @@ class PageTexts:
             self._pdf = _pdf_bytes(self.reader)
         return self._pdf
 
+    def _take_requested(self, page: _Page) -> None:
+        requested, self._requested = self._requested, None
+        if requested is None:
+            return
+        pdf = self.pdf()
+        if requested.pdf is not pdf and requested.pdf != pdf:
+            return
+        try:
+            index, measured = requested.pending.result()
+        except textlayout.LayoutUnavailable as e:
+            if page.index == _last_page_index(self.reader):
+                # PDFium's last page is this one in every document whose page tree both
+                # read alike: the same failure as asking now, without the wait again.
+                log.info("page %d: text layout unavailable (%s)", page.index + 1, e.reason)
+                raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", e.reason) from None
+            return
+        self._store(index, measured)
+
+    def _store(self, index: int, measured: list[tuple[Rect, str]]) -> None:
+        found = [
+            (box, text) for box, text in ((_rect(b), t) for b, t in measured) if box is not None
+        ]
+        self._texts[index] = found
+        self._boxes[index] = [box for box, _text in found]
+
     def measured(self, page: _Page) -> bool:
         """Whether ``page``'s lines are known (asking for them costs no layout)."""
         return page.index in self._boxes
 
     def lines(self, page: _Page) -> list[Rect]:
         """User-space boxes of ``page``'s text lines (:func:`text_lines`)."""
+        self._take_requested(page)
         if page.index not in self._boxes:
             self._boxes[page.index] = text_lines(self.pdf(), page)
         return self._boxes[page.index]
@@ -350,18 +400,22 @@ class PageTexts:
     def text_lines(self, page: _Page) -> list[tuple[Rect, str]]:
         """``page``'s text lines with their texts (textlayout ``page_text_lines``): user-space
         boxes, normalised as :func:`text_lines` gives them."""
+        self._take_requested(page)
         if page.index not in self._texts:
             try:
                 measured = textlayout.default().page_text_lines(self.pdf(), page.index)
             except textlayout.LayoutUnavailable as e:
                 log.info("page %d: text layout unavailable (%s)", page.index + 1, e.reason)
                 raise PlacementError("PAGE_LAYOUT_UNAVAILABLE", e.reason) from None
-            found = [
-                (box, text) for box, text in ((_rect(b), t) for b, t in measured) if box is not None
-            ]
-            self._texts[page.index] = found
-            self._boxes[page.index] = [box for box, _text in found]
+            self._store(page.index, measured)
         return self._texts[page.index]
+
+
+def _last_page_index(reader: PdfFileReader) -> int | None:
+    last = None
+    for page in _pages(reader):
+        last = page.index
+    return last
 
 
 def normalised_name(text: str) -> str:
