@@ -33,6 +33,7 @@ from signing_service.signing.placement import (
     view_to_user,
 )
 from signing_service.signing.textlayout import LayoutUnavailable, TextLayout
+from tests.support.pdfs import make_pdf
 
 A4 = (0.0, 0.0, 595.0, 842.0)
 Box = tuple[float, float, float, float]
@@ -252,7 +253,8 @@ def test_placement_text_lines_through_the_shared_worker() -> None:
 
 
 def test_a_large_input_goes_through_a_file() -> None:
-    """At or over ``file_threshold`` the worker reads a private temporary file: same boxes."""
+    """At or over ``file_threshold`` the worker reads the memory file it shares with the
+    server process: same boxes."""
     pdf = page_pdf(TEXTS)
     by_pipe, by_file = TextLayout(), TextLayout(file_threshold=0)
     try:
@@ -260,6 +262,30 @@ def test_a_large_input_goes_through_a_file() -> None:
     finally:
         by_pipe.close()
         by_file.close()
+
+
+def test_the_shared_file_holds_only_the_current_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long input, then a short one: the worker reads the short one's length only (the long
+    one's tail still in the file is not part of it), the answers are each document's own;
+    past ``KEEP_SHARED`` the file is emptied before the next input (its pages freed)."""
+    short = page_pdf(TEXTS)
+    long = make_pdf(pages=3, padding_bytes=300_000)
+    shared = TextLayout(file_threshold=0)
+    piped = TextLayout()
+    try:
+        assert shared.page_lines(long, 2) == piped.page_lines(long, 2)
+        assert len(shared.page_lines(long, 0)) == 1  # "Quyet dinh so … - trang 1"
+        assert shared.page_lines(short, 0) == piped.page_lines(short, 0)
+        assert len(shared.page_lines(short, 0)) == len(TEXTS)
+        worker = shared._worker
+        assert worker is not None and worker.shared_size == len(long)
+        monkeypatch.setattr(textlayout, "KEEP_SHARED", 1000)
+        assert shared.page_lines(short, 0) == piped.page_lines(short, 0)
+        assert worker.shared_size == len(short)
+        assert os.fstat(worker.shared_fd).st_size == len(short)
+    finally:
+        shared.close()
+        piped.close()
 
 
 def _gone(pid: int) -> bool:
@@ -286,6 +312,54 @@ def test_timeout_kills_and_replaces_the_worker() -> None:
         # The next call gets a fresh worker and a correct answer.
         assert len(layout.page_lines(page_pdf(TEXTS), 0)) == len(TEXTS)
         assert layout.worker_pid not in (None, first)
+    finally:
+        layout.close()
+
+
+def test_a_request_sent_ahead_is_answered_in_turn() -> None:
+    """``submit_last_page`` returns before the answer; another call in between first reads
+    that answer (the pipe stays in step: each gets its own document's lines), and the
+    pending answer is the last page's, with its index, as ``page_text_lines`` gives it."""
+    three = page_pdf(TEXTS, pages=3)
+    other = page_pdf(TEXTS[:1])
+    layout = TextLayout()
+    try:
+        pending = layout.submit_last_page(three)
+        assert layout.page_lines(other, 0) == layout.page_lines(other, 0)
+        assert len(layout.page_lines(other, 0)) == 1
+        index, lines = pending.result()
+        assert index == 2
+        assert lines == layout.page_text_lines(three, 2)
+        assert pending.result() == (index, lines)
+        # Read by its own result() when nothing came in between; through shared memory too.
+        layout.file_threshold = 0
+        index, lines = layout.submit_last_page(other).result()
+        assert (index, lines) == (0, layout.page_text_lines(other, 0))
+        with pytest.raises(LayoutUnavailable):
+            layout.page_lines(other, -1)
+    finally:
+        layout.close()
+
+
+def test_a_request_sent_ahead_keeps_the_budget_and_fails_alone() -> None:
+    """A slow page sent ahead: its result is over the budget (counted from the request) and
+    the worker replaced; a stopped worker fails the pending answer; later calls work."""
+    slow = slow_pdf(1_500_000)
+    layout = TextLayout(timeout=0.3)
+    try:
+        pending = layout.submit_last_page(slow)
+        time.sleep(0.4)
+        started = time.monotonic()
+        with pytest.raises(LayoutUnavailable, match=r"over 0\.3 s"):
+            pending.result()
+        assert time.monotonic() - started < 0.2  # the budget was spent before result()
+        assert layout.worker_pid is None
+        assert len(layout.page_lines(page_pdf(TEXTS), 0)) == len(TEXTS)
+        stopped = layout.submit_last_page(page_pdf(TEXTS))
+        layout.close()
+        with pytest.raises(LayoutUnavailable, match="stopped"):
+            stopped.result()
+        assert len(layout.page_lines(page_pdf(TEXTS), 0)) == len(TEXTS)
     finally:
         layout.close()
 

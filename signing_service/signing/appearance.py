@@ -33,6 +33,7 @@ from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.stamp import TextStampStyle
 from pyhanko.stamp.base import BaseStamp, BaseStampStyle
 
+from signing_service.signing import prefix_digest
 from signing_service.signing.pdfa import PdfAGlyphAccumulatorFactory
 from signing_service.signing.repertoire import STAMP_RANGES
 from signing_service.signing.stamp_images import StampImage
@@ -747,15 +748,43 @@ def _signer_certificate(signed_data: Any, signer_info: Any) -> Any:
     return None
 
 
+def _document_bytes(reader: PdfFileReader) -> bytes | None:
+    """The bytes the reader reads, when it reads an in-memory buffer (``BytesIO.getvalue``:
+    for a buffer made from ``bytes`` and never written, that very object, no copy)."""
+    getvalue = getattr(reader.stream, "getvalue", None)
+    value = getvalue() if getvalue is not None else None
+    return value if isinstance(value, bytes) else None
+
+
+def _covered_digest(
+    reader: PdfFileReader, embedded: Any
+) -> tuple[bytes, prefix_digest.CoveredPrefix | None]:
+    """The /ByteRange digest of ``embedded`` (pyHanko's ``EmbeddedPdfSignature``), the same
+    value as its ``compute_digest()``; for a standard /ByteRange ``[0 a b n]`` over an
+    in-memory document also the hash state after its first ``a`` bytes, which the seal's own
+    digest continues (signing/prefix_digest.py: those bytes are hashed once)."""
+    data = _document_bytes(reader)
+    byte_range = list(embedded.byte_range)
+    if data is not None and all(isinstance(v, int) for v in byte_range):
+        try:
+            return prefix_digest.hash_with_prefix(
+                data, [int(v) for v in byte_range], embedded.external_md_algorithm
+            )
+        except ValueError:
+            pass  # another /ByteRange shape: pyHanko reads it as it does
+    return embedded.compute_digest(), None
+
+
 def _same_agency_signature(
     reader: PdfFileReader, field: generic.DictionaryObject, name: str, organisation: str
-) -> bool:
+) -> tuple[bool, prefix_digest.CoveredPrefix | None]:
     """Whether the field's /V is a signature whose CMS is intact and cryptographically valid
     (:func:`signing_service.verification.cms.signature_integrity`, pyHanko's steps: the
     /ByteRange digest matches the signed attributes and the signer's key signed them) and whose
     signer certificate names ``organisation`` as its organisation (O). No trust or revocation
     check: this decides only where a seal goes, and a forged or copied /V (any dictionary, or
-    another document's CMS) fails it."""
+    another document's CMS) fails it. With ``True``, the hash of the document up to that
+    signature's /Contents when it could be kept (:func:`_covered_digest`), else ``None``."""
     from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
     from signing_service.verification.cms import signature_integrity
@@ -764,33 +793,48 @@ def _same_agency_signature(
         embedded = EmbeddedPdfSignature(reader, field, name)
         cert = _signer_certificate(embedded.signed_data, embedded.signer_info)
         if cert is None or cert.subject.native.get("organization_name") != organisation:
-            return False
+            return False, None
+        digest, prefix = _covered_digest(reader, embedded)
         intact, valid = signature_integrity(
             embedded.signer_info,
             cert,
             expected_content_type="data",
-            actual_digest=embedded.compute_digest(),
+            actual_digest=digest,
         )
-        return bool(intact and valid)
+        return (True, prefix) if intact and valid else (False, None)
     except Exception:  # noqa: BLE001
         # A hostile /V can fail anywhere in the CMS and PDF parsing (asn1crypto, pyHanko,
         # cryptography): any failure means "not a signature the seal may go over".
-        return False
+        return False, None
 
 
-def last_visible_signature(reader: PdfFileReader, organisation: str | None) -> str | None:
-    """The name of the last signed signature field (in field order) with a shown widget
-    (non-degenerate /Rect, neither Hidden nor NoView) whose signature is by the same agency as
-    the seal: its signer certificate's organisation (O) is ``organisation`` (the seal's
-    signing certificate's) and the signature is intact (:func:`_same_agency_signature`).
-    ``None`` otherwise (and when ``organisation`` is ``None``): the seal is then placed by the
-    normal rule, like a seal with no signature before it. Why: a seal is the only stamp allowed
-    over other content; put over whatever signature came last, another agency's seal covered
-    (and could blank out) that agency's visible signature, and a submitter's fake signature
-    field chose which words it covered (red team 10, F1)."""
+@dataclass(frozen=True)
+class SealTarget:
+    """The signature a seal goes over: its field ``name``, and ``prefix``, the hash of the
+    document bytes before that signature's /Contents (``None`` when not kept), from which the
+    seal's own document digest continues (signing/prefix_digest.py)."""
+
+    name: str
+    prefix: prefix_digest.CoveredPrefix | None
+
+
+def seal_target(reader: PdfFileReader, organisation: str | None) -> SealTarget | None:
+    """The last signed signature field (in field order) with a shown widget (non-degenerate
+    /Rect, neither Hidden nor NoView) whose signature is by the same agency as the seal: its
+    signer certificate's organisation (O) is ``organisation`` (the seal's signing
+    certificate's) and the signature is intact (:func:`_same_agency_signature`). ``None``
+    otherwise (and when ``organisation`` is ``None``): the seal is then placed by the normal
+    rule, like a seal with no signature before it. Why: a seal is the only stamp allowed over
+    other content; put over whatever signature came last, another agency's seal covered (and
+    could blank out) that agency's visible signature, and a submitter's fake signature field
+    chose which words it covered (red team 10, F1).
+
+    The shown fields are checked from the last one back and the first that passes is the
+    answer (the same field as checking all of them in order and keeping the last that
+    passed): a check hashes what the signature covers, most of the document."""
     if not organisation:
         return None
-    found = None
+    shown_fields: list[tuple[str, generic.DictionaryObject]] = []
     for name, value, field_ref in enumerate_sig_fields(reader, filled_status=True):
         if value is None:
             continue
@@ -807,6 +851,16 @@ def last_visible_signature(reader: PdfFileReader, organisation: str | None) -> s
                 continue
             if len(rect) == 4 and abs(rect[2] - rect[0]) >= 1 and abs(rect[3] - rect[1]) >= 1:
                 shown = True
-        if shown and _same_agency_signature(reader, field, name, organisation):
-            found = name
-    return found
+        if shown:
+            shown_fields.append((name, field))
+    for name, field in reversed(shown_fields):
+        same, prefix = _same_agency_signature(reader, field, name, organisation)
+        if same:
+            return SealTarget(name, prefix)
+    return None
+
+
+def last_visible_signature(reader: PdfFileReader, organisation: str | None) -> str | None:
+    """The name of the field :func:`seal_target` chooses, or ``None``."""
+    target = seal_target(reader, organisation)
+    return target.name if target is not None else None

@@ -46,21 +46,25 @@ from pyhanko_certvalidator.errors import PathError, ValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service import _pdf_recovery, _pdf_speedups
-from signing_service.signing import inputs, pdfa, repair
+from signing_service.signing import inputs, pdfa, prefix_digest, repair
 from signing_service.signing.appearance import (
     AppearanceSpec,
     KindAppearance,
-    last_visible_signature,
+    SealTarget,
+    seal_target,
 )
 from signing_service.signing.keys import LoadedKey
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import (
     GAP,
     TOP_BAND_MARGIN,
+    LastPageRequest,
+    PageTexts,
     Placement,
     place,
     place_in_gap,
     prepared_field,
+    request_last_page,
     signer_gap,
     upright,
 )
@@ -69,6 +73,7 @@ from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
 
 _pdf_speedups.install()
 _pdf_recovery.install()
+prefix_digest.install()
 
 
 class PdfInputError(Exception):
@@ -319,9 +324,18 @@ class _FixedTimePdfSigner(PdfSigner):
     ``datetime.now()`` for /M when the signing session starts, after the stamp was drawn,
     and offers no parameter for it (pinned 0.38: ``PdfSigningSession.system_time``)."""
 
-    def __init__(self, *args: object, signing_time: datetime, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        signing_time: datetime,
+        covered_prefix: prefix_digest.CoveredPrefix | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._signing_time = signing_time
+        # The document's first bytes, already hashed by the seal's check (appearance.py
+        # seal_target): the signature's digest continues from there (prefix_digest.py).
+        self.covered_prefix = covered_prefix
 
     def init_signing_session(self, pdf_out, existing_fields_only=False):  # type: ignore[no-untyped-def]
         session = super().init_signing_session(pdf_out, existing_fields_only)
@@ -335,12 +349,14 @@ def _in_signer_block(
     signer_name: str,
     now: datetime,
     field_to_fill: str | None,
+    texts: PageTexts,
 ) -> tuple[Placement | None, BaseStampStyle | None]:
     """The person's image in the space between the title and the name the last page already
-    prints (signing/placement.py :func:`signer_gap`), or ``(None, None)``."""
+    prints (signing/placement.py :func:`signer_gap`), or ``(None, None)``. ``texts``: the
+    page texts, measured once for this and the placement by rule."""
     if spec.kind != "person" or prepared_field(reader, field_to_fill) is not None:
         return None, None
-    gap = signer_gap(reader, signer_name)
+    gap = signer_gap(reader, signer_name, texts)
     if gap is None:
         return None, None
     # Whole points: the plan rounds its size up, and must still fit.
@@ -359,7 +375,8 @@ def _pdf_signer(
     *,
     timestamper: TimeStamper | None,
     now: datetime,
-) -> PdfSigner:
+    requested: LastPageRequest | None = None,
+) -> _FixedTimePdfSigner:
     level = options.level
     now = signing_moment(now)
     with _document_structure():
@@ -383,6 +400,7 @@ def _pdf_signer(
     # PlacementError carries its own 422 code to the caller.
     placement: Placement | None
     style: BaseStampStyle | None = None
+    target: SealTarget | None = None
     with _document_structure():
         plan = (
             spec.plan(
@@ -399,25 +417,28 @@ def _pdf_signer(
             # A person on a page that already prints the signer block (title, space, name):
             # the image only, in that space (Nghị định 30/2020, Appendix I), unless a prepared
             # field is to be filled.
-            placement, style = _in_signer_block(writer.prev, spec, signer_name, now, field_to_fill)
+            # The last page's text is read once, for the signer block and the free space.
+            texts = PageTexts(writer.prev, requested)
+            placement, style = _in_signer_block(
+                writer.prev, spec, signer_name, now, field_to_fill, texts
+            )
             if placement is None:
                 # An appearance kind (issue 10): the size and region its plan asks for; a
                 # seal over the last visible signature of the same agency (appearance.py).
+                if plan.over_signature:
+                    target = seal_target(writer.prev, organisation)
                 placement = place(
                     writer.prev,
                     width=plan.width,
                     height=plan.height,
                     region=plan.region,
                     field_name=field_to_fill,
-                    over_signature=(
-                        last_visible_signature(writer.prev, organisation)
-                        if plan.over_signature
-                        else None
-                    ),
+                    over_signature=target.name if target is not None else None,
                     when_full=spec.when_full,
                     margin=spec.margin,
                     # Copies, annexes, digitised: first in the top margin above the motto.
                     top_margin=TOP_BAND_MARGIN if plan.region == "top-right" else None,
+                    texts=texts,
                 )
                 style = plan.style
         elif isinstance(spec, AppearanceSpec):
@@ -476,6 +497,7 @@ def _pdf_signer(
         stamp_style=stamp_style,
         new_field_spec=new_field_spec,
         signing_time=now,
+        covered_prefix=target.prefix if target is not None else None,
     )
 
 
@@ -545,6 +567,16 @@ async def _sign(
 ) -> BytesIO:
     """The signature revision (B-B, or B-T with ``timestamper``), in a reservation sized by
     :func:`estimate_signature_size`; retried once, larger, if the CMS did not fit."""
+    spec = options.appearance
+    # A person stamp reads the last page's text (signer block, free space): asked for now,
+    # the layout worker measures it while this thread parses the document (placement.py).
+    requested = (
+        request_last_page(pdf)
+        if isinstance(spec, KindAppearance)
+        and spec.kind == "person"
+        and not (options.field_name or spec.field_name)
+        else None
+    )
     reserved = await _reservation(key.signing_cert, key.chain, options.md_algorithm, timestamper)
     for attempt in (1, 2):
         writer = open_for_signing(pdf)
@@ -555,10 +587,11 @@ async def _sign(
             options,
             timestamper=timestamper,
             now=now or datetime.now(UTC),
+            requested=requested if attempt == 1 else None,
         )
         out = BytesIO()
         try:
-            with _document_structure():
+            with _document_structure(), prefix_digest.continuing(signer.covered_prefix):
                 await signer.async_sign_pdf(writer, bytes_reserved=reserved, output=out)
         except SigningError as e:
             if attempt == 2 or not _reservation_too_small(e):

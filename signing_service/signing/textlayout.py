@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import resource
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -54,10 +55,13 @@ START_TIMEOUT = 60.0
 # Address space of the worker (bytes): PDFium's text page of a hostile page grows with its
 # text operators; over this it fails (MemoryError or a crash), not the server.
 MEMORY_LIMIT = 1024**3
-# Inputs of at least this size go to the worker as a private temporary file, not through the
-# pipe: PDFium then reads only the objects the page needs. Measured (one A4 page plus a filler
-# stream, median of 7): 100 kB pipe 0.94 ms / file 1.11 ms; 1 MB 2.75 / 1.31; 10 MB
-# 14.0 / 3.9; 50 MB 75 / 28.
+# Inputs of at least this size go to the worker through a memory file shared with it (an
+# anonymous memfd, no path: only this process and its worker hold it), not through the pipe.
+# Measured (one A4 page plus a filler stream, median of 7): 100 kB pipe 0.94 ms / file
+# 1.11 ms; 1 MB 2.75 / 1.31; 10 MB 14.0 / 3.9; 50 MB 75 / 28. The file was a private temporary
+# file on disk until the memfd: writing 1 MB there cost the signing thread ~0.25 ms of a
+# ~0.7 ms round trip, writing it to the memfd ~0.07 ms (``python -m bench.run
+# --appearance-only``, "of which placing it").
 FILE_THRESHOLD = 256 * 1024
 # More text runs than this on one page is a hostile page, not a document (a dense A4 table
 # has a few thousand); placement over it would cost seconds.
@@ -67,6 +71,11 @@ MAX_BOXES = 100_000
 # characters: the answer stays bounded whatever the page holds.
 MAX_TEXT_LINES = 2_000
 MAX_LINE_CHARS = 200
+# A page index meaning "the document's last page" (TextLayout.submit_last_page).
+LAST_PAGE = -1
+# The shared memory file keeps its pages up to this size between requests (the largest
+# ordinary inputs); grown past it by a large input, it is emptied before the next one.
+KEEP_SHARED = 16 * 1024 * 1024
 
 
 class LayoutUnavailable(Exception):
@@ -127,9 +136,13 @@ def lines(rects: list[Rect]) -> list[Rect]:
 
 def _measure(
     pdfium: Any, source: bytes | str, page_index: int, with_text: bool = False
-) -> list[Any]:
+) -> tuple[int, list[Any]]:
+    """``(index, lines)`` of page ``page_index`` (0-based; :data:`LAST_PAGE`: the document's
+    last page, whose index is then returned)."""
     document = pdfium.PdfDocument(source)
     try:
+        if page_index == LAST_PAGE:
+            page_index = len(document) - 1
         if not 0 <= page_index < len(document):
             raise LayoutUnavailable(f"page {page_index} of {len(document)}")
         page = document[page_index]
@@ -141,10 +154,10 @@ def _measure(
                     raise LayoutUnavailable(f"{count} text boxes on the page")
                 boxes = lines([text.get_rect(i) for i in range(count)])
                 if not with_text:
-                    return boxes
+                    return page_index, boxes
                 if len(boxes) > MAX_TEXT_LINES:
-                    return [(box, "") for box in boxes]
-                return [
+                    return page_index, [(box, "") for box in boxes]
+                return page_index, [
                     (box, text.get_text_bounded(*box)[:MAX_LINE_CHARS].replace("\r\n", " "))
                     for box in boxes
                 ]
@@ -156,7 +169,7 @@ def _measure(
         document.close()
 
 
-def _worker_main(conn: Connection, memory_limit: int) -> None:
+def _worker_main(conn: Connection, memory_limit: int, shared_fd: int) -> None:
     if memory_limit > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     import pypdfium2 as pdfium  # type: ignore[import-untyped]
@@ -164,8 +177,9 @@ def _worker_main(conn: Connection, memory_limit: int) -> None:
     conn.send("ready")
     while True:
         try:
-            page_index, path, with_text = conn.recv()
-            source: bytes | str = path if path is not None else conn.recv_bytes()
+            # ``shared``: the input's length in the shared memory file, else it follows.
+            page_index, shared, with_text = conn.recv()
+            source = os.pread(shared_fd, shared, 0) if shared is not None else conn.recv_bytes()
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
         try:
@@ -186,14 +200,27 @@ def _worker_main(conn: Connection, memory_limit: int) -> None:
 class _Worker:
     def __init__(self, memory_limit: int) -> None:
         parent, child = socket.socketpair()
+        # The large inputs' way in (FILE_THRESHOLD): anonymous, closed with the worker.
+        self.shared_fd = os.memfd_create("signing-service-layout", os.MFD_CLOEXEC)
+        self.shared_size = 0
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(child.fileno()), str(memory_limit)],
-                pass_fds=(child.fileno(),),
+                [
+                    sys.executable,
+                    "-m",
+                    __name__,
+                    str(child.fileno()),
+                    str(memory_limit),
+                    str(self.shared_fd),
+                ],
+                pass_fds=(child.fileno(), self.shared_fd),
                 stdin=subprocess.DEVNULL,
                 # Its own session: a Ctrl-C at a terminal is for the parent, which stops it.
                 start_new_session=True,
             )
+        except BaseException:
+            os.close(self.shared_fd)
+            raise
         finally:
             child.close()
         self.conn = Connection(parent.detach())
@@ -215,6 +242,17 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def share(self, pdf: bytes) -> int:
+        """Put ``pdf`` at the start of the shared memory file; its length. A file grown
+        past :data:`KEEP_SHARED` by a large input is cut back first (its pages freed)."""
+        if self.shared_size > KEEP_SHARED and len(pdf) < self.shared_size:
+            os.ftruncate(self.shared_fd, 0)
+            self.shared_size = 0
+        if os.pwrite(self.shared_fd, pdf, 0) != len(pdf):
+            raise OSError("short write to the shared memory file")
+        self.shared_size = max(self.shared_size, len(pdf))
+        return len(pdf)
+
     def kill(self) -> None:
         try:
             if self.alive():
@@ -224,6 +262,39 @@ class _Worker:
             log.error("text layout worker %d did not exit", self.process.pid)
         finally:
             self.conn.close()
+            os.close(self.shared_fd)
+
+
+def _with_texts(measured: list[Any]) -> list[tuple[Rect, str]]:
+    return [(tuple(box), text) for box, text in measured]  # type: ignore[misc]
+
+
+class PendingLayout:
+    """The answer to come of :meth:`TextLayout.submit_last_page`."""
+
+    def __init__(self, layout: TextLayout) -> None:
+        self._layout = layout
+        self._worker: _Worker | None = None
+        self._deadline = 0.0
+        self._done = False
+        self._value: tuple[int, list[tuple[Rect, str]]] | None = None
+        self._error: LayoutUnavailable | None = None
+
+    def _finish(
+        self, value: tuple[int, list[tuple[Rect, str]]] | None, error: LayoutUnavailable | None
+    ) -> None:
+        self._done, self._value, self._error = True, value, error
+
+    def result(self) -> tuple[int, list[tuple[Rect, str]]]:
+        """``(index, lines)`` of the last page (blocking, within the layout's ``timeout``
+        from the request). Errors: :class:`LayoutUnavailable`, as the synchronous calls."""
+        with self._layout._lock:
+            if self._layout._pending is self:
+                self._layout._drain()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 class TextLayout:
@@ -231,8 +302,8 @@ class TextLayout:
     replaced after a failure). Thread-safe: callers are serialised.
 
     ``timeout``: seconds per page; ``memory_limit_bytes``: the worker's address space (0: no
-    limit); ``file_threshold``: inputs of at least this many bytes are passed as a private
-    temporary file instead of through the pipe.
+    limit); ``file_threshold``: inputs of at least this many bytes are passed through a
+    memory file shared with the worker instead of through the pipe.
     """
 
     def __init__(
@@ -247,6 +318,8 @@ class TextLayout:
         self.file_threshold = file_threshold
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
+        # A request sent whose answer is still to be read (submit_last_page).
+        self._pending: PendingLayout | None = None
 
     @property
     def worker_pid(self) -> int | None:
@@ -263,37 +336,79 @@ class TextLayout:
         Errors: :class:`LayoutUnavailable` (unreadable document, no such page, too many text
         boxes, over time or memory: the worker is then killed).
         """
-        return self._page(pdf, page_index, False)  # type: ignore[no-any-return]
+        if page_index < 0:
+            raise LayoutUnavailable(f"page {page_index}")
+        return self._page(pdf, page_index, False)[1]  # type: ignore[no-any-return]
 
     def page_text_lines(self, pdf: bytes, page_index: int) -> list[tuple[Rect, str]]:
         """As :meth:`page_lines`, each line with its text (PDFium's ``FPDFText_GetBoundedText``
         over the line's box; at most :data:`MAX_LINE_CHARS` characters, and ``""`` for every
         line on a page of more than :data:`MAX_TEXT_LINES` lines). Same budget and errors."""
-        return [(tuple(box), text) for box, text in self._page(pdf, page_index, True)]  # type: ignore[misc]
+        if page_index < 0:
+            raise LayoutUnavailable(f"page {page_index}")
+        return _with_texts(self._page(pdf, page_index, True)[1])
+
+    def submit_last_page(self, pdf: bytes) -> PendingLayout:
+        """Send the worker :meth:`page_text_lines` of ``pdf``'s last page (as PDFium counts
+        the pages) and return at once; :meth:`PendingLayout.result` reads the answer,
+        ``(index, lines)``. The worker measures while the caller does other work (it is
+        another process). The lock is not held in between: the next request of any caller
+        reads this answer first, and the budget (``timeout``) runs from now."""
+        with self._lock:
+            self._drain()
+            pending = PendingLayout(self)
+            try:
+                worker = self._send(pdf, LAST_PAGE, True)
+            except LayoutUnavailable as e:
+                pending._finish(None, e)
+                return pending
+            pending._worker = worker
+            pending._deadline = time.monotonic() + self.timeout
+            self._pending = pending
+            return pending
 
     def _page(self, pdf: bytes, page_index: int, with_text: bool) -> Any:
         with self._lock:
-            if self._worker is None or not self._worker.alive():
-                if self._worker is not None:
-                    self._discard()
-                self._worker = _Worker(self.memory_limit)
-            worker = self._worker
-            if len(pdf) >= self.file_threshold:
-                with tempfile.NamedTemporaryFile(suffix=".pdf") as source:
-                    # 0600 and removed on return: the document stays private.
-                    source.write(pdf)
-                    source.flush()
-                    return self._ask(worker, (page_index, source.name, with_text), None)
-            return self._ask(worker, (page_index, None, with_text), pdf)
+            self._drain()
+            worker = self._send(pdf, page_index, with_text)
+            return self._receive(worker, self.timeout)
 
-    def _ask(
-        self, worker: _Worker, header: tuple[int, str | None, bool], data: bytes | None
-    ) -> Any:
+    def _drain(self) -> None:
+        """Read the answer of a request sent and not yet read (lock held)."""
+        pending, self._pending = self._pending, None
+        if pending is None or pending._done or pending._worker is None:
+            return
         try:
-            worker.conn.send(header)
-            if data is not None:
-                worker.conn.send_bytes(data)
-            if not worker.conn.poll(self.timeout):
+            remaining = max(0.0, pending._deadline - time.monotonic())
+            value = self._receive(pending._worker, remaining)
+        except LayoutUnavailable as e:
+            pending._finish(None, e)
+        else:
+            pending._finish((value[0], _with_texts(value[1])), None)
+
+    def _send(self, pdf: bytes, page_index: int, with_text: bool) -> _Worker:
+        """Send one request (lock held, nothing pending); the worker it went to."""
+        if self._worker is None or not self._worker.alive():
+            if self._worker is not None:
+                self._discard()
+            self._worker = _Worker(self.memory_limit)
+        worker = self._worker
+        try:
+            if len(pdf) >= self.file_threshold:
+                worker.conn.send((page_index, worker.share(pdf), with_text))
+            else:
+                worker.conn.send((page_index, None, with_text))
+                worker.conn.send_bytes(pdf)
+        except OSError:
+            # Dead (crashed, killed), or the shared memory could not take the input.
+            self._discard()
+            raise LayoutUnavailable("the layout worker died") from None
+        return worker
+
+    def _receive(self, worker: _Worker, timeout: float) -> Any:
+        """The answer to the request sent to ``worker`` (lock held), within ``timeout``."""
+        try:
+            if not worker.conn.poll(timeout):
                 self._discard()
                 log.warning("text layout over %.1f s: worker killed", self.timeout)
                 raise LayoutUnavailable(f"over {self.timeout:g} s")
@@ -310,6 +425,9 @@ class TextLayout:
 
     def _discard(self) -> None:
         worker, self._worker = self._worker, None
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending._finish(None, LayoutUnavailable("the layout worker was stopped"))
         if worker is not None:
             worker.kill()
 
@@ -343,4 +461,4 @@ def shutdown() -> None:
 
 if __name__ == "__main__":
     # The worker: ``python -m signing_service.signing.textlayout FD MEMORY_LIMIT``.
-    _worker_main(Connection(int(sys.argv[1])), int(sys.argv[2]))
+    _worker_main(Connection(int(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3]))
