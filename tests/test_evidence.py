@@ -878,6 +878,63 @@ def test_own_files_in_rows_and_files_of_older_rows_as_objects_read_back_alike(
     assert api.get(url, headers=headers).status_code == 200
 
 
+def test_a_manifest_rewritten_in_the_database_alone_is_not_sealed(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team 14 F3: manifest.json lives in its row with its hash beside it, so a
+    database-only writer can rewrite content, item hash and the signature's manifest_sha256
+    together. The export compares the manifest with the keyed ``signature.created`` audit
+    entry and refuses (500 STORAGE_INTEGRITY_ERROR) instead of sealing the forgery; an audit
+    entry edited to match (its MAC not recomputable without the key) is refused too."""
+    signed = _sign(api, credentials)
+    signature_id = signed["signature_id"]
+    headers = _client(credentials)
+    url = f"/v1/signatures/{signature_id}/evidence"
+    genuine = _zip(api.get(url, headers=headers).content)["manifest.json"]
+    forged = genuine.replace(b'"good"', b'"gooD"')
+    assert forged != genuine
+    forged_sha = hashlib.sha256(forged).hexdigest()
+    genuine_sha = hashlib.sha256(genuine).hexdigest()
+
+    def rewrite(manifest: bytes, digest: str) -> None:
+        with services.db.transaction() as session:
+            item = session.get(SignatureEvidenceItem, (signature_id, "manifest.json"))
+            assert item is not None
+            item.content, item.sha256 = manifest, digest
+            session.execute(
+                update(SignatureEvidence)
+                .where(SignatureEvidence.signature_id == signature_id)
+                .values(manifest_sha256=digest)
+            )
+
+    rewrite(forged, forged_sha)
+    answer = api.get(url, headers=headers)
+    assert answer.status_code == 500, answer.text
+    assert answer.json()["code"] == "STORAGE_INTEGRITY_ERROR"
+
+    # The audit entry edited to agree (plain hash left; the MAC cannot be recomputed).
+    with services.db.transaction() as session:
+        entry = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.subject == signature_id, AuditEntry.action == "signature.created"
+            )
+        ).one()
+        original_details = entry.details
+        entry.details = original_details.replace(genuine_sha, forged_sha)
+        assert entry.details != original_details
+    answer = api.get(url, headers=headers)
+    assert answer.status_code == 500, answer.text
+    assert answer.json()["code"] == "STORAGE_INTEGRITY_ERROR"
+
+    # Put back: the genuine manifest is sealed again.
+    with services.db.transaction() as session:
+        entry = session.get(AuditEntry, entry.seq)
+        assert entry is not None
+        entry.details = original_details
+    rewrite(genuine, genuine_sha)
+    assert api.get(url, headers=headers).status_code == 200
+
+
 def test_the_signers_signature_is_found_by_its_sid_bytes(
     api: Any, services: Services, credentials: dict[str, Any]
 ) -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "entry_hash",
     "entry_mac",
     "key_chain",
+    "row_mac",
     "session_key",
     "verify",
 ]
@@ -135,7 +136,10 @@ def entry_mac(
     return key.mac(_MAC_DOMAIN + body)
 
 
-def _row_mac(key: AuditKey, row: Any, prev_mac: str) -> str:
+def row_mac(key: AuditKey, row: Any, prev_mac: str) -> str:
+    """The MAC :func:`entry_mac` gives a stored :class:`AuditEntry` ``row`` whose previous
+    entry's MAC is ``prev_mac`` (:data:`GENESIS` before the first): equal to ``row.mac`` when
+    the entry is authentic."""
     return entry_mac(
         key,
         seq=row.seq,
@@ -261,7 +265,7 @@ def key_chain(
     for row in _rows(session):
         if row.seq != expected or row.prev_hash != prev_hash or _row_hash(row) != row.hash:
             intact = False
-        mac = _row_mac(key, row, prev_mac)
+        mac = row_mac(key, row, prev_mac)
         pending.append({"seq": row.seq, "mac": mac})
         if len(pending) >= 5000:
             session.execute(update(AuditEntry), pending)
@@ -471,7 +475,7 @@ def verify(
                     "MAC_MISSING", f"Bản ghi {seq}: không có mã xác thực (MAC) của khóa.", seq
                 )
             )
-        elif keyed and _row_mac(key, row, expected_mac) != row.mac:
+        elif keyed and row_mac(key, row, expected_mac) != row.mac:
             report.add(
                 AuditProblem(
                     "MAC_MISMATCH",

@@ -62,6 +62,7 @@ from signing_service.services.profile_rules import APPEARANCE_KINDS
 from signing_service.signing.certcheck import SignerCheck
 from signing_service.store.models import (
     Agency,
+    AuditEntry,
     AuditHead,
     EvidenceRetention,
     LegalHold,
@@ -669,6 +670,44 @@ def _read(services: Services, item: SignatureEvidenceItem) -> bytes:
     return data
 
 
+def _check_audited_manifest(
+    services: Services, signature_id: str, recorded_sha256: str | None, manifest: bytes
+) -> None:
+    """The manifest about to be sealed is the one the signing transaction wrote.
+
+    ``manifest.json`` is kept in its row, and its hash in the same database: someone who can
+    write the database alone could rewrite both, and the service would seal a forged
+    manifest (red team 14 F3). The ``signature.created`` audit entry records
+    ``evidence_manifest_sha256`` under the keyed MAC chain (a secret the database does not
+    hold): the entry's MAC is recomputed and its hash compared with the manifest's. Raises
+    500 ``STORAGE_INTEGRITY_ERROR`` when they disagree or the entry is missing or not
+    authentic. Cost: one indexed lookup (``audit_log.subject``) per export."""
+    digest = hashlib.sha256(manifest).hexdigest()
+    key = services.audit_key
+    with services.db.transaction() as session:
+        entry = session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.subject == signature_id, AuditEntry.action == "signature.created")
+            .order_by(AuditEntry.seq)
+            .limit(1)
+        ).first()
+        if entry is None or entry.mac is None or key is None:
+            raise errors.StorageIntegrity(
+                "Không tìm thấy bản ghi nhật ký kiểm toán xác nhận bằng chứng của chữ ký này."
+            )
+        previous = session.get(AuditEntry, entry.seq - 1)
+        prev_mac = previous.mac if previous is not None else audit.GENESIS
+        authentic = prev_mac is not None and audit.row_mac(key, entry, prev_mac) == entry.mac
+        try:
+            audited = json.loads(entry.details).get("evidence_manifest_sha256")
+        except (ValueError, AttributeError):
+            audited = None
+    if not authentic or audited != digest or recorded_sha256 != digest:
+        raise errors.StorageIntegrity(
+            "Bằng chứng của chữ ký này không khớp với bản ghi nhật ký kiểm toán lúc ký."
+        )
+
+
 def evidence_zip(services: Services, agency: Agency, signature_id: str, *, actor: str) -> bytes:
     """``GET /v1/signatures/{id}/evidence``: the ZIP (module docstring), sealed now.
 
@@ -689,6 +728,7 @@ def evidence_zip(services: Services, agency: Agency, signature_id: str, *, actor
         ).all()
     contents = {item.name: _read(services, item) for item in items}
     manifest = contents[MANIFEST]
+    _check_audited_manifest(services, sig.id, ev.manifest_sha256, manifest)
     seal = seal_manifest(services, manifest)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -346,7 +346,8 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(255))
     agency_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     action: Mapped[str] = mapped_column(String(128))
-    subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Indexed (0017): evidence export finds its signature's entry by subject.
+    subject: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     details: Mapped[str] = mapped_column(Text)  # canonical JSON
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
