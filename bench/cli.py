@@ -16,8 +16,8 @@ new process as a person runs it:
 Every process runs with Python's bytecode cache as an installed program has it: one warm-up run
 of each writes the ``.pyc`` files first (this machine's shells set PYTHONDONTWRITEBYTECODE,
 which would otherwise make every run compile every module from source, the floor included).
-Wall time (what a person waits) and CPU time (user + system, children included: the verify
-process forks its registry lookup) per run; medians. The load average is reported: on a
+Wall time (what a person waits) and CPU time (user + system, children included) per run;
+medians. The load average is reported: on a
 machine shared with other work the wall times stretch, the ratio much less.
 
 Target (issue 13): verify ÷ import ≤ 2 (median wall time).

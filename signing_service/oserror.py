@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import socket
 
 _REASONS = {
     errno.ENOENT: "không có tệp hoặc thư mục này",
@@ -22,4 +23,7 @@ _REASONS = {
 def reason_vi(e: OSError) -> str:
     """Why ``e`` happened, in Vietnamese; the C library's own text when no translation is
     known."""
+    if isinstance(e, socket.gaierror):
+        # getaddrinfo's errors share numbers with errno's: not looked up in _REASONS.
+        return "không phân giải được tên máy"
     return _REASONS.get(e.errno or 0) or e.strerror or str(e)

@@ -421,6 +421,34 @@ def test_serve_with_the_dev_pki_port_busy_is_exit_6_naming_the_setting(
     assert "Traceback" not in result.stderr and "already in use" not in result.stderr
 
 
+def test_serve_with_an_unresolvable_dev_pki_host_names_the_host_setting(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Red team 14 F10: a dev PKI host name that does not resolve was told in English ("Name
+    or service not known") with advice to change the port; now Vietnamese, naming
+    SIGNING_SERVICE_DEV_PKI_HOST, and the PKI is left as it was."""
+    import shutil
+
+    copy = tmp_path / "pki-copy"
+    shutil.copytree(env["SIGNING_SERVICE_DEV_PKI_DIR"], copy)
+    state = (copy / "state.json").read_bytes()
+    result = run(
+        {
+            **env,
+            "SIGNING_SERVICE_DEV_PKI_DIR": str(copy),
+            "SIGNING_SERVICE_DEV_PKI_HOST": "khong-co.invalid",
+        },
+        "serve",
+        "--port",
+        "1",
+    )
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "SIGNING_SERVICE_DEV_PKI_HOST" in result.stderr
+    assert "không phân giải được tên máy" in result.stderr
+    assert "Name or service" not in result.stderr and "Traceback" not in result.stderr
+    assert (copy / "state.json").read_bytes() == state
+
+
 def test_document_timestamp_is_named_in_vietnamese(capsys: pytest.CaptureFixture[str]) -> None:
     """New user 12 item 13: `verify` named a B-LTA file's document timestamp by its generated
     field ("Dấu thời gian tài liệu Timestamp-8b1f…"), its TSA as "Người ký" with "could not

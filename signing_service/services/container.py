@@ -195,8 +195,17 @@ def quiet_library_loggers() -> None:
 def _dev_pki_port_error(settings: Settings, error: OSError) -> ConfigurationError:
     """The dev PKI's port cannot be listened on: the CLI prints this and exits 6, as for the
     API's own port (cli.py)."""
+    import socket
+
     from signing_service.oserror import reason_vi
 
+    if isinstance(error, socket.gaierror):
+        # Not a port problem: the host name does not resolve (red team 14 F10).
+        return ConfigurationError(
+            f"Không dùng được địa chỉ {settings.dev_pki_host} của PKI thử nghiệm (TSA/OCSP/CRL) "
+            f"({reason_vi(error)}). Sửa SIGNING_SERVICE_DEV_PKI_HOST (ví dụ 127.0.0.1).",
+            details={"setting": "SIGNING_SERVICE_DEV_PKI_HOST"},
+        )
     return ConfigurationError(
         f"Không mở được cổng {settings.dev_pki_host}:{settings.dev_pki_port} của PKI "
         f"thử nghiệm (TSA/OCSP/CRL) ({reason_vi(error)}). Chọn cổng khác: "
