@@ -33,11 +33,9 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from signing_service.pki.dev import DevPki
-from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing import prefix_digest, textlayout
 from signing_service.signing.appearance import KindAppearance, seal_target
 from signing_service.signing.engine import SignOptions, async_sign_pdf
-from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import (
     PageTexts,
@@ -51,6 +49,7 @@ from signing_service.signing.placement import (
 )
 from signing_service.signing.stamp_images import stamp_image
 from tests.support.images import blue_scribble, red_seal
+from tests.support.keys import loaded_dev_keys
 from tests.support.pdfs import make_pdf
 
 MOMENT = datetime(2026, 11, 27, 7, 5, 9, tzinfo=UTC)
@@ -58,11 +57,7 @@ MOMENT = datetime(2026, 11, 27, 7, 5, 9, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def keys(dev_pki: tuple[DevPki, int]) -> dict[str, Any]:
-    pki, _ = dev_pki
-    return {
-        label: load_pkcs12_file(pki.p12_path(label), DEV_KEY_PASSPHRASE.encode())
-        for label in ("officer", "agency-a-seal", "agency-b-seal")
-    }
+    return loaded_dev_keys(dev_pki[0])
 
 
 def sign(pdf: bytes, key: Any, appearance: KindAppearance | None) -> bytes:

@@ -32,11 +32,9 @@ from sqlalchemy import select
 
 from signing_service.pki.dev import DevPki
 from signing_service.services.container import Services
-from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing import stamp_images
 from signing_service.signing.appearance import KindAppearance
 from signing_service.signing.engine import PdfInputError, SignOptions, async_sign_pdf
-from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.stamp_images import (
     CACHE_BYTES,
@@ -48,6 +46,7 @@ from signing_service.signing.stamp_images import (
 )
 from signing_service.store.models import AppearanceImage
 from tests.support.images import blue_scribble, png_bytes, png_chunk, red_seal
+from tests.support.keys import loaded_dev_keys
 from tests.support.pdfa import pdfa_pdf
 from tests.support.pdfs import make_pdf
 
@@ -56,11 +55,7 @@ MOMENT = datetime(2026, 11, 27, 7, 5, 9, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def keys(dev_pki: tuple[DevPki, int]) -> dict[str, Any]:
-    pki, _ = dev_pki
-    return {
-        label: load_pkcs12_file(pki.p12_path(label), DEV_KEY_PASSPHRASE.encode())
-        for label in ("officer", "agency-a-seal", "agency-b-seal")
-    }
+    return loaded_dev_keys(dev_pki[0])
 
 
 def sign(pdf: bytes, key: Any, appearance: KindAppearance) -> bytes:

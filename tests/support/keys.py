@@ -35,6 +35,18 @@ AGENCY_A = "000.00.12.H12"
 AGENCY_B = "000.00.31.H26"
 
 
+def loaded_dev_keys(
+    pki: Any, labels: tuple[str, ...] = ("officer", "agency-a-seal", "agency-b-seal")
+) -> dict[str, Any]:
+    """The dev PKI's PKCS#12 keys by label, loaded for in-process signing (signing core tests)."""
+    from signing_service.signing.keys.pkcs12 import load_pkcs12_file
+
+    return {
+        label: load_pkcs12_file(pki.p12_path(label), DEV_KEY_PASSPHRASE.encode())
+        for label in labels
+    }
+
+
 def p12(services: Services, label: str) -> Pkcs12Material:
     """A dev PKI PKCS#12 as ``key add --pkcs12`` is given it."""
     assert services.dev_pki is not None
