@@ -264,16 +264,32 @@ def signature_facts(
     if not own:
         return None, None
     newest = max(own, key=lambda s: s.signed_revision)
-    token = None
-    unsigned = newest.signer_info["unsigned_attrs"]
+    return newest.field_name, _signature_token(newest.signer_info)
+
+
+def embedded_facts(
+    field_name: str | None, signature_cms: bytes, signing_cert: x509.Certificate
+) -> tuple[str | None, bytes | None]:
+    """What :func:`signature_facts` reads back from the signed PDF, from what the signing
+    engine embedded (engine.SignedFacts: the field name and the CMS DER of /Contents),
+    without parsing the PDF again. ``(None, None)`` when that CMS's signer is not
+    ``signing_cert`` (the same sid test as the read-back's)."""
+    content = cms.ContentInfo.load(signature_cms)["content"]
+    signer_info = content["signer_infos"][0]
+    if not _names_certificate(content, signer_info, signing_cert):
+        return None, None
+    return field_name, _signature_token(signer_info)
+
+
+def _signature_token(signer_info: cms.SignerInfo) -> bytes | None:
+    unsigned = signer_info["unsigned_attrs"]
     # Absent: Void. Never ``.native`` here: it would decode the whole token (hundreds of ms
     # for a large one) only to be thrown away.
     if not isinstance(unsigned, core.Void):
         for attr in unsigned:
             if attr["type"].native == "signature_time_stamp_token":
-                token = attr["values"][0].dump()
-                break
-    return newest.field_name, token
+                return bytes(attr["values"][0].dump())
+    return None
 
 
 def _names_certificate(
@@ -314,8 +330,12 @@ def capture(
     profile: str,
     signed_at: datetime,
     documents: dict[str, dict[str, str]],
+    embedded: tuple[str | None, bytes] | None = None,
 ) -> Captured:
     """The evidence files of one signature (module docstring) and its manifest.
+
+    ``embedded``: (field name, CMS DER) of the signature as the signing engine embedded it
+    (engine.SignedFacts); without it both are read back from ``signed`` with pyHanko.
 
     ``check``: what the pre-signing check relied on (``None`` only for a caller that did not
     check: then the evidence holds the certificate and says the status is ``not_recorded``).
@@ -342,7 +362,13 @@ def capture(
             files.append(EvidenceFile(f"crl/{index}.der", "crl", der, about))
         sources = sorted({f.role for f in files if f.role in ("ocsp", "crl")})
     try:
-        field_name, token = signature_facts(signed, signing_cert)
+        field_name, token = (
+            embedded_facts(embedded[0], embedded[1], signing_cert)
+            if embedded is not None
+            else (None, None)
+        )
+        if field_name is None:
+            field_name, token = signature_facts(signed, signing_cert)
     except Exception:  # our own output: never turn a signature into a 500
         # The document is signed and verified by its flow already: the evidence then lacks
         # the field name and the token (the manifest says null), rather than the signature.

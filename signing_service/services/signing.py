@@ -48,6 +48,7 @@ from signing_service.signing import repair
 from signing_service.signing.certcheck import SignerCheck, SignerCheckFailure
 from signing_service.signing.engine import (
     PdfInputError,
+    SignedFacts,
     SignOptions,
     TimestampError,
     async_sign_pdf,
@@ -303,9 +304,11 @@ async def _check_and_sign(
     appearance: AppearanceRequest | None = None,
     now: datetime | None = None,
     qr: QrContent | None = None,
+    facts: SignedFacts | None = None,
 ) -> tuple[bytes, bool, Registration, SignerCheck]:
     """The signed document, whether the input had to be repaired first, what the
-    registry records of its appearance, and what the pre-signing check relied on."""
+    registry records of its appearance, and what the pre-signing check relied on.
+    ``facts``: filled with the signature's field name and CMS (engine.SignedFacts)."""
     check = await check_signer(services, key.signing_cert, key.chain)
     options = replace(
         _options(profile, level, field_name, services=services, appearance=appearance), qr=qr
@@ -324,7 +327,13 @@ async def _check_and_sign(
         try:
             return (
                 await async_sign_pdf(
-                    pdf, key, options, validation_context=vc, timestamper=timestamper, now=now
+                    pdf,
+                    key,
+                    options,
+                    validation_context=vc,
+                    timestamper=timestamper,
+                    now=now,
+                    facts=facts,
                 ),
                 False,
                 registration,
@@ -340,7 +349,13 @@ async def _check_and_sign(
         rebuilt = await asyncio.to_thread(repair_input, pdf)
         return (
             await async_sign_pdf(
-                rebuilt, key, options, validation_context=vc, timestamper=timestamper, now=now
+                rebuilt,
+                key,
+                options,
+                validation_context=vc,
+                timestamper=timestamper,
+                now=now,
+                facts=facts,
             ),
             True,
             registration,
@@ -585,6 +600,7 @@ def _sign_one(
     content = (
         qr_content(services, qr, codes, filename, moment, public_id) if qr is not None else None
     )
+    facts = SignedFacts()
     signed, repaired, registration, check = run_sync(
         _check_and_sign(
             services,
@@ -596,6 +612,7 @@ def _sign_one(
             appearance=appearance,
             now=moment,
             qr=content,
+            facts=facts,
         )
     )
     return store_signed(
@@ -617,6 +634,9 @@ def _sign_one(
         key_kind=key_kind,
         check=check,
         idempotency=idempotency,
+        embedded=(
+            (facts.field_name, facts.signature_cms) if facts.signature_cms is not None else None
+        ),
     )
 
 
@@ -642,8 +662,13 @@ def store_signed(
     key_kind: str | None = None,
     check: SignerCheck | None = None,
     idempotency: tuple[str, str] | None = None,
+    embedded: tuple[str | None, bytes] | None = None,
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
+
+    ``embedded``: (field name, CMS DER) of the new signature as the engine embedded it
+    (engine.SignedFacts): its evidence is taken from them instead of a read-back of
+    ``signed`` (services/evidence.py :func:`~signing_service.services.evidence.capture`).
 
     ``idempotency``: (Idempotency-Key, request digest) kept on the signature row; a key the
     agency already used makes the transaction fail (IntegrityError, unique per agency) and
@@ -738,6 +763,7 @@ def store_signed(
             "input": {"id": input_id, "sha256": input_doc.sha256},
             "output": {"id": output_id, "sha256": output_doc.sha256},
         },
+        embedded=embedded,
     )
     signature.field_name = captured.field_name
     to_write = [(output_doc, signed)]
