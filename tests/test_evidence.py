@@ -972,3 +972,66 @@ def test_the_signers_signature_is_found_by_its_sid_bytes(
     assert not evidence._names_certificate(embedded.signed_data, embedded.signer_info, lookalike)
     # And the facts the evidence keeps are the signature's.
     assert evidence.signature_facts(pdf, signer) == (embedded.field_name, None)
+
+
+@pytest.mark.parametrize(
+    ("level", "prepared"),
+    [("B-B", False), ("B-T", False), ("B-LT", False), ("B-T", True)],
+)
+def test_what_the_engine_embedded_is_what_a_fresh_read_finds(
+    services: Services, level: str, prepared: bool
+) -> None:
+    """The evidence takes the new signature's field name and CMS from the signing engine
+    (engine.SignedFacts) instead of parsing the signed PDF again: they must be exactly what
+    pyHanko reads from the stored document (the CMS byte for byte, the signature timestamp
+    token, the field name), also when a later revision follows (B-LT's DSS) and when a
+    prepared field is filled."""
+    import functools
+
+    from signing_service._async import run_sync
+    from signing_service.settings import DEV_KEY_PASSPHRASE
+    from signing_service.signing.engine import SignedFacts, SignOptions, async_sign_pdf
+    from signing_service.signing.keys.pkcs12 import load_pkcs12_file
+    from signing_service.signing.levels import SignatureLevel
+    from signing_service.signing.tsa import PooledHTTPTimeStamper
+    from tests.support.modifications import base_pdf
+
+    pki = services.dev_pki
+    assert pki is not None
+    key = load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
+    chosen = SignatureLevel.parse(level)
+    pdf = base_pdf(empty_signature_field=True) if prepared else make_pdf()
+    facts = SignedFacts()
+    signed = run_sync(
+        async_sign_pdf(
+            pdf,
+            key,
+            SignOptions(level=chosen, field_name="ChuaKy" if prepared else None),
+            timestamper=PooledHTTPTimeStamper(pki.tsa_url) if chosen.needs_timestamp else None,
+            validation_context=(
+                functools.partial(services.trust.validation_context, other_certs=key.chain)
+                if chosen.needs_revocation_info
+                else None
+            ),
+            facts=facts,
+        )
+    )
+    (embedded,) = PdfFileReader(io.BytesIO(signed)).embedded_regular_signatures
+    # /Contents holds the CMS DER, then the reservation's zero padding.
+    contents = bytes(embedded.pkcs7_content)
+    assert facts.signature_cms is not None
+    assert contents.startswith(facts.signature_cms)
+    assert not any(contents[len(facts.signature_cms) :])
+    assert (
+        cms.ContentInfo.load(facts.signature_cms)["content"].dump() == embedded.signed_data.dump()
+    )
+    assert facts.field_name == embedded.field_name
+    if prepared:
+        assert facts.field_name == "ChuaKy"
+    shortcut = evidence.embedded_facts(facts.field_name, facts.signature_cms, key.signing_cert)
+    read_back = evidence.signature_facts(signed, key.signing_cert)
+    assert shortcut == read_back
+    assert (shortcut[1] is not None) == chosen.needs_timestamp
+    # Another certificate's: not taken for the signer's (the read-back decides instead).
+    issuer = pki.cert("interm")
+    assert evidence.embedded_facts(facts.field_name, facts.signature_cms, issuer) == (None, None)

@@ -248,6 +248,15 @@ def test_disabled_key_stops_its_profiles(
 ) -> None:
     from signing_service.services.keys import disable_key
 
+    # Signed with first: the opened key is cached; the disabled row must still refuse the
+    # very next request (the registry row is the authority, read on every signature).
+    first = api.post(
+        "/v1/signatures",
+        headers={"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"},
+        data={"profile": "agency-a-seal", "level": "B-B"},
+        files={"file": ("a.pdf", make_pdf())},
+    )
+    assert first.status_code == 201, first.text
     view = disable_key(services, agency_code=AGENCY_A, name="agency-a-seal", actor="test")
     assert view.disabled_at is not None
     before = snapshot(services)

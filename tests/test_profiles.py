@@ -59,6 +59,15 @@ def test_create_use_update_disable(
     )
     assert changed.status_code == 200 and changed.json()["level"] == "B-B"
     assert changed.json()["appearance"]["heading"] == "SAO Y"  # untouched fields stay
+    # The very next signature follows the changed profile (its row is read per request).
+    again = api.post(
+        "/v1/signatures",
+        headers=client(credentials),
+        data={"profile": "so-tu-phap-sao-y"},
+        files={"file": ("a.pdf", make_pdf())},
+    )
+    assert again.status_code == 201, again.text
+    assert (signed.json()["level"], again.json()["level"]) == ("B-T", "B-B")
 
     gone = api.delete("/v1/admin/profiles/so-tu-phap-sao-y", headers=admin(credentials))
     assert gone.status_code == 204

@@ -291,6 +291,18 @@ def key_chain(
     return keyed
 
 
+# Table-level statements, built once: the ORM-enabled forms cost 2-3 times the CPU per
+# execution (measured: INSERT 61 -> 19 us, UPDATE 159 -> 68 us, SELECT 80 -> 51 us).
+_HEAD_TABLE = AuditHead.__table__
+_HEAD_LOCKED = (
+    select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.hash, _HEAD_TABLE.c.mac)
+    .where(_HEAD_TABLE.c.id == 1)
+    .with_for_update()
+)
+_HEAD_UPDATE = _HEAD_TABLE.update().where(_HEAD_TABLE.c.id == 1)
+_ENTRY_INSERT = AuditEntry.__table__.insert()
+
+
 def append(
     session: Session,
     *,
@@ -299,7 +311,7 @@ def append(
     agency_code: str | None = None,
     subject: str | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEntry:
+) -> None:
     """Append an entry in ``session``'s transaction (committed or rolled back with it).
 
     Holds the head's row lock (SELECT … FOR UPDATE; SQLite: the write lock of BEGIN
@@ -311,22 +323,28 @@ def append(
     if leaked:
         raise ValueError(f"audit details must not carry {sorted(leaked)}")
     key = session_key(session)
-    head = _locked_head(session)
+    # The head's three columns under its lock, and one INSERT and one UPDATE below: plain
+    # statements rather than the unit of work (its flush of two objects was most of an
+    # entry's ~1 ms of CPU). The chain is the same: the entry's hash and MAC follow the
+    # head's, read under the lock, and the head moves to them in the same transaction.
+    head = session.execute(_HEAD_LOCKED).first()
     if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS, mac=GENESIS, keyed_from=1)
-        session.add(head)
-    elif head.mac is None:
+        session.add(AuditHead(id=1, seq=0, hash=GENESIS, mac=GENESIS, keyed_from=1))
+        session.flush()
+        head_seq, head_hash, head_mac = 0, GENESIS, GENESIS
+    else:
+        head_seq, head_hash, head_mac = head.seq, head.hash, head.mac
+    if head_mac is None:
         # Keyed only by the operator's start-up or `migrate` (key_chain with the seal
         # directory, which refuses a log that was keyed before): never here, where it would MAC
         # whatever the database holds now.
         raise AuditNotKeyed(
             "nhật ký kiểm toán chưa được khóa: chạy `signing-service migrate` với khóa nhật ký"
         )
-    assert head.mac is not None
-    seq = head.seq + 1
+    seq = head_seq + 1
     at = datetime.now(UTC).isoformat(timespec="microseconds")
     details_json = _canonical(details).decode()
-    digest = entry_hash(seq, at, actor, agency_code, action, subject, details_json, head.hash)
+    digest = entry_hash(seq, at, actor, agency_code, action, subject, details_json, head_hash)
     mac = entry_mac(
         key,
         seq=seq,
@@ -336,28 +354,32 @@ def append(
         action=action,
         subject=subject,
         details=details_json,
-        prev_hash=head.hash,
+        prev_hash=head_hash,
         hash=digest,
-        prev_mac=head.mac,
+        prev_mac=head_mac,
     )
-    entry = AuditEntry(
-        seq=seq,
-        at=at,
-        actor=actor,
-        agency_code=agency_code,
-        action=action,
-        subject=subject,
-        details=details_json,
-        prev_hash=head.hash,
-        hash=digest,
-        mac=mac,
+    session.execute(
+        _ENTRY_INSERT,
+        [
+            {
+                "seq": seq,
+                "at": at,
+                "actor": actor,
+                "agency_code": agency_code,
+                "action": action,
+                "subject": subject,
+                "details": details_json,
+                "prev_hash": head_hash,
+                "hash": digest,
+                "mac": mac,
+            }
+        ],
     )
-    session.add(entry)
-    head.seq = seq
-    head.hash = digest
-    head.mac = mac
-    session.flush()
-    return entry
+    session.execute(_HEAD_UPDATE, {"seq": seq, "hash": digest, "mac": mac})
+    # A head object this session holds (key_chain's) reads the new values when next used.
+    for obj in session.identity_map.values():
+        if isinstance(obj, AuditHead):
+            session.expire(obj)
 
 
 @dataclass(frozen=True)

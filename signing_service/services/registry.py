@@ -23,7 +23,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from signing_service import audit, errors
@@ -288,6 +288,20 @@ def registry_section(
     return dict(NOT_FOUND)
 
 
+# The newest registration of a document (bytes) by the agency: built once with bound
+# parameters (per signature, building and keying the statement cost more than running it).
+_REGISTERED = RegisteredDocument.__table__
+_PREVIOUS = (
+    select(_REGISTERED.c.id)
+    .where(
+        _REGISTERED.c.sha256 == bindparam("sha256"),
+        _REGISTERED.c.agency_id == bindparam("agency_id"),
+    )
+    .order_by(_REGISTERED.c.id.desc())
+    .limit(1)
+)
+
+
 def register_signed(
     session: Session,
     *,
@@ -298,37 +312,35 @@ def register_signed(
     input_sha256: str,
     kind: str | None = None,
     document_number: str | None = None,
-) -> RegisteredDocument:
+) -> None:
     """Register the signed ``document`` in ``session``'s transaction (the one that stores it:
-    nothing half-written). ``input_sha256``: of the document that was signed; when it is one
-    of the same agency's registered documents, the new record signs it further (that one
-    stays in force and links to this one). Another agency's registered input is not linked:
-    its record must not point at this agency's."""
-    previous = session.scalars(
-        select(RegisteredDocument.id)
-        .where(
-            RegisteredDocument.sha256 == input_sha256,
-            RegisteredDocument.agency_id == agency_id,
-        )
-        .order_by(RegisteredDocument.id.desc())
-        .limit(1)
-    ).first()
-    row = RegisteredDocument(
-        public_id=public_id,
-        agency_id=agency_id,
-        document_id=document.id,
-        sha256=document.sha256,
-        dossier_code=document.dossier_code,
-        result_code=document.result_code,
-        document_number=document_number,
-        kind=kind,
-        signed_at=signed_at,
-        registered_at=datetime.now(UTC).replace(microsecond=0),
-        status=IN_FORCE,
-        previous_id=previous,
+    nothing half-written; one INSERT, not an object of the session's unit of work).
+    ``input_sha256``: of the document that was signed; when it is one of the same agency's
+    registered documents, the new record signs it further (that one stays in force and links
+    to this one). Another agency's registered input is not linked: its record must not point
+    at this agency's."""
+    previous = session.execute(
+        _PREVIOUS, {"sha256": input_sha256, "agency_id": agency_id}
+    ).scalar_one_or_none()
+    session.execute(
+        _REGISTERED.insert(),
+        [
+            {
+                "public_id": public_id,
+                "agency_id": agency_id,
+                "document_id": document.id,
+                "sha256": document.sha256,
+                "dossier_code": document.dossier_code,
+                "result_code": document.result_code,
+                "document_number": document_number,
+                "kind": kind,
+                "signed_at": signed_at,
+                "registered_at": datetime.now(UTC).replace(microsecond=0),
+                "status": IN_FORCE,
+                "previous_id": previous,
+            }
+        ],
     )
-    session.add(row)
-    return row
 
 
 def _own(session: Session, agency: Agency, public_id: str) -> RegisteredDocument | None:

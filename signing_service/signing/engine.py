@@ -24,6 +24,7 @@ from io import BytesIO
 from typing import BinaryIO
 
 from asn1crypto import cms, core, x509
+from pyhanko.pdf_utils import misc
 from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError, PdfReadError
@@ -31,7 +32,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
-from pyhanko.sign.signers.pdf_cms import ExternalSigner, Signer
+from pyhanko.sign.signers.pdf_cms import ExternalSigner, PdfCMSSignedAttributes, Signer
 from pyhanko.sign.signers.pdf_signer import (
     PdfSignatureMetadata,
     PdfSigner,
@@ -144,6 +145,16 @@ class SignOptions:
     field_name: str | None = None
     # A QR code at the top left of page 1, in the signing revision (signing/qr.py).
     qr: QrContent | None = None
+
+
+@dataclass
+class SignedFacts:
+    """Filled by :func:`async_sign_pdf` when passed: what it embedded in the signing revision.
+    ``field_name``: the signature field's name; ``signature_cms``: the DER of the CMS
+    ContentInfo in its /Contents (with the signature timestamp token at B-T and above)."""
+
+    field_name: str | None = None
+    signature_cms: bytes | None = None
 
 
 def _subject_attr(cert: x509.Certificate, name: str) -> str | None:
@@ -342,6 +353,36 @@ class _FixedTimePdfSigner(PdfSigner):
         session.system_time = self._signing_time
         return session
 
+    async def async_sign_pdf_recording(
+        self, pdf_out: IncrementalPdfFileWriter, *, bytes_reserved: int, output: BytesIO
+    ) -> bytes:
+        """pyHanko's ``PdfSigner.async_sign_pdf`` (pinned 0.38) with its documented steps
+        called one by one, so that the CMS written into /Contents is kept: returns its DER
+        (the /Contents value without the reservation's zero padding). The evidence of the
+        signature needs it and the field name; reading them back from the signed PDF costs
+        a full parse of it (~1.2 ms for 1 MB)."""
+        session = self.init_signing_session(pdf_out)
+        validation_info = await session.perform_presign_validation(pdf_out)
+        tbs_document = session.prepare_tbs_document(
+            validation_info=validation_info, bytes_reserved=bytes_reserved
+        )
+        prepared, res_output = tbs_document.digest_tbs_document(output=output)
+        post = await tbs_document.perform_signature(
+            document_digest=prepared.document_digest,
+            pdf_cms_signed_attrs=PdfCMSSignedAttributes(
+                signing_time=session.system_time,
+                adobe_revinfo_attr=(
+                    None if validation_info is None else validation_info.adobe_revinfo_attr
+                ),
+                cades_signed_attrs=self.signature_meta.cades_signed_attr_spec,
+            ),
+        )
+        await post.post_signature_processing(res_output)
+        misc.finalise_output(output, res_output)
+        # The DER followed by zero bytes (pdf_byterange.fill_reserved_region): cut at the
+        # outer TLV's own length.
+        return cms.ContentInfo.load(post.sig_contents, strict=False).dump()
+
 
 def _in_signer_block(
     reader: PdfFileReader,
@@ -523,6 +564,7 @@ async def async_sign_pdf(
     validation_context: ContextSource | None = None,
     timestamper: TimeStamper | None = None,
     now: datetime | None = None,
+    facts: SignedFacts | None = None,
 ) -> bytes:
     """Sign ``pdf`` at ``options.level`` (PAdES baseline, ETSI EN 319 142-1) and return it.
 
@@ -532,13 +574,14 @@ async def async_sign_pdf(
     timestamp's data. ``timestamper``: the TSA client, else one for ``options.tsa_url``.
     Errors: :class:`PdfInputError`, :class:`TimestampError`, pyHanko's
     ``TimestampRequestError`` (TSA unreachable) and ``SigningError`` (signing failed, or the
-    signer's chain could not be validated for the LT data).
+    signer's chain could not be validated for the LT data). ``facts``: filled with the
+    signature's field name and CMS (:class:`SignedFacts`).
     """
     level = options.level
     timestamper = _timestamper(options, timestamper)
     if level.needs_revocation_info and validation_context is None:
         raise ValueError("B-LT and B-LTA need a validation context")
-    out = await _sign(pdf, key, options, timestamper if level.needs_timestamp else None, now)
+    out = await _sign(pdf, key, options, timestamper if level.needs_timestamp else None, now, facts)
     if level.needs_revocation_info:
         assert validation_context is not None and timestamper is not None
         # The next revision: the DSS with data fetched now, after the signature timestamp;
@@ -564,6 +607,7 @@ async def _sign(
     options: SignOptions,
     timestamper: TimeStamper | None,
     now: datetime | None,
+    facts: SignedFacts | None = None,
 ) -> BytesIO:
     """The signature revision (B-B, or B-T with ``timestamper``), in a reservation sized by
     :func:`estimate_signature_size`; retried once, larger, if the CMS did not fit."""
@@ -592,7 +636,9 @@ async def _sign(
         out = BytesIO()
         try:
             with _document_structure(), prefix_digest.continuing(signer.covered_prefix):
-                await signer.async_sign_pdf(writer, bytes_reserved=reserved, output=out)
+                embedded = await signer.async_sign_pdf_recording(
+                    writer, bytes_reserved=reserved, output=out
+                )
         except SigningError as e:
             if attempt == 2 or not _reservation_too_small(e):
                 raise
@@ -602,6 +648,9 @@ async def _sign(
                 key.signing_cert, key.chain, options.md_algorithm, timestamper
             )
             continue
+        if facts is not None:
+            facts.field_name = signer.signature_meta.field_name
+            facts.signature_cms = embedded
         return out
     raise AssertionError("unreachable")
 
