@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -24,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 from asn1crypto import x509
 from sqlalchemy import select
 
-from signing_service import audit
+from signing_service import audit, errors
 from signing_service.services.auth import new_api_key
 from signing_service.store.models import Agency, ApiClient, SigningKey, SigningProfile
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from signing_service.services.container import Services
@@ -369,14 +372,24 @@ def _renew_certificates(services: Services, demo: DemoAgency, names: list[str]) 
     materials = _demo_keys(services, demo.code)
     with _dev_pki_served(services):
         for name in stale:
-            renew_certificate(
-                services,
-                agency_code=demo.code,
-                name=name,
-                material=materials[name],
-                actor="bootstrap",
-                reason=f"dev_pki_reissued:{pki.url_prefix}",
-            )
+            try:
+                renew_certificate(
+                    services,
+                    agency_code=demo.code,
+                    name=name,
+                    material=materials[name],
+                    actor="bootstrap",
+                    reason=f"dev_pki_reissued:{pki.url_prefix}",
+                )
+            except errors.ServiceError as e:
+                # The start goes on, the row unchanged: signing with this key is refused as
+                # before (SIGNER_CERT_STATUS_UNKNOWN…) until a later start renews it.
+                log.warning(
+                    "Không cập nhật được chứng thư mới của khóa thử nghiệm %s (%s): %s",
+                    name,
+                    demo.code,
+                    e.code,
+                )
 
 
 @contextlib.contextmanager
