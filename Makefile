@@ -4,17 +4,30 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages: the stamp fonts (Noto Serif; Liberation Serif for the appearance kinds,
-# Nghị định 30/2020 Appendix I), poppler (render and look at signatures), PostgreSQL
-# (the tests run on it as well as on SQLite), libmagic (content sniffing), SoftHSM2 (PKCS#11),
-# clamd (virus scanning; the tests give it their own EICAR database), a JDK and Maven (the EU DSS
-# validator the interoperability test builds from Maven Central), Chromium and its Vietnamese
-# interface strings (the citizen's page is tested in it; Playwright never downloads a browser),
-# nginx (the load balancer of the scale-out test), podman with runc and debootstrap (the image
-# is built from a Debian base made from the mirror and run: tests/test_image.py).
-APT_PACKAGES := fonts-noto-core fonts-liberation2 poppler-utils postgresql libmagic1 softhsm2 clamav-daemon ca-certificates \
+# Debian packages the service needs (`make run`): the stamp fonts (Noto Serif; Liberation Serif
+# for the appearance kinds, Nghị định 30/2020 Appendix I), libmagic (content sniffing), SoftHSM2
+# (the demo seal on a PKCS#11 token; without it that profile is left out).
+RUN_PACKAGES := fonts-noto-core fonts-liberation2 libmagic1 softhsm2 ca-certificates
+# And those only the tests (and the benchmarks) need (`make test`): poppler (render and look at
+# signatures), PostgreSQL (the tests run on it as well as on SQLite), clamd (virus scanning; the
+# tests give it their own EICAR database), a JDK and Maven (the EU DSS validator the
+# interoperability test builds from Maven Central), Chromium and its Vietnamese interface strings
+# (the citizen's page is tested in it; Playwright never downloads a browser), nginx (the load
+# balancer of the scale-out test), podman with runc and debootstrap (the image is built from a
+# Debian base made from the mirror and run: tests/test_image.py).
+TEST_PACKAGES := poppler-utils postgresql clamav-daemon \
 	openjdk-17-jdk-headless maven chromium chromium-l10n \
 	nginx podman runc debootstrap
+
+# Install the Debian packages $(1) that are missing (apt-get, as root or with sudo).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
 
 .DEFAULT_GOAL := help
 # MinIO server for the storage tests, built from its Go module (pinned) and cached outside the
@@ -30,18 +43,16 @@ AXE_DIR := $(HOME)/.cache/signing-service/axe-core-$(AXE_VERSION)
 AXE_JS := $(AXE_DIR)/node_modules/axe-core/axe.min.js
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: help run test lint format bench system-deps venv minio axe clean
+.PHONY: help run test lint format bench system-deps test-deps venv minio axe clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-system-deps: ## install the Debian packages the service and tests use (when missing)
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+system-deps: ## install the Debian packages the service needs (when missing)
+	$(call apt_install,$(RUN_PACKAGES))
+
+test-deps: ## install the Debian packages the service and the tests need (when missing)
+	$(call apt_install,$(RUN_PACKAGES) $(TEST_PACKAGES))
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -72,7 +83,7 @@ run: system-deps venv ## serve the API on 127.0.0.1:8000 (dev PKI, SQLite and fi
 	SIGNING_SERVICE_PUBLIC_BASE_URL="$${SIGNING_SERVICE_PUBLIC_BASE_URL:-http://127.0.0.1:$${SIGNING_SERVICE_PORT:-8000}}" \
 	$(BIN)/signing-service serve
 
-test: system-deps venv minio axe ## run the tests (SQLite and PostgreSQL, MinIO, SoftHSM2, dev PKI, corpus, Chromium)
+test: test-deps venv minio axe ## run the tests (SQLite and PostgreSQL, MinIO, SoftHSM2, dev PKI, corpus, Chromium)
 	SIGNING_SERVICE_TEST_REQUIRE_POSTGRES=1 SIGNING_SERVICE_TEST_REQUIRE_SOFTHSM=1 \
 	SIGNING_SERVICE_TEST_REQUIRE_BROWSER=1 SIGNING_SERVICE_AXE_JS=$(AXE_JS) \
 	SIGNING_SERVICE_TEST_REQUIRE_MINIO=1 SIGNING_SERVICE_MINIO_BIN=$(MINIO_BIN) \
@@ -88,7 +99,7 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: system-deps venv minio ## measure signing, verification and storage; writes bench/RESULTS.md
+bench: test-deps venv minio ## measure signing, verification and storage; writes bench/RESULTS.md
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.verification
 	$(BIN)/python -m bench.load

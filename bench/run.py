@@ -833,7 +833,7 @@ def main() -> int:
             postgres = "skipped (--no-postgres)"
         elif bindir is None:
             postgres = (
-                "skipped: PostgreSQL binaries (initdb, pg_ctl) not found; `make system-deps` "
+                "skipped: PostgreSQL binaries (initdb, pg_ctl) not found; `make test-deps` "
                 "installs them"
             )
         else:

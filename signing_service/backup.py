@@ -422,6 +422,12 @@ def read_manifest(directory: Path, settings: Settings) -> dict[str, Any]:
     (sizes and SHA-256) and its own digest. Raises :class:`BackupRefused` naming the first
     problem, :class:`errors.ConfigurationError` for the audit key settings."""
     directory = directory.resolve()
+    if not directory.is_dir():
+        # New user 14 F7: a mistyped path was reported as an incomplete backup.
+        raise BackupRefused(
+            f"không có thư mục sao lưu {directory}"
+            + (" (đây là tệp)" if directory.exists() else "")
+        )
     try:
         body = (directory / MANIFEST).read_bytes()
         recorded = (directory / MANIFEST_DIGEST).read_text(encoding="ascii").split()[0]

@@ -1648,6 +1648,64 @@ def _print_backup(
     )
 
 
+# `backup --help` / `restore --help`, which the runbook sends the operator to (new user 14 F7).
+BACKUP_DESCRIPTION = """\
+Sao lưu bản triển khai đang cấu hình (SIGNING_SERVICE_DATA_DIR, SIGNING_SERVICE_DATABASE_URL,
+SIGNING_SERVICE_STORAGE_URL; hai biến sau mặc định nằm trong thư mục dữ liệu) vào THƯ_MỤC:
+cơ sở dữ liệu (mọi bảng), kho đối tượng (kèm hạn lưu giữ và phong tỏa pháp lý), kho khóa
+(khóa ký đã niêm phong) và niêm phong nhật ký kiểm toán; ở chế độ phát triển thêm PKI thử
+nghiệm, token SoftHSM2, khóa nhật ký thử nghiệm và tệp dev-credentials.json.
+
+THƯ_MỤC phải mới hoặc rỗng và không nằm trong dữ liệu của chính bản triển khai; được tạo chỉ
+cho người dùng hiện tại (0700, tệp 0600). Có thể chạy khi dịch vụ đang phục vụ.
+
+KHÔNG có trong bản sao lưu, giữ riêng (cần đúng giá trị này khi khôi phục): bí mật khóa nhật
+ký kiểm toán (SIGNING_SERVICE_AUDIT_KEY / SIGNING_SERVICE_AUDIT_KEY_FILE) và bí mật chính của
+kho khóa (SIGNING_SERVICE_KEY_STORE_SECRET).
+
+Mã thoát: 0 xong; 4 không đọc/ghi được (thư mục, cơ sở dữ liệu, kho); 5 từ chối (thư mục
+không rỗng…); 6 cấu hình."""
+
+RESTORE_DESCRIPTION = """\
+Khôi phục bản sao lưu trong THƯ_MỤC vào bản triển khai mà các biến môi trường chỉ tới:
+SIGNING_SERVICE_DATA_DIR (thư mục dữ liệu; cơ sở dữ liệu SQLite và kho tệp mặc định nằm trong
+đó), SIGNING_SERVICE_DATABASE_URL và SIGNING_SERVICE_STORAGE_URL khi đặt riêng.
+
+Đích phải RỖNG: cơ sở dữ liệu không có bản ghi, kho đối tượng không có đối tượng (dừng dịch vụ,
+xóa trạng thái cũ hoặc dùng bản triển khai mới, ví dụ
+SIGNING_SERVICE_DATA_DIR=/srv/khoi-phuc signing-service restore THƯ_MỤC). Bản triển khai đang
+dùng không bao giờ bị ghi đè.
+
+Trước khi ghi bất cứ gì: kiểm tra khóa nhật ký kiểm toán đang cấu hình đúng là khóa của bản sao
+lưu và mã xác thực (MAC) của danh mục, rồi từng tệp theo danh mục; bản sao lưu hỏng, thiếu hoặc
+bị sửa bị từ chối. Sau khi khôi phục: chạy signing-service audit verify với cùng các biến môi
+trường (lệnh in sẵn dòng đó).
+
+Mã thoát: 0 xong; 4 không đọc/ghi được; 5 từ chối (bản sao lưu hỏng, đích không rỗng, khóa
+nhật ký khác); 6 cấu hình."""
+
+
+def _restored_check_hint(settings: Settings) -> str:
+    """The command that checks the deployment just restored into, carrying its data directory
+    (new user 14 F7: the printed ``signing-service audit verify``, typed as shown, checked the
+    checkout's own var/ instead); a database or store URL set apart is named, not printed (it
+    may hold a password)."""
+    import shlex
+
+    hint = (
+        f"SIGNING_SERVICE_DATA_DIR={shlex.quote(str(settings.resolved_data_dir))} "
+        "signing-service audit verify"
+    )
+    apart = [
+        name
+        for name in ("SIGNING_SERVICE_DATABASE_URL", "SIGNING_SERVICE_STORAGE_URL")
+        if os.environ.get(name)
+    ]
+    if apart:
+        hint += f" (cùng {', '.join(apart)} như khi khôi phục)"
+    return hint
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     """Exit 0: backed up; 4: the directory, database or store could not be read or written;
     5: refused (a directory that is not empty, nothing to back up); 6: configuration."""
@@ -1696,7 +1754,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return EXIT_IO
     _print_backup(summary, "Đã khôi phục từ", args.json, settings)
     if not args.json:
-        print("Kiểm tra lại: signing-service audit verify")
+        print(f"Kiểm tra lại: {_restored_check_hint(settings)}")
     return 0
 
 
@@ -1900,16 +1958,26 @@ def build_parser() -> argparse.ArgumentParser:
     bk = sub.add_parser(
         "backup",
         help="sao lưu cơ sở dữ liệu, kho đối tượng, kho khóa và niêm phong nhật ký vào THƯ_MỤC",
+        description=BACKUP_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    bk.add_argument("directory", metavar="THƯ_MỤC", help="thư mục mới hoặc rỗng")
-    bk.add_argument("--json", action="store_true")
+    bk.add_argument(
+        "directory",
+        metavar="THƯ_MỤC",
+        help="thư mục mới hoặc rỗng, ngoài dữ liệu của bản triển khai (nên ở ổ đĩa/máy khác)",
+    )
+    bk.add_argument("--json", action="store_true", help="in bản tóm tắt dạng JSON")
     bk.set_defaults(func=cmd_backup)
     rs = sub.add_parser(
         "restore",
         help="khôi phục bản sao lưu trong THƯ_MỤC vào bản triển khai rỗng (dừng dịch vụ trước)",
+        description=RESTORE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    rs.add_argument("directory", metavar="THƯ_MỤC")
-    rs.add_argument("--json", action="store_true")
+    rs.add_argument(
+        "directory", metavar="THƯ_MỤC", help="thư mục của bản sao lưu (do lệnh backup tạo)"
+    )
+    rs.add_argument("--json", action="store_true", help="in bản tóm tắt dạng JSON")
     rs.set_defaults(func=cmd_restore)
     tr = sub.add_parser("trust", help="kho chứng thư tin cậy")
     tr_sub = tr.add_subparsers(dest="trust_command", required=True, parser_class=_Parser)

@@ -42,7 +42,7 @@ DOCS = REPO / "docs" / "appearance"
 A4 = (595, 842)
 MOMENT = datetime(2026, 11, 27, 7, 5, 9, tzinfo=UTC)
 needs_poppler = pytest.mark.skipif(
-    shutil.which("pdftoppm") is None, reason="poppler-utils not installed (make system-deps)"
+    shutil.which("pdftoppm") is None, reason="poppler-utils not installed (make test-deps)"
 )
 
 

@@ -7,9 +7,11 @@ another audit key are refused before anything is written."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -286,8 +288,78 @@ def test_damaged_backup_is_refused(tmp_path: Path, dev_pki: Any) -> None:
     refused("manifest.json không khớp mã băm")
     manifest.write_bytes(body)
 
-    (backup_dir / "manifest.json.sha256").unlink()
+    digest = backup_dir / "manifest.json.sha256"
+    kept = digest.read_bytes()
+    digest.unlink()
     refused("không phải bản sao lưu hoàn chỉnh")
+    digest.write_bytes(kept)
+
+    # A mistyped backup path says so (new user 14 F7: "không phải bản sao lưu hoàn chỉnh").
+    missing = _cli(target, "restore", str(tmp_path / "khong-co"))
+    assert missing.returncode == 5, missing.stdout + missing.stderr
+    assert f"không có thư mục sao lưu {tmp_path / 'khong-co'}" in missing.stderr
+    assert not target.data_dir.exists()
+
+    # The closing hint carries the data directory restored into: typed as printed it checks
+    # that deployment (it checked the checkout's var/ without the variable).
+    restored = _cli(target, "restore", str(backup_dir))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    hint = next(line for line in restored.stdout.splitlines() if line.startswith("Kiểm tra lại: "))
+    command = hint.removeprefix("Kiểm tra lại: ").split(" (cùng ")[0]
+    assert command == (
+        f"SIGNING_SERVICE_DATA_DIR={target.resolved_data_dir} signing-service audit verify"
+    )
+    assert "SIGNING_SERVICE_DATABASE_URL" in hint  # set apart here: named, not printed
+    assert target.effective_database_url not in hint
+    # Typed as printed: the variable it names, the others (database URL) as at the restore.
+    words = shlex.split(command)
+    at = words.index("signing-service")
+    assignments, args = words[:at], words[at + 1 :]
+    env = {k: v for k, v in _env(target).items() if k != "SIGNING_SERVICE_DATA_DIR"}
+    env.update(a.split("=", 1) for a in assignments)
+    checked = subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", *args, "--json"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads(checked.stdout)["ok"]
+
+
+def test_backup_and_restore_help_say_what_goes_where() -> None:
+    """The runbook sends the operator to `backup --help` and `restore --help` (new user 14
+    F7: both were empty but for the usage line)."""
+    from signing_service.cli import build_parser
+
+    def help_text(command: str) -> str:
+        parser = build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
+            command
+        ]
+        return sub.format_help()
+
+    restore = help_text("restore")
+    for said in (
+        "SIGNING_SERVICE_DATA_DIR",
+        "SIGNING_SERVICE_DATABASE_URL",
+        "SIGNING_SERVICE_STORAGE_URL",
+        "Đích phải RỖNG",
+        "audit verify",
+        "in bản tóm tắt dạng JSON",
+        "thư mục của bản sao lưu",
+    ):
+        assert said in restore, said
+    backup = help_text("backup")
+    for said in (
+        "SIGNING_SERVICE_KEY_STORE_SECRET",
+        "SIGNING_SERVICE_AUDIT_KEY",
+        "mới hoặc rỗng",
+        "in bản tóm tắt dạng JSON",
+    ):
+        assert said in backup, said
 
 
 def test_production_restore_needs_the_backups_audit_key(tmp_path: Path) -> None:

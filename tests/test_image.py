@@ -188,7 +188,7 @@ def _base_image(podman: list[str]) -> None:
         return
     if not BASE_TAR.exists():
         if not shutil.which("debootstrap"):
-            pytest.skip("debootstrap not installed (make system-deps installs it)")
+            pytest.skip("debootstrap not installed (make test-deps installs it)")
         root = Path(subprocess.check_output(["mktemp", "-d"], text=True).strip())
         try:
             subprocess.run(

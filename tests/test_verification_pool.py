@@ -157,3 +157,75 @@ def test_a_worker_within_its_resident_memory_bound_is_kept(
         assert pool.recycled == 0
     finally:
         services.close()
+
+
+def test_ctrl_c_stops_serve_without_a_worker_traceback(
+    tmp_path: Path, dev_pki: tuple[DevPki, int]
+) -> None:
+    """New user 14 F6: Ctrl-C on `make run` (SIGINT to the terminal's process group) printed
+    a KeyboardInterrupt traceback from the verification worker's ``conn.recv()``. The worker
+    leaves SIGINT to the parent, which stops it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests import conftest
+    from tests.support.postgres import free_port
+
+    pki, port = dev_pki
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    env = {
+        **os.environ,
+        "SIGNING_SERVICE_DATA_DIR": str(data_dir),
+        "SIGNING_SERVICE_DATABASE_URL": f"sqlite:///{tmp_path / 'metadata.db'}",
+        "SIGNING_SERVICE_DEV_PKI_DIR": str(pki.directory),
+        "SIGNING_SERVICE_DEV_PKI_PORT": str(port),
+        "SIGNING_SERVICE_DEV_PKI_SERVE": "false",  # the session's server answers there
+        "SIGNING_SERVICE_DEV_SOFTHSM_DIR": str(conftest.SOFTHSM_DIR or tmp_path / "no-hsm"),
+        "SIGNING_SERVICE_VERIFICATION_PROCESSES": "1",
+    }
+    api_port = free_port()
+    url = f"http://127.0.0.1:{api_port}"
+    err = tmp_path / "stderr.log"
+    with err.open("wb") as stderr:
+        # A session of its own: its process group is what a terminal sends Ctrl-C to.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "signing_service.cli", "serve", "--port", str(api_port)],
+            env=env,
+            cwd=conftest.REPO,
+            stdout=stderr,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, err.read_text()[-3000:]
+            assert time.monotonic() < deadline, err.read_text()[-3000:]
+            try:
+                if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        # The verification worker is started and has answered: it waits in conn.recv().
+        answer = requests.post(
+            url + "/v1/verifications",
+            files={"file": ("a.pdf", make_pdf(), "application/pdf")},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    written = err.read_text()
+    assert "Shutting down" in written or "Finished server process" in written, written[-3000:]
+    assert "Traceback" not in written and "KeyboardInterrupt" not in written, written[-3000:]

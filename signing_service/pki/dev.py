@@ -92,6 +92,12 @@ class DevPki:
     config: CertomancerConfig
     # Re-issues for another address so far (state.json; serials, see _config).
     generation: int = 0
+    # SHA-256 (lower-case hex) of the ``service-seal`` certificates of earlier generations
+    # (state.json ``previous_seal_certificates``): evidence ZIPs and reports sealed before a
+    # re-issue stay the service's own in development (new user 14 F4).
+    previous_seals: tuple[str, ...] = ()
+    # The address the PKI was issued for before this start re-issued it, else None.
+    reissued_from: str | None = None
 
     @property
     def arch(self):  # type: ignore[no-untyped-def]
@@ -433,6 +439,12 @@ def init_dev_pki(
     token (the demo seal; the remote-signing stand-in's officer key). Without one, a placeholder
     public key (whose private half is discarded) keeps the configuration loadable and that
     certificate unusable.
+
+    Issued before for another ``url_prefix`` (another SIGNING_SERVICE_DEV_PKI_PORT): every
+    certificate is re-issued (generation + 1, new serials); the replaced ``service-seal``
+    certificate's SHA-256 is added to ``previous_seal_certificates`` in ``state.json``
+    (:attr:`DevPki.previous_seals`, what development still accepts as its own seal), the
+    result's ``reissued_from`` is the old prefix, and one Vietnamese warning is logged.
     """
     keys_dir = pki_dir / "keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
@@ -464,20 +476,37 @@ def init_dev_pki(
     state_file = pki_dir / "state.json"
     previous = _read_state(state_file)
     generation = int(previous.get("generation", 0)) if previous else 0
+    previous_seals = _previous_seals(previous)
+    reissued_from = None
     if previous and previous.get("url_prefix") != url_prefix:
         # Issued for another address: new certificates, so new serials.
         generation += 1
+        reissued_from = str(previous.get("url_prefix"))
+        # The seal certificate about to be replaced: what sealed the evidence ZIPs and reports
+        # handed out so far (new user 14 F4: they were refused after a port change).
+        old_seal = _seal_sha256(pki_dir / f"{SERVICE_SEAL}.cert.pem")
+        if old_seal and old_seal not in previous_seals:
+            previous_seals = (*previous_seals, old_seal)
     config = _config(config_path, keys_dir, url_prefix, generation)
-    pki = DevPki(directory=pki_dir, url_prefix=url_prefix, config=config, generation=generation)
+    pki = DevPki(
+        directory=pki_dir,
+        url_prefix=url_prefix,
+        config=config,
+        generation=generation,
+        previous_seals=previous_seals,
+        reissued_from=reissued_from,
+    )
     arch = pki.arch
     # The exported certificates follow the configuration: re-export when it changes.
     config_sha256 = hashlib.sha256(config_path.read_bytes()).hexdigest()
-    state = {
+    state: dict[str, Any] = {
         "url_prefix": url_prefix,
         "keys": sorted(KEYS),
         "config_sha256": config_sha256,
         "generation": generation,
     }
+    if previous_seals:
+        state["previous_seal_certificates"] = list(previous_seals)
     if (
         not created
         and not hsm_changed
@@ -494,7 +523,38 @@ def init_dev_pki(
         path.write_bytes(data)
         os.chmod(path, 0o600)
     state_file.write_text(json.dumps(state))
+    if reissued_from is not None:
+        # New user 14 F8: the re-issue was silent, and what it means for earlier documents
+        # (their embedded OCSP/TSA addresses name the old port) was nowhere in the log.
+        log.warning(
+            "PKI thử nghiệm đã được cấp lại cho địa chỉ mới %s (trước đây %s): mọi chứng thư thử "
+            "nghiệm có số sê-ri mới; khóa của các cơ quan demo được đăng ký lại với chứng thư "
+            "mới; gói bằng chứng và báo cáo niêm phong trước đó vẫn được chấp nhận. Văn bản ký "
+            "trước đó mang địa chỉ OCSP/TSA ở cổng cũ: xác minh chúng khi PKI thử nghiệm chạy ở "
+            "cổng cũ (SIGNING_SERVICE_DEV_PKI_PORT cũ), nếu không kết quả là CHƯA XÁC ĐỊNH "
+            "(INDETERMINATE).",
+            url_prefix,
+            reissued_from,
+        )
     return pki
+
+
+def _previous_seals(state: dict[str, Any] | None) -> tuple[str, ...]:
+    """The earlier seal certificates a ``state.json`` records (lower-case hex SHA-256)."""
+    found = (state or {}).get("previous_seal_certificates") or []
+    if not isinstance(found, list):
+        return ()
+    return tuple(str(h).lower() for h in found if isinstance(h, str) and len(h) == 64)
+
+
+def _seal_sha256(path: Path) -> str | None:
+    """SHA-256 (lower-case hex) of the DER of the PEM certificate at ``path``, or None."""
+    try:
+        data = path.read_bytes()
+        der = pem.unarmor(data)[2] if pem.detect(data) else data
+        return hashlib.sha256(x509.Certificate.load(der).dump()).hexdigest()
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def load_dev_pki(pki_dir: Path, config_path: Path) -> DevPki | None:
@@ -514,7 +574,13 @@ def load_dev_pki(pki_dir: Path, config_path: Path) -> DevPki | None:
         return None
     generation = int(state.get("generation", 0))
     config = _config(config_path, keys_dir, url_prefix, generation, lazy_keys=True)
-    return DevPki(directory=pki_dir, url_prefix=url_prefix, config=config, generation=generation)
+    return DevPki(
+        directory=pki_dir,
+        url_prefix=url_prefix,
+        config=config,
+        generation=generation,
+        previous_seals=_previous_seals(state if isinstance(state, dict) else None),
+    )
 
 
 class _InProcessResponse:

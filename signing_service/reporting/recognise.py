@@ -9,7 +9,8 @@ whose last signature is valid, covers the entire file and was made with the cert
 of the report seal configured now (``SIGNING_SERVICE_REPORT_SEAL_KEY``'s certificate, or the
 dev PKI's ``service-seal`` in development) is a verification report sealed by this service.
 A report sealed with an earlier seal certificate (a key replaced since) is not recognised: it
-shows as any other validly sealed file.
+shows as any other validly sealed file. Development alone also recognises the dev seals of the
+dev PKI's earlier generations (re-issued for another port; ``DevPki.previous_seals``).
 """
 
 from __future__ import annotations
@@ -62,7 +63,16 @@ def service_report(services: Services, report: dict[str, Any]) -> dict[str, Any]
     signer = last.get("signer") or {}
     if last.get("indication") != "TOTAL_PASSED" or last.get("coverage") != "ENTIRE_FILE":
         return None
-    wanted = report_seal_sha256(services)
-    if not wanted or signer.get("certificate_sha256") != wanted:
+    wanted = {report_seal_sha256(services)} - {None}
+    pki = services.dev_pki
+    if (
+        pki is not None
+        and not services.settings.is_production
+        and not services.settings.report_seal_key
+    ):
+        # Development: the dev seals of earlier generations too (a port change re-issued the
+        # dev PKI; new user 14 F4): the reports this deployment sealed before it.
+        wanted.update(pki.previous_seals)
+    if signer.get("certificate_sha256") not in wanted:
         return None
     return {"system": system_name(services), "seal": signer.get("common_name")}

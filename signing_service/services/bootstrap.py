@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -21,11 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asn1crypto import x509
 from sqlalchemy import select
 
-from signing_service import audit
+from signing_service import audit, errors
 from signing_service.services.auth import new_api_key
 from signing_service.store.models import Agency, ApiClient, SigningKey, SigningProfile
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from signing_service.services.container import Services
@@ -281,6 +285,7 @@ def _ensure_keys_and_profiles(services: Services, demo: DemoAgency) -> None:
                     actor="bootstrap",
                     dev=True,
                 )
+    _renew_certificates(services, demo, [name for name in wanted if name in named])
     keys = {k.name: k for k in _active_keys(services, demo.code)}
     with services.db.transaction() as session:
         for spec in demo.profiles:
@@ -325,6 +330,65 @@ def _ensure_keys_and_profiles(services: Services, demo: DemoAgency) -> None:
                     agency_code=demo.code,
                     subject=spec.name,
                     details={"fields": ["key"], "key_name": spec.key},
+                )
+
+
+# The dev PKI certificate of each demo key (its label in certs/dev/certomancer.yml).
+DEV_CERTIFICATES = {
+    "agency-a-seal": "agency-a-seal",
+    "agency-a-hsm-seal": "agency-a-hsm",
+    "agency-b-seal": "agency-b-seal",
+    DEMO_OFFICER: "officer",
+}
+
+
+def _renew_certificates(services: Services, demo: DemoAgency, names: list[str]) -> None:
+    """Demo keys ``names`` of ``demo`` registered with an earlier generation of the dev PKI
+    (re-issued for another port since: ``DevPki.generation``) get its current certificate,
+    through :func:`~signing_service.services.keys.renew_certificate` (checked and audited as
+    an operator's change, actor ``bootstrap``). Only keys flagged dev whose registered public
+    key is the dev PKI's own key for that certificate: anything else is an operator's key,
+    left alone. New user 14 F9: the registry kept the old certificates, whose OCSP responder
+    (the old port) no longer answers, so every signature was refused 503
+    ``SIGNER_CERT_STATUS_UNKNOWN``."""
+    from signing_service.services.keys import renew_certificate
+
+    pki = services.dev_pki
+    assert pki is not None
+    rows = {k.name: k for k in _active_keys(services, demo.code) if k.dev}
+    stale = []
+    for name in names:
+        row, label = rows.get(name), DEV_CERTIFICATES.get(name)
+        if row is None or label is None:
+            continue
+        current = pki.cert(label)
+        if row.certificate == current.dump():
+            continue
+        registered = x509.Certificate.load(row.certificate)
+        if registered.public_key.dump() == current.public_key.dump():
+            stale.append(name)
+    if not stale:
+        return
+    materials = _demo_keys(services, demo.code)
+    with _dev_pki_served(services):
+        for name in stale:
+            try:
+                renew_certificate(
+                    services,
+                    agency_code=demo.code,
+                    name=name,
+                    material=materials[name],
+                    actor="bootstrap",
+                    reason=f"dev_pki_reissued:{pki.url_prefix}",
+                )
+            except errors.ServiceError as e:
+                # The start goes on, the row unchanged: signing with this key is refused as
+                # before (SIGNER_CERT_STATUS_UNKNOWN…) until a later start renews it.
+                log.warning(
+                    "Không cập nhật được chứng thư mới của khóa thử nghiệm %s (%s): %s",
+                    name,
+                    demo.code,
+                    e.code,
                 )
 
 

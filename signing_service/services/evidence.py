@@ -887,8 +887,9 @@ def certificate_sha256(cert: x509.Certificate) -> str:
 
 def service_seal_certificates(services: Services) -> set[str]:
     """The seal certificates :func:`verify_zip` accepts for ``services``: the current seal
-    key's certificate (read from its registration, or the dev PKI's ``service-seal``; the key
-    itself is not opened) and ``SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES``."""
+    key's certificate (read from its registration, or the dev PKI's ``service-seal`` and, in
+    development, its earlier generations' ``service-seal``; the key itself is not opened) and
+    ``SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES``."""
     from signing_service.store.models import SigningKey
 
     allowed = set(services.settings.evidence_seal_certificates)
@@ -907,6 +908,9 @@ def service_seal_certificates(services: Services) -> set[str]:
         from signing_service.pki.dev import SERVICE_SEAL
 
         allowed.add(certificate_sha256(services.dev_pki.cert(SERVICE_SEAL)))
+        # The dev seals of earlier generations (a port change re-issued the dev PKI): the
+        # deployment's own earlier ZIPs (new user 14 F4). Development only.
+        allowed.update(services.dev_pki.previous_seals)
     return allowed
 
 

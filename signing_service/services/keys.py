@@ -422,6 +422,82 @@ def register_key(
     return KeyView.of(row, agency_code)
 
 
+def renew_certificate(
+    services: Services,
+    *,
+    agency_code: str,
+    name: str,
+    material: Material,
+    actor: str,
+    reason: str,
+) -> KeyView:
+    """Give active key ``name`` of agency ``agency_code`` the certificate ``material`` carries,
+    for the same key (its public key equal to the registered certificate's) and of the same
+    kind; the new certificate passes every check of :func:`register_key` (chain, validity,
+    usage, revocation). The row keeps its id, so profiles and earlier signatures keep
+    referring to it; a PKCS#12 key's sealed material is re-sealed with the new certificate
+    (the key source refuses a material whose certificate is not the registered one). Audited
+    as ``key.certificate_renewed`` with both fingerprints and ``reason``.
+
+    What the development bootstrap does when the dev PKI is re-issued for another port (new
+    user 14 F9: the registry kept the old certificates, whose OCSP address nobody answers, so
+    every signature was refused ``SIGNER_CERT_STATUS_UNKNOWN``). Raises
+    :class:`errors.ProfileKeyMissing` (no such active key), :class:`errors.KeyCertificateMismatch`
+    (another key or kind), and the material's and the signer checks' errors; nothing is
+    changed then."""
+    kind = _kind(material)
+    store = KeyStore.of(services) if kind in ("pkcs12", "pkcs11") else None
+    with services.db.transaction() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == agency_code)).first()
+        if agency is None:
+            raise errors.AgencyNotFound()
+        row = session.scalars(
+            select(SigningKey).where(
+                SigningKey.agency_id == agency.id,
+                SigningKey.name == name,
+                SigningKey.disabled_at.is_(None),
+            )
+        ).first()
+        if row is None:
+            raise errors.ProfileKeyMissing()
+        row_id, uid, row_kind = row.id, row.uid, row.kind
+        registered = x509.Certificate.load(row.certificate)
+    checked = _prepare(services, material, name)
+    if row_kind != kind or checked.certificate.public_key.dump() != registered.public_key.dump():
+        raise errors.KeyCertificateMismatch()
+    _check_certificate(services, checked)
+    fingerprint = sha256_fingerprint(checked.certificate)
+    with services.db.transaction() as session:
+        row = session.get(SigningKey, row_id)
+        assert row is not None
+        previous = row.certificate_sha256
+        if store is not None and checked.secret is not None:
+            # Written before the commit: should the commit fail, the row's wrapped key no longer
+            # opens the file, and the next renewal (which reads the material afresh) seals both
+            # again; only development's bootstrap calls this.
+            row.wrapped_key = store.put(uid, binding(uid, agency_code, kind), checked.secret)
+        row.certificate = checked.certificate.dump()
+        row.chain = pem_chain(checked.chain)
+        row.certificate_sha256 = fingerprint
+        audit.append(
+            session,
+            actor=actor,
+            action="key.certificate_renewed",
+            agency_code=agency_code,
+            subject=name,
+            details={
+                "kind": kind,
+                "previous_certificate_sha256": previous,
+                "certificate_sha256": fingerprint,
+                "reason": reason,
+                "dev": row.dev,
+            },
+        )
+        view = KeyView.of(row, agency_code)
+    services.keys.forget(uid)
+    return view
+
+
 def _check_name_free(session: Session, agency_id: int, name: str) -> None:
     taken = session.scalars(
         select(SigningKey.id).where(SigningKey.agency_id == agency_id, SigningKey.name == name)

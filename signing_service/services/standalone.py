@@ -498,7 +498,8 @@ def verify_evidence_standalone(settings: Settings, data: bytes) -> Any:
     """``signing-service evidence verify`` from the settings alone (red team 12 F8): the
     trust store, the seal certificates the operator lists
     (``SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES``), the current seal's certificate (in
-    development the dev PKI's ``service-seal`` when generated; otherwise the registered
+    development the dev PKI's ``service-seal`` when generated, and those of its earlier
+    generations, recorded at a re-issue; otherwise the registered
     ``SIGNING_SERVICE_REPORT_SEAL_KEY`` read from the database when there is one). No data
     directory, nothing written. Returns :class:`signing_service.services.evidence.ZipCheck`;
     raises ``ConfigurationError`` (trust store unreadable)."""
@@ -516,5 +517,6 @@ def verify_evidence_standalone(settings: Settings, data: bytes) -> Any:
         from signing_service.pki.dev import SERVICE_SEAL, in_process_fetcher_backend
 
         allowed.add(certificate_sha256(dev_pki.cert(SERVICE_SEAL)))
+        allowed.update(dev_pki.previous_seals)  # earlier generations' (new user 14 F4)
         backend = in_process_fetcher_backend(dev_pki, settings.fetch_timeout_seconds)
     return check_zip(data, trust=trust, seal_certificates=allowed, fetcher_backend=backend)

@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import queue
 import resource
+import signal
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,6 +84,11 @@ _ERRORS: dict[str, type[errors.ServiceError]] = {
 
 
 def _worker_main(conn: Connection, config: TrustConfig, memory_limit: int, nice: int) -> None:
+    # A terminal's Ctrl-C reaches the whole process group: it is for the parent, which stops
+    # the workers (VerificationPool.close; a dead parent closes the pipe: EOFError below). Left
+    # to Python's handler it printed a KeyboardInterrupt traceback from conn.recv() on every
+    # `make run` stop (new user 14 F6).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if memory_limit > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     if nice > 0:

@@ -371,7 +371,7 @@ class Cluster:
         if bindir is None:
             raise RuntimeError("PostgreSQL binaries not installed")
         if not Nginx.available():
-            raise RuntimeError("nginx not installed (make system-deps installs it)")
+            raise RuntimeError("nginx not installed (make test-deps installs it)")
         self.root = Path(tempfile.mkdtemp(prefix="scale13-"))
         self.keep = keep
         self.postgres = PostgresServer(bindir)
