@@ -113,6 +113,27 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+def _shown_time(value: object) -> str:
+    """A time for people: ISO 8601 at +07:00 in whole seconds (new user 14 F11: stored times
+    carry microseconds, ``…15:31:31.170325+07:00``). A ``datetime`` (naive: UTC, how times are
+    stored) or an ISO 8601 string (without an offset: kept as given); anything else is shown
+    as it is. The ``--json`` outputs keep the full value."""
+    from signing_service.timefmt import aware_utc, vietnam_time
+
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        if moment.tzinfo is None:
+            # A report's time without an offset is shown as it was given, in whole seconds.
+            return moment.replace(microsecond=0).isoformat()
+    if not isinstance(moment, datetime):
+        return str(value)
+    return vietnam_time(aware_utc(moment))
+
+
 def _settings() -> Settings:
     """Settings from the environment; a malformed variable is a configuration error (exit 6)
     with the variable named, not a traceback."""
@@ -622,9 +643,9 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         + (f" / {report['sub_indication']}" if report["sub_indication"] else "")
         + ")"
     )
-    print(f"Xác minh tại thời điểm: {report['validation_time']}")
+    print(f"Xác minh tại thời điểm: {_shown_time(report['validation_time'])}")
     if report["validation_time"] != report["validated_at"]:
-        print(f"(thực hiện lúc {report['validated_at']})")
+        print(f"(thực hiện lúc {_shown_time(report['validated_at'])})")
     for problem in report["problems"]:
         print(f"  ! {problem['message']}")
     for warning in report.get("warnings", []):
@@ -674,15 +695,18 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
             print(f"  Gốc tin cậy: {anchor['name']} — {anchor['kind_label']}")
         if sig.get("signing_time"):
             source = SOURCE_VI.get(sig["signing_time_source"] or "", "tự khai")
-            print(f"  Thời điểm ký: {sig['signing_time']} ({source})")
+            print(f"  Thời điểm ký: {_shown_time(sig['signing_time'])} ({source})")
         if sig.get("best_signature_time"):
             proof = PROOF_VI.get(sig.get("best_signature_time_proof") or "", "")
-            print(f"  Chữ ký tồn tại muộn nhất lúc: {sig['best_signature_time']} (theo {proof})")
+            print(
+                f"  Chữ ký tồn tại muộn nhất lúc: {_shown_time(sig['best_signature_time'])} "
+                f"(theo {proof})"
+            )
         if sig.get("validation_time") and sig["validation_time"] != report["validation_time"]:
-            print(f"  Chứng thư được kiểm tra tại thời điểm: {sig['validation_time']}")
+            print(f"  Chứng thư được kiểm tra tại thời điểm: {_shown_time(sig['validation_time'])}")
         for ts in sig.get("timestamps", []):
             kind = TIMESTAMP_KIND_VI.get(ts["type"], ts["type"])
-            print(f"  Dấu thời gian {kind}: {ts['time']} — {ts['authority']}")
+            print(f"  Dấu thời gian {kind}: {_shown_time(ts['time'])} — {ts['authority']}")
         for name, check in sig["checks"].items():
             label = CHECK_LABELS.get(name, name)
             print(f"  - {label}: {STATUS_VI[check['status']]} — {check['message']}")
@@ -798,7 +822,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         return 0 if report.ok else EXIT_FAILED
     sealed = (
         f"khớp {report.seals} niêm phong (cuối: bản ghi {report.last_sealed_seq}, lúc "
-        f"{report.last_sealed_at})"
+        f"{_shown_time(report.last_sealed_at)})"
         if report.seals
         else "chưa có niêm phong"
     )
@@ -873,7 +897,7 @@ def cmd_audit_seal(args: argparse.Namespace) -> int:
     else:
         print(
             f"Đã niêm phong nhật ký kiểm toán đến bản ghi {seal.seq} (dấu thời gian lúc "
-            f"{seal.gen_time}): {seal.path}"
+            f"{_shown_time(seal.gen_time)}): {seal.path}"
         )
     return 0
 
@@ -949,7 +973,7 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
         print(f"Gói bằng chứng của chữ ký {result.signature_id}: hợp lệ.")
         print(f"  Niêm phong bởi: {result.sealed_by}")
         if result.timestamped:
-            print(f"  Dấu thời gian niêm phong: {result.seal_time}")
+            print(f"  Dấu thời gian niêm phong: {_shown_time(result.seal_time)}")
         else:
             # Red team 12 F1: nothing in the ZIP says why (a forger's seal has none either).
             print(
@@ -1182,7 +1206,7 @@ def _print_issued(issued: IssuedKey, as_json: bool) -> None:
         print(json.dumps({**key.__dict__, "api_key": issued.api_key}, ensure_ascii=False))
         return
     owner = key.agency_code or "đơn vị vận hành"
-    expiry = f", hết hạn lúc {key.expires_at}" if key.expires_at else ""
+    expiry = f", hết hạn lúc {_shown_time(key.expires_at)}" if key.expires_at else ""
     print(f"Khóa API {key.key_id} ({key.role}, {owner}) cho {key.name}{expiry}.")
     print("Khóa chỉ hiển thị một lần; chỉ mã băm của khóa được lưu:")
     print(issued.api_key)
@@ -1254,11 +1278,11 @@ def cmd_client_list(args: argparse.Namespace) -> int:
         print("Chưa có khóa API nào.")
         return 0
     for v in views:
-        notes = [f"tạo {v.created_at}"]
+        notes = [f"tạo {_shown_time(v.created_at)}"]
         if v.expires_at:
-            notes.append(f"hết hạn {v.expires_at}")
+            notes.append(f"hết hạn {_shown_time(v.expires_at)}")
         if v.revoked_at:
-            notes.append(f"thu hồi {v.revoked_at}")
+            notes.append(f"thu hồi {_shown_time(v.revoked_at)}")
         if v.replaced_by:
             notes.append(f"thay bằng {v.replaced_by}")
         print(
@@ -1277,7 +1301,9 @@ def cmd_client_revoke(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view.__dict__, ensure_ascii=False))
     else:
-        print(f"Đã thu hồi khóa API {view.key_id} ({view.name}) lúc {view.revoked_at}.")
+        print(
+            f"Đã thu hồi khóa API {view.key_id} ({view.name}) lúc {_shown_time(view.revoked_at)}."
+        )
     return 0
 
 
@@ -1304,8 +1330,8 @@ def cmd_client_rotate(args: argparse.Namespace) -> int:
         )
         return 0
     print(
-        f"Khóa cũ {previous.key_id} còn hiệu lực đến {previous.expires_at} (thời gian chuyển "
-        "tiếp), sau đó bị từ chối."
+        f"Khóa cũ {previous.key_id} còn hiệu lực đến {_shown_time(previous.expires_at)} (thời gian "
+        "chuyển tiếp), sau đó bị từ chối."
     )
     _print_issued(issued, False)
     return 0

@@ -542,6 +542,8 @@ def test_verify_says_what_the_page_says_for_revoked_superseded_and_added(
         lines = result.stdout.splitlines()
         assert lines[0] == f"Kết luận: {labels[name]} ({status})", (name, lines[:3])
         assert "Chữ ký số (ETSI EN 319 102-1): HỢP LỆ (TOTAL_PASSED)" in lines, name
+        # F11: times for people in whole seconds.
+        assert not re.search(r"\d\d:\d\d:\d\d\.\d", result.stdout), result.stdout
         as_json = run(env, "verify", str(files[name]), "--json")
         assert as_json.returncode == code, name
         report = json.loads(as_json.stdout)
@@ -608,3 +610,18 @@ def test_verification_stats_count_what_people_were_shown(
     assert counts == {"TOTAL_PASSED": 1, "REVOKED": 2}, counts
     shown = run(env, "verification", "stats")
     assert "REVOKED (KHÔNG HỢP LỆ: văn bản đã bị thu hồi" in shown.stdout, shown.stdout
+
+
+def test_times_for_people_are_whole_seconds_at_plus_7() -> None:
+    """New user 14 F11: `evidence verify`, `audit seal`/`verify`, `client list` showed stored
+    times with microseconds ("…15:31:31.170325+07:00")."""
+    from datetime import UTC, datetime
+
+    from signing_service.cli import _shown_time
+
+    assert _shown_time("2026-11-30T15:31:31.170325+07:00") == "2026-11-30T15:31:31+07:00"
+    assert _shown_time("2026-11-30T08:31:31.5Z") == "2026-11-30T15:31:31+07:00"
+    assert _shown_time(datetime(2026, 11, 30, 8, 31, 31, 999999)) == "2026-11-30T15:31:31+07:00"
+    assert _shown_time(datetime(2026, 11, 30, 8, 31, 31, tzinfo=UTC)) == "2026-11-30T15:31:31+07:00"
+    assert _shown_time("2026-11-30T15:31:31.25") == "2026-11-30T15:31:31"
+    assert _shown_time("không phải thời gian") == "không phải thời gian"
