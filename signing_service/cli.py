@@ -37,6 +37,11 @@ T = TypeVar("T")
 
 EXIT_PASSED, EXIT_FAILED, EXIT_UNDECIDED = 0, 1, 2
 EXIT_USAGE, EXIT_IO, EXIT_REFUSED, EXIT_CONFIG = 3, 4, 5, 6
+# verify only, signatures passed but the registry says otherwise (new user 14 F10): the
+# document was revoked or superseded (the page: "Không hợp lệ"), or the file holds content
+# added after issue by someone else (the page: "Chưa xác định được"). Distinct from 1 ("the
+# signatures fail": a forgery or a damaged file) so that a script tells them apart, and not 0.
+EXIT_NOT_IN_FORCE, EXIT_CONTENT_ADDED = 7, 8
 # Every configuration refusal (exit 6) starts so, then names the setting.
 CONFIG_PREFIX = "Cấu hình không hợp lệ"
 
@@ -106,6 +111,27 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"Lỗi cú pháp lệnh: {message}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def _shown_time(value: object) -> str:
+    """A time for people: ISO 8601 at +07:00 in whole seconds (new user 14 F11: stored times
+    carry microseconds, ``…15:31:31.170325+07:00``). A ``datetime`` (naive: UTC, how times are
+    stored) or an ISO 8601 string (without an offset: kept as given); anything else is shown
+    as it is. The ``--json`` outputs keep the full value."""
+    from signing_service.timefmt import aware_utc, vietnam_time
+
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        if moment.tzinfo is None:
+            # A report's time without an offset is shown as it was given, in whole seconds.
+            return moment.replace(microsecond=0).isoformat()
+    if not isinstance(moment, datetime):
+        return str(value)
+    return vietnam_time(aware_utc(moment))
 
 
 def _settings() -> Settings:
@@ -576,22 +602,50 @@ PROOF_VI = {
 }
 
 
+def verify_exit(report: dict) -> int:  # type: ignore[type-arg]
+    """``verify``'s exit code for a concluded report: 7 (:data:`EXIT_NOT_IN_FORCE`) for a
+    document the registry says was revoked or superseded, 8 (:data:`EXIT_CONTENT_ADDED`) for
+    content added after issue, else the verdict's (0 TOTAL_PASSED, 1 TOTAL_FAILED, 2
+    INDETERMINATE or unsigned). README "The same from the command line"; ``verify --help``."""
+    from signing_service.services.conclusion import (
+        CONTENT_ADDED_AFTER_ISSUE,
+        REVOKED,
+        SUPERSEDED,
+        shown_outcome,
+    )
+
+    outcome = shown_outcome(report)
+    if outcome in (REVOKED, SUPERSEDED):
+        return EXIT_NOT_IN_FORCE
+    if outcome == CONTENT_ADDED_AFTER_ISSUE:
+        return EXIT_CONTENT_ADDED
+    return VERDICT_EXIT[report["verdict"]]
+
+
 def _print_report(report: dict) -> None:  # type: ignore[type-arg]
-    """The report for people: Vietnamese labels and check names, times in +07:00."""
+    """The report for people: Vietnamese labels and check names, times in +07:00. The headline
+    is the document's state in the page's words (signatures and registry together: a revoked
+    decision is "Không hợp lệ" whatever its signatures, new user 14 F10); the signatures' own
+    ETSI indication follows on its own line."""
+    from signing_service.services.conclusion import STATE_LABELS
     from signing_service.verification.messages import CHECK_LABELS
 
+    status = report.get("status")
+    if isinstance(status, dict):
+        print(f"Kết luận: {STATE_LABELS[status['state']]} ({status['code']})")
+        print(status["message"])
+        if report["message"] != status["message"]:
+            print(report["message"])
+    else:
+        print(report["message"])
     print(
-        f"Kết luận: {VERDICT_VI[report['verdict']]} ({report['verdict']}"
+        f"Chữ ký số (ETSI EN 319 102-1): {VERDICT_VI[report['verdict']]} ({report['verdict']}"
         + (f" / {report['sub_indication']}" if report["sub_indication"] else "")
         + ")"
     )
-    print(report["message"])
-    if report.get("status"):
-        # The document's one state (signatures and registry together), as the page says it.
-        print(f"Tình trạng văn bản: {report['status']['message']}")
-    print(f"Xác minh tại thời điểm: {report['validation_time']}")
+    print(f"Xác minh tại thời điểm: {_shown_time(report['validation_time'])}")
     if report["validation_time"] != report["validated_at"]:
-        print(f"(thực hiện lúc {report['validated_at']})")
+        print(f"(thực hiện lúc {_shown_time(report['validated_at'])})")
     for problem in report["problems"]:
         print(f"  ! {problem['message']}")
     for warning in report.get("warnings", []):
@@ -603,17 +657,16 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
         from signing_service.services.registry_records import registry_sentence
 
         print(f"Sổ đăng ký: {registry_sentence(report['registry'])}")
-    stamps = 0
-    for sig in report["signatures"]:
+    for position, sig in enumerate(report["signatures"], start=1):
         signer = sig.get("signer") or {}
         level = f", {sig['level']}" if sig.get("level") else ""
         is_stamp = sig["type"] == "document_timestamp"
-        # A document timestamp's field name is generated ("Timestamp-8b1f…", English): it is
-        # named by its rank, the field in parentheses (new user 12 item 13).
-        stamps += is_stamp
-        named = f"thứ {stamps} (trường {sig['field']})" if is_stamp else sig["field"]
+        # Numbered as the page numbers them (every signature and timestamp in file order). A
+        # document timestamp's field name is generated ("Timestamp-8b1f…", a UUID): not shown
+        # to people (new user 12 item 13, new user 14 F11; --json keeps it).
+        named = "" if is_stamp else f" {sig['field']}"
         print(
-            f"\n{TYPE_VI.get(sig['type'], sig['type']).capitalize()} {named}{level}: "
+            f"\n{position}. {TYPE_VI.get(sig['type'], sig['type']).capitalize()}{named}{level}: "
             f"{VERDICT_VI.get(sig['indication'], sig['indication'])} ({sig['indication']}"
             + (f" / {sig['sub_indication']}" if sig["sub_indication"] else "")
             + ")"
@@ -642,15 +695,18 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
             print(f"  Gốc tin cậy: {anchor['name']} — {anchor['kind_label']}")
         if sig.get("signing_time"):
             source = SOURCE_VI.get(sig["signing_time_source"] or "", "tự khai")
-            print(f"  Thời điểm ký: {sig['signing_time']} ({source})")
+            print(f"  Thời điểm ký: {_shown_time(sig['signing_time'])} ({source})")
         if sig.get("best_signature_time"):
             proof = PROOF_VI.get(sig.get("best_signature_time_proof") or "", "")
-            print(f"  Chữ ký tồn tại muộn nhất lúc: {sig['best_signature_time']} (theo {proof})")
+            print(
+                f"  Chữ ký tồn tại muộn nhất lúc: {_shown_time(sig['best_signature_time'])} "
+                f"(theo {proof})"
+            )
         if sig.get("validation_time") and sig["validation_time"] != report["validation_time"]:
-            print(f"  Chứng thư được kiểm tra tại thời điểm: {sig['validation_time']}")
+            print(f"  Chứng thư được kiểm tra tại thời điểm: {_shown_time(sig['validation_time'])}")
         for ts in sig.get("timestamps", []):
             kind = TIMESTAMP_KIND_VI.get(ts["type"], ts["type"])
-            print(f"  Dấu thời gian {kind}: {ts['time']} — {ts['authority']}")
+            print(f"  Dấu thời gian {kind}: {_shown_time(ts['time'])} — {ts['authority']}")
         for name, check in sig["checks"].items():
             label = CHECK_LABELS.get(name, name)
             print(f"  - {label}: {STATUS_VI[check['status']]} — {check['message']}")
@@ -705,7 +761,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         _print_report(report)
-    return VERDICT_EXIT[report["verdict"]]
+    return verify_exit(report)
 
 
 def cmd_pki_init(_args: argparse.Namespace) -> int:
@@ -766,7 +822,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         return 0 if report.ok else EXIT_FAILED
     sealed = (
         f"khớp {report.seals} niêm phong (cuối: bản ghi {report.last_sealed_seq}, lúc "
-        f"{report.last_sealed_at})"
+        f"{_shown_time(report.last_sealed_at)})"
         if report.seals
         else "chưa có niêm phong"
     )
@@ -841,7 +897,7 @@ def cmd_audit_seal(args: argparse.Namespace) -> int:
     else:
         print(
             f"Đã niêm phong nhật ký kiểm toán đến bản ghi {seal.seq} (dấu thời gian lúc "
-            f"{seal.gen_time}): {seal.path}"
+            f"{_shown_time(seal.gen_time)}): {seal.path}"
         )
     return 0
 
@@ -917,7 +973,7 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
         print(f"Gói bằng chứng của chữ ký {result.signature_id}: hợp lệ.")
         print(f"  Niêm phong bởi: {result.sealed_by}")
         if result.timestamped:
-            print(f"  Dấu thời gian niêm phong: {result.seal_time}")
+            print(f"  Dấu thời gian niêm phong: {_shown_time(result.seal_time)}")
         else:
             # Red team 12 F1: nothing in the ZIP says why (a forger's seal has none either).
             print(
@@ -990,6 +1046,12 @@ OUTCOME_VI = {
     "VERIFICATION_BUSY": "bị từ chối: hàng đợi xác minh đầy",
     "VERIFICATION_TIME_LIMIT": "quá thời gian xác minh",
     "VERIFICATION_RESOURCE_LIMIT": "vượt giới hạn tài nguyên",
+    # What the person was shown when the registry overrode valid signatures (new user 14 F10).
+    "REVOKED": "KHÔNG HỢP LỆ: văn bản đã bị thu hồi (chữ ký số hợp lệ)",
+    "SUPERSEDED": "KHÔNG HỢP LỆ: văn bản đã được thay thế (chữ ký số hợp lệ)",
+    "CONTENT_ADDED_AFTER_ISSUE": (
+        "CHƯA XÁC ĐỊNH ĐƯỢC: có nội dung được thêm vào sau khi cấp (chữ ký số hợp lệ)"
+    ),
 }
 
 
@@ -1014,7 +1076,11 @@ def cmd_verification_stats(args: argparse.Namespace) -> int:
     if not rows:
         print("Chưa có lượt xác minh công khai nào được ghi nhận.")
         return 0
-    print("Lượt xác minh công khai (ẩn danh) theo ngày (giờ Việt Nam) và kết quả:")
+    print(
+        "Lượt xác minh công khai (ẩn danh) theo ngày (giờ Việt Nam) và kết quả đã báo cho người "
+        "xác minh (văn bản bị thu hồi, bị thay thế hay có nội dung thêm sau khi cấp được đếm "
+        "riêng, không vào HỢP LỆ):"
+    )
     for row in rows:
         print(
             f"  {row['day']}  {row['count']:>8}  {row['outcome']} ({_outcome_vi(row['outcome'])})"
@@ -1140,7 +1206,7 @@ def _print_issued(issued: IssuedKey, as_json: bool) -> None:
         print(json.dumps({**key.__dict__, "api_key": issued.api_key}, ensure_ascii=False))
         return
     owner = key.agency_code or "đơn vị vận hành"
-    expiry = f", hết hạn lúc {key.expires_at}" if key.expires_at else ""
+    expiry = f", hết hạn lúc {_shown_time(key.expires_at)}" if key.expires_at else ""
     print(f"Khóa API {key.key_id} ({key.role}, {owner}) cho {key.name}{expiry}.")
     print("Khóa chỉ hiển thị một lần; chỉ mã băm của khóa được lưu:")
     print(issued.api_key)
@@ -1212,11 +1278,11 @@ def cmd_client_list(args: argparse.Namespace) -> int:
         print("Chưa có khóa API nào.")
         return 0
     for v in views:
-        notes = [f"tạo {v.created_at}"]
+        notes = [f"tạo {_shown_time(v.created_at)}"]
         if v.expires_at:
-            notes.append(f"hết hạn {v.expires_at}")
+            notes.append(f"hết hạn {_shown_time(v.expires_at)}")
         if v.revoked_at:
-            notes.append(f"thu hồi {v.revoked_at}")
+            notes.append(f"thu hồi {_shown_time(v.revoked_at)}")
         if v.replaced_by:
             notes.append(f"thay bằng {v.replaced_by}")
         print(
@@ -1235,7 +1301,9 @@ def cmd_client_revoke(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view.__dict__, ensure_ascii=False))
     else:
-        print(f"Đã thu hồi khóa API {view.key_id} ({view.name}) lúc {view.revoked_at}.")
+        print(
+            f"Đã thu hồi khóa API {view.key_id} ({view.name}) lúc {_shown_time(view.revoked_at)}."
+        )
     return 0
 
 
@@ -1262,8 +1330,8 @@ def cmd_client_rotate(args: argparse.Namespace) -> int:
         )
         return 0
     print(
-        f"Khóa cũ {previous.key_id} còn hiệu lực đến {previous.expires_at} (thời gian chuyển "
-        "tiếp), sau đó bị từ chối."
+        f"Khóa cũ {previous.key_id} còn hiệu lực đến {_shown_time(previous.expires_at)} (thời gian "
+        "chuyển tiếp), sau đó bị từ chối."
     )
     _print_issued(issued, False)
     return 0
@@ -1786,7 +1854,21 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--document-number", help="với annex: số, ký hiệu văn bản chính")
     sign.add_argument("--field-name", help="ô chữ ký trống có sẵn trong tài liệu cần điền")
     sign.set_defaults(func=cmd_sign)
-    verify = sub.add_parser("verify", help="xác minh chữ ký số trong tệp PDF")
+    verify = sub.add_parser(
+        "verify",
+        help="xác minh chữ ký số trong tệp PDF",
+        description=(
+            "Xác minh như trang tra cứu: kết luận ở dòng đầu là tình trạng văn bản (chữ ký "
+            "số và sổ đăng ký cùng xét), dòng sau là kết luận riêng về chữ ký số."
+        ),
+        epilog=(
+            "Mã thoát: 0 hợp lệ; 1 chữ ký số không hợp lệ; 2 chưa xác định được hoặc không có "
+            "chữ ký số; 3 sai cú pháp lệnh; 4 lỗi đọc tệp; 5 bị từ chối (in mã lỗi); 6 cấu "
+            "hình không hợp lệ; 7 chữ ký số hợp lệ nhưng văn bản đã bị thu hồi hoặc đã được "
+            "thay thế (sổ đăng ký); 8 chữ ký số hợp lệ nhưng tệp có nội dung được thêm vào "
+            "sau khi cấp, không phải của cơ quan ban hành."
+        ),
+    )
     verify.add_argument("file")
     verify.add_argument("--json", action="store_true", help="in báo cáo dạng JSON")
     verify.add_argument(

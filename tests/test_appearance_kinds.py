@@ -520,3 +520,49 @@ def test_a_long_copying_agency_wraps_in_the_right_half(tmp_path: Path, key) -> N
         ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
     ).stdout.decode()
     assert "chi nhánh số 2" in " ".join(text.split())
+
+
+# (kind, settings, the top margin in mm at which the block gets the 90 % fallback box: the
+# two-line digitised block still fits at full size under 2 cm, and goes below the motto
+# under 16 mm).
+_TEXT_BLOCKS = [
+    ("copy", {"copy_kind": "SAO Y", "unit": "Sở Tư pháp tỉnh Demo A"}, 20.0),
+    ("annex", {"document_number": "123/QĐ-STP", "unit": "Sở Tư pháp"}, 20.0),
+    ("digitised", {"unit": "Trung tâm Phục vụ hành chính công"}, 16.0),
+]
+
+
+@needs_poppler
+@pytest.mark.parametrize(("kind", "settings", "fallback_mm"), _TEXT_BLOCKS)
+def test_text_block_fits_its_widget_at_full_and_fallback_size(
+    tmp_path: Path, key, kind, settings, fallback_mm
+) -> None:  # type: ignore[no-untyped-def]
+    """New user 14 F3: on a page whose text starts 2 cm from the top, the block gets the
+    90 % top-margin fallback box; its 10 pt text stayed 10 pt and the time line ran past the
+    widget's edge ("…+07:0" printed). Every word poppler finds in the block, the whole time
+    included, lies inside the widget, at full size and at the fallback size."""
+    from tests.support import nd30
+
+    appearance = KindAppearance(kind=kind, **settings)
+    plan = appearance.plan(_cn(key), None, MOMENT)
+    assert plan is not None
+    sizes = {}
+    for top_mm in (30.0, fallback_mm):
+        page, _ = nd30.decision(None, top_mm=top_mm)
+        signed = sign(page, key, appearance)
+        (signature,) = PdfFileReader(io.BytesIO(signed)).embedded_signatures
+        x1, y1, x2, y2 = (float(v) for v in signature.sig_field["/Rect"])
+        scale = round((x2 - x1) / plan.width, 2)
+        sizes[top_mm] = scale
+        assert abs((y2 - y1) / plan.height - scale) < 0.02, (x1, y1, x2, y2, plan)
+        before = set(_word_boxes(page, tmp_path))
+        # poppler's boxes, y down from the top of the page; the widget's, y up. The stamp's
+        # words: those of the signed page that were not on the page, wherever they fall.
+        top, bottom = A4[1] - y2, A4[1] - y1
+        added = [w for w in _word_boxes(signed, tmp_path) if w not in before]
+        time_words = [w for w in added if "2026-11-27T14:05:09+07:00" in w[0]]
+        assert time_words, (top_mm, added)
+        for word, wx1, wy1, wx2, wy2 in added:
+            assert x1 - 0.5 <= wx1 and wx2 <= x2 + 0.5, (top_mm, scale, word, (x1, x2), (wx1, wx2))
+            assert top - 0.5 <= wy1 and wy2 <= bottom + 0.5, (top_mm, word, (top, bottom))
+    assert sizes == {30.0: 1.0, fallback_mm: 0.9}, sizes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -484,7 +485,171 @@ def test_document_timestamp_is_named_in_vietnamese(capsys: pytest.CaptureFixture
     }
     _print_report(report)
     out = capsys.readouterr().out
-    assert "Dấu thời gian tài liệu thứ 1 (trường Timestamp-8b1ff1bd)" in out
-    assert "Dấu thời gian tài liệu thứ 2 (trường Timestamp-2)" in out
+    # Numbered as the page numbers them; the generated field name (a UUID) is not shown.
+    assert "\n1. Dấu thời gian tài liệu: HỢP LỆ (TOTAL_PASSED)" in out
+    assert "\n2. Dấu thời gian tài liệu: HỢP LỆ (TOTAL_PASSED)" in out
+    assert "Timestamp-" not in out
     assert "Đơn vị cấp dấu thời gian: Dev Time Stamping Authority" in out
     assert "Người ký" not in out and "chưa xác định được chứng thư" not in out
+
+
+def test_verify_says_what_the_page_says_for_revoked_superseded_and_added(
+    tmp_path: Path, env: dict[str, str], database_url: str, dev_pki: tuple[DevPki, int]
+) -> None:
+    """New user 14 F10: README's registry flow (supersede A by B, revoke B) through the API,
+    then `verify`: the headline is the page's state ("Không hợp lệ", "Chưa xác định được"),
+    never "Kết luận: HỢP LỆ"; the exit code is 7 for a revoked or superseded document, 8 for
+    content added after issue, 0 for the one in force; --json carries the API's ``status``.
+    `verification stats` counts what the page showed (REVOKED), not TOTAL_PASSED."""
+    from fastapi.testclient import TestClient
+
+    from signing_service.api.app import create_app
+    from signing_service.services.container import Services
+    from tests.conftest import make_settings
+    from tests.test_conclusion import with_comment
+
+    services = Services.build(make_settings(tmp_path, database_url, dev_pki))
+    credentials = json.loads(services.settings.dev_credentials_file.read_text())
+    headers = {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+    files: dict[str, Path] = {}
+    ids: dict[str, str] = {}
+    with TestClient(create_app(services), raise_server_exceptions=False) as client:
+        for name in ("a", "b", "c"):
+            done = client.post(
+                "/v1/signatures",
+                headers=headers,
+                data={"profile": "agency-a-seal", "level": "B-T"},
+                files={"file": (f"{name}.pdf", make_pdf(f"Quyet dinh {name}"), "application/pdf")},
+            )
+            assert done.status_code == 201, done.text
+            body = done.json()
+            got = client.get(body["document"]["download_url"], headers=headers)
+            files[name] = tmp_path / f"{name}.pdf"
+            files[name].write_bytes(got.content)
+            ids[name] = body["registry"]["public_id"]
+        reason = {"reason": "Quyết định bị hủy bỏ"}
+        answer = client.post(
+            f"/v1/registered-documents/{ids['a']}/supersede",
+            headers=headers,
+            json={"superseded_by": ids["b"], **reason},
+        )
+        assert answer.status_code == 200, answer.text
+        answer = client.post(
+            f"/v1/registered-documents/{ids['b']}/revoke", headers=headers, json=reason
+        )
+        assert answer.status_code == 200, answer.text
+        files["c+comment"] = tmp_path / "c-comment.pdf"
+        files["c+comment"].write_bytes(with_comment(files["c"].read_bytes()))
+        # The public page's answer for each file, to compare the CLI with.
+        labels = {}
+        for name, path in files.items():
+            page = client.post(
+                "/xac-minh", files={"file": ("t.pdf", path.read_bytes(), "application/pdf")}
+            )
+            assert page.status_code == 200
+            found = re.search(r'class="state-label">([^<]*)<', page.text)
+            assert found is not None
+            labels[name] = found.group(1)
+    services.close()
+    assert labels == {
+        "a": "Không hợp lệ",
+        "b": "Không hợp lệ",
+        "c": "Hợp lệ",
+        "c+comment": "Chưa xác định được",
+    }
+
+    expected = {
+        "a": (7, "SUPERSEDED"),
+        "b": (7, "REVOKED"),
+        "c": (0, "IN_FORCE"),
+        "c+comment": (8, "CONTENT_ADDED_AFTER_ISSUE"),
+    }
+    for name, (code, status) in expected.items():
+        result = run(env, "verify", str(files[name]))
+        assert result.returncode == code, (name, result.stdout + result.stderr)
+        lines = result.stdout.splitlines()
+        assert lines[0] == f"Kết luận: {labels[name]} ({status})", (name, lines[:3])
+        assert "Chữ ký số (ETSI EN 319 102-1): HỢP LỆ (TOTAL_PASSED)" in lines, name
+        # F11: times for people in whole seconds.
+        assert not re.search(r"\d\d:\d\d:\d\d\.\d", result.stdout), result.stdout
+        as_json = run(env, "verify", str(files[name]), "--json")
+        assert as_json.returncode == code, name
+        report = json.loads(as_json.stdout)
+        assert report["verdict"] == "TOTAL_PASSED"
+        assert report["status"]["code"] == status and set(report["status"]) == {
+            "state",
+            "code",
+            "message",
+        }
+    assert "thu hồi" in run(env, "verify", str(files["b"])).stdout.splitlines()[1]
+
+    helped = run(env, "verify", "--help")
+    assert "7 chữ ký số hợp lệ nhưng văn bản đã bị thu hồi" in " ".join(helped.stdout.split())
+    assert "8 chữ ký số hợp lệ nhưng tệp có nội dung được thêm vào" in " ".join(
+        helped.stdout.split()
+    )
+
+
+def test_verification_stats_count_what_people_were_shown(
+    tmp_path: Path, env: dict[str, str], database_url: str, dev_pki: tuple[DevPki, int]
+) -> None:
+    """New user 14 F10: a revoked document verified on the public page is counted as
+    REVOKED (what the page showed), not under TOTAL_PASSED (HỢP LỆ)."""
+    from fastapi.testclient import TestClient
+
+    from signing_service.api.app import create_app
+    from signing_service.services.container import Services
+    from tests.conftest import make_settings
+
+    services = Services.build(
+        make_settings(tmp_path, database_url, dev_pki, verification_counts_flush_seconds=0.01)
+    )
+    credentials = json.loads(services.settings.dev_credentials_file.read_text())
+    headers = {"Authorization": f"Bearer {credentials['agencies'][0]['api_key']}"}
+    with TestClient(create_app(services), raise_server_exceptions=False) as client:
+        done = client.post(
+            "/v1/signatures",
+            headers=headers,
+            data={"profile": "agency-a-seal", "level": "B-T"},
+            files={"file": ("a.pdf", make_pdf("Quyet dinh bi thu hoi"), "application/pdf")},
+        )
+        assert done.status_code == 201, done.text
+        body = done.json()
+        signed = client.get(body["document"]["download_url"], headers=headers).content
+        public = body["registry"]["public_id"]
+        in_force = client.post("/xac-minh", files={"file": ("a.pdf", signed, "application/pdf")})
+        assert in_force.status_code == 200
+        revoked = client.post(
+            f"/v1/registered-documents/{public}/revoke",
+            headers=headers,
+            json={"reason": "Quyết định bị hủy bỏ"},
+        )
+        assert revoked.status_code == 200, revoked.text
+        for _ in range(2):
+            answer = client.post(
+                "/v1/verifications", files={"file": ("a.pdf", signed, "application/pdf")}
+            )
+            assert answer.json()["status"]["code"] == "REVOKED"
+        services.verification_counter.flush()
+    services.close()
+    result = run(env, "verification", "stats", "--json")
+    assert result.returncode == 0, result.stderr
+    counts = {row["outcome"]: row["count"] for row in json.loads(result.stdout)}
+    assert counts == {"TOTAL_PASSED": 1, "REVOKED": 2}, counts
+    shown = run(env, "verification", "stats")
+    assert "REVOKED (KHÔNG HỢP LỆ: văn bản đã bị thu hồi" in shown.stdout, shown.stdout
+
+
+def test_times_for_people_are_whole_seconds_at_plus_7() -> None:
+    """New user 14 F11: `evidence verify`, `audit seal`/`verify`, `client list` showed stored
+    times with microseconds ("…15:31:31.170325+07:00")."""
+    from datetime import UTC, datetime
+
+    from signing_service.cli import _shown_time
+
+    assert _shown_time("2026-11-30T15:31:31.170325+07:00") == "2026-11-30T15:31:31+07:00"
+    assert _shown_time("2026-11-30T08:31:31.5Z") == "2026-11-30T15:31:31+07:00"
+    assert _shown_time(datetime(2026, 11, 30, 8, 31, 31, 999999)) == "2026-11-30T15:31:31+07:00"
+    assert _shown_time(datetime(2026, 11, 30, 8, 31, 31, tzinfo=UTC)) == "2026-11-30T15:31:31+07:00"
+    assert _shown_time("2026-11-30T15:31:31.25") == "2026-11-30T15:31:31"
+    assert _shown_time("không phải thời gian") == "không phải thời gian"

@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -246,19 +247,29 @@ def _headers(services: Services, agency: int) -> dict[str, str]:
     return {"Authorization": f"Bearer {credentials['agencies'][agency]['api_key']}"}
 
 
-def _issue(client: TestClient, services: Services, text: str, agency: int = 0) -> tuple[bytes, str]:
+def _issue(
+    client: TestClient, services: Services, text: str, agency: int = 0, pdf: bytes | None = None
+) -> tuple[bytes, str]:
+    return _issue_full(client, services, text, agency, pdf)[:2]
+
+
+def _issue_full(
+    client: TestClient, services: Services, text: str, agency: int = 0, pdf: bytes | None = None
+) -> tuple[bytes, str, str]:
+    """(signed bytes, registry public id, document id) of ``pdf`` (default ``make_pdf(text)``)
+    signed at B-T through the API."""
     headers = _headers(services, agency)
     done = client.post(
         "/v1/signatures",
         headers=headers,
         data={"profile": "agency-a-seal" if agency == 0 else "agency-b-seal", "level": "B-T"},
-        files={"file": ("quyet-dinh.pdf", make_pdf(text), "application/pdf")},
+        files={"file": ("quyet-dinh.pdf", pdf or make_pdf(text), "application/pdf")},
     )
     assert done.status_code == 201, done.text
     body = done.json()
     got = client.get(body["document"]["download_url"], headers=headers)
     assert got.status_code == 200
-    return got.content, body["registry"]["public_id"]
+    return got.content, body["registry"]["public_id"], body["document"]["id"]
 
 
 def with_comment(pdf: bytes) -> bytes:
@@ -515,3 +526,163 @@ def test_validation_data_added_after_issue_keeps_the_state(
         assert (status["state"], status["code"]) == ("indeterminate", "CONTENT_ADDED_AFTER_ISSUE")
         label, lead, _ = page(client, added, ma=public_id)
         assert label == STATE_LABELS["indeterminate"] and "thêm vào sau khi cấp" in lead
+
+
+# -- new user 14 F2: a real-world PDF (Info dictionary + XMP) extended by the service ----------
+
+
+def real_world_pdf(text: str) -> bytes:
+    """A PDF as Word, LibreOffice or typst write it: an Info dictionary and an XMP /Metadata
+    stream carrying title, author, creator tool, producer and dates."""
+    import pikepdf
+
+    pdf = pikepdf.open(BytesIO(make_pdf(text)))
+    pdf.docinfo["/Title"] = "Quyết định số 14"
+    pdf.docinfo["/Author"] = "Sở Tư pháp"
+    pdf.docinfo["/Creator"] = "Writer"
+    pdf.docinfo["/Producer"] = "LibreOffice 24.2"
+    pdf.docinfo["/CreationDate"] = "D:20261101090000+07'00'"
+    pdf.docinfo["/ModDate"] = "D:20261101090000+07'00'"
+    with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
+        meta["dc:title"] = "Quyết định số 14"
+        meta["dc:creator"] = ["Sở Tư pháp"]
+        meta["xmp:CreatorTool"] = "Writer"
+        meta["pdf:Producer"] = "LibreOffice 24.2"
+        meta["xmp:CreateDate"] = "2026-11-01T09:00:00+07:00"
+        meta["xmp:ModifyDate"] = "2026-11-01T09:00:00+07:00"
+        meta["xmpMM:InstanceID"] = "uuid:11111111-1111-1111-1111-111111111111"
+    out = BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+def _xmp(pdf: bytes) -> bytes:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    data: bytes = PdfFileReader(BytesIO(pdf)).root["/Metadata"].get_object().data
+    return data
+
+
+def with_xmp(pdf: bytes, edit: dict[bytes, bytes]) -> bytes:
+    """One incremental update replacing the XMP packet by ``pdf``'s with the ``edit`` byte
+    replacements made (as another tool's save or an attacker's edit would); pyHanko's writer
+    then updates xmp:ModifyDate and pdf:Producer as it always does."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.metadata.xmp_xml import MetadataStream
+
+    data = _xmp(pdf)
+    for old, new in edit.items():
+        assert old in data, old
+        data = data.replace(old, new)
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    writer.root["/Metadata"] = writer.add_object(MetadataStream(stream_data=data))
+    writer.update_root()
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def with_page_text(pdf: bytes) -> bytes:
+    """One incremental update appending a content stream to page 1 (text a person reads)."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.generic import pdf_name
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    page = writer.root["/Pages"]["/Kids"][0].get_object()
+    added = writer.add_object(
+        generic.StreamObject(stream_data=b"BT /F1 14 Tf 72 700 Td (DA HUY BO) Tj ET")
+    )
+    contents = page.raw_get("/Contents")
+    existing = contents.get_object()
+    parts = list(existing) if isinstance(existing, generic.ArrayObject) else [contents]
+    page[pdf_name("/Contents")] = generic.ArrayObject([*parts, added])
+    writer.update_container(page)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_real_world_pdf_extended_by_the_service_keeps_the_state(
+    site: tuple[TestClient, Services],
+) -> None:
+    """New user 14 F2: a PDF with an Info dictionary and XMP, signed at B-T and extended by the
+    service (``POST /v1/extensions`` to B-LT and B-LTA, ``POST /v1/documents/{id}/extensions``),
+    whose writer updates /ModDate, /Producer and the XMP packet, is matched as validation data
+    and stays ``IN_FORCE``; so is another tool's metadata-only save (Adobe: new xmp:MetadataDate
+    and xmpMM:InstanceID). Page content, an annotation, the Info /Title or the XMP dc:title
+    changed after that is still content added after issue."""
+    client, services = site
+    issued, public_id, document_id = _issue_full(
+        client, services, "Quyet dinh so 14", pdf=real_world_pdf("Quyet dinh so 14")
+    )
+    # The writer's modification date has whole seconds: a second later it differs from the
+    # signing's (new user 14 extended minutes later; in the same second the bytes match).
+    time.sleep(1.1)
+    extended = {}
+    for level in ("B-LT", "B-LTA"):
+        answer = client.post(
+            "/v1/extensions",
+            headers=_headers(services, 1),
+            data={"level": level},
+            files={"file": ("qd.pdf", issued, "application/pdf")},
+        )
+        assert answer.status_code == 200, answer.text
+        extended[level] = answer.content
+    made = client.post(
+        f"/v1/documents/{document_id}/extensions",
+        headers=_headers(services, 0),
+        json={"level": "B-LTA"},
+    )
+    assert made.status_code in (200, 201), made.text
+    got = client.get(made.json()["document"]["download_url"], headers=_headers(services, 0))
+    assert got.status_code == 200
+    extended["document route B-LTA"] = got.content
+    adobe_like = with_xmp(
+        extended["B-LTA"],
+        {
+            b"uuid:11111111-1111-1111-1111-111111111111": (
+                b"uuid:22222222-2222-2222-2222-222222222222"
+            ),
+        },
+    )
+    extended["metadata-only save by another tool"] = adobe_like
+
+    for name, data in extended.items():
+        assert data.startswith(issued), name
+        # The writer did rewrite the metadata (the case new user 14 met): a new XMP packet.
+        assert b"/Metadata" in data[len(issued) :] and _xmp(data) != _xmp(issued), name
+        report = api_status(client, data)
+        assert report["verdict"] == "TOTAL_PASSED", (name, report["message"])
+        status = report["status"]
+        assert (status["state"], status["code"]) == ("valid", "IN_FORCE"), (
+            name,
+            report["registry"].get("matched"),
+            [s["checks"].get("modifications") for s in report["signatures"]],
+        )
+        if name.startswith("document route"):
+            # The document route registers the new version itself: matched as a file.
+            assert report["registry"]["matched"] == "file", name
+            continue
+        assert report["registry"]["matched"] == "validation_data", name
+        assert "dữ liệu xác minh dài hạn" in status["message"]
+        for fields in ({}, {"ma": public_id}):
+            label, lead, _ = page(client, data, **fields)
+            assert label == "Hợp lệ", (name, lead)
+            assert "thêm nội dung" not in lead and "thêm vào sau khi cấp" not in lead
+
+    # What a person sees, changed after the extension: still content added after issue.
+    lta = extended["B-LTA"]
+    for name, added in {
+        "page text": with_page_text(lta),
+        "annotation": with_comment(lta),
+        "Info title": with_title(lta),
+        "XMP title": with_xmp(lta, {"Quyết định số 14".encode(): "Quyết định đã hủy".encode()}),
+    }.items():
+        report = api_status(client, added)
+        assert report["registry"]["matched"] == "revision", name
+        status = report["status"]
+        assert status["code"] in ("CONTENT_ADDED_AFTER_ISSUE", "SIGNATURE_INVALID"), (name, status)
+        assert status["state"] != "valid", name
+        label, lead, _ = page(client, added, ma=public_id)
+        assert label != "Hợp lệ", (name, lead)

@@ -79,6 +79,32 @@ CODES = (
     NOT_QR_DOCUMENT,
 )
 
+# The words for each state, the same on the page, in the PDF report and in the CLI's headline
+# (new user 14 F10: the CLI said "HỢP LỆ" where the page said "Không hợp lệ").
+STATE_LABELS = {
+    VALID: "Hợp lệ",
+    INVALID: "Không hợp lệ",
+    INDETERMINATE: "Chưa xác định được",
+}
+
+# The codes by which the registry overrides signatures that all passed (rule 2 and rule 4):
+# what people are told differs from ``verdict``.
+REGISTRY_OVERRIDES = frozenset({REVOKED, SUPERSEDED, CONTENT_ADDED_AFTER_ISSUE})
+
+
+def shown_outcome(report: dict[str, Any]) -> str:
+    """The outcome a person was shown for a concluded ``report`` (:func:`conclude` run): its
+    status code when the registry overrode a passing verdict (``REVOKED``, ``SUPERSEDED``,
+    ``CONTENT_ADDED_AFTER_ISSUE``), else the ``verdict`` (``TOTAL_PASSED``, ``TOTAL_FAILED``,
+    ``INDETERMINATE``, ``NO_SIGNATURE``). What the anonymous verification counters count
+    (``signing-service verification stats``, new user 14 F10)."""
+    status = report.get("status")
+    code = status.get("code") if isinstance(status, dict) else None
+    if report.get("verdict") == "TOTAL_PASSED" and code in REGISTRY_OVERRIDES:
+        return str(code)
+    return str(report.get("verdict"))
+
+
 # The registry section's ``matched`` for an issued revision followed only by validation data
 # and document timestamps (signing_service.services.registry.VALIDATION_DATA; not imported:
 # this module stays free of the database layer).

@@ -247,27 +247,82 @@ def only_timestamps_after(pdf: bytes, end: int) -> bool:
                 revision = embedded.signed_revision
         if revision is None:
             return False
-        # The document's metadata (Info dictionary, XMP stream) is not validation data either;
-        # the modification analysis accepts its changes at the LTA level (a title edited after
-        # issue), so it is compared here.
+        # The document's descriptive metadata (title, author, subject, keywords…) is not
+        # validation data either: the modification analysis accepts its changes at every level
+        # (pyHanko's MetadataUpdateRule), yet a viewer shows the title in its window, so a
+        # title edited after issue is content added. What every incremental writer updates on
+        # save (pyHanko's own extension, Adobe, EU DSS: modification date, producer, XMP
+        # instance id) is bookkeeping and is left out of the comparison (new user 14 F2).
         issued = reader.get_historical_resolver(revision)
-        return _metadata(issued.trailer_view, issued.root) == _metadata(
+        return _descriptive_metadata(issued.trailer_view, issued.root) == _descriptive_metadata(
             reader.trailer_view, reader.root
         )
     except Exception:  # noqa: BLE001 - a hostile file: never the benign answer
         return False
 
 
-def _metadata(trailer: Any, root: Any) -> tuple[Any, bytes | None]:
-    """The Info dictionary (each entry resolved, as text) and the XMP metadata stream's bytes."""
+# Info dictionary entries an incremental save rewrites without the author asking (ISO 32000-2
+# §14.3.3: /ModDate "the date and time the document was most recently modified", /Producer
+# "the product that converted it"): pyHanko's writer sets both on every write.
+_INFO_BOOKKEEPING = frozenset({"/ModDate", "/Producer"})
+
+# The same for the XMP packet (ISO 16684-1; XMP Specification Part 2 §8): xmp:ModifyDate and
+# pdf:Producer (pyHanko, Adobe, PDFBox/EU DSS), xmp:MetadataDate and xmpMM:InstanceID (Adobe
+# gives each saved instance a new id). Anything else (dc:title, dc:creator, dc:description,
+# pdf:Keywords, xmp:CreatorTool, dates of creation, custom schemas) is compared.
+_XMP_NS = "http://ns.adobe.com/xap/1.0/"
+_XMP_BOOKKEEPING = frozenset(
+    {
+        (_XMP_NS, "ModifyDate"),
+        (_XMP_NS, "MetadataDate"),
+        ("http://ns.adobe.com/pdf/1.3/", "Producer"),
+        ("http://ns.adobe.com/xap/1.0/mm/", "InstanceID"),
+    }
+)
+
+
+def _descriptive_metadata(trailer: Any, root: Any) -> tuple[Any, Any]:
+    """The document's metadata without what an incremental save rewrites by itself: the Info
+    dictionary's entries (resolved, as text) other than :data:`_INFO_BOOKKEEPING`, and the XMP
+    packet's properties (pyHanko's parser; every rdf:Description merged, as pyHanko's writer
+    merges them) other than :data:`_XMP_BOOKKEEPING`. An absent Info dictionary or XMP stream
+    is the same as one with bookkeeping only (pyHanko adds one to a PDF 2.0 file). An XMP
+    packet pyHanko cannot parse is kept as its bytes: compared exactly, never relaxed."""
     info = trailer.get("/Info")
-    entries = (
-        sorted((str(k), str(v.get_object())) for k, v in info.get_object().items())
-        if info is not None
-        else None
+    entries = sorted(
+        (str(k), str(v.get_object()))
+        for k, v in (info.get_object().items() if info is not None else ())
+        if str(k) not in _INFO_BOOKKEEPING
     )
-    xmp = root.get("/Metadata")
-    return entries, (xmp.get_object().data if xmp is not None else None)
+    stream = root.get("/Metadata")
+    return entries, (_xmp_properties(stream.get_object().data) if stream is not None else {})
+
+
+def _xmp_properties(data: bytes) -> Any:
+    """The XMP packet's properties ({ExpandedName: XmpValue}, compared by value, nested
+    structures and qualifiers included) without :data:`_XMP_BOOKKEEPING`, or ``data`` itself
+    when pyHanko's parser refuses it (entities, not XML): an unparseable packet compares
+    byte for byte, never relaxed."""
+    from io import BytesIO
+
+    from pyhanko.pdf_utils.metadata.xmp_xml import parse_xmp
+
+    try:
+        structures = parse_xmp(BytesIO(data))
+    except Exception:  # noqa: BLE001 - not XMP pyHanko reads: the bytes themselves
+        return data
+    merged: dict[Any, Any] = {}
+    for structure in structures:
+        for name, value in structure:
+            if merged.setdefault(name, value) != value:
+                # One property given twice with two values (a second rdf:Description): which
+                # one a viewer shows is the viewer's choice, so nothing is relaxed.
+                return data
+    return {
+        name: value
+        for name, value in merged.items()
+        if (name.ns, name.local_name) not in _XMP_BOOKKEEPING
+    }
 
 
 STATUS_LABELS = {

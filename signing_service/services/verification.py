@@ -10,6 +10,7 @@ from typing import Any
 from signing_service import audit, errors, metrics
 from signing_service._async import run_sync
 from signing_service.services.conclusion import conclude as _conclude
+from signing_service.services.conclusion import shown_outcome
 from signing_service.services.container import Services
 from signing_service.services.documents import check_pdf_upload
 from signing_service.services.registry import registry_section
@@ -59,22 +60,29 @@ def verify_document_json(
         if counter is not None:
             counter.add(e.code)
         raise
-    if counter is not None:
-        counter.add(summary["verdict"])
-    else:
+    if counter is None:
         _record(services, actor, None, summary)
-    return with_registry(body, registry_section(services, pdf, summary["sha256"]))
+    report = _concluded(body, registry_section(services, pdf, summary["sha256"]))
+    if counter is not None:
+        # What the person was shown: "revoked" is not counted as "valid" (new user 14 F10).
+        counter.add(shown_outcome(report))
+    return json.dumps(report, ensure_ascii=False).encode()
 
 
 def with_registry(body: bytes, section: dict[str, Any]) -> bytes:
     """The serialised report ``body`` (a JSON object) with the top-level ``registry`` section
     and the document's ``status`` (:func:`conclude`) added. Raises :class:`ValueError` when
     ``body`` is not a JSON object."""
+    return json.dumps(_concluded(body, section), ensure_ascii=False).encode()
+
+
+def _concluded(body: bytes, section: dict[str, Any]) -> dict[str, Any]:
+    """:func:`with_registry`, not serialised again."""
     report = json.loads(body)
     if not isinstance(report, dict):
         raise ValueError("not a JSON object")
     report["registry"] = section
-    return json.dumps(conclude(report), ensure_ascii=False).encode()
+    return conclude(report)
 
 
 def _record(
@@ -121,7 +129,7 @@ def verify_document(
     except errors.ServiceError as e:
         counter.add(e.code)
         raise
-    counter.add(result["verdict"])
+    counter.add(shown_outcome(result))
     return result
 
 

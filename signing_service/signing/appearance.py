@@ -495,6 +495,15 @@ class KindStamp(BaseStamp):
         style: KindStampStyle = self.style
         width, height = self.box.width, self.box.height
         commands = [b"q", BLACK]
+        if style.planned is not None:
+            # A box smaller than planned (placement's 90 % top-margin fallback or a shrink
+            # step, a smaller existing field): everything is drawn at that scale, text
+            # included, laid out in the planned size — a 10 pt line in a 90 % box ran past
+            # the widget edge and was cut ("…+07:0", new user 14 F3). Never scaled up.
+            scale = min(1.0, width / style.planned[0], height / style.planned[1])
+            if scale < 1.0:
+                commands.append(b"%g 0 0 %g 0 0 cm" % (scale, scale))
+                width, height = width / scale, height / scale
         lines = style.top + style.bottom
         if lines:
             engine = _StampFont(self._ensure_writer, style.font)
@@ -535,6 +544,9 @@ class KindStampStyle(BaseStampStyle):
     image: _Image | None = None
     font: Path = LIBERATION_SERIF
     border_width: int = 0
+    # The (width, height) in points the lines were measured for (the plan's box): a smaller
+    # widget draws everything scaled down to fit, the text too. None: drawn as given.
+    planned: tuple[float, float] | None = None
 
     def create_stamp(
         self, writer: BasePdfFileWriter, box: BoxConstraints, text_params: dict[str, Any]
@@ -567,10 +579,10 @@ def _block(kind: str, given: list[_Line], font: Path) -> StampPlan:
         for line in given
         for part in wrap_text(line.text, line.size, MAX_BLOCK_WIDTH_PT - 2 * PAD, font)
     ]
-    width = max(text_width(line.text, line.size, font) for line in lines) + 2 * PAD
-    height = sum(line.height for line in lines) + 2 * PAD
-    style = KindStampStyle(top=tuple(lines), font=font)
-    return StampPlan(kind, math.ceil(width), math.ceil(height), "top-right", False, style)
+    width = math.ceil(max(text_width(line.text, line.size, font) for line in lines) + 2 * PAD)
+    height = math.ceil(sum(line.height for line in lines) + 2 * PAD)
+    style = KindStampStyle(top=tuple(lines), font=font, planned=(width, height))
+    return StampPlan(kind, width, height, "top-right", False, style)
 
 
 def plan_stamp(
@@ -610,13 +622,15 @@ def plan_stamp(
         texts_w = max(text_width(x.text, x.size, font) for x in top + bottom)
         width = max(MIN_PERSON_WIDTH_PT, texts_w + 2 * PAD, image_w + 2 * PAD)
         height = sum(x.height for x in top + bottom) + image_h + 2 * PAD
+        width, height = math.ceil(width), math.ceil(height)
         style = KindStampStyle(
             top=tuple(top),
             bottom=tuple(bottom),
             image=_Image(signature, image_w, MAX_SIGNATURE_HEIGHT_PT),
             font=font,
+            planned=(width, height),
         )
-        return StampPlan(kind, math.ceil(width), math.ceil(height), "signature-block", False, style)
+        return StampPlan(kind, width, height, "signature-block", False, style)
     if kind == "seal":
         if seal is None:
             raise ValueError("a seal stamp needs the agency's seal image")

@@ -29,17 +29,13 @@ from signing_service.services.conclusion import (
     NOT_QR_DOCUMENT,
     SIGNATURE_INDETERMINATE,
     SIGNATURE_INVALID,
+    STATE_LABELS,  # one set of words for the page, the PDF report and the CLI
     document_status,
     newer_version_note,
 )
 from signing_service.timefmt import VIETNAM_TZ, vietnam_date
 from signing_service.verification.messages import display_text
 
-STATE_LABELS = {
-    "valid": "Hợp lệ",
-    "invalid": "Không hợp lệ",
-    "indeterminate": "Chưa xác định được",
-}
 # The icon names the page draws (inline SVG): the state is told by icon and text too.
 STATE_ICONS = {"valid": "check", "invalid": "cross", "indeterminate": "question"}
 
