@@ -319,25 +319,33 @@ def _read(path: str, limit: int | None = None) -> bytes:
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as e:
-        print(f"Không đọc được tệp {path}: {_os_reason(e)}", file=sys.stderr)
-        sys.exit(EXIT_IO)
-    with os.fdopen(fd, "rb") as f:
         try:
             mode = os.fstat(fd).st_mode
             if stat.S_ISDIR(mode):
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-            if not stat.S_ISREG(mode):
-                print(
-                    f"Không đọc tệp {path}: đây không phải tệp thông thường (thiết bị, FIFO "
-                    "hoặc socket); hãy chỉ ra một tệp trên đĩa.",
-                    file=sys.stderr,
-                )
-                sys.exit(EXIT_IO)
-            return f.read() if limit is None else f.read(limit + 1)
-        except OSError as e:
-            print(f"Không đọc được tệp {path}: {_os_reason(e)}", file=sys.stderr)
-            sys.exit(EXIT_IO)
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            regular = stat.S_ISREG(mode)
+            if regular:
+                chunks, left = [], limit + 1 if limit is not None else -1
+                while left:
+                    chunk = os.read(fd, left if left > 0 else 1 << 20)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    left = left - len(chunk) if left > 0 else left
+                data = b"".join(chunks)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        print(f"Không đọc được tệp {path}: {_os_reason(e)}", file=sys.stderr)
+        sys.exit(EXIT_IO)
+    if not regular:
+        print(
+            f"Không đọc tệp {path}: đây không phải tệp thông thường (thiết bị, FIFO hoặc "
+            "socket); hãy chỉ ra một tệp trên đĩa.",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_IO)
+    return data
 
 
 def _listen_problem(host: str, port: int) -> str | None:
