@@ -186,6 +186,12 @@ def test_a_damaged_dev_pki_is_exit_6_naming_it(
     assert "TRUST_ANCHORS" not in result.stderr
     assert "Traceback" not in result.stderr and "Errno" not in result.stderr
     assert result.stdout == ""
+    # evidence verify reads the same PKI (its service-seal and responders): the same refusal,
+    # not "the ZIP is invalid".
+    (tmp_path / "x.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    evidence = run(_env(data_dir), "evidence", "verify", str(tmp_path / "x.zip"))
+    assert evidence.returncode == 6, evidence.stdout + evidence.stderr
+    assert f"PKI thử nghiệm {data_dir / 'pki'}" in evidence.stderr
 
 
 BAD_CONFIGS = [
