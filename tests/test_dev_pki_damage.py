@@ -226,18 +226,24 @@ def test_a_bad_dev_pki_config_is_exit_6_naming_the_setting(
     assert _exported(data_dir / "pki") == before
 
 
-@pytest.mark.parametrize("generation", ["abc", None])
+@pytest.mark.parametrize("generation", ["abc", None, "not-json"])
 def test_a_damaged_state_is_exit_6_for_other_commands(
     tmp_path: Path, dev_pki: tuple[DevPki, int], generation: object
 ) -> None:
-    """F2: ``audit verify`` (Services.build → init_dev_pki) ended in the same traceback."""
+    """F2: ``audit verify`` (Services.build → init_dev_pki) ended in the same traceback; an
+    unreadable state.json was taken for "never issued" (generation 0 again, old serials)."""
     data_dir = _copy(dev_pki, tmp_path)
-    _state(data_dir / "pki", generation=generation)
-    result = run(_env(data_dir), "audit", "verify")
+    if generation == "not-json":
+        (data_dir / "pki" / "state.json").write_text("[1")
+    else:
+        _state(data_dir / "pki", generation=generation)
+    before = _exported(data_dir / "pki")
+    result = run(_env(data_dir, dev_pki_port=str(dev_pki[1])), "audit", "verify")
     assert result.returncode == 6, result.stdout + result.stderr
     assert f"PKI thử nghiệm {data_dir / 'pki'}" in result.stderr
-    assert "generation" in result.stderr and "Traceback" not in result.stderr
+    assert "state.json" in result.stderr and "Traceback" not in result.stderr
     assert not ENGLISH.search(result.stderr.replace("generation", "")), result.stderr
+    assert _exported(data_dir / "pki") == before
 
 
 @pytest.mark.parametrize("bad_key", ["garbage", "another-algorithm"])

@@ -582,6 +582,14 @@ def init_dev_pki(
 
     state_file = pki_dir / "state.json"
     previous = _read_state(state_file)
+    if previous is None and state_file.exists():
+        # Unreadable, it was taken for "never issued": generation 0 again, so serials that
+        # certificates of an earlier generation already had (red team 14 F2).
+        raise _damaged(
+            pki_dir,
+            f"tệp {state_file} không đọc được hoặc không phải đối tượng JSON",
+            "Khôi phục tệp từ bản sao lưu (nó ghi địa chỉ và số lần cấp lại của PKI).",
+        )
     generation = _generation(pki_dir, previous) if previous else 0
     _check_private_keys(pki_dir, list(KEYS))
     if previous and previous.get("url_prefix") != url_prefix:
