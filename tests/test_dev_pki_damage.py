@@ -371,3 +371,37 @@ def test_production_verify_refuses_dev_anchors(
     evidence = run(env, "evidence", "verify", str(tmp_path / "x.zip"))
     assert evidence.returncode == 6, evidence.stdout + evidence.stderr
     assert "PKI thử nghiệm" in evidence.stderr
+
+
+def test_the_0016_downgrade_refusal_says_what_to_do(tmp_path: Path) -> None:
+    """F4: below 0016 with evidence kept in rows: refused in Vietnamese, naming no command
+    that does not exist, and the rows kept (the schema stops at 0016: migrations after it,
+    0017's index, are undone first, each in its own step)."""
+    import sqlite3
+
+    from alembic import command
+    from alembic.config import Config
+
+    from signing_service.store.db import MIGRATIONS, migrate, schema_revision
+
+    url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    migrate(url)
+    head = schema_revision(url)
+    with sqlite3.connect(tmp_path / "metadata.db") as db:  # foreign keys off: one row alone
+        db.execute(
+            "INSERT INTO signature_evidence_items (signature_id, name, role, sha256, size, "
+            "content) VALUES ('s', 'manifest.json', 'manifest', ?, 2, ?)",
+            ("0" * 64, b"{}"),
+        )
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url)
+    with pytest.raises(RuntimeError) as refused:
+        command.downgrade(cfg, "0015")
+    message = str(refused.value)
+    assert message.startswith("Không hạ lược đồ xuống 0015: 1 tệp bằng chứng ký"), message
+    assert "Chưa có lệnh nào chép" in message and "signing-service restore" in message
+    assert head is not None and head >= "0016"
+    assert schema_revision(url) == "0016"
+    with sqlite3.connect(tmp_path / "metadata.db") as db:
+        assert db.execute("SELECT content FROM signature_evidence_items").fetchall() == [(b"{}",)]

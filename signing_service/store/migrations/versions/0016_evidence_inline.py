@@ -41,7 +41,7 @@ def downgrade() -> None:
             "0016; bản 0015 không đọc cột này nên các tệp đó sẽ mất. Chưa có lệnh nào chép "
             "chúng sang kho đối tượng: hãy chạy phiên bản mới (0016 trở lên), hoặc khôi phục "
             "(`signing-service restore`) bản sao lưu làm trước khi nâng cấp (mất mọi thứ ghi "
-            "sau đó). Không thay đổi gì."
+            "sau đó). Cột content và các tệp trong đó giữ nguyên."
         )
     with op.batch_alter_table("signature_evidence_items") as batch:
         batch.drop_column("content")
