@@ -273,14 +273,25 @@ def announce_data_dir(settings: Settings) -> None:
 
 
 def _services(  # type: ignore[no-untyped-def]
-    serve_dev_pki: bool = False, migrate: bool = True, prepare: bool = True, announce: bool = True
+    serve_dev_pki: bool = False,
+    migrate: bool = True,
+    prepare: bool = True,
+    announce: bool = True,
+    allow_reissue: bool = False,
 ):
+    """The built services, or exit 6 with the refusal said. ``allow_reissue``: only ``serve``
+    and ``pki init`` re-issue the dev PKI for another SIGNING_SERVICE_DEV_PKI_PORT (red team
+    14 F5); every other command refuses such settings (Services.build)."""
     from signing_service.services.container import Services, StartupRefused
 
     settings = _settings()
     try:
         services = Services.build(
-            settings, serve_dev_pki=serve_dev_pki, migrate=migrate, prepare=prepare
+            settings,
+            serve_dev_pki=serve_dev_pki,
+            migrate=migrate,
+            prepare=prepare,
+            allow_reissue=allow_reissue,
         )
         # Said once the deployment is open (a refusal's message comes first, alone).
         if announce:
@@ -323,12 +334,44 @@ def _os_reason(e: OSError) -> str:
     return reason_vi(e)
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``: at most ``limit + 1`` of them when ``limit`` is
+    given (the caller's size check then refuses it as the API does, FILE_TOO_LARGE), so a huge
+    file is never read into memory (red team 14 F6: a 3 GB file or /dev/zero ended in a
+    MemoryError). A device, FIFO, socket or directory is refused (exit 4, Vietnamese): it
+    has no size to check and may never end. Opened non-blocking, so a FIFO without a writer
+    does not hang the command."""
+    import stat
+
     try:
-        return Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            regular = stat.S_ISREG(mode)
+            if regular:
+                chunks, left = [], limit + 1 if limit is not None else -1
+                while left:
+                    chunk = os.read(fd, left if left > 0 else 1 << 20)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    left = left - len(chunk) if left > 0 else left
+                data = b"".join(chunks)
+        finally:
+            os.close(fd)
     except OSError as e:
         print(f"Không đọc được tệp {path}: {_os_reason(e)}", file=sys.stderr)
         sys.exit(EXIT_IO)
+    if not regular:
+        print(
+            f"Không đọc tệp {path}: đây không phải tệp thông thường (thiết bị, FIFO hoặc "
+            "socket); hãy chỉ ra một tệp trên đĩa.",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_IO)
+    return data
 
 
 def _listen_problem(host: str, port: int) -> str | None:
@@ -419,7 +462,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if migrated.returncode != 0:
         return migrated.returncode
     # The migration child has said which data directory is used.
-    services = _services(serve_dev_pki=True, migrate=False, announce=False)
+    services = _services(serve_dev_pki=True, migrate=False, announce=False, allow_reissue=True)
     settings = services.settings
     if services.dev_pki is not None:
         _say(f"Chế độ phát triển: PKI thử nghiệm phục vụ TSA/OCSP/CRL tại {settings.dev_pki_url}")
@@ -717,7 +760,11 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify as the API would, from the settings alone: no data directory, no database
     written, no dev PKI generated, no audit entry (services/standalone.py)."""
-    from signing_service.services.standalone import import_verification, verify_standalone
+    from signing_service.services.standalone import (
+        ProductionRefused,
+        import_verification,
+        verify_standalone,
+    )
     from signing_service.services.verification_time import parse_validation_time
 
     moment = None
@@ -731,12 +778,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     # warnings about a hostile file are for server logs, not for the person verifying.
     for name in ("signing_service.verification", "pyhanko", "pyhanko_certvalidator"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    data = _read(args.file)
     with _loading():
         settings = _settings()
+    # At most the limit + 1 bytes: verify_standalone refuses more (FILE_TOO_LARGE, exit 5).
+    data = _read(args.file, settings.max_document_bytes)
+    with _loading():
         import_verification(settings)
     try:
         result = verify_standalone(settings, data, validation_time=moment)
+    except ProductionRefused as e:
+        print(f"Từ chối ở chế độ production: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     except errors.ConfigurationError as e:
         print(_config_message(e.message), file=sys.stderr)
         return EXIT_CONFIG
@@ -765,7 +817,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_pki_init(_args: argparse.Namespace) -> int:
-    services = _services()
+    services = _services(allow_reissue=True)
     try:
         if services.dev_pki is None:
             print("PKI thử nghiệm chỉ dùng ở chế độ phát triển.", file=sys.stderr)
@@ -954,7 +1006,10 @@ def cmd_storage_reconcile(args: argparse.Namespace) -> int:
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     """Exit 0: the evidence ZIP is sealed by a trusted certificate and every file matches its
     manifest; 1: a problem (each named, in Vietnamese); 4: the file cannot be read."""
-    from signing_service.services.standalone import verify_evidence_standalone
+    from signing_service.services.standalone import (
+        ProductionRefused,
+        verify_evidence_standalone,
+    )
 
     # Like `verify`: the settings alone, no deployment needed, nothing written (red team 12 F8).
     for name in ("pyhanko", "pyhanko_certvalidator"):
@@ -963,6 +1018,9 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
         result = verify_evidence_standalone(settings, data)
+    except ProductionRefused as e:
+        print(f"Từ chối ở chế độ production: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     except errors.ConfigurationError as e:
         print(_config_message(e.message), file=sys.stderr)
         return EXIT_CONFIG

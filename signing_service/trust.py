@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,9 @@ from signing_service.timefmt import VIETNAM_TZ
 
 if TYPE_CHECKING:
     from pyhanko_certvalidator import ValidationContext
+
+
+log = logging.getLogger(__name__)
 
 
 class TrustStoreError(Exception):
@@ -430,3 +434,65 @@ class TrustStore:
             # after that time still say the certificate was not revoked then.
             retroactive_revinfo=retroactive_revinfo,
         )
+
+
+# The production refusal of development anchors, here (not in services/container.py) so that
+# `signing-service verify` applies it without importing the ORM (red team 14 F8). ``settings``
+# is a signing_service.settings.Settings (not imported: the cores may not depend on it).
+def dev_root_copies(settings: Any, trust: TrustStore) -> list[str]:
+    """Anchors that are a development root wherever their file lives (a copy outside the dev
+    PKI directory passed the path check): the SHA-256 of this machine's dev root, if one was
+    ever generated here, or the dev root's subject as ``certs/dev/certomancer.yml`` names it
+    (a dev root generated on another machine has other keys but the same name)."""
+    fingerprints: set[str] = set()
+    local_root = settings.pki_dir / "root.cert.pem"
+    if local_root.is_file():
+        try:
+            fingerprints.update(fingerprint(c) for c in load_certs(local_root))
+        except (OSError, ValueError):
+            log.warning("unreadable development root %s", local_root)
+    names = _dev_root_names(settings.dev_pki_config)
+    # Any certificate of the dev PKI carries its organization (red team F10: its intermediate
+    # was accepted as an anchor in production).
+    organizations = {organization for organization, _ in names if organization}
+    found = []
+    for anchor in trust.anchors:
+        subject = anchor.cert.subject.native
+        name = (subject.get("organization_name"), subject.get("common_name"))
+        if anchor.sha256 in fingerprints or name in names or name[0] in organizations:
+            found.append(f"{anchor.name} (SHA-256 {anchor.sha256})")
+    return found
+
+
+def dev_anchor_problem(settings: Any, trust: TrustStore) -> str | None:
+    """Production: why the trust store must not be used (development material in it), in
+    Vietnamese naming the settings, or None. Shared by start-up and ``trust list``."""
+    if not settings.is_production:
+        return None
+    if trust.has_dev_root:
+        return "kho chứng thư tin cậy chứa gốc của PKI thử nghiệm"
+    copied = dev_root_copies(settings, trust)
+    if copied:
+        return (
+            "chứng thư của PKI thử nghiệm (bản sao) nằm trong kho chứng thư tin cậy "
+            "(SIGNING_SERVICE_EXTRA_TRUST_ANCHORS hoặc SIGNING_SERVICE_TRUST_ANCHORS_FILE): "
+            + ", ".join(copied)
+        )
+    return None
+
+
+def _dev_root_names(config: Path) -> set[tuple[str | None, str | None]]:
+    """(organization, common name) of the root entity of the dev PKI configuration."""
+    try:
+        import yaml
+
+        spec = yaml.safe_load(config.read_text(encoding="utf-8"))
+        arch = spec["pki-architectures"]["dev"]
+        root = arch["entities"]["root"]
+        organization = root.get("organization-name") or arch["entity-defaults"].get(
+            "organization-name"
+        )
+        return {(organization, root.get("common-name"))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError):
+        log.warning("cannot read the dev PKI configuration %s", config)
+        return set()

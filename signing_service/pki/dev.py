@@ -39,11 +39,14 @@ from certomancer.registry import (
 )
 from certomancer.registry.svc_config.crl import CRLType
 from certomancer.services import CRLBuilder, TimeStamper, choose_signed_digest, get_nonce
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pyhanko.sign.general import as_signing_certificate_v2, simple_cms_attribute
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from signing_service import errors
 
 log = logging.getLogger(__name__)
 
@@ -394,20 +397,39 @@ def _config(
     first used (what a reader of the PKI answers with: the OCSP responder's and the CRL
     issuers' keys), not all of them now."""
     import yaml
+    from certomancer.config_utils import ConfigurationError as CertomancerConfigError
+
+    from signing_service.oserror import reason_vi
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    config_dict = yaml.load(config_path.read_text(encoding="utf-8"), Loader=loader)
-    if generation:
-        for arch in config_dict["pki-architectures"].values():
-            for index, spec in enumerate(arch.get("certs", {}).values()):
-                spec["serial"] = generation * GENERATION_STRIDE + FIRST_SERIAL + index
-    return CertomancerConfig(
-        config_dict,
-        key_search_dir=str(keys_dir),
-        lazy_load_keys=lazy_keys,
-        config_search_dir=str(config_path.parent),
-        external_url_prefix=url_prefix,
-    )
+    try:
+        config_dict = yaml.load(config_path.read_text(encoding="utf-8"), Loader=loader)
+        if generation:
+            for arch in config_dict["pki-architectures"].values():
+                for index, spec in enumerate(arch.get("certs", {}).values()):
+                    spec["serial"] = generation * GENERATION_STRIDE + FIRST_SERIAL + index
+        return CertomancerConfig(
+            config_dict,
+            key_search_dir=str(keys_dir),
+            lazy_load_keys=lazy_keys,
+            config_search_dir=str(config_path.parent),
+            external_url_prefix=url_prefix,
+        )
+    except OSError as e:
+        reason = reason_vi(e)
+    except yaml.YAMLError as e:
+        # Also a refused tag (``!!python/...``: the safe loader never constructs it).
+        mark = getattr(e, "problem_mark", None)
+        where = f" (dòng {mark.line + 1})" if mark is not None else ""
+        reason = f"không phải YAML hợp lệ hoặc dùng thẻ không được phép{where}"
+    except (CertomancerConfigError, KeyError, TypeError, AttributeError, ValueError) as e:
+        # Red team 14 F7: a config of the wrong shape ended in a traceback (the library's
+        # English reason is kept after ours: it names the missing or wrong entry).
+        reason = f"không đúng cấu trúc cấu hình certomancer ({type(e).__name__}: {e})"
+    raise errors.ConfigurationError(
+        f"Cấu hình không hợp lệ: SIGNING_SERVICE_DEV_PKI_CONFIG: tệp cấu hình PKI thử nghiệm "
+        f"{config_path} {reason}."
+    ) from None
 
 
 def _read_state(state_file: Path) -> dict[str, Any] | None:
@@ -416,6 +438,103 @@ def _read_state(state_file: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) else None
+
+
+def _damaged(pki_dir: Path, what: str, remedy: str) -> errors.ConfigurationError:
+    """The refusal for a development PKI whose files are damaged or missing (red team 14
+    F1/F2/F9): an environment fault, told as such (exit 6), never as a verdict on a document
+    nor as a problem of the trust-anchor settings."""
+    return errors.ConfigurationError(
+        f"Cấu hình không hợp lệ: PKI thử nghiệm {pki_dir} (SIGNING_SERVICE_DEV_PKI_DIR, mặc "
+        f"định <SIGNING_SERVICE_DATA_DIR>/pki) bị hỏng: {what}. {remedy}"
+    )
+
+
+_REEXPORT = "Chạy `signing-service pki init` để xuất lại các tệp chứng thư (khóa giữ nguyên)."
+_KEY_LOST = (
+    "Khôi phục tệp khóa từ bản sao lưu; nếu không còn, chuyển thư mục PKI thử nghiệm đi và "
+    "chạy `signing-service pki init` để tạo PKI mới (mọi chứng thư thử nghiệm sẽ đổi)."
+)
+
+
+def _generation(pki_dir: Path, state: dict[str, Any]) -> int:
+    """The ``generation`` recorded in ``state.json`` (absent: 0). Raises
+    :class:`errors.ConfigurationError` when it is not a non-negative integer (red team 14 F2:
+    a traceback before)."""
+    value = state.get("generation", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _damaged(
+            pki_dir,
+            f"trường generation của {pki_dir / 'state.json'} không phải số nguyên không âm "
+            f"({json.dumps(value, ensure_ascii=False)[:40]})",
+            "Khôi phục tệp từ bản sao lưu, hoặc sửa lại số lần cấp lại (thường là 0).",
+        )
+    return value
+
+
+def _check_private_keys(
+    pki_dir: Path, labels: tuple[str, ...] | list[str], *, certificates: bool = False
+) -> None:
+    """Parse each ``keys/<label>.key.pem`` (without OpenSSL's slow RSA consistency check:
+    a damaged file does not parse at all); ``certificates``: also compare its public key
+    with the exported ``<label>.cert.pem``. Raises :class:`errors.ConfigurationError` naming
+    the file: with the keys read lazily, a damaged responder key otherwise failed inside the
+    validator and a genuine document was reported unreadable (red team 14 F1)."""
+    from signing_service.oserror import reason_vi
+
+    for label in labels:
+        path = pki_dir / "keys" / f"{label}.key.pem"
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise _damaged(
+                pki_dir, f"không đọc được tệp khóa {path} ({reason_vi(e)})", _KEY_LOST
+            ) from None
+        try:
+            load = (
+                serialization.load_pem_private_key
+                if pem.detect(data)
+                else serialization.load_der_private_key
+            )
+            key = load(data, password=None, unsafe_skip_rsa_key_validation=True)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise _damaged(
+                pki_dir, f"tệp khóa {path} không phải khóa riêng đọc được", _KEY_LOST
+            ) from None
+        cert_path = pki_dir / f"{label}.cert.pem"
+        if not certificates or not cert_path.is_file():
+            continue
+        # The key must be the one its certificate certifies: answers signed with another
+        # key fail validation in ways certvalidator does not always report as such.
+        public = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        try:
+            _, _, der = pem.unarmor(cert_path.read_bytes())
+            certified = x509.Certificate.load(der).public_key.dump()
+        except (OSError, ValueError) as e:
+            raise _damaged(
+                pki_dir, f"tệp chứng thư {cert_path} không đọc được ({e})", _REEXPORT
+            ) from None
+        if certified != public:
+            raise _damaged(
+                pki_dir,
+                f"tệp khóa {path} không khớp với chứng thư {cert_path}",
+                _KEY_LOST,
+            )
+
+
+# Files init_dev_pki exports: the certificates of every label, the PKCS#12 of the signers.
+def _exported_files(pki_dir: Path) -> list[Path]:
+    labels = ("root", "interm", "tsa", "ocsp", *PUBLIC_ONLY_KEYS, *SIGNERS)
+    return [pki_dir / f"{label}.cert.pem" for label in labels] + [
+        pki_dir / f"{label}.p12" for label in SIGNERS
+    ]
+
+
+# The keys the in-process OCSP responders and CRL issuers sign with (certs/dev/certomancer.yml
+# services): what a reader of the PKI (``verify``, ``evidence verify``) uses.
+RESPONDER_KEYS = ("root", "interm", "ocsp")
 
 
 def reissued_for(pki_dir: Path, url_prefix: str) -> bool:
@@ -475,7 +594,16 @@ def init_dev_pki(
 
     state_file = pki_dir / "state.json"
     previous = _read_state(state_file)
-    generation = int(previous.get("generation", 0)) if previous else 0
+    if previous is None and state_file.exists():
+        # Unreadable, it was taken for "never issued": generation 0 again, so serials that
+        # certificates of an earlier generation already had (red team 14 F2).
+        raise _damaged(
+            pki_dir,
+            f"tệp {state_file} không đọc được hoặc không phải đối tượng JSON",
+            "Khôi phục tệp từ bản sao lưu (nó ghi địa chỉ và số lần cấp lại của PKI).",
+        )
+    generation = _generation(pki_dir, previous) if previous else 0
+    _check_private_keys(pki_dir, list(KEYS))
     previous_seals = _previous_seals(previous)
     reissued_from = None
     if previous and previous.get("url_prefix") != url_prefix:
@@ -511,7 +639,10 @@ def init_dev_pki(
         not created
         and not hsm_changed
         and previous is not None
-        and {**previous, "generation": int(previous.get("generation", 0))} == state
+        and {**previous, "generation": generation} == state
+        # A missing certificate or PKCS#12 file is exported again (the same certificates:
+        # same keys, configuration and serials).
+        and all(path.is_file() for path in _exported_files(pki_dir))
     ):
         return pki
 
@@ -559,20 +690,49 @@ def _seal_sha256(path: Path) -> str | None:
 
 def load_dev_pki(pki_dir: Path, config_path: Path) -> DevPki | None:
     """The development PKI generated under ``pki_dir`` by :func:`init_dev_pki`, read and never
-    written (the CLI's ``verify`` creates nothing), or None when none was generated there (or
-    it is incomplete). The URL prefix is the one its certificates were issued with (their
-    OCSP and CRL addresses), from its ``state.json``."""
+    written (the CLI's ``verify`` creates nothing), or None when none was generated there (no
+    ``state.json``). Raises :class:`errors.ConfigurationError` (exit 6 in the CLI) naming the
+    directory and the file when the PKI is damaged: state.json unreadable or malformed, a
+    key or exported file missing, a responder key (:data:`RESPONDER_KEYS`) that does not
+    parse, or a bad ``config_path``. The URL prefix is the one its certificates were issued
+    with (their OCSP and CRL addresses), from its ``state.json``."""
     keys_dir = pki_dir / "keys"
+    state_file = pki_dir / "state.json"
     try:
-        state = json.loads((pki_dir / "state.json").read_text(encoding="utf-8"))
-        url_prefix = str(state["url_prefix"])
-    except (OSError, ValueError, KeyError, TypeError):
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
-    if not all((keys_dir / f"{label}.key.pem").is_file() for label in KEYS) or not all(
-        (keys_dir / f"{label}.pub.pem").is_file() for label in PUBLIC_ONLY_KEYS
-    ):
-        return None
-    generation = int(state.get("generation", 0))
+    except (OSError, ValueError):
+        state = None
+    # state.json is written last by init_dev_pki: present, the PKI was made here, so
+    # anything missing or damaged now is a damaged PKI, said as such (red team 14 F2/F9),
+    # never "no dev PKI" (a genuine document then looked untrusted) nor a traceback.
+    url_prefix = state.get("url_prefix") if isinstance(state, dict) else None
+    if not isinstance(state, dict) or not isinstance(url_prefix, str):
+        raise _damaged(
+            pki_dir,
+            f"tệp {state_file} không đọc được hoặc thiếu url_prefix",
+            "Khôi phục tệp từ bản sao lưu, hoặc chạy `signing-service pki init` với đúng "
+            "SIGNING_SERVICE_DEV_PKI_PORT.",
+        )
+    generation = _generation(pki_dir, state)
+    missing = [
+        path
+        for path in (
+            *(keys_dir / f"{label}.key.pem" for label in KEYS),
+            *(keys_dir / f"{label}.pub.pem" for label in PUBLIC_ONLY_KEYS),
+            *_exported_files(pki_dir),
+        )
+        if not path.is_file()
+    ]
+    if missing:
+        is_key = missing[0].parent == keys_dir
+        raise _damaged(
+            pki_dir,
+            "thiếu tệp " + ", ".join(str(p) for p in missing[:3]) + (" …" if missing[3:] else ""),
+            _KEY_LOST if is_key else _REEXPORT,
+        )
+    _check_private_keys(pki_dir, RESPONDER_KEYS, certificates=True)
     config = _config(config_path, keys_dir, url_prefix, generation, lazy_keys=True)
     return DevPki(
         directory=pki_dir,
@@ -611,6 +771,19 @@ class _InProcessMixin:
             raise requests.RequestException(f"status code {response.status_code}")
         return _InProcessResponse(response.get_data())
 
+    def _call(self, method: Any, path: str, **kwargs: Any) -> Any:
+        """The in-process responder's answer; any failure inside it (a key that no longer
+        loads, a bug) is what an unreachable responder is to the validator, a failed fetch
+        (revocation unknown), never an exception that reads as an unreadable signature (red
+        team 14 F1)."""
+        import requests
+
+        try:
+            return method(path, **kwargs)
+        except Exception as e:  # whatever failed, the fetch failed
+            log.warning("in-process dev PKI responder failed for %s: %r", path, e)
+            raise requests.RequestException(f"in-process responder failed: {e!r}") from e
+
     def _get(self, url, *, acceptable_content_types):  # type: ignore[no-untyped-def]
         if not self._in_process(url):
             return super()._get(url, acceptable_content_types=acceptable_content_types)  # type: ignore[misc]
@@ -618,7 +791,11 @@ class _InProcessMixin:
         async def answer() -> _InProcessResponse:
             path = url[len(self._dev_prefix) :]
             return self._answer(
-                self._dev_client.get(path, headers={"Accept": ",".join(acceptable_content_types)})
+                self._call(
+                    self._dev_client.get,
+                    path,
+                    headers={"Accept": ",".join(acceptable_content_types)},
+                )
             )
 
         return answer()
@@ -635,7 +812,9 @@ class _InProcessMixin:
         async def answer() -> _InProcessResponse:
             path = url[len(self._dev_prefix) :]
             return self._answer(
-                self._dev_client.post(path, data=data, headers={"Content-Type": content_type})
+                self._call(
+                    self._dev_client.post, path, data=data, headers={"Content-Type": content_type}
+                )
             )
 
         return answer()

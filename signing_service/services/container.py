@@ -23,7 +23,12 @@ from signing_service.errors import ConfigurationError
 from signing_service.settings import Settings
 from signing_service.store.db import Database
 from signing_service.store.models import Agency, SigningKey, SigningProfile
-from signing_service.trust import TrustStore, TrustStoreError, fingerprint, load_certs
+from signing_service.trust import (  # noqa: F401 - dev_root_copies: re-exported
+    TrustStore,
+    TrustStoreError,
+    dev_anchor_problem,
+    dev_root_copies,
+)
 from storage import ObjectStore, StorageUnavailableError, open_store
 
 if TYPE_CHECKING:
@@ -126,63 +131,70 @@ def check_database_location(settings: Settings) -> None:
         )
 
 
-def dev_root_copies(settings: Settings, trust: TrustStore) -> list[str]:
-    """Anchors that are a development root wherever their file lives (a copy outside the dev
-    PKI directory passed the path check): the SHA-256 of this machine's dev root, if one was
-    ever generated here, or the dev root's subject as ``certs/dev/certomancer.yml`` names it
-    (a dev root generated on another machine has other keys but the same name)."""
-    fingerprints: set[str] = set()
-    local_root = settings.pki_dir / "root.cert.pem"
-    if local_root.is_file():
-        try:
-            fingerprints.update(fingerprint(c) for c in load_certs(local_root))
-        except (OSError, ValueError):
-            log.warning("unreadable development root %s", local_root)
-    names = _dev_root_names(settings.dev_pki_config)
-    # Any certificate of the dev PKI carries its organization (red team F10: its intermediate
-    # was accepted as an anchor in production).
-    organizations = {organization for organization, _ in names if organization}
-    found = []
-    for anchor in trust.anchors:
-        subject = anchor.cert.subject.native
-        name = (subject.get("organization_name"), subject.get("common_name"))
-        if anchor.sha256 in fingerprints or name in names or name[0] in organizations:
-            found.append(f"{anchor.name} (SHA-256 {anchor.sha256})")
-    return found
+def _reissue_check(settings: Settings, allow_reissue: bool) -> bool:
+    """Whether this build re-issues the dev PKI for another address; raises
+    :class:`ConfigurationError` when that is not allowed (red team 14 F5: ``audit verify``
+    or a ``storage reconcile --dry-run`` with another SIGNING_SERVICE_DEV_PKI_PORT gave every
+    dev certificate a new serial under the running instance)."""
+    import json
 
+    from signing_service.pki.dev import reissued_for
 
-def dev_anchor_problem(settings: Settings, trust: TrustStore) -> str | None:
-    """Production: why the trust store must not be used (development material in it), in
-    Vietnamese naming the settings, or None. Shared by start-up and ``trust list``."""
-    if not settings.is_production:
-        return None
-    if trust.has_dev_root:
-        return "kho chứng thư tin cậy chứa gốc của PKI thử nghiệm"
-    copied = dev_root_copies(settings, trust)
-    if copied:
-        return (
-            "chứng thư của PKI thử nghiệm (bản sao) nằm trong kho chứng thư tin cậy "
-            "(SIGNING_SERVICE_EXTRA_TRUST_ANCHORS hoặc SIGNING_SERVICE_TRUST_ANCHORS_FILE): "
-            + ", ".join(copied)
-        )
-    return None
-
-
-def _dev_root_names(config: Path) -> set[tuple[str | None, str | None]]:
-    """(organization, common name) of the root entity of the dev PKI configuration."""
+    if not reissued_for(settings.pki_dir, settings.dev_pki_url):
+        return False
+    if allow_reissue:
+        return True
     try:
-        import yaml
+        recorded = json.loads((settings.pki_dir / "state.json").read_text(encoding="utf-8"))
+        recorded_url = str(recorded.get("url_prefix"))
+    except (OSError, ValueError, AttributeError):
+        recorded_url = "(không đọc được)"
+    raise ConfigurationError(
+        "Cấu hình không hợp lệ: SIGNING_SERVICE_DEV_PKI_PORT: PKI thử nghiệm của thư mục dữ "
+        f"liệu này ({settings.pki_dir}) được cấp cho {recorded_url}, không phải "
+        f"{settings.dev_pki_url}; lệnh này không cấp lại PKI thử nghiệm (mọi chứng thư thử "
+        "nghiệm sẽ đổi số hiệu dưới phiên bản đang chạy). Bỏ SIGNING_SERVICE_DEV_PKI_PORT để "
+        "dùng cổng đã ghi, hoặc cấp lại có chủ đích bằng `signing-service pki init` hay "
+        "`signing-service serve` với cổng mới.",
+        details={"setting": "SIGNING_SERVICE_DEV_PKI_PORT"},
+    )
 
-        spec = yaml.safe_load(config.read_text(encoding="utf-8"))
-        arch = spec["pki-architectures"]["dev"]
-        root = arch["entities"]["root"]
-        organization = root.get("organization-name") or arch["entity-defaults"].get(
-            "organization-name"
-        )
-        return {(organization, root.get("common-name"))}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError):
-        log.warning("cannot read the dev PKI configuration %s", config)
-        return set()
+
+def _pki_files(pki_dir: Path) -> dict[Path, tuple[bytes, int]]:
+    """Every file under ``pki_dir`` (the exported certificates, PKCS#12 files, state.json,
+    keys) with its bytes and mode: what :func:`_restore_pki_files` puts back."""
+    kept: dict[Path, tuple[bytes, int]] = {}
+    for path in pki_dir.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            kept[path] = (path.read_bytes(), path.stat().st_mode & 0o777)
+    return kept
+
+
+def _restore_pki_files(pki_dir: Path, kept: dict[Path, tuple[bytes, int]]) -> None:
+    """Put the files of :func:`_pki_files` back (each replaced atomically, state.json last:
+    a reader sees the old address only with the old certificates) and remove the ones
+    created since. Best effort: a failure is logged, the original error is what is said."""
+    try:
+        for path in pki_dir.rglob("*"):
+            if path.is_file() and path not in kept:
+                path.unlink()
+        for path, (data, mode) in sorted(
+            kept.items(), key=lambda item: item[0].name == "state.json"
+        ):
+            try:
+                if path.read_bytes() == data:
+                    continue
+            except OSError:
+                pass
+            temporary = path.with_name(path.name + ".restore")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(temporary, mode)
+            os.replace(temporary, path)
+        log.warning("development PKI %s left as it was: the start-up was refused", pki_dir)
+    except OSError:
+        log.exception("could not restore the development PKI %s", pki_dir)
 
 
 def quiet_library_loggers() -> None:
@@ -337,9 +349,15 @@ class Services:
         serve_dev_pki: bool = False,
         prepare: bool = True,
         migrate: bool | None = None,
+        allow_reissue: bool = False,
     ) -> Services:
         """``prepare``: run migrations and the development bootstrap (once, in the parent
-        process; API worker processes skip it)."""
+        process; API worker processes skip it). ``allow_reissue``: in development, the dev
+        PKI recorded for another address (``state.json``) may be re-issued for this one
+        (``serve`` and ``pki init`` only); otherwise such settings raise
+        :class:`ConfigurationError` naming the recorded address, nothing changed. A re-issue
+        is undone when the build fails afterwards (any exception: the PKI's files as
+        before)."""
         quiet_library_loggers()
         problems = settings.check_production()
         if problems:
@@ -350,10 +368,38 @@ class Services:
 
             check_new_sqlite_database(settings)
         prepare_directories(settings)
+        reissue = not settings.is_production and _reissue_check(settings, allow_reissue)
+        # Red team 14 F5: a start-up refused after the dev PKI was re-issued (a bad trust
+        # anchor, a busy port, the bootstrap…) left every dev certificate re-issued under the
+        # instance already serving it. The files a re-issue rewrites are kept and put back
+        # unless the whole build succeeds.
+        kept = _pki_files(settings.pki_dir) if reissue else None
+        try:
+            return cls._build_after_checks(
+                settings, serve_dev_pki=serve_dev_pki, prepare=prepare, migrate=migrate,
+                reissue=reissue,
+            )  # fmt: skip
+        except BaseException:
+            if kept is not None:
+                _restore_pki_files(settings.pki_dir, kept)
+            raise
+
+    @classmethod
+    def _build_after_checks(
+        cls,
+        settings: Settings,
+        *,
+        serve_dev_pki: bool,
+        prepare: bool,
+        migrate: bool | None,
+        reissue: bool,
+    ) -> Services:
+        """:meth:`build` from the dev PKI on (``reissue``: the PKI is issued anew for
+        ``settings.dev_pki_url``)."""
         dev_pki = None
         hsm_key = None
         if not settings.is_production:
-            from signing_service.pki.dev import init_dev_pki, probe_listen, reissued_for
+            from signing_service.pki.dev import init_dev_pki, probe_listen
             from signing_service.pki.softhsm import SoftHsm
 
             # Development mode provisions a SoftHSM2 token for the first demo agency when
@@ -361,11 +407,7 @@ class Services:
             hsm = SoftHsm.available(settings.softhsm_dir)
             if hsm is not None:
                 hsm_key = hsm.ensure_key(DEV_HSM_TOKEN, DEV_HSM_KEY)
-            if (
-                serve_dev_pki
-                and settings.dev_pki_serve
-                and reissued_for(settings.pki_dir, settings.dev_pki_url)
-            ):
+            if serve_dev_pki and settings.dev_pki_serve and reissue:
                 # A serve that cannot listen on the dev PKI's new port stops before the PKI is
                 # re-issued for it: that would give every certificate a new serial under the
                 # instance already serving it. (Same port: nothing is re-issued, and a busy

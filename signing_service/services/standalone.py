@@ -33,6 +33,12 @@ if TYPE_CHECKING:
     from signing_service.settings import Settings
 
 
+class ProductionRefused(Exception):
+    """Production settings that every command refuses (development anchors in the trust
+    store: :func:`signing_service.trust.dev_anchor_problem`); the message is that function's,
+    in Vietnamese."""
+
+
 @dataclass
 class StandaloneResult:
     """The report (``docs/verification-report.md``) and where its parts came from: the
@@ -384,8 +390,9 @@ def verify_standalone(
     ``validation_time``: validate as of that moment (aware) instead of now.
     Raises the upload errors of :func:`signing_service.services.verification.verify_document`
     (``EMPTY_FILE``, ``FILE_TOO_LARGE``, ``NOT_A_PDF``, ``MALFORMED_PDF``, ``ENCRYPTED_PDF``)
-    as :class:`errors.ServiceError`, and :class:`errors.ConfigurationError` for an unreadable
-    trust store (naming the settings).
+    as :class:`errors.ServiceError`, :class:`errors.ConfigurationError` for an unreadable
+    trust store (naming the settings) or a damaged development PKI (naming its directory),
+    and :class:`ProductionRefused` for development anchors in production.
     """
     from signing_service.services.pdf_upload import check_pdf_upload
 
@@ -441,12 +448,19 @@ def _trust(settings: Settings) -> tuple[Any, Any]:
     """The trust store from the settings (and in development the dev PKI when one was
     generated, read, never created): ``(TrustStore, DevPki | None)``. Raises
     ``ConfigurationError`` naming the settings when the store cannot be read."""
-    from signing_service.trust import TrustStore, TrustStoreError, load_certs
+    from signing_service.oserror import reason_vi
+    from signing_service.trust import (
+        TrustStore,
+        TrustStoreError,
+        dev_anchor_problem,
+        load_certs,
+    )
 
     dev_pki = None
     if _may_have_dev_pki(settings):
         from signing_service.pki.dev import load_dev_pki
 
+        # Raises ConfigurationError naming the dev PKI directory when it is damaged.
         dev_pki = load_dev_pki(settings.pki_dir, settings.dev_pki_config)
     try:
         trust = TrustStore.load(
@@ -455,14 +469,29 @@ def _trust(settings: Settings) -> tuple[Any, Any]:
             dev_root=dev_pki.root_cert_path if dev_pki else None,
             fetch_timeout=settings.fetch_timeout_seconds,
         )
-        if dev_pki is not None:
-            # As Services.build: chain-building material for signatures without it.
-            trust.intermediates.extend(load_certs(dev_pki.cert_path("interm")))
     except (TrustStoreError, OSError, ValueError) as e:
         raise errors.ConfigurationError(
             "Cấu hình không hợp lệ: SIGNING_SERVICE_TRUST_ANCHORS_FILE / "
             f"SIGNING_SERVICE_EXTRA_TRUST_ANCHORS: kho chứng thư tin cậy không đọc được ({e})"
         ) from e
+    if dev_pki is not None:
+        # As Services.build: chain-building material for signatures without it. A fault
+        # here is the dev PKI's, not the trust-anchor settings' (red team 14 F9).
+        interm = dev_pki.cert_path("interm")
+        try:
+            trust.intermediates.extend(load_certs(interm))
+        except (OSError, ValueError) as e:
+            reason = reason_vi(e) if isinstance(e, OSError) else "không phải chứng thư PEM"
+            raise errors.ConfigurationError(
+                f"Cấu hình không hợp lệ: PKI thử nghiệm {dev_pki.directory} bị hỏng: tệp "
+                f"{interm} không đọc được ({reason}). Chạy `signing-service pki init` để xuất "
+                "lại các tệp chứng thư."
+            ) from None
+    # Production: the refusal start-up applies (red team 14 F8: verify trusted a dev-PKI
+    # anchor that every other command refuses).
+    problem = dev_anchor_problem(settings, trust)
+    if problem:
+        raise ProductionRefused(problem)
     return trust, dev_pki
 
 
@@ -502,7 +531,8 @@ def verify_evidence_standalone(settings: Settings, data: bytes) -> Any:
     generations, recorded at a re-issue; otherwise the registered
     ``SIGNING_SERVICE_REPORT_SEAL_KEY`` read from the database when there is one). No data
     directory, nothing written. Returns :class:`signing_service.services.evidence.ZipCheck`;
-    raises ``ConfigurationError`` (trust store unreadable)."""
+    raises ``ConfigurationError`` (trust store unreadable, dev PKI damaged) and
+    :class:`ProductionRefused` (as :func:`verify_standalone`)."""
     from signing_service.services.evidence import certificate_sha256, check_zip
 
     trust, dev_pki = _trust(settings)

@@ -278,9 +278,20 @@ class ChainValidator:
 
         try:
             result = await generic_cms.handle_certvalidator_errors(cert=cert, coro=check())
-        except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError):
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            NotImplementedError,
+            AssertionError,
+        ):
             # certvalidator is strict about well-formed input; a certificate it cannot even
-            # process is a chain we cannot validate.
+            # process is a chain we cannot validate. AssertionError: certvalidator asserts
+            # that a CRL's signature algorithm fits its issuer's key (sig_validate._validate_raw);
+            # a fetched CRL that claims another algorithm (a damaged dev PKI key, or anyone
+            # on the path of a plain-HTTP CRL) must not become an unreadable signature, i.e.
+            # a "forged" verdict on a genuine document (red team 14 F1).
             return ChainResult(
                 AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE, None, None, moment, historical
             )

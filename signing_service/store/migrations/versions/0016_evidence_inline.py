@@ -33,9 +33,15 @@ def downgrade() -> None:
         sa.text("SELECT COUNT(*) FROM signature_evidence_items WHERE content IS NOT NULL")
     ).scalar()
     if inline:
+        # For the operator (Vietnamese), and honest: no command writes the rows back to
+        # object storage (red team 14 F4).
         raise RuntimeError(
-            f"{inline} evidence files are kept only in signature_evidence_items.content; "
-            "write them to the object store before downgrading"
+            f"Không hạ lược đồ xuống 0015: {inline} tệp bằng chứng ký (manifest.json, dấu thời "
+            "gian của chữ ký) chỉ nằm trong cột signature_evidence_items.content từ migration "
+            "0016; bản 0015 không đọc cột này nên các tệp đó sẽ mất. Chưa có lệnh nào chép "
+            "chúng sang kho đối tượng: hãy chạy phiên bản mới (0016 trở lên), hoặc khôi phục "
+            "(`signing-service restore`) bản sao lưu làm trước khi nâng cấp (mất mọi thứ ghi "
+            "sau đó). Cột content và các tệp trong đó giữ nguyên."
         )
     with op.batch_alter_table("signature_evidence_items") as batch:
         batch.drop_column("content")
