@@ -60,7 +60,7 @@ def test_restart_on_another_dev_pki_port_keeps_signing_and_earlier_evidence(
             tmp_path, database_url, (session_pki, port), dev_pki_dir=copy, dev_pki_port=port
         )
         # As `serve`: the deployment serves its own dev PKI on its port.
-        return Services.build(settings, serve_dev_pki=True)
+        return Services.build(settings, serve_dev_pki=True, allow_reissue=True)
 
     # Used on port P1: signs, hands out an evidence ZIP.
     first = build(first_port)
