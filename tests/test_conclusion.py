@@ -480,6 +480,21 @@ def test_owner_password_only_unsigned_pdf_is_no_signature(
     assert "bị hỏng" not in html
 
 
+def _extended_by_upload(client: TestClient, services: Services, issued: bytes) -> dict[str, bytes]:
+    """``issued`` extended by another agency through ``POST /v1/extensions``, by level."""
+    extended = {}
+    for level in ("B-LT", "B-LTA"):
+        answer = client.post(
+            "/v1/extensions",
+            headers=_headers(services, 1),
+            data={"level": level},
+            files={"file": ("qd.pdf", issued, "application/pdf")},
+        )
+        assert answer.status_code == 200, answer.text
+        extended[level] = answer.content
+    return extended
+
+
 def test_validation_data_added_after_issue_keeps_the_state(
     site: tuple[TestClient, Services],
 ) -> None:
@@ -490,17 +505,8 @@ def test_validation_data_added_after_issue_keeps_the_state(
     content added after issue."""
     client, services = site
     issued, public_id = _issue(client, services, "Quyet dinh so 5")
-    extended = {}
-    for level in ("B-LT", "B-LTA"):
-        answer = client.post(
-            "/v1/extensions",
-            headers=_headers(services, 1),
-            data={"level": level},
-            files={"file": ("qd.pdf", issued, "application/pdf")},
-        )
-        assert answer.status_code == 200, answer.text
-        assert answer.content.startswith(issued)
-        extended[level] = answer.content
+    extended = _extended_by_upload(client, services, issued)
+    assert all(data.startswith(issued) for data in extended.values())
     for data in extended.values():
         report = api_status(client, data)
         assert report["verdict"] == "TOTAL_PASSED", report["message"]
@@ -619,16 +625,7 @@ def test_real_world_pdf_extended_by_the_service_keeps_the_state(
     # The writer's modification date has whole seconds: a second later it differs from the
     # signing's (new user 14 extended minutes later; in the same second the bytes match).
     time.sleep(1.1)
-    extended = {}
-    for level in ("B-LT", "B-LTA"):
-        answer = client.post(
-            "/v1/extensions",
-            headers=_headers(services, 1),
-            data={"level": level},
-            files={"file": ("qd.pdf", issued, "application/pdf")},
-        )
-        assert answer.status_code == 200, answer.text
-        extended[level] = answer.content
+    extended = _extended_by_upload(client, services, issued)
     made = client.post(
         f"/v1/documents/{document_id}/extensions",
         headers=_headers(services, 0),
