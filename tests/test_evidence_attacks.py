@@ -401,9 +401,10 @@ def test_an_agency_admin_cannot_go_below_the_operators_minimum(
 def test_evidence_verify_needs_no_deployment(
     api: Any, services: Services, credentials: dict[str, Any], tmp_path: Path
 ) -> None:
-    """F8: production mode, no data directory, database or audit key (an inspector's laptop):
-    `evidence verify` runs from the settings alone (trust anchors, the service's seal
-    certificate) and writes nothing."""
+    """F8: no data directory, database or audit key (an inspector's laptop): `evidence
+    verify` runs from the settings alone (trust anchors, the service's seal certificate) and
+    writes nothing. In production the dev root as an anchor is refused first (red team 14
+    F8, as serve refuses it); the laptop trusting the dev PKI runs in development mode."""
     from signing_service.pki.dev import SERVICE_SEAL
 
     pki = services.dev_pki
@@ -418,7 +419,9 @@ def test_evidence_verify_needs_no_deployment(
     env.update(
         {
             "HOME": str(laptop),
-            "SIGNING_SERVICE_MODE": "production",
+            # Development: production refuses the dev root as an anchor (red team 14 F8), and
+            # this laptop trusts the dev PKI the evidence was sealed under.
+            "SIGNING_SERVICE_MODE": "development",
             "SIGNING_SERVICE_EXTRA_TRUST_ANCHORS": str(root),
             "SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES": evidence.certificate_sha256(
                 pki.cert(SERVICE_SEAL)
@@ -426,6 +429,18 @@ def test_evidence_verify_needs_no_deployment(
         }
     )
     before = sorted(p.name for p in laptop.rglob("*"))
+    production = subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", "evidence", "verify", str(genuine)],
+        env={**env, "SIGNING_SERVICE_MODE": "production"},
+        cwd=laptop,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert production.returncode == 6, production.stdout + production.stderr
+    assert "Từ chối ở chế độ production" in production.stderr
+    assert "Traceback" not in production.stderr
+    assert sorted(p.name for p in laptop.rglob("*")) == before
     done = subprocess.run(
         [sys.executable, "-m", "signing_service.cli", "evidence", "verify", str(genuine)],
         env=env,
