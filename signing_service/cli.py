@@ -757,6 +757,19 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
             print(f"  * {note['message']}")
 
 
+def _standalone_refused(e: Exception) -> int:
+    """``verify`` / ``evidence verify`` without a deployment refused by their settings
+    (``ProductionRefused`` or a configuration error): the message on stderr, exit 6."""
+    from signing_service.services.standalone import ProductionRefused
+
+    if isinstance(e, errors.ConfigurationError):
+        print(_config_message(e.message), file=sys.stderr)
+    else:
+        assert isinstance(e, ProductionRefused), e
+        print(f"Từ chối ở chế độ production: {e}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify as the API would, from the settings alone: no data directory, no database
     written, no dev PKI generated, no audit entry (services/standalone.py)."""
@@ -786,12 +799,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         import_verification(settings)
     try:
         result = verify_standalone(settings, data, validation_time=moment)
-    except ProductionRefused as e:
-        print(f"Từ chối ở chế độ production: {e}", file=sys.stderr)
-        return EXIT_CONFIG
-    except errors.ConfigurationError as e:
-        print(_config_message(e.message), file=sys.stderr)
-        return EXIT_CONFIG
+    except (ProductionRefused, errors.ConfigurationError) as e:
+        return _standalone_refused(e)
     except errors.ServiceError as e:
         print(f"{e.code}: {e.message}", file=sys.stderr)
         return EXIT_REFUSED
@@ -1018,12 +1027,8 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
         result = verify_evidence_standalone(settings, data)
-    except ProductionRefused as e:
-        print(f"Từ chối ở chế độ production: {e}", file=sys.stderr)
-        return EXIT_CONFIG
-    except errors.ConfigurationError as e:
-        print(_config_message(e.message), file=sys.stderr)
-        return EXIT_CONFIG
+    except (ProductionRefused, errors.ConfigurationError) as e:
+        return _standalone_refused(e)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return EXIT_PASSED if result.ok else EXIT_FAILED

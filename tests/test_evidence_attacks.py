@@ -429,38 +429,28 @@ def test_evidence_verify_needs_no_deployment(
         }
     )
     before = sorted(p.name for p in laptop.rglob("*"))
-    production = subprocess.run(
-        [sys.executable, "-m", "signing_service.cli", "evidence", "verify", str(genuine)],
-        env={**env, "SIGNING_SERVICE_MODE": "production"},
-        cwd=laptop,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def on_laptop(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "signing_service.cli", "evidence", "verify", str(genuine)],
+            env=environment,
+            cwd=laptop,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    production = on_laptop({**env, "SIGNING_SERVICE_MODE": "production"})
     assert production.returncode == 6, production.stdout + production.stderr
     assert "Từ chối ở chế độ production" in production.stderr
     assert "Traceback" not in production.stderr
     assert sorted(p.name for p in laptop.rglob("*")) == before
-    done = subprocess.run(
-        [sys.executable, "-m", "signing_service.cli", "evidence", "verify", str(genuine)],
-        env=env,
-        cwd=laptop,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = on_laptop(env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "hợp lệ" in done.stdout
     assert sorted(p.name for p in laptop.rglob("*")) == before
     # Without the service's seal certificate listed (and no database to read it from): refused.
     del env["SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES"]
-    unknown = subprocess.run(
-        [sys.executable, "-m", "signing_service.cli", "evidence", "verify", str(genuine)],
-        env=env,
-        cwd=laptop,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    unknown = on_laptop(env)
     assert unknown.returncode == 1, unknown.stdout + unknown.stderr
     assert "SIGNING_SERVICE_EVIDENCE_SEAL_CERTIFICATES" in unknown.stderr
