@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asn1crypto import crl, ocsp
+from asn1crypto.core import Asn1Value
 from pyhanko_certvalidator import errors as cv_errors
 from pyhanko_certvalidator.fetchers.api import Fetchers, FetchLimits
 from pyhanko_certvalidator.fetchers.common_utils import FetchBudget
@@ -34,6 +35,7 @@ from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import Request
 from pyhanko_certvalidator.util import issuer_serial
 
 from signing_service import metrics
+from signing_service._asn1 import parse_completely
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,10 @@ class RevocationCache:
             ttl = min(ttl, (valid_until - datetime.now(UTC)).total_seconds())
         if ttl <= 0:
             return
+        # Shared with every concurrent request from now on: parsed whole here, on the thread
+        # that fetched it, so that no two threads fill in asn1crypto's lazy parts at once.
+        if isinstance(value, Asn1Value):
+            parse_completely(value)
         with self._lock:
             self._entries[key] = _Entry(value, time.monotonic() + ttl)
             if len(self._entries) > 10_000:  # bounded: drop the oldest half
