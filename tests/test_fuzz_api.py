@@ -333,6 +333,8 @@ class RequestFuzzer:
         if self.rng.random() < 0.1:
             parts.append(("authorization", odd_text(self.rng)))
         request = self.form(f"sign {name}", "/v1/signatures", parts)
+        if self.rng.random() < 0.2:
+            request.headers["Idempotency-Key"] = latin1(self.value("lo-2026-0001"))
         return request
 
     def batch(self) -> Request:
@@ -343,7 +345,12 @@ class RequestFuzzer:
             name, data = self.pdf() if self.rng.random() < 0.5 else self.pools.pdfs[0]
             names.append(name)
             parts.append(("files", self.filename(), data))
-        return self.form(f"batch of {count}", "/v1/signatures/batch", parts)
+        request = self.form(f"batch of {count}", "/v1/signatures/batch", parts)
+        if self.rng.random() < 0.3:
+            # resends of one batch, another batch under a used key, hostile key values
+            key = self.value("lo-2026-0001") if self.rng.random() < 0.7 else "x" * 123
+            request.headers["Idempotency-Key"] = latin1(key)
+        return request
 
     def external_start(self) -> Request:
         name, data = self.pdf()

@@ -227,3 +227,170 @@ def test_two_step_start_replays_its_session(
     assert start(api, credentials, pdf, key=None).status_code == 201
     with services.db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(ExternalSession)) == 2
+
+
+# --- Batch signing (POST /v1/signatures/batch) with an Idempotency-Key -------------------
+
+
+def sign_batch_request(
+    api: Any,
+    credentials: dict[str, Any],
+    docs: list[tuple[str, bytes]],
+    key: str | None = KEY,
+    agency: int = 0,
+    profile: str = "agency-a-seal",
+    **form: str,
+) -> Any:
+    headers = auth(credentials, agency)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return api.post(
+        "/v1/signatures/batch",
+        headers=headers,
+        data={"profile": profile, "level": "B-B", **form},
+        files=[("files", (name, data, "application/pdf")) for name, data in docs],
+    )
+
+
+def _docs() -> list[tuple[str, bytes]]:
+    return [
+        ("qd-1.pdf", make_pdf(text="Quyet dinh 1")),
+        ("hong.pdf", make_pdf(padding_bytes=5000)[:2500]),  # refused alone: MALFORMED_PDF
+        ("qd-3.pdf", make_pdf(text="Quyet dinh 3")),
+    ]
+
+
+def test_a_resent_batch_replays_what_was_signed_and_tries_the_rest_again(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    docs = _docs()
+    first = sign_batch_request(api, credentials, docs)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert (body["signed"], body["failed"]) == (2, 1)
+    assert [r.get("replayed") for r in body["results"]] == [None, None, None]
+    before = snapshot(services)
+    again = sign_batch_request(api, credentials, docs)
+    assert again.status_code == 200, again.text
+    replay = again.json()
+    assert (replay["signed"], replay["failed"]) == (2, 1)
+    for old, new in zip(body["results"], replay["results"], strict=True):
+        assert new["status"] == old["status"]
+        assert new.get("signature_id") == old.get("signature_id")
+        assert new.get("document") == old.get("document")
+    assert [r.get("replayed") for r in replay["results"]] == [True, None, True]
+    # The broken document was tried again (and refused again); nothing was signed or stored.
+    assert replay["results"][1]["error"]["code"] == "MALFORMED_PDF"
+    assert_nothing_written(before, services)
+
+
+def test_a_fully_signed_batch_resent_writes_nothing_not_even_audit(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    docs = [(f"qd-{i}.pdf", make_pdf(text=f"Quyet dinh {i}")) for i in range(3)]
+    first = sign_batch_request(api, credentials, docs, key="lo-2026-7")
+    assert first.status_code == 200 and first.json()["signed"] == 3, first.text
+    before = snapshot(services)
+    again = sign_batch_request(api, credentials, docs, key="lo-2026-7")
+    assert again.status_code == 200
+    assert [r["replayed"] for r in again.json()["results"]] == [True, True, True]
+    assert_nothing_written(before, services)
+    assert snapshot(services).audit == before.audit
+
+
+def test_the_same_key_with_another_batch_is_a_conflict_and_signs_nothing(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    docs = _docs()
+    first = sign_batch_request(api, credentials, docs, key="lo-conflict")
+    assert first.status_code == 200, first.text
+    first_id = first.json()["results"][0]["signature_id"]
+    before = snapshot(services)
+    others = [
+        docs[:2],  # fewer documents
+        [*docs, ("qd-4.pdf", make_pdf(text="Quyet dinh 4"))],  # one more
+        [docs[0], docs[1], ("qd-3.pdf", make_pdf(text="Quyet dinh khac"))],  # one changed
+        list(reversed(docs)),  # another order
+    ]
+    for other in others:
+        response = sign_batch_request(api, credentials, other, key="lo-conflict")
+        assert (response.status_code, response.json()["code"]) == (
+            409,
+            "IDEMPOTENCY_KEY_CONFLICT",
+        ), response.text
+    changed_level = sign_batch_request(api, credentials, docs, key="lo-conflict", level="B-T")
+    assert changed_level.status_code == 409
+    assert changed_level.json()["details"]["signature_id"] == first_id
+    assert_nothing_written(before, services)
+
+
+def test_batch_keys_are_checked_per_agency_and_never_meet_single_requests(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    before = snapshot(services)
+    # Too long for a batch (each document is kept under "{key}#{n}"), malformed: refused first.
+    for bad in ["k" * 123, "a b", "lo#1"]:
+        response = sign_batch_request(api, credentials, _docs(), key=bad)
+        assert (response.status_code, response.json()["code"]) == (
+            422,
+            "INVALID_IDEMPOTENCY_KEY",
+        ), bad
+    assert_nothing_written(before, services)
+    assert sign_batch_request(api, credentials, _docs()[:1], key="k" * 122).status_code == 200
+    # A single request under the batch's key value is its own request ("#" keeps them apart).
+    single = sign(api, credentials, make_pdf(text="Quyet dinh 1"), key="lo-shared")
+    assert single.status_code == 201, single.text
+    batch_a = sign_batch_request(api, credentials, _docs()[:1], key="lo-shared")
+    assert batch_a.status_code == 200 and batch_a.json()["results"][0].get("replayed") is None
+    # Agency B's identical key is B's own.
+    batch_b = sign_batch_request(
+        api, credentials, _docs()[:1], key="lo-shared", agency=1, profile="agency-b-seal"
+    )
+    assert batch_b.status_code == 200 and batch_b.json()["signed"] == 1
+    assert (
+        batch_b.json()["results"][0]["signature_id"] != batch_a.json()["results"][0]["signature_id"]
+    )
+
+
+def test_concurrent_duplicate_batches_store_each_document_once(services: Services) -> None:
+    from signing_service.services.signing import sign_batch
+
+    with services.db.transaction() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == AGENCY_A)).one()
+        session.expunge(agency)
+    items: list[tuple[str | None, bytes]] = [
+        (f"qd-{i}.pdf", make_pdf(text=f"Quyet dinh {i}")) for i in range(3)
+    ]
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(
+                sign_batch(
+                    services,
+                    agency,
+                    profile_name="agency-a-seal",
+                    items=items,
+                    level="B-B",
+                    actor="test",
+                    idempotency_key="lo-dong-thoi",
+                )
+            )
+        except BaseException as e:  # noqa: BLE001 - asserted below
+            results.append(e)
+
+    with services.db.transaction() as session:
+        signatures_before = session.scalar(select(func.count()).select_from(Signature))
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(r, list) for r in results), results
+    one, two = results
+    assert all(isinstance(r, SignResult) for r in [*one, *two]), results
+    assert [r.signature_id for r in one] == [r.signature_id for r in two]
+    with services.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Signature)) - signatures_before == 3

@@ -210,6 +210,10 @@ class BatchItemOut(BaseModel):
         default=None, description="signed documents: rebuilt with qpdf before signing"
     )
     registry: RegistryRefOut | None = None
+    replayed: bool | None = Field(
+        default=None,
+        description="true: signed by an earlier sending of this batch (same Idempotency-Key)",
+    )
     error: ErrorBody | None = None
 
 

@@ -446,6 +446,7 @@ async def external_complete(
     responses={
         401: {"model": schemas.ErrorBody},
         404: {"model": schemas.ErrorBody},
+        409: {"model": schemas.ErrorBody},
         413: {"model": schemas.ErrorBody},
         422: {"model": schemas.ErrorBody},
     },
@@ -478,10 +479,22 @@ async def create_batch(
             max_length=MAX_CODES_CHARS,
         ),
     ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Khóa chống ký trùng khi gửi lại cả lô (tối đa 122 ký tự chữ, số, '-', "
+            "'_', '.', ':'; riêng cho mỗi cơ quan): gửi lại cùng khóa và cùng lô trả về các chữ "
+            "ký đã tạo (replayed), chỉ ký lại các tài liệu chưa ký được; cùng khóa với lô khác: "
+            "409",
+        ),
+    ] = None,
 ) -> schemas.BatchOut:
     from signing_service.services.appearance_images import AppearanceRequest
-    from signing_service.services.signing import sign_batch
+    from signing_service.services.signing import check_batch_idempotency_key, sign_batch
 
+    # A malformed key is refused before the files are read (422 INVALID_IDEMPOTENCY_KEY).
+    check_batch_idempotency_key(idempotency_key)
     settings = services.settings
     if len(files) > settings.max_batch_documents:
         raise errors.BatchTooLarge(
@@ -504,6 +517,7 @@ async def create_batch(
             kind=appearance_kind, copy_kind=copy_kind, document_number=document_number
         ),
         codes=per_document,
+        idempotency_key=idempotency_key,
     )
     out = []
     for index, item in enumerate(results):
@@ -526,6 +540,7 @@ async def create_batch(
                     document=document_out(item.document),
                     repaired=item.repaired,
                     registry=_registry_ref(item),
+                    replayed=item.replayed or None,
                 )
             )
     signed = sum(1 for item in out if item.status == "signed")

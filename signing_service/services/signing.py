@@ -1047,9 +1047,19 @@ def sign_batch(
     field_name: str | None = None,
     appearance: AppearanceRequest | None = None,
     codes: Sequence[DocumentCodes] | None = None,
+    idempotency_key: str | None = None,
 ) -> list[SignResult | errors.ServiceError]:
     """Ký hàng loạt: one profile, one authorisation, per-document results. ``field_name``: the
     prepared signature field to fill in every document (a document without it fails alone).
+
+    ``idempotency_key``: the request's ``Idempotency-Key`` (:func:`check_batch_idempotency_key`).
+    Each document is kept under ``{key}#{n}`` (n from 1, in file order; ``#`` cannot occur in a
+    client's key, so a batch never meets a single request's key) with a digest that covers
+    the whole batch (every file, code and option). Resent as it was: the documents signed the
+    first time answer as replays (``replayed=True``, nothing signed or audited again) and
+    only the others are tried again, e.g. after a timestamp server was down half-way. The
+    same key with another batch: 409 ``IDEMPOTENCY_KEY_CONFLICT`` for the whole request,
+    nothing signed.
 
     ``codes``: each document's checked codes (:func:`check_codes`), in file order, one per
     item (``None``: no codes for any).
@@ -1068,6 +1078,29 @@ def sign_batch(
       document, and the documents after it are not attempted: they carry the same error with
       ``details.attempted = false`` (each would wait for the same time-out).
     """
+    if codes is not None and len(codes) != len(items):
+        raise ValueError("one DocumentCodes per batch item")
+    keyed: list[tuple[str, str] | None] = [None] * len(items)
+    replays: dict[int, SignResult] = {}
+    if idempotency_key is not None:
+        keyed = _batch_idempotency(
+            idempotency_key,
+            items,
+            profile=profile_name,
+            level=level,
+            field_name=field_name,
+            appearance=appearance,
+            codes=codes,
+        )
+        # Before anything is checked against the current state, as for one document: a
+        # resend answers what was done (409 here when the key belongs to another batch).
+        for index, entry in enumerate(keyed):
+            assert entry is not None
+            replayed = replay_signature(services, agency, *entry)
+            if replayed is not None:
+                replays[index] = replayed
+        if len(replays) == len(items):
+            return [replays[index] for index in range(len(items))]
     profile, chosen, key, key_kind = _profile_and_key(services, agency, profile_name, level)
     # The request's appearance fields concern every document: refused before any is signed.
     resolve_appearance(services, profile.agency_id, profile.appearance, appearance)
@@ -1075,9 +1108,10 @@ def sign_batch(
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
     unavailable: errors.ServiceError | None = None
-    if codes is not None and len(codes) != len(items):
-        raise ValueError("one DocumentCodes per batch item")
     for index, (filename, pdf) in enumerate(items):
+        if index in replays:
+            results.append(replays[index])
+            continue
         if unavailable is not None:
             results.append(_not_attempted(unavailable))
             continue
@@ -1098,12 +1132,24 @@ def sign_batch(
                     field_name,
                     appearance=appearance,
                     key_kind=key_kind,
+                    idempotency=keyed[index],
                 )
             )
         except errors.ServiceError as e:
             results.append(e)
             if e.status == 503:
                 unavailable = e
+        except IntegrityError:
+            # The same batch resent while the first was still being signed: the other
+            # request committed this document first (the key is unique per agency) and
+            # _sign_one removed what this one wrote; it answers as the replay it is.
+            entry = keyed[index]
+            replayed = replay_signature(services, agency, *entry) if entry else None
+            if replayed is None:
+                log.exception("batch document failed unexpectedly")
+                results.append(errors.ServiceError())
+            else:
+                results.append(replayed)
         except Exception:
             # _sign_one stores all or nothing: this document left nothing behind.
             log.exception("batch document failed unexpectedly")
@@ -1127,6 +1173,63 @@ def sign_batch(
         # turn the answer into a 500 that hides the signed documents' ids.
         log.exception("could not write the batch summary audit entry")
     return results
+
+
+def check_batch_idempotency_key(key: str | None) -> str | None:
+    """``key`` when it is a valid ``Idempotency-Key`` for a batch: the single request's rule
+    (:func:`check_idempotency_key`) and at most :data:`MAX_BATCH_IDEMPOTENCY_KEY` characters,
+    leaving room for the ``#n`` each document is kept under; ``None`` for none; 422
+    ``INVALID_IDEMPOTENCY_KEY`` otherwise."""
+    check_idempotency_key(key)
+    if key is not None and len(key) > MAX_BATCH_IDEMPOTENCY_KEY:
+        raise errors.InvalidIdempotencyKey(
+            f"Khóa Idempotency-Key của một lô ký dài tối đa {MAX_BATCH_IDEMPOTENCY_KEY} ký tự.",
+            details={"max_length": MAX_BATCH_IDEMPOTENCY_KEY},
+        )
+    return key
+
+
+# 128 (the column) minus "#" and the largest document number a batch can have (5 digits).
+MAX_BATCH_IDEMPOTENCY_KEY = 122
+
+
+def _batch_idempotency(
+    key: str,
+    items: Sequence[tuple[str | None, bytes]],
+    *,
+    profile: str,
+    level: str | None,
+    field_name: str | None,
+    appearance: AppearanceRequest | None,
+    codes: Sequence[DocumentCodes] | None,
+) -> list[tuple[str, str] | None]:
+    """Per document: (``{key}#{n}``, request digest). Each document's digest is that of its
+    own request (:func:`request_digest`) bound to the digest of the whole batch, so that the
+    same key with a batch that differs anywhere (a file, a code, the number of files, an
+    option) conflicts for every document it shares a number with."""
+    check_batch_idempotency_key(key)
+    own = [
+        request_digest(
+            pdf,
+            profile=profile,
+            level=level,
+            filename=filename,
+            dossier_code=(codes[index].dossier_code if codes is not None else None),
+            result_code=(codes[index].result_code if codes is not None else None),
+            field_name=field_name,
+            appearance=appearance,
+            qr=None,
+        )
+        for index, (filename, pdf) in enumerate(items)
+    ]
+    whole = hashlib.sha256(":".join(own).encode()).hexdigest()
+    return [
+        (
+            f"{key}#{index + 1}",
+            hashlib.sha256(f"batch:{whole}:{digest}".encode()).hexdigest(),
+        )
+        for index, digest in enumerate(own)
+    ]
 
 
 def _not_attempted(cause: errors.ServiceError) -> errors.ServiceError:
