@@ -35,15 +35,31 @@ def sign(
     profile: str = "agency-a-seal",
     **form: str,
 ) -> Any:
+    return post_signing(
+        api,
+        "/v1/signatures",
+        credentials,
+        [("file", ("qd.pdf", pdf, "application/pdf"))],
+        key,
+        agency,
+        {"profile": profile, "level": "B-B", **form},
+    )
+
+
+def post_signing(
+    api: Any,
+    path: str,
+    credentials: dict[str, Any],
+    files: list[tuple[str, tuple[str, bytes, str]]],
+    key: str | None,
+    agency: int,
+    form: dict[str, str],
+) -> Any:
+    """POST a signing form as agency ``agency``'s client, with ``key`` as Idempotency-Key."""
     headers = auth(credentials, agency)
     if key is not None:
         headers["Idempotency-Key"] = key
-    return api.post(
-        "/v1/signatures",
-        headers=headers,
-        data={"profile": profile, "level": "B-B", **form},
-        files={"file": ("qd.pdf", pdf, "application/pdf")},
-    )
+    return api.post(path, headers=headers, data=form, files=files)
 
 
 def counter(services: Services) -> int | None:
@@ -241,15 +257,9 @@ def sign_batch_request(
     profile: str = "agency-a-seal",
     **form: str,
 ) -> Any:
-    headers = auth(credentials, agency)
-    if key is not None:
-        headers["Idempotency-Key"] = key
-    return api.post(
-        "/v1/signatures/batch",
-        headers=headers,
-        data={"profile": profile, "level": "B-B", **form},
-        files=[("files", (name, data, "application/pdf")) for name, data in docs],
-    )
+    files = [("files", (name, data, "application/pdf")) for name, data in docs]
+    form = {"profile": profile, "level": "B-B", **form}
+    return post_signing(api, "/v1/signatures/batch", credentials, files, key, agency, form)
 
 
 def _docs() -> list[tuple[str, bytes]]:
