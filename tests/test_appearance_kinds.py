@@ -594,8 +594,8 @@ def test_serialised_stamp_objects_are_pyhankos_bytes() -> None:
         template, referred = templates[key]
         fast = a._Serialised(template, tuple(refs[r] for r in referred), data)
         assert _written(fast) == _written(slow), key
+    smask_ref = generic.IndirectObject(77, 0, None)
     for image in (signature_image(), seal_image()):
-        smask_ref = generic.IndirectObject(77, 0, None)
         smask_dict, rgb_dict = a._image_dicts(image.width_px, image.height_px, lambda _k: smask_ref)
         sizes = (image.width_px, image.height_px, len(image.rgb_flate), len(image.alpha_flate))
         (smask_t, _), (rgb_t, referred) = a._image_templates(*sizes)

@@ -194,10 +194,9 @@ def _mapped(shared_fd: int, length: int) -> Iterator[Any]:
         yield view
     finally:
         del view
-        try:
+        # Still referenced (a traceback): unmapped when collected.
+        with contextlib.suppress(BufferError):
             mapped.close()
-        except BufferError:
-            pass  # still referenced (a traceback): unmapped when collected
 
 
 def _worker_main(conn: Connection, memory_limit: int, shared_fd: int) -> None:
