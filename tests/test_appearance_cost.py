@@ -260,7 +260,15 @@ def test_free_starts_matches_a_cell_by_cell_search(seed: int) -> None:
         obstacles.append((x, y, x + rng.uniform(1, 60), y + rng.uniform(1, 20)))
     grid = _Grid(width, height, obstacles)
     for w, h in [(10.0, 6.0), (31.0, 17.0), (2.0, 2.0), (60.0, 41.0)]:
-        assert grid.free_starts(w, h, 4.0) == _naive_free_starts(grid, w, h, 4.0), (w, h)
+        naive = _naive_free_starts(grid, w, h, 4.0)
+        assert grid.free_starts(w, h, 4.0) == naive, (w, h)
+        # Read row by row from any row (placement's way): the same rows from there on.
+        lazy = grid.free_rows(w, h, 4.0)
+        assert (lazy is None) == (naive is None)
+        if lazy is not None and naive is not None:
+            assert bool(lazy) == bool(naive)
+            for first in (-3, 0, 1, 7, 20, 10_000):
+                assert list(lazy.from_row(first)) == [x for x in naive if x[0] >= first], first
 
 
 def test_window_or() -> None:
