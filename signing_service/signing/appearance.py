@@ -506,18 +506,18 @@ _FONT_DATA: dict[str, Callable[[_FontProgram], bytes | None]] = {
 
 
 def _templated(
-    build: Callable[[Callable[[str], generic.PdfObject]], tuple[Any, bytes | None]],
+    build: Callable[[Callable[[str], generic.PdfObject]], generic.DictionaryObject],
+    length: int | None = None,
 ) -> tuple[Template, tuple[str, ...]]:
-    """The :func:`_template` of the object ``build(ref)`` makes, and the keys its slots
-    refer to, in slot order."""
+    """The :func:`_template` (``length``: of a stream's dictionary) of the dictionary
+    ``build(ref)`` makes, and the keys its slots refer to, in slot order."""
     referred: list[str] = []
 
     def slot(key: str) -> _Slot:
         referred.append(key)
         return _Slot(len(referred) - 1)
 
-    obj, data = build(slot)
-    return _template(obj, None if data is None else len(data)), tuple(referred)
+    return _template(build(slot), length), tuple(referred)
 
 
 @lru_cache(maxsize=4)
@@ -525,7 +525,14 @@ def _font_templates(font: Path) -> dict[str, tuple[Template, tuple[str, ...]]]:
     """Per object of the stamp font, its :func:`_templated` form. Depends only on the font
     program (a process constant, no agency's data)."""
     program = _font_program(font)
-    return {key: _templated(functools.partial(_font_object, program, key)) for key in _FONT_ORDER}
+    out = {}
+    for key in _FONT_ORDER:
+        data = _FONT_DATA[key](program)
+        out[key] = _templated(
+            lambda ref, key=key: _font_object(program, key, ref)[0],  # type: ignore[misc]
+            None if data is None else len(data),
+        )
+    return out
 
 
 class _StampFont:
@@ -617,8 +624,8 @@ def _image_templates(
     no image's samples (those are written from the :class:`StampImage` each time), so no
     agency's data is kept here; bounded."""
     return (
-        _templated(lambda ref: (_image_dicts(width_px, height_px, ref)[0], bytes(alpha_length))),
-        _templated(lambda ref: (_image_dicts(width_px, height_px, ref)[1], bytes(rgb_length))),
+        _templated(lambda ref: _image_dicts(width_px, height_px, ref)[0], alpha_length),
+        _templated(lambda ref: _image_dicts(width_px, height_px, ref)[1], rgb_length),
     )
 
 
