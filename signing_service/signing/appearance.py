@@ -14,7 +14,9 @@ import io
 import math
 import os
 import tempfile
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -911,11 +913,58 @@ class KindAppearance:
 _HIDDEN_FLAGS = 2 | 32  # Hidden, NoView
 
 
-def _signer_certificate(signed_data: Any, signer_info: Any) -> Any:
+@dataclass(frozen=True)
+class _CertFacts:
+    """What the seal's check reads of a signer certificate: its issuer (DER) and serial
+    number, to match a signer info's ``sid``, and its subject's organisation (O) as
+    asn1crypto's ``subject.native`` gives it (a string, a list when repeated, or ``None``)."""
+
+    issuer: bytes
+    serial: int
+    organisation: Any
+
+
+# Certificate facts, per agency: (the sealing agency's organisation, certificate DER) → facts.
+# Why: every seal over a person signature read each certificate embedded in that signature's
+# CMS (issuer, serial number) and the signer's subject, parsing them with asn1crypto (~0.15 ms
+# of each seal, ``python -m bench.run --appearance-only``); an agency's officers sign with the
+# same few certificates over and over. Keyed by the certificate's exact bytes (a renewed or
+# changed certificate is another entry) and by the agency asking (two agencies never share an
+# entry); bounded, least recently used first out. Facts only, no parsed objects: asn1crypto's
+# lazy parsing is not thread-safe, so nothing parsed is shared between signatures.
+CERT_FACTS_MAX = 256
+_cert_facts: OrderedDict[tuple[str, bytes], _CertFacts] = OrderedDict()
+_cert_facts_lock = threading.Lock()
+
+
+def _facts(organisation: str, der: bytes, cert: Any) -> _CertFacts:
+    """The :class:`_CertFacts` of ``cert`` (whose DER is ``der``) for ``organisation``'s
+    check, from the cache or read now."""
+    key = (organisation, der)
+    with _cert_facts_lock:
+        found = _cert_facts.get(key)
+        if found is not None:
+            _cert_facts.move_to_end(key)
+            return found
+    facts = _CertFacts(
+        cert.issuer.dump(), cert.serial_number, cert.subject.native.get("organization_name")
+    )
+    with _cert_facts_lock:
+        _cert_facts[key] = facts
+        while len(_cert_facts) > CERT_FACTS_MAX:
+            _cert_facts.popitem(last=False)
+    return facts
+
+
+def _signer_certificate(
+    signed_data: Any, signer_info: Any, organisation: str
+) -> tuple[Any, Any] | None:
     """The embedded certificate whose issuer and serial number are, byte for byte, the signer
-    info's ``sid`` (RFC 5652 §5.3), else ``None``. Only to decide where a seal goes: pyHanko's
-    selection compares names by RFC 4518 string preparation (~4 ms a signature in asn1crypto),
-    which the exact-bytes match our own and every common signer's CMS satisfies."""
+    info's ``sid`` (RFC 5652 §5.3), with its subject's organisation (``subject.native``'s
+    O), else ``None``. Only to decide where a seal goes: pyHanko's selection compares names
+    by RFC 4518 string preparation (~4 ms a signature in asn1crypto), which the exact-bytes
+    match our own and every common signer's CMS satisfies. ``organisation``: the sealing
+    agency's, the key of its :data:`_cert_facts` entries."""
     sid = signer_info["sid"]
     if sid.name != "issuer_and_serial_number":
         return None
@@ -925,8 +974,9 @@ def _signer_certificate(signed_data: Any, signer_info: Any) -> Any:
         if choice.name != "certificate":
             continue
         cert = choice.chosen
-        if cert.serial_number == serial and cert.issuer.dump() == issuer:
-            return cert
+        facts = _facts(organisation, cert.dump(), cert)
+        if facts.serial == serial and facts.issuer == issuer:
+            return cert, facts.organisation
     return None
 
 
@@ -973,9 +1023,10 @@ def _same_agency_signature(
 
     try:
         embedded = EmbeddedPdfSignature(reader, field, name)
-        cert = _signer_certificate(embedded.signed_data, embedded.signer_info)
-        if cert is None or cert.subject.native.get("organization_name") != organisation:
+        found = _signer_certificate(embedded.signed_data, embedded.signer_info, organisation)
+        if found is None or found[1] != organisation:
             return False, None
+        cert = found[0]
         digest, prefix = _covered_digest(reader, embedded)
         intact, valid = signature_integrity(
             embedded.signer_info,
