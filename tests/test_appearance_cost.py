@@ -227,6 +227,57 @@ def test_seal_goes_over_the_last_signature_of_the_agency(keys: dict[str, Any]) -
     assert seal_target(reader, "Không có cơ quan này") is None
 
 
+def _signer_der(signed: bytes, index: int = -1) -> bytes:
+    return PdfFileReader(io.BytesIO(signed)).embedded_signatures[index].signer_cert.dump()
+
+
+def test_certificate_facts_are_kept_per_agency_and_certificate(
+    keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seal's check keeps what it read of a signer certificate (appearance._cert_facts)
+    under the sealing agency and the certificate's exact bytes: the answer with the facts kept
+    is the answer read afresh; another agency's check neither uses nor changes A's entries and
+    is refused; a changed certificate is an entry of its own; the cache stays bounded."""
+    from signing_service.signing import appearance
+
+    monkeypatch.setattr(appearance, "_cert_facts", type(appearance._cert_facts)())
+    agency_a, agency_b = "Sở Tư pháp tỉnh Demo A", "UBND xã Demo B"
+    by_officer = sign(make_pdf(), keys["officer"], person())
+    officer_der = _signer_der(by_officer)
+
+    def target(document: bytes, organisation: str) -> str | None:
+        found = seal_target(PdfFileReader(io.BytesIO(document)), organisation)
+        return None if found is None else found.name
+
+    fresh = target(by_officer, agency_a)
+    assert fresh is not None
+    assert (agency_a, officer_der) in appearance._cert_facts
+    assert target(by_officer, agency_a) == fresh  # from the kept facts: the same field
+    kept_a = dict(appearance._cert_facts)
+    # Agency B asks about A's officer: an entry of B's own, and no seal of B over A's officer.
+    assert target(by_officer, agency_b) is None
+    assert (agency_b, officer_der) in appearance._cert_facts
+    assert all(appearance._cert_facts[key] == value for key, value in kept_a.items())
+    # Another certificate of agency A (its seal key): another entry, found as before.
+    by_seal_key = sign(make_pdf(), keys["agency-a-seal"], person())
+    seal_der = _signer_der(by_seal_key)
+    assert seal_der != officer_der
+    assert target(by_seal_key, agency_a) is not None
+    assert (agency_a, seal_der) in appearance._cert_facts
+    # B's own signature is B's target, never A's, whatever the cache holds.
+    by_b = sign(make_pdf(), keys["agency-b-seal"], person())
+    assert target(by_b, agency_b) is not None
+    assert target(by_b, agency_a) is None
+    # Bounded: past the bound, the least recently used entries go first.
+    monkeypatch.setattr(appearance, "CERT_FACTS_MAX", 2)
+    assert target(by_officer, agency_a) == fresh  # used: now the most recent
+    assert target(by_officer, "Không có cơ quan này") is None  # a new entry
+    assert list(appearance._cert_facts) == [
+        (agency_a, officer_der),
+        ("Không có cơ quan này", officer_der),
+    ]
+
+
 # --- the free-space search ------------------------------------------------------------------
 
 
@@ -260,7 +311,15 @@ def test_free_starts_matches_a_cell_by_cell_search(seed: int) -> None:
         obstacles.append((x, y, x + rng.uniform(1, 60), y + rng.uniform(1, 20)))
     grid = _Grid(width, height, obstacles)
     for w, h in [(10.0, 6.0), (31.0, 17.0), (2.0, 2.0), (60.0, 41.0)]:
-        assert grid.free_starts(w, h, 4.0) == _naive_free_starts(grid, w, h, 4.0), (w, h)
+        naive = _naive_free_starts(grid, w, h, 4.0)
+        assert grid.free_starts(w, h, 4.0) == naive, (w, h)
+        # Read row by row from any row (placement's way): the same rows from there on.
+        lazy = grid.free_rows(w, h, 4.0)
+        assert (lazy is None) == (naive is None)
+        if lazy is not None and naive is not None:
+            assert bool(lazy) == bool(naive)
+            for first in (-3, 0, 1, 7, 20, 10_000):
+                assert list(lazy.from_row(first)) == [x for x in naive if x[0] >= first], first
 
 
 def test_window_or() -> None:

@@ -566,3 +566,95 @@ def test_text_block_fits_its_widget_at_full_and_fallback_size(
             assert x1 - 0.5 <= wx1 and wx2 <= x2 + 0.5, (top_mm, scale, word, (x1, x2), (wx1, wx2))
             assert top - 0.5 <= wy1 and wy2 <= bottom + 0.5, (top_mm, word, (top, bottom))
     assert sizes == {30.0: 1.0, fallback_mm: 0.9}, sizes
+
+
+# --- The stamp's constant objects, written from bytes prepared once ---------------------------
+
+
+def _written(obj) -> bytes:  # type: ignore[no-untyped-def]
+    out = io.BytesIO()
+    obj.write_to_stream(out)
+    return out.getvalue()
+
+
+def test_serialised_stamp_objects_are_pyhankos_bytes() -> None:
+    """The font's and an image's objects written from their templates (appearance._Serialised)
+    are, byte for byte, what pyHanko writes for the same objects built as dictionaries (the
+    path encrypted documents take), with this document's references in place."""
+    from pyhanko.pdf_utils import generic
+
+    from signing_service.signing import appearance as a
+
+    program = a._font_program(a.kinds_font())
+    refs = {key: generic.IndirectObject(40 + i, 0, None) for i, key in enumerate(a._FONT_ORDER)}
+    templates = a._font_templates(a.kinds_font())
+    for key in a._FONT_ORDER:
+        obj, data = a._font_object(program, key, refs.__getitem__)
+        slow = generic.StreamObject(dict(obj), encoded_data=data) if data is not None else obj
+        template, referred = templates[key]
+        fast = a._Serialised(template, tuple(refs[r] for r in referred), data)
+        assert _written(fast) == _written(slow), key
+    smask_ref = generic.IndirectObject(77, 0, None)
+    for image in (signature_image(), seal_image()):
+        smask_dict, rgb_dict = a._image_dicts(image.width_px, image.height_px, lambda _k: smask_ref)
+        sizes = (image.width_px, image.height_px, len(image.rgb_flate), len(image.alpha_flate))
+        (smask_t, _), (rgb_t, referred) = a._image_templates(*sizes)
+        assert referred == ("smask",)
+        assert _written(a._Serialised(smask_t, (), image.alpha_flate)) == _written(
+            generic.StreamObject(dict(smask_dict), encoded_data=image.alpha_flate)
+        )
+        assert _written(a._Serialised(rgb_t, (smask_ref,), image.rgb_flate)) == _written(
+            generic.StreamObject(dict(rgb_dict), encoded_data=image.rgb_flate)
+        )
+    # The templates keep no image's samples: numbers only.
+    assert all(len(part) < 400 for part in rgb_t if isinstance(part, bytes))
+
+
+def test_a_template_refuses_what_it_cannot_mark() -> None:
+    """A NUL byte in a dictionary's bytes would be taken for a reference marker: refused."""
+    from pyhanko.pdf_utils import generic
+
+    from signing_service.signing import appearance as a
+
+    class Raw(generic.PdfObject):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def write_to_stream(self, stream, handler=None, container_ref=None):  # type: ignore[no-untyped-def]
+            stream.write(self.data)
+
+    for raw in (b"\x00", b"\x001\x00", b"\x00x\x00"):
+        with pytest.raises(ValueError):
+            a._template(generic.DictionaryObject({generic.NameObject("/X"): Raw(raw)}))
+    # Slots in order are what a template is made of.
+    template = a._template(
+        generic.DictionaryObject(
+            {generic.NameObject("/A"): a._Slot(0), generic.NameObject("/B"): a._Slot(1)}
+        )
+    )
+    assert template == (b"<<\n/A ", 0, b"\n/B ", 1, b"\n>>")
+
+
+@needs_poppler
+def test_person_and_seal_on_an_encrypted_document(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    """An encrypted document (owner password only) takes the ordinary objects, which the
+    writer encrypts: the stamp's font and images still render, blue and red. (Each kind on
+    its own document: a second signature on an encrypted signed document fails in pyHanko's
+    field lookup, on main too; reported, not this test's subject.)"""
+    source = pikepdf.open(io.BytesIO(nd30_page()))
+    out = io.BytesIO()
+    source.save(out, encryption=pikepdf.Encryption(user="", owner="chu-so-huu"))
+    encrypted = out.getvalue()
+    person = KindAppearance(kind="person", title="GIÁM ĐỐC", signature=signature_image())
+    signed = sign(encrypted, key, person)
+    assert len(pixels(render(signed, tmp_path), is_blue)) > 300
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
+    ).stdout.decode()
+    assert "GIÁM ĐỐC" in text
+    sealed = sign(encrypted, key, KindAppearance(kind="seal", seal=seal_image()))
+    assert len(pixels(render(sealed, tmp_path, name="seal"), is_red)) > 300
+    for document in (signed, sealed):
+        reader = PdfFileReader(io.BytesIO(document))
+        reader.decrypt("")
+        assert len(reader.embedded_signatures) == 1

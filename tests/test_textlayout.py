@@ -288,6 +288,23 @@ def test_the_shared_file_holds_only_the_current_input(monkeypatch: pytest.Monkey
         piped.close()
 
 
+def test_the_worker_reads_the_shared_file_in_place_and_cannot_change_it() -> None:
+    """The worker's view of the shared file (textlayout._mapped): exactly the input's first
+    ``length`` bytes, copy-on-write (a write through it never reaches the parent's file), and an
+    empty input is empty."""
+    fd = os.memfd_create("test-layout", os.MFD_CLOEXEC)
+    try:
+        os.pwrite(fd, b"%PDF-1.7 current" + b"stale tail of a longer input", 0)
+        with textlayout._mapped(fd, 16) as view:
+            assert bytes(view) == b"%PDF-1.7 current"
+            view[0:4] = b"XXXX"
+        assert os.pread(fd, 16, 0) == b"%PDF-1.7 current"
+        with textlayout._mapped(fd, 0) as empty:
+            assert bytes(empty) == b""
+    finally:
+        os.close(fd)
+
+
 def _gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:

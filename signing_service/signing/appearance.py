@@ -14,7 +14,10 @@ import io
 import math
 import os
 import tempfile
+import threading
 import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -346,44 +349,95 @@ class _WidthsArray(generic.ArrayObject):
         stream.write(encoded)
 
 
-class _StampFont:
-    """The stamp font in one document: its objects added on first use (a Type0 font over a
-    CIDFontType2, Identity-H, ISO 32000-1 §9.7), text shown as glyph ids. The subset has no
-    layout tables, so a glyph's advance is its width: what :func:`text_width` measures."""
+class _Slot(generic.PdfObject):
+    """Where a reference goes in a :func:`_template`: written as a marker."""
 
-    def __init__(self, writer: BasePdfFileWriter, font: Path) -> None:
-        self.writer = writer
-        self.program = _font_program(font)
-        self._ref: generic.IndirectObject | None = None
+    def __init__(self, index: int) -> None:
+        self.index = index
 
-    def show(self, text: str) -> tuple[bytes, float]:
-        """The ``Tj`` operator for ``text`` (NFC) and its advance in em."""
-        glyphs = [self.program.cmap.get(ord(c), 0) for c in unicodedata.normalize("NFC", text)]
-        advance = sum(self.program.widths[g] for g in glyphs) / 1000
-        return b"<%s> Tj" % "".join(f"{g:04X}" for g in glyphs).encode(), advance
+    def write_to_stream(self, stream: Any, handler: Any = None, container_ref: Any = None) -> None:
+        stream.write(b"\x00%d\x00" % self.index)
 
-    def resource(self) -> generic.IndirectObject:
-        if self._ref is not None:
-            return self._ref
-        p, add = self.program, self.writer.add_object
-        flate = pdf_name("/FlateDecode")
-        font_file = add(
-            generic.StreamObject(
+
+Template = tuple[bytes | int, ...]
+
+
+def _template(obj: generic.DictionaryObject, length: int | None = None) -> Template:
+    """``obj`` (a dictionary of names, numbers, ASCII strings and :class:`_Slot` references)
+    serialised by pyHanko once: its bytes, with the slot index where each reference goes.
+    With ``length``: the dictionary of a stream of that many (encoded) bytes, as
+    ``StreamObject`` writes it (``/Length`` last); :class:`_Serialised` adds the data."""
+    buffer = io.BytesIO()
+    if length is not None:
+        obj = generic.DictionaryObject(obj)
+        obj[pdf_name("/Length")] = generic.NumberObject(length)
+    obj.write_to_stream(buffer)
+    parts = buffer.getvalue().split(b"\x00")
+    # pyHanko escapes NUL in names and strings; a stray one would shift the slots: refused.
+    slots = parts[1::2]
+    if len(parts) % 2 != 1 or slots != [b"%d" % i for i in range(len(slots))]:
+        raise ValueError("a NUL byte in a stamp dictionary")
+    return tuple(p if i % 2 == 0 else int(p) for i, p in enumerate(parts))
+
+
+class _Serialised(generic.PdfObject):
+    """An object of the stamp written from its :func:`_template`, the references of this
+    document and, for a stream, its data. Why: the stamp font's six objects and an image's two
+    depend only on the font program or the image; building them as pyHanko dictionaries and
+    serialising those, name by name, on every visible signature cost ~0.1 ms of the person
+    stamp (``python -m bench.run --appearance-only``). Only in documents without encryption (a
+    security handler encrypts strings and streams per object): :class:`_StampFont` and
+    :meth:`KindStamp._image_ref` build ordinary objects there. The bytes are pyHanko's own
+    (tests/test_appearance_kinds.py compares them)."""
+
+    def __init__(
+        self,
+        template: Template,
+        refs: tuple[generic.IndirectObject, ...],
+        data: bytes | None = None,
+    ) -> None:
+        self.template = template
+        self.refs = refs
+        self.data = data
+
+    def write_to_stream(self, stream: Any, handler: Any = None, container_ref: Any = None) -> None:
+        if handler is not None:  # never added to an encrypted document's writer
+            raise generic.PdfWriteError("a serialised stamp object in an encrypted document")
+        for part in self.template:
+            if isinstance(part, int):
+                self.refs[part].write_to_stream(stream)
+            else:
+                stream.write(part)
+        if self.data is not None:
+            stream.write(b"\nstream\n")
+            stream.write(self.data)
+            stream.write(b"\nendstream")
+
+
+def _font_object(
+    p: _FontProgram, key: str, ref: Callable[[str], generic.PdfObject]
+) -> tuple[generic.DictionaryObject, bytes | None]:
+    """One object of the stamp font (ISO 32000-1 §9.7: a Type0 font over a CIDFontType2,
+    Identity-H; ``key`` one of :data:`_FONT_ORDER`) and its stream data (``None``: not a
+    stream). ``ref(key)``: the reference to another of them (an indirect object, or a
+    :class:`_Slot` in a template)."""
+    flate = pdf_name("/FlateDecode")
+    name = pdf_name("/" + p.name)
+    if key == "font_file":
+        return (
+            generic.DictionaryObject(
                 {
                     pdf_name("/Length1"): generic.NumberObject(p.font_length),
                     pdf_name("/Filter"): flate,
-                },
-                encoded_data=p.font_flate,
-            )
+                }
+            ),
+            p.font_flate,
         )
-        cid_set = add(
-            generic.StreamObject({pdf_name("/Filter"): flate}, encoded_data=p.cid_set_flate)
-        )
-        to_unicode = add(
-            generic.StreamObject({pdf_name("/Filter"): flate}, encoded_data=p.to_unicode_flate)
-        )
-        name = pdf_name("/" + p.name)
-        descriptor = add(
+    if key in ("cid_set", "to_unicode"):
+        data = p.cid_set_flate if key == "cid_set" else p.to_unicode_flate
+        return generic.DictionaryObject({pdf_name("/Filter"): flate}), data
+    if key == "descriptor":
+        return (
             generic.DictionaryObject(
                 {
                     pdf_name("/Type"): pdf_name("/FontDescriptor"),
@@ -397,12 +451,14 @@ class _StampFont:
                     pdf_name("/Descent"): generic.NumberObject(p.descent),
                     pdf_name("/CapHeight"): generic.NumberObject(p.cap_height),
                     pdf_name("/StemV"): generic.NumberObject(80),
-                    pdf_name("/FontFile2"): font_file,
-                    pdf_name("/CIDSet"): cid_set,
+                    pdf_name("/FontFile2"): ref("font_file"),
+                    pdf_name("/CIDSet"): ref("cid_set"),
                 }
-            )
+            ),
+            None,
         )
-        cid_font = add(
+    if key == "cid_font":
+        return (
             generic.DictionaryObject(
                 {
                     pdf_name("/Type"): pdf_name("/Font"),
@@ -415,25 +471,164 @@ class _StampFont:
                             pdf_name("/Supplement"): generic.NumberObject(0),
                         }
                     ),
-                    pdf_name("/FontDescriptor"): descriptor,
+                    pdf_name("/FontDescriptor"): ref("descriptor"),
                     pdf_name("/W"): _WidthsArray(p.widths),
                     pdf_name("/CIDToGIDMap"): pdf_name("/Identity"),
                 }
-            )
+            ),
+            None,
         )
-        self._ref = add(
-            generic.DictionaryObject(
-                {
-                    pdf_name("/Type"): pdf_name("/Font"),
-                    pdf_name("/Subtype"): pdf_name("/Type0"),
-                    pdf_name("/BaseFont"): name,
-                    pdf_name("/Encoding"): pdf_name("/Identity-H"),
-                    pdf_name("/DescendantFonts"): generic.ArrayObject([cid_font]),
-                    pdf_name("/ToUnicode"): to_unicode,
-                }
-            )
+    assert key == "font"
+    return (
+        generic.DictionaryObject(
+            {
+                pdf_name("/Type"): pdf_name("/Font"),
+                pdf_name("/Subtype"): pdf_name("/Type0"),
+                pdf_name("/BaseFont"): name,
+                pdf_name("/Encoding"): pdf_name("/Identity-H"),
+                pdf_name("/DescendantFonts"): generic.ArrayObject([ref("cid_font")]),
+                pdf_name("/ToUnicode"): ref("to_unicode"),
+            }
+        ),
+        None,
+    )
+
+
+# The order the font's objects are added in (each after those it refers to).
+_FONT_ORDER = ("font_file", "cid_set", "to_unicode", "descriptor", "cid_font", "font")
+# The stream data of each (None: not a stream).
+_FONT_DATA: dict[str, Callable[[_FontProgram], bytes | None]] = {
+    "font_file": lambda p: p.font_flate,
+    "cid_set": lambda p: p.cid_set_flate,
+    "to_unicode": lambda p: p.to_unicode_flate,
+    "descriptor": lambda p: None,
+    "cid_font": lambda p: None,
+    "font": lambda p: None,
+}
+
+
+def _templated(
+    build: Callable[[Callable[[str], generic.PdfObject]], generic.DictionaryObject],
+    length: int | None = None,
+) -> tuple[Template, tuple[str, ...]]:
+    """The :func:`_template` (``length``: of a stream's dictionary) of the dictionary
+    ``build(ref)`` makes, and the keys its slots refer to, in slot order."""
+    referred: list[str] = []
+
+    def slot(key: str) -> _Slot:
+        referred.append(key)
+        return _Slot(len(referred) - 1)
+
+    return _template(build(slot), length), tuple(referred)
+
+
+@lru_cache(maxsize=4)
+def _font_templates(font: Path) -> dict[str, tuple[Template, tuple[str, ...]]]:
+    """Per object of the stamp font, its :func:`_templated` form. Depends only on the font
+    program (a process constant, no agency's data)."""
+    program = _font_program(font)
+    out = {}
+    for key in _FONT_ORDER:
+        data = _FONT_DATA[key](program)
+        out[key] = _templated(
+            lambda ref, key=key: _font_object(program, key, ref)[0],  # type: ignore[misc]
+            None if data is None else len(data),
         )
+    return out
+
+
+class _StampFont:
+    """The stamp font in one document: its objects added on first use (a Type0 font over a
+    CIDFontType2, Identity-H, ISO 32000-1 §9.7), text shown as glyph ids. The subset has no
+    layout tables, so a glyph's advance is its width: what :func:`text_width` measures."""
+
+    def __init__(self, writer: BasePdfFileWriter, font: Path) -> None:
+        self.writer = writer
+        self.font = font
+        self.program = _font_program(font)
+        self._ref: generic.IndirectObject | None = None
+
+    def show(self, text: str) -> tuple[bytes, float]:
+        """The ``Tj`` operator for ``text`` (NFC) and its advance in em."""
+        glyphs = [self.program.cmap.get(ord(c), 0) for c in unicodedata.normalize("NFC", text)]
+        advance = sum(self.program.widths[g] for g in glyphs) / 1000
+        return b"<%s> Tj" % "".join(f"{g:04X}" for g in glyphs).encode(), advance
+
+    def resource(self) -> generic.IndirectObject:
+        if self._ref is not None:
+            return self._ref
+        add = self.writer.add_object
+        refs: dict[str, generic.IndirectObject] = {}
+        if self.writer.security_handler is None:
+            templates = _font_templates(self.font)
+            for key in _FONT_ORDER:
+                template, referred = templates[key]
+                data = _FONT_DATA[key](self.program)
+                refs[key] = add(_Serialised(template, tuple(refs[r] for r in referred), data))
+        else:
+            for key in _FONT_ORDER:
+                obj, data = _font_object(self.program, key, refs.__getitem__)
+                if data is not None:
+                    obj = generic.StreamObject(dict(obj), encoded_data=data)
+                refs[key] = add(obj)
+        self._ref = refs["font"]
         return self._ref
+
+
+def _image_dicts(
+    width_px: int, height_px: int, ref: Callable[[str], generic.PdfObject]
+) -> tuple[generic.DictionaryObject, generic.DictionaryObject]:
+    """The dictionaries of an image XObject of ``width_px`` × ``height_px`` 8-bit samples and
+    of its soft mask, Flate with PNG row filters (stamp_images._png_idat, ISO 32000-1
+    §7.4.4.4); the image's /SMask is ``ref("smask")``."""
+    common = {
+        "/Type": pdf_name("/XObject"),
+        "/Subtype": pdf_name("/Image"),
+        "/Width": generic.NumberObject(width_px),
+        "/Height": generic.NumberObject(height_px),
+        "/BitsPerComponent": generic.NumberObject(8),
+        "/Filter": pdf_name("/FlateDecode"),
+    }
+
+    def predictor(colors: int) -> generic.DictionaryObject:
+        return generic.DictionaryObject(
+            {
+                pdf_name("/Predictor"): generic.NumberObject(15),
+                pdf_name("/Colors"): generic.NumberObject(colors),
+                pdf_name("/BitsPerComponent"): generic.NumberObject(8),
+                pdf_name("/Columns"): generic.NumberObject(width_px),
+            }
+        )
+
+    smask = generic.DictionaryObject(
+        {
+            **{pdf_name(k): v for k, v in common.items()},
+            pdf_name("/ColorSpace"): pdf_name("/DeviceGray"),
+            pdf_name("/DecodeParms"): predictor(1),
+        }
+    )
+    rgb = generic.DictionaryObject(
+        {
+            **{pdf_name(k): v for k, v in common.items()},
+            pdf_name("/ColorSpace"): pdf_name("/DeviceRGB"),
+            pdf_name("/DecodeParms"): predictor(3),
+            pdf_name("/SMask"): ref("smask"),
+        }
+    )
+    return smask, rgb
+
+
+@lru_cache(maxsize=64)
+def _image_templates(
+    width_px: int, height_px: int, rgb_length: int, alpha_length: int
+) -> tuple[tuple[Template, tuple[str, ...]], tuple[Template, tuple[str, ...]]]:
+    """The :func:`_templated` soft mask and image dictionaries for these sizes: numbers only,
+    no image's samples (those are written from the :class:`StampImage` each time), so no
+    agency's data is kept here; bounded."""
+    return (
+        _templated(lambda ref: _image_dicts(width_px, height_px, ref)[0], alpha_length),
+        _templated(lambda ref: _image_dicts(width_px, height_px, ref)[1], rgb_length),
+    )
 
 
 class KindStamp(BaseStamp):
@@ -447,44 +642,19 @@ class KindStamp(BaseStamp):
     def _image_ref(self, image: StampImage) -> generic.IndirectObject:
         # The samples were compressed once (stamp_images.stamp_image); each document gets its
         # own two objects (the image and its soft mask, ISO 32000-1 §11.6.5.3).
-        common = {
-            "/Type": pdf_name("/XObject"),
-            "/Subtype": pdf_name("/Image"),
-            "/Width": generic.NumberObject(image.width_px),
-            "/Height": generic.NumberObject(image.height_px),
-            "/BitsPerComponent": generic.NumberObject(8),
-            "/Filter": pdf_name("/FlateDecode"),
-        }
-
-        def predictor(colors: int) -> generic.DictionaryObject:
-            # PNG row filters (stamp_images._png_idat), ISO 32000-1 §7.4.4.4.
-            return generic.DictionaryObject(
-                {
-                    pdf_name("/Predictor"): generic.NumberObject(15),
-                    pdf_name("/Colors"): generic.NumberObject(colors),
-                    pdf_name("/BitsPerComponent"): generic.NumberObject(8),
-                    pdf_name("/Columns"): generic.NumberObject(image.width_px),
-                }
-            )
-
-        smask = generic.StreamObject(
-            {
-                **{pdf_name(k): v for k, v in common.items()},
-                pdf_name("/ColorSpace"): pdf_name("/DeviceGray"),
-                pdf_name("/DecodeParms"): predictor(1),
-            },
-            encoded_data=image.alpha_flate,
+        writer = self._ensure_writer
+        sizes = (image.width_px, image.height_px, len(image.rgb_flate), len(image.alpha_flate))
+        if writer.security_handler is None:
+            (smask_t, _), (rgb_t, _) = _image_templates(*sizes)
+            smask_ref = writer.add_object(_Serialised(smask_t, (), image.alpha_flate))
+            return writer.add_object(_Serialised(rgb_t, (smask_ref,), image.rgb_flate))
+        null = generic.NullObject()
+        smask_dict, _ = _image_dicts(image.width_px, image.height_px, lambda _k: null)
+        smask_ref = writer.add_object(
+            generic.StreamObject(dict(smask_dict), encoded_data=image.alpha_flate)
         )
-        rgb = generic.StreamObject(
-            {
-                **{pdf_name(k): v for k, v in common.items()},
-                pdf_name("/ColorSpace"): pdf_name("/DeviceRGB"),
-                pdf_name("/DecodeParms"): predictor(3),
-                pdf_name("/SMask"): self._ensure_writer.add_object(smask),
-            },
-            encoded_data=image.rgb_flate,
-        )
-        return self._ensure_writer.add_object(rgb)
+        _, rgb_dict = _image_dicts(image.width_px, image.height_px, lambda _k: smask_ref)
+        return writer.add_object(generic.StreamObject(dict(rgb_dict), encoded_data=image.rgb_flate))
 
     def _text(self, font: _StampFont, line: _Line, y: float, width: float) -> bytes:
         shown, advance = font.show(line.text)
@@ -743,11 +913,58 @@ class KindAppearance:
 _HIDDEN_FLAGS = 2 | 32  # Hidden, NoView
 
 
-def _signer_certificate(signed_data: Any, signer_info: Any) -> Any:
+@dataclass(frozen=True)
+class _CertFacts:
+    """What the seal's check reads of a signer certificate: its issuer (DER) and serial
+    number, to match a signer info's ``sid``, and its subject's organisation (O) as
+    asn1crypto's ``subject.native`` gives it (a string, a list when repeated, or ``None``)."""
+
+    issuer: bytes
+    serial: int
+    organisation: Any
+
+
+# Certificate facts, per agency: (the sealing agency's organisation, certificate DER) → facts.
+# Why: every seal over a person signature read each certificate embedded in that signature's
+# CMS (issuer, serial number) and the signer's subject, parsing them with asn1crypto (~0.15 ms
+# of each seal, ``python -m bench.run --appearance-only``); an agency's officers sign with the
+# same few certificates over and over. Keyed by the certificate's exact bytes (a renewed or
+# changed certificate is another entry) and by the agency asking (two agencies never share an
+# entry); bounded, least recently used first out. Facts only, no parsed objects: asn1crypto's
+# lazy parsing is not thread-safe, so nothing parsed is shared between signatures.
+CERT_FACTS_MAX = 256
+_cert_facts: OrderedDict[tuple[str, bytes], _CertFacts] = OrderedDict()
+_cert_facts_lock = threading.Lock()
+
+
+def _facts(organisation: str, der: bytes, cert: Any) -> _CertFacts:
+    """The :class:`_CertFacts` of ``cert`` (whose DER is ``der``) for ``organisation``'s
+    check, from the cache or read now."""
+    key = (organisation, der)
+    with _cert_facts_lock:
+        found = _cert_facts.get(key)
+        if found is not None:
+            _cert_facts.move_to_end(key)
+            return found
+    facts = _CertFacts(
+        cert.issuer.dump(), cert.serial_number, cert.subject.native.get("organization_name")
+    )
+    with _cert_facts_lock:
+        _cert_facts[key] = facts
+        while len(_cert_facts) > CERT_FACTS_MAX:
+            _cert_facts.popitem(last=False)
+    return facts
+
+
+def _signer_certificate(
+    signed_data: Any, signer_info: Any, organisation: str
+) -> tuple[Any, Any] | None:
     """The embedded certificate whose issuer and serial number are, byte for byte, the signer
-    info's ``sid`` (RFC 5652 §5.3), else ``None``. Only to decide where a seal goes: pyHanko's
-    selection compares names by RFC 4518 string preparation (~4 ms a signature in asn1crypto),
-    which the exact-bytes match our own and every common signer's CMS satisfies."""
+    info's ``sid`` (RFC 5652 §5.3), with its subject's organisation (``subject.native``'s
+    O), else ``None``. Only to decide where a seal goes: pyHanko's selection compares names
+    by RFC 4518 string preparation (~4 ms a signature in asn1crypto), which the exact-bytes
+    match our own and every common signer's CMS satisfies. ``organisation``: the sealing
+    agency's, the key of its :data:`_cert_facts` entries."""
     sid = signer_info["sid"]
     if sid.name != "issuer_and_serial_number":
         return None
@@ -757,8 +974,9 @@ def _signer_certificate(signed_data: Any, signer_info: Any) -> Any:
         if choice.name != "certificate":
             continue
         cert = choice.chosen
-        if cert.serial_number == serial and cert.issuer.dump() == issuer:
-            return cert
+        facts = _facts(organisation, cert.dump(), cert)
+        if facts.serial == serial and facts.issuer == issuer:
+            return cert, facts.organisation
     return None
 
 
@@ -805,9 +1023,10 @@ def _same_agency_signature(
 
     try:
         embedded = EmbeddedPdfSignature(reader, field, name)
-        cert = _signer_certificate(embedded.signed_data, embedded.signer_info)
-        if cert is None or cert.subject.native.get("organization_name") != organisation:
+        found = _signer_certificate(embedded.signed_data, embedded.signer_info, organisation)
+        if found is None or found[1] != organisation:
             return False, None
+        cert = found[0]
         digest, prefix = _covered_digest(reader, embedded)
         intact, valid = signature_integrity(
             embedded.signer_info,

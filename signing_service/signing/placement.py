@@ -531,6 +531,14 @@ class _Grid:
     def free_starts(self, w: float, h: float, margin: float) -> list[tuple[int, int]] | None:
         """Per row r (top-left cell row of the box): the bitmask of columns where a w × h box
         fits on free cells inside the margins; ``None`` when it cannot fit at all."""
+        starts = self.free_rows(w, h, margin)
+        return None if starts is None else list(starts.from_row(0))
+
+    def free_rows(self, w: float, h: float, margin: float) -> _FreeRows | None:
+        """:meth:`free_starts` computed row by row as they are read (:class:`_FreeRows`):
+        placement stops at the first row that fits, usually near where it starts looking,
+        instead of masking every row of the page (~0.03 ms of each visible signature, ``python
+        -m bench.run --appearance-only``)."""
         s = self.cell
         wc, hc = math.ceil(w / s), math.ceil(h / s)
         c_lo, c_hi = math.ceil(margin / s), math.floor((self.width - margin) / s) - wc
@@ -554,7 +562,24 @@ class _Grid:
                 widened[row] = acc
             rows.append(acc)
         blocked = _window_or(rows, hc)
-        return [(r, ~blocked[r] & allowed) for r in range(r_lo, min(r_hi, len(blocked) - 1) + 1)]
+        return _FreeRows(range(r_lo, min(r_hi, len(blocked) - 1) + 1), blocked, allowed)
+
+
+class _FreeRows:
+    """The free-column bitmask of each row in ``rows`` (``~blocked[r] & allowed``), computed
+    when read. Falsy when there is no row."""
+
+    def __init__(self, rows: range, blocked: list[int], allowed: int) -> None:
+        self.rows, self.blocked, self.allowed = rows, blocked, allowed
+
+    def __bool__(self) -> bool:
+        return len(self.rows) > 0
+
+    def from_row(self, first: int) -> Iterator[tuple[int, int]]:
+        """``(r, mask)`` for the rows from ``first`` on, top to bottom."""
+        blocked, allowed = self.blocked, self.allowed
+        for r in self.rows[max(0, first - self.rows.start) :]:
+            yield r, ~blocked[r] & allowed
 
 
 def _window_or(rows: list[int], k: int) -> list[int]:
@@ -608,7 +633,7 @@ def _place_on_page(
     view_w, view_h = page.view_size
     margin = min(margin, 0.05 * min(view_w, view_h))
     grid = _Grid(view_w, view_h, obstacles_view)
-    starts = grid.free_starts(width, height, margin)
+    starts = grid.free_rows(width, height, margin)
     if not starts:
         return None
     s = grid.cell
@@ -626,7 +651,7 @@ def _place_on_page(
         if c_last < 0:
             return None
         left_half = (1 << (c_last + 1)) - 1
-        for r, free in starts:
+        for r, free in starts.from_row(0):
             free &= left_half
             if free:
                 c = (free & -free).bit_length() - 1  # the leftmost
@@ -636,7 +661,7 @@ def _place_on_page(
         limit = None
         if above_text:
             limit = min((v1 for u1, v1, u2, _v2 in lines_view if u2 > view_w / 2), default=view_h)
-        for r, free in starts:
+        for r, free in starts.from_row(0):
             if limit is not None and r * s + height > limit:
                 return None
             free &= right_half
@@ -669,9 +694,7 @@ def _place_on_page(
     target = round((0.75 * view_w - width / 2) / s)
     for top in tops:
         first_row = math.ceil((top + GAP) / s)
-        for r, free in starts:
-            if r < first_row:
-                continue
+        for r, free in starts.from_row(first_row):
             free &= right_half
             if free:
                 c = _nearest_bit(free, target)
