@@ -638,9 +638,9 @@ def test_a_template_refuses_what_it_cannot_mark() -> None:
 @needs_poppler
 def test_person_and_seal_on_an_encrypted_document(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
     """An encrypted document (owner password only) takes the ordinary objects, which the
-    writer encrypts: the stamp's font and images still render, blue and red. (Each kind on
-    its own document: a second signature on an encrypted signed document fails in pyHanko's
-    field lookup, on main too; reported, not this test's subject.)"""
+    writer encrypts: the stamp's font and images still render, blue and red; the seal goes
+    on the person-signed document as a second signature (its field found through pyHanko's
+    decrypting proxies, signing/inputs.py)."""
     source = pikepdf.open(io.BytesIO(nd30_page()))
     out = io.BytesIO()
     source.save(out, encryption=pikepdf.Encryption(user="", owner="chu-so-huu"))
@@ -652,9 +652,9 @@ def test_person_and_seal_on_an_encrypted_document(tmp_path: Path, key) -> None: 
         ["pdftotext", "-", "-"], input=signed, capture_output=True, check=True
     ).stdout.decode()
     assert "GIÁM ĐỐC" in text
-    sealed = sign(encrypted, key, KindAppearance(kind="seal", seal=seal_image()))
+    sealed = sign(signed, key, KindAppearance(kind="seal", seal=seal_image()))
     assert len(pixels(render(sealed, tmp_path, name="seal"), is_red)) > 300
-    for document in (signed, sealed):
+    for document, count in ((signed, 1), (sealed, 2)):
         reader = PdfFileReader(io.BytesIO(document))
         reader.decrypt("")
-        assert len(reader.embedded_signatures) == 1
+        assert len(reader.embedded_signatures) == count

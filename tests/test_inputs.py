@@ -125,12 +125,38 @@ def with_text_field(name: str, *, nested_under: str | None = None) -> bytes:
     return out.getvalue()
 
 
-def certified(pki: DevPki, permission: MDPPerm, *, empty_field: str | None = None) -> bytes:
+def owner_encrypted(data: bytes) -> bytes:
+    """``data`` encrypted with an owner password only: every viewer opens it, and the
+    service signs it (its objects come through pyHanko's decrypting proxies)."""
+    out = io.BytesIO()
+    pikepdf.open(io.BytesIO(data)).save(
+        out, encryption=pikepdf.Encryption(user="", owner="chu-so-huu")
+    )
+    return out.getvalue()
+
+
+def _writer(data: bytes) -> IncrementalPdfFileWriter:
+    writer = IncrementalPdfFileWriter(io.BytesIO(data))
+    if writer.prev.encrypted:
+        writer.encrypt("")
+    return writer
+
+
+def certified(
+    pki: DevPki,
+    permission: MDPPerm,
+    *,
+    empty_field: str | None = None,
+    encrypted: bool = False,
+) -> bytes:
     """A PDF certified (DocMDP ``permission``) with a dev key by pyHanko; with
-    ``empty_field``, a prepared empty signature field is added before the certification."""
+    ``empty_field``, a prepared empty signature field is added before the certification;
+    ``encrypted``: the document is encrypted (owner password only) first."""
     data = make_pdf(text="Quyet dinh da chung thuc")
+    if encrypted:
+        data = owner_encrypted(data)
     if empty_field is not None:
-        writer = IncrementalPdfFileWriter(io.BytesIO(data))
+        writer = _writer(data)
         fields.append_signature_field(
             writer, SigFieldSpec(sig_field_name=empty_field, on_page=0, box=(330, 80, 550, 160))
         )
@@ -144,17 +170,15 @@ def certified(pki: DevPki, permission: MDPPerm, *, empty_field: str | None = Non
         docmdp_permissions=permission,
         subfilter=fields.SigSeedSubFilter.PADES,
     )
-    out = asyncio.run(
-        signers.PdfSigner(meta, signer=key.signer).async_sign_pdf(
-            IncrementalPdfFileWriter(io.BytesIO(data))
-        )
-    )
+    out = asyncio.run(signers.PdfSigner(meta, signer=key.signer).async_sign_pdf(_writer(data)))
     return out.getvalue()  # type: ignore[no-any-return]
 
 
 def signed_fields(data: bytes) -> dict[str, bool]:
     """Signature field name → filled, as pyHanko reads the document."""
     reader = PdfFileReader(io.BytesIO(data))
+    if reader.encrypted:
+        reader.decrypt("")
     return {name: value is not None for name, value, _ in fields.enumerate_sig_fields(reader)}
 
 
@@ -220,6 +244,41 @@ def test_certified_no_changes_is_refused(
     # An empty field does not change P=1.
     data = certified(dev_pki[0], MDPPerm.NO_CHANGES, empty_field="ChuKyLanhDao")
     assert_refused(api, services, credentials, data, "DOCUMENT_CERTIFIED_NO_CHANGES")
+
+
+def test_encrypted_certified_documents_are_honoured_as_plain_ones(
+    api: Any, services: Services, credentials: dict[str, Any], dev_pki: tuple[DevPki, int]
+) -> None:
+    """In an encrypted document the certification's /Perms and the fields come through
+    pyHanko's decrypting proxies; read as if absent, a P=1 document was signed (breaking its
+    certification) and a P=2 one got a new field."""
+    data = certified(dev_pki[0], MDPPerm.NO_CHANGES, encrypted=True)
+    assert_refused(api, services, credentials, data, "DOCUMENT_CERTIFIED_NO_CHANGES")
+    data = certified(dev_pki[0], MDPPerm.FILL_FORMS, encrypted=True)
+    assert_refused(api, services, credentials, data, "DOCUMENT_CERTIFIED_FIELD_REQUIRED")
+    data = certified(dev_pki[0], MDPPerm.FILL_FORMS, empty_field="ChuKyLanhDao", encrypted=True)
+    response = sign(api, credentials, data)
+    assert response.status_code == 201, response.text
+    signed = download(api, credentials, response.json())
+    assert signed_fields(signed) == {"ChungThuc": True, "ChuKyLanhDao": True}
+
+
+def test_a_signed_encrypted_document_takes_a_second_signature(
+    api: Any, credentials: dict[str, Any]
+) -> None:
+    """The second signature on an encrypted, already signed document gets a new field (it
+    took ``Signature1`` again, which pyHanko refused as filled: SIGNING_FAILED), and a text
+    field named like a signature field is not taken either."""
+    first = sign(api, credentials, owner_encrypted(with_text_field("Signature1")))
+    assert first.status_code == 201, first.text
+    once = download(api, credentials, first.json())
+    second = sign(api, credentials, once)
+    assert second.status_code == 201, second.text
+    twice = download(api, credentials, second.json())
+    assert signed_fields(twice) == {"Signature2": True, "Signature3": True}
+    report = verify(api, twice)
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert len(report["signatures"]) == 2
 
 
 def test_certified_fill_forms_without_an_empty_field_is_refused(

@@ -60,10 +60,22 @@ def sign(data: bytes, key: LoadedKey, **kwargs: Any) -> bytes:
     return asyncio.run(m.sign(data, key, **kwargs))
 
 
+def _reader(data: bytes) -> PdfFileReader:
+    """A reader as the verifier makes it (diff_speedups installed; an encrypted document
+    opened with the empty user password)."""
+    from signing_service.verification.diff_speedups import speed_up_reader
+
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    speed_up_reader(reader)
+    if reader.encrypted:
+        reader.decrypt("")
+    return reader
+
+
 def per_revision(data: bytes) -> tuple[ModificationLevel, MDPPerm | None]:
     """The per-revision engine's view: the highest level over the revisions after the first
     signature, and the certification's DocMDP permission. Raises SuspiciousModification."""
-    reader = PdfFileReader(BytesIO(data), strict=False)
+    reader = _reader(data)
     signatures = list(reader.embedded_signatures)
     assert signatures, "the test document must be signed"
     doc_mdp = next((s.docmdp_level for s in signatures if s.docmdp_level is not None), None)
@@ -82,7 +94,7 @@ def per_revision(data: bytes) -> tuple[ModificationLevel, MDPPerm | None]:
 
 def last_revision_level(data: bytes) -> ModificationLevel:
     """The level of the newest revision alone, against the one before it."""
-    reader = PdfFileReader(BytesIO(data), strict=False)
+    reader = _reader(data)
     last = reader.xrefs.total_revisions - 1
     return DIFF_POLICY.apply(
         reader.get_historical_resolver(last - 1), reader.get_historical_resolver(last)
@@ -704,3 +716,79 @@ def test_a_stream_without_an_end_is_still_unreadable(verifier: Verifier, key: Lo
     twice = sign(sign(broken, key, field_name="Sig1"), key, field_name="Sig2")
     report = report_of(verifier, twice)
     assert report["signatures"][0]["checks"]["modifications"]["status"] != "PASSED", report
+
+
+# --- encrypted documents -------------------------------------------------------------------------
+
+
+def _owner_encrypted(data: bytes) -> bytes:
+    import pikepdf
+
+    out = BytesIO()
+    pikepdf.open(BytesIO(data)).save(
+        out, encryption=pikepdf.Encryption(user="", owner="chu-so-huu")
+    )
+    return out.getvalue()
+
+
+ENCRYPTED_CASES: dict[str, Any] = {
+    "second signature": lambda signed, key: sign(signed, key, field_name="Signature2"),
+    "second visible signature": lambda signed, key: sign(
+        signed, key, field_name="Signature2", visible=True
+    ),
+    "comment added": lambda signed, key: m.edit(signed, m.add_comment),
+    "bookmark added": lambda signed, key: m.edit(signed, lambda w: m.add_outline(w)),
+    "page rotated": lambda signed, key: m.edit(
+        signed, set_page_entries(Rotate=generic.NumberObject(90))
+    ),
+    "tab order and rotation": lambda signed, key: m.edit(
+        signed,
+        set_page_entries(Tabs=generic.NameObject("/S"), Rotate=generic.NumberObject(90)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ENCRYPTED_CASES))
+def test_encrypted_documents_are_judged_as_plain_ones(
+    verifier: Verifier, key: LoadedKey, case: str
+) -> None:
+    """The same change after the same signature gets the same judgement whether the document
+    is encrypted (owner password only) or not. In an encrypted document pyHanko hands out
+    nested values as ``DecryptedObjectProxy``; read as they came, equal values looked changed
+    and a second signature was judged an unpermitted modification of the first."""
+    change = ENCRYPTED_CASES[case]
+    outcomes = []
+    for encrypt in (False, True):
+        base = m.base_pdf()
+        if encrypt:
+            base = _owner_encrypted(base)
+        changed = change(sign(base, key), key)
+        report = report_of(verifier, changed)
+        first = report["signatures"][0]["checks"]["modifications"]
+        try:
+            level: Any = per_revision(changed)[0]
+        except SuspiciousModification:
+            level = "suspicious"
+        outcomes.append((first["status"], first.get("code"), level))
+    assert outcomes[1] == outcomes[0], outcomes
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+def test_signature_added_under_no_changes_certification_fails_even_encrypted(
+    verifier: Verifier, key: LoadedKey, encrypt: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attacker's tool adds a signature to a document certified with DocMDP P=1 (pyHanko's
+    signer refuses to; the attacker's does not). Encrypted, the new signature's value
+    dictionary was reached only through pyHanko's decrypting proxies, was taken for an
+    orphan, and the change passed as an LTA update that P=1 allows."""
+    from pyhanko.sign.signers import pdf_signer
+
+    base = m.base_pdf()
+    if encrypt:
+        base = _owner_encrypted(base)
+    certified = sign(base, key, certify=MDPPerm.NO_CHANGES)
+    monkeypatch.setattr(
+        pdf_signer.PdfSigner, "_enforce_certification_constraints", lambda self, reader: None
+    )
+    attacked = sign(certified, key, field_name="Signature2")
+    assert_refused(verifier, attacked, "DOCMDP_VIOLATION")

@@ -226,6 +226,31 @@ def test_hostile_input_stops_with_its_code(case: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "case", ["nesting_just_over", "deep_field_tree", "field_dag_bomb", "many_signature_fields"]
+)
+def test_hostile_input_encrypted_stops_with_the_same_code(case: str) -> None:
+    """The same hostile structure in an encrypted document (owner password only: anyone can
+    open it, the verifier decrypts it first): pyHanko hands out the nested values as
+    ``DecryptedObjectProxy``, which the checks must look through. Before they did, a nesting
+    just over the limit passed unnoticed when encrypted."""
+    import io
+
+    import pikepdf
+
+    build, code = OPEN_CASES[case]
+    out = io.BytesIO()
+    pikepdf.open(io.BytesIO(build())).save(
+        out, encryption=pikepdf.Encryption(user="", owner="chu-so-huu")
+    )
+    reader = open_reader(out.getvalue())
+    assert reader.encrypted
+    reader.decrypt("")
+    with pytest.raises(LimitExceeded) as caught:
+        check_structure(reader, limits.DEFAULT_LIMITS)
+    assert caught.value.code == code, caught.value
+
+
+@pytest.mark.parametrize(
     "build",
     [hostile.content_stream_bomb, hostile.metadata_stream_bomb, hostile.stacked_filter_bomb],
     ids=["content", "metadata", "stacked"],

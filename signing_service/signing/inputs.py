@@ -51,7 +51,15 @@ class TooManyFields(Exception):
 
 
 def _resolved(value: object) -> object:
-    return value.get_object() if isinstance(value, generic.IndirectObject) else value
+    """``value`` dereferenced and, in an encrypted document, decrypted: pyHanko hands out the
+    arrays, dictionaries and strings inside an object as ``DecryptedObjectProxy``, which no
+    ``isinstance`` check here would recognise (a signed encrypted document looked as if it
+    had no fields, and its second signature took the first one's name)."""
+    if isinstance(value, generic.IndirectObject):
+        value = value.get_object()
+    if isinstance(value, generic.DecryptedObjectProxy):
+        value = value.decrypted
+    return value
 
 
 def _walk_fields(reader: PdfFileReader) -> Iterator[tuple[str, generic.DictionaryObject]]:

@@ -246,7 +246,25 @@ class _Budget:
 
 
 def _resolve(obj: generic.PdfObject | None) -> generic.PdfObject | None:
-    return obj.get_object() if isinstance(obj, generic.IndirectObject) else obj
+    """``obj`` dereferenced and, in an encrypted document, decrypted (pyHanko hands out the
+    arrays, dictionaries and strings inside an object as ``DecryptedObjectProxy``: compared
+    as they come, two equal values looked changed, and a second signature on an encrypted
+    signed document was judged an unpermitted modification of the first)."""
+    if isinstance(obj, generic.IndirectObject):
+        obj = obj.get_object()
+    if isinstance(obj, generic.DecryptedObjectProxy):
+        obj = obj.decrypted
+    return obj
+
+
+def _get(container: generic.DictionaryObject, key: str, default: object = None) -> Any:
+    """``container.get(key, default)`` (not dereferenced), decrypted in an encrypted document:
+    ``dict.get`` returns pyHanko's ``DecryptedObjectProxy`` for a direct array, dictionary or
+    string, which every ``isinstance`` check here would take for something else."""
+    if key not in container:
+        return default
+    raw_get = getattr(container, "raw_get", None)
+    return raw_get(key) if raw_get is not None else container.get(key, default)
 
 
 def _raw(container: generic.DictionaryObject, key: str) -> generic.PdfObject | None:
@@ -365,8 +383,8 @@ def _walk_pages(resolver: HistoricalResolver) -> list[generic.Reference]:
         node = item.get_object()
         if not isinstance(node, generic.DictionaryObject):
             continue
-        if node.get("/Type") == "/Pages" or ("/Kids" in node and "/Contents" not in node):
-            kids = node.get("/Kids")
+        if _get(node, "/Type") == "/Pages" or ("/Kids" in node and "/Contents" not in node):
+            kids = _get(node, "/Kids")
             if isinstance(kids, generic.ArrayObject):
                 stack.extend(reversed([kids.raw_get(i) for i in range(len(kids))]))
         else:
@@ -479,7 +497,7 @@ def _inherited(obj: generic.DictionaryObject, key: str) -> generic.PdfObject | N
             return None
         if key in node:
             return node.raw_get(key)
-        node = node.get("/Parent")
+        node = _get(node, "/Parent")
     return None
 
 
@@ -492,7 +510,7 @@ def _new_signature_widgets(
     acroform = new.root["/AcroForm"]
     if not isinstance(acroform, generic.DictionaryObject):
         return set()
-    fields = acroform.get("/Fields")
+    fields = _get(acroform, "/Fields")
     if not isinstance(fields, generic.ArrayObject):
         return set()
     budget = _Budget(MAX_TREE_NODES, "form field tree")
@@ -506,7 +524,7 @@ def _new_signature_widgets(
         field_dict = raw.get_object()
         if not isinstance(field_dict, generic.DictionaryObject):
             continue
-        kids = field_dict.get("/Kids")
+        kids = _get(field_dict, "/Kids")
         kid_refs = (
             [kids.raw_get(i) for i in range(len(kids))]
             if isinstance(kids, generic.ArrayObject)
@@ -668,8 +686,8 @@ class CatalogRule(CatalogModificationRule):
     def apply_qualified(
         self, old: HistoricalResolver, new: HistoricalResolver
     ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
-        old_mode = old.root.get("/PageMode")
-        new_mode = new.root.get("/PageMode")
+        old_mode = _get(old.root, "/PageMode")
+        new_mode = _get(new.root, "/PageMode")
         if old_mode != new_mode:
             if new_mode is not None and not _name_in(new_mode, self.PAGE_MODES):
                 raise SuspiciousModification(f"/PageMode set to {new_mode} after signing")
@@ -685,12 +703,14 @@ def _check_ap_values(tree: generic.DictionaryObject, budget: _Budget) -> None:
     while nodes:
         budget.spend()
         node = nodes.pop()
-        for kid in node.get("/Kids", ()):
+        for kid in _get(node, "/Kids", ()):
             nodes.append(kid.get_object())
-        names = node.get("/Names", generic.ArrayObject())
+        names = _get(node, "/Names", generic.ArrayObject())
         for value in list(names)[1::2]:
             stream = value.get_object()
-            if not (isinstance(stream, generic.StreamObject) and stream.get("/Subtype") == "/Form"):
+            if not (
+                isinstance(stream, generic.StreamObject) and _get(stream, "/Subtype") == "/Form"
+            ):
                 raise SuspiciousModification("/Names /AP value is not a Form XObject")
 
 
@@ -779,7 +799,7 @@ class PageAnnotationRule(QualifiedWhitelistRule):
         annot = new(ref)
         return (
             isinstance(annot, generic.DictionaryObject)
-            and _name_in(annot.get("/Subtype"), MARKUP_SUBTYPES)
+            and _name_in(_get(annot, "/Subtype"), MARKUP_SUBTYPES)
             and not FORBIDDEN_ANNOT_KEYS & set(annot)
         )
 
@@ -788,7 +808,7 @@ class PageAnnotationRule(QualifiedWhitelistRule):
         annot = old(ref)
         if not isinstance(annot, generic.DictionaryObject):
             return ANNOT
-        if annot.get("/Subtype") != "/Widget":
+        if _get(annot, "/Subtype") != "/Widget":
             return ANNOT
         if _inherited(annot, "/V") is not None:
             kind = (
@@ -811,8 +831,8 @@ class PageAnnotationRule(QualifiedWhitelistRule):
         if not compare_dicts(old_page, new_page, frozenset({"/Annots", "/Tabs"}), raise_exc=False):
             return  # the page changed otherwise: unexplained
         level = LTA
-        if old_page.get("/Tabs") != new_page.get("/Tabs"):
-            if "/Tabs" in new_page and not _name_in(new_page.get("/Tabs"), TAB_ORDERS):
+        if _get(old_page, "/Tabs") != _get(new_page, "/Tabs"):
+            if "/Tabs" in new_page and not _name_in(_get(new_page, "/Tabs"), TAB_ORDERS):
                 return
             level = max(level, FILL)
         if not change.order_kept:
@@ -926,8 +946,8 @@ class MarkupEditRule(QualifiedWhitelistRule):
                 # markup /Subtype (shadow prepared before signing) must not pass as a comment.
                 and not isinstance(before, generic.StreamObject)
                 and not isinstance(after, generic.StreamObject)
-                and _name_in(before.get("/Subtype"), MARKUP_SUBTYPES)
-                and after.get("/Subtype") == before.get("/Subtype")
+                and _name_in(_get(before, "/Subtype"), MARKUP_SUBTYPES)
+                and _get(after, "/Subtype") == _get(before, "/Subtype")
                 and not FORBIDDEN_ANNOT_KEYS & set(after)
                 and _raw(before, "/P") == _raw(after, "/P")
             ):
@@ -942,7 +962,7 @@ class MarkupEditRule(QualifiedWhitelistRule):
             item = generic.IndirectObject(ref.idnum, ref.generation, new)
             for sub in _new_refs_below(old, item, budget, skip=frozenset({"/P", "/Parent"})):
                 yield ANNOT, ReferenceUpdate(sub)
-            appearance = after.get("/AP")
+            appearance = _get(after, "/AP")
             if isinstance(appearance, generic.DictionaryObject):
                 for key in ("/N", "/R", "/D"):
                     stream = _raw(appearance, key)
@@ -985,7 +1005,7 @@ def _kids(container: generic.DictionaryObject) -> list[generic.PdfObject]:
 
 def _is_objr(obj: generic.PdfObject | None) -> bool:
     return isinstance(obj, generic.DictionaryObject) and (
-        obj.get("/Type") == "/OBJR" or ("/Obj" in obj and "/S" not in obj)
+        _get(obj, "/Type") == "/OBJR" or ("/Obj" in obj and "/S" not in obj)
     )
 
 
@@ -1017,14 +1037,14 @@ def _number_tree(
             sub = _raw(node, key)
             if isinstance(sub, generic.IndirectObject):
                 nodes.append(sub.reference)
-        nums = node.get("/Nums")
+        nums = _get(node, "/Nums")
         if isinstance(nums, generic.ArrayObject):
             for i in range(0, len(nums) - 1, 2):
                 k = nums.raw_get(i)
                 if not isinstance(k, generic.NumberObject):
                     raise _StructureChangeRefused()
                 entries[int(k)] = nums.raw_get(i + 1)
-        kids = node.get("/Kids")
+        kids = _get(node, "/Kids")
         if isinstance(kids, generic.ArrayObject):
             stack.extend(kids.raw_get(i) for i in range(len(kids)))
     return entries, nodes
@@ -1070,7 +1090,7 @@ class StructureTreeRule(QualifiedWhitelistRule):
         except Exception:  # noqa: BLE001 - unreadable in the old revision: not an element
             return False
         return isinstance(obj, generic.DictionaryObject) and (
-            obj.get("/Type") == "/StructElem" or ("/S" in obj and "/P" in obj)
+            _get(obj, "/Type") == "/StructElem" or ("/S" in obj and "/P" in obj)
         )
 
     def _analyse(
@@ -1092,7 +1112,7 @@ class StructureTreeRule(QualifiedWhitelistRule):
             old_root, new_root, frozenset({"/K", "/ParentTree", "/ParentTreeNextKey"}), False
         ):
             raise _StructureChangeRefused()
-        next_key = new_root.get("/ParentTreeNextKey")
+        next_key = _get(new_root, "/ParentTreeNextKey")
         if next_key is not None and not isinstance(next_key, generic.NumberObject):
             raise _StructureChangeRefused()
         removed_annots = _annotation_changes(old, new).removed
@@ -1229,7 +1249,7 @@ class StructureTreeRule(QualifiedWhitelistRule):
                 annot = target.get_object()
                 if not (isinstance(annot, generic.DictionaryObject) and "/Subtype" in annot):
                     raise _StructureChangeRefused()
-                only_widgets = only_widgets and annot.get("/Subtype") == "/Widget"
+                only_widgets = only_widgets and _get(annot, "/Subtype") == "/Widget"
                 tagged += 1
                 continue
             if not (isinstance(obj, generic.DictionaryObject) and "/S" in obj):
@@ -1324,7 +1344,7 @@ class OutlineRule(QualifiedWhitelistRule):
         except Exception:  # noqa: BLE001 - unreadable in the old revision: not an item
             return False
         return isinstance(obj, generic.DictionaryObject) and (
-            obj.get("/Type") == "/Outlines" or ("/Title" in obj and "/Parent" in obj)
+            _get(obj, "/Type") == "/Outlines" or ("/Title" in obj and "/Parent" in obj)
         )
 
     @staticmethod
@@ -1381,11 +1401,11 @@ class OutlineRule(QualifiedWhitelistRule):
             action = obj["/A"]
             if not (
                 isinstance(action, generic.DictionaryObject)
-                and action.get("/S") == "/GoTo"
+                and _get(action, "/S") == "/GoTo"
                 and "/D" in action
                 and "/Next" not in action
             ):
-                kind = action.get("/S") if isinstance(action, generic.DictionaryObject) else "?"
+                kind = _get(action, "/S") if isinstance(action, generic.DictionaryObject) else "?"
                 raise SuspiciousModification(f"a bookmark added after signing runs {kind}")
             cls._check_destination(action["/D"], pages)
 
@@ -1509,7 +1529,7 @@ class ValidationDataRule(QualifiedWhitelistRule):
             return found
         if set(dss) - DSS_KEYS:
             refuse(f"unexpected entries {sorted(set(dss) - DSS_KEYS)}")
-        if "/Type" in dss and dss.get("/Type") != "/DSS":
+        if "/Type" in dss and _get(dss, "/Type") != "/DSS":
             refuse("wrong /Type")
         for key in DSS_ARRAYS:
             if key in dss:
@@ -1544,7 +1564,7 @@ class ValidationDataRule(QualifiedWhitelistRule):
                 else:
                     refuse("VRI /TS is not an indirect stream")
             if "/TU" in entry and not isinstance(
-                entry.get("/TU"), generic.TextStringObject | generic.ByteStringObject
+                _get(entry, "/TU"), generic.TextStringObject | generic.ByteStringObject
             ):
                 refuse("VRI /TU is not a date")
         return found
@@ -1701,7 +1721,7 @@ def _annotation_path_test_fails(steps: tuple[str | int, ...]) -> bool:
 
 
 def _flags(obj: generic.DictionaryObject) -> int:
-    value = obj.get("/F", 0)
+    value = _get(obj, "/F", 0)
     return int(value) if isinstance(value, generic.NumberObject) else 0
 
 
@@ -1718,22 +1738,22 @@ class FieldValueRule(GenericFieldModificationRule):
 
     @staticmethod
     def _check_form_resources(context: FieldComparisonContext) -> None:
-        old_form = context.old.root.get("/AcroForm")
-        new_form = context.new.root.get("/AcroForm")
+        old_form = _get(context.old.root, "/AcroForm")
+        new_form = _get(context.new.root, "/AcroForm")
         if not (
             isinstance(old_form, generic.DictionaryObject)
             and isinstance(new_form, generic.DictionaryObject)
         ):
             return
-        if new_form.get("/NeedAppearances") and not old_form.get("/NeedAppearances"):
+        if _get(new_form, "/NeedAppearances") and not _get(old_form, "/NeedAppearances"):
             raise SuspiciousModification(
                 "/NeedAppearances was switched on after signing: viewers would redraw the "
                 "signed field appearances"
             )
-        old_dr = old_form.get("/DR")
+        old_dr = _get(old_form, "/DR")
         if not isinstance(old_dr, generic.DictionaryObject):
             return
-        new_dr = new_form.get("/DR")
+        new_dr = _get(new_form, "/DR")
         if not isinstance(new_dr, generic.DictionaryObject):
             raise SuspiciousModification("/AcroForm /DR was removed after signing")
         budget = _Budget(MAX_COMPARED_NODES, "/AcroForm /DR")
@@ -1757,7 +1777,7 @@ class FieldValueRule(GenericFieldModificationRule):
 
     @staticmethod
     def _widgets(field_dict: generic.DictionaryObject) -> list[generic.DictionaryObject]:
-        kids = field_dict.get("/Kids")
+        kids = _get(field_dict, "/Kids")
         if isinstance(kids, generic.ArrayObject):
             found = [
                 k
@@ -1776,9 +1796,9 @@ class FieldValueRule(GenericFieldModificationRule):
         old_field, new_field = spec.old_field, spec.new_field
         assert old_field is not None and new_field is not None
         budget = _Budget(MAX_COMPARED_NODES, f"appearance of {spec.field_type} field")
-        new_form = context.new.root.get("/AcroForm")
+        new_form = _get(context.new.root, "/AcroForm")
         need_appearances = isinstance(new_form, generic.DictionaryObject) and bool(
-            new_form.get("/NeedAppearances")
+            _get(new_form, "/NeedAppearances")
         )
         keys = ("/AP", "/AS") + (("/DA", "/Q") if need_appearances else ())
         old_widgets, new_widgets = cls._widgets(old_field), cls._widgets(new_field)

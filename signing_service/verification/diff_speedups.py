@@ -41,6 +41,7 @@ Encrypted documents (which the verifier refuses before any comparison) keep pyHa
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
@@ -186,24 +187,77 @@ class _Path(RawPdfPath):
 def speed_up_reader(reader: PdfFileReader) -> None:
     """Install :func:`memoize_xref_history`, the fast copy into revisions and the revision
     facts kept by :class:`_Resolver` on ``reader`` and every ``HistoricalResolver`` it makes
-    from now on (idempotent). Encrypted documents keep pyHanko's resolvers."""
+    from now on (idempotent). An encrypted document gets :class:`_EncryptedResolver`
+    (pyHanko's own, seeing through its decrypting proxies) instead."""
     memoize_xref_history(reader)
     try:
         encrypted = reader.encrypted
     except Exception:  # noqa: BLE001 - a broken /Encrypt: pyHanko's resolvers report it
         encrypted = True
-    if "get_historical_resolver" in vars(reader) or encrypted:
+    if "get_historical_resolver" in vars(reader):
         return
     cache = reader._historical_resolver_cache
+    kind = _EncryptedResolver if encrypted else _Resolver
 
     def get_historical_resolver(revision: int) -> HistoricalResolver:
         # pyHanko's method, making a _Resolver (one per revision, kept by the reader)
         found = cache.get(revision)
         if found is None:
-            found = cache[revision] = _Resolver(reader, revision)
+            found = cache[revision] = kind(reader, revision)
         return found
 
     reader.get_historical_resolver = get_historical_resolver  # type: ignore[method-assign]
+
+
+class _EncryptedResolver(HistoricalResolver):
+    """pyHanko's view of one revision of an encrypted document, with its two walks over the
+    object graph made to see through ``DecryptedObjectProxy``.
+
+    pyHanko hands out the arrays and dictionaries inside an object of an encrypted document
+    as proxies (decrypted on access), and neither walk enters them: the references reached
+    only through one were missed. ``collect_dependencies`` then took a new signature's value
+    dictionary (reached via the field's ``/V`` inside the proxied ``/Fields``) for an orphan,
+    which the policy waves through as an LTA update, so a signature added under a DocMDP P=1
+    certification passed; the map of where each old object is used
+    (``_load_reverse_xref_cache``) lacked every use inside a proxy. References are never
+    encrypted, so both walks read the raw (still encrypted) objects: the structure and the
+    references are all there, and nothing is decrypted that must not be (ISO 32000-1
+    §7.6.1: a signature's /Contents, the /Encrypt dictionary)."""
+
+    _raw_view = False
+
+    def __call__(self, ref: generic.Reference) -> generic.PdfObject:
+        obj = super().__call__(ref)
+        if not self._raw_view or not isinstance(
+            obj, generic.DictionaryObject | generic.ArrayObject
+        ):
+            return obj
+        # The object itself is decrypted; its values are proxies over raw objects, whose own
+        # values are raw: one level to unwrap.
+        if isinstance(obj, generic.DictionaryObject):
+            view: generic.PdfObject = generic.DictionaryObject(
+                {k: _raw(v) for k, v in dict.items(obj)}
+            )
+        else:
+            view = generic.ArrayObject([_raw(v) for v in list.__iter__(obj)])
+        view.container_ref = obj.container_ref
+        return view
+
+    def _load_reverse_xref_cache(self) -> None:
+        self._raw_view = True
+        try:
+            super()._load_reverse_xref_cache()
+        finally:
+            self._raw_view = False
+
+    def _collect_indirect_references(  # type: ignore[no-untyped-def]
+        self, obj, seen, since_revision=None
+    ):
+        super()._collect_indirect_references(_raw(obj), seen, since_revision)
+
+
+def _raw(value: Any) -> Any:
+    return value.raw_object if isinstance(value, generic.DecryptedObjectProxy) else value
 
 
 class _Resolver(HistoricalResolver):

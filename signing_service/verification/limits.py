@@ -411,6 +411,10 @@ def _nesting_depth(obj: generic.PdfObject, limit: int) -> int:
     stack: list[tuple[object, int]] = [(obj, 1)]
     while stack:
         current, depth = stack.pop()
+        if isinstance(current, generic.DecryptedObjectProxy):
+            # An encrypted document's nested values come wrapped (decrypted on access); the
+            # structure is the raw object's, measured without decrypting anything.
+            current = current.raw_object
         if isinstance(current, generic.DictionaryObject):
             children: Iterator[object] = iter(dict.values(current))
         elif isinstance(current, generic.ArrayObject):
@@ -433,7 +437,13 @@ def _check_depth(obj: generic.PdfObject, limits: VerificationLimits, where: str)
 
 
 def _resolve(value: object) -> object:
-    return value.get_object() if isinstance(value, generic.IndirectObject) else value
+    """``value`` dereferenced and decrypted (see :func:`_nesting_depth`): an encrypted
+    document's fields are counted like a plain one's."""
+    if isinstance(value, generic.IndirectObject):
+        value = value.get_object()
+    if isinstance(value, generic.DecryptedObjectProxy):
+        value = value.decrypted
+    return value
 
 
 def _count_fields(root: generic.DictionaryObject, limits: VerificationLimits) -> tuple[int, int]:

@@ -222,17 +222,26 @@ async def sign(
         docmdp_permissions=certify or MDPPerm.FILL_FORMS,
     )
     spec = SigFieldSpec(field_name, box=(72, 80, 272, 140)) if visible else None
-    writer = IncrementalPdfFileWriter(BytesIO(data), strict=False)
+    writer = writer_over(data)
     out = BytesIO()
     await PdfSigner(meta, signer=key.signer, new_field_spec=spec).async_sign_pdf(writer, output=out)
     return out.getvalue()
+
+
+def writer_over(data: bytes) -> IncrementalPdfFileWriter:
+    """An incremental writer over ``data``; an encrypted document (owner password only) is
+    opened with the empty user password, as the service and viewers do."""
+    writer = IncrementalPdfFileWriter(BytesIO(data), strict=False)
+    if writer.prev.encrypted:
+        writer.encrypt("")
+    return writer
 
 
 @contextmanager
 def update(data: bytes, result: list[bytes]) -> Iterator[IncrementalPdfFileWriter]:
     """One incremental update: edit the writer inside the block; the new file is appended to
     ``result`` when the block ends."""
-    writer = IncrementalPdfFileWriter(BytesIO(data), strict=False)
+    writer = writer_over(data)
     yield writer
     out = BytesIO()
     writer.write(out)
