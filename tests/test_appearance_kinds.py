@@ -658,3 +658,9 @@ def test_person_and_seal_on_an_encrypted_document(tmp_path: Path, key) -> None: 
         reader = PdfFileReader(io.BytesIO(document))
         reader.decrypt("")
         assert len(reader.embedded_signatures) == count
+    # The seal went over the person signature, as on a plain document.
+    person_rect, seal_rect = (
+        [float(v) for v in s.sig_field["/Rect"]] for s in reader.embedded_signatures
+    )
+    assert seal_rect[0] < person_rect[2] and person_rect[0] < seal_rect[2]
+    assert seal_rect[1] < person_rect[3] and person_rect[1] < seal_rect[3]

@@ -1072,13 +1072,16 @@ def seal_target(reader: PdfFileReader, organisation: str | None) -> SealTarget |
         if value is None:
             continue
         field = field_ref.get_object()
-        widgets = [field] if "/Rect" in field else [k.get_object() for k in field.get("/Kids", ())]
+        # Read with [] (dereferenced and, in an encrypted document, decrypted): .get() would
+        # hand out pyHanko's DecryptedObjectProxy, and the seal missed the person signature.
+        kids = field["/Kids"] if "/Kids" in field else ()
+        widgets = [field] if "/Rect" in field else [k.get_object() for k in kids]
         shown = False
         for widget in widgets:
             try:
-                rect = [float(v) for v in widget.get("/Rect", ())]
-                flags = int(widget.get("/F", 0))
-            except (TypeError, ValueError):
+                rect = [float(v) for v in (widget["/Rect"] if "/Rect" in widget else ())]
+                flags = int(widget["/F"] if "/F" in widget else 0)
+            except (TypeError, ValueError, AttributeError):
                 continue
             if flags & _HIDDEN_FLAGS:
                 continue

@@ -100,7 +100,14 @@ class ModificationVerdict:
     limit: tuple[str, str] | None = None
 
 
+def _plain(value: object) -> object:
+    """``value`` decrypted when it is pyHanko's ``DecryptedObjectProxy`` (what ``dict.get``
+    returns for a direct array, dictionary or string in an encrypted document)."""
+    return value.decrypted if isinstance(value, generic.DecryptedObjectProxy) else value
+
+
 def _rect(value: object) -> tuple[float, float, float, float] | None:
+    value = _plain(value)
     try:
         items = [float(v) for v in value]  # type: ignore[attr-defined]
     except (TypeError, ValueError):
@@ -118,12 +125,14 @@ def _annotation_item(
     if not isinstance(annot, generic.DictionaryObject):
         return None
     subtype = str(annot.get("/Subtype", "?"))
-    parent = annot.get("/Parent")
+    parent = _plain(annot.get("/Parent"))
+    if isinstance(parent, generic.IndirectObject):
+        parent = parent.get_object()
     parent = parent if isinstance(parent, generic.DictionaryObject) else None
     is_sig = subtype == "/Widget" and (
         annot.get("/FT") == "/Sig" or (parent is not None and parent.get("/FT") == "/Sig")
     )
-    name = annot.get("/T", parent.get("/T") if parent is not None else None)
+    name = _plain(annot.get("/T", parent.get("/T") if parent is not None else None))
     return AddedAnnotation(
         revision,
         page,
