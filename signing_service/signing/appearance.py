@@ -1074,13 +1074,13 @@ def seal_target(reader: PdfFileReader, organisation: str | None) -> SealTarget |
         field = field_ref.get_object()
         # Read with [] (dereferenced and, in an encrypted document, decrypted): .get() would
         # hand out pyHanko's DecryptedObjectProxy, and the seal missed the person signature.
-        kids = field["/Kids"] if "/Kids" in field else ()
+        kids = field["/Kids"] if "/Kids" in field else ()  # noqa: SIM401 - see above
         widgets = [field] if "/Rect" in field else [k.get_object() for k in kids]
         shown = False
         for widget in widgets:
             try:
-                rect = [float(v) for v in (widget["/Rect"] if "/Rect" in widget else ())]
-                flags = int(widget["/F"] if "/F" in widget else 0)
+                rect = [float(v) for v in (widget["/Rect"] if "/Rect" in widget else ())]  # noqa: SIM401
+                flags = int(widget["/F"] if "/F" in widget else 0)  # noqa: SIM401
             except (TypeError, ValueError, AttributeError):
                 continue
             if flags & _HIDDEN_FLAGS:
