@@ -1,7 +1,9 @@
 """The HTTP floor of a signing request, for `make bench` (not part of the service).
 
 A bare FastAPI app under the same server (uvicorn, one worker) that receives the bench's
-1 MB multipart body and, in ``store`` mode, does the least any signing API must do with it:
+1 MB multipart body (``/floor``) or the same PDF as a raw ``application/pdf`` body with the
+fields in the query string (``/floor/raw``, the service's POST /v1/signatures/raw) and, in
+``store`` mode, does the least any signing API must do with it:
 SHA-256 of the bytes, one fsync'd file written atomically (rename + directory fsync, page cache
 dropped as storage/filesystem.py does), one SQLite row committed (WAL, synchronous=NORMAL, as
 the service's SQLite). No authentication, no signing, no audit. Its CPU time per request is a
@@ -20,7 +22,8 @@ import threading
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 app = FastAPI()
@@ -41,6 +44,21 @@ def floor(
     level: Annotated[str, Form()],
 ) -> Response:
     data = file.file.read()
+    _store(data)
+    body = json.dumps({"profile": profile, "level": level, "size": len(data)})
+    return Response(body, media_type="application/json")
+
+
+@app.post("/floor/raw")
+async def floor_raw(request: Request, profile: str, level: str) -> Response:
+    data = await request.body()
+    # In a worker thread, as the multipart endpoint (a plain def) does its work.
+    await run_in_threadpool(_store, data)
+    body = json.dumps({"profile": profile, "level": level, "size": len(data)})
+    return Response(body, media_type="application/json")
+
+
+def _store(data: bytes) -> None:
     if _MODE == "store":
         digest = hashlib.sha256(data).hexdigest()
         fd, tmp = tempfile.mkstemp(dir=_DIR, prefix=".tmp-")
@@ -59,5 +77,3 @@ def floor(
             _db.execute("begin immediate")
             _db.execute("insert into t (sha256, size) values (?, ?)", (digest, len(data)))
             _db.execute("commit")
-    body = json.dumps({"profile": profile, "level": level, "size": len(data)})
-    return Response(body, media_type="application/json")

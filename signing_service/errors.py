@@ -57,6 +57,14 @@ class MalformedRequest(InvalidRequest):  # type: ignore[misc, valid-type]
     status = 400
 
 
+class UnsupportedMediaType(InvalidRequest):  # type: ignore[misc, valid-type]
+    """A body of another type than the endpoint takes (RFC 9110 §15.5.16): the raw-body form
+    of a signing request takes only ``application/pdf``."""
+
+    status = 415
+    message = "Nội dung yêu cầu phải là tài liệu PDF (Content-Type: application/pdf)."
+
+
 # The same code for well-formed requests whose fields do not fit together (a field sent without
 # the one it depends on).
 InvalidRequestFields = _error(

@@ -332,10 +332,54 @@ class RequestFuzzer:
             parts.append(("dossier_code", self.value(DOSSIER_A)))
         if self.rng.random() < 0.1:
             parts.append(("authorization", odd_text(self.rng)))
+        if self.rng.random() < 0.3:
+            return self.raw_sign(name, parts)
         request = self.form(f"sign {name}", "/v1/signatures", parts)
         if self.rng.random() < 0.2:
             request.headers["Idempotency-Key"] = latin1(self.value("lo-2026-0001"))
         return request
+
+    def raw_sign(self, name: str, parts: list[Any]) -> Request:
+        """The same request in the raw-body form (POST /v1/signatures/raw): the fields in the
+        query string (now and then repeated, or one the endpoint does not take), the file as
+        the body under a Content-Type that is mostly application/pdf."""
+        from urllib.parse import quote
+
+        query = []
+        body = b""
+        headers = dict(self.auth())
+        for part in parts:
+            if part[0] == "file":
+                body = part[2]
+                filename = part[1]
+                if isinstance(filename, bytes):
+                    filename = filename.decode("utf-8", "surrogateescape")
+                if filename is not None:
+                    query.append(("filename", filename))
+            elif part[0] == "authorization":
+                headers["X-Signer-Authorization"] = latin1(
+                    part[1].replace("\r", "").replace("\n", "")
+                )
+            else:
+                query.append((part[0], part[1]))
+        if self.rng.random() < 0.1:
+            query.append(self.rng.choice(query))
+        if self.rng.random() < 0.05:
+            query.append((odd_text(self.rng)[:20] or "x", "1"))
+        headers["Content-Type"] = latin1(
+            self.rng.choice(
+                ["application/pdf"] * 8
+                + ["application/pdf; charset=binary", "text/plain", odd_text(self.rng)]
+            )
+            .replace("\r", "")
+            .replace("\n", "")
+        )
+        encoded = "&".join(
+            f"{quote(str(k), safe='', errors='surrogatepass')}="
+            f"{quote(str(v), safe='', errors='surrogatepass')}"
+            for k, v in query
+        )
+        return Request(f"raw sign {name}", "POST", f"/v1/signatures/raw?{encoded}", headers, body)
 
     def batch(self) -> Request:
         count = self.rng.choice([0, 1, 2, 3, 5, 51])

@@ -81,6 +81,8 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
     keys = [*KEY_ERRORS.values(), errors.KeyUnavailable, errors.TimestampUnavailable]
     return {
         "pdf_input": pdf_input,
+        # The raw-body form of a signing request takes only a PDF body (415).
+        "raw_pdf": [errors.UnsupportedMediaType],
         "signing": [
             *PDF_INPUT_ERRORS.values(),
             *errors.PLACEMENT_ERRORS.values(),
@@ -196,6 +198,7 @@ PATH_GROUPS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"^/v1/admin/evidence-retention$"), ("retention",)),
     (re.compile(r"^/v1/signatures/batch$"), ("pdf_input", "signing", "batch")),
     (re.compile(r"^/v1/signatures/external"), ("pdf_input", "signing", "external")),
+    (re.compile(r"^/v1/signatures/raw$"), ("pdf_input", "signing", "raw_pdf")),
     (re.compile(r"^/v1/signatures"), ("pdf_input", "signing")),
     (re.compile(r"^/v1/verifications"), ("pdf_input", "verification")),
     (

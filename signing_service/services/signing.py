@@ -45,7 +45,7 @@ from signing_service.services.documents import (
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
 from signing_service.services.registry import new_public_id, public_link, register_signed
-from signing_service.signing import repair
+from signing_service.signing import prefix_digest, repair
 from signing_service.signing.certcheck import SignerCheck, SignerCheckFailure
 from signing_service.signing.engine import (
     PdfInputError,
@@ -348,10 +348,13 @@ async def _check_and_sign(
     now: datetime | None = None,
     qr: QrContent | None = None,
     facts: SignedFacts | None = None,
+    input_prefix: prefix_digest.CoveredPrefix | None = None,
 ) -> tuple[bytes, bool, Registration, SignerCheck]:
     """The signed document, whether the input had to be repaired first, what the
     registry records of its appearance, and what the pre-signing check relied on.
-    ``facts``: filled with the signature's field name and CMS (engine.SignedFacts)."""
+    ``facts``: filled with the signature's field name and CMS (engine.SignedFacts).
+    ``input_prefix``: the hash of ``pdf`` already computed for the records
+    (prefix_digest.covering); the signature's digest continues from it."""
     check = await check_signer(services, key.signing_cert, key.chain)
     options = replace(
         _options(profile, level, field_name, services=services, appearance=appearance), qr=qr
@@ -377,6 +380,7 @@ async def _check_and_sign(
                     timestamper=timestamper,
                     now=now,
                     facts=facts,
+                    input_prefix=input_prefix,
                 ),
                 False,
                 registration,
@@ -467,11 +471,13 @@ def sign_document(
     if qr is not None:
         qr = check_qr_request(services, qr, agency.code)
     idempotency = None
-    input_hash = None
+    # Hashed once: the request's digest, the stored original's and the signed document's
+    # (continued over the appended revision) and the signature's own digest over its
+    # /ByteRange, which starts with the whole input (signing/prefix_digest.py).
+    input_prefix = prefix_digest.covering(pdf)
+    input_hash = input_prefix.hasher()
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
-        # Hashed once: the request's digest and the stored original's both use it.
-        input_hash = hashlib.sha256(pdf)
         digest = request_digest(
             pdf,
             pdf_sha256=input_hash.hexdigest(),
@@ -509,6 +515,7 @@ def sign_document(
             key_kind=key_kind,
             idempotency=idempotency,
             input_hash=input_hash,
+            input_prefix=input_prefix,
         )
     except IntegrityError:
         # A concurrent request with the same key committed first (the unique constraint on
@@ -639,10 +646,13 @@ def _sign_one(
     key_kind: str | None = None,
     idempotency: tuple[str, str] | None = None,
     input_hash: Any = None,
+    input_prefix: prefix_digest.CoveredPrefix | None = None,
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing.
     ``key_kind``: the registered key's kind, for the signature metric. ``idempotency``:
-    (Idempotency-Key, request digest) kept on the signature (:func:`store_signed`)."""
+    (Idempotency-Key, request digest) kept on the signature (:func:`store_signed`).
+    ``input_hash``, ``input_prefix``: ``pdf``'s hash as records and signature continue it
+    (:func:`store_signed`, prefix_digest.covering)."""
     check_result_code_available(services, agency.id, codes)
     # One claimed signing time for the stamp, /M, the QR code and the answer's signed_at.
     moment = signing_moment()
@@ -664,6 +674,7 @@ def _sign_one(
             now=moment,
             qr=content,
             facts=facts,
+            input_prefix=input_prefix,
         )
     )
     return store_signed(
@@ -719,8 +730,9 @@ def store_signed(
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
 
-    ``input_hash``: a ``hashlib.sha256`` object over exactly ``pdf`` when the caller hashed it
-    already (the Idempotency-Key's request digest): not hashed a second time.
+    ``input_hash``: a ``hashlib.sha256``-like object (``copy``, ``update``, ``hexdigest``;
+    prefix_digest.HexHash) over exactly ``pdf`` when the caller hashed it already: not hashed
+    a second time.
 
     ``embedded``: (field name, CMS DER) of the new signature as the engine embedded it
     (engine.SignedFacts): its evidence is taken from them instead of a read-back of

@@ -565,6 +565,7 @@ async def async_sign_pdf(
     timestamper: TimeStamper | None = None,
     now: datetime | None = None,
     facts: SignedFacts | None = None,
+    input_prefix: prefix_digest.CoveredPrefix | None = None,
 ) -> bytes:
     """Sign ``pdf`` at ``options.level`` (PAdES baseline, ETSI EN 319 142-1) and return it.
 
@@ -575,13 +576,23 @@ async def async_sign_pdf(
     Errors: :class:`PdfInputError`, :class:`TimestampError`, pyHanko's
     ``TimestampRequestError`` (TSA unreachable) and ``SigningError`` (signing failed, or the
     signer's chain could not be validated for the LT data). ``facts``: filled with the
-    signature's field name and CMS (:class:`SignedFacts`).
+    signature's field name and CMS (:class:`SignedFacts`). ``input_prefix``: the caller's
+    hash of ``pdf`` (:func:`prefix_digest.covering`); the signature's digest continues from it
+    when the written revision starts with exactly those bytes (prefix_digest.py).
     """
     level = options.level
     timestamper = _timestamper(options, timestamper)
     if level.needs_revocation_info and validation_context is None:
         raise ValueError("B-LT and B-LTA need a validation context")
-    out = await _sign(pdf, key, options, timestamper if level.needs_timestamp else None, now, facts)
+    out = await _sign(
+        pdf,
+        key,
+        options,
+        timestamper if level.needs_timestamp else None,
+        now,
+        facts,
+        input_prefix,
+    )
     if level.needs_revocation_info:
         assert validation_context is not None and timestamper is not None
         # The next revision: the DSS with data fetched now, after the signature timestamp;
@@ -608,6 +619,7 @@ async def _sign(
     timestamper: TimeStamper | None,
     now: datetime | None,
     facts: SignedFacts | None = None,
+    input_prefix: prefix_digest.CoveredPrefix | None = None,
 ) -> BytesIO:
     """The signature revision (B-B, or B-T with ``timestamper``), in a reservation sized by
     :func:`estimate_signature_size`; retried once, larger, if the CMS did not fit."""
@@ -635,7 +647,10 @@ async def _sign(
         )
         out = BytesIO()
         try:
-            with _document_structure(), prefix_digest.continuing(signer.covered_prefix):
+            # The whole input (the caller's hash) is the longer prefix; the seal's covered
+            # prefix is a part of the same bytes.
+            covered = input_prefix if input_prefix is not None else signer.covered_prefix
+            with _document_structure(), prefix_digest.continuing(covered):
                 embedded = await signer.async_sign_pdf_recording(
                     writer, bytes_reserved=reserved, output=out
                 )

@@ -16,6 +16,12 @@ before the new signature's ``/Contents``, and the first ``length`` bytes of what
 are, byte for byte, the bytes that were hashed (compared in place, ~0.02 ms per MB); otherwise the
 digest is computed from the start, as pyHanko does. The resulting signature is an ordinary
 one: its digest is SHA-2 of its /ByteRange, which every test verifies independently.
+
+The same holds for a signing request's input (:func:`covering`): the service hashes the
+uploaded document for its records (the original's SHA-256, the Idempotency-Key's request
+digest, the signed document's SHA-256 continued from it), and an incremental signature's
+/ByteRange starts with that whole document; the signature's digest continues from that hash
+(``python -m bench.run``, the API rows: one ~0.5 ms pass over a 1 MB upload less).
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ class CoveredPrefix:
         """A fresh copy of the state, to be updated with what follows the prefix."""
         return self.state.copy()
 
+    def hasher(self) -> HexHash:
+        """A ``hashlib``-like copy of the state (:class:`HexHash`), for the records."""
+        return HexHash(self.state.copy())
+
     def applies_to(self, buffer: memoryview, sig_start: int, md_algorithm: str) -> bool:
         """Whether a digest of ``buffer[:sig_start]`` (and more) by ``md_algorithm`` may start
         from this state: same algorithm, the prefix inside that range, the same bytes."""
@@ -57,6 +67,35 @@ class CoveredPrefix:
             and len(self.data) >= self.length
             and self.data.startswith(buffer[: self.length])
         )
+
+
+class HexHash:
+    """A running hash with the ``hashlib`` methods the service's records use (``copy``,
+    ``update``, ``hexdigest``) over a ``cryptography`` ``Hash``, whose state a signature's
+    digest can continue (:class:`CoveredPrefix`). ``hexdigest`` does not finalise it."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: hashes.Hash) -> None:
+        self._state = state
+
+    def copy(self) -> HexHash:
+        return HexHash(self._state.copy())
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._state.update(data)
+
+    def hexdigest(self) -> str:
+        return self._state.copy().finalize().hex()
+
+
+def covering(data: bytes, md_algorithm: str = "sha256") -> CoveredPrefix:
+    """The hash state over the whole of ``data`` (one pass): the prefix an incremental
+    signature of ``data`` continues (:func:`continuing`), and, via :meth:`CoveredPrefix.hasher`,
+    the document's own digest. ``md_algorithm``: a pyHanko digest name (``sha256``)."""
+    md = hashes.Hash(get_pyca_cryptography_hash(md_algorithm))
+    md.update(data)
+    return CoveredPrefix(md_algorithm, len(data), md, data)
 
 
 def hash_with_prefix(
