@@ -28,6 +28,7 @@ Beyond the four, the test asks for no alert and no warning at all: each would be
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
@@ -208,3 +209,41 @@ def test_dss_passes_at_the_level_without_avoidable_warnings(
         for w in token["warnings"]
     ]
     assert warnings == [], warnings
+
+
+def test_dss_agrees_on_a_twice_signed_encrypted_document(
+    jar: Path, tmp_path: Path, dev_pki: tuple[DevPki, int]
+) -> None:
+    """An encrypted document (owner password only, as agencies publish to restrict editing)
+    signed by one agency and then by another through the service: both signatures pass in
+    EU DSS and in our verifier, and DSS sees no unpermitted change. (Before the service read
+    encrypted documents through pyHanko's decrypting proxies, the second signature could not
+    be made, and our verifier judged such a document modified.)"""
+    import io
+
+    import pikepdf
+
+    out = io.BytesIO()
+    pikepdf.open(io.BytesIO(make_pdf())).save(
+        out, encryption=pikepdf.Encryption(user="", owner="chu-so-huu")
+    )
+    data = out.getvalue()
+    services = Services.build(make_settings(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", dev_pki))
+    try:
+        for profile, code in SEALS.items():
+            with services.db.transaction() as session:
+                agency = session.scalars(select(Agency).where(Agency.code == code)).one()
+            result = sign_document(
+                services, agency, profile_name=profile, pdf=data, level="B-T", actor="t"
+            )
+            data = read_content(services, get_document(services, agency.id, result.document.id))
+        ours = asyncio.run(services.verifier.async_verify(data)).to_dict()
+    finally:
+        services.close()
+    assert ours["verdict"] == "TOTAL_PASSED", ours
+    path = tmp_path / "encrypted-twice.pdf"
+    path.write_bytes(data)
+    (validation,) = validate(jar, [path], trust=dev_pki[0].root_cert_path)
+    report = validation.report
+    assert report["result"] == "TOTAL_PASSED", report
+    assert [s["indication"] for s in report["signatures"]] == ["TOTAL_PASSED"] * 2, report
