@@ -285,13 +285,17 @@ class ChainValidator:
             AttributeError,
             NotImplementedError,
             AssertionError,
+            RecursionError,
         ):
             # certvalidator is strict about well-formed input; a certificate it cannot even
             # process is a chain we cannot validate. AssertionError: certvalidator asserts
             # that a CRL's signature algorithm fits its issuer's key (sig_validate._validate_raw);
             # a fetched CRL that claims another algorithm (a damaged dev PKI key, or anyone
             # on the path of a plain-HTTP CRL) must not become an unreadable signature, i.e.
-            # a "forged" verdict on a genuine document (red team 14 F1).
+            # a "forged" verdict on a genuine document (red team 14 F1). RecursionError: an
+            # answer nested too deep for asn1crypto that reached it by another way than the
+            # fetchers (which refuse it, revinfo_cache._unusable): a chain not validated, never
+            # a 500 before signing (red team 15, F8).
             return ChainResult(
                 AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE, None, None, moment, historical
             )

@@ -14,6 +14,7 @@ signature, its freshness against the validation time, and what it says.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from asn1crypto import crl, ocsp
+import requests
+from asn1crypto import crl, ocsp, pem
 from asn1crypto.core import Asn1Value
 from pyhanko_certvalidator import errors as cv_errors
 from pyhanko_certvalidator.fetchers.api import Fetchers, FetchLimits
@@ -35,7 +37,7 @@ from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import Request
 from pyhanko_certvalidator.util import issuer_serial
 
 from signing_service import metrics
-from signing_service._asn1 import parse_completely
+from signing_service._asn1 import check_der_shape, parse_completely
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,65 @@ def _ocsp_next_update(value: ocsp.OCSPResponse) -> datetime | None:
     return min(dated) if dated else None
 
 
+MAX_CRL_BYTES = 64 * 1024 * 1024
+"""Largest CRL accepted from a distribution point (the largest public CRLs are tens of MB)."""
+MAX_OCSP_BYTES = 1024 * 1024
+"""Largest OCSP response accepted (a real one is a few KB)."""
+
+
+class _BoundedBodies:
+    """pyhanko-certvalidator's ``_get``/``_post`` (requests_fetchers/util.py), reading the
+    answer with a size bound and a total time bound, then checking its DER shape
+    (:func:`signing_service._asn1.check_der_shape`) before anything parses it. A hostile
+    answer (from its CA, or from anyone on the path of a plain-HTTP fetch) nested thousands
+    deep made asn1crypto recurse until RecursionError (a 500 before every signature with that
+    CA's keys) and grow the process by gigabytes; an endless one filled memory (red team 15,
+    F4/F8). The refusal is a ``ValueError``, which certvalidator's fetchers turn into their
+    fetch error: an unreachable source, revocation unknown, remembered for ``failure_age``."""
+
+    max_bytes: int
+    per_request_timeout: float
+    user_agent: str
+
+    def _bounded(self, method: str, url: str, headers: dict[str, str], data: Any) -> Any:
+        deadline = time.monotonic() + 6 * self.per_request_timeout
+        with requests.request(
+            method, url, headers=headers, data=data, timeout=self.per_request_timeout, stream=True
+        ) as response:
+            if response.status_code != 200:
+                raise requests.RequestException(f"status code {response.status_code}")
+            body = bytearray()
+            for chunk in response.iter_content(64 * 1024):
+                body += chunk
+                if len(body) > self.max_bytes:
+                    raise ValueError(f"answer from {url} larger than {self.max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise ValueError(f"answer from {url} took too long to arrive")
+            content = bytes(body)
+            try:
+                # A CRL may come PEM-armoured (certvalidator unarmours it): the DER inside.
+                check_der_shape(pem.unarmor(content)[2] if pem.detect(content) else content)
+            except ValueError as e:
+                log.warning("revocation answer from %s refused: %s", url, e)
+                raise ValueError(f"answer from {url} cannot be used: {e}") from None
+            response._content = content
+            return response
+
+    def _get(self, url: str, *, acceptable_content_types: Any) -> Any:
+        headers = {"Accept": ",".join(acceptable_content_types), "User-Agent": self.user_agent}
+        return asyncio.to_thread(self._bounded, "GET", url, headers, None)
+
+    def _post(
+        self, url: str, data: Any, *, content_type: str, acceptable_content_types: Any
+    ) -> Any:
+        headers = {
+            "Accept": ",".join(acceptable_content_types),
+            "User-Agent": self.user_agent,
+            "Content-Type": content_type,
+        }
+        return asyncio.to_thread(self._bounded, "POST", url, headers, data)
+
+
 def _library_error(error: Exception) -> bool:
     """An error of pyhanko-certvalidator's own (e.g. ``OCSPValidationError`` for a responder
     answering "unauthorized"): the library handles it as it decides, never re-labelled."""
@@ -137,7 +198,9 @@ def _as_fetch_error(kind: type[Exception], source: str, error: Exception) -> Exc
     return kind(f"Fetching from {source} failed: {error!r}")
 
 
-class _CachingCRLFetcher(RequestsCRLFetcher):
+class _CachingCRLFetcher(_BoundedBodies, RequestsCRLFetcher):
+    max_bytes = MAX_CRL_BYTES
+
     def __init__(self, cache: RevocationCache, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cache = cache
@@ -171,7 +234,9 @@ class _CachingCRLFetcher(RequestsCRLFetcher):
         return await self._perform_fetch(key, fetch_or_reuse)  # type: ignore[no-any-return]
 
 
-class _CachingOCSPFetcher(RequestsOCSPFetcher):
+class _CachingOCSPFetcher(_BoundedBodies, RequestsOCSPFetcher):
+    max_bytes = MAX_OCSP_BYTES
+
     def __init__(self, cache: RevocationCache, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cache = cache

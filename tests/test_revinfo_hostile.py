@@ -1,0 +1,221 @@
+"""Hostile revocation answers: a CRL or OCSP response nested thousands deep, served where a
+certificate's distribution point or responder says (by its CA, or by anyone on the path of a
+plain-HTTP fetch). asn1crypto parses recursively and keeps a copy of each value's contents per
+level: such an answer cost a RecursionError (a 500 before every signature with that CA's keys,
+a traceback from ``key add``) and memory growing with the square of the depth (red team 15,
+F4/F8), and a genuine document verified as "crafted to attack" for an hour (F5). The fetchers
+now measure an answer's shape before anything parses it and treat one they cannot use as an
+unreachable source: revocation unknown, remembered for ``failure_age`` only."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import http.server
+import resource
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from asn1crypto import crl as asn1_crl
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from pyhanko_certvalidator.authority import CertTrustAnchor
+from pyhanko_certvalidator.errors import CRLFetchError, OCSPFetchError
+
+from signing_service._asn1 import MAX_DER_DEPTH, check_der_shape
+from signing_service.verification.revinfo_cache import CachingFetcherBackend, RevocationCache
+from tests.test_revinfo_shared_parse import _crl_der, _ocsp_der
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        return bytes([tag, n]) + content
+    size = (n.bit_length() + 7) // 8
+    return bytes([tag, 0x80 | size]) + n.to_bytes(size, "big") + content
+
+
+def _nested(depth: int) -> bytes:
+    value = b"\x05\x00"
+    for _ in range(depth):
+        value = _tlv(0x30, value)
+    return value
+
+
+def _deep_crl(depth: int) -> bytes:
+    """A CRL (a real one's TBS and signature) whose signature algorithm's parameters (ASN.1
+    ANY, parsed by asn1crypto on access) nest ``depth`` SEQUENCEs deep."""
+    real = asn1_crl.CertificateList.load(_crl_der(3))
+    oid = real["signature_algorithm"]["algorithm"].dump()
+    algorithm = _tlv(0x30, oid + _nested(depth))
+    return _tlv(0x30, real["tbs_cert_list"].dump() + algorithm + real["signature"].dump())
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    answers: dict[str, bytes]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def _answer(self) -> None:
+        body = self.server.answers.get(self.path.split("?")[0], b"")  # type: ignore[attr-defined]
+        self.send_response(200 if body else 404)
+        kind = "ocsp-response" if self.path.startswith("/ocsp") else "pkix-crl"
+        self.send_header("Content-Type", f"application/{kind}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = _answer
+    do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def answers() -> Iterator[tuple[str, dict[str, bytes]]]:
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.answers = {}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.answers
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _cert(base: str) -> asn1_x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA có CRL độc hại")])
+    now = datetime.datetime.now(datetime.UTC)
+    crl = x509.UniformResourceIdentifier(f"{base}/ca.crl")
+    ocsp = x509.UniformResourceIdentifier(f"{base}/ocsp")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.CRLDistributionPoints([x509.DistributionPoint([crl], None, None, None)]), False
+        )
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, ocsp)]
+            ),
+            False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_a_deep_crl_is_an_unreachable_source_not_a_crash(
+    answers: tuple[str, dict[str, bytes]],
+) -> None:
+    base, served = answers
+    served["/ca.crl"] = _deep_crl(20_000)  # ~80 KB
+    cert = _cert(base)
+    cache = RevocationCache()
+    fetchers = CachingFetcherBackend(cache, per_request_timeout=5).get_fetchers()
+    rss = _max_rss_mb()
+    began = time.monotonic()
+    with pytest.raises(CRLFetchError) as caught:
+        asyncio.run(fetchers.crl_fetcher.fetch(cert))
+    assert "nested deeper" in str(caught.value.__cause__), caught.value
+    assert time.monotonic() - began < 5
+    assert _max_rss_mb() - rss < 100  # it was ~0.8 GB per fetch
+    # Remembered as a failure for failure_age, not kept as an answer for max_age.
+    entry = cache._entries[("crl", f"{base}/ca.crl")]
+    assert isinstance(entry.value, CRLFetchError)
+    assert entry.expires - time.monotonic() <= cache.failure_age
+    # The same CRL nested as real ones are is used.
+    served["/ca.crl"] = _crl_der(50)
+    fresh = CachingFetcherBackend(RevocationCache(), per_request_timeout=5).get_fetchers()
+    (fetched,) = asyncio.run(fresh.crl_fetcher.fetch(cert))
+    assert len(fetched["tbs_cert_list"]["revoked_certificates"]) == 50
+
+
+def test_a_deep_ocsp_response_is_refused_as_unusable(
+    answers: tuple[str, dict[str, bytes]],
+) -> None:
+    base, served = answers
+    real = _ocsp_der()
+    # The OCSP response's responseBytes carry a BasicOCSPResponse whose content is replaced by
+    # 20,000 nested SEQUENCEs (parsed by asn1crypto as the response on access).
+    status = real[2:5] if real[1] < 0x80 else real[4:7]
+    served["/ocsp"] = _tlv(
+        0x30,
+        status
+        + _tlv(
+            0xA0,
+            _tlv(
+                0x30, _tlv(0x06, bytes.fromhex("2b0601050507300101")) + _tlv(0x04, _nested(20_000))
+            ),
+        ),
+    )
+    cert = _cert(base)
+    fetchers = CachingFetcherBackend(RevocationCache(), per_request_timeout=5).get_fetchers()
+    with pytest.raises(OCSPFetchError) as caught:
+        asyncio.run(fetchers.ocsp_fetcher.fetch(cert, CertTrustAnchor(cert).authority))
+    assert "nested deeper" in str(caught.value.__cause__), caught.value
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"", "empty"),
+        (b"\x30", "truncated"),
+        (b"\x30\x05\x02\x01", "runs past"),
+        (b"\x30\x80\x00\x00", "indefinite"),
+        (b"\x02\x01\x01\x00", "after the value"),
+        (_nested(MAX_DER_DEPTH + 1), "nested deeper"),
+        (_tlv(0x04, _nested(MAX_DER_DEPTH + 1)), "nested deeper"),  # inside an octet string
+    ],
+)
+def test_der_shape_refuses(data: bytes, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        check_der_shape(data)
+
+
+def test_der_shape_accepts_real_answers() -> None:
+    for der in (_crl_der(500), _ocsp_der(), _nested(MAX_DER_DEPTH)):
+        check_der_shape(der)
+
+
+def test_an_endless_or_pem_crl(answers: tuple[str, dict[str, bytes]]) -> None:
+    """A CRL larger than the bound is refused while it is read; a PEM-armoured one (which
+    certvalidator accepts) is measured inside its armour and used."""
+    from asn1crypto import pem
+
+    from signing_service.verification import revinfo_cache
+
+    base, served = answers
+    cert = _cert(base)
+    served["/ca.crl"] = pem.armor("X509 CRL", _crl_der(20))
+    (fetched,) = asyncio.run(
+        CachingFetcherBackend(RevocationCache(), per_request_timeout=5)
+        .get_fetchers()
+        .crl_fetcher.fetch(cert)
+    )
+    assert len(fetched["tbs_cert_list"]["revoked_certificates"]) == 20
+    served["/ca.crl"] = _crl_der(20_000)  # ~700 KB
+    fetcher = CachingFetcherBackend(RevocationCache(), per_request_timeout=5).get_fetchers()
+    fetcher.crl_fetcher.max_bytes = 100_000  # type: ignore[attr-defined]
+    with pytest.raises(CRLFetchError) as caught:
+        asyncio.run(fetcher.crl_fetcher.fetch(cert))
+    assert "larger than 100000 bytes" in str(caught.value.__cause__)
+    assert revinfo_cache.MAX_CRL_BYTES >= 32 * 1024 * 1024
