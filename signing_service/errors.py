@@ -156,6 +156,13 @@ SignatureFieldLocked = _error(
     "Trường chữ ký đã bị khóa bởi chữ ký trước đó (FieldMDP); ký vào đó sẽ làm mất hiệu lực "
     "chữ ký trước. Tài liệu chưa được ký.",
 )
+DocumentTooComplex = _error(
+    "DOCUMENT_TOO_COMPLEX",
+    422,
+    "Tài liệu có quá nhiều trường biểu mẫu, chữ ký, phiên bản hoặc đối tượng: sau khi ký, "
+    "dịch vụ sẽ không xác minh lại được. Vui lòng làm phẳng biểu mẫu hoặc lưu lại tài liệu "
+    "thành bản mới.",
+)
 SignedPdfDamaged = _error(
     "SIGNED_PDF_DAMAGED",
     422,

@@ -671,3 +671,51 @@ def test_new_field_under_a_lock() -> None:
     lock["/Action"] = generic.NameObject("/Sometimes")
     with pytest.raises(inputs.CertifiedDocument):
         inputs.check_certification(unknown, "Signature2", visible=True)
+
+
+def _with_text_fields(count: int) -> bytes:
+    """One page with ``count`` text fields (widgets stacked in one corner)."""
+    pdf = pikepdf.open(io.BytesIO(make_pdf()))
+    page = pdf.pages[0]
+    widgets = [
+        pdf.make_indirect(
+            pikepdf.Dictionary(
+                Type=pikepdf.Name.Annot,
+                Subtype=pikepdf.Name.Widget,
+                FT=pikepdf.Name.Tx,
+                T=pikepdf.String(f"o{i}"),
+                Rect=[10, 10, 20, 20],
+                P=page.obj,
+            )
+        )
+        for i in range(count)
+    ]
+    page.obj.Annots = pdf.make_indirect(pikepdf.Array(widgets))
+    pdf.Root.AcroForm = pdf.make_indirect(pikepdf.Dictionary(Fields=pikepdf.Array(widgets)))
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.slow
+def test_a_document_the_verifier_would_refuse_once_signed_is_not_signed(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Issue 10, item 8: a file the service produced is always accepted back. The verifier
+    visits at most 10,000 form fields; a document with as many was signed (201) and its
+    signed file verified as TOTAL_FAILED (red team 15, F3). Now it is refused before signing,
+    and one with room for the signature's field is signed and verifies."""
+    from signing_service.verification.limits import DEFAULT_LIMITS
+
+    limit = DEFAULT_LIMITS.max_form_fields
+    before, entries = snapshot(services), signed_entries(services)
+    response = sign(api, credentials, _with_text_fields(limit))
+    assert (response.status_code, response.json()["code"]) == (422, "DOCUMENT_TOO_COMPLEX")
+    assert response.json()["details"]["limit"] == "TOO_MANY_FIELDS"
+    assert any(ch in response.json()["message"] for ch in VIETNAMESE_LETTERS)
+    assert_nothing_written(before, services)
+    assert signed_entries(services) == entries
+    response = sign(api, credentials, _with_text_fields(limit - 1))
+    assert response.status_code == 201, response.text
+    report = verify(api, download(api, credentials, response.json()))
+    assert report["verdict"] == "TOTAL_PASSED", report

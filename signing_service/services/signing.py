@@ -240,6 +240,7 @@ PDF_INPUT_ERRORS: dict[str, type[errors.ServiceError]] = {
     "certified_field_locked": errors.SignatureFieldLocked,
     "signed_damaged": errors.SignedPdfDamaged,
     "pdfa1_no_transparency": errors.Pdfa1NoTransparency,
+    "too_complex": errors.DocumentTooComplex,
 }
 
 
@@ -287,6 +288,8 @@ def pdf_input_error(error: PdfInputError) -> errors.ServiceError:
     "DocMDP P=1", ISO 32000-1 §12.8.2.2) out of the people-facing message."""
     if error.reason.startswith("certified_") and error.detail:
         return PDF_INPUT_ERRORS[error.reason](details={"docmdp": error.detail})
+    if error.reason == "too_complex":
+        return errors.DocumentTooComplex(details={"limit": error.detail})
     return PDF_INPUT_ERRORS.get(error.reason, errors.MalformedPdf)()
 
 

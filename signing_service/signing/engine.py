@@ -71,6 +71,7 @@ from signing_service.signing.placement import (
 )
 from signing_service.signing.qr import QrContent, add_qr
 from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
+from signing_service.verification import limits
 
 _pdf_speedups.install()
 _pdf_recovery.install()
@@ -80,7 +81,8 @@ prefix_digest.install()
 class PdfInputError(Exception):
     """The input is not a PDF we can sign: ``reason`` is unreadable (its structure could not
     be read: repairable) | malformed | encrypted | certified_no_changes |
-    certified_field_required | certified_field_locked (signing/inputs.py)."""
+    certified_field_required | certified_field_locked (signing/inputs.py) | too_complex (over
+    :data:`SIGNING_LIMITS`; ``detail``: the limit's code)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
@@ -277,7 +279,28 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
     damage = repair.xref_damage(writer.prev)
     if damage is not None:
         raise PdfInputError("unreadable", damage)
+    # What the service's verifier would refuse once signed (issue 10, item 8: a file the
+    # service produced is always accepted back): 10,001 form fields were signed, then
+    # verified as TOTAL_FAILED (red team 15, F3).
+    try:
+        limits.check_structure(writer.prev, SIGNING_LIMITS)
+    except limits.LimitExceeded as e:
+        raise PdfInputError("too_complex", e.code) from None
+    except limits.MalformedPdf as e:
+        raise PdfInputError("malformed", e.detail) from None
     return writer
+
+
+SIGNING_LIMITS = replace(
+    limits.DEFAULT_LIMITS,
+    max_revisions=limits.DEFAULT_LIMITS.max_revisions - 1,
+    max_signatures=limits.DEFAULT_LIMITS.max_signatures - 1,
+    max_form_fields=limits.DEFAULT_LIMITS.max_form_fields - 1,
+    max_objects=limits.DEFAULT_LIMITS.max_objects - 1_000,
+)
+"""The verifier's structure limits (verification/limits.py) less what one signature adds: a
+revision, a signature, a field, and at most a few dozen objects (a stamp, a QR code, the
+validation data of B-LT/B-LTA)."""
 
 
 def _check_appearance(spec: AppearanceSpec) -> None:
