@@ -404,3 +404,111 @@ def test_concurrent_duplicate_batches_store_each_document_once(services: Service
     assert [r.signature_id for r in one] == [r.signature_id for r in two]
     with services.db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Signature)) - signatures_before == 3
+
+
+def test_a_batch_whose_first_sending_stored_only_later_places_still_conflicts(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """[broken, good] under K stores only K#2; [other] under K then looked only at K#1, found
+    nothing and signed (red team 15, F1). Every K#n the agency has is compared."""
+    first = sign_batch_request(
+        api, credentials, [_docs()[1], ("qd-2.pdf", make_pdf(text="Quyet dinh 2"))], key="lo-f1"
+    )
+    assert first.status_code == 200 and first.json()["signed"] == 1, first.text
+    before = snapshot(services)
+    other = sign_batch_request(
+        api, credentials, [("khac.pdf", make_pdf(text="Van ban khac"))], key="lo-f1"
+    )
+    assert (other.status_code, other.json()["code"]) == (409, "IDEMPOTENCY_KEY_CONFLICT")
+    assert other.json()["details"]["signature_id"] == first.json()["results"][1]["signature_id"]
+    assert_nothing_written(before, services)
+    # Keys are exact: another case is another key (SQLite's LIKE ignores case).
+    upper = sign_batch_request(
+        api, credentials, [("khac.pdf", make_pdf(text="Van ban khac"))], key="LO-F1"
+    )
+    assert upper.status_code == 200 and upper.json()["signed"] == 1, upper.text
+
+
+def test_a_partly_signed_batch_resent_after_its_profile_went_keeps_its_answers(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """The resend of a batch whose first sending signed some documents, after the profile was
+    disabled: the signed ones still answer (replayed), the others carry the refusal; a
+    whole-request 404/422 hid the signed documents' ids (red team 15, F2)."""
+    from datetime import UTC, datetime
+
+    from signing_service.store.models import SigningProfile
+
+    docs = _docs()
+    first = sign_batch_request(api, credentials, docs, key="lo-f2")
+    assert first.status_code == 200 and first.json()["signed"] == 2, first.text
+    with services.db.transaction() as session:
+        profile = session.scalars(
+            select(SigningProfile).where(SigningProfile.name == "agency-a-seal")
+        ).one()
+        profile.disabled_at = datetime.now(UTC)
+    try:
+        before = snapshot(services)
+        again = sign_batch_request(api, credentials, docs, key="lo-f2")
+        assert again.status_code == 200, again.text
+        results = again.json()["results"]
+        assert [r["status"] for r in results] == ["signed", "failed", "signed"]
+        assert [r.get("replayed") for r in results] == [True, None, True]
+        assert results[0]["signature_id"] == first.json()["results"][0]["signature_id"]
+        assert results[1]["error"]["code"] in ("PROFILE_NOT_FOUND", "PROFILE_DISABLED")
+        assert_nothing_written(before, services)
+        # Nothing signed before: the whole request is refused as without a key.
+        fresh = sign_batch_request(api, credentials, docs, key="lo-f2-moi")
+        assert fresh.status_code in (404, 422), fresh.text
+    finally:
+        with services.db.transaction() as session:
+            profile = session.scalars(
+                select(SigningProfile).where(SigningProfile.name == "agency-a-seal")
+            ).one()
+            profile.disabled_at = None
+
+
+def test_a_repeated_idempotency_key_header_is_refused_everywhere(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Two Idempotency-Key headers: the first silently won (red team 15, F6). Each route that
+    takes the header refuses the request (422 INVALID_REQUEST naming it), nothing written."""
+    from tests.support.multipart import multipart
+
+    before = snapshot(services)
+    pdf = make_pdf()
+    requests = [
+        ("/v1/signatures", {"profile": "agency-a-seal"}, [("file", "qd.pdf", pdf)]),
+        ("/v1/signatures/batch", {"profile": "agency-a-seal"}, [("files", "qd.pdf", pdf)]),
+        (
+            f"/v1/dossiers/{DOSSIER}/attachments",
+            {"component": "application"},
+            [("file", "don.pdf", pdf)],
+        ),
+    ]
+    for path, fields, files in requests:
+        body, content_type = multipart([*fields.items(), *files])
+        headers = [
+            ("Authorization", auth(credentials)["Authorization"]),
+            ("Content-Type", content_type),
+            ("Idempotency-Key", "mot"),
+            ("Idempotency-Key", "hai"),
+        ]
+        response = api.post(path, headers=headers, content=body)
+        assert (response.status_code, response.json()["code"]) == (422, "INVALID_REQUEST"), (
+            path,
+            response.text,
+        )
+        assert "Idempotency-Key" in response.text
+    raw = api.post(
+        "/v1/signatures/raw?profile=agency-a-seal",
+        headers=[
+            ("Authorization", auth(credentials)["Authorization"]),
+            ("Content-Type", "application/pdf"),
+            ("Idempotency-Key", "mot"),
+            ("Idempotency-Key", "hai"),
+        ],
+        content=pdf,
+    )
+    assert (raw.status_code, raw.json()["code"]) == (422, "INVALID_REQUEST"), raw.text
+    assert_nothing_written(before, services)

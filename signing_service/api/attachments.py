@@ -11,13 +11,14 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from signing_service import errors
 from signing_service._memory import release_memory
 from signing_service.api import schemas
 from signing_service.api.deps import Admin, AppServices, Client, InWorker, actor_of
+from signing_service.api.signatures import single_headers
 from signing_service.api.uploads import receive_multipart
 from signing_service.services import attachments
 from signing_service.services.documents import check_dossier_code, printable
@@ -94,6 +95,7 @@ def _attachment_out(view: attachments.AttachmentView) -> schemas.AttachmentOut:
         "trước khi lưu. Gửi lại cùng `Idempotency-Key` và cùng nội dung trả về bản ghi cũ "
         "(200)."
     ),
+    dependencies=[Depends(single_headers)],
     responses={
         200: {"model": schemas.AttachmentOut},
         401: {"model": schemas.ErrorBody},

@@ -4,7 +4,7 @@ complete) and batches (``/v1/signatures``)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import (
     APIRouter,
@@ -65,6 +65,26 @@ def _declared_fields(request: Request) -> frozenset[str] | None:
     return frozenset(field.alias for field in dependant.body_params)
 
 
+# Headers that carry one value: sent twice, the first silently won (red team 15, F6).
+_SINGLE_HEADERS = ("Idempotency-Key", "X-Signer-Authorization")
+
+
+def repeated_headers(request: Request) -> list[dict[str, Any]]:
+    """One validation problem per single-valued header the request sends more than once."""
+    return [
+        {"loc": ("header", name), "msg": "tiêu đề bị gửi nhiều lần", "type": "value_error"}
+        for name in _SINGLE_HEADERS
+        if len(request.headers.getlist(name)) > 1
+    ]
+
+
+async def single_headers(request: Request) -> None:
+    """422 ``INVALID_REQUEST`` when a single-valued header is sent more than once."""
+    problems = repeated_headers(request)
+    if problems:
+        raise RequestValidationError(problems)
+
+
 async def _single_valued(request: Request) -> None:
     """422 ``INVALID_REQUEST`` naming each single-valued form field sent more than once, and
     each field the endpoint does not take. The form is the one FastAPI already parsed for the
@@ -79,17 +99,21 @@ async def _single_valued(request: Request) -> None:
     )
     declared = _declared_fields(request)
     unknown = sorted({name for name in form if declared is not None and name not in declared})
-    problems = [
-        {"loc": ("body", name), "msg": "trường bị gửi nhiều lần", "type": "value_error"}
-        for name in repeated
-    ] + [
-        {
-            "loc": ("body", name),
-            "msg": "trường không được hỗ trợ ở yêu cầu này",
-            "type": "value_error",
-        }
-        for name in unknown
-    ]
+    problems = (
+        repeated_headers(request)
+        + [
+            {"loc": ("body", name), "msg": "trường bị gửi nhiều lần", "type": "value_error"}
+            for name in repeated
+        ]
+        + [
+            {
+                "loc": ("body", name),
+                "msg": "trường không được hỗ trợ ở yêu cầu này",
+                "type": "value_error",
+            }
+            for name in unknown
+        ]
+    )
     if problems:
         raise RequestValidationError(problems)
 
@@ -391,17 +415,21 @@ async def _single_valued_query(request: Request) -> None:
     names = [name for name, _ in request.query_params.multi_items()]
     repeated = sorted({name for name in names if names.count(name) > 1})
     unknown = sorted({name for name in names if declared is not None and name not in declared})
-    problems = [
-        {"loc": ("query", name), "msg": "trường bị gửi nhiều lần", "type": "value_error"}
-        for name in repeated
-    ] + [
-        {
-            "loc": ("query", name),
-            "msg": "trường không được hỗ trợ ở yêu cầu này",
-            "type": "value_error",
-        }
-        for name in unknown
-    ]
+    problems = (
+        repeated_headers(request)
+        + [
+            {"loc": ("query", name), "msg": "trường bị gửi nhiều lần", "type": "value_error"}
+            for name in repeated
+        ]
+        + [
+            {
+                "loc": ("query", name),
+                "msg": "trường không được hỗ trợ ở yêu cầu này",
+                "type": "value_error",
+            }
+            for name in unknown
+        ]
+    )
     if problems:
         raise RequestValidationError(problems)
 
