@@ -418,7 +418,8 @@ def fill_text_field(
 def _text_field(writer: IncrementalPdfFileWriter) -> generic.DictionaryObject:
     for ref in writer.root["/AcroForm"]["/Fields"]:
         field = ref.get_object()
-        if field.get("/T") == FIELD_NAME:
+        # [] decrypts in an encrypted document (.get() would give pyHanko's proxy).
+        if "/T" in field and field["/T"] == FIELD_NAME:
             return field
     raise LookupError(FIELD_NAME)
 
@@ -534,7 +535,7 @@ def is_comment(annot: generic.DictionaryObject) -> bool:
 
 
 def is_field(name: str) -> Callable[[generic.DictionaryObject], bool]:
-    return lambda annot: annot.get("/T") == name
+    return lambda annot: "/T" in annot and annot["/T"] == name
 
 
 def untag_annotations(
