@@ -308,9 +308,22 @@ def _attempts(x: Tenant, y: Tenant, unregistered_cert: bytes) -> list[Attempt]:
         out.append(Attempt(route, what, route[0], target, control, admin))
 
     sign_route = ("POST", "/v1/signatures")
+    raw_route = ("POST", "/v1/signatures/raw")
     batch_route = ("POST", "/v1/signatures/batch")
     start_route = ("POST", "/v1/signatures/external")
     for kind, name in y.profiles.items():
+        # The raw-body form: the profile in the query string, the PIN in a header.
+        raw_headers = {"Content-Type": "application/pdf", "X-Signer-Authorization": y.remote_pin}
+        add(
+            raw_route,
+            f"sign with Y's {kind} profile (raw body)",
+            {"url": f"{raw_route[1]}?profile={name}", "content": pdf[1], "headers": raw_headers},
+            {
+                "url": f"{raw_route[1]}?profile={missing_profile}",
+                "content": pdf[1],
+                "headers": raw_headers,
+            },
+        )
         for route, files in ((sign_route, {"file": pdf}), (batch_route, [("files", pdf)])):
             add(
                 route,
@@ -610,7 +623,8 @@ def test_cross_agency_matrix(
             for request in (attempt.target, attempt.control):
                 kwargs = dict(request)
                 url = kwargs.pop("url")
-                answers.append(api.request(attempt.method, url, headers=headers, **kwargs))
+                sent = {**headers, **kwargs.pop("headers", {})}
+                answers.append(api.request(attempt.method, url, headers=sent, **kwargs))
             got, control = answers
             label = f"{x.prefix}→{y.prefix}: {attempt.what} ({attempt.method} {attempt.route[1]})"
             if (got.status_code, got.content) != (control.status_code, control.content):
