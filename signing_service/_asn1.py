@@ -106,75 +106,70 @@ of the depth (red team 15, F4/F8)."""
 def check_der_shape(data: bytes, *, max_depth: int = MAX_DER_DEPTH) -> None:
     """Raise ``ValueError`` when ``data`` is not one well-formed DER value (definite lengths,
     nothing after it) or nests deeper than ``max_depth``. Iterative and linear in the number of
-    values, before any of asn1crypto's recursive parsing. Octet and bit strings whose contents
-    are themselves well-formed DER (extension values, OCSP's ``response_bytes``) are measured
-    too: asn1crypto parses those by their type."""
+    values, before any of asn1crypto's recursive parsing.
+
+    Octet and bit strings are measured inside too, as far as their contents read as DER:
+    asn1crypto parses those by their type (extension values, OCSP's ``response_bytes``) and
+    ignores bytes after the first value, so a hostile value followed by one stray byte must
+    still be measured (red team 15b, R2). There a malformed part only ends the measuring (a
+    signature value is random bytes); depth beyond ``max_depth`` is refused wherever it is."""
     if not data:
         raise ValueError("empty")
-    stack: list[tuple[memoryview, int, int]] = [(memoryview(data), 0, 0)]
-    first = True
+    # (buffer, depth of its values, strict: malformed is an error rather than the end)
+    stack: list[tuple[memoryview, int, bool]] = [(memoryview(data), 0, True)]
+    top = True
     while stack:
-        buffer, start, depth = stack.pop()
+        buffer, depth, strict = stack.pop()
         end = len(buffer)
-        pos = start
+        pos = 0
         while pos < end:
-            tag = buffer[pos]
-            pos += 1
-            if tag & 0x1F == 0x1F:  # high tag number: base-128, bounded
-                for _ in range(5):
-                    if pos >= end:
-                        raise ValueError("truncated tag")
-                    more = buffer[pos] & 0x80
-                    pos += 1
-                    if not more:
-                        break
-                else:
-                    raise ValueError("tag number too long")
-            if pos >= end:
-                raise ValueError("truncated length")
-            length = buffer[pos]
-            pos += 1
-            if length & 0x80:
-                count = length & 0x7F
-                if count == 0 or count > 4 or pos + count > end:
-                    raise ValueError("indefinite or oversized length")
-                length = int.from_bytes(buffer[pos : pos + count], "big")
-                pos += count
-            if pos + length > end:
-                raise ValueError("value runs past its container")
+            header = _header(buffer, pos)
+            if header is None:
+                if strict:
+                    raise ValueError("malformed value")
+                break
+            tag, start, length = header
             if tag & 0x20:  # constructed: its contents are values one level deeper
                 if depth + 1 > max_depth:
                     raise ValueError(f"nested deeper than {max_depth}")
-                stack.append((buffer[pos : pos + length], 0, depth + 1))
+                stack.append((buffer[start : start + length], depth + 1, strict))
             elif tag in (0x04, 0x03) and length > 2:
-                inner = buffer[pos + (1 if tag == 0x03 else 0) : pos + length]
-                if _looks_like_der(inner):
-                    stack.append((inner, 0, depth + 1))
-            pos += length
-            if first:
-                first = False
+                inner = buffer[start + (1 if tag == 0x03 else 0) : start + length]
+                if inner[0] & 0x20:
+                    stack.append((inner, depth + 1, False))
+            pos = start + length
+            if top:
+                top = False
                 if pos != end:
                     raise ValueError("bytes after the value")
 
 
-def _looks_like_der(data: memoryview) -> bool:
-    """Whether ``data`` starts with a constructed value that spans it exactly (then it is
-    parsed as DER by whoever knows its type)."""
-    if len(data) < 2 or not data[0] & 0x20:
-        return False
-    pos = 1
-    if data[0] & 0x1F == 0x1F:
-        while pos < len(data) and data[pos] & 0x80:
+def _header(buffer: memoryview, pos: int) -> tuple[int, int, int] | None:
+    """(tag byte, contents start, contents length) of the value at ``pos``; ``None`` when it
+    is truncated, has an indefinite or over-long length, or runs past ``buffer``."""
+    end = len(buffer)
+    tag = buffer[pos]
+    pos += 1
+    if tag & 0x1F == 0x1F:  # high tag number: base-128, bounded
+        for _ in range(5):
+            if pos >= end:
+                return None
+            more = buffer[pos] & 0x80
             pos += 1
-        pos += 1
-    if pos >= len(data):
-        return False
-    length = data[pos]
+            if not more:
+                break
+        else:
+            return None
+    if pos >= end:
+        return None
+    length = buffer[pos]
     pos += 1
     if length & 0x80:
         count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            return False
-        length = int.from_bytes(data[pos : pos + count], "big")
+        if count == 0 or count > 4 or pos + count > end:
+            return None
+        length = int.from_bytes(buffer[pos : pos + count], "big")
         pos += count
-    return pos + length == len(data)
+    if pos + length > end:
+        return None
+    return tag, pos, length

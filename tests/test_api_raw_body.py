@@ -196,3 +196,54 @@ def test_openapi_documents_the_raw_form(api: Any) -> None:
     assert params["X-Signer-Authorization"]["in"] == "header"
     assert params["Idempotency-Key"]["in"] == "header"
     assert {"201", "413", "415", "422"} <= operation["responses"].keys()
+
+
+def test_a_body_cut_off_is_an_incomplete_upload_not_a_500(
+    api: Any, services: Services, credentials: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client hangs up (or the body read times out) half-way: 400 UPLOAD_INCOMPLETE as for
+    a multipart upload, no error logged, nothing written (red team 15b, R1). Driven at the
+    ASGI level: an HTTP client cannot send half a body and then disconnect on purpose."""
+    import asyncio
+
+    pdf = make_pdf(padding_bytes=200_000)
+    key = auth(credentials)["Authorization"].encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/signatures/raw",
+        "raw_path": b"/v1/signatures/raw",
+        "query_string": b"profile=agency-a-seal",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", key),
+            (b"content-type", b"application/pdf"),
+            (b"content-length", str(len(pdf)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    events = [
+        {"type": "http.request", "body": pdf[:65536], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return events.pop(0) if events else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    before = snapshot(services)
+    with caplog.at_level("ERROR"):
+        asyncio.run(api.app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert start["status"] == 400, body
+    assert json.loads(body)["code"] == "UPLOAD_INCOMPLETE"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    assert_nothing_written(before, services)

@@ -704,7 +704,7 @@ def test_a_document_the_verifier_would_refuse_once_signed_is_not_signed(
     """Issue 10, item 8: a file the service produced is always accepted back. The verifier
     visits at most 10,000 form fields; a document with as many was signed (201) and its
     signed file verified as TOTAL_FAILED (red team 15, F3). Now it is refused before signing,
-    and one with room for the signature's field is signed and verifies."""
+    and one with room for what B-LTA adds is signed at B-LTA and verifies."""
     from signing_service.verification.limits import DEFAULT_LIMITS
 
     limit = DEFAULT_LIMITS.max_form_fields
@@ -715,7 +715,11 @@ def test_a_document_the_verifier_would_refuse_once_signed_is_not_signed(
     assert any(ch in response.json()["message"] for ch in VIETNAMESE_LETTERS)
     assert_nothing_written(before, services)
     assert signed_entries(services) == entries
-    response = sign(api, credentials, _with_text_fields(limit - 1))
+    # B-LTA adds two fields (the signature's, the document timestamp's): one short of the
+    # limit is refused too, two short signs at B-LTA and verifies.
+    response = sign(api, credentials, _with_text_fields(limit - 1), level="B-LTA")
+    assert (response.status_code, response.json()["code"]) == (422, "DOCUMENT_TOO_COMPLEX")
+    response = sign(api, credentials, _with_text_fields(limit - 2), level="B-LTA")
     assert response.status_code == 201, response.text
     report = verify(api, download(api, credentials, response.json()))
     assert report["verdict"] == "TOTAL_PASSED", report

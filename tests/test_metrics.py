@@ -10,7 +10,6 @@ sources where nothing listens.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import shutil
 from collections.abc import Iterator
@@ -102,38 +101,10 @@ def _sign(api: Any, credentials: dict[str, Any], level: str = "B-T") -> Any:
 def _dead_revocation_sources_cert() -> Any:
     """A certificate whose CRL distribution point and OCSP responder are loopback addresses
     where nothing listens."""
-    from asn1crypto import x509 as asn1_x509
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+    from tests.support.revocation_sources import cert_with_revocation_sources
 
-    port = free_port()
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Không ai trả lời")])
-    now = datetime.datetime.now(datetime.UTC)
-    crl = x509.UniformResourceIdentifier(f"http://127.0.0.1:{port}/goc.crl")
-    ocsp = x509.UniformResourceIdentifier(f"http://127.0.0.1:{port}/ocsp")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.CRLDistributionPoints([x509.DistributionPoint([crl], None, None, None)]), False
-        )
-        .add_extension(
-            x509.AuthorityInformationAccess(
-                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, ocsp)]
-            ),
-            False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    base = f"http://127.0.0.1:{free_port()}"
+    return cert_with_revocation_sources(f"{base}/goc.crl", f"{base}/ocsp", "Không ai trả lời")
 
 
 def test_every_family_moves(observed: tuple[Services, Any, dict[str, Any], str]) -> None:

@@ -10,7 +10,6 @@ unreachable source: revocation unknown, remembered for ``failure_age`` only."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import http.server
 import resource
 import threading
@@ -21,15 +20,12 @@ from typing import Any
 import pytest
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 from pyhanko_certvalidator.authority import CertTrustAnchor
 from pyhanko_certvalidator.errors import CRLFetchError, OCSPFetchError
 
 from signing_service._asn1 import MAX_DER_DEPTH, check_der_shape
 from signing_service.verification.revinfo_cache import CachingFetcherBackend, RevocationCache
+from tests.support.revocation_sources import cert_with_revocation_sources
 from tests.test_revinfo_shared_parse import _crl_der, _ocsp_der
 
 
@@ -92,31 +88,7 @@ def answers() -> Iterator[tuple[str, dict[str, bytes]]]:
 
 
 def _cert(base: str) -> asn1_x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA có CRL độc hại")])
-    now = datetime.datetime.now(datetime.UTC)
-    crl = x509.UniformResourceIdentifier(f"{base}/ca.crl")
-    ocsp = x509.UniformResourceIdentifier(f"{base}/ocsp")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.CRLDistributionPoints([x509.DistributionPoint([crl], None, None, None)]), False
-        )
-        .add_extension(
-            x509.AuthorityInformationAccess(
-                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, ocsp)]
-            ),
-            False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    return cert_with_revocation_sources(f"{base}/ca.crl", f"{base}/ocsp", "CA có CRL độc hại")
 
 
 def _max_rss_mb() -> float:
@@ -178,12 +150,15 @@ def test_a_deep_ocsp_response_is_refused_as_unusable(
     ("data", "why"),
     [
         (b"", "empty"),
-        (b"\x30", "truncated"),
-        (b"\x30\x05\x02\x01", "runs past"),
-        (b"\x30\x80\x00\x00", "indefinite"),
+        (b"\x30", "malformed"),
+        (b"\x30\x05\x02\x01", "malformed"),
+        (b"\x30\x80\x00\x00", "malformed"),
         (b"\x02\x01\x01\x00", "after the value"),
         (_nested(MAX_DER_DEPTH + 1), "nested deeper"),
         (_tlv(0x04, _nested(MAX_DER_DEPTH + 1)), "nested deeper"),  # inside an octet string
+        # asn1crypto ignores what follows the first value in an octet string (red team 15b R2)
+        (_tlv(0x04, _nested(MAX_DER_DEPTH + 1) + b"\x00"), "nested deeper"),
+        (_tlv(0x03, b"\x00" + _nested(MAX_DER_DEPTH + 1) + b"\xff\xff"), "nested deeper"),
     ],
 )
 def test_der_shape_refuses(data: bytes, why: str) -> None:
@@ -194,6 +169,50 @@ def test_der_shape_refuses(data: bytes, why: str) -> None:
 def test_der_shape_accepts_real_answers() -> None:
     for der in (_crl_der(500), _ocsp_der(), _nested(MAX_DER_DEPTH)):
         check_der_shape(der)
+    # Random bytes in a bit string that happen to start like a constructed value (a
+    # signature): measured as far as they read, never refused for being malformed.
+    check_der_shape(_tlv(0x30, _tlv(0x03, b"\x00\x30\x7f" + bytes(range(40)))))
+
+
+class _Drip(http.server.BaseHTTPRequestHandler):
+    """Announces 100 KB and sends a byte every 0.3 s."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/pkix-crl")
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        try:
+            for _ in range(100):
+                self.wfile.write(b"0")
+                self.wfile.flush()
+                time.sleep(0.3)
+        except OSError:
+            pass
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_dripping_crl_server_is_given_up_on_in_bounded_time() -> None:
+    """requests' timeout is per read: a byte every two seconds held a signing thread for
+    minutes (red team 15b, R3). The whole exchange is bounded (2 × the per-request timeout)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        cert = _cert(base)
+        fetchers = CachingFetcherBackend(RevocationCache(), per_request_timeout=1).get_fetchers()
+        began = time.monotonic()
+        with pytest.raises(CRLFetchError) as caught:
+            asyncio.run(fetchers.crl_fetcher.fetch(cert))
+        assert time.monotonic() - began < 4
+        assert "took too long" in str(caught.value.__cause__)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_an_endless_or_pem_crl(answers: tuple[str, dict[str, bytes]]) -> None:
@@ -218,4 +237,4 @@ def test_an_endless_or_pem_crl(answers: tuple[str, dict[str, bytes]]) -> None:
     with pytest.raises(CRLFetchError) as caught:
         asyncio.run(fetcher.crl_fetcher.fetch(cert))
     assert "larger than 100000 bytes" in str(caught.value.__cause__)
-    assert revinfo_cache.MAX_CRL_BYTES >= 32 * 1024 * 1024
+    assert revinfo_cache.MAX_CRL_BYTES >= 16 * 1024 * 1024

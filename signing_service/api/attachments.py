@@ -18,6 +18,7 @@ from signing_service import errors
 from signing_service._memory import release_memory
 from signing_service.api import schemas
 from signing_service.api.deps import Admin, AppServices, Client, InWorker, actor_of
+from signing_service.api.downloads import attachment_disposition
 from signing_service.api.signatures import single_headers
 from signing_service.api.uploads import receive_multipart
 from signing_service.services import attachments
@@ -302,9 +303,8 @@ async def attachment_content(
     content = await in_worker(
         attachments.open_content, services, caller.agency, row, sanitized=sanitized, actor=actor
     )
-    ascii_name = content.filename.encode("ascii", "replace").decode().replace('"', "")
     headers = {
-        "Content-Disposition": f'attachment; filename="{ascii_name}"',
+        "Content-Disposition": attachment_disposition(content.filename),
         "X-Content-SHA256": content.sha256,
         "Content-Length": str(content.size),
         "X-Content-Type-Options": "nosniff",

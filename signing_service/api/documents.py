@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from signing_service.api import schemas
 from signing_service.api.deps import AppServices, Client, InWorker, document_out
+from signing_service.api.downloads import attachment_disposition
 from signing_service.services.documents import DocumentView, get_document, read_content
 
 router = APIRouter()
@@ -39,12 +40,11 @@ async def document_content(
     doc = await in_worker(get_document, services, caller.agency_id, document_id)
     data = await in_worker(read_content, services, doc)
     name = doc.filename or f"{doc.id}.pdf"
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "")
     return Response(
         data,
         media_type=doc.media_type,
         headers={
-            "Content-Disposition": f'attachment; filename="{ascii_name}"',
+            "Content-Disposition": attachment_disposition(name),
             "X-Content-SHA256": doc.sha256,
         },
     )

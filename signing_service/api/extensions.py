@@ -18,6 +18,7 @@ from signing_service.api.deps import (
     document_out,
     read_upload,
 )
+from signing_service.api.downloads import attachment_disposition
 from signing_service.api.signatures import CLEAN, SINGLE_VALUED
 from signing_service.services.documents import DocumentView, check_filename
 from signing_service.services.registry import public_link
@@ -165,12 +166,11 @@ async def extend_uploaded(
     )
     stem = (file.filename or "tai-lieu.pdf").rsplit(".", 1)[0]
     name = f"{stem}.{result.level.lower()}.pdf"
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "")
     return Response(
         result.pdf,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": f'attachment; filename="{ascii_name}"',
+            "Content-Disposition": attachment_disposition(name),
             "X-Content-SHA256": hashlib.sha256(result.pdf).hexdigest(),
             "X-Signature-Level": result.level,
             "X-Previous-Signature-Level": result.level_before,

@@ -19,6 +19,7 @@ from fastapi import (
 )
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
+from starlette.requests import ClientDisconnect
 
 from signing_service import errors
 from signing_service.api import schemas
@@ -446,11 +447,16 @@ async def read_pdf_body(request: Request, settings: Settings) -> bytes:
     limit = settings.max_document_bytes + 1
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
+    try:
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+    except ClientDisconnect:
+        # The client hung up, or the body read timed out: as for a multipart upload
+        # (api/uploads.py), not a 500 (red team 15b, R1).
+        raise errors.UploadIncomplete() from None
     # One copy of the body (the chunks joined), as the multipart form's read makes.
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     return data[:limit] if len(data) > limit else data

@@ -293,14 +293,17 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
 
 SIGNING_LIMITS = replace(
     limits.DEFAULT_LIMITS,
-    max_revisions=limits.DEFAULT_LIMITS.max_revisions - 1,
-    max_signatures=limits.DEFAULT_LIMITS.max_signatures - 1,
-    max_form_fields=limits.DEFAULT_LIMITS.max_form_fields - 1,
+    max_revisions=limits.DEFAULT_LIMITS.max_revisions - 4,
+    max_signatures=limits.DEFAULT_LIMITS.max_signatures - 2,
+    max_form_fields=limits.DEFAULT_LIMITS.max_form_fields - 2,
     max_objects=limits.DEFAULT_LIMITS.max_objects - 1_000,
 )
-"""The verifier's structure limits (verification/limits.py) less what one signature adds: a
-revision, a signature, a field, and at most a few dozen objects (a stamp, a QR code, the
-validation data of B-LT/B-LTA)."""
+"""The verifier's structure limits (verification/limits.py) less what one signature adds at
+B-LTA, the most: up to four revisions (the signature, its validation data, the document
+timestamp, the timestamp's validation data), two signatures and two fields (the signature's
+and the document timestamp's), and at most a few hundred objects (a stamp, a QR code, the
+validation data). With one revision and one field of margin, a document at the edge signed at
+B-LTA was refused by the service's own verifier (red team 15b, R4)."""
 
 
 def _check_appearance(spec: AppearanceSpec) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import requests
 from asn1crypto import crl, ocsp, pem
 from asn1crypto.core import Asn1Value
@@ -121,63 +122,77 @@ def _ocsp_next_update(value: ocsp.OCSPResponse) -> datetime | None:
     return min(dated) if dated else None
 
 
-MAX_CRL_BYTES = 64 * 1024 * 1024
-"""Largest CRL accepted from a distribution point (the largest public CRLs are tens of MB)."""
+MAX_CRL_BYTES = 16 * 1024 * 1024
+"""Largest CRL accepted from a distribution point. A CA's CRL is usually well under this; one
+of 3.4 MB already costs about 2 s of CPU and 120 MB to read and check (red team 15b, R5)."""
 MAX_OCSP_BYTES = 1024 * 1024
 """Largest OCSP response accepted (a real one is a few KB)."""
 
 
 class _BoundedBodies:
-    """pyhanko-certvalidator's ``_get``/``_post`` (requests_fetchers/util.py), reading the
-    answer with a size bound and a total time bound, then checking its DER shape
-    (:func:`signing_service._asn1.check_der_shape`) before anything parses it. A hostile
-    answer (from its CA, or from anyone on the path of a plain-HTTP fetch) nested thousands
-    deep made asn1crypto recurse until RecursionError (a 500 before every signature with that
-    CA's keys) and grow the process by gigabytes; an endless one filled memory (red team 15,
-    F4/F8). The refusal is a ``ValueError``, which certvalidator's fetchers turn into their
-    fetch error: an unreachable source, revocation unknown, remembered for ``failure_age``."""
+    """pyhanko-certvalidator's ``_get``/``_post`` (requests_fetchers/util.py) with bounds: the
+    whole exchange within ``2 × per_request_timeout`` (a server dripping a byte every two
+    seconds held a signing thread for minutes: requests' timeout is per read, red team 15b R3),
+    at most ``max_bytes``, and the answer's DER shape checked
+    (:func:`signing_service._asn1.check_der_shape`) before anything parses it (a hostile
+    answer nested thousands deep made asn1crypto recurse until RecursionError, a 500 before
+    every signature with that CA's keys, and grow the process by gigabytes: red team 15,
+    F4/F8). A refusal is a ``requests.RequestException``, which certvalidator's fetchers turn
+    into their fetch error: an unreachable source, revocation unknown, remembered for
+    ``failure_age``. Asynchronous (httpx): a cancelled wait closes the connection, no thread
+    is left blocked on a socket."""
 
     max_bytes: int
     per_request_timeout: float
     user_agent: str
 
-    def _bounded(self, method: str, url: str, headers: dict[str, str], data: Any) -> Any:
-        deadline = time.monotonic() + 6 * self.per_request_timeout
-        with requests.request(
-            method, url, headers=headers, data=data, timeout=self.per_request_timeout, stream=True
-        ) as response:
-            if response.status_code != 200:
-                raise requests.RequestException(f"status code {response.status_code}")
-            body = bytearray()
-            for chunk in response.iter_content(64 * 1024):
-                body += chunk
-                if len(body) > self.max_bytes:
-                    raise ValueError(f"answer from {url} larger than {self.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise ValueError(f"answer from {url} took too long to arrive")
-            content = bytes(body)
-            try:
-                # A CRL may come PEM-armoured (certvalidator unarmours it): the DER inside.
-                check_der_shape(pem.unarmor(content)[2] if pem.detect(content) else content)
-            except ValueError as e:
-                log.warning("revocation answer from %s refused: %s", url, e)
-                raise ValueError(f"answer from {url} cannot be used: {e}") from None
-            response._content = content
-            return response
+    async def _bounded(
+        self, method: str, url: str, headers: dict[str, str], data: bytes | None
+    ) -> httpx.Response:
+        try:
+            async with asyncio.timeout(2 * self.per_request_timeout):
+                async with (
+                    httpx.AsyncClient(
+                        timeout=self.per_request_timeout, follow_redirects=True, max_redirects=3
+                    ) as client,
+                    client.stream(method, url, headers=headers, content=data) as response,
+                ):
+                    if response.status_code != 200:
+                        raise requests.RequestException(f"status code {response.status_code}")
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > self.max_bytes:
+                            raise requests.RequestException(
+                                f"answer from {url} larger than {self.max_bytes} bytes"
+                            )
+        except TimeoutError:
+            raise requests.RequestException(f"answer from {url} took too long") from None
+        except httpx.HTTPError as e:
+            raise requests.RequestException(f"fetching {url} failed: {e!r}") from None
+        content = bytes(body)
+        try:
+            # A CRL may come PEM-armoured (certvalidator unarmours it): the DER inside.
+            check_der_shape(pem.unarmor(content)[2] if pem.detect(content) else content)
+        except ValueError as e:
+            log.warning("revocation answer from %s refused: %s", url, e)
+            raise requests.RequestException(f"answer from {url} cannot be used: {e}") from None
+        response._content = content
+        return response
 
-    def _get(self, url: str, *, acceptable_content_types: Any) -> Any:
+    async def _get(self, url: str, *, acceptable_content_types: Any) -> httpx.Response:
         headers = {"Accept": ",".join(acceptable_content_types), "User-Agent": self.user_agent}
-        return asyncio.to_thread(self._bounded, "GET", url, headers, None)
+        return await self._bounded("GET", url, headers, None)
 
-    def _post(
-        self, url: str, data: Any, *, content_type: str, acceptable_content_types: Any
-    ) -> Any:
+    async def _post(
+        self, url: str, data: bytes, *, content_type: str, acceptable_content_types: Any
+    ) -> httpx.Response:
         headers = {
             "Accept": ",".join(acceptable_content_types),
             "User-Agent": self.user_agent,
             "Content-Type": content_type,
         }
-        return asyncio.to_thread(self._bounded, "POST", url, headers, data)
+        return await self._bounded("POST", url, headers, data)
 
 
 def _library_error(error: Exception) -> bool:
