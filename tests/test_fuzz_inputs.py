@@ -53,6 +53,8 @@ DOCUMENT_CODES = {
     "DOCUMENT_CERTIFIED_FIELD_REQUIRED",
     "SIGNED_PDF_DAMAGED",
     "FILE_TOO_LARGE",
+    # more objects, fields or revisions than the verifier would accept back once signed
+    "DOCUMENT_TOO_COMPLEX",
 }
 
 
