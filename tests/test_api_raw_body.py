@@ -64,6 +64,43 @@ def test_content_type_parameters_are_accepted(api: Any, credentials: dict[str, A
     assert response.status_code == 201, response.text
 
 
+EMPTY_FIELDS = [
+    "appearance_kind",
+    "copy_kind",
+    "document_number",
+    "qr",
+    "level",
+    "field_name",
+    "dossier_code",
+    "result_code",
+    "procedure_code",
+    "document_name",
+    "applicant_id",
+    "profile",
+]
+
+
+@pytest.mark.parametrize("field", EMPTY_FIELDS)
+def test_an_empty_field_is_an_absent_one_on_both_forms(
+    api: Any, services: Services, credentials: dict[str, Any], field: str
+) -> None:
+    """Red team 15b, R6: a client that sends every parameter, empty when unset, got 201 from
+    the multipart form and 422 (or 404 for ``profile``) from the raw form. An empty value is an
+    absent field on both: the same status and code from each."""
+    headers = auth(credentials)
+    answers = []
+    for send in (sign, sign_raw):
+        before = snapshot(services)
+        response = send(api, headers, make_pdf(), **{field: ""})
+        body = response.json()
+        answers.append((response.status_code, body.get("code")))
+        if response.status_code != 201:
+            assert_nothing_written(before, services)
+    assert answers[0] == answers[1], (field, answers)
+    expected = (422, "INVALID_REQUEST") if field == "profile" else (201, None)
+    assert answers[0] == expected, (field, answers)
+
+
 @pytest.mark.parametrize(
     ("name", "data", "form", "status", "code"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
 )

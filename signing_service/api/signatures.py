@@ -19,6 +19,7 @@ from fastapi import (
 )
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
+from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect
 
 from signing_service import errors
@@ -433,6 +434,14 @@ async def _single_valued_query(request: Request) -> None:
     )
     if problems:
         raise RequestValidationError(problems)
+    items = request.query_params.multi_items()
+    if any(value == "" for _, value in items):
+        # An empty query value is an absent field, as an empty form field is on the multipart
+        # form (FastAPI's rule for Form, not for Query): a client that sends every parameter,
+        # empty when unset, gets the same answers from both forms (red team 15b, R6). Set on
+        # the request before FastAPI reads the endpoint's query parameters (route
+        # dependencies are solved first), through Starlette's cached QueryParams.
+        request._query_params = QueryParams([(k, v) for k, v in items if v != ""])
 
 
 async def read_pdf_body(request: Request, settings: Settings) -> bytes:
