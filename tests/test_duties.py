@@ -620,11 +620,20 @@ def _raw_tsa(body: bytes) -> Any:
     return app
 
 
+def _deep_answer(depth: int = 5_000) -> bytes:
+    """A TimeStampResp-shaped answer nested ``depth`` SEQUENCEs deep (asn1crypto parses
+    recursively: a RecursionError, or gigabytes, before the shape check)."""
+    from tests.test_revinfo_hostile import _nested, _tlv
+
+    return _tlv(0x30, _nested(depth))
+
+
 @pytest.mark.parametrize(
     ("answer", "status", "code"),
     [
         (b"\x30\x03\x02\x01", 502, "TIMESTAMP_INVALID"),  # truncated DER
         (b"<html>rac</html>", 502, "TIMESTAMP_INVALID"),
+        (_deep_answer(), 502, "TIMESTAMP_INVALID"),
         # PKIStatusInfo "rejection" (2), no token: the server declined; perhaps temporarily.
         (bytes.fromhex("300530030201 02".replace(" ", "")), 503, "TIMESTAMP_UNAVAILABLE"),
         # "granted" (0) without a token.

@@ -32,6 +32,7 @@ from pyhanko.sign.timestamps.common_utils import TimestampRequestError, set_tsp_
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
 
 from signing_service import metrics
+from signing_service._asn1 import check_der_shape
 from signing_service.signing.certcheck import ChainJudge, SignerCheckFailure
 from signing_service.signing.policy import digest_policy_problem, verification_algorithm_problem
 from signing_service.trust import VIETNAM_TZ, TrustStore
@@ -80,7 +81,24 @@ async def token_size(timestamper: TimeStamper, md_algorithm: str) -> int:
     return len(token.dump())
 
 
+MAX_TSA_RESPONSE_BYTES = 256 * 1024
+"""Largest timestamp response read from a TSA. A token with its TSA's certificate chain is a few
+KB (the dev TSA's: about 3 KB); a TSA that sends more is broken or not a TSA."""
+
+
 class PooledHTTPTimeStamper(TimeStamper):
+    """An RFC 3161 client over a pooled ``requests`` session per thread (see the module's
+    docstring). The exchange is bounded as revocation fetches are (verification/revinfo_cache.py
+    ``_BoundedBodies``): the whole answer within ``2 × timeout`` seconds (requests' timeout is
+    per read: a server dripping a byte a second held a signing thread for as long as it liked,
+    red team 15b), at most :data:`MAX_TSA_RESPONSE_BYTES`, and its DER shape checked
+    (:func:`signing_service._asn1.check_der_shape`) before asn1crypto parses it. An answer too
+    slow or too large is ``TimestampRequestError`` (the TSA is unavailable: 503 with
+    ``Retry-After``); one whose shape is refused is a ``ValueError``, as one that does not
+    parse."""
+
+    max_bytes = MAX_TSA_RESPONSE_BYTES
+
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         super().__init__()
         self.url = url
@@ -95,18 +113,39 @@ class PooledHTTPTimeStamper(TimeStamper):
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
         began = time.perf_counter()
+        deadline = began + 2 * self.timeout
         try:
-            response = self._session().post(
-                self.url, req.dump(), headers=set_tsp_headers({}), timeout=self.timeout
-            )
+            with self._session().post(
+                self.url,
+                req.dump(),
+                headers=set_tsp_headers({}),
+                timeout=self.timeout,
+                stream=True,
+            ) as response:
+                if response.headers.get("Content-Type") != "application/timestamp-reply":
+                    metrics.observe_tsa(time.perf_counter() - began, False, "malformed")
+                    raise TimestampRequestError("Timestamp server response is malformed.", response)
+                body = bytearray()
+                # read1: what one read of the socket gives (iter_content waits for a full
+                # chunk, so a dripping server was never timed out), decoded as requests would.
+                while chunk := response.raw.read1(16384, decode_content=True):
+                    body += chunk
+                    if len(body) > self.max_bytes or time.perf_counter() > deadline:
+                        metrics.observe_tsa(time.perf_counter() - began, False, "malformed")
+                        raise TimestampRequestError(
+                            "Timestamp server response is too large or too slow."
+                        )
+        except TimestampRequestError:
+            raise  # counted above (TimestampRequestError is an OSError)
         except (OSError, requests.RequestException) as e:
             metrics.observe_tsa(time.perf_counter() - began, False, "unreachable")
             raise TimestampRequestError("Error in communication with timestamp server") from e
-        if response.headers.get("Content-Type") != "application/timestamp-reply":
-            metrics.observe_tsa(time.perf_counter() - began, False, "malformed")
-            raise TimestampRequestError("Timestamp server response is malformed.", response)
         metrics.observe_tsa(time.perf_counter() - began, True)
-        answer = tsp.TimeStampResp.load(response.content)
+        content = bytes(body)
+        # Before asn1crypto parses it (recursively): an answer nested thousands deep is refused
+        # as one that does not parse (ValueError; CheckedTimeStamper: TIMESTAMP_INVALID).
+        check_der_shape(content)
+        answer = tsp.TimeStampResp.load(content)
         try:
             token = answer["time_stamp_token"]  # absent (Void) when the TSA refuses
             if isinstance(token, cms.ContentInfo):
