@@ -277,12 +277,14 @@ def test_supersede_links_to_the_newer_document(
         "public_id": new_id,
         "link": f"{BASE}/xac-minh/{new_id}",
         "document_id": new["document"]["id"],
+        "status": "in_force",
     }
     report = verify(api, content(api, credentials, old))
     assert report["registry"]["status"] == "superseded"
     assert report["registry"]["superseded_by"] == {
         "public_id": new_id,
         "link": f"{BASE}/xac-minh/{new_id}",
+        "status": "in_force",
     }
     assert report["registry"]["result_code"] == f"{DOSSIER}-KQ1"
     newer = verify(api, content(api, credentials, new))["registry"]
@@ -290,6 +292,44 @@ def test_supersede_links_to_the_newer_document(
     entries = audit_entries(public, "registry.superseded")
     assert [e.subject for e in entries] == [old_id]
     assert json.loads(entries[0].details)["superseded_by"] == new_id
+
+
+def test_a_revoked_replacement_is_never_offered_as_the_document_to_use(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """A superseded by B, then B revoked: A's record, report, sentence, page and PDF report
+    name B with its status, and never say "use the new document" (left from session 15: A's
+    page pointed to B as the one to use)."""
+    from dataclasses import asdict
+
+    from signing_service.reporting.pdf import _registry_rows
+    from signing_service.services.registry_records import registry_sentence
+    from signing_service.web.present import present
+
+    old = sign(api, credentials, make_pdf(), dossier_code=DOSSIER, result_code="auto")
+    new = sign(api, credentials, make_pdf(pages=2), dossier_code=DOSSIER, result_code="auto")
+    old_id, new_id = old["registry"]["public_id"], new["registry"]["public_id"]
+    reason = "Đính chính sai sót"
+    done = change(api, credentials, old_id, "supersede", superseded_by=new_id, reason=reason)
+    assert done.status_code == 200, done.text
+    before = present(verify(api, content(api, credentials, old))).registry
+    assert before is not None and "hãy dùng văn bản mới" in before.text
+    assert (
+        change(api, credentials, new_id, "revoke", reason="Ban hành sai thẩm quyền").status_code
+        == 200
+    )
+    assert api.get(f"/v1/registry/{old_id}").json()["superseded_by"]["status"] == "revoked"
+    report = verify(api, content(api, credentials, old))
+    assert report["registry"]["status"] == "superseded"
+    assert report["registry"]["superseded_by"]["status"] == "revoked"
+    assert "văn bản thay thế này đã bị thu hồi" in registry_sentence(report["registry"])
+    view = present(report).registry
+    assert view is not None
+    assert "hãy dùng văn bản mới" not in view.text
+    assert "cũng đã bị thu hồi" in view.text
+    assert view.superseded_by_status_label == "Đã bị thu hồi"
+    rows = {label: value for label, value in _registry_rows(asdict(view))}
+    assert rows["Được thay thế bởi"].endswith("(Đã bị thu hồi)")
 
 
 def _officer_signs(api: Any, services: Services, credentials: dict[str, Any]) -> dict[str, Any]:
@@ -339,6 +379,7 @@ def test_officer_then_seal_is_signed_further_not_revoked(
     assert earlier["signed_further_by"] == {
         "public_id": second,
         "link": f"{BASE}/xac-minh/{second}",
+        "status": "in_force",
     }
     final = verify(api, content(api, credentials, sealed))
     assert final["verdict"] == "TOTAL_PASSED", final["message"]
@@ -619,7 +660,11 @@ def test_revoking_the_final_version_answers_for_earlier_versions(
     earlier = api.get(f"/v1/registry/{first}").json()
     assert earlier["status"] == "revoked"
     assert earlier["reason"] == "Quyết định bị hủy bỏ"
-    assert earlier["status_from"] == {"public_id": second, "link": f"{BASE}/xac-minh/{second}"}
+    assert earlier["status_from"] == {
+        "public_id": second,
+        "link": f"{BASE}/xac-minh/{second}",
+        "status": "revoked",
+    }
     report = verify(api, by_officer)
     assert report["verdict"] == "TOTAL_PASSED"
     assert report["registry"]["public_id"] == first

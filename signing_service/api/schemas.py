@@ -394,6 +394,10 @@ class ApiKeyRotateIn(BaseModel):
 class LinkedRecordOut(BaseModel):
     public_id: str
     link: str | None
+    status: str = Field(
+        description="trạng thái của chính văn bản được trỏ tới: in_force, revoked, superseded "
+        "(văn bản thay thế đã bị thu hồi sau đó thì không còn là văn bản để dùng)"
+    )
 
 
 class AgencyOut(BaseModel):

@@ -111,12 +111,10 @@ def _registry_rows(registry: dict[str, Any]) -> list[list[Any]]:
     if registry.get("reason"):
         rows.append(["Lý do", registry.get("reason")])
     if registry.get("superseded_by_link") or registry.get("superseded_by_id"):
-        rows.append(
-            [
-                "Được thay thế bởi",
-                registry.get("superseded_by_link") or registry["superseded_by_id"],
-            ]
-        )
+        replacement = registry.get("superseded_by_link") or registry["superseded_by_id"]
+        if registry.get("superseded_by_status_label"):
+            replacement += f" ({registry['superseded_by_status_label']})"
+        rows.append(["Được thay thế bởi", replacement])
     if registry.get("signed_further_by_link") or registry.get("signed_further_by_id"):
         rows.append(
             [

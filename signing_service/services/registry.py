@@ -64,7 +64,9 @@ def _linked(session: Session, base: str | None, row_id: int | None) -> LinkedRec
     row = session.get(RegisteredDocument, row_id)
     if row is None:
         return None
-    return LinkedRecord(row.public_id, public_link(base, row.public_id), row.document_id)
+    return LinkedRecord(
+        row.public_id, public_link(base, row.public_id), row.document_id, row.status
+    )
 
 
 def _newer_version(session: Session, row_id: int) -> int | None:
@@ -141,6 +143,7 @@ def _record(
                 governing.public_id,
                 public_link(base, governing.public_id),
                 governing.document_id,
+                governing.status,
             )
             if governing.id != row.id
             else None

@@ -63,15 +63,18 @@ def public_link(base_url: str | None, public_id: str) -> str | None:
 
 @dataclass(frozen=True)
 class LinkedRecord:
-    """Another registered document a record points to: its public id and link (``document_id``
-    only for the agency's own view)."""
+    """Another registered document a record points to: its public id, link and own
+    ``status`` (``in_force``, ``revoked``, ``superseded``: a replacement revoked since must not
+    be offered as "the new document to use"), and ``document_id`` only for the agency's own
+    view."""
 
     public_id: str
     link: str | None
     document_id: str
+    status: str
 
     def to_public_dict(self) -> dict[str, Any]:
-        return {"public_id": self.public_id, "link": self.link}
+        return {"public_id": self.public_id, "link": self.link, "status": self.status}
 
 
 @dataclass(frozen=True)
@@ -355,4 +358,6 @@ def registry_sentence(section: dict[str, Any]) -> str:
     if newer is not None:
         label = "văn bản thay thế" if section.get("superseded_by") else "phiên bản ký tiếp"
         text += f"; {label}: {newer.get('link') or newer['public_id']}"
+        if newer.get("status") in (REVOKED, SUPERSEDED):
+            text += f" ({label} này {STATUS_LABELS[newer['status']]})"
     return text + "."

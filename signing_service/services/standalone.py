@@ -146,7 +146,10 @@ class _PlainRegistry:
         if row is None:
             return None
         return LinkedRecord(
-            row["public_id"], public_link(self.base, row["public_id"]), row["document_id"]
+            row["public_id"],
+            public_link(self.base, row["public_id"]),
+            row["document_id"],
+            row["status"],
         )
 
     def _newer_version(self, row_id: int) -> int | None:
@@ -211,6 +214,7 @@ class _PlainRegistry:
                     governing["public_id"],
                     public_link(self.base, governing["public_id"]),
                     governing["document_id"],
+                    governing["status"],
                 )
                 if governing["id"] != row["id"]
                 else None

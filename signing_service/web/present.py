@@ -543,6 +543,8 @@ class RegistryView:
     reason: str | None = None
     superseded_by_link: str | None = None
     superseded_by_id: str | None = None
+    # The replacement's own status when it is no longer in force ("đã bị thu hồi").
+    superseded_by_status_label: str | None = None
     signed_further_by_link: str | None = None
     signed_further_by_id: str | None = None
     # "file": this very file is registered; "revision": a signed revision inside it is (content
@@ -933,6 +935,20 @@ def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
             "Chữ ký số vẫn có thể hợp lệ, nhưng văn bản đã bị cơ quan ban hành hủy bỏ; đừng dùng "
             "nó để làm thủ tục."
         )
+    elif status == "superseded" and superseded.get("status") in ("revoked", "superseded"):
+        # The replacement is itself no longer in force: never "use the new one".
+        text = "Văn bản này đã được thay thế bằng một văn bản khác" + (
+            f" từ ngày {changed}" if changed else ""
+        )
+        text += (
+            ", và văn bản thay thế đó "
+            + ("cũng đã bị thu hồi" if superseded["status"] == "revoked" else "đã được thay thế")
+            + ": hãy liên hệ cơ quan ban hành để biết văn bản nào đang có hiệu lực."
+        )
+        why = (
+            "Văn bản cũ không còn hiệu lực, và văn bản thay thế nó cũng không còn hiệu lực; liên "
+            "kết bên dưới cho biết tình trạng của văn bản thay thế."
+        )
     elif status == "superseded":
         text = "Văn bản này đã được thay thế bằng một văn bản khác" + (
             f" từ ngày {changed}" if changed else ""
@@ -976,6 +992,11 @@ def present_registry(section: dict[str, Any] | None) -> RegistryView | None:
         reason=display_text(str(section["reason"]), 2000) if section.get("reason") else None,
         superseded_by_link=superseded.get("link"),
         superseded_by_id=superseded.get("public_id"),
+        superseded_by_status_label=(
+            REGISTRY_STATUS_LABELS.get(str(superseded["status"]), str(superseded["status"]))
+            if superseded.get("status") not in (None, "in_force")
+            else None
+        ),
         signed_further_by_link=further.get("link"),
         signed_further_by_id=further.get("public_id"),
         record_text=_record_text(status, agency_name, issued, changed),
