@@ -85,6 +85,11 @@ RequestTimeout = _error(
 RequestHeadersTooLarge = _error(
     "REQUEST_HEADERS_TOO_LARGE", 431, "Phần tiêu đề (header) của yêu cầu quá lớn."
 )
+MalformedHttpRequest = _error(
+    "MALFORMED_HTTP_REQUEST",
+    400,
+    "Yêu cầu không đúng cú pháp HTTP nên không đọc được; hãy kiểm tra phần mềm gửi yêu cầu.",
+)
 RateLimited = _error(
     "RATE_LIMITED",
     429,

@@ -221,6 +221,34 @@ def _stalled_body(server: Server, path: str, sent: bytes = b"%PDF-1.7\n") -> soc
     return sock
 
 
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"GET /v1/documents HTTP/9.9\r\n\r\n",
+        b"POST\r\n\r\n",
+    ],
+    ids=["tls-hello", "bad-version", "no-target"],
+)
+def test_bytes_that_are_not_http_get_the_one_error_shape(server: Server, garbage: bytes) -> None:
+    """uvicorn answered bytes its parser refuses with English plain text ("Invalid HTTP
+    request received."). Now the service's shape: 400 MALFORMED_HTTP_REQUEST, a Vietnamese
+    message, the connection closed; signing goes on."""
+    sock = server.connect()
+    try:
+        sock.sendall(garbage)
+        closed = read_until_closed([sock], time.monotonic() + 10)
+    finally:
+        sock.close()
+    answer = next(iter(closed.values()), b"")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert error_code(answer) == "MALFORMED_HTTP_REQUEST"
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert not body["message"].isascii(), body
+    assert b"Invalid HTTP request" not in answer
+    assert server.sign()[0] == 201
+
+
 def test_a_body_that_stops_coming_is_answered_408(server: Server) -> None:
     began = time.monotonic()
     sock = _stalled_body(server, "/v1/signatures")

@@ -73,9 +73,11 @@ def _raw_error(
             **{k.decode(): v.decode() for k, v in SECURITY_HEADERS},
             "cache-control": PAGE_CACHE.decode(),
         }
-    reason = {408: "Request Timeout", 431: "Request Header Fields Too Large"}.get(
-        error.status, "Service Unavailable"
-    )
+    reason = {
+        400: "Bad Request",
+        408: "Request Timeout",
+        431: "Request Header Fields Too Large",
+    }.get(error.status, "Service Unavailable")
     lines = [
         f"HTTP/1.1 {error.status} {reason}",
         f"content-type: {content_type}",
@@ -139,6 +141,18 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 return
             self._header_bytes += len(data)
         super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes the HTTP parser refuses (``msg``: its English text, "Invalid
+        HTTP request received.", logged by uvicorn) in the service's one error shape: 400
+        ``MALFORMED_HTTP_REQUEST`` with a Vietnamese message (the page's HTML error page on its
+        paths), the connection closed. It never reaches the application, so the line it
+        leaves in the service's log is this one."""
+        log.warning(
+            "malformed HTTP request from %s: 400 MALFORMED_HTTP_REQUEST",
+            (self.client or ("?",))[0],
+        )
+        self._refuse(errors.MalformedHttpRequest())
 
     # -- parser callbacks -----------------------------------------------------------------
 
