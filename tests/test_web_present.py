@@ -113,24 +113,6 @@ def test_unsigned(verifier: Verifier) -> None:
     assert view.signatures == []
 
 
-def test_over_a_verification_limit_is_undecided_and_says_why(
-    dev_pki: tuple[DevPki, int], signed: bytes
-) -> None:
-    """A genuine signed document over one of the verifier's bounds (here the revision count):
-    "Chưa xác định được", and the lead names the bound the service stopped at — not "Không
-    hợp lệ" (nothing in it was found wrong), not a generic sentence."""
-    pki, _ = dev_pki
-    trust = TrustStore.load(
-        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
-    )
-    bounded = Verifier(trust, limits=limits.VerificationLimits(max_revisions=1))
-    view = present(verify(bounded, signed))
-    assert view.state == "indeterminate", view.lead
-    assert view.lead.startswith("Chưa đủ căn cứ để kết luận tài liệu hợp lệ: "), view.lead
-    assert CITIZEN_TEXTS["TOO_MANY_REVISIONS"].text.rstrip(".").lower() in view.lead.lower()
-    assert [p.code for p in view.problems] == ["TOO_MANY_REVISIONS"]
-
-
 def _registry(status: str, **extra: Any) -> dict[str, Any]:
     return {
         "found": True,

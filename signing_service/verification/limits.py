@@ -2,10 +2,8 @@
 
 A file sent to the public verification endpoint is untrusted. Each limit below bounds one way a
 small file can make the parser do unbounded work, and each is reported with its own reason code
-and Vietnamese message (``MESSAGES``), so the verifier can answer INDETERMINATE /
-``FORMAT_FAILURE`` with a reason instead of running out of time or memory (not TOTAL_FAILED:
-the verifier stopped before reading what is past the bound, and a genuine document over one is
-undecided, not invalid):
+and Vietnamese message (``MESSAGES``), so the verifier can answer ``FORMAT_FAILURE`` with a
+reason instead of running out of time or memory:
 
 ================================  ==========================================================
 attack                            bound (code)
@@ -56,7 +54,7 @@ from pyhanko.pdf_utils.xref import XRefBuilder, XRefCache
 
 MiB = 1024 * 1024
 
-# Reason codes. The verifier reports each as INDETERMINATE / FORMAT_FAILURE with this code.
+# Reason codes. The verifier reports each as a FORMAT_FAILURE with this code.
 FILE_TOO_LARGE = "FILE_TOO_LARGE"
 NOT_PDF = "NOT_PDF"
 MALFORMED_PDF = "MALFORMED_PDF"

@@ -261,22 +261,16 @@ class DocumentReport:
         unsigned_fields: list[str] | None = None,
     ) -> DocumentReport:
         """The document's verdict: TOTAL_FAILED if any signature or document-level problem
-        failed, else INDETERMINATE if a document-level problem is undecided (a verification
-        limit stopped the verifier: never NO_SIGNATURE then) or any signature is undecided,
-        else TOTAL_PASSED; NO_SIGNATURE without signatures, and also when only document
-        timestamps are present and none failed (a timestamp proves existence at a time, not
-        approval). The ``message`` says what decided it and, when the verdict passes with
-        warnings, that there are warnings a reader must look at."""
+        failed, else INDETERMINATE if any signature is undecided, else TOTAL_PASSED;
+        NO_SIGNATURE without signatures, and also when only document timestamps are present
+        and none failed (a timestamp proves existence at a time, not approval). The
+        ``message`` says what decided it and, when the verdict passes with warnings, that
+        there are warnings a reader must look at."""
         verdict = Verdict.NO_SIGNATURE
         sub: str | None = None
         text: str
         warnings = list(warnings or [])
         failed_problem = next((p for p in problems if p.status is CheckStatus.FAILED), None)
-        # A bound the verifier stopped at (verification/limits.py): nothing after it was read,
-        # so no signature and no "unsigned" can be concluded from the rest.
-        undecided_problem = next(
-            (p for p in problems if p.status is CheckStatus.INDETERMINATE), None
-        )
         failed = [s for s in signatures if s.indication is Indication.TOTAL_FAILED]
         undecided = [s for s in signatures if s.indication is Indication.INDETERMINATE]
         if failed_problem is not None:
@@ -300,12 +294,6 @@ class DocumentReport:
                 )
             else:
                 text = f"{VERDICT_MESSAGES[verdict]} Chữ ký {first.field}: {first.summary}"
-        elif undecided_problem is not None:
-            verdict, sub = Verdict.INDETERMINATE, undecided_problem.sub_indication
-            text = (
-                f"{VERDICT_MESSAGES[verdict]} {undecided_problem.message} Dịch vụ đã dừng kiểm "
-                "tra ở giới hạn này nên không kết luận được chữ ký hợp lệ hay không hợp lệ."
-            )
         elif not any(s.type != "document_timestamp" for s in signatures):
             # Only document timestamps (or nothing): anyone can have a TSA timestamp a file,
             # which shows when it existed, never who approved it. Not a signed document.

@@ -972,9 +972,9 @@ class Verifier:
         allows for audits; revocation data is then only what the document carries.
         Raises :class:`NotPdfError`, :class:`UnreadablePdfError` (an unsigned file that cannot
         be parsed) or :class:`EncryptedPdfError`; every other problem is part of the report:
-        a file over a parsing limit (:mod:`.limits`) or the time budget is INDETERMINATE /
-        FORMAT_FAILURE with the limit's code (the verifier stopped before deciding), a
-        signature that cannot be read gets its own FAILED result.
+        a file over a parsing limit (:mod:`.limits`) or the time budget is TOTAL_FAILED /
+        FORMAT_FAILURE with the limit's code, a signature that cannot be evaluated gets its own
+        FAILED result.
         """
         now = datetime.now(UTC)
         moment = validation_time or now
@@ -1162,7 +1162,7 @@ class Verifier:
                 doc.limits_hit.append(limit)
             else:
                 log.warning("signature %s could not be evaluated", emb.field_name, exc_info=True)
-            return _broken_signature(str(emb.field_name), kind, e, limit)
+            return _broken_signature(str(emb.field_name), kind, e)
 
     # -- shared per-signature pieces --------------------------------------------------------
     def _integrity(
@@ -1259,14 +1259,7 @@ class Verifier:
                 verdict.added_annotations,
             )
         if verdict.limit is not None:
-            # The comparison stopped at a bound before it could judge that revision: not
-            # decided (the document-level problem names the bound), not "disallowed".
             doc.limits_hit.append(LimitExceeded(*verdict.limit))
-            extra = f"phiên bản {verdict.problem_revision}" if verdict.problem_revision else ""
-            return (
-                check(UNDECIDED, "MODIFICATIONS_UNKNOWN", "FORMAT_FAILURE", extra),
-                verdict.added_annotations,
-            )
         if verdict.level is None:
             extra = f"phiên bản {verdict.problem_revision}" if verdict.problem_revision else ""
             return (
@@ -1782,28 +1775,17 @@ def fields_signed(fields: list[Any]) -> bool:
 
 
 def _limit_problem(limit: LimitExceeded) -> Check:
-    """A bound the verifier stopped at (verification/limits.py) as a document-level problem:
-    INDETERMINATE / FORMAT_FAILURE (ETSI EN 319 102-1: the file could not be processed), never
-    FAILED. The verifier did not read that part of the file, so it cannot say the signatures
-    are bad; a genuine document over a bound (600 signatures, a 60 MB scan) is "not decided",
-    and a hostile one is never valid either way."""
     # The code names the bound; the detail (English, technical) goes to the log, not to people.
     log.info("verification limit %s: %s", limit.code, limit.detail)
-    return Check(UNDECIDED, limit.code, limit.message, "FORMAT_FAILURE")
+    return Check(FAIL, limit.code, limit.message, "FORMAT_FAILURE")
 
 
-def _broken_signature(
-    name: str, kind: str, error: BaseException, limit: LimitExceeded | None = None
-) -> SignatureReport:
-    """The report of a signature whose evaluation raised ``error``: FAILED
-    (``SIGNATURE_UNREADABLE``) when it could not be read, INDETERMINATE with the bound's code
-    when the verifier stopped at one of its limits (``limit``) before deciding."""
-    integrity = (
-        check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE")
-        if limit is None
-        else Check(UNDECIDED, limit.code, limit.message, "FORMAT_FAILURE")
+def _broken_signature(name: str, kind: str, error: BaseException) -> SignatureReport:
+    report = SignatureReport(
+        field=name,
+        type=kind,
+        checks={"integrity": check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE")},
     )
-    report = SignatureReport(field=name, type=kind, checks={"integrity": integrity})
     report.conclude()
     return report
 

@@ -1192,17 +1192,11 @@ def _clause(sentence: str) -> str:
 
 def _document_deciding(report: dict[str, Any]) -> tuple[str, str] | None:
     """What decided a document that did not pass: the first failed document-level problem,
-    else (an undecided document) the first undecided one — a verification limit the verifier
-    stopped at — else the deciding check of the first signature with the verdict's
-    indication (the order of ``DocumentReport.conclude``)."""
+    else the deciding check of the first signature with the verdict's indication."""
+    for problem in report.get("problems") or []:
+        if isinstance(problem, dict) and problem.get("status") == "FAILED":
+            return str(problem.get("code")), str(problem.get("message") or "")
     wanted = str(report.get("verdict"))
-    problems = [p for p in report.get("problems") or [] if isinstance(p, dict)]
-    for status in ("FAILED", "INDETERMINATE"):
-        if status == "INDETERMINATE" and wanted != "INDETERMINATE":
-            break
-        for problem in problems:
-            if problem.get("status") == status:
-                return str(problem.get("code")), str(problem.get("message") or "")
     for sig in report.get("signatures") or []:
         if isinstance(sig, dict) and sig.get("indication") == wanted:
             return _deciding_check(sig)
