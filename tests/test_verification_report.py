@@ -187,6 +187,46 @@ def test_annotation_with_an_infinite_rectangle_gives_valid_json(
     assert notes, report["warnings"]
 
 
+def test_an_unreadable_annotation_does_not_hide_the_ones_after_it(
+    verifier: Verifier, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Red team 16, F5: a throw-away annotation first on the page whose /Rect holds a 400-digit
+    integer (float() overflows) ended the annotation review, and the FreeText overlay after it
+    went unmentioned ("Tất cả chữ ký số hợp lệ."). Now the overlay is warned about with its
+    rectangle, and the throw-away one too."""
+    signed = dev_sign(dev_pki[0], make_pdf())
+    writer = IncrementalPdfFileWriter(BytesIO(signed))
+    page = writer.root["/Pages"]["/Kids"][0].get_object()
+
+    def annotation(rect: list[generic.PdfObject]) -> generic.IndirectObject:
+        return writer.add_object(
+            generic.DictionaryObject(
+                {
+                    generic.NameObject("/Type"): generic.NameObject("/Annot"),
+                    generic.NameObject("/Subtype"): generic.NameObject("/FreeText"),
+                    generic.NameObject("/Rect"): generic.ArrayObject(rect),
+                    generic.NameObject("/Contents"): generic.TextStringObject("DA DUYET"),
+                    generic.NameObject("/DA"): generic.TextStringObject("/Helv 12 Tf 0 g"),
+                }
+            )
+        )
+
+    numbers = [generic.NumberObject(v) for v in (0, 0, 1, 10**400)]
+    overlay = annotation([generic.NumberObject(v) for v in (70, 750, 300, 780)])
+    kept = list(page["/Annots"].iterate()) if "/Annots" in page else []
+    added = [annotation(numbers), overlay]
+    page[generic.NameObject("/Annots")] = generic.ArrayObject([*kept, *added])
+    writer.update_container(page)
+    out = BytesIO()
+    writer.write(out)
+    report = verify(verifier, out.getvalue())
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert report["message"] != "Tất cả chữ ký số hợp lệ.", report
+    annotations = [w for w in report["warnings"] if w["code"] == "ANNOTATION_ADDED_AFTER_SIGNING"]
+    assert [70, 750, 300, 780] in [w.get("rect") for w in annotations], report["warnings"]
+    assert len(annotations) == 2, report["warnings"]
+
+
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 def test_annotation_over_a_signature_appearance_is_named(
     verifier: Verifier, dev_pki: tuple[DevPki, int], encrypted: bool

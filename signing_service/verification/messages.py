@@ -193,6 +193,10 @@ MESSAGES: dict[str, str] = {
         "Có trường chữ ký hiển thị được thêm sau khi ký nhưng chưa ký: hình thể hiện của nó do "
         "người thêm tự vẽ, không phải chữ ký số, và có thể che nội dung đã ký."
     ),
+    "ANNOTATIONS_UNREADABLE": (
+        "Có chú thích được thêm hoặc sửa sau khi ký không đọc được (giá trị bất thường), nên "
+        "danh sách cảnh báo về chú thích có thể chưa đủ: hãy xem kỹ toàn bộ tài liệu."
+    ),
     "ANNOTATIONS_NOT_REVIEWED": (
         "Tài liệu quá nhiều trang: chú thích thêm sau khi ký chỉ được rà soát để cảnh báo trên "
         "các trang đầu (các thay đổi vẫn được kiểm tra theo quy tắc)."

@@ -85,6 +85,9 @@ class RevisionChange:
     # Pages past MAX_PAGES_FOR_ANNOTATION_REVIEW were not looked at for annotation warnings
     # (the modification policy itself still judged them).
     annotations_unreviewed_pages: int = 0
+    # Some annotation or page of this revision could not be read for the warnings (a hostile
+    # value): the review is incomplete, and the report says so.
+    annotations_unreadable: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,9 @@ def _rect(value: object) -> tuple[float, float, float, float] | None:
     value = _plain(value)
     try:
         items = [float(v) for v in value]  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ArithmeticError):
+        # ArithmeticError: float() of a 400-digit integer overflows (red team 16, F5: that
+        # ended the whole annotation review and emptied the warnings).
         return None
     if len(items) != 4 or not all(math.isfinite(v) for v in items):
         return None  # 1e400 parses as infinity: no rectangle to compare or to show
@@ -214,7 +219,7 @@ class RevisionAnalysis:
                 )
         else:
             assert isinstance(result, DiffResult)
-            annotations, unreviewed = self._annotation_changes(old, new, revision)
+            annotations, unreviewed, unreadable = self._annotation_changes(old, new, revision)
             change = RevisionChange(
                 revision,
                 result.modification_level,
@@ -225,18 +230,37 @@ class RevisionAnalysis:
                 frozenset(str(name) for name in result.changed_form_fields),
                 annotations,
                 annotations_unreviewed_pages=unreviewed,
+                annotations_unreadable=unreadable,
             )
         self._changes[key] = change
         return change
 
     def _annotation_changes(
         self, old: HistoricalResolver, new: HistoricalResolver, revision: int
-    ) -> tuple[tuple[AddedAnnotation, ...], int]:
+    ) -> tuple[tuple[AddedAnnotation, ...], int, bool]:
         """The annotations ``revision`` added, changed in place or removed, page by page (the
-        first MAX_PAGES_FOR_ANNOTATION_REVIEW pages), and how many pages were left out. Best
-        effort: the modification policy, not this, decides what is allowed."""
+        first MAX_PAGES_FOR_ANNOTATION_REVIEW pages), how many pages were left out, and whether
+        something could not be read. Best effort: the modification policy, not this, decides
+        what is allowed; but an annotation that cannot be described is still listed (subtype
+        "?", no rectangle), and a page that cannot be read makes the review "unreadable",
+        never silently shorter (red team 16, F5: one hostile annotation first on the page
+        hid the overlay after it)."""
         found: list[AddedAnnotation] = []
         unreviewed = 0
+        unreadable = False
+
+        def describe(
+            annot_ref: generic.Reference, resolver: HistoricalResolver, page: int, kind: str
+        ) -> None:
+            nonlocal unreadable
+            try:
+                item = _annotation_item(resolver(annot_ref), revision, page, kind)
+            except Exception:  # noqa: BLE001 - a hostile annotation is still an annotation
+                unreadable = True
+                item = AddedAnnotation(revision, page, "?", None, False, kind)
+            if item is not None:
+                found.append(item)
+
         try:
             updated = set(self.reader.xrefs.explicit_refs_in_revision(revision))
             pages = page_refs(new)
@@ -257,17 +281,13 @@ class RevisionAnalysis:
                         kind = "changed"
                     else:
                         continue
-                    item = _annotation_item(new(ref), revision, number, kind)
-                    if item is not None:
-                        found.append(item)
+                    describe(ref, new, number, kind)
                 for ref in old_annots:
                     if ref not in after:
-                        item = _annotation_item(old(ref), revision, number, "removed")
-                        if item is not None:
-                            found.append(item)
+                        describe(ref, old, number, "removed")
         except Exception:  # noqa: BLE001 - warnings are best effort; the diff itself decides
-            return tuple(found), unreviewed
-        return tuple(found), unreviewed
+            return tuple(found), unreviewed, True
+        return tuple(found), unreviewed, unreadable
 
     # -- byte level -------------------------------------------------------------------------
     def stray_objects(self, start: int) -> list[tuple[int, str]]:

@@ -1663,12 +1663,15 @@ class Verifier:
                 widgets.append((_widget_page(doc, emb), _widget_rect(emb), str(emb.field_name)))
             seen: set[tuple[int, int, str, tuple[float, ...] | None]] = set()
             unreviewed = 0
+            unreadable: list[int] = []
             for revision in range(first.signed_revision + 1, doc.analysis.revisions):
                 try:
                     change = doc.analysis.change(revision)
                 except Exception:  # noqa: BLE001
                     continue
                 unreviewed = max(unreviewed, change.annotations_unreviewed_pages)
+                if change.annotations_unreadable:
+                    unreadable.append(revision)
                 for annot in change.added_annotations:
                     code = _annotation_warning(annot, signed_names)
                     if code is None:
@@ -1705,6 +1708,13 @@ class Verifier:
                     Note.of(
                         "ANNOTATIONS_NOT_REVIEWED",
                         f"{unreviewed} trang sau trang {MAX_PAGES_FOR_ANNOTATION_REVIEW}",
+                    )
+                )
+            if unreadable:
+                warnings.append(
+                    Note.of(
+                        "ANNOTATIONS_UNREADABLE",
+                        "phiên bản " + ", ".join(str(r) for r in unreadable[:10]),
                     )
                 )
         for report in reports:

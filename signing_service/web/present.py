@@ -364,6 +364,11 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
         "Hình trong ô đó do người thêm tự vẽ, không phải chữ ký số, và có thể che nội dung đã "
         "ký; đừng coi đó là chữ ký.",
     ),
+    "ANNOTATIONS_UNREADABLE": CitizenText(
+        "Có chú thích thêm sau khi ký không đọc được, nên cảnh báo về chú thích có thể chưa đủ.",
+        "Chú thích có thể che nội dung đã ký; một chú thích có giá trị bất thường thường là dấu "
+        "hiệu tệp được sửa có chủ đích. Hãy xem kỹ toàn bộ tài liệu hoặc xin lại bản gốc.",
+    ),
     "ANNOTATIONS_NOT_REVIEWED": CitizenText(
         "Tài liệu rất nhiều trang: chú thích thêm sau khi ký chỉ được rà soát ở các trang đầu.",
         "Các trang sau có thể có chú thích che nội dung mà trang này không cảnh báo; hãy xem "
