@@ -792,3 +792,91 @@ def test_signature_added_under_no_changes_certification_fails_even_encrypted(
     )
     attacked = sign(certified, key, field_name="Signature2")
     assert_refused(verifier, attacked, "DOCMDP_VIOLATION")
+
+
+# --- references filled after signing (red team 16, F9) -----------------------------------------
+
+DANGLING = 500  # past the /Size of every revision the tests sign
+
+
+def _prepare_dangling(where: str) -> Any:
+    """Before signing: page 1 refers to object DANGLING, which does not exist (a shadow
+    attacker's preparation): in /Annots, or as a second /Contents stream."""
+
+    def change(writer: Any) -> None:
+        _, page = m.first_page(writer)
+        ghost = generic.IndirectObject(DANGLING, 0, writer)
+        if where == "annots":
+            kept = list(page["/Annots"]) if "/Annots" in page else []
+            page[generic.NameObject("/Annots")] = generic.ArrayObject([*kept, ghost])
+        else:
+            contents = page.raw_get("/Contents")
+            first = list(contents) if isinstance(contents, generic.ArrayObject) else [contents]
+            page[generic.NameObject("/Contents")] = generic.ArrayObject([*first, ghost])
+        writer.update_container(page)
+
+    return change
+
+
+def _fill_dangling(where: str) -> Any:
+    """After signing: an update that only defines object DANGLING (an overlay annotation or a
+    content stream drawing new text) and writes nothing else."""
+
+    def change(writer: Any) -> None:
+        if where == "annots":
+            obj: generic.PdfObject = generic.DictionaryObject(
+                {
+                    generic.NameObject("/Type"): generic.NameObject("/Annot"),
+                    generic.NameObject("/Subtype"): generic.NameObject("/FreeText"),
+                    generic.NameObject("/Rect"): generic.ArrayObject(
+                        [generic.NumberObject(v) for v in (50, 700, 500, 760)]
+                    ),
+                    generic.NameObject("/Contents"): generic.TextStringObject("DA DUYET"),
+                    generic.NameObject("/DA"): generic.TextStringObject("/Helv 24 Tf 0 g"),
+                }
+            )
+        else:
+            obj = generic.StreamObject(stream_data=b"BT /F1 24 Tf 50 700 Td (DA DUYET) Tj ET")
+        writer._lastobj_id = DANGLING - 1  # the writer's next number: the dangling one
+        assert writer.add_object(obj).idnum == DANGLING
+
+    return change
+
+
+@pytest.mark.parametrize("certify", [None, MDPPerm.NO_CHANGES], ids=["signed", "certified-P1"])
+@pytest.mark.parametrize("where", ["annots", "contents"])
+def test_a_reference_filled_after_signing_is_not_an_lta_update(
+    verifier: Verifier, key: LoadedKey, where: str, certify: MDPPerm | None
+) -> None:
+    """pyHanko's orphan search assumes no revision refers to an object a later one defines,
+    and approved the filling update as LTA data: an overlay or new page content after signing
+    read TOTAL_PASSED, even under a P=1 certification. The same document without the filling
+    update passes, so the refusal is the update's."""
+    prepared = m.edit(m.base_pdf(), _prepare_dangling(where))
+    signed = sign(prepared, key, **({"certify": certify} if certify else {}))
+    assert (
+        report_of(verifier, signed)["signatures"][0]["checks"]["modifications"]["status"]
+        == "PASSED"
+    )
+    filled = m.edit(signed, _fill_dangling(where))
+    assert_refused(verifier, filled, "DISALLOWED_CHANGES")
+
+
+def test_the_time_budget_running_out_in_the_comparison_is_named(
+    verifier: Verifier, key: LoadedKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red team 16, F3: the time budget expiring between two revision comparisons was reported
+    as DISALLOWED_CHANGES for a genuine document, without naming the bound. Now the document's
+    problem is TIME_BUDGET_EXCEEDED (the comparisons' clock is moved past the deadline)."""
+    from types import SimpleNamespace
+
+    from signing_service.verification import modifications
+
+    commented = m.edit(sign(m.base_pdf(), key), m.add_comment)
+    monkeypatch.setattr(modifications, "time", SimpleNamespace(monotonic=lambda: 1e15))
+    report = report_of(verifier, commented)
+    codes = [p["code"] for p in report["problems"]]
+    assert report["verdict"] == "TOTAL_FAILED", report
+    assert "TIME_BUDGET_EXCEEDED" in codes, report
+    for sig in report["signatures"]:
+        assert sig["checks"]["modifications"]["code"] != "DISALLOWED_CHANGES", sig

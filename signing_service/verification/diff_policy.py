@@ -1870,6 +1870,25 @@ class FieldValueRule(GenericFieldModificationRule):
                 yield FILL, FormUpdate(ref, field_name=fq_name)
 
 
+def _refuse_late_definitions(old: HistoricalResolver, new: HistoricalResolver) -> None:
+    """Refuse a revision that defines an object the older revision already referred to while
+    it did not exist there (a reference past the older revision's /Size).
+
+    pyHanko's orphan search assumes no revision refers to objects a later one defines
+    (policies._find_orphans: "no shady behaviour"), and takes such an object for an unused one,
+    approved as an LTA update. A document prepared with ``/Annots [… 99 0 R]`` or
+    ``/Contents [4 0 R 99 0 R]`` before signing then got its overlay or its new page content
+    afterwards by an update that only defines object 99: TOTAL_PASSED, also under a P=1
+    certification (red team 16, F9). Filling such a reference changes what the signed revision
+    shows, so it is never an LTA update. ``old``'s table of paths must be loaded."""
+    for ref in new.explicit_refs_in_revision():
+        if old.is_ref_unassignable(ref) and old._get_usages_of_ref(ref):
+            raise SuspiciousModification(
+                f"object {ref.idnum} {ref.generation} R was referred to in revision "
+                f"{old.revision} before revision {new.revision} defined it"
+            )
+
+
 class ServiceDiffPolicy(StandardDiffPolicy):
     """pyHanko's :class:`StandardDiffPolicy` with this module's rules.
 
@@ -1901,6 +1920,7 @@ class ServiceDiffPolicy(StandardDiffPolicy):
             # The same table pyHanko would build first (paths to every object of ``old``),
             # without deep-copying the revision (see diff_speedups).
             load_reverse_xref_cache(old)
+            _refuse_late_definitions(old, new)
             # pyHanko only tests doc_mdp against None; passing P=2 for P=3 avoids its warning
             # that P=3 is unsupported (this policy supports it).
             result = super().apply(
