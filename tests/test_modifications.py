@@ -880,3 +880,15 @@ def test_the_time_budget_running_out_in_the_comparison_is_named(
     assert "TIME_BUDGET_EXCEEDED" in codes, report
     for sig in report["signatures"]:
         assert sig["checks"]["modifications"]["code"] != "DISALLOWED_CHANGES", sig
+
+
+def test_a_reference_no_revision_defines_is_null_not_a_failure(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    """Red team 16, F7: a signed revision holding a reference to an object that no revision
+    defines (LibreOffice writes such; ISO 32000-1 §7.3.10: it is null) made pyHanko's orphan
+    search raise KeyError at every later update of that page, so a genuine document plus one
+    reader's comment read TOTAL_FAILED. Now the comment is judged as on any document."""
+    prepared = m.edit(m.base_pdf(), _prepare_dangling("annots"))
+    commented = m.edit(sign(prepared, key), m.add_comment)
+    assert_accepted(verifier, commented, ModificationLevel.ANNOTATIONS)

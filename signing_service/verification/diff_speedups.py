@@ -265,7 +265,10 @@ class _EncryptedResolver(HistoricalResolver):
     def _collect_indirect_references(  # type: ignore[no-untyped-def]
         self, obj, seen, since_revision=None
     ):
-        super()._collect_indirect_references(_raw(obj), seen, since_revision)
+        obj = _raw(obj)
+        if _undefined(self, obj, since_revision):
+            return
+        super()._collect_indirect_references(obj, seen, since_revision)
 
 
 def _raw(value: Any) -> Any:
@@ -295,6 +298,30 @@ class _Resolver(HistoricalResolver):
         if self._written is None:
             self._written = frozenset(super().explicit_refs_in_revision())
         return set(self._written)
+
+    def _collect_indirect_references(  # type: ignore[no-untyped-def]
+        self, obj, seen, since_revision=None
+    ):
+        if _undefined(self, obj, since_revision):
+            return
+        super()._collect_indirect_references(obj, seen, since_revision)
+
+
+def _undefined(resolver: HistoricalResolver, obj: object, since_revision: int | None) -> bool:
+    """Whether ``obj`` is a reference to an object no revision of the file defines. ISO
+    32000-1 §7.3.10: such a reference is null, legal, and depends on nothing. pyHanko's
+    dependency walk (the orphan search of each comparison) asks in which revision it was
+    introduced and raises KeyError, which failed every later update to a page holding one
+    (LibreOffice's documents, red team 16 F7: a genuine document plus one comment read
+    TOTAL_FAILED). A reference a LATER revision defines is not this case (see
+    diff_policy._refuse_late_definitions)."""
+    if since_revision is None or not isinstance(obj, generic.IndirectObject):
+        return False
+    try:
+        resolver.reader.xrefs.get_introducing_revision(obj.reference)
+    except KeyError:
+        return True
+    return False
 
 
 _CONTAINERS = (
