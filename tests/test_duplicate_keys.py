@@ -150,3 +150,25 @@ def test_repeated_root_in_the_trailer_fails(verifier: Verifier, key: LoadedKey) 
     check = report["signatures"][0]["checks"]["modifications"]
     assert check["code"] == "DUPLICATE_KEYS", check
     assert "phiên bản 2, trailer, khóa /Root" in check["message"], check
+
+
+def test_repeated_root_in_a_cross_reference_stream_fails(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    """The same in an update whose trailer is a cross-reference stream's dictionary (after a
+    signed revision with an xref table). Written by pyHanko under another name of the same
+    length, renamed in the bytes: the offsets stay right."""
+    signed = sign(m.base_pdf(), key)
+
+    def second_root(writer: Any) -> None:
+        writer.stream_xrefs = True
+        writer.trailer[m._name("/Xoot")] = writer.trailer.raw_get("/Root")
+        writer.update_root()
+
+    written = m.edit(signed, second_root)
+    forged = signed + written[len(signed) :].replace(b"/Xoot", b"/Root")
+    assert forged.count(b"/Root") == written.count(b"/Root") + 1
+    report = report_of(verifier, forged)
+    check = report["signatures"][0]["checks"]["modifications"]
+    assert check["code"] == "DUPLICATE_KEYS", check
+    assert "phiên bản 2, đối tượng" in check["message"] and "khóa /Root" in check["message"]
