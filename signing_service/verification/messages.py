@@ -82,6 +82,10 @@ MESSAGES: dict[str, str] = {
     "UNCOVERED_TRAILING_BYTES": (
         "Có dữ liệu được nối vào cuối tệp sau phiên bản cuối cùng mà không chữ ký nào bao phủ."
     ),
+    "DUPLICATE_KEYS": (
+        "Sau khi ký, tệp được bổ sung một từ điển PDF có khóa bị lặp lại: mỗi phần mềm đọc có thể "
+        "hiển thị một nội dung khác nhau (dấu hiệu tấn công nối thêm nội dung)."
+    ),
     "MODIFICATIONS_UNKNOWN": "Không phân tích được các thay đổi sau khi ký.",
     # trust
     "CHAIN_TRUSTED": "Chuỗi chứng thư số dẫn tới một chứng thư gốc tin cậy.",

@@ -21,6 +21,11 @@ Two byte-level checks of the Incremental Saving Attack are done once per documen
 definitions that no cross-reference section declares (the variant with an empty or partial
 xref, which repairing viewers use but a strict parser never sees), and bytes after the last
 ``%%EOF`` (an unterminated revision).
+
+A dictionary with a repeated key in a revision after a signature (:meth:`RevisionAnalysis.
+duplicate_key`) is two documents: ISO 32000-2 §7.3.7 says keys shall be unique, and readers
+disagree on which value counts (pyHanko keeps the first, poppler and qpdf the last), so the
+comparison above would judge a page other viewers do not show (red team 16 F8).
 """
 
 from __future__ import annotations
@@ -29,9 +34,13 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any, BinaryIO
 
-from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils import generic, misc
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
+from pyhanko.pdf_utils.xref import ObjStreamRef, XRefSectionType, read_object_header
 from pyhanko.sign.diff_analysis import (
     DiffPolicy,
     DiffResult,
@@ -101,6 +110,107 @@ class ModificationVerdict:
     locked_field_changed: str | None = None
     added_annotations: tuple[AddedAnnotation, ...] = field(default=())
     limit: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    """A dictionary with a repeated key (names compared decoded: ``/Cont#65nts`` is
+    ``/Contents``) in an object, or the trailer, that revision ``revision`` writes.
+    ``obj``: ``(number, generation)`` of the object, ``None`` for the trailer or the
+    cross-reference stream dictionary of that revision."""
+
+    revision: int
+    obj: tuple[int, int] | None
+    key: str
+
+    @property
+    def detail(self) -> str:
+        """Where, for people (Vietnamese)."""
+        where = "trailer" if self.obj is None else f"đối tượng {self.obj[0]} {self.obj[1]}"
+        return f"phiên bản {self.revision}, {where}, khóa {self.key}"
+
+
+_REPEATED_KEY = "Multiple definitions in dictionary"
+_REPEATED_KEY_NAME = re.compile(r"for key (\S{1,60})")
+
+
+class _StrictKeys:
+    """The reader, as pyHanko's object parser sees it through the references it is given,
+    made strict: the dictionary parser (``DictionaryObject.read_from_stream``) then raises
+    ``PdfStrictReadError`` at the first repeated key instead of logging it and keeping the
+    first value. Nothing else in the object parser reads ``strict`` (the object header and
+    object streams are read here, non-strict, as the reader does); everything else — an
+    indirect ``/Length``, the security handler — is the reader's own, unchanged."""
+
+    strict = True
+
+    def __init__(self, reader: PdfFileReader) -> None:
+        self._reader = reader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+
+def _repeated_key(exc: BaseException) -> str | None:
+    """The key named by pyHanko's repeated-key error in ``exc``'s chain, if that is what it
+    is (any other read error is not a repeated key: the comparison meets it too)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, misc.PdfStrictReadError) and _REPEATED_KEY in str(current):
+            found = _REPEATED_KEY_NAME.search(str(current))
+            return found.group(1) if found else "?"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _parse_for_repeated_key(
+    stream: BinaryIO, at: int, probe: _StrictKeys, kind: str, ref: generic.Reference | None = None
+) -> str | None:
+    """Parse what starts at ``at`` with ``probe`` as its handler and return its repeated key,
+    or ``None``. ``kind``: ``object`` (an ``N G obj`` header, then the object), ``embedded``
+    (an object in an object stream, ``ref`` its number: no header) or ``trailer`` (a bare
+    dictionary)."""
+    try:
+        stream.seek(at)
+        if kind == "object":
+            idnum, generation = read_object_header(stream, strict=False)
+            generic.read_object(stream, generic.Reference(idnum, generation, probe))
+        elif kind == "embedded":
+            assert ref is not None
+            generic.read_object(stream, generic.Reference(ref.idnum, 0, probe))
+        else:
+            generic.read_non_whitespace(stream, seek_back=True)
+            generic.DictionaryObject.read_from_stream(stream, generic.TrailerReference(probe))
+    except (Exception, RecursionError) as e:  # noqa: BLE001 - unreadable: the diff decides
+        return _repeated_key(e)
+    return None
+
+
+def _object_stream_index(reader: PdfFileReader, number: int) -> tuple[bytes, dict[int, int]]:
+    """The decoded object stream ``number`` and where each object number in it starts (the
+    first entry for a number), read as pyHanko's reader reads it
+    (``PdfFileReader._get_object_from_stream``: the stream's current version, decrypted)."""
+    stream = generic.Reference(number, 0, reader).get_object()
+    if not isinstance(stream, generic.StreamObject):
+        return b"", {}
+    data = stream.read_data(DecodePurpose.OBJECT_STREAM)
+    first = int(stream["/First"])
+    count = int(stream["/N"])
+    header = BytesIO(data)
+    starts: dict[int, int] = {}
+    # Each entry takes at least four bytes: a hostile /N cannot make this loop longer.
+    for _ in range(min(count, len(data) // 4 + 1)):
+        try:
+            generic.read_non_whitespace(header, seek_back=True)
+            objnum = generic.NumberObject.read_from_stream(header)
+            generic.read_non_whitespace(header, seek_back=True)
+            offset = generic.NumberObject.read_from_stream(header)
+        except (ValueError, misc.PdfReadError):
+            break
+        starts.setdefault(int(objnum), first + int(offset))
+    return data, starts
 
 
 def _plain(value: object) -> object:
@@ -331,6 +441,93 @@ class RevisionAnalysis:
                 pos = data.find(b"obj", pos + 3)
             memo.stray, memo.stray_from = found, start
         return [s for s in memo.stray if s[0] >= start]
+
+    def duplicate_key(self, signed_revision: int) -> DuplicateKey | None:
+        """The first dictionary with a repeated key in what the revisions after
+        ``signed_revision`` write: every object their cross-reference sections declare (in
+        object streams too; nested dictionaries included, since the whole object is parsed)
+        and their trailers or cross-reference stream dictionaries. Each revision is read once
+        per document (memo). Names are compared decoded (pyHanko's parser decodes ``#xx``).
+
+        ISO 32000-2 §7.3.7: keys shall be unique; a repeated one is read as its first value by
+        pyHanko and as its last by poppler and qpdf, so what the comparison approved is not
+        what those viewers show (red team 16 F8: a second ``/Contents`` or ``/Annots`` on a
+        rewritten page drew a forged page over a "no changes" verdict). An object that cannot
+        be read at all is left to the comparison, which reads it too."""
+        for revision in range(signed_revision + 1, self.revisions):
+            found = self._duplicate_key_in(revision)
+            if found is not None:
+                return found
+        return None
+
+    def _duplicate_key_in(self, revision: int) -> DuplicateKey | None:
+        memo = self._memo.duplicates
+        if revision in memo:
+            return memo[revision]  # type: ignore[no-any-return]
+        reader = self.reader
+        xrefs = reader.xrefs
+        stream = reader.stream
+        probe = _StrictKeys(reader)
+        found: DuplicateKey | None = None
+        objects: list[tuple[int, generic.Reference, int | ObjStreamRef]] = []
+        try:
+            refs = xrefs.explicit_refs_in_revision(revision)
+        except Exception:  # noqa: BLE001 - no such section: nothing it writes
+            refs = set()
+        for ref in refs:
+            try:
+                marker = xrefs.get_historical_ref(ref, revision)
+            except Exception:  # noqa: BLE001
+                continue
+            if isinstance(marker, int):
+                objects.append((marker, ref, marker))
+            elif isinstance(marker, ObjStreamRef):
+                objects.append((-1, ref, marker))
+        indexes: dict[int, tuple[BytesIO, dict[int, int]]] = {}
+        # File order, so the first repeated key reported is the first one written.
+        for _, ref, marker in sorted(objects, key=lambda o: (o[0], o[1].idnum)):
+            if isinstance(marker, int):
+                key = _parse_for_repeated_key(stream, marker, probe, "object")
+            else:
+                if marker.obj_stream_id not in indexes:
+                    try:
+                        data, starts = _object_stream_index(reader, marker.obj_stream_id)
+                    except (Exception, RecursionError):  # noqa: BLE001 - the diff meets it too
+                        data, starts = b"", {}
+                    indexes[marker.obj_stream_id] = (BytesIO(data), starts)
+                decoded, starts = indexes[marker.obj_stream_id]
+                if ref.idnum not in starts:
+                    continue  # pyHanko reads it as null
+                key = _parse_for_repeated_key(decoded, starts[ref.idnum], probe, "embedded", ref)
+            if key is not None:
+                found = DuplicateKey(revision, (ref.idnum, ref.generation), key)
+                break
+        if found is None:
+            found = self._duplicate_key_in_trailer(revision, probe)
+        memo[revision] = found
+        return found
+
+    def _duplicate_key_in_trailer(self, revision: int, probe: _StrictKeys) -> DuplicateKey | None:
+        """The trailer dictionary (after an xref table) or the cross-reference stream's
+        dictionary of ``revision``: a repeated ``/Root`` or ``/Prev`` is two documents too."""
+        stream = self.reader.stream
+        try:
+            section = self.reader.xrefs.get_xref_container_info(revision)
+            hybrid = self.reader.xrefs.get_xref_data(revision).hybrid
+        except Exception:  # noqa: BLE001
+            return None
+        places: list[tuple[int, str]] = []
+        if section.xref_section_type is XRefSectionType.STREAM:
+            places.append((section.start_location, "object"))
+        else:
+            places.append((section.end_location, "trailer"))
+        if hybrid is not None:
+            places.append((hybrid.meta_info.start_location, "object"))
+        for at, kind in places:
+            key = _parse_for_repeated_key(stream, at, probe, kind)
+            if key is not None:
+                return DuplicateKey(revision, None, key)
+        return None
 
     def trailing_garbage(self) -> bool:
         """Bytes after the last ``%%EOF`` that are not whitespace: an appended, unterminated

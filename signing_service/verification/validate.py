@@ -1244,6 +1244,12 @@ class Verifier:
         if stray:
             detail = ", ".join(s for _, s in stray[:5])
             return check(FAIL, "UNREFERENCED_OBJECTS", "FORMAT_FAILURE", detail), ()
+        # A repeated dictionary key after the signed revision: viewers disagree on which value
+        # counts, so the comparison below would judge another document than they show (ISO
+        # 32000-2 §7.3.7; red team 16 F8). Never raises: an unreadable object is the diff's.
+        duplicate = analysis.duplicate_key(emb.signed_revision)
+        if duplicate is not None:
+            return check(FAIL, "DUPLICATE_KEYS", "FORMAT_FAILURE", duplicate.detail), ()
         try:
             docmdp = emb.docmdp_level if certifies else None
             field_lock = emb.fieldmdp

@@ -207,6 +207,10 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
     "UNCOVERED_TRAILING_BYTES": CitizenText(
         "Có dữ liệu được nối vào cuối tệp sau khi ký mà không chữ ký nào bao phủ.", _WHY_CHANGED
     ),
+    "DUPLICATE_KEYS": CitizenText(
+        "Sau khi ký, tệp bị thêm dữ liệu mà mỗi phần mềm xem có thể hiển thị khác nhau.",
+        _WHY_CHANGED,
+    ),
     "MODIFICATIONS_UNKNOWN": CitizenText(
         "Không phân tích được những thay đổi sau khi ký.",
         "Không thể khẳng định nội dung bạn thấy là nội dung đã ký.",

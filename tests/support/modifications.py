@@ -688,12 +688,13 @@ def append_raw_update(
     data: bytes,
     objects: dict[int, bytes] | None = None,
     free: dict[int, int] | None = None,
+    trailer_extra: bytes = b"",
 ) -> bytes:
     """Append a revision written by hand: ``objects`` (object number → body, generation 0) and
     ``free`` (object number → the generation its free entry carries, i.e. the next generation
     the number may be used with). pyHanko's writer never writes free entries; other writers do
     (Acrobat frees the objects of what it deletes; some writers repeat the whole free list in
-    every section)."""
+    every section). ``trailer_extra``: bytes written at the end of the trailer dictionary."""
     objects = objects or {}
     free = free or {}
     size, prev, root, info, id_bytes = _trailer_info(data)
@@ -721,6 +722,7 @@ def append_raw_update(
     )
     if info is not None and isinstance(info, generic.IndirectObject):
         trailer += b" /Info %d %d R" % (info.idnum, info.generation)
+    trailer += trailer_extra
     out += b"trailer\n" + trailer + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref_at
     return bytes(out)
 
@@ -889,3 +891,103 @@ def reverse_annotations(writer: IncrementalPdfFileWriter) -> None:
     _, page = first_page(writer)
     annots = _annots(writer, page)
     annots.reverse()
+
+
+# --- repeated dictionary keys (red team 16 F8) ---------------------------------------------------
+
+
+class RawObject(generic.PdfObject):
+    """An object written as the bytes given: what a hostile writer puts in a file and pyHanko's
+    objects cannot hold (a dictionary with a repeated key). The bytes hold no string, so an
+    encrypted document needs nothing encrypted in them (names are never encrypted)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def write_to_stream(self, stream, handler=None, container_ref=None) -> None:  # type: ignore[no-untyped-def]
+        stream.write(self.data)
+
+
+FORGED_TEXT = b"BT /F1 40 Tf 100 500 Td (FORGED 999.999.999 VND) Tj ET"
+
+
+def _raw_bytes(obj: generic.PdfObject) -> bytes:
+    out = BytesIO()
+    obj.write_to_stream(out, None)
+    return out.getvalue()
+
+
+def repeated_page_key(
+    *, key: str = "contents", spelling: bytes | None = None, object_stream: bool = False
+) -> Callable[[IncrementalPdfFileWriter], None]:
+    """A change that rewrites page 1 with its dictionary as it was plus a second, last entry
+    under a key it already has (poppler and qpdf use the last one; pyHanko the first, so it sees
+    the page unchanged). ``key``: ``contents`` (a second /Contents: a new stream drawing
+    FORGED_TEXT), ``annots`` (a second /Annots: the old annotations and a FreeText whose
+    appearance is a white box with FORGED_TEXT; the page must have /Annots), ``font`` (inside
+    the page's direct /Resources /Font, a second /F1: ZapfDingbats, so the signed text is drawn
+    as other glyphs). ``spelling``: how the repeated key is written (e.g. ``/Cont#65nts``, the
+    same name, ISO 32000-1 §7.3.5). ``object_stream``: the page written into an object stream
+    of the update (with a cross-reference stream)."""
+
+    def change(writer: IncrementalPdfFileWriter) -> None:
+        page_ref, page = first_page(writer)
+        body = _raw_bytes(page)
+        assert body.endswith(b">>")
+        if key == "contents":
+            forged = writer.add_object(generic.StreamObject(stream_data=FORGED_TEXT))
+            extra = (spelling or b"/Contents") + b" %d 0 R" % forged.idnum
+            body = body[:-2] + b" " + extra + b" >>"
+        elif key == "annots":
+            box = b"1 1 1 rg 0 0 480 40 re f 0 0 0 rg " + FORGED_TEXT.replace(b"40 Tf", b"14 Tf")
+            freetext = generic.DictionaryObject(
+                {
+                    _name("/Type"): _name("/Annot"),
+                    _name("/Subtype"): _name("/FreeText"),
+                    _name("/Rect"): generic.ArrayObject(
+                        map(generic.NumberObject, (60, 740, 540, 780))
+                    ),
+                    _name("/DA"): generic.TextStringObject("/Helv 14 Tf 0 g"),
+                    _name("/F"): generic.NumberObject(4),
+                    _name("/AP"): generic.DictionaryObject(
+                        {_name("/N"): _form_xobject(writer, box, (0, 0, 480, 40))}
+                    ),
+                }
+            )
+            added = writer.add_object(freetext)
+            old = page["/Annots"]
+            refs = [old.raw_get(i) for i in range(len(old))] + [added]
+            extra = (
+                (spelling or b"/Annots")
+                + b" ["
+                + b" ".join(b"%d %d R" % (r.idnum, r.generation) for r in refs)
+                + b"]"
+            )
+            body = body[:-2] + b" " + extra + b" >>"
+        elif key == "font":
+            dingbats = writer.add_object(
+                generic.DictionaryObject(
+                    {
+                        _name("/Type"): _name("/Font"),
+                        _name("/Subtype"): _name("/Type1"),
+                        _name("/BaseFont"): _name("/ZapfDingbats"),
+                    }
+                )
+            )
+            found = re.search(rb"/F1 (\d+ \d+ R)", body)
+            assert found, body
+            extra = (spelling or b"/F1") + b" %d 0 R" % dingbats.idnum
+            body = body[: found.end()] + b" " + extra + body[found.end() :]
+        else:
+            raise ValueError(key)
+        raw = RawObject(body)
+        if object_stream:
+            writer.stream_xrefs = True
+            stream = writer.prepare_object_stream()
+            stream.add_object(page_ref.idnum, raw)
+            writer.objs_in_streams[page_ref.idnum] = raw
+            writer.objects.pop((page_ref.generation, page_ref.idnum), None)
+        else:
+            writer.objects[(page_ref.generation, page_ref.idnum)] = raw
+
+    return change
