@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Bump when the difference policy or the integrity checks change meaning.
-FACTS_VERSION = 1
+FACTS_VERSION = 2
 
 
 @dataclass
@@ -28,6 +28,7 @@ class RevisionMemo:
     changes: dict[Any, Any] = field(default_factory=dict)
     stray: list[tuple[int, str]] | None = None
     stray_from: int = 0
+    xref_damage: list[tuple[int, str]] | None = None
 
 
 @dataclass
