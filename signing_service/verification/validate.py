@@ -1143,7 +1143,9 @@ class Verifier:
             except Exception:  # noqa: BLE001
                 signed_damage = []
             if signed_damage:
-                warnings.append(Note.of("XREF_DAMAGED_IN_SIGNED_REVISION", signed_damage[0]))
+                warnings.append(
+                    Note.of("XREF_DAMAGED_IN_SIGNED_REVISION", _xref_detail(signed_damage[0]))
+                )
         for code in dict.fromkeys(limit.code for limit in doc.limits_hit):
             problems.append(_limit_problem(next(x for x in doc.limits_hit if x.code == code)))
         return DocumentReport.conclude(
@@ -1264,7 +1266,7 @@ class Verifier:
         except Exception:  # noqa: BLE001
             damage = ["không kiểm tra được bảng xref"]
         if damage:
-            return check(FAIL, "XREF_DAMAGED", "FORMAT_FAILURE", damage[0]), ()
+            return check(FAIL, "XREF_DAMAGED", "FORMAT_FAILURE", _xref_detail(damage[0])), ()
         try:
             docmdp = emb.docmdp_level if certifies else None
             field_lock = emb.fieldmdp
@@ -1737,6 +1739,26 @@ class Verifier:
                 if expired:
                     warnings.append(Note.of("CERTIFICATE_EXPIRED_SINCE", signature=report.field))
         return warnings
+
+
+_XREF_DETAIL = (
+    (
+        re.compile(r"revision (\d+): no cross-reference section at (-?\d+)"),
+        r"phiên bản \1: không có bảng xref tại byte \2",
+    ),
+    (
+        re.compile(r"revision (\d+): object (\d+) (\d+) not at (-?\d+)"),
+        r"phiên bản \1: đối tượng \2 \3 không nằm tại byte \4",
+    ),
+)
+
+
+def _xref_detail(detail: str) -> str:
+    """A :func:`signing.repair.xref_damages` detail (English, shared with the signer's logs)
+    in the report's words."""
+    for pattern, words in _XREF_DETAIL:
+        detail = pattern.sub(words, detail)
+    return detail
 
 
 def _annotation_warning(annot: AddedAnnotation, signed_names: set[str]) -> str | None:
