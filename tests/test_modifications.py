@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -892,3 +894,124 @@ def test_a_reference_no_revision_defines_is_null_not_a_failure(
     prepared = m.edit(m.base_pdf(), _prepare_dangling("annots"))
     commented = m.edit(sign(prepared, key), m.add_comment)
     assert_accepted(verifier, commented, ModificationLevel.ANNOTATIONS)
+
+
+# --- Incremental Saving Attack past the byte scan (red team 16 F6) ------------------------------
+# Every lexical spelling of an object header a PDF lexer accepts (ISO 32000-1 §7.2: a comment
+# is white space; integers may carry leading zeros); the red team's files used the second and
+# fourth: TOTAL_PASSED while poppler and qpdf drew the appended page.
+HEADERS: dict[str, Callable[[int], bytes]] = {
+    "plain": lambda n: b"%d 0 obj\n" % n,
+    "comment right after obj": lambda n: b"%d 0 obj%%x\n" % n,
+    "comment between the tokens": lambda n: b"%d 0 %%x\nobj\n" % n,
+    "long comment between the tokens": lambda n: b"%d %%%s\n0 obj\n" % (n, b"x" * 3000),
+    "leading zeros": lambda n: b"%011d 0 obj\n" % n,
+    "5000 leading zeros": lambda n: b"0" * 5000 + b"%d 0 obj\n" % n,
+    "no white space before obj": lambda n: b"%d 0obj\n" % n,
+}
+FORGED_TEXT = b"BT /F1 14 Tf 72 760 Td (SO TIEN: 999.999.999 VND) Tj ET"
+FORGED_CONTENT = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(FORGED_TEXT), FORGED_TEXT)
+
+
+@pytest.fixture(scope="module")
+def signed_plain(key: LoadedKey) -> bytes:
+    return sign(m.base_pdf(), key)
+
+
+def _page_content_number(data: bytes) -> int:
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    contents = reader.root["/Pages"]["/Kids"][0].raw_get("/Contents")
+    assert isinstance(contents, generic.IndirectObject)
+    return int(contents.idnum)
+
+
+def modification_check(verifier: Verifier, data: bytes) -> dict[str, Any]:
+    report = report_of(verifier, data)
+    assert report["signatures"], report
+    if report["signatures"][0]["checks"]["modifications"]["status"] == "FAILED":
+        assert report["verdict"] == "TOTAL_FAILED", report
+    return report["signatures"][0]["checks"]["modifications"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("shift", [0, 3, -2], ids=["exact startxref", "startxref+3", "startxref-2"])
+@pytest.mark.parametrize("spelling", list(HEADERS))
+def test_page_content_behind_an_empty_xref_fails_whatever_its_spelling(
+    verifier: Verifier, signed_plain: bytes, spelling: str, shift: int
+) -> None:
+    """The page's content stream redefined after signing, listed in no xref section: a
+    repairing viewer takes it (with a startxref a few bytes off, poppler and qpdf do), pyHanko
+    never sees it. The byte scan must recognise every spelling of its header."""
+    number = _page_content_number(signed_plain)
+    data = m.append_shifted_update(
+        signed_plain, {number: FORGED_CONTENT}, header=HEADERS[spelling], startxref_shift=shift
+    )
+    found = modification_check(verifier, data)
+    assert (found["status"], found["code"]) == ("FAILED", "UNREFERENCED_OBJECTS"), found
+
+
+@pytest.mark.parametrize("shift", [0, 3])
+def test_object_listed_under_another_number_fails(
+    verifier: Verifier, signed_plain: bytes, shift: int
+) -> None:
+    """Red team 16 c9-mislabel: the forged content stream is declared, but the entry that
+    points at its header is another (unused) number's; pyHanko accepts the mismatch and sees
+    an unreferenced new object, viewers rebuilding the table see the page's content."""
+    number = _page_content_number(signed_plain)
+    decoy = int(PdfFileReader(BytesIO(signed_plain), strict=False).trailer["/Size"]) + 5
+    data = m.append_shifted_update(
+        signed_plain, {number: FORGED_CONTENT}, listed={number: decoy}, startxref_shift=shift
+    )
+    found = modification_check(verifier, data)
+    assert (found["status"], found["code"]) == ("FAILED", "UNREFERENCED_OBJECTS"), found
+
+
+@pytest.mark.parametrize("startxref_shift", [3, -2, 1], ids=["+3", "-2", "+1"])
+def test_cross_reference_data_a_viewer_would_rebuild_fails(
+    verifier: Verifier, signed_plain: bytes, startxref_shift: int
+) -> None:
+    """An update whose own objects are all declared, but whose startxref misses its section by
+    a few bytes: pyHanko reads around it, poppler and qpdf rebuild the table from the objects
+    in the file. The bytes judged are then not the objects drawn: XREF_DAMAGED (the same
+    update with an exact startxref is an allowed one). (A /Prev off by a few bytes already
+    fails as NONSTANDARD_COVERAGE: the signed revision no longer ends where its bytes do.)"""
+    size = int(PdfFileReader(BytesIO(signed_plain), strict=False).trailer["/Size"])
+    objects = {size: b"<< /Producer (viewer) >>"}
+    exact = m.append_shifted_update(signed_plain, objects, listed={size: size})
+    assert modification_check(verifier, exact)["status"] == "PASSED"
+    data = m.append_shifted_update(
+        signed_plain,
+        objects,
+        listed={size: size},
+        startxref_shift=startxref_shift,
+    )
+    found = modification_check(verifier, data)
+    assert (found["status"], found["code"]) == ("FAILED", "XREF_DAMAGED"), found
+
+
+def test_damaged_xref_inside_the_signed_revision_is_a_warning(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    """A writer's wrong entry (the corpus's rub-shadow *-signed.pdf list an object at another
+    object's header) signed as it is: the signature covers it and keeps its verdict, and the
+    reader is told."""
+    base = m.base_pdf()
+    size = int(PdfFileReader(BytesIO(base), strict=False).trailer["/Size"])
+    damaged = m.append_shifted_update(base, {size: b"<< /Unused true >>"}, listed={size: size + 3})
+    report = report_of(verifier, sign(damaged, key))
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert "XREF_DAMAGED_IN_SIGNED_REVISION" in [w["code"] for w in report["warnings"]]
+
+
+def test_the_header_scan_is_linear_on_hostile_updates(
+    verifier: Verifier, signed_plain: bytes
+) -> None:
+    """4 MB after the signature of what makes a header scan quadratic: digits each followed by
+    a comment running to the end of one long line, and long digit runs. One pass."""
+    size = int(PdfFileReader(BytesIO(signed_plain), strict=False).trailer["/Size"])
+    flood = b"1 %" * 700_000 + b"\n" + b"7" * 1_000_000 + b" " + b"1 2 " * 300_000
+    body = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(flood), flood)
+    data = m.append_shifted_update(signed_plain, {size: body}, listed={size: size})
+    started = time.monotonic()
+    found = modification_check(verifier, data)
+    assert time.monotonic() - started < 20, "quadratic scan"
+    assert found["status"] == "PASSED", found

@@ -31,6 +31,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pyhanko.pdf_utils.xref import XRefSectionType
@@ -79,13 +80,35 @@ def xref_damage(reader: PdfFileReader) -> str | None:
     data = reader.stream
     position = data.tell()
     try:
-        return _xref_damage(reader, data)
+        return next((detail for _, detail in _xref_damage(reader, data)), None)
     finally:
         data.seek(position)
 
 
-def _xref_damage(reader: PdfFileReader, data: object) -> str | None:
+def xref_damages(reader: PdfFileReader) -> list[tuple[int, str]]:
+    """Every revision of ``reader``'s file whose bytes hold wrong cross-reference data, as
+    ``(revision, detail)`` (0 = the original document), at most one entry per revision, in
+    revision order: a ``startxref``/``/Prev`` that does not point at its section (the pointer
+    sits in the *next* revision's trailer, the final ``startxref`` in the last revision), a
+    ``/XRefStm`` that does not, or an in-use entry that does not point at its own object's
+    header ("N G obj" with the entry's number: an object listed under another number is the
+    same two readings). Verification uses it per signature: damage written after a signed
+    revision means the bytes judged are not the objects a repairing viewer draws."""
+    data = reader.stream
+    position = data.tell()
+    try:
+        found: dict[int, str] = {}
+        for revision, detail in _xref_damage(reader, data):
+            found.setdefault(revision, detail)
+        return sorted(found.items())
+    finally:
+        data.seek(position)
+
+
+def _xref_damage(reader: PdfFileReader, data: object) -> Iterator[tuple[int, str]]:
+    """(revision whose bytes are wrong, detail) for every damage, section by section."""
     xrefs = reader.xrefs
+    last = xrefs.total_revisions - 1
     for revision in range(xrefs.total_revisions):
         data_of = xrefs.get_xref_data(revision)
         checks = [(xrefs.get_xref_container_info(revision), data_of)]
@@ -102,11 +125,17 @@ def _xref_damage(reader: PdfFileReader, data: object) -> str | None:
             else:
                 found = _table_at(data, declared)
             if not found:
-                return f"revision {revision}: no cross-reference section at {declared}"
+                # The pointer to a revision's main section is the next revision's /Prev (or
+                # the final startxref); a /XRefStm pointer is in the revision's own trailer.
+                holder = revision if section is not data_of or revision == last else revision + 1
+                yield holder, f"revision {revision}: no cross-reference section at {declared}"
             for idnum, (generation, offset) in section.standard_xrefs.items():
                 if not _object_at(data, offset, idnum, generation):
-                    return f"revision {revision}: object {idnum} {generation} not at {offset}"
-    return None
+                    yield (
+                        revision,
+                        f"revision {revision}: object {idnum} {generation} not at {offset}",
+                    )
+                    break
 
 
 def _table_at(stream: object, offset: int) -> bool:

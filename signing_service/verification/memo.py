@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Bump when the difference policy or the integrity checks change meaning.
-FACTS_VERSION = 2
+FACTS_VERSION = 3
 
 
 @dataclass
@@ -30,6 +30,7 @@ class RevisionMemo:
     stray_from: int = 0
     # revision → its first repeated dictionary key (a DuplicateKey), or None
     duplicates: dict[int, Any] = field(default_factory=dict)
+    xref_damage: list[tuple[int, str]] | None = None
 
 
 @dataclass

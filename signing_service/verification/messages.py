@@ -79,6 +79,11 @@ MESSAGES: dict[str, str] = {
         "Có đối tượng PDF được thêm sau khi ký nhưng không được khai báo trong bảng xref "
         "(dấu hiệu tấn công nối thêm nội dung)."
     ),
+    "XREF_DAMAGED": (
+        "Bảng tham chiếu chéo (xref) được ghi sau khi ký trỏ sai vị trí: phần mềm đọc PDF sẽ "
+        "dựng lại bảng và có thể hiển thị nội dung khác với nội dung đã được kiểm tra (dấu "
+        "hiệu tấn công nối thêm nội dung)."
+    ),
     "UNCOVERED_TRAILING_BYTES": (
         "Có dữ liệu được nối vào cuối tệp sau phiên bản cuối cùng mà không chữ ký nào bao phủ."
     ),
@@ -207,6 +212,10 @@ MESSAGES: dict[str, str] = {
     ),
     "ANNOTATION_OVER_SIGNATURE": (
         "Có chú thích được thêm sau khi ký nằm đè lên hình thể hiện của một chữ ký."
+    ),
+    "XREF_DAMAGED_IN_SIGNED_REVISION": (
+        "Bảng tham chiếu chéo (xref) trong phần đã ký trỏ sai vị trí (lỗi của phần mềm tạo "
+        "tệp): một số phần mềm đọc PDF có thể hiển thị phần đó khác với nội dung đã ký."
     ),
     "BYTES_BEFORE_HEADER": (
         "Có dữ liệu đứng trước phần đầu %PDF- của tệp mà không chữ ký nào bao phủ."

@@ -17,10 +17,12 @@ Stepwise comparison is at least as strict as pyHanko's: a change that is accepta
 the signed revision but rewrites something a later signature already covered (re-signing a
 field, say) is caught here for the earlier signatures too.
 
-Two byte-level checks of the Incremental Saving Attack are done once per document: object
-definitions that no cross-reference section declares (the variant with an empty or partial
-xref, which repairing viewers use but a strict parser never sees), and bytes after the last
-``%%EOF`` (an unterminated revision).
+Three byte-level checks of the Incremental Saving Attack are done once per document: object
+definitions that no cross-reference section declares under their number (the variant with an
+empty, partial or mislabelled xref, which repairing viewers use but a strict parser never
+sees), cross-reference pointers that miss their section or object (viewers then rebuild the
+table from the file's objects; pyHanko reads around them), and bytes after the last ``%%EOF``
+(an unterminated revision).
 
 A dictionary with a repeated key in a revision after a signature (:meth:`RevisionAnalysis.
 duplicate_key`) is two documents: ISO 32000-2 §7.3.7 says keys shall be unique, and readers
@@ -49,6 +51,7 @@ from pyhanko.sign.diff_analysis import (
 )
 from pyhanko.sign.fields import FieldMDPSpec, MDPPerm
 
+from signing_service.signing.repair import xref_damages
 from signing_service.verification.diff_policy import page_refs
 from signing_service.verification.diff_speedups import speed_up_reader
 from signing_service.verification.limits import (
@@ -59,11 +62,26 @@ from signing_service.verification.limits import (
 from signing_service.verification.memo import RevisionMemo
 
 MAX_PAGES_FOR_ANNOTATION_REVIEW = 2_000
-_HEADER_BEFORE_OBJ = re.compile(
-    rb"(?:^|[\s])(\d{1,10})[\x00\t\n\x0c\r ]+(\d{1,5})[\x00\t\n\x0c\r ]+$"
+# An object header as a PDF lexer reads it (ISO 32000-1 §7.2, §7.3.10): two integers of any
+# length (leading zeros too) and the keyword ``obj``, separated by white space and comments
+# (a comment is white space), ``obj`` followed by anything (a delimiter, ``%``). Comments are
+# an alternative of their own so that the scan steps over each one whole: digits inside a
+# comment never start a header, and every byte is looked at a bounded number of times (linear
+# on hostile input; possessive quantifiers, no backtracking). Red team 16 F6: ``N 0 obj%x``
+# and ``00000000003 0 obj`` were not seen by the earlier pattern.
+_SEPARATOR = rb"(?:[\x00\t\n\x0c\r ]|%[^\r\n]*+)"
+_COMMENT_OR_HEADER = re.compile(
+    rb"%[^\r\n]*+|(?<![0-9])([0-9]++)" + _SEPARATOR + rb"++([0-9]++)" + _SEPARATOR + rb"*+obj"
 )
 _MAX_STRAY = 100
 _WHITESPACE = b"\x00\t\n\x0c\r "
+
+
+def _integer(digits: bytes) -> int:
+    """The value of a header's digit run; -1 for a number no xref entry can declare (int()
+    of more than 4,300 digits raises, and a raising scan must not be a silent one)."""
+    digits = digits.lstrip(b"0") or b"0"
+    return int(digits) if len(digits) <= 20 else -1
 
 
 @dataclass(frozen=True)
@@ -412,33 +430,38 @@ class RevisionAnalysis:
             or start < memo.stray_from
             or (len(memo.stray) >= _MAX_STRAY and start > memo.stray[-1][0])
         ):
-            known: set[int] = set()
+            known: dict[int, set[tuple[int, int]]] = {}
+            sections: set[int] = set()  # where xref streams start (their own number varies)
             xrefs = self.reader.xrefs
             for rev in range(self.revisions):
                 try:
-                    known.add(xrefs.get_startxref_for_revision(rev))
+                    sections.add(xrefs.get_startxref_for_revision(rev))
+                    hybrid = xrefs.get_xref_data(rev).hybrid
+                    if hybrid is not None:
+                        sections.add(hybrid.meta_info.declared_startxref)
                     for ref in xrefs.explicit_refs_in_revision(rev):
                         pos = xrefs.get_historical_ref(ref, rev)
                         if isinstance(pos, int):
-                            known.add(pos)
+                            known.setdefault(pos, set()).add((ref.idnum, ref.generation))
                 except Exception:  # noqa: BLE001
                     continue
             found: list[tuple[int, str]] = []
-            data = self.data
-            pos = data.find(b"obj", start)
-            while pos >= 0 and len(found) < _MAX_STRAY:
-                following = data[pos + 3 : pos + 4]
-                if data[pos - 3 : pos] != b"end" and (
-                    not following or following in _WHITESPACE or following in b"<[(/"
-                ):
-                    match = _HEADER_BEFORE_OBJ.search(data, max(0, pos - 24), pos)
-                    if match is not None:
-                        at = match.start(1)
-                        if not any(at + d in known for d in (-2, -1, 0, 1, 2)):
-                            found.append(
-                                (at, f"{int(match.group(1))} {int(match.group(2))} obj @{at}")
-                            )
-                pos = data.find(b"obj", pos + 3)
+            for match in _COMMENT_OR_HEADER.finditer(self.data, start):
+                if match.group(1) is None:
+                    continue  # a comment
+                at = match.start(1)
+                number, generation = _integer(match.group(1)), _integer(match.group(2))
+                # Declared: an xref entry (a writer's offset may be a byte or two off) of
+                # this very object, or a revision's xref stream. Declared under another
+                # number is no declaration (c9-mislabel: the page listed as object size+5).
+                declared = any(
+                    (number, generation) in known.get(at + d, ()) or at + d in sections
+                    for d in (-2, -1, 0, 1, 2)
+                )
+                if not declared:
+                    found.append((at, f"{number} {generation} obj @{at}"))
+                    if len(found) >= _MAX_STRAY:
+                        break
             memo.stray, memo.stray_from = found, start
         return [s for s in memo.stray if s[0] >= start]
 
@@ -528,6 +551,19 @@ class RevisionAnalysis:
             if key is not None:
                 return DuplicateKey(revision, None, key)
         return None
+
+    def xref_damage(self) -> list[tuple[int, str]]:
+        """Cross-reference data pointing elsewhere than its section or object, as
+        ``(revision whose bytes hold it, detail)`` (:func:`signing.repair.xref_damages`, the
+        check the signer runs before signing). pyHanko reads around a ``startxref`` a few bytes
+        off and accepts an entry whose object carries another number; poppler and qpdf then
+        rebuild the table by scanning the file and draw other objects (red team 16 F6: a page
+        appended behind an empty xref, startxref +3: "no change" here, the forged page there).
+        Computed once per document."""
+        memo = self._memo
+        if memo.xref_damage is None:
+            memo.xref_damage = xref_damages(self.reader)
+        return memo.xref_damage
 
     def trailing_garbage(self) -> bool:
         """Bytes after the last ``%%EOF`` that are not whitespace: an appended, unterminated

@@ -1132,6 +1132,20 @@ class Verifier:
         order = {str(e.field_name): e.signed_revision for e in embedded}
         reports.sort(key=lambda r: order.get(r.field, -1))
         warnings += self._warnings(doc, embedded, reports) + doc.warnings
+        if embedded:
+            # Damage inside signed bytes (a writer's wrong offsets, corpus rub-shadow files):
+            # signed as it is, so no signature fails for it, but a repairing viewer may
+            # show that revision differently: the reader is told. After every signature it
+            # fails them (_modifications).
+            last_signed = max(e.signed_revision for e in embedded)
+            try:
+                signed_damage = [d for r, d in doc.analysis.xref_damage() if r <= last_signed]
+            except Exception:  # noqa: BLE001
+                signed_damage = []
+            if signed_damage:
+                warnings.append(
+                    Note.of("XREF_DAMAGED_IN_SIGNED_REVISION", _xref_detail(signed_damage[0]))
+                )
         for code in dict.fromkeys(limit.code for limit in doc.limits_hit):
             problems.append(_limit_problem(next(x for x in doc.limits_hit if x.code == code)))
         return DocumentReport.conclude(
@@ -1244,6 +1258,15 @@ class Verifier:
         if stray:
             detail = ", ".join(s for _, s in stray[:5])
             return check(FAIL, "UNREFERENCED_OBJECTS", "FORMAT_FAILURE", detail), ()
+        # Cross-reference data written after this signature that points elsewhere than its
+        # section or object (red team 16 F6): viewers rebuild the table and draw objects
+        # this analysis never compared. A failure to check is a failure, not a pass.
+        try:
+            damage = [d for r, d in analysis.xref_damage() if r > emb.signed_revision]
+        except Exception:  # noqa: BLE001
+            damage = ["không kiểm tra được bảng xref"]
+        if damage:
+            return check(FAIL, "XREF_DAMAGED", "FORMAT_FAILURE", _xref_detail(damage[0])), ()
         # A repeated dictionary key after the signed revision: viewers disagree on which value
         # counts, so the comparison below would judge another document than they show (ISO
         # 32000-2 §7.3.7; red team 16 F8). Never raises: an unreadable object is the diff's.
@@ -1736,6 +1759,26 @@ class Verifier:
                 if expired:
                     warnings.append(Note.of("CERTIFICATE_EXPIRED_SINCE", signature=report.field))
         return warnings
+
+
+_XREF_DETAIL = (
+    (
+        re.compile(r"revision (\d+): no cross-reference section at (-?\d+)"),
+        r"phiên bản \1: không có bảng xref tại byte \2",
+    ),
+    (
+        re.compile(r"revision (\d+): object (\d+) (\d+) not at (-?\d+)"),
+        r"phiên bản \1: đối tượng \2 \3 không nằm tại byte \4",
+    ),
+)
+
+
+def _xref_detail(detail: str) -> str:
+    """A :func:`signing.repair.xref_damages` detail (English, shared with the signer's logs)
+    in the report's words."""
+    for pattern, words in _XREF_DETAIL:
+        detail = pattern.sub(words, detail)
+    return detail
 
 
 def _annotation_warning(annot: AddedAnnotation, signed_names: set[str]) -> str | None:

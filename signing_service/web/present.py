@@ -204,6 +204,11 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
     "UNREFERENCED_OBJECTS": CitizenText(
         "Có nội dung được lén nối thêm vào tệp sau khi ký.", _WHY_CHANGED
     ),
+    "XREF_DAMAGED": CitizenText(
+        "Tệp đã bị sửa cấu trúc sau khi ký: phần mềm đọc PDF có thể hiển thị nội dung khác với "
+        "nội dung đã ký.",
+        _WHY_CHANGED,
+    ),
     "UNCOVERED_TRAILING_BYTES": CitizenText(
         "Có dữ liệu được nối vào cuối tệp sau khi ký mà không chữ ký nào bao phủ.", _WHY_CHANGED
     ),
@@ -382,6 +387,11 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
         "Có chú thích được thêm sau khi ký nằm đè lên hình chữ ký.",
         "Hình bạn thấy ở chỗ chữ ký có thể không phải hình người ký đã đặt; hãy dựa vào kết quả "
         "kiểm tra này, không dựa vào hình.",
+    ),
+    "XREF_DAMAGED_IN_SIGNED_REVISION": CitizenText(
+        "Tệp có lỗi cấu trúc ngay trong phần đã ký (do phần mềm tạo tệp).",
+        "Một số phần mềm đọc PDF có thể hiển thị tài liệu khác với nội dung đã ký; hãy dựa "
+        "vào kết quả kiểm tra này và đối chiếu với bản gốc nếu nghi ngờ.",
     ),
     "BYTES_BEFORE_HEADER": CitizenText(
         "Có dữ liệu lạ đứng trước phần đầu của tệp PDF mà không chữ ký nào bao phủ.",

@@ -727,6 +727,48 @@ def append_raw_update(
     return bytes(out)
 
 
+def append_shifted_update(
+    data: bytes,
+    objects: dict[int, bytes],
+    *,
+    header: Callable[[int], bytes] = lambda n: b"%d 0 obj\n" % n,
+    listed: dict[int, int] | None = None,
+    startxref_shift: int = 0,
+    prev_shift: int = 0,
+) -> bytes:
+    """An update written by hand the way an Incremental Saving Attack writes one: ``objects``
+    (number → body) appended, each opened by ``header(number)`` (any lexical spelling of
+    "N 0 obj"), and an xref section that lists only the numbers in ``listed`` (appended
+    object number → the number its entry is listed under: another number is a mislabel);
+    the final ``startxref`` moved ``startxref_shift`` bytes off the section and ``/Prev``
+    ``prev_shift`` bytes off the previous one (pyHanko reads around both; poppler and qpdf
+    rebuild the table by scanning and take the appended objects)."""
+    listed = listed or {}
+    size, prev, root, _info, id_bytes = _trailer_info(data)
+    out = bytearray(data)
+    if not out.endswith(b"\n"):
+        out += b"\n"
+    offsets: dict[int, int] = {}
+    for num, body in objects.items():
+        offsets[num] = len(out)
+        out += header(num) + body + b"\nendobj\n"
+    xref_at = len(out)
+    entries = {listed[n]: offsets[n] for n in objects if n in listed}
+    out += b"xref\n0 1\n0000000000 65535 f \n"
+    for num in sorted(entries):
+        out += b"%d 1\n%010d 00000 n \n" % (num, entries[num])
+    new_size = max([size, *(n + 1 for n in entries)])
+    out += b"trailer\n<< /Size %d /Root %d %d R /Prev %d /ID %s >>\n" % (
+        new_size,
+        root.idnum,
+        root.generation,
+        prev + prev_shift,
+        id_bytes,
+    )
+    out += b"startxref\n%d\n%%%%EOF\n" % (xref_at + startxref_shift)
+    return bytes(out)
+
+
 def object_number(data: bytes, predicate: Callable[[generic.PdfObject], bool]) -> int:
     """The number of the first object in the current revision for which ``predicate`` holds."""
     reader = PdfFileReader(BytesIO(data), strict=False)
