@@ -479,6 +479,16 @@ class AppearanceCost:
     # An invisible second signature on a document already signed invisibly: what the seal
     # (a second signature) is compared with.
     invisible_second: float = 0.0
+    # The paired method (appearance_cost): rounds of the four signatures in a rotating order,
+    # each round's own ratio; the median of those, over ``rounds`` rounds.
+    rounds: int = 0
+    round_ratio: float = 0.0  # wall time
+    # CPU time: this process's (every thread) plus the text-layout worker's, which the person
+    # stamp's placement uses (another process: its time is not in this process's CPU time).
+    cpu_ratio: float = 0.0
+    # Medians of the paired rounds, ms: invisible 1st, 2nd, person, seal (wall, then CPU).
+    paired_wall: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    paired_cpu: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
     @property
     def ratio(self) -> float:
@@ -496,12 +506,45 @@ class AppearanceCost:
         return (self.person - self.person_placement + self.seal) / (self.invisible + self.second)
 
 
+def _worker_cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds the process ``pid`` has run (``/proc/PID/schedstat``, nanoseconds), or
+    None (no such process, not Linux)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
     """Issue 10's row: signing with a visible ``person`` then ``seal`` appearance against an
     invisible signature, same key, same document, B-B (no TSA round trip diluting the cost of
     drawing), in-process. The images are built here (tests/support/images.py) and decoded once,
-    as the service does (signing/stamp_images.py); the first of each is a warm-up."""
+    as the service does (signing/stamp_images.py); the first of each is a warm-up.
+
+    Two methods, their rounds interleaved so that both see the same machine:
+    - the first (``n`` rounds, unchanged): the four signatures always in the same order
+      (invisible 1st, invisible 2nd on the 1st's output, person, seal on the person's output)
+      and the placement alone; the median of each; the ratio of those medians;
+    - the paired one (``3n`` rounds): the same four inputs, made once, signed in an order
+      rotating from round to round; each round's ratio (person + seal) ÷ (invisible 1st +
+      2nd); the median of those ratios, in wall time and in CPU time (this process's and the
+      text-layout worker's). Each signature's output is dropped when it returns (inside its
+      timing: freeing it is part of the work), not kept into the next signature's timing.
+    Why the paired one is fairer (measured in one process, bench methods side by side, load
+    ~0.6): the first method kept each output (1 MB) alive while the next signature was timed,
+    which slowed the invisible 2nd, the person and the seal by ~0.4-0.6 ms each but never the
+    invisible 1st (the first of a round, timed after the previous round's outputs were
+    replaced): its ratio came out ~0.1-0.15 higher than the same signatures timed alike. The
+    four signatures of a round run within ~15 ms of each other, so a slow spell of the shared
+    machine (another lane's tests) slows all four and cancels in the round's ratio, where
+    four medians taken independently can fall in different spells; the rotation gives each
+    signature each place in the round equally often. The CPU ratio counts the layout worker's
+    time, which wall time hides when the other core happens to be free."""
     from signing_service._async import run_sync
+    from signing_service.signing import textlayout
     from signing_service.signing.appearance import KindAppearance
     from signing_service.signing.engine import SignOptions, async_sign_pdf
     from signing_service.signing.levels import SignatureLevel
@@ -519,6 +562,18 @@ def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
         out = run_sync(async_sign_pdf(data, key, options))
         return time.perf_counter() - t0, out
 
+    def measured(data: bytes, appearance: KindAppearance | None) -> tuple[float, float | None]:
+        """Wall seconds, and CPU seconds of this process and the layout worker (None when
+        the worker's could not be read or it was replaced during the signature)."""
+        options = SignOptions(level=SignatureLevel.B_B, appearance=appearance)
+        pid = textlayout.default().worker_pid
+        w0, c0, t0 = _worker_cpu_seconds(pid), time.process_time(), time.perf_counter()
+        run_sync(async_sign_pdf(data, key, options))
+        t1, c1 = time.perf_counter(), time.process_time()
+        w1 = _worker_cpu_seconds(pid) if textlayout.default().worker_pid == pid else None
+        cpu = c1 - c0 + (w1 - w0) if w0 is not None and w1 is not None else None
+        return t1 - t0, cpu
+
     def timed_placement() -> float:
         from pyhanko.pdf_utils.reader import PdfFileReader
 
@@ -531,7 +586,16 @@ def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
         place(reader, width=plan.width, height=plan.height, region=plan.region)
         return time.perf_counter() - t0
 
+    _, signed_invisibly = timed(pdf, None)
+    _, signed = timed(pdf, person)
+    # The paired rounds' inputs: invisible 1st, invisible 2nd, person, seal.
+    cases = [(pdf, None), (signed_invisibly, None), (pdf, person), (signed, sealed)]
     invisible, seconds, persons, seals, placements = [], [], [], [], []
+    walls: list[list[float]] = [[], [], [], []]
+    cpus: list[list[float]] = [[], [], [], []]
+    round_ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    paired = 0
     for i in range(n + 1):
         t_inv, signed_invisibly = timed(pdf, None)
         t_second, _ = timed(signed_invisibly, None)
@@ -544,6 +608,31 @@ def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
             persons.append(t_person)
             seals.append(t_seal)
             placements.append(t_place)
+        for _ in range(3):
+            wall: list[float] = [0.0] * 4
+            cpu: list[float | None] = [None] * 4
+            for k in range(4):
+                case = (paired + k) % 4
+                wall[case], cpu[case] = measured(*cases[case])
+            paired += 1
+            if not i:
+                continue  # warm-up
+            for case in range(4):
+                walls[case].append(wall[case])
+            round_ratios.append((wall[2] + wall[3]) / (wall[0] + wall[1]))
+            if all(c is not None for c in cpu):
+                c = [float(v) for v in cpu]  # type: ignore[arg-type]
+                for case in range(4):
+                    cpus[case].append(c[case])
+                cpu_ratios.append((c[2] + c[3]) / (c[0] + c[1]))
+
+    def medians(columns: list[list[float]]) -> tuple[float, float, float, float]:
+        a, b, c, d = (pct(v, 0.5) if v else 0.0 for v in columns)  # ms
+        return a, b, c, d
+
+    def median(ratios: list[float]) -> float:
+        return pct(ratios, 0.5) / 1000 if ratios else 0.0  # pct() gives thousandths
+
     return AppearanceCost(
         pct(invisible, 0.5),
         pct(persons, 0.5),
@@ -551,11 +640,20 @@ def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
         n,
         pct(placements, 0.5),
         pct(seconds, 0.5),
+        rounds=len(round_ratios),
+        round_ratio=median(round_ratios),
+        cpu_ratio=median(cpu_ratios),
+        paired_wall=medians(walls),
+        paired_cpu=medians(cpus),
     )
 
 
 def appearance_lines(cost: AppearanceCost) -> tuple[list[str], bool]:
-    ok = cost.ratio <= 1.3
+    # The target is judged on the paired method (appearance_cost: the same signatures, each
+    # round its own ratio); the first method's figure is shown beside it.
+    ok = cost.round_ratio <= 1.3
+    w1, w2, wp, ws = cost.paired_wall
+    c1, c2, cp, cs = cost.paired_cpu
     return [
         "\n## Visible appearance (same run)\n",
         "Signing core in-process, B-B, the same 1 MB PDF and key: an officer's signature "
@@ -572,6 +670,18 @@ def appearance_lines(cost: AppearanceCost) -> tuple[list[str], bool]:
         f"| visible person+seal ÷ invisible | {cost.invisible:.1f} | {cost.second:.1f} | "
         f"{cost.person:.1f} | {cost.person_placement:.1f} | {cost.seal:.1f} | "
         f"{cost.ratio:.2f} | {cost.drawing_ratio:.2f} |",
+        "",
+        f"Paired ({cost.rounds} rounds in the same run, interleaved with the above): the four "
+        "signatures in an order rotating from round to round, each round's ratio "
+        "(person + seal) ÷ (invisible 1st + 2nd), the median of those ratios; in wall time, and "
+        "in CPU time (this process's and the PDFium worker's, which the person stamp uses). "
+        "The target is judged on the wall-time ratio.\n",
+        "| row | invisible 1st ms | invisible 2nd ms | person ms | seal ms | median of the "
+        "rounds' ratios (target ≤ 1.3) |",
+        "|---|---|---|---|---|---|",
+        f"| wall time | {w1:.2f} | {w2:.2f} | {wp:.2f} | {ws:.2f} | {cost.round_ratio:.2f} |",
+        f"| CPU time (process + layout worker) | {c1:.2f} | {c2:.2f} | {cp:.2f} | {cs:.2f} | "
+        f"{cost.cpu_ratio:.2f} |",
     ], ok
 
 

@@ -31,7 +31,6 @@ the worker (:func:`lines`).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import ctypes
 import logging
 import mmap
@@ -42,7 +41,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
