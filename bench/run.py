@@ -524,25 +524,25 @@ def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
     drawing), in-process. The images are built here (tests/support/images.py) and decoded once,
     as the service does (signing/stamp_images.py); the first of each is a warm-up.
 
-    Two methods, their rounds interleaved so that both see the same machine:
-    - the first (``n`` rounds, unchanged): the four signatures always in the same order
+    Two methods, one after the other in the same process:
+    - the first (``n`` rounds, as before): the four signatures always in the same order
       (invisible 1st, invisible 2nd on the 1st's output, person, seal on the person's output)
       and the placement alone; the median of each; the ratio of those medians;
-    - the paired one (``3n`` rounds): the same four inputs, made once, signed in an order
+    - the paired one (``3n`` rounds): the first method's last four inputs, signed in an order
       rotating from round to round; each round's ratio (person + seal) ÷ (invisible 1st +
       2nd); the median of those ratios, in wall time and in CPU time (this process's and the
       text-layout worker's). Each signature's output is dropped when it returns (inside its
       timing: freeing it is part of the work), not kept into the next signature's timing.
-    Why the paired one is fairer (measured in one process, bench methods side by side, load
-    ~0.6): the first method kept each output (1 MB) alive while the next signature was timed,
-    which slowed the invisible 2nd, the person and the seal by ~0.4-0.6 ms each but never the
-    invisible 1st (the first of a round, timed after the previous round's outputs were
-    replaced): its ratio came out ~0.1-0.15 higher than the same signatures timed alike. The
-    four signatures of a round run within ~15 ms of each other, so a slow spell of the shared
-    machine (another lane's tests) slows all four and cancels in the round's ratio, where
-    four medians taken independently can fall in different spells; the rotation gives each
-    signature each place in the round equally often. The CPU ratio counts the layout worker's
-    time, which wall time hides when the other core happens to be free."""
+    Why the paired one: the four signatures of a round run within ~15 ms of each other, so a
+    slow spell of the shared machine (another lane's tests, the hypervisor) slows all four and
+    cancels in the round's ratio, where four medians taken independently can fall in
+    different spells; the rotation gives each signature each place in the round equally
+    often (the first method always times the invisible 1st while the previous round's three
+    1 MB outputs are still alive and the others after a different history); the CPU ratio
+    counts the layout worker's time, which wall time hides when the other core happens to be
+    free and charges as waiting when it is not. Caveat (measured): every signature here takes
+    ~260 page faults (its 1 MB output in fresh memory) and glibc's malloc state (what ran
+    before) moves single signatures by up to ~0.5 ms; neither method removes that."""
     from signing_service._async import run_sync
     from signing_service.signing import textlayout
     from signing_service.signing.appearance import KindAppearance
@@ -586,16 +586,7 @@ def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
         place(reader, width=plan.width, height=plan.height, region=plan.region)
         return time.perf_counter() - t0
 
-    _, signed_invisibly = timed(pdf, None)
-    _, signed = timed(pdf, person)
-    # The paired rounds' inputs: invisible 1st, invisible 2nd, person, seal.
-    cases = [(pdf, None), (signed_invisibly, None), (pdf, person), (signed, sealed)]
     invisible, seconds, persons, seals, placements = [], [], [], [], []
-    walls: list[list[float]] = [[], [], [], []]
-    cpus: list[list[float]] = [[], [], [], []]
-    round_ratios: list[float] = []
-    cpu_ratios: list[float] = []
-    paired = 0
     for i in range(n + 1):
         t_inv, signed_invisibly = timed(pdf, None)
         t_second, _ = timed(signed_invisibly, None)
@@ -608,23 +599,30 @@ def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
             persons.append(t_person)
             seals.append(t_seal)
             placements.append(t_place)
-        for _ in range(3):
-            wall: list[float] = [0.0] * 4
-            cpu: list[float | None] = [None] * 4
-            for k in range(4):
-                case = (paired + k) % 4
-                wall[case], cpu[case] = measured(*cases[case])
-            paired += 1
-            if not i:
-                continue  # warm-up
+    # The paired rounds' inputs (invisible 1st, invisible 2nd, person, seal): the first
+    # method's last outputs, kept fixed.
+    cases = [(pdf, None), (signed_invisibly, None), (pdf, person), (signed, sealed)]
+    del _  # the first method's last seal output: not kept alive through the paired rounds
+    walls: list[list[float]] = [[], [], [], []]
+    cpus: list[list[float]] = [[], [], [], []]
+    round_ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    for r in range(3 * n + 1):
+        wall: list[float] = [0.0] * 4
+        cpu: list[float | None] = [None] * 4
+        for k in range(4):
+            case = (r + k) % 4
+            wall[case], cpu[case] = measured(*cases[case])
+        if not r:
+            continue  # warm-up
+        for case in range(4):
+            walls[case].append(wall[case])
+        round_ratios.append((wall[2] + wall[3]) / (wall[0] + wall[1]))
+        if all(v is not None for v in cpu):
+            c = [float(v) for v in cpu]  # type: ignore[arg-type]
             for case in range(4):
-                walls[case].append(wall[case])
-            round_ratios.append((wall[2] + wall[3]) / (wall[0] + wall[1]))
-            if all(c is not None for c in cpu):
-                c = [float(v) for v in cpu]  # type: ignore[arg-type]
-                for case in range(4):
-                    cpus[case].append(c[case])
-                cpu_ratios.append((c[2] + c[3]) / (c[0] + c[1]))
+                cpus[case].append(c[case])
+            cpu_ratios.append((c[2] + c[3]) / (c[0] + c[1]))
 
     def medians(columns: list[list[float]]) -> tuple[float, float, float, float]:
         a, b, c, d = (pct(v, 0.5) if v else 0.0 for v in columns)  # ms
@@ -671,7 +669,7 @@ def appearance_lines(cost: AppearanceCost) -> tuple[list[str], bool]:
         f"{cost.person:.1f} | {cost.person_placement:.1f} | {cost.seal:.1f} | "
         f"{cost.ratio:.2f} | {cost.drawing_ratio:.2f} |",
         "",
-        f"Paired ({cost.rounds} rounds in the same run, interleaved with the above): the four "
+        f"Paired ({cost.rounds} rounds in the same run, after the above): the four "
         "signatures in an order rotating from round to round, each round's ratio "
         "(person + seal) ÷ (invisible 1st + 2nd), the median of those ratios; in wall time, and "
         "in CPU time (this process's and the PDFium worker's, which the person stamp uses). "
