@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -479,6 +480,20 @@ class AppearanceCost:
     # An invisible second signature on a document already signed invisibly: what the seal
     # (a second signature) is compared with.
     invisible_second: float = 0.0
+    # The paired method (appearance_cost): rounds of the four signatures in a rotating order,
+    # each round's own ratio; the median of those, over ``rounds`` rounds.
+    rounds: int = 0
+    round_ratio: float = 0.0  # wall time
+    # CPU time: this process's (every thread) plus the text-layout worker's, which the person
+    # stamp's placement uses (another process: its time is not in this process's CPU time).
+    cpu_ratio: float = 0.0
+    # Medians of the paired rounds, ms: invisible 1st, 2nd, person, seal (wall, then CPU).
+    paired_wall: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    paired_cpu: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    # Minor page faults of this process per signature in the paired rounds (median): ~260
+    # when each signature's ~1 MB output lands in fresh memory, ~0 when malloc reuses it.
+    faults: int = 0
+    steady_malloc: bool = False  # the paired rounds ran with malloc fixed (_steady_malloc)
 
     @property
     def ratio(self) -> float:
@@ -496,12 +511,72 @@ class AppearanceCost:
         return (self.person - self.person_placement + self.seal) / (self.invisible + self.second)
 
 
+def _worker_cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds the process ``pid`` has run (``/proc/PID/schedstat``, nanoseconds), or
+    None (no such process, not Linux)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# glibc mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def _steady_malloc() -> bool:
+    """Fix glibc's malloc in its steady state for this process: blocks under 16 MiB from the
+    heap, which is not given back to the system under 64 MiB free (``mallopt``). Why: with
+    the default (dynamic) thresholds a process falls, by its allocation history, into one of
+    two states, each signature's ~1 MB output either reusing memory (0 page faults) or landing
+    in fresh pages (~260 page faults, ~0.3-0.5 ms per signature); the paired rounds of main's
+    code and this branch's came out in opposite states in the same minute, which moved the
+    invisible signatures by ~0.5 ms and the ratio by ~0.1. The steady state is the stricter
+    one for the ratio (no constant cost diluting the extra of the visible signatures). False
+    when this is not glibc (nothing changed)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024)) and bool(
+        mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024)
+    )
+
+
 def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
     """Issue 10's row: signing with a visible ``person`` then ``seal`` appearance against an
     invisible signature, same key, same document, B-B (no TSA round trip diluting the cost of
     drawing), in-process. The images are built here (tests/support/images.py) and decoded once,
-    as the service does (signing/stamp_images.py); the first of each is a warm-up."""
+    as the service does (signing/stamp_images.py); the first of each is a warm-up.
+
+    Two methods, one after the other in the same process:
+    - the first (``n`` rounds, as before): the four signatures always in the same order
+      (invisible 1st, invisible 2nd on the 1st's output, person, seal on the person's output)
+      and the placement alone; the median of each; the ratio of those medians;
+    - the paired one (``3n`` rounds): the first method's last four inputs, signed in an order
+      rotating from round to round; each round's ratio (person + seal) ÷ (invisible 1st +
+      2nd); the median of those ratios, in wall time and in CPU time (this process's and the
+      text-layout worker's). Each signature's output is dropped when it returns (inside its
+      timing: freeing it is part of the work), not kept into the next signature's timing;
+      glibc's malloc fixed in its steady state first (:func:`_steady_malloc`).
+    Why the paired one: the four signatures of a round run within ~15 ms of each other, so a
+    slow spell of the shared machine (another lane's tests, the hypervisor) slows all four and
+    cancels in the round's ratio, where four medians taken independently can fall in
+    different spells; the rotation gives each signature each place in the round equally
+    often (the first method always times the invisible 1st while the previous round's three
+    1 MB outputs are still alive and the others after a different history); the CPU ratio
+    counts the layout worker's time, which wall time hides when the other core happens to be
+    free and charges as waiting when it is not; malloc's state (what ran before) no longer
+    decides whether every signature pays ~260 page faults (:func:`_steady_malloc`)."""
     from signing_service._async import run_sync
+    from signing_service.signing import textlayout
     from signing_service.signing.appearance import KindAppearance
     from signing_service.signing.engine import SignOptions, async_sign_pdf
     from signing_service.signing.levels import SignatureLevel
@@ -518,6 +593,20 @@ def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
         t0 = time.perf_counter()
         out = run_sync(async_sign_pdf(data, key, options))
         return time.perf_counter() - t0, out
+
+    def measured(data: bytes, appearance: KindAppearance | None) -> tuple[float, float | None]:
+        """Wall seconds, and CPU seconds of this process and the layout worker (None when
+        the worker's could not be read or it was replaced during the signature)."""
+        options = SignOptions(level=SignatureLevel.B_B, appearance=appearance)
+        pid = textlayout.default().worker_pid
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        w0, c0, t0 = _worker_cpu_seconds(pid), time.process_time(), time.perf_counter()
+        run_sync(async_sign_pdf(data, key, options))
+        t1, c1 = time.perf_counter(), time.process_time()
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+        w1 = _worker_cpu_seconds(pid) if textlayout.default().worker_pid == pid else None
+        cpu = c1 - c0 + (w1 - w0) if w0 is not None and w1 is not None else None
+        return t1 - t0, cpu
 
     def timed_placement() -> float:
         from pyhanko.pdf_utils.reader import PdfFileReader
@@ -544,6 +633,40 @@ def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
             persons.append(t_person)
             seals.append(t_seal)
             placements.append(t_place)
+    # The paired rounds' inputs (invisible 1st, invisible 2nd, person, seal): the first
+    # method's last outputs, kept fixed.
+    cases = [(pdf, None), (signed_invisibly, None), (pdf, person), (signed, sealed)]
+    del _  # the first method's last seal output: not kept alive through the paired rounds
+    steady = _steady_malloc()
+    walls: list[list[float]] = [[], [], [], []]
+    cpus: list[list[float]] = [[], [], [], []]
+    round_ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    faults: list[int] = []
+    for r in range(3 * n + 1):
+        wall: list[float] = [0.0] * 4
+        cpu: list[float | None] = [None] * 4
+        for k in range(4):
+            case = (r + k) % 4
+            wall[case], cpu[case] = measured(*cases[case])
+        if not r:
+            continue  # warm-up
+        for case in range(4):
+            walls[case].append(wall[case])
+        round_ratios.append((wall[2] + wall[3]) / (wall[0] + wall[1]))
+        if all(v is not None for v in cpu):
+            c = [float(v) for v in cpu]  # type: ignore[arg-type]
+            for case in range(4):
+                cpus[case].append(c[case])
+            cpu_ratios.append((c[2] + c[3]) / (c[0] + c[1]))
+
+    def medians(columns: list[list[float]]) -> tuple[float, float, float, float]:
+        a, b, c, d = (pct(v, 0.5) if v else 0.0 for v in columns)  # ms
+        return a, b, c, d
+
+    def median(ratios: list[float]) -> float:
+        return pct(ratios, 0.5) / 1000 if ratios else 0.0  # pct() gives thousandths
+
     return AppearanceCost(
         pct(invisible, 0.5),
         pct(persons, 0.5),
@@ -551,11 +674,22 @@ def appearance_cost(pdf: bytes, key: Any, n: int) -> AppearanceCost:
         n,
         pct(placements, 0.5),
         pct(seconds, 0.5),
+        rounds=len(round_ratios),
+        round_ratio=median(round_ratios),
+        cpu_ratio=median(cpu_ratios),
+        paired_wall=medians(walls),
+        paired_cpu=medians(cpus),
+        faults=sorted(faults)[len(faults) // 2] if faults else 0,
+        steady_malloc=steady,
     )
 
 
 def appearance_lines(cost: AppearanceCost) -> tuple[list[str], bool]:
-    ok = cost.ratio <= 1.3
+    # The target is judged on the paired method (appearance_cost: the same signatures, each
+    # round its own ratio); the first method's figure is shown beside it.
+    ok = cost.round_ratio <= 1.3
+    w1, w2, wp, ws = cost.paired_wall
+    c1, c2, cp, cs = cost.paired_cpu
     return [
         "\n## Visible appearance (same run)\n",
         "Signing core in-process, B-B, the same 1 MB PDF and key: an officer's signature "
@@ -572,6 +706,21 @@ def appearance_lines(cost: AppearanceCost) -> tuple[list[str], bool]:
         f"| visible person+seal ÷ invisible | {cost.invisible:.1f} | {cost.second:.1f} | "
         f"{cost.person:.1f} | {cost.person_placement:.1f} | {cost.seal:.1f} | "
         f"{cost.ratio:.2f} | {cost.drawing_ratio:.2f} |",
+        "",
+        f"Paired ({cost.rounds} rounds in the same run, after the above): the four "
+        "signatures in an order rotating from round to round, each round's ratio "
+        "(person + seal) ÷ (invisible 1st + 2nd), the median of those ratios; in wall time, and "
+        "in CPU time (this process's and the PDFium worker's, which the person stamp uses). "
+        "The target is judged on the wall-time ratio.\n",
+        "| row | invisible 1st ms | invisible 2nd ms | person ms | seal ms | median of the "
+        "rounds' ratios (target ≤ 1.3) |",
+        "|---|---|---|---|---|---|",
+        f"| wall time | {w1:.2f} | {w2:.2f} | {wp:.2f} | {ws:.2f} | {cost.round_ratio:.2f} |",
+        f"| CPU time (process + layout worker) | {c1:.2f} | {c2:.2f} | {cp:.2f} | {cs:.2f} | "
+        f"{cost.cpu_ratio:.2f} |",
+        "",
+        f"Page faults per signature (median, paired rounds): {cost.faults}; malloc fixed in "
+        f"its steady state for the paired rounds: {'yes' if cost.steady_malloc else 'no'}.",
     ], ok
 
 

@@ -288,20 +288,47 @@ def test_the_shared_file_holds_only_the_current_input(monkeypatch: pytest.Monkey
         piped.close()
 
 
+def _mapping_permissions(address: int) -> str:
+    """The permissions (``r--s``: read-only, shared) of this process's mapping at ``address``."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, permissions = line.split()[:2]
+            start, end = (int(part, 16) for part in span.split("-"))
+            if start <= address < end:
+                return permissions
+    raise AssertionError(f"no mapping at {address:#x}")
+
+
 def test_the_worker_reads_the_shared_file_in_place_and_cannot_change_it() -> None:
-    """The worker's view of the shared file (textlayout._mapped): exactly the input's first
-    ``length`` bytes, copy-on-write (a write through it never reaches the parent's file), and an
-    empty input is empty."""
+    """The worker's view of the shared file (textlayout._SharedInput): exactly the input's
+    first ``length`` bytes, read-only (a write through it could only fault, never reach the
+    server's file), kept between requests and following the file when it is rewritten in
+    place, grown or cut back; an empty input is empty; a length past the file is refused."""
     fd = os.memfd_create("test-layout", os.MFD_CLOEXEC)
+    shared = textlayout._SharedInput(fd)
     try:
         os.pwrite(fd, b"%PDF-1.7 current" + b"stale tail of a longer input", 0)
-        with textlayout._mapped(fd, 16) as view:
-            assert bytes(view) == b"%PDF-1.7 current"
-            view[0:4] = b"XXXX"
-        assert os.pread(fd, 16, 0) == b"%PDF-1.7 current"
-        with textlayout._mapped(fd, 0) as empty:
-            assert bytes(empty) == b""
+        view = shared.view(16)
+        assert bytes(view) == b"%PDF-1.7 current"
+        address = shared.address
+        assert address is not None
+        assert _mapping_permissions(address) == "r--s"
+        # The next input written in place (the server's mapping): the same mapping sees it.
+        os.pwrite(fd, b"%PDF-2.0 next one", 0)
+        assert bytes(shared.view(17)) == b"%PDF-2.0 next one"
+        assert shared.address == address
+        # Grown for a larger input, then cut back: mapped again at the file's new size.
+        os.pwrite(fd, b"x" * 100_000, 0)
+        assert bytes(shared.view(100_000)) == b"x" * 100_000
+        assert shared.size == 100_000
+        os.ftruncate(fd, 20)
+        assert bytes(shared.view(20)) == b"x" * 20
+        assert shared.size == 20
+        with pytest.raises(OSError):
+            shared.view(21)
+        assert shared.view(0) == b""
     finally:
+        shared.close()
         os.close(fd)
 
 

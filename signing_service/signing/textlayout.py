@@ -31,7 +31,6 @@ the worker (:func:`lines`).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import ctypes
 import logging
 import mmap
@@ -42,7 +41,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -173,30 +171,75 @@ def _measure(
         document.close()
 
 
-@contextlib.contextmanager
-def _mapped(shared_fd: int, length: int) -> Iterator[Any]:
-    """The first ``length`` bytes of the shared memory file as a buffer PDFium reads in place
-    (a ctypes array over a private mapping), unmapped afterwards.
+class _SharedInput:
+    """The worker's view of the memory file it shares with the server process: one read-only
+    shared mapping (``MAP_SHARED``, ``PROT_READ``) of the whole file, kept between requests and
+    mapped again only when the file's size changed (the server grew it for a larger input, or
+    cut it back past :data:`KEEP_SHARED`).
 
-    Why not ``os.pread``: it copied the whole input into the worker for every request (1 MB for
-    the bench's document), while PDFium reads only the cross-reference data and the objects of
-    the page it measures; mapped, only those pages are touched (``python -m bench.run
-    --appearance-only``, the person column: the worker's time is the signing thread's when
-    both share a CPU). Private and copy-on-write: PDFium cannot change the parent's file."""
-    if length == 0:
-        yield b""
-        return
-    mapped = mmap.mmap(
-        shared_fd, length, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
-    )
-    view = (ctypes.c_char * length).from_buffer(mapped)
-    try:
-        yield view
-    finally:
-        del view
-        # Still referenced (a traceback): unmapped when collected.
-        with contextlib.suppress(BufferError):
-            mapped.close()
+    Why kept: mapping the file for each request (``mmap`` and ``munmap``, and a page fault on
+    every page PDFium touched, each time) cost the worker ~0.06 ms of its ~0.3 ms per page
+    (``python -m bench.run --appearance-only``, the person column: the worker's time is the
+    signing thread's when the other core is busy). Read-only: PDFium cannot change the file
+    (a write through the view faults, the worker dies, the call is ``LayoutUnavailable``).
+    The server writes the next input only after it has read this request's answer (one request
+    at a time, ``TextLayout``'s lock), so the view never changes under PDFium."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.size = 0
+        self.address: int | None = None
+
+    def _unmap(self) -> None:
+        if self.address is not None:
+            _libc().munmap(ctypes.c_void_p(self.address), ctypes.c_size_t(self.size))
+            self.address, self.size = None, 0
+
+    def view(self, length: int) -> Any:
+        """The first ``length`` bytes of the file, in place (a ctypes array PDFium reads;
+        ``b""`` when empty). ``OSError`` when the file is shorter or cannot be mapped."""
+        if length == 0:
+            return b""
+        size = os.fstat(self.fd).st_size
+        if size < length:
+            raise OSError(f"the shared file has {size} bytes, not {length}")
+        if self.address is None or size != self.size:
+            self._unmap()
+            libc = _libc()
+            address = libc.mmap(
+                None, ctypes.c_size_t(size), mmap.PROT_READ, mmap.MAP_SHARED, self.fd, 0
+            )
+            if address is None or address == ctypes.c_void_p(-1).value:
+                raise OSError(ctypes.get_errno(), "mmap of the shared file failed")
+            self.address, self.size = address, size
+        return (ctypes.c_char * length).from_address(self.address)
+
+    def close(self) -> None:
+        self._unmap()
+
+
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    """libc's ``mmap`` and ``munmap`` (Python's ``mmap`` module exposes no address of a
+    read-only mapping, which PDFium needs as a buffer)."""
+    global _LIBC
+    if _LIBC is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = (
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_long,
+        )
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+        _LIBC = libc
+    return _LIBC
 
 
 def _worker_main(conn: Connection, memory_limit: int, shared_fd: int) -> None:
@@ -204,6 +247,7 @@ def _worker_main(conn: Connection, memory_limit: int, shared_fd: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     import pypdfium2 as pdfium  # type: ignore[import-untyped]
 
+    shared_input = _SharedInput(shared_fd)
     conn.send("ready")
     while True:
         try:
@@ -213,10 +257,8 @@ def _worker_main(conn: Connection, memory_limit: int, shared_fd: int) -> None:
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
         try:
-            with (
-                _mapped(shared_fd, shared) if inline is None else contextlib.nullcontext(inline)
-            ) as source:
-                answer = _measure(pdfium, source, page_index, with_text)
+            source = shared_input.view(shared) if inline is None else inline
+            answer = _measure(pdfium, source, page_index, with_text)
             conn.send(("ok", answer))
         except LayoutUnavailable as e:
             conn.send(("error", e.reason))
@@ -237,6 +279,8 @@ class _Worker:
         # The large inputs' way in (FILE_THRESHOLD): anonymous, closed with the worker.
         self.shared_fd = os.memfd_create("signing-service-layout", os.MFD_CLOEXEC)
         self.shared_size = 0
+        # The file mapped here for writing (share); None until the first large input.
+        self._shared_map: mmap.mmap | None = None
         try:
             self.process = subprocess.Popen(
                 [
@@ -277,15 +321,37 @@ class _Worker:
         return self.process.poll() is None
 
     def share(self, pdf: bytes) -> int:
-        """Put ``pdf`` at the start of the shared memory file; its length. A file grown
-        past :data:`KEEP_SHARED` by a large input is cut back first (its pages freed)."""
-        if self.shared_size > KEEP_SHARED and len(pdf) < self.shared_size:
-            os.ftruncate(self.shared_fd, 0)
-            self.shared_size = 0
-        if os.pwrite(self.shared_fd, pdf, 0) != len(pdf):
-            raise OSError("short write to the shared memory file")
-        self.shared_size = max(self.shared_size, len(pdf))
-        return len(pdf)
+        """Put ``pdf`` at the start of the shared memory file; its length. The file is
+        ``pdf``'s size when it has to grow, and is cut back to it when it had grown past
+        :data:`KEEP_SHARED` (its pages freed); otherwise a shorter input leaves the tail of an
+        earlier one after it, which the worker does not read.
+
+        Written through a mapping kept between requests (a copy into pages already mapped):
+        ``os.pwrite`` of 1 MB into the file cost the signing thread ~0.07-0.17 ms, the copy
+        ~0.02 ms (``python -m bench.run --appearance-only``, the person column)."""
+        length = len(pdf)
+        if length > self.shared_size or (
+            self.shared_size > KEEP_SHARED and length < self.shared_size
+        ):
+            self._unmap()
+            os.ftruncate(self.shared_fd, length)
+            self.shared_size = length
+        if length == 0:
+            return 0
+        if self._shared_map is None:
+            self._shared_map = mmap.mmap(
+                self.shared_fd,
+                self.shared_size,
+                flags=mmap.MAP_SHARED,
+                prot=mmap.PROT_READ | mmap.PROT_WRITE,
+            )
+        self._shared_map[:length] = pdf
+        return length
+
+    def _unmap(self) -> None:
+        shared_map, self._shared_map = self._shared_map, None
+        if shared_map is not None:
+            shared_map.close()
 
     def kill(self) -> None:
         try:
@@ -296,6 +362,7 @@ class _Worker:
             log.error("text layout worker %d did not exit", self.process.pid)
         finally:
             self.conn.close()
+            self._unmap()
             os.close(self.shared_fd)
 
 
