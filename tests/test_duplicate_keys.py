@@ -172,3 +172,46 @@ def test_repeated_root_in_a_cross_reference_stream_fails(
     check = report["signatures"][0]["checks"]["modifications"]
     assert check["code"] == "DUPLICATE_KEYS", check
     assert "phiên bản 2, đối tượng" in check["message"] and "khóa /Root" in check["message"]
+
+
+def test_an_object_listed_twice_in_an_object_stream_fails(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    """Red team 16b, P1: the page moved into an object stream that lists its number twice, the
+    xref pointing at the second (forged) entry. pyHanko reads the first (the page as signed):
+    TOTAL_PASSED while poppler and qpdf show the forged page. Now the signature fails."""
+    signed = sign(m.base_pdf(), key)
+    forged = m.page_listed_twice_in_object_stream(signed)
+    with pikepdf.open(BytesIO(forged)) as pdf:  # what an index-following reader draws
+        contents = pdf.pages[0].obj.Contents
+        drawn = b"".join(
+            c.read_bytes()
+            for c in (contents if isinstance(contents, pikepdf.Array) else [contents])
+        )
+        assert m.FORGED_TEXT in drawn
+    report = report_of(verifier, forged)
+    assert report["verdict"] == "TOTAL_FAILED", report
+    check = report["signatures"][0]["checks"]["modifications"]
+    assert (check["status"], check["code"]) == ("FAILED", "DUPLICATE_KEYS"), check
+    assert "luồng đối tượng" in check["message"], check
+
+
+def test_a_note_whose_text_reads_like_an_object_header_is_a_note(
+    verifier: Verifier, key: LoadedKey
+) -> None:
+    """Red team 16b, G2: a reader's note "Checked: 3 2 objections noted" after signing was
+    taken for an appended object header (UNREFERENCED_OBJECTS, "dấu hiệu tấn công"). `obj`
+    must be a whole token."""
+    from pyhanko.pdf_utils import generic
+
+    def note(writer: Any) -> None:
+        ref = m.add_comment(writer)
+        ref.get_object()[generic.NameObject("/Contents")] = generic.TextStringObject(
+            "Checked: 3 2 objections noted"
+        )
+
+    commented = m.edit(sign(m.base_pdf(), key), note)
+    assert b"3 2 objections" in commented
+    report = report_of(verifier, commented)
+    check = report["signatures"][0]["checks"]["modifications"]
+    assert check["code"] == "ALLOWED_ANNOTATIONS", check

@@ -72,6 +72,10 @@ MAX_PAGES_FOR_ANNOTATION_REVIEW = 2_000
 _SEPARATOR = rb"(?:[\x00\t\n\x0c\r ]|%[^\r\n]*+)"
 _COMMENT_OR_HEADER = re.compile(
     rb"%[^\r\n]*+|(?<![0-9])([0-9]++)" + _SEPARATOR + rb"++([0-9]++)" + _SEPARATOR + rb"*+obj"
+    # ``obj`` a whole token: followed by white space, a delimiter, a comment or the end, not
+    # by a regular character (red team 16b G2: "3 2 objections" in a reader's note was taken
+    # for an object header, a genuine comment for an attack).
+    rb"(?![^\x00\t\n\x0c\r ()<>\[\]{}/%])"
 )
 _MAX_STRAY = 100
 _WHITESPACE = b"\x00\t\n\x0c\r "
@@ -143,9 +147,11 @@ class DuplicateKey:
 
     @property
     def detail(self) -> str:
-        """Where, for people (Vietnamese)."""
+        """Where, for people (Vietnamese). ``key``: a PDF name, or (an object stream that
+        names one object twice, or another object at the index the xref gives) the words."""
         where = "trailer" if self.obj is None else f"đối tượng {self.obj[0]} {self.obj[1]}"
-        return f"phiên bản {self.revision}, {where}, khóa {self.key}"
+        what = f"khóa {self.key}" if self.key.startswith("/") else self.key
+        return f"phiên bản {self.revision}, {where}, {what}"
 
 
 _REPEATED_KEY = "Multiple definitions in dictionary"
@@ -206,18 +212,32 @@ def _parse_for_repeated_key(
     return None
 
 
-def _object_stream_index(reader: PdfFileReader, number: int) -> tuple[bytes, dict[int, int]]:
-    """The decoded object stream ``number`` and where each object number in it starts (the
-    first entry for a number), read as pyHanko's reader reads it
+@dataclass(frozen=True)
+class _ObjectStreamIndex:
+    """An object stream as read: its decoded ``data``, where each object number starts
+    (``starts``: the first entry for a number, as pyHanko reads it), the numbers in index
+    order (``order``: what a reader that follows the xref entry's index reads) and the numbers
+    listed more than once (``repeated``)."""
+
+    data: bytes
+    starts: dict[int, int]
+    order: tuple[int, ...]
+    repeated: frozenset[int]
+
+
+def _object_stream_index(reader: PdfFileReader, number: int) -> _ObjectStreamIndex:
+    """The decoded object stream ``number`` and its index, read as pyHanko's reader reads it
     (``PdfFileReader._get_object_from_stream``: the stream's current version, decrypted)."""
     stream = generic.Reference(number, 0, reader).get_object()
     if not isinstance(stream, generic.StreamObject):
-        return b"", {}
+        return _ObjectStreamIndex(b"", {}, (), frozenset())
     data = stream.read_data(DecodePurpose.OBJECT_STREAM)
     first = int(stream["/First"])
     count = int(stream["/N"])
     header = BytesIO(data)
     starts: dict[int, int] = {}
+    order: list[int] = []
+    repeated: set[int] = set()
     # Each entry takes at least four bytes: a hostile /N cannot make this loop longer.
     for _ in range(min(count, len(data) // 4 + 1)):
         try:
@@ -227,8 +247,11 @@ def _object_stream_index(reader: PdfFileReader, number: int) -> tuple[bytes, dic
             offset = generic.NumberObject.read_from_stream(header)
         except (ValueError, misc.PdfReadError):
             break
+        if int(objnum) in starts:
+            repeated.add(int(objnum))
         starts.setdefault(int(objnum), first + int(offset))
-    return data, starts
+        order.append(int(objnum))
+    return _ObjectStreamIndex(data, starts, tuple(order), frozenset(repeated))
 
 
 def _plain(value: object) -> object:
@@ -317,6 +340,14 @@ class RevisionAnalysis:
         self._memo = memo or RevisionMemo()
         self._deadline = deadline
         self._changes: dict[tuple[int, MDPPerm | None], RevisionChange] = self._memo.changes
+        # Object streams read by the repeated-key scan, by number: their current version is
+        # what every revision reads, so each is decoded and indexed once per document.
+        self._object_streams: dict[int, tuple[BytesIO, _ObjectStreamIndex]] = {}
+
+    def _check_deadline(self, revision: int) -> None:
+        """``LimitExceeded(TIME_BUDGET_EXCEEDED)`` once the verification's time is up."""
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise LimitExceeded(TIME_BUDGET_EXCEEDED, f"at revision {revision}")
 
     # -- per revision -----------------------------------------------------------------------
     def change(self, revision: int, doc_mdp: MDPPerm | None = None) -> RevisionChange:
@@ -476,7 +507,10 @@ class RevisionAnalysis:
         pyHanko and as its last by poppler and qpdf, so what the comparison approved is not
         what those viewers show (red team 16 F8: a second ``/Contents`` or ``/Annots`` on a
         rewritten page drew a forged page over a "no changes" verdict). An object that cannot
-        be read at all is left to the comparison, which reads it too."""
+        be read at all is left to the comparison, which reads it too. Also an object stream that
+        lists an object twice, or another object at the index its xref entry gives (pyHanko
+        reads the first entry for a number, poppler and qpdf the entry at the index: red team
+        16b P1). Raises ``LimitExceeded(TIME_BUDGET_EXCEEDED)`` once the time is up."""
         for revision in range(signed_revision + 1, self.revisions):
             found = self._duplicate_key_in(revision)
             if found is not None:
@@ -506,19 +540,40 @@ class RevisionAnalysis:
                 objects.append((marker, ref, marker))
             elif isinstance(marker, ObjStreamRef):
                 objects.append((-1, ref, marker))
-        indexes: dict[int, tuple[BytesIO, dict[int, int]]] = {}
+        indexes = self._object_streams
         # File order, so the first repeated key reported is the first one written.
-        for _, ref, marker in sorted(objects, key=lambda o: (o[0], o[1].idnum)):
+        for count, (_, ref, marker) in enumerate(sorted(objects, key=lambda o: (o[0], o[1].idnum))):
+            if count % 256 == 0:
+                self._check_deadline(revision)
             if isinstance(marker, int):
                 key = _parse_for_repeated_key(stream, marker, probe, "object")
             else:
                 if marker.obj_stream_id not in indexes:
+                    # Once per document (an object stream's current version is what every
+                    # revision reads): red team 16b C1, 100,000 entries walked per revision.
                     try:
-                        data, starts = _object_stream_index(reader, marker.obj_stream_id)
+                        index = _object_stream_index(reader, marker.obj_stream_id)
                     except (Exception, RecursionError):  # noqa: BLE001 - the diff meets it too
-                        data, starts = b"", {}
-                    indexes[marker.obj_stream_id] = (BytesIO(data), starts)
-                decoded, starts = indexes[marker.obj_stream_id]
+                        index = _ObjectStreamIndex(b"", {}, (), frozenset())
+                    indexes[marker.obj_stream_id] = (BytesIO(index.data), index)
+                decoded, index = indexes[marker.obj_stream_id]
+                starts = index.starts
+                ix = marker.ix_in_stream
+                if ref.idnum in index.repeated or (
+                    0 <= ix < len(index.order) and index.order[ix] != ref.idnum
+                ):
+                    # pyHanko reads an object stream's first entry for a number and ignores
+                    # the index the xref gives; poppler and qpdf follow the index. A stream
+                    # that lists the number twice (or another one at that index) is two
+                    # documents: the page as signed for us, a forged one for them (red team
+                    # 16b P1).
+                    found = DuplicateKey(
+                        revision,
+                        (marker.obj_stream_id, 0),
+                        f"đối tượng {ref.idnum} được liệt kê hai lần hoặc sai vị trí trong "
+                        "luồng đối tượng",
+                    )
+                    break
                 if ref.idnum not in starts:
                     continue  # pyHanko reads it as null
                 key = _parse_for_repeated_key(decoded, starts[ref.idnum], probe, "embedded", ref)

@@ -1269,7 +1269,8 @@ class Verifier:
             return check(FAIL, "XREF_DAMAGED", "FORMAT_FAILURE", _xref_detail(damage[0])), ()
         # A repeated dictionary key after the signed revision: viewers disagree on which value
         # counts, so the comparison below would judge another document than they show (ISO
-        # 32000-2 §7.3.7; red team 16 F8). Never raises: an unreadable object is the diff's.
+        # 32000-2 §7.3.7; red team 16 F8). An unreadable object is the diff's; the time budget
+        # running out here is the document's bound (LimitExceeded, like the comparison's).
         duplicate = analysis.duplicate_key(emb.signed_revision)
         if duplicate is not None:
             return check(FAIL, "DUPLICATE_KEYS", "FORMAT_FAILURE", duplicate.detail), ()

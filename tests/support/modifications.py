@@ -1033,3 +1033,62 @@ def repeated_page_key(
             writer.objects[(page_ref.generation, page_ref.idnum)] = raw
 
     return change
+
+
+def page_listed_twice_in_object_stream(data: bytes) -> bytes:
+    """An update written by hand (red team 16b, P1): page 1 moved into a new object stream that
+    lists its number twice, entry 0 the page exactly as signed, entry 1 the page with a new
+    /Contents drawing FORGED_TEXT; the cross-reference stream points at index 1. pyHanko reads
+    the first entry for a number (the page unchanged), poppler and qpdf the entry at the index
+    (the forged page)."""
+    import re
+    import struct
+    import zlib
+
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    page_ref = reader.root.raw_get("/Pages").get_object()["/Kids"].raw_get(0)
+    body = _raw_bytes(page_ref.get_object())
+    size = int(reader.trailer["/Size"])
+    prev = int(list(re.finditer(rb"startxref\s+(\d+)", data))[-1].group(1))
+    root = reader.trailer.raw_get("/Root")
+    page, forged_stream, objstm, xref = page_ref.idnum, size, size + 1, size + 2
+    contents = re.search(rb"/Contents\s+(\d+\s+\d+\s+R|\[[^\]]*\])", body)
+    assert contents is not None
+    forged = body.replace(contents.group(0), b"/Contents %d 0 R" % forged_stream, 1)
+    first, second = body + b"\n", forged + b"\n"
+    header = b"%d 0 %d %d  " % (page, page, len(first))
+    stream = header + first + second
+    out = bytearray(data if data.endswith(b"\n") else data + b"\n")
+    at_forged = len(out)
+    out += b"%d 0 obj\n<</Length %d>>stream\n" % (forged_stream, len(FORGED_TEXT))
+    out += FORGED_TEXT + b"\nendstream\nendobj\n"
+    at_objstm = len(out)
+    out += b"%d 0 obj\n<</Type /ObjStm /N 2 /First %d /Length %d>>stream\n" % (
+        objstm,
+        len(header),
+        len(stream),
+    )
+    out += stream + b"\nendstream\nendobj\n"
+    at_xref = len(out)
+    rows = {page: (2, objstm, 1), forged_stream: (1, at_forged, 0)}
+    rows.update({objstm: (1, at_objstm, 0), xref: (1, at_xref, 0)})
+    index: list[int] = []
+    raw = b""
+    for number in sorted(rows):
+        index += [number, 1]
+        kind, a, b = rows[number]
+        raw += struct.pack(">BIH", kind, a, b)
+    packed = zlib.compress(raw)
+    out += b"%d 0 obj\n<</Type /XRef /Size %d /Root %d %d R /Prev %d /W [1 4 2] " % (
+        xref,
+        xref + 1,
+        root.idnum,
+        root.generation,
+        prev,
+    )
+    out += b"/Index [%s] /Filter /FlateDecode /Length %d>>stream\n" % (
+        b" ".join(b"%d" % i for i in index),
+        len(packed),
+    )
+    out += packed + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n" % at_xref
+    return bytes(out)
