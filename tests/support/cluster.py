@@ -42,10 +42,22 @@ LANE_PORTS = range(18600, 18700)
 _taken: set[int] = set()
 
 
+def _worker_ports() -> range:
+    """This test process's share of LANE_PORTS: under pytest-xdist each worker (gw0, gw1, …)
+    gets its own slice of 25, so two workers never both find 18600 free and bind it (each
+    process checks only its own handed-out ports; a full run with -n 2 failed so)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return LANE_PORTS
+    start = LANE_PORTS.start + (int(worker[2:]) % 4) * 25
+    return range(start, start + 25)
+
+
 def lane_port() -> int:
-    """A free loopback port in 18600–18699 (this lane's range), never handed out twice by this
-    process; any free port when the range is used up."""
-    for port in LANE_PORTS:
+    """A free loopback port in 18600–18699 (this lane's range; under pytest-xdist, this
+    worker's slice of it), never handed out twice by this process; any free port when the
+    range is used up."""
+    for port in _worker_ports():
         if port in _taken:
             continue
         with socket.socket() as s:
