@@ -215,3 +215,21 @@ def test_a_note_whose_text_reads_like_an_object_header_is_a_note(
     report = report_of(verifier, commented)
     check = report["signatures"][0]["checks"]["modifications"]
     assert check["code"] == "ALLOWED_ANNOTATIONS", check
+
+
+def test_the_quick_pre_check_never_clears_a_repeated_key() -> None:
+    """The byte-level pre-check that spares the full parse of most objects (a signature
+    dictionary's /Contents hex string) clears only objects in which no name occurs twice:
+    a repeated key, also written with a #-escape, always goes to the parse."""
+    from signing_service.verification.modifications import _no_repeated_name
+
+    def obj(body: bytes) -> bytes:
+        return b"%PDF-1.7\n" + b"7 0 obj\n" + body + b"\nendobj\n"
+
+    at = len(b"%PDF-1.7\n")
+    assert _no_repeated_name(obj(b"<< /Type /Sig /Contents <00ff> /M (D:2026) >>"), at)
+    assert not _no_repeated_name(obj(b"<< /Contents 4 0 R /Contents 18 0 R >>"), at)
+    assert not _no_repeated_name(obj(b"<< /Contents 4 0 R /Cont#65nts 18 0 R >>"), at)
+    assert not _no_repeated_name(obj(b"<< /A << /Type /X >> /B << /Type /Y >> >>"), at)
+    assert not _no_repeated_name(obj(b"<< /Length 3 >>\nstream\nabc\nendstream"), at)
+    assert not _no_repeated_name(b"%PDF-1.7\n7 0 obj << /A 1 >>", at)  # no endobj: parse
