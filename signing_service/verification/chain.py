@@ -9,6 +9,14 @@ EN 319 102-1 sub-indication by pyHanko's own mapping
   attributes) are given to every validation; revocation answers fetched online are added, never
   substituted. An unreachable responder can make a result INDETERMINATE; it cannot turn
   "revoked" into "not revoked".
+- **The latest answer, not only the document's.** When the validation time is the present, the
+  CRLs of every certificate of a validated path are fetched (through the shared cache) and judged
+  with the document's, even when a CRL the document carries is still within its nextUpdate: a
+  CRL issued before the certificate was revoked says "not revoked" until its nextUpdate, and
+  anyone holding a stolen key can attach it (red team 17 F1; TT 15/2025 requires the latest CRL,
+  ETSI EN 319 102-1 § 5.2.5.4). OCSP is fetched by certvalidator itself whenever the
+  certificate names a responder. CRLs are fetched only for certificates on a path that already
+  chains to a trust anchor, never for addresses in a certificate nobody vouched for.
 - **Two kinds of moment.** ``validate(cert, usage)`` judges the chain at the validation time (now,
   or the time an auditor asks for). ``validate(cert, usage, at=P)`` judges it at a proven past
   moment P (a proof of existence: a trusted timestamp) — point-in-time validation with revocation
@@ -22,6 +30,7 @@ EN 319 102-1 sub-indication by pyHanko's own mapping
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -32,8 +41,12 @@ from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import RevocationDetails, TimestampSignatureStatus
 from pyhanko_certvalidator import ValidationContext, find_valid_path
-from pyhanko_certvalidator.errors import InsufficientRevinfoError, StaleRevinfoError
-from pyhanko_certvalidator.fetchers.api import FetcherBackend
+from pyhanko_certvalidator.errors import (
+    InsufficientRevinfoError,
+    InvalidCertificateError,
+    StaleRevinfoError,
+)
+from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
     CertRevTrustPolicy,
@@ -45,6 +58,9 @@ from pyhanko_certvalidator.policy_decl import (
 from signing_service.trust import TrustStore, fingerprint
 
 Usage = Literal["signer", "tsa"]
+
+# How far after the validation time revocation data may say it was issued (clocks differ).
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 # TT 15/2025 Art. 6 and Appendix II: the signer's certificate must have been checked against
 # OCSP, or the latest CRL, for every certificate of the chain. Either one suffices.
@@ -156,9 +172,13 @@ class ChainValidator:
         self.validation_time = validation_time
         self.live = live and fetcher_backend is not None
         self._backend = fetcher_backend
+        # One set of fetchers (one request budget, FetchLimits) for the whole document: what
+        # is fetched for one certificate is seen by every later validation of the document.
+        self._fetchers: Fetchers | None = (
+            fetcher_backend.get_fetchers() if self.live and fetcher_backend else None
+        )
         self._cache: dict[tuple[str, str, datetime | None], ChainResult] = {}
         self._current: ValidationContext | None = None
-        self._prefetched_crls: list[crl.CertificateList] = []
         self._crls_fetched_for: set[str] = set()
 
     # -- contexts ---------------------------------------------------------------------------
@@ -173,7 +193,7 @@ class ChainValidator:
                 other_certs=self._other_certs(),
                 moment=None if self.live else self.validation_time,
                 allow_fetching=self.live,
-                fetcher_backend=self._backend if self.live else None,
+                fetchers=self._fetchers,
                 crls=list(self.evidence.crls),
                 ocsps=list(self.evidence.ocsps),
                 revinfo_policy=CertRevTrustPolicy(REVOCATION_REQUIRED),
@@ -182,12 +202,11 @@ class ChainValidator:
 
     def fetched(self) -> tuple[list[crl.CertificateList], list[ocsp.OCSPResponse]]:
         """Revocation answers fetched online for this document so far."""
-        crls = list(self._prefetched_crls)
+        crls: list[crl.CertificateList] = []
         ocsps: list[ocsp.OCSPResponse] = []
-        if self._current is not None and self.live:
-            manager = self._current.revinfo_manager
-            crls += manager.crls
-            ocsps += manager.ocsps
+        if self._fetchers is not None:
+            crls += self._fetchers.crl_fetcher.fetched_crls()
+            ocsps += self._fetchers.ocsp_fetcher.fetched_responses()
         # The manager lists the document's own answers too: keep only what came from outside.
         known = set(self.evidence.source)
 
@@ -200,25 +219,45 @@ class ChainValidator:
 
         return [c for c in crls if new(c)], [o for o in ocsps if new(o)]
 
-    async def _prefetch_crls(self, cert: x509.Certificate) -> None:
-        # Validation at the current time stops at the first conclusive answer (an OCSP
-        # "revoked"), but an OCSP answer about a later revocation says nothing about an earlier
-        # moment, while a CRL does: fetch the CRLs too before judging a past moment.
-        if not self.live or self._backend is None or fingerprint(cert) in self._crls_fetched_for:
-            return
-        self._crls_fetched_for.add(fingerprint(cert))
-        try:
-            fetchers = self._backend.get_fetchers()
-            self._prefetched_crls.extend(await fetchers.crl_fetcher.fetch(cert))
-        except Exception:  # noqa: BLE001 - unreachable: judged with what we have
-            return
+    async def _fetch_crls(self, certs: Iterable[x509.Certificate]) -> bool:
+        """Fetch (through the shared cache) the CRLs of each of ``certs`` not fetched for yet
+        in this document. Returns whether any CRL was obtained. Only for certificates of a
+        path that chains to a trust anchor: their distribution points are the CA's.
 
-    def _past_context(self, moment: datetime, issued_until: datetime | None) -> ValidationContext:
+        Why: certvalidator fetches a CRL only when the CRLs it holds do not settle the
+        status, so a CRL from the document issued before a revocation would settle it (red
+        team 17 F1). And validation at the current time stops at the first conclusive answer
+        (an OCSP "revoked"), while an OCSP answer about a later revocation says nothing about
+        an earlier moment and a CRL does: the CRLs are wanted before judging a past moment."""
+        if self._fetchers is None:
+            return False
+        obtained = False
+        for cert in certs:
+            if fingerprint(cert) in self._crls_fetched_for:
+                continue
+            self._crls_fetched_for.add(fingerprint(cert))
+            try:
+                if not cert.crl_distribution_points_value:
+                    continue
+                obtained |= bool(await self._fetchers.crl_fetcher.fetch(cert))
+            except Exception:  # noqa: BLE001 - unreachable: judged with what we have
+                continue
+        return obtained
+
+    @staticmethod
+    def _path_certs(result: ChainResult) -> list[x509.Certificate]:
+        """The certificates of a result's path below its trust anchor (none without a path)."""
+        if result.path is None:
+            return []
+        try:
+            return list(result.path.iter_certs(include_root=False))
+        except Exception:  # noqa: BLE001 - a path certvalidator could not finish
+            return []
+
+    def _past_context(self, moment: datetime, issued_until: datetime) -> ValidationContext:
         fetched_crls, fetched_ocsps = self.fetched()
 
         def usable(value: crl.CertificateList | ocsp.OCSPResponse) -> bool:
-            if issued_until is None:
-                return True
             issued = _issued_at(value)
             return issued is not None and issued <= issued_until
 
@@ -269,8 +308,17 @@ class ChainValidator:
                 path: ValidationPath = await find_valid_path(
                     cert, vc.path_builder.async_build_paths_lazy(cert), validation_context=vc
                 )
-                if path.pkix_len > 0:
-                    constraints.validate(cert)
+                # Also when the certificate is itself a trust anchor (pyHanko then trusts it
+                # for any use): an anchor is a CA, and a CA does not sign documents or time
+                # stamps (red team 17 F3).
+                constraints.validate(cert)
+                if usage == "signer" and cert.ca:
+                    # basicConstraints cA=TRUE: a certificate authority's certificate, not a
+                    # subscriber's (RFC 5280 § 4.2.1.9; ETSI EN 319 412-2 § 4.3.1 profiles
+                    # signing certificates with cA=FALSE).
+                    raise InvalidCertificateError(
+                        "A CA certificate (basicConstraints cA=TRUE) does not sign documents"
+                    )
                 return path
             except Exception as e:
                 caught.append(e)
@@ -322,12 +370,20 @@ class ChainValidator:
             return cached
         if at is None:
             result = await self._run(cert, usage, self.current_context(), historical=False)
+            # The path now chains to an anchor: fetch its certificates' latest CRLs and, when
+            # there are any, judge again with them beside the document's (red team 17 F1).
+            if await self._fetch_crls(self._path_certs(result)):
+                result = await self._run(cert, usage, self.current_context(), historical=False)
         else:
-            await self._prefetch_crls(cert)
+            current = self._cache.get((fingerprint(cert), usage, None))
+            await self._fetch_crls(self._path_certs(current) if current else [cert])
             # A certificate that has expired by the validation time: its CA no longer
             # publishes its status, so only revocation data issued before it expired counts.
+            # And data that claims to be issued after the validation time cannot exist yet
+            # (a responder's wrong clock, a pre-produced answer): it proves nothing either
+            # (red team 17 F4; ETSI EN 319 102-1 § 5.2.5.4).
             not_after = cert.not_valid_after
-            issued_until = not_after if not_after < self.validation_time else None
+            issued_until = min(not_after, self.validation_time + FUTURE_TOLERANCE)
             result = await self._run(
                 cert, usage, self._past_context(at, issued_until), historical=True
             )

@@ -227,6 +227,18 @@ MESSAGES: dict[str, str] = {
     "CERTIFICATE_EXPIRED_SINCE": (
         "Chứng thư số của người ký đã hết hạn sau khi ký; chữ ký được kiểm tra tại thời điểm ký."
     ),
+    "CLAIMED_SIGNED_AFTER_VALIDATION_TIME": (
+        "Thời điểm xác minh được yêu cầu sớm hơn thời điểm ký do chính người ký tự khai (chữ ký "
+        "không có dấu thời gian): theo lời khai đó, vào lúc ấy chữ ký chưa tồn tại."
+    ),
+    "EXISTENCE_ASSUMED_AT_VALIDATION_TIME": (
+        "Kết quả xác minh tại thời điểm được yêu cầu giả định chữ ký đã tồn tại vào lúc đó: "
+        "không có dấu thời gian nào chứng minh điều này (thời điểm ký tự khai có thể bị ghi lùi)."
+    ),
+    "TIMESTAMP_BEFORE_CLAIMED_SIGNING_TIME": (
+        "Thời gian trong dấu thời gian sớm hơn thời điểm ký do người ký tự khai: đồng hồ của máy "
+        "ký sai hoặc thời điểm tự khai không đúng. Thời điểm ký được tính theo dấu thời gian."
+    ),
 }
 
 VERDICT_MESSAGES = {

@@ -932,6 +932,8 @@ class _Doc:
     evidence: Evidence
     analysis: RevisionAnalysis
     validation_time: datetime
+    # Validation as of a moment in the past (``validation_time`` asked for, e.g. ``--at``).
+    past_requested: bool = False
     doc_timestamps: dict[int, TimestampResult] = field(default_factory=dict)  # by revision
     dss_at_revision: dict[int, bool] = field(default_factory=dict)
     certs: SignerCertificates = field(default_factory=SignerCertificates)
@@ -939,6 +941,42 @@ class _Doc:
     limits_hit: list[LimitExceeded] = field(default_factory=list)
     warnings: list[Note] = field(default_factory=list)
     described: dict[Any, Any] = field(default_factory=dict)  # per chain result / certificate
+
+
+def _time_notes(
+    doc: _Doc,
+    field_name: str,
+    first_ts: TimestampResult | None,
+    claimed: datetime | None,
+    poe: datetime | None,
+) -> list[Note]:
+    """Warnings about a signature's times that the checks themselves do not decide.
+
+    - ``SIGNED_AFTER_VALIDATION_TIME``: the signature timestamp is later than the validation
+      time asked for: at that moment the signature did not exist.
+    - ``CLAIMED_SIGNED_AFTER_VALIDATION_TIME``: no timestamp, and the signer's own signing time
+      is later than the validation time asked for (red team 17 F2).
+    - ``EXISTENCE_ASSUMED_AT_VALIDATION_TIME``: validated as of a past moment with nothing
+      proving the signature existed then (no timestamp or document timestamp at or before it):
+      the result assumes it did. ETSI EN 319 102-1 § 5.6.2.4 (past signature validation)
+      needs a proof of existence; a key revoked since can sign today with an earlier claimed
+      time (red team 17 F2).
+    - ``TIMESTAMP_BEFORE_CLAIMED_SIGNING_TIME``: the timestamp's time is earlier than the
+      signing time the signer states inside what the timestamp covers, which an honest signer
+      cannot produce: a wrong clock or a wrong claim (red team 17 F5).
+    Each compared with :data:`CLOCK_SKEW` of tolerance."""
+    notes: list[Note] = []
+    stamped = first_ts.time if first_ts is not None else None
+    later = doc.validation_time + CLOCK_SKEW
+    if stamped is not None and stamped > later:
+        notes.append(Note.of("SIGNED_AFTER_VALIDATION_TIME", signature=field_name))
+    elif stamped is None and claimed is not None and claimed > later:
+        notes.append(Note.of("CLAIMED_SIGNED_AFTER_VALIDATION_TIME", signature=field_name))
+    elif doc.past_requested and (poe is None or poe > later):
+        notes.append(Note.of("EXISTENCE_ASSUMED_AT_VALIDATION_TIME", signature=field_name))
+    if stamped is not None and claimed is not None and stamped + CLOCK_SKEW < claimed:
+        notes.append(Note.of("TIMESTAMP_BEFORE_CLAIMED_SIGNING_TIME", signature=field_name))
+    return notes
 
 
 class Verifier:
@@ -1118,6 +1156,7 @@ class Verifier:
             analysis=RevisionAnalysis(reader, data, DIFF_POLICY, facts.revisions, deadline),
             facts=facts,
             validation_time=moment,
+            past_requested=moment < now - LIVE_TOLERANCE,
         )
         reports: list[SignatureReport] = list(broken)
         # Document timestamps first, newest first: each one proves when the older ones existed.
@@ -1508,12 +1547,7 @@ class Verifier:
             signing_time, source = claimed, "claimed"
         else:
             signing_time, source = None, None
-        if (
-            first_ts is not None
-            and first_ts.time is not None
-            and first_ts.time > doc.validation_time + CLOCK_SKEW
-        ):
-            doc.warnings.append(Note.of("SIGNED_AFTER_VALIDATION_TIME", signature=field_name))
+        doc.warnings += _time_notes(doc, field_name, first_ts, claimed, poe)
         try:
             mechanism = emb.signer_info["signature_algorithm"]["algorithm"].native
         except Exception:  # noqa: BLE001

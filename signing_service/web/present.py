@@ -400,6 +400,19 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
     "SIGNED_AFTER_VALIDATION_TIME": CitizenText(
         "Thời điểm kiểm tra được yêu cầu sớm hơn thời điểm ký: lúc đó chữ ký chưa tồn tại."
     ),
+    "CLAIMED_SIGNED_AFTER_VALIDATION_TIME": CitizenText(
+        "Thời điểm kiểm tra được yêu cầu sớm hơn thời điểm ký do người ký tự ghi: theo đó, lúc "
+        "ấy chữ ký chưa tồn tại.",
+        "Kết quả tại thời điểm đó không nói được gì về chữ ký này.",
+    ),
+    "EXISTENCE_ASSUMED_AT_VALIDATION_TIME": CitizenText(
+        "Kết quả kiểm tra tại thời điểm được yêu cầu giả định chữ ký đã có vào lúc đó.",
+        "Chữ ký không có dấu thời gian chứng minh điều này.",
+    ),
+    "TIMESTAMP_BEFORE_CLAIMED_SIGNING_TIME": CitizenText(
+        "Dấu thời gian sớm hơn thời điểm ký do người ký tự ghi.",
+        "Đồng hồ của máy ký có thể sai; thời điểm ký được tính theo dấu thời gian.",
+    ),
     "CERTIFICATE_EXPIRED_SINCE": CitizenText(
         "Chứng thư số của người ký đã hết hạn sau khi ký.",
         "Không sao: chữ ký được kiểm tra tại thời điểm ký đã được chứng minh; nhưng chứng thư "
