@@ -403,6 +403,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from signing_service.api.server import (
         metrics_directory,
         prepare_metrics_directory,
+        settle_heap,
         uvicorn_options,
     )
 
@@ -485,8 +486,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 **limits,
             )
         else:
+            app = create_app(services)
+            settle_heap()
             uvicorn.run(
-                create_app(services),
+                app,
                 host=host,
                 port=port,
                 log_level="info",

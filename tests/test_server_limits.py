@@ -12,6 +12,8 @@ import os
 import resource
 import selectors
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -330,3 +332,22 @@ def test_process_has_room_for_its_connections(server: Server) -> None:
     line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
     soft, hard = line.split()[3:5]
     assert soft == hard or int(soft) >= int(os.environ.get("EDGE_MIN_NOFILE", "4096"))
+
+
+def test_settle_heap_freezes_what_start_up_made() -> None:
+    """``serve`` loads the signing path and freezes the start-up heap (api/server.py
+    settle_heap): the modules' objects leave the collector's full walks. Run in its own
+    process: frozen objects are never collected, not something to do inside the test run."""
+    code = (
+        "import gc, sys\n"
+        "from signing_service.api.server import settle_heap\n"
+        "before = gc.get_freeze_count()\n"
+        "frozen = settle_heap()\n"
+        "print(before, frozen, 'signing_service.services.signing' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert out[0] == "0"
+    assert int(out[1]) > 50_000
+    assert out[2] == "True"

