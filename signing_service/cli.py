@@ -615,6 +615,14 @@ def _sign_into(args: argparse.Namespace, data: bytes, pending: IO[bytes]) -> int
             "Tệp đầu vào bị hỏng cấu trúc và đã được sửa (dựng lại) trước khi ký; bản đã ký "
             "dựa trên bản đã sửa, không phải bản gốc từng byte."
         )
+    undecided = [s for s in result.existing_signatures if s.indication != "TOTAL_PASSED"]
+    if undecided:
+        # As the API's existing_signatures: an earlier signature the verifier could not
+        # conclude on (services/existing.py) does not refuse, but the signer is told.
+        print(
+            "Lưu ý: chữ ký có sẵn trên tài liệu chưa đủ căn cứ kết luận là hợp lệ: "
+            + ", ".join(f"“{s.field}” ({s.sub_indication or s.code})" for s in undecided)
+        )
     print(f"Đã ký ({result.level}) bằng cấu hình {result.profile}: {args.output}")
     print(f"Mã văn bản: {result.document.id}  SHA-256: {result.document.sha256}")
     print(f"Mã chữ ký: {result.signature_id} (GET /v1/signatures/{result.signature_id})")

@@ -174,6 +174,15 @@ SignedPdfDamaged = _error(
     "Tệp PDF đã có chữ ký nhưng bị hỏng cấu trúc; không thể sửa mà không làm mất hiệu lực "
     "các chữ ký đã có. Vui lòng lấy lại bản gốc từ người ký.",
 )
+# A document whose earlier signature the service's verifier fails (or finds revoked), or could
+# not check within its bounds: countersigning it would lend the new seal to a forged or revoked
+# one (red team 17b, R17B-1; services/existing.py). The message names the field when one does.
+ExistingSignatureInvalid = _error(
+    "EXISTING_SIGNATURE_INVALID",
+    422,
+    "Tài liệu đã có chữ ký số không hợp lệ hoặc của người ký đã bị thu hồi chứng thư; dịch vụ "
+    "không ký thêm lên tài liệu này. Vui lòng lấy lại bản gốc hợp lệ từ người ký.",
+)
 InvalidLevel = _error(
     "INVALID_SIGNATURE_LEVEL",
     422,

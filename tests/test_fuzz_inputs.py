@@ -52,6 +52,8 @@ DOCUMENT_CODES = {
     "DOCUMENT_CERTIFIED_NO_CHANGES",
     "DOCUMENT_CERTIFIED_FIELD_REQUIRED",
     "SIGNED_PDF_DAMAGED",
+    # an earlier signature the verifier fails (a mutant of a signed seed)
+    "EXISTING_SIGNATURE_INVALID",
     "FILE_TOO_LARGE",
     # more objects, fields or revisions than the verifier would accept back once signed
     "DOCUMENT_TOO_COMPLEX",

@@ -9,19 +9,23 @@ signed result is verified by our own verifier through the API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pikepdf
 import pytest
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
 from pyhanko.sign.fields import MDPPerm, SigFieldSpec
+from pyhanko.sign.signers import cms_embedder
 from sqlalchemy import select
 
 from signing_service.pki.dev import DevPki
@@ -142,16 +146,44 @@ def _writer(data: bytes) -> IncrementalPdfFileWriter:
     return writer
 
 
+@contextlib.contextmanager
+def _certification_shape(*, perms: bool, second_reference: int | None) -> Iterator[None]:
+    """pyHanko's (a third-party library's) certification writer altered while it writes one
+    document: ``perms=False`` leaves out the catalog's /Perms (the certification is then
+    declared only in the signature's /Reference: red team 17b R17B-2); ``second_reference``
+    appends a second DocMDP reference with that P after pyHanko's (R17B-6)."""
+    original = cms_embedder.SigMDPSetup.apply
+
+    def apply(self: Any, sig_obj_ref: Any, writer: Any) -> None:
+        original(self, sig_obj_ref, writer)
+        if second_reference is not None:
+            ref = cms_embedder.docmdp_reference_dictionary(MDPPerm.ANNOTATE)
+            ref["/TransformParams"]["/P"] = generic.NumberObject(second_reference)
+            sig_obj_ref.get_object()["/Reference"].append(ref)
+        if not perms:
+            del writer.root["/Perms"]
+            writer.update_root()
+
+    cms_embedder.SigMDPSetup.apply = apply  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cms_embedder.SigMDPSetup.apply = original  # type: ignore[method-assign]
+
+
 def certified(
     pki: DevPki,
     permission: MDPPerm,
     *,
     empty_field: str | None = None,
     encrypted: bool = False,
+    perms: bool = True,
+    second_reference: int | None = None,
 ) -> bytes:
     """A PDF certified (DocMDP ``permission``) with a dev key by pyHanko; with
     ``empty_field``, a prepared empty signature field is added before the certification;
-    ``encrypted``: the document is encrypted (owner password only) first."""
+    ``encrypted``: the document is encrypted (owner password only) first; ``perms``,
+    ``second_reference``: the certification's shape (:func:`_certification_shape`)."""
     data = make_pdf(text="Quyet dinh da chung thuc")
     if encrypted:
         data = owner_encrypted(data)
@@ -170,7 +202,8 @@ def certified(
         docmdp_permissions=permission,
         subfilter=fields.SigSeedSubFilter.PADES,
     )
-    out = asyncio.run(signers.PdfSigner(meta, signer=key.signer).async_sign_pdf(_writer(data)))
+    with _certification_shape(perms=perms, second_reference=second_reference):
+        out = asyncio.run(signers.PdfSigner(meta, signer=key.signer).async_sign_pdf(_writer(data)))
     return out.getvalue()  # type: ignore[no-any-return]
 
 
@@ -333,6 +366,70 @@ def test_certified_annotations_allowed_gets_a_new_field(
     assert response.status_code == 201, response.text
     signed = download(api, credentials, response.json())
     assert len(signed_fields(signed)) == 2
+    certification_intact(verify(api, signed))
+
+
+def test_certification_is_read_as_the_verifier_reads_it(dev_pki: tuple[DevPki, int]) -> None:
+    """A signature whose /Reference carries a DocMDP transform certifies, with or without the
+    catalog's /Perms (pyHanko's docmdp_level, hence our verifier); of several DocMDP
+    references the strictest counts, never more lenient than pyHanko's first."""
+    pki = dev_pki[0]
+
+    def permission(data: bytes) -> MDPPerm | None:
+        return inputs.docmdp_permission(PdfFileReader(io.BytesIO(data)))
+
+    data = certified(pki, MDPPerm.NO_CHANGES, perms=False)
+    assert "/Perms" not in PdfFileReader(io.BytesIO(data)).root
+    assert permission(data) == MDPPerm.NO_CHANGES
+    assert permission(certified(pki, MDPPerm.FILL_FORMS, perms=False)) == MDPPerm.FILL_FORMS
+    assert permission(certified(pki, MDPPerm.NO_CHANGES, second_reference=3)) == (
+        MDPPerm.NO_CHANGES
+    )
+    assert permission(certified(pki, MDPPerm.ANNOTATE, second_reference=1)) == (MDPPerm.NO_CHANGES)
+
+
+@pytest.mark.parametrize(
+    "shape", [{"perms": False}, {"second_reference": 3}], ids=["no-perms", "two-references"]
+)
+def test_a_p1_certification_of_every_shape_is_refused(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    dev_pki: tuple[DevPki, int],
+    shape: dict[str, Any],
+) -> None:
+    """Red team 17b R17B-2 (no /Perms: 201, and the certification then failed DOCMDP_VIOLATION)
+    and R17B-6 (/Reference [P=1, P=3]: refused only by pyHanko, SIGNING_FAILED): P=1 refused
+    with its own code, one-step and two-step."""
+    data = certified(dev_pki[0], MDPPerm.NO_CHANGES, **shape)
+    # The service's verifier reads it as a P=1 certification, intact.
+    report = verify(api, data)
+    assert report["verdict"] == "TOTAL_PASSED", report
+    assert [s["type"] for s in report["signatures"]] == ["certification"]
+    assert_refused(api, services, credentials, data, "DOCUMENT_CERTIFIED_NO_CHANGES")
+    before = snapshot(services)
+    response = api.post(
+        "/v1/signatures/external",
+        headers=auth(credentials),
+        data={"profile": "agency-a-officer", "officer": "nguyen-van-an"},
+        files={"file": ("van-ban.pdf", data, "application/pdf")},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "DOCUMENT_CERTIFIED_NO_CHANGES"
+    assert response.json()["details"]["docmdp"].startswith("DocMDP P=1")
+    assert_nothing_written(before, services)
+
+
+def test_a_p2_certification_without_perms_takes_only_its_empty_field(
+    api: Any, services: Services, credentials: dict[str, Any], dev_pki: tuple[DevPki, int]
+) -> None:
+    data = certified(dev_pki[0], MDPPerm.FILL_FORMS, perms=False)
+    assert_refused(api, services, credentials, data, "DOCUMENT_CERTIFIED_FIELD_REQUIRED")
+    data = certified(dev_pki[0], MDPPerm.FILL_FORMS, perms=False, empty_field="ChuKyLanhDao")
+    response = sign(api, credentials, data)
+    assert response.status_code == 201, response.text
+    signed = download(api, credentials, response.json())
+    assert signed_fields(signed) == {"ChungThuc": True, "ChuKyLanhDao": True}
     certification_intact(verify(api, signed))
 
 

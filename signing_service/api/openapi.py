@@ -98,6 +98,8 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
             errors.InvalidFilename,
             errors.SigningFailed,
             errors.StorageUnavailable,
+            # The document's earlier signatures, verified before signing (services/existing.py).
+            errors.ExistingSignatureInvalid,
         ],
         "batch": [errors.BatchTooLarge, errors.InvalidDocumentCodes],
         "external": [

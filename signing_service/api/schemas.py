@@ -60,6 +60,31 @@ class RegistryRefOut(BaseModel):
     )
 
 
+class ExistingSignatureOut(BaseModel):
+    """A signature the document carried before this one, as the service's verifier judged it
+    before signing. A document whose earlier signature fails (or whose signer is revoked) is
+    not signed: 422 ``EXISTING_SIGNATURE_INVALID``."""
+
+    field: str = Field(description="tên trường chữ ký (từ tài liệu)")
+    type: str = Field(description="signature | certification | document_timestamp")
+    indication: str = Field(
+        description="TOTAL_PASSED, hoặc INDETERMINATE: chưa đủ căn cứ kết luận (chứng thư gốc "
+        "không tin cậy, chưa xác định được trạng thái thu hồi, chứng thư hết hạn không có dấu "
+        "thời gian chứng minh)"
+    )
+    sub_indication: str | None = Field(examples=["NO_CERTIFICATE_CHAIN_FOUND"])
+    code: str | None = Field(
+        description="mã của bước kiểm tra quyết định kết quả (như trong báo cáo xác minh)",
+        examples=["CERT_EXPIRED_NO_POE"],
+    )
+
+
+EXISTING_SIGNATURES_DESCRIPTION = (
+    "Các chữ ký số đã có trên tài liệu trước khi ký, theo kết quả xác minh của dịch vụ ngay "
+    "trước khi ký (rỗng khi tài liệu chưa có chữ ký)."
+)
+
+
 class SignatureOut(BaseModel):
     signature_id: str
     level: str = Field(examples=["B-T"])
@@ -77,6 +102,9 @@ class SignatureOut(BaseModel):
         ),
     )
     registry: RegistryRefOut | None = None
+    existing_signatures: list[ExistingSignatureOut] = Field(
+        default_factory=list, description=EXISTING_SIGNATURES_DESCRIPTION
+    )
 
 
 class CheckOut(BaseModel):
@@ -214,6 +242,9 @@ class BatchItemOut(BaseModel):
         default=None,
         description="true: signed by an earlier sending of this batch (same Idempotency-Key)",
     )
+    existing_signatures: list[ExistingSignatureOut] | None = Field(
+        default=None, description="signed documents: " + EXISTING_SIGNATURES_DESCRIPTION
+    )
     error: ErrorBody | None = None
 
 
@@ -233,6 +264,9 @@ class ExternalStartOut(BaseModel):
     digest: str = Field(description="base64: digest of data_to_sign (for tokens that sign a hash)")
     expires_at: str
     complete_url: str
+    existing_signatures: list[ExistingSignatureOut] = Field(
+        default_factory=list, description=EXISTING_SIGNATURES_DESCRIPTION
+    )
 
 
 class ExternalCompleteIn(BaseModel):

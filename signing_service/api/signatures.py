@@ -236,7 +236,13 @@ def _signature_out(result: SignResult) -> schemas.SignatureOut:
         input_document=document_out(result.input_document),
         repaired=result.repaired,
         registry=_registry_ref(result),
+        existing_signatures=_existing_out(result.existing_signatures),
     )
+
+
+def _existing_out(found: Any) -> list[schemas.ExistingSignatureOut]:
+    """The earlier signatures of a signed document (services/existing.py), for an answer."""
+    return [schemas.ExistingSignatureOut(**item.to_dict()) for item in found]
 
 
 def _registry_ref(result: SignResult) -> schemas.RegistryRefOut | None:
@@ -680,10 +686,13 @@ async def external_start(
     )
     if started.replayed:
         response.status_code = 200
-    fields = {k: v for k, v in started.__dict__.items() if k != "replayed"}
+    fields = {
+        k: v for k, v in started.__dict__.items() if k not in ("replayed", "existing_signatures")
+    }
     return schemas.ExternalStartOut(
         **fields,
         complete_url=f"/v1/signatures/external/{started.session_id}/complete",
+        existing_signatures=_existing_out(started.existing_signatures),
     )
 
 
@@ -837,6 +846,7 @@ async def create_batch(
                     repaired=item.repaired,
                     registry=_registry_ref(item),
                     replayed=item.replayed or None,
+                    existing_signatures=_existing_out(item.existing_signatures),
                 )
             )
     signed = sum(1 for item in out if item.status == "signed")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from signing_service import audit, errors
 from signing_service._async import run_sync
+from signing_service.services import existing
 from signing_service.services.container import Services
 from signing_service.services.documents import (
     check_codes,
@@ -74,7 +76,13 @@ from signing_service.signing.placement import PlacementError
 from signing_service.signing.qr import QrOnSignedDocument
 from signing_service.signing.rawsig import der_ecdsa_signature, raw_signature_valid
 from signing_service.signing.tsa import TimestampCheckFailure
-from signing_service.store.models import Agency, ExternalSession, SigningProfile, new_id
+from signing_service.store.models import (
+    Agency,
+    AuditEntry,
+    ExternalSession,
+    SigningProfile,
+    new_id,
+)
 from signing_service.timefmt import api_time
 
 
@@ -89,6 +97,8 @@ class ExternalStart:
     expires_at: str
     # The session of an earlier step 1 with the same Idempotency-Key (API: 200, not 201).
     replayed: bool = False
+    # The signatures the document already carries, as judged at step 1 (services/existing.py).
+    existing_signatures: tuple[existing.ExistingSignature, ...] = ()
 
 
 def _load_certs(data: bytes) -> list[x509.Certificate]:
@@ -135,7 +145,12 @@ def start_external(
     agency's officer, anyone's. ``dossier_code``, ``result_code``: as for one-step signing
     (:func:`signing_service.services.documents.check_codes`); an ``auto`` result code is
     assigned at completion, when the signed document is stored. ``qr``: a QR code on page 1,
-    drawn at step 1 with the signed document's id chosen then (as for one-step signing)."""
+    drawn at step 1 with the signed document's id chosen then (as for one-step signing).
+
+    A document that already carries signatures is verified here, before a session exists
+    (services/existing.py): 422 ``EXISTING_SIGNATURE_INVALID``, audited as
+    ``signature.refused``; :func:`complete_external` judges them again on the completed
+    document."""
     check_pdf_upload(pdf, signing_limit(services, pdf))
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
@@ -184,6 +199,7 @@ def start_external(
     if qr is not None:
         content = qr_content(services, qr, codes, filename, now, public_id)
         options = replace(options, qr=content)
+    countersigning = existing.Countersigning(services, pdf)
     try:
         prepared = run_sync(
             async_prepare_external(
@@ -199,8 +215,20 @@ def start_external(
                     else None
                 ),
                 now=now,
+                countersigning=countersigning,
             )
         )
+    except errors.ExistingSignatureInvalid as refusal:
+        existing.audit_refusal(
+            services,
+            actor=actor,
+            agency_code=agency.code,
+            subject=hashlib.sha256(pdf).hexdigest(),
+            refusal=refusal,
+            flow="two-step",
+            profile=profile.name,
+        )
+        raise
     except PdfInputError as e:
         raise pdf_input_error(e) from None
     except PlacementError as e:
@@ -238,8 +266,9 @@ def start_external(
         idempotency_key=idempotency[0] if idempotency is not None else None,
         request_sha256=idempotency[1] if idempotency is not None else None,
     )
+    found = tuple(countersigning.found or ())
     try:
-        _store_session(services, agency, row, profile, chosen, signer_cert, actor)
+        _store_session(services, agency, row, profile, chosen, signer_cert, actor, found)
     except IntegrityError:
         # A concurrent step 1 with the same key committed first: answer its session.
         if idempotency is not None:
@@ -247,7 +276,7 @@ def start_external(
             if replayed is not None:
                 return replayed
         raise
-    return _start_of(row)
+    return _start_of(row, existing_signatures=found)
 
 
 def _store_session(
@@ -258,6 +287,7 @@ def _store_session(
     chosen: SignatureLevel,
     signer_cert: x509.Certificate,
     actor: str,
+    existing_signatures: tuple[existing.ExistingSignature, ...] = (),
 ) -> None:
     with services.db.transaction() as session:
         session.add(row)
@@ -273,12 +303,21 @@ def _store_session(
                 "level": chosen.value,
                 "certificate_sha256": signer_cert.sha256.hex(),
                 "input_sha256": row.input_pdf_sha256,
+                **(
+                    {"existing_signatures": [s.to_dict() for s in existing_signatures]}
+                    if existing_signatures
+                    else {}
+                ),
             },
         )
 
 
-def _start_of(row: ExternalSession, replayed: bool = False) -> ExternalStart:
-    """Step 1's answer from its session row."""
+def _start_of(
+    row: ExternalSession,
+    replayed: bool = False,
+    existing_signatures: tuple[existing.ExistingSignature, ...] = (),
+) -> ExternalStart:
+    """Step 1's answer from its session row (and the earlier signatures judged then)."""
     cert = x509.Certificate.load(row.certificate)
     mechanism = "ecdsa" if cert.public_key.algorithm == "ec" else "rsassa_pkcs1v15"
     return ExternalStart(
@@ -290,6 +329,7 @@ def _start_of(row: ExternalSession, replayed: bool = False) -> ExternalStart:
         digest=base64.b64encode(hashlib.new(row.md_algorithm, row.signed_attrs).digest()).decode(),
         expires_at=api_time(row.expires_at),
         replayed=replayed,
+        existing_signatures=existing_signatures,
     )
 
 
@@ -311,7 +351,19 @@ def _replay_start(
                 IDEMPOTENCY_CONFLICT_MESSAGE,
                 details={"session_id": row.id},
             )
-        return _start_of(row, replayed=True)
+        # The earlier signatures judged at step 1 are in its audit entry.
+        entry = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "external.started", AuditEntry.subject == row.id
+            )
+        ).first()
+        details = json.loads(entry.details) if entry is not None else {}
+        found = tuple(
+            existing.ExistingSignature.from_dict(item)
+            for item in details.get("existing_signatures", ())
+            if isinstance(item, dict)
+        )
+        return _start_of(row, replayed=True, existing_signatures=found)
 
 
 def _check_cms(row: ExternalSession, cert: x509.Certificate, data: bytes) -> cms.ContentInfo:
@@ -474,6 +526,23 @@ def complete_external(
         or last.signer.certificate_sha256 != cert.sha256.hex()
     ):
         raise errors.ExternalSignatureInvalid()
+    # The earlier signatures, judged again on the completed document as at step 1: a signer
+    # revoked since, a session prepared before the check existed, a change the new revision
+    # makes that an earlier signature does not allow (services/existing.py).
+    earlier = report.signatures[:-1]
+    try:
+        found = tuple(existing.judge(earlier, report.problems if earlier else ()))
+    except errors.ExistingSignatureInvalid as refusal:
+        existing.audit_refusal(
+            services,
+            actor=actor,
+            agency_code=agency.code,
+            subject=row.id,
+            refusal=refusal,
+            flow="two-step-complete",
+            profile=profile.name,
+        )
+        raise
     # The prepared PDF is an incremental update: it begins with the original, byte for byte.
     pdf = (row.prepared_pdf or b"")[: row.input_size]
     if hashlib.sha256(pdf).hexdigest() != row.input_pdf_sha256:
@@ -507,4 +576,5 @@ def complete_external(
         in_transaction=mark_completed,
         check=check,
         signed_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),
+        existing_signatures=found,
     )

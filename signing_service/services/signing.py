@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from signing_service import audit, errors, metrics
 from signing_service._async import run_sync
-from signing_service.services import allowlists, evidence
+from signing_service.services import allowlists, evidence, existing
 from signing_service.services.appearance_images import AppearanceRequest, resolve_appearance
 from signing_service.services.container import Services
 from signing_service.services.documents import (
@@ -48,6 +48,7 @@ from signing_service.services.registry import new_public_id, public_link, regist
 from signing_service.signing import prefix_digest, repair
 from signing_service.signing.certcheck import SignerCheck, SignerCheckFailure
 from signing_service.signing.engine import (
+    BeforeCountersigning,
     PdfInputError,
     SignedFacts,
     SignOptions,
@@ -121,6 +122,10 @@ class SignResult:
     # The answer of an earlier request with the same Idempotency-Key (nothing was signed now;
     # the API answers 200 instead of 201, as attachments do).
     replayed: bool = False
+    # The signatures the document carried before this one, as the verifier judged them before
+    # signing (services/existing.py): passed, or undecided for a reason that does not refuse
+    # (unknown trust anchor, revocation status unknown, expired without proof of existence).
+    existing_signatures: tuple[existing.ExistingSignature, ...] = ()
 
 
 # The 409 message when an Idempotency-Key already answered another signing request (one-step
@@ -352,12 +357,15 @@ async def _check_and_sign(
     qr: QrContent | None = None,
     facts: SignedFacts | None = None,
     input_prefix: prefix_digest.CoveredPrefix | None = None,
+    countersigning: BeforeCountersigning | None = None,
 ) -> tuple[bytes, bool, Registration, SignerCheck]:
     """The signed document, whether the input had to be repaired first, what the
     registry records of its appearance, and what the pre-signing check relied on.
     ``facts``: filled with the signature's field name and CMS (engine.SignedFacts).
     ``input_prefix``: the hash of ``pdf`` already computed for the records
-    (prefix_digest.covering); the signature's digest continues from it."""
+    (prefix_digest.covering); the signature's digest continues from it.
+    ``countersigning``: the check of the signatures ``pdf`` already carries
+    (existing.Countersigning), run by the engine before it signs."""
     check = await check_signer(services, key.signing_cert, key.chain)
     options = replace(
         _options(profile, level, field_name, services=services, appearance=appearance), qr=qr
@@ -384,6 +392,7 @@ async def _check_and_sign(
                     now=now,
                     facts=facts,
                     input_prefix=input_prefix,
+                    countersigning=countersigning,
                 ),
                 False,
                 registration,
@@ -406,6 +415,9 @@ async def _check_and_sign(
                 timestamper=timestamper,
                 now=now,
                 facts=facts,
+                # Signatures in the rebuilt document were in the upload too, and the rewrite
+                # has broken them: refused, whatever the raw pre-check missed.
+                countersigning=_signed_after_repair,
             ),
             True,
             registration,
@@ -430,6 +442,10 @@ async def _check_and_sign(
     except SigningError as e:
         log.warning("signing failed: %s", type(e).__name__)
         raise errors.SigningFailed() from None
+
+
+async def _signed_after_repair() -> None:
+    raise PdfInputError("signed_damaged")
 
 
 def placement_error(error: PlacementError) -> errors.ServiceError:
@@ -629,6 +645,11 @@ def replay_signature(
             public_id=public_id,
             link=(public_link(services.settings.public_base_url, public_id) if public_id else None),
             replayed=True,
+            existing_signatures=tuple(
+                existing.ExistingSignature.from_dict(item)
+                for item in details.get("existing_signatures", ())
+                if isinstance(item, dict)
+            ),
         )
 
 
@@ -650,12 +671,16 @@ def _sign_one(
     idempotency: tuple[str, str] | None = None,
     input_hash: Any = None,
     input_prefix: prefix_digest.CoveredPrefix | None = None,
+    flow: str = "one-step",
 ) -> SignResult:
     """Sign an already checked upload and store it: one document, all or nothing.
     ``key_kind``: the registered key's kind, for the signature metric. ``idempotency``:
     (Idempotency-Key, request digest) kept on the signature (:func:`store_signed`).
     ``input_hash``, ``input_prefix``: ``pdf``'s hash as records and signature continue it
-    (:func:`store_signed`, prefix_digest.covering)."""
+    (:func:`store_signed`, prefix_digest.covering). A document that already carries
+    signatures is verified before it is signed (services/existing.py): 422
+    ``EXISTING_SIGNATURE_INVALID``, audited as ``signature.refused`` (``flow``: one-step or
+    batch), nothing stored."""
     check_result_code_available(services, agency.id, codes)
     # One claimed signing time for the stamp, /M, the QR code and the answer's signed_at.
     moment = signing_moment()
@@ -665,21 +690,37 @@ def _sign_one(
         qr_content(services, qr, codes, filename, moment, public_id) if qr is not None else None
     )
     facts = SignedFacts()
-    signed, repaired, registration, check = run_sync(
-        _check_and_sign(
-            services,
-            key,
-            profile,
-            level,
-            pdf,
-            field_name,
-            appearance=appearance,
-            now=moment,
-            qr=content,
-            facts=facts,
-            input_prefix=input_prefix,
+    countersigning = existing.Countersigning(services, pdf)
+    try:
+        signed, repaired, registration, check = run_sync(
+            _check_and_sign(
+                services,
+                key,
+                profile,
+                level,
+                pdf,
+                field_name,
+                appearance=appearance,
+                now=moment,
+                qr=content,
+                facts=facts,
+                input_prefix=input_prefix,
+                countersigning=countersigning,
+            )
         )
-    )
+    except errors.ExistingSignatureInvalid as refusal:
+        existing.audit_refusal(
+            services,
+            actor=actor,
+            agency_code=agency.code,
+            subject=input_hash.hexdigest()
+            if input_hash is not None
+            else hashlib.sha256(pdf).hexdigest(),
+            refusal=refusal,
+            flow=flow,
+            profile=profile.name,
+        )
+        raise
     return store_signed(
         services,
         agency,
@@ -703,6 +744,7 @@ def _sign_one(
             (facts.field_name, facts.signature_cms) if facts.signature_cms is not None else None
         ),
         input_hash=input_hash,
+        existing_signatures=tuple(countersigning.found or ()),
     )
 
 
@@ -730,8 +772,13 @@ def store_signed(
     idempotency: tuple[str, str] | None = None,
     embedded: tuple[str | None, bytes] | None = None,
     input_hash: Any = None,
+    existing_signatures: tuple[existing.ExistingSignature, ...] = (),
 ) -> SignResult:
     """Store the signed document and commit its records and audit entry, all or nothing.
+
+    ``existing_signatures``: the signatures ``pdf`` carried, as judged before signing
+    (services/existing.py); the audit entry (``existing_signatures``) and the answer list
+    them.
 
     ``input_hash``: a ``hashlib.sha256``-like object (``copy``, ``update``, ``hexdigest``;
     prefix_digest.HexHash) over exactly ``pdf`` when the caller hashed it already: not hashed
@@ -895,6 +942,11 @@ def store_signed(
                     "repaired": repaired,
                     "public_id": public_id,
                     "evidence_manifest_sha256": captured.manifest_sha256,
+                    **(
+                        {"existing_signatures": [s.to_dict() for s in existing_signatures]}
+                        if existing_signatures
+                        else {}
+                    ),
                 },
             )
             # After the audit entry: under the chain's lock (evidence._ensure_shared).
@@ -936,6 +988,7 @@ def store_signed(
         repaired=repaired,
         public_id=public_id,
         link=public_link(services.settings.public_base_url, public_id),
+        existing_signatures=existing_signatures,
     )
 
 
@@ -1153,6 +1206,7 @@ def sign_batch(
                     appearance=appearance,
                     key_kind=key_kind,
                     idempotency=keyed[index],
+                    flow="batch",
                 )
             )
         except errors.ServiceError as e:

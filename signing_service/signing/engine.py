@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import math
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from io import BytesIO
@@ -268,6 +268,13 @@ def _open_writer(stream: BinaryIO) -> IncrementalPdfFileWriter:
 def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
     """An incremental writer over ``pdf``; :class:`PdfInputError` when it is malformed or
     encrypted with a user password."""
+    return _open_checked(pdf)[0]
+
+
+def _open_checked(pdf: bytes) -> tuple[IncrementalPdfFileWriter, int]:
+    """:func:`open_for_signing`, with the number of filled signature fields of ``pdf``
+    (document timestamps included), counted as the verifier counts them (limits.py
+    ``check_structure``: pyHanko's field enumeration, ``/FT`` inherited)."""
     writer = _open_writer(BytesIO(pdf))
     try:
         writer.root.get("/Pages")
@@ -283,12 +290,21 @@ def open_for_signing(pdf: bytes) -> IncrementalPdfFileWriter:
     # service produced is always accepted back): 10,001 form fields were signed, then
     # verified as TOTAL_FAILED (red team 15, F3).
     try:
-        limits.check_structure(writer.prev, SIGNING_LIMITS)
+        summary = limits.check_structure(writer.prev, SIGNING_LIMITS)
     except limits.LimitExceeded as e:
         raise PdfInputError("too_complex", e.code) from None
     except limits.MalformedPdf as e:
         raise PdfInputError("malformed", e.detail) from None
-    return writer
+    return writer, summary.signatures
+
+
+# What the caller runs when the document to sign already carries signatures (filled signature
+# fields, document timestamps included), after the document's own checks (certification,
+# field locks, placement, QR code) and before the document is signed: it raises to
+# refuse (the service verifies the earlier signatures, services/existing.py). Not called for a
+# document without signatures, which costs nothing more: the count comes from the parse that
+# signing makes anyway.
+BeforeCountersigning = Callable[[], Awaitable[None]]
 
 
 SIGNING_LIMITS = replace(
@@ -592,6 +608,7 @@ async def async_sign_pdf(
     now: datetime | None = None,
     facts: SignedFacts | None = None,
     input_prefix: prefix_digest.CoveredPrefix | None = None,
+    countersigning: BeforeCountersigning | None = None,
 ) -> bytes:
     """Sign ``pdf`` at ``options.level`` (PAdES baseline, ETSI EN 319 142-1) and return it.
 
@@ -605,6 +622,8 @@ async def async_sign_pdf(
     signature's field name and CMS (:class:`SignedFacts`). ``input_prefix``: the caller's
     hash of ``pdf`` (:func:`prefix_digest.covering`); the signature's digest continues from it
     when the written revision starts with exactly those bytes (prefix_digest.py).
+    ``countersigning``: awaited before signing when ``pdf`` already carries signatures
+    (:data:`BeforeCountersigning`); what it raises goes to the caller as it is.
     """
     level = options.level
     timestamper = _timestamper(options, timestamper)
@@ -618,6 +637,7 @@ async def async_sign_pdf(
         now,
         facts,
         input_prefix,
+        countersigning,
     )
     if level.needs_revocation_info:
         assert validation_context is not None and timestamper is not None
@@ -646,6 +666,7 @@ async def _sign(
     now: datetime | None,
     facts: SignedFacts | None = None,
     input_prefix: prefix_digest.CoveredPrefix | None = None,
+    countersigning: BeforeCountersigning | None = None,
 ) -> BytesIO:
     """The signature revision (B-B, or B-T with ``timestamper``), in a reservation sized by
     :func:`estimate_signature_size`; retried once, larger, if the CMS did not fit."""
@@ -661,7 +682,7 @@ async def _sign(
     )
     reserved = await _reservation(key.signing_cert, key.chain, options.md_algorithm, timestamper)
     for attempt in (1, 2):
-        writer = open_for_signing(pdf)
+        writer, carried = _open_checked(pdf)
         signer = _pdf_signer(
             writer,
             key.signer,
@@ -671,6 +692,8 @@ async def _sign(
             now=now or datetime.now(UTC),
             requested=requested if attempt == 1 else None,
         )
+        if carried and countersigning is not None and attempt == 1:
+            await countersigning()
         out = BytesIO()
         try:
             # The whole input (the caller's hash) is the longer prefix; the seal's covered
@@ -757,6 +780,7 @@ async def async_prepare_external(
     *,
     timestamper: TimeStamper | None = None,
     now: datetime | None = None,
+    countersigning: BeforeCountersigning | None = None,
 ) -> PreparedExternal:
     """Step 1 of two-step signing: the prepared PDF and the signed attributes to sign.
 
@@ -767,10 +791,12 @@ async def async_prepare_external(
     ``now`` (default: the present) is the claimed signing time, fixed here at step 1: the stamp
     prints it and the signature dictionary's /M records it (see :func:`signing_moment`);
     step 2 changes neither (the B-T signature timestamp, taken at step 2, is later).
+    ``countersigning``: as for :func:`async_sign_pdf`, before the TSA is asked or the
+    document digested.
     """
     if options.level not in EXTERNAL_LEVELS:
         raise ValueError("two-step signing supports B-B and B-T")
-    writer = open_for_signing(pdf)
+    writer, carried = _open_checked(pdf)
     signer = ExternalSigner(
         signing_cert=signing_cert,
         cert_registry=SimpleCertificateStore.from_certs(list(chain)),
@@ -784,6 +810,8 @@ async def async_prepare_external(
         timestamper=None,
         now=now or datetime.now(UTC),
     )
+    if carried and countersigning is not None:
+        await countersigning()
     tst: int | None = None
     if options.level.needs_timestamp:
         tst = DEFAULT_TIMESTAMP_SIZE

@@ -4,11 +4,13 @@ field locks (FieldMDP).
 - A new signature field needs a name that no field of the document has, whatever its type
   (ISO 32000-1 §12.7.3.2: fully qualified names are unique); a text field called
   ``Signature1`` made pyHanko refuse the name deep inside signing (issue 10).
-- A certified document (ISO 32000-1 §12.8.2.2, /Perms /DocMDP) allows later signatures only as
-  its author's permission ``P`` says: P=1 no change at all; P=2 filling in forms and signing,
-  which means filling an *existing* empty signature field, since a new field adds a widget
-  annotation and that is not a permitted change (our verifier then marks the certification
-  failed); P=3 also annotations, so a new signature field too.
+- A certified document (ISO 32000-1 §12.8.2.2: a signature whose ``/Reference`` carries a
+  DocMDP transform, named by the catalog's /Perms /DocMDP or not, as pyHanko and the service's
+  verifier read it) allows later signatures only as its author's permission ``P`` says: P=1
+  no change at all; P=2 filling in forms and signing, which means filling an *existing* empty
+  signature field, since a new field adds a widget annotation and that is not a permitted
+  change (our verifier then marks the certification failed); P=3 also annotations, so a new
+  signature field too.
 - A signed signature field whose lock dictionary carries ``/P`` (ISO 32000-2 §12.7.5.5, Table
   236) restricts later changes the same way once it is signed.
 - A signed field's FieldMDP lock (ISO 32000-1 §12.8.2.4 and Table 233: ``/Action`` ``/All``,
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from decimal import Decimal
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -137,38 +140,65 @@ def new_field_name(reader: PdfFileReader) -> str:
 
 
 def _permission(value: object) -> MDPPerm | None:
+    """``value`` as a permission, read as pyHanko reads it (``MDPPerm(value)``): 1, 2 or 3,
+    also written as a real (``1.0``); ``None`` for anything else."""
     value = _resolved(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
         try:
             return MDPPerm(value)
-        except ValueError:
+        except (ValueError, ArithmeticError):
             return None
     return None
 
 
+def _docmdp_of_signature(signature: object) -> MDPPerm | None:
+    """The DocMDP permission a signature dictionary declares in its ``/Reference`` (ISO
+    32000-1 Tables 252-254): ``None`` when no reference has the DocMDP transform method.
+
+    pyHanko (``EmbeddedPdfSignature.docmdp_level``, hence the service's verifier) reads the
+    first DocMDP reference; with several, the strictest is taken here, which is never more
+    lenient than the first (red team 17b R17B-6: ``[P=1, P=3]`` was read as P=3). A reference
+    whose ``/P`` is absent or not a permission counts as the specification's default, P=2."""
+    signature = _resolved(signature)
+    if not isinstance(signature, dict):
+        return None
+    references = _resolved(signature.get("/Reference"))
+    if isinstance(references, dict):
+        references = [references]
+    levels: list[MDPPerm] = []
+    for ref in references if isinstance(references, list) else ():
+        ref = _resolved(ref)
+        if isinstance(ref, dict) and _resolved(ref.get("/TransformMethod")) == "/DocMDP":
+            params = _resolved(ref.get("/TransformParams"))
+            level = _permission(params.get("/P")) if isinstance(params, dict) else None
+            levels.append(level or MDPPerm.FILL_FORMS)
+    return min(levels) if levels else None
+
+
 def docmdp_permission(reader: PdfFileReader) -> MDPPerm | None:
-    """The strictest permission in force: the certification signature's DocMDP ``P``
-    (ISO 32000-1 Table 254, default 2 when absent) and the ``/P`` of the lock of every signed
-    signature field (ISO 32000-2 Table 236); ``None`` when nothing restricts changes."""
+    """The strictest permission in force; ``None`` when nothing restricts changes:
+
+    - the DocMDP ``P`` of every certification: the signature the catalog's ``/Perms
+      /DocMDP`` names, and every signed signature whose ``/Reference`` carries a DocMDP
+      transform, with or without ``/Perms`` (pyHanko and the service's verifier judge such a
+      signature a certification and enforce its P: red team 17b R17B-2);
+    - the ``/P`` of the lock of every signed signature field (ISO 32000-2 Table 236)."""
     found: list[MDPPerm] = []
     try:
         perms = _resolved(reader.root.get("/Perms"))
-        certification = _resolved(perms.get("/DocMDP")) if isinstance(perms, dict) else None
+        certification = perms.get("/DocMDP") if isinstance(perms, dict) else None
     except (KeyError, TypeError, AttributeError):
         certification = None
-    if isinstance(certification, generic.DictionaryObject):
-        level = MDPPerm.FILL_FORMS
-        references = _resolved(certification.get("/Reference"))
-        for ref in references if isinstance(references, list) else ():
-            ref = _resolved(ref)
-            if isinstance(ref, dict) and ref.get("/TransformMethod") == "/DocMDP":
-                params = _resolved(ref.get("/TransformParams"))
-                if isinstance(params, dict):
-                    level = _permission(params.get("/P")) or level
-        found.append(level)
+    if isinstance(_resolved(certification), generic.DictionaryObject):
+        # Named as the certification: P=2 when its reference does not say otherwise.
+        found.append(_docmdp_of_signature(certification) or MDPPerm.FILL_FORMS)
     for _, field in signature_fields(reader):
-        if field.get("/V") is None:
+        signature = _resolved(field.get("/V"))
+        if signature is None:
             continue
+        level = _docmdp_of_signature(signature)
+        if level is not None:
+            found.append(level)
         lock = _resolved(field.get("/Lock"))
         if isinstance(lock, dict):
             level = _permission(lock.get("/P"))
