@@ -204,6 +204,37 @@ def check_codes(
 _CODE_KEYS = frozenset({"dossier_code", "result_code"})
 
 
+# Room for one element of ``codes``: {"dossier_code": 64 characters, "result_code": 64
+# characters} with generous white space and \u escapes.
+MAX_CODES_CHARS_PER_DOCUMENT = 2048
+
+
+def _nesting(raw: str) -> int:
+    """The deepest nesting of arrays and objects in the JSON text ``raw`` (brackets inside
+    strings do not count), read without parsing; stops counting past 3."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > 3:
+                    return deepest
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def batch_codes(raw: str | None, documents: int, agency_code: str) -> list[DocumentCodes] | None:
     """The batch's per-document codes from its ``codes`` form field: a JSON array in file
     order with exactly one element per file, each ``null`` or an object with the optional
@@ -218,9 +249,15 @@ def batch_codes(raw: str | None, documents: int, agency_code: str) -> list[Docum
     """
     if raw is None or raw == "":
         return None
+    # Bounded before it is parsed (red team 17b, R17B-5: "[" * 5000 was a RecursionError, a
+    # 500): the value is at most an array of flat objects of two short codes per file.
+    if len(raw) > MAX_CODES_CHARS_PER_DOCUMENT * max(documents, 1) + 64:
+        raise errors.InvalidDocumentCodes(details={"reason": "too long"})
+    if _nesting(raw) > 2:
+        raise errors.InvalidDocumentCodes(details={"reason": "too deep"})
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise errors.InvalidDocumentCodes(details={"reason": "not JSON"}) from None
     if not isinstance(parsed, list) or len(parsed) != documents:
         raise errors.InvalidDocumentCodes(

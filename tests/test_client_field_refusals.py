@@ -1,0 +1,83 @@
+"""Small refusals of what clients send (red team 17b): a nested batch ``codes`` value
+(R17B-5). Every request goes through the API; nothing refused is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from signing_service import errors
+from signing_service.services.container import Services
+from signing_service.services.documents import batch_codes
+from tests.support.pdfs import make_pdf
+from tests.support.state import assert_nothing_written, snapshot
+
+VIETNAMESE_LETTERS = "ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ"
+DOSSIER = "000.00.12.H12-261127-0001"
+
+
+def key(credentials: dict[str, Any], kind: str = "api_key", agency: int = 0) -> str:
+    return str(credentials["agencies"][agency][kind])
+
+
+def auth(credentials: dict[str, Any], kind: str = "api_key") -> dict[str, str]:
+    return {"Authorization": f"Bearer {key(credentials, kind)}"}
+
+
+def vietnamese(message: str) -> bool:
+    return any(ch in message for ch in VIETNAMESE_LETTERS)
+
+
+# --- R17B-5: a nested batch `codes` -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("codes", "reason"),
+    [
+        ("[" * 5000 + "]" * 5000, "too long"),  # the red team's value
+        ("[" * 20 + "]" * 20, "too deep"),
+        ('[{"a":' * 10 + "null" + "}]" * 10, "too deep"),
+        ("[[{}]]", "too deep"),
+        ("[" + " " * 100_000 + "null]", "too long"),
+    ],
+    ids=["arrays-5000", "arrays-20", "objects-10", "three-levels", "long"],
+)
+def test_nested_or_long_batch_codes_are_refused_not_a_500(
+    api: Any, services: Services, credentials: dict[str, Any], codes: str, reason: str
+) -> None:
+    before = snapshot(services)
+    response = api.post(
+        "/v1/signatures/batch",
+        headers=auth(credentials),
+        data={"profile": "agency-a-seal", "codes": codes},
+        files=[("files", ("a.pdf", make_pdf(), "application/pdf"))],
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_DOCUMENT_CODES")
+    assert response.json()["details"]["reason"] == reason
+    assert vietnamese(response.json()["message"])
+    assert_nothing_written(before, services)
+
+
+def test_brackets_inside_code_strings_are_not_nesting() -> None:
+    """The depth is counted outside strings: a bracket in a code is the code's problem."""
+    with pytest.raises(errors.ServiceError) as refused:
+        batch_codes('[{"dossier_code": "[[[[{{{{\\"]]]"}]', 1, "000.00.12.H12")
+    assert refused.value.code == "INVALID_DOSSIER_CODE"
+    codes = batch_codes(f'[{{"dossier_code": "{DOSSIER}"}}, null]', 2, "000.00.12.H12")
+    assert codes is not None and codes[0].dossier_code == DOSSIER
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/admin/profiles", "/v1/signatures/external/khong-co/complete"]
+)
+def test_deep_json_bodies_are_4xx(api: Any, credentials: dict[str, Any], path: str) -> None:
+    body = b'{"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    kind = "admin_api_key" if "admin" in path else "api_key"
+    response = api.post(
+        path,
+        headers={**auth(credentials, kind), "Content-Type": "application/json"},
+        content=body,
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert vietnamese(response.json()["message"])
