@@ -1,5 +1,6 @@
 """Small refusals of what clients send (red team 17b): a nested batch ``codes`` value
-(R17B-5). Every request goes through the API; nothing refused is stored."""
+(R17B-5), two ``Authorization`` headers (R17B-7). Every request goes through the API;
+nothing refused is stored."""
 
 from __future__ import annotations
 
@@ -81,3 +82,45 @@ def test_deep_json_bodies_are_4xx(api: Any, credentials: dict[str, Any], path: s
     )
     assert 400 <= response.status_code < 500, response.text
     assert vietnamese(response.json()["message"])
+
+
+# --- R17B-7: two Authorization headers ----------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["a-then-b", "b-then-a", "same-twice"])
+def test_two_authorization_headers_are_refused(
+    api: Any, credentials: dict[str, Any], order: str
+) -> None:
+    a = f"Bearer {key(credentials, 'admin_api_key', 0)}"
+    b = f"Bearer {key(credentials, 'admin_api_key', 1)}"
+    pair = {"a-then-b": [a, b], "b-then-a": [b, a], "same-twice": [a, a]}[order]
+    response = api.get("/v1/admin/keys", headers=[("Authorization", value) for value in pair])
+    assert (response.status_code, response.json()["code"]) == (400, "INVALID_REQUEST")
+    assert response.json()["details"] == {"fields": ["Authorization"]}
+    assert "Authorization" in response.json()["message"]
+    assert vietnamese(response.json()["message"])
+
+
+def test_two_authorization_headers_sign_nothing(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    before = snapshot(services)
+    response = api.post(
+        "/v1/signatures",
+        headers=[
+            ("Authorization", f"Bearer {key(credentials)}"),
+            ("Authorization", f"Bearer {key(credentials, agency=1)}"),
+        ],
+        data={"profile": "agency-a-seal", "level": "B-B"},
+        files={"file": ("a.pdf", make_pdf(), "application/pdf")},
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "INVALID_REQUEST")
+    assert_nothing_written(before, services)
+    # One header: the same request signs (the control).
+    response = api.post(
+        "/v1/signatures",
+        headers=auth(credentials),
+        data={"profile": "agency-a-seal", "level": "B-B"},
+        files={"file": ("a.pdf", make_pdf(), "application/pdf")},
+    )
+    assert response.status_code == 201, response.text
