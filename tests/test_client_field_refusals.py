@@ -1,16 +1,22 @@
 """Small refusals of what clients send (red team 17b): a nested batch ``codes`` value
-(R17B-5), two ``Authorization`` headers (R17B-7). Every request goes through the API;
-nothing refused is stored."""
+(R17B-5), two ``Authorization`` headers (R17B-7), JSON bodies with a repeated key (R17B-8).
+Every request goes through the API; nothing refused is stored."""
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from signing_service import errors
 from signing_service.services.container import Services
 from signing_service.services.documents import batch_codes
+from signing_service.settings import DEV_KEY_PASSPHRASE
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
 
@@ -124,3 +130,93 @@ def test_two_authorization_headers_sign_nothing(
         files={"file": ("a.pdf", make_pdf(), "application/pdf")},
     )
     assert response.status_code == 201, response.text
+
+
+# --- R17B-8: JSON bodies with a repeated key ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "repeated"),
+    [
+        (b'{"name": "dup", "name": "dup2", "key": "agency-a-seal"}', ["name"]),
+        (
+            b'{"name": "dup", "key": "agency-a-seal", "key": "agency-a-hsm-seal"}',
+            ["key"],
+        ),
+        (
+            b'{"name": "dup", "key": "agency-a-seal", "appearance": '
+            b'{"kind": "none", "kind": "copy", "copy_kind": "SAO Y"}}',
+            ["kind"],
+        ),
+    ],
+    ids=["name", "key", "nested"],
+)
+def test_admin_body_with_a_repeated_key_is_refused(
+    api: Any, credentials: dict[str, Any], body: bytes, repeated: list[str]
+) -> None:
+    headers = {**auth(credentials, "admin_api_key"), "Content-Type": "application/json"}
+    before = api.get("/v1/admin/profiles", headers=headers).json()
+    response = api.post("/v1/admin/profiles", headers=headers, content=body)
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_REQUEST")
+    assert response.json()["details"]["fields"] == repeated
+    assert api.get("/v1/admin/profiles", headers=headers).json() == before
+    # The same body without the repetition is saved (the control).
+    fixed = json.dumps(json.loads(body)).encode()
+    assert api.post("/v1/admin/profiles", headers=headers, content=fixed).status_code == 201
+
+
+def test_admin_patch_with_a_repeated_key_is_refused(api: Any, credentials: dict[str, Any]) -> None:
+    headers = {**auth(credentials, "admin_api_key"), "Content-Type": "application/json"}
+    response = api.patch(
+        "/v1/admin/profiles/agency-a-seal",
+        headers=headers,
+        content=b'{"reason": "Phe duyet", "reason": "Khong phe duyet"}',
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_REQUEST")
+    assert response.json()["details"]["fields"] == ["reason"]
+    profile = api.get("/v1/admin/profiles/agency-a-seal", headers=headers).json()
+    assert profile["reason"] not in ("Phe duyet", "Khong phe duyet")
+
+
+def officer_raw_signature(services: Services, session: dict[str, Any]) -> str:
+    assert services.dev_pki is not None
+    private, _, _ = pkcs12.load_key_and_certificates(
+        services.dev_pki.p12_path("officer").read_bytes(), DEV_KEY_PASSPHRASE.encode()
+    )
+    data = base64.b64decode(session["data_to_sign"])
+    return base64.b64encode(
+        private.sign(data, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr]
+    ).decode()
+
+
+def start_external(
+    api: Any, services: Services, credentials: dict[str, Any], filename: str
+) -> dict[str, Any]:
+    assert services.dev_pki is not None
+    response = api.post(
+        "/v1/signatures/external",
+        headers=auth(credentials),
+        data={"profile": "agency-a-officer", "level": "B-B"},
+        files={
+            "file": (filename, make_pdf(), "application/pdf"),
+            "certificate": ("officer.pem", services.dev_pki.cert_path("officer").read_bytes()),
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_two_step_completion_with_a_repeated_key_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    session = start_external(api, services, credentials, "to-trinh.pdf")
+    good = officer_raw_signature(services, session)
+    headers = {**auth(credentials), "Content-Type": "application/json"}
+    before = snapshot(services)
+    body = f'{{"signature": "{good}", "signature": "AAAA"}}'.encode()
+    response = api.post(session["complete_url"], headers=headers, content=body)
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_REQUEST")
+    assert response.json()["details"]["fields"] == ["signature"]
+    assert_nothing_written(before, services)
+    body = f'{{"signature": "{good}"}}'.encode()
+    assert api.post(session["complete_url"], headers=headers, content=body).status_code == 201

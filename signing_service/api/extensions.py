@@ -14,6 +14,7 @@ from signing_service.api.deps import (
     AppServices,
     Client,
     InWorker,
+    UniqueKeysRoute,
     actor_of,
     document_out,
     read_upload,
@@ -27,7 +28,8 @@ from signing_service.timefmt import api_time
 if TYPE_CHECKING:
     from signing_service.store.models import Document
 
-router = APIRouter()
+# JSON bodies may not repeat a key (deps.UniqueKeysRoute).
+router = APIRouter(route_class=UniqueKeysRoute)
 
 ERRORS = {
     404: {"model": schemas.ErrorBody},

@@ -28,6 +28,7 @@ from signing_service.api.deps import (
     AppServices,
     Client,
     InWorker,
+    UniqueKeysRoute,
     WorkerThreads,
     actor_of,
     document_out,
@@ -50,7 +51,8 @@ if TYPE_CHECKING:
 # The signing and two-step use cases are imported by their endpoints on first use: they pull in
 # pyHanko (~30 MB), which a process serving only attachments never needs.
 
-router = APIRouter()
+# JSON bodies may not repeat a key (deps.UniqueKeysRoute).
+router = APIRouter(route_class=UniqueKeysRoute)
 
 # Fields that may repeat (the batch's documents); any other field sent twice is refused: the
 # last one silently won, so a gateway or audit proxy reading the first saw another request than
