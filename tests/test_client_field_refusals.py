@@ -1,6 +1,7 @@
 """Small refusals of what clients send (red team 17b): a nested batch ``codes`` value
-(R17B-5), two ``Authorization`` headers (R17B-7), JSON bodies with a repeated key (R17B-8).
-Every request goes through the API; nothing refused is stored."""
+(R17B-5), two ``Authorization`` headers (R17B-7), JSON bodies with a repeated key (R17B-8),
+and uploaded file names with a path, a right-to-left override or a control character
+(R17B-9). Every request goes through the API; nothing refused is stored."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from signing_service import errors
+from signing_service.services import documents
 from signing_service.services.container import Services
-from signing_service.services.documents import batch_codes
+from signing_service.services.documents import batch_codes, check_filename
 from signing_service.settings import DEV_KEY_PASSPHRASE
+from tests.support.multipart import multipart
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
 
@@ -220,3 +223,148 @@ def test_two_step_completion_with_a_repeated_key_is_refused(
     assert_nothing_written(before, services)
     body = f'{{"signature": "{good}"}}'.encode()
     assert api.post(session["complete_url"], headers=headers, content=body).status_code == 201
+
+
+# --- R17B-9: uploaded file names ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("quyet-dinh.pdf", "quyet-dinh.pdf"),
+        ("../../../../etc/passwd.pdf", "passwd.pdf"),
+        ("..\\..\\Windows\\quyet-dinh.pdf", "quyet-dinh.pdf"),
+        ("C:\\Users\\An\\Tờ trình.pdf", "Tờ trình.pdf"),
+        ("hop-dong\u202efdp.exe", "hop-dongfdp.exe"),
+        ("\u2066quyet\u2069-dinh\ufeff.pdf", "quyet-dinh.pdf"),
+        ("  quyet-dinh.pdf  ", "quyet-dinh.pdf"),
+        ("ng\u200cuoi.pdf", "ng\u200cuoi.pdf"),  # a zero-width non-joiner is kept
+        ("../", None),
+        ("a/..", None),
+        ("\u202e", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_base_filename(given: str | None, kept: str | None) -> None:
+    assert documents.base_filename(given) == kept
+    assert check_filename(given) == kept
+
+
+@pytest.mark.parametrize(
+    "given", ["a\x00b.pdf", "a\x00/b.pdf", "dir\n/x.pdf", "a\x85b.pdf", "q" * 300 + ".pdf"]
+)
+def test_control_characters_and_long_names_are_refused(given: str) -> None:
+    """A NUL never cuts a name, and one in a directory part is not dropped with the part."""
+    with pytest.raises(errors.ServiceError) as refused:
+        check_filename(given)
+    assert refused.value.code == "INVALID_FILENAME"
+
+
+def sign(api: Any, credentials: dict[str, Any], filename: str, **form: str) -> Any:
+    return api.post(
+        "/v1/signatures",
+        headers=auth(credentials),
+        data={"profile": "agency-a-seal", "level": "B-B", **form},
+        files={"file": (filename, make_pdf(), "application/pdf")},
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "original", "signed"),
+    [
+        ("../../../../etc/passwd.pdf", "passwd.pdf", "passwd.signed.pdf"),
+        ("a\u202eb.pdf", "ab.pdf", "ab.signed.pdf"),
+        ("../", None, None),
+    ],
+)
+def test_signing_keeps_the_base_name(
+    api: Any, credentials: dict[str, Any], given: str, original: str | None, signed: str | None
+) -> None:
+    response = sign(api, credentials, given)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["input_document"]["filename"], body["document"]["filename"]) == (
+        original,
+        signed,
+    )
+    stored = api.get(f"/v1/documents/{body['input_document']['id']}", headers=auth(credentials))
+    assert stored.json()["filename"] == original
+
+
+def test_raw_body_filename_keeps_the_base_name(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    headers = {**auth(credentials), "Content-Type": "application/pdf"}
+    response = api.post(
+        "/v1/signatures/raw",
+        params={"profile": "agency-a-seal", "level": "B-B", "filename": "..\\..\\a\u202eb.pdf"},
+        headers=headers,
+        content=make_pdf(),
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["input_document"]["filename"] == "ab.pdf"
+    before = snapshot(services)
+    response = api.post(
+        "/v1/signatures/raw",
+        params={"profile": "agency-a-seal", "level": "B-B", "filename": "a\x00b.pdf"},
+        headers=headers,
+        content=make_pdf(),
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_FILENAME")
+    assert_nothing_written(before, services)
+
+
+def test_batch_keeps_base_names_and_refuses_a_nul_in_its_place(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    body, content_type = multipart(
+        [
+            ("profile", "agency-a-seal"),
+            ("level", "B-B"),
+            ("files", "../../etc/mot.pdf", make_pdf(text="Mot")),
+            ("files", b"h\x00ai.pdf", make_pdf(text="Hai")),
+            ("files", "ba\u202e.pdf", make_pdf(text="Ba")),
+        ]
+    )
+    response = api.post(
+        "/v1/signatures/batch",
+        headers={**auth(credentials), "Content-Type": content_type},
+        content=body,
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["signed", "failed", "signed"]
+    assert results[1]["error"]["code"] == "INVALID_FILENAME"
+    names = [
+        api.get(r["document"]["download_url"].rsplit("/", 1)[0], headers=auth(credentials)).json()[
+            "filename"
+        ]
+        for r in (results[0], results[2])
+    ]
+    assert names == ["mot.signed.pdf", "ba.signed.pdf"]
+
+
+def test_two_step_keeps_the_base_name(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    session = start_external(api, services, credentials, "../../x/to\u202etrinh.pdf")
+    done = api.post(
+        session["complete_url"],
+        headers=auth(credentials),
+        json={"signature": officer_raw_signature(services, session)},
+    )
+    assert done.status_code == 201, done.text
+    assert done.json()["input_document"]["filename"] == "totrinh.pdf"
+    assert done.json()["document"]["filename"] == "totrinh.signed.pdf"
+
+
+def test_attachment_keeps_the_base_name(api: Any, credentials: dict[str, Any]) -> None:
+    response = api.post(
+        f"/v1/dossiers/{DOSSIER}/attachments",
+        headers=auth(credentials),
+        data={"component": "application"},
+        files={"file": ("..\\..\\don\u202e-de-nghi.pdf", make_pdf(), "application/pdf")},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["filename"] == "don-de-nghi.pdf"

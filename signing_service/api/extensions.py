@@ -155,7 +155,7 @@ async def extend_uploaded(
 ) -> Response:
     from signing_service.services.extension import extend_upload
 
-    check_filename(file.filename)
+    filename = check_filename(file.filename)
     data = await read_upload(file, services.settings)
     result = await in_worker(
         extend_upload,
@@ -164,9 +164,9 @@ async def extend_uploaded(
         data,
         level,
         actor=actor_of(caller),
-        filename=file.filename,
+        filename=filename,
     )
-    stem = (file.filename or "tai-lieu.pdf").rsplit(".", 1)[0]
+    stem = (filename or "tai-lieu.pdf").rsplit(".", 1)[0]
     name = f"{stem}.{result.level.lower()}.pdf"
     return Response(
         result.pdf,
