@@ -368,3 +368,20 @@ def test_attachment_keeps_the_base_name(api: Any, credentials: dict[str, Any]) -
     )
     assert response.status_code == 201, response.text
     assert response.json()["filename"] == "don-de-nghi.pdf"
+
+
+def test_attachment_with_a_nul_in_a_directory_part_is_refused(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """The base name alone would have no NUL: the whole name is judged first."""
+    body, content_type = multipart(
+        [("component", "application"), ("file", b"ho\x00so/don.pdf", make_pdf())]
+    )
+    before = snapshot(services)
+    response = api.post(
+        f"/v1/dossiers/{DOSSIER}/attachments",
+        headers={**auth(credentials), "Content-Type": content_type},
+        content=body,
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_FILENAME")
+    assert_nothing_written(before, services)
