@@ -14,12 +14,13 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 
 from signing_service.api import schemas
-from signing_service.api.deps import Admin, AppServices, InWorker, actor_of
+from signing_service.api.deps import Admin, AppServices, InWorker, UniqueKeysRoute, actor_of
 
 # The profile use cases are imported by their endpoints on first use: they pull in pyHanko
 # (~30 MB), which a process serving only attachments never needs.
 
-router = APIRouter()
+# JSON bodies may not repeat a key (deps.UniqueKeysRoute).
+router = APIRouter(route_class=UniqueKeysRoute)
 
 
 @router.get(

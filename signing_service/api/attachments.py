@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from signing_service import errors
 from signing_service._memory import release_memory
 from signing_service.api import schemas
-from signing_service.api.deps import Admin, AppServices, Client, InWorker, actor_of
+from signing_service.api.deps import Admin, AppServices, Client, InWorker, UniqueKeysRoute, actor_of
 from signing_service.api.downloads import attachment_disposition
 from signing_service.api.signatures import single_headers
 from signing_service.api.uploads import receive_multipart
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 # After moving a file bigger than this, freed buffers are handed back to the system.
 LARGE_TRANSFER = 8 * 1024 * 1024
 
-router = APIRouter()
+# JSON bodies may not repeat a key (deps.UniqueKeysRoute).
+router = APIRouter(route_class=UniqueKeysRoute)
 
 
 _END = object()

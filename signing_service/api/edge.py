@@ -2,7 +2,8 @@
 
 - :class:`RequestGuard`: a path with a control character names nothing (404), and a header
   value with NUL, CR or LF is refused (400), before any route hands them to a database that
-  refuses them (PostgreSQL and NUL: a 500, issue 9).
+  refuses them (PostgreSQL and NUL: a 500, issue 9); so is a request with more than one
+  ``Authorization`` header (400: who is calling must not depend on which one a layer reads).
 - :class:`BodyTimeout`: the request body must keep arriving (Apache ``mod_reqtimeout``'s
   model, ``body=N,MinRate=R``): a client may wait ``timeout`` seconds in all for body bytes,
   plus one second for every ``min_rate`` bytes it has sent. A slow-loris body (one byte every
@@ -69,14 +70,21 @@ async def send_error(
 
 # RFC 9110 §5.5: a field value with CR, LF or NUL is invalid and must be rejected.
 _BAD_FIELD_VALUE = re.compile(rb"[\x00\r\n]")
+# Authorization is a singleton field (RFC 9110 §11.6.2 defines one credentials value).
+_REPEATED_AUTHORIZATION_MESSAGE = (
+    "Tiêu đề Authorization được gửi nhiều lần; mỗi yêu cầu chỉ được mang một khóa API."
+)
 
 
 class RequestGuard:
     """404 ``NOT_FOUND`` for a path holding a control character (NUL, newline, ...): such a
     path names nothing, and ids reach the database as they are. 400 ``INVALID_REQUEST`` for a
     header value holding NUL, CR or LF (RFC 9110 §5.5; an API key with a NUL reached
-    PostgreSQL). A real HTTP parser already refuses most of these; this holds whatever the
-    server in front."""
+    PostgreSQL), and for a request with more than one ``Authorization`` header (red team 17b,
+    R17B-7: the first was used and the second ignored, while a proxy or WAF in front may judge
+    the last: two parties disagreeing about who is calling; ``details.fields`` names it, as for
+    a repeated form field). A real HTTP parser already refuses most of these; this holds
+    whatever the server in front."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -86,11 +94,21 @@ class RequestGuard:
             if _CONTROL.search(scope.get("path", "")):
                 await send_error(send, errors.NotFound(), close=True)
                 return
-            if any(_BAD_FIELD_VALUE.search(value) for _, value in scope.get("headers") or []):
+            headers = scope.get("headers") or []
+            if any(_BAD_FIELD_VALUE.search(value) for _, value in headers):
                 await send_error(
                     send,
                     errors.MalformedRequest(
                         "Tiêu đề (header) của yêu cầu chứa ký tự không hợp lệ."
+                    ),
+                    close=True,
+                )
+                return
+            if sum(1 for name, _ in headers if name.lower() == b"authorization") > 1:
+                await send_error(
+                    send,
+                    errors.MalformedRequest(
+                        _REPEATED_AUTHORIZATION_MESSAGE, details={"fields": ["Authorization"]}
                     ),
                     close=True,
                 )

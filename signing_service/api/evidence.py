@@ -10,10 +10,11 @@ from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from signing_service.api import schemas
-from signing_service.api.deps import Admin, AppServices, Client, InWorker, actor_of
+from signing_service.api.deps import Admin, AppServices, Client, InWorker, UniqueKeysRoute, actor_of
 from signing_service.services import evidence
 
-router = APIRouter()
+# JSON bodies may not repeat a key (deps.UniqueKeysRoute).
+router = APIRouter(route_class=UniqueKeysRoute)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": schemas.ErrorBody},
 }

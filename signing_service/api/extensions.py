@@ -14,6 +14,7 @@ from signing_service.api.deps import (
     AppServices,
     Client,
     InWorker,
+    UniqueKeysRoute,
     actor_of,
     document_out,
     read_upload,
@@ -27,7 +28,8 @@ from signing_service.timefmt import api_time
 if TYPE_CHECKING:
     from signing_service.store.models import Document
 
-router = APIRouter()
+# JSON bodies may not repeat a key (deps.UniqueKeysRoute).
+router = APIRouter(route_class=UniqueKeysRoute)
 
 ERRORS = {
     404: {"model": schemas.ErrorBody},
@@ -153,7 +155,7 @@ async def extend_uploaded(
 ) -> Response:
     from signing_service.services.extension import extend_upload
 
-    check_filename(file.filename)
+    filename = check_filename(file.filename)
     data = await read_upload(file, services.settings)
     result = await in_worker(
         extend_upload,
@@ -162,9 +164,9 @@ async def extend_uploaded(
         data,
         level,
         actor=actor_of(caller),
-        filename=file.filename,
+        filename=filename,
     )
-    stem = (file.filename or "tai-lieu.pdf").rsplit(".", 1)[0]
+    stem = (filename or "tai-lieu.pdf").rsplit(".", 1)[0]
     name = f"{stem}.{result.level.lower()}.pdf"
     return Response(
         result.pdf,

@@ -16,11 +16,12 @@ from fastapi import APIRouter, Query
 
 from signing_service import errors
 from signing_service.api import schemas
-from signing_service.api.deps import AppServices, InWorker, Operator, actor_of
+from signing_service.api.deps import AppServices, InWorker, Operator, UniqueKeysRoute, actor_of
 from signing_service.services import accounts
 from signing_service.services.auth import OPERATOR_ROLE
 
-router = APIRouter()
+# JSON bodies may not repeat a key (deps.UniqueKeysRoute).
+router = APIRouter(route_class=UniqueKeysRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.ErrorBody},

@@ -10,10 +10,18 @@ from fastapi import APIRouter
 
 from signing_service import errors
 from signing_service.api import schemas
-from signing_service.api.deps import AppServices, Client, InWorker, VerificationThreads, actor_of
+from signing_service.api.deps import (
+    AppServices,
+    Client,
+    InWorker,
+    UniqueKeysRoute,
+    VerificationThreads,
+    actor_of,
+)
 from signing_service.services import registry
 
-router = APIRouter()
+# JSON bodies may not repeat a key (deps.UniqueKeysRoute).
+router = APIRouter(route_class=UniqueKeysRoute)
 
 NOT_FOUND = {404: {"model": schemas.ErrorBody, "description": "REGISTRY_RECORD_NOT_FOUND"}}
 

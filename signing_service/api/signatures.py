@@ -28,6 +28,7 @@ from signing_service.api.deps import (
     AppServices,
     Client,
     InWorker,
+    UniqueKeysRoute,
     WorkerThreads,
     actor_of,
     document_out,
@@ -35,6 +36,7 @@ from signing_service.api.deps import (
 )
 from signing_service.services.documents import (
     MAX_FILENAME_CHARS,
+    base_filename,
     batch_codes,
     check_filename,
     printable,
@@ -50,7 +52,8 @@ if TYPE_CHECKING:
 # The signing and two-step use cases are imported by their endpoints on first use: they pull in
 # pyHanko (~30 MB), which a process serving only attachments never needs.
 
-router = APIRouter()
+# JSON bodies may not repeat a key (deps.UniqueKeysRoute).
+router = APIRouter(route_class=UniqueKeysRoute)
 
 # Fields that may repeat (the batch's documents); any other field sent twice is refused: the
 # last one silently won, so a gateway or audit proxy reading the first saw another request than
@@ -369,7 +372,8 @@ async def _sign_request(
     from signing_service.services.appearance_images import AppearanceRequest
     from signing_service.services.signing import check_idempotency_key, sign_document
 
-    check_filename(filename)
+    # Kept as its base name, without format characters (documents.base_filename).
+    filename = check_filename(filename)
     # A malformed key is refused before the file is read (422 INVALID_IDEMPOTENCY_KEY).
     check_idempotency_key(idempotency_key)
     qr_request = _qr_request(qr, procedure_code, document_name, applicant_id)
@@ -662,7 +666,7 @@ async def external_start(
     from signing_service.services.external import start_external
     from signing_service.services.signing import check_idempotency_key
 
-    check_filename(file.filename)
+    filename = check_filename(file.filename)
     check_idempotency_key(idempotency_key)
     qr_request = _qr_request(qr, procedure_code, document_name, applicant_id)
     data = await read_upload(file, services.settings)
@@ -676,7 +680,7 @@ async def external_start(
         certificate=cert,
         officer=officer,
         level=level,
-        filename=file.filename,
+        filename=filename,
         dossier_code=dossier_code,
         result_code=result_code,
         actor=actor_of(caller),
@@ -807,7 +811,12 @@ async def create_batch(
             details={"max_documents": settings.max_batch_documents},
         )
     per_document = batch_codes(codes, len(files), caller.agency.code)
-    items = [(upload.filename, await read_upload(upload, services.settings)) for upload in files]
+    # Base names (a name with a control character is kept whole: its document is refused
+    # INVALID_FILENAME in its place).
+    items = [
+        (base_filename(upload.filename), await read_upload(upload, services.settings))
+        for upload in files
+    ]
     results = await in_worker(
         sign_batch,
         services,

@@ -132,11 +132,11 @@ class _Receiver:
             self.path = Path(name)
             if self.sink_factory is not None:
                 self.sink = self.sink_factory()
-            given = (self.part.filename or "").replace("\\", "/")
             try:
                 # Refused before the file's bytes arrive (a NUL or a 300-character name
-                # answered 500 from PostgreSQL).
-                self.filename = check_filename(os.path.basename(given))
+                # answered 500 from PostgreSQL); kept as its base name (a control character
+                # in a directory part refuses it too: documents.base_filename).
+                self.filename = check_filename(self.part.filename)
             except errors.ServiceError as e:
                 self._fail(e)
 

@@ -4,6 +4,7 @@ import hashlib
 import json
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy import case, select, update
@@ -102,17 +103,57 @@ def is_clean_text(value: str, max_chars: int) -> bool:
     return True
 
 
+# Zero-width (non-)joiners: format characters Vietnamese text may carry (kept, as
+# verification.messages.display_text keeps them); every other one is dropped from file names.
+_KEPT_FORMAT = frozenset("\u200c\u200d")
+
+
+def _has_control(name: str) -> bool:
+    """A Unicode control character (Cc: C0, DEL, C1)."""
+    return any(unicodedata.category(ch) == "Cc" for ch in name)
+
+
+def base_filename(name: str | None) -> str | None:
+    """The name an uploaded file is kept under (red team 17b, R17B-9): its last path part
+    (after the last ``/`` or ``\\``: ``../../../../etc/passwd.pdf`` is ``passwd.pdf``),
+    without format characters (Unicode Cf: the right-to-left override U+202E made
+    ``a``, U+202E, ``fdp.exe`` read ``aexe.pdf``; zero-width joiners kept), white space trimmed.
+    ``None`` when nothing is left (``../``, ``.``, a name of format characters): the document
+    then has no name, as when none is sent, and the service names it by its id. A name with a
+    control character is returned whole, for :func:`check_filename` to refuse: a NUL never
+    cuts a name, and a control character in a directory part is not dropped with it."""
+    if not name:
+        return None
+    if _has_control(name):
+        return name
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(
+        ch for ch in base if unicodedata.category(ch) != "Cf" or ch in _KEPT_FORMAT
+    ).strip()
+    if base.strip(".") == "":
+        return None
+    return base
+
+
 def check_filename(name: str | None) -> str | None:
-    """An uploaded file's name, checked at the edge: at most :data:`MAX_FILENAME_CHARS`
-    characters, no control character (NUL included), valid Unicode. Raises
+    """An uploaded file's name, checked at the edge and returned as it is kept
+    (:func:`base_filename`): at most :data:`MAX_FILENAME_CHARS` characters, no control
+    character (Unicode Cc: NUL, newline, ESC, DEL, C1), valid Unicode. Raises
     :class:`errors.InvalidFilename` (422) otherwise; ``None`` and ``""`` mean no name."""
     if not name:
         return None
-    if not is_clean_text(name, MAX_FILENAME_CHARS):
+    if _has_control(name):
         raise errors.InvalidFilename(
             details={"max_chars": MAX_FILENAME_CHARS, "filename": printable(name)}
         )
-    return name
+    base = base_filename(name)
+    if base is None:
+        return None
+    if not is_clean_text(base, MAX_FILENAME_CHARS):
+        raise errors.InvalidFilename(
+            details={"max_chars": MAX_FILENAME_CHARS, "filename": printable(name)}
+        )
+    return base
 
 
 def check_dossier_code(code: str | None, agency_code: str) -> str | None:
@@ -204,6 +245,37 @@ def check_codes(
 _CODE_KEYS = frozenset({"dossier_code", "result_code"})
 
 
+# Room for one element of ``codes``: {"dossier_code": 64 characters, "result_code": 64
+# characters} with generous white space and \u escapes.
+MAX_CODES_CHARS_PER_DOCUMENT = 2048
+
+
+def _nesting(raw: str) -> int:
+    """The deepest nesting of arrays and objects in the JSON text ``raw`` (brackets inside
+    strings do not count), read without parsing; stops counting past 3."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > 3:
+                    return deepest
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def batch_codes(raw: str | None, documents: int, agency_code: str) -> list[DocumentCodes] | None:
     """The batch's per-document codes from its ``codes`` form field: a JSON array in file
     order with exactly one element per file, each ``null`` or an object with the optional
@@ -218,9 +290,15 @@ def batch_codes(raw: str | None, documents: int, agency_code: str) -> list[Docum
     """
     if raw is None or raw == "":
         return None
+    # Bounded before it is parsed (red team 17b, R17B-5: "[" * 5000 was a RecursionError, a
+    # 500): the value is at most an array of flat objects of two short codes per file.
+    if len(raw) > MAX_CODES_CHARS_PER_DOCUMENT * max(documents, 1) + 64:
+        raise errors.InvalidDocumentCodes(details={"reason": "too long"})
+    if _nesting(raw) > 2:
+        raise errors.InvalidDocumentCodes(details={"reason": "too deep"})
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise errors.InvalidDocumentCodes(details={"reason": "not JSON"}) from None
     if not isinstance(parsed, list) or len(parsed) != documents:
         raise errors.InvalidDocumentCodes(

@@ -376,6 +376,8 @@ def _check_cms(row: ExternalSession, cert: x509.Certificate, data: bytes) -> cms
         digest = next(a["values"][0].native for a in attrs if a["type"].native == "message_digest")
         algorithm = signer_info["digest_algorithm"]["algorithm"].native
         signature = signer_info["signature"].native
+        signer_count = len(signed_data["signer_infos"])
+        detached = signed_data["encap_content_info"]["content"].native is None
     except (ValueError, KeyError, IndexError, TypeError, StopIteration):
         raise errors.ExternalCmsInvalid() from None
     sid = signer_info["sid"]
@@ -395,9 +397,52 @@ def _check_cms(row: ExternalSession, cert: x509.Certificate, data: bytes) -> cms
     if digest != row.document_digest:
         raise errors.ExternalCmsWrongDocument()
     signed = attrs.untag().dump()
+    if signed != row.signed_attrs:
+        raise errors.ExternalCmsInvalid(
+            SIGNED_ATTRIBUTES_MESSAGE,
+            details={"signed_attributes": _attribute_differences(row.signed_attrs, attrs)},
+        )
+    if signer_count != 1 or not detached:
+        # One signer, detached (the document is the PDF's byte ranges, not a copy inside).
+        raise errors.ExternalCmsInvalid()
     if not raw_signature_valid(cert, signed, signature, algorithm):
         raise errors.ExternalSignatureInvalid()
     return ci
+
+
+SIGNED_ATTRIBUTES_MESSAGE = (
+    "Gói chữ ký CMS gửi lên có thuộc tính được ký khác với dữ liệu cần ký (data_to_sign) của "
+    "phiên này; chỉ chấp nhận đúng các thuộc tính dịch vụ đã lập (xem details.signed_attributes)."
+)
+
+
+def _attribute_differences(prescribed: bytes, sent: cms.CMSAttributes) -> list[dict[str, str]]:
+    """Which signed attributes of a client CMS are not the session's (red team 17b, R17B-4:
+    a ``signing-time``, which ETSI EN 319 142-1 forbids in PAdES, backdated a B-B document):
+    ``{"attribute", "oid", "problem"}`` with ``problem`` ``unexpected`` (not prescribed),
+    ``different`` (another value) or ``missing``; ``encoding`` when only the bytes differ
+    (order, non-DER lengths), ``unreadable`` when they cannot be read. At most 10."""
+
+    def by_type(attrs: cms.CMSAttributes) -> dict[str, tuple[str, bytes]]:
+        return {a["type"].dotted: (str(a["type"].native), a["values"].dump()) for a in attrs}
+
+    ours = by_type(cms.CMSAttributes.load(prescribed))
+    try:
+        theirs = by_type(sent)
+    except (ValueError, KeyError, TypeError):
+        return [{"attribute": "", "oid": "", "problem": "unreadable"}]
+    found = []
+    for oid, (name, values) in theirs.items():
+        if oid not in ours:
+            found.append({"attribute": name, "oid": oid, "problem": "unexpected"})
+        elif ours[oid][1] != values:
+            found.append({"attribute": name, "oid": oid, "problem": "different"})
+    for oid, (name, _) in ours.items():
+        if oid not in theirs:
+            found.append({"attribute": name, "oid": oid, "problem": "missing"})
+    if not found:
+        found.append({"attribute": "", "oid": "", "problem": "encoding"})
+    return found[:10]
 
 
 # The only unsigned attribute a client's CMS may carry: its signature timestamp, which is
@@ -405,11 +450,13 @@ def _check_cms(row: ExternalSession, cert: x509.Certificate, data: bytes) -> cms
 ALLOWED_UNSIGNED_ATTRIBUTES = frozenset({"signature_time_stamp_token"})
 
 
-def _check_client_timestamps(services: Services, ci: cms.ContentInfo) -> None:
-    """A client-built CMS may carry its own signature timestamps: each is checked as ours are
-    (signature, TSA chain and purpose, algorithms, imprint over the signature value, time)
-    before it is stored. Refused: 422 ``EXTERNAL_TIMESTAMP_REFUSED`` with the check's code in
-    ``details.code`` (503 with ``Retry-After`` when the TSA's status is unknown)."""
+def _check_client_timestamps(services: Services, ci: cms.ContentInfo, level: str) -> None:
+    """A client-built CMS may carry its own signature timestamps at B-T: each is checked as
+    ours are (signature, TSA chain and purpose, algorithms, imprint over the signature value,
+    time) before it is stored. Refused: 422 ``EXTERNAL_TIMESTAMP_REFUSED`` with the check's code
+    in ``details.code`` (503 with ``Retry-After`` when the TSA's status is unknown). On a B-B
+    session a timestamp is refused (``EXTERNAL_CMS_INVALID``): the document would be B-T while
+    the service records B-B (red team 17b, R17B-9)."""
     try:
         tokens = signature_timestamp_tokens(ci)
         signature_value = ci["content"]["signer_infos"][0]["signature"].native
@@ -427,6 +474,12 @@ def _check_client_timestamps(services: Services, ci: cms.ContentInfo) -> None:
         # Anything else a client adds unsigned would be stored unchecked (red team: a
         # self-signed timestamp token in an archive-timestamp attribute).
         raise errors.ExternalCmsInvalid(details={"unsigned_attributes": unexpected[:10]})
+    if tokens and level == SignatureLevel.B_B.value:
+        raise errors.ExternalCmsInvalid(
+            "Phiên ký hai bước này ở mức B-B: gói chữ ký CMS gửi lên không được mang dấu thời "
+            "gian (mức B-T); hãy bỏ dấu thời gian hoặc bắt đầu phiên ở mức B-T.",
+            details={"unsigned_attributes": ["1.2.840.113549.1.9.16.2.14"], "level": level},
+        )
     for token in tokens:
         try:
             run_sync(services.token_checker.async_check_over(token, signature_value))
@@ -491,7 +544,7 @@ def complete_external(
     # since step 1, and a certificate revoked meanwhile must not sign (TT 15/2025 Art. 5).
     check = run_sync(check_signer(services, cert, chain))
     if ci is not None:
-        _check_client_timestamps(services, ci)
+        _check_client_timestamps(services, ci, row.level)
     timestamper = None
     if row.level == "B-T":
         timestamper = checked_timestamper(services, tsa_url_of(services, profile))

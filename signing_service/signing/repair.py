@@ -53,8 +53,51 @@ _EXIT_SIGNED = 3
 _EXIT_UNREADABLE = 4
 _EXIT_TOO_MANY = 5
 
-# A signature dictionary (ISO 32000-1 §12.8.1: /ByteRange is required in one).
-_SIGNATURE_MARKER = re.compile(rb"/ByteRange\s*\[")
+# PDF white space (ISO 32000-1 §7.2.2: NUL included) and comments (§7.2.3), as a separator;
+# possessive, so that a run of "%" cannot make the search backtrack.
+_SEPARATOR = rb"(?:[\x00\t\n\f\r ]|%[^\r\n]*+)*+"
+# A character that ends a name (white space or a delimiter), or the end of the data.
+_NAME_END = rb"(?![^\x00\t\n\f\r ()<>\[\]{}/%])"
+
+
+def _name(name: str) -> bytes:
+    """A regular expression for the PDF name ``name`` (without its ``/``) in any spelling:
+    each character as itself or ``#XX`` (ISO 32000-1 §7.3.5; the hex digits in either case)."""
+    parts = []
+    for char in name:
+        code = f"{ord(char):02X}"
+        hex_form = b"#" + b"".join(
+            f"[{d}{d.lower()}]".encode() if d.isalpha() else d.encode() for d in code
+        )
+        parts.append(b"(?:" + re.escape(char.encode()) + b"|" + hex_form + b")")
+    return b"".join(parts)
+
+
+# What only a signed PDF holds, in any spelling (red team 17b, R17B-3: "/ByteRange<NUL>["
+# passed the former pattern rb"/ByteRange\s*\["): a /ByteRange name (required in every
+# signature and document timestamp dictionary, ISO 32000-1 §12.8.1; anywhere, whatever
+# follows it) or a /Type /Sig or /DocTimeStamp dictionary. A false positive costs only the
+# repair of an unsigned file (refused as signed); a miss destroys a signature. SubFilter names
+# (adbe.pkcs7.*, ETSI.CAdES.*) are not marks: a signature dictionary has its /ByteRange
+# beside them, and an unsigned form's seed values (/SV /SubFilter) list them too. The
+# lookahead after "/" keeps the search cheap on a file of slashes.
+_SIGNATURE_MARKER = re.compile(
+    rb"/(?=[BT#])(?:"
+    + b"|".join(
+        [
+            _name("ByteRange"),
+            _name("Type")
+            + _SEPARATOR
+            + b"/(?:"
+            + _name("Sig")
+            + b"|"
+            + _name("DocTimeStamp")
+            + b")"
+            + _NAME_END,
+        ]
+    )
+    + b")"
+)
 
 
 # What an in-use cross-reference entry must point at: the object's header "N G obj"
@@ -165,16 +208,19 @@ class SignedDocumentDamaged(Exception):
 
 
 def carries_signatures(pdf: bytes) -> bool:
-    """Whether the raw bytes contain a signature dictionary (its ``/ByteRange`` array): read
-    without parsing, so that it also answers for a file no parser can read."""
+    """Whether the raw bytes hold a mark of a signature (:data:`_SIGNATURE_MARKER`: a
+    ``/ByteRange``, or a ``/Type /Sig`` or ``/DocTimeStamp`` dictionary, in any spelling of
+    the names, any white space and comments between): read without parsing, so that it
+    also answers for a file no parser can read. The repairing child looks again after
+    qpdf's reconstruction (:func:`_signature_found`), for what compression hides here."""
     return _SIGNATURE_MARKER.search(pdf) is not None
 
 
 def repair(pdf: bytes) -> bytes:
     """A clean rewrite of ``pdf`` by qpdf (recovery mode), same content and objects.
 
-    Raises :class:`SignedDocumentDamaged` when ``pdf`` carries a signature (raw
-    ``/ByteRange``, or a filled signature field found after reconstruction), and
+    Raises :class:`SignedDocumentDamaged` when ``pdf`` carries a signature (a mark of one in
+    the raw bytes, or a signature found after reconstruction: :func:`_signature_found`), and
     :class:`RepairFailed` when qpdf cannot rebuild it within :data:`REPAIR_SECONDS`,
     :data:`REPAIR_MEMORY_BYTES` and :data:`MAX_REPAIR_OBJECTS`.
     """
@@ -208,8 +254,25 @@ def repair(pdf: bytes) -> bytes:
     return done.stdout
 
 
+def _is_signature_dictionary(obj: object) -> bool:
+    """A signature or document timestamp dictionary: ``/Type /Sig`` or ``/DocTimeStamp``, or
+    a ``/ByteRange`` beside a ``/Contents`` (the type is optional, ISO 32000-1 Table 252)."""
+    import pikepdf
+
+    if isinstance(obj, pikepdf.Stream):
+        obj = obj.stream_dict
+    if not isinstance(obj, pikepdf.Dictionary):
+        return False
+    if obj.get("/Type") in (pikepdf.Name("/Sig"), pikepdf.Name("/DocTimeStamp")):
+        return True
+    return "/ByteRange" in obj and "/Contents" in obj
+
+
 def _filled_signature_field(pdf: object) -> bool:
-    """Whether the pikepdf document has a signature field with a value (bounded walk)."""
+    """Whether the pikepdf document has a signature field with a value (bounded walk). ``/FT``
+    is inheritable (ISO 32000-1 §12.7.3.1): a kid without its own ``/FT`` has its parent's,
+    as pyHanko, viewers and :func:`signing.inputs.signature_fields` read it. A ``/V`` that is
+    a signature dictionary counts whatever the field type says."""
     import pikepdf
 
     assert isinstance(pdf, pikepdf.Pdf)
@@ -217,22 +280,42 @@ def _filled_signature_field(pdf: object) -> bool:
     if not isinstance(acroform, pikepdf.Dictionary):
         return False
     fields = acroform.get("/Fields")
-    pending = list(fields) if isinstance(fields, pikepdf.Array) else []
+    pending: list[tuple[object, object]] = (
+        [(field, None) for field in fields] if isinstance(fields, pikepdf.Array) else []
+    )
     seen: set[tuple[int, int]] = set()
-    while pending and len(seen) < MAX_FIELDS:
-        field = pending.pop()
+    visited = 0
+    while pending and visited < MAX_FIELDS:
+        field, inherited = pending.pop()
         if not isinstance(field, pikepdf.Dictionary):
             continue
         if field.is_indirect:
             if field.objgen in seen:
                 continue
             seen.add(field.objgen)
-        if field.get("/FT") == pikepdf.Name.Sig and field.get("/V") is not None:
+        visited += 1
+        field_type = field.get("/FT", inherited)
+        value = field.get("/V")
+        if value is not None and (
+            field_type == pikepdf.Name.Sig or _is_signature_dictionary(value)
+        ):
             return True
         kids = field.get("/Kids")
         if isinstance(kids, pikepdf.Array):
-            pending.extend(kids)
+            pending.extend((kid, field_type) for kid in kids)
     return False
+
+
+def _signature_found(pdf: object) -> bool:
+    """Whether the rebuilt document carries a signature anywhere it could be read from: a
+    catalog ``/Perms`` (certification, usage rights), a filled signature field, or any
+    object that is a signature dictionary (objects in object streams included)."""
+    import pikepdf
+
+    assert isinstance(pdf, pikepdf.Pdf)
+    if "/Perms" in pdf.Root or _filled_signature_field(pdf):
+        return True
+    return any(_is_signature_dictionary(obj) for obj in pdf.objects)
 
 
 def _child(max_objects: int, memory_bytes: int) -> int:
@@ -247,7 +330,7 @@ def _child(max_objects: int, memory_bytes: int) -> int:
         with pikepdf.open(io.BytesIO(data), attempt_recovery=True) as pdf:
             if len(pdf.objects) > max_objects:
                 return _EXIT_TOO_MANY
-            if _filled_signature_field(pdf) or "/Perms" in pdf.Root:
+            if _signature_found(pdf):
                 return _EXIT_SIGNED
             out = io.BytesIO()
             # Streams are copied as they are (no recompression: same content, bounded work);
