@@ -44,7 +44,9 @@ from tests.support.duties import WsgiServer
 from tests.support.pdfs import make_pdf
 from tests.support.testpki import (
     INTERMEDIATE_NAME,
+    OFFICER_NAME,
     IssuedChain,
+    issue_certificate,
     issue_chain,
     key_info,
     new_key,
@@ -202,6 +204,37 @@ def test_timestamped_before_the_revocation_still_passes(
     report = _verify(_trust(dev_pki, chain, tmp_path), signed)
     assert report["verdict"] == "TOTAL_PASSED", report["signatures"][0]["checks"]
     assert source.hits
+
+
+def test_no_address_of_an_unvouched_certificate_is_fetched(
+    dev_pki: tuple[DevPki, int], crls: tuple[CrlSource, str], tmp_path: Path
+) -> None:
+    """A forged certificate naming the real intermediate as its issuer (and its key
+    identifier), signed with another key, whose CRL address is the forger's: the chain fails,
+    and the address is never asked (the fetching follows a path only as far as each
+    signature verifies)."""
+    source, url = crls
+    chain = issue_chain()
+    forged_key = new_key("rsa")
+    forged = issue_certificate(
+        OFFICER_NAME,
+        forged_key,
+        INTERMEDIATE_NAME,
+        new_key("rsa"),
+        not_before=NOW - timedelta(days=30),
+        not_after=NOW + timedelta(days=365),
+        issuer_cert=cx.load_der_x509_certificate(chain.intermediate.dump()),
+        crl_url=url,
+    )
+    signer = signers.SimpleSigner(
+        signing_cert=to_asn1(forged),
+        signing_key=key_info(forged_key),
+        cert_registry=SimpleCertificateStore.from_certs([chain.intermediate, chain.root]),
+    )
+    signed = _sign(make_pdf(), signer, crls=_stale_crls(chain))
+    report = _verify(_trust(dev_pki, chain, tmp_path), signed)
+    assert report["verdict"] != "TOTAL_PASSED"
+    assert source.hits == []
 
 
 # -- F3: a CA does not sign documents ---------------------------------------------------------

@@ -54,10 +54,13 @@ from pyhanko_certvalidator.policy_decl import (
     RevocationCheckingPolicy,
     RevocationCheckingRule,
 )
+from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
 from signing_service.trust import TrustStore, fingerprint
 
 Usage = Literal["signer", "tsa"]
+
+_SIGNATURES = DefaultSignatureValidator()
 
 # How far after the validation time revocation data may say it was issued (clocks differ).
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -246,13 +249,34 @@ class ChainValidator:
 
     @staticmethod
     def _path_certs(result: ChainResult) -> list[x509.Certificate]:
-        """The certificates of a result's path below its trust anchor (none without a path)."""
-        if result.path is None:
+        """The certificates of a result's path below its trust anchor whose signatures chain
+        to that anchor, top down (none without a path).
+
+        A validated path: all of them. A failed one (certvalidator's error path) may hold a
+        certificate whose signature was never checked, or failed — a forged certificate
+        naming a real CA as issuer, with a CRL address of the forger's choosing: the path is
+        followed from the anchor only as far as each signature verifies, so that no address
+        from an unvouched certificate is ever fetched."""
+        path = result.path
+        if path is None:
             return []
+        certs: list[x509.Certificate] = []
         try:
-            return list(result.path.iter_certs(include_root=False))
-        except Exception:  # noqa: BLE001 - a path certvalidator could not finish
-            return []
+            if result.ok:
+                return list(path.iter_certs(include_root=False))
+            key = path.trust_anchor.authority.public_key
+            for cert in path.iter_certs(include_root=False):
+                _SIGNATURES.validate_signature(
+                    signature=cert["signature_value"].native,
+                    signed_data=cert["tbs_certificate"].dump(),
+                    public_key_info=key,
+                    signature_algorithm=cert["signature_algorithm"],
+                )
+                certs.append(cert)
+                key = cert.public_key
+        except Exception:  # noqa: BLE001 - the path stops being vouched for here
+            return certs
+        return certs
 
     def _past_context(self, moment: datetime, issued_until: datetime) -> ValidationContext:
         fetched_crls, fetched_ocsps = self.fetched()
@@ -376,7 +400,8 @@ class ChainValidator:
                 result = await self._run(cert, usage, self.current_context(), historical=False)
         else:
             current = self._cache.get((fingerprint(cert), usage, None))
-            await self._fetch_crls(self._path_certs(current) if current else [cert])
+            # (validate.py judges the present first: without that result, nothing is vouched.)
+            await self._fetch_crls(self._path_certs(current) if current else [])
             # A certificate that has expired by the validation time: its CA no longer
             # publishes its status, so only revocation data issued before it expired counts.
             # And data that claims to be issued after the validation time cannot exist yet
