@@ -16,6 +16,7 @@ root configured as an extra anchor, its CRL served on loopback, the dev PKI's TS
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko_certvalidator.errors import CRLFetchError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signing_service.pki.dev import DevPki
@@ -183,6 +185,46 @@ def test_current_crl_not_listing_the_signer_passes(
     report = _verify(_trust(dev_pki, chain, tmp_path), signed)
     assert report["verdict"] == "TOTAL_PASSED", report["signatures"][0]["checks"]
     assert source.hits
+    assert "REVOCATION_NOT_REFRESHED" not in _warnings(report)
+
+
+def test_a_ca_that_does_not_answer_leaves_the_document_data_deciding_and_says_so(
+    dev_pki: tuple[DevPki, int], tmp_path: Path
+) -> None:
+    """The CA's CRL address does not answer: the document's own CRLs decide (still valid
+    evidence), and the report says that a later revocation could not be seen (red team 18
+    R18-4)."""
+    chain = issue_chain(crl_url="http://127.0.0.1:9/interm.crl")
+    signed = _sign(make_pdf(), chain.signer(), crls=_stale_crls(chain))
+    report = _verify(_trust(dev_pki, chain, tmp_path), signed)
+    assert report["verdict"] == "TOTAL_PASSED", report["signatures"][0]["checks"]
+    assert "REVOCATION_NOT_REFRESHED" in _warnings(report)
+
+
+def test_a_used_up_request_budget_is_not_remembered_as_the_ca_failing() -> None:
+    """One verification's request budget (FetchLimits) running out is not an answer from the
+    CA: remembered as the CA's failure in the shared cache, one upload that used up its budget
+    stopped every verification of the next 30 s from fetching that CRL (red team 18 R18-2)."""
+    from signing_service.verification.revinfo_cache import CachingFetcherBackend, RevocationCache
+
+    cache = RevocationCache()
+    backend = CachingFetcherBackend(cache, per_request_timeout=2)
+    fetchers = backend.get_fetchers()
+    limit = backend.limits.max_requests
+    assert limit is not None
+
+    async def spend() -> None:
+        for n in range(limit):
+            with pytest.raises(CRLFetchError):  # a closed port: a real failure
+                await fetchers.crl_fetcher._fetch_single(f"http://127.0.0.1:9/{n}.crl")
+        with pytest.raises(CRLFetchError, match="limit"):
+            await fetchers.crl_fetcher._fetch_single("http://127.0.0.1:9/the-ca.crl")
+
+    asyncio.run(spend())
+    with pytest.raises(CRLFetchError, match=re.escape("127.0.0.1:9/0.crl")):  # remembered
+        cache.get(("crl", "http://127.0.0.1:9/0.crl"))
+    with pytest.raises(KeyError):  # never asked: nothing remembered
+        cache.get(("crl", "http://127.0.0.1:9/the-ca.crl"))
 
 
 def test_timestamped_before_the_revocation_still_passes(

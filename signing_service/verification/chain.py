@@ -183,6 +183,8 @@ class ChainValidator:
         self._cache: dict[tuple[str, str, datetime | None], ChainResult] = {}
         self._current: ValidationContext | None = None
         self._crls_fetched_for: set[str] = set()
+        # Certificates whose current CRLs could not be had (unreachable, refused, budget).
+        self._not_refreshed: dict[str, x509.Certificate] = {}
 
     # -- contexts ---------------------------------------------------------------------------
     def _other_certs(self) -> list[x509.Certificate]:
@@ -244,8 +246,29 @@ class ChainValidator:
                     continue
                 obtained |= bool(await self._fetchers.crl_fetcher.fetch(cert))
             except Exception:  # noqa: BLE001 - unreachable: judged with what we have
+                self._not_refreshed[fingerprint(cert)] = cert
                 continue
         return obtained
+
+    def not_refreshed(self, result: ChainResult) -> bool:
+        """Whether ``result`` (a chain judged now, live) rests for some certificate of its path
+        on the document's own revocation data only: its CA's current CRL could not be fetched
+        and no OCSP answer was fetched for it either. The verdict stands — the document's data
+        is valid evidence — but it cannot show a revocation published since that data was
+        issued, and the report must say so (red team 18 R18-4)."""
+        if self._fetchers is None or not self._not_refreshed:
+            return False
+        ocsp_fetcher = self._fetchers.ocsp_fetcher
+        for cert in self._path_certs(result):
+            if fingerprint(cert) not in self._not_refreshed:
+                continue
+            try:
+                answered = bool(list(ocsp_fetcher.fetched_responses_for_cert(cert)))
+            except Exception:  # noqa: BLE001 - no answer recorded for it
+                answered = False
+            if not answered:
+                return True
+        return False
 
     @staticmethod
     def _path_certs(result: ChainResult) -> list[x509.Certificate]:

@@ -235,6 +235,11 @@ MESSAGES: dict[str, str] = {
         "Kết quả xác minh tại thời điểm được yêu cầu giả định chữ ký đã tồn tại vào lúc đó: "
         "không có dấu thời gian nào chứng minh điều này (thời điểm ký tự khai có thể bị ghi lùi)."
     ),
+    "REVOCATION_NOT_REFRESHED": (
+        "Không lấy được danh sách thu hồi (CRL) hiện hành của CA: tình trạng thu hồi được kết "
+        "luận theo dữ liệu lưu trong tài liệu, không thể hiện việc thu hồi công bố sau thời "
+        "điểm dữ liệu đó được phát hành."
+    ),
     "TIMESTAMP_BEFORE_CLAIMED_SIGNING_TIME": (
         "Thời gian trong dấu thời gian sớm hơn thời điểm ký do người ký tự khai: đồng hồ của máy "
         "ký sai hoặc thời điểm tự khai không đúng. Thời điểm ký được tính theo dấu thời gian."

@@ -146,6 +146,18 @@ class _BoundedBodies:
     per_request_timeout: float
     user_agent: str
 
+    def _charge(self, kind: Any) -> None:
+        """The request budget of one verification (FetchLimits), as certvalidator charges it,
+        with its refusal marked: a refusal by this verification's budget says nothing about
+        the responder and is never remembered as its failure in the shared cache — else one
+        upload that used up its budget would stop every verification of the next
+        ``failure_age`` seconds from fetching that CA's CRL (red team 18 R18-2)."""
+        try:
+            super()._charge(kind)  # type: ignore[misc]
+        except Exception as e:
+            e.budget_refusal = True  # type: ignore[attr-defined]
+            raise
+
     async def _bounded(
         self, method: str, url: str, headers: dict[str, str], data: bytes | None
     ) -> httpx.Response:
@@ -232,6 +244,8 @@ class _CachingCRLFetcher(_BoundedBodies, RequestsCRLFetcher):
             try:
                 fetched = await super(_CachingCRLFetcher, self)._fetch_single(url)
             except cv_errors.CRLFetchError as e:
+                if getattr(e, "budget_refusal", False):
+                    raise
                 metrics.observe_revocation_fetch("crl", time.perf_counter() - began, False)
                 self._cache.put_failure(key, e)
                 raise
@@ -269,6 +283,8 @@ class _CachingOCSPFetcher(_BoundedBodies, RequestsOCSPFetcher):
             try:
                 fetched = await self._fetch(cert, authority)
             except cv_errors.OCSPFetchError as e:
+                if getattr(e, "budget_refusal", False):
+                    raise
                 metrics.observe_revocation_fetch("ocsp", time.perf_counter() - began, False)
                 self._cache.put_failure(key, e)
                 raise

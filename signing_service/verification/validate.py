@@ -1548,6 +1548,12 @@ class Verifier:
         else:
             signing_time, source = None, None
         doc.warnings += _time_notes(doc, field_name, first_ts, claimed, poe)
+        if (
+            chain_result is not None
+            and checks["revocation"].status == PASS
+            and doc.chains.not_refreshed(chain_result)
+        ):
+            doc.warnings.append(Note.of("REVOCATION_NOT_REFRESHED", signature=field_name))
         try:
             mechanism = emb.signer_info["signature_algorithm"]["algorithm"].native
         except Exception:  # noqa: BLE001

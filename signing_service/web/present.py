@@ -409,6 +409,11 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
         "Kết quả kiểm tra tại thời điểm được yêu cầu giả định chữ ký đã có vào lúc đó.",
         "Chữ ký không có dấu thời gian chứng minh điều này.",
     ),
+    "REVOCATION_NOT_REFRESHED": CitizenText(
+        "Chưa tra cứu được tình trạng thu hồi mới nhất của chứng thư số người ký.",
+        "Kết luận dựa trên dữ liệu lưu trong tài liệu; nếu chứng thư bị thu hồi sau đó, kết quả "
+        "này chưa thể hiện. Hãy kiểm tra lại sau.",
+    ),
     "TIMESTAMP_BEFORE_CLAIMED_SIGNING_TIME": CitizenText(
         "Dấu thời gian sớm hơn thời điểm ký do người ký tự ghi.",
         "Đồng hồ của máy ký có thể sai; thời điểm ký được tính theo dấu thời gian.",
