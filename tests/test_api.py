@@ -545,3 +545,28 @@ def test_a_repeated_field_is_refused_not_the_last_one_taken(
     assert (response.status_code, response.json()["code"]) == (422, "INVALID_REQUEST")
     assert named in response.json()["details"]["fields"]
     assert_nothing_written(before, services)
+
+
+@pytest.mark.parametrize(
+    ("parts", "named"),
+    [
+        ([("file", "a.pdf"), ("validation_tim", "2026-12-01T02:14:00+07:00")], "validation_tim"),
+        ([("file", "a.pdf"), ("file", "b.pdf")], "file"),
+    ],
+    ids=["misspelt", "repeated"],
+)
+def test_a_verification_refuses_a_field_it_does_not_take(
+    api: Any, parts: list[tuple[str, str]], named: str
+) -> None:
+    """New user 18 #5: a misspelt ``validation_time`` was ignored and the report validated
+    now, the auditor none the wiser; the README promises a field the endpoint does not take
+    is refused, as the signing routes do."""
+    from tests.support.multipart import multipart
+
+    fields: list[Any] = [
+        (name, value, make_pdf()) if name == "file" else (name, value) for name, value in parts
+    ]
+    body, content_type = multipart(fields)
+    response = api.post("/v1/verifications", headers={"Content-Type": content_type}, content=body)
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_REQUEST")
+    assert named in response.json()["details"]["fields"]

@@ -403,6 +403,39 @@ def test_another_agency_signing_further_is_not_linked(
     assert other["agency"]["code"] == "000.00.31.H26"
 
 
+@pytest.mark.parametrize("action", ["revoke", "supersede"])
+def test_a_countersigned_copy_answers_for_the_issuers_withdrawal(
+    api: Any, public: Services, credentials: dict[str, Any], action: str
+) -> None:
+    """New user 18 #1: agency B countersigned agency A's decision, then A revoked it; B's copy
+    (its own record, in force) still read "đang có hiệu lực". The decision inside it, the one
+    that has legal force, was withdrawn: the copy is REVOKED (or SUPERSEDED) too, naming A."""
+    first = sign(api, credentials, make_pdf())
+    countersigned = content(
+        api, credentials, sign(api, credentials, content(api, credentials, first), agency=1), 1
+    )
+    before = verify(api, countersigned)
+    assert before["status"]["state"] == "valid", [
+        (x["field"], x["sub_indication"], {k: v["code"] for k, v in x["checks"].items()})
+        for x in before["signatures"]
+    ]
+    assert "contains" not in before["registry"]
+    body: dict[str, Any] = {"reason": "Sai thẩm quyền"}
+    if action == "supersede":
+        replacement = sign(api, credentials, make_pdf(pages=2))
+        body["superseded_by"] = replacement["registry"]["public_id"]
+    changed = change(api, credentials, first["registry"]["public_id"], action, **body)
+    assert changed.status_code == 200, changed.text
+    after = verify(api, countersigned)
+    assert after["registry"]["matched"] == "file"
+    assert after["registry"]["status"] == "in_force"  # B's own record
+    inner = after["registry"]["contains"]
+    assert inner["public_id"] == first["registry"]["public_id"]
+    expected = "REVOKED" if action == "revoke" else "SUPERSEDED"
+    assert (after["status"]["state"], after["status"]["code"]) == ("invalid", expected)
+    assert "Sở Tư pháp tỉnh Demo A" in after["status"]["message"]
+
+
 # -- documents the service did not issue ------------------------------------------------------
 
 

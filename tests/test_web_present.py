@@ -16,7 +16,7 @@ from signing_service.trust import TrustStore
 from signing_service.verification import limits
 from signing_service.verification.messages import MESSAGES
 from signing_service.verification.validate import Verifier
-from signing_service.web.present import CITIZEN_TEXTS, present
+from signing_service.web.present import CITIZEN_TEXTS, REVOCATION_STATUS_TEXTS, present
 from tests.conftest import REPO
 from tests.support.pdfs import make_pdf
 from tests.test_verification_report import dev_sign
@@ -64,6 +64,15 @@ def test_every_code_the_verifier_emits_has_citizen_words() -> None:
         assert CITIZEN_TEXTS[code].why, f"{code} has no 'why this matters' line"
     for text in CITIZEN_TEXTS.values():
         assert text.text.endswith((".", "…")), text.text
+
+
+def test_every_revocation_status_the_report_gives_has_words() -> None:
+    """The statuses a report's revocation_data carries (verification/report.py
+    RevocationDataInfo: good | revoked | not_listed | unknown) each read in Vietnamese: a CRL
+    that does not list the certificate was shown as "không rõ" (new user 18 #3)."""
+    for status in ("good", "revoked", "not_listed", "unknown"):
+        assert status in REVOCATION_STATUS_TEXTS, status
+    assert "chưa bị thu hồi" in REVOCATION_STATUS_TEXTS["not_listed"]
 
 
 def test_valid_signature(verifier: Verifier, signed: bytes) -> None:

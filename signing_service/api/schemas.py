@@ -224,7 +224,9 @@ class VerificationReport(BaseModel):
         "document whose hash is the file's (matched: file) or one of its signed revisions' "
         "(matched: revision; matched: validation_data when only DSS and document timestamps "
         'follow it), or {"found": false}: not issued through this service '
-        "(README, Sổ đăng ký văn bản đã phát hành)"
+        "(README, Sổ đăng ký văn bản đã phát hành); with matched: file, contains: the public "
+        "record of a registered document inside the file (what another agency signed "
+        "further) that its issuer revoked or superseded"
     )
 
 

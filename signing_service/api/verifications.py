@@ -15,6 +15,7 @@ from fastapi import APIRouter, File, Form, Header, Query, Request, Response, Upl
 from signing_service import errors
 from signing_service.api import schemas
 from signing_service.api.deps import AppServices, VerificationThreads, read_upload
+from signing_service.api.signatures import SINGLE_VALUED
 
 # The verification use case is imported by its endpoint on first use: it pulls in pyHanko
 # (~30 MB), which a process serving only attachments never needs.
@@ -73,6 +74,9 @@ def wants_pdf(format: str | None, accept: str | None) -> bool:
 
 @router.post(
     "/v1/verifications",
+    # A field the endpoint does not take (a misspelt validation_time) or one sent twice is
+    # refused, never ignored (new user 18 #5): as on the signing routes.
+    dependencies=SINGLE_VALUED,
     response_model=schemas.VerificationReport,
     tags=["xác minh"],
     summary="Xác minh mọi chữ ký số và dấu thời gian trong một tài liệu PDF (công khai)",

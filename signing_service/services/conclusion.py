@@ -19,6 +19,9 @@ The rules, in order (the first that applies decides):
 2. The registry says the document (or the latest version the service signed further from it,
    :mod:`signing_service.services.registry`) was revoked or superseded: ``invalid``
    ``REVOKED`` / ``SUPERSEDED``, whatever the signatures (validly signed, no longer in force).
+   The same when the file is registered and in force but a registered document inside it
+   (``registry.contains``: what another agency countersigned or sealed) was revoked or
+   superseded by its issuer.
 3. Signatures that failed: ``invalid`` ``SIGNATURE_INVALID``; not decided: ``indeterminate``
    ``SIGNATURE_INDETERMINATE``; no signature at all: ``indeterminate`` ``NO_SIGNATURE`` (an
    unsigned file cannot show who issued it). A failed file that is not registered is never
@@ -295,6 +298,30 @@ def _document_status(report: dict[str, Any], expected_public_id: str | None = No
         if not signed:
             text = text[0].upper() + text[1:]
         return Conclusion(INVALID, SUPERSEDED, prefix + signed + text)
+
+    # 2b. The file is registered and in force, but a registered document inside it (the one
+    # another agency signed further: countersigned, sealed) was revoked or superseded by its
+    # issuer: that withdrawal answers for the copy (new user 18 #1).
+    inner = registry.get("contains") if registry is not None else None
+    if isinstance(inner, dict) and inner.get("status") in ("revoked", "superseded"):
+        agency = _agency(inner)
+        changed = vietnam_date(inner.get("status_changed_at"))
+        signed = "Chữ ký số hợp lệ, nhưng " if verdict == "TOTAL_PASSED" else ""
+        if inner.get("status") == "revoked":
+            text = f"văn bản do {agency} ban hành có trong tệp này đã bị thu hồi" + (
+                f" ngày {changed}" if changed else ""
+            )
+            text += ": văn bản không còn hiệu lực."
+            code = REVOKED
+        else:
+            text = f"văn bản do {agency} ban hành có trong tệp này đã được thay thế" + (
+                f" từ ngày {changed}" if changed else ""
+            )
+            text += ": hãy dùng văn bản mới."
+            code = SUPERSEDED
+        if not signed:
+            text = text[0].upper() + text[1:]
+        return Conclusion(INVALID, code, prefix + signed + text)
 
     # 3. The signatures did not pass: what the registry says cannot make the file valid.
     if verdict == "TOTAL_FAILED":

@@ -257,9 +257,13 @@ def registry_section(
     """
     digest = sha256_hex or hashlib.sha256(pdf).hexdigest()
     found = lookup_sha256(services, digest)
-    if found is not None:
-        return {**found.to_public_dict(), "matched": "file"}
     signed = signed_revisions(pdf)
+    if found is not None:
+        section = {**found.to_public_dict(), "matched": "file"}
+        inner = _withdrawn_inside(services, [d for d, _ in signed if d != digest])
+        if inner is not None:
+            section["contains"] = inner
+        return section
     revisions = [digest for digest, _ in signed]
     if revisions:
         with services.db.transaction() as session:
@@ -289,6 +293,30 @@ def registry_section(
                 )
                 return {**record.to_public_dict(), "matched": how}
     return dict(NOT_FOUND)
+
+
+def _withdrawn_inside(services: Services, revisions: list[str]) -> dict[str, Any] | None:
+    """The public record of a registered document among ``revisions`` (SHA-256 hex, newest
+    first: the signed revisions of a file that is itself registered) that is no longer in
+    force (revoked or superseded), else ``None``.
+
+    Why: another agency that signs an issued document further (a countersignature, a seal)
+    registers the result as its own record, unlinked from the issuer's (tenant isolation).
+    When the issuer then revoked its decision, the countersigned copy still read "đang có hiệu
+    lực" (new user 18 #1): the document inside it, the one that has legal force, was withdrawn.
+    Public metadata only (the holder of the file holds the issuer's document too)."""
+    if not revisions:
+        return None
+    with services.db.transaction() as session:
+        rows = session.scalars(
+            select(RegisteredDocument).where(RegisteredDocument.sha256.in_(revisions))
+        ).all()
+        order = {d: i for i, d in enumerate(revisions)}
+        for row in sorted(rows, key=lambda r: (order[r.sha256], -r.id)):
+            record = _record(session, services, row)
+            if record.status in ("revoked", "superseded"):
+                return record.to_public_dict()
+    return None
 
 
 # The newest registration of a document (bytes) by the agency: built once with bound

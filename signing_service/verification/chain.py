@@ -199,6 +199,11 @@ class ChainValidator:
                 moment=None if self.live else self.validation_time,
                 allow_fetching=self.live,
                 fetchers=self._fetchers,
+                # The context's "now" is fixed when it is made; a CRL or OCSP answer fetched
+                # seconds later (a busy server, a slow responder) says it was issued after that
+                # and certvalidator's default tolerance of 1 s called it "too recent": revocation
+                # unknown for a genuine document. Clocks of CAs and ours differ as well.
+                time_tolerance=FUTURE_TOLERANCE,
                 crls=list(self.evidence.crls),
                 ocsps=list(self.evidence.ocsps),
                 revinfo_policy=CertRevTrustPolicy(REVOCATION_REQUIRED),

@@ -88,6 +88,8 @@ COVERAGE_TEXTS = {
 REVOCATION_STATUS_TEXTS = {
     "good": "chưa bị thu hồi",
     "revoked": "đã bị thu hồi",
+    # A CRL that does not list the certificate: not revoked as of that CRL (new user 18 #3).
+    "not_listed": "không có trong danh sách thu hồi (chưa bị thu hồi)",
     "unknown": "không rõ",
 }
 TIMESTAMP_TYPE_TEXTS = {
