@@ -590,7 +590,7 @@ def init_dev_pki(
             _generate_key(path, kind)
             created.append(label)
     if created:
-        log.info("development PKI: generated keys %s", ", ".join(created))
+        log.info("PKI thử nghiệm: đã tạo khóa %s", ", ".join(created))
 
     state_file = pki_dir / "state.json"
     previous = _read_state(state_file)
