@@ -436,6 +436,35 @@ def test_a_countersigned_copy_answers_for_the_issuers_withdrawal(
     assert "Sở Tư pháp tỉnh Demo A" in after["status"]["message"]
 
 
+def test_a_past_validation_time_reads_the_registry_as_it_stood_then(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """New user 18 #2: asked about a moment before the decision was revoked, the answer was
+    REVOKED. As of that moment it was in force; the message says it was revoked since, and the
+    registry section keeps today's status."""
+    import time
+    from datetime import UTC, datetime
+
+    signed = sign(api, credentials, make_pdf(), level="B-LT")
+    pdf = content(api, credentials, signed)
+    time.sleep(1.5)
+    asked = datetime.now(UTC).isoformat(timespec="seconds")
+    time.sleep(1.5)
+    changed = change(api, credentials, signed["registry"]["public_id"], "revoke", reason="R")
+    assert changed.status_code == 200, changed.text
+    then = api.post(
+        "/v1/verifications",
+        files={"file": ("x.pdf", pdf, "application/pdf")},
+        data={"validation_time": asked},
+    ).json()
+    assert then["registry"]["status"] == "revoked"
+    assert (then["status"]["state"], then["status"]["code"]) == ("valid", "IN_FORCE"), then
+    assert "Sau thời điểm được hỏi" in then["status"]["message"]
+    now = verify(api, pdf)
+    assert now["status"]["code"] == "REVOKED"
+    assert "Sau thời điểm được hỏi" not in now["status"]["message"]
+
+
 # -- documents the service did not issue ------------------------------------------------------
 
 

@@ -48,6 +48,7 @@ and code are these.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from signing_service.timefmt import vietnam_date
@@ -233,7 +234,10 @@ def document_status(report: dict[str, Any], expected_public_id: str | None = Non
     earlier version of a registered document (``registry.newer_version``), a sentence naming
     the newer version and its link; the state and code stay the rules' (new user 12 item 8).
     Parameters and errors as :func:`_document_status`."""
-    conclusion = _document_status(report, expected_public_id)
+    as_of, later = _as_of_validation_time(report)
+    conclusion = _document_status(as_of, expected_public_id)
+    if later:
+        conclusion = Conclusion(conclusion.state, conclusion.code, f"{conclusion.message} {later}")
     section = report.get("registry")
     if (
         isinstance(section, dict)
@@ -245,6 +249,55 @@ def document_status(report: dict[str, Any], expected_public_id: str | None = Non
             conclusion.state, conclusion.code, conclusion.message + newer_version_note(section)
         )
     return conclusion
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _as_of_validation_time(report: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``report`` as the registry stood at its validation time, and a sentence on what changed
+    since (empty when nothing did).
+
+    A verification as of a past moment (``validation_time`` earlier than ``validated_at``,
+    ``--at``, the API's ``validation_time``) asks "was it valid then?": a revocation or
+    replacement made after that moment did not yet apply (new user 18 #2: asked about 02:14
+    for a decision revoked at 02:15, the answer was REVOKED). The registry section itself keeps
+    today's status; the message says what happened after."""
+    section = report.get("registry")
+    asked, now = _moment(report.get("validation_time")), _moment(report.get("validated_at"))
+    if (
+        not isinstance(section, dict)
+        or asked is None
+        or now is None
+        or asked >= now - timedelta(seconds=1)
+    ):
+        return report, ""
+    notes: list[str] = []
+    adjusted = dict(section)
+    for key, holder in (("status", adjusted), ("contains", adjusted.get("contains"))):
+        if not isinstance(holder, dict):
+            continue
+        changed = _moment(holder.get("status_changed_at"))
+        if holder.get("status") in ("revoked", "superseded") and changed and changed > asked:
+            what = "thu hồi" if holder.get("status") == "revoked" else "thay thế"
+            notes.append(
+                f"Sau thời điểm được hỏi, {_agency(holder)} đã {what} văn bản"
+                f" ngày {vietnam_date(holder.get('status_changed_at'))}."
+            )
+            if key == "status":
+                adjusted.update(status="in_force", status_changed_at=None)
+            else:
+                adjusted.pop("contains")
+    if not notes:
+        return report, ""
+    return {**report, "registry": adjusted}, " ".join(notes)
 
 
 def _document_status(report: dict[str, Any], expected_public_id: str | None = None) -> Conclusion:
