@@ -260,7 +260,7 @@ def registry_section(
     signed = signed_revisions(pdf)
     if found is not None:
         section = {**found.to_public_dict(), "matched": "file"}
-        inner = _withdrawn_inside(services, [d for d, _ in signed if d != digest])
+        inner = _withdrawn_inside(services, [d for d, _ in signed if d != digest], found.public_id)
         if inner is not None:
             section["contains"] = inner
         return section
@@ -295,7 +295,9 @@ def registry_section(
     return dict(NOT_FOUND)
 
 
-def _withdrawn_inside(services: Services, revisions: list[str]) -> dict[str, Any] | None:
+def _withdrawn_inside(
+    services: Services, revisions: list[str], own_public_id: str
+) -> dict[str, Any] | None:
     """The public record of a registered document among ``revisions`` (SHA-256 hex, newest
     first: the signed revisions of a file that is itself registered) that is no longer in
     force (revoked or superseded), else ``None``.
@@ -314,7 +316,10 @@ def _withdrawn_inside(services: Services, revisions: list[str]) -> dict[str, Any
         order = {d: i for i, d in enumerate(revisions)}
         for row in sorted(rows, key=lambda r: (order[r.sha256], -r.id)):
             record = _record(session, services, row)
-            if record.status in ("revoked", "superseded"):
+            governed = record.status_from.public_id if record.status_from else record.public_id
+            if record.status in ("revoked", "superseded") and governed != own_public_id:
+                # (An earlier version of the file's own record takes its status from the file's
+                # record, status_from: that is the file's own status, not another's.)
                 return record.to_public_dict()
     return None
 

@@ -264,6 +264,23 @@ class _PlainRegistry:
                 out.append((document, row))
         return out
 
+    def _withdrawn_inside(self, revisions: list[str], own: str) -> dict[str, Any] | None:
+        """As services/registry.py ``_withdrawn_inside``: the public record of a registered
+        document among the file's signed revisions that its issuer revoked or superseded."""
+        if not revisions:
+            return None
+        marks = ", ".join("?" for _ in revisions)
+        rows = self.rows.all(
+            f"SELECT * FROM registered_documents WHERE sha256 IN ({marks})", tuple(revisions)
+        )
+        order = {d: i for i, d in enumerate(revisions)}
+        for row in sorted(rows, key=lambda r: (order[r["sha256"]], -r["id"])):
+            record = self._record(row)
+            governed = record.status_from.public_id if record.status_from else record.public_id
+            if record.status in ("revoked", "superseded") and governed != own:
+                return record.to_public_dict()  # type: ignore[no-any-return]
+        return None
+
     def section(self, pdf: bytes, digest: str) -> dict[str, Any]:
         from signing_service.services.registry_records import (
             NOT_FOUND,
@@ -276,13 +293,21 @@ class _PlainRegistry:
             "SELECT * FROM registered_documents WHERE sha256 = ? ORDER BY id DESC LIMIT 1",
             (digest,),
         )
+        found = None
         if row is not None:
-            return {**self._record(row).to_public_dict(), "matched": "file"}
-        earlier = self._by_earlier_versions([digest])
-        if earlier:
-            document, row = earlier[0]
-            return {**self._record(row, document).to_public_dict(), "matched": "file"}
+            found = self._record(row)
+        else:
+            earlier = self._by_earlier_versions([digest])
+            if earlier:
+                document, row = earlier[0]
+                found = self._record(row, document)
         signed = signed_revisions(pdf)
+        if found is not None:
+            section = {**found.to_public_dict(), "matched": "file"}
+            inner = self._withdrawn_inside([d for d, _ in signed if d != digest], found.public_id)
+            if inner is not None:
+                section["contains"] = inner
+            return section
         revisions = [d for d, _ in signed]
         if revisions:
             marks = ", ".join("?" for _ in revisions)
