@@ -33,14 +33,22 @@ def vietnam_time(moment: datetime) -> str:
     return moment.astimezone(VIETNAM_TZ).replace(microsecond=0).isoformat()
 
 
-def vietnam_date(value: object) -> str | None:
-    """An ISO 8601 time (a report's string) as the Vietnam date ``dd/mm/yyyy``; ``None`` when
-    absent or unreadable. A time without an offset is taken as it is."""
+def report_time(value: object) -> datetime | None:
+    """An ISO 8601 time as a report carries it (a string, ``Z`` allowed) as a datetime, aware
+    when the string has an offset; ``None`` when absent or unreadable."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
+        return None
+
+
+def vietnam_date(value: object) -> str | None:
+    """An ISO 8601 time (a report's string) as the Vietnam date ``dd/mm/yyyy``; ``None`` when
+    absent or unreadable. A time without an offset is taken as it is."""
+    moment = report_time(value)
+    if moment is None:
         return None
     if moment.tzinfo is not None:
         moment = moment.astimezone(VIETNAM_TZ)

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from signing_service.timefmt import vietnam_date
+from signing_service.timefmt import report_time, vietnam_date
 from signing_service.verification.identity import same_organisation
 
 VALID = "valid"
@@ -252,13 +252,9 @@ def document_status(report: dict[str, Any], expected_public_id: str | None = Non
 
 
 def _moment(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
+    """A report's time with its offset (timefmt.report_time); ``None`` without one."""
+    moment = report_time(value)
+    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 def _as_of_validation_time(report: dict[str, Any]) -> tuple[dict[str, Any], str]:
