@@ -106,12 +106,15 @@ USAGES: dict[str, KeyUsageConstraints] = {
 @dataclass(frozen=True)
 class Evidence:
     """Validation material a document carries. ``source`` maps a DER's SHA-256 to where it was
-    found ("dss", "vri", "cms")."""
+    found ("dss", "vri", "cms"). ``written`` maps the SHA-256 of a CRL or OCSP response of the
+    DSS to the revision (0-based) that wrote the object holding it (the earliest, when several
+    do); one only in signatures' own revocation attribute is not in it."""
 
     certs: tuple[x509.Certificate, ...] = ()
     crls: tuple[crl.CertificateList, ...] = ()
     ocsps: tuple[ocsp.OCSPResponse, ...] = ()
     source: dict[bytes, str] = field(default_factory=dict)
+    written: dict[bytes, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -455,9 +455,17 @@ def _collect_evidence(
     crls: dict[bytes, crl.CertificateList] = {}
     ocsps: dict[bytes, ocsp.OCSPResponse] = {}
     source: dict[bytes, str] = {}
+    written: dict[bytes, int] = {}
 
-    def add(kind: str, der: bytes, where: str) -> None:
+    def add(kind: str, der: bytes, where: str, ref: Any = None) -> None:
         digest = hashlib.sha256(der).digest()
+        if ref is not None and kind != "cert":
+            try:
+                revision = reader.xrefs.get_last_change(ref.reference)
+            except Exception:  # noqa: BLE001 - not an indirect object of this file
+                revision = None
+            if revision is not None:
+                written[digest] = min(revision, written.get(digest, revision))
         if digest in source:
             return
         try:
@@ -490,7 +498,7 @@ def _collect_evidence(
         ):
             for ref in refs[:5_000]:
                 try:
-                    add(kind, ref.get_object().read_data(purpose), "document")
+                    add(kind, ref.get_object().read_data(purpose), "document", ref)
                 except Exception:  # noqa: BLE001
                     continue
         vri_keys = (("/Cert", "cert"), ("/CRL", "crl"), ("/OCSP", "ocsp"))
@@ -504,7 +512,7 @@ def _collect_evidence(
                 vri = entry.get_object()
                 for key, kind in vri_keys:
                     for ref in vri.get(key, ())[:1_000]:
-                        add(kind, ref.get_object().read_data(purposes[kind]), "document")
+                        add(kind, ref.get_object().read_data(purposes[kind]), "document", ref)
             except Exception:  # noqa: BLE001
                 continue
     # Signatures by one seal carry the same certificate sets: read each distinct set once.
@@ -538,7 +546,9 @@ def _collect_evidence(
                     add("ocsp", item.dump(), "document")
         except Exception:  # noqa: BLE001 - nothing usable in this one
             continue
-    return Evidence(tuple(certs.values()), tuple(crls.values()), tuple(ocsps.values()), source)
+    return Evidence(
+        tuple(certs.values()), tuple(crls.values()), tuple(ocsps.values()), source, written
+    )
 
 
 # -- report pieces -----------------------------------------------------------------------------
@@ -1691,14 +1701,20 @@ class Verifier:
     def _level(
         self, doc: _Doc, emb: EmbeddedPdfSignature, cert: x509.Certificate, timestamped: bool
     ) -> str | None:
-        """PAdES baseline level (ETSI EN 319 142-1): B-B; B-T with a signature or document
-        timestamp; B-LT with the signer's revocation data in the DSS; B-LTA with a document
-        timestamp over a revision that holds the DSS."""
+        """PAdES baseline level (ETSI EN 319 142-1 §6): B-B; B-T with a signature or document
+        timestamp; B-LT with revocation data about the signer's certificate added for this
+        signature: in the DSS, written by the signature's revision or a later one (data
+        written before the signature existed was gathered for another signature: new user 18
+        #4), or in the signature's own revocation attribute; B-LTA with a document timestamp
+        over a later revision that holds the DSS."""
         if not timestamped:
             return "B-B"
+        written = doc.evidence.written
         has_revinfo = any(
-            _speaks_about(item, cert) for item in (*doc.evidence.ocsps, *doc.evidence.crls)
-        )
+            _speaks_about(item, cert)
+            and written.get(hashlib.sha256(item.dump()).digest(), -1) >= emb.signed_revision
+            for item in (*doc.evidence.ocsps, *doc.evidence.crls)
+        ) or _archived_revinfo_about(emb, cert)
         if not has_revinfo:
             return "B-T"
         for revision in doc.doc_timestamps:
@@ -1935,16 +1951,40 @@ def _token_signer(token: cms.SignedData) -> x509.Certificate | None:
 
 
 def _speaks_about(item: crl.CertificateList | ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
+    """Whether a CRL (issued by ``cert``'s issuer) or an OCSP response (a single response whose
+    CertID names ``cert``: serial number AND issuer name hash, RFC 6960 §4.1.1; serial numbers
+    are unique only per issuer, and the dev PKI's root and issuing CA both count from 4097)
+    gives ``cert``'s status."""
     try:
         if isinstance(item, crl.CertificateList):
             return bool(item["tbs_cert_list"]["issuer"] == cert.issuer)
         data = item["response_bytes"]["response"].parsed["tbs_response_data"]
-        return any(
-            single["cert_id"]["serial_number"].native == cert.serial_number
-            for single in data["responses"]
-        )
+        issuer = cert.issuer.dump()
+        for single in data["responses"]:
+            cert_id = single["cert_id"]
+            if cert_id["serial_number"].native != cert.serial_number:
+                continue
+            algorithm = cert_id["hash_algorithm"]["algorithm"].native
+            if hashlib.new(algorithm, issuer).digest() == cert_id["issuer_name_hash"].native:
+                return True
+        return False
     except Exception:  # noqa: BLE001
         return False
+
+
+def _archived_revinfo_about(emb: EmbeddedPdfSignature, cert: x509.Certificate) -> bool:
+    """Whether the signature's own signed revocation attribute (Adobe's
+    ``adbe-revocationInfoArchival``) holds a CRL or OCSP response about ``cert``."""
+    try:
+        for value in find_cms_attribute_iter(
+            emb.signer_info["signed_attrs"], "adobe_revocation_info_archival"
+        ):
+            for item in (*(value["crl"] or ()), *(value["ocsp"] or ())):
+                if _speaks_about(item, cert):
+                    return True
+    except Exception:  # noqa: BLE001 - no readable attribute: nothing archived
+        return False
+    return False
 
 
 def _widget_rect(emb: EmbeddedPdfSignature) -> tuple[float, float, float, float] | None:
