@@ -23,9 +23,7 @@ def _agency(services: Services, code: str) -> Agency:
 
 def _sign(services: Services, code: str, profile: str, pdf: bytes, level: str) -> bytes:
     a = _agency(services, code)
-    result = sign_document(
-        services, a, profile_name=profile, pdf=pdf, level=level, actor="test"
-    )
+    result = sign_document(services, a, profile_name=profile, pdf=pdf, level=level, actor="test")
     return read_content(services, get_document(services, a.id, result.document.id))
 
 
@@ -42,4 +40,3 @@ def test_countersignature_level_is_its_own(services: Services) -> None:
         ("Sở Tư pháp tỉnh Demo A", "B-LTA"),
         ("UBND xã Demo B", "B-T"),
     ], levels
-
