@@ -23,6 +23,7 @@ from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.engine import SignOptions, async_sign_pdf
 from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
+from signing_service.verification.messages import message
 from signing_service.store.models import Agency
 from tests.support.keys import profile as add_profile
 from tests.support.keys import store_without_checks
@@ -270,5 +271,12 @@ def test_validation_time_before_signing_is_pointed_out(services: Services) -> No
     signed = signed_bytes(services, "B-T")
     earlier = datetime.now(UTC) - timedelta(days=30)
     report = verify_document(services, signed, actor="test", validation_time=earlier)
-    assert report["verdict"] != "TOTAL_PASSED"
+    assert report["verdict"] == "INDETERMINATE"
     assert "SIGNED_AFTER_VALIDATION_TIME" in [w["code"] for w in report["warnings"]]
+    # The reason given is that the signature did not exist yet, never "try later" (new user
+    # 18 #7: no later attempt changes this answer).
+    assert report["sub_indication"] == "NO_POE", report
+    sig = report["signatures"][0]
+    assert sig["sub_indication"] == "NO_POE"
+    assert sig["summary"] == message("SIGNED_AFTER_VALIDATION_TIME")
+    assert "chưa tồn tại" in report["message"]

@@ -91,6 +91,7 @@ from signing_service.verification.limits import (
     pdf_header_offset,
 )
 from signing_service.verification.memo import FACTS, DocumentFacts
+from signing_service.verification.messages import message
 from signing_service.verification.modifications import (
     MAX_PAGES_FOR_ANNOTATION_REVIEW,
     AddedAnnotation,
@@ -101,6 +102,7 @@ from signing_service.verification.report import (
     Check,
     CheckStatus,
     DocumentReport,
+    Indication,
     Note,
     RevocationDataInfo,
     SignatureReport,
@@ -1599,6 +1601,19 @@ class Verifier:
             notes=notes,
         )
         report.conclude()
+        if (
+            report.indication is Indication.INDETERMINATE
+            and first_ts is not None
+            and first_ts.time is not None
+            and first_ts.time > doc.validation_time + CLOCK_SKEW
+        ):
+            # Its own timestamp proves the signature was made after the validation time: at
+            # that moment there was no signature to judge, which is the reason to give (the
+            # checks left undecided follow from it: a timestamp "from the future", no status
+            # as of then), not "try later" (new user 18 #7). ETSI EN 319 102-1 §5.6.2.4:
+            # no proof of existence at the validation time.
+            report.sub_indication = "NO_POE"
+            report.summary = message("SIGNED_AFTER_VALIDATION_TIME")
         return report
 
     async def _judge_signer(
