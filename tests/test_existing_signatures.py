@@ -517,3 +517,100 @@ def test_signatures_found_after_a_repair_refuse_it(
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "SIGNED_PDF_DAMAGED"
     assert_nothing_written(before, services)
+
+
+# --- a signature no form field reaches (red team 19b, R19B-1) ---------------------------------
+
+
+def unlisted(signed: bytes) -> bytes:
+    """``signed`` plus an incremental update that drops ``/AcroForm`` from the catalog: its
+    signature dictionary stays in the file and its widget on the page (a viewer still draws
+    the stamp), but no form field reaches it."""
+    writer = _writer(signed)
+    del writer.root["/AcroForm"]
+    writer.update_root()
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _refused_unreachable(body: dict[str, Any]) -> None:
+    assert body["code"] == REFUSED, body
+    assert body["details"]["code"] == "UNREACHABLE_SIGNATURE", body
+    assert any(ch in body["message"] for ch in VIETNAMESE_LETTERS), body
+
+
+@pytest.mark.parametrize("flow", ["multipart", "raw", "batch", "two-step"])
+def test_a_signature_no_field_reaches_is_judged_in_every_flow(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    dev_pki: tuple[DevPki, int],
+    flow: str,
+) -> None:
+    """A revoked signer's signature whose field was taken out of the form was countersigned
+    (201, registered in force) in every flow: the earlier signatures were judged only when
+    form fields were filled. Now a mark of a signature in the bytes is enough to judge them."""
+    data = unlisted(signed_locally(dev_pki[0], "revoked-signer"))
+    before = snapshot(services)
+    if flow == "batch":
+        response = sign_batch(api, credentials, [data])
+        assert response.status_code == 200, response.text
+        (result,) = response.json()["results"]
+        assert result["status"] == "failed", result
+        _refused_unreachable(result["error"])
+    else:
+        send = {"multipart": sign_multipart, "raw": sign_raw, "two-step": start_two_step}[flow]
+        response = send(api, credentials, data)
+        assert response.status_code == 422, response.text
+        _refused_unreachable(response.json())
+        assert_nothing_written(before, services)
+
+
+def test_step_two_judges_a_signature_no_field_reaches(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    dev_pki: tuple[DevPki, int],
+    officer_token: Token,
+) -> None:
+    """At step 2 the completed document's document-level problems are judged even with no
+    earlier signature in a field (a session prepared by the engine over such a file, as before
+    the check): refused, nothing stored."""
+    started = start_two_step(api, credentials, make_pdf())
+    assert started.status_code == 201, started.text
+    session_id = started.json()["session_id"]
+    with services.db.transaction() as db:
+        row = db.get(ExternalSession, session_id)
+        assert row is not None
+        cert = x509.Certificate.load(row.certificate)
+        chain = [x509.Certificate.load(der) for _, _, der in pem.unarmor(row.chain, multiple=True)]
+    stray = unlisted(signed_locally(dev_pki[0], "revoked-signer"))
+    prepared = run_sync(
+        async_prepare_external(stray, cert, chain, SignOptions(level=SignatureLevel.B_B))
+    )
+    with services.db.transaction() as db:
+        db.execute(
+            update(ExternalSession)
+            .where(ExternalSession.id == session_id)
+            .values(
+                prepared_pdf=prepared.prepared_pdf,
+                document_digest=prepared.document_digest,
+                reserved_start=prepared.reserved_start,
+                reserved_end=prepared.reserved_end,
+                signed_attrs=prepared.signed_attrs,
+                md_algorithm=prepared.md_algorithm,
+                input_pdf_sha256=hashlib.sha256(stray).hexdigest(),
+                input_size=len(stray),
+            )
+        )
+    digest = base64.b64encode(hashlib.sha256(prepared.signed_attrs).digest()).decode()
+    before = snapshot(services)
+    done = api.post(
+        f"/v1/signatures/external/{session_id}/complete",
+        headers=auth(credentials),
+        json={"signature": officer_token.sign_digest(digest)},
+    )
+    assert done.status_code == 422, done.text
+    _refused_unreachable(done.json())
+    assert_nothing_written(before, services)

@@ -581,10 +581,12 @@ def complete_external(
         raise errors.ExternalSignatureInvalid()
     # The earlier signatures, judged again on the completed document as at step 1: a signer
     # revoked since, a session prepared before the check existed, a change the new revision
-    # makes that an earlier signature does not allow (services/existing.py).
+    # makes that an earlier signature does not allow (services/existing.py). Document-level
+    # problems are judged even with no earlier signature: a signature dictionary no field
+    # reaches is one (red team 19b, R19B-1).
     earlier = report.signatures[:-1]
     try:
-        found = tuple(existing.judge(earlier, report.problems if earlier else ()))
+        found = tuple(existing.judge(earlier, report.problems))
     except errors.ExistingSignatureInvalid as refusal:
         existing.audit_refusal(
             services,
