@@ -155,13 +155,22 @@ def _coded(words: dict[str, str], code: Any) -> str | None:
     return f"{said} ({code})" if said else str(code)
 
 
+def _level_text(level: str | None) -> str | None:
+    """``B-T`` → "PAdES B-T"; ``PKCS7-T`` (an adbe.pkcs7.* signature) says it is not PAdES."""
+    if not level:
+        return level
+    if level.startswith("PKCS7-"):
+        return f"{level} (định dạng PKCS#7 của Adobe, không thuộc các mức PAdES)"
+    return f"PAdES {level}"
+
+
 def _technical_rows(technical: dict[str, Any]) -> list[list[Any]]:
     indication = _coded(INDICATIONS, technical.get("indication"))
     if indication and technical.get("sub_indication"):
         indication += f" / {technical['sub_indication']}"
     rows: list[list[Any]] = [
         ["Tên trường chữ ký trong tệp", technical.get("field")],
-        ["Mức chữ ký (PAdES)", technical.get("level")],
+        ["Mức chữ ký", _level_text(technical.get("level"))],
         ["Kết luận (ETSI EN 319 102-1)", indication],
         ["Chủ thể chứng thư", technical.get("subject")],
         ["Tổ chức cấp chứng thư", technical.get("issuer")],

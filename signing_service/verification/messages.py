@@ -231,6 +231,10 @@ MESSAGES: dict[str, str] = {
         "Thời điểm xác minh được yêu cầu sớm hơn thời điểm ký do chính người ký tự khai (chữ ký "
         "không có dấu thời gian): theo lời khai đó, vào lúc ấy chữ ký chưa tồn tại."
     ),
+    "CLAIMED_TIME_ZONE_UNKNOWN": (
+        "Thời điểm ký do người ký tự khai (/M) không ghi múi giờ; được hiểu là giờ UTC và hiển "
+        "thị theo giờ Việt Nam, nên có thể lệch nếu phần mềm ký đã ghi giờ địa phương."
+    ),
     "EXISTENCE_ASSUMED_AT_VALIDATION_TIME": (
         "Kết quả xác minh tại thời điểm được yêu cầu giả định chữ ký đã tồn tại vào lúc đó: "
         "không có dấu thời gian nào chứng minh điều này (thời điểm ký tự khai có thể bị ghi lùi)."

@@ -92,7 +92,9 @@ def _integer(digits: bytes) -> int:
 class AddedAnnotation:
     """An annotation that a revision added to a page, changed in place, or removed from it
     (``change``: added | changed | removed; 1-based ``page``, ``rect`` in points). ``field``:
-    the field name of a widget (its /T or its parent's), else ``None``."""
+    the field name of a widget (its /T or its parent's), else ``None``; ``author``: a markup
+    annotation's /T (ISO 32000-1 §12.5.6.2: the author's name, not a field); ``ref``: the
+    annotation's object ``(number, generation)``, which identifies it where names can lie."""
 
     revision: int
     page: int
@@ -101,6 +103,8 @@ class AddedAnnotation:
     is_signature_widget: bool
     change: str = "added"
     field: str | None = None
+    author: str | None = None
+    ref: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -304,9 +308,14 @@ def _rect(value: object) -> tuple[float, float, float, float] | None:
 
 
 def _annotation_item(
-    annot: generic.PdfObject, revision: int, page: int, change: str
+    annot: generic.PdfObject,
+    revision: int,
+    page: int,
+    change: str,
+    ref: tuple[int, int] | None = None,
 ) -> AddedAnnotation | None:
-    """``annot`` described for the warnings, or ``None`` when it is no dictionary."""
+    """``annot`` (object ``ref``) described for the warnings, or ``None`` when it is no
+    dictionary."""
     if not isinstance(annot, generic.DictionaryObject):
         return None
     subtype = str(annot.get("/Subtype", "?"))
@@ -318,6 +327,7 @@ def _annotation_item(
         annot.get("/FT") == "/Sig" or (parent is not None and parent.get("/FT") == "/Sig")
     )
     name = _plain(annot.get("/T", parent.get("/T") if parent is not None else None))
+    widget = subtype == "/Widget"
     return AddedAnnotation(
         revision,
         page,
@@ -325,7 +335,9 @@ def _annotation_item(
         _rect(annot.get("/Rect")),
         is_sig,
         change,
-        str(name) if name is not None else None,
+        str(name) if name is not None and widget else None,
+        str(name) if name is not None and not widget else None,
+        ref,
     )
 
 
@@ -442,10 +454,24 @@ class RevisionAnalysis:
         ) -> None:
             nonlocal unreadable
             try:
-                item = _annotation_item(resolver(annot_ref), revision, page, kind)
+                item = _annotation_item(
+                    resolver(annot_ref),
+                    revision,
+                    page,
+                    kind,
+                    (annot_ref.idnum, annot_ref.generation),
+                )
             except Exception:  # noqa: BLE001 - a hostile annotation is still an annotation
                 unreadable = True
-                item = AddedAnnotation(revision, page, "?", None, False, kind)
+                item = AddedAnnotation(
+                    revision,
+                    page,
+                    "?",
+                    None,
+                    False,
+                    kind,
+                    ref=(annot_ref.idnum, annot_ref.generation),
+                )
             if item is not None:
                 found.append(item)
 

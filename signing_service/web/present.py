@@ -407,6 +407,11 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
         "ấy chữ ký chưa tồn tại.",
         "Kết quả tại thời điểm đó không nói được gì về chữ ký này.",
     ),
+    "CLAIMED_TIME_ZONE_UNKNOWN": CitizenText(
+        "Thời điểm ký do người ký tự ghi không có múi giờ.",
+        "Thời điểm hiển thị coi đó là giờ UTC; nếu phần mềm ký đã ghi giờ Việt Nam, thời điểm "
+        "thực có thể sớm hơn 7 giờ. Chữ ký không có dấu thời gian để xác định chính xác.",
+    ),
     "EXISTENCE_ASSUMED_AT_VALIDATION_TIME": CitizenText(
         "Kết quả kiểm tra tại thời điểm được yêu cầu giả định chữ ký đã có vào lúc đó.",
         "Chữ ký không có dấu thời gian chứng minh điều này.",
