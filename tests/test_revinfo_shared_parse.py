@@ -207,3 +207,64 @@ def test_threads_reading_one_cached_crl_all_see_every_entry() -> None:
     for t in threads:
         t.join()
     assert errors == [] and seen == [500] * 8
+
+
+def _ocsp_without_next_update() -> asn1_ocsp.OCSPResponse:
+    """A good OCSP answer without nextUpdate (RFC 6960 §2.4 allows it: newer information is
+    available at any time)."""
+    key, ca = _ca()
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Cán bộ kiểm thử"))
+        .issuer_name(ca.subject)
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=10))
+        .sign(key, hashes.SHA256())
+    )
+    response = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=leaf,
+            issuer=ca,
+            algorithm=hashes.SHA256(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=NOW,
+            next_update=None,
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca)
+        .sign(key, hashes.SHA256())
+    )
+    return asn1_ocsp.OCSPResponse.load(response.public_bytes(serialization.Encoding.DER))
+
+
+def test_an_answer_without_next_update_is_reused_a_minute_at_most() -> None:
+    """Red team 19b R19B-3: such an answer was kept an hour, so a signer check passed on a
+    stale "good" for half an hour after a revocation; the chain judgement built on it is
+    bounded the same way."""
+    import time
+
+    from signing_service.signing.certcheck import _earliest_next_update
+    from signing_service.verification.revinfo_cache import (
+        NO_NEXT_UPDATE_SECONDS,
+        _ocsp_next_update,
+    )
+
+    answer = _ocsp_without_next_update()
+    assert _ocsp_next_update(answer) is None
+    cache = RevocationCache()
+    cache.put(("ocsp", "k"), answer, _ocsp_next_update(answer))
+    left = cache._entries[("ocsp", "k")].expires - time.monotonic()
+    assert 0 < left <= NO_NEXT_UPDATE_SECONDS <= 60
+    # With a nextUpdate in 4 hours the hour cap applies, as before.
+    dated = asn1_ocsp.OCSPResponse.load(_ocsp_der())
+    cache.put(("ocsp", "d"), dated, _ocsp_next_update(dated))
+    assert cache._entries[("ocsp", "d")].expires - time.monotonic() > 3000
+    # The signer check's judgement: valid until the earliest nextUpdate, an undated answer
+    # counting as a minute from now.
+    earliest = _earliest_next_update([], [dated, answer])
+    assert earliest is not None
+    assert (earliest - datetime.now(UTC)).total_seconds() <= NO_NEXT_UPDATE_SECONDS

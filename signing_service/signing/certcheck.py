@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from asn1crypto import crl, ocsp, x509
 from pyhanko.sign.ades.report import AdESIndeterminate, AdESSubIndic
@@ -47,6 +47,7 @@ from signing_service.verification.chain import (
     Usage,
 )
 from signing_service.verification.revinfo_cache import (
+    NO_NEXT_UPDATE_SECONDS,
     REVOCATION_CACHE,
     CachingFetcherBackend,
     _crl_next_update,
@@ -177,7 +178,10 @@ def _failure_of(result: ChainResult, found_revoked: ChainResult | None) -> Signe
 def _earliest_next_update(
     crls: list[crl.CertificateList], ocsps: list[ocsp.OCSPResponse]
 ) -> datetime | None:
-    moments = [m for m in (*map(_crl_next_update, crls), *map(_ocsp_next_update, ocsps)) if m]
+    """The earliest nextUpdate of the answers; an answer without one counts as valid for
+    :data:`NO_NEXT_UPDATE_SECONDS` from now (RFC 6960 §2.4; red team 19b, R19B-3)."""
+    soon = datetime.now(UTC) + timedelta(seconds=NO_NEXT_UPDATE_SECONDS)
+    moments = [m or soon for m in (*map(_crl_next_update, crls), *map(_ocsp_next_update, ocsps))]
     return min(moments) if moments else None
 
 

@@ -49,6 +49,14 @@ class _Entry:
     expires: float  # time.monotonic()
 
 
+# Seconds an answer WITHOUT nextUpdate is reused. RFC 6960 §2.4: without it, "newer
+# revocation information is available all the time" — reusing it for an hour let a signer
+# check pass for ~35 minutes after a revocation was published, and then served a stale answer
+# that certvalidator refuses (30 min freshness) for the rest of the hour (red team 19b,
+# R19B-3). A minute still spares a responder one request per verification.
+NO_NEXT_UPDATE_SECONDS = 60.0
+
+
 @dataclass
 class RevocationCache:
     """Fetched revocation answers by key, each kept until it stops being valid.
@@ -79,10 +87,12 @@ class RevocationCache:
         return entry.value
 
     def put(self, key: Any, value: Any, valid_until: datetime | None) -> None:
-        """Keep ``value`` until ``valid_until`` (its nextUpdate), at most ``max_age`` seconds."""
-        ttl = self.max_age
-        if valid_until is not None:
-            ttl = min(ttl, (valid_until - datetime.now(UTC)).total_seconds())
+        """Keep ``value`` until ``valid_until`` (its nextUpdate), at most ``max_age`` seconds;
+        without a nextUpdate (``None``), at most :data:`NO_NEXT_UPDATE_SECONDS`."""
+        if valid_until is None:
+            ttl = min(self.max_age, NO_NEXT_UPDATE_SECONDS)
+        else:
+            ttl = min(self.max_age, (valid_until - datetime.now(UTC)).total_seconds())
         if ttl <= 0:
             return
         # Shared with every concurrent request from now on: parsed whole here, on the thread
