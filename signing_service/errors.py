@@ -168,6 +168,16 @@ DocumentTooComplex = _error(
     "dịch vụ sẽ không xác minh lại được. Vui lòng làm phẳng biểu mẫu hoặc lưu lại tài liệu "
     "thành bản mới.",
 )
+# A document to sign that runs or opens something (JavaScript, an open action, a program to
+# launch, an embedded file): the agency's seal would vouch for it (red team 19b, R19B-2). Same
+# code as the attachments' screening refusal.
+SigningActiveContent = _error(
+    "ACTIVE_PDF_CONTENT",
+    422,
+    "Tệp PDF chứa nội dung chủ động (JavaScript, hành động tự chạy, mở chương trình, tệp đính "
+    "kèm nhúng, biểu mẫu XFA): dịch vụ không ký tài liệu này. Vui lòng xuất lại tài liệu "
+    "thành PDF thông thường (hoặc PDF/A) rồi ký.",
+)
 SignedPdfDamaged = _error(
     "SIGNED_PDF_DAMAGED",
     422,

@@ -246,6 +246,7 @@ PDF_INPUT_ERRORS: dict[str, type[errors.ServiceError]] = {
     "signed_damaged": errors.SignedPdfDamaged,
     "pdfa1_no_transparency": errors.Pdfa1NoTransparency,
     "too_complex": errors.DocumentTooComplex,
+    "active_content": errors.SigningActiveContent,
 }
 
 
@@ -295,6 +296,8 @@ def pdf_input_error(error: PdfInputError) -> errors.ServiceError:
         return PDF_INPUT_ERRORS[error.reason](details={"docmdp": error.detail})
     if error.reason == "too_complex":
         return errors.DocumentTooComplex(details={"limit": error.detail})
+    if error.reason == "active_content":
+        return errors.SigningActiveContent(details={"found": error.detail.split(", ")})
     return PDF_INPUT_ERRORS.get(error.reason, errors.MalformedPdf)()
 
 

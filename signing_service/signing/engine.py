@@ -71,7 +71,7 @@ from signing_service.signing.placement import (
 )
 from signing_service.signing.qr import QrContent, add_qr
 from signing_service.signing.tsa import PooledHTTPTimeStamper, token_size
-from signing_service.verification import limits
+from signing_service.verification import active, limits
 
 _pdf_speedups.install()
 _pdf_recovery.install()
@@ -82,7 +82,8 @@ class PdfInputError(Exception):
     """The input is not a PDF we can sign: ``reason`` is unreadable (its structure could not
     be read: repairable) | malformed | encrypted | certified_no_changes |
     certified_field_required | certified_field_locked (signing/inputs.py) | too_complex (over
-    :data:`SIGNING_LIMITS`; ``detail``: the limit's code)."""
+    :data:`SIGNING_LIMITS`; ``detail``: the limit's code) | active_content (JavaScript, an open
+    action, an embedded file…: verification/active.py; ``detail``: the kinds found)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
@@ -306,6 +307,11 @@ def _open_checked(pdf: bytes) -> tuple[IncrementalPdfFileWriter, int]:
         raise PdfInputError("too_complex", e.code) from None
     except limits.MalformedPdf as e:
         raise PdfInputError("malformed", e.detail) from None
+    # What a viewer runs or opens from the document: the seal must not vouch for it (red
+    # team 19b, R19B-2; verification/active.py).
+    found = active.active_content(pdf)
+    if found:
+        raise PdfInputError("active_content", ", ".join(found))
     return writer, summary.signatures
 
 

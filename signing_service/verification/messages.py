@@ -231,6 +231,11 @@ MESSAGES: dict[str, str] = {
         "Thời điểm xác minh được yêu cầu sớm hơn thời điểm ký do chính người ký tự khai (chữ ký "
         "không có dấu thời gian): theo lời khai đó, vào lúc ấy chữ ký chưa tồn tại."
     ),
+    "ACTIVE_CONTENT_PRESENT": (
+        "Tài liệu chứa nội dung chủ động (JavaScript, hành động tự chạy, mở chương trình, tệp "
+        "đính kèm nhúng hoặc biểu mẫu XFA): khi mở tài liệu, phần mềm đọc PDF có thể chạy mã "
+        "hoặc mở tệp. Chữ ký số không bảo đảm các nội dung này an toàn."
+    ),
     "CLAIMED_TIME_ZONE_UNKNOWN": (
         "Thời điểm ký do người ký tự khai (/M) không ghi múi giờ; được hiểu là giờ UTC và hiển "
         "thị theo giờ Việt Nam, nên có thể lệch nếu phần mềm ký đã ghi giờ địa phương."

@@ -68,6 +68,7 @@ from signing_service.signing.policy import (
 )
 from signing_service.timefmt import vietnam_time
 from signing_service.trust import TrustStore, fingerprint
+from signing_service.verification.active import active_content
 from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
 from signing_service.verification.cms import signature_integrity
 from signing_service.verification.diff_policy import DIFF_POLICY, page_refs
@@ -1089,6 +1090,12 @@ class Verifier:
             data = data[offset:]
             warnings.append(Note.of("BYTES_BEFORE_HEADER", f"{offset} byte"))
         raw_sigs = find_signature_dictionaries(data)
+        # What a viewer runs or opens from the file: no signature vouches for it (red team
+        # 19b, R19B-2: a sealed document with a JavaScript open action read TOTAL_PASSED
+        # without a word).
+        active = active_content(data)
+        if active:
+            warnings.append(Note.of("ACTIVE_CONTENT_PRESENT", ", ".join(active)))
         try:
             if reader.encrypted:
                 result = reader.decrypt("")

@@ -407,6 +407,12 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
         "ấy chữ ký chưa tồn tại.",
         "Kết quả tại thời điểm đó không nói được gì về chữ ký này.",
     ),
+    "ACTIVE_CONTENT_PRESENT": CitizenText(
+        "Tài liệu có chứa mã chạy tự động hoặc tệp đính kèm nhúng.",
+        "Khi mở bằng phần mềm đọc PDF, tài liệu có thể chạy mã hoặc mở tệp khác. Chữ ký số "
+        "không bảo đảm các nội dung này an toàn; không mở tệp đính kèm hay cho phép chạy mã "
+        "nếu không chắc chắn.",
+    ),
     "CLAIMED_TIME_ZONE_UNKNOWN": CitizenText(
         "Thời điểm ký do người ký tự ghi không có múi giờ.",
         "Thời điểm hiển thị coi đó là giờ UTC; nếu phần mềm ký đã ghi giờ Việt Nam, thời điểm "
