@@ -23,8 +23,8 @@ from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.signing.engine import SignOptions, async_sign_pdf
 from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
-from signing_service.verification.messages import message
 from signing_service.store.models import Agency
+from signing_service.verification.messages import message
 from tests.support.keys import profile as add_profile
 from tests.support.keys import store_without_checks
 from tests.support.pdfs import make_pdf

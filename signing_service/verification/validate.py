@@ -1846,7 +1846,9 @@ class Verifier:
                         _widget_refs(emb),
                     )
                 )
-            seen: set[tuple[int, int, str, tuple[float, ...] | None]] = set()
+            seen: set[tuple[int, int, str, tuple[float, ...] | None, tuple[int, int] | None]] = (
+                set()
+            )
             unreviewed = 0
             unreadable: list[int] = []
             for revision in range(first.signed_revision + 1, doc.analysis.revisions):
@@ -1861,7 +1863,7 @@ class Verifier:
                     code = _annotation_warning(annot, signed_names, signed_refs)
                     if code is None:
                         continue
-                    key = (annot.revision, annot.page, annot.change, annot.rect)
+                    key = (annot.revision, annot.page, annot.change, annot.rect, annot.ref)
                     if key in seen:
                         continue
                     seen.add(key)
