@@ -654,6 +654,9 @@ class Settings(BaseSettings):
     # Public verification runs in its own worker processes (0: in the API's threads), each
     # request within a time and address-space budget; at most this many requests wait.
     verification_processes: int = Field(default=1, ge=0, le=64)
+    # Start those processes when the server starts (in the background), not on the first
+    # verification; the test suite turns it off for its many short-lived servers.
+    verification_prewarm: bool = True
     verification_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     verification_max_pending: int = Field(default=8, ge=0, le=10_000)
     verification_memory_limit_bytes: int = Field(default=2 * 1024**3, ge=0)

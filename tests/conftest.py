@@ -21,6 +21,12 @@ REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "pdf-corpus"
 
 
+# The servers the tests start (hundreds, in-process and as `serve`) do not start their
+# verification workers ahead of use (~2 s of CPU each); tests/test_verification_pool.py turns
+# it on where the start itself is tested. Set before any Settings is read; inherited by the
+# `serve` processes.
+os.environ.setdefault("SIGNING_SERVICE_VERIFICATION_PREWARM", "0")
+
 SOFTHSM_DIR: Path | None = None
 
 

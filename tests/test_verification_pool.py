@@ -229,3 +229,31 @@ def test_ctrl_c_stops_serve_without_a_worker_traceback(
     written = err.read_text()
     assert "Shutting down" in written or "Finished server process" in written, written[-3000:]
     assert "Traceback" not in written and "KeyboardInterrupt" not in written, written[-3000:]
+
+
+def test_the_workers_start_with_the_server(tmp_path: Path, dev_pki: tuple[DevPki, int]) -> None:
+    """New user 18 #11: the first public verification after a start waited 7.5 s for its
+    worker. With ``verification_prewarm`` (the default outside the tests) the worker starts
+    with the server, before any verification; without it, on first use."""
+    from fastapi.testclient import TestClient
+
+    from signing_service.api.app import create_app
+
+    for prewarm in (True, False):
+        (tmp_path / str(prewarm)).mkdir()
+        services = build(tmp_path / str(prewarm), dev_pki, verification_prewarm=prewarm)
+        try:
+            with TestClient(create_app(services)) as client:
+                assert client.get("/healthz").status_code == 200
+                deadline = time.monotonic() + 60
+                while prewarm and "verification_pool" not in services._lazy:
+                    assert time.monotonic() < deadline, "the workers did not start"
+                    time.sleep(0.05)
+                if prewarm:
+                    pids = services.verification_pool.worker_pids
+                    assert pids and all(pid is not None for pid in pids)
+                else:
+                    time.sleep(0.5)
+                    assert "verification_pool" not in services._lazy
+        finally:
+            services.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -136,6 +137,12 @@ def create_app(services: Services) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.verification_prewarm and settings.verification_processes > 0:
+            threading.Thread(
+                target=services.prewarm_verification_pool,
+                name="verification-prewarm",
+                daemon=True,
+            ).start()
         yield
         # Worker processes (--workers N) never close their services: keep no count behind.
         counter = services._lazy.get("verification_counter")

@@ -274,26 +274,42 @@ class Services:
             fetch_timeout=settings.fetch_timeout_seconds,
         )
 
+    def _build_verification_pool(self) -> VerificationPool:
+        from signing_service.services.verification_pool import VerificationPool
+
+        settings = self.settings
+        return VerificationPool(
+            self.trust_config,
+            processes=max(1, settings.verification_processes),
+            timeout=settings.verification_timeout_seconds,
+            max_pending=settings.verification_max_pending,
+            memory_limit_bytes=settings.verification_memory_limit_bytes,
+            retry_after=settings.retry_after_seconds,
+            nice=settings.verification_nice,
+            max_rss_bytes=settings.verification_worker_max_rss_bytes,
+        )
+
     @property
     def verification_pool(self) -> VerificationPool:
-        """Worker processes for public verification (started on first use)."""
+        """Worker processes for public verification (started on first use, or ahead of it by
+        :meth:`prewarm_verification_pool`)."""
+        return self._get_or_build("verification_pool", self._build_verification_pool)
 
-        def build() -> VerificationPool:
-            from signing_service.services.verification_pool import VerificationPool
-
-            settings = self.settings
-            return VerificationPool(
-                self.trust_config,
-                processes=max(1, settings.verification_processes),
-                timeout=settings.verification_timeout_seconds,
-                max_pending=settings.verification_max_pending,
-                memory_limit_bytes=settings.verification_memory_limit_bytes,
-                retry_after=settings.retry_after_seconds,
-                nice=settings.verification_nice,
-                max_rss_bytes=settings.verification_worker_max_rss_bytes,
-            )
-
-        return self._get_or_build("verification_pool", build)
+    def prewarm_verification_pool(self) -> None:
+        """Start the verification workers now, so that the first public verification after a
+        start does not wait for them (new user 18 #11: 7.5 s; a portal with a short timeout
+        failed its first call after each restart). Built outside the services' lock: starting
+        the workers takes seconds, and no other service waits for it meanwhile (a request
+        that needs the pool first builds its own; the spare one is closed)."""
+        with self._lazy_lock:
+            if "verification_pool" in self._lazy:
+                return
+        pool = self._build_verification_pool()
+        with self._lazy_lock:
+            if "verification_pool" not in self._lazy:
+                self._lazy["verification_pool"] = pool
+                return
+        pool.close()
 
     @property
     def verification_counter(self) -> VerificationCounter:
