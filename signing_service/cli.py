@@ -703,7 +703,12 @@ def _print_report(report: dict) -> None:  # type: ignore[type-arg]
     for problem in report["problems"]:
         print(f"  ! {problem['message']}")
     for warning in report.get("warnings", []):
-        where = f" (trang {warning['page']})" if warning.get("page") else ""
+        places = []
+        if warning.get("signature"):
+            places.append(f"chữ ký {warning['signature']}")
+        if warning.get("page"):
+            places.append(f"trang {warning['page']}")
+        where = f" ({', '.join(places)})" if places else ""
         print(f"  ! Cảnh báo{where}: {warning['message']}")
     if report.get("unsigned_fields"):
         print(f"Trường chữ ký chưa ký: {', '.join(report['unsigned_fields'])}")
@@ -781,6 +786,11 @@ def _standalone_refused(e: Exception) -> int:
     return EXIT_CONFIG
 
 
+# The exit code a command has decided before printing its answer, returned by main() when the
+# output pipe closes under it (0 when nothing was decided).
+_broken_pipe_exit = [0]
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify as the API would, from the settings alone: no data directory, no database
     written, no dev PKI generated, no audit entry (services/standalone.py)."""
@@ -829,11 +839,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             else "không tra sổ đăng ký (chưa có cơ sở dữ liệu đã tạo lược đồ)"
         )
         print(f"Chế độ phát triển: {pki}; {registry}.", file=sys.stderr)
+    code = verify_exit(report)
+    # Known before printing: a reader that goes away (``| head -1``) must not turn a
+    # superseded or undecided document into exit 0 (new user 20 #2; main's BrokenPipeError).
+    _broken_pipe_exit[0] = code
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         _print_report(report)
-    return verify_exit(report)
+    return code
 
 
 def cmd_pki_init(_args: argparse.Namespace) -> int:
@@ -2216,7 +2230,7 @@ def main(argv: list[str] | None = None) -> int:
 
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return _broken_pipe_exit[0]
     except Exception as e:
         # Any command (those added later included): a database that cannot be reached is a
         # configuration error with a message, never a traceback.

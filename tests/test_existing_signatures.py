@@ -19,6 +19,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -613,4 +614,51 @@ def test_step_two_judges_a_signature_no_field_reaches(
     )
     assert done.status_code == 422, done.text
     _refused_unreachable(done.json())
+    assert_nothing_written(before, services)
+
+
+def _fresh_xref(data: bytes) -> bytes:
+    """``data`` (one revision, no object streams) with a classic xref table rebuilt from the
+    objects' positions: after names inside objects were respelt (lengths changed)."""
+    body = data[: data.rindex(b"\nxref\n") + 1]
+    offsets = {int(m.group(1)): m.start() for m in re.finditer(rb"(?m)^(\d+) 0 obj\b", body)}
+    size = max(offsets) + 1
+    trailer = re.search(rb"trailer\s*<<(.*?)>>\s*startxref", data, re.S)
+    assert trailer is not None
+    fields_ = re.sub(rb"/Size \d+", b"/Size %d" % size, trailer.group(1))
+    table = [b"xref\n0 %d\n" % size, b"0000000000 65535 f \n"]
+    table += [
+        b"%010d 00000 n \n" % offsets[n] if n in offsets else b"0000000000 00000 f \n"
+        for n in range(1, size)
+    ]
+    return (
+        body
+        + b"".join(table)
+        + b"trailer\n<<"
+        + fields_
+        + b">>\nstartxref\n%d\n%%%%EOF\n" % len(body)
+    )
+
+
+def test_a_signature_with_escaped_names_and_no_field_is_found(
+    api: Any, services: Services, credentials: dict[str, Any], dev_pki: tuple[DevPki, int]
+) -> None:
+    """Red team 20 R20-3: a revoked signer's signature whose field was removed and whose names
+    were spelt with #XX escapes (/Byte#52ange is /ByteRange to every reader) was not found by
+    the verifier's search of the raw bytes, so the service countersigned it. Now it is found
+    (UNREACHABLE_SIGNATURE), and the countersignature refused."""
+    pdf = pikepdf.open(io.BytesIO(signed_locally(dev_pki[0], "revoked-signer")))
+    del pdf.Root["/AcroForm"]
+    out = io.BytesIO()
+    pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.disable, compress_streams=False)
+    data = out.getvalue()
+    assert data.count(b"/ByteRange") == 1
+    data = _fresh_xref(data.replace(b"/ByteRange", b"/Byte#52ange"))
+    report = verify(api, data)
+    assert report["verdict"] == "TOTAL_FAILED", report
+    assert [p["code"] for p in report["problems"]] == ["UNREACHABLE_SIGNATURE"], report
+    before = snapshot(services)
+    response = sign_multipart(api, credentials, data)
+    assert response.status_code == 422, response.text
+    _refused_unreachable(response.json())
     assert_nothing_written(before, services)

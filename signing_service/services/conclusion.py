@@ -127,6 +127,21 @@ _ADDED_WARNINGS = frozenset(
 )
 
 
+# Said in the status message of a valid document whose file runs or opens something when
+# viewed (the verifier's ACTIVE_CONTENT_PRESENT warning).
+ACTIVE_CONTENT_NOTE = (
+    "Lưu ý: tệp có chứa mã chạy tự động hoặc tệp đính kèm nhúng; chữ ký số không bảo đảm các "
+    "nội dung này an toàn, không nên cho phép chạy mã hay mở tệp đính kèm."
+)
+
+
+def _has_active_content(report: dict[str, Any]) -> bool:
+    return any(
+        isinstance(w, dict) and w.get("code") == "ACTIVE_CONTENT_PRESENT"
+        for w in report.get("warnings") or []
+    )
+
+
 @dataclass(frozen=True)
 class Conclusion:
     """The document's state: ``state`` (``valid`` | ``invalid`` | ``indeterminate``), a
@@ -238,6 +253,14 @@ def document_status(report: dict[str, Any], expected_public_id: str | None = Non
     conclusion = _document_status(as_of, expected_public_id)
     if later:
         conclusion = Conclusion(conclusion.state, conclusion.code, f"{conclusion.message} {later}")
+    if conclusion.state == VALID and _has_active_content(report):
+        # The state stays the signatures' and the registry's; the one message a portal shows
+        # must not read as a clean bill for a file that runs code (new user 20 #1).
+        conclusion = Conclusion(
+            conclusion.state,
+            conclusion.code,
+            f"{conclusion.message} {ACTIVE_CONTENT_NOTE}",
+        )
     section = report.get("registry")
     if (
         isinstance(section, dict)

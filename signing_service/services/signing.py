@@ -76,6 +76,7 @@ from signing_service.store.models import (
     new_id,
 )
 from signing_service.timefmt import api_time, vietnam_time
+from signing_service.verification.active import describe as describe_active
 from storage import StorageUnavailableError
 
 log = logging.getLogger(__name__)
@@ -297,7 +298,10 @@ def pdf_input_error(error: PdfInputError) -> errors.ServiceError:
     if error.reason == "too_complex":
         return errors.DocumentTooComplex(details={"limit": error.detail})
     if error.reason == "active_content":
-        return errors.SigningActiveContent(details={"found": error.detail.split(", ")})
+        found = error.detail.split(", ")
+        return errors.SigningActiveContent(
+            details={"found": found, "found_text": describe_active(found)}
+        )
     return PDF_INPUT_ERRORS.get(error.reason, errors.MalformedPdf)()
 
 

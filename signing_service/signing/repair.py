@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 
 from pyhanko.pdf_utils.xref import XRefSectionType
 
+from signing_service.pdfnames import name_pattern
+
 if TYPE_CHECKING:
     from pyhanko.pdf_utils.reader import PdfFileReader
 
@@ -61,16 +63,8 @@ _NAME_END = rb"(?![^\x00\t\n\f\r ()<>\[\]{}/%])"
 
 
 def _name(name: str) -> bytes:
-    """A regular expression for the PDF name ``name`` (without its ``/``) in any spelling:
-    each character as itself or ``#XX`` (ISO 32000-1 §7.3.5; the hex digits in either case)."""
-    parts = []
-    for char in name:
-        code = f"{ord(char):02X}"
-        hex_form = b"#" + b"".join(
-            f"[{d}{d.lower()}]".encode() if d.isalpha() else d.encode() for d in code
-        )
-        parts.append(b"(?:" + re.escape(char.encode()) + b"|" + hex_form + b")")
-    return b"".join(parts)
+    """:func:`signing_service.pdfnames.name_pattern` (the name in any spelling)."""
+    return name_pattern(name)
 
 
 # What only a signed PDF holds, in any spelling (red team 17b, R17B-3: "/ByteRange<NUL>["

@@ -61,6 +61,7 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
 
 from signing_service import _pdf_recovery, _pdf_speedups
+from signing_service.pdfnames import name_pattern
 from signing_service.signing.policy import (
     ALGORITHM_MESSAGES,
     digest_policy_problem,
@@ -69,6 +70,7 @@ from signing_service.signing.policy import (
 from signing_service.timefmt import vietnam_time
 from signing_service.trust import TrustStore, fingerprint
 from signing_service.verification.active import active_content
+from signing_service.verification.active import describe as describe_active
 from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
 from signing_service.verification.cms import signature_integrity
 from signing_service.verification.diff_policy import DIFF_POLICY, page_refs
@@ -274,7 +276,25 @@ def find_signature_dictionaries(data: bytes, limit: int = 10_000) -> list[RawSig
     inside a string of a dictionary (a comment explaining signatures): a candidate's object is
     parsed to see the key among its keys. Time linear in the file's size.
     """
-    return _keyed(data, _dict_positions(data, b"/ByteRange", limit), "/ByteRange")
+    hits = _dict_positions(data, b"/ByteRange", limit)
+    # The key spelt with #XX escapes is the same key to every reader (red team 20 R20-3: a
+    # signature whose field was removed and whose names were escaped was not found, so not
+    # reported, and the service countersigned it). Each distinct spelling is searched like the
+    # plain one; a file holding many spellings is one to distrust anyway.
+    spellings: set[bytes] = set()
+    for match in _ANY_BYTE_RANGE.finditer(data):
+        if match.group() != b"/ByteRange":
+            spellings.add(match.group())
+            if len(spellings) >= 16:
+                break
+    for spelling in spellings:
+        hits += _dict_positions(data, spelling, limit)
+    hits.sort(key=lambda hit: hit.offset)
+    return _keyed(data, hits[:limit], "/ByteRange")
+
+
+# /ByteRange in any spelling; the lookahead keeps the search cheap on a file of slashes.
+_ANY_BYTE_RANGE = re.compile(b"/(?=[B#])" + name_pattern("ByteRange"))
 
 
 _WS = b"\x00\t\n\x0c\r "
@@ -1090,12 +1110,6 @@ class Verifier:
             data = data[offset:]
             warnings.append(Note.of("BYTES_BEFORE_HEADER", f"{offset} byte"))
         raw_sigs = find_signature_dictionaries(data)
-        # What a viewer runs or opens from the file: no signature vouches for it (red team
-        # 19b, R19B-2: a sealed document with a JavaScript open action read TOTAL_PASSED
-        # without a word).
-        active = active_content(data)
-        if active:
-            warnings.append(Note.of("ACTIVE_CONTENT_PRESENT", ", ".join(active)))
         try:
             if reader.encrypted:
                 result = reader.decrypt("")
@@ -1112,6 +1126,13 @@ class Verifier:
             if raw_sigs or claims_signature(data):
                 return unparsable()
             raise UnreadablePdfError(type(e).__name__) from None
+        # What a viewer runs or opens from the file: no signature vouches for it (red team
+        # 19b, R19B-2: a sealed document with a JavaScript open action read TOTAL_PASSED
+        # without a word). After the structure limits: a file of 300,000 pages is refused by
+        # them before this scan spends seconds on it (red team 20 R20-5).
+        active = active_content(data)
+        if active:
+            warnings.append(Note.of("ACTIVE_CONTENT_PRESENT", describe_active(active)))
 
         embedded: list[EmbeddedPdfSignature] = []
         broken: list[SignatureReport] = []
@@ -1523,6 +1544,8 @@ class Verifier:
             revocation_data=_described(doc, ts.chain)[1],
         )
         report.conclude()
+        if _made_after_validation_time(report, doc, ts.time):
+            doc.warnings.append(Note.of("SIGNED_AFTER_VALIDATION_TIME", signature=field_name))
         return report
 
     async def _verify_signature(self, doc: _Doc, emb: EmbeddedPdfSignature) -> SignatureReport:
@@ -1658,19 +1681,7 @@ class Verifier:
             notes=notes,
         )
         report.conclude()
-        if (
-            report.indication is Indication.INDETERMINATE
-            and first_ts is not None
-            and first_ts.time is not None
-            and first_ts.time > doc.validation_time + CLOCK_SKEW
-        ):
-            # Its own timestamp proves the signature was made after the validation time: at
-            # that moment there was no signature to judge, which is the reason to give (the
-            # checks left undecided follow from it: a timestamp "from the future", no status
-            # as of then), not "try later" (new user 18 #7). ETSI EN 319 102-1 §5.6.2.4:
-            # no proof of existence at the validation time.
-            report.sub_indication = "NO_POE"
-            report.summary = message("SIGNED_AFTER_VALIDATION_TIME")
+        _made_after_validation_time(report, doc, first_ts.time if first_ts else None)
         return report
 
     async def _judge_signer(
@@ -2105,6 +2116,23 @@ def _speaks_about(item: crl.CertificateList | ocsp.OCSPResponse, cert: x509.Cert
         return False
     except Exception:  # noqa: BLE001
         return False
+
+
+def _made_after_validation_time(
+    report: SignatureReport, doc: _Doc, stamped: datetime | None
+) -> bool:
+    """When a signature's (or document timestamp's) own timestamp ``stamped`` is later than
+    the validation time: at that moment there was nothing to judge, which is the reason to
+    give (the checks left undecided follow from it: a timestamp "from the future", no status
+    as of then), not "try later" (new user 18 #7, new user 20 #4). ETSI EN 319 102-1
+    §5.6.2.4: no proof of existence at the validation time. An INDETERMINATE ``report``
+    becomes ``NO_POE`` with that summary. Returns whether it was made after."""
+    if stamped is None or stamped <= doc.validation_time + CLOCK_SKEW:
+        return False
+    if report.indication is Indication.INDETERMINATE:
+        report.sub_indication = "NO_POE"
+        report.summary = message("SIGNED_AFTER_VALIDATION_TIME")
+    return True
 
 
 def _is_pkcs7_sha1(emb: EmbeddedPdfSignature) -> bool:
