@@ -175,9 +175,10 @@ SigningActiveContent = _error(
     "ACTIVE_PDF_CONTENT",
     422,
     "Tệp PDF chứa nội dung chủ động (mã chạy tự động, lệnh mở chương trình hay tệp khác, tệp "
-    "đính kèm nhúng hoặc biểu mẫu XFA): dịch vụ không ký tài liệu này, kể cả tệp đính kèm của "
-    "PDF/A-3. Vui lòng tạo lại tệp không có các nội dung đó rồi gửi ký; với tài liệu đã có chữ "
-    "ký, cần bản không chứa chúng từ người ký trước (sửa tệp sẽ làm mất hiệu lực chữ ký đó).",
+    "đính kèm nhúng không phải tệp dữ liệu .xml, .json, .csv, .txt, hoặc biểu mẫu XFA): dịch "
+    "vụ không ký tài liệu này. Vui lòng tạo lại tệp không có các nội dung đó rồi gửi ký; với "
+    "tài liệu đã có chữ ký, cần bản không chứa chúng từ người ký trước (sửa tệp sẽ làm mất "
+    "hiệu lực chữ ký đó).",
 )
 SignedPdfDamaged = _error(
     "SIGNED_PDF_DAMAGED",

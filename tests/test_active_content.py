@@ -4,7 +4,8 @@ A document that runs or opens something when viewed (a JavaScript open action, d
 scripts, page or annotation actions, a program to launch, embedded files, multimedia, an XFA
 form) is refused before signing with ``ACTIVE_PDF_CONTENT`` (the code the attachments'
 screening gives), nothing stored; the verifier names it in a warning. Each kind is built here
-with pikepdf on the same decision; harmless actions (a web link, a jump to a page) sign.
+with pikepdf on the same decision; harmless actions (a web link, a jump to a page) and data
+attachments (an XML invoice) sign.
 """
 
 from __future__ import annotations
@@ -172,6 +173,20 @@ def _looping_page_tree(pdf: pikepdf.Pdf) -> None:
     pdf.Root.Pages.Kids.append(pdf.Root.Pages)
 
 
+def _xml_invoice(pdf: pikepdf.Pdf) -> None:
+    # Red team 20 R20-4: a PDF/A-3 / e-invoice shape, data attached, nothing that runs.
+    pdf.attachments["hoa-don.xml"] = pikepdf.AttachedFileSpec(
+        pdf, b"<?xml version='1.0'?><HDon/>", mime_type="text/xml"
+    )
+
+
+def _disguised_program(pdf: pikepdf.Pdf) -> None:
+    # One name says .xml, another .exe: the viewer may use either.
+    spec = pikepdf.AttachedFileSpec(pdf, b"MZ\x90\x00", filename="hoa-don.xml")
+    spec.obj.F = pikepdf.String("hoa-don.exe")
+    pdf.attachments["hoa-don.xml"] = spec
+
+
 def _web_link(pdf: pikepdf.Pdf) -> None:
     _annotation(
         pdf,
@@ -211,6 +226,7 @@ ACTIVE = {
     "long-chain": (_long_chain, {"JavaScript", "OpenAction", "TooComplexToInspect"}),
     "javascript-address": (_javascript_address, {"JavaScript"}),
     "looping-page-tree": (_looping_page_tree, {"TooComplexToInspect"}),
+    "disguised-program": (_disguised_program, {"EmbeddedFile"}),
 }
 
 
@@ -221,7 +237,11 @@ def test_each_kind_is_found(kind: str, compress: bool) -> None:
     assert set(active_content(build(change, compress=compress))) == expected
 
 
-@pytest.mark.parametrize("change", [_web_link, _jump_on_open], ids=["web-link", "jump-on-open"])
+@pytest.mark.parametrize(
+    "change",
+    [_web_link, _jump_on_open, _xml_invoice],
+    ids=["web-link", "jump-on-open", "xml-invoice"],
+)
 def test_harmless_actions_are_not_active(change: Callable[[pikepdf.Pdf], None]) -> None:
     assert active_content(build(change)) == []
 
@@ -260,7 +280,7 @@ def test_signing_refuses_active_content_and_writes_nothing(
         assert "JavaScript" not in describe(["OpenAction", "EmbeddedFile", "Launch"])
         assert_nothing_written(before, services)
     # A web link and a jump to the first page are no reason to refuse.
-    for change in (_web_link, _jump_on_open):
+    for change in (_web_link, _jump_on_open, _xml_invoice):
         response = _sign(api, credentials, build(change), raw)
         assert response.status_code == 201, response.text
 

@@ -12,7 +12,8 @@ An earlier version looked only where viewers usually find actions (catalog, page
 outline) and red team 20 found scripts elsewhere: a form field's own ``/AA``, a ``/Rendition``
 action's ``/JS``, a 3D annotation's ``/OnInstantiate``, an action past a long ``/Next`` chain.
 Found: script keys (``/JS``, ``/JavaScript``, ``/OnInstantiate``), additional actions (``/AA``),
-embedded files (``/EmbeddedFile``, ``/EF``, file attachment annotations), multimedia and 3D
+embedded files (a file specification with ``/EF``, unless every name it gives ends in ``.xml``,
+``.json``, ``.csv`` or ``.txt``: data, as PDF/A-3 attaches), multimedia and 3D
 annotations, XFA forms, ``javascript:`` and file or network-share addresses, and the actions below.
 A file qpdf cannot read counts as ``TooComplexToInspect`` (never as clean: red team 20 R20-1).
 
@@ -70,6 +71,9 @@ def describe(kinds: list[str]) -> str:
 
 
 MEDIA_ANNOTATIONS = {"/RichMedia", "/Screen", "/Movie", "/Sound", "/3D"}
+# Attachments that are data, not programs or documents that run code: PDF/A-3 and e-invoice
+# attachments (XML), tables, plain text.
+DATA_FILE_EXTENSIONS = {"xml", "json", "csv", "txt"}
 # Keys whose presence means something runs or is embedded (ISO 32000-1/2): scripts (/JS, the
 # /JavaScript name tree, a 3D stream's /OnInstantiate), additional actions on events (/AA),
 # embedded files, multimedia, XFA forms.
@@ -78,7 +82,6 @@ ACTIVE_KEYS = {
     "/JavaScript": "JavaScript",
     "/OnInstantiate": "JavaScript",
     "/AA": "AA",
-    "/EmbeddedFiles": "EmbeddedFile",
     "/RichMedia": "RichMedia",
     "/RichMediaContent": "RichMedia",
     "/XFA": "XFA",
@@ -146,13 +149,26 @@ def _kinds_of(obj: pikepdf.Dictionary, found: set[str]) -> None:
         text = bytes(uri).lstrip(b"\x00\t\n\x0c\r ").lower() if uri is not None else b""
         if text.startswith((b"javascript:", b"vbscript:", b"file:", b"\\\\")):
             found.add("JavaScript" if text.startswith((b"javascript:", b"vbscript:")) else "GoToR")
-    if str(obj.get("/Type", "")) == "/EmbeddedFile" or "/EF" in obj:
+    if "/EF" in obj and not _data_file(obj):
         found.add("EmbeddedFile")
-    subtype = str(obj.get("/Subtype", ""))
-    if subtype == "/FileAttachment":
-        found.add("EmbeddedFile")
-    elif subtype in MEDIA_ANNOTATIONS:
+    if str(obj.get("/Subtype", "")) in MEDIA_ANNOTATIONS:
         found.add("RichMedia")
+
+
+def _data_file(spec: pikepdf.Dictionary) -> bool:
+    """Whether an embedded file's specification names only data files (every file name it
+    gives ends in one of :data:`DATA_FILE_EXTENSIONS`): a viewer opens an attachment with the
+    program the name's extension selects, so an XML invoice attached to a PDF/A-3 opens in an
+    XML viewer whatever its bytes (red team 20 R20-4: such a document was refused)."""
+    names = [spec.get(key) for key in ("/UF", "/F", "/Unix", "/Mac", "/DOS")]
+    texts = [str(name) for name in names if isinstance(name, pikepdf.String)]
+    if not texts:
+        return False
+    for text in texts:
+        _, dot, extension = text.strip().lower().rpartition(".")
+        if not dot or extension not in DATA_FILE_EXTENSIONS:
+            return False
+    return True
 
 
 def _scan(pdf: pikepdf.Pdf, found: set[str], budget: _Budget) -> None:
