@@ -225,7 +225,7 @@ ACTIVE = {
     "3d-script": (_three_d_script, {"JavaScript", "RichMedia"}),
     "long-chain": (_long_chain, {"JavaScript", "OpenAction", "TooComplexToInspect"}),
     "javascript-address": (_javascript_address, {"JavaScript"}),
-    "looping-page-tree": (_looping_page_tree, {"TooComplexToInspect"}),
+    "looping-page-tree": (_looping_page_tree, {"Uninspectable"}),
     "disguised-program": (_disguised_program, {"EmbeddedFile"}),
 }
 
@@ -322,3 +322,18 @@ def test_the_verifier_warns_and_countersigning_refuses(
     plain = verify(api, signed_locally(dev_pki[0], "spare-seal"))
     assert "ACTIVE_CONTENT_PRESENT" not in [w["code"] for w in plain["warnings"]]
     assert ACTIVE_CONTENT_NOTE not in plain["status"]["message"]
+
+
+def test_a_file_qpdf_cannot_read_is_refused_as_malformed(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team 20 R20-1: pyHanko reads a looping page tree, qpdf does not: the scan for
+    active content cannot run, and the file is refused (MALFORMED_PDF), never signed unseen."""
+    data = build(_looping_page_tree)
+    before = snapshot(services)
+    response = _sign(api, credentials, data)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "MALFORMED_PDF"
+    assert_nothing_written(before, services)
+    report = verify(api, data)
+    assert "ACTIVE_CONTENT_NOT_CHECKED" in [w["code"] for w in report["warnings"]]

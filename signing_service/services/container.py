@@ -199,8 +199,9 @@ def _restore_pki_files(pki_dir: Path, kept: dict[Path, tuple[bytes, int]]) -> No
 
 def quiet_library_loggers() -> None:
     # pyHanko and certvalidator log every failed validation with a traceback; a failed
-    # signature is a result we report, not a service error.
-    for name in ("pyhanko", "pyhanko_certvalidator", "certomancer", "werkzeug"):
+    # signature is a result we report, not a service error. qpdf (pikepdf) logs each damage it
+    # works around in an uploaded file at ERROR: the file's problem, reported as a result.
+    for name in ("pyhanko", "pyhanko_certvalidator", "certomancer", "werkzeug", "pikepdf"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 

@@ -310,6 +310,11 @@ def _open_checked(pdf: bytes) -> tuple[IncrementalPdfFileWriter, int]:
     # What a viewer runs or opens from the document: the seal must not vouch for it (red
     # team 19b, R19B-2; verification/active.py).
     found = active.active_content(pdf)
+    if active.UNINSPECTABLE in found:
+        # pyHanko reads it, qpdf does not: two readers disagree about the file.
+        raise PdfInputError("malformed", "unreadable to qpdf")
+    if found == [active.TOO_COMPLEX]:
+        raise PdfInputError("too_complex", limits.TOO_MANY_OBJECTS)
     if found:
         raise PdfInputError("active_content", ", ".join(found))
     return writer, summary.signatures

@@ -61,7 +61,8 @@ KIND_TEXTS = {
     "EmbeddedFile": "tệp đính kèm nhúng",
     "RichMedia": "nội dung đa phương tiện",
     "XFA": "biểu mẫu XFA",
-    "TooComplexToInspect": "cấu trúc quá phức tạp hoặc không đọc được để kiểm tra hết",
+    "TooComplexToInspect": "cấu trúc quá phức tạp để kiểm tra hết",
+    "Uninspectable": "cấu trúc tệp không đọc được để kiểm tra",
 }
 
 
@@ -71,6 +72,10 @@ def describe(kinds: list[str]) -> str:
 
 
 MEDIA_ANNOTATIONS = {"/RichMedia", "/Screen", "/Movie", "/Sound", "/3D"}
+# The kinds for a file that could not be looked at whole: over the budget, or unreadable to
+# qpdf. Never "clean"; the signing path refuses them as too complex or malformed.
+TOO_COMPLEX = "TooComplexToInspect"
+UNINSPECTABLE = "Uninspectable"
 # Attachments that are data, not programs or documents that run code: PDF/A-3 and e-invoice
 # attachments (XML), tables, plain text.
 DATA_FILE_EXTENSIONS = {"xml", "json", "csv", "txt"}
@@ -207,7 +212,8 @@ def active_content(data: bytes, max_nodes: int = MAX_NODES) -> list[str]:
     ``Launch``, ``SubmitForm``, ``ImportData``, ``RichMediaExecute`` (actions), ``OpenAction``
     (a dangerous action run on opening), ``AA`` (additional actions: run on events),
     ``EmbeddedFile``, ``RichMedia``, ``XFA``; ``TooComplexToInspect`` when over ``max_nodes``
-    dictionaries or when qpdf cannot open or read the file (never "clean" by failing). ``[]``
+    dictionaries, ``Uninspectable`` when qpdf cannot open or read the file (never "clean" by
+    failing). ``[]``
     for a document with none. Never raises."""
     found: set[str] = set()
     try:
@@ -218,5 +224,5 @@ def active_content(data: bytes, max_nodes: int = MAX_NODES) -> list[str]:
     except (Exception, RecursionError):  # noqa: BLE001 - what qpdf cannot read is not "clean"
         # A file pyHanko reads and qpdf refuses (a page tree looping back on itself) hid a
         # script this way (red team 20 R20-1): what cannot be inspected counts as found.
-        found.add("TooComplexToInspect")
+        found.add(UNINSPECTABLE)
     return sorted(found)

@@ -236,6 +236,10 @@ MESSAGES: dict[str, str] = {
         "đính kèm nhúng hoặc biểu mẫu XFA): khi mở tài liệu, phần mềm đọc PDF có thể chạy mã "
         "hoặc mở tệp. Chữ ký số không bảo đảm các nội dung này an toàn."
     ),
+    "ACTIVE_CONTENT_NOT_CHECKED": (
+        "Không kiểm tra được hết tệp để tìm nội dung chủ động (mã chạy tự động, tệp đính kèm "
+        "nhúng): tệp có thể chứa các nội dung này."
+    ),
     "CLAIMED_TIME_ZONE_UNKNOWN": (
         "Thời điểm ký do người ký tự khai (/M) không ghi múi giờ; được hiểu là giờ UTC và hiển "
         "thị theo giờ Việt Nam, nên có thể lệch nếu phần mềm ký đã ghi giờ địa phương."

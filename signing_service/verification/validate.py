@@ -69,6 +69,8 @@ from signing_service.signing.policy import (
 )
 from signing_service.timefmt import vietnam_time
 from signing_service.trust import TrustStore, fingerprint
+from signing_service.verification.active import TOO_COMPLEX as ACTIVE_TOO_COMPLEX
+from signing_service.verification.active import UNINSPECTABLE as ACTIVE_UNINSPECTABLE
 from signing_service.verification.active import active_content
 from signing_service.verification.active import describe as describe_active
 from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
@@ -1131,8 +1133,12 @@ class Verifier:
         # without a word). After the structure limits: a file of 300,000 pages is refused by
         # them before this scan spends seconds on it (red team 20 R20-5).
         active = active_content(data)
-        if active:
-            warnings.append(Note.of("ACTIVE_CONTENT_PRESENT", describe_active(active)))
+        unchecked = [k for k in active if k in (ACTIVE_UNINSPECTABLE, ACTIVE_TOO_COMPLEX)]
+        found = [k for k in active if k not in unchecked]
+        if found:
+            warnings.append(Note.of("ACTIVE_CONTENT_PRESENT", describe_active(found)))
+        if unchecked:
+            warnings.append(Note.of("ACTIVE_CONTENT_NOT_CHECKED", describe_active(unchecked)))
 
         embedded: list[EmbeddedPdfSignature] = []
         broken: list[SignatureReport] = []

@@ -413,6 +413,10 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
         "không bảo đảm các nội dung này an toàn; không mở tệp đính kèm hay cho phép chạy mã "
         "nếu không chắc chắn.",
     ),
+    "ACTIVE_CONTENT_NOT_CHECKED": CitizenText(
+        "Không kiểm tra được hết tệp để tìm mã chạy tự động hoặc tệp đính kèm nhúng.",
+        "Tệp có thể chứa các nội dung này; không nên cho phép chạy mã hay mở tệp đính kèm.",
+    ),
     "CLAIMED_TIME_ZONE_UNKNOWN": CitizenText(
         "Thời điểm ký do người ký tự ghi không có múi giờ.",
         "Thời điểm hiển thị coi đó là giờ UTC; nếu phần mềm ký đã ghi giờ Việt Nam, thời điểm "
