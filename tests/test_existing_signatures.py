@@ -398,24 +398,17 @@ def test_two_step_countersigns_a_valid_document(
     assert len(report["signatures"]) == 2
 
 
-def test_step_two_judges_the_earlier_signatures_again(
-    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
-) -> None:
-    """Step 2 does not rely on step 1 alone: a session whose prepared document carries a
-    tampered earlier signature (prepared as before the check existed, by the engine itself)
-    is refused at completion, and nothing is stored."""
-    valid = signed_by_service(api, credentials)
-    started = start_two_step(api, credentials, valid)
-    assert started.status_code == 201, started.text
-    session_id = started.json()["session_id"]
+def prepare_over(services: Services, session_id: str, pdf: bytes) -> str:
+    """Session ``session_id`` re-prepared by the engine itself over ``pdf`` (as a session
+    prepared before a check existed would be), bypassing step 1's checks; returns the base64
+    digest the officer's token signs."""
     with services.db.transaction() as db:
         row = db.get(ExternalSession, session_id)
         assert row is not None
         cert = x509.Certificate.load(row.certificate)
         chain = [x509.Certificate.load(der) for _, _, der in pem.unarmor(row.chain, multiple=True)]
-    forged = tampered(valid)
     prepared = run_sync(
-        async_prepare_external(forged, cert, chain, SignOptions(level=SignatureLevel.B_B))
+        async_prepare_external(pdf, cert, chain, SignOptions(level=SignatureLevel.B_B))
     )
     with services.db.transaction() as db:
         db.execute(
@@ -428,11 +421,24 @@ def test_step_two_judges_the_earlier_signatures_again(
                 reserved_end=prepared.reserved_end,
                 signed_attrs=prepared.signed_attrs,
                 md_algorithm=prepared.md_algorithm,
-                input_pdf_sha256=hashlib.sha256(forged).hexdigest(),
-                input_size=len(forged),
+                input_pdf_sha256=hashlib.sha256(pdf).hexdigest(),
+                input_size=len(pdf),
             )
         )
-    digest = base64.b64encode(hashlib.sha256(prepared.signed_attrs).digest()).decode()
+    return base64.b64encode(hashlib.sha256(prepared.signed_attrs).digest()).decode()
+
+
+def test_step_two_judges_the_earlier_signatures_again(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
+) -> None:
+    """Step 2 does not rely on step 1 alone: a session whose prepared document carries a
+    tampered earlier signature (prepared as before the check existed, by the engine itself)
+    is refused at completion, and nothing is stored."""
+    valid = signed_by_service(api, credentials)
+    started = start_two_step(api, credentials, valid)
+    assert started.status_code == 201, started.text
+    session_id = started.json()["session_id"]
+    digest = prepare_over(services, session_id, tampered(valid))
     before, created = snapshot(services), len(audit_details(services, "signature.created"))
     done = api.post(
         f"/v1/signatures/external/{session_id}/complete",
@@ -581,31 +587,9 @@ def test_step_two_judges_a_signature_no_field_reaches(
     started = start_two_step(api, credentials, make_pdf())
     assert started.status_code == 201, started.text
     session_id = started.json()["session_id"]
-    with services.db.transaction() as db:
-        row = db.get(ExternalSession, session_id)
-        assert row is not None
-        cert = x509.Certificate.load(row.certificate)
-        chain = [x509.Certificate.load(der) for _, _, der in pem.unarmor(row.chain, multiple=True)]
-    stray = unlisted(signed_locally(dev_pki[0], "revoked-signer"))
-    prepared = run_sync(
-        async_prepare_external(stray, cert, chain, SignOptions(level=SignatureLevel.B_B))
+    digest = prepare_over(
+        services, session_id, unlisted(signed_locally(dev_pki[0], "revoked-signer"))
     )
-    with services.db.transaction() as db:
-        db.execute(
-            update(ExternalSession)
-            .where(ExternalSession.id == session_id)
-            .values(
-                prepared_pdf=prepared.prepared_pdf,
-                document_digest=prepared.document_digest,
-                reserved_start=prepared.reserved_start,
-                reserved_end=prepared.reserved_end,
-                signed_attrs=prepared.signed_attrs,
-                md_algorithm=prepared.md_algorithm,
-                input_pdf_sha256=hashlib.sha256(stray).hexdigest(),
-                input_size=len(stray),
-            )
-        )
-    digest = base64.b64encode(hashlib.sha256(prepared.signed_attrs).digest()).decode()
     before = snapshot(services)
     done = api.post(
         f"/v1/signatures/external/{session_id}/complete",

@@ -28,10 +28,10 @@ import pikepdf
 import pytest
 from asn1crypto import cms, keys, x509
 from cryptography import x509 as cx
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.name import _ASN1Type
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -48,6 +48,7 @@ from signing_service.settings import DEV_KEY_PASSPHRASE
 from signing_service.trust import TrustStore
 from signing_service.verification.validate import Verifier
 from tests.conftest import REPO
+from tests.support.keys import issue_dev_certificate
 from tests.support.pdfs import make_pdf
 
 BASE = make_pdf("Quyet dinh so 19/QD-UBND", pages=2)
@@ -360,11 +361,6 @@ def teletex_utf8_signer(pki: DevPki) -> signers.SimpleSigner:
 
     t61 = _ASN1Type.T61String
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    issuer_key = serialization.load_pem_private_key(
-        (pki.directory / "keys/interm.key.pem").read_bytes(), None
-    )
-    issuer = cx.load_pem_x509_certificate(pki.cert_path("interm").read_bytes())
-    template = cx.load_pem_x509_certificate(pki.cert_path("officer").read_bytes())
     subject = cx.Name(
         [
             cx.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
@@ -374,41 +370,10 @@ def teletex_utf8_signer(pki: DevPki) -> signers.SimpleSigner:
             cx.NameAttribute(NameOID.COMMON_NAME, NAME, t61),
         ]
     )
-    now = datetime.now(UTC)
-    built = (
-        cx.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(cx.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .add_extension(
-            cx.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            True,
-        )
-        .add_extension(cx.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            cx.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
-            False,
-        )
-        .add_extension(
-            template.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value,
-            False,
-        )
-        .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+    pem = issue_dev_certificate(pki, key.public_key(), NAME, ORG, subject=subject)
+    cert = x509.Certificate.load(
+        cx.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
     )
-    cert = x509.Certificate.load(built.public_bytes(serialization.Encoding.DER))
     der = cert.dump()
     # The input is what it claims: T61String (tag 0x14) with the name's UTF-8 bytes.
     utf8 = NAME.encode()

@@ -34,17 +34,10 @@ def test_active_pdf_sanitized_copy_when_the_policy_says_so() -> None:
 
 
 def test_signed_pdf_is_never_sanitized(dev_pki) -> None:  # type: ignore[no-untyped-def]
-    from signing_service._async import run_sync
-    from signing_service.settings import DEV_KEY_PASSPHRASE
-    from signing_service.signing.engine import SignOptions, async_sign_pdf
-    from signing_service.signing.keys.pkcs12 import load_pkcs12_file
-    from signing_service.signing.levels import SignatureLevel
+    from tests.test_existing_signatures import signed_locally
 
-    pki, _ = dev_pki
-    key = load_pkcs12_file(pki.p12_path("agency-a-seal"), DEV_KEY_PASSPHRASE.encode())
-    signed = run_sync(
-        async_sign_pdf(pdf_with("javascript"), key, SignOptions(level=SignatureLevel.B_B))
-    )
+    # Signed by another tool: the service itself refuses to sign active content.
+    signed = signed_locally(dev_pki[0], "spare-seal", pdf_with("javascript"))
     result = screen(signed, "signed.pdf", ScreeningPolicy(pdf_active_content="sanitize"))
     assert result.signed_pdf
     assert result.code == "SIGNED_PDF_ACTIVE_CONTENT"

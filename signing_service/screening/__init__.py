@@ -24,6 +24,8 @@ from typing import BinaryIO
 import magic
 import pikepdf
 
+from signing_service.verification import active
+
 PDF = "application/pdf"
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -188,32 +190,18 @@ def _pdf_active_content(pdf: pikepdf.Pdf, budget: int = 200_000) -> list[str]:
     (stream data is not read, so a 1 GB scan costs what its object count costs). The result
     also names "Signature" when a signature dictionary is found."""
     found: set[str] = set()
-    stack: list[object] = [pdf.trailer, *pdf.objects]
-    while stack and budget > 0:
-        budget -= 1
-        obj = stack.pop()
-        if isinstance(obj, pikepdf.Stream):
-            obj = obj.stream_dict
-        if isinstance(obj, pikepdf.Array):
-            stack.extend(
-                item for item in obj if isinstance(item, pikepdf.Object) and not item.is_indirect
-            )
-            continue
-        if not isinstance(obj, pikepdf.Dictionary):
-            continue
-        for key in obj.keys():  # noqa: SIM118 - pikepdf Dictionary iteration
-            if key in ACTIVE_KEYS:
-                found.add(ACTIVE_KEYS[key])
-            value = obj.get(key)
-            if isinstance(value, pikepdf.Dictionary | pikepdf.Array) and not value.is_indirect:
-                stack.append(value)
-        if str(obj.get("/S", "")) in DANGEROUS_ACTIONS:
-            found.add(str(obj.get("/S"))[1:])
-        if str(obj.get("/Type", "")) == "/EmbeddedFile" or "/EF" in obj:
-            found.add("EmbeddedFile")
-        if "/ByteRange" in obj or str(obj.get("/FT", "")) == "/Sig":
-            found.add("Signature")  # not active content: tells that the PDF is signed
-    if budget <= 0:
+    try:
+        for obj in active.dictionaries(pdf, active.Budget(budget)):
+            for key in obj.keys():  # noqa: SIM118 - pikepdf Dictionary iteration
+                if key in ACTIVE_KEYS:
+                    found.add(ACTIVE_KEYS[key])
+            if str(obj.get("/S", "")) in DANGEROUS_ACTIONS:
+                found.add(str(obj.get("/S"))[1:])
+            if str(obj.get("/Type", "")) == "/EmbeddedFile" or "/EF" in obj:
+                found.add("EmbeddedFile")
+            if "/ByteRange" in obj or str(obj.get("/FT", "")) == "/Sig":
+                found.add("Signature")  # not active content: tells that the PDF is signed
+    except active.Exhausted:
         found.add("TooComplexToInspect")
     root = pdf.Root
     if "/OpenAction" in root:

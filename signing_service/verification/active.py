@@ -97,25 +97,52 @@ MAX_NODES = 200_000
 MAX_CHAIN = 100
 
 
-class _Exhausted(Exception):
-    pass
+class Exhausted(Exception):
+    """More dictionaries than the :class:`Budget` allows."""
 
 
-class _Budget:
+class Budget:
+    """At most ``nodes`` dictionaries (and actions) looked at; :class:`Exhausted` past it."""
+
     def __init__(self, nodes: int) -> None:
         self.left = nodes
 
     def spend(self) -> None:
         self.left -= 1
         if self.left < 0:
-            raise _Exhausted
+            raise Exhausted
+
+
+def dictionaries(pdf: pikepdf.Pdf, budget: Budget) -> Iterator[pikepdf.Dictionary]:
+    """Every dictionary of ``pdf``, indirect or nested directly in another (a stream's own
+    dictionary included; stream data is not read, so the cost is the object count's), each
+    spending one of ``budget``. Shared with the attachments' screening
+    (``signing_service.screening``)."""
+    stack: list[object] = [pdf.trailer, *pdf.objects]
+    while stack:
+        budget.spend()
+        obj = stack.pop()
+        if isinstance(obj, pikepdf.Stream):
+            obj = obj.stream_dict
+        if isinstance(obj, pikepdf.Array):
+            stack.extend(
+                item for item in obj if isinstance(item, pikepdf.Object) and not item.is_indirect
+            )
+            continue
+        if not isinstance(obj, pikepdf.Dictionary):
+            continue
+        yield obj
+        for key in obj.keys():  # noqa: SIM118 - pikepdf Dictionary iteration
+            value = obj.get(key)
+            if isinstance(value, pikepdf.Dictionary | pikepdf.Array) and not value.is_indirect:
+                stack.append(value)
 
 
 def _dict(value: object) -> pikepdf.Dictionary | None:
     return value if isinstance(value, pikepdf.Dictionary) else None
 
 
-def _action_kinds(action: object, budget: _Budget, on_open: bool = False) -> Iterator[str]:
+def _action_kinds(action: object, budget: Budget, on_open: bool = False) -> Iterator[str]:
     """The dangerous kinds in an action and its ``/Next`` actions (a dictionary or an array);
     ``on_open``: run on opening, where every kind but a jump inside the document counts."""
     queue = [action]
@@ -176,30 +203,14 @@ def _data_file(spec: pikepdf.Dictionary) -> bool:
     return True
 
 
-def _scan(pdf: pikepdf.Pdf, found: set[str], budget: _Budget) -> None:
+def _scan(pdf: pikepdf.Pdf, found: set[str], budget: Budget) -> None:
     """Every dictionary of the file, indirect or nested directly in another (stream data is
     not read, so the cost is the object count's), as the attachments' screening does: what
     runs does not have to be where this module would have looked for it (red team 20 R20-2:
     a form field's own /AA, a /Rendition action carrying /JS, a 3D annotation's script, an
     action past a long /Next chain). Then the open action, where any action but a jump runs."""
-    stack: list[object] = [pdf.trailer, *pdf.objects]
-    while stack:
-        budget.spend()
-        obj = stack.pop()
-        if isinstance(obj, pikepdf.Stream):
-            obj = obj.stream_dict
-        if isinstance(obj, pikepdf.Array):
-            stack.extend(
-                item for item in obj if isinstance(item, pikepdf.Object) and not item.is_indirect
-            )
-            continue
-        if not isinstance(obj, pikepdf.Dictionary):
-            continue
+    for obj in dictionaries(pdf, budget):
         _kinds_of(obj, found)
-        for key in obj.keys():  # noqa: SIM118 - pikepdf Dictionary iteration
-            value = obj.get(key)
-            if isinstance(value, pikepdf.Dictionary | pikepdf.Array) and not value.is_indirect:
-                stack.append(value)
     opening = pdf.Root.get("/OpenAction")
     kinds = list(_action_kinds(opening, budget, on_open=True)) if opening is not None else []
     if kinds:
@@ -218,8 +229,8 @@ def active_content(data: bytes, max_nodes: int = MAX_NODES) -> list[str]:
     found: set[str] = set()
     try:
         with pikepdf.open(io.BytesIO(data)) as pdf:
-            _scan(pdf, found, _Budget(max_nodes))
-    except _Exhausted:
+            _scan(pdf, found, Budget(max_nodes))
+    except Exhausted:
         found.add("TooComplexToInspect")
     except (Exception, RecursionError):  # noqa: BLE001 - what qpdf cannot read is not "clean"
         # A file pyHanko reads and qpdf refuses (a page tree looping back on itself) hid a

@@ -190,11 +190,14 @@ def issue_dev_certificate(
     organization: str,
     *,
     title: str | None = None,
+    subject: Any = None,
 ) -> bytes:
     """A certificate for ``public_key`` (a ``cryptography`` public key) issued by the dev PKI's
     intermediate CA, end entity (digitalSignature, nonRepudiation), with the same CRL
     distribution point as the dev signers: the dev PKI server's CRL vouches for it. Returns PEM.
-    For keys the dev PKI configuration does not know (another token, another provider)."""
+    For keys the dev PKI configuration does not know (another token, another provider).
+    ``subject``: a ``cryptography`` ``Name`` to use as it is (string types included) instead of
+    the one built from ``common_name``, ``organization`` and ``title``."""
     from datetime import timedelta
 
     from cryptography import x509 as cx
@@ -219,7 +222,7 @@ def issue_dev_certificate(
     now = datetime.now(UTC)
     cert = (
         cx.CertificateBuilder()
-        .subject_name(cx.Name(names))
+        .subject_name(subject if subject is not None else cx.Name(names))
         .issuer_name(issuer.subject)
         .public_key(public_key)
         .serial_number(cx.random_serial_number())
