@@ -261,6 +261,19 @@ def test_signing_time_without_utc_offset_is_read_not_a_broken_signature(
         assert sig["signing_time"].endswith(VN)
         notes = [w for w in report["warnings"] if w["code"] == "CLAIMED_TIME_ZONE_UNKNOWN"]
         assert [w.get("signature") for w in notes] == [FIELD], report["warnings"]
+    # Vietnam's time read as UTC looks 7 hours ahead: never called "signed after" for that.
+    assert "CLAIMED_SIGNED_AFTER_VALIDATION_TIME" not in codes(report)
+
+
+def test_a_claimed_time_without_offset_far_in_the_future_is_said(
+    pki: DevPki, verifier: Verifier
+) -> None:
+    """New user 20 #9: a claimed signing time without offset a day ahead of now (no zone can
+    bring it back to now: UTC+14 is the earliest it can mean) is CLAIMED_SIGNED_AFTER..."""
+    with m_written_as(lambda moment: _local_without_offset(moment + timedelta(hours=24))):
+        data = sign(pki, BASE, timestamp=False)
+    report = verify(verifier, data)
+    assert "CLAIMED_SIGNED_AFTER_VALIDATION_TIME" in codes(report), report["warnings"]
 
 
 # -- F2: adbe.pkcs7.sha1 -----------------------------------------------------------------------

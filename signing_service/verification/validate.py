@@ -1627,11 +1627,15 @@ class Verifier:
             claimed = None
         # A /M date without its offset (older tools write local time so; "D:2026" alone is
         # valid too): ISO 32000-1 §7.9.4 leaves its relation to UTC unknown. It is read as UTC,
-        # as EU DSS reads it, and never compared with other times (red team 19 F1: comparing
-        # it crashed the signature's evaluation, and a genuine signature read "unreadable").
+        # as EU DSS reads it (red team 19 F1: comparing it as it was crashed the signature's
+        # evaluation, and a genuine signature read "unreadable"); the time warnings compare
+        # the earliest instant it can mean (local time at UTC+14), so that they fire only when
+        # certain (new user 20 #9: a claimed time hours in the future went unremarked).
         zoned_claim = claimed
+        naive_claim = claimed is not None and claimed.tzinfo is None
         if claimed is not None and claimed.tzinfo is None:
-            claimed, zoned_claim = claimed.replace(tzinfo=UTC), None
+            claimed = claimed.replace(tzinfo=UTC)
+            zoned_claim = claimed - timedelta(hours=14)
         first_ts = next((t for t in sig_ts if t.time is not None), None)
         # The signing time people read: proven by a timestamp; else the time a timestamp
         # states even though it could not be verified; else the signer's own claim.
@@ -1644,7 +1648,7 @@ class Verifier:
         else:
             signing_time, source = None, None
         doc.warnings += _time_notes(doc, field_name, first_ts, zoned_claim, poe)
-        if source == "claimed" and zoned_claim is None:
+        if source == "claimed" and naive_claim:
             doc.warnings.append(Note.of("CLAIMED_TIME_ZONE_UNKNOWN", signature=field_name))
         if (
             chain_result is not None
