@@ -102,6 +102,7 @@ PARSE_ERRORS: dict[str, list[str]] = {
     "worker_threads": ["0"],
     "workers": ["0", "hai"],
     "verification_processes": ["-1", "65"],
+    "verification_prewarm": ["co-le"],
     "verification_timeout_seconds": ["0"],
     "verification_max_pending": ["-1"],
     "verification_memory_limit_bytes": ["-1"],
