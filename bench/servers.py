@@ -68,6 +68,10 @@ class BenchServers:
             "SIGNING_SERVICE_DEV_PKI_DIR": str(self.work / "pki"),
             "SIGNING_SERVICE_DEV_PKI_PORT": str(self.pki_port),
             "SIGNING_SERVICE_DEV_PKI_SERVE": "false",
+            # Measured rows start right after the server: the verification workers starting
+            # in the background (seconds of CPU, once per start) are not the steady state
+            # being measured; they start on first use, as before the prewarm existed.
+            "SIGNING_SERVICE_VERIFICATION_PREWARM": "false",
             **limits,
         }
         self.api = subprocess.Popen(
