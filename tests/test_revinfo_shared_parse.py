@@ -83,7 +83,9 @@ def _crl_der(entries: int) -> bytes:
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
-def _ocsp_der() -> bytes:
+def _ocsp_der(next_update: timedelta | None = timedelta(hours=4)) -> bytes:
+    """A good OCSP answer; ``next_update`` after now, or none (RFC 6960 §2.4 allows it:
+    newer information is available at any time)."""
     key, ca = _ca()
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     leaf = (
@@ -104,7 +106,7 @@ def _ocsp_der() -> bytes:
             algorithm=hashes.SHA256(),
             cert_status=ocsp.OCSPCertStatus.GOOD,
             this_update=NOW,
-            next_update=NOW + timedelta(hours=4),
+            next_update=NOW + next_update if next_update is not None else None,
             revocation_time=None,
             revocation_reason=None,
         )
@@ -209,38 +211,6 @@ def test_threads_reading_one_cached_crl_all_see_every_entry() -> None:
     assert errors == [] and seen == [500] * 8
 
 
-def _ocsp_without_next_update() -> asn1_ocsp.OCSPResponse:
-    """A good OCSP answer without nextUpdate (RFC 6960 §2.4 allows it: newer information is
-    available at any time)."""
-    key, ca = _ca()
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(_name("Cán bộ kiểm thử"))
-        .issuer_name(ca.subject)
-        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=10))
-        .sign(key, hashes.SHA256())
-    )
-    response = (
-        ocsp.OCSPResponseBuilder()
-        .add_response(
-            cert=leaf,
-            issuer=ca,
-            algorithm=hashes.SHA256(),
-            cert_status=ocsp.OCSPCertStatus.GOOD,
-            this_update=NOW,
-            next_update=None,
-            revocation_time=None,
-            revocation_reason=None,
-        )
-        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca)
-        .sign(key, hashes.SHA256())
-    )
-    return asn1_ocsp.OCSPResponse.load(response.public_bytes(serialization.Encoding.DER))
-
-
 def test_an_answer_without_next_update_is_reused_a_minute_at_most() -> None:
     """Red team 19b R19B-3: such an answer was kept an hour, so a signer check passed on a
     stale "good" for half an hour after a revocation; the chain judgement built on it is
@@ -253,7 +223,7 @@ def test_an_answer_without_next_update_is_reused_a_minute_at_most() -> None:
         _ocsp_next_update,
     )
 
-    answer = _ocsp_without_next_update()
+    answer = asn1_ocsp.OCSPResponse.load(_ocsp_der(next_update=None))
     assert _ocsp_next_update(answer) is None
     cache = RevocationCache()
     cache.put(("ocsp", "k"), answer, _ocsp_next_update(answer))
