@@ -230,6 +230,28 @@ ACTIVE = {
 }
 
 
+def _font_with(pdf: pikepdf.Pdf, key: str, widths: pikepdf.Array) -> None:
+    font = pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.TrueType)
+    font[key] = widths
+    pdf.pages[0].obj.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F9=font))
+
+
+def _script_in_widths(pdf: pikepdf.Pdf) -> None:
+    # A direct dictionary among a font's widths: the scan's shortcut for number arrays
+    # (verification/active.py, _NUMBER_ARRAYS) must still walk into it.
+    script = pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=JS)
+    _font_with(pdf, "/Widths", pikepdf.Array([500, 600, script, 700]))
+
+
+def _script_in_cid_widths(pdf: pikepdf.Pdf) -> None:
+    script = pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=JS)
+    _font_with(pdf, "/W", pikepdf.Array([0, pikepdf.Array([500, script]), 7, [600]]))
+
+
+ACTIVE["script-in-widths"] = (_script_in_widths, {"JavaScript"})
+ACTIVE["script-in-cid-widths"] = (_script_in_cid_widths, {"JavaScript"})
+
+
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "object-streams"])
 @pytest.mark.parametrize("kind", sorted(ACTIVE))
 def test_each_kind_is_found(kind: str, compress: bool) -> None:

@@ -586,7 +586,10 @@ def test_serialised_stamp_objects_are_pyhankos_bytes() -> None:
     from signing_service.signing import appearance as a
 
     program = a._font_program(a.kinds_font())
-    refs = {key: generic.IndirectObject(40 + i, 0, None) for i, key in enumerate(a._FONT_ORDER)}
+    refs: dict[str, generic.PdfObject] = {
+        key: generic.IndirectObject(40 + i, 0, None) for i, key in enumerate(a._FONT_ORDER)
+    }
+    refs["widths"] = a._UsedWidths(program.widths, {3, 4, 5, 9})
     templates = a._font_templates(a.kinds_font())
     for key in a._FONT_ORDER:
         obj, data = a._font_object(program, key, refs.__getitem__)
@@ -664,3 +667,42 @@ def test_person_and_seal_on_an_encrypted_document(tmp_path: Path, key) -> None: 
     )
     assert seal_rect[0] < person_rect[2] and person_rect[0] < seal_rect[2]
     assert seal_rect[1] < person_rect[3] and person_rect[1] < seal_rect[3]
+
+
+def _shown_and_listed(document: bytes) -> tuple[set[int], dict[int, int]]:
+    """(glyph ids the stamp's text operators show, {glyph id: width} of its font's /W)."""
+    import re
+
+    shown: set[int] = set()
+    listed: dict[int, int] = {}
+    with pikepdf.open(io.BytesIO(document)) as pdf:
+        for obj in pdf.objects:
+            if isinstance(obj, pikepdf.Dictionary) and obj.get("/Subtype") == "/CIDFontType2":
+                items = list(obj.W)
+                for first, widths in zip(items[::2], items[1::2], strict=True):
+                    for offset, width in enumerate(widths):
+                        listed[int(first) + offset] = int(width)
+            if isinstance(obj, pikepdf.Stream) and obj.get("/Subtype") == "/Form":
+                data = obj.read_bytes()
+                for hexed in re.findall(rb"<([0-9A-F]+)> Tj", data):
+                    shown.update(int(hexed[i : i + 4], 16) for i in range(0, len(hexed), 4))
+    return shown, listed
+
+
+def test_the_stamp_font_lists_the_widths_of_the_glyphs_shown(key) -> None:  # type: ignore[no-untyped-def]
+    """The stamp font's /W holds the widths of the glyphs the stamp shows, as the font
+    program has them (ISO 32000-1 §9.7.4.3; PDF/A-1 §6.3.6 asks them to agree), and no
+    others: a later reader (the active-content scan of the next signature, a verifier) does
+    not walk the whole font's ~1,000 widths. The same on an encrypted document."""
+    from signing_service.signing import appearance as a
+
+    program = a._font_program(a.kinds_font())
+    person = KindAppearance(kind="person", title="GIÁM ĐỐC", signature=signature_image())
+    source = pikepdf.open(io.BytesIO(nd30_page()))
+    out = io.BytesIO()
+    source.save(out, encryption=pikepdf.Encryption(user="", owner="chu-so-huu"))
+    for document in (nd30_page(), out.getvalue()):
+        shown, listed = _shown_and_listed(sign(document, key, person))
+        assert len(shown) > 10  # the title, the name and the time
+        assert set(listed) == shown
+        assert all(listed[g] == program.widths[g] for g in shown)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from fontTools import subset
 from pyhanko.pdf_utils import generic
@@ -331,22 +331,37 @@ def _font_program(font: Path) -> _FontProgram:
     )
 
 
-class _WidthsArray(generic.ArrayObject):
-    """The /W array ``[0 [w0 w1 …]]`` of the whole stamp font, serialised once per process:
-    building and writing ~1,000 number objects cost ~1 ms of every visible signature."""
+class _UsedWidths(generic.PdfObject):
+    """The /W array of the stamp font in one document: the widths of the glyphs its stamp
+    shows (ISO 32000-1 §9.7.4.3, ``[first [w …] first [w …]]`` per run of consecutive glyph
+    ids), read from ``used`` when the document is written, after the stamp was drawn. A glyph
+    not listed takes /DW, and none is shown; PDF/A asks widths to agree with the font program
+    for the glyphs used (ISO 19005-1 §6.3.6), which these are.
 
-    _cache: ClassVar[dict[tuple[int, ...], bytes]] = {}
+    Why not the whole font's ~1,000 widths (as before): every later reader parses them, and
+    the active-content scan of each later signature (verification/active.py) walked them one
+    by one: ~1.7 ms of the seal that follows a person signature (``python -m bench.run
+    --appearance-only``)."""
 
-    def __init__(self, widths: tuple[int, ...]) -> None:
-        super().__init__()
-        self._widths = widths
+    def __init__(self, widths: tuple[int, ...], used: set[int]) -> None:
+        self.widths = widths
+        self.used = used
 
     def write_to_stream(self, stream: Any, handler: Any = None, container_ref: Any = None) -> None:
-        encoded = self._cache.get(self._widths)
-        if encoded is None:
-            encoded = b"[0 [" + b" ".join(b"%d" % w for w in self._widths) + b"]]"
-            self._cache[self._widths] = encoded
-        stream.write(encoded)
+        runs: list[list[int]] = []
+        for gid in sorted(self.used):
+            if runs and runs[-1][0] + len(runs[-1]) - 1 == gid - 1:
+                runs[-1].append(gid)
+            else:
+                runs.append([gid])
+        stream.write(
+            b"["
+            + b" ".join(
+                b"%d [%s]" % (run[0], b" ".join(b"%d" % self.widths[g] for g in run))
+                for run in runs
+            )
+            + b"]"
+        )
 
 
 class _Slot(generic.PdfObject):
@@ -393,7 +408,7 @@ class _Serialised(generic.PdfObject):
     def __init__(
         self,
         template: Template,
-        refs: tuple[generic.IndirectObject, ...],
+        refs: tuple[generic.PdfObject, ...],
         data: bytes | None = None,
     ) -> None:
         self.template = template
@@ -420,7 +435,7 @@ def _font_object(
     """One object of the stamp font (ISO 32000-1 §9.7: a Type0 font over a CIDFontType2,
     Identity-H; ``key`` one of :data:`_FONT_ORDER`) and its stream data (``None``: not a
     stream). ``ref(key)``: the reference to another of them (an indirect object, or a
-    :class:`_Slot` in a template)."""
+    :class:`_Slot` in a template); ``ref("widths")``: the /W array (:class:`_UsedWidths`)."""
     flate = pdf_name("/FlateDecode")
     name = pdf_name("/" + p.name)
     if key == "font_file":
@@ -472,7 +487,7 @@ def _font_object(
                         }
                     ),
                     pdf_name("/FontDescriptor"): ref("descriptor"),
-                    pdf_name("/W"): _WidthsArray(p.widths),
+                    pdf_name("/W"): ref("widths"),
                     pdf_name("/CIDToGIDMap"): pdf_name("/Identity"),
                 }
             ),
@@ -547,10 +562,13 @@ class _StampFont:
         self.font = font
         self.program = _font_program(font)
         self._ref: generic.IndirectObject | None = None
+        # Glyph ids shown so far: the /W array lists these (:class:`_UsedWidths`).
+        self.used: set[int] = set()
 
     def show(self, text: str) -> tuple[bytes, float]:
         """The ``Tj`` operator for ``text`` (NFC) and its advance in em."""
         glyphs = [self.program.cmap.get(ord(c), 0) for c in unicodedata.normalize("NFC", text)]
+        self.used.update(glyphs)
         advance = sum(self.program.widths[g] for g in glyphs) / 1000
         return b"<%s> Tj" % "".join(f"{g:04X}" for g in glyphs).encode(), advance
 
@@ -559,15 +577,21 @@ class _StampFont:
             return self._ref
         add = self.writer.add_object
         refs: dict[str, generic.IndirectObject] = {}
+        # /W is written with the document, from the glyphs shown by then (a direct array).
+        widths = _UsedWidths(self.program.widths, self.used)
+
+        def ref(key: str) -> generic.PdfObject:
+            return widths if key == "widths" else refs[key]
+
         if self.writer.security_handler is None:
             templates = _font_templates(self.font)
             for key in _FONT_ORDER:
                 template, referred = templates[key]
                 data = _FONT_DATA[key](self.program)
-                refs[key] = add(_Serialised(template, tuple(refs[r] for r in referred), data))
+                refs[key] = add(_Serialised(template, tuple(ref(r) for r in referred), data))
         else:
             for key in _FONT_ORDER:
-                obj, data = _font_object(self.program, key, refs.__getitem__)
+                obj, data = _font_object(self.program, key, ref)
                 if data is not None:
                     obj = generic.StreamObject(dict(obj), encoded_data=data)
                 refs[key] = add(obj)
