@@ -51,6 +51,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.stamp import BaseStampStyle, TextStampStyle
 
 from signing_service.signing import textlayout
+from signing_service.verification.rects import read_rect
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,9 @@ def _pages(reader: PdfFileReader) -> Iterator[_Page]:
 
 
 def _widget_rect(widget: generic.DictionaryObject) -> Rect | None:
-    rect = _rect(_get(widget, "/Rect"))
+    # As viewers draw it: a corner written as a reference resolved, a non-number read as 0
+    # (red team 21: such a widget was skipped, and a new stamp could go over it).
+    rect = read_rect(_get(widget, "/Rect")).box
     if rect is None or _width(rect) <= 0 or _height(rect) <= 0:
         return None
     return rect

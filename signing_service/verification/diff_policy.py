@@ -166,7 +166,11 @@ from pyhanko.sign.diff_analysis.rules_api import (
 )
 from pyhanko.sign.fields import FieldMDPSpec, MDPPerm
 
+from signing_service.verification import rects
 from signing_service.verification.diff_speedups import load_reverse_xref_cache, usage_steps
+
+# A new widget whose /Rect holds references is visible to viewers (red team 21, R21-1).
+rects.install()
 
 ANNOT = ModificationLevel.ANNOTATIONS
 FILL = ModificationLevel.FORM_FILLING

@@ -202,6 +202,11 @@ MESSAGES: dict[str, str] = {
         "Có trường chữ ký hiển thị được thêm sau khi ký nhưng chưa ký: hình thể hiện của nó do "
         "người thêm tự vẽ, không phải chữ ký số, và có thể che nội dung đã ký."
     ),
+    "TIMESTAMP_APPEARANCE_ADDED": (
+        "Có dấu thời gian tài liệu được thêm sau khi ký có hình hiển thị trên trang: dấu thời "
+        "gian không xác nhận người ký nào, hình đó do người thêm tự vẽ và có thể che nội dung "
+        "đã ký."
+    ),
     "ANNOTATIONS_UNREADABLE": (
         "Có chú thích được thêm hoặc sửa sau khi ký không đọc được (giá trị bất thường), nên "
         "danh sách cảnh báo về chú thích có thể chưa đủ: hãy xem kỹ toàn bộ tài liệu."

@@ -32,7 +32,6 @@ comparison above would judge a page other viewers do not show (red team 16 F8).
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from signing_service.verification.limits import (
     classify_exception,
 )
 from signing_service.verification.memo import RevisionMemo
+from signing_service.verification.rects import read_rect
 
 MAX_PAGES_FOR_ANNOTATION_REVIEW = 2_000
 # An object header as a PDF lexer reads it (ISO 32000-1 §7.2, §7.3.10): two integers of any
@@ -105,6 +105,10 @@ class AddedAnnotation:
     field: str | None = None
     author: str | None = None
     ref: tuple[int, int] | None = None
+    # False when /Rect was not four direct numbers (a reference, a non-number): ``rect`` is
+    # then what viewers draw, and the widget may show something wherever it reads
+    # (verification/rects.py, red team 21 R21-3).
+    rect_plain: bool = True
 
 
 @dataclass(frozen=True)
@@ -294,17 +298,8 @@ def _plain(value: object) -> object:
 
 
 def _rect(value: object) -> tuple[float, float, float, float] | None:
-    value = _plain(value)
-    try:
-        items = [float(v) for v in value]  # type: ignore[attr-defined]
-    except (TypeError, ValueError, ArithmeticError):
-        # ArithmeticError: float() of a 400-digit integer overflows (red team 16, F5: that
-        # ended the whole annotation review and emptied the warnings).
-        return None
-    if len(items) != 4 or not all(math.isfinite(v) for v in items):
-        return None  # 1e400 parses as infinity: no rectangle to compare or to show
-    x1, y1, x2, y2 = items
-    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+    """The rectangle a viewer draws ``value`` (a ``/Rect``) in (:func:`.rects.read_rect`)."""
+    return read_rect(value).box
 
 
 def _annotation_item(
@@ -328,16 +323,18 @@ def _annotation_item(
     )
     name = _plain(annot.get("/T", parent.get("/T") if parent is not None else None))
     widget = subtype == "/Widget"
+    rect = read_rect(annot.raw_get("/Rect") if "/Rect" in annot else None)
     return AddedAnnotation(
         revision,
         page,
         subtype.lstrip("/"),
-        _rect(annot.get("/Rect")),
+        rect.box,
         is_sig,
         change,
         str(name) if name is not None and widget else None,
         str(name) if name is not None and not widget else None,
         ref,
+        rect_plain=rect.plain,
     )
 
 

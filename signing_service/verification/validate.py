@@ -1853,6 +1853,7 @@ class Verifier:
             first = signatures[0]
             signed_names = {str(e.field_name) for e in embedded}
             signed_refs = {ref for e in embedded for ref in _widget_refs(e)}
+            stamps = {ref for e in embedded if _is_doc_timestamp(e) for ref in _widget_refs(e)}
             widgets: list[
                 tuple[
                     int | None, tuple[float, float, float, float] | None, str, set[tuple[int, int]]
@@ -1881,7 +1882,7 @@ class Verifier:
                 if change.annotations_unreadable:
                     unreadable.append(revision)
                 for annot in change.added_annotations:
-                    code = _annotation_warning(annot, signed_names, signed_refs)
+                    code = _annotation_warning(annot, signed_names, signed_refs, stamps)
                     if code is None:
                         continue
                     key = (annot.revision, annot.page, annot.change, annot.rect, annot.ref)
@@ -1896,7 +1897,11 @@ class Verifier:
                         for page, rect, name, refs in widgets
                         if page == annot.page
                         and not _is_own_widget(annot, name, refs)
-                        and _overlaps(rect, annot.rect)
+                        and (
+                            _overlaps(rect, annot.rect)
+                            # No rectangle to read: it may be anywhere on the page (R21-3).
+                            or (annot.rect is None and not annot.rect_plain and rect is not None)
+                        )
                     ]
                     if covered and annot.change != "removed":
                         code = "ANNOTATION_OVER_SIGNATURE"
@@ -1991,23 +1996,34 @@ def _is_own_widget(annot: AddedAnnotation, name: str, refs: set[tuple[int, int]]
 
 
 def _annotation_warning(
-    annot: AddedAnnotation, signed_names: set[str], signed_refs: set[tuple[int, int]]
+    annot: AddedAnnotation,
+    signed_names: set[str],
+    signed_refs: set[tuple[int, int]],
+    timestamp_refs: frozenset[tuple[int, int]] | set[tuple[int, int]] = frozenset(),
 ) -> str | None:
     """The warning an annotation change after the first signature deserves, or ``None``.
 
     A signature widget of a field signed later is that signature's own appearance; one of an
     unsigned field is a picture anyone can paint (over the signed text) without signing, and is
-    named as such when visible. Widgets of form fields changing are form filling, which the
-    modification check judges. Comments added, edited or removed after signing are named."""
+    named as such when visible; so is a document timestamp's (``timestamp_refs``: its widgets):
+    a timestamp names no signer, and ISO 32000-2 §12.8.5 gives it no appearance, yet a visible
+    one can paint anything, a "Ký bởi" stamp or a new amount (red team 21). Widgets of form
+    fields changing are form filling, which the modification check judges. Comments added,
+    edited or removed after signing are named."""
     if annot.subtype == "Widget":
         if not annot.is_signature_widget or annot.change != "added":
             return None
+        if annot.rect_plain and (
+            annot.rect is None or annot.rect[2] <= annot.rect[0] or annot.rect[3] <= annot.rect[1]
+        ):
+            return None  # invisible: shows nothing
+        # (A /Rect not written as four numbers may show wherever a viewer reads it: R21-3.)
+        if annot.ref is not None and annot.ref in timestamp_refs:
+            return "TIMESTAMP_APPEARANCE_ADDED"
         if annot.ref is not None and annot.ref in signed_refs:
             return None
         if annot.ref is None and annot.field is not None and annot.field in signed_names:
             return None
-        if annot.rect is None or annot.rect[2] <= annot.rect[0] or annot.rect[3] <= annot.rect[1]:
-            return None  # invisible: shows nothing
         return "UNSIGNED_FIELD_ADDED_AFTER_SIGNING"
     return {
         "added": "ANNOTATION_ADDED_AFTER_SIGNING",

@@ -375,6 +375,11 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
         "Hình trong ô đó do người thêm tự vẽ, không phải chữ ký số, và có thể che nội dung đã "
         "ký; đừng coi đó là chữ ký.",
     ),
+    "TIMESTAMP_APPEARANCE_ADDED": CitizenText(
+        "Có một dấu thời gian được thêm vào sau khi ký, kèm hình hiển thị trên trang.",
+        "Dấu thời gian chỉ chứng minh thời điểm, không xác nhận người ký; hình của nó do người "
+        "thêm tự vẽ và có thể che nội dung đã ký; đừng coi đó là chữ ký.",
+    ),
     "ANNOTATIONS_UNREADABLE": CitizenText(
         "Có chú thích thêm sau khi ký không đọc được, nên cảnh báo về chú thích có thể chưa đủ.",
         "Chú thích có thể che nội dung đã ký; một chú thích có giá trị bất thường thường là dấu "
