@@ -27,7 +27,8 @@ is bounded (:data:`MAX_NODES` dictionaries); a document over the bound is report
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 
 import pikepdf
 
@@ -121,31 +122,55 @@ class Budget:
 _NUMBER_ARRAYS = frozenset({"/W", "/W2", "/Widths"})
 
 
-def dictionaries(pdf: pikepdf.Pdf, budget: Budget) -> Iterator[pikepdf.Dictionary]:
+def dictionaries(
+    pdf: pikepdf.Pdf, budget: Budget, containing: frozenset[bytes] | None = None
+) -> Iterator[pikepdf.Dictionary]:
     """Every dictionary of ``pdf``, indirect or nested directly in another (a stream's own
     dictionary included; stream data is not read, so the cost is the object count's), each
     spending one of ``budget``. Shared with the attachments' screening
-    (``signing_service.screening``)."""
-    stack: list[object] = [pdf.trailer, *pdf.objects]
-    while stack:
-        budget.spend()
-        obj = stack.pop()
-        if isinstance(obj, pikepdf.Stream):
-            obj = obj.stream_dict
-        if isinstance(obj, pikepdf.Array):
-            stack.extend(
-                item for item in obj if isinstance(item, pikepdf.Object) and not item.is_indirect
-            )
-            continue
-        if not isinstance(obj, pikepdf.Dictionary):
-            continue
-        yield obj
-        for key in obj.keys():  # noqa: SIM118 - pikepdf Dictionary iteration
-            value = obj.get(key)
-            if isinstance(value, pikepdf.Dictionary | pikepdf.Array) and not value.is_indirect:
-                if key in _NUMBER_ARRAYS and b"<<" not in value.unparse():
-                    continue  # glyph widths: numbers, no dictionary inside (see above)
-                stack.append(value)
+    (``signing_service.screening``).
+
+    ``containing``: only the dictionaries of the top-level objects (the trailer and each
+    indirect object, with what is nested in them directly) whose serialised form holds one of
+    these byte strings; each top-level object then spends one of ``budget`` whether looked
+    into or not. qpdf serialises names in their canonical spelling (``/J#53`` as ``/JS``), so a
+    name written any way is found; a false match (the bytes inside a string) only costs the
+    walk. Why: most objects of a document (fonts, images, page trees) hold none of the names
+    the active-content scan looks for, and walking them key by key from Python was most of
+    its cost (the person-signed document of ``python -m bench.run --appearance-only``: 0.95 →
+    0.3 ms; qpdf's serialisation is C++)."""
+    tops: Iterable[object] = itertools.chain((pdf.trailer,), pdf.objects)
+    for top in tops:
+        if containing is not None:
+            budget.spend()
+            target = top.stream_dict if isinstance(top, pikepdf.Stream) else top
+            if not isinstance(target, pikepdf.Dictionary | pikepdf.Array):
+                continue
+            text = target.unparse(resolved=True)
+            if not any(token in text for token in containing):
+                continue
+        stack: list[object] = [top]
+        while stack:
+            budget.spend()
+            obj = stack.pop()
+            if isinstance(obj, pikepdf.Stream):
+                obj = obj.stream_dict
+            if isinstance(obj, pikepdf.Array):
+                stack.extend(
+                    item
+                    for item in obj
+                    if isinstance(item, pikepdf.Object) and not item.is_indirect
+                )
+                continue
+            if not isinstance(obj, pikepdf.Dictionary):
+                continue
+            yield obj
+            for key in obj.keys():  # noqa: SIM118 - pikepdf Dictionary iteration
+                value = obj.get(key)
+                if isinstance(value, pikepdf.Dictionary | pikepdf.Array) and not value.is_indirect:
+                    if key in _NUMBER_ARRAYS and b"<<" not in value.unparse():
+                        continue  # glyph widths: numbers, no dictionary inside (see above)
+                    stack.append(value)
 
 
 def _dict(value: object) -> pikepdf.Dictionary | None:
@@ -197,6 +222,13 @@ def _kinds_of(obj: pikepdf.Dictionary, found: set[str]) -> None:
         found.add("RichMedia")
 
 
+# Every name :func:`_kinds_of` looks for, as a key or a value: an object whose serialised form
+# holds none of them has nothing it would find (:func:`dictionaries`, ``containing``).
+_LOOKED_FOR = frozenset(
+    name.encode() for name in {*ACTIVE_KEYS, *DANGEROUS_ACTIONS, *MEDIA_ANNOTATIONS, "/URI", "/EF"}
+)
+
+
 def _data_file(spec: pikepdf.Dictionary) -> bool:
     """Whether an embedded file's specification names only data files (every file name it
     gives ends in one of :data:`DATA_FILE_EXTENSIONS`): a viewer opens an attachment with the
@@ -219,7 +251,7 @@ def _scan(pdf: pikepdf.Pdf, found: set[str], budget: Budget) -> None:
     runs does not have to be where this module would have looked for it (red team 20 R20-2:
     a form field's own /AA, a /Rendition action carrying /JS, a 3D annotation's script, an
     action past a long /Next chain). Then the open action, where any action but a jump runs."""
-    for obj in dictionaries(pdf, budget):
+    for obj in dictionaries(pdf, budget, containing=_LOOKED_FOR):
         _kinds_of(obj, found)
     opening = pdf.Root.get("/OpenAction")
     kinds = list(_action_kinds(opening, budget, on_open=True)) if opening is not None else []
