@@ -199,3 +199,17 @@ def test_registry_never_vouches_for_another_organisations_signature(
     # The agency's own seal: vouched for as before.
     same = present({**report, "registry": _registry("in_force")})
     assert "Đây đúng là văn bản Sở Tư pháp tỉnh Demo A" in same.lead
+
+
+def test_the_issuer_category_is_said_only_for_a_trusted_hierarchy(
+    verifier: Verifier, signed: bytes, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Under "Đơn vị cấp chứng thư số", "Loại:" is the trust list's category of the issuing
+    hierarchy; a chain that reaches no anchor has none (it showed the certificate's own type,
+    "chữ ký số cá nhân", as if it were a category: new user 20 #10)."""
+    trusted = present(verify(verifier, signed)).signatures[0]
+    assert trusted.certificate_type  # the dev root's category
+    untrusting = Verifier(TrustStore.load(REPO / "certs/trust/anchors.json"), allow_fetching=False)
+    (untrusted,) = present(verify(untrusting, signed)).signatures
+    assert untrusted.issuer  # the issuer is still named
+    assert untrusted.certificate_type is None

@@ -852,7 +852,9 @@ def _signature_view(sig: dict[str, Any], doc_warnings: list[dict[str, Any]]) -> 
         time_proof=time_proof,
         time_proven=proven,
         issuer=_dn_name(signer.get("issuer")),
-        certificate_type=sig.get("category_label") or signer.get("profile_label") or None,
+        # The trust list's category of the issuing hierarchy; nothing when the chain reached no
+        # anchor (the certificate's own type there read as a category: new user 20 #10).
+        certificate_type=sig.get("category_label") or None,
         valid_from=format_date(signer.get("valid_from")),
         valid_to=format_date(signer.get("valid_to")),
         checks=checks,
