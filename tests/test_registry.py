@@ -465,6 +465,28 @@ def test_a_past_validation_time_reads_the_registry_as_it_stood_then(
     assert "Sau thời điểm được hỏi" not in now["status"]["message"]
 
 
+def test_a_validation_time_before_issue_finds_no_issued_document(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """New user 20 #5b: asked about a moment before the decision was issued, the registry
+    answered "đang có hiệu lực". As of that moment nothing was issued: the conclusion reads the
+    registry as not found then and says when the agency issued it; the section keeps today's."""
+    from datetime import UTC, datetime, timedelta
+
+    signed = sign(api, credentials, make_pdf(), level="B-B")
+    pdf = content(api, credentials, signed)
+    asked = (datetime.now(UTC) - timedelta(minutes=30)).isoformat(timespec="seconds")
+    then = api.post(
+        "/v1/verifications",
+        files={"file": ("x.pdf", pdf, "application/pdf")},
+        data={"validation_time": asked},
+    ).json()
+    assert then["registry"]["status"] == "in_force"  # today's record, unchanged
+    assert then["status"]["code"] != "IN_FORCE", then["status"]
+    assert "chưa được phát hành" in then["status"]["message"]
+    assert verify(api, pdf)["status"]["code"] == "IN_FORCE"
+
+
 # -- documents the service did not issue ------------------------------------------------------
 
 

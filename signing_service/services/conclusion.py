@@ -299,6 +299,15 @@ def _as_of_validation_time(report: dict[str, Any]) -> tuple[dict[str, Any], str]
         or asked >= now - timedelta(seconds=1)
     ):
         return report, ""
+    issued = _moment(section.get("issued_at"))
+    if section.get("found") and issued is not None and issued > asked + timedelta(seconds=1):
+        # Not yet in the registry at that moment (new user 20 #5b: "đang có hiệu lực" was said
+        # of 05:00 for a decision issued at 05:50): read as not issued then, and said so.
+        note = (
+            f"Vào thời điểm được hỏi, văn bản chưa được phát hành: {_agency(section)} phát hành"
+            f" văn bản ngày {vietnam_date(section.get('issued_at'))}."
+        )
+        return {**report, "registry": {"found": False}}, note
     notes: list[str] = []
     adjusted = dict(section)
     for key, holder in (("status", adjusted), ("contains", adjusted.get("contains"))):
