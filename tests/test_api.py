@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from signing_service.services.container import Services
+from tests.support.files import PDF_ZIP_EOF_COMMENT, between_objects, payload_zip
 from tests.support.pdfs import encrypted_pdf, make_pdf
 from tests.support.state import assert_nothing_written, snapshot
 from tests.support.unsignable import UNSIGNABLE
@@ -117,6 +118,10 @@ BAD_INPUTS = [
     ("empty", b"", {}, 422, "EMPTY_FILE"),
     ("truncated", make_pdf(padding_bytes=5000)[:2500], {}, 422, "MALFORMED_PDF"),
     ("encrypted", encrypted_pdf(), {}, 422, "ENCRYPTED_PDF"),
+    # Signing screens its input for archives as the attachments do (red team 21b R21B-4): the
+    # agency's signature would vouch for the ZIP's program as well.
+    ("pdf-zip-eof-comment", PDF_ZIP_EOF_COMMENT, {}, 422, "POLYGLOT_FILE"),
+    ("zip-between-objects", between_objects(make_pdf(), payload_zip()), {}, 422, "POLYGLOT_FILE"),
     ("unknown-profile", make_pdf(), {"profile": "khong-ton-tai"}, 404, "PROFILE_NOT_FOUND"),
     ("bad-level", make_pdf(), {"level": "B-X"}, 422, "INVALID_SIGNATURE_LEVEL"),
     ("bad-dossier", make_pdf(), {"dossier_code": "HS-1"}, 422, "INVALID_DOSSIER_CODE"),

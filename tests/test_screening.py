@@ -3,10 +3,21 @@ kind of hostile file the storage issue names (the API and storage parts come wit
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import pytest
 
 from signing_service.screening import ScreeningPolicy, screen
-from tests.support.files import HOSTILE, VALID, pdf_with
+from tests.support.files import (
+    HOSTILE,
+    PDF_ZIP_EOF_COMMENT,
+    VALID,
+    between_objects,
+    payload_zip,
+    pdf_with,
+)
+from tests.support.pdfs import make_pdf
 
 
 @pytest.mark.parametrize(("name", "data", "media_type"), VALID, ids=[v[0] for v in VALID])
@@ -42,3 +53,63 @@ def test_signed_pdf_is_never_sanitized(dev_pki) -> None:  # type: ignore[no-unty
     assert result.signed_pdf
     assert result.code == "SIGNED_PDF_ACTIVE_CONTENT"
     assert result.sanitized is None
+
+
+def test_pdf_zip_polyglot_ending_in_eof_is_refused() -> None:
+    """Red team 21b R21B-4: the ZIP's comment ends in %%EOF, so nothing follows the last
+    %%EOF; a ZIP reader still lists the program inside."""
+    assert zipfile.ZipFile(io.BytesIO(PDF_ZIP_EOF_COMMENT)).namelist() == ["payload.exe"]
+    assert PDF_ZIP_EOF_COMMENT.rstrip().endswith(b"%%EOF")
+    result = screen(PDF_ZIP_EOF_COMMENT, "quyet-dinh.pdf")
+    assert result.code == "POLYGLOT_FILE", (result.code, result.detail)
+    assert "outside the PDF's stream data" in result.detail
+
+
+ARCHIVES = {
+    "zip": payload_zip(),
+    "rar": b"Rar!\x1a\x07\x01\x00" + b"\x00" * 40,
+    "7z": b"7z\xbc\xaf\x27\x1c\x00\x04" + b"\x00" * 40,
+    "cab": b"MSCF\x00\x00\x00\x00" + b"\x00" * 40,
+}
+
+
+@pytest.mark.parametrize("kind", ARCHIVES)
+def test_archive_between_pdf_objects_is_refused(kind: str) -> None:
+    data = between_objects(make_pdf(), ARCHIVES[kind])
+    result = screen(data, "quyet-dinh.pdf")
+    assert result.code == "POLYGLOT_FILE", (result.code, result.detail)
+
+
+def test_zip_inside_stream_data_that_a_zip_reader_opens_is_refused() -> None:
+    """Stream data is otherwise left alone, but a ZIP whose end record a ZIP reader finds (in
+    the last 64 KiB) is a ZIP wherever it sits."""
+    data = make_pdf(extra_stream=payload_zip())
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["payload.exe"]
+    result = screen(data, "quyet-dinh.pdf")
+    assert result.code == "POLYGLOT_FILE", (result.code, result.detail)
+    assert "end of central directory" in result.detail
+
+
+def test_archive_signatures_by_chance_in_stream_data_are_accepted() -> None:
+    """Compressed data holds any four bytes by chance: signatures inside a stream's data (here
+    every one the check knows, and an end record whose central directory is not there) are not
+    a polyglot."""
+    noise = bytes(range(256)) * 4
+    chance = b"".join(
+        noise[i * 100 : i * 100 + 100] + signature
+        for i, signature in enumerate(
+            (
+                b"PK\x03\x04",
+                b"PK\x01\x02",
+                b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00\x10\x00\x00\x00\x99\x00\x00\x00\x00\x00",
+                b"PK\x06\x06",
+                b"Rar!\x1a\x07",
+                b"7z\xbc\xaf\x27\x1c",
+                b"MSCF\x00\x00\x00\x00",
+            )
+        )
+    )
+    data = make_pdf(extra_stream=chance)
+    assert b"PK\x03\x04" in data and b"PK\x05\x06" in data
+    result = screen(data, "quyet-dinh.pdf")
+    assert result.accepted, (result.code, result.detail)

@@ -2,8 +2,9 @@
 
 Content is sniffed with libmagic and checked against an allowlist; the extension must agree
 with the content; polyglots are refused (an executable or HTML header in front of ``%PDF``,
-another format appended after the last ``%%EOF``); PDFs are opened with pikepdf to find a user
-password and active content (JavaScript, OpenAction/AA, Launch, embedded files, rich media);
+another format appended after the last ``%%EOF``, an archive's signatures anywhere outside the
+data of the PDF's streams, a ZIP a ZIP reader would open); PDFs are opened with pikepdf to find
+a user password and active content (JavaScript, OpenAction/AA, Launch, embedded files, rich media);
 office files are checked for zip bombs. python-magic alone misses a PDF with something appended,
 and pikepdf opens polyglots happily, so the order matters: sniff first, then open.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -58,7 +60,8 @@ MESSAGES = {
     "EXTENSION_MISMATCH": "Phần mở rộng của tên tệp không khớp với nội dung thực của tệp.",
     "POLYGLOT_FILE": (
         "Tệp chứa nhiều định dạng cùng lúc (ví dụ mã thực thi hoặc HTML trước phần PDF, hoặc "
-        "dữ liệu khác nối sau %%EOF): bị từ chối."
+        "dữ liệu khác nối sau %%EOF, hoặc một tệp nén ZIP/RAR/7z… xen giữa các đối tượng PDF): "
+        "bị từ chối."
     ),
     "ENCRYPTED_PDF": "Tệp PDF được bảo vệ bằng mật khẩu; không thể kiểm tra nội dung.",
     "MALFORMED_FILE": "Tệp bị hỏng hoặc không đọc được.",
@@ -170,6 +173,158 @@ def _trailing_data(f: BinaryIO, size: int) -> bool:
     return end < 0 or tail[end + 5 :].strip(b"\x00\t\n\x0c\r ") != b""
 
 
+# Archive formats whose readers find them inside another file: ZIP readers look for the end of
+# central directory in the last 64 KiB + 22 bytes, RAR/7z/CAB readers scan for their signature
+# (self-extracting archives), streaming ZIP readers walk local file headers.
+ARCHIVE_SIGNATURES = {
+    b"PK\x03\x04": "ZIP local file header",
+    b"PK\x01\x02": "ZIP central directory header",
+    b"PK\x05\x06": "ZIP end of central directory",
+    b"PK\x06\x06": "ZIP64 end of central directory",
+    b"PK\x06\x07": "ZIP64 end of central directory locator",
+    b"Rar!\x1a\x07": "RAR",
+    b"7z\xbc\xaf\x27\x1c": "7z",
+    b"MSCF\x00\x00\x00\x00": "CAB",
+    b"\xfd7zXZ\x00": "xz",
+}
+ARCHIVE_RE = re.compile(b"|".join(re.escape(s) for s in ARCHIVE_SIGNATURES))
+_OVERLAP = max(len(s) for s in ARCHIVE_SIGNATURES) - 1
+# The keyword that opens a stream's data (not the end of "endstream", not part of a name).
+_STREAM_KEYWORD = re.compile(rb"(?<![A-Za-z0-9])stream(?:\r\n|\n|\r)")
+_DIRECT_LENGTH = re.compile(
+    rb"/Length[\x00\t\n\x0c\r ]+(\d+)(?![\d\x00\t\n\x0c\r ]*\d+[\x00\t\n\x0c\r ]*R)"
+)
+_ENDSTREAM = re.compile(rb"[\x00\t\n\x0c\r ]*endstream")
+ZIP_TAIL = 65535 + 22  # the largest ZIP comment plus the end of central directory record
+
+
+def _read(f: BinaryIO, start: int, length: int) -> bytes:
+    f.seek(start)
+    return f.read(length)
+
+
+def _stream_data(
+    pdf: pikepdf.Pdf, f: BinaryIO, offset: int, objgen: tuple[int, int]
+) -> tuple[int, int] | None:
+    """The byte range of the data of the stream object that starts at ``offset``: after the
+    ``stream`` keyword's end of line, ``/Length`` bytes, followed by ``endstream``. None for an
+    object that is not a stream, and when the file does not lay it out so (the caller then
+    treats those bytes as outside any stream). The dictionary's own ``/Length`` is read from the
+    text; pikepdf is asked only when that does not fit (an indirect length, a nested /Length)."""
+    for window in (1024, 65536):
+        text = _read(f, offset, window)
+        keyword = _STREAM_KEYWORD.search(text)
+        closed = text.find(b"endobj")
+        if keyword or closed >= 0:
+            break
+    if not keyword or 0 <= closed < keyword.start():
+        return None
+    start = offset + keyword.end()
+    direct = _DIRECT_LENGTH.search(text, 0, keyword.start())
+    if direct and _ENDSTREAM.match(_read(f, start + int(direct[1]), 64)):
+        return start, start + int(direct[1])
+    obj = pdf.get_object(objgen)
+    length = obj.stream_dict.get("/Length") if isinstance(obj, pikepdf.Stream) else None
+    if length is None or int(length) < 0:
+        return None
+    end = start + int(length)
+    return (start, end) if _ENDSTREAM.match(_read(f, end, 64)) else None
+
+
+def _stream_ranges(pdf: pikepdf.Pdf, f: BinaryIO, size: int) -> list[tuple[int, int]]:
+    """The data of every stream object the cross-reference table (as qpdf read or rebuilt it)
+    points to, sorted. Object streams hold compressed objects, so those are covered too."""
+    ranges = []
+    for objgen, entry in pdf.get_xref_table().items():
+        if entry.type != 1 or not 0 <= entry.offset < size:
+            continue
+        try:
+            span = _stream_data(pdf, f, entry.offset, objgen)
+        except (pikepdf.PdfError, TypeError, ValueError):
+            continue
+        if span:
+            ranges.append(span)
+    return sorted(ranges)
+
+
+def _gaps(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    gaps, position = [], 0
+    for start, end in ranges:
+        if start > position:
+            gaps.append((position, start))
+        position = max(position, end)
+    if position < size:
+        gaps.append((position, size))
+    return gaps
+
+
+def _zip_end_record(f: BinaryIO, size: int, position: int) -> bool:
+    """An end of central directory record at ``position`` that a ZIP reader would follow: its
+    central directory (or ZIP64 locator) is where it says. Random bytes (a compressed stream)
+    pass this with odds of about 2^-64."""
+    record = _read(f, position, 22)
+    if len(record) < 22:
+        return False
+    _, disk, cd_disk, entries_here, entries, cd_size, cd_offset, _ = struct.unpack(
+        "<4s4H2LH", record
+    )
+    if disk or cd_disk or entries_here != entries or entries == 0:
+        return False
+    if position >= 20 and _read(f, position - 20, 4) == b"PK\x06\x07":
+        return True
+    return any(
+        0 <= start < size and _read(f, start, 4) == b"PK\x01\x02"
+        for start in (position - cd_size, cd_offset)
+    )
+
+
+def archive_in_pdf(f: BinaryIO, size: int, pdf: pikepdf.Pdf) -> str | None:
+    """What makes the PDF ``f`` (opened as ``pdf``) also an archive, or None.
+
+    - an archive's signature (ZIP local/central/end headers, RAR, 7z, CAB, xz) anywhere outside
+      the data of the streams the cross-reference table points to: between objects, inside the
+      PDF's syntax, after the last ``%%EOF`` or hidden before one (a ZIP comment ending in
+      ``%%EOF``). Stream data is left out because compressed data holds such bytes by chance;
+    - a ZIP end of central directory a ZIP reader would find (in the last 64 KiB + 22 bytes,
+      its central directory where it says), even inside stream data;
+    - a tar header (the PDF header written into a tar member's name).
+
+    Only what lies outside stream data is read, and the tail: a 1 GB scan costs its objects."""
+    head = _read(f, 0, 512)
+    if head[257:263] in (b"ustar\x00", b"ustar "):
+        return "tar header"
+    for start, end in _gaps(_stream_ranges(pdf, f, size), size):
+        position = start
+        while position < end:
+            chunk = _read(f, position, min(1 << 20, end - position) + _OVERLAP)
+            for match in ARCHIVE_RE.finditer(chunk):
+                if position + match.start() < end:
+                    found = position + match.start()
+                    name = ARCHIVE_SIGNATURES[match.group()]
+                    return f"{name} at byte {found}, outside the PDF's stream data"
+            position += 1 << 20
+    tail_start = max(0, size - ZIP_TAIL)
+    tail = _read(f, tail_start, ZIP_TAIL)
+    for match in re.finditer(re.escape(b"PK\x05\x06"), tail):
+        if _zip_end_record(f, size, tail_start + match.start()):
+            return f"ZIP archive (end of central directory at byte {tail_start + match.start()})"
+    return None
+
+
+def pdf_archive_polyglot(data: bytes) -> str | None:
+    """:func:`archive_in_pdf` for a PDF held in memory (the signing flow's input). Bytes without
+    any archive signature are not opened at all; None as well when pikepdf cannot open them (the
+    caller's own parsing refuses those)."""
+    if b"ustar" not in data[:1024] and not any(s in data for s in ARCHIVE_SIGNATURES):
+        return None
+    f = io.BytesIO(data)
+    try:
+        with pikepdf.open(f) as pdf:
+            return archive_in_pdf(f, len(data), pdf)
+    except (pikepdf.PdfError, ValueError, RuntimeError):
+        return None
+
+
 ACTIVE_KEYS = {
     "/JS": "JavaScript",
     "/JavaScript": "JavaScript",
@@ -253,6 +408,12 @@ def _screen_pdf(
     except (pikepdf.PdfError, ValueError, RuntimeError) as e:
         return _refuse(PDF, "MALFORMED_FILE", type(e).__name__)
     with pdf:
+        try:
+            archive = archive_in_pdf(f, size, pdf)
+        except (pikepdf.PdfError, ValueError, RuntimeError, OSError) as e:
+            return _refuse(PDF, "MALFORMED_FILE", type(e).__name__)
+        if archive:
+            return _refuse(PDF, "POLYGLOT_FILE", archive)
         try:
             found = _pdf_active_content(pdf)
             signed = (

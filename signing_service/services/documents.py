@@ -11,11 +11,26 @@ from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from signing_service import errors
+from signing_service.screening import MESSAGES as SCREENING_MESSAGES
+from signing_service.screening import pdf_archive_polyglot
 from signing_service.services.container import Services
 from signing_service.services.pdf_upload import check_pdf_upload  # noqa: F401 - re-exported
 from signing_service.store.models import Document, ResultCodeCounter
 from signing_service.timefmt import api_time
 from storage import ObjectNotFound, StorageUnavailableError
+
+
+def check_signing_input(pdf: bytes) -> None:
+    """A PDF that is also an archive (a ZIP, RAR, 7z… between its objects, or hidden after its
+    ``%%EOF`` behind a comment ending in ``%%EOF``) is refused ``POLYGLOT_FILE`` before it is
+    signed: the agency's signature would vouch for the archive's bytes as well. The same rule
+    as the attachments' screening (:func:`signing_service.screening.archive_in_pdf`)."""
+    reason = pdf_archive_polyglot(pdf)
+    if reason:
+        raise errors.ScreeningRefused(
+            "POLYGLOT_FILE", SCREENING_MESSAGES["POLYGLOT_FILE"], details={"reason": reason}
+        )
+
 
 # {agency_code}-{yyMMdd}-{4-digit daily sequence}, e.g. 000.00.12.H12-261127-0001. Matched
 # whole (fullmatch): with match() and "$", "…-0001\n" passed (issue 9), and \d also matches

@@ -34,6 +34,7 @@ from signing_service.services.documents import (
     check_codes,
     check_pdf_upload,
     check_result_code_available,
+    check_signing_input,
 )
 from signing_service.services.keys import officer_for, officer_still_registered
 from signing_service.services.registry import new_public_id
@@ -152,6 +153,7 @@ def start_external(
     ``signature.refused``; :func:`complete_external` judges them again on the completed
     document."""
     check_pdf_upload(pdf, signing_limit(services, pdf))
+    check_signing_input(pdf)
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
         qr = check_qr_request(services, qr, agency.code)

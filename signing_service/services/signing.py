@@ -41,6 +41,7 @@ from signing_service.services.documents import (
     check_pdf_upload,
     check_procedure_code,
     check_result_code_available,
+    check_signing_input,
     resolve_result_code,
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
@@ -493,6 +494,7 @@ def sign_document(
     (:func:`qr_content`; 422 ``QR_LINK_NOT_CONFIGURED``, ``INVALID_PROCEDURE_CODE``,
     ``QR_ON_SIGNED_DOCUMENT``)."""
     check_pdf_upload(pdf, signing_limit(services, pdf))
+    check_signing_input(pdf)
     codes = check_codes(dossier_code, result_code, agency.code)
     if qr is not None:
         qr = check_qr_request(services, qr, agency.code)
@@ -1198,6 +1200,7 @@ def sign_batch(
         try:
             check_filename(filename)
             check_pdf_upload(pdf, signing_limit(services, pdf))
+            check_signing_input(pdf)
             results.append(
                 _sign_one(
                     services,

@@ -4,6 +4,7 @@ every kind of hostile file the storage issue names."""
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 
 import pikepdf
@@ -53,6 +54,42 @@ def pdf_with(action: str) -> bytes:
     return out.getvalue()
 
 
+def payload_zip(comment: bytes = b"") -> bytes:
+    """A stored ZIP holding a Windows program, as an attacker would carry it."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("payload.exe", b"MZ" + b"\x90" * 200)
+        z.comment = comment
+    return out.getvalue()
+
+
+def zip_after_pdf(pdf: bytes, archive: bytes) -> bytes:
+    """``pdf`` followed by ``archive`` with its central directory's offsets moved by the PDF's
+    length, so that any ZIP reader opens it (red team 21b R21B-4)."""
+    out = bytearray(pdf + archive)
+    end = out.rfind(b"PK\x05\x06")
+    (cd_offset,) = struct.unpack("<I", out[end + 16 : end + 20])
+    out[end + 16 : end + 20] = struct.pack("<I", cd_offset + len(pdf))
+    position = cd_offset + len(pdf)
+    while out[position : position + 4] == b"PK\x01\x02":
+        name, extra, comment = struct.unpack("<HHH", out[position + 28 : position + 34])
+        (local,) = struct.unpack("<I", out[position + 42 : position + 46])
+        out[position + 42 : position + 46] = struct.pack("<I", local + len(pdf))
+        position += 46 + name + extra + comment
+    return bytes(out)
+
+
+def between_objects(pdf: bytes, foreign: bytes) -> bytes:
+    """``foreign`` bytes put between the PDF's header and its first object (qpdf finds the
+    objects again by scanning: pikepdf still opens the file)."""
+    at = pdf.index(b"1 0 obj")
+    return pdf[:at] + foreign + b"\n" + pdf[at:]
+
+
+# A PDF whose ZIP's comment ends in %%EOF: nothing follows the last %%EOF (R21B-4).
+PDF_ZIP_EOF_COMMENT = zip_after_pdf(make_pdf(), payload_zip(b"\n%%EOF\n"))
+
+
 VALID = [
     ("quyet-dinh.pdf", make_pdf(), PDF),
     ("anh.jpg", image("JPEG"), JPEG),
@@ -72,6 +109,8 @@ HOSTILE = [
     ("setup.pdf", b"MZ\x90\x00\x03" + b"\0" * 200, "POLYGLOT_FILE"),
     ("html-then-pdf.pdf", b"<html><script>alert(1)</script>\n" + make_pdf(), "POLYGLOT_FILE"),
     ("pdf-then-zip.pdf", make_pdf() + office("docx"), "POLYGLOT_FILE"),
+    ("pdf-zip-eof-comment.pdf", PDF_ZIP_EOF_COMMENT, "POLYGLOT_FILE"),
+    ("pdf-zip-between-objects.pdf", between_objects(make_pdf(), payload_zip()), "POLYGLOT_FILE"),
     ("lying.png", make_pdf(), "EXTENSION_MISMATCH"),
     ("no-extension", image("PNG"), "EXTENSION_MISMATCH"),
     ("program.pdf", b"\x7fELF\x02\x01\x01" + b"\0" * 100, "POLYGLOT_FILE"),

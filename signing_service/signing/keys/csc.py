@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 from asn1crypto import x509
 from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko_certvalidator.registry import SimpleCertificateStore
@@ -45,6 +49,53 @@ SIGN_ALGO_OIDS = {
     ("ec", "sha256"): "1.2.840.10045.4.3.2",
     ("ec", "sha384"): "1.2.840.10045.4.3.3",
 }
+
+
+# The largest answer read from a provider: a certificate chain, a SAD, a few signatures fit many
+# times over. More is cut off (remote_unavailable), never held in memory.
+MAX_ANSWER_BYTES = 1024 * 1024
+_READ_SIZE = 64 * 1024
+
+
+def _unavailable(reason: str) -> KeySourceError:
+    return KeySourceError(f"remote signing provider {reason}", "remote_unavailable")
+
+
+def _socket_of(raw: Any) -> socket.socket | None:
+    """The socket an urllib3 response reads from: its connection's, or (the connection already
+    let go of it, as for an answer that closes the connection) the one behind its file."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is None:
+        buffered = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(buffered, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _read_answer(response: requests.Response, deadline: float) -> bytes:
+    """The body of ``response``, read as it arrives until ``deadline`` (``time.monotonic()``)
+    and at most :data:`MAX_ANSWER_BYTES`. Each read waits for at most the time left: a provider
+    that sends one byte every few seconds is cut off at the deadline, not when it is done."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+        raise _unavailable(f"answered {declared} bytes (more than {MAX_ANSWER_BYTES})")
+    raw = response.raw
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _unavailable("did not finish its answer in time")
+        sock = _socket_of(raw)
+        if sock is not None:
+            sock.settimeout(left)
+        # read1: one receive at most, so the time left bounds it (read(n) waits for n bytes).
+        chunk = raw.read1(_READ_SIZE, decode_content=False)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise _unavailable(f"answered more than {MAX_ANSWER_BYTES} bytes")
+        chunks.append(chunk)
 
 
 class RemoteAuthorizationError(KeySourceError):
@@ -75,31 +126,43 @@ class CscClient:
         return session
 
     def call(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to ``endpoint`` and return the JSON object answered. The whole call
+        (connecting, the answer's headers and body) is bounded by the credential's timeout and
+        the body by :data:`MAX_ANSWER_BYTES`; anything but a JSON object is the provider being
+        unavailable (``remote_unavailable``), as are errors, timeouts and oversized answers."""
+        timeout = self.credential.timeout
+        deadline = time.monotonic() + timeout
         try:
             response = self._session().post(
                 f"{self.credential.base_url}/{endpoint}",
                 json=body,
-                timeout=self.credential.timeout,
-                headers={"Authorization": f"Bearer {self.credential.token()}"},
+                # total: the connection and each read of the headers share one budget.
+                timeout=urllib3.Timeout(total=timeout),
+                headers={
+                    "Authorization": f"Bearer {self.credential.token()}",
+                    "Accept-Encoding": "identity",  # what is counted is what is read
+                },
+                stream=True,
             )
         except requests.RequestException as e:
-            raise KeySourceError(
-                f"remote signing provider unreachable: {type(e).__name__}", "remote_unavailable"
-            ) from None
-        if response.status_code in (400, 401, 403) and endpoint == "credentials/authorize":
-            raise RemoteAuthorizationError(
-                "the provider refused the authorisation", "remote_authorization_failed"
-            )
-        if response.status_code >= 400:
-            raise KeySourceError(
-                f"remote signing provider answered {response.status_code}", "remote_unavailable"
-            )
+            raise _unavailable(f"unreachable: {type(e).__name__}") from None
+        with response:
+            if response.status_code in (400, 401, 403) and endpoint == "credentials/authorize":
+                raise RemoteAuthorizationError(
+                    "the provider refused the authorisation", "remote_authorization_failed"
+                )
+            if response.status_code >= 400:
+                raise _unavailable(f"answered {response.status_code}")
+            try:
+                content = _read_answer(response, deadline)
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
+                raise _unavailable(f"broke off its answer: {type(e).__name__}") from None
         try:
-            data: dict[str, Any] = response.json()
-        except ValueError:
-            raise KeySourceError(
-                "remote signing provider answered garbage", "remote_unavailable"
-            ) from None
+            data = json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            raise _unavailable("answered garbage") from None
+        if not isinstance(data, dict):
+            raise _unavailable(f"answered a JSON {type(data).__name__}, not an object")
         return data
 
 
