@@ -116,6 +116,7 @@ from signing_service.verification.report import (
     TrustAnchorInfo,
 )
 from signing_service.verification.revinfo_cache import REVOCATION_CACHE, CachingFetcherBackend
+from signing_service.verification.vouching import issuers_of, vouches_for
 
 log = logging.getLogger(__name__)
 _pdf_speedups.install()
@@ -721,11 +722,17 @@ def _revocation_used(
     items: list[RevocationDataInfo] = []
     try:
         certs = list(result.path.iter_certs(include_root=False))
+        on_path = list(result.path.iter_certs(include_root=True))
     except Exception:  # noqa: BLE001
         return []
     for cert in certs:
+        # Only what the certificate's issuer signed is its revocation data (red team 21c
+        # R21C-1: a forged answer under the CA's name was listed as the CA's).
+        issuers = issuers_of(cert, [*on_path, *evidence.certs])
         for origin, ocsps in (("document", evidence.ocsps), ("fetched", fetched_ocsps)):
             for resp in ocsps:
+                if not vouches_for(resp, cert, issuers, evidence.certs):
+                    continue
                 try:
                     basic = resp["response_bytes"]["response"].parsed
                     data = basic["tbs_response_data"]
@@ -751,10 +758,10 @@ def _revocation_used(
                     continue
         for origin, crl_list in (("document", evidence.crls), ("fetched", fetched_crls)):
             for value in crl_list:
+                if not vouches_for(value, cert, issuers):
+                    continue
                 try:
                     tbs = value["tbs_cert_list"]
-                    if tbs["issuer"] != cert.issuer:
-                        continue
                     revoked_at = None
                     for entry in tbs["revoked_certificates"] or ():
                         if entry["user_certificate"].native == cert.serial_number:
@@ -1814,11 +1821,16 @@ class Verifier:
         if not timestamped:
             return "B-B"
         written = doc.evidence.written
-        has_revinfo = any(
-            _speaks_about(item, cert)
-            and written.get(hashlib.sha256(item.dump()).digest(), -1) >= emb.signed_revision
+        later = [
+            item
             for item in (*doc.evidence.ocsps, *doc.evidence.crls)
-        )
+            if _speaks_about(item, cert)
+            and written.get(hashlib.sha256(item.dump()).digest(), -1) >= emb.signed_revision
+        ]
+        # Only the issuer's own word counts (red team 21c R21C-1: a CRL or OCSP answer signed
+        # by anyone under the CA's name made a B-T document "B-LT").
+        issuers = _issuers(doc, cert, emb) if later else []
+        has_revinfo = any(vouches_for(item, cert, issuers, doc.evidence.certs) for item in later)
         if not has_revinfo:
             return "B-T"
         for revision in doc.doc_timestamps:
@@ -2120,6 +2132,23 @@ def _token_signer(token: cms.SignedData) -> x509.Certificate | None:
         return generic_cms.extract_certs_for_validation(token).signer_cert
     except Exception:  # noqa: BLE001
         return None
+
+
+def _issuers(
+    doc: _Doc, cert: x509.Certificate, emb: EmbeddedPdfSignature | None = None
+) -> list[x509.Certificate]:
+    """The certificates that issued ``cert`` among the trust store's, the document's and (with
+    ``emb``) that signature's own (:func:`.vouching.issuers_of`)."""
+    own: list[x509.Certificate] = []
+    if emb is not None:
+        try:
+            own = [
+                c.chosen for c in emb.signed_data["certificates"] or () if c.name == "certificate"
+            ]
+        except Exception:  # noqa: BLE001
+            own = []
+    trust = doc.chains.trust
+    return issuers_of(cert, [*trust.roots, *trust.intermediates, *doc.evidence.certs, *own])
 
 
 def _speaks_about(item: crl.CertificateList | ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
