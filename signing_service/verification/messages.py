@@ -144,6 +144,11 @@ MESSAGES: dict[str, str] = {
         "Dấu thời gian không hợp lệ (đã bị thay đổi, hỏng hoặc không khớp chữ ký)."
     ),
     "TIMESTAMP_UNTRUSTED": "Dấu thời gian không do đơn vị cấp dấu thời gian tin cậy cấp.",
+    "SIGNATURE_TIMESTAMP_BROKEN": (
+        "Dấu thời gian đi kèm chữ ký bị hỏng hoặc không khớp chữ ký (phần này nằm ngoài nội dung "
+        "được ký, ai cũng có thể thay): dấu thời gian bị bỏ qua, chữ ký được xác minh như chữ ký "
+        "không có dấu thời gian; nội dung được ký không bị ảnh hưởng."
+    ),
     "TIMESTAMP_STATUS_UNKNOWN": (
         "Chưa xác định được tình trạng thu hồi chứng thư của đơn vị cấp dấu thời gian tại thời "
         "điểm xác minh (không có hoặc hết hạn dữ liệu OCSP/CRL): dấu thời gian chưa được dùng "

@@ -807,6 +807,11 @@ def _algorithms_check(
 
 
 # -- timestamps ----------------------------------------------------------------------------------
+def _broken(ts: TimestampResult) -> bool:
+    """A token that failed its own integrity (signature or imprint): nothing it says counts."""
+    return ts.check.status is FAIL and ts.check.code == "TIMESTAMP_INVALID"
+
+
 @dataclass
 class TimestampResult:
     """A validated (or not) timestamp token: ``time`` is its genTime."""
@@ -1616,10 +1621,21 @@ class Verifier:
         )
         checks["trust"] = trust
         checks["revocation"] = revocation
-        sig_ts = [t for t in timestamps if t.kind == "signature"]
+        # A signature timestamp whose token is broken (its own signature fails, or its imprint
+        # is not this signature's value) is set aside, as ETSI EN 319 102-1 §5.5.4 removes a
+        # time-stamp that failed validation: the token sits in an unsigned attribute anyone can
+        # replace, so the document is judged as if it had none (red team 21c R21C-2: a token
+        # swapped for another signature's read "tài liệu đã bị sửa đổi" on an intact document;
+        # removing it gave B-B and a pass). A warning names it.
+        broken = [t for t in timestamps if t.kind == "signature" and _broken(t)]
+        sig_ts = [t for t in timestamps if t.kind == "signature" and not _broken(t)]
+        if broken:
+            doc.warnings.append(Note.of("SIGNATURE_TIMESTAMP_BROKEN", signature=field_name))
         if sig_ts:
             good = next((t for t in sig_ts if t.proves), None)
             checks["timestamp"] = (good or sig_ts[0]).check
+        elif broken and proven_by_doc is None:
+            checks["timestamp"] = check(NA, "SIGNATURE_TIMESTAMP_BROKEN")
         elif proven_by_doc is not None:
             checks["timestamp"] = check(PASS, "TIMESTAMP_VALID", extra="dấu thời gian tài liệu")
         else:

@@ -101,6 +101,7 @@ TIMESTAMP_CODE_TEXTS = {
     "TIMESTAMP_VALID": "hợp lệ",
     "TIMESTAMP_INVALID": "không hợp lệ",
     "TIMESTAMP_UNTRUSTED": "đơn vị cấp không được công nhận",
+    "SIGNATURE_TIMESTAMP_BROKEN": "hỏng, không dùng",
     "TIMESTAMP_STATUS_UNKNOWN": "chưa kiểm tra được",
 }
 
@@ -292,6 +293,11 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
     ),
     "TIMESTAMP_UNTRUSTED": CitizenText(
         "Dấu thời gian không do đơn vị được công nhận cấp.", _WHY_TIME
+    ),
+    "SIGNATURE_TIMESTAMP_BROKEN": CitizenText(
+        "Dấu thời gian đi kèm chữ ký bị hỏng hoặc không khớp chữ ký, nên không được dùng.",
+        "Nội dung được ký không bị ảnh hưởng, nhưng thời điểm ký hiển thị chỉ là thời điểm người "
+        "ký tự khai; dấu thời gian có thể đã bị thay sau khi ký.",
     ),
     "TIMESTAMP_STATUS_UNKNOWN": CitizenText(
         "Chưa kiểm tra được đơn vị cấp dấu thời gian, nên dấu thời gian chưa được dùng làm bằng "
