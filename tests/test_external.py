@@ -292,3 +292,112 @@ def test_external_profile_cannot_be_used_for_one_step_signing(
         files={"file": ("a.pdf", make_pdf())},
     )
     assert (response.status_code, response.json()["code"]) == (422, "PROFILE_NEEDS_TWO_STEP")
+
+
+# -- red team 21b: concurrent completions ---------------------------------------------------
+
+
+def _agency(services: Services, code: str = "000.00.12.H12") -> Any:
+    from sqlalchemy import select
+
+    from signing_service.store.models import Agency
+
+    with services.db.transaction() as db:
+        agency = db.scalars(select(Agency).where(Agency.code == code)).one()
+        db.expunge(agency)
+    return agency
+
+
+@pytest.mark.parametrize("attempts", [2, 3])
+def test_concurrent_completions_one_wins_and_the_document_survives(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    officer_token: Token,
+    attempts: int,
+) -> None:
+    """Red team 21b, R21B-1: a client retrying step 2 (timeout, dropped connection) sends
+    the same signature twice at once. Both requests passed the "pending" check and wrote the
+    same object key; the loser's transaction failed (500) and its cleanup deleted the object
+    of the winner's committed, registered document. Exactly one completes; the others are 409
+    EXTERNAL_SESSION_USED, and the stored document is intact."""
+    import hashlib
+    import threading
+
+    from signing_service import errors
+    from signing_service.services.external import complete_external
+    from signing_service.services.signing import SignResult
+
+    session = start(api, services, credentials, level="B-B").json()
+    signature = base64.b64decode(officer_token.sign_digest(session["digest"]))
+    agency = _agency(services)
+    barrier = threading.Barrier(attempts)
+    results: list[Any] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            results.append(
+                complete_external(
+                    services, agency, session["session_id"], signature=signature, actor="t"
+                )
+            )
+        except BaseException as e:  # noqa: BLE001 - asserted below
+            results.append(e)
+
+    threads = [threading.Thread(target=attempt) for _ in range(attempts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    done = [r for r in results if isinstance(r, SignResult)]
+    refused = [r for r in results if not isinstance(r, SignResult)]
+    assert len(done) == 1, results
+    assert all(
+        isinstance(r, errors.ServiceError) and (r.status, r.code) == (409, "EXTERNAL_SESSION_USED")
+        for r in refused
+    ), refused
+    assert len(refused) == attempts - 1
+    got = api.get(f"/v1/documents/{done[0].document.id}/content", headers=headers(credentials))
+    assert got.status_code == 200, got.text
+    assert hashlib.sha256(got.content).hexdigest() == done[0].document.sha256
+    # One signed object in the store, no orphan of a refused attempt.
+    assert len([k for k in services.store.list() if k.endswith(".pdf")]) == 1
+    # The session is completed, once, by the winner.
+    with services.db.transaction() as db:
+        row = db.get(ExternalSession, session["session_id"])
+        assert row is not None
+        assert (row.state, row.signature_id) == ("completed", done[0].signature_id)
+
+
+def test_a_failed_completion_leaves_the_session_usable(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
+) -> None:
+    """The session is claimed before the signature is embedded and put back when that
+    attempt fails: a refused step 2 (here a client CMS, correctly signed, too large for the
+    prepared reservation: refused while embedding) does not use the session up."""
+    from asn1crypto import cms
+
+    from signing_service._async import run_sync
+    from signing_service.signing.keys.pkcs12 import load_pkcs12_file
+
+    assert services.dev_pki is not None
+    session = start(api, services, credentials, level="B-B").json()
+    key = load_pkcs12_file(services.dev_pki.p12_path("officer"), DEV_KEY_PASSPHRASE.encode())
+    attrs = cms.CMSAttributes.load(base64.b64decode(session["data_to_sign"]))
+    ci = run_sync(key.signer.async_sign_prescribed_attributes("sha256", attrs))
+    signed_data = ci["content"]
+    extra = [c for c in signed_data["certificates"]] * 60
+    signed_data["certificates"] = cms.CertificateSet([*signed_data["certificates"], *extra])
+    oversized = cms.ContentInfo.load(ci.dump(force=True))
+    before = snapshot(services)
+    refused = complete(api, credentials, session, cms=base64.b64encode(oversized.dump()).decode())
+    assert (refused.status_code, refused.json()["code"]) == (422, "EXTERNAL_CMS_INVALID")
+    assert_nothing_written(before, services)
+    with services.db.transaction() as db:
+        row = db.get(ExternalSession, session["session_id"])
+        assert row is not None and row.state == "pending"
+    done = complete(
+        api, credentials, session, signature=officer_token.sign_digest(session["digest"])
+    )
+    assert done.status_code == 201, done.text
