@@ -294,7 +294,7 @@ def test_external_profile_cannot_be_used_for_one_step_signing(
     assert (response.status_code, response.json()["code"]) == (422, "PROFILE_NEEDS_TWO_STEP")
 
 
-# -- red team 21b: concurrent completions ---------------------------------------------------
+# -- red team 21b: concurrent completions, the profile changed between the steps ------------
 
 
 def _agency(services: Services, code: str = "000.00.12.H12") -> Any:
@@ -401,3 +401,85 @@ def test_a_failed_completion_leaves_the_session_usable(
         api, credentials, session, signature=officer_token.sign_digest(session["digest"])
     )
     assert done.status_code == 201, done.text
+
+
+def _disable_profile(services: Services) -> None:
+    from signing_service.services.profiles import disable_profile
+
+    disable_profile(services, _agency(services), "agency-a-officer", actor="test")
+
+
+def _profile_names_another_officer(services: Services) -> None:
+    from signing_service.services.profiles import update_profile
+
+    assert services.dev_pki is not None
+    store_officer_without_checks(
+        services, "tran-thi-binh", services.dev_pki.cert_path("officer-remote").read_bytes()
+    )
+    update_profile(
+        services, _agency(services), "agency-a-officer", {"key": "tran-thi-binh"}, actor="test"
+    )
+
+
+def _profile_made_one_step(services: Services) -> None:
+    from signing_service.services.profiles import update_profile
+
+    update_profile(
+        services,
+        _agency(services),
+        "agency-a-officer",
+        {"two_step": False, "key": "agency-a-seal"},
+        actor="test",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        (_disable_profile, 404, "PROFILE_NOT_FOUND"),
+        (_profile_names_another_officer, 422, "OFFICER_NOT_REGISTERED"),
+        (_profile_made_one_step, 422, "PROFILE_NOT_EXTERNAL"),
+    ],
+    ids=["disabled", "another-officer", "one-step"],
+)
+def test_profile_changed_between_the_steps(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    officer_token: Token,
+    change: Any,
+    status: int,
+    code: str,
+) -> None:
+    """Red team 21b, R21B-5: the agency's administrator withdrew the profile (or changed it)
+    after step 1; step 2 completed anyway, registered in force under the withdrawn profile.
+    Step 2 answers as step 1 would now, and the session stays unused."""
+    session = start(api, services, credentials, level="B-B").json()
+    signature = officer_token.sign_digest(session["digest"])
+    change(services)
+    before = snapshot(services)
+    done = complete(api, credentials, session, signature=signature)
+    assert (done.status_code, done.json()["code"]) == (status, code), done.text
+    assert not done.json()["message"].isascii()
+    assert_nothing_written(before, services)
+    with services.db.transaction() as db:
+        row = db.get(ExternalSession, session["session_id"])
+        assert row is not None and (row.state, row.signature_id) == ("pending", None)
+
+
+def test_named_officer_disabled_between_the_steps(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
+) -> None:
+    """A profile naming one officer, whose certificate the operator disabled after step 1:
+    step 2 answers as step 1 would now (PROFILE_KEY_MISSING), nothing written."""
+    from signing_service.services.keys import disable_key
+    from tests.support.keys import profile
+
+    profile(services, "ky-duyet-an", "nguyen-van-an", two_step=True)
+    session = start(api, services, credentials, profile="ky-duyet-an").json()
+    signature = officer_token.sign_digest(session["digest"])
+    disable_key(services, agency_code="000.00.12.H12", name="nguyen-van-an", actor="test")
+    before = snapshot(services)
+    done = complete(api, credentials, session, signature=signature)
+    assert (done.status_code, done.json()["code"]) == (422, "PROFILE_KEY_MISSING"), done.text
+    assert_nothing_written(before, services)

@@ -36,7 +36,7 @@ from signing_service.services.documents import (
     check_pdf_upload,
     check_result_code_available,
 )
-from signing_service.services.keys import officer_for, officer_still_registered
+from signing_service.services.keys import active_key, officer_for, officer_still_registered
 from signing_service.services.registry import new_public_id
 from signing_service.services.signing import (
     IDEMPOTENCY_CONFLICT_MESSAGE,
@@ -72,6 +72,7 @@ from signing_service.signing.engine import (
     signature_timestamp_tokens,
     signing_moment,
 )
+from signing_service.signing.keys.base import sha256_fingerprint
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import PlacementError
 from signing_service.signing.qr import QrOnSignedDocument
@@ -520,6 +521,8 @@ def complete_external(
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if datetime.now(UTC) > expires:
         raise errors.ExternalSessionExpired()
+    # The agency's administrator may have withdrawn or changed the profile since step 1.
+    _check_profile_still_allows(services, agency, profile, row.certificate)
     # The operator may have disabled the officer's certificate since the session started.
     if not officer_still_registered(services, agency, row.certificate):
         raise errors.OfficerNotRegistered()
@@ -595,6 +598,30 @@ def _release(services: Services, session_id: str) -> None:
             )
     except Exception:  # noqa: BLE001 - the attempt's own error is the answer
         log.error("could not release two-step session %s", session_id)
+
+
+def _check_profile_still_allows(
+    services: Services, agency: Agency, profile: SigningProfile, certificate: bytes
+) -> None:
+    """Step 2 answers as step 1 would now (red team 21b, R21B-5): the profile withdrawn
+    since (404 ``PROFILE_NOT_FOUND``), no longer two-step (422 ``PROFILE_NOT_EXTERNAL``), its
+    officer's key disabled (422 ``PROFILE_KEY_MISSING``) or another officer named (422
+    ``OFFICER_NOT_REGISTERED``)."""
+    if profile.disabled_at is not None:
+        raise errors.ProfileNotFound()
+    if not profile.two_step:
+        raise errors.ProfileNotExternal()
+    if profile.key_id is None:
+        return  # any of the agency's registered officers (checked next)
+    with services.db.transaction() as db:
+        key = active_key(db, agency.id, key_id=profile.key_id)
+    if key is None:
+        raise errors.ProfileKeyMissing()
+    if key.certificate_sha256 != sha256_fingerprint(x509.Certificate.load(certificate)):
+        raise errors.OfficerNotRegistered(
+            "Cấu hình ký số đã được đổi sang chứng thư của người ký khác kể từ khi bắt đầu phiên; "
+            "hãy bắt đầu lại phiên ký hai bước."
+        )
 
 
 def _complete_claimed(
