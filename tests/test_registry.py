@@ -776,3 +776,47 @@ def test_malformed_superseding_id_is_its_own_problem(
         api, credentials, public_id, "supersede", superseded_by="a" * 26, reason="Đính chính"
     )
     assert unknown.json()["details"] == {"problem": "not_found"}
+
+
+# -- red team 21b: supersession inside one version chain, and concurrent supersessions -----
+
+
+def _raw_status(services: Services, public_id: str) -> tuple[str, int | None]:
+    with services.db.transaction() as session:
+        row = session.scalars(
+            select(RegisteredDocument).where(RegisteredDocument.public_id == public_id)
+        ).one()
+        return row.status, row.superseded_by_id
+
+
+def test_a_record_is_not_superseded_by_its_own_version_chain(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team 21b, R21B-2: P2 signed further from P1, then P2 "superseded by" P1 answered
+    200; P1 took P2's status, so P1 read "superseded by itself" and neither was in force.
+    Any record of the same version chain (previous_id / signed_further_by, either direction,
+    any distance) is refused as ``self``, and nothing is written."""
+    p1 = sign(api, credentials, make_pdf())
+    p2 = sign(api, credentials, content(api, credentials, p1))
+    p3 = sign(api, credentials, content(api, credentials, p2))
+    ids = [p["registry"]["public_id"] for p in (p1, p2, p3)]
+    assert api.get(f"/v1/registry/{ids[1]}").json()["signed_further_by"]["public_id"] == ids[2]
+    pairs = [(a, b) for a in ids for b in ids if a != b]
+    for changed, by in pairs:
+        refused = change(
+            api, credentials, changed, "supersede", superseded_by=by, reason="Thay thế"
+        )
+        assert refused.status_code == 422, (changed, by, refused.text)
+        body = refused.json()
+        assert body["code"] == "INVALID_SUPERSEDING_DOCUMENT"
+        assert body["details"] == {"problem": "self"}
+        assert not body["message"].isascii()
+    assert [_raw_status(public, i) for i in ids] == [("in_force", None)] * 3
+    assert audit_entries(public, "registry.superseded") == []
+    for public_id in ids:
+        assert api.get(f"/v1/registry/{public_id}").json()["status"] == "in_force"
+    # Another document still supersedes the chain's final version (and so the whole chain).
+    other = sign(api, credentials, make_pdf(pages=2))["registry"]["public_id"]
+    done = change(api, credentials, ids[2], "supersede", superseded_by=other, reason="Thay thế")
+    assert done.status_code == 200, done.text
+    assert api.get(f"/v1/registry/{ids[0]}").json()["superseded_by"]["public_id"] == other

@@ -80,6 +80,27 @@ def _newer_version(session: Session, row_id: int) -> int | None:
     ).first()
 
 
+def _ancestors(session: Session, row_id: int) -> set[int]:
+    """``row_id`` and every record it was signed further from (``previous_id``, followed to
+    the first version: each record's previous one is older, so the walk ends)."""
+    chain = (
+        select(RegisteredDocument.id, RegisteredDocument.previous_id)
+        .where(RegisteredDocument.id == row_id)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(RegisteredDocument.id, RegisteredDocument.previous_id).join(
+            chain, RegisteredDocument.id == chain.c.previous_id
+        )
+    )
+    return set(session.scalars(select(chain.c.id)))
+
+
+def _same_version_chain(session: Session, one: int, other: int) -> bool:
+    """One of the two records was signed further (at any distance) from the other."""
+    return other in _ancestors(session, one) or one in _ancestors(session, other)
+
+
 def _latest_version(session: Session, row: RegisteredDocument) -> RegisteredDocument:
     """The record whose status answers for ``row`` (an in-force record): the latest version
     the service signed further from it, following ``previous_id`` forward (the newest at each
@@ -445,7 +466,17 @@ def _change_status(
                 raise errors.InvalidSupersedingDocument(
                     "Văn bản không thể được thay thế bởi chính nó.", details={"problem": "self"}
                 )
-            if _latest_version(session, newer).status != IN_FORCE:
+            if _same_version_chain(session, row.id, newer.id):
+                # Red team 21b, R21B-2: a version signed further from the record (or one it
+                # was signed further from) is the same document; the earlier version takes
+                # the later one's status, so the record read "superseded by itself".
+                raise errors.InvalidSupersedingDocument(
+                    "Văn bản không thể được thay thế bởi một phiên bản của chính nó (văn bản "
+                    "được ký tiếp từ nó, hoặc văn bản mà nó được ký tiếp từ đó).",
+                    details={"problem": "self"},
+                )
+            latest = _latest_version(session, newer)
+            if latest.status != IN_FORCE:
                 # Also what keeps the links acyclic: a superseded document is never in force.
                 raise errors.InvalidSupersedingDocument(
                     "Văn bản thay thế đã bị thu hồi hoặc đã được thay thế.",
