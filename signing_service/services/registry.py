@@ -80,6 +80,39 @@ def _newer_version(session: Session, row_id: int) -> int | None:
     ).first()
 
 
+def _version_path(session: Session, row: RegisteredDocument) -> list[int]:
+    """The ids of the records :func:`_latest_version` reads for ``row``, ``row``'s first."""
+    path = [row.id]
+    current = row
+    for _ in range(MAX_VERSION_CHAIN):
+        if current.status != IN_FORCE:
+            break
+        newer_id = _newer_version(session, current.id)
+        if newer_id is None or newer_id in path:
+            break
+        newer = session.get(RegisteredDocument, newer_id)
+        if newer is None:
+            break
+        path.append(newer_id)
+        current = newer
+    return path
+
+
+def _lock(session: Session, ids: set[int]) -> set[int]:
+    """Lock the registry rows ``ids`` (``SELECT … FOR UPDATE``, in id order: two
+    transactions locking overlapping sets never wait for each other in a cycle) and read
+    them again as they are now; returns ``ids``. SQLite has no row locks (and needs none:
+    its writers are serialised)."""
+    session.scalars(
+        select(RegisteredDocument)
+        .where(RegisteredDocument.id.in_(sorted(ids)))
+        .order_by(RegisteredDocument.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    return set(ids)
+
+
 def _ancestors(session: Session, row_id: int) -> set[int]:
     """``row_id`` and every record it was signed further from (``previous_id``, followed to
     the first version: each record's previous one is older, so the walk ends)."""
@@ -475,13 +508,25 @@ def _change_status(
                     "được ký tiếp từ nó, hoặc văn bản mà nó được ký tiếp từ đó).",
                     details={"problem": "self"},
                 )
+            # Red team 21b, R21B-3: the superseding record (and the versions its status comes
+            # from) is read under row locks taken in one order, so that a concurrent change of
+            # it (revoked, or superseding this record) is either seen here or waits for this
+            # transaction (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises writers already).
+            locked = _lock(session, {row.id, newer.id, *_version_path(session, newer)})
             latest = _latest_version(session, newer)
+            path = set(_version_path(session, newer))
+            if not path <= locked:
+                # A version signed further meanwhile: lock it too, then read again.
+                _lock(session, path - locked)
+                latest = _latest_version(session, newer)
             if latest.status != IN_FORCE:
                 # Also what keeps the links acyclic: a superseded document is never in force.
                 raise errors.InvalidSupersedingDocument(
                     "Văn bản thay thế đã bị thu hồi hoặc đã được thay thế.",
                     details={"problem": "not_in_force"},
                 )
+        else:
+            _lock(session, {row.id})
         # The state machine in one conditional UPDATE: of two concurrent changes, one finds
         # the row in force and the other none (409), on both databases.
         changed = session.execute(
