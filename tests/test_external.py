@@ -292,3 +292,194 @@ def test_external_profile_cannot_be_used_for_one_step_signing(
         files={"file": ("a.pdf", make_pdf())},
     )
     assert (response.status_code, response.json()["code"]) == (422, "PROFILE_NEEDS_TWO_STEP")
+
+
+# -- red team 21b: concurrent completions, the profile changed between the steps ------------
+
+
+def _agency(services: Services, code: str = "000.00.12.H12") -> Any:
+    from sqlalchemy import select
+
+    from signing_service.store.models import Agency
+
+    with services.db.transaction() as db:
+        agency = db.scalars(select(Agency).where(Agency.code == code)).one()
+        db.expunge(agency)
+    return agency
+
+
+@pytest.mark.parametrize("attempts", [2, 3])
+def test_concurrent_completions_one_wins_and_the_document_survives(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    officer_token: Token,
+    attempts: int,
+) -> None:
+    """Red team 21b, R21B-1: a client retrying step 2 (timeout, dropped connection) sends
+    the same signature twice at once. Both requests passed the "pending" check and wrote the
+    same object key; the loser's transaction failed (500) and its cleanup deleted the object
+    of the winner's committed, registered document. Exactly one completes; the others are 409
+    EXTERNAL_SESSION_USED, and the stored document is intact."""
+    import hashlib
+    import threading
+
+    from signing_service import errors
+    from signing_service.services.external import complete_external
+    from signing_service.services.signing import SignResult
+
+    session = start(api, services, credentials, level="B-B").json()
+    signature = base64.b64decode(officer_token.sign_digest(session["digest"]))
+    agency = _agency(services)
+    barrier = threading.Barrier(attempts)
+    results: list[Any] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            results.append(
+                complete_external(
+                    services, agency, session["session_id"], signature=signature, actor="t"
+                )
+            )
+        except BaseException as e:  # noqa: BLE001 - asserted below
+            results.append(e)
+
+    threads = [threading.Thread(target=attempt) for _ in range(attempts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    done = [r for r in results if isinstance(r, SignResult)]
+    refused = [r for r in results if not isinstance(r, SignResult)]
+    assert len(done) == 1, results
+    assert all(
+        isinstance(r, errors.ServiceError) and (r.status, r.code) == (409, "EXTERNAL_SESSION_USED")
+        for r in refused
+    ), refused
+    assert len(refused) == attempts - 1
+    got = api.get(f"/v1/documents/{done[0].document.id}/content", headers=headers(credentials))
+    assert got.status_code == 200, got.text
+    assert hashlib.sha256(got.content).hexdigest() == done[0].document.sha256
+    # One signed object in the store, no orphan of a refused attempt.
+    assert len([k for k in services.store.list() if k.endswith(".pdf")]) == 1
+    # The session is completed, once, by the winner.
+    with services.db.transaction() as db:
+        row = db.get(ExternalSession, session["session_id"])
+        assert row is not None
+        assert (row.state, row.signature_id) == ("completed", done[0].signature_id)
+
+
+def test_a_failed_completion_leaves_the_session_usable(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
+) -> None:
+    """The session is claimed before the signature is embedded and put back when that
+    attempt fails: a refused step 2 (here a client CMS, correctly signed, too large for the
+    prepared reservation: refused while embedding) does not use the session up."""
+    from asn1crypto import cms
+
+    from signing_service._async import run_sync
+    from signing_service.signing.keys.pkcs12 import load_pkcs12_file
+
+    assert services.dev_pki is not None
+    session = start(api, services, credentials, level="B-B").json()
+    key = load_pkcs12_file(services.dev_pki.p12_path("officer"), DEV_KEY_PASSPHRASE.encode())
+    attrs = cms.CMSAttributes.load(base64.b64decode(session["data_to_sign"]))
+    ci = run_sync(key.signer.async_sign_prescribed_attributes("sha256", attrs))
+    signed_data = ci["content"]
+    extra = [c for c in signed_data["certificates"]] * 60
+    signed_data["certificates"] = cms.CertificateSet([*signed_data["certificates"], *extra])
+    oversized = cms.ContentInfo.load(ci.dump(force=True))
+    before = snapshot(services)
+    refused = complete(api, credentials, session, cms=base64.b64encode(oversized.dump()).decode())
+    assert (refused.status_code, refused.json()["code"]) == (422, "EXTERNAL_CMS_INVALID")
+    assert_nothing_written(before, services)
+    with services.db.transaction() as db:
+        row = db.get(ExternalSession, session["session_id"])
+        assert row is not None and row.state == "pending"
+    done = complete(
+        api, credentials, session, signature=officer_token.sign_digest(session["digest"])
+    )
+    assert done.status_code == 201, done.text
+
+
+def _disable_profile(services: Services) -> None:
+    from signing_service.services.profiles import disable_profile
+
+    disable_profile(services, _agency(services), "agency-a-officer", actor="test")
+
+
+def _profile_names_another_officer(services: Services) -> None:
+    from signing_service.services.profiles import update_profile
+
+    assert services.dev_pki is not None
+    store_officer_without_checks(
+        services, "tran-thi-binh", services.dev_pki.cert_path("officer-remote").read_bytes()
+    )
+    update_profile(
+        services, _agency(services), "agency-a-officer", {"key": "tran-thi-binh"}, actor="test"
+    )
+
+
+def _profile_made_one_step(services: Services) -> None:
+    from signing_service.services.profiles import update_profile
+
+    update_profile(
+        services,
+        _agency(services),
+        "agency-a-officer",
+        {"two_step": False, "key": "agency-a-seal"},
+        actor="test",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        (_disable_profile, 404, "PROFILE_NOT_FOUND"),
+        (_profile_names_another_officer, 422, "OFFICER_NOT_REGISTERED"),
+        (_profile_made_one_step, 422, "PROFILE_NOT_EXTERNAL"),
+    ],
+    ids=["disabled", "another-officer", "one-step"],
+)
+def test_profile_changed_between_the_steps(
+    api: Any,
+    services: Services,
+    credentials: dict[str, Any],
+    officer_token: Token,
+    change: Any,
+    status: int,
+    code: str,
+) -> None:
+    """Red team 21b, R21B-5: the agency's administrator withdrew the profile (or changed it)
+    after step 1; step 2 completed anyway, registered in force under the withdrawn profile.
+    Step 2 answers as step 1 would now, and the session stays unused."""
+    session = start(api, services, credentials, level="B-B").json()
+    signature = officer_token.sign_digest(session["digest"])
+    change(services)
+    before = snapshot(services)
+    done = complete(api, credentials, session, signature=signature)
+    assert (done.status_code, done.json()["code"]) == (status, code), done.text
+    assert not done.json()["message"].isascii()
+    assert_nothing_written(before, services)
+    with services.db.transaction() as db:
+        row = db.get(ExternalSession, session["session_id"])
+        assert row is not None and (row.state, row.signature_id) == ("pending", None)
+
+
+def test_named_officer_disabled_between_the_steps(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
+) -> None:
+    """A profile naming one officer, whose certificate the operator disabled after step 1:
+    step 2 answers as step 1 would now (PROFILE_KEY_MISSING), nothing written."""
+    from signing_service.services.keys import disable_key
+    from tests.support.keys import profile
+
+    profile(services, "ky-duyet-an", "nguyen-van-an", two_step=True)
+    session = start(api, services, credentials, profile="ky-duyet-an").json()
+    signature = officer_token.sign_digest(session["digest"])
+    disable_key(services, agency_code="000.00.12.H12", name="nguyen-van-an", actor="test")
+    before = snapshot(services)
+    done = complete(api, credentials, session, signature=signature)
+    assert (done.status_code, done.json()["code"]) == (422, "PROFILE_KEY_MISSING"), done.text
+    assert_nothing_written(before, services)

@@ -798,3 +798,155 @@ def test_malformed_superseding_id_is_its_own_problem(
         api, credentials, public_id, "supersede", superseded_by="a" * 26, reason="Đính chính"
     )
     assert unknown.json()["details"] == {"problem": "not_found"}
+
+
+# -- red team 21b: supersession inside one version chain, and concurrent supersessions -----
+
+
+def _raw_status(services: Services, public_id: str) -> tuple[str, int | None]:
+    with services.db.transaction() as session:
+        row = session.scalars(
+            select(RegisteredDocument).where(RegisteredDocument.public_id == public_id)
+        ).one()
+        return row.status, row.superseded_by_id
+
+
+def test_a_record_is_not_superseded_by_its_own_version_chain(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team 21b, R21B-2: P2 signed further from P1, then P2 "superseded by" P1 answered
+    200; P1 took P2's status, so P1 read "superseded by itself" and neither was in force.
+    Any record of the same version chain (previous_id / signed_further_by, either direction,
+    any distance) is refused as ``self``, and nothing is written."""
+    p1 = sign(api, credentials, make_pdf())
+    p2 = sign(api, credentials, content(api, credentials, p1))
+    p3 = sign(api, credentials, content(api, credentials, p2))
+    ids = [p["registry"]["public_id"] for p in (p1, p2, p3)]
+    assert api.get(f"/v1/registry/{ids[1]}").json()["signed_further_by"]["public_id"] == ids[2]
+    pairs = [(a, b) for a in ids for b in ids if a != b]
+    for changed, by in pairs:
+        refused = change(
+            api, credentials, changed, "supersede", superseded_by=by, reason="Thay thế"
+        )
+        assert refused.status_code == 422, (changed, by, refused.text)
+        body = refused.json()
+        assert body["code"] == "INVALID_SUPERSEDING_DOCUMENT"
+        assert body["details"] == {"problem": "self"}
+        assert not body["message"].isascii()
+    assert [_raw_status(public, i) for i in ids] == [("in_force", None)] * 3
+    assert audit_entries(public, "registry.superseded") == []
+    for public_id in ids:
+        assert api.get(f"/v1/registry/{public_id}").json()["status"] == "in_force"
+    # Another document still supersedes the chain's final version (and so the whole chain).
+    other = sign(api, credentials, make_pdf(pages=2))["registry"]["public_id"]
+    done = change(api, credentials, ids[2], "supersede", superseded_by=other, reason="Thay thế")
+    assert done.status_code == 200, done.text
+    assert api.get(f"/v1/registry/{ids[0]}").json()["superseded_by"]["public_id"] == other
+
+
+ROUNDS = 8
+
+
+def _race(services: Services, *calls: Any) -> list[Any]:
+    import threading
+
+    from signing_service import errors
+
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[i] = calls[i]()
+        except errors.ServiceError as e:
+            outcomes[i] = e
+        except BaseException as e:  # noqa: BLE001 - asserted below (a 500)
+            outcomes[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return outcomes
+
+
+def _agency_a(services: Services) -> Any:
+    from signing_service.store.models import Agency
+
+    with services.db.transaction() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == "000.00.12.H12")).one()
+        session.expunge(agency)
+    return agency
+
+
+def test_opposite_concurrent_supersessions_never_both_apply(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team 21b, R21B-3: X superseded by Y at the same moment as Y by X. On PostgreSQL
+    (READ COMMITTED) each transaction saw the other record still in force and both
+    committed: a cycle, neither in force. One applies; the other is 422 ``not_in_force``."""
+    from signing_service import errors
+    from signing_service.services.registry_records import RegistryRecord
+
+    agency = _agency_a(services)
+    for n in range(ROUNDS):
+        x = sign(api, credentials, make_pdf(text=f"X {n}"), level="B-B")["registry"]["public_id"]
+        y = sign(api, credentials, make_pdf(text=f"Y {n}"), level="B-B")["registry"]["public_id"]
+        outcomes = _race(
+            services,
+            lambda x=x, y=y: registry.supersede(
+                services, agency, x, superseded_by=y, reason="Thay thế", actor="t"
+            ),
+            lambda x=x, y=y: registry.supersede(
+                services, agency, y, superseded_by=x, reason="Thay thế", actor="t"
+            ),
+        )
+        applied = [o for o in outcomes if isinstance(o, RegistryRecord)]
+        refused = [o for o in outcomes if not isinstance(o, RegistryRecord)]
+        assert len(applied) == 1, (n, outcomes)
+        assert isinstance(refused[0], errors.InvalidSupersedingDocument), (n, outcomes)
+        assert refused[0].details == {"problem": "not_in_force"}
+        statuses = sorted(_raw_status(services, i)[0] for i in (x, y))
+        assert statuses == ["in_force", "superseded"], (n, statuses)
+
+
+def test_supersession_and_revocation_of_the_replacement_are_serialised(
+    api: Any, services: Services, credentials: dict[str, Any]
+) -> None:
+    """Red team 21b, R21B-3: X superseded by Y at the same moment as Y revoked. On
+    PostgreSQL the supersession checked "Y in force" before the revocation committed and
+    committed after it: X "superseded by" a document already revoked. Now the two are
+    serialised: either the revocation comes first and the supersession is refused
+    (``not_in_force``), or the supersession comes first (Y in force when it committed, in
+    its answer and in the audit chain's order) and the revocation after it."""
+    from signing_service import errors
+    from signing_service.services.registry_records import RegistryRecord
+
+    agency = _agency_a(services)
+    for n in range(ROUNDS):
+        x = sign(api, credentials, make_pdf(text=f"X {n}"), level="B-B")["registry"]["public_id"]
+        y = sign(api, credentials, make_pdf(text=f"Y {n}"), level="B-B")["registry"]["public_id"]
+        superseded, revoked = _race(
+            services,
+            lambda x=x, y=y: registry.supersede(
+                services, agency, x, superseded_by=y, reason="Thay thế", actor="t"
+            ),
+            lambda y=y: registry.revoke(services, agency, y, reason="Thu hồi", actor="t"),
+        )
+        assert isinstance(revoked, RegistryRecord), (n, revoked)
+        if isinstance(superseded, RegistryRecord):
+            assert superseded.superseded_by is not None
+            assert superseded.superseded_by.status == "in_force", n
+            seqs = {
+                e.subject: e.seq
+                for action in ("registry.superseded", "registry.revoked")
+                for e in audit_entries(services, action)
+                if e.subject in (x, y)
+            }
+            assert len(seqs) == 2 and seqs[x] < seqs[y], (n, seqs)
+        else:
+            assert isinstance(superseded, errors.InvalidSupersedingDocument), (n, superseded)
+            assert superseded.details == {"problem": "not_in_force"}
+            assert _raw_status(services, x) == ("in_force", None)

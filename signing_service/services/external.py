@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -36,7 +37,7 @@ from signing_service.services.documents import (
     check_result_code_available,
     check_signing_input,
 )
-from signing_service.services.keys import officer_for, officer_still_registered
+from signing_service.services.keys import active_key, officer_for, officer_still_registered
 from signing_service.services.registry import new_public_id
 from signing_service.services.signing import (
     IDEMPOTENCY_CONFLICT_MESSAGE,
@@ -72,6 +73,7 @@ from signing_service.signing.engine import (
     signature_timestamp_tokens,
     signing_moment,
 )
+from signing_service.signing.keys.base import sha256_fingerprint
 from signing_service.signing.levels import SignatureLevel
 from signing_service.signing.placement import PlacementError
 from signing_service.signing.qr import QrOnSignedDocument
@@ -85,6 +87,8 @@ from signing_service.store.models import (
     new_id,
 )
 from signing_service.timefmt import api_time
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -514,24 +518,18 @@ def complete_external(
         profile = session.get(SigningProfile, row.profile_id) if row is not None else None
     if row is None or profile is None:
         raise errors.ExternalSessionNotFound()
-    if row.state != "pending":
-        raise errors.ExternalSessionUsed()
+    if row.state != PENDING:
+        raise _used(row.state)
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if datetime.now(UTC) > expires:
         raise errors.ExternalSessionExpired()
+    # The agency's administrator may have withdrawn or changed the profile since step 1.
+    _check_profile_still_allows(services, agency, profile, row.certificate)
     # The operator may have disabled the officer's certificate since the session started.
     if not officer_still_registered(services, agency, row.certificate):
         raise errors.OfficerNotRegistered()
     cert = x509.Certificate.load(row.certificate)
     chain = _load_certs(row.chain) if row.chain else []
-    prepared = PreparedExternal(
-        prepared_pdf=row.prepared_pdf or b"",
-        document_digest=row.document_digest,
-        reserved_start=row.reserved_start,
-        reserved_end=row.reserved_end,
-        signed_attrs=row.signed_attrs,
-        md_algorithm=row.md_algorithm,
-    )
     ci = None
     if signature is not None:
         # A token returns ECDSA as raw r‖s (PKCS#11, CSC); CMS embeds the DER form.
@@ -542,9 +540,117 @@ def complete_external(
         cert, row.signed_attrs, signature, row.md_algorithm
     ):
         raise errors.ExternalSignatureInvalid()
+    # From here on the session is this request's alone (red team 21b, R21B-1: two concurrent
+    # completions both embedded, both wrote, and the loser's cleanup deleted the winner's
+    # committed document). Put back if this attempt fails before it commits.
+    _claim(services, row.id)
+    try:
+        return _complete_claimed(
+            services, agency, row, profile, cert, chain, signature=signature, ci=ci, actor=actor
+        )
+    except BaseException:
+        _release(services, row.id)
+        raise
+
+
+def _used(state: str) -> errors.ServiceError:
+    """409 ``EXTERNAL_SESSION_USED`` for a session in ``state`` (not ``pending``)."""
+    if state == COMPLETING:
+        return errors.ExternalSessionUsed(
+            "Phiên ký hai bước này đang được hoàn tất bởi một yêu cầu khác; hãy xem kết quả của "
+            "yêu cầu đó (nếu yêu cầu đó không thành công, phiên lại dùng được).",
+            details={"state": COMPLETING},
+        )
+    return errors.ExternalSessionUsed()
+
+
+# A session's states: ``pending`` (step 1 done), ``completing`` (a step 2 holds it: claimed
+# by one conditional UPDATE, put back to pending if that attempt fails), ``completed``.
+PENDING, COMPLETING, COMPLETED = "pending", "completing", "completed"
+
+
+def _claim(services: Services, session_id: str) -> None:
+    """Take the pending session for this request, or 409 ``EXTERNAL_SESSION_USED`` (another
+    request holds it or completed it): one conditional UPDATE, so of concurrent completions
+    exactly one goes on, on both databases."""
+    with services.db.transaction() as db:
+        claimed = db.execute(
+            update(ExternalSession)
+            .where(ExternalSession.id == session_id, ExternalSession.state == PENDING)
+            .values(state=COMPLETING)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            return
+        state = db.scalar(select(ExternalSession.state).where(ExternalSession.id == session_id))
+    raise _used(state or COMPLETED)
+
+
+def _release(services: Services, session_id: str) -> None:
+    """Put a claimed session back to pending after a failed attempt (a completed one stays
+    completed: a commit whose answer was lost may have gone through). Should the database
+    be unreachable, the session stays claimed until it expires; the client starts again."""
+    try:
+        with services.db.transaction() as db:
+            db.execute(
+                update(ExternalSession)
+                .where(ExternalSession.id == session_id, ExternalSession.state == COMPLETING)
+                .values(state=PENDING)
+                .execution_options(synchronize_session=False)
+            )
+    except Exception:  # noqa: BLE001 - the attempt's own error is the answer
+        log.error("could not release two-step session %s", session_id)
+
+
+def _check_profile_still_allows(
+    services: Services, agency: Agency, profile: SigningProfile, certificate: bytes
+) -> None:
+    """Step 2 answers as step 1 would now (red team 21b, R21B-5): the profile withdrawn
+    since (404 ``PROFILE_NOT_FOUND``), no longer two-step (422 ``PROFILE_NOT_EXTERNAL``), its
+    officer's key disabled (422 ``PROFILE_KEY_MISSING``) or another officer named (422
+    ``OFFICER_NOT_REGISTERED``)."""
+    if profile.disabled_at is not None:
+        raise errors.ProfileNotFound()
+    if not profile.two_step:
+        raise errors.ProfileNotExternal()
+    if profile.key_id is None:
+        return  # any of the agency's registered officers (checked next)
+    with services.db.transaction() as db:
+        key = active_key(db, agency.id, key_id=profile.key_id)
+    if key is None:
+        raise errors.ProfileKeyMissing()
+    if key.certificate_sha256 != sha256_fingerprint(x509.Certificate.load(certificate)):
+        raise errors.OfficerNotRegistered(
+            "Cấu hình ký số đã được đổi sang chứng thư của người ký khác kể từ khi bắt đầu phiên; "
+            "hãy bắt đầu lại phiên ký hai bước."
+        )
+
+
+def _complete_claimed(
+    services: Services,
+    agency: Agency,
+    row: ExternalSession,
+    profile: SigningProfile,
+    cert: x509.Certificate,
+    chain: list[x509.Certificate],
+    *,
+    signature: bytes | None,
+    ci: cms.ContentInfo | None,
+    actor: str,
+) -> SignResult:
+    """Step 2 once the session is claimed: the signer checked again, the signature embedded,
+    the result verified and stored with the session marked completed in its transaction."""
     # The signer is checked again before the signature is embedded: minutes may have passed
     # since step 1, and a certificate revoked meanwhile must not sign (TT 15/2025 Art. 5).
     check = run_sync(check_signer(services, cert, chain))
+    prepared = PreparedExternal(
+        prepared_pdf=row.prepared_pdf or b"",
+        document_digest=row.document_digest,
+        reserved_start=row.reserved_start,
+        reserved_end=row.reserved_end,
+        signed_attrs=row.signed_attrs,
+        md_algorithm=row.md_algorithm,
+    )
     if ci is not None:
         _check_client_timestamps(services, ci, row.level)
     timestamper = None
@@ -608,8 +714,8 @@ def complete_external(
     def mark_completed(db: Session, signature_id: str) -> None:
         done = db.execute(
             update(ExternalSession)
-            .where(ExternalSession.id == row.id, ExternalSession.state == "pending")
-            .values(state="completed", signature_id=signature_id, prepared_pdf=None)
+            .where(ExternalSession.id == row.id, ExternalSession.state == COMPLETING)
+            .values(state=COMPLETED, signature_id=signature_id, prepared_pdf=None)
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise errors.ExternalSessionUsed()

@@ -80,6 +80,60 @@ def _newer_version(session: Session, row_id: int) -> int | None:
     ).first()
 
 
+def _version_path(session: Session, row: RegisteredDocument) -> list[int]:
+    """The ids of the records :func:`_latest_version` reads for ``row``, ``row``'s first."""
+    path = [row.id]
+    current = row
+    for _ in range(MAX_VERSION_CHAIN):
+        if current.status != IN_FORCE:
+            break
+        newer_id = _newer_version(session, current.id)
+        if newer_id is None or newer_id in path:
+            break
+        newer = session.get(RegisteredDocument, newer_id)
+        if newer is None:
+            break
+        path.append(newer_id)
+        current = newer
+    return path
+
+
+def _lock(session: Session, ids: set[int]) -> set[int]:
+    """Lock the registry rows ``ids`` (``SELECT … FOR UPDATE``, in id order: two
+    transactions locking overlapping sets never wait for each other in a cycle) and read
+    them again as they are now; returns ``ids``. SQLite has no row locks (and needs none:
+    its writers are serialised)."""
+    session.scalars(
+        select(RegisteredDocument)
+        .where(RegisteredDocument.id.in_(sorted(ids)))
+        .order_by(RegisteredDocument.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    return set(ids)
+
+
+def _ancestors(session: Session, row_id: int) -> set[int]:
+    """``row_id`` and every record it was signed further from (``previous_id``, followed to
+    the first version: each record's previous one is older, so the walk ends)."""
+    chain = (
+        select(RegisteredDocument.id, RegisteredDocument.previous_id)
+        .where(RegisteredDocument.id == row_id)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(RegisteredDocument.id, RegisteredDocument.previous_id).join(
+            chain, RegisteredDocument.id == chain.c.previous_id
+        )
+    )
+    return set(session.scalars(select(chain.c.id)))
+
+
+def _same_version_chain(session: Session, one: int, other: int) -> bool:
+    """One of the two records was signed further (at any distance) from the other."""
+    return other in _ancestors(session, one) or one in _ancestors(session, other)
+
+
 def _latest_version(session: Session, row: RegisteredDocument) -> RegisteredDocument:
     """The record whose status answers for ``row`` (an in-force record): the latest version
     the service signed further from it, following ``previous_id`` forward (the newest at each
@@ -445,12 +499,34 @@ def _change_status(
                 raise errors.InvalidSupersedingDocument(
                     "Văn bản không thể được thay thế bởi chính nó.", details={"problem": "self"}
                 )
-            if _latest_version(session, newer).status != IN_FORCE:
+            if _same_version_chain(session, row.id, newer.id):
+                # Red team 21b, R21B-2: a version signed further from the record (or one it
+                # was signed further from) is the same document; the earlier version takes
+                # the later one's status, so the record read "superseded by itself".
+                raise errors.InvalidSupersedingDocument(
+                    "Văn bản không thể được thay thế bởi một phiên bản của chính nó (văn bản "
+                    "được ký tiếp từ nó, hoặc văn bản mà nó được ký tiếp từ đó).",
+                    details={"problem": "self"},
+                )
+            # Red team 21b, R21B-3: the superseding record (and the versions its status comes
+            # from) is read under row locks taken in one order, so that a concurrent change of
+            # it (revoked, or superseding this record) is either seen here or waits for this
+            # transaction (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises writers already).
+            locked = _lock(session, {row.id, newer.id, *_version_path(session, newer)})
+            latest = _latest_version(session, newer)
+            path = set(_version_path(session, newer))
+            if not path <= locked:
+                # A version signed further meanwhile: lock it too, then read again.
+                _lock(session, path - locked)
+                latest = _latest_version(session, newer)
+            if latest.status != IN_FORCE:
                 # Also what keeps the links acyclic: a superseded document is never in force.
                 raise errors.InvalidSupersedingDocument(
                     "Văn bản thay thế đã bị thu hồi hoặc đã được thay thế.",
                     details={"problem": "not_in_force"},
                 )
+        else:
+            _lock(session, {row.id})
         # The state machine in one conditional UPDATE: of two concurrent changes, one finds
         # the row in force and the other none (409), on both databases.
         changed = session.execute(

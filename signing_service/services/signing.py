@@ -818,7 +818,8 @@ def store_signed(
     at step 1, the time on the stamp and in /M). ``result_code``: a checked result code or
     ``auto``, resolved in the transaction (:func:`resolve_result_code`) and kept on the signed
     document only (the original is the unsigned draft). ``output_id``: the signed document's
-    id when it was chosen before signing.
+    id when it was chosen before signing; its object is then stored under a fresh key, not
+    one derived from that id (two attempts with one id never share an object).
 
     The signed document is registered in the registry of issued documents in the same
     transaction (services/registry.py): under ``public_id`` when it was chosen before signing
@@ -829,10 +830,15 @@ def store_signed(
     now = datetime.now(UTC)
     public_id = public_id or new_public_id()
     registration = registration or Registration()
+    # An id chosen before signing (two-step: at step 1) is not this attempt's own: its
+    # object goes under a key never used before, so that a failed attempt's cleanup can only
+    # ever remove what it wrote itself (red team 21b, R21B-1).
+    chosen_before = output_id is not None
     input_id, output_id = new_id(), output_id or new_id()
     prefix = f"{agency.code}/{now:%Y/%m}"
 
     def document(doc_id: str, kind: str, data: bytes, sha256: str, name: str | None) -> Document:
+        object_name = new_id() if chosen_before and doc_id == output_id else doc_id
         return Document(
             id=doc_id,
             agency_id=agency.id,
@@ -840,7 +846,7 @@ def store_signed(
             sha256=sha256,
             size=len(data),
             media_type="application/pdf",
-            storage_key=f"{prefix}/{doc_id}.pdf",
+            storage_key=f"{prefix}/{object_name}.pdf",
             filename=name,
             dossier_code=dossier_code,
             created_at=now,
