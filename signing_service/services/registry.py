@@ -138,21 +138,14 @@ def _latest_version(session: Session, row: RegisteredDocument) -> RegisteredDocu
     """The record whose status answers for ``row`` (an in-force record): the latest version
     the service signed further from it, following ``previous_id`` forward (the newest at each
     step), at most :data:`MAX_VERSION_CHAIN` steps; ``row`` itself when none. Only an in-force
-    version's successor is followed: a revoked or superseded one answers for what precedes."""
-    current = row
-    seen = {row.id}
-    for _ in range(MAX_VERSION_CHAIN):
-        if current.status != IN_FORCE:
-            break
-        newer_id = _newer_version(session, current.id)
-        if newer_id is None or newer_id in seen:
-            break
-        newer = session.get(RegisteredDocument, newer_id)
-        if newer is None:
-            break
-        seen.add(newer_id)
-        current = newer
-    return current
+    version's successor is followed: a revoked or superseded one answers for what precedes
+    (the walk is :func:`_version_path`'s)."""
+    last = _version_path(session, row)[-1]
+    if last == row.id:
+        return row
+    found = session.get(RegisteredDocument, last)
+    assert found is not None  # read by the walk in this session
+    return found
 
 
 def _record(
