@@ -487,6 +487,34 @@ def test_a_validation_time_before_issue_finds_no_issued_document(
     assert verify(api, pdf)["status"]["code"] == "IN_FORCE"
 
 
+def test_changing_the_unsigned_contents_bytes_does_not_hide_a_revoked_document(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """New user 22 #1: the registry looked a document up by its file's SHA-256, which the
+    unsigned bytes of the last signature's /Contents (padding, the hex case, the timestamp
+    token) change: a revoked decision so altered read "Hợp lệ", not issued through the
+    service. It is found by what its signature covers (registered_documents.covered_sha256)."""
+    import re
+
+    signed = sign(api, credentials, make_pdf(), level="B-T")
+    pdf = content(api, credentials, signed)
+    changed = change(api, credentials, signed["registry"]["public_id"], "revoke", reason="R")
+    assert changed.status_code == 200, changed.text
+    hole = list(re.finditer(rb"/Contents\s*<([0-9A-Fa-f]+)>", pdf))[-1]
+    padding = hole.end(1) - 1
+    assert pdf[padding : padding + 1] == b"0"
+    variants = {
+        "padding": pdf[:padding] + b"1" + pdf[padding + 1 :],
+        "case": pdf[: hole.start(1)] + hole.group(1).swapcase() + pdf[hole.end(1) :],
+    }
+    for name, altered in variants.items():
+        assert altered != pdf and len(altered) == len(pdf)
+        report = verify(api, altered)
+        assert report["registry"].get("found") is True, (name, report["registry"])
+        assert report["registry"]["matched"] == "file", name
+        assert report["status"]["code"] == "REVOKED", (name, report["status"])
+
+
 # -- documents the service did not issue ------------------------------------------------------
 
 

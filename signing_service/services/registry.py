@@ -48,6 +48,8 @@ from signing_service.services.registry_records import (  # noqa: F401 - re-expor
     LinkedRecord,
     RegistryRecord,
     _seconds,
+    covered_digests,
+    message_digest_sha256,
     new_public_id,
     only_timestamps_after,
     public_link,
@@ -312,34 +314,54 @@ def registry_section(
             section["contains"] = inner
         return section
     revisions = [digest for digest, _ in signed]
-    if revisions:
-        with services.db.transaction() as session:
+    # The bytes the last-ending signatures cover (all but their /Contents): a registered
+    # document whose unsigned /Contents bytes were changed is still the registered one.
+    covered = covered_digests(pdf)
+    if not revisions and not covered:
+        return dict(NOT_FOUND)
+    with services.db.transaction() as session:
+        # (end of what matched, row id, row, earlier version matched): the furthest wins.
+        candidates: list[tuple[int, int, RegisteredDocument, Document | None]] = []
+        if revisions:
+            ends = dict(signed)
             rows = session.scalars(
                 select(RegisteredDocument).where(RegisteredDocument.sha256.in_(revisions))
             ).all()
-            order = {d: i for i, d in enumerate(revisions)}
-            candidates: list[tuple[int, int, RegisteredDocument, Document | None]] = [
-                (order[r.sha256], -r.id, r, None) for r in rows
-            ]
+            candidates += [(ends[r.sha256], r.id, r, None) for r in rows]
             # An earlier version's bytes inside the file (content appended to a version the
             # service has since extended).
             candidates += [
-                (order[d.sha256], -r.id, r, d) for d, r in _by_earlier_versions(session, revisions)
+                (ends[d.sha256], r.id, r, d) for d, r in _by_earlier_versions(session, revisions)
             ]
-            if candidates:
-                # The newest revision that is registered (the longest prefix).
-                position, _, row, matched = min(candidates, key=lambda c: (c[0], c[1]))
-                record = _record(session, services, row, matched=matched)
-                # Only document timestamps (and the DSS they bring) after the issued revision:
-                # the service's own extension (red team 12 F5), not content; the conclusion
-                # still checks the modification analysis before believing it.
-                how = (
-                    VALIDATION_DATA
-                    if only_timestamps_after(pdf, signed[position][1])
-                    else "revision"
+        covered_ends = dict(covered)
+        if covered_ends:
+            rows = session.scalars(
+                select(RegisteredDocument).where(
+                    RegisteredDocument.covered_sha256.in_(list(covered_ends))
                 )
-                return {**record.to_public_dict(), "matched": how}
-    return dict(NOT_FOUND)
+            ).all()
+            candidates += [
+                (covered_ends[r.covered_sha256], r.id, r, None)  # type: ignore[index]
+                for r in rows
+            ]
+        if not candidates:
+            return dict(NOT_FOUND)
+        # The newest registered revision (the longest prefix); of one revision, the newest
+        # registration.
+        end, _, row, matched = max(candidates, key=lambda c: (c[0], c[1]))
+        record = _record(session, services, row, matched=matched)
+    if end == len(pdf):
+        # The registered bytes but for the unsigned part of the last signature's /Contents.
+        section = {**record.to_public_dict(), "matched": "file"}
+        inner = _withdrawn_inside(services, [d for d, _ in signed], record.public_id)
+        if inner is not None:
+            section["contains"] = inner
+        return section
+    # Only document timestamps (and the DSS they bring) after the issued revision: the
+    # service's own extension (red team 12 F5), not content; the conclusion still checks the
+    # modification analysis before believing it.
+    how = VALIDATION_DATA if only_timestamps_after(pdf, end) else "revision"
+    return {**record.to_public_dict(), "matched": how}
 
 
 def _withdrawn_inside(
@@ -395,9 +417,11 @@ def register_signed(
     input_sha256: str,
     kind: str | None = None,
     document_number: str | None = None,
+    covered_sha256: str | None = None,
 ) -> None:
     """Register the signed ``document`` in ``session``'s transaction (the one that stores it:
     nothing half-written; one INSERT, not an object of the session's unit of work).
+    ``covered_sha256``: of the bytes its last signature covers (:func:`covered_digests`).
     ``input_sha256``: of the document that was signed; when it is one of the same agency's
     registered documents, the new record signs it further (that one stays in force and links
     to this one). Another agency's registered input is not linked: its record must not point
@@ -413,6 +437,7 @@ def register_signed(
                 "agency_id": agency_id,
                 "document_id": document.id,
                 "sha256": document.sha256,
+                "covered_sha256": covered_sha256,
                 "dossier_code": document.dossier_code,
                 "result_code": document.result_code,
                 "document_number": document_number,

@@ -227,6 +227,53 @@ def signed_revisions(pdf: bytes) -> list[tuple[str, int]]:
     return found[::-1]
 
 
+# How many of the latest-ending /ByteRange arrays a lookup hashes (each a pass over the file).
+MAX_COVERAGES_LOOKED_UP = 3
+
+
+def covered_digests(pdf: bytes, limit: int = MAX_COVERAGES_LOOKED_UP) -> list[tuple[str, int]]:
+    """``(SHA-256 hex, end offset)`` of the bytes covered by the ``limit`` standard
+    ``/ByteRange [0 b c d]`` arrays of ``pdf`` that end last (``pdf[:b] + pdf[c:c+d]``: all but
+    that signature's ``/Contents``), the last-ending first. The key a registered document is
+    found by when only its last signature's unsigned ``/Contents`` bytes differ
+    (:attr:`RegisteredDocument.covered_sha256`): every other signature's ``/Contents`` lies
+    inside a later one's range. Matching it means those bytes are the registered ones; a
+    /ByteRange of a fake dictionary only costs a pass. Ranges past the end are skipped."""
+    ranges: dict[int, tuple[int, int]] = {}
+    for match in _BYTE_RANGE.finditer(pdf):
+        b, c, d = (int(g) for g in match.groups())
+        end = c + d
+        if 0 < b <= c and end <= len(pdf):
+            ranges.setdefault(end, (b, c))
+    found = []
+    view = memoryview(pdf)
+    for end in sorted(ranges, reverse=True)[:limit]:
+        b, c = ranges[end]
+        digest = hashlib.sha256(view[:b])
+        digest.update(view[c:end])
+        found.append((digest.hexdigest(), end))
+    return found
+
+
+def message_digest_sha256(signature_cms: bytes) -> str | None:
+    """The messageDigest signed attribute of a CMS (DER) when its digest algorithm is SHA-256:
+    for a PAdES signature, the SHA-256 of the bytes its /ByteRange covers (ETSI EN 319 142-1
+    §5.1), i.e. :func:`covered_digests` of the document it was embedded in, without hashing
+    it again. ``None`` for another algorithm or an unreadable CMS."""
+    from asn1crypto import cms
+
+    try:
+        signer_info = cms.ContentInfo.load(signature_cms)["content"]["signer_infos"][0]
+        if signer_info["digest_algorithm"]["algorithm"].native != "sha256":
+            return None
+        for attr in signer_info["signed_attrs"]:
+            if attr["type"].native == "message_digest":
+                return bytes(attr["values"][0].native).hex()
+    except Exception:  # noqa: BLE001 - the caller hashes the bytes instead
+        return None
+    return None
+
+
 def only_timestamps_after(pdf: bytes, end: int) -> bool:
     """Whether every signature dictionary of ``pdf`` whose signed revision ends after byte
     ``end`` is a document timestamp (/Type /DocTimeStamp, ISO 32000-2 §12.8.5): what the

@@ -285,6 +285,7 @@ class _PlainRegistry:
         from signing_service.services.registry_records import (
             NOT_FOUND,
             VALIDATION_DATA,
+            covered_digests,
             only_timestamps_after,
             signed_revisions,
         )
@@ -309,29 +310,40 @@ class _PlainRegistry:
                 section["contains"] = inner
             return section
         revisions = [d for d, _ in signed]
+        # As the API's registry_section: the furthest of a registered revision (by its bytes)
+        # and a registered last signature (by what it covers, new user 22 #1).
+        candidates: list[tuple[int, int, dict[str, Any], dict[str, Any] | None]] = []
         if revisions:
             marks = ", ".join("?" for _ in revisions)
             rows = self.rows.all(
                 f"SELECT * FROM registered_documents WHERE sha256 IN ({marks})", tuple(revisions)
             )
-            order = {d: i for i, d in enumerate(revisions)}
-            candidates: list[tuple[int, int, dict[str, Any], dict[str, Any] | None]] = [
-                (order[r["sha256"]], -r["id"], r, None) for r in rows
-            ]
+            ends = dict(signed)
+            candidates += [(ends[r["sha256"]], r["id"], r, None) for r in rows]
             candidates += [
-                (order[d["sha256"]], -r["id"], r, d)
-                for d, r in self._by_earlier_versions(revisions)
+                (ends[d["sha256"]], r["id"], r, d) for d, r in self._by_earlier_versions(revisions)
             ]
-            if candidates:
-                position, _, row, matched = min(candidates, key=lambda c: (c[0], c[1]))
-                # As the API's registry_section: only document timestamps after the issued
-                # revision is validation data (red team 12 F5), else content was added.
-                how = (
-                    VALIDATION_DATA
-                    if only_timestamps_after(pdf, signed[position][1])
-                    else "revision"
-                )
-                return {**self._record(row, matched).to_public_dict(), "matched": how}
+        covered = dict(covered_digests(pdf))
+        if covered:
+            marks = ", ".join("?" for _ in covered)
+            rows = self.rows.all(
+                f"SELECT * FROM registered_documents WHERE covered_sha256 IN ({marks})",
+                tuple(covered),
+            )
+            candidates += [(covered[r["covered_sha256"]], r["id"], r, None) for r in rows]
+        if candidates:
+            end, _, row, matched = max(candidates, key=lambda c: (c[0], c[1]))
+            record = self._record(row, matched)
+            if end == len(pdf):
+                section = {**record.to_public_dict(), "matched": "file"}
+                inner = self._withdrawn_inside([d for d, _ in signed], record.public_id)
+                if inner is not None:
+                    section["contains"] = inner
+                return section
+            # Only document timestamps after the issued revision is validation data (red
+            # team 12 F5), else content was added.
+            how = VALIDATION_DATA if only_timestamps_after(pdf, end) else "revision"
+            return {**record.to_public_dict(), "matched": how}
         return dict(NOT_FOUND)
 
 
