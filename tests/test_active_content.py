@@ -359,3 +359,70 @@ def test_a_file_qpdf_cannot_read_is_refused_as_malformed(
     assert_nothing_written(before, services)
     report = verify(api, data)
     assert "ACTIVE_CONTENT_NOT_CHECKED" in [w["code"] for w in report["warnings"]]
+
+
+def _deep_script(depth: int, where: str) -> bytes:
+    """A one-page decision whose script object carries an array nested ``depth`` deep (red
+    team 22 R22-1: past qpdf's parser limit of 500 the whole object reads as null, while
+    poppler keeps the dictionary and runs the script)."""
+    from tests.support.pdfs import raw_pdf
+
+    pad = b"[" * depth + b"0" + b"]" * depth
+    catalog = {
+        "open-action": b"<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R >>",
+        "names": b"<< /Type /Catalog /Pages 2 0 R /Names 6 0 R >>",
+    }[where]
+    content = b"BT /F1 14 Tf 72 720 Td (Quyet dinh so 12/QD-UBND) Tj ET"
+    return raw_pdf(
+        [
+            catalog,
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R >>",
+            b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+            b"<< /S /JavaScript /JS (app.alert\\(1\\);) /Pad " + pad + b" >>",
+            b"<< /JavaScript << /Names [(a) 5 0 R] >> /Pad " + pad + b" >>",
+        ]
+    )
+
+
+@pytest.mark.parametrize("where", ["open-action", "names"])
+def test_a_script_nested_past_qpdf_s_limit_is_not_called_clean(where: str) -> None:
+    """Under the limit the script is found; past it qpdf reads null and warns: the file is
+    Uninspectable (refused on signing, ACTIVE_CONTENT_NOT_CHECKED in reports), never clean."""
+    assert "JavaScript" in active_content(_deep_script(499, where))
+    assert active_content(_deep_script(501, where)) == ["Uninspectable"]
+
+
+def test_nested_width_arrays_cost_one_pass() -> None:
+    """Width arrays nested in dictionaries nested in width arrays: each level's serialised
+    form held every deeper level (red team 22 R22-2: 2 s for a 1 MB file 100 levels deep).
+    Counted in serialisations, not time: a width array that held a dictionary is walked
+    without the test below it."""
+    from signing_service.verification import active
+    from tests.support.pdfs import raw_pdf
+
+    body = b"(" + b"A" * 1000 + b")"
+    for _ in range(100):
+        body = b"<< /W [ " + body + b" ] >>"
+    data = raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Annots [4 0 R] >>",
+            b"<< /Type /Annot /Subtype /Text /Rect [0 0 1 1] /JS (x) /W [ " + body + b" ] >>",
+        ]
+    )
+    calls = 0
+    original = pikepdf.Object.unparse
+
+    def counting(self: pikepdf.Object, *args: Any, **kwargs: Any) -> bytes:
+        nonlocal calls
+        calls += 1
+        return original(self, *args, **kwargs)
+
+    pikepdf.Object.unparse = counting  # type: ignore[method-assign]
+    try:
+        assert active.active_content(data) == ["JavaScript"]
+    finally:
+        pikepdf.Object.unparse = original  # type: ignore[method-assign]
+    assert 0 < calls < 20, calls  # the top-level objects and the outermost /W: not one per level

@@ -80,6 +80,19 @@ def test_archive_between_pdf_objects_is_refused(kind: str) -> None:
     assert result.code == "POLYGLOT_FILE", (result.code, result.detail)
 
 
+def test_chance_signatures_in_stream_data_after_a_prefix_are_accepted_when_signing() -> None:
+    """Bytes before %PDF- (a file signing accepts, field input c15c's kind) shift every offset
+    qpdf reads: no stream was found and stream data by chance holding an archive signature was
+    refused POLYGLOT_FILE (red team 22 R22-3). A ZIP after the file is still found."""
+    from signing_service.screening import pdf_archive_polyglot
+
+    chance = bytes(range(256)) * 4 + b"PK\x03\x04" + bytes(range(256))
+    data = b"\x00\x00junk-before-hdr" + make_pdf(extra_stream=chance)
+    assert b"PK\x03\x04" in data
+    assert pdf_archive_polyglot(data) is None
+    assert pdf_archive_polyglot(data + payload_zip()) is not None
+
+
 def test_zip_inside_stream_data_that_a_zip_reader_opens_is_refused() -> None:
     """Stream data is otherwise left alone, but a ZIP whose end record a ZIP reader finds (in
     the last 64 KiB) is a ZIP wherever it sits."""

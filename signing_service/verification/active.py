@@ -149,15 +149,19 @@ def dictionaries(
             text = target.unparse(resolved=True)
             if not any(token in text for token in containing):
                 continue
-        stack: list[object] = [top]
+        # (object, whether a width array in it may be judged by its serialised form): inside a
+        # width array that held a dictionary, nested width arrays are walked without the test,
+        # so each byte is serialised at most once (red team 22 R22-2: nested /W arrays made it
+        # depth × size).
+        stack: list[tuple[object, bool]] = [(top, True)]
         while stack:
             budget.spend()
-            obj = stack.pop()
+            obj, shortcut = stack.pop()
             if isinstance(obj, pikepdf.Stream):
                 obj = obj.stream_dict
             if isinstance(obj, pikepdf.Array):
                 stack.extend(
-                    item
+                    (item, shortcut)
                     for item in obj
                     if isinstance(item, pikepdf.Object) and not item.is_indirect
                 )
@@ -168,9 +172,23 @@ def dictionaries(
             for key in obj.keys():  # noqa: SIM118 - pikepdf Dictionary iteration
                 value = obj.get(key)
                 if isinstance(value, pikepdf.Dictionary | pikepdf.Array) and not value.is_indirect:
-                    if key in _NUMBER_ARRAYS and b"<<" not in value.unparse():
-                        continue  # glyph widths: numbers, no dictionary inside (see above)
-                    stack.append(value)
+                    inner = shortcut
+                    if shortcut and key in _NUMBER_ARRAYS:
+                        if b"<<" not in value.unparse():
+                            continue  # glyph widths: numbers, no dictionary inside (see above)
+                        inner = False
+                    stack.append((value, inner))
+
+
+def dropped_by_qpdf(pdf: pikepdf.Pdf) -> bool:
+    """Whether qpdf replaced something it read with null (an object nested past its parser's
+    limit of 500 arrays or dictionaries, or another of its limits): what it then shows is not
+    what the file holds, and another reader (poppler keeps the outer dictionary) may run a
+    script the scan never saw (red team 22 R22-1). Call after reading the objects."""
+    return any(
+        "limits error" in warning or "excessively deeply nested" in warning
+        for warning in pdf.get_warnings()
+    )
 
 
 def _dict(value: object) -> pikepdf.Dictionary | None:
@@ -272,6 +290,8 @@ def active_content(data: bytes, max_nodes: int = MAX_NODES) -> list[str]:
     try:
         with pikepdf.open(io.BytesIO(data)) as pdf:
             _scan(pdf, found, Budget(max_nodes))
+            if dropped_by_qpdf(pdf):
+                found.add(UNINSPECTABLE)
     except Exhausted:
         found.add("TooComplexToInspect")
     except (Exception, RecursionError):  # noqa: BLE001 - what qpdf cannot read is not "clean"

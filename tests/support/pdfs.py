@@ -40,3 +40,24 @@ def encrypted_pdf(user_password: str = "matkhau") -> bytes:
     out = io.BytesIO()
     pdf.save(out, encryption=pikepdf.Encryption(user=user_password, owner="chu-so-huu"))
     return out.getvalue()
+
+
+def raw_pdf(objects: list[bytes], root: int = 1) -> bytes:
+    """A PDF written byte for byte from ``objects`` (object ``i + 1`` is ``objects[i]``, the
+    text between ``obj`` and ``endobj``), with a classic xref table: for inputs the writers of
+    pikepdf and pyHanko would normalise (nesting past a parser's limit, odd spellings)."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(
+        b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+        % (len(objects) + 1, root, xref)
+    )
+    return out.getvalue()
