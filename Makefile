@@ -56,7 +56,7 @@ test-deps: ## install the Debian packages the service and the tests need (when m
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(PYTHON) -m uv sync --frozen --quiet
+	$(PYTHON) -m uv sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 venv: $(VENV)/.synced ## create the virtual environment from the lock file

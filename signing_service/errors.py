@@ -672,6 +672,13 @@ RegistryStatusFinal = _error(
     "Văn bản đã bị thu hồi hoặc đã được thay thế; trạng thái này là cuối cùng, không thể thay "
     "đổi nữa.",
 )
+RegistryHasNewerVersion = _error(
+    "REGISTRY_HAS_NEWER_VERSION",
+    409,
+    "Văn bản này đã được ký tiếp thành một phiên bản mới; trạng thái của phiên bản mới nhất áp "
+    "dụng cho cả văn bản này: hãy thu hồi hoặc thay thế phiên bản mới nhất (mã tra cứu trong "
+    "details.newer_version).",
+)
 InvalidRegistryReason = _error(
     "INVALID_REGISTRY_REASON",
     422,

@@ -16,6 +16,7 @@ from asn1crypto import cms
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from signing_service.pki.dev import DevPki
+from signing_service.services.conclusion import document_status
 from signing_service.trust import TrustStore
 from signing_service.verification.validate import Verifier
 from tests.support.pdfs import make_pdf
@@ -70,6 +71,10 @@ def test_a_swapped_signature_timestamp_is_set_aside_not_called_tampering(
     assert sig["level"] == "B-B"
     assert sig["checks"]["timestamp"]["code"] == "SIGNATURE_TIMESTAMP_BROKEN"
     assert "SIGNATURE_TIMESTAMP_BROKEN" in [w["code"] for w in report["warnings"]]
+    # The one sentence a portal shows says the time is only claimed (new user 22 #5).
+    status = document_status(report)
+    assert status.state == "valid"
+    assert "tự khai" in status.message, status.message
     # The same token kept: B-T, no warning (the control).
     control = verify(verifier, genuine)
     assert only_signature(control)["level"] == "B-T"

@@ -96,6 +96,11 @@ def test_two_step_signature_verifies(
     before = snapshot(services)
     again = complete(api, credentials, session, signature=signature)
     assert (again.status_code, again.json()["code"]) == (409, "EXTERNAL_SESSION_USED")
+    # A client whose first answer was lost learns which document it signed (new user 22 #4).
+    assert again.json()["details"] == {
+        "state": "completed",
+        "document_id": done.json()["document"]["id"],
+    }
     assert_nothing_written(before, services)
 
 

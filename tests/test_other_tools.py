@@ -514,12 +514,12 @@ def test_comment_over_the_stamp_is_caught_whatever_its_author_is_called(
     report = verify(verifier, data)
     assert report["verdict"] == "TOTAL_PASSED", report
     over = [w for w in report["warnings"] if w["code"] == "ANNOTATION_OVER_SIGNATURE"]
-    square = [w for w in over if "loại Square" in w["message"]]
+    square = [w for w in over if "hình chữ nhật" in w["message"]]
     assert len(square) == 1, report["warnings"]
     assert square[0]["signature"] == FIELD
     assert f"tác giả {author}" in square[0]["message"]
     assert f"trường {author}" not in square[0]["message"]
-    widget = [w for w in report["warnings"] if "loại Widget" in w["message"]]
+    widget = [w for w in report["warnings"] if "ô biểu mẫu hoặc ô chữ ký" in w["message"]]
     assert len(widget) == 1, report["warnings"]
     assert "trường KyDuyet" in widget[0]["message"]
 

@@ -323,6 +323,10 @@ def test_a_revoked_replacement_is_never_offered_as_the_document_to_use(
     assert report["registry"]["status"] == "superseded"
     assert report["registry"]["superseded_by"]["status"] == "revoked"
     assert "văn bản thay thế này đã bị thu hồi" in registry_sentence(report["registry"])
+    # The one message a portal shows, too (new user 22 #3).
+    assert report["status"]["code"] == "SUPERSEDED"
+    assert "hãy dùng văn bản mới" not in report["status"]["message"], report["status"]
+    assert "không còn hiệu lực" in report["status"]["message"]
     view = present(report).registry
     assert view is not None
     assert "hãy dùng văn bản mới" not in view.text
@@ -388,6 +392,30 @@ def test_officer_then_seal_is_signed_further_not_revoked(
     assert final["registry"]["signed_further_by"] is None
     full = api.get(f"/v1/registered-documents/{second}", headers=client(credentials)).json()
     assert full["signs_further"]["public_id"] == first
+
+
+def test_an_earlier_version_is_not_changed_alone(
+    api: Any, public: Services, credentials: dict[str, Any]
+) -> None:
+    """New user 22 #2: superseding (or revoking) the officer's version while the sealed
+    version signed further from it stayed in force left the sealed file reading "thay thế" in
+    its headline over an "in force" record. The newest version answers for the line: the
+    earlier one is refused 409 REGISTRY_HAS_NEWER_VERSION naming it, nothing changed; changing
+    the newest one changes both."""
+    officer = _officer_signs(api, public, credentials)
+    first = officer["registry"]["public_id"]
+    sealed = sign(api, credentials, content(api, credentials, officer), dossier_code=DOSSIER)
+    second = sealed["registry"]["public_id"]
+    replacement = sign(api, credentials, make_pdf(pages=2))["registry"]["public_id"]
+    for action, body in (("revoke", {}), ("supersede", {"superseded_by": replacement})):
+        refused = change(api, credentials, first, action, reason="R", **body)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "REGISTRY_HAS_NEWER_VERSION"
+        assert refused.json()["details"]["newer_version"] == second
+        assert api.get(f"/v1/registry/{first}").json()["status"] == "in_force"
+    done = change(api, credentials, second, "revoke", reason="R")
+    assert done.status_code == 200, done.text
+    assert api.get(f"/v1/registry/{first}").json()["status"] == "revoked"
 
 
 def test_another_agency_signing_further_is_not_linked(

@@ -141,11 +141,13 @@ def _groups() -> dict[str, list[type[errors.ServiceError]]]:
             errors.RegistryRecordNotFound,
             errors.InvalidRegistryReason,
             errors.RegistryStatusFinal,
+            errors.RegistryHasNewerVersion,
         ],
         "registry_supersede": [
             errors.RegistryRecordNotFound,
             errors.InvalidRegistryReason,
             errors.RegistryStatusFinal,
+            errors.RegistryHasNewerVersion,
             errors.InvalidSupersedingDocument,
         ],
         # Evidence per signature (services/evidence.py): the record, the sealed ZIP (sealed

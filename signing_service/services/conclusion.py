@@ -136,6 +136,18 @@ ACTIVE_CONTENT_NOTE = (
 )
 
 
+# Said in the status message of a valid document whose signature timestamp was set aside (the
+# verifier's SIGNATURE_TIMESTAMP_BROKEN warning).
+BROKEN_TIMESTAMP_NOTE = (
+    "Lưu ý: dấu thời gian đi kèm chữ ký bị hỏng hoặc không khớp nên không được dùng; thời điểm "
+    "ký chỉ là thời điểm người ký tự khai."
+)
+
+
+def _has_warning(report: dict[str, Any], code: str) -> bool:
+    return any(isinstance(w, dict) and w.get("code") == code for w in report.get("warnings") or [])
+
+
 def _has_active_content(report: dict[str, Any]) -> bool:
     return any(
         isinstance(w, dict) and w.get("code") == "ACTIVE_CONTENT_PRESENT"
@@ -254,6 +266,11 @@ def document_status(report: dict[str, Any], expected_public_id: str | None = Non
     conclusion = _document_status(as_of, expected_public_id)
     if later:
         conclusion = Conclusion(conclusion.state, conclusion.code, f"{conclusion.message} {later}")
+    if conclusion.state == VALID and _has_warning(report, "SIGNATURE_TIMESTAMP_BROKEN"):
+        # Judged as if unstamped: the time shown is the signer's own claim (new user 22 #5).
+        conclusion = Conclusion(
+            conclusion.state, conclusion.code, f"{conclusion.message} {BROKEN_TIMESTAMP_NOTE}"
+        )
     if conclusion.state == VALID and _has_active_content(report):
         # The state stays the signatures' and the registry's; the one message a portal shows
         # must not read as a clean bill for a file that runs code (new user 20 #1).
@@ -279,6 +296,18 @@ def _moment(value: object) -> datetime | None:
     """A report's time with its offset (timefmt.report_time); ``None`` without one."""
     moment = report_time(value)
     return moment if moment is not None and moment.tzinfo is not None else None
+
+
+def _use_the_replacement(section: dict[str, Any]) -> str:
+    """The end of a "superseded" sentence: use the replacement, unless it is itself no longer
+    in force (revoked or superseded since: new user 22 #3 was sent to a revoked decision)."""
+    newer = section.get("superseded_by")
+    if isinstance(newer, dict) and newer.get("status") not in (None, "in_force"):
+        return (
+            ", và văn bản thay thế cũng không còn hiệu lực: hãy liên hệ cơ quan ban hành để biết "
+            "văn bản đang có hiệu lực."
+        )
+    return ": hãy dùng văn bản mới."
 
 
 def _as_of_validation_time(report: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -376,7 +405,7 @@ def _document_status(report: dict[str, Any], expected_public_id: str | None = No
         text = "văn bản này đã được thay thế bằng một văn bản khác" + (
             f" từ ngày {changed}" if changed else ""
         )
-        text += ": hãy dùng văn bản mới."
+        text += _use_the_replacement(registry)
         if not signed:
             text = text[0].upper() + text[1:]
         return Conclusion(INVALID, SUPERSEDED, prefix + signed + text)
@@ -399,7 +428,7 @@ def _document_status(report: dict[str, Any], expected_public_id: str | None = No
             text = f"văn bản do {agency} ban hành có trong tệp này đã được thay thế" + (
                 f" từ ngày {changed}" if changed else ""
             )
-            text += ": hãy dùng văn bản mới."
+            text += _use_the_replacement(inner)
             code = SUPERSEDED
         if not signed:
             text = text[0].upper() + text[1:]

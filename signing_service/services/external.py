@@ -519,7 +519,7 @@ def complete_external(
     if row is None or profile is None:
         raise errors.ExternalSessionNotFound()
     if row.state != PENDING:
-        raise _used(row.state)
+        raise _used(row.state, row.document_id)
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if datetime.now(UTC) > expires:
         raise errors.ExternalSessionExpired()
@@ -553,13 +553,21 @@ def complete_external(
         raise
 
 
-def _used(state: str) -> errors.ServiceError:
-    """409 ``EXTERNAL_SESSION_USED`` for a session in ``state`` (not ``pending``)."""
+def _used(state: str, document_id: str | None = None) -> errors.ServiceError:
+    """409 ``EXTERNAL_SESSION_USED`` for a session in ``state`` (not ``pending``). A completed
+    one names its signed document (``details.document_id``, the agency's own): a client whose
+    answer to step 2 was lost, retrying, finds what it signed (new user 22 #4)."""
     if state == COMPLETING:
         return errors.ExternalSessionUsed(
             "Phiên ký hai bước này đang được hoàn tất bởi một yêu cầu khác; hãy xem kết quả của "
             "yêu cầu đó (nếu yêu cầu đó không thành công, phiên lại dùng được).",
             details={"state": COMPLETING},
+        )
+    if state == COMPLETED and document_id is not None:
+        return errors.ExternalSessionUsed(
+            "Phiên ký hai bước này đã hoàn tất; văn bản đã ký có mã trong details.document_id "
+            "(tải về qua GET /v1/documents/{id}/content).",
+            details={"state": COMPLETED, "document_id": document_id},
         )
     return errors.ExternalSessionUsed()
 
@@ -582,8 +590,13 @@ def _claim(services: Services, session_id: str) -> None:
         )
         if claimed.rowcount == 1:  # type: ignore[attr-defined]
             return
-        state = db.scalar(select(ExternalSession.state).where(ExternalSession.id == session_id))
-    raise _used(state or COMPLETED)
+        found = db.execute(
+            select(ExternalSession.state, ExternalSession.document_id).where(
+                ExternalSession.id == session_id
+            )
+        ).first()
+    state, document_id = (found[0], found[1]) if found is not None else (COMPLETED, None)
+    raise _used(state, document_id)
 
 
 def _release(services: Services, session_id: str) -> None:

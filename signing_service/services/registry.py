@@ -545,6 +545,15 @@ def _change_status(
                 )
         else:
             _lock(session, {row.id})
+        if row.status == IN_FORCE:
+            latest_own = _latest_version(session, row)
+            if latest_own.id != row.id:
+                # The version signed further from this one answers for it (F5): changing this
+                # one alone left a file reading "thay thế" in its headline over an "in force"
+                # record, and the QR of the newer version still in force (new user 22 #2).
+                raise errors.RegistryHasNewerVersion(
+                    details={"newer_version": latest_own.public_id}
+                )
         # The state machine in one conditional UPDATE: of two concurrent changes, one finds
         # the row in force and the other none (409), on both databases.
         changed = session.execute(

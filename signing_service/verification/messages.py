@@ -59,7 +59,10 @@ MESSAGES: dict[str, str] = {
     "LTV_UPDATES_ONLY": (
         "Sau khi ký chỉ bổ sung dữ liệu kiểm tra dài hạn (DSS) hoặc dấu thời gian tài liệu."
     ),
-    "ALLOWED_FORM_FILLING": "Sau khi ký chỉ có thay đổi được phép (điền biểu mẫu, thêm chữ ký).",
+    "ALLOWED_FORM_FILLING": (
+        "Sau khi ký chỉ có thay đổi được phép (điền biểu mẫu, thêm chữ ký hoặc dấu thời gian, "
+        "thêm ô chữ ký)."
+    ),
     "ALLOWED_ANNOTATIONS": (
         "Sau khi ký chỉ có thay đổi ở chú thích (thêm, sửa hoặc xóa), dấu trang (mục lục) hoặc "
         "thẻ cấu trúc của chúng — được phép, không thuộc nội dung đã ký. Chú thích có thể che "

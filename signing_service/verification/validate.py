@@ -1933,7 +1933,7 @@ class Verifier:
                     ]
                     if covered and annot.change != "removed":
                         code = "ANNOTATION_OVER_SIGNATURE"
-                    detail = f"trang {annot.page}, loại {annot.subtype}"
+                    detail = f"trang {annot.page}, {annotation_kind(annot.subtype)}"
                     if annot.field is not None:
                         detail += f", trường {annot.field}"
                     elif annot.author is not None:
@@ -2232,6 +2232,36 @@ def _widget_page(doc: _Doc, emb: EmbeddedPdfSignature) -> int | None:
         return pages.index(page_ref.reference) + 1
     except Exception:  # noqa: BLE001
         return None
+
+
+# Annotation subtypes (ISO 32000-1 §12.5.6) as people name them (new user 22 #7: "loại Widget"
+# reached portals); another subtype keeps its PDF name.
+ANNOTATION_KINDS = {
+    "Widget": "ô biểu mẫu hoặc ô chữ ký",
+    "Text": "ghi chú",
+    "FreeText": "hộp chữ",
+    "Square": "hình chữ nhật",
+    "Circle": "hình tròn",
+    "Line": "đường kẻ",
+    "Polygon": "hình đa giác",
+    "PolyLine": "đường gấp khúc",
+    "Ink": "nét vẽ tay",
+    "Highlight": "tô sáng",
+    "Underline": "gạch chân",
+    "StrikeOut": "gạch ngang",
+    "Squiggly": "gạch lượn sóng",
+    "Stamp": "dấu chú thích",
+    "Caret": "dấu chèn",
+    "Link": "liên kết",
+    "FileAttachment": "tệp đính kèm",
+    "Popup": "cửa sổ ghi chú",
+    "Redact": "vùng che",
+}
+
+
+def annotation_kind(subtype: str) -> str:
+    """``subtype`` (without the slash) in Vietnamese: "loại …" for one without a name here."""
+    return ANNOTATION_KINDS.get(subtype, f"loại {subtype}")
 
 
 def _overlaps(

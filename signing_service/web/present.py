@@ -190,7 +190,8 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
         "Sau khi ký chỉ có thêm dữ liệu để kiểm tra chữ ký lâu dài; nội dung không đổi."
     ),
     "ALLOWED_FORM_FILLING": CitizenText(
-        "Sau khi ký chỉ có thay đổi được phép (điền biểu mẫu, thêm chữ ký khác)."
+        "Sau khi ký chỉ có thay đổi được phép (điền biểu mẫu, thêm chữ ký hoặc dấu thời gian, "
+        "thêm ô chữ ký); các cảnh báo bên dưới, nếu có, nói rõ đó là gì."
     ),
     "ALLOWED_ANNOTATIONS": CitizenText(
         "Sau khi ký có thêm, sửa hoặc xóa chú thích; nội dung đã ký không đổi.", _WHY_ANNOTATION
