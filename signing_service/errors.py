@@ -357,7 +357,8 @@ RemoteAuthorizationFailed = _error(
 RemoteSigningUnavailable = _error(
     "REMOTE_SIGNING_UNAVAILABLE",
     503,
-    "Không kết nối được nhà cung cấp dịch vụ ký số từ xa; vui lòng thử lại sau.",
+    "Nhà cung cấp dịch vụ ký số từ xa không kết nối được hoặc trả lời không hợp lệ; vui lòng thử "
+    "lại sau.",
 )
 TimestampUnavailable = _error(
     "TIMESTAMP_UNAVAILABLE", 503, "Không lấy được dấu thời gian từ máy chủ cấp dấu thời gian."

@@ -298,6 +298,7 @@ def test_registry_record_revoked_and_superseded(site: tuple[TestClient, Services
     assert "Đây đúng là văn bản" not in html
     html = assert_page(post(client, old, ma=old_id), 200)
     assert "đúng là văn bản mà mã QR này chỉ tới" in html
+    assert html.count("đúng là văn bản mà mã QR này chỉ tới") == 1  # once (new user 22 #8)
     html = assert_page(post(client, other, ma=old_id), 200)
     assert "KHÔNG phải văn bản mà mã QR này chỉ tới" in html
     assert 'class="state-label">Không hợp lệ<' in html

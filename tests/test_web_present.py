@@ -213,3 +213,17 @@ def test_the_issuer_category_is_said_only_for_a_trusted_hierarchy(
     (untrusted,) = present(verify(untrusting, signed)).signatures
     assert untrusted.issuer  # the issuer is still named
     assert untrusted.certificate_type is None
+
+
+def test_the_same_note_on_two_signatures_is_counted_once(verifier: Verifier, signed: bytes) -> None:
+    """A seal and its document timestamp both on the dev PKI carry the same test-certificate
+    note: the lead counted it twice ("Có 2 điều cần lưu ý"; new user 22 #8)."""
+    import copy
+
+    report = verify(verifier, signed)
+    twice = copy.deepcopy(report)
+    twice["signatures"].append(copy.deepcopy(report["signatures"][0]))
+    one, two = present(report), present(twice)
+    assert len(two.signatures) == 2
+    assert "Có 1 điều cần lưu ý" in one.lead
+    assert "Có 1 điều cần lưu ý" in two.lead, two.lead

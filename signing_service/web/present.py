@@ -1209,7 +1209,12 @@ def present(report: dict[str, Any], *, expected_public_id: str | None = None) ->
         # Said in the lead, not only in a warning further down: a green "Hợp lệ" on a test
         # certificate must not read as legally valid (new user 6).
         lead += " Lưu ý: chữ ký dùng chứng thư số thử nghiệm nên không có giá trị pháp lý."
-    notable = len(warnings) + sum(len(s.warnings) for s in signatures)
+    # Distinct findings: the test-certificate note of a seal and of its document timestamp
+    # is one thing to look at, not two (new user 22 #8).
+    notable = len(
+        {(w.code, w.text, w.page) for w in warnings}
+        | {(w.code, w.text, w.page) for s in signatures for w in s.warnings}
+    )
     if state == "valid" and notable:
         lead += f" Có {notable} điều cần lưu ý bên dưới."
     return ResultView(
