@@ -8,6 +8,7 @@ never-issued document is signed by pyHanko directly with a dev PKI key."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -16,6 +17,7 @@ from io import BytesIO
 from typing import Any
 
 import pytest
+from asn1crypto import cms
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -25,6 +27,7 @@ from signing_service.services import registry
 from signing_service.services.container import Services
 from signing_service.services.verification import verify_document, with_registry
 from signing_service.settings import DEV_KEY_PASSPHRASE
+from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.store.models import AuditEntry, RegisteredDocument
 from tests.support.pdfs import make_pdf
 
@@ -521,9 +524,7 @@ def test_changing_the_unsigned_contents_bytes_does_not_hide_a_revoked_document(
     """New user 22 #1: the registry looked a document up by its file's SHA-256, which the
     unsigned bytes of the last signature's /Contents (padding, the hex case, the timestamp
     token) change: a revoked decision so altered read "Hợp lệ", not issued through the
-    service. It is found by what its signature covers (registered_documents.covered_sha256)."""
-    import re
-
+    service. It is found by its signature's value (registered_documents.signature_sha256)."""
     signed = sign(api, credentials, make_pdf(), level="B-T")
     pdf = content(api, credentials, signed)
     changed = change(api, credentials, signed["registry"]["public_id"], "revoke", reason="R")
@@ -531,9 +532,18 @@ def test_changing_the_unsigned_contents_bytes_does_not_hide_a_revoked_document(
     hole = list(re.finditer(rb"/Contents\s*<([0-9A-Fa-f]+)>", pdf))[-1]
     padding = hole.end(1) - 1
     assert pdf[padding : padding + 1] == b"0"
+    der = bytes.fromhex(hole.group(1).decode())
+    content_info = cms.ContentInfo.load(der, strict=False)
+    content_info["content"]["signer_infos"][0]["unsigned_attrs"] = None  # token removed
+    stripped = content_info.dump().hex().encode()
+    room = len(hole.group(1))
     variants = {
         "padding": pdf[:padding] + b"1" + pdf[padding + 1 :],
         "case": pdf[: hole.start(1)] + hole.group(1).swapcase() + pdf[hole.end(1) :],
+        "token-removed": pdf[: hole.start(1)]
+        + stripped
+        + b"0" * (room - len(stripped))
+        + pdf[hole.end(1) :],
     }
     for name, altered in variants.items():
         assert altered != pdf and len(altered) == len(pdf)
@@ -541,6 +551,16 @@ def test_changing_the_unsigned_contents_bytes_does_not_hide_a_revoked_document(
         assert report["registry"].get("found") is True, (name, report["registry"])
         assert report["registry"]["matched"] == "file", name
         assert report["status"]["code"] == "REVOKED", (name, report["status"])
+    # Another signer's CMS over the same bytes is another signature: not this record.
+    pki = public.dev_pki
+    assert pki is not None
+    other = load_pkcs12_file(pki.p12_path("officer"), DEV_KEY_PASSPHRASE.encode()).signer
+    _, b, c, d = (int(v) for v in re.findall(rb"/ByteRange\s*\[([^\]]*)\]", pdf)[-1].split())
+    digest = hashlib.sha256(pdf[:b] + pdf[c : c + d]).digest()
+    forged = asyncio.run(other.async_sign(digest, "sha256", use_pades=True)).dump().hex().encode()
+    assert len(forged) <= room
+    swapped = pdf[: hole.start(1)] + forged + b"0" * (room - len(forged)) + pdf[hole.end(1) :]
+    assert verify(api, swapped)["registry"] == {"found": False}
 
 
 # -- documents the service did not issue ------------------------------------------------------

@@ -58,7 +58,7 @@ from signing_service._async import run_sync
 from signing_service.services import allowlists
 from signing_service.services.container import Services
 from signing_service.services.documents import check_pdf_upload
-from signing_service.services.registry_records import covered_digests
+from signing_service.services.registry_records import signature_digests
 from signing_service.signing import pdfa
 from signing_service.signing.engine import SIGNATURE_MARGIN, TIMESTAMP_MARGIN
 from signing_service.signing.tsa import CheckedTimeStamper, TimestampCheckFailure, token_size
@@ -461,10 +461,8 @@ def store_version(
                 record.document_id = document.id
                 record.sha256 = sha256
                 # The new version's last signature (the document timestamp just added).
-                covered = covered_digests(data, 1)
-                record.covered_sha256 = (
-                    covered[0][0] if covered and covered[0][1] == len(data) else None
-                )
+                last = signature_digests(data, 1)
+                record.signature_sha256 = last[0][0] if last and last[0][1] == len(data) else None
             audit.append(
                 session,
                 actor=actor,

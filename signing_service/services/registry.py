@@ -48,12 +48,11 @@ from signing_service.services.registry_records import (  # noqa: F401 - re-expor
     LinkedRecord,
     RegistryRecord,
     _seconds,
-    covered_digests,
-    message_digest_sha256,
     new_public_id,
     only_timestamps_after,
     public_link,
     registry_sentence,
+    signature_digests,
     signed_revision_digests,
     signed_revisions,
 )
@@ -314,10 +313,10 @@ def registry_section(
             section["contains"] = inner
         return section
     revisions = [digest for digest, _ in signed]
-    # The bytes the last-ending signatures cover (all but their /Contents): a registered
-    # document whose unsigned /Contents bytes were changed is still the registered one.
-    covered = covered_digests(pdf)
-    if not revisions and not covered:
+    # The values of the last-ending signatures: a registered document whose unsigned /Contents
+    # bytes were changed is still the registered one.
+    last_signatures = signature_digests(pdf)
+    if not revisions and not last_signatures:
         return dict(NOT_FOUND)
     with services.db.transaction() as session:
         # (end of what matched, row id, row, earlier version matched): the furthest wins.
@@ -333,15 +332,15 @@ def registry_section(
             candidates += [
                 (ends[d.sha256], r.id, r, d) for d, r in _by_earlier_versions(session, revisions)
             ]
-        covered_ends = dict(covered)
-        if covered_ends:
+        by_value = dict(last_signatures)
+        if by_value:
             rows = session.scalars(
                 select(RegisteredDocument).where(
-                    RegisteredDocument.covered_sha256.in_(list(covered_ends))
+                    RegisteredDocument.signature_sha256.in_(list(by_value))
                 )
             ).all()
             candidates += [
-                (covered_ends[r.covered_sha256], r.id, r, None)  # type: ignore[index]
+                (by_value[r.signature_sha256], r.id, r, None)  # type: ignore[index]
                 for r in rows
             ]
         if not candidates:
@@ -417,11 +416,11 @@ def register_signed(
     input_sha256: str,
     kind: str | None = None,
     document_number: str | None = None,
-    covered_sha256: str | None = None,
+    signature_sha256: str | None = None,
 ) -> None:
     """Register the signed ``document`` in ``session``'s transaction (the one that stores it:
     nothing half-written; one INSERT, not an object of the session's unit of work).
-    ``covered_sha256``: of the bytes its last signature covers (:func:`covered_digests`).
+    ``signature_sha256``: of its last signature's value (:func:`signature_digests`).
     ``input_sha256``: of the document that was signed; when it is one of the same agency's
     registered documents, the new record signs it further (that one stays in force and links
     to this one). Another agency's registered input is not linked: its record must not point
@@ -437,7 +436,7 @@ def register_signed(
                 "agency_id": agency_id,
                 "document_id": document.id,
                 "sha256": document.sha256,
-                "covered_sha256": covered_sha256,
+                "signature_sha256": signature_sha256,
                 "dossier_code": document.dossier_code,
                 "result_code": document.result_code,
                 "document_number": document_number,

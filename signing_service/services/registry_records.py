@@ -40,6 +40,9 @@ LINK_PATH = "xac-minh/"
 # thousands).
 _BYTE_RANGE = re.compile(rb"/ByteRange\s*\[\s*0\s+(\d{1,12})\s+(\d{1,12})\s+(\d{1,12})\s*\]")
 MAX_REVISIONS_LOOKED_UP = 32
+# A signature's /Contents hole larger than this is not read by a lookup (a CMS with a long
+# chain and revocation data is tens of kilobytes; 2 MB of hex is far beyond).
+MAX_CONTENTS_BYTES = 2 * 1024 * 1024
 # ``matched`` of a registry section whose file is a registered revision followed only by
 # validation data and document timestamps (an extended or preserved copy).
 VALIDATION_DATA = "validation_data"
@@ -227,51 +230,80 @@ def signed_revisions(pdf: bytes) -> list[tuple[str, int]]:
     return found[::-1]
 
 
-# How many of the latest-ending /ByteRange arrays a lookup hashes (each a pass over the file).
-MAX_COVERAGES_LOOKED_UP = 3
+# How many of the latest-ending /ByteRange arrays a lookup reads the signature of.
+MAX_SIGNATURES_LOOKED_UP = 3
 
 
-def covered_digests(pdf: bytes, limit: int = MAX_COVERAGES_LOOKED_UP) -> list[tuple[str, int]]:
-    """``(SHA-256 hex, end offset)`` of the bytes covered by the ``limit`` standard
-    ``/ByteRange [0 b c d]`` arrays of ``pdf`` that end last (``pdf[:b] + pdf[c:c+d]``: all but
-    that signature's ``/Contents``), the last-ending first. The key a registered document is
-    found by when only its last signature's unsigned ``/Contents`` bytes differ
-    (:attr:`RegisteredDocument.covered_sha256`): every other signature's ``/Contents`` lies
-    inside a later one's range. Matching it means those bytes are the registered ones; a
-    /ByteRange of a fake dictionary only costs a pass. Ranges past the end are skipped."""
-    ranges: dict[int, tuple[int, int]] = {}
-    for match in _BYTE_RANGE.finditer(pdf):
-        b, c, d = (int(g) for g in match.groups())
-        end = c + d
-        if 0 < b <= c and end <= len(pdf):
-            ranges.setdefault(end, (b, c))
-    found = []
-    view = memoryview(pdf)
-    for end in sorted(ranges, reverse=True)[:limit]:
-        b, c = ranges[end]
-        digest = hashlib.sha256(view[:b])
-        digest.update(view[c:end])
-        found.append((digest.hexdigest(), end))
-    return found
-
-
-def message_digest_sha256(signature_cms: bytes) -> str | None:
-    """The messageDigest signed attribute of a CMS (DER) when its digest algorithm is SHA-256:
-    for a PAdES signature, the SHA-256 of the bytes its /ByteRange covers (ETSI EN 319 142-1
-    §5.1), i.e. :func:`covered_digests` of the document it was embedded in, without hashing
-    it again. ``None`` for another algorithm or an unreadable CMS."""
+def signature_key(covered_sha256: bytes, signature_cms: bytes) -> str | None:
+    """The registry's second key for a signature (:attr:`RegisteredDocument.signature_sha256`):
+    SHA-256 (hex) over the SHA-256 of the bytes its /ByteRange covers and the signature value
+    of its CMS's first SignerInfo (RFC 5652 §5.3). Both survive a change of the unsigned bytes
+    of /Contents (the zero padding, the hex case, the unsigned attributes such as the
+    timestamp token); neither survives a change of the signed bytes or another signer's CMS
+    over them. Trailing bytes after the DER are ignored. ``None`` for an unreadable CMS."""
     from asn1crypto import cms
 
     try:
-        signer_info = cms.ContentInfo.load(signature_cms)["content"]["signer_infos"][0]
+        content = cms.ContentInfo.load(signature_cms, strict=False)["content"]
+        value = content["signer_infos"][0]["signature"].native
+    except Exception:  # noqa: BLE001 - not a signature this lookup can use
+        return None
+    if not isinstance(value, bytes) or not value:
+        return None
+    return hashlib.sha256(covered_sha256 + value).hexdigest()
+
+
+def signed_sha256(signature_cms: bytes) -> bytes | None:
+    """The messageDigest signed attribute of a CMS when its digest algorithm is SHA-256: for a
+    PAdES signature, the SHA-256 of the bytes its /ByteRange covers (ETSI EN 319 142-1 §5.1),
+    so the signing flow need not hash the document again. ``None`` otherwise."""
+    from asn1crypto import cms
+
+    try:
+        signer_info = cms.ContentInfo.load(signature_cms, strict=False)["content"]["signer_infos"][
+            0
+        ]
         if signer_info["digest_algorithm"]["algorithm"].native != "sha256":
             return None
         for attr in signer_info["signed_attrs"]:
             if attr["type"].native == "message_digest":
-                return bytes(attr["values"][0].native).hex()
+                digest = attr["values"][0].native
+                return bytes(digest) if isinstance(digest, bytes) and len(digest) == 32 else None
     except Exception:  # noqa: BLE001 - the caller hashes the bytes instead
         return None
     return None
+
+
+def signature_digests(pdf: bytes, limit: int = MAX_SIGNATURES_LOOKED_UP) -> list[tuple[str, int]]:
+    """``(signature_key, end offset)`` (:func:`signature_key`) of the ``limit`` standard
+    ``/ByteRange [0 b c d]`` arrays of ``pdf`` that end last, the last-ending first: the key a
+    registered document is found by when only the unsigned bytes of its last signature's
+    ``/Contents`` differ, which anyone can change (new user 22 #1). One pass over the covered
+    bytes and one CMS parse per range; a /ByteRange of a fake dictionary only costs those."""
+    import binascii
+
+    holes: dict[int, tuple[int, int]] = {}
+    for match in _BYTE_RANGE.finditer(pdf):
+        b, c, d = (int(g) for g in match.groups())
+        end = c + d
+        if 0 < b < c and end <= len(pdf) and c - b <= MAX_CONTENTS_BYTES:
+            holes.setdefault(end, (b, c))
+    found = []
+    view = memoryview(pdf)
+    for end in sorted(holes, reverse=True)[:limit]:
+        b, c = holes[end]
+        text = pdf[b:c].strip().removeprefix(b"<").removesuffix(b">")
+        text = bytes(ch for ch in text if ch not in b" \t\r\n\x0c")
+        try:
+            der = binascii.unhexlify(text[: len(text) // 2 * 2])
+        except (binascii.Error, ValueError):
+            continue
+        covered = hashlib.sha256(view[:b])
+        covered.update(view[c:end])
+        key = signature_key(covered.digest(), der)
+        if key is not None:
+            found.append((key, end))
+    return found
 
 
 def only_timestamps_after(pdf: bytes, end: int) -> bool:

@@ -46,7 +46,11 @@ from signing_service.services.documents import (
 )
 from signing_service.services.profile_rules import PROFILE_NAME_PATTERN, appearance_spec
 from signing_service.services.registry import new_public_id, public_link, register_signed
-from signing_service.services.registry_records import covered_digests, message_digest_sha256
+from signing_service.services.registry_records import (
+    signature_digests,
+    signature_key,
+    signed_sha256,
+)
 from signing_service.signing import prefix_digest, repair
 from signing_service.signing.certcheck import SignerCheck, SignerCheckFailure
 from signing_service.signing.engine import (
@@ -907,12 +911,15 @@ def store_signed(
         input_doc.content_of = output_id
     else:
         to_write.insert(0, (input_doc, pdf))
-    # The registry's second key (new user 22 #1): what the new signature covers. Its CMS
-    # messageDigest is that SHA-256 already (PAdES, SHA-256); else the bytes are hashed.
-    covered_sha256 = message_digest_sha256(embedded[1]) if embedded is not None else None
-    if covered_sha256 is None:
-        covered = covered_digests(signed, 1)
-        covered_sha256 = covered[0][0] if covered and covered[0][1] == len(signed) else None
+    # The registry's second key (new user 22 #1): what the new signature covers and its value.
+    # Its CMS's messageDigest is that SHA-256 already (PAdES, SHA-256): no second pass.
+    covered = signed_sha256(embedded[1]) if embedded is not None else None
+    signature_sha256 = (
+        signature_key(covered, embedded[1]) if covered is not None and embedded else None
+    )
+    if signature_sha256 is None:
+        last = signature_digests(signed, 1)
+        signature_sha256 = last[0][0] if last and last[0][1] == len(signed) else None
     written: list[str] = []
     new_evidence: list[str] = []
     try:
@@ -943,7 +950,7 @@ def store_signed(
                 input_sha256=input_doc.sha256,
                 kind=registration.kind,
                 document_number=registration.document_number,
-                covered_sha256=covered_sha256,
+                signature_sha256=signature_sha256,
             )
             if in_transaction is not None:
                 in_transaction(session, signature.id)

@@ -285,8 +285,8 @@ class _PlainRegistry:
         from signing_service.services.registry_records import (
             NOT_FOUND,
             VALIDATION_DATA,
-            covered_digests,
             only_timestamps_after,
+            signature_digests,
             signed_revisions,
         )
 
@@ -323,14 +323,14 @@ class _PlainRegistry:
             candidates += [
                 (ends[d["sha256"]], r["id"], r, d) for d, r in self._by_earlier_versions(revisions)
             ]
-        covered = dict(covered_digests(pdf))
+        covered = dict(signature_digests(pdf))
         if covered:
             marks = ", ".join("?" for _ in covered)
             rows = self.rows.all(
-                f"SELECT * FROM registered_documents WHERE covered_sha256 IN ({marks})",
+                f"SELECT * FROM registered_documents WHERE signature_sha256 IN ({marks})",
                 tuple(covered),
             )
-            candidates += [(covered[r["covered_sha256"]], r["id"], r, None) for r in rows]
+            candidates += [(covered[r["signature_sha256"]], r["id"], r, None) for r in rows]
         if candidates:
             end, _, row, matched = max(candidates, key=lambda c: (c[0], c[1]))
             record = self._record(row, matched)

@@ -245,12 +245,13 @@ class RegisteredDocument(Base):
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
     document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), unique=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
-    # SHA-256 of the bytes the document's last signature covers (its /ByteRange: everything
-    # but that signature's /Contents): found again when only the unsigned bytes of /Contents
-    # differ (padding, a replaced or removed timestamp token), which anyone can change
-    # (new user 22 #1: a revoked decision so altered read "Hợp lệ", not found in the registry).
+    # The document's last signature as registry_records.signature_key gives it: SHA-256 over
+    # the SHA-256 of the bytes its /ByteRange covers and its CMS signature value. Found again
+    # when only the unsigned bytes of /Contents differ (padding, the hex case, a replaced or
+    # removed timestamp token), which anyone can change (new user 22 #1: a revoked decision so
+    # altered read "Hợp lệ", not found); not for changed content or another signer's CMS.
     # NULL for records registered before migration 0018: found by ``sha256`` only.
-    covered_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    signature_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     dossier_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     result_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Số, ký hiệu (an annex's: of the main document), when the request gave one.
