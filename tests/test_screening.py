@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from signing_service.screening import ScreeningPolicy, screen
+from signing_service.screening import ARCHIVE_SIGNATURES, ScreeningPolicy, screen
 from tests.support.files import (
     HOSTILE,
     PDF_ZIP_EOF_COMMENT,
@@ -126,3 +126,16 @@ def test_archive_signatures_by_chance_in_stream_data_are_accepted() -> None:
     assert b"PK\x03\x04" in data and b"PK\x05\x06" in data
     result = screen(data, "quyet-dinh.pdf")
     assert result.accepted, (result.code, result.detail)
+
+
+@pytest.mark.parametrize("signature", sorted(ARCHIVE_SIGNATURES), ids=repr)
+def test_the_signing_pre_check_finds_every_archive_signature(signature: bytes) -> None:
+    """The signing flow's quick search (one pass for the ZIP signatures' "PK", one for each
+    other) finds each signature between objects; the file is then looked at whole."""
+    from signing_service.screening import _has_archive_signature
+
+    pdf = make_pdf()
+    at = pdf.index(b"2 0 obj")
+    planted = pdf[:at] + signature + b"\n" + pdf[at:]
+    assert _has_archive_signature(planted)
+    assert not _has_archive_signature(pdf.replace(b"PK", b"pk"))

@@ -317,11 +317,28 @@ def archive_in_pdf(f: BinaryIO, size: int, pdf: pikepdf.Pdf) -> str | None:
     return None
 
 
+_ZIP_SIGNATURES = tuple(s for s in ARCHIVE_SIGNATURES if s.startswith(b"PK"))
+_OTHER_SIGNATURES = tuple(s for s in ARCHIVE_SIGNATURES if not s.startswith(b"PK"))
+
+
+def _has_archive_signature(data: bytes) -> bool:
+    """Whether any of :data:`ARCHIVE_SIGNATURES` occurs in ``data``: the five ZIP ones by one
+    search for their common "PK" (in random data, one hit in 65,536 bytes), the others one by
+    one. Why not nine ``in`` tests: on the signing path each costs a pass over the document
+    (~0.3 ms per MB here, nine of them more than the signature itself)."""
+    at = data.find(b"PK")
+    while at >= 0:
+        if data[at : at + 4] in _ZIP_SIGNATURES:
+            return True
+        at = data.find(b"PK", at + 1)
+    return any(s in data for s in _OTHER_SIGNATURES)
+
+
 def pdf_archive_polyglot(data: bytes) -> str | None:
     """:func:`archive_in_pdf` for a PDF held in memory (the signing flow's input). Bytes without
     any archive signature are not opened at all; None as well when pikepdf cannot open them (the
     caller's own parsing refuses those)."""
-    if b"ustar" not in data[:1024] and not any(s in data for s in ARCHIVE_SIGNATURES):
+    if b"ustar" not in data[:1024] and not _has_archive_signature(data):
         return None
     f = io.BytesIO(data)
     try:
