@@ -129,13 +129,15 @@ def test_archive_signatures_by_chance_in_stream_data_are_accepted() -> None:
 
 
 @pytest.mark.parametrize("signature", sorted(ARCHIVE_SIGNATURES), ids=repr)
-def test_the_signing_pre_check_finds_every_archive_signature(signature: bytes) -> None:
-    """The signing flow's quick search (one pass for the ZIP signatures' "PK", one for each
-    other) finds each signature between objects; the file is then looked at whole."""
-    from signing_service.screening import _has_archive_signature
+def test_the_signing_check_refuses_what_an_archive_program_opens(signature: bytes) -> None:
+    """Signing refuses an archive's header in front of %PDF- and a ZIP whose end record a ZIP
+    reader finds; it does not search the whole document per signature kind (that cost more
+    than the signature: make bench), so a signature by chance inside the file is not a
+    polyglot there (the attachments' screening still scans outside stream data)."""
+    from signing_service.screening import pdf_archive_polyglot
 
     pdf = make_pdf()
+    assert pdf_archive_polyglot(signature + b"\x00" * 8 + pdf) is not None
     at = pdf.index(b"2 0 obj")
-    planted = pdf[:at] + signature + b"\n" + pdf[at:]
-    assert _has_archive_signature(planted)
-    assert not _has_archive_signature(pdf.replace(b"PK", b"pk"))
+    assert pdf_archive_polyglot(pdf[:at] + signature + b"\n" + pdf[at:]) is None
+    assert pdf_archive_polyglot(pdf + payload_zip()) is not None

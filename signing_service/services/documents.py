@@ -21,10 +21,10 @@ from storage import ObjectNotFound, StorageUnavailableError
 
 
 def check_signing_input(pdf: bytes) -> None:
-    """A PDF that is also an archive (a ZIP, RAR, 7z… between its objects, or hidden after its
-    ``%%EOF`` behind a comment ending in ``%%EOF``) is refused ``POLYGLOT_FILE`` before it is
-    signed: the agency's signature would vouch for the archive's bytes as well. The same rule
-    as the attachments' screening (:func:`signing_service.screening.archive_in_pdf`)."""
+    """A PDF that an archive program also opens (a ZIP whose end record a ZIP reader finds,
+    even behind a comment ending in ``%%EOF``; an archive's header in front of ``%PDF-``) is
+    refused ``POLYGLOT_FILE`` before it is signed: the agency's signature would vouch for the
+    archive's bytes as well (:func:`signing_service.screening.pdf_archive_polyglot`)."""
     reason = pdf_archive_polyglot(pdf)
     if reason:
         raise errors.ScreeningRefused(
