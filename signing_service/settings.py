@@ -643,6 +643,11 @@ class Settings(BaseSettings):
     # (TIMESTAMP_TIME_SKEW).
     tsa_max_skew_seconds: int = Field(default=300, ge=1, le=86_400)
     fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    # AIA caIssuers URL prefixes the verifier may fetch a missing issuer certificate from (a
+    # document whose CMS carries only the signer's certificate): JSON list of http(s) URL
+    # prefixes, e.g. ["http://ca.example.vn/certs/"]. Empty: never fetched (README
+    # "Verification": what is fetched).
+    ca_issuer_urls: list[str] = Field(default_factory=list, max_length=100)
     # Worker threads doing CPU-heavy signing/verification inside the API server.
     worker_threads: int = Field(default=4, ge=1, le=1024)
     # API server processes (uvicorn workers). One per core is the usual choice.
@@ -832,6 +837,20 @@ class Settings(BaseSettings):
     def _tsas(cls, value: dict[str, str]) -> dict[str, str]:
         for url in _check_names(value).values():
             _check_http_url(url)
+        return value
+
+    @field_validator("ca_issuer_urls")
+    @classmethod
+    def _ca_issuer_urls(cls, value: list[str]) -> list[str]:
+        from signing_service.verification.revinfo_cache import _normalised
+
+        for url in value:
+            _check_http_url(url)
+            if _normalised(url) is None:
+                raise ValueError(
+                    f"địa chỉ {url!r} phải là http(s)://máy-chủ[:cổng]/đường-dẫn/, không có "
+                    "tên người dùng, '..' hay ký tự trắng"
+                )
         return value
 
     @field_validator("csc_providers")

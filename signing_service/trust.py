@@ -240,6 +240,9 @@ class TrustStore:
     intermediates: list[x509.Certificate] = field(default_factory=list)
     chain_certificates: list[ChainCertificate] = field(default_factory=list)
     fetch_timeout: float = 5.0
+    # AIA caIssuers URL prefixes a missing issuer certificate may be fetched from
+    # (SIGNING_SERVICE_CA_ISSUER_URLS; verification/revinfo_cache.py).
+    ca_issuer_urls: tuple[str, ...] = ()
 
     @property
     def roots(self) -> list[x509.Certificate]:
@@ -287,6 +290,7 @@ class TrustStore:
         extra: Iterable[Path | str | ExtraAnchorLike] | None = None,
         dev_root: Path | None = None,
         fetch_timeout: float = 5.0,
+        ca_issuer_urls: Iterable[str] = (),
     ) -> TrustStore:
         """Read the pinned manifest, the configured extra anchors and the development root.
 
@@ -299,7 +303,7 @@ class TrustStore:
         whose SHA-256 differs from the pinned one (the service must not start then), an unknown
         role or kind.
         """
-        store = cls(fetch_timeout=fetch_timeout)
+        store = cls(fetch_timeout=fetch_timeout, ca_issuer_urls=tuple(ca_issuer_urls))
         # Every reason in Vietnamese: the message reaches the operator (exit 6).
         form = 'cần JSON dạng {"anchors": [{"file", "role", "kind", "sha256"}, …]}'
         try:

@@ -92,6 +92,7 @@ PARSE_ERRORS: dict[str, list[str]] = {
     "tsas": ['{"dev": "ftp://tsa"}', '{"dev": 5}'],
     "default_tsa": ["Tên Sai"],
     "csc_providers": ['{"p": {"url": "http://x", "token_source": "bi-mat"}}', '{"p": 1}'],
+    "ca_issuer_urls": ['["ftp://ca.example.vn/"]', '["http://ca.example.vn/a/../b"]', '{"a": 1}'],
     "audit_key": [""],
     "audit_key_file": ["/etc"],
     "audit_seal_dir": ["/etc/hostname"],

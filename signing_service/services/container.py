@@ -273,6 +273,7 @@ class Services:
             dev_root=dev.root_cert_path if dev else None,
             dev_intermediates=(dev.cert_path("interm"),) if dev else (),
             fetch_timeout=settings.fetch_timeout_seconds,
+            ca_issuer_urls=tuple(settings.ca_issuer_urls),
         )
 
     def _build_verification_pool(self) -> VerificationPool:
@@ -446,6 +447,7 @@ class Services:
                 extra=settings.extra_trust_anchors,
                 dev_root=dev_pki.root_cert_path if dev_pki else None,
                 fetch_timeout=settings.fetch_timeout_seconds,
+                ca_issuer_urls=settings.ca_issuer_urls,
             )
         except TrustStoreError as e:
             raise ConfigurationError(

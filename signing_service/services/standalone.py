@@ -509,6 +509,7 @@ def _trust(settings: Settings) -> tuple[Any, Any]:
             extra=settings.extra_trust_anchors,
             dev_root=dev_pki.root_cert_path if dev_pki else None,
             fetch_timeout=settings.fetch_timeout_seconds,
+            ca_issuer_urls=settings.ca_issuer_urls,
         )
     except (TrustStoreError, OSError, ValueError) as e:
         raise errors.ConfigurationError(

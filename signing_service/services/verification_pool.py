@@ -58,6 +58,7 @@ class TrustConfig:
     dev_root: Path | None
     dev_intermediates: tuple[Path, ...]
     fetch_timeout: float
+    ca_issuer_urls: tuple[str, ...] = ()
 
     def load(self) -> Any:
         from signing_service.settings import ExtraTrustAnchor
@@ -68,6 +69,7 @@ class TrustConfig:
             extra=[ExtraTrustAnchor(file=Path(f), kind=k) for f, k in self.extra],  # type: ignore[arg-type]
             dev_root=self.dev_root,
             fetch_timeout=self.fetch_timeout,
+            ca_issuer_urls=self.ca_issuer_urls,
         )
         for path in self.dev_intermediates:
             trust.intermediates.extend(load_certs(path))

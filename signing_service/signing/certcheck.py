@@ -234,7 +234,9 @@ class ChainJudge:
         self._usage = usage
         self._max_age = max_age
         self._backend = backend or CachingFetcherBackend(
-            REVOCATION_CACHE, per_request_timeout=trust.fetch_timeout
+            REVOCATION_CACHE,
+            per_request_timeout=trust.fetch_timeout,
+            ca_issuer_urls=trust.ca_issuer_urls,
         )
         self._cache: dict[str, _Judgement] = {}
         self._lock = threading.Lock()

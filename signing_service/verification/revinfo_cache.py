@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -155,6 +155,7 @@ class _BoundedBodies:
     max_bytes: int
     per_request_timeout: float
     user_agent: str
+    follow_redirects: bool = True
 
     def _charge(self, kind: Any) -> None:
         """The request budget of one verification (FetchLimits), as certvalidator charges it,
@@ -175,7 +176,9 @@ class _BoundedBodies:
             async with asyncio.timeout(2 * self.per_request_timeout):
                 async with (
                     httpx.AsyncClient(
-                        timeout=self.per_request_timeout, follow_redirects=True, max_redirects=3
+                        timeout=self.per_request_timeout,
+                        follow_redirects=self.follow_redirects,
+                        max_redirects=3,
                     ) as client,
                     client.stream(method, url, headers=headers, content=data) as response,
                 ):
@@ -310,19 +313,162 @@ class _CachingOCSPFetcher(_BoundedBodies, RequestsOCSPFetcher):
         return await self._perform_fetch(tag, fetch_or_reuse)
 
 
+MAX_ISSUER_CERT_BYTES = 64 * 1024
+"""Largest answer accepted from a caIssuers URL (a CA certificate, or a certs-only PKCS#7 of a
+few: a few KB)."""
+MAX_ISSUER_CERT_REQUESTS = 4
+"""caIssuers requests one validation may make (cached answers are not counted): two missing
+levels of a chain, two URLs each."""
+
+
+def _normalised(url: str) -> tuple[str, str, int, str] | None:
+    """``(scheme, host, port, path)`` of an http(s) URL, lower-cased scheme and host, the
+    port made explicit; ``None`` for anything else: another scheme, user information, no
+    host, a malformed port, a ``..`` segment, a backslash, whitespace or a control
+    character."""
+    from urllib.parse import unquote, urlsplit
+
+    if any(c.isspace() or ord(c) < 0x20 or c == "\\" for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
+        return None
+    if parts.password is not None or parts.fragment:
+        return None
+    path = parts.path or "/"
+    if ".." in unquote(path).split("/"):
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80), path
+
+
+def issuer_url_allowed(url: str, allowed_prefixes: tuple[str, ...]) -> bool:
+    """Whether ``url`` (an AIA caIssuers URL read from a certificate) lies under one of the
+    operator's ``allowed_prefixes`` (``SIGNING_SERVICE_CA_ISSUER_URLS``): same scheme, host
+    and port, and its path starts with the prefix's path (compared after normalising both,
+    :func:`_normalised`; a prefix path that does not end in ``/`` matches only that path or
+    what follows a ``/`` after it)."""
+    target = _normalised(url)
+    if target is None:
+        return False
+    for prefix in allowed_prefixes:
+        allowed = _normalised(prefix)
+        if allowed is None or allowed[:3] != target[:3]:
+            continue
+        base = allowed[3]
+        if base.endswith("/"):
+            if target[3].startswith(base):
+                return True
+        elif target[3] == base or target[3].startswith(base + "/"):
+            return True
+    return False
+
+
+class _AllowlistedCertificateFetcher(_BoundedBodies, RequestsCertificateFetcher):
+    """Issuer certificates fetched from AIA caIssuers URLs, only those under the operator's
+    allowlist (:func:`issuer_url_allowed`; anything else is never requested), bounded like the
+    revocation fetches (:class:`_BoundedBodies`: total time, :data:`MAX_ISSUER_CERT_BYTES`, DER
+    shape), redirects not followed (a listed server must not send the service elsewhere), and
+    kept in ``cache`` (an hour; a failure for ``failure_age``). What is fetched is only
+    material for building a path: it is trusted only if it chains to an anchor like any
+    certificate a document carries (RFC 5280 §4.2.2.1, ETSI EN 319 102-1 §5.2.3)."""
+
+    max_bytes = MAX_ISSUER_CERT_BYTES
+    follow_redirects = False
+
+    def __init__(
+        self, cache: RevocationCache, allowed: tuple[str, ...], *args: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache = cache
+        self._allowed = allowed
+
+    def _listed(self, urls: Any) -> list[str]:
+        listed = [u for u in urls if issuer_url_allowed(u, self._allowed)]
+        for url in urls:
+            if url not in listed:
+                log.info("caIssuers URL %r is not under SIGNING_SERVICE_CA_ISSUER_URLS", url)
+        return listed
+
+    def fetch_cert_issuers(self, cert: Any) -> Any:
+        from pyhanko_certvalidator.fetchers.common_utils import (
+            cap_aia_urls,
+            complete_certificate_fetch_jobs,
+            gather_aia_issuer_urls,
+        )
+
+        urls = self._listed(cap_aia_urls(self._budget, gather_aia_issuer_urls(cert)))
+        return complete_certificate_fetch_jobs(
+            [self.fetch_certs(url, url_origin_type="certificate") for url in urls]
+        )
+
+    def fetch_crl_issuers(self, certificate_list: Any) -> Any:
+        from pyhanko_certvalidator.fetchers.common_utils import (
+            cap_aia_urls,
+            complete_certificate_fetch_jobs,
+        )
+
+        urls = self._listed(cap_aia_urls(self._budget, certificate_list.issuer_cert_urls))
+        return complete_certificate_fetch_jobs(
+            [self.fetch_certs(url, url_origin_type="CRL") for url in urls]
+        )
+
+    async def fetch_certs(self, url: str, url_origin_type: str) -> Any:
+        if not issuer_url_allowed(url, self._allowed):
+            raise cv_errors.CertificateFetchError(f"{url} is not an allowed caIssuers URL")
+        key = ("cert", url)
+        try:
+            return self._cache.get(key)
+        except KeyError:
+            pass
+        except cv_errors.CertificateFetchError:
+            raise
+        try:
+            certs = await super().fetch_certs(url, url_origin_type)
+        except cv_errors.CertificateFetchError as e:
+            if not getattr(e, "budget_refusal", False):
+                self._cache.put_failure(key, e)
+            raise
+        except Exception as e:  # see _as_fetch_error: an unreachable source, not a crash
+            if _library_error(e):
+                raise
+            raise _as_fetch_error(cv_errors.CertificateFetchError, url, e) from e
+        certs = list(certs)
+        self._cache.put(key, certs, datetime.now(UTC) + timedelta(hours=1))
+        return certs
+
+
 class CachingFetcherBackend(RequestsFetcherBackend):
     """A certvalidator fetcher backend whose OCSP and CRL answers come from ``cache``.
 
-    Certificates are never fetched (``max_cert_requests=0``): AIA caIssuers URLs come from the
-    uploaded, untrusted document, so following them would let anyone make the service fetch
+    Issuer certificates are fetched only from AIA caIssuers URLs under the operator's
+    ``ca_issuer_urls`` (``SIGNING_SERVICE_CA_ISSUER_URLS``), at most
+    :data:`MAX_ISSUER_CERT_REQUESTS` a validation (:class:`_AllowlistedCertificateFetcher`);
+    with no allowlist, never (``max_cert_requests=0``). The URLs come from the uploaded,
+    untrusted document: followed freely, they would let anyone make the service fetch
     arbitrary addresses. Revocation sources are only consulted by certvalidator for
     certificates on a path that already chains to a trust anchor.
     """
 
-    def __init__(self, cache: RevocationCache, per_request_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        cache: RevocationCache,
+        per_request_timeout: float = 5.0,
+        *,
+        ca_issuer_urls: tuple[str, ...] = (),
+    ) -> None:
+        self.ca_issuer_urls = tuple(ca_issuer_urls)
         super().__init__(
             per_request_timeout=per_request_timeout,
-            limits=FetchLimits(max_requests=20, max_cert_requests=0),
+            limits=FetchLimits(
+                max_requests=20,
+                max_cert_requests=MAX_ISSUER_CERT_REQUESTS if self.ca_issuer_urls else 0,
+                max_aia_urls_per_object=2,
+            ),
         )
         self.cache = cache
 
@@ -334,7 +480,9 @@ class CachingFetcherBackend(RequestsFetcherBackend):
                 self.cache, per_request_timeout=timeout, budget=budget
             ),
             crl_fetcher=_CachingCRLFetcher(self.cache, per_request_timeout=timeout, budget=budget),
-            cert_fetcher=RequestsCertificateFetcher(per_request_timeout=timeout, budget=budget),
+            cert_fetcher=_AllowlistedCertificateFetcher(
+                self.cache, self.ca_issuer_urls, per_request_timeout=timeout, budget=budget
+            ),
         )
 
 

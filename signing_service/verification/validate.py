@@ -1045,7 +1045,11 @@ class Verifier:
         self.allow_fetching = allow_fetching
         self.limits = limits
         self._backend = fetcher_backend or (
-            CachingFetcherBackend(REVOCATION_CACHE, per_request_timeout=trust.fetch_timeout)
+            CachingFetcherBackend(
+                REVOCATION_CACHE,
+                per_request_timeout=trust.fetch_timeout,
+                ca_issuer_urls=trust.ca_issuer_urls,
+            )
             if allow_fetching
             else None
         )
