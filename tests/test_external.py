@@ -408,6 +408,53 @@ def test_a_failed_completion_leaves_the_session_usable(
     assert done.status_code == 201, done.text
 
 
+def test_a_claim_left_by_a_dead_process_lapses(
+    api: Any, services: Services, credentials: dict[str, Any], officer_token: Token
+) -> None:
+    """A step 2 whose process died after claiming the session left it "completing": every
+    retry was 409 EXTERNAL_SESSION_USED until the session expired, and the officer had to sign
+    again. A claim older than the lease is taken over; one within it still refuses (another
+    request may be at work); the attempt that lost its claim can complete nothing."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from signing_service import errors
+    from signing_service.services import external
+
+    session = start(api, services, credentials, level="B-B").json()
+    signature = officer_token.sign_digest(session["digest"])
+    sid = session["session_id"]
+    # What a dead step 2 leaves: the session claimed (under its token), nothing stored.
+    token = external._claim(services, sid)
+
+    def claimed_ago(seconds: float) -> None:
+        with services.db.transaction() as db:
+            db.execute(
+                update(ExternalSession)
+                .where(ExternalSession.id == sid)
+                .values(claimed_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds))
+            )
+
+    claimed_ago(external.CLAIM_LEASE_SECONDS / 2)
+    before = snapshot(services)
+    held = complete(api, credentials, session, signature=signature)
+    assert (held.status_code, held.json()["code"]) == (409, "EXTERNAL_SESSION_USED")
+    assert held.json()["details"]["state"] == "completing"
+    assert_nothing_written(before, services)
+    claimed_ago(external.CLAIM_LEASE_SECONDS + 5)
+    done = complete(api, credentials, session, signature=signature)
+    assert done.status_code == 201, done.text
+    # The dead attempt's token releases nothing and completes nothing.
+    external._release(services, sid, token)
+    with services.db.transaction() as db:
+        row = db.get(ExternalSession, sid)
+        assert row is not None and row.state == "completed"
+    with pytest.raises(errors.ServiceError) as used:
+        external._claim(services, sid)
+    assert used.value.code == "EXTERNAL_SESSION_USED"
+
+
 def _disable_profile(services: Services) -> None:
     from signing_service.services.profiles import disable_profile
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from asn1crypto import cms, pem, x509
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -518,7 +518,7 @@ def complete_external(
         profile = session.get(SigningProfile, row.profile_id) if row is not None else None
     if row is None or profile is None:
         raise errors.ExternalSessionNotFound()
-    if row.state != PENDING:
+    if row.state != PENDING and not _abandoned(row.state, row.claimed_at):
         raise _used(row.state, row.document_id)
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if datetime.now(UTC) > expires:
@@ -543,13 +543,22 @@ def complete_external(
     # From here on the session is this request's alone (red team 21b, R21B-1: two concurrent
     # completions both embedded, both wrote, and the loser's cleanup deleted the winner's
     # committed document). Put back if this attempt fails before it commits.
-    _claim(services, row.id)
+    claim = _claim(services, row.id)
     try:
         return _complete_claimed(
-            services, agency, row, profile, cert, chain, signature=signature, ci=ci, actor=actor
+            services,
+            agency,
+            row,
+            profile,
+            cert,
+            chain,
+            signature=signature,
+            ci=ci,
+            actor=actor,
+            claim=claim,
         )
     except BaseException:
-        _release(services, row.id)
+        _release(services, row.id, claim)
         raise
 
 
@@ -560,8 +569,9 @@ def _used(state: str, document_id: str | None = None) -> errors.ServiceError:
     if state == COMPLETING:
         return errors.ExternalSessionUsed(
             "Phiên ký hai bước này đang được hoàn tất bởi một yêu cầu khác; hãy xem kết quả của "
-            "yêu cầu đó (nếu yêu cầu đó không thành công, phiên lại dùng được).",
-            details={"state": COMPLETING},
+            "yêu cầu đó (nếu yêu cầu đó không thành công, phiên lại dùng được; nếu yêu cầu đó "
+            "bị gián đoạn, gửi lại sau 2 phút).",
+            details={"state": COMPLETING, "retry_after_seconds": int(CLAIM_LEASE_SECONDS)},
         )
     if state == COMPLETED and document_id is not None:
         return errors.ExternalSessionUsed(
@@ -576,20 +586,62 @@ def _used(state: str, document_id: str | None = None) -> errors.ServiceError:
 # by one conditional UPDATE, put back to pending if that attempt fails), ``completed``.
 PENDING, COMPLETING, COMPLETED = "pending", "completing", "completed"
 
+CLAIM_LEASE_SECONDS = 120.0
+"""How long a step 2's claim on a session holds. A step 2 is bounded well within it (each
+TSA, OCSP and CRL request by ``SIGNING_SERVICE_FETCH_TIMEOUT_SECONDS``, the document by the
+upload limit); a claim older than this belongs to a request that died with its process (the
+session was left "completing" until it expired: the officer had to sign again), and the next
+step 2 takes it over. The old attempt, should it still be running, can no longer complete:
+completion and release both require its own claim token."""
 
-def _claim(services: Services, session_id: str) -> None:
-    """Take the pending session for this request, or 409 ``EXTERNAL_SESSION_USED`` (another
-    request holds it or completed it): one conditional UPDATE, so of concurrent completions
-    exactly one goes on, on both databases."""
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _abandoned(state: str, claimed_at: datetime | None) -> bool:
+    """Whether a session is "completing" under a claim older than the lease."""
+    claimed = _aware(claimed_at)
+    return (
+        state == COMPLETING
+        and claimed is not None
+        and (datetime.now(UTC) - claimed).total_seconds() > CLAIM_LEASE_SECONDS
+    )
+
+
+def _claim(services: Services, session_id: str) -> str:
+    """Take the session for this request and return the claim's token, or 409
+    ``EXTERNAL_SESSION_USED`` (another request holds it or completed it): one conditional
+    UPDATE, so of concurrent completions exactly one goes on, on both databases. A session
+    left "completing" past :data:`CLAIM_LEASE_SECONDS` is taken over the same way."""
+    import secrets
+
+    token = secrets.token_hex(16)
+    now = datetime.now(UTC)
+    stale = now - timedelta(seconds=CLAIM_LEASE_SECONDS)
     with services.db.transaction() as db:
         claimed = db.execute(
             update(ExternalSession)
-            .where(ExternalSession.id == session_id, ExternalSession.state == PENDING)
-            .values(state=COMPLETING)
+            .where(
+                ExternalSession.id == session_id,
+                or_(
+                    ExternalSession.state == PENDING,
+                    and_(
+                        ExternalSession.state == COMPLETING,
+                        or_(
+                            ExternalSession.claimed_at.is_(None),
+                            ExternalSession.claimed_at < stale,
+                        ),
+                    ),
+                ),
+            )
+            .values(state=COMPLETING, claim=token, claimed_at=now)
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount == 1:  # type: ignore[attr-defined]
-            return
+            return token
         found = db.execute(
             select(ExternalSession.state, ExternalSession.document_id).where(
                 ExternalSession.id == session_id
@@ -599,16 +651,21 @@ def _claim(services: Services, session_id: str) -> None:
     raise _used(state, document_id)
 
 
-def _release(services: Services, session_id: str) -> None:
-    """Put a claimed session back to pending after a failed attempt (a completed one stays
-    completed: a commit whose answer was lost may have gone through). Should the database
-    be unreachable, the session stays claimed until it expires; the client starts again."""
+def _release(services: Services, session_id: str, claim: str) -> None:
+    """Put a session this request claimed (``claim``, :func:`_claim`'s token) back to pending
+    after a failed attempt (a completed one stays completed: a commit whose answer was lost may
+    have gone through; one another request took over stays with it). Should the database be
+    unreachable, the claim lapses after :data:`CLAIM_LEASE_SECONDS`."""
     try:
         with services.db.transaction() as db:
             db.execute(
                 update(ExternalSession)
-                .where(ExternalSession.id == session_id, ExternalSession.state == COMPLETING)
-                .values(state=PENDING)
+                .where(
+                    ExternalSession.id == session_id,
+                    ExternalSession.state == COMPLETING,
+                    ExternalSession.claim == claim,
+                )
+                .values(state=PENDING, claim=None, claimed_at=None)
                 .execution_options(synchronize_session=False)
             )
     except Exception:  # noqa: BLE001 - the attempt's own error is the answer
@@ -650,6 +707,7 @@ def _complete_claimed(
     signature: bytes | None,
     ci: cms.ContentInfo | None,
     actor: str,
+    claim: str,
 ) -> SignResult:
     """Step 2 once the session is claimed: the signer checked again, the signature embedded,
     the result verified and stored with the session marked completed in its transaction."""
@@ -727,7 +785,11 @@ def _complete_claimed(
     def mark_completed(db: Session, signature_id: str) -> None:
         done = db.execute(
             update(ExternalSession)
-            .where(ExternalSession.id == row.id, ExternalSession.state == COMPLETING)
+            .where(
+                ExternalSession.id == row.id,
+                ExternalSession.state == COMPLETING,
+                ExternalSession.claim == claim,
+            )
             .values(state=COMPLETED, signature_id=signature_id, prepared_pdf=None)
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]

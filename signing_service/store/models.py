@@ -390,7 +390,11 @@ class ExternalSession(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("signing_profiles.id"))
-    state: Mapped[str] = mapped_column(String(16))  # pending | completed
+    state: Mapped[str] = mapped_column(String(16))  # pending | completing | completed
+    # The step 2 that holds a "completing" session (a random token) and since when: a claim
+    # older than the lease is taken over (services/external.py, CLAIM_LEASE_SECONDS).
+    claim: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     level: Mapped[str] = mapped_column(String(8))
     certificate: Mapped[bytes] = mapped_column(LargeBinary)
     chain: Mapped[bytes] = mapped_column(LargeBinary)  # concatenated PEM
