@@ -108,17 +108,22 @@ def test_archive_signatures_by_chance_in_stream_data_are_accepted() -> None:
     every one the check knows, and an end record whose central directory is not there) are not
     a polyglot."""
     noise = bytes(range(256)) * 4
-    chance = b"".join(
-        noise[i * 100 : i * 100 + 100] + signature
-        for i, signature in enumerate(
-            (
-                b"PK\x03\x04",
-                b"PK\x01\x02",
-                b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00\x10\x00\x00\x00\x99\x00\x00\x00\x00\x00",
-                b"PK\x06\x06",
-                b"Rar!\x1a\x07",
-                b"7z\xbc\xaf\x27\x1c",
-                b"MSCF\x00\x00\x00\x00",
+    # Past the first KiB, where a RAR/7z/CAB/xz signature refuses (R23B-2).
+    chance = (
+        noise
+        + noise[:100]
+        + b"".join(
+            noise[i * 100 : i * 100 + 100] + signature
+            for i, signature in enumerate(
+                (
+                    b"PK\x03\x04",
+                    b"PK\x01\x02",
+                    b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00\x10\x00\x00\x00\x99\x00\x00\x00\x00\x00",
+                    b"PK\x06\x06",
+                    b"Rar!\x1a\x07",
+                    b"7z\xbc\xaf\x27\x1c",
+                    b"MSCF\x00\x00\x00\x00",
+                )
             )
         )
     )
@@ -130,14 +135,72 @@ def test_archive_signatures_by_chance_in_stream_data_are_accepted() -> None:
 
 @pytest.mark.parametrize("signature", sorted(ARCHIVE_SIGNATURES), ids=repr)
 def test_the_signing_check_refuses_what_an_archive_program_opens(signature: bytes) -> None:
-    """Signing refuses an archive's header in front of %PDF- and a ZIP whose end record a ZIP
-    reader finds; it does not search the whole document per signature kind (that cost more
-    than the signature: make bench), so a signature by chance inside the file is not a
-    polyglot there (the attachments' screening still scans outside stream data)."""
-    from signing_service.screening import pdf_archive_polyglot
+    """Signing refuses an archive's header in front of %PDF-, a RAR/7z/CAB/xz signature in the
+    first KiB (7-Zip searches for those: R23B-2) and a ZIP whose end record a ZIP reader finds;
+    it does not search the whole document per signature kind (that cost more than the
+    signature: make bench), so a ZIP signature by chance inside the file, or any past the
+    first KiB, is not a polyglot there (the attachments' screening still scans outside stream
+    data)."""
+    from signing_service.screening import SCANNED_ARCHIVE_SIGNATURES, pdf_archive_polyglot
 
     pdf = make_pdf()
     assert pdf_archive_polyglot(signature + b"\x00" * 8 + pdf) is not None
     at = pdf.index(b"2 0 obj")
-    assert pdf_archive_polyglot(pdf[:at] + signature + b"\n" + pdf[at:]) is None
+    assert at < 1000
+    early = pdf_archive_polyglot(pdf[:at] + signature + b"\n" + pdf[at:])
+    assert (early is not None) == (signature in SCANNED_ARCHIVE_SIGNATURES), early
+    late = make_pdf(extra_stream=bytes(2048) + signature)
+    assert late.index(signature) > 1024
+    assert pdf_archive_polyglot(late) is None
     assert pdf_archive_polyglot(pdf + payload_zip()) is not None
+
+
+def _zip_end_patched(archive: bytes, **fields: int) -> bytes:
+    """``archive`` with fields of its end of central directory record changed (offsets as in
+    APPNOTE 4.3.16: disk 4, cd_disk 6, entries_here 8, entries 10)."""
+    import struct
+
+    at = archive.rindex(b"PK\x05\x06")
+    record = bytearray(archive[at : at + 22])
+    offsets = {"disk": 4, "cd_disk": 6, "entries_here": 8, "entries": 10}
+    for name, value in fields.items():
+        struct.pack_into("<H", record, offsets[name], value)
+    return archive[:at] + bytes(record) + archive[at + 22 :]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"entries_here": 0, "entries": 0},
+        {"disk": 1, "cd_disk": 1},
+        {"entries_here": 1, "entries": 2},
+        {"disk": 7, "cd_disk": 3, "entries_here": 9, "entries": 0},
+    ],
+    ids=["as-written", "entries-0", "disk-1", "counts-differ", "all-wrong"],
+)
+def test_a_zip_whose_end_record_lies_is_still_a_zip(fields: dict[str, int]) -> None:
+    """Red team 23b, R23B-1: an end record saying 0 entries, disk 1 or unequal counts made the
+    check give up, while Python's zipfile (like jar, 7-Zip and unzip) follows the central
+    directory regardless: the sealed PDF still gave out the program inside."""
+    from signing_service.screening import pdf_archive_polyglot
+
+    data = make_pdf(extra_stream=_zip_end_patched(payload_zip(), **fields))
+    assert zipfile.ZipFile(io.BytesIO(data)).read("payload.exe").startswith(b"MZ")
+    assert pdf_archive_polyglot(data) is not None
+    result = screen(data, "quyet-dinh.pdf")
+    assert result.code == "POLYGLOT_FILE", (result.code, result.detail)
+
+
+def test_a_7z_archive_in_the_first_kib_is_refused() -> None:
+    """Red team 23b, R23B-2: a 7z archive in an unfiltered stream at byte ~200; 7-Zip opens
+    the PDF as that archive with no option. Refused by signing and by the attachments'
+    screening (which otherwise leaves stream data alone)."""
+    from signing_service.screening import pdf_archive_polyglot
+
+    archive = b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(24) + b"MZ" + b"\x90" * 64
+    data = make_pdf(extra_stream=archive)
+    assert data.index(b"7z\xbc\xaf") < 1024
+    assert pdf_archive_polyglot(data) is not None
+    result = screen(data, "quyet-dinh.pdf")
+    assert result.code == "POLYGLOT_FILE", (result.code, result.detail)

@@ -267,15 +267,14 @@ def _gaps(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
 def _zip_end_record(f: BinaryIO, size: int, position: int) -> bool:
     """An end of central directory record at ``position`` that a ZIP reader would follow: its
     central directory (or ZIP64 locator) is where it says. Random bytes (a compressed stream)
-    pass this with odds of about 2^-64."""
+    pass this with odds of about 2^-64. The disk numbers and entry counts are not looked at:
+    Python's zipfile, Java's jar, 7-Zip and Info-ZIP's unzip follow the central directory
+    whatever they say, and a record claiming 0 entries, disk 1 or unequal counts let a ZIP
+    holding a program through, sealed (red team 23b, R23B-1)."""
     record = _read(f, position, 22)
     if len(record) < 22:
         return False
-    _, disk, cd_disk, entries_here, entries, cd_size, cd_offset, _ = struct.unpack(
-        "<4s4H2LH", record
-    )
-    if disk or cd_disk or entries_here != entries or entries == 0:
-        return False
+    _, _, _, _, _, cd_size, cd_offset, _ = struct.unpack("<4s4H2LH", record)
     if position >= 20 and _read(f, position - 20, 4) == b"PK\x06\x07":
         return True
     return any(
@@ -295,10 +294,17 @@ def archive_in_pdf(f: BinaryIO, size: int, pdf: pikepdf.Pdf) -> str | None:
       its central directory where it says), even inside stream data;
     - a tar header (the PDF header written into a tar member's name).
 
-    Only what lies outside stream data is read, and the tail: a 1 GB scan costs its objects."""
-    head = _read(f, 0, 512)
+    - a RAR, 7z, CAB or xz signature in the first KiB, stream data included (7-Zip finds a 7z
+      archive at byte 198 of a PDF, inside an unfiltered stream: red team 23b, R23B-2).
+
+    Only what lies outside stream data is read, the first KiB and the tail: a 1 GB scan costs
+    its objects."""
+    head = _read(f, 0, 1024)
     if head[257:263] in (b"ustar\x00", b"ustar "):
         return "tar header"
+    found_early = _scanned_archive_in_head(head)
+    if found_early:
+        return found_early
     for start, end in _gaps(_stream_ranges(pdf, f, size), size):
         position = start
         while position < end:
@@ -317,11 +323,32 @@ def archive_in_pdf(f: BinaryIO, size: int, pdf: pikepdf.Pdf) -> str | None:
     return None
 
 
+# Archives whose programs search a file for their signature (self-extracting archives): found
+# anywhere in the first KiB, stream data included. The ZIP family is left to the end-record
+# check (a ZIP reader starts from the end of the file) and to what lies before %PDF-.
+SCANNED_ARCHIVE_SIGNATURES = {
+    signature: name
+    for signature, name in ARCHIVE_SIGNATURES.items()
+    if not signature.startswith(b"PK")
+}
+
+
+def _scanned_archive_in_head(head: bytes) -> str | None:
+    """A RAR, 7z, CAB or xz signature anywhere in ``head`` (the first KiB): the reason, or
+    ``None``. By chance in compressed data with odds of about 2^-38."""
+    for signature, name in SCANNED_ARCHIVE_SIGNATURES.items():
+        at = head.find(signature)
+        if at >= 0:
+            return f"{name} at byte {at}"
+    return None
+
+
 def pdf_archive_polyglot(data: bytes) -> str | None:
     """Whether the PDF ``data`` (the signing flow's input, in memory) is also an archive that
-    an archive program opens: a tar header, an archive's header in front of ``%PDF-``, or a ZIP
-    end of central directory record a ZIP reader finds (in the last 64 KiB + 22 bytes, its
-    central directory where it says). The reason, or ``None``.
+    an archive program opens: a tar header, an archive's header in front of ``%PDF-``, a RAR,
+    7z, CAB or xz signature in the first KiB (:func:`_scanned_archive_in_head`), or a ZIP end of
+    central directory record a ZIP reader finds (in the last 64 KiB + 22 bytes, its central
+    directory where it says, :func:`_zip_end_record`). The reason, or ``None``.
 
     Not the attachments' whole-file scan (:func:`archive_in_pdf`: archive signatures anywhere
     outside stream data): a search of the document per signature kind cost more CPU than the
@@ -336,6 +363,9 @@ def pdf_archive_polyglot(data: bytes) -> str | None:
     for signature, name in ARCHIVE_SIGNATURES.items():
         if signature in before:
             return f"{name} in front of %PDF-"
+    found_early = _scanned_archive_in_head(head)
+    if found_early:
+        return found_early
     tail_start = max(0, len(data) - ZIP_TAIL)
     if b"PK\x05\x06" not in data[tail_start:]:
         return None
