@@ -209,3 +209,86 @@ def test_a_dependency_down_stops_the_batch_and_nothing_is_written(
     ]
     assert_nothing_written(before, services)
     services.close()
+
+
+def test_a_batch_in_flight_stops_when_its_api_key_is_revoked_or_its_key_disabled(
+    tmp_path: Any, database_url: str, dev_pki: Any
+) -> None:
+    """Red team 23b, R23B-3: an operator's `client revoke` (the key leaked) or `key disable`
+    while a batch was being signed: the batch went on signing, registering and auditing the
+    rest under the revoked key / with the disabled seal key. Between documents both are read
+    again; what remains is refused (attempted: false) and nothing of it is written."""
+    import json
+    import threading
+    import time
+
+    from sqlalchemy import func, select
+
+    from signing_service.services.accounts import revoke_api_key
+    from signing_service.services.keys import disable_key
+    from signing_service.services.signing import SignResult, sign_batch
+    from signing_service.store.models import Agency, ApiClient, Signature
+    from tests.conftest import make_settings
+
+    services = Services.build(make_settings(tmp_path, database_url, dev_pki))
+    credentials = json.loads(services.settings.dev_credentials_file.read_text())
+    docs = [(f"{i}.pdf", make_pdf(text=str(i))) for i in range(40)]
+
+    def signed_count() -> int:
+        with services.db.transaction() as db:
+            return int(db.scalar(select(func.count()).select_from(Signature)) or 0)
+
+    def run_with(which: int, profile_name: str, withdraw: Any) -> list[Any]:
+        entry = credentials["agencies"][which]
+        with services.db.transaction() as db:
+            agency = db.scalars(select(Agency).where(Agency.code == entry["code"])).one()
+            client = db.scalars(
+                select(ApiClient).where(ApiClient.key_id == entry["api_key"].split("_")[1])
+            ).one()
+            db.expunge_all()
+        results: list[Any] = []
+        start = signed_count()
+        worker = threading.Thread(
+            target=lambda: results.extend(
+                sign_batch(
+                    services,
+                    agency,
+                    profile_name=profile_name,
+                    items=docs,
+                    actor=f"api-client:{client.key_id}",
+                    client_id=client.id,
+                )
+            )
+        )
+        worker.start()
+        deadline = time.monotonic() + 120
+        while signed_count() - start < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        withdraw(agency, client)
+        at_withdrawal = signed_count()
+        worker.join(300)
+        done = [r for r in results if isinstance(r, SignResult)]
+        refused = [r for r in results if not isinstance(r, SignResult)]
+        assert len(results) == len(docs)
+        assert refused, "the batch finished before the withdrawal: make it longer"
+        # At most the document in flight at the withdrawal was signed after it.
+        assert signed_count() - at_withdrawal <= 1
+        assert len(done) == signed_count() - start
+        assert all(r.details.get("attempted") is False for r in refused), refused
+        # Signed documents first, then only refusals.
+        assert results == done + refused
+        return refused
+
+    refused = run_with(
+        0,
+        "agency-a-seal",
+        lambda agency, _: disable_key(
+            services, agency_code=agency.code, name="agency-a-seal", actor="op"
+        ),
+    )
+    assert {r.code for r in refused} == {"PROFILE_KEY_MISSING"}
+    refused = run_with(
+        1, "agency-b-seal", lambda _, client: revoke_api_key(services, client.key_id, actor="op")
+    )
+    assert {r.code for r in refused} == {"UNAUTHENTICATED"}
+    services.close()

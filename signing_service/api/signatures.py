@@ -832,6 +832,7 @@ async def create_batch(
         ),
         codes=per_document,
         idempotency_key=idempotency_key,
+        client_id=caller.id,
     )
     out = []
     for index, item in enumerate(results):

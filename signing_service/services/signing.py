@@ -1146,6 +1146,7 @@ def sign_batch(
     appearance: AppearanceRequest | None = None,
     codes: Sequence[DocumentCodes] | None = None,
     idempotency_key: str | None = None,
+    client_id: int | None = None,
 ) -> list[SignResult | errors.ServiceError]:
     """Ký hàng loạt: one profile, one authorisation, per-document results. ``field_name``: the
     prepared signature field to fill in every document (a document without it fails alone).
@@ -1174,7 +1175,12 @@ def sign_batch(
       for the whole request would hide them (issue 9);
     - a dependency that is down (a 503: timestamp server, storage, key token) fails that
       document, and the documents after it are not attempted: they carry the same error with
-      ``details.attempted = false`` (each would wait for the same time-out).
+      ``details.attempted = false`` (each would wait for the same time-out);
+    - before each document after the first, the API key ``client_id`` (the request's) must
+      still be usable and the profile must still name the same enabled key
+      (:func:`_batch_still_allowed`): an operator's ``client revoke`` or ``key disable`` stops
+      a batch in flight (red team 23b, R23B-3: a revoked key's batch went on signing). The
+      documents from there on carry that refusal with ``details.attempted = false``.
     """
     if codes is not None and len(codes) != len(items):
         raise ValueError("one DocumentCodes per batch item")
@@ -1211,6 +1217,7 @@ def sign_batch(
     results: list[SignResult | errors.ServiceError] = []
     key = with_authorization(key, authorization)
     unavailable: errors.ServiceError | None = None
+    attempted = 0
     for index, (filename, pdf) in enumerate(items):
         if index in replays:
             results.append(replays[index])
@@ -1218,6 +1225,14 @@ def sign_batch(
         if unavailable is not None:
             results.append(_not_attempted(unavailable))
             continue
+        if attempted:
+            try:
+                _batch_still_allowed(services, agency, client_id, profile_name, level, key)
+            except errors.ServiceError as withdrawn:
+                unavailable = withdrawn
+                results.append(_not_attempted(withdrawn))
+                continue
+        attempted += 1
         try:
             check_filename(filename)
             check_pdf_upload(pdf, signing_limit(services, pdf))
@@ -1370,6 +1385,39 @@ def _batch_replays(
             if replayed is not None:
                 replays[index] = replayed
     return replays
+
+
+def _batch_still_allowed(
+    services: Services,
+    agency: Agency,
+    client_id: int | None,
+    profile_name: str,
+    level: str | None,
+    key: LoadedKey,
+) -> None:
+    """Between two documents of a batch: 401 ``UNAUTHENTICATED`` when the API key
+    ``client_id`` was revoked or expired since the request began; the profile's errors
+    (:func:`_profile_and_key`: withdrawn, its key disabled) when it no longer signs; 422
+    ``PROFILE_KEY_MISSING`` when it now names another key than the batch began with. Two
+    indexed reads; the opened key comes from the cache."""
+    from signing_service.services.auth import is_usable
+    from signing_service.store.models import ApiClient
+
+    if client_id is not None:
+        with services.db.transaction() as session:
+            client = session.get(ApiClient, client_id)
+            usable = client is not None and is_usable(client)
+        if not usable:
+            raise errors.Unauthenticated(
+                "Khóa API đã bị thu hồi hoặc hết hạn trong khi lô đang được ký: các tài liệu "
+                "còn lại không được ký."
+            )
+    _, _, now_key, _ = _profile_and_key(services, agency, profile_name, level)
+    if now_key.signing_cert.dump() != key.signing_cert.dump():
+        raise errors.ProfileKeyMissing(
+            "Cấu hình ký số đã được đổi sang khóa khác trong khi lô đang được ký: các tài liệu "
+            "còn lại không được ký."
+        )
 
 
 def _not_attempted(cause: errors.ServiceError) -> errors.ServiceError:
