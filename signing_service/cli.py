@@ -1191,7 +1191,7 @@ def _outcome_vi(outcome: str) -> str:
     return "bị từ chối"
 
 
-def cmd_migrate(_args: argparse.Namespace) -> int:
+def cmd_migrate(args: argparse.Namespace) -> int:
     from signing_service.services.bootstrap import check_new_sqlite_database
     from signing_service.services.container import check_database_location, prepare_directories
     from signing_service.store.db import migrate, schema_revision
@@ -1228,7 +1228,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
         print(f"Đã nâng cấp lược đồ cơ sở dữ liệu {shown} từ phiên bản {before} lên {after}.")
     else:
         print(f"Lược đồ cơ sở dữ liệu {shown} đã ở phiên bản mới nhất ({after}); không thay đổi.")
-    return _key_audit_chain(settings)
+    return _key_audit_chain(settings, before, force=bool(getattr(args, "key_audit_log", False)))
 
 
 def _shown_database(url: str) -> str:
@@ -1237,9 +1237,10 @@ def _shown_database(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _key_audit_chain(settings: Settings) -> int:
+def _key_audit_chain(settings: Settings, schema_before: str | None, force: bool = False) -> int:
     """After migrating: MAC an audit log from before migration 0005, once (needs the audit
-    key, which the migration itself never reads)."""
+    key, which the migration itself never reads): when this run's migration crossed 0005
+    (``schema_before``), or ``force`` (`migrate --key-audit-log`)."""
     from signing_service.audit import AuditNotKeyed, key_chain, mark_keyed
     from signing_service.audit.key import load_audit_key
     from signing_service.store.db import Database
@@ -1252,7 +1253,9 @@ def _key_audit_chain(settings: Settings) -> int:
     db = Database(settings.effective_database_url, audit_key=key)
     try:
         with db.transaction() as session:
-            keyed = key_chain(session, key, settings.audit_seals_path)
+            keyed = key_chain(
+                session, key, settings.audit_seals_path, schema_before=schema_before, force=force
+            )
             mark_keyed(session, settings.audit_seals_path)
     except AuditNotKeyed as e:
         print(f"AUDIT_NOT_KEYED: {e}", file=sys.stderr)
@@ -1989,7 +1992,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="niêm phong cả khi không có bản ghi mới"
     )
     aud_seal.set_defaults(func=cmd_audit_seal)
-    sub.add_parser("migrate", help="cập nhật lược đồ cơ sở dữ liệu").set_defaults(func=cmd_migrate)
+    migrate_parser = sub.add_parser("migrate", help="cập nhật lược đồ cơ sở dữ liệu")
+    migrate_parser.add_argument(
+        "--key-audit-log",
+        action="store_true",
+        help="khóa (MAC) nhật ký kiểm toán chưa từng được khóa dù lược đồ đã từ 0005 trở đi "
+        "(chỉ khi chắc chắn; được ghi vào nhật ký)",
+    )
+    migrate_parser.set_defaults(func=cmd_migrate)
     ag = sub.add_parser("agency", help="cơ quan")
     ag_sub = ag.add_subparsers(dest="agency_command", required=True, parser_class=_Parser)
     ag_add = ag_sub.add_parser("add", help="thêm cơ quan")

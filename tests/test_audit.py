@@ -772,6 +772,66 @@ def test_a_log_stripped_of_its_macs_is_refused_not_keyed_again(
         assert session.scalar(select(AuditHead.mac)) is None  # still not keyed again
 
 
+def test_a_stripped_log_is_refused_even_with_the_marker_file_deleted(
+    tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Red team 23b, R23B-4: as above, and the marker beside the seals deleted too: the next
+    start or `migrate` keyed the edited log as one from before 0005, and `audit verify` said it
+    was intact. Only the run whose migration crosses 0005 keys a log after the fact; past it,
+    a log without MACs is refused, unless the operator says otherwise (`migrate
+    --key-audit-log`, recorded in the log)."""
+    settings = make_settings(tmp_path, database_url, dev_pki)
+    services = Services.build(settings)
+    try:
+        _fill(services)
+        with services.db.transaction() as session:
+            session.execute(
+                update(AuditEntry).where(AuditEntry.seq == 2).values(actor="client:000000")
+            )
+            _rechain(session)
+            session.execute(update(AuditEntry).values(mac=None))
+            session.execute(update(AuditHead).values(mac=None, keyed_from=None))
+    finally:
+        services.close()
+    audit.keyed_marker(settings.audit_seals_path).unlink()
+    with pytest.raises(StartupRefused, match="không có MAC"):
+        Services.build(settings)
+    env = {
+        **os.environ,
+        "SIGNING_SERVICE_DATA_DIR": str(settings.data_dir),
+        "SIGNING_SERVICE_DATABASE_URL": database_url,
+        "SIGNING_SERVICE_DEV_PKI_DIR": str(dev_pki[0].directory),
+        "SIGNING_SERVICE_DEV_PKI_PORT": str(dev_pki[1]),
+    }
+
+    def migrate(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "signing_service.cli", "migrate", *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+
+    refused = migrate()
+    assert refused.returncode == 6 and "AUDIT_NOT_KEYED" in refused.stderr, refused.stderr
+    with Services.build(settings, prepare=False).db.transaction() as session:
+        assert session.scalar(select(AuditHead.mac)) is None
+    # The operator's explicit choice keys it, and the log says so.
+    forced = migrate("--key-audit-log")
+    assert forced.returncode == 0, forced.stderr
+    services = Services.build(settings)
+    try:
+        with services.db.transaction() as session:
+            keyed = session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "audit.keyed")
+            ).one()
+        assert json.loads(keyed.details)["forced_by_operator"] is True
+    finally:
+        services.close()
+
+
 def test_an_unreachable_seal_tsa_is_told_in_vietnamese(
     tmp_path: Path, dev_pki: tuple[DevPki, int]
 ) -> None:

@@ -235,10 +235,34 @@ def mark_keyed(session: Session, seal_dir: Path) -> None:
     tmp.replace(marker)
 
 
+KEYING_REVISION = 5
+"""Migration 0005 added the MAC columns: a log is keyed after the fact only by the run whose
+migration crossed it."""
+
+
+def _before_keying(schema_before: str | None) -> bool:
+    try:
+        return schema_before is not None and int(schema_before) < KEYING_REVISION
+    except ValueError:
+        return False
+
+
 def key_chain(
-    session: Session, key: AuditKey | None = None, seal_dir: Path | None = None
+    session: Session,
+    key: AuditKey | None = None,
+    seal_dir: Path | None = None,
+    *,
+    schema_before: str | None = None,
+    force: bool = False,
 ) -> int | None:
     """Key a chain that predates keying (migration 0005), once; None when nothing to do.
+
+    Only when this run's migration crossed 0005 (``schema_before``: the schema revision before
+    it, below 0005) or the operator asks for it (``force``: `signing-service migrate
+    --key-audit-log`, recorded in the ``audit.keyed`` entry). A log already past 0005 whose
+    MACs are gone was keyed and stripped: keying it again laundered an edit made meanwhile,
+    once the marker file beside the seals was deleted too (red team 23b, R23B-4); it raises
+    :class:`AuditNotKeyed`.
 
     MACs every existing entry in order (the MAC chain starts at :data:`GENESIS`), records in
     ``audit_head.keyed_from`` the first entry that will be MACed when appended, and appends an
@@ -259,6 +283,15 @@ def key_chain(
             "nhật ký kiểm toán đã từng được khóa (có tệp đánh dấu hoặc niêm phong trong "
             f"{seal_dir}) nhưng nay không còn MAC trong cơ sở dữ liệu: có thể đã bị sửa; "
             "chạy `signing-service audit verify` và khôi phục cơ sở dữ liệu từ bản sao lưu"
+        )
+    if not force and not _before_keying(schema_before):
+        raise AuditNotKeyed(
+            "nhật ký kiểm toán không có MAC trong khi lược đồ cơ sở dữ liệu đã ở phiên bản "
+            f"{schema_before or '?'} (từ 0005 trở đi mọi bản ghi đều có MAC): các MAC có thể đã "
+            "bị xóa để che một chỉnh sửa; chạy `signing-service audit verify` và khôi phục từ "
+            "bản sao lưu. Chỉ khi chắc chắn nhật ký này chưa từng được khóa (nâng cấp lên 0005 "
+            "mà chưa có khóa kiểm toán), chạy `signing-service migrate --key-audit-log` (việc "
+            "này được ghi vào nhật ký)"
         )
     prev_mac, prev_hash, expected, intact, keyed = GENESIS, GENESIS, 1, True, 0
     pending: list[dict[str, Any]] = []
@@ -286,6 +319,8 @@ def key_chain(
             "entries_keyed_after_the_fact": keyed,
             "plain_chain_intact": intact,
             "key_id": key.key_id,
+            "schema_before": schema_before,
+            "forced_by_operator": force,
         },
     )
     return keyed

@@ -21,7 +21,7 @@ from signing_service.audit import AuditNotKeyed, key_chain, mark_keyed
 from signing_service.audit.key import AuditKey, load_audit_key
 from signing_service.errors import ConfigurationError
 from signing_service.settings import Settings
-from signing_service.store.db import Database
+from signing_service.store.db import Database, schema_revision
 from signing_service.store.models import Agency, SigningKey, SigningProfile
 from signing_service.trust import (  # noqa: F401 - dev_root_copies: re-exported
     TrustStore,
@@ -462,13 +462,21 @@ class Services:
             raise StartupRefused(problem)
         audit_key = load_audit_key(settings)
         db = Database(settings.effective_database_url, audit_key=audit_key)
+        schema_before = None
         if prepare if migrate is None else migrate:
+            schema_before = schema_revision(settings.effective_database_url)
             db.migrate()
         if prepare:
-            # A log from before migration 0005 is MACed once, before anything is appended.
+            # A log from before migration 0005 is MACed once, before anything is appended,
+            # by the run whose migration crossed 0005 (red team 23b, R23B-4).
             try:
                 with db.transaction() as session:
-                    key_chain(session, audit_key, settings.audit_seals_path)
+                    key_chain(
+                        session,
+                        audit_key,
+                        settings.audit_seals_path,
+                        schema_before=schema_before,
+                    )
                     mark_keyed(session, settings.audit_seals_path)
             except AuditNotKeyed as e:
                 raise StartupRefused(str(e)) from None
