@@ -12,6 +12,8 @@ signature validator.
 
 from __future__ import annotations
 
+from typing import Any
+
 from asn1crypto import cms, core, x509
 from cryptography.exceptions import InvalidSignature
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
@@ -101,3 +103,73 @@ def signature_integrity(
         valid = False
     intact = actual_digest == embedded_digest if embedded_digest is not None else valid
     return intact, valid
+
+
+def signature_value_valid(
+    signer_info: cms.SignerInfo, cert: x509.Certificate, md_algorithm: str
+) -> bool | None:
+    """Whether the signature value of ``signer_info`` verifies over its signed attributes with
+    ``cert``'s key: ``True``/``False``, ``None`` when that cannot be decided (no signed
+    attributes, a key type or digest the service does not know).
+
+    The declared signature algorithm first; when it cannot be used (an unknown or malformed
+    identifier: the field is not covered by the signature, so anyone can change it), every
+    algorithm the key type allows with ``md_algorithm`` (RSA: PKCS #1 v1.5 and PSS; EC: ECDSA).
+    Used when the signed attributes are malformed or the declared algorithm is not supported,
+    so that a value nobody with the key made reads as what it is (red team 23a, R23A-1: a
+    real agency's CMS moved onto another document, its message digest replaced and its
+    content-type attribute broken, read "undetermined", never checked). Never raises."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    try:
+        if signer_info["signed_attrs"] is core.VOID:
+            return None
+        data = signer_info["signed_attrs"].untag().dump()
+        signature = signer_info["signature"].native
+    except Exception:  # noqa: BLE001 - malformed: nothing to decide on
+        return None
+    try:
+        _VALIDATOR.validate_signature(
+            signature,
+            data,
+            cert.public_key,
+            signer_info["signature_algorithm"],
+            context=SignatureValidationContext(contextual_md_algorithm=md_algorithm),
+        )
+        return True
+    except InvalidSignature:
+        return False
+    except Exception:  # noqa: BLE001 - the declared algorithm cannot be used: try the key's
+        pass
+    try:
+        from pyhanko.sign.general import get_pyca_cryptography_hash
+
+        digest = get_pyca_cryptography_hash(md_algorithm)
+        key = serialization.load_der_public_key(cert.public_key.dump())
+    except Exception:  # noqa: BLE001
+        return None
+    attempts: list[Any] = []
+    if isinstance(key, rsa.RSAPublicKey):
+        attempts = [
+            lambda: key.verify(signature, data, padding.PKCS1v15(), digest),
+            lambda: key.verify(
+                signature,
+                data,
+                padding.PSS(mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO),
+                digest,
+            ),
+        ]
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        attempts = [lambda: key.verify(signature, data, ec.ECDSA(digest))]
+    else:
+        return None
+    for attempt in attempts:
+        try:
+            attempt()
+            return True
+        except InvalidSignature:
+            continue
+        except Exception:  # noqa: BLE001 - e.g. a value of the wrong size for the key
+            continue
+    return False

@@ -56,6 +56,7 @@ from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.sign.general import find_cms_attribute_iter
 from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation.dss import DocumentSecurityStore, NoDSSFoundError
+from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
@@ -74,7 +75,7 @@ from signing_service.verification.active import UNINSPECTABLE as ACTIVE_UNINSPEC
 from signing_service.verification.active import active_content
 from signing_service.verification.active import describe as describe_active
 from signing_service.verification.chain import ChainResult, ChainValidator, Evidence
-from signing_service.verification.cms import signature_integrity
+from signing_service.verification.cms import signature_integrity, signature_value_valid
 from signing_service.verification.diff_policy import DIFF_POLICY, page_refs
 from signing_service.verification.diff_speedups import speed_up_reader
 from signing_service.verification.identity import (
@@ -1307,12 +1308,25 @@ class Verifier:
         if _is_pkcs7_sha1(emb):
             return self._pkcs7_sha1_integrity(emb, cert, coverage)
         try:
+            md_algorithm = emb.signer_info["digest_algorithm"]["algorithm"].native
+        except Exception:  # noqa: BLE001 - malformed: the digest below fails the same way
+            md_algorithm = "sha256"
+        try:
             digest = emb.compute_digest()
             content_type = emb.signed_data["encap_content_info"]["content_type"].native
             intact, valid = signature_integrity(emb.signer_info, cert, content_type, digest)
+        except SignatureValidationError:
+            # Malformed signed attributes (content type missing or not the encapsulated one,
+            # algorithm protection contradicting the algorithms): a format failure of the
+            # signer's own making, or someone else's attributes under the signer's value
+            # (red team 23a, R23A-1: "undetermined" for a forgery made without the key).
+            if signature_value_valid(emb.signer_info, cert, md_algorithm) is False:
+                return check(FAIL, "SIGNATURE_VALUE_INVALID", "SIG_CRYPTO_FAILURE"), cert
+            return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE"), cert
         except Exception:  # noqa: BLE001
             # An algorithm pyHanko cannot verify (or a malformed value): the digest can still
-            # be compared with the signed messageDigest attribute.
+            # be compared with the signed messageDigest attribute, and the value tried with
+            # what the signer's key type allows (the algorithm field is not signed).
             try:
                 attr = generic_cms.find_unique_cms_attribute(
                     emb.signer_info["signed_attrs"], "message_digest"
@@ -1321,6 +1335,8 @@ class Verifier:
                     return check(FAIL, "HASH_MISMATCH", "HASH_FAILURE"), cert
             except Exception:  # noqa: BLE001
                 return check(FAIL, "SIGNATURE_UNREADABLE", "FORMAT_FAILURE"), cert
+            if signature_value_valid(emb.signer_info, cert, md_algorithm) is False:
+                return check(FAIL, "SIGNATURE_VALUE_INVALID", "SIG_CRYPTO_FAILURE"), cert
             return (
                 check(UNDECIDED, "SIGNATURE_NOT_CHECKED", "CRYPTO_CONSTRAINTS_FAILURE"),
                 cert,
