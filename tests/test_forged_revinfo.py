@@ -165,3 +165,23 @@ def test_the_ca_s_own_revocation_data_still_makes_b_lt(pki: DevPki, offline: Ver
     assert any(item["source"] == "document" for item in sig["revocation_data"])
     lta = only_signature(verify(offline, document_timestamp(pki, lt)))
     assert lta["level"] == "B-LTA"
+
+
+def test_revocation_data_added_after_the_document_timestamp_is_not_b_lta(
+    pki: DevPki, offline: Verifier
+) -> None:
+    """Red team 23a, R23A-3: a DSS holding only certificates, a document timestamp over it,
+    then the revocation data in a later update. B-LTA means a document timestamp protects the
+    validation data (ETSI EN 319 142-1 §6.4); only "some DSS before the timestamp" was asked,
+    and this read B-LTA where EU DSS says LT. The control: the data before the timestamp."""
+    signed = sign(pki, make_pdf())
+    emb = PdfFileReader(io.BytesIO(signed)).embedded_signatures[0]
+    writer = IncrementalPdfFileWriter(io.BytesIO(signed))
+    DocumentSecurityStore.supply_dss_in_writer(writer, None, certs=[emb.signer_cert])
+    out = io.BytesIO()
+    writer.write(out)
+    certs_only = out.getvalue()
+    late = with_dss(pki, document_timestamp(pki, certs_only), vri_only=False)
+    assert only_signature(verify(offline, late))["level"] == "B-LT"
+    covered = document_timestamp(pki, with_dss(pki, certs_only, vri_only=False))
+    assert only_signature(verify(offline, covered))["level"] == "B-LTA"

@@ -985,7 +985,6 @@ class _Doc:
     # Validation as of a moment in the past (``validation_time`` asked for, e.g. ``--at``).
     past_requested: bool = False
     doc_timestamps: dict[int, TimestampResult] = field(default_factory=dict)  # by revision
-    dss_at_revision: dict[int, bool] = field(default_factory=dict)
     certs: SignerCertificates = field(default_factory=SignerCertificates)
     facts: DocumentFacts = field(default_factory=DocumentFacts)
     limits_hit: list[LimitExceeded] = field(default_factory=list)
@@ -1866,25 +1865,23 @@ class Verifier:
         # Only the issuer's own word counts (red team 21c R21C-1: a CRL or OCSP answer signed
         # by anyone under the CA's name made a B-T document "B-LT").
         issuers = _issuers(doc, cert, emb) if later else []
-        has_revinfo = any(vouches_for(item, cert, issuers, doc.evidence.certs) for item in later)
-        if not has_revinfo:
+        vouched = [
+            written.get(hashlib.sha256(item.dump()).digest(), -1)
+            for item in later
+            if vouches_for(item, cert, issuers, doc.evidence.certs)
+        ]
+        if not vouched:
             return "B-T"
+        # B-LTA: a document timestamp over the validation data (ETSI EN 319 142-1 §6.4): in
+        # the revision holding it (a document timestamp covers its whole revision) or a later
+        # one. Any DSS before the timestamp was enough, and revocation data appended after it
+        # (a DSS of certificates only, timestamped) read "B-LTA" where EU DSS says LT (red
+        # team 23a, R23A-3).
+        first_written = min(vouched)
         for revision in doc.doc_timestamps:
-            if revision > emb.signed_revision and self._dss_at(doc, revision):
+            if revision > emb.signed_revision and revision >= first_written:
                 return "B-LTA"
         return "B-LT"
-
-    @staticmethod
-    def _dss_at(doc: _Doc, revision: int) -> bool:
-        cached = doc.dss_at_revision.get(revision)
-        if cached is None:
-            try:
-                DocumentSecurityStore.read_dss(doc.reader.get_historical_resolver(revision))
-                cached = True
-            except Exception:  # noqa: BLE001
-                cached = False
-            doc.dss_at_revision[revision] = cached
-        return cached
 
     def _warnings(
         self,
