@@ -327,6 +327,24 @@ BAD = [
         422,
         "INVALID_API_KEY_REQUEST",
     ),
+    # Red team 23b, R23B-9: a string or a boolean was read as a number of days.
+    *(
+        (
+            "post",
+            "/v1/operator/api-keys",
+            {"agency_code": AGENCY_A, "name": "x", "expires_in_days": value},
+            422,
+            "INVALID_API_KEY_REQUEST",
+        )
+        for value in ("3", True)
+    ),
+    (
+        "post",
+        "/v1/operator/api-keys/ffffffffffffffff/rotate",
+        {"overlap_hours": "24"},
+        422,
+        "INVALID_API_KEY_REQUEST",
+    ),
 ]
 
 

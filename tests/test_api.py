@@ -80,6 +80,10 @@ def test_agencies_are_isolated(api: Any, credentials: dict[str, Any]) -> None:
         response = api.get(path, headers=b)
         assert response.status_code == 404
         assert response.json()["code"] == "DOCUMENT_NOT_FOUND"
+    own = api.get(f"/v1/documents/{doc}/content", headers=a)
+    assert own.status_code == 200
+    # Never sniffed as HTML by a browser (red team 23b, R23B-9), like attachments' content.
+    assert own.headers["x-content-type-options"] == "nosniff"
     # Agency B cannot use agency A's profile: it does not exist for B.
     response = sign(api, b, make_pdf(), profile="agency-a-seal")
     assert response.status_code == 404

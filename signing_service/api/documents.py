@@ -46,5 +46,7 @@ async def document_content(
         headers={
             "Content-Disposition": attachment_disposition(name),
             "X-Content-SHA256": doc.sha256,
+            # As attachments' content: a browser must not sniff a PDF's bytes as HTML (R23B-9).
+            "X-Content-Type-Options": "nosniff",
         },
     )

@@ -408,8 +408,14 @@ class ApiKeyIn(BaseModel):
     agency_code: str | None = Field(default=None, max_length=64, examples=["000.00.12.H12"])
     name: str = Field(min_length=1, max_length=255, examples=["Một cửa điện tử"])
     role: str = Field(default="client", description="client | admin (operator keys: CLI only)")
+    # Strict: "3" or true were read as days (red team 23b, R23B-9); a JSON number only.
     expires_in_days: float | None = Field(
-        default=None, gt=0, le=3650, allow_inf_nan=False, description="None: until revoked"
+        default=None,
+        gt=0,
+        le=3650,
+        allow_inf_nan=False,
+        strict=True,
+        description="None: until revoked",
     )
 
 
@@ -420,6 +426,7 @@ class ApiKeyRotateIn(BaseModel):
         ge=0,
         le=720,
         allow_inf_nan=False,
+        strict=True,
         description="how long the old key keeps working (0: it stops at once)",
     )
 
