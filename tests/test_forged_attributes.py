@@ -40,6 +40,16 @@ def verifier(pki: DevPki) -> Verifier:
     return Verifier(trust, allow_fetching=False)
 
 
+@pytest.fixture(scope="module")
+def online(pki: DevPki) -> Verifier:
+    """Fetches the dev PKI's OCSP/CRL answers (its server runs for the session)."""
+    trust = TrustStore.load(
+        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
+    )
+    trust.intermediates.append(pki.cert("interm"))
+    return Verifier(trust)
+
+
 def _contents_span(pdf: bytes) -> tuple[int, int]:
     match = list(re.finditer(rb"/Contents\s*<([0-9a-fA-F]+)>", pdf))[-1]
     return match.start(1), match.end(1)
@@ -120,3 +130,40 @@ def test_the_genuine_signature_still_passes(pki: DevPki, verifier: Verifier) -> 
     genuine = sign(pki, make_pdf(text="Quyet dinh 23: ho tro 1.000.000 VND"), timestamp=False)
     sig = only_signature(verify(verifier, genuine))
     assert sig["checks"]["integrity"]["code"] == "INTACT", sig["checks"]["integrity"]
+
+
+class _Attributes:
+    """A signer's signed attributes as another tool writes them (pyHanko's provider spec)."""
+
+    def __init__(self, cert: Any, *, ess: bool, signing_time: bool) -> None:
+        self.cert, self.ess, self.signing_time = cert, ess, signing_time
+
+    def signed_attr_providers(self, data_digest: bytes, digest_algorithm: str) -> Any:
+        import datetime as dt
+
+        from pyhanko.sign import attributes
+
+        if self.ess:
+            yield attributes.SigningCertificateV2Provider(signing_cert=self.cert)
+        if self.signing_time:
+            yield attributes.SigningTimeProvider(timestamp=dt.datetime.now(dt.UTC))
+
+
+@pytest.mark.parametrize(
+    ("ess", "signing_time", "level"),
+    [(True, False, "B-T"), (False, False, "E-T"), (True, True, "E-T"), (False, True, "E-T")],
+)
+def test_an_etsi_signature_without_the_baseline_attributes_is_not_a_baseline_level(
+    pki: DevPki, online: Verifier, ess: bool, signing_time: bool, level: str
+) -> None:
+    """Red team 23a, R23A-2: an ETSI.CAdES.detached signature without the ESS
+    signing-certificate-v2 attribute, or with a CMS signing-time (ETSI EN 319 142-1 §6.3 wants
+    the first and forbids the second) read "PAdES B-T"; EU DSS: not a baseline signature. The
+    verdict is unchanged (the certificate is still selected and checked)."""
+    signer = simple_signer(pki)
+    signer.signed_attr_prov_spec = _Attributes(
+        signer.signing_cert, ess=ess, signing_time=signing_time
+    )
+    sig = only_signature(verify(online, sign(pki, make_pdf(), signer=signer)))
+    assert sig["level"] == level
+    assert sig["indication"] == "TOTAL_PASSED", sig["checks"]

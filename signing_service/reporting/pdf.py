@@ -156,11 +156,14 @@ def _coded(words: dict[str, str], code: Any) -> str | None:
 
 
 def _level_text(level: str | None) -> str | None:
-    """``B-T`` → "PAdES B-T"; ``PKCS7-T`` (an adbe.pkcs7.* signature) says it is not PAdES."""
+    """``B-T`` → "PAdES B-T"; ``PKCS7-T`` (an adbe.pkcs7.* signature) says it is not PAdES;
+    ``E-T`` (extended profile) says it is not a baseline level."""
     if not level:
         return level
     if level.startswith("PKCS7-"):
         return f"{level} (định dạng PKCS#7 của Adobe, không thuộc các mức PAdES)"
+    if level.startswith("E-"):
+        return f"{level} (PAdES mở rộng, không đạt yêu cầu của các mức PAdES cơ bản)"
     return f"PAdES {level}"
 
 

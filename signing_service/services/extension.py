@@ -142,8 +142,9 @@ async def _assess(services: Services, pdf: bytes, target: str, now: datetime | N
                 "reason": first.summary if first is not None else report.message,
             }
         )
-    # An adbe.pkcs7.* signature's levels (PKCS7-T, …) take the same steps as PAdES's.
-    levels = [(s.level or "B-B").replace("PKCS7-", "B-") for s in signatures]
+    # An adbe.pkcs7.* signature's levels (PKCS7-T, …) and an extended-profile one's (E-T, …)
+    # take the same steps as PAdES baseline's.
+    levels = ["B-" + (s.level or "B-B").split("-", 1)[1] if s.level else "B-B" for s in signatures]
     current = min(levels, key=lambda lv: LEVEL_ORDER.get(lv, 0))
     if current == "B-B":
         raise errors.ExtensionNotTimestamped(details={"current": current, "target": target})

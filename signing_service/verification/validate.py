@@ -1848,11 +1848,14 @@ class Verifier:
         level = self._baseline(doc, emb, cert, timestamped)
         if str(emb.sig_object.get("/SubFilter")) != "/ETSI.CAdES.detached":
             return "PKCS7-" + level[2:]
+        if not _baseline_attributes(emb.signer_info):
+            return "E-" + level[2:]
         return level
 
     def _baseline(
         self, doc: _Doc, emb: EmbeddedPdfSignature, cert: x509.Certificate, timestamped: bool
     ) -> str:
+        """The baseline step the signature's data reaches (:meth:`_level` names it)."""
         if not timestamped:
             return "B-B"
         written = doc.evidence.written
@@ -2221,6 +2224,21 @@ def _made_after_validation_time(
         report.sub_indication = "NO_POE"
         report.summary = message("SIGNED_AFTER_VALIDATION_TIME")
     return True
+
+
+def _baseline_attributes(signer_info: cms.SignerInfo) -> bool:
+    """Whether the signed attributes are those of a PAdES baseline signature (ETSI EN 319 142-1
+    §6.3): an ESS signing-certificate-v2 attribute (or the v1 one, which the standard allows
+    with SHA-1) binds the signer's certificate, and no CMS signing-time attribute (the claimed
+    time is the dictionary's /M). Without them an ``ETSI.CAdES.detached`` signature is of the
+    extended profiles (EN 319 142-2; EU DSS: PAdES-BES or PDF-NOT-ETSI), and its level is
+    named ``E-B`` … ``E-LTA`` (red team 23a, R23A-2: such a signature read "PAdES B-LT")."""
+    try:
+        types = {a["type"].native for a in signer_info["signed_attrs"]}
+    except Exception:  # noqa: BLE001 - unreadable attributes fail integrity anyway
+        return False
+    has_ess = bool({"signing_certificate_v2", "signing_certificate"} & types)
+    return has_ess and "signing_time" not in types
 
 
 def _is_pkcs7_sha1(emb: EmbeddedPdfSignature) -> bool:
