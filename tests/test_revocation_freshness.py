@@ -444,3 +444,25 @@ def test_a_timestamp_earlier_than_the_signers_own_time_is_a_warning(
     assert "TIMESTAMP_BEFORE_CLAIMED_SIGNING_TIME" in _warnings(_verify(trust, ahead))
     honest = _sign(make_pdf(), chain.signer(), tsa_url=pki.tsa_url, crls=crls)
     assert "TIMESTAMP_BEFORE_CLAIMED_SIGNING_TIME" not in _warnings(_verify(trust, honest))
+
+
+def test_a_claimed_time_before_the_certificate_existed_is_a_warning(
+    dev_pki: tuple[DevPki, int], tmp_path: Path
+) -> None:
+    """Red team 23a, R23A-4: a signing time (/M) claimed before the signer's certificate was
+    issued read "Hợp lệ" with that time beside "certificate valid from" a later day, and no
+    warning; with a timestamp the verdict itself uses the proven time."""
+    pki, _ = dev_pki
+    chain = issue_chain(leaf_not_before=NOW - timedelta(days=1))
+    trust = _trust(dev_pki, chain, tmp_path)
+    crls = [chain.crl(), chain.crl(issuer_label="root")]
+    early = _sign(
+        make_pdf(),
+        chain.signer(),
+        tsa_url=pki.tsa_url,
+        claimed=NOW - timedelta(days=3),
+        crls=crls,
+    )
+    assert "CLAIMED_SIGNING_TIME_BEFORE_CERTIFICATE" in _warnings(_verify(trust, early))
+    honest = _sign(make_pdf(), chain.signer(), tsa_url=pki.tsa_url, crls=crls)
+    assert "CLAIMED_SIGNING_TIME_BEFORE_CERTIFICATE" not in _warnings(_verify(trust, honest))

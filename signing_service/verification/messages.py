@@ -266,6 +266,10 @@ MESSAGES: dict[str, str] = {
         "luận theo dữ liệu lưu trong tài liệu, không thể hiện việc thu hồi công bố sau thời "
         "điểm dữ liệu đó được phát hành."
     ),
+    "CLAIMED_SIGNING_TIME_BEFORE_CERTIFICATE": (
+        "Thời điểm ký do người ký tự khai sớm hơn ngày chứng thư số của người ký bắt đầu có hiệu "
+        "lực: thời điểm đó không thể đúng (đồng hồ của máy ký sai hoặc thời điểm bị ghi lùi)."
+    ),
     "TIMESTAMP_BEFORE_CLAIMED_SIGNING_TIME": (
         "Thời gian trong dấu thời gian sớm hơn thời điểm ký do người ký tự khai: đồng hồ của máy "
         "ký sai hoặc thời điểm tự khai không đúng. Thời điểm ký được tính theo dấu thời gian."

@@ -1690,6 +1690,22 @@ class Verifier:
         else:
             signing_time, source = None, None
         doc.warnings += _time_notes(doc, field_name, first_ts, zoned_claim, poe)
+        # A claimed time before the signer's certificate existed (red team 23a, R23A-4: "Hợp lệ"
+        # with a signing time of 28/11 beside "certificate valid from 30/11", no word): the
+        # latest instant the claim can mean (a time without offset: local time at UTC-12).
+        latest_claim = claimed + timedelta(hours=12) if naive_claim and claimed else claimed
+        try:
+            not_before = cert.not_valid_before if cert is not None else None
+        except Exception:  # noqa: BLE001
+            not_before = None
+        if (
+            latest_claim is not None
+            and not_before is not None
+            and latest_claim + CLOCK_SKEW < not_before
+        ):
+            doc.warnings.append(
+                Note.of("CLAIMED_SIGNING_TIME_BEFORE_CERTIFICATE", signature=field_name)
+            )
         if source == "claimed" and naive_claim:
             doc.warnings.append(Note.of("CLAIMED_TIME_ZONE_UNKNOWN", signature=field_name))
         if (

@@ -443,6 +443,10 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
         "Kết luận dựa trên dữ liệu lưu trong tài liệu; nếu chứng thư bị thu hồi sau đó, kết quả "
         "này chưa thể hiện. Hãy kiểm tra lại sau.",
     ),
+    "CLAIMED_SIGNING_TIME_BEFORE_CERTIFICATE": CitizenText(
+        "Thời điểm ký người ký tự ghi sớm hơn ngày chứng thư số của họ có hiệu lực.",
+        "Thời điểm tự ghi đó không thể đúng: đừng dựa vào nó để biết văn bản được ký khi nào.",
+    ),
     "TIMESTAMP_BEFORE_CLAIMED_SIGNING_TIME": CitizenText(
         "Dấu thời gian sớm hơn thời điểm ký do người ký tự ghi.",
         "Đồng hồ của máy ký có thể sai; thời điểm ký được tính theo dấu thời gian.",
