@@ -167,3 +167,39 @@ def test_an_etsi_signature_without_the_baseline_attributes_is_not_a_baseline_lev
     sig = only_signature(verify(online, sign(pki, make_pdf(), signer=signer)))
     assert sig["level"] == level
     assert sig["indication"] == "TOTAL_PASSED", sig["checks"]
+
+
+class _EssV1:
+    """Signed attributes with only the SHA-1 ESS signing-certificate (v1)."""
+
+    def __init__(self, cert: Any) -> None:
+        self.cert = cert
+
+    def signed_attr_providers(self, data_digest: bytes, digest_algorithm: str) -> Any:
+        from asn1crypto import tsp
+        from pyhanko.sign.attributes import CMSAttributeProvider
+
+        cert = self.cert
+
+        class _V1(CMSAttributeProvider):
+            attribute_type = "signing_certificate"
+
+            async def build_attr_value(self, dry_run: bool = False) -> Any:
+                return tsp.SigningCertificate(
+                    {"certs": [{"cert_hash": hashlib.sha1(cert.dump()).digest()}]}
+                )
+
+        yield _V1()
+
+
+def test_a_sha1_only_link_to_the_signer_certificate_is_a_warning(
+    pki: DevPki, online: Verifier
+) -> None:
+    """Red team 23a, R23A-5: the only link to the signer's certificate a SHA-1 hash (ESS v1):
+    "algorithms PASSED" and no word, where EU DSS warns."""
+    signer = simple_signer(pki)
+    signer.signed_attr_prov_spec = _EssV1(signer.signing_cert)
+    report = verify(online, sign(pki, make_pdf(), signer=signer))
+    assert "SIGNING_CERTIFICATE_SHA1" in {w["code"] for w in report["warnings"]}, report["warnings"]
+    plain = verify(online, sign(pki, make_pdf()))
+    assert "SIGNING_CERTIFICATE_SHA1" not in {w["code"] for w in plain["warnings"]}

@@ -266,6 +266,10 @@ MESSAGES: dict[str, str] = {
         "luận theo dữ liệu lưu trong tài liệu, không thể hiện việc thu hồi công bố sau thời "
         "điểm dữ liệu đó được phát hành."
     ),
+    "SIGNING_CERTIFICATE_SHA1": (
+        "Chữ ký chỉ gắn với chứng thư của người ký bằng giá trị băm SHA-1 (thuộc tính ESS "
+        "signing-certificate phiên bản 1): SHA-1 không còn đủ an toàn cho việc này."
+    ),
     "CLAIMED_SIGNING_TIME_BEFORE_CERTIFICATE": (
         "Thời điểm ký do người ký tự khai sớm hơn ngày chứng thư số của người ký bắt đầu có hiệu "
         "lực: thời điểm đó không thể đúng (đồng hồ của máy ký sai hoặc thời điểm bị ghi lùi)."

@@ -1690,6 +1690,15 @@ class Verifier:
         else:
             signing_time, source = None, None
         doc.warnings += _time_notes(doc, field_name, first_ts, zoned_claim, poe)
+        # The only link to the signer's certificate a SHA-1 hash (ESS signing-certificate v1
+        # without v2): EU DSS warns, the national algorithm policy excludes SHA-1 (red team
+        # 23a, R23A-5: "algorithms: PASSED" and no word).
+        try:
+            attr_types = {a["type"].native for a in emb.signer_info["signed_attrs"]}
+        except Exception:  # noqa: BLE001
+            attr_types = set()
+        if "signing_certificate" in attr_types and "signing_certificate_v2" not in attr_types:
+            doc.warnings.append(Note.of("SIGNING_CERTIFICATE_SHA1", signature=field_name))
         # A claimed time before the signer's certificate existed (red team 23a, R23A-4: "Hợp lệ"
         # with a signing time of 28/11 beside "certificate valid from 30/11", no word): the
         # latest instant the claim can mean (a time without offset: local time at UTC-12).

@@ -443,6 +443,10 @@ CITIZEN_TEXTS: dict[str, CitizenText] = {
         "Kết luận dựa trên dữ liệu lưu trong tài liệu; nếu chứng thư bị thu hồi sau đó, kết quả "
         "này chưa thể hiện. Hãy kiểm tra lại sau.",
     ),
+    "SIGNING_CERTIFICATE_SHA1": CitizenText(
+        "Chữ ký gắn với chứng thư số của người ký bằng thuật toán cũ (SHA-1).",
+        "SHA-1 không còn đủ an toàn: về lý thuyết có thể gắn chữ ký này với một chứng thư khác.",
+    ),
     "CLAIMED_SIGNING_TIME_BEFORE_CERTIFICATE": CitizenText(
         "Thời điểm ký người ký tự ghi sớm hơn ngày chứng thư số của họ có hiệu lực.",
         "Thời điểm tự ghi đó không thể đúng: đừng dựa vào nó để biết văn bản được ký khi nào.",
