@@ -30,8 +30,9 @@ from signing_service.pki.dev import DevPki
 from signing_service.services.auth import authenticate, new_api_key
 from signing_service.services.container import Services, StartupRefused
 from signing_service.settings import Settings
-from signing_service.store.models import AuditEntry, AuditHead
+from signing_service.store.models import AuditEntry, AuditHead, Signature
 from tests.conftest import REPO, make_settings
+from tests.support.pdfs import make_pdf
 
 PLAIN_CODES = {"ENTRY_MISSING", "LINK_BROKEN", "HASH_MISMATCH", "HEAD_MISMATCH", "TRUNCATED"}
 
@@ -855,3 +856,79 @@ def test_an_unreachable_seal_tsa_is_told_in_vietnamese(
     assert "TIMESTAMP_UNAVAILABLE" in result.stderr
     assert "không kết nối được tới máy chủ" in result.stderr
     assert "Error" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_wiped_log_is_reported_and_refused_at_start(
+    tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Red team 23b, R23B-6: every audit row and the head deleted, no seal yet: `audit verify`
+    said "intact: 0 entries", the next start began a new chain from genesis, and verify called
+    that intact too. The signatures recorded before the log's first entry give it away; a start
+    with the keyed marker present and no head refuses."""
+    from signing_service.services.signing import sign_batch
+    from signing_service.store.models import Agency
+
+    settings = make_settings(tmp_path, database_url, dev_pki)
+    services = Services.build(settings)
+    try:
+        with services.db.transaction() as session:
+            agency = session.scalars(select(Agency).where(Agency.code == "000.00.12.H12")).one()
+            session.expunge_all()
+        signed = sign_batch(
+            services,
+            agency,
+            profile_name="agency-a-seal",
+            items=[("a.pdf", make_pdf())],
+            actor="test",
+        )
+        assert not isinstance(signed[0], Exception), signed
+        # Time passes: the log began days ago, the signature was made hours before the wipe
+        # (the log rewritten with the service's own key, as it would have been written then).
+        with services.db.transaction() as session:
+            session.execute(
+                update(AuditEntry).values(
+                    at=(datetime.now(UTC) - timedelta(days=2)).isoformat(timespec="microseconds")
+                )
+            )
+            _rechain(session, services.audit_key)
+            session.execute(
+                update(Signature).values(signed_at=datetime.now(UTC) - timedelta(hours=3))
+            )
+        intact = _report(services)
+        assert intact.ok, intact.problems
+        with services.db.transaction() as session:
+            session.execute(delete(AuditEntry))
+            session.execute(delete(AuditHead))
+        assert "RECORDS_BEFORE_LOG" in _report(services).codes()
+    finally:
+        services.close()
+    with pytest.raises(StartupRefused, match="không còn đầu chuỗi"):
+        Services.build(settings)
+    # The service left running through the wipe starts a new chain: still found.
+    with Services.build(settings, prepare=False).db.transaction() as session:
+        audit.append(session, actor="test", action="test.after-wipe")
+    services = Services.build(settings)
+    try:
+        report = _report(services)
+        assert "RECORDS_BEFORE_LOG" in report.codes() and not report.ok
+    finally:
+        services.close()
+
+
+def test_a_replaced_audit_key_is_refused_at_start(
+    tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]
+) -> None:
+    """Red team 23b, R23B-7: with another audit key (a new server with another key file, a
+    development key deleted and regenerated) the service went on appending entries MACed with
+    it onto the old key's chain, so that no key verified the log any more. It refuses to
+    start; the right key starts it again."""
+    settings = make_settings(tmp_path, database_url, dev_pki, audit_key="a" * 64)
+    services = Services.build(settings)
+    try:
+        _fill(services)
+    finally:
+        services.close()
+    other = make_settings(tmp_path, database_url, dev_pki, audit_key="b" * 64)
+    with pytest.raises(StartupRefused, match="không phải khóa đã ký"):
+        Services.build(other)
+    Services.build(settings).close()

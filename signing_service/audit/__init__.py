@@ -218,12 +218,22 @@ def mark_keyed(session: Session, seal_dir: Path) -> None:
     """Record outside the database that this log is keyed (idempotent; the directory is made
     private). A log whose MACs later vanish is then refused, not keyed again."""
     head = _locked_head(session)
+    marker = keyed_marker(seal_dir)
+    if head is None and marker.exists():
+        # The marker says this deployment's log was keyed; a database without its head has
+        # lost the whole log (red team 23b, R23B-6: deleted, the next start began a new chain
+        # from genesis and `audit verify` called it intact).
+        raise AuditNotKeyed(
+            f"nhật ký kiểm toán đã từng được khóa (tệp {marker}) nhưng cơ sở dữ liệu không còn "
+            "đầu chuỗi nhật ký: nhật ký đã bị xóa, hoặc đây là một cơ sở dữ liệu khác. Khôi phục "
+            "cơ sở dữ liệu từ bản sao lưu; nếu cố ý bắt đầu với cơ sở dữ liệu mới, chuyển thư mục "
+            f"niêm phong {seal_dir} đi nơi khác (giữ lại làm bằng chứng)"
+        )
     if head is None:
         # A new log: its head exists from the start, keyed from its first entry.
         head = AuditHead(id=1, seq=0, hash=GENESIS, mac=GENESIS, keyed_from=1)
         session.add(head)
         session.flush()
-    marker = keyed_marker(seal_dir)
     if head.mac is None or marker.exists():
         return
     seal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -245,6 +255,38 @@ def _before_keying(schema_before: str | None) -> bool:
         return schema_before is not None and int(schema_before) < KEYING_REVISION
     except ValueError:
         return False
+
+
+def check_key(session: Session, key: AuditKey) -> None:
+    """Raise :class:`AuditNotKeyed` when ``key`` is not the key the log's newest entry was MACed
+    with (one MAC computed: the newest entry's, from the one before it). Why (red team 23b,
+    R23B-7): a replaced or regenerated key file went unnoticed, and entries MACed with it
+    were chained onto the old key's, so that no key verified the log any more."""
+    head = _locked_head(session)
+    if head is None or head.mac is None or head.seq < 1:
+        return
+    newest = (
+        select(AuditEntry)
+        .where(AuditEntry.seq <= head.seq)
+        .order_by(AuditEntry.seq.desc())
+        .limit(2)
+    )
+    rows = session.scalars(newest).all()
+    if not rows or rows[0].seq != head.seq or rows[0].mac is None:
+        return  # a damaged log: `audit verify` reports it
+    if head.seq == 1:
+        previous = GENESIS
+    elif len(rows) > 1 and rows[1].seq == head.seq - 1:
+        previous = rows[1].mac or GENESIS  # as verify() chains it
+    else:
+        return  # the entry before is missing: `audit verify` reports it
+    if row_mac(key, rows[0], previous) != rows[0].mac:
+        raise AuditNotKeyed(
+            f"khóa nhật ký kiểm toán đang cấu hình ({key.key_id}) không phải khóa đã ký bản ghi "
+            f"mới nhất ({head.seq}): khóa đã bị thay hoặc tạo lại. Ghi tiếp bằng khóa này sẽ làm "
+            "hỏng chuỗi; hãy cấu hình lại đúng khóa cũ (SIGNING_SERVICE_AUDIT_KEY_FILE) — các niêm "
+            "phong trong thư mục niêm phong ghi mã khóa đã dùng"
+        )
 
 
 def key_chain(

@@ -271,6 +271,39 @@ def _people_time(moment: datetime | None, fallback: str) -> str:
     return moment.astimezone(VIETNAM_TZ).isoformat() if moment else fallback
 
 
+def _records_before_log(session: Session, report: ChainReport) -> None:
+    """``RECORDS_BEFORE_LOG``: signatures recorded before the log's first entry (or any, when
+    the log is empty). Every signature is audited in its own transaction, so its entry is
+    never earlier than the log's start: a log whose beginning (or whole) was deleted, or that
+    was replaced by a new chain from genesis, shows here even without a seal (red team 23b,
+    R23B-6: the whole log deleted read "intact: 0 entries")."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from signing_service.store.models import AuditEntry, Signature
+
+    first = session.scalar(select(AuditEntry.at).order_by(AuditEntry.seq).limit(1))
+    query = select(func.count()).select_from(Signature)
+    if first is not None:
+        try:
+            start = datetime.fromisoformat(first)
+        except ValueError:
+            return  # a damaged entry: verify() reports it
+        # A signature's time is taken before its transaction writes the entry (a two-step
+        # signature's at step 1, minutes before step 2 writes it): an hour's room.
+        query = query.where(Signature.signed_at < start - timedelta(hours=1))
+    count = int(session.scalar(query) or 0)
+    if count:
+        report.add(
+            AuditProblem(
+                "RECORDS_BEFORE_LOG",
+                f"Có {count} chữ ký được ghi trước bản ghi đầu tiên của nhật ký: phần đầu (hoặc "
+                "toàn bộ) nhật ký đã bị xóa, hoặc nhật ký đã bị thay bằng một chuỗi mới.",
+            )
+        )
+
+
 def verify_log(
     session: Session, key: AuditKey, *, seal_dir: Path, trust: TrustStore
 ) -> ChainReport:
@@ -349,6 +382,7 @@ def verify_log(
             )
         previous, previous_time = seal, moment or previous_time
     report.seals = len(seals)
+    _records_before_log(session, report)
     if previous is None:
         report.warnings.append(
             "Chưa có niêm phong nào: không phát hiện được việc cắt phần cuối nhật ký. Chạy "

@@ -241,8 +241,13 @@ def _stream_ranges(pdf: pikepdf.Pdf, f: BinaryIO, size: int) -> list[tuple[int, 
     shift = max(found, 0)
     ranges = []
     for objgen, entry in pdf.get_xref_table().items():
+        # Only objects written at an offset (type 1): a compressed one (type 2, inside an
+        # object stream, every document this service signs) has none (red team 23c R23C-4:
+        # None + shift was a TypeError, a 500 for such attachments).
+        if entry.type != 1 or entry.offset is None:
+            continue
         offset = entry.offset + shift
-        if entry.type != 1 or not 0 <= offset < size:
+        if not 0 <= offset < size:
             continue
         try:
             span = _stream_data(pdf, f, offset, objgen)

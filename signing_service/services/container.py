@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 
-from signing_service.audit import AuditNotKeyed, key_chain, mark_keyed
+from signing_service.audit import AuditNotKeyed, check_key, key_chain, mark_keyed
 from signing_service.audit.key import AuditKey, load_audit_key
 from signing_service.errors import ConfigurationError
 from signing_service.settings import Settings
@@ -478,6 +478,7 @@ class Services:
                         schema_before=schema_before,
                     )
                     mark_keyed(session, settings.audit_seals_path)
+                    check_key(session, audit_key)
             except AuditNotKeyed as e:
                 raise StartupRefused(str(e)) from None
         try:
