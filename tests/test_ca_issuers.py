@@ -53,6 +53,8 @@ from tests.test_other_tools import REPO, only_signature, sign, simple_signer, ve
         ("http://user@ca.example.vn/certs/ca.crt", ("http://ca.example.vn/certs/",), False),
         ("http://ca.example.vn/certs/a b.crt", ("http://ca.example.vn/certs/",), False),
         ("http://ca.example.vn\\@evil/certs/x", ("http://ca.example.vn/certs/",), False),
+        # Red team 23c, R23C-6: urlsplit reads the bracketed part as the host, httpx does not.
+        ("http://evil.com[v1.ca.vn]/certs/x", ("http://v1.ca.vn/certs/",), False),
         ("ldap://ca.example.vn/certs/ca.crt", ("http://ca.example.vn/certs/",), False),
         ("file:///etc/passwd", ("http://ca.example.vn/certs/",), False),
         ("http://ca.example.vn/certs/ca.crt", (), False),

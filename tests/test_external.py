@@ -436,13 +436,13 @@ def test_a_claim_left_by_a_dead_process_lapses(
                 .values(claimed_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds))
             )
 
-    claimed_ago(external.CLAIM_LEASE_SECONDS / 2)
+    claimed_ago(external.claim_lease(services) / 2)
     before = snapshot(services)
     held = complete(api, credentials, session, signature=signature)
     assert (held.status_code, held.json()["code"]) == (409, "EXTERNAL_SESSION_USED")
     assert held.json()["details"]["state"] == "completing"
     assert_nothing_written(before, services)
-    claimed_ago(external.CLAIM_LEASE_SECONDS + 5)
+    claimed_ago(external.claim_lease(services) + 5)
     done = complete(api, credentials, session, signature=signature)
     assert done.status_code == 201, done.text
     # The dead attempt's token releases nothing and completes nothing.

@@ -518,8 +518,8 @@ def complete_external(
         profile = session.get(SigningProfile, row.profile_id) if row is not None else None
     if row is None or profile is None:
         raise errors.ExternalSessionNotFound()
-    if row.state != PENDING and not _abandoned(row.state, row.claimed_at):
-        raise _used(row.state, row.document_id)
+    if row.state != PENDING and not _abandoned(row.state, row.claimed_at, claim_lease(services)):
+        raise _used(row.state, row.document_id, claim_lease(services))
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if datetime.now(UTC) > expires:
         raise errors.ExternalSessionExpired()
@@ -562,7 +562,7 @@ def complete_external(
         raise
 
 
-def _used(state: str, document_id: str | None = None) -> errors.ServiceError:
+def _used(state: str, document_id: str | None = None, lease: float = 120.0) -> errors.ServiceError:
     """409 ``EXTERNAL_SESSION_USED`` for a session in ``state`` (not ``pending``). A completed
     one names its signed document (``details.document_id``, the agency's own): a client whose
     answer to step 2 was lost, retrying, finds what it signed (new user 22 #4)."""
@@ -570,8 +570,8 @@ def _used(state: str, document_id: str | None = None) -> errors.ServiceError:
         return errors.ExternalSessionUsed(
             "Phiên ký hai bước này đang được hoàn tất bởi một yêu cầu khác; hãy xem kết quả của "
             "yêu cầu đó (nếu yêu cầu đó không thành công, phiên lại dùng được; nếu yêu cầu đó "
-            "bị gián đoạn, gửi lại sau 2 phút).",
-            details={"state": COMPLETING, "retry_after_seconds": int(CLAIM_LEASE_SECONDS)},
+            f"bị gián đoạn, gửi lại sau {int(lease)} giây).",
+            details={"state": COMPLETING, "retry_after_seconds": int(lease)},
         )
     if state == COMPLETED and document_id is not None:
         return errors.ExternalSessionUsed(
@@ -601,13 +601,20 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _abandoned(state: str, claimed_at: datetime | None) -> bool:
-    """Whether a session is "completing" under a claim older than the lease."""
+def claim_lease(services: Services) -> float:
+    """Seconds a claim holds: :data:`CLAIM_LEASE_SECONDS`, or eight fetch timeouts when those
+    are longer (a TSA request may take two, the signer's OCSP/CRL checks and the result's
+    verification more: red team 23c R23C-7, a live but slow step 2 was taken over)."""
+    return max(CLAIM_LEASE_SECONDS, 8 * services.settings.fetch_timeout_seconds)
+
+
+def _abandoned(state: str, claimed_at: datetime | None, lease: float) -> bool:
+    """Whether a session is "completing" under a claim older than ``lease`` seconds."""
     claimed = _aware(claimed_at)
     return (
         state == COMPLETING
         and claimed is not None
-        and (datetime.now(UTC) - claimed).total_seconds() > CLAIM_LEASE_SECONDS
+        and (datetime.now(UTC) - claimed).total_seconds() > lease
     )
 
 
@@ -620,7 +627,7 @@ def _claim(services: Services, session_id: str) -> str:
 
     token = secrets.token_hex(16)
     now = datetime.now(UTC)
-    stale = now - timedelta(seconds=CLAIM_LEASE_SECONDS)
+    stale = now - timedelta(seconds=claim_lease(services))
     with services.db.transaction() as db:
         claimed = db.execute(
             update(ExternalSession)
@@ -648,7 +655,7 @@ def _claim(services: Services, session_id: str) -> str:
             )
         ).first()
     state, document_id = (found[0], found[1]) if found is not None else (COMPLETED, None)
-    raise _used(state, document_id)
+    raise _used(state, document_id, claim_lease(services))
 
 
 def _release(services: Services, session_id: str, claim: str) -> None:

@@ -1232,6 +1232,16 @@ def sign_batch(
                 unavailable = withdrawn
                 results.append(_not_attempted(withdrawn))
                 continue
+            except Exception:
+                # The database unreachable (or locked) for the re-check: the rest cannot be
+                # checked, so it is not signed; the documents already signed still answer
+                # (red team 23c R23C-5: a 500 for the whole batch hid their ids).
+                log.exception("batch re-check failed")
+                unavailable = errors.DatabaseUnavailable(
+                    headers={"Retry-After": str(services.settings.retry_after_seconds)}
+                )
+                results.append(_not_attempted(unavailable))
+                continue
         attempted += 1
         try:
             check_filename(filename)

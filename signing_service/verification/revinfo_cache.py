@@ -328,7 +328,9 @@ def _normalised(url: str) -> tuple[str, str, int, str] | None:
     character."""
     from urllib.parse import unquote, urlsplit
 
-    if any(c.isspace() or ord(c) < 0x20 or c == "\\" for c in url):
+    # Brackets too: urlsplit reads "http://evil.com[ca.vn]/" as the host "ca.vn", httpx as
+    # another (red team 23c, R23C-6); an IPv6 literal is not a CA's publication point.
+    if any(c.isspace() or ord(c) < 0x20 or c in "\\[]" for c in url):
         return None
     try:
         parts = urlsplit(url)
