@@ -724,6 +724,27 @@ def test_production_without_an_audit_key_exits_6_naming_the_setting(tmp_path: Pa
     assert run(env, "audit", "verify").returncode == 0
 
 
+def _migrate(
+    settings: Settings, database_url: str, dev_pki: tuple[DevPki, int], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`signing-service migrate` on ``settings``' deployment, as the operator runs it."""
+    env = {
+        **os.environ,
+        "SIGNING_SERVICE_DATA_DIR": str(settings.data_dir),
+        "SIGNING_SERVICE_DATABASE_URL": database_url,
+        "SIGNING_SERVICE_DEV_PKI_DIR": str(dev_pki[0].directory),
+        "SIGNING_SERVICE_DEV_PKI_PORT": str(dev_pki[1]),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "signing_service.cli", "migrate", *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+
+
 def test_a_log_stripped_of_its_macs_is_refused_not_keyed_again(
     tmp_path: Path, database_url: str, dev_pki: tuple[DevPki, int]
 ) -> None:
@@ -753,21 +774,7 @@ def test_a_log_stripped_of_its_macs_is_refused_not_keyed_again(
         services.close()
     with pytest.raises(StartupRefused, match="đã từng được khóa"):
         Services.build(settings)
-    env = {
-        **os.environ,
-        "SIGNING_SERVICE_DATA_DIR": str(settings.data_dir),
-        "SIGNING_SERVICE_DATABASE_URL": database_url,
-        "SIGNING_SERVICE_DEV_PKI_DIR": str(dev_pki[0].directory),
-        "SIGNING_SERVICE_DEV_PKI_PORT": str(dev_pki[1]),
-    }
-    migrated = subprocess.run(
-        [sys.executable, "-m", "signing_service.cli", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    migrated = _migrate(settings, database_url, dev_pki)
     assert migrated.returncode == 6 and "AUDIT_NOT_KEYED" in migrated.stderr, migrated.stderr
     with Services.build(settings, prepare=False).db.transaction() as session:
         assert session.scalar(select(AuditHead.mac)) is None  # still not keyed again
@@ -797,30 +804,12 @@ def test_a_stripped_log_is_refused_even_with_the_marker_file_deleted(
     audit.keyed_marker(settings.audit_seals_path).unlink()
     with pytest.raises(StartupRefused, match="không có MAC"):
         Services.build(settings)
-    env = {
-        **os.environ,
-        "SIGNING_SERVICE_DATA_DIR": str(settings.data_dir),
-        "SIGNING_SERVICE_DATABASE_URL": database_url,
-        "SIGNING_SERVICE_DEV_PKI_DIR": str(dev_pki[0].directory),
-        "SIGNING_SERVICE_DEV_PKI_PORT": str(dev_pki[1]),
-    }
-
-    def migrate(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "signing_service.cli", "migrate", *extra],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO,
-        )
-
-    refused = migrate()
+    refused = _migrate(settings, database_url, dev_pki)
     assert refused.returncode == 6 and "AUDIT_NOT_KEYED" in refused.stderr, refused.stderr
     with Services.build(settings, prepare=False).db.transaction() as session:
         assert session.scalar(select(AuditHead.mac)) is None
     # The operator's explicit choice keys it, and the log says so.
-    forced = migrate("--key-audit-log")
+    forced = _migrate(settings, database_url, dev_pki, "--key-audit-log")
     assert forced.returncode == 0, forced.stderr
     services = Services.build(settings)
     try:

@@ -17,10 +17,10 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 
 from signing_service.pki.dev import DevPki
 from signing_service.services.conclusion import document_status
-from signing_service.trust import TrustStore
 from signing_service.verification.validate import Verifier
 from tests.support.pdfs import make_pdf
-from tests.test_other_tools import REPO, only_signature, sign, verify
+from tests.support.verifiers import dev_verifier
+from tests.test_other_tools import only_signature, sign, verify
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +30,7 @@ def pki(dev_pki: tuple[DevPki, int]) -> DevPki:
 
 @pytest.fixture(scope="module")
 def verifier(pki: DevPki) -> Verifier:
-    trust = TrustStore.load(
-        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
-    )
-    return Verifier(trust)
+    return dev_verifier(pki, fetching=True)
 
 
 def _cms_and_range(pdf: bytes) -> tuple[cms.ContentInfo, int, int]:

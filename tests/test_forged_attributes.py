@@ -20,10 +20,10 @@ from asn1crypto import algos, cms
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from signing_service.pki.dev import DevPki
-from signing_service.trust import TrustStore
 from signing_service.verification.validate import Verifier
 from tests.support.pdfs import make_pdf
-from tests.test_other_tools import REPO, only_signature, sign, simple_signer, verify
+from tests.support.verifiers import dev_verifier
+from tests.test_other_tools import only_signature, sign, simple_signer, verify
 
 
 @pytest.fixture(scope="module")
@@ -33,21 +33,13 @@ def pki(dev_pki: tuple[DevPki, int]) -> DevPki:
 
 @pytest.fixture(scope="module")
 def verifier(pki: DevPki) -> Verifier:
-    trust = TrustStore.load(
-        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
-    )
-    trust.intermediates.append(pki.cert("interm"))
-    return Verifier(trust, allow_fetching=False)
+    return dev_verifier(pki, fetching=False, intermediate=True)
 
 
 @pytest.fixture(scope="module")
 def online(pki: DevPki) -> Verifier:
     """Fetches the dev PKI's OCSP/CRL answers (its server runs for the session)."""
-    trust = TrustStore.load(
-        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
-    )
-    trust.intermediates.append(pki.cert("interm"))
-    return Verifier(trust)
+    return dev_verifier(pki, fetching=True, intermediate=True)
 
 
 def _contents_span(pdf: bytes) -> tuple[int, int]:

@@ -30,10 +30,10 @@ from signing_service.signing.appearance import KindAppearance
 from signing_service.signing.engine import SignOptions, async_sign_pdf
 from signing_service.signing.keys.pkcs12 import load_pkcs12_file
 from signing_service.signing.levels import SignatureLevel
-from signing_service.trust import TrustStore
 from signing_service.verification.rects import annotation_visible, read_rect
 from signing_service.verification.validate import Verifier
 from tests.support.images import blue_scribble
+from tests.support.verifiers import dev_verifier
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE = b"1 1 1 rg 0 0 400 30 re f 0 g BT /F1 14 Tf 2 9 Td (So tien ho tro: 9.000.000 VND) Tj ET"
@@ -46,10 +46,7 @@ def pki(dev_pki: tuple[DevPki, int]) -> DevPki:
 
 @pytest.fixture(scope="module")
 def verifier(pki: DevPki) -> Verifier:
-    trust = TrustStore.load(
-        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
-    )
-    return Verifier(trust, allow_fetching=False)
+    return dev_verifier(pki, fetching=False)
 
 
 def prepared() -> tuple[bytes, int, int]:
