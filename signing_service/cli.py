@@ -298,7 +298,9 @@ def _services(  # type: ignore[no-untyped-def]
             announce_data_dir(settings)
         return services
     except StartupRefused as e:
-        _say(f"Từ chối khởi động ở chế độ production: {e}", problem=True)
+        # Production's refusals (dev material) and the audit log's (any mode: new user 23 #4).
+        where = "ở chế độ production" if settings.is_production else "(chế độ phát triển)"
+        _say(f"Từ chối mở dịch vụ {where}: {e}", problem=True)
         sys.exit(EXIT_CONFIG)
     except errors.ConfigurationError as e:
         _say(_config_message(e.message), problem=True)
@@ -1241,7 +1243,7 @@ def _key_audit_chain(settings: Settings, schema_before: str | None, force: bool 
     """After migrating: MAC an audit log from before migration 0005, once (needs the audit
     key, which the migration itself never reads): when this run's migration crossed 0005
     (``schema_before``), or ``force`` (`migrate --key-audit-log`)."""
-    from signing_service.audit import AuditNotKeyed, key_chain, mark_keyed
+    from signing_service.audit import AuditNotKeyed, check_key, key_chain, mark_keyed
     from signing_service.audit.key import load_audit_key
     from signing_service.store.db import Database
 
@@ -1257,6 +1259,9 @@ def _key_audit_chain(settings: Settings, schema_before: str | None, force: bool 
                 session, key, settings.audit_seals_path, schema_before=schema_before, force=force
             )
             mark_keyed(session, settings.audit_seals_path)
+            # Another key than the log's is said here, not only by the next start (new user 23
+            # #16: "không thay đổi", exit 0).
+            check_key(session, key)
     except AuditNotKeyed as e:
         print(f"AUDIT_NOT_KEYED: {e}", file=sys.stderr)
         return EXIT_CONFIG

@@ -725,11 +725,17 @@ def test_production_without_an_audit_key_exits_6_naming_the_setting(tmp_path: Pa
 
 
 def _migrate(
-    settings: Settings, database_url: str, dev_pki: tuple[DevPki, int], *extra: str
+    settings: Settings,
+    database_url: str,
+    dev_pki: tuple[DevPki, int],
+    *extra: str,
+    audit_key: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`signing-service migrate` on ``settings``' deployment, as the operator runs it."""
+    """`signing-service migrate` on ``settings``' deployment, as the operator runs it
+    (``audit_key``: SIGNING_SERVICE_AUDIT_KEY for it)."""
     env = {
         **os.environ,
+        **({"SIGNING_SERVICE_AUDIT_KEY": audit_key} if audit_key else {}),
         "SIGNING_SERVICE_DATA_DIR": str(settings.data_dir),
         "SIGNING_SERVICE_DATABASE_URL": database_url,
         "SIGNING_SERVICE_DEV_PKI_DIR": str(dev_pki[0].directory),
@@ -920,4 +926,7 @@ def test_a_replaced_audit_key_is_refused_at_start(
     other = make_settings(tmp_path, database_url, dev_pki, audit_key="b" * 64)
     with pytest.raises(StartupRefused, match="không phải khóa đã ký"):
         Services.build(other)
+    # `migrate` says it too (new user 23 #16: "không thay đổi", exit 0).
+    migrated = _migrate(settings, database_url, dev_pki, audit_key="b" * 64)
+    assert migrated.returncode == 6 and "không phải khóa đã ký" in migrated.stderr, migrated.stderr
     Services.build(settings).close()

@@ -217,3 +217,18 @@ def test_fetcher_refuses(
     with pytest.raises(cv_errors.CertificateFetchError):
         _fetch(base, path, (base + "/certs/",))
     assert requested == ([path] if reaches_server else [])
+
+
+def test_the_cli_follows_the_same_allowlist(pki: DevPki, leaf_only: bytes, tmp_path: Any) -> None:
+    """New user 23 #5: `signing-service verify` in development (its in-process dev PKI
+    backend) ignored SIGNING_SERVICE_CA_ISSUER_URLS: the same leaf-only file had no chain on
+    the CLI and a trusted one through the API."""
+    from signing_service.pki.dev import in_process_fetcher_backend
+
+    trust = TrustStore.load(
+        REPO / "certs/trust/anchors.json", dev_root=pki.root_cert_path, fetch_timeout=3
+    )
+    for prefixes, expected in (((pki.url_prefix + "/",), "TOTAL_PASSED"), ((), "INDETERMINATE")):
+        backend = in_process_fetcher_backend(pki, 3, prefixes)
+        sig = only_signature(verify(Verifier(trust, fetcher_backend=backend), leaf_only))
+        assert sig["indication"] == expected, (prefixes, sig["checks"]["trust"])

@@ -441,6 +441,10 @@ def test_a_claim_left_by_a_dead_process_lapses(
     held = complete(api, credentials, session, signature=signature)
     assert (held.status_code, held.json()["code"]) == (409, "EXTERNAL_SESSION_USED")
     assert held.json()["details"]["state"] == "completing"
+    # The time left on the claim, not the whole lease (new user 23 #9).
+    left = held.json()["details"]["retry_after_seconds"]
+    assert 0 < left <= external.claim_lease(services) / 2 + 1
+    assert held.headers["retry-after"] == str(left)
     assert_nothing_written(before, services)
     claimed_ago(external.claim_lease(services) + 5)
     done = complete(api, credentials, session, signature=signature)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,11 +223,22 @@ def mark_keyed(session: Session, seal_dir: Path) -> None:
         # The marker says this deployment's log was keyed; a database without its head has
         # lost the whole log (red team 23b, R23B-6: deleted, the next start began a new chain
         # from genesis and `audit verify` called it intact).
+        from sqlalchemy import func
+
+        from signing_service.store.models import Signature
+
+        signed = int(session.scalar(select(func.count()).select_from(Signature)) or 0)
+        advice = (
+            f"cơ sở dữ liệu này vẫn giữ {signed} chữ ký: nhật ký của chúng đã bị xóa. Khôi phục "
+            "cơ sở dữ liệu từ bản sao lưu (README, mục «Khi nhật ký kiểm toán bị từ chối»)"
+            if signed
+            else "nếu cố ý bắt đầu với một cơ sở dữ liệu mới (trống), chuyển thư mục niêm "
+            f"phong {seal_dir} đi nơi khác (giữ lại làm bằng chứng); nếu không, khôi phục cơ sở "
+            "dữ liệu từ bản sao lưu"
+        )
         raise AuditNotKeyed(
             f"nhật ký kiểm toán đã từng được khóa (tệp {marker}) nhưng cơ sở dữ liệu không còn "
-            "đầu chuỗi nhật ký: nhật ký đã bị xóa, hoặc đây là một cơ sở dữ liệu khác. Khôi phục "
-            "cơ sở dữ liệu từ bản sao lưu; nếu cố ý bắt đầu với cơ sở dữ liệu mới, chuyển thư mục "
-            f"niêm phong {seal_dir} đi nơi khác (giữ lại làm bằng chứng)"
+            f"đầu chuỗi nhật ký: nhật ký đã bị xóa, hoặc đây là một cơ sở dữ liệu khác; {advice}"
         )
     if head is None:
         # A new log: its head exists from the start, keyed from its first entry.
@@ -257,11 +268,15 @@ def _before_keying(schema_before: str | None) -> bool:
         return False
 
 
-def check_key(session: Session, key: AuditKey) -> None:
+def check_key(
+    session: Session, key: AuditKey, sealed_with: Callable[[], str | None] | None = None
+) -> None:
     """Raise :class:`AuditNotKeyed` when ``key`` is not the key the log's newest entry was MACed
     with (one MAC computed: the newest entry's, from the one before it). Why (red team 23b,
     R23B-7): a replaced or regenerated key file went unnoticed, and entries MACed with it
-    were chained onto the old key's, so that no key verified the log any more."""
+    were chained onto the old key's, so that no key verified the log any more.
+    ``sealed_with``: gives the key id the newest seal names, said in the refusal (read only
+    then)."""
     head = _locked_head(session)
     if head is None or head.mac is None or head.seq < 1:
         return
@@ -281,11 +296,16 @@ def check_key(session: Session, key: AuditKey) -> None:
     else:
         return  # the entry before is missing: `audit verify` reports it
     if row_mac(key, rows[0], previous) != rows[0].mac:
+        sealed = sealed_with() if sealed_with is not None else None
+        expected = f" (mã khóa {sealed})" if sealed else ""
         raise AuditNotKeyed(
-            f"khóa nhật ký kiểm toán đang cấu hình ({key.key_id}) không phải khóa đã ký bản ghi "
-            f"mới nhất ({head.seq}): khóa đã bị thay hoặc tạo lại. Ghi tiếp bằng khóa này sẽ làm "
-            "hỏng chuỗi; hãy cấu hình lại đúng khóa cũ (SIGNING_SERVICE_AUDIT_KEY_FILE) — các niêm "
-            "phong trong thư mục niêm phong ghi mã khóa đã dùng"
+            f"khóa nhật ký kiểm toán đang cấu hình (mã khóa {key.key_id}) không phải khóa đã ký "
+            f"bản ghi mới nhất ({head.seq}): khóa đã bị thay hoặc tạo lại. Ghi tiếp bằng khóa "
+            "này sẽ làm hỏng chuỗi. Hãy cấu hình lại đúng khóa cũ" + expected + " qua "
+            "SIGNING_SERVICE_AUDIT_KEY hoặc SIGNING_SERVICE_AUDIT_KEY_FILE (ở chế độ phát triển: "
+            "tệp var/audit-dev.key, khôi phục từ bản sao lưu của thư mục dữ liệu). Nếu khóa cũ đã "
+            "mất, nhật ký cũ không còn kiểm chứng được: xem README, mục «Khi nhật ký kiểm toán bị "
+            "từ chối»"
         )
 
 
@@ -531,8 +551,10 @@ def verify(
         report.add(
             AuditProblem(
                 "NOT_KEYED",
-                "Nhật ký chưa được khóa (có từ trước bản nâng cấp 0005): chạy "
-                "`signing-service migrate` với khóa nhật ký đã cấu hình.",
+                "Nhật ký không có MAC. Nếu đây là nhật ký từ trước bản nâng cấp 0005 chưa "
+                "được khóa: chạy `signing-service migrate` với khóa nhật ký đã cấu hình (lần "
+                "nâng cấp qua 0005 sẽ khóa nó). Nếu không (cơ sở dữ liệu đã ở 0005 trở lên, "
+                "`migrate` từ chối): MAC đã bị xóa, khôi phục cơ sở dữ liệu từ bản sao lưu.",
             )
         )
     expected_prev, expected_mac, expected_seq = GENESIS, GENESIS, 1

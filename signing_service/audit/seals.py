@@ -154,6 +154,13 @@ class Seal:
         )
 
 
+def newest_seal_key_id(directory: Path) -> str | None:
+    """The audit key id the newest readable seal under ``directory`` was made with, or
+    ``None`` (no seal): what a refusal for a wrong audit key names."""
+    seals, _ = load_seals(directory)
+    return seals[-1].key_id if seals else None
+
+
 def load_seals(directory: Path) -> tuple[list[Seal], list[AuditProblem]]:
     """The seals under ``directory`` (``seal-*.json``) ordered by position then time, and a
     ``SEAL_MALFORMED`` problem for each file that is not a readable seal."""

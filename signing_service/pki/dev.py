@@ -746,9 +746,11 @@ def load_dev_pki(pki_dir: Path, config_path: Path) -> DevPki | None:
 class _InProcessResponse:
     """What pyhanko-certvalidator's fetchers read from a ``requests`` response."""
 
-    def __init__(self, content: bytes) -> None:
+    def __init__(self, content: bytes, headers: dict[str, str] | None = None) -> None:
         self.content = content
         self.status_code = 200
+        # The certificate fetcher reads Content-Type (a KeyError when absent, as requests').
+        self.headers = headers or {}
 
 
 class _InProcessMixin:
@@ -769,7 +771,10 @@ class _InProcessMixin:
 
         if response.status_code != 200:
             raise requests.RequestException(f"status code {response.status_code}")
-        return _InProcessResponse(response.get_data())
+        content_type = response.headers.get("Content-Type")
+        return _InProcessResponse(
+            response.get_data(), {"Content-Type": content_type} if content_type else None
+        )
 
     def _call(self, method: Any, path: str, **kwargs: Any) -> Any:
         """The in-process responder's answer; any failure inside it (a key that no longer
@@ -820,21 +825,21 @@ class _InProcessMixin:
         return answer()
 
 
-def in_process_fetcher_backend(pki: DevPki, per_request_timeout: float = 5.0) -> Any:
+def in_process_fetcher_backend(
+    pki: DevPki, per_request_timeout: float = 5.0, ca_issuer_urls: tuple[str, ...] = ()
+) -> Any:
     """A revocation fetcher backend (the verifier's :class:`CachingFetcherBackend`, with its
     limits: no certificate fetching) whose requests to ``pki``'s URLs are answered in this
     process (:class:`_InProcessMixin`). What ``signing-service verify`` uses in development,
     so that it answers as ``make run`` would whether or not the server is running."""
     from pyhanko_certvalidator.fetchers.api import Fetchers
     from pyhanko_certvalidator.fetchers.common_utils import FetchBudget
-    from pyhanko_certvalidator.fetchers.requests_fetchers.cert_fetch_client import (
-        RequestsCertificateFetcher,
-    )
     from werkzeug.test import Client
 
     from signing_service.verification.revinfo_cache import (
         REVOCATION_CACHE,
         CachingFetcherBackend,
+        _AllowlistedCertificateFetcher,
         _CachingCRLFetcher,
         _CachingOCSPFetcher,
     )
@@ -848,6 +853,9 @@ def in_process_fetcher_backend(pki: DevPki, per_request_timeout: float = 5.0) ->
     class _OCSPFetcher(_InProcessMixin, _CachingOCSPFetcher):
         _dev_prefix, _dev_client = prefix, client
 
+    class _CertFetcher(_InProcessMixin, _AllowlistedCertificateFetcher):
+        _dev_prefix, _dev_client = prefix, client
+
     class _Backend(CachingFetcherBackend):
         def get_fetchers(self) -> Fetchers:
             budget = FetchBudget(self.limits)
@@ -855,10 +863,16 @@ def in_process_fetcher_backend(pki: DevPki, per_request_timeout: float = 5.0) ->
             return Fetchers(
                 ocsp_fetcher=_OCSPFetcher(self.cache, per_request_timeout=timeout, budget=budget),
                 crl_fetcher=_CRLFetcher(self.cache, per_request_timeout=timeout, budget=budget),
-                cert_fetcher=RequestsCertificateFetcher(per_request_timeout=timeout, budget=budget),
+                # caIssuers under the operator's prefixes, as the server (new user 23 #5: the
+                # CLI ignored SIGNING_SERVICE_CA_ISSUER_URLS).
+                cert_fetcher=_CertFetcher(
+                    self.cache, self.ca_issuer_urls, per_request_timeout=timeout, budget=budget
+                ),
             )
 
-    return _Backend(REVOCATION_CACHE, per_request_timeout=per_request_timeout)
+    return _Backend(
+        REVOCATION_CACHE, per_request_timeout=per_request_timeout, ca_issuer_urls=ca_issuer_urls
+    )
 
 
 def probe_listen(host: str, port: int) -> None:

@@ -478,7 +478,7 @@ class Services:
                         schema_before=schema_before,
                     )
                     mark_keyed(session, settings.audit_seals_path)
-                    check_key(session, audit_key)
+                    check_key(session, audit_key, lambda: _sealed_with(settings.audit_seals_path))
             except AuditNotKeyed as e:
                 raise StartupRefused(str(e)) from None
         try:
@@ -593,3 +593,11 @@ class Services:
         pkcs11_sessions = sys.modules.get("signing_service.signing.keys.pkcs11")
         if pkcs11_sessions is not None:  # only if a PKCS#11 key was ever used
             pkcs11_sessions.SESSIONS.close_all()
+
+
+def _sealed_with(seal_dir: Path) -> str | None:
+    """The key id of the newest audit seal (imported here: seals pulls in pyHanko's TSA
+    machinery, which the API processes otherwise load only when sealing)."""
+    from signing_service.audit.seals import newest_seal_key_id
+
+    return newest_seal_key_id(seal_dir)

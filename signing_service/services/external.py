@@ -518,8 +518,11 @@ def complete_external(
         profile = session.get(SigningProfile, row.profile_id) if row is not None else None
     if row is None or profile is None:
         raise errors.ExternalSessionNotFound()
-    if row.state != PENDING and not _abandoned(row.state, row.claimed_at, claim_lease(services)):
-        raise _used(row.state, row.document_id, claim_lease(services))
+    lease = claim_lease(services)
+    if row.state != PENDING and not _abandoned(row.state, row.claimed_at, lease):
+        claimed = _aware(row.claimed_at)
+        left = lease - (datetime.now(UTC) - claimed).total_seconds() if claimed else lease
+        raise _used(row.state, row.document_id, max(1.0, left))
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if datetime.now(UTC) > expires:
         raise errors.ExternalSessionExpired()
@@ -563,15 +566,18 @@ def complete_external(
 
 
 def _used(state: str, document_id: str | None = None, lease: float = 120.0) -> errors.ServiceError:
-    """409 ``EXTERNAL_SESSION_USED`` for a session in ``state`` (not ``pending``). A completed
+    """409 ``EXTERNAL_SESSION_USED`` for a session in ``state`` (not ``pending``); one being
+    completed says when its claim lapses (``lease``: seconds left, also as ``Retry-After``,
+    new user 23 #9). A completed
     one names its signed document (``details.document_id``, the agency's own): a client whose
     answer to step 2 was lost, retrying, finds what it signed (new user 22 #4)."""
     if state == COMPLETING:
         return errors.ExternalSessionUsed(
             "Phiên ký hai bước này đang được hoàn tất bởi một yêu cầu khác; hãy xem kết quả của "
             "yêu cầu đó (nếu yêu cầu đó không thành công, phiên lại dùng được; nếu yêu cầu đó "
-            f"bị gián đoạn, gửi lại sau {int(lease)} giây).",
-            details={"state": COMPLETING, "retry_after_seconds": int(lease)},
+            f"bị gián đoạn, gửi lại sau {int(lease + 0.999)} giây).",
+            details={"state": COMPLETING, "retry_after_seconds": int(lease + 0.999)},
+            headers={"Retry-After": str(int(lease + 0.999))},
         )
     if state == COMPLETED and document_id is not None:
         return errors.ExternalSessionUsed(

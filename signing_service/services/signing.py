@@ -1422,7 +1422,14 @@ def _batch_still_allowed(
                 "Khóa API đã bị thu hồi hoặc hết hạn trong khi lô đang được ký: các tài liệu "
                 "còn lại không được ký."
             )
-    _, _, now_key, _ = _profile_and_key(services, agency, profile_name, level)
+    try:
+        _, _, now_key, _ = _profile_and_key(services, agency, profile_name, level)
+    except errors.ProfileKeyMissing:
+        # Said as what happened, like the revoked API key (new user 23 #13).
+        raise errors.ProfileKeyMissing(
+            "Khóa ký của cấu hình này đã bị vô hiệu hóa trong khi lô đang được ký: các tài liệu "
+            "còn lại không được ký."
+        ) from None
     if now_key.signing_cert.dump() != key.signing_cert.dump():
         raise errors.ProfileKeyMissing(
             "Cấu hình ký số đã được đổi sang khóa khác trong khi lô đang được ký: các tài liệu "

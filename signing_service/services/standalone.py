@@ -472,7 +472,9 @@ def _verify(
     if dev_pki is not None:
         from signing_service.pki.dev import in_process_fetcher_backend
 
-        backend = in_process_fetcher_backend(dev_pki, settings.fetch_timeout_seconds)
+        backend = in_process_fetcher_backend(
+            dev_pki, settings.fetch_timeout_seconds, tuple(settings.ca_issuer_urls)
+        )
     verifier = Verifier(trust, fetcher_backend=backend)
     try:
         report = run_sync(verifier.async_verify(pdf, validation_time=validation_time)).to_dict()

@@ -393,7 +393,7 @@ class _AllowlistedCertificateFetcher(_BoundedBodies, RequestsCertificateFetcher)
         listed = [u for u in urls if issuer_url_allowed(u, self._allowed)]
         for url in urls:
             if url not in listed:
-                log.info("caIssuers URL %r is not under SIGNING_SERVICE_CA_ISSUER_URLS", url)
+                log.warning("caIssuers URL %r is not under SIGNING_SERVICE_CA_ISSUER_URLS", url)
         return listed
 
     def fetch_cert_issuers(self, cert: Any) -> Any:
@@ -433,6 +433,8 @@ class _AllowlistedCertificateFetcher(_BoundedBodies, RequestsCertificateFetcher)
             certs = await super().fetch_certs(url, url_origin_type)
         except cv_errors.CertificateFetchError as e:
             if not getattr(e, "budget_refusal", False):
+                # Said in the log: the report can only say "no chain" (new user 23 #6).
+                log.warning("caIssuers fetch from %s failed: %s", url, e)
                 self._cache.put_failure(key, e)
             raise
         except Exception as e:  # see _as_fetch_error: an unreachable source, not a crash
