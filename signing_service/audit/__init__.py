@@ -220,26 +220,22 @@ def mark_keyed(session: Session, seal_dir: Path) -> None:
     head = _locked_head(session)
     marker = keyed_marker(seal_dir)
     if head is None and marker.exists():
-        # The marker says this deployment's log was keyed; a database without its head has
-        # lost the whole log (red team 23b, R23B-6: deleted, the next start began a new chain
-        # from genesis and `audit verify` called it intact).
+        # The marker says this deployment's log was keyed; a database that holds signatures
+        # but no head has lost the whole log (red team 23b, R23B-6: deleted, the next start
+        # began a new chain from genesis and `audit verify` called it intact). A database
+        # without signatures (a new one, e.g. moving to PostgreSQL) starts its own log.
         from sqlalchemy import func
 
         from signing_service.store.models import Signature
 
         signed = int(session.scalar(select(func.count()).select_from(Signature)) or 0)
-        advice = (
-            f"cơ sở dữ liệu này vẫn giữ {signed} chữ ký: nhật ký của chúng đã bị xóa. Khôi phục "
-            "cơ sở dữ liệu từ bản sao lưu (README, mục «Khi nhật ký kiểm toán bị từ chối»)"
-            if signed
-            else "nếu cố ý bắt đầu với một cơ sở dữ liệu mới (trống), chuyển thư mục niêm "
-            f"phong {seal_dir} đi nơi khác (giữ lại làm bằng chứng); nếu không, khôi phục cơ sở "
-            "dữ liệu từ bản sao lưu"
-        )
-        raise AuditNotKeyed(
-            f"nhật ký kiểm toán đã từng được khóa (tệp {marker}) nhưng cơ sở dữ liệu không còn "
-            f"đầu chuỗi nhật ký: nhật ký đã bị xóa, hoặc đây là một cơ sở dữ liệu khác; {advice}"
-        )
+        if signed:
+            raise AuditNotKeyed(
+                f"nhật ký kiểm toán đã từng được khóa (tệp {marker}) nhưng cơ sở dữ liệu không "
+                f"còn đầu chuỗi nhật ký, trong khi vẫn giữ {signed} chữ ký: nhật ký của chúng đã "
+                "bị xóa. Khôi phục cơ sở dữ liệu từ bản sao lưu (README, mục «Khi nhật ký kiểm "
+                "toán bị từ chối»)"
+            )
     if head is None:
         # A new log: its head exists from the start, keyed from its first entry.
         head = AuditHead(id=1, seq=0, hash=GENESIS, mac=GENESIS, keyed_from=1)

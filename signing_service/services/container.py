@@ -478,7 +478,6 @@ class Services:
                         schema_before=schema_before,
                     )
                     mark_keyed(session, settings.audit_seals_path)
-                    check_key(session, audit_key, lambda: _sealed_with(settings.audit_seals_path))
             except AuditNotKeyed as e:
                 raise StartupRefused(str(e)) from None
         try:
@@ -519,7 +518,17 @@ class Services:
         if settings.is_production:
             services._refuse_dev_material()
             services._check_key_store()
-        elif prepare:
+        if prepare:
+            # After the refusals that name their own cause (production's dev material), before
+            # anything is appended (the dev bootstrap): the configured key must be the log's
+            # (red team 23b, R23B-7).
+            try:
+                with db.transaction() as session:
+                    check_key(session, audit_key, lambda: _sealed_with(settings.audit_seals_path))
+            except AuditNotKeyed as e:
+                services.close()
+                raise StartupRefused(str(e)) from None
+        if prepare and not settings.is_production:
             from signing_service.services.bootstrap import bootstrap_dev
 
             bootstrap_dev(services)
